@@ -1,0 +1,306 @@
+package ledger
+
+import (
+	"crypto"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+
+	"github.com/veraison/go-cose"
+)
+
+// Kind names what a tx does.
+type Kind string
+
+// The tx kinds.
+const (
+	KindEnroll Kind = "device.enroll" // admin: add a device and its key
+	KindRevoke Kind = "device.revoke" // admin: revoke a device for good
+	KindRekey  Kind = "device.rekey"  // device: replace its own key
+	KindRecord Kind = "data.record"   // device: signed data
+)
+
+// Errors returned by DecodeTx and Tx.Verify. They wrap a detail.
+var (
+	ErrMalformed    = errors.New("ledger: malformed tx")
+	ErrUnknownKind  = errors.New("ledger: unknown tx kind")
+	ErrTooLarge     = errors.New("ledger: tx too large")
+	ErrBadSignature = errors.New("ledger: bad signature")
+)
+
+// MaxIDLen bounds device, admin, node and stream ids.
+const MaxIDLen = 64
+
+// ValidID reports whether s may name a device, admin, node or stream:
+// 1 to 64 of A-Z a-z 0-9 . _ -, so it is safe as an MQTT topic level and
+// a file name.
+func ValidID(s string) bool {
+	if len(s) == 0 || len(s) > MaxIDLen || s == "." || s == ".." {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// Body is the signed payload of a tx. Exactly the member named by Kind is set.
+type Body struct {
+	Kind    Kind    `cbor:"1,keyasint"`
+	ChainID string  `cbor:"2,keyasint"`
+	Enroll  *Enroll `cbor:"3,keyasint,omitempty"`
+	Revoke  *Revoke `cbor:"4,keyasint,omitempty"`
+	Rekey   *Rekey  `cbor:"5,keyasint,omitempty"`
+	Record  *Record `cbor:"6,keyasint,omitempty"`
+}
+
+// Enroll adds a device with its signing key (DER SubjectPublicKeyInfo).
+type Enroll struct {
+	DeviceID  string `cbor:"1,keyasint"`
+	PublicKey []byte `cbor:"2,keyasint"`
+}
+
+// Revoke revokes a device. A revoked id can never be enrolled again.
+type Revoke struct {
+	DeviceID string `cbor:"1,keyasint"`
+	Reason   string `cbor:"2,keyasint,omitempty"`
+}
+
+// Rekey replaces a device's key. It is signed with the current key and
+// takes a sequence number from the same counter as the device's records.
+type Rekey struct {
+	DeviceID  string `cbor:"1,keyasint"`
+	Seq       uint64 `cbor:"2,keyasint"`
+	PublicKey []byte `cbor:"3,keyasint"`
+}
+
+// Record is a device's signed data.
+type Record struct {
+	DeviceID    string `cbor:"1,keyasint"`
+	Stream      string `cbor:"2,keyasint"`
+	Seq         uint64 `cbor:"3,keyasint"`  // strictly increasing per device
+	Time        int64  `cbor:"4,keyasint"`  // device clock, Unix milliseconds
+	ContentType string `cbor:"5,keyasint,omitempty"`
+	Payload     []byte `cbor:"6,keyasint,omitempty"`
+}
+
+// Subject is the device a tx is about.
+func (b *Body) Subject() string {
+	switch {
+	case b.Enroll != nil:
+		return b.Enroll.DeviceID
+	case b.Revoke != nil:
+		return b.Revoke.DeviceID
+	case b.Rekey != nil:
+		return b.Rekey.DeviceID
+	case b.Record != nil:
+		return b.Record.DeviceID
+	}
+	return ""
+}
+
+// Validate checks the body's syntax; whether it is allowed is for the state.
+func (b *Body) Validate() error {
+	if b.ChainID == "" {
+		return fmt.Errorf("%w: no chain id", ErrMalformed)
+	}
+	set := 0
+	for _, p := range []bool{b.Enroll != nil, b.Revoke != nil, b.Rekey != nil, b.Record != nil} {
+		if p {
+			set++
+		}
+	}
+	if set != 1 {
+		return fmt.Errorf("%w: %d kind payloads, want 1", ErrMalformed, set)
+	}
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrMalformed, b.Kind, fmt.Sprintf(format, a...))
+	}
+	switch b.Kind {
+	case KindEnroll:
+		if b.Enroll == nil {
+			return bad("no enroll payload")
+		}
+		if !ValidID(b.Enroll.DeviceID) {
+			return bad("invalid device id %q", b.Enroll.DeviceID)
+		}
+		if _, err := ParsePublicKey(b.Enroll.PublicKey); err != nil {
+			return bad("%v", err)
+		}
+	case KindRevoke:
+		if b.Revoke == nil {
+			return bad("no revoke payload")
+		}
+		if !ValidID(b.Revoke.DeviceID) {
+			return bad("invalid device id %q", b.Revoke.DeviceID)
+		}
+		if len(b.Revoke.Reason) > 256 {
+			return bad("reason longer than 256 bytes")
+		}
+	case KindRekey:
+		if b.Rekey == nil {
+			return bad("no rekey payload")
+		}
+		if !ValidID(b.Rekey.DeviceID) {
+			return bad("invalid device id %q", b.Rekey.DeviceID)
+		}
+		if b.Rekey.Seq == 0 {
+			return bad("seq must be at least 1")
+		}
+		if _, err := ParsePublicKey(b.Rekey.PublicKey); err != nil {
+			return bad("%v", err)
+		}
+	case KindRecord:
+		r := b.Record
+		if r == nil {
+			return bad("no record payload")
+		}
+		if !ValidID(r.DeviceID) {
+			return bad("invalid device id %q", r.DeviceID)
+		}
+		if !ValidID(r.Stream) {
+			return bad("invalid stream %q", r.Stream)
+		}
+		if r.Seq == 0 {
+			return bad("seq must be at least 1")
+		}
+		if len(r.ContentType) > 128 {
+			return bad("content type longer than 128 bytes")
+		}
+	default:
+		return fmt.Errorf("%w: %q", ErrUnknownKind, string(b.Kind))
+	}
+	return nil
+}
+
+// Tx is a decoded, syntactically valid tx. Its signature is checked by Verify.
+type Tx struct {
+	ID       [32]byte // SHA-256 of Envelope
+	Envelope []byte   // the COSE_Sign1 bytes, exactly as signed and hashed
+	Alg      Alg
+	Author   string // the kid
+	Body     Body
+	msg      cose.Sign1Message
+}
+
+// protectedHeader is the only protected header ledgergate accepts.
+type protectedHeader struct {
+	Alg int64  `cbor:"1,keyasint"`
+	Kid []byte `cbor:"4,keyasint"`
+}
+
+// emptyMap is the CBOR encoding of {}: the required unprotected header.
+var emptyMap = []byte{0xa0}
+
+// SignTx signs body as author kid and returns the envelope bytes.
+func SignTx(signer crypto.Signer, kid string, body *Body) ([]byte, error) {
+	alg, err := AlgOf(signer)
+	if err != nil {
+		return nil, err
+	}
+	if !ValidID(kid) {
+		return nil, fmt.Errorf("%w: invalid kid %q", ErrMalformed, kid)
+	}
+	if err := body.Validate(); err != nil {
+		return nil, err
+	}
+	payload, err := marshal(body)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: encode body: %w", err)
+	}
+	calg, _ := alg.coseAlg()
+	inner, err := marshal(protectedHeader{Alg: int64(calg), Kid: []byte(kid)})
+	if err != nil {
+		return nil, fmt.Errorf("ledger: encode header: %w", err)
+	}
+	rawProt, err := marshal(inner)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: encode header: %w", err)
+	}
+	cs, err := cose.NewSigner(calg, signer)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: signer: %w", err)
+	}
+	m := cose.Sign1Message{
+		Headers: cose.Headers{
+			Protected:      cose.ProtectedHeader{cose.HeaderLabelAlgorithm: calg, cose.HeaderLabelKeyID: []byte(kid)},
+			RawProtected:   rawProt,
+			RawUnprotected: emptyMap,
+		},
+		Payload: payload,
+	}
+	if err := m.Sign(rand.Reader, nil, cs); err != nil {
+		return nil, fmt.Errorf("ledger: sign: %w", err)
+	}
+	return m.MarshalCBOR()
+}
+
+// DecodeTx parses an envelope of at most maxBytes bytes (0: no limit).
+// It checks syntax only; see Verify and the state package for the rest.
+func DecodeTx(b []byte, maxBytes int) (*Tx, error) {
+	if maxBytes > 0 && len(b) > maxBytes {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(b), maxBytes)
+	}
+	tx := &Tx{Envelope: b, ID: sha256.Sum256(b)}
+	if err := tx.msg.UnmarshalCBOR(b); err != nil {
+		return nil, fmt.Errorf("%w: cose: %v", ErrMalformed, err)
+	}
+	if string(tx.msg.Headers.RawUnprotected) != string(emptyMap) {
+		return nil, fmt.Errorf("%w: unprotected header must be empty (alg and kid belong in the protected header)", ErrMalformed)
+	}
+	var inner []byte
+	var ph protectedHeader
+	if err := unmarshal(tx.msg.Headers.RawProtected, &inner); err != nil {
+		return nil, fmt.Errorf("%w: protected header: %v", ErrMalformed, err)
+	}
+	if err := unmarshal(inner, &ph); err != nil {
+		return nil, fmt.Errorf("%w: protected header: %v", ErrMalformed, err)
+	}
+	alg, err := algFromCOSE(ph.Alg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	tx.Alg = alg
+	tx.Author = string(ph.Kid)
+	if !ValidID(tx.Author) {
+		return nil, fmt.Errorf("%w: invalid kid %q", ErrMalformed, tx.Author)
+	}
+	if tx.msg.Payload == nil {
+		return nil, fmt.Errorf("%w: detached payload", ErrMalformed)
+	}
+	if err := unmarshal(tx.msg.Payload, &tx.Body); err != nil {
+		return nil, fmt.Errorf("%w: body: %v", ErrMalformed, err)
+	}
+	if err := tx.Body.Validate(); err != nil {
+		return nil, err
+	}
+	again, err := tx.msg.MarshalCBOR()
+	if err != nil || string(again) != string(b) {
+		return nil, fmt.Errorf("%w: envelope not in deterministic encoding", ErrMalformed)
+	}
+	return tx, nil
+}
+
+// Verify checks the tx's signature with the author's key.
+func (tx *Tx) Verify(pub *PublicKey) error {
+	if pub.Alg != tx.Alg {
+		return fmt.Errorf("%w: signed with %s, author key is %s", ErrBadSignature, tx.Alg, pub.Alg)
+	}
+	calg, err := tx.Alg.coseAlg()
+	if err != nil {
+		return err
+	}
+	v, err := cose.NewVerifier(calg, pub.Key)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrBadSignature, err)
+	}
+	if err := tx.msg.Verify(nil, v); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadSignature, err)
+	}
+	return nil
+}
