@@ -75,7 +75,9 @@ func (g *Genesis) JSON() ([]byte, error) {
 // Validate reports every problem of the genesis at once.
 func (g *Genesis) Validate() error {
 	var errs []error
-	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrGenesis}, a...)...)) }
+	bad := func(format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrGenesis}, a...)...))
+	}
 	if !ValidID(g.ChainID) {
 		bad("chain_id %q: want 1 to 64 of A-Z a-z 0-9 . _ -", g.ChainID)
 	}
@@ -128,11 +130,14 @@ func (g *Genesis) Hash() [32]byte {
 	return sha256.Sum256(b)
 }
 
-// Quorum is how many distinct nodes must sign a commit: n - f with
-// f = floor((n-1)/3), which is 2f+1 when n = 3f+1 (PBFT 4.1).
+// Quorum is how many distinct nodes must sign a commit: the smallest q
+// with 2q > n + f, f = floor((n-1)/3), so that any two quorums share at
+// least f+1 nodes and so at least one honest one. When n = 3f+1 it is
+// 2f+1 (PBFT 4.1).
 func (g *Genesis) Quorum() int {
 	n := len(g.Nodes)
-	return n - (n-1)/3
+	f := (n - 1) / 3
+	return (n+f)/2 + 1
 }
 
 // Admin returns the admin with the given id.

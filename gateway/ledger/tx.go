@@ -6,7 +6,9 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"math"
 
+	"github.com/fxamacker/cbor/v2"
 	"github.com/veraison/go-cose"
 )
 
@@ -83,8 +85,8 @@ type Rekey struct {
 type Record struct {
 	DeviceID    string `cbor:"1,keyasint"`
 	Stream      string `cbor:"2,keyasint"`
-	Seq         uint64 `cbor:"3,keyasint"`  // strictly increasing per device
-	Time        int64  `cbor:"4,keyasint"`  // device clock, Unix milliseconds
+	Seq         uint64 `cbor:"3,keyasint"` // strictly increasing per device
+	Time        int64  `cbor:"4,keyasint"` // device clock, Unix milliseconds
 	ContentType string `cbor:"5,keyasint,omitempty"`
 	Payload     []byte `cbor:"6,keyasint,omitempty"`
 }
@@ -149,8 +151,8 @@ func (b *Body) Validate() error {
 		if !ValidID(b.Rekey.DeviceID) {
 			return bad("invalid device id %q", b.Rekey.DeviceID)
 		}
-		if b.Rekey.Seq == 0 {
-			return bad("seq must be at least 1")
+		if b.Rekey.Seq == 0 || b.Rekey.Seq > math.MaxInt64 {
+			return bad("seq %d: want 1 to 2^63-1", b.Rekey.Seq)
 		}
 		if _, err := ParsePublicKey(b.Rekey.PublicKey); err != nil {
 			return bad("%v", err)
@@ -166,8 +168,8 @@ func (b *Body) Validate() error {
 		if !ValidID(r.Stream) {
 			return bad("invalid stream %q", r.Stream)
 		}
-		if r.Seq == 0 {
-			return bad("seq must be at least 1")
+		if r.Seq == 0 || r.Seq > math.MaxInt64 {
+			return bad("seq %d: want 1 to 2^63-1", r.Seq)
 		}
 		if len(r.ContentType) > 128 {
 			return bad("content type longer than 128 bytes")
@@ -240,22 +242,40 @@ func SignTx(signer crypto.Signer, kid string, body *Body) ([]byte, error) {
 	return m.MarshalCBOR()
 }
 
+// sign1 is a COSE_Sign1 without its tag (RFC 9052 section 4.2).
+type sign1 struct {
+	_           struct{} `cbor:",toarray"`
+	Protected   cbor.RawMessage
+	Unprotected cbor.RawMessage
+	Payload     []byte
+	Signature   []byte
+}
+
 // DecodeTx parses an envelope of at most maxBytes bytes (0: no limit).
 // It checks syntax only; see Verify and the state package for the rest.
 func DecodeTx(b []byte, maxBytes int) (*Tx, error) {
 	if maxBytes > 0 && len(b) > maxBytes {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(b), maxBytes)
 	}
-	tx := &Tx{Envelope: b, ID: sha256.Sum256(b)}
-	if err := tx.msg.UnmarshalCBOR(b); err != nil {
+	if len(b) == 0 || b[0] != 0xd2 { // tag 18, COSE_Sign1
+		return nil, fmt.Errorf("%w: not a tagged COSE_Sign1", ErrMalformed)
+	}
+	var raw sign1
+	if err := unmarshal(b[1:], &raw); err != nil {
 		return nil, fmt.Errorf("%w: cose: %v", ErrMalformed, err)
 	}
-	if string(tx.msg.Headers.RawUnprotected) != string(emptyMap) {
+	if string(raw.Unprotected) != string(emptyMap) {
 		return nil, fmt.Errorf("%w: unprotected header must be empty (alg and kid belong in the protected header)", ErrMalformed)
+	}
+	if raw.Payload == nil {
+		return nil, fmt.Errorf("%w: detached or null payload", ErrMalformed)
+	}
+	if len(raw.Signature) == 0 {
+		return nil, fmt.Errorf("%w: no signature", ErrMalformed)
 	}
 	var inner []byte
 	var ph protectedHeader
-	if err := unmarshal(tx.msg.Headers.RawProtected, &inner); err != nil {
+	if err := unmarshal(raw.Protected, &inner); err != nil {
 		return nil, fmt.Errorf("%w: protected header: %v", ErrMalformed, err)
 	}
 	if err := unmarshal(inner, &ph); err != nil {
@@ -265,23 +285,24 @@ func DecodeTx(b []byte, maxBytes int) (*Tx, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	tx.Alg = alg
-	tx.Author = string(ph.Kid)
+	tx := &Tx{Envelope: b, ID: TxID(b), Alg: alg, Author: string(ph.Kid)}
 	if !ValidID(tx.Author) {
 		return nil, fmt.Errorf("%w: invalid kid %q", ErrMalformed, tx.Author)
 	}
-	if tx.msg.Payload == nil {
-		return nil, fmt.Errorf("%w: detached payload", ErrMalformed)
-	}
-	if err := unmarshal(tx.msg.Payload, &tx.Body); err != nil {
+	if err := unmarshal(raw.Payload, &tx.Body); err != nil {
 		return nil, fmt.Errorf("%w: body: %v", ErrMalformed, err)
 	}
 	if err := tx.Body.Validate(); err != nil {
 		return nil, err
 	}
-	again, err := tx.msg.MarshalCBOR()
-	if err != nil || string(again) != string(b) {
-		return nil, fmt.Errorf("%w: envelope not in deterministic encoding", ErrMalformed)
+	tx.msg = cose.Sign1Message{
+		Headers: cose.Headers{
+			Protected:      cose.ProtectedHeader{cose.HeaderLabelAlgorithm: cose.Algorithm(ph.Alg)},
+			RawProtected:   raw.Protected,
+			RawUnprotected: raw.Unprotected,
+		},
+		Payload:   raw.Payload,
+		Signature: raw.Signature,
 	}
 	return tx, nil
 }
@@ -304,3 +325,6 @@ func (tx *Tx) Verify(pub *PublicKey) error {
 	}
 	return nil
 }
+
+// TxID is the id of an envelope: its SHA-256.
+func TxID(env []byte) [32]byte { return sha256.Sum256(env) }

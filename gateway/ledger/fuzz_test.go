@@ -1,0 +1,85 @@
+package ledger
+
+import (
+	"bytes"
+	"testing"
+)
+
+// maxFuzzInput caps fuzz inputs: real txs are at most max_tx_bytes.
+const maxFuzzInput = 64 << 10
+
+func FuzzDecodeTx(f *testing.F) {
+	key := fixedEd25519()
+	for _, b := range []*Body{record("dev-1", 1), {Kind: KindRevoke, ChainID: testChain, Revoke: &Revoke{DeviceID: "d"}}} {
+		env, err := SignTx(key, "dev-1", b)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(env)
+	}
+	f.Add([]byte{0xd2, 0x84, 0x40, 0xa0, 0x40, 0x40})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > maxFuzzInput {
+			return
+		}
+		tx, err := DecodeTx(data, 0)
+		if err != nil {
+			return
+		}
+		// Whatever decodes is canonical: it is exactly its own encoding.
+		if !bytes.Equal(tx.Envelope, data) || tx.ID != TxID(data) {
+			t.Fatal("decoded tx does not own its bytes")
+		}
+		if err := tx.Body.Validate(); err != nil {
+			t.Fatalf("decoded tx fails validation: %v", err)
+		}
+		if pk, err := ParsePublicKey(pubDER(t, key)); err == nil {
+			_ = tx.Verify(pk) // must not panic
+		}
+	})
+}
+
+func FuzzDecodeBlock(f *testing.F) {
+	for _, n := range []int{0, 1, 3} {
+		b := testBlock(f, n)
+		enc, err := b.Encode()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(enc)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > maxFuzzInput {
+			return
+		}
+		b, err := DecodeBlock(data)
+		if err != nil {
+			return
+		}
+		enc, err := b.Encode()
+		if err != nil || !bytes.Equal(enc, data) {
+			t.Fatal("decoded block does not re-encode to its bytes")
+		}
+	})
+}
+
+func FuzzDecodeReceipt(f *testing.F) {
+	b := testBlock(f, 3)
+	r, err := NewReceipt(b, NewTree(b.Txs), 1)
+	if err != nil {
+		f.Fatal(err)
+	}
+	enc, _ := r.Encode()
+	f.Add(enc)
+	g := &Genesis{ChainID: testChain, Params: Params{MaxTxBytes: DefaultMaxTxBytes}}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > maxFuzzInput {
+			return
+		}
+		r, err := DecodeReceipt(data)
+		if err != nil {
+			return
+		}
+		_ = VerifyReceipt(g, r) // must not panic on any input
+	})
+}

@@ -1,0 +1,525 @@
+package ledger
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+)
+
+// Block log on disk.
+//
+// The log is one directory:
+//
+//	LOCK          flock(2)ed (LOCK_EX) by the process that has the log open
+//	00000001.log  segment 1
+//	00000002.log  segment 2, and so on: numbered from 1, no gaps
+//
+// A segment is a sequence of records and nothing else. A record is
+//
+//	length N   4 bytes, big-endian
+//	CRC        4 bytes, big-endian: CRC-32C (Castagnoli) over the 4 length
+//	           bytes followed by the N data bytes
+//	data       N bytes: one encoded block
+//
+// Record i (0-based, counting through the segments in order) holds the block
+// of height i+1.
+//
+// Append writes a record with one write and fsyncs the segment before it
+// returns; when it starts a new segment it also fsyncs the directory. A record
+// goes into a new segment when it would take the current one past
+// SegmentBytes (a record larger than that gets a segment of its own). So
+// every segment but the last is complete, and a crash can tear only the last
+// record of the last segment. OpenLog cuts such a torn tail and refuses any
+// other damage with a *CorruptError: it never cuts an acknowledged record.
+// See scanSegment for the exact rule.
+
+const (
+	defaultSegmentBytes   = 64 << 20
+	defaultMaxRecordBytes = 64 << 20
+	maxMaxRecordBytes     = 1 << 30 // fits a uint32 length and an int on 32-bit
+	recordHeaderBytes     = 8
+	maxSegmentSeq         = 99999999 // the largest number %08d keeps at 8 digits
+	lockFileName          = "LOCK"
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// LogOptions tune a Log. Zero values take defaults.
+type LogOptions struct {
+	// SegmentBytes bounds a segment's size: a record that would take the
+	// current segment past it starts a new segment. A record larger than
+	// SegmentBytes goes alone in a segment. Default 64 MiB.
+	SegmentBytes int64
+	// MaxRecordBytes is the largest record accepted, at most 1 GiB.
+	// OpenLog treats a longer record on disk as damage, so never lower it
+	// below a record already written. Default 64 MiB.
+	MaxRecordBytes int
+}
+
+func (o LogOptions) withDefaults() (LogOptions, error) {
+	if o.SegmentBytes == 0 {
+		o.SegmentBytes = defaultSegmentBytes
+	}
+	if o.MaxRecordBytes == 0 {
+		o.MaxRecordBytes = defaultMaxRecordBytes
+	}
+	if o.SegmentBytes < 0 || o.MaxRecordBytes < 0 || o.MaxRecordBytes > maxMaxRecordBytes {
+		return o, fmt.Errorf("ledger: invalid log options: segment bytes %d, max record bytes %d (want 0 or 1 to %d)",
+			o.SegmentBytes, o.MaxRecordBytes, maxMaxRecordBytes)
+	}
+	return o, nil
+}
+
+// Log is an append-only log of records: one record is one encoded block, and
+// record i holds the block of height i+1.
+//
+// Append must be called by one writer at a time (calls are serialised).
+// Len and Read may run concurrently with Append from other goroutines; a
+// record is visible to them once Append has made it durable.
+type Log struct {
+	dir    string
+	opts   LogOptions
+	lock   *os.File   // dir/LOCK, flocked until Close
+	repair *LogRepair // set by OpenLog, then read-only
+
+	wmu    sync.Mutex // held by Append and Close; guards size and failed
+	size   int64      // bytes in the last segment
+	failed error      // set when a write, fsync or roll failed: Append refuses from then on
+
+	mu     sync.RWMutex // guards the slices below; segs and closed change only under wmu too
+	segs   []*os.File   // segs[k] is segment k+1; the last one is open for writing
+	recs   []recPos     // recs[i] locates record i
+	closed bool
+}
+
+// recPos locates a record: segment index, offset of its header, data length.
+type recPos struct {
+	seg uint32
+	n   uint32
+	off int64
+}
+
+// LogRepair reports the torn tail OpenLog cut.
+type LogRepair struct {
+	Segment string // segment file base name, such as 00000003.log
+	Offset  int64  // offset where the cut started: the torn record's first byte
+	Bytes   int64  // bytes removed
+}
+
+// CorruptError reports damage before the tail of the log: a record that fails
+// its checks and is not a torn last record. Nothing was cut; start-up must
+// stop.
+type CorruptError struct {
+	Segment string // segment file base name
+	Offset  int64  // offset of the damaged record (0 for a missing segment)
+	Reason  string
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("ledger: block log corrupt: segment %s offset %d: %s", e.Segment, e.Offset, e.Reason)
+}
+
+var errLogClosed = errors.New("ledger: block log closed")
+
+// OpenLog opens the log in dir, creating dir (0o750) and the first segment
+// if missing. It takes an exclusive lock on dir/LOCK, scans and checks every
+// record, and cuts a torn last record (see Repair). Damage anywhere else is
+// returned as a *CorruptError.
+func OpenLog(dir string, opts LogOptions) (*Log, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := makeDir(dir); err != nil {
+		return nil, err
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	l := &Log{dir: dir, opts: opts, lock: lock}
+	if err := l.load(); err != nil {
+		l.closeFiles()
+		return nil, err
+	}
+	return l, nil
+}
+
+// makeDir creates dir if missing and makes its entry durable.
+func makeDir(dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("ledger: block log dir: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("ledger: create block log dir: %w", err)
+	}
+	return syncDir(filepath.Dir(filepath.Clean(dir)))
+}
+
+// lockDir takes the lock that keeps a second process out of dir.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, lockFileName), os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: block log lock: %w", err)
+	}
+	err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	switch {
+	case errors.Is(err, syscall.EWOULDBLOCK):
+		f.Close()
+		return nil, fmt.Errorf("ledger: block log %s is in use by another process", dir)
+	case err != nil:
+		f.Close()
+		return nil, fmt.Errorf("ledger: block log lock %s: %w", dir, err)
+	}
+	return f, nil
+}
+
+// load opens and scans every segment, or creates the first one.
+func (l *Log) load() error {
+	seqs, err := listSegments(l.dir)
+	if err != nil {
+		return err
+	}
+	if len(seqs) == 0 {
+		f, err := createSegment(l.dir, 1)
+		if err != nil {
+			return err
+		}
+		l.segs = append(l.segs, f)
+		return nil
+	}
+	for k, seq := range seqs {
+		if want := uint32(k + 1); seq != want {
+			return &CorruptError{Segment: segmentName(want), Reason: "segment missing"}
+		}
+		name := segmentName(seq)
+		last := k == len(seqs)-1
+		flag := os.O_RDONLY
+		if last {
+			flag = os.O_RDWR
+		}
+		f, err := os.OpenFile(filepath.Join(l.dir, name), flag, 0)
+		if err != nil {
+			return fmt.Errorf("ledger: open segment: %w", err)
+		}
+		l.segs = append(l.segs, f)
+		size, err := l.scanSegment(f, uint32(k), last)
+		if err != nil {
+			return err
+		}
+		l.size = size
+	}
+	return nil
+}
+
+// scanSegment checks and indexes the records of segment k and returns its
+// size. In the last segment, damage to the last record is a torn tail and is
+// cut, when it is one of:
+//
+//   - fewer than 8 bytes (a header) left;
+//   - a declared length that runs past the end of the file, with at most
+//     MaxRecordBytes+8 bytes left from the record's start (a single
+//     interrupted write could have left them);
+//   - a CRC mismatch on a record that ends exactly at the end of the file;
+//   - nothing but zero bytes from the record's start to the end of the file
+//     (a file system may extend a file before the data reaches the disk).
+//     An all-zero header is never a record: the CRC-32C of a zero length
+//     is not zero.
+//
+// Any other failed check, and any failed check in a segment that is not
+// the last, is a *CorruptError.
+func (l *Log) scanSegment(f *os.File, k uint32, last bool) (int64, error) {
+	name := segmentName(k + 1)
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("ledger: stat segment: %w", err)
+	}
+	size := fi.Size()
+	if size == 0 && !last {
+		return 0, &CorruptError{Segment: name, Reason: "empty segment before the last"}
+	}
+	maxLen := int64(l.opts.MaxRecordBytes)
+	r := bufio.NewReaderSize(f, 64<<10)
+	buf := make([]byte, 64<<10)
+	var hdr [recordHeaderBytes]byte
+	for off := int64(0); off < size; {
+		left := size - off
+		if left < recordHeaderBytes {
+			if last {
+				return l.cut(f, name, off, size)
+			}
+			return 0, &CorruptError{Segment: name, Offset: off, Reason: fmt.Sprintf("%d bytes left, too few for a record header", left)}
+		}
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			return 0, fmt.Errorf("ledger: read segment %s: %w", name, err)
+		}
+		if last && hdr == [recordHeaderBytes]byte{} {
+			zeros, err := onlyZeros(r, left-recordHeaderBytes)
+			if err != nil {
+				return 0, fmt.Errorf("ledger: read segment %s: %w", name, err)
+			}
+			if zeros {
+				return l.cut(f, name, off, size)
+			}
+			return 0, &CorruptError{Segment: name, Offset: off, Reason: "zeroed record header before the end of the segment"}
+		}
+		n := int64(binary.BigEndian.Uint32(hdr[0:4]))
+		end := off + recordHeaderBytes + n
+		if end > size {
+			if last && left <= maxLen+recordHeaderBytes {
+				return l.cut(f, name, off, size)
+			}
+			return 0, &CorruptError{Segment: name, Offset: off, Reason: fmt.Sprintf("record length %d runs past end of segment", n)}
+		}
+		if n > maxLen {
+			return 0, &CorruptError{Segment: name, Offset: off, Reason: fmt.Sprintf("record length %d over limit %d", n, maxLen)}
+		}
+		crc := crc32.Update(0, castagnoli, hdr[0:4])
+		for rest := n; rest > 0; {
+			chunk := buf[:min(rest, int64(len(buf)))]
+			if _, err := io.ReadFull(r, chunk); err != nil {
+				return 0, fmt.Errorf("ledger: read segment %s: %w", name, err)
+			}
+			crc = crc32.Update(crc, castagnoli, chunk)
+			rest -= int64(len(chunk))
+		}
+		if crc != binary.BigEndian.Uint32(hdr[4:8]) {
+			if last && end == size {
+				return l.cut(f, name, off, size)
+			}
+			return 0, &CorruptError{Segment: name, Offset: off, Reason: "crc mismatch"}
+		}
+		l.recs = append(l.recs, recPos{seg: k, n: uint32(n), off: off})
+		off = end
+	}
+	return size, nil
+}
+
+// cut truncates the torn tail of the last segment at off and records the repair.
+func (l *Log) cut(f *os.File, name string, off, size int64) (int64, error) {
+	if err := f.Truncate(off); err != nil {
+		return 0, fmt.Errorf("ledger: cut torn tail of %s: %w", name, err)
+	}
+	if err := f.Sync(); err != nil {
+		return 0, fmt.Errorf("ledger: cut torn tail of %s: %w", name, err)
+	}
+	l.repair = &LogRepair{Segment: name, Offset: off, Bytes: size - off}
+	return off, nil
+}
+
+// Append writes rec as the next record and fsyncs it. After a failed write,
+// fsync or segment roll the log's state on disk is unknown: Append keeps
+// failing, and the log must be closed and reopened, which cuts a torn tail.
+func (l *Log) Append(rec []byte) error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	switch {
+	case l.closed:
+		return errLogClosed
+	case l.failed != nil:
+		return l.failed
+	case len(rec) > l.opts.MaxRecordBytes:
+		return fmt.Errorf("ledger: block log record of %d bytes over limit %d", len(rec), l.opts.MaxRecordBytes)
+	}
+	buf := appendRecord(make([]byte, 0, recordHeaderBytes+len(rec)), rec)
+	if l.size > 0 && l.size+int64(len(buf)) > l.opts.SegmentBytes {
+		if err := l.roll(); err != nil {
+			l.failed = err
+			return err
+		}
+	}
+	k := len(l.segs) - 1
+	f := l.segs[k]
+	if _, err := f.WriteAt(buf, l.size); err != nil {
+		l.failed = fmt.Errorf("ledger: append to block log: %w", err)
+		return l.failed
+	}
+	if err := f.Sync(); err != nil {
+		l.failed = fmt.Errorf("ledger: append to block log: %w", err)
+		return l.failed
+	}
+	l.mu.Lock()
+	l.recs = append(l.recs, recPos{seg: uint32(k), n: uint32(len(rec)), off: l.size})
+	l.mu.Unlock()
+	l.size += int64(len(buf))
+	return nil
+}
+
+// roll starts the next segment. Called with wmu held.
+func (l *Log) roll() error {
+	seq := len(l.segs) + 1
+	if seq > maxSegmentSeq {
+		return fmt.Errorf("ledger: block log full: %d segments", len(l.segs))
+	}
+	f, err := createSegment(l.dir, uint32(seq))
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.segs = append(l.segs, f)
+	l.mu.Unlock()
+	l.size = 0
+	return nil
+}
+
+// appendRecord appends rec's record (header and data) to dst.
+func appendRecord(dst, rec []byte) []byte {
+	start := len(dst)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(rec)))
+	crc := crc32.Update(crc32.Update(0, castagnoli, dst[start:]), castagnoli, rec)
+	dst = binary.BigEndian.AppendUint32(dst, crc)
+	return append(dst, rec...)
+}
+
+// Len is the number of records.
+func (l *Log) Len() uint64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return uint64(len(l.recs))
+}
+
+// Read returns record i (0-based), after checking its CRC.
+func (l *Log) Read(i uint64) ([]byte, error) {
+	l.mu.RLock()
+	if l.closed {
+		l.mu.RUnlock()
+		return nil, errLogClosed
+	}
+	if n := uint64(len(l.recs)); i >= n {
+		l.mu.RUnlock()
+		return nil, fmt.Errorf("ledger: block log record %d out of range: log has %d", i, n)
+	}
+	p := l.recs[i]
+	f := l.segs[p.seg]
+	l.mu.RUnlock()
+
+	// A concurrent Close makes ReadAt fail with os.ErrClosed; it cannot
+	// read another file.
+	name := segmentName(p.seg + 1)
+	buf := make([]byte, recordHeaderBytes+int(p.n))
+	if _, err := f.ReadAt(buf, p.off); err != nil {
+		return nil, fmt.Errorf("ledger: read block log record %d in %s: %w", i, name, err)
+	}
+	data := buf[recordHeaderBytes:]
+	if binary.BigEndian.Uint32(buf[0:4]) != p.n {
+		return nil, &CorruptError{Segment: name, Offset: p.off, Reason: "record length changed"}
+	}
+	if crc32.Update(crc32.Update(0, castagnoli, buf[0:4]), castagnoli, data) != binary.BigEndian.Uint32(buf[4:8]) {
+		return nil, &CorruptError{Segment: name, Offset: p.off, Reason: "crc mismatch"}
+	}
+	return data, nil
+}
+
+// Repair reports the torn tail OpenLog cut, or nil if it cut nothing.
+func (l *Log) Repair() *LogRepair { return l.repair }
+
+// Close closes the segments and releases the lock. It is idempotent. Every
+// appended record is already durable, so Close does not sync.
+func (l *Log) Close() error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
+	l.closed = true
+	return l.closeFiles()
+}
+
+// closeFiles closes what OpenLog opened, the lock last.
+func (l *Log) closeFiles() error {
+	var errs []error
+	for _, f := range l.segs {
+		errs = append(errs, f.Close())
+	}
+	errs = append(errs, l.lock.Close())
+	l.segs, l.recs = nil, nil
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("ledger: close block log: %w", err)
+	}
+	return nil
+}
+
+func segmentName(seq uint32) string { return fmt.Sprintf("%08d.log", seq) }
+
+// listSegments returns the numbers of dir's segment files, ascending.
+// Other files are ignored.
+func listSegments(dir string) ([]uint32, error) {
+	entries, err := os.ReadDir(dir) // sorted by name: numeric order, as names are fixed width
+	if err != nil {
+		return nil, fmt.Errorf("ledger: list block log: %w", err)
+	}
+	var seqs []uint32
+	for _, e := range entries {
+		digits, ok := strings.CutSuffix(e.Name(), ".log")
+		if !ok || len(digits) != 8 {
+			continue
+		}
+		seq, err := strconv.ParseUint(digits, 10, 32)
+		if err != nil || seq == 0 {
+			continue
+		}
+		seqs = append(seqs, uint32(seq))
+	}
+	return seqs, nil
+}
+
+// createSegment creates segment seq and makes its directory entry durable.
+func createSegment(dir string, seq uint32) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, segmentName(seq)), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: create segment: %w", err)
+	}
+	if err := syncDir(dir); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// syncDir fsyncs a directory, making the entries created in it durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("ledger: sync dir: %w", err)
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("ledger: sync dir %s: %w", dir, err)
+	}
+	return nil
+}
+
+// onlyZeros reports whether the next n bytes of r are all zero.
+func onlyZeros(r io.Reader, n int64) (bool, error) {
+	buf := make([]byte, 32<<10)
+	for n > 0 {
+		chunk := buf[:min(n, int64(len(buf)))]
+		if _, err := io.ReadFull(r, chunk); err != nil {
+			return false, err
+		}
+		for _, c := range chunk {
+			if c != 0 {
+				return false, nil
+			}
+		}
+		n -= int64(len(chunk))
+	}
+	return true, nil
+}
