@@ -1,0 +1,38 @@
+// Package index keeps a SQLite index of the block log: blocks, txs and
+// devices, for the HTTP API, the dashboard and the command line.
+//
+// The block log is the truth; the index is derived from it and can be
+// thrown away and rebuilt at any time. Hence the database runs in WAL mode
+// with synchronous=NORMAL: a crash may lose the last few applied blocks,
+// never the log's, and the caller catches up again with Rebuild.
+//
+// The contract:
+//
+//  1. The caller applies only committed blocks, in height order, starting at
+//     height 1: ApplyBlock refuses a block whose height is not Height()+1
+//     (ErrHeight), so the index never has gaps and is never ahead of the log
+//     it was built from.
+//  2. On start the caller runs Rebuild up to the log's height. If the index
+//     is ahead of the log (the log's tail was cut after a crash, or the data
+//     directory was restored), Rebuild returns ErrAhead and the caller calls
+//     Reset and Rebuild again.
+//  3. Open recreates the tables when the schema version stored in the file is
+//     not this package's; the index is then empty and step 2 refills it.
+//  4. ApplyBlock trusts the block: it does not check the certificate, the
+//     Merkle root or the signatures (the log and the state did). It only
+//     decodes each tx's syntax, and a tx that does not decode is an error.
+//  5. An Index is safe for concurrent use. Writes (ApplyBlock, Reset,
+//     Rebuild) are serialized on one connection; reads run on a small pool
+//     in parallel with them and see whole blocks only.
+//
+// The schema is shaped for the write rate (thousands of txs per second in
+// blocks of up to a thousand): each block is one SQL transaction, txs are
+// keyed by their global ordinal so inserts append to the table's B-tree,
+// the lookup by tx id goes through a small integer prefix of the id, and each
+// device touched by a block is written once per block.
+//
+// Unsigned numbers are stored bit for bit in SQLite's signed 64-bit
+// integers, so any value round-trips. Records orders by device sequence
+// number, which the state keeps increasing; a sequence number of 2^63 or
+// more would be listed after the smaller ones.
+package index

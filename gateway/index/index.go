@@ -1,0 +1,544 @@
+package index
+
+import (
+	"context"
+	"database/sql"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+
+	"github.com/ledgergate/ledgergate/gateway/ledger"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// Errors returned by the index. They are wrapped with detail; test with errors.Is.
+var (
+	ErrNotFound = errors.New("index: not found")
+	ErrHeight   = errors.New("index: block out of order")
+	ErrAhead    = errors.New("index: index is ahead of the block log")
+)
+
+// Device statuses.
+const (
+	StatusActive  = "active"
+	StatusRevoked = "revoked"
+)
+
+// schemaVersion is kept in PRAGMA user_version. Open drops and recreates
+// the tables of any other version; bump it with every schema change.
+const schemaVersion = 1
+
+// kindRecord is the kind of a device's data as an SQL literal; the records
+// index covers only these txs.
+const kindRecord = "'" + string(ledger.KindRecord) + "'"
+
+var schema = []string{
+	`CREATE TABLE blocks (
+		height    INTEGER PRIMARY KEY,
+		hash      BLOB NOT NULL,
+		prev      BLOB NOT NULL,
+		tx_root   BLOB NOT NULL,
+		num_txs   INTEGER NOT NULL,
+		time      INTEGER NOT NULL,
+		view      INTEGER NOT NULL,
+		proposer  TEXT NOT NULL,
+		first_seq INTEGER NOT NULL -- txs.seq of the block's first tx
+	)`,
+	// seq, the global ordinal of a tx, is the rowid: inserts append.
+	// id_prefix is the first 8 bytes of id, big-endian: an index on it is a
+	// quarter the size of one on the id itself and stays cached longer.
+	`CREATE TABLE txs (
+		seq          INTEGER PRIMARY KEY,
+		id_prefix    INTEGER NOT NULL,
+		id           BLOB NOT NULL,
+		height       INTEGER NOT NULL,
+		idx          INTEGER NOT NULL,
+		kind         TEXT NOT NULL,
+		author       TEXT NOT NULL,
+		device       TEXT NOT NULL,
+		stream       TEXT NOT NULL,
+		dev_seq      INTEGER NOT NULL,
+		device_time  INTEGER NOT NULL,
+		content_type TEXT NOT NULL,
+		size         INTEGER NOT NULL
+	)`,
+	`CREATE INDEX txs_id_prefix ON txs (id_prefix)`,
+	// A device's records in dev_seq order, which is commit order because
+	// the state only accepts increasing sequence numbers.
+	`CREATE INDEX txs_records ON txs (device, dev_seq) WHERE kind = ` + kindRecord,
+	`CREATE TABLE devices (
+		id              TEXT PRIMARY KEY,
+		status          TEXT NOT NULL,
+		alg             TEXT NOT NULL,
+		public_key      BLOB NOT NULL,
+		fingerprint     TEXT NOT NULL,
+		enrolled_height INTEGER NOT NULL,
+		revoked_height  INTEGER NOT NULL,
+		revoke_reason   TEXT NOT NULL,
+		last_seq        INTEGER NOT NULL,
+		last_seen       INTEGER NOT NULL,
+		records         INTEGER NOT NULL
+	) WITHOUT ROWID`,
+}
+
+// Index is the SQLite index of the block log. It is safe for concurrent
+// use; writes are serialized on one connection.
+type Index struct {
+	db *sql.DB   // the pool readers use
+	w  *sql.Conn // the one connection that writes
+
+	mu     sync.Mutex // serializes writes and Close
+	closed bool
+}
+
+// readers is the size of the read pool.
+const readers = 4
+
+// writerPragmas tune the writing connection. The id_prefix index is keyed
+// at random, so each tx dirties about one index page: a 64 MiB cache keeps
+// the index in memory longer, and checkpointing every 10000 pages (about
+// 40 MiB of WAL) instead of every 1000 copies a page that many blocks touch
+// into the database once instead of once per block. With BenchmarkApplyBlock's
+// blocks they raised the rate at 1M indexed txs from about 11,000 to 21,000
+// txs/s on the development VM.
+var writerPragmas = []string{
+	`PRAGMA cache_size = -65536`,
+	`PRAGMA wal_autocheckpoint = 10000`,
+}
+
+// Open opens the index at path, creating the file and the schema if they
+// are missing. If the file holds another schema version its tables are
+// dropped and recreated empty, and the caller rebuilds from the log.
+func Open(path string) (*Index, error) {
+	if path == "" || strings.ContainsRune(path, '?') {
+		return nil, fmt.Errorf("index: open %q: path must be a file name without '?'", path)
+	}
+	// Every connection gets these settings. _txlock=immediate takes the
+	// write lock at BEGIN, so a writer never fails upgrading a read lock.
+	dsn := path + "?_busy_timeout=10000&_journal_mode=WAL&_synchronous=NORMAL&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("index: open %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(1 + readers)
+	db.SetMaxIdleConns(1 + readers)
+	x := &Index{db: db}
+	if err := x.init(); err != nil {
+		x.Close()
+		return nil, fmt.Errorf("index: open %s: %w", path, err)
+	}
+	return x, nil
+}
+
+// init takes the writing connection, tunes it and brings the schema up.
+func (x *Index) init() error {
+	ctx := context.Background()
+	w, err := x.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	x.w = w
+	for _, p := range writerPragmas {
+		if _, err := w.ExecContext(ctx, p); err != nil {
+			return fmt.Errorf("pragma: %w", err)
+		}
+	}
+	return migrate(ctx, w)
+}
+
+// migrate creates the schema unless the file already has this version.
+func migrate(ctx context.Context, w *sql.Conn) error {
+	tx, err := w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
+	var version int
+	if err := tx.QueryRow(`PRAGMA user_version`).Scan(&version); err != nil {
+		return fmt.Errorf("schema version: %w", err)
+	}
+	if version == schemaVersion {
+		return nil
+	}
+	rows, err := tx.Query(`SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'`)
+	if err != nil {
+		return fmt.Errorf("list tables: %w", err)
+	}
+	var old []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			rows.Close()
+			return fmt.Errorf("list tables: %w", err)
+		}
+		old = append(old, name)
+	}
+	if err := rows.Close(); err != nil {
+		return fmt.Errorf("list tables: %w", err)
+	}
+	for _, name := range old {
+		if _, err := tx.Exec(`DROP TABLE "` + strings.ReplaceAll(name, `"`, `""`) + `"`); err != nil {
+			return fmt.Errorf("drop table %s: %w", name, err)
+		}
+	}
+	for _, stmt := range schema {
+		if _, err := tx.Exec(stmt); err != nil {
+			return fmt.Errorf("create schema: %w", err)
+		}
+	}
+	if _, err := tx.Exec(fmt.Sprintf(`PRAGMA user_version = %d`, schemaVersion)); err != nil {
+		return fmt.Errorf("set schema version: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit schema: %w", err)
+	}
+	return nil
+}
+
+// Close closes the database. It is idempotent.
+func (x *Index) Close() error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.closed {
+		return nil
+	}
+	x.closed = true
+	var errW error
+	if x.w != nil {
+		errW = x.w.Close()
+	}
+	if err := errors.Join(errW, x.db.Close()); err != nil {
+		return fmt.Errorf("index: close: %w", err)
+	}
+	return nil
+}
+
+// querier is what *sql.DB and *sql.Tx share.
+type querier interface {
+	QueryRow(query string, args ...any) *sql.Row
+}
+
+// Height is the height of the highest indexed block, 0 if none.
+func (x *Index) Height() (uint64, error) {
+	h, err := height(x.db)
+	if err != nil {
+		return 0, fmt.Errorf("index: height: %w", err)
+	}
+	return h, nil
+}
+
+func height(q querier) (uint64, error) {
+	var h uint64
+	err := q.QueryRow(`SELECT coalesce(max(height), 0) FROM blocks`).Scan(u64{&h})
+	return h, err
+}
+
+// ApplyBlock indexes the committed block b, whose height must be
+// Height()+1 (else ErrHeight), in one SQL transaction. It decodes the txs
+// but checks no signature, root or certificate. On error nothing changes.
+func (x *Index) ApplyBlock(b *ledger.Block) error {
+	h := &b.Header
+	if h.NumTxs != uint64(len(b.Txs)) {
+		return fmt.Errorf("index: block %d: %w: header says %d txs, block has %d", h.Height, ledger.ErrBadBlock, h.NumTxs, len(b.Txs))
+	}
+	txs, err := decodeTxs(b.Txs)
+	if err != nil {
+		return fmt.Errorf("index: block %d: %w", h.Height, err)
+	}
+	return x.ApplyDecoded(b, txs)
+}
+
+// ApplyDecoded is ApplyBlock for a caller that already decoded the
+// block's txs: txs[i] must be the decoding of b.Txs[i].
+func (x *Index) ApplyDecoded(b *ledger.Block, txs []*ledger.Tx) error {
+	h := &b.Header
+	if len(txs) != len(b.Txs) || h.NumTxs != uint64(len(txs)) {
+		return fmt.Errorf("index: block %d: %w: %d decoded txs for %d txs", h.Height, ledger.ErrBadBlock, len(txs), len(b.Txs))
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if err := x.apply(h, txs); err != nil {
+		if errors.Is(err, ErrHeight) {
+			return err
+		}
+		return fmt.Errorf("index: apply block %d: %w", h.Height, err)
+	}
+	return nil
+}
+
+// decodeTxs decodes envelopes on all CPUs: decoding costs about half as
+// much as inserting.
+func decodeTxs(envs [][]byte) ([]*ledger.Tx, error) {
+	txs := make([]*ledger.Tx, len(envs))
+	errs := make([]error, len(envs))
+	const minChunk = 64
+	chunk := max(minChunk, (len(envs)+runtime.GOMAXPROCS(0)-1)/runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for lo := 0; lo < len(envs); lo += chunk {
+		hi := min(lo+chunk, len(envs))
+		wg.Go(func() {
+			for i := lo; i < hi; i++ {
+				txs[i], errs[i] = ledger.DecodeTx(envs[i], 0)
+			}
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return nil, fmt.Errorf("tx %d: %w", i, err)
+		}
+	}
+	return txs, nil
+}
+
+// apply writes the block with header h and decoded txs in one SQL transaction.
+func (x *Index) apply(h *ledger.Header, txs []*ledger.Tx) error {
+	tx, err := x.w.BeginTx(context.Background(), nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
+
+	top, err := height(tx)
+	if err != nil {
+		return fmt.Errorf("height: %w", err)
+	}
+	if h.Height != top+1 {
+		return fmt.Errorf("%w: block %d, index at height %d", ErrHeight, h.Height, top)
+	}
+	var last uint64
+	if err := tx.QueryRow(`SELECT coalesce(max(seq), 0) FROM txs`).Scan(u64{&last}); err != nil {
+		return fmt.Errorf("last tx: %w", err)
+	}
+	first := last + 1
+
+	hash := h.Hash()
+	if _, err := tx.Exec(`INSERT INTO blocks (height, hash, prev, tx_root, num_txs, time, view, proposer, first_seq)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		int64(h.Height), hash[:], nonNil(h.Prev), nonNil(h.TxRoot), int64(h.NumTxs), h.Time, int64(h.View), h.Proposer, int64(first),
+	); err != nil {
+		return fmt.Errorf("insert block: %w", err)
+	}
+
+	ins, err := tx.Prepare(`INSERT INTO txs (seq, id_prefix, id, height, idx, kind, author, device, stream, dev_seq, device_time, content_type, size)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return fmt.Errorf("prepare tx insert: %w", err)
+	}
+	defer ins.Close()
+	devs, err := newDeviceSet(tx)
+	if err != nil {
+		return err
+	}
+	defer devs.close()
+
+	for i, t := range txs {
+		var stream, contentType string
+		var seq uint64
+		var deviceTime int64
+		if r := t.Body.Record; r != nil {
+			stream, seq, deviceTime, contentType = r.Stream, r.Seq, r.Time, r.ContentType
+		} else if r := t.Body.Rekey; r != nil {
+			seq = r.Seq
+		}
+		if _, err := ins.Exec(int64(first)+int64(i), idPrefix(t.ID), t.ID[:], int64(h.Height), i,
+			string(t.Body.Kind), t.Author, t.Body.Subject(), stream, int64(seq), deviceTime, contentType, len(t.Envelope),
+		); err != nil {
+			return fmt.Errorf("insert tx %d: %w", i, err)
+		}
+		if err := devs.apply(h, t); err != nil {
+			return fmt.Errorf("tx %d: %w", i, err)
+		}
+	}
+	if err := devs.write(); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// idPrefix is the first 8 bytes of a tx id as a big-endian int64.
+func idPrefix(id [32]byte) int64 { return int64(binary.BigEndian.Uint64(id[:8])) }
+
+// nonNil keeps a missing byte string from becoming SQL NULL.
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+// deviceSet gathers a block's effects on devices so each device row is
+// read and written once per block, not once per tx.
+type deviceSet struct {
+	get, put *sql.Stmt
+	rows     map[string]*Device // nil: not in the table
+	touched  []string           // in the order first touched
+}
+
+func newDeviceSet(tx *sql.Tx) (*deviceSet, error) {
+	get, err := tx.Prepare(`SELECT ` + deviceCols + ` FROM devices WHERE id = ?`)
+	if err != nil {
+		return nil, fmt.Errorf("prepare device query: %w", err)
+	}
+	put, err := tx.Prepare(`REPLACE INTO devices (` + deviceCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		get.Close()
+		return nil, fmt.Errorf("prepare device update: %w", err)
+	}
+	return &deviceSet{get: get, put: put, rows: map[string]*Device{}}, nil
+}
+
+func (s *deviceSet) close() {
+	s.get.Close()
+	s.put.Close()
+}
+
+// load returns the device's row as of the effects gathered so far, nil if
+// there is none.
+func (s *deviceSet) load(id string) (*Device, error) {
+	if d, ok := s.rows[id]; ok {
+		return d, nil
+	}
+	d, err := scanDevice(s.get.QueryRow(id))
+	if errors.Is(err, sql.ErrNoRows) {
+		d, err = nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("device %s: %w", id, err)
+	}
+	s.rows[id] = d
+	s.touched = append(s.touched, id)
+	return d, nil
+}
+
+// apply gathers tx's effect on its device. A tx about a device that is not
+// enrolled changes no device row (the state never commits one).
+func (s *deviceSet) apply(h *ledger.Header, tx *ledger.Tx) error {
+	id := tx.Body.Subject()
+	d, err := s.load(id)
+	if err != nil {
+		return err
+	}
+	body := &tx.Body
+	switch {
+	case body.Enroll != nil:
+		d = &Device{ID: id, Status: StatusActive, EnrolledHeight: h.Height}
+		if err := setKey(d, body.Enroll.PublicKey); err != nil {
+			return err
+		}
+		s.rows[id] = d
+	case d == nil:
+	case body.Revoke != nil:
+		d.Status = StatusRevoked
+		d.RevokedHeight = h.Height
+		d.RevokeReason = body.Revoke.Reason
+	case body.Rekey != nil:
+		if err := setKey(d, body.Rekey.PublicKey); err != nil {
+			return err
+		}
+		d.LastSeq = body.Rekey.Seq
+	case body.Record != nil:
+		d.LastSeq = max(d.LastSeq, body.Record.Seq)
+		d.LastSeen = h.Time
+		d.Records++
+	}
+	return nil
+}
+
+func setKey(d *Device, der []byte) error {
+	pk, err := ledger.ParsePublicKey(der)
+	if err != nil {
+		return fmt.Errorf("device %s key: %w", d.ID, err)
+	}
+	fp := pk.Fingerprint()
+	d.Alg = string(pk.Alg)
+	d.PublicKey = der
+	d.Fingerprint = hex.EncodeToString(fp[:])
+	return nil
+}
+
+// write stores every device row the block changed.
+func (s *deviceSet) write() error {
+	for _, id := range s.touched {
+		d := s.rows[id]
+		if d == nil {
+			continue
+		}
+		if _, err := s.put.Exec(d.ID, d.Status, d.Alg, d.PublicKey, d.Fingerprint, int64(d.EnrolledHeight),
+			int64(d.RevokedHeight), d.RevokeReason, int64(d.LastSeq), d.LastSeen, int64(d.Records),
+		); err != nil {
+			return fmt.Errorf("write device %s: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// Reset deletes every row, leaving an empty index at height 0 for a rebuild.
+func (x *Index) Reset() error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	tx, err := x.w.BeginTx(context.Background(), nil)
+	if err != nil {
+		return fmt.Errorf("index: reset: %w", err)
+	}
+	defer tx.Rollback()
+	for _, table := range []string{"txs", "blocks", "devices"} {
+		if _, err := tx.Exec(`DELETE FROM ` + table); err != nil {
+			return fmt.Errorf("index: reset %s: %w", table, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("index: reset commit: %w", err)
+	}
+	return nil
+}
+
+// progressEvery is how many blocks Rebuild applies between progress calls.
+const progressEvery = 1000
+
+// Rebuild brings x up to the block log's height: it applies blocks
+// x.Height()+1 through height in order, reading each with read(h). It
+// calls progress (if not nil) every thousand blocks and once at the end
+// with the number of blocks applied and to apply. If x is above height it
+// returns an error wrapping ErrAhead: the caller then calls Reset and
+// Rebuild again. It stops early when ctx is done; what was applied stays.
+func Rebuild(ctx context.Context, x *Index, height uint64, read func(h uint64) (*ledger.Block, error), progress func(done, total uint64)) error {
+	have, err := x.Height()
+	if err != nil {
+		return err
+	}
+	if have > height {
+		return fmt.Errorf("%w: index at height %d, log at %d", ErrAhead, have, height)
+	}
+	total := height - have
+	for h := have + 1; h <= height; h++ {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("index: rebuild at height %d: %w", h, err)
+		}
+		b, err := read(h)
+		if err != nil {
+			return fmt.Errorf("index: read block %d: %w", h, err)
+		}
+		if b == nil || b.Header.Height != h {
+			return fmt.Errorf("index: read block %d: got another block", h)
+		}
+		if err := x.ApplyBlock(b); err != nil {
+			return err
+		}
+		if done := h - have; progress != nil && done%progressEvery == 0 && done != total {
+			progress(done, total)
+		}
+	}
+	if progress != nil {
+		progress(total, total)
+	}
+	return nil
+}
