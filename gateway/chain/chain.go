@@ -1,0 +1,317 @@
+package chain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ledgergate/ledgergate/gateway/index"
+	"github.com/ledgergate/ledgergate/gateway/ledger"
+	"github.com/ledgergate/ledgergate/gateway/state"
+)
+
+// ErrClosed is returned to submitters whose tx was not committed before
+// the chain stopped. Such a tx was never acknowledged; it may still be in
+// a block if it was appended before the stop.
+var ErrClosed = errors.New("chain: stopped before the tx committed")
+
+// ErrNotFound reports a tx or block that is not in the ledger.
+var ErrNotFound = errors.New("chain: not found")
+
+// Chain is a node's commit pipeline.
+type Chain struct {
+	g      *ledger.Genesis
+	st     *state.State
+	log    *ledger.Log
+	idx    *index.Index
+	ord    Orderer
+	logger *slog.Logger
+	m      *metrics
+
+	mu      sync.Mutex
+	waiters map[[32]byte]*waiter
+	closed  bool
+}
+
+// waiter is one or more Submits of the same tx.
+type waiter struct {
+	done    chan struct{}
+	receipt *ledger.Receipt
+	err     error
+}
+
+// Deps are what a Chain is built from. Log and Index must be open and the
+// state caught up with the log (see Replay); the index may lag behind the
+// log only by blocks not yet committed through this Chain.
+type Deps struct {
+	State    *state.State
+	Log      *ledger.Log
+	Index    *index.Index
+	Orderer  Orderer
+	Logger   *slog.Logger
+	Registry prometheus.Registerer // nil: no metrics exported
+}
+
+// New returns a chain; it does no I/O.
+func New(d Deps) *Chain {
+	c := &Chain{
+		g: d.State.Genesis(), st: d.State, log: d.Log, idx: d.Index, ord: d.Orderer,
+		logger: d.Logger, m: newMetrics(d.Registry), waiters: map[[32]byte]*waiter{},
+	}
+	h, _ := d.State.Tip()
+	c.m.height.Set(float64(h))
+	return c
+}
+
+// Genesis returns the chain's genesis.
+func (c *Chain) Genesis() *ledger.Genesis { return c.g }
+
+// State returns the committed state.
+func (c *Chain) State() *state.State { return c.st }
+
+// Run orders and commits until ctx ends or the disk fails.
+//
+// Commits are pipelined in two stages: the orderer's goroutine appends
+// block N to the log and applies it to the state (so that block N+1 can be
+// built on it), while a second goroutine indexes block N and answers its
+// submitters. For each tx the order stays: on disk, indexed, answered.
+func (c *Chain) Run(ctx context.Context) error {
+	published := make(chan *Round, 4)
+	var pubErr error
+	pubDone := make(chan struct{})
+	go func() {
+		defer close(pubDone)
+		for r := range published {
+			if pubErr = c.publish(r); pubErr != nil {
+				return
+			}
+		}
+	}()
+	err := c.ord.Run(ctx, func(r *Round) error {
+		if err := c.persist(r); err != nil {
+			return err
+		}
+		if r.Block == nil {
+			return nil
+		}
+		select {
+		case published <- r:
+			return nil
+		case <-pubDone:
+			return pubErr
+		}
+	})
+	close(published)
+	<-pubDone
+	if err == nil {
+		err = pubErr
+	}
+	c.close()
+	return err
+}
+
+// close fails every waiting Submit.
+func (c *Chain) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	for id, w := range c.waiters {
+		w.err = ErrClosed
+		close(w.done)
+		delete(c.waiters, id)
+	}
+	c.m.pending.Set(0)
+}
+
+// Submit checks env, has it ordered, and returns its receipt once its
+// block is durable. A tx already committed gets its existing receipt, so
+// retrying a submit is safe. Rejections are *state.RejectError.
+func (c *Chain) Submit(ctx context.Context, env []byte) (*ledger.Receipt, error) {
+	start := time.Now()
+	if w := c.waiter(ledger.TxID(env)); w != nil {
+		return c.wait(ctx, w, start)
+	}
+	checked, err := c.st.Check(env)
+	if err != nil {
+		if r := state.ReasonOf(err); r == state.ReasonReplay || r == state.ReasonExists || r == state.ReasonRevoked {
+			// The same tx may be committed already. Its waiter lives until
+			// the index has it, so one of the two lookups finds it.
+			id := ledger.TxID(env)
+			if w := c.waiter(id); w != nil {
+				return c.wait(ctx, w, start)
+			}
+			if rc, rerr := c.Receipt(id); rerr == nil {
+				return rc, nil
+			}
+		}
+		c.m.rejects.WithLabelValues(string(state.ReasonOf(err))).Inc()
+		return nil, err
+	}
+	id := checked.Tx.ID
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, ErrClosed
+	}
+	w, dup := c.waiters[id]
+	if !dup {
+		w = &waiter{done: make(chan struct{})}
+		c.waiters[id] = w
+		c.m.pending.Inc()
+	}
+	c.mu.Unlock()
+	if !dup {
+		if err := c.ord.Propose(checked); err != nil {
+			c.finish(id, nil, err)
+			return nil, err
+		}
+	}
+	return c.wait(ctx, w, start)
+}
+
+// waiter returns the waiter of an in-flight tx, or nil.
+func (c *Chain) waiter(id [32]byte) *waiter {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.waiters[id]
+}
+
+// wait waits for w's answer or ctx's end.
+func (c *Chain) wait(ctx context.Context, w *waiter, start time.Time) (*ledger.Receipt, error) {
+	select {
+	case <-w.done:
+		if w.err == nil {
+			c.m.latency.Observe(time.Since(start).Seconds())
+		}
+		return w.receipt, w.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// finish answers the Submits waiting for id.
+func (c *Chain) finish(id [32]byte, r *ledger.Receipt, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w, ok := c.waiters[id]
+	if !ok {
+		return
+	}
+	delete(c.waiters, id)
+	c.m.pending.Dec()
+	w.receipt, w.err = r, err
+	close(w.done)
+}
+
+// persist answers the round's rejections, then appends its block to the
+// log and applies it to the state. Its errors are fatal: the disk refused
+// a write.
+func (c *Chain) persist(r *Round) error {
+	for _, rj := range r.Rejected {
+		c.m.rejects.WithLabelValues(string(state.ReasonOf(rj.Err))).Inc()
+		c.finish(rj.ID, nil, rj.Err)
+	}
+	b := r.Block
+	if b == nil {
+		return nil
+	}
+	enc, err := b.Encode()
+	if err != nil {
+		return err
+	}
+	if err := c.log.Append(enc); err != nil {
+		return fmt.Errorf("chain: append block %d: %w", b.Header.Height, err)
+	}
+	txs := make([]*ledger.Tx, len(r.Txs))
+	for i, t := range r.Txs {
+		txs[i] = t.Tx
+	}
+	return c.st.Apply(b.Header.Height, b.Header.Hash(), txs)
+}
+
+// publish indexes a persisted block and answers its submitters.
+func (c *Chain) publish(r *Round) error {
+	b := r.Block
+	txs := make([]*ledger.Tx, len(r.Txs))
+	for i, t := range r.Txs {
+		txs[i] = t.Tx
+	}
+	if err := c.idx.ApplyDecoded(b, txs); err != nil {
+		return fmt.Errorf("chain: index block %d: %w", b.Header.Height, err)
+	}
+	c.m.height.Set(float64(b.Header.Height))
+	c.m.blocks.Inc()
+	c.m.txs.Add(float64(len(r.Txs)))
+	c.m.blockSize.Observe(float64(len(r.Txs)))
+	for i, t := range r.Txs {
+		rc, err := ledger.NewReceipt(b, r.Tree, uint64(i))
+		c.finish(t.Tx.ID, rc, err)
+	}
+	return nil
+}
+
+// Block reads the block at height from the log.
+func (c *Chain) Block(height uint64) (*ledger.Block, error) {
+	if height == 0 || height > c.log.Len() {
+		return nil, fmt.Errorf("%w: block %d", ErrNotFound, height)
+	}
+	data, err := c.log.Read(height - 1)
+	if err != nil {
+		return nil, fmt.Errorf("chain: read block %d: %w", height, err)
+	}
+	return ledger.DecodeBlock(data)
+}
+
+// Receipt builds the receipt of a committed tx.
+func (c *Chain) Receipt(id [32]byte) (*ledger.Receipt, error) {
+	info, err := c.idx.Tx(id)
+	if errors.Is(err, index.ErrNotFound) {
+		return nil, fmt.Errorf("%w: tx %x", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	b, err := c.Block(info.Height)
+	if err != nil {
+		return nil, err
+	}
+	return ledger.NewReceipt(b, ledger.NewTree(b.Txs), info.Index)
+}
+
+// Replay applies every block of the log to st, checking that each block
+// links to the one before. progress, if not nil, is called now and then.
+func Replay(log *ledger.Log, st *state.State, progress func(done, total uint64)) error {
+	total := log.Len()
+	for h := uint64(1); h <= total; h++ {
+		data, err := log.Read(h - 1)
+		if err != nil {
+			return fmt.Errorf("chain: replay block %d: %w", h, err)
+		}
+		b, err := ledger.DecodeBlock(data)
+		if err != nil {
+			return fmt.Errorf("chain: replay block %d: %w", h, err)
+		}
+		height, tip := st.Tip()
+		if b.Header.Height != height+1 || string(b.Header.Prev) != string(tip[:]) || b.Header.ChainID != st.Genesis().ChainID {
+			return fmt.Errorf("chain: replay: block %d does not extend block %d", b.Header.Height, height)
+		}
+		txs := make([]*ledger.Tx, len(b.Txs))
+		for i, env := range b.Txs {
+			if txs[i], err = ledger.DecodeTx(env, 0); err != nil {
+				return fmt.Errorf("chain: replay block %d tx %d: %w", h, i, err)
+			}
+		}
+		if err := st.Apply(h, b.Header.Hash(), txs); err != nil {
+			return err
+		}
+		if progress != nil && (h%1000 == 0 || h == total) {
+			progress(h, total)
+		}
+	}
+	return nil
+}

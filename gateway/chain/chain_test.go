@@ -1,0 +1,219 @@
+package chain
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"errors"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ledgergate/ledgergate/gateway/index"
+	"github.com/ledgergate/ledgergate/gateway/ledger"
+	"github.com/ledgergate/ledgergate/gateway/state"
+)
+
+// harness is a single-node chain on real files in a temporary directory.
+type harness struct {
+	chain  *Chain
+	g      *ledger.Genesis
+	admin  crypto.Signer
+	log    *ledger.Log
+	idx    *index.Index
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func newHarness(tb testing.TB, batch BatchConfig) *harness {
+	tb.Helper()
+	node, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	admin, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	nodePub, _ := ledger.MarshalPublicKey(node)
+	adminPub, _ := ledger.MarshalPublicKey(admin)
+	g := &ledger.Genesis{ChainID: "bench", Params: ledger.Params{MaxTxBytes: ledger.DefaultMaxTxBytes},
+		Nodes: []ledger.Node{{ID: "node-1", PublicKey: nodePub}}, Admins: []ledger.Admin{{ID: "admin", PublicKey: adminPub}}}
+	st, err := state.New(g)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	dir := tb.TempDir()
+	blog, err := ledger.OpenLog(filepath.Join(dir, "blocks"), ledger.LogOptions{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	idx, err := index.Open(filepath.Join(dir, "index.db"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	h := &harness{g: g, admin: admin, log: blog, idx: idx, done: make(chan error, 1)}
+	h.chain = New(Deps{State: st, Log: blog, Index: idx, Orderer: NewSolo(batch, st, node, "node-1"),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	go func() { h.done <- h.chain.Run(ctx) }()
+	tb.Cleanup(h.close)
+	return h
+}
+
+func (h *harness) close() {
+	if h.cancel == nil {
+		return
+	}
+	h.cancel()
+	<-h.done
+	h.cancel = nil
+	h.idx.Close()
+	h.log.Close()
+}
+
+func (h *harness) enroll(tb testing.TB, id string, key crypto.Signer) {
+	tb.Helper()
+	pub, _ := ledger.MarshalPublicKey(key)
+	env, err := ledger.SignTx(h.admin, "admin", &ledger.Body{Kind: ledger.KindEnroll, ChainID: h.g.ChainID,
+		Enroll: &ledger.Enroll{DeviceID: id, PublicKey: pub}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := h.chain.Submit(context.Background(), env); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func record(tb testing.TB, key crypto.Signer, chainID, id string, seq uint64, payload []byte) []byte {
+	env, err := ledger.SignTx(key, id, &ledger.Body{Kind: ledger.KindRecord, ChainID: chainID,
+		Record: &ledger.Record{DeviceID: id, Stream: "s", Seq: seq, Time: 1, Payload: payload}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return env
+}
+
+func TestSubmitConcurrentAndDuplicates(t *testing.T) {
+	h := newHarness(t, BatchConfig{MaxTxs: 50, MaxBytes: 1 << 20, MaxDelay: time.Millisecond, MaxPending: 1000})
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	h.enroll(t, "dev", key)
+
+	// The same tx from three submitters: one commit, three equal receipts.
+	env := record(t, key, h.g.ChainID, "dev", 1, []byte("a"))
+	// Two different txs with one seq: exactly one commits.
+	rivalA := record(t, key, h.g.ChainID, "dev", 2, []byte("a"))
+	rivalB := record(t, key, h.g.ChainID, "dev", 2, []byte("b"))
+	results := make([]error, 5)
+	receipts := make([]*ledger.Receipt, 5)
+	submitAll := func(from int, envs ...[]byte) {
+		var wg sync.WaitGroup
+		for i, e := range envs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				receipts[from+i], results[from+i] = h.chain.Submit(context.Background(), e)
+			}()
+		}
+		wg.Wait()
+	}
+	submitAll(0, env, env, env)
+	submitAll(3, rivalA, rivalB)
+	for i := 0; i < 3; i++ {
+		if results[i] != nil || receipts[i].Header.Height != receipts[0].Header.Height {
+			t.Fatalf("duplicate submit %d: %v", i, results[i])
+		}
+		if err := ledger.VerifyReceipt(h.g, receipts[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	won := 0
+	for _, err := range results[3:] {
+		switch {
+		case err == nil:
+			won++
+		case state.ReasonOf(err) != state.ReasonReplay:
+			t.Fatalf("rival: %v", err)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d rivals with one seq committed", won)
+	}
+	c, err := h.idx.Counts()
+	if err != nil || c.Txs != 3 {
+		t.Fatalf("counts %+v %v: want enroll + 2 records", c, err)
+	}
+	// Resubmitting a committed tx returns its receipt again.
+	if r, err := h.chain.Submit(context.Background(), env); err != nil || r.Header.Height != receipts[0].Header.Height {
+		t.Fatalf("resubmit: %v", err)
+	}
+}
+
+func TestBlocksRespectBatchLimits(t *testing.T) {
+	h := newHarness(t, BatchConfig{MaxTxs: 7, MaxBytes: 64 << 10, MaxDelay: 20 * time.Millisecond, MaxPending: 1000})
+	const devices, each = 10, 8
+	var wg sync.WaitGroup
+	for d := 0; d < devices; d++ {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		id := string(rune('a' + d))
+		h.enroll(t, id, key)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for s := uint64(1); s <= each; s++ {
+				if _, err := h.chain.Submit(context.Background(), record(t, key, h.g.ChainID, id, s, make([]byte, 2000))); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for hgt := uint64(1); hgt <= h.log.Len(); hgt++ {
+		b, err := h.chain.Block(hgt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		size := 0
+		for _, tx := range b.Txs {
+			size += len(tx)
+		}
+		if len(b.Txs) > 7 || size > 64<<10 {
+			t.Fatalf("block %d: %d txs, %d bytes", hgt, len(b.Txs), size)
+		}
+	}
+	sum, err := Verify(h.g, h.log, nil)
+	if err != nil || sum.Txs != devices*(each+1) {
+		t.Fatalf("verify: %+v %v", sum, err)
+	}
+}
+
+func TestOverloadedAndClosed(t *testing.T) {
+	h := newHarness(t, BatchConfig{MaxTxs: 1, MaxBytes: 64 << 10, MaxDelay: 0, MaxPending: 1})
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	h.enroll(t, "dev", key)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	overloaded := 0
+	for i := 0; i < 200; i++ {
+		env := record(t, key, h.g.ChainID, "dev", uint64(i+1), nil)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := h.chain.Submit(context.Background(), env)
+			if errors.Is(err, ErrOverloaded) {
+				mu.Lock()
+				overloaded++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if overloaded == 0 {
+		t.Fatal("a one-slot queue never refused under 200 concurrent submits")
+	}
+	h.close()
+	if _, err := h.chain.Submit(context.Background(), record(t, key, h.g.ChainID, "dev", 1000, nil)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("after close: %v", err)
+	}
+}

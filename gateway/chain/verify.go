@@ -1,0 +1,66 @@
+package chain
+
+import (
+	"fmt"
+
+	"github.com/ledgergate/ledgergate/gateway/ledger"
+	"github.com/ledgergate/ledgergate/gateway/state"
+)
+
+// Summary is what Verify checked.
+type Summary struct {
+	Blocks, Txs uint64
+	Tip         [32]byte
+}
+
+// Verify checks the whole chain in log against its genesis: record CRCs
+// (on read), heights and hash links, Merkle roots, commit certificates,
+// and every tx's signature and validity, replaying the state as it goes.
+func Verify(g *ledger.Genesis, log *ledger.Log, progress func(done, total uint64)) (Summary, error) {
+	st, err := state.New(g)
+	if err != nil {
+		return Summary{}, err
+	}
+	var sum Summary
+	total := log.Len()
+	for h := uint64(1); h <= total; h++ {
+		data, err := log.Read(h - 1)
+		if err != nil {
+			return sum, fmt.Errorf("chain: block %d: %w", h, err)
+		}
+		b, err := ledger.DecodeBlock(data)
+		if err != nil {
+			return sum, fmt.Errorf("chain: block %d: %w", h, err)
+		}
+		height, tip := st.Tip()
+		hd := &b.Header
+		if hd.Height != height+1 || string(hd.Prev) != string(tip[:]) {
+			return sum, fmt.Errorf("chain: block %d: does not link to block %d (height %d, prev %x)", h, height, hd.Height, hd.Prev)
+		}
+		if err := g.VerifyCert(hd, &b.Cert); err != nil {
+			return sum, fmt.Errorf("chain: block %d: %w", h, err)
+		}
+		batch := st.NewBatch()
+		txs := make([]*ledger.Tx, len(b.Txs))
+		for i, env := range b.Txs {
+			c, err := st.Check(env)
+			if err == nil {
+				err = batch.Add(c)
+			}
+			if err != nil {
+				return sum, fmt.Errorf("chain: block %d tx %d: %w", h, i, err)
+			}
+			txs[i] = c.Tx
+		}
+		if err := st.Apply(h, hd.Hash(), txs); err != nil {
+			return sum, err
+		}
+		sum.Blocks++
+		sum.Txs += uint64(len(txs))
+		if progress != nil && (h%1000 == 0 || h == total) {
+			progress(h, total)
+		}
+	}
+	_, sum.Tip = st.Tip()
+	return sum, nil
+}

@@ -1,0 +1,186 @@
+package state
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/ledgergate/ledgergate/gateway/ledger"
+)
+
+// Device is a device's registry entry. Values handed out are copies.
+type Device struct {
+	ID      string
+	Key     *ledger.PublicKey
+	Revoked bool
+	LastSeq uint64
+}
+
+// State is the registry built from committed blocks.
+type State struct {
+	g      *ledger.Genesis
+	admins map[string]*ledger.PublicKey
+
+	mu      sync.RWMutex
+	devices map[string]*Device
+	height  uint64
+	tip     [32]byte // hash of the block at height; the genesis hash at 0
+}
+
+// New returns the state of an empty chain.
+func New(g *ledger.Genesis) (*State, error) {
+	s := &State{g: g, admins: map[string]*ledger.PublicKey{}, devices: map[string]*Device{}, tip: g.Hash()}
+	for _, a := range g.Admins {
+		pk, err := ledger.ParsePublicKey(a.PublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("state: admin %s: %w", a.ID, err)
+		}
+		s.admins[a.ID] = pk
+	}
+	return s, nil
+}
+
+// Genesis returns the chain's genesis.
+func (s *State) Genesis() *ledger.Genesis { return s.g }
+
+// Tip returns the height and hash of the last applied block.
+func (s *State) Tip() (uint64, [32]byte) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.height, s.tip
+}
+
+// Device returns a copy of a device's entry.
+func (s *State) Device(id string) (Device, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	d, ok := s.devices[id]
+	if !ok {
+		return Device{}, false
+	}
+	return *d, true
+}
+
+// Checked is a tx whose signature verified against Key, its author's key
+// at the time of the check.
+type Checked struct {
+	Tx  *ledger.Tx
+	Key *ledger.PublicKey
+}
+
+// Check decodes env and checks it against the committed state: author,
+// permission and signature. It is safe to call from many goroutines.
+func (s *State) Check(env []byte) (*Checked, error) {
+	tx, err := ledger.DecodeTx(env, s.g.Params.MaxTxBytes)
+	if err != nil {
+		return nil, decodeReject(err)
+	}
+	return s.CheckTx(tx)
+}
+
+// CheckTx is Check for a tx already decoded.
+func (s *State) CheckTx(tx *ledger.Tx) (*Checked, error) {
+	if tx.Body.ChainID != s.g.ChainID {
+		return nil, reject(ReasonWrongChain, "tx is for chain %q, this is %q", tx.Body.ChainID, s.g.ChainID)
+	}
+	key, err := s.authorKey(tx)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.Verify(key); err != nil {
+		return nil, reject(ReasonBadSignature, "%v", err)
+	}
+	return &Checked{Tx: tx, Key: key}, nil
+}
+
+// authorKey finds the key tx must be signed with, after checking that its
+// author may issue it.
+func (s *State) authorKey(tx *ledger.Tx) (*ledger.PublicKey, error) {
+	b := &tx.Body
+	switch b.Kind {
+	case ledger.KindEnroll, ledger.KindRevoke:
+		if k, ok := s.admins[tx.Author]; ok {
+			return k, nil
+		}
+		if _, ok := s.Device(tx.Author); ok {
+			return nil, reject(ReasonForbidden, "%s may only be issued by an admin, not device %s", b.Kind, tx.Author)
+		}
+		return nil, reject(ReasonUnknownAuthor, "no admin %q", tx.Author)
+	case ledger.KindRekey, ledger.KindRecord:
+		if b.Subject() != tx.Author {
+			return nil, reject(ReasonForbidden, "%s by %s is about device %s", b.Kind, tx.Author, b.Subject())
+		}
+		d, ok := s.Device(tx.Author)
+		if !ok {
+			return nil, reject(ReasonUnknownAuthor, "no device %q", tx.Author)
+		}
+		if d.Revoked {
+			return nil, reject(ReasonRevoked, "device %s is revoked", d.ID)
+		}
+		if seq := seqOf(b); seq <= d.LastSeq {
+			return nil, reject(ReasonReplay, "device %s seq %d, last committed %d", d.ID, seq, d.LastSeq)
+		}
+		return d.Key, nil
+	}
+	return nil, reject(ReasonMalformed, "unknown kind %q", b.Kind)
+}
+
+// seqOf is the device sequence number a rekey or record carries.
+func seqOf(b *ledger.Body) uint64 {
+	switch {
+	case b.Record != nil:
+		return b.Record.Seq
+	case b.Rekey != nil:
+		return b.Rekey.Seq
+	}
+	return 0
+}
+
+// Apply applies the txs of the committed block at height, whose hash is
+// hash. The block must be the one after the current tip.
+func (s *State) Apply(height uint64, hash [32]byte, txs []*ledger.Tx) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if height != s.height+1 {
+		return fmt.Errorf("state: apply block %d at height %d", height, s.height)
+	}
+	for _, tx := range txs {
+		if err := s.applyLocked(tx); err != nil {
+			return fmt.Errorf("state: block %d tx %x: %w", height, tx.ID[:8], err)
+		}
+	}
+	s.height, s.tip = height, hash
+	return nil
+}
+
+func (s *State) applyLocked(tx *ledger.Tx) error {
+	b := &tx.Body
+	switch b.Kind {
+	case ledger.KindEnroll:
+		pk, err := ledger.ParsePublicKey(b.Enroll.PublicKey)
+		if err != nil {
+			return err
+		}
+		s.devices[b.Enroll.DeviceID] = &Device{ID: b.Enroll.DeviceID, Key: pk}
+		return nil
+	case ledger.KindRevoke:
+		if d, ok := s.devices[b.Revoke.DeviceID]; ok {
+			d.Revoked = true
+			return nil
+		}
+	case ledger.KindRekey:
+		if d, ok := s.devices[b.Rekey.DeviceID]; ok {
+			pk, err := ledger.ParsePublicKey(b.Rekey.PublicKey)
+			if err != nil {
+				return err
+			}
+			d.Key, d.LastSeq = pk, b.Rekey.Seq
+			return nil
+		}
+	case ledger.KindRecord:
+		if d, ok := s.devices[b.Record.DeviceID]; ok {
+			d.LastSeq = b.Record.Seq
+			return nil
+		}
+	}
+	return fmt.Errorf("state: invariant: committed %s about unknown device %q", b.Kind, b.Subject())
+}

@@ -1,0 +1,196 @@
+package state
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"testing"
+
+	"github.com/ledgergate/ledgergate/gateway/ledger"
+)
+
+const chainID = "test"
+
+type fixture struct {
+	t      *testing.T
+	st     *State
+	admin  crypto.Signer
+	node   crypto.Signer
+	height uint64
+}
+
+func newP256(t *testing.T) *ecdsa.PrivateKey {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func der(t *testing.T, s crypto.Signer) []byte {
+	b, err := ledger.MarshalPublicKey(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func newFixture(t *testing.T) *fixture {
+	f := &fixture{t: t, admin: newP256(t), node: newP256(t)}
+	g := &ledger.Genesis{ChainID: chainID, Params: ledger.Params{MaxTxBytes: 4096},
+		Nodes:  []ledger.Node{{ID: "node-1", PublicKey: der(t, f.node)}},
+		Admins: []ledger.Admin{{ID: "admin", PublicKey: der(t, f.admin)}}}
+	if err := g.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := New(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.st = st
+	return f
+}
+
+func (f *fixture) sign(key crypto.Signer, kid string, b ledger.Body) []byte {
+	f.t.Helper()
+	if b.ChainID == "" {
+		b.ChainID = chainID
+	}
+	env, err := ledger.SignTx(key, kid, &b)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return env
+}
+
+func enrollBody(id string, pub []byte) ledger.Body {
+	return ledger.Body{Kind: ledger.KindEnroll, Enroll: &ledger.Enroll{DeviceID: id, PublicKey: pub}}
+}
+
+func recordBody(id string, seq uint64) ledger.Body {
+	return ledger.Body{Kind: ledger.KindRecord, Record: &ledger.Record{DeviceID: id, Stream: "s", Seq: seq, Payload: []byte{1}}}
+}
+
+// commit checks, batches and applies envs as one block; all must pass.
+func (f *fixture) commit(envs ...[]byte) {
+	f.t.Helper()
+	b := f.st.NewBatch()
+	var txs []*ledger.Tx
+	for _, env := range envs {
+		c, err := f.st.Check(env)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		if err := b.Add(c); err != nil {
+			f.t.Fatal(err)
+		}
+		txs = append(txs, c.Tx)
+	}
+	f.height++
+	if err := f.st.Apply(f.height, [32]byte{byte(f.height)}, txs); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func wantReason(t *testing.T, err error, r Reason) {
+	t.Helper()
+	if got := ReasonOf(err); got != r {
+		t.Fatalf("got %v (reason %q), want reason %q", err, got, r)
+	}
+}
+
+func TestCheckRules(t *testing.T) {
+	f := newFixture(t)
+	devKey := newP256(t)
+	_, edKey, _ := ed25519.GenerateKey(rand.Reader)
+	f.commit(f.sign(f.admin, "admin", enrollBody("dev-1", der(t, devKey))),
+		f.sign(f.admin, "admin", enrollBody("dev-2", der(t, edKey))))
+	f.commit(f.sign(devKey, "dev-1", recordBody("dev-1", 5)), f.sign(edKey, "dev-2", recordBody("dev-2", 1)))
+
+	stranger := newP256(t)
+	cases := []struct {
+		name string
+		env  []byte
+		want Reason
+	}{
+		{"garbage", []byte("not a tx"), ReasonMalformed},
+		{"too large", f.sign(devKey, "dev-1", ledger.Body{Kind: ledger.KindRecord, Record: &ledger.Record{DeviceID: "dev-1", Stream: "s", Seq: 9, Payload: make([]byte, 5000)}}), ReasonTooLarge},
+		{"wrong chain", f.sign(devKey, "dev-1", ledger.Body{Kind: ledger.KindRecord, ChainID: "other", Record: &ledger.Record{DeviceID: "dev-1", Stream: "s", Seq: 9}}), ReasonWrongChain},
+		{"unknown device", f.sign(stranger, "dev-9", recordBody("dev-9", 1)), ReasonUnknownAuthor},
+		{"unknown admin", f.sign(stranger, "root", enrollBody("dev-9", der(t, stranger))), ReasonUnknownAuthor},
+		{"device enrolls", f.sign(devKey, "dev-1", enrollBody("dev-9", der(t, stranger))), ReasonForbidden},
+		{"record for another device", f.sign(devKey, "dev-1", recordBody("dev-2", 9)), ReasonForbidden},
+		{"forged signature", f.sign(stranger, "dev-1", recordBody("dev-1", 9)), ReasonBadSignature},
+		{"forged admin", f.sign(stranger, "admin", enrollBody("dev-9", der(t, stranger))), ReasonBadSignature},
+		{"replayed seq", f.sign(devKey, "dev-1", recordBody("dev-1", 5)), ReasonReplay},
+		{"older seq", f.sign(devKey, "dev-1", recordBody("dev-1", 4)), ReasonReplay},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := f.st.Check(c.env)
+			wantReason(t, err, c.want)
+		})
+	}
+
+	// Batch rules: enroll twice, seq order within a block, revoke.
+	b := f.st.NewBatch()
+	add := func(env []byte) error {
+		c, err := f.st.Check(env)
+		if err != nil {
+			return err
+		}
+		return b.Add(c)
+	}
+	if err := add(f.sign(devKey, "dev-1", recordBody("dev-1", 7))); err != nil {
+		t.Fatal(err)
+	}
+	wantReason(t, add(f.sign(devKey, "dev-1", recordBody("dev-1", 6))), ReasonReplay)
+	wantReason(t, add(f.sign(devKey, "dev-1", recordBody("dev-1", 7))), ReasonReplay)
+	wantReason(t, add(f.sign(f.admin, "admin", enrollBody("dev-1", der(t, stranger)))), ReasonExists)
+	wantReason(t, add(f.sign(f.admin, "admin", enrollBody("admin", der(t, stranger)))), ReasonExists)
+	wantReason(t, add(f.sign(f.admin, "admin", enrollBody("node-1", der(t, stranger)))), ReasonExists)
+	wantReason(t, add(f.sign(f.admin, "admin", ledger.Body{Kind: ledger.KindRevoke, Revoke: &ledger.Revoke{DeviceID: "nobody"}})), ReasonUnknownDevice)
+	if err := add(f.sign(f.admin, "admin", ledger.Body{Kind: ledger.KindRevoke, Revoke: &ledger.Revoke{DeviceID: "dev-2"}})); err != nil {
+		t.Fatal(err)
+	}
+	// dev-2 signed before the revoke was batched; the batch refuses it.
+	wantReason(t, add(f.sign(edKey, "dev-2", recordBody("dev-2", 2))), ReasonRevoked)
+}
+
+func TestRevokeAndRekey(t *testing.T) {
+	f := newFixture(t)
+	k1, k2 := newP256(t), newP256(t)
+	f.commit(f.sign(f.admin, "admin", enrollBody("dev-1", der(t, k1))))
+	// Checked with the old key, then the device re-keys: the old check is stale.
+	stale, err := f.st.Check(f.sign(k1, "dev-1", recordBody("dev-1", 3)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.commit(f.sign(k1, "dev-1", ledger.Body{Kind: ledger.KindRekey, Rekey: &ledger.Rekey{DeviceID: "dev-1", Seq: 1, PublicKey: der(t, k2)}}))
+	wantReason(t, f.st.NewBatch().Add(stale), ReasonBadSignature)
+	_, err = f.st.Check(f.sign(k1, "dev-1", recordBody("dev-1", 4)))
+	wantReason(t, err, ReasonBadSignature)
+	f.commit(f.sign(k2, "dev-1", recordBody("dev-1", 2)))
+
+	f.commit(f.sign(f.admin, "admin", ledger.Body{Kind: ledger.KindRevoke, Revoke: &ledger.Revoke{DeviceID: "dev-1", Reason: "stolen"}}))
+	_, err = f.st.Check(f.sign(k2, "dev-1", recordBody("dev-1", 3)))
+	wantReason(t, err, ReasonRevoked)
+	// A revoked id can never come back.
+	c, err := f.st.Check(f.sign(f.admin, "admin", enrollBody("dev-1", der(t, k2))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantReason(t, f.st.NewBatch().Add(c), ReasonExists)
+	d, _ := f.st.Device("dev-1")
+	if !d.Revoked || d.LastSeq != 2 {
+		t.Fatalf("device %+v", d)
+	}
+	if h, _ := f.st.Tip(); h != 4 {
+		t.Fatalf("height %d", h)
+	}
+	if err := f.st.Apply(9, [32]byte{}, nil); err == nil {
+		t.Fatal("applied a block out of order")
+	}
+}
