@@ -1,0 +1,419 @@
+package api
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ledgergate/ledgergate/gateway/chain"
+	"github.com/ledgergate/ledgergate/gateway/index"
+	"github.com/ledgergate/ledgergate/gateway/ledger"
+	"github.com/ledgergate/ledgergate/gateway/state"
+)
+
+// Ledger is what the API needs of the commit pipeline.
+type Ledger interface {
+	Submit(ctx context.Context, env []byte) (*ledger.Receipt, error)
+	Receipt(id [32]byte) (*ledger.Receipt, error)
+	Block(height uint64) (*ledger.Block, error)
+}
+
+// Index is what the API reads of the index.
+type Index interface {
+	Height() (uint64, error)
+	Counts() (index.Counts, error)
+	Blocks(before uint64, limit int) ([]index.BlockInfo, error)
+	TxsInBlock(height uint64) ([]index.TxInfo, error)
+	Tx(id [32]byte) (*index.TxInfo, error)
+	Device(id string) (*index.Device, error)
+	Devices(after string, limit int) ([]index.Device, error)
+	Records(device string, beforeSeq uint64, limit int) ([]index.TxInfo, error)
+}
+
+// NodeInfo is the static part of /api/v1/status.
+type NodeInfo struct {
+	ChainID     string `json:"chain_id"`
+	NodeID      string `json:"node_id"`
+	GenesisHash string `json:"genesis_hash"`
+	Version     string `json:"version"`
+	// KeyHardware is false for a software node key.
+	KeyHardware bool   `json:"key_hardware"`
+	Key         string `json:"key"` // where the node key lives, e.g. "software key, not hardware-backed (...)"
+	Nodes       int    `json:"nodes"`
+	Quorum      int    `json:"quorum"`
+	MaxTxBytes  int    `json:"max_tx_bytes"`
+}
+
+// Server is the API's http.Handler.
+type Server struct {
+	info    NodeInfo
+	ledger  Ledger
+	index   Index
+	logger  *slog.Logger
+	started time.Time
+	ready   atomic.Bool
+	mux     *http.ServeMux
+}
+
+// New returns the API handler. gatherer serves /metrics.
+func New(info NodeInfo, l Ledger, x Index, gatherer prometheus.Gatherer, logger *slog.Logger) *Server {
+	s := &Server{info: info, ledger: l, index: x, logger: logger, started: time.Now(), mux: http.NewServeMux()}
+	s.mux.HandleFunc("GET /api/v1/status", s.status)
+	s.mux.HandleFunc("GET /api/v1/devices", s.devices)
+	s.mux.HandleFunc("GET /api/v1/devices/{id}", s.device)
+	s.mux.HandleFunc("GET /api/v1/devices/{id}/records", s.records)
+	s.mux.HandleFunc("GET /api/v1/blocks", s.blocks)
+	s.mux.HandleFunc("GET /api/v1/blocks/{height}", s.block)
+	s.mux.HandleFunc("GET /api/v1/txs/{id}", s.tx)
+	s.mux.HandleFunc("GET /api/v1/txs/{id}/receipt", s.receipt)
+	s.mux.HandleFunc("POST /api/v1/txs", s.submit)
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
+	})
+	return s
+}
+
+// SetReady marks the node ready (every listener bound, the ledger open).
+func (s *Server) SetReady(ok bool) { s.ready.Store(ok) }
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	if !s.ready.Load() {
+		writeError(w, http.StatusServiceUnavailable, "not_ready", "starting or stopping")
+		return
+	}
+	io.WriteString(w, "ready\n")
+}
+
+type errorBody struct {
+	Error  string `json:"error"`
+	Reason string `json:"reason"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v) // the client may be gone; nothing to do about it
+}
+
+func writeError(w http.ResponseWriter, code int, reason, msg string) {
+	writeJSON(w, code, errorBody{Error: msg, Reason: reason})
+}
+
+// writeErr maps an error from the ledger or the index to a response.
+func (s *Server) writeErr(w http.ResponseWriter, err error) {
+	if r := state.ReasonOf(err); r != "" {
+		writeError(w, rejectStatus(r), string(r), err.Error())
+		return
+	}
+	switch {
+	case errors.Is(err, index.ErrNotFound), errors.Is(err, chain.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", err.Error())
+	case errors.Is(err, chain.ErrOverloaded):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "overloaded", err.Error())
+	case errors.Is(err, chain.ErrClosed):
+		writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		writeError(w, http.StatusGatewayTimeout, "timeout", "gave up waiting for the commit: "+err.Error())
+	default:
+		s.logger.Error("api request failed", "err", err)
+		writeError(w, http.StatusInternalServerError, "internal", err.Error())
+	}
+}
+
+// rejectStatus is the HTTP status of a rejection.
+func rejectStatus(r state.Reason) int {
+	switch r {
+	case state.ReasonMalformed, state.ReasonWrongChain:
+		return http.StatusBadRequest
+	case state.ReasonTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case state.ReasonUnknownAuthor, state.ReasonForbidden, state.ReasonBadSignature, state.ReasonRevoked:
+		return http.StatusForbidden
+	case state.ReasonReplay, state.ReasonExists:
+		return http.StatusConflict
+	}
+	return http.StatusUnprocessableEntity
+}
+
+// Status is the body of /api/v1/status.
+type Status struct {
+	NodeInfo
+	Height        uint64       `json:"height"`
+	Counts        index.Counts `json:"counts"`
+	Ready         bool         `json:"ready"`
+	StartedAt     time.Time    `json:"started_at"`
+	UptimeSeconds int64        `json:"uptime_seconds"`
+}
+
+func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
+	c, err := s.index.Counts()
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, Status{
+		NodeInfo: s.info, Height: c.Blocks, Counts: c, Ready: s.ready.Load(),
+		StartedAt: s.started.UTC(), UptimeSeconds: int64(time.Since(s.started).Seconds()),
+	})
+}
+
+// limit reads ?limit=, default 100, at most 1000.
+func limit(r *http.Request) (int, error) {
+	v := r.URL.Query().Get("limit")
+	if v == "" {
+		return 100, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 1000 {
+		return 0, fmt.Errorf("limit %q: want 1 to 1000", v)
+	}
+	return n, nil
+}
+
+func uintParam(v, name string) (uint64, error) {
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s %q: want a whole number", name, v)
+	}
+	return n, nil
+}
+
+func (s *Server) devices(w http.ResponseWriter, r *http.Request) {
+	n, err := limit(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	ds, err := s.index.Devices(r.URL.Query().Get("after"), n)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	body := struct {
+		Devices []index.Device `json:"devices"`
+		Next    string         `json:"next,omitempty"`
+	}{Devices: ds}
+	if len(ds) == n {
+		body.Next = ds[len(ds)-1].ID
+	}
+	if body.Devices == nil {
+		body.Devices = []index.Device{}
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+func (s *Server) device(w http.ResponseWriter, r *http.Request) {
+	d, err := s.index.Device(r.PathValue("id"))
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, d)
+}
+
+func (s *Server) records(w http.ResponseWriter, r *http.Request) {
+	n, err := limit(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	before, err := uintParam(r.URL.Query().Get("before_seq"), "before_seq")
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	id := r.PathValue("id")
+	if _, err := s.index.Device(id); err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	recs, err := s.index.Records(id, before, n)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	if recs == nil {
+		recs = []index.TxInfo{}
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Records []index.TxInfo `json:"records"`
+	}{recs})
+}
+
+func (s *Server) blocks(w http.ResponseWriter, r *http.Request) {
+	n, err := limit(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	before, err := uintParam(r.URL.Query().Get("before"), "before")
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	bs, err := s.index.Blocks(before, n)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	if bs == nil {
+		bs = []index.BlockInfo{}
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Blocks []index.BlockInfo `json:"blocks"`
+	}{bs})
+}
+
+// BlockBody is the body of /api/v1/blocks/{height}.
+type BlockBody struct {
+	Hash        string         `json:"hash"`
+	Header      ledger.Header  `json:"header"`
+	CertView    uint64         `json:"cert_view"`
+	CertSigners []string       `json:"cert_signers"`
+	Txs         []index.TxInfo `json:"txs"`
+}
+
+func (s *Server) block(w http.ResponseWriter, r *http.Request) {
+	h, err := strconv.ParseUint(r.PathValue("height"), 10, 64)
+	if err != nil || h == 0 {
+		writeError(w, http.StatusBadRequest, "bad_request", "height: want a whole number from 1")
+		return
+	}
+	b, err := s.ledger.Block(h)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	txs, err := s.index.TxsInBlock(h)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	hash := b.Header.Hash()
+	body := BlockBody{Hash: hex.EncodeToString(hash[:]), Header: b.Header, CertView: b.Cert.View, Txs: txs}
+	for _, sg := range b.Cert.Sigs {
+		body.CertSigners = append(body.CertSigners, sg.Node)
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+func parseTxID(v string) ([32]byte, error) {
+	var id [32]byte
+	b, err := hex.DecodeString(v)
+	if err != nil || len(b) != 32 {
+		return id, fmt.Errorf("tx id %q: want 64 hex digits", v)
+	}
+	copy(id[:], b)
+	return id, nil
+}
+
+// TxBody is the body of /api/v1/txs/{id}.
+type TxBody struct {
+	index.TxInfo
+	Envelope []byte `json:"envelope"` // the COSE_Sign1 bytes, base64
+}
+
+func (s *Server) tx(w http.ResponseWriter, r *http.Request) {
+	id, err := parseTxID(r.PathValue("id"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	info, err := s.index.Tx(id)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	b, err := s.ledger.Block(info.Height)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, TxBody{TxInfo: *info, Envelope: b.Txs[info.Index]})
+}
+
+// ReceiptBody is the JSON answer carrying a receipt.
+type ReceiptBody struct {
+	TxID    string `json:"tx_id"`
+	Height  uint64 `json:"height"`
+	Index   uint64 `json:"index"`
+	Receipt string `json:"receipt"` // base64 of the CBOR receipt
+}
+
+func (s *Server) writeReceipt(w http.ResponseWriter, r *http.Request, rc *ledger.Receipt) {
+	enc, err := rc.Encode()
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	if r.Header.Get("Accept") == "application/cbor" {
+		w.Header().Set("Content-Type", "application/cbor")
+		w.Write(enc)
+		return
+	}
+	id := ledger.TxID(rc.Tx)
+	writeJSON(w, http.StatusOK, ReceiptBody{
+		TxID: hex.EncodeToString(id[:]), Height: rc.Header.Height, Index: rc.Index,
+		Receipt: base64.StdEncoding.EncodeToString(enc),
+	})
+}
+
+func (s *Server) receipt(w http.ResponseWriter, r *http.Request) {
+	id, err := parseTxID(r.PathValue("id"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	rc, err := s.ledger.Receipt(id)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	s.writeReceipt(w, r, rc)
+}
+
+func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
+	if ct := r.Header.Get("Content-Type"); ct != "application/cose" && ct != "application/cose; cose-type=\"cose-sign1\"" {
+		writeError(w, http.StatusUnsupportedMediaType, "bad_request", "Content-Type must be application/cose")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(s.info.MaxTxBytes)))
+	if err != nil {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			writeError(w, http.StatusRequestEntityTooLarge, string(state.ReasonTooLarge), fmt.Sprintf("tx larger than %d bytes", s.info.MaxTxBytes))
+			return
+		}
+		writeError(w, http.StatusBadRequest, "bad_request", "read body: "+err.Error())
+		return
+	}
+	rc, err := s.ledger.Submit(r.Context(), body)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	s.writeReceipt(w, r, rc)
+}

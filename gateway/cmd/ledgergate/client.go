@@ -1,0 +1,96 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/ledgergate/ledgergate/gateway/api"
+	"github.com/ledgergate/ledgergate/gateway/ledger"
+)
+
+const defaultAPI = "http://127.0.0.1:8080"
+
+// client talks to a gateway's HTTP API.
+type client struct {
+	base string
+	http *http.Client
+}
+
+func apiFlag(fs *flag.FlagSet) *string {
+	return fs.String("api", defaultAPI, "gateway API URL")
+}
+
+func newClient(base string) *client {
+	return &client{base: strings.TrimRight(base, "/"), http: &http.Client{Timeout: 2 * time.Minute}}
+}
+
+// apiError is an error answer of the API.
+type apiError struct {
+	Status int
+	Reason string
+	Msg    string
+}
+
+func (e *apiError) Error() string { return fmt.Sprintf("%s (%s, HTTP %d)", e.Msg, e.Reason, e.Status) }
+
+func (c *client) do(ctx context.Context, method, path, ctype string, body []byte, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("gateway API %s: %w (is the gateway running? see --api)", c.base, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("read answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var eb struct{ Error, Reason string }
+		if json.Unmarshal(data, &eb) != nil || eb.Reason == "" {
+			return &apiError{Status: resp.StatusCode, Reason: "http", Msg: strings.TrimSpace(string(data))}
+		}
+		return &apiError{Status: resp.StatusCode, Reason: eb.Reason, Msg: eb.Error}
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("decode answer of %s: %w", path, err)
+	}
+	return nil
+}
+
+func (c *client) status(ctx context.Context) (*api.Status, error) {
+	var s api.Status
+	return &s, c.do(ctx, http.MethodGet, "/api/v1/status", "", nil, &s)
+}
+
+// submit posts a tx and returns the decoded answer and the receipt bytes.
+func (c *client) submit(ctx context.Context, env []byte) (*api.ReceiptBody, []byte, error) {
+	var rb api.ReceiptBody
+	if err := c.do(ctx, http.MethodPost, "/api/v1/txs", "application/cose", env, &rb); err != nil {
+		return nil, nil, err
+	}
+	raw, err := base64.StdEncoding.DecodeString(rb.Receipt)
+	if err != nil {
+		return nil, nil, fmt.Errorf("decode receipt: %w", err)
+	}
+	if _, err := ledger.DecodeReceipt(raw); err != nil {
+		return nil, nil, err
+	}
+	return &rb, raw, nil
+}

@@ -1,0 +1,220 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ledgergate/ledgergate/bridge/device"
+	"github.com/ledgergate/ledgergate/gateway/config"
+	"github.com/ledgergate/ledgergate/gateway/daemon"
+	"github.com/ledgergate/ledgergate/gateway/index"
+	"github.com/ledgergate/ledgergate/gateway/ledger"
+)
+
+func cmdDeviceKeygen(_ context.Context, e *env, args []string) error {
+	fs := newFlags(e, "device keygen")
+	alg := fs.String("alg", "es256", "es256 (ECDSA P-256) or ed25519")
+	out := fs.String("out", "", "file NAME for the private key; the public key goes to NAME.pub")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := need(fs, "out"); err != nil {
+		return err
+	}
+	a, err := device.ParseAlg(*alg)
+	if err != nil {
+		return err
+	}
+	key, err := device.GenerateKey(a)
+	if err != nil {
+		return err
+	}
+	if err := device.WriteKeyPair(*out, key); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "wrote %s (private, mode 0600) and %s.pub (%s)\n", *out, *out, a)
+	return nil
+}
+
+// adminFlags are the flags of commands that sign as the admin.
+type adminFlags struct {
+	api, key, id, data *string
+}
+
+func addAdminFlags(fs *flag.FlagSet) adminFlags {
+	return adminFlags{
+		api:  apiFlag(fs),
+		key:  fs.String("admin-key", "", "admin private key (default DATA/admin.key)"),
+		id:   fs.String("admin-id", "admin", "admin id in the genesis (the kid of the tx)"),
+		data: fs.String("data", config.Dev().DataDir, "data directory holding admin.key (dev)"),
+	}
+}
+
+// submitAdmin signs body as the admin and submits it.
+func (a adminFlags) submit(ctx context.Context, e *env, body ledger.Body) error {
+	keyPath := *a.key
+	if keyPath == "" {
+		keyPath = filepath.Join(*a.data, daemon.AdminKeyFile)
+	}
+	key, err := device.LoadKey(keyPath)
+	if err != nil {
+		return err
+	}
+	c := newClient(*a.api)
+	st, err := c.status(ctx)
+	if err != nil {
+		return err
+	}
+	body.ChainID = st.ChainID
+	env, err := ledger.SignTx(key, *a.id, &body)
+	if err != nil {
+		return err
+	}
+	rb, _, err := c.submit(ctx, env)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%s %s: committed in block %d, tx %s\n", body.Kind, body.Subject(), rb.Height, rb.TxID)
+	return nil
+}
+
+func cmdDeviceEnroll(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "device enroll")
+	id := fs.String("id", "", "device id: 1 to 64 of A-Z a-z 0-9 . _ -")
+	pub := fs.String("pubkey", "", "the device's public key file (NAME.pub from 'device keygen')")
+	admin := addAdminFlags(fs)
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := need(fs, "id", "pubkey"); err != nil {
+		return err
+	}
+	der, err := device.LoadPublicKey(*pub)
+	if err != nil {
+		return err
+	}
+	return admin.submit(ctx, e, ledger.Body{Kind: ledger.KindEnroll, Enroll: &ledger.Enroll{DeviceID: *id, PublicKey: der}})
+}
+
+func cmdDeviceRevoke(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "device revoke")
+	id := fs.String("id", "", "device id")
+	reason := fs.String("reason", "", "why, for the record (at most 256 bytes)")
+	admin := addAdminFlags(fs)
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := need(fs, "id"); err != nil {
+		return err
+	}
+	return admin.submit(ctx, e, ledger.Body{Kind: ledger.KindRevoke, Revoke: &ledger.Revoke{DeviceID: *id, Reason: *reason}})
+}
+
+func cmdDeviceList(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "device list")
+	apiURL := apiFlag(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	c := newClient(*apiURL)
+	var all []index.Device
+	after := ""
+	for {
+		var page struct {
+			Devices []index.Device `json:"devices"`
+			Next    string         `json:"next"`
+		}
+		if err := c.do(ctx, http.MethodGet, "/api/v1/devices?limit=1000&after="+url.QueryEscape(after), "", nil, &page); err != nil {
+			return err
+		}
+		all = append(all, page.Devices...)
+		if page.Next == "" {
+			break
+		}
+		after = page.Next
+	}
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(all)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATUS\tALG\tLAST SEQ\tRECORDS\tLAST SEEN")
+	for _, d := range all {
+		seen := "-"
+		if d.LastSeen > 0 {
+			seen = time.UnixMilli(d.LastSeen).UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", d.ID, d.Status, d.Alg, d.LastSeq, d.Records, seen)
+	}
+	return tw.Flush()
+}
+
+func cmdDeviceSign(_ context.Context, e *env, args []string) error {
+	fs := newFlags(e, "device sign")
+	keyPath := fs.String("key", "", "the device's private key file")
+	id := fs.String("id", "", "device id")
+	seq := fs.Uint64("seq", 0, "sequence number: must be above every seq this device used before")
+	stream := fs.String("stream", "default", "stream name")
+	in := fs.String("in", "", "payload file (default: standard input; - too)")
+	ctype := fs.String("content-type", "application/octet-stream", "payload content type")
+	chainID := fs.String("chain-id", "", "chain id (default: read from --genesis)")
+	genesis := fs.String("genesis", filepath.Join(config.Dev().DataDir, daemon.GenesisFile), "genesis file to read the chain id from")
+	out := fs.String("out", "", "where to write the signed tx (COSE_Sign1)")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := need(fs, "key", "id", "seq", "out"); err != nil {
+		return err
+	}
+	key, err := device.LoadKey(*keyPath)
+	if err != nil {
+		return err
+	}
+	if *chainID == "" {
+		g, err := readGenesis(*genesis)
+		if err != nil {
+			return fmt.Errorf("%w (or pass --chain-id)", err)
+		}
+		*chainID = g.ChainID
+	}
+	var payload []byte
+	if *in == "" || *in == "-" {
+		payload, err = io.ReadAll(io.LimitReader(e.stdin, 1<<20+1))
+	} else {
+		payload, err = os.ReadFile(*in)
+	}
+	if err != nil {
+		return fmt.Errorf("read payload: %w", err)
+	}
+	env, err := device.SignRecord(key, *chainID, ledger.Record{
+		DeviceID: *id, Stream: *stream, Seq: *seq, Time: time.Now().UnixMilli(), ContentType: *ctype, Payload: payload,
+	})
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(*out, env, 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", *out, err)
+	}
+	txid := ledger.TxID(env)
+	fmt.Fprintf(e.stdout, "wrote %s: data.record by %s seq %d, %d bytes, tx %x\n", *out, *id, *seq, len(env), txid)
+	return nil
+}
+
+func readGenesis(path string) (*ledger.Genesis, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read genesis: %w", err)
+	}
+	return ledger.ParseGenesis(b)
+}

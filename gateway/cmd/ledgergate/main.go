@@ -1,0 +1,206 @@
+// Command ledgergate is the gateway and its command-line tools.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+// version is set at build time: -ldflags "-X main.version=...".
+var version = "dev"
+
+// command is one subcommand.
+type command struct {
+	name    string // "device enroll"
+	usage   string // arguments after the name
+	summary string
+	run     func(ctx context.Context, env *env, args []string) error
+}
+
+// env is what commands read and write besides their flags.
+type env struct {
+	stdout, stderr io.Writer
+	stdin          io.Reader
+}
+
+// exitError carries a specific exit code.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+
+// errUsage marks a usage error; the command's help has been printed.
+var errUsage = errors.New("usage")
+
+func commands() []command {
+	return []command{
+		{"run", "[--dev] [--config FILE] [--data DIR] [--listen ADDR]", "run the gateway", cmdRun},
+		{"init", "[--data DIR] [--chain-id ID] [--node-id ID] [--admin-id ID] [--admin-key FILE]", "create a data directory with a new single-node chain", cmdInit},
+		{"version", "", "print the version", cmdVersion},
+		{"device keygen", "--alg es256|ed25519 --out NAME", "make a device key pair: NAME (private, 0600) and NAME.pub", cmdDeviceKeygen},
+		{"device enroll", "--id ID --pubkey NAME.pub", "enroll a device (signed with the admin key)", cmdDeviceEnroll},
+		{"device revoke", "--id ID [--reason TEXT]", "revoke a device for good (signed with the admin key)", cmdDeviceRevoke},
+		{"device list", "", "list the enrolled devices", cmdDeviceList},
+		{"device sign", "--key NAME --id ID --seq N [--stream S] [--in FILE] --out MSG", "sign a data record as a device, offline", cmdDeviceSign},
+		{"tx submit", "MSG [--receipt-out FILE]", "submit a signed tx and wait for its receipt", cmdTxSubmit},
+		{"receipt verify", "--genesis FILE RECEIPT", "verify a receipt offline against the genesis", cmdReceiptVerify},
+		{"ledger verify", "[--data DIR]", "check the whole chain: hashes, Merkle roots, certificates, signatures", cmdLedgerVerify},
+		{"ledger reindex", "[--data DIR]", "rebuild the SQLite index from the block log (gateway stopped)", cmdLedgerReindex},
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, &env{stdout: os.Stdout, stderr: os.Stderr, stdin: os.Stdin}, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+// run dispatches args to a command and returns the exit code.
+func run(ctx context.Context, e *env, args []string) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(e.stdout, args)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	cmd, rest, ok := find(args)
+	if !ok {
+		fmt.Fprintf(e.stderr, "ledgergate: unknown command %q\n\n", strings.Join(args[:min(2, len(args))], " "))
+		usage(e.stderr, nil)
+		return 2
+	}
+	err := cmd.run(ctx, e, rest)
+	var ee *exitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	case errors.As(err, &ee):
+		fmt.Fprintf(e.stderr, "ledgergate %s: %v\n", cmd.name, ee.err)
+		return ee.code
+	default:
+		fmt.Fprintf(e.stderr, "ledgergate %s: %v\n", cmd.name, err)
+		return 1
+	}
+}
+
+// find matches the longest command name at the start of args.
+func find(args []string) (command, []string, bool) {
+	for _, c := range commands() {
+		words := strings.Fields(c.name)
+		if len(args) >= len(words) && strings.Join(args[:len(words)], " ") == c.name {
+			return c, args[len(words):], true
+		}
+	}
+	return command{}, nil, false
+}
+
+func usage(w io.Writer, _ []string) {
+	fmt.Fprintf(w, `ledgergate secures IoT devices with a permissioned ledger.
+
+Usage: ledgergate COMMAND [flags]
+
+Commands:
+`)
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-16s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, `
+Run 'ledgergate COMMAND --help' for a command's flags.
+Quick start: 'ledgergate run --dev' starts a single node with its data in ./ledgergate-data.
+`)
+}
+
+// newFlags makes a command's flag set with a help text that names the command.
+func newFlags(e *env, name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	var c command
+	for _, x := range commands() {
+		if x.name == name {
+			c = x
+		}
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: ledgergate %s %s\n\n%s.\n", c.name, c.usage, upperFirst(c.summary))
+		if hasFlags(fs) {
+			fmt.Fprintf(fs.Output(), "\nFlags:\n")
+			fs.PrintDefaults()
+		}
+	}
+	return fs
+}
+
+func hasFlags(fs *flag.FlagSet) bool {
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	return n > 0
+}
+
+func upperFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// parse parses flags, allowing positional arguments before and after
+// them; it returns the positional arguments.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, errUsage
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// need reports missing required flags as a usage error.
+func need(fs *flag.FlagSet, names ...string) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var missing []string
+	for _, n := range names {
+		if !set[n] {
+			missing = append(missing, "--"+n)
+		}
+	}
+	if len(missing) > 0 {
+		fmt.Fprintf(fs.Output(), "ledgergate %s: missing %s\n", fs.Name(), strings.Join(missing, ", "))
+		fs.Usage()
+		return errUsage
+	}
+	return nil
+}
+
+func cmdVersion(_ context.Context, e *env, args []string) error {
+	fs := newFlags(e, "version")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "ledgergate %s\n", version)
+	return nil
+}

@@ -1,0 +1,248 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ledgergate/ledgergate/bridge/device"
+	"github.com/ledgergate/ledgergate/gateway/ledger"
+)
+
+// ledgergateBin is the ledgergate binary, built once for these tests.
+var ledgergateBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ledgergate-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	ledgergateBin = filepath.Join(dir, "ledgergate")
+	out, err := exec.Command("go", "build", "-o", ledgergateBin, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build ledgergate: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// gateway is a running ledgergate process.
+type gateway struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	data string
+	api  string
+	mu   sync.Mutex
+	logs bytes.Buffer
+	done chan error
+}
+
+var readyRE = regexp.MustCompile(`msg="ledgergate ready" api=(\S+)`)
+
+// startGateway runs `ledgergate run --dev` on data and waits until it is ready.
+func startGateway(t *testing.T, data string, extra ...string) *gateway {
+	t.Helper()
+	g := &gateway{t: t, data: data, done: make(chan error, 1)}
+	args := append([]string{"run", "--dev", "--data", data, "--listen", "127.0.0.1:0"}, extra...)
+	g.cmd = exec.Command(ledgergateBin, args...)
+	stderr, err := g.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			g.mu.Lock()
+			g.logs.WriteString(line + "\n")
+			g.mu.Unlock()
+			if m := readyRE.FindStringSubmatch(line); m != nil {
+				ready <- m[1]
+			}
+		}
+		g.done <- g.cmd.Wait()
+	}()
+	t.Cleanup(func() { g.kill() })
+	select {
+	case g.api = <-ready:
+	case err := <-g.done:
+		t.Fatalf("gateway exited before ready: %v\n%s", err, g.log())
+	case <-time.After(60 * time.Second):
+		t.Fatalf("gateway not ready after 60s\n%s", g.log())
+	}
+	return g
+}
+
+func (g *gateway) log() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.logs.String()
+}
+
+// kill sends SIGKILL and waits for the process to be gone.
+func (g *gateway) kill() {
+	if g.cmd.ProcessState != nil {
+		return
+	}
+	g.cmd.Process.Kill()
+	<-g.done
+	g.done <- nil
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (g *gateway) stop() {
+	g.t.Helper()
+	g.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-g.done:
+		g.done <- err
+		if err != nil {
+			g.t.Fatalf("gateway exit: %v\n%s", err, g.log())
+		}
+	case <-time.After(30 * time.Second):
+		g.t.Fatalf("gateway did not stop on SIGTERM\n%s", g.log())
+	}
+}
+
+// cli runs a ledgergate subcommand; it returns stdout, stderr and the exit code.
+func cli(t *testing.T, dir string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(ledgergateBin, args...)
+	cmd.Dir = dir
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// mustCLI runs a subcommand that must succeed.
+func mustCLI(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	out, errs, code := cli(t, dir, args...)
+	if code != 0 {
+		t.Fatalf("ledgergate %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errs)
+	}
+	return out
+}
+
+// getJSON fetches an API path into out and returns the status code.
+func getJSON(t *testing.T, api, path string, out any) int {
+	t.Helper()
+	resp, err := http.Get(api + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if out != nil && resp.StatusCode == http.StatusOK {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("%s: %v: %s", path, err, b)
+		}
+	}
+	return resp.StatusCode
+}
+
+// post submits a tx; it returns the status, the error reason, and the tx
+// id of the receipt when accepted.
+func post(ctx context.Context, api string, env []byte) (int, string, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, api+"/api/v1/txs", bytes.NewReader(env))
+	if err != nil {
+		return 0, "", "", err
+	}
+	req.Header.Set("Content-Type", "application/cose")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, "", "", err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Reason  string `json:"reason"`
+		TxID    string `json:"tx_id"`
+		Receipt string `json:"receipt"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return resp.StatusCode, "", "", err
+	}
+	if resp.StatusCode == http.StatusOK {
+		raw, err := base64.StdEncoding.DecodeString(body.Receipt)
+		if err != nil {
+			return resp.StatusCode, "", "", err
+		}
+		if _, err := ledger.DecodeReceipt(raw); err != nil {
+			return resp.StatusCode, "", "", err
+		}
+	}
+	return resp.StatusCode, body.Reason, body.TxID, nil
+}
+
+// admin signs admin txs with the dev data directory's admin key.
+type admin struct {
+	key     crypto.Signer
+	chainID string
+}
+
+func loadAdmin(t *testing.T, g *gateway) *admin {
+	t.Helper()
+	key, err := device.LoadKey(filepath.Join(g.data, "admin.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		ChainID string `json:"chain_id"`
+	}
+	getJSON(t, g.api, "/api/v1/status", &st)
+	return &admin{key: key, chainID: st.ChainID}
+}
+
+// enroll makes and enrolls a device key over the API.
+func (a *admin) enroll(t *testing.T, api, id string, alg ledger.Alg) crypto.Signer {
+	t.Helper()
+	key, err := device.GenerateKey(alg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := ledger.MarshalPublicKey(key)
+	env, err := ledger.SignTx(a.key, "admin", &ledger.Body{Kind: ledger.KindEnroll, ChainID: a.chainID,
+		Enroll: &ledger.Enroll{DeviceID: id, PublicKey: pub}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, reason, _, err := post(context.Background(), api, env); err != nil || code != http.StatusOK {
+		t.Fatalf("enroll %s: %d %s %v", id, code, reason, err)
+	}
+	return key
+}
+
+func hexID(env []byte) string {
+	id := ledger.TxID(env)
+	return hex.EncodeToString(id[:])
+}

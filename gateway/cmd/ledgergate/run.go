@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/ledgergate/ledgergate/gateway/config"
+	"github.com/ledgergate/ledgergate/gateway/daemon"
+)
+
+func cmdRun(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "run")
+	dev := fs.Bool("dev", false, "embedded default: one node, data in ./ledgergate-data, a software key, API on 127.0.0.1:8080; no config file needed")
+	cfgPath := fs.String("config", "", "configuration file (default "+config.DefaultPath+" if it exists; ignored defaults with --dev unless given)")
+	data := fs.String("data", "", "data directory (overrides data_dir)")
+	listen := fs.String("listen", "", "API address, e.g. 127.0.0.1:8080 (overrides api.listen)")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*dev, *cfgPath)
+	if err != nil {
+		return err
+	}
+	if *data != "" {
+		cfg.DataDir = *data
+	}
+	if *listen != "" {
+		cfg.API.Listen = *listen
+	}
+	logger, err := newLogger(e, cfg.Log)
+	if err != nil {
+		return err
+	}
+	d, err := daemon.New(daemon.Options{Config: cfg, Dev: *dev, Version: version, Logger: logger})
+	if err != nil {
+		return err
+	}
+	return d.Run(ctx)
+}
+
+// loadConfig picks the configuration: an explicit file, else the default
+// file if it exists (not with --dev), else the built-in defaults.
+func loadConfig(dev bool, path string) (config.Config, error) {
+	base := config.Default()
+	if dev {
+		base = config.Dev()
+	}
+	if path == "" && !dev {
+		if _, err := os.Stat(config.DefaultPath); err == nil {
+			path = config.DefaultPath
+		}
+	}
+	if path == "" {
+		return base, base.Validate()
+	}
+	return config.Load(path, base)
+}
+
+func newLogger(e *env, c config.LogLevel) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.Level)); err != nil {
+		return nil, fmt.Errorf("log.level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(e.stderr, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(e.stderr, opts)), nil
+}
+
+func cmdInit(_ context.Context, e *env, args []string) error {
+	fs := newFlags(e, "init")
+	data := fs.String("data", config.Default().DataDir, "data directory to create")
+	chainID := fs.String("chain-id", "", "chain id (default: dev- and 8 random hex digits)")
+	nodeID := fs.String("node-id", "node-1", "this node's id in the genesis")
+	adminID := fs.String("admin-id", "admin", "the admin's id in the genesis")
+	adminKey := fs.String("admin-key", "", "where to write the admin private key (default DATA/admin.key); keep it offline in production")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	g, err := daemon.Init(*data, daemon.InitOptions{ChainID: *chainID, NodeID: *nodeID, AdminID: *adminID, AdminKey: *adminKey})
+	if errors.Is(err, daemon.ErrInitialized) {
+		return &exitError{code: 1, err: err}
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "initialized %s: chain %s, node %s (software key, not hardware-backed), admin %s\n",
+		*data, g.ChainID, g.Nodes[0].ID, g.Admins[0].ID)
+	return nil
+}

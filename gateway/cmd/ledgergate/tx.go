@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/ledgergate/ledgergate/bridge/device"
+	"github.com/ledgergate/ledgergate/gateway/chain"
+	"github.com/ledgergate/ledgergate/gateway/config"
+	"github.com/ledgergate/ledgergate/gateway/daemon"
+	"github.com/ledgergate/ledgergate/gateway/ledger"
+)
+
+func cmdTxSubmit(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "tx submit")
+	apiURL := apiFlag(fs)
+	receiptOut := fs.String("receipt-out", "", "write the receipt (CBOR) to this file")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		fmt.Fprintln(fs.Output(), "ledgergate tx submit: want exactly one MSG file")
+		fs.Usage()
+		return errUsage
+	}
+	env, err := os.ReadFile(pos[0])
+	if err != nil {
+		return fmt.Errorf("read %s: %w", pos[0], err)
+	}
+	rb, raw, err := newClient(*apiURL).submit(ctx, env)
+	if err != nil {
+		return err
+	}
+	if *receiptOut != "" {
+		if err := os.WriteFile(*receiptOut, raw, 0o644); err != nil {
+			return fmt.Errorf("write receipt: %w", err)
+		}
+	}
+	fmt.Fprintf(e.stdout, "committed: tx %s in block %d at index %d\n", rb.TxID, rb.Height, rb.Index)
+	return nil
+}
+
+func cmdReceiptVerify(_ context.Context, e *env, args []string) error {
+	fs := newFlags(e, "receipt verify")
+	genesis := fs.String("genesis", "", "the chain's genesis file (all that verification needs)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := need(fs, "genesis"); err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		fmt.Fprintln(fs.Output(), "ledgergate receipt verify: want exactly one RECEIPT file")
+		fs.Usage()
+		return errUsage
+	}
+	g, err := readGenesis(*genesis)
+	if err != nil {
+		return err
+	}
+	data, err := os.ReadFile(pos[0])
+	if err != nil {
+		return fmt.Errorf("read receipt: %w", err)
+	}
+	r, err := device.VerifyReceipt(g, data)
+	if err != nil {
+		return err
+	}
+	tx, err := ledger.DecodeTx(r.Tx, 0)
+	if err != nil {
+		return err
+	}
+	signers := make([]string, len(r.Cert.Sigs))
+	for i, s := range r.Cert.Sigs {
+		signers[i] = s.Node
+	}
+	fmt.Fprintf(e.stdout, "valid: tx %x (%s by %s) is in block %d of chain %s, committed by %v at %s\n",
+		tx.ID, tx.Body.Kind, tx.Author, r.Header.Height, r.Header.ChainID, signers,
+		time.UnixMilli(r.Header.Time).UTC().Format(time.RFC3339))
+	return nil
+}
+
+func dataFlag(fs *flag.FlagSet) *string {
+	return fs.String("data", config.Dev().DataDir, "data directory")
+}
+
+func cmdLedgerVerify(_ context.Context, e *env, args []string) error {
+	fs := newFlags(e, "ledger verify")
+	data := dataFlag(fs)
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	g, err := daemon.LoadGenesis(*data)
+	if err != nil {
+		return err
+	}
+	blog, err := ledger.OpenLog(filepath.Join(*data, daemon.BlocksDir), ledger.LogOptions{})
+	if err != nil {
+		return err
+	}
+	defer blog.Close()
+	if rep := blog.Repair(); rep != nil {
+		fmt.Fprintf(e.stderr, "cut a torn tail: %d bytes at %s offset %d\n", rep.Bytes, rep.Segment, rep.Offset)
+	}
+	sum, err := chain.Verify(g, blog, func(done, total uint64) {
+		fmt.Fprintf(e.stderr, "verified %d of %d blocks\n", done, total)
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "ok: %d blocks, %d txs, chain %s, tip %x\n", sum.Blocks, sum.Txs, g.ChainID, sum.Tip)
+	return nil
+}
+
+func cmdLedgerReindex(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "ledger reindex")
+	data := dataFlag(fs)
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(e.stderr, nil))
+	n, err := daemon.Reindex(ctx, *data, logger)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "reindexed %d blocks\n", n)
+	return nil
+}

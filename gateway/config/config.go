@@ -1,0 +1,168 @@
+// Package config is ledgergate's configuration file: TOML, decoded
+// strictly (an unknown key is an error), with a safe default for every
+// setting and a Validate that reports every problem at once.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// DefaultPath is where the packaged gateway reads its configuration.
+const DefaultPath = "/etc/ledgergate/ledgergate.toml"
+
+// Config is the whole configuration.
+type Config struct {
+	// DataDir holds the genesis, the node key, the block log and the index.
+	DataDir string   `toml:"data_dir"`
+	API     API      `toml:"api"`
+	Signer  Signer   `toml:"signer"`
+	Batch   Batch    `toml:"batch"`
+	Log     LogLevel `toml:"log"`
+}
+
+// API is the HTTP API and dashboard listener.
+type API struct {
+	Listen string `toml:"listen"` // host:port
+}
+
+// Signer says where the node identity key lives.
+type Signer struct {
+	Kind    string `toml:"kind"`     // "software" (until the TPM signer lands)
+	KeyFile string `toml:"key_file"` // relative paths are under DataDir
+}
+
+// Batch bounds the blocks this node cuts.
+type Batch struct {
+	MaxTxs     int      `toml:"max_txs"`
+	MaxBytes   int      `toml:"max_bytes"`
+	MaxDelay   Duration `toml:"max_delay"`
+	MaxPending int      `toml:"max_pending"`
+}
+
+// LogLevel configures logging.
+type LogLevel struct {
+	Level  string `toml:"level"`  // debug, info, warn, error
+	Format string `toml:"format"` // text or json
+}
+
+// Duration is a time.Duration written as "5ms", "2s".
+type Duration time.Duration
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText writes the duration as Go does.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// Default is the configuration of an installed gateway.
+func Default() Config {
+	return Config{
+		DataDir: "/var/lib/ledgergate",
+		API:     API{Listen: "127.0.0.1:8080"},
+		Signer:  Signer{Kind: "software", KeyFile: "node.key"},
+		Batch:   Batch{MaxTxs: 1000, MaxBytes: 4 << 20, MaxDelay: Duration(2 * time.Millisecond), MaxPending: 100_000},
+		Log:     LogLevel{Level: "info", Format: "text"},
+	}
+}
+
+// Dev is the embedded default of `ledgergate run --dev`.
+func Dev() Config {
+	c := Default()
+	c.DataDir = "./ledgergate-data"
+	return c
+}
+
+// Load reads path over the defaults in base, strictly.
+func Load(path string, base Config) (Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("config: read %s: %w", path, err)
+	}
+	c, err := Parse(b, base)
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse decodes TOML over base and validates the result.
+func Parse(b []byte, base Config) (Config, error) {
+	c := base
+	dec := toml.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		var sm *toml.StrictMissingError
+		if errors.As(err, &sm) {
+			return Config{}, fmt.Errorf("unknown setting: %s", sm.String())
+		}
+		var de *toml.DecodeError
+		if errors.As(err, &de) {
+			row, col := de.Position()
+			return Config{}, fmt.Errorf("line %d column %d: %s", row, col, de.Error())
+		}
+		return Config{}, err
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// Validate reports every problem at once.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if c.DataDir == "" {
+		bad("data_dir: must be set")
+	}
+	if _, err := netip.ParseAddrPort(c.API.Listen); err != nil {
+		bad("api.listen %q: want ip:port, e.g. 127.0.0.1:8080", c.API.Listen)
+	}
+	switch c.Signer.Kind {
+	case "software":
+		if c.Signer.KeyFile == "" {
+			bad("signer.key_file: must be set for a software key")
+		}
+	case "tpm":
+		bad("signer.kind \"tpm\": not supported by this build yet; use \"software\"")
+	default:
+		bad("signer.kind %q: want \"software\"", c.Signer.Kind)
+	}
+	if c.Batch.MaxTxs < 1 || c.Batch.MaxTxs > 100_000 {
+		bad("batch.max_txs %d: want 1 to 100000", c.Batch.MaxTxs)
+	}
+	if c.Batch.MaxBytes < 64<<10 || c.Batch.MaxBytes > 64<<20 {
+		bad("batch.max_bytes %d: want 65536 to 67108864", c.Batch.MaxBytes)
+	}
+	if d := time.Duration(c.Batch.MaxDelay); d < 0 || d > 10*time.Second {
+		bad("batch.max_delay %s: want 0s to 10s", d)
+	}
+	if c.Batch.MaxPending < c.Batch.MaxTxs {
+		bad("batch.max_pending %d: want at least batch.max_txs (%d)", c.Batch.MaxPending, c.Batch.MaxTxs)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level %q: want debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format %q: want text or json", c.Log.Format)
+	}
+	return errors.Join(errs...)
+}

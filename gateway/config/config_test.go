@@ -1,0 +1,101 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaultsValid(t *testing.T) {
+	for _, c := range []Config{Default(), Dev()} {
+		if err := c.Validate(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if Dev().API.Listen != "127.0.0.1:8080" || Dev().DataDir != "./ledgergate-data" {
+		t.Fatalf("dev defaults changed: %+v", Dev())
+	}
+}
+
+func TestLoadGood(t *testing.T) {
+	c, err := Load("testdata/full.good.toml", Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DataDir != "/srv/ledgergate" || c.API.Listen != "0.0.0.0:8080" || c.Batch.MaxTxs != 500 ||
+		time.Duration(c.Batch.MaxDelay) != 10*time.Millisecond || c.Log.Format != "json" {
+		t.Fatalf("loaded %+v", c)
+	}
+	// A partial file keeps the defaults for what it does not set.
+	c, err = Parse([]byte("[log]\nlevel = \"warn\"\n"), Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Log.Level != "warn" || c.Batch != Default().Batch {
+		t.Fatalf("partial: %+v", c)
+	}
+}
+
+func TestLoadBad(t *testing.T) {
+	want := map[string][]string{
+		"unknown_key.bad.toml": {"unknown setting", "listen"},
+		"many.bad.toml":        {"api.listen", "batch.max_txs", "batch.max_delay", "log.level"},
+		"duration.bad.toml":    {"soon"},
+		"signer.bad.toml":      {"signer.kind \"hsm\""},
+		"syntax.bad.toml":      {"line 1"},
+	}
+	files, _ := filepath.Glob("testdata/*.bad.toml")
+	if len(files) != len(want) {
+		t.Fatalf("%d bad files, %d expectations", len(files), len(want))
+	}
+	for _, f := range files {
+		_, err := Load(f, Default())
+		if err == nil {
+			t.Errorf("%s: accepted", f)
+			continue
+		}
+		for _, w := range want[filepath.Base(f)] {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error %q does not mention %q", f, err, w)
+			}
+		}
+	}
+}
+
+func TestLoadMissing(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.toml"), Default())
+	if !os.IsNotExist(unwrapAll(err)) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func unwrapAll(err error) error {
+	for {
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			return err
+		}
+		err = u.Unwrap()
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	files, _ := filepath.Glob("testdata/*.toml")
+	for _, p := range files {
+		b, _ := os.ReadFile(p)
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > 16<<10 {
+			return
+		}
+		c, err := Parse(data, Default())
+		if err == nil {
+			if err := c.Validate(); err != nil {
+				t.Fatalf("Parse accepted an invalid config: %v", err)
+			}
+		}
+	})
+}

@@ -1,0 +1,243 @@
+package daemon
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ledgergate/ledgergate/gateway/api"
+	"github.com/ledgergate/ledgergate/gateway/chain"
+	"github.com/ledgergate/ledgergate/gateway/config"
+	"github.com/ledgergate/ledgergate/gateway/index"
+	"github.com/ledgergate/ledgergate/gateway/ledger"
+	"github.com/ledgergate/ledgergate/gateway/state"
+	"github.com/ledgergate/ledgergate/tpm"
+)
+
+// Options configure a Daemon.
+type Options struct {
+	Config  config.Config
+	Dev     bool // create the data directory with a fresh single-node chain if it has none
+	Version string
+	Logger  *slog.Logger
+	// Ready, if not nil, is called once every listener is bound, with the
+	// API address (systemd's READY=1 hooks in here).
+	Ready func(apiAddr string)
+}
+
+// Daemon is one running gateway.
+type Daemon struct {
+	opts   Options
+	logger *slog.Logger
+}
+
+// New validates the options; it does no I/O.
+func New(o Options) (*Daemon, error) {
+	if err := o.Config.Validate(); err != nil {
+		return nil, fmt.Errorf("daemon: config: %w", err)
+	}
+	if o.Logger == nil {
+		return nil, errors.New("daemon: no logger")
+	}
+	return &Daemon{opts: o, logger: o.Logger}, nil
+}
+
+// Run starts the gateway and blocks until ctx ends or a part fails.
+func (d *Daemon) Run(ctx context.Context) error {
+	cfg := d.opts.Config
+	dir := cfg.DataDir
+	if d.opts.Dev {
+		if _, err := os.Stat(filepath.Join(dir, GenesisFile)); errors.Is(err, os.ErrNotExist) {
+			g, err := Init(dir, InitOptions{KeyFile: cfg.Signer.KeyFile})
+			if err != nil {
+				return err
+			}
+			d.logger.Info("created dev chain", "data", dir, "chain_id", g.ChainID,
+				"admin_key", filepath.Join(dir, AdminKeyFile))
+		}
+	}
+	g, err := LoadGenesis(dir)
+	if err != nil {
+		return err
+	}
+	signer, err := tpm.LoadSoftwareKey(keyPath(dir, cfg.Signer.KeyFile))
+	if err != nil {
+		return err
+	}
+	nodeID, err := findNode(g, signer)
+	if err != nil {
+		return err
+	}
+	if !signer.Hardware() {
+		d.logger.Warn("node key is a software key, not hardware-backed", "key", signer.Describe())
+	}
+
+	blog, err := ledger.OpenLog(filepath.Join(dir, BlocksDir), ledger.LogOptions{})
+	if err != nil {
+		return fmt.Errorf("daemon: open block log: %w", err)
+	}
+	defer blog.Close()
+	if rep := blog.Repair(); rep != nil {
+		d.logger.Warn("cut torn tail of block log", "segment", rep.Segment, "offset", rep.Offset, "bytes", rep.Bytes)
+	}
+	st, err := state.New(g)
+	if err != nil {
+		return err
+	}
+	if err := chain.Replay(blog, st, func(done, total uint64) {
+		d.logger.Info("replaying block log", "block", done, "of", total)
+	}); err != nil {
+		return err
+	}
+	idx, err := d.openIndex(filepath.Join(dir, IndexFile), blog)
+	if err != nil {
+		return err
+	}
+	defer idx.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	batch := chain.BatchConfig{
+		MaxTxs: cfg.Batch.MaxTxs, MaxBytes: cfg.Batch.MaxBytes,
+		MaxDelay: time.Duration(cfg.Batch.MaxDelay), MaxPending: cfg.Batch.MaxPending,
+	}
+	ch := chain.New(chain.Deps{
+		State: st, Log: blog, Index: idx, Orderer: chain.NewSolo(batch, st, signer, nodeID),
+		Logger: d.logger.With("component", "chain"), Registry: reg,
+	})
+	gh := g.Hash()
+	srv := api.New(api.NodeInfo{
+		ChainID: g.ChainID, NodeID: nodeID, GenesisHash: hex.EncodeToString(gh[:]), Version: d.opts.Version,
+		KeyHardware: signer.Hardware(), Key: signer.Describe(), Nodes: len(g.Nodes), Quorum: g.Quorum(),
+		MaxTxBytes: g.Params.MaxTxBytes,
+	}, ch, idx, reg, d.logger.With("component", "api"))
+
+	ln, err := net.Listen("tcp", cfg.API.Listen)
+	if err != nil {
+		return fmt.Errorf("daemon: listen api: %w", err)
+	}
+	hs := &http.Server{
+		Handler: srv, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
+		ErrorLog: slog.NewLogLogger(d.logger.With("component", "http").Handler(), slog.LevelWarn),
+	}
+
+	// The chain outlives the HTTP server so that submits in flight at
+	// shutdown can still get their receipts.
+	chainCtx, stopChain := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopChain()
+	grp, gctx := errgroup.WithContext(ctx)
+	chainDone := make(chan error, 1)
+	go func() { chainDone <- ch.Run(chainCtx) }()
+	grp.Go(func() error {
+		select {
+		case err := <-chainDone:
+			if err != nil {
+				return err
+			}
+			return errors.New("daemon: chain stopped")
+		case <-gctx.Done():
+			return nil
+		}
+	})
+	grp.Go(func() error {
+		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("daemon: api: %w", err)
+		}
+		return nil
+	})
+	grp.Go(func() error {
+		<-gctx.Done()
+		srv.SetReady(false)
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 10*time.Second)
+		defer cancel()
+		return hs.Shutdown(sctx)
+	})
+	srv.SetReady(true)
+	height, _ := st.Tip()
+	d.logger.Info("ledgergate ready", "api", "http://"+ln.Addr().String(), "chain_id", g.ChainID,
+		"node", nodeID, "height", height, "version", d.opts.Version)
+	if d.opts.Ready != nil {
+		d.opts.Ready(ln.Addr().String())
+	}
+	err = grp.Wait()
+	stopChain()
+	select {
+	case cerr := <-chainDone:
+		if err == nil {
+			err = cerr
+		}
+	case <-time.After(10 * time.Second):
+		d.logger.Error("chain did not stop in time")
+	}
+	d.logger.Info("ledgergate stopped")
+	return err
+}
+
+// openIndex opens the index and brings it up to the log.
+func (d *Daemon) openIndex(path string, blog *ledger.Log) (*index.Index, error) {
+	idx, err := index.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("daemon: %w (it is rebuildable: delete it and restart)", err)
+	}
+	if err := CatchUpIndex(context.Background(), idx, blog, d.logger); err != nil {
+		idx.Close()
+		return nil, err
+	}
+	return idx, nil
+}
+
+// CatchUpIndex applies the blocks the index lacks; an index ahead of the
+// log (the log was cut) is rebuilt from scratch.
+func CatchUpIndex(ctx context.Context, idx *index.Index, blog *ledger.Log, logger *slog.Logger) error {
+	read := func(h uint64) (*ledger.Block, error) {
+		data, err := blog.Read(h - 1)
+		if err != nil {
+			return nil, err
+		}
+		return ledger.DecodeBlock(data)
+	}
+	progress := func(done, total uint64) { logger.Info("indexing", "block", done, "of", total) }
+	err := index.Rebuild(ctx, idx, blog.Len(), read, progress)
+	if errors.Is(err, index.ErrAhead) {
+		logger.Warn("index is ahead of the block log; rebuilding it")
+		if err := idx.Reset(); err != nil {
+			return err
+		}
+		err = index.Rebuild(ctx, idx, blog.Len(), read, progress)
+	}
+	if err != nil {
+		return fmt.Errorf("daemon: index: %w", err)
+	}
+	return nil
+}
+
+// findNode returns the id of the genesis node whose key is signer's.
+func findNode(g *ledger.Genesis, signer tpm.Signer) (string, error) {
+	pub, ok := signer.Public().(*ecdsa.PublicKey)
+	if !ok {
+		return "", fmt.Errorf("daemon: node key is %T, want ECDSA P-256", signer.Public())
+	}
+	for _, n := range g.Nodes {
+		pk, err := ledger.ParsePublicKey(n.PublicKey)
+		if err != nil {
+			continue
+		}
+		if ec, ok := pk.Key.(*ecdsa.PublicKey); ok && ec.Equal(pub) {
+			return n.ID, nil
+		}
+	}
+	return "", fmt.Errorf("daemon: the node key (%s) belongs to no node of genesis %s", signer.Describe(), g.ChainID)
+}
