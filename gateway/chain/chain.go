@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"time"
 
@@ -32,6 +33,12 @@ type Chain struct {
 	ord    Orderer
 	logger *slog.Logger
 	m      *metrics
+
+	// checking bounds concurrent signature checks to the number of
+	// cores: every core verifies, and the run queue stays short, so the
+	// goroutines that order, persist and index are not starved behind
+	// thousands of submitters.
+	checking chan struct{}
 
 	mu      sync.Mutex
 	waiters map[[32]byte]*waiter
@@ -62,6 +69,7 @@ func New(d Deps) *Chain {
 	c := &Chain{
 		g: d.State.Genesis(), st: d.State, log: d.Log, idx: d.Index, ord: d.Orderer,
 		logger: d.Logger, m: newMetrics(d.Registry), waiters: map[[32]byte]*waiter{},
+		checking: make(chan struct{}, runtime.GOMAXPROCS(0)),
 	}
 	h, _ := d.State.Tip()
 	c.m.height.Set(float64(h))
@@ -136,7 +144,7 @@ func (c *Chain) Submit(ctx context.Context, env []byte) (*ledger.Receipt, error)
 	if w := c.waiter(ledger.TxID(env)); w != nil {
 		return c.wait(ctx, w, start)
 	}
-	checked, err := c.st.Check(env)
+	checked, err := c.check(ctx, env)
 	if err != nil {
 		if r := state.ReasonOf(err); r == state.ReasonReplay || r == state.ReasonExists || r == state.ReasonRevoked {
 			// The same tx may be committed already. Its waiter lives until
@@ -172,6 +180,17 @@ func (c *Chain) Submit(ctx context.Context, env []byte) (*ledger.Receipt, error)
 		}
 	}
 	return c.wait(ctx, w, start)
+}
+
+// check runs state.Check once a core is free for it.
+func (c *Chain) check(ctx context.Context, env []byte) (*state.Checked, error) {
+	select {
+	case c.checking <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-c.checking }()
+	return c.st.Check(env)
 }
 
 // waiter returns the waiter of an in-flight tx, or nil.

@@ -192,27 +192,20 @@ func TestOverloadedAndClosed(t *testing.T) {
 	h := newHarness(t, BatchConfig{MaxTxs: 1, MaxBytes: 64 << 10, MaxDelay: 0, MaxPending: 1})
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	h.enroll(t, "dev", key)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	overloaded := 0
-	for i := 0; i < 200; i++ {
-		env := record(t, key, h.g.ChainID, "dev", uint64(i+1), nil)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, err := h.chain.Submit(context.Background(), env)
-			if errors.Is(err, ErrOverloaded) {
-				mu.Lock()
-				overloaded++
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	if overloaded == 0 {
-		t.Fatal("a one-slot queue never refused under 200 concurrent submits")
-	}
 	h.close()
+
+	// With the orderer stopped, a one-slot queue takes one tx and refuses
+	// the next. A chain that stopped answers ErrClosed.
+	solo := NewSolo(BatchConfig{MaxTxs: 1, MaxBytes: 64 << 10, MaxPending: 1}, h.chain.State(), h.admin.(crypto.Signer), "node-1")
+	for i, want := range []error{nil, ErrOverloaded} {
+		c, err := h.chain.State().Check(record(t, key, h.g.ChainID, "dev", uint64(i+1), nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := solo.Propose(c); !errors.Is(err, want) {
+			t.Fatalf("propose %d: got %v, want %v", i, err, want)
+		}
+	}
 	if _, err := h.chain.Submit(context.Background(), record(t, key, h.g.ChainID, "dev", 1000, nil)); !errors.Is(err, ErrClosed) {
 		t.Fatalf("after close: %v", err)
 	}

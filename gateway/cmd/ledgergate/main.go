@@ -76,6 +76,13 @@ func run(ctx context.Context, e *env, args []string) int {
 	}
 	cmd, rest, ok := find(args)
 	if !ok {
+		if group := groupCommands(args[0]); len(group) > 0 {
+			fmt.Fprintf(e.stderr, "ledgergate %s: want one of:\n", args[0])
+			for _, c := range group {
+				fmt.Fprintf(e.stderr, "  %-16s %s\n", c.name, c.summary)
+			}
+			return 2
+		}
 		fmt.Fprintf(e.stderr, "ledgergate: unknown command %q\n\n", strings.Join(args[:min(2, len(args))], " "))
 		usage(e.stderr, nil)
 		return 2
@@ -107,6 +114,18 @@ func find(args []string) (command, []string, bool) {
 		}
 	}
 	return command{}, nil, false
+}
+
+// groupCommands returns the commands whose name starts with word, as in
+// "device" for "device keygen", "device enroll", ...
+func groupCommands(word string) []command {
+	var group []command
+	for _, c := range commands() {
+		if strings.HasPrefix(c.name, word+" ") {
+			group = append(group, c)
+		}
+	}
+	return group
 }
 
 func usage(w io.Writer, _ []string) {

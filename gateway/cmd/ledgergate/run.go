@@ -14,7 +14,7 @@ import (
 func cmdRun(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "run")
 	dev := fs.Bool("dev", false, "embedded default: one node, data in ./ledgergate-data, a software key, API on 127.0.0.1:8080; no config file needed")
-	cfgPath := fs.String("config", "", "configuration file (default "+config.DefaultPath+" if it exists; ignored defaults with --dev unless given)")
+	cfgPath := fs.String("config", "", "configuration file (default: "+config.DefaultPath+" when it exists; with --dev, only a file given here is read)")
 	data := fs.String("data", "", "data directory (overrides data_dir)")
 	listen := fs.String("listen", "", "API address, e.g. 127.0.0.1:8080 (overrides api.listen)")
 	if _, err := parse(fs, args); err != nil {
