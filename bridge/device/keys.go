@@ -116,4 +116,3 @@ func LoadPublicKey(path string) ([]byte, error) {
 	}
 	return der, nil
 }
-

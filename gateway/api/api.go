@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -396,7 +397,7 @@ func (s *Server) receipt(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
-	if ct := r.Header.Get("Content-Type"); ct != "application/cose" && ct != "application/cose; cose-type=\"cose-sign1\"" {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/cose" {
 		writeError(w, http.StatusUnsupportedMediaType, "bad_request", "Content-Type must be application/cose")
 		return
 	}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -196,7 +197,7 @@ func TestOverloadedAndClosed(t *testing.T) {
 
 	// With the orderer stopped, a one-slot queue takes one tx and refuses
 	// the next. A chain that stopped answers ErrClosed.
-	solo := NewSolo(BatchConfig{MaxTxs: 1, MaxBytes: 64 << 10, MaxPending: 1}, h.chain.State(), h.admin.(crypto.Signer), "node-1")
+	solo := NewSolo(BatchConfig{MaxTxs: 1, MaxBytes: 64 << 10, MaxPending: 1}, h.chain.State(), h.admin, "node-1")
 	for i, want := range []error{nil, ErrOverloaded} {
 		c, err := h.chain.State().Check(record(t, key, h.g.ChainID, "dev", uint64(i+1), nil))
 		if err != nil {
@@ -209,4 +210,21 @@ func TestOverloadedAndClosed(t *testing.T) {
 	if _, err := h.chain.Submit(context.Background(), record(t, key, h.g.ChainID, "dev", 1000, nil)); !errors.Is(err, ErrClosed) {
 		t.Fatalf("after close: %v", err)
 	}
+}
+
+// TestDiskFailureStops: when the log refuses an append, the tx is not
+// acknowledged and Run returns the error, so the daemon stops.
+func TestDiskFailureStops(t *testing.T) {
+	h := newHarness(t, BatchConfig{MaxTxs: 10, MaxBytes: 64 << 10, MaxDelay: time.Millisecond, MaxPending: 100})
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	h.enroll(t, "dev", key)
+	h.log.Close() // every later Append fails
+	r, err := h.chain.Submit(context.Background(), record(t, key, h.g.ChainID, "dev", 1, nil))
+	if err == nil || r != nil {
+		t.Fatalf("submit on a failed disk: receipt %v, err %v", r, err)
+	}
+	if runErr := <-h.done; runErr == nil || !strings.Contains(runErr.Error(), "append block 2") {
+		t.Fatalf("Run returned %v, want the append error", runErr)
+	}
+	h.done <- nil // for Cleanup
 }

@@ -139,13 +139,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 	chainCtx, stopChain := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopChain()
 	grp, gctx := errgroup.WithContext(ctx)
-	chainDone := make(chan error, 1)
-	go func() { chainDone <- ch.Run(chainCtx) }()
+	var chainErr error
+	chainDone := make(chan struct{})
+	go func() {
+		chainErr = ch.Run(chainCtx)
+		close(chainDone)
+	}()
 	grp.Go(func() error {
 		select {
-		case err := <-chainDone:
-			if err != nil {
-				return err
+		case <-chainDone:
+			if chainErr != nil {
+				return chainErr
 			}
 			return errors.New("daemon: chain stopped")
 		case <-gctx.Done():
@@ -175,9 +179,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	err = grp.Wait()
 	stopChain()
 	select {
-	case cerr := <-chainDone:
+	case <-chainDone:
 		if err == nil {
-			err = cerr
+			err = chainErr
 		}
 	case <-time.After(10 * time.Second):
 		d.logger.Error("chain did not stop in time")
