@@ -64,6 +64,11 @@ type LogOptions struct {
 	// OpenLog treats a longer record on disk as damage, so never lower it
 	// below a record already written. Default 64 MiB.
 	MaxRecordBytes int
+	// ReadOnly opens a snapshot of a log that another process may be
+	// appending to: no lock is taken, nothing is created or cut, a torn
+	// tail (which may be an append in progress) is left out, and Append
+	// fails. The directory must exist.
+	ReadOnly bool
 }
 
 func (o LogOptions) withDefaults() (LogOptions, error) {
@@ -140,14 +145,19 @@ func OpenLog(dir string, opts LogOptions) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := makeDir(dir); err != nil {
-		return nil, err
+	l := &Log{dir: dir, opts: opts}
+	if opts.ReadOnly {
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("ledger: block log dir %s: not a directory (%v)", dir, err)
+		}
+	} else {
+		if err := makeDir(dir); err != nil {
+			return nil, err
+		}
+		if l.lock, err = lockDir(dir); err != nil {
+			return nil, err
+		}
 	}
-	lock, err := lockDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	l := &Log{dir: dir, opts: opts, lock: lock}
 	if err := l.load(); err != nil {
 		l.closeFiles()
 		return nil, err
@@ -192,6 +202,9 @@ func (l *Log) load() error {
 	if err != nil {
 		return err
 	}
+	if len(seqs) == 0 && l.opts.ReadOnly {
+		return nil
+	}
 	if len(seqs) == 0 {
 		f, err := createSegment(l.dir, 1)
 		if err != nil {
@@ -207,7 +220,7 @@ func (l *Log) load() error {
 		name := segmentName(seq)
 		last := k == len(seqs)-1
 		flag := os.O_RDONLY
-		if last {
+		if last && !l.opts.ReadOnly {
 			flag = os.O_RDWR
 		}
 		f, err := os.OpenFile(filepath.Join(l.dir, name), flag, 0)
@@ -309,6 +322,9 @@ func (l *Log) scanSegment(f *os.File, k uint32, last bool) (int64, error) {
 
 // cut truncates the torn tail of the last segment at off and records the repair.
 func (l *Log) cut(f *os.File, name string, off, size int64) (int64, error) {
+	if l.opts.ReadOnly {
+		return off, nil // leave it out of the snapshot, and on disk
+	}
 	if err := f.Truncate(off); err != nil {
 		return 0, fmt.Errorf("ledger: cut torn tail of %s: %w", name, err)
 	}
@@ -328,6 +344,8 @@ func (l *Log) Append(rec []byte) error {
 	switch {
 	case l.closed:
 		return errLogClosed
+	case l.opts.ReadOnly:
+		return errors.New("ledger: block log opened read-only")
 	case l.failed != nil:
 		return l.failed
 	case len(rec) > l.opts.MaxRecordBytes:
@@ -445,7 +463,9 @@ func (l *Log) closeFiles() error {
 	for _, f := range l.segs {
 		errs = append(errs, f.Close())
 	}
-	errs = append(errs, l.lock.Close())
+	if l.lock != nil { // a read-only log has none
+		errs = append(errs, l.lock.Close())
+	}
 	l.segs, l.recs = nil, nil
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("ledger: close block log: %w", err)

@@ -680,3 +680,35 @@ func TestLogZeroedHeaderBeforeData(t *testing.T) {
 		t.Fatal("a refused segment was changed")
 	}
 }
+
+func TestLogReadOnlySnapshot(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := OpenLog(dir+"/missing", LogOptions{ReadOnly: true}); err == nil {
+		t.Fatal("read-only open of a missing directory succeeded")
+	}
+	recs := [][]byte{[]byte("one"), []byte("two"), []byte("three")}
+	w := openLog(t, dir, LogOptions{})
+	for _, r := range recs[:2] {
+		if err := w.Append(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A snapshot while the writer holds the lock.
+	ro := openLog(t, dir, LogOptions{ReadOnly: true})
+	checkRecords(t, ro, recs[:2])
+	if err := ro.Append([]byte("x")); err == nil {
+		t.Fatal("append to a read-only log succeeded")
+	}
+	// A half-written record, as a reader may see during an append, is left out and left alone.
+	seg := segmentPath(dir, 0)
+	size := fileSize(t, seg)
+	appendBytes(t, seg, []byte{0, 0, 0, 100, 1, 2, 3, 4, 5})
+	ro2 := openLog(t, dir, LogOptions{ReadOnly: true})
+	checkRecords(t, ro2, recs[:2])
+	if ro2.Repair() != nil || fileSize(t, seg) != size+9 {
+		t.Fatal("a read-only open changed the log")
+	}
+	if err := ro2.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

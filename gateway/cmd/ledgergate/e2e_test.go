@@ -112,6 +112,10 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("device list:\n%s", out)
 	}
 
+	// The chain verifies while the gateway runs.
+	if out := mustCLI(t, dir, "ledger", "verify", dataFlag); !strings.Contains(out, "ok: 5 blocks, 5 txs") {
+		t.Fatalf("ledger verify on a running gateway: %s", out)
+	}
 	// Receipts verify offline: with the gateway gone.
 	g.stop()
 	out = mustCLI(t, dir, "receipt", "verify", "--genesis", genesis, "es256.receipt")

@@ -53,7 +53,7 @@ func commands() []command {
 		{"device sign", "--key NAME --id ID --seq N [--stream S] [--in FILE] --out MSG", "sign a data record as a device, offline", cmdDeviceSign},
 		{"tx submit", "MSG [--receipt-out FILE]", "submit a signed tx and wait for its receipt", cmdTxSubmit},
 		{"receipt verify", "--genesis FILE RECEIPT", "verify a receipt offline against the genesis", cmdReceiptVerify},
-		{"ledger verify", "[--data DIR]", "check the whole chain: hashes, Merkle roots, certificates, signatures", cmdLedgerVerify},
+		{"ledger verify", "[--data DIR]", "check the whole chain: hashes, Merkle roots, certificates, signatures (also on a running gateway)", cmdLedgerVerify},
 		{"ledger reindex", "[--data DIR]", "rebuild the SQLite index from the block log (gateway stopped)", cmdLedgerReindex},
 	}
 }
