@@ -26,13 +26,14 @@ var ErrNotFound = errors.New("chain: not found")
 
 // Chain is a node's commit pipeline.
 type Chain struct {
-	g      *ledger.Genesis
-	st     *state.State
-	log    *ledger.Log
-	idx    *index.Index
-	ord    Orderer
-	logger *slog.Logger
-	m      *metrics
+	g        *ledger.Genesis
+	st       *state.State
+	log      *ledger.Log
+	idx      *index.Index
+	ord      Orderer
+	logger   *slog.Logger
+	m        *metrics
+	onCommit func(*ledger.Block, []*ledger.Tx)
 
 	// checking bounds concurrent signature checks to the number of
 	// cores: every core verifies, and the run queue stays short, so the
@@ -62,6 +63,10 @@ type Deps struct {
 	Orderer  Orderer
 	Logger   *slog.Logger
 	Registry prometheus.Registerer // nil: no metrics exported
+	// OnCommit, if not nil, is called with every block after its
+	// submitters were answered (the MQTT bridge disconnects revoked
+	// devices here). It runs on the commit path: it must be quick.
+	OnCommit func(b *ledger.Block, txs []*ledger.Tx)
 }
 
 // New returns a chain; it does no I/O.
@@ -69,7 +74,7 @@ func New(d Deps) *Chain {
 	c := &Chain{
 		g: d.State.Genesis(), st: d.State, log: d.Log, idx: d.Index, ord: d.Orderer,
 		logger: d.Logger, m: newMetrics(d.Registry), waiters: map[[32]byte]*waiter{},
-		checking: make(chan struct{}, runtime.GOMAXPROCS(0)),
+		checking: make(chan struct{}, runtime.GOMAXPROCS(0)), onCommit: d.OnCommit,
 	}
 	h, _ := d.State.Tip()
 	c.m.height.Set(float64(h))
@@ -270,6 +275,9 @@ func (c *Chain) publish(r *Round) error {
 	for i, t := range r.Txs {
 		rc, err := ledger.NewReceipt(b, r.Tree, uint64(i))
 		c.finish(t.Tx.ID, rc, err)
+	}
+	if c.onCommit != nil {
+		c.onCommit(b, txs)
 	}
 	return nil
 }

@@ -112,7 +112,7 @@ func TestTxGoldenAndRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			reenc, err := marshal(&tx.Body)
-			if err != nil || !bytes.Equal(reenc, tx.msg.Payload) {
+			if err != nil || !bytes.Equal(reenc, tx.env.payload) {
 				t.Fatal("body does not re-encode to the signed payload")
 			}
 		})

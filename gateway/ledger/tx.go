@@ -187,7 +187,7 @@ type Tx struct {
 	Alg      Alg
 	Author   string // the kid
 	Body     Body
-	msg      cose.Sign1Message
+	env      *envelope
 }
 
 // protectedHeader is the only protected header ledgergate accepts.
@@ -201,19 +201,26 @@ var emptyMap = []byte{0xa0}
 
 // SignTx signs body as author kid and returns the envelope bytes.
 func SignTx(signer crypto.Signer, kid string, body *Body) ([]byte, error) {
-	alg, err := AlgOf(signer)
-	if err != nil {
-		return nil, err
-	}
-	if !ValidID(kid) {
-		return nil, fmt.Errorf("%w: invalid kid %q", ErrMalformed, kid)
-	}
 	if err := body.Validate(); err != nil {
 		return nil, err
 	}
 	payload, err := marshal(body)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: encode body: %w", err)
+	}
+	return signEnvelope(signer, kid, payload)
+}
+
+// signEnvelope makes a tagged COSE_Sign1 over payload with the only
+// header layout ledgergate accepts: alg and kid protected, nothing
+// unprotected.
+func signEnvelope(signer crypto.Signer, kid string, payload []byte) ([]byte, error) {
+	alg, err := AlgOf(signer)
+	if err != nil {
+		return nil, err
+	}
+	if !ValidID(kid) {
+		return nil, fmt.Errorf("%w: invalid kid %q", ErrMalformed, kid)
 	}
 	calg, _ := alg.coseAlg()
 	inner, err := marshal(protectedHeader{Alg: int64(calg), Kid: []byte(kid)})
@@ -251,12 +258,17 @@ type sign1 struct {
 	Signature   []byte
 }
 
-// DecodeTx parses an envelope of at most maxBytes bytes (0: no limit).
-// It checks syntax only; see Verify and the state package for the rest.
-func DecodeTx(b []byte, maxBytes int) (*Tx, error) {
-	if maxBytes > 0 && len(b) > maxBytes {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(b), maxBytes)
-	}
+// envelope is a decoded COSE_Sign1 in ledgergate's strict layout.
+type envelope struct {
+	alg     Alg
+	kid     string
+	payload []byte
+	msg     cose.Sign1Message
+}
+
+// openEnvelope decodes a tagged COSE_Sign1 in the layout signEnvelope
+// makes, byte for byte: anything else is ErrMalformed.
+func openEnvelope(b []byte) (*envelope, error) {
 	if len(b) == 0 || b[0] != 0xd2 { // tag 18, COSE_Sign1
 		return nil, fmt.Errorf("%w: not a tagged COSE_Sign1", ErrMalformed)
 	}
@@ -285,17 +297,10 @@ func DecodeTx(b []byte, maxBytes int) (*Tx, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	tx := &Tx{Envelope: b, ID: TxID(b), Alg: alg, Author: string(ph.Kid)}
-	if !ValidID(tx.Author) {
-		return nil, fmt.Errorf("%w: invalid kid %q", ErrMalformed, tx.Author)
+	if !ValidID(string(ph.Kid)) {
+		return nil, fmt.Errorf("%w: invalid kid %q", ErrMalformed, ph.Kid)
 	}
-	if err := unmarshal(raw.Payload, &tx.Body); err != nil {
-		return nil, fmt.Errorf("%w: body: %v", ErrMalformed, err)
-	}
-	if err := tx.Body.Validate(); err != nil {
-		return nil, err
-	}
-	tx.msg = cose.Sign1Message{
+	return &envelope{alg: alg, kid: string(ph.Kid), payload: raw.Payload, msg: cose.Sign1Message{
 		Headers: cose.Headers{
 			Protected:      cose.ProtectedHeader{cose.HeaderLabelAlgorithm: cose.Algorithm(ph.Alg)},
 			RawProtected:   raw.Protected,
@@ -303,16 +308,15 @@ func DecodeTx(b []byte, maxBytes int) (*Tx, error) {
 		},
 		Payload:   raw.Payload,
 		Signature: raw.Signature,
-	}
-	return tx, nil
+	}}, nil
 }
 
-// Verify checks the tx's signature with the author's key.
-func (tx *Tx) Verify(pub *PublicKey) error {
-	if pub.Alg != tx.Alg {
-		return fmt.Errorf("%w: signed with %s, author key is %s", ErrBadSignature, tx.Alg, pub.Alg)
+// verify checks the envelope's signature with pub.
+func (e *envelope) verify(pub *PublicKey) error {
+	if pub.Alg != e.alg {
+		return fmt.Errorf("%w: signed with %s, key is %s", ErrBadSignature, e.alg, pub.Alg)
 	}
-	calg, err := tx.Alg.coseAlg()
+	calg, err := e.alg.coseAlg()
 	if err != nil {
 		return err
 	}
@@ -320,11 +324,34 @@ func (tx *Tx) Verify(pub *PublicKey) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrBadSignature, err)
 	}
-	if err := tx.msg.Verify(nil, v); err != nil {
+	if err := e.msg.Verify(nil, v); err != nil {
 		return fmt.Errorf("%w: %v", ErrBadSignature, err)
 	}
 	return nil
 }
+
+// DecodeTx parses an envelope of at most maxBytes bytes (0: no limit).
+// It checks syntax only; see Verify and the state package for the rest.
+func DecodeTx(b []byte, maxBytes int) (*Tx, error) {
+	if maxBytes > 0 && len(b) > maxBytes {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(b), maxBytes)
+	}
+	env, err := openEnvelope(b)
+	if err != nil {
+		return nil, err
+	}
+	tx := &Tx{Envelope: b, ID: TxID(b), Alg: env.alg, Author: env.kid, env: env}
+	if err := unmarshal(env.payload, &tx.Body); err != nil {
+		return nil, fmt.Errorf("%w: body: %v", ErrMalformed, err)
+	}
+	if err := tx.Body.Validate(); err != nil {
+		return nil, err
+	}
+	return tx, nil
+}
+
+// Verify checks the tx's signature with the author's key.
+func (tx *Tx) Verify(pub *PublicKey) error { return tx.env.verify(pub) }
 
 // TxID is the id of an envelope: its SHA-256.
 func TxID(env []byte) [32]byte { return sha256.Sum256(env) }

@@ -30,6 +30,10 @@ type RejectError struct {
 	Detail string
 }
 
+// RejectReason is the reason as a string, for packages that may not
+// import this one (the front ends).
+func (e *RejectError) RejectReason() string { return string(e.Reason) }
+
 func (e *RejectError) Error() string {
 	return fmt.Sprintf("state: rejected: %s: %s", e.Reason, e.Detail)
 }

@@ -1,0 +1,94 @@
+// Package bridge is what the protocol front ends (MQTT, CoAP) need from
+// the gateway, as two small interfaces, plus the device-message check
+// they share. Front ends import this package and the ledger formats, never
+// the gateway's internals.
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/ledgergate/ledgergate/gateway/ledger"
+)
+
+// Committer submits a signed tx and waits until it is committed.
+type Committer interface {
+	// Submit returns the tx's receipt once its block is on disk, or an
+	// error; a rejection carries a reason (see ReasonOf).
+	Submit(ctx context.Context, env []byte) (*ledger.Receipt, error)
+}
+
+// Directory answers who a device is, for authentication.
+type Directory interface {
+	// ChainID is the chain's id: the audience of device tokens.
+	ChainID() string
+	// MaxTxBytes is the largest tx the chain accepts.
+	MaxTxBytes() int
+	// Device returns the device's current registry entry.
+	Device(id string) (Device, bool)
+}
+
+// Device is a device as front ends see it.
+type Device struct {
+	ID      string
+	Key     *ledger.PublicKey
+	Revoked bool
+}
+
+// Reasons front ends report besides the ledger's own (see ReasonOf).
+const (
+	ReasonMalformed = "malformed"   // not a valid tx encoding
+	ReasonTopic     = "wrong_topic" // the message does not match the topic or device it came on
+	ReasonNotRecord = "not_record"  // front ends carry data.record txs only
+	ReasonTooLarge  = "too_large"
+	ReasonInternal  = "internal"
+)
+
+// ReasonOf returns the stable reason of a refusal: the ledger's reject
+// reason (anything with a RejectReason method), or one of this package's.
+func ReasonOf(err error) string {
+	var r interface{ RejectReason() string }
+	if errors.As(err, &r) {
+		return r.RejectReason()
+	}
+	var re *RefusedError
+	if errors.As(err, &re) {
+		return re.Reason
+	}
+	return ReasonInternal
+}
+
+// RefusedError is a message a front end refuses before submitting it.
+type RefusedError struct {
+	Reason string
+	Detail string
+}
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("bridge: refused: %s: %s", e.Reason, e.Detail)
+}
+
+// CheckRecord is the decode-and-check shared by every front end: env must
+// be a data.record tx by device (the authenticated device) on stream
+// (from the topic or path), at most maxBytes long. Signature, sequence
+// and revocation are checked on submit.
+func CheckRecord(env []byte, device, stream string, maxBytes int) (*ledger.Tx, error) {
+	tx, err := ledger.DecodeTx(env, maxBytes)
+	if errors.Is(err, ledger.ErrTooLarge) {
+		return nil, &RefusedError{Reason: ReasonTooLarge, Detail: err.Error()}
+	}
+	if err != nil {
+		return nil, &RefusedError{Reason: ReasonMalformed, Detail: err.Error()}
+	}
+	if tx.Body.Kind != ledger.KindRecord {
+		return nil, &RefusedError{Reason: ReasonNotRecord, Detail: fmt.Sprintf("a %s tx, want %s", tx.Body.Kind, ledger.KindRecord)}
+	}
+	if tx.Author != device || tx.Body.Record.DeviceID != device {
+		return nil, &RefusedError{Reason: ReasonTopic, Detail: fmt.Sprintf("record by %s sent as device %s", tx.Author, device)}
+	}
+	if stream != "" && tx.Body.Record.Stream != stream {
+		return nil, &RefusedError{Reason: ReasonTopic, Detail: fmt.Sprintf("record for stream %s sent on stream %s", tx.Body.Record.Stream, stream)}
+	}
+	return tx, nil
+}
