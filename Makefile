@@ -8,7 +8,10 @@ PKG := ./gateway/cmd/ledgergate
 # How long each fuzz target runs inside `make test`.
 FUZZTIME ?= 5s
 
-.PHONY: help run build cross test test-go fuzz-short verify bench clean
+# Debian packages the tests drive as real peers.
+TEST_DEBS := mosquitto-clients
+
+.PHONY: help run build cross deps test test-go fuzz-short verify bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -25,7 +28,14 @@ cross: ## pure-Go builds for amd64, arm64, armv6 and armv7 into dist/
 	GOOS=linux GOARCH=arm GOARM=6 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/ledgergate-linux-armv6 $(PKG)
 	GOOS=linux GOARCH=arm GOARM=7 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/ledgergate-linux-armv7 $(PKG)
 
-test: verify cross test-go fuzz-short ## everything CI runs: verify, cross builds, all tests, short fuzzing
+deps: ## install the Debian packages the tests use, when missing (needs root)
+	@missing=""; for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+test: deps verify cross test-go fuzz-short ## everything CI runs: deps, verify, cross builds, all tests, short fuzzing
 
 test-go:
 	$(GO) test -count=1 -timeout 10m ./...
@@ -37,6 +47,7 @@ fuzz-short:
 	$(GO) test ./gateway/ledger -run '^$$' -fuzz '^FuzzDecodeReceipt$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./gateway/ledger -run '^$$' -fuzz '^FuzzLogOpen$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./gateway/config -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./bridge/mqtt -run '^$$' -fuzz '^FuzzDevicePublish$$' -fuzztime $(FUZZTIME)
 
 verify: ## gofmt, go vet, staticcheck, go mod tidy diff
 	@out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go' 2>/dev/null || find . -name '*.go')); \

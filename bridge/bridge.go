@@ -38,11 +38,12 @@ type Device struct {
 
 // Reasons front ends report besides the ledger's own (see ReasonOf).
 const (
-	ReasonMalformed = "malformed"   // not a valid tx encoding
-	ReasonTopic     = "wrong_topic" // the message does not match the topic or device it came on
-	ReasonNotRecord = "not_record"  // front ends carry data.record txs only
-	ReasonTooLarge  = "too_large"
-	ReasonInternal  = "internal"
+	ReasonMalformed  = "malformed"   // not a valid tx encoding
+	ReasonTopic      = "wrong_topic" // the message does not match the topic or device it came on
+	ReasonNotRecord  = "not_record"  // front ends carry data.record txs only
+	ReasonTooLarge   = "too_large"
+	ReasonOverloaded = "overloaded" // the gateway is busy: back off and resend
+	ReasonInternal   = "internal"
 )
 
 // ReasonOf returns the stable reason of a refusal: the ledger's reject

@@ -2,6 +2,7 @@ package device
 
 import (
 	"crypto"
+	"time"
 
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 )
@@ -21,4 +22,9 @@ func VerifyReceipt(g *ledger.Genesis, receipt []byte) (*ledger.Receipt, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// Token makes the MQTT password of device id: a token valid for ttl.
+func Token(key crypto.Signer, id, chainID string, ttl time.Duration) (string, error) {
+	return ledger.SignToken(key, id, chainID, time.Now(), ttl)
 }

@@ -145,9 +145,37 @@ func (c *Chain) close() {
 // block is durable. A tx already committed gets its existing receipt, so
 // retrying a submit is safe. Rejections are *state.RejectError.
 func (c *Chain) Submit(ctx context.Context, env []byte) (*ledger.Receipt, error) {
+	t, err := c.Propose(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	return t.Wait(ctx)
+}
+
+// Ticket is a proposed tx's claim on its receipt.
+type Ticket struct {
+	c     *Chain
+	w     *waiter
+	start time.Time
+	done  *ledger.Receipt // set when the tx was already committed
+}
+
+// Wait returns the receipt once the tx's block is durable, or why not.
+func (t *Ticket) Wait(ctx context.Context) (*ledger.Receipt, error) {
+	if t.done != nil {
+		return t.done, nil
+	}
+	return t.c.wait(ctx, t.w, t.start)
+}
+
+// Propose checks env and queues it for ordering, and returns without
+// waiting for the commit. Txs proposed one after another by one caller
+// are ordered in that order, so a device's records keep their sequence
+// even with many in flight.
+func (c *Chain) Propose(ctx context.Context, env []byte) (*Ticket, error) {
 	start := time.Now()
 	if w := c.waiter(ledger.TxID(env)); w != nil {
-		return c.wait(ctx, w, start)
+		return &Ticket{c: c, w: w, start: start}, nil
 	}
 	checked, err := c.check(ctx, env)
 	if err != nil {
@@ -156,10 +184,10 @@ func (c *Chain) Submit(ctx context.Context, env []byte) (*ledger.Receipt, error)
 			// the index has it, so one of the two lookups finds it.
 			id := ledger.TxID(env)
 			if w := c.waiter(id); w != nil {
-				return c.wait(ctx, w, start)
+				return &Ticket{c: c, w: w, start: start}, nil
 			}
 			if rc, rerr := c.Receipt(id); rerr == nil {
-				return rc, nil
+				return &Ticket{done: rc}, nil
 			}
 		}
 		c.m.rejects.WithLabelValues(string(state.ReasonOf(err))).Inc()
@@ -184,7 +212,7 @@ func (c *Chain) Submit(ctx context.Context, env []byte) (*ledger.Receipt, error)
 			return nil, err
 		}
 	}
-	return c.wait(ctx, w, start)
+	return &Ticket{c: c, w: w, start: start}, nil
 }
 
 // check runs state.Check once a core is free for it.

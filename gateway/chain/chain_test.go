@@ -228,3 +228,39 @@ func TestDiskFailureStops(t *testing.T) {
 	}
 	h.done <- nil // for Cleanup
 }
+
+// TestProposeKeepsOrder: one device with many records in flight. Proposed
+// one after another without waiting, they commit in that order, so none
+// is refused as a replay of a later one.
+func TestProposeKeepsOrder(t *testing.T) {
+	h := newHarness(t, BatchConfig{MaxTxs: 16, MaxBytes: 1 << 20, MaxDelay: time.Millisecond, MaxPending: 1000})
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	h.enroll(t, "dev", key)
+	const n = 300
+	tickets := make([]*Ticket, n)
+	for i := range tickets {
+		tk, err := h.chain.Propose(context.Background(), record(t, key, h.g.ChainID, "dev", uint64(i+1), nil))
+		if err != nil {
+			t.Fatalf("propose seq %d: %v", i+1, err)
+		}
+		tickets[i] = tk
+	}
+	var last uint64
+	for i, tk := range tickets {
+		r, err := tk.Wait(context.Background())
+		if err != nil {
+			t.Fatalf("seq %d: %v", i+1, err)
+		}
+		if r.Header.Height < last {
+			t.Fatalf("seq %d committed in block %d, before seq %d's block %d", i+1, r.Header.Height, i, last)
+		}
+		last = r.Header.Height
+	}
+}
+
+func TestOverloadedHasReason(t *testing.T) {
+	var r interface{ RejectReason() string }
+	if !errors.As(ErrOverloaded, &r) || r.RejectReason() != "overloaded" {
+		t.Fatal("ErrOverloaded does not carry the reason front ends map to 0x97")
+	}
+}

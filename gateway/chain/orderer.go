@@ -3,7 +3,6 @@ package chain
 import (
 	"context"
 	"crypto"
-	"errors"
 	"fmt"
 	"time"
 
@@ -47,7 +46,14 @@ type BatchConfig struct {
 var DefaultBatch = BatchConfig{MaxTxs: 1000, MaxBytes: 4 << 20, MaxDelay: 2 * time.Millisecond, MaxPending: 100_000}
 
 // ErrOverloaded is returned when more txs wait for ordering than allowed.
-var ErrOverloaded = errors.New("chain: overloaded, try again")
+// Its reject reason is "overloaded", so front ends can tell a device to
+// back off (MQTT 5: 0x97 quota exceeded).
+var ErrOverloaded error = overloadedError{}
+
+type overloadedError struct{}
+
+func (overloadedError) Error() string        { return "chain: overloaded, try again" }
+func (overloadedError) RejectReason() string { return "overloaded" }
 
 // Solo is the single-node orderer: it cuts blocks from its queue and
 // certifies them with its own signature (a quorum of one).

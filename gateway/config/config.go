@@ -22,6 +22,7 @@ type Config struct {
 	// DataDir holds the genesis, the node key, the block log and the index.
 	DataDir string   `toml:"data_dir"`
 	API     API      `toml:"api"`
+	MQTT    MQTT     `toml:"mqtt"`
 	Signer  Signer   `toml:"signer"`
 	Batch   Batch    `toml:"batch"`
 	Log     LogLevel `toml:"log"`
@@ -30,6 +31,20 @@ type Config struct {
 // API is the HTTP API and dashboard listener.
 type API struct {
 	Listen string `toml:"listen"` // host:port
+}
+
+// MQTT is the devices' MQTT front end.
+type MQTT struct {
+	Listen    string `toml:"listen"`     // host:port for plain TCP; "" turns it off
+	TLSListen string `toml:"tls_listen"` // host:port for TLS; "" turns it off
+	TLSCert   string `toml:"tls_cert"`   // PEM certificate chain, for tls_listen
+	TLSKey    string `toml:"tls_key"`    // PEM private key, for tls_listen
+	// MaxClients bounds concurrent connections.
+	MaxClients int64 `toml:"max_clients"`
+	// ReceiveMaximum bounds the QoS 1 messages one device may have in flight.
+	ReceiveMaximum uint16 `toml:"receive_maximum"`
+	// MaxPacketBytes bounds one MQTT packet.
+	MaxPacketBytes uint32 `toml:"max_packet_bytes"`
 }
 
 // Signer says where the node identity key lives.
@@ -73,6 +88,7 @@ func Default() Config {
 	return Config{
 		DataDir: "/var/lib/ledgergate",
 		API:     API{Listen: "127.0.0.1:8080"},
+		MQTT:    MQTT{Listen: "127.0.0.1:1883", MaxClients: 10_000, ReceiveMaximum: 256, MaxPacketBytes: 128 << 10},
 		Signer:  Signer{Kind: "software", KeyFile: "node.key"},
 		Batch:   Batch{MaxTxs: 1000, MaxBytes: 4 << 20, MaxDelay: Duration(2 * time.Millisecond), MaxPending: 100_000},
 		Log:     LogLevel{Level: "info", Format: "text"},
@@ -131,6 +147,28 @@ func (c *Config) Validate() error {
 	}
 	if _, err := netip.ParseAddrPort(c.API.Listen); err != nil {
 		bad("api.listen %q: want ip:port, e.g. 127.0.0.1:8080", c.API.Listen)
+	}
+	if c.MQTT.Listen != "" {
+		if _, err := netip.ParseAddrPort(c.MQTT.Listen); err != nil {
+			bad("mqtt.listen %q: want ip:port, e.g. 127.0.0.1:1883, or \"\" for off", c.MQTT.Listen)
+		}
+	}
+	if c.MQTT.TLSListen != "" {
+		if _, err := netip.ParseAddrPort(c.MQTT.TLSListen); err != nil {
+			bad("mqtt.tls_listen %q: want ip:port, e.g. 0.0.0.0:8883, or \"\" for off", c.MQTT.TLSListen)
+		}
+		if c.MQTT.TLSCert == "" || c.MQTT.TLSKey == "" {
+			bad("mqtt.tls_listen needs mqtt.tls_cert and mqtt.tls_key")
+		}
+	}
+	if c.MQTT.MaxClients < 1 {
+		bad("mqtt.max_clients %d: want at least 1", c.MQTT.MaxClients)
+	}
+	if c.MQTT.ReceiveMaximum < 1 {
+		bad("mqtt.receive_maximum %d: want 1 to 65535", c.MQTT.ReceiveMaximum)
+	}
+	if c.MQTT.MaxPacketBytes < 1024 || c.MQTT.MaxPacketBytes > 16<<20 {
+		bad("mqtt.max_packet_bytes %d: want 1024 to 16777216", c.MQTT.MaxPacketBytes)
 	}
 	switch c.Signer.Kind {
 	case "software":

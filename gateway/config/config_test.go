@@ -45,6 +45,7 @@ func TestLoadBad(t *testing.T) {
 		"duration.bad.toml":    {"soon"},
 		"signer.bad.toml":      {"signer.kind \"hsm\""},
 		"syntax.bad.toml":      {"line 1"},
+		"mqtt.bad.toml":        {"mqtt.tls_listen needs mqtt.tls_cert", "mqtt.receive_maximum"},
 	}
 	files, _ := filepath.Glob("testdata/*.bad.toml")
 	if len(files) != len(want) {

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ledgergate/ledgergate/bridge/mqtt"
 	"github.com/ledgergate/ledgergate/gateway/api"
 	"github.com/ledgergate/ledgergate/gateway/chain"
 	"github.com/ledgergate/ledgergate/gateway/config"
@@ -113,10 +114,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 		MaxTxs: cfg.Batch.MaxTxs, MaxBytes: cfg.Batch.MaxBytes,
 		MaxDelay: time.Duration(cfg.Batch.MaxDelay), MaxPending: cfg.Batch.MaxPending,
 	}
+	var front *mqtt.Server // set before the chain runs
 	ch := chain.New(chain.Deps{
 		State: st, Log: blog, Index: idx, Orderer: chain.NewSolo(batch, st, signer, nodeID),
 		Logger: d.logger.With("component", "chain"), Registry: reg,
+		OnCommit: revocations(func() *mqtt.Server { return front }),
 	})
+	front, err = newMQTT(cfg.MQTT, ch, st, d.logger.With("component", "mqtt"), reg)
+	if err != nil {
+		return err
+	}
 	gh := g.Hash()
 	srv := api.New(api.NodeInfo{
 		ChainID: g.ChainID, NodeID: nodeID, GenesisHash: hex.EncodeToString(gh[:]), Version: d.opts.Version,
@@ -127,6 +134,19 @@ func (d *Daemon) Run(ctx context.Context) error {
 	ln, err := net.Listen("tcp", cfg.API.Listen)
 	if err != nil {
 		return fmt.Errorf("daemon: listen api: %w", err)
+	}
+	mqttAddr := ""
+	if front != nil {
+		if err := front.Start(); err != nil {
+			ln.Close()
+			return fmt.Errorf("daemon: mqtt: %w", err)
+		}
+		defer front.Close()
+		tcpAddr, tlsAddr := front.Addrs()
+		mqttAddr = tcpAddr
+		if tlsAddr != "" {
+			d.logger.Info("mqtt tls listening", "mqtts", tlsAddr)
+		}
 	}
 	hs := &http.Server{
 		Handler: srv, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
@@ -165,13 +185,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 	grp.Go(func() error {
 		<-gctx.Done()
 		srv.SetReady(false)
+		if front != nil {
+			front.Close() // stop taking device messages while the chain still commits those in flight
+		}
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 10*time.Second)
 		defer cancel()
 		return hs.Shutdown(sctx)
 	})
 	srv.SetReady(true)
 	height, _ := st.Tip()
-	d.logger.Info("ledgergate ready", "api", "http://"+ln.Addr().String(), "chain_id", g.ChainID,
+	d.logger.Info("ledgergate ready", "api", "http://"+ln.Addr().String(), "mqtt", mqttAddr, "chain_id", g.ChainID,
 		"node", nodeID, "height", height, "version", d.opts.Version)
 	if d.opts.Ready != nil {
 		d.opts.Ready(ln.Addr().String())

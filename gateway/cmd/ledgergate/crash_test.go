@@ -169,7 +169,7 @@ func TestTornTailAndCorruption(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "segment 00000001.log offset 0"
-	_, errs, code := cli(t, t.TempDir(), "run", "--dev", "--data", data, "--listen", "127.0.0.1:0")
+	_, errs, code := cli(t, t.TempDir(), "run", "--dev", "--data", data, "--listen", "127.0.0.1:0", "--mqtt", "127.0.0.1:0")
 	if code == 0 || !strings.Contains(errs, want) {
 		t.Fatalf("start on a corrupt log: exit %d, want an error naming %q:\n%s", code, want, errs)
 	}

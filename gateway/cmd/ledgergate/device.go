@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ledgergate/ledgergate/bridge/device"
+	"github.com/ledgergate/ledgergate/gateway/api"
 	"github.com/ledgergate/ledgergate/gateway/config"
 	"github.com/ledgergate/ledgergate/gateway/daemon"
 	"github.com/ledgergate/ledgergate/gateway/index"
@@ -59,32 +60,42 @@ func addAdminFlags(fs *flag.FlagSet) adminFlags {
 	}
 }
 
-// submitAdmin signs body as the admin and submits it.
+// submit signs body as the admin, submits it and prints the outcome.
 func (a adminFlags) submit(ctx context.Context, e *env, body ledger.Body) error {
+	st, err := newClient(*a.api).status(ctx)
+	if err != nil {
+		return err
+	}
+	rb, err := a.sign(ctx, st.ChainID, body)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%s %s: committed in block %d, tx %s\n", body.Kind, body.Subject(), rb.Height, rb.TxID)
+	return nil
+}
+
+// submitQuiet is submit without output, for many txs.
+func (a adminFlags) submitQuiet(ctx context.Context, chainID string, body ledger.Body) error {
+	_, err := a.sign(ctx, chainID, body)
+	return err
+}
+
+func (a adminFlags) sign(ctx context.Context, chainID string, body ledger.Body) (*api.ReceiptBody, error) {
 	keyPath := *a.key
 	if keyPath == "" {
 		keyPath = filepath.Join(*a.data, daemon.AdminKeyFile)
 	}
 	key, err := device.LoadKey(keyPath)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	c := newClient(*a.api)
-	st, err := c.status(ctx)
-	if err != nil {
-		return err
-	}
-	body.ChainID = st.ChainID
+	body.ChainID = chainID
 	env, err := ledger.SignTx(key, *a.id, &body)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	rb, _, err := c.submit(ctx, env)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(e.stdout, "%s %s: committed in block %d, tx %s\n", body.Kind, body.Subject(), rb.Height, rb.TxID)
-	return nil
+	rb, _, err := newClient(*a.api).submit(ctx, env)
+	return rb, err
 }
 
 func cmdDeviceEnroll(ctx context.Context, e *env, args []string) error {
@@ -168,8 +179,7 @@ func cmdDeviceSign(_ context.Context, e *env, args []string) error {
 	stream := fs.String("stream", "default", "stream name")
 	in := fs.String("in", "", "payload file (default: standard input; - too)")
 	ctype := fs.String("content-type", "application/octet-stream", "payload content type")
-	chainID := fs.String("chain-id", "", "chain id (default: read from --genesis)")
-	genesis := fs.String("genesis", filepath.Join(config.Dev().DataDir, daemon.GenesisFile), "genesis file to read the chain id from")
+	chain := addChainFlags(fs)
 	out := fs.String("out", "", "where to write the signed tx (COSE_Sign1)")
 	if _, err := parse(fs, args); err != nil {
 		return err
@@ -181,12 +191,9 @@ func cmdDeviceSign(_ context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *chainID == "" {
-		g, err := readGenesis(*genesis)
-		if err != nil {
-			return fmt.Errorf("%w (or pass --chain-id)", err)
-		}
-		*chainID = g.ChainID
+	chainID, err := chain.id()
+	if err != nil {
+		return err
 	}
 	var payload []byte
 	if *in == "" || *in == "-" {
@@ -197,7 +204,7 @@ func cmdDeviceSign(_ context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("read payload: %w", err)
 	}
-	env, err := device.SignRecord(key, *chainID, ledger.Record{
+	env, err := device.SignRecord(key, chainID, ledger.Record{
 		DeviceID: *id, Stream: *stream, Seq: *seq, Time: time.Now().UnixMilli(), ContentType: *ctype, Payload: payload,
 	})
 	if err != nil {

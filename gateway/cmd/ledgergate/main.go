@@ -43,7 +43,7 @@ var errUsage = errors.New("usage")
 
 func commands() []command {
 	return []command{
-		{"run", "[--dev] [--config FILE] [--data DIR] [--listen ADDR]", "run the gateway", cmdRun},
+		{"run", "[--dev] [--config FILE] [--data DIR] [--listen ADDR] [--mqtt ADDR]", "run the gateway", cmdRun},
 		{"init", "[--data DIR] [--chain-id ID] [--node-id ID] [--admin-id ID] [--admin-key FILE]", "create a data directory with a new single-node chain", cmdInit},
 		{"version", "", "print the version", cmdVersion},
 		{"device keygen", "--alg es256|ed25519 --out NAME", "make a device key pair: NAME (private, 0600) and NAME.pub", cmdDeviceKeygen},
@@ -51,6 +51,9 @@ func commands() []command {
 		{"device revoke", "--id ID [--reason TEXT]", "revoke a device for good (signed with the admin key)", cmdDeviceRevoke},
 		{"device list", "", "list the enrolled devices", cmdDeviceList},
 		{"device sign", "--key NAME --id ID --seq N [--stream S] [--in FILE] --out MSG", "sign a data record as a device, offline", cmdDeviceSign},
+		{"device token", "--key NAME --id ID [--ttl D]", "print an MQTT password for the device: a token signed by its key", cmdDeviceToken},
+		{"device publish", "--key NAME --id ID [--broker URL] [--stream S] [--in FILE]", "sign a record and publish it over MQTT; waits for the commit", cmdDevicePublish},
+		{"sim", "--devices N --rate R --duration D [--qos 1]", "enroll N simulated devices and run them over MQTT; prints throughput and PUBACK latency", cmdSim},
 		{"tx submit", "MSG [--receipt-out FILE]", "submit a signed tx and wait for its receipt", cmdTxSubmit},
 		{"receipt verify", "--genesis FILE RECEIPT", "verify a receipt offline against the genesis", cmdReceiptVerify},
 		{"ledger verify", "[--data DIR]", "check the whole chain: hashes, Merkle roots, certificates, signatures (also on a running gateway)", cmdLedgerVerify},

@@ -51,18 +51,19 @@ type gateway struct {
 	cmd  *exec.Cmd
 	data string
 	api  string
+	mqtt string // host:port of the MQTT listener
 	mu   sync.Mutex
 	logs bytes.Buffer
 	done chan error
 }
 
-var readyRE = regexp.MustCompile(`msg="ledgergate ready" api=(\S+)`)
+var readyRE = regexp.MustCompile(`msg="ledgergate ready" api=(\S+) mqtt=(\S*)`)
 
 // startGateway runs `ledgergate run --dev` on data and waits until it is ready.
 func startGateway(t *testing.T, data string, extra ...string) *gateway {
 	t.Helper()
 	g := &gateway{t: t, data: data, done: make(chan error, 1)}
-	args := append([]string{"run", "--dev", "--data", data, "--listen", "127.0.0.1:0"}, extra...)
+	args := append([]string{"run", "--dev", "--data", data, "--listen", "127.0.0.1:0", "--mqtt", "127.0.0.1:0"}, extra...)
 	g.cmd = exec.Command(ledgergateBin, args...)
 	stderr, err := g.cmd.StderrPipe()
 	if err != nil {
@@ -71,7 +72,7 @@ func startGateway(t *testing.T, data string, extra ...string) *gateway {
 	if err := g.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	ready := make(chan string, 1)
+	ready := make(chan []string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
@@ -80,14 +81,15 @@ func startGateway(t *testing.T, data string, extra ...string) *gateway {
 			g.logs.WriteString(line + "\n")
 			g.mu.Unlock()
 			if m := readyRE.FindStringSubmatch(line); m != nil {
-				ready <- m[1]
+				ready <- m
 			}
 		}
 		g.done <- g.cmd.Wait()
 	}()
 	t.Cleanup(func() { g.kill() })
 	select {
-	case g.api = <-ready:
+	case m := <-ready:
+		g.api, g.mqtt = m[1], m[2]
 	case err := <-g.done:
 		t.Fatalf("gateway exited before ready: %v\n%s", err, g.log())
 	case <-time.After(60 * time.Second):

@@ -17,6 +17,7 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 	cfgPath := fs.String("config", "", "configuration file (default: "+config.DefaultPath+" when it exists; with --dev, only a file given here is read)")
 	data := fs.String("data", "", "data directory (overrides data_dir)")
 	listen := fs.String("listen", "", "API address, e.g. 127.0.0.1:8080 (overrides api.listen)")
+	mqttListen := fs.String("mqtt", "", "MQTT address, e.g. 127.0.0.1:1883 (overrides mqtt.listen; \"off\" turns it off)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -29,6 +30,13 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 	}
 	if *listen != "" {
 		cfg.API.Listen = *listen
+	}
+	switch *mqttListen {
+	case "":
+	case "off":
+		cfg.MQTT.Listen = ""
+	default:
+		cfg.MQTT.Listen = *mqttListen
 	}
 	logger, err := newLogger(e, cfg.Log)
 	if err != nil {

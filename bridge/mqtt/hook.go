@@ -1,0 +1,220 @@
+package mqtt
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"strings"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/ledgergate/ledgergate/gateway/ledger"
+)
+
+// hook is the server's one mochi hook: device authentication at CONNECT,
+// session bookkeeping, topic ACLs, and the publish path. Everything else
+// is mochi's default.
+type hook struct {
+	mochi.HookBase
+	s *Server
+}
+
+func (h *hook) ID() string { return "ledgergate" }
+
+func (h *hook) Provides(b byte) bool {
+	switch b {
+	case mochi.OnConnect, mochi.OnConnectAuthenticate, mochi.OnSessionEstablished,
+		mochi.OnACLCheck, mochi.OnPacketRead, mochi.OnPublish, mochi.OnDisconnect:
+		return true
+	}
+	return false
+}
+
+// OnConnect authenticates the client as a device. mochi sends no CONNACK
+// when OnConnect fails, so a refusal writes its own, with the code the
+// contract names, and then fails the connection.
+func (h *hook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
+	if err := h.s.authenticate(cl, pk); err != nil {
+		h.s.log.Info("mqtt connect refused", "client_id", clip(pk.Connect.ClientIdentifier, ledger.MaxIDLen),
+			"remote", cl.Net.Remote, "code", err.code.Code, "reason", err.detail)
+		_ = cl.WritePacket(connack(cl.Properties.ProtocolVersion, err.code))
+		return err.code
+	}
+	// [MQTT-3.1.2-21] A v5 client learns the server's keepalive from the
+	// CONNACK; a 3.1.1 client is held to it without being told.
+	if ka := pk.Connect.Keepalive; ka == 0 || ka > h.s.cfg.MaxKeepalive {
+		cl.State.Keepalive = h.s.cfg.MaxKeepalive
+		cl.State.ServerKeepalive = true
+	}
+	return nil
+}
+
+// OnConnectAuthenticate lets through what OnConnect, which runs first,
+// accepted.
+func (h *hook) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { return true }
+
+func (h *hook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) { h.s.established(cl) }
+
+func (h *hook) OnDisconnect(cl *mochi.Client, _ error, _ bool) { h.s.gone(cl) }
+
+// OnACLCheck allows a device to subscribe to, and receive, only topics
+// under lg/v1/<its id>/. Publishes are authorized by OnPublish, which sees
+// the topic after alias resolution and reports refusals on the rejects
+// topic; here a publish topic is only bounded in length, as mochi keeps
+// it in the client's topic alias table.
+func (h *hook) OnACLCheck(cl *mochi.Client, topic string, write bool) bool {
+	if write {
+		return len(topic) <= maxTopicBytes
+	}
+	id, _ := deviceOf(cl.ID)
+	return strings.HasPrefix(topic, devicePrefix(id))
+}
+
+// OnPacketRead drops a client that publishes at QoS 2. mochi would
+// downgrade the message to QoS 1 and answer with a PUBACK, which a QoS 2
+// sender does not expect. [MQTT-3.2.2-11]: a v5 client is told 0x9B.
+func (h *hook) OnPacketRead(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos > 1 {
+		if cl.Properties.ProtocolVersion == 5 {
+			_ = cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect},
+				ReasonCode: packets.ErrQosNotSupported.Code})
+		}
+		return pk, packets.ErrRejectPacket // ends the connection
+	}
+	return pk, nil
+}
+
+// OnPublish takes every device publish off mochi's hands: mochi neither
+// acknowledges nor forwards it (ErrRejectPacket). Only the server's own
+// publishes of receipts and rejects (the inline client) pass through.
+func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline {
+		return pk, nil
+	}
+	h.s.received(cl, pk)
+	return pk, packets.ErrRejectPacket
+}
+
+// connectError is a refused CONNECT: the code for the CONNACK and a
+// detail for the log.
+type connectError struct {
+	code   packets.Code
+	detail string
+}
+
+func refuse(code packets.Code, format string, a ...any) *connectError {
+	return &connectError{code: code, detail: fmt.Sprintf(format, a...)}
+}
+
+// authenticate checks a CONNECT against the ledger. The client id must be
+// the device id, or the device id, '/' and a suffix (a second connection
+// of the same device, say a subscriber). A client that presented a TLS certificate is
+// authenticated by the certificate's key; any other by its username
+// (the device id) and password (a device token). The credential is
+// checked before revocation, so that only the device learns it is
+// revoked.
+func (s *Server) authenticate(cl *mochi.Client, pk packets.Packet) *connectError {
+	c := &pk.Connect
+	id, ok := deviceOf(c.ClientIdentifier)
+	if !ok {
+		return refuse(packets.ErrBadUsernameOrPassword, "client id is not a device id (or device id/suffix)")
+	}
+	if c.WillFlag {
+		// A will is a publish the broker would forward unchecked.
+		return refuse(packets.ErrNotAuthorized, "will messages are not accepted")
+	}
+	dev, known := s.d.Directory.Device(id)
+	if cert := peerCertificate(cl); cert != nil {
+		if c.UsernameFlag && string(c.Username) != id {
+			return refuse(packets.ErrBadUsernameOrPassword, "username is not the client id")
+		}
+		if !known {
+			return refuse(packets.ErrBadUsernameOrPassword, "unknown device")
+		}
+		if !bytes.Equal(cert.RawSubjectPublicKeyInfo, dev.Key.DER) {
+			return refuse(packets.ErrBadUsernameOrPassword, "certificate key is not the device's enrolled key")
+		}
+	} else {
+		if !c.UsernameFlag || string(c.Username) != id {
+			return refuse(packets.ErrBadUsernameOrPassword, "username must be the client id")
+		}
+		if !c.PasswordFlag {
+			return refuse(packets.ErrBadUsernameOrPassword, "no token")
+		}
+		tok, err := ledger.ParseToken(string(c.Password), s.d.Directory.ChainID(), s.d.Now())
+		if err != nil {
+			return refuse(packets.ErrBadUsernameOrPassword, "%v", err)
+		}
+		if tok.Claims.Subject != id {
+			return refuse(packets.ErrBadUsernameOrPassword, "token is for device %q", clip(tok.Claims.Subject, ledger.MaxIDLen))
+		}
+		if !known {
+			return refuse(packets.ErrBadUsernameOrPassword, "unknown device")
+		}
+		if err := tok.Verify(dev.Key); err != nil {
+			return refuse(packets.ErrBadUsernameOrPassword, "%v", err)
+		}
+	}
+	if dev.Revoked {
+		return refuse(packets.ErrNotAuthorized, "device is revoked")
+	}
+	return nil
+}
+
+// peerCertificate is the client's TLS certificate, or nil. The handshake
+// is complete: the CONNECT was read through it.
+func peerCertificate(cl *mochi.Client) *x509.Certificate {
+	tc, ok := cl.Net.Conn.(*tls.Conn)
+	if !ok {
+		return nil
+	}
+	certs := tc.ConnectionState().PeerCertificates
+	if len(certs) == 0 {
+		return nil
+	}
+	return certs[0]
+}
+
+// connack is a refusing CONNACK. 3.1.1 has its own return codes
+// (MQTT 3.1.1 3.2.2.3); mochi's table maps 0x86 to 0x05, not 0x04.
+func connack(version byte, code packets.Code) packets.Packet {
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ReasonCode: code.Code}
+	if version == 5 {
+		pk.Properties.ReasonString = code.Reason
+		return pk
+	}
+	switch code {
+	case packets.ErrBadUsernameOrPassword:
+		pk.ReasonCode = 0x04
+	default:
+		pk.ReasonCode = 0x05 // not authorized
+	}
+	return pk
+}
+
+// devicePrefix is the topic prefix of device id: lg/v1/<id>/.
+func devicePrefix(id string) string { return "lg/v1/" + id + "/" }
+
+// maxClientIDLen bounds a client id: a device id, '/' and a suffix.
+const maxClientIDLen = 128
+
+// deviceOf returns the device a client id names: the whole id, or the part
+// before the first '/'. Device ids cannot contain '/', so no client id can
+// name another device's session.
+func deviceOf(clientID string) (string, bool) {
+	if len(clientID) > maxClientIDLen {
+		return "", false
+	}
+	id, _, _ := strings.Cut(clientID, "/")
+	return id, ledger.ValidID(id)
+}
+
+// clip shortens s for a log line.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

@@ -1,0 +1,365 @@
+package mqtt
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ledgergate/ledgergate/bridge"
+)
+
+// Config is the MQTT front end's configuration. Zero fields take the
+// defaults below.
+type Config struct {
+	Listen    string      // TCP address, e.g. "127.0.0.1:1883"; "" = off
+	TLSListen string      // TLS address, e.g. "127.0.0.1:8883"; "" = off
+	TLS       *tls.Config // server certificate for TLSListen; ClientAuth is set by the server
+
+	MaxPacketBytes   uint32 // largest MQTT packet a client may send; default 128 KiB
+	MaxClients       int64  // connected clients; default 10000
+	ReceiveMaximum   uint16 // QoS 1 messages in flight per client; default 256
+	MaxKeepalive     uint16 // seconds; default 600. Clients asking for more, or for none, get this
+	MaxSessionExpiry uint32 // seconds a disconnected session is kept; default 3600
+}
+
+// Defaults of Config.
+const (
+	DefaultMaxPacketBytes   = 128 << 10
+	DefaultMaxClients       = 10_000
+	DefaultReceiveMaximum   = 256
+	DefaultMaxKeepalive     = 600
+	DefaultMaxSessionExpiry = 3600
+)
+
+// Limits that are not configurable.
+const (
+	// connectTimeout bounds the time from accepting a connection (TLS
+	// handshake included) to its CONNECT.
+	connectTimeout = 10 * time.Second
+	// preConnectSlack is how many connections beyond MaxClients may be
+	// open (mostly ones that have not sent CONNECT yet) before new ones
+	// are closed at once.
+	preConnectSlack = 1024
+	// maxQueuedBytes bounds the records queued or being submitted, over
+	// all clients; beyond it publishes are refused as overloaded.
+	maxQueuedBytes = 64 << 20
+	// maxTopicBytes bounds a PUBLISH topic. A record topic is at most
+	// lg/v1/ + 64 + /data/ + 64 bytes.
+	maxTopicBytes = 256
+	// topicAliases is the topic alias maximum offered to clients.
+	topicAliases = 16
+	// drainTimeout is how long Close waits for submits in flight.
+	drainTimeout = 5 * time.Second
+)
+
+// Deps are what the server is built from.
+type Deps struct {
+	Committer bridge.Committer
+	Directory bridge.Directory
+	Logger    *slog.Logger
+	Registry  prometheus.Registerer // nil: no metrics exported
+	Now       func() time.Time      // the clock device tokens are checked against; nil: time.Now
+}
+
+// ErrClosed is returned by Start after Close.
+var ErrClosed = errors.New("mqtt: server closed")
+
+// Server is the MQTT front end: a mochi-mqtt broker whose hook
+// authenticates devices against the ledger and turns their publishes into
+// submitted txs.
+type Server struct {
+	cfg  Config
+	d    Deps
+	log  *slog.Logger
+	m    *metrics
+	ctx  context.Context
+	stop context.CancelFunc
+
+	mu        sync.Mutex
+	started   bool
+	closing   bool
+	broker    *mochi.Server
+	listeners []*listener
+	sessions  map[*mochi.Client]*session
+	queues    map[string]*queue // by device id; a queue exists while its submitter runs
+	queued    int               // bytes of the records in queues or being submitted
+	wg        sync.WaitGroup    // submitters and disconnects; Add only under mu while !closing
+
+	closeOnce sync.Once
+}
+
+// New validates cfg and deps and returns a server that is not started.
+// It does no I/O.
+func New(cfg Config, d Deps) (*Server, error) {
+	cfg = cfg.withDefaults()
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf("mqtt: "+format, a...)) }
+	if cfg.Listen == "" && cfg.TLSListen == "" {
+		bad("no listener: set Listen or TLSListen")
+	}
+	for _, a := range []string{cfg.Listen, cfg.TLSListen} {
+		if a == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			bad("listen address %q: %v", a, err)
+		}
+	}
+	if cfg.TLSListen != "" && (cfg.TLS == nil || len(cfg.TLS.Certificates) == 0 && cfg.TLS.GetCertificate == nil) {
+		bad("TLSListen %s needs a TLS config with a server certificate", cfg.TLSListen)
+	}
+	if cfg.MaxPacketBytes < 1024 || cfg.MaxPacketBytes > 16<<20 {
+		bad("max packet bytes %d: want 1024 to 16777216", cfg.MaxPacketBytes)
+	}
+	if cfg.MaxClients < 1 {
+		bad("max clients %d: want at least 1", cfg.MaxClients)
+	}
+	if d.Committer == nil {
+		bad("no Committer")
+	}
+	if d.Directory == nil {
+		bad("no Directory")
+	}
+	if d.Logger == nil {
+		bad("no Logger")
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	m, err := newMetrics(d.Registry)
+	if err != nil {
+		return nil, err
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	return &Server{
+		cfg: cfg, d: d, log: d.Logger, m: m,
+		ctx: ctx, stop: stop, sessions: map[*mochi.Client]*session{}, queues: map[string]*queue{},
+	}, nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxPacketBytes == 0 {
+		c.MaxPacketBytes = DefaultMaxPacketBytes
+	}
+	if c.MaxClients == 0 {
+		c.MaxClients = DefaultMaxClients
+	}
+	if c.ReceiveMaximum == 0 {
+		c.ReceiveMaximum = DefaultReceiveMaximum
+	}
+	if c.MaxKeepalive == 0 {
+		c.MaxKeepalive = DefaultMaxKeepalive
+	}
+	if c.MaxSessionExpiry == 0 {
+		c.MaxSessionExpiry = DefaultMaxSessionExpiry
+	}
+	return c
+}
+
+// capabilities are the limits the broker announces and enforces.
+func (c Config) capabilities() *mochi.Capabilities {
+	caps := mochi.NewDefaultServerCapabilities()
+	caps.MaximumClients = c.MaxClients
+	caps.MaximumPacketSize = c.MaxPacketBytes
+	caps.ReceiveMaximum = c.ReceiveMaximum
+	caps.MaximumSessionExpiryInterval = c.MaxSessionExpiry
+	caps.MaximumMessageExpiryInterval = int64(c.MaxSessionExpiry)
+	// What the broker queues towards one client (receipts and rejects)
+	// is bounded by what the client may have in flight towards it.
+	caps.MaximumInflight = c.ReceiveMaximum
+	caps.MaximumClientWritesPending = 2 * int32(c.ReceiveMaximum)
+	caps.TopicAliasMaximum = topicAliases
+	caps.MaximumQos = 1
+	caps.RetainAvailable = 0
+	caps.SharedSubAvailable = 0
+	caps.MinimumProtocolVersion = 4 // 3.1.1 and 5
+	return caps
+}
+
+// Start binds the listeners and starts serving. It returns once every
+// configured address is bound; on error nothing stays bound.
+func (s *Server) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return ErrClosed
+	}
+	if s.started {
+		return errors.New("mqtt: already started")
+	}
+	s.started = true
+	broker := mochi.New(&mochi.Options{
+		Capabilities: s.cfg.capabilities(),
+		Logger:       slog.New(minLevel{s.log.Handler(), slog.LevelError}).With("lib", "mochi"),
+		InlineClient: true, // the server publishes receipts and rejects
+		// $SYS topics are of no use to devices (they may not subscribe
+		// to them) and cost a stop-the-world ReadMemStats per update.
+		SysTopicResendInterval: 24 * 60 * 60,
+	})
+	fail := func(err error) error {
+		broker.Close() // closes the listeners added so far
+		s.listeners = nil
+		return err
+	}
+	if err := broker.AddHook(&hook{s: s}, nil); err != nil {
+		return fail(fmt.Errorf("mqtt: add hook: %w", err))
+	}
+	var tlsCfg *tls.Config
+	if s.cfg.TLSListen != "" {
+		tlsCfg = s.cfg.TLS.Clone()
+		// Any client certificate is accepted by the handshake; OnConnect
+		// checks its key against the ledger, the device PKI.
+		tlsCfg.ClientAuth = tls.RequestClientCert
+	}
+	maxConns := s.cfg.MaxClients + preConnectSlack
+	for _, l := range []struct {
+		id, addr string
+		tls      *tls.Config
+	}{{"tcp", s.cfg.Listen, nil}, {"tls", s.cfg.TLSListen, tlsCfg}} {
+		if l.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			return fail(fmt.Errorf("mqtt: listen %s: %w", l.addr, err))
+		}
+		lst := newListener(l.id, ln, l.tls, maxConns, s.log)
+		if err := broker.AddListener(lst); err != nil {
+			ln.Close()
+			return fail(fmt.Errorf("mqtt: add listener %s: %w", l.addr, err))
+		}
+		s.listeners = append(s.listeners, lst)
+	}
+	if err := broker.Serve(); err != nil {
+		return fail(fmt.Errorf("mqtt: serve: %w", err))
+	}
+	s.broker = broker
+	tcpAddr, tlsAddr := s.addrsLocked()
+	s.log.Info("mqtt listening", "tcp", tcpAddr, "tls", tlsAddr)
+	return nil
+}
+
+// Addrs returns the bound TCP and TLS addresses ("" for one that is off
+// or not bound).
+func (s *Server) Addrs() (tcp, tls string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addrsLocked()
+}
+
+func (s *Server) addrsLocked() (tcp, tls string) {
+	for _, l := range s.listeners {
+		switch l.ID() {
+		case "tcp":
+			tcp = l.Address()
+		case "tls":
+			tls = l.Address()
+		}
+	}
+	return tcp, tls
+}
+
+// Revoked disconnects device id if it is connected: a v5 client gets
+// DISCONNECT 0x87 (not authorized), a 3.1.1 client's connection is
+// closed. The chain calls it, through the daemon, when a revocation
+// commits; it does not block.
+func (s *Server) Revoked(id string) {
+	s.mu.Lock()
+	broker := s.broker
+	var conns []*mochi.Client // the device's connections: id and id/suffix
+	for cl, ss := range s.sessions {
+		if ss.device == id && !cl.Closed() {
+			conns = append(conns, cl)
+		}
+	}
+	s.mu.Unlock()
+	if broker == nil {
+		return
+	}
+	for _, cl := range conns {
+		s.disconnect(broker, cl)
+	}
+}
+
+// disconnect disconnects cl as not authorized, off the caller's
+// goroutine: writing to a slow client must not stall the commit path.
+func (s *Server) disconnect(broker *mochi.Server, cl *mochi.Client) {
+	if !s.track() {
+		return
+	}
+	go func() {
+		defer s.wg.Done()
+		s.log.Info("disconnecting revoked device", "device", cl.ID, "remote", cl.Net.Remote)
+		if cl.Properties.ProtocolVersion == 5 {
+			_ = broker.DisconnectClient(cl, packets.ErrNotAuthorized) // it returns the code it was given
+			return
+		}
+		cl.Stop(packets.ErrNotAuthorized) // 3.1.1 has no DISCONNECT from the server
+	}()
+}
+
+// track counts a goroutine that Close waits for; it returns false once
+// Close has begun.
+func (s *Server) track() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.wg.Add(1)
+	return true
+}
+
+// Close stops accepting connections, waits up to a few seconds for the
+// submits in flight (so their PUBACKs go out), cancels the rest, and
+// closes every client and listener. It is idempotent and safe on a
+// server that was never started or failed to start.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closing = true
+		broker, lns := s.broker, s.listeners
+		s.mu.Unlock()
+		for _, l := range lns {
+			l.stopAccepting()
+		}
+		if !waitTimeout(&s.wg, drainTimeout) {
+			s.log.Warn("submits still in flight at close; cancelling them")
+		}
+		s.stop()
+		waitTimeout(&s.wg, time.Second)
+		if broker != nil {
+			broker.Close()
+		}
+	})
+	return nil
+}
+
+// waitTimeout waits for wg up to d and reports whether it finished.
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/ledgergate/ledgergate/bridge/device"
+	"github.com/ledgergate/ledgergate/gateway/config"
+	"github.com/ledgergate/ledgergate/gateway/daemon"
+	"github.com/ledgergate/ledgergate/gateway/ledger"
+)
+
+// chainFlags find the chain id for offline device commands.
+type chainFlags struct{ chainID, genesis *string }
+
+func addChainFlags(fs *flag.FlagSet) chainFlags {
+	return chainFlags{
+		chainID: fs.String("chain-id", "", "chain id (default: read from --genesis)"),
+		genesis: fs.String("genesis", filepath.Join(config.Dev().DataDir, daemon.GenesisFile), "genesis file to read the chain id from"),
+	}
+}
+
+func (c chainFlags) id() (string, error) {
+	if *c.chainID != "" {
+		return *c.chainID, nil
+	}
+	g, err := readGenesis(*c.genesis)
+	if err != nil {
+		return "", fmt.Errorf("%w (or pass --chain-id)", err)
+	}
+	return g.ChainID, nil
+}
+
+func cmdDeviceToken(_ context.Context, e *env, args []string) error {
+	fs := newFlags(e, "device token")
+	keyPath := fs.String("key", "", "the device's private key file")
+	id := fs.String("id", "", "device id (the MQTT username and client id)")
+	ttl := fs.Duration("ttl", time.Hour, "how long the token is valid, at most 24h")
+	chain := addChainFlags(fs)
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := need(fs, "key", "id"); err != nil {
+		return err
+	}
+	key, err := device.LoadKey(*keyPath)
+	if err != nil {
+		return err
+	}
+	chainID, err := chain.id()
+	if err != nil {
+		return err
+	}
+	tok, err := device.Token(key, *id, chainID, *ttl)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(e.stdout, tok)
+	return nil
+}
+
+func cmdDevicePublish(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "device publish")
+	keyPath := fs.String("key", "", "the device's private key file; its sequence counter is kept in KEY.seq")
+	id := fs.String("id", "", "device id")
+	broker := fs.String("broker", "tcp://127.0.0.1:1883", "gateway MQTT address, tcp://host:port")
+	stream := fs.String("stream", "default", "stream name")
+	in := fs.String("in", "", "payload file (default: standard input)")
+	ctype := fs.String("content-type", "application/octet-stream", "payload content type")
+	receiptOut := fs.String("receipt-out", "", "write the receipt (CBOR) to this file")
+	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
+	chain := addChainFlags(fs)
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := need(fs, "key", "id"); err != nil {
+		return err
+	}
+	key, err := device.LoadKey(*keyPath)
+	if err != nil {
+		return err
+	}
+	chainID, err := chain.id()
+	if err != nil {
+		return err
+	}
+	var payload []byte
+	if *in == "" || *in == "-" {
+		payload, err = io.ReadAll(io.LimitReader(e.stdin, 1<<20+1))
+	} else {
+		payload, err = os.ReadFile(*in)
+	}
+	if err != nil {
+		return fmt.Errorf("read payload: %w", err)
+	}
+	seq, err := device.OpenSeq(*keyPath + ".seq").Next()
+	if err != nil {
+		return err
+	}
+	env, err := device.SignRecord(key, chainID, ledger.Record{
+		DeviceID: *id, Stream: *stream, Seq: seq, Time: time.Now().UnixMilli(), ContentType: *ctype, Payload: payload,
+	})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	cl, err := device.Dial(ctx, *id, key, chainID, device.DialOptions{Broker: *broker})
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	if err := cl.Publish(ctx, *stream, env); err != nil {
+		return err
+	}
+	receipt, err := cl.Receipt(ctx, env)
+	if err != nil {
+		return err
+	}
+	if *receiptOut != "" {
+		if err := os.WriteFile(*receiptOut, receipt, 0o644); err != nil {
+			return fmt.Errorf("write receipt: %w", err)
+		}
+	}
+	r, err := ledger.DecodeReceipt(receipt)
+	if err != nil {
+		return err
+	}
+	txid := ledger.TxID(env)
+	fmt.Fprintf(e.stdout, "committed: seq %d, tx %x in block %d\n", seq, txid, r.Header.Height)
+	return nil
+}

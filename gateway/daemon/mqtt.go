@@ -1,0 +1,61 @@
+package daemon
+
+import (
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ledgergate/ledgergate/bridge"
+	"github.com/ledgergate/ledgergate/bridge/mqtt"
+	"github.com/ledgergate/ledgergate/gateway/config"
+	"github.com/ledgergate/ledgergate/gateway/ledger"
+	"github.com/ledgergate/ledgergate/gateway/state"
+)
+
+// directory is the bridge's view of the state.
+type directory struct{ st *state.State }
+
+func (d directory) ChainID() string { return d.st.Genesis().ChainID }
+func (d directory) MaxTxBytes() int { return d.st.Genesis().Params.MaxTxBytes }
+func (d directory) Device(id string) (bridge.Device, bool) {
+	dv, ok := d.st.Device(id)
+	return bridge.Device{ID: dv.ID, Key: dv.Key, Revoked: dv.Revoked}, ok
+}
+
+// newMQTT builds the MQTT front end, or returns nil if no listener is configured.
+func newMQTT(c config.MQTT, committer bridge.Committer, st *state.State, logger *slog.Logger, reg prometheus.Registerer) (*mqtt.Server, error) {
+	if c.Listen == "" && c.TLSListen == "" {
+		return nil, nil
+	}
+	cfg := mqtt.Config{
+		Listen: c.Listen, TLSListen: c.TLSListen, MaxPacketBytes: c.MaxPacketBytes,
+		MaxClients: c.MaxClients, ReceiveMaximum: c.ReceiveMaximum,
+	}
+	if c.TLSListen != "" {
+		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("daemon: mqtt tls: %w", err)
+		}
+		cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	return mqtt.New(cfg, mqtt.Deps{Committer: committer, Directory: directory{st}, Logger: logger, Registry: reg})
+}
+
+// revocations returns the chain's OnCommit hook that disconnects devices
+// whose revocation or re-key just committed: a connection authenticated
+// with a key that is no longer the device's must not stay up.
+func revocations(front func() *mqtt.Server) func(*ledger.Block, []*ledger.Tx) {
+	return func(_ *ledger.Block, txs []*ledger.Tx) {
+		s := front()
+		if s == nil {
+			return
+		}
+		for _, tx := range txs {
+			if tx.Body.Kind == ledger.KindRevoke || tx.Body.Kind == ledger.KindRekey {
+				s.Revoked(tx.Body.Subject())
+			}
+		}
+	}
+}

@@ -1,0 +1,16 @@
+// Package nodetest runs a real single-node ledgergate chain inside a test:
+// genesis, block log, SQLite index, state and the commit pipeline with the
+// Solo orderer, all on files in a temporary directory. It is for tests
+// only; front ends (bridge/mqtt, bridge/coap) test against it instead of
+// mocking the gateway.
+//
+// A test
+//
+//  1. calls Start, which registers the node's shutdown with t.Cleanup;
+//  2. enrolls devices with Enroll (and revokes them with Revoke), which
+//     return once the admin tx is committed;
+//  3. hands Node.Chain (a bridge.Committer) and Node.Directory() to the
+//     front end under test;
+//  4. may call Restart to stop the node and start it again on the same
+//     directory, as a gateway restart would.
+package nodetest
