@@ -62,6 +62,7 @@ verify: ## gofmt, go vet, staticcheck, go mod tidy diff
 bench: ## benchmarks (numbers go to docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./gateway/chain
 	$(GO) test -run '^$$' -bench . ./gateway/ledger ./gateway/index
+	$(GO) test -run '^$$' -bench MQTT -benchtime 1x -timeout 15m ./bridge/sim
 
 clean: ## remove build outputs (not ./ledgergate-data)
 	rm -rf bin dist

@@ -32,6 +32,11 @@ type Config struct {
 	Rate     float64       // messages per second, all devices together
 	Duration time.Duration // how long to publish
 	Payload  int           // payload bytes per record
+	// FirstSeq is every device's first sequence number. 0 means the
+	// current time in microseconds, which is above any seq an earlier run
+	// of the same devices used (a run sends far fewer records than it
+	// lasts microseconds).
+	FirstSeq uint64
 	// Progress, if not nil, is called about once a second.
 	Progress func(Stats)
 }
@@ -77,6 +82,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	var mu sync.Mutex
 	var lat []time.Duration
 	payload := make([]byte, cfg.Payload)
+	first := cfg.FirstSeq
+	if first == 0 {
+		first = uint64(time.Now().UnixMicro())
+	}
 	interval := time.Duration(float64(time.Second) * float64(len(cfg.Devices)) / cfg.Rate)
 	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
@@ -89,7 +98,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			// Spread the devices' first sends over one interval.
 			next := start.Add(interval * time.Duration(i) / time.Duration(len(cfg.Devices)))
 			var mine []time.Duration
-			for seq := uint64(1); ; seq++ {
+			for seq := first; ; seq++ {
 				if wait := time.Until(next); wait > 0 {
 					select {
 					case <-time.After(wait):

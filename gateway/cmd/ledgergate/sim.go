@@ -70,7 +70,7 @@ func cmdSim(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stderr, "running %d devices at %.0f msgs/s for %s\n", *n, *rate, *duration)
 	res, err := sim.Run(ctx, sim.Config{
-		Broker: *broker, ChainID: st.ChainID, Devices: devs, Rate: *rate, Duration: *duration, Payload: *payload,
+		Broker: *broker, ChainID: st.ChainID, Devices: devs, Rate: *rate, Duration: *duration, Payload: *payload, FirstSeq: 1,
 		Progress: func(s sim.Stats) {
 			fmt.Fprintf(e.stderr, "%4.0fs  %d committed (%.0f/s), %d refused, %d failed\n",
 				s.Elapsed.Seconds(), s.Acked, float64(s.Acked)/s.Elapsed.Seconds(), s.Refused, s.Failures)
