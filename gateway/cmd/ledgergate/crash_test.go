@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto"
 	"encoding/binary"
-	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -30,8 +29,7 @@ func TestCrashKill9(t *testing.T) {
 		keys[i] = a.enroll(t, g.api, "dev-"+strconv.Itoa(i), ledger.ES256)
 	}
 
-	var mu sync.Mutex
-	acked := map[string]bool{}
+	var acked ackSet
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -46,60 +44,19 @@ func TestCrashKill9(t *testing.T) {
 					return // the gateway is gone
 				}
 				if code == http.StatusOK {
-					mu.Lock()
-					acked[id] = true
-					mu.Unlock()
+					acked.add(id)
 				}
 			}
 		}(i)
 	}
-	deadline := time.Now().Add(time.Minute)
-	for {
-		mu.Lock()
-		n := len(acked)
-		mu.Unlock()
-		if n >= killAfter {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d receipts in a minute", n)
-		}
-		time.Sleep(5 * time.Millisecond) // polling the counter, not waiting for an event
-	}
+	acked.waitFor(t, killAfter)
 	g.kill()
 	wg.Wait()
 	cancel()
-	t.Logf("killed after %d acknowledged txs", len(acked))
+	t.Logf("killed after %d acknowledged txs", acked.len())
 
 	g = startGateway(t, data)
-	var st struct {
-		Height uint64 `json:"height"`
-	}
-	getJSON(t, g.api, "/api/v1/status", &st)
-	seen := map[string]int{}
-	for h := uint64(1); h <= st.Height; h++ {
-		var blk struct {
-			Txs []struct {
-				ID string `json:"id"`
-			} `json:"txs"`
-		}
-		if code := getJSON(t, g.api, fmt.Sprintf("/api/v1/blocks/%d", h), &blk); code != http.StatusOK {
-			t.Fatalf("block %d: %d", h, code)
-		}
-		for _, tx := range blk.Txs {
-			seen[tx.ID]++
-		}
-	}
-	for id := range acked {
-		if seen[id] != 1 {
-			t.Errorf("acknowledged tx %s is in the ledger %d times", id, seen[id])
-		}
-	}
-	for id, n := range seen {
-		if n != 1 {
-			t.Errorf("tx %s is in the ledger %d times", id, n)
-		}
-	}
+	acked.checkExactlyOnce(t, g.api)
 	// The gateway goes on where it stopped: each device's next seq commits.
 	for i, key := range keys {
 		id := "dev-" + strconv.Itoa(i)

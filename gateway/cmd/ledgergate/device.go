@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -195,14 +194,9 @@ func cmdDeviceSign(_ context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var payload []byte
-	if *in == "" || *in == "-" {
-		payload, err = io.ReadAll(io.LimitReader(e.stdin, 1<<20+1))
-	} else {
-		payload, err = os.ReadFile(*in)
-	}
+	payload, err := readPayload(e, *in)
 	if err != nil {
-		return fmt.Errorf("read payload: %w", err)
+		return err
 	}
 	env, err := device.SignRecord(key, chainID, ledger.Record{
 		DeviceID: *id, Stream: *stream, Seq: *seq, Time: time.Now().UnixMilli(), ContentType: *ctype, Payload: payload,

@@ -244,8 +244,7 @@ func TestMQTTCrashKill9(t *testing.T) {
 	for i := range keys {
 		keys[i] = a.enroll(t, g.api, "dev-"+strconv.Itoa(i), ledger.ES256)
 	}
-	var mu sync.Mutex
-	acked := map[string]bool{}
+	var acked ackSet
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -262,51 +261,17 @@ func TestMQTTCrashKill9(t *testing.T) {
 				if err := cl.Publish(ctx, "s", env); err != nil {
 					return // the gateway is gone
 				}
-				mu.Lock()
-				acked[hexID(env)] = true
-				mu.Unlock()
+				acked.add(hexID(env))
 			}
 		}()
 	}
-	deadline := time.Now().Add(time.Minute)
-	for {
-		mu.Lock()
-		n := len(acked)
-		mu.Unlock()
-		if n >= killAfter {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d PUBACKs in a minute", n)
-		}
-		time.Sleep(5 * time.Millisecond) // polling a counter
-	}
+	acked.waitFor(t, killAfter)
 	g.kill()
 	wg.Wait()
-	t.Logf("killed after %d PUBACKs", len(acked))
+	t.Logf("killed after %d PUBACKs", acked.len())
 
 	g = startGateway(t, data)
-	var st struct {
-		Height uint64 `json:"height"`
-	}
-	getJSON(t, g.api, "/api/v1/status", &st)
-	seen := map[string]int{}
-	for h := uint64(1); h <= st.Height; h++ {
-		var blk struct {
-			Txs []struct {
-				ID string `json:"id"`
-			} `json:"txs"`
-		}
-		getJSON(t, g.api, fmt.Sprintf("/api/v1/blocks/%d", h), &blk)
-		for _, tx := range blk.Txs {
-			seen[tx.ID]++
-		}
-	}
-	for id := range acked {
-		if seen[id] != 1 {
-			t.Errorf("PUBACKed record %s is in the ledger %d times", id, seen[id])
-		}
-	}
+	acked.checkExactlyOnce(t, g.api)
 }
 
 // TestSim runs the simulator briefly against a real gateway.

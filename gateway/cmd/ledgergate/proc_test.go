@@ -248,3 +248,78 @@ func hexID(env []byte) string {
 	id := ledger.TxID(env)
 	return hex.EncodeToString(id[:])
 }
+
+// txCounts returns how often each tx id occurs in the gateway's ledger,
+// read block by block through the API.
+func txCounts(t *testing.T, api string) map[string]int {
+	t.Helper()
+	var st struct {
+		Height uint64 `json:"height"`
+	}
+	getJSON(t, api, "/api/v1/status", &st)
+	seen := map[string]int{}
+	for h := uint64(1); h <= st.Height; h++ {
+		var blk struct {
+			Txs []struct {
+				ID string `json:"id"`
+			} `json:"txs"`
+		}
+		if code := getJSON(t, api, fmt.Sprintf("/api/v1/blocks/%d", h), &blk); code != http.StatusOK {
+			t.Fatalf("block %d: %d", h, code)
+		}
+		for _, tx := range blk.Txs {
+			seen[tx.ID]++
+		}
+	}
+	return seen
+}
+
+// ackSet is the set of acknowledged tx ids, shared by load goroutines.
+type ackSet struct {
+	mu  sync.Mutex
+	ids map[string]bool
+}
+
+func (a *ackSet) add(id string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.ids == nil {
+		a.ids = map[string]bool{}
+	}
+	a.ids[id] = true
+}
+
+func (a *ackSet) len() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.ids)
+}
+
+// waitFor polls until at least n acks arrived, for at most a minute.
+func (a *ackSet) waitFor(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for a.len() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d acknowledgements in a minute", a.len())
+		}
+		time.Sleep(5 * time.Millisecond) // polling a counter, not waiting for an event
+	}
+}
+
+// checkExactlyOnce fails unless every acknowledged tx is in the ledger
+// exactly once (and no tx is in it twice).
+func (a *ackSet) checkExactlyOnce(t *testing.T, api string) {
+	t.Helper()
+	seen := txCounts(t, api)
+	for id := range a.ids {
+		if seen[id] != 1 {
+			t.Errorf("acknowledged tx %s is in the ledger %d times", id, seen[id])
+		}
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("tx %s is in the ledger %d times", id, n)
+		}
+	}
+}

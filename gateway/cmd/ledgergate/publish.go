@@ -89,14 +89,9 @@ func cmdDevicePublish(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var payload []byte
-	if *in == "" || *in == "-" {
-		payload, err = io.ReadAll(io.LimitReader(e.stdin, 1<<20+1))
-	} else {
-		payload, err = os.ReadFile(*in)
-	}
+	payload, err := readPayload(e, *in)
 	if err != nil {
-		return fmt.Errorf("read payload: %w", err)
+		return err
 	}
 	seq, err := device.OpenSeq(*keyPath + ".seq").Next()
 	if err != nil {
@@ -134,4 +129,21 @@ func cmdDevicePublish(ctx context.Context, e *env, args []string) error {
 	txid := ledger.TxID(env)
 	fmt.Fprintf(e.stdout, "committed: seq %d, tx %x in block %d\n", seq, txid, r.Header.Height)
 	return nil
+}
+
+// readPayload reads a record's payload from a file, or from standard
+// input when the name is empty or "-". It reads at most 1 MiB + 1 byte, so
+// an oversized payload fails at signing with a clear limit.
+func readPayload(e *env, name string) ([]byte, error) {
+	var b []byte
+	var err error
+	if name == "" || name == "-" {
+		b, err = io.ReadAll(io.LimitReader(e.stdin, 1<<20+1))
+	} else {
+		b, err = os.ReadFile(name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read payload: %w", err)
+	}
+	return b, nil
 }
