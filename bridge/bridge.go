@@ -12,11 +12,26 @@ import (
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 )
 
-// Committer submits a signed tx and waits until it is committed.
+// Committer has signed txs committed.
 type Committer interface {
-	// Submit returns the tx's receipt once its block is on disk, or an
-	// error; a rejection carries a reason (see ReasonOf).
-	Submit(ctx context.Context, env []byte) (*ledger.Receipt, error)
+	// Propose checks a tx and queues it for ordering without waiting for
+	// the commit. Txs proposed one after another by one caller are
+	// ordered in that order, so a device's records keep their sequence
+	// with many in flight. A rejection carries a reason (see ReasonOf).
+	Propose(ctx context.Context, env []byte) (Ticket, error)
+}
+
+// CommitterFunc adapts a function to Committer.
+type CommitterFunc func(ctx context.Context, env []byte) (Ticket, error)
+
+// Propose calls f.
+func (f CommitterFunc) Propose(ctx context.Context, env []byte) (Ticket, error) { return f(ctx, env) }
+
+// Ticket is a proposed tx's claim on its receipt.
+type Ticket interface {
+	// Wait returns the receipt once the tx's block is on disk, or why the
+	// tx was not committed.
+	Wait(ctx context.Context) (*ledger.Receipt, error)
 }
 
 // Directory answers who a device is, for authentication.

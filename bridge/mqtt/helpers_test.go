@@ -37,7 +37,7 @@ func startServer(t testing.TB, node *nodetest.Node, cfg Config, now func() time.
 	if cfg.TLS != nil {
 		cfg.TLSListen = "127.0.0.1:0"
 	}
-	s, err := New(cfg, Deps{Committer: node.Chain, Directory: node.Directory(), Logger: discard(),
+	s, err := New(cfg, Deps{Committer: node.Committer(), Directory: node.Directory(), Logger: discard(),
 		Registry: prometheus.NewRegistry(), Now: now})
 	if err != nil {
 		t.Fatal(err)

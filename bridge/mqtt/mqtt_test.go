@@ -115,6 +115,20 @@ func TestManyInFlight(t *testing.T) {
 	if d, _ := node.Chain.State().Device("busy"); d.LastSeq != n {
 		t.Fatalf("last seq %d, want %d", d.LastSeq, n)
 	}
+	// Records in flight are proposed together, so they share blocks;
+	// submitting them one by one would put each in a block of its own.
+	height, _ := node.Chain.State().Tip()
+	most := 0
+	for h := uint64(1); h <= height; h++ {
+		b, err := node.Chain.Block(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		most = max(most, len(b.Txs))
+	}
+	if most < 2 {
+		t.Fatalf("%d records in %d blocks, at most %d in one: records in flight were not pipelined", n, height-1, most)
+	}
 }
 
 // TestRefusals: each refused publish gets its v5 reason code, a message
@@ -503,7 +517,7 @@ func TestTLSClientCertificate(t *testing.T) {
 // Start, Start after Close fails.
 func TestLifecycle(t *testing.T) {
 	node := nodetest.Start(t, nodetest.Options{})
-	deps := Deps{Committer: node.Chain, Directory: node.Directory(), Logger: discard()}
+	deps := Deps{Committer: node.Committer(), Directory: node.Directory(), Logger: discard()}
 	for _, tc := range []struct {
 		cfg  Config
 		deps Deps

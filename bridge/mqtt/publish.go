@@ -181,12 +181,11 @@ func (s *Server) received(cl *mochi.Client, pk packets.Packet) {
 // enqueue queues p behind the device's other records and starts the
 // device's submitter if it is not running.
 //
-// A device's records are submitted one at a time, in the order they
-// arrived: the ledger refuses a record whose seq is not above the last
-// one committed, and Committer.Submit does not keep the order of
-// concurrent calls, so submitting a device's records concurrently gets
-// most of them refused as replays. Different devices are submitted
-// concurrently, and their records share blocks.
+// A device's records are proposed in the order they arrived: the ledger
+// refuses a record whose seq is not above the last one committed, so
+// proposing them concurrently would get most of them refused as replays.
+// Everything queued is proposed at once, so a device's records in flight
+// share blocks; different devices are handled concurrently.
 func (s *Server) enqueue(p *inflight) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -215,30 +214,49 @@ type queue struct {
 	items  []*inflight // guarded by Server.mu
 }
 
-// submitter submits q's records in order until q is empty.
+// submitter proposes q's records in order until q is empty: it takes all
+// that are queued, proposes each (check and queue for ordering, in this
+// order), then waits for their commits in the same order and answers each,
+// so PUBACKs leave in the order the PUBLISHes came [MQTT-4.6.0-2].
+// Records that arrive meanwhile are taken in the next round.
 func (s *Server) submitter(q *queue) {
 	defer s.wg.Done()
+	type proposed struct {
+		p   *inflight
+		t   bridge.Ticket
+		err error
+	}
 	for {
 		s.mu.Lock()
-		if len(q.items) == 0 {
+		batch := q.items
+		q.items = nil
+		if len(batch) == 0 {
 			delete(s.queues, q.device)
 			s.mu.Unlock()
 			return
 		}
-		p := q.items[0]
-		q.items[0] = nil
-		q.items = q.items[1:]
 		s.mu.Unlock()
 
-		rc, err := s.d.Committer.Submit(s.ctx, p.tx.Envelope)
-		s.mu.Lock()
-		s.queued -= len(p.env)
-		s.mu.Unlock()
-		if err != nil && s.ctx.Err() != nil {
-			p.release() // as in enqueue
-			continue
+		round := make([]proposed, len(batch))
+		for i, p := range batch {
+			t, err := s.d.Committer.Propose(s.ctx, p.tx.Envelope)
+			round[i] = proposed{p: p, t: t, err: err}
 		}
-		s.answer(p, rc, err)
+		for _, r := range round {
+			var rc *ledger.Receipt
+			err := r.err
+			if err == nil {
+				rc, err = r.t.Wait(s.ctx)
+			}
+			s.mu.Lock()
+			s.queued -= len(r.p.env)
+			s.mu.Unlock()
+			if err != nil && s.ctx.Err() != nil {
+				r.p.release() // as in enqueue
+				continue
+			}
+			s.answer(r.p, rc, err)
+		}
 	}
 }
 

@@ -44,7 +44,7 @@ func BenchmarkMQTT(b *testing.B) {
 		}
 		wg.Wait()
 		srv, err := mqtt.New(mqtt.Config{Listen: "127.0.0.1:0", MaxClients: 5000},
-			mqtt.Deps{Committer: node.Chain, Directory: node.Directory(), Logger: quiet})
+			mqtt.Deps{Committer: node.Committer(), Directory: node.Directory(), Logger: quiet})
 		if err != nil {
 			b.Fatal(err)
 		}

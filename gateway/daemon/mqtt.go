@@ -7,25 +7,16 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/ledgergate/ledgergate/bridge"
 	"github.com/ledgergate/ledgergate/bridge/mqtt"
+	"github.com/ledgergate/ledgergate/gateway/chain"
 	"github.com/ledgergate/ledgergate/gateway/config"
+	"github.com/ledgergate/ledgergate/gateway/front"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 	"github.com/ledgergate/ledgergate/gateway/state"
 )
 
-// directory is the bridge's view of the state.
-type directory struct{ st *state.State }
-
-func (d directory) ChainID() string { return d.st.Genesis().ChainID }
-func (d directory) MaxTxBytes() int { return d.st.Genesis().Params.MaxTxBytes }
-func (d directory) Device(id string) (bridge.Device, bool) {
-	dv, ok := d.st.Device(id)
-	return bridge.Device{ID: dv.ID, Key: dv.Key, Revoked: dv.Revoked}, ok
-}
-
 // newMQTT builds the MQTT front end, or returns nil if no listener is configured.
-func newMQTT(c config.MQTT, committer bridge.Committer, st *state.State, logger *slog.Logger, reg prometheus.Registerer) (*mqtt.Server, error) {
+func newMQTT(c config.MQTT, ch *chain.Chain, st *state.State, logger *slog.Logger, reg prometheus.Registerer) (*mqtt.Server, error) {
 	if c.Listen == "" && c.TLSListen == "" {
 		return nil, nil
 	}
@@ -40,7 +31,7 @@ func newMQTT(c config.MQTT, committer bridge.Committer, st *state.State, logger 
 		}
 		cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	return mqtt.New(cfg, mqtt.Deps{Committer: committer, Directory: directory{st}, Logger: logger, Registry: reg})
+	return mqtt.New(cfg, mqtt.Deps{Committer: front.Committer(ch), Directory: front.Directory(st), Logger: logger, Registry: reg})
 }
 
 // revocations returns the chain's OnCommit hook that disconnects devices

@@ -9,7 +9,7 @@
 //  1. calls Start, which registers the node's shutdown with t.Cleanup;
 //  2. enrolls devices with Enroll (and revokes them with Revoke), which
 //     return once the admin tx is committed;
-//  3. hands Node.Chain (a bridge.Committer) and Node.Directory() to the
+//  3. hands Node.Committer() and Node.Directory() to the
 //     front end under test;
 //  4. may call Restart to stop the node and start it again on the same
 //     directory, as a gateway restart would.

@@ -15,6 +15,7 @@ import (
 	"github.com/ledgergate/ledgergate/bridge"
 	"github.com/ledgergate/ledgergate/bridge/device"
 	"github.com/ledgergate/ledgergate/gateway/chain"
+	"github.com/ledgergate/ledgergate/gateway/front"
 	"github.com/ledgergate/ledgergate/gateway/index"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 	"github.com/ledgergate/ledgergate/gateway/state"
@@ -213,17 +214,7 @@ func (n *Node) admin(t testing.TB, body *ledger.Body) {
 }
 
 // Directory is the node's registry as front ends see it.
-func (n *Node) Directory() bridge.Directory { return directory{n.Chain.State()} }
+func (n *Node) Directory() bridge.Directory { return front.Directory(n.Chain.State()) }
 
-// directory adapts the committed state to bridge.Directory.
-type directory struct{ st *state.State }
-
-func (d directory) ChainID() string { return d.st.Genesis().ChainID }
-func (d directory) MaxTxBytes() int { return d.st.Genesis().Params.MaxTxBytes }
-func (d directory) Device(id string) (bridge.Device, bool) {
-	dv, ok := d.st.Device(id)
-	if !ok {
-		return bridge.Device{}, false
-	}
-	return bridge.Device{ID: dv.ID, Key: dv.Key, Revoked: dv.Revoked}, true
-}
+// Committer is the node's chain as front ends see it.
+func (n *Node) Committer() bridge.Committer { return front.Committer(n.Chain) }

@@ -1,0 +1,38 @@
+// Package front adapts the gateway's chain and state to the interfaces
+// that protocol front ends declare in package bridge. The daemon and the
+// test node both wire front ends through it.
+package front
+
+import (
+	"context"
+
+	"github.com/ledgergate/ledgergate/bridge"
+	"github.com/ledgergate/ledgergate/gateway/chain"
+	"github.com/ledgergate/ledgergate/gateway/state"
+)
+
+// Committer is ch as a bridge.Committer.
+func Committer(ch *chain.Chain) bridge.Committer {
+	return bridge.CommitterFunc(func(ctx context.Context, env []byte) (bridge.Ticket, error) {
+		t, err := ch.Propose(ctx, env)
+		if err != nil {
+			return nil, err // not a typed nil in an interface
+		}
+		return t, nil
+	})
+}
+
+// Directory is st as a bridge.Directory.
+func Directory(st *state.State) bridge.Directory { return directory{st} }
+
+type directory struct{ st *state.State }
+
+func (d directory) ChainID() string { return d.st.Genesis().ChainID }
+func (d directory) MaxTxBytes() int { return d.st.Genesis().Params.MaxTxBytes }
+func (d directory) Device(id string) (bridge.Device, bool) {
+	dv, ok := d.st.Device(id)
+	if !ok {
+		return bridge.Device{}, false
+	}
+	return bridge.Device{ID: dv.ID, Key: dv.Key, Revoked: dv.Revoked}, true
+}
