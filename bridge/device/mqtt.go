@@ -153,44 +153,51 @@ func (cl *Client) Publish(ctx context.Context, stream string, env []byte) error 
 	return nil
 }
 
-// reject waits briefly for the rejects message of a refused tx.
-func (cl *Client) reject(ctx context.Context, txID string) (Reject, bool) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
+// await waits until found reports true (it runs under cl.mu) or ctx ends.
+func (cl *Client) await(ctx context.Context, found func() bool) error {
 	for {
 		cl.mu.Lock()
-		r, ok := cl.rejects[txID]
+		ok := found()
 		ch := cl.notify
 		cl.mu.Unlock()
 		if ok {
-			return r, true
+			return nil
 		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return Reject{}, false
+			return ctx.Err()
 		}
 	}
+}
+
+// reject waits briefly for the rejects message of a refused tx.
+func (cl *Client) reject(ctx context.Context, txID string) (Reject, bool) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var r Reject
+	err := cl.await(ctx, func() bool {
+		var ok bool
+		r, ok = cl.rejects[txID]
+		return ok
+	})
+	return r, err == nil
 }
 
 // Receipt waits for the receipt of the tx env and returns its bytes.
 func (cl *Client) Receipt(ctx context.Context, env []byte) ([]byte, error) {
 	id := ledger.TxID(env)
 	key := hex.EncodeToString(id[:])
-	for {
-		cl.mu.Lock()
-		r, ok := cl.receipts[key]
-		ch := cl.notify
-		cl.mu.Unlock()
-		if ok {
-			return r, nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return nil, fmt.Errorf("device: no receipt for tx %s: %w", key, ctx.Err())
-		}
+	var r []byte
+	err := cl.await(ctx, func() bool {
+		var ok bool
+		r, ok = cl.receipts[key]
+		return ok
+	})
+	if err != nil {
+		return nil, fmt.Errorf("device: no receipt for tx %s: %w", key, err)
 	}
+	return r, nil
 }
 
 // Close disconnects.

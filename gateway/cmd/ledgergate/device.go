@@ -186,11 +186,7 @@ func cmdDeviceSign(_ context.Context, e *env, args []string) error {
 	if err := need(fs, "key", "id", "seq", "out"); err != nil {
 		return err
 	}
-	key, err := device.LoadKey(*keyPath)
-	if err != nil {
-		return err
-	}
-	chainID, err := chain.id()
+	key, chainID, err := chain.signer(*keyPath)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto"
 	"flag"
 	"fmt"
 	"io"
@@ -23,6 +24,20 @@ func addChainFlags(fs *flag.FlagSet) chainFlags {
 		chainID: fs.String("chain-id", "", "chain id (default: read from --genesis)"),
 		genesis: fs.String("genesis", filepath.Join(config.Dev().DataDir, daemon.GenesisFile), "genesis file to read the chain id from"),
 	}
+}
+
+// signer loads the device key at keyPath and finds the chain id: what
+// every offline device command needs before it signs.
+func (c chainFlags) signer(keyPath string) (crypto.Signer, string, error) {
+	key, err := device.LoadKey(keyPath)
+	if err != nil {
+		return nil, "", err
+	}
+	chainID, err := c.id()
+	if err != nil {
+		return nil, "", err
+	}
+	return key, chainID, nil
 }
 
 func (c chainFlags) id() (string, error) {
@@ -48,11 +63,7 @@ func cmdDeviceToken(_ context.Context, e *env, args []string) error {
 	if err := need(fs, "key", "id"); err != nil {
 		return err
 	}
-	key, err := device.LoadKey(*keyPath)
-	if err != nil {
-		return err
-	}
-	chainID, err := chain.id()
+	key, chainID, err := chain.signer(*keyPath)
 	if err != nil {
 		return err
 	}
@@ -81,11 +92,7 @@ func cmdDevicePublish(ctx context.Context, e *env, args []string) error {
 	if err := need(fs, "key", "id"); err != nil {
 		return err
 	}
-	key, err := device.LoadKey(*keyPath)
-	if err != nil {
-		return err
-	}
-	chainID, err := chain.id()
+	key, chainID, err := chain.signer(*keyPath)
 	if err != nil {
 		return err
 	}
