@@ -1,0 +1,1190 @@
+package pbft
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+)
+
+// Crypto signs this replica's messages and checks the others'.
+type Crypto interface {
+	// Sign signs data with this replica's key.
+	Sign(data []byte) ([]byte, error)
+	// Verify reports whether sig is node's signature over data.
+	Verify(node string, data, sig []byte) bool
+	// VoteBytes is what a commit for digest at seq in view signs, so that
+	// 2f+1 commits are the block's commit certificate.
+	VoteBytes(seq, view uint64, d Digest) []byte
+}
+
+// App builds and checks proposals. The core calls it synchronously.
+type App interface {
+	// Build makes the proposal at seq in view that extends the proposal
+	// parent, from reqs in their order. Every request is either included
+	// or rejected. An error stops the core.
+	Build(seq, view uint64, parent Digest, reqs []Request) (Proposal, error)
+	// Validate checks a proposal of the primary at seq that must extend
+	// parent, and returns its digest and the ids of its requests.
+	Validate(seq, view uint64, parent Digest, payload []byte) (Digest, [][32]byte, error)
+}
+
+// Request is a client request: for ledgergate, a tx envelope.
+type Request struct {
+	ID   [32]byte
+	Data []byte
+}
+
+// Forwarded is a request a peer forwarded to this replica.
+type Forwarded struct {
+	From string
+	Request
+}
+
+// Proposal is what App.Build made.
+type Proposal struct {
+	Payload  []byte
+	Digest   Digest
+	Included []int      // indexes into the requests given to Build
+	Rejected []Rejected // the others, with why
+}
+
+// Rejected is a request the primary refused. In Ready, the replica still
+// waits for it: a faulty primary may lie. The driver checks the reason
+// itself and calls Forget if it agrees; otherwise the request is sent
+// again, and a primary that keeps refusing a valid one is replaced.
+type Rejected struct {
+	ID     [32]byte
+	Index  int    // in Build's requests; unused in Ready
+	Reason string // machine-readable, e.g. "replay"
+	Detail string
+	Data   []byte // the request, in Ready
+}
+
+// Config configures a Core.
+type Config struct {
+	ID     string   // this replica
+	Nodes  []string // every replica, in primary order: view v's primary is Nodes[v mod n]
+	Domain string   // signed into every message (ledgergate: the chain id)
+	Crypto Crypto
+	App    App
+
+	CheckpointInterval uint64 // K: a checkpoint every K sequence numbers (default 16)
+	Window             uint64 // L: sequence numbers accepted above the low watermark (default 4K)
+	MaxInFlight        uint64 // proposals the primary has out before it waits (default 4)
+	MaxBatch           int    // requests per proposal (default 1000)
+	MaxBatchBytes      int    // request bytes per proposal (default 1 MiB)
+	MaxQueue           int    // requests the primary queues (default 100,000)
+	RequestTimeout     int    // ticks a backup waits for a request to execute (default 100)
+}
+
+// ErrOverloaded is returned by Propose when the primary's queue is full.
+var ErrOverloaded = errors.New("pbft: too many requests queued")
+
+// Entry is a committed proposal, to be executed in Seq order.
+type Entry struct {
+	Seq     uint64
+	Digest  Digest
+	Payload []byte
+	View    uint64 // the view its commits were cast in
+	Commits []Vote // 2f+1 commit signatures, sorted by node
+}
+
+// Vote is one replica's signature in a commit certificate.
+type Vote struct {
+	Node string `cbor:"1,keyasint"`
+	Sig  []byte `cbor:"2,keyasint"`
+}
+
+// Outbound is a message to send; To == "" is every other replica.
+type Outbound struct {
+	To  string
+	Msg *Message
+}
+
+// Ready is the core's output, gathered since the last Advance. The
+// driver's duties, in order: 1. persist HardState if not nil (fsync);
+// 2. execute Committed, durably, in order; 3. send Messages; 4. validate
+// Requests and Propose those that pass; answer Rejected; start a state
+// transfer for Fetch; 5. call Advance.
+type Ready struct {
+	HardState *HardState
+	Certs     []*Prepared // new prepared certificates, each replacing any before at its Seq
+	Committed []Entry
+	Messages  []Outbound
+	Requests  []Forwarded // forwarded by peers: validate, then ProposeFor or RejectFor
+	Rejected  []Rejected  // this replica's requests the primary refused
+	Fetch     *Target     // replicas are ahead: fetch committed proposals up to Seq
+}
+
+// Target is a state transfer goal: Digest is the proposal at Seq, proven
+// by 2f+1 checkpoints.
+type Target struct {
+	Seq    uint64
+	Digest Digest
+}
+
+// HardState is what a replica must remember across a crash so that it
+// never casts two conflicting votes at one (view, seq).
+//
+// With it go the prepared certificates (Ready.Certs): a replica that
+// forgot one could omit it from a view-change and let a new view undo a
+// committed block.
+type HardState struct {
+	View         uint64     `cbor:"1,keyasint"`
+	Changing     bool       `cbor:"2,keyasint"` // a view-change for View was sent
+	Votes        []SeqVote  `cbor:"3,keyasint"`
+	Stable       uint64     `cbor:"4,keyasint"` // last checkpoint proven stable; certificates at or below it may go
+	StableDigest Digest     `cbor:"5,keyasint"`
+	Proof        []*Message `cbor:"6,keyasint"` // its 2f+1 checkpoints
+}
+
+// SeqVote is the digest this replica voted for at Seq in View.
+type SeqVote struct {
+	Seq    uint64 `cbor:"1,keyasint"`
+	View   uint64 `cbor:"2,keyasint"`
+	Digest Digest `cbor:"3,keyasint"`
+}
+
+// Status is a snapshot for operators.
+type Status struct {
+	View     uint64
+	Primary  string
+	Changing bool   // waiting for a new-view
+	Stable   uint64 // last stable checkpoint
+	Executed uint64
+	Queued   int // requests waiting at the primary
+	Waiting  int // requests this backup waits to see executed
+	InFlight int // proposals above Executed
+}
+
+// entry is the log slot of one sequence number.
+type entry struct {
+	seq      uint64
+	view     uint64   // view of pp
+	pp       *Message // accepted pre-prepare in view, with payload
+	digest   Digest
+	valid    bool // App.Validate passed on top of parent
+	parent   Digest
+	ids      [][32]byte
+	prepares map[string]*Message // view `view`, any digest
+	commits  map[string]*Message
+
+	sentPrepare, sentCommit bool
+	prepared, committed     bool
+	executed                bool
+	execDigest              Digest
+	cert                    *Prepared // highest-view prepared certificate
+	certView                uint64
+}
+
+// Core is one PBFT replica as a state machine: messages in, messages and
+// commits out. It does no I/O, reads no clock and starts no goroutines.
+type Core struct {
+	cfg  Config
+	n, f int
+	q    int // 2f+1, or more when n > 3f+1
+
+	view     uint64
+	changing bool
+	vcTimer  bool // the view-change timer runs (2f+1 view-changes seen)
+	now      int
+	deadline int // when the running timer fires
+	backoff  uint
+
+	log            map[uint64]*entry
+	low            uint64 // last stable checkpoint
+	lowDigest      Digest
+	proven         uint64 // highest checkpoint this replica can prove stable
+	provenDigest   Digest
+	proof          []*Message // its 2f+1 checkpoints
+	lastExec       uint64
+	lastExecDigest Digest
+	execCert       *Executed // lastExec's commit certificate
+	nextSeq        uint64
+
+	checkpoints map[uint64]map[string]*Message
+	vcs         map[uint64]map[string]*Message
+	newView     *Message            // the new-view that installed view; shown to lagging peers
+	myVCs       map[uint64]*Message // view-changes this replica sent, by view
+	nvSent      uint64              // the view this replica last sent a new-view for, as its primary
+	shown       map[string]int      // tick this replica last helped a peer catch up on views
+	queried     map[string]int      // tick this replica last asked a peer for its view
+	future      []*Message
+
+	queue    []queued
+	queued   map[[32]byte]bool
+	inflight map[[32]byte]uint64
+	waiting  map[[32]byte]*wait // requests forwarded to the primary
+	stalled  uint64             // lastExec at the previous retransmission tick
+	votes    map[uint64]SeqVote
+	hsDirty  bool
+
+	rd Ready
+}
+
+// wait is a request forwarded to the primary, waited for.
+type wait struct {
+	data []byte
+	sent int // tick it was last sent
+}
+
+type queued struct {
+	req  Request
+	from string // "" if proposed here
+}
+
+// New returns a replica whose application has executed up to last (Seq 0
+// and the chain's genesis hash for a new chain; for a later one, with its
+// commit certificate), restored from hs and certs (zero for a new replica).
+func New(cfg Config, hs HardState, certs []*Prepared, last Executed) (*Core, error) {
+	lastExec, lastDigest := last.Seq, last.Digest
+	if cfg.Crypto == nil || cfg.App == nil {
+		return nil, errors.New("pbft: config needs Crypto and App")
+	}
+	if !slices.Contains(cfg.Nodes, cfg.ID) {
+		return nil, fmt.Errorf("pbft: %q is not one of the nodes", cfg.ID)
+	}
+	seen := map[string]bool{}
+	for _, n := range cfg.Nodes {
+		if seen[n] || n == "" {
+			return nil, fmt.Errorf("pbft: node id %q empty or repeated", n)
+		}
+		seen[n] = true
+	}
+	if cfg.CheckpointInterval == 0 {
+		cfg.CheckpointInterval = 16
+	}
+	if cfg.Window == 0 {
+		cfg.Window = 4 * cfg.CheckpointInterval
+	}
+	if cfg.Window < 2*cfg.CheckpointInterval {
+		return nil, errors.New("pbft: window must be at least two checkpoint intervals")
+	}
+	if cfg.MaxInFlight == 0 {
+		cfg.MaxInFlight = 4
+	}
+	if cfg.MaxBatch == 0 {
+		cfg.MaxBatch = 1000
+	}
+	if cfg.MaxBatchBytes == 0 {
+		cfg.MaxBatchBytes = 1 << 20
+	}
+	if cfg.MaxQueue == 0 {
+		cfg.MaxQueue = 100_000
+	}
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = 100
+	}
+	n := len(cfg.Nodes)
+	f := (n - 1) / 3
+	c := &Core{
+		cfg: cfg, n: n, f: f, q: (n+f)/2 + 1,
+		view: hs.View, changing: hs.Changing,
+		log: map[uint64]*entry{}, low: lastExec, lowDigest: lastDigest,
+		lastExec: lastExec, lastExecDigest: lastDigest, nextSeq: lastExec + 1, execCert: &last,
+		checkpoints: map[uint64]map[string]*Message{}, vcs: map[uint64]map[string]*Message{},
+		shown: map[string]int{}, queried: map[string]int{}, myVCs: map[uint64]*Message{}, queued: map[[32]byte]bool{}, inflight: map[[32]byte]uint64{},
+		waiting: map[[32]byte]*wait{}, votes: map[uint64]SeqVote{},
+	}
+	for _, v := range hs.Votes {
+		if v.Seq > lastExec {
+			c.votes[v.Seq] = v
+		}
+	}
+	if hs.Stable > 0 && c.validProof(hs.Stable, hs.StableDigest, hs.Proof) {
+		c.proven, c.provenDigest, c.proof = hs.Stable, hs.StableDigest, hs.Proof
+	}
+	for _, p := range certs {
+		if p == nil || p.PrePrepare == nil || p.PrePrepare.Seq <= c.proven {
+			continue
+		}
+		e := c.slot(p.PrePrepare.Seq)
+		if e.cert == nil || p.PrePrepare.View > e.certView {
+			e.cert, e.certView = p, p.PrePrepare.View
+		}
+	}
+	if c.changing {
+		// Restarted during a view change: ask again (with what survived).
+		if err := c.sendViewChange(); err != nil {
+			return nil, err
+		}
+	}
+	// A restarted primary lost the proposals it voted for: it must not
+	// propose again at those numbers in this view.
+	for s := range c.votes {
+		if c.votes[s].View == c.view && s >= c.nextSeq {
+			c.nextSeq = s + 1
+		}
+	}
+	return c, nil
+}
+
+// primary returns view v's primary.
+func (c *Core) primary(v uint64) string { return c.cfg.Nodes[v%uint64(c.n)] }
+
+func (c *Core) isPrimary() bool { return !c.changing && c.primary(c.view) == c.cfg.ID }
+
+// Status returns a snapshot.
+func (c *Core) Status() Status {
+	return Status{
+		View: c.view, Primary: c.primary(c.view), Changing: c.changing, Stable: c.low, Executed: c.lastExec,
+		Queued: len(c.queue), Waiting: len(c.waiting), InFlight: len(c.inflight),
+	}
+}
+
+// HasReady reports whether Ready has anything.
+func (c *Core) HasReady() bool {
+	return c.hsDirty || len(c.rd.Certs) > 0 || len(c.rd.Committed) > 0 || len(c.rd.Messages) > 0 || len(c.rd.Requests) > 0 ||
+		len(c.rd.Rejected) > 0 || c.rd.Fetch != nil
+}
+
+// Ready returns the output gathered since the last Advance.
+func (c *Core) Ready() Ready {
+	rd := c.rd
+	if c.hsDirty {
+		hs := c.hardState()
+		rd.HardState = &hs
+	}
+	return rd
+}
+
+// Advance tells the core the last Ready was handled.
+func (c *Core) Advance() {
+	c.rd = Ready{}
+	c.hsDirty = false
+}
+
+func (c *Core) hardState() HardState {
+	hs := HardState{View: c.view, Changing: c.changing, Stable: c.proven, StableDigest: c.provenDigest, Proof: c.proof}
+	for _, s := range sortedKeys(c.votes) {
+		hs.Votes = append(hs.Votes, c.votes[s])
+	}
+	return hs
+}
+
+// Tick advances the core's clock by one tick.
+func (c *Core) Tick() error {
+	c.now++
+	if c.now%c.resendEvery() == 0 {
+		c.resend()
+	}
+	if c.changing {
+		if c.vcTimer && c.now >= c.deadline {
+			c.backoff++
+			return c.startViewChange(c.view + 1)
+		}
+		return nil
+	}
+	if len(c.waiting) > 0 && c.now >= c.deadline {
+		c.backoff++
+		return c.startViewChange(c.view + 1)
+	}
+	return c.maybePropose(true)
+}
+
+func (c *Core) resendEvery() int { return max(c.cfg.RequestTimeout/2, 1) }
+
+// resend retransmits when nothing executed since the last retransmission
+// tick: peers may have lost this replica's votes (a dropped connection, a
+// full queue), and a lost vote would otherwise stall a slot for good. A
+// replica in a view change sends its view-change again; the primary its
+// pre-prepares; every replica its prepares, commits, latest checkpoint,
+// and the requests it still waits for.
+func (c *Core) resend() {
+	stalled := c.lastExec == c.stalled
+	c.stalled = c.lastExec
+	if !stalled {
+		return
+	}
+	if c.changing {
+		if vc := c.myVCs[c.view]; vc != nil {
+			c.broadcast(vc)
+		}
+		c.resendRequests()
+		return
+	}
+	for _, s := range sortedKeys(c.log) {
+		e := c.log[s]
+		if e.view != c.view || e.pp == nil {
+			continue
+		}
+		if e.pp.From == c.cfg.ID {
+			c.broadcast(e.pp)
+		}
+		if p := e.prepares[c.cfg.ID]; p != nil && e.sentPrepare {
+			c.broadcast(p)
+		}
+		if cm := e.commits[c.cfg.ID]; cm != nil && e.sentCommit {
+			c.broadcast(cm)
+		}
+	}
+	for _, s := range slices.Backward(sortedKeys(c.checkpoints)) {
+		if cp := c.checkpoints[s][c.cfg.ID]; cp != nil {
+			c.broadcast(cp)
+			break
+		}
+	}
+	c.resendRequests()
+}
+
+// resendRequests sends the requests waited for too long to every replica,
+// as a PBFT client does when its request times out: each backup then
+// watches it, so a primary that ignores it is replaced, and a replica cut
+// off from the view still gets its requests ordered.
+func (c *Core) resendRequests() {
+	for _, id := range sortedKeys32(c.waiting) {
+		w := c.waiting[id]
+		if w.sent > c.now-c.resendEvery() {
+			continue
+		}
+		w.sent = c.now
+		if c.isPrimary() {
+			if !c.queued[id] && c.inflight[id] == 0 {
+				c.queue = append(c.queue, queued{req: Request{ID: id, Data: w.data}})
+				c.queued[id] = true
+			}
+			continue
+		}
+		c.broadcast(&Message{Type: TypeRequest, From: c.cfg.ID, Payload: w.data})
+	}
+}
+
+// timeout is the current timer length: doubled for each view change
+// that did not lead to progress (PBFT 4.5.2).
+func (c *Core) timeout() int {
+	return c.cfg.RequestTimeout << min(c.backoff, 6)
+}
+
+// Propose submits a request: the primary queues it, a backup forwards it
+// to the primary and watches that it executes. A request already queued,
+// in flight or waited for is ignored.
+func (c *Core) Propose(data []byte) error {
+	id := RequestID(data)
+	if _, ok := c.waiting[id]; ok {
+		return nil
+	}
+	if c.isPrimary() && (c.queued[id] || c.inflight[id] != 0) {
+		return nil
+	}
+	return c.propose(Request{ID: id, Data: data}, "")
+}
+
+func (c *Core) propose(r Request, from string) error {
+	if from == "" {
+		// Waited for until executed, whoever is primary: a proposal that
+		// never prepares is lost in a view change, and this replica
+		// proposes the request again in the next view.
+		if len(c.waiting) == 0 {
+			c.deadline = c.now + c.timeout()
+		}
+		c.waiting[r.ID] = &wait{data: r.Data, sent: c.now}
+	}
+	if c.isPrimary() {
+		if len(c.queue) >= c.cfg.MaxQueue {
+			delete(c.waiting, r.ID)
+			return ErrOverloaded
+		}
+		c.queue = append(c.queue, queued{req: r, from: from})
+		c.queued[r.ID] = true
+		if len(c.queue) >= c.cfg.MaxBatch {
+			return c.maybePropose(false)
+		}
+		return nil
+	}
+	if !c.changing && from == "" {
+		c.send(c.primary(c.view), &Message{Type: TypeRequest, From: c.cfg.ID, Payload: r.Data})
+	}
+	return nil
+}
+
+// maybePropose has the primary cut proposals while the pipeline has room;
+// a partial batch is cut only on a tick.
+func (c *Core) maybePropose(tick bool) error {
+	for c.isPrimary() && len(c.queue) > 0 && (tick || len(c.queue) >= c.cfg.MaxBatch) {
+		seq := c.nextSeq
+		if seq-c.lastExec > c.cfg.MaxInFlight || seq > c.low+c.cfg.Window {
+			return nil
+		}
+		parent, ok := c.digestAt(seq - 1)
+		if !ok {
+			return nil // behind: wait for the parent
+		}
+		n, size := 0, 0
+		for n < len(c.queue) && n < c.cfg.MaxBatch && (n == 0 || size+len(c.queue[n].req.Data) <= c.cfg.MaxBatchBytes) {
+			size += len(c.queue[n].req.Data)
+			n++
+		}
+		batch := c.queue[:n]
+		reqs := make([]Request, n)
+		for i, q := range batch {
+			reqs[i] = q.req
+			delete(c.queued, q.req.ID)
+		}
+		c.queue = slices.Clone(c.queue[n:])
+		p, err := c.cfg.App.Build(seq, c.view, parent, reqs)
+		if err != nil {
+			return fmt.Errorf("pbft: build proposal %d: %w", seq, err)
+		}
+		if err := c.reject(batch, p.Rejected); err != nil {
+			return err
+		}
+		if len(p.Included) == 0 {
+			continue
+		}
+		if !c.vote(seq, p.Digest) {
+			return fmt.Errorf("pbft: invariant: primary voted before at %d in view %d", seq, c.view)
+		}
+		pp := &Message{Type: TypePrePrepare, From: c.cfg.ID, View: c.view, Seq: seq, Digest: p.Digest.bytes(), Payload: p.Payload}
+		if err := c.sign(pp); err != nil {
+			return err
+		}
+		c.nextSeq++
+		c.broadcast(pp)
+		ids := make([][32]byte, len(p.Included))
+		for i, k := range p.Included {
+			ids[i] = reqs[k].ID
+		}
+		e := c.slot(seq)
+		c.resetSlot(e, c.view)
+		e.pp, e.digest, e.valid, e.ids = pp, p.Digest, true, ids
+		for _, id := range ids {
+			c.inflight[id] = seq
+		}
+		if err := c.advanceSlots(seq); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reject answers the requests Build refused.
+func (c *Core) reject(batch []queued, rej []Rejected) error {
+	for _, r := range rej {
+		if r.Index < 0 || r.Index >= len(batch) {
+			return fmt.Errorf("pbft: invariant: App.Build rejected request %d of %d", r.Index, len(batch))
+		}
+		q := batch[r.Index]
+		if q.from == "" {
+			c.rd.Rejected = append(c.rd.Rejected, Rejected{ID: q.req.ID, Reason: r.Reason, Detail: r.Detail, Data: q.req.Data})
+			continue
+		}
+		if err := c.sendReject(q.from, q.req.ID, r.Reason, r.Detail); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Core) sendReject(to string, id [32]byte, reason, detail string) error {
+	m := &Message{Type: TypeReject, From: c.cfg.ID, View: c.view, Digest: slices.Clone(id[:]), Payload: []byte(reason), Detail: detail}
+	if err := c.sign(m); err != nil {
+		return err
+	}
+	c.send(to, m)
+	return nil
+}
+
+// ProposeFor takes a request a peer forwarded, once the driver found it
+// valid: the primary queues it; a backup forwards it to the primary and
+// watches that it executes (PBFT 4.4: a backup that receives a request
+// starts its timer).
+func (c *Core) ProposeFor(from string, data []byte) error {
+	id := RequestID(data)
+	if _, ok := c.waiting[id]; ok {
+		return nil
+	}
+	if !c.isPrimary() {
+		// Watched even when a proposal holds it: that proposal may never
+		// commit, and only a timer notices.
+		return c.propose(Request{ID: id, Data: data}, "")
+	}
+	if c.queued[id] || c.inflight[id] != 0 {
+		return nil
+	}
+	err := c.propose(Request{ID: id, Data: data}, from)
+	if errors.Is(err, ErrOverloaded) {
+		return c.sendReject(from, id, "overloaded", err.Error())
+	}
+	return err
+}
+
+// RejectFor tells the peer that forwarded a request why the driver found
+// it invalid.
+func (c *Core) RejectFor(from string, id [32]byte, reason, detail string) error {
+	return c.sendReject(from, id, reason, detail)
+}
+
+// digestAt returns the proposal digest this replica holds at seq, if it
+// knows it: executed, or validated in the current view.
+func (c *Core) digestAt(seq uint64) (Digest, bool) {
+	if seq == c.lastExec {
+		return c.lastExecDigest, true
+	}
+	if seq == c.low {
+		return c.lowDigest, true
+	}
+	e := c.log[seq]
+	if e == nil {
+		return Digest{}, false
+	}
+	if e.executed {
+		return e.execDigest, true
+	}
+	if e.valid && e.view == c.view {
+		return e.digest, true
+	}
+	return Digest{}, false
+}
+
+func (c *Core) slot(seq uint64) *entry {
+	e := c.log[seq]
+	if e == nil {
+		e = &entry{seq: seq, prepares: map[string]*Message{}, commits: map[string]*Message{}}
+		c.log[seq] = e
+	}
+	return e
+}
+
+// resetSlot prepares e for a pre-prepare in view v, keeping what outlives
+// views: execution and the prepared certificate.
+func (c *Core) resetSlot(e *entry, v uint64) {
+	if e.view == v && e.pp != nil {
+		return
+	}
+	c.dropIDs(e)
+	keepP, keepC := map[string]*Message{}, map[string]*Message{}
+	for k, m := range e.prepares {
+		if m.View == v {
+			keepP[k] = m
+		}
+	}
+	for k, m := range e.commits {
+		if m.View == v {
+			keepC[k] = m
+		}
+	}
+	*e = entry{seq: e.seq, view: v, prepares: keepP, commits: keepC,
+		executed: e.executed, execDigest: e.execDigest, cert: e.cert, certView: e.certView}
+}
+
+// dropIDs forgets that e's requests are in flight: its proposal is gone.
+func (c *Core) dropIDs(e *entry) {
+	for _, id := range e.ids {
+		if c.inflight[id] == e.seq {
+			delete(c.inflight, id)
+		}
+	}
+}
+
+func (c *Core) sign(m *Message) error {
+	var data []byte
+	if m.Type == TypeCommit {
+		data = c.cfg.Crypto.VoteBytes(m.Seq, m.View, digestOf(m.Digest))
+	} else {
+		data = signBytes(c.cfg.Domain, m)
+	}
+	sig, err := c.cfg.Crypto.Sign(data)
+	if err != nil {
+		return fmt.Errorf("pbft: sign %s: %w", m.Type, err)
+	}
+	m.Sig = sig
+	return nil
+}
+
+// verify checks m's signature by m.From, a member.
+func (c *Core) verify(m *Message) bool {
+	if !slices.Contains(c.cfg.Nodes, m.From) {
+		return false
+	}
+	var data []byte
+	if m.Type == TypeCommit {
+		data = c.cfg.Crypto.VoteBytes(m.Seq, m.View, digestOf(m.Digest))
+	} else {
+		data = signBytes(c.cfg.Domain, m)
+	}
+	return c.cfg.Crypto.Verify(m.From, data, m.Sig)
+}
+
+func (c *Core) send(to string, m *Message) {
+	if to == c.cfg.ID {
+		return
+	}
+	c.rd.Messages = append(c.rd.Messages, Outbound{To: to, Msg: m})
+}
+
+func (c *Core) broadcast(m *Message) { c.rd.Messages = append(c.rd.Messages, Outbound{Msg: m}) }
+
+// vote records that this replica votes for d at (view, seq), refusing a
+// vote that conflicts with one cast before (also before a crash).
+func (c *Core) vote(seq uint64, d Digest) bool {
+	if v, ok := c.votes[seq]; ok && v.View == c.view && v.Digest != d {
+		return false
+	}
+	if v, ok := c.votes[seq]; ok && v.View == c.view {
+		return true
+	}
+	c.votes[seq] = SeqVote{Seq: seq, View: c.view, Digest: d}
+	c.hsDirty = true
+	return true
+}
+
+// Step processes a message from a peer. Messages that are invalid, forged
+// or stale are dropped; an error means the core cannot go on (its signer
+// or its application failed).
+func (c *Core) Step(m *Message) error {
+	if m == nil || m.From == c.cfg.ID || !slices.Contains(c.cfg.Nodes, m.From) {
+		return nil
+	}
+	if m.Type == TypeViewQuery {
+		c.showNewView(m.From, m.View)
+		return nil
+	}
+	if m.Type != TypeRequest && m.Type != TypeViewChange && m.Type != TypeNewView && m.Type != TypeCheckpoint {
+		if m.View < c.view {
+			c.showNewView(m.From, m.View)
+			return nil
+		}
+		if m.View > c.view || c.changing {
+			c.hold(m)
+			return nil
+		}
+	}
+	switch m.Type {
+	case TypeRequest:
+		c.rd.Requests = append(c.rd.Requests, Forwarded{From: m.From, Request: Request{ID: RequestID(m.Payload), Data: m.Payload}})
+		return nil
+	case TypePrePrepare:
+		return c.onPrePrepare(m)
+	case TypePrepare:
+		return c.onPrepare(m)
+	case TypeCommit:
+		return c.onCommit(m)
+	case TypeCheckpoint:
+		return c.onCheckpoint(m)
+	case TypeViewChange:
+		return c.onViewChange(m)
+	case TypeNewView:
+		return c.onNewView(m)
+	case TypeReject:
+		return c.onReject(m)
+	}
+	return nil
+}
+
+// hold keeps a message of a view this replica has not installed yet, to
+// be stepped once it has.
+// A replica that hears a later view than its own, and is not itself
+// changing views, missed a new-view (it was down or cut off): it asks the
+// sender for it.
+func (c *Core) hold(m *Message) {
+	if m.View > c.view && !c.changing {
+		if last, ok := c.queried[m.From]; !ok || c.now-last >= c.resendEvery() {
+			c.queried[m.From] = c.now
+			c.send(m.From, &Message{Type: TypeViewQuery, From: c.cfg.ID, View: c.view})
+		}
+	}
+	if m.View > c.view+1 || len(c.future) >= 4*int(c.cfg.Window)*c.n {
+		return
+	}
+	c.future = append(c.future, m)
+}
+
+// showNewView helps a peer stuck in view v: it sends the new-view that
+// installed a view at or above v, or this replica's own view-change for v
+// (which the peer may have lost), at most once per retransmission period.
+func (c *Core) showNewView(to string, v uint64) {
+	if last, ok := c.shown[to]; ok && c.now-last < c.resendEvery() {
+		return
+	}
+	if c.newView != nil && c.newView.View >= v {
+		c.shown[to] = c.now
+		c.send(to, c.newView)
+		return
+	}
+	if vc := c.myVCs[v]; vc != nil {
+		c.shown[to] = c.now
+		c.send(to, vc)
+	}
+}
+
+func (c *Core) inWindow(seq uint64) bool { return seq > c.low && seq <= c.low+c.cfg.Window }
+
+func (c *Core) onReject(m *Message) error {
+	if m.From != c.primary(c.view) || !c.verify(m) {
+		return nil
+	}
+	id := [32]byte(m.Digest)
+	w, ok := c.waiting[id]
+	if !ok {
+		return nil
+	}
+	c.rd.Rejected = append(c.rd.Rejected, Rejected{ID: id, Reason: string(m.Payload), Detail: m.Detail, Data: w.data})
+	return nil
+}
+
+// Forget stops waiting for a request: the driver confirmed its rejection.
+func (c *Core) Forget(id [32]byte) { delete(c.waiting, id) }
+
+func (c *Core) onPrePrepare(m *Message) error {
+	if m.From != c.primary(m.View) || !c.inWindow(m.Seq) || !c.verify(m) {
+		return nil
+	}
+	e := c.slot(m.Seq)
+	if e.pp != nil && e.view == m.View {
+		return nil // a second pre-prepare in this view: ignore an equivocation
+	}
+	c.resetSlot(e, m.View)
+	e.pp, e.digest = m, digestOf(m.Digest)
+	return c.advanceSlots(m.Seq)
+}
+
+func (c *Core) onPrepare(m *Message) error {
+	if !c.inWindow(m.Seq) || !c.verify(m) {
+		return nil
+	}
+	e := c.slot(m.Seq)
+	if e.pp == nil || e.view != m.View {
+		c.resetSlotVotes(e, m.View)
+	}
+	if _, dup := e.prepares[m.From]; dup {
+		return nil
+	}
+	e.prepares[m.From] = m
+	return c.advanceSlots(m.Seq)
+}
+
+func (c *Core) onCommit(m *Message) error {
+	if !c.inWindow(m.Seq) || !c.verify(m) {
+		return nil
+	}
+	e := c.slot(m.Seq)
+	if e.pp == nil || e.view != m.View {
+		c.resetSlotVotes(e, m.View)
+	}
+	if _, dup := e.commits[m.From]; dup {
+		return nil
+	}
+	e.commits[m.From] = m
+	return c.advanceSlots(m.Seq)
+}
+
+// resetSlotVotes drops votes of other views from a slot that has no
+// pre-prepare of view v yet.
+func (c *Core) resetSlotVotes(e *entry, v uint64) {
+	for k, m := range e.prepares {
+		if m.View != v {
+			delete(e.prepares, k)
+		}
+	}
+	for k, m := range e.commits {
+		if m.View != v {
+			delete(e.commits, k)
+		}
+	}
+}
+
+// count returns how many distinct votes in votes match view and d.
+func count(votes map[string]*Message, view uint64, d Digest) int {
+	n := 0
+	for _, m := range votes {
+		if m.View == view && Digest(m.Digest) == d {
+			n++
+		}
+	}
+	return n
+}
+
+// advanceSlots moves the slots from seq upwards as far as they go:
+// validate, prepare, commit, execute. Prepares go out in sequence order:
+// a replica prepares seq only once seq-1 is prepared in this view or
+// executed, so a prepared certificate at seq implies f+1 correct replicas
+// hold one at seq-1, and the new primary always finds a gap-free chain.
+func (c *Core) advanceSlots(seq uint64) error {
+	for s := seq; ; s++ {
+		e := c.log[s]
+		if e == nil || e.view != c.view || e.pp == nil {
+			break
+		}
+		before := *e
+		if err := c.advance(e); err != nil {
+			return err
+		}
+		if s > seq && e.valid == before.valid && e.prepared == before.prepared && e.sentPrepare == before.sentPrepare {
+			break
+		}
+	}
+	return c.execute()
+}
+
+func (c *Core) advance(e *entry) error {
+	if !e.valid {
+		if !c.validate(e) {
+			return nil
+		}
+	}
+	if !e.sentPrepare && c.prevPrepared(e.seq) {
+		if !c.vote(e.seq, e.digest) {
+			return nil
+		}
+		p := &Message{Type: TypePrepare, From: c.cfg.ID, View: c.view, Seq: e.seq, Digest: e.digest.bytes()}
+		if err := c.sign(p); err != nil {
+			return err
+		}
+		e.sentPrepare = true
+		e.prepares[c.cfg.ID] = p
+		c.broadcast(p)
+	}
+	if !e.prepared && count(e.prepares, c.view, e.digest) >= c.q {
+		e.prepared = true
+		e.cert, e.certView = c.certificate(e), c.view
+		c.rd.Certs = append(c.rd.Certs, e.cert)
+	}
+	if e.prepared && !e.sentCommit {
+		if !c.vote(e.seq, e.digest) {
+			return nil
+		}
+		cm := &Message{Type: TypeCommit, From: c.cfg.ID, View: c.view, Seq: e.seq, Digest: e.digest.bytes()}
+		if err := c.sign(cm); err != nil {
+			return err
+		}
+		e.sentCommit = true
+		e.commits[c.cfg.ID] = cm
+		c.broadcast(cm)
+	}
+	if e.prepared && !e.committed && count(e.commits, c.view, e.digest) >= c.q {
+		e.committed = true
+	}
+	return nil
+}
+
+// prevPrepared reports whether seq-1 is prepared in this view or executed.
+func (c *Core) prevPrepared(seq uint64) bool {
+	if seq-1 <= c.lastExec || seq-1 <= c.low {
+		return true
+	}
+	p := c.log[seq-1]
+	return p != nil && p.view == c.view && p.prepared
+}
+
+// validate checks e's proposal against its parent, if the parent is known.
+func (c *Core) validate(e *entry) bool {
+	if e.executed || e.seq <= c.lastExec {
+		d, ok := c.digestAt(e.seq)
+		if ok && d == e.digest {
+			e.valid = true
+		}
+		return e.valid
+	}
+	parent, ok := c.digestAt(e.seq - 1)
+	if !ok {
+		return false
+	}
+	d, ids, err := c.cfg.App.Validate(e.seq, e.view, parent, e.pp.Payload)
+	if err != nil || d != e.digest {
+		return false
+	}
+	e.valid, e.ids, e.parent = true, ids, parent
+	for _, id := range ids {
+		c.inflight[id] = e.seq
+	}
+	return true
+}
+
+// checkParents drops the validation of slots above seq that were checked
+// against another parent than what seq turned out to be.
+func (c *Core) checkParents(seq uint64) {
+	for s := seq + 1; ; s++ {
+		e := c.log[s]
+		parent, ok := c.digestAt(s - 1)
+		if e == nil || !e.valid || e.executed || (ok && e.parent == parent) {
+			return
+		}
+		e.valid = false
+		c.dropIDs(e)
+	}
+}
+
+// certificate returns e's prepared certificate: its pre-prepare and the
+// matching prepares.
+func (c *Core) certificate(e *entry) *Prepared {
+	p := &Prepared{PrePrepare: e.pp}
+	for _, k := range sortedKeys(e.prepares) {
+		m := e.prepares[k]
+		if m.View == c.view && Digest(m.Digest) == e.digest {
+			p.Prepares = append(p.Prepares, m)
+		}
+	}
+	return p
+}
+
+// execute hands out committed proposals in sequence order.
+func (c *Core) execute() error {
+	for {
+		e := c.log[c.lastExec+1]
+		if e == nil || !e.committed || e.executed {
+			return nil
+		}
+		ent := Entry{Seq: e.seq, Digest: e.digest, Payload: e.pp.Payload, View: e.view}
+		for _, k := range sortedKeys(e.commits) {
+			m := e.commits[k]
+			if m.View == e.view && Digest(m.Digest) == e.digest {
+				ent.Commits = append(ent.Commits, Vote{Node: m.From, Sig: m.Sig})
+			}
+		}
+		c.rd.Committed = append(c.rd.Committed, ent)
+		c.execCert = &Executed{Seq: e.seq, View: e.view, Digest: e.digest, Commits: ent.Commits}
+		e.executed, e.execDigest = true, e.digest
+		c.lastExec, c.lastExecDigest = e.seq, e.digest
+		c.progress(e.ids)
+		if e.seq%c.cfg.CheckpointInterval == 0 {
+			cp := &Message{Type: TypeCheckpoint, From: c.cfg.ID, Seq: e.seq, Digest: e.digest.bytes()}
+			if err := c.sign(cp); err != nil {
+				return err
+			}
+			c.broadcast(cp)
+			c.addCheckpoint(cp)
+		}
+	}
+}
+
+// progress forgets executed requests and restarts the request timer.
+func (c *Core) progress(ids [][32]byte) {
+	executed := false
+	for _, id := range ids {
+		delete(c.inflight, id)
+		delete(c.queued, id)
+		if _, ok := c.waiting[id]; ok {
+			delete(c.waiting, id)
+			executed = true
+		}
+	}
+	if executed {
+		c.backoff = 0
+		c.deadline = c.now + c.timeout()
+	}
+}
+
+func (c *Core) onCheckpoint(m *Message) error {
+	if m.Seq <= c.low || !c.verify(m) {
+		return nil
+	}
+	c.addCheckpoint(m)
+	return nil
+}
+
+// addCheckpoint records a checkpoint; 2f+1 matching ones make it stable
+// (PBFT 4.3); f+1 matching ones above what this replica executed mean it
+// fell behind and must fetch.
+func (c *Core) addCheckpoint(m *Message) {
+	if m.Seq > c.low+2*c.cfg.Window && m.Seq > c.lastExec+2*c.cfg.Window {
+		// Far ahead: still a sign this replica is behind, but keep no state.
+		c.behind(m)
+		return
+	}
+	set := c.checkpoints[m.Seq]
+	if set == nil {
+		set = map[string]*Message{}
+		c.checkpoints[m.Seq] = set
+	}
+	set[m.From] = m
+	d := digestOf(m.Digest)
+	matching := 0
+	for _, x := range set {
+		if Digest(x.Digest) == d {
+			matching++
+		}
+	}
+	if matching >= c.f+1 && m.Seq > c.lastExec {
+		c.setFetch(m.Seq, d)
+	}
+	if matching >= c.q && m.Seq <= c.lastExec {
+		var proof []*Message
+		for _, k := range sortedKeys(set) {
+			if Digest(set[k].Digest) == d {
+				proof = append(proof, set[k])
+			}
+		}
+		c.stabilize(m.Seq, d, proof)
+	}
+}
+
+// behind notes a single far-ahead checkpoint; certificates on the blocks
+// make the fetch safe whoever triggered it.
+func (c *Core) behind(m *Message) {
+	if m.Seq > c.lastExec {
+		c.setFetch(m.Seq, digestOf(m.Digest))
+	}
+}
+
+func (c *Core) setFetch(seq uint64, d Digest) {
+	if c.rd.Fetch == nil || c.rd.Fetch.Seq < seq {
+		c.rd.Fetch = &Target{Seq: seq, Digest: d}
+	}
+}
+
+// stabilize records a checkpoint proven by 2f+1 signatures and makes it
+// the low watermark (PBFT 4.3).
+func (c *Core) stabilize(seq uint64, d Digest, proof []*Message) {
+	if seq > c.proven {
+		c.proven, c.provenDigest, c.proof = seq, d, proof
+	}
+	c.raiseLow(seq, d)
+}
+
+// raiseLow moves the low watermark to seq and truncates the log below.
+func (c *Core) raiseLow(seq uint64, d Digest) {
+	if seq <= c.low {
+		return
+	}
+	c.low, c.lowDigest = seq, d
+	for s, e := range c.log {
+		if s <= seq {
+			c.dropIDs(e)
+			delete(c.log, s)
+		}
+	}
+	for s := range c.checkpoints {
+		if s < seq {
+			delete(c.checkpoints, s)
+		}
+	}
+	for s := range c.votes {
+		if s <= seq {
+			delete(c.votes, s)
+			c.hsDirty = true
+		}
+	}
+	if c.nextSeq <= seq {
+		c.nextSeq = seq + 1
+	}
+}
+
+// Caught tells the core that state transfer executed everything up to
+// last, including the requests ids. The transferred proposals carry commit
+// certificates: they are decided, so the window may start above them.
+func (c *Core) Caught(last Executed, ids [][32]byte) error {
+	seq, d := last.Seq, last.Digest
+	if seq <= c.lastExec {
+		return nil
+	}
+	c.progress(ids)
+	c.lastExec, c.lastExecDigest, c.execCert = seq, d, &last
+	c.checkParents(seq)
+	if set := c.checkpoints[seq]; set != nil {
+		c.addCheckpoint(set[sortedKeys(set)[0]])
+	}
+	c.raiseLow(seq, d)
+	if err := c.advanceSlots(seq + 1); err != nil {
+		return err
+	}
+	return c.maybePropose(false)
+}
+
+func sortedKeys[K interface{ ~uint64 | ~string }, V any](m map[K]V) []K {
+	keys := make([]K, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

@@ -1,0 +1,328 @@
+package pbft
+
+import (
+	"slices"
+)
+
+// startViewChange moves to view v and asks for it (PBFT 4.4): the replica
+// stops taking part in the old view and sends its stable checkpoint and
+// the prepared certificates above it.
+func (c *Core) startViewChange(v uint64) error {
+	if v <= c.view && (c.changing || v < c.view) {
+		return nil
+	}
+	c.view, c.changing, c.vcTimer = v, true, false
+	c.hsDirty = true
+	c.queue, c.queued = nil, map[[32]byte]bool{}
+	return c.sendViewChange()
+}
+
+// sendViewChange sends this replica's view-change for its view.
+func (c *Core) sendViewChange() error {
+	v := c.view
+	vc := &Message{Type: TypeViewChange, From: c.cfg.ID, View: v, Seq: c.proven, Digest: c.provenDigest.bytes(), Proof: c.proof}
+	if c.execCert != nil && c.execCert.Seq > c.proven && len(c.execCert.Commits) > 0 {
+		vc.Executed = c.execCert
+	}
+	for _, s := range sortedKeys(c.log) {
+		if e := c.log[s]; s > c.proven && e.cert != nil {
+			vc.Prepared = append(vc.Prepared, *e.cert)
+		}
+	}
+	if err := c.sign(vc); err != nil {
+		return err
+	}
+	c.myVCs[v] = vc
+	for w := range c.myVCs {
+		if w+4 < v {
+			delete(c.myVCs, w)
+		}
+	}
+	c.broadcast(vc)
+	return c.addViewChange(vc)
+}
+
+func (c *Core) onViewChange(m *Message) error {
+	if m.View < c.view || (m.View == c.view && !c.changing) {
+		c.showNewView(m.From, m.View)
+		return nil
+	}
+	if set := c.vcs[m.View]; set != nil && set[m.From] != nil {
+		return nil
+	}
+	if !c.verify(m) || !c.validViewChange(m) {
+		return nil
+	}
+	return c.addViewChange(m)
+}
+
+// validViewChange checks a view-change's checkpoint proof and prepared
+// certificates.
+func (c *Core) validViewChange(m *Message) bool {
+	if m.Seq > 0 && !c.validProof(m.Seq, digestOf(m.Digest), m.Proof) {
+		return false
+	}
+	if x := m.Executed; x != nil && !c.validCommits(x) {
+		return false
+	}
+	seqs := map[uint64]bool{}
+	for _, p := range m.Prepared {
+		pp := p.PrePrepare
+		if pp.View >= m.View || pp.Seq <= m.Seq || pp.From != c.primary(pp.View) || seqs[pp.Seq] || !c.verify(pp) {
+			return false
+		}
+		seqs[pp.Seq] = true
+		from := map[string]bool{}
+		for _, q := range p.Prepares {
+			if q.View != pp.View || q.Seq != pp.Seq || !slices.Equal(q.Digest, pp.Digest) || from[q.From] || !c.verify(q) {
+				return false
+			}
+			from[q.From] = true
+		}
+		if len(from) < c.q {
+			return false
+		}
+	}
+	return true
+}
+
+// validCommits checks a commit certificate: 2f+1 distinct members'
+// commit signatures.
+func (c *Core) validCommits(x *Executed) bool {
+	from := map[string]bool{}
+	data := c.cfg.Crypto.VoteBytes(x.Seq, x.View, x.Digest)
+	for _, v := range x.Commits {
+		if from[v.Node] || !slices.Contains(c.cfg.Nodes, v.Node) || !c.cfg.Crypto.Verify(v.Node, data, v.Sig) {
+			return false
+		}
+		from[v.Node] = true
+	}
+	return len(from) >= c.q
+}
+
+// validProof checks 2f+1 distinct signed checkpoints for (seq, d).
+func (c *Core) validProof(seq uint64, d Digest, proof []*Message) bool {
+	from := map[string]bool{}
+	for _, cp := range proof {
+		if cp.Seq != seq || Digest(cp.Digest) != d || from[cp.From] || !c.verify(cp) {
+			return false
+		}
+		from[cp.From] = true
+	}
+	return len(from) >= c.q
+}
+
+// addViewChange records a valid view-change and applies the rules that
+// follow from the view-changes seen (PBFT 4.5.2): join a view change that
+// f+1 replicas ask for; start the timer once 2f+1 ask for ours; as the new
+// primary, send the new-view.
+func (c *Core) addViewChange(m *Message) error {
+	set := c.vcs[m.View]
+	if set == nil {
+		set = map[string]*Message{}
+		c.vcs[m.View] = set
+	}
+	set[m.From] = m
+	for v := range c.vcs {
+		if v < c.view {
+			delete(c.vcs, v)
+		}
+	}
+	// f+1 replicas ask for views above ours: at least one is correct.
+	lowest := map[string]uint64{}
+	for _, v := range sortedKeys(c.vcs) {
+		if v <= c.view && (c.changing || v < c.view) {
+			continue
+		}
+		for from := range c.vcs[v] {
+			if _, ok := lowest[from]; !ok {
+				lowest[from] = v
+			}
+		}
+	}
+	if len(lowest) >= c.f+1 {
+		target := uint64(0)
+		for _, v := range lowest {
+			if target == 0 || v < target {
+				target = v
+			}
+		}
+		if target > c.view || !c.changing {
+			return c.startViewChange(target)
+		}
+	}
+	if !c.changing {
+		return nil
+	}
+	mine := c.vcs[c.view]
+	if len(mine) >= c.q && !c.vcTimer {
+		c.vcTimer = true
+		c.deadline = c.now + c.timeout()
+	}
+	if len(mine) >= c.q && mine[c.cfg.ID] != nil && c.primary(c.view) == c.cfg.ID && c.nvSent < c.view {
+		return c.sendNewView()
+	}
+	return nil
+}
+
+// chosen is a proposal the new view must re-propose.
+type chosen struct {
+	seq     uint64
+	digest  Digest
+	payload []byte
+}
+
+// decide computes, from 2f+1 view-changes, where the new view starts and
+// the proposals it must re-propose (PBFT 4.4). It starts at the highest
+// stable checkpoint or commit certificate reported (either decides all
+// below it: proposals chain); above, for each sequence number, it takes
+// the prepared certificate of the highest view. The in-order prepare rule
+// makes these gap-free; a gap ends the list.
+func (c *Core) decide(vcs []*Message) (minS uint64, minD Digest, proof []*Message, out []chosen) {
+	for _, vc := range vcs {
+		if vc.Seq > minS || proof == nil && vc.Seq == minS && vc.Seq > 0 {
+			minS, minD, proof = vc.Seq, digestOf(vc.Digest), vc.Proof
+		}
+	}
+	for _, vc := range vcs {
+		if x := vc.Executed; x != nil && x.Seq > minS {
+			minS, minD, proof = x.Seq, x.Digest, nil
+		}
+	}
+	for s := minS + 1; ; s++ {
+		var best *Message
+		for _, vc := range vcs {
+			for _, p := range vc.Prepared {
+				if p.PrePrepare.Seq == s && (best == nil || p.PrePrepare.View > best.View) {
+					best = p.PrePrepare
+				}
+			}
+		}
+		if best == nil {
+			return minS, minD, proof, out
+		}
+		out = append(out, chosen{seq: s, digest: digestOf(best.Digest), payload: best.Payload})
+	}
+}
+
+// sendNewView has the new primary announce its view with 2f+1
+// view-changes and the re-proposals they imply.
+func (c *Core) sendNewView() error {
+	set := c.vcs[c.view]
+	vcs := []*Message{set[c.cfg.ID]}
+	for _, k := range sortedKeys(set) {
+		if k != c.cfg.ID && len(vcs) < c.q {
+			vcs = append(vcs, set[k])
+		}
+	}
+	_, _, _, props := c.decide(vcs)
+	nv := &Message{Type: TypeNewView, From: c.cfg.ID, View: c.view}
+	for _, vc := range vcs {
+		nv.ViewChanges = append(nv.ViewChanges, withoutPayloads(vc))
+	}
+	for _, p := range props {
+		pp := &Message{Type: TypePrePrepare, From: c.cfg.ID, View: c.view, Seq: p.seq, Digest: p.digest.bytes(), Payload: p.payload}
+		if err := c.sign(pp); err != nil {
+			return err
+		}
+		nv.PrePrepares = append(nv.PrePrepares, pp)
+	}
+	if err := c.sign(nv); err != nil {
+		return err
+	}
+	c.nvSent = c.view
+	c.broadcast(nv)
+	return c.install(nv)
+}
+
+func (c *Core) onNewView(m *Message) error {
+	if m.View < c.view || (m.View == c.view && !c.changing) {
+		return nil
+	}
+	if m.From != c.primary(m.View) || !c.verify(m) {
+		return nil
+	}
+	from := map[string]bool{}
+	for _, vc := range m.ViewChanges {
+		if vc.View != m.View || from[vc.From] || !c.verify(vc) || !c.validViewChange(vc) {
+			return nil
+		}
+		from[vc.From] = true
+	}
+	if len(from) < c.q {
+		return nil
+	}
+	_, _, _, props := c.decide(m.ViewChanges)
+	if len(props) != len(m.PrePrepares) {
+		return nil
+	}
+	for i, pp := range m.PrePrepares {
+		if pp.View != m.View || pp.From != m.From || pp.Seq != props[i].seq || Digest(pp.Digest) != props[i].digest || !c.verify(pp) {
+			return nil
+		}
+	}
+	return c.install(m)
+}
+
+// install enters the view of a valid new-view: adopts its checkpoint,
+// takes its re-proposals as pre-prepares, and re-forwards the requests
+// this replica waits for to the new primary.
+func (c *Core) install(nv *Message) error {
+	minS, minD, proof, props := c.decide(nv.ViewChanges)
+	c.view, c.changing, c.vcTimer, c.newView = nv.View, false, false, nv
+	c.hsDirty = true
+	if minS > c.low {
+		if proof != nil && minS > c.proven {
+			c.proven, c.provenDigest, c.proof = minS, minD, proof
+		}
+		c.raiseLow(minS, minD)
+		if minS > c.lastExec {
+			c.setFetch(minS, minD)
+		}
+	}
+	maxS := minS
+	for _, s := range sortedKeys(c.log) {
+		if s > minS {
+			c.resetSlot(c.log[s], c.view)
+		}
+	}
+	for _, pp := range nv.PrePrepares {
+		maxS = pp.Seq
+		if pp.Seq <= c.low {
+			continue
+		}
+		e := c.slot(pp.Seq)
+		c.resetSlot(e, c.view)
+		e.pp, e.digest = pp, Digest(pp.Digest)
+	}
+	_ = props
+	if c.primary(c.view) == c.cfg.ID {
+		c.nextSeq = max(maxS, c.lastExec, c.low) + 1
+	}
+	for _, id := range sortedKeys32(c.waiting) {
+		if c.queued[id] || c.inflight[id] != 0 {
+			continue
+		}
+		if err := c.propose(Request{ID: id, Data: c.waiting[id].data}, ""); err != nil {
+			return err
+		}
+	}
+	c.deadline = c.now + c.timeout()
+	held := c.future
+	c.future = nil
+	for _, m := range held {
+		if err := c.Step(m); err != nil {
+			return err
+		}
+	}
+	return c.advanceSlots(minS + 1)
+}
+
+func sortedKeys32[V any](m map[[32]byte]V) [][32]byte {
+	keys := make([][32]byte, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b [32]byte) int { return slices.Compare(a[:], b[:]) })
+	return keys
+}
