@@ -40,13 +40,14 @@ func TestDependencyRules(t *testing.T) {
 		return r
 	}
 	allowed := map[string][]string{
-		"gateway/ledger": {},
-		"gateway/pbft":   {},
-		"tpm":            {},
-		"seeds":          {},
-		"gateway/state":  {"gateway/ledger"},
-		"gateway/index":  {"gateway/ledger", "gateway/state"},
-		"bridge/device":  {"gateway/ledger"},
+		"gateway/ledger":  {},
+		"gateway/pbft":    {},
+		"gateway/cluster": {"gateway/pbft", "gateway/ledger"},
+		"tpm":             {},
+		"seeds":           {},
+		"gateway/state":   {"gateway/ledger"},
+		"gateway/index":   {"gateway/ledger", "gateway/state"},
+		"bridge/device":   {"gateway/ledger"},
 	}
 	for pkg, ok := range allowed {
 		if _, exists := imports[pkg]; !exists {
