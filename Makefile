@@ -11,13 +11,19 @@ FUZZTIME ?= 5s
 # Debian packages the tests drive as real peers.
 TEST_DEBS := mosquitto-clients
 
-.PHONY: help run build cross deps test test-go fuzz-short verify bench clean
+.PHONY: help run cluster cluster-clean build cross deps test test-go fuzz-short verify bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
 
 run: build ## start a single-node dev gateway (data in ./ledgergate-data, API on 127.0.0.1:8080)
 	./bin/ledgergate run --dev
+
+cluster: ## four gateways on this machine as one chain (data in ./cluster-data, APIs on 127.0.0.1:8081-8084)
+	./packaging/cluster.sh
+
+cluster-clean: ## remove ./cluster-data: the keys, genesis and ledgers of `make cluster`
+	rm -rf cluster-data cluster-data.new
 
 build: ## build bin/ledgergate for this machine
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ledgergate $(PKG)

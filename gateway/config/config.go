@@ -25,6 +25,7 @@ type Config struct {
 	MQTT    MQTT     `toml:"mqtt"`
 	Signer  Signer   `toml:"signer"`
 	Batch   Batch    `toml:"batch"`
+	Cluster Cluster  `toml:"cluster"`
 	Log     LogLevel `toml:"log"`
 }
 
@@ -61,6 +62,14 @@ type Batch struct {
 	MaxPending int      `toml:"max_pending"`
 }
 
+// Cluster is this node's part in the PBFT cluster of the genesis nodes.
+type Cluster struct {
+	// Listen is the host:port for connections from peer gateways; "" = this node's first address in the genesis.
+	Listen string `toml:"listen"`
+	// ViewChangeTimeout is how long a backup waits for a request to commit before it asks for a new primary; it doubles with each failed view change.
+	ViewChangeTimeout Duration `toml:"view_change_timeout"`
+}
+
 // LogLevel configures logging.
 type LogLevel struct {
 	Level  string `toml:"level"`  // debug, info, warn, error
@@ -91,6 +100,7 @@ func Default() Config {
 		MQTT:    MQTT{Listen: "127.0.0.1:1883", MaxClients: 10_000, ReceiveMaximum: 256, MaxPacketBytes: 128 << 10},
 		Signer:  Signer{Kind: "software", KeyFile: "node.key"},
 		Batch:   Batch{MaxTxs: 1000, MaxBytes: 4 << 20, MaxDelay: Duration(2 * time.Millisecond), MaxPending: 100_000},
+		Cluster: Cluster{ViewChangeTimeout: Duration(time.Second)},
 		Log:     LogLevel{Level: "info", Format: "text"},
 	}
 }
@@ -191,6 +201,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Batch.MaxPending < c.Batch.MaxTxs {
 		bad("batch.max_pending %d: want at least batch.max_txs (%d)", c.Batch.MaxPending, c.Batch.MaxTxs)
+	}
+	if c.Cluster.Listen != "" {
+		if _, err := netip.ParseAddrPort(c.Cluster.Listen); err != nil {
+			bad("cluster.listen %q: want ip:port, e.g. 0.0.0.0:7001, or \"\" for this node's first genesis address", c.Cluster.Listen)
+		}
+	}
+	if d := time.Duration(c.Cluster.ViewChangeTimeout); d < 100*time.Millisecond || d > time.Minute {
+		bad("cluster.view_change_timeout %s: want 100ms to 1m", d)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

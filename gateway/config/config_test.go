@@ -14,7 +14,8 @@ func TestDefaultsValid(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if Dev().API.Listen != "127.0.0.1:8080" || Dev().DataDir != "./ledgergate-data" {
+	if Dev().API.Listen != "127.0.0.1:8080" || Dev().DataDir != "./ledgergate-data" ||
+		Default().Cluster.Listen != "" || time.Duration(Default().Cluster.ViewChangeTimeout) != time.Second {
 		t.Fatalf("dev defaults changed: %+v", Dev())
 	}
 }
@@ -25,7 +26,8 @@ func TestLoadGood(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.DataDir != "/srv/ledgergate" || c.API.Listen != "0.0.0.0:8080" || c.Batch.MaxTxs != 500 ||
-		time.Duration(c.Batch.MaxDelay) != 10*time.Millisecond || c.Log.Format != "json" {
+		time.Duration(c.Batch.MaxDelay) != 10*time.Millisecond || c.Log.Format != "json" ||
+		c.Cluster.Listen != "0.0.0.0:7001" || time.Duration(c.Cluster.ViewChangeTimeout) != 2*time.Second {
 		t.Fatalf("loaded %+v", c)
 	}
 	// A partial file keeps the defaults for what it does not set.
@@ -33,7 +35,7 @@ func TestLoadGood(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Log.Level != "warn" || c.Batch != Default().Batch {
+	if c.Log.Level != "warn" || c.Batch != Default().Batch || c.Cluster != Default().Cluster {
 		t.Fatalf("partial: %+v", c)
 	}
 }
@@ -46,6 +48,7 @@ func TestLoadBad(t *testing.T) {
 		"signer.bad.toml":      {"signer.kind \"hsm\""},
 		"syntax.bad.toml":      {"line 1"},
 		"mqtt.bad.toml":        {"mqtt.tls_listen needs mqtt.tls_cert", "mqtt.receive_maximum"},
+		"cluster.bad.toml":     {"cluster.listen \"gw1.example:7001\"", "cluster.view_change_timeout 10ms"},
 	}
 	files, _ := filepath.Glob("testdata/*.bad.toml")
 	if len(files) != len(want) {
@@ -61,6 +64,28 @@ func TestLoadBad(t *testing.T) {
 			if !strings.Contains(err.Error(), w) {
 				t.Errorf("%s: error %q does not mention %q", f, err, w)
 			}
+		}
+	}
+}
+
+func TestValidateCluster(t *testing.T) {
+	for _, c := range []struct {
+		listen  string
+		timeout time.Duration
+		ok      bool
+	}{
+		{"", time.Second, true},
+		{"0.0.0.0:7001", 100 * time.Millisecond, true},
+		{"[::]:7001", time.Minute, true},
+		{"", 99 * time.Millisecond, false},
+		{"", time.Minute + 1, false},
+		{":7001", time.Second, false},
+		{"127.0.0.1", time.Second, false},
+	} {
+		cfg := Default()
+		cfg.Cluster = Cluster{Listen: c.listen, ViewChangeTimeout: Duration(c.timeout)}
+		if err := cfg.Validate(); (err == nil) != c.ok {
+			t.Errorf("listen %q timeout %s: got %v, want ok=%v", c.listen, c.timeout, err, c.ok)
 		}
 	}
 }

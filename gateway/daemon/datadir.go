@@ -3,12 +3,15 @@ package daemon
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/ledgergate/ledgergate/bridge/device"
@@ -23,6 +26,10 @@ const (
 	AdminKeyFile = "admin.key"
 	BlocksDir    = "blocks"
 	IndexFile    = "index.db"
+	// NodeKeyFile is the node key (signer.key_file's default); NodePubFile
+	// is its public key, which InitKey writes for the genesis builder.
+	NodeKeyFile = "node.key"
+	NodePubFile = "node.pub"
 )
 
 // InitOptions say how to create a new single-node chain.
@@ -55,7 +62,7 @@ func Init(dir string, o InitOptions) (*ledger.Genesis, error) {
 		o.AdminKey = filepath.Join(dir, AdminKeyFile)
 	}
 	if o.KeyFile == "" {
-		o.KeyFile = "node.key"
+		o.KeyFile = NodeKeyFile
 	}
 	gpath := filepath.Join(dir, GenesisFile)
 	if _, err := os.Stat(gpath); err == nil {
@@ -101,6 +108,94 @@ func Init(dir string, o InitOptions) (*ledger.Genesis, error) {
 		return nil, err
 	}
 	return g, nil
+}
+
+// ErrKeyExists reports a data directory that already holds a node key.
+var ErrKeyExists = errors.New("daemon: node key already exists")
+
+// ErrNotMember reports a genesis that does not name this node's key.
+var ErrNotMember = errors.New("daemon: node key is not in the genesis")
+
+// InitKey creates dir holding only a node key (software), for a node that
+// joins a chain whose genesis is built elsewhere (see Join). The public key
+// goes to dir/node.pub as a PEM SubjectPublicKeyInfo, the format of the
+// NAME.pub of `device keygen`; it returns that key's DER. It refuses a
+// directory that holds a genesis or a node key.
+func InitKey(dir string) ([]byte, error) {
+	gpath := filepath.Join(dir, GenesisFile)
+	if _, err := os.Stat(gpath); err == nil {
+		return nil, fmt.Errorf("%w: %s exists", ErrInitialized, gpath)
+	}
+	kpath := filepath.Join(dir, NodeKeyFile)
+	if _, err := os.Stat(kpath); err == nil {
+		return nil, fmt.Errorf("%w: %s", ErrKeyExists, kpath)
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("daemon: create data dir: %w", err)
+	}
+	node, err := tpm.CreateSoftwareKey(kpath)
+	if err != nil {
+		return nil, err
+	}
+	der, err := ledger.MarshalPublicKey(node)
+	if err != nil {
+		return nil, err
+	}
+	pub := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	if err := writeFileAtomic(filepath.Join(dir, NodePubFile), pub, 0o644); err != nil {
+		return nil, err
+	}
+	return der, nil
+}
+
+// Join installs the genesis file at genesisPath as dir's genesis. dir must
+// hold a node key (InitKey) and no genesis; the genesis must be valid and
+// name the node key among its nodes. The file is copied byte for byte and
+// atomically, so every node of the chain holds the same genesis.json. Join
+// returns the genesis and this node's id in it.
+func Join(dir, genesisPath string) (*ledger.Genesis, string, error) {
+	gpath := filepath.Join(dir, GenesisFile)
+	if _, err := os.Stat(gpath); err == nil {
+		return nil, "", fmt.Errorf("%w: %s exists", ErrInitialized, gpath)
+	}
+	kpath := filepath.Join(dir, NodeKeyFile)
+	signer, err := tpm.LoadSoftwareKey(kpath)
+	if errors.Is(err, tpm.ErrNoKey) {
+		return nil, "", fmt.Errorf("daemon: no node key at %s: run `ledgergate init --data %s --key-only` first and have its %s put in the genesis", kpath, dir, NodePubFile)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	b, err := os.ReadFile(genesisPath)
+	if err != nil {
+		return nil, "", fmt.Errorf("daemon: read genesis: %w", err)
+	}
+	g, err := ledger.ParseGenesis(b)
+	if err != nil {
+		return nil, "", fmt.Errorf("daemon: genesis %s: %w", genesisPath, err)
+	}
+	id, err := findNode(g, signer)
+	if err != nil {
+		der, _ := ledger.MarshalPublicKey(signer) // findNode read the same key
+		nodes := make([]string, len(g.Nodes))
+		for i, n := range g.Nodes {
+			nodes[i] = n.ID + " " + KeyFingerprint(n.PublicKey)
+		}
+		return nil, "", fmt.Errorf("%w: %s is key %s, chain %s has nodes %s: run `ledgergate init --genesis` in the data directory whose %s went into the genesis, or have the genesis rebuilt with %s",
+			ErrNotMember, kpath, KeyFingerprint(der), g.ChainID, strings.Join(nodes, ", "),
+			NodePubFile, filepath.Join(dir, NodePubFile))
+	}
+	if err := writeFileAtomic(gpath, b, 0o644); err != nil {
+		return nil, "", err
+	}
+	return g, id, nil
+}
+
+// KeyFingerprint is the hex SHA-256 of a DER SubjectPublicKeyInfo, as the
+// API reports a device key's fingerprint: for comparing keys out of band.
+func KeyFingerprint(der []byte) string {
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:])
 }
 
 // keyPath resolves a key file relative to the data directory.

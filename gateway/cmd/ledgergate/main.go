@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 )
@@ -44,7 +45,13 @@ var errUsage = errors.New("usage")
 func commands() []command {
 	return []command{
 		{"run", "[--dev] [--config FILE] [--data DIR] [--listen ADDR] [--mqtt ADDR]", "run the gateway", cmdRun},
-		{"init", "[--data DIR] [--chain-id ID] [--node-id ID] [--admin-id ID] [--admin-key FILE]", "create a data directory with a new single-node chain", cmdInit},
+		{"init", "[--data DIR] [--chain-id ID] [--node-id ID] [--admin-id ID] [--admin-key FILE]\n" +
+			"       ledgergate init --key-only [--data DIR] [--node-id ID]\n" +
+			"       ledgergate init --genesis FILE [--data DIR]",
+			"create a data directory: a new single-node chain, or a node key that joins a chain (--key-only, --genesis)", cmdInit},
+		{"genesis new", "--chain-id ID --node ID,HOST:PORT,KEY.pub... --admin NAME.pub... [--admin-id ID] --out FILE [--force]",
+			"build the genesis of a chain of several gateways from their node.pub files", cmdGenesisNew},
+		{"genesis show", "FILE", "print a genesis: chain id, hash, n, f, quorum, the nodes and admins with key fingerprints", cmdGenesisShow},
 		{"version", "", "print the version", cmdVersion},
 		{"device keygen", "--alg es256|ed25519 --out NAME", "make a device key pair: NAME (private, 0600) and NAME.pub", cmdDeviceKeygen},
 		{"device enroll", "--id ID --pubkey NAME.pub", "enroll a device (signed with the admin key)", cmdDeviceEnroll},
@@ -198,6 +205,28 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, args[0])
 		args = args[1:]
 	}
+}
+
+// usageError prints msg and the command's help; it returns errUsage.
+func usageError(fs *flag.FlagSet, msg string) error {
+	fmt.Fprintf(fs.Output(), "ledgergate %s: %s\n", fs.Name(), msg)
+	fs.Usage()
+	return errUsage
+}
+
+// only reports flags set besides names as a usage error; when says in
+// which case they do not belong, as in "with --key-only".
+func only(fs *flag.FlagSet, when string, names ...string) error {
+	var extra []string
+	fs.Visit(func(f *flag.Flag) {
+		if !slices.Contains(names, f.Name) {
+			extra = append(extra, "--"+f.Name)
+		}
+	})
+	if len(extra) > 0 {
+		return usageError(fs, strings.Join(extra, ", ")+" cannot be used "+when)
+	}
+	return nil
 }
 
 // need reports missing required flags as a usage error.

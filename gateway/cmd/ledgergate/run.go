@@ -86,8 +86,24 @@ func cmdInit(_ context.Context, e *env, args []string) error {
 	nodeID := fs.String("node-id", "node-1", "this node's id in the genesis")
 	adminID := fs.String("admin-id", "admin", "the admin's id in the genesis")
 	adminKey := fs.String("admin-key", "", "where to write the admin private key (default DATA/admin.key); keep it offline in production")
+	keyOnly := fs.Bool("key-only", false, "make only the node key (DATA/"+daemon.NodeKeyFile+") and its public key DATA/"+daemon.NodePubFile+", to join a chain built with 'genesis new'")
+	genesis := fs.String("genesis", "", "join the chain of this genesis file: DATA holds a node key from --key-only, and the genesis names it")
 	if _, err := parse(fs, args); err != nil {
 		return err
+	}
+	switch {
+	case *keyOnly && *genesis != "":
+		return usageError(fs, "--key-only and --genesis are two steps: make the key, build the genesis with its .pub, then join")
+	case *keyOnly:
+		if err := only(fs, "with --key-only", "data", "node-id", "key-only"); err != nil {
+			return err
+		}
+		return initKey(e, *data, *nodeID)
+	case *genesis != "":
+		if err := only(fs, "with --genesis", "data", "genesis"); err != nil {
+			return err
+		}
+		return initJoin(e, *data, *genesis)
 	}
 	g, err := daemon.Init(*data, daemon.InitOptions{ChainID: *chainID, NodeID: *nodeID, AdminID: *adminID, AdminKey: *adminKey})
 	if errors.Is(err, daemon.ErrInitialized) {
