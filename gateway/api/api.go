@@ -57,9 +57,28 @@ type NodeInfo struct {
 	MaxTxBytes  int    `json:"max_tx_bytes"`
 }
 
+// Cluster is the consensus part of /api/v1/status.
+type Cluster struct {
+	View             uint64 `json:"view"`
+	Primary          string `json:"primary"`
+	ViewChanging     bool   `json:"view_changing"`
+	StableCheckpoint uint64 `json:"stable_checkpoint"`
+	Peers            []Peer `json:"peers"`
+}
+
+// Peer is another gateway of the cluster as this one sees it.
+type Peer struct {
+	ID        string `json:"id"`
+	Addr      string `json:"addr"`
+	Connected bool   `json:"connected"`
+	Height    uint64 `json:"height"` // as the peer last reported it
+	Lag       int64  `json:"lag"`    // blocks the peer is behind this gateway (negative: ahead)
+}
+
 // Server is the API's http.Handler.
 type Server struct {
 	info    NodeInfo
+	cluster func() Cluster
 	ledger  Ledger
 	index   Index
 	logger  *slog.Logger
@@ -88,6 +107,9 @@ func New(info NodeInfo, l Ledger, x Index, gatherer prometheus.Gatherer, logger 
 	})
 	return s
 }
+
+// SetCluster sets where the status reads the consensus state from.
+func (s *Server) SetCluster(f func() Cluster) { s.cluster = f }
 
 // SetReady marks the node ready (every listener bound, the ledger open).
 func (s *Server) SetReady(ok bool) { s.ready.Store(ok) }
@@ -164,6 +186,7 @@ type Status struct {
 	Ready         bool         `json:"ready"`
 	StartedAt     time.Time    `json:"started_at"`
 	UptimeSeconds int64        `json:"uptime_seconds"`
+	Cluster       *Cluster     `json:"cluster,omitempty"`
 }
 
 func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
@@ -172,10 +195,15 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 		s.writeErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, Status{
+	st := Status{
 		NodeInfo: s.info, Height: c.Blocks, Counts: c, Ready: s.ready.Load(),
 		StartedAt: s.started.UTC(), UptimeSeconds: int64(time.Since(s.started).Seconds()),
-	})
+	}
+	if s.cluster != nil {
+		cl := s.cluster()
+		st.Cluster = &cl
+	}
+	writeJSON(w, http.StatusOK, st)
 }
 
 // limit reads ?limit=, default 100, at most 1000.

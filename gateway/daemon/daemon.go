@@ -20,9 +20,11 @@ import (
 	"github.com/ledgergate/ledgergate/bridge/mqtt"
 	"github.com/ledgergate/ledgergate/gateway/api"
 	"github.com/ledgergate/ledgergate/gateway/chain"
+	"github.com/ledgergate/ledgergate/gateway/cluster"
 	"github.com/ledgergate/ledgergate/gateway/config"
 	"github.com/ledgergate/ledgergate/gateway/index"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
+	"github.com/ledgergate/ledgergate/gateway/replica"
 	"github.com/ledgergate/ledgergate/gateway/state"
 	"github.com/ledgergate/ledgergate/tpm"
 )
@@ -114,9 +116,29 @@ func (d *Daemon) Run(ctx context.Context) error {
 		MaxTxs: cfg.Batch.MaxTxs, MaxBytes: cfg.Batch.MaxBytes,
 		MaxDelay: time.Duration(cfg.Batch.MaxDelay), MaxPending: cfg.Batch.MaxPending,
 	}
+	h := &handler{}
+	var tr *cluster.Transport
+	var peerHeights func() map[string]uint64
+	if len(g.Nodes) > 1 {
+		if tr, err = newTransport(g, nodeID, cfg.Cluster.Listen, signer, st, h, d.logger); err != nil {
+			return err
+		}
+		peerHeights = heights(tr)
+	}
+	rep, err := replica.New(replica.Config{
+		Self: nodeID, Genesis: g, State: st, Log: blog, Signer: signer, Dir: filepath.Join(dir, PBFTDir),
+		Batch: batch, Tick: batch.MaxDelay, ViewChangeTimeout: time.Duration(cfg.Cluster.ViewChangeTimeout),
+		Logger: d.logger.With("component", "pbft"), Transport: transportOrNil(tr), Heights: peerHeights,
+	})
+	if err != nil {
+		return err
+	}
+	h.r = rep
+	cstatus := clusterStatus(rep, tr, st)
+	reg.MustRegister(newClusterMetrics(cstatus))
 	var front *mqtt.Server // set before the chain runs
 	ch := chain.New(chain.Deps{
-		State: st, Log: blog, Index: idx, Orderer: chain.NewSolo(batch, st, signer, nodeID),
+		State: st, Log: blog, Index: idx, Orderer: rep,
 		Logger: d.logger.With("component", "chain"), Registry: reg,
 		OnCommit: revocations(func() *mqtt.Server { return front }),
 	})
@@ -130,6 +152,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		KeyHardware: signer.Hardware(), Key: signer.Describe(), Nodes: len(g.Nodes), Quorum: g.Quorum(),
 		MaxTxBytes: g.Params.MaxTxBytes,
 	}, ch, idx, reg, d.logger.With("component", "api"))
+	srv.SetCluster(cstatus)
 
 	ln, err := net.Listen("tcp", cfg.API.Listen)
 	if err != nil {
@@ -176,6 +199,21 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return nil
 		}
 	})
+	clusterAddr := ""
+	if tr != nil {
+		// The transport runs as long as the chain: peers need this
+		// replica's votes to commit what is in flight at shutdown.
+		trErr := make(chan error, 1)
+		go func() { trErr <- tr.Run(chainCtx) }()
+		defer tr.Close()
+		select {
+		case <-tr.Ready():
+			clusterAddr = tr.Addr()
+		case err := <-trErr:
+			ln.Close()
+			return fmt.Errorf("daemon: cluster: %w", err)
+		}
+	}
 	grp.Go(func() error {
 		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("daemon: api: %w", err)
@@ -195,7 +233,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	srv.SetReady(true)
 	height, _ := st.Tip()
 	d.logger.Info("ledgergate ready", "api", "http://"+ln.Addr().String(), "mqtt", mqttAddr, "chain_id", g.ChainID,
-		"node", nodeID, "height", height, "version", d.opts.Version)
+		"node", nodeID, "height", height, "nodes", len(g.Nodes), "cluster", clusterAddr, "version", d.opts.Version)
 	if d.opts.Ready != nil {
 		d.opts.Ready(ln.Addr().String())
 	}
@@ -267,4 +305,13 @@ func findNode(g *ledger.Genesis, signer tpm.Signer) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("daemon: the node key (%s) belongs to no node of genesis %s", signer.Describe(), g.ChainID)
+}
+
+// transportOrNil keeps a nil *cluster.Transport from becoming a non-nil
+// interface.
+func transportOrNil(t *cluster.Transport) replica.Transport {
+	if t == nil {
+		return nil
+	}
+	return t
 }

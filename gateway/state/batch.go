@@ -5,28 +5,70 @@ import (
 )
 
 // Batch checks the order-dependent rules for the txs of one block under
-// construction, on top of the committed state. It is used by one goroutine
-// and must not outlive the next Apply.
+// construction, on top of the committed state, or on top of the batch of
+// an uncommitted parent block (replicas validate several blocks in
+// flight). Batches are used by one goroutine, the one that applies
+// blocks to the state.
 type Batch struct {
 	s       *State
+	parent  *Batch
 	pending map[string]*Device // devices touched by txs already in the batch
 	ids     map[[32]byte]bool
+	applied bool // the block of this batch was applied to the state
 }
 
 // NewBatch starts a batch on the current committed state.
-func (s *State) NewBatch() *Batch {
-	return &Batch{s: s, pending: map[string]*Device{}, ids: map[[32]byte]bool{}}
+func (s *State) NewBatch() *Batch { return s.NewBatchOn(nil) }
+
+// NewBatchOn starts a batch for the block after parent's block; a nil
+// parent is the committed state.
+func (s *State) NewBatchOn(parent *Batch) *Batch {
+	return &Batch{s: s, parent: parent, pending: map[string]*Device{}, ids: map[[32]byte]bool{}}
 }
+
+// Applied marks that the batch's block was applied to the state: batches
+// built on it then read the state instead.
+func (b *Batch) Applied() { b.applied = true }
 
 // device returns the device as the batch sees it, or nil.
 func (b *Batch) device(id string) *Device {
-	if d, ok := b.pending[id]; ok {
-		return d
+	for x := b; x != nil && !x.applied; x = x.parent {
+		if d, ok := x.pending[id]; ok {
+			return d
+		}
 	}
 	if d, ok := b.s.Device(id); ok {
 		return &d
 	}
 	return nil
+}
+
+// Check checks tx's author and permission as the batch sees the registry
+// (a device enrolled or re-keyed by an uncommitted parent block counts),
+// and returns the key its signature must verify with. It does not verify
+// the signature: the caller does, for many txs at once.
+func (b *Batch) Check(tx *ledger.Tx) (*Checked, error) {
+	if tx.Body.ChainID != b.s.g.ChainID {
+		return nil, reject(ReasonWrongChain, "tx is for chain %q, this is %q", tx.Body.ChainID, b.s.g.ChainID)
+	}
+	body := &tx.Body
+	switch body.Kind {
+	case ledger.KindEnroll, ledger.KindRevoke:
+		if k, ok := b.s.admins[tx.Author]; ok {
+			return &Checked{Tx: tx, Key: k}, nil
+		}
+		return nil, reject(ReasonUnknownAuthor, "no admin %q", tx.Author)
+	case ledger.KindRekey, ledger.KindRecord:
+		if body.Subject() != tx.Author {
+			return nil, reject(ReasonForbidden, "%s by %s is about device %s", body.Kind, tx.Author, body.Subject())
+		}
+		d := b.device(tx.Author)
+		if d == nil {
+			return nil, reject(ReasonUnknownAuthor, "no device %q", tx.Author)
+		}
+		return &Checked{Tx: tx, Key: d.Key}, nil
+	}
+	return nil, reject(ReasonMalformed, "unknown kind %q", body.Kind)
 }
 
 // Add admits c to the batch if the batch so far leaves it valid.

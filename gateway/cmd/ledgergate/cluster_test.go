@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"crypto"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ledgergate/ledgergate/bridge/device"
+	"github.com/ledgergate/ledgergate/gateway/ledger"
+)
+
+// testCluster is n real ledgergate processes on 127.0.0.1 sharing one
+// genesis, set up with the commands docs/cluster.md walks through.
+type testCluster struct {
+	t     *testing.T
+	data  []string
+	gws   []*gateway
+	admin *admin
+}
+
+func newCluster(t *testing.T, n int) *testCluster {
+	t.Helper()
+	dir := t.TempDir()
+	c := &testCluster{t: t}
+	var nodes []string
+	for i := 1; i <= n; i++ {
+		data := filepath.Join(dir, fmt.Sprintf("node-%d", i))
+		c.data = append(c.data, data)
+		mustCLI(t, dir, "init", "--data", data, "--node-id", fmt.Sprintf("node-%d", i), "--key-only")
+		nodes = append(nodes, "--node", fmt.Sprintf("node-%d,%s,%s", i, freeAddr(t), filepath.Join(data, "node.pub")))
+	}
+	mustCLI(t, dir, "device", "keygen", "--alg", "es256", "--out", filepath.Join(dir, "admin.key"))
+	gen := filepath.Join(dir, "genesis.json")
+	mustCLI(t, dir, append(append([]string{"genesis", "new", "--chain-id", "test-cluster"}, nodes...),
+		"--admin", filepath.Join(dir, "admin.key.pub"), "--admin-id", "admin", "--out", gen)...)
+	for _, data := range c.data {
+		mustCLI(t, dir, "init", "--data", data, "--genesis", gen)
+	}
+	for _, data := range c.data {
+		c.gws = append(c.gws, startGateway(t, data))
+	}
+	key, err := device.LoadKey(filepath.Join(dir, "admin.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.admin = &admin{key: key, chainID: "test-cluster"}
+	return c
+}
+
+// freeAddr returns a loopback address no one listens on right now.
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// clusterStatus is the part of /api/v1/status these tests read.
+type clusterStatus struct {
+	Height  uint64 `json:"height"`
+	Cluster struct {
+		View    uint64 `json:"view"`
+		Primary string `json:"primary"`
+	} `json:"cluster"`
+}
+
+func (c *testCluster) status(i int) clusterStatus {
+	var st clusterStatus
+	getJSON(c.t, c.gws[i].api, "/api/v1/status", &st)
+	return st
+}
+
+// head returns gateway i's height and the hash of its last block.
+func (c *testCluster) head(i int) (uint64, string) {
+	st := c.status(i)
+	if st.Height == 0 {
+		return 0, ""
+	}
+	var b struct {
+		Hash string `json:"hash"`
+	}
+	if code := getJSON(c.t, c.gws[i].api, fmt.Sprintf("/api/v1/blocks/%d", st.Height), &b); code != http.StatusOK {
+		c.t.Fatalf("gateway %d: block %d: status %d", i+1, st.Height, code)
+	}
+	return st.Height, b.Hash
+}
+
+// converge waits until the gateways agree on one head of at least min
+// height, and returns it.
+func (c *testCluster) converge(min uint64, within time.Duration) (uint64, string) {
+	c.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		h0, hash0 := c.head(0)
+		same := h0 >= min
+		var heads []string
+		for i := range c.gws {
+			h, hash := c.head(i)
+			heads = append(heads, fmt.Sprintf("node-%d: %d %.8s", i+1, h, hash))
+			same = same && h == h0 && hash == hash0
+		}
+		if same {
+			return h0, hash0
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("gateways did not converge on one head in %s:\n%s", within, strings.Join(heads, "\n"))
+		}
+		time.Sleep(100 * time.Millisecond) // polling HTTP status, not waiting for an event
+	}
+}
+
+// load is devices publishing records over MQTT, device i to gateway
+// i mod n, each waiting for its PUBACK before the next record.
+type load struct {
+	acked  ackSet
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func (c *testCluster) startLoad(devices int) *load {
+	t := c.t
+	keys := make([]crypto.Signer, devices)
+	for i := range keys {
+		keys[i] = c.admin.enroll(t, c.gws[0].api, "dev-"+strconv.Itoa(i), ledger.ES256)
+	}
+	h, _ := c.head(0)
+	c.converge(h, 30*time.Second) // every gateway knows every device
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	l := &load{cancel: cancel}
+	for i := range devices {
+		gw := c.gws[i%len(c.gws)]
+		id := "dev-" + strconv.Itoa(i)
+		cl, err := device.Dial(ctx, id, keys[i], c.admin.chainID, device.DialOptions{Broker: "tcp://" + gw.mqtt})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			defer cl.Close()
+			for seq := uint64(1); ctx.Err() == nil; seq++ {
+				env := signAs(t, keys[i], c.admin.chainID, id, seq)
+				if err := cl.Publish(ctx, "s", env); err != nil {
+					return // its gateway is gone, or the load stopped
+				}
+				l.acked.add(hexID(env))
+			}
+		}()
+	}
+	return l
+}
+
+func (l *load) stop() {
+	l.cancel()
+	l.wg.Wait()
+}
+
+// check runs `ledger verify` on every gateway and checks that every
+// PUBACKed record is in every ledger exactly once.
+func (c *testCluster) check(acked *ackSet) {
+	t := c.t
+	for i, g := range c.gws {
+		if out, errs, code := cli(t, "", "ledger", "verify", "--data", c.data[i]); code != 0 {
+			t.Errorf("ledger verify on node-%d: exit %d\n%s%s", i+1, code, out, errs)
+		}
+		acked.checkExactlyOnce(t, g.api)
+	}
+}
+
+// TestClusterPrimaryKilled runs four gateways with devices on all four,
+// kills the primary with SIGKILL under load, and checks that the others
+// change view and go on acknowledging, that the old primary catches up
+// when it returns, and that all four end with one ledger.
+func TestClusterPrimaryKilled(t *testing.T) {
+	c := newCluster(t, 4)
+	if st := c.status(0); st.Cluster.Primary != "node-1" {
+		t.Fatalf("primary is %q, want node-1 in view 0", st.Cluster.Primary)
+	}
+	l := c.startLoad(40)
+	l.acked.waitFor(t, 300)
+	c.gws[0].kill()
+	before := l.acked.len()
+	t.Logf("killed the primary after %d PUBACKs", before)
+	l.acked.waitFor(t, before+300) // the devices on the three others
+	if st := c.status(1); st.Cluster.View == 0 || st.Cluster.Primary == "node-1" {
+		t.Errorf("after the primary died: view %d, primary %s", st.Cluster.View, st.Cluster.Primary)
+	}
+
+	c.gws[0] = startGateway(t, c.data[0])
+	l.acked.waitFor(t, l.acked.len()+200)
+	l.stop()
+	h, hash := c.converge(1, time.Minute)
+	t.Logf("%d PUBACKs; all four at height %d, head %.16s", l.acked.len(), h, hash)
+	c.check(&l.acked)
+}
+
+// TestClusterCutOffCatchesUp stops one backup (SIGSTOP) while the others
+// commit, then lets it go on: it must fetch what it missed from its peers
+// (state transfer), checking each block's certificate.
+func TestClusterCutOffCatchesUp(t *testing.T) {
+	c := newCluster(t, 4)
+	l := c.startLoad(12)
+	l.acked.waitFor(t, 100)
+	cut := c.gws[3]
+	if err := cut.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	l.acked.waitFor(t, l.acked.len()+1500)
+	if err := cut.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	l.stop()
+	h, _ := c.converge(1, time.Minute)
+	if !strings.Contains(cut.log(), "caught up from a peer") {
+		t.Errorf("node-4 reached height %d without state transfer:\n%s", h, cut.log())
+	}
+	c.check(&l.acked)
+}

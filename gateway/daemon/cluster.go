@@ -1,0 +1,132 @@
+package daemon
+
+import (
+	"crypto/ecdsa"
+	"fmt"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ledgergate/ledgergate/gateway/api"
+	"github.com/ledgergate/ledgergate/gateway/cluster"
+	"github.com/ledgergate/ledgergate/gateway/ledger"
+	"github.com/ledgergate/ledgergate/gateway/replica"
+	"github.com/ledgergate/ledgergate/gateway/state"
+	"github.com/ledgergate/ledgergate/tpm"
+)
+
+// PBFTDir holds a replica's hard state in the data directory.
+const PBFTDir = "pbft"
+
+// handler hands the transport's input to the replica, which is built
+// after the transport.
+type handler struct{ r *replica.Replica }
+
+func (h *handler) Message(from string, data []byte) { h.r.Message(from, data) }
+
+func (h *handler) Blocks(from uint64, max int) ([][]byte, error) { return h.r.Blocks(from, max) }
+
+// newTransport builds the transport to the other nodes of g.
+func newTransport(g *ledger.Genesis, self, listen string, signer tpm.Signer, st *state.State, h *handler, logger *slog.Logger) (*cluster.Transport, error) {
+	var peers []cluster.Peer
+	for _, n := range g.Nodes {
+		if n.ID == self {
+			if listen == "" && len(n.Addrs) > 0 {
+				listen = n.Addrs[0]
+			}
+			continue
+		}
+		if len(n.Addrs) == 0 {
+			return nil, fmt.Errorf("daemon: genesis node %s has no address to reach it at", n.ID)
+		}
+		pk, err := ledger.ParsePublicKey(n.PublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("daemon: genesis node %s: %w", n.ID, err)
+		}
+		ec, ok := pk.Key.(*ecdsa.PublicKey)
+		if !ok {
+			return nil, fmt.Errorf("daemon: genesis node %s: key is not ECDSA P-256", n.ID)
+		}
+		peers = append(peers, cluster.Peer{ID: n.ID, Addr: n.Addrs[0], PublicKey: ec})
+	}
+	if listen == "" {
+		return nil, fmt.Errorf("daemon: node %s has no address in the genesis; set [cluster] listen", self)
+	}
+	return cluster.New(cluster.Config{
+		Self: self, Listen: listen, Signer: signer, Peers: peers, Logger: logger,
+		Height: func() uint64 { h, _ := st.Tip(); return h },
+	}, h)
+}
+
+// heights returns each connected peer's reported height.
+func heights(t *cluster.Transport) func() map[string]uint64 {
+	return func() map[string]uint64 {
+		out := map[string]uint64{}
+		for _, p := range t.Peers() {
+			if p.Connected {
+				out[p.ID] = p.Height
+			}
+		}
+		return out
+	}
+}
+
+// clusterStatus is the consensus part of the API's status.
+func clusterStatus(r *replica.Replica, t *cluster.Transport, st *state.State) func() api.Cluster {
+	return func() api.Cluster {
+		s := r.Status()
+		c := api.Cluster{View: s.View, Primary: s.Primary, ViewChanging: s.Changing, StableCheckpoint: s.Stable, Peers: []api.Peer{}}
+		if t == nil {
+			return c
+		}
+		height, _ := st.Tip()
+		for _, p := range t.Peers() {
+			c.Peers = append(c.Peers, api.Peer{ID: p.ID, Addr: p.Addr, Connected: p.Connected, Height: p.Height, Lag: int64(height) - int64(p.Height)})
+		}
+		return c
+	}
+}
+
+// clusterMetrics exports the consensus state at each scrape.
+type clusterMetrics struct {
+	status                                    func() api.Cluster
+	view, stable, changing, connected, lagged *prometheus.Desc
+}
+
+func newClusterMetrics(status func() api.Cluster) *clusterMetrics {
+	return &clusterMetrics{
+		status:    status,
+		view:      prometheus.NewDesc("ledgergate_pbft_view", "The PBFT view this replica is in.", nil, nil),
+		stable:    prometheus.NewDesc("ledgergate_pbft_stable_checkpoint", "Height of the last stable checkpoint.", nil, nil),
+		changing:  prometheus.NewDesc("ledgergate_pbft_view_changing", "1 while the replica waits for a new view.", nil, nil),
+		connected: prometheus.NewDesc("ledgergate_peer_connected", "1 if the connection to the peer is up.", []string{"peer"}, nil),
+		lagged:    prometheus.NewDesc("ledgergate_peer_lag_blocks", "Blocks the peer is behind this gateway.", []string{"peer"}, nil),
+	}
+}
+
+func (m *clusterMetrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- m.view
+	ch <- m.stable
+	ch <- m.changing
+	ch <- m.connected
+	ch <- m.lagged
+}
+
+func (m *clusterMetrics) Collect(ch chan<- prometheus.Metric) {
+	s := m.status()
+	ch <- prometheus.MustNewConstMetric(m.view, prometheus.GaugeValue, float64(s.View))
+	ch <- prometheus.MustNewConstMetric(m.stable, prometheus.GaugeValue, float64(s.StableCheckpoint))
+	changing := 0.0
+	if s.ViewChanging {
+		changing = 1
+	}
+	ch <- prometheus.MustNewConstMetric(m.changing, prometheus.GaugeValue, changing)
+	for _, p := range s.Peers {
+		up := 0.0
+		if p.Connected {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(m.connected, prometheus.GaugeValue, up, p.ID)
+		ch <- prometheus.MustNewConstMetric(m.lagged, prometheus.GaugeValue, float64(p.Lag), p.ID)
+	}
+}

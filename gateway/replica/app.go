@@ -1,0 +1,186 @@
+package replica
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"runtime"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ledgergate/ledgergate/gateway/ledger"
+	"github.com/ledgergate/ledgergate/gateway/pbft"
+	"github.com/ledgergate/ledgergate/gateway/state"
+)
+
+// app is the ledger as the core's application. It lives on the Run
+// goroutine, which also applies committed blocks to the state.
+type app struct {
+	g       *ledger.Genesis
+	st      *state.State
+	self    string
+	now     func() time.Time
+	checked map[[32]byte]*state.Checked // txs whose signature this replica verified
+	spec    map[pbft.Digest]*proposal   // proposals built or validated, not yet committed
+}
+
+// proposal is an uncommitted block and the registry as it leaves it.
+type proposal struct {
+	block *ledger.Block
+	tree  *ledger.Tree
+	txs   []*state.Checked
+	batch *state.Batch
+}
+
+var errUnknownParent = errors.New("replica: proposal extends a block this replica does not hold")
+
+// base returns the batch a proposal on parent builds on: nil for the
+// committed tip.
+func (a *app) base(parent pbft.Digest) (*state.Batch, error) {
+	if _, tip := a.st.Tip(); tip == parent {
+		return nil, nil
+	}
+	p := a.spec[parent]
+	if p == nil {
+		return nil, errUnknownParent
+	}
+	return p.batch, nil
+}
+
+// Build makes the block at seq from reqs, all checked before.
+func (a *app) Build(seq, view uint64, parent pbft.Digest, reqs []pbft.Request) (pbft.Proposal, error) {
+	var out pbft.Proposal
+	base, err := a.base(parent)
+	if err != nil {
+		return out, err
+	}
+	batch := a.st.NewBatchOn(base)
+	p := &proposal{batch: batch}
+	var envs [][]byte
+	for i, r := range reqs {
+		c := a.checked[r.ID]
+		if c == nil {
+			out.Rejected = append(out.Rejected, pbft.Rejected{ID: r.ID, Index: i, Reason: string(state.ReasonMalformed), Detail: "not checked"})
+			continue
+		}
+		if err := batch.Add(c); err != nil {
+			out.Rejected = append(out.Rejected, pbft.Rejected{ID: r.ID, Index: i, Reason: string(state.ReasonOf(err)), Detail: err.Error()})
+			continue
+		}
+		out.Included = append(out.Included, i)
+		p.txs = append(p.txs, c)
+		envs = append(envs, c.Tx.Envelope)
+	}
+	if len(envs) == 0 {
+		return out, nil
+	}
+	p.tree = ledger.NewTree(envs)
+	p.block = &ledger.Block{
+		Header: ledger.Header{
+			ChainID: a.g.ChainID, Height: seq, Prev: bytes.Clone(parent[:]), TxRoot: p.tree.Root(),
+			NumTxs: uint64(len(envs)), Time: a.now().UnixMilli(), View: view, Proposer: a.self,
+		},
+		Txs: envs,
+	}
+	payload, err := p.block.Encode()
+	if err != nil {
+		return out, err
+	}
+	out.Payload, out.Digest = payload, p.block.Header.Hash()
+	a.spec[out.Digest] = p
+	return out, nil
+}
+
+// Validate checks a primary's block at seq on top of parent: header, and
+// every tx against the registry the blocks before leave, signatures
+// included.
+func (a *app) Validate(seq, view uint64, parent pbft.Digest, payload []byte) (pbft.Digest, [][32]byte, error) {
+	b, err := ledger.DecodeBlock(payload)
+	if err != nil {
+		return pbft.Digest{}, nil, err
+	}
+	h := &b.Header
+	switch {
+	case h.ChainID != a.g.ChainID:
+		return pbft.Digest{}, nil, fmt.Errorf("replica: block for chain %q", h.ChainID)
+	case h.Height != seq:
+		return pbft.Digest{}, nil, fmt.Errorf("replica: block %d proposed at %d", h.Height, seq)
+	case !bytes.Equal(h.Prev, parent[:]):
+		return pbft.Digest{}, nil, errors.New("replica: block does not extend its parent")
+	case h.View > view || h.Proposer != a.g.Nodes[h.View%uint64(len(a.g.Nodes))].ID:
+		return pbft.Digest{}, nil, fmt.Errorf("replica: block by %s in view %d was not its primary's", h.Proposer, h.View)
+	case len(b.Cert.Sigs) > 0 || b.Cert.View != 0 || len(b.Txs) == 0:
+		return pbft.Digest{}, nil, errors.New("replica: proposal with a certificate or no txs")
+	}
+	base, err := a.base(parent)
+	if err != nil {
+		return pbft.Digest{}, nil, err
+	}
+	batch := a.st.NewBatchOn(base)
+	p := &proposal{block: b, tree: ledger.NewTree(b.Txs), batch: batch}
+	ids := make([][32]byte, len(b.Txs))
+	var verify []*state.Checked
+	for i, env := range b.Txs {
+		tx, err := ledger.DecodeTx(env, a.g.Params.MaxTxBytes)
+		if err != nil {
+			return pbft.Digest{}, nil, fmt.Errorf("replica: tx %d: %w", i, err)
+		}
+		c, err := batch.Check(tx)
+		if err != nil {
+			return pbft.Digest{}, nil, fmt.Errorf("replica: tx %d: %w", i, err)
+		}
+		if known := a.checked[tx.ID]; known != nil && known.Key == c.Key {
+			c = known
+		} else {
+			verify = append(verify, c)
+		}
+		if err := batch.Add(c); err != nil {
+			return pbft.Digest{}, nil, fmt.Errorf("replica: tx %d: %w", i, err)
+		}
+		p.txs = append(p.txs, c)
+		ids[i] = tx.ID
+	}
+	if err := verifyAll(verify); err != nil {
+		return pbft.Digest{}, nil, err
+	}
+	d := pbft.Digest(h.Hash())
+	a.spec[d] = p
+	return d, ids, nil
+}
+
+// verifyAll verifies signatures on every core.
+func verifyAll(cs []*state.Checked) error {
+	var g errgroup.Group
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	const chunk = 64
+	for i := 0; i < len(cs); i += chunk {
+		part := cs[i:min(i+chunk, len(cs))]
+		g.Go(func() error {
+			for _, c := range part {
+				if err := c.Tx.Verify(c.Key); err != nil {
+					return fmt.Errorf("replica: tx %x: %w", c.Tx.ID[:8], err)
+				}
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// committed forgets what a committed block made obsolete.
+func (a *app) committed(d pbft.Digest, height uint64) {
+	if p := a.spec[d]; p != nil {
+		p.batch.Applied()
+		for _, c := range p.txs {
+			delete(a.checked, c.Tx.ID)
+		}
+	}
+	delete(a.spec, d)
+	for k, p := range a.spec {
+		if p.block.Header.Height <= height {
+			p.batch.Applied()
+			delete(a.spec, k)
+		}
+	}
+}

@@ -1,0 +1,24 @@
+// Package replica runs a gateway's PBFT replica: it drives the consensus
+// core (gateway/pbft) with the ledger as its application, and is the
+// chain's Orderer.
+//
+// One goroutine (Run) owns the core and does all the I/O around it, in
+// the order the core asks (STYLE.md 2): persist the replica's hard state
+// and prepared certificates, commit blocks to the chain, send messages,
+// then check forwarded requests and fetch blocks from peers.
+//
+// Proposals are ledger blocks without their certificate; a proposal's
+// digest is the block hash, so the 2f+1 commit signatures the core
+// collects are the block's commit certificate. A backup validates a
+// proposal against the registry as the uncommitted blocks before it leave
+// it (state.Batch on a parent batch), verifying every tx signature it has
+// not verified before.
+//
+// A replica that falls behind (it was down or cut off) fetches blocks
+// from a peer and checks each one's certificate and its link to the block
+// before, then tells the core (pbft.Core.Caught).
+//
+// The caller's duties: 1. build it with New; 2. hand its Message and
+// Blocks methods to the transport as the handler; 3. use it as the chain's
+// Orderer (chain.Run calls Run).
+package replica

@@ -1,0 +1,494 @@
+package replica
+
+import (
+	"context"
+	"crypto"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync/atomic"
+	"time"
+
+	"github.com/ledgergate/ledgergate/gateway/chain"
+	"github.com/ledgergate/ledgergate/gateway/ledger"
+	"github.com/ledgergate/ledgergate/gateway/pbft"
+	"github.com/ledgergate/ledgergate/gateway/state"
+)
+
+// Transport carries consensus messages and fetches blocks from peers
+// (gateway/cluster). Send and Broadcast never block.
+type Transport interface {
+	Send(to string, data []byte) bool
+	Broadcast(data []byte)
+	Fetch(ctx context.Context, peer string, from uint64, max int) ([][]byte, error)
+}
+
+// Config configures a replica.
+type Config struct {
+	Self    string
+	Genesis *ledger.Genesis
+	State   *state.State
+	Log     *ledger.Log // the block log, to serve peers and find the last certificate
+	Signer  crypto.Signer
+	Dir     string // where the hard state lives (DATA/pbft)
+	Batch   chain.BatchConfig
+	// Tick is the core's clock period; the primary cuts a partial batch
+	// on each tick. ViewChangeTimeout is how long a request may wait
+	// before a backup asks for a new primary.
+	Tick              time.Duration
+	ViewChangeTimeout time.Duration
+	Logger            *slog.Logger
+	Transport         Transport                // nil for a single node
+	Heights           func() map[string]uint64 // peers' reported heights; nil for a single node
+}
+
+// Status is what operators see of the replica.
+type Status struct {
+	View     uint64 `json:"view"`
+	Primary  string `json:"primary"`
+	Changing bool   `json:"view_changing"`
+	Stable   uint64 `json:"stable_checkpoint"`
+	Executed uint64 `json:"executed"`
+	Queued   int    `json:"queued"`
+	Waiting  int    `json:"waiting"`
+}
+
+// Replica is a gateway's PBFT replica and the chain's Orderer.
+type Replica struct {
+	cfg    Config
+	logger *slog.Logger
+	store  *store
+	app    *app
+
+	proposals chan *state.Checked
+	inbox     chan *pbft.Message
+	verified  chan verdict
+	fetched   chan fetchResult
+	checking  atomic.Int64
+	status    atomic.Pointer[Status]
+
+	fetching bool
+	ahead    map[string]int // consecutive height checks each peer was ahead
+}
+
+type verdict struct {
+	from string
+	env  []byte
+	c    *state.Checked
+	err  error
+}
+
+type fetchResult struct {
+	peer   string
+	blocks [][]byte
+	err    error
+}
+
+// New validates cfg; it does no I/O.
+func New(cfg Config) (*Replica, error) {
+	if cfg.Genesis == nil || cfg.State == nil || cfg.Log == nil || cfg.Signer == nil || cfg.Logger == nil {
+		return nil, errors.New("replica: config needs genesis, state, log, signer and logger")
+	}
+	if _, ok := cfg.Genesis.Node(cfg.Self); !ok {
+		return nil, fmt.Errorf("replica: %q is not a node of the genesis", cfg.Self)
+	}
+	if len(cfg.Genesis.Nodes) > 1 && (cfg.Transport == nil || cfg.Heights == nil) {
+		return nil, errors.New("replica: a cluster needs a transport")
+	}
+	if cfg.Tick <= 0 {
+		cfg.Tick = 2 * time.Millisecond
+	}
+	if cfg.ViewChangeTimeout <= 0 {
+		cfg.ViewChangeTimeout = time.Second
+	}
+	r := &Replica{
+		cfg: cfg, logger: cfg.Logger,
+		app:       &app{g: cfg.Genesis, st: cfg.State, self: cfg.Self, now: time.Now, checked: map[[32]byte]*state.Checked{}, spec: map[pbft.Digest]*proposal{}},
+		proposals: make(chan *state.Checked, max(cfg.Batch.MaxPending, 1)),
+		inbox:     make(chan *pbft.Message, 8192),
+		verified:  make(chan verdict, 1024),
+		fetched:   make(chan fetchResult, 1),
+		ahead:     map[string]int{},
+	}
+	r.status.Store(&Status{Primary: cfg.Genesis.Nodes[0].ID})
+	return r, nil
+}
+
+// Status returns the replica's last status; safe from any goroutine.
+func (r *Replica) Status() Status { return *r.status.Load() }
+
+// Propose queues a checked tx for ordering (chain.Orderer).
+func (r *Replica) Propose(c *state.Checked) error {
+	select {
+	case r.proposals <- c:
+		return nil
+	default:
+		return chain.ErrOverloaded
+	}
+}
+
+// Message takes a consensus message from a peer (the transport's
+// handler). It never blocks: when the replica is swamped the message is
+// dropped, and the core's retransmission recovers.
+func (r *Replica) Message(from string, data []byte) {
+	m, err := pbft.Decode(data)
+	if err != nil {
+		r.logger.Warn("dropped malformed consensus message", "peer", from, "err", err)
+		return
+	}
+	select {
+	case r.inbox <- m:
+	default:
+	}
+}
+
+// maxServe bounds the blocks one fetch returns.
+const maxServe = 256
+
+// Blocks serves blocks [from, from+max) to a peer catching up.
+func (r *Replica) Blocks(from uint64, max int) ([][]byte, error) {
+	n := r.cfg.Log.Len()
+	var out [][]byte
+	for h := from; h >= 1 && h <= n && len(out) < min(max, maxServe); h++ {
+		b, err := r.cfg.Log.Read(h - 1)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// Run drives the core until ctx ends (chain.Orderer).
+func (r *Replica) Run(ctx context.Context, commit func(*chain.Round) error) error {
+	core, err := r.start()
+	if err != nil {
+		return err
+	}
+	d := &driver{r: r, core: core, commit: commit, ctx: ctx}
+	ticker := time.NewTicker(r.cfg.Tick)
+	defer ticker.Stop()
+	syncEvery := max(int(time.Second/r.cfg.Tick), 1)
+	ticks := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case c := <-r.proposals:
+			if err := d.propose(c); err != nil {
+				return err
+			}
+			for more := true; more; {
+				select {
+				case c := <-r.proposals:
+					if err := d.propose(c); err != nil {
+						return err
+					}
+				default:
+					more = false
+				}
+			}
+		case m := <-r.inbox:
+			if err := core.Step(m); err != nil {
+				return err
+			}
+		case v := <-r.verified:
+			r.checking.Add(-1)
+			if err := d.forwarded(v); err != nil {
+				return err
+			}
+		case f := <-r.fetched:
+			r.fetching = false
+			if err := d.transferred(f); err != nil {
+				return err
+			}
+		case <-ticker.C:
+			if err := core.Tick(); err != nil {
+				return err
+			}
+			if ticks++; ticks%syncEvery == 0 {
+				d.sync()
+			}
+		}
+		if err := d.ready(); err != nil {
+			return err
+		}
+		st := core.Status()
+		r.status.Store(&Status{View: st.View, Primary: st.Primary, Changing: st.Changing, Stable: st.Stable,
+			Executed: st.Executed, Queued: st.Queued, Waiting: st.Waiting})
+	}
+}
+
+// start restores the core from the hard state and the block log.
+func (r *Replica) start() (*pbft.Core, error) {
+	var hs pbft.HardState
+	var certs []*pbft.Prepared
+	if len(r.cfg.Genesis.Nodes) > 1 {
+		s, err := openStore(r.cfg.Dir)
+		if err != nil {
+			return nil, err
+		}
+		r.store = s
+		if hs, certs, err = s.load(); err != nil {
+			return nil, err
+		}
+	}
+	last := pbft.Executed{Digest: r.cfg.Genesis.Hash()}
+	if n := r.cfg.Log.Len(); n > 0 {
+		data, err := r.cfg.Log.Read(n - 1)
+		if err != nil {
+			return nil, fmt.Errorf("replica: read last block: %w", err)
+		}
+		b, err := ledger.DecodeBlock(data)
+		if err != nil {
+			return nil, fmt.Errorf("replica: last block: %w", err)
+		}
+		last = executed(b)
+	}
+	crypt, err := newCrypto(r.cfg.Genesis, r.cfg.Signer)
+	if err != nil {
+		return nil, err
+	}
+	var nodes []string
+	for _, n := range r.cfg.Genesis.Nodes {
+		nodes = append(nodes, n.ID)
+	}
+	timeout := max(int(r.cfg.ViewChangeTimeout/r.cfg.Tick), 2)
+	core, err := pbft.New(pbft.Config{
+		ID: r.cfg.Self, Nodes: nodes, Domain: r.cfg.Genesis.ChainID, Crypto: crypt, App: r.app,
+		MaxBatch: r.cfg.Batch.MaxTxs, MaxBatchBytes: r.cfg.Batch.MaxBytes, MaxQueue: r.cfg.Batch.MaxPending,
+		RequestTimeout: timeout,
+	}, hs, certs, last)
+	if err != nil {
+		return nil, err
+	}
+	r.logger.Info("replica started", "node", r.cfg.Self, "view", hs.View, "executed", last.Seq, "nodes", len(nodes))
+	return core, nil
+}
+
+// executed is a committed block as the core knows it.
+func executed(b *ledger.Block) pbft.Executed {
+	x := pbft.Executed{Seq: b.Header.Height, View: b.Cert.View, Digest: b.Header.Hash()}
+	for _, s := range b.Cert.Sigs {
+		x.Commits = append(x.Commits, pbft.Vote{Node: s.Node, Sig: s.Sig})
+	}
+	return x
+}
+
+// driver is the Run goroutine's state.
+type driver struct {
+	r      *Replica
+	core   *pbft.Core
+	commit func(*chain.Round) error
+	ctx    context.Context
+}
+
+func (d *driver) propose(c *state.Checked) error {
+	d.r.app.checked[c.Tx.ID] = c
+	err := d.core.Propose(c.Tx.Envelope)
+	if errors.Is(err, pbft.ErrOverloaded) {
+		delete(d.r.app.checked, c.Tx.ID)
+		return d.commit(&chain.Round{Rejected: []chain.Rejected{{ID: c.Tx.ID, Err: chain.ErrOverloaded}}})
+	}
+	return err
+}
+
+// forwarded hands a peer's request, now checked, to the core.
+func (d *driver) forwarded(v verdict) error {
+	if v.err != nil {
+		return d.core.RejectFor(v.from, ledger.TxID(v.env), string(state.ReasonOf(v.err)), v.err.Error())
+	}
+	if _, ok := d.r.app.checked[v.c.Tx.ID]; !ok {
+		d.r.app.checked[v.c.Tx.ID] = v.c
+	}
+	return d.core.ProposeFor(v.from, v.env)
+}
+
+// ready carries out the core's output (see pbft.Ready).
+func (d *driver) ready() error {
+	for d.core.HasReady() {
+		rd := d.core.Ready()
+		if d.r.store != nil && (rd.HardState != nil || len(rd.Certs) > 0) {
+			if err := d.r.store.save(rd.HardState, rd.Certs); err != nil {
+				return err
+			}
+		}
+		for _, e := range rd.Committed {
+			if err := d.execute(e); err != nil {
+				return err
+			}
+		}
+		if t := d.r.cfg.Transport; t != nil {
+			for _, out := range rd.Messages {
+				data := out.Msg.Encode()
+				if out.To == "" {
+					t.Broadcast(data)
+				} else {
+					t.Send(out.To, data)
+				}
+			}
+		}
+		for _, fw := range rd.Requests {
+			d.check(fw)
+		}
+		if len(rd.Rejected) > 0 {
+			round := &chain.Round{}
+			for _, rj := range rd.Rejected {
+				delete(d.r.app.checked, rj.ID)
+				var err error = &state.RejectError{Reason: state.Reason(rj.Reason), Detail: rj.Detail}
+				if rj.Reason == "overloaded" {
+					err = chain.ErrOverloaded
+				}
+				round.Rejected = append(round.Rejected, chain.Rejected{ID: rj.ID, Err: err})
+			}
+			if err := d.commit(round); err != nil {
+				return err
+			}
+		}
+		d.core.Advance()
+		if rd.Fetch != nil {
+			d.fetch(rd.Fetch.Seq)
+		}
+	}
+	return nil
+}
+
+// execute commits a block the replicas agreed on.
+func (d *driver) execute(e pbft.Entry) error {
+	a := d.r.app
+	p := a.spec[e.Digest]
+	if p == nil {
+		return fmt.Errorf("replica: invariant: committed block %d was never validated here", e.Seq)
+	}
+	b := *p.block
+	b.Cert = ledger.Cert{View: e.View}
+	for _, v := range e.Commits {
+		b.Cert.Sigs = append(b.Cert.Sigs, ledger.Sig{Node: v.Node, Sig: v.Sig})
+	}
+	if err := d.commit(&chain.Round{Block: &b, Tree: p.tree, Txs: p.txs}); err != nil {
+		return err
+	}
+	a.committed(e.Digest, e.Seq)
+	return nil
+}
+
+// check verifies a forwarded request off the Run goroutine.
+func (d *driver) check(fw pbft.Forwarded) {
+	if d.r.checking.Load() > 10_000 {
+		return // swamped: the forwarder sends it again
+	}
+	d.r.checking.Add(1)
+	st := d.r.cfg.State
+	go func() {
+		c, err := st.Check(fw.Data)
+		select {
+		case d.r.verified <- verdict{from: fw.From, env: fw.Data, c: c, err: err}:
+		case <-d.ctx.Done():
+		}
+	}()
+}
+
+// sync fetches from a peer that stays ahead of this replica's height for
+// two checks in a row: it missed blocks the others committed.
+func (d *driver) sync() {
+	if d.r.cfg.Heights == nil {
+		return
+	}
+	height, _ := d.r.cfg.State.Tip()
+	best := uint64(0)
+	for peer, h := range d.r.cfg.Heights() {
+		if h > height {
+			d.r.ahead[peer]++
+		} else {
+			d.r.ahead[peer] = 0
+		}
+		if d.r.ahead[peer] >= 2 && h > best {
+			best = h
+		}
+	}
+	if best > 0 {
+		d.fetch(best)
+	}
+}
+
+// fetch starts fetching blocks above this replica's height from a peer
+// that reported being at or above target.
+func (d *driver) fetch(target uint64) {
+	if d.r.fetching || d.r.cfg.Transport == nil {
+		return
+	}
+	height, _ := d.r.cfg.State.Tip()
+	if target <= height {
+		return
+	}
+	var peers []string
+	for p, h := range d.r.cfg.Heights() {
+		if h > height {
+			peers = append(peers, p)
+		}
+	}
+	if len(peers) == 0 {
+		return
+	}
+	sort.Strings(peers)
+	peer := peers[int(height)%len(peers)]
+	d.r.fetching = true
+	t := d.r.cfg.Transport
+	go func() {
+		ctx, cancel := context.WithTimeout(d.ctx, 30*time.Second)
+		defer cancel()
+		blocks, err := t.Fetch(ctx, peer, height+1, maxServe)
+		d.r.fetched <- fetchResult{peer: peer, blocks: blocks, err: err}
+	}()
+}
+
+// transferred applies fetched blocks, each only after its certificate and
+// its link to the block before checked out.
+func (d *driver) transferred(f fetchResult) error {
+	if f.err != nil {
+		d.r.logger.Warn("state transfer failed", "peer", f.peer, "err", f.err)
+		return nil
+	}
+	g := d.r.cfg.Genesis
+	var ids [][32]byte
+	var last *ledger.Block
+	for _, data := range f.blocks {
+		height, tip := d.r.cfg.State.Tip()
+		b, err := ledger.DecodeBlock(data)
+		if err == nil && (b.Header.Height != height+1 || string(b.Header.Prev) != string(tip[:])) {
+			err = fmt.Errorf("block %d does not extend block %d", b.Header.Height, height)
+		}
+		if err == nil {
+			err = g.VerifyCert(&b.Header, &b.Cert)
+		}
+		var txs []*state.Checked
+		for i := 0; err == nil && i < len(b.Txs); i++ {
+			var tx *ledger.Tx
+			if tx, err = ledger.DecodeTx(b.Txs[i], g.Params.MaxTxBytes); err == nil {
+				txs = append(txs, &state.Checked{Tx: tx})
+				ids = append(ids, tx.ID)
+			}
+		}
+		if err != nil {
+			d.r.logger.Warn("refused a block from a peer", "peer", f.peer, "err", err)
+			break
+		}
+		if err := d.commit(&chain.Round{Block: b, Tree: ledger.NewTree(b.Txs), Txs: txs}); err != nil {
+			return err
+		}
+		d.r.app.committed(pbft.Digest(b.Header.Hash()), b.Header.Height)
+		last = b
+	}
+	if last == nil {
+		return nil
+	}
+	d.r.logger.Info("caught up from a peer", "peer", f.peer, "height", last.Header.Height, "blocks", len(f.blocks))
+	if err := d.core.Caught(executed(last), ids); err != nil {
+		return err
+	}
+	if len(f.blocks) == maxServe {
+		d.fetch(last.Header.Height + 1)
+	}
+	return nil
+}
