@@ -11,7 +11,7 @@ FUZZTIME ?= 5s
 # Debian packages the tests drive as real peers.
 TEST_DEBS := mosquitto-clients
 
-.PHONY: help run cluster cluster-clean build cross deps test test-go fuzz-short verify bench clean
+.PHONY: help run cluster cluster-clean build cross deps test test-go fuzz-short verify bench sim clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -64,6 +64,12 @@ verify: ## gofmt, go vet, staticcheck, go mod tidy diff
 	@# (github.com/google/pprof) is refused by the module proxy; our build
 	@# does not need it, and `go build`/`go vet` above catch any real gap.
 	$(GO) mod tidy -e -diff 2>/dev/null || { echo "go.mod/go.sum are not tidy: run 'go mod tidy -e'"; exit 1; }
+
+# How many seeds `make sim` runs through the PBFT simulator.
+SEEDS ?= 100000
+
+sim: ## long PBFT simulation: SEEDS seeded runs with faults and Byzantine replicas (a failing seed replays with -seed N)
+	$(GO) test ./gateway/pbft/pbfttest -run '^TestSim$$' -seeds $(SEEDS) -timeout 0 -v
 
 bench: ## benchmarks (numbers go to docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./gateway/chain

@@ -150,7 +150,8 @@ type Status struct {
 	View     uint64
 	Primary  string
 	Changing bool   // waiting for a new-view
-	Stable   uint64 // last stable checkpoint
+	Stable   uint64 // last checkpoint proven stable by 2f+1 signatures
+	Low      uint64 // low watermark: Stable, or higher after a state transfer
 	Executed uint64
 	Queued   int // requests waiting at the primary
 	Waiting  int // requests this backup waits to see executed
@@ -327,7 +328,7 @@ func (c *Core) isPrimary() bool { return !c.changing && c.primary(c.view) == c.c
 // Status returns a snapshot.
 func (c *Core) Status() Status {
 	return Status{
-		View: c.view, Primary: c.primary(c.view), Changing: c.changing, Stable: c.low, Executed: c.lastExec,
+		View: c.view, Primary: c.primary(c.view), Changing: c.changing, Stable: c.proven, Low: c.low, Executed: c.lastExec,
 		Queued: len(c.queue), Waiting: len(c.waiting), InFlight: len(c.inflight),
 	}
 }

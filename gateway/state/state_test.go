@@ -194,3 +194,65 @@ func TestRevokeAndRekey(t *testing.T) {
 		t.Fatal("applied a block out of order")
 	}
 }
+
+// TestBatchOnParent: a batch on an uncommitted parent batch sees the
+// parent's devices and sequence numbers, and once the parent is applied
+// it reads the state instead.
+func TestBatchOnParent(t *testing.T) {
+	f := newFixture(t)
+	devKey := newP256(t)
+	check := func(b *Batch, env []byte) (*Checked, error) {
+		tx, err := ledger.DecodeTx(env, 4096)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := b.Check(tx)
+		if err != nil {
+			return nil, err
+		}
+		return c, tx.Verify(c.Key)
+	}
+	enroll := f.sign(f.admin, "admin", enrollBody("dev-1", der(t, devKey)))
+	rec1 := f.sign(devKey, "dev-1", recordBody("dev-1", 1))
+	rec2 := f.sign(devKey, "dev-1", recordBody("dev-1", 2))
+
+	parent := f.st.NewBatch()
+	c, err := check(parent, enroll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := parent.Add(c); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := check(f.st.NewBatch(), rec1); ReasonOf(err) != ReasonUnknownAuthor {
+		t.Fatalf("record on the committed state, before its enrollment: %v", err)
+	}
+	child := f.st.NewBatchOn(parent)
+	c1, err := check(child, rec1)
+	if err != nil {
+		t.Fatalf("record on top of its enrollment: %v", err)
+	}
+	if err := child.Add(c1); err != nil {
+		t.Fatal(err)
+	}
+	grandchild := f.st.NewBatchOn(child)
+	c1again, _ := check(grandchild, rec1)
+	wantReason(t, grandchild.Add(c1again), ReasonReplay)
+	c, _ = check(grandchild, enroll)
+	wantReason(t, grandchild.Add(c), ReasonExists)
+
+	// The parent commits: its batch defers to the state.
+	tx, _ := ledger.DecodeTx(enroll, 4096)
+	if err := f.st.Apply(1, [32]byte{1}, []*ledger.Tx{tx}); err != nil {
+		t.Fatal(err)
+	}
+	parent.Applied()
+	next := f.st.NewBatchOn(child)
+	c2, err := check(next, rec2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := next.Add(c2); err != nil {
+		t.Fatalf("seq 2 after seq 1 in the parent: %v", err)
+	}
+}

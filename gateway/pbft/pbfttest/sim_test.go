@@ -2,6 +2,8 @@ package pbfttest
 
 import (
 	"flag"
+	"runtime"
+	"sync"
 	"testing"
 )
 
@@ -10,8 +12,9 @@ var (
 	seedsFlag = flag.Int("seeds", 500, "how many seeds TestSim runs")
 )
 
-// TestSim runs many seeded simulations; a failure prints the seed, and
-// -seed N replays it exactly.
+// TestSim runs many seeded simulations, one goroutine per core, each
+// seed on its own; a failure prints the seed, and -seed N replays it
+// exactly.
 func TestSim(t *testing.T) {
 	if *seedFlag != 0 {
 		if err := Run(Scenario(*seedFlag)); err != nil {
@@ -19,21 +22,44 @@ func TestSim(t *testing.T) {
 		}
 		return
 	}
+	seeds := make(chan uint64)
+	var mu sync.Mutex
 	failed := 0
-	for seed := uint64(1); seed <= uint64(*seedsFlag); seed++ {
-		if err := Run(Scenario(seed)); err != nil {
-			t.Errorf("%v\nreplay: go test ./gateway/pbft/pbfttest -run TestSim -seed %d", err, seed)
-			if failed++; failed >= 5 {
-				t.Fatal("stopping after 5 failing seeds")
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for seed := range seeds {
+				if err := Run(Scenario(seed)); err != nil {
+					mu.Lock()
+					failed++
+					t.Errorf("%v\nreplay: go test ./gateway/pbft/pbfttest -run TestSim -seed %d", err, seed)
+					mu.Unlock()
+				}
 			}
+		}()
+	}
+	for seed := uint64(1); seed <= uint64(*seedsFlag); seed++ {
+		mu.Lock()
+		stop := failed >= 5
+		mu.Unlock()
+		if stop {
+			t.Error("stopped after 5 failing seeds")
+			break
+		}
+		seeds <- seed
+		if seed%10000 == 0 {
+			t.Logf("%d seeds", seed)
 		}
 	}
+	close(seeds)
+	wg.Wait()
 }
 
-// TestSimReplaysExactly checks determinism: one seed, run twice, fails or
-// passes alike and executes the same.
+// TestSimDeterministic checks that one seed, run twice, runs alike.
 func TestSimDeterministic(t *testing.T) {
-	for _, seed := range []uint64{3, 17} {
+	for _, seed := range []uint64{3, 17, 29} {
 		a, b := trace(Scenario(seed)), trace(Scenario(seed))
 		if a != b {
 			t.Fatalf("seed %d ran differently twice:\n%s\n%s", seed, a, b)

@@ -1,0 +1,271 @@
+package replica
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/ledgergate/ledgergate/gateway/chain"
+	"github.com/ledgergate/ledgergate/gateway/ledger"
+	"github.com/ledgergate/ledgergate/gateway/pbft"
+	"github.com/ledgergate/ledgergate/gateway/state"
+)
+
+// fixture is a four-node chain with node keys at hand, a replica of
+// node-a on an empty log, and the rounds it committed.
+type fixture struct {
+	g      *ledger.Genesis
+	nodes  []*ecdsa.PrivateKey
+	admin  *ecdsa.PrivateKey
+	st     *state.State
+	r      *Replica
+	d      *driver
+	rounds []*chain.Round
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	f := &fixture{admin: newKey(t)}
+	f.g = &ledger.Genesis{ChainID: "test", Params: ledger.Params{MaxTxBytes: ledger.DefaultMaxTxBytes},
+		Admins: []ledger.Admin{{ID: "admin", PublicKey: der(t, f.admin)}}}
+	for i := range 4 {
+		k := newKey(t)
+		f.nodes = append(f.nodes, k)
+		f.g.Nodes = append(f.g.Nodes, ledger.Node{ID: fmt.Sprintf("node-%c", 'a'+i), PublicKey: der(t, k), Addrs: []string{"127.0.0.1:1"}})
+	}
+	if err := f.g.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if f.st, err = state.New(f.g); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	blog, err := ledger.OpenLog(filepath.Join(dir, "blocks"), ledger.LogOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { blog.Close() })
+	f.r, err = New(Config{Self: "node-a", Genesis: f.g, State: f.st, Log: blog, Signer: f.nodes[0],
+		Dir: filepath.Join(dir, "pbft"), Batch: chain.DefaultBatch, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Transport: nopTransport{}, Heights: func() map[string]uint64 { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, err := f.r.start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.d = &driver{r: f.r, core: core, ctx: t.Context(), commit: func(r *chain.Round) error {
+		f.rounds = append(f.rounds, r)
+		if r.Block == nil {
+			return nil
+		}
+		txs := make([]*ledger.Tx, len(r.Txs))
+		for i, c := range r.Txs {
+			txs[i] = c.Tx
+		}
+		return f.st.Apply(r.Block.Header.Height, r.Block.Header.Hash(), txs)
+	}}
+	return f
+}
+
+type nopTransport struct{}
+
+func (nopTransport) Send(string, []byte) bool { return true }
+func (nopTransport) Broadcast([]byte)         {}
+func (nopTransport) Fetch(context.Context, string, uint64, int) ([][]byte, error) {
+	return nil, nil
+}
+
+func newKey(t *testing.T) *ecdsa.PrivateKey {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func der(t *testing.T, k *ecdsa.PrivateKey) []byte {
+	t.Helper()
+	b, err := ledger.MarshalPublicKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// enrollBlock is block `height` on prev enrolling device id, certified
+// by the nodes given.
+func (f *fixture) enrollBlock(t *testing.T, height uint64, prev [32]byte, id string, signers ...int) *ledger.Block {
+	t.Helper()
+	env, err := ledger.SignTx(f.admin, "admin", &ledger.Body{Kind: ledger.KindEnroll, ChainID: "test",
+		Enroll: &ledger.Enroll{DeviceID: id, PublicKey: der(t, newKey(t))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree := ledger.NewTree([][]byte{env})
+	b := &ledger.Block{Header: ledger.Header{ChainID: "test", Height: height, Prev: prev[:], TxRoot: tree.Root(),
+		NumTxs: 1, Time: time.Now().UnixMilli(), View: 0, Proposer: "node-a"}, Txs: [][]byte{env}}
+	b.Cert = ledger.Cert{View: 0}
+	for _, i := range signers {
+		s, err := ledger.SignVote(f.nodes[i], f.g.Nodes[i].ID, &b.Header, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Cert.Sigs = append(b.Cert.Sigs, s)
+	}
+	return b
+}
+
+func encode(t *testing.T, b *ledger.Block) []byte {
+	t.Helper()
+	data, err := b.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// TestTransferChecksCertificates: a block fetched from a peer is applied
+// only with a valid certificate of a quorum of distinct genesis nodes for
+// its own height, and only if it extends this replica's chain.
+func TestTransferChecksCertificates(t *testing.T) {
+	cases := map[string]func(f *fixture, b *ledger.Block){
+		"duplicate signer": func(f *fixture, b *ledger.Block) { b.Cert.Sigs[2] = b.Cert.Sigs[0] },
+		"non-member signer": func(f *fixture, b *ledger.Block) {
+			s, _ := ledger.SignVote(newKey(t), "node-z", &b.Header, 0)
+			b.Cert.Sigs[2] = s
+		},
+		"member name, other key": func(f *fixture, b *ledger.Block) {
+			s, _ := ledger.SignVote(newKey(t), "node-c", &b.Header, 0)
+			b.Cert.Sigs[2] = s
+		},
+		"wrong height": func(f *fixture, b *ledger.Block) {
+			h := b.Header
+			h.Height = 2
+			for i := range b.Cert.Sigs {
+				b.Cert.Sigs[i], _ = ledger.SignVote(f.nodes[i], f.g.Nodes[i].ID, &h, 0)
+			}
+		},
+		"below quorum":           func(f *fixture, b *ledger.Block) { b.Cert.Sigs = b.Cert.Sigs[:2] },
+		"other view than signed": func(f *fixture, b *ledger.Block) { b.Cert.View = 1 },
+		"does not extend the chain": func(f *fixture, b *ledger.Block) {
+			b.Header.Prev = make([]byte, 32)
+			for i := range b.Cert.Sigs {
+				b.Cert.Sigs[i], _ = ledger.SignVote(f.nodes[i], f.g.Nodes[i].ID, &b.Header, 0)
+			}
+		},
+	}
+	for name, mutate := range cases {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t)
+			b := f.enrollBlock(t, 1, f.g.Hash(), "dev-1", 0, 1, 2)
+			mutate(f, b)
+			if err := f.d.transferred(fetchResult{peer: "node-b", blocks: [][]byte{encode(t, b)}}); err != nil {
+				t.Fatal(err)
+			}
+			if len(f.rounds) != 0 {
+				t.Fatal("applied a block with a bad certificate")
+			}
+			if h, _ := f.st.Tip(); h != 0 {
+				t.Fatalf("height %d", h)
+			}
+		})
+	}
+	t.Run("valid", func(t *testing.T) {
+		f := newFixture(t)
+		b1 := f.enrollBlock(t, 1, f.g.Hash(), "dev-1", 1, 2, 3)
+		b2 := f.enrollBlock(t, 2, b1.Header.Hash(), "dev-2", 0, 2, 3)
+		if err := f.d.transferred(fetchResult{peer: "node-b", blocks: [][]byte{encode(t, b1), encode(t, b2)}}); err != nil {
+			t.Fatal(err)
+		}
+		if h, _ := f.st.Tip(); h != 2 || f.d.core.Status().Executed != 2 {
+			t.Fatalf("height %d, core executed %d", h, f.d.core.Status().Executed)
+		}
+	})
+}
+
+// TestValidateSpeculative: a backup validates block 2 on top of block 1
+// before block 1 commits: a record by a device that block 1 enrolls is
+// valid, and is not valid on the committed state alone.
+func TestValidateSpeculative(t *testing.T) {
+	f := newFixture(t)
+	dev := newKey(t)
+	enroll, _ := ledger.SignTx(f.admin, "admin", &ledger.Body{Kind: ledger.KindEnroll, ChainID: "test",
+		Enroll: &ledger.Enroll{DeviceID: "dev-1", PublicKey: der(t, dev)}})
+	record, _ := ledger.SignTx(dev, "dev-1", &ledger.Body{Kind: ledger.KindRecord, ChainID: "test",
+		Record: &ledger.Record{DeviceID: "dev-1", Stream: "s", Seq: 1, Payload: []byte("x")}})
+	proposal := func(height uint64, prev [32]byte, proposer string, view uint64, envs ...[]byte) []byte {
+		tree := ledger.NewTree(envs)
+		b := &ledger.Block{Header: ledger.Header{ChainID: "test", Height: height, Prev: prev[:], TxRoot: tree.Root(),
+			NumTxs: uint64(len(envs)), Time: 1, View: view, Proposer: proposer}, Txs: envs}
+		return encode(t, b)
+	}
+	gh := pbft.Digest(f.g.Hash())
+	d1, _, err := f.r.app.Validate(1, 0, gh, proposal(1, gh, "node-a", 0, enroll))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.r.app.Validate(2, 0, d1, proposal(2, d1, "node-a", 0, record)); err != nil {
+		t.Fatalf("record on top of its enrollment: %v", err)
+	}
+	bad := map[string]struct {
+		seq    uint64
+		parent pbft.Digest
+		data   []byte
+	}{
+		"record on the committed state": {1, gh, proposal(1, gh, "node-a", 0, record)},
+		"wrong height":                  {2, d1, proposal(3, d1, "node-a", 0, record)},
+		"wrong parent":                  {2, d1, proposal(2, gh, "node-a", 0, record)},
+		"not the view's primary":        {2, d1, proposal(2, d1, "node-b", 0, record)},
+		"view from the future":          {2, d1, proposal(2, d1, "node-b", 1, record)},
+		"unknown parent":                {2, pbft.Digest{1}, proposal(2, pbft.Digest{1}, "node-a", 0, record)},
+		"same enrollment twice":         {2, d1, proposal(2, d1, "node-a", 0, enroll)},
+		"forged signature":              {2, d1, proposal(2, d1, "node-a", 0, append(record[:len(record)-1:len(record)-1], record[len(record)-1]^1))},
+	}
+	for name, c := range bad {
+		if _, _, err := f.r.app.Validate(c.seq, 0, c.parent, c.data); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+// TestStore: the hard state and certificates survive a reopen, and
+// certificates at or below the stable checkpoint are removed.
+func TestStore(t *testing.T) {
+	dir := t.TempDir()
+	s, err := openStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := func(seq uint64) *pbft.Prepared {
+		return &pbft.Prepared{PrePrepare: &pbft.Message{Type: pbft.TypePrePrepare, From: "node-a", Seq: seq, Digest: make([]byte, 32), Sig: []byte{1}}}
+	}
+	if err := s.save(nil, []*pbft.Prepared{cert(3), cert(5)}); err != nil {
+		t.Fatal(err)
+	}
+	hs := &pbft.HardState{View: 2, Changing: true, Stable: 4, Votes: []pbft.SeqVote{{Seq: 5, View: 2}}}
+	if err := s.save(hs, nil); err != nil {
+		t.Fatal(err)
+	}
+	s2, _ := openStore(dir)
+	got, certs, err := s2.load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.View != 2 || !got.Changing || got.Stable != 4 || len(got.Votes) != 1 {
+		t.Fatalf("hard state %+v", got)
+	}
+	if len(certs) != 1 || certs[0].PrePrepare.Seq != 5 {
+		t.Fatalf("certificates %d, want only seq 5", len(certs))
+	}
+}
