@@ -1,6 +1,7 @@
 // Package nodetest runs a real single-node ledgergate chain inside a test:
-// genesis, block log, SQLite index, state and the commit pipeline with the
-// Solo orderer, all on files in a temporary directory. It is for tests
+// genesis, block log, SQLite index, state and the commit pipeline with a
+// one-node PBFT replica, as `ledgergate run --dev` has, all on files in a
+// temporary directory. It is for tests
 // only; front ends (bridge/mqtt, bridge/coap) test against it instead of
 // mocking the gateway.
 //

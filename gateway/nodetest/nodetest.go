@@ -18,6 +18,7 @@ import (
 	"github.com/ledgergate/ledgergate/gateway/front"
 	"github.com/ledgergate/ledgergate/gateway/index"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
+	"github.com/ledgergate/ledgergate/gateway/replica"
 	"github.com/ledgergate/ledgergate/gateway/state"
 )
 
@@ -137,8 +138,17 @@ func run(t testing.TB, n *Node) *Node {
 	}
 	batch := chain.DefaultBatch
 	batch.MaxDelay = n.opts.MaxDelay
+	rep, err := replica.New(replica.Config{
+		Self: "node-1", Genesis: n.Genesis, State: st, Log: n.log, Signer: n.nodeKey, Dir: filepath.Join(n.Dir, "pbft"),
+		Batch: batch, Tick: batch.MaxDelay, Logger: n.opts.Logger.With("component", "pbft"),
+	})
+	if err != nil {
+		n.idx.Close()
+		n.log.Close()
+		t.Fatal(err)
+	}
 	n.Chain = chain.New(chain.Deps{
-		State: st, Log: n.log, Index: n.idx, Orderer: chain.NewSolo(batch, st, n.nodeKey, "node-1"),
+		State: st, Log: n.log, Index: n.idx, Orderer: rep,
 		Logger: n.opts.Logger.With("component", "chain"), OnCommit: n.opts.OnCommit,
 	})
 	ctx, cancel := context.WithCancel(context.Background())

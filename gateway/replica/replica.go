@@ -332,19 +332,8 @@ func (d *driver) ready() error {
 		for _, fw := range rd.Requests {
 			d.check(fw)
 		}
-		if len(rd.Rejected) > 0 {
-			round := &chain.Round{}
-			for _, rj := range rd.Rejected {
-				delete(d.r.app.checked, rj.ID)
-				var err error = &state.RejectError{Reason: state.Reason(rj.Reason), Detail: rj.Detail}
-				if rj.Reason == "overloaded" {
-					err = chain.ErrOverloaded
-				}
-				round.Rejected = append(round.Rejected, chain.Rejected{ID: rj.ID, Err: err})
-			}
-			if err := d.commit(round); err != nil {
-				return err
-			}
+		if err := d.rejected(rd.Rejected); err != nil {
+			return err
 		}
 		d.core.Advance()
 		if rd.Fetch != nil {
@@ -352,6 +341,32 @@ func (d *driver) ready() error {
 		}
 	}
 	return nil
+}
+
+// rejected answers the requests the primary refused, if this gateway's
+// own check agrees (the primary may lie) or the primary is overloaded;
+// the others stay waited for, and are sent again.
+func (d *driver) rejected(rejected []pbft.Rejected) error {
+	round := &chain.Round{}
+	for _, rj := range rejected {
+		var err error
+		if rj.Reason == "overloaded" {
+			err = chain.ErrOverloaded
+		} else if c, cerr := d.r.cfg.State.Check(rj.Data); cerr != nil {
+			err = cerr
+		} else {
+			d.r.app.checked[rj.ID] = c
+			d.r.logger.Debug("primary refused a request this gateway finds valid", "tx", fmt.Sprintf("%x", rj.ID[:8]), "reason", rj.Reason)
+			continue
+		}
+		d.core.Forget(rj.ID)
+		delete(d.r.app.checked, rj.ID)
+		round.Rejected = append(round.Rejected, chain.Rejected{ID: rj.ID, Err: err})
+	}
+	if len(round.Rejected) == 0 {
+		return nil
+	}
+	return d.commit(round)
 }
 
 // execute commits a block the replicas agreed on.
@@ -392,6 +407,12 @@ func (d *driver) check(fw pbft.Forwarded) {
 // sync fetches from a peer that stays ahead of this replica's height for
 // two checks in a row: it missed blocks the others committed.
 func (d *driver) sync() {
+	if len(d.r.app.checked) > 2*max(d.r.cfg.Batch.MaxPending, 1000) {
+		// Checked requests that never made it into a block (a view
+		// changed under them): forget them; a request that still needs
+		// its check is refused by Build, and its forwarder sends it again.
+		clear(d.r.app.checked)
+	}
 	if d.r.cfg.Heights == nil {
 		return
 	}
