@@ -54,6 +54,7 @@ fuzz-short:
 	$(GO) test ./gateway/ledger -run '^$$' -fuzz '^FuzzLogOpen$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./gateway/config -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./bridge/mqtt -run '^$$' -fuzz '^FuzzDevicePublish$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./gateway/cluster -run '^$$' -fuzz '^FuzzFrame$$' -fuzztime $(FUZZTIME)
 
 verify: ## gofmt, go vet, staticcheck, go mod tidy diff
 	@out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go' 2>/dev/null || find . -name '*.go')); \
