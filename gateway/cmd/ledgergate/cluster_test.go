@@ -35,7 +35,7 @@ func newCluster(t *testing.T, n int) *testCluster {
 	for i := 1; i <= n; i++ {
 		data := filepath.Join(dir, fmt.Sprintf("node-%d", i))
 		c.data = append(c.data, data)
-		mustCLI(t, dir, "init", "--data", data, "--node-id", fmt.Sprintf("node-%d", i), "--key-only")
+		mustCLI(t, dir, "init", "--data", data, "--node-id", fmt.Sprintf("node-%d", i))
 		nodes = append(nodes, "--node", fmt.Sprintf("node-%d,%s,%s", i, freeAddr(t), filepath.Join(data, "node.pub")))
 	}
 	mustCLI(t, dir, "device", "keygen", "--alg", "es256", "--out", filepath.Join(dir, "admin.key"))

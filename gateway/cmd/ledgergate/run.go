@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -90,6 +91,12 @@ func cmdInit(_ context.Context, e *env, args []string) error {
 	genesis := fs.String("genesis", "", "join the chain of this genesis file: DATA holds a node key from --key-only, and the genesis names it")
 	if _, err := parse(fs, args); err != nil {
 		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["node-id"] && !set["chain-id"] && !set["admin-id"] && !set["admin-key"] && *genesis == "" {
+		// `init --node-id ID`: the first step of joining a cluster.
+		*keyOnly = true
 	}
 	switch {
 	case *keyOnly && *genesis != "":
