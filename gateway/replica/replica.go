@@ -62,7 +62,8 @@ type Replica struct {
 	app    *app
 
 	proposals chan *state.Checked
-	inbox     chan *pbft.Message
+	inbox     chan *pbft.Message // votes and view changes
+	requests  chan *pbft.Message // forwarded requests: a flood of these must not crowd out votes
 	verified  chan verdict
 	fetched   chan fetchResult
 	checking  atomic.Int64
@@ -107,6 +108,7 @@ func New(cfg Config) (*Replica, error) {
 		app:       &app{g: cfg.Genesis, st: cfg.State, self: cfg.Self, now: time.Now, checked: map[[32]byte]*state.Checked{}, spec: map[pbft.Digest]*proposal{}},
 		proposals: make(chan *state.Checked, max(cfg.Batch.MaxPending, 1)),
 		inbox:     make(chan *pbft.Message, 8192),
+		requests:  make(chan *pbft.Message, 8192),
 		verified:  make(chan verdict, 1024),
 		fetched:   make(chan fetchResult, 1),
 		ahead:     map[string]int{},
@@ -137,8 +139,12 @@ func (r *Replica) Message(from string, data []byte) {
 		r.logger.Warn("dropped malformed consensus message", "peer", from, "err", err)
 		return
 	}
+	ch := r.inbox
+	if m.Type == pbft.TypeRequest {
+		ch = r.requests
+	}
 	select {
-	case r.inbox <- m:
+	case ch <- m:
 	default:
 	}
 }
@@ -190,6 +196,10 @@ func (r *Replica) Run(ctx context.Context, commit func(*chain.Round) error) erro
 				}
 			}
 		case m := <-r.inbox:
+			if err := core.Step(m); err != nil {
+				return err
+			}
+		case m := <-r.requests:
 			if err := core.Step(m); err != nil {
 				return err
 			}
