@@ -9,7 +9,7 @@ PKG := ./gateway/cmd/ledgergate
 FUZZTIME ?= 5s
 
 # Debian packages the tests drive as real peers.
-TEST_DEBS := mosquitto-clients
+TEST_DEBS := mosquitto-clients swtpm tpm2-tools openssl
 
 .PHONY: help run cluster cluster-clean build cross deps test test-go fuzz-short verify bench sim clean
 
@@ -55,6 +55,7 @@ fuzz-short:
 	$(GO) test ./gateway/config -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./bridge/mqtt -run '^$$' -fuzz '^FuzzDevicePublish$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./gateway/cluster -run '^$$' -fuzz '^FuzzFrame$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./tpm -run '^$$' -fuzz '^FuzzNodePublic$$' -fuzztime $(FUZZTIME)
 
 verify: ## gofmt, go vet, staticcheck, go mod tidy diff
 	@out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go' 2>/dev/null || find . -name '*.go')); \
