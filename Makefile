@@ -56,6 +56,7 @@ fuzz-short:
 	$(GO) test ./bridge/mqtt -run '^$$' -fuzz '^FuzzDevicePublish$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./gateway/cluster -run '^$$' -fuzz '^FuzzFrame$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./tpm -run '^$$' -fuzz '^FuzzNodePublic$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./gateway/pbft -run '^$$' -fuzz '^FuzzStep$$' -fuzztime $(FUZZTIME)
 
 verify: ## gofmt, go vet, staticcheck, go mod tidy diff
 	@out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -219,6 +219,8 @@ type Core struct {
 	stalled  uint64             // lastExec at the previous retransmission tick
 	votes    map[uint64]SeqVote
 	hsDirty  bool
+	hsSeq    uint64 // counts hard state changes
+	taken    taken
 
 	rd Ready
 }
@@ -346,13 +348,44 @@ func (c *Core) Ready() Ready {
 		hs := c.hardState()
 		rd.HardState = &hs
 	}
+	c.taken = taken{
+		certs: len(rd.Certs), committed: len(rd.Committed), messages: len(rd.Messages),
+		requests: len(rd.Requests), rejected: len(rd.Rejected), fetch: rd.Fetch, hs: c.hsSeq,
+	}
 	return rd
 }
 
-// Advance tells the core the last Ready was handled.
+// taken is how much of the output the last Ready handed out.
+type taken struct {
+	certs, committed, messages, requests, rejected int
+	fetch                                          *Target
+	hs                                             uint64
+}
+
+// Advance tells the core the last Ready was handled. Output made since
+// (by ProposeFor, RejectFor, Caught while the driver worked on the Ready)
+// stays for the next Ready.
 func (c *Core) Advance() {
-	c.rd = Ready{}
-	c.hsDirty = false
+	t := c.taken
+	c.rd.Certs = slices.Clone(c.rd.Certs[t.certs:])
+	c.rd.Committed = slices.Clone(c.rd.Committed[t.committed:])
+	c.rd.Messages = slices.Clone(c.rd.Messages[t.messages:])
+	c.rd.Requests = slices.Clone(c.rd.Requests[t.requests:])
+	c.rd.Rejected = slices.Clone(c.rd.Rejected[t.rejected:])
+	if c.rd.Fetch == t.fetch {
+		c.rd.Fetch = nil
+	}
+	if c.hsSeq == t.hs {
+		c.hsDirty = false
+	}
+	c.taken = taken{}
+}
+
+// dirty notes that the hard state changed and must be persisted before
+// the next message leaves.
+func (c *Core) dirty() {
+	c.hsDirty = true
+	c.hsSeq++
 }
 
 func (c *Core) hardState() HardState {
@@ -725,7 +758,7 @@ func (c *Core) vote(seq uint64, d Digest) bool {
 		return true
 	}
 	c.votes[seq] = SeqVote{Seq: seq, View: c.view, Digest: d}
-	c.hsDirty = true
+	c.dirty()
 	return true
 }
 
@@ -1066,7 +1099,7 @@ func (c *Core) progress(ids [][32]byte) {
 }
 
 func (c *Core) onCheckpoint(m *Message) error {
-	if m.Seq <= c.low || !c.verify(m) {
+	if m.Seq <= c.proven || !c.verify(m) {
 		return nil
 	}
 	c.addCheckpoint(m)
@@ -1152,7 +1185,7 @@ func (c *Core) raiseLow(seq uint64, d Digest) {
 	for s := range c.votes {
 		if s <= seq {
 			delete(c.votes, s)
-			c.hsDirty = true
+			c.dirty()
 		}
 	}
 	if c.nextSeq <= seq {

@@ -12,7 +12,7 @@ func (c *Core) startViewChange(v uint64) error {
 		return nil
 	}
 	c.view, c.changing, c.vcTimer = v, true, false
-	c.hsDirty = true
+	c.dirty()
 	c.queue, c.queued = nil, map[[32]byte]bool{}
 	return c.sendViewChange()
 }
@@ -131,7 +131,7 @@ func (c *Core) addViewChange(m *Message) error {
 	// f+1 replicas ask for views above ours: at least one is correct.
 	lowest := map[string]uint64{}
 	for _, v := range sortedKeys(c.vcs) {
-		if v <= c.view && (c.changing || v < c.view) {
+		if v <= c.view {
 			continue
 		}
 		for from := range c.vcs[v] {
@@ -147,7 +147,7 @@ func (c *Core) addViewChange(m *Message) error {
 				target = v
 			}
 		}
-		if target > c.view || !c.changing {
+		if target > c.view {
 			return c.startViewChange(target)
 		}
 	}
@@ -270,7 +270,7 @@ func (c *Core) onNewView(m *Message) error {
 func (c *Core) install(nv *Message) error {
 	minS, minD, proof, props := c.decide(nv.ViewChanges)
 	c.view, c.changing, c.vcTimer, c.newView = nv.View, false, false, nv
-	c.hsDirty = true
+	c.dirty()
 	if minS > c.low {
 		if proof != nil && minS > c.proven {
 			c.proven, c.provenDigest, c.proof = minS, minD, proof
@@ -299,14 +299,6 @@ func (c *Core) install(nv *Message) error {
 	if c.primary(c.view) == c.cfg.ID {
 		c.nextSeq = max(maxS, c.lastExec, c.low) + 1
 	}
-	for _, id := range sortedKeys32(c.waiting) {
-		if c.queued[id] || c.inflight[id] != 0 {
-			continue
-		}
-		if err := c.propose(Request{ID: id, Data: c.waiting[id].data}, ""); err != nil {
-			return err
-		}
-	}
 	c.deadline = c.now + c.timeout()
 	held := c.future
 	c.future = nil
@@ -315,7 +307,20 @@ func (c *Core) install(nv *Message) error {
 			return err
 		}
 	}
-	return c.advanceSlots(minS + 1)
+	if err := c.advanceSlots(minS + 1); err != nil {
+		return err
+	}
+	// Re-propose what this replica waits for only now that the
+	// re-proposals are validated and their requests marked in flight.
+	for _, id := range sortedKeys32(c.waiting) {
+		if c.queued[id] || c.inflight[id] != 0 {
+			continue
+		}
+		if err := c.propose(Request{ID: id, Data: c.waiting[id].data}, ""); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func sortedKeys32[V any](m map[[32]byte]V) [][32]byte {
