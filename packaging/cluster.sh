@@ -27,14 +27,14 @@ setup() {
 	mkdir -p "$tmp"
 	local nodes=()
 	for i in "${NODES[@]}"; do
-		"$L" init --data "$tmp/node-$i" --node-id "node-$i" --key-only >/dev/null
+		"$L" init --software-key --data "$tmp/node-$i" --node-id "node-$i" >/dev/null
 		nodes+=(--node "node-$i,$(peer "$i"),$tmp/node-$i/node.pub")
 	done
 	"$L" device keygen --alg es256 --out "$tmp/admin.key" >/dev/null
 	"$L" genesis new --chain-id "$CHAIN" "${nodes[@]}" \
 		--admin "$tmp/admin.key.pub" --admin-id admin --out "$tmp/genesis.json" >/dev/null
 	for i in "${NODES[@]}"; do
-		"$L" init --data "$tmp/node-$i" --genesis "$tmp/genesis.json" >/dev/null
+		"$L" init --software-key --data "$tmp/node-$i" --genesis "$tmp/genesis.json" >/dev/null
 	done
 	mv "$tmp" "$DATA"
 }
@@ -90,6 +90,10 @@ for i in "${NODES[@]}"; do
 	# Peers dial the genesis address; this node listens on it too.
 	cat >"$DATA/node-$i/ledgergate.toml" <<EOF
 # Written by packaging/cluster.sh on each start.
+# A machine for trying things out: a software node key, said so at start.
+[signer]
+kind = "software"
+
 [cluster]
 listen = "$(peer "$i")"
 EOF

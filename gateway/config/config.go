@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
@@ -48,10 +49,28 @@ type MQTT struct {
 	MaxPacketBytes uint32 `toml:"max_packet_bytes"`
 }
 
-// Signer says where the node identity key lives.
+// Signer says where the node identity key lives: in the TPM (the
+// default), or, only when configured so explicitly, in a software key file.
 type Signer struct {
-	Kind    string `toml:"kind"`     // "software" (until the TPM signer lands)
-	KeyFile string `toml:"key_file"` // relative paths are under DataDir
+	Kind    string `toml:"kind"`     // "tpm" or "software"
+	KeyFile string `toml:"key_file"` // software: PKCS#8 PEM file; relative paths are under DataDir
+	// TPMDevice is the TPM character device; TPMSocket, if set, is a
+	// swtpm Unix socket used instead (tests, labs).
+	TPMDevice string `toml:"tpm_device"`
+	TPMSocket string `toml:"tpm_socket"`
+	// TPMHandle is the key's persistent handle, e.g. "0x81010001".
+	TPMHandle string `toml:"tpm_handle"`
+	// TPMAuthFile holds the key's auth value; empty: the key has none.
+	TPMAuthFile string `toml:"tpm_auth_file"`
+}
+
+// Handle parses TPMHandle.
+func (s Signer) Handle() (uint32, error) {
+	h, err := strconv.ParseUint(s.TPMHandle, 0, 32)
+	if err != nil || h < 0x81000000 || h > 0x817FFFFF {
+		return 0, fmt.Errorf("signer.tpm_handle %q: want an owner persistent handle, 0x81000000 to 0x817FFFFF", s.TPMHandle)
+	}
+	return uint32(h), nil
 }
 
 // Batch bounds the blocks this node cuts.
@@ -98,7 +117,7 @@ func Default() Config {
 		DataDir: "/var/lib/ledgergate",
 		API:     API{Listen: "127.0.0.1:8080"},
 		MQTT:    MQTT{Listen: "127.0.0.1:1883", MaxClients: 10_000, ReceiveMaximum: 256, MaxPacketBytes: 128 << 10},
-		Signer:  Signer{Kind: "software", KeyFile: "node.key"},
+		Signer:  Signer{Kind: "tpm", KeyFile: "node.key", TPMDevice: "/dev/tpmrm0", TPMHandle: "0x81010001"},
 		Batch:   Batch{MaxTxs: 1000, MaxBytes: 4 << 20, MaxDelay: Duration(2 * time.Millisecond), MaxPending: 100_000},
 		Cluster: Cluster{ViewChangeTimeout: Duration(time.Second)},
 		Log:     LogLevel{Level: "info", Format: "text"},
@@ -109,6 +128,7 @@ func Default() Config {
 func Dev() Config {
 	c := Default()
 	c.DataDir = "./ledgergate-data"
+	c.Signer.Kind = "software" // a dev gateway says so in its log and status
 	return c
 }
 
@@ -186,9 +206,14 @@ func (c *Config) Validate() error {
 			bad("signer.key_file: must be set for a software key")
 		}
 	case "tpm":
-		bad("signer.kind \"tpm\": not supported by this build yet; use \"software\"")
+		if c.Signer.TPMDevice == "" && c.Signer.TPMSocket == "" {
+			bad("signer: set tpm_device (e.g. /dev/tpmrm0) or tpm_socket")
+		}
+		if _, err := c.Signer.Handle(); err != nil {
+			errs = append(errs, err)
+		}
 	default:
-		bad("signer.kind %q: want \"software\"", c.Signer.Kind)
+		bad("signer.kind %q: want \"tpm\" or \"software\"", c.Signer.Kind)
 	}
 	if c.Batch.MaxTxs < 1 || c.Batch.MaxTxs > 100_000 {
 		bad("batch.max_txs %d: want 1 to 100000", c.Batch.MaxTxs)

@@ -49,6 +49,7 @@ func TestLoadBad(t *testing.T) {
 		"syntax.bad.toml":      {"line 1"},
 		"mqtt.bad.toml":        {"mqtt.tls_listen needs mqtt.tls_cert", "mqtt.receive_maximum"},
 		"cluster.bad.toml":     {"cluster.listen \"gw1.example:7001\"", "cluster.view_change_timeout 10ms"},
+		"tpm.bad.toml":         {"set tpm_device", "signer.tpm_handle \"0x80000001\""},
 	}
 	files, _ := filepath.Glob("testdata/*.bad.toml")
 	if len(files) != len(want) {

@@ -63,7 +63,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	dir := cfg.DataDir
 	if d.opts.Dev {
 		if _, err := os.Stat(filepath.Join(dir, GenesisFile)); errors.Is(err, os.ErrNotExist) {
-			g, err := Init(dir, InitOptions{KeyFile: cfg.Signer.KeyFile})
+			g, err := Init(dir, InitOptions{Signer: cfg.Signer, Logger: d.logger})
 			if err != nil {
 				return err
 			}
@@ -75,15 +75,18 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	signer, err := tpm.LoadSoftwareKey(keyPath(dir, cfg.Signer.KeyFile))
+	signer, err := OpenNodeKey(cfg.Signer, dir, d.logger.With("component", "tpm"))
 	if err != nil {
 		return err
 	}
+	defer signer.Close()
 	nodeID, err := findNode(g, signer)
 	if err != nil {
 		return err
 	}
-	if !signer.Hardware() {
+	if signer.Hardware() {
+		d.logger.Info("node key", "key", signer.Describe())
+	} else {
 		d.logger.Warn("node key is a software key, not hardware-backed", "key", signer.Describe())
 	}
 
@@ -112,6 +115,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	hardware := 0.0
+	if signer.Hardware() {
+		hardware = 1
+	}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "ledgergate_node_key_hardware",
+		Help: "1 if the node key is held by a TPM, 0 for a software key.",
+	}, func() float64 { return hardware }))
 	batch := chain.BatchConfig{
 		MaxTxs: cfg.Batch.MaxTxs, MaxBytes: cfg.Batch.MaxBytes,
 		MaxDelay: time.Duration(cfg.Batch.MaxDelay), MaxPending: cfg.Batch.MaxPending,

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ledgergate/ledgergate/bridge/device"
+	"github.com/ledgergate/ledgergate/gateway/config"
 	"github.com/ledgergate/ledgergate/gateway/index"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 	"github.com/ledgergate/ledgergate/tpm"
@@ -38,14 +39,18 @@ type InitOptions struct {
 	NodeID   string // empty: "node-1"
 	AdminID  string // empty: "admin"
 	AdminKey string // where to write the admin's private key; empty: DataDir/admin.key
-	KeyFile  string // node key file; relative to DataDir
+	// Signer says where the node key goes: the TPM, or (explicitly) a
+	// software key file under DataDir.
+	Signer config.Signer
+	Logger *slog.Logger // may be nil
 }
 
 // ErrInitialized reports a data directory that already holds a genesis.
 var ErrInitialized = errors.New("daemon: data directory already initialized")
 
-// Init creates dir with a node key (software), an admin key and a
-// single-node genesis. It refuses to touch a directory with a genesis.
+// Init creates dir with a node key (in the TPM, or a software key file),
+// an admin key and a single-node genesis. It refuses to touch a directory
+// with a genesis.
 func Init(dir string, o InitOptions) (*ledger.Genesis, error) {
 	if o.ChainID == "" {
 		var b [4]byte
@@ -61,8 +66,8 @@ func Init(dir string, o InitOptions) (*ledger.Genesis, error) {
 	if o.AdminKey == "" {
 		o.AdminKey = filepath.Join(dir, AdminKeyFile)
 	}
-	if o.KeyFile == "" {
-		o.KeyFile = NodeKeyFile
+	if o.Signer.Kind == "" {
+		o.Signer = config.Dev().Signer
 	}
 	gpath := filepath.Join(dir, GenesisFile)
 	if _, err := os.Stat(gpath); err == nil {
@@ -71,10 +76,11 @@ func Init(dir string, o InitOptions) (*ledger.Genesis, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("daemon: create data dir: %w", err)
 	}
-	node, err := tpm.CreateSoftwareKey(keyPath(dir, o.KeyFile))
+	node, err := CreateNodeKey(o.Signer, dir, o.Logger)
 	if err != nil {
 		return nil, err
 	}
+	defer node.Close()
 	admin, err := device.GenerateKey(ledger.ES256)
 	if err != nil {
 		return nil, err
@@ -121,22 +127,19 @@ var ErrNotMember = errors.New("daemon: node key is not in the genesis")
 // goes to dir/node.pub as a PEM SubjectPublicKeyInfo, the format of the
 // NAME.pub of `device keygen`; it returns that key's DER. It refuses a
 // directory that holds a genesis or a node key.
-func InitKey(dir string) ([]byte, error) {
+func InitKey(dir string, signer config.Signer, logger *slog.Logger) ([]byte, error) {
 	gpath := filepath.Join(dir, GenesisFile)
 	if _, err := os.Stat(gpath); err == nil {
 		return nil, fmt.Errorf("%w: %s exists", ErrInitialized, gpath)
 	}
-	kpath := filepath.Join(dir, NodeKeyFile)
-	if _, err := os.Stat(kpath); err == nil {
-		return nil, fmt.Errorf("%w: %s", ErrKeyExists, kpath)
-	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("daemon: create data dir: %w", err)
 	}
-	node, err := tpm.CreateSoftwareKey(kpath)
+	node, err := CreateNodeKey(signer, dir, logger)
 	if err != nil {
 		return nil, err
 	}
+	defer node.Close()
 	der, err := ledger.MarshalPublicKey(node)
 	if err != nil {
 		return nil, err
@@ -153,19 +156,20 @@ func InitKey(dir string) ([]byte, error) {
 // name the node key among its nodes. The file is copied byte for byte and
 // atomically, so every node of the chain holds the same genesis.json. Join
 // returns the genesis and this node's id in it.
-func Join(dir, genesisPath string) (*ledger.Genesis, string, error) {
+func Join(dir, genesisPath string, s config.Signer, logger *slog.Logger) (*ledger.Genesis, string, error) {
 	gpath := filepath.Join(dir, GenesisFile)
 	if _, err := os.Stat(gpath); err == nil {
 		return nil, "", fmt.Errorf("%w: %s exists", ErrInitialized, gpath)
 	}
-	kpath := filepath.Join(dir, NodeKeyFile)
-	signer, err := tpm.LoadSoftwareKey(kpath)
+	signer, err := OpenNodeKey(s, dir, logger)
 	if errors.Is(err, tpm.ErrNoKey) {
-		return nil, "", fmt.Errorf("daemon: no node key at %s: run `ledgergate init --data %s --key-only` first and have its %s put in the genesis", kpath, dir, NodePubFile)
+		return nil, "", fmt.Errorf("%w: run `ledgergate init --data %s --node-id ID` first and have its %s put in the genesis", err, dir, NodePubFile)
 	}
 	if err != nil {
 		return nil, "", err
 	}
+	defer signer.Close()
+	kpath := signer.Describe()
 	b, err := os.ReadFile(genesisPath)
 	if err != nil {
 		return nil, "", fmt.Errorf("daemon: read genesis: %w", err)
@@ -181,7 +185,7 @@ func Join(dir, genesisPath string) (*ledger.Genesis, string, error) {
 		for i, n := range g.Nodes {
 			nodes[i] = n.ID + " " + KeyFingerprint(n.PublicKey)
 		}
-		return nil, "", fmt.Errorf("%w: %s is key %s, chain %s has nodes %s: run `ledgergate init --genesis` in the data directory whose %s went into the genesis, or have the genesis rebuilt with %s",
+		return nil, "", fmt.Errorf("%w: the node key (%s) is key %s, chain %s has nodes %s: run `ledgergate init --genesis` in the data directory whose %s went into the genesis, or have the genesis rebuilt with %s",
 			ErrNotMember, kpath, KeyFingerprint(der), g.ChainID, strings.Join(nodes, ", "),
 			NodePubFile, filepath.Join(dir, NodePubFile))
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ledgergate/ledgergate/bridge/device"
+	"github.com/ledgergate/ledgergate/gateway/config"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 	"github.com/ledgergate/ledgergate/tpm"
 )
@@ -23,7 +24,7 @@ func newCluster(t *testing.T, n int) (string, GenesisSpec) {
 	spec := GenesisSpec{ChainID: "test-chain", Time: time.UnixMilli(1_700_000_000_000)}
 	for i := 1; i <= n; i++ {
 		dir := filepath.Join(root, fmt.Sprintf("node-%d", i))
-		der, err := InitKey(dir)
+		der, err := InitKey(dir, config.Dev().Signer, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -63,7 +64,7 @@ func TestInitKeyAndJoin(t *testing.T) {
 	want, _ := os.ReadFile(gpath)
 	for i, n := range spec.Nodes {
 		dir := filepath.Dir(n.PubFile)
-		jg, id, err := Join(dir, gpath)
+		jg, id, err := Join(dir, gpath, config.Dev().Signer, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -86,10 +87,10 @@ func TestInitKeyAndJoin(t *testing.T) {
 		if id, err := findNode(lg, signer); err != nil || id != n.ID {
 			t.Fatalf("findNode: %q %v", id, err)
 		}
-		if _, _, err := Join(dir, gpath); !errors.Is(err, ErrInitialized) {
+		if _, _, err := Join(dir, gpath, config.Dev().Signer, nil); !errors.Is(err, ErrInitialized) {
 			t.Fatalf("second Join: %v", err)
 		}
-		if _, err := InitKey(dir); !errors.Is(err, ErrInitialized) {
+		if _, err := InitKey(dir, config.Dev().Signer, nil); !errors.Is(err, ErrInitialized) {
 			t.Fatalf("InitKey on a joined directory: %v", err)
 		}
 	}
@@ -107,13 +108,13 @@ func TestJoinRefuses(t *testing.T) {
 	}
 	// A node key the genesis does not name.
 	stranger := filepath.Join(root, "stranger")
-	if _, err := InitKey(stranger); err != nil {
+	if _, err := InitKey(stranger, config.Dev().Signer, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := InitKey(stranger); !errors.Is(err, ErrKeyExists) {
+	if _, err := InitKey(stranger, config.Dev().Signer, nil); !errors.Is(err, ErrKeyExists) {
 		t.Fatalf("second InitKey: %v", err)
 	}
-	_, _, err = Join(stranger, gpath)
+	_, _, err = Join(stranger, gpath, config.Dev().Signer, nil)
 	if !errors.Is(err, ErrNotMember) || !strings.Contains(err.Error(), "chain test-chain") || !strings.Contains(err.Error(), "node-4 ") {
 		t.Fatalf("stranger: %v", err)
 	}
@@ -121,13 +122,13 @@ func TestJoinRefuses(t *testing.T) {
 		t.Fatalf("a refused join left a genesis: %v", err)
 	}
 	// No node key.
-	if _, _, err := Join(filepath.Join(root, "empty"), gpath); err == nil || !strings.Contains(err.Error(), "--key-only") {
+	if _, _, err := Join(filepath.Join(root, "empty"), gpath, config.Dev().Signer, nil); err == nil || !strings.Contains(err.Error(), "--node-id") {
 		t.Fatalf("no key: %v", err)
 	}
 	// An invalid genesis.
 	bad := filepath.Join(root, "bad.json")
 	os.WriteFile(bad, []byte(`{"chain_id": "x", "nodes": []}`), 0o644)
-	if _, _, err := Join(filepath.Dir(spec.Nodes[0].PubFile), bad); !errors.Is(err, ledger.ErrGenesis) {
+	if _, _, err := Join(filepath.Dir(spec.Nodes[0].PubFile), bad, config.Dev().Signer, nil); !errors.Is(err, ledger.ErrGenesis) {
 		t.Fatalf("invalid genesis: %v", err)
 	}
 }

@@ -35,7 +35,7 @@ func newCluster(t *testing.T, n int) *testCluster {
 	for i := 1; i <= n; i++ {
 		data := filepath.Join(dir, fmt.Sprintf("node-%d", i))
 		c.data = append(c.data, data)
-		mustCLI(t, dir, "init", "--data", data, "--node-id", fmt.Sprintf("node-%d", i))
+		mustCLI(t, dir, "init", "--software-key", "--data", data, "--node-id", fmt.Sprintf("node-%d", i))
 		nodes = append(nodes, "--node", fmt.Sprintf("node-%d,%s,%s", i, freeAddr(t), filepath.Join(data, "node.pub")))
 	}
 	mustCLI(t, dir, "device", "keygen", "--alg", "es256", "--out", filepath.Join(dir, "admin.key"))
@@ -43,7 +43,7 @@ func newCluster(t *testing.T, n int) *testCluster {
 	mustCLI(t, dir, append(append([]string{"genesis", "new", "--chain-id", "test-cluster"}, nodes...),
 		"--admin", filepath.Join(dir, "admin.key.pub"), "--admin-id", "admin", "--out", gen)...)
 	for _, data := range c.data {
-		mustCLI(t, dir, "init", "--data", data, "--genesis", gen)
+		mustCLI(t, dir, "init", "--software-key", "--data", data, "--genesis", gen)
 	}
 	for _, data := range c.data {
 		c.gws = append(c.gws, startGateway(t, data))

@@ -124,7 +124,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	// A receipt against another chain's genesis fails.
 	other := filepath.Join(dir, "other")
-	mustCLI(t, dir, "init", "--data", other)
+	mustCLI(t, dir, "init", "--software-key", "--data", other)
 	if _, errs, code := cli(t, dir, "receipt", "verify", "--genesis", filepath.Join(other, "genesis.json"), "es256.receipt"); code == 0 || !strings.Contains(errs, "invalid receipt") {
 		t.Fatalf("verify against another chain: exit %d %s", code, errs)
 	}

@@ -11,12 +11,13 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/ledgergate/ledgergate/gateway/config"
 	"github.com/ledgergate/ledgergate/gateway/daemon"
 )
 
 // initKey is `init --key-only`: the first step of joining a chain.
-func initKey(e *env, data, nodeID string) error {
-	der, err := daemon.InitKey(data)
+func initKey(e *env, data, nodeID string, signer config.Signer) error {
+	der, err := daemon.InitKey(data, signer, nil)
 	if errors.Is(err, daemon.ErrKeyExists) {
 		return fmt.Errorf("%w; it is kept, not replaced (its public key is in %s)", err, filepath.Join(data, daemon.NodePubFile))
 	}
@@ -24,7 +25,11 @@ func initKey(e *env, data, nodeID string) error {
 		return err
 	}
 	pub := filepath.Join(data, daemon.NodePubFile)
-	fmt.Fprintf(e.stdout, "created node key %s (software key, not hardware-backed)\n", filepath.Join(data, daemon.NodeKeyFile))
+	if signer.Kind == "software" {
+		fmt.Fprintf(e.stdout, "created node key %s (software key, not hardware-backed)\n", filepath.Join(data, daemon.NodeKeyFile))
+	} else {
+		fmt.Fprintf(e.stdout, "node key in the TPM at %s\n", signer.TPMHandle)
+	}
 	fmt.Fprintf(e.stdout, "public key %s, fingerprint %s:\n", pub, daemon.KeyFingerprint(der))
 	pem.Encode(e.stdout, &pem.Block{Type: "PUBLIC KEY", Bytes: der})
 	fmt.Fprintf(e.stdout, "Send %s to whoever builds the genesis, for: ledgergate genesis new ... --node %s,HOST:PORT,%s\n", pub, nodeID, daemon.NodePubFile)
@@ -33,8 +38,8 @@ func initKey(e *env, data, nodeID string) error {
 }
 
 // initJoin is `init --genesis`: the second step of joining a chain.
-func initJoin(e *env, data, genesis string) error {
-	g, id, err := daemon.Join(data, genesis)
+func initJoin(e *env, data, genesis string, signer config.Signer) error {
+	g, id, err := daemon.Join(data, genesis, signer, nil)
 	if err != nil {
 		return err
 	}

@@ -17,7 +17,7 @@ func TestGenesisFourNodes(t *testing.T) {
 	var nodeFlags []string
 	for i := 1; i <= 4; i++ {
 		data := fmt.Sprintf("node-%d", i)
-		out := mustCLI(t, dir, "init", "--data", data, "--node-id", data, "--key-only")
+		out := mustCLI(t, dir, "init", "--software-key", "--data", data, "--node-id", data, "--key-only")
 		pub, err := os.ReadFile(filepath.Join(dir, data, "node.pub"))
 		if err != nil {
 			t.Fatal(err)
@@ -48,7 +48,7 @@ func TestGenesisFourNodes(t *testing.T) {
 
 	for i := 1; i <= 4; i++ {
 		data := fmt.Sprintf("node-%d", i)
-		out := mustCLI(t, dir, "init", "--data", data, "--genesis", "genesis.json")
+		out := mustCLI(t, dir, "init", "--software-key", "--data", data, "--genesis", "genesis.json")
 		if !strings.Contains(out, "joined chain site-1 as node "+data) || !strings.Contains(out, hash) {
 			t.Fatalf("init --genesis: %s", out)
 		}
@@ -58,7 +58,7 @@ func TestGenesisFourNodes(t *testing.T) {
 		}
 	}
 	// Joining twice is refused, and the genesis stays.
-	if _, errs, code := cli(t, dir, "init", "--data", "node-1", "--genesis", "genesis.json"); code != 1 || !strings.Contains(errs, "already initialized") {
+	if _, errs, code := cli(t, dir, "init", "--software-key", "--data", "node-1", "--genesis", "genesis.json"); code != 1 || !strings.Contains(errs, "already initialized") {
 		t.Fatalf("second join: exit %d %s", code, errs)
 	}
 }
@@ -66,13 +66,13 @@ func TestGenesisFourNodes(t *testing.T) {
 // TestGenesisErrors checks that the set-up's mistakes fail clearly.
 func TestGenesisErrors(t *testing.T) {
 	dir := t.TempDir()
-	mustCLI(t, dir, "init", "--data", "a", "--key-only")
-	mustCLI(t, dir, "init", "--data", "b", "--key-only")
+	mustCLI(t, dir, "init", "--software-key", "--data", "a", "--key-only")
+	mustCLI(t, dir, "init", "--software-key", "--data", "b", "--key-only")
 	mustCLI(t, dir, "device", "keygen", "--out", "ops")
 
 	// A second --key-only keeps the first key.
 	key, _ := os.ReadFile(filepath.Join(dir, "a", "node.key"))
-	if _, errs, code := cli(t, dir, "init", "--data", "a", "--key-only"); code != 1 || !strings.Contains(errs, "node key already exists") {
+	if _, errs, code := cli(t, dir, "init", "--software-key", "--data", "a", "--key-only"); code != 1 || !strings.Contains(errs, "node key already exists") {
 		t.Fatalf("second --key-only: exit %d %s", code, errs)
 	}
 	if again, _ := os.ReadFile(filepath.Join(dir, "a", "node.key")); !bytes.Equal(again, key) {
@@ -107,7 +107,7 @@ func TestGenesisErrors(t *testing.T) {
 	if _, errs, code := cli(t, dir, "genesis", "new", "--chain-id", "site-a", "--node", "gw1,127.0.0.1:7001,a/node.pub", "--admin", "ops.pub", "--out", "g.json"); code != 1 || !strings.Contains(errs, "--force") {
 		t.Errorf("overwrite without --force: exit %d %s", code, errs)
 	}
-	_, errs, code := cli(t, dir, "init", "--data", "b", "--genesis", "g.json")
+	_, errs, code := cli(t, dir, "init", "--software-key", "--data", "b", "--genesis", "g.json")
 	if code != 1 || !strings.Contains(errs, "node key is not in the genesis") || !strings.Contains(errs, "chain site-a") || !strings.Contains(errs, filepath.Join("b", "node.pub")) {
 		t.Fatalf("join with a foreign key: exit %d %s", code, errs)
 	}
@@ -115,13 +115,13 @@ func TestGenesisErrors(t *testing.T) {
 		t.Fatalf("a refused join wrote a genesis: %v", err)
 	}
 	// Joining needs a key first; the flags of the two steps do not mix.
-	if _, errs, code := cli(t, dir, "init", "--data", "c", "--genesis", "g.json"); code != 1 || !strings.Contains(errs, "--key-only") {
+	if _, errs, code := cli(t, dir, "init", "--software-key", "--data", "c", "--genesis", "g.json"); code != 1 || !strings.Contains(errs, "--node-id ID") {
 		t.Fatalf("join without a key: exit %d %s", code, errs)
 	}
-	if _, errs, code := cli(t, dir, "init", "--data", "c", "--genesis", "g.json", "--chain-id", "x"); code != 2 || !strings.Contains(errs, "--chain-id cannot be used with --genesis") {
+	if _, errs, code := cli(t, dir, "init", "--software-key", "--data", "c", "--genesis", "g.json", "--chain-id", "x"); code != 2 || !strings.Contains(errs, "--chain-id cannot be used with --genesis") {
 		t.Fatalf("--genesis with --chain-id: exit %d %s", code, errs)
 	}
-	if _, errs, code := cli(t, dir, "init", "--data", "c", "--genesis", "g.json", "--key-only"); code != 2 || !strings.Contains(errs, "two steps") {
+	if _, errs, code := cli(t, dir, "init", "--software-key", "--data", "c", "--genesis", "g.json", "--key-only"); code != 2 || !strings.Contains(errs, "two steps") {
 		t.Fatalf("--genesis with --key-only: exit %d %s", code, errs)
 	}
 	if _, errs, code := cli(t, dir, "genesis", "show", "nope.json"); code != 1 || !strings.Contains(errs, "nope.json") {

@@ -82,15 +82,27 @@ func newLogger(e *env, c config.LogLevel) (*slog.Logger, error) {
 
 func cmdInit(_ context.Context, e *env, args []string) error {
 	fs := newFlags(e, "init")
-	data := fs.String("data", config.Default().DataDir, "data directory to create")
+	data := fs.String("data", "", "data directory to create (default: data_dir of the configuration, "+config.Default().DataDir+")")
+	cfgPath := fs.String("config", "", "configuration file, for [signer] (default: "+config.DefaultPath+" when it exists)")
+	softwareKey := fs.Bool("software-key", false, "keep the node key in a software key file (DATA/"+daemon.NodeKeyFile+") instead of the TPM; the gateway then needs [signer] kind = \"software\" (run --dev has it)")
 	chainID := fs.String("chain-id", "", "chain id (default: dev- and 8 random hex digits)")
-	nodeID := fs.String("node-id", "node-1", "this node's id in the genesis")
+	nodeID := fs.String("node-id", "node-1", "this node's id in the genesis; given alone, init makes only the node key, to join a chain of several gateways")
 	adminID := fs.String("admin-id", "admin", "the admin's id in the genesis")
 	adminKey := fs.String("admin-key", "", "where to write the admin private key (default DATA/admin.key); keep it offline in production")
-	keyOnly := fs.Bool("key-only", false, "make only the node key (DATA/"+daemon.NodeKeyFile+") and its public key DATA/"+daemon.NodePubFile+", to join a chain built with 'genesis new'")
-	genesis := fs.String("genesis", "", "join the chain of this genesis file: DATA holds a node key from --key-only, and the genesis names it")
+	keyOnly := fs.Bool("key-only", false, "make only the node key and its public key DATA/"+daemon.NodePubFile+", to join a chain built with 'genesis new'")
+	genesis := fs.String("genesis", "", "join the chain of this genesis file: DATA holds a node key from --node-id, and the genesis names it")
 	if _, err := parse(fs, args); err != nil {
 		return err
+	}
+	cfg, err := loadConfig(false, *cfgPath)
+	if err != nil {
+		return err
+	}
+	if *data == "" {
+		*data = cfg.DataDir
+	}
+	if *softwareKey {
+		cfg.Signer.Kind = "software"
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -102,24 +114,32 @@ func cmdInit(_ context.Context, e *env, args []string) error {
 	case *keyOnly && *genesis != "":
 		return usageError(fs, "--key-only and --genesis are two steps: make the key, build the genesis with its .pub, then join")
 	case *keyOnly:
-		if err := only(fs, "with --key-only", "data", "node-id", "key-only"); err != nil {
+		if err := only(fs, "with --key-only", "data", "node-id", "key-only", "config", "software-key"); err != nil {
 			return err
 		}
-		return initKey(e, *data, *nodeID)
+		return initKey(e, *data, *nodeID, cfg.Signer)
 	case *genesis != "":
-		if err := only(fs, "with --genesis", "data", "genesis"); err != nil {
+		if err := only(fs, "with --genesis", "data", "genesis", "config", "software-key"); err != nil {
 			return err
 		}
-		return initJoin(e, *data, *genesis)
+		return initJoin(e, *data, *genesis, cfg.Signer)
 	}
-	g, err := daemon.Init(*data, daemon.InitOptions{ChainID: *chainID, NodeID: *nodeID, AdminID: *adminID, AdminKey: *adminKey})
+	g, err := daemon.Init(*data, daemon.InitOptions{ChainID: *chainID, NodeID: *nodeID, AdminID: *adminID, AdminKey: *adminKey, Signer: cfg.Signer})
 	if errors.Is(err, daemon.ErrInitialized) {
 		return &exitError{code: 1, err: err}
 	}
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "initialized %s: chain %s, node %s (software key, not hardware-backed), admin %s\n",
-		*data, g.ChainID, g.Nodes[0].ID, g.Admins[0].ID)
+	fmt.Fprintf(e.stdout, "initialized %s: chain %s, node %s (%s), admin %s\n",
+		*data, g.ChainID, g.Nodes[0].ID, keyKind(cfg.Signer), g.Admins[0].ID)
 	return nil
+}
+
+// keyKind says where the configured node key lives.
+func keyKind(s config.Signer) string {
+	if s.Kind == "software" {
+		return "software key, not hardware-backed"
+	}
+	return "key in the TPM at " + s.TPMHandle
 }

@@ -1,0 +1,240 @@
+package main
+
+import (
+	"bytes"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ledgergate/ledgergate/bridge/device"
+	"github.com/ledgergate/ledgergate/gateway/ledger"
+)
+
+// swtpm is a software TPM 2.0 (Debian's swtpm) on a Unix socket, its state
+// in a directory that outlives a restart.
+type swtpm struct {
+	t    *testing.T
+	dir  string
+	sock string
+	cmd  *exec.Cmd
+}
+
+func startSwtpm(t *testing.T) *swtpm {
+	t.Helper()
+	if _, err := exec.LookPath("swtpm"); err != nil {
+		t.Fatal("swtpm is not installed: `make deps` installs it (Debian package swtpm)")
+	}
+	// A short path: Unix socket paths are limited to 108 bytes.
+	dir, err := os.MkdirTemp("", "swtpm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	s := &swtpm{t: t, dir: dir, sock: filepath.Join(dir, "sock")}
+	s.start()
+	t.Cleanup(s.stop)
+	return s
+}
+
+func (s *swtpm) start() {
+	s.t.Helper()
+	s.cmd = exec.Command("swtpm", "socket", "--tpm2", "--tpmstate", "dir="+s.dir,
+		"--server", "type=unixio,path="+s.sock, "--ctrl", "type=unixio,path="+s.sock+".ctrl",
+		"--flags", "startup-clear,not-need-init")
+	var out bytes.Buffer
+	s.cmd.Stdout, s.cmd.Stderr = &out, &out
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if c, err := net.Dial("unix", s.sock); err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("swtpm did not listen on %s in 10s: %s", s.sock, out.String())
+		}
+		time.Sleep(10 * time.Millisecond) // polling for the socket
+	}
+}
+
+func (s *swtpm) stop() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	s.cmd.Process.Kill()
+	s.cmd.Wait()
+	s.cmd = nil
+	os.Remove(s.sock)
+	os.Remove(s.sock + ".ctrl")
+}
+
+// tpmConfig writes a configuration whose node key is in s, and returns
+// its path.
+func tpmConfig(t *testing.T, dir string, s *swtpm, extra string) string {
+	t.Helper()
+	path := filepath.Join(dir, "ledgergate.toml")
+	cfg := fmt.Sprintf("[signer]\nkind = \"tpm\"\ntpm_socket = %q\n%s", s.sock, extra)
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+type keyStatus struct {
+	NodeID      string `json:"node_id"`
+	KeyHardware bool   `json:"key_hardware"`
+	Key         string `json:"key"`
+	Height      uint64 `json:"height"`
+}
+
+// TestTPMNodeKey: `init` makes the node key in the TPM; the gateway signs
+// with it and says so; after swtpm and the gateway restart on the same
+// state, the key and the node are the same.
+func TestTPMNodeKey(t *testing.T) {
+	dir := t.TempDir()
+	tp := startSwtpm(t)
+	cfg := tpmConfig(t, dir, tp, "")
+	data := filepath.Join(dir, "data")
+	out := mustCLI(t, dir, "init", "--config", cfg, "--data", data, "--chain-id", "tpm-test")
+	if !strings.Contains(out, "key in the TPM") {
+		t.Fatalf("init: %s", out)
+	}
+	if out := mustCLI(t, dir, "tpm", "info", "--socket", tp.sock); !strings.Contains(out, "node key:      present at 0x81010001") {
+		t.Fatalf("tpm info:\n%s", out)
+	}
+	pubPEM := mustCLI(t, dir, "tpm", "pubkey", "--socket", tp.sock)
+	blk, _ := pem.Decode([]byte(pubPEM))
+	g, err := ledger.ParseGenesis(must(os.ReadFile(filepath.Join(data, "genesis.json"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if blk == nil || !bytes.Equal(blk.Bytes, g.Nodes[0].PublicKey) {
+		t.Fatal("the genesis node key is not the TPM's key")
+	}
+	if _, errs, code := cli(t, dir, "tpm", "init", "--socket", tp.sock); code != 1 || !strings.Contains(errs, "already") {
+		t.Fatalf("second tpm init: exit %d: %s", code, errs)
+	}
+
+	gw := startGateway(t, data, "--config", cfg)
+	var st keyStatus
+	getJSON(t, gw.api, "/api/v1/status", &st)
+	if !st.KeyHardware || !strings.Contains(st.Key, "TPM 2.0 key at 0x81010001") {
+		t.Fatalf("status: %+v", st)
+	}
+	if m := metrics(t, gw.api); !strings.Contains(m, "ledgergate_node_key_hardware 1") {
+		t.Fatal("metric ledgergate_node_key_hardware is not 1")
+	}
+	a := &admin{key: must(device.LoadKey(filepath.Join(data, "admin.key"))), chainID: "tpm-test"}
+	a.enroll(t, gw.api, "sensor-1", ledger.ES256)
+
+	gw.kill()
+	tp.stop()
+	tp.start()
+	gw = startGateway(t, data, "--config", cfg)
+	var again keyStatus
+	getJSON(t, gw.api, "/api/v1/status", &again)
+	if again.NodeID != st.NodeID || again.Key != st.Key || again.Height != 1 {
+		t.Fatalf("after restarts: %+v, before %+v", again, st)
+	}
+	a.enroll(t, gw.api, "sensor-2", ledger.ES256) // the restarted node still certifies blocks
+	if out, errs, code := cli(t, dir, "ledger", "verify", "--data", data); code != 0 {
+		t.Fatalf("ledger verify: %s%s", out, errs)
+	}
+}
+
+// TestTPMRefusals: no TPM and no software key configured, or a wrong auth
+// value: the gateway does not start, and says why.
+func TestTPMRefusals(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	mustCLI(t, dir, "init", "--software-key", "--data", data)
+	noTPM := filepath.Join(dir, "notpm.toml")
+	os.WriteFile(noTPM, []byte("[signer]\nkind = \"tpm\"\ntpm_device = \"/dev/nonexistent-tpm\"\n"), 0o644)
+	_, errs, code := cli(t, dir, "run", "--config", noTPM, "--data", data, "--listen", "127.0.0.1:0", "--mqtt", "off")
+	if code == 0 || !strings.Contains(errs, "no TPM") || !strings.Contains(errs, "explicitly configured software key") {
+		t.Fatalf("run without a TPM: exit %d: %s", code, errs)
+	}
+
+	tp := startSwtpm(t)
+	os.WriteFile(filepath.Join(dir, "good"), []byte("correct horse\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "bad"), []byte("battery staple\n"), 0o600)
+	cfg := tpmConfig(t, dir, tp, fmt.Sprintf("tpm_auth_file = %q\n", filepath.Join(dir, "good")))
+	data2 := filepath.Join(dir, "data2")
+	mustCLI(t, dir, "init", "--config", cfg, "--data", data2)
+	bad := tpmConfig(t, filepath.Join(dir, "data2"), tp, fmt.Sprintf("tpm_auth_file = %q\n", filepath.Join(dir, "bad")))
+	_, errs, code = cli(t, dir, "run", "--config", bad, "--data", data2, "--listen", "127.0.0.1:0", "--mqtt", "off")
+	if code == 0 || !strings.Contains(errs, "wrong auth value") {
+		t.Fatalf("run with a wrong auth value: exit %d: %s", code, errs)
+	}
+}
+
+// TestTPMCluster: four gateways, each with its own swtpm holding its node
+// key, commit together; their certificates verify.
+func TestTPMCluster(t *testing.T) {
+	dir := t.TempDir()
+	var datas, cfgs, nodes []string
+	for i := 1; i <= 4; i++ {
+		tp := startSwtpm(t)
+		nd := filepath.Join(dir, fmt.Sprintf("node-%d", i))
+		os.MkdirAll(nd, 0o750)
+		cfg := tpmConfig(t, nd, tp, "")
+		data := filepath.Join(nd, "data")
+		mustCLI(t, dir, "init", "--config", cfg, "--data", data, "--node-id", fmt.Sprintf("node-%d", i))
+		datas, cfgs = append(datas, data), append(cfgs, cfg)
+		nodes = append(nodes, "--node", fmt.Sprintf("node-%d,%s,%s", i, freeAddr(t), filepath.Join(data, "node.pub")))
+	}
+	mustCLI(t, dir, "device", "keygen", "--alg", "es256", "--out", filepath.Join(dir, "admin.key"))
+	gen := filepath.Join(dir, "genesis.json")
+	mustCLI(t, dir, append(append([]string{"genesis", "new", "--chain-id", "tpm-cluster"}, nodes...),
+		"--admin", filepath.Join(dir, "admin.key.pub"), "--admin-id", "admin", "--out", gen)...)
+	var gws []*gateway
+	for i, data := range datas {
+		mustCLI(t, dir, "init", "--config", cfgs[i], "--data", data, "--genesis", gen)
+		gws = append(gws, startGateway(t, data, "--config", cfgs[i]))
+	}
+	a := &admin{key: must(device.LoadKey(filepath.Join(dir, "admin.key"))), chainID: "tpm-cluster"}
+	for i := range 4 {
+		a.enroll(t, gws[i].api, fmt.Sprintf("sensor-%d", i), ledger.ES256) // through each gateway
+	}
+	c := &testCluster{t: t, data: datas, gws: gws}
+	h, _ := c.converge(4, time.Minute)
+	for i, data := range datas {
+		var st keyStatus
+		getJSON(t, gws[i].api, "/api/v1/status", &st)
+		if !st.KeyHardware {
+			t.Errorf("node-%d: key_hardware false", i+1)
+		}
+		if out, errs, code := cli(t, dir, "ledger", "verify", "--data", data); code != 0 {
+			t.Errorf("node-%d: ledger verify: %s%s", i+1, out, errs)
+		}
+	}
+	t.Logf("four TPM-backed gateways at height %d", h)
+}
+
+func metrics(t *testing.T, api string) string {
+	t.Helper()
+	resp, err := http.Get(api + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	b.ReadFrom(resp.Body)
+	return b.String()
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
