@@ -2,6 +2,10 @@
 // device signs records with its own key and sequence and publishes them
 // with QoS 1, one in flight at a time, at a share of the total rate. It
 // measures committed messages per second and PUBACK latency.
+//
+// The devices of one run may be spread over several gateways of a
+// cluster (Config.Brokers). A device whose gateway fails stops and counts
+// as a failure; the devices of the other gateways go on.
 package sim
 
 import (
@@ -26,7 +30,12 @@ type Device struct {
 
 // Config is one simulation run.
 type Config struct {
-	Broker   string
+	// Broker is the gateway's MQTT address, as tcp://host:port, used when
+	// Brokers is empty.
+	Broker string
+	// Brokers, if not empty, spreads the devices over several gateways:
+	// device i connects to Brokers[i mod len(Brokers)].
+	Brokers  []string
 	ChainID  string
 	Devices  []Device
 	Rate     float64       // messages per second, all devices together
@@ -43,10 +52,13 @@ type Config struct {
 
 // Stats are counts so far.
 type Stats struct {
-	Elapsed  time.Duration
-	Acked    uint64 // PUBACKed: committed
-	Refused  uint64
-	Failures uint64 // connection or protocol errors
+	Elapsed time.Duration
+	Acked   uint64 // PUBACKed: committed
+	Refused uint64
+	// Failures are devices that could not connect or whose session broke
+	// (its gateway went away, or a PUBACK did not come in time); each such
+	// device stops and counts once.
+	Failures uint64
 }
 
 // Result is a finished run.
@@ -58,27 +70,40 @@ type Result struct {
 }
 
 // Run connects every device, publishes for cfg.Duration, and reports.
+// It fails only when no device can connect.
 func Run(ctx context.Context, cfg Config) (Result, error) {
 	if len(cfg.Devices) == 0 || cfg.Rate <= 0 || cfg.Duration <= 0 {
 		return Result{}, errors.New("sim: need devices, a positive rate and a positive duration")
 	}
-	clients := make([]*device.Client, len(cfg.Devices))
+	brokers := cfg.Brokers
+	if len(brokers) == 0 {
+		brokers = []string{cfg.Broker}
+	}
+	var acked, refused, failures atomic.Uint64
+	clients := make([]*device.Client, len(cfg.Devices)) // nil: did not connect
+	var firstErr error
 	for i, d := range cfg.Devices {
-		cl, err := device.Dial(ctx, d.ID, d.Key, cfg.ChainID, device.DialOptions{Broker: cfg.Broker})
+		broker := brokers[i%len(brokers)]
+		cl, err := device.Dial(ctx, d.ID, d.Key, cfg.ChainID, device.DialOptions{Broker: broker})
 		if err != nil {
-			for _, c := range clients[:i] {
-				c.Close()
+			failures.Add(1)
+			if firstErr == nil {
+				firstErr = fmt.Errorf("sim: connect %s to %s: %w", d.ID, broker, err)
 			}
-			return Result{}, fmt.Errorf("sim: connect %s: %w", d.ID, err)
+			continue
 		}
 		clients[i] = cl
 	}
 	defer func() {
 		for _, c := range clients {
-			c.Close()
+			if c != nil {
+				c.Close()
+			}
 		}
 	}()
-	var acked, refused, failures atomic.Uint64
+	if failures.Load() == uint64(len(cfg.Devices)) {
+		return Result{}, firstErr
+	}
 	var mu sync.Mutex
 	var lat []time.Duration
 	payload := make([]byte, cfg.Payload)
@@ -92,12 +117,16 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	start := time.Now()
 	var wg sync.WaitGroup
 	for i, d := range cfg.Devices {
+		if clients[i] == nil {
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			// Spread the devices' first sends over one interval.
 			next := start.Add(interval * time.Duration(i) / time.Duration(len(cfg.Devices)))
 			var mine []time.Duration
+		publish:
 			for seq := first; ; seq++ {
 				if wait := time.Until(next); wait > 0 {
 					select {
@@ -125,8 +154,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 				case errors.Is(err, device.ErrRefused):
 					refused.Add(1)
 				default:
+					// Its gateway is gone or stuck: this device stops, the others go on.
 					failures.Add(1)
-					return
+					break publish
 				}
 			}
 			mu.Lock()
