@@ -62,35 +62,7 @@ const errNoTPMHint = `a gateway without a TPM runs only with an explicitly confi
 // OpenNodeKey opens the node key the configuration names: the key in the
 // TPM, or a software key file under dir.
 func OpenNodeKey(s config.Signer, dir string, logger *slog.Logger) (*NodeKey, error) {
-	switch s.Kind {
-	case "software":
-		k, err := tpm.LoadSoftwareKey(keyPath(dir, s.KeyFile))
-		if errors.Is(err, tpm.ErrNoKey) {
-			return nil, fmt.Errorf("daemon: signer.kind = \"software\" but %w", err)
-		}
-		if err != nil {
-			return nil, err
-		}
-		return &NodeKey{Signer: k}, nil
-	case "tpm":
-		t, err := openTPM(s, logger)
-		if err != nil {
-			return nil, err
-		}
-		k, err := t.Signer()
-		if err == nil {
-			err = trySign(k)
-		}
-		if err != nil {
-			t.Close()
-			if errors.Is(err, tpm.ErrNoNodeKey) {
-				return nil, fmt.Errorf("daemon: %w: create it with `ledgergate init` or `ledgergate tpm init`", err)
-			}
-			return nil, err
-		}
-		return &NodeKey{Signer: k, t: t}, nil
-	}
-	return nil, fmt.Errorf("daemon: signer.kind %q: want \"tpm\" or \"software\"", s.Kind)
+	return nodeKey(s, dir, logger, false)
 }
 
 // trySign signs once at start, so that a wrong auth value or a locked-out
@@ -108,9 +80,24 @@ func trySign(k tpm.Signer) error {
 // (never replacing one), or the key in the TPM. A TPM that already holds
 // a node key at the handle keeps it: the gateway keeps its identity.
 func CreateNodeKey(s config.Signer, dir string, logger *slog.Logger) (*NodeKey, error) {
+	return nodeKey(s, dir, logger, true)
+}
+
+// nodeKey opens, or first creates, the configured node key.
+func nodeKey(s config.Signer, dir string, logger *slog.Logger, create bool) (*NodeKey, error) {
 	switch s.Kind {
 	case "software":
 		path := keyPath(dir, s.KeyFile)
+		if !create {
+			k, err := tpm.LoadSoftwareKey(path)
+			if errors.Is(err, tpm.ErrNoKey) {
+				return nil, fmt.Errorf("daemon: signer.kind = \"software\" but %w", err)
+			}
+			if err != nil {
+				return nil, err
+			}
+			return &NodeKey{Signer: k}, nil
+		}
 		if _, err := os.Stat(path); err == nil {
 			return nil, fmt.Errorf("%w: %s", ErrKeyExists, path)
 		}
@@ -124,13 +111,21 @@ func CreateNodeKey(s config.Signer, dir string, logger *slog.Logger) (*NodeKey, 
 		if err != nil {
 			return nil, err
 		}
-		if _, err := t.CreateKey(); err != nil && !errors.Is(err, tpm.ErrKeyExists) {
-			t.Close()
-			return nil, err
+		if create {
+			if _, err := t.CreateKey(); err != nil && !errors.Is(err, tpm.ErrKeyExists) {
+				t.Close()
+				return nil, err
+			}
 		}
 		k, err := t.Signer()
+		if err == nil {
+			err = trySign(k)
+		}
 		if err != nil {
 			t.Close()
+			if errors.Is(err, tpm.ErrNoNodeKey) {
+				return nil, fmt.Errorf("daemon: %w: create it with `ledgergate init` or `ledgergate tpm init`", err)
+			}
 			return nil, err
 		}
 		return &NodeKey{Signer: k, t: t}, nil
