@@ -78,6 +78,8 @@ bench: ## benchmarks (numbers go to docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./gateway/chain
 	$(GO) test -run '^$$' -bench . ./gateway/ledger ./gateway/index
 	$(GO) test -run '^$$' -bench MQTT -benchtime 1x -timeout 15m ./bridge/sim
+	$(GO) test -run '^$$' -bench Cluster -benchtime 1x -timeout 30m ./gateway/cmd/ledgergate
+	$(GO) test -run '^$$' -bench Swtpm -benchtime 3s ./tpm
 
 clean: ## remove build outputs (not ./ledgergate-data)
 	rm -rf bin dist

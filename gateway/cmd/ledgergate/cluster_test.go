@@ -21,13 +21,13 @@ import (
 // testCluster is n real ledgergate processes on 127.0.0.1 sharing one
 // genesis, set up with the commands docs/cluster.md walks through.
 type testCluster struct {
-	t     *testing.T
+	t     testing.TB
 	data  []string
 	gws   []*gateway
 	admin *admin
 }
 
-func newCluster(t *testing.T, n int) *testCluster {
+func newCluster(t testing.TB, n int) *testCluster {
 	t.Helper()
 	dir := t.TempDir()
 	c := &testCluster{t: t}
@@ -57,7 +57,7 @@ func newCluster(t *testing.T, n int) *testCluster {
 }
 
 // freeAddr returns a loopback address no one listens on right now.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

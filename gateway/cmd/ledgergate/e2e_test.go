@@ -192,11 +192,11 @@ func TestAPIErrors(t *testing.T) {
 	}
 }
 
-func sign(t *testing.T, key crypto.Signer, chain string, seq uint64) []byte {
+func sign(t testing.TB, key crypto.Signer, chain string, seq uint64) []byte {
 	return signAs(t, key, chain, "dev-1", seq)
 }
 
-func signAs(t *testing.T, key crypto.Signer, chain, id string, seq uint64) []byte {
+func signAs(t testing.TB, key crypto.Signer, chain, id string, seq uint64) []byte {
 	t.Helper()
 	env, err := device.SignRecord(key, chain, ledger.Record{DeviceID: id, Stream: "s", Seq: seq, Payload: []byte("x")})
 	if err != nil {

@@ -47,7 +47,7 @@ func TestMain(m *testing.M) {
 
 // gateway is a running ledgergate process.
 type gateway struct {
-	t    *testing.T
+	t    testing.TB
 	cmd  *exec.Cmd
 	data string
 	api  string
@@ -60,7 +60,7 @@ type gateway struct {
 var readyRE = regexp.MustCompile(`msg="ledgergate ready" api=(\S+) mqtt=(\S*)`)
 
 // startGateway runs `ledgergate run --dev` on data and waits until it is ready.
-func startGateway(t *testing.T, data string, extra ...string) *gateway {
+func startGateway(t testing.TB, data string, extra ...string) *gateway {
 	t.Helper()
 	g := &gateway{t: t, data: data, done: make(chan error, 1)}
 	args := append([]string{"run", "--dev", "--data", data, "--listen", "127.0.0.1:0", "--mqtt", "127.0.0.1:0"}, extra...)
@@ -130,7 +130,7 @@ func (g *gateway) stop() {
 }
 
 // cli runs a ledgergate subcommand; it returns stdout, stderr and the exit code.
-func cli(t *testing.T, dir string, args ...string) (string, string, int) {
+func cli(t testing.TB, dir string, args ...string) (string, string, int) {
 	t.Helper()
 	cmd := exec.Command(ledgergateBin, args...)
 	cmd.Dir = dir
@@ -147,7 +147,7 @@ func cli(t *testing.T, dir string, args ...string) (string, string, int) {
 }
 
 // mustCLI runs a subcommand that must succeed.
-func mustCLI(t *testing.T, dir string, args ...string) string {
+func mustCLI(t testing.TB, dir string, args ...string) string {
 	t.Helper()
 	out, errs, code := cli(t, dir, args...)
 	if code != 0 {
@@ -157,7 +157,7 @@ func mustCLI(t *testing.T, dir string, args ...string) string {
 }
 
 // getJSON fetches an API path into out and returns the status code.
-func getJSON(t *testing.T, api, path string, out any) int {
+func getJSON(t testing.TB, api, path string, out any) int {
 	t.Helper()
 	resp, err := http.Get(api + path)
 	if err != nil {
@@ -212,7 +212,7 @@ type admin struct {
 	chainID string
 }
 
-func loadAdmin(t *testing.T, g *gateway) *admin {
+func loadAdmin(t testing.TB, g *gateway) *admin {
 	t.Helper()
 	key, err := device.LoadKey(filepath.Join(g.data, "admin.key"))
 	if err != nil {
@@ -226,7 +226,7 @@ func loadAdmin(t *testing.T, g *gateway) *admin {
 }
 
 // enroll makes and enrolls a device key over the API.
-func (a *admin) enroll(t *testing.T, api, id string, alg ledger.Alg) crypto.Signer {
+func (a *admin) enroll(t testing.TB, api, id string, alg ledger.Alg) crypto.Signer {
 	t.Helper()
 	key, err := device.GenerateKey(alg)
 	if err != nil {
@@ -251,7 +251,7 @@ func hexID(env []byte) string {
 
 // txCounts returns how often each tx id occurs in the gateway's ledger,
 // read block by block through the API.
-func txCounts(t *testing.T, api string) map[string]int {
+func txCounts(t testing.TB, api string) map[string]int {
 	t.Helper()
 	var st struct {
 		Height uint64 `json:"height"`
@@ -296,7 +296,7 @@ func (a *ackSet) len() int {
 }
 
 // waitFor polls until at least n acks arrived, for at most a minute.
-func (a *ackSet) waitFor(t *testing.T, n int) {
+func (a *ackSet) waitFor(t testing.TB, n int) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for a.len() < n {
@@ -309,7 +309,7 @@ func (a *ackSet) waitFor(t *testing.T, n int) {
 
 // checkExactlyOnce fails unless every acknowledged tx is in the ledger
 // exactly once (and no tx is in it twice).
-func (a *ackSet) checkExactlyOnce(t *testing.T, api string) {
+func (a *ackSet) checkExactlyOnce(t testing.TB, api string) {
 	t.Helper()
 	seen := txCounts(t, api)
 	for id := range a.ids {
