@@ -147,4 +147,3 @@ func killPrimary(b *testing.B, gws []*gateway, a *admin, devs []sim.Device) {
 	b.ReportMetric(float64(viewAt.Milliseconds()), "kill-to-view-ms")
 	b.ReportMetric(float64(commitAt.Milliseconds()), "kill-to-commit-ms")
 }
-
