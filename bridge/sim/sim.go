@@ -64,7 +64,7 @@ type Stats struct {
 // Result is a finished run.
 type Result struct {
 	Stats
-	Rate               float64 // acked per second
+	Rate               float64 // acked per second, from the start to the last PUBACK
 	P50, P90, P99, Max time.Duration
 	Devices            int
 }
@@ -104,6 +104,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if failures.Load() == uint64(len(cfg.Devices)) {
 		return Result{}, firstErr
 	}
+	var lastAck atomic.Int64 // since start
 	var mu sync.Mutex
 	var lat []time.Duration
 	payload := make([]byte, cfg.Payload)
@@ -151,6 +152,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 				case err == nil:
 					acked.Add(1)
 					mine = append(mine, time.Since(t0))
+					lastAck.Store(int64(time.Since(start)))
 				case errors.Is(err, device.ErrRefused):
 					refused.Add(1)
 				default:
@@ -182,7 +184,12 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		}
 	}
 	r := Result{Stats: stats(), Devices: len(cfg.Devices)}
-	r.Rate = float64(r.Acked) / r.Elapsed.Seconds()
+	// The run can end later than its last PUBACK: a device whose
+	// connection broke may wait out its MQTT client's packet timeout
+	// (10 s) for a publish it sent just then.
+	if r.Acked > 0 {
+		r.Rate = float64(r.Acked) / time.Duration(lastAck.Load()).Seconds()
+	}
 	slices.Sort(lat)
 	if n := len(lat); n > 0 {
 		at := func(p float64) time.Duration { return lat[int(p*float64(n-1))] }

@@ -225,6 +225,13 @@ func (r *Replica) Run(ctx context.Context, commit func(*chain.Round) error) erro
 			return err
 		}
 		st := core.Status()
+		if prev := r.status.Load(); prev.View != st.View || prev.Changing != st.Changing {
+			if st.Changing {
+				r.logger.Warn("view change: asking for a new primary", "view", st.View, "primary", st.Primary, "executed", st.Executed)
+			} else {
+				r.logger.Info("new view installed", "view", st.View, "primary", st.Primary, "executed", st.Executed)
+			}
+		}
 		r.status.Store(&Status{View: st.View, Primary: st.Primary, Changing: st.Changing, Stable: st.Stable,
 			Executed: st.Executed, Queued: st.Queued, Waiting: st.Waiting})
 	}

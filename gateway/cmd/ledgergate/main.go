@@ -63,7 +63,7 @@ func commands() []command {
 		{"device sign", "--key NAME --id ID --seq N [--stream S] [--in FILE] --out MSG", "sign a data record as a device, offline", cmdDeviceSign},
 		{"device token", "--key NAME --id ID [--ttl D]", "print an MQTT password for the device: a token signed by its key", cmdDeviceToken},
 		{"device publish", "--key NAME --id ID [--broker URL] [--stream S] [--in FILE]", "sign a record and publish it over MQTT; waits for the commit", cmdDevicePublish},
-		{"sim", "--devices N --rate R --duration D [--qos 1]", "enroll N simulated devices and run them over MQTT; prints throughput and PUBACK latency", cmdSim},
+		{"sim", "--devices N --rate R --duration D [--broker URL[,URL...]] [--qos 1]", "enroll N simulated devices and run them over MQTT; prints throughput and PUBACK latency", cmdSim},
 		{"tx submit", "MSG [--receipt-out FILE]", "submit a signed tx and wait for its receipt", cmdTxSubmit},
 		{"receipt verify", "--genesis FILE RECEIPT", "verify a receipt offline against the genesis", cmdReceiptVerify},
 		{"ledger verify", "[--data DIR]", "check the whole chain: hashes, Merkle roots, certificates, signatures (also on a running gateway)", cmdLedgerVerify},

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -23,7 +24,9 @@ func cmdSim(ctx context.Context, e *env, args []string) error {
 	qos := fs.Int("qos", 1, "MQTT QoS: 1 (acknowledged after commit)")
 	alg := fs.String("alg", "es256", "device key algorithm: es256 or ed25519")
 	payload := fs.Int("payload", 64, "payload bytes per record")
-	broker := fs.String("broker", "tcp://127.0.0.1:1883", "gateway MQTT address")
+	var brokers brokerList
+	fs.Var(&brokers, "broker", "gateway MQTT `URL`; repeat it or separate with commas to spread the devices\n"+
+		"over the gateways of a cluster, device i to broker i mod n (default tcp://127.0.0.1:1883)")
 	admin := addAdminFlags(fs)
 	if _, err := parse(fs, args); err != nil {
 		return err
@@ -37,6 +40,9 @@ func cmdSim(ctx context.Context, e *env, args []string) error {
 	a, err := device.ParseAlg(*alg)
 	if err != nil {
 		return err
+	}
+	if len(brokers) == 0 {
+		brokers = brokerList{"tcp://127.0.0.1:1883"}
 	}
 	c := newClient(*admin.api)
 	st, err := c.status(ctx)
@@ -68,9 +74,9 @@ func cmdSim(ctx context.Context, e *env, args []string) error {
 	if err := grp.Wait(); err != nil {
 		return fmt.Errorf("enroll: %w", err)
 	}
-	fmt.Fprintf(e.stderr, "running %d devices at %.0f msgs/s for %s\n", *n, *rate, *duration)
+	fmt.Fprintf(e.stderr, "running %d devices at %.0f msgs/s for %s over %s\n", *n, *rate, *duration, strings.Join(brokers, ", "))
 	res, err := sim.Run(ctx, sim.Config{
-		Broker: *broker, ChainID: st.ChainID, Devices: devs, Rate: *rate, Duration: *duration, Payload: *payload, FirstSeq: 1,
+		Brokers: brokers, ChainID: st.ChainID, Devices: devs, Rate: *rate, Duration: *duration, Payload: *payload, FirstSeq: 1,
 		Progress: func(s sim.Stats) {
 			fmt.Fprintf(e.stderr, "%4.0fs  %d committed (%.0f/s), %d refused, %d failed\n",
 				s.Elapsed.Seconds(), s.Acked, float64(s.Acked)/s.Elapsed.Seconds(), s.Refused, s.Failures)
@@ -85,6 +91,21 @@ func cmdSim(ctx context.Context, e *env, args []string) error {
 		res.Refused, res.Failures)
 	if res.Failures > 0 {
 		return &exitError{code: 1, err: fmt.Errorf("%d devices failed", res.Failures)}
+	}
+	return nil
+}
+
+// brokerList is the --broker flag: repeated, comma-separated, or both.
+type brokerList []string
+
+func (l *brokerList) String() string { return strings.Join(*l, ",") }
+
+func (l *brokerList) Set(v string) error {
+	for b := range strings.SplitSeq(v, ",") {
+		if b = strings.TrimSpace(b); b == "" {
+			return fmt.Errorf("empty broker address in %q", v)
+		}
+		*l = append(*l, b)
 	}
 	return nil
 }
