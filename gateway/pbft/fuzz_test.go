@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/ledgergate/ledgergate/gateway/pbft"
+	"github.com/ledgergate/ledgergate/gateway/pbft/pbfttest"
 )
 
 // maxFuzzInput caps fuzz inputs. Real messages may be larger
@@ -75,7 +76,7 @@ func FuzzStep(f *testing.F) {
 func byzantine(h *cluster, m *pbft.Message) *pbft.Message {
 	b := *m
 	b.From = "n3"
-	k := &keys{self: "n3", secrets: h.secrets}
+	k := &pbfttest.Keys{Self: "n3", Secrets: h.secrets}
 	data := pbft.SignBytes("interaction", &b)
 	if b.Type == pbft.TypeCommit {
 		data = k.VoteBytes(b.Seq, b.View, pbft.Digest(b.Digest))

@@ -44,9 +44,7 @@ package pbft_test
 
 import (
 	"bytes"
-	"crypto/hmac"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -60,9 +58,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fxamacker/cbor/v2"
-
 	"github.com/ledgergate/ledgergate/gateway/pbft"
+	"github.com/ledgergate/ledgergate/gateway/pbft/pbfttest"
 )
 
 var update = flag.Bool("update", false, "rewrite the expected output of testdata/*.txt")
@@ -295,7 +292,7 @@ type cluster struct {
 type replica struct {
 	id    string
 	core  *pbft.Core
-	app   *app
+	app   *pbfttest.App
 	hs    pbft.HardState
 	certs map[uint64]*pbft.Prepared
 	chain []pbft.Entry // chain[i].Seq == i+1
@@ -334,16 +331,16 @@ func newCluster(o options, out io.Writer) (*cluster, error) {
 
 // boot builds a replica's core from what it persisted.
 func (h *cluster) boot(r *replica) error {
-	r.app = newApp(r.id)
+	r.app = pbfttest.NewApp(r.id)
 	for _, e := range r.chain {
-		r.app.exec(e)
+		r.app.Exec(e)
 	}
 	var certs []*pbft.Prepared
 	for _, s := range slices.Sorted(maps.Keys(r.certs)) {
 		certs = append(certs, r.certs[s])
 	}
 	c, err := pbft.New(pbft.Config{
-		ID: r.id, Nodes: h.nodes, Domain: "interaction", Crypto: &keys{self: r.id, secrets: h.secrets}, App: r.app,
+		ID: r.id, Nodes: h.nodes, Domain: "interaction", Crypto: &pbfttest.Keys{Self: r.id, Secrets: h.secrets}, App: r.app,
 		CheckpointInterval: h.o.checkpoint, RequestTimeout: h.o.timeout, MaxBatch: h.o.batch, MaxInFlight: h.o.inflight,
 	}, r.hs, certs, r.last())
 	if err != nil {
@@ -656,14 +653,14 @@ func (h *cluster) handle(r *replica) error {
 		}
 		for _, rj := range rd.Rejected {
 			h.printf("%s rejected %s: %s", r.id, rj.Data, rj.Reason)
-			if r.app.executed[string(rj.Data)] {
+			if r.app.Executed(string(rj.Data)) {
 				r.core.Forget(rj.ID)
 			}
 		}
 		for _, fw := range rd.Requests {
 			h.names[fw.ID] = string(fw.Data)
 			var err error
-			if reason := r.app.check(fw.Data); reason != "" {
+			if reason := r.app.Check(fw.Data); reason != "" {
 				err = r.core.RejectFor(fw.From, fw.ID, reason, "")
 			} else {
 				err = r.core.ProposeFor(fw.From, fw.Data)
@@ -714,11 +711,11 @@ func (h *cluster) execute(r *replica, e pbft.Entry) error {
 	if e.Seq != uint64(len(r.chain))+1 {
 		return fmt.Errorf("invariant: %s executed s%d after s%d", r.id, e.Seq, len(r.chain))
 	}
-	b, err := decodeBlock(e.Payload)
+	b, err := pbfttest.DecodeBlock(e.Payload)
 	if err != nil || pbft.Digest(sha256.Sum256(e.Payload)) != e.Digest || pbft.Digest(b.Parent) != r.tip() {
 		return fmt.Errorf("invariant: %s executed s%d that does not extend its chain", r.id, e.Seq)
 	}
-	k := &keys{secrets: h.secrets}
+	k := &pbfttest.Keys{Secrets: h.secrets}
 	signers := map[string]bool{}
 	for _, v := range e.Commits {
 		if signers[v.Node] || !k.Verify(v.Node, k.VoteBytes(e.Seq, e.View, e.Digest), v.Sig) {
@@ -733,7 +730,7 @@ func (h *cluster) execute(r *replica, e pbft.Entry) error {
 		return fmt.Errorf("invariant: %s executed %s at s%d, another replica %s", r.id, short(e.Digest[:]), e.Seq, short(d[:]))
 	}
 	h.decided[e.Seq] = e.Digest
-	r.app.exec(e)
+	r.app.Exec(e)
 	r.chain = append(r.chain, e)
 	return nil
 }
@@ -754,7 +751,7 @@ func (h *cluster) fetch(r *replica, t *pbft.Target) error {
 			if err := h.execute(r, e); err != nil {
 				return err
 			}
-			b, _ := decodeBlock(e.Payload)
+			b, _ := pbfttest.DecodeBlock(e.Payload)
 			for _, q := range b.Reqs {
 				ids = append(ids, pbft.RequestID(q))
 			}
@@ -837,7 +834,7 @@ func short(d []byte) string {
 
 // reqsOf lists the requests of a proposal.
 func reqsOf(payload []byte) string {
-	b, err := decodeBlock(payload)
+	b, err := pbfttest.DecodeBlock(payload)
 	if err != nil {
 		return "[?]"
 	}
@@ -846,145 +843,4 @@ func reqsOf(payload []byte) string {
 		names = append(names, string(r))
 	}
 	return "[" + strings.Join(names, " ") + "]"
-}
-
-// keys is the test signature scheme: HMAC-SHA256 under a secret per
-// replica. A replica signs only with its own secret.
-type keys struct {
-	self    string
-	secrets map[string][]byte
-}
-
-func (k *keys) Sign(data []byte) ([]byte, error) { return mac(k.secrets[k.self], data), nil }
-
-func (k *keys) Verify(node string, data, sig []byte) bool {
-	s, ok := k.secrets[node]
-	return ok && hmac.Equal(mac(s, data), sig)
-}
-
-func (k *keys) VoteBytes(seq, view uint64, d pbft.Digest) []byte {
-	b := binary.BigEndian.AppendUint64([]byte("interaction commit v1"), seq)
-	b = binary.BigEndian.AppendUint64(b, view)
-	return append(b, d[:]...)
-}
-
-func mac(secret, data []byte) []byte {
-	m := hmac.New(sha256.New, secret)
-	m.Write(data)
-	return m.Sum(nil)
-}
-
-// block is a proposal: a batch of requests naming its parent, so that
-// proposals form a hash chain as ledgergate's blocks do.
-type block struct {
-	_        struct{} `cbor:",toarray"`
-	Seq      uint64
-	Parent   []byte
-	Proposer string
-	Reqs     [][]byte
-}
-
-func decodeBlock(p []byte) (*block, error) {
-	var b block
-	if err := cbor.Unmarshal(p, &b); err != nil {
-		return nil, err
-	}
-	return &b, nil
-}
-
-// app is a replica's application. A request is valid if it starts with
-// "req-" and is neither executed nor in an ancestor proposal.
-type app struct {
-	id       string
-	executed map[string]bool
-	pending  map[pbft.Digest]*block // validated, not executed
-}
-
-func newApp(id string) *app {
-	return &app{id: id, executed: map[string]bool{}, pending: map[pbft.Digest]*block{}}
-}
-
-// check is the driver's check of a forwarded request: a reason to
-// reject it, or "".
-func (a *app) check(req []byte) string {
-	switch {
-	case !bytes.HasPrefix(req, []byte("req-")):
-		return "invalid"
-	case a.executed[string(req)]:
-		return "replay"
-	}
-	return ""
-}
-
-func (a *app) seen(req string, parent pbft.Digest) bool {
-	if a.executed[req] {
-		return true
-	}
-	for d := parent; ; {
-		b := a.pending[d]
-		if b == nil {
-			return false
-		}
-		for _, r := range b.Reqs {
-			if string(r) == req {
-				return true
-			}
-		}
-		d = pbft.Digest(b.Parent)
-	}
-}
-
-func (a *app) Build(seq, view uint64, parent pbft.Digest, reqs []pbft.Request) (pbft.Proposal, error) {
-	b := &block{Seq: seq, Parent: parent[:], Proposer: a.id}
-	var p pbft.Proposal
-	in := map[string]bool{}
-	for i, r := range reqs {
-		if a.seen(string(r.Data), parent) || in[string(r.Data)] {
-			p.Rejected = append(p.Rejected, pbft.Rejected{ID: r.ID, Index: i, Reason: "replay"})
-			continue
-		}
-		in[string(r.Data)] = true
-		b.Reqs = append(b.Reqs, r.Data)
-		p.Included = append(p.Included, i)
-	}
-	payload, err := cbor.Marshal(b)
-	if err != nil {
-		return p, err
-	}
-	p.Payload, p.Digest = payload, sha256.Sum256(payload)
-	a.pending[p.Digest] = b
-	return p, nil
-}
-
-func (a *app) Validate(seq, view uint64, parent pbft.Digest, payload []byte) (pbft.Digest, [][32]byte, error) {
-	b, err := decodeBlock(payload)
-	if err != nil {
-		return pbft.Digest{}, nil, err
-	}
-	if b.Seq != seq || !bytes.Equal(b.Parent, parent[:]) || len(b.Reqs) == 0 {
-		return pbft.Digest{}, nil, errors.New("test app: block does not extend its parent")
-	}
-	var ids [][32]byte
-	in := map[string]bool{}
-	for _, r := range b.Reqs {
-		if !bytes.HasPrefix(r, []byte("req-")) || a.seen(string(r), parent) || in[string(r)] {
-			return pbft.Digest{}, nil, fmt.Errorf("test app: bad or replayed request %q", r)
-		}
-		in[string(r)] = true
-		ids = append(ids, pbft.RequestID(r))
-	}
-	d := pbft.Digest(sha256.Sum256(payload))
-	a.pending[d] = b
-	return d, ids, nil
-}
-
-func (a *app) exec(e pbft.Entry) {
-	b, err := decodeBlock(e.Payload)
-	if err != nil {
-		return
-	}
-	for _, r := range b.Reqs {
-		a.executed[string(r)] = true
-	}
-	delete(a.pending, e.Digest)
 }

@@ -20,24 +20,28 @@ import (
 	"github.com/ledgergate/ledgergate/gateway/pbft"
 )
 
-// keys is the simulation's signature scheme: HMAC-SHA256 under a secret
-// per identity. A replica holds only its own secret, so it cannot sign
-// for another; everyone can check (the simulator knows all secrets).
-type keys struct {
-	self    string
-	secrets map[string][]byte
+// Keys is the test signature scheme: HMAC-SHA256 under a secret per
+// identity. A replica holds only its own secret (Self), so it cannot sign
+// for another; everyone can check (the test knows all secrets).
+type Keys struct {
+	Self    string
+	Secrets map[string][]byte
 }
 
-func (k *keys) Sign(data []byte) ([]byte, error) { return mac(k.secrets[k.self], data), nil }
+// Sign signs data as Self.
+func (k *Keys) Sign(data []byte) ([]byte, error) { return mac(k.Secrets[k.Self], data), nil }
 
-func (k *keys) Verify(node string, data, sig []byte) bool {
-	s, ok := k.secrets[node]
+// Verify checks node's signature over data.
+func (k *Keys) Verify(node string, data, sig []byte) bool {
+	s, ok := k.Secrets[node]
 	return ok && hmac.Equal(mac(s, data), sig)
 }
 
-func (k *keys) VoteBytes(seq, view uint64, d pbft.Digest) []byte { return voteBytes(seq, view, d) }
+// VoteBytes is what a commit signs.
+func (k *Keys) VoteBytes(seq, view uint64, d pbft.Digest) []byte { return VoteBytes(seq, view, d) }
 
-func voteBytes(seq, view uint64, d pbft.Digest) []byte {
+// VoteBytes is what a commit for d at seq in view signs.
+func VoteBytes(seq, view uint64, d pbft.Digest) []byte {
 	b := binary.BigEndian.AppendUint64([]byte("sim commit v1"), seq)
 	b = binary.BigEndian.AppendUint64(b, view)
 	return append(b, d[:]...)
@@ -49,48 +53,65 @@ func mac(secret, data []byte) []byte {
 	return h.Sum(nil)
 }
 
-// block is the simulated application's proposal: like a ledgergate
-// block, it names its parent, so proposals form a hash chain.
-type block struct {
+// Block is the test application's proposal: like a ledgergate block, it
+// names its parent, so proposals form a hash chain.
+type Block struct {
 	_        struct{} `cbor:",toarray"`
 	Seq      uint64
 	Parent   []byte
 	Proposer string
 	Reqs     [][]byte
-	Salt     uint64 // lets a Byzantine primary make a second, conflicting block
 }
 
-func (b *block) encode() []byte {
+// Encode returns the block's CBOR encoding.
+func (b *Block) Encode() []byte {
 	out, err := cbor.Marshal(b)
 	if err != nil {
-		panic(err)
+		panic("pbfttest: invariant: encode block: " + err.Error())
 	}
 	return out
 }
 
-func decodeBlock(p []byte) (*block, error) {
-	var b block
+// DecodeBlock parses a block.
+func DecodeBlock(p []byte) (*Block, error) {
+	var b Block
 	if err := cbor.Unmarshal(p, &b); err != nil {
 		return nil, err
 	}
 	return &b, nil
 }
 
-// app is the simulated application of one replica. It rejects a request
-// already executed or already in an ancestor proposal, as ledgergate
-// rejects a replayed tx.
-type app struct {
+// App is one replica's test application. A request is valid if it starts
+// with "req-" and is neither executed nor in an ancestor proposal, as
+// ledgergate rejects a replayed tx.
+type App struct {
 	id       string
 	executed map[string]bool
-	pending  map[pbft.Digest]*block // validated, not executed
+	pending  map[pbft.Digest]*Block // validated, not executed
 }
 
-func newApp(id string) *app {
-	return &app{id: id, executed: map[string]bool{}, pending: map[pbft.Digest]*block{}}
+// NewApp returns the application of replica id.
+func NewApp(id string) *App {
+	return &App{id: id, executed: map[string]bool{}, pending: map[pbft.Digest]*Block{}}
+}
+
+// Executed reports whether req was executed.
+func (a *App) Executed(req string) bool { return a.executed[req] }
+
+// Check is a driver's check of a forwarded request: a reason to reject
+// it, or "".
+func (a *App) Check(req []byte) string {
+	switch {
+	case !strings.HasPrefix(string(req), "req-"):
+		return "invalid"
+	case a.executed[string(req)]:
+		return "replay"
+	}
+	return ""
 }
 
 // seen reports whether req is executed or in an ancestor of parent.
-func (a *app) seen(req string, parent pbft.Digest) bool {
+func (a *App) seen(req string, parent pbft.Digest) bool {
 	if a.executed[req] {
 		return true
 	}
@@ -108,8 +129,9 @@ func (a *app) seen(req string, parent pbft.Digest) bool {
 	}
 }
 
-func (a *app) Build(seq, view uint64, parent pbft.Digest, reqs []pbft.Request) (pbft.Proposal, error) {
-	b := &block{Seq: seq, Parent: parent[:], Proposer: a.id}
+// Build makes the block at seq from the requests not yet seen.
+func (a *App) Build(seq, view uint64, parent pbft.Digest, reqs []pbft.Request) (pbft.Proposal, error) {
+	b := &Block{Seq: seq, Parent: parent[:], Proposer: a.id}
 	var p pbft.Proposal
 	in := map[string]bool{}
 	for i, r := range reqs {
@@ -121,25 +143,26 @@ func (a *app) Build(seq, view uint64, parent pbft.Digest, reqs []pbft.Request) (
 		b.Reqs = append(b.Reqs, r.Data)
 		p.Included = append(p.Included, i)
 	}
-	p.Payload = b.encode()
+	p.Payload = b.Encode()
 	p.Digest = sha256.Sum256(p.Payload)
 	a.pending[p.Digest] = b
 	return p, nil
 }
 
-func (a *app) Validate(seq, view uint64, parent pbft.Digest, payload []byte) (pbft.Digest, [][32]byte, error) {
-	b, err := decodeBlock(payload)
+// Validate checks a primary's block on top of parent.
+func (a *App) Validate(seq, view uint64, parent pbft.Digest, payload []byte) (pbft.Digest, [][32]byte, error) {
+	b, err := DecodeBlock(payload)
 	if err != nil {
 		return pbft.Digest{}, nil, err
 	}
 	if b.Seq != seq || !slices.Equal(b.Parent, parent[:]) || len(b.Reqs) == 0 {
-		return pbft.Digest{}, nil, errors.New("sim: block does not extend its parent")
+		return pbft.Digest{}, nil, errors.New("pbfttest: block does not extend its parent")
 	}
 	var ids [][32]byte
 	in := map[string]bool{}
 	for _, r := range b.Reqs {
-		if !strings.HasPrefix(string(r), "req-") || a.seen(string(r), parent) || in[string(r)] {
-			return pbft.Digest{}, nil, fmt.Errorf("sim: bad or replayed request %q", r)
+		if a.Check(r) == "invalid" || a.seen(string(r), parent) || in[string(r)] {
+			return pbft.Digest{}, nil, fmt.Errorf("pbfttest: bad or replayed request %q", r)
 		}
 		in[string(r)] = true
 		ids = append(ids, pbft.RequestID(r))
@@ -149,10 +172,14 @@ func (a *app) Validate(seq, view uint64, parent pbft.Digest, payload []byte) (pb
 	return d, ids, nil
 }
 
-// exec applies a committed block.
-func (a *app) exec(d pbft.Digest, b *block) {
+// Exec applies a committed block.
+func (a *App) Exec(e pbft.Entry) {
+	b, err := DecodeBlock(e.Payload)
+	if err != nil {
+		return
+	}
 	for _, r := range b.Reqs {
 		a.executed[string(r)] = true
 	}
-	delete(a.pending, d)
+	delete(a.pending, e.Digest)
 }

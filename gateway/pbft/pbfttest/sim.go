@@ -65,12 +65,12 @@ type replica struct {
 	twin   bool // the second of a Twins pair
 	fault  Fault
 	core   *pbft.Core
-	app    *app
+	app    *App
 	hs     pbft.HardState
 	certs  map[uint64]*pbft.Prepared
 	chain  []pbft.Entry // executed, in order; chain[i].Seq == i+1
 	down   bool
-	crypto *keys
+	crypto *Keys
 }
 
 func (r *replica) height() uint64 { return uint64(len(r.chain)) }
@@ -152,11 +152,10 @@ func runWith(o Options, after func(*Sim)) error {
 }
 
 func (s *Sim) boot(r *replica) error {
-	r.crypto = &keys{self: r.id, secrets: s.secrets}
-	r.app = newApp(r.id)
+	r.crypto = &Keys{Self: r.id, Secrets: s.secrets}
+	r.app = NewApp(r.id)
 	for _, e := range r.chain {
-		b, _ := decodeBlock(e.Payload)
-		r.app.exec(e.Digest, b)
+		r.app.Exec(e)
 	}
 	if r.certs == nil {
 		r.certs = map[uint64]*pbft.Prepared{}
@@ -298,7 +297,7 @@ func (s *Sim) allExecuted(reqs []string) bool {
 			continue
 		}
 		for _, q := range reqs {
-			if !r.app.executed[q] {
+			if !r.app.Executed(q) {
 				return false
 			}
 		}
@@ -364,12 +363,18 @@ func (s *Sim) handle(i int, faulty bool) error {
 		for _, rj := range rd.Rejected {
 			// The simulated application's only reason is replay: agree
 			// only if the request executed here too.
-			if r.app.executed[string(rj.Data)] {
+			if r.app.Executed(string(rj.Data)) {
 				r.core.Forget(rj.ID)
 			}
 		}
 		for _, fw := range rd.Requests {
-			if err := r.core.ProposeFor(fw.From, fw.Data); err != nil {
+			var err error
+			if reason := r.app.Check(fw.Data); reason != "" {
+				err = r.core.RejectFor(fw.From, fw.ID, reason, "")
+			} else {
+				err = r.core.ProposeFor(fw.From, fw.Data)
+			}
+			if err != nil {
 				return err
 			}
 		}
@@ -399,8 +404,7 @@ func (s *Sim) execute(r *replica, e pbft.Entry) error {
 		}
 		s.decided[e.Seq] = e.Digest
 	}
-	b, _ := decodeBlock(e.Payload)
-	r.app.exec(e.Digest, b)
+	r.app.Exec(e)
 	r.chain = append(r.chain, e)
 	return nil
 }
@@ -410,17 +414,17 @@ func (s *Sim) checkEntry(e pbft.Entry, parent pbft.Digest) error {
 	if pbft.Digest(sha256.Sum256(e.Payload)) != e.Digest {
 		return fmt.Errorf("digest does not match the payload")
 	}
-	b, err := decodeBlock(e.Payload)
+	b, err := DecodeBlock(e.Payload)
 	if err != nil {
 		return err
 	}
 	if pbft.Digest(b.Parent) != parent {
 		return fmt.Errorf("block does not extend the chain")
 	}
-	k := &keys{secrets: s.secrets}
+	k := &Keys{Secrets: s.secrets}
 	signers := map[string]bool{}
 	for _, v := range e.Commits {
-		if signers[v.Node] || !k.Verify(v.Node, voteBytes(e.Seq, e.View, e.Digest), v.Sig) {
+		if signers[v.Node] || !k.Verify(v.Node, VoteBytes(e.Seq, e.View, e.Digest), v.Sig) {
 			return fmt.Errorf("certificate: bad or repeated signature by %s", v.Node)
 		}
 		signers[v.Node] = true
@@ -479,13 +483,13 @@ func (s *Sim) byzantine(r *replica, j int, m *pbft.Message) *pbft.Message {
 		if j%2 == 1 {
 			return m
 		}
-		b, err := decodeBlock(m.Payload)
+		b, err := DecodeBlock(m.Payload)
 		if err != nil {
 			return m
 		}
-		b.Salt = s.rng.Uint64()
+		b.Proposer = fmt.Sprintf("%s#%d", b.Proposer, s.rng.Uint64()) // a second, conflicting block
 		alt := *m
-		alt.Payload = b.encode()
+		alt.Payload = b.Encode()
 		d := sha256.Sum256(alt.Payload)
 		alt.Digest = d[:]
 		return s.resign(r, &alt)
@@ -549,7 +553,7 @@ func (s *Sim) transfer(i, j int) error {
 		if err := s.execute(r, e); err != nil {
 			return err
 		}
-		b, _ := decodeBlock(e.Payload)
+		b, _ := DecodeBlock(e.Payload)
 		for _, q := range b.Reqs {
 			ids = append(ids, pbft.RequestID(q))
 		}
