@@ -122,15 +122,18 @@ func (a *app) Validate(seq, view uint64, parent pbft.Digest, payload []byte) (pb
 	ids := make([][32]byte, len(b.Txs))
 	var verify []*state.Checked
 	for i, env := range b.Txs {
-		tx, err := ledger.DecodeTx(env, a.g.Params.MaxTxBytes)
-		if err != nil {
+		known := a.checked[ledger.TxID(env)]
+		var tx *ledger.Tx
+		if known != nil {
+			tx = known.Tx // decoded when this gateway checked it
+		} else if tx, err = ledger.DecodeTx(env, a.g.Params.MaxTxBytes); err != nil {
 			return pbft.Digest{}, nil, fmt.Errorf("replica: tx %d: %w", i, err)
 		}
 		c, err := batch.Check(tx)
 		if err != nil {
 			return pbft.Digest{}, nil, fmt.Errorf("replica: tx %d: %w", i, err)
 		}
-		if known := a.checked[tx.ID]; known != nil && known.Key == c.Key {
+		if known != nil && known.Key == c.Key {
 			c = known
 		} else {
 			verify = append(verify, c)
