@@ -52,6 +52,8 @@ fuzz-short:
 	$(GO) test ./gateway/ledger -run '^$$' -fuzz '^FuzzDecodeBlock$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./gateway/ledger -run '^$$' -fuzz '^FuzzDecodeReceipt$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./gateway/ledger -run '^$$' -fuzz '^FuzzLogOpen$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./gateway/ledger -run '^$$' -fuzz '^FuzzDecodeAnswer$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./bridge/device -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./gateway/config -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./bridge/mqtt -run '^$$' -fuzz '^FuzzDevicePublish$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./gateway/cluster -run '^$$' -fuzz '^FuzzFrame$$' -fuzztime $(FUZZTIME)

@@ -55,7 +55,9 @@ type Device struct {
 const (
 	ReasonMalformed  = "malformed"   // not a valid tx encoding
 	ReasonTopic      = "wrong_topic" // the message does not match the topic or device it came on
-	ReasonNotRecord  = "not_record"  // front ends carry data.record txs only
+	ReasonNotRecord  = "not_record"  // a data topic carries data.record txs only
+	ReasonNotReport  = "not_report"  // the config report topic carries config.report txs only
+	ReasonNotFound   = "not_found"   // no such configuration, blob or device
 	ReasonTooLarge   = "too_large"
 	ReasonOverloaded = "overloaded" // the gateway is busy: back off and resend
 	ReasonInternal   = "internal"
@@ -90,6 +92,25 @@ func (e *RefusedError) Error() string {
 // (from the topic or path), at most maxBytes long. Signature, sequence
 // and revocation are checked on submit.
 func CheckRecord(env []byte, device, stream string, maxBytes int) (*ledger.Tx, error) {
+	tx, err := checkDeviceTx(env, device, ledger.KindRecord, ReasonNotRecord, maxBytes)
+	if err != nil {
+		return nil, err
+	}
+	if stream != "" && tx.Body.Record.Stream != stream {
+		return nil, &RefusedError{Reason: ReasonTopic, Detail: fmt.Sprintf("record for stream %s sent on stream %s", tx.Body.Record.Stream, stream)}
+	}
+	return tx, nil
+}
+
+// CheckReport is CheckRecord for a config.report tx: env must be one by
+// device about itself.
+func CheckReport(env []byte, device string, maxBytes int) (*ledger.Tx, error) {
+	return checkDeviceTx(env, device, ledger.KindConfigReport, ReasonNotReport, maxBytes)
+}
+
+// checkDeviceTx decodes env and checks that it is a kind tx by device
+// about device; a tx of another kind is refused with wrongKind.
+func checkDeviceTx(env []byte, device string, kind ledger.Kind, wrongKind string, maxBytes int) (*ledger.Tx, error) {
 	tx, err := ledger.DecodeTx(env, maxBytes)
 	if errors.Is(err, ledger.ErrTooLarge) {
 		return nil, &RefusedError{Reason: ReasonTooLarge, Detail: err.Error()}
@@ -97,14 +118,30 @@ func CheckRecord(env []byte, device, stream string, maxBytes int) (*ledger.Tx, e
 	if err != nil {
 		return nil, &RefusedError{Reason: ReasonMalformed, Detail: err.Error()}
 	}
-	if tx.Body.Kind != ledger.KindRecord {
-		return nil, &RefusedError{Reason: ReasonNotRecord, Detail: fmt.Sprintf("a %s tx, want %s", tx.Body.Kind, ledger.KindRecord)}
+	if tx.Body.Kind != kind {
+		return nil, &RefusedError{Reason: wrongKind, Detail: fmt.Sprintf("a %s tx, want %s", tx.Body.Kind, kind)}
 	}
-	if tx.Author != device || tx.Body.Record.DeviceID != device {
-		return nil, &RefusedError{Reason: ReasonTopic, Detail: fmt.Sprintf("record by %s sent as device %s", tx.Author, device)}
-	}
-	if stream != "" && tx.Body.Record.Stream != stream {
-		return nil, &RefusedError{Reason: ReasonTopic, Detail: fmt.Sprintf("record for stream %s sent on stream %s", tx.Body.Record.Stream, stream)}
+	if tx.Author != device || tx.Body.Subject() != device {
+		return nil, &RefusedError{Reason: ReasonTopic, Detail: fmt.Sprintf("%s by %s sent as device %s", kind, tx.Author, device)}
 	}
 	return tx, nil
+}
+
+// Answers serves what devices ask of the ledger besides commits: their
+// configuration and other devices' keys. An answer is CBOR that the device
+// verifies itself against the genesis (see bridge/device); front ends only
+// carry it. Errors carry a reason (ReasonOf), ReasonNotFound among them.
+type Answers interface {
+	// Config is device's current configuration manifest with its proof,
+	// for the retained config topic; nil if device has no configuration.
+	Config(device string) ([]byte, error)
+	// VerifyConfig answers whether hash (a SHA-256) is device's current
+	// configuration.
+	VerifyConfig(device string, hash []byte) ([]byte, error)
+	// Blob returns a sealed configuration blob of device's: the one whose
+	// address (SHA-256) is ref or, if ref is empty, its current one. It
+	// may fetch the blob from another gateway.
+	Blob(ctx context.Context, device string, ref []byte) ([]byte, error)
+	// Keys answers device's lookup of other's keys.
+	Keys(device, other string) ([]byte, error)
 }

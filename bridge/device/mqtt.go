@@ -3,6 +3,7 @@ package device
 import (
 	"context"
 	"crypto"
+	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
@@ -10,6 +11,8 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,13 +22,55 @@ import (
 )
 
 // Topics of device protocol v1 (docs/device-protocol.md).
-func DataTopic(id, stream string) string { return "lg/v1/" + id + "/data/" + stream }
+
+// Prefix is the topic prefix of device id: it may publish and subscribe
+// only under it.
+func Prefix(id string) string { return "lg/v1/" + id + "/" }
+
+// DataTopic is where a device publishes its records on stream.
+func DataTopic(id, stream string) string { return Prefix(id) + "data/" + stream }
 
 // ReceiptsTopic is where the gateway sends a device its receipts.
-func ReceiptsTopic(id string) string { return "lg/v1/" + id + "/receipts" }
+func ReceiptsTopic(id string) string { return Prefix(id) + "receipts" }
 
 // RejectsTopic is where the gateway tells a device why it refused a message.
-func RejectsTopic(id string) string { return "lg/v1/" + id + "/rejects" }
+func RejectsTopic(id string) string { return Prefix(id) + "rejects" }
+
+// ReportTopic is where a device publishes its config.report txs.
+func ReportTopic(id string) string { return Prefix(id) + "config/report" }
+
+// ConfigTopic is where the gateway keeps a device's configuration
+// manifest (a ledger.ConfigAnswer), retained; an empty message means none.
+func ConfigTopic(id string) string { return Prefix(id) + "config" }
+
+// Requests a device may make with Client.Request, as topic suffixes under
+// Prefix(id).
+const (
+	// RequestVerify asks whether a configuration is the current one:
+	// payload its SHA-256 (32 bytes, or 64 hex digits), answer a
+	// ledger.ConfigAnswer (check it with VerifyConfig).
+	RequestVerify = "config/verify"
+	// RequestBlob asks for a sealed configuration blob: payload its
+	// address (a SHA-256 as above) or nothing for the current
+	// configuration's, answer the blob (open it with OpenConfig).
+	RequestBlob = "config/blob/get"
+	// RequestKeys asks for another device's keys: payload its id, answer
+	// a ledger.KeysAnswer (check it with VerifyKeys).
+	RequestKeys = "keys/get"
+)
+
+// VerdictTopic is the default answer topic of RequestVerify.
+func VerdictTopic(id string) string { return Prefix(id) + "config/verdict" }
+
+// BlobTopic is the default answer topic of RequestBlob.
+func BlobTopic(id string) string { return Prefix(id) + "config/blob" }
+
+// KeysTopic is the default answer topic of RequestKeys.
+func KeysTopic(id string) string { return Prefix(id) + "keys" }
+
+// AnswersTopic is the root of the response topics Client.Request uses:
+// it asks for each answer on AnswersTopic(id)/<n>.
+func AnswersTopic(id string) string { return Prefix(id) + "answers" }
 
 // Reject is a refusal as the gateway publishes it on the rejects topic.
 type Reject struct {
@@ -34,15 +79,42 @@ type Reject struct {
 	Error  string `json:"error"`
 }
 
+// RefusedError is a refusal by the gateway, of a publish or a request:
+// errors.Is(err, ErrRefused) holds, and Reason is the gateway's reason
+// (docs/device-protocol.md), such as "not_found" or "overloaded".
+type RefusedError struct {
+	Reason string
+	Detail string
+}
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("%v: %s: %s", ErrRefused, e.Reason, e.Detail)
+}
+
+// Is makes errors.Is(err, ErrRefused) hold.
+func (e *RefusedError) Is(target error) bool { return target == ErrRefused }
+
 // Client is a device's MQTT v5 session with a gateway.
 type Client struct {
 	id string
 	c  *paho.Client
 
+	subMu     sync.Mutex // serializes the config topic's subscribe
+	configSub bool       // subscribed to the config topic
+
 	mu       sync.Mutex
 	receipts map[string][]byte // tx id (hex) -> receipt
 	rejects  map[string]Reject
-	notify   chan struct{} // closed and replaced when something arrives
+	answers  map[string]chan answer // correlation data -> the request waiting for it
+	next     uint64                 // numbers the response topics
+	manifest []byte                 // the latest manifest; nil: none yet
+	notify   chan struct{}          // closed and replaced when something arrives
+}
+
+// answer is a message on a response topic.
+type answer struct {
+	payload     []byte
+	contentType string
 }
 
 // DialOptions say how to reach the gateway.
@@ -53,7 +125,7 @@ type DialOptions struct {
 }
 
 // Dial connects as device id, authenticating with a token signed by key,
-// and subscribes to its receipts and rejects.
+// and subscribes to its receipts, rejects and answers.
 func Dial(ctx context.Context, id string, key crypto.Signer, chainID string, o DialOptions) (*Client, error) {
 	if o.Broker == "" {
 		o.Broker = "tcp://127.0.0.1:1883"
@@ -83,12 +155,13 @@ func Dial(ctx context.Context, id string, key crypto.Signer, chainID string, o D
 		conn.Close()
 		return nil, err
 	}
-	cl := &Client{id: id, receipts: map[string][]byte{}, rejects: map[string]Reject{}, notify: make(chan struct{})}
+	cl := &Client{id: id, receipts: map[string][]byte{}, rejects: map[string]Reject{}, answers: map[string]chan answer{},
+		notify: make(chan struct{})}
 	cl.c = paho.NewClient(paho.ClientConfig{
 		ClientID: id,
 		Conn:     conn,
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-			cl.received(pr.Packet.Topic, pr.Packet.Payload)
+			cl.received(pr.Packet)
 			return true, nil
 		}},
 	})
@@ -103,7 +176,7 @@ func Dial(ctx context.Context, id string, key crypto.Signer, chainID string, o D
 		return nil, fmt.Errorf("device: connect: %w", err)
 	}
 	if _, err := cl.c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{
-		{Topic: ReceiptsTopic(id), QoS: 1}, {Topic: RejectsTopic(id), QoS: 1},
+		{Topic: ReceiptsTopic(id), QoS: 1}, {Topic: RejectsTopic(id), QoS: 1}, {Topic: AnswersTopic(id) + "/#", QoS: 1},
 	}}); err != nil {
 		cl.Close()
 		return nil, fmt.Errorf("device: subscribe: %w", err)
@@ -111,9 +184,22 @@ func Dial(ctx context.Context, id string, key crypto.Signer, chainID string, o D
 	return cl, nil
 }
 
-func (cl *Client) received(topic string, payload []byte) {
+func (cl *Client) received(p *paho.Publish) {
+	topic, payload := p.Topic, p.Payload
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
+	if strings.HasPrefix(topic, AnswersTopic(cl.id)+"/") {
+		if p.Properties == nil {
+			return
+		}
+		// Another connection of the device may share the response
+		// topics: the correlation data say whose answer it is.
+		if ch, ok := cl.answers[string(p.Properties.CorrelationData)]; ok {
+			delete(cl.answers, string(p.Properties.CorrelationData))
+			ch <- answer{payload: payload, contentType: p.Properties.ContentType}
+		}
+		return
+	}
 	switch topic {
 	case ReceiptsTopic(cl.id):
 		r, err := ledger.DecodeReceipt(payload)
@@ -127,6 +213,11 @@ func (cl *Client) received(topic string, payload []byte) {
 		if json.Unmarshal(payload, &rj) == nil && rj.TxID != "" {
 			cl.rejects[rj.TxID] = rj
 		}
+	case ConfigTopic(cl.id):
+		cl.manifest = nil
+		if len(payload) > 0 {
+			cl.manifest = payload
+		}
 	default:
 		return
 	}
@@ -134,23 +225,133 @@ func (cl *Client) received(topic string, payload []byte) {
 	cl.notify = make(chan struct{})
 }
 
-// ErrRefused is a publish the gateway refused; the error names the reason.
+// ErrRefused is a publish or request the gateway refused; the error, a
+// *RefusedError, names the reason.
 var ErrRefused = errors.New("device: refused by the gateway")
 
 // Publish sends a signed record (QoS 1) and returns once the gateway
-// acknowledged it, that is, once it is committed. A refusal is ErrRefused.
+// acknowledged it, that is, once it is committed. A refusal is a
+// *RefusedError (errors.Is(err, ErrRefused)).
 func (cl *Client) Publish(ctx context.Context, stream string, env []byte) error {
-	_, err := cl.c.Publish(ctx, &paho.Publish{Topic: DataTopic(cl.id, stream), QoS: 1, Payload: env})
+	return cl.publishTx(ctx, DataTopic(cl.id, stream), env)
+}
+
+// Report sends a signed config.report (see SignConfigReport), QoS 1, and
+// returns once it is committed. Reports and records share the device's
+// sequence counter and are committed in the order they are sent. A
+// refusal is a *RefusedError.
+func (cl *Client) Report(ctx context.Context, env []byte) error {
+	return cl.publishTx(ctx, ReportTopic(cl.id), env)
+}
+
+// publishTx publishes the tx env on topic, QoS 1, and waits for its PUBACK.
+func (cl *Client) publishTx(ctx context.Context, topic string, env []byte) error {
+	id := ledger.TxID(env)
+	txID := hex.EncodeToString(id[:])
+	cl.mu.Lock()
+	delete(cl.rejects, txID) // of an earlier publish of the same tx
+	cl.mu.Unlock()
+	r, err := cl.c.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Payload: env})
 	if err != nil {
-		var rj Reject
-		id := ledger.TxID(env)
-		if r, ok := cl.reject(ctx, hex.EncodeToString(id[:])); ok {
-			rj = r
-			return fmt.Errorf("%w: %s: %s", ErrRefused, rj.Reason, rj.Error)
+		if rj, ok := cl.reject(ctx, txID); ok {
+			return &RefusedError{Reason: rj.Reason, Detail: rj.Error}
+		}
+		if r != nil && r.ReasonCode >= 0x80 && r.Properties != nil && r.Properties.ReasonString != "" {
+			return &RefusedError{Reason: r.Properties.ReasonString, Detail: fmt.Sprintf("PUBACK 0x%02x", r.ReasonCode)}
 		}
 		return fmt.Errorf("device: publish: %w", err)
 	}
 	return nil
+}
+
+// Request asks the gateway something: it publishes payload on
+// Prefix(id)+suffix (RequestVerify, RequestBlob, RequestKeys), QoS 1,
+// with a response topic under AnswersTopic(id) and correlation data of
+// its own, and returns the answer (CBOR, to be checked against the
+// genesis: see the Request constants). A refusal is a
+// *RefusedError (errors.Is(err, ErrRefused)), "not_found" among the
+// reasons. A device may have 4 requests in flight; more are refused as
+// "overloaded".
+func (cl *Client) Request(ctx context.Context, suffix string, payload []byte) ([]byte, error) {
+	if suffix == "" || strings.ContainsAny(suffix, "+#") {
+		return nil, fmt.Errorf("device: request topic suffix %q", suffix)
+	}
+	var corr [16]byte
+	if _, err := rand.Read(corr[:]); err != nil {
+		return nil, err
+	}
+	ch := make(chan answer, 1)
+	cl.mu.Lock()
+	cl.next++
+	responseTopic := AnswersTopic(cl.id) + "/" + strconv.FormatUint(cl.next, 10)
+	cl.answers[string(corr[:])] = ch
+	cl.mu.Unlock()
+	defer func() {
+		cl.mu.Lock()
+		delete(cl.answers, string(corr[:]))
+		cl.mu.Unlock()
+	}()
+
+	r, err := cl.c.Publish(ctx, &paho.Publish{Topic: Prefix(cl.id) + suffix, QoS: 1, Payload: payload,
+		Properties: &paho.PublishProperties{ResponseTopic: responseTopic, CorrelationData: corr[:]}})
+	if r == nil {
+		return nil, fmt.Errorf("device: request %s: %w", suffix, err)
+	}
+	// The answer is on its way: the gateway published it before the
+	// PUBACK, though the two may arrive in either order. A refusal's
+	// answer is its reject; if it does not come, the PUBACK tells why.
+	wait := ctx
+	if err != nil {
+		var cancel context.CancelFunc
+		wait, cancel = context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+	}
+	select {
+	case a := <-ch:
+		if a.contentType == "application/json" {
+			var rj Reject
+			if json.Unmarshal(a.payload, &rj) != nil || rj.Reason == "" {
+				return nil, fmt.Errorf("device: request %s: answer %q is neither an answer nor a refusal", suffix, a.payload)
+			}
+			return nil, &RefusedError{Reason: rj.Reason, Detail: rj.Error}
+		}
+		return a.payload, nil
+	case <-wait.Done():
+		if err != nil && r.ReasonCode >= 0x80 && r.Properties != nil && r.Properties.ReasonString != "" {
+			return nil, &RefusedError{Reason: r.Properties.ReasonString, Detail: fmt.Sprintf("PUBACK 0x%02x", r.ReasonCode)}
+		}
+		if err == nil {
+			err = wait.Err()
+		}
+		return nil, fmt.Errorf("device: request %s: no answer: %w", suffix, err)
+	}
+}
+
+// Manifest returns the device's configuration manifest (a CBOR
+// ledger.ConfigAnswer; check it with the package function Manifest). The
+// first call subscribes to ConfigTopic, where the gateway keeps it
+// retained and publishes every new one. Manifest returns the latest that
+// arrived; if none has, or the latest says the device has none (an empty
+// message), it waits for one until ctx ends.
+func (cl *Client) Manifest(ctx context.Context) ([]byte, error) {
+	cl.subMu.Lock()
+	if !cl.configSub {
+		if _, err := cl.c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: ConfigTopic(cl.id), QoS: 1}}}); err != nil {
+			cl.subMu.Unlock()
+			return nil, fmt.Errorf("device: subscribe: %w", err)
+		}
+		cl.configSub = true
+	}
+	cl.subMu.Unlock()
+	var m []byte
+	err := cl.await(ctx, func() bool {
+		m = cl.manifest
+		return m != nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("device: no configuration manifest: %w", err)
+	}
+	return m, nil
 }
 
 // await waits until found reports true (it runs under cl.mu) or ctx ends.

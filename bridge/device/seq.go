@@ -46,26 +46,35 @@ func (s *SeqFile) Next() (uint64, error) {
 // Set stores n as the last number used (after a record was signed with an
 // explicit seq).
 func (s *SeqFile) Set(n uint64) error {
-	tmp := s.path + ".tmp"
+	if err := writeAtomic(s.path, []byte(fmt.Sprintf("%d\n", n))); err != nil {
+		return fmt.Errorf("device: store seq: %w", err)
+	}
+	return nil
+}
+
+// writeAtomic replaces path with data durably: a temporary file, fsync,
+// rename, directory fsync. A crash leaves the old contents or the new.
+func writeAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return fmt.Errorf("device: write seq: %w", err)
+		return err
 	}
-	if _, err := fmt.Fprintf(f, "%d\n", n); err != nil {
+	if _, err := f.Write(data); err != nil {
 		f.Close()
-		return fmt.Errorf("device: write seq: %w", err)
+		return err
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		return fmt.Errorf("device: sync seq: %w", err)
+		return err
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("device: close seq: %w", err)
+		return err
 	}
-	if err := os.Rename(tmp, s.path); err != nil {
-		return fmt.Errorf("device: store seq: %w", err)
+	if err := os.Rename(tmp, path); err != nil {
+		return err
 	}
-	if d, err := os.Open(filepath.Dir(s.path)); err == nil {
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
 		d.Sync()
 		d.Close()
 	}

@@ -9,9 +9,13 @@
 //     listener is bound: report READY after it.
 //  2. Call Revoked(id) for every device.revoke that commits (the chain's
 //     OnCommit hook), so the device is disconnected at once.
-//  3. Call Close before stopping the Committer, so the submits in flight
-//     are answered with their PUBACKs. Close waits for them a few seconds
-//     at most.
+//  3. Call ConfigChanged(devices) whenever what Answers.Config returns
+//     changes for those devices (a config.set commits: for a group target,
+//     every member), so subscribed devices get the new manifest at once.
+//     It does not block.
+//  4. Call Close before stopping the Committer and Answers, so the
+//     submits and requests in flight are answered with their PUBACKs.
+//     Close waits for them a few seconds at most, then cancels them.
 //
 // # The device contract
 //
@@ -39,21 +43,32 @@
 // Keepalive is at most MaxKeepalive seconds; a client asking for more, or
 // for none, is held to MaxKeepalive (v5 clients are told in the CONNACK).
 // Sessions outlive a disconnect by at most MaxSessionExpiry seconds.
-// Maximum QoS is 1; retained messages, shared subscriptions and MQTT 3.1
-// are not available.
+// Maximum QoS is 1; shared subscriptions and MQTT 3.1 are not available.
+// Retained messages are the server's own (the manifests): a device's
+// publish is never retained, whatever its retain flag.
 //
 // Topics. Device <id> has the prefix lg/v1/<id>/ and may subscribe only
 // to filters under it:
 //
-//	lg/v1/<id>/data/<stream>  device -> gateway: data.record txs
-//	lg/v1/<id>/receipts       gateway -> device: receipts (CBOR, QoS 1)
-//	lg/v1/<id>/rejects        gateway -> device: refusals (JSON, QoS 1)
+//	lg/v1/<id>/data/<stream>     device -> gateway: data.record txs
+//	lg/v1/<id>/config/report     device -> gateway: config.report txs
+//	lg/v1/<id>/receipts          gateway -> device: receipts (CBOR, QoS 1)
+//	lg/v1/<id>/rejects           gateway -> device: refusals (JSON, QoS 1)
+//	lg/v1/<id>/config            gateway -> device: manifest (CBOR, retained)
+//	lg/v1/<id>/config/verify     device -> gateway: request, SHA-256
+//	lg/v1/<id>/config/verdict    gateway -> device: its default answer topic
+//	lg/v1/<id>/config/blob/get   device -> gateway: request, blob address
+//	lg/v1/<id>/config/blob       gateway -> device: its default answer topic
+//	lg/v1/<id>/keys/get          device -> gateway: request, device id
+//	lg/v1/<id>/keys              gateway -> device: its default answer topic
 //
 // Publishing. The payload of a publish to lg/v1/<id>/data/<stream> is a
-// data.record tx (COSE_Sign1) by device <id> on stream <stream>. Nothing
-// a device publishes is forwarded to any subscriber. For QoS 1 the PUBACK
-// is sent when the record is committed (in a block on disk) or refused,
-// never before; many QoS 1 messages may be in flight, up to the Receive
+// data.record tx (COSE_Sign1) by device <id> on stream <stream>; that of
+// a publish to lg/v1/<id>/config/report a config.report tx by device
+// <id>. Both are handled alike below ("records"): they share the
+// device's queue and its seq counter. Nothing a device publishes is
+// forwarded to any subscriber. For QoS 1 the PUBACK is sent when the
+// record is committed (in a block on disk) or refused, never before; many QoS 1 messages may be in flight, up to the Receive
 // Maximum the CONNACK announces (a client that exceeds it is
 // disconnected, 0x93). A device's records are submitted in the order
 // they arrive, one after the other, because the ledger refuses a seq that
@@ -73,16 +88,53 @@
 // PUBACK of a refusal carries the reason as its reason string and the
 // code:
 //
-//	malformed, not_record, too_large                    0x99 payload format invalid
+//	malformed, not_record, not_report, too_large        0x99 payload format invalid
 //	wrong_topic, forbidden, unknown_author,             0x87 not authorized
 //	bad_signature, revoked
 //	overloaded                                          0x97 quota exceeded
-//	replay, exists, anything else                       0x80 unspecified error
+//	replay, exists, not_found, anything else            0x80 unspecified error
 //
 // A 3.1.1 client gets a plain PUBACK either way (3.1.1 has no reason
 // codes) and learns of a refusal from the rejects topic. A publish to any
-// other topic is refused as wrong_topic. Resending a record that was
-// committed is safe: it is answered with its receipt again.
+// other topic (the answer topics included) is refused as wrong_topic.
+// Resending a record that was committed is safe: it is answered with its
+// receipt again.
+//
+// Requests. A device asks the gateway (Answers) with a publish under
+// lg/v1/<id>/ to
+//
+//	config/verify    payload: a SHA-256, 32 bytes or 64 hex digits  Answers.VerifyConfig
+//	config/blob/get  payload: empty (the current configuration's     Answers.Blob
+//	                 blob) or a blob address, as above
+//	keys/get         payload: the other device's id, as text         Answers.Keys
+//
+// Any other payload is refused as malformed. The answer goes to the v5
+// Response Topic of the publish, with its Correlation Data, or without
+// one to the request's default answer topic (see Topics). A response
+// topic must be a topic name under lg/v1/<id>/: else the request is
+// refused as forbidden (as malformed if it has a wildcard) and nothing is
+// published there. The answer is published at QoS 1: on success the
+// Answers bytes (CBOR) with Content Type "application/cbor"; on refusal
+// the reject message (tx_id "", and also on the rejects topic) with
+// Content Type "application/json". For QoS 1 the PUBACK follows the
+// answer, with the reason's code as for records. An answer larger than
+// the client's Maximum Packet Size is refused as too_large. Answers run
+// off the client's read loop; a device may have 4 requests being
+// answered at once, over all its connections, and more are refused as
+// overloaded. A gateway without Answers refuses every request as
+// not_found.
+//
+// The manifest. When a device subscribes with a filter that matches
+// lg/v1/<id>/config (the topic itself, lg/v1/<id>/+, lg/v1/<id>/# or
+// lg/v1/<id>/config/#), the server first publishes Answers.Config, the
+// device's current configuration manifest (CBOR), retained on that
+// topic, so the subscription gets it as its retained message; an empty
+// message if it has none. (lg/v1/<id>/config/# gets it as a live
+// message, as mochi's retained scan misses the parent level of '#';
+// lg/v1/<id>/+/# gets nothing.) Every ConfigChanged publishes the new
+// manifest to the topic's subscribers. Retained messages live in memory
+// only and for at most MaxSessionExpiry seconds, but every subscribe
+// brings the manifest back, after a gateway restart too.
 //
 // Misbehaviour. A malformed packet, a packet over MaxPacketBytes, a
 // CONNACK or second CONNECT from the client, or no CONNECT within 10

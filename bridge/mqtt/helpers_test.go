@@ -33,12 +33,19 @@ func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, ni
 // is set) until the test ends. now, if not nil, is its token clock.
 func startServer(t testing.TB, node *nodetest.Node, cfg Config, now func() time.Time) *Server {
 	t.Helper()
+	return startServerDeps(t, node, cfg, Deps{Now: now})
+}
+
+// startServerDeps is startServer with d's Answers and Now; the rest of
+// the deps come from node.
+func startServerDeps(t testing.TB, node *nodetest.Node, cfg Config, d Deps) *Server {
+	t.Helper()
 	cfg.Listen = "127.0.0.1:0"
 	if cfg.TLS != nil {
 		cfg.TLSListen = "127.0.0.1:0"
 	}
-	s, err := New(cfg, Deps{Committer: node.Committer(), Directory: node.Directory(), Logger: discard(),
-		Registry: prometheus.NewRegistry(), Now: now})
+	s, err := New(cfg, Deps{Committer: node.Committer(), Directory: node.Directory(), Answers: d.Answers, Logger: discard(),
+		Registry: prometheus.NewRegistry(), Now: d.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,6 +68,7 @@ type client struct {
 	conn     *packetConn
 	receipts chan []byte
 	rejects  chan Reject
+	other    chan *paho.Publish    // messages on the connectOpts.subscribe filters
 	kicked   chan *paho.Disconnect // DISCONNECTs from the server
 }
 
@@ -73,6 +81,11 @@ type connectOpts struct {
 	noAuth   bool   // no username or password (TLS certificate auth)
 	tls      *tls.Config
 	will     bool
+	// subscribe are more filters to subscribe to: what arrives on other
+	// topics than receipts and rejects goes to client.other. Without
+	// them any such message fails the test.
+	subscribe []string
+	maxPacket uint32 // v5 Maximum Packet Size the client accepts; 0: none
 }
 
 // connect dials addr and connects as device id. A refused CONNECT
@@ -93,6 +106,9 @@ func connect(t testing.TB, addr, id string, key crypto.Signer, chainID string, o
 	}
 	c := &client{id: id, key: key, chainID: chainID, conn: newPacketConn(raw),
 		receipts: make(chan []byte, 1024), rejects: make(chan Reject, 1024), kicked: make(chan *paho.Disconnect, 1)}
+	if len(o.subscribe) > 0 {
+		c.other = make(chan *paho.Publish, 1024)
+	}
 	c.pc = paho.NewClient(paho.ClientConfig{
 		ClientID: id,
 		Conn:     c.conn,
@@ -107,7 +123,11 @@ func connect(t testing.TB, addr, id string, key crypto.Signer, chainID string, o
 				}
 				c.rejects <- rj
 			default:
-				t.Errorf("device %s received a message on %s", id, pr.Packet.Topic)
+				if c.other == nil {
+					t.Errorf("device %s received a message on %s", id, pr.Packet.Topic)
+					break
+				}
+				c.other <- pr.Packet
 			}
 			return true, nil
 		}},
@@ -120,6 +140,9 @@ func connect(t testing.TB, addr, id string, key crypto.Signer, chainID string, o
 		OnClientError: func(error) {},
 	})
 	cp := &paho.Connect{ClientID: id, KeepAlive: 30, CleanStart: true}
+	if o.maxPacket > 0 {
+		cp.Properties = &paho.ConnectProperties{MaximumPacketSize: &o.maxPacket, RequestProblemInfo: true}
+	}
 	if o.clientID != "" {
 		cp.ClientID = o.clientID
 	}
@@ -146,10 +169,18 @@ func connect(t testing.TB, addr, id string, key crypto.Signer, chainID string, o
 		return nil, ca, err
 	}
 	t.Cleanup(func() { _ = c.pc.Disconnect(&paho.Disconnect{}) })
-	if _, err := c.pc.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{
-		{Topic: "lg/v1/" + id + "/receipts", QoS: 1}, {Topic: "lg/v1/" + id + "/rejects", QoS: 1},
-	}}); err != nil {
+	subs := []paho.SubscribeOptions{{Topic: "lg/v1/" + id + "/receipts", QoS: 1}, {Topic: "lg/v1/" + id + "/rejects", QoS: 1}}
+	for _, f := range o.subscribe {
+		subs = append(subs, paho.SubscribeOptions{Topic: f, QoS: 1})
+	}
+	sa, err := c.pc.Subscribe(ctx, &paho.Subscribe{Subscriptions: subs})
+	if err != nil {
 		t.Fatal(err)
+	}
+	for i, code := range sa.Reasons {
+		if code >= 0x80 {
+			t.Fatalf("subscribe %s: reason 0x%02x", subs[i].Topic, code)
+		}
 	}
 	return c, ca, nil
 }

@@ -14,8 +14,8 @@ import (
 )
 
 // hook is the server's one mochi hook: device authentication at CONNECT,
-// session bookkeeping, topic ACLs, and the publish path. Everything else
-// is mochi's default.
+// session bookkeeping, topic ACLs, the publish path, and the retained
+// configuration manifest at SUBSCRIBE. Everything else is mochi's default.
 type hook struct {
 	mochi.HookBase
 	s *Server
@@ -26,7 +26,7 @@ func (h *hook) ID() string { return "ledgergate" }
 func (h *hook) Provides(b byte) bool {
 	switch b {
 	case mochi.OnConnect, mochi.OnConnectAuthenticate, mochi.OnSessionEstablished,
-		mochi.OnACLCheck, mochi.OnPacketRead, mochi.OnPublish, mochi.OnDisconnect:
+		mochi.OnACLCheck, mochi.OnPacketRead, mochi.OnPublish, mochi.OnSubscribe, mochi.OnSubscribed, mochi.OnDisconnect:
 		return true
 	}
 	return false
@@ -87,14 +87,34 @@ func (h *hook) OnPacketRead(cl *mochi.Client, pk packets.Packet) (packets.Packet
 }
 
 // OnPublish takes every device publish off mochi's hands: mochi neither
-// acknowledges nor forwards it (ErrRejectPacket). Only the server's own
-// publishes of receipts and rejects (the inline client) pass through.
+// acknowledges, retains nor forwards it (ErrRejectPacket returns before
+// mochi looks at the retain flag). Only the server's own publishes
+// (the inline client) pass through.
 func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
 		return pk, nil
 	}
 	h.s.received(cl, pk)
 	return pk, packets.ErrRejectPacket
+}
+
+// OnSubscribe publishes the device's configuration manifest, retained,
+// when it subscribes to its config topic. mochi calls it before it adds
+// the subscriptions and sends their retained messages, so the manifest
+// is the retained message the subscription gets.
+func (h *hook) OnSubscribe(cl *mochi.Client, pk packets.Packet) packets.Packet {
+	if !cl.Net.Inline {
+		h.s.subscribing(cl, h, pk.Filters)
+	}
+	return pk
+}
+
+// OnSubscribed sends the manifest where mochi would miss it (see
+// Server.subscribed).
+func (h *hook) OnSubscribed(cl *mochi.Client, pk packets.Packet, codes []byte) {
+	if !cl.Net.Inline {
+		h.s.subscribed(cl, pk.Filters, codes)
+	}
 }
 
 // connectError is a refused CONNECT: the code for the CONNACK and a

@@ -12,6 +12,7 @@ import (
 type metrics struct {
 	connected prometheus.Gauge
 	publishes *prometheus.CounterVec
+	requests  *prometheus.CounterVec
 	latency   prometheus.Histogram
 }
 
@@ -23,15 +24,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "ledgergate_mqtt_publishes_total",
 			Help: `Device publishes by result: "accepted" (committed) or the reason of the refusal.`,
 		}, []string{"result"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ledgergate_mqtt_requests_total",
+			Help: `Device requests (verify, blob, keys) by result: "answered" or the reason of the refusal.`,
+		}, []string{"request", "result"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "ledgergate_mqtt_puback_latency_seconds",
-			Help:    "Time from a QoS 1 PUBLISH to its PUBACK.",
+			Help:    "Time from a QoS 1 PUBLISH of a record or report to its PUBACK.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.connected, m.publishes, m.latency} {
+	for _, c := range []prometheus.Collector{m.connected, m.publishes, m.requests, m.latency} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("mqtt: register metrics: %w", err)
 		}
@@ -39,8 +44,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-// resultAccepted is the publishes_total result of a committed record.
-const resultAccepted = "accepted"
+// Results of publishes_total and requests_total besides refusal reasons.
+const (
+	resultAccepted = "accepted" // a committed record or report
+	resultAnswered = "answered" // a request answered
+)
 
 // minLevel passes on only records at min or above: mochi logs every
 // misbehaving client at warn level, which a device could use to flood

@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -18,55 +20,234 @@ import (
 
 // Topics of device protocol v1, under devicePrefix.
 const (
-	dataLevel      = "data/"    // lg/v1/<id>/data/<stream>: records from the device
-	receiptsLevel  = "receipts" // lg/v1/<id>/receipts: receipts of its committed records
-	rejectsLevel   = "rejects"  // lg/v1/<id>/rejects: why a publish was refused
-	maxRejectError = 512        // bytes of error text in a reject message
+	dataLevel      = "data/"           // lg/v1/<id>/data/<stream>: records from the device
+	reportLevel    = "config/report"   // config.report txs from the device
+	receiptsLevel  = "receipts"        // receipts of its committed records and reports
+	rejectsLevel   = "rejects"         // why a publish was refused
+	configLevel    = "config"          // its configuration manifest, retained
+	verifyLevel    = "config/verify"   // request: is this my configuration?
+	verdictLevel   = "config/verdict"  // default answer topic of verify
+	blobGetLevel   = "config/blob/get" // request: a configuration blob
+	blobLevel      = "config/blob"     // default answer topic of blob/get
+	keysGetLevel   = "keys/get"        // request: another device's keys
+	keysLevel      = "keys"            // default answer topic of keys/get
+	maxRejectError = 512               // bytes of error text in a reject message
 )
 
+// Content types of the server's answers (v5 Content Type property).
+const (
+	contentCBOR = "application/cbor"
+	contentJSON = "application/json" // a Reject
+)
+
+// reasonForbidden is the ledger's reason for a tx about another device,
+// and this package's for a response topic outside the device's prefix.
+const reasonForbidden = "forbidden"
+
 // Reject is the JSON message published on lg/v1/<id>/rejects for every
-// refused publish.
+// refused publish, and on a refused request's answer topic.
 type Reject struct {
 	TxID   string `json:"tx_id"` // hex SHA-256 of the payload if it is a tx, else ""
 	Reason string `json:"reason"`
 	Error  string `json:"error"`
 }
 
-// topicError is a publish on a topic where the device may not publish
-// records.
+// kind is what a device publish is.
+type kind uint8
+
+const (
+	kindRecord kind = iota + 1 // a data.record tx
+	kindReport                 // a config.report tx
+	kindVerify                 // request: Answers.VerifyConfig
+	kindBlob                   // request: Answers.Blob
+	kindKeys                   // request: Answers.Keys
+)
+
+// request reports whether k is answered by Answers rather than committed.
+func (k kind) request() bool { return k >= kindVerify }
+
+// String is k's label in metrics and logs.
+func (k kind) String() string {
+	switch k {
+	case kindRecord:
+		return "record"
+	case kindReport:
+		return "report"
+	case kindVerify:
+		return "verify"
+	case kindBlob:
+		return "blob"
+	case kindKeys:
+		return "keys"
+	}
+	return "unknown"
+}
+
+// answerLevel is the default answer topic of a request, under the prefix.
+func (k kind) answerLevel() string {
+	switch k {
+	case kindVerify:
+		return verdictLevel
+	case kindBlob:
+		return blobLevel
+	case kindKeys:
+		return keysLevel
+	}
+	return ""
+}
+
+// message is what checkPublish makes of a device publish.
+type message struct {
+	kind kind
+	tx   *ledger.Tx // record and report: the checked tx
+	// arg is a request's argument: for verify the SHA-256 (32 bytes), for
+	// blob the address (32 bytes, or nil for the current configuration's
+	// blob), for keys the other device's id.
+	arg []byte
+	// answerTo is where a request's answer goes: its response topic or
+	// its default answer topic; "" if there is none it may go to.
+	answerTo string
+}
+
+// topicError is a publish on a topic where the device may not publish.
 type topicError struct{ device, topic string }
 
 func (e *topicError) Error() string {
-	return fmt.Sprintf("mqtt: device %s publishes records on %s%s<stream>, not on %q",
-		e.device, devicePrefix(e.device), dataLevel, clip(e.topic, maxTopicBytes))
+	return fmt.Sprintf("mqtt: device %s publishes on %[2]s%[3]s<stream>, %[2]s%[4]s, %[2]s%[5]s, %[2]s%[6]s or %[2]s%[7]s, not on %[8]q",
+		e.device, devicePrefix(e.device), dataLevel, reportLevel, verifyLevel, blobGetLevel, keysGetLevel, clip(e.topic, maxTopicBytes))
 }
 
 // RejectReason makes bridge.ReasonOf report a wrong topic.
 func (e *topicError) RejectReason() string { return bridge.ReasonTopic }
 
-// checkPublish is the whole check of a device's publish before it is
-// submitted: the topic must be lg/v1/<device>/data/<stream> and the
-// payload a data.record of device on stream (bridge.CheckRecord). It
-// decodes outside bytes and is fuzzed: it must never panic.
-func checkPublish(device, topic string, payload []byte, maxBytes int) (*ledger.Tx, error) {
-	stream, ok := strings.CutPrefix(topic, devicePrefix(device)+dataLevel)
-	if !ok || !ledger.ValidID(stream) {
-		return nil, &topicError{device: device, topic: topic}
+// checkPublish is the one place that says what a device's publish is,
+// from its topic, its v5 response topic ("" if none) and its payload:
+//
+//   - lg/v1/<device>/data/<stream>: a data.record of device on stream
+//     (bridge.CheckRecord);
+//   - lg/v1/<device>/config/report: a config.report of device
+//     (bridge.CheckReport);
+//   - lg/v1/<device>/config/verify: a request with a SHA-256, 32 bytes
+//     raw or 64 hex digits;
+//   - lg/v1/<device>/config/blob/get: a request with a blob address as
+//     above, or nothing for the current configuration's blob;
+//   - lg/v1/<device>/keys/get: a request with a device id as text.
+//
+// A request's answer goes to its response topic, which must be a topic
+// name under lg/v1/<device>/ (else forbidden: the device could not
+// receive it), or else to the request's default answer topic. On error
+// the message still has the kind and, for a request, the answer topic if
+// it is usable, so the refusal can be answered there; tx and arg are nil.
+// It decodes outside bytes and is fuzzed: it must never panic.
+func checkPublish(device, topic, responseTopic string, payload []byte, maxBytes int) (message, error) {
+	prefix := devicePrefix(device)
+	level, ok := strings.CutPrefix(topic, prefix)
+	if !ok {
+		return message{}, &topicError{device: device, topic: topic}
 	}
-	return bridge.CheckRecord(payload, device, stream, maxBytes)
+	if stream, isData := strings.CutPrefix(level, dataLevel); isData {
+		if !ledger.ValidID(stream) {
+			return message{}, &topicError{device: device, topic: topic}
+		}
+		tx, err := bridge.CheckRecord(payload, device, stream, maxBytes)
+		if err != nil {
+			return message{kind: kindRecord}, err
+		}
+		return message{kind: kindRecord, tx: tx}, nil
+	}
+	var m message
+	switch level {
+	case reportLevel:
+		tx, err := bridge.CheckReport(payload, device, maxBytes)
+		if err != nil {
+			return message{kind: kindReport}, err
+		}
+		return message{kind: kindReport, tx: tx}, nil
+	case verifyLevel:
+		m.kind = kindVerify
+	case blobGetLevel:
+		m.kind = kindBlob
+	case keysGetLevel:
+		m.kind = kindKeys
+	default:
+		return message{}, &topicError{device: device, topic: topic}
+	}
+	switch {
+	case responseTopic == "":
+		m.answerTo = prefix + m.kind.answerLevel()
+	case !validTopicName(responseTopic):
+		return m, &bridge.RefusedError{Reason: bridge.ReasonMalformed, Detail: fmt.Sprintf("response topic %q is not a topic name", clip(responseTopic, maxTopicBytes))}
+	case !strings.HasPrefix(responseTopic, prefix):
+		return m, &bridge.RefusedError{Reason: reasonForbidden, Detail: fmt.Sprintf("response topic %q is not under %s", clip(responseTopic, maxTopicBytes), prefix)}
+	default:
+		m.answerTo = responseTopic
+	}
+	arg, err := requestArg(m.kind, payload)
+	if err != nil {
+		return m, err
+	}
+	m.arg = arg
+	return m, nil
+}
+
+// requestArg decodes the payload of a request of kind k.
+func requestArg(k kind, payload []byte) ([]byte, error) {
+	switch k {
+	case kindVerify:
+		if h, ok := sha256Arg(payload); ok {
+			return h, nil
+		}
+		return nil, &bridge.RefusedError{Reason: bridge.ReasonMalformed, Detail: fmt.Sprintf("a %d-byte payload: want a SHA-256, 32 bytes or 64 hex digits", len(payload))}
+	case kindBlob:
+		if len(payload) == 0 {
+			return nil, nil
+		}
+		if h, ok := sha256Arg(payload); ok {
+			return h, nil
+		}
+		return nil, &bridge.RefusedError{Reason: bridge.ReasonMalformed, Detail: fmt.Sprintf("a %d-byte payload: want nothing or a blob address, 32 bytes or 64 hex digits", len(payload))}
+	case kindKeys:
+		if ledger.ValidID(string(payload)) {
+			return payload, nil
+		}
+		return nil, &bridge.RefusedError{Reason: bridge.ReasonMalformed, Detail: fmt.Sprintf("%q is not a device id", clip(string(payload), ledger.MaxIDLen))}
+	}
+	return nil, &bridge.RefusedError{Reason: bridge.ReasonInternal, Detail: "not a request"}
+}
+
+// sha256Arg reads a SHA-256 given raw or as hex.
+func sha256Arg(b []byte) ([]byte, bool) {
+	switch len(b) {
+	case sha256.Size:
+		return b, true
+	case 2 * sha256.Size:
+		h := make([]byte, sha256.Size)
+		if _, err := hex.Decode(h, b); err != nil {
+			return nil, false
+		}
+		return h, true
+	}
+	return nil, false
+}
+
+// validTopicName reports whether t may be published to: not empty, no
+// wildcards and no NUL [MQTT-4.7.3-1] [MQTT-4.7.3-2], UTF-8, and not
+// longer than a device's own publish topic may be.
+func validTopicName(t string) bool {
+	return t != "" && len(t) <= maxTopicBytes && !strings.ContainsAny(t, "+#\x00") && utf8.ValidString(t)
 }
 
 // codeOf maps a refusal reason to its v5 PUBACK reason code.
 func codeOf(reason string) packets.Code {
 	switch reason {
-	case bridge.ReasonMalformed, bridge.ReasonNotRecord, bridge.ReasonTooLarge:
+	case bridge.ReasonMalformed, bridge.ReasonNotRecord, bridge.ReasonNotReport, bridge.ReasonTooLarge:
 		return packets.ErrPayloadFormatInvalid
-	case bridge.ReasonTopic, "forbidden", "unknown_author", "bad_signature", "revoked":
+	case bridge.ReasonTopic, reasonForbidden, "unknown_author", "bad_signature", "revoked":
 		return packets.ErrNotAuthorized
 	case bridge.ReasonOverloaded:
 		return packets.ErrQuotaExceeded
 	}
-	return packets.ErrUnspecifiedError // replay, exists, internal, ...
+	return packets.ErrUnspecifiedError // replay, exists, not_found, internal, ...
 }
 
 // session is what the server keeps of one connected device client.
@@ -137,15 +318,17 @@ type inflight struct {
 	qos1   bool
 	slot   bool // a QoS 0 slot was taken
 	start  time.Time
-	env    []byte     // the payload
-	tx     *ledger.Tx // once checked
+	env    []byte  // the payload
+	msg    message // what checkPublish made of it
+	corr   []byte  // v5 correlation data, copied to a request's answer
 }
 
 // received handles a device's PUBLISH on the client's read goroutine:
 // it checks the message and queues it for submission, so that the client
-// may have many QoS 1 messages in flight. mochi's receive quota is taken
-// for each QoS 1 message until its PUBACK, so mochi still disconnects a
-// client that exceeds Receive Maximum.
+// may have many QoS 1 messages in flight, or hands a request to a
+// goroutine of its own. mochi's receive quota is taken for each QoS 1
+// message until its PUBACK, so mochi still disconnects a client that
+// exceeds Receive Maximum.
 func (s *Server) received(cl *mochi.Client, pk packets.Packet) {
 	s.mu.Lock()
 	ss, broker := s.sessions[cl], s.broker
@@ -153,16 +336,22 @@ func (s *Server) received(cl *mochi.Client, pk packets.Packet) {
 	if ss == nil || broker == nil {
 		return // not established: cannot happen
 	}
-	p := &inflight{cl: cl, ss: ss, broker: broker, id: pk.PacketID, qos1: pk.FixedHeader.Qos > 0, start: time.Now(), env: pk.Payload}
+	p := &inflight{cl: cl, ss: ss, broker: broker, id: pk.PacketID, qos1: pk.FixedHeader.Qos > 0, start: time.Now(),
+		env: pk.Payload, corr: pk.Properties.CorrelationData}
 	if p.qos1 {
 		if !ss.take(p.id) {
 			return
 		}
 		cl.State.Inflight.DecreaseReceiveQuota()
 	}
-	tx, err := checkPublish(ss.device, pk.TopicName, pk.Payload, s.d.Directory.MaxTxBytes())
+	msg, err := checkPublish(ss.device, pk.TopicName, pk.Properties.ResponseTopic, pk.Payload, s.d.Directory.MaxTxBytes())
+	p.msg = msg
 	if err != nil {
 		s.answer(p, nil, err)
+		return
+	}
+	if msg.kind.request() {
+		s.request(p)
 		return
 	}
 	if !p.qos1 {
@@ -172,18 +361,18 @@ func (s *Server) received(cl *mochi.Client, pk packets.Packet) {
 			return
 		}
 	}
-	p.tx = tx
 	if err := s.enqueue(p); err != nil {
 		s.answer(p, nil, err)
 	}
 }
 
-// enqueue queues p behind the device's other records and starts the
-// device's submitter if it is not running.
+// enqueue queues p, a record or a report, behind the device's other txs
+// and starts the device's submitter if it is not running.
 //
-// A device's records are proposed in the order they arrived: the ledger
-// refuses a record whose seq is not above the last one committed, so
-// proposing them concurrently would get most of them refused as replays.
+// A device's txs are proposed in the order they arrived: the ledger
+// refuses a record or report whose seq is not above the last one
+// committed (they share the device's counter), so proposing them
+// concurrently would get most of them refused as replays.
 // Everything queued is proposed at once, so a device's records in flight
 // share blocks; different devices are handled concurrently.
 func (s *Server) enqueue(p *inflight) error {
@@ -239,7 +428,7 @@ func (s *Server) submitter(q *queue) {
 
 		round := make([]proposed, len(batch))
 		for i, p := range batch {
-			t, err := s.d.Committer.Propose(s.ctx, p.tx.Envelope)
+			t, err := s.d.Committer.Propose(s.ctx, p.msg.tx.Envelope)
 			round[i] = proposed{p: p, t: t, err: err}
 		}
 		for _, r := range round {
@@ -255,7 +444,14 @@ func (s *Server) submitter(q *queue) {
 				r.p.release() // as in enqueue
 				continue
 			}
-			s.answer(r.p, rc, err)
+			var b []byte
+			if err == nil {
+				var eerr error
+				if b, eerr = rc.Encode(); eerr != nil {
+					s.log.Error("mqtt encode receipt", "device", r.p.ss.device, "error", eerr)
+				}
+			}
+			s.answer(r.p, b, err)
 		}
 	}
 }
@@ -277,28 +473,43 @@ func (p *inflight) release() {
 	}
 }
 
-// answer reports the outcome of a publish: the receipt (on success) or
-// a reject message to the device's topics, then the PUBACK for QoS 1.
-func (s *Server) answer(p *inflight, rc *ledger.Receipt, err error) {
+// answer reports the outcome of a publish, then sends the PUBACK for
+// QoS 1. On success out is the receipt of a record or report, published
+// on the receipts topic, or a request's answer, published on its answer
+// topic. On failure a reject message goes to the rejects topic and, for
+// a request, to its answer topic too.
+func (s *Server) answer(p *inflight, out []byte, err error) {
 	prefix := devicePrefix(p.ss.device)
+	req := p.msg.kind.request()
 	code := packets.CodeSuccess
 	if err == nil {
-		s.m.publishes.WithLabelValues(resultAccepted).Inc()
-		if b, eerr := rc.Encode(); eerr != nil {
-			s.log.Error("mqtt encode receipt", "device", p.ss.device, "error", eerr)
-		} else {
-			_ = p.broker.Publish(prefix+receiptsLevel, b, false, 1) // fails only without the inline client
+		switch {
+		case req:
+			s.m.requests.WithLabelValues(p.msg.kind.String(), resultAnswered).Inc()
+			s.emit(p.broker, p.msg.answerTo, out, packets.Properties{ContentType: contentCBOR, CorrelationData: p.corr}, false)
+		default:
+			s.m.publishes.WithLabelValues(resultAccepted).Inc()
+			if out != nil {
+				_ = p.broker.Publish(prefix+receiptsLevel, out, false, 1) // fails only without the inline client
+			}
 		}
 	} else {
 		reason := bridge.ReasonOf(err)
 		code = codeOf(reason)
-		s.m.publishes.WithLabelValues(reason).Inc()
-		if reason == bridge.ReasonInternal {
-			s.log.Warn("mqtt submit failed", "device", p.ss.device, "error", err)
+		if req {
+			s.m.requests.WithLabelValues(p.msg.kind.String(), reason).Inc()
 		} else {
-			s.log.Debug("mqtt publish refused", "device", p.ss.device, "reason", reason, "error", err)
+			s.m.publishes.WithLabelValues(reason).Inc()
 		}
-		msg, _ := json.Marshal(Reject{TxID: rejectTxID(p.env, err), Reason: reason, Error: clip(err.Error(), maxRejectError)})
+		if reason == bridge.ReasonInternal {
+			s.log.Warn("mqtt publish failed", "device", p.ss.device, "kind", p.msg.kind, "error", err)
+		} else {
+			s.log.Debug("mqtt publish refused", "device", p.ss.device, "kind", p.msg.kind, "reason", reason, "error", err)
+		}
+		msg, _ := json.Marshal(Reject{TxID: rejectTxID(p.env, p.msg, err), Reason: reason, Error: clip(err.Error(), maxRejectError)})
+		if req && p.msg.answerTo != "" {
+			s.emit(p.broker, p.msg.answerTo, msg, packets.Properties{ContentType: contentJSON, CorrelationData: p.corr}, false)
+		}
 		_ = p.broker.Publish(prefix+rejectsLevel, msg, false, 1)
 		code.Reason = reason // the v5 reason string
 	}
@@ -314,14 +525,37 @@ func (s *Server) answer(p *inflight, rc *ledger.Receipt, err error) {
 		s.log.Debug("mqtt puback not sent", "device", p.ss.device, "error", err)
 		return
 	}
-	s.m.latency.Observe(time.Since(p.start).Seconds())
+	if !req {
+		s.m.latency.Observe(time.Since(p.start).Seconds())
+	}
+}
+
+// emit publishes one of the server's own messages, with v5 properties,
+// through the broker's inline client: at QoS 1 towards subscribers, and
+// retained if retain is set.
+func (s *Server) emit(broker *mochi.Server, topic string, payload []byte, props packets.Properties, retain bool) {
+	inline, ok := broker.Clients.Get(mochi.InlineClientId)
+	if !ok {
+		s.log.Error("mqtt inline client missing") // Start enables it
+		return
+	}
+	err := broker.InjectPacket(inline, packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1, Retain: retain},
+		TopicName:   topic,
+		Payload:     payload,
+		Properties:  props,
+		PacketID:    1, // as mochi's Server.Publish: never used, but checked
+	})
+	if err != nil {
+		s.log.Warn("mqtt publish to device failed", "topic", topic, "error", err)
+	}
 }
 
 // rejectTxID is the tx id a reject message names: none if the payload
 // was not read as a tx.
-func rejectTxID(env []byte, err error) string {
+func rejectTxID(env []byte, m message, err error) string {
 	var te *topicError
-	if errors.As(err, &te) {
+	if errors.As(err, &te) || m.kind.request() {
 		return ""
 	}
 	switch bridge.ReasonOf(err) {

@@ -57,6 +57,9 @@ const (
 	maxTopicBytes = 256
 	// topicAliases is the topic alias maximum offered to clients.
 	topicAliases = 16
+	// maxRequests bounds the requests of one device being answered at
+	// once; beyond it requests are refused as overloaded.
+	maxRequests = 4
 	// drainTimeout is how long Close waits for submits in flight.
 	drainTimeout = 5 * time.Second
 )
@@ -68,6 +71,12 @@ type Deps struct {
 	Logger    *slog.Logger
 	Registry  prometheus.Registerer // nil: no metrics exported
 	Now       func() time.Time      // the clock device tokens are checked against; nil: time.Now
+
+	// Answers serves devices' requests and configuration manifests; nil:
+	// requests are refused as not_found and no manifest is published.
+	// Config is called on a client's read goroutine (at SUBSCRIBE) and
+	// must be quick; the other methods run on goroutines of their own.
+	Answers bridge.Answers
 }
 
 // ErrClosed is returned by Start after Close.
@@ -92,7 +101,13 @@ type Server struct {
 	sessions  map[*mochi.Client]*session
 	queues    map[string]*queue // by device id; a queue exists while its submitter runs
 	queued    int               // bytes of the records in queues or being submitted
-	wg        sync.WaitGroup    // submitters and disconnects; Add only under mu while !closing
+	requests  map[string]int    // by device id: requests being answered
+	wg        sync.WaitGroup    // submitters, requests, disconnects, manifests; Add only under mu while !closing
+
+	// manifestMu orders the publishes of configuration manifests: each
+	// reads Answers.Config and publishes it under manifestMu, so the last
+	// retained manifest is never older than the last ConfigChanged.
+	manifestMu sync.Mutex
 
 	closeOnce sync.Once
 }
@@ -146,6 +161,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	return &Server{
 		cfg: cfg, d: d, log: d.Logger, m: m,
 		ctx: ctx, stop: stop, sessions: map[*mochi.Client]*session{}, queues: map[string]*queue{},
+		requests: map[string]int{},
 	}, nil
 }
 
@@ -182,7 +198,9 @@ func (c Config) capabilities() *mochi.Capabilities {
 	caps.MaximumClientWritesPending = 2 * int32(c.ReceiveMaximum)
 	caps.TopicAliasMaximum = topicAliases
 	caps.MaximumQos = 1
-	caps.RetainAvailable = 0
+	// Only the server retains messages (the configuration manifests):
+	// OnPublish takes every device publish before mochi would retain it.
+	caps.RetainAvailable = 1
 	caps.SharedSubAvailable = 0
 	caps.MinimumProtocolVersion = 4 // 3.1.1 and 5
 	return caps
@@ -203,7 +221,7 @@ func (s *Server) Start() error {
 	broker := mochi.New(&mochi.Options{
 		Capabilities: s.cfg.capabilities(),
 		Logger:       slog.New(minLevel{s.log.Handler(), slog.LevelError}).With("lib", "mochi"),
-		InlineClient: true, // the server publishes receipts and rejects
+		InlineClient: true, // the server publishes receipts, rejects, answers and manifests
 		// $SYS topics are of no use to devices (they may not subscribe
 		// to them) and cost a stop-the-world ReadMemStats per update.
 		SysTopicResendInterval: 24 * 60 * 60,

@@ -79,6 +79,8 @@ type Peer struct {
 type Server struct {
 	info    NodeInfo
 	cluster func() Cluster
+	dir     Directory
+	configs Configs
 	ledger  Ledger
 	index   Index
 	logger  *slog.Logger
@@ -172,7 +174,7 @@ func rejectStatus(r state.Reason) int {
 		return http.StatusRequestEntityTooLarge
 	case state.ReasonUnknownAuthor, state.ReasonForbidden, state.ReasonBadSignature, state.ReasonRevoked:
 		return http.StatusForbidden
-	case state.ReasonReplay, state.ReasonExists:
+	case state.ReasonReplay, state.ReasonExists, state.ReasonStaleVersion:
 		return http.StatusConflict
 	}
 	return http.StatusUnprocessableEntity

@@ -1,10 +1,11 @@
 // Package cluster is the transport between the gateways of a site: it carries
-// PBFT messages between replicas and serves blocks for state transfer.
+// PBFT messages between replicas, serves blocks for state transfer, and
+// serves blobs (off-chain files) by the SHA-256 of their bytes.
 //
 // # Contract
 //
 //  1. Identity. Each node proves the genesis key of its node id. At Run (or
-//     at the first Fetch) the Transport makes a self-signed X.509
+//     at the first Fetch or FetchBlob) the Transport makes a self-signed X.509
 //     certificate (CN = node id) with Config.Signer, using only its Public
 //     and Sign methods, so the key may live in a TPM. Connections are TLS
 //     1.3 only, with mutual authentication. Certificate chains are not
@@ -19,7 +20,8 @@
 //     two nodes that dial each other at once need no tie-break. A newer
 //     inbound connection from a peer replaces the older one. The ALPN
 //     protocol names the connection's use: "ledgergate-peer/1" for the
-//     message stream, "ledgergate-fetch/1" for one state-transfer exchange.
+//     message stream, "ledgergate-fetch/1" for one state-transfer exchange,
+//     "ledgergate-blob/1" for one blob exchange.
 //  3. Delivery is best effort. Send enqueues on the peer's bounded queue
 //     and never blocks; a full queue, a message larger than MaxFrame, or a
 //     write that failed loses the message (counted in PeerStatus.Dropped).
@@ -35,9 +37,9 @@
 //     not cut off while it moves. TCP keep-alives notice a peer that
 //     vanished without closing. Every node of a cluster should use the same
 //     MaxFrame: a frame above the receiver's is refused.
-//  5. The caller's duties: Handler.Message and Handler.Blocks are called
-//     from the transport's goroutines, concurrently, and must be safe for
-//     that and quick (hand work to a channel). Message receives a buffer it
+//  5. The caller's duties: Handler.Message, Handler.Blocks and Handler.Blob
+//     are called from the transport's goroutines, concurrently, and must be
+//     safe for that and quick (hand work to a channel). Message receives a buffer it
 //     owns. A slice passed to Send or Broadcast must not be modified
 //     afterwards. Config.Height must be safe for concurrent use. Do not call
 //     Close from a Handler method: Close waits for those goroutines.
@@ -47,7 +49,11 @@
 //     answers with Handler.Blocks, asking for at most 256 blocks and
 //     returning as many as fit in MaxFrame (at least one if it has any).
 //     Fetch honours its context and fails if the peer is silent for 10s.
-//  7. Lifecycle. New validates and does no I/O. Run listens, dials every
+//  7. Blobs. FetchBlob does the same for one blob, named by the SHA-256 of
+//     its bytes: the server answers with Handler.Blob (an error if the blob
+//     exceeds MaxFrame), and FetchBlob returns the blob only if it hashes to
+//     that name, or ErrNoBlob if the peer does not have it.
+//  8. Lifecycle. New validates and does no I/O. Run listens, dials every
 //     peer, and blocks until its context ends or Close is called, then
 //     returns nil. Ready is closed once the listener is bound, and Addr then
 //     reports it. Close is idempotent, safe before or without Run, and
@@ -70,6 +76,9 @@
 //	3 fetch request   from uint64 | max uint32               (12 bytes)
 //	4 fetch response  0x00 | count uint32 | count × (len uint32 | block)
 //	                  or 0x01 | error text (not empty)
+//	5 blob request    hash [32]byte, the SHA-256 of the blob (32 bytes)
+//	6 blob response   0x00 | blob, or 0x01 | error text (not empty),
+//	                  or 0x02 alone: the server does not have the blob
 //
 // Decoders accept exactly what the encoders produce: a payload of the wrong
 // length, trailing bytes or an unknown type is an error, never a panic.

@@ -10,15 +10,16 @@ import (
 	"strings"
 )
 
-// ErrRemote is returned by Fetch when the peer answered with an error.
-var ErrRemote = errors.New("cluster: peer could not serve blocks")
+// ErrRemote is returned by Fetch and FetchBlob when the peer answered with
+// an error.
+var ErrRemote = errors.New("cluster: peer could not serve the request")
 
 const (
 	// MaxFetchBlocks is the most blocks one Fetch asks for and one answer
 	// holds.
 	MaxFetchBlocks = 256
 
-	maxErrText = 512 // bytes of error text in a fetch response
+	maxErrText = 512 // bytes of error text in a fetch or blob response
 )
 
 // Fetch asks peer for the encoded blocks [from, from+max) over a connection
@@ -153,8 +154,8 @@ func (t *Transport) answerFetch(req fetchRequest) fetchResponse {
 	return fetchResponse{Blocks: blocks}
 }
 
-// errText is s fit for a fetch response: not empty, valid UTF-8, at most
-// maxErrText bytes.
+// errText is s fit for a fetch or blob response: not empty, valid UTF-8, at
+// most maxErrText bytes.
 func errText(s string) string {
 	if len(s) > maxErrText {
 		s = s[:maxErrText]

@@ -25,6 +25,8 @@ const (
 	frameStatus        frameType = 2 // height uint64
 	frameFetchRequest  frameType = 3 // from uint64 | max uint32
 	frameFetchResponse frameType = 4 // 0x00 | count | blocks, or 0x01 | error text
+	frameBlobRequest   frameType = 5 // hash [32]byte
+	frameBlobResponse  frameType = 6 // 0x00 | blob, 0x01 | error text, or 0x02
 )
 
 func (f frameType) String() string {
@@ -37,6 +39,10 @@ func (f frameType) String() string {
 		return "fetch request"
 	case frameFetchResponse:
 		return "fetch response"
+	case frameBlobRequest:
+		return "blob request"
+	case frameBlobResponse:
+		return "blob response"
 	}
 	return fmt.Sprintf("type %d", byte(f))
 }
@@ -50,9 +56,14 @@ const (
 
 	statusLen       = 8
 	fetchRequestLen = 12
+	blobRequestLen  = 32 // a SHA-256 hash
 
 	fetchOK  = 0x00
 	fetchErr = 0x01
+
+	blobOK      = 0x00
+	blobErr     = 0x01
+	blobMissing = 0x02
 )
 
 // appendFrame appends a frame holding payload to dst.
@@ -87,7 +98,7 @@ func readFrame(r io.Reader, max int) (frameType, []byte, error) {
 	if uint64(n) > uint64(max) {
 		return 0, nil, fmt.Errorf("%w: %s frame of %d bytes, max %d", ErrFrameTooLarge, typ, n, max)
 	}
-	if typ < frameMessage || typ > frameFetchResponse {
+	if typ < frameMessage || typ > frameBlobResponse {
 		return 0, nil, fmt.Errorf("%w: unknown frame %s", ErrProtocol, typ)
 	}
 	p, err := readPayload(r, int(n))
@@ -224,4 +235,51 @@ func decodeFetchResponse(p []byte) (fetchResponse, error) {
 		return fetchResponse{}, fmt.Errorf("%w: fetch response: %d trailing bytes", ErrProtocol, len(rest))
 	}
 	return fetchResponse{Blocks: blocks}, nil
+}
+
+func decodeBlobRequest(p []byte) ([32]byte, error) {
+	if len(p) != blobRequestLen {
+		return [32]byte{}, fmt.Errorf("%w: blob request of %d bytes, want %d", ErrProtocol, len(p), blobRequestLen)
+	}
+	return [32]byte(p), nil
+}
+
+// blobResponse is the blob, or, when Missing, word that the server does not
+// have it, or, when Err is not empty, the server's refusal.
+type blobResponse struct {
+	Blob    []byte
+	Missing bool
+	Err     string
+}
+
+func (r blobResponse) encode() []byte {
+	switch {
+	case r.Err != "":
+		return append([]byte{blobErr}, r.Err...)
+	case r.Missing:
+		return []byte{blobMissing}
+	}
+	return append(append(make([]byte, 0, 1+len(r.Blob)), blobOK), r.Blob...)
+}
+
+// decodeBlobResponse decodes a blob response. The blob shares p's memory.
+func decodeBlobResponse(p []byte) (blobResponse, error) {
+	if len(p) == 0 {
+		return blobResponse{}, fmt.Errorf("%w: empty blob response", ErrProtocol)
+	}
+	switch p[0] {
+	case blobOK:
+		return blobResponse{Blob: p[1:]}, nil
+	case blobErr:
+		if len(p) == 1 {
+			return blobResponse{}, fmt.Errorf("%w: blob error without text", ErrProtocol)
+		}
+		return blobResponse{Err: string(p[1:])}, nil
+	case blobMissing:
+		if len(p) != 1 {
+			return blobResponse{}, fmt.Errorf("%w: blob response: %d trailing bytes", ErrProtocol, len(p)-1)
+		}
+		return blobResponse{Missing: true}, nil
+	}
+	return blobResponse{}, fmt.Errorf("%w: blob response status %#x", ErrProtocol, p[0])
 }

@@ -20,6 +20,8 @@ var frameCases = []struct {
 	{"status", frameStatus, []byte{1, 2, 3, 4, 5, 6, 7, 8}, []byte{0, 0, 0, 8, 2, 1, 2, 3, 4, 5, 6, 7, 8}},
 	{"fetch request", frameFetchRequest, make([]byte, 12), append([]byte{0, 0, 0, 12, 3}, make([]byte, 12)...)},
 	{"fetch response", frameFetchResponse, []byte{1, 'x'}, []byte{0, 0, 0, 2, 4, 1, 'x'}},
+	{"blob request", frameBlobRequest, make([]byte, 32), append([]byte{0, 0, 0, 32, 5}, make([]byte, 32)...)},
+	{"blob response", frameBlobResponse, []byte{2}, []byte{0, 0, 0, 1, 6, 2}},
 }
 
 func TestFrameEncode(t *testing.T) {
@@ -63,7 +65,8 @@ func TestFrameDecodeBad(t *testing.T) {
 		{"one over max", []byte{0, 0, 0, 65, 1}, 64, ErrFrameTooLarge},
 		{"huge", []byte{0xff, 0xff, 0xff, 0xff, 1}, DefaultMaxFrame, ErrFrameTooLarge},
 		{"type 0", []byte{0, 0, 0, 0, 0}, 64, ErrProtocol},
-		{"type 5", []byte{0, 0, 0, 0, 5}, 64, ErrProtocol},
+		{"type 7", []byte{0, 0, 0, 0, 7}, 64, ErrProtocol},
+		{"type 255", []byte{0, 0, 0, 0, 255}, 64, ErrProtocol},
 	} {
 		_, _, err := readFrame(bytes.NewReader(c.wire), c.max)
 		if !errors.Is(err, c.want) {
@@ -139,6 +142,49 @@ var payloadCases = []struct {
 		decode: decodeResponseString,
 		wire:   []byte{1, 'n', 'o'},
 	},
+	{
+		name: "blob request", value: [32]byte{0: 1, 31: 0xff},
+		encode: func() []byte { h := [32]byte{0: 1, 31: 0xff}; return h[:] },
+		decode: func(p []byte) (any, error) { return decodeBlobRequest(p) },
+		wire:   append([]byte{1}, append(make([]byte, 30), 0xff)...),
+	},
+	{
+		name: "blob response, blob", value: `blob "ab"`,
+		encode: blobResponse{Blob: []byte("ab")}.encode,
+		decode: decodeBlobString,
+		wire:   []byte{0, 'a', 'b'},
+	},
+	{
+		name: "blob response, empty blob", value: `blob ""`,
+		encode: blobResponse{Blob: []byte{}}.encode,
+		decode: decodeBlobString,
+		wire:   []byte{0},
+	},
+	{
+		name: "blob response, missing", value: "missing",
+		encode: blobResponse{Missing: true}.encode,
+		decode: decodeBlobString,
+		wire:   []byte{2},
+	},
+	{
+		name: "blob response, error", value: `error "no"`,
+		encode: blobResponse{Err: "no"}.encode,
+		decode: decodeBlobString,
+		wire:   []byte{1, 'n', 'o'},
+	},
+}
+
+func decodeBlobString(p []byte) (any, error) {
+	r, err := decodeBlobResponse(p)
+	switch {
+	case err != nil:
+		return nil, err
+	case r.Err != "":
+		return `error "` + r.Err + `"`, nil
+	case r.Missing:
+		return "missing", nil
+	}
+	return `blob "` + string(r.Blob) + `"`, nil
 }
 
 func decodeResponseString(p []byte) (any, error) {
@@ -188,6 +234,12 @@ func TestPayloadsBad(t *testing.T) {
 		{"fetch response block truncated", decodeResponseString, []byte{0, 0, 0, 0, 1, 0, 0, 0, 5, 'a', 'b'}},
 		{"fetch response length truncated", decodeResponseString, []byte{0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0}},
 		{"fetch response trailing bytes", decodeResponseString, []byte{0, 0, 0, 0, 0, 9}},
+		{"blob request short", func(p []byte) (any, error) { return decodeBlobRequest(p) }, make([]byte, 31)},
+		{"blob request long", func(p []byte) (any, error) { return decodeBlobRequest(p) }, make([]byte, 33)},
+		{"blob response empty", decodeBlobString, nil},
+		{"blob response status 3", decodeBlobString, []byte{3, 'a'}},
+		{"blob response error without text", decodeBlobString, []byte{1}},
+		{"blob response missing with trailing bytes", decodeBlobString, []byte{2, 0}},
 	} {
 		if v, err := c.decode(c.wire); !errors.Is(err, ErrProtocol) {
 			t.Errorf("%s: decoded %v, %v; want ErrProtocol", c.name, v, err)
@@ -205,6 +257,7 @@ func FuzzFrame(f *testing.F) {
 	for _, c := range payloadCases {
 		f.Add(c.wire)
 		f.Add(appendFrame(nil, frameFetchResponse, c.wire))
+		f.Add(appendFrame(nil, frameBlobResponse, c.wire))
 	}
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 1})
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -226,6 +279,12 @@ func FuzzFrame(f *testing.F) {
 			}
 			if r, err := decodeFetchResponse(p); err == nil && !bytes.Equal(r.encode(), p) {
 				t.Fatalf("fetch response %x re-encodes as %x", p, r.encode())
+			}
+			if h, err := decodeBlobRequest(p); err == nil && !bytes.Equal(h[:], p) {
+				t.Fatalf("blob request %x decodes as %x", p, h)
+			}
+			if r, err := decodeBlobResponse(p); err == nil && !bytes.Equal(r.encode(), p) {
+				t.Fatalf("blob response %x re-encodes as %x", p, r.encode())
 			}
 		}
 	})

@@ -58,13 +58,16 @@ func deadAddr(t *testing.T) string {
 
 type delivery struct{ from, data string }
 
-// recorder is a Handler that keeps what it receives and serves blocks.
+// recorder is a Handler that keeps what it receives and serves blocks and
+// blobs.
 type recorder struct {
 	mu        sync.Mutex
 	msgs      []delivery
 	blocks    [][]byte // block i is at height i
 	blocksErr error
-	maxAsked  []int // the max of every Blocks call
+	maxAsked  []int               // the max of every Blocks call
+	blobs     map[[32]byte][]byte // by SHA-256, which a test may get wrong on purpose
+	blobErr   error
 }
 
 func (r *recorder) Message(from string, data []byte) {
@@ -84,6 +87,15 @@ func (r *recorder) Blocks(from uint64, max int) ([][]byte, error) {
 		return nil, nil
 	}
 	return r.blocks[from:min(uint64(len(r.blocks)), from+uint64(max))], nil
+}
+
+func (r *recorder) Blob(hash [32]byte) ([]byte, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.blobErr != nil {
+		return nil, r.blobErr
+	}
+	return r.blobs[hash], nil
 }
 
 func (r *recorder) got() []delivery {

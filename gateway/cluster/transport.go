@@ -46,7 +46,8 @@ const (
 )
 
 var (
-	// ErrClosed is returned by Run and Fetch once Close was called.
+	// ErrClosed is returned by Run, Fetch and FetchBlob once Close was
+	// called.
 	ErrClosed = errors.New("cluster: transport closed")
 	// ErrUnknownPeer is returned for a peer id that is not in Config.Peers.
 	ErrUnknownPeer = errors.New("cluster: unknown peer")
@@ -154,6 +155,9 @@ type Handler interface {
 	// Blocks serves encoded blocks [from, from+max) for state transfer:
 	// fewer, or none, if we do not have them.
 	Blocks(from uint64, max int) ([][]byte, error)
+	// Blob serves the blob whose SHA-256 is hash: nil and no error if we
+	// do not have it.
+	Blob(hash [32]byte) ([]byte, error)
 }
 
 // PeerStatus is what the transport knows of a peer.
@@ -466,7 +470,7 @@ func (t *Transport) accept(ctx context.Context, g *errgroup.Group, ln net.Listen
 }
 
 // serveConn authenticates an inbound connection and serves it: a message
-// stream or one fetch.
+// stream, one fetch or one blob request.
 func (t *Transport) serveConn(ctx context.Context, raw net.Conn, srv *tls.Config) {
 	defer raw.Close()
 	defer context.AfterFunc(ctx, func() { raw.Close() })()
@@ -485,11 +489,14 @@ func (t *Transport) serveConn(ctx context.Context, raw net.Conn, srv *tls.Config
 		t.log.Log(ctx, level, "inbound peer refused", "remote", remote, "err", err)
 		return
 	}
-	if proto == alpnFetch {
+	switch proto {
+	case alpnFetch:
 		t.serveFetch(conn, p, remote)
-		return
+	case alpnBlob:
+		t.serveBlob(conn, p, remote)
+	default:
+		t.readPeer(ctx, conn, p, remote)
 	}
-	t.readPeer(ctx, conn, p, remote)
 }
 
 // handshake runs the server side of the TLS handshake, which pins the

@@ -1,8 +1,10 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -404,6 +406,88 @@ func toStrings(blocks [][]byte) []string {
 		out = append(out, s)
 	}
 	return out
+}
+
+// TestFetchBlob: a blob comes back only if it hashes to what was asked;
+// a missing blob, a lying peer, a failing Handler and a blob too large for a
+// frame each fail with their own error.
+func TestFetchBlob(t *testing.T) {
+	c := newCluster(t, "a", "b", "liar", "broken", "small", "silent")
+	config := []byte("site: north\n")
+	big := bytes.Repeat([]byte("x"), 2000)
+	c.start("b", &recorder{blobs: map[[32]byte][]byte{
+		sha256.Sum256(config): config,
+		sha256.Sum256(nil):    {},
+		sha256.Sum256(big):    big,
+	}}, nil)
+	c.start("liar", &recorder{blobs: map[[32]byte][]byte{sha256.Sum256(config): []byte("site: south\n")}}, nil)
+	c.start("broken", &recorder{blobErr: errors.New("disk on fire")}, nil)
+	c.start("small", &recorder{blobs: map[[32]byte][]byte{sha256.Sum256(big): big}}, func(cfg *Config) { cfg.MaxFrame = 1024 })
+	// silent accepts TCP and never answers.
+	silent := c.node("silent").ln
+	c.node("silent").ln = nil
+	go func() {
+		for {
+			conn, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+		}
+	}()
+
+	// a does not run: FetchBlob needs no Run.
+	a, err := New(c.config("a"), &recorder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ctx := context.Background()
+
+	for _, want := range [][]byte{config, {}, big} {
+		got, err := a.FetchBlob(ctx, "b", sha256.Sum256(want))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("blob of %d bytes: got %d bytes, %v", len(want), len(got), err)
+		}
+	}
+	if _, err := a.FetchBlob(ctx, "b", sha256.Sum256([]byte("nobody has this"))); !errors.Is(err, ErrNoBlob) {
+		t.Errorf("fetch of a missing blob = %v, want ErrNoBlob", err)
+	}
+	if _, err := a.FetchBlob(ctx, "liar", sha256.Sum256(config)); !errors.Is(err, ErrProtocol) {
+		t.Errorf("fetch from a peer serving other bytes = %v, want ErrProtocol", err)
+	}
+	if _, err := a.FetchBlob(ctx, "broken", sha256.Sum256(config)); !errors.Is(err, ErrRemote) || !strings.Contains(err.Error(), "disk on fire") {
+		t.Errorf("fetch from broken = %v, want ErrRemote with its reason", err)
+	}
+	// small's frames hold 1024 bytes: it refuses to send the blob.
+	if _, err := a.FetchBlob(ctx, "small", sha256.Sum256(big)); !errors.Is(err, ErrRemote) || !strings.Contains(err.Error(), "more than a frame holds") {
+		t.Errorf("fetch of a blob larger than the server's frame = %v, want ErrRemote", err)
+	}
+	if _, err := a.FetchBlob(ctx, "nobody", sha256.Sum256(config)); !errors.Is(err, ErrUnknownPeer) {
+		t.Errorf("fetch from an unknown peer = %v, want ErrUnknownPeer", err)
+	}
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if _, err := a.FetchBlob(short, "silent", sha256.Sum256(config)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("fetch from a silent peer = %v, want context.DeadlineExceeded", err)
+	}
+
+	// A receiver whose frames hold 1024 bytes refuses the answer.
+	cfg := c.config("a")
+	cfg.MaxFrame = 1024
+	tight, err := New(cfg, &recorder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tight.Close()
+	if _, err := tight.FetchBlob(ctx, "b", sha256.Sum256(big)); !errors.Is(err, ErrFrameTooLarge) {
+		t.Errorf("fetch of a blob larger than our frame = %v, want ErrFrameTooLarge", err)
+	}
+
+	a.Close()
+	if _, err := a.FetchBlob(ctx, "b", sha256.Sum256(config)); !errors.Is(err, ErrClosed) {
+		t.Errorf("fetch after Close = %v, want ErrClosed", err)
+	}
 }
 
 // TestPeerStatus: status frames carry the peer's height and keep it fresh;

@@ -79,6 +79,10 @@ type Batch struct {
 	MaxBytes   int      `toml:"max_bytes"`
 	MaxDelay   Duration `toml:"max_delay"`
 	MaxPending int      `toml:"max_pending"`
+	// Heartbeat is the longest the chain stays without a block: when idle,
+	// the primary commits a heartbeat tx, so that the newest certified
+	// block devices are shown is never older (freshness). 0 = off.
+	Heartbeat Duration `toml:"heartbeat"`
 }
 
 // Cluster is this node's part in the PBFT cluster of the genesis nodes.
@@ -118,7 +122,7 @@ func Default() Config {
 		API:     API{Listen: "127.0.0.1:8080"},
 		MQTT:    MQTT{Listen: "127.0.0.1:1883", MaxClients: 10_000, ReceiveMaximum: 256, MaxPacketBytes: 128 << 10},
 		Signer:  Signer{Kind: "tpm", KeyFile: "node.key", TPMDevice: "/dev/tpmrm0", TPMHandle: "0x81010001"},
-		Batch:   Batch{MaxTxs: 1000, MaxBytes: 4 << 20, MaxDelay: Duration(2 * time.Millisecond), MaxPending: 100_000},
+		Batch:   Batch{MaxTxs: 1000, MaxBytes: 4 << 20, MaxDelay: Duration(2 * time.Millisecond), MaxPending: 100_000, Heartbeat: Duration(time.Minute)},
 		Cluster: Cluster{ViewChangeTimeout: Duration(time.Second)},
 		Log:     LogLevel{Level: "info", Format: "text"},
 	}
@@ -223,6 +227,9 @@ func (c *Config) Validate() error {
 	}
 	if d := time.Duration(c.Batch.MaxDelay); d < 0 || d > 10*time.Second {
 		bad("batch.max_delay %s: want 0s to 10s", d)
+	}
+	if d := time.Duration(c.Batch.Heartbeat); d != 0 && (d < time.Second || d > time.Hour) {
+		bad("batch.heartbeat %s: want 0s (off) or 1s to 1h", d)
 	}
 	if c.Batch.MaxPending < c.Batch.MaxTxs {
 		bad("batch.max_pending %d: want at least batch.max_txs (%d)", c.Batch.MaxPending, c.Batch.MaxTxs)

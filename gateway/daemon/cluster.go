@@ -1,14 +1,19 @@
 package daemon
 
 import (
+	"context"
 	"crypto/ecdsa"
+	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ledgergate/ledgergate/gateway/api"
+	"github.com/ledgergate/ledgergate/gateway/blob"
 	"github.com/ledgergate/ledgergate/gateway/cluster"
+	"github.com/ledgergate/ledgergate/gateway/directory"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 	"github.com/ledgergate/ledgergate/gateway/replica"
 	"github.com/ledgergate/ledgergate/gateway/state"
@@ -20,11 +25,42 @@ const PBFTDir = "pbft"
 
 // handler hands the transport's input to the replica, which is built
 // after the transport.
-type handler struct{ r *replica.Replica }
+type handler struct {
+	r     *replica.Replica
+	blobs *blob.Store
+}
 
 func (h *handler) Message(from string, data []byte) { h.r.Message(from, data) }
 
 func (h *handler) Blocks(from uint64, max int) ([][]byte, error) { return h.r.Blocks(from, max) }
+
+// Blob serves a peer a configuration blob this gateway stores; nil if it
+// has none.
+func (h *handler) Blob(sum [32]byte) ([]byte, error) {
+	data, err := h.blobs.Get(sum)
+	if errors.Is(err, blob.ErrNotFound) {
+		return nil, nil
+	}
+	return data, err
+}
+
+// fetchBlob returns a Fetcher that asks the peers for a blob, one after
+// the other, each for at most a few seconds.
+func fetchBlob(tr *cluster.Transport) directory.Fetcher {
+	return func(ctx context.Context, sum [32]byte) ([]byte, error) {
+		var errs []error
+		for _, p := range tr.Peers() {
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			data, err := tr.FetchBlob(pctx, p.ID, sum)
+			cancel()
+			if err == nil {
+				return data, nil
+			}
+			errs = append(errs, err)
+		}
+		return nil, errors.Join(errs...)
+	}
+}
 
 // newTransport builds the transport to the other nodes of g.
 func newTransport(g *ledger.Genesis, self, listen string, signer tpm.Signer, st *state.State, h *handler, logger *slog.Logger) (*cluster.Transport, error) {

@@ -19,9 +19,11 @@ import (
 
 	"github.com/ledgergate/ledgergate/bridge/mqtt"
 	"github.com/ledgergate/ledgergate/gateway/api"
+	"github.com/ledgergate/ledgergate/gateway/blob"
 	"github.com/ledgergate/ledgergate/gateway/chain"
 	"github.com/ledgergate/ledgergate/gateway/cluster"
 	"github.com/ledgergate/ledgergate/gateway/config"
+	"github.com/ledgergate/ledgergate/gateway/directory"
 	"github.com/ledgergate/ledgergate/gateway/index"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 	"github.com/ledgergate/ledgergate/gateway/replica"
@@ -127,7 +129,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 		MaxTxs: cfg.Batch.MaxTxs, MaxBytes: cfg.Batch.MaxBytes,
 		MaxDelay: time.Duration(cfg.Batch.MaxDelay), MaxPending: cfg.Batch.MaxPending,
 	}
-	h := &handler{}
+	blobs, err := blob.Open(filepath.Join(dir, BlobsDir), maxBlobBytes)
+	if err != nil {
+		return err
+	}
+	h := &handler{blobs: blobs}
 	var tr *cluster.Transport
 	var peerHeights func() map[string]uint64
 	if len(g.Nodes) > 1 {
@@ -147,13 +153,23 @@ func (d *Daemon) Run(ctx context.Context) error {
 	h.r = rep
 	cstatus := clusterStatus(rep, tr, st)
 	reg.MustRegister(newClusterMetrics(cstatus))
-	var front *mqtt.Server // set before the chain runs
+	var front *mqtt.Server          // set before the chain runs
+	var devDir *directory.Directory // likewise
+	// Background work of the directory (blob fetches) stops with the chain.
+	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBg()
 	ch := chain.New(chain.Deps{
 		State: st, Log: blog, Index: idx, Orderer: rep,
 		Logger: d.logger.With("component", "chain"), Registry: reg,
-		OnCommit: revocations(func() *mqtt.Server { return front }),
+		OnCommit: onCommit(bgCtx, func() *mqtt.Server { return front }, func() *directory.Directory { return devDir }),
 	})
-	front, err = newMQTT(cfg.MQTT, ch, st, d.logger.With("component", "mqtt"), reg)
+	dd := directory.Deps{Chain: ch, Index: idx, Blobs: blobs, Logger: d.logger.With("component", "directory")}
+	if tr != nil {
+		dd.Fetch = fetchBlob(tr)
+	}
+	devDir = directory.New(dd)
+	defer devDir.Wait()
+	front, err = newMQTT(cfg.MQTT, ch, st, devDir, d.logger.With("component", "mqtt"), reg)
 	if err != nil {
 		return err
 	}
@@ -164,6 +180,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		MaxTxBytes: g.Params.MaxTxBytes,
 	}, ch, idx, reg, d.logger.With("component", "api"))
 	srv.SetCluster(cstatus)
+	srv.SetDirectory(devDir, idx)
 
 	ln, err := net.Listen("tcp", cfg.API.Listen)
 	if err != nil {
@@ -225,6 +242,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return fmt.Errorf("daemon: cluster: %w", err)
 		}
 	}
+	if hb := time.Duration(cfg.Batch.Heartbeat); hb > 0 {
+		grp.Go(func() error {
+			heartbeat(gctx, hb, nodeID, signer, ch, rep, d.logger.With("component", "heartbeat"))
+			return nil
+		})
+	}
 	grp.Go(func() error {
 		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("daemon: api: %w", err)
@@ -249,6 +272,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.opts.Ready(ln.Addr().String())
 	}
 	err = grp.Wait()
+	stopBg()
 	stopChain()
 	select {
 	case <-chainDone:

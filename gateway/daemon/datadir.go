@@ -26,6 +26,7 @@ const (
 	GenesisFile  = "genesis.json"
 	AdminKeyFile = "admin.key"
 	BlocksDir    = "blocks"
+	BlobsDir     = "blobs" // sealed configuration blobs, by SHA-256
 	IndexFile    = "index.db"
 	// NodeKeyFile is the node key (signer.key_file's default); NodePubFile
 	// is its public key, which InitKey writes for the genesis builder.

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
@@ -10,13 +11,14 @@ import (
 	"github.com/ledgergate/ledgergate/bridge/mqtt"
 	"github.com/ledgergate/ledgergate/gateway/chain"
 	"github.com/ledgergate/ledgergate/gateway/config"
+	"github.com/ledgergate/ledgergate/gateway/directory"
 	"github.com/ledgergate/ledgergate/gateway/front"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 	"github.com/ledgergate/ledgergate/gateway/state"
 )
 
 // newMQTT builds the MQTT front end, or returns nil if no listener is configured.
-func newMQTT(c config.MQTT, ch *chain.Chain, st *state.State, logger *slog.Logger, reg prometheus.Registerer) (*mqtt.Server, error) {
+func newMQTT(c config.MQTT, ch *chain.Chain, st *state.State, dir *directory.Directory, logger *slog.Logger, reg prometheus.Registerer) (*mqtt.Server, error) {
 	if c.Listen == "" && c.TLSListen == "" {
 		return nil, nil
 	}
@@ -31,21 +33,37 @@ func newMQTT(c config.MQTT, ch *chain.Chain, st *state.State, logger *slog.Logge
 		}
 		cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	return mqtt.New(cfg, mqtt.Deps{Committer: front.Committer(ch), Directory: front.Directory(st), Logger: logger, Registry: reg})
+	return mqtt.New(cfg, mqtt.Deps{
+		Committer: front.Committer(ch), Directory: front.Directory(st), Answers: dir.Answers(), Logger: logger, Registry: reg,
+	})
 }
 
-// revocations returns the chain's OnCommit hook that disconnects devices
-// whose revocation or re-key just committed: a connection authenticated
-// with a key that is no longer the device's must not stay up.
-func revocations(front func() *mqtt.Server) func(*ledger.Block, []*ledger.Tx) {
+// onCommit returns the chain's OnCommit hook:
+//   - it disconnects devices whose revocation or re-key just committed: a
+//     connection authenticated with a key that is no longer the device's
+//     must not stay up;
+//   - it republishes the retained configuration manifest of the devices
+//     whose configuration changed;
+//   - it has the blobs of new configurations fetched from peers.
+//
+// It runs on the commit path: the slow parts run on other goroutines.
+func onCommit(ctx context.Context, front func() *mqtt.Server, dir func() *directory.Directory) func(*ledger.Block, []*ledger.Tx) {
 	return func(_ *ledger.Block, txs []*ledger.Tx) {
-		s := front()
+		s, d := front(), dir()
+		if d != nil {
+			d.Committed(ctx, txs)
+		}
 		if s == nil {
 			return
 		}
 		for _, tx := range txs {
 			if tx.Body.Kind == ledger.KindRevoke || tx.Body.Kind == ledger.KindRekey {
 				s.Revoked(tx.Body.Subject())
+			}
+		}
+		if d != nil {
+			if ids := d.Affected(txs); len(ids) > 0 {
+				s.ConfigChanged(ids)
 			}
 		}
 	}

@@ -31,7 +31,7 @@ const (
 
 // schemaVersion is kept in PRAGMA user_version. Open drops and recreates
 // the tables of any other version; bump it with every schema change.
-const schemaVersion = 1
+const schemaVersion = 2
 
 // kindRecord is the kind of a device's data as an SQL literal; the records
 // index covers only these txs.
@@ -82,7 +82,47 @@ var schema = []string{
 		revoke_reason   TEXT NOT NULL,
 		last_seq        INTEGER NOT NULL,
 		last_seen       INTEGER NOT NULL,
-		records         INTEGER NOT NULL
+		records         INTEGER NOT NULL,
+		model           TEXT NOT NULL,
+		groups          TEXT NOT NULL, -- comma-separated, sorted
+		enc_key         BLOB NOT NULL,
+		enroll_tx       BLOB NOT NULL, -- ids of the txs that prove the device's keys
+		keys_tx         BLOB NOT NULL, -- the enroll or the last rekey
+		revoke_tx       BLOB NOT NULL,
+		cfg_version     INTEGER NOT NULL, -- what the device last reported applying
+		cfg_sha256      BLOB NOT NULL,
+		cfg_height      INTEGER NOT NULL  -- block of that report; 0 if none
+	) WITHOUT ROWID`,
+	`CREATE TABLE device_groups (
+		grp    TEXT NOT NULL,
+		device TEXT NOT NULL,
+		PRIMARY KEY (grp, device)
+	) WITHOUT ROWID`,
+	// Every config.set, by target (a device id or group:NAME) and version.
+	`CREATE TABLE configs (
+		target       TEXT NOT NULL,
+		version      INTEGER NOT NULL,
+		height       INTEGER NOT NULL,
+		idx          INTEGER NOT NULL,
+		tx_id        BLOB NOT NULL,
+		author       TEXT NOT NULL,
+		sha256       BLOB NOT NULL,
+		size         INTEGER NOT NULL,
+		content_type TEXT NOT NULL,
+		blob         BLOB NOT NULL,
+		uri          TEXT NOT NULL,
+		time         INTEGER NOT NULL,
+		PRIMARY KEY (target, version)
+	) WITHOUT ROWID`,
+	`CREATE INDEX configs_blob ON configs (blob)`,
+	`CREATE TABLE config_reports (
+		device  TEXT NOT NULL,
+		height  INTEGER NOT NULL,
+		idx     INTEGER NOT NULL,
+		version INTEGER NOT NULL,
+		sha256  BLOB NOT NULL,
+		time    INTEGER NOT NULL,
+		PRIMARY KEY (device, height, idx)
 	) WITHOUT ROWID`,
 }
 
@@ -354,6 +394,9 @@ func (x *Index) apply(h *ledger.Header, txs []*ledger.Tx) error {
 		if err := devs.apply(h, t); err != nil {
 			return fmt.Errorf("tx %d: %w", i, err)
 		}
+		if err := applyConfig(tx, h, i, t); err != nil {
+			return fmt.Errorf("tx %d: %w", i, err)
+		}
 	}
 	if err := devs.write(); err != nil {
 		return err
@@ -364,8 +407,38 @@ func (x *Index) apply(h *ledger.Header, txs []*ledger.Tx) error {
 	return nil
 }
 
+// applyConfig indexes a config.set or config.report.
+func applyConfig(tx *sql.Tx, h *ledger.Header, i int, t *ledger.Tx) error {
+	switch b := &t.Body; {
+	case b.ConfigSet != nil:
+		c := b.ConfigSet
+		if _, err := tx.Exec(`INSERT INTO configs (target, version, height, idx, tx_id, author, sha256, size, content_type, blob, uri, time)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			c.Target, int64(c.Version), int64(h.Height), i, t.ID[:], t.Author, c.SHA256, int64(c.Size), c.ContentType, c.Blob, c.URI, h.Time,
+		); err != nil {
+			return fmt.Errorf("insert config: %w", err)
+		}
+	case b.ConfigReport != nil:
+		r := b.ConfigReport
+		if _, err := tx.Exec(`INSERT INTO config_reports (device, height, idx, version, sha256, time) VALUES (?, ?, ?, ?, ?, ?)`,
+			r.DeviceID, int64(h.Height), i, int64(r.Version), r.SHA256, h.Time,
+		); err != nil {
+			return fmt.Errorf("insert config report: %w", err)
+		}
+	}
+	return nil
+}
+
 // idPrefix is the first 8 bytes of a tx id as a big-endian int64.
 func idPrefix(id [32]byte) int64 { return int64(binary.BigEndian.Uint64(id[:8])) }
+
+// nonNilStrings keeps an empty list from encoding as JSON null.
+func nonNilStrings(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
 
 // nonNil keeps a missing byte string from becoming SQL NULL.
 func nonNil(b []byte) []byte {
@@ -379,6 +452,7 @@ func nonNil(b []byte) []byte {
 // read and written once per block, not once per tx.
 type deviceSet struct {
 	get, put *sql.Stmt
+	tx       *sql.Tx
 	rows     map[string]*Device // nil: not in the table
 	touched  []string           // in the order first touched
 }
@@ -388,12 +462,12 @@ func newDeviceSet(tx *sql.Tx) (*deviceSet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("prepare device query: %w", err)
 	}
-	put, err := tx.Prepare(`REPLACE INTO devices (` + deviceCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	put, err := tx.Prepare(`REPLACE INTO devices (` + deviceCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		get.Close()
 		return nil, fmt.Errorf("prepare device update: %w", err)
 	}
-	return &deviceSet{get: get, put: put, rows: map[string]*Device{}}, nil
+	return &deviceSet{get: get, put: put, tx: tx, rows: map[string]*Device{}}, nil
 }
 
 func (s *deviceSet) close() {
@@ -430,21 +504,35 @@ func (s *deviceSet) apply(h *ledger.Header, tx *ledger.Tx) error {
 	body := &tx.Body
 	switch {
 	case body.Enroll != nil:
-		d = &Device{ID: id, Status: StatusActive, EnrolledHeight: h.Height}
-		if err := setKey(d, body.Enroll.PublicKey); err != nil {
+		e := body.Enroll
+		d = &Device{ID: id, Status: StatusActive, EnrolledHeight: h.Height, Model: e.Model, Groups: nonNilStrings(e.Groups),
+			EncKey: nonNil(e.EncKey), EnrollTx: tx.ID[:], KeysTx: tx.ID[:], RevokeTx: []byte{}, CfgSHA256: []byte{}}
+		if err := setKey(d, e.PublicKey); err != nil {
 			return err
 		}
 		s.rows[id] = d
+		for _, g := range e.Groups {
+			if _, err := s.tx.Exec(`INSERT OR IGNORE INTO device_groups (grp, device) VALUES (?, ?)`, g, id); err != nil {
+				return fmt.Errorf("device %s group %s: %w", id, g, err)
+			}
+		}
 	case d == nil:
 	case body.Revoke != nil:
 		d.Status = StatusRevoked
 		d.RevokedHeight = h.Height
 		d.RevokeReason = body.Revoke.Reason
+		d.RevokeTx = tx.ID[:]
 	case body.Rekey != nil:
 		if err := setKey(d, body.Rekey.PublicKey); err != nil {
 			return err
 		}
 		d.LastSeq = body.Rekey.Seq
+		d.EncKey = nonNil(body.Rekey.EncKey)
+		d.KeysTx = tx.ID[:]
+	case body.ConfigReport != nil:
+		r := body.ConfigReport
+		d.LastSeq = max(d.LastSeq, r.Seq)
+		d.CfgVersion, d.CfgSHA256, d.CfgHeight = r.Version, r.SHA256, h.Height
 	case body.Record != nil:
 		d.LastSeq = max(d.LastSeq, body.Record.Seq)
 		d.LastSeen = h.Time
@@ -474,6 +562,8 @@ func (s *deviceSet) write() error {
 		}
 		if _, err := s.put.Exec(d.ID, d.Status, d.Alg, d.PublicKey, d.Fingerprint, int64(d.EnrolledHeight),
 			int64(d.RevokedHeight), d.RevokeReason, int64(d.LastSeq), d.LastSeen, int64(d.Records),
+			d.Model, strings.Join(d.Groups, ","), nonNil(d.EncKey), nonNil(d.EnrollTx), nonNil(d.KeysTx), nonNil(d.RevokeTx),
+			int64(d.CfgVersion), nonNil(d.CfgSHA256), int64(d.CfgHeight),
 		); err != nil {
 			return fmt.Errorf("write device %s: %w", id, err)
 		}
@@ -490,7 +580,7 @@ func (x *Index) Reset() error {
 		return fmt.Errorf("index: reset: %w", err)
 	}
 	defer tx.Rollback()
-	for _, table := range []string{"txs", "blocks", "devices"} {
+	for _, table := range []string{"txs", "blocks", "devices", "device_groups", "configs", "config_reports"} {
 		if _, err := tx.Exec(`DELETE FROM ` + table); err != nil {
 			return fmt.Errorf("index: reset %s: %w", table, err)
 		}

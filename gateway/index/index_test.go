@@ -345,10 +345,14 @@ func TestQueries(t *testing.T) {
 	}
 
 	t3 := c.blocks[2].Header.Time
+	idOf := func(env []byte) []byte { id := txID(t, env); return id[:] }
+	enA, enB, rv := idOf(c.blocks[0].Txs[0]), idOf(c.blocks[0].Txs[1]), idOf(c.blocks[4].Txs[0])
 	wantA := &Device{ID: "dev-a", Status: StatusActive, Alg: "EdDSA", PublicKey: der(t, s.keyA2), Fingerprint: fp(t, s.keyA2),
-		EnrolledHeight: 1, LastSeq: 5, LastSeen: t3, Records: 4}
+		EnrolledHeight: 1, LastSeq: 5, LastSeen: t3, Records: 4, Groups: []string{}, EncKey: []byte{},
+		EnrollTx: enA, KeysTx: rkID[:], RevokeTx: []byte{}, CfgSHA256: []byte{}}
 	wantB := &Device{ID: "dev-b", Status: StatusRevoked, Alg: "EdDSA", PublicKey: der(t, s.keyB), Fingerprint: fp(t, s.keyB),
-		EnrolledHeight: 1, RevokedHeight: 5, RevokeReason: "lost", LastSeq: 2, LastSeen: t3, Records: 2}
+		EnrolledHeight: 1, RevokedHeight: 5, RevokeReason: "lost", LastSeq: 2, LastSeen: t3, Records: 2, Groups: []string{}, EncKey: []byte{},
+		EnrollTx: enB, KeysTx: enB, RevokeTx: rv, CfgSHA256: []byte{}}
 	for _, want := range []*Device{wantA, wantB} {
 		if got, err := x.Device(want.ID); err != nil || !reflect.DeepEqual(got, want) {
 			t.Errorf("Device(%s) = %+v, %v;\nwant %+v", want.ID, got, err, want)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 )
 
 // MaxLimit caps the length of every list the index returns.
@@ -41,17 +42,30 @@ type TxInfo struct {
 
 // Device is an enrolled device as of the indexed height.
 type Device struct {
-	ID             string `json:"id"`
-	Status         string `json:"status"` // StatusActive or StatusRevoked
-	Alg            string `json:"alg"`    // ES256 or EdDSA
-	PublicKey      []byte `json:"public_key"`
-	Fingerprint    string `json:"fingerprint"` // hex SHA-256 of PublicKey
-	EnrolledHeight uint64 `json:"enrolled_height"`
-	RevokedHeight  uint64 `json:"revoked_height"` // 0 if not revoked
-	RevokeReason   string `json:"revoke_reason"`
-	LastSeq        uint64 `json:"last_seq"`
-	LastSeen       int64  `json:"last_seen"` // block time of the last record, Unix ms; 0 if none
-	Records        uint64 `json:"records"`
+	ID             string   `json:"id"`
+	Status         string   `json:"status"` // StatusActive or StatusRevoked
+	Alg            string   `json:"alg"`    // ES256 or EdDSA
+	PublicKey      []byte   `json:"public_key"`
+	Fingerprint    string   `json:"fingerprint"` // hex SHA-256 of PublicKey
+	EnrolledHeight uint64   `json:"enrolled_height"`
+	RevokedHeight  uint64   `json:"revoked_height"` // 0 if not revoked
+	RevokeReason   string   `json:"revoke_reason"`
+	LastSeq        uint64   `json:"last_seq"`
+	LastSeen       int64    `json:"last_seen"` // block time of the last record, Unix ms; 0 if none
+	Records        uint64   `json:"records"`
+	Model          string   `json:"model"`
+	Groups         []string `json:"groups"`
+	EncKey         []byte   `json:"enc_key"` // X25519 SubjectPublicKeyInfo; empty if none
+	// The txs that prove the device's keys: its enrollment, the tx that
+	// set its current keys (the enrollment or the last re-key), and its
+	// revocation (empty if none).
+	EnrollTx []byte `json:"-"`
+	KeysTx   []byte `json:"-"`
+	RevokeTx []byte `json:"-"`
+	// The configuration the device last reported applying.
+	CfgVersion uint64 `json:"cfg_version"`
+	CfgSHA256  []byte `json:"-"`
+	CfgHeight  uint64 `json:"cfg_height"` // block of that report; 0 if none
 }
 
 // Counts are the sizes of the index.
@@ -117,14 +131,24 @@ func scanTx(r rowScanner) (TxInfo, error) {
 	return t, err
 }
 
-const deviceCols = `id, status, alg, public_key, fingerprint, enrolled_height, revoked_height, revoke_reason, last_seq, last_seen, records`
+const deviceCols = `id, status, alg, public_key, fingerprint, enrolled_height, revoked_height, revoke_reason, last_seq, last_seen, records,
+	model, groups, enc_key, enroll_tx, keys_tx, revoke_tx, cfg_version, cfg_sha256, cfg_height`
 
 func scanDevice(r rowScanner) (*Device, error) {
 	var d Device
+	var groups string
 	err := r.Scan(&d.ID, &d.Status, &d.Alg, &d.PublicKey, &d.Fingerprint, u64{&d.EnrolledHeight},
-		u64{&d.RevokedHeight}, &d.RevokeReason, u64{&d.LastSeq}, &d.LastSeen, u64{&d.Records})
+		u64{&d.RevokedHeight}, &d.RevokeReason, u64{&d.LastSeq}, &d.LastSeen, u64{&d.Records},
+		&d.Model, &groups, &d.EncKey, &d.EnrollTx, &d.KeysTx, &d.RevokeTx, u64{&d.CfgVersion}, &d.CfgSHA256, u64{&d.CfgHeight})
 	if err != nil {
 		return nil, err
+	}
+	for _, b := range []*[]byte{&d.EncKey, &d.EnrollTx, &d.KeysTx, &d.RevokeTx, &d.CfgSHA256} {
+		*b = nonNil(*b)
+	}
+	d.Groups = []string{}
+	if groups != "" {
+		d.Groups = strings.Split(groups, ",")
 	}
 	return &d, nil
 }
@@ -253,4 +277,225 @@ func (x *Index) Counts() (Counts, error) {
 		return Counts{}, fmt.Errorf("index: counts: %w", err)
 	}
 	return c, nil
+}
+
+// ConfigInfo is an indexed config.set.
+type ConfigInfo struct {
+	Target      string `json:"target"` // a device id, or group:NAME
+	Version     uint64 `json:"version"`
+	Height      uint64 `json:"height"`
+	Index       uint64 `json:"index"` // position in the block
+	TxID        string `json:"tx_id"`
+	Author      string `json:"author"`
+	SHA256      string `json:"sha256"` // of the configuration, hex
+	Size        uint64 `json:"size"`
+	ContentType string `json:"content_type"`
+	Blob        string `json:"blob"` // address of the sealed blob: its SHA-256, hex
+	URI         string `json:"uri"`
+	Time        int64  `json:"time"` // block time, Unix ms
+}
+
+// ConfigReport is a device's indexed config.report.
+type ConfigReport struct {
+	Height  uint64 `json:"height"`
+	Version uint64 `json:"version"`
+	SHA256  string `json:"sha256"`
+	Time    int64  `json:"time"` // block time, Unix ms
+}
+
+const configCols = `target, version, height, idx, tx_id, author, sha256, size, content_type, blob, uri, time`
+
+func scanConfig(r rowScanner) (ConfigInfo, error) {
+	var c ConfigInfo
+	var id, sum, blob []byte
+	err := r.Scan(&c.Target, u64{&c.Version}, u64{&c.Height}, u64{&c.Index}, &id, &c.Author, &sum, u64{&c.Size},
+		&c.ContentType, &blob, &c.URI, &c.Time)
+	c.TxID, c.SHA256, c.Blob = hex.EncodeToString(id), hex.EncodeToString(sum), hex.EncodeToString(blob)
+	return c, err
+}
+
+// TargetConfigs returns every config.set of a target (a device id or
+// group:NAME), oldest first.
+func (x *Index) TargetConfigs(target string) ([]ConfigInfo, error) {
+	cs, err := list(x.db, scanConfig, `SELECT `+configCols+` FROM configs WHERE target = ? ORDER BY version LIMIT ?`, target, MaxLimit)
+	if err != nil {
+		return nil, fmt.Errorf("index: configs of %q: %w", target, err)
+	}
+	return cs, nil
+}
+
+// targetsOf are the config.set targets that apply to d: the device, then its groups.
+func targetsOf(d *Device) []any {
+	ts := []any{d.ID}
+	for _, g := range d.Groups {
+		ts = append(ts, "group:"+g)
+	}
+	return ts
+}
+
+// ConfigHistory returns every config.set that applied to device, its own
+// and its groups', in commit order (at most MaxLimit, the newest).
+func (x *Index) ConfigHistory(device string) ([]ConfigInfo, error) {
+	d, err := x.Device(device)
+	if err != nil {
+		return nil, err
+	}
+	ts := targetsOf(d)
+	cs, err := list(x.db, scanConfig, `SELECT * FROM (SELECT `+configCols+` FROM configs
+		WHERE target IN (?`+strings.Repeat(", ?", len(ts)-1)+`) ORDER BY height DESC, idx DESC LIMIT ?) ORDER BY height, idx`,
+		append(ts, MaxLimit)...)
+	if err != nil {
+		return nil, fmt.Errorf("index: config history of %q: %w", device, err)
+	}
+	return cs, nil
+}
+
+// CurrentConfig returns the config.set that is device's configuration:
+// the newest version for the device itself if there is one, else the most
+// recently committed one among its groups'. ErrNotFound if none.
+func (x *Index) CurrentConfig(device string) (*ConfigInfo, error) {
+	d, err := x.Device(device)
+	if err != nil {
+		return nil, err
+	}
+	return x.currentConfig(d, nil)
+}
+
+// currentConfig is CurrentConfig for a device read already; latest, if
+// not nil, holds the newest config.set of each target.
+func (x *Index) currentConfig(d *Device, latest map[string]ConfigInfo) (*ConfigInfo, error) {
+	if latest != nil {
+		var best *ConfigInfo
+		for i, t := range targetsOf(d) {
+			c, ok := latest[t.(string)]
+			switch {
+			case !ok:
+			case i == 0:
+				return &c, nil
+			case best == nil || c.Height > best.Height || c.Height == best.Height && c.Index > best.Index:
+				best = &c
+			}
+		}
+		if best == nil {
+			return nil, fmt.Errorf("index: config of %q: %w", d.ID, ErrNotFound)
+		}
+		return best, nil
+	}
+	c, err := scanConfig(x.db.QueryRow(`SELECT `+configCols+` FROM configs WHERE target = ? ORDER BY version DESC LIMIT 1`, d.ID))
+	if err == nil {
+		return &c, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("index: config of %q: %w", d.ID, err)
+	}
+	ts := targetsOf(d)[1:]
+	if len(ts) == 0 {
+		return nil, fmt.Errorf("index: config of %q: %w", d.ID, ErrNotFound)
+	}
+	c, err = scanConfig(x.db.QueryRow(`SELECT `+configCols+` FROM configs WHERE target IN (?`+strings.Repeat(", ?", len(ts)-1)+`)
+		ORDER BY height DESC, idx DESC LIMIT 1`, ts...))
+	if err != nil {
+		return nil, fmt.Errorf("index: config of %q: %w", d.ID, notFound(err))
+	}
+	return &c, nil
+}
+
+// ConfigsByBlob returns the config.sets that name the blob with the given
+// address.
+func (x *Index) ConfigsByBlob(blob [32]byte) ([]ConfigInfo, error) {
+	cs, err := list(x.db, scanConfig, `SELECT `+configCols+` FROM configs WHERE blob = ? LIMIT ?`, blob[:], MaxLimit)
+	if err != nil {
+		return nil, fmt.Errorf("index: configs of blob %x: %w", blob, err)
+	}
+	return cs, nil
+}
+
+// ConfigReports returns device's config.reports, oldest first (at most
+// MaxLimit, the newest).
+func (x *Index) ConfigReports(device string) ([]ConfigReport, error) {
+	scan := func(r rowScanner) (ConfigReport, error) {
+		var c ConfigReport
+		var sum []byte
+		err := r.Scan(u64{&c.Height}, u64{&c.Version}, &sum, &c.Time)
+		c.SHA256 = hex.EncodeToString(sum)
+		return c, err
+	}
+	rs, err := list(x.db, scan, `SELECT * FROM (SELECT height, version, sha256, time FROM config_reports
+		WHERE device = ? ORDER BY height DESC, idx DESC LIMIT ?) ORDER BY height`, device, MaxLimit)
+	if err != nil {
+		return nil, fmt.Errorf("index: config reports of %q: %w", device, err)
+	}
+	return rs, nil
+}
+
+// GroupMembers returns the ids of the devices enrolled in group, in id
+// order, revoked ones included.
+func (x *Index) GroupMembers(group string) ([]string, error) {
+	scan := func(r rowScanner) (string, error) {
+		var id string
+		return id, r.Scan(&id)
+	}
+	ids, err := list(x.db, scan, `SELECT device FROM device_groups WHERE grp = ? ORDER BY device`, group)
+	if err != nil {
+		return nil, fmt.Errorf("index: members of group %q: %w", group, err)
+	}
+	return ids, nil
+}
+
+// Drift is a device whose last reported configuration is not its current
+// one.
+type Drift struct {
+	Device   string     `json:"device"`
+	Current  ConfigInfo `json:"current"`
+	Reported uint64     `json:"reported_version"` // 0: never reported
+	SHA256   string     `json:"reported_sha256"`  // hex; "" if never reported
+	Since    uint64     `json:"reported_height"`  // block of the report; 0 if never
+}
+
+// Drifting returns every active device that has a configuration and did
+// not report applying it (version and hash), in id order.
+func (x *Index) Drifting() ([]Drift, error) {
+	latest := map[string]ConfigInfo{}
+	cs, err := list(x.db, scanConfig, `SELECT `+configCols+` FROM configs c
+		WHERE version = (SELECT max(version) FROM configs WHERE target = c.target)`)
+	if err != nil {
+		return nil, fmt.Errorf("index: drift: %w", err)
+	}
+	for _, c := range cs {
+		latest[c.Target] = c
+	}
+	out := []Drift{}
+	after := ""
+	for {
+		ds, err := x.Devices(after, MaxLimit)
+		if err != nil {
+			return nil, err
+		}
+		for i := range ds {
+			d := &ds[i]
+			if d.Status != StatusActive {
+				continue
+			}
+			cur, err := x.currentConfig(d, latest)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			reported := hex.EncodeToString(d.CfgSHA256)
+			if d.CfgHeight > 0 && d.CfgVersion == cur.Version && reported == cur.SHA256 {
+				continue
+			}
+			dr := Drift{Device: d.ID, Current: *cur, Reported: d.CfgVersion, Since: d.CfgHeight}
+			if d.CfgHeight > 0 {
+				dr.SHA256 = reported
+			}
+			out = append(out, dr)
+		}
+		if len(ds) < MaxLimit {
+			return out, nil
+		}
+		after = ds[len(ds)-1].ID
+	}
 }

@@ -10,7 +10,11 @@ const maxFuzzInput = 64 << 10
 
 func FuzzDecodeTx(f *testing.F) {
 	key := fixedEd25519()
-	for _, b := range []*Body{record("dev-1", 1), {Kind: KindRevoke, ChainID: testChain, Revoke: &Revoke{DeviceID: "d"}}} {
+	sum := make([]byte, 32)
+	for _, b := range []*Body{record("dev-1", 1), {Kind: KindRevoke, ChainID: testChain, Revoke: &Revoke{DeviceID: "d"}},
+		{Kind: KindConfigSet, ChainID: testChain, ConfigSet: &ConfigSet{Target: "group:g", Version: 1, SHA256: sum, Blob: sum, URI: "https://x"}},
+		{Kind: KindConfigReport, ChainID: testChain, ConfigReport: &ConfigReport{DeviceID: "dev-1", Seq: 2, Version: 1, SHA256: sum}},
+		{Kind: KindHeartbeat, ChainID: testChain, Heartbeat: &Heartbeat{Node: "n", Time: 1}}} {
 		env, err := SignTx(key, "dev-1", b)
 		if err != nil {
 			f.Fatal(err)
@@ -81,5 +85,42 @@ func FuzzDecodeReceipt(f *testing.F) {
 			return
 		}
 		_ = VerifyReceipt(g, r) // must not panic on any input
+	})
+}
+
+func FuzzDecodeAnswer(f *testing.F) {
+	b := testBlock(f, 3)
+	r, err := NewReceipt(b, NewTree(b.Txs), 1)
+	if err != nil {
+		f.Fatal(err)
+	}
+	head := Head{Header: b.Header, Cert: b.Cert}
+	for _, a := range []interface{ Encode() ([]byte, error) }{
+		&ConfigAnswer{Device: "d", Receipt: r, Head: head, Match: true},
+		&ConfigAnswer{Device: "d", Head: head},
+		&KeysAnswer{Device: "d", Enroll: r, Rekey: r, Head: head},
+	} {
+		enc, err := a.Encode()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(enc)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > maxFuzzInput {
+			return
+		}
+		// A device decodes what a gateway answers: whatever decodes is
+		// canonical.
+		if a, err := DecodeConfigAnswer(data); err == nil {
+			if enc, err := a.Encode(); err != nil || !bytes.Equal(enc, data) {
+				t.Fatal("config answer does not re-encode to its bytes")
+			}
+		}
+		if a, err := DecodeKeysAnswer(data); err == nil {
+			if enc, err := a.Encode(); err != nil || !bytes.Equal(enc, data) {
+				t.Fatal("keys answer does not re-encode to its bytes")
+			}
+		}
 	})
 }

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"crypto"
+	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -70,6 +71,19 @@ func ParsePublicKey(der []byte) (*PublicKey, error) {
 		return &PublicKey{Alg: EdDSA, Key: k, DER: der}, nil
 	}
 	return nil, fmt.Errorf("%w: key type %T", ErrUnknownAlg, k)
+}
+
+// ParseEncKey parses a device's encryption key: a DER SubjectPublicKeyInfo
+// holding an X25519 key, the HPKE KEM DHKEM(X25519, HKDF-SHA256).
+func ParseEncKey(der []byte) (*ecdh.PublicKey, error) {
+	k, err := x509.ParsePKIXPublicKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: parse encryption key: %w", err)
+	}
+	if pk, ok := k.(*ecdh.PublicKey); ok && pk.Curve() == ecdh.X25519() {
+		return pk, nil
+	}
+	return nil, fmt.Errorf("%w: encryption key %T, want X25519", ErrUnknownAlg, k)
 }
 
 // Fingerprint is the SHA-256 of the key's SubjectPublicKeyInfo.

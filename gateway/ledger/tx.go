@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/veraison/go-cose"
@@ -21,6 +22,10 @@ const (
 	KindRevoke Kind = "device.revoke" // admin: revoke a device for good
 	KindRekey  Kind = "device.rekey"  // device: replace its own key
 	KindRecord Kind = "data.record"   // device: signed data
+
+	KindConfigSet    Kind = "config.set"     // admin: publish a device's or a group's configuration
+	KindConfigReport Kind = "config.report"  // device: the configuration it applied
+	KindHeartbeat    Kind = "node.heartbeat" // node: a block when there is nothing else, so answers stay fresh
 )
 
 // Errors returned by DecodeTx and Tx.Verify. They wrap a detail.
@@ -59,12 +64,31 @@ type Body struct {
 	Revoke  *Revoke `cbor:"4,keyasint,omitempty"`
 	Rekey   *Rekey  `cbor:"5,keyasint,omitempty"`
 	Record  *Record `cbor:"6,keyasint,omitempty"`
+
+	ConfigSet    *ConfigSet    `cbor:"7,keyasint,omitempty"`
+	ConfigReport *ConfigReport `cbor:"8,keyasint,omitempty"`
+	Heartbeat    *Heartbeat    `cbor:"9,keyasint,omitempty"`
 }
 
-// Enroll adds a device with its signing key (DER SubjectPublicKeyInfo).
+// Heartbeat is a node's tx that keeps blocks coming on an idle chain: a
+// device bounds the age of the newest block it is shown (freshness), so
+// the gateways commit one at least every heartbeat interval.
+type Heartbeat struct {
+	Node string `cbor:"1,keyasint"`
+	Time int64  `cbor:"2,keyasint"` // node clock, Unix milliseconds
+}
+
+// Enroll adds a device with its signing key (DER SubjectPublicKeyInfo),
+// and optionally its attributes and an encryption key.
 type Enroll struct {
-	DeviceID  string `cbor:"1,keyasint"`
-	PublicKey []byte `cbor:"2,keyasint"`
+	DeviceID  string   `cbor:"1,keyasint"`
+	PublicKey []byte   `cbor:"2,keyasint"`
+	Model     string   `cbor:"3,keyasint,omitempty"`
+	Groups    []string `cbor:"4,keyasint,omitempty"` // sorted, no duplicates
+	// EncKey is the device's HPKE (RFC 9180) public key, an X25519
+	// SubjectPublicKeyInfo: what configurations and messages to the device
+	// are sealed to. It is separate from the signing key.
+	EncKey []byte `cbor:"5,keyasint,omitempty"`
 }
 
 // Revoke revokes a device. A revoked id can never be enrolled again.
@@ -73,12 +97,14 @@ type Revoke struct {
 	Reason   string `cbor:"2,keyasint,omitempty"`
 }
 
-// Rekey replaces a device's key. It is signed with the current key and
-// takes a sequence number from the same counter as the device's records.
+// Rekey replaces a device's keys: the signing key, and the encryption key
+// (none if EncKey is empty). It is signed with the current key and takes a
+// sequence number from the same counter as the device's records.
 type Rekey struct {
 	DeviceID  string `cbor:"1,keyasint"`
 	Seq       uint64 `cbor:"2,keyasint"`
 	PublicKey []byte `cbor:"3,keyasint"`
+	EncKey    []byte `cbor:"4,keyasint,omitempty"`
 }
 
 // Record is a device's signed data.
@@ -91,7 +117,54 @@ type Record struct {
 	Payload     []byte `cbor:"6,keyasint,omitempty"`
 }
 
-// Subject is the device a tx is about.
+// GroupPrefix starts a config.set target that names a group, as in
+// "group:sensors"; any other target is a device id.
+const GroupPrefix = "group:"
+
+// MaxConfigBytes bounds a configuration (and its sealed blob, less the
+// recipients' wrapped keys).
+const MaxConfigBytes = 1 << 20
+
+// Limits of the device attributes.
+const (
+	MaxGroups     = 16
+	maxTextLen    = 256 // reasons, URIs
+	maxContentLen = 128 // content types
+)
+
+// ConfigSet publishes version Version of the configuration of Target (a
+// device id, or GroupPrefix and a group). The configuration is kept off
+// the chain, sealed to the device (or to each member of the group) in a
+// blob addressed by the SHA-256 of its bytes.
+type ConfigSet struct {
+	Target      string `cbor:"1,keyasint"`
+	Version     uint64 `cbor:"2,keyasint"` // strictly increasing per target
+	SHA256      []byte `cbor:"3,keyasint"` // of the configuration itself (the plaintext)
+	Size        uint64 `cbor:"4,keyasint"` // of the configuration itself
+	ContentType string `cbor:"5,keyasint,omitempty"`
+	Blob        []byte `cbor:"6,keyasint"`           // SHA-256 of the sealed blob: its address
+	URI         string `cbor:"7,keyasint,omitempty"` // optional other place to download the blob from
+}
+
+// ConfigReport is a device's statement of the configuration it applied.
+// It takes a sequence number from the device's counter.
+type ConfigReport struct {
+	DeviceID string `cbor:"1,keyasint"`
+	Seq      uint64 `cbor:"2,keyasint"`
+	Version  uint64 `cbor:"3,keyasint"`
+	SHA256   []byte `cbor:"4,keyasint"`
+}
+
+// ParseTarget splits a config.set target into a device id or a group
+// name (exactly one is set); ok is false if the target is invalid.
+func ParseTarget(t string) (device, group string, ok bool) {
+	if g, isGroup := strings.CutPrefix(t, GroupPrefix); isGroup {
+		return "", g, ValidID(g)
+	}
+	return t, "", ValidID(t)
+}
+
+// Subject is the device a tx is about (for config.set: the target).
 func (b *Body) Subject() string {
 	switch {
 	case b.Enroll != nil:
@@ -102,6 +175,10 @@ func (b *Body) Subject() string {
 		return b.Rekey.DeviceID
 	case b.Record != nil:
 		return b.Record.DeviceID
+	case b.ConfigSet != nil:
+		return b.ConfigSet.Target
+	case b.ConfigReport != nil:
+		return b.ConfigReport.DeviceID
 	}
 	return ""
 }
@@ -112,7 +189,7 @@ func (b *Body) Validate() error {
 		return fmt.Errorf("%w: no chain id", ErrMalformed)
 	}
 	set := 0
-	for _, p := range []bool{b.Enroll != nil, b.Revoke != nil, b.Rekey != nil, b.Record != nil} {
+	for _, p := range []bool{b.Enroll != nil, b.Revoke != nil, b.Rekey != nil, b.Record != nil, b.ConfigSet != nil, b.ConfigReport != nil, b.Heartbeat != nil} {
 		if p {
 			set++
 		}
@@ -134,6 +211,14 @@ func (b *Body) Validate() error {
 		if _, err := ParsePublicKey(b.Enroll.PublicKey); err != nil {
 			return bad("%v", err)
 		}
+		if err := validAttributes(b.Enroll); err != nil {
+			return bad("%v", err)
+		}
+		if b.Enroll.EncKey != nil {
+			if _, err := ParseEncKey(b.Enroll.EncKey); err != nil {
+				return bad("%v", err)
+			}
+		}
 	case KindRevoke:
 		if b.Revoke == nil {
 			return bad("no revoke payload")
@@ -141,7 +226,7 @@ func (b *Body) Validate() error {
 		if !ValidID(b.Revoke.DeviceID) {
 			return bad("invalid device id %q", b.Revoke.DeviceID)
 		}
-		if len(b.Revoke.Reason) > 256 {
+		if len(b.Revoke.Reason) > maxTextLen {
 			return bad("reason longer than 256 bytes")
 		}
 	case KindRekey:
@@ -157,6 +242,11 @@ func (b *Body) Validate() error {
 		if _, err := ParsePublicKey(b.Rekey.PublicKey); err != nil {
 			return bad("%v", err)
 		}
+		if b.Rekey.EncKey != nil {
+			if _, err := ParseEncKey(b.Rekey.EncKey); err != nil {
+				return bad("%v", err)
+			}
+		}
 	case KindRecord:
 		r := b.Record
 		if r == nil {
@@ -171,11 +261,74 @@ func (b *Body) Validate() error {
 		if r.Seq == 0 || r.Seq > math.MaxInt64 {
 			return bad("seq %d: want 1 to 2^63-1", r.Seq)
 		}
-		if len(r.ContentType) > 128 {
+		if len(r.ContentType) > maxContentLen {
 			return bad("content type longer than 128 bytes")
+		}
+	case KindConfigSet:
+		c := b.ConfigSet
+		if c == nil {
+			return bad("no config.set payload")
+		}
+		if _, _, ok := ParseTarget(c.Target); !ok {
+			return bad("invalid target %q: want a device id or group:NAME", c.Target)
+		}
+		if c.Version == 0 || c.Version > math.MaxInt64 {
+			return bad("version %d: want 1 to 2^63-1", c.Version)
+		}
+		if len(c.SHA256) != 32 || len(c.Blob) != 32 {
+			return bad("sha256 and blob must be 32-byte SHA-256 digests")
+		}
+		if c.Size > MaxConfigBytes {
+			return bad("size %d: at most %d", c.Size, MaxConfigBytes)
+		}
+		if len(c.ContentType) > maxContentLen {
+			return bad("content type longer than 128 bytes")
+		}
+		if len(c.URI) > maxTextLen {
+			return bad("uri longer than 256 bytes")
+		}
+	case KindConfigReport:
+		r := b.ConfigReport
+		if r == nil {
+			return bad("no config.report payload")
+		}
+		if !ValidID(r.DeviceID) {
+			return bad("invalid device id %q", r.DeviceID)
+		}
+		if r.Seq == 0 || r.Seq > math.MaxInt64 || r.Version > math.MaxInt64 {
+			return bad("seq %d, version %d: want seq 1 to 2^63-1, version 0 to 2^63-1", r.Seq, r.Version)
+		}
+		if len(r.SHA256) != 32 {
+			return bad("sha256 must be a 32-byte digest")
+		}
+	case KindHeartbeat:
+		if b.Heartbeat == nil {
+			return bad("no heartbeat payload")
+		}
+		if !ValidID(b.Heartbeat.Node) {
+			return bad("invalid node id %q", b.Heartbeat.Node)
 		}
 	default:
 		return fmt.Errorf("%w: %q", ErrUnknownKind, string(b.Kind))
+	}
+	return nil
+}
+
+// validAttributes checks an enrollment's model and groups.
+func validAttributes(e *Enroll) error {
+	if e.Model != "" && !ValidID(e.Model) {
+		return fmt.Errorf("invalid model %q: want 1 to 64 of A-Z a-z 0-9 . _ -", e.Model)
+	}
+	if len(e.Groups) > MaxGroups {
+		return fmt.Errorf("%d groups, at most %d", len(e.Groups), MaxGroups)
+	}
+	for i, g := range e.Groups {
+		if !ValidID(g) {
+			return fmt.Errorf("invalid group %q", g)
+		}
+		if i > 0 && e.Groups[i-1] >= g {
+			return fmt.Errorf("groups must be sorted and distinct (%q before %q)", e.Groups[i-1], g)
+		}
 	}
 	return nil
 }

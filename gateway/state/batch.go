@@ -13,6 +13,7 @@ type Batch struct {
 	s       *State
 	parent  *Batch
 	pending map[string]*Device // devices touched by txs already in the batch
+	configs map[string]uint64  // config versions set by txs already in the batch
 	ids     map[[32]byte]bool
 	applied bool // the block of this batch was applied to the state
 }
@@ -23,7 +24,7 @@ func (s *State) NewBatch() *Batch { return s.NewBatchOn(nil) }
 // NewBatchOn starts a batch for the block after parent's block; a nil
 // parent is the committed state.
 func (s *State) NewBatchOn(parent *Batch) *Batch {
-	return &Batch{s: s, parent: parent, pending: map[string]*Device{}, ids: map[[32]byte]bool{}}
+	return &Batch{s: s, parent: parent, pending: map[string]*Device{}, configs: map[string]uint64{}, ids: map[[32]byte]bool{}}
 }
 
 // Applied marks that the batch's block was applied to the state: batches
@@ -43,6 +44,16 @@ func (b *Batch) device(id string) *Device {
 	return nil
 }
 
+// configVersion returns a target's last config version as the batch sees it.
+func (b *Batch) configVersion(target string) uint64 {
+	for x := b; x != nil && !x.applied; x = x.parent {
+		if v, ok := x.configs[target]; ok {
+			return v
+		}
+	}
+	return b.s.ConfigVersion(target)
+}
+
 // Check checks tx's author and permission as the batch sees the registry
 // (a device enrolled or re-keyed by an uncommitted parent block counts),
 // and returns the key its signature must verify with. It does not verify
@@ -53,12 +64,18 @@ func (b *Batch) Check(tx *ledger.Tx) (*Checked, error) {
 	}
 	body := &tx.Body
 	switch body.Kind {
-	case ledger.KindEnroll, ledger.KindRevoke:
+	case ledger.KindEnroll, ledger.KindRevoke, ledger.KindConfigSet:
 		if k, ok := b.s.admins[tx.Author]; ok {
 			return &Checked{Tx: tx, Key: k}, nil
 		}
 		return nil, reject(ReasonUnknownAuthor, "no admin %q", tx.Author)
-	case ledger.KindRekey, ledger.KindRecord:
+	case ledger.KindHeartbeat:
+		k, err := b.s.nodeKey(tx)
+		if err != nil {
+			return nil, err
+		}
+		return &Checked{Tx: tx, Key: k}, nil
+	case ledger.KindRekey, ledger.KindRecord, ledger.KindConfigReport:
 		if body.Subject() != tx.Author {
 			return nil, reject(ReasonForbidden, "%s by %s is about device %s", body.Kind, tx.Author, body.Subject())
 		}
@@ -78,6 +95,13 @@ func (b *Batch) Add(c *Checked) error {
 		return reject(ReasonReplay, "tx %x is already in this block", tx.ID[:8])
 	}
 	body := &tx.Body
+	switch body.Kind {
+	case ledger.KindConfigSet:
+		return b.addConfig(tx)
+	case ledger.KindHeartbeat:
+		b.ids[tx.ID] = true
+		return nil
+	}
 	id := body.Subject()
 	d := b.device(id)
 	var next Device
@@ -106,7 +130,7 @@ func (b *Batch) Add(c *Checked) error {
 		}
 		next = *d
 		next.Revoked = true
-	case ledger.KindRekey, ledger.KindRecord:
+	case ledger.KindRekey, ledger.KindRecord, ledger.KindConfigReport:
 		if d == nil {
 			return reject(ReasonUnknownAuthor, "no device %q", id)
 		}
@@ -133,6 +157,27 @@ func (b *Batch) Add(c *Checked) error {
 		return reject(ReasonMalformed, "unknown kind %q", body.Kind)
 	}
 	b.pending[id] = &next
+	b.ids[tx.ID] = true
+	return nil
+}
+
+// addConfig admits a config.set: a device target must be enrolled and not
+// revoked, and the version must be above the target's last.
+func (b *Batch) addConfig(tx *ledger.Tx) error {
+	c := tx.Body.ConfigSet
+	if dev, _, _ := ledger.ParseTarget(c.Target); dev != "" {
+		d := b.device(dev)
+		if d == nil {
+			return reject(ReasonUnknownDevice, "no device %q", dev)
+		}
+		if d.Revoked {
+			return reject(ReasonRevoked, "device %s is revoked", dev)
+		}
+	}
+	if last := b.configVersion(c.Target); c.Version <= last {
+		return reject(ReasonStaleVersion, "%s version %d, last is %d", c.Target, c.Version, last)
+	}
+	b.configs[c.Target] = c.Version
 	b.ids[tx.ID] = true
 	return nil
 }

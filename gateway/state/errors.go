@@ -22,6 +22,7 @@ const (
 	ReasonReplay        Reason = "replay"         // seq not above the device's last seq
 	ReasonExists        Reason = "exists"         // the id is already enrolled (or was, and is revoked)
 	ReasonUnknownDevice Reason = "unknown_device" // the tx is about a device that is not enrolled
+	ReasonStaleVersion  Reason = "stale_version"  // a config version not above the target's last
 )
 
 // RejectError is a tx rejected by the rules.

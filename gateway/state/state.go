@@ -22,13 +22,14 @@ type State struct {
 
 	mu      sync.RWMutex
 	devices map[string]*Device
+	configs map[string]uint64 // config.set target -> last version
 	height  uint64
 	tip     [32]byte // hash of the block at height; the genesis hash at 0
 }
 
 // New returns the state of an empty chain.
 func New(g *ledger.Genesis) (*State, error) {
-	s := &State{g: g, admins: map[string]*ledger.PublicKey{}, devices: map[string]*Device{}, tip: g.Hash()}
+	s := &State{g: g, admins: map[string]*ledger.PublicKey{}, devices: map[string]*Device{}, configs: map[string]uint64{}, tip: g.Hash()}
 	for _, a := range g.Admins {
 		pk, err := ledger.ParsePublicKey(a.PublicKey)
 		if err != nil {
@@ -58,6 +59,14 @@ func (s *State) Device(id string) (Device, bool) {
 		return Device{}, false
 	}
 	return *d, true
+}
+
+// ConfigVersion returns the last committed configuration version of a
+// config.set target (a device id or group:NAME), 0 if none.
+func (s *State) ConfigVersion(target string) uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.configs[target]
 }
 
 // Checked is a tx whose signature verified against Key, its author's key
@@ -97,7 +106,7 @@ func (s *State) CheckTx(tx *ledger.Tx) (*Checked, error) {
 func (s *State) authorKey(tx *ledger.Tx) (*ledger.PublicKey, error) {
 	b := &tx.Body
 	switch b.Kind {
-	case ledger.KindEnroll, ledger.KindRevoke:
+	case ledger.KindEnroll, ledger.KindRevoke, ledger.KindConfigSet:
 		if k, ok := s.admins[tx.Author]; ok {
 			return k, nil
 		}
@@ -105,7 +114,9 @@ func (s *State) authorKey(tx *ledger.Tx) (*ledger.PublicKey, error) {
 			return nil, reject(ReasonForbidden, "%s may only be issued by an admin, not device %s", b.Kind, tx.Author)
 		}
 		return nil, reject(ReasonUnknownAuthor, "no admin %q", tx.Author)
-	case ledger.KindRekey, ledger.KindRecord:
+	case ledger.KindHeartbeat:
+		return s.nodeKey(tx)
+	case ledger.KindRekey, ledger.KindRecord, ledger.KindConfigReport:
 		if b.Subject() != tx.Author {
 			return nil, reject(ReasonForbidden, "%s by %s is about device %s", b.Kind, tx.Author, b.Subject())
 		}
@@ -124,13 +135,29 @@ func (s *State) authorKey(tx *ledger.Tx) (*ledger.PublicKey, error) {
 	return nil, reject(ReasonMalformed, "unknown kind %q", b.Kind)
 }
 
-// seqOf is the device sequence number a rekey or record carries.
+// nodeKey is the key of the genesis node that must have signed tx, which
+// must be about itself.
+func (s *State) nodeKey(tx *ledger.Tx) (*ledger.PublicKey, error) {
+	n, ok := s.g.Node(tx.Author)
+	if !ok {
+		return nil, reject(ReasonUnknownAuthor, "no node %q", tx.Author)
+	}
+	if tx.Body.Heartbeat.Node != tx.Author {
+		return nil, reject(ReasonForbidden, "heartbeat by %s names node %s", tx.Author, tx.Body.Heartbeat.Node)
+	}
+	return ledger.ParsePublicKey(n.PublicKey)
+}
+
+// seqOf is the device sequence number a rekey, record or config report
+// carries.
 func seqOf(b *ledger.Body) uint64 {
 	switch {
 	case b.Record != nil:
 		return b.Record.Seq
 	case b.Rekey != nil:
 		return b.Rekey.Seq
+	case b.ConfigReport != nil:
+		return b.ConfigReport.Seq
 	}
 	return 0
 }
@@ -176,11 +203,16 @@ func (s *State) applyLocked(tx *ledger.Tx) error {
 			d.Key, d.LastSeq = pk, b.Rekey.Seq
 			return nil
 		}
-	case ledger.KindRecord:
-		if d, ok := s.devices[b.Record.DeviceID]; ok {
-			d.LastSeq = b.Record.Seq
+	case ledger.KindRecord, ledger.KindConfigReport:
+		if d, ok := s.devices[b.Subject()]; ok {
+			d.LastSeq = seqOf(b)
 			return nil
 		}
+	case ledger.KindConfigSet:
+		s.configs[b.ConfigSet.Target] = b.ConfigSet.Version
+		return nil
+	case ledger.KindHeartbeat:
+		return nil
 	}
 	return fmt.Errorf("state: invariant: committed %s about unknown device %q", b.Kind, b.Subject())
 }

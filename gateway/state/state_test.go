@@ -256,3 +256,67 @@ func TestBatchOnParent(t *testing.T) {
 		t.Fatalf("seq 2 after seq 1 in the parent: %v", err)
 	}
 }
+
+func configBody(target string, version uint64) ledger.Body {
+	sum := make([]byte, 32)
+	return ledger.Body{Kind: ledger.KindConfigSet, ConfigSet: &ledger.ConfigSet{Target: target, Version: version, SHA256: sum, Blob: sum}}
+}
+
+// addOne checks env and adds it to b, returning the first error.
+func (f *fixture) addOne(b *Batch, env []byte) error {
+	f.t.Helper()
+	c, err := f.st.Check(env)
+	if err != nil {
+		return err
+	}
+	return b.Add(c)
+}
+
+func TestConfigRules(t *testing.T) {
+	f := newFixture(t)
+	devKey := newP256(t)
+	f.commit(f.sign(f.admin, "admin", enrollBody("dev-1", der(t, devKey))))
+	f.commit(f.sign(f.admin, "admin", configBody("dev-1", 1)), f.sign(f.admin, "admin", configBody("group:meters", 3)))
+	if v := f.st.ConfigVersion("dev-1"); v != 1 {
+		t.Fatalf("ConfigVersion(dev-1) = %d, want 1", v)
+	}
+
+	b := f.st.NewBatch()
+	wantReason(t, f.addOne(b, f.sign(f.admin, "admin", configBody("dev-1", 1))), ReasonStaleVersion)
+	wantReason(t, f.addOne(b, f.sign(f.admin, "admin", configBody("group:meters", 2))), ReasonStaleVersion)
+	wantReason(t, f.addOne(b, f.sign(f.admin, "admin", configBody("dev-9", 1))), ReasonUnknownDevice)
+	if err := f.addOne(b, f.sign(f.admin, "admin", configBody("dev-1", 5))); err != nil {
+		t.Fatalf("version 5 after 1: %v", err)
+	}
+	// The batch sees its own txs: version 4 after the batch's 5 is stale.
+	wantReason(t, f.addOne(b, f.sign(f.admin, "admin", configBody("dev-1", 4))), ReasonStaleVersion)
+	// Only an admin may publish; only the device may report, with its counter.
+	_, err := f.st.Check(f.sign(devKey, "dev-1", configBody("dev-1", 9)))
+	wantReason(t, err, ReasonForbidden)
+	report := func(seq uint64) []byte {
+		return f.sign(devKey, "dev-1", ledger.Body{Kind: ledger.KindConfigReport, ConfigReport: &ledger.ConfigReport{
+			DeviceID: "dev-1", Seq: seq, Version: 1, SHA256: make([]byte, 32)}})
+	}
+	f.commit(report(1))
+	_, err = f.st.Check(report(1))
+	wantReason(t, err, ReasonReplay)
+	_, err = f.st.Check(f.sign(devKey, "dev-1", recordBody("dev-1", 1)))
+	wantReason(t, err, ReasonReplay) // reports and records share the counter
+
+	f.commit(f.sign(f.admin, "admin", ledger.Body{Kind: ledger.KindRevoke, Revoke: &ledger.Revoke{DeviceID: "dev-1"}}))
+	wantReason(t, f.addOne(f.st.NewBatch(), f.sign(f.admin, "admin", configBody("dev-1", 7))), ReasonRevoked)
+}
+
+func TestHeartbeatOnlyByItsNode(t *testing.T) {
+	f := newFixture(t)
+	hb := func(key crypto.Signer, kid, node string) []byte {
+		return f.sign(key, kid, ledger.Body{Kind: ledger.KindHeartbeat, Heartbeat: &ledger.Heartbeat{Node: node, Time: 1}})
+	}
+	f.commit(hb(f.node, "node-1", "node-1"))
+	_, err := f.st.Check(hb(f.node, "node-1", "node-2"))
+	wantReason(t, err, ReasonForbidden)
+	_, err = f.st.Check(hb(f.admin, "admin", "admin"))
+	wantReason(t, err, ReasonUnknownAuthor)
+	_, err = f.st.Check(hb(f.admin, "node-1", "node-1"))
+	wantReason(t, err, ReasonBadSignature)
+}

@@ -3,9 +3,12 @@ package main
 import (
 	"context"
 	"crypto"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -226,4 +229,49 @@ func TestClusterCutOffCatchesUp(t *testing.T) {
 		t.Errorf("node-4 reached height %d without state transfer:\n%s", h, cut.log())
 	}
 	c.check(&l.acked)
+}
+
+// TestClusterConfigBlob: a configuration uploaded to one gateway is
+// served by every other, which fetch its blob from their peers and check
+// it against the ledger.
+func TestClusterConfigBlob(t *testing.T) {
+	c := newCluster(t, 4)
+	dir := filepath.Dir(c.data[0])
+	api0 := c.gws[0].api
+	admin := []string{"--api", api0, "--admin-key", filepath.Join(dir, "admin.key"), "--admin-id", "admin", "--data", c.data[0]}
+	mustCLI(t, dir, "device", "keygen", "--alg", "es256", "--out", "meter")
+	mustCLI(t, dir, append([]string{"device", "enroll", "--id", "meter", "--pubkey", "meter.pub", "--enc-pubkey", "meter.enc.pub"}, admin...)...)
+	conf := filepath.Join(dir, "meter.toml")
+	if err := os.WriteFile(conf, []byte("interval = 5\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustCLI(t, dir, append([]string{"config", "publish", "--target", "meter", "--file", conf}, admin...)...)
+
+	var cur struct {
+		Current struct{ Blob string }
+	}
+	// The publish answered once gateway 1 committed; the others follow.
+	deadline := time.Now().Add(30 * time.Second)
+	for _, g := range c.gws {
+		for getJSON(t, g.api, "/api/v1/devices/meter/config", &cur) != http.StatusOK || cur.Current.Blob == "" {
+			if time.Now().After(deadline) {
+				t.Fatalf("gateway %s has not indexed the config", g.api)
+			}
+			time.Sleep(50 * time.Millisecond) // polling another process's API
+		}
+	}
+	for i, g := range c.gws[1:] {
+		resp, err := http.Get(g.api + "/api/v1/blobs/" + cur.Current.Blob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blob := readAll(t, resp)
+		if sum := sha256.Sum256(blob); hex.EncodeToString(sum[:]) != cur.Current.Blob {
+			t.Errorf("gateway %d served a blob that hashes to %x", i+2, sum)
+		}
+	}
+	// A blob no config.set names is neither served nor fetched.
+	if code := getJSON(t, c.gws[3].api, "/api/v1/blobs/"+strings.Repeat("ab", 32), nil); code != http.StatusNotFound {
+		t.Errorf("unknown blob: HTTP %d, want 404", code)
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -41,7 +44,14 @@ func cmdDeviceKeygen(_ context.Context, e *env, args []string) error {
 	if err := device.WriteKeyPair(*out, key); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "wrote %s (private, mode 0600) and %s.pub (%s)\n", *out, *out, a)
+	ek, err := device.GenerateEncKey()
+	if err != nil {
+		return err
+	}
+	if err := device.WriteEncKeyPair(*out+".enc", ek); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "wrote %s (private, mode 0600) and %s.pub (%s signing key),\n  %s.enc (private, mode 0600) and %s.enc.pub (X25519 encryption key)\n", *out, *out, a, *out, *out)
 	return nil
 }
 
@@ -79,12 +89,17 @@ func (a adminFlags) submitQuiet(ctx context.Context, chainID string, body ledger
 	return err
 }
 
-func (a adminFlags) sign(ctx context.Context, chainID string, body ledger.Body) (*api.ReceiptBody, error) {
+// loadKey reads the admin's signing key.
+func (a adminFlags) loadKey() (crypto.Signer, error) {
 	keyPath := *a.key
 	if keyPath == "" {
 		keyPath = filepath.Join(*a.data, daemon.AdminKeyFile)
 	}
-	key, err := device.LoadKey(keyPath)
+	return device.LoadKey(keyPath)
+}
+
+func (a adminFlags) sign(ctx context.Context, chainID string, body ledger.Body) (*api.ReceiptBody, error) {
+	key, err := a.loadKey()
 	if err != nil {
 		return nil, err
 	}
@@ -101,6 +116,9 @@ func cmdDeviceEnroll(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "device enroll")
 	id := fs.String("id", "", "device id: 1 to 64 of A-Z a-z 0-9 . _ -")
 	pub := fs.String("pubkey", "", "the device's public key file (NAME.pub from 'device keygen')")
+	encPub := fs.String("enc-pubkey", "", "the device's encryption key (NAME.enc.pub from 'device keygen'): what configurations are sealed to")
+	model := fs.String("model", "", "the device's model")
+	groups := fs.String("group", "", "the groups it belongs to, comma-separated (configurations may target a group)")
 	admin := addAdminFlags(fs)
 	if _, err := parse(fs, args); err != nil {
 		return err
@@ -112,7 +130,18 @@ func cmdDeviceEnroll(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	return admin.submit(ctx, e, ledger.Body{Kind: ledger.KindEnroll, Enroll: &ledger.Enroll{DeviceID: *id, PublicKey: der}})
+	en := &ledger.Enroll{DeviceID: *id, PublicKey: der, Model: *model}
+	if *encPub != "" {
+		if en.EncKey, err = device.LoadEncPublicKey(*encPub); err != nil {
+			return err
+		}
+	}
+	if *groups != "" {
+		en.Groups = strings.Split(*groups, ",")
+		slices.Sort(en.Groups)
+		en.Groups = slices.Compact(en.Groups)
+	}
+	return admin.submit(ctx, e, ledger.Body{Kind: ledger.KindEnroll, Enroll: en})
 }
 
 func cmdDeviceRevoke(ctx context.Context, e *env, args []string) error {

@@ -1,0 +1,282 @@
+package api
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+
+	"github.com/fxamacker/cbor/v2"
+
+	"github.com/ledgergate/ledgergate/gateway/index"
+	"github.com/ledgergate/ledgergate/gateway/ledger"
+	"github.com/ledgergate/ledgergate/gateway/state"
+)
+
+// Directory is what the API needs for configuration control and the key
+// directory.
+type Directory interface {
+	ConfigAnswer(device string, hash []byte) (*ledger.ConfigAnswer, *index.ConfigInfo, error)
+	KeysAnswer(device string) (*ledger.KeysAnswer, *index.Device, error)
+	Blob(ctx context.Context, sum [32]byte) ([]byte, error)
+	PutConfig(env, sealed []byte) (*ledger.Tx, error)
+}
+
+// Configs is what the API reads of the index about configurations.
+type Configs interface {
+	ConfigHistory(device string) ([]index.ConfigInfo, error)
+	ConfigReports(device string) ([]index.ConfigReport, error)
+	TargetConfigs(target string) ([]index.ConfigInfo, error)
+	GroupMembers(group string) ([]string, error)
+	Drifting() ([]index.Drift, error)
+}
+
+// SetDirectory enables the configuration and key directory endpoints.
+func (s *Server) SetDirectory(d Directory, c Configs) {
+	s.dir, s.configs = d, c
+	s.mux.HandleFunc("GET /api/v1/devices/{id}/config", s.deviceConfig)
+	s.mux.HandleFunc("POST /api/v1/devices/{id}/config/verify", s.verifyConfig)
+	s.mux.HandleFunc("GET /api/v1/devices/{id}/config/blob", s.deviceBlob)
+	s.mux.HandleFunc("GET /api/v1/devices/{id}/config/history", s.configHistory)
+	s.mux.HandleFunc("GET /api/v1/devices/{id}/keys", s.deviceKeys)
+	s.mux.HandleFunc("GET /api/v1/blobs/{sum}", s.blob)
+	s.mux.HandleFunc("GET /api/v1/configs/{target}", s.targetConfigs)
+	s.mux.HandleFunc("POST /api/v1/configs", s.publishConfig)
+	s.mux.HandleFunc("GET /api/v1/groups/{group}", s.group)
+	s.mux.HandleFunc("GET /api/v1/drift", s.drift)
+}
+
+// ConfigBody answers GET /api/v1/devices/{id}/config and the verify POST.
+type ConfigBody struct {
+	Device  string            `json:"device"`
+	Current *index.ConfigInfo `json:"current"` // null: no configuration
+	// Match is set by verify: whether the hash asked about is the current one.
+	Match  *bool  `json:"match,omitempty"`
+	Answer []byte `json:"answer"` // CBOR ledger.ConfigAnswer, base64: the proof to check with the genesis
+}
+
+// writeAnswer writes a CBOR answer raw when the client asks for CBOR, else body as JSON.
+func (s *Server) writeAnswer(w http.ResponseWriter, r *http.Request, enc []byte, body any) {
+	if r.Header.Get("Accept") == "application/cbor" {
+		w.Header().Set("Content-Type", "application/cbor")
+		w.Write(enc)
+		return
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+func (s *Server) deviceConfig(w http.ResponseWriter, r *http.Request) {
+	s.configAnswer(w, r, nil)
+}
+
+func (s *Server) configAnswer(w http.ResponseWriter, r *http.Request, hash []byte) {
+	id := r.PathValue("id")
+	a, cur, err := s.dir.ConfigAnswer(id, hash)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	enc, err := a.Encode()
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	body := ConfigBody{Device: id, Current: cur, Answer: enc}
+	if hash != nil {
+		body.Match = &a.Match
+	}
+	s.writeAnswer(w, r, enc, body)
+}
+
+// verifyConfig takes the hash as JSON {"sha256": "hex"} or as 32 raw
+// bytes (application/octet-stream).
+func (s *Server) verifyConfig(w http.ResponseWriter, r *http.Request) {
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1024))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", "read body: "+err.Error())
+		return
+	}
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	hash := data
+	if mt != "application/octet-stream" {
+		var req struct {
+			SHA256 string `json:"sha256"`
+		}
+		if err := json.Unmarshal(data, &req); err != nil {
+			writeError(w, http.StatusBadRequest, "bad_request", `want {"sha256": "64 hex digits"} or 32 bytes of application/octet-stream`)
+			return
+		}
+		if hash, err = hex.DecodeString(req.SHA256); err != nil {
+			hash = nil
+		}
+	}
+	if len(hash) != 32 {
+		writeError(w, http.StatusBadRequest, "bad_request", "sha256: want 32 bytes (64 hex digits)")
+		return
+	}
+	s.configAnswer(w, r, hash)
+}
+
+func (s *Server) writeBlob(w http.ResponseWriter, r *http.Request, sum [32]byte) {
+	data, err := s.dir.Blob(r.Context(), sum)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("ETag", `"`+hex.EncodeToString(sum[:])+`"`)
+	w.Write(data)
+}
+
+func (s *Server) deviceBlob(w http.ResponseWriter, r *http.Request) {
+	_, cur, err := s.dir.ConfigAnswer(r.PathValue("id"), nil)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	if cur == nil {
+		writeError(w, http.StatusNotFound, "not_found", "no configuration published for device "+r.PathValue("id"))
+		return
+	}
+	sum, _ := parseTxID(cur.Blob)
+	s.writeBlob(w, r, sum)
+}
+
+func (s *Server) blob(w http.ResponseWriter, r *http.Request) {
+	sum, err := parseTxID(r.PathValue("sum"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", "blob address: want 64 hex digits")
+		return
+	}
+	s.writeBlob(w, r, sum)
+}
+
+// HistoryBody answers GET /api/v1/devices/{id}/config/history.
+type HistoryBody struct {
+	Device  string               `json:"device"`
+	Configs []index.ConfigInfo   `json:"configs"` // every config.set that applied to it, in commit order
+	Reports []index.ConfigReport `json:"reports"` // what it reported applying, in commit order
+}
+
+func (s *Server) configHistory(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	cs, err := s.configs.ConfigHistory(id)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	rs, err := s.configs.ConfigReports(id)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, HistoryBody{Device: id, Configs: cs, Reports: rs})
+}
+
+// KeysBody answers GET /api/v1/devices/{id}/keys.
+type KeysBody struct {
+	*index.Device
+	Answer []byte `json:"answer"` // CBOR ledger.KeysAnswer, base64: the proof to check with the genesis
+}
+
+func (s *Server) deviceKeys(w http.ResponseWriter, r *http.Request) {
+	a, d, err := s.dir.KeysAnswer(r.PathValue("id"))
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	enc, err := a.Encode()
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	s.writeAnswer(w, r, enc, KeysBody{Device: d, Answer: enc})
+}
+
+func (s *Server) targetConfigs(w http.ResponseWriter, r *http.Request) {
+	target := r.PathValue("target")
+	if _, _, ok := ledger.ParseTarget(target); !ok {
+		writeError(w, http.StatusBadRequest, "bad_request", "target: want a device id or group:NAME")
+		return
+	}
+	cs, err := s.configs.TargetConfigs(target)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Target  string             `json:"target"`
+		Configs []index.ConfigInfo `json:"configs"`
+	}{target, cs})
+}
+
+func (s *Server) group(w http.ResponseWriter, r *http.Request) {
+	ids, err := s.configs.GroupMembers(r.PathValue("group"))
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Group   string   `json:"group"`
+		Devices []string `json:"devices"`
+	}{r.PathValue("group"), ids})
+}
+
+func (s *Server) drift(w http.ResponseWriter, _ *http.Request) {
+	ds, err := s.configs.Drifting()
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Devices []index.Drift `json:"devices"`
+	}{ds})
+}
+
+// PublishRequest is the body of POST /api/v1/configs (application/cbor):
+// an admin-signed config.set and the sealed blob it names.
+type PublishRequest struct {
+	Tx   []byte `cbor:"1,keyasint"`
+	Blob []byte `cbor:"2,keyasint"`
+}
+
+// maxPublishBytes bounds a publish request: the tx and a sealed blob.
+const maxPublishBytes = 8 << 20
+
+// publishConfig stores the blob, then submits the config.set and answers
+// with its receipt once committed.
+func (s *Server) publishConfig(w http.ResponseWriter, r *http.Request) {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/cbor" {
+		writeError(w, http.StatusUnsupportedMediaType, "bad_request", "Content-Type must be application/cbor")
+		return
+	}
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPublishBytes))
+	if err != nil {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			writeError(w, http.StatusRequestEntityTooLarge, string(state.ReasonTooLarge), fmt.Sprintf("request larger than %d bytes", maxPublishBytes))
+			return
+		}
+		writeError(w, http.StatusBadRequest, "bad_request", "read body: "+err.Error())
+		return
+	}
+	var req PublishRequest
+	if err := cbor.Unmarshal(data, &req); err != nil || req.Tx == nil || req.Blob == nil {
+		writeError(w, http.StatusBadRequest, "bad_request", "want a CBOR map {1: config.set tx, 2: sealed blob}")
+		return
+	}
+	if _, err := s.dir.PutConfig(req.Tx, req.Blob); err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	rc, err := s.ledger.Submit(r.Context(), req.Tx)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	s.writeReceipt(w, r, rc)
+}

@@ -1,0 +1,358 @@
+package directory
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ledgergate/ledgergate/bridge"
+	"github.com/ledgergate/ledgergate/gateway/blob"
+	"github.com/ledgergate/ledgergate/gateway/chain"
+	"github.com/ledgergate/ledgergate/gateway/index"
+	"github.com/ledgergate/ledgergate/gateway/ledger"
+	"github.com/ledgergate/ledgergate/gateway/state"
+)
+
+// ErrNotFound reports a device, configuration or blob that does not exist
+// (it wraps index.ErrNotFound, so callers may test for either).
+var ErrNotFound = index.ErrNotFound
+
+// ErrNoBlock is returned before the chain has its first block: there is
+// no certified head to prove freshness with yet.
+var ErrNoBlock = errors.New("directory: the chain has no block yet")
+
+// Fetcher gets a blob from the other gateways of the cluster, checked
+// against its address.
+type Fetcher func(ctx context.Context, sum [32]byte) ([]byte, error)
+
+// Deps are what a Directory is built from.
+type Deps struct {
+	Chain  *chain.Chain
+	Index  *index.Index
+	Blobs  *blob.Store
+	Fetch  Fetcher // nil: a single gateway, nowhere to fetch from
+	Logger *slog.Logger
+}
+
+// Directory answers questions about devices with proofs.
+type Directory struct {
+	d    Deps
+	head atomic.Pointer[ledger.Head]
+
+	mu       sync.Mutex
+	fetching map[[32]byte]bool
+	wg       sync.WaitGroup
+}
+
+// New returns a Directory; it does no I/O.
+func New(d Deps) *Directory { return &Directory{d: d, fetching: map[[32]byte]bool{}} }
+
+// Head returns the newest committed block's header and certificate.
+func (x *Directory) Head() (*ledger.Head, error) {
+	height, _ := x.d.Chain.State().Tip()
+	if height == 0 {
+		return nil, ErrNoBlock
+	}
+	if h := x.head.Load(); h != nil && h.Header.Height == height {
+		return h, nil
+	}
+	b, err := x.d.Chain.Block(height)
+	if err != nil {
+		return nil, err
+	}
+	h := &ledger.Head{Header: b.Header, Cert: b.Cert}
+	x.head.Store(h)
+	return h, nil
+}
+
+// ConfigAnswer is device's current configuration with its proof; the
+// answer's Match says whether hash (if not nil) is its SHA-256. A device
+// without configuration gets an answer without receipt, and info nil.
+func (x *Directory) ConfigAnswer(device string, hash []byte) (*ledger.ConfigAnswer, *index.ConfigInfo, error) {
+	head, err := x.Head()
+	if err != nil {
+		return nil, nil, err
+	}
+	a := &ledger.ConfigAnswer{Device: device, Head: *head}
+	cur, err := x.d.Index.CurrentConfig(device)
+	if errors.Is(err, index.ErrNotFound) {
+		if _, derr := x.d.Index.Device(device); derr != nil {
+			return nil, nil, derr
+		}
+		return a, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if a.Receipt, err = x.receipt(cur.TxID); err != nil {
+		return nil, nil, err
+	}
+	a.Match = hash != nil && hex.EncodeToString(hash) == cur.SHA256
+	return a, cur, nil
+}
+
+// receipt builds the receipt of a committed tx named by its hex id.
+func (x *Directory) receipt(txID string) (*ledger.Receipt, error) {
+	var id [32]byte
+	if b, err := hex.DecodeString(txID); err != nil || len(b) != 32 {
+		return nil, fmt.Errorf("directory: invariant: tx id %q", txID)
+	} else {
+		copy(id[:], b)
+	}
+	return x.d.Chain.Receipt(id)
+}
+
+// KeysAnswer is device's keys with their proofs.
+func (x *Directory) KeysAnswer(device string) (*ledger.KeysAnswer, *index.Device, error) {
+	head, err := x.Head()
+	if err != nil {
+		return nil, nil, err
+	}
+	d, err := x.d.Index.Device(device)
+	if err != nil {
+		return nil, nil, err
+	}
+	a := &ledger.KeysAnswer{Device: device, Head: *head}
+	if a.Enroll, err = x.receipt(hex.EncodeToString(d.EnrollTx)); err != nil {
+		return nil, nil, err
+	}
+	if !bytes.Equal(d.KeysTx, d.EnrollTx) {
+		if a.Rekey, err = x.receipt(hex.EncodeToString(d.KeysTx)); err != nil {
+			return nil, nil, err
+		}
+	}
+	if len(d.RevokeTx) > 0 {
+		if a.Revoke, err = x.receipt(hex.EncodeToString(d.RevokeTx)); err != nil {
+			return nil, nil, err
+		}
+	}
+	return a, d, nil
+}
+
+// Blob returns the blob with address sum if a committed config.set names
+// it: from the store, or else from another gateway (then it is stored).
+func (x *Directory) Blob(ctx context.Context, sum [32]byte) ([]byte, error) {
+	data, err := x.d.Blobs.Get(sum)
+	if !errors.Is(err, blob.ErrNotFound) {
+		return data, err
+	}
+	cs, err := x.d.Index.ConfigsByBlob(sum)
+	if err != nil {
+		return nil, err
+	}
+	if len(cs) == 0 {
+		return nil, fmt.Errorf("directory: blob %x: no config.set names it: %w", sum, ErrNotFound)
+	}
+	if x.d.Fetch == nil {
+		return nil, fmt.Errorf("directory: blob %x was never uploaded to this gateway: %w", sum, ErrNotFound)
+	}
+	data, err = x.d.Fetch(ctx, sum)
+	if err != nil {
+		return nil, fmt.Errorf("directory: blob %x: not here, and no other gateway has it (%v): %w", sum, err, ErrNotFound)
+	}
+	if _, err := x.d.Blobs.Put(data); err != nil {
+		return nil, err
+	}
+	return data, nil
+}
+
+// PutConfig checks env, an admin-signed config.set, against the committed
+// state and stores its blob, which must be the one it names. The caller
+// submits env next: the blob is then in place before any device learns of
+// the configuration.
+func (x *Directory) PutConfig(env, sealed []byte) (*ledger.Tx, error) {
+	c, err := x.d.Chain.State().Check(env)
+	if err != nil {
+		return nil, err
+	}
+	cs := c.Tx.Body.ConfigSet
+	if cs == nil {
+		return nil, &state.RejectError{Reason: state.ReasonMalformed, Detail: fmt.Sprintf("a %s tx, want config.set", c.Tx.Body.Kind)}
+	}
+	if sum := sha256.Sum256(sealed); !bytes.Equal(sum[:], cs.Blob) {
+		return nil, &state.RejectError{Reason: state.ReasonMalformed, Detail: fmt.Sprintf("blob sha256 %x, the config.set names %x", sum, cs.Blob)}
+	}
+	if _, err := x.d.Blobs.Put(sealed); err != nil {
+		return nil, err
+	}
+	return c.Tx, nil
+}
+
+// Committed fetches, in the background, the blobs of committed
+// config.sets that this gateway lacks, so that it can serve them when the
+// gateway they were uploaded to is down. It does not block.
+func (x *Directory) Committed(ctx context.Context, txs []*ledger.Tx) {
+	if x.d.Fetch == nil {
+		return
+	}
+	for _, tx := range txs {
+		cs := tx.Body.ConfigSet
+		if cs == nil {
+			continue
+		}
+		sum := [32]byte(cs.Blob)
+		x.mu.Lock()
+		busy := x.fetching[sum]
+		x.fetching[sum] = true
+		x.mu.Unlock()
+		if busy || x.d.Blobs.Has(sum) {
+			continue
+		}
+		x.wg.Go(func() {
+			defer func() {
+				x.mu.Lock()
+				delete(x.fetching, sum)
+				x.mu.Unlock()
+			}()
+			x.prefetch(ctx, sum)
+		})
+	}
+}
+
+// prefetch tries to fetch a blob a few times, backing off, then gives up
+// (a device asking for it later makes another try).
+func (x *Directory) prefetch(ctx context.Context, sum [32]byte) {
+	wait := time.Second
+	for try := 1; ; try++ {
+		if _, err := x.Blob(ctx, sum); err == nil || ctx.Err() != nil {
+			return
+		} else if try == 5 {
+			x.d.Logger.Warn("config blob not found on any gateway", "blob", hex.EncodeToString(sum[:]), "err", err)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
+}
+
+// Wait waits for background fetches (after their ctx ended).
+func (x *Directory) Wait() { x.wg.Wait() }
+
+// Affected returns the devices whose configuration a committed block may
+// have changed: targets of config.sets (group members included) and
+// devices just enrolled.
+func (x *Directory) Affected(txs []*ledger.Tx) []string {
+	var out []string
+	for _, tx := range txs {
+		switch b := &tx.Body; {
+		case b.Enroll != nil:
+			out = append(out, b.Enroll.DeviceID)
+		case b.ConfigSet != nil:
+			dev, group, _ := ledger.ParseTarget(b.ConfigSet.Target)
+			if dev != "" {
+				out = append(out, dev)
+				continue
+			}
+			ids, err := x.d.Index.GroupMembers(group)
+			if err != nil {
+				x.d.Logger.Warn("group members", "group", group, "err", err)
+				continue
+			}
+			out = append(out, ids...)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// Answers returns the Directory as the front ends see it.
+func (x *Directory) Answers() bridge.Answers { return answers{x} }
+
+// answers adapts a Directory to bridge.Answers: CBOR answers, errors with
+// reasons.
+type answers struct{ x *Directory }
+
+func (a answers) Config(device string) ([]byte, error) {
+	ans, info, err := a.x.ConfigAnswer(device, nil)
+	if err != nil {
+		return nil, refusal(err)
+	}
+	if info == nil {
+		return nil, nil
+	}
+	return ans.Encode()
+}
+
+func (a answers) VerifyConfig(device string, hash []byte) ([]byte, error) {
+	ans, _, err := a.x.ConfigAnswer(device, hash)
+	if err != nil {
+		return nil, refusal(err)
+	}
+	return ans.Encode()
+}
+
+func (a answers) Blob(ctx context.Context, device string, ref []byte) ([]byte, error) {
+	var sum [32]byte
+	if len(ref) == 0 {
+		cur, err := a.x.d.Index.CurrentConfig(device)
+		if err != nil {
+			return nil, refusal(err)
+		}
+		b, _ := hex.DecodeString(cur.Blob)
+		sum = [32]byte(b)
+	} else {
+		if len(ref) != 32 {
+			return nil, &bridge.RefusedError{Reason: bridge.ReasonMalformed, Detail: "a blob address is 32 bytes"}
+		}
+		sum = [32]byte(ref)
+		if err := a.x.mayRead(device, sum); err != nil {
+			return nil, refusal(err)
+		}
+	}
+	data, err := a.x.Blob(ctx, sum)
+	if err != nil {
+		return nil, refusal(err)
+	}
+	return data, nil
+}
+
+// mayRead checks that a config.set for device or one of its groups names
+// the blob: a device downloads only its own configurations.
+func (x *Directory) mayRead(device string, sum [32]byte) error {
+	d, err := x.d.Index.Device(device)
+	if err != nil {
+		return err
+	}
+	cs, err := x.d.Index.ConfigsByBlob(sum)
+	if err != nil {
+		return err
+	}
+	for _, c := range cs {
+		dev, group, _ := ledger.ParseTarget(c.Target)
+		if dev == device || group != "" && slices.Contains(d.Groups, group) {
+			return nil
+		}
+	}
+	return fmt.Errorf("directory: no configuration of device %s has blob %x: %w", device, sum, ErrNotFound)
+}
+
+func (a answers) Keys(_, other string) ([]byte, error) {
+	ans, _, err := a.x.KeysAnswer(other)
+	if err != nil {
+		return nil, refusal(err)
+	}
+	return ans.Encode()
+}
+
+// refusal gives err a reason the front ends report.
+func refusal(err error) error {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return &bridge.RefusedError{Reason: bridge.ReasonNotFound, Detail: err.Error()}
+	case errors.Is(err, ErrNoBlock):
+		return &bridge.RefusedError{Reason: bridge.ReasonNotFound, Detail: err.Error()}
+	}
+	return err
+}

@@ -1,0 +1,84 @@
+package ledger
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Answers are what a gateway tells a device about the ledger: its
+// configuration, another device's keys. A device checks an answer itself
+// with nothing but the genesis: every fact comes with the receipt of the
+// tx that established it, and the answer carries the newest certified
+// header (Head), so a device can bound how old the gateway's view is. A
+// lying gateway can withhold a newer tx, not forge or alter one; the
+// device bounds how stale it can keep it with Head.
+
+// Head is a block header with its commit certificate: the newest block a
+// gateway knows, the freshness part of an answer.
+type Head struct {
+	Header Header `cbor:"1,keyasint"`
+	Cert   Cert   `cbor:"2,keyasint"`
+}
+
+// ConfigAnswer answers a device's question about its configuration.
+type ConfigAnswer struct {
+	Device string `cbor:"1,keyasint"`
+	// Receipt is the receipt of the config.set that is the device's
+	// current configuration (one for the device beats one for a group);
+	// nil if there is none.
+	Receipt *Receipt `cbor:"2,keyasint,omitempty"`
+	Head    Head     `cbor:"3,keyasint"`
+	// Match is the gateway's verdict that the hash asked about is the
+	// current one. Only a hint: the device checks for itself.
+	Match bool `cbor:"4,keyasint,omitempty"`
+}
+
+// KeysAnswer answers a lookup of a device's keys.
+type KeysAnswer struct {
+	Device string   `cbor:"1,keyasint"`
+	Enroll *Receipt `cbor:"2,keyasint"`           // the device's enrollment: attributes and first keys
+	Rekey  *Receipt `cbor:"3,keyasint,omitempty"` // its last re-key, if any: the current keys
+	Revoke *Receipt `cbor:"4,keyasint,omitempty"` // its revocation, if revoked
+	Head   Head     `cbor:"5,keyasint"`
+}
+
+// ErrAnswer reports an answer that does not decode.
+var ErrAnswer = errors.New("ledger: malformed answer")
+
+// Encode returns the answer's deterministic encoding.
+func (a *ConfigAnswer) Encode() ([]byte, error) { return encodeAnswer(a) }
+
+// Encode returns the answer's deterministic encoding.
+func (a *KeysAnswer) Encode() ([]byte, error) { return encodeAnswer(a) }
+
+func encodeAnswer(a any) ([]byte, error) {
+	b, err := marshal(a)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: encode answer: %w", err)
+	}
+	return b, nil
+}
+
+// DecodeConfigAnswer parses a configuration answer. It does not verify it.
+func DecodeConfigAnswer(data []byte) (*ConfigAnswer, error) {
+	var a ConfigAnswer
+	if err := unmarshal(data, &a); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrAnswer, err)
+	}
+	return &a, nil
+}
+
+// DecodeKeysAnswer parses a keys answer. It does not verify it.
+func DecodeKeysAnswer(data []byte) (*KeysAnswer, error) {
+	var a KeysAnswer
+	if err := unmarshal(data, &a); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrAnswer, err)
+	}
+	if a.Enroll == nil {
+		return nil, fmt.Errorf("%w: no enrollment receipt", ErrAnswer)
+	}
+	return &a, nil
+}
+
+// VerifyHead checks that h is a block of g's chain that a quorum committed.
+func VerifyHead(g *Genesis, h *Head) error { return g.VerifyCert(&h.Header, &h.Cert) }
