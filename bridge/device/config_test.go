@@ -19,7 +19,7 @@ import (
 // testChain builds certified blocks for a genesis of four nodes, as the
 // gateways would: what a lying gateway can and cannot fake.
 type testChain struct {
-	t      *testing.T
+	t      testing.TB
 	g      *ledger.Genesis
 	nodes  []*ecdsa.PrivateKey
 	admin  crypto.Signer
@@ -28,7 +28,7 @@ type testChain struct {
 	now    time.Time
 }
 
-func newTestChain(t *testing.T, chainID string) *testChain {
+func newTestChain(t testing.TB, chainID string) *testChain {
 	t.Helper()
 	c := &testChain{t: t, admin: mustKey(t), now: time.UnixMilli(1_800_000_000_000)}
 	c.g = &ledger.Genesis{ChainID: chainID, Params: ledger.Params{MaxTxBytes: ledger.DefaultMaxTxBytes}}
@@ -50,7 +50,7 @@ func newTestChain(t *testing.T, chainID string) *testChain {
 	return c
 }
 
-func mustKey(t *testing.T) crypto.Signer {
+func mustKey(t testing.TB) crypto.Signer {
 	t.Helper()
 	k, err := GenerateKey(ledger.ES256)
 	if err != nil {
@@ -194,7 +194,7 @@ func TestConfigStateKeepsRollbackProtectionAcrossRestarts(t *testing.T) {
 	}
 }
 
-func encKeys(t *testing.T, n int) ([]*ecdh.PrivateKey, [][]byte) {
+func encKeys(t testing.TB, n int) ([]*ecdh.PrivateKey, [][]byte) {
 	t.Helper()
 	var privs []*ecdh.PrivateKey
 	var pubs [][]byte

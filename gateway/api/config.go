@@ -59,14 +59,20 @@ type ConfigBody struct {
 	Answer []byte `json:"answer"` // CBOR ledger.ConfigAnswer, base64: the proof to check with the genesis
 }
 
-// writeAnswer writes a CBOR answer raw when the client asks for CBOR, else body as JSON.
-func (s *Server) writeAnswer(w http.ResponseWriter, r *http.Request, enc []byte, body any) {
+// writeAnswer encodes a and writes it raw when the client asks for CBOR,
+// else body(the encoding) as JSON.
+func (s *Server) writeAnswer(w http.ResponseWriter, r *http.Request, a interface{ Encode() ([]byte, error) }, body func(enc []byte) any) {
+	enc, err := a.Encode()
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
 	if r.Header.Get("Accept") == "application/cbor" {
 		w.Header().Set("Content-Type", "application/cbor")
 		w.Write(enc)
 		return
 	}
-	writeJSON(w, http.StatusOK, body)
+	writeJSON(w, http.StatusOK, body(enc))
 }
 
 func (s *Server) deviceConfig(w http.ResponseWriter, r *http.Request) {
@@ -80,16 +86,13 @@ func (s *Server) configAnswer(w http.ResponseWriter, r *http.Request, hash []byt
 		s.writeErr(w, err)
 		return
 	}
-	enc, err := a.Encode()
-	if err != nil {
-		s.writeErr(w, err)
-		return
-	}
-	body := ConfigBody{Device: id, Current: cur, Answer: enc}
-	if hash != nil {
-		body.Match = &a.Match
-	}
-	s.writeAnswer(w, r, enc, body)
+	s.writeAnswer(w, r, a, func(enc []byte) any {
+		body := ConfigBody{Device: id, Current: cur, Answer: enc}
+		if hash != nil {
+			body.Match = &a.Match
+		}
+		return body
+	})
 }
 
 // verifyConfig takes the hash as JSON {"sha256": "hex"} or as 32 raw
@@ -189,12 +192,7 @@ func (s *Server) deviceKeys(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, err)
 		return
 	}
-	enc, err := a.Encode()
-	if err != nil {
-		s.writeErr(w, err)
-		return
-	}
-	s.writeAnswer(w, r, enc, KeysBody{Device: d, Answer: enc})
+	s.writeAnswer(w, r, a, func(enc []byte) any { return KeysBody{Device: d, Answer: enc} })
 }
 
 func (s *Server) targetConfigs(w http.ResponseWriter, r *http.Request) {

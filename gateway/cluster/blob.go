@@ -25,65 +25,27 @@ func (t *Transport) FetchBlob(ctx context.Context, peer string, hash [32]byte) (
 	if p == nil {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownPeer, peer)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	defer context.AfterFunc(t.stopCtx, cancel)()
-
-	blob, err := t.fetchBlob(ctx, p, hash)
-	if err != nil {
+	var blob []byte
+	err := t.oneShot(ctx, p, alpnBlob, frameBlobRequest, hash[:], frameBlobResponse, func(payload []byte) error {
+		resp, err := decodeBlobResponse(payload)
 		switch {
-		case t.stopCtx.Err() != nil:
-			err = ErrClosed
-		case ctx.Err() != nil:
-			err = ctx.Err()
+		case err != nil:
+			return err
+		case resp.Err != "":
+			return fmt.Errorf("%w: %q", ErrRemote, resp.Err)
+		case resp.Missing:
+			return ErrNoBlob
 		}
+		if sum := sha256.Sum256(resp.Blob); sum != hash {
+			return fmt.Errorf("%w: blob of %d bytes has SHA-256 %x", ErrProtocol, len(resp.Blob), sum)
+		}
+		blob = resp.Blob
+		return nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("cluster: fetch blob %x of %s: %w", hash, peer, err)
 	}
 	return blob, nil
-}
-
-func (t *Transport) fetchBlob(ctx context.Context, p *peer, hash [32]byte) ([]byte, error) {
-	cert, err := t.identity()
-	if err != nil {
-		return nil, err
-	}
-	conn, err := t.dial(ctx, cert, p, alpnBlob)
-	if err != nil {
-		return nil, fmt.Errorf("dial: %w", err)
-	}
-	defer conn.Close()
-	// Cancellation and ctx's deadline close the connection; each read and
-	// write has its own deadline besides.
-	defer context.AfterFunc(ctx, func() { conn.Close() })()
-
-	w := progressWriter{conn, writeTimeout}
-	if _, err := w.Write(appendFrame(nil, frameBlobRequest, hash[:])); err != nil {
-		return nil, fmt.Errorf("send request: %w", err)
-	}
-	typ, payload, err := readFrame(progressReader{conn, idleTimeout}, t.cfg.MaxFrame)
-	if err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-		return nil, fmt.Errorf("read response: %w", err)
-	}
-	if typ != frameBlobResponse {
-		return nil, fmt.Errorf("%w: %s frame in answer to a blob request", ErrProtocol, typ)
-	}
-	resp, err := decodeBlobResponse(payload)
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case resp.Err != "":
-		return nil, fmt.Errorf("%w: %q", ErrRemote, resp.Err)
-	case resp.Missing:
-		return nil, ErrNoBlob
-	}
-	if sum := sha256.Sum256(resp.Blob); sum != hash {
-		return nil, fmt.Errorf("%w: blob of %d bytes has SHA-256 %x", ErrProtocol, len(resp.Blob), sum)
-	}
-	return resp.Blob, nil
 }
 
 // serveBlob answers one blob request on conn.

@@ -36,63 +36,78 @@ func (t *Transport) Fetch(ctx context.Context, peer string, from uint64, max int
 		return nil, fmt.Errorf("cluster: fetch from %s: max %d, want more than 0", peer, max)
 	}
 	max = min(max, MaxFetchBlocks)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	defer context.AfterFunc(t.stopCtx, cancel)()
-
-	blocks, err := t.fetch(ctx, p, from, max)
-	if err != nil {
-		switch {
-		case t.stopCtx.Err() != nil:
-			err = ErrClosed
-		case ctx.Err() != nil:
-			err = ctx.Err()
+	req := fetchRequest{From: from, Max: uint32(max)}
+	var blocks [][]byte
+	err := t.oneShot(ctx, p, alpnFetch, frameFetchRequest, req.encode(), frameFetchResponse, func(payload []byte) error {
+		resp, err := decodeFetchResponse(payload)
+		if err != nil {
+			return err
 		}
+		if resp.Err != "" {
+			return fmt.Errorf("%w: %q", ErrRemote, resp.Err)
+		}
+		if len(resp.Blocks) > max {
+			return fmt.Errorf("%w: %d blocks in answer to a request for %d", ErrProtocol, len(resp.Blocks), max)
+		}
+		blocks = resp.Blocks
+		return nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("cluster: fetch blocks from %d of %s: %w", from, peer, err)
 	}
 	return blocks, nil
 }
 
-func (t *Transport) fetch(ctx context.Context, p *peer, from uint64, max int) ([][]byte, error) {
+// oneShot sends peer p one request frame over a connection of its own
+// (ALPN proto) and hands the payload of the one response frame, which
+// must be of type want, to answer. It honours ctx and gives up when the
+// peer sends nothing for idleTimeout; an error caused by Close is
+// ErrClosed, one caused by ctx is ctx's error.
+func (t *Transport) oneShot(ctx context.Context, p *peer, proto string, reqType frameType, req []byte, want frameType, answer func([]byte) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(t.stopCtx, cancel)()
+	err := t.exchange(ctx, p, proto, reqType, req, want, answer)
+	switch {
+	case err == nil:
+		return nil
+	case t.stopCtx.Err() != nil:
+		return ErrClosed
+	case ctx.Err() != nil:
+		return ctx.Err()
+	}
+	return err
+}
+
+func (t *Transport) exchange(ctx context.Context, p *peer, proto string, reqType frameType, req []byte, want frameType, answer func([]byte) error) error {
 	cert, err := t.identity()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	conn, err := t.dial(ctx, cert, p, alpnFetch)
+	conn, err := t.dial(ctx, cert, p, proto)
 	if err != nil {
-		return nil, fmt.Errorf("dial: %w", err)
+		return fmt.Errorf("dial: %w", err)
 	}
 	defer conn.Close()
 	// Cancellation and ctx's deadline close the connection; each read and
 	// write has its own deadline besides.
 	defer context.AfterFunc(ctx, func() { conn.Close() })()
 
-	req := fetchRequest{From: from, Max: uint32(max)}
 	w := progressWriter{conn, writeTimeout}
-	if _, err := w.Write(appendFrame(nil, frameFetchRequest, req.encode())); err != nil {
-		return nil, fmt.Errorf("send request: %w", err)
+	if _, err := w.Write(appendFrame(nil, reqType, req)); err != nil {
+		return fmt.Errorf("send request: %w", err)
 	}
 	typ, payload, err := readFrame(progressReader{conn, idleTimeout}, t.cfg.MaxFrame)
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
-		return nil, fmt.Errorf("read response: %w", err)
+		return fmt.Errorf("read response: %w", err)
 	}
-	if typ != frameFetchResponse {
-		return nil, fmt.Errorf("%w: %s frame in answer to a fetch request", ErrProtocol, typ)
+	if typ != want {
+		return fmt.Errorf("%w: %s frame in answer to a %s", ErrProtocol, typ, reqType)
 	}
-	resp, err := decodeFetchResponse(payload)
-	if err != nil {
-		return nil, err
-	}
-	if resp.Err != "" {
-		return nil, fmt.Errorf("%w: %q", ErrRemote, resp.Err)
-	}
-	if len(resp.Blocks) > max {
-		return nil, fmt.Errorf("%w: %d blocks in answer to a request for %d", ErrProtocol, len(resp.Blocks), max)
-	}
-	return resp.Blocks, nil
+	return answer(payload)
 }
 
 // serveFetch answers one fetch request on conn.

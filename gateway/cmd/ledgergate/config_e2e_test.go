@@ -411,3 +411,34 @@ func readAll(t *testing.T, resp *http.Response) []byte {
 	}
 	return buf.Bytes()
 }
+
+// TestHeartbeatKeepsAnswersFresh: an idle chain still commits blocks (a
+// node.heartbeat by the primary), so the newest block in an answer is
+// never older than the heartbeat.
+func TestHeartbeatKeepsAnswersFresh(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "ledgergate.toml")
+	if err := os.WriteFile(conf, []byte("[batch]\nheartbeat = \"1s\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g := startGateway(t, filepath.Join(dir, "data"), "--config", conf)
+	deadline := time.Now().Add(30 * time.Second)
+	var st struct{ Height uint64 }
+	for getJSON(t, g.api, "/api/v1/status", &st); st.Height < 2; getJSON(t, g.api, "/api/v1/status", &st) {
+		if time.Now().After(deadline) {
+			t.Fatalf("an idle gateway with heartbeat 1s is at height %d after 30s", st.Height)
+		}
+		time.Sleep(100 * time.Millisecond) // polling another process's API
+	}
+	var b struct {
+		Header struct{ Time int64 }
+		Txs    []struct{ Kind, Author string }
+	}
+	getJSON(t, g.api, "/api/v1/blocks/2", &b)
+	if len(b.Txs) != 1 || b.Txs[0].Kind != string(ledger.KindHeartbeat) || b.Txs[0].Author != "node-1" {
+		t.Errorf("block 2 of an idle chain: %+v", b.Txs)
+	}
+	if out := mustCLI(t, dir, "ledger", "verify", "--data", g.data); !strings.Contains(out, "ok:") {
+		t.Errorf("ledger verify: %s", out)
+	}
+}
