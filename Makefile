@@ -83,6 +83,7 @@ bench: ## benchmarks (numbers go to docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench Cluster -benchtime 1x -timeout 30m ./gateway/cmd/ledgergate
 	$(GO) test -run '^$$' -bench Swtpm -benchtime 3s ./tpm
 	$(GO) test -run '^$$' -bench . ./bridge/device
+	$(GO) test -run '^$$' -bench ConfigVerify -benchtime 1x ./gateway/cmd/ledgergate
 
 clean: ## remove build outputs (not ./ledgergate-data)
 	rm -rf bin dist

@@ -31,7 +31,7 @@ type configDevice struct {
 
 // newConfigDevice makes keys with the CLI, enrolls the device with them
 // and connects it over MQTT.
-func newConfigDevice(t *testing.T, ctx context.Context, g *gateway, dir, id, groups string) *configDevice {
+func newConfigDevice(t testing.TB, ctx context.Context, g *gateway, dir, id, groups string) *configDevice {
 	t.Helper()
 	mustCLI(t, dir, "device", "keygen", "--alg", "es256", "--out", id)
 	args := []string{"device", "enroll", "--id", id, "--pubkey", id + ".pub", "--enc-pubkey", id + ".enc.pub", "--model", "th-2", "--api", g.api, "--data", g.data}
@@ -56,7 +56,7 @@ func newConfigDevice(t *testing.T, ctx context.Context, g *gateway, dir, id, gro
 	return d
 }
 
-func loadGenesis(t *testing.T, g *gateway) *ledger.Genesis {
+func loadGenesis(t testing.TB, g *gateway) *ledger.Genesis {
 	t.Helper()
 	gen, err := daemon.LoadGenesis(g.data)
 	if err != nil {
@@ -70,7 +70,7 @@ func (d *configDevice) policy() device.ConfigPolicy {
 }
 
 // download fetches the blob cs names over MQTT and opens it.
-func (d *configDevice) download(t *testing.T, ctx context.Context, cs *ledger.ConfigSet) ([]byte, error) {
+func (d *configDevice) download(t testing.TB, ctx context.Context, cs *ledger.ConfigSet) ([]byte, error) {
 	t.Helper()
 	blob, err := d.cl.Request(ctx, "config/blob/get", cs.Blob)
 	if err != nil {
@@ -84,7 +84,7 @@ func (d *configDevice) download(t *testing.T, ctx context.Context, cs *ledger.Co
 }
 
 // verify asks the gateway whether config is current and checks the answer.
-func (d *configDevice) verify(t *testing.T, ctx context.Context, gen *ledger.Genesis, config []byte) (*device.Accepted, *ledger.ConfigAnswer, error) {
+func (d *configDevice) verify(t testing.TB, ctx context.Context, gen *ledger.Genesis, config []byte) (*device.Accepted, *ledger.ConfigAnswer, error) {
 	t.Helper()
 	sum := sha256.Sum256(config)
 	raw, err := d.cl.Request(ctx, "config/verify", sum[:])
@@ -100,7 +100,7 @@ func (d *configDevice) verify(t *testing.T, ctx context.Context, gen *ledger.Gen
 }
 
 // report tells the ledger what the device applied and waits for the commit.
-func (d *configDevice) report(t *testing.T, ctx context.Context, gen *ledger.Genesis, acc *device.Accepted) {
+func (d *configDevice) report(t testing.TB, ctx context.Context, gen *ledger.Genesis, acc *device.Accepted) {
 	t.Helper()
 	key, err := device.LoadKey(filepath.Join(d.dir, d.id))
 	if err != nil {
