@@ -144,4 +144,7 @@ type Answers interface {
 	Blob(ctx context.Context, device string, ref []byte) ([]byte, error)
 	// Keys answers device's lookup of other's keys.
 	Keys(device, other string) ([]byte, error)
+	// Firmware is the newest firmware device may install, with its proof,
+	// for the retained firmware topic; nil if there is none.
+	Firmware(device string) ([]byte, error)
 }

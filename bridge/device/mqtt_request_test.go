@@ -36,6 +36,8 @@ func (a *answers) set(dev string, m []byte) {
 	a.manifest[dev] = m
 }
 
+func (a *answers) Firmware(string) ([]byte, error) { return nil, nil }
+
 func (a *answers) VerifyConfig(dev string, hash []byte) ([]byte, error) {
 	return fmt.Appendf(nil, "verdict %s %x", dev, hash), nil
 }
@@ -133,7 +135,7 @@ func TestClientRequests(t *testing.T) {
 			t.Fatalf("manifest %q, %v; want to wait for one", m, err)
 		}
 		fa.set("dev", []byte("manifest 1"))
-		srv.ConfigChanged([]string{"dev"})
+		srv.Changed([]string{"dev"})
 		if m, err := cl.Manifest(ctx); err != nil || string(m) != "manifest 1" {
 			t.Fatalf("manifest %q %v", m, err)
 		}

@@ -9,10 +9,10 @@
 //     listener is bound: report READY after it.
 //  2. Call Revoked(id) for every device.revoke that commits (the chain's
 //     OnCommit hook), so the device is disconnected at once.
-//  3. Call ConfigChanged(devices) whenever what Answers.Config returns
-//     changes for those devices (a config.set commits: for a group target,
-//     every member), so subscribed devices get the new manifest at once.
-//     It does not block.
+//  3. Call Changed(devices) whenever what Answers.Config or
+//     Answers.Firmware returns changes for those devices (a config.set
+//     commits: for a group target, every member), so subscribed devices
+//     get the new manifests at once. It does not block.
 //  4. Call Close before stopping the Committer and Answers, so the
 //     submits and requests in flight are answered with their PUBACKs.
 //     Close waits for them a few seconds at most, then cancels them.
@@ -55,6 +55,7 @@
 //	lg/v1/<id>/receipts          gateway -> device: receipts (CBOR, QoS 1)
 //	lg/v1/<id>/rejects           gateway -> device: refusals (JSON, QoS 1)
 //	lg/v1/<id>/config            gateway -> device: manifest (CBOR, retained)
+//	lg/v1/<id>/firmware          gateway -> device: manifest (CBOR, retained)
 //	lg/v1/<id>/config/verify     device -> gateway: request, SHA-256
 //	lg/v1/<id>/config/verdict    gateway -> device: its default answer topic
 //	lg/v1/<id>/config/blob/get   device -> gateway: request, blob address
@@ -96,9 +97,9 @@
 //
 // A 3.1.1 client gets a plain PUBACK either way (3.1.1 has no reason
 // codes) and learns of a refusal from the rejects topic. A publish to any
-// other topic (the answer topics included) is refused as wrong_topic.
-// Resending a record that was committed is safe: it is answered with its
-// receipt again.
+// other topic (the answer and manifest topics included) is refused as
+// wrong_topic. Resending a record that was committed is safe: it is
+// answered with its receipt again.
 //
 // Requests. A device asks the gateway (Answers) with a publish under
 // lg/v1/<id>/ to
@@ -124,17 +125,23 @@
 // overloaded. A gateway without Answers refuses every request as
 // not_found.
 //
-// The manifest. When a device subscribes with a filter that matches
-// lg/v1/<id>/config (the topic itself, lg/v1/<id>/+, lg/v1/<id>/# or
-// lg/v1/<id>/config/#), the server first publishes Answers.Config, the
-// device's current configuration manifest (CBOR), retained on that
-// topic, so the subscription gets it as its retained message; an empty
-// message if it has none. (lg/v1/<id>/config/# gets it as a live
-// message, as mochi's retained scan misses the parent level of '#';
-// lg/v1/<id>/+/# gets nothing.) Every ConfigChanged publishes the new
-// manifest to the topic's subscribers. Retained messages live in memory
-// only and for at most MaxSessionExpiry seconds, but every subscribe
-// brings the manifest back, after a gateway restart too.
+// The manifests. A device has two, each retained on its topic:
+//
+//	lg/v1/<id>/config    Answers.Config, its configuration manifest
+//	lg/v1/<id>/firmware  Answers.Firmware, the newest firmware it may install
+//
+// When a device subscribes with a filter that matches a manifest topic
+// (for config: the topic itself, lg/v1/<id>/+, lg/v1/<id>/# or
+// lg/v1/<id>/config/#), the server first publishes that manifest (CBOR,
+// Content Type "application/cbor") retained on its topic, so the
+// subscription gets it as its retained message; an empty message if
+// there is none. A subscribe publishes only the manifests its filters
+// match. (lg/v1/<id>/config/# and lg/v1/<id>/firmware/# get it as a
+// live message, as mochi's retained scan misses the parent level of '#';
+// lg/v1/<id>/+/# gets nothing.) Every Changed publishes the device's manifests to their
+// topics' subscribers. Retained messages live in memory only and for at
+// most MaxSessionExpiry seconds, but every subscribe brings the
+// manifests back, after a gateway restart too.
 //
 // Misbehaviour. A malformed packet, a packet over MaxPacketBytes, a
 // CONNACK or second CONNECT from the client, or no CONNECT within 10

@@ -15,7 +15,7 @@ import (
 
 // hook is the server's one mochi hook: device authentication at CONNECT,
 // session bookkeeping, topic ACLs, the publish path, and the retained
-// configuration manifest at SUBSCRIBE. Everything else is mochi's default.
+// manifests at SUBSCRIBE. Everything else is mochi's default.
 type hook struct {
 	mochi.HookBase
 	s *Server
@@ -98,10 +98,10 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 	return pk, packets.ErrRejectPacket
 }
 
-// OnSubscribe publishes the device's configuration manifest, retained,
-// when it subscribes to its config topic. mochi calls it before it adds
-// the subscriptions and sends their retained messages, so the manifest
-// is the retained message the subscription gets.
+// OnSubscribe publishes the device's manifests, retained, when it
+// subscribes to their topics (config, firmware). mochi calls it before it
+// adds the subscriptions and sends their retained messages, so the
+// manifest is the retained message the subscription gets.
 func (h *hook) OnSubscribe(cl *mochi.Client, pk packets.Packet) packets.Packet {
 	if !cl.Net.Inline {
 		h.s.subscribing(cl, h, pk.Filters)

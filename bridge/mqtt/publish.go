@@ -25,6 +25,7 @@ const (
 	receiptsLevel  = "receipts"        // receipts of its committed records and reports
 	rejectsLevel   = "rejects"         // why a publish was refused
 	configLevel    = "config"          // its configuration manifest, retained
+	firmwareLevel  = "firmware"        // its firmware manifest, retained
 	verifyLevel    = "config/verify"   // request: is this my configuration?
 	verdictLevel   = "config/verdict"  // default answer topic of verify
 	blobGetLevel   = "config/blob/get" // request: a configuration blob

@@ -101,20 +101,34 @@ func (k kind) served() string {
 	return k.String()
 }
 
+// manifest is a retained message the server publishes to each device on
+// lg/v1/<id>/<level>: what read returns for the device.
+type manifest struct {
+	level string
+	read  func(a bridge.Answers, device string) ([]byte, error)
+}
+
+// manifests are the retained topics of every device.
+var manifests = [...]manifest{
+	{configLevel, bridge.Answers.Config},
+	{firmwareLevel, bridge.Answers.Firmware},
+}
+
 // subscribing runs in OnSubscribe, before mochi adds the subscriptions
-// and then sends the retained messages they match: if a filter the
-// device may use matches its manifest topic, the current manifest is
-// published retained first, so that mochi delivers it as the
+// and then sends the retained messages they match: for each manifest
+// topic that a filter the device may use matches, the current manifest
+// is published retained first, so that mochi delivers it as the
 // subscription's retained message. mochi keeps retained messages in
 // memory only, and for at most MaxSessionExpiry seconds: this is how a
-// device gets its manifest, also after a gateway restart.
+// device gets its manifests, also after a gateway restart.
 func (s *Server) subscribing(cl *mochi.Client, h *hook, filters packets.Subscriptions) {
 	device, _ := deviceOf(cl.ID)
-	topic := devicePrefix(device) + configLevel
-	for _, sub := range filters {
-		if sub.RetainHandling != 2 && h.OnACLCheck(cl, sub.Filter, false) && matches(sub.Filter, topic) { // [MQTT-3.3.1-11]
-			s.manifestFor(device)
-			return
+	for _, m := range manifests {
+		topic := devicePrefix(device) + m.level
+		if slices.ContainsFunc(filters, func(sub packets.Subscription) bool {
+			return sub.RetainHandling != 2 && h.OnACLCheck(cl, sub.Filter, false) && matches(sub.Filter, topic) // [MQTT-3.3.1-11]
+		}) {
+			s.manifestFor(device, m)
 		}
 	}
 }
@@ -129,18 +143,20 @@ func (s *Server) subscribing(cl *mochi.Client, h *hook, filters packets.Subscrip
 // the topic to "lg/v1/<id>/+/#", retained or live.)
 func (s *Server) subscribed(cl *mochi.Client, filters packets.Subscriptions, codes []byte) {
 	device, _ := deviceOf(cl.ID)
-	filter := devicePrefix(device) + configLevel + "/#"
-	for i, sub := range filters {
-		if sub.Filter == filter && i < len(codes) && codes[i] < packets.ErrUnspecifiedError.Code && sub.RetainHandling != 2 {
-			s.manifestFor(device)
-			return
+	for _, m := range manifests {
+		filter := devicePrefix(device) + m.level + "/#"
+		for i, sub := range filters {
+			if sub.Filter == filter && i < len(codes) && codes[i] < packets.ErrUnspecifiedError.Code && sub.RetainHandling != 2 {
+				s.manifestFor(device, m)
+				break
+			}
 		}
 	}
 }
 
-// manifestFor publishes device's manifest if the server runs and serves
-// manifests.
-func (s *Server) manifestFor(device string) {
+// manifestFor publishes device's manifest m if the server runs and
+// serves manifests.
+func (s *Server) manifestFor(device string, m manifest) {
 	if s.d.Answers == nil {
 		return
 	}
@@ -148,15 +164,15 @@ func (s *Server) manifestFor(device string) {
 	broker := s.broker
 	s.mu.Unlock()
 	if broker != nil {
-		s.publishManifest(broker, device)
+		s.publishManifest(broker, device, m)
 	}
 }
 
-// ConfigChanged republishes the retained configuration manifest of each
-// device, so that devices subscribed to lg/v1/<id>/config get the new
-// one at once. It does not block: the daemon calls it on the commit path,
-// after the config.set (or whatever changed the answers) committed.
-func (s *Server) ConfigChanged(devices []string) {
+// Changed republishes every retained manifest of each device, so that
+// devices subscribed to lg/v1/<id>/config or lg/v1/<id>/firmware get the
+// new one at once. It does not block: the daemon calls it on the commit
+// path, after the config.set (or whatever changed the answers) committed.
+func (s *Server) Changed(devices []string) {
 	if s.d.Answers == nil || len(devices) == 0 {
 		return
 	}
@@ -174,32 +190,34 @@ func (s *Server) ConfigChanged(devices []string) {
 				return
 			}
 			if !ledger.ValidID(d) { // the inline client publishes to any topic, wildcards included
-				s.log.Error("mqtt config changed for an invalid device id", "device", clip(d, ledger.MaxIDLen))
+				s.log.Error("mqtt manifests changed for an invalid device id", "device", clip(d, ledger.MaxIDLen))
 				continue
 			}
-			s.publishManifest(broker, d)
+			for _, m := range manifests {
+				s.publishManifest(broker, d, m)
+			}
 		}
 	}()
 }
 
-// publishManifest publishes device's current manifest, retained, on
-// lg/v1/<device>/config; an empty payload if it has none, which clears
-// the retained one. The read and the publish are one step under
+// publishManifest publishes device's current manifest m, retained, on
+// lg/v1/<device>/<m.level>; an empty payload if it has none, which
+// clears the retained one. The read and the publish are one step under
 // manifestMu: a manifest read before a commit is never published after
 // one read after it.
-func (s *Server) publishManifest(broker *mochi.Server, device string) {
+func (s *Server) publishManifest(broker *mochi.Server, device string, m manifest) {
 	s.manifestMu.Lock()
 	defer s.manifestMu.Unlock()
-	b, err := s.d.Answers.Config(device)
+	b, err := m.read(s.d.Answers, device)
 	if err != nil {
-		s.log.Warn("mqtt config manifest", "device", device, "error", err)
+		s.log.Warn("mqtt manifest", "device", device, "level", m.level, "error", err)
 		return
 	}
 	var props packets.Properties
 	if len(b) > 0 {
 		props.ContentType = contentCBOR
 	}
-	s.emit(broker, devicePrefix(device)+configLevel, b, props, true)
+	s.emit(broker, devicePrefix(device)+m.level, b, props, true)
 }
 
 // matches reports whether a topic filter matches a topic name

@@ -27,16 +27,17 @@ import (
 // test sees that the device's argument reached it. Keys knows only the
 // devices in keys; Blob waits while block is set.
 type fakeAnswers struct {
-	mu      sync.Mutex
-	configs map[string][]byte // device -> manifest
-	keys    map[string]bool   // devices Keys knows
-	block   chan struct{}     // not nil: Blob waits for it to close, or for its ctx
-	inBlob  int               // Blob calls waiting
-	blobErr []error           // what the waiting Blob calls returned
+	mu        sync.Mutex
+	configs   map[string][]byte // device -> configuration manifest
+	firmwares map[string][]byte // device -> firmware manifest
+	keys      map[string]bool   // devices Keys knows
+	block     chan struct{}     // not nil: Blob waits for it to close, or for its ctx
+	inBlob    int               // Blob calls waiting
+	blobErr   []error           // what the waiting Blob calls returned
 }
 
 func newFakeAnswers() *fakeAnswers {
-	return &fakeAnswers{configs: map[string][]byte{}, keys: map[string]bool{}}
+	return &fakeAnswers{configs: map[string][]byte{}, firmwares: map[string][]byte{}, keys: map[string]bool{}}
 }
 
 func (f *fakeAnswers) Config(device string) ([]byte, error) {
@@ -49,6 +50,18 @@ func (f *fakeAnswers) setConfig(device string, manifest []byte) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.configs[device] = manifest
+}
+
+func (f *fakeAnswers) Firmware(device string) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.firmwares[device], nil
+}
+
+func (f *fakeAnswers) setFirmware(device string, manifest []byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.firmwares[device] = manifest
 }
 
 func (f *fakeAnswers) VerifyConfig(device string, hash []byte) ([]byte, error) {
@@ -514,7 +527,7 @@ func TestCloseCancelsRequests(t *testing.T) {
 // TestRetainedManifest: a device that subscribes to its config topic,
 // directly or through a wildcard, gets its current manifest as the
 // retained message, also after a gateway restart (mochi keeps retained
-// messages in memory only); ConfigChanged sends subscribers the new one
+// messages in memory only); Changed sends subscribers the new one
 // and replaces the retained one. Device publishes are never retained.
 func TestRetainedManifest(t *testing.T) {
 	node := nodetest.Start(t, nodetest.Options{})
@@ -539,7 +552,7 @@ func TestRetainedManifest(t *testing.T) {
 	manifest(c, "manifest 1", true)
 
 	fa.setConfig("dev", []byte("manifest 2"))
-	srv.ConfigChanged([]string{"dev"})
+	srv.Changed([]string{"dev"})
 	manifest(c, "manifest 2", false) // a live message to the subscriber
 
 	for i, filter := range []string{"lg/v1/dev/#", "lg/v1/dev/+", "lg/v1/dev/config/#"} {
@@ -594,7 +607,7 @@ func TestRetainedManifest(t *testing.T) {
 
 	// No configuration: an empty message clears the retained one.
 	fa.setConfig("dev", nil)
-	srv.ConfigChanged([]string{"dev", "not/a/device"})
+	srv.Changed([]string{"dev", "not/a/device"})
 	manifest(c, "", false)
 	if _, ok := srv.broker.Topics.Retained.Get(topic); ok {
 		t.Fatal("manifest still retained")
@@ -611,6 +624,90 @@ func TestRetainedManifest(t *testing.T) {
 	case m := <-c.other:
 		t.Fatalf("unexpected message on %s: %q", m.Topic, m.Payload)
 	default:
+	}
+}
+
+// TestRetainedFirmware: the firmware manifest is retained on its own
+// topic as the configuration manifest is on its: a subscribe brings it,
+// Changed republishes it and an empty message clears it. A subscribe
+// publishes only the manifests its filters match. A device may not
+// publish on the firmware topic.
+func TestRetainedFirmware(t *testing.T) {
+	node := nodetest.Start(t, nodetest.Options{})
+	chainID := node.Genesis.ChainID
+	fa := newFakeAnswers()
+	fa.setConfig("dev", []byte("config 1"))
+	fa.setFirmware("dev", []byte("firmware 1"))
+	srv := startServerDeps(t, node, Config{}, Deps{Answers: fa})
+	key := node.Enroll(t, "dev", ledger.ES256)
+	const configTopic, firmwareTopic = "lg/v1/dev/config", "lg/v1/dev/firmware"
+
+	manifest := func(c *client, topic, want string, retained bool) {
+		t.Helper()
+		m := c.answer(t, topic)
+		if string(m.Payload) != want || m.Retain != retained {
+			t.Fatalf("%s: %q retained %v, want %q retained %v", topic, m.Payload, m.Retain, want, retained)
+		}
+		if want != "" && contentType(m) != "application/cbor" {
+			t.Fatalf("%s: content type %q", topic, contentType(m))
+		}
+	}
+	retained := func(topic, want string) {
+		t.Helper()
+		m, ok := srv.broker.Topics.Retained.Get(topic)
+		if got := string(m.Payload); ok != (want != "") || got != want {
+			t.Fatalf("retained on %s: %q (%v), want %q", topic, got, ok, want)
+		}
+	}
+
+	fw := mustConnect(t, tcpAddr(srv), "dev", key, chainID, connectOpts{subscribe: []string{firmwareTopic}})
+	manifest(fw, firmwareTopic, "firmware 1", true)
+	retained(configTopic, "") // subscribing to firmware did not publish the config manifest
+
+	// Subscribing to config does not publish the firmware manifest, nor
+	// subscribing to firmware the config manifest.
+	fa.setFirmware("dev", []byte("firmware 2"))
+	cfg := mustConnect(t, tcpAddr(srv), "dev", key, chainID, connectOpts{clientID: "dev/config", subscribe: []string{configTopic}})
+	manifest(cfg, configTopic, "config 1", true)
+	retained(firmwareTopic, "firmware 1")
+	fa.setConfig("dev", []byte("config 2"))
+	fw2 := mustConnect(t, tcpAddr(srv), "dev", key, chainID, connectOpts{clientID: "dev/firmware", subscribe: []string{firmwareTopic}})
+	manifest(fw2, firmwareTopic, "firmware 2", true)
+	manifest(fw, firmwareTopic, "firmware 2", false) // each subscribe republishes it
+	retained(configTopic, "config 1")
+
+	// Changed republishes both manifests.
+	fa.setFirmware("dev", []byte("firmware 3"))
+	srv.Changed([]string{"dev"})
+	manifest(fw, firmwareTopic, "firmware 3", false)
+	manifest(fw2, firmwareTopic, "firmware 3", false)
+	manifest(cfg, configTopic, "config 2", false)
+	retained(firmwareTopic, "firmware 3")
+
+	// No firmware: an empty message clears the retained one.
+	fa.setFirmware("dev", nil)
+	srv.Changed([]string{"dev"})
+	manifest(fw, firmwareTopic, "", false)
+	manifest(cfg, configTopic, "config 2", false)
+	retained(firmwareTopic, "")
+	retained(configTopic, "config 2")
+
+	// A device may not publish a firmware manifest.
+	if r := fw.publish(t, firmwareTopic, []byte("forged manifest")); r.ReasonCode != 0x87 || r.Properties.ReasonString != "wrong_topic" {
+		t.Fatalf("PUBACK 0x%02x %+v", r.ReasonCode, r.Properties)
+	}
+	if rj := fw.nextReject(t); rj.Reason != "wrong_topic" {
+		t.Fatalf("reject %+v", rj)
+	}
+	retained(firmwareTopic, "")
+
+	manifest(fw2, firmwareTopic, "", false)
+	for _, c := range []*client{fw, fw2, cfg} {
+		select {
+		case m := <-c.other:
+			t.Fatalf("unexpected message on %s: %q", m.Topic, m.Payload)
+		default:
+		}
 	}
 }
 

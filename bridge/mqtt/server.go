@@ -72,9 +72,9 @@ type Deps struct {
 	Registry  prometheus.Registerer // nil: no metrics exported
 	Now       func() time.Time      // the clock device tokens are checked against; nil: time.Now
 
-	// Answers serves devices' requests and configuration manifests; nil:
-	// requests are refused as not_found and no manifest is published.
-	// Config is called on a client's read goroutine (at SUBSCRIBE) and
+	// Answers serves devices' requests and manifests; nil: requests are
+	// refused as not_found and no manifest is published. Config and
+	// Firmware are called on a client's read goroutine (at SUBSCRIBE) and
 	// must be quick; the other methods run on goroutines of their own.
 	Answers bridge.Answers
 }
@@ -104,9 +104,9 @@ type Server struct {
 	requests  map[string]int    // by device id: requests being answered
 	wg        sync.WaitGroup    // submitters, requests, disconnects, manifests; Add only under mu while !closing
 
-	// manifestMu orders the publishes of configuration manifests: each
-	// reads Answers.Config and publishes it under manifestMu, so the last
-	// retained manifest is never older than the last ConfigChanged.
+	// manifestMu orders the publishes of manifests: each reads Answers
+	// (Config or Firmware) and publishes it under manifestMu, so the last
+	// retained manifest is never older than the last Changed.
 	manifestMu sync.Mutex
 
 	closeOnce sync.Once
@@ -198,7 +198,7 @@ func (c Config) capabilities() *mochi.Capabilities {
 	caps.MaximumClientWritesPending = 2 * int32(c.ReceiveMaximum)
 	caps.TopicAliasMaximum = topicAliases
 	caps.MaximumQos = 1
-	// Only the server retains messages (the configuration manifests):
+	// Only the server retains messages (the manifests):
 	// OnPublish takes every device publish before mochi would retain it.
 	caps.RetainAvailable = 1
 	caps.SharedSubAvailable = 0

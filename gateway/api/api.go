@@ -77,16 +77,18 @@ type Peer struct {
 
 // Server is the API's http.Handler.
 type Server struct {
-	info    NodeInfo
-	cluster func() Cluster
-	dir     Directory
-	configs Configs
-	ledger  Ledger
-	index   Index
-	logger  *slog.Logger
-	started time.Time
-	ready   atomic.Bool
-	mux     *http.ServeMux
+	info      NodeInfo
+	cluster   func() Cluster
+	dir       Directory
+	configs   Configs
+	fw        Firmware
+	fwReports FirmwareReports
+	ledger    Ledger
+	index     Index
+	logger    *slog.Logger
+	started   time.Time
+	ready     atomic.Bool
+	mux       *http.ServeMux
 }
 
 // New returns the API handler. gatherer serves /metrics.
@@ -176,6 +178,8 @@ func rejectStatus(r state.Reason) int {
 		return http.StatusForbidden
 	case state.ReasonReplay, state.ReasonExists, state.ReasonStaleVersion:
 		return http.StatusConflict
+	case state.ReasonUnknownRelease:
+		return http.StatusNotFound
 	}
 	return http.StatusUnprocessableEntity
 }

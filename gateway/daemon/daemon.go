@@ -181,6 +181,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}, ch, idx, reg, d.logger.With("component", "api"))
 	srv.SetCluster(cstatus)
 	srv.SetDirectory(devDir, idx)
+	srv.SetFirmware(devDir, idx)
 
 	ln, err := net.Listen("tcp", cfg.API.Listen)
 	if err != nil {

@@ -63,7 +63,7 @@ func onCommit(ctx context.Context, front func() *mqtt.Server, dir func() *direct
 		}
 		if d != nil {
 			if ids := d.Affected(txs); len(ids) > 0 {
-				s.ConfigChanged(ids)
+				s.Changed(ids)
 			}
 		}
 	}

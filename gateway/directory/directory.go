@@ -144,12 +144,8 @@ func (x *Directory) Blob(ctx context.Context, sum [32]byte) ([]byte, error) {
 	if !errors.Is(err, blob.ErrNotFound) {
 		return data, err
 	}
-	cs, err := x.d.Index.ConfigsByBlob(sum)
-	if err != nil {
+	if err := x.named(sum); err != nil {
 		return nil, err
-	}
-	if len(cs) == 0 {
-		return nil, fmt.Errorf("directory: blob %x: no config.set names it: %w", sum, ErrNotFound)
 	}
 	if x.d.Fetch == nil {
 		return nil, fmt.Errorf("directory: blob %x was never uploaded to this gateway: %w", sum, ErrNotFound)
@@ -162,6 +158,23 @@ func (x *Directory) Blob(ctx context.Context, sum [32]byte) ([]byte, error) {
 		return nil, err
 	}
 	return data, nil
+}
+
+// named checks that a committed config.set or firmware release names the
+// blob: the gateway serves and fetches nothing else.
+func (x *Directory) named(sum [32]byte) error {
+	cs, err := x.d.Index.ConfigsByBlob(sum)
+	if err != nil {
+		return err
+	}
+	if len(cs) > 0 {
+		return nil
+	}
+	_, err = x.d.Index.ReleaseByImage(sum)
+	if errors.Is(err, index.ErrNotFound) {
+		return fmt.Errorf("directory: blob %x: no config.set or release names it: %w", sum, ErrNotFound)
+	}
+	return err
 }
 
 // PutConfig checks env, an admin-signed config.set, against the committed
@@ -194,11 +207,15 @@ func (x *Directory) Committed(ctx context.Context, txs []*ledger.Tx) {
 		return
 	}
 	for _, tx := range txs {
-		cs := tx.Body.ConfigSet
-		if cs == nil {
+		var sum [32]byte
+		switch b := &tx.Body; {
+		case b.ConfigSet != nil:
+			sum = [32]byte(b.ConfigSet.Blob)
+		case b.FirmwarePublish != nil:
+			sum = [32]byte(b.FirmwarePublish.SHA256)
+		default:
 			continue
 		}
-		sum := [32]byte(cs.Blob)
 		x.mu.Lock()
 		busy := x.fetching[sum]
 		x.fetching[sum] = true
@@ -240,15 +257,38 @@ func (x *Directory) prefetch(ctx context.Context, sum [32]byte) {
 // Wait waits for background fetches (after their ctx ended).
 func (x *Directory) Wait() { x.wg.Wait() }
 
-// Affected returns the devices whose configuration a committed block may
-// have changed: targets of config.sets (group members included) and
-// devices just enrolled.
+// Affected returns the devices whose manifests (configuration, firmware)
+// a committed block may have changed: targets of config.sets (group
+// members included), devices of a model whose releases changed, members
+// of a group whose firmware policy changed, and devices just enrolled.
 func (x *Directory) Affected(txs []*ledger.Tx) []string {
 	var out []string
 	for _, tx := range txs {
 		switch b := &tx.Body; {
 		case b.Enroll != nil:
 			out = append(out, b.Enroll.DeviceID)
+		case b.FirmwarePublish != nil, b.FirmwareVote != nil, b.FirmwareApprove != nil, b.FirmwareRevoke != nil, b.FirmwareReport != nil:
+			// Any of these may change what the devices of the model are
+			// offered (a report may open the next wave).
+			model := ""
+			if r, ok := firmwareModel(b); ok {
+				model = r
+			} else if d, err := x.d.Index.Device(b.FirmwareReport.DeviceID); err == nil {
+				model = d.Model
+			}
+			ids, err := x.d.Index.DevicesOfModel(model)
+			if err != nil {
+				x.d.Logger.Warn("devices of model", "model", model, "err", err)
+				continue
+			}
+			out = append(out, ids...)
+		case b.FirmwarePolicy != nil:
+			ids, err := x.d.Index.GroupMembers(b.FirmwarePolicy.Group)
+			if err != nil {
+				x.d.Logger.Warn("group members", "group", b.FirmwarePolicy.Group, "err", err)
+				continue
+			}
+			out = append(out, ids...)
 		case b.ConfigSet != nil:
 			dev, group, _ := ledger.ParseTarget(b.ConfigSet.Target)
 			if dev != "" {
@@ -265,6 +305,21 @@ func (x *Directory) Affected(txs []*ledger.Tx) []string {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// firmwareModel is the model a firmware tx about a release is about.
+func firmwareModel(b *ledger.Body) (string, bool) {
+	switch {
+	case b.FirmwarePublish != nil:
+		return b.FirmwarePublish.Model, true
+	case b.FirmwareVote != nil:
+		return b.FirmwareVote.Model, true
+	case b.FirmwareApprove != nil:
+		return b.FirmwareApprove.Model, true
+	case b.FirmwareRevoke != nil:
+		return b.FirmwareRevoke.Model, true
+	}
+	return "", false
 }
 
 // Answers returns the Directory as the front ends see it.
@@ -355,4 +410,15 @@ func refusal(err error) error {
 		return &bridge.RefusedError{Reason: bridge.ReasonNotFound, Detail: err.Error()}
 	}
 	return err
+}
+
+func (a answers) Firmware(device string) ([]byte, error) {
+	ans, _, err := a.x.FirmwareAnswer(device, time.Now())
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, refusal(err)
+	}
+	return ans.Encode()
 }

@@ -31,7 +31,7 @@ const (
 
 // schemaVersion is kept in PRAGMA user_version. Open drops and recreates
 // the tables of any other version; bump it with every schema change.
-const schemaVersion = 2
+const schemaVersion = 3
 
 // kindRecord is the kind of a device's data as an SQL literal; the records
 // index covers only these txs.
@@ -91,7 +91,9 @@ var schema = []string{
 		revoke_tx       BLOB NOT NULL,
 		cfg_version     INTEGER NOT NULL, -- what the device last reported applying
 		cfg_sha256      BLOB NOT NULL,
-		cfg_height      INTEGER NOT NULL  -- block of that report; 0 if none
+		cfg_height      INTEGER NOT NULL, -- block of that report; 0 if none
+		fw_version      INTEGER NOT NULL, -- the firmware it last reported installing
+		fw_height       INTEGER NOT NULL  -- block of that report; 0 if none
 	) WITHOUT ROWID`,
 	`CREATE TABLE device_groups (
 		grp    TEXT NOT NULL,
@@ -115,6 +117,61 @@ var schema = []string{
 		PRIMARY KEY (target, version)
 	) WITHOUT ROWID`,
 	`CREATE INDEX configs_blob ON configs (blob)`,
+	`CREATE TABLE vendors (
+		id         TEXT PRIMARY KEY,
+		public_key BLOB NOT NULL,
+		models     TEXT NOT NULL, -- comma-separated, sorted
+		height     INTEGER NOT NULL
+	) WITHOUT ROWID`,
+	`CREATE TABLE reviewers (
+		id         TEXT PRIMARY KEY,
+		public_key BLOB NOT NULL,
+		height     INTEGER NOT NULL
+	) WITHOUT ROWID`,
+	// Every firmware tx but the devices' reports: kind, release, the
+	// group it is for (approve, revoke) or of (policy), the author.
+	`CREATE TABLE firmware (
+		kind    TEXT NOT NULL,
+		model   TEXT NOT NULL,
+		version INTEGER NOT NULL,
+		grp     TEXT NOT NULL,
+		author  TEXT NOT NULL,
+		good    INTEGER NOT NULL, -- votes: 1 good, 0 bad
+		detail  TEXT NOT NULL,    -- reasons
+		height  INTEGER NOT NULL,
+		idx     INTEGER NOT NULL,
+		tx_id   BLOB NOT NULL,
+		time    INTEGER NOT NULL,
+		PRIMARY KEY (height, idx)
+	) WITHOUT ROWID`,
+	`CREATE INDEX firmware_release ON firmware (model, version)`,
+	`CREATE INDEX firmware_group ON firmware (grp, kind)`,
+	`CREATE TABLE releases (
+		model       TEXT NOT NULL,
+		version     INTEGER NOT NULL,
+		vendor      TEXT NOT NULL,
+		sha256      BLOB NOT NULL,
+		size        INTEGER NOT NULL,
+		expires     INTEGER NOT NULL,
+		min_version INTEGER NOT NULL,
+		height      INTEGER NOT NULL,
+		tx_id       BLOB NOT NULL,
+		time        INTEGER NOT NULL,
+		PRIMARY KEY (model, version)
+	) WITHOUT ROWID`,
+	`CREATE INDEX releases_image ON releases (sha256)`,
+	`CREATE TABLE firmware_reports (
+		device  TEXT NOT NULL,
+		height  INTEGER NOT NULL,
+		idx     INTEGER NOT NULL,
+		model   TEXT NOT NULL,
+		version INTEGER NOT NULL,
+		ok      INTEGER NOT NULL,
+		detail  TEXT NOT NULL,
+		time    INTEGER NOT NULL,
+		PRIMARY KEY (device, height, idx)
+	) WITHOUT ROWID`,
+	`CREATE INDEX firmware_reports_release ON firmware_reports (model, version)`,
 	`CREATE TABLE config_reports (
 		device  TEXT NOT NULL,
 		height  INTEGER NOT NULL,
@@ -397,6 +454,9 @@ func (x *Index) apply(h *ledger.Header, txs []*ledger.Tx) error {
 		if err := applyConfig(tx, h, i, t); err != nil {
 			return fmt.Errorf("tx %d: %w", i, err)
 		}
+		if err := applyFirmware(tx, h, i, t); err != nil {
+			return fmt.Errorf("tx %d: %w", i, err)
+		}
 	}
 	if err := devs.write(); err != nil {
 		return err
@@ -462,7 +522,7 @@ func newDeviceSet(tx *sql.Tx) (*deviceSet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("prepare device query: %w", err)
 	}
-	put, err := tx.Prepare(`REPLACE INTO devices (` + deviceCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	put, err := tx.Prepare(`REPLACE INTO devices (` + deviceCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		get.Close()
 		return nil, fmt.Errorf("prepare device update: %w", err)
@@ -533,6 +593,12 @@ func (s *deviceSet) apply(h *ledger.Header, tx *ledger.Tx) error {
 		r := body.ConfigReport
 		d.LastSeq = max(d.LastSeq, r.Seq)
 		d.CfgVersion, d.CfgSHA256, d.CfgHeight = r.Version, r.SHA256, h.Height
+	case body.FirmwareReport != nil:
+		r := body.FirmwareReport
+		d.LastSeq = max(d.LastSeq, r.Seq)
+		if r.OK {
+			d.FwVersion, d.FwHeight = r.Version, h.Height
+		}
 	case body.Record != nil:
 		d.LastSeq = max(d.LastSeq, body.Record.Seq)
 		d.LastSeen = h.Time
@@ -563,7 +629,7 @@ func (s *deviceSet) write() error {
 		if _, err := s.put.Exec(d.ID, d.Status, d.Alg, d.PublicKey, d.Fingerprint, int64(d.EnrolledHeight),
 			int64(d.RevokedHeight), d.RevokeReason, int64(d.LastSeq), d.LastSeen, int64(d.Records),
 			d.Model, strings.Join(d.Groups, ","), nonNil(d.EncKey), nonNil(d.EnrollTx), nonNil(d.KeysTx), nonNil(d.RevokeTx),
-			int64(d.CfgVersion), nonNil(d.CfgSHA256), int64(d.CfgHeight),
+			int64(d.CfgVersion), nonNil(d.CfgSHA256), int64(d.CfgHeight), int64(d.FwVersion), int64(d.FwHeight),
 		); err != nil {
 			return fmt.Errorf("write device %s: %w", id, err)
 		}
@@ -580,7 +646,8 @@ func (x *Index) Reset() error {
 		return fmt.Errorf("index: reset: %w", err)
 	}
 	defer tx.Rollback()
-	for _, table := range []string{"txs", "blocks", "devices", "device_groups", "configs", "config_reports"} {
+	for _, table := range []string{"txs", "blocks", "devices", "device_groups", "configs", "config_reports",
+		"vendors", "reviewers", "firmware", "releases", "firmware_reports"} {
 		if _, err := tx.Exec(`DELETE FROM ` + table); err != nil {
 			return fmt.Errorf("index: reset %s: %w", table, err)
 		}

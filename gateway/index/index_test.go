@@ -529,7 +529,7 @@ func TestOpenOtherSchemaVersionStartsEmpty(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Exec(`CREATE TABLE firmware (id TEXT); PRAGMA user_version = 99`); err != nil {
+	if _, err := db.Exec(`CREATE TABLE future_things (id TEXT); PRAGMA user_version = 99`); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
@@ -542,7 +542,7 @@ func TestOpenOtherSchemaVersionStartsEmpty(t *testing.T) {
 		t.Fatal(err)
 	}
 	var n int
-	if err := y.db.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE name = 'firmware'`).Scan(&n); err != nil || n != 0 {
+	if err := y.db.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE name = 'future_things'`).Scan(&n); err != nil || n != 0 {
 		t.Errorf("old table kept: %d, %v", n, err)
 	}
 }

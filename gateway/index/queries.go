@@ -66,6 +66,9 @@ type Device struct {
 	CfgVersion uint64 `json:"cfg_version"`
 	CfgSHA256  []byte `json:"-"`
 	CfgHeight  uint64 `json:"cfg_height"` // block of that report; 0 if none
+	// The firmware version the device last reported installing.
+	FwVersion uint64 `json:"fw_version"`
+	FwHeight  uint64 `json:"fw_height"` // block of that report; 0 if none
 }
 
 // Counts are the sizes of the index.
@@ -132,14 +135,15 @@ func scanTx(r rowScanner) (TxInfo, error) {
 }
 
 const deviceCols = `id, status, alg, public_key, fingerprint, enrolled_height, revoked_height, revoke_reason, last_seq, last_seen, records,
-	model, groups, enc_key, enroll_tx, keys_tx, revoke_tx, cfg_version, cfg_sha256, cfg_height`
+	model, groups, enc_key, enroll_tx, keys_tx, revoke_tx, cfg_version, cfg_sha256, cfg_height, fw_version, fw_height`
 
 func scanDevice(r rowScanner) (*Device, error) {
 	var d Device
 	var groups string
 	err := r.Scan(&d.ID, &d.Status, &d.Alg, &d.PublicKey, &d.Fingerprint, u64{&d.EnrolledHeight},
 		u64{&d.RevokedHeight}, &d.RevokeReason, u64{&d.LastSeq}, &d.LastSeen, u64{&d.Records},
-		&d.Model, &groups, &d.EncKey, &d.EnrollTx, &d.KeysTx, &d.RevokeTx, u64{&d.CfgVersion}, &d.CfgSHA256, u64{&d.CfgHeight})
+		&d.Model, &groups, &d.EncKey, &d.EnrollTx, &d.KeysTx, &d.RevokeTx, u64{&d.CfgVersion}, &d.CfgSHA256, u64{&d.CfgHeight},
+		u64{&d.FwVersion}, u64{&d.FwHeight})
 	if err != nil {
 		return nil, err
 	}

@@ -82,3 +82,33 @@ func DecodeKeysAnswer(data []byte) (*KeysAnswer, error) {
 
 // VerifyHead checks that h is a block of g's chain that a quorum committed.
 func VerifyHead(g *Genesis, h *Head) error { return g.VerifyCert(&h.Header, &h.Cert) }
+
+// FirmwareAnswer offers a device a firmware release with what makes it
+// installable under the device's group policy.
+type FirmwareAnswer struct {
+	Device  string   `cbor:"1,keyasint"`
+	Group   string   `cbor:"2,keyasint,omitempty"` // the device's group whose policy allows the release
+	Release *Receipt `cbor:"3,keyasint"`           // the firmware.publish: the vendor-signed manifest
+	// Policy is the group's firmware.policy; nil: the default, which
+	// requires the owner's approval.
+	Policy   *Receipt   `cbor:"4,keyasint,omitempty"`
+	Approval *Receipt   `cbor:"5,keyasint,omitempty"` // firmware.approve for the group
+	Votes    []*Receipt `cbor:"6,keyasint,omitempty"` // good firmware.votes
+	Revoke   *Receipt   `cbor:"7,keyasint,omitempty"` // a firmware.revoke of the release, if asked about a revoked one
+	Head     Head       `cbor:"8,keyasint"`
+}
+
+// Encode returns the answer's deterministic encoding.
+func (a *FirmwareAnswer) Encode() ([]byte, error) { return encodeAnswer(a) }
+
+// DecodeFirmwareAnswer parses a firmware answer. It does not verify it.
+func DecodeFirmwareAnswer(data []byte) (*FirmwareAnswer, error) {
+	var a FirmwareAnswer
+	if err := unmarshal(data, &a); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrAnswer, err)
+	}
+	if a.Release == nil {
+		return nil, fmt.Errorf("%w: no release receipt", ErrAnswer)
+	}
+	return &a, nil
+}

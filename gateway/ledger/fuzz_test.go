@@ -99,6 +99,7 @@ func FuzzDecodeAnswer(f *testing.F) {
 		&ConfigAnswer{Device: "d", Receipt: r, Head: head, Match: true},
 		&ConfigAnswer{Device: "d", Head: head},
 		&KeysAnswer{Device: "d", Enroll: r, Rekey: r, Head: head},
+		&FirmwareAnswer{Device: "d", Group: "g", Release: r, Votes: []*Receipt{r, r}, Head: head},
 	} {
 		enc, err := a.Encode()
 		if err != nil {
@@ -120,6 +121,11 @@ func FuzzDecodeAnswer(f *testing.F) {
 		if a, err := DecodeKeysAnswer(data); err == nil {
 			if enc, err := a.Encode(); err != nil || !bytes.Equal(enc, data) {
 				t.Fatal("keys answer does not re-encode to its bytes")
+			}
+		}
+		if a, err := DecodeFirmwareAnswer(data); err == nil {
+			if enc, err := a.Encode(); err != nil || !bytes.Equal(enc, data) {
+				t.Fatal("firmware answer does not re-encode to its bytes")
 			}
 		}
 	})

@@ -68,6 +68,15 @@ type Body struct {
 	ConfigSet    *ConfigSet    `cbor:"7,keyasint,omitempty"`
 	ConfigReport *ConfigReport `cbor:"8,keyasint,omitempty"`
 	Heartbeat    *Heartbeat    `cbor:"9,keyasint,omitempty"`
+
+	VendorEnroll    *VendorEnroll    `cbor:"10,keyasint,omitempty"`
+	ReviewerEnroll  *ReviewerEnroll  `cbor:"11,keyasint,omitempty"`
+	FirmwarePublish *FirmwarePublish `cbor:"12,keyasint,omitempty"`
+	FirmwareVote    *FirmwareVote    `cbor:"13,keyasint,omitempty"`
+	FirmwareApprove *FirmwareApprove `cbor:"14,keyasint,omitempty"`
+	FirmwareRevoke  *FirmwareRevoke  `cbor:"15,keyasint,omitempty"`
+	FirmwarePolicy  *FirmwarePolicy  `cbor:"16,keyasint,omitempty"`
+	FirmwareReport  *FirmwareReport  `cbor:"17,keyasint,omitempty"`
 }
 
 // Heartbeat is a node's tx that keeps blocks coming on an idle chain: a
@@ -179,6 +188,12 @@ func (b *Body) Subject() string {
 		return b.ConfigSet.Target
 	case b.ConfigReport != nil:
 		return b.ConfigReport.DeviceID
+	case b.FirmwareReport != nil:
+		return b.FirmwareReport.DeviceID
+	case b.VendorEnroll != nil:
+		return b.VendorEnroll.Vendor
+	case b.ReviewerEnroll != nil:
+		return b.ReviewerEnroll.Reviewer
 	}
 	return ""
 }
@@ -189,7 +204,9 @@ func (b *Body) Validate() error {
 		return fmt.Errorf("%w: no chain id", ErrMalformed)
 	}
 	set := 0
-	for _, p := range []bool{b.Enroll != nil, b.Revoke != nil, b.Rekey != nil, b.Record != nil, b.ConfigSet != nil, b.ConfigReport != nil, b.Heartbeat != nil} {
+	for _, p := range []bool{b.Enroll != nil, b.Revoke != nil, b.Rekey != nil, b.Record != nil, b.ConfigSet != nil, b.ConfigReport != nil, b.Heartbeat != nil,
+		b.VendorEnroll != nil, b.ReviewerEnroll != nil, b.FirmwarePublish != nil, b.FirmwareVote != nil, b.FirmwareApprove != nil,
+		b.FirmwareRevoke != nil, b.FirmwarePolicy != nil, b.FirmwareReport != nil} {
 		if p {
 			set++
 		}
@@ -309,7 +326,13 @@ func (b *Body) Validate() error {
 			return bad("invalid node id %q", b.Heartbeat.Node)
 		}
 	default:
-		return fmt.Errorf("%w: %q", ErrUnknownKind, string(b.Kind))
+		err, ok := b.validateFirmware()
+		if !ok {
+			return fmt.Errorf("%w: %q", ErrUnknownKind, string(b.Kind))
+		}
+		if err != nil {
+			return bad("%v", err)
+		}
 	}
 	return nil
 }

@@ -14,8 +14,12 @@ type Batch struct {
 	parent  *Batch
 	pending map[string]*Device // devices touched by txs already in the batch
 	configs map[string]uint64  // config versions set by txs already in the batch
-	ids     map[[32]byte]bool
-	applied bool // the block of this batch was applied to the state
+
+	vendors   map[string]*Vendor
+	reviewers map[string]*ledger.PublicKey
+	facts     map[string]bool
+	ids       map[[32]byte]bool
+	applied   bool // the block of this batch was applied to the state
 }
 
 // NewBatch starts a batch on the current committed state.
@@ -24,7 +28,8 @@ func (s *State) NewBatch() *Batch { return s.NewBatchOn(nil) }
 // NewBatchOn starts a batch for the block after parent's block; a nil
 // parent is the committed state.
 func (s *State) NewBatchOn(parent *Batch) *Batch {
-	return &Batch{s: s, parent: parent, pending: map[string]*Device{}, configs: map[string]uint64{}, ids: map[[32]byte]bool{}}
+	return &Batch{s: s, parent: parent, pending: map[string]*Device{}, configs: map[string]uint64{}, ids: map[[32]byte]bool{},
+		vendors: map[string]*Vendor{}, reviewers: map[string]*ledger.PublicKey{}, facts: map[string]bool{}}
 }
 
 // Applied marks that the batch's block was applied to the state: batches
@@ -75,7 +80,14 @@ func (b *Batch) Check(tx *ledger.Tx) (*Checked, error) {
 			return nil, err
 		}
 		return &Checked{Tx: tx, Key: k}, nil
-	case ledger.KindRekey, ledger.KindRecord, ledger.KindConfigReport:
+	case ledger.KindVendorEnroll, ledger.KindReviewerEnroll, ledger.KindFirmwarePublish, ledger.KindFirmwareVote,
+		ledger.KindFirmwareApprove, ledger.KindFirmwareRevoke, ledger.KindFirmwarePolicy:
+		k, err := b.s.firmwareAuthor(tx, b.vendor, b.reviewer)
+		if err != nil {
+			return nil, err
+		}
+		return &Checked{Tx: tx, Key: k}, nil
+	case ledger.KindRekey, ledger.KindRecord, ledger.KindConfigReport, ledger.KindFirmwareReport:
 		if body.Subject() != tx.Author {
 			return nil, reject(ReasonForbidden, "%s by %s is about device %s", body.Kind, tx.Author, body.Subject())
 		}
@@ -101,6 +113,9 @@ func (b *Batch) Add(c *Checked) error {
 	case ledger.KindHeartbeat:
 		b.ids[tx.ID] = true
 		return nil
+	case ledger.KindVendorEnroll, ledger.KindReviewerEnroll, ledger.KindFirmwarePublish, ledger.KindFirmwareVote,
+		ledger.KindFirmwareApprove, ledger.KindFirmwareRevoke, ledger.KindFirmwarePolicy:
+		return b.addFirmware(tx)
 	}
 	id := body.Subject()
 	d := b.device(id)
@@ -109,6 +124,9 @@ func (b *Batch) Add(c *Checked) error {
 	case ledger.KindEnroll:
 		if d != nil {
 			return reject(ReasonExists, "device %s is already enrolled", id)
+		}
+		if b.vendor(id) != nil || b.reviewer(id) != nil {
+			return reject(ReasonExists, "%s is a vendor or reviewer id", id)
 		}
 		if _, admin := b.s.admins[id]; admin {
 			return reject(ReasonExists, "%s is an admin id", id)
@@ -130,7 +148,7 @@ func (b *Batch) Add(c *Checked) error {
 		}
 		next = *d
 		next.Revoked = true
-	case ledger.KindRekey, ledger.KindRecord, ledger.KindConfigReport:
+	case ledger.KindRekey, ledger.KindRecord, ledger.KindConfigReport, ledger.KindFirmwareReport:
 		if d == nil {
 			return reject(ReasonUnknownAuthor, "no device %q", id)
 		}

@@ -12,17 +12,18 @@ type Reason string
 
 // The reject reasons.
 const (
-	ReasonMalformed     Reason = "malformed"      // not a valid tx encoding
-	ReasonTooLarge      Reason = "too_large"      // over the genesis' max_tx_bytes
-	ReasonWrongChain    Reason = "wrong_chain"    // signed for another chain
-	ReasonUnknownAuthor Reason = "unknown_author" // kid names no admin or device
-	ReasonForbidden     Reason = "forbidden"      // the author may not issue this tx
-	ReasonBadSignature  Reason = "bad_signature"  // signature does not verify with the author's current key
-	ReasonRevoked       Reason = "revoked"        // the device is revoked
-	ReasonReplay        Reason = "replay"         // seq not above the device's last seq
-	ReasonExists        Reason = "exists"         // the id is already enrolled (or was, and is revoked)
-	ReasonUnknownDevice Reason = "unknown_device" // the tx is about a device that is not enrolled
-	ReasonStaleVersion  Reason = "stale_version"  // a config version not above the target's last
+	ReasonMalformed      Reason = "malformed"       // not a valid tx encoding
+	ReasonTooLarge       Reason = "too_large"       // over the genesis' max_tx_bytes
+	ReasonWrongChain     Reason = "wrong_chain"     // signed for another chain
+	ReasonUnknownAuthor  Reason = "unknown_author"  // kid names no admin or device
+	ReasonForbidden      Reason = "forbidden"       // the author may not issue this tx
+	ReasonBadSignature   Reason = "bad_signature"   // signature does not verify with the author's current key
+	ReasonRevoked        Reason = "revoked"         // the device is revoked
+	ReasonReplay         Reason = "replay"          // seq not above the device's last seq
+	ReasonExists         Reason = "exists"          // the id is already enrolled (or was, and is revoked)
+	ReasonUnknownDevice  Reason = "unknown_device"  // the tx is about a device that is not enrolled
+	ReasonStaleVersion   Reason = "stale_version"   // a config version not above the target's last
+	ReasonUnknownRelease Reason = "unknown_release" // a vote, approval or revocation of a release never published
 )
 
 // RejectError is a tx rejected by the rules.

@@ -23,13 +23,18 @@ type State struct {
 	mu      sync.RWMutex
 	devices map[string]*Device
 	configs map[string]uint64 // config.set target -> last version
-	height  uint64
-	tip     [32]byte // hash of the block at height; the genesis hash at 0
+
+	vendors   map[string]*Vendor
+	reviewers map[string]*ledger.PublicKey
+	facts     map[string]bool // releases published, votes cast
+	height    uint64
+	tip       [32]byte // hash of the block at height; the genesis hash at 0
 }
 
 // New returns the state of an empty chain.
 func New(g *ledger.Genesis) (*State, error) {
-	s := &State{g: g, admins: map[string]*ledger.PublicKey{}, devices: map[string]*Device{}, configs: map[string]uint64{}, tip: g.Hash()}
+	s := &State{g: g, admins: map[string]*ledger.PublicKey{}, devices: map[string]*Device{}, configs: map[string]uint64{}, tip: g.Hash(),
+		vendors: map[string]*Vendor{}, reviewers: map[string]*ledger.PublicKey{}, facts: map[string]bool{}}
 	for _, a := range g.Admins {
 		pk, err := ledger.ParsePublicKey(a.PublicKey)
 		if err != nil {
@@ -116,7 +121,10 @@ func (s *State) authorKey(tx *ledger.Tx) (*ledger.PublicKey, error) {
 		return nil, reject(ReasonUnknownAuthor, "no admin %q", tx.Author)
 	case ledger.KindHeartbeat:
 		return s.nodeKey(tx)
-	case ledger.KindRekey, ledger.KindRecord, ledger.KindConfigReport:
+	case ledger.KindVendorEnroll, ledger.KindReviewerEnroll, ledger.KindFirmwarePublish, ledger.KindFirmwareVote,
+		ledger.KindFirmwareApprove, ledger.KindFirmwareRevoke, ledger.KindFirmwarePolicy:
+		return s.firmwareAuthor(tx, s.vendorOrNil, s.reviewer)
+	case ledger.KindRekey, ledger.KindRecord, ledger.KindConfigReport, ledger.KindFirmwareReport:
 		if b.Subject() != tx.Author {
 			return nil, reject(ReasonForbidden, "%s by %s is about device %s", b.Kind, tx.Author, b.Subject())
 		}
@@ -158,6 +166,8 @@ func seqOf(b *ledger.Body) uint64 {
 		return b.Rekey.Seq
 	case b.ConfigReport != nil:
 		return b.ConfigReport.Seq
+	case b.FirmwareReport != nil:
+		return b.FirmwareReport.Seq
 	}
 	return 0
 }
@@ -203,7 +213,7 @@ func (s *State) applyLocked(tx *ledger.Tx) error {
 			d.Key, d.LastSeq = pk, b.Rekey.Seq
 			return nil
 		}
-	case ledger.KindRecord, ledger.KindConfigReport:
+	case ledger.KindRecord, ledger.KindConfigReport, ledger.KindFirmwareReport:
 		if d, ok := s.devices[b.Subject()]; ok {
 			d.LastSeq = seqOf(b)
 			return nil
@@ -213,6 +223,9 @@ func (s *State) applyLocked(tx *ledger.Tx) error {
 		return nil
 	case ledger.KindHeartbeat:
 		return nil
+	}
+	if ok, err := s.applyFirmwareLocked(tx); ok {
+		return err
 	}
 	return fmt.Errorf("state: invariant: committed %s about unknown device %q", b.Kind, b.Subject())
 }

@@ -320,3 +320,39 @@ func TestHeartbeatOnlyByItsNode(t *testing.T) {
 	_, err = f.st.Check(hb(f.admin, "node-1", "node-1"))
 	wantReason(t, err, ReasonBadSignature)
 }
+
+func TestFirmwareRules(t *testing.T) {
+	f := newFixture(t)
+	vendorKey, reviewerKey, devKey := newP256(t), newP256(t), newP256(t)
+	admin := func(b ledger.Body) []byte { return f.sign(f.admin, "admin", b) }
+	rel := ledger.Release{Model: "th-2", Version: 2}
+	publish := func(key crypto.Signer, kid string, r ledger.Release) []byte {
+		return f.sign(key, kid, ledger.Body{Kind: ledger.KindFirmwarePublish, FirmwarePublish: &ledger.FirmwarePublish{
+			Model: r.Model, Version: r.Version, SHA256: make([]byte, 32), Size: 1, Expires: 1}})
+	}
+	vote := func(r ledger.Release, good bool) []byte {
+		return f.sign(reviewerKey, "rev", ledger.Body{Kind: ledger.KindFirmwareVote, FirmwareVote: &ledger.FirmwareVote{Release: r, Good: good}})
+	}
+	f.commit(admin(ledger.Body{Kind: ledger.KindVendorEnroll, VendorEnroll: &ledger.VendorEnroll{Vendor: "acme", PublicKey: der(t, vendorKey), Models: []string{"th-2"}}}),
+		admin(ledger.Body{Kind: ledger.KindReviewerEnroll, ReviewerEnroll: &ledger.ReviewerEnroll{Reviewer: "rev", PublicKey: der(t, reviewerKey)}}),
+		admin(enrollBody("dev-1", der(t, devKey))))
+
+	b := f.st.NewBatch()
+	wantReason(t, f.addOne(b, vote(rel, true)), ReasonUnknownRelease)
+	wantReason(t, f.addOne(b, publish(vendorKey, "acme", ledger.Release{Model: "x-9", Version: 1})), ReasonForbidden)
+	_, err := f.st.Check(publish(reviewerKey, "rev", rel))
+	wantReason(t, err, ReasonUnknownAuthor) // only a vendor publishes
+	_, err = f.st.Check(publish(devKey, "acme", rel))
+	wantReason(t, err, ReasonBadSignature) // with its maintenance key
+	if err := f.addOne(b, publish(vendorKey, "acme", rel)); err != nil {
+		t.Fatal(err)
+	}
+	wantReason(t, f.addOne(b, publish(vendorKey, "acme", rel)), ReasonExists) // a release is published once
+	if err := f.addOne(b, vote(rel, true)); err != nil {
+		t.Fatalf("a vote on a release of the same block: %v", err)
+	}
+	wantReason(t, f.addOne(b, vote(rel, false)), ReasonExists) // one vote per reviewer
+	_, err = f.st.Check(f.sign(devKey, "dev-1", ledger.Body{Kind: ledger.KindFirmwareApprove, FirmwareApprove: &ledger.FirmwareApprove{Release: rel, Group: "g"}}))
+	wantReason(t, err, ReasonUnknownAuthor)                                             // only an admin approves
+	wantReason(t, f.addOne(b, admin(enrollBody("acme", der(t, devKey)))), ReasonExists) // ids are shared
+}

@@ -79,8 +79,21 @@ func (a adminFlags) submit(ctx context.Context, e *env, body ledger.Body) error 
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "%s %s: committed in block %d, tx %s\n", body.Kind, body.Subject(), rb.Height, rb.TxID)
+	fmt.Fprintf(e.stdout, "%s %s: committed in block %d, tx %s\n", body.Kind, about(&body), rb.Height, rb.TxID)
 	return nil
+}
+
+// about names what an admin tx is about, for its output.
+func about(b *ledger.Body) string {
+	switch {
+	case b.FirmwareApprove != nil:
+		return fmt.Sprintf("%s version %d for group %s", b.FirmwareApprove.Model, b.FirmwareApprove.Version, b.FirmwareApprove.Group)
+	case b.FirmwareRevoke != nil:
+		return fmt.Sprintf("%s version %d", b.FirmwareRevoke.Model, b.FirmwareRevoke.Version)
+	case b.FirmwarePolicy != nil:
+		return "group " + b.FirmwarePolicy.Group
+	}
+	return b.Subject()
 }
 
 // submitQuiet is submit without output, for many txs.

@@ -1,0 +1,169 @@
+package api
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/fxamacker/cbor/v2"
+
+	"github.com/ledgergate/ledgergate/gateway/directory"
+	"github.com/ledgergate/ledgergate/gateway/index"
+	"github.com/ledgergate/ledgergate/gateway/ledger"
+	"github.com/ledgergate/ledgergate/gateway/state"
+)
+
+// Firmware is what the API needs for firmware distribution.
+type Firmware interface {
+	FirmwareAnswer(device string, now time.Time) (*ledger.FirmwareAnswer, *index.ReleaseInfo, error)
+	ReleaseAnswer(device, model string, version uint64) (*ledger.FirmwareAnswer, error)
+	FirmwareStatus(model string, now time.Time) ([]directory.ReleaseStatus, error)
+	PutFirmware(env, image []byte) (*ledger.Tx, error)
+}
+
+// FirmwareReports is what the API reads of the index about installations.
+type FirmwareReports interface {
+	DeviceFirmwareReports(device string) ([]index.FirmwareReport, error)
+}
+
+// SetFirmware enables the firmware endpoints.
+func (s *Server) SetFirmware(f Firmware, r FirmwareReports) {
+	s.fw, s.fwReports = f, r
+	s.mux.HandleFunc("GET /api/v1/devices/{id}/firmware", s.deviceFirmware)
+	s.mux.HandleFunc("GET /api/v1/devices/{id}/firmware/history", s.deviceFirmwareHistory)
+	s.mux.HandleFunc("GET /api/v1/devices/{id}/firmware/{model}/{version}", s.releaseForDevice)
+	s.mux.HandleFunc("GET /api/v1/firmware/{model}", s.firmwareStatus)
+	s.mux.HandleFunc("GET /api/v1/firmware/images/{sum}", s.image)
+	s.mux.HandleFunc("POST /api/v1/firmware", s.publishFirmware)
+}
+
+// FirmwareBody answers GET /api/v1/devices/{id}/firmware and
+// /firmware/{model}/{version}.
+type FirmwareBody struct {
+	Device  string             `json:"device"`
+	Release *index.ReleaseInfo `json:"release,omitempty"`
+	Answer  []byte             `json:"answer"` // CBOR ledger.FirmwareAnswer, base64: for device.VerifyFirmware
+}
+
+func (s *Server) deviceFirmware(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	a, rel, err := s.fw.FirmwareAnswer(id, time.Now())
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	s.writeAnswer(w, r, a, func(enc []byte) any { return FirmwareBody{Device: id, Release: rel, Answer: enc} })
+}
+
+func (s *Server) releaseForDevice(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	v, err := strconv.ParseUint(r.PathValue("version"), 10, 64)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", "version: want a whole number")
+		return
+	}
+	a, err := s.fw.ReleaseAnswer(id, r.PathValue("model"), v)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	s.writeAnswer(w, r, a, func(enc []byte) any { return FirmwareBody{Device: id, Answer: enc} })
+}
+
+func (s *Server) deviceFirmwareHistory(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	d, err := s.index.Device(id)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	rs, err := s.fwReports.DeviceFirmwareReports(id)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Device    string                 `json:"device"`
+		Model     string                 `json:"model"`
+		Installed uint64                 `json:"installed"` // the version it last reported installing successfully
+		Reports   []index.FirmwareReport `json:"reports"`
+	}{id, d.Model, d.FwVersion, rs})
+}
+
+func (s *Server) firmwareStatus(w http.ResponseWriter, r *http.Request) {
+	st, err := s.fw.FirmwareStatus(r.PathValue("model"), time.Now())
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	if st == nil {
+		st = []directory.ReleaseStatus{}
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Model    string                    `json:"model"`
+		Releases []directory.ReleaseStatus `json:"releases"`
+	}{r.PathValue("model"), st})
+}
+
+// image serves a release's image, with Range requests: a device resumes
+// an interrupted download.
+func (s *Server) image(w http.ResponseWriter, r *http.Request) {
+	sum, err := parseTxID(r.PathValue("sum"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", "image address: want 64 hex digits")
+		return
+	}
+	data, err := s.dir.Blob(r.Context(), sum)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("ETag", `"`+r.PathValue("sum")+`"`)
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
+}
+
+// maxImageBytes bounds a firmware image a gateway stores.
+const maxImageBytes = 64 << 20
+
+// publishFirmware stores the image, then submits the manifest and answers
+// with its receipt once committed. Body (application/cbor): {1: the
+// vendor-signed firmware.publish, 2: the image}.
+func (s *Server) publishFirmware(w http.ResponseWriter, r *http.Request) {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/cbor" {
+		writeError(w, http.StatusUnsupportedMediaType, "bad_request", "Content-Type must be application/cbor")
+		return
+	}
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxImageBytes+s.int64MaxTx()))
+	if err != nil {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			writeError(w, http.StatusRequestEntityTooLarge, string(state.ReasonTooLarge), fmt.Sprintf("image larger than %d bytes", maxImageBytes))
+			return
+		}
+		writeError(w, http.StatusBadRequest, "bad_request", "read body: "+err.Error())
+		return
+	}
+	var req PublishRequest
+	if err := cbor.Unmarshal(data, &req); err != nil || req.Tx == nil || req.Blob == nil {
+		writeError(w, http.StatusBadRequest, "bad_request", "want a CBOR map {1: firmware.publish tx, 2: image}")
+		return
+	}
+	if _, err := s.fw.PutFirmware(req.Tx, req.Blob); err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	rc, err := s.ledger.Submit(r.Context(), req.Tx)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	s.writeReceipt(w, r, rc)
+}
+
+func (s *Server) int64MaxTx() int64 { return int64(s.info.MaxTxBytes) + 64 }
