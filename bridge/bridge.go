@@ -56,7 +56,7 @@ const (
 	ReasonMalformed  = "malformed"   // not a valid tx encoding
 	ReasonTopic      = "wrong_topic" // the message does not match the topic or device it came on
 	ReasonNotRecord  = "not_record"  // a data topic carries data.record txs only
-	ReasonNotReport  = "not_report"  // the config report topic carries config.report txs only
+	ReasonNotReport  = "not_report"  // a report topic carries its kind of report only
 	ReasonNotFound   = "not_found"   // no such configuration, blob or device
 	ReasonTooLarge   = "too_large"
 	ReasonOverloaded = "overloaded" // the gateway is busy: back off and resend
@@ -106,6 +106,11 @@ func CheckRecord(env []byte, device, stream string, maxBytes int) (*ledger.Tx, e
 // device about itself.
 func CheckReport(env []byte, device string, maxBytes int) (*ledger.Tx, error) {
 	return checkDeviceTx(env, device, ledger.KindConfigReport, ReasonNotReport, maxBytes)
+}
+
+// CheckFirmwareReport is CheckReport for a firmware.report tx.
+func CheckFirmwareReport(env []byte, device string, maxBytes int) (*ledger.Tx, error) {
+	return checkDeviceTx(env, device, ledger.KindFirmwareReport, ReasonNotReport, maxBytes)
 }
 
 // checkDeviceTx decodes env and checks that it is a kind tx by device

@@ -39,6 +39,9 @@ func RejectsTopic(id string) string { return Prefix(id) + "rejects" }
 // ReportTopic is where a device publishes its config.report txs.
 func ReportTopic(id string) string { return Prefix(id) + "config/report" }
 
+// FirmwareReportTopic is where a device publishes its firmware.report txs.
+func FirmwareReportTopic(id string) string { return Prefix(id) + "firmware/report" }
+
 // ConfigTopic is where the gateway keeps a device's configuration
 // manifest (a ledger.ConfigAnswer), retained; an empty message means none.
 func ConfigTopic(id string) string { return Prefix(id) + "config" }
@@ -242,6 +245,12 @@ func (cl *Client) Publish(ctx context.Context, stream string, env []byte) error 
 // refusal is a *RefusedError.
 func (cl *Client) Report(ctx context.Context, env []byte) error {
 	return cl.publishTx(ctx, ReportTopic(cl.id), env)
+}
+
+// ReportFirmware publishes a firmware.report tx (SignFirmwareReport) and
+// returns once the gateway acknowledged it, that is, once it committed.
+func (cl *Client) ReportFirmware(ctx context.Context, env []byte) error {
+	return cl.publishTx(ctx, FirmwareReportTopic(cl.id), env)
 }
 
 // publishTx publishes the tx env on topic, QoS 1, and waits for its PUBACK.

@@ -22,6 +22,7 @@ import (
 const (
 	dataLevel      = "data/"           // lg/v1/<id>/data/<stream>: records from the device
 	reportLevel    = "config/report"   // config.report txs from the device
+	fwReportLevel  = "firmware/report" // firmware.report txs from the device
 	receiptsLevel  = "receipts"        // receipts of its committed records and reports
 	rejectsLevel   = "rejects"         // why a publish was refused
 	configLevel    = "config"          // its configuration manifest, retained
@@ -114,8 +115,8 @@ type message struct {
 type topicError struct{ device, topic string }
 
 func (e *topicError) Error() string {
-	return fmt.Sprintf("mqtt: device %s publishes on %[2]s%[3]s<stream>, %[2]s%[4]s, %[2]s%[5]s, %[2]s%[6]s or %[2]s%[7]s, not on %[8]q",
-		e.device, devicePrefix(e.device), dataLevel, reportLevel, verifyLevel, blobGetLevel, keysGetLevel, clip(e.topic, maxTopicBytes))
+	return fmt.Sprintf("mqtt: device %s publishes on %[2]s%[3]s<stream>, %[2]s%[4]s, %[2]s%[5]s, %[2]s%[6]s, %[2]s%[7]s or %[2]s%[8]s, not on %[9]q",
+		e.device, devicePrefix(e.device), dataLevel, reportLevel, fwReportLevel, verifyLevel, blobGetLevel, keysGetLevel, clip(e.topic, maxTopicBytes))
 }
 
 // RejectReason makes bridge.ReasonOf report a wrong topic.
@@ -127,6 +128,7 @@ func (e *topicError) RejectReason() string { return bridge.ReasonTopic }
 //   - lg/v1/<device>/data/<stream>: a data.record of device on stream
 //     (bridge.CheckRecord);
 //   - lg/v1/<device>/config/report: a config.report of device
+//   - lg/v1/<device>/firmware/report: a firmware.report of device
 //     (bridge.CheckReport);
 //   - lg/v1/<device>/config/verify: a request with a SHA-256, 32 bytes
 //     raw or 64 hex digits;
@@ -158,8 +160,12 @@ func checkPublish(device, topic, responseTopic string, payload []byte, maxBytes 
 	}
 	var m message
 	switch level {
-	case reportLevel:
-		tx, err := bridge.CheckReport(payload, device, maxBytes)
+	case reportLevel, fwReportLevel:
+		check := bridge.CheckReport
+		if level == fwReportLevel {
+			check = bridge.CheckFirmwareReport
+		}
+		tx, err := check(payload, device, maxBytes)
 		if err != nil {
 			return message{kind: kindReport}, err
 		}

@@ -29,6 +29,7 @@ type Firmware interface {
 // FirmwareReports is what the API reads of the index about installations.
 type FirmwareReports interface {
 	DeviceFirmwareReports(device string) ([]index.FirmwareReport, error)
+	FirmwareModels() ([]string, error)
 }
 
 // SetFirmware enables the firmware endpoints.
@@ -37,6 +38,7 @@ func (s *Server) SetFirmware(f Firmware, r FirmwareReports) {
 	s.mux.HandleFunc("GET /api/v1/devices/{id}/firmware", s.deviceFirmware)
 	s.mux.HandleFunc("GET /api/v1/devices/{id}/firmware/history", s.deviceFirmwareHistory)
 	s.mux.HandleFunc("GET /api/v1/devices/{id}/firmware/{model}/{version}", s.releaseForDevice)
+	s.mux.HandleFunc("GET /api/v1/firmware", s.firmwareModels)
 	s.mux.HandleFunc("GET /api/v1/firmware/{model}", s.firmwareStatus)
 	s.mux.HandleFunc("GET /api/v1/firmware/images/{sum}", s.image)
 	s.mux.HandleFunc("POST /api/v1/firmware", s.publishFirmware)
@@ -93,6 +95,17 @@ func (s *Server) deviceFirmwareHistory(w http.ResponseWriter, r *http.Request) {
 		Installed uint64                 `json:"installed"` // the version it last reported installing successfully
 		Reports   []index.FirmwareReport `json:"reports"`
 	}{id, d.Model, d.FwVersion, rs})
+}
+
+func (s *Server) firmwareModels(w http.ResponseWriter, _ *http.Request) {
+	ms, err := s.fwReports.FirmwareModels()
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Models []string `json:"models"`
+	}{ms})
 }
 
 func (s *Server) firmwareStatus(w http.ResponseWriter, r *http.Request) {

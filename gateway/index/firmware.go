@@ -210,3 +210,16 @@ func (x *Index) DevicesOfModel(model string) ([]string, error) {
 	}
 	return ids, nil
 }
+
+// FirmwareModels returns the models that have releases, in order.
+func (x *Index) FirmwareModels() ([]string, error) {
+	scan := func(r rowScanner) (string, error) {
+		var m string
+		return m, r.Scan(&m)
+	}
+	ms, err := list(x.db, scan, `SELECT DISTINCT model FROM releases ORDER BY model LIMIT ?`, MaxLimit)
+	if err != nil {
+		return nil, fmt.Errorf("index: firmware models: %w", err)
+	}
+	return ms, nil
+}

@@ -264,24 +264,34 @@ func cmdFirmwarePolicy(ctx context.Context, e *env, args []string) error {
 
 func cmdFirmwareStatus(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "firmware status")
-	model := fs.String("model", "", "the model")
+	model := fs.String("model", "", "the model (default: every model with releases)")
 	apiURL := apiFlag(fs)
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	if err := need(fs, "model"); err != nil {
-		return err
+	c := newClient(*apiURL)
+	models := []string{*model}
+	if *model == "" {
+		var ms struct{ Models []string }
+		if err := c.get(ctx, "/api/v1/firmware", &ms); err != nil {
+			return err
+		}
+		models = ms.Models
 	}
-	var st struct{ Releases []directory.ReleaseStatus }
-	if err := newClient(*apiURL).get(ctx, "/api/v1/firmware/"+url.PathEscape(*model), &st); err != nil {
-		return err
+	var releases []directory.ReleaseStatus
+	for _, m := range models {
+		var st struct{ Releases []directory.ReleaseStatus }
+		if err := c.get(ctx, "/api/v1/firmware/"+url.PathEscape(m), &st); err != nil {
+			return err
+		}
+		releases = append(releases, st.Releases...)
 	}
-	if len(st.Releases) == 0 {
-		fmt.Fprintf(e.stdout, "no release of %s\n", *model)
+	if len(releases) == 0 {
+		fmt.Fprintln(e.stdout, "no release")
 		return nil
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	for _, r := range st.Releases {
+	for _, r := range releases {
 		exp := ""
 		if r.Expired {
 			exp = ", EXPIRED"

@@ -21,6 +21,7 @@ import (
 
 // fwDevice is a device in the firmware tests, enrolled with the CLI.
 type fwDevice struct {
+	cl        *device.Client
 	id, model string
 	groups    []string
 	installed uint64
@@ -63,7 +64,16 @@ func (l *firmwareLab) device(id, model, groups string) *fwDevice {
 	l.t.Helper()
 	mustCLI(l.t, l.dir, "device", "keygen", "--alg", "es256", "--out", id)
 	l.admin("device", "enroll", "--id", id, "--pubkey", id+".pub", "--model", model, "--group", groups)
-	return &fwDevice{id: id, model: model, groups: strings.Split(groups, ","), installed: 1}
+	key, err := device.LoadKey(filepath.Join(l.dir, id))
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	cl, err := device.Dial(context.Background(), id, key, l.gen.ChainID, device.DialOptions{Broker: "tcp://" + l.g.mqtt})
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	l.t.Cleanup(func() { cl.Close() })
+	return &fwDevice{cl: cl, id: id, model: model, groups: strings.Split(groups, ","), installed: 1}
 }
 
 func (l *firmwareLab) publish(version uint64, expires string) {
@@ -138,8 +148,8 @@ func (l *firmwareLab) install(ctx context.Context, d *fwDevice, a *ledger.Firmwa
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	if code, reason, _, err := post(ctx, l.g.api, env); err != nil || code != http.StatusOK {
-		l.t.Fatalf("%s: report: %d %s %v", d.id, code, reason, err)
+	if err := d.cl.ReportFirmware(ctx, env); err != nil {
+		l.t.Fatalf("%s: report: %v", d.id, err)
 	}
 }
 
@@ -203,7 +213,7 @@ func TestFirmwareApprovalAndWaves(t *testing.T) {
 			t.Errorf("%s is offered version %d though wave 1 failed 50%% (bound 20%%)", d.id, offered(a))
 		}
 	}
-	st := mustCLI(t, l.dir, "firmware", "status", "--model", "th-2", "--api", l.g.api)
+	st := mustCLI(t, l.dir, "firmware", "status", "--api", l.g.api)
 	if !strings.Contains(st, "HALTED") || !strings.Contains(st, "2 reported, 1 failed") {
 		t.Errorf("firmware status:\n%s", st)
 	}

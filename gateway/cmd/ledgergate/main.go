@@ -77,7 +77,7 @@ func commands() []command {
 		{"firmware approve", "--group G --model M --version N", "approve a release for a group (owner, signed with the admin key)", cmdFirmwareApprove},
 		{"firmware revoke", "--model M --version N [--group G] [--reason TEXT]", "withdraw a release from a group, or from every group", cmdFirmwareRevoke},
 		{"firmware policy", "--group G [--require-approval] [--votes N] [--waves 10,50,100] [--max-failures P]", "set what a group may install and how it rolls out", cmdFirmwarePolicy},
-		{"firmware status", "--model M", "releases of a model: votes, approvals, rollout per group and wave, failures", cmdFirmwareStatus},
+		{"firmware status", "[--model M]", "releases of a model: votes, approvals, rollout per group and wave, failures", cmdFirmwareStatus},
 		{"firmware verify", "--device ID --image F --vendor-pubkey K [--version N]", "check an image as the device would (prints installable or why not)", cmdFirmwareVerify},
 		{"sim", "--devices N --rate R --duration D [--broker URL[,URL...]] [--qos 1]", "enroll N simulated devices and run them over MQTT; prints throughput and PUBACK latency", cmdSim},
 		{"tx submit", "MSG [--receipt-out FILE]", "submit a signed tx and wait for its receipt", cmdTxSubmit},
