@@ -9,7 +9,7 @@ PKG := ./gateway/cmd/ledgergate
 FUZZTIME ?= 5s
 
 # Debian packages the tests drive as real peers.
-TEST_DEBS := mosquitto-clients swtpm tpm2-tools openssl
+TEST_DEBS := mosquitto-clients swtpm tpm2-tools openssl bind9-utils
 
 .PHONY: help run cluster cluster-clean build cross deps test test-go fuzz-short verify bench sim clean
 
@@ -59,6 +59,7 @@ fuzz-short:
 	$(GO) test ./gateway/cluster -run '^$$' -fuzz '^FuzzFrame$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./tpm -run '^$$' -fuzz '^FuzzNodePublic$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./gateway/pbft -run '^$$' -fuzz '^FuzzStep$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./seeds -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME)
 
 verify: ## gofmt, go vet, staticcheck, go mod tidy diff
 	@out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -18,7 +18,7 @@ import (
 // until ctx ends. A failed dial or a lost connection is retried with
 // backoff; the queue is kept.
 func (t *Transport) runPeer(ctx context.Context, p *peer, cert *tls.Certificate) {
-	log := t.log.With("peer", p.ID, "addr", p.Addr)
+	log := t.log.With("peer", p.ID)
 	var (
 		b         backoff
 		f         failures
@@ -30,7 +30,7 @@ func (t *Transport) runPeer(ctx context.Context, p *peer, cert *tls.Certificate)
 			if ctx.Err() != nil {
 				return
 			}
-			log.Log(ctx, f.level(time.Now()), "peer dial failed", "failures", f.streak, "err", err)
+			log.Log(ctx, f.level(time.Now()), "peer dial failed", "addr", p.address(), "failures", f.streak, "err", err)
 			if !sleep(ctx, b.next()) {
 				return
 			}

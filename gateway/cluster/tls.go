@@ -129,7 +129,7 @@ func clientTLS(cert *tls.Certificate, p *peer, proto string) *tls.Config {
 		leaf := cs.PeerCertificates[0]
 		if !p.PublicKey.Equal(leaf.PublicKey) {
 			return fmt.Errorf("%w: %s at %s presented key %s, want its genesis key %s",
-				ErrPeerKey, p.ID, p.Addr, fingerprint(leaf.PublicKey), fingerprint(p.PublicKey))
+				ErrPeerKey, p.ID, p.address(), fingerprint(leaf.PublicKey), fingerprint(p.PublicKey))
 		}
 		return nil
 	}

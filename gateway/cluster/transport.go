@@ -56,7 +56,7 @@ var (
 // Peer is another gateway of the cluster.
 type Peer struct {
 	ID   string
-	Addr string // host:port it listens on for peers
+	Addr string // host:port it listens on for peers; "" until SetPeerAddr (seed discovery)
 	// PublicKey is its genesis node key (P-256); the TLS peer must hold it.
 	PublicKey *ecdsa.PublicKey
 }
@@ -122,7 +122,7 @@ func (c *Config) Validate() error {
 			bad("%s: ID appears twice", name)
 		}
 		ids[p.ID] = true
-		if _, _, err := net.SplitHostPort(p.Addr); err != nil {
+		if _, _, err := net.SplitHostPort(p.Addr); p.Addr != "" && err != nil {
 			bad("%s: Addr %q: %v", name, p.Addr, err)
 		}
 		if p.PublicKey == nil {
@@ -198,6 +198,7 @@ type Transport struct {
 // peer is a Peer and its send queue, connection state and counters.
 type peer struct {
 	Peer
+	addr  atomic.Pointer[string] // where to dial it; Peer.Addr is only the first
 	queue chan []byte
 
 	sent, dropped, reconnects atomic.Uint64
@@ -241,6 +242,7 @@ func New(cfg Config, h Handler) (*Transport, error) {
 	t.stopCtx, t.stop = context.WithCancel(context.Background())
 	for _, p := range cfg.Peers {
 		pp := &peer{Peer: p, queue: make(chan []byte, cfg.QueueLen)}
+		pp.addr.Store(&p.Addr)
 		k, _ := keyID(p.PublicKey)
 		t.peers[p.ID] = pp
 		t.byKey[k] = pp
@@ -371,6 +373,27 @@ func (t *Transport) Broadcast(data []byte) {
 	}
 }
 
+// address is where to dial p now.
+func (p *peer) address() string { return *p.addr.Load() }
+
+// SetPeerAddr changes where peer id is dialled (seed discovery found it
+// elsewhere); the next dial uses addr. The peer's identity stays pinned to
+// its key whatever the address.
+func (t *Transport) SetPeerAddr(id, addr string) error {
+	p := t.peers[id]
+	if p == nil {
+		return fmt.Errorf("%w: %q", ErrUnknownPeer, id)
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return fmt.Errorf("cluster: peer %s address %q: %w", id, addr, err)
+	}
+	if old := p.address(); old != addr {
+		p.addr.Store(&addr)
+		t.log.Info("peer address changed", "peer", id, "from", old, "to", addr)
+	}
+	return nil
+}
+
 // Peers reports the state of every peer, sorted by id.
 func (t *Transport) Peers() []PeerStatus {
 	out := make([]PeerStatus, 0, len(t.order))
@@ -383,7 +406,7 @@ func (t *Transport) Peers() []PeerStatus {
 func (p *peer) status() PeerStatus {
 	s := PeerStatus{
 		ID:         p.ID,
-		Addr:       p.Addr,
+		Addr:       p.address(),
 		Connected:  p.connected.Load(),
 		Height:     p.height.Load(),
 		Sent:       p.sent.Load(),
@@ -423,14 +446,18 @@ func (t *Transport) dial(ctx context.Context, cert *tls.Certificate, p *peer, pr
 		NetDialer: &net.Dialer{Timeout: dialTimeout, KeepAliveConfig: keepAlive()},
 		Config:    clientTLS(cert, p, proto),
 	}
-	c, err := d.DialContext(ctx, "tcp", p.Addr)
+	addr := p.address()
+	if addr == "" {
+		return nil, fmt.Errorf("cluster: no address for peer %s yet (see SetPeerAddr)", p.ID)
+	}
+	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
 	tc, ok := c.(*tls.Conn)
 	if !ok {
 		c.Close()
-		return nil, fmt.Errorf("cluster: dial %s: got %T, want *tls.Conn", p.Addr, c)
+		return nil, fmt.Errorf("cluster: dial %s: got %T, want *tls.Conn", addr, c)
 	}
 	return tc, nil
 }

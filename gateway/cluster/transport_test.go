@@ -658,3 +658,28 @@ func TestLarge(t *testing.T) {
 		t.Errorf("b received %d messages, the first of %d bytes", len(got), len(got[0].data))
 	}
 }
+
+// TestPeerAddressLater: a peer known only by its key (seed discovery has
+// not found it yet) is dialled once SetPeerAddr gives its address, and an
+// address change takes effect at the next dial.
+func TestPeerAddressLater(t *testing.T) {
+	c := newCluster(t, "a", "b")
+	b := c.start("b", nil, nil)
+	a := c.start("a", nil, func(cfg *Config) { cfg.Peers[0].Addr = "" })
+	if !a.Send("b", []byte("queued before the address is known")) {
+		t.Fatal("Send refused")
+	}
+	if p := a.peer("b"); p.Connected || p.Addr != "" {
+		t.Fatalf("peer without address: %+v", p)
+	}
+	if err := a.SetPeerAddr("b", "not an address"); err == nil {
+		t.Error("SetPeerAddr accepted a bad address")
+	}
+	if err := a.SetPeerAddr("nobody", c.node("b").addr); !errors.Is(err, ErrUnknownPeer) {
+		t.Errorf("SetPeerAddr(nobody): %v", err)
+	}
+	if err := a.SetPeerAddr("b", c.node("b").addr); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the queued message at b", func() bool { return b.h.has("a", "queued before the address is known") })
+}

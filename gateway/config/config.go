@@ -27,7 +27,24 @@ type Config struct {
 	Signer  Signer   `toml:"signer"`
 	Batch   Batch    `toml:"batch"`
 	Cluster Cluster  `toml:"cluster"`
+	Seeds   Seeds    `toml:"seeds"`
 	Log     LogLevel `toml:"log"`
+}
+
+// Seeds finds the other gateways through DNSSEC-signed seed zones
+// (docs/seeds.md) instead of, or besides, the addresses in the genesis.
+type Seeds struct {
+	// Zones publish _ledgergate._tcp SRV records, the targets' A/AAAA and
+	// TXT key pins. Empty: no seed discovery.
+	Zones []string `toml:"zones"`
+	// AnchorsFile holds the trust anchor: DS or DNSKEY records in zone
+	// file syntax, as unbound and BIND take them. Relative to DataDir.
+	AnchorsFile string `toml:"anchors_file"`
+	// Servers are the DNS servers to ask (host:port): resolvers or the
+	// zones' authoritative servers. Their AD bit is never trusted.
+	Servers []string `toml:"servers"`
+	// MinSeeds is how many zones must agree on a peer.
+	MinSeeds int `toml:"min_seeds"`
 }
 
 // API is the HTTP API and dashboard listener.
@@ -124,6 +141,7 @@ func Default() Config {
 		Signer:  Signer{Kind: "tpm", KeyFile: "node.key", TPMDevice: "/dev/tpmrm0", TPMHandle: "0x81010001"},
 		Batch:   Batch{MaxTxs: 1000, MaxBytes: 4 << 20, MaxDelay: Duration(2 * time.Millisecond), MaxPending: 100_000, Heartbeat: Duration(time.Minute)},
 		Cluster: Cluster{ViewChangeTimeout: Duration(time.Second)},
+		Seeds:   Seeds{MinSeeds: 1},
 		Log:     LogLevel{Level: "info", Format: "text"},
 	}
 }
@@ -237,6 +255,22 @@ func (c *Config) Validate() error {
 	if c.Cluster.Listen != "" {
 		if _, err := netip.ParseAddrPort(c.Cluster.Listen); err != nil {
 			bad("cluster.listen %q: want ip:port, e.g. 0.0.0.0:7001, or \"\" for this node's first genesis address", c.Cluster.Listen)
+		}
+	}
+	if len(c.Seeds.Zones) > 0 {
+		if c.Seeds.AnchorsFile == "" {
+			bad("seeds.anchors_file: a trust anchor is required with seeds.zones")
+		}
+		if len(c.Seeds.Servers) == 0 {
+			bad("seeds.servers: at least one DNS server (host:port) is required with seeds.zones")
+		}
+		for _, srv := range c.Seeds.Servers {
+			if _, err := netip.ParseAddrPort(srv); err != nil {
+				bad("seeds.servers: %q: want ip:port, e.g. 127.0.0.1:53", srv)
+			}
+		}
+		if c.Seeds.MinSeeds < 1 || c.Seeds.MinSeeds > len(c.Seeds.Zones) {
+			bad("seeds.min_seeds %d: want 1 to the number of zones (%d)", c.Seeds.MinSeeds, len(c.Seeds.Zones))
 		}
 	}
 	if d := time.Duration(c.Cluster.ViewChangeTimeout); d < 100*time.Millisecond || d > time.Minute {

@@ -63,7 +63,8 @@ func fetchBlob(tr *cluster.Transport) directory.Fetcher {
 }
 
 // newTransport builds the transport to the other nodes of g.
-func newTransport(g *ledger.Genesis, self, listen string, signer tpm.Signer, st *state.State, h *handler, logger *slog.Logger) (*cluster.Transport, error) {
+// With seeds, a node may have no address in the genesis: discovery gives it.
+func newTransport(g *ledger.Genesis, self, listen string, withSeeds bool, signer tpm.Signer, st *state.State, h *handler, logger *slog.Logger) (*cluster.Transport, error) {
 	var peers []cluster.Peer
 	for _, n := range g.Nodes {
 		if n.ID == self {
@@ -72,8 +73,12 @@ func newTransport(g *ledger.Genesis, self, listen string, signer tpm.Signer, st 
 			}
 			continue
 		}
-		if len(n.Addrs) == 0 {
-			return nil, fmt.Errorf("daemon: genesis node %s has no address to reach it at", n.ID)
+		addr := ""
+		switch {
+		case len(n.Addrs) > 0:
+			addr = n.Addrs[0]
+		case !withSeeds:
+			return nil, fmt.Errorf("daemon: genesis node %s has no address to reach it at; configure [seeds] to find it", n.ID)
 		}
 		pk, err := ledger.ParsePublicKey(n.PublicKey)
 		if err != nil {
@@ -83,7 +88,7 @@ func newTransport(g *ledger.Genesis, self, listen string, signer tpm.Signer, st 
 		if !ok {
 			return nil, fmt.Errorf("daemon: genesis node %s: key is not ECDSA P-256", n.ID)
 		}
-		peers = append(peers, cluster.Peer{ID: n.ID, Addr: n.Addrs[0], PublicKey: ec})
+		peers = append(peers, cluster.Peer{ID: n.ID, Addr: addr, PublicKey: ec})
 	}
 	if listen == "" {
 		return nil, fmt.Errorf("daemon: node %s has no address in the genesis; set [cluster] listen", self)

@@ -137,7 +137,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	var tr *cluster.Transport
 	var peerHeights func() map[string]uint64
 	if len(g.Nodes) > 1 {
-		if tr, err = newTransport(g, nodeID, cfg.Cluster.Listen, signer, st, h, d.logger); err != nil {
+		if tr, err = newTransport(g, nodeID, cfg.Cluster.Listen, len(cfg.Seeds.Zones) > 0, signer, st, h, d.logger); err != nil {
 			return err
 		}
 		peerHeights = heights(tr)
@@ -230,6 +230,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	})
 	clusterAddr := ""
 	if tr != nil {
+		disc, err := NewSeeds(cfg.Seeds, dir, d.logger.With("component", "seeds"))
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		if disc != nil {
+			go discoverPeers(chainCtx, disc, g, nodeID, tr, d.logger.With("component", "seeds"))
+		}
 		// The transport runs as long as the chain: peers need this
 		// replica's votes to commit what is in flight at shutdown.
 		trErr := make(chan error, 1)

@@ -47,7 +47,7 @@ func TestDependencyRules(t *testing.T) {
 		"seeds":           {},
 		"gateway/state":   {"gateway/ledger"},
 		"gateway/index":   {"gateway/ledger", "gateway/state"},
-		"bridge/device":   {"gateway/ledger"},
+		"bridge/device":   {"gateway/ledger", "seeds"},
 	}
 	for pkg, ok := range allowed {
 		if _, exists := imports[pkg]; !exists {

@@ -52,12 +52,16 @@ func NewGenesis(s GenesisSpec) (*ledger.Genesis, error) {
 	keys := map[string]string{}  // DER -> node id
 	addrs := map[string]string{} // address -> node id
 	for _, n := range s.Nodes {
-		if err := checkHostPort(n.Addr); err != nil {
-			errs = append(errs, fmt.Errorf("daemon: node %s: address %q: %w", n.ID, n.Addr, err))
-		} else if other, ok := addrs[n.Addr]; ok {
-			errs = append(errs, fmt.Errorf("daemon: node %s: address %s is node %s's too", n.ID, n.Addr, other))
+		var hints []string // none: seed discovery finds the node (docs/seeds.md)
+		if n.Addr != "" {
+			hints = []string{n.Addr}
+			if err := checkHostPort(n.Addr); err != nil {
+				errs = append(errs, fmt.Errorf("daemon: node %s: address %q: %w", n.ID, n.Addr, err))
+			} else if other, ok := addrs[n.Addr]; ok {
+				errs = append(errs, fmt.Errorf("daemon: node %s: address %s is node %s's too", n.ID, n.Addr, other))
+			}
+			addrs[n.Addr] = n.ID
 		}
-		addrs[n.Addr] = n.ID
 		der, err := device.LoadPublicKey(n.PubFile)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("daemon: node %s: %w", n.ID, err))
@@ -65,7 +69,7 @@ func NewGenesis(s GenesisSpec) (*ledger.Genesis, error) {
 			errs = append(errs, fmt.Errorf("daemon: node %s: %s is node %s's key too", n.ID, n.PubFile, other))
 		}
 		keys[string(der)] = n.ID
-		g.Nodes = append(g.Nodes, ledger.Node{ID: n.ID, PublicKey: der, Addrs: []string{n.Addr}})
+		g.Nodes = append(g.Nodes, ledger.Node{ID: n.ID, PublicKey: der, Addrs: hints})
 	}
 	for _, a := range s.Admins {
 		if a.ID == "" {

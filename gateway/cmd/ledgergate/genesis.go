@@ -63,7 +63,7 @@ func cmdGenesisNew(_ context.Context, e *env, args []string) error {
 	fs := newFlags(e, "genesis new")
 	chainID := fs.String("chain-id", "", "the chain id: 1 to 64 of A-Z a-z 0-9 . _ -")
 	var nodes, admins listFlag
-	fs.Var(&nodes, "node", "a node as ID,HOST:PORT,KEY.pub: its id, the address its peers dial, its node.pub from 'init --key-only' (repeat for each node)")
+	fs.Var(&nodes, "node", "a node as ID,HOST:PORT,KEY.pub: its id, the address its peers dial (empty, as in ID,,KEY.pub, when seed discovery finds it), its node.pub from 'init --key-only' (repeat for each node)")
 	fs.Var(&admins, "admin", "an admin's public key file, e.g. NAME.pub from 'device keygen' (repeatable)")
 	adminID := fs.String("admin-id", "", "the admin's id, with a single --admin (default: the file's base name without .pub)")
 	out := fs.String("out", "", "where to write the genesis")
@@ -80,8 +80,8 @@ func cmdGenesisNew(_ context.Context, e *env, args []string) error {
 	spec := daemon.GenesisSpec{ChainID: *chainID, Time: time.Now()}
 	for _, n := range nodes {
 		parts := strings.SplitN(n, ",", 3)
-		if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
-			return usageError(fs, fmt.Sprintf("--node %q: want ID,HOST:PORT,KEY.pub, e.g. --node gw1,192.0.2.1:7001,gw1/node.pub", n))
+		if len(parts) != 3 || parts[0] == "" || parts[2] == "" {
+			return usageError(fs, fmt.Sprintf("--node %q: want ID,HOST:PORT,KEY.pub, e.g. --node gw1,192.0.2.1:7001,gw1/node.pub (or gw1,,gw1/node.pub with seeds)", n))
 		}
 		spec.Nodes = append(spec.Nodes, daemon.NodeSpec{ID: parts[0], Addr: parts[1], PubFile: parts[2]})
 	}
