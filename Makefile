@@ -9,7 +9,7 @@ PKG := ./gateway/cmd/ledgergate
 FUZZTIME ?= 5s
 
 # Debian packages the tests drive as real peers.
-TEST_DEBS := mosquitto-clients swtpm tpm2-tools openssl bind9-utils
+TEST_DEBS := mosquitto-clients swtpm tpm2-tools openssl bind9-utils libcoap3-bin
 
 .PHONY: help run cluster cluster-clean build cross deps test test-go fuzz-short verify bench sim clean
 
@@ -56,6 +56,7 @@ fuzz-short:
 	$(GO) test ./bridge/device -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./gateway/config -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./bridge/mqtt -run '^$$' -fuzz '^FuzzDevicePublish$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./bridge/coap -run '^$$' -fuzz '^FuzzCoAPMessage$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./gateway/cluster -run '^$$' -fuzz '^FuzzFrame$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./tpm -run '^$$' -fuzz '^FuzzNodePublic$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./gateway/pbft -run '^$$' -fuzz '^FuzzStep$$' -fuzztime $(FUZZTIME)
@@ -85,6 +86,7 @@ bench: ## benchmarks (numbers go to docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench Swtpm -benchtime 3s ./tpm
 	$(GO) test -run '^$$' -bench . ./bridge/device
 	$(GO) test -run '^$$' -bench ConfigVerify -benchtime 1x ./gateway/cmd/ledgergate
+	$(GO) test -run '^$$' -bench FrontEnds -benchtime 1x ./gateway/cmd/ledgergate
 
 clean: ## remove build outputs (not ./ledgergate-data)
 	rm -rf bin dist

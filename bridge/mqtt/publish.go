@@ -389,10 +389,9 @@ func (s *Server) enqueue(p *inflight) error {
 		p.release() // no answer: the connection closes and the device sends it again
 		return nil
 	}
-	if s.queued+len(p.env) > maxQueuedBytes {
+	if !s.d.Limiter.Acquire(len(p.env)) {
 		return &bridge.RefusedError{Reason: bridge.ReasonOverloaded, Detail: "too many records waiting at this gateway"}
 	}
-	s.queued += len(p.env)
 	q := s.queues[p.ss.device]
 	if q == nil {
 		q = &queue{device: p.ss.device}
@@ -444,9 +443,7 @@ func (s *Server) submitter(q *queue) {
 			if err == nil {
 				rc, err = r.t.Wait(s.ctx)
 			}
-			s.mu.Lock()
-			s.queued -= len(r.p.env)
-			s.mu.Unlock()
+			s.d.Limiter.Release(len(r.p.env))
 			if err != nil && s.ctx.Err() != nil {
 				r.p.release() // as in enqueue
 				continue

@@ -49,9 +49,6 @@ const (
 	// open (mostly ones that have not sent CONNECT yet) before new ones
 	// are closed at once.
 	preConnectSlack = 1024
-	// maxQueuedBytes bounds the records queued or being submitted, over
-	// all clients; beyond it publishes are refused as overloaded.
-	maxQueuedBytes = 64 << 20
 	// maxTopicBytes bounds a PUBLISH topic. A record topic is at most
 	// lg/v1/ + 64 + /data/ + 64 bytes.
 	maxTopicBytes = 256
@@ -71,6 +68,12 @@ type Deps struct {
 	Logger    *slog.Logger
 	Registry  prometheus.Registerer // nil: no metrics exported
 	Now       func() time.Time      // the clock device tokens are checked against; nil: time.Now
+
+	// Limiter is the budget of records waiting to commit, shared with the
+	// other front ends: records queued or being submitted take their
+	// size from it, and beyond it publishes are refused as overloaded.
+	// nil: a budget of this server's own, bridge.DefaultMaxPendingBytes.
+	Limiter *bridge.Limiter
 
 	// Answers serves devices' requests and manifests; nil: requests are
 	// refused as not_found and no manifest is published. Config and
@@ -100,7 +103,6 @@ type Server struct {
 	listeners []*listener
 	sessions  map[*mochi.Client]*session
 	queues    map[string]*queue // by device id; a queue exists while its submitter runs
-	queued    int               // bytes of the records in queues or being submitted
 	requests  map[string]int    // by device id: requests being answered
 	wg        sync.WaitGroup    // submitters, requests, disconnects, manifests; Add only under mu while !closing
 
@@ -152,6 +154,9 @@ func New(cfg Config, d Deps) (*Server, error) {
 	}
 	if d.Now == nil {
 		d.Now = time.Now
+	}
+	if d.Limiter == nil {
+		d.Limiter = bridge.NewLimiter(bridge.DefaultMaxPendingBytes)
 	}
 	m, err := newMetrics(d.Registry)
 	if err != nil {

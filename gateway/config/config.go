@@ -24,6 +24,7 @@ type Config struct {
 	DataDir string   `toml:"data_dir"`
 	API     API      `toml:"api"`
 	MQTT    MQTT     `toml:"mqtt"`
+	CoAP    CoAP     `toml:"coap"`
 	Signer  Signer   `toml:"signer"`
 	Batch   Batch    `toml:"batch"`
 	Cluster Cluster  `toml:"cluster"`
@@ -64,6 +65,16 @@ type MQTT struct {
 	ReceiveMaximum uint16 `toml:"receive_maximum"`
 	// MaxPacketBytes bounds one MQTT packet.
 	MaxPacketBytes uint32 `toml:"max_packet_bytes"`
+}
+
+// CoAP is the devices' CoAP front end: UDP and DTLS.
+type CoAP struct {
+	Listen     string `toml:"listen"`      // UDP host:port; "" turns it off
+	DTLSListen string `toml:"dtls_listen"` // DTLS host:port; "" turns it off
+	// DTLSCert and DTLSKey are the gateway's DTLS certificate (PEM). Empty:
+	// a self-signed P-256 certificate made in data_dir on first start.
+	DTLSCert string `toml:"dtls_cert"`
+	DTLSKey  string `toml:"dtls_key"`
 }
 
 // Signer says where the node identity key lives: in the TPM (the
@@ -138,6 +149,7 @@ func Default() Config {
 		DataDir: "/var/lib/ledgergate",
 		API:     API{Listen: "127.0.0.1:8080"},
 		MQTT:    MQTT{Listen: "127.0.0.1:1883", MaxClients: 10_000, ReceiveMaximum: 256, MaxPacketBytes: 128 << 10},
+		CoAP:    CoAP{Listen: "127.0.0.1:5683", DTLSListen: "127.0.0.1:5684"},
 		Signer:  Signer{Kind: "tpm", KeyFile: "node.key", TPMDevice: "/dev/tpmrm0", TPMHandle: "0x81010001"},
 		Batch:   Batch{MaxTxs: 1000, MaxBytes: 4 << 20, MaxDelay: Duration(2 * time.Millisecond), MaxPending: 100_000, Heartbeat: Duration(time.Minute)},
 		Cluster: Cluster{ViewChangeTimeout: Duration(time.Second)},
@@ -212,6 +224,14 @@ func (c *Config) Validate() error {
 		if c.MQTT.TLSCert == "" || c.MQTT.TLSKey == "" {
 			bad("mqtt.tls_listen needs mqtt.tls_cert and mqtt.tls_key")
 		}
+	}
+	for name, a := range map[string]string{"coap.listen": c.CoAP.Listen, "coap.dtls_listen": c.CoAP.DTLSListen} {
+		if _, err := netip.ParseAddrPort(a); a != "" && err != nil {
+			bad("%s %q: want ip:port, or \"\" for off", name, a)
+		}
+	}
+	if (c.CoAP.DTLSCert == "") != (c.CoAP.DTLSKey == "") {
+		bad("coap.dtls_cert and coap.dtls_key go together (both empty: a self-signed certificate)")
 	}
 	if c.MQTT.MaxClients < 1 {
 		bad("mqtt.max_clients %d: want at least 1", c.MQTT.MaxClients)

@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ledgergate/ledgergate/bridge"
+	"github.com/ledgergate/ledgergate/bridge/coap"
 	"github.com/ledgergate/ledgergate/bridge/mqtt"
 	"github.com/ledgergate/ledgergate/gateway/api"
 	"github.com/ledgergate/ledgergate/gateway/blob"
@@ -154,6 +156,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	cstatus := clusterStatus(rep, tr, st)
 	reg.MustRegister(newClusterMetrics(cstatus))
 	var front *mqtt.Server          // set before the chain runs
+	var coapFront *coap.Server      // likewise
 	var devDir *directory.Directory // likewise
 	// Background work of the directory (blob fetches) stops with the chain.
 	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
@@ -161,7 +164,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	ch := chain.New(chain.Deps{
 		State: st, Log: blog, Index: idx, Orderer: rep,
 		Logger: d.logger.With("component", "chain"), Registry: reg,
-		OnCommit: onCommit(bgCtx, func() *mqtt.Server { return front }, func() *directory.Directory { return devDir }),
+		OnCommit: onCommit(bgCtx, func() *mqtt.Server { return front }, func() *coap.Server { return coapFront },
+			func() *directory.Directory { return devDir }),
 	})
 	dd := directory.Deps{Chain: ch, Index: idx, Blobs: blobs, Logger: d.logger.With("component", "directory")}
 	if tr != nil {
@@ -169,7 +173,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	devDir = directory.New(dd)
 	defer devDir.Wait()
-	front, err = newMQTT(cfg.MQTT, ch, st, devDir, d.logger.With("component", "mqtt"), reg)
+	limiter := bridge.NewLimiter(bridge.DefaultMaxPendingBytes) // records waiting to commit, over all front ends
+	front, err = newMQTT(cfg.MQTT, ch, st, devDir, limiter, d.logger.With("component", "mqtt"), reg)
+	if err != nil {
+		return err
+	}
+	coapFront, err = newCoAP(cfg.CoAP, dir, ch, st, limiter, d.logger.With("component", "coap"), reg)
 	if err != nil {
 		return err
 	}
@@ -199,6 +208,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 		if tlsAddr != "" {
 			d.logger.Info("mqtt tls listening", "mqtts", tlsAddr)
 		}
+	}
+	coapAddr, dtlsAddr := "", ""
+	if coapFront != nil {
+		if err := coapFront.Start(); err != nil {
+			ln.Close()
+			return fmt.Errorf("daemon: coap: %w", err)
+		}
+		defer coapFront.Close()
+		coapAddr, dtlsAddr = coapFront.Addrs()
 	}
 	hs := &http.Server{
 		Handler: srv, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
@@ -269,13 +287,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 		if front != nil {
 			front.Close() // stop taking device messages while the chain still commits those in flight
 		}
+		if coapFront != nil {
+			coapFront.Close()
+		}
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 10*time.Second)
 		defer cancel()
 		return hs.Shutdown(sctx)
 	})
 	srv.SetReady(true)
 	height, _ := st.Tip()
-	d.logger.Info("ledgergate ready", "api", "http://"+ln.Addr().String(), "mqtt", mqttAddr, "chain_id", g.ChainID,
+	d.logger.Info("ledgergate ready", "api", "http://"+ln.Addr().String(), "mqtt", mqttAddr, "coap", coapAddr, "dtls", dtlsAddr, "chain_id", g.ChainID,
 		"node", nodeID, "height", height, "nodes", len(g.Nodes), "cluster", clusterAddr, "version", d.opts.Version)
 	if d.opts.Ready != nil {
 		d.opts.Ready(ln.Addr().String())

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"github.com/ledgergate/ledgergate/bridge"
+	"github.com/ledgergate/ledgergate/bridge/coap"
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,7 +20,7 @@ import (
 )
 
 // newMQTT builds the MQTT front end, or returns nil if no listener is configured.
-func newMQTT(c config.MQTT, ch *chain.Chain, st *state.State, dir *directory.Directory, logger *slog.Logger, reg prometheus.Registerer) (*mqtt.Server, error) {
+func newMQTT(c config.MQTT, ch *chain.Chain, st *state.State, dir *directory.Directory, limiter *bridge.Limiter, logger *slog.Logger, reg prometheus.Registerer) (*mqtt.Server, error) {
 	if c.Listen == "" && c.TLSListen == "" {
 		return nil, nil
 	}
@@ -34,7 +36,7 @@ func newMQTT(c config.MQTT, ch *chain.Chain, st *state.State, dir *directory.Dir
 		cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	return mqtt.New(cfg, mqtt.Deps{
-		Committer: front.Committer(ch), Directory: front.Directory(st), Answers: dir.Answers(), Logger: logger, Registry: reg,
+		Committer: front.Committer(ch), Directory: front.Directory(st), Answers: dir.Answers(), Limiter: limiter, Logger: logger, Registry: reg,
 	})
 }
 
@@ -44,14 +46,22 @@ func newMQTT(c config.MQTT, ch *chain.Chain, st *state.State, dir *directory.Dir
 //     must not stay up;
 //   - it republishes the retained configuration manifest of the devices
 //     whose configuration changed;
-//   - it has the blobs of new configurations fetched from peers.
+//   - it has the blobs of new configurations fetched from peers;
+//   - it notifies the CoAP observers of the committed txs' receipts.
 //
 // It runs on the commit path: the slow parts run on other goroutines.
-func onCommit(ctx context.Context, front func() *mqtt.Server, dir func() *directory.Directory) func(*ledger.Block, []*ledger.Tx) {
+func onCommit(ctx context.Context, front func() *mqtt.Server, coapFront func() *coap.Server, dir func() *directory.Directory) func(*ledger.Block, []*ledger.Tx) {
 	return func(_ *ledger.Block, txs []*ledger.Tx) {
 		s, d := front(), dir()
 		if d != nil {
 			d.Committed(ctx, txs)
+		}
+		if c := coapFront(); c != nil {
+			ids := make([][32]byte, len(txs))
+			for i, tx := range txs {
+				ids[i] = tx.ID
+			}
+			c.Committed(ids) // CoAP observers of these receipts
 		}
 		if s == nil {
 			return

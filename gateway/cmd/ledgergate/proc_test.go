@@ -52,18 +52,21 @@ type gateway struct {
 	data string
 	api  string
 	mqtt string // host:port of the MQTT listener
+	coap string // host:port of the CoAP UDP listener
+	dtls string // host:port of the CoAP DTLS listener
 	mu   sync.Mutex
 	logs bytes.Buffer
 	done chan error
 }
 
-var readyRE = regexp.MustCompile(`msg="ledgergate ready" api=(\S+) mqtt=(\S*)`)
+var readyRE = regexp.MustCompile(`msg="ledgergate ready" api=(\S+) mqtt=(\S*) coap=(\S*) dtls=(\S*)`)
 
 // startGateway runs `ledgergate run --dev` on data and waits until it is ready.
 func startGateway(t testing.TB, data string, extra ...string) *gateway {
 	t.Helper()
 	g := &gateway{t: t, data: data, done: make(chan error, 1)}
-	args := append([]string{"run", "--dev", "--data", data, "--listen", "127.0.0.1:0", "--mqtt", "127.0.0.1:0"}, extra...)
+	args := append([]string{"run", "--dev", "--data", data, "--listen", "127.0.0.1:0", "--mqtt", "127.0.0.1:0",
+		"--coap", "127.0.0.1:0", "--coap-dtls", "127.0.0.1:0"}, extra...)
 	g.cmd = exec.Command(ledgergateBin, args...)
 	stderr, err := g.cmd.StderrPipe()
 	if err != nil {
@@ -89,7 +92,7 @@ func startGateway(t testing.TB, data string, extra ...string) *gateway {
 	t.Cleanup(func() { g.kill() })
 	select {
 	case m := <-ready:
-		g.api, g.mqtt = m[1], m[2]
+		g.api, g.mqtt, g.coap, g.dtls = m[1], m[2], m[3], m[4]
 	case err := <-g.done:
 		t.Fatalf("gateway exited before ready: %v\n%s", err, g.log())
 	case <-time.After(60 * time.Second):

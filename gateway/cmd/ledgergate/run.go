@@ -19,6 +19,8 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 	data := fs.String("data", "", "data directory (overrides data_dir)")
 	listen := fs.String("listen", "", "API address, e.g. 127.0.0.1:8080 (overrides api.listen)")
 	mqttListen := fs.String("mqtt", "", "MQTT address, e.g. 127.0.0.1:1883 (overrides mqtt.listen; \"off\" turns it off)")
+	coapListen := fs.String("coap", "", "CoAP UDP address, e.g. 127.0.0.1:5683 (overrides coap.listen; \"off\" turns it off)")
+	dtlsListen := fs.String("coap-dtls", "", "CoAP DTLS address, e.g. 127.0.0.1:5684 (overrides coap.dtls_listen; \"off\" turns it off)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -32,12 +34,16 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 	if *listen != "" {
 		cfg.API.Listen = *listen
 	}
-	switch *mqttListen {
-	case "":
-	case "off":
-		cfg.MQTT.Listen = ""
-	default:
-		cfg.MQTT.Listen = *mqttListen
+	for _, o := range []struct{ flag, field *string }{
+		{mqttListen, &cfg.MQTT.Listen}, {coapListen, &cfg.CoAP.Listen}, {dtlsListen, &cfg.CoAP.DTLSListen},
+	} {
+		switch *o.flag {
+		case "":
+		case "off":
+			*o.field = ""
+		default:
+			*o.field = *o.flag
+		}
 	}
 	logger, err := newLogger(e, cfg.Log)
 	if err != nil {

@@ -1,0 +1,290 @@
+package coap
+
+import (
+	"sync"
+	"time"
+
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/message/pool"
+
+	"github.com/ledgergate/ledgergate/bridge"
+)
+
+// block is a Block1 or Block2 option value (RFC 7959 2.2).
+type block struct {
+	num  uint32
+	more bool
+	szx  uint8
+}
+
+// decodeBlock reads a block option value; false for SZX 7 (BERT, only on
+// reliable transports, RFC 8323 6) and for values over 3 bytes.
+func decodeBlock(v uint32) (block, bool) {
+	b := block{num: v >> 4, more: v&0x8 != 0, szx: uint8(v & 0x7)}
+	return b, v <= 0xffffff && b.szx < 7
+}
+
+func (b block) size() int { return 16 << b.szx }
+
+func (b block) encode() uint32 {
+	v := b.num<<4 | uint32(b.szx)
+	if b.more {
+		v |= 0x8
+	}
+	return v
+}
+
+// szxOf is the SZX of a block size.
+func szxOf(size int) (uint8, bool) {
+	for szx := uint8(0); szx < 7; szx++ {
+		if 16<<szx == size {
+			return szx, true
+		}
+	}
+	return 0, false
+}
+
+// block2 cuts a's payload to the block the request asks for (Block2), or
+// to its first block if it is longer than BlockSize and the request asks
+// for none (RFC 7959 2.4). The first block carries Size2.
+func (s *Server) block2(req *pool.Message, a answer) answer {
+	size, off := s.cfg.BlockSize, 0
+	if v, err := req.GetOptionUint32(message.Block2); err == nil {
+		b, ok := decodeBlock(v) // the M bit means nothing in a request (RFC 7959 2.2)
+		if !ok {
+			return refuse(bridge.ReasonMalformed, "Block2 option %#x in a request", v)
+		}
+		if b.size() < size {
+			size = b.size()
+		}
+		// A larger block asked for is served in BlockSize blocks: the
+		// offset stays, the number scales (RFC 7959 2.4).
+		off = int(b.num) * b.size()
+	} else if len(a.body) <= size {
+		return a
+	}
+	if off > 0 && off >= len(a.body) {
+		return refuse(reasonBadOption, "Block2 asks for offset %d of a %d-byte representation", off, len(a.body))
+	}
+	end := min(off+size, len(a.body))
+	szx, _ := szxOf(size)
+	out := a
+	out.body = a.body[off:end]
+	out.block2 = opt(block{num: uint32(off / size), more: end < len(a.body), szx: szx}.encode())
+	if off == 0 {
+		out.size2 = opt(uint32(len(a.body)))
+	}
+	return out
+}
+
+// transferKey names a Block1 transfer: the peer, the resource and the
+// Request-Tag (RFC 9175 3.3). Blocks of one transfer may carry different
+// tokens (RFC 7959 2.5).
+type transferKey struct {
+	p      *peer
+	stream string
+	tag    string
+}
+
+// transfer is a Block1 body being reassembled.
+type transfer struct {
+	key     transferKey
+	buf     []byte
+	lastOff int // the last block taken, to answer it again if resent
+	lastLen int
+	used    time.Time
+}
+
+// blockStore reassembles Block1 transfers with bounded memory: at most
+// max transfers, perPeer of one peer, maxBytes of buffers (their
+// capacity), each idle at most timeout.
+type blockStore struct {
+	max, perPeer, maxBytes int
+	timeout                time.Duration
+	m                      *metrics
+
+	mu     sync.Mutex
+	all    map[transferKey]*transfer
+	byPeer map[*peer]map[*transfer]struct{}
+	bytes  int
+	stats  blockStats
+}
+
+// blockStats count what happened to transfers.
+type blockStats struct {
+	started, completed, evicted, expired, refused, incomplete uint64
+}
+
+func newBlockStore(max, perPeer, maxBytes int, timeout time.Duration, m *metrics) *blockStore {
+	return &blockStore{max: max, perPeer: perPeer, maxBytes: maxBytes, timeout: timeout, m: m,
+		all: map[transferKey]*transfer{}, byPeer: map[*peer]map[*transfer]struct{}{}}
+}
+
+// put takes a block of a POST to stream (v its Block1 option, size1 its
+// Size1 or -1) and answers it: 2.31 Continue for a block that is not the
+// last, a refusal, or done with the whole body (at most limit bytes).
+func (b *blockStore) put(p *peer, stream, tag string, v uint32, payload []byte, size1, limit int, now time.Time) ([]byte, answer, bool) {
+	blk, ok := decodeBlock(v)
+	if !ok {
+		return nil, refuse(bridge.ReasonMalformed, "Block1 option %#x: SZX 7 (BERT) is for reliable transports", v), false
+	}
+	size := blk.size()
+	if blk.more && len(payload) != size || !blk.more && len(payload) > size {
+		return nil, refuse(bridge.ReasonMalformed, "block %d has %d bytes, block size %d", blk.num, len(payload), size), false
+	}
+	if size1 > limit {
+		a := refuse(bridge.ReasonTooLarge, "a %d-byte record, at most %d", size1, limit)
+		a.size1 = opt(uint32(limit))
+		return nil, a, false
+	}
+	off := int(blk.num) * size
+	key := transferKey{p: p, stream: stream, tag: tag}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	defer b.gauge()
+	t := b.all[key]
+	if blk.num == 0 {
+		if t != nil {
+			b.removeLocked(t) // the client starts over
+		}
+		if !blk.more {
+			return payload, answer{}, true // one block: nothing to keep
+		}
+		if len(b.byPeer[p]) >= b.perPeer {
+			b.removeLocked(b.oldestLocked(p))
+			b.stats.evicted++
+		}
+		if len(b.all) >= b.max {
+			b.sweepLocked(now)
+		}
+		if len(b.all) >= b.max {
+			b.stats.refused++
+			return nil, refuse(bridge.ReasonOverloaded, "too many block-wise transfers at this gateway"), false
+		}
+		t = &transfer{key: key, lastOff: -1, used: now}
+		b.all[key] = t
+		if b.byPeer[p] == nil {
+			b.byPeer[p] = map[*transfer]struct{}{}
+		}
+		b.byPeer[p][t] = struct{}{}
+		b.stats.started++
+	} else {
+		if t == nil {
+			b.stats.incomplete++
+			return nil, refuse(reasonIncomplete, "block %d of no transfer: start with block 0", blk.num), false
+		}
+		if blk.more && off == t.lastOff && len(payload) == t.lastLen && off+len(payload) == len(t.buf) {
+			t.used = now // the last block again, with a new message id
+			return nil, continueAnswer(blk), false
+		}
+		if off != len(t.buf) {
+			b.removeLocked(t)
+			b.stats.incomplete++
+			return nil, refuse(reasonIncomplete, "block %d at offset %d, expected offset %d", blk.num, off, len(t.buf)), false
+		}
+	}
+	n := len(t.buf) + len(payload)
+	if n > limit {
+		b.removeLocked(t)
+		a := refuse(bridge.ReasonTooLarge, "a record of more than %d bytes", limit)
+		a.size1 = opt(uint32(limit))
+		return nil, a, false
+	}
+	if n > cap(t.buf) {
+		c := min(max(2*cap(t.buf), n, 1024), limit)
+		if b.bytes-cap(t.buf)+c > b.maxBytes {
+			b.removeLocked(t)
+			b.stats.refused++
+			return nil, refuse(bridge.ReasonOverloaded, "too many block-wise bytes at this gateway"), false
+		}
+		buf := make([]byte, len(t.buf), c)
+		copy(buf, t.buf)
+		b.bytes += c - cap(t.buf)
+		t.buf = buf
+	}
+	t.buf = append(t.buf, payload...)
+	t.lastOff, t.lastLen, t.used = off, len(payload), now
+	if blk.more {
+		return nil, continueAnswer(blk), false
+	}
+	body := t.buf
+	b.removeLocked(t)
+	b.stats.completed++
+	return body, answer{}, true
+}
+
+// continueAnswer is 2.31 Continue for a block (RFC 7959 2.3).
+func continueAnswer(blk block) answer {
+	return answer{code: codes.Continue, format: formatNone, reason: resultContinue, block1: opt(blk.encode())}
+}
+
+// oldestLocked is p's least recently used transfer.
+func (b *blockStore) oldestLocked(p *peer) *transfer {
+	var old *transfer
+	for t := range b.byPeer[p] {
+		if old == nil || t.used.Before(old.used) {
+			old = t
+		}
+	}
+	return old
+}
+
+func (b *blockStore) removeLocked(t *transfer) {
+	if t == nil || b.all[t.key] != t {
+		return
+	}
+	delete(b.all, t.key)
+	set := b.byPeer[t.key.p]
+	delete(set, t)
+	if len(set) == 0 {
+		delete(b.byPeer, t.key.p)
+	}
+	b.bytes -= cap(t.buf)
+}
+
+// sweep drops transfers idle longer than the timeout.
+func (b *blockStore) sweep(now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.sweepLocked(now)
+	b.gauge()
+}
+
+func (b *blockStore) sweepLocked(now time.Time) {
+	for _, t := range b.all {
+		if now.Sub(t.used) > b.timeout {
+			b.removeLocked(t)
+			b.stats.expired++
+		}
+	}
+}
+
+// dropPeer drops p's transfers.
+func (b *blockStore) dropPeer(p *peer) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for t := range b.byPeer[p] {
+		b.removeLocked(t)
+	}
+	b.gauge()
+}
+
+// peerTransfers is the number of p's transfers.
+func (b *blockStore) peerTransfers(p *peer) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.byPeer[p])
+}
+
+// usage returns the transfers, their bytes and the counters.
+func (b *blockStore) usage() (transfers, bytes int, st blockStats) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.all), b.bytes, b.stats
+}
+
+func (b *blockStore) gauge() {
+	b.m.transfers.Set(float64(len(b.all)))
+	b.m.transferBytes.Set(float64(b.bytes))
+}

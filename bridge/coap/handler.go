@@ -1,0 +1,348 @@
+package coap
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/message/pool"
+
+	"github.com/ledgergate/ledgergate/bridge"
+)
+
+// Resources of device protocol v1 over CoAP.
+const (
+	dataPath     = "lg/v1/data"     // POST lg/v1/data/<stream>: a record
+	receiptsPath = "lg/v1/receipts" // GET lg/v1/receipts/<tx id>: its receipt, observable
+	corePath     = ".well-known/core"
+)
+
+// wellKnownCore is the RFC 6690 link format of the resources.
+const wellKnownCore = `</lg/v1/data>;rt="lg.record";ct=18;title="POST a data.record to /lg/v1/data/{stream}",` +
+	`</lg/v1/receipts>;rt="lg.receipt";ct=60;obs;title="GET /lg/v1/receipts/{tx id}"`
+
+// Reasons of refusals that the CoAP front end adds to the ledger's and
+// package bridge's.
+const (
+	reasonWrongCert     = "wrong_cert"         // the DTLS client certificate is not the author's enrolled key
+	reasonUnavailable   = "unavailable"        // the gateway is shutting down
+	reasonBadOption     = "bad_option"         // a critical option this server does not support
+	reasonMethod        = "method_not_allowed" // the resource has no such method
+	reasonNotAcceptable = "not_acceptable"     // Accept asks for a format the resource does not have
+	reasonIncomplete    = "incomplete"         // a Block1 block out of order or of no transfer
+	reasonFormat        = "content_format"     // a Content-Format the resource does not take
+	reasonProxy         = "proxy"              // Proxy-Uri or Proxy-Scheme
+)
+
+// Results of requests_total besides refusal reasons.
+const (
+	resultAccepted  = "accepted"  // a committed record: 2.04
+	resultAnswered  = "answered"  // a receipt or link format: 2.05
+	resultObserving = "observing" // a receipt observed before its commit: 2.05 without payload
+	resultContinue  = "continue"  // a Block1 block: 2.31
+)
+
+// codeOf maps a refusal reason to its response code (see doc.go).
+func codeOf(reason string) codes.Code {
+	switch reason {
+	case bridge.ReasonTooLarge:
+		return codes.RequestEntityTooLarge
+	case "unknown_author", "bad_signature":
+		return codes.Unauthorized
+	case "forbidden", "revoked", "replay", bridge.ReasonTopic, reasonWrongCert:
+		return codes.Forbidden
+	case bridge.ReasonNotFound:
+		return codes.NotFound
+	case bridge.ReasonOverloaded:
+		return codes.TooManyRequests
+	case reasonUnavailable:
+		return codes.ServiceUnavailable
+	case bridge.ReasonInternal:
+		return codes.InternalServerError
+	case reasonBadOption:
+		return codes.BadOption
+	case reasonMethod:
+		return codes.MethodNotAllowed
+	case reasonNotAcceptable:
+		return codes.NotAcceptable
+	case reasonIncomplete:
+		return codes.RequestEntityIncomplete
+	case reasonFormat:
+		return codes.UnsupportedMediaType
+	case reasonProxy:
+		return codes.ProxyingNotSupported
+	}
+	// malformed, not_record, wrong_chain, and ledger reasons that do not
+	// apply to records.
+	return codes.BadRequest
+}
+
+// formatNone is an answer without Content-Format.
+const formatNone = -1
+
+// maxDiagnostic bounds the diagnostic payload of a refusal.
+const maxDiagnostic = 256
+
+// optUint is an optional uint option value.
+type optUint struct {
+	set bool
+	v   uint32
+}
+
+func opt(v uint32) optUint { return optUint{set: true, v: v} }
+
+// answer is a response before it is put in a message. Answers are kept
+// for retransmissions and must not be changed once made.
+type answer struct {
+	code     codes.Code
+	format   int // a message.MediaType, or formatNone
+	body     []byte
+	reason   string // the result for metrics: a refusal's reason or a result*
+	etag     []byte
+	location []string // Location-Path
+	block1   optUint
+	block2   optUint
+	observe  optUint
+	maxAge   optUint
+	size1    optUint
+	size2    optUint
+	// separate: no response yet. A CON request gets an empty ACK and the
+	// response follows in a message of its own; a NON request gets the
+	// response only.
+	separate bool
+}
+
+// refuse is a refusal with a diagnostic payload (RFC 7252 5.5.2: UTF-8
+// text, no Content-Format) "<reason>: <detail>".
+func refuse(reason, format string, a ...any) answer {
+	diag := reason + ": " + fmt.Sprintf(format, a...)
+	if len(diag) > maxDiagnostic {
+		diag = diag[:maxDiagnostic]
+		for !utf8.ValidString(diag) {
+			diag = diag[:len(diag)-1]
+		}
+	}
+	an := answer{code: codeOf(reason), format: formatNone, body: []byte(diag), reason: reason}
+	if an.code == codes.TooManyRequests || an.code == codes.ServiceUnavailable {
+		an.maxAge = opt(retryAfter) // RFC 8516 4, RFC 7252 5.9.3.4
+	}
+	return an
+}
+
+// refusal is the refusal of err, a Committer's or bridge.CheckRecord's.
+func (s *Server) refusal(err error) answer {
+	if s.ctx.Err() != nil {
+		return refuse(reasonUnavailable, "the gateway is shutting down")
+	}
+	reason := bridge.ReasonOf(err)
+	if reason == bridge.ReasonInternal {
+		s.log.Warn("coap record failed", "error", err)
+		return refuse(reason, "the gateway could not commit the record")
+	}
+	var re *bridge.RefusedError
+	if errors.As(err, &re) {
+		return refuse(reason, "%s", re.Detail)
+	}
+	return refuse(reason, "%v", err)
+}
+
+// isRequest reports whether c is a method code (RFC 7252 12.1.1).
+func isRequest(c codes.Code) bool { return c >= 1 && c <= 31 }
+
+// handle answers one message of peer p, leaving the response in resp
+// (go-coap writes it if it was modified). It is the server's one entry
+// for outside bytes after go-coap's decoder and is fuzzed.
+func (s *Server) handle(p *peer, req, resp *pool.Message) {
+	resp.SetModified(false)
+	typ := req.Type()
+	if typ != message.Confirmable && typ != message.NonConfirmable {
+		return // an ACK or RST of nothing this server waits for
+	}
+	if !isRequest(req.Code()) {
+		if typ == message.Confirmable && req.Code() != codes.Empty {
+			// RFC 7252 4.2: a CON message that cannot be processed is
+			// rejected with a Reset.
+			resp.SetCode(codes.Empty)
+			resp.SetToken(nil)
+			resp.ResetOptionsTo(nil)
+			resp.SetType(message.Reset)
+			resp.SetMessageID(req.MessageID())
+		}
+		return
+	}
+	now := s.now()
+	a, dup := p.replay(req.MessageID(), now)
+	if dup {
+		s.m.duplicates.Inc()
+	} else {
+		var resource string
+		resource, a = s.serve(p, req, now)
+		if !a.separate {
+			s.m.requests.WithLabelValues(resource, a.reason).Inc()
+		}
+		p.remember(req.MessageID(), a, now)
+	}
+	if a.separate {
+		if typ == message.Confirmable {
+			// An empty ACK: the response follows (RFC 7252 5.2.2).
+			resp.SetCode(codes.Empty)
+			resp.SetToken(nil)
+			resp.ResetOptionsTo(nil)
+			resp.SetType(message.Acknowledgement)
+			resp.SetMessageID(req.MessageID())
+		}
+		return
+	}
+	put(resp, a)
+	if typ == message.Confirmable {
+		resp.SetType(message.Acknowledgement) // piggybacked (RFC 7252 5.2.1)
+		resp.SetMessageID(req.MessageID())
+	} else {
+		resp.SetType(message.NonConfirmable)
+		resp.SetMessageID(p.cc.GetMessageID())
+	}
+}
+
+// put writes a into m: code, options and payload; the caller sets the
+// type, message id and token.
+func put(m *pool.Message, a answer) {
+	m.SetCode(a.code)
+	m.ResetOptionsTo(nil)
+	if len(a.etag) > 0 {
+		_ = m.SetETag(a.etag) // at most 8 bytes
+	}
+	if a.observe.set {
+		m.SetObserve(a.observe.v)
+	}
+	for _, seg := range a.location {
+		m.AddOptionString(message.LocationPath, seg)
+	}
+	if a.format != formatNone {
+		m.SetContentFormat(message.MediaType(a.format))
+	}
+	if a.maxAge.set {
+		m.SetOptionUint32(message.MaxAge, a.maxAge.v)
+	}
+	if a.block2.set {
+		m.SetOptionUint32(message.Block2, a.block2.v)
+	}
+	if a.block1.set {
+		m.SetOptionUint32(message.Block1, a.block1.v)
+	}
+	if a.size2.set {
+		m.SetOptionUint32(message.Size2, a.size2.v)
+	}
+	if a.size1.set {
+		m.SetOptionUint32(message.Size1, a.size1.v)
+	}
+	if len(a.body) > 0 {
+		m.SetBody(bytes.NewReader(a.body))
+	} else {
+		m.SetBody(nil)
+	}
+}
+
+// Options this server processes (RFC 7252 5.10, 7641, 7959, 9175).
+// Uri-Host, Uri-Port and Uri-Query are accepted and ignored; Echo and
+// No-Response are elective and ignored.
+var knownOptions = map[message.OptionID]bool{
+	message.URIHost: true, message.ETag: true, message.Observe: true, message.URIPort: true,
+	message.URIPath: true, message.ContentFormat: true, message.URIQuery: true, message.Accept: true,
+	message.Block2: true, message.Block1: true, message.Size2: true, message.Size1: true,
+}
+
+// optRequestTag is the Request-Tag option (RFC 9175 3): it tells
+// concurrent Block1 transfers to one resource apart.
+const optRequestTag message.OptionID = 292
+
+// serve routes a request and answers it. resource names it in metrics.
+func (s *Server) serve(p *peer, req *pool.Message, now time.Time) (resource string, a answer) {
+	for _, o := range req.Options() {
+		if o.ID == message.ProxyURI || o.ID == message.ProxyScheme {
+			return "other", refuse(reasonProxy, "this server is no proxy")
+		}
+		if !knownOptions[o.ID] && o.ID&1 == 1 {
+			// RFC 7252 5.4.1: an unrecognized critical option.
+			return "other", refuse(reasonBadOption, "critical option %d is not supported", o.ID)
+		}
+	}
+	path, ok := uriPath(req)
+	if !ok {
+		return "other", refuse(bridge.ReasonNotFound, "no such resource")
+	}
+	parent, last, _ := cutLast(path)
+	switch {
+	case path == corePath:
+		if req.Code() != codes.GET {
+			return "core", refuse(reasonMethod, "%s takes GET", corePath)
+		}
+		if acc, err := req.Accept(); err == nil && acc != message.AppLinkFormat {
+			return "core", refuse(reasonNotAcceptable, "%s is link format (40)", corePath)
+		}
+		a := answer{code: codes.Content, format: int(message.AppLinkFormat), body: []byte(wellKnownCore), reason: resultAnswered}
+		return "core", s.block2(req, a)
+	case parent == dataPath:
+		if req.Code() != codes.POST {
+			return "data", refuse(reasonMethod, "%s/<stream> takes POST", dataPath)
+		}
+		return "data", s.postRecord(p, req, last, now)
+	case parent == receiptsPath:
+		if req.Code() != codes.GET {
+			return "receipts", refuse(reasonMethod, "%s/<tx id> takes GET", receiptsPath)
+		}
+		return "receipts", s.getReceipt(p, req, last, now)
+	}
+	return "other", refuse(bridge.ReasonNotFound, "no such resource")
+}
+
+// maxSegments bounds the Uri-Path options of a request.
+const maxSegments = 8
+
+// uriPath joins the request's Uri-Path options with '/'; false if a
+// segment is empty or holds a '/' (it would name another path), or there
+// are too many.
+func uriPath(req *pool.Message) (string, bool) {
+	var b strings.Builder
+	n := 0
+	for _, o := range req.Options() {
+		if o.ID != message.URIPath {
+			continue
+		}
+		n++
+		if n > maxSegments || len(o.Value) == 0 || bytes.IndexByte(o.Value, '/') >= 0 {
+			return "", false
+		}
+		if n > 1 {
+			b.WriteByte('/')
+		}
+		b.Write(o.Value)
+	}
+	return b.String(), true
+}
+
+// cutLast splits a path at its last '/'.
+func cutLast(path string) (parent, last string, ok bool) {
+	i := strings.LastIndexByte(path, '/')
+	if i < 0 {
+		return "", path, false
+	}
+	return path[:i], path[i+1:], true
+}
+
+// parseTxID reads a tx id: 64 hex digits.
+func parseTxID(s string) ([32]byte, bool) {
+	var id [32]byte
+	if len(s) != 64 {
+		return id, false
+	}
+	if _, err := hex.Decode(id[:], []byte(s)); err != nil {
+		return id, false
+	}
+	return id, true
+}

@@ -1,0 +1,35 @@
+package daemon
+
+import (
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ledgergate/ledgergate/bridge"
+	"github.com/ledgergate/ledgergate/bridge/coap"
+	"github.com/ledgergate/ledgergate/gateway/chain"
+	"github.com/ledgergate/ledgergate/gateway/config"
+	"github.com/ledgergate/ledgergate/gateway/front"
+	"github.com/ledgergate/ledgergate/gateway/state"
+)
+
+// newCoAP builds the CoAP front end, or returns nil if no listener is
+// configured. It shares the budget of records waiting to commit with the
+// MQTT front end.
+func newCoAP(c config.CoAP, dataDir string, ch *chain.Chain, st *state.State, limiter *bridge.Limiter, logger *slog.Logger, reg prometheus.Registerer) (*coap.Server, error) {
+	if c.Listen == "" && c.DTLSListen == "" {
+		return nil, nil
+	}
+	cfg := coap.Config{Listen: c.Listen, DTLSListen: c.DTLSListen}
+	if c.DTLSListen != "" {
+		cert, err := dtlsCertificate(c, dataDir)
+		if err != nil {
+			return nil, err
+		}
+		cfg.DTLSCertificate = &cert
+	}
+	return coap.New(cfg, coap.Deps{
+		Committer: front.Committer(ch), Directory: front.Directory(st), Receipts: ch,
+		Limiter: limiter, Logger: logger, Registry: reg,
+	})
+}
