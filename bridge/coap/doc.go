@@ -153,8 +153,8 @@
 //
 // # Other limits
 //
-// A message is at most MaxMessageBytes (4096) long; longer ones are
-// dropped. A record is at most MaxRecordBytes, at most the chain's
+// A message is at most MaxMessageBytes (4096) long; a longer one is
+// dropped, and over DTLS it ends the session. A record is at most MaxRecordBytes, at most the chain's
 // max_tx_bytes. Records wait for their commits within the shared
 // Limiter budget, and an endpoint may have MaxInflight (16) of them in
 // flight; beyond either a record is refused with 4.29. An endpoint may

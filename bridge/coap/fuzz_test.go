@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
@@ -197,6 +198,11 @@ func FuzzCoAPMessage(f *testing.F) {
 		}
 		if len(out) > s.cfg.MaxMessageBytes {
 			t.Fatalf("a %d-byte answer", len(out))
+		}
+		if resp.Code() >= codes.BadRequest {
+			if diag, _ := resp.ReadBody(); !utf8.Valid(diag) || len(diag) > maxDiagnostic {
+				t.Fatalf("diagnostic %q", diag)
+			}
 		}
 		if resp.Code() == codes.Changed {
 			body, _ := resp.ReadBody()

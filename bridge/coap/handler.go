@@ -121,12 +121,13 @@ type answer struct {
 // refuse is a refusal with a diagnostic payload (RFC 7252 5.5.2: UTF-8
 // text, no Content-Format) "<reason>: <detail>".
 func refuse(reason, format string, a ...any) answer {
-	diag := reason + ": " + fmt.Sprintf(format, a...)
+	diag := strings.ToValidUTF8(reason+": "+fmt.Sprintf(format, a...), "?")
 	if len(diag) > maxDiagnostic {
-		diag = diag[:maxDiagnostic]
-		for !utf8.ValidString(diag) {
-			diag = diag[:len(diag)-1]
+		n := maxDiagnostic
+		for n > 0 && !utf8.RuneStart(diag[n]) {
+			n--
 		}
+		diag = diag[:n]
 	}
 	an := answer{code: codeOf(reason), format: formatNone, body: []byte(diag), reason: reason}
 	if an.code == codes.TooManyRequests || an.code == codes.ServiceUnavailable {

@@ -58,8 +58,9 @@ func (s *Server) postRecord(p *peer, req *pool.Message, stream string, now time.
 		a.size1 = opt(uint32(limit))
 		return a
 	}
-	a := s.submit(p, req, payload, stream, limit, now)
-	a.block1 = block1 // RFC 7959 2.3: the final response names the last block
+	// RFC 7959 2.3: the final response names the last block.
+	a := s.submit(p, req, payload, stream, limit, block1, now)
+	a.block1 = block1
 	return a
 }
 
@@ -79,8 +80,8 @@ func authorOf(env []byte, limit int) string {
 // submit checks env, a record for stream, proposes it and waits up to
 // AckWait for its commit: the answer is the commit's (2.04 with the
 // receipt, or a refusal), or separate, and the goroutine that waits for
-// the commit sends the response when it comes.
-func (s *Server) submit(p *peer, req *pool.Message, env []byte, stream string, limit int, start time.Time) answer {
+// the commit sends the response, with block1, when it comes.
+func (s *Server) submit(p *peer, req *pool.Message, env []byte, stream string, limit int, block1 optUint, start time.Time) answer {
 	tx, err := bridge.CheckRecord(env, authorOf(env, limit), stream, limit)
 	if err != nil {
 		return s.refusal(err)
@@ -126,11 +127,7 @@ func (s *Server) submit(p *peer, req *pool.Message, env []byte, stream string, l
 		return s.refusal(err)
 	}
 	w := &waiting{done: make(chan answer, 1)}
-	exch := separateTo{typ: req.Type(), token: bytes.Clone(req.Token()), block1: optUint{}}
-	if v, err := req.GetOptionUint32(message.Block1); err == nil {
-		exch.block1 = opt(v)
-	}
-	size := s.answerBlockSize(req)
+	typ, token, size := req.Type(), bytes.Clone(req.Token()), s.answerBlockSize(req)
 	go func() {
 		defer s.wg.Done()
 		rc, err := t.Wait(s.ctx)
@@ -149,8 +146,8 @@ func (s *Server) submit(p *peer, req *pool.Message, env []byte, stream string, l
 			return // no answer: the client sends the record again
 		}
 		s.m.requests.WithLabelValues("data", a.reason).Inc()
-		a.block1 = exch.block1
-		s.send(p, exch.typ, exch.token, a)
+		a.block1 = block1
+		s.send(p, typ, token, a)
 	}()
 	timer := time.NewTimer(s.cfg.AckWait)
 	defer timer.Stop()
@@ -163,13 +160,6 @@ func (s *Server) submit(p *peer, req *pool.Message, env []byte, stream string, l
 		return a
 	}
 	return answer{separate: true}
-}
-
-// separateTo is what a separate response needs of its request.
-type separateTo struct {
-	typ    message.Type
-	token  []byte
-	block1 optUint
 }
 
 // waiting hands a commit's answer to the handler while it waits, or
@@ -253,10 +243,10 @@ func (s *Server) checkSession(p *peer, author string) (answer, bool) {
 
 // send sends a, a separate response or a notification, to the request
 // of type typ with token: as CON to a CON request (resent until it is
-// acknowledged, MAX_TRANSMIT_WAIT at most), else as NON. It returns
+// acknowledged, MAX_TRANSMIT_SPAN at most), else as NON. It returns
 // when it is acknowledged or given up.
 func (s *Server) send(p *peer, typ message.Type, token []byte, a answer) {
-	ctx, cancel := context.WithTimeout(s.ctx, maxTransmitWait)
+	ctx, cancel := context.WithTimeout(s.ctx, maxTransmitSpan)
 	defer cancel()
 	m := p.cc.AcquireMessage(ctx)
 	defer p.cc.ReleaseMessage(m)

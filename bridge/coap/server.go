@@ -2,6 +2,7 @@ package coap
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/tls"
@@ -122,9 +123,10 @@ const (
 	maxExchanges = 16
 	// exchangeLifetime is EXCHANGE_LIFETIME (RFC 7252 4.8.2).
 	exchangeLifetime = 247 * time.Second
-	// maxTransmitWait is MAX_TRANSMIT_WAIT (RFC 7252 4.8.2): how long a
-	// separate response or notification is resent without an ACK.
-	maxTransmitWait = 93 * time.Second
+	// maxTransmitSpan is MAX_TRANSMIT_SPAN (RFC 7252 4.8.2): how long a
+	// separate response or notification waits for its ACK while go-coap
+	// resends it.
+	maxTransmitSpan = 45 * time.Second
 	// retryAfter is the Max-Age of 4.29 and 5.03 answers: when to retry.
 	retryAfter = 2
 	// drainTimeout is how long Close waits for records in flight.
@@ -309,6 +311,9 @@ func checkServerCertificate(c *tls.Certificate) error {
 	if c == nil || len(c.Certificate) == 0 || c.PrivateKey == nil {
 		return errors.New("needs DTLSCertificate, a certificate with its private key")
 	}
+	if _, ok := c.PrivateKey.(crypto.Signer); !ok {
+		return errors.New("DTLS certificate: the private key is no crypto.Signer")
+	}
 	leaf := c.Leaf
 	if leaf == nil {
 		var err error
@@ -320,6 +325,12 @@ func checkServerCertificate(c *tls.Certificate) error {
 		return errors.New("DTLS certificate: want an ECDSA P-256 key (RFC 7925 4.4)")
 	}
 	return nil
+}
+
+// serverOption is a go-coap option for both the UDP and the DTLS server.
+type serverOption interface {
+	udpServer.Option
+	dtlsServer.Option
 }
 
 // Start binds the listeners and starts serving. It returns once every
@@ -356,14 +367,14 @@ func (s *Server) Start() error {
 		}
 		dl = l
 	}
-	common := []any{
+	common := []serverOption{
 		options.WithContext(s.runCtx),
 		options.WithMaxMessageSize(uint32(s.cfg.MaxMessageBytes)),
 		// go-coap's block-wise reassembly keeps a transfer per token
 		// with no bound on their number: it is off, and blockStore does
 		// it with bounds.
 		options.WithBlockwise(false, 0, 0),
-		options.WithErrors(func(err error) { s.log.Debug("coap", "error", err) }),
+		options.WithErrors(func(err error) { s.log.Debug("coap peer error", "error", err) }),
 		options.WithProcessReceivedMessageFunc[*udpClient.Conn](s.received),
 		options.WithInactivityMonitor(s.cfg.IdleTimeout, s.inactive),
 		options.WithOnNewConn(s.connected),
@@ -373,7 +384,7 @@ func (s *Server) Start() error {
 	if udpConn != nil {
 		var opts []udpServer.Option
 		for _, o := range common {
-			opts = append(opts, o.(udpServer.Option))
+			opts = append(opts, o)
 		}
 		s.udp, s.udpConn = udpServer.New(opts...), udpConn
 		s.serving.Add(1)
@@ -387,7 +398,7 @@ func (s *Server) Start() error {
 	if dl != nil {
 		var opts []dtlsServer.Option
 		for _, o := range common {
-			opts = append(opts, o.(dtlsServer.Option))
+			opts = append(opts, o)
 		}
 		s.dtls, s.dtlsLn = dtlsServer.New(opts...), dl
 		s.serving.Add(1)

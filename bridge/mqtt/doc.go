@@ -77,7 +77,8 @@
 // the wire in seq order. QoS 0 records are checked and submitted the
 // same way, without an acknowledgement; at most Receive Maximum of them
 // may wait per client, the rest are refused as overloaded. Records of
-// all devices together may take up 64 MiB while they wait; beyond that
+// all devices together may take up Deps.Limiter's budget, shared with the
+// other front ends (64 MiB by default) while they wait; beyond that
 // they are refused as overloaded too. A QoS 2 publish ends the
 // connection (v5: DISCONNECT 0x9B).
 //
