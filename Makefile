@@ -10,8 +10,10 @@ FUZZTIME ?= 5s
 
 # Debian packages the tests drive as real peers.
 TEST_DEBS := mosquitto-clients swtpm tpm2-tools openssl bind9-utils libcoap3-bin
+# ... and the packaging tests (packaging/test.sh).
+TEST_DEBS += lintian systemd debootstrap qemu-user-static file
 
-.PHONY: help run cluster cluster-clean build cross deps test test-go fuzz-short verify bench sim clean
+.PHONY: help run cluster cluster-clean build cross deb deps test test-go packaging-test fuzz-short verify bench sim clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -34,6 +36,9 @@ cross: ## pure-Go builds for amd64, arm64, armv6 and armv7 into dist/
 	GOOS=linux GOARCH=arm GOARM=6 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/ledgergate-linux-armv6 $(PKG)
 	GOOS=linux GOARCH=arm GOARM=7 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/ledgergate-linux-armv7 $(PKG)
 
+deb: cross ## .deb packages for amd64, arm64 and armhf into dist/ (nfpm; packaging/README.md)
+	VERSION='$(VERSION)' ./packaging/build-deb.sh
+
 deps: ## install the Debian packages the tests use, when missing (needs root)
 	@missing=""; for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -41,10 +46,13 @@ deps: ## install the Debian packages the tests use, when missing (needs root)
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-test: deps verify cross test-go fuzz-short ## everything CI runs: deps, verify, cross builds, all tests, short fuzzing
+test: deps verify cross test-go packaging-test fuzz-short ## everything CI runs: deps, verify, cross builds, all tests, short fuzzing
 
 test-go:
 	$(GO) test -count=1 -timeout 10m ./...
+
+packaging-test: deb ## lintian, systemd-analyze, install/upgrade/purge in a Debian chroot, arm binaries under qemu (needs root)
+	VERSION='$(VERSION)' ./packaging/test.sh
 
 # Each fuzz target of outside bytes runs briefly; crashers land in testdata/fuzz.
 fuzz-short:
