@@ -36,7 +36,6 @@ import (
 // Options configure a Daemon.
 type Options struct {
 	Config  config.Config
-	Dev     bool // create the data directory with a fresh single-node chain if it has none
 	Version string
 	Logger  *slog.Logger
 	// Ready, if not nil, is called once every listener is bound, with the
@@ -65,15 +64,17 @@ func New(o Options) (*Daemon, error) {
 func (d *Daemon) Run(ctx context.Context) error {
 	cfg := d.opts.Config
 	dir := cfg.DataDir
-	if d.opts.Dev {
-		if _, err := os.Stat(filepath.Join(dir, GenesisFile)); errors.Is(err, os.ErrNotExist) {
-			g, err := Init(dir, InitOptions{Signer: cfg.Signer, Logger: d.logger})
-			if err != nil {
-				return err
-			}
-			d.logger.Info("created dev chain", "data", dir, "chain_id", g.ChainID,
-				"admin_key", filepath.Join(dir, AdminKeyFile))
+	// The first start of a gateway without a chain makes its node key (in
+	// the TPM unless a software key is configured) and a single-node
+	// chain, so an installed appliance works at once. To join a cluster
+	// instead, stop it, empty the data directory and run init --genesis.
+	if _, err := os.Stat(filepath.Join(dir, GenesisFile)); errors.Is(err, os.ErrNotExist) {
+		g, err := Init(dir, InitOptions{Signer: cfg.Signer, Logger: d.logger})
+		if err != nil {
+			return err
 		}
+		d.logger.Info("created a single-node chain (to join a cluster instead: stop, empty the data directory, ledgergate init --genesis)",
+			"data", dir, "chain_id", g.ChainID, "admin_key", filepath.Join(dir, AdminKeyFile))
 	}
 	g, err := LoadGenesis(dir)
 	if err != nil {

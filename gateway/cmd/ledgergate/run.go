@@ -49,7 +49,7 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	d, err := daemon.New(daemon.Options{Config: cfg, Dev: *dev, Version: version, Logger: logger,
+	d, err := daemon.New(daemon.Options{Config: cfg, Version: version, Logger: logger,
 		Ready: func(string) { notifyReady(ctx, logger) }})
 	if err != nil {
 		return err

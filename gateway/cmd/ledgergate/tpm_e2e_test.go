@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/pem"
 	"fmt"
@@ -237,4 +238,38 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// TestFirstStart: an installed gateway started on an empty data directory
+// makes its node key and a single-node chain, and serves; with the
+// default TPM signer and no TPM it refuses, saying why.
+func TestFirstStart(t *testing.T) {
+	dir := t.TempDir()
+	soft := filepath.Join(dir, "soft.toml")
+	os.WriteFile(soft, []byte("[signer]\nkind = \"software\"\n"), 0o644)
+	// Not --dev: the installed defaults with a software key.
+	cmd := exec.Command(ledgergateBin, "run", "--config", soft, "--data", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0",
+		"--mqtt", "off", "--coap", "off", "--coap-dtls", "off")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	var log strings.Builder
+	sc := bufio.NewScanner(stderr)
+	for !strings.Contains(log.String(), "ledgergate ready") && sc.Scan() {
+		log.WriteString(sc.Text() + "\n")
+	}
+	if !strings.Contains(log.String(), "created a single-node chain") || !strings.Contains(log.String(), "ledgergate ready") {
+		t.Errorf("first start log:\n%s", log.String())
+	}
+	noTPM := filepath.Join(dir, "notpm.toml")
+	os.WriteFile(noTPM, []byte("[signer]\nkind = \"tpm\"\ntpm_device = \"/dev/nonexistent-tpm\"\n"), 0o644)
+	_, errs, code := cli(t, dir, "run", "--config", noTPM, "--data", filepath.Join(dir, "empty"), "--listen", "127.0.0.1:0", "--mqtt", "off", "--coap", "off", "--coap-dtls", "off")
+	if code == 0 || !strings.Contains(errs, "no TPM") {
+		t.Fatalf("first start without a TPM: exit %d: %s", code, errs)
+	}
 }
