@@ -248,15 +248,23 @@ const maxPublishBytes = 8 << 20
 // publishConfig stores the blob, then submits the config.set and answers
 // with its receipt once committed.
 func (s *Server) publishConfig(w http.ResponseWriter, r *http.Request) {
+	s.publish(w, r, maxPublishBytes, "config.set tx, 2: sealed blob", s.dir.PutConfig)
+}
+
+// publish serves a POST of a tx with its off-chain bytes (a sealed blob,
+// a firmware image): at most max bytes of CBOR {1: tx, 2: bytes}. put
+// checks the tx and stores the bytes; then the tx is submitted and the
+// answer is its receipt, once committed.
+func (s *Server) publish(w http.ResponseWriter, r *http.Request, max int64, what string, put func(env, data []byte) (*ledger.Tx, error)) {
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/cbor" {
 		writeError(w, http.StatusUnsupportedMediaType, "bad_request", "Content-Type must be application/cbor")
 		return
 	}
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPublishBytes))
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
 	if err != nil {
 		var mb *http.MaxBytesError
 		if errors.As(err, &mb) {
-			writeError(w, http.StatusRequestEntityTooLarge, string(state.ReasonTooLarge), fmt.Sprintf("request larger than %d bytes", maxPublishBytes))
+			writeError(w, http.StatusRequestEntityTooLarge, string(state.ReasonTooLarge), fmt.Sprintf("request larger than %d bytes", max))
 			return
 		}
 		writeError(w, http.StatusBadRequest, "bad_request", "read body: "+err.Error())
@@ -264,10 +272,10 @@ func (s *Server) publishConfig(w http.ResponseWriter, r *http.Request) {
 	}
 	var req PublishRequest
 	if err := cbor.Unmarshal(data, &req); err != nil || req.Tx == nil || req.Blob == nil {
-		writeError(w, http.StatusBadRequest, "bad_request", "want a CBOR map {1: config.set tx, 2: sealed blob}")
+		writeError(w, http.StatusBadRequest, "bad_request", "want a CBOR map {1: "+what+"}")
 		return
 	}
-	if _, err := s.dir.PutConfig(req.Tx, req.Blob); err != nil {
+	if _, err := put(req.Tx, req.Blob); err != nil {
 		s.writeErr(w, err)
 		return
 	}

@@ -2,20 +2,13 @@ package api
 
 import (
 	"bytes"
-	"errors"
-	"fmt"
-	"io"
-	"mime"
 	"net/http"
 	"strconv"
 	"time"
 
-	"github.com/fxamacker/cbor/v2"
-
 	"github.com/ledgergate/ledgergate/gateway/directory"
 	"github.com/ledgergate/ledgergate/gateway/index"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
-	"github.com/ledgergate/ledgergate/gateway/state"
 )
 
 // Firmware is what the API needs for firmware distribution.
@@ -148,35 +141,5 @@ const maxImageBytes = 64 << 20
 // with its receipt once committed. Body (application/cbor): {1: the
 // vendor-signed firmware.publish, 2: the image}.
 func (s *Server) publishFirmware(w http.ResponseWriter, r *http.Request) {
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/cbor" {
-		writeError(w, http.StatusUnsupportedMediaType, "bad_request", "Content-Type must be application/cbor")
-		return
-	}
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxImageBytes+s.int64MaxTx()))
-	if err != nil {
-		var mb *http.MaxBytesError
-		if errors.As(err, &mb) {
-			writeError(w, http.StatusRequestEntityTooLarge, string(state.ReasonTooLarge), fmt.Sprintf("image larger than %d bytes", maxImageBytes))
-			return
-		}
-		writeError(w, http.StatusBadRequest, "bad_request", "read body: "+err.Error())
-		return
-	}
-	var req PublishRequest
-	if err := cbor.Unmarshal(data, &req); err != nil || req.Tx == nil || req.Blob == nil {
-		writeError(w, http.StatusBadRequest, "bad_request", "want a CBOR map {1: firmware.publish tx, 2: image}")
-		return
-	}
-	if _, err := s.fw.PutFirmware(req.Tx, req.Blob); err != nil {
-		s.writeErr(w, err)
-		return
-	}
-	rc, err := s.ledger.Submit(r.Context(), req.Tx)
-	if err != nil {
-		s.writeErr(w, err)
-		return
-	}
-	s.writeReceipt(w, r, rc)
+	s.publish(w, r, maxImageBytes+int64(s.info.MaxTxBytes)+64, "firmware.publish tx, 2: image", s.fw.PutFirmware)
 }
-
-func (s *Server) int64MaxTx() int64 { return int64(s.info.MaxTxBytes) + 64 }
