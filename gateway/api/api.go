@@ -399,20 +399,12 @@ type ReceiptBody struct {
 }
 
 func (s *Server) writeReceipt(w http.ResponseWriter, r *http.Request, rc *ledger.Receipt) {
-	enc, err := rc.Encode()
-	if err != nil {
-		s.writeErr(w, err)
-		return
-	}
-	if r.Header.Get("Accept") == "application/cbor" {
-		w.Header().Set("Content-Type", "application/cbor")
-		w.Write(enc)
-		return
-	}
-	id := ledger.TxID(rc.Tx)
-	writeJSON(w, http.StatusOK, ReceiptBody{
-		TxID: hex.EncodeToString(id[:]), Height: rc.Header.Height, Index: rc.Index,
-		Receipt: base64.StdEncoding.EncodeToString(enc),
+	s.writeAnswer(w, r, rc, func(enc []byte) any {
+		id := ledger.TxID(rc.Tx)
+		return ReceiptBody{
+			TxID: hex.EncodeToString(id[:]), Height: rc.Header.Height, Index: rc.Index,
+			Receipt: base64.StdEncoding.EncodeToString(enc),
+		}
 	})
 }
 

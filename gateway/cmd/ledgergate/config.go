@@ -56,6 +56,20 @@ func operatorKey(e *env, path, data string, create bool) (*ecdh.PrivateKey, erro
 	return k, nil
 }
 
+// publish posts a tx with the off-chain bytes it names (a sealed blob, a
+// firmware image) and returns the tx's receipt once committed.
+func (c *client) publish(ctx context.Context, path string, env, data []byte) (*api.ReceiptBody, error) {
+	body, err := cbor.Marshal(api.PublishRequest{Tx: env, Blob: data})
+	if err != nil {
+		return nil, err
+	}
+	var rb api.ReceiptBody
+	if err := c.do(ctx, http.MethodPost, path, "application/cbor", body, &rb); err != nil {
+		return nil, err
+	}
+	return &rb, nil
+}
+
 func (c *client) get(ctx context.Context, path string, out any) error {
 	return c.do(ctx, http.MethodGet, path, "", nil, out)
 }
@@ -176,12 +190,8 @@ func cmdConfigPublish(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	body, err := cbor.Marshal(api.PublishRequest{Tx: env, Blob: sealed})
+	rb, err := c.publish(ctx, "/api/v1/configs", env, sealed)
 	if err != nil {
-		return err
-	}
-	var rb api.ReceiptBody
-	if err := c.do(ctx, http.MethodPost, "/api/v1/configs", "application/cbor", body, &rb); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "config.set %s version %d: committed in block %d, tx %s\n  sha256 %x, %d bytes, sealed to %d device(s) and the operators: blob %x\n",

@@ -24,35 +24,42 @@ import (
 )
 
 func cmdDeviceKeygen(_ context.Context, e *env, args []string) error {
-	fs := newFlags(e, "device keygen")
-	alg := fs.String("alg", "es256", "es256 (ECDSA P-256) or ed25519")
-	out := fs.String("out", "", "file NAME for the private key; the public key goes to NAME.pub")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	if err := need(fs, "out"); err != nil {
-		return err
-	}
-	a, err := device.ParseAlg(*alg)
+	out, a, err := keygen(e, "device keygen", "file NAME for the private key; the public key goes to NAME.pub", args)
 	if err != nil {
-		return err
-	}
-	key, err := device.GenerateKey(a)
-	if err != nil {
-		return err
-	}
-	if err := device.WriteKeyPair(*out, key); err != nil {
 		return err
 	}
 	ek, err := device.GenerateEncKey()
 	if err != nil {
 		return err
 	}
-	if err := device.WriteEncKeyPair(*out+".enc", ek); err != nil {
+	if err := device.WriteEncKeyPair(out+".enc", ek); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "wrote %s (private, mode 0600) and %s.pub (%s signing key),\n  %s.enc (private, mode 0600) and %s.enc.pub (X25519 encryption key)\n", *out, *out, a, *out, *out)
+	fmt.Fprintf(e.stdout, "wrote %s (private, mode 0600) and %s.pub (%s signing key),\n  %s.enc (private, mode 0600) and %s.enc.pub (X25519 encryption key)\n", out, out, a, out, out)
 	return nil
+}
+
+// keygen is the common part of the keygen commands: it parses --alg and
+// --out and writes a signing key pair to NAME and NAME.pub.
+func keygen(e *env, name, outHelp string, args []string) (string, ledger.Alg, error) {
+	fs := newFlags(e, name)
+	alg := fs.String("alg", "es256", "es256 (ECDSA P-256) or ed25519")
+	out := fs.String("out", "", outHelp)
+	if _, err := parse(fs, args); err != nil {
+		return "", "", err
+	}
+	if err := need(fs, "out"); err != nil {
+		return "", "", err
+	}
+	a, err := device.ParseAlg(*alg)
+	if err != nil {
+		return "", "", err
+	}
+	key, err := device.GenerateKey(a)
+	if err != nil {
+		return "", "", err
+	}
+	return *out, a, device.WriteKeyPair(*out, key)
 }
 
 // adminFlags are the flags of commands that sign as the admin.

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"net/http"
 	"net/url"
 	"os"
 	"slices"
@@ -13,8 +12,6 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-
-	"github.com/fxamacker/cbor/v2"
 
 	"github.com/ledgergate/ledgergate/bridge/device"
 	"github.com/ledgergate/ledgergate/gateway/api"
@@ -34,27 +31,11 @@ func list(s string) []string {
 }
 
 func cmdVendorKeygen(_ context.Context, e *env, args []string) error {
-	fs := newFlags(e, "vendor keygen")
-	alg := fs.String("alg", "es256", "es256 (ECDSA P-256) or ed25519")
-	out := fs.String("out", "", "file NAME for the maintenance key; its public key (to build into devices, and to enroll) goes to NAME.pub")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	if err := need(fs, "out"); err != nil {
-		return err
-	}
-	a, err := device.ParseAlg(*alg)
+	out, a, err := keygen(e, "vendor keygen", "file NAME for the maintenance key; its public key (to build into devices, and to enroll) goes to NAME.pub", args)
 	if err != nil {
 		return err
 	}
-	key, err := device.GenerateKey(a)
-	if err != nil {
-		return err
-	}
-	if err := device.WriteKeyPair(*out, key); err != nil {
-		return err
-	}
-	fmt.Fprintf(e.stdout, "wrote %s (private, mode 0600: keep it offline) and %s.pub (%s)\n", *out, *out, a)
+	fmt.Fprintf(e.stdout, "wrote %s (private, mode 0600: keep it offline) and %s.pub (%s)\n", out, out, a)
 	return nil
 }
 
@@ -134,12 +115,8 @@ func cmdFirmwarePublish(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	body, err := cbor.Marshal(api.PublishRequest{Tx: env, Blob: img})
+	rb, err := c.publish(ctx, "/api/v1/firmware", env, img)
 	if err != nil {
-		return err
-	}
-	var rb api.ReceiptBody
-	if err := c.do(ctx, http.MethodPost, "/api/v1/firmware", "application/cbor", body, &rb); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "firmware.publish %s version %d: committed in block %d, tx %s\n  image sha256 %x, %d bytes, expires %s\n",
