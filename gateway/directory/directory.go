@@ -49,7 +49,10 @@ type Directory struct {
 
 	mu       sync.Mutex
 	fetching map[[32]byte]bool
-	wg       sync.WaitGroup
+	// rollouts caches rollouts at index height rolloutsAt (see rollout).
+	rollouts   map[rolloutKey]*GroupRollout
+	rolloutsAt uint64
+	wg         sync.WaitGroup
 }
 
 // New returns a Directory; it does no I/O.
@@ -260,51 +263,106 @@ func (x *Directory) Wait() { x.wg.Wait() }
 // Affected returns the devices whose manifests (configuration, firmware)
 // a committed block may have changed: targets of config.sets (group
 // members included), devices of a model whose releases changed, members
-// of a group whose firmware policy changed, and devices just enrolled.
+// of a group whose firmware policy changed, devices in a rollout wave a
+// report just opened, and devices just enrolled. Each model and group is
+// looked up once per block: a block of many reports costs one rollout
+// per release and group, not one per report.
 func (x *Directory) Affected(txs []*ledger.Tx) []string {
 	var out []string
+	models, groups := map[string]bool{}, map[string]bool{}
+	reported := map[ledger.Release][]*index.Device{} // release -> the devices that reported on it
 	for _, tx := range txs {
 		switch b := &tx.Body; {
 		case b.Enroll != nil:
 			out = append(out, b.Enroll.DeviceID)
-		case b.FirmwarePublish != nil, b.FirmwareVote != nil, b.FirmwareApprove != nil, b.FirmwareRevoke != nil, b.FirmwareReport != nil:
-			// Any of these may change what the devices of the model are
-			// offered (a report may open the next wave).
-			model := ""
-			if r, ok := firmwareModel(b); ok {
-				model = r
-			} else if d, err := x.d.Index.Device(b.FirmwareReport.DeviceID); err == nil {
-				model = d.Model
-			}
-			ids, err := x.d.Index.DevicesOfModel(model)
-			if err != nil {
-				x.d.Logger.Warn("devices of model", "model", model, "err", err)
-				continue
-			}
-			out = append(out, ids...)
 		case b.FirmwarePolicy != nil:
-			ids, err := x.d.Index.GroupMembers(b.FirmwarePolicy.Group)
-			if err != nil {
-				x.d.Logger.Warn("group members", "group", b.FirmwarePolicy.Group, "err", err)
-				continue
+			groups[b.FirmwarePolicy.Group] = true
+		case b.FirmwareReport != nil:
+			if d, err := x.d.Index.Device(b.FirmwareReport.DeviceID); err == nil {
+				r := ledger.Release{Model: b.FirmwareReport.Model, Version: b.FirmwareReport.Version}
+				reported[r] = append(reported[r], d)
 			}
-			out = append(out, ids...)
 		case b.ConfigSet != nil:
-			dev, group, _ := ledger.ParseTarget(b.ConfigSet.Target)
-			if dev != "" {
+			if dev, group, _ := ledger.ParseTarget(b.ConfigSet.Target); dev != "" {
 				out = append(out, dev)
-				continue
+			} else {
+				groups[group] = true
 			}
-			ids, err := x.d.Index.GroupMembers(group)
-			if err != nil {
-				x.d.Logger.Warn("group members", "group", group, "err", err)
-				continue
+		default:
+			if m, ok := firmwareModel(b); ok {
+				models[m] = true
 			}
-			out = append(out, ids...)
+		}
+	}
+	for m := range models {
+		ids, err := x.d.Index.DevicesOfModel(m)
+		if err != nil {
+			x.d.Logger.Warn("devices of model", "model", m, "err", err)
+		}
+		out = append(out, ids...)
+	}
+	for g := range groups {
+		ids, err := x.d.Index.GroupMembers(g)
+		if err != nil {
+			x.d.Logger.Warn("group members", "group", g, "err", err)
+		}
+		out = append(out, ids...)
+	}
+	for r, ds := range reported {
+		if !models[r.Model] {
+			out = append(out, x.waveOpened(r, ds)...)
 		}
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// waveOpened returns the devices that release r's rollout offered it to
+// because the reports of devices completed their wave: the devices of
+// the wave after it, if it is now open. Any other report changes no
+// device's offer.
+func (x *Directory) waveOpened(r ledger.Release, reporters []*index.Device) []string {
+	rel, err := x.d.Index.Release(r.Model, r.Version)
+	if err != nil {
+		return nil // a report of a release this ledger does not know offers nothing
+	}
+	events, err := x.d.Index.ReleaseEvents(r.Model, r.Version)
+	if err != nil {
+		x.d.Logger.Warn("release events", "model", r.Model, "version", r.Version, "err", err)
+		return nil
+	}
+	var out []string
+	done := map[string]bool{}
+	rollouts := map[string]*GroupRollout{} // one per group, however many reported
+	for _, d := range reporters {
+		for _, g := range d.Groups {
+			if done[g] {
+				continue
+			}
+			ro := rollouts[g]
+			if ro == nil {
+				if ro, err = x.rollout(rel, events, g); err != nil {
+					x.d.Logger.Warn("rollout", "model", r.Model, "version", r.Version, "group", g, "err", err)
+					done[g] = true
+					continue
+				}
+				rollouts[g] = ro
+			}
+			at := slices.Index(ro.order, d.ID)
+			for k, from := 0, 0; at >= 0 && k+1 < len(ro.Waves); k++ {
+				to := from + ro.Waves[k].Devices
+				if at < to { // d's wave: did it complete, and open the next?
+					if w := ro.Waves[k]; w.Reported == w.Devices && ro.Waves[k+1].Open {
+						out = append(out, ro.order[to:to+ro.Waves[k+1].Devices]...)
+						done[g] = true
+					}
+					break
+				}
+				from = to
+			}
+		}
+	}
+	return out
 }
 
 // firmwareModel is the model a firmware tx about a release is about.

@@ -93,7 +93,44 @@ func (x *Directory) policy(group string) (ledger.FirmwarePolicy, *ledger.Receipt
 }
 
 // rollout evaluates release r in group g.
+//
+// A rollout depends only on the indexed ledger, so it is kept until the
+// index moves on: republishing the manifests of a group's thousands of
+// devices computes each rollout once, not once per device. The result is
+// shared: callers do not change it.
 func (x *Directory) rollout(r *index.ReleaseInfo, events []index.FirmwareEvent, g string) (*GroupRollout, error) {
+	h, err := x.d.Index.Height()
+	if err != nil {
+		return nil, err
+	}
+	key := rolloutKey{ledger.Release{Model: r.Model, Version: r.Version}, g}
+	x.mu.Lock()
+	if x.rolloutsAt != h {
+		x.rollouts, x.rolloutsAt = map[rolloutKey]*GroupRollout{}, h
+	}
+	ro := x.rollouts[key]
+	x.mu.Unlock()
+	if ro != nil {
+		return ro, nil
+	}
+	if ro, err = x.computeRollout(r, events, g); err != nil {
+		return nil, err
+	}
+	x.mu.Lock()
+	if x.rolloutsAt == h {
+		x.rollouts[key] = ro
+	}
+	x.mu.Unlock()
+	return ro, nil
+}
+
+// rolloutKey names a release's rollout in a group.
+type rolloutKey struct {
+	ledger.Release
+	group string
+}
+
+func (x *Directory) computeRollout(r *index.ReleaseInfo, events []index.FirmwareEvent, g string) (*GroupRollout, error) {
 	pol, rc, err := x.policy(g)
 	if err != nil {
 		return nil, err

@@ -31,7 +31,7 @@ const (
 
 // schemaVersion is kept in PRAGMA user_version. Open drops and recreates
 // the tables of any other version; bump it with every schema change.
-const schemaVersion = 3
+const schemaVersion = 4
 
 // kindRecord is the kind of a device's data as an SQL literal; the records
 // index covers only these txs.
@@ -95,6 +95,7 @@ var schema = []string{
 		fw_version      INTEGER NOT NULL, -- the firmware it last reported installing
 		fw_height       INTEGER NOT NULL  -- block of that report; 0 if none
 	) WITHOUT ROWID`,
+	`CREATE INDEX devices_model ON devices (model)`, // the devices a release is for
 	`CREATE TABLE device_groups (
 		grp    TEXT NOT NULL,
 		device TEXT NOT NULL,

@@ -241,6 +241,32 @@ func TestFirmwareApprovalAndWaves(t *testing.T) {
 	if len(model.Releases) != 1 || model.Releases[0].Version != 2 || len(model.Releases[0].Groups) != 1 || !model.Releases[0].Groups[0].Halted {
 		t.Errorf("firmware of th-2: %+v", model)
 	}
+
+	// Version 3 rolls out without failures: when its first wave has
+	// reported, the second opens and a device of it, subscribed all along,
+	// gets the new manifest at once.
+	l.publish(3, "720h")
+	l.admin("firmware", "approve", "--group", "fleet", "--model", "th-2", "--version", "3")
+	var first, second []*fwDevice
+	for _, d := range fleet {
+		if offered(l.offer(d)) == 3 {
+			first = append(first, d)
+		} else {
+			second = append(second, d)
+		}
+	}
+	if len(first) != 2 || len(second) != 2 {
+		t.Fatalf("version 3: %d devices in wave 1, want 2", len(first))
+	}
+	// -R: not the retained manifest of the subscription, the next live one.
+	live := subscribeOne(t, "-h", host, "-p", port, "-V", "5", "-R", "-i", second[0].id+"/fw", "-u", second[0].id, "-P", strings.TrimSpace(tokenFor(t, l, second[0])),
+		"-t", "lg/v1/"+second[0].id+"/firmware", "-q", "1")
+	for _, d := range first {
+		l.install(ctx, d, l.offer(d), true)
+	}
+	if a, err := ledger.DecodeFirmwareAnswer(live()); err != nil || offered(a) != 3 {
+		t.Fatalf("wave 2 manifest pushed when wave 1 completed: %v, version %d", err, offered(a))
+	}
 }
 
 // tokenFor makes an MQTT password for d.
