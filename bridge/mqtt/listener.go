@@ -23,6 +23,10 @@ type listener struct {
 	tls      *tls.Config // nil: plain TCP
 	maxConns int64
 	log      *slog.Logger
+	// disconnect sends the listener's connected clients DISCONNECT
+	// (v5: 0x8B server shutting down) and stops them; nil: no client
+	// ever connected (a failed start).
+	disconnect func(listener string)
 
 	mu      sync.Mutex
 	conns   map[net.Conn]struct{}
@@ -33,8 +37,9 @@ type listener struct {
 
 var _ listeners.Listener = (*listener)(nil)
 
-func newListener(id string, ln net.Listener, tlsCfg *tls.Config, maxConns int64, log *slog.Logger) *listener {
-	return &listener{id: id, ln: ln, tls: tlsCfg, maxConns: maxConns, log: log.With("listener", id), conns: map[net.Conn]struct{}{}}
+func newListener(id string, ln net.Listener, tlsCfg *tls.Config, maxConns int64, log *slog.Logger, disconnect func(string)) *listener {
+	return &listener{id: id, ln: ln, tls: tlsCfg, maxConns: maxConns, log: log.With("listener", id), conns: map[net.Conn]struct{}{},
+		disconnect: disconnect}
 }
 
 func (l *listener) ID() string       { return l.id }
@@ -132,10 +137,12 @@ func (l *listener) stopAccepting() {
 	l.ln.Close()
 }
 
-// Close stops accepting, has mochi disconnect the connected clients
-// (DISCONNECT 0x8B to v5 clients), then closes every connection still
-// open and waits for their goroutines.
-func (l *listener) Close(closeClients listeners.CloseFn) {
+// Close stops accepting, disconnects the connected clients (DISCONNECT
+// 0x8B to v5 clients), then closes every connection still open and waits
+// for their goroutines. It does not use mochi's closeClients: mochi's
+// Clients.GetByListener takes its read lock twice, and deadlocks when a
+// client being deleted at that moment waits for the write lock.
+func (l *listener) Close(listeners.CloseFn) {
 	l.stopAccepting()
 	l.mu.Lock()
 	serving := l.serving
@@ -145,7 +152,9 @@ func (l *listener) Close(closeClients listeners.CloseFn) {
 	}
 	done := make(chan struct{})
 	go func() {
-		closeClients(l.id)
+		if l.disconnect != nil {
+			l.disconnect(l.id)
+		}
 		close(done)
 	}()
 	t := time.NewTimer(time.Second) // a client that does not read must not hold up the shutdown

@@ -232,6 +232,11 @@ func (s *Server) Start() error {
 		SysTopicResendInterval: 24 * 60 * 60,
 	})
 	fail := func(err error) error {
+		// No client got in yet, and s.mu is held: disconnectAll would
+		// wait for it forever.
+		for _, l := range s.listeners {
+			l.disconnect = nil
+		}
 		broker.Close() // closes the listeners added so far
 		s.listeners = nil
 		return err
@@ -258,7 +263,7 @@ func (s *Server) Start() error {
 		if err != nil {
 			return fail(fmt.Errorf("mqtt: listen %s: %w", l.addr, err))
 		}
-		lst := newListener(l.id, ln, l.tls, maxConns, s.log)
+		lst := newListener(l.id, ln, l.tls, maxConns, s.log, func(id string) { s.disconnectAll(broker, id) })
 		if err := broker.AddListener(lst); err != nil {
 			ln.Close()
 			return fail(fmt.Errorf("mqtt: add listener %s: %w", l.addr, err))
@@ -331,6 +336,22 @@ func (s *Server) disconnect(broker *mochi.Server, cl *mochi.Client) {
 		}
 		cl.Stop(packets.ErrNotAuthorized) // 3.1.1 has no DISCONNECT from the server
 	}()
+}
+
+// disconnectAll tells the clients of listener id that the server shuts
+// down (v5: DISCONNECT 0x8B) and stops them.
+func (s *Server) disconnectAll(broker *mochi.Server, listener string) {
+	s.mu.Lock()
+	var conns []*mochi.Client
+	for cl := range s.sessions {
+		if cl.Net.Listener == listener && !cl.Closed() {
+			conns = append(conns, cl)
+		}
+	}
+	s.mu.Unlock()
+	for _, cl := range conns {
+		_ = broker.DisconnectClient(cl, packets.ErrServerShuttingDown) // it returns the code it was given
+	}
 }
 
 // track counts a goroutine that Close waits for; it returns false once
