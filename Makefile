@@ -12,8 +12,10 @@ FUZZTIME ?= 5s
 TEST_DEBS := mosquitto-clients swtpm tpm2-tools openssl bind9-utils libcoap3-bin
 # ... and the packaging tests (packaging/test.sh).
 TEST_DEBS += lintian systemd debootstrap qemu-user-static file
+# ... and the dashboard's browser tests (headless, driven by chromedp).
+TEST_DEBS += chromium fonts-dejavu-core
 
-.PHONY: help run cluster cluster-clean build cross deb deps test test-go packaging-test fuzz-short verify bench sim clean
+.PHONY: help run cluster cluster-clean build cross deb deps test test-go packaging-test fuzz-short verify bench sim screenshots clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -95,6 +97,9 @@ bench: ## benchmarks (numbers go to docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . ./bridge/device
 	$(GO) test -run '^$$' -bench ConfigVerify -benchtime 1x ./gateway/cmd/ledgergate
 	$(GO) test -run '^$$' -bench FrontEnds -benchtime 1x ./gateway/cmd/ledgergate
+
+screenshots: deps ## run the dashboard's browser test and keep its screenshots in docs/screenshots
+	$(GO) test -count=1 -run '^TestDashboard$$' $(PKG) -args -screenshots=$(CURDIR)/docs/screenshots
 
 clean: ## remove build outputs (not ./ledgergate-data)
 	rm -rf bin dist

@@ -260,6 +260,7 @@ func codeOf(reason string) packets.Code {
 // session is what the server keeps of one connected device client.
 type session struct {
 	device string
+	since  time.Time // when CONNECT completed
 
 	mu      sync.Mutex
 	pending map[uint16]struct{} // QoS 1 packet ids not acknowledged yet
@@ -294,7 +295,7 @@ func (ss *session) takeQoS0(limit int) bool {
 func (s *Server) established(cl *mochi.Client) {
 	s.mu.Lock()
 	device, _ := deviceOf(cl.ID)
-	s.sessions[cl] = &session{device: device, pending: map[uint16]struct{}{}}
+	s.sessions[cl] = &session{device: device, since: time.Now(), pending: map[uint16]struct{}{}}
 	broker := s.broker
 	s.mu.Unlock()
 	s.m.connected.Inc()

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -336,6 +338,26 @@ func (s *Server) disconnect(broker *mochi.Server, cl *mochi.Client) {
 		}
 		cl.Stop(packets.ErrNotAuthorized) // 3.1.1 has no DISCONNECT from the server
 	}()
+}
+
+// Connection is a device connected over MQTT.
+type Connection struct {
+	Device   string
+	Listener string // "tcp" or "tls"
+	Remote   string
+	Since    time.Time
+}
+
+// Connected returns the devices connected now, by device id.
+func (s *Server) Connected() []Connection {
+	s.mu.Lock()
+	cs := make([]Connection, 0, len(s.sessions))
+	for cl, ss := range s.sessions {
+		cs = append(cs, Connection{Device: ss.device, Listener: cl.Net.Listener, Remote: cl.Net.Remote, Since: ss.since})
+	}
+	s.mu.Unlock()
+	slices.SortFunc(cs, func(a, b Connection) int { return strings.Compare(a.Device, b.Device) })
+	return cs
 }
 
 // disconnectAll tells the clients of listener id that the server shuts

@@ -196,10 +196,19 @@ type Status struct {
 }
 
 func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
-	c, err := s.index.Counts()
+	st, err := s.Status()
 	if err != nil {
 		s.writeErr(w, err)
 		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+// Status returns what /api/v1/status answers.
+func (s *Server) Status() (Status, error) {
+	c, err := s.index.Counts()
+	if err != nil {
+		return Status{}, err
 	}
 	st := Status{
 		NodeInfo: s.info, Height: c.Blocks, Counts: c, Ready: s.ready.Load(),
@@ -209,8 +218,12 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 		cl := s.cluster()
 		st.Cluster = &cl
 	}
-	writeJSON(w, http.StatusOK, st)
+	return st, nil
 }
+
+// Mount serves h (the dashboard) at every path the API does not own.
+// It must be called before the server serves.
+func (s *Server) Mount(h http.Handler) { s.mux.Handle("/", h) }
 
 // limit reads ?limit=, default 100, at most 1000.
 func limit(r *http.Request) (int, error) {

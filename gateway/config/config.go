@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // DefaultPath is where the packaged gateway reads its configuration.
@@ -29,7 +30,28 @@ type Config struct {
 	Batch   Batch    `toml:"batch"`
 	Cluster Cluster  `toml:"cluster"`
 	Seeds   Seeds    `toml:"seeds"`
+	WebUI   WebUI    `toml:"webui"`
 	Log     LogLevel `toml:"log"`
+}
+
+// WebUI is the operator dashboard, served on the API listener
+// (docs/dashboard.md).
+type WebUI struct {
+	Enabled bool `toml:"enabled"`
+	// PasswordHash is the operator's bcrypt password hash, as printed by
+	// `ledgergate webui hash-password`. Empty: the password is the one set
+	// with the one-time setup token the gateway logs on its first start,
+	// kept in data_dir/operator.hash.
+	PasswordHash string `toml:"password_hash"`
+	// AdminKey is the admin key the dashboard signs enroll and revoke txs
+	// with, relative to data_dir; its id in the chain is AdminID. Empty:
+	// the dashboard is read only.
+	AdminKey string `toml:"admin_key"`
+	AdminID  string `toml:"admin_id"`
+	// SessionIdle ends a session after this long without a request;
+	// SessionMax ends it this long after login, whatever its use.
+	SessionIdle Duration `toml:"session_idle"`
+	SessionMax  Duration `toml:"session_max"`
 }
 
 // Seeds finds the other gateways through DNSSEC-signed seed zones
@@ -51,6 +73,10 @@ type Seeds struct {
 // API is the HTTP API and dashboard listener.
 type API struct {
 	Listen string `toml:"listen"` // host:port
+	// TLSCert and TLSKey (PEM), when both are set, serve the API and the
+	// dashboard over HTTPS only.
+	TLSCert string `toml:"tls_cert"`
+	TLSKey  string `toml:"tls_key"`
 }
 
 // MQTT is the devices' MQTT front end.
@@ -154,7 +180,9 @@ func Default() Config {
 		Batch:   Batch{MaxTxs: 1000, MaxBytes: 4 << 20, MaxDelay: Duration(2 * time.Millisecond), MaxPending: 100_000, Heartbeat: Duration(time.Minute)},
 		Cluster: Cluster{ViewChangeTimeout: Duration(time.Second)},
 		Seeds:   Seeds{MinSeeds: 1},
-		Log:     LogLevel{Level: "info", Format: "text"},
+		WebUI: WebUI{Enabled: true, AdminKey: "admin.key", AdminID: "admin",
+			SessionIdle: Duration(15 * time.Minute), SessionMax: Duration(8 * time.Hour)},
+		Log: LogLevel{Level: "info", Format: "text"},
 	}
 }
 
@@ -295,6 +323,24 @@ func (c *Config) Validate() error {
 	}
 	if d := time.Duration(c.Cluster.ViewChangeTimeout); d < 100*time.Millisecond || d > time.Minute {
 		bad("cluster.view_change_timeout %s: want 100ms to 1m", d)
+	}
+	if (c.API.TLSCert == "") != (c.API.TLSKey == "") {
+		bad("api.tls_cert and api.tls_key go together")
+	}
+	if h := c.WebUI.PasswordHash; h != "" {
+		if _, err := bcrypt.Cost([]byte(h)); err != nil {
+			bad("webui.password_hash: not a bcrypt hash (make one with: ledgergate webui hash-password)")
+		}
+	}
+	if c.WebUI.AdminKey != "" && c.WebUI.AdminID == "" {
+		bad("webui.admin_id: the chain id of webui.admin_key is required")
+	}
+	idle, max := time.Duration(c.WebUI.SessionIdle), time.Duration(c.WebUI.SessionMax)
+	if idle < time.Minute || idle > 24*time.Hour {
+		bad("webui.session_idle %s: want 1m to 24h", idle)
+	}
+	if max < idle || max > 7*24*time.Hour {
+		bad("webui.session_max %s: want webui.session_idle (%s) to 168h", max, idle)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -50,6 +51,8 @@ func TestLoadBad(t *testing.T) {
 		"mqtt.bad.toml":        {"mqtt.tls_listen needs mqtt.tls_cert", "mqtt.receive_maximum"},
 		"cluster.bad.toml":     {"cluster.listen \"gw1.example:7001\"", "cluster.view_change_timeout 10ms"},
 		"tpm.bad.toml":         {"set tpm_device", "signer.tpm_handle \"0x80000001\""},
+		"webui.bad.toml": {"api.tls_cert and api.tls_key", "webui.password_hash: not a bcrypt hash",
+			"webui.session_idle 10s", "webui.session_max 1000h"},
 	}
 	files, _ := filepath.Glob("testdata/*.bad.toml")
 	if len(files) != len(want) {
@@ -125,4 +128,28 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDocumentedDefaults keeps docs/configuration.md (which is also the
+// packaged conffile) equal to the defaults.
+func TestDocumentedDefaults(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, block, ok := strings.Cut(string(doc), "```toml\n")
+	block, _, ok2 := strings.Cut(block, "```")
+	if !ok || !ok2 {
+		t.Fatal("docs/configuration.md has no ```toml block")
+	}
+	got, err := Parse([]byte(block), Config{})
+	if err != nil {
+		t.Fatalf("the documented configuration: %v", err)
+	}
+	if len(got.Seeds.Zones)+len(got.Seeds.Servers) == 0 { // [] in the docs, nil by default
+		got.Seeds.Zones, got.Seeds.Servers = nil, nil
+	}
+	if want := Default(); !reflect.DeepEqual(got, want) {
+		t.Errorf("the documented configuration is not the default:\n got %+v\nwant %+v", got, want)
+	}
 }

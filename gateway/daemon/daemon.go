@@ -31,6 +31,7 @@ import (
 	"github.com/ledgergate/ledgergate/gateway/replica"
 	"github.com/ledgergate/ledgergate/gateway/state"
 	"github.com/ledgergate/ledgergate/tpm"
+	"github.com/ledgergate/ledgergate/webui"
 )
 
 // Options configure a Daemon.
@@ -159,6 +160,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	var front *mqtt.Server          // set before the chain runs
 	var coapFront *coap.Server      // likewise
 	var devDir *directory.Directory // likewise
+	var ui *webui.Server            // likewise
 	// Background work of the directory (blob fetches) stops with the chain.
 	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBg()
@@ -166,7 +168,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		State: st, Log: blog, Index: idx, Orderer: rep,
 		Logger: d.logger.With("component", "chain"), Registry: reg,
 		OnCommit: onCommit(bgCtx, func() *mqtt.Server { return front }, func() *coap.Server { return coapFront },
-			func() *directory.Directory { return devDir }),
+			func() *directory.Directory { return devDir }, func() *webui.Server { return ui }),
 	})
 	dd := directory.Deps{Chain: ch, Index: idx, Blobs: blobs, Logger: d.logger.With("component", "directory")}
 	if tr != nil {
@@ -192,10 +194,28 @@ func (d *Daemon) Run(ctx context.Context) error {
 	srv.SetCluster(cstatus)
 	srv.SetDirectory(devDir, idx)
 	srv.SetFirmware(devDir, idx)
+	var seedSt *seedState
+	if tr != nil && len(cfg.Seeds.Zones) > 0 {
+		seedSt = newSeedState(cfg.Seeds)
+	}
+	ui, err = newWebUI(webuiDeps{cfg: cfg, g: g, api: srv, chain: ch, index: idx, reg: reg, mqtt: front, seeds: seedSt,
+		logger: d.logger.With("component", "webui")})
+	if err != nil {
+		return err
+	}
+	if ui != nil {
+		srv.Mount(ui)
+		go ui.Run(bgCtx)
+	}
 
-	ln, err := net.Listen("tcp", cfg.API.Listen)
+	tcpLn, err := net.Listen("tcp", cfg.API.Listen)
 	if err != nil {
 		return fmt.Errorf("daemon: listen api: %w", err)
+	}
+	ln, apiURL, err := apiListener(cfg.API, tcpLn)
+	if err != nil {
+		tcpLn.Close()
+		return err
 	}
 	mqttAddr := ""
 	if front != nil {
@@ -255,7 +275,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return err
 		}
 		if disc != nil {
-			go discoverPeers(chainCtx, disc, g, nodeID, tr, d.logger.With("component", "seeds"))
+			go discoverPeers(chainCtx, disc, g, nodeID, tr, seedSt, d.logger.With("component", "seeds"))
 		}
 		// The transport runs as long as the chain: peers need this
 		// replica's votes to commit what is in flight at shutdown.
@@ -297,8 +317,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	})
 	srv.SetReady(true)
 	height, _ := st.Tip()
-	d.logger.Info("ledgergate ready", "api", "http://"+ln.Addr().String(), "mqtt", mqttAddr, "coap", coapAddr, "dtls", dtlsAddr, "chain_id", g.ChainID,
+	d.logger.Info("ledgergate ready", "api", apiURL, "mqtt", mqttAddr, "coap", coapAddr, "dtls", dtlsAddr, "chain_id", g.ChainID,
 		"node", nodeID, "height", height, "nodes", len(g.Nodes), "cluster", clusterAddr, "version", d.opts.Version)
+	if ui != nil {
+		if tok := ui.SetupToken(); tok != "" {
+			d.logger.Warn("the dashboard has no operator password yet: open its setup page and enter this one-time token",
+				"url", apiURL+"/setup", "token", tok)
+		}
+	}
 	if d.opts.Ready != nil {
 		d.opts.Ready(ln.Addr().String())
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/ledgergate/ledgergate/gateway/front"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 	"github.com/ledgergate/ledgergate/gateway/state"
+	"github.com/ledgergate/ledgergate/webui"
 )
 
 // newMQTT builds the MQTT front end, or returns nil if no listener is configured.
@@ -50,8 +51,12 @@ func newMQTT(c config.MQTT, ch *chain.Chain, st *state.State, dir *directory.Dir
 //   - it notifies the CoAP observers of the committed txs' receipts.
 //
 // It runs on the commit path: the slow parts run on other goroutines.
-func onCommit(ctx context.Context, front func() *mqtt.Server, coapFront func() *coap.Server, dir func() *directory.Directory) func(*ledger.Block, []*ledger.Tx) {
-	return func(_ *ledger.Block, txs []*ledger.Tx) {
+func onCommit(ctx context.Context, front func() *mqtt.Server, coapFront func() *coap.Server, dir func() *directory.Directory,
+	ui func() *webui.Server) func(*ledger.Block, []*ledger.Tx) {
+	return func(b *ledger.Block, txs []*ledger.Tx) {
+		if u := ui(); u != nil {
+			u.Committed(b, txs)
+		}
 		s, d := front(), dir()
 		if d != nil {
 			d.Committed(ctx, txs)

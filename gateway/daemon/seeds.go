@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/ledgergate/ledgergate/gateway/cluster"
 	"github.com/ledgergate/ledgergate/gateway/config"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 	"github.com/ledgergate/ledgergate/seeds"
+	"github.com/ledgergate/ledgergate/webui"
 )
 
 // Bounds of the time between two discoveries: the answers' TTL, within
@@ -67,10 +69,13 @@ func pinned(g *ledger.Genesis, self string, r *seeds.Result, logger *slog.Logger
 // to the transport, and does it again when the answers' TTL runs out. A
 // failed discovery (a bogus answer, an unreachable server) is logged with
 // its reason and the last good addresses stay.
-func discoverPeers(ctx context.Context, d *seeds.Discoverer, g *ledger.Genesis, self string, tr *cluster.Transport, logger *slog.Logger) {
+func discoverPeers(ctx context.Context, d *seeds.Discoverer, g *ledger.Genesis, self string, tr *cluster.Transport, st *seedState, logger *slog.Logger) {
 	for {
 		wait := seedRetry
 		res, err := d.Discover(ctx)
+		if ctx.Err() == nil {
+			st.set(g, res, err)
+		}
 		switch {
 		case ctx.Err() != nil:
 			return
@@ -92,4 +97,46 @@ func discoverPeers(ctx context.Context, d *seeds.Discoverer, g *ledger.Genesis, 
 		case <-time.After(wait):
 		}
 	}
+}
+
+// seedState is the outcome of the last discovery, for the dashboard.
+type seedState struct {
+	cfg config.Seeds
+	mu  sync.Mutex
+	now webui.Seeds
+}
+
+func newSeedState(c config.Seeds) *seedState {
+	return &seedState{cfg: c, now: webui.Seeds{Zones: c.Zones, Servers: c.Servers, MinSeeds: c.MinSeeds}}
+}
+
+func (s *seedState) set(g *ledger.Genesis, res *seeds.Result, err error) {
+	v := webui.Seeds{Zones: s.cfg.Zones, Servers: s.cfg.Servers, MinSeeds: s.cfg.MinSeeds, Checked: time.Now()}
+	if err != nil {
+		v.Err = err.Error()
+	}
+	if res != nil {
+		for _, p := range res.Peers {
+			n, ok := g.Node(p.ID)
+			v.Peers = append(v.Peers, webui.SeedPeer{ID: p.ID, Addrs: p.Addrs, Zones: p.Zones,
+				Pinned: ok && sha256.Sum256(n.PublicKey) == p.KeySHA256})
+		}
+		for _, l := range res.Chain {
+			v.Chain = append(v.Chain, l.String())
+		}
+		for _, e := range res.Errors {
+			v.Problems = append(v.Problems, e.Error())
+		}
+		v.Verified = res.Verifications
+	}
+	s.mu.Lock()
+	s.now = v
+	s.mu.Unlock()
+}
+
+func (s *seedState) get() *webui.Seeds {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v := s.now
+	return &v
 }

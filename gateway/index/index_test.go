@@ -376,6 +376,23 @@ func TestQueries(t *testing.T) {
 			t.Errorf("Devices(%q, %d) = %+v, %v; want %+v", tt.after, tt.limit, got, err, tt.want)
 		}
 	}
+	searchTests := []struct {
+		q, after string
+		want     []Device
+	}{
+		{"", "", []Device{*wantA, *wantB}},
+		{"DEV-B", "", []Device{*wantB}}, // case-insensitive
+		{"dev", "dev-a", []Device{*wantB}},
+		{"v-", "", []Device{*wantA, *wantB}},
+		{"_", "", []Device{}}, // a wildcard of LIKE is taken literally
+		{"%", "", []Device{}},
+		{"nope", "", []Device{}},
+	}
+	for _, tt := range searchTests {
+		if got, err := x.SearchDevices(tt.q, tt.after, 10); err != nil || !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("SearchDevices(%q, %q) = %+v, %v; want %+v", tt.q, tt.after, got, err, tt.want)
+		}
+	}
 
 	recordTests := []struct {
 		device string

@@ -254,6 +254,27 @@ func (x *Index) Devices(after string, limit int) ([]Device, error) {
 	return ds, nil
 }
 
+// SearchDevices returns up to limit devices whose id or model contains q
+// (case-insensitive; "" matches all), in id order after after.
+func (x *Index) SearchDevices(q, after string, limit int) ([]Device, error) {
+	if q == "" {
+		return x.Devices(after, limit)
+	}
+	like := "%" + strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(q) + "%"
+	ds, err := list(x.db, func(r rowScanner) (Device, error) {
+		d, err := scanDevice(r)
+		if err != nil {
+			return Device{}, err
+		}
+		return *d, nil
+	}, `SELECT `+deviceCols+` FROM devices WHERE (id LIKE ?1 ESCAPE '\' OR model LIKE ?1 ESCAPE '\') AND id > ?2 ORDER BY id LIMIT ?3`,
+		like, after, capLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("index: search devices %q: %w", q, err)
+	}
+	return ds, nil
+}
+
 // Records returns up to limit data.record txs of device with a sequence
 // number below beforeSeq (0: from the newest), newest first.
 func (x *Index) Records(device string, beforeSeq uint64, limit int) ([]TxInfo, error) {

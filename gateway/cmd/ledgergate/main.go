@@ -56,6 +56,7 @@ func commands() []command {
 		{"tpm init", "[--config FILE] [--device DEV | --socket SOCK] [--handle H] [--auth-file F]", "create the node key in the TPM (kept at a persistent handle; it never leaves the TPM)", cmdTPMInit},
 		{"tpm pubkey", "[--config FILE] [--device DEV | --socket SOCK] [--handle H]", "print the node key's public key (PEM)", cmdTPMPubkey},
 		{"seeds check", "[--config FILE]", "query the seed zones, validate every answer up to the trust anchor, and print each link of the chain and the peers, or why an answer is bogus", cmdSeedsCheck},
+		{"webui hash-password", "< PASSWORD", "print the bcrypt hash of the operator password read from stdin, for webui.password_hash", cmdWebUIHashPassword},
 		{"version", "", "print the version", cmdVersion},
 		{"device keygen", "--alg es256|ed25519 --out NAME", "make a device's keys: signing NAME and NAME.pub, encryption NAME.enc and NAME.enc.pub", cmdDeviceKeygen},
 		{"device enroll", "--id ID --pubkey NAME.pub [--enc-pubkey NAME.enc.pub] [--model M] [--group G,...]", "enroll a device (signed with the admin key)", cmdDeviceEnroll},
