@@ -1,0 +1,49 @@
+package webui
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ledgergate/ledgergate/gateway/api"
+)
+
+// TestClusterAndSeedsPages renders what a gateway of a cluster with seed
+// discovery shows: its peers with their lag, and the DNSSEC state.
+func TestClusterAndSeedsPages(t *testing.T) {
+	u := newTestUI(t, false)
+	u.ui.d.Status = func() (api.Status, error) {
+		return api.Status{NodeInfo: api.NodeInfo{NodeID: "gw-1", KeyHardware: true, Key: "TPM 2.0 key at 0x81010001", Nodes: 4, Quorum: 3},
+			Height: 42, Ready: true, Cluster: &api.Cluster{View: 3, Primary: "gw-4", Peers: []api.Peer{
+				{ID: "gw-2", Addr: "10.0.0.2:7001", Connected: true, Height: 42},
+				{ID: "gw-3", Addr: "10.0.0.3:7001", Connected: false, Height: 30, Lag: 12},
+			}}}, nil
+	}
+	u.ui.d.Seeds = func() *Seeds {
+		return &Seeds{Zones: []string{"site.example."}, Servers: []string{"127.0.0.1:53"}, MinSeeds: 1,
+			Checked: time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC),
+			Peers:   []SeedPeer{{ID: "gw-2", Addrs: []string{"10.0.0.2:7001"}, Zones: []string{"site.example."}, Pinned: true}},
+			Chain:   []string{"anchor DS site.example. tag 1 alg 13"}, Problems: []string{"seeds: zone b.example.: bogus: RRSIG expired"}}
+	}
+	c := u.client()
+	u.login(c, testPassword)
+	for _, tt := range []struct {
+		path string
+		want []string
+	}{
+		{"/", []string{">TPM<", "view <span data-field=\"view\">3</span>", "gw-4", `data-peer="gw-3"`, `<td data-col="lag">12</td>`,
+			`<span class="tag bad">no</span>`, "4 nodes, a block needs 3 signatures"}},
+		{"/seeds", []string{"secure", "gw-2", "genesis key", "anchor DS site.example.", "RRSIG expired"}},
+	} {
+		code, body, _ := u.do(c, "GET", tt.path, nil)
+		if code != http.StatusOK {
+			t.Fatalf("GET %s: %d", tt.path, code)
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(body, w) {
+				t.Errorf("GET %s lacks %q", tt.path, w)
+			}
+		}
+	}
+}
