@@ -626,6 +626,8 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, ss *session) {
 		select {
 		case <-r.Context().Done():
 			return
+		case <-s.closing:
+			return
 		case <-s.live.wait():
 		}
 	}

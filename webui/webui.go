@@ -110,7 +110,9 @@ type Server struct {
 	h     http.Handler
 
 	streamsMu sync.Mutex
-	streams   int // live pages open
+	streams   int           // live pages open
+	closing   chan struct{} // closed by Shutdown: live pages end
+	closeOnce sync.Once
 }
 
 // New builds the dashboard; it reads the operator password file and does
@@ -133,7 +135,7 @@ func New(o Options, d Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{d: d, auth: a, live: newLive(d.Gatherer, d.Now), mux: http.NewServeMux()}
+	s := &Server{d: d, auth: a, live: newLive(d.Gatherer, d.Now), mux: http.NewServeMux(), closing: make(chan struct{})}
 	if s.pages, err = parsePages(); err != nil {
 		return nil, err
 	}
@@ -176,6 +178,10 @@ func New(o Options, d Deps) (*Server, error) {
 // SetupToken returns the one-time token that sets the operator password,
 // or "" once a password is set. The gateway logs it at start.
 func (s *Server) SetupToken() string { return s.auth.setupToken() }
+
+// Shutdown ends the live streams, which would otherwise hold up the HTTP
+// server's shutdown (register it with http.Server.RegisterOnShutdown).
+func (s *Server) Shutdown() { s.closeOnce.Do(func() { close(s.closing) }) }
 
 // Run samples the metrics for the live view until ctx ends.
 func (s *Server) Run(ctx context.Context) { s.live.run(ctx) }

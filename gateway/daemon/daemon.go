@@ -244,6 +244,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(d.logger.With("component", "http").Handler(), slog.LevelWarn),
 	}
+	if ui != nil {
+		hs.RegisterOnShutdown(ui.Shutdown) // open live pages must not hold up the shutdown
+	}
 
 	// The chain outlives the HTTP server so that submits in flight at
 	// shutdown can still get their receipts.
@@ -316,15 +319,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return hs.Shutdown(sctx)
 	})
 	srv.SetReady(true)
-	height, _ := st.Tip()
-	d.logger.Info("ledgergate ready", "api", apiURL, "mqtt", mqttAddr, "coap", coapAddr, "dtls", dtlsAddr, "chain_id", g.ChainID,
-		"node", nodeID, "height", height, "nodes", len(g.Nodes), "cluster", clusterAddr, "version", d.opts.Version)
+	// Before "ready": whoever waits for that line finds the token logged.
 	if ui != nil {
 		if tok := ui.SetupToken(); tok != "" {
 			d.logger.Warn("the dashboard has no operator password yet: open its setup page and enter this one-time token",
 				"url", apiURL+"/setup", "token", tok)
 		}
 	}
+	height, _ := st.Tip()
+	d.logger.Info("ledgergate ready", "api", apiURL, "mqtt", mqttAddr, "coap", coapAddr, "dtls", dtlsAddr, "chain_id", g.ChainID,
+		"node", nodeID, "height", height, "nodes", len(g.Nodes), "cluster", clusterAddr, "version", d.opts.Version)
 	if d.opts.Ready != nil {
 		d.opts.Ready(ln.Addr().String())
 	}

@@ -345,6 +345,9 @@ func TestDashboard(t *testing.T) {
 	run("phone overview", chromedp.Navigate(g.api+"/"), chromedp.WaitVisible(`[data-field="height"]`, chromedp.ByQuery))
 	shot("overview-phone")
 
+	// A live page is open: the gateway still stops cleanly on SIGTERM.
+	g.stop()
+
 	dir := *screenshotDir
 	if dir == "" {
 		dir = t.TempDir()
