@@ -11,11 +11,13 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/ledgergate/ledgergate/gateway/ledger"
@@ -178,13 +180,30 @@ func Dial(ctx context.Context, id string, key crypto.Signer, chainID string, o D
 		}
 		return nil, fmt.Errorf("device: connect: %w", err)
 	}
-	if _, err := cl.c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{
+	if err := cl.subscribe(ctx, []paho.SubscribeOptions{
 		{Topic: ReceiptsTopic(id), QoS: 1}, {Topic: RejectsTopic(id), QoS: 1}, {Topic: AnswersTopic(id) + "/#", QoS: 1},
-	}}); err != nil {
+	}); err != nil {
 		cl.Close()
 		return nil, fmt.Errorf("device: subscribe: %w", err)
 	}
 	return cl, nil
+}
+
+// subscribe subscribes, again if the broker answers 0x91 "packet
+// identifier in use". The MQTT 5 client and server number their packets
+// independently [MQTT-2.2.1], but mochi-mqtt v2.7.9 refuses a SUBSCRIBE
+// whose id equals that of one of its own publishes to the client still
+// waiting for its PUBACK; the next try gets another id.
+func (cl *Client) subscribe(ctx context.Context, subs []paho.SubscribeOptions) error {
+	for try := 1; ; try++ {
+		sa, err := cl.c.Subscribe(ctx, &paho.Subscribe{Subscriptions: subs})
+		if err == nil {
+			return nil
+		}
+		if sa == nil || try == 5 || !slices.Contains(sa.Reasons, packets.SubackPacketIdentifierinuse) {
+			return err
+		}
+	}
 }
 
 func (cl *Client) received(p *paho.Publish) {
@@ -345,7 +364,7 @@ func (cl *Client) Request(ctx context.Context, suffix string, payload []byte) ([
 func (cl *Client) Manifest(ctx context.Context) ([]byte, error) {
 	cl.subMu.Lock()
 	if !cl.configSub {
-		if _, err := cl.c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: ConfigTopic(cl.id), QoS: 1}}}); err != nil {
+		if err := cl.subscribe(ctx, []paho.SubscribeOptions{{Topic: ConfigTopic(cl.id), QoS: 1}}); err != nil {
 			cl.subMu.Unlock()
 			return nil, fmt.Errorf("device: subscribe: %w", err)
 		}
