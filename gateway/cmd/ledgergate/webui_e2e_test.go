@@ -22,6 +22,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -41,6 +42,10 @@ func newBrowser(t *testing.T) context.Context {
 	if err != nil {
 		t.Fatal("chromium is not installed (make test installs it: apt-get install chromium)")
 	}
+	profile, err := os.MkdirTemp("", "ledgergate-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path),
 		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
@@ -48,15 +53,37 @@ func newBrowser(t *testing.T) context.Context {
 		chromedp.Flag("disable-component-update", true),
 		chromedp.NoFirstRun,
 		chromedp.WindowSize(1280, 900),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profile),
+		// Its own process group, so that every chromium process can be
+		// stopped before the profile is removed.
+		chromedp.ModifyCmdFunc(func(cmd *exec.Cmd) {
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		}),
 	)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelBrowser := chromedp.NewContext(actx)
 	ctx, cancelTimeout := context.WithTimeout(ctx, 5*time.Minute)
-	t.Cleanup(func() { cancelTimeout(); cancelBrowser(); cancelAlloc() })
 	if err := chromedp.Run(ctx); err != nil { // starts the browser
+		cancelTimeout()
+		cancelBrowser()
+		cancelAlloc()
 		t.Fatalf("start chromium: %v", err)
 	}
+	pgid := chromedp.FromContext(ctx).Browser.Process().Pid
+	t.Cleanup(func() {
+		cancelTimeout()
+		cancelBrowser()
+		cancelAlloc()
+		// The main process is gone; its helpers (which write the cache)
+		// may not be yet.
+		syscall.Kill(-pgid, syscall.SIGKILL)
+		for deadline := time.Now().Add(10 * time.Second); syscall.Kill(-pgid, 0) == nil && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond) // poll until the group is gone
+		}
+		if err := os.RemoveAll(profile); err != nil {
+			t.Errorf("remove the chromium profile: %v", err)
+		}
+	})
 	return ctx
 }
 
