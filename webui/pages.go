@@ -19,7 +19,6 @@ import (
 	"github.com/ledgergate/ledgergate/gateway/api"
 	"github.com/ledgergate/ledgergate/gateway/index"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
-	"github.com/ledgergate/ledgergate/gateway/state"
 )
 
 const (
@@ -258,7 +257,8 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request, ss *session) {
 	slices.Sort(en.Groups)
 	rc, err := s.submit(r.Context(), ledger.Body{Kind: ledger.KindEnroll, Enroll: en})
 	if err != nil {
-		bad(submitStatus(err), "Enroll refused: "+err.Error())
+		code, _ := api.ErrorStatus(err)
+		bad(code, "Enroll refused: "+err.Error())
 		return
 	}
 	s.d.Logger.Info("dashboard enrolled a device", "device", en.DeviceID, "height", rc.Header.Height, "remote", r.RemoteAddr)
@@ -275,19 +275,6 @@ func (s *Server) submit(ctx context.Context, body ledger.Body) (*ledger.Receipt,
 	ctx, cancel := context.WithTimeout(ctx, submitTimeout)
 	defer cancel()
 	return s.d.Ledger.Submit(ctx, env)
-}
-
-// submitStatus is the HTTP status of a refused admin tx.
-func submitStatus(err error) int {
-	switch state.ReasonOf(err) {
-	case "":
-		return http.StatusServiceUnavailable
-	case state.ReasonExists, state.ReasonStaleVersion, state.ReasonReplay:
-		return http.StatusConflict
-	case state.ReasonUnknownAuthor, state.ReasonForbidden, state.ReasonBadSignature, state.ReasonRevoked:
-		return http.StatusForbidden
-	}
-	return http.StatusBadRequest
 }
 
 type deviceData struct {
@@ -362,7 +349,8 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request, ss *session) {
 		return
 	}
 	if _, err := s.submit(r.Context(), ledger.Body{Kind: ledger.KindRevoke, Revoke: &ledger.Revoke{DeviceID: d.ID, Reason: d.Reason}}); err != nil {
-		s.revokeForm(w, r, ss, submitStatus(err), "Revoke refused: "+err.Error(), d)
+		code, _ := api.ErrorStatus(err)
+		s.revokeForm(w, r, ss, code, "Revoke refused: "+err.Error(), d)
 		return
 	}
 	s.d.Logger.Info("dashboard revoked a device", "device", d.ID, "remote", r.RemoteAddr)
@@ -426,18 +414,8 @@ func (s *Server) block(w http.ResponseWriter, r *http.Request, ss *session) {
 		Data: blockData{Height: h, Prev: h - 1, Next: h + 1, Info: &bs[0], Txs: txs}})
 }
 
-func parseTxID(v string) ([32]byte, error) {
-	var id [32]byte
-	b, err := hex.DecodeString(strings.TrimSpace(v))
-	if err != nil || len(b) != 32 {
-		return id, errors.New("a tx id is 64 hex digits")
-	}
-	copy(id[:], b)
-	return id, nil
-}
-
 func (s *Server) tx(w http.ResponseWriter, r *http.Request, ss *session) {
-	id, err := parseTxID(r.PathValue("id"))
+	id, err := ledger.ParseHash(r.PathValue("id"))
 	if err != nil {
 		s.fail(w, r, ss, http.StatusBadRequest, "Not a tx id: "+err.Error()+".")
 		return
@@ -524,7 +502,7 @@ func decodeReceiptText(t string) ([]byte, error) {
 
 func (s *Server) checkByID(d *receiptData) int {
 	d.Checked = true
-	id, err := parseTxID(d.TxID)
+	id, err := ledger.ParseHash(d.TxID)
 	if err != nil {
 		d.Problem = err.Error()
 		return http.StatusBadRequest

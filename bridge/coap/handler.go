@@ -2,7 +2,6 @@ package coap
 
 import (
 	"bytes"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -334,16 +333,4 @@ func cutLast(path string) (parent, last string, ok bool) {
 		return "", path, false
 	}
 	return path[:i], path[i+1:], true
-}
-
-// parseTxID reads a tx id: 64 hex digits.
-func parseTxID(s string) ([32]byte, bool) {
-	var id [32]byte
-	if len(s) != 64 {
-		return id, false
-	}
-	if _, err := hex.Decode(id[:], []byte(s)); err != nil {
-		return id, false
-	}
-	return id, true
 }

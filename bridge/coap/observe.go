@@ -9,6 +9,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/pool"
 
 	"github.com/ledgergate/ledgergate/bridge"
+	"github.com/ledgergate/ledgergate/gateway/ledger"
 )
 
 // Observe sequence numbers (RFC 7641 4.4): the registration's answer,
@@ -35,8 +36,8 @@ type observer struct {
 // the tx commits (or a 4.04 after ObserveTimeout). Any other GET ends a
 // registration of the same peer and token (RFC 7641 3.6, 4.1).
 func (s *Server) getReceipt(p *peer, req *pool.Message, txid string, now time.Time) answer {
-	id, ok := parseTxID(txid)
-	if !ok {
+	id, err := ledger.ParseHash(txid)
+	if err != nil {
 		return refuse(bridge.ReasonNotFound, "%q is not a tx id (64 hex digits)", clip(txid, 64))
 	}
 	if acc, err := req.Accept(); err == nil && acc != message.AppCBOR {

@@ -489,11 +489,11 @@ func (s *Server) Close() error {
 		s.mu.Lock()
 		s.closing = true
 		s.mu.Unlock()
-		if !waitTimeout(&s.wg, drainTimeout) {
+		if !bridge.WaitTimeout(&s.wg, drainTimeout) {
 			s.log.Warn("coap records still in flight at close; cancelling them")
 		}
 		s.stop()
-		waitTimeout(&s.wg, time.Second)
+		bridge.WaitTimeout(&s.wg, time.Second)
 		s.mu.Lock()
 		s.stopped = true
 		udp, dtls, udpConn, dl, runStop := s.udp, s.dtls, s.udpConn, s.dtlsLn, s.runStop
@@ -513,29 +513,12 @@ func (s *Server) Close() error {
 		if runStop != nil {
 			runStop()
 		}
-		if !waitTimeout(&s.serving, drainTimeout) {
+		if !bridge.WaitTimeout(&s.serving, drainTimeout) {
 			s.log.Warn("coap servers did not stop in time")
 		}
-		waitTimeout(&s.workers, drainTimeout)
+		bridge.WaitTimeout(&s.workers, drainTimeout)
 	})
 	return nil
-}
-
-// waitTimeout waits for wg up to d and reports whether it finished.
-func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
-	done := make(chan struct{})
-	go func() {
-		wg.Wait()
-		close(done)
-	}()
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-done:
-		return true
-	case <-t.C:
-		return false
-	}
 }
 
 // conn is what the handler needs of a go-coap connection (a UDP

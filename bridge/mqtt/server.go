@@ -401,31 +401,14 @@ func (s *Server) Close() error {
 		for _, l := range lns {
 			l.stopAccepting()
 		}
-		if !waitTimeout(&s.wg, drainTimeout) {
+		if !bridge.WaitTimeout(&s.wg, drainTimeout) {
 			s.log.Warn("submits still in flight at close; cancelling them")
 		}
 		s.stop()
-		waitTimeout(&s.wg, time.Second)
+		bridge.WaitTimeout(&s.wg, time.Second)
 		if broker != nil {
 			broker.Close()
 		}
 	})
 	return nil
-}
-
-// waitTimeout waits for wg up to d and reports whether it finished.
-func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
-	done := make(chan struct{})
-	go func() {
-		wg.Wait()
-		close(done)
-	}()
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-done:
-		return true
-	case <-t.C:
-		return false
-	}
 }

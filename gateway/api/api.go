@@ -147,24 +147,38 @@ func writeError(w http.ResponseWriter, code int, reason, msg string) {
 
 // writeErr maps an error from the ledger or the index to a response.
 func (s *Server) writeErr(w http.ResponseWriter, err error) {
-	if r := state.ReasonOf(err); r != "" {
-		writeError(w, rejectStatus(r), string(r), err.Error())
+	code, reason := ErrorStatus(err)
+	switch code {
+	case http.StatusServiceUnavailable:
+		if reason == "overloaded" {
+			w.Header().Set("Retry-After", "1")
+		}
+	case http.StatusGatewayTimeout:
+		writeError(w, code, reason, "gave up waiting for the commit: "+err.Error())
 		return
+	case http.StatusInternalServerError:
+		s.logger.Error("api request failed", "err", err)
+	}
+	writeError(w, code, reason, err.Error())
+}
+
+// ErrorStatus is the HTTP status and reason of an error from the ledger
+// or the index: a rejection's own reason, not found, overloaded, ...
+func ErrorStatus(err error) (int, string) {
+	if r := state.ReasonOf(err); r != "" {
+		return rejectStatus(r), string(r)
 	}
 	switch {
 	case errors.Is(err, index.ErrNotFound), errors.Is(err, chain.ErrNotFound):
-		writeError(w, http.StatusNotFound, "not_found", err.Error())
+		return http.StatusNotFound, "not_found"
 	case errors.Is(err, chain.ErrOverloaded):
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, "overloaded", err.Error())
+		return http.StatusServiceUnavailable, "overloaded"
 	case errors.Is(err, chain.ErrClosed):
-		writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+		return http.StatusServiceUnavailable, "unavailable"
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		writeError(w, http.StatusGatewayTimeout, "timeout", "gave up waiting for the commit: "+err.Error())
-	default:
-		s.logger.Error("api request failed", "err", err)
-		writeError(w, http.StatusInternalServerError, "internal", err.Error())
+		return http.StatusGatewayTimeout, "timeout"
 	}
+	return http.StatusInternalServerError, "internal"
 }
 
 // rejectStatus is the HTTP status of a rejection.
@@ -368,16 +382,6 @@ func (s *Server) block(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, body)
 }
 
-func parseTxID(v string) ([32]byte, error) {
-	var id [32]byte
-	b, err := hex.DecodeString(v)
-	if err != nil || len(b) != 32 {
-		return id, fmt.Errorf("tx id %q: want 64 hex digits", v)
-	}
-	copy(id[:], b)
-	return id, nil
-}
-
 // TxBody is the body of /api/v1/txs/{id}.
 type TxBody struct {
 	index.TxInfo
@@ -385,7 +389,7 @@ type TxBody struct {
 }
 
 func (s *Server) tx(w http.ResponseWriter, r *http.Request) {
-	id, err := parseTxID(r.PathValue("id"))
+	id, err := ledger.ParseHash(r.PathValue("id"))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
@@ -422,7 +426,7 @@ func (s *Server) writeReceipt(w http.ResponseWriter, r *http.Request, rc *ledger
 }
 
 func (s *Server) receipt(w http.ResponseWriter, r *http.Request) {
-	id, err := parseTxID(r.PathValue("id"))
+	id, err := ledger.ParseHash(r.PathValue("id"))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return

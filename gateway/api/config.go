@@ -145,12 +145,12 @@ func (s *Server) deviceBlob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no configuration published for device "+r.PathValue("id"))
 		return
 	}
-	sum, _ := parseTxID(cur.Blob)
+	sum, _ := ledger.ParseHash(cur.Blob)
 	s.writeBlob(w, r, sum)
 }
 
 func (s *Server) blob(w http.ResponseWriter, r *http.Request) {
-	sum, err := parseTxID(r.PathValue("sum"))
+	sum, err := ledger.ParseHash(r.PathValue("sum"))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "bad_request", "blob address: want 64 hex digits")
 		return

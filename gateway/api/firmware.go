@@ -119,7 +119,7 @@ func (s *Server) firmwareStatus(w http.ResponseWriter, r *http.Request) {
 // image serves a release's image, with Range requests: a device resumes
 // an interrupted download.
 func (s *Server) image(w http.ResponseWriter, r *http.Request) {
-	sum, err := parseTxID(r.PathValue("sum"))
+	sum, err := ledger.ParseHash(r.PathValue("sum"))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "bad_request", "image address: want 64 hex digits")
 		return

@@ -48,7 +48,7 @@ func TestDependencyRules(t *testing.T) {
 		"gateway/state":   {"gateway/ledger"},
 		"gateway/index":   {"gateway/ledger", "gateway/state"},
 		"bridge/device":   {"gateway/ledger", "seeds"},
-		"webui":           {"gateway/api", "gateway/index", "gateway/ledger", "gateway/state"},
+		"webui":           {"gateway/api", "gateway/index", "gateway/ledger"},
 	}
 	for pkg, ok := range allowed {
 		if _, exists := imports[pkg]; !exists {

@@ -104,11 +104,9 @@ func (x *Directory) ConfigAnswer(device string, hash []byte) (*ledger.ConfigAnsw
 
 // receipt builds the receipt of a committed tx named by its hex id.
 func (x *Directory) receipt(txID string) (*ledger.Receipt, error) {
-	var id [32]byte
-	if b, err := hex.DecodeString(txID); err != nil || len(b) != 32 {
-		return nil, fmt.Errorf("directory: invariant: tx id %q", txID)
-	} else {
-		copy(id[:], b)
+	id, err := ledger.ParseHash(txID)
+	if err != nil {
+		return nil, fmt.Errorf("directory: invariant: %w", err)
 	}
 	return x.d.Chain.Receipt(id)
 }

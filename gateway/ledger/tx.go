@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -531,3 +532,16 @@ func (tx *Tx) Verify(pub *PublicKey) error { return tx.env.verify(pub) }
 
 // TxID is the id of an envelope: its SHA-256.
 func TxID(env []byte) [32]byte { return sha256.Sum256(env) }
+
+// ParseHash reads a SHA-256 (a tx id, a blob's or an image's address)
+// written as 64 hex digits.
+func ParseHash(s string) ([32]byte, error) {
+	var h [32]byte
+	if len(s) != 64 {
+		return h, fmt.Errorf("ledger: %q: want 64 hex digits", s)
+	}
+	if _, err := hex.Decode(h[:], []byte(s)); err != nil {
+		return h, fmt.Errorf("ledger: %q: want 64 hex digits", s)
+	}
+	return h, nil
+}

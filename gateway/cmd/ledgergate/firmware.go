@@ -109,8 +109,9 @@ func cmdFirmwarePublish(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	sum := sha256.Sum256(img)
+	until := time.Now().Add(*expires)
 	env, err := ledger.SignTx(key, *vendor, &ledger.Body{Kind: ledger.KindFirmwarePublish, ChainID: st.ChainID, FirmwarePublish: &ledger.FirmwarePublish{
-		Model: *model, Version: *version, SHA256: sum[:], Size: uint64(len(img)), Expires: time.Now().Add(*expires).UnixMilli(), MinVersion: *minVersion,
+		Model: *model, Version: *version, SHA256: sum[:], Size: uint64(len(img)), Expires: until.UnixMilli(), MinVersion: *minVersion,
 	}})
 	if err != nil {
 		return err
@@ -120,7 +121,7 @@ func cmdFirmwarePublish(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "firmware.publish %s version %d: committed in block %d, tx %s\n  image sha256 %x, %d bytes, expires %s\n",
-		*model, *version, rb.Height, rb.TxID, sum, len(img), time.Now().Add(*expires).UTC().Format(time.RFC3339))
+		*model, *version, rb.Height, rb.TxID, sum, len(img), until.UTC().Format(time.RFC3339))
 	return nil
 }
 
