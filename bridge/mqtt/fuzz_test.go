@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ledgergate/ledgergate/bridge"
 	"github.com/ledgergate/ledgergate/bridge/device"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 )
@@ -64,9 +63,9 @@ func FuzzDevicePublish(f *testing.F) {
 	f.Add("lg/v1/dev/receipts", "", []byte("x"))
 	f.Add("", "", []byte(nil))
 
-	refusals := map[string]bool{
-		bridge.ReasonMalformed: true, bridge.ReasonTooLarge: true, bridge.ReasonNotRecord: true, bridge.ReasonNotReport: true,
-		bridge.ReasonTopic: true, reasonForbidden: true,
+	refusals := map[ledger.Reason]bool{
+		ledger.ReasonMalformed: true, ledger.ReasonTooLarge: true, ledger.ReasonNotRecord: true, ledger.ReasonNotReport: true,
+		ledger.ReasonTopic: true, ledger.ReasonForbidden: true,
 	}
 	f.Fuzz(func(t *testing.T, topic, responseTopic string, payload []byte) {
 		if len(topic) > 2*maxTopicBytes || len(responseTopic) > 2*maxTopicBytes || len(payload) > 2*maxTx {
@@ -80,7 +79,7 @@ func FuzzDevicePublish(f *testing.F) {
 			if m.tx != nil || m.arg != nil {
 				t.Fatal("a tx or argument and an error")
 			}
-			reason := bridge.ReasonOf(err)
+			reason := ledger.ReasonOf(err)
 			if !refusals[reason] {
 				t.Fatalf("refused with reason %q: %v", reason, err)
 			}

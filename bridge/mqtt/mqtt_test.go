@@ -161,7 +161,7 @@ func TestRefusals(t *testing.T) {
 		txID   bool // the reject names the tx
 	}{
 		{"forged signature", dataTopic("alice", "s"), forged, 0x87, "bad_signature", true},
-		{"replayed seq", dataTopic("alice", "s"), alice.record(t, "s", 1, []byte("again")), 0x80, "replay", true},
+		{"replayed seq", dataTopic("alice", "s"), alice.record(t, "s", 1, []byte("again")), 0x83, "replay", true},
 		{"other device's topic", dataTopic("bob", "s"), alice.record(t, "s", 2, nil), 0x87, "wrong_topic", false},
 		{"stream mismatch", dataTopic("alice", "b"), alice.record(t, "a", 2, nil), 0x87, "wrong_topic", true},
 		{"record of another device", dataTopic("alice", "s"), bob.record(t, "s", 1000, nil), 0x87, "wrong_topic", true},
@@ -178,7 +178,7 @@ func TestRefusals(t *testing.T) {
 			}
 			rj := alice.nextReject(t)
 			id := ledger.TxID(tc.env)
-			if wantID := fmt.Sprintf("%x", id); rj.Reason != tc.reason || (rj.TxID == wantID) != tc.txID || (rj.TxID != "") != tc.txID || rj.Error == "" {
+			if wantID := fmt.Sprintf("%x", id); string(rj.Reason) != tc.reason || (rj.TxID == wantID) != tc.txID || (rj.TxID != "") != tc.txID || rj.Error == "" {
 				t.Fatalf("reject %+v", rj)
 			}
 			notStored(t, node, tc.env)
@@ -229,8 +229,8 @@ func TestSeqReuseAfterRestart(t *testing.T) {
 	srv = startServer(t, node, Config{}, nil)
 	c = mustConnect(t, tcpAddr(srv), "dev", key, node.Genesis.ChainID, connectOpts{})
 	env := c.record(t, "s", 2, []byte("after restart"))
-	if r := c.publish(t, dataTopic("dev", "s"), env); r.ReasonCode != 0x80 || r.Properties.ReasonString != "replay" {
-		t.Fatalf("PUBACK 0x%02x %+v, want 0x80 replay", r.ReasonCode, r.Properties)
+	if r := c.publish(t, dataTopic("dev", "s"), env); r.ReasonCode != 0x83 || r.Properties.ReasonString != "replay" {
+		t.Fatalf("PUBACK 0x%02x %+v, want 0x83 replay", r.ReasonCode, r.Properties)
 	}
 	if rj := c.nextReject(t); rj.Reason != "replay" {
 		t.Fatalf("reject %+v", rj)
