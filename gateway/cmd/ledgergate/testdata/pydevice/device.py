@@ -1,0 +1,322 @@
+#!/usr/bin/env python3
+"""An independent ledgergate device, written from docs/protocol.md and the
+guides only. Each command prints `ok ...` lines and exits 0, or prints
+`FAIL ...` and exits 1.
+
+    device.py keygen   --dir D [--alg es256|ed25519]
+    device.py mqtt     --dir D --id ID --genesis G --broker H:P --stream S --count N [--v311]
+    device.py coap     --dir D --id ID --genesis G --coap H:P --stream S
+    device.py config   --dir D --id ID --genesis G --broker H:P --groups a,b --expect TEXT
+    device.py firmware --dir D --id ID --genesis G --broker H:P --api URL --vendor-pub P
+                       --model M --groups a,b --installed N
+    device.py resync   ... --broker H:P            (MQTT 5 replay refusal, last_seq)
+    device.py rekey    ... --broker H:P            (device.rekey, then new/old key)
+    device.py coap-answers ... --coap H:P --vendor-pub P --model M --installed N
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+import urllib.request
+
+import cose
+import dcbor
+import hpke
+import schema
+import transport
+import verify
+from cose import H
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+class Device:
+    def __init__(self, a):
+        self.dir = a.dir
+        self.id = a.id
+        self.gen = verify.load_genesis(a.genesis)
+        self.groups = [g for g in (getattr(a, "groups", "") or "").split(",") if g]
+        self.model = getattr(a, "model", None)
+
+    @property
+    def key(self):
+        return cose.load_key(os.path.join(self.dir, "key"))
+
+    @property
+    def enc_key(self):
+        return cose.load_key(os.path.join(self.dir, "key.enc"))
+
+    def next_seq(self):
+        """Section 6.4: store the counter durably before sending with it."""
+        p = os.path.join(self.dir, "seq")
+        try:
+            with open(p) as f:
+                n = int(f.read().strip() or 0)
+        except FileNotFoundError:
+            n = 0
+        n += 1
+        self.store_seq(n)
+        return n
+
+    def store_seq(self, n):
+        p = os.path.join(self.dir, "seq")
+        with open(p + ".tmp", "w") as f:
+            f.write(str(n))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(p + ".tmp", p)
+
+    def body(self, kind, payload):
+        key = schema.KINDS[kind][0]
+        return {1: kind, 2: self.gen.chain_id, key: payload}
+
+    def record(self, stream, data, seq=None, key=None):
+        seq = self.next_seq() if seq is None else seq
+        rec = {1: self.id, 2: stream, 3: seq, 4: now_ms(), 5: "application/json", 6: data}
+        return cose.sign_body(key or self.key, self.id, self.body("data.record", rec))
+
+    def token(self, key=None):
+        return transport.make_token(key or self.key, self.id, self.gen.chain_id)
+
+    def mqtt(self, broker, v5=True, suffix=None, key=None):
+        return transport.MQTTDevice(broker, self.id, self.token(key), v5=v5, suffix=suffix)
+
+    def check_receipt(self, raw, env):
+        r = verify.verify_receipt(self.gen, raw)
+        if r.tx_id != H(env):
+            raise verify.ProofError("receipt is for another tx")
+        return r
+
+
+def ok(*words):
+    print("ok", *words, flush=True)
+
+
+def fail(msg):
+    print("FAIL", msg, flush=True)
+    sys.exit(1)
+
+
+# ---- commands ----
+
+def cmd_keygen(a):
+    os.makedirs(a.dir, exist_ok=True)
+    cose.write_key(os.path.join(a.dir, "key"), cose.generate(a.alg))
+    cose.write_key(os.path.join(a.dir, "key.enc"), cose.generate("x25519"))
+    ok("keygen", os.path.join(a.dir, "key.pub"), os.path.join(a.dir, "key.enc.pub"))
+
+
+def publish_record(d, m, stream, data, seq=None, key=None):
+    """Publish a record QoS 1; return (env, code, props)."""
+    env = d.record(stream, data, seq, key)
+    code, props = m.publish("data/" + stream, env)
+    return env, code, props
+
+
+def wait_receipt(d, m, env):
+    msg = m.wait_message(lambda x: x.topic == m.topic("receipts") and _receipt_for(x.payload, env),
+                         "receipt of %s" % H(env).hex())
+    return d.check_receipt(bytes(msg.payload), env)
+
+
+def _receipt_for(payload, env):
+    try:
+        return dcbor.decode(bytes(payload))[1] == env
+    except Exception:  # noqa: BLE001 - not a receipt: keep waiting
+        return False
+
+
+def cmd_mqtt(a):
+    d = Device(a)
+    v5 = not a.v311
+    m = d.mqtt(a.broker, v5=v5)
+    try:
+        m.subscribe("receipts")
+        m.subscribe("rejects")
+        for i in range(a.count):
+            env, code, props = publish_record(d, m, a.stream, json.dumps({"i": i, "v5": v5}).encode())
+            if code != 0:
+                fail("PUBACK 0x%02x %s" % (code, props))
+            r = wait_receipt(d, m, env)
+            ok("mqtt%s" % ("5" if v5 else "311"), "height=%d" % r.height, "index=%d" % r.index,
+               "quorum=%d" % d.gen.quorum(), "tx=%s" % r.tx_id.hex())
+    finally:
+        m.close()
+
+
+def cmd_coap(a):
+    d = Device(a)
+    env = d.record(a.stream, b'{"via":"coap"}')
+    res = transport.coap("post", "coap://%s/lg/v1/data/%s" % (a.coap, a.stream), env, content_format=18)
+    if res.code != "2.04":
+        fail("POST: code %s\n%s" % (res.code, res.out))
+    if len(res.payload) == 64:  # the tx id, receipt too large for one block
+        fail("POST answered with a tx id; expected the receipt in one block")
+    r = d.check_receipt(res.payload, env)
+    ok("coap", "height=%d" % r.height, "tx=%s" % r.tx_id.hex())
+    # GET the receipt again by its id.
+    res = transport.coap("get", "coap://%s/lg/v1/receipts/%s" % (a.coap, r.tx_id.hex()))
+    if res.code != "2.05":
+        fail("GET receipt: code %s\n%s" % (res.code, res.out))
+    d.check_receipt(res.payload, env)
+    ok("coap-get-receipt")
+
+
+def report_config(d, m, cs):
+    seq = d.next_seq()
+    body = d.body("config.report", {1: d.id, 2: seq, 3: cs[2], 4: cs[3]})
+    env = cose.sign_body(d.key, d.id, body)
+    code, props = m.publish("config/report", env)
+    if code != 0:
+        fail("config.report PUBACK 0x%02x %s" % (code, props))
+    r = wait_receipt(d, m, env)
+    ok("config-report", "version=%d" % cs[2], "height=%d" % r.height)
+
+
+def cmd_config(a):
+    d = Device(a)
+    state = verify.ConfigState(os.path.join(d.dir, "config.json"))
+    m = d.mqtt(a.broker)
+    try:
+        m.subscribe("receipts")
+        m.subscribe("config")
+        # 1. the retained manifest; it may be empty (none yet) or old.
+        msg = m.wait_message(lambda x: x.topic == m.topic("config") and len(x.payload) > 0, "manifest")
+        a1 = verify.decode_answer(bytes(msg.payload), schema.CONFIG_ANSWER, "ConfigAnswer")
+        r, cs = verify.config_manifest(d.gen, a1, d.id, d.groups, state.last, now_ms())
+        ok("manifest", "target=%s" % cs[1], "version=%d" % cs[2], "retained=%s" % msg.retain)
+        # 2. download the sealed blob over MQTT (default answer topic) and open it.
+        m.subscribe("config/blob")
+        _, blob, code = m.request("config/blob/get", cs[6].hex().encode())
+        if code != 0:
+            fail("config/blob/get PUBACK 0x%02x" % code)
+        content = hpke.open_config(cs, blob, d.enc_key)
+        ok("opened", "size=%d" % len(content))
+        if a.expect is not None and content != a.expect.encode():
+            fail("content %r, want %r" % (content, a.expect))
+        # 3. ask config/verify (v5 Response Topic) and accept.
+        m.subscribe("answers/#")
+        ct, raw, code = m.request("config/verify", H(content), answer_suffix="answers/1")
+        if ct != "application/cbor":
+            fail("config/verify answered %s: %r" % (ct, raw[:200]))
+        a2 = verify.decode_answer(raw, schema.CONFIG_ANSWER, "ConfigAnswer")
+        r2, cs2 = verify.verify_config(d.gen, a2, d.id, d.groups, state, H(content), now_ms())
+        ok("verified", "version=%d" % cs2[2], "match=%s" % (a2.get(4) is True))
+        # 3b. a wrong hash is ErrNotCurrent.
+        ct, raw, code = m.request("config/verify", H(b"not it").hex().encode(), answer_suffix="answers/2")
+        a3 = verify.decode_answer(raw, schema.CONFIG_ANSWER, "ConfigAnswer")
+        try:
+            verify.config_manifest(d.gen, a3, d.id, d.groups, state.last, now_ms(), H(b"not it"))
+            fail("a wrong hash was accepted")
+        except verify.ProofError as e:
+            if e.code != "ErrNotCurrent":
+                fail("wrong hash: %s" % e)
+        ok("wrong-hash-not-current")
+        # 4. apply and report.
+        report_config(d, m, cs2)
+    finally:
+        m.close()
+
+
+def http_get(url, accept=None, limit=None):
+    req = urllib.request.Request(url)
+    if accept:
+        req.add_header("Accept", accept)
+    with urllib.request.urlopen(req, timeout=20) as resp:
+        return resp.read(limit) if limit is not None else resp.read()
+
+
+def load_vendor(a):
+    return cose.load_pub_der(a.vendor_pub)
+
+
+def cmd_firmware(a):
+    d = Device(a)
+    vk = load_vendor(a)
+    m = d.mqtt(a.broker)
+    try:
+        m.subscribe("receipts")
+        m.subscribe("firmware")
+        msg = m.wait_message(lambda x: x.topic == m.topic("firmware") and len(x.payload) > 0, "firmware answer")
+        fa = verify.decode_answer(bytes(msg.payload), schema.FIRMWARE_ANSWER, "FirmwareAnswer")
+        F = verify.check_firmware(d.gen, vk, fa, d.id, a.model, d.groups, a.installed, now_ms())
+        ok("firmware-answer", "model=%s" % F[1], "version=%d" % F[2], "group=%s" % fa.get(2))
+        # A device with the wrong vendor key, or that runs this version, refuses it.
+        for what, args, code in (
+                ("other-vendor", (cose.spki(cose.generate("es256").public_key()), a.model, a.installed), "ErrVendorSignature"),
+                ("rollback", (vk, a.model, F[2]), "ErrFirmwareRollback"),
+                ("other-model", (vk, "zz-9", a.installed), "ErrWrongModel")):
+            try:
+                verify.check_firmware(d.gen, args[0], fa, d.id, args[1], d.groups, args[2], now_ms())
+                fail("%s accepted" % what)
+            except verify.ProofError as e:
+                if e.code != code:
+                    fail("%s: %s (%s), want %s" % (what, e, e.code, code))
+        ok("firmware-refusals")
+        image = http_get("%s/api/v1/firmware/images/%s" % (a.api, F[3].hex()), limit=F[4])
+        verify.check_image(F, image)
+        ok("image", "size=%d" % len(image))
+        seq = d.next_seq()
+        env = cose.sign_body(d.key, d.id, d.body("firmware.report",
+                                                  {1: d.id, 2: seq, 3: F[1], 4: F[2], 5: True, 6: "pydevice"}))
+        code, props = m.publish("firmware/report", env)
+        if code != 0:
+            fail("firmware.report PUBACK 0x%02x %s" % (code, props))
+        wait_receipt(d, m, env)
+        ok("firmware-report", "version=%d" % F[2])
+    finally:
+        m.close()
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="device.py")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def common(name, fn):
+        s = sub.add_parser(name)
+        s.add_argument("--dir", required=True)
+        s.add_argument("--id", required=True)
+        s.add_argument("--genesis", required=True)
+        s.add_argument("--groups", default="")
+        s.set_defaults(fn=fn)
+        return s
+
+    s = sub.add_parser("keygen")
+    s.add_argument("--dir", required=True)
+    s.add_argument("--alg", default="es256", choices=["es256", "ed25519"])
+    s.set_defaults(fn=cmd_keygen)
+
+    s = common("mqtt", cmd_mqtt)
+    s.add_argument("--broker", required=True)
+    s.add_argument("--stream", default="temp")
+    s.add_argument("--count", type=int, default=1)
+    s.add_argument("--v311", action="store_true")
+
+    s = common("coap", cmd_coap)
+    s.add_argument("--coap", required=True)
+    s.add_argument("--stream", default="temp")
+
+    s = common("config", cmd_config)
+    s.add_argument("--broker", required=True)
+    s.add_argument("--expect")
+
+    s = common("firmware", cmd_firmware)
+    s.add_argument("--broker", required=True)
+    s.add_argument("--api", required=True)
+    s.add_argument("--vendor-pub", required=True)
+    s.add_argument("--model", required=True)
+    s.add_argument("--installed", type=int, default=1)
+
+    a = p.parse_args(argv)
+    try:
+        a.fn(a)
+    except (verify.ProofError, schema.Malformed, transport.MQTTError, hpke.NotRecipient, ValueError) as e:
+        fail("%s: %s" % (type(e).__name__, e))
+
+
+if __name__ == "__main__":
+    main()
