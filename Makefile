@@ -19,6 +19,8 @@ TEST_DEBS := mosquitto-clients swtpm tpm2-tools openssl bind9-utils libcoap3-bin
 TEST_DEBS += lintian systemd debootstrap qemu-user-static file
 # ... and the dashboard's browser tests (headless, driven by chromedp).
 TEST_DEBS += chromium fonts-dejavu-core
+# ... and the independent Python device (TestPythonDevice, gateway/cmd/ledgergate/testdata/pydevice).
+TEST_DEBS += python3 python3-cbor2 python3-paho-mqtt python3-cryptography
 
 .PHONY: help run cluster cluster-clean build cross deb deps test test-go packaging-test fuzz-short verify bench sim screenshots clean
 
