@@ -314,7 +314,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     try:
         a.fn(a)
-    except (verify.ProofError, schema.Malformed, transport.MQTTError, hpke.NotRecipient, ValueError) as e:
+    except (verify.ProofError, dcbor.CBORError, transport.MQTTError, hpke.NotRecipient, ValueError) as e:
         fail("%s: %s" % (type(e).__name__, e))
 
 

@@ -12,13 +12,14 @@ import cose
 import dcbor
 import schema
 from cose import H
+from dcbor import CBORError
 from schema import Malformed
 
 
 class ProofError(Exception):
     """A check of section 10/11 failed; .code names the Go error where the spec gives one."""
 
-    def __init__(self, msg, code="proof"):
+    def __init__(self, msg, code="ErrProof"):
         super().__init__(msg)
         self.code = code
 
@@ -196,26 +197,26 @@ def strict_der_sig(sig):
 def verify_cert(gen, header, cert):
     """Section 9.4. Raises ProofError."""
     if header[1] != gen.chain_id:
-        raise ProofError("certificate: chain id %r is not the genesis'" % header[1])
+        raise ProofError("certificate: chain id %r is not the genesis'" % header[1], "ErrCert")
     d = vote_bytes(header[1], header[2], cert[1], header_hash(header))
     seen = set()
     sigs = cert[2] or []
     for s in sigs:
         node, sig = s[1], s[2]
         if node in seen:
-            raise ProofError("certificate: duplicate signer %s" % node)
+            raise ProofError("certificate: duplicate signer %s" % node, "ErrCert")
         seen.add(node)
         if node not in gen.node_keys:
-            raise ProofError("certificate: unknown signer %s" % node)
+            raise ProofError("certificate: unknown signer %s" % node, "ErrCert")
         if not strict_der_sig(sig):
-            raise ProofError("certificate: signature of %s is not strict DER" % node)
+            raise ProofError("certificate: signature of %s is not strict DER" % node, "ErrCert")
         _, pub = schema.parse_spki(gen.node_keys[node], ("p256",))
         try:
             pub.verify(sig, d, ec.ECDSA(hashes.SHA256()))
         except InvalidSignature:
-            raise ProofError("certificate: bad signature of %s" % node)
+            raise ProofError("certificate: bad signature of %s" % node, "ErrCert")
     if len(seen) < gen.quorum():
-        raise ProofError("certificate: %d signers, quorum is %d" % (len(seen), gen.quorum()))
+        raise ProofError("certificate: %d signers, quorum is %d" % (len(seen), gen.quorum()), "ErrCert")
 
 
 # ---- receipts (section 10) ----
@@ -244,15 +245,15 @@ def verify_receipt_map(gen, m):
     """Steps 2-7 of section 10 on a decoded (and structure-checked) receipt map."""
     h = m[2]
     if h[1] != gen.chain_id:
-        raise ProofError("receipt: header chain id %r" % h[1])
+        raise ProofError("receipt: header chain id %r" % h[1], "ErrReceipt")
     try:
         env = cose.decode_envelope(m[1], gen.max_tx_bytes)
-    except Malformed as e:
-        raise ProofError("receipt: tx: %s" % e)
+    except CBORError as e:
+        raise ProofError("receipt: tx: %s" % e, "ErrReceipt")
     if env.content[2] != gen.chain_id:
-        raise ProofError("receipt: tx chain id %r" % env.content[2])
+        raise ProofError("receipt: tx chain id %r" % env.content[2], "ErrReceipt")
     if m[4] >= h[5]:
-        raise ProofError("receipt: index %d >= num_txs %d" % (m[4], h[5]))
+        raise ProofError("receipt: index %d >= num_txs %d" % (m[4], h[5]), "ErrReceipt")
     if not verify_inclusion(m[1], m[4], h[5], m[5] or [], h[4]):
         raise ProofError("receipt: inclusion proof does not lead to tx_root")
     verify_cert(gen, h, m[3])
@@ -262,9 +263,13 @@ def verify_receipt_map(gen, m):
 def verify_receipt(gen, raw):
     """Section 10 on receipt bytes; returns a Receipt."""
     try:
-        m = decode_receipt_map(raw)
-    except Malformed as e:
-        raise ProofError("receipt: %s" % e, "malformed")
+        m = dcbor.decode(raw)
+    except CBORError as e:
+        raise ProofError("receipt: %s" % e, "ErrNotCanonical")
+    try:
+        schema.check(m, schema.RECEIPT, "receipt")
+    except CBORError as e:
+        raise ProofError("receipt: %s" % e, "ErrReceipt")
     return verify_receipt_map(gen, m)
 
 
@@ -287,8 +292,8 @@ def decode_answer(raw, sch, name):
     try:
         a = dcbor.decode(raw)
         schema.check(a, sch, name)
-    except Malformed as e:
-        raise ProofError("%s: %s" % (name, e), "malformed")
+    except CBORError as e:
+        raise ProofError("%s: %s" % (name, e))
     return a
 
 
@@ -314,12 +319,31 @@ class ConfigState:
         self.last = {"target": target, "version": version, "height": height, "sha256": sha.hex()}
 
 
-def config_manifest(gen, a, device, groups, last, now_ms, h=None):
+LEDGER_CODES = ("ErrCert", "ErrReceipt", "ErrNotCanonical")
+
+
+def as_device_error(fn):
+    """In the checks of section 11 a failed receipt or certificate is a proof error."""
+    import functools
+
+    @functools.wraps(fn)
+    def w(*a, **kw):
+        try:
+            return fn(*a, **kw)
+        except ProofError as e:
+            if e.code in LEDGER_CODES:
+                raise ProofError(str(e), "ErrProof")
+            raise
+    return w
+
+
+@as_device_error
+def config_manifest(gen, a, device, groups, last, now_ms, h=None, max_age=MAX_AGE_MS):
     """Section 11.2 steps 1-6 (and 7 when h is given). Returns (receipt, config.set)."""
     if a[1] != device:
         raise ProofError("config answer is about %r, not %r" % (a[1], device))
     present = [a[2]] if 2 in a else []
-    freshness(gen, a[3], present, now_ms)
+    freshness(gen, a[3], present, now_ms, max_age)
     if 2 not in a:
         raise ProofError("no configuration published", "ErrNoConfig")
     r = verify_receipt_map(gen, a[2])
@@ -337,27 +361,28 @@ def config_manifest(gen, a, device, groups, last, now_ms, h=None):
     return r, cs
 
 
-def verify_config(gen, a, device, groups, state, h, now_ms):
+def verify_config(gen, a, device, groups, state, h, now_ms, max_age=MAX_AGE_MS):
     """Section 11.2 steps 1-8; stores the new last before returning."""
-    r, cs = config_manifest(gen, a, device, groups, state.last, now_ms, h)
+    r, cs = config_manifest(gen, a, device, groups, state.last, now_ms, h, max_age)
     state.store(cs[1], cs[2], r.height, cs[3])
     return r, cs
 
 
-def verify_keys(gen, a, x, now_ms):
+@as_device_error
+def verify_keys(gen, a, x, now_ms, max_age=MAX_AGE_MS):
     """Section 11.3. Returns dict with signing key, enc key, revoked, model, groups."""
     if a[1] != x:
         raise ProofError("keys answer is about %r" % a[1])
-    freshness(gen, a[5], [a[k] for k in (2, 3, 4) if k in a], now_ms)
+    freshness(gen, a[5], [a[k] for k in (2, 3, 4) if k in a], now_ms, max_age)
     e = verify_receipt_map(gen, a[2])
     if e.kind != "device.enroll" or e.payload[1] != x:
         raise ProofError("enroll receipt is not the enrollment of %s" % x)
-    sign, enc = e.payload[2], e.payload.get(5)
+    sign, enc, height = e.payload[2], e.payload.get(5), e.height
     if 3 in a:
         rk = verify_receipt_map(gen, a[3])
         if rk.kind != "device.rekey" or rk.payload[1] != x or rk.height < e.height:
             raise ProofError("rekey receipt does not fit")
-        sign, enc = rk.payload[3], rk.payload.get(4)
+        sign, enc, height = rk.payload[3], rk.payload.get(4), rk.height
     schema.parse_spki(sign)
     revoked = None
     if 4 in a:
@@ -365,16 +390,17 @@ def verify_keys(gen, a, x, now_ms):
         if rv.kind != "device.revoke" or rv.payload[1] != x:
             raise ProofError("revoke receipt does not fit")
         revoked = rv.payload.get(2, "")
-    return {"sign": sign, "enc": enc, "revoked": revoked, "model": e.payload.get(3),
+    return {"sign": sign, "enc": enc, "revoked": revoked, "model": e.payload.get(3), "height": height,
             "groups": e.payload.get(4, [])}
 
 
-def check_firmware(gen, vk_spki, a, device, model, groups, installed, now_ms):
+@as_device_error
+def check_firmware(gen, vk_spki, a, device, model, groups, installed, now_ms, max_age=MAX_AGE_MS):
     """Section 11.5 steps 1-14. Returns the firmware.publish body F."""
     if a[1] != device:
         raise ProofError("firmware answer is about %r" % a[1])
     present = [a[k] for k in (3, 4, 5, 7) if k in a] + list(a.get(6, []))
-    freshness(gen, a[8], present, now_ms)
+    freshness(gen, a[8], present, now_ms, max_age)
     rel = verify_receipt_map(gen, a[3])
     if rel.kind != "firmware.publish":
         raise ProofError("release receipt is a %s" % rel.kind)
@@ -394,7 +420,7 @@ def check_firmware(gen, vk_spki, a, device, model, groups, installed, now_ms):
             rv = verify_receipt_map(gen, a[7])
             ok = rv.kind == "firmware.revoke" and (rv.payload[1], rv.payload[2]) == (F[1], F[2]) \
                 and (3 not in rv.payload or rv.payload[3] in groups)
-        except (ProofError, Malformed):
+        except (ProofError, CBORError):
             ok = False
         if ok:
             raise ProofError("release revoked", "ErrReleaseRevoked")
