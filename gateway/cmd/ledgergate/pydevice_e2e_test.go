@@ -146,6 +146,41 @@ func TestPythonDevice(t *testing.T) {
 		wantLines(t, out, "ok mqtt311 ")
 	})
 
+	// Many records in flight: blocks of several txs, so the receipts carry
+	// real inclusion proofs.
+	t.Run("mqtt5-burst", func(t *testing.T) {
+		out := dev.run(t, "burst", "--broker", g.mqtt, "--stream", "temp", "--count", "20")
+		wantLines(t, out, "ok burst records=20")
+		if strings.Contains(out, "max_num_txs=1 ") {
+			t.Logf("every block held one tx: no inclusion proof was exercised\n%s", out)
+		}
+	})
+
+	// The key directory: its own keys, model and groups as the ledger holds
+	// them, and block 1's prev is the genesis hash the device computes.
+	t.Run("keys", func(t *testing.T) {
+		out := dev.run(t, "keys", "--broker", g.mqtt, "--model", model)
+		wantLines(t, out, "ok genesis-hash ", "ok keys device=py-1 height=1 model=th-2 groups=fleet,meters")
+	})
+
+	// An Ed25519 device: EdDSA envelopes and tokens.
+	t.Run("ed25519", func(t *testing.T) {
+		edDir := filepath.Join(dir, "py-ed")
+		if out, err := exec.Command(python, script, "keygen", "--dir", edDir, "--alg", "ed25519").CombinedOutput(); err != nil {
+			t.Fatalf("keygen: %v\n%s", err, out)
+		}
+		admin(t, "device", "enroll", "--id", "py-ed", "--pubkey", filepath.Join(edDir, "key.pub"))
+		ed := &pyDevice{t: t, python: python, script: script, dir: edDir, timeout: 30 * time.Second,
+			common: []string{"--dir", edDir, "--id", "py-ed", "--genesis", genesis}}
+		wantLines(t, ed.run(t, "mqtt", "--broker", g.mqtt, "--count", "1"), "ok mqtt5 ")
+	})
+
+	// A device that lost its counter: refused replay, resyncs, commits.
+	t.Run("resync", func(t *testing.T) {
+		out := dev.run(t, "resync", "--broker", g.mqtt)
+		wantLines(t, out, "ok replay-refused", "ok resync ")
+	})
+
 	// 3. CoAP: POST answered 2.04 with the receipt, and GET by tx id.
 	t.Run("coap", func(t *testing.T) {
 		out := dev.run(t, "coap", "--coap", g.coap, "--stream", "temp")

@@ -148,6 +148,113 @@ def cmd_mqtt(a):
         m.close()
 
 
+def cmd_burst(a):
+    """Many records in flight at once (MQTT 5), so that blocks hold several
+    txs and the receipts carry real inclusion proofs (section 9.2)."""
+    d = Device(a)
+    m = d.mqtt(a.broker)
+    try:
+        m.subscribe("receipts")
+        envs, mids = [], []
+        for i in range(a.count):
+            env = d.record(a.stream, json.dumps({"burst": i}).encode())
+            envs.append(env)
+            mids.append(m.publish_nowait("data/" + a.stream, env))
+        for mid in mids:
+            code, props = m.wait_puback(mid)
+            if code != 0:
+                fail("PUBACK 0x%02x %s" % (code, props))
+        most, proofs = 0, 0
+        for env in envs:
+            r = wait_receipt(d, m, env)
+            most = max(most, r.header[5])
+            proofs = max(proofs, len(r.proof))
+        ok("burst", "records=%d" % len(envs), "max_num_txs=%d" % most, "max_proof=%d" % proofs)
+    finally:
+        m.close()
+
+
+def cmd_keys(a):
+    """keys/get for this device (MQTT 5, default answer topic); check the
+    KeysAnswer (section 11.3) and that block 1's prev is the genesis hash."""
+    d = Device(a)
+    m = d.mqtt(a.broker)
+    try:
+        m.subscribe("keys")
+        ct, raw, code = m.request("keys/get", (a.lookup or d.id).encode())
+        if code != 0 or ct != "application/cbor":
+            fail("keys/get: PUBACK 0x%02x, %s %r" % (code, ct, raw[:200]))
+        ka = verify.decode_answer(raw, schema.KEYS_ANSWER, "KeysAnswer")
+        k = verify.verify_keys(d.gen, ka, a.lookup or d.id, now_ms())
+        if not a.lookup:
+            if k["sign"] != cose.load_pub_der(os.path.join(d.dir, "key.pub")):
+                fail("the ledger's signing key is not mine")
+            if k["enc"] != cose.load_pub_der(os.path.join(d.dir, "key.enc.pub")):
+                fail("the ledger's encryption key is not mine")
+            if sorted(k["groups"]) != sorted(d.groups) or (a.model and k["model"] != a.model):
+                fail("groups/model %s %s" % (k["groups"], k["model"]))
+        enroll = ka[2][2]
+        if enroll[2] == 1:
+            if enroll[3] != d.gen.hash():
+                fail("block 1's prev %s is not the genesis hash %s" % (enroll[3].hex(), d.gen.hash().hex()))
+            ok("genesis-hash", d.gen.hash().hex())
+        ok("keys", "device=%s" % (a.lookup or d.id), "height=%d" % k["height"], "model=%s" % k["model"],
+           "groups=%s" % ",".join(k["groups"]))
+    finally:
+        m.close()
+
+
+def last_seq_of(m, props, txid):
+    """last_seq of a replay refusal (section 14.2): the PUBACK's User Property,
+    else the reject message on lg/v1/<id>/rejects. None when absent."""
+    for k, v in props.get("UserProperty", []) or []:
+        if k == "last_seq":
+            return int(v), "puback"
+    msg = m.wait_message(lambda x: x.topic == m.topic("rejects") and _reject_for(x.payload, txid), "reject")
+    rj = json.loads(bytes(msg.payload))
+    if rj.get("reason") != "replay":
+        fail("reject reason %r" % rj.get("reason"))
+    if "last_seq" in rj:
+        return int(rj["last_seq"]), "reject"
+    return None, "none"
+
+
+def _reject_for(payload, txid):
+    try:
+        return json.loads(bytes(payload)).get("tx_id") == txid.hex()
+    except ValueError:
+        return False
+
+
+def cmd_resync(a):
+    """The device lost its counter: a record with an old seq is refused
+    replay; it takes last_seq from the refusal, signs again above it, and
+    the record commits (section 14.1, action resync)."""
+    d = Device(a)
+    m = d.mqtt(a.broker)
+    try:
+        m.subscribe("receipts")
+        m.subscribe("rejects")
+        d.store_seq(0)  # as after a reset that lost the counter
+        env, code, props = publish_record(d, m, a.stream, b'{"resync":1}')
+        if code < 0x80 or props.get("ReasonString") != "replay":
+            fail("an old seq was not refused replay: PUBACK 0x%02x %s" % (code, props))
+        ok("replay-refused", "code=0x%02x" % code)
+        last, src = last_seq_of(m, props, H(env))
+        if last is None:
+            if a.require_last_seq:
+                fail("the replay refusal carries no last_seq (protocol.md 14.2)")
+            last, src = 1000, "margin"  # no last_seq: own counter plus a margin
+        d.store_seq(last)
+        env, code, props = publish_record(d, m, a.stream, b'{"resync":2}')
+        if code != 0:
+            fail("after resync: PUBACK 0x%02x %s" % (code, props))
+        r = wait_receipt(d, m, env)
+        ok("resync", "last_seq=%d" % last, "source=%s" % src, "seq=%d" % (last + 1), "height=%d" % r.height)
+    finally:
+        m.close()
+
+
 def cmd_coap(a):
     d = Device(a)
     env = d.record(a.stream, b'{"via":"coap"}')
@@ -295,6 +402,21 @@ def main(argv=None):
     s.add_argument("--stream", default="temp")
     s.add_argument("--count", type=int, default=1)
     s.add_argument("--v311", action="store_true")
+
+    s = common("burst", cmd_burst)
+    s.add_argument("--broker", required=True)
+    s.add_argument("--stream", default="temp")
+    s.add_argument("--count", type=int, default=20)
+
+    s = common("keys", cmd_keys)
+    s.add_argument("--broker", required=True)
+    s.add_argument("--lookup", help="another device's id (default: this device)")
+    s.add_argument("--model")
+
+    s = common("resync", cmd_resync)
+    s.add_argument("--broker", required=True)
+    s.add_argument("--stream", default="temp")
+    s.add_argument("--require-last-seq", action="store_true")
 
     s = common("coap", cmd_coap)
     s.add_argument("--coap", required=True)

@@ -133,7 +133,13 @@ class MQTTDevice:
         info = self.c.publish(self.topic(suffix), payload, qos=qos, properties=props)
         if qos == 0:
             return 0, {}
-        mid = info.mid
+        return self.wait_puback(info.mid, suffix)
+
+    def publish_nowait(self, suffix, payload):
+        """Publish QoS 1 without waiting; returns the packet id for wait_puback."""
+        return self.c.publish(self.topic(suffix), payload, qos=1).mid
+
+    def wait_puback(self, mid, suffix=""):
         deadline = time.time() + self.timeout
         with self.c.puback_cv:
             while mid not in self.c.pubacks:
