@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/ledgergate/ledgergate/bridge"
 	"github.com/ledgergate/ledgergate/bridge/device"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 	"github.com/ledgergate/ledgergate/gateway/nodetest"
@@ -298,6 +299,53 @@ func TestConnectRefused(t *testing.T) {
 	})
 	if n := value(t, srv.m.connected); n > 1 {
 		t.Fatalf("connected devices metric %v after refusals", n)
+	}
+}
+
+// behindDirectory is a registry of a gateway catching up with its peers.
+type behindDirectory struct{ bridge.Directory }
+
+func (behindDirectory) Behind() bool { return true }
+
+// TestConnectWhileBehind: a gateway catching up tells a device it does
+// not know, or whose credential does not match the key it holds, to come
+// back (0x88, 3.1.1: 0x03): the enrollment or re-key may be in a block it
+// lacks. What no missing block can change is refused as before.
+func TestConnectWhileBehind(t *testing.T) {
+	node := nodetest.Start(t, nodetest.Options{})
+	chainID := node.Genesis.ChainID
+	key := node.Enroll(t, "dev", ledger.ES256)
+	goneKey := node.Enroll(t, "gone", ledger.EdDSA)
+	node.Revoke(t, "gone")
+	srv := startServerDeps(t, node, Config{}, Deps{Directory: behindDirectory{node.Directory()}})
+	stranger, _ := device.GenerateKey(ledger.ES256)
+
+	for _, tc := range []struct {
+		name                       string
+		clientID, username, passwd string
+		v5, v3                     byte
+	}{
+		{"unknown device", "ghost", "ghost", token(t, stranger, "ghost", chainID), 0x88, 0x03},
+		{"token signed by another key", "dev", "dev", token(t, stranger, "dev", chainID), 0x88, 0x03},
+		{"garbage token", "dev", "dev", "not-a-token", 0x86, 0x04},
+		{"token for another chain", "dev", "dev", token(t, key, "dev", "other-chain"), 0x86, 0x04},
+		{"revoked device", "gone", "gone", token(t, goneKey, "gone", chainID), 0x87, 0x05},
+		{"known device", "dev", "dev", token(t, key, "dev", chainID), 0x00, 0x00},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, ca, err := connect(t, tcpAddr(srv), tc.clientID, key, chainID,
+				connectOpts{username: tc.username, password: []byte(tc.passwd)})
+			if ca == nil || ca.ReasonCode != tc.v5 {
+				t.Fatalf("v5: connack %+v, err %v; want 0x%02x", ca, err, tc.v5)
+			}
+			if c != nil {
+				c.pc.Disconnect(&paho.Disconnect{})
+			}
+			raw := dialRaw(t, tcpAddr(srv))
+			if code := raw.connect(4, tc.clientID, tc.username, tc.passwd); code != tc.v3 {
+				t.Fatalf("3.1.1: return code 0x%02x, want 0x%02x", code, tc.v3)
+			}
+		})
 	}
 }
 
