@@ -55,7 +55,12 @@ func (h *hook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 // accepted.
 func (h *hook) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { return true }
 
-func (h *hook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) { h.s.established(cl) }
+func (h *hook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) {
+	if g, ok := cl.Net.Conn.(*sizeGuard); ok {
+		g.established(cl)
+	}
+	h.s.established(cl)
+}
 
 func (h *hook) OnDisconnect(cl *mochi.Client, _ error, _ bool) { h.s.gone(cl) }
 
@@ -206,7 +211,7 @@ func (s *Server) wrongKey(detail string) *connectError {
 // peerCertificate is the client's TLS certificate, or nil. The handshake
 // is complete: the CONNECT was read through it.
 func peerCertificate(cl *mochi.Client) *x509.Certificate {
-	tc, ok := cl.Net.Conn.(*tls.Conn)
+	tc, ok := underlying(cl.Net.Conn).(*tls.Conn)
 	if !ok {
 		return nil
 	}

@@ -401,6 +401,88 @@ func TestV311Publish(t *testing.T) {
 	}
 }
 
+// TestOversizePacket: a v5 client that sends a packet over the server's
+// Maximum Packet Size is told DISCONNECT 0x95 before its connection ends,
+// also when the packet comes in the same write as its CONNECT; a 3.1.1
+// client's connection just ends. Packets up to the limit pass.
+func TestOversizePacket(t *testing.T) {
+	node := nodetest.Start(t, nodetest.Options{})
+	chainID := node.Genesis.ChainID
+	key := node.Enroll(t, "dev", ledger.ES256)
+	const max = 2048
+	srv := startServer(t, node, Config{MaxPacketBytes: max}, nil)
+	tok := token(t, key, "dev", chainID)
+	// publish is a QoS 0 PUBLISH whose packet is size bytes long.
+	publish := func(size int) []byte {
+		topic := str("lg/v1/dev/data/s")
+		body := append(topic, 0) // v5: no properties
+		n := size - 1 - len(vbi(size)) - len(body)
+		body = append(body, make([]byte, n)...)
+		for len(vbi(len(body)))+1+len(body) > size {
+			body = body[:len(body)-1]
+		}
+		return append(append([]byte{0x30}, vbi(len(body))...), body...)
+	}
+	wantDisconnect := func(t *testing.T, raw *rawConn) {
+		t.Helper()
+		for {
+			first, body, err := raw.read()
+			if err != nil {
+				t.Fatalf("connection ended without DISCONNECT 0x95: %v", err)
+			}
+			if first == 0xe0 {
+				if len(body) < 1 || body[0] != 0x95 {
+					t.Fatalf("DISCONNECT %x, want reason 0x95", body)
+				}
+				if err := raw.closed(); err != nil {
+					t.Fatalf("connection left open after DISCONNECT: %v", err)
+				}
+				return
+			}
+		}
+	}
+
+	t.Run("v5 after CONNACK", func(t *testing.T) {
+		raw := dialRaw(t, tcpAddr(srv))
+		if code := raw.connect(5, "dev", "dev", tok); code != 0 {
+			t.Fatalf("CONNACK 0x%02x", code)
+		}
+		if _, err := raw.c.Write(append(publish(max), 0xc0, 0)); err != nil { // at the limit: passes (refused as a record), then PINGREQ
+			t.Fatal(err)
+		}
+		if first, _, err := raw.read(); err != nil || first != 0xd0 {
+			t.Fatalf("no PINGRESP after a packet at the limit: %x %v", first, err)
+		}
+		if _, err := raw.c.Write(publish(max + 1)); err != nil {
+			t.Fatal(err)
+		}
+		wantDisconnect(t, raw)
+	})
+	t.Run("v5 with CONNECT", func(t *testing.T) {
+		raw := dialRaw(t, tcpAddr(srv))
+		b := append(append([]byte{0x10}, vbi(len(connectBody(5, "dev", "dev", tok)))...), connectBody(5, "dev", "dev", tok)...)
+		if _, err := raw.c.Write(append(b, publish(max+100)...)); err != nil {
+			t.Fatal(err)
+		}
+		if first, body, err := raw.read(); err != nil || first != 0x20 || len(body) < 2 || body[1] != 0 {
+			t.Fatalf("CONNACK %x %x %v", first, body, err)
+		}
+		wantDisconnect(t, raw)
+	})
+	t.Run("3.1.1", func(t *testing.T) {
+		raw := dialRaw(t, tcpAddr(srv))
+		if code := raw.connect(4, "dev", "dev", tok); code != 0 {
+			t.Fatalf("CONNACK 0x%02x", code)
+		}
+		if _, err := raw.c.Write(publish(max + 1)); err != nil {
+			t.Fatal(err)
+		}
+		if err := raw.closed(); err != nil {
+			t.Fatalf("connection left open: %v", err)
+		}
+	})
+}
+
 // TestRevokedDeviceDisconnected: when a revocation commits, the chain's
 // OnCommit hook has the server disconnect the device.
 func TestRevokedDeviceDisconnected(t *testing.T) {
