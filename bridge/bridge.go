@@ -42,6 +42,13 @@ type Directory interface {
 	MaxTxBytes() int
 	// Device returns the device's current registry entry.
 	Device(id string) (Device, bool)
+	// Behind reports whether this gateway may lack committed blocks: it
+	// is catching up with its peers, or hears from too few of them to
+	// know. A device it does not know, or whose key does not match,
+	// may have been enrolled or re-keyed in those blocks, so it is told
+	// to come back (MQTT: server unavailable), not that its credentials
+	// are wrong.
+	Behind() bool
 }
 
 // Device is a device as front ends see it.

@@ -48,6 +48,7 @@ type stubLedger struct {
 
 func (l *stubLedger) ChainID() string { return "chain" }
 func (l *stubLedger) MaxTxBytes() int { return 4096 }
+func (l *stubLedger) Behind() bool    { return false }
 func (l *stubLedger) Device(id string) (bridge.Device, bool) {
 	if id != "dev" {
 		return bridge.Device{}, false

@@ -127,3 +127,40 @@ func FuzzDevicePublish(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSizeGuard: the framing scan reaches the same verdict, at the same
+// packet, however the client's bytes are split across reads, and never
+// panics.
+func FuzzSizeGuard(f *testing.F) {
+	f.Add([]byte{0x30, 3, 0, 1, 'x', 0xc0, 0}, uint8(3), uint16(6))
+	f.Add([]byte{0x30, 0xff, 0xff, 0xff, 0x7f}, uint8(1), uint16(100))
+	f.Add([]byte{0x30, 0x80, 0x01}, uint8(2), uint16(100))
+	f.Fuzz(func(t *testing.T, stream []byte, split uint8, max uint16) {
+		if len(stream) > 4096 || max < 2 {
+			return
+		}
+		whole := &sizeGuard{max: uint32(max)}
+		wantStart, wantOver := whole.scan(stream)
+		parts := &sizeGuard{max: uint32(max)}
+		step := int(split%16) + 1
+		for off := 0; off < len(stream); off += step {
+			end := min(off+step, len(stream))
+			start, over := parts.scan(stream[off:end])
+			if over {
+				if !wantOver {
+					t.Fatalf("split by %d: over at offset %d, whole stream is not", step, off)
+				}
+				if start >= 0 && off+start != wantStart {
+					t.Fatalf("split by %d: packet at %d, whole stream says %d", step, off+start, wantStart)
+				}
+				return
+			}
+			if parts.max == 0 { // malformed length: stopped watching
+				return
+			}
+		}
+		if wantOver {
+			t.Fatalf("split by %d: not over, whole stream is at %d", step, wantStart)
+		}
+	})
+}
