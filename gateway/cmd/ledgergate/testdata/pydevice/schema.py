@@ -252,13 +252,19 @@ RECEIPT = {1: ("tx", R, t_bstr()), 2: ("header", R, t_map(HEADER)), 3: ("cert", 
            4: ("index", R, t_uint(0)), 5: ("proof", R, t_list(t_bstr(32), 0, null_ok=True))}
 HEAD = {1: ("header", R, t_map(HEADER)), 2: ("cert", R, t_map(CERT))}
 CONFIG_ANSWER = {1: ("device", R, t_id), 2: ("receipt", O, t_map(RECEIPT)), 3: ("head", R, t_map(HEAD)),
-                 4: ("match", O, t_true)}
+                 4: ("match", O, t_true),
+                 # Not in protocol.md (11.2.1 reserves key 5 and says to refuse it); main
+                 # sends it since 791e17d: the device's own device.enroll receipt.
+                 5: ("enrollment", O, t_map(RECEIPT))}
 KEYS_ANSWER = {1: ("device", R, t_id), 2: ("enroll", R, t_map(RECEIPT)), 3: ("rekey", O, t_map(RECEIPT)),
                4: ("revoke", O, t_map(RECEIPT)), 5: ("head", R, t_map(HEAD))}
 FIRMWARE_ANSWER = {1: ("device", R, t_id), 2: ("group", O, t_id), 3: ("release", R, t_map(RECEIPT)),
                    4: ("policy", O, t_map(RECEIPT)), 5: ("approval", O, t_map(RECEIPT)),
                    6: ("votes", O, t_list(t_map(RECEIPT), 1)), 7: ("revoke", O, t_map(RECEIPT)),
-                   8: ("head", R, t_map(HEAD))}
+                   8: ("head", R, t_map(HEAD)),
+                   # Not in protocol.md (11.4.1 reserves keys 9 and up); main sends them
+                   # since 791e17d: the device's device.enroll receipt, and why it is blocked.
+                   9: ("enrollment", O, t_map(RECEIPT)), 10: ("blocked", O, t_tstr())}
 RECIPIENT = {1: ("key", R, t_bstr(32)), 2: ("wrapped", R, t_bstr())}
 SEALED = {1: ("suite", R, t_uint(1, 1)), 2: ("recipients", R, t_list(t_map(RECIPIENT), 1, 10000)),
           3: ("nonce", R, t_bstr(12)), 4: ("ciphertext", R, t_bstr())}

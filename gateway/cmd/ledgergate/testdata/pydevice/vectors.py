@@ -316,7 +316,7 @@ def check_tx(ctx, c):
     try:
         cose.check_author(env)
     except schema.Malformed as e:
-        return ("ErrMalformed", "malformed"), str(e)
+        return ("ErrForbidden", "forbidden"), str(e)  # protocol.md 6: forbidden
     o = c.get("outputs") or {}
     if c["verdict"] == "ok":
         eq(env.kid, i["kid"], "kid")

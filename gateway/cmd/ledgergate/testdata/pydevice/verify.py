@@ -319,6 +319,23 @@ class ConfigState:
         self.last = {"target": target, "version": version, "height": height, "sha256": sha.hex()}
 
 
+def enrollment_groups(gen, r, device, groups, model=None):
+    """The answers' enrollment receipt (ConfigAnswer key 5, FirmwareAnswer key 9,
+    undocumented; see the report): it MUST verify and be this device's
+    device.enroll; a device that knows its groups and model keeps its own,
+    one that does not takes them from the receipt. Returns (model, groups)."""
+    if r is None:
+        return model, groups
+    e = verify_receipt_map(gen, r)
+    if e.kind != "device.enroll" or e.payload[1] != device:
+        raise ProofError("enrollment receipt is not this device's enrollment")
+    if not groups:
+        groups = e.payload.get(4, [])
+    if model is None:
+        model = e.payload.get(3)
+    return model, groups
+
+
 LEDGER_CODES = ("ErrCert", "ErrReceipt", "ErrNotCanonical")
 
 
@@ -342,8 +359,9 @@ def config_manifest(gen, a, device, groups, last, now_ms, h=None, max_age=MAX_AG
     """Section 11.2 steps 1-6 (and 7 when h is given). Returns (receipt, config.set)."""
     if a[1] != device:
         raise ProofError("config answer is about %r, not %r" % (a[1], device))
-    present = [a[2]] if 2 in a else []
+    present = [a[k] for k in (2, 5) if k in a]
     freshness(gen, a[3], present, now_ms, max_age)
+    groups = enrollment_groups(gen, a.get(5), device, groups)[1]
     if 2 not in a:
         raise ProofError("no configuration published", "ErrNoConfig")
     r = verify_receipt_map(gen, a[2])
@@ -399,8 +417,9 @@ def check_firmware(gen, vk_spki, a, device, model, groups, installed, now_ms, ma
     """Section 11.5 steps 1-14. Returns the firmware.publish body F."""
     if a[1] != device:
         raise ProofError("firmware answer is about %r" % a[1])
-    present = [a[k] for k in (3, 4, 5, 7) if k in a] + list(a.get(6, []))
+    present = [a[k] for k in (3, 4, 5, 7, 9) if k in a] + list(a.get(6, []))
     freshness(gen, a[8], present, now_ms, max_age)
+    model, groups = enrollment_groups(gen, a.get(9), device, groups, model)
     rel = verify_receipt_map(gen, a[3])
     if rel.kind != "firmware.publish":
         raise ProofError("release receipt is a %s" % rel.kind)
