@@ -255,6 +255,109 @@ def cmd_resync(a):
         m.close()
 
 
+def cmd_rekey(a):
+    """Re-key over MQTT (device-protocol.md "Re-key", rekey branch): sign a
+    device.rekey with the current key on lg/v1/<id>/rekey; after commit,
+    records signed with the new key commit on the same connection, records
+    signed with the old key are refused bad_signature, a new-key token
+    connects and an old-key token does not."""
+    d = Device(a)
+    old = d.key
+    new = cose.generate("es256" if a.alg == "es256" else "ed25519")
+    new_enc = cose.generate("x25519")
+    # Store the new keys durably before sending the re-key.
+    cose.write_key(os.path.join(d.dir, "key.next"), new)
+    cose.write_key(os.path.join(d.dir, "key.next.enc"), new_enc)
+    m = d.mqtt(a.broker)
+    try:
+        m.subscribe("receipts")
+        m.subscribe("rejects")
+        seq = d.next_seq()
+        rk = {1: d.id, 2: seq, 3: cose.spki(new.public_key()), 4: cose.spki(new_enc.public_key())}
+        env = cose.sign_body(old, d.id, d.body("device.rekey", rk))
+        code, props = m.publish("rekey", env)
+        if code != 0:
+            fail("device.rekey PUBACK 0x%02x %s" % (code, props))
+        r = wait_receipt(d, m, env)
+        for suffix in ("", ".pub", ".enc", ".enc.pub"):
+            os.replace(os.path.join(d.dir, "key.next" + suffix), os.path.join(d.dir, "key" + suffix))
+        ok("rekey", "height=%d" % r.height)
+        env, code, props = publish_record(d, m, a.stream, b'{"key":"new"}', key=new)
+        if code != 0:
+            fail("new-key record: PUBACK 0x%02x %s" % (code, props))
+        wait_receipt(d, m, env)
+        ok("new-key-record")
+        env, code, props = publish_record(d, m, a.stream, b'{"key":"old"}', key=old)
+        if props.get("ReasonString") != "bad_signature":
+            fail("old-key record: PUBACK 0x%02x %s, want bad_signature" % (code, props))
+        ok("old-key-refused", "code=0x%02x" % code)
+    finally:
+        m.close()
+    m = d.mqtt(a.broker, key=new, suffix="after")
+    m.close()
+    ok("new-key-connect")
+    try:
+        d.mqtt(a.broker, key=old, suffix="old").close()
+        fail("an old-key token connected after the re-key")
+    except transport.MQTTError as e:
+        ok("old-key-connect-refused", str(e).replace(" ", "_"))
+
+
+def coap_get(a, path, what, block=None, accept=None):
+    res = transport.coap("get", "coap://%s/lg/v1/%s/%s" % (a.coap, a.id, path), block=block, accept=accept)
+    if res.code != "2.05":
+        fail("GET %s: code %s\n%s" % (path, res.code, res.out[-2000:]))
+    return res.payload
+
+
+def coap_post_tx(d, a, path, env):
+    res = transport.coap("post", "coap://%s/lg/v1/%s/%s" % (a.coap, a.id, path), env, content_format=18)
+    if res.code != "2.04":
+        fail("POST %s: code %s\n%s" % (path, res.code, res.out[-2000:]))
+    return d.check_receipt(res.payload, env)
+
+
+def cmd_coap_answers(a):
+    """Configuration, verdict, blob, keys, firmware answer and image over
+    CoAP (device-protocol.md, coap branch), answers larger than a block
+    fetched with Block2 by coap-client; reports POSTed."""
+    d = Device(a)
+    state = verify.ConfigState(os.path.join(d.dir, "config.json"))
+    raw = coap_get(a, "config", "manifest")
+    ca = verify.decode_answer(raw, schema.CONFIG_ANSWER, "ConfigAnswer")
+    r, cs = verify.config_manifest(d.gen, ca, d.id, d.groups, state.last, now_ms())
+    ok("coap-manifest", "version=%d" % cs[2], "bytes=%d" % len(raw))
+    blob = coap_get(a, "config/blob/" + cs[6].hex(), "blob", block=64)
+    content = hpke.open_config(cs, blob, d.enc_key)
+    if a.expect is not None and content != a.expect.encode():
+        fail("content %r, want %r" % (content, a.expect))
+    ok("coap-blob", "bytes=%d" % len(blob), "opened=%d" % len(content))
+    raw = coap_get(a, "config/verify?h=" + H(content).hex(), "verdict")
+    va = verify.decode_answer(raw, schema.CONFIG_ANSWER, "ConfigAnswer")
+    r2, cs2 = verify.verify_config(d.gen, va, d.id, d.groups, state, H(content), now_ms())
+    ok("coap-verified", "version=%d" % cs2[2])
+    seq = d.next_seq()
+    env = cose.sign_body(d.key, d.id, d.body("config.report", {1: d.id, 2: seq, 3: cs2[2], 4: cs2[3]}))
+    coap_post_tx(d, a, "config/report", env)
+    ok("coap-config-report", "version=%d" % cs2[2])
+    raw = coap_get(a, "keys/" + d.id, "keys", block=64)
+    k = verify.verify_keys(d.gen, verify.decode_answer(raw, schema.KEYS_ANSWER, "KeysAnswer"), d.id, now_ms())
+    if k["sign"] != cose.load_pub_der(os.path.join(d.dir, "key.pub")):
+        fail("CoAP keys answer: the ledger's key is not mine")
+    ok("coap-keys", "height=%d" % k["height"], "rekeyed=%s" % (3 in verify.dcbor.decode(raw)))
+    raw = coap_get(a, "firmware", "firmware answer")
+    fa = verify.decode_answer(raw, schema.FIRMWARE_ANSWER, "FirmwareAnswer")
+    F = verify.check_firmware(d.gen, load_vendor(a), fa, d.id, a.model, d.groups, a.installed, now_ms())
+    ok("coap-firmware-answer", "version=%d" % F[2], "bytes=%d" % len(raw))
+    image = coap_get(a, "firmware/" + F[3].hex(), "image", block=1024)
+    verify.check_image(F, image[:F[4]] if len(image) > F[4] else image)
+    ok("coap-image", "size=%d" % len(image))
+    seq = d.next_seq()
+    env = cose.sign_body(d.key, d.id, d.body("firmware.report", {1: d.id, 2: seq, 3: F[1], 4: F[2], 5: True}))
+    coap_post_tx(d, a, "firmware/report", env)
+    ok("coap-firmware-report", "version=%d" % F[2])
+
+
 def cmd_coap(a):
     d = Device(a)
     env = d.record(a.stream, b'{"via":"coap"}')
@@ -417,6 +520,18 @@ def main(argv=None):
     s.add_argument("--broker", required=True)
     s.add_argument("--stream", default="temp")
     s.add_argument("--require-last-seq", action="store_true")
+
+    s = common("rekey", cmd_rekey)
+    s.add_argument("--broker", required=True)
+    s.add_argument("--stream", default="temp")
+    s.add_argument("--alg", default="es256", choices=["es256", "ed25519"])
+
+    s = common("coap-answers", cmd_coap_answers)
+    s.add_argument("--coap", required=True)
+    s.add_argument("--vendor-pub", required=True)
+    s.add_argument("--model", required=True)
+    s.add_argument("--installed", type=int, default=1)
+    s.add_argument("--expect")
 
     s = common("coap", cmd_coap)
     s.add_argument("--coap", required=True)
