@@ -175,16 +175,32 @@ func TestPythonDevice(t *testing.T) {
 		wantLines(t, ed.run(t, "mqtt", "--broker", g.mqtt, "--count", "1"), "ok mqtt5 ")
 	})
 
+	// Refusals a device can provoke (protocol.md 7, 13.1, 14): CONNECT
+	// codes and PUBACK reason strings must be the spec's; a PUBACK code
+	// other than the 14.1 table (which describes the code "at the time of
+	// writing") is logged as a DIFF line.
+	t.Run("refusals", func(t *testing.T) {
+		out := dev.run(t, "conformance", "--broker", g.mqtt, "--other-dir", filepath.Join(dir, "py-ed"), "--other-id", "py-ed")
+		for _, line := range strings.Split(out, "\n") {
+			if strings.HasPrefix(line, "DIFF ") {
+				t.Log(line)
+			}
+		}
+		wantLines(t, out, "ok connect-expired", "ok record-stream-not-topic", "ok resend-committed", "ok keys-of-unknown-device")
+	})
+
 	// A device that lost its counter: refused replay, resyncs, commits.
 	t.Run("resync", func(t *testing.T) {
 		out := dev.run(t, "resync", "--broker", g.mqtt)
 		wantLines(t, out, "ok replay-refused", "ok resync ")
 	})
 
-	// 3. CoAP: POST answered 2.04 with the receipt, and GET by tx id.
+	// 3. CoAP: POST answered 2.04 with the receipt, and GET by tx id; a
+	// large record in Block1 answered with its tx id, its receipt in Block2;
+	// a replay's diagnostic payload.
 	t.Run("coap", func(t *testing.T) {
 		out := dev.run(t, "coap", "--coap", g.coap, "--stream", "temp")
-		wantLines(t, out, "ok coap ", "ok coap-get-receipt")
+		wantLines(t, out, "ok coap ", "ok coap-block1-block2 ", "ok coap-replay code=4.03", "ok coap-get-receipt")
 	})
 
 	// 4. A sealed configuration: manifest, blob, HPKE, verify, report.

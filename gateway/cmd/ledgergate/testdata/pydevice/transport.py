@@ -238,6 +238,14 @@ def _last_code(text):
     return codes[-1] if codes else None
 
 
+def diagnostic(text):
+    """The diagnostic payload of an error response, from coap-client's log:
+    it prints the payload of a 4.xx/5.xx answer as `<code> <payload>`."""
+    import re
+    found = re.findall(r"^\d\.\d\d (.*)$", text, re.M)
+    return found[-1].strip() if found else ""
+
+
 def parse_reject(text):
     try:
         return json.loads(text)
