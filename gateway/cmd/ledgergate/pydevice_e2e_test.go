@@ -219,6 +219,13 @@ func TestPythonDevice(t *testing.T) {
 		}
 	})
 
+	// The HTTP API as a device or its proxy uses it (protocol.md 13.4).
+	t.Run("http", func(t *testing.T) {
+		out := dev.run(t, "http", "--api", g.api, "--config-version", "1")
+		wantLines(t, out, "ok http-post ", "ok http-receipt", "ok http-resubmit", "ok http-replay status=409",
+			"ok http-config version=1")
+	})
+
 	// 5. Firmware: the vendor publishes, the owner approves for the group;
 	// the device checks the offer with the vendor key and the image.
 	t.Run("firmware", func(t *testing.T) {

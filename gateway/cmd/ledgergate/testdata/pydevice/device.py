@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import cose
@@ -470,6 +471,67 @@ def http_get(url, accept=None, limit=None):
         return resp.read(limit) if limit is not None else resp.read()
 
 
+def http_req(url, data=None, ctype=None, accept=None):
+    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
+    if ctype:
+        req.add_header("Content-Type", ctype)
+    if accept:
+        req.add_header("Accept", accept)
+    try:
+        with urllib.request.urlopen(req, timeout=20) as resp:
+            return resp.status, resp.headers.get("Content-Type", ""), resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type", ""), e.read()
+
+
+def cmd_http(a):
+    """The HTTP API as a device (or its proxy) uses it (protocol.md 13.4)."""
+    import base64
+    d = Device(a)
+    env = d.record(a.stream, b'{"via":"http"}')
+    st, ct, body = http_req(a.api + "/api/v1/txs", env, "application/cose")
+    if st != 200:
+        fail("POST /api/v1/txs: %d %s" % (st, body[:300]))
+    j = json.loads(body)
+    r = d.check_receipt(base64.b64decode(j["receipt"]), env)
+    if j.get("tx_id") != r.tx_id.hex():
+        fail("tx_id %r" % j.get("tx_id"))
+    ok("http-post", "height=%d" % r.height)
+    st, ct, raw = http_req("%s/api/v1/txs/%s/receipt" % (a.api, r.tx_id.hex()), accept="application/cbor")
+    if st != 200 or ct != "application/cbor":
+        fail("GET receipt: %d %s" % (st, ct))
+    d.check_receipt(raw, env)
+    ok("http-receipt")
+    st, ct, body = http_req(a.api + "/api/v1/txs", env, "application/cose")
+    if st != 200 or json.loads(body).get("tx_id") != r.tx_id.hex():
+        fail("resubmitted committed tx: %d %s" % (st, body[:300]))
+    ok("http-resubmit")
+    old = d.record(a.stream, b"{}", seq=1)
+    st, ct, body = http_req(a.api + "/api/v1/txs", old, "application/cose")
+    j = json.loads(body)
+    if st != 409 or j.get("reason") != "replay":
+        fail("old seq over HTTP: %d %s" % (st, body[:300]))
+    ok("http-replay", "status=%d" % st, "last_seq=%s" % j.get("last_seq", "absent"))
+    if a.config_version:
+        state = verify.ConfigState(os.path.join(d.dir, "config.json"))
+        st, ct, raw = http_req("%s/api/v1/devices/%s/config" % (a.api, d.id), accept="application/cbor")
+        if st != 200 or ct != "application/cbor":
+            fail("GET config: %d %s" % (st, ct))
+        ca = verify.decode_answer(raw, schema.CONFIG_ANSWER, "ConfigAnswer")
+        _, cs = verify.config_manifest(d.gen, ca, d.id, d.groups, state.last, now_ms())
+        st, ct, blob = http_req("%s/api/v1/blobs/%s" % (a.api, cs[6].hex()))
+        content = hpke.open_config(cs, blob, d.enc_key)
+        st, ct, raw = http_req("%s/api/v1/devices/%s/config/verify" % (a.api, d.id), H(content),
+                               "application/octet-stream", accept="application/cbor")
+        if st != 200 or ct != "application/cbor":
+            fail("POST config/verify: %d %s %r" % (st, ct, raw[:200]))
+        va = verify.decode_answer(raw, schema.CONFIG_ANSWER, "ConfigAnswer")
+        _, cs2 = verify.verify_config(d.gen, va, d.id, d.groups, state, H(content), now_ms())
+        if cs2[2] != a.config_version:
+            fail("config version %d, want %d" % (cs2[2], a.config_version))
+        ok("http-config", "version=%d" % cs2[2])
+
+
 def load_vendor(a):
     return cose.load_pub_der(a.vendor_pub)
 
@@ -567,6 +629,11 @@ def main(argv=None):
     s.add_argument("--broker", required=True)
     s.add_argument("--other-dir", required=True, help="another enrolled device's key directory")
     s.add_argument("--other-id", required=True)
+
+    s = common("http", cmd_http)
+    s.add_argument("--api", required=True)
+    s.add_argument("--stream", default="temp")
+    s.add_argument("--config-version", type=int, default=0)
 
     s = common("coap", cmd_coap)
     s.add_argument("--coap", required=True)
