@@ -50,7 +50,6 @@ func findPython(t *testing.T) string {
 // is written from docs/protocol.md alone and shares no code with the
 // gateway.
 type pyDevice struct {
-	t       *testing.T
 	python  string
 	script  string
 	dir     string // the device's keys and state
@@ -119,7 +118,7 @@ func TestPythonDevice(t *testing.T) {
 	genesis := filepath.Join(g.data, "genesis.json")
 	const id, groups, model = "py-1", "fleet,meters", "th-2"
 	devDir := filepath.Join(dir, id)
-	dev := &pyDevice{t: t, python: python, script: script, dir: devDir, timeout: 30 * time.Second,
+	dev := &pyDevice{python: python, script: script, dir: devDir, timeout: 30 * time.Second,
 		common: []string{"--dir", devDir, "--id", id, "--genesis", genesis, "--groups", groups}}
 	admin := func(t *testing.T, args ...string) string {
 		t.Helper()
@@ -170,7 +169,7 @@ func TestPythonDevice(t *testing.T) {
 			t.Fatalf("keygen: %v\n%s", err, out)
 		}
 		admin(t, "device", "enroll", "--id", "py-ed", "--pubkey", filepath.Join(edDir, "key.pub"))
-		ed := &pyDevice{t: t, python: python, script: script, dir: edDir, timeout: 30 * time.Second,
+		ed := &pyDevice{python: python, script: script, dir: edDir, timeout: 30 * time.Second,
 			common: []string{"--dir", edDir, "--id", "py-ed", "--genesis", genesis}}
 		wantLines(t, ed.run(t, "mqtt", "--broker", g.mqtt, "--count", "1"), "ok mqtt5 ")
 	})
@@ -242,7 +241,7 @@ func TestPythonDevice(t *testing.T) {
 		out := dev.run(t, "firmware", "--broker", g.mqtt, "--api", g.api, "--vendor-pub", filepath.Join(dir, "acme.pub"),
 			"--model", model, "--installed", "1")
 		wantLines(t, out, "ok firmware-answer model=th-2 version=2 group=fleet", "ok firmware-refusals",
-			"ok image size=42000", "ok firmware-report version=2")
+			"ok firmware-from-enrollment", "ok image size=42000", "ok firmware-report version=2")
 	})
 
 	// 7. The protocol's test vectors, checked by the Python code.

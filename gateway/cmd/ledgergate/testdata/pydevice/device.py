@@ -559,6 +559,12 @@ def cmd_firmware(a):
                 if e.code != code:
                     fail("%s: %s (%s), want %s" % (what, e, e.code, code))
         ok("firmware-refusals")
+        # A device that keeps neither its model nor its groups takes them from
+        # the answer's enrollment receipt (key 9, protocol.md 11.5 step 3).
+        F2 = verify.check_firmware(d.gen, vk, fa, d.id, None, [], a.installed, now_ms())
+        if F2 != F:
+            fail("from the enrollment: another release")
+        ok("firmware-from-enrollment")
         image = http_get("%s/api/v1/firmware/images/%s" % (a.api, F[3].hex()), limit=F[4])
         verify.check_image(F, image)
         ok("image", "size=%d" % len(image))

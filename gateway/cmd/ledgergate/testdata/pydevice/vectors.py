@@ -385,7 +385,7 @@ def check_answer_firmware(ctx, c):
     g = ctx.gen(i["genesis"])
     try:
         a = _answer(c, schema.FIRMWARE_ANSWER)
-        F = verify.check_firmware(g, bytes.fromhex(i["vendor_spki"]), a, i["device"], i["model"],
+        F = verify.check_firmware(g, bytes.fromhex(i["vendor_spki"]), a, i["device"], i.get("model"),
                                   i.get("groups") or [], i["installed"], i["now_ms"],
                                   i.get("max_age_ms", verify.MAX_AGE_MS))
         if "image" in i:
@@ -410,7 +410,50 @@ def check_hpke(ctx, c):
     return "ok"
 
 
+def _presence(sch):
+    return {k: ("required" if v[1] else "omitted when empty") for k, v in sch.items()}
+
+
+def _body_presence():
+    m = {1: "required", 2: "required"}
+    for key, _, _ in schema.KINDS.values():
+        m[key] = "omitted when empty"
+    return m
+
+
+# What this device encodes or decodes for each structure of schema.json:
+# key -> presence. Genesis, Node, Admin and Params are what verify.Genesis.cbor
+# writes; a device never receives a Block (protocol.md 9.1) but its layout is
+# stated there.
+SCHEMAS = {
+    "Body": _body_presence(),
+    "claims": _presence(schema.CLAIMS),
+    "Genesis": {1: "required", 2: "required", 3: "required", 4: "required", 5: "required"},
+    "Node": {1: "required", 2: "required", 3: "omitted when empty"},
+    "Admin": {1: "required", 2: "required"},
+    "Params": {1: "required"},
+    "Block": {1: "required", 2: "required", 3: "required"},
+    "Header": _presence(schema.HEADER), "Cert": _presence(schema.CERT), "Sig": _presence(schema.SIG),
+    "Receipt": _presence(schema.RECEIPT), "Head": _presence(schema.HEAD),
+    "ConfigAnswer": _presence(schema.CONFIG_ANSWER), "KeysAnswer": _presence(schema.KEYS_ANSWER),
+    "FirmwareAnswer": _presence(schema.FIRMWARE_ANSWER),
+}
+for _kind, (_key, _sch, _) in schema.KINDS.items():
+    SCHEMAS["".join(w.capitalize() for w in _kind.replace(".", " ").split()).replace("Device", "")
+            .replace("DataRecord", "Record").replace("NodeHeartbeat", "Heartbeat")] = _presence(_sch)
+
+
+def check_schema(ctx, c):
+    mine = SCHEMAS.get(c["name"])
+    if mine is None:
+        raise Mismatch("structure %s unknown to this device" % c["name"])
+    theirs = {f["key"]: f["presence"] for f in c["inputs"]["fields"]}
+    eq(theirs, mine, "keys and presence of %s" % c["name"])
+    return "ok"
+
+
 CHECKERS = {
+    "schema": check_schema,
     "hpke": check_hpke,
     "keys": check_keys, "genesis": check_genesis, "header": check_header, "cert": check_cert,
     "merkle": check_merkle, "receipt": check_receipt, "sealed": check_sealed, "token": check_token,

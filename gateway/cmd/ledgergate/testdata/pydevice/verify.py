@@ -319,21 +319,17 @@ class ConfigState:
         self.last = {"target": target, "version": version, "height": height, "sha256": sha.hex()}
 
 
-def enrollment_groups(gen, r, device, groups, model=None):
-    """The answers' enrollment receipt (ConfigAnswer key 5, FirmwareAnswer key 9,
-    undocumented; see the report): it MUST verify and be this device's
-    device.enroll; a device that knows its groups and model keeps its own,
-    one that does not takes them from the receipt. Returns (model, groups)."""
+def enrollment(gen, r, device):
+    """The answers' enrollment receipt (ConfigAnswer key 5, FirmwareAnswer key 9;
+    11.2 step 5, 11.5 step 3), used by a device that does not keep its model or
+    groups: it MUST be present, verify and be this device's device.enroll.
+    Returns (model, groups)."""
     if r is None:
-        return model, groups
+        raise ProofError("no enrollment receipt in the answer")
     e = verify_receipt_map(gen, r)
     if e.kind != "device.enroll" or e.payload[1] != device:
         raise ProofError("enrollment receipt is not this device's enrollment")
-    if not groups:
-        groups = e.payload.get(4, [])
-    if model is None:
-        model = e.payload.get(3)
-    return model, groups
+    return e.payload.get(3), e.payload.get(4, [])
 
 
 LEDGER_CODES = ("ErrCert", "ErrReceipt", "ErrNotCanonical")
@@ -359,9 +355,8 @@ def config_manifest(gen, a, device, groups, last, now_ms, h=None, max_age=MAX_AG
     """Section 11.2 steps 1-6 (and 7 when h is given). Returns (receipt, config.set)."""
     if a[1] != device:
         raise ProofError("config answer is about %r, not %r" % (a[1], device))
-    present = [a[k] for k in (2, 5) if k in a]
+    present = [a[2]] if 2 in a else []  # not the enrollment (11.2 step 5)
     freshness(gen, a[3], present, now_ms, max_age)
-    groups = enrollment_groups(gen, a.get(5), device, groups)[1]
     if 2 not in a:
         raise ProofError("no configuration published", "ErrNoConfig")
     r = verify_receipt_map(gen, a[2])
@@ -369,6 +364,8 @@ def config_manifest(gen, a, device, groups, last, now_ms, h=None, max_age=MAX_AG
         raise ProofError("config answer receipt is a %s" % r.kind)
     cs = r.payload
     t = cs[1]
+    if t.startswith("group:") and not groups:
+        groups = enrollment(gen, a.get(5), device)[1]
     if not (t == device or (t.startswith("group:") and t[6:] in groups)):
         raise ProofError("config.set target %r is not this device or its groups" % t)
     if last is not None:
@@ -417,9 +414,12 @@ def check_firmware(gen, vk_spki, a, device, model, groups, installed, now_ms, ma
     """Section 11.5 steps 1-14. Returns the firmware.publish body F."""
     if a[1] != device:
         raise ProofError("firmware answer is about %r" % a[1])
-    present = [a[k] for k in (3, 4, 5, 7, 9) if k in a] + list(a.get(6, []))
+    present = [a[k] for k in (3, 4, 5, 7) if k in a] + list(a.get(6, []))  # not enrollment
     freshness(gen, a[8], present, now_ms, max_age)
-    model, groups = enrollment_groups(gen, a.get(9), device, groups, model)
+    if model is None or not groups:  # 11.5 step 3
+        m2, g2 = enrollment(gen, a.get(9), device)
+        model = m2 if model is None else model
+        groups = groups or g2
     rel = verify_receipt_map(gen, a[3])
     if rel.kind != "firmware.publish":
         raise ProofError("release receipt is a %s" % rel.kind)
@@ -457,7 +457,7 @@ def check_firmware(gen, vk_spki, a, device, model, groups, installed, now_ms, ma
         ap = verify_receipt_map(gen, a[5])
         if ap.kind != "firmware.approve" or (ap.payload[1], ap.payload[2], ap.payload[3]) != (F[1], F[2], grp):
             raise ProofError("approval does not fit")
-        return F
+        return blocked(a, F)
     if P.get(2, False):
         raise ProofError("approval required", "ErrPolicy")
     authors = set()
@@ -469,6 +469,13 @@ def check_firmware(gen, vk_spki, a, device, model, groups, installed, now_ms, ma
             authors.add(vr.env.kid)
     if len(authors) < P.get(3, 0):
         raise ProofError("not enough good votes", "ErrPolicy")
+    return blocked(a, F)
+
+
+def blocked(a, F):
+    """11.4: any `blocked` value means "do not install this one"."""
+    if 10 in a:
+        raise ProofError("the gateway says blocked: %s" % a[10], "ErrBlocked")
     return F
 
 
