@@ -187,5 +187,11 @@ def run(d, broker, other_dir, other_id):
         rep.ok("blob-unknown", "content_type=%s" % ct, "puback=0x%02x" % code)
     else:
         rep.fail("blob-unknown", "answer %s %r" % (ct, raw[:200]))
+    # Section 1: a receiver MUST accept upper-case hex.
+    ct, raw, code = m.request("config/verify", H(b"upper").hex().upper().encode(), answer_suffix="answers/u")
+    if ct == "application/cbor" and code == 0:
+        rep.ok("upper-case-hex-request")
+    else:
+        rep.fail("upper-case-hex-request", "answer %s %r PUBACK 0x%02x" % (ct, raw[:200], code))
     m.close()
     return rep.fails

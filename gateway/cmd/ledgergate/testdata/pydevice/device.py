@@ -497,7 +497,7 @@ def cmd_http(a):
     if j.get("tx_id") != r.tx_id.hex():
         fail("tx_id %r" % j.get("tx_id"))
     ok("http-post", "height=%d" % r.height)
-    st, ct, raw = http_req("%s/api/v1/txs/%s/receipt" % (a.api, r.tx_id.hex()), accept="application/cbor")
+    st, ct, raw = http_req("%s/api/v1/txs/%s/receipt" % (a.api, r.tx_id.hex().upper()), accept="application/cbor")
     if st != 200 or ct != "application/cbor":
         fail("GET receipt: %d %s" % (st, ct))
     d.check_receipt(raw, env)
