@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/ecdh"
+	"crypto/hpke"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
@@ -552,6 +553,37 @@ func (v *set) checker(t *testing.T, structure string, c *Case) func([]byte) erro
 				return err
 			}
 			if !bytes.Equal(pt, plain) {
+				return errMismatch
+			}
+			return nil
+		}
+	case "hpke":
+		kem, kdf, aead := hpke.DHKEM(ecdh.X25519()), hpke.HKDFSHA256(), hpke.AES256GCM()
+		skE, err := ecdh.X25519().NewPrivateKey(i.bytes("skEm"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		skR, err := kem.NewPrivateKey(i.bytes("skRm"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pkR, err := ecdh.X25519().NewPrivateKey(i.bytes("skRm"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(skE.PublicKey().Bytes(), i.bytes("enc")) || !bytes.Equal(pkR.PublicKey().Bytes(), i.bytes("pkRm")) {
+			t.Errorf("%s: the vector's keys do not match", c.Name)
+		}
+		return func(b []byte) error {
+			r, err := hpke.NewRecipient(i.bytes("enc"), skR, kdf, aead, i.bytes("info"))
+			if err != nil {
+				return err
+			}
+			pt, err := r.Open(i.bytes("aad"), b)
+			if err != nil {
+				return err
+			}
+			if !bytes.Equal(pt, i.bytes("pt")) {
 				return errMismatch
 			}
 			return nil

@@ -145,6 +145,7 @@ func generate(t *testing.T) map[string][]byte {
 	x.keysAnswers()
 	x.firmwareAnswers()
 	x.sealedFile()
+	x.hpke()
 	x.reasons()
 	x.keysFile()
 

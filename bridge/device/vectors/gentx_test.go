@@ -1,7 +1,10 @@
 package vectors
 
 import (
+	"bytes"
+	"crypto/elliptic"
 	"math"
+	"math/big"
 	"strings"
 
 	"github.com/fxamacker/cbor/v2"
@@ -69,6 +72,8 @@ func (x *gen) txFiles() {
 	add(ledger.KindRekey, "minimal-max-seq", "No encryption key afterwards; seq at its maximum 2^63-1.", "sensor-1", x.sign("sensor-1", "sensor-1", b))
 	add(ledger.KindRecord, "full", "content_type and payload.", "sensor-1", t["record-full"])
 	add(ledger.KindRecord, "minimal", "No content type, no payload.", "sensor-1", t["record-minimal"])
+	add(ledger.KindRecord, "minimal-high-s", "The minimal record with its ES256 signature (r, s) replaced by (r, n - s): it verifies too, so the same body has a second tx id (protocol.md 5.1).",
+		"sensor-1", highS(t["record-minimal"]))
 	b = body(ledger.KindRecord)
 	b.Record = &ledger.Record{DeviceID: "sensor-2", Stream: "door.state_2", Seq: 24, Time: -1, Payload: []byte{0}}
 	add(ledger.KindRecord, "eddsa", "An Ed25519 device; seq 24 is the first that takes two bytes (0x18 0x18); a negative time.", "sensor-2", x.sign("sensor-2", "sensor-2", b))
@@ -102,6 +107,15 @@ func (x *gen) txFiles() {
 	b = body(ledger.KindFirmwareReport)
 	b.FirmwareReport = &ledger.FirmwareReport{DeviceID: "sensor-1", Seq: 6, Model: "th-2", Version: 3}
 	add(ledger.KindFirmwareReport, "failed", "ok = false is omitted.", "sensor-1", x.sign("sensor-1", "sensor-1", b))
+}
+
+// highS replaces an ES256 envelope's s by n - s.
+func highS(env []byte) []byte {
+	p := split(env)
+	n := elliptic.P256().Params().N
+	s := new(big.Int).Sub(n, new(big.Int).SetBytes(p.Signature[32:]))
+	sig := append(bytes.Clone(p.Signature[:32]), s.FillBytes(make([]byte, 32))...)
+	return envelope(p.Protected, p.Unprotected, p.Payload, sig)
 }
 
 // invalidTxs writes tx-invalid.json: envelopes the gateway refuses.
