@@ -529,7 +529,8 @@ func (v *set) checker(t *testing.T, structure string, c *Case) func([]byte) erro
 	case "answer-firmware":
 		g := v.genesisOf(t, i.str("genesis"))
 		vk := pubKey(t, i.bytes("vendor_spki"))
-		p := device.FirmwarePolicy{Device: i.str("device"), Model: i.str("model"), Groups: i.strs("groups"), Installed: uint64(i.num("installed")), Freshness: v.freshness(i)}
+		model, _ := c.Inputs["model"].(string) // absent: the device takes it from the answer
+		p := device.FirmwarePolicy{Device: i.str("device"), Model: model, Groups: i.strs("groups"), Installed: uint64(i.num("installed")), Freshness: v.freshness(i)}
 		image := i.bytes("image")
 		return func(b []byte) error {
 			a, err := ledger.DecodeFirmwareAnswer(b)

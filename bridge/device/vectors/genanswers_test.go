@@ -108,6 +108,18 @@ func (x *gen) configAnswers() {
 	in = devInputs("sensor-1", groups)
 	in["now_ms"] = t0 + minute + 30_000
 	add("head-below-receipt", "The head is block 1, the receipt's block is 2.", &ledger.ConfigAnswer{Device: "sensor-1", Receipt: cs, Head: x.head(1)}, in, "device.ErrProof")
+	withEnr := &ledger.ConfigAnswer{Device: "sensor-1", Receipt: cs, Head: x.head(6), Match: true, Enrollment: x.receipt(1, 0)}
+	in = devInputs("sensor-1", nil)
+	delete(in, "groups")
+	c = add("groups-from-enrollment", "The device does not keep its groups: the answer's enrollment receipt (key 5) proves them.", withEnr, in, "ok")
+	c.Outputs = map[string]any{"accepted": map[string]any{"target": "group:fleet", "version": 1, "height": 2, "sha256": hexs(sum(x.config))}}
+	in = devInputs("sensor-1", nil)
+	delete(in, "groups")
+	add("enrollment-of-another", "The enrollment receipt is sensor-2's.",
+		&ledger.ConfigAnswer{Device: "sensor-1", Receipt: cs, Head: x.head(6), Enrollment: x.receipt(1, 1)}, in, "device.ErrProof")
+	in = devInputs("sensor-1", nil)
+	delete(in, "groups")
+	add("no-enrollment", "The device does not keep its groups and the answer has no enrollment receipt.", ok, in, "device.ErrProof")
 	shortHead := x.head(6)
 	shortHead.Cert.Sigs = shortHead.Cert.Sigs[:2]
 	add("head-short-cert", "The head's certificate has 2 signatures, quorum 3.", &ledger.ConfigAnswer{Device: "sensor-1", Receipt: cs, Head: shortHead}, devInputs("sensor-1", groups), "device.ErrProof")
@@ -190,6 +202,15 @@ func (x *gen) firmwareAnswers() {
 		&ledger.FirmwareAnswer{Device: "sensor-1", Group: "fleet", Release: v2, Policy: x.receipt(3, 2), Head: x.head(6)}, nil, "device.ErrPolicy")
 	add("approval-for-other-group", "The approval is for meters, the answer names fleet.",
 		&ledger.FirmwareAnswer{Device: "sensor-1", Group: "fleet", Release: v2, Approval: x.receipt(3, 3), Head: x.head(6)}, nil, "device.ErrProof")
+	add("model-groups-from-enrollment", "The device keeps neither its model nor its groups: the enrollment receipt (key 9) proves them.",
+		&ledger.FirmwareAnswer{Device: "sensor-1", Group: "meters", Release: v2, Approval: x.receipt(3, 3), Head: x.head(6), Enrollment: x.receipt(1, 0)},
+		func(in map[string]any) { delete(in, "model"); delete(in, "groups") }, "ok")
+	add("enrollment-of-another", "The device keeps neither model nor groups; the enrollment receipt is sensor-2's.",
+		&ledger.FirmwareAnswer{Device: "sensor-1", Group: "meters", Release: v2, Approval: x.receipt(3, 3), Head: x.head(6), Enrollment: x.receipt(1, 1)},
+		func(in map[string]any) { delete(in, "model"); delete(in, "groups") }, "device.ErrProof")
+	add("blocked-below-min-version", "The gateway offers v3 with blocked = below_min_version (key 10): the device runs v1, below v3's minimum 2, and refuses it.",
+		&ledger.FirmwareAnswer{Device: "sensor-1", Group: "meters", Release: v3, Head: x.head(6), Blocked: ledger.FirmwareBelowMinVersion},
+		func(in map[string]any) { in["image"] = hexs(x.image3) }, "device.ErrFirmwareRollback")
 	add("stale", "Checked 11 minutes after the head.", approved, func(in map[string]any) { in["now_ms"] = nowMs + 11*minute - 30_000 + 1 }, "device.ErrStaleHead")
 }
 
