@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -589,6 +590,23 @@ func (v *set) checker(t *testing.T, structure string, c *Case) func([]byte) erro
 			}
 			return nil
 		}
+	case "schema":
+		idx := slices.IndexFunc(schemaTypes, func(s struct {
+			name string
+			v    any
+		}) bool {
+			return s.name == c.Name
+		})
+		if idx < 0 {
+			t.Errorf("schema %s: no such structure", c.Name)
+			return nil
+		}
+		want, _ := json.Marshal(fields(reflect.TypeOf(schemaTypes[idx].v)))
+		got, _ := json.Marshal(c.Inputs["fields"])
+		if string(want) != string(got) {
+			t.Errorf("schema %s: the Go type's fields differ: run make vectors and update protocol.md", c.Name)
+		}
+		return nil
 	case "reasons":
 		idx := slices.IndexFunc(ledger.Reasons, func(r ledger.ReasonInfo) bool { return string(r.Reason) == c.Name })
 		if idx < 0 || string(ledger.Reasons[idx].Action) != i.str("action") {

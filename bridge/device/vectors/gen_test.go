@@ -147,6 +147,7 @@ func generate(t *testing.T) map[string][]byte {
 	x.sealedFile()
 	x.hpke()
 	x.reasons()
+	x.schema()
 	x.keysFile()
 
 	out := map[string][]byte{}
