@@ -204,7 +204,7 @@ func (v *set) checkCase(t *testing.T, f *File, c *Case) {
 
 // maxFlips bounds the bytes flipped per case, to keep the test near 10 s
 // on two shared cores.
-const maxFlips = 1200
+const maxFlips = 800
 
 // flips are the byte positions to flip in a case of n bytes: all of them,
 // or every k-th one from a start that moves so that neighbouring fields
