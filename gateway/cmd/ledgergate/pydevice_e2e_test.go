@@ -133,9 +133,10 @@ func TestPythonDevice(t *testing.T) {
 	admin(t, "device", "enroll", "--id", id, "--pubkey", filepath.Join(devDir, "key.pub"),
 		"--enc-pubkey", filepath.Join(devDir, "key.enc.pub"), "--model", model, "--group", groups)
 
-	// 2. MQTT: token auth, PUBACK after commit, receipts verified offline.
+	// 2. MQTT: token auth, PUBACK after commit (the receipt exists over HTTP
+	// the moment the PUBACK arrives), receipts verified offline.
 	t.Run("mqtt5", func(t *testing.T) {
-		out := dev.run(t, "mqtt", "--broker", g.mqtt, "--stream", "temp", "--count", "3")
+		out := dev.run(t, "mqtt", "--broker", g.mqtt, "--stream", "temp", "--count", "3", "--api", g.api)
 		if n := strings.Count(out, "ok mqtt5 "); n != 3 {
 			t.Errorf("%d verified receipts, want 3\n%s", n, out)
 		}

@@ -142,6 +142,12 @@ def cmd_mqtt(a):
             env, code, props = publish_record(d, m, a.stream, json.dumps({"i": i, "v5": v5}).encode())
             if code != 0:
                 fail("PUBACK 0x%02x %s" % (code, props))
+            if a.api:
+                # 13.1: the PUBACK comes only after commit, so the receipt exists
+                # already (asked once, no retry).
+                st, _, _ = http_req("%s/api/v1/txs/%s/receipt" % (a.api, H(env).hex()), accept="application/cbor")
+                if st != 200:
+                    fail("PUBACK before commit: the receipt is %d right after it" % st)
             r = wait_receipt(d, m, env)
             ok("mqtt%s" % ("5" if v5 else "311"), "height=%d" % r.height, "index=%d" % r.index,
                "quorum=%d" % d.gen.quorum(), "tx=%s" % r.tx_id.hex())
@@ -603,6 +609,7 @@ def main(argv=None):
     s.add_argument("--stream", default="temp")
     s.add_argument("--count", type=int, default=1)
     s.add_argument("--v311", action="store_true")
+    s.add_argument("--api", help="also check over HTTP that each PUBACK came after commit")
 
     s = common("burst", cmd_burst)
     s.add_argument("--broker", required=True)
