@@ -74,6 +74,10 @@ func ReasonOf(err error) string {
 	if errors.As(err, &re) {
 		return re.Reason
 	}
+	var lr *ledger.RefusedError
+	if errors.As(err, &lr) {
+		return string(lr.Reason) // "unavailable" from the chain, among others
+	}
 	return ReasonInternal
 }
 

@@ -30,7 +30,7 @@ const wellKnownCore = `</lg/v1/data>;rt="lg.record";ct=18;title="POST a data.rec
 // package bridge's.
 const (
 	reasonWrongCert     = "wrong_cert"         // the DTLS client certificate is not the author's enrolled key
-	reasonUnavailable   = "unavailable"        // the gateway is shutting down
+	reasonUnavailable   = "unavailable"        // the gateway cannot commit now (no quorum) or is shutting down
 	reasonBadOption     = "bad_option"         // a critical option this server does not support
 	reasonMethod        = "method_not_allowed" // the resource has no such method
 	reasonNotAcceptable = "not_acceptable"     // Accept asks for a format the resource does not have

@@ -253,6 +253,11 @@ func codeOf(reason string) packets.Code {
 		return packets.ErrNotAuthorized
 	case bridge.ReasonOverloaded:
 		return packets.ErrQuotaExceeded
+	case string(ledger.ReasonUnavailable):
+		// No quorum: the outcome is not known yet, and the device sends
+		// the same bytes again. 0x80 with the reason string, not 0x97:
+		// the device exceeded no quota of its own.
+		return packets.ErrUnspecifiedError
 	}
 	return packets.ErrUnspecifiedError // replay, exists, not_found, internal, ...
 }

@@ -88,6 +88,7 @@ type Server struct {
 	logger    *slog.Logger
 	started   time.Time
 	ready     atomic.Bool
+	health    func() error // why this gateway cannot commit now; nil if it can
 	mux       *http.ServeMux
 }
 
@@ -118,15 +119,36 @@ func (s *Server) SetCluster(f func() Cluster) { s.cluster = f }
 // SetReady marks the node ready (every listener bound, the ledger open).
 func (s *Server) SetReady(ok bool) { s.ready.Store(ok) }
 
+// SetHealth sets what /readyz asks besides SetReady: f returns why this
+// gateway cannot commit now (no quorum reachable, a view change that
+// does not end, txs waiting past the commit timeout), nil if it can. It
+// must be called before the server serves.
+func (s *Server) SetHealth(f func() error) { s.health = f }
+
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
+// readyz is 200 "ready" while the gateway can commit, else 503 with the
+// reason "not_ready" (starting or stopping) or "unavailable" (it cannot
+// commit now: the error says why).
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	if !s.ready.Load() {
 		writeError(w, http.StatusServiceUnavailable, "not_ready", "starting or stopping")
 		return
 	}
+	if s.health != nil {
+		if err := s.health(); err != nil {
+			w.Header().Set("Retry-After", retryUnavailable)
+			writeError(w, http.StatusServiceUnavailable, string(ledger.ReasonUnavailable), err.Error())
+			return
+		}
+	}
 	io.WriteString(w, "ready\n")
 }
+
+// retryUnavailable is the Retry-After, in seconds, of a 503
+// "unavailable": the tx did not commit in time and stays queued; the
+// client sends the same bytes again after this long.
+const retryUnavailable = "2"
 
 type errorBody struct {
 	Error  string `json:"error"`
@@ -150,8 +172,11 @@ func (s *Server) writeErr(w http.ResponseWriter, err error) {
 	code, reason := ErrorStatus(err)
 	switch code {
 	case http.StatusServiceUnavailable:
-		if reason == "overloaded" {
+		switch reason {
+		case "overloaded":
 			w.Header().Set("Retry-After", "1")
+		case string(ledger.ReasonUnavailable):
+			w.Header().Set("Retry-After", retryUnavailable)
 		}
 	case http.StatusGatewayTimeout:
 		writeError(w, code, reason, "gave up waiting for the commit: "+err.Error())
@@ -167,6 +192,10 @@ func (s *Server) writeErr(w http.ResponseWriter, err error) {
 func ErrorStatus(err error) (int, string) {
 	if r := state.ReasonOf(err); r != "" {
 		return rejectStatus(r), string(r)
+	}
+	var refused *ledger.RefusedError
+	if errors.As(err, &refused) && refused.Reason == ledger.ReasonUnavailable {
+		return http.StatusServiceUnavailable, string(ledger.ReasonUnavailable)
 	}
 	switch {
 	case errors.Is(err, index.ErrNotFound), errors.Is(err, chain.ErrNotFound):

@@ -167,6 +167,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	ch := chain.New(chain.Deps{
 		State: st, Log: blog, Index: idx, Orderer: rep,
 		Logger: d.logger.With("component", "chain"), Registry: reg,
+		CommitTimeout: time.Duration(cfg.Batch.CommitTimeout),
 		OnCommit: onCommit(bgCtx, func() *mqtt.Server { return front }, func() *coap.Server { return coapFront },
 			func() *directory.Directory { return devDir }, func() *webui.Server { return ui }),
 	})
@@ -192,6 +193,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		MaxTxBytes: g.Params.MaxTxBytes,
 	}, ch, idx, reg, d.logger.With("component", "api"))
 	srv.SetCluster(cstatus)
+	srv.SetHealth(health(g, rep, tr, time.Duration(cfg.Batch.CommitTimeout), ch.Stalled))
 	srv.SetDirectory(devDir, idx)
 	srv.SetFirmware(devDir, idx)
 	var seedSt *seedState

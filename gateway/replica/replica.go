@@ -52,6 +52,8 @@ type Status struct {
 	Executed uint64 `json:"executed"`
 	Queued   int    `json:"queued"`
 	Waiting  int    `json:"waiting"`
+	// ChangingSince is when the running view change began; zero if none.
+	ChangingSince time.Time `json:"-"`
 }
 
 // Replica is a gateway's PBFT replica and the chain's Orderer.
@@ -225,7 +227,14 @@ func (r *Replica) Run(ctx context.Context, commit func(*chain.Round) error) erro
 			return err
 		}
 		st := core.Status()
-		if prev := r.status.Load(); prev.View != st.View || prev.Changing != st.Changing {
+		prev := r.status.Load()
+		since := prev.ChangingSince
+		if !st.Changing {
+			since = time.Time{}
+		} else if since.IsZero() {
+			since = time.Now()
+		}
+		if prev.View != st.View || prev.Changing != st.Changing {
 			if st.Changing {
 				r.logger.Warn("view change: asking for a new primary", "view", st.View, "primary", st.Primary, "executed", st.Executed)
 			} else {
@@ -233,7 +242,7 @@ func (r *Replica) Run(ctx context.Context, commit func(*chain.Round) error) erro
 			}
 		}
 		r.status.Store(&Status{View: st.View, Primary: st.Primary, Changing: st.Changing, Stable: st.Stable,
-			Executed: st.Executed, Queued: st.Queued, Waiting: st.Waiting})
+			Executed: st.Executed, Queued: st.Queued, Waiting: st.Waiting, ChangingSince: since})
 	}
 }
 
