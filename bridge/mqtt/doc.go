@@ -94,13 +94,15 @@
 //	wrong_topic, forbidden, unknown_author,             0x87 not authorized
 //	bad_signature, revoked
 //	overloaded                                          0x97 quota exceeded
+//	unavailable (not committed within commit_timeout)   0x80 unspecified error
 //	replay, exists, not_found, anything else            0x80 unspecified error
 //
 // A 3.1.1 client gets a plain PUBACK either way (3.1.1 has no reason
 // codes) and learns of a refusal from the rejects topic. A publish to any
 // other topic (the answer and manifest topics included) is refused as
 // wrong_topic. Resending a record that was committed is safe: it is
-// answered with its receipt again.
+// answered with its receipt again; resending one answered unavailable
+// joins it if it still waits to commit.
 //
 // Requests. A device asks the gateway (Answers) with a publish under
 // lg/v1/<id>/ to
