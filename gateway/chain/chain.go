@@ -43,6 +43,7 @@ type Chain struct {
 
 	// commitTimeout bounds how long a Ticket waits (see Deps).
 	commitTimeout time.Duration
+	maxPending    int
 
 	mu      sync.Mutex
 	waiters map[[32]byte]*waiter
@@ -77,6 +78,11 @@ type Deps struct {
 	// the same bytes sent again attach to it, or get its receipt once it
 	// committed. 0: DefaultCommitTimeout.
 	CommitTimeout time.Duration
+	// MaxPending bounds the txs waiting to commit: a new tx beyond it is
+	// refused with ErrOverloaded. Without a quorum, txs answered
+	// "unavailable" still wait; this keeps devices that send new records
+	// instead of resending from filling the memory. 0: no bound.
+	MaxPending int
 }
 
 // DefaultCommitTimeout is the commit timeout of a new node.
@@ -88,7 +94,7 @@ func New(d Deps) *Chain {
 		g: d.State.Genesis(), st: d.State, log: d.Log, idx: d.Index, ord: d.Orderer,
 		logger: d.Logger, m: newMetrics(d.Registry), waiters: map[[32]byte]*waiter{},
 		checking: make(chan struct{}, runtime.GOMAXPROCS(0)), onCommit: d.OnCommit,
-		commitTimeout: d.CommitTimeout,
+		commitTimeout: d.CommitTimeout, maxPending: d.MaxPending,
 	}
 	if c.commitTimeout <= 0 {
 		c.commitTimeout = DefaultCommitTimeout
@@ -225,6 +231,11 @@ func (c *Chain) Propose(ctx context.Context, env []byte) (*Ticket, error) {
 		return nil, ErrClosed
 	}
 	w, dup := c.waiters[id]
+	if !dup && c.maxPending > 0 && len(c.waiters) >= c.maxPending {
+		c.mu.Unlock()
+		c.m.rejects.WithLabelValues("overloaded").Inc()
+		return nil, ErrOverloaded
+	}
 	if !dup {
 		w = &waiter{done: make(chan struct{}), since: start}
 		c.waiters[id] = w

@@ -333,6 +333,12 @@ func TestCommitTimeout(t *testing.T) {
 	if err := c.Stalled(); !errors.Is(err, ErrStalled) {
 		t.Errorf("Stalled without a quorum: %v", err)
 	}
+	// What waits is bounded: a new tx beyond MaxPending is refused, a
+	// resend of a waiting one is not.
+	c.maxPending = len(envs)
+	if _, err := c.Propose(context.Background(), record(t, key, h.g.ChainID, "dev", 3, nil)); !errors.Is(err, ErrOverloaded) {
+		t.Errorf("a new tx beyond MaxPending: %v, want overloaded", err)
+	}
 
 	// The same bytes again: attached to the queued txs, not refused as
 	// replays; they commit once the quorum is back, in order.

@@ -167,7 +167,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	ch := chain.New(chain.Deps{
 		State: st, Log: blog, Index: idx, Orderer: rep,
 		Logger: d.logger.With("component", "chain"), Registry: reg,
-		CommitTimeout: time.Duration(cfg.Batch.CommitTimeout),
+		CommitTimeout: time.Duration(cfg.Batch.CommitTimeout), MaxPending: cfg.Batch.MaxPending,
 		OnCommit: onCommit(bgCtx, func() *mqtt.Server { return front }, func() *coap.Server { return coapFront },
 			func() *directory.Directory { return devDir }, func() *webui.Server { return ui }),
 	})
