@@ -132,7 +132,7 @@ func (c *Chain) Run(ctx context.Context) error {
 		if err := c.persist(r); err != nil {
 			return err
 		}
-		if r.Block == nil {
+		if r.Block == nil && !r.maybeCommitted() {
 			return nil
 		}
 		select {
@@ -335,8 +335,10 @@ func (c *Chain) finish(id [32]byte, r *ledger.Receipt, err error) {
 // a write.
 func (c *Chain) persist(r *Round) error {
 	for _, rj := range r.Rejected {
-		c.m.rejects.WithLabelValues(string(ledger.ReasonOf(rj.Err))).Inc()
-		c.finish(rj.ID, nil, rj.Err)
+		if !rj.maybeCommitted() {
+			c.m.rejects.WithLabelValues(string(ledger.ReasonOf(rj.Err))).Inc()
+			c.finish(rj.ID, nil, rj.Err)
+		}
 	}
 	b := r.Block
 	if b == nil {
@@ -358,7 +360,27 @@ func (c *Chain) persist(r *Round) error {
 
 // publish indexes a persisted block and answers its submitters.
 func (c *Chain) publish(r *Round) error {
+	// Refusals that may be of a committed tx are answered here, once
+	// every block before is indexed: a committed tx gets its receipt.
+	// The same tx sent to two gateways, or sent again while it
+	// committed, is refused as a replay by the primary (it is in a block
+	// already) while this gateway's copy of that block still waits for
+	// this stage (issue 19).
+	for _, rj := range r.Rejected {
+		if !rj.maybeCommitted() {
+			continue
+		}
+		if rc, err := c.Receipt(rj.ID); err == nil {
+			c.finish(rj.ID, rc, nil)
+			continue
+		}
+		c.m.rejects.WithLabelValues(string(ledger.ReasonOf(rj.Err))).Inc()
+		c.finish(rj.ID, nil, rj.Err)
+	}
 	b := r.Block
+	if b == nil {
+		return nil
+	}
 	txs := make([]*ledger.Tx, len(r.Txs))
 	for i, t := range r.Txs {
 		txs[i] = t.Tx

@@ -375,3 +375,40 @@ func TestCommitTimeout(t *testing.T) {
 		t.Fatalf("verify: %+v %v (want the enroll and the two records, once each)", sum, err)
 	}
 }
+
+// replayingOrderer is Solo whose every committed tx is refused as a
+// replay right after its block: what a backup hears when the same tx,
+// sent to another gateway too or sent again, reaches the primary after
+// it committed.
+type replayingOrderer struct{ *Solo }
+
+func (o replayingOrderer) Run(ctx context.Context, commit func(*Round) error) error {
+	return o.Solo.Run(ctx, func(r *Round) error {
+		if err := commit(r); err != nil {
+			return err
+		}
+		for _, t := range r.Txs {
+			rj := Rejected{ID: t.Tx.ID, Err: ledger.Refuse(ledger.ReasonReplay, "tx %x is in a block", t.Tx.ID[:4])}
+			if err := commit(&Round{Rejected: []Rejected{rj}}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// TestReplayOfCommittedGetsReceipt: a replay refusal of a tx that is in
+// a block answers its submitters with the receipt, even when the refusal
+// comes before this gateway indexed the block.
+func TestReplayOfCommittedGetsReceipt(t *testing.T) {
+	h := newHarnessWith(t, func(st *state.State, node crypto.Signer) Orderer {
+		return replayingOrderer{NewSolo(BatchConfig{MaxTxs: 10, MaxBytes: 1 << 20, MaxDelay: time.Millisecond, MaxPending: 100}, st, node, "node-1")}
+	}, 0)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	h.enroll(t, "dev", key)
+	for seq := uint64(1); seq <= 20; seq++ {
+		if _, err := h.chain.Submit(context.Background(), record(t, key, h.g.ChainID, "dev", seq, nil)); err != nil {
+			t.Fatalf("seq %d: %v", seq, err)
+		}
+	}
+}
