@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -208,7 +209,7 @@ const peerSilence = 5 * time.Second
 // chain's own check). nil: it can commit.
 func health(g *ledger.Genesis, r *replica.Replica, t *cluster.Transport, commitTimeout time.Duration, stalled func() error) func() error {
 	return func() error {
-		var errs []error
+		var why []string
 		if t != nil {
 			heard := 0
 			for _, p := range t.Peers() {
@@ -217,16 +218,19 @@ func health(g *ledger.Genesis, r *replica.Replica, t *cluster.Transport, commitT
 				}
 			}
 			if need := g.Quorum() - 1; heard < need {
-				errs = append(errs, fmt.Errorf("no quorum: heard from %d of %d peers in the last %s, a quorum of %d gateways needs %d",
+				why = append(why, fmt.Sprintf("no quorum: heard from %d of %d peers in the last %s, a quorum of %d gateways needs %d",
 					heard, len(g.Nodes)-1, peerSilence, g.Quorum(), need))
 			}
 		}
 		if s := r.Status(); s.Changing && time.Since(s.ChangingSince) > commitTimeout {
-			errs = append(errs, fmt.Errorf("view change to view %d running for %s", s.View, time.Since(s.ChangingSince).Round(time.Millisecond)))
+			why = append(why, fmt.Sprintf("view change to view %d running for %s", s.View, time.Since(s.ChangingSince).Round(time.Millisecond)))
 		}
 		if err := stalled(); err != nil {
-			errs = append(errs, err)
+			why = append(why, err.Error())
 		}
-		return errors.Join(errs...)
+		if len(why) == 0 {
+			return nil
+		}
+		return errors.New("daemon: " + strings.Join(why, "; "))
 	}
 }
