@@ -253,7 +253,8 @@ var ErrRefused = errors.New("device: refused by the gateway")
 
 // Publish sends a signed record (QoS 1) and returns once the gateway
 // acknowledged it, that is, once it is committed. A refusal is a
-// *RefusedError (errors.Is(err, ErrRefused)).
+// *RefusedError (errors.Is(err, ErrRefused)); "unavailable" is not
+// final, and the record is sent again until ctx ends (see publishTx).
 func (cl *Client) Publish(ctx context.Context, stream string, env []byte) error {
 	return cl.publishTx(ctx, DataTopic(cl.id, stream), env)
 }
@@ -272,8 +273,36 @@ func (cl *Client) ReportFirmware(ctx context.Context, env []byte) error {
 	return cl.publishTx(ctx, FirmwareReportTopic(cl.id), env)
 }
 
-// publishTx publishes the tx env on topic, QoS 1, and waits for its PUBACK.
+// ResendPause is how long the client waits before it sends a tx refused
+// as "unavailable" again: the Max-Age and Retry-After of the gateway's
+// CoAP and HTTP answers (MQTT has no such property).
+const ResendPause = 2 * time.Second
+
+// publishTx publishes the tx env on topic, QoS 1, and waits for its
+// PUBACK. A refusal as "unavailable" (the gateway could not commit it
+// within its commit timeout: no quorum) is not final: the tx stays
+// queued at the gateway, and the same bytes are sent again after
+// ResendPause until they are answered otherwise or ctx ends
+// (docs/device-protocol.md).
 func (cl *Client) publishTx(ctx context.Context, topic string, env []byte) error {
+	for {
+		err := cl.publishOnce(ctx, topic, env)
+		var re *RefusedError
+		if !errors.As(err, &re) || re.Reason != string(ledger.ReasonUnavailable) {
+			return err
+		}
+		t := time.NewTimer(ResendPause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+}
+
+// publishOnce publishes the tx env on topic, QoS 1, and waits for its PUBACK.
+func (cl *Client) publishOnce(ctx context.Context, topic string, env []byte) error {
 	id := ledger.TxID(env)
 	txID := hex.EncodeToString(id[:])
 	cl.mu.Lock()

@@ -50,7 +50,7 @@ func TestClusterNoQuorum(t *testing.T) {
 	}
 	c := newCluster(t, 4, "--config", conf)
 	gw := c.gws[1] // node-2: the primary of view 1, whose requests wait across the view change
-	ids := []string{"dev-v5", "dev-v311", "dev-coap", "dev-http"}
+	ids := []string{"dev-v5", "dev-v311", "dev-coap", "dev-http", "dev-sdk"}
 	keys := map[string]crypto.Signer{}
 	for _, id := range ids {
 		keys[id] = c.admin.enroll(t, c.gws[0].api, id, ledger.ES256)
@@ -65,8 +65,11 @@ func TestClusterNoQuorum(t *testing.T) {
 	recs := map[string][][]byte{}
 	for _, id := range ids {
 		n := 1
-		if id == "dev-v5" {
+		switch id {
+		case "dev-v5":
 			n = v5Records
+		case "dev-sdk":
+			n = 2
 		}
 		for seq := 1; seq <= n; seq++ {
 			recs[id] = append(recs[id], signAs(t, keys[id], chainID, id, uint64(seq)))
@@ -88,6 +91,13 @@ func TestClusterNoQuorum(t *testing.T) {
 		return tok
 	}
 	v5 := dialV5(t, gw.mqtt, "dev-v5", token("dev-v5"))
+	sdkCtx, sdkCancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer sdkCancel()
+	sdk, err := device.Dial(sdkCtx, "dev-sdk", keys["dev-sdk"], chainID, device.DialOptions{Broker: "tcp://" + gw.mqtt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sdk.Close()
 	rejects := subscribeOne(t, "-h", host, "-p", port, "-V", "mqttv311", "-i", "dev-v311/sub", "-u", "dev-v311",
 		"-P", token("dev-v311"), "-t", device.RejectsTopic("dev-v311"), "-q", "1")
 
@@ -110,6 +120,20 @@ func TestClusterNoQuorum(t *testing.T) {
 	}
 	t.Cleanup(resume) // before the gateways are killed
 	t.Log("stopped node-1 and node-3")
+
+	// The device SDK sends a record refused as unavailable again, the
+	// same bytes, until it commits: its Publish returns once the quorum
+	// is back.
+	sdkDone := make(chan error, 1)
+	go func() {
+		for _, env := range recs["dev-sdk"] {
+			if err := sdk.Publish(sdkCtx, "s", env); err != nil {
+				sdkDone <- err
+				return
+			}
+		}
+		sdkDone <- nil
+	}()
 
 	// Every front end at once: each answer within the bound.
 	var wg sync.WaitGroup
@@ -195,6 +219,11 @@ func TestClusterNoQuorum(t *testing.T) {
 		t.FailNow()
 	}
 
+	select {
+	case err := <-sdkDone:
+		t.Fatalf("device SDK Publish returned without a quorum: %v", err)
+	default:
+	}
 	resume()
 	t.Log("node-1 and node-3 go on")
 	// The devices send the same bytes again until each is committed:
@@ -247,6 +276,9 @@ func TestClusterNoQuorum(t *testing.T) {
 		if !strings.Contains(out, "5.03") || time.Now().After(deadline) {
 			t.Fatalf("coap resend: %s", out)
 		}
+	}
+	if err := <-sdkDone; err != nil {
+		t.Fatalf("device SDK Publish after the quorum came back: %v", err)
 	}
 	pollReady(t, gw.api, http.StatusOK, "", 30*time.Second)
 
