@@ -77,6 +77,25 @@ func ReasonOf(err error) string {
 	return ReasonInternal
 }
 
+// LastSeqOf returns, for a replay refusal, the device's last seq that the
+// gateway committed or queued (the ledger's or the state's refusal
+// carries it), so that a front end can tell the device; ok is false for
+// any other error.
+func LastSeqOf(err error) (last uint64, ok bool) {
+	if ReasonOf(err) != string(ledger.ReasonReplay) {
+		return 0, false
+	}
+	var r interface{ RejectLastSeq() uint64 }
+	if errors.As(err, &r) {
+		return r.RejectLastSeq(), true
+	}
+	var re *ledger.RefusedError
+	if errors.As(err, &re) {
+		return re.LastSeq, true
+	}
+	return 0, false
+}
+
 // RefusedError is a message a front end refuses before submitting it.
 type RefusedError struct {
 	Reason string

@@ -145,6 +145,10 @@ func (s *Server) refusal(err error) answer {
 		s.log.Warn("coap record failed", "error", err)
 		return refuse(reason, "the gateway could not commit the record")
 	}
+	if last, ok := bridge.LastSeqOf(err); ok {
+		// "replay: last_seq=N: <detail>": the device resyncs its counter.
+		return refuse(reason, "last_seq=%d: %v", last, err)
+	}
 	var re *bridge.RefusedError
 	if errors.As(err, &re) {
 		return refuse(reason, "%s", re.Detail)

@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/big"
@@ -610,4 +611,77 @@ func selfSigned(t testing.TB, key crypto.Signer, cn string, ca bool) tls.Certifi
 		t.Fatal(err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+}
+
+// TestReplayCarriesLastSeq: a replay refusal tells the device its last
+// committed seq, so it can resync its counter: in MQTT 5 as the PUBACK's
+// user property last_seq, and, in 5 and 3.1.1, as last_seq in the
+// message on the rejects topic. Other refusals carry none.
+func TestReplayCarriesLastSeq(t *testing.T) {
+	node := nodetest.Start(t, nodetest.Options{})
+	chainID := node.Genesis.ChainID
+	key := node.Enroll(t, "dev", ledger.ES256)
+	srv := startServer(t, node, Config{}, nil)
+	c := mustConnect(t, tcpAddr(srv), "dev", key, chainID, connectOpts{})
+	for seq := uint64(1); seq <= 3; seq++ {
+		c.mustCommit(t, node, "s", c.record(t, "s", seq, nil))
+	}
+
+	r := c.publish(t, dataTopic("dev", "s"), c.record(t, "s", 2, []byte("again")))
+	if r.ReasonCode != 0x80 || r.Properties == nil || r.Properties.ReasonString != "replay" || r.Properties.User.Get("last_seq") != "3" {
+		t.Fatalf("v5 PUBACK 0x%02x %+v, want 0x80 replay with user property last_seq=3", r.ReasonCode, r.Properties)
+	}
+	if rj := c.nextReject(t); rj.Reason != "replay" || rj.LastSeq == nil || *rj.LastSeq != 3 {
+		t.Fatalf("v5 reject %+v, want replay with last_seq 3", rj)
+	}
+	forger, _ := device.GenerateKey(ledger.ES256)
+	forged, _ := device.SignRecord(forger, chainID, ledger.Record{DeviceID: "dev", Stream: "s", Seq: 9, Time: 1})
+	r = c.publish(t, dataTopic("dev", "s"), forged)
+	if r.Properties == nil || r.Properties.ReasonString != "bad_signature" || r.Properties.User.Get("last_seq") != "" {
+		t.Fatalf("v5 PUBACK of a forged record %+v: want bad_signature without last_seq", r.Properties)
+	}
+	if rj := c.nextReject(t); rj.Reason != "bad_signature" || rj.LastSeq != nil {
+		t.Fatalf("v5 reject %+v, want bad_signature without last_seq", rj)
+	}
+
+	raw := dialRaw(t, tcpAddr(srv))
+	if code := raw.connect(4, "dev", "dev", token(t, key, "dev", chainID)); code != 0 {
+		t.Fatalf("3.1.1 return code 0x%02x", code)
+	}
+	raw.send(0x82, append(append([]byte{0, 1}, str("lg/v1/dev/rejects")...), 1))
+	if first, body, err := raw.read(); err != nil || first != 0x90 || !bytes.Equal(body, []byte{0, 1, 1}) {
+		t.Fatalf("SUBACK %x %x %v", first, body, err)
+	}
+	env, _ := device.SignRecord(key, chainID, ledger.Record{DeviceID: "dev", Stream: "s", Seq: 1, Time: 1})
+	raw.send(0x32, append(append(str(dataTopic("dev", "s")), 0, 2), env...))
+	var acked, rejected bool
+	for !acked || !rejected {
+		first, body, err := raw.read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch first >> 4 {
+		case 4:
+			if !bytes.Equal(body, []byte{0, 2}) {
+				t.Fatalf("PUBACK %x: want a plain PUBACK for packet 2", body)
+			}
+			acked = true
+		case 3:
+			n := int(body[0])<<8 | int(body[1])
+			topic, payload := string(body[2:2+n]), body[2+n:]
+			if first&0x06 != 0 {
+				payload = payload[2:] // packet id
+			}
+			var rj Reject
+			if err := json.Unmarshal(payload, &rj); err != nil || topic != "lg/v1/dev/rejects" || rj.Reason != "replay" || rj.LastSeq == nil || *rj.LastSeq != 3 {
+				t.Fatalf("3.1.1 publish on %s: %s (%v), want replay with last_seq 3", topic, payload, err)
+			}
+			if !bytes.Contains(payload, []byte(`"last_seq":3`)) {
+				t.Fatalf("3.1.1 reject %s: no \"last_seq\":3", payload)
+			}
+			rejected = true
+		default:
+			t.Fatalf("unexpected packet %x", first)
+		}
+	}
 }

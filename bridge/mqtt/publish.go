@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -52,7 +53,14 @@ type Reject struct {
 	TxID   string `json:"tx_id"` // hex SHA-256 of the payload if it is a tx, else ""
 	Reason string `json:"reason"`
 	Error  string `json:"error"`
+	// LastSeq is, with reason replay only, the device's last seq this
+	// gateway committed or queued: sign again with a seq above it.
+	LastSeq *uint64 `json:"last_seq,omitempty"`
 }
+
+// userLastSeq is the v5 PUBACK user property that carries a replay's
+// last seq, in decimal.
+const userLastSeq = "last_seq"
 
 // kind is what a device publish is.
 type kind uint8
@@ -511,7 +519,11 @@ func (s *Server) answer(p *inflight, out []byte, err error) {
 		} else {
 			s.log.Debug("mqtt publish refused", "device", p.ss.device, "kind", p.msg.kind, "reason", reason, "error", err)
 		}
-		msg, _ := json.Marshal(Reject{TxID: rejectTxID(p.env, p.msg, err), Reason: reason, Error: clip(err.Error(), maxRejectError)})
+		rej := Reject{TxID: rejectTxID(p.env, p.msg, err), Reason: reason, Error: clip(err.Error(), maxRejectError)}
+		if last, ok := bridge.LastSeqOf(err); ok {
+			rej.LastSeq = &last
+		}
+		msg, _ := json.Marshal(rej)
 		if req && p.msg.answerTo != "" {
 			s.emit(p.broker, p.msg.answerTo, msg, packets.Properties{ContentType: contentJSON, CorrelationData: p.corr}, false)
 		}
@@ -525,6 +537,9 @@ func (s *Server) answer(p *inflight, out []byte, err error) {
 	ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: p.id, ReasonCode: code.Code}
 	if code.Code >= packets.ErrUnspecifiedError.Code {
 		ack.Properties.ReasonString = code.Reason // 3.1.1 encodes neither code nor string: a plain PUBACK
+		if last, ok := bridge.LastSeqOf(err); ok {
+			ack.Properties.User = []packets.UserProperty{{Key: userLastSeq, Val: strconv.FormatUint(last, 10)}}
+		}
 	}
 	if err := p.cl.WritePacket(ack); err != nil {
 		s.log.Debug("mqtt puback not sent", "device", p.ss.device, "error", err)

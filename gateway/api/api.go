@@ -131,6 +131,9 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 type errorBody struct {
 	Error  string `json:"error"`
 	Reason string `json:"reason"`
+	// LastSeq is, with reason replay only, the device's last seq this
+	// gateway committed or queued.
+	LastSeq *uint64 `json:"last_seq,omitempty"`
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -159,7 +162,12 @@ func (s *Server) writeErr(w http.ResponseWriter, err error) {
 	case http.StatusInternalServerError:
 		s.logger.Error("api request failed", "err", err)
 	}
-	writeError(w, code, reason, err.Error())
+	body := errorBody{Error: err.Error(), Reason: reason}
+	var re *state.RejectError
+	if errors.As(err, &re) && re.Reason == state.ReasonReplay {
+		body.LastSeq = &re.LastSeq
+	}
+	writeJSON(w, code, body)
 }
 
 // ErrorStatus is the HTTP status and reason of an error from the ledger

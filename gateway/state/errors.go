@@ -30,7 +30,15 @@ const (
 type RejectError struct {
 	Reason Reason
 	Detail string
+	// LastSeq is, for ReasonReplay, the highest seq of the device that
+	// this gateway has committed or queued: the device signs again with a
+	// seq above it.
+	LastSeq uint64
 }
+
+// RejectLastSeq is LastSeq, for packages that may not import this one
+// (the front ends report it with a replay).
+func (e *RejectError) RejectLastSeq() uint64 { return e.LastSeq }
 
 // RejectReason is the reason as a string, for packages that may not
 // import this one (the front ends).
@@ -42,6 +50,11 @@ func (e *RejectError) Error() string {
 
 func reject(r Reason, format string, a ...any) error {
 	return &RejectError{Reason: r, Detail: fmt.Sprintf(format, a...)}
+}
+
+// replay is a ReasonReplay rejection that carries the device's last seq.
+func replay(last uint64, format string, a ...any) error {
+	return &RejectError{Reason: ReasonReplay, Detail: fmt.Sprintf(format, a...), LastSeq: last}
 }
 
 // ReasonOf returns the reject reason of err, or "" if err is no rejection.
