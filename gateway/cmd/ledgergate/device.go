@@ -223,7 +223,7 @@ func cmdDeviceSign(_ context.Context, e *env, args []string) error {
 	fs := newFlags(e, "device sign")
 	keyPath := fs.String("key", "", "the device's private key file")
 	id := fs.String("id", "", "device id")
-	seq := fs.Uint64("seq", 0, "sequence number: must be above every seq this device used before")
+	seq := fs.Uint64("seq", 0, "sequence number: must be above every seq this device used before (default: the next one of KEY.seq; an explicit one is recorded there too)")
 	stream := fs.String("stream", "default", "stream name")
 	in := fs.String("in", "", "payload file (default: standard input; - too)")
 	ctype := fs.String("content-type", "application/octet-stream", "payload content type")
@@ -232,7 +232,7 @@ func cmdDeviceSign(_ context.Context, e *env, args []string) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	if err := need(fs, "key", "id", "seq", "out"); err != nil {
+	if err := need(fs, "key", "id", "out"); err != nil {
 		return err
 	}
 	key, chainID, err := chain.signer(*keyPath)
@@ -241,6 +241,16 @@ func cmdDeviceSign(_ context.Context, e *env, args []string) error {
 	}
 	payload, err := readPayload(e, *in)
 	if err != nil {
+		return err
+	}
+	// KEY.seq remembers the highest seq signed, so that 'device publish'
+	// goes on above it.
+	counter := device.OpenSeq(*keyPath + ".seq")
+	if *seq == 0 {
+		if *seq, err = counter.Next(); err != nil {
+			return err
+		}
+	} else if err := usedSeq(counter, *seq); err != nil {
 		return err
 	}
 	env, err := device.SignRecord(key, chainID, ledger.Record{
