@@ -44,6 +44,9 @@ func ReportTopic(id string) string { return Prefix(id) + "config/report" }
 // FirmwareReportTopic is where a device publishes its firmware.report txs.
 func FirmwareReportTopic(id string) string { return Prefix(id) + "firmware/report" }
 
+// RekeyTopic is where a device publishes its device.rekey txs.
+func RekeyTopic(id string) string { return Prefix(id) + "rekey" }
+
 // ConfigTopic is where the gateway keeps a device's configuration
 // manifest (a ledger.ConfigAnswer), retained; an empty message means none.
 func ConfigTopic(id string) string { return Prefix(id) + "config" }
@@ -116,7 +119,7 @@ type Client struct {
 	c       *paho.Client
 
 	keyMu sync.Mutex
-	key   crypto.Signer // the device's current key
+	key   crypto.Signer // the device's current key: Rekey replaces it
 
 	subMu     sync.Mutex // serializes the config topic's subscribe
 	configSub bool       // subscribed to the config topic
@@ -332,6 +335,34 @@ func (cl *Client) PublishRecord(ctx context.Context, seq Counter, rec ledger.Rec
 		r.Seq = n
 		return SignRecord(key, cl.chainID, r)
 	})
+}
+
+// Rekey replaces the device's keys: it signs, with the client's current
+// key and the next number of seq, a device.rekey carrying newKey's
+// public key and the encryption key encPub (an X25519
+// SubjectPublicKeyInfo, as WriteEncKeyPair writes to NAME.enc.pub; nil
+// leaves the device without one), publishes it on RekeyTopic (QoS 1) and
+// returns the signed tx once it is committed, resyncing seq once on a
+// replay as PublishRecord does. From then on the client signs with
+// newKey, and the session continues: the gateway checks what it
+// publishes next against the new key, and refuses records signed with
+// the old one (bad_signature). The device must store newKey before it
+// calls Rekey, so that a crash after the commit does not lose it.
+func (cl *Client) Rekey(ctx context.Context, seq Counter, newKey crypto.Signer, encPub []byte) ([]byte, error) {
+	pub, err := ledger.MarshalPublicKey(newKey)
+	if err != nil {
+		return nil, err
+	}
+	env, err := cl.publishSeq(ctx, RekeyTopic(cl.id), seq, func(key crypto.Signer, n uint64) ([]byte, error) {
+		return SignRekey(key, cl.chainID, ledger.Rekey{DeviceID: cl.id, Seq: n, PublicKey: pub, EncKey: encPub})
+	})
+	if err != nil {
+		return nil, err
+	}
+	cl.keyMu.Lock()
+	cl.key = newKey
+	cl.keyMu.Unlock()
+	return env, nil
 }
 
 // publishSeq signs a tx with the next number of seq and publishes it on

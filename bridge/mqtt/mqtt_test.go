@@ -685,3 +685,71 @@ func TestReplayCarriesLastSeq(t *testing.T) {
 		}
 	}
 }
+
+// TestRekeyOnTheSession: a device publishes a device.rekey on
+// lg/v1/<id>/rekey; once it commits, the session it came on continues
+// and is checked against the new key (records signed with it commit,
+// records signed with the old one are refused as bad_signature), while
+// the device's other connection, authenticated with the old key, is
+// ended. A tx of another kind on the rekey topic is wrong_topic.
+func TestRekeyOnTheSession(t *testing.T) {
+	var front atomic.Pointer[Server]
+	node := nodetest.Start(t, nodetest.Options{OnCommit: func(_ *ledger.Block, txs []*ledger.Tx) {
+		s := front.Load()
+		for _, tx := range txs {
+			if s != nil && tx.Body.Kind == ledger.KindRekey {
+				s.Rekeyed(tx.Body.Subject(), tx.ID)
+			}
+		}
+	}})
+	chainID := node.Genesis.ChainID
+	srv := startServer(t, node, Config{}, nil)
+	front.Store(srv)
+	oldKey := node.Enroll(t, "dev", ledger.ES256)
+	c := mustConnect(t, tcpAddr(srv), "dev", oldKey, chainID, connectOpts{})
+	second := mustConnect(t, tcpAddr(srv), "dev", oldKey, chainID, connectOpts{clientID: "dev/2"})
+	c.mustCommit(t, node, "s", c.record(t, "s", 1, nil))
+
+	rekeyTopic := "lg/v1/dev/rekey"
+	if r := c.publish(t, rekeyTopic, c.record(t, "s", 2, nil)); r.ReasonCode != 0x87 || r.Properties.ReasonString != "wrong_topic" {
+		t.Fatalf("a record on the rekey topic: PUBACK 0x%02x %+v, want 0x87 wrong_topic", r.ReasonCode, r.Properties)
+	}
+	if rj := c.nextReject(t); rj.Reason != "wrong_topic" {
+		t.Fatalf("reject %+v", rj)
+	}
+
+	newKey, _ := device.GenerateKey(ledger.EdDSA)
+	rekey, err := device.SignRekey(oldKey, chainID, ledger.Rekey{DeviceID: "dev", Seq: 2, PublicKey: mustDER(t, newKey)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := c.publish(t, rekeyTopic, rekey); r.ReasonCode != 0 {
+		t.Fatalf("rekey: PUBACK 0x%02x %+v", r.ReasonCode, r.Properties)
+	}
+	c.receipt(t, rekey)
+	select {
+	case d := <-second.kicked:
+		if d.ReasonCode != 0x87 {
+			t.Fatalf("DISCONNECT 0x%02x, want 0x87", d.ReasonCode)
+		}
+	case <-time.After(wait):
+		t.Fatal("the device's other connection, authenticated with the old key, is still open")
+	}
+
+	c.key = newKey
+	for seq := uint64(3); seq <= 5; seq++ {
+		c.mustCommit(t, node, "s", c.record(t, "s", seq, nil))
+	}
+	old, _ := device.SignRecord(oldKey, chainID, ledger.Record{DeviceID: "dev", Stream: "s", Seq: 6, Time: 1})
+	if r := c.publish(t, dataTopic("dev", "s"), old); r.ReasonCode != 0x87 || r.Properties.ReasonString != "bad_signature" {
+		t.Fatalf("record signed with the old key: PUBACK 0x%02x %+v, want 0x87 bad_signature", r.ReasonCode, r.Properties)
+	}
+	if rj := c.nextReject(t); rj.Reason != "bad_signature" {
+		t.Fatalf("reject %+v", rj)
+	}
+	notStored(t, node, old)
+	if _, ca, err := connect(t, tcpAddr(srv), "dev", oldKey, chainID, connectOpts{clientID: "dev/3"}); err == nil || ca.ReasonCode != 0x86 {
+		t.Fatalf("connect with the old key: %+v %v, want 0x86", ca, err)
+	}
+	mustConnect(t, tcpAddr(srv), "dev", newKey, chainID, connectOpts{clientID: "dev/3"})
+}

@@ -24,6 +24,7 @@ const (
 	dataLevel      = "data/"           // lg/v1/<id>/data/<stream>: records from the device
 	reportLevel    = "config/report"   // config.report txs from the device
 	fwReportLevel  = "firmware/report" // firmware.report txs from the device
+	rekeyLevel     = "rekey"           // device.rekey txs from the device
 	receiptsLevel  = "receipts"        // receipts of its committed records and reports
 	rejectsLevel   = "rejects"         // why a publish was refused
 	configLevel    = "config"          // its configuration manifest, retained
@@ -67,7 +68,8 @@ type kind uint8
 
 const (
 	kindRecord kind = iota + 1 // a data.record tx
-	kindReport                 // a config.report tx
+	kindReport                 // a config.report or firmware.report tx
+	kindRekey                  // a device.rekey tx
 	kindVerify                 // request: Answers.VerifyConfig
 	kindBlob                   // request: Answers.Blob
 	kindKeys                   // request: Answers.Keys
@@ -83,6 +85,8 @@ func (k kind) String() string {
 		return "record"
 	case kindReport:
 		return "report"
+	case kindRekey:
+		return "rekey"
 	case kindVerify:
 		return "verify"
 	case kindBlob:
@@ -109,7 +113,7 @@ func (k kind) answerLevel() string {
 // message is what checkPublish makes of a device publish.
 type message struct {
 	kind kind
-	tx   *ledger.Tx // record and report: the checked tx
+	tx   *ledger.Tx // record, report and rekey: the checked tx
 	// arg is a request's argument: for verify the SHA-256 (32 bytes), for
 	// blob the address (32 bytes, or nil for the current configuration's
 	// blob), for keys the other device's id.
@@ -123,8 +127,8 @@ type message struct {
 type topicError struct{ device, topic string }
 
 func (e *topicError) Error() string {
-	return fmt.Sprintf("mqtt: device %s publishes on %[2]s%[3]s<stream>, %[2]s%[4]s, %[2]s%[5]s, %[2]s%[6]s, %[2]s%[7]s or %[2]s%[8]s, not on %[9]q",
-		e.device, devicePrefix(e.device), dataLevel, reportLevel, fwReportLevel, verifyLevel, blobGetLevel, keysGetLevel, clip(e.topic, maxTopicBytes))
+	return fmt.Sprintf("mqtt: device %s publishes on %[2]s%[3]s<stream>, %[2]s%[4]s, %[2]s%[5]s, %[2]s%[6]s, %[2]s%[7]s, %[2]s%[8]s or %[2]s%[9]s, not on %[10]q",
+		e.device, devicePrefix(e.device), dataLevel, reportLevel, fwReportLevel, rekeyLevel, verifyLevel, blobGetLevel, keysGetLevel, clip(e.topic, maxTopicBytes))
 }
 
 // RejectReason makes bridge.ReasonOf report a wrong topic.
@@ -138,6 +142,7 @@ func (e *topicError) RejectReason() string { return bridge.ReasonTopic }
 //   - lg/v1/<device>/config/report: a config.report of device
 //   - lg/v1/<device>/firmware/report: a firmware.report of device
 //     (bridge.CheckReport);
+//   - lg/v1/<device>/rekey: a device.rekey of device (bridge.CheckRekey);
 //   - lg/v1/<device>/config/verify: a request with a SHA-256, 32 bytes
 //     raw or 64 hex digits;
 //   - lg/v1/<device>/config/blob/get: a request with a blob address as
@@ -178,6 +183,12 @@ func checkPublish(device, topic, responseTopic string, payload []byte, maxBytes 
 			return message{kind: kindReport}, err
 		}
 		return message{kind: kindReport, tx: tx}, nil
+	case rekeyLevel:
+		tx, err := bridge.CheckRekey(payload, device, maxBytes)
+		if err != nil {
+			return message{kind: kindRekey}, err
+		}
+		return message{kind: kindRekey, tx: tx}, nil
 	case verifyLevel:
 		m.kind = kindVerify
 	case blobGetLevel:
@@ -273,6 +284,7 @@ type session struct {
 	mu      sync.Mutex
 	pending map[uint16]struct{} // QoS 1 packet ids not acknowledged yet
 	qos0    int                 // QoS 0 records being submitted
+	rekey   [32]byte            // the id of the last device.rekey published on this connection
 }
 
 // take claims a QoS 1 packet id; false if a publish with that id is
@@ -310,7 +322,7 @@ func (s *Server) established(cl *mochi.Client) {
 	// A revocation that committed while the client was connecting found
 	// no client to disconnect: look again now that it is registered.
 	if dev, ok := s.d.Directory.Device(device); (!ok || dev.Revoked) && broker != nil {
-		s.disconnect(broker, cl)
+		s.disconnect(broker, cl, "revoked")
 	}
 }
 
@@ -369,6 +381,13 @@ func (s *Server) received(cl *mochi.Client, pk packets.Packet) {
 	if msg.kind.request() {
 		s.request(p)
 		return
+	}
+	if msg.kind == kindRekey {
+		// The connection that re-keys stays open when the re-key
+		// commits (see Rekeyed).
+		ss.mu.Lock()
+		ss.rekey = msg.tx.ID
+		ss.mu.Unlock()
 	}
 	if !p.qos1 {
 		p.slot = ss.takeQoS0(int(s.cfg.ReceiveMaximum))
