@@ -31,15 +31,15 @@ func (s *Server) maxRecordBytes() int {
 // the commit, or a refusal.
 func (s *Server) postRecord(p *peer, req *pool.Message, stream string, now time.Time) answer {
 	if !ledger.ValidID(stream) {
-		return refuse(bridge.ReasonNotFound, "%q is not a stream id", clip(stream, ledger.MaxIDLen))
+		return refuse(ledger.ReasonNotFound, "%q is not a stream id", clip(stream, ledger.MaxIDLen))
 	}
 	if cf, err := req.ContentFormat(); err == nil && cf != message.AppCoseSign1 {
-		return refuse(reasonFormat, "a record is application/cose; cose-type=\"cose-sign1\" (18), not %d", cf)
+		return refuse(ledger.ReasonFormat, "a record is application/cose; cose-type=\"cose-sign1\" (18), not %d", cf)
 	}
 	limit := s.maxRecordBytes()
 	payload, err := req.ReadBody()
 	if err != nil {
-		return refuse(bridge.ReasonMalformed, "payload: %v", err)
+		return refuse(ledger.ReasonMalformed, "payload: %v", err)
 	}
 	var block1 optUint
 	if v, err := req.GetOptionUint32(message.Block1); err == nil {
@@ -54,7 +54,7 @@ func (s *Server) postRecord(p *peer, req *pool.Message, stream string, now time.
 		}
 		payload, block1 = body, opt(v)
 	} else if len(payload) > limit {
-		a := refuse(bridge.ReasonTooLarge, "a %d-byte record, at most %d", len(payload), limit)
+		a := refuse(ledger.ReasonTooLarge, "a %d-byte record, at most %d", len(payload), limit)
 		a.size1 = opt(uint32(limit))
 		return a
 	}
@@ -92,7 +92,7 @@ func (s *Server) submit(p *peer, req *pool.Message, env []byte, stream string, l
 		}
 	}
 	if !s.track() {
-		return refuse(reasonUnavailable, "the gateway is shutting down")
+		return refuse(ledger.ReasonUnavailable, "the gateway is shutting down")
 	}
 	p.mu.Lock()
 	full := p.inflight >= s.cfg.MaxInflight
@@ -102,7 +102,7 @@ func (s *Server) submit(p *peer, req *pool.Message, env []byte, stream string, l
 	p.mu.Unlock()
 	if full {
 		s.wg.Done()
-		return refuse(bridge.ReasonOverloaded, "%d records of this peer wait for their commits", s.cfg.MaxInflight)
+		return refuse(ledger.ReasonOverloaded, "%d records of this peer wait for their commits", s.cfg.MaxInflight)
 	}
 	release := func() {
 		p.mu.Lock()
@@ -112,7 +112,7 @@ func (s *Server) submit(p *peer, req *pool.Message, env []byte, stream string, l
 	if !s.d.Limiter.Acquire(len(env)) {
 		release()
 		s.wg.Done()
-		return refuse(bridge.ReasonOverloaded, "too many records waiting at this gateway")
+		return refuse(ledger.ReasonOverloaded, "too many records waiting at this gateway")
 	}
 	release = func() {
 		s.d.Limiter.Release(len(env))
@@ -201,7 +201,7 @@ func (s *Server) changed(rc *ledger.Receipt, size int) answer {
 	b, err := rc.Encode()
 	if err != nil {
 		s.log.Error("coap encode receipt", "error", err)
-		return refuse(bridge.ReasonInternal, "the receipt could not be encoded")
+		return refuse(ledger.ReasonInternal, "the receipt could not be encoded")
 	}
 	if len(b) <= size {
 		return answer{code: codes.Changed, format: int(message.AppCBOR), body: b, reason: resultAccepted}
@@ -229,14 +229,14 @@ func (s *Server) answerBlockSize(req *pool.Message) int {
 func (s *Server) checkSession(p *peer, author string) (answer, bool) {
 	spki, err := p.dtls.peerKey()
 	if err != nil {
-		return refuse(reasonWrongCert, "%v", err), false
+		return refuse(ledger.ReasonWrongCert, "%v", err), false
 	}
 	dev, ok := s.d.Directory.Device(author)
 	if !ok {
 		return refuse("unknown_author", "no device %q", author), false
 	}
 	if dev.Key == nil || !bytes.Equal(dev.Key.DER, spki) {
-		return refuse(reasonWrongCert, "the DTLS client certificate's key is not device %s's enrolled key", author), false
+		return refuse(ledger.ReasonWrongCert, "the DTLS client certificate's key is not device %s's enrolled key", author), false
 	}
 	return answer{}, true
 }

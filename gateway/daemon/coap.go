@@ -16,7 +16,7 @@ import (
 // newCoAP builds the CoAP front end, or returns nil if no listener is
 // configured. It shares the budget of records waiting to commit with the
 // MQTT front end.
-func newCoAP(c config.CoAP, dataDir string, ch *chain.Chain, st *state.State, limiter *bridge.Limiter, logger *slog.Logger, reg prometheus.Registerer) (*coap.Server, error) {
+func newCoAP(c config.CoAP, dataDir string, ch *chain.Chain, st *state.State, behind func() bool, limiter *bridge.Limiter, logger *slog.Logger, reg prometheus.Registerer) (*coap.Server, error) {
 	if c.Listen == "" && c.DTLSListen == "" {
 		return nil, nil
 	}
@@ -29,7 +29,7 @@ func newCoAP(c config.CoAP, dataDir string, ch *chain.Chain, st *state.State, li
 		cfg.DTLSCertificate = &cert
 	}
 	return coap.New(cfg, coap.Deps{
-		Committer: front.Committer(ch), Directory: front.Directory(st), Receipts: ch,
+		Committer: front.Committer(ch), Directory: front.Directory(st, behind), Receipts: ch,
 		Limiter: limiter, Logger: logger, Registry: reg,
 	})
 }

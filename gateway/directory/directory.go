@@ -18,7 +18,6 @@ import (
 	"github.com/ledgergate/ledgergate/gateway/chain"
 	"github.com/ledgergate/ledgergate/gateway/index"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
-	"github.com/ledgergate/ledgergate/gateway/state"
 )
 
 // ErrNotFound reports a device, configuration or blob that does not exist
@@ -84,12 +83,16 @@ func (x *Directory) ConfigAnswer(device string, hash []byte) (*ledger.ConfigAnsw
 	if err != nil {
 		return nil, nil, err
 	}
+	d, err := x.d.Index.Device(device)
+	if err != nil {
+		return nil, nil, err
+	}
 	a := &ledger.ConfigAnswer{Device: device, Head: *head}
+	if a.Enrollment, err = x.receipt(hex.EncodeToString(d.EnrollTx)); err != nil {
+		return nil, nil, err
+	}
 	cur, err := x.d.Index.CurrentConfig(device)
 	if errors.Is(err, index.ErrNotFound) {
-		if _, derr := x.d.Index.Device(device); derr != nil {
-			return nil, nil, derr
-		}
 		return a, nil, nil
 	}
 	if err != nil {
@@ -189,10 +192,10 @@ func (x *Directory) PutConfig(env, sealed []byte) (*ledger.Tx, error) {
 	}
 	cs := c.Tx.Body.ConfigSet
 	if cs == nil {
-		return nil, &state.RejectError{Reason: state.ReasonMalformed, Detail: fmt.Sprintf("a %s tx, want config.set", c.Tx.Body.Kind)}
+		return nil, &ledger.RefusedError{Reason: ledger.ReasonMalformed, Detail: fmt.Sprintf("a %s tx, want config.set", c.Tx.Body.Kind)}
 	}
 	if sum := sha256.Sum256(sealed); !bytes.Equal(sum[:], cs.Blob) {
-		return nil, &state.RejectError{Reason: state.ReasonMalformed, Detail: fmt.Sprintf("blob sha256 %x, the config.set names %x", sum, cs.Blob)}
+		return nil, &ledger.RefusedError{Reason: ledger.ReasonMalformed, Detail: fmt.Sprintf("blob sha256 %x, the config.set names %x", sum, cs.Blob)}
 	}
 	if _, err := x.d.Blobs.Put(sealed); err != nil {
 		return nil, err
@@ -415,7 +418,7 @@ func (a answers) Blob(ctx context.Context, device string, ref []byte) ([]byte, e
 		sum = [32]byte(b)
 	} else {
 		if len(ref) != 32 {
-			return nil, &bridge.RefusedError{Reason: bridge.ReasonMalformed, Detail: "a blob address is 32 bytes"}
+			return nil, &ledger.RefusedError{Reason: ledger.ReasonMalformed, Detail: "a blob address is 32 bytes"}
 		}
 		sum = [32]byte(ref)
 		if err := a.x.mayRead(device, sum); err != nil {
@@ -461,9 +464,9 @@ func (a answers) Keys(_, other string) ([]byte, error) {
 func refusal(err error) error {
 	switch {
 	case errors.Is(err, ErrNotFound):
-		return &bridge.RefusedError{Reason: bridge.ReasonNotFound, Detail: err.Error()}
+		return &ledger.RefusedError{Reason: ledger.ReasonNotFound, Detail: err.Error()}
 	case errors.Is(err, ErrNoBlock):
-		return &bridge.RefusedError{Reason: bridge.ReasonNotFound, Detail: err.Error()}
+		return &ledger.RefusedError{Reason: ledger.ReasonNotFound, Detail: err.Error()}
 	}
 	return err
 }

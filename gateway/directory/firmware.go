@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
@@ -13,7 +14,6 @@ import (
 
 	"github.com/ledgergate/ledgergate/gateway/index"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
-	"github.com/ledgergate/ledgergate/gateway/state"
 )
 
 // Firmware rollout (docs/firmware.md). A release is offered to a device
@@ -243,7 +243,10 @@ func (ro *GroupRollout) offered(device string) bool {
 }
 
 // FirmwareAnswer returns the newest release device may install now, with
-// its proofs; ErrNotFound if there is none.
+// its proofs; ErrNotFound if there is none. A release whose minimum
+// version is above the version the device last reported installing is
+// passed over for an older one it can install first; if there is none,
+// the newest such release is answered with Blocked set.
 func (x *Directory) FirmwareAnswer(device string, now time.Time) (*ledger.FirmwareAnswer, *index.ReleaseInfo, error) {
 	d, err := x.d.Index.Device(device)
 	if err != nil {
@@ -256,6 +259,9 @@ func (x *Directory) FirmwareAnswer(device string, now time.Time) (*ledger.Firmwa
 	if err != nil {
 		return nil, nil, err
 	}
+	var blocked *index.ReleaseInfo // the newest allowed release the device is below the minimum of
+	var blockedRo *GroupRollout
+releases:
 	for i := range rels {
 		r := &rels[i]
 		if now.UnixMilli() >= r.Expires {
@@ -270,11 +276,28 @@ func (x *Directory) FirmwareAnswer(device string, now time.Time) (*ledger.Firmwa
 			if err != nil {
 				return nil, nil, err
 			}
-			if ro.Allowed && ro.offered(device) {
-				a, err := x.firmwareAnswer(device, r, ro, nil)
-				return a, r, err
+			if !ro.Allowed || !ro.offered(device) {
+				continue
 			}
+			if d.FwHeight > 0 && d.FwVersion < r.MinVersion {
+				if blocked == nil {
+					blocked, blockedRo = r, ro
+				}
+				break // an older release may be the step
+			}
+			if blocked != nil && r.Version <= d.FwVersion {
+				break releases // no step between what it runs and what it is below the minimum of
+			}
+			a, err := x.firmwareAnswer(device, r, ro, nil)
+			return a, r, err
 		}
+	}
+	if blocked != nil {
+		a, err := x.firmwareAnswer(device, blocked, blockedRo, nil)
+		if a != nil {
+			a.Blocked = ledger.FirmwareBelowMinVersion
+		}
+		return a, blocked, err
 	}
 	return nil, nil, fmt.Errorf("directory: no firmware for device %s: %w", device, ErrNotFound)
 }
@@ -325,7 +348,14 @@ func (x *Directory) firmwareAnswer(device string, r *index.ReleaseInfo, ro *Grou
 	if err != nil {
 		return nil, err
 	}
+	d, err := x.d.Index.Device(device)
+	if err != nil {
+		return nil, err
+	}
 	a := &ledger.FirmwareAnswer{Device: device, Group: ro.Group, Policy: ro.polRc, Head: *head}
+	if a.Enrollment, err = x.receipt(hex.EncodeToString(d.EnrollTx)); err != nil {
+		return nil, err
+	}
 	if a.Release, err = x.receipt(r.TxID); err != nil {
 		return nil, err
 	}
@@ -408,10 +438,10 @@ func (x *Directory) PutFirmware(env, image []byte) (*ledger.Tx, error) {
 	}
 	f := c.Tx.Body.FirmwarePublish
 	if f == nil {
-		return nil, &state.RejectError{Reason: state.ReasonMalformed, Detail: fmt.Sprintf("a %s tx, want firmware.publish", c.Tx.Body.Kind)}
+		return nil, &ledger.RefusedError{Reason: ledger.ReasonMalformed, Detail: fmt.Sprintf("a %s tx, want firmware.publish", c.Tx.Body.Kind)}
 	}
 	if sum := sha256.Sum256(image); !bytes.Equal(sum[:], f.SHA256) || uint64(len(image)) != f.Size {
-		return nil, &state.RejectError{Reason: state.ReasonMalformed,
+		return nil, &ledger.RefusedError{Reason: ledger.ReasonMalformed,
 			Detail: fmt.Sprintf("image of %d bytes with sha256 %x; the manifest names %d bytes, %x", len(image), sum, f.Size, f.SHA256)}
 	}
 	if _, err := x.d.Blobs.Put(image); err != nil {
