@@ -386,9 +386,11 @@ func (cl *Client) publishSeq(ctx context.Context, topic string, seq Counter, sig
 		if try > 0 {
 			return nil, err
 		}
-		if ok, serr := Resync(err, n, seq); serr != nil {
+		resynced, serr := Resync(err, n, seq)
+		if serr != nil {
 			return nil, serr
-		} else if !ok {
+		}
+		if !resynced {
 			return nil, err
 		}
 	}

@@ -67,7 +67,7 @@ func commands() []command {
 		{"device token", "--key NAME --id ID [--ttl D]", "print an MQTT password for the device: a token signed by its key", cmdDeviceToken},
 		{"device publish", "--key NAME --id ID [--seq N] [--broker URL] [--stream S] [--in FILE]", "sign a record and publish it over MQTT; waits for the commit (seq: the next of NAME.seq, resynced from the gateway on a replay, unless given)", cmdDevicePublish},
 		{"device rekey", "--key OLD --id ID --new-key NEW [--no-enc-key] [--seq N]",
-			"replace a device's keys: sign with OLD a re-key to NEW (NEW.pub, and NEW.enc.pub; make them with 'device keygen --out NEW'), submit it and wait for the commit; then the ledger refuses OLD, use NEW", cmdDeviceRekey},
+			"replace a device's keys: sign with OLD a re-key to NEW's keys (NEW's public key and NEW.enc.pub; make them with 'device keygen --out NEW'), submit it and wait for the commit; from then on the ledger refuses OLD: use NEW", cmdDeviceRekey},
 		{"config publish", "--target ID|group:G --file F [--version N]", "seal a configuration to the device (or every member of the group) and the operators, store it, and record its hash and version on the ledger", cmdConfigPublish},
 		{"config verify", "--device ID --file F", "check whether F is the device's current configuration, as the device would (prints accepted or why not)", cmdConfigVerify},
 		{"config history", "--device ID", "every configuration version that applied to the device, and what it reported applying", cmdConfigHistory},
