@@ -332,18 +332,19 @@ func (ss *session) takeQoS0(limit int) bool {
 	return true
 }
 
-// established registers a client that completed CONNECT.
-func (s *Server) established(cl *mochi.Client) {
+// established registers a client that completed CONNECT, pk.
+func (s *Server) established(cl *mochi.Client, pk packets.Packet) {
 	s.mu.Lock()
 	device, _ := deviceOf(cl.ID)
 	s.sessions[cl] = &session{device: device, since: time.Now(), pending: map[uint16]struct{}{}}
 	broker := s.broker
 	s.mu.Unlock()
 	s.m.connected.Inc()
-	// A revocation that committed while the client was connecting found
-	// no client to disconnect: look again now that it is registered.
-	if dev, ok := s.d.Directory.Device(device); (!ok || dev.Revoked) && broker != nil {
-		s.disconnect(broker, cl, "revoked")
+	// A revocation or a re-key that committed while the client was
+	// connecting found no client to disconnect: check the credential
+	// again now that it is registered.
+	if err := s.authenticate(cl, pk); err != nil && broker != nil {
+		s.disconnect(broker, cl, "credential no longer valid")
 	}
 }
 
