@@ -72,8 +72,11 @@ func onCommit(ctx context.Context, front func() *mqtt.Server, coapFront func() *
 			return
 		}
 		for _, tx := range txs {
-			if tx.Body.Kind == ledger.KindRevoke || tx.Body.Kind == ledger.KindRekey {
+			switch tx.Body.Kind {
+			case ledger.KindRevoke:
 				s.Revoked(tx.Body.Subject())
+			case ledger.KindRekey:
+				s.Rekeyed(tx.Body.Subject(), tx.ID)
 			}
 		}
 		if d != nil {
