@@ -250,7 +250,8 @@ type Status struct {
 	NodeInfo
 	Height        uint64       `json:"height"`
 	Counts        index.Counts `json:"counts"`
-	Ready         bool         `json:"ready"`
+	Ready         bool         `json:"ready"`               // what /readyz says: the gateway can commit
+	NotReady      string       `json:"not_ready,omitempty"` // why not
 	StartedAt     time.Time    `json:"started_at"`
 	UptimeSeconds int64        `json:"uptime_seconds"`
 	Cluster       *Cluster     `json:"cluster,omitempty"`
@@ -274,6 +275,13 @@ func (s *Server) Status() (Status, error) {
 	st := Status{
 		NodeInfo: s.info, Height: c.Blocks, Counts: c, Ready: s.ready.Load(),
 		StartedAt: s.started.UTC(), UptimeSeconds: int64(time.Since(s.started).Seconds()),
+	}
+	if !st.Ready {
+		st.NotReady = "starting or stopping"
+	} else if s.health != nil {
+		if err := s.health(); err != nil {
+			st.Ready, st.NotReady = false, err.Error()
+		}
 	}
 	if s.cluster != nil {
 		cl := s.cluster()

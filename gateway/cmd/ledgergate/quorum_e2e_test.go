@@ -215,6 +215,19 @@ func TestClusterNoQuorum(t *testing.T) {
 		t.Errorf("/readyz without a quorum: %s", body)
 	}
 	t.Logf("/readyz: %s", body)
+	var st struct {
+		Ready    bool   `json:"ready"`
+		NotReady string `json:"not_ready"`
+	}
+	if resp, err := http.Get(gw.api + "/api/v1/status"); err != nil {
+		t.Error(err)
+	} else {
+		err := json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if err != nil || st.Ready || !strings.Contains(st.NotReady, "no quorum") {
+			t.Errorf("/api/v1/status without a quorum: %+v %v", st, err)
+		}
+	}
 	if t.Failed() {
 		t.FailNow()
 	}
