@@ -9,14 +9,16 @@ import (
 	"github.com/ledgergate/ledgergate/bridge/coap"
 	"github.com/ledgergate/ledgergate/gateway/chain"
 	"github.com/ledgergate/ledgergate/gateway/config"
+	"github.com/ledgergate/ledgergate/gateway/directory"
 	"github.com/ledgergate/ledgergate/gateway/front"
 	"github.com/ledgergate/ledgergate/gateway/state"
 )
 
 // newCoAP builds the CoAP front end, or returns nil if no listener is
-// configured. It shares the budget of records waiting to commit with the
+// configured. It serves devices the directory's answers and firmware
+// images, as the MQTT front end does. It shares the budget of records waiting to commit with the
 // MQTT front end.
-func newCoAP(c config.CoAP, dataDir string, ch *chain.Chain, st *state.State, limiter *bridge.Limiter, logger *slog.Logger, reg prometheus.Registerer) (*coap.Server, error) {
+func newCoAP(c config.CoAP, dataDir string, ch *chain.Chain, st *state.State, dir *directory.Directory, limiter *bridge.Limiter, logger *slog.Logger, reg prometheus.Registerer) (*coap.Server, error) {
 	if c.Listen == "" && c.DTLSListen == "" {
 		return nil, nil
 	}
@@ -30,6 +32,7 @@ func newCoAP(c config.CoAP, dataDir string, ch *chain.Chain, st *state.State, li
 	}
 	return coap.New(cfg, coap.Deps{
 		Committer: front.Committer(ch), Directory: front.Directory(st), Receipts: ch,
+		Answers: dir.Answers(), Images: dir,
 		Limiter: limiter, Logger: logger, Registry: reg,
 	})
 }
