@@ -3,6 +3,8 @@ package coap
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -91,6 +93,58 @@ func TestLibcoap(t *testing.T) {
 		out, _ := coapClient(t, "coap-client-notls", "-m", "post", "-t", "18", "-f", in, "coap://127.0.0.1:"+udpPort+"/lg/v1/data/temp")
 		if !strings.Contains(out, "4.03") || !strings.Contains(out, "replay") {
 			t.Fatalf("output %q, want 4.03 and replay", out)
+		}
+	})
+}
+
+// TestLibcoapDeviceResources: libcoap's coap-client-notls reads a
+// device's manifest, its sealed blob and a firmware image in 64-byte
+// Block2 blocks (-b 64), asks for a verdict with a Uri-Query, and finds
+// every device resource in /.well-known/core.
+func TestLibcoapDeviceResources(t *testing.T) {
+	l := newDeviceLab(t)
+	dir := t.TempDir()
+	base := "coap://" + l.udpAddr + "/lg/v1/sensor-1/"
+	getTo := func(t *testing.T, uri string, extra ...string) []byte {
+		t.Helper()
+		out := filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_"))
+		args := append(append([]string{"-m", "get", "-o", out}, extra...), uri)
+		msg, err := coapClient(t, "coap-client-notls", args...)
+		if err != nil {
+			t.Fatalf("coap-client-notls %s: %v\n%s", strings.Join(args, " "), err, msg)
+		}
+		b, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatalf("no answer written: %v\n%s", err, msg)
+		}
+		return b
+	}
+	sum := sha256.Sum256(l.answers.blob)
+	for _, c := range []struct {
+		name, uri string
+		want      []byte
+	}{
+		{"config", base + "config", []byte("config answer 1")},
+		{"verify", base + "config/verify?h=" + hex.EncodeToString(sum[:]), []byte("verdict sensor-1 " + hex.EncodeToString(sum[:]))},
+		{"blob", base + "config/blob", l.answers.blob},
+		{"blob-by-address", base + "config/blob/" + hex.EncodeToString(sum[:]), l.answers.blob},
+		{"keys", base + "keys/sensor-2", []byte("keys of sensor-2")},
+		{"image", base + "firmware/" + hex.EncodeToString(l.imageSum[:]), l.image},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := getTo(t, c.uri, "-b", "64"); !bytes.Equal(got, c.want) {
+				t.Fatalf("got %d bytes %.40q, want %d", len(got), got, len(c.want))
+			}
+		})
+	}
+	t.Run("well-known-core", func(t *testing.T) {
+		core := string(getTo(t, "coap://"+l.udpAddr+"/.well-known/core", "-b", "64"))
+		for _, link := range []string{"</lg/v1/{device}/config>", "</lg/v1/{device}/config/verify>", "</lg/v1/{device}/config/blob>",
+			"</lg/v1/{device}/config/blob/{sha256}>", "</lg/v1/{device}/config/report>", "</lg/v1/{device}/keys/{other}>",
+			"</lg/v1/{device}/firmware>", "</lg/v1/{device}/firmware/{sha256}>", "</lg/v1/{device}/firmware/report>"} {
+			if !strings.Contains(core, link) {
+				t.Errorf("no %s in %s", link, core)
+			}
 		}
 	})
 }

@@ -105,7 +105,7 @@ func (s *Store) Get(sum [32]byte) ([]byte, error) {
 }
 
 // ReadAt reads len(p) bytes of the blob with address sum from offset
-// off (fewer at its end) and returns how many it read and the blob's
+// off (fewer at its end, none past it) and returns how many it read and the blob's
 // size, or ErrNotFound. Unlike Get it does not check the bytes against
 // the address: it serves a part of a large blob (a firmware image,
 // block-wise) without reading the whole, and the reader checks the
@@ -123,8 +123,11 @@ func (s *Store) ReadAt(sum [32]byte, p []byte, off int64) (int, int64, error) {
 	if err != nil {
 		return 0, 0, fmt.Errorf("blob: stat %x: %w", sum, err)
 	}
-	if off < 0 || off > st.Size() {
-		return 0, st.Size(), fmt.Errorf("blob: offset %d of a %d-byte blob %x", off, st.Size(), sum)
+	if off < 0 {
+		return 0, st.Size(), fmt.Errorf("blob: offset %d of blob %x", off, sum)
+	}
+	if off >= st.Size() {
+		return 0, st.Size(), nil
 	}
 	n, err := f.ReadAt(p, off)
 	if err != nil && !errors.Is(err, io.EOF) {
