@@ -79,10 +79,13 @@ type Config struct {
 	MaxTransfersPerPeer int
 	MaxTransferBytes    int
 	BlockTimeout        time.Duration
-	// MaxObservations bounds the observed receipts over all peers
-	// (default 4096), MaxObservationsPerPeer those of one peer (default
-	// 8). ObserveTimeout ends an observation whose tx has not committed
-	// (default 5 minutes).
+	// MaxObservations bounds the observations (of receipts and of
+	// devices' manifests) over all peers (default 4096),
+	// MaxObservationsPerPeer those of one peer (default 8).
+	// ObserveTimeout ends an observation whose tx has not committed, and
+	// a manifest's not renewed by a registration or a notification for
+	// that long; it is the Max-Age of manifest answers (default 5
+	// minutes).
 	MaxObservations        int
 	MaxObservationsPerPeer int
 	ObserveTimeout         time.Duration
