@@ -71,6 +71,7 @@ fuzz-short:
 	$(call fuzz,./bridge/device,FuzzOpen,10000)
 	$(call fuzz,./gateway/config,FuzzParse,5000)
 	$(call fuzz,./bridge/mqtt,FuzzDevicePublish,3000)
+	$(call fuzz,./bridge/mqtt,FuzzSizeGuard,10000)
 	$(call fuzz,./bridge/coap,FuzzCoAPMessage,1000)
 	$(call fuzz,./gateway/cluster,FuzzFrame,50000)
 	$(call fuzz,./tpm,FuzzNodePublic,40000)

@@ -17,7 +17,7 @@ type Committer interface {
 	// Propose checks a tx and queues it for ordering without waiting for
 	// the commit. Txs proposed one after another by one caller are
 	// ordered in that order, so a device's records keep their sequence
-	// with many in flight. A rejection carries a reason (see ReasonOf).
+	// with many in flight. A rejection is a *ledger.RefusedError (see ledger.ReasonOf).
 	Propose(ctx context.Context, env []byte) (Ticket, error)
 }
 
@@ -42,6 +42,13 @@ type Directory interface {
 	MaxTxBytes() int
 	// Device returns the device's current registry entry.
 	Device(id string) (Device, bool)
+	// Behind reports whether this gateway may lack committed blocks: it
+	// is catching up with its peers, or hears from too few of them to
+	// know. A device it does not know, or whose key does not match,
+	// may have been enrolled or re-keyed in those blocks, so it is told
+	// to come back (MQTT: server unavailable), not that its credentials
+	// are wrong.
+	Behind() bool
 }
 
 // Device is a device as front ends see it.
@@ -51,53 +58,17 @@ type Device struct {
 	Revoked bool
 }
 
-// Reasons front ends report besides the ledger's own (see ReasonOf).
-const (
-	ReasonMalformed  = "malformed"   // not a valid tx encoding
-	ReasonTopic      = "wrong_topic" // the message does not match the topic or device it came on
-	ReasonNotRecord  = "not_record"  // a data topic carries data.record txs only
-	ReasonNotReport  = "not_report"  // a report topic carries its kind of report only
-	ReasonNotFound   = "not_found"   // no such configuration, blob or device
-	ReasonTooLarge   = "too_large"
-	ReasonOverloaded = "overloaded" // the gateway is busy: back off and resend
-	ReasonInternal   = "internal"
-)
-
-// ReasonOf returns the stable reason of a refusal: the ledger's reject
-// reason (anything with a RejectReason method), or one of this package's.
-func ReasonOf(err error) string {
-	var r interface{ RejectReason() string }
-	if errors.As(err, &r) {
-		return r.RejectReason()
-	}
-	var re *RefusedError
-	if errors.As(err, &re) {
-		return re.Reason
-	}
-	return ReasonInternal
-}
-
-// RefusedError is a message a front end refuses before submitting it.
-type RefusedError struct {
-	Reason string
-	Detail string
-}
-
-func (e *RefusedError) Error() string {
-	return fmt.Sprintf("bridge: refused: %s: %s", e.Reason, e.Detail)
-}
-
 // CheckRecord is the decode-and-check shared by every front end: env must
 // be a data.record tx by device (the authenticated device) on stream
 // (from the topic or path), at most maxBytes long. Signature, sequence
 // and revocation are checked on submit.
 func CheckRecord(env []byte, device, stream string, maxBytes int) (*ledger.Tx, error) {
-	tx, err := checkDeviceTx(env, device, ledger.KindRecord, ReasonNotRecord, maxBytes)
+	tx, err := checkDeviceTx(env, device, ledger.KindRecord, ledger.ReasonNotRecord, maxBytes)
 	if err != nil {
 		return nil, err
 	}
 	if stream != "" && tx.Body.Record.Stream != stream {
-		return nil, &RefusedError{Reason: ReasonTopic, Detail: fmt.Sprintf("record for stream %s sent on stream %s", tx.Body.Record.Stream, stream)}
+		return nil, &ledger.RefusedError{Reason: ledger.ReasonTopic, Detail: fmt.Sprintf("record for stream %s sent on stream %s", tx.Body.Record.Stream, stream)}
 	}
 	return tx, nil
 }
@@ -105,29 +76,29 @@ func CheckRecord(env []byte, device, stream string, maxBytes int) (*ledger.Tx, e
 // CheckReport is CheckRecord for a config.report tx: env must be one by
 // device about itself.
 func CheckReport(env []byte, device string, maxBytes int) (*ledger.Tx, error) {
-	return checkDeviceTx(env, device, ledger.KindConfigReport, ReasonNotReport, maxBytes)
+	return checkDeviceTx(env, device, ledger.KindConfigReport, ledger.ReasonNotReport, maxBytes)
 }
 
 // CheckFirmwareReport is CheckReport for a firmware.report tx.
 func CheckFirmwareReport(env []byte, device string, maxBytes int) (*ledger.Tx, error) {
-	return checkDeviceTx(env, device, ledger.KindFirmwareReport, ReasonNotReport, maxBytes)
+	return checkDeviceTx(env, device, ledger.KindFirmwareReport, ledger.ReasonNotReport, maxBytes)
 }
 
 // checkDeviceTx decodes env and checks that it is a kind tx by device
 // about device; a tx of another kind is refused with wrongKind.
-func checkDeviceTx(env []byte, device string, kind ledger.Kind, wrongKind string, maxBytes int) (*ledger.Tx, error) {
+func checkDeviceTx(env []byte, device string, kind ledger.Kind, wrongKind ledger.Reason, maxBytes int) (*ledger.Tx, error) {
 	tx, err := ledger.DecodeTx(env, maxBytes)
 	if errors.Is(err, ledger.ErrTooLarge) {
-		return nil, &RefusedError{Reason: ReasonTooLarge, Detail: err.Error()}
+		return nil, &ledger.RefusedError{Reason: ledger.ReasonTooLarge, Detail: err.Error()}
 	}
 	if err != nil {
-		return nil, &RefusedError{Reason: ReasonMalformed, Detail: err.Error()}
+		return nil, &ledger.RefusedError{Reason: ledger.ReasonMalformed, Detail: err.Error()}
 	}
 	if tx.Body.Kind != kind {
-		return nil, &RefusedError{Reason: wrongKind, Detail: fmt.Sprintf("a %s tx, want %s", tx.Body.Kind, kind)}
+		return nil, &ledger.RefusedError{Reason: wrongKind, Detail: fmt.Sprintf("a %s tx, want %s", tx.Body.Kind, kind)}
 	}
 	if tx.Author != device || tx.Body.Subject() != device {
-		return nil, &RefusedError{Reason: ReasonTopic, Detail: fmt.Sprintf("%s by %s sent as device %s", kind, tx.Author, device)}
+		return nil, &ledger.RefusedError{Reason: ledger.ReasonTopic, Detail: fmt.Sprintf("%s by %s sent as device %s", kind, tx.Author, device)}
 	}
 	return tx, nil
 }
@@ -135,7 +106,7 @@ func checkDeviceTx(env []byte, device string, kind ledger.Kind, wrongKind string
 // Answers serves what devices ask of the ledger besides commits: their
 // configuration and other devices' keys. An answer is CBOR that the device
 // verifies itself against the genesis (see bridge/device); front ends only
-// carry it. Errors carry a reason (ReasonOf), ReasonNotFound among them.
+// carry it. Refusals are *ledger.RefusedError, ledger.ReasonNotFound among them.
 type Answers interface {
 	// Config is device's current configuration manifest with its proof,
 	// for the retained config topic; nil if device has no configuration.

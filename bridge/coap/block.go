@@ -8,7 +8,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/message/pool"
 
-	"github.com/ledgergate/ledgergate/bridge"
+	"github.com/ledgergate/ledgergate/gateway/ledger"
 )
 
 // block is a Block1 or Block2 option value (RFC 7959 2.2).
@@ -57,7 +57,7 @@ func (s *Server) block2(req *pool.Message, a answer) answer {
 		return a
 	}
 	if off > 0 && off >= len(a.body) {
-		return refuse(reasonBadOption, "Block2 asks for offset %d of a %d-byte representation", off, len(a.body))
+		return refuse(ledger.ReasonBadOption, "Block2 asks for offset %d of a %d-byte representation", off, len(a.body))
 	}
 	end := min(off+size, len(a.body))
 	out := a
@@ -78,7 +78,7 @@ func (s *Server) wantBlock(req *pool.Message) (size, off int, asked bool, bad an
 	}
 	b, ok := decodeBlock(v) // the M bit means nothing in a request (RFC 7959 2.2)
 	if !ok {
-		return 0, 0, true, refuse(bridge.ReasonMalformed, "Block2 option %#x in a request", v)
+		return 0, 0, true, refuse(ledger.ReasonMalformed, "Block2 option %#x in a request", v)
 	}
 	if b.size() < size {
 		size = b.size()
@@ -147,14 +147,14 @@ func newBlockStore(max, perPeer, maxBytes int, timeout time.Duration, m *metrics
 func (b *blockStore) put(p *peer, stream, tag string, v uint32, payload []byte, size1, limit int, now time.Time) ([]byte, answer, bool) {
 	blk, ok := decodeBlock(v)
 	if !ok {
-		return nil, refuse(bridge.ReasonMalformed, "Block1 option %#x: SZX 7 (BERT) is for reliable transports", v), false
+		return nil, refuse(ledger.ReasonMalformed, "Block1 option %#x: SZX 7 (BERT) is for reliable transports", v), false
 	}
 	size := blk.size()
 	if blk.more && len(payload) != size || !blk.more && len(payload) > size {
-		return nil, refuse(bridge.ReasonMalformed, "block %d has %d bytes, block size %d", blk.num, len(payload), size), false
+		return nil, refuse(ledger.ReasonMalformed, "block %d has %d bytes, block size %d", blk.num, len(payload), size), false
 	}
 	if size1 > limit {
-		a := refuse(bridge.ReasonTooLarge, "a %d-byte record, at most %d", size1, limit)
+		a := refuse(ledger.ReasonTooLarge, "a %d-byte record, at most %d", size1, limit)
 		a.size1 = opt(uint32(limit))
 		return nil, a, false
 	}
@@ -180,7 +180,7 @@ func (b *blockStore) put(p *peer, stream, tag string, v uint32, payload []byte, 
 		}
 		if len(b.all) >= b.max {
 			b.stats.refused++
-			return nil, refuse(bridge.ReasonOverloaded, "too many block-wise transfers at this gateway"), false
+			return nil, refuse(ledger.ReasonOverloaded, "too many block-wise transfers at this gateway"), false
 		}
 		t = &transfer{key: key, lastOff: -1, used: now}
 		b.all[key] = t
@@ -192,7 +192,7 @@ func (b *blockStore) put(p *peer, stream, tag string, v uint32, payload []byte, 
 	} else {
 		if t == nil {
 			b.stats.incomplete++
-			return nil, refuse(reasonIncomplete, "block %d of no transfer: start with block 0", blk.num), false
+			return nil, refuse(ledger.ReasonIncomplete, "block %d of no transfer: start with block 0", blk.num), false
 		}
 		if blk.more && off == t.lastOff && len(payload) == t.lastLen && off+len(payload) == len(t.buf) {
 			t.used = now // the last block again, with a new message id
@@ -201,13 +201,13 @@ func (b *blockStore) put(p *peer, stream, tag string, v uint32, payload []byte, 
 		if off != len(t.buf) {
 			b.removeLocked(t)
 			b.stats.incomplete++
-			return nil, refuse(reasonIncomplete, "block %d at offset %d, expected offset %d", blk.num, off, len(t.buf)), false
+			return nil, refuse(ledger.ReasonIncomplete, "block %d at offset %d, expected offset %d", blk.num, off, len(t.buf)), false
 		}
 	}
 	n := len(t.buf) + len(payload)
 	if n > limit {
 		b.removeLocked(t)
-		a := refuse(bridge.ReasonTooLarge, "a record of more than %d bytes", limit)
+		a := refuse(ledger.ReasonTooLarge, "a record of more than %d bytes", limit)
 		a.size1 = opt(uint32(limit))
 		return nil, a, false
 	}
@@ -216,7 +216,7 @@ func (b *blockStore) put(p *peer, stream, tag string, v uint32, payload []byte, 
 		if b.bytes-cap(t.buf)+c > b.maxBytes {
 			b.removeLocked(t)
 			b.stats.refused++
-			return nil, refuse(bridge.ReasonOverloaded, "too many block-wise bytes at this gateway"), false
+			return nil, refuse(ledger.ReasonOverloaded, "too many block-wise bytes at this gateway"), false
 		}
 		buf := make([]byte, len(t.buf), c)
 		copy(buf, t.buf)

@@ -52,7 +52,7 @@ func (s *Server) serveDevice(p *peer, req *pool.Message, device, rest string, no
 	// allowed checks the method of resource and who asks.
 	allowed := func(resource string, want codes.Code) (answer, bool) {
 		if req.Code() != want {
-			return refuse(reasonMethod, "%s<device>/%s takes %v", devicePrefix, resource, want), false
+			return refuse(ledger.ReasonMethod, "%s<device>/%s takes %v", devicePrefix, resource, want), false
 		}
 		return s.mayAsk(p, device)
 	}
@@ -99,7 +99,7 @@ func (s *Server) serveDevice(p *peer, req *pool.Message, device, rest string, no
 		}
 		return "image", s.getImage(req, arg)
 	}
-	return "other", refuse(bridge.ReasonNotFound, "no such resource")
+	return "other", refuse(ledger.ReasonNotFound, "no such resource")
 }
 
 // mayAsk checks that p may ask about device, or post its reports: over
@@ -109,24 +109,24 @@ func (s *Server) serveDevice(p *peer, req *pool.Message, device, rest string, no
 // unknown device is 4.04.
 func (s *Server) mayAsk(p *peer, device string) (answer, bool) {
 	if !ledger.ValidID(device) {
-		return refuse(bridge.ReasonNotFound, "%q is not a device id", clip(device, ledger.MaxIDLen)), false
+		return refuse(ledger.ReasonNotFound, "%q is not a device id", clip(device, ledger.MaxIDLen)), false
 	}
 	dev, ok := s.d.Directory.Device(device)
 	if !ok {
-		return refuse(bridge.ReasonNotFound, "no device %q", device), false
+		return refuse(ledger.ReasonNotFound, "no device %q", device), false
 	}
 	if p.dtls == nil {
 		return answer{}, true
 	}
 	spki, err := p.dtls.peerKey()
 	if err != nil {
-		return refuse(reasonWrongCert, "%v", err), false
+		return refuse(ledger.ReasonWrongCert, "%v", err), false
 	}
 	if dev.Key == nil || !bytes.Equal(dev.Key.DER, spki) {
-		return refuse(reasonWrongCert, "the DTLS client certificate's key is not device %s's enrolled key", device), false
+		return refuse(ledger.ReasonWrongCert, "the DTLS client certificate's key is not device %s's enrolled key", device), false
 	}
 	if dev.Revoked {
-		return refuse("revoked", "device %s is revoked", device), false
+		return refuse(ledger.ReasonRevoked, "device %s is revoked", device), false
 	}
 	return answer{}, true
 }
@@ -135,7 +135,7 @@ func (s *Server) mayAsk(p *peer, device string) (answer, bool) {
 // format.
 func accepts(req *pool.Message, mt message.MediaType) (answer, bool) {
 	if acc, err := req.Accept(); err == nil && acc != mt {
-		return refuse(reasonNotAcceptable, "this resource is content format %d", mt), false
+		return refuse(ledger.ReasonNotAcceptable, "this resource is content format %d", mt), false
 	}
 	return answer{}, true
 }
@@ -143,14 +143,14 @@ func accepts(req *pool.Message, mt message.MediaType) (answer, bool) {
 // askRefusal is the refusal of an Answers or Images error.
 func (s *Server) askRefusal(err error) answer {
 	if s.ctx.Err() != nil {
-		return refuse(reasonUnavailable, "the gateway is shutting down")
+		return refuse(ledger.ReasonUnavailable, "the gateway is shutting down")
 	}
-	reason := bridge.ReasonOf(err)
-	if reason == bridge.ReasonInternal {
+	reason := ledger.ReasonOf(err)
+	if reason == ledger.ReasonInternal {
 		s.log.Warn("coap answer failed", "error", err)
 		return refuse(reason, "the gateway could not answer")
 	}
-	var re *bridge.RefusedError
+	var re *ledger.RefusedError
 	if errors.As(err, &re) {
 		return refuse(reason, "%s", re.Detail)
 	}
@@ -159,7 +159,7 @@ func (s *Server) askRefusal(err error) answer {
 
 // noAnswers is the refusal of a gateway without Answers.
 func noAnswers(what string) answer {
-	return refuse(bridge.ReasonNotFound, "this gateway does not serve %s", what)
+	return refuse(ledger.ReasonNotFound, "this gateway does not serve %s", what)
 }
 
 // cbor is a 2.05 with a CBOR answer and its ETag.
@@ -193,7 +193,7 @@ func (s *Server) getManifest(p *peer, req *pool.Message, device string, m manife
 			return s.askRefusal(err)
 		}
 		if len(b) == 0 {
-			return refuse(bridge.ReasonNotFound, "device %s has no %s", device, m.what)
+			return refuse(ledger.ReasonNotFound, "device %s has no %s", device, m.what)
 		}
 		return s.block2(req, cbor(b))
 	}
@@ -211,7 +211,7 @@ func (s *Server) getManifest(p *peer, req *pool.Message, device string, m manife
 			return s.askRefusal(err)
 		}
 		if len(b) == 0 {
-			return refuse(bridge.ReasonNotFound, "device %s has no %s", device, m.what)
+			return refuse(ledger.ReasonNotFound, "device %s has no %s", device, m.what)
 		}
 		return s.block2(req, cbor(b)) // no Observe: not registered (RFC 7641 4.1)
 	}
@@ -311,7 +311,7 @@ func (s *Server) Changed(devices []string) {
 			s.manifestMu.Unlock()
 			a, end := s.notification(b, seq), false
 			if err != nil {
-				if bridge.ReasonOf(err) != bridge.ReasonNotFound {
+				if ledger.ReasonOf(err) != ledger.ReasonNotFound {
 					s.log.Warn("coap manifest", "device", w.dev, "manifest", w.m.level, "error", err)
 					continue
 				}
@@ -370,13 +370,13 @@ func (s *Server) verifyConfig(req *pool.Message, device string) answer {
 		if v, ok := bytes.CutPrefix(o.Value, []byte("h=")); ok {
 			h, err := ledger.ParseHash(string(v))
 			if err != nil {
-				return refuse(bridge.ReasonMalformed, "h=%q: want a SHA-256, 64 hex digits", clip(string(v), 64))
+				return refuse(ledger.ReasonMalformed, "h=%q: want a SHA-256, 64 hex digits", clip(string(v), 64))
 			}
 			hash = h[:]
 		}
 	}
 	if hash == nil {
-		return refuse(bridge.ReasonMalformed, "no Uri-Query h=<SHA-256, 64 hex digits>")
+		return refuse(ledger.ReasonMalformed, "no Uri-Query h=<SHA-256, 64 hex digits>")
 	}
 	b, err := s.d.Answers.VerifyConfig(device, hash)
 	if err != nil {
@@ -399,7 +399,7 @@ func (s *Server) getBlob(req *pool.Message, device, ref string) answer {
 	if ref != "" {
 		h, err := ledger.ParseHash(ref)
 		if err != nil {
-			return refuse(bridge.ReasonNotFound, "%q is not a blob address (64 hex digits)", clip(ref, 64))
+			return refuse(ledger.ReasonNotFound, "%q is not a blob address (64 hex digits)", clip(ref, 64))
 		}
 		sum = h[:]
 	}
@@ -408,7 +408,7 @@ func (s *Server) getBlob(req *pool.Message, device, ref string) answer {
 		return s.askRefusal(err)
 	}
 	if len(b) == 0 {
-		return refuse(bridge.ReasonNotFound, "no blob")
+		return refuse(ledger.ReasonNotFound, "no blob")
 	}
 	return s.block2(req, answer{code: codes.Content, format: int(message.AppOctets), body: b, etag: etagOf(b), reason: resultAnswered})
 }
@@ -423,7 +423,7 @@ func (s *Server) getKeys(req *pool.Message, device, other string) answer {
 		return noAnswers("device keys")
 	}
 	if !ledger.ValidID(other) {
-		return refuse(bridge.ReasonNotFound, "%q is not a device id", clip(other, ledger.MaxIDLen))
+		return refuse(ledger.ReasonNotFound, "%q is not a device id", clip(other, ledger.MaxIDLen))
 	}
 	b, err := s.d.Answers.Keys(device, other)
 	if err != nil {
@@ -440,7 +440,7 @@ func (s *Server) getImage(req *pool.Message, ref string) answer {
 	}
 	sum, err := ledger.ParseHash(ref)
 	if err != nil {
-		return refuse(bridge.ReasonNotFound, "%q is not an image address (64 hex digits)", clip(ref, 64))
+		return refuse(ledger.ReasonNotFound, "%q is not an image address (64 hex digits)", clip(ref, 64))
 	}
 	if s.d.Images == nil {
 		return noAnswers("firmware images")
@@ -455,7 +455,7 @@ func (s *Server) getImage(req *pool.Message, ref string) answer {
 		return s.askRefusal(err)
 	}
 	if off > 0 && int64(off) >= total {
-		return refuse(reasonBadOption, "Block2 asks for offset %d of a %d-byte image", off, total)
+		return refuse(ledger.ReasonBadOption, "Block2 asks for offset %d of a %d-byte image", off, total)
 	}
 	a := answer{code: codes.Content, format: int(message.AppOctets), body: buf[:n], etag: sum[:8], reason: resultAnswered}
 	if !asked && total <= int64(size) {

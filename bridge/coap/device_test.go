@@ -15,7 +15,6 @@ import (
 	"github.com/plgd-dev/go-coap/v3/net/blockwise"
 	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
 
-	"github.com/ledgergate/ledgergate/bridge"
 	"github.com/ledgergate/ledgergate/bridge/device"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 )
@@ -37,7 +36,7 @@ func newFakeAnswers() *fakeAnswers {
 }
 
 func notFound(format string, a ...any) error {
-	return &bridge.RefusedError{Reason: bridge.ReasonNotFound, Detail: fmt.Sprintf(format, a...)}
+	return &ledger.RefusedError{Reason: ledger.ReasonNotFound, Detail: fmt.Sprintf(format, a...)}
 }
 
 func (f *fakeAnswers) set(m map[string][]byte, device string, b []byte) {
@@ -137,10 +136,10 @@ func wantBody(t testing.TB, m *pool.Message, cf message.MediaType, want []byte) 
 }
 
 // wantRefusal checks a refusal's code and reason.
-func wantRefusal(t testing.TB, m *pool.Message, code codes.Code, reason string) {
+func wantRefusal(t testing.TB, m *pool.Message, code codes.Code, reason ledger.Reason) {
 	t.Helper()
 	wantCode(t, m, code)
-	if b := body(t, m); !bytes.HasPrefix(b, []byte(reason+": ")) {
+	if b := body(t, m); !bytes.HasPrefix(b, []byte(string(reason)+": ")) {
 		t.Fatalf("diagnostic %q, want reason %s", b, reason)
 	}
 }
@@ -170,7 +169,7 @@ func TestDeviceResources(t *testing.T) {
 		path   string
 		opts   []message.Option
 		code   codes.Code
-		reason string
+		reason ledger.Reason
 	}{
 		{"/lg/v1/sensor-2/config", nil, codes.NotFound, "not_found"}, // no configuration
 		{"/lg/v1/sensor-2/firmware", nil, codes.NotFound, "not_found"},
@@ -271,9 +270,9 @@ func TestDeviceReports(t *testing.T) {
 	mustCommit(t, l.node, postTo("/lg/v1/sensor-1/firmware/report", fw), fw)
 
 	rec := l.d.record(t, "temp", 3, []byte("21"))
-	wantRefusal(t, postTo("/lg/v1/sensor-1/config/report", rec), codes.BadRequest, bridge.ReasonNotReport)
-	wantRefusal(t, postTo("/lg/v1/sensor-1/firmware/report", report), codes.BadRequest, bridge.ReasonNotReport)
-	wantRefusal(t, postTo("/lg/v1/sensor-2/config/report", report), codes.Forbidden, bridge.ReasonTopic)
+	wantRefusal(t, postTo("/lg/v1/sensor-1/config/report", rec), codes.BadRequest, ledger.ReasonNotReport)
+	wantRefusal(t, postTo("/lg/v1/sensor-1/firmware/report", report), codes.BadRequest, ledger.ReasonNotReport)
+	wantRefusal(t, postTo("/lg/v1/sensor-2/config/report", report), codes.Forbidden, ledger.ReasonTopic)
 	notStored(t, l.node, rec)
 	// A resend is answered with the receipt; another report with a used
 	// seq is a replay.
@@ -296,12 +295,12 @@ func TestDeviceResourcesDTLS(t *testing.T) {
 	wantBody(t, get(t, cc, "/lg/v1/sensor-1/keys/sensor-2"), message.AppCBOR, []byte("keys of sensor-2"))
 	wantBody(t, get(t, cc, "/lg/v1/sensor-1/config/blob"), message.AppOctets, l.answers.blob)
 	for _, p := range []string{"/lg/v1/sensor-2/config", "/lg/v1/sensor-2/config/blob", "/lg/v1/sensor-2/keys/sensor-1", "/lg/v1/sensor-2/firmware"} {
-		wantRefusal(t, get(t, cc, p), codes.Forbidden, reasonWrongCert)
+		wantRefusal(t, get(t, cc, p), codes.Forbidden, ledger.ReasonWrongCert)
 	}
-	wantRefusal(t, get(t, cc, "/lg/v1/sensor-9/config"), codes.NotFound, bridge.ReasonNotFound)
+	wantRefusal(t, get(t, cc, "/lg/v1/sensor-9/config"), codes.NotFound, ledger.ReasonNotFound)
 
 	stranger := mustDialDTLS(t, l.dtlsAddr, newP256(t))
-	wantRefusal(t, get(t, stranger, "/lg/v1/sensor-1/config"), codes.Forbidden, reasonWrongCert)
+	wantRefusal(t, get(t, stranger, "/lg/v1/sensor-1/config"), codes.Forbidden, ledger.ReasonWrongCert)
 
 	// A report by the session's device is taken; posted under another
 	// device's path by its session, refused.
@@ -315,7 +314,7 @@ func TestDeviceResourcesDTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantRefusal(t, resp, codes.Forbidden, reasonWrongCert)
+	wantRefusal(t, resp, codes.Forbidden, ledger.ReasonWrongCert)
 	own := mustDialDTLS(t, l.dtlsAddr, l.other.key)
 	resp, err = own.Post(ctx, "/lg/v1/sensor-2/config/report", message.AppCoseSign1, bytes.NewReader(report))
 	if err != nil {

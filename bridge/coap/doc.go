@@ -117,17 +117,16 @@
 //	2.05 Content                     a receipt, an answer, a blob, an image, the link format;
 //	                                 an observation registered or notified
 //	2.31 Continue                    a Block1 block was taken: send the next
-//	4.00 Bad Request                 malformed, not_record, not_report, wrong_chain (and any other
-//	                                 ledger reason)
+//	4.00 Bad Request                 malformed, not_record, not_report, wrong_chain
 //	4.01 Unauthorized                unknown_author, bad_signature
 //	4.02 Bad Option                  bad_option: a critical option not supported (If-Match,
 //	                                 If-None-Match, OSCORE, ...) or Block2 past the end
-//	4.03 Forbidden                   forbidden, revoked, replay, wrong_topic (the record's
+//	4.03 Forbidden                   forbidden, revoked, replay, exists, stale_version, wrong_topic (the record's
 //	                                 stream is not the path's; a report not by the path's
 //	                                 device), wrong_cert (DTLS)
 //	4.04 Not Found                   not_found: no such resource, stream, tx id, device,
 //	                                 configuration, blob, firmware or image; a receipt not
-//	                                 committed
+//	                                 committed; unknown_device, unknown_release
 //	4.05 Method Not Allowed          method_not_allowed
 //	4.06 Not Acceptable              not_acceptable: Accept other than 60 (receipts, answers),
 //	                                 42 (blobs, images) or 40 (core)

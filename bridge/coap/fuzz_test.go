@@ -50,6 +50,7 @@ type stubLedger struct {
 
 func (l *stubLedger) ChainID() string { return "chain" }
 func (l *stubLedger) MaxTxBytes() int { return 4096 }
+func (l *stubLedger) Behind() bool    { return false }
 func (l *stubLedger) Device(id string) (bridge.Device, bool) {
 	if id != "dev" {
 		return bridge.Device{}, false
@@ -57,21 +58,16 @@ func (l *stubLedger) Device(id string) (bridge.Device, bool) {
 	return bridge.Device{ID: id, Key: l.key}, true
 }
 
-type rejected string
-
-func (r rejected) Error() string        { return "stub: " + string(r) }
-func (r rejected) RejectReason() string { return string(r) }
-
 func (l *stubLedger) Propose(_ context.Context, env []byte) (bridge.Ticket, error) {
 	tx, err := ledger.DecodeTx(env, l.MaxTxBytes())
 	if err != nil {
-		return nil, rejected("malformed")
+		return nil, ledger.Refuse(ledger.ReasonMalformed, "stub")
 	}
 	if tx.Author != "dev" {
-		return nil, rejected("unknown_author")
+		return nil, ledger.Refuse(ledger.ReasonUnknownAuthor, "stub")
 	}
 	if err := tx.Verify(l.key); err != nil {
-		return nil, rejected("bad_signature")
+		return nil, ledger.Refuse(ledger.ReasonBadSignature, "stub")
 	}
 	return stubTicket{&ledger.Receipt{Tx: env}}, nil
 }

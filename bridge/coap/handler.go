@@ -12,7 +12,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/message/pool"
 
-	"github.com/ledgergate/ledgergate/bridge"
+	"github.com/ledgergate/ledgergate/gateway/ledger"
 )
 
 // Resources of device protocol v1 over CoAP.
@@ -38,19 +38,6 @@ const wellKnownCore = `</lg/v1/data>;rt="lg.record";ct=18;title="POST a data.rec
 	`</lg/v1/{device}/firmware/{sha256}>;rt="lg.firmware.image";ct=42;title="GET a firmware image",` +
 	`</lg/v1/{device}/firmware/report>;rt="lg.firmware.report";ct=18;title="POST a firmware.report"`
 
-// Reasons of refusals that the CoAP front end adds to the ledger's and
-// package bridge's.
-const (
-	reasonWrongCert     = "wrong_cert"         // the DTLS client certificate is not the author's enrolled key
-	reasonUnavailable   = "unavailable"        // the gateway is shutting down
-	reasonBadOption     = "bad_option"         // a critical option this server does not support
-	reasonMethod        = "method_not_allowed" // the resource has no such method
-	reasonNotAcceptable = "not_acceptable"     // Accept asks for a format the resource does not have
-	reasonIncomplete    = "incomplete"         // a Block1 block out of order or of no transfer
-	reasonFormat        = "content_format"     // a Content-Format the resource does not take
-	reasonProxy         = "proxy"              // Proxy-Uri or Proxy-Scheme
-)
-
 // Results of requests_total besides refusal reasons.
 const (
 	resultAccepted  = "accepted"  // a committed record: 2.04
@@ -59,39 +46,45 @@ const (
 	resultContinue  = "continue"  // a Block1 block: 2.31
 )
 
-// codeOf maps a refusal reason to its response code (see doc.go).
-func codeOf(reason string) codes.Code {
-	switch reason {
-	case bridge.ReasonTooLarge:
-		return codes.RequestEntityTooLarge
-	case "unknown_author", "bad_signature":
-		return codes.Unauthorized
-	case "forbidden", "revoked", "replay", bridge.ReasonTopic, reasonWrongCert:
-		return codes.Forbidden
-	case bridge.ReasonNotFound:
-		return codes.NotFound
-	case bridge.ReasonOverloaded:
-		return codes.TooManyRequests
-	case reasonUnavailable:
-		return codes.ServiceUnavailable
-	case bridge.ReasonInternal:
-		return codes.InternalServerError
-	case reasonBadOption:
-		return codes.BadOption
-	case reasonMethod:
-		return codes.MethodNotAllowed
-	case reasonNotAcceptable:
-		return codes.NotAcceptable
-	case reasonIncomplete:
-		return codes.RequestEntityIncomplete
-	case reasonFormat:
-		return codes.UnsupportedMediaType
-	case reasonProxy:
-		return codes.ProxyingNotSupported
+// responseCodes is the response code of each refusal reason: the CoAP
+// column of the table in docs/protocol.md. TestReasonTable checks that
+// every reason has one.
+var responseCodes = map[ledger.Reason]codes.Code{
+	ledger.ReasonMalformed:      codes.BadRequest,
+	ledger.ReasonTooLarge:       codes.RequestEntityTooLarge,
+	ledger.ReasonWrongChain:     codes.BadRequest,
+	ledger.ReasonTopic:          codes.Forbidden,
+	ledger.ReasonNotRecord:      codes.BadRequest,
+	ledger.ReasonNotReport:      codes.BadRequest,
+	ledger.ReasonWrongCert:      codes.Forbidden,
+	ledger.ReasonUnknownAuthor:  codes.Unauthorized,
+	ledger.ReasonBadSignature:   codes.Unauthorized,
+	ledger.ReasonForbidden:      codes.Forbidden,
+	ledger.ReasonRevoked:        codes.Forbidden,
+	ledger.ReasonReplay:         codes.Forbidden,
+	ledger.ReasonExists:         codes.Forbidden,
+	ledger.ReasonUnknownDevice:  codes.NotFound,
+	ledger.ReasonStaleVersion:   codes.Forbidden,
+	ledger.ReasonUnknownRelease: codes.NotFound,
+	ledger.ReasonNotFound:       codes.NotFound,
+	ledger.ReasonBadOption:      codes.BadOption,
+	ledger.ReasonMethod:         codes.MethodNotAllowed,
+	ledger.ReasonNotAcceptable:  codes.NotAcceptable,
+	ledger.ReasonIncomplete:     codes.RequestEntityIncomplete,
+	ledger.ReasonFormat:         codes.UnsupportedMediaType,
+	ledger.ReasonProxy:          codes.ProxyingNotSupported,
+	ledger.ReasonOverloaded:     codes.TooManyRequests,
+	ledger.ReasonUnavailable:    codes.ServiceUnavailable,
+	ledger.ReasonInternal:       codes.InternalServerError,
+}
+
+// codeOf maps a refusal reason to its response code; a reason missing
+// from the table (TestReasonTable keeps that from happening) is 5.00.
+func codeOf(reason ledger.Reason) codes.Code {
+	if c, ok := responseCodes[reason]; ok {
+		return c
 	}
-	// malformed, not_record, wrong_chain, and ledger reasons that do not
-	// apply to records.
-	return codes.BadRequest
+	return codes.InternalServerError
 }
 
 // formatNone is an answer without Content-Format.
@@ -131,8 +124,8 @@ type answer struct {
 
 // refuse is a refusal with a diagnostic payload (RFC 7252 5.5.2: UTF-8
 // text, no Content-Format) "<reason>: <detail>".
-func refuse(reason, format string, a ...any) answer {
-	diag := strings.ToValidUTF8(reason+": "+fmt.Sprintf(format, a...), "?")
+func refuse(reason ledger.Reason, format string, a ...any) answer {
+	diag := strings.ToValidUTF8(string(reason)+": "+fmt.Sprintf(format, a...), "?")
 	if len(diag) > maxDiagnostic {
 		n := maxDiagnostic
 		for n > 0 && !utf8.RuneStart(diag[n]) {
@@ -140,7 +133,7 @@ func refuse(reason, format string, a ...any) answer {
 		}
 		diag = diag[:n]
 	}
-	an := answer{code: codeOf(reason), format: formatNone, body: []byte(diag), reason: reason}
+	an := answer{code: codeOf(reason), format: formatNone, body: []byte(diag), reason: string(reason)}
 	if an.code == codes.TooManyRequests || an.code == codes.ServiceUnavailable {
 		an.maxAge = opt(retryAfter) // RFC 8516 4, RFC 7252 5.9.3.4
 	}
@@ -150,14 +143,14 @@ func refuse(reason, format string, a ...any) answer {
 // refusal is the refusal of err, a Committer's or bridge.CheckRecord's.
 func (s *Server) refusal(err error) answer {
 	if s.ctx.Err() != nil {
-		return refuse(reasonUnavailable, "the gateway is shutting down")
+		return refuse(ledger.ReasonUnavailable, "the gateway is shutting down")
 	}
-	reason := bridge.ReasonOf(err)
-	if reason == bridge.ReasonInternal {
+	reason := ledger.ReasonOf(err)
+	if reason == ledger.ReasonInternal {
 		s.log.Warn("coap record failed", "error", err)
 		return refuse(reason, "the gateway could not commit the record")
 	}
-	var re *bridge.RefusedError
+	var re *ledger.RefusedError
 	if errors.As(err, &re) {
 		return refuse(reason, "%s", re.Detail)
 	}
@@ -277,43 +270,43 @@ const optRequestTag message.OptionID = 292
 func (s *Server) serve(p *peer, req *pool.Message, now time.Time) (resource string, a answer) {
 	for _, o := range req.Options() {
 		if o.ID == message.ProxyURI || o.ID == message.ProxyScheme {
-			return "other", refuse(reasonProxy, "this server is no proxy")
+			return "other", refuse(ledger.ReasonProxy, "this server is no proxy")
 		}
 		if !knownOptions[o.ID] && o.ID&1 == 1 {
 			// RFC 7252 5.4.1: an unrecognized critical option.
-			return "other", refuse(reasonBadOption, "critical option %d is not supported", o.ID)
+			return "other", refuse(ledger.ReasonBadOption, "critical option %d is not supported", o.ID)
 		}
 	}
 	path, ok := uriPath(req)
 	if !ok {
-		return "other", refuse(bridge.ReasonNotFound, "no such resource")
+		return "other", refuse(ledger.ReasonNotFound, "no such resource")
 	}
 	parent, last, _ := cutLast(path)
 	switch {
 	case path == corePath:
 		if req.Code() != codes.GET {
-			return "core", refuse(reasonMethod, "%s takes GET", corePath)
+			return "core", refuse(ledger.ReasonMethod, "%s takes GET", corePath)
 		}
 		if acc, err := req.Accept(); err == nil && acc != message.AppLinkFormat {
-			return "core", refuse(reasonNotAcceptable, "%s is link format (40)", corePath)
+			return "core", refuse(ledger.ReasonNotAcceptable, "%s is link format (40)", corePath)
 		}
 		a := answer{code: codes.Content, format: int(message.AppLinkFormat), body: []byte(wellKnownCore), reason: resultAnswered}
 		return "core", s.block2(req, a)
 	case parent == dataPath:
 		if req.Code() != codes.POST {
-			return "data", refuse(reasonMethod, "%s/<stream> takes POST", dataPath)
+			return "data", refuse(ledger.ReasonMethod, "%s/<stream> takes POST", dataPath)
 		}
 		return "data", s.postRecord(p, req, last, now)
 	case parent == receiptsPath:
 		if req.Code() != codes.GET {
-			return "receipts", refuse(reasonMethod, "%s/<tx id> takes GET", receiptsPath)
+			return "receipts", refuse(ledger.ReasonMethod, "%s/<tx id> takes GET", receiptsPath)
 		}
 		return "receipts", s.getReceipt(p, req, last, now)
 	}
 	if device, rest, ok := deviceResource(path); ok {
 		return s.serveDevice(p, req, device, rest, now)
 	}
-	return "other", refuse(bridge.ReasonNotFound, "no such resource")
+	return "other", refuse(ledger.ReasonNotFound, "no such resource")
 }
 
 // maxSegments bounds the Uri-Path options of a request.

@@ -8,7 +8,6 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/message/pool"
 
-	"github.com/ledgergate/ledgergate/bridge"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 )
 
@@ -41,10 +40,10 @@ type observer struct {
 func (s *Server) getReceipt(p *peer, req *pool.Message, txid string, now time.Time) answer {
 	id, err := ledger.ParseHash(txid)
 	if err != nil {
-		return refuse(bridge.ReasonNotFound, "%q is not a tx id (64 hex digits)", clip(txid, 64))
+		return refuse(ledger.ReasonNotFound, "%q is not a tx id (64 hex digits)", clip(txid, 64))
 	}
 	if acc, err := req.Accept(); err == nil && acc != message.AppCBOR {
-		return refuse(reasonNotAcceptable, "a receipt is application/cbor (60)")
+		return refuse(ledger.ReasonNotAcceptable, "a receipt is application/cbor (60)")
 	}
 	token := string(req.Token())
 	obs, err := req.Observe()
@@ -70,12 +69,12 @@ func (s *Server) receiptAnswer(id [32]byte) answer {
 	rc, err := s.d.Receipts.Receipt(id)
 	if err != nil {
 		s.log.Debug("coap receipt", "tx", hex.EncodeToString(id[:]), "error", err)
-		return refuse(bridge.ReasonNotFound, "tx %x is not committed", id)
+		return refuse(ledger.ReasonNotFound, "tx %x is not committed", id)
 	}
 	b, err := rc.Encode()
 	if err != nil {
 		s.log.Error("coap encode receipt", "error", err)
-		return refuse(bridge.ReasonInternal, "the receipt could not be encoded")
+		return refuse(ledger.ReasonInternal, "the receipt could not be encoded")
 	}
 	return answer{code: codes.Content, format: int(message.AppCBOR), body: b, etag: etagOf(b), reason: resultAnswered}
 }
@@ -233,7 +232,7 @@ func (s *Server) expireObservations(now time.Time) {
 	}
 	s.mu.Unlock()
 	for _, o := range due {
-		a := refuse(bridge.ReasonNotFound, "tx %x did not commit within %v", o.id, s.cfg.ObserveTimeout)
+		a := refuse(ledger.ReasonNotFound, "tx %x did not commit within %v", o.id, s.cfg.ObserveTimeout)
 		s.m.notifications.WithLabelValues(a.reason).Inc()
 		_ = s.send(o.p, message.NonConfirmable, []byte(o.token), a)
 	}

@@ -30,7 +30,7 @@ func (s *Server) maxRecordBytes() int {
 // postTx does.
 func (s *Server) postRecord(p *peer, req *pool.Message, stream string, now time.Time) answer {
 	if !ledger.ValidID(stream) {
-		return refuse(bridge.ReasonNotFound, "%q is not a stream id", clip(stream, ledger.MaxIDLen))
+		return refuse(ledger.ReasonNotFound, "%q is not a stream id", clip(stream, ledger.MaxIDLen))
 	}
 	return s.postTx(p, req, txPost{resource: "data", key: stream, check: func(env []byte, limit int) (*ledger.Tx, error) {
 		return bridge.CheckRecord(env, authorOf(env, limit), stream, limit)
@@ -54,12 +54,12 @@ type txPost struct {
 // a refusal.
 func (s *Server) postTx(p *peer, req *pool.Message, tp txPost, now time.Time) answer {
 	if cf, err := req.ContentFormat(); err == nil && cf != message.AppCoseSign1 {
-		return refuse(reasonFormat, "a tx is application/cose; cose-type=\"cose-sign1\" (18), not %d", cf)
+		return refuse(ledger.ReasonFormat, "a tx is application/cose; cose-type=\"cose-sign1\" (18), not %d", cf)
 	}
 	limit := s.maxRecordBytes()
 	payload, err := req.ReadBody()
 	if err != nil {
-		return refuse(bridge.ReasonMalformed, "payload: %v", err)
+		return refuse(ledger.ReasonMalformed, "payload: %v", err)
 	}
 	var block1 optUint
 	if v, err := req.GetOptionUint32(message.Block1); err == nil {
@@ -74,7 +74,7 @@ func (s *Server) postTx(p *peer, req *pool.Message, tp txPost, now time.Time) an
 		}
 		payload, block1 = body, opt(v)
 	} else if len(payload) > limit {
-		a := refuse(bridge.ReasonTooLarge, "a %d-byte tx, at most %d", len(payload), limit)
+		a := refuse(ledger.ReasonTooLarge, "a %d-byte tx, at most %d", len(payload), limit)
 		a.size1 = opt(uint32(limit))
 		return a
 	}
@@ -112,7 +112,7 @@ func (s *Server) submit(p *peer, req *pool.Message, env []byte, tp txPost, limit
 		}
 	}
 	if !s.track() {
-		return refuse(reasonUnavailable, "the gateway is shutting down")
+		return refuse(ledger.ReasonUnavailable, "the gateway is shutting down")
 	}
 	p.mu.Lock()
 	full := p.inflight >= s.cfg.MaxInflight
@@ -122,7 +122,7 @@ func (s *Server) submit(p *peer, req *pool.Message, env []byte, tp txPost, limit
 	p.mu.Unlock()
 	if full {
 		s.wg.Done()
-		return refuse(bridge.ReasonOverloaded, "%d records of this peer wait for their commits", s.cfg.MaxInflight)
+		return refuse(ledger.ReasonOverloaded, "%d records of this peer wait for their commits", s.cfg.MaxInflight)
 	}
 	release := func() {
 		p.mu.Lock()
@@ -132,7 +132,7 @@ func (s *Server) submit(p *peer, req *pool.Message, env []byte, tp txPost, limit
 	if !s.d.Limiter.Acquire(len(env)) {
 		release()
 		s.wg.Done()
-		return refuse(bridge.ReasonOverloaded, "too many records waiting at this gateway")
+		return refuse(ledger.ReasonOverloaded, "too many records waiting at this gateway")
 	}
 	release = func() {
 		s.d.Limiter.Release(len(env))
@@ -221,7 +221,7 @@ func (s *Server) changed(rc *ledger.Receipt, size int) answer {
 	b, err := rc.Encode()
 	if err != nil {
 		s.log.Error("coap encode receipt", "error", err)
-		return refuse(bridge.ReasonInternal, "the receipt could not be encoded")
+		return refuse(ledger.ReasonInternal, "the receipt could not be encoded")
 	}
 	if len(b) <= size {
 		return answer{code: codes.Changed, format: int(message.AppCBOR), body: b, reason: resultAccepted}
@@ -249,14 +249,14 @@ func (s *Server) answerBlockSize(req *pool.Message) int {
 func (s *Server) checkSession(p *peer, author string) (answer, bool) {
 	spki, err := p.dtls.peerKey()
 	if err != nil {
-		return refuse(reasonWrongCert, "%v", err), false
+		return refuse(ledger.ReasonWrongCert, "%v", err), false
 	}
 	dev, ok := s.d.Directory.Device(author)
 	if !ok {
 		return refuse("unknown_author", "no device %q", author), false
 	}
 	if dev.Key == nil || !bytes.Equal(dev.Key.DER, spki) {
-		return refuse(reasonWrongCert, "the DTLS client certificate's key is not device %s's enrolled key", author), false
+		return refuse(ledger.ReasonWrongCert, "the DTLS client certificate's key is not device %s's enrolled key", author), false
 	}
 	return answer{}, true
 }

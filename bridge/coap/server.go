@@ -150,8 +150,8 @@ type Receipts interface {
 type Images interface {
 	// ReadImage reads len(p) bytes from offset off of the firmware image
 	// whose SHA-256 is sum (fewer at its end, none past it), and returns
-	// how many it read and the image's size. Errors carry a reason (bridge.ReasonOf),
-	// bridge.ReasonNotFound for an image no release names.
+	// how many it read and the image's size. Errors carry a reason (ledger.ReasonOf),
+	// ledger.ReasonNotFound for an image no release names.
 	ReadImage(ctx context.Context, sum [32]byte, p []byte, off int64) (int, int64, error)
 }
 

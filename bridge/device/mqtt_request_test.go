@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ledgergate/ledgergate/bridge"
 	"github.com/ledgergate/ledgergate/bridge/device"
 	"github.com/ledgergate/ledgergate/bridge/mqtt"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
@@ -47,7 +46,7 @@ func (a *answers) Blob(_ context.Context, dev string, ref []byte) ([]byte, error
 }
 
 func (a *answers) Keys(dev, other string) ([]byte, error) {
-	return nil, &bridge.RefusedError{Reason: bridge.ReasonNotFound, Detail: "no device " + other}
+	return nil, &ledger.RefusedError{Reason: ledger.ReasonNotFound, Detail: "no device " + other}
 }
 
 // TestClientRequests: the SDK's Report, Request and Manifest against a

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ledgergate/ledgergate/bridge"
 	"github.com/ledgergate/ledgergate/bridge/device"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 )
@@ -64,9 +63,9 @@ func FuzzDevicePublish(f *testing.F) {
 	f.Add("lg/v1/dev/receipts", "", []byte("x"))
 	f.Add("", "", []byte(nil))
 
-	refusals := map[string]bool{
-		bridge.ReasonMalformed: true, bridge.ReasonTooLarge: true, bridge.ReasonNotRecord: true, bridge.ReasonNotReport: true,
-		bridge.ReasonTopic: true, reasonForbidden: true,
+	refusals := map[ledger.Reason]bool{
+		ledger.ReasonMalformed: true, ledger.ReasonTooLarge: true, ledger.ReasonNotRecord: true, ledger.ReasonNotReport: true,
+		ledger.ReasonTopic: true, ledger.ReasonForbidden: true,
 	}
 	f.Fuzz(func(t *testing.T, topic, responseTopic string, payload []byte) {
 		if len(topic) > 2*maxTopicBytes || len(responseTopic) > 2*maxTopicBytes || len(payload) > 2*maxTx {
@@ -80,7 +79,7 @@ func FuzzDevicePublish(f *testing.F) {
 			if m.tx != nil || m.arg != nil {
 				t.Fatal("a tx or argument and an error")
 			}
-			reason := bridge.ReasonOf(err)
+			reason := ledger.ReasonOf(err)
 			if !refusals[reason] {
 				t.Fatalf("refused with reason %q: %v", reason, err)
 			}
@@ -125,6 +124,43 @@ func FuzzDevicePublish(f *testing.F) {
 			}
 		default:
 			t.Fatalf("accepted a publish of kind %d", m.kind)
+		}
+	})
+}
+
+// FuzzSizeGuard: the framing scan reaches the same verdict, at the same
+// packet, however the client's bytes are split across reads, and never
+// panics.
+func FuzzSizeGuard(f *testing.F) {
+	f.Add([]byte{0x30, 3, 0, 1, 'x', 0xc0, 0}, uint8(3), uint16(6))
+	f.Add([]byte{0x30, 0xff, 0xff, 0xff, 0x7f}, uint8(1), uint16(100))
+	f.Add([]byte{0x30, 0x80, 0x01}, uint8(2), uint16(100))
+	f.Fuzz(func(t *testing.T, stream []byte, split uint8, max uint16) {
+		if len(stream) > 4096 || max < 2 {
+			return
+		}
+		whole := &sizeGuard{max: uint32(max)}
+		wantStart, wantOver := whole.scan(stream)
+		parts := &sizeGuard{max: uint32(max)}
+		step := int(split%16) + 1
+		for off := 0; off < len(stream); off += step {
+			end := min(off+step, len(stream))
+			start, over := parts.scan(stream[off:end])
+			if over {
+				if !wantOver {
+					t.Fatalf("split by %d: over at offset %d, whole stream is not", step, off)
+				}
+				if start >= 0 && off+start != wantStart {
+					t.Fatalf("split by %d: packet at %d, whole stream says %d", step, off+start, wantStart)
+				}
+				return
+			}
+			if parts.max == 0 { // malformed length: stopped watching
+				return
+			}
+		}
+		if wantOver {
+			t.Fatalf("split by %d: not over, whole stream is at %d", step, wantStart)
 		}
 	})
 }

@@ -36,15 +36,19 @@ func startServer(t testing.TB, node *nodetest.Node, cfg Config, now func() time.
 	return startServerDeps(t, node, cfg, Deps{Now: now})
 }
 
-// startServerDeps is startServer with d's Answers and Now; the rest of
-// the deps come from node.
+// startServerDeps is startServer with d's Answers, Now and Directory (if
+// set); the rest of the deps come from node.
 func startServerDeps(t testing.TB, node *nodetest.Node, cfg Config, d Deps) *Server {
 	t.Helper()
 	cfg.Listen = "127.0.0.1:0"
 	if cfg.TLS != nil {
 		cfg.TLSListen = "127.0.0.1:0"
 	}
-	s, err := New(cfg, Deps{Committer: node.Committer(), Directory: node.Directory(), Answers: d.Answers, Logger: discard(),
+	dir := d.Directory
+	if dir == nil {
+		dir = node.Directory()
+	}
+	s, err := New(cfg, Deps{Committer: node.Committer(), Directory: dir, Answers: d.Answers, Logger: discard(),
 		Registry: prometheus.NewRegistry(), Now: d.Now})
 	if err != nil {
 		t.Fatal(err)

@@ -55,7 +55,12 @@ func (h *hook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 // accepted.
 func (h *hook) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { return true }
 
-func (h *hook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) { h.s.established(cl) }
+func (h *hook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) {
+	if g, ok := cl.Net.Conn.(*sizeGuard); ok {
+		g.established(cl)
+	}
+	h.s.established(cl)
+}
 
 func (h *hook) OnDisconnect(cl *mochi.Client, _ error, _ bool) { h.s.gone(cl) }
 
@@ -151,10 +156,10 @@ func (s *Server) authenticate(cl *mochi.Client, pk packets.Packet) *connectError
 			return refuse(packets.ErrBadUsernameOrPassword, "username is not the client id")
 		}
 		if !known {
-			return refuse(packets.ErrBadUsernameOrPassword, "unknown device")
+			return s.unknownDevice()
 		}
 		if !bytes.Equal(cert.RawSubjectPublicKeyInfo, dev.Key.DER) {
-			return refuse(packets.ErrBadUsernameOrPassword, "certificate key is not the device's enrolled key")
+			return s.wrongKey("certificate key is not the device's enrolled key")
 		}
 	} else {
 		if !c.UsernameFlag || string(c.Username) != id {
@@ -171,10 +176,10 @@ func (s *Server) authenticate(cl *mochi.Client, pk packets.Packet) *connectError
 			return refuse(packets.ErrBadUsernameOrPassword, "token is for device %q", clip(tok.Claims.Subject, ledger.MaxIDLen))
 		}
 		if !known {
-			return refuse(packets.ErrBadUsernameOrPassword, "unknown device")
+			return s.unknownDevice()
 		}
 		if err := tok.Verify(dev.Key); err != nil {
-			return refuse(packets.ErrBadUsernameOrPassword, "%v", err)
+			return s.wrongKey(err.Error())
 		}
 	}
 	if dev.Revoked {
@@ -183,10 +188,30 @@ func (s *Server) authenticate(cl *mochi.Client, pk packets.Packet) *connectError
 	return nil
 }
 
+// unknownDevice refuses a device this gateway does not know: bad
+// credentials, unless the gateway may lack the block that enrolled it
+// (it is catching up), when the device is told to come back: server
+// unavailable (3.1.1: 0x03).
+func (s *Server) unknownDevice() *connectError {
+	if s.d.Directory.Behind() {
+		return refuse(packets.ErrServerUnavailable, "unknown device, and this gateway is catching up with its peers")
+	}
+	return refuse(packets.ErrBadUsernameOrPassword, "unknown device")
+}
+
+// wrongKey refuses a credential that does not match the device's key:
+// bad credentials, unless the gateway may lack a re-key of the device.
+func (s *Server) wrongKey(detail string) *connectError {
+	if s.d.Directory.Behind() {
+		return refuse(packets.ErrServerUnavailable, "%s, and this gateway is catching up with its peers", detail)
+	}
+	return refuse(packets.ErrBadUsernameOrPassword, "%s", detail)
+}
+
 // peerCertificate is the client's TLS certificate, or nil. The handshake
 // is complete: the CONNECT was read through it.
 func peerCertificate(cl *mochi.Client) *x509.Certificate {
-	tc, ok := cl.Net.Conn.(*tls.Conn)
+	tc, ok := underlying(cl.Net.Conn).(*tls.Conn)
 	if !ok {
 		return nil
 	}
@@ -208,6 +233,8 @@ func connack(version byte, code packets.Code) packets.Packet {
 	switch code {
 	case packets.ErrBadUsernameOrPassword:
 		pk.ReasonCode = 0x04
+	case packets.ErrServerUnavailable:
+		pk.ReasonCode = 0x03
 	default:
 		pk.ReasonCode = 0x05 // not authorized
 	}

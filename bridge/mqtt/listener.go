@@ -22,7 +22,10 @@ type listener struct {
 	ln       net.Listener
 	tls      *tls.Config // nil: plain TCP
 	maxConns int64
-	log      *slog.Logger
+	// maxPacket is the largest packet a client may send; a connection
+	// is watched for larger ones (sizeGuard).
+	maxPacket uint32
+	log       *slog.Logger
 	// disconnect sends the listener's connected clients DISCONNECT
 	// (v5: 0x8B server shutting down) and stops them; nil: no client
 	// ever connected (a failed start).
@@ -37,8 +40,8 @@ type listener struct {
 
 var _ listeners.Listener = (*listener)(nil)
 
-func newListener(id string, ln net.Listener, tlsCfg *tls.Config, maxConns int64, log *slog.Logger, disconnect func(string)) *listener {
-	return &listener{id: id, ln: ln, tls: tlsCfg, maxConns: maxConns, log: log.With("listener", id), conns: map[net.Conn]struct{}{},
+func newListener(id string, ln net.Listener, tlsCfg *tls.Config, maxConns int64, maxPacket uint32, log *slog.Logger, disconnect func(string)) *listener {
+	return &listener{id: id, ln: ln, tls: tlsCfg, maxConns: maxConns, maxPacket: maxPacket, log: log.With("listener", id), conns: map[net.Conn]struct{}{},
 		disconnect: disconnect}
 }
 
@@ -118,7 +121,7 @@ func (l *listener) handle(raw net.Conn, establish listeners.EstablishFn) {
 	if l.tls != nil {
 		conn = tls.Server(raw, l.tls)
 	}
-	if err := establish(l.id, conn); err != nil {
+	if err := establish(l.id, newSizeGuard(conn, l.maxPacket)); err != nil {
 		l.log.Debug("mqtt connection ended", "remote", raw.RemoteAddr().String(), "error", err)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/ledgergate/ledgergate/bridge"
 	"github.com/ledgergate/ledgergate/bridge/device"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 	"github.com/ledgergate/ledgergate/gateway/nodetest"
@@ -161,7 +162,7 @@ func TestRefusals(t *testing.T) {
 		txID   bool // the reject names the tx
 	}{
 		{"forged signature", dataTopic("alice", "s"), forged, 0x87, "bad_signature", true},
-		{"replayed seq", dataTopic("alice", "s"), alice.record(t, "s", 1, []byte("again")), 0x80, "replay", true},
+		{"replayed seq", dataTopic("alice", "s"), alice.record(t, "s", 1, []byte("again")), 0x83, "replay", true},
 		{"other device's topic", dataTopic("bob", "s"), alice.record(t, "s", 2, nil), 0x87, "wrong_topic", false},
 		{"stream mismatch", dataTopic("alice", "b"), alice.record(t, "a", 2, nil), 0x87, "wrong_topic", true},
 		{"record of another device", dataTopic("alice", "s"), bob.record(t, "s", 1000, nil), 0x87, "wrong_topic", true},
@@ -178,7 +179,7 @@ func TestRefusals(t *testing.T) {
 			}
 			rj := alice.nextReject(t)
 			id := ledger.TxID(tc.env)
-			if wantID := fmt.Sprintf("%x", id); rj.Reason != tc.reason || (rj.TxID == wantID) != tc.txID || (rj.TxID != "") != tc.txID || rj.Error == "" {
+			if wantID := fmt.Sprintf("%x", id); string(rj.Reason) != tc.reason || (rj.TxID == wantID) != tc.txID || (rj.TxID != "") != tc.txID || rj.Error == "" {
 				t.Fatalf("reject %+v", rj)
 			}
 			notStored(t, node, tc.env)
@@ -229,8 +230,8 @@ func TestSeqReuseAfterRestart(t *testing.T) {
 	srv = startServer(t, node, Config{}, nil)
 	c = mustConnect(t, tcpAddr(srv), "dev", key, node.Genesis.ChainID, connectOpts{})
 	env := c.record(t, "s", 2, []byte("after restart"))
-	if r := c.publish(t, dataTopic("dev", "s"), env); r.ReasonCode != 0x80 || r.Properties.ReasonString != "replay" {
-		t.Fatalf("PUBACK 0x%02x %+v, want 0x80 replay", r.ReasonCode, r.Properties)
+	if r := c.publish(t, dataTopic("dev", "s"), env); r.ReasonCode != 0x83 || r.Properties.ReasonString != "replay" {
+		t.Fatalf("PUBACK 0x%02x %+v, want 0x83 replay", r.ReasonCode, r.Properties)
 	}
 	if rj := c.nextReject(t); rj.Reason != "replay" {
 		t.Fatalf("reject %+v", rj)
@@ -301,6 +302,53 @@ func TestConnectRefused(t *testing.T) {
 	}
 }
 
+// behindDirectory is a registry of a gateway catching up with its peers.
+type behindDirectory struct{ bridge.Directory }
+
+func (behindDirectory) Behind() bool { return true }
+
+// TestConnectWhileBehind: a gateway catching up tells a device it does
+// not know, or whose credential does not match the key it holds, to come
+// back (0x88, 3.1.1: 0x03): the enrollment or re-key may be in a block it
+// lacks. What no missing block can change is refused as before.
+func TestConnectWhileBehind(t *testing.T) {
+	node := nodetest.Start(t, nodetest.Options{})
+	chainID := node.Genesis.ChainID
+	key := node.Enroll(t, "dev", ledger.ES256)
+	goneKey := node.Enroll(t, "gone", ledger.EdDSA)
+	node.Revoke(t, "gone")
+	srv := startServerDeps(t, node, Config{}, Deps{Directory: behindDirectory{node.Directory()}})
+	stranger, _ := device.GenerateKey(ledger.ES256)
+
+	for _, tc := range []struct {
+		name                       string
+		clientID, username, passwd string
+		v5, v3                     byte
+	}{
+		{"unknown device", "ghost", "ghost", token(t, stranger, "ghost", chainID), 0x88, 0x03},
+		{"token signed by another key", "dev", "dev", token(t, stranger, "dev", chainID), 0x88, 0x03},
+		{"garbage token", "dev", "dev", "not-a-token", 0x86, 0x04},
+		{"token for another chain", "dev", "dev", token(t, key, "dev", "other-chain"), 0x86, 0x04},
+		{"revoked device", "gone", "gone", token(t, goneKey, "gone", chainID), 0x87, 0x05},
+		{"known device", "dev", "dev", token(t, key, "dev", chainID), 0x00, 0x00},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, ca, err := connect(t, tcpAddr(srv), tc.clientID, key, chainID,
+				connectOpts{username: tc.username, password: []byte(tc.passwd)})
+			if ca == nil || ca.ReasonCode != tc.v5 {
+				t.Fatalf("v5: connack %+v, err %v; want 0x%02x", ca, err, tc.v5)
+			}
+			if c != nil {
+				c.pc.Disconnect(&paho.Disconnect{})
+			}
+			raw := dialRaw(t, tcpAddr(srv))
+			if code := raw.connect(4, tc.clientID, tc.username, tc.passwd); code != tc.v3 {
+				t.Fatalf("3.1.1: return code 0x%02x, want 0x%02x", code, tc.v3)
+			}
+		})
+	}
+}
+
 // TestV311Publish: a 3.1.1 client's records commit; its refusals get a
 // plain PUBACK and a message on the rejects topic.
 func TestV311Publish(t *testing.T) {
@@ -351,6 +399,88 @@ func TestV311Publish(t *testing.T) {
 			t.Fatalf("unexpected packet %x", first)
 		}
 	}
+}
+
+// TestOversizePacket: a v5 client that sends a packet over the server's
+// Maximum Packet Size is told DISCONNECT 0x95 before its connection ends,
+// also when the packet comes in the same write as its CONNECT; a 3.1.1
+// client's connection just ends. Packets up to the limit pass.
+func TestOversizePacket(t *testing.T) {
+	node := nodetest.Start(t, nodetest.Options{})
+	chainID := node.Genesis.ChainID
+	key := node.Enroll(t, "dev", ledger.ES256)
+	const max = 2048
+	srv := startServer(t, node, Config{MaxPacketBytes: max}, nil)
+	tok := token(t, key, "dev", chainID)
+	// publish is a QoS 0 PUBLISH whose packet is size bytes long.
+	publish := func(size int) []byte {
+		topic := str("lg/v1/dev/data/s")
+		body := append(topic, 0) // v5: no properties
+		n := size - 1 - len(vbi(size)) - len(body)
+		body = append(body, make([]byte, n)...)
+		for len(vbi(len(body)))+1+len(body) > size {
+			body = body[:len(body)-1]
+		}
+		return append(append([]byte{0x30}, vbi(len(body))...), body...)
+	}
+	wantDisconnect := func(t *testing.T, raw *rawConn) {
+		t.Helper()
+		for {
+			first, body, err := raw.read()
+			if err != nil {
+				t.Fatalf("connection ended without DISCONNECT 0x95: %v", err)
+			}
+			if first == 0xe0 {
+				if len(body) < 1 || body[0] != 0x95 {
+					t.Fatalf("DISCONNECT %x, want reason 0x95", body)
+				}
+				if err := raw.closed(); err != nil {
+					t.Fatalf("connection left open after DISCONNECT: %v", err)
+				}
+				return
+			}
+		}
+	}
+
+	t.Run("v5 after CONNACK", func(t *testing.T) {
+		raw := dialRaw(t, tcpAddr(srv))
+		if code := raw.connect(5, "dev", "dev", tok); code != 0 {
+			t.Fatalf("CONNACK 0x%02x", code)
+		}
+		if _, err := raw.c.Write(append(publish(max), 0xc0, 0)); err != nil { // at the limit: passes (refused as a record), then PINGREQ
+			t.Fatal(err)
+		}
+		if first, _, err := raw.read(); err != nil || first != 0xd0 {
+			t.Fatalf("no PINGRESP after a packet at the limit: %x %v", first, err)
+		}
+		if _, err := raw.c.Write(publish(max + 1)); err != nil {
+			t.Fatal(err)
+		}
+		wantDisconnect(t, raw)
+	})
+	t.Run("v5 with CONNECT", func(t *testing.T) {
+		raw := dialRaw(t, tcpAddr(srv))
+		b := append(append([]byte{0x10}, vbi(len(connectBody(5, "dev", "dev", tok)))...), connectBody(5, "dev", "dev", tok)...)
+		if _, err := raw.c.Write(append(b, publish(max+100)...)); err != nil {
+			t.Fatal(err)
+		}
+		if first, body, err := raw.read(); err != nil || first != 0x20 || len(body) < 2 || body[1] != 0 {
+			t.Fatalf("CONNACK %x %x %v", first, body, err)
+		}
+		wantDisconnect(t, raw)
+	})
+	t.Run("3.1.1", func(t *testing.T) {
+		raw := dialRaw(t, tcpAddr(srv))
+		if code := raw.connect(4, "dev", "dev", tok); code != 0 {
+			t.Fatalf("CONNACK 0x%02x", code)
+		}
+		if _, err := raw.c.Write(publish(max + 1)); err != nil {
+			t.Fatal(err)
+		}
+		if err := raw.closed(); err != nil {
+			t.Fatalf("connection left open: %v", err)
+		}
+	})
 }
 
 // TestRevokedDeviceDisconnected: when a revocation commits, the chain's

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -42,16 +41,12 @@ const (
 	contentJSON = "application/json" // a Reject
 )
 
-// reasonForbidden is the ledger's reason for a tx about another device,
-// and this package's for a response topic outside the device's prefix.
-const reasonForbidden = "forbidden"
-
 // Reject is the JSON message published on lg/v1/<id>/rejects for every
 // refused publish, and on a refused request's answer topic.
 type Reject struct {
-	TxID   string `json:"tx_id"` // hex SHA-256 of the payload if it is a tx, else ""
-	Reason string `json:"reason"`
-	Error  string `json:"error"`
+	TxID   string        `json:"tx_id"` // hex SHA-256 of the payload if it is a tx, else ""
+	Reason ledger.Reason `json:"reason"`
+	Error  string        `json:"error"`
 }
 
 // kind is what a device publish is.
@@ -111,16 +106,12 @@ type message struct {
 	answerTo string
 }
 
-// topicError is a publish on a topic where the device may not publish.
-type topicError struct{ device, topic string }
-
-func (e *topicError) Error() string {
-	return fmt.Sprintf("mqtt: device %s publishes on %[2]s%[3]s<stream>, %[2]s%[4]s, %[2]s%[5]s, %[2]s%[6]s, %[2]s%[7]s or %[2]s%[8]s, not on %[9]q",
-		e.device, devicePrefix(e.device), dataLevel, reportLevel, fwReportLevel, verifyLevel, blobGetLevel, keysGetLevel, clip(e.topic, maxTopicBytes))
+// topicRefusal refuses a publish on a topic where the device may not
+// publish (the message has no kind).
+func topicRefusal(device, topic string) error {
+	return ledger.Refuse(ledger.ReasonTopic, "device %s publishes on %[2]s%[3]s<stream>, %[2]s%[4]s, %[2]s%[5]s, %[2]s%[6]s, %[2]s%[7]s or %[2]s%[8]s, not on %[9]q",
+		device, devicePrefix(device), dataLevel, reportLevel, fwReportLevel, verifyLevel, blobGetLevel, keysGetLevel, clip(topic, maxTopicBytes))
 }
-
-// RejectReason makes bridge.ReasonOf report a wrong topic.
-func (e *topicError) RejectReason() string { return bridge.ReasonTopic }
 
 // checkPublish is the one place that says what a device's publish is,
 // from its topic, its v5 response topic ("" if none) and its payload:
@@ -146,11 +137,11 @@ func checkPublish(device, topic, responseTopic string, payload []byte, maxBytes 
 	prefix := devicePrefix(device)
 	level, ok := strings.CutPrefix(topic, prefix)
 	if !ok {
-		return message{}, &topicError{device: device, topic: topic}
+		return message{}, topicRefusal(device, topic)
 	}
 	if stream, isData := strings.CutPrefix(level, dataLevel); isData {
 		if !ledger.ValidID(stream) {
-			return message{}, &topicError{device: device, topic: topic}
+			return message{}, topicRefusal(device, topic)
 		}
 		tx, err := bridge.CheckRecord(payload, device, stream, maxBytes)
 		if err != nil {
@@ -177,15 +168,15 @@ func checkPublish(device, topic, responseTopic string, payload []byte, maxBytes 
 	case keysGetLevel:
 		m.kind = kindKeys
 	default:
-		return message{}, &topicError{device: device, topic: topic}
+		return message{}, topicRefusal(device, topic)
 	}
 	switch {
 	case responseTopic == "":
 		m.answerTo = prefix + m.kind.answerLevel()
 	case !validTopicName(responseTopic):
-		return m, &bridge.RefusedError{Reason: bridge.ReasonMalformed, Detail: fmt.Sprintf("response topic %q is not a topic name", clip(responseTopic, maxTopicBytes))}
+		return m, &ledger.RefusedError{Reason: ledger.ReasonMalformed, Detail: fmt.Sprintf("response topic %q is not a topic name", clip(responseTopic, maxTopicBytes))}
 	case !strings.HasPrefix(responseTopic, prefix):
-		return m, &bridge.RefusedError{Reason: reasonForbidden, Detail: fmt.Sprintf("response topic %q is not under %s", clip(responseTopic, maxTopicBytes), prefix)}
+		return m, &ledger.RefusedError{Reason: ledger.ReasonForbidden, Detail: fmt.Sprintf("response topic %q is not under %s", clip(responseTopic, maxTopicBytes), prefix)}
 	default:
 		m.answerTo = responseTopic
 	}
@@ -204,7 +195,7 @@ func requestArg(k kind, payload []byte) ([]byte, error) {
 		if h, ok := sha256Arg(payload); ok {
 			return h, nil
 		}
-		return nil, &bridge.RefusedError{Reason: bridge.ReasonMalformed, Detail: fmt.Sprintf("a %d-byte payload: want a SHA-256, 32 bytes or 64 hex digits", len(payload))}
+		return nil, &ledger.RefusedError{Reason: ledger.ReasonMalformed, Detail: fmt.Sprintf("a %d-byte payload: want a SHA-256, 32 bytes or 64 hex digits", len(payload))}
 	case kindBlob:
 		if len(payload) == 0 {
 			return nil, nil
@@ -212,14 +203,14 @@ func requestArg(k kind, payload []byte) ([]byte, error) {
 		if h, ok := sha256Arg(payload); ok {
 			return h, nil
 		}
-		return nil, &bridge.RefusedError{Reason: bridge.ReasonMalformed, Detail: fmt.Sprintf("a %d-byte payload: want nothing or a blob address, 32 bytes or 64 hex digits", len(payload))}
+		return nil, &ledger.RefusedError{Reason: ledger.ReasonMalformed, Detail: fmt.Sprintf("a %d-byte payload: want nothing or a blob address, 32 bytes or 64 hex digits", len(payload))}
 	case kindKeys:
 		if ledger.ValidID(string(payload)) {
 			return payload, nil
 		}
-		return nil, &bridge.RefusedError{Reason: bridge.ReasonMalformed, Detail: fmt.Sprintf("%q is not a device id", clip(string(payload), ledger.MaxIDLen))}
+		return nil, &ledger.RefusedError{Reason: ledger.ReasonMalformed, Detail: fmt.Sprintf("%q is not a device id", clip(string(payload), ledger.MaxIDLen))}
 	}
-	return nil, &bridge.RefusedError{Reason: bridge.ReasonInternal, Detail: "not a request"}
+	return nil, &ledger.RefusedError{Reason: ledger.ReasonInternal, Detail: "not a request"}
 }
 
 // sha256Arg reads a SHA-256 given raw or as hex.
@@ -244,17 +235,47 @@ func validTopicName(t string) bool {
 	return t != "" && len(t) <= maxTopicBytes && !strings.ContainsAny(t, "+#\x00") && utf8.ValidString(t)
 }
 
-// codeOf maps a refusal reason to its v5 PUBACK reason code.
-func codeOf(reason string) packets.Code {
-	switch reason {
-	case bridge.ReasonMalformed, bridge.ReasonNotRecord, bridge.ReasonNotReport, bridge.ReasonTooLarge:
-		return packets.ErrPayloadFormatInvalid
-	case bridge.ReasonTopic, reasonForbidden, "unknown_author", "bad_signature", "revoked":
-		return packets.ErrNotAuthorized
-	case bridge.ReasonOverloaded:
-		return packets.ErrQuotaExceeded
+// pubackCodes is the MQTT 5 PUBACK reason code of each refusal reason:
+// the MQTT 5 column of the table in docs/protocol.md. The reason itself
+// goes in the reason string. TestReasonTable checks that every reason
+// has a code.
+var pubackCodes = map[ledger.Reason]packets.Code{
+	ledger.ReasonMalformed:      packets.ErrPayloadFormatInvalid,
+	ledger.ReasonTooLarge:       packets.ErrPayloadFormatInvalid,
+	ledger.ReasonWrongChain:     packets.ErrPayloadFormatInvalid,
+	ledger.ReasonTopic:          packets.ErrNotAuthorized,
+	ledger.ReasonNotRecord:      packets.ErrPayloadFormatInvalid,
+	ledger.ReasonNotReport:      packets.ErrPayloadFormatInvalid,
+	ledger.ReasonWrongCert:      packets.ErrNotAuthorized,
+	ledger.ReasonUnknownAuthor:  packets.ErrNotAuthorized,
+	ledger.ReasonBadSignature:   packets.ErrNotAuthorized,
+	ledger.ReasonForbidden:      packets.ErrNotAuthorized,
+	ledger.ReasonRevoked:        packets.ErrNotAuthorized,
+	ledger.ReasonReplay:         packets.ErrImplementationSpecificError,
+	ledger.ReasonExists:         packets.ErrImplementationSpecificError,
+	ledger.ReasonUnknownDevice:  packets.ErrImplementationSpecificError,
+	ledger.ReasonStaleVersion:   packets.ErrImplementationSpecificError,
+	ledger.ReasonUnknownRelease: packets.ErrImplementationSpecificError,
+	ledger.ReasonNotFound:       packets.ErrImplementationSpecificError,
+	ledger.ReasonBadOption:      packets.ErrPayloadFormatInvalid, // CoAP only
+	ledger.ReasonMethod:         packets.ErrPayloadFormatInvalid, // CoAP only
+	ledger.ReasonNotAcceptable:  packets.ErrPayloadFormatInvalid, // CoAP only
+	ledger.ReasonIncomplete:     packets.ErrPayloadFormatInvalid, // CoAP only
+	ledger.ReasonFormat:         packets.ErrPayloadFormatInvalid, // CoAP only
+	ledger.ReasonProxy:          packets.ErrPayloadFormatInvalid, // CoAP only
+	ledger.ReasonOverloaded:     packets.ErrQuotaExceeded,
+	ledger.ReasonUnavailable:    packets.ErrUnspecifiedError,
+	ledger.ReasonInternal:       packets.ErrUnspecifiedError,
+}
+
+// codeOf maps a refusal reason to its v5 PUBACK reason code; a reason
+// missing from the table (TestReasonTable keeps that from happening) is
+// 0x80 unspecified error.
+func codeOf(reason ledger.Reason) packets.Code {
+	if c, ok := pubackCodes[reason]; ok {
+		return c
 	}
-	return packets.ErrUnspecifiedError // replay, exists, not_found, internal, ...
+	return packets.ErrUnspecifiedError
 }
 
 // session is what the server keeps of one connected device client.
@@ -365,7 +386,7 @@ func (s *Server) received(cl *mochi.Client, pk packets.Packet) {
 	if !p.qos1 {
 		p.slot = ss.takeQoS0(int(s.cfg.ReceiveMaximum))
 		if !p.slot {
-			s.answer(p, nil, &bridge.RefusedError{Reason: bridge.ReasonOverloaded, Detail: "too many QoS 0 records in flight from this client"})
+			s.answer(p, nil, &ledger.RefusedError{Reason: ledger.ReasonOverloaded, Detail: "too many QoS 0 records in flight from this client"})
 			return
 		}
 	}
@@ -391,7 +412,7 @@ func (s *Server) enqueue(p *inflight) error {
 		return nil
 	}
 	if !s.d.Limiter.Acquire(len(p.env)) {
-		return &bridge.RefusedError{Reason: bridge.ReasonOverloaded, Detail: "too many records waiting at this gateway"}
+		return &ledger.RefusedError{Reason: ledger.ReasonOverloaded, Detail: "too many records waiting at this gateway"}
 	}
 	q := s.queues[p.ss.device]
 	if q == nil {
@@ -499,14 +520,14 @@ func (s *Server) answer(p *inflight, out []byte, err error) {
 			}
 		}
 	} else {
-		reason := bridge.ReasonOf(err)
+		reason := ledger.ReasonOf(err)
 		code = codeOf(reason)
 		if req {
-			s.m.requests.WithLabelValues(p.msg.kind.String(), reason).Inc()
+			s.m.requests.WithLabelValues(p.msg.kind.String(), string(reason)).Inc()
 		} else {
-			s.m.publishes.WithLabelValues(reason).Inc()
+			s.m.publishes.WithLabelValues(string(reason)).Inc()
 		}
-		if reason == bridge.ReasonInternal {
+		if reason == ledger.ReasonInternal {
 			s.log.Warn("mqtt publish failed", "device", p.ss.device, "kind", p.msg.kind, "error", err)
 		} else {
 			s.log.Debug("mqtt publish refused", "device", p.ss.device, "kind", p.msg.kind, "reason", reason, "error", err)
@@ -516,7 +537,7 @@ func (s *Server) answer(p *inflight, out []byte, err error) {
 			s.emit(p.broker, p.msg.answerTo, msg, packets.Properties{ContentType: contentJSON, CorrelationData: p.corr}, false)
 		}
 		_ = p.broker.Publish(prefix+rejectsLevel, msg, false, 1)
-		code.Reason = reason // the v5 reason string
+		code.Reason = string(reason) // the v5 reason string
 	}
 	p.release()
 	if !p.qos1 {
@@ -559,12 +580,12 @@ func (s *Server) emit(broker *mochi.Server, topic string, payload []byte, props 
 // rejectTxID is the tx id a reject message names: none if the payload
 // was not read as a tx.
 func rejectTxID(env []byte, m message, err error) string {
-	var te *topicError
-	if errors.As(err, &te) || m.kind.request() {
+	if m.kind == 0 || m.kind.request() { // a topic refusal, or a request
+
 		return ""
 	}
-	switch bridge.ReasonOf(err) {
-	case bridge.ReasonMalformed, bridge.ReasonTooLarge:
+	switch ledger.ReasonOf(err) {
+	case ledger.ReasonMalformed, ledger.ReasonTooLarge:
 		return ""
 	}
 	id := ledger.TxID(env)

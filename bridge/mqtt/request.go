@@ -26,7 +26,7 @@ func (s *Server) request(p *inflight) {
 	}
 	if s.requests[device] >= maxRequests {
 		s.mu.Unlock()
-		s.answer(p, nil, &bridge.RefusedError{Reason: bridge.ReasonOverloaded,
+		s.answer(p, nil, &ledger.RefusedError{Reason: ledger.ReasonOverloaded,
 			Detail: fmt.Sprintf("%d requests of this device are being answered", maxRequests)})
 		return
 	}
@@ -55,7 +55,7 @@ func (s *Server) request(p *inflight) {
 func (s *Server) ask(p *inflight) ([]byte, error) {
 	a, device, arg := s.d.Answers, p.ss.device, p.msg.arg
 	if a == nil {
-		return nil, &bridge.RefusedError{Reason: bridge.ReasonNotFound, Detail: "this gateway does not serve " + p.msg.kind.served()}
+		return nil, &ledger.RefusedError{Reason: ledger.ReasonNotFound, Detail: "this gateway does not serve " + p.msg.kind.served()}
 	}
 	var out []byte
 	var err error
@@ -70,12 +70,12 @@ func (s *Server) ask(p *inflight) ([]byte, error) {
 		panic("mqtt: invariant: ask for a " + p.msg.kind.String())
 	}
 	if err == nil && out == nil {
-		err = &bridge.RefusedError{Reason: bridge.ReasonNotFound, Detail: "no answer"}
+		err = &ledger.RefusedError{Reason: ledger.ReasonNotFound, Detail: "no answer"}
 	}
 	// mochi drops a message larger than the client's Maximum Packet Size
 	// without a word; the device would wait for it in vain.
 	if limit := p.cl.Properties.Props.MaximumPacketSize; err == nil && limit > 0 && answerBytes(p, out) > int(limit) {
-		return nil, &bridge.RefusedError{Reason: bridge.ReasonTooLarge,
+		return nil, &ledger.RefusedError{Reason: ledger.ReasonTooLarge,
 			Detail: fmt.Sprintf("the answer is %d bytes; this client accepts packets of at most %d", len(out), limit)}
 	}
 	return out, err

@@ -17,7 +17,6 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 
-	"github.com/ledgergate/ledgergate/bridge"
 	"github.com/ledgergate/ledgergate/bridge/device"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 	"github.com/ledgergate/ledgergate/gateway/nodetest"
@@ -97,7 +96,7 @@ func (f *fakeAnswers) Keys(device, other string) ([]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !f.keys[other] {
-		return nil, &bridge.RefusedError{Reason: bridge.ReasonNotFound, Detail: "no device " + other}
+		return nil, &ledger.RefusedError{Reason: ledger.ReasonNotFound, Detail: "no device " + other}
 	}
 	return fmt.Appendf(nil, "keys %s %s", device, other), nil
 }
@@ -251,10 +250,10 @@ func TestReportCommitsThenAcks(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := c.publish(t, tc.topic, tc.env)
-			if r.ReasonCode != codeOf(tc.reason).Code || r.Properties.ReasonString != tc.reason {
+			if r.ReasonCode != codeOf(ledger.Reason(tc.reason)).Code || r.Properties.ReasonString != tc.reason {
 				t.Fatalf("PUBACK 0x%02x %+v, want %s", r.ReasonCode, r.Properties, tc.reason)
 			}
-			if rj := c.nextReject(t); rj.Reason != tc.reason || rj.TxID != fmt.Sprintf("%x", ledger.TxID(tc.env)) {
+			if rj := c.nextReject(t); string(rj.Reason) != tc.reason || rj.TxID != fmt.Sprintf("%x", ledger.TxID(tc.env)) {
 				t.Fatalf("reject %+v", rj)
 			}
 			notStored(t, node, tc.env)
@@ -351,7 +350,7 @@ func TestRequestRefusals(t *testing.T) {
 		{"no hash", "lg/v1/dev/config/verify", nil, "", "lg/v1/dev/config/verdict", 0x99, "malformed", "SHA-256", false},
 		{"short blob address", "lg/v1/dev/config/blob/get", make([]byte, 31), "", "lg/v1/dev/config/blob", 0x99, "malformed", "blob address", false},
 		{"bad device id", "lg/v1/dev/keys/get", []byte("a/b"), "lg/v1/dev/answers/2", "lg/v1/dev/answers/2", 0x99, "malformed", "not a device id", false},
-		{"unknown device", "lg/v1/dev/keys/get", []byte("ghost"), "lg/v1/dev/answers/3", "lg/v1/dev/answers/3", 0x80, "not_found", "no device ghost", false},
+		{"unknown device", "lg/v1/dev/keys/get", []byte("ghost"), "lg/v1/dev/answers/3", "lg/v1/dev/answers/3", 0x83, "not_found", "no device ghost", false},
 		{"response topic of another device", "lg/v1/dev/keys/get", []byte("ghost"), "lg/v1/bob/keys", "", 0x87, "forbidden", "not under lg/v1/dev/", true},
 		{"response topic with a wildcard", "lg/v1/dev/keys/get", []byte("ghost"), "lg/v1/dev/#", "", 0x99, "malformed", "not a topic name", false},
 		{"answer topic", "lg/v1/dev/config/verdict", nil, "", "", 0x87, "wrong_topic", "not on", false},
@@ -369,7 +368,7 @@ func TestRequestRefusals(t *testing.T) {
 				t.Fatalf("PUBACK %+v, want 0x%02x %s", r, tc.code, tc.reason)
 			}
 			rj := c.nextReject(t)
-			if rj.Reason != tc.reason || rj.TxID != "" || !strings.Contains(rj.Error, tc.errorContains) {
+			if string(rj.Reason) != tc.reason || rj.TxID != "" || !strings.Contains(rj.Error, tc.errorContains) {
 				t.Fatalf("reject %+v", rj)
 			}
 			if tc.answerTo != "" {
@@ -407,7 +406,7 @@ func TestRequestRefusals(t *testing.T) {
 				payload = make([]byte, 32)
 			}
 			r, m := d.request(t, topic, payload, "lg/v1/dev/answers/9", []byte("x"), "lg/v1/dev/answers/9")
-			if r.ReasonCode != 0x80 || r.Properties.ReasonString != "not_found" || !bytes.Contains(m.Payload, []byte("this gateway does not serve")) {
+			if r.ReasonCode != 0x83 || r.Properties.ReasonString != "not_found" || !bytes.Contains(m.Payload, []byte("this gateway does not serve")) {
 				t.Fatalf("PUBACK 0x%02x %+v, answer %q", r.ReasonCode, r.Properties, m.Payload)
 			}
 			if rj := d.nextReject(t); rj.Reason != "not_found" {

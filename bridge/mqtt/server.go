@@ -265,7 +265,7 @@ func (s *Server) Start() error {
 		if err != nil {
 			return fail(fmt.Errorf("mqtt: listen %s: %w", l.addr, err))
 		}
-		lst := newListener(l.id, ln, l.tls, maxConns, s.log, func(id string) { s.disconnectAll(broker, id) })
+		lst := newListener(l.id, ln, l.tls, maxConns, s.cfg.MaxPacketBytes, s.log, func(id string) { s.disconnectAll(broker, id) })
 		if err := broker.AddListener(lst); err != nil {
 			ln.Close()
 			return fail(fmt.Errorf("mqtt: add listener %s: %w", l.addr, err))

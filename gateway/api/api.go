@@ -21,7 +21,6 @@ import (
 	"github.com/ledgergate/ledgergate/gateway/chain"
 	"github.com/ledgergate/ledgergate/gateway/index"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
-	"github.com/ledgergate/ledgergate/gateway/state"
 )
 
 // Ledger is what the API needs of the commit pipeline.
@@ -150,7 +149,7 @@ func (s *Server) writeErr(w http.ResponseWriter, err error) {
 	code, reason := ErrorStatus(err)
 	switch code {
 	case http.StatusServiceUnavailable:
-		if reason == "overloaded" {
+		if reason == string(ledger.ReasonOverloaded) {
 			w.Header().Set("Retry-After", "1")
 		}
 	case http.StatusGatewayTimeout:
@@ -162,40 +161,56 @@ func (s *Server) writeErr(w http.ResponseWriter, err error) {
 	writeError(w, code, reason, err.Error())
 }
 
+// httpStatus is the HTTP status of each refusal reason: the HTTP column
+// of the table in docs/protocol.md. TestReasonTable checks that every
+// reason has one.
+var httpStatus = map[ledger.Reason]int{
+	ledger.ReasonMalformed:      http.StatusBadRequest,
+	ledger.ReasonTooLarge:       http.StatusRequestEntityTooLarge,
+	ledger.ReasonWrongChain:     http.StatusBadRequest,
+	ledger.ReasonTopic:          http.StatusForbidden,
+	ledger.ReasonNotRecord:      http.StatusBadRequest,
+	ledger.ReasonNotReport:      http.StatusBadRequest,
+	ledger.ReasonWrongCert:      http.StatusForbidden,
+	ledger.ReasonUnknownAuthor:  http.StatusForbidden,
+	ledger.ReasonBadSignature:   http.StatusForbidden,
+	ledger.ReasonForbidden:      http.StatusForbidden,
+	ledger.ReasonRevoked:        http.StatusForbidden,
+	ledger.ReasonReplay:         http.StatusConflict,
+	ledger.ReasonExists:         http.StatusConflict,
+	ledger.ReasonUnknownDevice:  http.StatusUnprocessableEntity,
+	ledger.ReasonStaleVersion:   http.StatusConflict,
+	ledger.ReasonUnknownRelease: http.StatusNotFound,
+	ledger.ReasonNotFound:       http.StatusNotFound,
+	ledger.ReasonBadOption:      http.StatusBadRequest,       // CoAP only
+	ledger.ReasonMethod:         http.StatusMethodNotAllowed, // CoAP only
+	ledger.ReasonNotAcceptable:  http.StatusNotAcceptable,    // CoAP only
+	ledger.ReasonIncomplete:     http.StatusBadRequest,       // CoAP only
+	ledger.ReasonFormat:         http.StatusUnsupportedMediaType,
+	ledger.ReasonProxy:          http.StatusBadRequest, // CoAP only
+	ledger.ReasonOverloaded:     http.StatusServiceUnavailable,
+	ledger.ReasonUnavailable:    http.StatusServiceUnavailable,
+	ledger.ReasonInternal:       http.StatusInternalServerError,
+}
+
 // ErrorStatus is the HTTP status and reason of an error from the ledger
-// or the index: a rejection's own reason, not found, overloaded, ...
+// or the index: a refusal's own reason, not found, overloaded, ...
 func ErrorStatus(err error) (int, string) {
-	if r := state.ReasonOf(err); r != "" {
-		return rejectStatus(r), string(r)
-	}
+	var re *ledger.RefusedError
 	switch {
+	case errors.As(err, &re):
+		if code, ok := httpStatus[re.Reason]; ok {
+			return code, string(re.Reason)
+		}
+		return http.StatusInternalServerError, string(re.Reason)
 	case errors.Is(err, index.ErrNotFound), errors.Is(err, chain.ErrNotFound):
-		return http.StatusNotFound, "not_found"
-	case errors.Is(err, chain.ErrOverloaded):
-		return http.StatusServiceUnavailable, "overloaded"
+		return http.StatusNotFound, string(ledger.ReasonNotFound)
 	case errors.Is(err, chain.ErrClosed):
-		return http.StatusServiceUnavailable, "unavailable"
+		return http.StatusServiceUnavailable, string(ledger.ReasonUnavailable)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout, "timeout"
 	}
-	return http.StatusInternalServerError, "internal"
-}
-
-// rejectStatus is the HTTP status of a rejection.
-func rejectStatus(r state.Reason) int {
-	switch r {
-	case state.ReasonMalformed, state.ReasonWrongChain:
-		return http.StatusBadRequest
-	case state.ReasonTooLarge:
-		return http.StatusRequestEntityTooLarge
-	case state.ReasonUnknownAuthor, state.ReasonForbidden, state.ReasonBadSignature, state.ReasonRevoked:
-		return http.StatusForbidden
-	case state.ReasonReplay, state.ReasonExists, state.ReasonStaleVersion:
-		return http.StatusConflict
-	case state.ReasonUnknownRelease:
-		return http.StatusNotFound
-	}
-	return http.StatusUnprocessableEntity
+	return http.StatusInternalServerError, string(ledger.ReasonInternal)
 }
 
 // Status is the body of /api/v1/status.
@@ -448,7 +463,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var mb *http.MaxBytesError
 		if errors.As(err, &mb) {
-			writeError(w, http.StatusRequestEntityTooLarge, string(state.ReasonTooLarge), fmt.Sprintf("tx larger than %d bytes", s.info.MaxTxBytes))
+			writeError(w, http.StatusRequestEntityTooLarge, string(ledger.ReasonTooLarge), fmt.Sprintf("tx larger than %d bytes", s.info.MaxTxBytes))
 			return
 		}
 		writeError(w, http.StatusBadRequest, "bad_request", "read body: "+err.Error())

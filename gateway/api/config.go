@@ -14,7 +14,6 @@ import (
 
 	"github.com/ledgergate/ledgergate/gateway/index"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
-	"github.com/ledgergate/ledgergate/gateway/state"
 )
 
 // Directory is what the API needs for configuration control and the key
@@ -264,7 +263,7 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, max int64, what
 	if err != nil {
 		var mb *http.MaxBytesError
 		if errors.As(err, &mb) {
-			writeError(w, http.StatusRequestEntityTooLarge, string(state.ReasonTooLarge), fmt.Sprintf("request larger than %d bytes", max))
+			writeError(w, http.StatusRequestEntityTooLarge, string(ledger.ReasonTooLarge), fmt.Sprintf("request larger than %d bytes", max))
 			return
 		}
 		writeError(w, http.StatusBadRequest, "bad_request", "read body: "+err.Error())

@@ -179,7 +179,7 @@ func (c *Chain) Propose(ctx context.Context, env []byte) (*Ticket, error) {
 	}
 	checked, err := c.check(ctx, env)
 	if err != nil {
-		if r := state.ReasonOf(err); r == state.ReasonReplay || r == state.ReasonExists || r == state.ReasonRevoked {
+		if r := ledger.ReasonOf(err); r == ledger.ReasonReplay || r == ledger.ReasonExists || r == ledger.ReasonRevoked {
 			// The same tx may be committed already. Its waiter lives until
 			// the index has it, so one of the two lookups finds it.
 			id := ledger.TxID(env)
@@ -190,7 +190,7 @@ func (c *Chain) Propose(ctx context.Context, env []byte) (*Ticket, error) {
 				return &Ticket{done: rc}, nil
 			}
 		}
-		c.m.rejects.WithLabelValues(string(state.ReasonOf(err))).Inc()
+		c.m.rejects.WithLabelValues(string(ledger.ReasonOf(err))).Inc()
 		return nil, err
 	}
 	id := checked.Tx.ID
@@ -265,7 +265,7 @@ func (c *Chain) finish(id [32]byte, r *ledger.Receipt, err error) {
 // a write.
 func (c *Chain) persist(r *Round) error {
 	for _, rj := range r.Rejected {
-		c.m.rejects.WithLabelValues(string(state.ReasonOf(rj.Err))).Inc()
+		c.m.rejects.WithLabelValues(string(ledger.ReasonOf(rj.Err))).Inc()
 		c.finish(rj.ID, nil, rj.Err)
 	}
 	b := r.Block

@@ -133,7 +133,7 @@ func TestSubmitConcurrentAndDuplicates(t *testing.T) {
 		switch {
 		case err == nil:
 			won++
-		case state.ReasonOf(err) != state.ReasonReplay:
+		case ledger.ReasonOf(err) != ledger.ReasonReplay:
 			t.Fatalf("rival: %v", err)
 		}
 	}
@@ -259,8 +259,7 @@ func TestProposeKeepsOrder(t *testing.T) {
 }
 
 func TestOverloadedHasReason(t *testing.T) {
-	var r interface{ RejectReason() string }
-	if !errors.As(ErrOverloaded, &r) || r.RejectReason() != "overloaded" {
+	if ledger.ReasonOf(ErrOverloaded) != ledger.ReasonOverloaded {
 		t.Fatal("ErrOverloaded does not carry the reason front ends map to 0x97")
 	}
 }

@@ -48,12 +48,7 @@ var DefaultBatch = BatchConfig{MaxTxs: 1000, MaxBytes: 4 << 20, MaxDelay: 2 * ti
 // ErrOverloaded is returned when more txs wait for ordering than allowed.
 // Its reject reason is "overloaded", so front ends can tell a device to
 // back off (MQTT 5: 0x97 quota exceeded).
-var ErrOverloaded error = overloadedError{}
-
-type overloadedError struct{}
-
-func (overloadedError) Error() string        { return "chain: overloaded, try again" }
-func (overloadedError) RejectReason() string { return "overloaded" }
+var ErrOverloaded error = &ledger.RefusedError{Reason: ledger.ReasonOverloaded, Detail: "chain: too many txs wait for ordering, try again"}
 
 // Solo is the single-node orderer: it cuts blocks from its queue and
 // certifies them with its own signature (a quorum of one).

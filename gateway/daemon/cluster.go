@@ -112,6 +112,32 @@ func heights(t *cluster.Transport) func() map[string]uint64 {
 	}
 }
 
+// behind reports whether this gateway may lack committed blocks (see
+// bridge.Directory.Behind).
+func behind(t *cluster.Transport, st *state.State, quorum int) func() bool {
+	return func() bool {
+		tip, _ := st.Tip()
+		return isBehind(tip, t.Peers(), quorum)
+	}
+}
+
+// isBehind: a connected peer reports a height above tip, or fewer peers
+// are connected than a quorum needs besides this gateway, so it cannot
+// tell the chain's height.
+func isBehind(tip uint64, peers []cluster.PeerStatus, quorum int) bool {
+	connected := 0
+	for _, p := range peers {
+		if !p.Connected {
+			continue
+		}
+		connected++
+		if p.Height > tip {
+			return true
+		}
+	}
+	return connected < quorum-1
+}
+
 // clusterStatus is the consensus part of the API's status.
 func clusterStatus(r *replica.Replica, t *cluster.Transport, st *state.State) func() api.Cluster {
 	return func() api.Cluster {

@@ -16,9 +16,10 @@ import (
 
 // newCoAP builds the CoAP front end, or returns nil if no listener is
 // configured. It serves devices the directory's answers and firmware
-// images, as the MQTT front end does. It shares the budget of records waiting to commit with the
-// MQTT front end.
-func newCoAP(c config.CoAP, dataDir string, ch *chain.Chain, st *state.State, dir *directory.Directory, limiter *bridge.Limiter, logger *slog.Logger, reg prometheus.Registerer) (*coap.Server, error) {
+// images, as the MQTT front end does, and shares the budget of records
+// waiting to commit with it.
+func newCoAP(c config.CoAP, dataDir string, ch *chain.Chain, st *state.State, behind func() bool, dir *directory.Directory,
+	limiter *bridge.Limiter, logger *slog.Logger, reg prometheus.Registerer) (*coap.Server, error) {
 	if c.Listen == "" && c.DTLSListen == "" {
 		return nil, nil
 	}
@@ -31,7 +32,7 @@ func newCoAP(c config.CoAP, dataDir string, ch *chain.Chain, st *state.State, di
 		cfg.DTLSCertificate = &cert
 	}
 	return coap.New(cfg, coap.Deps{
-		Committer: front.Committer(ch), Directory: front.Directory(st), Receipts: ch,
+		Committer: front.Committer(ch), Directory: front.Directory(st, behind), Receipts: ch,
 		Answers: dir.Answers(), Images: dir,
 		Limiter: limiter, Logger: logger, Registry: reg,
 	})

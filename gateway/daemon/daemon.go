@@ -140,11 +140,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	h := &handler{blobs: blobs}
 	var tr *cluster.Transport
 	var peerHeights func() map[string]uint64
+	var behindPeers func() bool // nil: a single node is never behind
 	if len(g.Nodes) > 1 {
 		if tr, err = newTransport(g, nodeID, cfg.Cluster.Listen, len(cfg.Seeds.Zones) > 0, signer, st, h, d.logger); err != nil {
 			return err
 		}
 		peerHeights = heights(tr)
+		behindPeers = behind(tr, st, g.Quorum())
 	}
 	rep, err := replica.New(replica.Config{
 		Self: nodeID, Genesis: g, State: st, Log: blog, Signer: signer, Dir: filepath.Join(dir, PBFTDir),
@@ -177,11 +179,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	devDir = directory.New(dd)
 	defer devDir.Wait()
 	limiter := bridge.NewLimiter(bridge.DefaultMaxPendingBytes) // records waiting to commit, over all front ends
-	front, err = newMQTT(cfg.MQTT, ch, st, devDir, limiter, d.logger.With("component", "mqtt"), reg)
+	front, err = newMQTT(cfg.MQTT, ch, st, behindPeers, devDir, limiter, d.logger.With("component", "mqtt"), reg)
 	if err != nil {
 		return err
 	}
-	coapFront, err = newCoAP(cfg.CoAP, dir, ch, st, devDir, limiter, d.logger.With("component", "coap"), reg)
+	coapFront, err = newCoAP(cfg.CoAP, dir, ch, st, behindPeers, devDir, limiter, d.logger.With("component", "coap"), reg)
 	if err != nil {
 		return err
 	}

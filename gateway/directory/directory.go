@@ -18,7 +18,6 @@ import (
 	"github.com/ledgergate/ledgergate/gateway/chain"
 	"github.com/ledgergate/ledgergate/gateway/index"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
-	"github.com/ledgergate/ledgergate/gateway/state"
 )
 
 // ErrNotFound reports a device, configuration or blob that does not exist
@@ -217,10 +216,10 @@ func (x *Directory) PutConfig(env, sealed []byte) (*ledger.Tx, error) {
 	}
 	cs := c.Tx.Body.ConfigSet
 	if cs == nil {
-		return nil, &state.RejectError{Reason: state.ReasonMalformed, Detail: fmt.Sprintf("a %s tx, want config.set", c.Tx.Body.Kind)}
+		return nil, &ledger.RefusedError{Reason: ledger.ReasonMalformed, Detail: fmt.Sprintf("a %s tx, want config.set", c.Tx.Body.Kind)}
 	}
 	if sum := sha256.Sum256(sealed); !bytes.Equal(sum[:], cs.Blob) {
-		return nil, &state.RejectError{Reason: state.ReasonMalformed, Detail: fmt.Sprintf("blob sha256 %x, the config.set names %x", sum, cs.Blob)}
+		return nil, &ledger.RefusedError{Reason: ledger.ReasonMalformed, Detail: fmt.Sprintf("blob sha256 %x, the config.set names %x", sum, cs.Blob)}
 	}
 	if _, err := x.d.Blobs.Put(sealed); err != nil {
 		return nil, err
@@ -443,7 +442,7 @@ func (a answers) Blob(ctx context.Context, device string, ref []byte) ([]byte, e
 		sum = [32]byte(b)
 	} else {
 		if len(ref) != 32 {
-			return nil, &bridge.RefusedError{Reason: bridge.ReasonMalformed, Detail: "a blob address is 32 bytes"}
+			return nil, &ledger.RefusedError{Reason: ledger.ReasonMalformed, Detail: "a blob address is 32 bytes"}
 		}
 		sum = [32]byte(ref)
 		if err := a.x.mayRead(device, sum); err != nil {
@@ -489,9 +488,9 @@ func (a answers) Keys(_, other string) ([]byte, error) {
 func refusal(err error) error {
 	switch {
 	case errors.Is(err, ErrNotFound):
-		return &bridge.RefusedError{Reason: bridge.ReasonNotFound, Detail: err.Error()}
+		return &ledger.RefusedError{Reason: ledger.ReasonNotFound, Detail: err.Error()}
 	case errors.Is(err, ErrNoBlock):
-		return &bridge.RefusedError{Reason: bridge.ReasonNotFound, Detail: err.Error()}
+		return &ledger.RefusedError{Reason: ledger.ReasonNotFound, Detail: err.Error()}
 	}
 	return err
 }

@@ -13,7 +13,6 @@ import (
 
 	"github.com/ledgergate/ledgergate/gateway/index"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
-	"github.com/ledgergate/ledgergate/gateway/state"
 )
 
 // Firmware rollout (docs/firmware.md). A release is offered to a device
@@ -408,10 +407,10 @@ func (x *Directory) PutFirmware(env, image []byte) (*ledger.Tx, error) {
 	}
 	f := c.Tx.Body.FirmwarePublish
 	if f == nil {
-		return nil, &state.RejectError{Reason: state.ReasonMalformed, Detail: fmt.Sprintf("a %s tx, want firmware.publish", c.Tx.Body.Kind)}
+		return nil, &ledger.RefusedError{Reason: ledger.ReasonMalformed, Detail: fmt.Sprintf("a %s tx, want firmware.publish", c.Tx.Body.Kind)}
 	}
 	if sum := sha256.Sum256(image); !bytes.Equal(sum[:], f.SHA256) || uint64(len(image)) != f.Size {
-		return nil, &state.RejectError{Reason: state.ReasonMalformed,
+		return nil, &ledger.RefusedError{Reason: ledger.ReasonMalformed,
 			Detail: fmt.Sprintf("image of %d bytes with sha256 %x; the manifest names %d bytes, %x", len(image), sum, f.Size, f.SHA256)}
 	}
 	if _, err := x.d.Blobs.Put(image); err != nil {

@@ -22,10 +22,18 @@ func Committer(ch *chain.Chain) bridge.Committer {
 	})
 }
 
-// Directory is st as a bridge.Directory.
-func Directory(st *state.State) bridge.Directory { return directory{st} }
+// Directory is st as a bridge.Directory; behind reports whether the
+// gateway may lack committed blocks (nil: never, a single node).
+func Directory(st *state.State, behind func() bool) bridge.Directory {
+	return directory{st: st, behind: behind}
+}
 
-type directory struct{ st *state.State }
+type directory struct {
+	st     *state.State
+	behind func() bool
+}
+
+func (d directory) Behind() bool { return d.behind != nil && d.behind() }
 
 func (d directory) ChainID() string { return d.st.Genesis().ChainID }
 func (d directory) MaxTxBytes() int { return d.st.Genesis().Params.MaxTxBytes }

@@ -224,7 +224,7 @@ func (n *Node) admin(t testing.TB, body *ledger.Body) {
 }
 
 // Directory is the node's registry as front ends see it.
-func (n *Node) Directory() bridge.Directory { return front.Directory(n.Chain.State()) }
+func (n *Node) Directory() bridge.Directory { return front.Directory(n.Chain.State(), nil) }
 
 // Committer is the node's chain as front ends see it.
 func (n *Node) Committer() bridge.Committer { return front.Committer(n.Chain) }

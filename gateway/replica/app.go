@@ -61,11 +61,11 @@ func (a *app) Build(seq, view uint64, parent pbft.Digest, reqs []pbft.Request) (
 	for i, r := range reqs {
 		c := a.checked[r.ID]
 		if c == nil {
-			out.Rejected = append(out.Rejected, pbft.Rejected{ID: r.ID, Index: i, Reason: string(state.ReasonMalformed), Detail: "not checked"})
+			out.Rejected = append(out.Rejected, pbft.Rejected{ID: r.ID, Index: i, Reason: string(ledger.ReasonMalformed), Detail: "not checked"})
 			continue
 		}
 		if err := batch.Add(c); err != nil {
-			out.Rejected = append(out.Rejected, pbft.Rejected{ID: r.ID, Index: i, Reason: string(state.ReasonOf(err)), Detail: err.Error()})
+			out.Rejected = append(out.Rejected, pbft.Rejected{ID: r.ID, Index: i, Reason: string(ledger.ReasonOf(err)), Detail: err.Error()})
 			continue
 		}
 		out.Included = append(out.Included, i)

@@ -314,7 +314,7 @@ func (d *driver) propose(c *state.Checked) error {
 // forwarded hands a peer's request, now checked, to the core.
 func (d *driver) forwarded(v verdict) error {
 	if v.err != nil {
-		return d.core.RejectFor(v.from, ledger.TxID(v.env), string(state.ReasonOf(v.err)), v.err.Error())
+		return d.core.RejectFor(v.from, ledger.TxID(v.env), string(ledger.ReasonOf(v.err)), v.err.Error())
 	}
 	if _, ok := d.r.app.checked[v.c.Tx.ID]; !ok {
 		d.r.app.checked[v.c.Tx.ID] = v.c

@@ -65,7 +65,7 @@ func (b *Batch) configVersion(target string) uint64 {
 // the signature: the caller does, for many txs at once.
 func (b *Batch) Check(tx *ledger.Tx) (*Checked, error) {
 	if tx.Body.ChainID != b.s.g.ChainID {
-		return nil, reject(ReasonWrongChain, "tx is for chain %q, this is %q", tx.Body.ChainID, b.s.g.ChainID)
+		return nil, reject(ledger.ReasonWrongChain, "tx is for chain %q, this is %q", tx.Body.ChainID, b.s.g.ChainID)
 	}
 	body := &tx.Body
 	switch body.Kind {
@@ -73,7 +73,7 @@ func (b *Batch) Check(tx *ledger.Tx) (*Checked, error) {
 		if k, ok := b.s.admins[tx.Author]; ok {
 			return &Checked{Tx: tx, Key: k}, nil
 		}
-		return nil, reject(ReasonUnknownAuthor, "no admin %q", tx.Author)
+		return nil, reject(ledger.ReasonUnknownAuthor, "no admin %q", tx.Author)
 	case ledger.KindHeartbeat:
 		k, err := b.s.nodeKey(tx)
 		if err != nil {
@@ -89,22 +89,22 @@ func (b *Batch) Check(tx *ledger.Tx) (*Checked, error) {
 		return &Checked{Tx: tx, Key: k}, nil
 	case ledger.KindRekey, ledger.KindRecord, ledger.KindConfigReport, ledger.KindFirmwareReport:
 		if body.Subject() != tx.Author {
-			return nil, reject(ReasonForbidden, "%s by %s is about device %s", body.Kind, tx.Author, body.Subject())
+			return nil, reject(ledger.ReasonForbidden, "%s by %s is about device %s", body.Kind, tx.Author, body.Subject())
 		}
 		d := b.device(tx.Author)
 		if d == nil {
-			return nil, reject(ReasonUnknownAuthor, "no device %q", tx.Author)
+			return nil, reject(ledger.ReasonUnknownAuthor, "no device %q", tx.Author)
 		}
 		return &Checked{Tx: tx, Key: d.Key}, nil
 	}
-	return nil, reject(ReasonMalformed, "unknown kind %q", body.Kind)
+	return nil, reject(ledger.ReasonMalformed, "unknown kind %q", body.Kind)
 }
 
 // Add admits c to the batch if the batch so far leaves it valid.
 func (b *Batch) Add(c *Checked) error {
 	tx := c.Tx
 	if b.ids[tx.ID] {
-		return reject(ReasonReplay, "tx %x is already in this block", tx.ID[:8])
+		return reject(ledger.ReasonReplay, "tx %x is already in this block", tx.ID[:8])
 	}
 	body := &tx.Body
 	switch body.Kind {
@@ -123,56 +123,56 @@ func (b *Batch) Add(c *Checked) error {
 	switch body.Kind {
 	case ledger.KindEnroll:
 		if d != nil {
-			return reject(ReasonExists, "device %s is already enrolled", id)
+			return reject(ledger.ReasonExists, "device %s is already enrolled", id)
 		}
 		if b.vendor(id) != nil || b.reviewer(id) != nil {
-			return reject(ReasonExists, "%s is a vendor or reviewer id", id)
+			return reject(ledger.ReasonExists, "%s is a vendor or reviewer id", id)
 		}
 		if _, admin := b.s.admins[id]; admin {
-			return reject(ReasonExists, "%s is an admin id", id)
+			return reject(ledger.ReasonExists, "%s is an admin id", id)
 		}
 		if _, node := b.s.g.Node(id); node {
-			return reject(ReasonExists, "%s is a node id", id)
+			return reject(ledger.ReasonExists, "%s is a node id", id)
 		}
 		pk, err := ledger.ParsePublicKey(body.Enroll.PublicKey)
 		if err != nil {
-			return reject(ReasonMalformed, "%v", err)
+			return reject(ledger.ReasonMalformed, "%v", err)
 		}
 		next = Device{ID: id, Key: pk}
 	case ledger.KindRevoke:
 		if d == nil {
-			return reject(ReasonUnknownDevice, "no device %q", id)
+			return reject(ledger.ReasonUnknownDevice, "no device %q", id)
 		}
 		if d.Revoked {
-			return reject(ReasonRevoked, "device %s is already revoked", id)
+			return reject(ledger.ReasonRevoked, "device %s is already revoked", id)
 		}
 		next = *d
 		next.Revoked = true
 	case ledger.KindRekey, ledger.KindRecord, ledger.KindConfigReport, ledger.KindFirmwareReport:
 		if d == nil {
-			return reject(ReasonUnknownAuthor, "no device %q", id)
+			return reject(ledger.ReasonUnknownAuthor, "no device %q", id)
 		}
 		if d.Revoked {
-			return reject(ReasonRevoked, "device %s is revoked", id)
+			return reject(ledger.ReasonRevoked, "device %s is revoked", id)
 		}
 		if d.Key != c.Key { // keys are shared, never copied: identity is the key
-			return reject(ReasonBadSignature, "device %s changed its key since the signature was checked", id)
+			return reject(ledger.ReasonBadSignature, "device %s changed its key since the signature was checked", id)
 		}
 		seq := seqOf(body)
 		if seq <= d.LastSeq {
-			return reject(ReasonReplay, "device %s seq %d, last %d", id, seq, d.LastSeq)
+			return reject(ledger.ReasonReplay, "device %s seq %d, last %d", id, seq, d.LastSeq)
 		}
 		next = *d
 		next.LastSeq = seq
 		if body.Rekey != nil {
 			pk, err := ledger.ParsePublicKey(body.Rekey.PublicKey)
 			if err != nil {
-				return reject(ReasonMalformed, "%v", err)
+				return reject(ledger.ReasonMalformed, "%v", err)
 			}
 			next.Key = pk
 		}
 	default:
-		return reject(ReasonMalformed, "unknown kind %q", body.Kind)
+		return reject(ledger.ReasonMalformed, "unknown kind %q", body.Kind)
 	}
 	b.pending[id] = &next
 	b.ids[tx.ID] = true
@@ -186,14 +186,14 @@ func (b *Batch) addConfig(tx *ledger.Tx) error {
 	if dev, _, _ := ledger.ParseTarget(c.Target); dev != "" {
 		d := b.device(dev)
 		if d == nil {
-			return reject(ReasonUnknownDevice, "no device %q", dev)
+			return reject(ledger.ReasonUnknownDevice, "no device %q", dev)
 		}
 		if d.Revoked {
-			return reject(ReasonRevoked, "device %s is revoked", dev)
+			return reject(ledger.ReasonRevoked, "device %s is revoked", dev)
 		}
 	}
 	if last := b.configVersion(c.Target); c.Version <= last {
-		return reject(ReasonStaleVersion, "%s version %d, last is %d", c.Target, c.Version, last)
+		return reject(ledger.ReasonStaleVersion, "%s version %d, last is %d", c.Target, c.Version, last)
 	}
 	b.configs[c.Target] = c.Version
 	b.ids[tx.ID] = true

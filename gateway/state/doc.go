@@ -15,6 +15,6 @@
 //     order. Apply is the only writer; it trusts that the block was
 //     validated before it was certified.
 //
-// A rejected tx gets a *RejectError whose Reason is stable and machine
+// A rejected tx gets a *ledger.RefusedError whose Reason is stable and machine
 // readable (the API and the device protocols report it).
 package state

@@ -46,19 +46,19 @@ func (s *State) firmwareAuthor(tx *ledger.Tx, vendor func(string) *Vendor, revie
 		if k, ok := s.admins[tx.Author]; ok {
 			return k, nil
 		}
-		return nil, reject(ReasonUnknownAuthor, "%s may only be issued by an admin; no admin %q", tx.Body.Kind, tx.Author)
+		return nil, reject(ledger.ReasonUnknownAuthor, "%s may only be issued by an admin; no admin %q", tx.Body.Kind, tx.Author)
 	case ledger.KindFirmwarePublish:
 		if v := vendor(tx.Author); v != nil {
 			return v.Key, nil
 		}
-		return nil, reject(ReasonUnknownAuthor, "no vendor %q", tx.Author)
+		return nil, reject(ledger.ReasonUnknownAuthor, "no vendor %q", tx.Author)
 	case ledger.KindFirmwareVote:
 		if k := reviewer(tx.Author); k != nil {
 			return k, nil
 		}
-		return nil, reject(ReasonUnknownAuthor, "no reviewer %q", tx.Author)
+		return nil, reject(ledger.ReasonUnknownAuthor, "no reviewer %q", tx.Author)
 	}
-	return nil, reject(ReasonMalformed, "unknown kind %q", tx.Body.Kind)
+	return nil, reject(ledger.ReasonMalformed, "unknown kind %q", tx.Body.Kind)
 }
 
 // Vendor returns an enrolled vendor.
@@ -158,46 +158,46 @@ func (b *Batch) addFirmware(tx *ledger.Tx) error {
 	case body.VendorEnroll != nil:
 		v := body.VendorEnroll
 		if b.idTaken(v.Vendor) {
-			return reject(ReasonExists, "%s is already taken", v.Vendor)
+			return reject(ledger.ReasonExists, "%s is already taken", v.Vendor)
 		}
 		pk, err := ledger.ParsePublicKey(v.PublicKey)
 		if err != nil {
-			return reject(ReasonMalformed, "%v", err)
+			return reject(ledger.ReasonMalformed, "%v", err)
 		}
 		b.vendors[v.Vendor] = &Vendor{ID: v.Vendor, Key: pk, Models: v.Models}
 	case body.ReviewerEnroll != nil:
 		r := body.ReviewerEnroll
 		if b.idTaken(r.Reviewer) {
-			return reject(ReasonExists, "%s is already taken", r.Reviewer)
+			return reject(ledger.ReasonExists, "%s is already taken", r.Reviewer)
 		}
 		pk, err := ledger.ParsePublicKey(r.PublicKey)
 		if err != nil {
-			return reject(ReasonMalformed, "%v", err)
+			return reject(ledger.ReasonMalformed, "%v", err)
 		}
 		b.reviewers[r.Reviewer] = pk
 	case body.FirmwarePublish != nil:
 		r, _ := releaseOf(body)
 		v := b.vendor(tx.Author)
 		if v == nil || !slices.Contains(v.Models, r.Model) {
-			return reject(ReasonForbidden, "vendor %s does not make model %s", tx.Author, r.Model)
+			return reject(ledger.ReasonForbidden, "vendor %s does not make model %s", tx.Author, r.Model)
 		}
 		if b.fact(releaseFact(r)) {
-			return reject(ReasonExists, "%s version %d is already published", r.Model, r.Version)
+			return reject(ledger.ReasonExists, "%s version %d is already published", r.Model, r.Version)
 		}
 		b.facts[releaseFact(r)] = true
 	case body.FirmwarePolicy != nil:
 	default:
 		r, ok := releaseOf(body)
 		if !ok {
-			return reject(ReasonMalformed, "unknown kind %q", body.Kind)
+			return reject(ledger.ReasonMalformed, "unknown kind %q", body.Kind)
 		}
 		if !b.fact(releaseFact(r)) {
-			return reject(ReasonUnknownRelease, "%s version %d was never published", r.Model, r.Version)
+			return reject(ledger.ReasonUnknownRelease, "%s version %d was never published", r.Model, r.Version)
 		}
 		if body.FirmwareVote != nil {
 			key := voteFact(r, tx.Author)
 			if b.fact(key) {
-				return reject(ReasonExists, "%s already voted on %s version %d", tx.Author, r.Model, r.Version)
+				return reject(ledger.ReasonExists, "%s already voted on %s version %d", tx.Author, r.Model, r.Version)
 			}
 			b.facts[key] = true
 		}

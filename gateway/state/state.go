@@ -94,14 +94,14 @@ func (s *State) Check(env []byte) (*Checked, error) {
 // CheckTx is Check for a tx already decoded.
 func (s *State) CheckTx(tx *ledger.Tx) (*Checked, error) {
 	if tx.Body.ChainID != s.g.ChainID {
-		return nil, reject(ReasonWrongChain, "tx is for chain %q, this is %q", tx.Body.ChainID, s.g.ChainID)
+		return nil, reject(ledger.ReasonWrongChain, "tx is for chain %q, this is %q", tx.Body.ChainID, s.g.ChainID)
 	}
 	key, err := s.authorKey(tx)
 	if err != nil {
 		return nil, err
 	}
 	if err := tx.Verify(key); err != nil {
-		return nil, reject(ReasonBadSignature, "%v", err)
+		return nil, reject(ledger.ReasonBadSignature, "%v", err)
 	}
 	return &Checked{Tx: tx, Key: key}, nil
 }
@@ -116,9 +116,9 @@ func (s *State) authorKey(tx *ledger.Tx) (*ledger.PublicKey, error) {
 			return k, nil
 		}
 		if _, ok := s.Device(tx.Author); ok {
-			return nil, reject(ReasonForbidden, "%s may only be issued by an admin, not device %s", b.Kind, tx.Author)
+			return nil, reject(ledger.ReasonForbidden, "%s may only be issued by an admin, not device %s", b.Kind, tx.Author)
 		}
-		return nil, reject(ReasonUnknownAuthor, "no admin %q", tx.Author)
+		return nil, reject(ledger.ReasonUnknownAuthor, "no admin %q", tx.Author)
 	case ledger.KindHeartbeat:
 		return s.nodeKey(tx)
 	case ledger.KindVendorEnroll, ledger.KindReviewerEnroll, ledger.KindFirmwarePublish, ledger.KindFirmwareVote,
@@ -126,21 +126,21 @@ func (s *State) authorKey(tx *ledger.Tx) (*ledger.PublicKey, error) {
 		return s.firmwareAuthor(tx, s.vendorOrNil, s.reviewer)
 	case ledger.KindRekey, ledger.KindRecord, ledger.KindConfigReport, ledger.KindFirmwareReport:
 		if b.Subject() != tx.Author {
-			return nil, reject(ReasonForbidden, "%s by %s is about device %s", b.Kind, tx.Author, b.Subject())
+			return nil, reject(ledger.ReasonForbidden, "%s by %s is about device %s", b.Kind, tx.Author, b.Subject())
 		}
 		d, ok := s.Device(tx.Author)
 		if !ok {
-			return nil, reject(ReasonUnknownAuthor, "no device %q", tx.Author)
+			return nil, reject(ledger.ReasonUnknownAuthor, "no device %q", tx.Author)
 		}
 		if d.Revoked {
-			return nil, reject(ReasonRevoked, "device %s is revoked", d.ID)
+			return nil, reject(ledger.ReasonRevoked, "device %s is revoked", d.ID)
 		}
 		if seq := seqOf(b); seq <= d.LastSeq {
-			return nil, reject(ReasonReplay, "device %s seq %d, last committed %d", d.ID, seq, d.LastSeq)
+			return nil, reject(ledger.ReasonReplay, "device %s seq %d, last committed %d", d.ID, seq, d.LastSeq)
 		}
 		return d.Key, nil
 	}
-	return nil, reject(ReasonMalformed, "unknown kind %q", b.Kind)
+	return nil, reject(ledger.ReasonMalformed, "unknown kind %q", b.Kind)
 }
 
 // nodeKey is the key of the genesis node that must have signed tx, which
@@ -148,10 +148,10 @@ func (s *State) authorKey(tx *ledger.Tx) (*ledger.PublicKey, error) {
 func (s *State) nodeKey(tx *ledger.Tx) (*ledger.PublicKey, error) {
 	n, ok := s.g.Node(tx.Author)
 	if !ok {
-		return nil, reject(ReasonUnknownAuthor, "no node %q", tx.Author)
+		return nil, reject(ledger.ReasonUnknownAuthor, "no node %q", tx.Author)
 	}
 	if tx.Body.Heartbeat.Node != tx.Author {
-		return nil, reject(ReasonForbidden, "heartbeat by %s names node %s", tx.Author, tx.Body.Heartbeat.Node)
+		return nil, reject(ledger.ReasonForbidden, "heartbeat by %s names node %s", tx.Author, tx.Body.Heartbeat.Node)
 	}
 	return ledger.ParsePublicKey(n.PublicKey)
 }

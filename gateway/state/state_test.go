@@ -94,9 +94,9 @@ func (f *fixture) commit(envs ...[]byte) {
 	}
 }
 
-func wantReason(t *testing.T, err error, r Reason) {
+func wantReason(t *testing.T, err error, r ledger.Reason) {
 	t.Helper()
-	if got := ReasonOf(err); got != r {
+	if got := ledger.ReasonOf(err); got != r {
 		t.Fatalf("got %v (reason %q), want reason %q", err, got, r)
 	}
 }
@@ -113,19 +113,19 @@ func TestCheckRules(t *testing.T) {
 	cases := []struct {
 		name string
 		env  []byte
-		want Reason
+		want ledger.Reason
 	}{
-		{"garbage", []byte("not a tx"), ReasonMalformed},
-		{"too large", f.sign(devKey, "dev-1", ledger.Body{Kind: ledger.KindRecord, Record: &ledger.Record{DeviceID: "dev-1", Stream: "s", Seq: 9, Payload: make([]byte, 5000)}}), ReasonTooLarge},
-		{"wrong chain", f.sign(devKey, "dev-1", ledger.Body{Kind: ledger.KindRecord, ChainID: "other", Record: &ledger.Record{DeviceID: "dev-1", Stream: "s", Seq: 9}}), ReasonWrongChain},
-		{"unknown device", f.sign(stranger, "dev-9", recordBody("dev-9", 1)), ReasonUnknownAuthor},
-		{"unknown admin", f.sign(stranger, "root", enrollBody("dev-9", der(t, stranger))), ReasonUnknownAuthor},
-		{"device enrolls", f.sign(devKey, "dev-1", enrollBody("dev-9", der(t, stranger))), ReasonForbidden},
-		{"record for another device", f.sign(devKey, "dev-1", recordBody("dev-2", 9)), ReasonForbidden},
-		{"forged signature", f.sign(stranger, "dev-1", recordBody("dev-1", 9)), ReasonBadSignature},
-		{"forged admin", f.sign(stranger, "admin", enrollBody("dev-9", der(t, stranger))), ReasonBadSignature},
-		{"replayed seq", f.sign(devKey, "dev-1", recordBody("dev-1", 5)), ReasonReplay},
-		{"older seq", f.sign(devKey, "dev-1", recordBody("dev-1", 4)), ReasonReplay},
+		{"garbage", []byte("not a tx"), ledger.ReasonMalformed},
+		{"too large", f.sign(devKey, "dev-1", ledger.Body{Kind: ledger.KindRecord, Record: &ledger.Record{DeviceID: "dev-1", Stream: "s", Seq: 9, Payload: make([]byte, 5000)}}), ledger.ReasonTooLarge},
+		{"wrong chain", f.sign(devKey, "dev-1", ledger.Body{Kind: ledger.KindRecord, ChainID: "other", Record: &ledger.Record{DeviceID: "dev-1", Stream: "s", Seq: 9}}), ledger.ReasonWrongChain},
+		{"unknown device", f.sign(stranger, "dev-9", recordBody("dev-9", 1)), ledger.ReasonUnknownAuthor},
+		{"unknown admin", f.sign(stranger, "root", enrollBody("dev-9", der(t, stranger))), ledger.ReasonUnknownAuthor},
+		{"device enrolls", f.sign(devKey, "dev-1", enrollBody("dev-9", der(t, stranger))), ledger.ReasonForbidden},
+		{"record for another device", f.sign(devKey, "dev-1", recordBody("dev-2", 9)), ledger.ReasonForbidden},
+		{"forged signature", f.sign(stranger, "dev-1", recordBody("dev-1", 9)), ledger.ReasonBadSignature},
+		{"forged admin", f.sign(stranger, "admin", enrollBody("dev-9", der(t, stranger))), ledger.ReasonBadSignature},
+		{"replayed seq", f.sign(devKey, "dev-1", recordBody("dev-1", 5)), ledger.ReasonReplay},
+		{"older seq", f.sign(devKey, "dev-1", recordBody("dev-1", 4)), ledger.ReasonReplay},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -146,17 +146,17 @@ func TestCheckRules(t *testing.T) {
 	if err := add(f.sign(devKey, "dev-1", recordBody("dev-1", 7))); err != nil {
 		t.Fatal(err)
 	}
-	wantReason(t, add(f.sign(devKey, "dev-1", recordBody("dev-1", 6))), ReasonReplay)
-	wantReason(t, add(f.sign(devKey, "dev-1", recordBody("dev-1", 7))), ReasonReplay)
-	wantReason(t, add(f.sign(f.admin, "admin", enrollBody("dev-1", der(t, stranger)))), ReasonExists)
-	wantReason(t, add(f.sign(f.admin, "admin", enrollBody("admin", der(t, stranger)))), ReasonExists)
-	wantReason(t, add(f.sign(f.admin, "admin", enrollBody("node-1", der(t, stranger)))), ReasonExists)
-	wantReason(t, add(f.sign(f.admin, "admin", ledger.Body{Kind: ledger.KindRevoke, Revoke: &ledger.Revoke{DeviceID: "nobody"}})), ReasonUnknownDevice)
+	wantReason(t, add(f.sign(devKey, "dev-1", recordBody("dev-1", 6))), ledger.ReasonReplay)
+	wantReason(t, add(f.sign(devKey, "dev-1", recordBody("dev-1", 7))), ledger.ReasonReplay)
+	wantReason(t, add(f.sign(f.admin, "admin", enrollBody("dev-1", der(t, stranger)))), ledger.ReasonExists)
+	wantReason(t, add(f.sign(f.admin, "admin", enrollBody("admin", der(t, stranger)))), ledger.ReasonExists)
+	wantReason(t, add(f.sign(f.admin, "admin", enrollBody("node-1", der(t, stranger)))), ledger.ReasonExists)
+	wantReason(t, add(f.sign(f.admin, "admin", ledger.Body{Kind: ledger.KindRevoke, Revoke: &ledger.Revoke{DeviceID: "nobody"}})), ledger.ReasonUnknownDevice)
 	if err := add(f.sign(f.admin, "admin", ledger.Body{Kind: ledger.KindRevoke, Revoke: &ledger.Revoke{DeviceID: "dev-2"}})); err != nil {
 		t.Fatal(err)
 	}
 	// dev-2 signed before the revoke was batched; the batch refuses it.
-	wantReason(t, add(f.sign(edKey, "dev-2", recordBody("dev-2", 2))), ReasonRevoked)
+	wantReason(t, add(f.sign(edKey, "dev-2", recordBody("dev-2", 2))), ledger.ReasonRevoked)
 }
 
 func TestRevokeAndRekey(t *testing.T) {
@@ -169,20 +169,20 @@ func TestRevokeAndRekey(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.commit(f.sign(k1, "dev-1", ledger.Body{Kind: ledger.KindRekey, Rekey: &ledger.Rekey{DeviceID: "dev-1", Seq: 1, PublicKey: der(t, k2)}}))
-	wantReason(t, f.st.NewBatch().Add(stale), ReasonBadSignature)
+	wantReason(t, f.st.NewBatch().Add(stale), ledger.ReasonBadSignature)
 	_, err = f.st.Check(f.sign(k1, "dev-1", recordBody("dev-1", 4)))
-	wantReason(t, err, ReasonBadSignature)
+	wantReason(t, err, ledger.ReasonBadSignature)
 	f.commit(f.sign(k2, "dev-1", recordBody("dev-1", 2)))
 
 	f.commit(f.sign(f.admin, "admin", ledger.Body{Kind: ledger.KindRevoke, Revoke: &ledger.Revoke{DeviceID: "dev-1", Reason: "stolen"}}))
 	_, err = f.st.Check(f.sign(k2, "dev-1", recordBody("dev-1", 3)))
-	wantReason(t, err, ReasonRevoked)
+	wantReason(t, err, ledger.ReasonRevoked)
 	// A revoked id can never come back.
 	c, err := f.st.Check(f.sign(f.admin, "admin", enrollBody("dev-1", der(t, k2))))
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantReason(t, f.st.NewBatch().Add(c), ReasonExists)
+	wantReason(t, f.st.NewBatch().Add(c), ledger.ReasonExists)
 	d, _ := f.st.Device("dev-1")
 	if !d.Revoked || d.LastSeq != 2 {
 		t.Fatalf("device %+v", d)
@@ -224,7 +224,7 @@ func TestBatchOnParent(t *testing.T) {
 	if err := parent.Add(c); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := check(f.st.NewBatch(), rec1); ReasonOf(err) != ReasonUnknownAuthor {
+	if _, err := check(f.st.NewBatch(), rec1); ledger.ReasonOf(err) != ledger.ReasonUnknownAuthor {
 		t.Fatalf("record on the committed state, before its enrollment: %v", err)
 	}
 	child := f.st.NewBatchOn(parent)
@@ -237,9 +237,9 @@ func TestBatchOnParent(t *testing.T) {
 	}
 	grandchild := f.st.NewBatchOn(child)
 	c1again, _ := check(grandchild, rec1)
-	wantReason(t, grandchild.Add(c1again), ReasonReplay)
+	wantReason(t, grandchild.Add(c1again), ledger.ReasonReplay)
 	c, _ = check(grandchild, enroll)
-	wantReason(t, grandchild.Add(c), ReasonExists)
+	wantReason(t, grandchild.Add(c), ledger.ReasonExists)
 
 	// The parent commits: its batch defers to the state.
 	tx, _ := ledger.DecodeTx(enroll, 4096)
@@ -282,29 +282,29 @@ func TestConfigRules(t *testing.T) {
 	}
 
 	b := f.st.NewBatch()
-	wantReason(t, f.addOne(b, f.sign(f.admin, "admin", configBody("dev-1", 1))), ReasonStaleVersion)
-	wantReason(t, f.addOne(b, f.sign(f.admin, "admin", configBody("group:meters", 2))), ReasonStaleVersion)
-	wantReason(t, f.addOne(b, f.sign(f.admin, "admin", configBody("dev-9", 1))), ReasonUnknownDevice)
+	wantReason(t, f.addOne(b, f.sign(f.admin, "admin", configBody("dev-1", 1))), ledger.ReasonStaleVersion)
+	wantReason(t, f.addOne(b, f.sign(f.admin, "admin", configBody("group:meters", 2))), ledger.ReasonStaleVersion)
+	wantReason(t, f.addOne(b, f.sign(f.admin, "admin", configBody("dev-9", 1))), ledger.ReasonUnknownDevice)
 	if err := f.addOne(b, f.sign(f.admin, "admin", configBody("dev-1", 5))); err != nil {
 		t.Fatalf("version 5 after 1: %v", err)
 	}
 	// The batch sees its own txs: version 4 after the batch's 5 is stale.
-	wantReason(t, f.addOne(b, f.sign(f.admin, "admin", configBody("dev-1", 4))), ReasonStaleVersion)
+	wantReason(t, f.addOne(b, f.sign(f.admin, "admin", configBody("dev-1", 4))), ledger.ReasonStaleVersion)
 	// Only an admin may publish; only the device may report, with its counter.
 	_, err := f.st.Check(f.sign(devKey, "dev-1", configBody("dev-1", 9)))
-	wantReason(t, err, ReasonForbidden)
+	wantReason(t, err, ledger.ReasonForbidden)
 	report := func(seq uint64) []byte {
 		return f.sign(devKey, "dev-1", ledger.Body{Kind: ledger.KindConfigReport, ConfigReport: &ledger.ConfigReport{
 			DeviceID: "dev-1", Seq: seq, Version: 1, SHA256: make([]byte, 32)}})
 	}
 	f.commit(report(1))
 	_, err = f.st.Check(report(1))
-	wantReason(t, err, ReasonReplay)
+	wantReason(t, err, ledger.ReasonReplay)
 	_, err = f.st.Check(f.sign(devKey, "dev-1", recordBody("dev-1", 1)))
-	wantReason(t, err, ReasonReplay) // reports and records share the counter
+	wantReason(t, err, ledger.ReasonReplay) // reports and records share the counter
 
 	f.commit(f.sign(f.admin, "admin", ledger.Body{Kind: ledger.KindRevoke, Revoke: &ledger.Revoke{DeviceID: "dev-1"}}))
-	wantReason(t, f.addOne(f.st.NewBatch(), f.sign(f.admin, "admin", configBody("dev-1", 7))), ReasonRevoked)
+	wantReason(t, f.addOne(f.st.NewBatch(), f.sign(f.admin, "admin", configBody("dev-1", 7))), ledger.ReasonRevoked)
 }
 
 func TestHeartbeatOnlyByItsNode(t *testing.T) {
@@ -314,11 +314,11 @@ func TestHeartbeatOnlyByItsNode(t *testing.T) {
 	}
 	f.commit(hb(f.node, "node-1", "node-1"))
 	_, err := f.st.Check(hb(f.node, "node-1", "node-2"))
-	wantReason(t, err, ReasonForbidden)
+	wantReason(t, err, ledger.ReasonForbidden)
 	_, err = f.st.Check(hb(f.admin, "admin", "admin"))
-	wantReason(t, err, ReasonUnknownAuthor)
+	wantReason(t, err, ledger.ReasonUnknownAuthor)
 	_, err = f.st.Check(hb(f.admin, "node-1", "node-1"))
-	wantReason(t, err, ReasonBadSignature)
+	wantReason(t, err, ledger.ReasonBadSignature)
 }
 
 func TestFirmwareRules(t *testing.T) {
@@ -338,21 +338,21 @@ func TestFirmwareRules(t *testing.T) {
 		admin(enrollBody("dev-1", der(t, devKey))))
 
 	b := f.st.NewBatch()
-	wantReason(t, f.addOne(b, vote(rel, true)), ReasonUnknownRelease)
-	wantReason(t, f.addOne(b, publish(vendorKey, "acme", ledger.Release{Model: "x-9", Version: 1})), ReasonForbidden)
+	wantReason(t, f.addOne(b, vote(rel, true)), ledger.ReasonUnknownRelease)
+	wantReason(t, f.addOne(b, publish(vendorKey, "acme", ledger.Release{Model: "x-9", Version: 1})), ledger.ReasonForbidden)
 	_, err := f.st.Check(publish(reviewerKey, "rev", rel))
-	wantReason(t, err, ReasonUnknownAuthor) // only a vendor publishes
+	wantReason(t, err, ledger.ReasonUnknownAuthor) // only a vendor publishes
 	_, err = f.st.Check(publish(devKey, "acme", rel))
-	wantReason(t, err, ReasonBadSignature) // with its maintenance key
+	wantReason(t, err, ledger.ReasonBadSignature) // with its maintenance key
 	if err := f.addOne(b, publish(vendorKey, "acme", rel)); err != nil {
 		t.Fatal(err)
 	}
-	wantReason(t, f.addOne(b, publish(vendorKey, "acme", rel)), ReasonExists) // a release is published once
+	wantReason(t, f.addOne(b, publish(vendorKey, "acme", rel)), ledger.ReasonExists) // a release is published once
 	if err := f.addOne(b, vote(rel, true)); err != nil {
 		t.Fatalf("a vote on a release of the same block: %v", err)
 	}
-	wantReason(t, f.addOne(b, vote(rel, false)), ReasonExists) // one vote per reviewer
+	wantReason(t, f.addOne(b, vote(rel, false)), ledger.ReasonExists) // one vote per reviewer
 	_, err = f.st.Check(f.sign(devKey, "dev-1", ledger.Body{Kind: ledger.KindFirmwareApprove, FirmwareApprove: &ledger.FirmwareApprove{Release: rel, Group: "g"}}))
-	wantReason(t, err, ReasonUnknownAuthor)                                             // only an admin approves
-	wantReason(t, f.addOne(b, admin(enrollBody("acme", der(t, devKey)))), ReasonExists) // ids are shared
+	wantReason(t, err, ledger.ReasonUnknownAuthor)                                             // only an admin approves
+	wantReason(t, f.addOne(b, admin(enrollBody("acme", der(t, devKey)))), ledger.ReasonExists) // ids are shared
 }

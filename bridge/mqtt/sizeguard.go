@@ -1,0 +1,140 @@
+package mqtt
+
+import (
+	"errors"
+	"net"
+	"sync"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// sizeGuard is a client connection that follows the MQTT framing of what
+// the client sends and ends it at the first packet over the server's
+// Maximum Packet Size, counting the whole packet as MQTT 5 does (2.1.4):
+// a v5 client is told DISCONNECT 0x95 packet too large first
+// (MQTT 5 3.2.2.3.6, 4.13.1). mochi checks a limit too, when it reads a
+// fixed header, but counts the packet without its length bytes and only
+// closes the connection.
+type sizeGuard struct {
+	net.Conn
+	max uint32 // the largest packet a client may send, in bytes
+
+	// The framing of the bytes read so far; only the reading goroutine
+	// touches it.
+	skip   int64  // bytes of the current packet's body still to pass
+	inLen  bool   // reading the remaining length
+	length uint32 // remaining length so far
+	lenN   int    // bytes of it so far
+	over   bool   // a packet over max was seen: the connection ends
+
+	mu     sync.Mutex
+	client *mochi.Client // set once CONNACK went out; nil before
+	told   bool          // a packet over max was seen
+}
+
+// errTooLarge ends a connection whose client sent a packet over the limit.
+var errTooLarge = errors.New("mqtt: packet larger than the maximum packet size")
+
+func newSizeGuard(c net.Conn, max uint32) *sizeGuard { return &sizeGuard{Conn: c, max: max} }
+
+// Read passes the client's bytes on to mochi unchanged up to a packet
+// over the limit, and then fails: mochi ends the connection.
+func (g *sizeGuard) Read(p []byte) (int, error) {
+	if g.over {
+		return 0, errTooLarge
+	}
+	n, err := g.Conn.Read(p)
+	if n == 0 || g.max == 0 {
+		return n, err
+	}
+	start, over := g.scan(p[:n])
+	if !over {
+		return n, err
+	}
+	g.over = true
+	if g.tooLarge() || start < 0 {
+		return 0, errTooLarge
+	}
+	// The CONNECT before it is still to be answered: mochi reads up to
+	// the packet, answers the CONNECT, and fails on the next Read.
+	return start, nil
+}
+
+// scan follows the framing over b: a first byte, a variable byte integer
+// (MQTT 5 1.5.5), a body. It reports whether a packet is over max and
+// where in b it starts (-1: in an earlier Read). A malformed length is
+// left to mochi, which ends the connection on it.
+func (g *sizeGuard) scan(b []byte) (start int, over bool) {
+	start = -1
+	for i := 0; i < len(b); {
+		switch {
+		case g.skip > 0:
+			k := min(g.skip, int64(len(b)-i))
+			g.skip -= k
+			i += int(k)
+		case !g.inLen: // a packet's first byte
+			g.inLen, g.length, g.lenN, start = true, 0, 0, i
+			i++
+		default:
+			c := b[i]
+			i++
+			g.length |= uint32(c&0x7f) << (7 * g.lenN)
+			g.lenN++
+			if c&0x80 != 0 {
+				if g.lenN == 4 {
+					g.max = 0 // malformed: stop watching
+					return -1, false
+				}
+				continue
+			}
+			g.inLen = false
+			if uint64(1+g.lenN)+uint64(g.length) > uint64(g.max) {
+				return start, true
+			}
+			g.skip = int64(g.length)
+		}
+	}
+	return -1, false
+}
+
+// tooLarge tells a v5 client DISCONNECT 0x95 now if its session is
+// established, else once it is (a packet after CONNECT can arrive in
+// the same read), and reports whether it was established. A 3.1.1
+// client has no DISCONNECT from the server: its connection just ends.
+func (g *sizeGuard) tooLarge() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.told = true
+	if g.client != nil {
+		disconnectTooLarge(g.client)
+		return true
+	}
+	return false
+}
+
+// established notes cl as the guard's client, and tells it if a packet
+// over the limit came before.
+func (g *sizeGuard) established(cl *mochi.Client) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.client = cl
+	if g.told {
+		disconnectTooLarge(cl)
+	}
+}
+
+func disconnectTooLarge(cl *mochi.Client) {
+	if cl.Properties.ProtocolVersion == 5 {
+		_ = cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect},
+			ReasonCode: packets.ErrPacketTooLarge.Code})
+	}
+}
+
+// underlying is the connection under a guard, for the TLS state.
+func underlying(c net.Conn) net.Conn {
+	if g, ok := c.(*sizeGuard); ok {
+		return g.Conn
+	}
+	return c
+}
