@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
@@ -26,12 +27,13 @@ import (
 type fakeAnswers struct {
 	mu       sync.Mutex
 	configs  map[string][]byte // device -> its manifest; none: no configuration
+	gone     map[string]bool   // devices whose Config is not_found
 	firmware map[string][]byte
 	blob     []byte // every device's one blob
 }
 
 func newFakeAnswers() *fakeAnswers {
-	return &fakeAnswers{configs: map[string][]byte{}, firmware: map[string][]byte{},
+	return &fakeAnswers{configs: map[string][]byte{}, firmware: map[string][]byte{}, gone: map[string]bool{},
 		blob: bytes.Repeat([]byte("sealed blob "), 300)}
 }
 
@@ -48,6 +50,9 @@ func (f *fakeAnswers) set(m map[string][]byte, device string, b []byte) {
 func (f *fakeAnswers) Config(device string) ([]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.gone[device] {
+		return nil, notFound("no device %s", device)
+	}
 	return f.configs[device], nil
 }
 
@@ -381,4 +386,58 @@ func TestObserveManifest(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "deregistered", func() bool { l.mu.Lock(); defer l.mu.Unlock(); return l.nobs == 1 })
+}
+
+// TestObserveManifestEnds: a manifest registration ends with Observe 1,
+// after ObserveTimeout without a notification, and with a 4.04 when the
+// device's answers say it is gone; a revoked device's session is 4.03.
+func TestObserveManifestEnds(t *testing.T) {
+	node := startNode(t)
+	answers := newFakeAnswers()
+	s := startServerDeps(t, node, Config{ObserveTimeout: time.Second}, node.Committer(), answers, nil)
+	d := enroll(t, node, "sensor-1", ledger.ES256)
+	answers.set(answers.configs, "sensor-1", []byte("config answer 1"))
+	observers := func() int { s.mu.Lock(); defer s.mu.Unlock(); return s.nobs }
+	r := dialRaw(t, s.udpAddr)
+	register := func(token byte, typ message.Type) {
+		t.Helper()
+		resp := r.do(msg{typ: typ, code: codes.GET, path: "/lg/v1/sensor-1/config", format: -1, token: []byte{token}, opts: []message.Option{uintOpt(message.Observe, 0)}})
+		if _, err := resp.Observe(); err != nil || resp.Code() != codes.Content {
+			t.Fatalf("registration: %v, Observe %v", resp.Code(), err)
+		}
+		if age, err := resp.GetOptionUint32(message.MaxAge); err != nil || age != 1 {
+			t.Fatalf("Max-Age %d %v, want the observe timeout", age, err)
+		}
+	}
+
+	register(1, message.Confirmable)
+	resp := r.do(msg{code: codes.GET, path: "/lg/v1/sensor-1/config", format: -1, token: []byte{1}, opts: []message.Option{uintOpt(message.Observe, 1)}})
+	if _, err := resp.Observe(); err == nil || resp.Code() != codes.Content {
+		t.Fatalf("deregistration answered %v with Observe", resp.Code())
+	}
+	eventually(t, "deregistered", func() bool { return observers() == 0 })
+
+	register(2, message.Confirmable)
+	eventually(t, "expired", func() bool { return observers() == 0 })
+
+	register(3, message.NonConfirmable) // NON notifications: this peer sends no ACKs
+	answers.mu.Lock()
+	answers.gone["sensor-1"] = true
+	answers.mu.Unlock()
+	s.Changed([]string{"sensor-1"})
+	for {
+		m := r.recv()
+		if !bytes.Equal(m.Token(), []byte{3}) {
+			continue
+		}
+		if _, err := m.Observe(); err == nil || m.Code() != codes.NotFound {
+			t.Fatalf("notification of a gone device: %v, Observe %v", m.Code(), err)
+		}
+		break
+	}
+	eventually(t, "ended", func() bool { return observers() == 0 })
+
+	node.Revoke(t, d.id)
+	cc := mustDialDTLS(t, s.dtlsAddr, d.key)
+	wantRefusal(t, get(t, cc, "/lg/v1/sensor-1/config"), codes.Forbidden, ledger.ReasonRevoked)
 }
