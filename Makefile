@@ -20,7 +20,7 @@ TEST_DEBS += lintian systemd debootstrap qemu-user-static file
 # ... and the dashboard's browser tests (headless, driven by chromedp).
 TEST_DEBS += chromium fonts-dejavu-core
 
-.PHONY: help run cluster cluster-clean build cross deb deps test test-go packaging-test fuzz-short verify bench sim screenshots clean
+.PHONY: help run cluster cluster-clean build cross deb deps test test-go packaging-test fuzz-short verify bench sim screenshots vectors clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -107,6 +107,10 @@ bench: ## benchmarks (numbers go to docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . ./bridge/device
 	$(GO) test -run '^$$' -bench ConfigVerify -benchtime 1x ./gateway/cmd/ledgergate
 	$(GO) test -run '^$$' -bench FrontEnds -benchtime 1x ./gateway/cmd/ledgergate
+
+vectors: ## regenerate docs/vectors, the protocol's test vectors, from the code (review the diff)
+	$(GO) test -count=1 ./bridge/device/vectors -run '^TestVectorsUpToDate$$' -update
+	$(GO) test -count=1 ./bridge/device/vectors
 
 screenshots: deps ## run the dashboard's browser test and keep its screenshots in docs/screenshots
 	$(GO) test -count=1 -run '^TestDashboard$$' $(PKG) -args -screenshots=$(CURDIR)/docs/screenshots

@@ -75,7 +75,9 @@ func (f Freshness) check(g *ledger.Genesis, h *ledger.Head, receipts ...*ledger.
 // answer: who it is, and the last configuration it accepted.
 type ConfigPolicy struct {
 	Device string
-	Groups []string // the groups it was enrolled in
+	// Groups are the groups it was enrolled in; nil: take them from the
+	// enrollment receipt the answer carries.
+	Groups []string
 	Last   *Accepted
 	Freshness
 }
@@ -147,10 +149,31 @@ func configOf(g *ledger.Genesis, a *ledger.ConfigAnswer, p ConfigPolicy) (*ledge
 	}
 	cs := tx.Body.ConfigSet
 	dev, group, _ := ledger.ParseTarget(cs.Target)
-	if dev != p.Device && (group == "" || !slices.Contains(p.Groups, group)) {
+	groups := p.Groups
+	if group != "" && groups == nil {
+		e, err := enrollmentOf(g, a.Enrollment, p.Device)
+		if err != nil {
+			return nil, nil, err
+		}
+		groups = e.Groups
+	}
+	if dev != p.Device && (group == "" || !slices.Contains(groups, group)) {
 		return nil, nil, fmt.Errorf("%w: the config.set is for %s", ErrProof, cs.Target)
 	}
 	return cs, r, nil
+}
+
+// enrollmentOf checks an answer's enrollment receipt: a committed
+// device.enroll of device. It carries the device's groups and model.
+func enrollmentOf(g *ledger.Genesis, r *ledger.Receipt, device string) (*ledger.Enroll, error) {
+	if r == nil {
+		return nil, fmt.Errorf("%w: the answer carries no enrollment to show the device's groups", ErrProof)
+	}
+	tx, err := provenTx(g, r, ledger.KindEnroll, device)
+	if err != nil {
+		return nil, err
+	}
+	return tx.Body.Enroll, nil
 }
 
 // ConfigState keeps the last accepted configuration in a file, for

@@ -291,3 +291,33 @@ func TestVerifyKeysAndSealTo(t *testing.T) {
 		t.Errorf("SealTo a revoked device: err = %v, want ErrRevoked", err)
 	}
 }
+
+// TestVerifyConfigGroupsFromEnrollment: a device that does not keep its
+// groups takes them from the enrollment receipt the answer carries, and
+// refuses an answer whose enrollment is missing, another device's, or
+// not a committed enrollment.
+func TestVerifyConfigGroupsFromEnrollment(t *testing.T) {
+	c := newTestChain(t, "site-a")
+	devKey := mustKey(t)
+	pub, _ := ledger.MarshalPublicKey(devKey)
+	enroll := func(id string, groups ...string) []byte {
+		return c.sign(c.admin, "admin", ledger.Body{Kind: ledger.KindEnroll, Enroll: &ledger.Enroll{DeviceID: id, PublicKey: pub, Groups: groups}})
+	}
+	rEnroll, _ := c.commit(c.now, quorum, enroll("dev-1", "meters"), enroll("dev-2", "other"))
+	cfg := []byte("interval = 10\n")
+	rCfg, head := c.commit(c.now.Add(time.Second), quorum, c.configSet("group:meters", 1, cfg))
+	policy := ConfigPolicy{Device: "dev-1", Freshness: Freshness{MaxAge: 10 * time.Minute, Now: func() time.Time { return c.now.Add(time.Minute) }}}
+	answer := func(enrollment *ledger.Receipt) *ledger.ConfigAnswer {
+		return &ledger.ConfigAnswer{Device: "dev-1", Receipt: rCfg[0], Head: *head, Enrollment: enrollment}
+	}
+	if acc, err := VerifyConfig(c.g, answer(rEnroll[0]), sha256.Sum256(cfg), policy); err != nil || acc.Target != "group:meters" {
+		t.Fatalf("groups from the enrollment: %+v, %v", acc, err)
+	}
+	forged := *rEnroll[0]
+	forged.Tx = enroll("dev-1", "meters", "x")
+	for name, e := range map[string]*ledger.Receipt{"none": nil, "another device's": rEnroll[1], "not committed": &forged, "not an enrollment": rCfg[0]} {
+		if _, err := VerifyConfig(c.g, answer(e), sha256.Sum256(cfg), policy); !errors.Is(err, ErrProof) {
+			t.Errorf("enrollment %s: %v, want ErrProof", name, err)
+		}
+	}
+}

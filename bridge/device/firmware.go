@@ -38,7 +38,9 @@ var (
 
 // FirmwarePolicy is what a device knows when it checks a firmware answer.
 type FirmwarePolicy struct {
-	Device    string
+	Device string
+	// Model and Groups are the device's; empty: take them from the
+	// enrollment receipt the answer carries.
 	Model     string
 	Groups    []string
 	Installed uint64 // the version it runs
@@ -86,6 +88,18 @@ func CheckFirmware(g *ledger.Genesis, vendorKey *ledger.PublicKey, a *ledger.Fir
 	}
 	if a.Release == nil {
 		return nil, fmt.Errorf("%w: no release", ErrProof)
+	}
+	if p.Model == "" || p.Groups == nil {
+		e, err := enrollmentOf(g, a.Enrollment, p.Device)
+		if err != nil {
+			return nil, err
+		}
+		if p.Model == "" {
+			p.Model = e.Model
+		}
+		if p.Groups == nil {
+			p.Groups = e.Groups
+		}
 	}
 	if err := ledger.VerifyReceipt(g, a.Release); err != nil {
 		return nil, fmt.Errorf("%w: release: %w", ErrProof, err)

@@ -88,13 +88,17 @@
 // "reason": ..., "error": ...}. Receipts and rejects are best effort (a client that does
 // not read may miss some); the PUBACK is the acknowledgement. The v5
 // PUBACK of a refusal carries the reason as its reason string and the
-// code:
+// code of pubackCodes (the MQTT 5 column of the refusal table in
+// docs/protocol.md, which TestReasonTableMatchesProtocol keeps equal):
 //
-//	malformed, not_record, not_report, too_large        0x99 payload format invalid
-//	wrong_topic, forbidden, unknown_author,             0x87 not authorized
-//	bad_signature, revoked
+//	malformed, too_large, wrong_chain, not_record,      0x99 payload format invalid
+//	not_report
+//	wrong_topic, unknown_author, bad_signature,         0x87 not authorized
+//	forbidden, revoked
+//	replay, exists, unknown_device, stale_version,      0x83 implementation specific error
+//	unknown_release, not_found
 //	overloaded                                          0x97 quota exceeded
-//	replay, exists, not_found, anything else            0x80 unspecified error
+//	unavailable, internal                               0x80 unspecified error
 //
 // A 3.1.1 client gets a plain PUBACK either way (3.1.1 has no reason
 // codes) and learns of a refusal from the rejects topic. A publish to any

@@ -83,12 +83,16 @@ func (x *Directory) ConfigAnswer(device string, hash []byte) (*ledger.ConfigAnsw
 	if err != nil {
 		return nil, nil, err
 	}
+	d, err := x.d.Index.Device(device)
+	if err != nil {
+		return nil, nil, err
+	}
 	a := &ledger.ConfigAnswer{Device: device, Head: *head}
+	if a.Enrollment, err = x.receipt(hex.EncodeToString(d.EnrollTx)); err != nil {
+		return nil, nil, err
+	}
 	cur, err := x.d.Index.CurrentConfig(device)
 	if errors.Is(err, index.ErrNotFound) {
-		if _, derr := x.d.Index.Device(device); derr != nil {
-			return nil, nil, derr
-		}
 		return a, nil, nil
 	}
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
@@ -242,7 +243,10 @@ func (ro *GroupRollout) offered(device string) bool {
 }
 
 // FirmwareAnswer returns the newest release device may install now, with
-// its proofs; ErrNotFound if there is none.
+// its proofs; ErrNotFound if there is none. A release whose minimum
+// version is above the version the device last reported installing is
+// passed over for an older one it can install first; if there is none,
+// the newest such release is answered with Blocked set.
 func (x *Directory) FirmwareAnswer(device string, now time.Time) (*ledger.FirmwareAnswer, *index.ReleaseInfo, error) {
 	d, err := x.d.Index.Device(device)
 	if err != nil {
@@ -255,6 +259,9 @@ func (x *Directory) FirmwareAnswer(device string, now time.Time) (*ledger.Firmwa
 	if err != nil {
 		return nil, nil, err
 	}
+	var blocked *index.ReleaseInfo // the newest allowed release the device is below the minimum of
+	var blockedRo *GroupRollout
+releases:
 	for i := range rels {
 		r := &rels[i]
 		if now.UnixMilli() >= r.Expires {
@@ -269,11 +276,28 @@ func (x *Directory) FirmwareAnswer(device string, now time.Time) (*ledger.Firmwa
 			if err != nil {
 				return nil, nil, err
 			}
-			if ro.Allowed && ro.offered(device) {
-				a, err := x.firmwareAnswer(device, r, ro, nil)
-				return a, r, err
+			if !ro.Allowed || !ro.offered(device) {
+				continue
 			}
+			if d.FwHeight > 0 && d.FwVersion < r.MinVersion {
+				if blocked == nil {
+					blocked, blockedRo = r, ro
+				}
+				break // an older release may be the step
+			}
+			if blocked != nil && r.Version <= d.FwVersion {
+				break releases // no step between what it runs and what it is below the minimum of
+			}
+			a, err := x.firmwareAnswer(device, r, ro, nil)
+			return a, r, err
 		}
+	}
+	if blocked != nil {
+		a, err := x.firmwareAnswer(device, blocked, blockedRo, nil)
+		if a != nil {
+			a.Blocked = ledger.FirmwareBelowMinVersion
+		}
+		return a, blocked, err
 	}
 	return nil, nil, fmt.Errorf("directory: no firmware for device %s: %w", device, ErrNotFound)
 }
@@ -324,7 +348,14 @@ func (x *Directory) firmwareAnswer(device string, r *index.ReleaseInfo, ro *Grou
 	if err != nil {
 		return nil, err
 	}
+	d, err := x.d.Index.Device(device)
+	if err != nil {
+		return nil, err
+	}
 	a := &ledger.FirmwareAnswer{Device: device, Group: ro.Group, Policy: ro.polRc, Head: *head}
+	if a.Enrollment, err = x.receipt(hex.EncodeToString(d.EnrollTx)); err != nil {
+		return nil, err
+	}
 	if a.Release, err = x.receipt(r.TxID); err != nil {
 		return nil, err
 	}

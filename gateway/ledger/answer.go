@@ -31,6 +31,10 @@ type ConfigAnswer struct {
 	// Match is the gateway's verdict that the hash asked about is the
 	// current one. Only a hint: the device checks for itself.
 	Match bool `cbor:"4,keyasint,omitempty"`
+	// Enrollment is the receipt of the device's device.enroll: it proves
+	// the device's groups, so a device that does not keep them can still
+	// check that a group's config.set is for it.
+	Enrollment *Receipt `cbor:"5,keyasint,omitempty"`
 }
 
 // KeysAnswer answers a lookup of a device's keys.
@@ -96,7 +100,20 @@ type FirmwareAnswer struct {
 	Votes    []*Receipt `cbor:"6,keyasint,omitempty"` // good firmware.votes
 	Revoke   *Receipt   `cbor:"7,keyasint,omitempty"` // a firmware.revoke of the release, if asked about a revoked one
 	Head     Head       `cbor:"8,keyasint"`
+	// Enrollment is the receipt of the device's device.enroll: it proves
+	// the device's model and groups.
+	Enrollment *Receipt `cbor:"9,keyasint,omitempty"`
+	// Blocked says why the device cannot install the release although
+	// its groups allow it: FirmwareBelowMinVersion. Empty: nothing known
+	// stands in the way.
+	Blocked string `cbor:"10,keyasint,omitempty"`
 }
+
+// FirmwareBelowMinVersion is a FirmwareAnswer's Blocked when the version
+// the device last reported installing is below the release's minimum
+// and no release it may install first is allowed: the device keeps its
+// firmware and asks again later (an operator must release a step).
+const FirmwareBelowMinVersion = "below_min_version"
 
 // Encode returns the answer's deterministic encoding.
 func (a *FirmwareAnswer) Encode() ([]byte, error) { return encodeAnswer(a) }

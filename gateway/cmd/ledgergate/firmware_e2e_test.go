@@ -76,7 +76,7 @@ func (l *firmwareLab) device(id, model, groups string) *fwDevice {
 	return &fwDevice{cl: cl, id: id, model: model, groups: strings.Split(groups, ","), installed: 1}
 }
 
-func (l *firmwareLab) publish(version uint64, expires string) {
+func (l *firmwareLab) publish(version uint64, expires string, extra ...string) {
 	l.t.Helper()
 	img := bytes.Repeat([]byte(fmt.Sprintf("th-2 firmware %d\n", version)), 1000)
 	l.images[version] = img
@@ -84,8 +84,8 @@ func (l *firmwareLab) publish(version uint64, expires string) {
 	if err := os.WriteFile(p, img, 0o644); err != nil {
 		l.t.Fatal(err)
 	}
-	mustCLI(l.t, l.dir, "firmware", "publish", "--vendor-key", "acme", "--vendor", "acme", "--model", "th-2",
-		"--version", fmt.Sprint(version), "--image", p, "--expires", expires, "--api", l.g.api)
+	mustCLI(l.t, l.dir, append([]string{"firmware", "publish", "--vendor-key", "acme", "--vendor", "acme", "--model", "th-2",
+		"--version", fmt.Sprint(version), "--image", p, "--expires", expires, "--api", l.g.api}, extra...)...)
 }
 
 // offer asks the gateway what d may install: nil if nothing.
@@ -384,4 +384,51 @@ func TestFirmwareVotesAndRefusals(t *testing.T) {
 	if v := offered(l.offer(lab)); v != 4 {
 		t.Errorf("release 4: offered %d", v)
 	}
+}
+
+// TestFirmwareMinVersionStep: a device below a release's minimum version
+// is offered the release it may install first; once it runs that, the
+// newer one. With no such step the answer says the device is blocked.
+// The device takes its model and groups from the answer's enrollment.
+func TestFirmwareMinVersionStep(t *testing.T) {
+	l := newFirmwareLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	d := l.device("th-1", "th-2", "fleet")
+	l.admin("firmware", "policy", "--group", "fleet", "--votes", "0")
+	l.publish(3, "720h", "--min-version", "2")
+	// It runs version 1 and says so: version 3 needs 2 first, and there is no 2.
+	key, err := device.LoadKey(filepath.Join(l.dir, d.id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.seq++
+	env, err := device.SignFirmwareReport(key, l.gen.ChainID, ledger.FirmwareReport{DeviceID: d.id, Seq: d.seq, Model: "th-2", Version: 1, OK: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.cl.ReportFirmware(ctx, env); err != nil {
+		t.Fatal(err)
+	}
+	a := l.offer(d)
+	if offered(a) != 3 || a.Blocked != ledger.FirmwareBelowMinVersion {
+		t.Fatalf("offered %d, blocked %q; want 3, %q", offered(a), a.Blocked, ledger.FirmwareBelowMinVersion)
+	}
+	p := l.policy(d)
+	p.Model, p.Groups = "", nil // from the answer's enrollment
+	if _, err := device.CheckFirmware(l.gen, l.vendorKey, a, p); !errors.Is(err, device.ErrFirmwareRollback) {
+		t.Fatalf("a blocked release checks as %v, want ErrFirmwareRollback", err)
+	}
+	l.publish(2, "720h")
+	if a = l.offer(d); offered(a) != 2 || a.Blocked != "" {
+		t.Fatalf("offered %d, blocked %q; want the step, 2", offered(a), a.Blocked)
+	}
+	if _, err := device.CheckFirmware(l.gen, l.vendorKey, a, p); err != nil {
+		t.Fatalf("the step with model and groups from the enrollment: %v", err)
+	}
+	l.install(ctx, d, a, true)
+	if a = l.offer(d); offered(a) != 3 || a.Blocked != "" {
+		t.Fatalf("after the step: offered %d, blocked %q; want 3", offered(a), a.Blocked)
+	}
+	l.install(ctx, d, a, true)
 }
