@@ -323,8 +323,13 @@ func (s *Server) Changed(devices []string) {
 }
 
 // notify sends a to the manifest observers obs, each on a goroutine of
-// its own, and renews their registrations; end, or a notification not
-// acknowledged, ends them (RFC 7641 4.5).
+// its own, and renews their registrations; end, or a CON notification
+// not acknowledged, ends them (RFC 7641 4.5). A notification is CON to a
+// CON registration, except one that carries only the first block of a
+// larger manifest: that is NON (RFC 7641 4.5 leaves the type to the
+// server), because a client answers it with the GET of the next block
+// (RFC 7959 3.4), and go-coap's client puts that GET in the ACK of a CON
+// notification, which is no request.
 func (s *Server) notify(obs []*observer, a answer, end bool) {
 	now := s.now()
 	s.mu.Lock()
@@ -341,10 +346,14 @@ func (s *Server) notify(obs []*observer, a answer, end bool) {
 		if !s.track() {
 			return
 		}
+		typ := o.typ
+		if first.block2.set {
+			typ = message.NonConfirmable
+		}
 		go func() {
 			defer s.wg.Done()
 			s.m.notifications.WithLabelValues(a.reason).Inc()
-			if err := s.send(o.p, o.typ, []byte(o.token), first); err != nil && o.typ == message.Confirmable {
+			if err := s.send(o.p, typ, []byte(o.token), first); err != nil && typ == message.Confirmable {
 				s.mu.Lock()
 				s.removeObserverLocked(o)
 				s.mu.Unlock()

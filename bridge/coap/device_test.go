@@ -441,3 +441,37 @@ func TestObserveManifestEnds(t *testing.T) {
 	cc := mustDialDTLS(t, s.dtlsAddr, d.key)
 	wantRefusal(t, get(t, cc, "/lg/v1/sensor-1/config"), codes.Forbidden, ledger.ReasonRevoked)
 }
+
+// TestObserveLargeManifest: a manifest larger than a block reaches
+// go-coap's block-wise client both as the registration's answer and as a
+// notification (its first block, NON, then the client's GETs), whatever
+// block size the client uses.
+func TestObserveLargeManifest(t *testing.T) {
+	node := startNode(t)
+	answers := newFakeAnswers()
+	s := startServerDeps(t, node, Config{}, node.Committer(), answers, nil)
+	enroll(t, node, "sensor-1", ledger.ES256)
+	for i, szx := range []blockwise.SZX{blockwise.SZX1024, blockwise.SZX64} {
+		v1, v2 := bytes.Repeat([]byte{byte('a' + 2*i)}, 1500), bytes.Repeat([]byte{byte('b' + 2*i)}, 2500)
+		answers.set(answers.configs, "sensor-1", v1)
+		cc := dialUDP(t, s.udpAddr, szx)
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		ch := make(chan notification, 16)
+		obs, err := cc.Observe(ctx, "/lg/v1/sensor-1/config", collect(ch))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := next(t, ch); n.code != codes.Content || !n.observe || !bytes.Equal(n.body, v1) {
+			t.Fatalf("SZX %v registration: %v observe=%v %d bytes", szx, n.code, n.observe, len(n.body))
+		}
+		answers.set(answers.configs, "sensor-1", v2)
+		s.Changed([]string{"sensor-1"})
+		if n := next(t, ch); n.code != codes.Content || !n.observe || !bytes.Equal(n.body, v2) {
+			t.Fatalf("SZX %v notification: %v observe=%v %d bytes", szx, n.code, n.observe, len(n.body))
+		}
+		if err := obs.Cancel(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

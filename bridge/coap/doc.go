@@ -100,8 +100,8 @@
 // with Observe, Max-Age ObserveTimeout and the manifest (no payload: none
 // yet, where a plain GET is 4.04); Changed sends each registration a
 // notification with a higher Observe number (RFC 7641 4.4), the manifest
-// read after the commit, CON to a CON registration, its first block if
-// it is larger than BlockSize. A registration ends ObserveTimeout after
+// read after the commit, CON to a CON registration; if it is larger than
+// BlockSize, its first block, NON. A registration ends ObserveTimeout after
 // its registration or last notification, on Observe 1, or when a CON
 // notification is not acknowledged (RFC 7641 4.5); the client registers
 // again before Max-Age runs out. Answers carry an ETag and go in Block2
