@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/ledgergate/ledgergate/gateway/ledger"
@@ -147,4 +148,55 @@ func TestLibcoapDeviceResources(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestLibcoapObserveManifest: coap-client-notls observing a device's
+// manifest in 64-byte blocks (-s, -b 64) gets the current one and, after
+// Changed, the new one, each larger than a block.
+func TestLibcoapObserveManifest(t *testing.T) {
+	path, err := exec.LookPath("coap-client-notls")
+	if err != nil {
+		t.Skip("coap-client-notls not installed (Debian: libcoap3-bin)")
+	}
+	l := newDeviceLab(t)
+	v1, v2 := strings.Repeat("first manifest ", 100), strings.Repeat("second manifest ", 100)
+	l.answers.set(l.answers.configs, "sensor-1", []byte(v1))
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	// -s 4: observe for 4 s, then deregister and exit.
+	cmd := exec.CommandContext(ctx, path, "-B", "8", "-s", "4", "-b", "64", "-m", "get", "coap://"+l.udpAddr+"/lg/v1/sensor-1/config")
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The first manifest whole, before it changes: a change between its
+	// blocks (a new ETag) makes libcoap start over with the new one.
+	eventually(t, "the first manifest", func() bool { return strings.Contains(out.String(), v1) })
+	l.answers.set(l.answers.configs, "sensor-1", []byte(v2))
+	l.Changed([]string{"sensor-1"})
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("coap-client-notls: %v\n%s", err, out.String())
+	}
+	if got := out.String(); !strings.Contains(got, v1) || !strings.Contains(got, v2) {
+		t.Fatalf("output %q: want both manifests whole", got)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer that a process writes while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *lockedBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *lockedBuffer) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }
