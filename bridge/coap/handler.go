@@ -152,6 +152,10 @@ func (s *Server) refusal(err error) answer {
 	}
 	var re *ledger.RefusedError
 	if errors.As(err, &re) {
+		if last, ok := ledger.LastSeqOf(err); ok {
+			// "replay: last_seq=N: <detail>": the device resyncs its counter.
+			return refuse(reason, "last_seq=%d: %s", last, re.Detail)
+		}
 		return refuse(reason, "%s", re.Detail)
 	}
 	return refuse(reason, "%v", err)

@@ -130,6 +130,9 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 type errorBody struct {
 	Error  string `json:"error"`
 	Reason string `json:"reason"`
+	// LastSeq is, with reason replay only, the device's last seq this
+	// gateway committed or queued.
+	LastSeq *uint64 `json:"last_seq,omitempty"`
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -158,7 +161,11 @@ func (s *Server) writeErr(w http.ResponseWriter, err error) {
 	case http.StatusInternalServerError:
 		s.logger.Error("api request failed", "err", err)
 	}
-	writeError(w, code, reason, err.Error())
+	body := errorBody{Error: err.Error(), Reason: reason}
+	if last, ok := ledger.LastSeqOf(err); ok {
+		body.LastSeq = &last
+	}
+	writeJSON(w, code, body)
 }
 
 // httpStatus is the HTTP status of each refusal reason: the HTTP column

@@ -71,8 +71,11 @@ func onCommit(ctx context.Context, front func() *mqtt.Server, coapFront func() *
 		}
 		if s != nil {
 			for _, tx := range txs {
-				if tx.Body.Kind == ledger.KindRevoke || tx.Body.Kind == ledger.KindRekey {
+				switch tx.Body.Kind {
+				case ledger.KindRevoke:
 					s.Revoked(tx.Body.Subject())
+				case ledger.KindRekey:
+					s.Rekeyed(tx.Body.Subject(), tx.ID)
 				}
 			}
 		}
