@@ -184,7 +184,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	coapFront, err = newCoAP(cfg.CoAP, dir, ch, st, behindPeers, limiter, d.logger.With("component", "coap"), reg)
+	coapFront, err = newCoAP(cfg.CoAP, dir, ch, st, behindPeers, devDir, limiter, d.logger.With("component", "coap"), reg)
 	if err != nil {
 		return err
 	}
