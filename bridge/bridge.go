@@ -84,6 +84,13 @@ func CheckFirmwareReport(env []byte, device string, maxBytes int) (*ledger.Tx, e
 	return checkDeviceTx(env, device, ledger.KindFirmwareReport, ledger.ReasonNotReport, maxBytes)
 }
 
+// CheckRekey is CheckReport for a device.rekey tx: env must be one by
+// device about itself. It is signed with the device's current key, and
+// takes a seq from the same counter as its records.
+func CheckRekey(env []byte, device string, maxBytes int) (*ledger.Tx, error) {
+	return checkDeviceTx(env, device, ledger.KindRekey, ledger.ReasonTopic, maxBytes)
+}
+
 // checkDeviceTx decodes env and checks that it is a kind tx by device
 // about device; a tx of another kind is refused with wrongKind.
 func checkDeviceTx(env []byte, device string, kind ledger.Kind, wrongKind ledger.Reason, maxBytes int) (*ledger.Tx, error) {

@@ -49,33 +49,53 @@ func szxOf(size int) (uint8, bool) {
 // to its first block if it is longer than BlockSize and the request asks
 // for none (RFC 7959 2.4). The first block carries Size2.
 func (s *Server) block2(req *pool.Message, a answer) answer {
-	size, off := s.cfg.BlockSize, 0
-	if v, err := req.GetOptionUint32(message.Block2); err == nil {
-		b, ok := decodeBlock(v) // the M bit means nothing in a request (RFC 7959 2.2)
-		if !ok {
-			return refuse(ledger.ReasonMalformed, "Block2 option %#x in a request", v)
-		}
-		if b.size() < size {
-			size = b.size()
-		}
-		// A larger block asked for is served in BlockSize blocks: the
-		// offset stays, the number scales (RFC 7959 2.4).
-		off = int(b.num) * b.size()
-	} else if len(a.body) <= size {
+	size, off, asked, bad := s.wantBlock(req)
+	if bad.code != 0 {
+		return bad
+	}
+	if !asked && len(a.body) <= size {
 		return a
 	}
 	if off > 0 && off >= len(a.body) {
 		return refuse(ledger.ReasonBadOption, "Block2 asks for offset %d of a %d-byte representation", off, len(a.body))
 	}
 	end := min(off+size, len(a.body))
-	szx, _ := szxOf(size)
 	out := a
 	out.body = a.body[off:end]
-	out.block2 = opt(block{num: uint32(off / size), more: end < len(a.body), szx: szx}.encode())
-	if off == 0 {
-		out.size2 = opt(uint32(len(a.body)))
-	}
+	s.cut(&out, off, size, len(a.body))
 	return out
+}
+
+// wantBlock reads the Block2 option of a request: the block size of the
+// answer (BlockSize, or less if the request asks for less), the offset
+// asked for, and whether the request has the option; a refusal if it is
+// malformed.
+func (s *Server) wantBlock(req *pool.Message) (size, off int, asked bool, bad answer) {
+	size = s.cfg.BlockSize
+	v, err := req.GetOptionUint32(message.Block2)
+	if err != nil {
+		return size, 0, false, answer{}
+	}
+	b, ok := decodeBlock(v) // the M bit means nothing in a request (RFC 7959 2.2)
+	if !ok {
+		return 0, 0, true, refuse(ledger.ReasonMalformed, "Block2 option %#x in a request", v)
+	}
+	if b.size() < size {
+		size = b.size()
+	}
+	// A larger block asked for is served in BlockSize blocks: the
+	// offset stays, the number scales (RFC 7959 2.4).
+	return size, int(b.num) * b.size(), true, answer{}
+}
+
+// cut sets the Block2 (and, on the first block, Size2) of a, the block
+// of size bytes at off of a total-byte representation.
+func (s *Server) cut(a *answer, off, size, total int) {
+	szx, _ := szxOf(size)
+	a.block2 = opt(block{num: uint32(off / size), more: off+size < total, szx: szx}.encode())
+	if off == 0 {
+		a.size2 = opt(uint32(total))
+	}
 }
 
 // transferKey names a Block1 transfer: the peer, the resource and the

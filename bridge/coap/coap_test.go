@@ -148,6 +148,10 @@ func TestRefusals(t *testing.T) {
 			if !strings.HasPrefix(diag, tc.reason+": ") {
 				t.Fatalf("diagnostic %q, want reason %s", diag, tc.reason)
 			}
+			// A replay tells the device its last seq, and only a replay.
+			if hasLast := strings.HasPrefix(diag, "replay: last_seq=5: "); hasLast != (tc.reason == "replay") || strings.Contains(diag, "last_seq") != hasLast {
+				t.Fatalf("diagnostic %q: a replay's, and only a replay's, starts with \"replay: last_seq=5: \"", diag)
+			}
 			if _, err := resp.ContentFormat(); err == nil {
 				t.Fatal("a diagnostic payload has a Content-Format")
 			}

@@ -1,9 +1,12 @@
 // Package coap is the devices' CoAP front end (RFC 7252): go-coap v3
 // servers over UDP and over DTLS 1.2 (pion/dtls v3) whose one handler
-// takes devices' signed records to the ledger and serves their receipts.
-// It checks records with bridge.CheckRecord, the check the MQTT front end
-// uses, and takes their bytes from the bridge.Limiter budget the front
-// ends share.
+// takes devices' signed records and reports to the ledger, serves their
+// receipts, and serves devices what the MQTT front end serves them: their
+// configuration manifests, verdicts, sealed blobs, other devices' keys,
+// firmware answers and images (bridge.Answers, Images). It checks
+// records and reports with bridge.CheckRecord and bridge.CheckReport, the
+// checks the MQTT front end uses, and takes their bytes from the
+// bridge.Limiter budget the front ends share.
 //
 // # The caller's duties
 //
@@ -13,16 +16,29 @@
 //     block (the chain's OnCommit), whichever front end they came
 //     through, so that observers of their receipts are notified. It does
 //     not block.
-//  3. Give every front end the same *bridge.Limiter.
-//  4. Call Close before stopping the Committer, so that records in
+//  3. Call Changed(devices) with the devices whose answers a committed
+//     block may have changed (directory.Affected, what the MQTT front
+//     end republishes), so that observers of their manifests are
+//     notified. It does not block.
+//  4. Give every front end the same *bridge.Limiter.
+//  5. Call Close before stopping the Committer, so that records in
 //     flight get their answers. Close waits for them a few seconds at
 //     most, then cancels them.
 //
 // # Resources
 //
-//	POST /lg/v1/data/{stream}     a data.record tx (COSE_Sign1); Content-Format 18 or none
-//	GET  /lg/v1/receipts/{tx id}  its receipt (CBOR, Content-Format 60); observable
-//	GET  /.well-known/core        the resources, link format (RFC 6690)
+//	POST /lg/v1/data/{stream}                 a data.record tx (COSE_Sign1); Content-Format 18 or none
+//	GET  /lg/v1/receipts/{tx id}              its receipt (CBOR, Content-Format 60); observable
+//	GET  /lg/v1/{device}/config               its ConfigAnswer (CBOR, 60); observable
+//	GET  /lg/v1/{device}/config/verify?h={sha256}  the ConfigAnswer about that hash (CBOR, 60)
+//	GET  /lg/v1/{device}/config/blob          its current sealed blob (octet-stream, 42)
+//	GET  /lg/v1/{device}/config/blob/{sha256} a sealed blob of its configurations (42)
+//	POST /lg/v1/{device}/config/report        a config.report tx, as a record
+//	GET  /lg/v1/{device}/keys/{other}         the KeysAnswer of other (CBOR, 60)
+//	GET  /lg/v1/{device}/firmware             its FirmwareAnswer (CBOR, 60); observable
+//	GET  /lg/v1/{device}/firmware/{sha256}    a firmware image (42), a block per request
+//	POST /lg/v1/{device}/firmware/report      a firmware.report tx, as a record
+//	GET  /.well-known/core                    the resources, link format (RFC 6690)
 //
 // Records. The payload of a POST to /lg/v1/data/{stream} is a
 // data.record tx on stream {stream}, application/cose;
@@ -69,31 +85,58 @@
 // anyone who names the tx id, the hash of the signed record: they prove
 // what was committed, as the ledger's API does.
 //
+// Devices' resources. The answers are bridge.Answers', CBOR that the
+// device verifies itself; without Answers (or Images) they are 4.04.
+// "data" and "receipts" are not device ids in these paths. Over DTLS
+// {device} must be the device whose enrolled key is the session's client
+// certificate key (else 4.03 wrong_cert; a revoked one 4.03 revoked): a
+// device asks only about itself, and about other devices' keys under its
+// own path, as on MQTT. Over UDP anyone may ask, as on the HTTP API: the
+// answers are proofs, the blobs sealed, the images published releases;
+// reports are authenticated by their signatures as records are. An
+// unknown device is 4.04. config/verify takes the hash as one Uri-Query
+// h=<64 hex digits> (else 4.00 malformed). A config or firmware GET with
+// Observe 0 registers, if there is room, for changes: the answer is 2.05
+// with Observe, Max-Age ObserveTimeout and the manifest (no payload: none
+// yet, where a plain GET is 4.04); Changed sends each registration a
+// notification with a higher Observe number (RFC 7641 4.4), the manifest
+// read after the commit, CON to a CON registration; if it is larger than
+// BlockSize, its first block, NON. A registration ends ObserveTimeout after
+// its registration or last notification, on Observe 1, or when a CON
+// notification is not acknowledged (RFC 7641 4.5); the client registers
+// again before Max-Age runs out. Answers carry an ETag and go in Block2
+// blocks when large or asked for.
+//
 // # Response codes
 //
 // Every refusal carries a diagnostic payload (RFC 7252 5.5.2: UTF-8
 // text without Content-Format, at most 256 bytes) "<reason>: <detail>",
 // with the ledger's reasons and package bridge's as for MQTT:
 //
-//	2.04 Changed                     the record is committed
-//	2.05 Content                     a receipt, the link format; an observation registered
+//	2.04 Changed                     the record or report is committed
+//	2.05 Content                     a receipt, an answer, a blob, an image, the link format;
+//	                                 an observation registered or notified
 //	2.31 Continue                    a Block1 block was taken: send the next
-//	4.00 Bad Request                 malformed, not_record, wrong_chain (and any other ledger reason)
+//	4.00 Bad Request                 malformed, not_record, not_report, wrong_chain
 //	4.01 Unauthorized                unknown_author, bad_signature
 //	4.02 Bad Option                  bad_option: a critical option not supported (If-Match,
 //	                                 If-None-Match, OSCORE, ...) or Block2 past the end
-//	4.03 Forbidden                   forbidden, revoked, replay, wrong_topic (the record's
-//	                                 stream is not the path's), wrong_cert (DTLS)
-//	4.04 Not Found                   not_found: no such resource, stream or tx id; a receipt
-//	                                 not committed
+//	4.03 Forbidden                   forbidden, revoked, replay, exists, stale_version, wrong_topic (the record's
+//	                                 stream is not the path's; a report not by the path's
+//	                                 device), wrong_cert (DTLS)
+//	4.04 Not Found                   not_found: no such resource, stream, tx id, device,
+//	                                 configuration, blob, firmware or image; a receipt not
+//	                                 committed; unknown_device, unknown_release
 //	4.05 Method Not Allowed          method_not_allowed
-//	4.06 Not Acceptable              not_acceptable: Accept other than 60 (receipts) or 40 (core)
+//	4.06 Not Acceptable              not_acceptable: Accept other than 60 (receipts, answers),
+//	                                 42 (blobs, images) or 40 (core)
 //	4.08 Request Entity Incomplete   incomplete: a Block1 block out of order or of no transfer
 //	4.13 Request Entity Too Large    too_large, with Size1: the largest record taken
 //	4.15 Unsupported Content-Format  content_format
 //	4.29 Too Many Requests           overloaded (RFC 8516), with Max-Age 2: retry after it
 //	5.00 Internal Server Error       internal
-//	5.03 Service Unavailable         unavailable: the gateway is shutting down, Max-Age 2
+//	5.03 Service Unavailable         unavailable: not committed within commit_timeout (no
+//	                                 quorum), or the gateway is shutting down; Max-Age 2
 //	5.05 Proxying Not Supported      proxy: Proxy-Uri or Proxy-Scheme
 //
 // 4.01 means the gateway cannot tell the record comes from an enrolled

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"net"
 	"sync/atomic"
@@ -81,8 +83,8 @@ type stubTicket struct{ r *ledger.Receipt }
 
 func (t stubTicket) Wait(context.Context) (*ledger.Receipt, error) { return t.r, nil }
 
-// fuzzServer is a Server that is not started, on stubLedger, with two
-// peers: one over UDP and one over DTLS with dev's certificate key.
+// fuzzServer is a Server that is not started, on stubLedger and the
+// device tests' fake answers and images, with two peers: one over UDP and one over DTLS with dev's certificate key.
 func fuzzServer(f *testing.F, key crypto.Signer) (*Server, *peer, *peer) {
 	der, err := ledger.MarshalPublicKey(key)
 	if err != nil {
@@ -94,7 +96,8 @@ func fuzzServer(f *testing.F, key crypto.Signer) (*Server, *peer, *peer) {
 	}
 	l := &stubLedger{key: pub}
 	s, err := New(Config{Listen: "127.0.0.1:0", MaxRecordBytes: 2048, BlockTimeout: time.Hour},
-		Deps{Committer: l, Directory: l, Receipts: l, Logger: discard()})
+		Deps{Committer: l, Directory: l, Receipts: l, Logger: discard(), Answers: newFakeAnswers(),
+			Images: fakeImages{sha256.Sum256([]byte("image")): []byte("image")}})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -112,7 +115,8 @@ func datagram(f *testing.F, typ message.Type, code codes.Code, path string, payl
 // server's handler, as received over UDP or DTLS. It must never panic,
 // and must answer only with a well-formed response to what it got: an
 // ACK of the request's message id, a NON, or a Reset, with a response
-// code, and a 2.04 only for a record of dev that the ledger took.
+// code, and a 2.04 only for a record or report of dev that the ledger
+// took.
 func FuzzCoAPMessage(f *testing.F) {
 	key, err := device.GenerateKey(ledger.ES256)
 	if err != nil {
@@ -123,7 +127,13 @@ func FuzzCoAPMessage(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	report, err := device.SignConfigReport(key, "chain", ledger.ConfigReport{DeviceID: "dev", Seq: 2, Version: 1, SHA256: make([]byte, 32)})
+	if err != nil {
+		f.Fatal(err)
+	}
 	cose := uintOpt(message.ContentFormat, uint32(message.AppCoseSign1))
+	hexOf := func(b []byte) string { return hex.EncodeToString(b) }
+	img := sha256.Sum256([]byte("image"))
 	for _, seed := range [][]byte{
 		datagram(f, message.Confirmable, codes.POST, "/lg/v1/data/temp", env, cose),
 		datagram(f, message.NonConfirmable, codes.POST, "/lg/v1/data/temp", env),
@@ -139,6 +149,15 @@ func FuzzCoAPMessage(f *testing.F) {
 		datagram(f, message.Confirmable, codes.GET, "/lg/v1/receipts/"+string(bytes.Repeat([]byte("ab"), 32)), nil, uintOpt(message.Observe, 0)),
 		datagram(f, message.Confirmable, codes.GET, "/lg/v1/receipts/"+string(bytes.Repeat([]byte("ab"), 32)), nil, uintOpt(message.Observe, 1)),
 		datagram(f, message.Confirmable, codes.PUT, "/lg/v1/data/temp", env, message.Option{ID: 9, Value: []byte{1}}),
+		datagram(f, message.Confirmable, codes.GET, "/lg/v1/dev/config", nil, uintOpt(message.Observe, 0)),
+		datagram(f, message.Confirmable, codes.GET, "/lg/v1/dev/firmware", nil, uintOpt(message.Observe, 1)),
+		datagram(f, message.Confirmable, codes.GET, "/lg/v1/dev/config/verify", nil, message.Option{ID: message.URIQuery, Value: []byte("h=" + hexOf(img[:]))}),
+		datagram(f, message.Confirmable, codes.GET, "/lg/v1/dev/config/blob", nil, uintOpt(message.Block2, 0x12)),
+		datagram(f, message.Confirmable, codes.GET, "/lg/v1/dev/config/blob/"+hexOf(img[:]), nil),
+		datagram(f, message.Confirmable, codes.GET, "/lg/v1/dev/keys/other", nil, uintOpt(message.Accept, uint32(message.AppCBOR))),
+		datagram(f, message.Confirmable, codes.GET, "/lg/v1/dev/firmware/"+hexOf(img[:]), nil, uintOpt(message.Block2, 0x10)),
+		datagram(f, message.Confirmable, codes.POST, "/lg/v1/dev/config/report", report, cose),
+		datagram(f, message.Confirmable, codes.POST, "/lg/v1/dev/firmware/report", report, cose),
 		datagram(f, message.Confirmable, codes.Content, "/x", nil),
 		datagram(f, message.Reset, codes.Empty, "", nil),
 		{0x40, 0x00, 0x12, 0x34},
@@ -207,8 +226,8 @@ func FuzzCoAPMessage(f *testing.F) {
 				t.Fatalf("2.04 to %v: %v", req.Code(), err)
 			}
 			tx, err := ledger.DecodeTx(r.Tx, 4096)
-			if err != nil || tx.Author != "dev" || tx.Body.Kind != ledger.KindRecord {
-				t.Fatalf("2.04 of a tx that is no record of dev: %v", err)
+			if err != nil || tx.Author != "dev" || tx.Body.Kind != ledger.KindRecord && tx.Body.Kind != ledger.KindConfigReport && tx.Body.Kind != ledger.KindFirmwareReport {
+				t.Fatalf("2.04 of a tx that is no record or report of dev: %v", err)
 			}
 		}
 		if n, b, _ := s.blocks.usage(); n > DefaultMaxTransfers || b > DefaultMaxTransferBytes {

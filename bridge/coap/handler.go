@@ -22,9 +22,21 @@ const (
 	corePath     = ".well-known/core"
 )
 
-// wellKnownCore is the RFC 6690 link format of the resources.
+// wellKnownCore is the RFC 6690 link format of the resources. A
+// device's resources are listed as URI templates (RFC 6570) with
+// {device}, {other} and {sha256}: the link names the resource type, the
+// title how to fill it in.
 const wellKnownCore = `</lg/v1/data>;rt="lg.record";ct=18;title="POST a data.record to /lg/v1/data/{stream}",` +
-	`</lg/v1/receipts>;rt="lg.receipt";ct=60;obs;title="GET /lg/v1/receipts/{tx id}"`
+	`</lg/v1/receipts>;rt="lg.receipt";ct=60;obs;title="GET /lg/v1/receipts/{tx id}",` +
+	`</lg/v1/{device}/config>;rt="lg.config";ct=60;obs;title="GET the ConfigAnswer of {device}",` +
+	`</lg/v1/{device}/config/verify>;rt="lg.config.verify";ct=60;title="GET ?h={sha256}: the ConfigAnswer about a configuration",` +
+	`</lg/v1/{device}/config/blob>;rt="lg.config.blob";ct=42;title="GET the current sealed blob",` +
+	`</lg/v1/{device}/config/blob/{sha256}>;rt="lg.config.blob";ct=42;title="GET a sealed blob by address",` +
+	`</lg/v1/{device}/config/report>;rt="lg.config.report";ct=18;title="POST a config.report",` +
+	`</lg/v1/{device}/keys/{other}>;rt="lg.keys";ct=60;title="GET the KeysAnswer of {other}",` +
+	`</lg/v1/{device}/firmware>;rt="lg.firmware";ct=60;obs;title="GET the FirmwareAnswer of {device}",` +
+	`</lg/v1/{device}/firmware/{sha256}>;rt="lg.firmware.image";ct=42;title="GET a firmware image",` +
+	`</lg/v1/{device}/firmware/report>;rt="lg.firmware.report";ct=18;title="POST a firmware.report"`
 
 // Results of requests_total besides refusal reasons.
 const (
@@ -140,6 +152,10 @@ func (s *Server) refusal(err error) answer {
 	}
 	var re *ledger.RefusedError
 	if errors.As(err, &re) {
+		if last, ok := ledger.LastSeqOf(err); ok {
+			// "replay: last_seq=N: <detail>": the device resyncs its counter.
+			return refuse(reason, "last_seq=%d: %s", last, re.Detail)
+		}
 		return refuse(reason, "%s", re.Detail)
 	}
 	return refuse(reason, "%v", err)
@@ -242,8 +258,8 @@ func put(m *pool.Message, a answer) {
 }
 
 // Options this server processes (RFC 7252 5.10, 7641, 7959, 9175).
-// Uri-Host, Uri-Port and Uri-Query are accepted and ignored; Echo and
-// No-Response are elective and ignored.
+// Uri-Host and Uri-Port are accepted and ignored, Uri-Query too except
+// by config/verify; Echo and No-Response are elective and ignored.
 var knownOptions = map[message.OptionID]bool{
 	message.URIHost: true, message.ETag: true, message.Observe: true, message.URIPort: true,
 	message.URIPath: true, message.ContentFormat: true, message.URIQuery: true, message.Accept: true,
@@ -290,6 +306,9 @@ func (s *Server) serve(p *peer, req *pool.Message, now time.Time) (resource stri
 			return "receipts", refuse(ledger.ReasonMethod, "%s/<tx id> takes GET", receiptsPath)
 		}
 		return "receipts", s.getReceipt(p, req, last, now)
+	}
+	if device, rest, ok := deviceResource(path); ok {
+		return s.serveDevice(p, req, device, rest, now)
 	}
 	return "other", refuse(ledger.ReasonNotFound, "no such resource")
 }

@@ -107,11 +107,17 @@ func startServer(t testing.TB, node *testNode, cfg Config) *server {
 // startServerWith is startServer with committer for the node's.
 func startServerWith(t testing.TB, node *testNode, cfg Config, committer bridge.Committer) *server {
 	t.Helper()
+	return startServerDeps(t, node, cfg, committer, nil, nil)
+}
+
+// startServerDeps is startServerWith with answers and images.
+func startServerDeps(t testing.TB, node *testNode, cfg Config, committer bridge.Committer, answers bridge.Answers, images Images) *server {
+	t.Helper()
 	cert := selfSigned(t, newP256(t), "gateway")
 	cfg.Listen, cfg.DTLSListen, cfg.DTLSCertificate = "127.0.0.1:0", "127.0.0.1:0", cert
 	cc := &countingCommitter{Committer: committer}
 	s, err := New(cfg, Deps{Committer: cc, Directory: node.Directory(), Receipts: node.Chain,
-		Logger: discard(), Registry: prometheus.NewRegistry()})
+		Answers: answers, Images: images, Logger: discard(), Registry: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}

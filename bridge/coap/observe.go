@@ -18,12 +18,15 @@ const (
 	obsReceipt    = 3
 )
 
-// observer is a registration for a receipt not committed yet (RFC 7641):
-// it gets one notification, the receipt, then it ends.
+// observer is a registration (RFC 7641): for a receipt not committed
+// yet, it gets one notification, the receipt, then it ends; for a
+// device's manifest (watch is set), a notification each time it changes,
+// until it expires.
 type observer struct {
 	p       *peer
 	token   string
 	id      [32]byte
+	watch   string       // a manifest's watchKey; "" for a receipt
 	typ     message.Type // of the registration: a CON one gets CON notifications
 	expires time.Time
 }
@@ -120,10 +123,18 @@ func (s *Server) removeObserverLocked(o *observer) {
 		return
 	}
 	delete(o.p.observers, o.token)
-	set := s.observing[o.id]
-	delete(set, o)
-	if len(set) == 0 {
-		delete(s.observing, o.id)
+	if o.watch != "" {
+		set := s.watching[o.watch]
+		delete(set, o)
+		if len(set) == 0 {
+			delete(s.watching, o.watch)
+		}
+	} else {
+		set := s.observing[o.id]
+		delete(set, o)
+		if len(set) == 0 {
+			delete(s.observing, o.id)
+		}
 	}
 	s.nobs--
 	s.m.observations.Set(float64(s.nobs))
@@ -175,7 +186,7 @@ func (s *Server) Committed(ids [][32]byte) {
 			go func() {
 				defer s.wg.Done()
 				s.m.notifications.WithLabelValues(a.reason).Inc()
-				s.send(o.p, o.typ, []byte(o.token), s.firstBlock(a))
+				_ = s.send(o.p, o.typ, []byte(o.token), s.firstBlock(a))
 			}()
 		}
 	}()
@@ -195,9 +206,10 @@ func (s *Server) firstBlock(a answer) answer {
 	return out
 }
 
-// expireObservations ends the registrations older than ObserveTimeout
-// with a 4.04 without Observe (RFC 7641 3.2: the client is no longer
-// registered), sent NON.
+// expireObservations ends the registrations older than ObserveTimeout:
+// a receipt's with a 4.04 without Observe (RFC 7641 3.2: the client is
+// no longer registered), sent NON; a manifest's without a word (its
+// answers' Max-Age told the client when to register again).
 func (s *Server) expireObservations(now time.Time) {
 	s.mu.Lock()
 	var due []*observer
@@ -208,6 +220,13 @@ func (s *Server) expireObservations(now time.Time) {
 			}
 		}
 	}
+	for _, set := range s.watching {
+		for o := range set {
+			if now.After(o.expires) {
+				s.removeObserverLocked(o)
+			}
+		}
+	}
 	for _, o := range due {
 		s.removeObserverLocked(o)
 	}
@@ -215,6 +234,6 @@ func (s *Server) expireObservations(now time.Time) {
 	for _, o := range due {
 		a := refuse(ledger.ReasonNotFound, "tx %x did not commit within %v", o.id, s.cfg.ObserveTimeout)
 		s.m.notifications.WithLabelValues(a.reason).Inc()
-		s.send(o.p, message.NonConfirmable, []byte(o.token), a)
+		_ = s.send(o.p, message.NonConfirmable, []byte(o.token), a)
 	}
 }

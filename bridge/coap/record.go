@@ -26,15 +26,35 @@ func (s *Server) maxRecordBytes() int {
 	return limit
 }
 
-// postRecord answers POST lg/v1/data/<stream>: it reassembles Block1
-// transfers, checks the record and commits it. The answer is 2.04 after
-// the commit, or a refusal.
+// postRecord answers POST lg/v1/data/<stream>: a record, posted as
+// postTx does.
 func (s *Server) postRecord(p *peer, req *pool.Message, stream string, now time.Time) answer {
 	if !ledger.ValidID(stream) {
 		return refuse(ledger.ReasonNotFound, "%q is not a stream id", clip(stream, ledger.MaxIDLen))
 	}
+	return s.postTx(p, req, txPost{resource: "data", key: stream, check: func(env []byte, limit int) (*ledger.Tx, error) {
+		return bridge.CheckRecord(env, authorOf(env, limit), stream, limit)
+	}}, now)
+}
+
+// txPost is a POST of a device's signed tx: a record or a report.
+type txPost struct {
+	resource string // in metrics
+	// key names the resource's Block1 transfers (with the peer and the
+	// Request-Tag): a stream id, or a path with a '/', which no stream
+	// id has.
+	key string
+	// check is the decode-and-check of the tx, at most limit bytes
+	// (bridge.CheckRecord, bridge.CheckReport, ...).
+	check func(env []byte, limit int) (*ledger.Tx, error)
+}
+
+// postTx answers the POST of a tx: it reassembles Block1 transfers,
+// checks the tx and commits it. The answer is 2.04 after the commit, or
+// a refusal.
+func (s *Server) postTx(p *peer, req *pool.Message, tp txPost, now time.Time) answer {
 	if cf, err := req.ContentFormat(); err == nil && cf != message.AppCoseSign1 {
-		return refuse(ledger.ReasonFormat, "a record is application/cose; cose-type=\"cose-sign1\" (18), not %d", cf)
+		return refuse(ledger.ReasonFormat, "a tx is application/cose; cose-type=\"cose-sign1\" (18), not %d", cf)
 	}
 	limit := s.maxRecordBytes()
 	payload, err := req.ReadBody()
@@ -48,18 +68,18 @@ func (s *Server) postRecord(p *peer, req *pool.Message, stream string, now time.
 			size1 = int(n)
 		}
 		tag, _ := req.GetOptionBytes(optRequestTag)
-		body, a, done := s.blocks.put(p, stream, string(tag), v, payload, size1, limit, now)
+		body, a, done := s.blocks.put(p, tp.key, string(tag), v, payload, size1, limit, now)
 		if !done {
 			return a
 		}
 		payload, block1 = body, opt(v)
 	} else if len(payload) > limit {
-		a := refuse(ledger.ReasonTooLarge, "a %d-byte record, at most %d", len(payload), limit)
+		a := refuse(ledger.ReasonTooLarge, "a %d-byte tx, at most %d", len(payload), limit)
 		a.size1 = opt(uint32(limit))
 		return a
 	}
 	// RFC 7959 2.3: the final response names the last block.
-	a := s.submit(p, req, payload, stream, limit, block1, now)
+	a := s.submit(p, req, payload, tp, limit, block1, now)
 	a.block1 = block1
 	return a
 }
@@ -77,12 +97,12 @@ func authorOf(env []byte, limit int) string {
 	return tx.Author
 }
 
-// submit checks env, a record for stream, proposes it and waits up to
+// submit checks env with tp.check, proposes it and waits up to
 // AckWait for its commit: the answer is the commit's (2.04 with the
 // receipt, or a refusal), or separate, and the goroutine that waits for
 // the commit sends the response, with block1, when it comes.
-func (s *Server) submit(p *peer, req *pool.Message, env []byte, stream string, limit int, block1 optUint, start time.Time) answer {
-	tx, err := bridge.CheckRecord(env, authorOf(env, limit), stream, limit)
+func (s *Server) submit(p *peer, req *pool.Message, env []byte, tp txPost, limit int, block1 optUint, start time.Time) answer {
+	tx, err := tp.check(env, limit)
 	if err != nil {
 		return s.refusal(err)
 	}
@@ -145,9 +165,9 @@ func (s *Server) submit(p *peer, req *pool.Message, env []byte, stream string, l
 		if s.ctx.Err() != nil {
 			return // no answer: the client sends the record again
 		}
-		s.m.requests.WithLabelValues("data", a.reason).Inc()
+		s.m.requests.WithLabelValues(tp.resource, a.reason).Inc()
 		a.block1 = block1
-		s.send(p, typ, token, a)
+		_ = s.send(p, typ, token, a)
 	}()
 	timer := time.NewTimer(s.cfg.AckWait)
 	defer timer.Stop()
@@ -244,8 +264,9 @@ func (s *Server) checkSession(p *peer, author string) (answer, bool) {
 // send sends a, a separate response or a notification, to the request
 // of type typ with token: as CON to a CON request (resent until it is
 // acknowledged, MAX_TRANSMIT_SPAN at most), else as NON. It returns
-// when it is acknowledged or given up.
-func (s *Server) send(p *peer, typ message.Type, token []byte, a answer) {
+// when it is acknowledged or given up, with an error if it was not
+// delivered.
+func (s *Server) send(p *peer, typ message.Type, token []byte, a answer) error {
 	ctx, cancel := context.WithTimeout(s.ctx, maxTransmitSpan)
 	defer cancel()
 	m := p.cc.AcquireMessage(ctx)
@@ -259,7 +280,9 @@ func (s *Server) send(p *peer, typ message.Type, token []byte, a answer) {
 	}
 	if err := p.cc.WriteMessage(m); err != nil {
 		s.log.Debug("coap response not delivered", "remote", p.cc.RemoteAddr(), "code", a.code, "error", err)
+		return err
 	}
+	return nil
 }
 
 // etagOf is the ETag of a representation: its SHA-256, cut to 8 bytes.

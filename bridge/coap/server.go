@@ -79,10 +79,13 @@ type Config struct {
 	MaxTransfersPerPeer int
 	MaxTransferBytes    int
 	BlockTimeout        time.Duration
-	// MaxObservations bounds the observed receipts over all peers
-	// (default 4096), MaxObservationsPerPeer those of one peer (default
-	// 8). ObserveTimeout ends an observation whose tx has not committed
-	// (default 5 minutes).
+	// MaxObservations bounds the observations (of receipts and of
+	// devices' manifests) over all peers (default 4096),
+	// MaxObservationsPerPeer those of one peer (default 8).
+	// ObserveTimeout ends an observation whose tx has not committed, and
+	// a manifest's not renewed by a registration or a notification for
+	// that long; it is the Max-Age of manifest answers (default 5
+	// minutes).
 	MaxObservations        int
 	MaxObservationsPerPeer int
 	ObserveTimeout         time.Duration
@@ -143,11 +146,25 @@ type Receipts interface {
 	Receipt(id [32]byte) (*ledger.Receipt, error)
 }
 
+// Images serves firmware images a part at a time, for Block2.
+type Images interface {
+	// ReadImage reads len(p) bytes from offset off of the firmware image
+	// whose SHA-256 is sum (fewer at its end, none past it), and returns
+	// how many it read and the image's size. Errors carry a reason (ledger.ReasonOf),
+	// ledger.ReasonNotFound for an image no release names.
+	ReadImage(ctx context.Context, sum [32]byte, p []byte, off int64) (int, int64, error)
+}
+
 // Deps are what the server is built from.
 type Deps struct {
 	Committer bridge.Committer
 	Directory bridge.Directory
 	Receipts  Receipts
+	// Answers serves devices' configurations, blobs, keys and firmware
+	// answers; nil: those resources answer 4.04.
+	Answers bridge.Answers
+	// Images serves firmware images; nil: 4.04.
+	Images Images
 	// Limiter is the budget of records waiting to commit, shared with
 	// the other front ends; nil: one of this server's own of
 	// bridge.DefaultMaxPendingBytes.
@@ -184,7 +201,14 @@ type Server struct {
 	peers     map[*udpClient.Conn]*peer
 	udpPeers  int
 	observing map[[32]byte]map[*observer]struct{}
+	watching  map[string]map[*observer]struct{} // manifest observers by watchKey
 	nobs      int
+
+	// manifestMu makes reading a manifest and numbering it (obsSeq) one
+	// step: a manifest read before a commit never has a higher Observe
+	// number than one read after it.
+	manifestMu sync.Mutex
+	obsSeq     uint32
 
 	wg        sync.WaitGroup // records in flight, separate responses, notifications; Add under mu while !closing
 	workers   sync.WaitGroup // peers' workers; Add under mu while !stopped
@@ -272,6 +296,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	s := &Server{
 		cfg: cfg, d: d, log: d.Logger, m: m, ctx: ctx, stop: stop, now: time.Now,
 		peers: map[*udpClient.Conn]*peer{}, observing: map[[32]byte]map[*observer]struct{}{},
+		watching: map[string]map[*observer]struct{}{},
 	}
 	s.blocks = newBlockStore(cfg.MaxTransfers, cfg.MaxTransfersPerPeer, cfg.MaxTransferBytes, cfg.BlockTimeout, m)
 	return s, nil

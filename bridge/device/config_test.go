@@ -321,3 +321,32 @@ func TestVerifyConfigGroupsFromEnrollment(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckFirmwareNullVote: a gateway's answer with a null among its
+// votes is refused as a bad proof, not a crash of the device.
+func TestCheckFirmwareNullVote(t *testing.T) {
+	c := newTestChain(t, "site-a")
+	vendor := mustKey(t)
+	vendorDER, _ := ledger.MarshalPublicKey(vendor)
+	vendorKey, err := ledger.ParsePublicKey(vendorDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte("image"))
+	rel := c.sign(vendor, "acme", ledger.Body{Kind: ledger.KindFirmwarePublish, FirmwarePublish: &ledger.FirmwarePublish{
+		Model: "th-2", Version: 2, SHA256: sum[:], Size: 5, Expires: c.now.Add(time.Hour).UnixMilli()}})
+	pol := c.sign(c.admin, "admin", ledger.Body{Kind: ledger.KindFirmwarePolicy, FirmwarePolicy: &ledger.FirmwarePolicy{Group: "fleet", MinGoodVotes: 1}})
+	rs, head := c.commit(c.now, quorum, rel, pol)
+	a := &ledger.FirmwareAnswer{Device: "dev-1", Group: "fleet", Release: rs[0], Policy: rs[1], Votes: []*ledger.Receipt{nil}, Head: *head}
+	p := FirmwarePolicy{Device: "dev-1", Model: "th-2", Groups: []string{"fleet"}, Installed: 1, Freshness: Freshness{Now: func() time.Time { return c.now }}}
+	if _, err := CheckFirmware(c.g, vendorKey, a, p); !errors.Is(err, ErrProof) {
+		t.Fatalf("CheckFirmware with a null vote: %v, want ErrProof", err)
+	}
+	b, err := a.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ledger.DecodeFirmwareAnswer(b); !errors.Is(err, ledger.ErrAnswer) {
+		t.Fatalf("DecodeFirmwareAnswer with a null vote: %v, want ErrAnswer", err)
+	}
+}

@@ -69,6 +69,9 @@ func VerifyKeys(g *ledger.Genesis, a *ledger.KeysAnswer, id string, f Freshness)
 
 // provenTx verifies r and returns its tx, which must be a kind tx about id.
 func provenTx(g *ledger.Genesis, r *ledger.Receipt, kind ledger.Kind, id string) (*ledger.Tx, error) {
+	if r == nil { // a null in an answer's list
+		return nil, fmt.Errorf("%w: %s: no receipt", ErrProof, kind)
+	}
 	if err := ledger.VerifyReceipt(g, r); err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrProof, kind, err)
 	}

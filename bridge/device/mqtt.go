@@ -44,6 +44,9 @@ func ReportTopic(id string) string { return Prefix(id) + "config/report" }
 // FirmwareReportTopic is where a device publishes its firmware.report txs.
 func FirmwareReportTopic(id string) string { return Prefix(id) + "firmware/report" }
 
+// RekeyTopic is where a device publishes its device.rekey txs.
+func RekeyTopic(id string) string { return Prefix(id) + "rekey" }
+
 // ConfigTopic is where the gateway keeps a device's configuration
 // manifest (a ledger.ConfigAnswer), retained; an empty message means none.
 func ConfigTopic(id string) string { return Prefix(id) + "config" }
@@ -82,6 +85,9 @@ type Reject struct {
 	TxID   string `json:"tx_id"`
 	Reason string `json:"reason"`
 	Error  string `json:"error"`
+	// LastSeq is, with reason replay, the device's last seq the gateway
+	// committed or queued.
+	LastSeq *uint64 `json:"last_seq,omitempty"`
 }
 
 // RefusedError is a refusal by the gateway, of a publish or a request:
@@ -90,7 +96,14 @@ type Reject struct {
 type RefusedError struct {
 	Reason string
 	Detail string
+	// LastSeq is, for a replay, the device's last seq that the gateway
+	// committed or queued, if it said: sign again with a seq above it.
+	LastSeq *uint64
 }
+
+// ReasonReplay is the reason of a refusal of a seq that is not above the
+// device's last one: resync the counter from RefusedError.LastSeq.
+const ReasonReplay = string(ledger.ReasonReplay)
 
 func (e *RefusedError) Error() string {
 	return fmt.Sprintf("%v: %s: %s", ErrRefused, e.Reason, e.Detail)
@@ -101,8 +114,12 @@ func (e *RefusedError) Is(target error) bool { return target == ErrRefused }
 
 // Client is a device's MQTT v5 session with a gateway.
 type Client struct {
-	id string
-	c  *paho.Client
+	id      string
+	chainID string
+	c       *paho.Client
+
+	keyMu sync.Mutex
+	key   crypto.Signer // the device's current key: Rekey replaces it
 
 	subMu     sync.Mutex // serializes the config topic's subscribe
 	configSub bool       // subscribed to the config topic
@@ -160,7 +177,7 @@ func Dial(ctx context.Context, id string, key crypto.Signer, chainID string, o D
 		conn.Close()
 		return nil, err
 	}
-	cl := &Client{id: id, receipts: map[string][]byte{}, rejects: map[string]Reject{}, answers: map[string]chan answer{},
+	cl := &Client{id: id, chainID: chainID, key: key, receipts: map[string][]byte{}, rejects: map[string]Reject{}, answers: map[string]chan answer{},
 		notify: make(chan struct{})}
 	cl.c = paho.NewClient(paho.ClientConfig{
 		ClientID: id,
@@ -253,7 +270,8 @@ var ErrRefused = errors.New("device: refused by the gateway")
 
 // Publish sends a signed record (QoS 1) and returns once the gateway
 // acknowledged it, that is, once it is committed. A refusal is a
-// *RefusedError (errors.Is(err, ErrRefused)).
+// *RefusedError (errors.Is(err, ErrRefused)); "unavailable" is not
+// final, and the record is sent again until ctx ends (see publishTx).
 func (cl *Client) Publish(ctx context.Context, stream string, env []byte) error {
 	return cl.publishTx(ctx, DataTopic(cl.id, stream), env)
 }
@@ -272,8 +290,36 @@ func (cl *Client) ReportFirmware(ctx context.Context, env []byte) error {
 	return cl.publishTx(ctx, FirmwareReportTopic(cl.id), env)
 }
 
-// publishTx publishes the tx env on topic, QoS 1, and waits for its PUBACK.
+// ResendPause is how long the client waits before it sends a tx refused
+// as "unavailable" again: the Max-Age and Retry-After of the gateway's
+// CoAP and HTTP answers (MQTT has no such property).
+const ResendPause = 2 * time.Second
+
+// publishTx publishes the tx env on topic, QoS 1, and waits for its
+// PUBACK. A refusal as "unavailable" (the gateway could not commit it
+// within its commit timeout: no quorum) is not final: the tx stays
+// queued at the gateway, and the same bytes are sent again after
+// ResendPause until they are answered otherwise or ctx ends
+// (docs/device-protocol.md).
 func (cl *Client) publishTx(ctx context.Context, topic string, env []byte) error {
+	for {
+		err := cl.publishOnce(ctx, topic, env)
+		var re *RefusedError
+		if !errors.As(err, &re) || re.Reason != string(ledger.ReasonUnavailable) {
+			return err
+		}
+		t := time.NewTimer(ResendPause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+}
+
+// publishOnce publishes the tx env on topic, QoS 1, and waits for its PUBACK.
+func (cl *Client) publishOnce(ctx context.Context, topic string, env []byte) error {
 	id := ledger.TxID(env)
 	txID := hex.EncodeToString(id[:])
 	cl.mu.Lock()
@@ -282,14 +328,116 @@ func (cl *Client) publishTx(ctx context.Context, topic string, env []byte) error
 	r, err := cl.c.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Payload: env})
 	if err != nil {
 		if rj, ok := cl.reject(ctx, txID); ok {
-			return &RefusedError{Reason: rj.Reason, Detail: rj.Error}
+			return &RefusedError{Reason: rj.Reason, Detail: rj.Error, LastSeq: rj.LastSeq}
 		}
 		if r != nil && r.ReasonCode >= 0x80 && r.Properties != nil && r.Properties.ReasonString != "" {
-			return &RefusedError{Reason: r.Properties.ReasonString, Detail: fmt.Sprintf("PUBACK 0x%02x", r.ReasonCode)}
+			re := &RefusedError{Reason: r.Properties.ReasonString, Detail: fmt.Sprintf("PUBACK 0x%02x", r.ReasonCode)}
+			if n, err := strconv.ParseUint(r.Properties.User.Get("last_seq"), 10, 64); err == nil {
+				re.LastSeq = &n
+			}
+			return re
 		}
 		return fmt.Errorf("device: publish: %w", err)
 	}
 	return nil
+}
+
+// signer is the device's current key.
+func (cl *Client) signer() crypto.Signer {
+	cl.keyMu.Lock()
+	defer cl.keyMu.Unlock()
+	return cl.key
+}
+
+// PublishRecord signs rec with the client's key and the next number of
+// seq, publishes it on its stream (QoS 1) and returns the signed record
+// once the gateway acknowledged it, that is, once it is committed. If
+// the gateway refuses it as a replay and says its last seq for the
+// device, the counter was behind the ledger's (another program used the
+// key, or the counter was lost): PublishRecord moves seq past the
+// gateway's last seq, signs the record again and sends it once more. A
+// refusal is a *RefusedError.
+func (cl *Client) PublishRecord(ctx context.Context, seq Counter, rec ledger.Record) ([]byte, error) {
+	rec.DeviceID = cl.id
+	return cl.publishSeq(ctx, DataTopic(cl.id, rec.Stream), seq, func(key crypto.Signer, n uint64) ([]byte, error) {
+		r := rec
+		r.Seq = n
+		return SignRecord(key, cl.chainID, r)
+	})
+}
+
+// Rekey replaces the device's keys: it signs, with the client's current
+// key and the next number of seq, a device.rekey carrying newKey's
+// public key and the encryption key encPub (an X25519
+// SubjectPublicKeyInfo, as WriteEncKeyPair writes to NAME.enc.pub; nil
+// leaves the device without one), publishes it on RekeyTopic (QoS 1) and
+// returns the signed tx once it is committed, resyncing seq once on a
+// replay as PublishRecord does. From then on the client signs with
+// newKey, and the session continues: the gateway checks what it
+// publishes next against the new key, and refuses records signed with
+// the old one (bad_signature). The device must store newKey before it
+// calls Rekey, so that a crash after the commit does not lose it.
+func (cl *Client) Rekey(ctx context.Context, seq Counter, newKey crypto.Signer, encPub []byte) ([]byte, error) {
+	pub, err := ledger.MarshalPublicKey(newKey)
+	if err != nil {
+		return nil, err
+	}
+	env, err := cl.publishSeq(ctx, RekeyTopic(cl.id), seq, func(key crypto.Signer, n uint64) ([]byte, error) {
+		return SignRekey(key, cl.chainID, ledger.Rekey{DeviceID: cl.id, Seq: n, PublicKey: pub, EncKey: encPub})
+	})
+	if err != nil {
+		return nil, err
+	}
+	cl.keyMu.Lock()
+	cl.key = newKey
+	cl.keyMu.Unlock()
+	return env, nil
+}
+
+// publishSeq signs a tx with the next number of seq and publishes it on
+// topic; on a replay refusal that carries the gateway's last seq, at or
+// above the number used, it moves seq past it and signs and sends once
+// more (ledger.ActionResync).
+func (cl *Client) publishSeq(ctx context.Context, topic string, seq Counter, sign func(key crypto.Signer, n uint64) ([]byte, error)) ([]byte, error) {
+	for try := 0; ; try++ {
+		n, err := seq.Next()
+		if err != nil {
+			return nil, err
+		}
+		env, err := sign(cl.signer(), n)
+		if err != nil {
+			return nil, err
+		}
+		err = cl.publishTx(ctx, topic, env)
+		if err == nil {
+			return env, nil
+		}
+		if try > 0 {
+			return nil, err
+		}
+		resynced, serr := Resync(err, n, seq)
+		if serr != nil {
+			return nil, serr
+		}
+		if !resynced {
+			return nil, err
+		}
+	}
+}
+
+// Resync moves seq past the gateway's last seq for the device if err is
+// a replay refusal of the number used that carries it (it is at or above
+// used), and reports whether it did: then sign again with seq.Next().
+// It is what a device does on a replay refusal (ledger.ActionResync).
+func Resync(err error, used uint64, seq Counter) (bool, error) {
+	var re *RefusedError
+	if !errors.As(err, &re) || re.Reason != ReasonReplay || re.LastSeq == nil || *re.LastSeq < used {
+		return false, nil
+	}
+	if err := seq.Set(*re.LastSeq); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // Request asks the gateway something: it publishes payload on

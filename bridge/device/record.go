@@ -12,6 +12,14 @@ func SignRecord(key crypto.Signer, chainID string, rec ledger.Record) ([]byte, e
 	return ledger.SignTx(key, rec.DeviceID, &ledger.Body{Kind: ledger.KindRecord, ChainID: chainID, Record: &rec})
 }
 
+// SignRekey signs, with key, the device's current key, a device.rekey tx
+// for device rk.DeviceID: it replaces the signing key with rk.PublicKey
+// (a DER SubjectPublicKeyInfo) and the encryption key with rk.EncKey
+// (none if empty). rk.Seq comes from the counter of the device's records.
+func SignRekey(key crypto.Signer, chainID string, rk ledger.Rekey) ([]byte, error) {
+	return ledger.SignTx(key, rk.DeviceID, &ledger.Body{Kind: ledger.KindRekey, ChainID: chainID, Rekey: &rk})
+}
+
 // VerifyReceipt decodes a receipt and verifies it offline against the genesis.
 func VerifyReceipt(g *ledger.Genesis, receipt []byte) (*ledger.Receipt, error) {
 	r, err := ledger.DecodeReceipt(receipt)

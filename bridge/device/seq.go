@@ -9,6 +9,15 @@ import (
 	"strings"
 )
 
+// Counter hands out a device's sequence numbers: a SeqFile, or what the
+// device keeps its counter in.
+type Counter interface {
+	// Next returns the next number, stored before it is returned.
+	Next() (uint64, error)
+	// Set stores last as the last number used: Next returns last+1.
+	Set(last uint64) error
+}
+
 // SeqFile is a device's sequence counter, kept in a file so that a device
 // never reuses a number after a restart: the gateway refuses a record
 // whose seq is not above the device's last one (replay protection).

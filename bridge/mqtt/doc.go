@@ -8,7 +8,10 @@
 //  1. Build with New (no I/O), then Start, which returns once every
 //     listener is bound: report READY after it.
 //  2. Call Revoked(id) for every device.revoke that commits (the chain's
-//     OnCommit hook), so the device is disconnected at once.
+//     OnCommit hook), so the device is disconnected at once, and
+//     Rekeyed(id, tx id) for every device.rekey that commits, so the
+//     device's connections authenticated with the old key end (all but
+//     the one the re-key was published on).
 //  3. Call Changed(devices) whenever what Answers.Config or
 //     Answers.Firmware returns changes for those devices (a config.set
 //     commits: for a group target, every member), so subscribed devices
@@ -39,7 +42,11 @@
 //	a will message (the broker would forward it)         0x87 / 0x05
 //
 // The credential is checked at CONNECT only: a connection may outlive its
-// token. A revocation disconnects the device (v5: DISCONNECT 0x87).
+// token. A revocation disconnects the device (v5: DISCONNECT 0x87). A
+// re-key does too, except on the connection that published it: that
+// session continues, and what it publishes is checked against the
+// device's key at the time (signatures are checked on submit, against
+// the ledger's current key, never a key cached at CONNECT).
 // Keepalive is at most MaxKeepalive seconds; a client asking for more, or
 // for none, is held to MaxKeepalive (v5 clients are told in the CONNACK).
 // Sessions outlive a disconnect by at most MaxSessionExpiry seconds.
@@ -52,6 +59,8 @@
 //
 //	lg/v1/<id>/data/<stream>     device -> gateway: data.record txs
 //	lg/v1/<id>/config/report     device -> gateway: config.report txs
+//	lg/v1/<id>/firmware/report   device -> gateway: firmware.report txs
+//	lg/v1/<id>/rekey             device -> gateway: device.rekey txs
 //	lg/v1/<id>/receipts          gateway -> device: receipts (CBOR, QoS 1)
 //	lg/v1/<id>/rejects           gateway -> device: refusals (JSON, QoS 1)
 //	lg/v1/<id>/config            gateway -> device: manifest (CBOR, retained)
@@ -66,7 +75,9 @@
 // Publishing. The payload of a publish to lg/v1/<id>/data/<stream> is a
 // data.record tx (COSE_Sign1) by device <id> on stream <stream>; that of
 // a publish to lg/v1/<id>/config/report a config.report tx by device
-// <id>. Both are handled alike below ("records"): they share the
+// <id> (firmware/report: a firmware.report), and that of a publish to
+// lg/v1/<id>/rekey a device.rekey tx by device <id> (another kind there is
+// wrong_topic). They are handled alike below ("records"): they share the
 // device's queue and its seq counter. Nothing a device publishes is
 // forwarded to any subscriber. For QoS 1 the PUBACK is sent when the
 // record is committed (in a block on disk) or refused, never before; many QoS 1 messages may be in flight, up to the Receive
@@ -85,10 +96,13 @@
 // Every committed record's receipt (ledger.Receipt, CBOR) is published to
 // lg/v1/<id>/receipts; every refusal to lg/v1/<id>/rejects as
 // {"tx_id": hex tx id, or "" if the payload was not read as a tx,
-// "reason": ..., "error": ...}. Receipts and rejects are best effort (a client that does
+// "reason": ..., "error": ...}, and for a replay "last_seq": the
+// device's last seq this gateway committed or queued (a device signs
+// again above it). Receipts and rejects are best effort (a client that does
 // not read may miss some); the PUBACK is the acknowledgement. The v5
-// PUBACK of a refusal carries the reason as its reason string and the
-// code of pubackCodes (the MQTT 5 column of the refusal table in
+// PUBACK of a refusal carries the reason as its reason string, for a
+// replay the user property last_seq (decimal), and the code of
+// pubackCodes (the MQTT 5 column of the refusal table in
 // docs/protocol.md, which TestReasonTableMatchesProtocol keeps equal):
 //
 //	malformed, too_large, wrong_chain, not_record,      0x99 payload format invalid
@@ -104,7 +118,8 @@
 // codes) and learns of a refusal from the rejects topic. A publish to any
 // other topic (the answer and manifest topics included) is refused as
 // wrong_topic. Resending a record that was committed is safe: it is
-// answered with its receipt again.
+// answered with its receipt again; resending one answered unavailable
+// joins it if it still waits to commit.
 //
 // Requests. A device asks the gateway (Answers) with a publish under
 // lg/v1/<id>/ to

@@ -41,6 +41,17 @@ func FuzzDevicePublish(f *testing.F) {
 		f.Add("lg/v1/dev/config/report", "", report)
 		f.Add("lg/v1/dev/data/temp", "", report)
 		f.Add("lg/v1/dev/config/report", "", report[:len(report)-1])
+		pub, err := ledger.MarshalPublicKey(key)
+		if err != nil {
+			f.Fatal(err)
+		}
+		rekey, err := device.SignRekey(key, "chain", ledger.Rekey{DeviceID: dev, Seq: 9, PublicKey: pub})
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add("lg/v1/dev/rekey", "", rekey)
+		f.Add("lg/v1/dev/rekey", "", env)
+		f.Add("lg/v1/dev/data/temp", "", rekey)
 	}
 	hash := sha256.Sum256([]byte("config"))
 	hexHash := hex.EncodeToString(hash[:])
@@ -96,13 +107,15 @@ func FuzzDevicePublish(f *testing.F) {
 			want = "lg/v1/dev/" + m.kind.answerLevel()
 		}
 		switch m.kind {
-		case kindRecord, kindReport:
+		case kindRecord, kindReport, kindRekey:
 			tx := m.tx
 			if tx.Author != dev || tx.Body.Subject() != dev || m.arg != nil || m.answerTo != "" {
 				t.Fatalf("accepted %s by %s about %s on %s", tx.Body.Kind, tx.Author, tx.Body.Subject(), topic)
 			}
 			if m.kind == kindRecord && (tx.Body.Kind != ledger.KindRecord || topic != "lg/v1/dev/data/"+tx.Body.Record.Stream) ||
-				m.kind == kindReport && (tx.Body.Kind != ledger.KindConfigReport || topic != "lg/v1/dev/config/report") {
+				m.kind == kindReport && (tx.Body.Kind != ledger.KindConfigReport || topic != "lg/v1/dev/config/report") &&
+					(tx.Body.Kind != ledger.KindFirmwareReport || topic != "lg/v1/dev/firmware/report") ||
+				m.kind == kindRekey && (tx.Body.Kind != ledger.KindRekey || topic != "lg/v1/dev/rekey") {
 				t.Fatalf("accepted a %s tx as a %s on %s", tx.Body.Kind, m.kind, topic)
 			}
 			if len(payload) > maxTx || ledger.TxID(payload) != tx.ID {

@@ -55,11 +55,11 @@ func (h *hook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 // accepted.
 func (h *hook) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { return true }
 
-func (h *hook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) {
+func (h *hook) OnSessionEstablished(cl *mochi.Client, pk packets.Packet) {
 	if g, ok := cl.Net.Conn.(*sizeGuard); ok {
 		g.established(cl)
 	}
-	h.s.established(cl)
+	h.s.established(cl, pk)
 }
 
 func (h *hook) OnDisconnect(cl *mochi.Client, _ error, _ bool) { h.s.gone(cl) }

@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/big"
@@ -740,4 +741,145 @@ func selfSigned(t testing.TB, key crypto.Signer, cn string, ca bool) tls.Certifi
 		t.Fatal(err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+}
+
+// TestReplayCarriesLastSeq: a replay refusal tells the device its last
+// committed seq, so it can resync its counter: in MQTT 5 as the PUBACK's
+// user property last_seq, and, in 5 and 3.1.1, as last_seq in the
+// message on the rejects topic. Other refusals carry none.
+func TestReplayCarriesLastSeq(t *testing.T) {
+	node := nodetest.Start(t, nodetest.Options{})
+	chainID := node.Genesis.ChainID
+	key := node.Enroll(t, "dev", ledger.ES256)
+	srv := startServer(t, node, Config{}, nil)
+	c := mustConnect(t, tcpAddr(srv), "dev", key, chainID, connectOpts{})
+	for seq := uint64(1); seq <= 3; seq++ {
+		c.mustCommit(t, node, "s", c.record(t, "s", seq, nil))
+	}
+
+	r := c.publish(t, dataTopic("dev", "s"), c.record(t, "s", 2, []byte("again")))
+	if r.ReasonCode != 0x83 || r.Properties == nil || r.Properties.ReasonString != "replay" || r.Properties.User.Get("last_seq") != "3" {
+		t.Fatalf("v5 PUBACK 0x%02x %+v, want 0x83 replay with user property last_seq=3", r.ReasonCode, r.Properties)
+	}
+	if rj := c.nextReject(t); rj.Reason != "replay" || rj.LastSeq == nil || *rj.LastSeq != 3 {
+		t.Fatalf("v5 reject %+v, want replay with last_seq 3", rj)
+	}
+	forger, _ := device.GenerateKey(ledger.ES256)
+	forged, _ := device.SignRecord(forger, chainID, ledger.Record{DeviceID: "dev", Stream: "s", Seq: 9, Time: 1})
+	r = c.publish(t, dataTopic("dev", "s"), forged)
+	if r.Properties == nil || r.Properties.ReasonString != "bad_signature" || r.Properties.User.Get("last_seq") != "" {
+		t.Fatalf("v5 PUBACK of a forged record %+v: want bad_signature without last_seq", r.Properties)
+	}
+	if rj := c.nextReject(t); rj.Reason != "bad_signature" || rj.LastSeq != nil {
+		t.Fatalf("v5 reject %+v, want bad_signature without last_seq", rj)
+	}
+
+	raw := dialRaw(t, tcpAddr(srv))
+	if code := raw.connect(4, "dev", "dev", token(t, key, "dev", chainID)); code != 0 {
+		t.Fatalf("3.1.1 return code 0x%02x", code)
+	}
+	raw.send(0x82, append(append([]byte{0, 1}, str("lg/v1/dev/rejects")...), 1))
+	if first, body, err := raw.read(); err != nil || first != 0x90 || !bytes.Equal(body, []byte{0, 1, 1}) {
+		t.Fatalf("SUBACK %x %x %v", first, body, err)
+	}
+	env, _ := device.SignRecord(key, chainID, ledger.Record{DeviceID: "dev", Stream: "s", Seq: 1, Time: 1})
+	raw.send(0x32, append(append(str(dataTopic("dev", "s")), 0, 2), env...))
+	var acked, rejected bool
+	for !acked || !rejected {
+		first, body, err := raw.read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch first >> 4 {
+		case 4:
+			if !bytes.Equal(body, []byte{0, 2}) {
+				t.Fatalf("PUBACK %x: want a plain PUBACK for packet 2", body)
+			}
+			acked = true
+		case 3:
+			n := int(body[0])<<8 | int(body[1])
+			topic, payload := string(body[2:2+n]), body[2+n:]
+			if first&0x06 != 0 {
+				payload = payload[2:] // packet id
+			}
+			var rj Reject
+			if err := json.Unmarshal(payload, &rj); err != nil || topic != "lg/v1/dev/rejects" || rj.Reason != "replay" || rj.LastSeq == nil || *rj.LastSeq != 3 {
+				t.Fatalf("3.1.1 publish on %s: %s (%v), want replay with last_seq 3", topic, payload, err)
+			}
+			if !bytes.Contains(payload, []byte(`"last_seq":3`)) {
+				t.Fatalf("3.1.1 reject %s: no \"last_seq\":3", payload)
+			}
+			rejected = true
+		default:
+			t.Fatalf("unexpected packet %x", first)
+		}
+	}
+}
+
+// TestRekeyOnTheSession: a device publishes a device.rekey on
+// lg/v1/<id>/rekey; once it commits, the session it came on continues
+// and is checked against the new key (records signed with it commit,
+// records signed with the old one are refused as bad_signature), while
+// the device's other connection, authenticated with the old key, is
+// ended. A tx of another kind on the rekey topic is wrong_topic.
+func TestRekeyOnTheSession(t *testing.T) {
+	var front atomic.Pointer[Server]
+	node := nodetest.Start(t, nodetest.Options{OnCommit: func(_ *ledger.Block, txs []*ledger.Tx) {
+		s := front.Load()
+		for _, tx := range txs {
+			if s != nil && tx.Body.Kind == ledger.KindRekey {
+				s.Rekeyed(tx.Body.Subject(), tx.ID)
+			}
+		}
+	}})
+	chainID := node.Genesis.ChainID
+	srv := startServer(t, node, Config{}, nil)
+	front.Store(srv)
+	oldKey := node.Enroll(t, "dev", ledger.ES256)
+	c := mustConnect(t, tcpAddr(srv), "dev", oldKey, chainID, connectOpts{})
+	second := mustConnect(t, tcpAddr(srv), "dev", oldKey, chainID, connectOpts{clientID: "dev/2"})
+	c.mustCommit(t, node, "s", c.record(t, "s", 1, nil))
+
+	rekeyTopic := "lg/v1/dev/rekey"
+	if r := c.publish(t, rekeyTopic, c.record(t, "s", 2, nil)); r.ReasonCode != 0x87 || r.Properties.ReasonString != "wrong_topic" {
+		t.Fatalf("a record on the rekey topic: PUBACK 0x%02x %+v, want 0x87 wrong_topic", r.ReasonCode, r.Properties)
+	}
+	if rj := c.nextReject(t); rj.Reason != "wrong_topic" {
+		t.Fatalf("reject %+v", rj)
+	}
+
+	newKey, _ := device.GenerateKey(ledger.EdDSA)
+	rekey, err := device.SignRekey(oldKey, chainID, ledger.Rekey{DeviceID: "dev", Seq: 2, PublicKey: mustDER(t, newKey)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := c.publish(t, rekeyTopic, rekey); r.ReasonCode != 0 {
+		t.Fatalf("rekey: PUBACK 0x%02x %+v", r.ReasonCode, r.Properties)
+	}
+	c.receipt(t, rekey)
+	select {
+	case d := <-second.kicked:
+		if d.ReasonCode != 0x87 {
+			t.Fatalf("DISCONNECT 0x%02x, want 0x87", d.ReasonCode)
+		}
+	case <-time.After(wait):
+		t.Fatal("the device's other connection, authenticated with the old key, is still open")
+	}
+
+	c.key = newKey
+	for seq := uint64(3); seq <= 5; seq++ {
+		c.mustCommit(t, node, "s", c.record(t, "s", seq, nil))
+	}
+	old, _ := device.SignRecord(oldKey, chainID, ledger.Record{DeviceID: "dev", Stream: "s", Seq: 6, Time: 1})
+	if r := c.publish(t, dataTopic("dev", "s"), old); r.ReasonCode != 0x87 || r.Properties.ReasonString != "bad_signature" {
+		t.Fatalf("record signed with the old key: PUBACK 0x%02x %+v, want 0x87 bad_signature", r.ReasonCode, r.Properties)
+	}
+	if rj := c.nextReject(t); rj.Reason != "bad_signature" {
+		t.Fatalf("reject %+v", rj)
+	}
+	notStored(t, node, old)
+	if _, ca, err := connect(t, tcpAddr(srv), "dev", oldKey, chainID, connectOpts{clientID: "dev/3"}); err == nil || ca.ReasonCode != 0x86 {
+		t.Fatalf("connect with the old key: %+v %v, want 0x86", ca, err)
+	}
+	mustConnect(t, tcpAddr(srv), "dev", newKey, chainID, connectOpts{clientID: "dev/3"})
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -22,6 +23,7 @@ const (
 	dataLevel      = "data/"           // lg/v1/<id>/data/<stream>: records from the device
 	reportLevel    = "config/report"   // config.report txs from the device
 	fwReportLevel  = "firmware/report" // firmware.report txs from the device
+	rekeyLevel     = "rekey"           // device.rekey txs from the device
 	receiptsLevel  = "receipts"        // receipts of its committed records and reports
 	rejectsLevel   = "rejects"         // why a publish was refused
 	configLevel    = "config"          // its configuration manifest, retained
@@ -47,14 +49,22 @@ type Reject struct {
 	TxID   string        `json:"tx_id"` // hex SHA-256 of the payload if it is a tx, else ""
 	Reason ledger.Reason `json:"reason"`
 	Error  string        `json:"error"`
+	// LastSeq is, with reason replay only, the device's last seq this
+	// gateway committed or queued: sign again with a seq above it.
+	LastSeq *uint64 `json:"last_seq,omitempty"`
 }
+
+// userLastSeq is the v5 PUBACK user property that carries a replay's
+// last seq, in decimal.
+const userLastSeq = "last_seq"
 
 // kind is what a device publish is.
 type kind uint8
 
 const (
 	kindRecord kind = iota + 1 // a data.record tx
-	kindReport                 // a config.report tx
+	kindReport                 // a config.report or firmware.report tx
+	kindRekey                  // a device.rekey tx
 	kindVerify                 // request: Answers.VerifyConfig
 	kindBlob                   // request: Answers.Blob
 	kindKeys                   // request: Answers.Keys
@@ -70,6 +80,8 @@ func (k kind) String() string {
 		return "record"
 	case kindReport:
 		return "report"
+	case kindRekey:
+		return "rekey"
 	case kindVerify:
 		return "verify"
 	case kindBlob:
@@ -96,7 +108,7 @@ func (k kind) answerLevel() string {
 // message is what checkPublish makes of a device publish.
 type message struct {
 	kind kind
-	tx   *ledger.Tx // record and report: the checked tx
+	tx   *ledger.Tx // record, report and rekey: the checked tx
 	// arg is a request's argument: for verify the SHA-256 (32 bytes), for
 	// blob the address (32 bytes, or nil for the current configuration's
 	// blob), for keys the other device's id.
@@ -109,8 +121,8 @@ type message struct {
 // topicRefusal refuses a publish on a topic where the device may not
 // publish (the message has no kind).
 func topicRefusal(device, topic string) error {
-	return ledger.Refuse(ledger.ReasonTopic, "device %s publishes on %[2]s%[3]s<stream>, %[2]s%[4]s, %[2]s%[5]s, %[2]s%[6]s, %[2]s%[7]s or %[2]s%[8]s, not on %[9]q",
-		device, devicePrefix(device), dataLevel, reportLevel, fwReportLevel, verifyLevel, blobGetLevel, keysGetLevel, clip(topic, maxTopicBytes))
+	return ledger.Refuse(ledger.ReasonTopic, "device %s publishes on %[2]s%[3]s<stream>, %[2]s%[4]s, %[2]s%[5]s, %[2]s%[6]s, %[2]s%[7]s, %[2]s%[8]s or %[2]s%[9]s, not on %[10]q",
+		device, devicePrefix(device), dataLevel, reportLevel, fwReportLevel, rekeyLevel, verifyLevel, blobGetLevel, keysGetLevel, clip(topic, maxTopicBytes))
 }
 
 // checkPublish is the one place that says what a device's publish is,
@@ -121,6 +133,7 @@ func topicRefusal(device, topic string) error {
 //   - lg/v1/<device>/config/report: a config.report of device
 //   - lg/v1/<device>/firmware/report: a firmware.report of device
 //     (bridge.CheckReport);
+//   - lg/v1/<device>/rekey: a device.rekey of device (bridge.CheckRekey);
 //   - lg/v1/<device>/config/verify: a request with a SHA-256, 32 bytes
 //     raw or 64 hex digits;
 //   - lg/v1/<device>/config/blob/get: a request with a blob address as
@@ -161,6 +174,12 @@ func checkPublish(device, topic, responseTopic string, payload []byte, maxBytes 
 			return message{kind: kindReport}, err
 		}
 		return message{kind: kindReport, tx: tx}, nil
+	case rekeyLevel:
+		tx, err := bridge.CheckRekey(payload, device, maxBytes)
+		if err != nil {
+			return message{kind: kindRekey}, err
+		}
+		return message{kind: kindRekey, tx: tx}, nil
 	case verifyLevel:
 		m.kind = kindVerify
 	case blobGetLevel:
@@ -286,6 +305,7 @@ type session struct {
 	mu      sync.Mutex
 	pending map[uint16]struct{} // QoS 1 packet ids not acknowledged yet
 	qos0    int                 // QoS 0 records being submitted
+	rekey   [32]byte            // the id of the last device.rekey published on this connection
 }
 
 // take claims a QoS 1 packet id; false if a publish with that id is
@@ -312,18 +332,19 @@ func (ss *session) takeQoS0(limit int) bool {
 	return true
 }
 
-// established registers a client that completed CONNECT.
-func (s *Server) established(cl *mochi.Client) {
+// established registers a client that completed CONNECT, pk.
+func (s *Server) established(cl *mochi.Client, pk packets.Packet) {
 	s.mu.Lock()
 	device, _ := deviceOf(cl.ID)
 	s.sessions[cl] = &session{device: device, since: time.Now(), pending: map[uint16]struct{}{}}
 	broker := s.broker
 	s.mu.Unlock()
 	s.m.connected.Inc()
-	// A revocation that committed while the client was connecting found
-	// no client to disconnect: look again now that it is registered.
-	if dev, ok := s.d.Directory.Device(device); (!ok || dev.Revoked) && broker != nil {
-		s.disconnect(broker, cl)
+	// A revocation or a re-key that committed while the client was
+	// connecting found no client to disconnect: check the credential
+	// again now that it is registered.
+	if err := s.authenticate(cl, pk); err != nil && broker != nil {
+		s.disconnect(broker, cl, "credential no longer valid")
 	}
 }
 
@@ -382,6 +403,13 @@ func (s *Server) received(cl *mochi.Client, pk packets.Packet) {
 	if msg.kind.request() {
 		s.request(p)
 		return
+	}
+	if msg.kind == kindRekey {
+		// The connection that re-keys stays open when the re-key
+		// commits (see Rekeyed).
+		ss.mu.Lock()
+		ss.rekey = msg.tx.ID
+		ss.mu.Unlock()
 	}
 	if !p.qos1 {
 		p.slot = ss.takeQoS0(int(s.cfg.ReceiveMaximum))
@@ -532,7 +560,11 @@ func (s *Server) answer(p *inflight, out []byte, err error) {
 		} else {
 			s.log.Debug("mqtt publish refused", "device", p.ss.device, "kind", p.msg.kind, "reason", reason, "error", err)
 		}
-		msg, _ := json.Marshal(Reject{TxID: rejectTxID(p.env, p.msg, err), Reason: reason, Error: clip(err.Error(), maxRejectError)})
+		rej := Reject{TxID: rejectTxID(p.env, p.msg, err), Reason: reason, Error: clip(err.Error(), maxRejectError)}
+		if last, ok := ledger.LastSeqOf(err); ok {
+			rej.LastSeq = &last
+		}
+		msg, _ := json.Marshal(rej)
 		if req && p.msg.answerTo != "" {
 			s.emit(p.broker, p.msg.answerTo, msg, packets.Properties{ContentType: contentJSON, CorrelationData: p.corr}, false)
 		}
@@ -546,6 +578,9 @@ func (s *Server) answer(p *inflight, out []byte, err error) {
 	ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: p.id, ReasonCode: code.Code}
 	if code.Code >= packets.ErrUnspecifiedError.Code {
 		ack.Properties.ReasonString = code.Reason // 3.1.1 encodes neither code nor string: a plain PUBACK
+		if last, ok := ledger.LastSeqOf(err); ok {
+			ack.Properties.User = []packets.UserProperty{{Key: userLastSeq, Val: strconv.FormatUint(last, 10)}}
+		}
 	}
 	if err := p.cl.WritePacket(ack); err != nil {
 		s.log.Debug("mqtt puback not sent", "device", p.ss.device, "error", err)

@@ -319,19 +319,46 @@ func (s *Server) Revoked(id string) {
 		return
 	}
 	for _, cl := range conns {
-		s.disconnect(broker, cl)
+		s.disconnect(broker, cl, "revoked")
+	}
+}
+
+// Rekeyed ends the connections of device id that authenticated with the
+// key that the re-key tx rekey replaced, as Revoked does, except the one
+// the re-key was published on: that session continues, and what it
+// publishes next is checked against the new key (records signed with the
+// old one are refused as bad_signature). The chain calls it, through the
+// daemon, when a re-key commits; it does not block.
+func (s *Server) Rekeyed(id string, rekey [32]byte) {
+	s.mu.Lock()
+	broker := s.broker
+	var conns []*mochi.Client
+	for cl, ss := range s.sessions {
+		ss.mu.Lock()
+		published := ss.rekey == rekey
+		ss.mu.Unlock()
+		if ss.device == id && !published && !cl.Closed() {
+			conns = append(conns, cl)
+		}
+	}
+	s.mu.Unlock()
+	if broker == nil {
+		return
+	}
+	for _, cl := range conns {
+		s.disconnect(broker, cl, "rekeyed")
 	}
 }
 
 // disconnect disconnects cl as not authorized, off the caller's
 // goroutine: writing to a slow client must not stall the commit path.
-func (s *Server) disconnect(broker *mochi.Server, cl *mochi.Client) {
+func (s *Server) disconnect(broker *mochi.Server, cl *mochi.Client, why string) {
 	if !s.track() {
 		return
 	}
 	go func() {
 		defer s.wg.Done()
-		s.log.Info("disconnecting revoked device", "device", cl.ID, "remote", cl.Net.Remote)
+		s.log.Info("disconnecting device", "device", cl.ID, "remote", cl.Net.Remote, "why", why)
 		if cl.Properties.ProtocolVersion == 5 {
 			_ = broker.DisconnectClient(cl, packets.ErrNotAuthorized) // it returns the code it was given
 			return

@@ -87,6 +87,7 @@ type Server struct {
 	logger    *slog.Logger
 	started   time.Time
 	ready     atomic.Bool
+	health    func() error // why this gateway cannot commit now; nil if it can
 	mux       *http.ServeMux
 }
 
@@ -117,19 +118,43 @@ func (s *Server) SetCluster(f func() Cluster) { s.cluster = f }
 // SetReady marks the node ready (every listener bound, the ledger open).
 func (s *Server) SetReady(ok bool) { s.ready.Store(ok) }
 
+// SetHealth sets what /readyz asks besides SetReady: f returns why this
+// gateway cannot commit now (no quorum reachable, a view change that
+// does not end, txs waiting past the commit timeout), nil if it can. It
+// must be called before the server serves.
+func (s *Server) SetHealth(f func() error) { s.health = f }
+
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
+// readyz is 200 "ready" while the gateway can commit, else 503 with the
+// reason "not_ready" (starting or stopping) or "unavailable" (it cannot
+// commit now: the error says why).
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	if !s.ready.Load() {
 		writeError(w, http.StatusServiceUnavailable, "not_ready", "starting or stopping")
 		return
 	}
+	if s.health != nil {
+		if err := s.health(); err != nil {
+			w.Header().Set("Retry-After", retryUnavailable)
+			writeError(w, http.StatusServiceUnavailable, string(ledger.ReasonUnavailable), err.Error())
+			return
+		}
+	}
 	io.WriteString(w, "ready\n")
 }
+
+// retryUnavailable is the Retry-After, in seconds, of a 503
+// "unavailable": the tx did not commit in time and stays queued; the
+// client sends the same bytes again after this long.
+const retryUnavailable = "2"
 
 type errorBody struct {
 	Error  string `json:"error"`
 	Reason string `json:"reason"`
+	// LastSeq is, with reason replay only, the device's last seq this
+	// gateway committed or queued.
+	LastSeq *uint64 `json:"last_seq,omitempty"`
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -149,8 +174,11 @@ func (s *Server) writeErr(w http.ResponseWriter, err error) {
 	code, reason := ErrorStatus(err)
 	switch code {
 	case http.StatusServiceUnavailable:
-		if reason == string(ledger.ReasonOverloaded) {
+		switch reason {
+		case string(ledger.ReasonOverloaded):
 			w.Header().Set("Retry-After", "1")
+		case string(ledger.ReasonUnavailable):
+			w.Header().Set("Retry-After", retryUnavailable)
 		}
 	case http.StatusGatewayTimeout:
 		writeError(w, code, reason, "gave up waiting for the commit: "+err.Error())
@@ -158,7 +186,11 @@ func (s *Server) writeErr(w http.ResponseWriter, err error) {
 	case http.StatusInternalServerError:
 		s.logger.Error("api request failed", "err", err)
 	}
-	writeError(w, code, reason, err.Error())
+	body := errorBody{Error: err.Error(), Reason: reason}
+	if last, ok := ledger.LastSeqOf(err); ok {
+		body.LastSeq = &last
+	}
+	writeJSON(w, code, body)
 }
 
 // httpStatus is the HTTP status of each refusal reason: the HTTP column
@@ -218,7 +250,8 @@ type Status struct {
 	NodeInfo
 	Height        uint64       `json:"height"`
 	Counts        index.Counts `json:"counts"`
-	Ready         bool         `json:"ready"`
+	Ready         bool         `json:"ready"`               // what /readyz says: the gateway can commit
+	NotReady      string       `json:"not_ready,omitempty"` // why not
 	StartedAt     time.Time    `json:"started_at"`
 	UptimeSeconds int64        `json:"uptime_seconds"`
 	Cluster       *Cluster     `json:"cluster,omitempty"`
@@ -242,6 +275,13 @@ func (s *Server) Status() (Status, error) {
 	st := Status{
 		NodeInfo: s.info, Height: c.Blocks, Counts: c, Ready: s.ready.Load(),
 		StartedAt: s.started.UTC(), UptimeSeconds: int64(time.Since(s.started).Seconds()),
+	}
+	if !st.Ready {
+		st.NotReady = "starting or stopping"
+	} else if s.health != nil {
+		if err := s.health(); err != nil {
+			st.Ready, st.NotReady = false, err.Error()
+		}
 	}
 	if s.cluster != nil {
 		cl := s.cluster()

@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -101,6 +102,38 @@ func (s *Store) Get(sum [32]byte) ([]byte, error) {
 		return nil, fmt.Errorf("blob: %x is corrupt on disk (its bytes hash to something else)", sum)
 	}
 	return data, nil
+}
+
+// ReadAt reads len(p) bytes of the blob with address sum from offset
+// off (fewer at its end, none past it) and returns how many it read and the blob's
+// size, or ErrNotFound. Unlike Get it does not check the bytes against
+// the address: it serves a part of a large blob (a firmware image,
+// block-wise) without reading the whole, and the reader checks the
+// hash of the whole.
+func (s *Store) ReadAt(sum [32]byte, p []byte, off int64) (int, int64, error) {
+	f, err := os.Open(s.path(sum))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, 0, fmt.Errorf("%w: %x", ErrNotFound, sum)
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("blob: open %x: %w", sum, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return 0, 0, fmt.Errorf("blob: stat %x: %w", sum, err)
+	}
+	if off < 0 {
+		return 0, st.Size(), fmt.Errorf("blob: offset %d of blob %x", off, sum)
+	}
+	if off >= st.Size() {
+		return 0, st.Size(), nil
+	}
+	n, err := f.ReadAt(p, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return n, st.Size(), fmt.Errorf("blob: read %x: %w", sum, err)
+	}
+	return n, st.Size(), nil
 }
 
 // Has reports whether the store has the blob.

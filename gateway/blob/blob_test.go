@@ -35,3 +35,32 @@ func TestPutGet(t *testing.T) {
 		t.Errorf("Get of a corrupt blob: err = %v, want a corruption error", err)
 	}
 }
+
+// TestReadAt: a part of a blob, a short read at its end, nothing past
+// it, and ErrNotFound for a blob the store lacks.
+func TestReadAt(t *testing.T) {
+	s, err := Open(t.TempDir(), 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := s.Put([]byte("0123456789"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		off  int64
+		want string
+	}{{0, "0123"}, {4, "4567"}, {8, "89"}, {10, ""}, {99, ""}} {
+		p := make([]byte, 4)
+		n, size, err := s.ReadAt(sum, p, c.off)
+		if err != nil || size != 10 || string(p[:n]) != c.want {
+			t.Errorf("ReadAt(%d) = %q, %d, %v; want %q, 10", c.off, p[:n], size, err, c.want)
+		}
+	}
+	if _, _, err := s.ReadAt(sum, make([]byte, 4), -1); err == nil {
+		t.Error("ReadAt(-1) succeeded")
+	}
+	if _, _, err := s.ReadAt(sha256.Sum256([]byte("other")), make([]byte, 4), 0); !errors.Is(err, ErrNotFound) {
+		t.Errorf("ReadAt(missing): err = %v, want ErrNotFound", err)
+	}
+}

@@ -41,6 +41,10 @@ type Chain struct {
 	// thousands of submitters.
 	checking chan struct{}
 
+	// commitTimeout bounds how long a Ticket waits (see Deps).
+	commitTimeout time.Duration
+	maxPending    int
+
 	mu      sync.Mutex
 	waiters map[[32]byte]*waiter
 	closed  bool
@@ -49,6 +53,7 @@ type Chain struct {
 // waiter is one or more Submits of the same tx.
 type waiter struct {
 	done    chan struct{}
+	since   time.Time // when the tx was first proposed
 	receipt *ledger.Receipt
 	err     error
 }
@@ -67,7 +72,21 @@ type Deps struct {
 	// submitters were answered (the MQTT bridge disconnects revoked
 	// devices here). It runs on the commit path: it must be quick.
 	OnCommit func(b *ledger.Block, txs []*ledger.Tx)
+	// CommitTimeout bounds how long a submitter waits for its tx to
+	// commit: past it, Wait returns a refusal with reason "unavailable"
+	// (ledger.ReasonUnavailable) and the tx stays queued, so that
+	// the same bytes sent again attach to it, or get its receipt once it
+	// committed. 0: DefaultCommitTimeout.
+	CommitTimeout time.Duration
+	// MaxPending bounds the txs waiting to commit: a new tx beyond it is
+	// refused with ErrOverloaded. Without a quorum, txs answered
+	// "unavailable" still wait; this keeps devices that send new records
+	// instead of resending from filling the memory. 0: no bound.
+	MaxPending int
 }
+
+// DefaultCommitTimeout is the commit timeout of a new node.
+const DefaultCommitTimeout = 5 * time.Second
 
 // New returns a chain; it does no I/O.
 func New(d Deps) *Chain {
@@ -75,6 +94,10 @@ func New(d Deps) *Chain {
 		g: d.State.Genesis(), st: d.State, log: d.Log, idx: d.Index, ord: d.Orderer,
 		logger: d.Logger, m: newMetrics(d.Registry), waiters: map[[32]byte]*waiter{},
 		checking: make(chan struct{}, runtime.GOMAXPROCS(0)), onCommit: d.OnCommit,
+		commitTimeout: d.CommitTimeout, maxPending: d.MaxPending,
+	}
+	if c.commitTimeout <= 0 {
+		c.commitTimeout = DefaultCommitTimeout
 	}
 	h, _ := d.State.Tip()
 	c.m.height.Set(float64(h))
@@ -109,7 +132,7 @@ func (c *Chain) Run(ctx context.Context) error {
 		if err := c.persist(r); err != nil {
 			return err
 		}
-		if r.Block == nil {
+		if r.Block == nil && !r.maybeCommitted() {
 			return nil
 		}
 		select {
@@ -143,7 +166,9 @@ func (c *Chain) close() {
 
 // Submit checks env, has it ordered, and returns its receipt once its
 // block is durable. A tx already committed gets its existing receipt, so
-// retrying a submit is safe. Rejections are *state.RejectError.
+// retrying a submit is safe. Rejections are *state.RejectError; a tx not
+// committed within the commit timeout is refused as "unavailable" (see
+// Ticket.Wait).
 func (c *Chain) Submit(ctx context.Context, env []byte) (*ledger.Receipt, error) {
 	t, err := c.Propose(ctx, env)
 	if err != nil {
@@ -161,6 +186,12 @@ type Ticket struct {
 }
 
 // Wait returns the receipt once the tx's block is durable, or why not.
+// If the tx has not committed within the chain's commit timeout of the
+// Propose, Wait returns a *ledger.RefusedError with reason
+// ledger.ReasonUnavailable: this gateway cannot commit now (no quorum,
+// a view change, catching up). The tx is not dropped: it stays queued
+// for ordering and may still commit; proposing the same bytes again
+// returns a Ticket on it, or its receipt once committed.
 func (t *Ticket) Wait(ctx context.Context) (*ledger.Receipt, error) {
 	if t.done != nil {
 		return t.done, nil
@@ -200,8 +231,13 @@ func (c *Chain) Propose(ctx context.Context, env []byte) (*Ticket, error) {
 		return nil, ErrClosed
 	}
 	w, dup := c.waiters[id]
+	if !dup && c.maxPending > 0 && len(c.waiters) >= c.maxPending {
+		c.mu.Unlock()
+		c.m.rejects.WithLabelValues("overloaded").Inc()
+		return nil, ErrOverloaded
+	}
 	if !dup {
-		w = &waiter{done: make(chan struct{})}
+		w = &waiter{done: make(chan struct{}), since: start}
 		c.waiters[id] = w
 		c.m.pending.Inc()
 	}
@@ -233,8 +269,10 @@ func (c *Chain) waiter(id [32]byte) *waiter {
 	return c.waiters[id]
 }
 
-// wait waits for w's answer or ctx's end.
+// wait waits for w's answer, ctx's end or the commit timeout.
 func (c *Chain) wait(ctx context.Context, w *waiter, start time.Time) (*ledger.Receipt, error) {
+	timer := time.NewTimer(c.commitTimeout - time.Since(start))
+	defer timer.Stop()
 	select {
 	case <-w.done:
 		if w.err == nil {
@@ -243,7 +281,39 @@ func (c *Chain) wait(ctx context.Context, w *waiter, start time.Time) (*ledger.R
 		return w.receipt, w.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	case <-timer.C:
+		c.m.rejects.WithLabelValues(string(ledger.ReasonUnavailable)).Inc()
+		return nil, &ledger.RefusedError{Reason: ledger.ReasonUnavailable,
+			Detail: fmt.Sprintf("chain: not committed within %s; the gateway cannot commit now (no quorum, a view change or catching up); the tx stays queued: send the same bytes again", c.commitTimeout)}
 	}
+}
+
+// ErrStalled reports, through Stalled, that a tx has waited longer than
+// the commit timeout: this gateway cannot commit now.
+var ErrStalled = errors.New("chain: cannot commit")
+
+// Stalled returns an error wrapping ErrStalled if a tx has waited for
+// its commit longer than the commit timeout, nil if not. It reads every
+// waiting tx: call it when asked (readiness), not per tx.
+func (c *Chain) Stalled() error {
+	c.mu.Lock()
+	var oldest time.Time
+	n := 0
+	for _, w := range c.waiters {
+		if oldest.IsZero() || w.since.Before(oldest) {
+			oldest = w.since
+		}
+		n++
+	}
+	c.mu.Unlock()
+	if n == 0 {
+		return nil
+	}
+	if age := time.Since(oldest); age > c.commitTimeout {
+		return fmt.Errorf("%w: the oldest of %d txs waiting to commit has waited %s, over the commit timeout of %s",
+			ErrStalled, n, age.Round(time.Millisecond), c.commitTimeout)
+	}
+	return nil
 }
 
 // finish answers the Submits waiting for id.
@@ -265,8 +335,10 @@ func (c *Chain) finish(id [32]byte, r *ledger.Receipt, err error) {
 // a write.
 func (c *Chain) persist(r *Round) error {
 	for _, rj := range r.Rejected {
-		c.m.rejects.WithLabelValues(string(ledger.ReasonOf(rj.Err))).Inc()
-		c.finish(rj.ID, nil, rj.Err)
+		if !rj.maybeCommitted() {
+			c.m.rejects.WithLabelValues(string(ledger.ReasonOf(rj.Err))).Inc()
+			c.finish(rj.ID, nil, rj.Err)
+		}
 	}
 	b := r.Block
 	if b == nil {
@@ -288,7 +360,27 @@ func (c *Chain) persist(r *Round) error {
 
 // publish indexes a persisted block and answers its submitters.
 func (c *Chain) publish(r *Round) error {
+	// Refusals that may be of a committed tx are answered here, once
+	// every block before is indexed: a committed tx gets its receipt.
+	// The same tx sent to two gateways, or sent again while it
+	// committed, is refused as a replay by the primary (it is in a block
+	// already) while this gateway's copy of that block still waits for
+	// this stage (issue 19).
+	for _, rj := range r.Rejected {
+		if !rj.maybeCommitted() {
+			continue
+		}
+		if rc, err := c.Receipt(rj.ID); err == nil {
+			c.finish(rj.ID, rc, nil)
+			continue
+		}
+		c.m.rejects.WithLabelValues(string(ledger.ReasonOf(rj.Err))).Inc()
+		c.finish(rj.ID, nil, rj.Err)
+	}
 	b := r.Block
+	if b == nil {
+		return nil
+	}
 	txs := make([]*ledger.Tx, len(r.Txs))
 	for i, t := range r.Txs {
 		txs[i] = t.Tx

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,6 +34,13 @@ type harness struct {
 
 func newHarness(tb testing.TB, batch BatchConfig) *harness {
 	tb.Helper()
+	return newHarnessWith(tb, func(st *state.State, node crypto.Signer) Orderer { return NewSolo(batch, st, node, "node-1") }, 0)
+}
+
+// newHarnessWith is newHarness with the orderer mk makes and a commit
+// timeout (0: the default).
+func newHarnessWith(tb testing.TB, mk func(*state.State, crypto.Signer) Orderer, commitTimeout time.Duration) *harness {
+	tb.Helper()
 	node, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	admin, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	nodePub, _ := ledger.MarshalPublicKey(node)
@@ -53,7 +61,7 @@ func newHarness(tb testing.TB, batch BatchConfig) *harness {
 		tb.Fatal(err)
 	}
 	h := &harness{g: g, admin: admin, log: blog, idx: idx, done: make(chan error, 1)}
-	h.chain = New(Deps{State: st, Log: blog, Index: idx, Orderer: NewSolo(batch, st, node, "node-1"),
+	h.chain = New(Deps{State: st, Log: blog, Index: idx, Orderer: mk(st, node), CommitTimeout: commitTimeout,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
@@ -261,5 +269,146 @@ func TestProposeKeepsOrder(t *testing.T) {
 func TestOverloadedHasReason(t *testing.T) {
 	if ledger.ReasonOf(ErrOverloaded) != ledger.ReasonOverloaded {
 		t.Fatal("ErrOverloaded does not carry the reason front ends map to 0x97")
+	}
+}
+
+// gatedOrderer is Solo whose blocks wait to be committed while held: a
+// cluster without a quorum, then with one again.
+type gatedOrderer struct {
+	*Solo
+	held atomic.Bool
+	open chan struct{}
+}
+
+func (g *gatedOrderer) Run(ctx context.Context, commit func(*Round) error) error {
+	return g.Solo.Run(ctx, func(r *Round) error {
+		if g.held.Load() {
+			select {
+			case <-g.open:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		return commit(r)
+	})
+}
+
+// TestCommitTimeout: without a quorum a submitter gets "unavailable"
+// within the commit timeout and the tx stays queued; Stalled says so.
+// The same bytes sent again attach to the queued tx, and once it commits
+// every copy gets the one receipt; the tx is in the ledger once.
+func TestCommitTimeout(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	gate := &gatedOrderer{open: make(chan struct{})}
+	h := newHarnessWith(t, func(st *state.State, node crypto.Signer) Orderer {
+		gate.Solo = NewSolo(BatchConfig{MaxTxs: 10, MaxBytes: 1 << 20, MaxDelay: time.Millisecond, MaxPending: 100}, st, node, "node-1")
+		return gate
+	}, timeout)
+	c := h.chain
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	h.enroll(t, "dev", key)
+	gate.held.Store(true)
+
+	envs := [][]byte{record(t, key, h.g.ChainID, "dev", 1, nil), record(t, key, h.g.ChainID, "dev", 2, nil)}
+	var tickets []*Ticket
+	for _, env := range envs {
+		tk, err := c.Propose(context.Background(), env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tickets = append(tickets, tk)
+	}
+	start := time.Now()
+	for i, tk := range tickets {
+		_, err := tk.Wait(context.Background())
+		var re *ledger.RefusedError
+		if !errors.As(err, &re) || re.Reason != ledger.ReasonUnavailable {
+			t.Fatalf("seq %d without a quorum: %v, want refused unavailable", i+1, err)
+		}
+	}
+	if el := time.Since(start); el > timeout+time.Second {
+		t.Errorf("unavailable after %s, commit timeout %s", el, timeout)
+	}
+	if err := c.Stalled(); !errors.Is(err, ErrStalled) {
+		t.Errorf("Stalled without a quorum: %v", err)
+	}
+	// What waits is bounded: a new tx beyond MaxPending is refused, a
+	// resend of a waiting one is not.
+	c.maxPending = len(envs)
+	if _, err := c.Propose(context.Background(), record(t, key, h.g.ChainID, "dev", 3, nil)); !errors.Is(err, ErrOverloaded) {
+		t.Errorf("a new tx beyond MaxPending: %v, want overloaded", err)
+	}
+
+	// The same bytes again: attached to the queued txs, not refused as
+	// replays; they commit once the quorum is back, in order.
+	for i, env := range envs {
+		tk, err := c.Propose(context.Background(), env)
+		if err != nil {
+			t.Fatalf("resend seq %d: %v", i+1, err)
+		}
+		tickets[i] = tk
+	}
+	close(gate.open)
+	var receipts []*ledger.Receipt
+	for i, tk := range tickets {
+		rc, err := tk.Wait(context.Background())
+		if err != nil {
+			t.Fatalf("resent seq %d after the quorum came back: %v", i+1, err)
+		}
+		receipts = append(receipts, rc)
+	}
+	if err := c.Stalled(); err != nil {
+		t.Errorf("Stalled after the commits: %v", err)
+	}
+	// Once more after the commit: the original receipt.
+	for i, env := range envs {
+		rc, err := c.Submit(context.Background(), env)
+		if err != nil {
+			t.Fatalf("resend of committed seq %d: %v", i+1, err)
+		}
+		if rc.Header.Height != receipts[i].Header.Height || rc.Index != receipts[i].Index {
+			t.Errorf("seq %d: receipt at %d/%d, first %d/%d", i+1, rc.Header.Height, rc.Index, receipts[i].Header.Height, receipts[i].Index)
+		}
+	}
+	sum, err := Verify(h.g, h.log, nil)
+	if err != nil || sum.Txs != 3 {
+		t.Fatalf("verify: %+v %v (want the enroll and the two records, once each)", sum, err)
+	}
+}
+
+// replayingOrderer is Solo whose every committed tx is refused as a
+// replay right after its block: what a backup hears when the same tx,
+// sent to another gateway too or sent again, reaches the primary after
+// it committed.
+type replayingOrderer struct{ *Solo }
+
+func (o replayingOrderer) Run(ctx context.Context, commit func(*Round) error) error {
+	return o.Solo.Run(ctx, func(r *Round) error {
+		if err := commit(r); err != nil {
+			return err
+		}
+		for _, t := range r.Txs {
+			rj := Rejected{ID: t.Tx.ID, Err: ledger.Refuse(ledger.ReasonReplay, "tx %x is in a block", t.Tx.ID[:4])}
+			if err := commit(&Round{Rejected: []Rejected{rj}}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// TestReplayOfCommittedGetsReceipt: a replay refusal of a tx that is in
+// a block answers its submitters with the receipt, even when the refusal
+// comes before this gateway indexed the block.
+func TestReplayOfCommittedGetsReceipt(t *testing.T) {
+	h := newHarnessWith(t, func(st *state.State, node crypto.Signer) Orderer {
+		return replayingOrderer{NewSolo(BatchConfig{MaxTxs: 10, MaxBytes: 1 << 20, MaxDelay: time.Millisecond, MaxPending: 100}, st, node, "node-1")}
+	}, 0)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	h.enroll(t, "dev", key)
+	for seq := uint64(1); seq <= 20; seq++ {
+		if _, err := h.chain.Submit(context.Background(), record(t, key, h.g.ChainID, "dev", seq, nil)); err != nil {
+			t.Fatalf("seq %d: %v", seq, err)
+		}
 	}
 }

@@ -34,6 +34,24 @@ type Rejected struct {
 	Err error
 }
 
+// maybeCommitted reports whether the refusal may be of the tx itself,
+// committed already: a replay or an existing enrollment.
+func (rj Rejected) maybeCommitted() bool {
+	r := ledger.ReasonOf(rj.Err)
+	return r == ledger.ReasonReplay || r == ledger.ReasonExists
+}
+
+// maybeCommitted reports whether a refusal of the round may be of a
+// committed tx.
+func (r *Round) maybeCommitted() bool {
+	for _, rj := range r.Rejected {
+		if rj.maybeCommitted() {
+			return true
+		}
+	}
+	return false
+}
+
 // BatchConfig bounds the blocks an orderer cuts.
 type BatchConfig struct {
 	MaxTxs     int           // txs per block

@@ -137,6 +137,11 @@ type Batch struct {
 	// the primary commits a heartbeat tx, so that the newest certified
 	// block devices are shown is never older (freshness). 0 = off.
 	Heartbeat Duration `toml:"heartbeat"`
+	// CommitTimeout bounds how long a device or API client waits for its
+	// tx to commit: past it the answer is "unavailable" (MQTT 5 PUBACK
+	// 0x80, CoAP 5.03, HTTP 503) and the tx stays queued; /readyz is 503
+	// while a tx waits longer.
+	CommitTimeout Duration `toml:"commit_timeout"`
 }
 
 // Cluster is this node's part in the PBFT cluster of the genesis nodes.
@@ -177,7 +182,8 @@ func Default() Config {
 		MQTT:    MQTT{Listen: "127.0.0.1:1883", MaxClients: 10_000, ReceiveMaximum: 256, MaxPacketBytes: 128 << 10},
 		CoAP:    CoAP{Listen: "127.0.0.1:5683", DTLSListen: "127.0.0.1:5684"},
 		Signer:  Signer{Kind: "tpm", KeyFile: "node.key", TPMDevice: "/dev/tpmrm0", TPMHandle: "0x81010001"},
-		Batch:   Batch{MaxTxs: 1000, MaxBytes: 4 << 20, MaxDelay: Duration(2 * time.Millisecond), MaxPending: 100_000, Heartbeat: Duration(time.Minute)},
+		Batch: Batch{MaxTxs: 1000, MaxBytes: 4 << 20, MaxDelay: Duration(2 * time.Millisecond), MaxPending: 100_000, Heartbeat: Duration(time.Minute),
+			CommitTimeout: Duration(5 * time.Second)},
 		Cluster: Cluster{ViewChangeTimeout: Duration(time.Second)},
 		Seeds:   Seeds{MinSeeds: 1},
 		WebUI: WebUI{Enabled: true, AdminKey: "admin.key", AdminID: "admin",
@@ -296,6 +302,9 @@ func (c *Config) Validate() error {
 	}
 	if d := time.Duration(c.Batch.Heartbeat); d != 0 && (d < time.Second || d > time.Hour) {
 		bad("batch.heartbeat %s: want 0s (off) or 1s to 1h", d)
+	}
+	if d := time.Duration(c.Batch.CommitTimeout); d < 100*time.Millisecond || d > 10*time.Minute {
+		bad("batch.commit_timeout %s: want 100ms to 10m", d)
 	}
 	if c.Batch.MaxPending < c.Batch.MaxTxs {
 		bad("batch.max_pending %d: want at least batch.max_txs (%d)", c.Batch.MaxPending, c.Batch.MaxTxs)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -195,5 +196,41 @@ func (m *clusterMetrics) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(m.connected, prometheus.GaugeValue, up, p.ID)
 		ch <- prometheus.MustNewConstMetric(m.lagged, prometheus.GaugeValue, float64(p.Lag), p.ID)
+	}
+}
+
+// peerSilence is how long a peer may send nothing (it sends a status
+// frame every second) before /readyz stops counting it towards a quorum.
+const peerSilence = 5 * time.Second
+
+// health says why this gateway cannot commit now, for /readyz: fewer
+// peers heard from lately than a quorum needs, a view change running
+// longer than the commit timeout, or a tx waiting past it (stalled, the
+// chain's own check). nil: it can commit.
+func health(g *ledger.Genesis, r *replica.Replica, t *cluster.Transport, commitTimeout time.Duration, stalled func() error) func() error {
+	return func() error {
+		var why []string
+		if t != nil {
+			heard := 0
+			for _, p := range t.Peers() {
+				if !p.LastSeen.IsZero() && time.Since(p.LastSeen) < peerSilence {
+					heard++
+				}
+			}
+			if need := g.Quorum() - 1; heard < need {
+				why = append(why, fmt.Sprintf("no quorum: heard from %d of %d peers in the last %s, a quorum of %d gateways needs %d",
+					heard, len(g.Nodes)-1, peerSilence, g.Quorum(), need))
+			}
+		}
+		if s := r.Status(); s.Changing && time.Since(s.ChangingSince) > commitTimeout {
+			why = append(why, fmt.Sprintf("view change to view %d running for %s", s.View, time.Since(s.ChangingSince).Round(time.Millisecond)))
+		}
+		if err := stalled(); err != nil {
+			why = append(why, err.Error())
+		}
+		if len(why) == 0 {
+			return nil
+		}
+		return errors.New("daemon: " + strings.Join(why, "; "))
 	}
 }

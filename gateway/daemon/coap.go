@@ -9,14 +9,17 @@ import (
 	"github.com/ledgergate/ledgergate/bridge/coap"
 	"github.com/ledgergate/ledgergate/gateway/chain"
 	"github.com/ledgergate/ledgergate/gateway/config"
+	"github.com/ledgergate/ledgergate/gateway/directory"
 	"github.com/ledgergate/ledgergate/gateway/front"
 	"github.com/ledgergate/ledgergate/gateway/state"
 )
 
 // newCoAP builds the CoAP front end, or returns nil if no listener is
-// configured. It shares the budget of records waiting to commit with the
-// MQTT front end.
-func newCoAP(c config.CoAP, dataDir string, ch *chain.Chain, st *state.State, behind func() bool, limiter *bridge.Limiter, logger *slog.Logger, reg prometheus.Registerer) (*coap.Server, error) {
+// configured. It serves devices the directory's answers and firmware
+// images, as the MQTT front end does, and shares the budget of records
+// waiting to commit with it.
+func newCoAP(c config.CoAP, dataDir string, ch *chain.Chain, st *state.State, behind func() bool, dir *directory.Directory,
+	limiter *bridge.Limiter, logger *slog.Logger, reg prometheus.Registerer) (*coap.Server, error) {
 	if c.Listen == "" && c.DTLSListen == "" {
 		return nil, nil
 	}
@@ -30,6 +33,7 @@ func newCoAP(c config.CoAP, dataDir string, ch *chain.Chain, st *state.State, be
 	}
 	return coap.New(cfg, coap.Deps{
 		Committer: front.Committer(ch), Directory: front.Directory(st, behind), Receipts: ch,
+		Answers: dir.Answers(), Images: dir,
 		Limiter: limiter, Logger: logger, Registry: reg,
 	})
 }

@@ -169,6 +169,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	ch := chain.New(chain.Deps{
 		State: st, Log: blog, Index: idx, Orderer: rep,
 		Logger: d.logger.With("component", "chain"), Registry: reg,
+		CommitTimeout: time.Duration(cfg.Batch.CommitTimeout), MaxPending: cfg.Batch.MaxPending,
 		OnCommit: onCommit(bgCtx, func() *mqtt.Server { return front }, func() *coap.Server { return coapFront },
 			func() *directory.Directory { return devDir }, func() *webui.Server { return ui }),
 	})
@@ -183,7 +184,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	coapFront, err = newCoAP(cfg.CoAP, dir, ch, st, behindPeers, limiter, d.logger.With("component", "coap"), reg)
+	coapFront, err = newCoAP(cfg.CoAP, dir, ch, st, behindPeers, devDir, limiter, d.logger.With("component", "coap"), reg)
 	if err != nil {
 		return err
 	}
@@ -194,6 +195,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		MaxTxBytes: g.Params.MaxTxBytes,
 	}, ch, idx, reg, d.logger.With("component", "api"))
 	srv.SetCluster(cstatus)
+	srv.SetHealth(health(g, rep, tr, time.Duration(cfg.Batch.CommitTimeout), ch.Stalled))
 	srv.SetDirectory(devDir, idx)
 	srv.SetFirmware(devDir, idx)
 	var seedSt *seedState

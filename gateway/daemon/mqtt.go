@@ -45,8 +45,9 @@ func newMQTT(c config.MQTT, ch *chain.Chain, st *state.State, behind func() bool
 //   - it disconnects devices whose revocation or re-key just committed: a
 //     connection authenticated with a key that is no longer the device's
 //     must not stay up;
-//   - it republishes the retained configuration manifest of the devices
-//     whose configuration changed;
+//   - it republishes the retained manifests (MQTT) and notifies their
+//     observers (CoAP) for the devices whose configuration or firmware
+//     offer changed;
 //   - it has the blobs of new configurations fetched from peers;
 //   - it notifies the CoAP observers of the committed txs' receipts.
 //
@@ -57,28 +58,36 @@ func onCommit(ctx context.Context, front func() *mqtt.Server, coapFront func() *
 		if u := ui(); u != nil {
 			u.Committed(b, txs)
 		}
-		s, d := front(), dir()
+		s, c, d := front(), coapFront(), dir()
 		if d != nil {
 			d.Committed(ctx, txs)
 		}
-		if c := coapFront(); c != nil {
+		if c != nil {
 			ids := make([][32]byte, len(txs))
 			for i, tx := range txs {
 				ids[i] = tx.ID
 			}
 			c.Committed(ids) // CoAP observers of these receipts
 		}
-		if s == nil {
-			return
-		}
-		for _, tx := range txs {
-			if tx.Body.Kind == ledger.KindRevoke || tx.Body.Kind == ledger.KindRekey {
-				s.Revoked(tx.Body.Subject())
+		if s != nil {
+			for _, tx := range txs {
+				switch tx.Body.Kind {
+				case ledger.KindRevoke:
+					s.Revoked(tx.Body.Subject())
+				case ledger.KindRekey:
+					s.Rekeyed(tx.Body.Subject(), tx.ID)
+				}
 			}
 		}
-		if d != nil {
-			if ids := d.Affected(txs); len(ids) > 0 {
+		if d == nil || s == nil && c == nil {
+			return
+		}
+		if ids := d.Affected(txs); len(ids) > 0 {
+			if s != nil {
 				s.Changed(ids)
+			}
+			if c != nil {
+				c.Changed(ids)
 			}
 		}
 	}

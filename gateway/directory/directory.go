@@ -164,6 +164,34 @@ func (x *Directory) Blob(ctx context.Context, sum [32]byte) ([]byte, error) {
 	return data, nil
 }
 
+// ReadImage reads len(p) bytes from offset off of the firmware image
+// whose SHA-256 is sum, and returns how many it read and the image's
+// size: a part of it, for block-wise transfers (the device checks the
+// hash of the whole). A release on the ledger must name the image; one
+// this gateway lacks is fetched from another gateway first. Errors carry
+// a reason for the front ends (bridge.ReasonOf).
+func (x *Directory) ReadImage(ctx context.Context, sum [32]byte, p []byte, off int64) (int, int64, error) {
+	if _, err := x.d.Index.ReleaseByImage(sum); err != nil {
+		if errors.Is(err, index.ErrNotFound) {
+			err = fmt.Errorf("directory: no release has image %x: %w", sum, ErrNotFound)
+		}
+		return 0, 0, refusal(err)
+	}
+	if !x.d.Blobs.Has(sum) {
+		if _, err := x.Blob(ctx, sum); err != nil {
+			return 0, 0, refusal(err)
+		}
+	}
+	n, size, err := x.d.Blobs.ReadAt(sum, p, off)
+	if errors.Is(err, blob.ErrNotFound) {
+		err = fmt.Errorf("directory: image %x: %w", sum, ErrNotFound)
+	}
+	if err != nil {
+		return 0, 0, refusal(err)
+	}
+	return n, size, nil
+}
+
 // named checks that a committed config.set or firmware release names the
 // blob: the gateway serves and fetches nothing else.
 func (x *Directory) named(sum [32]byte) error {

@@ -127,5 +127,10 @@ func DecodeFirmwareAnswer(data []byte) (*FirmwareAnswer, error) {
 	if a.Release == nil {
 		return nil, fmt.Errorf("%w: no release receipt", ErrAnswer)
 	}
+	for i, v := range a.Votes {
+		if v == nil {
+			return nil, fmt.Errorf("%w: vote %d is null", ErrAnswer, i)
+		}
+	}
 	return &a, nil
 }

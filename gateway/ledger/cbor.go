@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"reflect"
 
 	"github.com/fxamacker/cbor/v2"
 )
@@ -51,9 +52,14 @@ func marshal(v any) ([]byte, error) { return encMode.Marshal(v) }
 
 // unmarshal decodes data into v and checks that data is exactly the
 // deterministic encoding of the result: no trailing bytes, no unknown
-// fields, no non-minimal lengths, sorted map keys.
+// fields, no non-minimal lengths, sorted map keys. When it fails because
+// of one field of a map (missing, of the wrong type, present though
+// empty, unknown) the error is a *FieldError that names it.
 func unmarshal(data []byte, v any) error {
 	if err := decMode.Unmarshal(data, v); err != nil {
+		if fe := describeFields(data, reflect.TypeOf(v)); fe != nil {
+			return fe
+		}
 		return fmt.Errorf("ledger: cbor: %w", err)
 	}
 	again, err := encMode.Marshal(v)
@@ -61,6 +67,9 @@ func unmarshal(data []byte, v any) error {
 		return fmt.Errorf("ledger: cbor re-encode: %w", err)
 	}
 	if !bytes.Equal(again, data) {
+		if fe := describeFields(data, reflect.TypeOf(v)); fe != nil {
+			return fe
+		}
 		return ErrNotCanonical
 	}
 	return nil

@@ -154,3 +154,14 @@ func ReasonOf(err error) Reason {
 	}
 	return ReasonInternal
 }
+
+// LastSeqOf returns, for a replay refusal, the device's last seq that the
+// gateway committed or queued, which the front ends tell the device; ok
+// is false for any other error.
+func LastSeqOf(err error) (last uint64, ok bool) {
+	var re *RefusedError
+	if errors.As(err, &re) && re.Reason == ReasonReplay {
+		return re.LastSeq, true
+	}
+	return 0, false
+}

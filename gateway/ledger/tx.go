@@ -519,7 +519,12 @@ func DecodeTx(b []byte, maxBytes int) (*Tx, error) {
 	}
 	tx := &Tx{Envelope: b, ID: TxID(b), Alg: env.alg, Author: env.kid, env: env}
 	if err := unmarshal(env.payload, &tx.Body); err != nil {
-		return nil, fmt.Errorf("%w: body: %v", ErrMalformed, err)
+		var fe *FieldError
+		if errors.As(err, &fe) && fe.Path != "" {
+			// "data.record: missing required field 3 (seq)"
+			return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+		}
+		return nil, fmt.Errorf("%w: body: %w", ErrMalformed, err)
 	}
 	if err := tx.Body.Validate(); err != nil {
 		return nil, err

@@ -1,6 +1,7 @@
 package pbft
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -216,6 +217,7 @@ type Core struct {
 	queued   map[[32]byte]bool
 	inflight map[[32]byte]uint64
 	waiting  map[[32]byte]*wait // requests forwarded to the primary
+	arrived  uint64             // counts requests taken into waiting: their order
 	stalled  uint64             // lastExec at the previous retransmission tick
 	votes    map[uint64]SeqVote
 	hsDirty  bool
@@ -227,13 +229,48 @@ type Core struct {
 
 // wait is a request forwarded to the primary, waited for.
 type wait struct {
-	data []byte
-	sent int // tick it was last sent
+	data  []byte
+	sent  int    // tick it was last sent
+	order uint64 // the order it was proposed in here: sent again in this order
 }
 
 type queued struct {
 	req  Request
 	from string // "" if proposed here
+}
+
+// waitingInOrder returns the ids of the requests waited for, in the order
+// they were proposed here. Requests sent again (on a timeout, to a new
+// primary) keep that order: the application may depend on it (a device's
+// records must commit in the order of their sequence numbers, and one
+// proposed after a later one is refused as a replay).
+func (c *Core) waitingInOrder() [][32]byte {
+	ids := make([][32]byte, 0, len(c.waiting))
+	for id := range c.waiting {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, func(a, b [32]byte) int { return cmp.Compare(c.waiting[a].order, c.waiting[b].order) })
+	return ids
+}
+
+// orderQueue puts the requests proposed here back in the order they were
+// proposed in, in the queue positions they hold; forwarded requests keep
+// their places. It runs after requests were queued again out of turn.
+func (c *Core) orderQueue() {
+	var pos []int
+	var own []queued
+	for i, q := range c.queue {
+		if q.from == "" && c.waiting[q.req.ID] != nil {
+			pos = append(pos, i)
+			own = append(own, q)
+		}
+	}
+	slices.SortStableFunc(own, func(a, b queued) int {
+		return cmp.Compare(c.waiting[a.req.ID].order, c.waiting[b.req.ID].order)
+	})
+	for k, i := range pos {
+		c.queue[i] = own[k]
+	}
 }
 
 // New returns a replica whose application has executed up to last (Seq 0
@@ -465,8 +502,12 @@ func (c *Core) resend() {
 // as a PBFT client does when its request times out: each backup then
 // watches it, so a primary that ignores it is replaced, and a replica cut
 // off from the view still gets its requests ordered.
+//
+// They go in the order they were proposed in here; the primary queues
+// its own again in that order, ahead of later ones already queued.
 func (c *Core) resendRequests() {
-	for _, id := range sortedKeys32(c.waiting) {
+	requeued := false
+	for _, id := range c.waitingInOrder() {
 		w := c.waiting[id]
 		if w.sent > c.now-c.resendEvery() {
 			continue
@@ -476,10 +517,14 @@ func (c *Core) resendRequests() {
 			if !c.queued[id] && c.inflight[id] == 0 {
 				c.queue = append(c.queue, queued{req: Request{ID: id, Data: w.data}})
 				c.queued[id] = true
+				requeued = true
 			}
 			continue
 		}
 		c.broadcast(&Message{Type: TypeRequest, From: c.cfg.ID, Payload: w.data})
+	}
+	if requeued {
+		c.orderQueue()
 	}
 }
 
@@ -511,7 +556,12 @@ func (c *Core) propose(r Request, from string) error {
 		if len(c.waiting) == 0 {
 			c.deadline = c.now + c.timeout()
 		}
-		c.waiting[r.ID] = &wait{data: r.Data, sent: c.now}
+		if w := c.waiting[r.ID]; w != nil {
+			w.sent = c.now // proposed again (a new view): keeps its order
+		} else {
+			c.arrived++
+			c.waiting[r.ID] = &wait{data: r.Data, sent: c.now, order: c.arrived}
+		}
 	}
 	if c.isPrimary() {
 		if len(c.queue) >= c.cfg.MaxQueue {

@@ -41,7 +41,11 @@
 //  5. Requests: a backup forwards its requests to the primary and waits
 //     for them to execute; a request waited for too long goes to every
 //     replica, which all then wait for it too (PBFT 4.4 client
-//     retransmission). The primary drops duplicates.
+//     retransmission). The primary drops duplicates. Requests keep the
+//     order they were proposed in at a replica: sent again, and proposed
+//     again in a new view, in that order, never sorted (an application
+//     may refuse a request ordered after a later one of the same client,
+//     as ledgergate refuses a device's record as a replay).
 //  6. Retransmission: when nothing executed for half a request timeout, a
 //     replica sends again what peers may have lost; a replica that sees a
 //     later view asks for the NEW-VIEW that installed it (VIEW-QUERY).
@@ -55,7 +59,9 @@
 //     certificates and the last executed proposal with its certificate.
 //  2. Call Tick at a steady period; Step for each message from a peer;
 //     Propose for each local request; ProposeFor or RejectFor for each
-//     forwarded request once it checked it.
+//     forwarded request once it checked it, in the order the requests
+//     came in (checks may run concurrently; their results may not
+//     overtake one another).
 //  3. While HasReady: take Ready; persist HardState and Certs durably
 //     (fsync) before anything else; execute Committed in order; then send
 //     Messages; check Requests; answer Rejected after checking them itself

@@ -311,8 +311,10 @@ func (c *Core) install(nv *Message) error {
 		return err
 	}
 	// Re-propose what this replica waits for only now that the
-	// re-proposals are validated and their requests marked in flight.
-	for _, id := range sortedKeys32(c.waiting) {
+	// re-proposals are validated and their requests marked in flight, in
+	// the order they were proposed here (not by id: a device's records
+	// must keep their order across a view change).
+	for _, id := range c.waitingInOrder() {
 		if c.queued[id] || c.inflight[id] != 0 {
 			continue
 		}
@@ -321,13 +323,4 @@ func (c *Core) install(nv *Message) error {
 		}
 	}
 	return nil
-}
-
-func sortedKeys32[V any](m map[[32]byte]V) [][32]byte {
-	keys := make([][32]byte, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, func(a, b [32]byte) int { return slices.Compare(a[:], b[:]) })
-	return keys
 }

@@ -52,6 +52,8 @@ type Status struct {
 	Executed uint64 `json:"executed"`
 	Queued   int    `json:"queued"`
 	Waiting  int    `json:"waiting"`
+	// ChangingSince is when the running view change began; zero if none.
+	ChangingSince time.Time `json:"-"`
 }
 
 // Replica is a gateway's PBFT replica and the chain's Orderer.
@@ -74,6 +76,7 @@ type Replica struct {
 }
 
 type verdict struct {
+	n    uint64 // the order the request came in: verdicts are used in it
 	from string
 	env  []byte
 	c    *state.Checked
@@ -172,7 +175,7 @@ func (r *Replica) Run(ctx context.Context, commit func(*chain.Round) error) erro
 	if err != nil {
 		return err
 	}
-	d := &driver{r: r, core: core, commit: commit, ctx: ctx}
+	d := &driver{r: r, core: core, commit: commit, ctx: ctx, early: map[uint64]verdict{}}
 	ticker := time.NewTicker(r.cfg.Tick)
 	defer ticker.Stop()
 	syncEvery := max(int(time.Second/r.cfg.Tick), 1)
@@ -205,7 +208,7 @@ func (r *Replica) Run(ctx context.Context, commit func(*chain.Round) error) erro
 			}
 		case v := <-r.verified:
 			r.checking.Add(-1)
-			if err := d.forwarded(v); err != nil {
+			if err := d.verdict(v); err != nil {
 				return err
 			}
 		case f := <-r.fetched:
@@ -225,7 +228,14 @@ func (r *Replica) Run(ctx context.Context, commit func(*chain.Round) error) erro
 			return err
 		}
 		st := core.Status()
-		if prev := r.status.Load(); prev.View != st.View || prev.Changing != st.Changing {
+		prev := r.status.Load()
+		since := prev.ChangingSince
+		if !st.Changing {
+			since = time.Time{}
+		} else if since.IsZero() {
+			since = time.Now()
+		}
+		if prev.View != st.View || prev.Changing != st.Changing {
 			if st.Changing {
 				r.logger.Warn("view change: asking for a new primary", "view", st.View, "primary", st.Primary, "executed", st.Executed)
 			} else {
@@ -233,7 +243,7 @@ func (r *Replica) Run(ctx context.Context, commit func(*chain.Round) error) erro
 			}
 		}
 		r.status.Store(&Status{View: st.View, Primary: st.Primary, Changing: st.Changing, Stable: st.Stable,
-			Executed: st.Executed, Queued: st.Queued, Waiting: st.Waiting})
+			Executed: st.Executed, Queued: st.Queued, Waiting: st.Waiting, ChangingSince: since})
 	}
 }
 
@@ -299,6 +309,13 @@ type driver struct {
 	core   *pbft.Core
 	commit func(*chain.Round) error
 	ctx    context.Context
+
+	// Forwarded requests are checked concurrently but handed to the core
+	// in the order they came in: checked is the count of checks started,
+	// used the count of verdicts handed on, early the verdicts that wait
+	// for one before them.
+	checked, used uint64
+	early         map[uint64]verdict
 }
 
 func (d *driver) propose(c *state.Checked) error {
@@ -309,6 +326,27 @@ func (d *driver) propose(c *state.Checked) error {
 		return d.commit(&chain.Round{Rejected: []chain.Rejected{{ID: c.Tx.ID, Err: chain.ErrOverloaded}}})
 	}
 	return err
+}
+
+// verdict takes the check of a forwarded request and hands the checked
+// requests to the core in the order they came in: a peer forwards a
+// device's records in their order, and the primary orders them as they
+// reach the core, so a record checked faster than the one before it
+// would otherwise be ordered first, and the earlier one refused as a
+// replay (issue 19).
+func (d *driver) verdict(v verdict) error {
+	d.early[v.n] = v
+	for {
+		next, ok := d.early[d.used]
+		if !ok {
+			return nil
+		}
+		delete(d.early, d.used)
+		d.used++
+		if err := d.forwarded(next); err != nil {
+			return err
+		}
+	}
 }
 
 // forwarded hands a peer's request, now checked, to the core.
@@ -416,10 +454,12 @@ func (d *driver) check(fw pbft.Forwarded) {
 	}
 	d.r.checking.Add(1)
 	st := d.r.cfg.State
+	n := d.checked
+	d.checked++
 	go func() {
 		c, err := st.Check(fw.Data)
 		select {
-		case d.r.verified <- verdict{from: fw.From, env: fw.Data, c: c, err: err}:
+		case d.r.verified <- verdict{n: n, from: fw.From, env: fw.Data, c: c, err: err}:
 		case <-d.ctx.Done():
 		}
 	}()

@@ -63,7 +63,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.d = &driver{r: f.r, core: core, ctx: t.Context(), commit: func(r *chain.Round) error {
+	f.d = &driver{r: f.r, core: core, ctx: t.Context(), early: map[uint64]verdict{}, commit: func(r *chain.Round) error {
 		f.rounds = append(f.rounds, r)
 		if r.Block == nil {
 			return nil
@@ -235,6 +235,69 @@ func TestValidateSpeculative(t *testing.T) {
 	for name, c := range bad {
 		if _, _, err := f.r.app.Validate(c.seq, 0, c.parent, c.data); err == nil {
 			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+// TestForwardedKeepOrder: a device's records that a backup forwards to
+// the primary are checked concurrently; checks that end out of order are
+// still handed to the core, and so proposed, in the order the records
+// came in. Before, the core took them as their checks ended, and the
+// primary ordered a later record first and refused the earlier as a
+// replay (issue 19).
+func TestForwardedKeepOrder(t *testing.T) {
+	f := newFixture(t)
+	dev := newKey(t)
+	enroll, _ := ledger.SignTx(f.admin, "admin", &ledger.Body{Kind: ledger.KindEnroll, ChainID: "test",
+		Enroll: &ledger.Enroll{DeviceID: "dev-1", PublicKey: der(t, dev)}})
+	tree := ledger.NewTree([][]byte{enroll})
+	gh := f.g.Hash()
+	b := &ledger.Block{Header: ledger.Header{ChainID: "test", Height: 1, Prev: gh[:], TxRoot: tree.Root(),
+		NumTxs: 1, Time: 1, Proposer: "node-a"}, Txs: [][]byte{enroll}}
+	for _, i := range []int{0, 1, 2} {
+		s, err := ledger.SignVote(f.nodes[i], f.g.Nodes[i].ID, &b.Header, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Cert.Sigs = append(b.Cert.Sigs, s)
+	}
+	if err := f.d.transferred(fetchResult{peer: "node-b", blocks: [][]byte{encode(t, b)}}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 8
+	var verdicts []verdict
+	for seq := uint64(1); seq <= n; seq++ {
+		env, _ := ledger.SignTx(dev, "dev-1", &ledger.Body{Kind: ledger.KindRecord, ChainID: "test",
+			Record: &ledger.Record{DeviceID: "dev-1", Stream: "s", Seq: seq, Payload: []byte("x")}})
+		c, err := f.st.Check(env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		verdicts = append(verdicts, verdict{n: seq - 1, from: "node-b", env: env, c: c})
+	}
+	// The checks end in reverse order.
+	for i := n - 1; i >= 0; i-- {
+		if err := f.d.verdict(verdicts[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.d.core.Tick(); err != nil { // the primary cuts its batch
+		t.Fatal(err)
+	}
+	if err := f.d.ready(); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.r.app.spec) != 1 {
+		t.Fatalf("%d proposals, want 1", len(f.r.app.spec))
+	}
+	for _, p := range f.r.app.spec {
+		if len(p.txs) != n {
+			t.Fatalf("the proposal holds %d of the %d records", len(p.txs), n)
+		}
+		for i, c := range p.txs {
+			if c.Tx.Body.Record.Seq != uint64(i+1) {
+				t.Fatalf("record %d of the proposal has seq %d", i, c.Tx.Body.Record.Seq)
+			}
 		}
 	}
 }

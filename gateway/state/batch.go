@@ -104,7 +104,11 @@ func (b *Batch) Check(tx *ledger.Tx) (*Checked, error) {
 func (b *Batch) Add(c *Checked) error {
 	tx := c.Tx
 	if b.ids[tx.ID] {
-		return reject(ledger.ReasonReplay, "tx %x is already in this block", tx.ID[:8])
+		var last uint64
+		if d := b.device(tx.Body.Subject()); d != nil {
+			last = d.LastSeq
+		}
+		return replay(last, "tx %x is already in this block", tx.ID[:8])
 	}
 	body := &tx.Body
 	switch body.Kind {
@@ -160,7 +164,7 @@ func (b *Batch) Add(c *Checked) error {
 		}
 		seq := seqOf(body)
 		if seq <= d.LastSeq {
-			return reject(ledger.ReasonReplay, "device %s seq %d, last %d", id, seq, d.LastSeq)
+			return replay(d.LastSeq, "device %s seq %d, last %d", id, seq, d.LastSeq)
 		}
 		next = *d
 		next.LastSeq = seq

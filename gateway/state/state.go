@@ -136,7 +136,7 @@ func (s *State) authorKey(tx *ledger.Tx) (*ledger.PublicKey, error) {
 			return nil, reject(ledger.ReasonRevoked, "device %s is revoked", d.ID)
 		}
 		if seq := seqOf(b); seq <= d.LastSeq {
-			return nil, reject(ledger.ReasonReplay, "device %s seq %d, last committed %d", d.ID, seq, d.LastSeq)
+			return nil, replay(d.LastSeq, "device %s seq %d, last committed %d", d.ID, seq, d.LastSeq)
 		}
 		return d.Key, nil
 	}

@@ -356,3 +356,44 @@ func TestFirmwareRules(t *testing.T) {
 	wantReason(t, err, ledger.ReasonUnknownAuthor)                                             // only an admin approves
 	wantReason(t, f.addOne(b, admin(enrollBody("acme", der(t, devKey)))), ledger.ReasonExists) // ids are shared
 }
+
+// TestReplayCarriesLastSeq: a replay refusal carries the device's last
+// seq, committed (Check) or queued in the block being built (Batch.Add),
+// so the device can resync its counter.
+func TestReplayCarriesLastSeq(t *testing.T) {
+	f := newFixture(t)
+	devKey := newP256(t)
+	f.commit(f.sign(f.admin, "admin", enrollBody("dev-1", der(t, devKey))))
+	f.commit(f.sign(devKey, "dev-1", recordBody("dev-1", 5)))
+	lastSeq := func(err error) uint64 {
+		t.Helper()
+		wantReason(t, err, ledger.ReasonReplay)
+		last, ok := ledger.LastSeqOf(err)
+		if !ok {
+			t.Fatalf("%v carries no last seq", err)
+		}
+		return last
+	}
+	_, err := f.st.Check(f.sign(devKey, "dev-1", recordBody("dev-1", 3)))
+	if got := lastSeq(err); got != 5 {
+		t.Fatalf("Check: last_seq %d, want 5", got)
+	}
+	b := f.st.NewBatch()
+	c, err := f.st.Check(f.sign(devKey, "dev-1", recordBody("dev-1", 9)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Add(c); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := f.st.Check(f.sign(devKey, "dev-1", recordBody("dev-1", 8)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := lastSeq(b.Add(c2)); got != 9 {
+		t.Fatalf("Batch.Add: last_seq %d, want 9 (queued)", got)
+	}
+	if got := lastSeq(b.Add(c)); got != 9 {
+		t.Fatalf("Batch.Add of the same tx: last_seq %d, want 9", got)
+	}
+}

@@ -158,10 +158,10 @@ func (x *gen) invalidTxs() {
 	indef = append(indef, 0xff)
 	add("indefinite-map", "The record map has an indefinite length (0xbf ... 0xff).", "sensor-1",
 		signed(cMap(ik(1, cText("data.record")), ik(2, cText(chainID)), ik(6, indef))), mal, "malformed", "indefinite-length")
-	add("missing-required", "The record has no time (key 4).", "sensor-1", signed(rec(good[:3]...)), mal, "malformed", canon)
+	add("missing-required", "The record has no time (key 4).", "sensor-1", signed(rec(good[:3]...)), mal, "malformed", "data.record: missing required field 4 (time)")
 	add("unknown-key", "The record has a key 7.", "sensor-1", signed(rec(with(ik(7, cText("x")))...)), mal, "malformed", "unknown field")
 	add("empty-optional-present", "content_type present as the empty string: it must be omitted.", "sensor-1",
-		signed(rec(with(ik(5, cText("")))...)), mal, "malformed", canon)
+		signed(rec(with(ik(5, cText("")))...)), mal, "malformed", "data.record: field 5 (content type): present but empty; omit it")
 	add("duplicate-key", "The record has key 2 twice.", "sensor-1",
 		signed(rec(append(with(), ik(2, cText("temp")))...)), mal, "malformed", "duplicate map key")
 	add("tag-in-body", "The time is tagged (tag 1, epoch time).", "sensor-1",
@@ -232,7 +232,7 @@ func (x *gen) invalidTxs() {
 	add("no-chain-id", "chain id empty.", "sensor-1",
 		signed(cMap(ik(1, cText("data.record")), ik(2, cText("")), ik(6, cMap(good...)))), mal, "malformed", "no chain id")
 	vote := cMap(ik(1, cText("firmware.vote")), ik(2, cText(chainID)), ik(13, cMap(ik(1, cText("th-2")), ik(2, cUint(2)))))
-	add("vote-without-good", "firmware.vote without key 3: good is REQUIRED even when false.", "rev-1", sign1(x.k("rev-1").plain(), "rev-1", vote), mal, "malformed", canon)
+	add("vote-without-good", "firmware.vote without key 3: good is REQUIRED even when false.", "rev-1", sign1(x.k("rev-1").plain(), "rev-1", vote), mal, "malformed", "firmware.vote: missing required field 3 (good)")
 	big := signed(rec(with(ik(6, cBytes(make([]byte, 600))))...))
 	c := len(f.Cases)
 	add("too-large", "An envelope of more than max_tx_bytes (512 here).", "sensor-1", big, "ledger.ErrTooLarge", "too_large", "")

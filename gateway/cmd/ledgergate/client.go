@@ -37,9 +37,18 @@ type apiError struct {
 	Status int
 	Reason string
 	Msg    string
+	// LastSeq is, for a replay, the device's last seq the gateway
+	// committed or queued; nil if the answer had none.
+	LastSeq *uint64
 }
 
-func (e *apiError) Error() string { return fmt.Sprintf("%s (%s, HTTP %d)", e.Msg, e.Reason, e.Status) }
+func (e *apiError) Error() string {
+	s := fmt.Sprintf("%s (%s, HTTP %d)", e.Msg, e.Reason, e.Status)
+	if e.LastSeq != nil {
+		s += fmt.Sprintf("; the device's last seq is %d: sign again with --seq %d or above", *e.LastSeq, *e.LastSeq+1)
+	}
+	return s
+}
 
 func (c *client) do(ctx context.Context, method, path, ctype string, body []byte, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
@@ -59,11 +68,14 @@ func (c *client) do(ctx context.Context, method, path, ctype string, body []byte
 		return fmt.Errorf("read answer: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		var eb struct{ Error, Reason string }
+		var eb struct {
+			Error, Reason string
+			LastSeq       *uint64 `json:"last_seq"`
+		}
 		if json.Unmarshal(data, &eb) != nil || eb.Reason == "" {
 			return &apiError{Status: resp.StatusCode, Reason: "http", Msg: strings.TrimSpace(string(data))}
 		}
-		return &apiError{Status: resp.StatusCode, Reason: eb.Reason, Msg: eb.Error}
+		return &apiError{Status: resp.StatusCode, Reason: eb.Reason, Msg: eb.Error, LastSeq: eb.LastSeq}
 	}
 	if out == nil {
 		return nil

@@ -30,7 +30,8 @@ type testCluster struct {
 	admin *admin
 }
 
-func newCluster(t testing.TB, n int) *testCluster {
+// newCluster starts n gateways; extra goes to each `ledgergate run`.
+func newCluster(t testing.TB, n int, extra ...string) *testCluster {
 	t.Helper()
 	dir := t.TempDir()
 	c := &testCluster{t: t}
@@ -49,7 +50,7 @@ func newCluster(t testing.TB, n int) *testCluster {
 		mustCLI(t, dir, "init", "--software-key", "--data", data, "--genesis", gen)
 	}
 	for _, data := range c.data {
-		c.gws = append(c.gws, startGateway(t, data))
+		c.gws = append(c.gws, startGateway(t, data, extra...))
 	}
 	key, err := device.LoadKey(filepath.Join(dir, "admin.key"))
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"net/http"
@@ -223,7 +224,7 @@ func cmdDeviceSign(_ context.Context, e *env, args []string) error {
 	fs := newFlags(e, "device sign")
 	keyPath := fs.String("key", "", "the device's private key file")
 	id := fs.String("id", "", "device id")
-	seq := fs.Uint64("seq", 0, "sequence number: must be above every seq this device used before")
+	seq := fs.Uint64("seq", 0, "sequence number: must be above every seq this device used before (default: the next one of KEY.seq; an explicit one is recorded there too)")
 	stream := fs.String("stream", "default", "stream name")
 	in := fs.String("in", "", "payload file (default: standard input; - too)")
 	ctype := fs.String("content-type", "application/octet-stream", "payload content type")
@@ -232,7 +233,7 @@ func cmdDeviceSign(_ context.Context, e *env, args []string) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	if err := need(fs, "key", "id", "seq", "out"); err != nil {
+	if err := need(fs, "key", "id", "out"); err != nil {
 		return err
 	}
 	key, chainID, err := chain.signer(*keyPath)
@@ -241,6 +242,16 @@ func cmdDeviceSign(_ context.Context, e *env, args []string) error {
 	}
 	payload, err := readPayload(e, *in)
 	if err != nil {
+		return err
+	}
+	// KEY.seq remembers the highest seq signed, so that 'device publish'
+	// goes on above it.
+	counter := device.OpenSeq(*keyPath + ".seq")
+	if *seq == 0 {
+		if *seq, err = counter.Next(); err != nil {
+			return err
+		}
+	} else if err := usedSeq(counter, *seq); err != nil {
 		return err
 	}
 	env, err := device.SignRecord(key, chainID, ledger.Record{
@@ -263,4 +274,101 @@ func readGenesis(path string) (*ledger.Genesis, error) {
 		return nil, fmt.Errorf("read genesis: %w", err)
 	}
 	return ledger.ParseGenesis(b)
+}
+
+// cmdDeviceRekey replaces a device's keys with a device.rekey signed by
+// its current key, submitted over the API.
+func cmdDeviceRekey(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "device rekey")
+	keyPath := fs.String("key", "", "the device's current private key file (OLD): it signs the re-key")
+	id := fs.String("id", "", "device id")
+	newPath := fs.String("new-key", "", "the new private key file (NEW, from 'device keygen --out NEW'): the re-key carries its public key, and NEW.enc.pub's")
+	noEnc := fs.Bool("no-enc-key", false, "re-key without an encryption key (when NEW.enc.pub does not exist): the device then has none, and configurations can no longer be sealed to it")
+	seqFlag := fs.Uint64("seq", 0, "sequence number (default: the next one of OLD.seq, resynced from the gateway's last seq on a replay refusal)")
+	receiptOut := fs.String("receipt-out", "", "write the receipt (CBOR) to this file")
+	apiURL := apiFlag(fs)
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := need(fs, "key", "id", "new-key"); err != nil {
+		return err
+	}
+	if *newPath == *keyPath {
+		return usageError(fs, "--new-key must be another key than --key")
+	}
+	key, err := device.LoadKey(*keyPath)
+	if err != nil {
+		return err
+	}
+	// The new private key, not only NEW.pub: re-keying to a key whose
+	// private half is not at hand would lock the device out.
+	newKey, err := device.LoadKey(*newPath)
+	if err != nil {
+		return err
+	}
+	newPub, err := ledger.MarshalPublicKey(newKey)
+	if err != nil {
+		return err
+	}
+	var encPub []byte
+	switch _, err := os.Stat(*newPath + ".enc.pub"); {
+	case err == nil && *noEnc:
+		return usageError(fs, fmt.Sprintf("--no-enc-key, but %s.enc.pub exists", *newPath))
+	case err == nil:
+		if encPub, err = device.LoadEncPublicKey(*newPath + ".enc.pub"); err != nil {
+			return err
+		}
+	case !*noEnc:
+		return fmt.Errorf("%s.enc.pub: %w: a re-key replaces the encryption key too; make NEW with 'device keygen --out NEW', or pass --no-enc-key to leave the device without one", *newPath, err)
+	}
+	c := newClient(*apiURL)
+	st, err := c.status(ctx)
+	if err != nil {
+		return err
+	}
+	counter := device.OpenSeq(*keyPath + ".seq")
+	sign := func(seq uint64) ([]byte, error) {
+		return device.SignRekey(key, st.ChainID, ledger.Rekey{DeviceID: *id, Seq: seq, PublicKey: newPub, EncKey: encPub})
+	}
+	seq := *seqFlag
+	var rb *api.ReceiptBody
+	var receipt []byte
+	for try := 0; ; try++ {
+		if *seqFlag == 0 {
+			if seq, err = counter.Next(); err != nil {
+				return err
+			}
+		} else if err := usedSeq(counter, seq); err != nil {
+			return err
+		}
+		env, err := sign(seq)
+		if err != nil {
+			return err
+		}
+		rb, receipt, err = c.submit(ctx, env)
+		if err == nil {
+			break
+		}
+		var ae *apiError
+		if try > 0 || *seqFlag != 0 || !errors.As(err, &ae) || ae.Reason != device.ReasonReplay || ae.LastSeq == nil || *ae.LastSeq < seq {
+			return err
+		}
+		// OLD.seq is behind the ledger: go on above the gateway's last seq.
+		if err := counter.Set(*ae.LastSeq); err != nil {
+			return err
+		}
+	}
+	// NEW's counter goes on from the re-key's seq.
+	if err := usedSeq(device.OpenSeq(*newPath+".seq"), seq); err != nil {
+		return err
+	}
+	if *receiptOut != "" {
+		if err := os.WriteFile(*receiptOut, receipt, 0o644); err != nil {
+			return fmt.Errorf("write receipt: %w", err)
+		}
+	}
+	fmt.Fprintf(e.stdout, "device.rekey %s: committed in block %d, tx %s, seq %d\n", *id, rb.Height, rb.TxID, seq)
+	fmt.Fprintf(e.stdout, "the ledger now holds %s's keys: sign and connect with --key %s from now on (its counter, %s.seq, goes on from seq %d); what %s signs is refused\n",
+		*newPath, *newPath, *newPath, seq, *keyPath)
+	return nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -79,6 +80,7 @@ func cmdDevicePublish(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "device publish")
 	keyPath := fs.String("key", "", "the device's private key file; its sequence counter is kept in KEY.seq")
 	id := fs.String("id", "", "device id")
+	seqFlag := fs.Uint64("seq", 0, "sequence number (default: the next one of KEY.seq, resynced from the gateway's last seq on a replay refusal)")
 	broker := fs.String("broker", "tcp://127.0.0.1:1883", "gateway MQTT address, tcp://host:port")
 	stream := fs.String("stream", "default", "stream name")
 	in := fs.String("in", "", "payload file (default: standard input)")
@@ -100,16 +102,6 @@ func cmdDevicePublish(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	seq, err := device.OpenSeq(*keyPath + ".seq").Next()
-	if err != nil {
-		return err
-	}
-	env, err := device.SignRecord(key, chainID, ledger.Record{
-		DeviceID: *id, Stream: *stream, Seq: seq, Time: time.Now().UnixMilli(), ContentType: *ctype, Payload: payload,
-	})
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	cl, err := device.Dial(ctx, *id, key, chainID, device.DialOptions{Broker: *broker})
@@ -117,9 +109,29 @@ func cmdDevicePublish(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer cl.Close()
-	if err := cl.Publish(ctx, *stream, env); err != nil {
+	counter := device.OpenSeq(*keyPath + ".seq")
+	rec := ledger.Record{DeviceID: *id, Stream: *stream, Time: time.Now().UnixMilli(), ContentType: *ctype, Payload: payload}
+	var env []byte
+	if *seqFlag != 0 {
+		// An explicit seq: no resync, but the counter moves past it.
+		rec.Seq = *seqFlag
+		if env, err = device.SignRecord(key, chainID, rec); err != nil {
+			return err
+		}
+		if err := usedSeq(counter, rec.Seq); err != nil {
+			return err
+		}
+		if err := cl.Publish(ctx, *stream, env); err != nil {
+			return seqHint(err)
+		}
+	} else if env, err = cl.PublishRecord(ctx, counter, rec); err != nil {
+		return seqHint(err)
+	}
+	tx, err := ledger.DecodeTx(env, 0)
+	if err != nil {
 		return err
 	}
+	seq := tx.Body.Record.Seq
 	receipt, err := cl.Receipt(ctx, env)
 	if err != nil {
 		return err
@@ -136,6 +148,24 @@ func cmdDevicePublish(ctx context.Context, e *env, args []string) error {
 	txid := ledger.TxID(env)
 	fmt.Fprintf(e.stdout, "committed: seq %d, tx %x in block %d\n", seq, txid, r.Header.Height)
 	return nil
+}
+
+// usedSeq records in counter that seq was used, unless a higher one was.
+func usedSeq(counter *device.SeqFile, seq uint64) error {
+	last, err := counter.Last()
+	if err != nil || last >= seq {
+		return err
+	}
+	return counter.Set(seq)
+}
+
+// seqHint adds to a replay refusal what to do about it.
+func seqHint(err error) error {
+	var re *device.RefusedError
+	if errors.As(err, &re) && re.Reason == device.ReasonReplay && re.LastSeq != nil {
+		return fmt.Errorf("%w; the device's last seq is %d: use --seq %d or above", err, *re.LastSeq, *re.LastSeq+1)
+	}
+	return err
 }
 
 // readPayload reads a record's payload from a file, or from standard
