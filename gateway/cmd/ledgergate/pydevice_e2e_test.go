@@ -65,6 +65,7 @@ func (p *pyDevice) run(t *testing.T, cmd string, args ...string) string {
 	if err != nil {
 		t.Fatalf("device.py %s: %v\n%s", cmd, err, out)
 	}
+	t.Logf("device.py %s:\n%s", cmd, out)
 	return out
 }
 
@@ -99,11 +100,12 @@ func wantLines(t *testing.T, out string, prefixes ...string) {
 // TestPythonDevice proves that the protocol documents suffice to build a
 // device: a Python device written from docs/protocol.md and the guides
 // alone (testdata/pydevice) makes its keys, is enrolled with the CLI,
-// publishes over MQTT 5, MQTT 3.1.1 and CoAP and verifies every receipt
-// offline against genesis.json, follows a sealed configuration (HPKE in
-// Python) and checks a firmware offer and its image. The Go side only plays
-// the operator. It also checks the protocol's test vectors with the Python
-// code.
+// publishes over MQTT 5, MQTT 3.1.1, CoAP and HTTP and verifies every
+// receipt offline against genesis.json, provokes refusals, resyncs its
+// counter, follows a sealed configuration (HPKE in Python), checks a
+// firmware offer and its image, re-keys, and does configuration and
+// firmware again over CoAP. The Go side only plays the operator. It also
+// checks the protocol's test vectors with the Python code.
 func TestPythonDevice(t *testing.T) {
 	python := findPython(t)
 	if _, err := exec.LookPath("coap-client-notls"); err != nil {
@@ -184,7 +186,7 @@ func TestPythonDevice(t *testing.T) {
 
 	// A device that lost its counter: refused replay, resyncs, commits.
 	t.Run("resync", func(t *testing.T) {
-		out := dev.run(t, "resync", "--broker", g.mqtt)
+		out := dev.run(t, "resync", "--broker", g.mqtt, "--require-last-seq")
 		wantLines(t, out, "ok replay-refused", "ok resync ")
 	})
 
@@ -193,7 +195,7 @@ func TestPythonDevice(t *testing.T) {
 	// a replay's diagnostic payload.
 	t.Run("coap", func(t *testing.T) {
 		out := dev.run(t, "coap", "--coap", g.coap, "--stream", "temp")
-		wantLines(t, out, "ok coap ", "ok coap-block1-block2 ", "ok coap-replay code=4.03", "ok coap-get-receipt")
+		wantLines(t, out, "ok coap ", "ok coap-block1-block2 ", "ok coap-replay code=4.03 last_seq=yes", "ok coap-get-receipt")
 	})
 
 	// 4. A sealed configuration: manifest, blob, HPKE, verify, report.
@@ -217,6 +219,9 @@ func TestPythonDevice(t *testing.T) {
 		out := dev.run(t, "http", "--api", g.api, "--config-version", "1")
 		wantLines(t, out, "ok http-post ", "ok http-receipt", "ok http-resubmit", "ok http-replay status=409",
 			"ok http-config version=1")
+		if strings.Contains(out, "last_seq=absent") {
+			t.Errorf("the HTTP replay refusal has no last_seq (protocol.md 14.2):\n%s", out)
+		}
 	})
 
 	// 5. Firmware: the vendor publishes, the owner approves for the group;
@@ -236,6 +241,49 @@ func TestPythonDevice(t *testing.T) {
 			"--model", model, "--installed", "1")
 		wantLines(t, out, "ok firmware-answer model=th-2 version=2 group=fleet", "ok firmware-refusals",
 			"ok firmware-from-enrollment", "ok image size=42000", "ok firmware-report version=2")
+	})
+
+	// 6. Re-key over MQTT: the device signs a device.rekey with its current
+	// key on lg/v1/<id>/rekey; then new-key records commit on the same
+	// connection, old-key records are bad_signature, an old-key token no
+	// longer connects, and the key directory has the new keys.
+	t.Run("rekey", func(t *testing.T) {
+		out := dev.run(t, "rekey", "--broker", g.mqtt)
+		wantLines(t, out, "ok rekey ", "ok new-key-record", "ok old-key-refused code=0x87", "ok new-key-connect",
+			"ok old-key-connect-refused")
+		out = dev.run(t, "keys", "--broker", g.mqtt, "--model", model)
+		wantLines(t, out, "ok keys device=py-1 ")
+		if strings.Contains(out, "height=1 ") {
+			t.Errorf("the key directory still has the enrollment's keys:\n%s", out)
+		}
+	})
+
+	// 6. Configuration and firmware over CoAP, after the re-key: a new
+	// configuration sealed to the new encryption key and a new release;
+	// answers, blob and image in Block2, reports POSTed.
+	t.Run("coap-answers", func(t *testing.T) {
+		conf := "interval = 30\nserver = coap.example\n"
+		p := filepath.Join(dir, "py-2.toml")
+		if err := os.WriteFile(p, []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		admin(t, "config", "publish", "--target", id, "--file", p)
+		img := bytes.Repeat([]byte("py firmware 3\n"), 2000)
+		fw := filepath.Join(dir, "fw-3.bin")
+		if err := os.WriteFile(fw, img, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		mustCLI(t, dir, "firmware", "publish", "--vendor-key", "acme", "--vendor", "acme", "--model", model,
+			"--version", "3", "--image", fw, "--expires", "2h", "--api", g.api)
+		admin(t, "firmware", "approve", "--group", "fleet", "--model", model, "--version", "3")
+		out := dev.run(t, "coap-answers", "--coap", g.coap, "--vendor-pub", filepath.Join(dir, "acme.pub"),
+			"--model", model, "--installed", "2", "--expect", conf)
+		wantLines(t, out, "ok coap-manifest version=2", "ok coap-blob ", "ok coap-verified version=2",
+			"ok coap-config-report version=2", "ok coap-keys ", "ok coap-firmware-answer version=3",
+			"ok coap-image size=28000", "ok coap-firmware-report version=3")
+		if drift := mustCLI(t, dir, "config", "drift", "--api", g.api); !strings.Contains(drift, "no drift") {
+			t.Errorf("drift after the CoAP report:\n%s", drift)
+		}
 	})
 
 	// 7. The protocol's test vectors, checked by the Python code.
