@@ -192,10 +192,11 @@ func TestPythonDevice(t *testing.T) {
 
 	// 3. CoAP: POST answered 2.04 with the receipt, and GET by tx id; a
 	// large record in Block1 answered with its tx id, its receipt in Block2;
-	// a replay's diagnostic payload.
+	// a replay's diagnostic payload; Observe on a receipt before the commit.
 	t.Run("coap", func(t *testing.T) {
 		out := dev.run(t, "coap", "--coap", g.coap, "--stream", "temp")
-		wantLines(t, out, "ok coap ", "ok coap-block1-block2 ", "ok coap-replay code=4.03 last_seq=yes", "ok coap-get-receipt")
+		wantLines(t, out, "ok coap ", "ok coap-block1-block2 ", "ok coap-replay code=4.03 last_seq=yes", "ok coap-observe ",
+			"ok coap-get-receipt")
 	})
 
 	// 4. A sealed configuration: manifest, blob, HPKE, verify, report.

@@ -405,6 +405,24 @@ def cmd_coap(a):
     if res3.code != "4.03" or not diag.startswith("replay: "):
         fail("old seq over CoAP: %s %r" % (res3.code, diag))
     ok("coap-replay", "code=%s" % res3.code, "last_seq=%s" % ("yes" if diag.startswith("replay: last_seq=") else "no"))
+    # Observe 0 on the receipt of a tx not yet sent: registered (2.05 with
+    # Observe, no payload), then one notification with the receipt (13.2).
+    env2 = d.record(a.stream, b'{"observed":true}')
+    proc, outp, log = transport.observe_receipt(a.coap, H(env2).hex())
+    try:
+        res4 = transport.coap("post", "coap://%s/lg/v1/data/%s" % (a.coap, a.stream), env2, content_format=18)
+        if res4.code != "2.04":
+            fail("POST while observed: %s" % res4.code)
+        log += proc.communicate(timeout=15)[0]
+        with open(outp, "rb") as f:
+            ro = d.check_receipt(f.read(), env2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.unlink(outp)
+    notes = log.decode("utf-8", "replace").count("Observe:")
+    ok("coap-observe", "height=%d" % ro.height, "observe_messages=%d" % notes)
     # GET the receipt again by its id.
     res = transport.coap("get", "coap://%s/lg/v1/receipts/%s" % (a.coap, r.tx_id.hex()))
     if res.code != "2.05":

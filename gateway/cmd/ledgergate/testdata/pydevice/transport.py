@@ -231,6 +231,33 @@ def coap(method, uri, payload=None, content_format=None, block=None, timeout=30,
         return CoAPResult(_last_code(text), data, text)
 
 
+def observe_receipt(coap_addr, txid_hex, seconds=3, timeout=10):
+    """GET /lg/v1/receipts/{id} with Observe 0 (13.2) in a background
+    coap-client-notls; returns (process, output file) once the gateway has
+    answered the registration (2.05 with Observe, no payload), so that the
+    caller submits the tx only after it (polled with a deadline)."""
+    import re
+    import select
+    out = tempfile.NamedTemporaryFile(delete=False)
+    out.close()
+    args = ["stdbuf", "-oL", "-eL", "coap-client-notls", "-B", str(seconds + 3), "-s", str(seconds), "-v", "6",
+            "-m", "get", "-o", out.name, "coap://%s/lg/v1/receipts/%s" % (coap_addr, txid_hex)]
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    buf, deadline = b"", time.time() + timeout
+    while time.time() < deadline:
+        r, _, _ = select.select([p.stdout], [], [], 0.2)
+        if r:
+            chunk = p.stdout.read1(4096)
+            if not chunk:
+                break
+            buf += chunk
+            if re.search(rb"t:ACK c:2\.05 [^\n]*Observe:", buf):
+                return p, out.name, buf
+    p.kill()
+    p.wait()
+    raise RuntimeError("observe registration not answered:\n" + buf.decode("utf-8", "replace"))
+
+
 def _last_code(text):
     """The code of the last response coap-client logged ("v:1 t:ACK c:2.04 ...")."""
     import re
