@@ -48,6 +48,7 @@ func watchKey(m manifest, device string) string { return m.level + "/" + device 
 //	GET  firmware               the FirmwareAnswer of what it may install; observable
 //	GET  firmware/<sha256>      a firmware image
 //	POST firmware/report        a firmware.report tx
+//	POST rekey                  a device.rekey tx
 func (s *Server) serveDevice(p *peer, req *pool.Message, device, rest string, now time.Time) (string, answer) {
 	// allowed checks the method of resource and who asks.
 	allowed := func(resource string, want codes.Code) (answer, bool) {
@@ -88,6 +89,12 @@ func (s *Server) serveDevice(p *peer, req *pool.Message, device, rest string, no
 		}
 		return "report", s.postTx(p, req, txPost{resource: "report", key: device + "/" + rest,
 			check: func(env []byte, limit int) (*ledger.Tx, error) { return check(env, device, limit) }}, now)
+	case rest == "rekey":
+		if a, ok := allowed(rest, codes.POST); !ok {
+			return "rekey", a
+		}
+		return "rekey", s.postTx(p, req, txPost{resource: "rekey", key: device + "/" + rest,
+			check: func(env []byte, limit int) (*ledger.Tx, error) { return bridge.CheckRekey(env, device, limit) }}, now)
 	case level == "keys" && oneSegment:
 		if a, ok := allowed("keys/<other>", codes.GET); !ok {
 			return "keys", a

@@ -289,6 +289,42 @@ func TestDeviceReports(t *testing.T) {
 	wantRefusal(t, postTo("/lg/v1/sensor-1/config/report", again), codes.Forbidden, "replay")
 }
 
+// TestDeviceRekey: a device.rekey posted to the device's rekey resource
+// commits; records signed with the new key then commit, and one signed
+// with the old key is refused bad_signature.
+func TestDeviceRekey(t *testing.T) {
+	l := newDeviceLab(t)
+	cc := dialUDP(t, l.udpAddr, blockwise.SZX1024)
+	post := func(path string, env []byte) *pool.Message {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		resp, err := cc.Post(ctx, path, message.AppCoseSign1, bytes.NewReader(env))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	newKey := newP256(t)
+	pub, err := ledger.MarshalPublicKey(newKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rk, err := device.SignRekey(l.d.key, l.d.chainID, ledger.Rekey{DeviceID: l.d.id, Seq: 1, PublicKey: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRefusal(t, post("/lg/v1/sensor-1/config/report", rk), codes.BadRequest, ledger.ReasonNotReport)
+	wantRefusal(t, post("/lg/v1/sensor-2/rekey", rk), codes.Forbidden, ledger.ReasonTopic)
+	mustCommit(t, l.node, post("/lg/v1/sensor-1/rekey", rk), rk)
+
+	old := l.d.record(t, "temp", 2, []byte("old key"))
+	wantRefusal(t, post("/lg/v1/data/temp", old), codes.Unauthorized, ledger.ReasonBadSignature)
+	l.d.key = newKey
+	rec := l.d.record(t, "temp", 3, []byte("new key"))
+	mustCommit(t, l.node, post("/lg/v1/data/temp", rec), rec)
+}
+
 // TestDeviceResourcesDTLS: over DTLS the session's certificate is the
 // device: it gets its own resources and any device's keys under its own
 // path; another device's resources are 4.03 wrong_cert, and so is a

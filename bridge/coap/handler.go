@@ -36,7 +36,8 @@ const wellKnownCore = `</lg/v1/data>;rt="lg.record";ct=18;title="POST a data.rec
 	`</lg/v1/{device}/keys/{other}>;rt="lg.keys";ct=60;title="GET the KeysAnswer of {other}",` +
 	`</lg/v1/{device}/firmware>;rt="lg.firmware";ct=60;obs;title="GET the FirmwareAnswer of {device}",` +
 	`</lg/v1/{device}/firmware/{sha256}>;rt="lg.firmware.image";ct=42;title="GET a firmware image",` +
-	`</lg/v1/{device}/firmware/report>;rt="lg.firmware.report";ct=18;title="POST a firmware.report"`
+	`</lg/v1/{device}/firmware/report>;rt="lg.firmware.report";ct=18;title="POST a firmware.report",` +
+	`</lg/v1/{device}/rekey>;rt="lg.rekey";ct=18;title="POST a device.rekey"`
 
 // Results of requests_total besides refusal reasons.
 const (
