@@ -259,6 +259,17 @@ func TestPythonDevice(t *testing.T) {
 		}
 	})
 
+	// Re-key over CoAP, for the Ed25519 device (to ES256 this time): POST
+	// /lg/v1/{device}/rekey; then new-key records commit, old-key ones are
+	// 4.01 bad_signature.
+	t.Run("coap-rekey", func(t *testing.T) {
+		edDir := filepath.Join(dir, "py-ed")
+		ed := &pyDevice{python: python, script: script, dir: edDir, timeout: 30 * time.Second,
+			common: []string{"--dir", edDir, "--id", "py-ed", "--genesis", genesis}}
+		out := ed.run(t, "coap-rekey", "--coap", g.coap, "--alg", "es256")
+		wantLines(t, out, "ok coap-rekey ", "ok coap-new-key-record", "ok coap-old-key-refused code=4.01")
+	})
+
 	// 6. Configuration and firmware over CoAP, after the re-key: a new
 	// configuration sealed to the new encryption key and a new release;
 	// answers, blob and image in Block2, reports POSTed.

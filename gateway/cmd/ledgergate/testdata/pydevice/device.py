@@ -310,6 +310,35 @@ def cmd_rekey(a):
         ok("old-key-connect-refused", str(e).replace(" ", "_"))
 
 
+def cmd_coap_rekey(a):
+    """Re-key over CoAP (protocol.md 13.2: POST /lg/v1/{device}/rekey, as a
+    record): then a record signed with the new key commits over CoAP and one
+    signed with the old key is 4.01 bad_signature."""
+    d = Device(a)
+    old = d.key
+    new = cose.generate(a.alg)
+    cose.write_key(os.path.join(d.dir, "key.next"), new)  # durably, before sending
+    rk = {1: d.id, 2: d.next_seq(), 3: cose.spki(new.public_key())}  # no enc_key: none afterwards
+    env = cose.sign_body(old, d.id, d.body("device.rekey", rk))
+    r = coap_post_tx(d, a, "rekey", env)
+    for suffix in ("", ".pub"):
+        os.replace(os.path.join(d.dir, "key.next" + suffix), os.path.join(d.dir, "key" + suffix))
+    ok("coap-rekey", "height=%d" % r.height)
+    uri = "coap://%s/lg/v1/data/%s" % (a.coap, a.stream)
+    env = d.record(a.stream, b'{"key":"new"}', key=new)
+    res = transport.coap("post", uri, env, content_format=18)
+    if res.code != "2.04":
+        fail("new-key record over CoAP: %s %s" % (res.code, transport.diagnostic(res.out)))
+    d.check_receipt(res.payload, env)
+    ok("coap-new-key-record")
+    env = d.record(a.stream, b'{"key":"old"}', key=old)
+    res = transport.coap("post", uri, env, content_format=18)
+    diag = transport.diagnostic(res.out)
+    if res.code != "4.01" or not diag.startswith("bad_signature: "):
+        fail("old-key record over CoAP: %s %r, want 4.01 bad_signature" % (res.code, diag))
+    ok("coap-old-key-refused", "code=%s" % res.code)
+
+
 def coap_get(a, path, what, block=None, accept=None):
     res = transport.coap("get", "coap://%s/lg/v1/%s/%s" % (a.coap, a.id, path), block=block, accept=accept)
     if res.code != "2.05":
@@ -648,6 +677,11 @@ def main(argv=None):
     s.add_argument("--broker", required=True)
     s.add_argument("--stream", default="temp")
     s.add_argument("--alg", default="es256", choices=["es256", "ed25519"])
+
+    s = common("coap-rekey", cmd_coap_rekey)
+    s.add_argument("--coap", required=True)
+    s.add_argument("--stream", default="temp")
+    s.add_argument("--alg", default="ed25519", choices=["es256", "ed25519"])
 
     s = common("coap-answers", cmd_coap_answers)
     s.add_argument("--coap", required=True)
