@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -63,10 +64,23 @@ type Config struct {
 	// MaxPeers bounds the UDP endpoints with state (default 4096); when
 	// it is reached the longest idle one is forgotten.
 	MaxPeers int
-	// MaxSessions bounds the DTLS sessions, handshakes included (default
-	// 1024); when it is reached the oldest handshake still under way is
-	// dropped, or else the new one.
-	MaxSessions int
+	// MaxHandshakes bounds the DTLS handshakes under way (default 256),
+	// MaxHandshakesPerAddr those from one address (default 8; an IPv6
+	// address counts by its /64). A new handshake beyond either replaces
+	// the oldest one (of its address, or of all). Handshakes are not
+	// sessions: they take no place of MaxSessions.
+	MaxHandshakes        int
+	MaxHandshakesPerAddr int
+	// MaxSessions bounds the established DTLS sessions (default 1024),
+	// MaxSessionsPerAddr those from one address (default 256), and
+	// MaxSessionsPerDevice those of one device key (default 4). A
+	// session is established only with a client certificate of an
+	// enrolled device's key, and always: beyond a bound it replaces the
+	// session of that key, of that address, or of all, that has been
+	// silent longest.
+	MaxSessions          int
+	MaxSessionsPerAddr   int
+	MaxSessionsPerDevice int
 	// MaxInflight bounds the records of one peer waiting for their
 	// commits (default 16); beyond it records are refused as overloaded.
 	MaxInflight int
@@ -99,7 +113,11 @@ const (
 	DefaultIdleTimeout            = 5 * time.Minute
 	DefaultHandshakeTimeout       = 30 * time.Second
 	DefaultMaxPeers               = 4096
+	DefaultMaxHandshakes          = 256
+	DefaultMaxHandshakesPerAddr   = 8
 	DefaultMaxSessions            = 1024
+	DefaultMaxSessionsPerAddr     = 256
+	DefaultMaxSessionsPerDevice   = 4
 	DefaultMaxInflight            = 16
 	DefaultMaxTransfers           = 256
 	DefaultMaxTransfersPerPeer    = 4
@@ -262,7 +280,9 @@ func New(cfg Config, d Deps) (*Server, error) {
 	for _, v := range []struct {
 		name string
 		n    int
-	}{{"max peers", cfg.MaxPeers}, {"max sessions", cfg.MaxSessions}, {"max inflight", cfg.MaxInflight},
+	}{{"max peers", cfg.MaxPeers}, {"max handshakes", cfg.MaxHandshakes}, {"max handshakes per addr", cfg.MaxHandshakesPerAddr},
+		{"max sessions", cfg.MaxSessions}, {"max sessions per addr", cfg.MaxSessionsPerAddr},
+		{"max sessions per device", cfg.MaxSessionsPerDevice}, {"max inflight", cfg.MaxInflight},
 		{"max transfers", cfg.MaxTransfers}, {"max transfers per peer", cfg.MaxTransfersPerPeer},
 		{"max transfer bytes", cfg.MaxTransferBytes}, {"max observations", cfg.MaxObservations},
 		{"max observations per peer", cfg.MaxObservationsPerPeer}} {
@@ -316,7 +336,11 @@ func (c Config) withDefaults() Config {
 	set(&c.MaxMessageBytes, DefaultMaxMessageBytes)
 	set(&c.BlockSize, DefaultBlockSize)
 	set(&c.MaxPeers, DefaultMaxPeers)
+	set(&c.MaxHandshakes, DefaultMaxHandshakes)
+	set(&c.MaxHandshakesPerAddr, DefaultMaxHandshakesPerAddr)
 	set(&c.MaxSessions, DefaultMaxSessions)
+	set(&c.MaxSessionsPerAddr, DefaultMaxSessionsPerAddr)
+	set(&c.MaxSessionsPerDevice, DefaultMaxSessionsPerDevice)
 	set(&c.MaxInflight, DefaultMaxInflight)
 	set(&c.MaxTransfers, DefaultMaxTransfers)
 	set(&c.MaxTransfersPerPeer, DefaultMaxTransfersPerPeer)
@@ -788,4 +812,25 @@ func (s *Server) work(p *peer, cc *udpClient.Conn) {
 			s.handle(p, r, w.Message())
 		})
 	}
+}
+
+// addrKey is what per-address limits count by: an IPv4 address, or the
+// /64 of an IPv6 address (one host's, or one site's, share of the
+// address space). An address that is not IP is the zero prefix.
+func addrKey(a net.Addr) netip.Prefix {
+	ua, ok := a.(*net.UDPAddr)
+	if !ok {
+		return netip.Prefix{}
+	}
+	ip, ok := netip.AddrFromSlice(ua.IP)
+	if !ok {
+		return netip.Prefix{}
+	}
+	ip = ip.Unmap()
+	bits := 32
+	if ip.Is6() {
+		bits = 64
+	}
+	p, _ := ip.Prefix(bits)
+	return p
 }
