@@ -1,6 +1,7 @@
 package coap
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	piondtls "github.com/pion/dtls/v3"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/net/blockwise"
 
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 )
@@ -143,4 +146,29 @@ func TestDTLSHandshakeFlood(t *testing.T) {
 	if during < 3 {
 		t.Fatalf("only %d records during the flood", during)
 	}
+}
+
+// TestBlockwiseFlood: 300 Block1 uploads from one address, each from a
+// port of its own, that never go past block 0 keep at most that
+// address's share of the transfers, and another device's block-wise
+// record from another address commits (issue 20, defect 5: they took
+// every slot, and everyone got 4.29).
+func TestBlockwiseFlood(t *testing.T) {
+	node := startNode(t)
+	s := startServer(t, node, Config{})
+	d := enroll(t, node, "sensor-1", ledger.ES256)
+	chunk := bytes.Repeat([]byte{0xd2}, 16)
+	for i := range 300 {
+		r := dialRaw(t, s.udpAddr)
+		resp := r.do(block1("temp", 0, true, chunk))
+		if i < DefaultMaxTransfers {
+			wantCode(t, resp, codes.Continue)
+		}
+	}
+	if n, _, _ := s.blocks.usage(); n > DefaultMaxTransfersPerAddr {
+		t.Fatalf("one address keeps %d transfers, want at most %d", n, DefaultMaxTransfersPerAddr)
+	}
+	cc := dialUDP(t, s.udpAddr, blockwise.SZX64, from(otherHost))
+	env := d.record(t, "temp", 1, bytes.Repeat([]byte("y"), 600))
+	mustCommit(t, node, post(t, cc, "temp", env), env)
 }

@@ -87,12 +87,18 @@ type Config struct {
 	// MaxTransfers bounds the Block1 transfers being reassembled, over
 	// all peers (default 256), MaxTransfersPerPeer those of one peer
 	// (default 4; a peer's new transfer beyond it replaces its least
-	// recently used one), and MaxTransferBytes their memory (default
-	// 8 MiB). BlockTimeout drops a transfer idle that long (default 60s).
+	// recently used one), MaxTransfersPerAddr those of the UDP endpoints
+	// of one address (default 16; likewise, and an IPv6 address counts by
+	// its /64), and MaxTransferBytes their memory (default 8 MiB).
+	// BlockTimeout drops a transfer of a DTLS session (a device's) idle
+	// that long (default 60s), UDPBlockTimeout one over UDP, which no one
+	// has authenticated before its last block (default 10s).
 	MaxTransfers        int
 	MaxTransfersPerPeer int
+	MaxTransfersPerAddr int
 	MaxTransferBytes    int
 	BlockTimeout        time.Duration
+	UDPBlockTimeout     time.Duration
 	// MaxObservations bounds the observations (of receipts and of
 	// devices' manifests) over all peers (default 4096),
 	// MaxObservationsPerPeer those of one peer (default 8).
@@ -121,8 +127,10 @@ const (
 	DefaultMaxInflight            = 16
 	DefaultMaxTransfers           = 256
 	DefaultMaxTransfersPerPeer    = 4
+	DefaultMaxTransfersPerAddr    = 16
 	DefaultMaxTransferBytes       = 8 << 20
 	DefaultBlockTimeout           = 60 * time.Second
+	DefaultUDPBlockTimeout        = 10 * time.Second
 	DefaultMaxObservations        = 4096
 	DefaultMaxObservationsPerPeer = 8
 	DefaultObserveTimeout         = 5 * time.Minute
@@ -269,7 +277,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		name string
 		d    time.Duration
 	}{{"ack wait", cfg.AckWait}, {"idle timeout", cfg.IdleTimeout}, {"handshake timeout", cfg.HandshakeTimeout},
-		{"block timeout", cfg.BlockTimeout}, {"observe timeout", cfg.ObserveTimeout}} {
+		{"block timeout", cfg.BlockTimeout}, {"udp block timeout", cfg.UDPBlockTimeout}, {"observe timeout", cfg.ObserveTimeout}} {
 		if v.d <= 0 {
 			bad("%s %v: want more than 0", v.name, v.d)
 		}
@@ -284,6 +292,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		{"max sessions", cfg.MaxSessions}, {"max sessions per addr", cfg.MaxSessionsPerAddr},
 		{"max sessions per device", cfg.MaxSessionsPerDevice}, {"max inflight", cfg.MaxInflight},
 		{"max transfers", cfg.MaxTransfers}, {"max transfers per peer", cfg.MaxTransfersPerPeer},
+		{"max transfers per addr", cfg.MaxTransfersPerAddr},
 		{"max transfer bytes", cfg.MaxTransferBytes}, {"max observations", cfg.MaxObservations},
 		{"max observations per peer", cfg.MaxObservationsPerPeer}} {
 		if v.n < 1 {
@@ -318,7 +327,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		peers: map[*udpClient.Conn]*peer{}, observing: map[[32]byte]map[*observer]struct{}{},
 		watching: map[string]map[*observer]struct{}{},
 	}
-	s.blocks = newBlockStore(cfg.MaxTransfers, cfg.MaxTransfersPerPeer, cfg.MaxTransferBytes, cfg.BlockTimeout, m)
+	s.blocks = newBlockStore(cfg, m)
 	return s, nil
 }
 
@@ -344,6 +353,7 @@ func (c Config) withDefaults() Config {
 	set(&c.MaxInflight, DefaultMaxInflight)
 	set(&c.MaxTransfers, DefaultMaxTransfers)
 	set(&c.MaxTransfersPerPeer, DefaultMaxTransfersPerPeer)
+	set(&c.MaxTransfersPerAddr, DefaultMaxTransfersPerAddr)
 	set(&c.MaxTransferBytes, DefaultMaxTransferBytes)
 	set(&c.MaxObservations, DefaultMaxObservations)
 	set(&c.MaxObservationsPerPeer, DefaultMaxObservationsPerPeer)
@@ -351,6 +361,7 @@ func (c Config) withDefaults() Config {
 	setD(&c.IdleTimeout, DefaultIdleTimeout)
 	setD(&c.HandshakeTimeout, DefaultHandshakeTimeout)
 	setD(&c.BlockTimeout, DefaultBlockTimeout)
+	setD(&c.UDPBlockTimeout, DefaultUDPBlockTimeout)
 	setD(&c.ObserveTimeout, DefaultObserveTimeout)
 	return c
 }
@@ -592,7 +603,8 @@ type session interface {
 // peer is one UDP endpoint or DTLS session.
 type peer struct {
 	cc   conn
-	dtls session // nil over UDP
+	dtls session      // nil over UDP
+	addr netip.Prefix // what per-address limits count by (addrKey)
 
 	mu        sync.Mutex
 	queue     []*pool.Message // received, waiting for the worker
@@ -650,7 +662,7 @@ func (s *Server) busy(p *peer) bool {
 // OnNewConn). A UDP endpoint beyond MaxPeers replaces the longest idle
 // one; if every one is busy, the new one is closed.
 func (s *Server) connected(cc *udpClient.Conn) {
-	p := &peer{cc: cc, lastSeen: s.now()}
+	p := &peer{cc: cc, lastSeen: s.now(), addr: addrKey(cc.RemoteAddr())}
 	if dc, ok := cc.NetConn().(*dtlsConn); ok {
 		p.dtls = dc
 	}
