@@ -224,10 +224,11 @@ func (l *dtlsListener) admit(c *dtlsConn) {
 }
 
 // established moves c from the handshakes to the sessions once its
-// handshake is done (again: nothing): at MaxSessionsPerDevice sessions of its key the
-// idlest of them is closed for it, at MaxSessionsPerAddr of its address
-// the idlest of those, and at MaxSessions the idlest of all. It returns
-// false if c was dropped meanwhile.
+// handshake is done (if it is a session already, it does nothing): at
+// MaxSessionsPerDevice sessions of its key the idlest of them is closed
+// for it, at MaxSessionsPerAddr of its address the idlest of those, and
+// at MaxSessions the idlest of all. It returns false if c was dropped
+// meanwhile.
 func (l *dtlsListener) established(c *dtlsConn) bool {
 	spki, err := c.peerKey()
 	if err != nil {
