@@ -91,6 +91,13 @@ type MQTT struct {
 	ReceiveMaximum uint16 `toml:"receive_maximum"`
 	// MaxPacketBytes bounds one MQTT packet.
 	MaxPacketBytes uint32 `toml:"max_packet_bytes"`
+	// MaxDeviceSessions bounds the sessions one device holds at once
+	// (client ids <id> and <id>/... together, connected or kept after a
+	// disconnect); one more CONNECT is refused with 0x97.
+	MaxDeviceSessions int `toml:"max_device_sessions"`
+	// MaxSubscriptions bounds the topic filters one client holds; the
+	// filters beyond it are refused with SUBACK 0x97.
+	MaxSubscriptions int `toml:"max_subscriptions"`
 }
 
 // CoAP is the devices' CoAP front end: UDP and DTLS.
@@ -179,9 +186,10 @@ func Default() Config {
 	return Config{
 		DataDir: "/var/lib/ledgergate",
 		API:     API{Listen: "127.0.0.1:8080"},
-		MQTT:    MQTT{Listen: "127.0.0.1:1883", MaxClients: 10_000, ReceiveMaximum: 256, MaxPacketBytes: 128 << 10},
-		CoAP:    CoAP{Listen: "127.0.0.1:5683", DTLSListen: "127.0.0.1:5684"},
-		Signer:  Signer{Kind: "tpm", KeyFile: "node.key", TPMDevice: "/dev/tpmrm0", TPMHandle: "0x81010001"},
+		MQTT: MQTT{Listen: "127.0.0.1:1883", MaxClients: 10_000, ReceiveMaximum: 256, MaxPacketBytes: 128 << 10,
+			MaxDeviceSessions: 4, MaxSubscriptions: 32},
+		CoAP:   CoAP{Listen: "127.0.0.1:5683", DTLSListen: "127.0.0.1:5684"},
+		Signer: Signer{Kind: "tpm", KeyFile: "node.key", TPMDevice: "/dev/tpmrm0", TPMHandle: "0x81010001"},
 		Batch: Batch{MaxTxs: 1000, MaxBytes: 4 << 20, MaxDelay: Duration(2 * time.Millisecond), MaxPending: 100_000, Heartbeat: Duration(time.Minute),
 			CommitTimeout: Duration(5 * time.Second)},
 		Cluster: Cluster{ViewChangeTimeout: Duration(time.Second)},
@@ -275,6 +283,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MQTT.MaxPacketBytes < 1024 || c.MQTT.MaxPacketBytes > 16<<20 {
 		bad("mqtt.max_packet_bytes %d: want 1024 to 16777216", c.MQTT.MaxPacketBytes)
+	}
+	if c.MQTT.MaxDeviceSessions < 1 || c.MQTT.MaxDeviceSessions > 1000 {
+		bad("mqtt.max_device_sessions %d: want 1 to 1000", c.MQTT.MaxDeviceSessions)
+	}
+	if c.MQTT.MaxSubscriptions < 2 || c.MQTT.MaxSubscriptions > 10_000 {
+		bad("mqtt.max_subscriptions %d: want 2 (receipts and rejects) to 10000", c.MQTT.MaxSubscriptions)
 	}
 	switch c.Signer.Kind {
 	case "software":
