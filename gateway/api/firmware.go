@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -16,7 +17,11 @@ type Firmware interface {
 	FirmwareAnswer(device string, now time.Time) (*ledger.FirmwareAnswer, *index.ReleaseInfo, error)
 	ReleaseAnswer(device, model string, version uint64) (*ledger.FirmwareAnswer, error)
 	FirmwareStatus(model string, now time.Time) ([]directory.ReleaseStatus, error)
-	PutFirmware(env, image []byte) (*ledger.Tx, error)
+	// CheckFirmware checks a firmware.publish, and the size of the image
+	// to come, before the image is read.
+	CheckFirmware(env []byte, size int64) (*ledger.Tx, error)
+	// PutBlob stores the size bytes from r that a checked tx names.
+	PutBlob(tx *ledger.Tx, r io.Reader, size int64) error
 }
 
 // FirmwareReports is what the API reads of the index about installations.
@@ -134,12 +139,12 @@ func (s *Server) image(w http.ResponseWriter, r *http.Request) {
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
 }
 
-// maxImageBytes bounds a firmware image a gateway stores.
-const maxImageBytes = 64 << 20
+// MaxImageBytes bounds a firmware image a gateway takes.
+const MaxImageBytes = 64 << 20
 
-// publishFirmware stores the image, then submits the manifest and answers
-// with its receipt once committed. Body (application/cbor): {1: the
-// vendor-signed firmware.publish, 2: the image}.
+// publishFirmware checks the vendor-signed firmware.publish, stores the
+// image it names, then submits it and answers with its receipt once
+// committed (see upload.go for the body).
 func (s *Server) publishFirmware(w http.ResponseWriter, r *http.Request) {
-	s.publish(w, r, maxImageBytes+int64(s.info.MaxTxBytes)+64, "firmware.publish tx, 2: image", s.fw.PutFirmware)
+	s.publish(w, r, MaxImageBytes, "firmware.publish tx, 2: image", s.fw.CheckFirmware, s.fw.PutBlob)
 }

@@ -77,6 +77,10 @@ type API struct {
 	// dashboard over HTTPS only.
 	TLSCert string `toml:"tls_cert"`
 	TLSKey  string `toml:"tls_key"`
+	// MaxUploads bounds the uploads (POST /api/v1/firmware and
+	// /api/v1/configs) whose bytes are received at once; more get 503
+	// "overloaded" with Retry-After.
+	MaxUploads int `toml:"max_uploads"`
 }
 
 // MQTT is the devices' MQTT front end.
@@ -185,7 +189,7 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d)
 func Default() Config {
 	return Config{
 		DataDir: "/var/lib/ledgergate",
-		API:     API{Listen: "127.0.0.1:8080"},
+		API:     API{Listen: "127.0.0.1:8080", MaxUploads: 2},
 		MQTT: MQTT{Listen: "127.0.0.1:1883", MaxClients: 10_000, ReceiveMaximum: 256, MaxPacketBytes: 128 << 10,
 			MaxDeviceSessions: 4, MaxSubscriptions: 32},
 		CoAP:   CoAP{Listen: "127.0.0.1:5683", DTLSListen: "127.0.0.1:5684"},
@@ -253,6 +257,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := netip.ParseAddrPort(c.API.Listen); err != nil {
 		bad("api.listen %q: want ip:port, e.g. 127.0.0.1:8080", c.API.Listen)
+	}
+	if c.API.MaxUploads < 1 || c.API.MaxUploads > 64 {
+		bad("api.max_uploads %d: want 1 to 64", c.API.MaxUploads)
 	}
 	if c.MQTT.Listen != "" {
 		if _, err := netip.ParseAddrPort(c.MQTT.Listen); err != nil {

@@ -44,7 +44,7 @@ func TestLoadGood(t *testing.T) {
 func TestLoadBad(t *testing.T) {
 	want := map[string][]string{
 		"unknown_key.bad.toml": {"unknown setting", "listen"},
-		"many.bad.toml":        {"api.listen", "batch.max_txs", "batch.max_delay", "log.level"},
+		"many.bad.toml":        {"api.listen", "api.max_uploads 0", "batch.max_txs", "batch.max_delay", "log.level"},
 		"duration.bad.toml":    {"soon"},
 		"signer.bad.toml":      {"signer.kind \"hsm\""},
 		"syntax.bad.toml":      {"line 1"},

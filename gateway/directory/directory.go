@@ -3,10 +3,10 @@ package directory
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"sync"
@@ -209,26 +209,49 @@ func (x *Directory) named(sum [32]byte) error {
 	return err
 }
 
-// PutConfig checks env, an admin-signed config.set, against the committed
-// state and stores its blob, which must be the one it names. The caller
-// submits env next: the blob is then in place before any device learns of
-// the configuration.
-func (x *Directory) PutConfig(env, sealed []byte) (*ledger.Tx, error) {
+// CheckConfig checks env, an admin-signed config.set, against the
+// committed state: what an upload must pass before its sealed blob is
+// read (PutBlob).
+func (x *Directory) CheckConfig(env []byte) (*ledger.Tx, error) {
 	c, err := x.d.Chain.State().Check(env)
 	if err != nil {
 		return nil, err
 	}
-	cs := c.Tx.Body.ConfigSet
-	if cs == nil {
+	if c.Tx.Body.ConfigSet == nil {
 		return nil, &ledger.RefusedError{Reason: ledger.ReasonMalformed, Detail: fmt.Sprintf("a %s tx, want config.set", c.Tx.Body.Kind)}
 	}
-	if sum := sha256.Sum256(sealed); !bytes.Equal(sum[:], cs.Blob) {
-		return nil, &ledger.RefusedError{Reason: ledger.ReasonMalformed, Detail: fmt.Sprintf("blob sha256 %x, the config.set names %x", sum, cs.Blob)}
-	}
-	if _, err := x.d.Blobs.Put(sealed); err != nil {
-		return nil, err
-	}
 	return c.Tx, nil
+}
+
+// PutBlob stores the off-chain bytes that tx, a config.set or
+// firmware.publish checked by CheckConfig or CheckFirmware, names: size
+// bytes read from r, streamed to disk and checked against the SHA-256
+// (and for an image the size) that tx names. The caller submits tx next:
+// the bytes are then in place before any device learns of them. Bytes
+// that are not the ones named are refused as malformed; an error of r
+// is returned wrapped.
+func (x *Directory) PutBlob(tx *ledger.Tx, r io.Reader, size int64) error {
+	var sum []byte
+	switch b := &tx.Body; {
+	case b.ConfigSet != nil:
+		sum = b.ConfigSet.Blob
+	case b.FirmwarePublish != nil:
+		if uint64(size) != b.FirmwarePublish.Size {
+			return &ledger.RefusedError{Reason: ledger.ReasonMalformed,
+				Detail: fmt.Sprintf("an image of %d bytes; the manifest names %d", size, b.FirmwarePublish.Size)}
+		}
+		sum = b.FirmwarePublish.SHA256
+	default:
+		return fmt.Errorf("directory: invariant: PutBlob of a %s tx", b.Kind)
+	}
+	if len(sum) != 32 {
+		return fmt.Errorf("directory: invariant: a checked %s names a %d-byte hash", tx.Body.Kind, len(sum))
+	}
+	err := x.d.Blobs.PutFrom([32]byte(sum), size, r)
+	if errors.Is(err, blob.ErrMismatch) {
+		return &ledger.RefusedError{Reason: ledger.ReasonMalformed, Detail: err.Error()}
+	}
+	return err
 }
 
 // Committed fetches, in the background, the blobs of committed
