@@ -1,7 +1,7 @@
 package api
 
 import (
-	"bytes"
+	"context"
 	"io"
 	"net/http"
 	"strconv"
@@ -16,6 +16,8 @@ import (
 type Firmware interface {
 	FirmwareAnswer(device string, now time.Time) (*ledger.FirmwareAnswer, *index.ReleaseInfo, error)
 	ReleaseAnswer(device, model string, version uint64) (*ledger.FirmwareAnswer, error)
+	// OpenImage opens a release's image, to be served in parts.
+	OpenImage(ctx context.Context, sum [32]byte) (io.ReadSeekCloser, error)
 	FirmwareStatus(model string, now time.Time) ([]directory.ReleaseStatus, error)
 	// CheckFirmware checks a firmware.publish, and the size of the image
 	// to come, before the image is read.
@@ -122,21 +124,23 @@ func (s *Server) firmwareStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 // image serves a release's image, with Range requests: a device resumes
-// an interrupted download.
+// an interrupted download. The image is read from its file as it is
+// sent, never whole into memory.
 func (s *Server) image(w http.ResponseWriter, r *http.Request) {
 	sum, err := ledger.ParseHash(r.PathValue("sum"))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "bad_request", "image address: want 64 hex digits")
 		return
 	}
-	data, err := s.dir.Blob(r.Context(), sum)
+	f, err := s.fw.OpenImage(r.Context(), sum)
 	if err != nil {
 		s.writeErr(w, err)
 		return
 	}
+	defer f.Close()
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("ETag", `"`+r.PathValue("sum")+`"`)
-	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
+	http.ServeContent(w, r, "", time.Time{}, f)
 }
 
 // MaxImageBytes bounds a firmware image a gateway takes.

@@ -187,6 +187,21 @@ func (s *Store) ReadAt(sum [32]byte, p []byte, off int64) (int, int64, error) {
 	return n, st.Size(), nil
 }
 
+// Open opens the blob with address sum for reading, or returns
+// ErrNotFound. Like ReadAt it does not check the bytes against the
+// address: it serves a large blob in parts, and the reader checks the
+// hash of the whole.
+func (s *Store) Open(sum [32]byte) (*os.File, error) {
+	f, err := os.Open(s.path(sum))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %x", ErrNotFound, sum)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("blob: open %x: %w", sum, err)
+	}
+	return f, nil
+}
+
 // Has reports whether the store has the blob.
 func (s *Store) Has(sum [32]byte) bool {
 	_, err := os.Stat(s.path(sum))

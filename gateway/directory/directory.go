@@ -192,6 +192,32 @@ func (x *Directory) ReadImage(ctx context.Context, sum [32]byte, p []byte, off i
 	return n, size, nil
 }
 
+// OpenImage opens the firmware image whose SHA-256 is sum, to be served
+// in parts without holding it in memory (the device checks the hash of
+// the whole). A release on the ledger must name the image; one this
+// gateway lacks is fetched from another gateway first.
+func (x *Directory) OpenImage(ctx context.Context, sum [32]byte) (io.ReadSeekCloser, error) {
+	if _, err := x.d.Index.ReleaseByImage(sum); err != nil {
+		if errors.Is(err, index.ErrNotFound) {
+			err = fmt.Errorf("directory: no release has image %x: %w", sum, ErrNotFound)
+		}
+		return nil, err
+	}
+	if !x.d.Blobs.Has(sum) {
+		if _, err := x.Blob(ctx, sum); err != nil {
+			return nil, err
+		}
+	}
+	f, err := x.d.Blobs.Open(sum)
+	if errors.Is(err, blob.ErrNotFound) {
+		err = fmt.Errorf("directory: image %x: %w", sum, ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
 // named checks that a committed config.set or firmware release names the
 // blob: the gateway serves and fetches nothing else.
 func (x *Directory) named(sum [32]byte) error {

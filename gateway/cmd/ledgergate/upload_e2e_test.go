@@ -33,7 +33,8 @@ const maxUploadRSS = 150 << 20
 // a garbage tx naming 60 MB) are refused before their bytes are read:
 // the gateway's peak resident memory stays under 150 MB. A valid 40 MB
 // image uploaded afterwards with the CLI is streamed to the blob store and
-// committed, and the peak stays under 150 MB still.
+// committed, and the peak stays under 150 MB still, also while 10
+// devices download the image at once.
 func TestUploadMemoryBounded(t *testing.T) {
 	l := newFirmwareLab(t)
 	pid := l.g.cmd.Process.Pid
@@ -110,6 +111,28 @@ func TestUploadMemoryBounded(t *testing.T) {
 	t.Logf("after a valid upload of %d MiB: gateway peak RSS %d MiB", len(img)>>20, hwm>>20)
 	if hwm > maxUploadRSS {
 		t.Fatalf("gateway peak RSS %d MiB after a valid upload, want under %d MiB", hwm>>20, maxUploadRSS>>20)
+	}
+
+	// Devices download it, 10 at once: it is served from its file.
+	for range 10 {
+		wg.Go(func() {
+			resp, err := http.Get(l.g.api + fmt.Sprintf("/api/v1/firmware/images/%x", sum))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			h := sha256.New()
+			if n, err := io.Copy(h, resp.Body); err != nil || n != int64(len(img)) || [32]byte(h.Sum(nil)) != sum {
+				t.Errorf("download: %d bytes, %v", n, err)
+			}
+		})
+	}
+	wg.Wait()
+	hwm = peakRSS(t, pid)
+	t.Logf("after 10 parallel downloads of it: gateway peak RSS %d MiB", hwm>>20)
+	if hwm > maxUploadRSS {
+		t.Fatalf("gateway peak RSS %d MiB after 10 downloads, want under %d MiB", hwm>>20, maxUploadRSS>>20)
 	}
 }
 
