@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"time"
 
 	"github.com/ledgergate/ledgergate/gateway/index"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
@@ -17,7 +18,9 @@ import (
 type Directory interface {
 	ConfigAnswer(device string, hash []byte) (*ledger.ConfigAnswer, *index.ConfigInfo, error)
 	KeysAnswer(device string) (*ledger.KeysAnswer, *index.Device, error)
-	Blob(ctx context.Context, sum [32]byte) ([]byte, error)
+	// OpenBlob opens a blob that a committed tx names, to be served
+	// without holding it in memory.
+	OpenBlob(ctx context.Context, sum [32]byte) (io.ReadSeekCloser, error)
 	// CheckConfig checks a config.set before its blob is read.
 	CheckConfig(env []byte) (*ledger.Tx, error)
 	// PutBlob stores the size bytes from r that a checked tx names.
@@ -122,15 +125,17 @@ func (s *Server) verifyConfig(w http.ResponseWriter, r *http.Request) {
 	s.configAnswer(w, r, hash)
 }
 
+// writeBlob serves a blob from its file, as it is sent.
 func (s *Server) writeBlob(w http.ResponseWriter, r *http.Request, sum [32]byte) {
-	data, err := s.dir.Blob(r.Context(), sum)
+	f, err := s.dir.OpenBlob(r.Context(), sum)
 	if err != nil {
 		s.writeErr(w, err)
 		return
 	}
+	defer f.Close()
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("ETag", `"`+hex.EncodeToString(sum[:])+`"`)
-	w.Write(data)
+	http.ServeContent(w, r, "", time.Time{}, f)
 }
 
 func (s *Server) deviceBlob(w http.ResponseWriter, r *http.Request) {

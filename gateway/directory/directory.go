@@ -203,14 +203,24 @@ func (x *Directory) OpenImage(ctx context.Context, sum [32]byte) (io.ReadSeekClo
 		}
 		return nil, err
 	}
+	return x.OpenBlob(ctx, sum)
+}
+
+// OpenBlob opens the blob with address sum, as Blob finds it, to be
+// served without holding it in memory: from the store, or else fetched
+// from another gateway first. A committed config.set or release must
+// name it.
+func (x *Directory) OpenBlob(ctx context.Context, sum [32]byte) (io.ReadSeekCloser, error) {
 	if !x.d.Blobs.Has(sum) {
 		if _, err := x.Blob(ctx, sum); err != nil {
 			return nil, err
 		}
+	} else if err := x.named(sum); err != nil {
+		return nil, err
 	}
 	f, err := x.d.Blobs.Open(sum)
 	if errors.Is(err, blob.ErrNotFound) {
-		err = fmt.Errorf("directory: image %x: %w", sum, ErrNotFound)
+		err = fmt.Errorf("directory: blob %x: %w", sum, ErrNotFound)
 	}
 	if err != nil {
 		return nil, err

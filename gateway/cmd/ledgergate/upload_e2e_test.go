@@ -113,10 +113,15 @@ func TestUploadMemoryBounded(t *testing.T) {
 		t.Fatalf("gateway peak RSS %d MiB after a valid upload, want under %d MiB", hwm>>20, maxUploadRSS>>20)
 	}
 
-	// Devices download it, 10 at once: it is served from its file.
-	for range 10 {
+	// Devices download it, 10 at once, by either path: it is served
+	// from its file.
+	for i := range 10 {
 		wg.Go(func() {
-			resp, err := http.Get(l.g.api + fmt.Sprintf("/api/v1/firmware/images/%x", sum))
+			path := fmt.Sprintf("/api/v1/firmware/images/%x", sum)
+			if i%2 == 1 {
+				path = fmt.Sprintf("/api/v1/blobs/%x", sum)
+			}
+			resp, err := http.Get(l.g.api + path)
 			if err != nil {
 				t.Error(err)
 				return
