@@ -273,3 +273,84 @@ func TestFirstStart(t *testing.T) {
 		t.Fatalf("first start without a TPM: exit %d: %s", code, errs)
 	}
 }
+
+// waitHeight polls the status until the height is at least h; it fails
+// the test, with the gateway's log, after within or when the gateway exits.
+func waitHeight(t *testing.T, gw *gateway, h uint64, within time.Duration) uint64 {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		select {
+		case err := <-gw.done:
+			gw.done <- err
+			t.Fatalf("the gateway exited (%v) while waiting for height %d\n%s", err, h, gw.log())
+		default:
+		}
+		var st keyStatus
+		getJSON(t, gw.api, "/api/v1/status", &st)
+		if st.Height >= h {
+			return st.Height
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("height %d after %s, want %d\n%s", st.Height, within, h, gw.log())
+		}
+		time.Sleep(100 * time.Millisecond) // polling another process's API
+	}
+}
+
+// waitReadyz polls /readyz until it answers code with a body containing
+// contains, and returns the body; it fails the test, with the gateway's
+// log, after within or when the gateway exits.
+func waitReadyz(t *testing.T, gw *gateway, code int, contains string, within time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		select {
+		case err := <-gw.done:
+			gw.done <- err
+			t.Fatalf("the gateway exited (%v) while waiting for /readyz %d %q\n%s", err, code, contains, gw.log())
+		default:
+		}
+		resp, err := http.Get(gw.api + "/readyz")
+		if err != nil {
+			t.Fatalf("/readyz: %v\n%s", err, gw.log())
+		}
+		var b bytes.Buffer
+		b.ReadFrom(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == code && strings.Contains(b.String(), contains) {
+			return b.String()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz: %d %s; want %d with %q within %s\n%s", resp.StatusCode, b.String(), code, contains, within, gw.log())
+		}
+		time.Sleep(100 * time.Millisecond) // polling another process's API
+	}
+}
+
+// TestTPMHeartbeat: with the node key in a TPM, an idle single-node chain
+// commits heartbeat blocks (issue 20, defect 3: go-cose asked the TPM to
+// sign a digest without saying which hash, the TPM signer refused, and
+// the chain stayed at height 0).
+func TestTPMHeartbeat(t *testing.T) {
+	dir := t.TempDir()
+	tp := startSwtpm(t)
+	cfg := tpmConfig(t, dir, tp, "[batch]\nheartbeat = \"1s\"\n")
+	data := filepath.Join(dir, "data")
+	mustCLI(t, dir, "init", "--config", cfg, "--data", data, "--chain-id", "tpm-heartbeat")
+	gw := startGateway(t, data, "--config", cfg)
+	waitHeight(t, gw, 2, 30*time.Second)
+	var b struct {
+		Txs []struct{ Kind, Author string }
+	}
+	getJSON(t, gw.api, "/api/v1/blocks/1", &b)
+	if len(b.Txs) != 1 || b.Txs[0].Kind != string(ledger.KindHeartbeat) {
+		t.Errorf("block 1 of an idle chain: %+v", b.Txs)
+	}
+	if strings.Contains(gw.log(), "heartbeat: sign") {
+		t.Errorf("heartbeat signing failed:\n%s", gw.log())
+	}
+	if out, errs, code := cli(t, dir, "ledger", "verify", "--data", data); code != 0 {
+		t.Fatalf("ledger verify: %s%s", out, errs)
+	}
+}
