@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/pem"
 	"fmt"
 	"net"
@@ -350,6 +351,99 @@ func TestTPMHeartbeat(t *testing.T) {
 	if strings.Contains(gw.log(), "heartbeat: sign") {
 		t.Errorf("heartbeat signing failed:\n%s", gw.log())
 	}
+	if out, errs, code := cli(t, dir, "ledger", "verify", "--data", data); code != 0 {
+		t.Fatalf("ledger verify: %s%s", out, errs)
+	}
+}
+
+// TestTPMUnavailable: the TPM goes away while the gateway runs (swtpm
+// stops, its socket is gone) and comes back on the same socket with the
+// same state. The gateway keeps running: /readyz says why it cannot
+// commit, a tx that comes in meanwhile waits (its proposal needs the node
+// key: this used to end the process), and once the TPM answers again the
+// gateway is ready, commits that tx once and heartbeat blocks, without a
+// restart (issue 20, defect 3).
+func TestTPMUnavailable(t *testing.T) {
+	dir := t.TempDir()
+	tp := startSwtpm(t)
+	cfg := tpmConfig(t, dir, tp, "[batch]\nheartbeat = \"1s\"\n")
+	data := filepath.Join(dir, "data")
+	mustCLI(t, dir, "init", "--config", cfg, "--data", data, "--chain-id", "tpm-gone")
+	gw := startGateway(t, data, "--config", cfg)
+	waitHeight(t, gw, 1, 30*time.Second)
+
+	tp.stop()
+	body := waitReadyz(t, gw, http.StatusServiceUnavailable, "node key: TPM unavailable", 30*time.Second)
+	t.Logf("/readyz without the TPM: %s", strings.TrimSpace(body))
+	var st keyStatus
+	getJSON(t, gw.api, "/api/v1/status", &st)
+
+	a := &admin{key: must(device.LoadKey(filepath.Join(data, "admin.key"))), chainID: "tpm-gone"}
+	pub, _ := ledger.MarshalPublicKey(must(device.GenerateKey(ledger.ES256)))
+	env, err := ledger.SignTx(a.key, "admin", &ledger.Body{Kind: ledger.KindEnroll, ChainID: a.chainID,
+		Enroll: &ledger.Enroll{DeviceID: "sensor-1", PublicKey: pub}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, reason, _, err := post(context.Background(), gw.api, env)
+	t.Logf("a tx without the TPM: %d %s %v", code, reason, err)
+	if err == nil && code == http.StatusOK {
+		t.Fatal("a tx committed without the node key")
+	}
+	waitReadyz(t, gw, http.StatusServiceUnavailable, "node key: TPM unavailable", 30*time.Second)
+
+	tp.start()
+	waitReadyz(t, gw, http.StatusOK, "ready", 30*time.Second)
+	deadline := time.Now().Add(30 * time.Second)
+	for { // the same bytes again, as a client does after "unavailable"
+		code, reason, _, err := post(context.Background(), gw.api, env)
+		if err == nil && code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the tx after the TPM came back: %d %s %v\n%s", code, reason, err, gw.log())
+		}
+		time.Sleep(100 * time.Millisecond) // polling another process's API
+	}
+	h := waitHeight(t, gw, st.Height+3, 30*time.Second)
+	t.Logf("height %d without the TPM, %d after it came back", st.Height, h)
+	if n := txCounts(t, gw.api)[hexID(env)]; n != 1 {
+		t.Errorf("the tx sent while the TPM was away is in the ledger %d times, want once", n)
+	}
+	gw.stop()
+	if out, errs, code := cli(t, dir, "ledger", "verify", "--data", data); code != 0 {
+		t.Fatalf("ledger verify: %s%s", out, errs)
+	}
+}
+
+// TestTPMUnavailableStop: a gateway whose replica waits for a TPM that
+// went away stops cleanly on SIGTERM (exit 0), and starts again once the
+// TPM is back.
+func TestTPMUnavailableStop(t *testing.T) {
+	dir := t.TempDir()
+	tp := startSwtpm(t)
+	cfg := tpmConfig(t, dir, tp, "")
+	data := filepath.Join(dir, "data")
+	mustCLI(t, dir, "init", "--config", cfg, "--data", data, "--chain-id", "tpm-stop")
+	gw := startGateway(t, data, "--config", cfg)
+	tp.stop()
+	key := must(device.LoadKey(filepath.Join(data, "admin.key")))
+	pub, _ := ledger.MarshalPublicKey(must(device.GenerateKey(ledger.ES256)))
+	env, err := ledger.SignTx(key, "admin", &ledger.Body{Kind: ledger.KindEnroll, ChainID: "tpm-stop",
+		Enroll: &ledger.Enroll{DeviceID: "sensor-1", PublicKey: pub}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, reason, _, err := post(context.Background(), gw.api, env); err != nil || code != http.StatusServiceUnavailable {
+		t.Fatalf("a tx without the TPM: %d %s %v, want 503", code, reason, err)
+	}
+	waitReadyz(t, gw, http.StatusServiceUnavailable, "node key: TPM unavailable", 30*time.Second)
+	gw.stop() // fails the test unless the exit is clean
+
+	tp.start()
+	gw = startGateway(t, data, "--config", cfg)
+	a := &admin{key: key, chainID: "tpm-stop"}
+	a.enroll(t, gw.api, "sensor-2", ledger.ES256)
 	if out, errs, code := cli(t, dir, "ledger", "verify", "--data", data); code != 0 {
 		t.Fatalf("ledger verify: %s%s", out, errs)
 	}
