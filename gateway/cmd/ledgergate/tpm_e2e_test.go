@@ -182,10 +182,25 @@ func TestTPMRefusals(t *testing.T) {
 // TestTPMCluster: four gateways, each with its own swtpm holding its node
 // key, commit together; their certificates verify.
 func TestTPMCluster(t *testing.T) {
+	c, _ := startTPMCluster(t, "tpm-cluster")
+	for i := range 4 {
+		c.admin.enroll(t, c.gws[i].api, fmt.Sprintf("sensor-%d", i), ledger.ES256) // through each gateway
+	}
+	h, _ := c.converge(4, time.Minute)
+	c.checkTPM()
+	t.Logf("four TPM-backed gateways at height %d", h)
+}
+
+// startTPMCluster starts four gateways, each with its own swtpm holding
+// its node key, on one new chain.
+func startTPMCluster(t *testing.T, chainID string) (*testCluster, []*swtpm) {
+	t.Helper()
 	dir := t.TempDir()
 	var datas, cfgs, nodes []string
+	var tps []*swtpm
 	for i := 1; i <= 4; i++ {
 		tp := startSwtpm(t)
+		tps = append(tps, tp)
 		nd := filepath.Join(dir, fmt.Sprintf("node-%d", i))
 		os.MkdirAll(nd, 0o750)
 		cfg := tpmConfig(t, nd, tp, "")
@@ -196,30 +211,55 @@ func TestTPMCluster(t *testing.T) {
 	}
 	mustCLI(t, dir, "device", "keygen", "--alg", "es256", "--out", filepath.Join(dir, "admin.key"))
 	gen := filepath.Join(dir, "genesis.json")
-	mustCLI(t, dir, append(append([]string{"genesis", "new", "--chain-id", "tpm-cluster"}, nodes...),
+	mustCLI(t, dir, append(append([]string{"genesis", "new", "--chain-id", chainID}, nodes...),
 		"--admin", filepath.Join(dir, "admin.key.pub"), "--admin-id", "admin", "--out", gen)...)
 	var gws []*gateway
 	for i, data := range datas {
 		mustCLI(t, dir, "init", "--config", cfgs[i], "--data", data, "--genesis", gen)
 		gws = append(gws, startGateway(t, data, "--config", cfgs[i]))
 	}
-	a := &admin{key: must(device.LoadKey(filepath.Join(dir, "admin.key"))), chainID: "tpm-cluster"}
-	for i := range 4 {
-		a.enroll(t, gws[i].api, fmt.Sprintf("sensor-%d", i), ledger.ES256) // through each gateway
-	}
-	c := &testCluster{t: t, data: datas, gws: gws}
-	h, _ := c.converge(4, time.Minute)
-	for i, data := range datas {
+	a := &admin{key: must(device.LoadKey(filepath.Join(dir, "admin.key"))), chainID: chainID}
+	return &testCluster{t: t, data: datas, gws: gws, admin: a}, tps
+}
+
+// checkTPM checks that every gateway's key is in a TPM and that its
+// ledger verifies.
+func (c *testCluster) checkTPM() {
+	c.t.Helper()
+	for i, data := range c.data {
 		var st keyStatus
-		getJSON(t, gws[i].api, "/api/v1/status", &st)
+		getJSON(c.t, c.gws[i].api, "/api/v1/status", &st)
 		if !st.KeyHardware {
-			t.Errorf("node-%d: key_hardware false", i+1)
+			c.t.Errorf("node-%d: key_hardware false", i+1)
 		}
-		if out, errs, code := cli(t, dir, "ledger", "verify", "--data", data); code != 0 {
-			t.Errorf("node-%d: ledger verify: %s%s", i+1, out, errs)
+		if out, errs, code := cli(c.t, c.t.TempDir(), "ledger", "verify", "--data", data); code != 0 {
+			c.t.Errorf("node-%d: ledger verify: %s%s", i+1, out, errs)
 		}
 	}
-	t.Logf("four TPM-backed gateways at height %d", h)
+}
+
+// TestTPMUnavailableCluster: one gateway of four loses its TPM. The other
+// three keep committing (PBFT tolerates one silent replica); that one says
+// why it is not ready and keeps running; once its TPM is back it catches
+// up, commits again, and every ledger verifies (issue 20, defect 3).
+func TestTPMUnavailableCluster(t *testing.T) {
+	c, tps := startTPMCluster(t, "tpm-gone-cluster")
+	c.admin.enroll(t, c.gws[0].api, "sensor-0", ledger.ES256)
+	h, _ := c.converge(1, time.Minute)
+
+	tps[1].stop()
+	c.admin.enroll(t, c.gws[0].api, "sensor-1", ledger.ES256) // three of four commit it
+	c.admin.enroll(t, c.gws[2].api, "sensor-2", ledger.ES256)
+	body := waitReadyz(t, c.gws[1], http.StatusServiceUnavailable, "node key: TPM unavailable", 30*time.Second)
+	t.Logf("node-2's /readyz without its TPM: %s", strings.TrimSpace(body))
+	h = waitHeight(t, c.gws[0], h+2, 30*time.Second)
+
+	tps[1].start()
+	waitReadyz(t, c.gws[1], http.StatusOK, "ready", time.Minute)
+	c.admin.enroll(t, c.gws[1].api, "sensor-3", ledger.ES256) // through the gateway that was without
+	h, _ = c.converge(h+1, time.Minute)
+	c.checkTPM()
+	t.Logf("all four at height %d after node-2's TPM came back", h)
 }
 
 func metrics(t *testing.T, api string) string {
