@@ -97,6 +97,28 @@ def run(d, broker, other_dir, other_id):
         else:
             rep.fail(name, "CONNACK %r, protocol.md 7/13.1 says 0x%02x" % (got, want))
 
+    # 13.1: a token session ends when the token expires (v5 DISCONNECT 0xA0).
+    import queue
+    c = mqtt.Client(client_id=d.id + "/short", protocol=mqtt.MQTTv5)
+    c.username_pw_set(d.id, token({**good, 4: now + 2, 6: now}))
+    conn, gone = queue.Queue(), queue.Queue()
+    c.on_connect = lambda cl, u, f, rc, p=None: conn.put(rc.value)
+    c.on_disconnect = lambda cl, u, rc, p=None: gone.put(getattr(rc, "value", rc))
+    host, port = broker.rsplit(":", 1)
+    c.connect(host, int(port), 30)
+    c.loop_start()
+    try:
+        rc = conn.get(timeout=10)
+        code = gone.get(timeout=15) if rc == 0 else None
+    except queue.Empty:
+        code = "none within 15 s"
+    finally:
+        c.loop_stop()
+    if code == 0xA0:
+        rep.ok("token-expiry-disconnect", "code=0xa0")
+    else:
+        rep.fail("token-expiry-disconnect", "CONNACK %r, DISCONNECT %r, protocol.md 13.1 says 0xA0" % (rc, code))
+
     m = d.mqtt(broker, suffix="conf")
     m.subscribe("rejects")
 
