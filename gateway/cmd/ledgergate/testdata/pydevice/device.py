@@ -442,7 +442,7 @@ def cmd_coap(a):
         res4 = transport.coap("post", "coap://%s/lg/v1/data/%s" % (a.coap, a.stream), env2, content_format=18)
         if res4.code != "2.04":
             fail("POST while observed: %s" % res4.code)
-        log += proc.communicate(timeout=15)[0]
+        log = transport.wait_notification(proc, log)
         with open(outp, "rb") as f:
             ro = d.check_receipt(f.read(), env2)
     finally:

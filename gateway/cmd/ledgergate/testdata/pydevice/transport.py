@@ -231,7 +231,29 @@ def coap(method, uri, payload=None, content_format=None, block=None, timeout=30,
         return CoAPResult(_last_code(text), data, text)
 
 
-def observe_receipt(coap_addr, txid_hex, seconds=3, timeout=10):
+def wait_notification(p, log, timeout=20):
+    """Read coap-client's log until the notification (a CON 2.05 with Observe
+    and a Content-Format) arrives, then end coap-client with SIGINT (it then
+    closes its -o file) instead of waiting out its -s duration."""
+    import re
+    import select
+    import signal
+    deadline = time.time() + timeout
+    while time.time() < deadline and p.poll() is None:
+        if re.search(rb"t:CON c:2\.05 [^\n]*Observe:[^\n]*Content-Format", log):
+            p.send_signal(signal.SIGINT)
+            break
+        r, _, _ = select.select([p.stdout], [], [], 0.2)
+        if r:
+            chunk = p.stdout.read1(4096)
+            if not chunk:
+                break
+            log += chunk
+    log += p.communicate(timeout=10)[0]
+    return log
+
+
+def observe_receipt(coap_addr, txid_hex, seconds=20, timeout=10):
     """GET /lg/v1/receipts/{id} with Observe 0 (13.2) in a background
     coap-client-notls; returns (process, output file) once the gateway has
     answered the registration (2.05 with Observe, no payload), so that the
