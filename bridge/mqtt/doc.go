@@ -103,7 +103,7 @@
 // PUBACK of a refusal carries the reason as its reason string, for a
 // replay the user property last_seq (decimal), and the code of
 // pubackCodes (the MQTT 5 column of the refusal table in
-// docs/protocol.md, which TestReasonTableMatchesProtocol keeps equal):
+// docs/protocol.md, which TestReasonTable keeps equal):
 //
 //	malformed, too_large, wrong_chain, not_record,      0x99 payload format invalid
 //	not_report

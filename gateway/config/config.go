@@ -101,6 +101,28 @@ type CoAP struct {
 	// a self-signed P-256 certificate made in data_dir on first start.
 	DTLSCert string `toml:"dtls_cert"`
 	DTLSKey  string `toml:"dtls_key"`
+	// What one client may hold before it is authenticated, and one
+	// address or device after (docs/device-protocol.md, "Limits"). "Per
+	// address" counts an IPv6 address by its /64.
+	//
+	// DTLS handshakes under way, in all and per address: a new one
+	// beyond replaces the oldest. They take no place of sessions.
+	MaxHandshakes        int `toml:"max_handshakes"`
+	MaxHandshakesPerAddr int `toml:"max_handshakes_per_addr"`
+	// Established DTLS sessions (an enrolled device's key each), in all,
+	// per address and per device key: a device's new session beyond one
+	// replaces the longest silent one there.
+	MaxSessions          int `toml:"max_sessions"`
+	MaxSessionsPerAddr   int `toml:"max_sessions_per_addr"`
+	MaxSessionsPerDevice int `toml:"max_sessions_per_device"`
+	// Block-wise (Block1) uploads being reassembled, in all and per
+	// address over UDP; an idle one is dropped after BlockTimeout over
+	// DTLS, UDPBlockTimeout over UDP (where nothing is authenticated
+	// before the last block).
+	MaxTransfers        int      `toml:"max_transfers"`
+	MaxTransfersPerAddr int      `toml:"max_transfers_per_addr"`
+	BlockTimeout        Duration `toml:"block_timeout"`
+	UDPBlockTimeout     Duration `toml:"udp_block_timeout"`
 }
 
 // Signer says where the node identity key lives: in the TPM (the
@@ -180,8 +202,10 @@ func Default() Config {
 		DataDir: "/var/lib/ledgergate",
 		API:     API{Listen: "127.0.0.1:8080"},
 		MQTT:    MQTT{Listen: "127.0.0.1:1883", MaxClients: 10_000, ReceiveMaximum: 256, MaxPacketBytes: 128 << 10},
-		CoAP:    CoAP{Listen: "127.0.0.1:5683", DTLSListen: "127.0.0.1:5684"},
-		Signer:  Signer{Kind: "tpm", KeyFile: "node.key", TPMDevice: "/dev/tpmrm0", TPMHandle: "0x81010001"},
+		CoAP: CoAP{Listen: "127.0.0.1:5683", DTLSListen: "127.0.0.1:5684",
+			MaxHandshakes: 256, MaxHandshakesPerAddr: 8, MaxSessions: 1024, MaxSessionsPerAddr: 256, MaxSessionsPerDevice: 4,
+			MaxTransfers: 256, MaxTransfersPerAddr: 16, BlockTimeout: Duration(time.Minute), UDPBlockTimeout: Duration(10 * time.Second)},
+		Signer: Signer{Kind: "tpm", KeyFile: "node.key", TPMDevice: "/dev/tpmrm0", TPMHandle: "0x81010001"},
 		Batch: Batch{MaxTxs: 1000, MaxBytes: 4 << 20, MaxDelay: Duration(2 * time.Millisecond), MaxPending: 100_000, Heartbeat: Duration(time.Minute),
 			CommitTimeout: Duration(5 * time.Second)},
 		Cluster: Cluster{ViewChangeTimeout: Duration(time.Second)},
@@ -266,6 +290,19 @@ func (c *Config) Validate() error {
 	}
 	if (c.CoAP.DTLSCert == "") != (c.CoAP.DTLSKey == "") {
 		bad("coap.dtls_cert and coap.dtls_key go together (both empty: a self-signed certificate)")
+	}
+	for name, n := range map[string]int{"coap.max_handshakes": c.CoAP.MaxHandshakes, "coap.max_handshakes_per_addr": c.CoAP.MaxHandshakesPerAddr,
+		"coap.max_sessions": c.CoAP.MaxSessions, "coap.max_sessions_per_addr": c.CoAP.MaxSessionsPerAddr,
+		"coap.max_sessions_per_device": c.CoAP.MaxSessionsPerDevice, "coap.max_transfers": c.CoAP.MaxTransfers,
+		"coap.max_transfers_per_addr": c.CoAP.MaxTransfersPerAddr} {
+		if n < 1 {
+			bad("%s %d: want at least 1", name, n)
+		}
+	}
+	for name, d := range map[string]Duration{"coap.block_timeout": c.CoAP.BlockTimeout, "coap.udp_block_timeout": c.CoAP.UDPBlockTimeout} {
+		if time.Duration(d) < time.Second || time.Duration(d) > time.Hour {
+			bad("%s %s: want 1s to 1h", name, time.Duration(d))
+		}
 	}
 	if c.MQTT.MaxClients < 1 {
 		bad("mqtt.max_clients %d: want at least 1", c.MQTT.MaxClients)

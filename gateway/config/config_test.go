@@ -49,6 +49,7 @@ func TestLoadBad(t *testing.T) {
 		"signer.bad.toml":      {"signer.kind \"hsm\""},
 		"syntax.bad.toml":      {"line 1"},
 		"mqtt.bad.toml":        {"mqtt.tls_listen needs mqtt.tls_cert", "mqtt.receive_maximum"},
+		"coap.bad.toml":        {"coap.max_sessions_per_device 0", "coap.udp_block_timeout 100ms"},
 		"cluster.bad.toml":     {"cluster.listen \"gw1.example:7001\"", "cluster.view_change_timeout 10ms"},
 		"tpm.bad.toml":         {"set tpm_device", "signer.tpm_handle \"0x80000001\""},
 		"webui.bad.toml": {"api.tls_cert and api.tls_key", "webui.password_hash: not a bcrypt hash",
