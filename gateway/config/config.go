@@ -77,6 +77,10 @@ type API struct {
 	// dashboard over HTTPS only.
 	TLSCert string `toml:"tls_cert"`
 	TLSKey  string `toml:"tls_key"`
+	// MaxUploads bounds the uploads (POST /api/v1/firmware and
+	// /api/v1/configs) whose bytes are received at once; more get 503
+	// "overloaded" with Retry-After.
+	MaxUploads int `toml:"max_uploads"`
 }
 
 // MQTT is the devices' MQTT front end.
@@ -91,6 +95,13 @@ type MQTT struct {
 	ReceiveMaximum uint16 `toml:"receive_maximum"`
 	// MaxPacketBytes bounds one MQTT packet.
 	MaxPacketBytes uint32 `toml:"max_packet_bytes"`
+	// MaxDeviceSessions bounds the sessions one device holds at once
+	// (client ids <id> and <id>/... together, connected or kept after a
+	// disconnect); one more CONNECT is refused with 0x97.
+	MaxDeviceSessions int `toml:"max_device_sessions"`
+	// MaxSubscriptions bounds the topic filters one client holds; the
+	// filters beyond it are refused with SUBACK 0x97.
+	MaxSubscriptions int `toml:"max_subscriptions"`
 }
 
 // CoAP is the devices' CoAP front end: UDP and DTLS.
@@ -200,8 +211,9 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d)
 func Default() Config {
 	return Config{
 		DataDir: "/var/lib/ledgergate",
-		API:     API{Listen: "127.0.0.1:8080"},
-		MQTT:    MQTT{Listen: "127.0.0.1:1883", MaxClients: 10_000, ReceiveMaximum: 256, MaxPacketBytes: 128 << 10},
+		API:     API{Listen: "127.0.0.1:8080", MaxUploads: 2},
+		MQTT: MQTT{Listen: "127.0.0.1:1883", MaxClients: 10_000, ReceiveMaximum: 256, MaxPacketBytes: 128 << 10,
+			MaxDeviceSessions: 4, MaxSubscriptions: 32},
 		CoAP: CoAP{Listen: "127.0.0.1:5683", DTLSListen: "127.0.0.1:5684",
 			MaxHandshakes: 256, MaxHandshakesPerAddr: 8, MaxSessions: 1024, MaxSessionsPerAddr: 256, MaxSessionsPerDevice: 4,
 			MaxTransfers: 256, MaxTransfersPerAddr: 16, BlockTimeout: Duration(time.Minute), UDPBlockTimeout: Duration(10 * time.Second)},
@@ -270,6 +282,9 @@ func (c *Config) Validate() error {
 	if _, err := netip.ParseAddrPort(c.API.Listen); err != nil {
 		bad("api.listen %q: want ip:port, e.g. 127.0.0.1:8080", c.API.Listen)
 	}
+	if c.API.MaxUploads < 1 || c.API.MaxUploads > 64 {
+		bad("api.max_uploads %d: want 1 to 64", c.API.MaxUploads)
+	}
 	if c.MQTT.Listen != "" {
 		if _, err := netip.ParseAddrPort(c.MQTT.Listen); err != nil {
 			bad("mqtt.listen %q: want ip:port, e.g. 127.0.0.1:1883, or \"\" for off", c.MQTT.Listen)
@@ -312,6 +327,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MQTT.MaxPacketBytes < 1024 || c.MQTT.MaxPacketBytes > 16<<20 {
 		bad("mqtt.max_packet_bytes %d: want 1024 to 16777216", c.MQTT.MaxPacketBytes)
+	}
+	if c.MQTT.MaxDeviceSessions < 1 || c.MQTT.MaxDeviceSessions > 1000 {
+		bad("mqtt.max_device_sessions %d: want 1 to 1000", c.MQTT.MaxDeviceSessions)
+	}
+	if c.MQTT.MaxSubscriptions < 2 || c.MQTT.MaxSubscriptions > 10_000 {
+		bad("mqtt.max_subscriptions %d: want 2 (receipts and rejects) to 10000", c.MQTT.MaxSubscriptions)
 	}
 	switch c.Signer.Kind {
 	case "software":

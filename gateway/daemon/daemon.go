@@ -196,6 +196,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}, ch, idx, reg, d.logger.With("component", "api"))
 	srv.SetCluster(cstatus)
 	srv.SetHealth(health(g, rep, tr, time.Duration(cfg.Batch.CommitTimeout), ch.Stalled))
+	srv.SetMaxUploads(cfg.API.MaxUploads)
 	srv.SetDirectory(devDir, idx)
 	srv.SetFirmware(devDir, idx)
 	var seedSt *seedState
