@@ -53,6 +53,9 @@ func heartbeat(ctx context.Context, every time.Duration, node string, signer cry
 			Kind: ledger.KindHeartbeat, ChainID: ch.Genesis().ChainID,
 			Heartbeat: &ledger.Heartbeat{Node: node, Time: now.UnixMilli()},
 		})
+		if unavailable(err) {
+			continue // the node key's watch logs it and /readyz says it
+		}
 		if err != nil {
 			logger.Warn("heartbeat: sign", "err", err)
 			continue
