@@ -26,6 +26,7 @@ import (
 	"github.com/ledgergate/ledgergate/gateway/cluster"
 	"github.com/ledgergate/ledgergate/gateway/config"
 	"github.com/ledgergate/ledgergate/gateway/directory"
+	"github.com/ledgergate/ledgergate/gateway/front"
 	"github.com/ledgergate/ledgergate/gateway/index"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 	"github.com/ledgergate/ledgergate/gateway/replica"
@@ -166,7 +167,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	h.r = rep
 	cstatus := clusterStatus(rep, tr, st)
 	reg.MustRegister(newClusterMetrics(cstatus))
-	var front *mqtt.Server          // set before the chain runs
+	var mqttFront *mqtt.Server      // set before the chain runs
 	var coapFront *coap.Server      // likewise
 	var devDir *directory.Directory // likewise
 	var ui *webui.Server            // likewise
@@ -177,7 +178,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		State: st, Log: blog, Index: idx, Orderer: rep,
 		Logger: d.logger.With("component", "chain"), Registry: reg,
 		CommitTimeout: time.Duration(cfg.Batch.CommitTimeout), MaxPending: cfg.Batch.MaxPending,
-		OnCommit: onCommit(bgCtx, func() *mqtt.Server { return front }, func() *coap.Server { return coapFront },
+		OnCommit: onCommit(bgCtx, func() *mqtt.Server { return mqttFront }, func() *coap.Server { return coapFront },
 			func() *directory.Directory { return devDir }, func() *webui.Server { return ui }),
 	})
 	dd := directory.Deps{Chain: ch, Index: idx, Blobs: blobs, Logger: d.logger.With("component", "directory")}
@@ -187,7 +188,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	devDir = directory.New(dd)
 	defer devDir.Wait()
 	limiter := bridge.NewLimiter(bridge.DefaultMaxPendingBytes) // records waiting to commit, over all front ends
-	front, err = newMQTT(cfg.MQTT, ch, st, behindPeers, devDir, limiter, d.logger.With("component", "mqtt"), reg)
+	mqttFront, err = newMQTT(cfg.MQTT, ch, st, behindPeers, devDir, limiter, d.logger.With("component", "mqtt"), reg)
 	if err != nil {
 		return err
 	}
@@ -200,7 +201,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		ChainID: g.ChainID, NodeID: nodeID, GenesisHash: hex.EncodeToString(gh[:]), Version: d.opts.Version,
 		KeyHardware: signer.Hardware(), Key: signer.Describe(), Nodes: len(g.Nodes), Quorum: g.Quorum(),
 		MaxTxBytes: g.Params.MaxTxBytes,
-	}, ch, idx, reg, d.logger.With("component", "api"))
+	}, front.Ledger(ch, behindPeers), idx, reg, d.logger.With("component", "api"))
 	srv.SetCluster(cstatus)
 	srv.SetHealth(health(g, rep, tr, time.Duration(cfg.Batch.CommitTimeout), key.health, ch.Stalled))
 	srv.SetMaxUploads(cfg.API.MaxUploads)
@@ -210,7 +211,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if tr != nil && len(cfg.Seeds.Zones) > 0 {
 		seedSt = newSeedState(cfg.Seeds)
 	}
-	ui, err = newWebUI(webuiDeps{cfg: cfg, g: g, api: srv, chain: ch, index: idx, reg: reg, mqtt: front, seeds: seedSt,
+	ui, err = newWebUI(webuiDeps{cfg: cfg, g: g, api: srv, chain: ch, index: idx, reg: reg, mqtt: mqttFront, seeds: seedSt,
 		logger: d.logger.With("component", "webui")})
 	if err != nil {
 		return err
@@ -230,13 +231,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	mqttAddr := ""
-	if front != nil {
-		if err := front.Start(); err != nil {
+	if mqttFront != nil {
+		if err := mqttFront.Start(); err != nil {
 			ln.Close()
 			return fmt.Errorf("daemon: mqtt: %w", err)
 		}
-		defer front.Close()
-		tcpAddr, tlsAddr := front.Addrs()
+		defer mqttFront.Close()
+		tcpAddr, tlsAddr := mqttFront.Addrs()
 		mqttAddr = tcpAddr
 		if tlsAddr != "" {
 			d.logger.Info("mqtt tls listening", "mqtts", tlsAddr)
@@ -317,8 +318,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	grp.Go(func() error {
 		<-gctx.Done()
 		srv.SetReady(false)
-		if front != nil {
-			front.Close() // stop taking device messages while the chain still commits those in flight
+		if mqttFront != nil {
+			mqttFront.Close() // stop taking device messages while the chain still commits those in flight
 		}
 		if coapFront != nil {
 			coapFront.Close()
