@@ -96,13 +96,25 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.logger.Warn("node key is a software key, not hardware-backed", "key", signer.Describe())
 	}
 
-	blog, err := ledger.OpenLog(filepath.Join(dir, BlocksDir), ledger.LogOptions{})
+	// The index first: it holds only blocks the log had made durable, so
+	// the log must not take any of them for a torn tail.
+	idx, err := index.Open(filepath.Join(dir, IndexFile))
 	if err != nil {
-		return fmt.Errorf("daemon: open block log: %w", err)
+		return fmt.Errorf("daemon: %w (it is rebuildable: delete it and restart)", err)
+	}
+	defer idx.Close()
+	indexed, err := idx.Height()
+	if err != nil {
+		return fmt.Errorf("daemon: %w (it is rebuildable: delete it and restart)", err)
+	}
+	blog, err := ledger.OpenLog(filepath.Join(dir, BlocksDir), ledger.LogOptions{MinRecords: indexed})
+	if err != nil {
+		return fmt.Errorf("daemon: open block log: %w", ExplainLogError(err, dir, len(g.Nodes) > 1))
 	}
 	defer blog.Close()
 	if rep := blog.Repair(); rep != nil {
-		d.logger.Warn("cut torn tail of block log", "segment", rep.Segment, "offset", rep.Offset, "bytes", rep.Bytes)
+		d.logger.Warn("cut torn tail of block log: a crash interrupted an append that was never acknowledged",
+			"segment", rep.Segment, "offset", rep.Offset, "bytes", rep.Bytes, "block", rep.Height)
 	}
 	st, err := state.New(g)
 	if err != nil {
@@ -111,13 +123,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := chain.Replay(blog, st, func(done, total uint64) {
 		d.logger.Info("replaying block log", "block", done, "of", total)
 	}); err != nil {
+		return ExplainLogError(err, dir, len(g.Nodes) > 1)
+	}
+	if err := CatchUpIndex(context.Background(), idx, blog, d.logger); err != nil {
 		return err
 	}
-	idx, err := d.openIndex(filepath.Join(dir, IndexFile), blog)
-	if err != nil {
-		return err
-	}
-	defer idx.Close()
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -349,19 +359,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.logger.Info("ledgergate stopped")
 	return err
-}
-
-// openIndex opens the index and brings it up to the log.
-func (d *Daemon) openIndex(path string, blog *ledger.Log) (*index.Index, error) {
-	idx, err := index.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("daemon: %w (it is rebuildable: delete it and restart)", err)
-	}
-	if err := CatchUpIndex(context.Background(), idx, blog, d.logger); err != nil {
-		idx.Close()
-		return nil, err
-	}
-	return idx, nil
 }
 
 // CatchUpIndex applies the blocks the index lacks; an index ahead of the
