@@ -116,24 +116,34 @@ func (c *Chain) State() *state.State { return c.st }
 // block N to the log and applies it to the state (so that block N+1 can be
 // built on it), while a second goroutine indexes block N and answers its
 // submitters. For each tx the order stays: on disk, indexed, answered.
+// A failure of the second stage stops the orderer at once, even an idle
+// one: its submitters must not wait for a commit that cannot come.
 func (c *Chain) Run(ctx context.Context) error {
 	published := make(chan *Round, 4)
 	var pubErr error
 	pubDone := make(chan struct{})
+	ordCtx, stopOrd := context.WithCancel(ctx)
+	defer stopOrd()
 	go func() {
 		defer close(pubDone)
 		for r := range published {
 			if pubErr = c.publish(r); pubErr != nil {
+				stopOrd()
 				return
 			}
 		}
 	}()
-	err := c.ord.Run(ctx, func(r *Round) error {
+	err := c.ord.Run(ordCtx, func(r *Round) error {
 		if err := c.persist(r); err != nil {
 			return err
 		}
 		if r.Block == nil && !r.maybeCommitted() {
 			return nil
+		}
+		select {
+		case <-pubDone: // not the buffer: the index failed, stop
+			return pubErr
+		default:
 		}
 		select {
 		case published <- r:
