@@ -296,6 +296,10 @@ func (s *Server) Status() (Status, error) {
 	} else if s.health != nil {
 		if err := s.health(); err != nil {
 			st.Ready, st.NotReady = false, err.Error()
+			var re *ledger.RefusedError
+			if errors.As(err, &re) {
+				st.NotReady = re.Detail
+			}
 		}
 	}
 	if s.cluster != nil {

@@ -205,7 +205,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		MaxTxBytes: g.Params.MaxTxBytes,
 	}, ch, idx, reg, d.logger.With("component", "api"))
 	srv.SetCluster(cstatus)
-	srv.SetHealth(health(g, rep, tr, time.Duration(cfg.Batch.CommitTimeout), ch.Stalled))
+	srv.SetHealth(health(g, rep, tr, time.Duration(cfg.Batch.CommitTimeout), ch.Halted, ch.Stalled))
 	srv.SetDirectory(devDir, idx)
 	srv.SetFirmware(devDir, idx)
 	var seedSt *seedState
@@ -276,6 +276,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 	grp.Go(func() error {
 		select {
 		case <-chainDone:
+			if errors.Is(chainErr, chain.ErrStorageFull) {
+				// Fail-stop for writes only: the chain commits nothing
+				// more and refuses txs as storage_full, while the API and
+				// the dashboard answer, read-only, so an operator sees why.
+				d.logger.Error("storage full: stopped committing until restarted; free space on the data directory's file system, then restart the gateway",
+					"data", dir, "err", chainErr)
+				<-gctx.Done()
+				return nil
+			}
 			if chainErr != nil {
 				return chainErr
 			}
