@@ -299,7 +299,7 @@ func ExplainLogError(err error, dir string, cluster bool) error {
 		ce.Height, seg, ce.Offset, blocks)
 	cut := fmt.Sprintf("cut the log before block %d (`truncate -s %d %s`, and move aside the segments after %s) and start the gateway", ce.Height, ce.Offset, seg, ce.Segment)
 	if cluster {
-		fmt.Fprintf(&b, "%s: it fetches block %d and those after it back from its peers", cut, ce.Height)
+		fmt.Fprintf(&b, "%s: it gets block %d and those after it back from its peers, certified", cut, ce.Height)
 	} else {
 		fmt.Fprintf(&b, "%s: a single gateway then loses block %d and every block after it, records that devices were told were committed", cut, ce.Height)
 	}

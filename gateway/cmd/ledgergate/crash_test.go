@@ -270,3 +270,55 @@ func startFails(t *testing.T, data string) (string, int) {
 	}
 	return errs.String(), 0
 }
+
+// TestBitRotInLastRecordCluster: a cluster node with bit rot in its last
+// block refuses to start and says how to get the block back; cut as the
+// error says, it gets the block and the ones after it back from its peers
+// (each with its commit certificate: ledger verify checks them) and
+// converges on the others' head.
+func TestBitRotInLastRecordCluster(t *testing.T) {
+	c := newCluster(t, 4)
+	a := c.admin
+	key := a.enroll(t, c.gws[0].api, "dev-1", ledger.ES256)
+	for seq := uint64(1); seq <= 3; seq++ {
+		if code, reason, _, err := post(context.Background(), c.gws[0].api, sign(t, key, a.chainID, seq)); code != 200 {
+			t.Fatalf("seq %d: %d %s %v", seq, code, reason, err)
+		}
+	}
+	height, _ := c.converge(4, time.Minute)
+	c.gws[3].stop()
+
+	seg := filepath.Join(c.data[3], "blocks", "00000001.log")
+	b, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offs := recordOffsets(t, b)
+	last := offs[len(offs)-1]
+	if uint64(len(offs)) != height {
+		t.Fatalf("node-4's log holds %d blocks, the cluster is at %d", len(offs), height)
+	}
+	b[last+8+(len(b)-last-8)/2] ^= 0x01
+	if err := os.WriteFile(seg, b, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	errs, code := startFails(t, c.data[3])
+	want := fmt.Sprintf("segment 00000001.log offset %d (block %d)", last, height)
+	if code == 0 || !strings.Contains(errs, want) || !strings.Contains(errs, "back from its peers") {
+		t.Fatalf("start of node-4 on bit rot: exit %d, want an error naming %q and the way back:\n%s", code, want, errs)
+	}
+
+	// The operator does what the error says.
+	if err := os.Truncate(seg, int64(last)); err != nil {
+		t.Fatal(err)
+	}
+	c.gws[3] = startGateway(t, c.data[3])
+	if code, reason, _, err := post(context.Background(), c.gws[0].api, sign(t, key, a.chainID, 4)); code != 200 {
+		t.Fatalf("seq 4: %d %s %v", code, reason, err)
+	}
+	c.converge(height+1, time.Minute)
+	c.gws[3].stop()
+	if out := mustCLI(t, t.TempDir(), "ledger", "verify", "--data", c.data[3]); !strings.HasPrefix(out, "ok:") {
+		t.Fatalf("ledger verify on node-4: %s", out)
+	}
+}
