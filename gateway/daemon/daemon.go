@@ -104,13 +104,25 @@ func (d *Daemon) Run(ctx context.Context) error {
 	chainCtx, stopChain := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopChain()
 
-	blog, err := ledger.OpenLog(filepath.Join(dir, BlocksDir), ledger.LogOptions{})
+	// The index first: it holds only blocks the log had made durable, so
+	// the log must not take any of them for a torn tail.
+	idx, err := index.Open(filepath.Join(dir, IndexFile))
 	if err != nil {
-		return fmt.Errorf("daemon: open block log: %w", err)
+		return fmt.Errorf("daemon: %w (it is rebuildable: delete it and restart)", err)
+	}
+	defer idx.Close()
+	indexed, err := idx.Height()
+	if err != nil {
+		return fmt.Errorf("daemon: %w (it is rebuildable: delete it and restart)", err)
+	}
+	blog, err := ledger.OpenLog(filepath.Join(dir, BlocksDir), ledger.LogOptions{MinRecords: indexed})
+	if err != nil {
+		return fmt.Errorf("daemon: open block log: %w", ExplainLogError(err, dir, len(g.Nodes) > 1))
 	}
 	defer blog.Close()
 	if rep := blog.Repair(); rep != nil {
-		d.logger.Warn("cut torn tail of block log", "segment", rep.Segment, "offset", rep.Offset, "bytes", rep.Bytes)
+		d.logger.Warn("cut torn tail of block log: a crash interrupted an append that was never acknowledged",
+			"segment", rep.Segment, "offset", rep.Offset, "bytes", rep.Bytes, "block", rep.Height)
 	}
 	st, err := state.New(g)
 	if err != nil {
@@ -119,13 +131,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := chain.Replay(blog, st, func(done, total uint64) {
 		d.logger.Info("replaying block log", "block", done, "of", total)
 	}); err != nil {
+		return ExplainLogError(err, dir, len(g.Nodes) > 1)
+	}
+	if err := CatchUpIndex(context.Background(), idx, blog, d.logger); err != nil {
 		return err
 	}
-	idx, err := d.openIndex(filepath.Join(dir, IndexFile), blog)
-	if err != nil {
-		return err
-	}
-	defer idx.Close()
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -203,7 +213,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		MaxTxBytes: g.Params.MaxTxBytes,
 	}, front.Ledger(ch, behindPeers), idx, reg, d.logger.With("component", "api"))
 	srv.SetCluster(cstatus)
-	srv.SetHealth(health(g, rep, tr, time.Duration(cfg.Batch.CommitTimeout), key.health, ch.Stalled))
+	srv.SetHealth(health(g, rep, tr, time.Duration(cfg.Batch.CommitTimeout), ch.Halted, key.health, ch.Stalled))
 	srv.SetMaxUploads(cfg.API.MaxUploads)
 	srv.SetDirectory(devDir, idx)
 	srv.SetFirmware(devDir, idx)
@@ -272,6 +282,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 	grp.Go(func() error {
 		select {
 		case <-chainDone:
+			if errors.Is(chainErr, chain.ErrStorageFull) {
+				// Fail-stop for writes only: the chain commits nothing
+				// more and refuses txs as storage_full, while the API and
+				// the dashboard answer, read-only, so an operator sees why.
+				d.logger.Error("storage full: stopped committing until restarted; free space on the data directory's file system, then restart the gateway",
+					"data", dir, "err", chainErr)
+				<-gctx.Done()
+				return nil
+			}
 			if chainErr != nil {
 				return chainErr
 			}
@@ -357,19 +376,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.logger.Info("ledgergate stopped")
 	return err
-}
-
-// openIndex opens the index and brings it up to the log.
-func (d *Daemon) openIndex(path string, blog *ledger.Log) (*index.Index, error) {
-	idx, err := index.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("daemon: %w (it is rebuildable: delete it and restart)", err)
-	}
-	if err := CatchUpIndex(context.Background(), idx, blog, d.logger); err != nil {
-		idx.Close()
-		return nil, err
-	}
-	return idx, nil
 }
 
 // CatchUpIndex applies the blocks the index lacks; an index ahead of the
