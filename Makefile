@@ -22,7 +22,7 @@ TEST_DEBS += chromium fonts-dejavu-core
 # ... and the independent Python device (TestPythonDevice, gateway/cmd/ledgergate/testdata/pydevice).
 TEST_DEBS += python3 python3-cbor2 python3-paho-mqtt python3-cryptography
 
-.PHONY: help run cluster cluster-clean build cross deb deps test test-go packaging-test fuzz-short verify bench sim screenshots vectors clean
+.PHONY: help run cluster cluster-clean build cross deb deps test test-go packaging-test fuzz-short verify bench sim chaos screenshots vectors clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -99,6 +99,14 @@ SEEDS ?= 100000
 
 sim: ## long PBFT simulation: SEEDS seeded runs with faults and Byzantine replicas (a failing seed replays with -seed N)
 	$(GO) test ./gateway/pbft/pbfttest -run '^TestSim$$' -seeds $(SEEDS) -timeout 0 -v
+
+# `make chaos` runs SEEDS schedules (20 unless given); FAULTS=safe keeps
+# to the faults `make test` runs.
+FAULTS ?= all
+chaos: SEEDS = 20
+
+chaos: ## chaos: SEEDS (20) random fault schedules over four real gateways under device load, about a minute each (docs/chaos.md); a failing seed replays with -seed N
+	$(GO) test -count=1 $(PKG) -run '^TestChaos$$' -timeout 0 -v -args -seeds $(SEEDS) -faults $(FAULTS)
 
 bench: ## benchmarks (numbers go to docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./gateway/chain

@@ -136,7 +136,8 @@
 //	4.29 Too Many Requests           overloaded (RFC 8516), with Max-Age 2: retry after it
 //	5.00 Internal Server Error       internal
 //	5.03 Service Unavailable         unavailable: not committed within commit_timeout (no
-//	                                 quorum), or the gateway is shutting down; Max-Age 2
+//	                                 quorum), or the gateway is shutting down; Max-Age 2;
+//	                                 storage_full: the gateway's disk is full; Max-Age 60
 //	5.05 Proxying Not Supported      proxy: Proxy-Uri or Proxy-Scheme
 //
 // 4.01 means the gateway cannot tell the record comes from an enrolled

@@ -76,7 +76,10 @@ var responseCodes = map[ledger.Reason]codes.Code{
 	ledger.ReasonProxy:          codes.ProxyingNotSupported,
 	ledger.ReasonOverloaded:     codes.TooManyRequests,
 	ledger.ReasonUnavailable:    codes.ServiceUnavailable,
-	ledger.ReasonInternal:       codes.InternalServerError,
+	// CoAP has no Insufficient Storage (RFC 7252 12.1.2 registers 5.00
+	// to 5.05); 5.03 with a long Max-Age says "not now, retry later".
+	ledger.ReasonStorageFull: codes.ServiceUnavailable,
+	ledger.ReasonInternal:    codes.InternalServerError,
 }
 
 // codeOf maps a refusal reason to its response code; a reason missing
@@ -135,7 +138,10 @@ func refuse(reason ledger.Reason, format string, a ...any) answer {
 		diag = diag[:n]
 	}
 	an := answer{code: codeOf(reason), format: formatNone, body: []byte(diag), reason: string(reason)}
-	if an.code == codes.TooManyRequests || an.code == codes.ServiceUnavailable {
+	switch {
+	case reason == ledger.ReasonStorageFull:
+		an.maxAge = opt(retryStorageFull)
+	case an.code == codes.TooManyRequests || an.code == codes.ServiceUnavailable:
 		an.maxAge = opt(retryAfter) // RFC 8516 4, RFC 7252 5.9.3.4
 	}
 	return an

@@ -28,3 +28,22 @@ func TestReasonTable(t *testing.T) {
 		t.Errorf("%d codes for %d reasons", len(responseCodes), len(ledger.Reasons))
 	}
 }
+
+// TestRefuseMaxAge: the retry hints of the refusals that say "later":
+// Max-Age 2 for overloaded and unavailable, 60 for storage_full (the
+// gateway commits again only once restarted), none for the others.
+func TestRefuseMaxAge(t *testing.T) {
+	for _, c := range []struct {
+		reason ledger.Reason
+		maxAge optUint
+	}{
+		{ledger.ReasonOverloaded, opt(retryAfter)},
+		{ledger.ReasonUnavailable, opt(retryAfter)},
+		{ledger.ReasonStorageFull, opt(retryStorageFull)},
+		{ledger.ReasonReplay, optUint{}},
+	} {
+		if an := refuse(c.reason, "detail"); an.maxAge != c.maxAge {
+			t.Errorf("%s: Max-Age %+v, want %+v", c.reason, an.maxAge, c.maxAge)
+		}
+	}
+}

@@ -158,6 +158,9 @@ const (
 	maxTransmitSpan = 45 * time.Second
 	// retryAfter is the Max-Age of 4.29 and 5.03 answers: when to retry.
 	retryAfter = 2
+	// retryStorageFull is the Max-Age of a 5.03 storage_full: the gateway
+	// commits again only once an operator freed space and restarted it.
+	retryStorageFull = 60
 	// drainTimeout is how long Close waits for records in flight.
 	drainTimeout = 5 * time.Second
 	// tick is how often expired transfers and observations are dropped

@@ -122,7 +122,7 @@
 //	forbidden, revoked
 //	replay, exists, unknown_device, stale_version,      0x83 implementation specific error
 //	unknown_release, not_found
-//	overloaded                                          0x97 quota exceeded
+//	overloaded, storage_full                            0x97 quota exceeded
 //	unavailable, internal                               0x80 unspecified error
 //
 // A 3.1.1 client gets a plain PUBACK either way (3.1.1 has no reason

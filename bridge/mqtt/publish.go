@@ -284,7 +284,12 @@ var pubackCodes = map[ledger.Reason]packets.Code{
 	ledger.ReasonProxy:          packets.ErrPayloadFormatInvalid, // CoAP only
 	ledger.ReasonOverloaded:     packets.ErrQuotaExceeded,
 	ledger.ReasonUnavailable:    packets.ErrUnspecifiedError,
-	ledger.ReasonInternal:       packets.ErrUnspecifiedError,
+	// 0x97 quota exceeded, "an implementation or administrative imposed
+	// limit has been exceeded": the disk is the limit, and a client that
+	// knows no reason strings backs off and sends again later, which is
+	// what a device should do. 0x80 would say nothing.
+	ledger.ReasonStorageFull: packets.ErrQuotaExceeded,
+	ledger.ReasonInternal:    packets.ErrUnspecifiedError,
 }
 
 // codeOf maps a refusal reason to its v5 PUBACK reason code; a reason

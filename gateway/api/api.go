@@ -129,8 +129,9 @@ func (s *Server) SetHealth(f func() error) { s.health = f }
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
 // readyz is 200 "ready" while the gateway can commit, else 503 with the
-// reason "not_ready" (starting or stopping) or "unavailable" (it cannot
-// commit now: the error says why).
+// reason "not_ready" (starting or stopping), "storage_full" (the disk
+// filled: it stopped committing until restarted) or "unavailable" (it
+// cannot commit now: the error says why).
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	if !s.ready.Load() {
 		writeError(w, http.StatusServiceUnavailable, "not_ready", "starting or stopping")
@@ -138,6 +139,12 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	}
 	if s.health != nil {
 		if err := s.health(); err != nil {
+			var re *ledger.RefusedError
+			if errors.As(err, &re) && re.Reason == ledger.ReasonStorageFull {
+				w.Header().Set("Retry-After", retryStorageFull)
+				writeError(w, http.StatusServiceUnavailable, string(re.Reason), re.Detail)
+				return
+			}
 			w.Header().Set("Retry-After", retryUnavailable)
 			writeError(w, http.StatusServiceUnavailable, string(ledger.ReasonUnavailable), err.Error())
 			return
@@ -150,6 +157,11 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 // "unavailable": the tx did not commit in time and stays queued; the
 // client sends the same bytes again after this long.
 const retryUnavailable = "2"
+
+// retryStorageFull is the Retry-After, in seconds, of a 507
+// "storage_full" and of /readyz then: the gateway commits again only once
+// an operator freed space and restarted it.
+const retryStorageFull = "60"
 
 type errorBody struct {
 	Error  string `json:"error"`
@@ -182,6 +194,8 @@ func (s *Server) writeErr(w http.ResponseWriter, err error) {
 		case string(ledger.ReasonUnavailable):
 			w.Header().Set("Retry-After", retryUnavailable)
 		}
+	case http.StatusInsufficientStorage:
+		w.Header().Set("Retry-After", retryStorageFull)
 	case http.StatusGatewayTimeout:
 		writeError(w, code, reason, "gave up waiting for the commit: "+err.Error())
 		return
@@ -224,6 +238,7 @@ var httpStatus = map[ledger.Reason]int{
 	ledger.ReasonProxy:          http.StatusBadRequest, // CoAP only
 	ledger.ReasonOverloaded:     http.StatusServiceUnavailable,
 	ledger.ReasonUnavailable:    http.StatusServiceUnavailable,
+	ledger.ReasonStorageFull:    http.StatusInsufficientStorage, // RFC 4918 11.5
 	ledger.ReasonInternal:       http.StatusInternalServerError,
 }
 
@@ -283,6 +298,10 @@ func (s *Server) Status() (Status, error) {
 	} else if s.health != nil {
 		if err := s.health(); err != nil {
 			st.Ready, st.NotReady = false, err.Error()
+			var re *ledger.RefusedError
+			if errors.As(err, &re) {
+				st.NotReady = re.Detail
+			}
 		}
 	}
 	if s.cluster != nil {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,6 +24,21 @@ var ErrClosed = errors.New("chain: stopped before the tx committed")
 
 // ErrNotFound reports a tx or block that is not in the ledger.
 var ErrNotFound = errors.New("chain: not found")
+
+// ErrStorageFull is wrapped by the error Run returns when the file system
+// refused a write of the commit path (block log, index, the orderer's
+// state) for lack of space. The chain then commits nothing more: see
+// Halted.
+var ErrStorageFull = errors.New("chain: storage full")
+
+// storageFull reports whether err is a file system out of space.
+func storageFull(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, index.ErrFull)
+}
+
+// refusedStorageFull is the answer to every submitter once the disk filled.
+var refusedStorageFull = &ledger.RefusedError{Reason: ledger.ReasonStorageFull,
+	Detail: "chain: this gateway's disk is full and it stopped committing; the tx may have committed before: send the same bytes again later"}
 
 // Chain is a node's commit pipeline.
 type Chain struct {
@@ -48,6 +64,7 @@ type Chain struct {
 	mu      sync.Mutex
 	waiters map[[32]byte]*waiter
 	closed  bool
+	halted  error // set when the disk filled: why, for operators (see Halted)
 }
 
 // waiter is one or more Submits of the same tx.
@@ -112,28 +129,44 @@ func (c *Chain) State() *state.State { return c.st }
 
 // Run orders and commits until ctx ends or the disk fails.
 //
+// A disk that is full is not a crash: Run returns an error wrapping
+// ErrStorageFull, every waiting and later Submit is refused with reason
+// storage_full, and reads (Block, Receipt) keep working. Nothing is
+// retried: after a failed write or fsync the state of the log's tail is
+// unknown, and only a new start (OpenLog) checks it.
+//
 // Commits are pipelined in two stages: the orderer's goroutine appends
 // block N to the log and applies it to the state (so that block N+1 can be
 // built on it), while a second goroutine indexes block N and answers its
 // submitters. For each tx the order stays: on disk, indexed, answered.
+// A failure of the second stage stops the orderer at once, even an idle
+// one: its submitters must not wait for a commit that cannot come.
 func (c *Chain) Run(ctx context.Context) error {
 	published := make(chan *Round, 4)
 	var pubErr error
 	pubDone := make(chan struct{})
+	ordCtx, stopOrd := context.WithCancel(ctx)
+	defer stopOrd()
 	go func() {
 		defer close(pubDone)
 		for r := range published {
 			if pubErr = c.publish(r); pubErr != nil {
+				stopOrd()
 				return
 			}
 		}
 	}()
-	err := c.ord.Run(ctx, func(r *Round) error {
+	err := c.ord.Run(ordCtx, func(r *Round) error {
 		if err := c.persist(r); err != nil {
 			return err
 		}
 		if r.Block == nil && !r.maybeCommitted() {
 			return nil
+		}
+		select {
+		case <-pubDone: // not the buffer: the index failed, stop
+			return pubErr
+		default:
 		}
 		select {
 		case published <- r:
@@ -147,8 +180,38 @@ func (c *Chain) Run(ctx context.Context) error {
 	if err == nil {
 		err = pubErr
 	}
+	if err != nil && storageFull(err) {
+		c.halt(err)
+		return fmt.Errorf("%w: %w", ErrStorageFull, err)
+	}
 	c.close()
 	return err
+}
+
+// halt stops taking txs because the disk is full, and answers every
+// waiting Submit with storage_full.
+func (c *Chain) halt(cause error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	c.halted = &ledger.RefusedError{Reason: ledger.ReasonStorageFull, Detail: fmt.Sprintf(
+		"storage full: %v. This gateway stopped committing; its API and dashboard still answer. "+
+			"Free space on the file system of its data directory, then restart it (committing does not resume on its own: a start checks the block log's tail)", cause)}
+	for id, w := range c.waiters {
+		w.err = refusedStorageFull
+		close(w.done)
+		delete(c.waiters, id)
+	}
+	c.m.pending.Set(0)
+}
+
+// Halted returns, once the disk filled and Run stopped for it, a
+// *ledger.RefusedError with reason storage_full that says what happened
+// and what to do; nil before.
+func (c *Chain) Halted() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.halted
 }
 
 // close fails every waiting Submit.
@@ -227,7 +290,12 @@ func (c *Chain) Propose(ctx context.Context, env []byte) (*Ticket, error) {
 	id := checked.Tx.ID
 	c.mu.Lock()
 	if c.closed {
+		halted := c.halted != nil
 		c.mu.Unlock()
+		if halted {
+			c.m.rejects.WithLabelValues(string(ledger.ReasonStorageFull)).Inc()
+			return nil, refusedStorageFull
+		}
 		return nil, ErrClosed
 	}
 	w, dup := c.waiters[id]

@@ -237,6 +237,30 @@ func TestDiskFailureStops(t *testing.T) {
 	h.done <- nil // for Cleanup
 }
 
+// TestIndexFailureStopsIdleOrderer: when the index refuses a block and no
+// further block comes (the orderer is idle, its submitters wait), Run
+// still stops at once and the submitters are answered: they do not wait
+// out the commit timeout for a commit that cannot come.
+func TestIndexFailureStopsIdleOrderer(t *testing.T) {
+	batch := BatchConfig{MaxTxs: 10, MaxBytes: 64 << 10, MaxDelay: time.Millisecond, MaxPending: 100}
+	h := newHarnessWith(t, func(st *state.State, node crypto.Signer) Orderer { return NewSolo(batch, st, node, "node-1") }, time.Minute)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	h.enroll(t, "dev", key)
+	h.idx.Close() // every later apply fails
+	start := time.Now()
+	r, err := h.chain.Submit(context.Background(), record(t, key, h.g.ChainID, "dev", 1, nil))
+	if !errors.Is(err, ErrClosed) || r != nil {
+		t.Fatalf("submit with a failed index: receipt %v, err %v; want ErrClosed", r, err)
+	}
+	if runErr := <-h.done; runErr == nil || !strings.Contains(runErr.Error(), "index block 2") {
+		t.Fatalf("Run returned %v, want the index error", runErr)
+	}
+	h.done <- nil // for Cleanup
+	if d := time.Since(start); d > 30*time.Second {
+		t.Fatalf("answered after %s", d)
+	}
+}
+
 // TestProposeKeepsOrder: one device with many records in flight. Proposed
 // one after another without waiting, they commit in that order, so none
 // is refused as a replay of a later one.

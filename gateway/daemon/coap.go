@@ -37,7 +37,7 @@ func newCoAP(c config.CoAP, dataDir string, ch *chain.Chain, st *state.State, be
 		cfg.DTLSCertificate = &cert
 	}
 	return coap.New(cfg, coap.Deps{
-		Committer: front.Committer(ch), Directory: front.Directory(st, behind), Receipts: ch,
+		Committer: front.Committer(ch, behind), Directory: front.Directory(st, behind), Receipts: ch,
 		Answers: dir.Answers(), Images: dir,
 		Limiter: limiter, Logger: logger, Registry: reg,
 	})

@@ -26,6 +26,7 @@ import (
 	"github.com/ledgergate/ledgergate/gateway/cluster"
 	"github.com/ledgergate/ledgergate/gateway/config"
 	"github.com/ledgergate/ledgergate/gateway/directory"
+	"github.com/ledgergate/ledgergate/gateway/front"
 	"github.com/ledgergate/ledgergate/gateway/index"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 	"github.com/ledgergate/ledgergate/gateway/replica"
@@ -103,13 +104,25 @@ func (d *Daemon) Run(ctx context.Context) error {
 	chainCtx, stopChain := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopChain()
 
-	blog, err := ledger.OpenLog(filepath.Join(dir, BlocksDir), ledger.LogOptions{})
+	// The index first: it holds only blocks the log had made durable, so
+	// the log must not take any of them for a torn tail.
+	idx, err := index.Open(filepath.Join(dir, IndexFile))
 	if err != nil {
-		return fmt.Errorf("daemon: open block log: %w", err)
+		return fmt.Errorf("daemon: %w (it is rebuildable: delete it and restart)", err)
+	}
+	defer idx.Close()
+	indexed, err := idx.Height()
+	if err != nil {
+		return fmt.Errorf("daemon: %w (it is rebuildable: delete it and restart)", err)
+	}
+	blog, err := ledger.OpenLog(filepath.Join(dir, BlocksDir), ledger.LogOptions{MinRecords: indexed})
+	if err != nil {
+		return fmt.Errorf("daemon: open block log: %w", ExplainLogError(err, dir, len(g.Nodes) > 1))
 	}
 	defer blog.Close()
 	if rep := blog.Repair(); rep != nil {
-		d.logger.Warn("cut torn tail of block log", "segment", rep.Segment, "offset", rep.Offset, "bytes", rep.Bytes)
+		d.logger.Warn("cut torn tail of block log: a crash interrupted an append that was never acknowledged",
+			"segment", rep.Segment, "offset", rep.Offset, "bytes", rep.Bytes, "block", rep.Height)
 	}
 	st, err := state.New(g)
 	if err != nil {
@@ -118,13 +131,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := chain.Replay(blog, st, func(done, total uint64) {
 		d.logger.Info("replaying block log", "block", done, "of", total)
 	}); err != nil {
+		return ExplainLogError(err, dir, len(g.Nodes) > 1)
+	}
+	if err := CatchUpIndex(context.Background(), idx, blog, d.logger); err != nil {
 		return err
 	}
-	idx, err := d.openIndex(filepath.Join(dir, IndexFile), blog)
-	if err != nil {
-		return err
-	}
-	defer idx.Close()
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -166,7 +177,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	h.r = rep
 	cstatus := clusterStatus(rep, tr, st)
 	reg.MustRegister(newClusterMetrics(cstatus))
-	var front *mqtt.Server          // set before the chain runs
+	var mqttFront *mqtt.Server      // set before the chain runs
 	var coapFront *coap.Server      // likewise
 	var devDir *directory.Directory // likewise
 	var ui *webui.Server            // likewise
@@ -177,7 +188,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		State: st, Log: blog, Index: idx, Orderer: rep,
 		Logger: d.logger.With("component", "chain"), Registry: reg,
 		CommitTimeout: time.Duration(cfg.Batch.CommitTimeout), MaxPending: cfg.Batch.MaxPending,
-		OnCommit: onCommit(bgCtx, func() *mqtt.Server { return front }, func() *coap.Server { return coapFront },
+		OnCommit: onCommit(bgCtx, func() *mqtt.Server { return mqttFront }, func() *coap.Server { return coapFront },
 			func() *directory.Directory { return devDir }, func() *webui.Server { return ui }),
 	})
 	dd := directory.Deps{Chain: ch, Index: idx, Blobs: blobs, Logger: d.logger.With("component", "directory")}
@@ -187,7 +198,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	devDir = directory.New(dd)
 	defer devDir.Wait()
 	limiter := bridge.NewLimiter(bridge.DefaultMaxPendingBytes) // records waiting to commit, over all front ends
-	front, err = newMQTT(cfg.MQTT, ch, st, behindPeers, devDir, limiter, d.logger.With("component", "mqtt"), reg)
+	mqttFront, err = newMQTT(cfg.MQTT, ch, st, behindPeers, devDir, limiter, d.logger.With("component", "mqtt"), reg)
 	if err != nil {
 		return err
 	}
@@ -200,9 +211,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		ChainID: g.ChainID, NodeID: nodeID, GenesisHash: hex.EncodeToString(gh[:]), Version: d.opts.Version,
 		KeyHardware: signer.Hardware(), Key: signer.Describe(), Nodes: len(g.Nodes), Quorum: g.Quorum(),
 		MaxTxBytes: g.Params.MaxTxBytes,
-	}, ch, idx, reg, d.logger.With("component", "api"))
+	}, front.Ledger(ch, behindPeers), idx, reg, d.logger.With("component", "api"))
 	srv.SetCluster(cstatus)
-	srv.SetHealth(health(g, rep, tr, time.Duration(cfg.Batch.CommitTimeout), key.health, ch.Stalled))
+	srv.SetHealth(health(g, rep, tr, time.Duration(cfg.Batch.CommitTimeout), ch.Halted, key.health, ch.Stalled))
 	srv.SetMaxUploads(cfg.API.MaxUploads)
 	srv.SetDirectory(devDir, idx)
 	srv.SetFirmware(devDir, idx)
@@ -210,7 +221,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if tr != nil && len(cfg.Seeds.Zones) > 0 {
 		seedSt = newSeedState(cfg.Seeds)
 	}
-	ui, err = newWebUI(webuiDeps{cfg: cfg, g: g, api: srv, chain: ch, index: idx, reg: reg, mqtt: front, seeds: seedSt,
+	ui, err = newWebUI(webuiDeps{cfg: cfg, g: g, api: srv, chain: ch, index: idx, reg: reg, mqtt: mqttFront, seeds: seedSt,
 		logger: d.logger.With("component", "webui")})
 	if err != nil {
 		return err
@@ -230,13 +241,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	mqttAddr := ""
-	if front != nil {
-		if err := front.Start(); err != nil {
+	if mqttFront != nil {
+		if err := mqttFront.Start(); err != nil {
 			ln.Close()
 			return fmt.Errorf("daemon: mqtt: %w", err)
 		}
-		defer front.Close()
-		tcpAddr, tlsAddr := front.Addrs()
+		defer mqttFront.Close()
+		tcpAddr, tlsAddr := mqttFront.Addrs()
 		mqttAddr = tcpAddr
 		if tlsAddr != "" {
 			d.logger.Info("mqtt tls listening", "mqtts", tlsAddr)
@@ -271,6 +282,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 	grp.Go(func() error {
 		select {
 		case <-chainDone:
+			if errors.Is(chainErr, chain.ErrStorageFull) {
+				// Fail-stop for writes only: the chain commits nothing
+				// more and refuses txs as storage_full, while the API and
+				// the dashboard answer, read-only, so an operator sees why.
+				d.logger.Error("storage full: stopped committing until restarted; free space on the data directory's file system, then restart the gateway",
+					"data", dir, "err", chainErr)
+				<-gctx.Done()
+				return nil
+			}
 			if chainErr != nil {
 				return chainErr
 			}
@@ -317,8 +337,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	grp.Go(func() error {
 		<-gctx.Done()
 		srv.SetReady(false)
-		if front != nil {
-			front.Close() // stop taking device messages while the chain still commits those in flight
+		if mqttFront != nil {
+			mqttFront.Close() // stop taking device messages while the chain still commits those in flight
 		}
 		if coapFront != nil {
 			coapFront.Close()
@@ -356,19 +376,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.logger.Info("ledgergate stopped")
 	return err
-}
-
-// openIndex opens the index and brings it up to the log.
-func (d *Daemon) openIndex(path string, blog *ledger.Log) (*index.Index, error) {
-	idx, err := index.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("daemon: %w (it is rebuildable: delete it and restart)", err)
-	}
-	if err := CatchUpIndex(context.Background(), idx, blog, d.logger); err != nil {
-		idx.Close()
-		return nil, err
-	}
-	return idx, nil
 }
 
 // CatchUpIndex applies the blocks the index lacks; an index ahead of the

@@ -282,3 +282,26 @@ func Reindex(ctx context.Context, dir string, logger *slog.Logger) (uint64, erro
 	}
 	return blog.Len(), nil
 }
+
+// ExplainLogError adds to a *ledger.CorruptError in err what the operator
+// of the gateway in dir can do; other errors are returned as they are.
+// cluster says whether the chain has other gateways to fetch blocks from.
+func ExplainLogError(err error, dir string, cluster bool) error {
+	var ce *ledger.CorruptError
+	if !errors.As(err, &ce) {
+		return err
+	}
+	blocks := filepath.Join(dir, BlocksDir)
+	seg := filepath.Join(blocks, ce.Segment)
+	var b strings.Builder
+	fmt.Fprintf(&b, "the block log is damaged at block %d (%s, offset %d); the gateway does not start on it, "+
+		"as it never drops a block that may have been acknowledged. First keep a copy of %s. Then either restore the data directory from a backup, or ",
+		ce.Height, seg, ce.Offset, blocks)
+	cut := fmt.Sprintf("cut the log before block %d (`truncate -s %d %s`, and move aside the segments after %s) and start the gateway", ce.Height, ce.Offset, seg, ce.Segment)
+	if cluster {
+		fmt.Fprintf(&b, "%s: it gets block %d and those after it back from its peers, certified", cut, ce.Height)
+	} else {
+		fmt.Fprintf(&b, "%s: a single gateway then loses block %d and every block after it, records that devices were told were committed", cut, ce.Height)
+	}
+	return fmt.Errorf("%w\n%s", err, b.String())
+}

@@ -33,7 +33,7 @@ func heartbeat(ctx context.Context, every time.Duration, node string, signer cry
 			return
 		case <-t.C:
 		}
-		if st := rep.Status(); st.Primary != node || st.Changing {
+		if st := rep.Status(); st.Primary != node || st.Changing || ch.Halted() != nil {
 			continue
 		}
 		var last time.Time

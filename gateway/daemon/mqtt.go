@@ -38,7 +38,7 @@ func newMQTT(c config.MQTT, ch *chain.Chain, st *state.State, behind func() bool
 		cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	return mqtt.New(cfg, mqtt.Deps{
-		Committer: front.Committer(ch), Directory: front.Directory(st, behind), Answers: dir.Answers(), Limiter: limiter, Logger: logger, Registry: reg,
+		Committer: front.Committer(ch, behind), Directory: front.Directory(st, behind), Answers: dir.Answers(), Limiter: limiter, Logger: logger, Registry: reg,
 	})
 }
 

@@ -13,7 +13,8 @@ import (
 
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"modernc.org/sqlite" // registers the "sqlite" driver
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // Errors returned by the index. They are wrapped with detail; test with errors.Is.
@@ -21,7 +22,19 @@ var (
 	ErrNotFound = errors.New("index: not found")
 	ErrHeight   = errors.New("index: block out of order")
 	ErrAhead    = errors.New("index: index is ahead of the block log")
+	// ErrFull reports a write that the file system refused for lack of
+	// space (SQLITE_FULL).
+	ErrFull = errors.New("index: disk full")
 )
+
+// full marks err with ErrFull if SQLite says the disk is full.
+func full(err error) error {
+	var se *sqlite.Error
+	if errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_FULL {
+		return fmt.Errorf("%w: %w", ErrFull, err)
+	}
+	return err
+}
 
 // Device statuses.
 const (
@@ -364,7 +377,7 @@ func (x *Index) ApplyDecoded(b *ledger.Block, txs []*ledger.Tx) error {
 		if errors.Is(err, ErrHeight) {
 			return err
 		}
-		return fmt.Errorf("index: apply block %d: %w", h.Height, err)
+		return fmt.Errorf("index: apply block %d: %w", h.Height, full(err))
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,14 +41,16 @@ import (
 // SegmentBytes (a record larger than that gets a segment of its own). So
 // every segment but the last is complete, and a crash can tear only the last
 // record of the last segment. OpenLog cuts such a torn tail and refuses any
-// other damage with a *CorruptError: it never cuts an acknowledged record.
-// See scanSegment for the exact rule.
+// other damage with a *CorruptError, including damage to a last record that
+// was written in full (bit rot, not a crash): it never cuts a record that
+// could have been acknowledged. See scanSegment for the exact rule.
 
 const (
 	defaultSegmentBytes   = 64 << 20
 	defaultMaxRecordBytes = 64 << 20
 	maxMaxRecordBytes     = 1 << 30 // fits a uint32 length and an int on 32-bit
 	recordHeaderBytes     = 8
+	sectorBytes           = 512      // the smallest unit a disk writes: a crash leaves each sector old or new
 	maxSegmentSeq         = 99999999 // the largest number %08d keeps at 8 digits
 	lockFileName          = "LOCK"
 )
@@ -69,6 +72,11 @@ type LogOptions struct {
 	// tail (which may be an append in progress) is left out, and Append
 	// fails. The directory must exist.
 	ReadOnly bool
+	// MinRecords is how many records are known to have been durable
+	// (the gateway passes its index's height: the index applies a block
+	// only after Append made it durable). OpenLog never takes one of
+	// these for a torn tail: damage to it is a *CorruptError.
+	MinRecords uint64
 }
 
 func (o LogOptions) withDefaults() (LogOptions, error) {
@@ -119,19 +127,21 @@ type LogRepair struct {
 	Segment string // segment file base name, such as 00000003.log
 	Offset  int64  // offset where the cut started: the torn record's first byte
 	Bytes   int64  // bytes removed
+	Height  uint64 // the height of the block the torn record was to hold
 }
 
-// CorruptError reports damage before the tail of the log: a record that fails
-// its checks and is not a torn last record. Nothing was cut; start-up must
-// stop.
+// CorruptError reports a damaged log: a record that fails its checks and is
+// not a torn last record, such as a complete last record with a flipped
+// bit. Nothing was cut; start-up must stop.
 type CorruptError struct {
 	Segment string // segment file base name
 	Offset  int64  // offset of the damaged record (0 for a missing segment)
+	Height  uint64 // the height of the block the damaged record holds (the first of a missing segment)
 	Reason  string
 }
 
 func (e *CorruptError) Error() string {
-	return fmt.Sprintf("ledger: block log corrupt: segment %s offset %d: %s", e.Segment, e.Offset, e.Reason)
+	return fmt.Sprintf("ledger: block log corrupt: segment %s offset %d (block %d): %s", e.Segment, e.Offset, e.Height, e.Reason)
 }
 
 var errLogClosed = errors.New("ledger: block log closed")
@@ -215,7 +225,7 @@ func (l *Log) load() error {
 	}
 	for k, seq := range seqs {
 		if want := uint32(k + 1); seq != want {
-			return &CorruptError{Segment: segmentName(want), Reason: "segment missing"}
+			return &CorruptError{Segment: segmentName(want), Height: uint64(len(l.recs)) + 1, Reason: "segment missing"}
 		}
 		name := segmentName(seq)
 		last := k == len(seqs)-1
@@ -238,21 +248,33 @@ func (l *Log) load() error {
 }
 
 // scanSegment checks and indexes the records of segment k and returns its
-// size. In the last segment, damage to the last record is a torn tail and is
-// cut, when it is one of:
+// size.
+//
+// A crash during Append can tear the last record of the last segment and
+// nothing else: its one write reached the disk only in part. The file may
+// end inside the record, or the file system may have extended the file
+// before the data reached the disk, so that sectors of the record read as
+// zeros. These shapes of the last record are a torn tail, and are cut:
 //
 //   - fewer than 8 bytes (a header) left;
 //   - a declared length that runs past the end of the file, with at most
 //     MaxRecordBytes+8 bytes left from the record's start (a single
-//     interrupted write could have left them);
-//   - a CRC mismatch on a record that ends exactly at the end of the file;
-//   - nothing but zero bytes from the record's start to the end of the file
-//     (a file system may extend a file before the data reaches the disk).
+//     interrupted write could have left them), unless the bytes left are a
+//     whole record that matches the CRC under its own length: then the
+//     record is complete and its length field is damaged;
+//   - a record that ends exactly at the end of the file and fails its CRC
+//     while a sector of its data (split at 512-byte file offsets) is all
+//     zeros: that part of the write never reached the disk;
+//   - nothing but zero bytes from the record's start to the end of the file.
 //     An all-zero header is never a record: the CRC-32C of a zero length
 //     is not zero.
 //
-// Any other failed check, and any failed check in a segment that is not
-// the last, is a *CorruptError.
+// A last record that is complete (its whole length present, ending at the
+// end of the file), has data in every sector and fails its CRC was written
+// in full, so no crash tore it: it was damaged later (bit rot) and may
+// have been acknowledged. That, any other failed check, any failed check
+// in a segment that is not the last, and a torn shape of one of the first
+// MinRecords records are a *CorruptError.
 func (l *Log) scanSegment(f *os.File, k uint32, last bool) (int64, error) {
 	name := segmentName(k + 1)
 	fi, err := f.Stat()
@@ -260,8 +282,11 @@ func (l *Log) scanSegment(f *os.File, k uint32, last bool) (int64, error) {
 		return 0, fmt.Errorf("ledger: stat segment: %w", err)
 	}
 	size := fi.Size()
+	corrupt := func(off int64, format string, a ...any) error {
+		return &CorruptError{Segment: name, Offset: off, Height: uint64(len(l.recs)) + 1, Reason: fmt.Sprintf(format, a...)}
+	}
 	if size == 0 && !last {
-		return 0, &CorruptError{Segment: name, Reason: "empty segment before the last"}
+		return 0, corrupt(0, "empty segment before the last")
 	}
 	maxLen := int64(l.opts.MaxRecordBytes)
 	r := bufio.NewReaderSize(f, 64<<10)
@@ -271,9 +296,9 @@ func (l *Log) scanSegment(f *os.File, k uint32, last bool) (int64, error) {
 		left := size - off
 		if left < recordHeaderBytes {
 			if last {
-				return l.cut(f, name, off, size)
+				return l.cutTorn(f, name, off, size, fmt.Sprintf("%d bytes of a record header", left))
 			}
-			return 0, &CorruptError{Segment: name, Offset: off, Reason: fmt.Sprintf("%d bytes left, too few for a record header", left)}
+			return 0, corrupt(off, "%d bytes left, too few for a record header", left)
 		}
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
 			return 0, fmt.Errorf("ledger: read segment %s: %w", name, err)
@@ -284,20 +309,28 @@ func (l *Log) scanSegment(f *os.File, k uint32, last bool) (int64, error) {
 				return 0, fmt.Errorf("ledger: read segment %s: %w", name, err)
 			}
 			if zeros {
-				return l.cut(f, name, off, size)
+				return l.cutTorn(f, name, off, size, fmt.Sprintf("%d zero bytes", left))
 			}
-			return 0, &CorruptError{Segment: name, Offset: off, Reason: "zeroed record header before the end of the segment"}
+			return 0, corrupt(off, "zeroed record header before the end of the segment")
 		}
 		n := int64(binary.BigEndian.Uint32(hdr[0:4]))
 		end := off + recordHeaderBytes + n
 		if end > size {
 			if last && left <= maxLen+recordHeaderBytes {
-				return l.cut(f, name, off, size)
+				rest := left - recordHeaderBytes
+				crc, err := recordCRC(r, buf, rest)
+				if err != nil {
+					return 0, fmt.Errorf("ledger: read segment %s: %w", name, err)
+				}
+				if crc == binary.BigEndian.Uint32(hdr[4:8]) {
+					return 0, corrupt(off, "record length %d runs past the end of the segment, but the %d bytes to the end are a whole record that matches its CRC: the length field is damaged", n, rest)
+				}
+				return l.cutTorn(f, name, off, size, fmt.Sprintf("a record of length %d with %d bytes written", n, rest))
 			}
-			return 0, &CorruptError{Segment: name, Offset: off, Reason: fmt.Sprintf("record length %d runs past end of segment", n)}
+			return 0, corrupt(off, "record length %d runs past end of segment", n)
 		}
 		if n > maxLen {
-			return 0, &CorruptError{Segment: name, Offset: off, Reason: fmt.Sprintf("record length %d over limit %d", n, maxLen)}
+			return 0, corrupt(off, "record length %d over limit %d", n, maxLen)
 		}
 		crc := crc32.Update(0, castagnoli, hdr[0:4])
 		for rest := n; rest > 0; {
@@ -309,15 +342,33 @@ func (l *Log) scanSegment(f *os.File, k uint32, last bool) (int64, error) {
 			rest -= int64(len(chunk))
 		}
 		if crc != binary.BigEndian.Uint32(hdr[4:8]) {
-			if last && end == size {
-				return l.cut(f, name, off, size)
+			if !last || end != size {
+				return 0, corrupt(off, "crc mismatch")
 			}
-			return 0, &CorruptError{Segment: name, Offset: off, Reason: "crc mismatch"}
+			sector, err := zeroSector(f, buf, off+recordHeaderBytes, end)
+			if err != nil {
+				return 0, fmt.Errorf("ledger: read segment %s: %w", name, err)
+			}
+			if sector < 0 {
+				return 0, corrupt(off, "crc mismatch in the last record, which is complete (its %d bytes are all there and none of its sectors reads as zeros): damaged after it was written, not torn by a crash", n)
+			}
+			return l.cutTorn(f, name, off, size, fmt.Sprintf("a record of length %d that fails its CRC, zeros at offset %d", n, sector))
 		}
 		l.recs = append(l.recs, recPos{seg: k, n: uint32(n), off: off})
 		off = end
 	}
 	return size, nil
+}
+
+// cutTorn cuts the torn last record at off, described by what, unless it
+// is one of the first MinRecords records: a record known to have been
+// durable is damaged, not torn.
+func (l *Log) cutTorn(f *os.File, name string, off, size int64, what string) (int64, error) {
+	if h := uint64(len(l.recs)) + 1; h <= l.opts.MinRecords {
+		return 0, &CorruptError{Segment: name, Offset: off, Height: h,
+			Reason: fmt.Sprintf("the last record looks torn (%s), but %d records were durable before: it was written in full and damaged since", what, l.opts.MinRecords)}
+	}
+	return l.cut(f, name, off, size)
 }
 
 // cut truncates the torn tail of the last segment at off and records the repair.
@@ -331,7 +382,7 @@ func (l *Log) cut(f *os.File, name string, off, size int64) (int64, error) {
 	if err := f.Sync(); err != nil {
 		return 0, fmt.Errorf("ledger: cut torn tail of %s: %w", name, err)
 	}
-	l.repair = &LogRepair{Segment: name, Offset: off, Bytes: size - off}
+	l.repair = &LogRepair{Segment: name, Offset: off, Bytes: size - off, Height: uint64(len(l.recs)) + 1}
 	return off, nil
 }
 
@@ -524,6 +575,43 @@ func syncDir(dir string) error {
 		return fmt.Errorf("ledger: sync dir %s: %w", dir, err)
 	}
 	return nil
+}
+
+// recordCRC returns the CRC a record of the next n bytes of r would have:
+// over n as the 4-byte length, then the bytes. buf is scratch space.
+func recordCRC(r io.Reader, buf []byte, n int64) (uint32, error) {
+	crc := crc32.Update(0, castagnoli, binary.BigEndian.AppendUint32(nil, uint32(n)))
+	for n > 0 {
+		chunk := buf[:min(n, int64(len(buf)))]
+		if _, err := io.ReadFull(r, chunk); err != nil {
+			return 0, err
+		}
+		crc = crc32.Update(crc, castagnoli, chunk)
+		n -= int64(len(chunk))
+	}
+	return crc, nil
+}
+
+// zeroSector returns the offset of the first piece of f's bytes [start,
+// end), split at multiples of sectorBytes, that is all zeros, or -1 if
+// there is none. buf is scratch space of at least 2*sectorBytes.
+func zeroSector(f *os.File, buf []byte, start, end int64) (int64, error) {
+	for off := start; off < end; {
+		stop := min(end, (off+int64(len(buf)))/sectorBytes*sectorBytes) // a piece never spans two reads
+		chunk := buf[:stop-off]
+		if _, err := f.ReadAt(chunk, off); err != nil {
+			return 0, err
+		}
+		for p := off; p < stop; {
+			next := min((p/sectorBytes+1)*sectorBytes, stop)
+			if !slices.ContainsFunc(chunk[p-off:next-off], func(c byte) bool { return c != 0 }) {
+				return p, nil
+			}
+			p = next
+		}
+		off = stop
+	}
+	return -1, nil
 }
 
 // onlyZeros reports whether the next n bytes of r are all zero.

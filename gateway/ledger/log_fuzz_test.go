@@ -21,9 +21,14 @@ func FuzzLogOpen(f *testing.F) {
 	for _, n := range []int{len(seg) - 1, len(seg) - 150, len(seg) - 300, len(seg) - 305, 17, 15, 9, 3, 0} {
 		f.Add(seg[:n])
 	}
-	flipped := bytes.Clone(seg)
-	flipped[20] ^= 1
-	f.Add(flipped)
+	for _, at := range []int{20, len(seg) - 150, len(seg) - 1, len(seg) - 308, len(seg) - 305} {
+		flipped := bytes.Clone(seg)
+		flipped[at] ^= 1 // the last three: bit rot in the last record, not a torn write
+		f.Add(flipped)
+	}
+	zeroed := bytes.Clone(seg)
+	clear(zeroed[len(seg)-100:]) // the file extended, the last record's data not written
+	f.Add(zeroed)
 
 	const limit = 64 << 10
 	opts := LogOptions{SegmentBytes: 4 << 10, MaxRecordBytes: 1 << 10}

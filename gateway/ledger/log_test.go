@@ -209,7 +209,7 @@ func TestLogTornTail(t *testing.T) {
 				}
 
 				l := openLog(t, dir, smallSegments)
-				want := LogRepair{Segment: segmentName(last.seg + 1), Offset: last.off, Bytes: size - last.off}
+				want := LogRepair{Segment: segmentName(last.seg + 1), Offset: last.off, Bytes: size - last.off, Height: uint64(len(recs))}
 				if r := l.Repair(); r == nil || *r != want {
 					t.Fatalf("Repair() = %+v, want %+v", r, want)
 				}
@@ -398,30 +398,163 @@ func TestLogCorrupt(t *testing.T) {
 }
 
 func TestLogCorruptErrorMessage(t *testing.T) {
-	err := &CorruptError{Segment: "00000001.log", Offset: 1234, Reason: "crc mismatch"}
-	if got, want := err.Error(), "ledger: block log corrupt: segment 00000001.log offset 1234: crc mismatch"; got != want {
+	err := &CorruptError{Segment: "00000001.log", Offset: 1234, Height: 7, Reason: "crc mismatch"}
+	if got, want := err.Error(), "ledger: block log corrupt: segment 00000001.log offset 1234 (block 7): crc mismatch"; got != want {
 		t.Errorf("Error() = %q, want %q", got, want)
 	}
 }
 
-// A damaged last record that ends at the end of the log is a torn write.
-func TestLogDamagedLastRecordIsCut(t *testing.T) {
-	lastRecord := func(pos []recPos) int { return len(pos) - 1 }
-	for _, c := range []damageCase{
-		{"data", lastRecord, dataByte, 0x01},
-		{"crc", lastRecord, crcByte, 0x01},
-	} {
+// Bit rot in the last record of the log, complete and fsynced, is not a
+// torn write (issue 20, defect 8): OpenLog refuses it, read-only too, and
+// changes nothing. A torn write leaves part of the record missing (the file
+// ends inside it) or reading as zeros; a flipped bit leaves every byte there.
+func TestLogDamagedLastRecordIsRefused(t *testing.T) {
+	recs := testRecords(6, 12, 1500)
+	for i := range recs {
+		recs[i] = append(recs[i], 0xee) // no record ends in a zero byte (a zeroed sector)
+	}
+	bitOf := func(b byte) byte { // the lowest bit that is 0 in b: flipping it makes b larger
+		m := byte(1)
+		for b&m != 0 {
+			m <<= 1
+		}
+		return m
+	}
+	cases := []struct {
+		name string
+		at   func(p recPos) int64
+		mask func(b byte) byte
+	}{
+		{"data, first byte", func(p recPos) int64 { return p.off + 8 }, func(byte) byte { return 0x01 }},
+		{"data, middle", func(p recPos) int64 { return p.off + 8 + int64(p.n)/2 }, func(byte) byte { return 0x10 }},
+		{"data, last byte", func(p recPos) int64 { return p.off + 8 + int64(p.n) - 1 }, func(byte) byte { return 0x80 }},
+		{"crc", func(p recPos) int64 { return p.off + 5 }, func(byte) byte { return 0x04 }},
+		{"length, shorter", func(p recPos) int64 { return p.off + 3 }, func(b byte) byte { return b & -b }},
+		{"length, longer", func(p recPos) int64 { return p.off + 3 }, bitOf},
+		{"length, top bit", func(p recPos) int64 { return p.off }, func(byte) byte { return 0x80 }},
+	}
+	for _, readOnly := range []bool{false, true} {
+		for _, c := range cases {
+			t.Run(fmt.Sprintf("%s/read-only=%v", c.name, readOnly), func(t *testing.T) {
+				dir := t.TempDir()
+				pos := writeLog(t, dir, smallSegments, recs)
+				last := pos[len(pos)-1]
+				file := segmentPath(dir, last.seg)
+				b, err := os.ReadFile(file)
+				if err != nil {
+					t.Fatal(err)
+				}
+				at := c.at(last)
+				mask := c.mask(b[at])
+				if mask == 0 {
+					t.Fatalf("no bit to flip in byte 0x%02x", b[at])
+				}
+				xorByte(t, file, at, mask)
+				before, _ := os.ReadFile(file)
+
+				_, err = OpenLog(dir, LogOptions{SegmentBytes: smallSegments.SegmentBytes, ReadOnly: readOnly})
+				var ce *CorruptError
+				if !errors.As(err, &ce) {
+					t.Fatalf("OpenLog: %v, want a *CorruptError", err)
+				}
+				if want := segmentName(last.seg + 1); ce.Segment != want || ce.Offset != last.off || ce.Height != uint64(len(recs)) {
+					t.Fatalf("CorruptError at %s offset %d block %d, want %s offset %d block %d",
+						ce.Segment, ce.Offset, ce.Height, want, last.off, len(recs))
+				}
+				if after, _ := os.ReadFile(file); !bytes.Equal(before, after) {
+					t.Fatal("OpenLog changed a segment it refused")
+				}
+			})
+		}
+	}
+}
+
+// The torn writes a crash can leave of a last record whose length made it
+// to the disk: the file system extended the file, but sectors of the
+// record never got their data and read as zeros. They are cut.
+func TestLogTornLastRecordZeroSectors(t *testing.T) {
+	const n = 3000 // the last record's data: 6 sectors or more
+	cases := []struct {
+		name string
+		zero func(p recPos) (from, to int64) // the bytes of the segment that read as zeros
+	}{
+		{"all the data", func(p recPos) (int64, int64) { return p.off + 8, p.off + 8 + n }},
+		{"from the second sector on", func(p recPos) (int64, int64) {
+			return (p.off/sectorBytes + 1) * sectorBytes, p.off + 8 + n
+		}},
+		{"one sector in the middle", func(p recPos) (int64, int64) {
+			s := (p.off/sectorBytes + 3) * sectorBytes
+			return s, s + sectorBytes
+		}},
+		{"the part in the last sector", func(p recPos) (int64, int64) {
+			end := p.off + 8 + n
+			return (end - 1) / sectorBytes * sectorBytes, end
+		}},
+	}
+	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			d := damage(t, smallSegments, c)
-			if d.err != nil {
-				t.Fatalf("OpenLog: %v", d.err)
+			dir := t.TempDir()
+			recs := testRecords(7, 5, 300)
+			recs = append(recs, bytes.Repeat([]byte{0x5a}, n))
+			pos := writeLog(t, dir, LogOptions{}, recs)
+			last := pos[len(pos)-1]
+			file := segmentPath(dir, last.seg)
+			from, to := c.zero(last)
+			f, err := os.OpenFile(file, os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
 			}
-			p := d.pos[d.i]
-			want := LogRepair{Segment: segmentName(p.seg + 1), Offset: p.off, Bytes: 8 + int64(p.n)}
-			if r := d.l.Repair(); r == nil || *r != want {
+			if _, err := f.WriteAt(make([]byte, to-from), from); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+
+			l := openLog(t, dir, LogOptions{})
+			want := LogRepair{Segment: segmentName(last.seg + 1), Offset: last.off, Bytes: 8 + n, Height: uint64(len(recs))}
+			if r := l.Repair(); r == nil || *r != want {
 				t.Fatalf("Repair() = %+v, want %+v", r, want)
 			}
-			checkRecords(t, d.l, d.recs[:d.i])
+			checkRecords(t, l, recs[:len(recs)-1])
+		})
+	}
+}
+
+// MinRecords: a record known to have been durable (the gateway's index
+// holds its block) is never cut as a torn tail, whatever it looks like.
+func TestLogMinRecords(t *testing.T) {
+	for _, c := range []struct {
+		min  uint64
+		torn bool
+	}{{5, true}, {6, false}, {100, false}} {
+		t.Run(strconv.FormatUint(c.min, 10), func(t *testing.T) {
+			dir := t.TempDir()
+			recs := testRecords(8, 6, 400)
+			pos := writeLog(t, dir, LogOptions{}, recs)
+			last := pos[len(pos)-1]
+			file := segmentPath(dir, last.seg)
+			if err := os.Truncate(file, last.off+8+int64(last.n)/2); err != nil {
+				t.Fatal(err)
+			}
+			size := fileSize(t, file)
+			l, err := OpenLog(dir, LogOptions{MinRecords: c.min})
+			if c.torn {
+				if err != nil {
+					t.Fatalf("OpenLog: %v", err)
+				}
+				defer l.Close()
+				if r := l.Repair(); r == nil || r.Offset != last.off {
+					t.Fatalf("Repair() = %+v, want a cut at %d", r, last.off)
+				}
+				checkRecords(t, l, recs[:5])
+				return
+			}
+			var ce *CorruptError
+			if !errors.As(err, &ce) || ce.Offset != last.off || ce.Height != 6 {
+				t.Fatalf("OpenLog: %v, want a *CorruptError at offset %d, block 6", err, last.off)
+			}
+			if fileSize(t, file) != size {
+				t.Fatal("OpenLog cut a record known to be durable")
+			}
 		})
 	}
 }
@@ -656,7 +789,7 @@ func TestLogZeroFilledTail(t *testing.T) {
 			end := fileSize(t, seg)
 			appendBytes(t, seg, make([]byte, zeros))
 			l := openLog(t, dir, LogOptions{})
-			want := LogRepair{Segment: segmentName(pos[0].seg + 1), Offset: end, Bytes: int64(zeros)}
+			want := LogRepair{Segment: segmentName(pos[0].seg + 1), Offset: end, Bytes: int64(zeros), Height: 3}
 			if r := l.Repair(); r == nil || *r != want {
 				t.Fatalf("Repair() = %+v, want %+v", r, want)
 			}

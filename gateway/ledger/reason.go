@@ -48,9 +48,10 @@ const (
 	ReasonProxy         Reason = "proxy"              // Proxy-Uri or Proxy-Scheme
 
 	// The gateway, not the message.
-	ReasonOverloaded  Reason = "overloaded"  // too much in flight: resend after a pause
-	ReasonUnavailable Reason = "unavailable" // cannot commit now (no quorum, catching up, stopping): outcome unknown, resend the same bytes
-	ReasonInternal    Reason = "internal"    // a fault of this gateway: resend the same bytes after a pause
+	ReasonOverloaded  Reason = "overloaded"   // too much in flight: resend after a pause
+	ReasonUnavailable Reason = "unavailable"  // cannot commit now (no quorum, catching up, stopping): outcome unknown, resend the same bytes
+	ReasonStorageFull Reason = "storage_full" // the gateway's disk is full: it stopped committing until an operator frees space and restarts it; outcome unknown, resend the same bytes later
+	ReasonInternal    Reason = "internal"     // a fault of this gateway: resend the same bytes after a pause
 )
 
 // Action is what a device does on a refusal.
@@ -108,6 +109,7 @@ var Reasons = []ReasonInfo{
 	{ReasonProxy, ActionFix},
 	{ReasonOverloaded, ActionResend},
 	{ReasonUnavailable, ActionResend},
+	{ReasonStorageFull, ActionResend},
 	{ReasonInternal, ActionResend},
 }
 

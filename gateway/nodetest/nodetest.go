@@ -227,4 +227,4 @@ func (n *Node) admin(t testing.TB, body *ledger.Body) {
 func (n *Node) Directory() bridge.Directory { return front.Directory(n.Chain.State(), nil) }
 
 // Committer is the node's chain as front ends see it.
-func (n *Node) Committer() bridge.Committer { return front.Committer(n.Chain) }
+func (n *Node) Committer() bridge.Committer { return front.Committer(n.Chain, nil) }

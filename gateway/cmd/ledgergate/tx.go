@@ -105,14 +105,14 @@ func cmdLedgerVerify(_ context.Context, e *env, args []string) error {
 	// stopped one's without cutting anything.
 	blog, err := ledger.OpenLog(filepath.Join(*data, daemon.BlocksDir), ledger.LogOptions{ReadOnly: true})
 	if err != nil {
-		return err
+		return daemon.ExplainLogError(err, *data, len(g.Nodes) > 1)
 	}
 	defer blog.Close()
 	sum, err := chain.Verify(g, blog, func(done, total uint64) {
 		fmt.Fprintf(e.stderr, "verified %d of %d blocks\n", done, total)
 	})
 	if err != nil {
-		return err
+		return daemon.ExplainLogError(err, *data, len(g.Nodes) > 1)
 	}
 	fmt.Fprintf(e.stdout, "ok: %d blocks, %d txs, chain %s, tip %x\n", sum.Blocks, sum.Txs, g.ChainID, sum.Tip)
 	return nil
