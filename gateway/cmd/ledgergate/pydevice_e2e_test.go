@@ -72,10 +72,7 @@ func (p *pyDevice) run(t *testing.T, cmd string, args ...string) string {
 func (p *pyDevice) try(cmd string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
 	defer cancel()
-	full := append([]string{p.script, cmd}, args...)
-	if cmd != "keygen" {
-		full = append(full, p.common...)
-	}
+	full := append(append([]string{p.script, cmd}, args...), p.common...)
 	c := exec.CommandContext(ctx, p.python, full...)
 	c.Dir = filepath.Dir(p.script)
 	var out bytes.Buffer
