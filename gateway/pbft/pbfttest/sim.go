@@ -153,7 +153,7 @@ func runWith(o Options, after func(*Sim)) error {
 
 func (s *Sim) boot(r *replica) error {
 	r.crypto = &Keys{Self: r.id, Secrets: s.secrets}
-	r.app = NewApp(r.id)
+	r.app = NewApp(r.id, genesis)
 	for _, e := range r.chain {
 		r.app.Exec(e)
 	}
