@@ -589,9 +589,9 @@ func (c *Core) maybePropose(tick bool) error {
 		if seq-c.lastExec > c.cfg.MaxInFlight || seq > c.low+c.cfg.Window {
 			return nil
 		}
-		parent, ok := c.digestAt(seq - 1)
+		parent, ok := c.heldAt(seq - 1)
 		if !ok {
-			return nil // behind: wait for the parent
+			return nil // behind: wait for the parent (state transfer, or its pre-prepare to validate)
 		}
 		n, size := 0, 0
 		for n < len(c.queue) && n < c.cfg.MaxBatch && (n == 0 || size+len(c.queue[n].req.Data) <= c.cfg.MaxBatchBytes) {
@@ -715,6 +715,26 @@ func (c *Core) digestAt(seq uint64) (Digest, bool) {
 		return e.execDigest, true
 	}
 	if e.valid && e.view == c.view {
+		return e.digest, true
+	}
+	return Digest{}, false
+}
+
+// heldAt returns the digest of the proposal at seq if the application
+// holds it, so that a proposal may be built on it: executed, or built or
+// validated in this view. The low watermark alone is not enough: a new
+// view or a checkpoint may put it above what this replica executed, and
+// then the application holds no block there until state transfer brings
+// it (issue 20: a new primary behind the others built on a block it did
+// not hold, and its driver stopped).
+func (c *Core) heldAt(seq uint64) (Digest, bool) {
+	if seq == c.lastExec {
+		return c.lastExecDigest, true
+	}
+	if seq < c.lastExec {
+		return Digest{}, false
+	}
+	if e := c.log[seq]; e != nil && e.valid && e.view == c.view {
 		return e.digest, true
 	}
 	return Digest{}, false
