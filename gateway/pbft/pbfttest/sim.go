@@ -72,7 +72,8 @@ type replica struct {
 	certs  map[uint64]*pbft.Prepared
 	chain  []pbft.Entry // executed, in order; chain[i].Seq == i+1
 	down   bool
-	paused bool // as under SIGSTOP: no ticks, nothing delivered; messages to it wait
+	paused bool       // as under SIGSTOP: no ticks, nothing delivered; messages to it wait
+	inbox  []envelope // what arrived while paused, delivered when it resumes
 	crypto *Keys
 }
 
@@ -215,12 +216,18 @@ func (s *Sim) run() error {
 		paused = s.rng.Perm(len(s.replicas))[:(o.N-1)/3+1]
 	}
 	healAt := max(o.FaultTicks, partTo, crashAt+crashFor, pauseAt+pauseFor) + 1
-	var final, after []string
+	var final, after, beats []string
 	for s.now = 0; s.now < healAt+o.HealTicks; s.now++ {
 		faulty := s.now < healAt
 		if o.Pause && (s.now == pauseAt || s.now == pauseAt+pauseFor) {
 			for _, i := range paused {
-				s.replicas[i].paused = s.now == pauseAt
+				r := s.replicas[i]
+				r.paused = s.now == pauseAt
+				for _, e := range r.inbox {
+					e.at = s.now + s.rng.IntN(s.o.MaxDelay)
+					s.inflight = append(s.inflight, e)
+				}
+				r.inbox = nil
 			}
 		}
 		if o.Partition && s.now == partFrom {
@@ -278,7 +285,25 @@ func (s *Sim) run() error {
 				}
 			}
 		}
-		if s.now <= healAt || !s.allExecuted(final) || !s.allExecuted(must) || !s.oneView() {
+		if s.now <= healAt || !s.allExecuted(final) || !s.allExecuted(must) {
+			continue
+		}
+		if !s.oneView() || !s.allExecuted(beats) {
+			// A chain does not go idle: ledgergate's primary commits a
+			// heartbeat tx when no block committed for a while, and its
+			// devices keep sending. Here, a request every 100 ticks at
+			// the next honest replica.
+			if after == nil && (s.now-healAt)%100 == 0 {
+				i := s.nextHonest(len(beats))
+				req := fmt.Sprintf("req-beat-%d", len(beats))
+				beats = append(beats, req)
+				if err := s.replicas[i].core.Propose([]byte(req)); err != nil {
+					return fmt.Errorf("propose at %s: %w", s.replicas[i].id, err)
+				}
+				if err := s.handle(i, false); err != nil {
+					return err
+				}
+			}
 			continue
 		}
 		// Every request committed and the honest replicas share one view,
@@ -312,12 +337,23 @@ func (s *Sim) run() error {
 	}
 	what := "requests did not all commit"
 	switch {
-	case s.allExecuted(final) && s.allExecuted(must) && after == nil:
+	case s.allExecuted(final) && s.allExecuted(must) && after == nil && s.allExecuted(beats):
 		what = "the honest replicas did not settle in one view"
 	case after != nil:
 		what = "a request at each honest replica, once they agreed on a view, did not all commit"
 	}
 	return fmt.Errorf("liveness: after healing at tick %d, %s in %d ticks:\n  %s", healAt, what, o.HealTicks, strings.Join(lag, "\n  "))
+}
+
+// nextHonest returns the index of the k-th honest replica, round robin.
+func (s *Sim) nextHonest(k int) int {
+	var honest []int
+	for i, r := range s.replicas {
+		if s.honest(r) {
+			honest = append(honest, i)
+		}
+	}
+	return honest[k%len(honest)]
 }
 
 // oneView reports whether the honest replicas are all in one view and
@@ -375,7 +411,9 @@ func (s *Sim) allExecuted(reqs []string) bool {
 func (s *Sim) deliver(faulty bool) error {
 	var due, later []envelope
 	for _, e := range s.inflight {
-		if e.at <= s.now && !s.replicas[e.to].paused {
+		if e.at <= s.now && s.replicas[e.to].paused {
+			s.replicas[e.to].inbox = append(s.replicas[e.to].inbox, e)
+		} else if e.at <= s.now {
 			due = append(due, e)
 		} else {
 			later = append(later, e)
