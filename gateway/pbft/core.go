@@ -1306,7 +1306,12 @@ func (c *Core) Caught(last Executed, ids [][32]byte) error {
 		c.addCheckpoint(set[sortedKeys(set)[0]])
 	}
 	c.raiseLow(seq, d)
-	if c.changing && last.View < c.view && c.primary(last.View) != c.cfg.ID && c.validCommits(&last) {
+	// A block 2f+1 replicas committed in a lower view, above what this
+	// replica had executed, while its own view change has not gathered
+	// 2f+1 (which would start its timer: that one is real): the others
+	// went on without it. It rejoins them, unless it is that view's
+	// primary, which the others replace anyway once it proposes nothing.
+	if c.changing && !c.vcTimer && last.View < c.view && c.primary(last.View) != c.cfg.ID && c.validCommits(&last) {
 		if err := c.rejoin(last.View); err != nil {
 			return err
 		}
