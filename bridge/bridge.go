@@ -42,6 +42,11 @@ type Directory interface {
 	MaxTxBytes() int
 	// Device returns the device's current registry entry.
 	Device(id string) (Device, bool)
+	// DeviceByKey returns the entry of a device whose current key is
+	// spki, a DER SubjectPublicKeyInfo compared byte for byte (one not
+	// revoked if there is one): who a TLS or DTLS client certificate's
+	// key is, before any message of the client is read.
+	DeviceByKey(spki []byte) (Device, bool)
 	// Behind reports whether this gateway may lack committed blocks: it
 	// is catching up with its peers, or hears from too few of them to
 	// know. A device it does not know, or whose key does not match,

@@ -5,7 +5,8 @@
 #
 #  1. the packaged config equals the TOML of docs/configuration.md, commented
 #  2. lintian --fail-on error on each .deb
-#  3. systemd-analyze verify and security of systemd/ledgergate.service
+#  3. systemd-analyze verify and security of systemd/ledgergate.service, and
+#     its restart policy under a real systemd where one runs (restart-test.sh)
 #  4. the arm64 and armhf binaries: ELF architecture, and they run under qemu-user
 #  5. install, run as the user, upgrade, remove and purge in a throwaway
 #     Debian bookworm root (debootstrap, cached in $ROOTFS_CACHE)
@@ -80,6 +81,9 @@ exposure=$(systemd-analyze security --offline=yes systemd/ledgergate.service 2>&
 [ -n "$exposure" ] || fail "no exposure level from systemd-analyze security"
 awk -v e="$exposure" -v m="$MAX_EXPOSURE" 'BEGIN { exit !(e <= m) }' || fail "exposure $exposure > $MAX_EXPOSURE"
 ok "exposure $exposure"
+
+step "restart policy under systemd (packaging/restart-test.sh)"
+BIN=dist/ledgergate-linux-amd64 packaging/restart-test.sh || fail "restart-test.sh"
 
 step "cross binaries: ELF architecture and qemu-user"
 check_elf() { # binary, expected `file` words

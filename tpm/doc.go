@@ -45,6 +45,21 @@
 // The salt key's public area comes from the TPM itself, so salting defends
 // against a passive observer of the bus, not an active interposer.
 //
+// # When the TPM goes away
+//
+// A TPM can stop answering while the gateway runs: the simulator's socket
+// is gone, the device is reset or unbound, the TPM is busy, not started or
+// in failure mode. Every such failure is ErrUnavailable, and nothing was
+// signed; it is a condition to retry, not a broken key. A failure of the
+// transport closes it, and the next call reopens the device or socket: at
+// once the first time, then at most once per backoff interval, doubling
+// from 100ms to 5s (calls in between fail at once). A reopened TPM must
+// answer as a TPM 2.0 and hold, at the handle, the node key with the name
+// the signer read; a TPM that lost its state, or another TPM at the path,
+// stays ErrUnavailable (wrapping ErrNoNodeKey), so the signer never signs
+// with another key. What the TPM held for this process (the salt key) is
+// made again on need.
+//
 // # The caller's duties
 //
 //  1. Give Open a Logger; nothing is logged to slog's default.
@@ -55,7 +70,9 @@
 //  4. Configure the key's auth value correctly: each wrong one counts
 //     towards the TPM's dictionary-attack lockout (ErrAuth, then
 //     ErrLockout), which locks out every DA-protected key in the TPM.
-//  5. Close the TPM when done; its signers fail with ErrClosed afterwards.
+//  5. Treat ErrUnavailable as "not now": stay silent, say so, call again
+//     later; the TPM reconnects on later calls.
+//  6. Close the TPM when done; its signers fail with ErrClosed afterwards.
 //
 // # TPM-Fail
 //

@@ -55,6 +55,7 @@ func (t *TPM) Signer() (*HardwareSigner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tpm: node key at 0x%08x: %w", uint32(t.handle), err)
 	}
+	t.keyName = name
 	s := &HardwareSigner{
 		t:    t,
 		name: name,
@@ -178,6 +179,9 @@ func (t *TPM) signOnce(name tpm2.TPM2BName, digest []byte) (*tpm2.SignResponse, 
 		// A NULL ticket: the key is unrestricted (TPM 2.0 Part 3, 20.2).
 		Validation: tpm2.TPMTTKHashCheck{Tag: tpm2.TPMSTHashCheck, Hierarchy: tpm2.TPMRHNull},
 	}.Execute(t.tr)
+	if errors.Is(err, ErrUnavailable) {
+		return nil, err // says where; nothing was signed
+	}
 	if err != nil {
 		return nil, fmt.Errorf("tpm: sign with the node key at 0x%08x: %w", uint32(t.handle), err)
 	}

@@ -1,6 +1,7 @@
 package tpm
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -58,6 +59,12 @@ var (
 	// ErrLockout reports that the TPM is in dictionary-attack lockout
 	// (TPM_RC_LOCKOUT) and refuses the node key until it recovers.
 	ErrLockout = errors.New("tpm: the TPM is in dictionary-attack lockout after too many wrong auth values")
+	// ErrUnavailable reports that the TPM does not answer now: its device
+	// or socket is gone, the connection to it broke, it says it is busy,
+	// not started or in failure mode, or what answers holds no longer the
+	// node key. Nothing was signed. The TPM reconnects by itself, with
+	// backoff, on later calls: retry later.
+	ErrUnavailable = errors.New("tpm: TPM unavailable")
 	// ErrUnsupported reports a TPM without ECC P-256, ECDSA or SHA-256.
 	ErrUnsupported = errors.New("tpm: the TPM does not support ECDSA P-256 with SHA-256")
 )
@@ -112,11 +119,28 @@ type TPM struct {
 	rateLimit time.Duration
 	fixed     fixedProps // read at Open
 
-	mu     sync.Mutex // guards everything below and every use of tr
-	tr     transport.TPMCloser
-	closed bool
-	salt   *saltKey // owner storage primary for salted sessions, loaded on first need
+	opts Options          // where the TPM is, to reopen it
+	now  func() time.Time // the clock of the reconnect backoff
+
+	mu      sync.Mutex    // guards everything below and every use of tr
+	tr      transport.TPM // every command goes through it: conn{t}
+	raw     transport.TPMCloser
+	closed  bool
+	salt    *saltKey       // owner storage primary for salted sessions, loaded on first need
+	keyName tpm2.TPM2BName // the node key's name, once Signer read it; checked on reconnect
+	down    error          // why raw is nil: the TPM went away
+	retry   time.Time      // no reconnect before then
+	backoff time.Duration  // the last wait between reconnects
 }
+
+// Reconnect backoff: after the TPM went away, the first call tries to
+// reopen it at once; each failed try doubles the wait before the next,
+// from minReconnect up to maxReconnect. Calls in between fail at once
+// with ErrUnavailable.
+const (
+	minReconnect = 100 * time.Millisecond
+	maxReconnect = 5 * time.Second
+)
 
 // Open opens the TPM that o names and reads its fixed properties. It fails
 // with ErrNoTPM when nothing answers at the path.
@@ -144,8 +168,11 @@ func Open(o Options) (*TPM, error) {
 		handle:    tpm2.TPMHandle(o.Handle),
 		auth:      append([]byte(nil), o.Auth...),
 		rateLimit: o.RateLimit,
-		tr:        tr,
+		opts:      o,
+		now:       time.Now,
+		raw:       tr,
 	}
+	t.tr = conn{t}
 	fixed, err := readFixed(tr)
 	if err != nil {
 		tr.Close()
@@ -207,6 +234,9 @@ func (t *TPM) Close() error {
 		return nil
 	}
 	t.closed = true
+	if t.raw == nil { // the TPM went away; nothing is open
+		return nil
+	}
 	var errs []error
 	if t.salt != nil {
 		if _, err := (tpm2.FlushContext{FlushHandle: t.salt.handle}).Execute(t.tr); err != nil {
@@ -214,24 +244,122 @@ func (t *TPM) Close() error {
 		}
 		t.salt = nil
 	}
-	if err := t.tr.Close(); err != nil {
+	if err := t.raw.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("tpm: close %s: %w", t.path, err))
 	}
+	t.raw = nil
 	return errors.Join(errs...)
 }
 
-// lock takes the transport mutex, or fails if the TPM is closed.
+// lock takes the transport mutex, or fails if the TPM is closed, or gone
+// and not back yet (ErrUnavailable); it reopens a TPM that went away.
 func (t *TPM) lock() error {
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
 		return ErrClosed
 	}
+	if t.raw == nil {
+		if err := t.reconnect(); err != nil {
+			t.mu.Unlock()
+			return err
+		}
+	}
 	return nil
 }
 
-// keyErr turns the TPM's answers about the node key's authorisation into
-// the package's sentinels; any other error passes through.
+// conn is the transport every command goes through. A failure of the
+// transport itself (the device or socket is gone, the connection broke;
+// not an answer of the TPM, which go-tpm decodes after Send) closes it and
+// reports ErrUnavailable; the next command reopens it (lock). The caller
+// holds t.mu.
+type conn struct{ t *TPM }
+
+func (c conn) Send(cmd []byte) ([]byte, error) {
+	t := c.t
+	if t.raw == nil {
+		return nil, fmt.Errorf("%w at %s: %w", ErrUnavailable, t.path, t.down)
+	}
+	rsp, err := t.raw.Send(cmd)
+	if err != nil {
+		t.lost(err)
+		return nil, fmt.Errorf("%w at %s: %w", ErrUnavailable, t.path, err)
+	}
+	return rsp, nil
+}
+
+// lost closes the transport after it failed with err. What the TPM held
+// for this process (the salt key) is gone with the connection: the kernel's
+// resource manager flushes it, a restarted simulator never had it. The
+// next command reopens at once. The caller holds t.mu.
+func (t *TPM) lost(err error) {
+	if t.raw != nil {
+		t.raw.Close()
+		t.raw = nil
+		t.log.Warn("tpm went away; reconnecting with backoff", "path", t.path, "err", err)
+	}
+	t.salt = nil
+	t.down = err
+	t.retry = time.Time{}
+	t.backoff = 0
+}
+
+// reconnect reopens the TPM after it went away, at most once per backoff
+// interval, and checks that it answers and that the node key, once a
+// signer read it, is still the one at the handle: a TPM that lost its
+// state, or another TPM at the path, stays unavailable. The caller holds
+// t.mu and t.raw is nil.
+func (t *TPM) reconnect() error {
+	now := t.now()
+	if now.Before(t.retry) {
+		return fmt.Errorf("%w at %s (next try in %s): %w", ErrUnavailable, t.path,
+			t.retry.Sub(now).Round(time.Millisecond), t.down)
+	}
+	_, raw, err := openTransport(t.opts)
+	if err == nil {
+		t.raw = raw
+		if err = t.checkBack(); err != nil && t.raw != nil {
+			t.raw.Close()
+			t.raw = nil
+		}
+	}
+	if err != nil {
+		t.backoff = min(max(2*t.backoff, minReconnect), maxReconnect)
+		t.retry = now.Add(t.backoff)
+		t.down = err
+		return fmt.Errorf("%w at %s (next try in %s): %w", ErrUnavailable, t.path, t.backoff, err)
+	}
+	t.down, t.retry, t.backoff = nil, time.Time{}, 0
+	t.log.Info("tpm back", "path", t.path)
+	return nil
+}
+
+// checkBack asks a reopened TPM whether it is a TPM 2.0 and, once a signer
+// read the node key, whether the handle still holds that key. The caller
+// holds t.mu.
+func (t *TPM) checkBack() error {
+	if _, err := readFixed(t.tr); err != nil {
+		return err
+	}
+	if len(t.keyName.Buffer) == 0 {
+		return nil
+	}
+	_, name, err := t.readPublic()
+	if isNoObject(err) {
+		return fmt.Errorf("%w at handle 0x%08x: the TPM lost it, or another TPM answers", ErrNoNodeKey, uint32(t.handle))
+	}
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(name.Buffer, t.keyName.Buffer) {
+		return fmt.Errorf("tpm: handle 0x%08x holds another key than the node key this gateway opened", uint32(t.handle))
+	}
+	return nil
+}
+
+// keyErr turns the TPM's answers to TPM2_Sign with the node key into the
+// package's sentinels: wrong auth values, lockout, and what makes the key
+// unavailable for now; any other error passes through.
 func (t *TPM) keyErr(err error) error {
 	switch {
 	case err == nil:
@@ -243,8 +371,28 @@ func (t *TPM) keyErr(err error) error {
 	case errors.Is(err, tpm2.TPMRCAuthFail), errors.Is(err, tpm2.TPMRCBadAuth):
 		return fmt.Errorf("%w at handle 0x%08x (%s); each wrong try counts towards dictionary-attack lockout: %w",
 			ErrAuth, uint32(t.handle), t.path, err)
+	case notNow(err):
+		return fmt.Errorf("%w at %s: %w", ErrUnavailable, t.path, err)
+	case isNoObject(err):
+		// The key was there when the signer was made: the TPM that answers
+		// now lost its state, or is another one.
+		return fmt.Errorf("%w at %s: %w at handle 0x%08x: %w", ErrUnavailable, t.path, ErrNoNodeKey, uint32(t.handle), err)
 	}
 	return err
+}
+
+// notNow reports the TPM's answers that say it cannot run the command now
+// but may later (TPM 2.0 Part 2, 6.6.3: the warnings; TPM_RC_INITIALIZE
+// before TPM2_Startup; TPM_RC_FAILURE in failure mode, until a reset).
+func notNow(err error) bool {
+	for _, rc := range []tpm2.TPMRC{tpm2.TPMRCInitialize, tpm2.TPMRCFailure, tpm2.TPMRCTesting, tpm2.TPMRCYielded,
+		tpm2.TPMRCCanceled, tpm2.TPMRCRetry, tpm2.TPMRCNVRate, tpm2.TPMRCNVUnavailable,
+		tpm2.TPMRCMemory, tpm2.TPMRCObjectMemory, tpm2.TPMRCSessionMemory} {
+		if errors.Is(err, rc) {
+			return true
+		}
+	}
+	return false
 }
 
 // lockoutState describes the dictionary-attack counters (TPM 2.0 Part 1,

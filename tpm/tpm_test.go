@@ -635,3 +635,168 @@ func TestPacer(t *testing.T) {
 		})
 	}
 }
+
+// signWithin signs until it works, polling with a deadline: after the TPM
+// comes back, the signer reconnects on its own backoff.
+func signWithin(t *testing.T, s Signer, within time.Duration) {
+	t.Helper()
+	d := sha256.Sum256([]byte("back"))
+	deadline := time.Now().Add(within)
+	for {
+		sig, err := s.Sign(rand.Reader, d[:], crypto.SHA256)
+		if err == nil {
+			if !ecdsa.VerifyASN1(s.Public().(*ecdsa.PublicKey), d[:], sig) {
+				t.Fatal("signature does not verify")
+			}
+			return
+		}
+		if !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("sign while the TPM comes back: %v, want ErrUnavailable until it works", err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the signer did not reconnect within %s: %v", within, err)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the reconnect backoff
+	}
+}
+
+// TestSwtpmTPMGoneAndBack: the simulator stops under an open signer and
+// starts again on the same socket and state. While it is gone, Sign fails
+// fast with ErrUnavailable (a condition to retry, not a broken key); once
+// it is back, the signer reconnects by itself and signs with the same key.
+// Issue 20, defect 3.
+func TestSwtpmTPMGoneAndBack(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		auth []byte
+	}{
+		{"no auth", nil},
+		{"auth", []byte("salted")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sw := newSwtpm(t)
+			tp := sw.open(tc.auth)
+			if _, err := tp.CreateKey(); err != nil {
+				t.Fatal(err)
+			}
+			s, err := tp.Signer()
+			if err != nil {
+				t.Fatal(err)
+			}
+			mustSign(t, s, "before")
+
+			sw.stop()
+			os.Remove(sw.sock) // the socket gone, as when swtpm's unit stops
+			d := sha256.Sum256([]byte("gone"))
+			for range 3 {
+				start := time.Now()
+				_, err := s.Sign(rand.Reader, d[:], crypto.SHA256)
+				if !errors.Is(err, ErrUnavailable) {
+					t.Fatalf("sign without the TPM: %v, want ErrUnavailable", err)
+				}
+				if el := time.Since(start); el > 2*time.Second {
+					t.Errorf("sign without the TPM took %s", el)
+				}
+				t.Logf("without the TPM: %v", err)
+			}
+			if _, err := tp.Info(); !errors.Is(err, ErrUnavailable) {
+				t.Errorf("info without the TPM: %v, want ErrUnavailable", err)
+			}
+
+			startSwtpm(t, sw.dir)
+			signWithin(t, s, 15*time.Second)
+			mustSign(t, s, "after")
+			if err := tp.Close(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestSwtpmOtherTPMBack: what answers at the socket after the TPM went away
+// holds no node key (its state was lost): the signer refuses to sign, with
+// ErrUnavailable that says why, and does not sign with anything else.
+func TestSwtpmOtherTPMBack(t *testing.T) {
+	sw := newSwtpm(t)
+	tp := sw.open(nil)
+	if _, err := tp.CreateKey(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := tp.Signer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustSign(t, s, "before")
+	sw.stop()
+	entries, err := os.ReadDir(sw.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "tpm2-") { // the simulator's NVRAM: a new TPM
+			os.Remove(filepath.Join(sw.dir, e.Name()))
+		}
+	}
+	startSwtpm(t, sw.dir)
+	d := sha256.Sum256([]byte("other"))
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		_, err := s.Sign(rand.Reader, d[:], crypto.SHA256)
+		if err == nil {
+			t.Fatal("signed after the TPM lost the node key")
+		}
+		if !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("sign: %v, want ErrUnavailable", err)
+		}
+		if strings.Contains(err.Error(), "no node key") {
+			t.Logf("%v", err)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sign: %v, want it to say there is no node key", err)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the reconnect backoff
+	}
+}
+
+// TestSwtpmReconnectBackoff: while the TPM is gone, reconnects are tried
+// at most once per backoff interval, which doubles from 100ms to 5s; calls
+// in between fail at once; a reconnect that works resets it.
+func TestSwtpmReconnectBackoff(t *testing.T) {
+	sw := newSwtpm(t)
+	tp := sw.open(nil)
+	if _, err := tp.CreateKey(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := tp.Signer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_700_000_000, 0)
+	tp.now = func() time.Time { return now }
+	sw.stop()
+	os.Remove(sw.sock)
+	d := sha256.Sum256([]byte("x"))
+	if _, err := s.Sign(nil, d[:], crypto.SHA256); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("sign: %v", err)
+	}
+	want := []time.Duration{100, 200, 400, 800, 1600, 3200, 5000, 5000}
+	for i, w := range want {
+		w *= time.Millisecond
+		_, err := s.Sign(nil, d[:], crypto.SHA256) // tries, fails, waits w
+		if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), fmt.Sprintf("next try in %s", w)) {
+			t.Fatalf("try %d: %v, want next try in %s", i, err, w)
+		}
+		now = now.Add(w - time.Millisecond)
+		_, err = s.Sign(nil, d[:], crypto.SHA256) // too early: no try
+		if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "next try in 1ms") {
+			t.Fatalf("before try %d: %v, want next try in 1ms", i+1, err)
+		}
+		now = now.Add(time.Millisecond)
+	}
+	startSwtpm(t, sw.dir)
+	mustSign(t, s, "back")
+	if tp.backoff != 0 || tp.down != nil {
+		t.Fatalf("after the TPM came back: backoff %s, down %v", tp.backoff, tp.down)
+	}
+}

@@ -61,8 +61,8 @@ func (s *sniffer) saw(secret []byte) bool {
 func TestSwtpmSecretsNeverCrossTheBus(t *testing.T) {
 	auth := []byte("auth-value-that-must-not-leak")
 	tp := newSwtpm(t).open(auth)
-	spy := &sniffer{TPMCloser: tp.tr}
-	tp.tr = spy
+	spy := &sniffer{TPMCloser: tp.raw}
+	tp.raw = spy
 
 	if _, err := tp.CreateKey(); err != nil {
 		t.Fatal(err)
@@ -95,8 +95,8 @@ func TestSwtpmSecretsNeverCrossTheBus(t *testing.T) {
 	// Without an auth value there is nothing to hide: the digest goes in
 	// clear under a password session, and no session is started.
 	tp2 := newSwtpm(t).open(nil)
-	spy2 := &sniffer{TPMCloser: tp2.tr}
-	tp2.tr = spy2
+	spy2 := &sniffer{TPMCloser: tp2.raw}
+	tp2.raw = spy2
 	if _, err := tp2.CreateKey(); err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package coap
 
 import (
+	"net/netip"
 	"sync"
 	"time"
 
@@ -109,7 +110,12 @@ type transferKey struct {
 
 // transfer is a Block1 body being reassembled.
 type transfer struct {
-	key     transferKey
+	key transferKey
+	// udp: the transfer is a UDP endpoint's, whose blocks no one has
+	// authenticated (the signature is at the end of the record); it is
+	// counted by address and expires sooner. A DTLS session's is an
+	// enrolled device's.
+	udp     bool
 	buf     []byte
 	lastOff int // the last block taken, to answer it again if resent
 	lastLen int
@@ -117,16 +123,18 @@ type transfer struct {
 }
 
 // blockStore reassembles Block1 transfers with bounded memory: at most
-// max transfers, perPeer of one peer, maxBytes of buffers (their
-// capacity), each idle at most timeout.
+// max transfers, perPeer of one peer, perAddr of the UDP endpoints of
+// one address, maxBytes of buffers (their capacity), each idle at most
+// timeout, or udpTimeout over UDP.
 type blockStore struct {
-	max, perPeer, maxBytes int
-	timeout                time.Duration
-	m                      *metrics
+	max, perPeer, perAddr, maxBytes int
+	timeout, udpTimeout             time.Duration
+	m                               *metrics
 
 	mu     sync.Mutex
 	all    map[transferKey]*transfer
 	byPeer map[*peer]map[*transfer]struct{}
+	byAddr map[netip.Prefix]map[*transfer]struct{} // UDP transfers
 	bytes  int
 	stats  blockStats
 }
@@ -136,9 +144,11 @@ type blockStats struct {
 	started, completed, evicted, expired, refused, incomplete uint64
 }
 
-func newBlockStore(max, perPeer, maxBytes int, timeout time.Duration, m *metrics) *blockStore {
-	return &blockStore{max: max, perPeer: perPeer, maxBytes: maxBytes, timeout: timeout, m: m,
-		all: map[transferKey]*transfer{}, byPeer: map[*peer]map[*transfer]struct{}{}}
+func newBlockStore(cfg Config, m *metrics) *blockStore {
+	return &blockStore{max: cfg.MaxTransfers, perPeer: cfg.MaxTransfersPerPeer, perAddr: cfg.MaxTransfersPerAddr,
+		maxBytes: cfg.MaxTransferBytes, timeout: cfg.BlockTimeout, udpTimeout: cfg.UDPBlockTimeout, m: m,
+		all: map[transferKey]*transfer{}, byPeer: map[*peer]map[*transfer]struct{}{},
+		byAddr: map[netip.Prefix]map[*transfer]struct{}{}}
 }
 
 // put takes a block of a POST to stream (v its Block1 option, size1 its
@@ -171,8 +181,14 @@ func (b *blockStore) put(p *peer, stream, tag string, v uint32, payload []byte, 
 		if !blk.more {
 			return payload, answer{}, true // one block: nothing to keep
 		}
+		udp := p.dtls == nil
 		if len(b.byPeer[p]) >= b.perPeer {
-			b.removeLocked(b.oldestLocked(p))
+			b.removeLocked(lru(b.byPeer[p]))
+			b.stats.evicted++
+		}
+		// One address, whatever its ports, has its share and no more.
+		if udp && len(b.byAddr[p.addr]) >= b.perAddr {
+			b.removeLocked(lru(b.byAddr[p.addr]))
 			b.stats.evicted++
 		}
 		if len(b.all) >= b.max {
@@ -182,12 +198,12 @@ func (b *blockStore) put(p *peer, stream, tag string, v uint32, payload []byte, 
 			b.stats.refused++
 			return nil, refuse(ledger.ReasonOverloaded, "too many block-wise transfers at this gateway"), false
 		}
-		t = &transfer{key: key, lastOff: -1, used: now}
+		t = &transfer{key: key, udp: udp, lastOff: -1, used: now}
 		b.all[key] = t
-		if b.byPeer[p] == nil {
-			b.byPeer[p] = map[*transfer]struct{}{}
+		addTransfer(b.byPeer, p, t)
+		if udp {
+			addTransfer(b.byAddr, p.addr, t)
 		}
-		b.byPeer[p][t] = struct{}{}
 		b.stats.started++
 	} else {
 		if t == nil {
@@ -239,10 +255,10 @@ func continueAnswer(blk block) answer {
 	return answer{code: codes.Continue, format: formatNone, reason: resultContinue, block1: opt(blk.encode())}
 }
 
-// oldestLocked is p's least recently used transfer.
-func (b *blockStore) oldestLocked(p *peer) *transfer {
+// lru is the least recently used transfer of set.
+func lru(set map[*transfer]struct{}) *transfer {
 	var old *transfer
-	for t := range b.byPeer[p] {
+	for t := range set {
 		if old == nil || t.used.Before(old.used) {
 			old = t
 		}
@@ -250,20 +266,34 @@ func (b *blockStore) oldestLocked(p *peer) *transfer {
 	return old
 }
 
+func addTransfer[K comparable](m map[K]map[*transfer]struct{}, k K, t *transfer) {
+	if m[k] == nil {
+		m[k] = map[*transfer]struct{}{}
+	}
+	m[k][t] = struct{}{}
+}
+
+func removeTransfer[K comparable](m map[K]map[*transfer]struct{}, k K, t *transfer) {
+	set := m[k]
+	delete(set, t)
+	if len(set) == 0 {
+		delete(m, k)
+	}
+}
+
 func (b *blockStore) removeLocked(t *transfer) {
 	if t == nil || b.all[t.key] != t {
 		return
 	}
 	delete(b.all, t.key)
-	set := b.byPeer[t.key.p]
-	delete(set, t)
-	if len(set) == 0 {
-		delete(b.byPeer, t.key.p)
+	removeTransfer(b.byPeer, t.key.p, t)
+	if t.udp {
+		removeTransfer(b.byAddr, t.key.p.addr, t)
 	}
 	b.bytes -= cap(t.buf)
 }
 
-// sweep drops transfers idle longer than the timeout.
+// sweep drops transfers idle longer than their timeout.
 func (b *blockStore) sweep(now time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -273,7 +303,11 @@ func (b *blockStore) sweep(now time.Time) {
 
 func (b *blockStore) sweepLocked(now time.Time) {
 	for _, t := range b.all {
-		if now.Sub(t.used) > b.timeout {
+		timeout := b.timeout
+		if t.udp {
+			timeout = b.udpTimeout
+		}
+		if now.Sub(t.used) > timeout {
 			b.removeLocked(t)
 			b.stats.expired++
 		}

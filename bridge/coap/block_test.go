@@ -3,6 +3,7 @@ package coap
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -148,11 +149,11 @@ func TestManyTransfers(t *testing.T) {
 }
 
 // TestTransferLimits: beyond MaxTransfers, or MaxTransferBytes, a new
-// transfer is refused 4.29 with Max-Age; an idle transfer expires after
-// BlockTimeout.
+// transfer is refused 4.29 with Max-Age; an idle transfer over UDP
+// expires after UDPBlockTimeout.
 func TestTransferLimits(t *testing.T) {
 	node := startNode(t)
-	s := startServer(t, node, Config{MaxTransfers: 3, MaxTransfersPerPeer: 2, MaxTransferBytes: 4096, BlockTimeout: 1500 * time.Millisecond})
+	s := startServer(t, node, Config{MaxTransfers: 3, MaxTransfersPerPeer: 2, MaxTransferBytes: 4096, UDPBlockTimeout: 1500 * time.Millisecond})
 	chunk := bytes.Repeat([]byte{0xd2}, 16)
 	a, b := dialRaw(t, s.udpAddr), dialRaw(t, s.udpAddr)
 	wantCode(t, a.do(block1("s1", 0, true, chunk)), codes.Continue)
@@ -176,5 +177,59 @@ func TestTransferLimits(t *testing.T) {
 	wantCode(t, c.do(block1("s3", 0, true, chunk)), codes.TooManyRequests)
 	if _, bytes, _ := s2.blocks.usage(); bytes > 3000 {
 		t.Fatalf("%d bytes kept", bytes)
+	}
+}
+
+// TestTransferShares: the UDP endpoints of one address (an IPv6 one by
+// its /64) keep at most MaxTransfersPerAddr transfers, a new one
+// replacing the address's least recently used; DTLS sessions' transfers
+// are a device's and do not count; UDP transfers expire after
+// UDPBlockTimeout, DTLS ones after BlockTimeout.
+func TestTransferShares(t *testing.T) {
+	m, err := newMetrics(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{MaxTransfers: 16, MaxTransfersPerPeer: 4, MaxTransfersPerAddr: 3, MaxTransferBytes: 1 << 20,
+		BlockTimeout: time.Minute, UDPBlockTimeout: 10 * time.Second}
+	b := newBlockStore(cfg, m)
+	udpPeer := func(ip string, port int) *peer {
+		return &peer{addr: addrKey(&net.UDPAddr{IP: net.ParseIP(ip), Port: port})}
+	}
+	a1, a2, a3 := udpPeer("192.0.2.1", 1), udpPeer("192.0.2.1", 2), udpPeer("::ffff:192.0.2.1", 3)
+	v1, v2 := udpPeer("2001:db8:1:2::1", 1), udpPeer("2001:db8:1:2:ffff::9", 1)
+	other := udpPeer("192.0.2.2", 1)
+	dtls := &peer{dtls: stubSession{}, addr: a1.addr}
+	now := time.Now()
+	start := func(p *peer, stream string) {
+		t.Helper()
+		now = now.Add(time.Millisecond)
+		if _, a, _ := b.put(p, stream, "", block{num: 0, more: true}.encode(), make([]byte, 16), -1, 4096, now); a.code != codes.Continue {
+			t.Fatalf("block 0: %v %q", a.code, a.body)
+		}
+	}
+	for _, p := range []*peer{a1, a2, a3, v1, v2} {
+		start(p, "s1")
+		start(p, "s2")
+	}
+	start(other, "s1")
+	start(dtls, "s1")
+	start(dtls, "s2")
+	want := map[*peer]int{a1: 0, a2: 1, a3: 2, v1: 1, v2: 2, other: 1, dtls: 2}
+	for p, n := range want {
+		if got := b.peerTransfers(p); got != n {
+			t.Errorf("peer %v: %d transfers, want %d", p.addr, got, n)
+		}
+	}
+	if n, _, st := b.usage(); n != 3+3+1+2 || st.evicted != 4 {
+		t.Fatalf("%d transfers, stats %+v", n, st)
+	}
+	b.sweep(now.Add(11 * time.Second))
+	if n, _, _ := b.usage(); n != 2 || b.peerTransfers(dtls) != 2 {
+		t.Fatalf("after the UDP timeout: %d transfers, %d of the DTLS session", n, b.peerTransfers(dtls))
+	}
+	b.sweep(now.Add(61 * time.Second))
+	if n, bytes, _ := b.usage(); n != 0 || bytes != 0 {
+		t.Fatalf("after the timeout: %d transfers of %d bytes", n, bytes)
 	}
 }

@@ -179,29 +179,27 @@ func TestRefusalsDTLS(t *testing.T) {
 	a := enroll(t, node, "dev-a", ledger.ES256)
 	b := enroll(t, node, "dev-b", ledger.ES256)
 
-	// A session of a key no device is enrolled with.
-	stranger := mustDialDTLS(t, s.dtlsAddr, newP256(t))
-	env := a.record(t, "temp", 1, []byte("1"))
-	resp := post(t, stranger, "temp", env)
-	wantCode(t, resp, codes.Forbidden)
-	if diag := string(body(t, resp)); !strings.HasPrefix(diag, "wrong_cert: ") {
-		t.Fatalf("diagnostic %q", diag)
-	}
-	notStored(t, node, env)
+	// A key no device is enrolled with gets no session at all
+	// (TestHandshakeRefusesStrangers).
+	wantNoSession(t, s.dtlsAddr, newP256(t))
 
 	// Device a's session, with device b's record: b signed it, but the
 	// session is a's.
 	sa := mustDialDTLS(t, s.dtlsAddr, a.key)
 	envB := b.record(t, "temp", 1, []byte("1"))
-	wantCode(t, post(t, sa, "temp", envB), codes.Forbidden)
+	resp := post(t, sa, "temp", envB)
+	wantCode(t, resp, codes.Forbidden)
+	if diag := string(body(t, resp)); !strings.HasPrefix(diag, "wrong_cert: ") {
+		t.Fatalf("diagnostic %q", diag)
+	}
 	notStored(t, node, envB)
 
-	// An unknown author over DTLS.
+	// An unknown author on a's session.
 	ghost := &dev{id: "ghost", key: newP256(t), chainID: a.chainID}
-	sg := mustDialDTLS(t, s.dtlsAddr, ghost.key)
 	envG := ghost.record(t, "temp", 1, []byte("1"))
-	wantCode(t, post(t, sg, "temp", envG), codes.Unauthorized)
+	wantCode(t, post(t, sa, "temp", envG), codes.Unauthorized)
 	notStored(t, node, envG)
+	env := a.record(t, "temp", 1, []byte("1"))
 
 	// a's own record on a's session, and b's on b's.
 	mustCommit(t, node, post(t, sa, "temp", env), env)

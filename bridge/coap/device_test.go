@@ -340,8 +340,7 @@ func TestDeviceResourcesDTLS(t *testing.T) {
 	}
 	wantRefusal(t, get(t, cc, "/lg/v1/sensor-9/config"), codes.NotFound, ledger.ReasonNotFound)
 
-	stranger := mustDialDTLS(t, l.dtlsAddr, newP256(t))
-	wantRefusal(t, get(t, stranger, "/lg/v1/sensor-1/config"), codes.Forbidden, ledger.ReasonWrongCert)
+	wantNoSession(t, l.dtlsAddr, newP256(t))
 
 	// A report by the session's device is taken; posted under another
 	// device's path by its session, refused.
@@ -473,9 +472,12 @@ func TestObserveManifestEnds(t *testing.T) {
 	}
 	eventually(t, "ended", func() bool { return observers() == 0 })
 
-	node.Revoke(t, d.id)
+	// A session of a device revoked since: 4.03 revoked; a new one: none.
 	cc := mustDialDTLS(t, s.dtlsAddr, d.key)
+	wantCode(t, get(t, cc, "/.well-known/core"), codes.Content)
+	node.Revoke(t, d.id)
 	wantRefusal(t, get(t, cc, "/lg/v1/sensor-1/config"), codes.Forbidden, ledger.ReasonRevoked)
+	wantNoSession(t, s.dtlsAddr, d.key)
 }
 
 // TestObserveLargeManifest: a manifest larger than a block reaches

@@ -164,10 +164,16 @@
 // is off on the server: it keeps a transfer per token with no bound on
 // their number. This package keeps at most MaxTransfers transfers
 // (256), MaxTransfersPerPeer of an endpoint (4; a fifth replaces the
-// endpoint's least recently used one), MaxTransferBytes of buffers in
-// all (8 MiB), each at most the largest record, and drops a transfer
-// idle for BlockTimeout (60s). A new transfer beyond them is refused
-// with 4.29.
+// endpoint's least recently used one), MaxTransfersPerAddr of the UDP
+// endpoints of one address, whatever their ports (16; likewise; an IPv6
+// address counts by its /64), MaxTransferBytes of buffers in all
+// (8 MiB), each at most the largest record. A record's signature is at
+// its end, so nothing authenticates a UDP transfer before its last
+// block: one idle for UDPBlockTimeout (10s) is dropped. A DTLS session's
+// transfers are an enrolled device's (the handshake checked its key):
+// they do not count by address and are dropped idle for BlockTimeout
+// (60s). A new transfer beyond MaxTransfers or MaxTransferBytes is
+// refused with 4.29.
 //
 // # DTLS profile (RFC 7925)
 //
@@ -179,15 +185,24 @@
 // HelloVerifyRequest cookie exchange (RFC 6347 4.2.1): pion does it
 // unless told otherwise, and the server states it, so a spoofed
 // ClientHello gets a small answer and no certificate flight
-// (amplification). A client certificate is required, any one, self-signed
-// is fine, with a P-256 or Ed25519 key; the ledger is the PKI, and the
-// key is matched per record (above). Pre-shared keys are not supported:
-// the ledger holds no PSKs, only public keys. Connection IDs (RFC 9146)
-// are not offered: a device whose address changes handshakes again. At
-// most MaxSessions sessions (1024), handshakes included, are kept; at
-// the limit a new one takes the place of the oldest handshake still
-// under way, and is refused if every session is established. A handshake
-// has HandshakeTimeout (30s). A session or UDP endpoint silent for
+// (amplification). A client certificate is required, self-signed is
+// fine, with a P-256 or Ed25519 key that is the current key of an
+// enrolled device that is not revoked (Directory.DeviceByKey): the ledger
+// is the PKI. Any other certificate ends the handshake (a fatal alert)
+// before it holds a session; the key is also matched per record (above).
+// Pre-shared keys are not supported: the ledger holds no PSKs, only
+// public keys. Connection IDs (RFC 9146) are not offered: a device whose
+// address changes handshakes again.
+//
+// Handshakes, which anyone may start, and sessions, each a device's, have
+// budgets of their own. At most MaxHandshakes (256) are under way, and
+// MaxHandshakesPerAddr (8) from one address; a new one beyond takes the
+// place of the oldest (of its address, or of all), and each has
+// HandshakeTimeout (30s). At most MaxSessions (1024) sessions are kept,
+// MaxSessionsPerAddr (256) of one address and MaxSessionsPerDevice (4)
+// of one client key; a device that completes a handshake always gets a
+// session, in place of the one silent longest of its key, of its
+// address, or of all. A session or UDP endpoint silent for
 // IdleTimeout (5 minutes) is forgotten, unless it has an observation, a
 // transfer or a record in flight. Malformed datagrams end nothing but
 // the state of the endpoint they come from: pion drops records that do

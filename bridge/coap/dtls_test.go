@@ -3,6 +3,7 @@ package coap
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/pion/dtls/v3/pkg/protocol/recordlayer"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/net/blockwise"
+	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
 
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 )
@@ -145,37 +147,99 @@ func TestGarbage(t *testing.T) {
 	}
 }
 
-// TestMaxSessions: at MaxSessions, a new session takes the place of the
-// oldest handshake under way, and is refused if all are established.
+// TestMaxSessions: handshakes under way take no place of sessions, and
+// a device's new session always gets one: at MaxHandshakes a new
+// handshake replaces the oldest, at MaxSessions a new session replaces
+// the one silent longest, and at MaxSessionsPerDevice the device's own
+// one silent longest.
 func TestMaxSessions(t *testing.T) {
 	node := startNode(t)
-	s := startServer(t, node, Config{MaxSessions: 2})
-	d := enroll(t, node, "sensor-1", ledger.ES256)
+	s := startServer(t, node, Config{MaxHandshakes: 2, MaxSessions: 2, MaxSessionsPerDevice: 2})
+	a := enroll(t, node, "sensor-a", ledger.ES256)
+	b := enroll(t, node, "sensor-b", ledger.ES256)
+	c := enroll(t, node, "sensor-c", ledger.ES256)
 	for range 2 { // half-open handshakes that never go on
 		dialRaw(t, s.dtlsAddr).sendBytes(clientHello(t))
 	}
-	eventually(t, "two handshakes", func() bool { return s.sessions() == 2 })
-	seq := uint64(0)
-	for range 2 {
-		cc := mustDialDTLS(t, s.dtlsAddr, d.key)
-		seq++
-		env := d.record(t, "temp", seq, []byte("1"))
+	eventually(t, "two handshakes", func() bool { h, _ := s.dtlsLn.counts(); return h == 2 })
+	seqs := map[*dev]uint64{}
+	commit := func(d *dev, cc *udpClient.Conn) {
+		t.Helper()
+		seqs[d]++
+		env := d.record(t, "temp", seqs[d], []byte("1"))
 		mustCommit(t, node, post(t, cc, "temp", env), env)
 	}
-	if n := s.sessions(); n != 2 {
+	sa := mustDialDTLS(t, s.dtlsAddr, a.key)
+	commit(a, sa)
+	sb := mustDialDTLS(t, s.dtlsAddr, b.key)
+	commit(b, sb)
+	// a's handshake took the place of the older half-open one, b's none.
+	if h, n := s.dtlsLn.counts(); h != 1 || n != 2 {
+		t.Fatalf("%d handshakes, %d sessions; want 1, 2", h, n)
+	}
+	// a's is silent longest: c's session takes its place.
+	commit(b, sb)
+	sc := mustDialDTLS(t, s.dtlsAddr, c.key)
+	commit(c, sc)
+	wantGone(t, sa)
+	commit(b, sb)
+	if _, n := s.dtlsLn.counts(); n != 2 {
 		t.Fatalf("%d sessions, want 2", n)
 	}
-	if cc, err := dialDTLS(t, s.dtlsAddr, d.key); err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if _, err := cc.Get(ctx, "/.well-known/core"); err == nil {
-			t.Fatal("a session over MaxSessions served")
-		}
+
+	// Per device: c's second session, then its third, which replaces
+	// c's older one and not b's.
+	s2 := startServer(t, node, Config{MaxSessionsPerDevice: 2})
+	c1 := mustDialDTLS(t, s2.dtlsAddr, c.key)
+	commit(c, c1)
+	c2 := mustDialDTLS(t, s2.dtlsAddr, c.key)
+	commit(c, c2)
+	b1 := mustDialDTLS(t, s2.dtlsAddr, b.key)
+	commit(b, b1)
+	c3 := mustDialDTLS(t, s2.dtlsAddr, c.key)
+	commit(c, c3)
+	wantGone(t, c1)
+	commit(c, c2)
+	commit(b, b1)
+}
+
+// wantGone checks that the gateway closed cc's session: a request on it
+// gets no answer.
+func wantGone(t testing.TB, cc *udpClient.Conn) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := cc.Get(ctx, "/.well-known/core"); err == nil {
+		t.Fatal("a replaced session is still served")
 	}
 }
 
-func (s *server) sessions() int {
-	s.dtlsLn.mu.Lock()
-	defer s.dtlsLn.mu.Unlock()
-	return len(s.dtlsLn.live)
+// wantNoSession checks that a client certificate of key gets no DTLS
+// session.
+func wantNoSession(t testing.TB, addr string, key crypto.Signer) {
+	t.Helper()
+	if cc, err := dialDTLS(t, addr, key); err == nil {
+		wantGone(t, cc)
+	}
+}
+
+// TestHandshakeRefusesStrangers: a client certificate whose key is no
+// enrolled device's, or a revoked device's, gets no session; the
+// handshake fails and takes no place.
+func TestHandshakeRefusesStrangers(t *testing.T) {
+	node := startNode(t)
+	s := startServer(t, node, Config{})
+	d := enroll(t, node, "sensor-1", ledger.ES256)
+	e := enroll(t, node, "sensor-2", ledger.EdDSA)
+	revoked := enroll(t, node, "sensor-3", ledger.ES256)
+	node.Revoke(t, revoked.id)
+	for name, key := range map[string]crypto.Signer{"unenrolled": newP256(t), "revoked": revoked.key} {
+		t.Run(name, func(t *testing.T) { wantNoSession(t, s.dtlsAddr, key) })
+	}
+	eventually(t, "no handshakes", func() bool { h, n := s.dtlsLn.counts(); return h == 0 && n == 0 })
+	for i, k := range []*dev{d, e} {
+		cc := mustDialDTLS(t, s.dtlsAddr, k.key)
+		env := k.record(t, "temp", uint64(i+1), []byte("1"))
+		mustCommit(t, node, post(t, cc, "temp", env), env)
+	}
 }

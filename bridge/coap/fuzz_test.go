@@ -58,6 +58,13 @@ func (l *stubLedger) Device(id string) (bridge.Device, bool) {
 	return bridge.Device{ID: id, Key: l.key}, true
 }
 
+func (l *stubLedger) DeviceByKey(spki []byte) (bridge.Device, bool) {
+	if !bytes.Equal(spki, l.key.DER) {
+		return bridge.Device{}, false
+	}
+	return bridge.Device{ID: "dev", Key: l.key}, true
+}
+
 func (l *stubLedger) Propose(_ context.Context, env []byte) (bridge.Ticket, error) {
 	tx, err := ledger.DecodeTx(env, l.MaxTxBytes())
 	if err != nil {

@@ -145,6 +145,15 @@ func newP256(t testing.TB) crypto.Signer {
 // selfSigned is a self-signed certificate for key.
 func selfSigned(t testing.TB, key crypto.Signer, cn string) *tls.Certificate {
 	t.Helper()
+	c, err := newCertificate(key, cn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// newCertificate is selfSigned for goroutines other than the test's.
+func newCertificate(key crypto.Signer, cn string) (*tls.Certificate, error) {
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
@@ -153,13 +162,13 @@ func selfSigned(t testing.TB, key crypto.Signer, cn string) *tls.Certificate {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	leaf, err := x509.ParseCertificate(der)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
 }
 
 // writePEM writes cert and key as PEM files for libcoap's clients.
@@ -202,10 +211,21 @@ func (d *dev) record(t testing.TB, stream string, seq uint64, payload []byte) []
 	return env
 }
 
-// dialUDP is a go-coap client over UDP, block-wise with blocks of szx.
-func dialUDP(t testing.TB, addr string, szx blockwise.SZX) *udpClient.Conn {
+// otherHost is a loopback address other than 127.0.0.1 (Linux routes
+// all of 127/8 to lo): a device at another address than a flood's.
+var otherHost = net.IPv4(127, 0, 0, 2)
+
+// from dials from host, any port.
+func from(host net.IP) options.DialerOpt {
+	return options.WithDialer(&net.Dialer{LocalAddr: &net.UDPAddr{IP: host}})
+}
+
+// dialUDP is a go-coap client over UDP, block-wise with blocks of szx;
+// opts may add from.
+func dialUDP(t testing.TB, addr string, szx blockwise.SZX, opts ...udp.Option) *udpClient.Conn {
 	t.Helper()
-	cc, err := udp.Dial(addr, options.WithBlockwise(true, szx, wait), options.WithErrors(func(error) {}))
+	opts = append([]udp.Option{options.WithBlockwise(true, szx, wait), options.WithErrors(func(error) {})}, opts...)
+	cc, err := udp.Dial(addr, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,6 +238,12 @@ func dialUDP(t testing.TB, addr string, szx blockwise.SZX) *udpClient.Conn {
 // say otherwise.
 func dialDTLS(t testing.TB, addr string, key crypto.Signer, opts ...piondtls.ClientOption) (*udpClient.Conn, error) {
 	t.Helper()
+	return dialDTLSFrom(t, nil, addr, key, opts...)
+}
+
+// dialDTLSFrom is dialDTLS from host (nil: any).
+func dialDTLSFrom(t testing.TB, host net.IP, addr string, key crypto.Signer, opts ...piondtls.ClientOption) (*udpClient.Conn, error) {
+	t.Helper()
 	cert := selfSigned(t, key, "device")
 	opts = append([]piondtls.ClientOption{
 		piondtls.WithCertificates(*cert),
@@ -225,8 +251,11 @@ func dialDTLS(t testing.TB, addr string, key crypto.Signer, opts ...piondtls.Cli
 		piondtls.WithExtendedMasterSecret(piondtls.RequireExtendedMasterSecret),
 		piondtls.WithCipherSuites(piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8),
 	}, opts...)
-	cc, err := coapdtls.Dial(addr, coapdtls.NewDTLSClientOptions(opts...),
-		options.WithBlockwise(true, blockwise.SZX1024, wait), options.WithErrors(func(error) {}))
+	coapOpts := []udp.Option{options.WithBlockwise(true, blockwise.SZX1024, wait), options.WithErrors(func(error) {})}
+	if host != nil {
+		coapOpts = append(coapOpts, from(host))
+	}
+	cc, err := coapdtls.Dial(addr, coapdtls.NewDTLSClientOptions(opts...), coapOpts...)
 	if err != nil {
 		return nil, err
 	}

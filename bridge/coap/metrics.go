@@ -45,7 +45,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ledgergate_coap_duplicates_total", Help: "Retransmitted requests answered from the exchange cache."}),
 		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ledgergate_coap_dtls_handshakes_total", Help: `DTLS handshakes by result: "ok", "failed" or "refused" (MaxSessions).`},
+			Name: "ledgergate_coap_dtls_handshakes_total", Help: `DTLS handshakes by result: "ok", "failed", "unknown_key" or "revoked" (the client certificate's key), "handshake_dropped" (replaced by a newer one at MaxHandshakes or MaxHandshakesPerAddr) or "session_replaced" (a session closed for a device's new one).`},
 			[]string{"result"}),
 		transfers: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ledgergate_coap_block_transfers", Help: "Block1 transfers being reassembled."}),

@@ -54,12 +54,13 @@ func TestObserveReceipt(t *testing.T) {
 	node := startNode(t)
 	s := startServer(t, node, Config{})
 	d := enroll(t, node, "sensor-1", ledger.ES256)
+	e := enroll(t, node, "sensor-2", ledger.ES256)
 	for _, transport := range []string{"udp", "dtls"} {
 		t.Run(transport, func(t *testing.T) {
 			env := d.record(t, "temp", uint64(map[string]int{"udp": 1, "dtls": 2}[transport]), []byte(transport))
 			cc := dialUDP(t, s.udpAddr, blockwise.SZX1024)
 			if transport == "dtls" {
-				cc = mustDialDTLS(t, s.dtlsAddr, newP256(t)) // receipts are not the device's only
+				cc = mustDialDTLS(t, s.dtlsAddr, e.key) // receipts are not the device's only
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), wait)
 			defer cancel()

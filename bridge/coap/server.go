@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -63,22 +64,41 @@ type Config struct {
 	// MaxPeers bounds the UDP endpoints with state (default 4096); when
 	// it is reached the longest idle one is forgotten.
 	MaxPeers int
-	// MaxSessions bounds the DTLS sessions, handshakes included (default
-	// 1024); when it is reached the oldest handshake still under way is
-	// dropped, or else the new one.
-	MaxSessions int
+	// MaxHandshakes bounds the DTLS handshakes under way (default 256),
+	// MaxHandshakesPerAddr those from one address (default 8; an IPv6
+	// address counts by its /64). A new handshake beyond either replaces
+	// the oldest one (of its address, or of all). Handshakes are not
+	// sessions: they take no place of MaxSessions.
+	MaxHandshakes        int
+	MaxHandshakesPerAddr int
+	// MaxSessions bounds the established DTLS sessions (default 1024),
+	// MaxSessionsPerAddr those from one address (default 256), and
+	// MaxSessionsPerDevice those of one device key (default 4). A
+	// session is established only with a client certificate of an
+	// enrolled device's key, and always: beyond a bound it replaces the
+	// session of that key, of that address, or of all, that has been
+	// silent longest.
+	MaxSessions          int
+	MaxSessionsPerAddr   int
+	MaxSessionsPerDevice int
 	// MaxInflight bounds the records of one peer waiting for their
 	// commits (default 16); beyond it records are refused as overloaded.
 	MaxInflight int
 	// MaxTransfers bounds the Block1 transfers being reassembled, over
 	// all peers (default 256), MaxTransfersPerPeer those of one peer
 	// (default 4; a peer's new transfer beyond it replaces its least
-	// recently used one), and MaxTransferBytes their memory (default
-	// 8 MiB). BlockTimeout drops a transfer idle that long (default 60s).
+	// recently used one), MaxTransfersPerAddr those of the UDP endpoints
+	// of one address (default 16; likewise, and an IPv6 address counts by
+	// its /64), and MaxTransferBytes their memory (default 8 MiB).
+	// BlockTimeout drops a transfer of a DTLS session (a device's) idle
+	// that long (default 60s), UDPBlockTimeout one over UDP, which no one
+	// has authenticated before its last block (default 10s).
 	MaxTransfers        int
 	MaxTransfersPerPeer int
+	MaxTransfersPerAddr int
 	MaxTransferBytes    int
 	BlockTimeout        time.Duration
+	UDPBlockTimeout     time.Duration
 	// MaxObservations bounds the observations (of receipts and of
 	// devices' manifests) over all peers (default 4096),
 	// MaxObservationsPerPeer those of one peer (default 8).
@@ -99,12 +119,18 @@ const (
 	DefaultIdleTimeout            = 5 * time.Minute
 	DefaultHandshakeTimeout       = 30 * time.Second
 	DefaultMaxPeers               = 4096
+	DefaultMaxHandshakes          = 256
+	DefaultMaxHandshakesPerAddr   = 8
 	DefaultMaxSessions            = 1024
+	DefaultMaxSessionsPerAddr     = 256
+	DefaultMaxSessionsPerDevice   = 4
 	DefaultMaxInflight            = 16
 	DefaultMaxTransfers           = 256
 	DefaultMaxTransfersPerPeer    = 4
+	DefaultMaxTransfersPerAddr    = 16
 	DefaultMaxTransferBytes       = 8 << 20
 	DefaultBlockTimeout           = 60 * time.Second
+	DefaultUDPBlockTimeout        = 10 * time.Second
 	DefaultMaxObservations        = 4096
 	DefaultMaxObservationsPerPeer = 8
 	DefaultObserveTimeout         = 5 * time.Minute
@@ -251,7 +277,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		name string
 		d    time.Duration
 	}{{"ack wait", cfg.AckWait}, {"idle timeout", cfg.IdleTimeout}, {"handshake timeout", cfg.HandshakeTimeout},
-		{"block timeout", cfg.BlockTimeout}, {"observe timeout", cfg.ObserveTimeout}} {
+		{"block timeout", cfg.BlockTimeout}, {"udp block timeout", cfg.UDPBlockTimeout}, {"observe timeout", cfg.ObserveTimeout}} {
 		if v.d <= 0 {
 			bad("%s %v: want more than 0", v.name, v.d)
 		}
@@ -262,8 +288,11 @@ func New(cfg Config, d Deps) (*Server, error) {
 	for _, v := range []struct {
 		name string
 		n    int
-	}{{"max peers", cfg.MaxPeers}, {"max sessions", cfg.MaxSessions}, {"max inflight", cfg.MaxInflight},
+	}{{"max peers", cfg.MaxPeers}, {"max handshakes", cfg.MaxHandshakes}, {"max handshakes per addr", cfg.MaxHandshakesPerAddr},
+		{"max sessions", cfg.MaxSessions}, {"max sessions per addr", cfg.MaxSessionsPerAddr},
+		{"max sessions per device", cfg.MaxSessionsPerDevice}, {"max inflight", cfg.MaxInflight},
 		{"max transfers", cfg.MaxTransfers}, {"max transfers per peer", cfg.MaxTransfersPerPeer},
+		{"max transfers per addr", cfg.MaxTransfersPerAddr},
 		{"max transfer bytes", cfg.MaxTransferBytes}, {"max observations", cfg.MaxObservations},
 		{"max observations per peer", cfg.MaxObservationsPerPeer}} {
 		if v.n < 1 {
@@ -298,7 +327,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		peers: map[*udpClient.Conn]*peer{}, observing: map[[32]byte]map[*observer]struct{}{},
 		watching: map[string]map[*observer]struct{}{},
 	}
-	s.blocks = newBlockStore(cfg.MaxTransfers, cfg.MaxTransfersPerPeer, cfg.MaxTransferBytes, cfg.BlockTimeout, m)
+	s.blocks = newBlockStore(cfg, m)
 	return s, nil
 }
 
@@ -316,10 +345,15 @@ func (c Config) withDefaults() Config {
 	set(&c.MaxMessageBytes, DefaultMaxMessageBytes)
 	set(&c.BlockSize, DefaultBlockSize)
 	set(&c.MaxPeers, DefaultMaxPeers)
+	set(&c.MaxHandshakes, DefaultMaxHandshakes)
+	set(&c.MaxHandshakesPerAddr, DefaultMaxHandshakesPerAddr)
 	set(&c.MaxSessions, DefaultMaxSessions)
+	set(&c.MaxSessionsPerAddr, DefaultMaxSessionsPerAddr)
+	set(&c.MaxSessionsPerDevice, DefaultMaxSessionsPerDevice)
 	set(&c.MaxInflight, DefaultMaxInflight)
 	set(&c.MaxTransfers, DefaultMaxTransfers)
 	set(&c.MaxTransfersPerPeer, DefaultMaxTransfersPerPeer)
+	set(&c.MaxTransfersPerAddr, DefaultMaxTransfersPerAddr)
 	set(&c.MaxTransferBytes, DefaultMaxTransferBytes)
 	set(&c.MaxObservations, DefaultMaxObservations)
 	set(&c.MaxObservationsPerPeer, DefaultMaxObservationsPerPeer)
@@ -327,6 +361,7 @@ func (c Config) withDefaults() Config {
 	setD(&c.IdleTimeout, DefaultIdleTimeout)
 	setD(&c.HandshakeTimeout, DefaultHandshakeTimeout)
 	setD(&c.BlockTimeout, DefaultBlockTimeout)
+	setD(&c.UDPBlockTimeout, DefaultUDPBlockTimeout)
 	setD(&c.ObserveTimeout, DefaultObserveTimeout)
 	return c
 }
@@ -568,7 +603,8 @@ type session interface {
 // peer is one UDP endpoint or DTLS session.
 type peer struct {
 	cc   conn
-	dtls session // nil over UDP
+	dtls session      // nil over UDP
+	addr netip.Prefix // what per-address limits count by (addrKey)
 
 	mu        sync.Mutex
 	queue     []*pool.Message // received, waiting for the worker
@@ -626,7 +662,7 @@ func (s *Server) busy(p *peer) bool {
 // OnNewConn). A UDP endpoint beyond MaxPeers replaces the longest idle
 // one; if every one is busy, the new one is closed.
 func (s *Server) connected(cc *udpClient.Conn) {
-	p := &peer{cc: cc, lastSeen: s.now()}
+	p := &peer{cc: cc, lastSeen: s.now(), addr: addrKey(cc.RemoteAddr())}
 	if dc, ok := cc.NetConn().(*dtlsConn); ok {
 		p.dtls = dc
 	}
@@ -788,4 +824,25 @@ func (s *Server) work(p *peer, cc *udpClient.Conn) {
 			s.handle(p, r, w.Message())
 		})
 	}
+}
+
+// addrKey is what per-address limits count by: an IPv4 address, or the
+// /64 of an IPv6 address (one host's, or one site's, share of the
+// address space). An address that is not IP is the zero prefix.
+func addrKey(a net.Addr) netip.Prefix {
+	ua, ok := a.(*net.UDPAddr)
+	if !ok {
+		return netip.Prefix{}
+	}
+	ip, ok := netip.AddrFromSlice(ua.IP)
+	if !ok {
+		return netip.Prefix{}
+	}
+	ip = ip.Unmap()
+	bits := 32
+	if ip.Is6() {
+		bits = 64
+	}
+	p, _ := ip.Prefix(bits)
+	return p
 }

@@ -40,9 +40,20 @@
 //	with another key, client id not the device id
 //	revoked device (with a valid credential)             0x87 / 0x05
 //	a will message (the broker would forward it)         0x87 / 0x05
+//	MaxDeviceSessions other sessions of the device       0x97 / 0x03
+//	connected (client ids <id> and <id>/... together)
 //
-// The credential is checked at CONNECT only: a connection may outlive its
-// token. A revocation disconnects the device (v5: DISCONNECT 0x87). A
+// A device holds at most MaxDeviceSessions sessions, connected or kept
+// after a disconnect; a CONNECT with a client id it does not hold, when
+// only kept sessions are in the way, discards its oldest kept one. A
+// client holds at most MaxSubscriptions topic filters: the filters of a
+// SUBSCRIBE beyond them get SUBACK 0x97 (3.1.1: 0x80) and are not added.
+// A filter over 256 bytes is refused as not authorized (0x87).
+//
+// A token's session ends when the token expires, by Deps.Now (v5:
+// DISCONNECT 0xA0 maximum connect time; 3.1.1: the connection is
+// closed); a certificate's has no end of its own. A revocation
+// disconnects the device (v5: DISCONNECT 0x87). A
 // re-key does too, except on the connection that published it: that
 // session continues, and what it publishes is checked against the
 // device's key at the time (signatures are checked on submit, against
@@ -103,7 +114,7 @@
 // PUBACK of a refusal carries the reason as its reason string, for a
 // replay the user property last_seq (decimal), and the code of
 // pubackCodes (the MQTT 5 column of the refusal table in
-// docs/protocol.md, which TestReasonTableMatchesProtocol keeps equal):
+// docs/protocol.md, which TestReasonTable keeps equal):
 //
 //	malformed, too_large, wrong_chain, not_record,      0x99 payload format invalid
 //	not_report

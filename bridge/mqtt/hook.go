@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"strings"
+	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -26,7 +27,8 @@ func (h *hook) ID() string { return "ledgergate" }
 func (h *hook) Provides(b byte) bool {
 	switch b {
 	case mochi.OnConnect, mochi.OnConnectAuthenticate, mochi.OnSessionEstablished,
-		mochi.OnACLCheck, mochi.OnPacketRead, mochi.OnPublish, mochi.OnSubscribe, mochi.OnSubscribed, mochi.OnDisconnect:
+		mochi.OnACLCheck, mochi.OnPacketRead, mochi.OnPublish, mochi.OnSubscribe, mochi.OnSubscribed, mochi.OnDisconnect,
+		mochi.OnClientExpired:
 		return true
 	}
 	return false
@@ -36,7 +38,12 @@ func (h *hook) Provides(b byte) bool {
 // when OnConnect fails, so a refusal writes its own, with the code the
 // contract names, and then fails the connection.
 func (h *hook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
-	if err := h.s.authenticate(cl, pk); err != nil {
+	_, err := h.s.authenticate(cl, pk)
+	if err == nil {
+		id, _ := deviceOf(cl.ID)
+		err = h.s.admit(cl, id)
+	}
+	if err != nil {
 		h.s.log.Info("mqtt connect refused", "client_id", clip(pk.Connect.ClientIdentifier, ledger.MaxIDLen),
 			"remote", cl.Net.Remote, "code", err.code.Code, "reason", err.detail)
 		_ = cl.WritePacket(connack(cl.Properties.ProtocolVersion, err.code))
@@ -62,7 +69,10 @@ func (h *hook) OnSessionEstablished(cl *mochi.Client, pk packets.Packet) {
 	h.s.established(cl, pk)
 }
 
-func (h *hook) OnDisconnect(cl *mochi.Client, _ error, _ bool) { h.s.gone(cl) }
+func (h *hook) OnDisconnect(cl *mochi.Client, _ error, expire bool) { h.s.gone(cl, expire) }
+
+// OnClientExpired forgets a session the broker kept past its expiry.
+func (h *hook) OnClientExpired(cl *mochi.Client) { h.s.expired(cl) }
 
 // OnACLCheck allows a device to subscribe to, and receive, only topics
 // under lg/v1/<its id>/. Publishes are authorized by OnPublish, which sees
@@ -74,7 +84,7 @@ func (h *hook) OnACLCheck(cl *mochi.Client, topic string, write bool) bool {
 		return len(topic) <= maxTopicBytes
 	}
 	id, _ := deviceOf(cl.ID)
-	return strings.HasPrefix(topic, devicePrefix(id))
+	return len(topic) <= maxTopicBytes && strings.HasPrefix(topic, devicePrefix(id))
 }
 
 // OnPacketRead drops a client that publishes at QoS 2. mochi would
@@ -109,6 +119,7 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 // manifest is the retained message the subscription gets.
 func (h *hook) OnSubscribe(cl *mochi.Client, pk packets.Packet) packets.Packet {
 	if !cl.Net.Inline {
+		pk = h.s.capSubscriptions(cl, h, pk)
 		h.s.subscribing(cl, h, pk.Filters)
 	}
 	return pk
@@ -118,6 +129,7 @@ func (h *hook) OnSubscribe(cl *mochi.Client, pk packets.Packet) packets.Packet {
 // Server.subscribed).
 func (h *hook) OnSubscribed(cl *mochi.Client, pk packets.Packet, codes []byte) {
 	if !cl.Net.Inline {
+		h.s.refused(cl, codes)
 		h.s.subscribed(cl, pk.Filters, codes)
 	}
 }
@@ -139,53 +151,55 @@ func refuse(code packets.Code, format string, a ...any) *connectError {
 // authenticated by the certificate's key; any other by its username
 // (the device id) and password (a device token). The credential is
 // checked before revocation, so that only the device learns it is
-// revoked.
-func (s *Server) authenticate(cl *mochi.Client, pk packets.Packet) *connectError {
+// revoked. expires is when the credential does: a token's expiry; zero
+// for a certificate, which the ledger's key decides alone.
+func (s *Server) authenticate(cl *mochi.Client, pk packets.Packet) (expires time.Time, _ *connectError) {
 	c := &pk.Connect
 	id, ok := deviceOf(c.ClientIdentifier)
 	if !ok {
-		return refuse(packets.ErrBadUsernameOrPassword, "client id is not a device id (or device id/suffix)")
+		return time.Time{}, refuse(packets.ErrBadUsernameOrPassword, "client id is not a device id (or device id/suffix)")
 	}
 	if c.WillFlag {
 		// A will is a publish the broker would forward unchecked.
-		return refuse(packets.ErrNotAuthorized, "will messages are not accepted")
+		return time.Time{}, refuse(packets.ErrNotAuthorized, "will messages are not accepted")
 	}
 	dev, known := s.d.Directory.Device(id)
 	if cert := peerCertificate(cl); cert != nil {
 		if c.UsernameFlag && string(c.Username) != id {
-			return refuse(packets.ErrBadUsernameOrPassword, "username is not the client id")
+			return time.Time{}, refuse(packets.ErrBadUsernameOrPassword, "username is not the client id")
 		}
 		if !known {
-			return s.unknownDevice()
+			return time.Time{}, s.unknownDevice()
 		}
 		if !bytes.Equal(cert.RawSubjectPublicKeyInfo, dev.Key.DER) {
-			return s.wrongKey("certificate key is not the device's enrolled key")
+			return time.Time{}, s.wrongKey("certificate key is not the device's enrolled key")
 		}
 	} else {
 		if !c.UsernameFlag || string(c.Username) != id {
-			return refuse(packets.ErrBadUsernameOrPassword, "username must be the client id")
+			return time.Time{}, refuse(packets.ErrBadUsernameOrPassword, "username must be the client id")
 		}
 		if !c.PasswordFlag {
-			return refuse(packets.ErrBadUsernameOrPassword, "no token")
+			return time.Time{}, refuse(packets.ErrBadUsernameOrPassword, "no token")
 		}
 		tok, err := ledger.ParseToken(string(c.Password), s.d.Directory.ChainID(), s.d.Now())
 		if err != nil {
-			return refuse(packets.ErrBadUsernameOrPassword, "%v", err)
+			return time.Time{}, refuse(packets.ErrBadUsernameOrPassword, "%v", err)
 		}
 		if tok.Claims.Subject != id {
-			return refuse(packets.ErrBadUsernameOrPassword, "token is for device %q", clip(tok.Claims.Subject, ledger.MaxIDLen))
+			return time.Time{}, refuse(packets.ErrBadUsernameOrPassword, "token is for device %q", clip(tok.Claims.Subject, ledger.MaxIDLen))
 		}
 		if !known {
-			return s.unknownDevice()
+			return time.Time{}, s.unknownDevice()
 		}
 		if err := tok.Verify(dev.Key); err != nil {
-			return s.wrongKey(err.Error())
+			return time.Time{}, s.wrongKey(err.Error())
 		}
+		expires = time.Unix(tok.Claims.Expiry, 0)
 	}
 	if dev.Revoked {
-		return refuse(packets.ErrNotAuthorized, "device is revoked")
+		return time.Time{}, refuse(packets.ErrNotAuthorized, "device is revoked")
 	}
-	return nil
+	return expires, nil
 }
 
 // unknownDevice refuses a device this gateway does not know: bad
@@ -233,7 +247,9 @@ func connack(version byte, code packets.Code) packets.Packet {
 	switch code {
 	case packets.ErrBadUsernameOrPassword:
 		pk.ReasonCode = 0x04
-	case packets.ErrServerUnavailable:
+	case packets.ErrServerUnavailable, packets.ErrQuotaExceeded:
+		// 3.1.1 has no quota code; server unavailable says to come back
+		// (once another session of the device ended).
 		pk.ReasonCode = 0x03
 	default:
 		pk.ReasonCode = 0x05 // not authorized

@@ -306,6 +306,9 @@ type session struct {
 	pending map[uint16]struct{} // QoS 1 packet ids not acknowledged yet
 	qos0    int                 // QoS 0 records being submitted
 	rekey   [32]byte            // the id of the last device.rekey published on this connection
+	overCap []int               // positions of the filters of the SUBSCRIBE being handled over MaxSubscriptions
+	expiry  *time.Timer         // ends the session when its token expires; nil: no token (a certificate)
+	ended   bool                // the connection ended: no timer is to be set
 }
 
 // take claims a QoS 1 packet id; false if a publish with that id is
@@ -336,27 +339,42 @@ func (ss *session) takeQoS0(limit int) bool {
 func (s *Server) established(cl *mochi.Client, pk packets.Packet) {
 	s.mu.Lock()
 	device, _ := deviceOf(cl.ID)
-	s.sessions[cl] = &session{device: device, since: time.Now(), pending: map[uint16]struct{}{}}
+	ss := &session{device: device, since: time.Now(), pending: map[uint16]struct{}{}}
+	s.sessions[cl] = ss
 	broker := s.broker
 	s.mu.Unlock()
 	s.m.connected.Inc()
 	// A revocation or a re-key that committed while the client was
 	// connecting found no client to disconnect: check the credential
 	// again now that it is registered.
-	if err := s.authenticate(cl, pk); err != nil && broker != nil {
-		s.disconnect(broker, cl, "credential no longer valid")
+	expires, err := s.authenticate(cl, pk)
+	if err != nil && broker != nil {
+		s.disconnect(broker, cl, "credential no longer valid", packets.ErrNotAuthorized)
+		return
+	}
+	if !expires.IsZero() {
+		s.watchToken(cl, ss, expires)
 	}
 }
 
-// gone forgets a client whose connection ended.
-func (s *Server) gone(cl *mochi.Client) {
+// gone forgets a client whose connection ended; expire says whether its
+// session ended too.
+func (s *Server) gone(cl *mochi.Client, expire bool) {
 	s.mu.Lock()
-	_, ok := s.sessions[cl]
+	ss, ok := s.sessions[cl]
 	delete(s.sessions, cl)
 	s.mu.Unlock()
-	if ok {
-		s.m.connected.Dec()
+	s.released(cl, expire)
+	if !ok {
+		return
 	}
+	s.m.connected.Dec()
+	ss.mu.Lock()
+	ss.ended = true
+	if ss.expiry != nil {
+		ss.expiry.Stop()
+	}
+	ss.mu.Unlock()
 }
 
 // inflight is one device publish being answered.

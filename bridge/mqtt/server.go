@@ -31,15 +31,24 @@ type Config struct {
 	ReceiveMaximum   uint16 // QoS 1 messages in flight per client; default 256
 	MaxKeepalive     uint16 // seconds; default 600. Clients asking for more, or for none, get this
 	MaxSessionExpiry uint32 // seconds a disconnected session is kept; default 3600
+	// MaxDeviceSessions bounds the sessions one device holds at once,
+	// connected or kept after a disconnect, over its client ids <id>
+	// and <id>/...; default 4.
+	MaxDeviceSessions int
+	// MaxSubscriptions bounds the topic filters one client holds;
+	// default 32.
+	MaxSubscriptions int
 }
 
 // Defaults of Config.
 const (
-	DefaultMaxPacketBytes   = 128 << 10
-	DefaultMaxClients       = 10_000
-	DefaultReceiveMaximum   = 256
-	DefaultMaxKeepalive     = 600
-	DefaultMaxSessionExpiry = 3600
+	DefaultMaxPacketBytes    = 128 << 10
+	DefaultMaxClients        = 10_000
+	DefaultReceiveMaximum    = 256
+	DefaultMaxKeepalive      = 600
+	DefaultMaxSessionExpiry  = 3600
+	DefaultMaxDeviceSessions = 4
+	DefaultMaxSubscriptions  = 32
 )
 
 // Limits that are not configurable.
@@ -104,9 +113,10 @@ type Server struct {
 	broker    *mochi.Server
 	listeners []*listener
 	sessions  map[*mochi.Client]*session
-	queues    map[string]*queue // by device id; a queue exists while its submitter runs
-	requests  map[string]int    // by device id: requests being answered
-	wg        sync.WaitGroup    // submitters, requests, disconnects, manifests; Add only under mu while !closing
+	queues    map[string]*queue          // by device id; a queue exists while its submitter runs
+	requests  map[string]int             // by device id: requests being answered
+	devices   map[string]*deviceSessions // by device id: its sessions, for MaxDeviceSessions
+	wg        sync.WaitGroup             // submitters, requests, disconnects, manifests; Add only under mu while !closing
 
 	// manifestMu orders the publishes of manifests: each reads Answers
 	// (Config or Firmware) and publishes it under manifestMu, so the last
@@ -142,6 +152,12 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if cfg.MaxClients < 1 {
 		bad("max clients %d: want at least 1", cfg.MaxClients)
 	}
+	if cfg.MaxDeviceSessions < 1 {
+		bad("max device sessions %d: want at least 1", cfg.MaxDeviceSessions)
+	}
+	if cfg.MaxSubscriptions < 2 {
+		bad("max subscriptions %d: want at least 2 (receipts and rejects)", cfg.MaxSubscriptions)
+	}
 	if d.Committer == nil {
 		bad("no Committer")
 	}
@@ -168,7 +184,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	return &Server{
 		cfg: cfg, d: d, log: d.Logger, m: m,
 		ctx: ctx, stop: stop, sessions: map[*mochi.Client]*session{}, queues: map[string]*queue{},
-		requests: map[string]int{},
+		requests: map[string]int{}, devices: map[string]*deviceSessions{},
 	}, nil
 }
 
@@ -187,6 +203,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxSessionExpiry == 0 {
 		c.MaxSessionExpiry = DefaultMaxSessionExpiry
+	}
+	if c.MaxDeviceSessions == 0 {
+		c.MaxDeviceSessions = DefaultMaxDeviceSessions
+	}
+	if c.MaxSubscriptions == 0 {
+		c.MaxSubscriptions = DefaultMaxSubscriptions
 	}
 	return c
 }
@@ -319,7 +341,7 @@ func (s *Server) Revoked(id string) {
 		return
 	}
 	for _, cl := range conns {
-		s.disconnect(broker, cl, "revoked")
+		s.disconnect(broker, cl, "revoked", packets.ErrNotAuthorized)
 	}
 }
 
@@ -346,13 +368,14 @@ func (s *Server) Rekeyed(id string, rekey [32]byte) {
 		return
 	}
 	for _, cl := range conns {
-		s.disconnect(broker, cl, "rekeyed")
+		s.disconnect(broker, cl, "rekeyed", packets.ErrNotAuthorized)
 	}
 }
 
-// disconnect disconnects cl as not authorized, off the caller's
-// goroutine: writing to a slow client must not stall the commit path.
-func (s *Server) disconnect(broker *mochi.Server, cl *mochi.Client, why string) {
+// disconnect disconnects cl with code (v5: DISCONNECT with it; 3.1.1:
+// the connection is closed), off the caller's goroutine: writing to a
+// slow client must not stall the commit path.
+func (s *Server) disconnect(broker *mochi.Server, cl *mochi.Client, why string, code packets.Code) {
 	if !s.track() {
 		return
 	}
@@ -360,10 +383,10 @@ func (s *Server) disconnect(broker *mochi.Server, cl *mochi.Client, why string) 
 		defer s.wg.Done()
 		s.log.Info("disconnecting device", "device", cl.ID, "remote", cl.Net.Remote, "why", why)
 		if cl.Properties.ProtocolVersion == 5 {
-			_ = broker.DisconnectClient(cl, packets.ErrNotAuthorized) // it returns the code it was given
+			_ = broker.DisconnectClient(cl, code) // it returns the code it was given
 			return
 		}
-		cl.Stop(packets.ErrNotAuthorized) // 3.1.1 has no DISCONNECT from the server
+		cl.Stop(code) // 3.1.1 has no DISCONNECT from the server
 	}()
 }
 

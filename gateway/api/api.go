@@ -89,11 +89,13 @@ type Server struct {
 	ready     atomic.Bool
 	health    func() error // why this gateway cannot commit now; nil if it can
 	mux       *http.ServeMux
+	uploads   chan struct{} // a slot per upload being read (upload.go)
 }
 
 // New returns the API handler. gatherer serves /metrics.
 func New(info NodeInfo, l Ledger, x Index, gatherer prometheus.Gatherer, logger *slog.Logger) *Server {
-	s := &Server{info: info, ledger: l, index: x, logger: logger, started: time.Now(), mux: http.NewServeMux()}
+	s := &Server{info: info, ledger: l, index: x, logger: logger, started: time.Now(), mux: http.NewServeMux(),
+		uploads: make(chan struct{}, DefaultMaxUploads)}
 	s.mux.HandleFunc("GET /api/v1/status", s.status)
 	s.mux.HandleFunc("GET /api/v1/devices", s.devices)
 	s.mux.HandleFunc("GET /api/v1/devices/{id}", s.device)

@@ -4,13 +4,10 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"mime"
 	"net/http"
-
-	"github.com/fxamacker/cbor/v2"
+	"time"
 
 	"github.com/ledgergate/ledgergate/gateway/index"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
@@ -21,8 +18,13 @@ import (
 type Directory interface {
 	ConfigAnswer(device string, hash []byte) (*ledger.ConfigAnswer, *index.ConfigInfo, error)
 	KeysAnswer(device string) (*ledger.KeysAnswer, *index.Device, error)
-	Blob(ctx context.Context, sum [32]byte) ([]byte, error)
-	PutConfig(env, sealed []byte) (*ledger.Tx, error)
+	// OpenBlob opens a blob that a committed tx names, to be served
+	// without holding it in memory.
+	OpenBlob(ctx context.Context, sum [32]byte) (io.ReadSeekCloser, error)
+	// CheckConfig checks a config.set before its blob is read.
+	CheckConfig(env []byte) (*ledger.Tx, error)
+	// PutBlob stores the size bytes from r that a checked tx names.
+	PutBlob(tx *ledger.Tx, r io.Reader, size int64) error
 }
 
 // Configs is what the API reads of the index about configurations.
@@ -123,15 +125,17 @@ func (s *Server) verifyConfig(w http.ResponseWriter, r *http.Request) {
 	s.configAnswer(w, r, hash)
 }
 
+// writeBlob serves a blob from its file, as it is sent.
 func (s *Server) writeBlob(w http.ResponseWriter, r *http.Request, sum [32]byte) {
-	data, err := s.dir.Blob(r.Context(), sum)
+	f, err := s.dir.OpenBlob(r.Context(), sum)
 	if err != nil {
 		s.writeErr(w, err)
 		return
 	}
+	defer f.Close()
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("ETag", `"`+hex.EncodeToString(sum[:])+`"`)
-	w.Write(data)
+	http.ServeContent(w, r, "", time.Time{}, f)
 }
 
 func (s *Server) deviceBlob(w http.ResponseWriter, r *http.Request) {
@@ -234,54 +238,13 @@ func (s *Server) drift(w http.ResponseWriter, _ *http.Request) {
 	}{ds})
 }
 
-// PublishRequest is the body of POST /api/v1/configs (application/cbor):
-// an admin-signed config.set and the sealed blob it names.
-type PublishRequest struct {
-	Tx   []byte `cbor:"1,keyasint"`
-	Blob []byte `cbor:"2,keyasint"`
-}
+// maxSealedBytes bounds the sealed blob of a POST /api/v1/configs.
+const maxSealedBytes = 8 << 20
 
-// maxPublishBytes bounds a publish request: the tx and a sealed blob.
-const maxPublishBytes = 8 << 20
-
-// publishConfig stores the blob, then submits the config.set and answers
-// with its receipt once committed.
+// publishConfig checks the config.set, stores the sealed blob it names,
+// then submits it and answers with its receipt once committed (see
+// upload.go for the body).
 func (s *Server) publishConfig(w http.ResponseWriter, r *http.Request) {
-	s.publish(w, r, maxPublishBytes, "config.set tx, 2: sealed blob", s.dir.PutConfig)
-}
-
-// publish serves a POST of a tx with its off-chain bytes (a sealed blob,
-// a firmware image): at most max bytes of CBOR {1: tx, 2: bytes}. put
-// checks the tx and stores the bytes; then the tx is submitted and the
-// answer is its receipt, once committed.
-func (s *Server) publish(w http.ResponseWriter, r *http.Request, max int64, what string, put func(env, data []byte) (*ledger.Tx, error)) {
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/cbor" {
-		writeError(w, http.StatusUnsupportedMediaType, "bad_request", "Content-Type must be application/cbor")
-		return
-	}
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
-	if err != nil {
-		var mb *http.MaxBytesError
-		if errors.As(err, &mb) {
-			writeError(w, http.StatusRequestEntityTooLarge, string(ledger.ReasonTooLarge), fmt.Sprintf("request larger than %d bytes", max))
-			return
-		}
-		writeError(w, http.StatusBadRequest, "bad_request", "read body: "+err.Error())
-		return
-	}
-	var req PublishRequest
-	if err := cbor.Unmarshal(data, &req); err != nil || req.Tx == nil || req.Blob == nil {
-		writeError(w, http.StatusBadRequest, "bad_request", "want a CBOR map {1: "+what+"}")
-		return
-	}
-	if _, err := put(req.Tx, req.Blob); err != nil {
-		s.writeErr(w, err)
-		return
-	}
-	rc, err := s.ledger.Submit(r.Context(), req.Tx)
-	if err != nil {
-		s.writeErr(w, err)
-		return
-	}
-	s.writeReceipt(w, r, rc)
+	s.publish(w, r, maxSealedBytes, "config.set tx, 2: sealed blob",
+		func(env []byte, _ int64) (*ledger.Tx, error) { return s.dir.CheckConfig(env) }, s.dir.PutBlob)
 }

@@ -1,7 +1,8 @@
 package api
 
 import (
-	"bytes"
+	"context"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -15,8 +16,14 @@ import (
 type Firmware interface {
 	FirmwareAnswer(device string, now time.Time) (*ledger.FirmwareAnswer, *index.ReleaseInfo, error)
 	ReleaseAnswer(device, model string, version uint64) (*ledger.FirmwareAnswer, error)
+	// OpenImage opens a release's image, to be served in parts.
+	OpenImage(ctx context.Context, sum [32]byte) (io.ReadSeekCloser, error)
 	FirmwareStatus(model string, now time.Time) ([]directory.ReleaseStatus, error)
-	PutFirmware(env, image []byte) (*ledger.Tx, error)
+	// CheckFirmware checks a firmware.publish, and the size of the image
+	// to come, before the image is read.
+	CheckFirmware(env []byte, size int64) (*ledger.Tx, error)
+	// PutBlob stores the size bytes from r that a checked tx names.
+	PutBlob(tx *ledger.Tx, r io.Reader, size int64) error
 }
 
 // FirmwareReports is what the API reads of the index about installations.
@@ -117,29 +124,31 @@ func (s *Server) firmwareStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 // image serves a release's image, with Range requests: a device resumes
-// an interrupted download.
+// an interrupted download. The image is read from its file as it is
+// sent, never whole into memory.
 func (s *Server) image(w http.ResponseWriter, r *http.Request) {
 	sum, err := ledger.ParseHash(r.PathValue("sum"))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "bad_request", "image address: want 64 hex digits")
 		return
 	}
-	data, err := s.dir.Blob(r.Context(), sum)
+	f, err := s.fw.OpenImage(r.Context(), sum)
 	if err != nil {
 		s.writeErr(w, err)
 		return
 	}
+	defer f.Close()
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("ETag", `"`+r.PathValue("sum")+`"`)
-	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
+	http.ServeContent(w, r, "", time.Time{}, f)
 }
 
-// maxImageBytes bounds a firmware image a gateway stores.
-const maxImageBytes = 64 << 20
+// MaxImageBytes bounds a firmware image a gateway takes.
+const MaxImageBytes = 64 << 20
 
-// publishFirmware stores the image, then submits the manifest and answers
-// with its receipt once committed. Body (application/cbor): {1: the
-// vendor-signed firmware.publish, 2: the image}.
+// publishFirmware checks the vendor-signed firmware.publish, stores the
+// image it names, then submits it and answers with its receipt once
+// committed (see upload.go for the body).
 func (s *Server) publishFirmware(w http.ResponseWriter, r *http.Request) {
-	s.publish(w, r, maxImageBytes+int64(s.info.MaxTxBytes)+64, "firmware.publish tx, 2: image", s.fw.PutFirmware)
+	s.publish(w, r, MaxImageBytes, "firmware.publish tx, 2: image", s.fw.CheckFirmware, s.fw.PutBlob)
 }

@@ -77,6 +77,10 @@ type API struct {
 	// dashboard over HTTPS only.
 	TLSCert string `toml:"tls_cert"`
 	TLSKey  string `toml:"tls_key"`
+	// MaxUploads bounds the uploads (POST /api/v1/firmware and
+	// /api/v1/configs) whose bytes are received at once; more get 503
+	// "overloaded" with Retry-After.
+	MaxUploads int `toml:"max_uploads"`
 }
 
 // MQTT is the devices' MQTT front end.
@@ -91,6 +95,13 @@ type MQTT struct {
 	ReceiveMaximum uint16 `toml:"receive_maximum"`
 	// MaxPacketBytes bounds one MQTT packet.
 	MaxPacketBytes uint32 `toml:"max_packet_bytes"`
+	// MaxDeviceSessions bounds the sessions one device holds at once
+	// (client ids <id> and <id>/... together, connected or kept after a
+	// disconnect); one more CONNECT is refused with 0x97.
+	MaxDeviceSessions int `toml:"max_device_sessions"`
+	// MaxSubscriptions bounds the topic filters one client holds; the
+	// filters beyond it are refused with SUBACK 0x97.
+	MaxSubscriptions int `toml:"max_subscriptions"`
 }
 
 // CoAP is the devices' CoAP front end: UDP and DTLS.
@@ -101,6 +112,28 @@ type CoAP struct {
 	// a self-signed P-256 certificate made in data_dir on first start.
 	DTLSCert string `toml:"dtls_cert"`
 	DTLSKey  string `toml:"dtls_key"`
+	// What one client may hold before it is authenticated, and one
+	// address or device after (docs/device-protocol.md, "Limits"). "Per
+	// address" counts an IPv6 address by its /64.
+	//
+	// DTLS handshakes under way, in all and per address: a new one
+	// beyond replaces the oldest. They take no place of sessions.
+	MaxHandshakes        int `toml:"max_handshakes"`
+	MaxHandshakesPerAddr int `toml:"max_handshakes_per_addr"`
+	// Established DTLS sessions (an enrolled device's key each), in all,
+	// per address and per device key: a device's new session beyond one
+	// replaces the longest silent one there.
+	MaxSessions          int `toml:"max_sessions"`
+	MaxSessionsPerAddr   int `toml:"max_sessions_per_addr"`
+	MaxSessionsPerDevice int `toml:"max_sessions_per_device"`
+	// Block-wise (Block1) uploads being reassembled, in all and per
+	// address over UDP; an idle one is dropped after BlockTimeout over
+	// DTLS, UDPBlockTimeout over UDP (where nothing is authenticated
+	// before the last block).
+	MaxTransfers        int      `toml:"max_transfers"`
+	MaxTransfersPerAddr int      `toml:"max_transfers_per_addr"`
+	BlockTimeout        Duration `toml:"block_timeout"`
+	UDPBlockTimeout     Duration `toml:"udp_block_timeout"`
 }
 
 // Signer says where the node identity key lives: in the TPM (the
@@ -178,10 +211,13 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d)
 func Default() Config {
 	return Config{
 		DataDir: "/var/lib/ledgergate",
-		API:     API{Listen: "127.0.0.1:8080"},
-		MQTT:    MQTT{Listen: "127.0.0.1:1883", MaxClients: 10_000, ReceiveMaximum: 256, MaxPacketBytes: 128 << 10},
-		CoAP:    CoAP{Listen: "127.0.0.1:5683", DTLSListen: "127.0.0.1:5684"},
-		Signer:  Signer{Kind: "tpm", KeyFile: "node.key", TPMDevice: "/dev/tpmrm0", TPMHandle: "0x81010001"},
+		API:     API{Listen: "127.0.0.1:8080", MaxUploads: 2},
+		MQTT: MQTT{Listen: "127.0.0.1:1883", MaxClients: 10_000, ReceiveMaximum: 256, MaxPacketBytes: 128 << 10,
+			MaxDeviceSessions: 4, MaxSubscriptions: 32},
+		CoAP: CoAP{Listen: "127.0.0.1:5683", DTLSListen: "127.0.0.1:5684",
+			MaxHandshakes: 256, MaxHandshakesPerAddr: 8, MaxSessions: 1024, MaxSessionsPerAddr: 256, MaxSessionsPerDevice: 4,
+			MaxTransfers: 256, MaxTransfersPerAddr: 16, BlockTimeout: Duration(time.Minute), UDPBlockTimeout: Duration(10 * time.Second)},
+		Signer: Signer{Kind: "tpm", KeyFile: "node.key", TPMDevice: "/dev/tpmrm0", TPMHandle: "0x81010001"},
 		Batch: Batch{MaxTxs: 1000, MaxBytes: 4 << 20, MaxDelay: Duration(2 * time.Millisecond), MaxPending: 100_000, Heartbeat: Duration(time.Minute),
 			CommitTimeout: Duration(5 * time.Second)},
 		Cluster: Cluster{ViewChangeTimeout: Duration(time.Second)},
@@ -246,6 +282,9 @@ func (c *Config) Validate() error {
 	if _, err := netip.ParseAddrPort(c.API.Listen); err != nil {
 		bad("api.listen %q: want ip:port, e.g. 127.0.0.1:8080", c.API.Listen)
 	}
+	if c.API.MaxUploads < 1 || c.API.MaxUploads > 64 {
+		bad("api.max_uploads %d: want 1 to 64", c.API.MaxUploads)
+	}
 	if c.MQTT.Listen != "" {
 		if _, err := netip.ParseAddrPort(c.MQTT.Listen); err != nil {
 			bad("mqtt.listen %q: want ip:port, e.g. 127.0.0.1:1883, or \"\" for off", c.MQTT.Listen)
@@ -267,6 +306,19 @@ func (c *Config) Validate() error {
 	if (c.CoAP.DTLSCert == "") != (c.CoAP.DTLSKey == "") {
 		bad("coap.dtls_cert and coap.dtls_key go together (both empty: a self-signed certificate)")
 	}
+	for name, n := range map[string]int{"coap.max_handshakes": c.CoAP.MaxHandshakes, "coap.max_handshakes_per_addr": c.CoAP.MaxHandshakesPerAddr,
+		"coap.max_sessions": c.CoAP.MaxSessions, "coap.max_sessions_per_addr": c.CoAP.MaxSessionsPerAddr,
+		"coap.max_sessions_per_device": c.CoAP.MaxSessionsPerDevice, "coap.max_transfers": c.CoAP.MaxTransfers,
+		"coap.max_transfers_per_addr": c.CoAP.MaxTransfersPerAddr} {
+		if n < 1 {
+			bad("%s %d: want at least 1", name, n)
+		}
+	}
+	for name, d := range map[string]Duration{"coap.block_timeout": c.CoAP.BlockTimeout, "coap.udp_block_timeout": c.CoAP.UDPBlockTimeout} {
+		if time.Duration(d) < time.Second || time.Duration(d) > time.Hour {
+			bad("%s %s: want 1s to 1h", name, time.Duration(d))
+		}
+	}
 	if c.MQTT.MaxClients < 1 {
 		bad("mqtt.max_clients %d: want at least 1", c.MQTT.MaxClients)
 	}
@@ -275,6 +327,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MQTT.MaxPacketBytes < 1024 || c.MQTT.MaxPacketBytes > 16<<20 {
 		bad("mqtt.max_packet_bytes %d: want 1024 to 16777216", c.MQTT.MaxPacketBytes)
+	}
+	if c.MQTT.MaxDeviceSessions < 1 || c.MQTT.MaxDeviceSessions > 1000 {
+		bad("mqtt.max_device_sessions %d: want 1 to 1000", c.MQTT.MaxDeviceSessions)
+	}
+	if c.MQTT.MaxSubscriptions < 2 || c.MQTT.MaxSubscriptions > 10_000 {
+		bad("mqtt.max_subscriptions %d: want 2 (receipts and rejects) to 10000", c.MQTT.MaxSubscriptions)
 	}
 	switch c.Signer.Kind {
 	case "software":

@@ -44,13 +44,15 @@ func TestLoadGood(t *testing.T) {
 func TestLoadBad(t *testing.T) {
 	want := map[string][]string{
 		"unknown_key.bad.toml": {"unknown setting", "listen"},
-		"many.bad.toml":        {"api.listen", "batch.max_txs", "batch.max_delay", "log.level"},
+		"many.bad.toml":        {"api.listen", "api.max_uploads 0", "batch.max_txs", "batch.max_delay", "log.level"},
 		"duration.bad.toml":    {"soon"},
 		"signer.bad.toml":      {"signer.kind \"hsm\""},
 		"syntax.bad.toml":      {"line 1"},
-		"mqtt.bad.toml":        {"mqtt.tls_listen needs mqtt.tls_cert", "mqtt.receive_maximum"},
-		"cluster.bad.toml":     {"cluster.listen \"gw1.example:7001\"", "cluster.view_change_timeout 10ms"},
-		"tpm.bad.toml":         {"set tpm_device", "signer.tpm_handle \"0x80000001\""},
+		"mqtt.bad.toml": {"mqtt.tls_listen needs mqtt.tls_cert", "mqtt.receive_maximum",
+			"mqtt.max_device_sessions 0", "mqtt.max_subscriptions 1"},
+		"coap.bad.toml":    {"coap.max_sessions_per_device 0", "coap.udp_block_timeout 100ms"},
+		"cluster.bad.toml": {"cluster.listen \"gw1.example:7001\"", "cluster.view_change_timeout 10ms"},
+		"tpm.bad.toml":     {"set tpm_device", "signer.tpm_handle \"0x80000001\""},
 		"webui.bad.toml": {"api.tls_cert and api.tls_key", "webui.password_hash: not a bcrypt hash",
 			"webui.session_idle 10s", "webui.session_max 1000h"},
 	}

@@ -203,13 +203,17 @@ func (m *clusterMetrics) Collect(ch chan<- prometheus.Metric) {
 // frame every second) before /readyz stops counting it towards a quorum.
 const peerSilence = 5 * time.Second
 
-// health says why this gateway cannot commit now, for /readyz: fewer
-// peers heard from lately than a quorum needs, a view change running
-// longer than the commit timeout, or a tx waiting past it (stalled, the
-// chain's own check). nil: it can commit.
-func health(g *ledger.Genesis, r *replica.Replica, t *cluster.Transport, commitTimeout time.Duration, stalled func() error) func() error {
+// health says why this gateway cannot commit now, for /readyz: the node
+// key cannot sign (nodeKey: the TPM went away), fewer peers heard from
+// lately than a quorum needs, a view change running longer than the
+// commit timeout, or a tx waiting past it (stalled, the chain's own
+// check). nil: it can commit.
+func health(g *ledger.Genesis, r *replica.Replica, t *cluster.Transport, commitTimeout time.Duration, nodeKey, stalled func() error) func() error {
 	return func() error {
 		var why []string
+		if err := nodeKey(); err != nil {
+			why = append(why, err.Error())
+		}
 		if t != nil {
 			heard := 0
 			for _, p := range t.Peers() {

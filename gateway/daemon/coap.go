@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"log/slog"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -23,7 +24,11 @@ func newCoAP(c config.CoAP, dataDir string, ch *chain.Chain, st *state.State, be
 	if c.Listen == "" && c.DTLSListen == "" {
 		return nil, nil
 	}
-	cfg := coap.Config{Listen: c.Listen, DTLSListen: c.DTLSListen}
+	cfg := coap.Config{Listen: c.Listen, DTLSListen: c.DTLSListen,
+		MaxHandshakes: c.MaxHandshakes, MaxHandshakesPerAddr: c.MaxHandshakesPerAddr,
+		MaxSessions: c.MaxSessions, MaxSessionsPerAddr: c.MaxSessionsPerAddr, MaxSessionsPerDevice: c.MaxSessionsPerDevice,
+		MaxTransfers: c.MaxTransfers, MaxTransfersPerAddr: c.MaxTransfersPerAddr,
+		BlockTimeout: time.Duration(c.BlockTimeout), UDPBlockTimeout: time.Duration(c.UDPBlockTimeout)}
 	if c.DTLSListen != "" {
 		cert, err := dtlsCertificate(c, dataDir)
 		if err != nil {

@@ -95,6 +95,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	} else {
 		d.logger.Warn("node key is a software key, not hardware-backed", "key", signer.Describe())
 	}
+	// Every signature from here on goes through key: a TPM that goes away
+	// makes the gateway not ready and silent, not stop (issue 20).
+	key := newKeyWatch(signer, d.logger.With("component", "nodekey"))
+	// The chain, and with it the replica, outlive the HTTP server so that
+	// submits in flight at shutdown can still get their receipts.
+	chainCtx, stopChain := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopChain()
 
 	blog, err := ledger.OpenLog(filepath.Join(dir, BlocksDir), ledger.LogOptions{})
 	if err != nil {
@@ -142,14 +149,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	var peerHeights func() map[string]uint64
 	var behindPeers func() bool // nil: a single node is never behind
 	if len(g.Nodes) > 1 {
-		if tr, err = newTransport(g, nodeID, cfg.Cluster.Listen, len(cfg.Seeds.Zones) > 0, signer, st, h, d.logger); err != nil {
+		if tr, err = newTransport(g, nodeID, cfg.Cluster.Listen, len(cfg.Seeds.Zones) > 0, key, st, h, d.logger); err != nil {
 			return err
 		}
 		peerHeights = heights(tr)
 		behindPeers = behind(tr, st, g.Quorum())
 	}
 	rep, err := replica.New(replica.Config{
-		Self: nodeID, Genesis: g, State: st, Log: blog, Signer: signer, Dir: filepath.Join(dir, PBFTDir),
+		Self: nodeID, Genesis: g, State: st, Log: blog, Signer: key.waiting(chainCtx), Dir: filepath.Join(dir, PBFTDir),
 		Batch: batch, Tick: batch.MaxDelay, ViewChangeTimeout: time.Duration(cfg.Cluster.ViewChangeTimeout),
 		Logger: d.logger.With("component", "pbft"), Transport: transportOrNil(tr), Heights: peerHeights,
 	})
@@ -195,7 +202,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		MaxTxBytes: g.Params.MaxTxBytes,
 	}, ch, idx, reg, d.logger.With("component", "api"))
 	srv.SetCluster(cstatus)
-	srv.SetHealth(health(g, rep, tr, time.Duration(cfg.Batch.CommitTimeout), ch.Stalled))
+	srv.SetHealth(health(g, rep, tr, time.Duration(cfg.Batch.CommitTimeout), key.health, ch.Stalled))
+	srv.SetMaxUploads(cfg.API.MaxUploads)
 	srv.SetDirectory(devDir, idx)
 	srv.SetFirmware(devDir, idx)
 	var seedSt *seedState
@@ -252,10 +260,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		hs.RegisterOnShutdown(ui.Shutdown) // open live pages must not hold up the shutdown
 	}
 
-	// The chain outlives the HTTP server so that submits in flight at
-	// shutdown can still get their receipts.
-	chainCtx, stopChain := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopChain()
+	go key.run(chainCtx)
 	grp, gctx := errgroup.WithContext(ctx)
 	var chainErr error
 	chainDone := make(chan struct{})
@@ -299,7 +304,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	if hb := time.Duration(cfg.Batch.Heartbeat); hb > 0 {
 		grp.Go(func() error {
-			heartbeat(gctx, hb, nodeID, signer, ch, rep, d.logger.With("component", "heartbeat"))
+			heartbeat(gctx, hb, nodeID, key, ch, rep, d.logger.With("component", "heartbeat"))
 			return nil
 		})
 	}
@@ -341,7 +346,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	stopChain()
 	select {
 	case <-chainDone:
-		if err == nil {
+		// A replica that waited for the node key when the chain stopped
+		// ends with context.Canceled: that is the stop, not a failure.
+		if err == nil && !errors.Is(chainErr, context.Canceled) {
 			err = chainErr
 		}
 	case <-time.After(10 * time.Second):

@@ -6,14 +6,17 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/ledgergate/ledgergate/gateway/api"
 	"github.com/ledgergate/ledgergate/gateway/chain"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 	"github.com/ledgergate/ledgergate/gateway/replica"
 )
 
-// maxBlobBytes bounds a stored blob: a configuration of up to
-// ledger.MaxConfigBytes sealed to many recipients.
-const maxBlobBytes = 4 << 20
+// maxBlobBytes bounds a stored blob: a firmware image (as the API takes
+// it), or a configuration of up to ledger.MaxConfigBytes sealed to many
+// recipients. Uploads stream to disk; only blobs fetched from peers are
+// in memory whole.
+const maxBlobBytes = api.MaxImageBytes
 
 // heartbeat keeps blocks coming on an idle chain: when this node is the
 // primary and no block committed for a whole interval, it commits a
@@ -50,6 +53,9 @@ func heartbeat(ctx context.Context, every time.Duration, node string, signer cry
 			Kind: ledger.KindHeartbeat, ChainID: ch.Genesis().ChainID,
 			Heartbeat: &ledger.Heartbeat{Node: node, Time: now.UnixMilli()},
 		})
+		if unavailable(err) {
+			continue // the node key's watch logs it and /readyz says it
+		}
 		if err != nil {
 			logger.Warn("heartbeat: sign", "err", err)
 			continue

@@ -28,6 +28,7 @@ func newMQTT(c config.MQTT, ch *chain.Chain, st *state.State, behind func() bool
 	cfg := mqtt.Config{
 		Listen: c.Listen, TLSListen: c.TLSListen, MaxPacketBytes: c.MaxPacketBytes,
 		MaxClients: c.MaxClients, ReceiveMaximum: c.ReceiveMaximum,
+		MaxDeviceSessions: c.MaxDeviceSessions, MaxSubscriptions: c.MaxSubscriptions,
 	}
 	if c.TLSListen != "" {
 		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)

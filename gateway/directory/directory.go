@@ -3,10 +3,10 @@ package directory
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"sync"
@@ -192,6 +192,42 @@ func (x *Directory) ReadImage(ctx context.Context, sum [32]byte, p []byte, off i
 	return n, size, nil
 }
 
+// OpenImage opens the firmware image whose SHA-256 is sum, to be served
+// in parts without holding it in memory (the device checks the hash of
+// the whole). A release on the ledger must name the image; one this
+// gateway lacks is fetched from another gateway first.
+func (x *Directory) OpenImage(ctx context.Context, sum [32]byte) (io.ReadSeekCloser, error) {
+	if _, err := x.d.Index.ReleaseByImage(sum); err != nil {
+		if errors.Is(err, index.ErrNotFound) {
+			err = fmt.Errorf("directory: no release has image %x: %w", sum, ErrNotFound)
+		}
+		return nil, err
+	}
+	return x.OpenBlob(ctx, sum)
+}
+
+// OpenBlob opens the blob with address sum, as Blob finds it, to be
+// served without holding it in memory: from the store, or else fetched
+// from another gateway first. A committed config.set or release must
+// name it.
+func (x *Directory) OpenBlob(ctx context.Context, sum [32]byte) (io.ReadSeekCloser, error) {
+	if !x.d.Blobs.Has(sum) {
+		if _, err := x.Blob(ctx, sum); err != nil {
+			return nil, err
+		}
+	} else if err := x.named(sum); err != nil {
+		return nil, err
+	}
+	f, err := x.d.Blobs.Open(sum)
+	if errors.Is(err, blob.ErrNotFound) {
+		err = fmt.Errorf("directory: blob %x: %w", sum, ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
 // named checks that a committed config.set or firmware release names the
 // blob: the gateway serves and fetches nothing else.
 func (x *Directory) named(sum [32]byte) error {
@@ -209,26 +245,49 @@ func (x *Directory) named(sum [32]byte) error {
 	return err
 }
 
-// PutConfig checks env, an admin-signed config.set, against the committed
-// state and stores its blob, which must be the one it names. The caller
-// submits env next: the blob is then in place before any device learns of
-// the configuration.
-func (x *Directory) PutConfig(env, sealed []byte) (*ledger.Tx, error) {
+// CheckConfig checks env, an admin-signed config.set, against the
+// committed state: what an upload must pass before its sealed blob is
+// read (PutBlob).
+func (x *Directory) CheckConfig(env []byte) (*ledger.Tx, error) {
 	c, err := x.d.Chain.State().Check(env)
 	if err != nil {
 		return nil, err
 	}
-	cs := c.Tx.Body.ConfigSet
-	if cs == nil {
+	if c.Tx.Body.ConfigSet == nil {
 		return nil, &ledger.RefusedError{Reason: ledger.ReasonMalformed, Detail: fmt.Sprintf("a %s tx, want config.set", c.Tx.Body.Kind)}
 	}
-	if sum := sha256.Sum256(sealed); !bytes.Equal(sum[:], cs.Blob) {
-		return nil, &ledger.RefusedError{Reason: ledger.ReasonMalformed, Detail: fmt.Sprintf("blob sha256 %x, the config.set names %x", sum, cs.Blob)}
-	}
-	if _, err := x.d.Blobs.Put(sealed); err != nil {
-		return nil, err
-	}
 	return c.Tx, nil
+}
+
+// PutBlob stores the off-chain bytes that tx, a config.set or
+// firmware.publish checked by CheckConfig or CheckFirmware, names: size
+// bytes read from r, streamed to disk and checked against the SHA-256
+// (and for an image the size) that tx names. The caller submits tx next:
+// the bytes are then in place before any device learns of them. Bytes
+// that are not the ones named are refused as malformed; an error of r
+// is returned wrapped.
+func (x *Directory) PutBlob(tx *ledger.Tx, r io.Reader, size int64) error {
+	var sum []byte
+	switch b := &tx.Body; {
+	case b.ConfigSet != nil:
+		sum = b.ConfigSet.Blob
+	case b.FirmwarePublish != nil:
+		if uint64(size) != b.FirmwarePublish.Size {
+			return &ledger.RefusedError{Reason: ledger.ReasonMalformed,
+				Detail: fmt.Sprintf("an image of %d bytes; the manifest names %d", size, b.FirmwarePublish.Size)}
+		}
+		sum = b.FirmwarePublish.SHA256
+	default:
+		return fmt.Errorf("directory: invariant: PutBlob of a %s tx", b.Kind)
+	}
+	if len(sum) != 32 {
+		return fmt.Errorf("directory: invariant: a checked %s names a %d-byte hash", tx.Body.Kind, len(sum))
+	}
+	err := x.d.Blobs.PutFrom([32]byte(sum), size, r)
+	if errors.Is(err, blob.ErrMismatch) {
+		return &ledger.RefusedError{Reason: ledger.ReasonMalformed, Detail: err.Error()}
+	}
+	return err
 }
 
 // Committed fetches, in the background, the blobs of committed

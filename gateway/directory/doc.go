@@ -9,8 +9,10 @@
 // and bound how stale it is (bridge/device.VerifyConfig, VerifyKeys).
 //
 // Blobs: a config.set names its sealed blob by SHA-256. The gateway stores
-// a blob only together with an admin-signed config.set that names it
-// (PutConfig), and serves or fetches from peers only blobs that a
+// a blob only together with an admin-signed config.set that names it, or
+// an image with a vendor-signed firmware.publish (CheckConfig or
+// CheckFirmware first, then PutBlob streams the bytes to disk, checking
+// them against the tx), and serves or fetches from peers only blobs that a
 // committed config.set names; a blob from a peer is checked against its
 // address before it is stored.
 package directory

@@ -1,7 +1,6 @@
 package directory
 
 import (
-	"bytes"
 	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
@@ -428,10 +427,10 @@ func (x *Directory) FirmwareStatus(model string, now time.Time) ([]ReleaseStatus
 	return out, nil
 }
 
-// PutFirmware checks env, a vendor-signed firmware.publish, against the
-// committed state and stores its image, which must be the one it names
-// (SHA-256 and size). The caller submits env next.
-func (x *Directory) PutFirmware(env, image []byte) (*ledger.Tx, error) {
+// CheckFirmware checks env, a vendor-signed firmware.publish, against the
+// committed state, and that the image to come has the size the manifest
+// names: what an upload must pass before its image is read (PutBlob).
+func (x *Directory) CheckFirmware(env []byte, size int64) (*ledger.Tx, error) {
 	c, err := x.d.Chain.State().Check(env)
 	if err != nil {
 		return nil, err
@@ -440,12 +439,9 @@ func (x *Directory) PutFirmware(env, image []byte) (*ledger.Tx, error) {
 	if f == nil {
 		return nil, &ledger.RefusedError{Reason: ledger.ReasonMalformed, Detail: fmt.Sprintf("a %s tx, want firmware.publish", c.Tx.Body.Kind)}
 	}
-	if sum := sha256.Sum256(image); !bytes.Equal(sum[:], f.SHA256) || uint64(len(image)) != f.Size {
+	if uint64(size) != f.Size {
 		return nil, &ledger.RefusedError{Reason: ledger.ReasonMalformed,
-			Detail: fmt.Sprintf("image of %d bytes with sha256 %x; the manifest names %d bytes, %x", len(image), sum, f.Size, f.SHA256)}
-	}
-	if _, err := x.d.Blobs.Put(image); err != nil {
-		return nil, err
+			Detail: fmt.Sprintf("an image of %d bytes; the manifest names %d", size, f.Size)}
 	}
 	return c.Tx, nil
 }

@@ -44,3 +44,11 @@ func (d directory) Device(id string) (bridge.Device, bool) {
 	}
 	return bridge.Device{ID: dv.ID, Key: dv.Key, Revoked: dv.Revoked}, true
 }
+
+func (d directory) DeviceByKey(spki []byte) (bridge.Device, bool) {
+	dv, ok := d.st.DeviceByKey(spki)
+	if !ok {
+		return bridge.Device{}, false
+	}
+	return bridge.Device{ID: dv.ID, Key: dv.Key, Revoked: dv.Revoked}, true
+}

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -345,5 +346,43 @@ func TestDecodeRejectsNonCanonical(t *testing.T) {
 		if (name == "canonical") != (err == nil) {
 			t.Errorf("%s: got %v", name, err)
 		}
+	}
+}
+
+// hashStrict is a crypto.Signer that, like a TPM, an HSM or a KMS key,
+// signs only a digest whose hash the caller names: opts must say SHA-256.
+type hashStrict struct {
+	*ecdsa.PrivateKey
+	opts []crypto.SignerOpts
+}
+
+func (s *hashStrict) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	s.opts = append(s.opts, opts)
+	if opts == nil || opts.HashFunc() != crypto.SHA256 {
+		return nil, errors.New("hashStrict: not told the digest is SHA-256")
+	}
+	return s.PrivateKey.Sign(r, digest, opts)
+}
+
+// TestSignTxNamesTheHash: SignTx with an ES256 key behind a crypto.Signer
+// tells it the digest is SHA-256 (go-cose passes nil opts, which a TPM
+// refuses: issue 20, defect 3), and the tx verifies.
+func TestSignTxNamesTheHash(t *testing.T) {
+	s := &hashStrict{PrivateKey: newP256(t)}
+	env, err := SignTx(s, "node-1", &Body{Kind: KindHeartbeat, ChainID: testChain,
+		Heartbeat: &Heartbeat{Node: "node-1", Time: 1_700_000_000_000}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.opts) != 1 || s.opts[0] == nil || s.opts[0].HashFunc() != crypto.SHA256 {
+		t.Errorf("the signer was given opts %v, want one crypto.SHA256", s.opts)
+	}
+	tx, err := DecodeTx(env, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, _ := ParsePublicKey(pubDER(t, s))
+	if err := tx.Verify(pk); err != nil {
+		t.Fatal(err)
 	}
 }

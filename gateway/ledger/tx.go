@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"strings"
 
@@ -408,6 +409,9 @@ func signEnvelope(signer crypto.Signer, kid string, payload []byte) ([]byte, err
 	if err != nil {
 		return nil, fmt.Errorf("ledger: encode header: %w", err)
 	}
+	if alg == ES256 {
+		signer = sha256Named{signer}
+	}
 	cs, err := cose.NewSigner(calg, signer)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: signer: %w", err)
@@ -424,6 +428,21 @@ func signEnvelope(signer crypto.Signer, kid string, payload []byte) ([]byte, err
 		return nil, fmt.Errorf("ledger: sign: %w", err)
 	}
 	return m.MarshalCBOR()
+}
+
+// sha256Named hands go-cose's ES256 digest to the signer with its hash
+// named. go-cose v1.3.0 signs through a crypto.Signer with nil opts
+// (ecdsaCryptoSigner.SignDigest), which leaves the signer to guess what
+// the 32 bytes are; the TPM's node key signs only what it is told is a
+// SHA-256 digest, and refused (issue 20, defect 3). ES256 is ECDSA with
+// SHA-256 (RFC 9053 section 2.1), so SHA-256 is what it is.
+type sha256Named struct{ crypto.Signer }
+
+func (s sha256Named) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	if opts == nil {
+		opts = crypto.SHA256
+	}
+	return s.Signer.Sign(rand, digest, opts)
 }
 
 // sign1 is a COSE_Sign1 without its tag (RFC 9052 section 4.2).

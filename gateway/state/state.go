@@ -22,7 +22,8 @@ type State struct {
 
 	mu      sync.RWMutex
 	devices map[string]*Device
-	configs map[string]uint64 // config.set target -> last version
+	byKey   map[string][]*Device // devices by their current key's DER
+	configs map[string]uint64    // config.set target -> last version
 
 	vendors   map[string]*Vendor
 	reviewers map[string]*ledger.PublicKey
@@ -33,7 +34,8 @@ type State struct {
 
 // New returns the state of an empty chain.
 func New(g *ledger.Genesis) (*State, error) {
-	s := &State{g: g, admins: map[string]*ledger.PublicKey{}, devices: map[string]*Device{}, configs: map[string]uint64{}, tip: g.Hash(),
+	s := &State{g: g, admins: map[string]*ledger.PublicKey{}, devices: map[string]*Device{}, byKey: map[string][]*Device{},
+		configs: map[string]uint64{}, tip: g.Hash(),
 		vendors: map[string]*Vendor{}, reviewers: map[string]*ledger.PublicKey{}, facts: map[string]bool{}}
 	for _, a := range g.Admins {
 		pk, err := ledger.ParsePublicKey(a.PublicKey)
@@ -64,6 +66,47 @@ func (s *State) Device(id string) (Device, bool) {
 		return Device{}, false
 	}
 	return *d, true
+}
+
+// DeviceByKey returns a copy of the entry of a device whose current key
+// is spki (a DER SubjectPublicKeyInfo, compared byte for byte), one that
+// is not revoked if there is one; false if no device has that key.
+func (s *State) DeviceByKey(spki []byte) (Device, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var found *Device
+	for _, d := range s.byKey[string(spki)] {
+		if found == nil || found.Revoked && !d.Revoked {
+			found = d
+		}
+	}
+	if found == nil {
+		return Device{}, false
+	}
+	return *found, true
+}
+
+// indexKeyLocked files d under its current key; unindexKeyLocked takes
+// it out, before its key changes.
+func (s *State) indexKeyLocked(d *Device) {
+	k := string(d.Key.DER)
+	s.byKey[k] = append(s.byKey[k], d)
+}
+
+func (s *State) unindexKeyLocked(d *Device) {
+	k := string(d.Key.DER)
+	list := s.byKey[k]
+	for i, o := range list {
+		if o == d {
+			list = append(list[:i:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(s.byKey, k)
+	} else {
+		s.byKey[k] = list
+	}
 }
 
 // ConfigVersion returns the last committed configuration version of a
@@ -197,7 +240,9 @@ func (s *State) applyLocked(tx *ledger.Tx) error {
 		if err != nil {
 			return err
 		}
-		s.devices[b.Enroll.DeviceID] = &Device{ID: b.Enroll.DeviceID, Key: pk}
+		d := &Device{ID: b.Enroll.DeviceID, Key: pk}
+		s.devices[d.ID] = d
+		s.indexKeyLocked(d)
 		return nil
 	case ledger.KindRevoke:
 		if d, ok := s.devices[b.Revoke.DeviceID]; ok {
@@ -210,7 +255,9 @@ func (s *State) applyLocked(tx *ledger.Tx) error {
 			if err != nil {
 				return err
 			}
+			s.unindexKeyLocked(d)
 			d.Key, d.LastSeq = pk, b.Rekey.Seq
+			s.indexKeyLocked(d)
 			return nil
 		}
 	case ledger.KindRecord, ledger.KindConfigReport, ledger.KindFirmwareReport:

@@ -168,7 +168,24 @@ func TestRevokeAndRekey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	wantByKey := func(k crypto.Signer, want string, revoked bool) {
+		t.Helper()
+		d, ok := f.st.DeviceByKey(der(t, k))
+		if want == "" {
+			if ok {
+				t.Fatalf("key of %s found", d.ID)
+			}
+			return
+		}
+		if !ok || d.ID != want || d.Revoked != revoked {
+			t.Fatalf("DeviceByKey: %+v %v, want %s revoked %v", d, ok, want, revoked)
+		}
+	}
+	wantByKey(k1, "dev-1", false)
+	wantByKey(k2, "", false)
 	f.commit(f.sign(k1, "dev-1", ledger.Body{Kind: ledger.KindRekey, Rekey: &ledger.Rekey{DeviceID: "dev-1", Seq: 1, PublicKey: der(t, k2)}}))
+	wantByKey(k1, "", false)
+	wantByKey(k2, "dev-1", false)
 	wantReason(t, f.st.NewBatch().Add(stale), ledger.ReasonBadSignature)
 	_, err = f.st.Check(f.sign(k1, "dev-1", recordBody("dev-1", 4)))
 	wantReason(t, err, ledger.ReasonBadSignature)
@@ -183,6 +200,7 @@ func TestRevokeAndRekey(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantReason(t, f.st.NewBatch().Add(c), ledger.ReasonExists)
+	wantByKey(k2, "dev-1", true)
 	d, _ := f.st.Device("dev-1")
 	if !d.Revoked || d.LastSeq != 2 {
 		t.Fatalf("device %+v", d)

@@ -51,10 +51,16 @@ func (e *apiError) Error() string {
 }
 
 func (c *client) do(ctx context.Context, method, path, ctype string, body []byte, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
+	return c.doStream(ctx, method, path, ctype, bytes.NewReader(body), int64(len(body)), out)
+}
+
+// doStream is do with a body of size bytes read from body.
+func (c *client) doStream(ctx context.Context, method, path, ctype string, body io.Reader, size int64, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
 		return err
 	}
+	req.ContentLength = size
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
 	}

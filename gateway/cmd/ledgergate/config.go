@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdh"
 	"crypto/sha256"
@@ -17,8 +18,6 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-
-	"github.com/fxamacker/cbor/v2"
 
 	"github.com/ledgergate/ledgergate/bridge/device"
 	"github.com/ledgergate/ledgergate/gateway/api"
@@ -56,15 +55,13 @@ func operatorKey(e *env, path, data string, create bool) (*ecdh.PrivateKey, erro
 	return k, nil
 }
 
-// publish posts a tx with the off-chain bytes it names (a sealed blob, a
-// firmware image) and returns the tx's receipt once committed.
-func (c *client) publish(ctx context.Context, path string, env, data []byte) (*api.ReceiptBody, error) {
-	body, err := cbor.Marshal(api.PublishRequest{Tx: env, Blob: data})
-	if err != nil {
-		return nil, err
-	}
+// publish posts a tx with the size off-chain bytes it names, read from
+// data (a sealed blob, a firmware image), and returns the tx's receipt
+// once committed. The body streams: PublishHead, then data.
+func (c *client) publish(ctx context.Context, path string, env []byte, data io.Reader, size int64) (*api.ReceiptBody, error) {
+	head := api.PublishHead(env, size)
 	var rb api.ReceiptBody
-	if err := c.do(ctx, http.MethodPost, path, "application/cbor", body, &rb); err != nil {
+	if err := c.doStream(ctx, http.MethodPost, path, "application/cbor", io.MultiReader(bytes.NewReader(head), data), int64(len(head))+size, &rb); err != nil {
 		return nil, err
 	}
 	return &rb, nil
@@ -190,7 +187,7 @@ func cmdConfigPublish(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	rb, err := c.publish(ctx, "/api/v1/configs", env, sealed)
+	rb, err := c.publish(ctx, "/api/v1/configs", env, bytes.NewReader(sealed), int64(len(sealed)))
 	if err != nil {
 		return err
 	}

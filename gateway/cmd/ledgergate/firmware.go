@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"slices"
@@ -95,10 +96,25 @@ func cmdFirmwarePublish(ctx context.Context, e *env, args []string) error {
 	if err := need(fs, "vendor-key", "vendor", "model", "version", "image"); err != nil {
 		return err
 	}
-	img, err := os.ReadFile(*image)
+	// The image is hashed, then sent, from the file: it is never in
+	// memory whole.
+	img, err := os.Open(*image)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", *image, err)
 	}
+	defer img.Close()
+	h := sha256.New()
+	size, err := io.Copy(h, img)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", *image, err)
+	}
+	if size > api.MaxImageBytes {
+		return fmt.Errorf("%s: %d bytes; a gateway takes images of at most %d", *image, size, api.MaxImageBytes)
+	}
+	if _, err := img.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("read %s: %w", *image, err)
+	}
+	sum := [32]byte(h.Sum(nil))
 	key, err := device.LoadKey(*keyPath)
 	if err != nil {
 		return err
@@ -108,20 +124,21 @@ func cmdFirmwarePublish(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	sum := sha256.Sum256(img)
 	until := time.Now().Add(*expires)
 	env, err := ledger.SignTx(key, *vendor, &ledger.Body{Kind: ledger.KindFirmwarePublish, ChainID: st.ChainID, FirmwarePublish: &ledger.FirmwarePublish{
-		Model: *model, Version: *version, SHA256: sum[:], Size: uint64(len(img)), Expires: until.UnixMilli(), MinVersion: *minVersion,
+		Model: *model, Version: *version, SHA256: sum[:], Size: uint64(size), Expires: until.UnixMilli(), MinVersion: *minVersion,
 	}})
 	if err != nil {
 		return err
 	}
-	rb, err := c.publish(ctx, "/api/v1/firmware", env, img)
+	// The file must not change between hashing and sending: the gateway
+	// would refuse it (the hash, or the size, would not be the manifest's).
+	rb, err := c.publish(ctx, "/api/v1/firmware", env, io.LimitReader(img, size), size)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "firmware.publish %s version %d: committed in block %d, tx %s\n  image sha256 %x, %d bytes, expires %s\n",
-		*model, *version, rb.Height, rb.TxID, sum, len(img), until.UTC().Format(time.RFC3339))
+		*model, *version, rb.Height, rb.TxID, sum, size, until.UTC().Format(time.RFC3339))
 	return nil
 }
 
