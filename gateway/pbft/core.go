@@ -137,6 +137,11 @@ type HardState struct {
 	Stable       uint64     `cbor:"4,keyasint"` // last checkpoint proven stable; certificates at or below it may go
 	StableDigest Digest     `cbor:"5,keyasint"`
 	Proof        []*Message `cbor:"6,keyasint"` // its 2f+1 checkpoints
+	// Asked is the highest view this replica sent a view-change for,
+	// when above View: it rejoined a lower view the others kept
+	// committing in, and must not vote there (see Core.rejoin). Zero
+	// otherwise, so that such a hard state encodes as before.
+	Asked uint64 `cbor:"7,keyasint,omitempty"`
 }
 
 // SeqVote is the digest this replica voted for at Seq in View.
@@ -188,7 +193,8 @@ type Core struct {
 
 	view     uint64
 	changing bool
-	vcTimer  bool // the view-change timer runs (2f+1 view-changes seen)
+	asked    uint64 // the highest view this replica sent a view-change for: it never votes below it
+	vcTimer  bool   // the view-change timer runs (2f+1 view-changes seen)
 	now      int
 	deadline int // when the running timer fires
 	backoff  uint
@@ -319,7 +325,7 @@ func New(cfg Config, hs HardState, certs []*Prepared, last Executed) (*Core, err
 	f := (n - 1) / 3
 	c := &Core{
 		cfg: cfg, n: n, f: f, q: (n+f)/2 + 1,
-		view: hs.View, changing: hs.Changing,
+		view: hs.View, changing: hs.Changing, asked: hs.Asked,
 		log: map[uint64]*entry{}, low: lastExec, lowDigest: lastDigest,
 		lastExec: lastExec, lastExecDigest: lastDigest, nextSeq: lastExec + 1, execCert: &last,
 		checkpoints: map[uint64]map[string]*Message{}, vcs: map[uint64]map[string]*Message{},
@@ -330,6 +336,9 @@ func New(cfg Config, hs HardState, certs []*Prepared, last Executed) (*Core, err
 		if v.Seq > lastExec {
 			c.votes[v.Seq] = v
 		}
+	}
+	if hs.Changing {
+		c.asked = max(c.asked, hs.View)
 	}
 	if hs.Stable > 0 && c.validProof(hs.Stable, hs.StableDigest, hs.Proof) {
 		c.proven, c.provenDigest, c.proof = hs.Stable, hs.StableDigest, hs.Proof
@@ -363,6 +372,12 @@ func New(cfg Config, hs HardState, certs []*Prepared, last Executed) (*Core, err
 func (c *Core) primary(v uint64) string { return c.cfg.Nodes[v%uint64(c.n)] }
 
 func (c *Core) isPrimary() bool { return !c.changing && c.primary(c.view) == c.cfg.ID }
+
+// passive reports whether this replica is in a view below one it sent a
+// view-change for: it follows the view (executes what 2f+1 others commit,
+// sends its requests to the primary) but casts no vote in it, neither
+// prepare, commit, pre-prepare nor new-view (see rejoin).
+func (c *Core) passive() bool { return c.view < c.asked }
 
 // Status returns a snapshot.
 func (c *Core) Status() Status {
@@ -427,6 +442,9 @@ func (c *Core) dirty() {
 
 func (c *Core) hardState() HardState {
 	hs := HardState{View: c.view, Changing: c.changing, Stable: c.proven, StableDigest: c.provenDigest, Proof: c.proof}
+	if c.asked > c.view {
+		hs.Asked = c.asked
+	}
 	for _, s := range sortedKeys(c.votes) {
 		hs.Votes = append(hs.Votes, c.votes[s])
 	}
@@ -461,17 +479,22 @@ func (c *Core) resendEvery() int { return max(c.cfg.RequestTimeout/2, 1) }
 // replica in a view change sends its view-change again; the primary its
 // pre-prepares; every replica its prepares, commits, latest checkpoint,
 // and the requests it still waits for.
+//
+// A replica in a view change asks again every period, whether blocks
+// executed or not: blocks it fetched from peers that commit without it
+// are no progress of its view change, and its view-change is what shows
+// the others that it needs their new-view (issue 20).
 func (c *Core) resend() {
 	stalled := c.lastExec == c.stalled
 	c.stalled = c.lastExec
-	if !stalled {
-		return
-	}
 	if c.changing {
 		if vc := c.myVCs[c.view]; vc != nil {
 			c.broadcast(vc)
 		}
 		c.resendRequests()
+		return
+	}
+	if !stalled {
 		return
 	}
 	for _, s := range sortedKeys(c.log) {
@@ -584,14 +607,17 @@ func (c *Core) propose(r Request, from string) error {
 // maybePropose has the primary cut proposals while the pipeline has room;
 // a partial batch is cut only on a tick.
 func (c *Core) maybePropose(tick bool) error {
+	if c.passive() {
+		return nil // a pre-prepare is a vote: the others replace this primary
+	}
 	for c.isPrimary() && len(c.queue) > 0 && (tick || len(c.queue) >= c.cfg.MaxBatch) {
 		seq := c.nextSeq
 		if seq-c.lastExec > c.cfg.MaxInFlight || seq > c.low+c.cfg.Window {
 			return nil
 		}
-		parent, ok := c.digestAt(seq - 1)
+		parent, ok := c.heldAt(seq - 1)
 		if !ok {
-			return nil // behind: wait for the parent
+			return nil // behind: wait for the parent (state transfer, or its pre-prepare to validate)
 		}
 		n, size := 0, 0
 		for n < len(c.queue) && n < c.cfg.MaxBatch && (n == 0 || size+len(c.queue[n].req.Data) <= c.cfg.MaxBatchBytes) {
@@ -720,6 +746,26 @@ func (c *Core) digestAt(seq uint64) (Digest, bool) {
 	return Digest{}, false
 }
 
+// heldAt returns the digest of the proposal at seq if the application
+// holds it, so that a proposal may be built on it: executed, or built or
+// validated in this view. The low watermark alone is not enough: a new
+// view or a checkpoint may put it above what this replica executed, and
+// then the application holds no block there until state transfer brings
+// it (issue 20: a new primary behind the others built on a block it did
+// not hold, and its driver stopped).
+func (c *Core) heldAt(seq uint64) (Digest, bool) {
+	if seq == c.lastExec {
+		return c.lastExecDigest, true
+	}
+	if seq < c.lastExec {
+		return Digest{}, false
+	}
+	if e := c.log[seq]; e != nil && e.valid && e.view == c.view {
+		return e.digest, true
+	}
+	return Digest{}, false
+}
+
 func (c *Core) slot(seq uint64) *entry {
 	e := c.log[seq]
 	if e == nil {
@@ -799,8 +845,12 @@ func (c *Core) send(to string, m *Message) {
 func (c *Core) broadcast(m *Message) { c.rd.Messages = append(c.rd.Messages, Outbound{Msg: m}) }
 
 // vote records that this replica votes for d at (view, seq), refusing a
-// vote that conflicts with one cast before (also before a crash).
+// vote that conflicts with one cast before (also before a crash), and
+// any vote in a view below one this replica asked for (see rejoin).
 func (c *Core) vote(seq uint64, d Digest) bool {
+	if c.passive() {
+		return false
+	}
 	if v, ok := c.votes[seq]; ok && v.View == c.view && v.Digest != d {
 		return false
 	}
@@ -857,11 +907,12 @@ func (c *Core) Step(m *Message) error {
 
 // hold keeps a message of a view this replica has not installed yet, to
 // be stepped once it has.
-// A replica that hears a later view than its own, and is not itself
-// changing views, missed a new-view (it was down or cut off): it asks the
-// sender for it.
+// A replica that hears a later view than its own (or than the one it is
+// changing to) missed a new-view (it was down or cut off): it asks the
+// sender for it. A correct replica sends prepares, commits and
+// pre-prepares of a view only once it installed it.
 func (c *Core) hold(m *Message) {
-	if m.View > c.view && !c.changing {
+	if m.View > c.view {
 		if last, ok := c.queried[m.From]; !ok || c.now-last >= c.resendEvery() {
 			c.queried[m.From] = c.now
 			c.send(m.From, &Message{Type: TypeViewQuery, From: c.cfg.ID, View: c.view})
@@ -1006,10 +1057,10 @@ func (c *Core) advance(e *entry) error {
 			return nil
 		}
 	}
-	if !e.sentPrepare && c.prevPrepared(e.seq) {
-		if !c.vote(e.seq, e.digest) {
-			return nil
-		}
+	// A vote refused (one cast before for another digest, or a passive
+	// replica's) is not sent, but the slot still prepares and commits on
+	// the others' votes: 2f+1 of them are a certificate either way.
+	if !e.sentPrepare && c.prevPrepared(e.seq) && c.vote(e.seq, e.digest) {
 		p := &Message{Type: TypePrepare, From: c.cfg.ID, View: c.view, Seq: e.seq, Digest: e.digest.bytes()}
 		if err := c.sign(p); err != nil {
 			return err
@@ -1023,10 +1074,7 @@ func (c *Core) advance(e *entry) error {
 		e.cert, e.certView = c.certificate(e), c.view
 		c.rd.Certs = append(c.rd.Certs, e.cert)
 	}
-	if e.prepared && !e.sentCommit {
-		if !c.vote(e.seq, e.digest) {
-			return nil
-		}
+	if e.prepared && !e.sentCommit && c.vote(e.seq, e.digest) {
 		cm := &Message{Type: TypeCommit, From: c.cfg.ID, View: c.view, Seq: e.seq, Digest: e.digest.bytes()}
 		if err := c.sign(cm); err != nil {
 			return err
@@ -1258,6 +1306,16 @@ func (c *Core) Caught(last Executed, ids [][32]byte) error {
 		c.addCheckpoint(set[sortedKeys(set)[0]])
 	}
 	c.raiseLow(seq, d)
+	// A block 2f+1 replicas committed in a lower view, above what this
+	// replica had executed, while its own view change has not gathered
+	// 2f+1 (which would start its timer: that one is real): the others
+	// went on without it. It rejoins them, unless it is that view's
+	// primary, which the others replace anyway once it proposes nothing.
+	if c.changing && !c.vcTimer && last.View < c.view && c.primary(last.View) != c.cfg.ID && c.validCommits(&last) {
+		if err := c.rejoin(last.View); err != nil {
+			return err
+		}
+	}
 	if err := c.advanceSlots(seq + 1); err != nil {
 		return err
 	}

@@ -37,8 +37,22 @@
 //     with 2f+1 view-changes and re-proposes, above the highest stable
 //     checkpoint or commit certificate among them, each sequence number's
 //     prepared certificate of the highest view. Every replica recomputes
-//     this from the view-changes before it accepts the new view.
-//  5. Requests: a backup forwards its requests to the primary and waits
+//     this from the view-changes before it accepts the new view. A
+//     replica in a view change asks again every retransmission period.
+//     A new primary that has not executed up to where the new view
+//     starts proposes nothing until state transfer brought it there.
+//  5. Rejoining (not in PBFT): a replica left alone in a view change while
+//     2f+1 others go on committing in a lower view (a view change it
+//     alone asked for, or one it woke up into after being stopped) never
+//     gets the 2f+1 view-changes that start its timer. When state
+//     transfer brings it a block the others committed in that lower view
+//     above what it had executed, it rejoins that view passively: it
+//     executes on the others' votes and forwards its requests, but casts
+//     no vote (prepare, commit, pre-prepare, new-view) in a view below
+//     the highest it sent a view-change for (HardState.Asked), since
+//     that view-change may still start a later view and would lack what
+//     it voted for afterwards. It votes again from the next view on.
+//  6. Requests: a backup forwards its requests to the primary and waits
 //     for them to execute; a request waited for too long goes to every
 //     replica, which all then wait for it too (PBFT 4.4 client
 //     retransmission). The primary drops duplicates. Requests keep the
@@ -46,7 +60,7 @@
 //     again in a new view, in that order, never sorted (an application
 //     may refuse a request ordered after a later one of the same client,
 //     as ledgergate refuses a device's record as a replay).
-//  6. Retransmission: when nothing executed for half a request timeout, a
+//  7. Retransmission: when nothing executed for half a request timeout, a
 //     replica sends again what peers may have lost; a replica that sees a
 //     later view asks for the NEW-VIEW that installed it (VIEW-QUERY).
 //

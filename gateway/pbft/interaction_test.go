@@ -331,7 +331,7 @@ func newCluster(o options, out io.Writer) (*cluster, error) {
 
 // boot builds a replica's core from what it persisted.
 func (h *cluster) boot(r *replica) error {
-	r.app = pbfttest.NewApp(r.id)
+	r.app = pbfttest.NewApp(r.id, genesis)
 	for _, e := range r.chain {
 		r.app.Exec(e)
 	}

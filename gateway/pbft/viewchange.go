@@ -12,6 +12,7 @@ func (c *Core) startViewChange(v uint64) error {
 		return nil
 	}
 	c.view, c.changing, c.vcTimer = v, true, false
+	c.asked = max(c.asked, v)
 	c.dirty()
 	c.queue, c.queued = nil, map[[32]byte]bool{}
 	return c.sendViewChange()
@@ -128,14 +129,16 @@ func (c *Core) addViewChange(m *Message) error {
 			delete(c.vcs, v)
 		}
 	}
-	// f+1 replicas ask for views above ours: at least one is correct.
+	// f+1 other replicas ask for views above ours: at least one is
+	// correct. (This replica's own view-change counts only once it
+	// rejoined a lower view: it asked for that one alone.)
 	lowest := map[string]uint64{}
 	for _, v := range sortedKeys(c.vcs) {
 		if v <= c.view {
 			continue
 		}
 		for from := range c.vcs[v] {
-			if _, ok := lowest[from]; !ok {
+			if _, ok := lowest[from]; !ok && from != c.cfg.ID {
 				lowest[from] = v
 			}
 		}
@@ -159,7 +162,7 @@ func (c *Core) addViewChange(m *Message) error {
 		c.vcTimer = true
 		c.deadline = c.now + c.timeout()
 	}
-	if len(mine) >= c.q && mine[c.cfg.ID] != nil && c.primary(c.view) == c.cfg.ID && c.nvSent < c.view {
+	if len(mine) >= c.q && mine[c.cfg.ID] != nil && c.primary(c.view) == c.cfg.ID && c.nvSent < c.view && !c.passive() {
 		return c.sendNewView()
 	}
 	return nil
@@ -314,6 +317,46 @@ func (c *Core) install(nv *Message) error {
 	// re-proposals are validated and their requests marked in flight, in
 	// the order they were proposed here (not by id: a device's records
 	// must keep their order across a view change).
+	for _, id := range c.waitingInOrder() {
+		if c.queued[id] || c.inflight[id] != 0 {
+			continue
+		}
+		if err := c.propose(Request{ID: id, Data: c.waiting[id].data}, ""); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rejoin leaves a view change nobody else joined for view v below it,
+// where 2f+1 replicas went on committing: Caught proved it with a commit
+// certificate of view v above what this replica had executed.
+//
+// PBFT 4.4 and 4.5.2 give a replica no way back. One that asked for view
+// v+1 alone (its requests were lost, it was cut off, or it was stopped
+// and woke up in the middle of a view change the others finished
+// without it) waits for 2f+1 view-changes to start its timer, and with
+// f+1 needed to make the others join, a lone replica never gets them
+// while the others are content. It stayed in view_changing for good, and
+// sent nothing to the primary, so its own clients got no answer
+// (issue 20).
+//
+// It rejoins view v passively: it executes what 2f+1 others commit and
+// forwards its requests to v's primary, but votes in no view below the
+// highest it asked for. A view-change is a promise not to vote in lower
+// views: the one it sent may still go into a later new-view, which would
+// then lack a certificate for what it voted for afterwards, and a
+// committed proposal could be lost. It votes again from the next view
+// on, which its timer or f+1 other replicas start as usual.
+func (c *Core) rejoin(v uint64) error {
+	c.view, c.changing, c.vcTimer = v, false, false
+	c.dirty()
+	for _, s := range sortedKeys(c.log) {
+		if s > c.lastExec {
+			c.resetSlot(c.log[s], v)
+		}
+	}
+	c.deadline = c.now + c.timeout()
 	for _, id := range c.waitingInOrder() {
 		if c.queued[id] || c.inflight[id] != 0 {
 			continue

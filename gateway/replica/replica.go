@@ -236,9 +236,14 @@ func (r *Replica) Run(ctx context.Context, commit func(*chain.Round) error) erro
 			since = time.Now()
 		}
 		if prev.View != st.View || prev.Changing != st.Changing {
-			if st.Changing {
+			switch {
+			case st.Changing:
 				r.logger.Warn("view change: asking for a new primary", "view", st.View, "primary", st.Primary, "executed", st.Executed)
-			} else {
+			case st.View < prev.View:
+				// The others went on committing in this view without it
+				// (pbft: rejoin); it follows until the next view change.
+				r.logger.Warn("view change abandoned: rejoined the view the others commit in", "view", st.View, "asked", prev.View, "primary", st.Primary, "executed", st.Executed)
+			default:
 				r.logger.Info("new view installed", "view", st.View, "primary", st.Primary, "executed", st.Executed)
 			}
 		}

@@ -88,12 +88,21 @@ type App struct {
 	id       string
 	executed map[string]bool
 	pending  map[pbft.Digest]*Block // validated, not executed
+	tip      pbft.Digest            // the last block executed (the genesis first)
 }
 
+// ErrUnknownParent is what Build and Validate return for a proposal on a
+// parent this application does not hold, neither executed nor built or
+// validated: as ledgergate's application (gateway/replica) refuses it.
+var ErrUnknownParent = errors.New("pbfttest: proposal extends a block this replica does not hold")
+
 // NewApp returns the application of replica id.
-func NewApp(id string) *App {
-	return &App{id: id, executed: map[string]bool{}, pending: map[pbft.Digest]*Block{}}
+func NewApp(id string, genesis pbft.Digest) *App {
+	return &App{id: id, executed: map[string]bool{}, pending: map[pbft.Digest]*Block{}, tip: genesis}
 }
+
+// holds reports whether d is the executed tip or a pending block.
+func (a *App) holds(d pbft.Digest) bool { return d == a.tip || a.pending[d] != nil }
 
 // Executed reports whether req was executed.
 func (a *App) Executed(req string) bool { return a.executed[req] }
@@ -131,6 +140,9 @@ func (a *App) seen(req string, parent pbft.Digest) bool {
 
 // Build makes the block at seq from the requests not yet seen.
 func (a *App) Build(seq, view uint64, parent pbft.Digest, reqs []pbft.Request) (pbft.Proposal, error) {
+	if !a.holds(parent) {
+		return pbft.Proposal{}, ErrUnknownParent
+	}
 	b := &Block{Seq: seq, Parent: parent[:], Proposer: a.id}
 	var p pbft.Proposal
 	in := map[string]bool{}
@@ -151,6 +163,9 @@ func (a *App) Build(seq, view uint64, parent pbft.Digest, reqs []pbft.Request) (
 
 // Validate checks a primary's block on top of parent.
 func (a *App) Validate(seq, view uint64, parent pbft.Digest, payload []byte) (pbft.Digest, [][32]byte, error) {
+	if !a.holds(parent) {
+		return pbft.Digest{}, nil, ErrUnknownParent
+	}
 	b, err := DecodeBlock(payload)
 	if err != nil {
 		return pbft.Digest{}, nil, err
@@ -181,5 +196,10 @@ func (a *App) Exec(e pbft.Entry) {
 	for _, r := range b.Reqs {
 		a.executed[string(r)] = true
 	}
-	delete(a.pending, e.Digest)
+	for d, p := range a.pending {
+		if p.Seq <= e.Seq {
+			delete(a.pending, d) // decided: a proposal there is stale
+		}
+	}
+	a.tip = e.Digest
 }

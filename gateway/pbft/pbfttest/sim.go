@@ -32,6 +32,7 @@ type Options struct {
 	MaxDelay   int  // ticks a message may take
 	Partition  bool // cut a random minority off for a while
 	Crash      bool // crash and restart a random replica
+	Pause      bool // pause f+1 replicas for a long time, then resume them
 	FaultTicks int  // faults stop after this many ticks
 	HealTicks  int  // after the faults, all requests must commit within this
 }
@@ -50,12 +51,13 @@ func Scenario(seed uint64) Options {
 	o.Dup = []float64{0, 0.05}[r.IntN(2)]
 	o.Partition = r.IntN(2) == 0
 	o.Crash = r.IntN(2) == 0
+	o.Pause = r.IntN(3) == 0 // drawn last: the seeds before it kept their scenarios
 	return o
 }
 
 func (o Options) String() string {
-	return fmt.Sprintf("seed=%d n=%d byzantine=%q requests=%d drop=%.2f dup=%.2f delay<=%d partition=%v crash=%v",
-		o.Seed, o.N, o.Byzantine, o.Requests, o.Drop, o.Dup, o.MaxDelay, o.Partition, o.Crash)
+	return fmt.Sprintf("seed=%d n=%d byzantine=%q requests=%d drop=%.2f dup=%.2f delay<=%d partition=%v crash=%v pause=%v",
+		o.Seed, o.N, o.Byzantine, o.Requests, o.Drop, o.Dup, o.MaxDelay, o.Partition, o.Crash, o.Pause)
 }
 
 // replica is one simulated gateway: a core, its application, and what it
@@ -70,6 +72,8 @@ type replica struct {
 	certs  map[uint64]*pbft.Prepared
 	chain  []pbft.Entry // executed, in order; chain[i].Seq == i+1
 	down   bool
+	paused bool       // as under SIGSTOP: no ticks, nothing delivered; messages to it wait
+	inbox  []envelope // what arrived while paused, delivered when it resumes
 	crypto *Keys
 }
 
@@ -153,7 +157,7 @@ func runWith(o Options, after func(*Sim)) error {
 
 func (s *Sim) boot(r *replica) error {
 	r.crypto = &Keys{Self: r.id, Secrets: s.secrets}
-	r.app = NewApp(r.id)
+	r.app = NewApp(r.id, genesis)
 	for _, e := range r.chain {
 		r.app.Exec(e)
 	}
@@ -200,10 +204,32 @@ func (s *Sim) run() error {
 		crashFor = 20 + s.rng.IntN(200)
 		crashIdx = s.rng.IntN(len(s.replicas))
 	}
-	healAt := max(o.FaultTicks, partTo, crashAt+crashFor) + 1
-	var final []string
+	var pauseAt, pauseFor int
+	var paused []int
+	if o.Pause {
+		// As kill -STOP of f+1 gateways for a long time (issue 20): the
+		// others lose their quorum and ask for views that cannot start;
+		// the paused ones wake up where they stopped, their timers
+		// included, and find everything sent to them meanwhile.
+		pauseAt = s.rng.IntN(o.FaultTicks)
+		pauseFor = 200 + s.rng.IntN(800) // 5 to 25 request timeouts
+		paused = s.rng.Perm(len(s.replicas))[:(o.N-1)/3+1]
+	}
+	healAt := max(o.FaultTicks, partTo, crashAt+crashFor, pauseAt+pauseFor) + 1
+	var final, after, beats []string
 	for s.now = 0; s.now < healAt+o.HealTicks; s.now++ {
 		faulty := s.now < healAt
+		if o.Pause && (s.now == pauseAt || s.now == pauseAt+pauseFor) {
+			for _, i := range paused {
+				r := s.replicas[i]
+				r.paused = s.now == pauseAt
+				for _, e := range r.inbox {
+					e.at = s.now + s.rng.IntN(s.o.MaxDelay)
+					s.inflight = append(s.inflight, e)
+				}
+				r.inbox = nil
+			}
+		}
 		if o.Partition && s.now == partFrom {
 			f := (o.N - 1) / 3
 			for range 1 + s.rng.IntN(max(f, 1)) {
@@ -244,7 +270,7 @@ func (s *Sim) run() error {
 		}
 		for _, i := range s.rng.Perm(len(s.replicas)) {
 			r := s.replicas[i]
-			if r.down {
+			if r.down || r.paused {
 				continue
 			}
 			if err := r.core.Tick(); err != nil {
@@ -259,7 +285,48 @@ func (s *Sim) run() error {
 				}
 			}
 		}
-		if s.now > healAt && s.allExecuted(final) && s.allExecuted(must) {
+		if s.now <= healAt || !s.allExecuted(final) || !s.allExecuted(must) {
+			continue
+		}
+		if !s.oneView() || !s.allExecuted(beats) {
+			// A chain does not go idle: ledgergate's primary commits a
+			// heartbeat tx when no block committed for a while, and its
+			// devices keep sending. Here, a request every 100 ticks at
+			// the next honest replica.
+			if after == nil && (s.now-healAt)%100 == 0 {
+				i := s.nextHonest(len(beats))
+				req := fmt.Sprintf("req-beat-%d", len(beats))
+				beats = append(beats, req)
+				if err := s.replicas[i].core.Propose([]byte(req)); err != nil {
+					return fmt.Errorf("propose at %s: %w", s.replicas[i].id, err)
+				}
+				if err := s.handle(i, false); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		// Every request committed and the honest replicas share one view,
+		// none of them changing. They must go on committing: a request at
+		// each of them (a gateway left out of the view, as in issue 20,
+		// executes blocks by state transfer but gets none of its own
+		// devices' records ordered).
+		if after == nil {
+			for i, r := range s.replicas {
+				if s.honest(r) {
+					req := fmt.Sprintf("req-after-%d", i)
+					after = append(after, req)
+					if err := r.core.Propose([]byte(req)); err != nil {
+						return fmt.Errorf("propose at %s: %w", r.id, err)
+					}
+					if err := s.handle(i, false); err != nil {
+						return err
+					}
+				}
+			}
+			continue
+		}
+		if s.allExecuted(after) {
 			return nil
 		}
 	}
@@ -268,7 +335,42 @@ func (s *Sim) run() error {
 		st := r.core.Status()
 		lag = append(lag, fmt.Sprintf("%s(%s): view %d changing %v executed %d waiting %d queued %d", r.id, r.fault, st.View, st.Changing, st.Executed, st.Waiting, st.Queued))
 	}
-	return fmt.Errorf("liveness: after healing at tick %d, requests did not all commit in %d ticks:\n  %s", healAt, o.HealTicks, strings.Join(lag, "\n  "))
+	what := "requests did not all commit"
+	switch {
+	case s.allExecuted(final) && s.allExecuted(must) && after == nil && s.allExecuted(beats):
+		what = "the honest replicas did not settle in one view"
+	case after != nil:
+		what = "a request at each honest replica, once they agreed on a view, did not all commit"
+	}
+	return fmt.Errorf("liveness: after healing at tick %d, %s in %d ticks:\n  %s", healAt, what, o.HealTicks, strings.Join(lag, "\n  "))
+}
+
+// nextHonest returns the index of the k-th honest replica, round robin.
+func (s *Sim) nextHonest(k int) int {
+	var honest []int
+	for i, r := range s.replicas {
+		if s.honest(r) {
+			honest = append(honest, i)
+		}
+	}
+	return honest[k%len(honest)]
+}
+
+// oneView reports whether the honest replicas are all in one view and
+// none of them is changing views.
+func (s *Sim) oneView() bool {
+	view := -1
+	for _, r := range s.replicas {
+		if !s.honest(r) {
+			continue
+		}
+		st := r.core.Status()
+		if st.Changing || (view >= 0 && uint64(view) != st.View) {
+			return false
+		}
+		view = int(st.View)
+	}
+	return true
 }
 
 // submit gives a request to a random honest replica that is up, and
@@ -276,7 +378,7 @@ func (s *Sim) run() error {
 func (s *Sim) submit(req string) (int, error) {
 	var up []int
 	for i, r := range s.replicas {
-		if s.honest(r) && !r.down {
+		if s.honest(r) && !r.down && !r.paused {
 			up = append(up, i)
 		}
 	}
@@ -309,7 +411,9 @@ func (s *Sim) allExecuted(reqs []string) bool {
 func (s *Sim) deliver(faulty bool) error {
 	var due, later []envelope
 	for _, e := range s.inflight {
-		if e.at <= s.now {
+		if e.at <= s.now && s.replicas[e.to].paused {
+			s.replicas[e.to].inbox = append(s.replicas[e.to].inbox, e)
+		} else if e.at <= s.now {
 			due = append(due, e)
 		} else {
 			later = append(later, e)
@@ -520,7 +624,7 @@ func (s *Sim) resign(r *replica, m *pbft.Message) *pbft.Message {
 func (s *Sim) sync(i int) error {
 	r := s.replicas[i]
 	j := s.rng.IntN(len(s.replicas))
-	if j == i || s.replicas[j].down || s.cut[i] != s.cut[j] || s.replicas[j].height() <= r.height() {
+	if j == i || s.replicas[j].down || s.replicas[j].paused || s.cut[i] != s.cut[j] || s.replicas[j].height() <= r.height() {
 		return nil
 	}
 	return s.transfer(i, j)
@@ -530,7 +634,7 @@ func (s *Sim) sync(i int) error {
 func (s *Sim) fetch(i int, target uint64) error {
 	var from []int
 	for j, p := range s.replicas {
-		if j != i && !p.down && s.cut[i] == s.cut[j] && p.height() > s.replicas[i].height() {
+		if j != i && !p.down && !p.paused && s.cut[i] == s.cut[j] && p.height() > s.replicas[i].height() {
 			from = append(from, j)
 		}
 	}
