@@ -118,25 +118,27 @@ func heights(t *cluster.Transport) func() map[string]uint64 {
 func behind(t *cluster.Transport, st *state.State, quorum int) func() bool {
 	return func() bool {
 		tip, _ := st.Tip()
-		return isBehind(tip, t.Peers(), quorum)
+		return isBehind(tip, t.Peers(), quorum, time.Now())
 	}
 }
 
-// isBehind: a connected peer reports a height above tip, or fewer peers
-// are connected than a quorum needs besides this gateway, so it cannot
-// tell the chain's height.
-func isBehind(tip uint64, peers []cluster.PeerStatus, quorum int) bool {
-	connected := 0
+// isBehind: a peer heard from lately reports a height above tip, or fewer
+// peers were heard from lately than a quorum needs besides this gateway,
+// so it cannot tell the chain's height. A peer is heard from on its own
+// connection to us, which carries its height: our connection to it can
+// be up long before (it reconnects to a restarted gateway with backoff).
+func isBehind(tip uint64, peers []cluster.PeerStatus, quorum int, now time.Time) bool {
+	heard := 0
 	for _, p := range peers {
-		if !p.Connected {
+		if p.LastSeen.IsZero() || now.Sub(p.LastSeen) >= peerSilence {
 			continue
 		}
-		connected++
+		heard++
 		if p.Height > tip {
 			return true
 		}
 	}
-	return connected < quorum-1
+	return heard < quorum-1
 }
 
 // clusterStatus is the consensus part of the API's status.
