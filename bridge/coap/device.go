@@ -247,31 +247,7 @@ func (s *Server) nextSeqLocked() uint32 {
 // watch registers p's token for changes of the manifest named key,
 // replacing p's registration with that token; false if there is no room.
 func (s *Server) watch(p *peer, token, key string, typ message.Type, now time.Time) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing {
-		return false
-	}
-	if old := p.observers[token]; old != nil {
-		s.removeObserverLocked(old)
-	}
-	if len(p.observers) >= s.cfg.MaxObservationsPerPeer || s.nobs >= s.cfg.MaxObservations {
-		return false
-	}
-	o := &observer{p: p, token: token, watch: key, typ: typ, expires: now.Add(s.cfg.ObserveTimeout)}
-	if p.observers == nil {
-		p.observers = map[string]*observer{}
-	}
-	p.observers[token] = o
-	set := s.watching[key]
-	if set == nil {
-		set = map[*observer]struct{}{}
-		s.watching[key] = set
-	}
-	set[o] = struct{}{}
-	s.nobs++
-	s.m.observations.Set(float64(s.nobs))
-	return true
+	return s.register(&observer{p: p, token: token, watch: key, typ: typ, expires: now.Add(s.cfg.ObserveTimeout)})
 }
 
 // Changed notifies the observers of the manifests (configuration,

@@ -136,16 +136,19 @@ func (cs *connSet) remove(c *dtlsConn) {
 	removeFrom(cs.byAddr, c.addr, c)
 }
 
-func addTo[K comparable](m map[K]map[*dtlsConn]struct{}, k K, c *dtlsConn) {
+// addTo adds v to the set of k (sessions of an address, observers of a
+// receipt or manifest).
+func addTo[K, V comparable](m map[K]map[V]struct{}, k K, v V) {
 	if m[k] == nil {
-		m[k] = map[*dtlsConn]struct{}{}
+		m[k] = map[V]struct{}{}
 	}
-	m[k][c] = struct{}{}
+	m[k][v] = struct{}{}
 }
 
-func removeFrom[K comparable](m map[K]map[*dtlsConn]struct{}, k K, c *dtlsConn) {
+// removeFrom removes v from the set of k, and the set once empty.
+func removeFrom[K, V comparable](m map[K]map[V]struct{}, k K, v V) {
 	set := m[k]
-	delete(set, c)
+	delete(set, v)
 	if len(set) == 0 {
 		delete(m, k)
 	}

@@ -82,28 +82,34 @@ func (s *Server) receiptAnswer(id [32]byte) answer {
 // observe registers p's token for the receipt of id, replacing p's
 // registration with that token; false if there is no room.
 func (s *Server) observe(p *peer, token string, id [32]byte, typ message.Type, now time.Time) bool {
+	return s.register(&observer{p: p, token: token, id: id, typ: typ, expires: now.Add(s.cfg.ObserveTimeout)})
+}
+
+// register adds o, an observation of a receipt (o.id) or of a manifest
+// (o.watch), replacing its peer's registration with the same token;
+// false if there is no room.
+func (s *Server) register(o *observer) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
 		return false
 	}
-	if old := p.observers[token]; old != nil {
+	p := o.p
+	if old := p.observers[o.token]; old != nil {
 		s.removeObserverLocked(old)
 	}
 	if len(p.observers) >= s.cfg.MaxObservationsPerPeer || s.nobs >= s.cfg.MaxObservations {
 		return false
 	}
-	o := &observer{p: p, token: token, id: id, typ: typ, expires: now.Add(s.cfg.ObserveTimeout)}
 	if p.observers == nil {
 		p.observers = map[string]*observer{}
 	}
-	p.observers[token] = o
-	set := s.observing[id]
-	if set == nil {
-		set = map[*observer]struct{}{}
-		s.observing[id] = set
+	p.observers[o.token] = o
+	if o.watch != "" {
+		addTo(s.watching, o.watch, o)
+	} else {
+		addTo(s.observing, o.id, o)
 	}
-	set[o] = struct{}{}
 	s.nobs++
 	s.m.observations.Set(float64(s.nobs))
 	return true
@@ -124,17 +130,9 @@ func (s *Server) removeObserverLocked(o *observer) {
 	}
 	delete(o.p.observers, o.token)
 	if o.watch != "" {
-		set := s.watching[o.watch]
-		delete(set, o)
-		if len(set) == 0 {
-			delete(s.watching, o.watch)
-		}
+		removeFrom(s.watching, o.watch, o)
 	} else {
-		set := s.observing[o.id]
-		delete(set, o)
-		if len(set) == 0 {
-			delete(s.observing, o.id)
-		}
+		removeFrom(s.observing, o.id, o)
 	}
 	s.nobs--
 	s.m.observations.Set(float64(s.nobs))
