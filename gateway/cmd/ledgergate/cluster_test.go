@@ -64,14 +64,20 @@ func newCluster(t testing.TB, n int, extra ...string) *testCluster {
 }
 
 // freeAddr returns a loopback address no one listens on right now.
-func freeAddr(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func freeAddr(t testing.TB) string { return freeAddrOn(t, "127.0.0.1") }
+
+// freeAddrOn is freeAddr on another loopback address.
+func freeAddrOn(t testing.TB, host string) string {
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
 	return ln.Addr().String()
 }
+
+// seedsHost is the loopback address of the gateways a DNS zone names.
+const seedsHost = "127.0.0.2"
 
 // clusterStatus is the part of /api/v1/status these tests read.
 type clusterStatus struct {

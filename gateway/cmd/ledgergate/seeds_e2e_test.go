@@ -35,7 +35,10 @@ func TestClusterFromSeeds(t *testing.T) {
 		c.data = append(c.data, data)
 		mustCLI(t, dir, "init", "--software-key", "--data", data, "--node-id", id)
 		nodeFlags = append(nodeFlags, "--node", id+",,"+filepath.Join(data, "node.pub"))
-		listens[i], brokers[i] = freeAddr(t), freeAddr(t)
+		// The zone names these ports before the gateways bind them: on a
+		// loopback address of their own, no outbound connection of another
+		// test (whose source is 127.0.0.1) can take one in between.
+		listens[i], brokers[i] = freeAddrOn(t, seedsHost), freeAddrOn(t, seedsHost)
 		der, err := device.LoadPublicKey(filepath.Join(data, "node.pub"))
 		if err != nil {
 			t.Fatal(err)
@@ -45,7 +48,7 @@ func TestClusterFromSeeds(t *testing.T) {
 		records = append(records,
 			fmt.Sprintf("_ledgergate._tcp 300 IN SRV 0 0 %s %s", port, id),
 			fmt.Sprintf("_mqtt._tcp 300 IN SRV %d 0 %s %s", i, mqttPort, id),
-			fmt.Sprintf("%s 300 IN A 127.0.0.1", id),
+			fmt.Sprintf("%s 300 IN A %s", id, seedsHost),
 			fmt.Sprintf(`%s 300 IN TXT "lg1 node=%s spki-sha256=%x"`, id, id, sha256.Sum256(der)))
 	}
 	zone := seedstest.SignZone(t, dir, seedstest.Zone{Origin: "site.test.", Algorithm: 13, Records: records})
@@ -67,7 +70,7 @@ func TestClusterFromSeeds(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i == 0 {
-			if out := mustCLI(t, dir, "seeds", "check", "--config", conf); !strings.Contains(out, "node-4 at [127.0.0.1:") {
+			if out := mustCLI(t, dir, "seeds", "check", "--config", conf); !strings.Contains(out, "node-4 at ["+seedsHost+":") {
 				t.Errorf("seeds check:\n%s", out)
 			}
 		}
