@@ -252,16 +252,7 @@ func TestDeviceImageBlocks(t *testing.T) {
 func TestDeviceReports(t *testing.T) {
 	l := newDeviceLab(t)
 	cc := dialUDP(t, l.udpAddr, blockwise.SZX1024)
-	postTo := func(path string, env []byte) *pool.Message {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		defer cancel()
-		resp, err := cc.Post(ctx, path, message.AppCoseSign1, bytes.NewReader(env))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp
-	}
+	postTo := func(path string, env []byte) *pool.Message { return postPath(t, cc, path, env) }
 	sum := sha256.Sum256([]byte("interval = 10"))
 	report, err := device.SignConfigReport(l.d.key, l.d.chainID, ledger.ConfigReport{DeviceID: l.d.id, Seq: 1, Version: 1, SHA256: sum[:]})
 	if err != nil {
@@ -295,16 +286,7 @@ func TestDeviceReports(t *testing.T) {
 func TestDeviceRekey(t *testing.T) {
 	l := newDeviceLab(t)
 	cc := dialUDP(t, l.udpAddr, blockwise.SZX1024)
-	post := func(path string, env []byte) *pool.Message {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		defer cancel()
-		resp, err := cc.Post(ctx, path, message.AppCoseSign1, bytes.NewReader(env))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp
-	}
+	post := func(path string, env []byte) *pool.Message { return postPath(t, cc, path, env) }
 	newKey := newP256(t)
 	pub, err := ledger.MarshalPublicKey(newKey)
 	if err != nil {

@@ -275,9 +275,15 @@ func mustDialDTLS(t testing.TB, addr string, key crypto.Signer, opts ...piondtls
 // post POSTs env to lg/v1/data/<stream> and returns the response.
 func post(t testing.TB, cc *udpClient.Conn, stream string, env []byte, opts ...message.Option) *pool.Message {
 	t.Helper()
+	return postPath(t, cc, "/lg/v1/data/"+stream, env, opts...)
+}
+
+// postPath POSTs env, a COSE_Sign1, to path and returns the response.
+func postPath(t testing.TB, cc *udpClient.Conn, path string, env []byte, opts ...message.Option) *pool.Message {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	resp, err := cc.Post(ctx, "/lg/v1/data/"+stream, message.AppCoseSign1, bytes.NewReader(env), opts...)
+	resp, err := cc.Post(ctx, path, message.AppCoseSign1, bytes.NewReader(env), opts...)
 	if err != nil {
 		t.Fatalf("POST: %v", err)
 	}
