@@ -180,7 +180,9 @@ func (s *Server) guard(w http.ResponseWriter, r *http.Request) *http.Request {
 	case accessScoped:
 		need, checked = p.Required, p.Required
 	case accessSubmit:
-		checked = p.Required
+		// Every kind needs at least submit unless devices' own kinds are
+		// open: then the body is not read without it.
+		need, checked = p.Required && p.DevicePaths, p.Required
 	case accessDevice:
 		need, checked = p.Required && p.DevicePaths, p.Required
 	case accessMetrics:
