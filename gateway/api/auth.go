@@ -221,7 +221,7 @@ func (s *Server) guard(w http.ResponseWriter, r *http.Request) *http.Request {
 func (s *Server) refuseToken(w http.ResponseWriter, r *http.Request, scope Scope, t Token, err error) {
 	switch {
 	case errors.Is(err, ErrTokenStore):
-		s.logger.Error("api request refused: the token store is unreadable", "path", r.URL.Path, "err", err)
+		// The store logged why, once.
 		writeError(w, http.StatusInternalServerError, string(ledger.ReasonInternal),
 			"the gateway cannot read its API token store; its log says why")
 		return

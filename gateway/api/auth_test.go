@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -352,5 +353,28 @@ func TestRulesCoverRoutes(t *testing.T) {
 	}
 	if sc, _ := KindScope("device.frobnicate"); sc != ScopeAdmin {
 		t.Errorf("an unknown kind needs %s, want admin", sc)
+	}
+}
+
+// TestAuthStoreUnreadable: a token store that goes bad while the gateway
+// runs fails closed: a request with a token is refused (500 internal, the
+// log says why), not let through; fixed, the token works again.
+func TestAuthStoreUnreadable(t *testing.T) {
+	a := newTestAPI(t, AuthPolicy{Required: true})
+	tok := a.token(ScopeReadRecords)
+	good, err := os.ReadFile(a.tokens.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(a.tokens.Path(), []byte("{"), 0o600)
+	if got := a.do("GET", "/api/v1/devices", tok, nil); got.code != 500 || got.reason != "internal" {
+		t.Errorf("a token against a corrupt store: %+v", got)
+	}
+	if got := a.do("GET", "/api/v1/devices", "", nil); got.code != 401 {
+		t.Errorf("no token against a corrupt store: %+v", got)
+	}
+	os.WriteFile(a.tokens.Path(), good, 0o600)
+	if got := a.do("GET", "/api/v1/devices", tok, nil); got.code != 200 {
+		t.Errorf("a token once the store is fixed: %+v", got)
 	}
 }
