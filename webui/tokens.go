@@ -52,8 +52,11 @@ type tokenForm struct {
 
 func (s *Server) tokens(w http.ResponseWriter, r *http.Request, ss *session) {
 	flash := ""
+	// Only a token id is echoed: a link cannot put its own words on the page.
 	if id := r.URL.Query().Get("revoked"); id != "" {
-		flash = "Revoked token " + id + "."
+		if _, ok := api.TokenID("lgt_" + id + "_x"); ok {
+			flash = "Revoked token " + id + "."
+		}
 	}
 	s.tokensPage(w, r, ss, http.StatusOK, flash, "", tokenForm{Scopes: []string{string(api.ScopeReadRecords)}, Expires: "2160h"}, "", "")
 }

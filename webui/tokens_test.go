@@ -73,6 +73,9 @@ func TestTokensPage(t *testing.T) {
 	if _, err := store.Check(m[1]); err == nil {
 		t.Fatal("a revoked token still checks")
 	}
+	if _, body, _ := u.do(c, "GET", "/tokens?revoked=Your+gateway+is+hacked", nil); strings.Contains(body, "hacked") {
+		t.Error("the page echoes words from its link")
+	}
 	if code, _, _ := u.do(c, "POST", "/tokens/0123456789ab/revoke", url.Values{"csrf": {csrf}}); code != http.StatusNotFound {
 		t.Errorf("revoke an unknown token: %d", code)
 	}
