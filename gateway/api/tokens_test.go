@@ -236,3 +236,54 @@ func TestTokenStoreConcurrentWriters(t *testing.T) {
 		t.Errorf("temporary files left: %v", left)
 	}
 }
+
+// FuzzTokenCheck: a presented token (the Authorization header's bytes)
+// never makes Check panic, and nothing but the token itself checks.
+func FuzzTokenCheck(f *testing.F) {
+	s, err := OpenTokens(filepath.Join(f.TempDir(), TokensFile), quietLogger())
+	if err != nil {
+		f.Fatal(err)
+	}
+	tok, _, err := s.Create("fuzz", []Scope{ScopeAdmin}, 0)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(tok)
+	f.Add(tok[:17] + strings.Repeat("a", 52))
+	f.Add("lgt__")
+	f.Add("lgt_" + tok[4:16] + "_")
+	f.Fuzz(func(t *testing.T, presented string) {
+		if len(presented) > 1024 {
+			return
+		}
+		_, err := s.Check(presented)
+		if (err == nil) != (presented == tok) {
+			t.Fatalf("Check(%q) = %v", presented, err)
+		}
+	})
+}
+
+// FuzzTokenFile: no file content makes reading the store panic, and what
+// it accepts passes its own checks when written back.
+func FuzzTokenFile(f *testing.F) {
+	f.Add([]byte(`{"version": 1, "tokens": []}`))
+	f.Add([]byte(`{"version": 1, "tokens": [{"id": "0123456789ab", "name": "x", "scopes": ["admin"], "sha256": "` +
+		strings.Repeat("0", 64) + `", "created": "2026-01-01T00:00:00Z", "revoked": "2026-01-02T00:00:00Z"}]}`))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > 16<<10 {
+			return
+		}
+		path := filepath.Join(dir, TokensFile)
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		tf, err := readTokenFile(path)
+		if err != nil {
+			return
+		}
+		if err := tf.check(); err != nil {
+			t.Fatalf("accepted a file that does not check: %v", err)
+		}
+	})
+}
