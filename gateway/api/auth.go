@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/ledgergate/ledgergate/gateway/ledger"
@@ -32,42 +33,51 @@ const (
 type rule struct {
 	access access
 	scope  Scope
+	also   Scope // a second scope that grants the route too; "" if none
+}
+
+// needs lists the scopes that grant the route.
+func (ru rule) needs() []Scope {
+	if ru.also != "" {
+		return []Scope{ru.scope, ru.also}
+	}
+	return []Scope{ru.scope}
 }
 
 // rules is the table of routes and what they need. TestRulesCoverRoutes
 // checks that every route the server registers has its rule here.
 var rules = map[string]rule{
-	"GET /healthz": {accessOpen, ""},
-	"GET /readyz":  {accessOpen, ""},
-	"GET /metrics": {accessMetrics, ScopeMetrics},
+	"GET /healthz": {accessOpen, "", ""},
+	"GET /readyz":  {accessOpen, "", ""},
+	"GET /metrics": {accessMetrics, ScopeMetrics, ""},
 
-	"GET /api/v1/status":                                  {accessScoped, ScopeReadLedger},
-	"GET /api/v1/blocks":                                  {accessScoped, ScopeReadLedger},
-	"GET /api/v1/blocks/{height}":                         {accessScoped, ScopeReadLedger},
-	"GET /api/v1/txs/{id}":                                {accessScoped, ScopeReadLedger},
-	"GET /api/v1/txs/{id}/receipt":                        {accessDevice, ScopeReadLedger},
-	"POST /api/v1/txs":                                    {accessSubmit, ScopeSubmit},
-	"GET /api/v1/firmware":                                {accessScoped, ScopeReadLedger},
-	"GET /api/v1/firmware/{model}":                        {accessScoped, ScopeReadLedger},
-	"GET /api/v1/firmware/images/{sum}":                   {accessDevice, ScopeReadRecords},
-	"POST /api/v1/firmware":                               {accessScoped, ScopeSubmit}, // a vendor's firmware.publish
-	"POST /api/v1/configs":                                {accessScoped, ScopeAdmin},  // an admin's config.set
-	"GET /api/v1/records":                                 {accessScoped, ScopeReadRecords},
-	"GET /api/v1/devices":                                 {accessScoped, ScopeReadRecords},
-	"GET /api/v1/devices/{id}":                            {accessScoped, ScopeReadRecords},
-	"GET /api/v1/devices/{id}/records":                    {accessScoped, ScopeReadRecords},
-	"GET /api/v1/configs/{target}":                        {accessScoped, ScopeReadRecords},
-	"GET /api/v1/groups/{group}":                          {accessScoped, ScopeReadRecords},
-	"GET /api/v1/drift":                                   {accessScoped, ScopeReadRecords},
-	"GET /api/v1/blobs/{sum}":                             {accessDevice, ScopeReadRecords},
-	"GET /api/v1/devices/{id}/keys":                       {accessDevice, ScopeReadRecords},
-	"GET /api/v1/devices/{id}/config":                     {accessDevice, ScopeReadRecords},
-	"GET /api/v1/devices/{id}/config/blob":                {accessDevice, ScopeReadRecords},
-	"POST /api/v1/devices/{id}/config/verify":             {accessDevice, ScopeReadRecords},
-	"GET /api/v1/devices/{id}/config/history":             {accessScoped, ScopeReadRecords},
-	"GET /api/v1/devices/{id}/firmware":                   {accessDevice, ScopeReadRecords},
-	"GET /api/v1/devices/{id}/firmware/history":           {accessScoped, ScopeReadRecords},
-	"GET /api/v1/devices/{id}/firmware/{model}/{version}": {accessDevice, ScopeReadRecords},
+	"GET /api/v1/status":                                  {accessScoped, ScopeReadLedger, ScopeSubmit}, // the chain id, to sign txs
+	"GET /api/v1/blocks":                                  {accessScoped, ScopeReadLedger, ""},
+	"GET /api/v1/blocks/{height}":                         {accessScoped, ScopeReadLedger, ""},
+	"GET /api/v1/txs/{id}":                                {accessScoped, ScopeReadLedger, ""},
+	"GET /api/v1/txs/{id}/receipt":                        {accessDevice, ScopeReadLedger, ""},
+	"POST /api/v1/txs":                                    {accessSubmit, ScopeSubmit, ""},
+	"GET /api/v1/firmware":                                {accessScoped, ScopeReadLedger, ""},
+	"GET /api/v1/firmware/{model}":                        {accessScoped, ScopeReadLedger, ""},
+	"GET /api/v1/firmware/images/{sum}":                   {accessDevice, ScopeReadRecords, ""},
+	"POST /api/v1/firmware":                               {accessScoped, ScopeSubmit, ""}, // a vendor's firmware.publish
+	"POST /api/v1/configs":                                {accessScoped, ScopeAdmin, ""},  // an admin's config.set
+	"GET /api/v1/records":                                 {accessScoped, ScopeReadRecords, ""},
+	"GET /api/v1/devices":                                 {accessScoped, ScopeReadRecords, ""},
+	"GET /api/v1/devices/{id}":                            {accessScoped, ScopeReadRecords, ""},
+	"GET /api/v1/devices/{id}/records":                    {accessScoped, ScopeReadRecords, ""},
+	"GET /api/v1/configs/{target}":                        {accessScoped, ScopeReadRecords, ""},
+	"GET /api/v1/groups/{group}":                          {accessScoped, ScopeReadRecords, ""},
+	"GET /api/v1/drift":                                   {accessScoped, ScopeReadRecords, ""},
+	"GET /api/v1/blobs/{sum}":                             {accessDevice, ScopeReadRecords, ""},
+	"GET /api/v1/devices/{id}/keys":                       {accessDevice, ScopeReadRecords, ""},
+	"GET /api/v1/devices/{id}/config":                     {accessDevice, ScopeReadRecords, ""},
+	"GET /api/v1/devices/{id}/config/blob":                {accessDevice, ScopeReadRecords, ""},
+	"POST /api/v1/devices/{id}/config/verify":             {accessDevice, ScopeReadRecords, ""},
+	"GET /api/v1/devices/{id}/config/history":             {accessScoped, ScopeReadRecords, ""},
+	"GET /api/v1/devices/{id}/firmware":                   {accessDevice, ScopeReadRecords, ""},
+	"GET /api/v1/devices/{id}/firmware/history":           {accessScoped, ScopeReadRecords, ""},
+	"GET /api/v1/devices/{id}/firmware/{model}/{version}": {accessDevice, ScopeReadRecords, ""},
 }
 
 // KindScope is the scope a token needs to submit a tx of kind: admin for
@@ -159,7 +169,7 @@ func ruleFor(r *http.Request) (rule, bool) {
 		return rule(ru), true
 	}
 	if strings.HasPrefix(r.URL.Path, "/api/") || r.URL.Path == "/api" {
-		return rule{accessScoped, ScopeAdmin}, true
+		return rule{accessScoped, ScopeAdmin, ""}, true
 	}
 	return rule{}, false
 }
@@ -200,25 +210,25 @@ func (s *Server) guard(w http.ResponseWriter, r *http.Request) *http.Request {
 	if hdr := r.Header.Get("Authorization"); hdr != "" {
 		tok, found := strings.CutPrefix(hdr, "Bearer ")
 		if !found {
-			s.unauthorized(w, r, ru.scope, "invalid_request", "want the header Authorization: Bearer lgt_...")
+			s.unauthorized(w, r, ru.needs(), "invalid_request", "want the header Authorization: Bearer lgt_...")
 			return nil
 		}
 		t, err := p.Tokens.Check(strings.TrimSpace(tok))
 		if err != nil {
-			s.refuseToken(w, r, ru.scope, t, err)
+			s.refuseToken(w, r, ru.needs(), t, err)
 			return nil
 		}
 		c.token = &t
 	}
-	if need && !c.has(ru.scope) {
-		s.forbidden(w, r, c, ru.scope)
+	if need && !slices.ContainsFunc(ru.needs(), c.has) {
+		s.forbidden(w, r, c, ru.needs())
 		return nil
 	}
 	return r.WithContext(context.WithValue(r.Context(), callerKey{}, c))
 }
 
 // refuseToken answers a token that Check refused.
-func (s *Server) refuseToken(w http.ResponseWriter, r *http.Request, scope Scope, t Token, err error) {
+func (s *Server) refuseToken(w http.ResponseWriter, r *http.Request, scope []Scope, t Token, err error) {
 	switch {
 	case errors.Is(err, ErrTokenStore):
 		// The store logged why, once.
@@ -236,33 +246,47 @@ func (s *Server) refuseToken(w http.ResponseWriter, r *http.Request, scope Scope
 }
 
 // unauthorized answers 401 (RFC 6750 3): no token, or not a good one.
-func (s *Server) unauthorized(w http.ResponseWriter, _ *http.Request, scope Scope, code, msg string) {
+func (s *Server) unauthorized(w http.ResponseWriter, _ *http.Request, scope []Scope, code, msg string) {
 	h := `Bearer realm="ledgergate"`
 	if code != "" {
 		h += `, error="` + code + `"`
 	}
 	w.Header().Set("WWW-Authenticate", h)
 	if msg == "" {
-		msg = "this needs an API token with scope " + string(scope) + ": send Authorization: Bearer lgt_... (docs/api.md, Authentication)"
+		msg = "this needs an API token with scope " + orList(scope) + ": send Authorization: Bearer lgt_... (docs/api.md, Authentication)"
 	}
 	writeError(w, http.StatusUnauthorized, ReasonUnauthorized, msg)
 }
 
 // forbidden answers 403 "forbidden": the caller lacks scope; without a
 // token at all it is 401.
-func (s *Server) forbidden(w http.ResponseWriter, r *http.Request, c *caller, scope Scope) {
+func (s *Server) forbidden(w http.ResponseWriter, r *http.Request, c *caller, scope []Scope) {
 	if c.token == nil {
 		s.unauthorized(w, r, scope, "", "")
 		return
 	}
-	w.Header().Set("WWW-Authenticate", `Bearer realm="ledgergate", error="insufficient_scope", scope="`+string(scope)+`"`)
+	names := make([]string, len(scope))
+	for i, sc := range scope {
+		names[i] = string(sc)
+	}
+	// RFC 6750 3: scope is a space-separated list; any one of them grants.
+	w.Header().Set("WWW-Authenticate", `Bearer realm="ledgergate", error="insufficient_scope", scope="`+strings.Join(names, " ")+`"`)
 	have := make([]string, len(c.token.Scopes))
 	for i, sc := range c.token.Scopes {
 		have[i] = string(sc)
 	}
-	s.logger.Info("api token lacks a scope", "token", c.token.ID, "need", scope, "path", r.URL.Path, "remote", r.RemoteAddr)
+	s.logger.Info("api token lacks a scope", "token", c.token.ID, "need", orList(scope), "path", r.URL.Path, "remote", r.RemoteAddr)
 	writeError(w, http.StatusForbidden, string(ledger.ReasonForbidden),
-		fmt.Sprintf("API token %s (scopes %s) may not do this: it needs scope %s", c.token.ID, strings.Join(have, ", "), scope))
+		fmt.Sprintf("API token %s (scopes %s) may not do this: it needs scope %s", c.token.ID, strings.Join(have, ", "), orList(scope)))
+}
+
+// orList is "a", or "a or b".
+func orList(scopes []Scope) string {
+	names := make([]string, len(scopes))
+	for i, sc := range scopes {
+		names[i] = string(sc)
+	}
+	return strings.Join(names, " or ")
 }
 
 // ReasonUnauthorized is the API's reason for a missing or refused token
@@ -285,11 +309,11 @@ func (s *Server) checkKind(w http.ResponseWriter, r *http.Request, kind ledger.K
 		return true
 	}
 	if c.token == nil {
-		s.unauthorized(w, r, scope, "", "a "+string(kind)+" tx needs an API token with scope "+string(scope)+
+		s.unauthorized(w, r, []Scope{scope}, "", "a "+string(kind)+" tx needs an API token with scope "+string(scope)+
 			": send Authorization: Bearer lgt_... (docs/api.md, Authentication)")
 		return false
 	}
-	s.forbidden(w, r, c, scope)
+	s.forbidden(w, r, c, []Scope{scope})
 	return false
 }
 

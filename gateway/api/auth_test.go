@@ -169,6 +169,14 @@ func TestAuthReads(t *testing.T) {
 	if got := a.do("GET", "/api/v1/status", ledgerTok, nil); got.code != 200 {
 		t.Errorf("status with read:ledger: %+v", got)
 	}
+	// A submitter reads the status too: it signs with the chain id.
+	if got := a.do("GET", "/api/v1/status", a.token(ScopeSubmit), nil); got.code != 200 {
+		t.Errorf("status with submit: %+v", got)
+	}
+	if got := a.do("GET", "/api/v1/status", records, nil); got.code != 403 || !strings.Contains(got.msg, "needs scope read:ledger or submit") ||
+		!strings.Contains(got.auth, `scope="read:ledger submit"`) {
+		t.Errorf("status with read:records: %+v", got)
+	}
 	id, _ := TokenID(records)
 	if _, err := a.tokens.Revoke(id); err != nil {
 		t.Fatal(err)
