@@ -70,7 +70,7 @@ func createToken(t *testing.T, data string, scopes ...string) (tok, id string) {
 // without a token is 401, with a read:records token 200, with the token
 // revoked 401; a submit token submits a device's record but not an admin
 // tx (403 forbidden, naming the admin scope), which an admin token does;
-// health stays open; the CLI's API client sends LEDGERGATE_API_TOKEN. A
+// health stays open; the CLI's API client sends LEDGERGATE_TOKEN. A
 // corrupt token store keeps the gateway from starting.
 func TestAPITokens(t *testing.T) {
 	dir := t.TempDir()
@@ -157,16 +157,16 @@ func TestAPITokens(t *testing.T) {
 		t.Fatalf("records with a submit token: %d %s", r.code, r.body)
 	}
 
-	// The CLI's API client sends the token of LEDGERGATE_API_TOKEN.
+	// The CLI's API client sends the token of LEDGERGATE_TOKEN.
 	list := func(tok string) (string, error) {
 		cmd := exec.Command(ledgergateBin, "device", "list", "--api", g.api)
-		cmd.Env = append(os.Environ(), TokenEnv+"="+tok)
+		cmd.Env = append(os.Environ(), tokenEnv+"="+tok)
 		var out, errb bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &errb
 		err := cmd.Run()
 		return out.String() + errb.String(), err
 	}
-	if out, err := list(""); err == nil || !strings.Contains(out, TokenEnv) {
+	if out, err := list(""); err == nil || !strings.Contains(out, tokenEnv) {
 		t.Errorf("device list without a token: %v\n%s", err, out)
 	}
 	if out, err := list(readTok); err != nil || !strings.Contains(out, "d1") {

@@ -19,10 +19,10 @@ import (
 
 const defaultAPI = "http://127.0.0.1:8080"
 
-// TokenEnv names the environment variable that holds the API token the
+// tokenEnv names the environment variable that holds the API token the
 // CLI sends (docs/api.md, Authentication): a gateway whose API listens
 // beyond loopback asks for one.
-const TokenEnv = "LEDGERGATE_API_TOKEN"
+const tokenEnv = "LEDGERGATE_TOKEN"
 
 // client talks to a gateway's HTTP API.
 type client struct {
@@ -37,7 +37,7 @@ func apiFlag(fs *flag.FlagSet) *string {
 
 func newClient(base string) *client {
 	return &client{base: strings.TrimRight(base, "/"), http: &http.Client{Timeout: 2 * time.Minute},
-		token: strings.TrimSpace(os.Getenv(TokenEnv))}
+		token: strings.TrimSpace(os.Getenv(tokenEnv))}
 }
 
 // apiError is an error answer of the API.
@@ -53,7 +53,7 @@ type apiError struct {
 func (e *apiError) Error() string {
 	s := fmt.Sprintf("%s (%s, HTTP %d)", e.Msg, e.Reason, e.Status)
 	if e.Reason == api.ReasonUnauthorized {
-		s += "; put an API token with the scope it names in " + TokenEnv + " (ledgergate token create)"
+		s += "; put an API token with the scope it names in " + tokenEnv + " (ledgergate token create)"
 	}
 	if e.LastSeq != nil {
 		s += fmt.Sprintf("; the device's last seq is %d: sign again with --seq %d or above", *e.LastSeq, *e.LastSeq+1)
