@@ -107,6 +107,13 @@ func TestDashboardTokens(t *testing.T) {
 	if strings.Contains(html, tok[17:]) {
 		t.Error("the tokens page shows a secret again")
 	}
+	if dir := *screenshotDir; dir != "" {
+		var png []byte
+		run("screenshot", chromedp.FullScreenshot(&png, 100))
+		if err := os.WriteFile(filepath.Join(dir, "tokens.png"), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var unlabeled []string
 	var overflow bool
 	run("labels", chromedp.Evaluate(`[...document.querySelectorAll("input:not([type=hidden]):not([hidden]),textarea,select,button")]
