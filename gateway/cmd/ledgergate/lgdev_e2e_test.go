@@ -1,0 +1,346 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ledgergate/ledgergate/bridge/device"
+)
+
+// buildLgdev builds the C example device bridge/c/examples/lgdev (and the
+// C library under it) with make and returns the binary. It skips only
+// when there is no C compiler; missing libraries are a failure that
+// `make deps` fixes, as for the other real peers of these tests.
+func buildLgdev(t *testing.T) string {
+	t.Helper()
+	if _, err := exec.LookPath("gcc"); err != nil {
+		t.Skip("gcc not found")
+	}
+	dir, err := filepath.Abs(filepath.Join("..", "..", "..", "bridge", "c", "examples", "lgdev"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	start := time.Now()
+	out, err := exec.CommandContext(ctx, "make", "-C", dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("make -C %s: %v\n%s\n(the libraries: run `make deps`, Debian libmosquitto-dev libcoap3-dev libmbedtls-dev libcbor-dev pkg-config)",
+			dir, err, out)
+	}
+	t.Logf("built lgdev in %v", time.Since(start).Round(time.Millisecond))
+	return filepath.Join(dir, "build", "lgdev")
+}
+
+// lgdev runs the C device; it returns stdout, stderr and the exit status
+// (3: refused by the gateway or a check, see `lgdev --help`).
+func lgdev(t *testing.T, bin string, args ...string) (string, string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("lgdev %s: %v\n%s%s", strings.Join(args, " "), ctx.Err(), out.String(), errb.String())
+	}
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// mustLgdev runs lgdev and fails the test unless it exits 0.
+func mustLgdev(t *testing.T, bin string, args ...string) string {
+	t.Helper()
+	out, errs, code := lgdev(t, bin, args...)
+	if code != 0 {
+		t.Fatalf("lgdev %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errs)
+	}
+	return out
+}
+
+// refusedLgdev runs lgdev and fails the test unless it exits 3 (refused)
+// with each of want in its stderr; it returns stdout and stderr.
+func refusedLgdev(t *testing.T, bin string, want []string, args ...string) (string, string) {
+	t.Helper()
+	out, errs, code := lgdev(t, bin, args...)
+	if code != 3 {
+		t.Fatalf("lgdev %s: exit %d, want 3 (refused)\n%s%s", strings.Join(args, " "), code, out, errs)
+	}
+	for _, w := range want {
+		if !strings.Contains(errs, w) {
+			t.Errorf("lgdev %s: no %q in\n%s", args[0], w, errs)
+		}
+	}
+	return out, errs
+}
+
+var okRecordRE = regexp.MustCompile(`(?m)^ok seq=(\d+) height=(\d+) index=(\d+) tx=([0-9a-f]{64})$`)
+
+// lgRecord is one `ok` line of lgdev publish or coap: a record whose
+// receipt lgdev verified in C against the genesis.
+type lgRecord struct {
+	seq, height, index uint64
+	tx                 string
+}
+
+func okRecords(t *testing.T, out string) []lgRecord {
+	t.Helper()
+	var recs []lgRecord
+	for _, m := range okRecordRE.FindAllStringSubmatch(out, -1) {
+		r := lgRecord{tx: m[4]}
+		r.seq, _ = strconv.ParseUint(m[1], 10, 64)
+		r.height, _ = strconv.ParseUint(m[2], 10, 64)
+		r.index, _ = strconv.ParseUint(m[3], 10, 64)
+		recs = append(recs, r)
+	}
+	return recs
+}
+
+// checkOnLedger fails unless each record's tx is committed on the gateway
+// at the height lgdev read from its receipt, seqs strictly increasing.
+func checkOnLedger(t *testing.T, api string, recs []lgRecord) {
+	t.Helper()
+	var last uint64
+	for _, r := range recs {
+		var got struct {
+			TxID   string `json:"tx_id"`
+			Height uint64 `json:"height"`
+		}
+		if code := getJSON(t, api, "/api/v1/txs/"+r.tx+"/receipt", &got); code != http.StatusOK {
+			t.Fatalf("tx %s (seq %d) that lgdev printed is not on the gateway: %d", r.tx, r.seq, code)
+		}
+		if got.TxID != r.tx || got.Height != r.height {
+			t.Errorf("tx %s: the gateway has it at height %d, lgdev's receipt said %d", r.tx, got.Height, r.height)
+		}
+		if r.seq <= last {
+			t.Errorf("seq %d after %d", r.seq, last)
+		}
+		last = r.seq
+	}
+}
+
+// TestLgdev drives the example C device (bridge/c/examples/lgdev, on the
+// C library bridge/c) against a real gateway: 100 records over MQTT 5 and
+// 100 over CoAP with DTLS, every receipt verified in C against the
+// genesis; a forged and a replayed record refused with their reasons, and
+// a resync; a sealed configuration fetched, checked and opened in C, and
+// a rolled-back one refused; a firmware offer checked with the vendor key
+// and its image checked in 4 KB chunks, and a wrong image refused.
+func TestLgdev(t *testing.T) {
+	bin := buildLgdev(t)
+	dir := t.TempDir()
+	g := startGateway(t, filepath.Join(dir, "data"))
+	genesis := filepath.Join(g.data, "genesis.json")
+	pin := filepath.Join(g.data, "coap-dtls.crt") // the gateway's self-signed DTLS certificate
+	admin := func(args ...string) string {
+		t.Helper()
+		return mustCLI(t, dir, append(args, "--api", g.api, "--data", g.data)...)
+	}
+	const id, model, group = "c-1", "th-2", "fleet"
+	keyPath, certPath := filepath.Join(dir, id), filepath.Join(dir, id+".crt")
+	mustCLI(t, dir, "device", "keygen", "--alg", "es256", "--out", id)
+	admin("device", "enroll", "--id", id, "--pubkey", id+".pub", "--enc-pubkey", id+".enc.pub", "--model", model,
+		"--group", group)
+	key, err := device.LoadKey(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	selfSigned(t, key, id, certPath) // protocol.md 13.3: any certificate of the enrolled key
+	reading := filepath.Join(dir, "reading.json")
+	if err := os.WriteFile(reading, []byte(`{"temp": 21.5}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dev := []string{"--key", keyPath, "--id", id, "--genesis", genesis}
+	mqttArgs := func(extra ...string) []string {
+		return append(append([]string{"publish"}, dev...), append([]string{"--broker", g.mqtt, "--stream", "temp", "--in", reading}, extra...)...)
+	}
+	dtls := []string{"--server", g.dtls, "--cert", certPath, "--pin", pin}
+	coapArgs := func(extra ...string) []string {
+		return append(append(append([]string{"coap"}, dev...), dtls...), append([]string{"--stream", "temp", "--in", reading}, extra...)...)
+	}
+
+	t.Run("help", func(t *testing.T) {
+		for _, cmd := range []string{"publish", "coap", "config", "firmware"} {
+			out := mustLgdev(t, bin, cmd, "--help")
+			if !strings.Contains(out, "Usage: lgdev "+cmd) || !strings.Contains(out, "--genesis") {
+				t.Errorf("lgdev %s --help:\n%s", cmd, out)
+			}
+		}
+	})
+
+	// 100 records over MQTT 5 with 10 in flight, so that blocks hold
+	// several txs and the receipts carry inclusion proofs.
+	t.Run("mqtt", func(t *testing.T) {
+		start := time.Now()
+		out := mustLgdev(t, bin, mqttArgs("--count", "100", "--window", "10")...)
+		recs := okRecords(t, out)
+		if len(recs) != 100 {
+			t.Fatalf("%d verified receipts, want 100\n%s", len(recs), out)
+		}
+		checkOnLedger(t, g.api, recs)
+		proofs := 0
+		for _, r := range recs {
+			if r.index > 0 {
+				proofs++
+			}
+		}
+		t.Logf("100 records over MQTT in %v; %d at index > 0 of their block", time.Since(start).Round(time.Millisecond), proofs)
+	})
+
+	t.Run("coap", func(t *testing.T) {
+		start := time.Now()
+		out := mustLgdev(t, bin, coapArgs("--count", "100")...)
+		recs := okRecords(t, out)
+		if len(recs) != 100 {
+			t.Fatalf("%d verified receipts, want 100\n%s", len(recs), out)
+		}
+		checkOnLedger(t, g.api, recs)
+		t.Logf("100 records over CoAP/DTLS in %v", time.Since(start).Round(time.Millisecond))
+	})
+
+	// A record whose signature was altered after signing: bad_signature
+	// (protocol.md 14.1: MQTT 5 PUBACK 0x87, CoAP 4.01).
+	t.Run("forged", func(t *testing.T) {
+		refusedLgdev(t, bin, []string{"refused: bad_signature (PUBACK 0x87)", "what to do: rekey"}, mqttArgs("--tamper")...)
+		refusedLgdev(t, bin, []string{"refused: bad_signature (CoAP 4.01)", "what to do: rekey"}, coapArgs("--tamper")...)
+	})
+
+	// A device that lost its counter signs seq 1 again: replay with
+	// last_seq (MQTT 5 PUBACK 0x83 and its User Property, CoAP 4.03 and its
+	// diagnostic); with --resync it continues above last_seq.
+	t.Run("replay", func(t *testing.T) {
+		var st struct {
+			LastSeq uint64 `json:"last_seq"`
+		}
+		getJSON(t, g.api, "/api/v1/devices/"+id, &st)
+		if st.LastSeq < 200 {
+			t.Fatalf("the gateway's last seq of %s is %d after 200 records", id, st.LastSeq)
+		}
+		seqFile := filepath.Join(dir, "lost.seq") // a counter that restarted from 0
+		lastSeq := fmt.Sprintf("last_seq=%d", st.LastSeq)
+		for _, args := range [][]string{mqttArgs("--seq-file", seqFile), coapArgs("--seq-file", seqFile)} {
+			if err := os.WriteFile(seqFile, []byte("0\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			code := "(PUBACK 0x83)"
+			if args[0] == "coap" {
+				code = "(CoAP 4.03)"
+			}
+			refusedLgdev(t, bin, []string{"refused: replay " + code + " " + lastSeq, "what to do: resync"}, args...)
+		}
+		if err := os.WriteFile(seqFile, []byte("0\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out := mustLgdev(t, bin, mqttArgs("--seq-file", seqFile, "--resync")...)
+		recs := okRecords(t, out)
+		if len(recs) != 1 || recs[0].seq != st.LastSeq+1 {
+			t.Fatalf("after resync: %+v, want one record with seq %d\n%s", recs, st.LastSeq+1, out)
+		}
+		checkOnLedger(t, g.api, recs)
+		if b, err := os.ReadFile(seqFile); err != nil || strings.TrimSpace(string(b)) != strconv.FormatUint(st.LastSeq+1, 10) {
+			t.Errorf("the counter file after resync: %q, %v; want %d", b, err, st.LastSeq+1)
+		}
+	})
+
+	// A sealed configuration: published with the CLI, fetched over
+	// CoAP/DTLS, checked and opened in C; then a state that claims a newer
+	// version than the answer: the answer is a rollback and is refused.
+	t.Run("config", func(t *testing.T) {
+		conf := []byte("interval = 10\nserver = c.example\n")
+		p := filepath.Join(dir, "c-1.toml")
+		if err := os.WriteFile(p, conf, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		admin("config", "publish", "--target", id, "--file", p)
+		state, plain := filepath.Join(dir, "c-1.config"), filepath.Join(dir, "applied.toml")
+		cfgArgs := append(append([]string{"config", "--id", id, "--genesis", genesis, "--key", keyPath}, dtls...),
+			"--state", state, "--out", plain)
+		out := mustLgdev(t, bin, cfgArgs...)
+		if !strings.Contains(out, "ok config target=c-1 version=1 ") {
+			t.Errorf("lgdev config:\n%s", out)
+		}
+		got, err := os.ReadFile(plain)
+		if err != nil || !bytes.Equal(got, conf) {
+			t.Fatalf("the opened configuration: %q, %v; want %q", got, err, conf)
+		}
+		st, err := os.ReadFile(state)
+		if err != nil || !strings.HasPrefix(string(st), "c-1 1 ") {
+			t.Fatalf("state after accepting: %q, %v", st, err)
+		}
+		// Again: nothing new, the held configuration is current.
+		if out := mustLgdev(t, bin, cfgArgs...); !strings.Contains(out, "current") {
+			t.Errorf("second run:\n%s", out)
+		}
+
+		// The device accepted version 99 before (its state says so): the
+		// gateway's version 1 is a rollback.
+		newer := "c-1 99 " + strings.Fields(string(st))[2] + " " + strings.Repeat("ab", 32) + "\n"
+		if err := os.WriteFile(state, []byte(newer), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(plain); err != nil {
+			t.Fatal(err)
+		}
+		refusedLgdev(t, bin, []string{"refused: rollback", "version 99"}, cfgArgs...)
+		if _, err := os.Stat(plain); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("a refused configuration was written: %v", err)
+		}
+		if b, _ := os.ReadFile(state); string(b) != newer {
+			t.Errorf("a refused answer changed the state: %q", b)
+		}
+	})
+
+	// Firmware: the vendor publishes, the owner approves for the group;
+	// lgdev checks the offer with the vendor key and the image in 4 KB
+	// chunks; an image with one byte changed is refused.
+	t.Run("firmware", func(t *testing.T) {
+		mustCLI(t, dir, "vendor", "keygen", "--out", "acme")
+		admin("vendor", "enroll", "--id", "acme", "--pubkey", "acme.pub", "--models", model)
+		img := bytes.Repeat([]byte("c firmware 2\n"), 3000) // 39000 bytes: 10 chunks
+		good := filepath.Join(dir, "fw-2.bin")
+		if err := os.WriteFile(good, img, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		mustCLI(t, dir, "firmware", "publish", "--vendor-key", "acme", "--vendor", "acme", "--model", model,
+			"--version", "2", "--image", good, "--expires", "2h", "--api", g.api)
+		admin("firmware", "approve", "--group", group, "--model", model, "--version", "2")
+		fwArgs := func(image, installed string) []string {
+			return append([]string{"firmware", "--id", id, "--genesis", genesis, "--key", keyPath,
+				"--vendor-pub", filepath.Join(dir, "acme.pub"), "--installed", installed, "--image", image}, dtls...)
+		}
+		out := mustLgdev(t, bin, fwArgs(good, "1")...)
+		for _, w := range []string{"ok firmware model=th-2 version=2 size=39000 ", "ok image " + good + " size=39000 chunks=10 "} {
+			if !strings.Contains(out, w) {
+				t.Errorf("no %q in\n%s", w, out)
+			}
+		}
+		bad := append([]byte(nil), img...)
+		bad[20000] ^= 0x01
+		wrong := filepath.Join(dir, "fw-2-wrong.bin")
+		if err := os.WriteFile(wrong, bad, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		refusedLgdev(t, bin, []string{"refused: " + wrong + " is not the image of th-2 version 2"}, fwArgs(wrong, "1")...)
+		// A device that runs version 2 already refuses the offer (11.5 step
+		// 7: not above the installed version).
+		refusedLgdev(t, bin, []string{"refused: the firmware answer does not allow an installation"}, fwArgs(good, "2")...)
+	})
+}
