@@ -234,9 +234,9 @@ func TestLgdev(t *testing.T) {
 		if st.LastSeq < 200 {
 			t.Fatalf("the gateway's last seq of %s is %d after 200 records", id, st.LastSeq)
 		}
-		seqFile := filepath.Join(dir, "lost.seq") // a counter that restarted from 0
+		seqFile := keyPath + ".seq" // the device's counter (lgdev's default), lost: back to 0
 		lastSeq := fmt.Sprintf("last_seq=%d", st.LastSeq)
-		for _, args := range [][]string{mqttArgs("--seq-file", seqFile), coapArgs("--seq-file", seqFile)} {
+		for _, args := range [][]string{mqttArgs(), coapArgs()} {
 			if err := os.WriteFile(seqFile, []byte("0\n"), 0o600); err != nil {
 				t.Fatal(err)
 			}
@@ -249,7 +249,7 @@ func TestLgdev(t *testing.T) {
 		if err := os.WriteFile(seqFile, []byte("0\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		out := mustLgdev(t, bin, mqttArgs("--seq-file", seqFile, "--resync")...)
+		out := mustLgdev(t, bin, mqttArgs("--resync")...)
 		recs := okRecords(t, out)
 		if len(recs) != 1 || recs[0].seq != st.LastSeq+1 {
 			t.Fatalf("after resync: %+v, want one record with seq %d\n%s", recs, st.LastSeq+1, out)
@@ -273,13 +273,15 @@ func TestLgdev(t *testing.T) {
 		state, plain := filepath.Join(dir, "c-1.config"), filepath.Join(dir, "applied.toml")
 		cfgArgs := append(append([]string{"config", "--id", id, "--genesis", genesis, "--key", keyPath}, dtls...),
 			"--state", state, "--out", plain)
-		out := mustLgdev(t, bin, cfgArgs...)
-		if !strings.Contains(out, "ok config target=c-1 version=1 ") {
-			t.Errorf("lgdev config:\n%s", out)
-		}
+		// --report: a config.report signed in C, committed with its receipt.
+		out := mustLgdev(t, bin, append(cfgArgs, "--report")...)
+		wantLines(t, out, "ok config target=c-1 version=1 ", "ok config-report version=1 ")
 		got, err := os.ReadFile(plain)
 		if err != nil || !bytes.Equal(got, conf) {
 			t.Fatalf("the opened configuration: %q, %v; want %q", got, err, conf)
+		}
+		if drift := mustCLI(t, dir, "config", "drift", "--api", g.api); !strings.Contains(drift, "no drift") {
+			t.Errorf("drift after lgdev's config.report:\n%s", drift)
 		}
 		st, err := os.ReadFile(state)
 		if err != nil || !strings.HasPrefix(string(st), "c-1 1 ") {
@@ -326,12 +328,9 @@ func TestLgdev(t *testing.T) {
 			return append([]string{"firmware", "--id", id, "--genesis", genesis, "--key", keyPath,
 				"--vendor-pub", filepath.Join(dir, "acme.pub"), "--installed", installed, "--image", image}, dtls...)
 		}
-		out := mustLgdev(t, bin, fwArgs(good, "1")...)
-		for _, w := range []string{"ok firmware model=th-2 version=2 size=39000 ", "ok image " + good + " size=39000 chunks=10 "} {
-			if !strings.Contains(out, w) {
-				t.Errorf("no %q in\n%s", w, out)
-			}
-		}
+		out := mustLgdev(t, bin, append(fwArgs(good, "1"), "--report")...)
+		wantLines(t, out, "ok firmware model=th-2 version=2 size=39000 ", "ok image "+good+" size=39000 chunks=10 ",
+			"ok firmware-report version=2 ")
 		bad := append([]byte(nil), img...)
 		bad[20000] ^= 0x01
 		wrong := filepath.Join(dir, "fw-2-wrong.bin")

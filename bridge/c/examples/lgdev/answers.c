@@ -1,6 +1,9 @@
 /* answers.c: see answers.h. */
 #include "answers.h"
 
+#include "dev.h"
+
+#include <inttypes.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -42,6 +45,77 @@ int conn_get(struct co *c, const char *path, const char *query, int timeout_ms, 
              r.payload ? (char *)r.payload : "");
     co_resp_free(&r);
     return rc;
+}
+
+/* receipt_of verifies a receipt and that it is tx_id's. */
+static int receipt_of(const uint8_t *buf, size_t len, const uint8_t tx_id[LG_HASH_LEN], const lg_genesis *g,
+                      struct posted *p)
+{
+    lg_receipt r;
+    lg_err e = lg_receipt_verify(buf, len, g, &r);
+    if (e != LG_OK)
+        return errf("the receipt does not verify against the genesis: %s", lg_strerror(e));
+    if (!lg_ct_equal(r.tx.id, tx_id, LG_HASH_LEN))
+        return errf("the receipt is another tx's"); /* protocol.md 10: compare with what was sent */
+    p->height = r.header.height;
+    p->index = r.index;
+    return 0;
+}
+
+int conn_post_tx(struct co *c, const char *path, const uint8_t *env, size_t len, const uint8_t tx_id[LG_HASH_LEN],
+                 const lg_genesis *g, int timeout_ms, struct posted *p)
+{
+    memset(p, 0, sizeof *p);
+    struct co_resp r;
+    if (co_request(c, "POST", path, NULL, env, len, 18, &r, timeout_ms) != 0)
+        return -1;
+    int rc = -1;
+    snprintf(p->code, sizeof p->code, "CoAP %d.%02d", r.code / 100, r.code % 100);
+    if (r.code == 204 && r.content_format != 0 && !r.location[0]) {
+        rc = receipt_of(r.payload, r.len, tx_id, g, p);
+    } else if (r.code == 204) {
+        /* The receipt is larger than a block: the payload is the tx id and
+         * Location-Path names the receipt, to GET block-wise. */
+        char hex[2 * LG_HASH_LEN + 1], where[300];
+        hex_encode(tx_id, LG_HASH_LEN, hex);
+        snprintf(where, sizeof where, "%s", r.location[0] ? r.location : "lg/v1/receipts/");
+        if (!r.location[0])
+            strncat(where, hex, sizeof where - strlen(where) - 1);
+        unsigned char *buf;
+        size_t n;
+        if (conn_get(c, where, NULL, timeout_ms, &buf, &n) == 0) {
+            rc = receipt_of(buf, n, tx_id, g, p);
+            free(buf);
+        } else {
+            errf("the receipt of a committed tx is not at %s", where);
+        }
+    } else {
+        snprintf(p->detail, sizeof p->detail, "%s", r.payload ? (char *)r.payload : "");
+        lg_err e = lg_refusal_parse_coap(r.payload ? r.payload : (const uint8_t *)"", r.len, &p->refusal);
+        if (e == LG_OK)
+            rc = 1;
+        else
+            errf("%s with a diagnostic payload that is no refusal (%s): %s", p->code, lg_strerror(e), p->detail);
+    }
+    co_resp_free(&r);
+    return rc;
+}
+
+int post_report(struct co *c, const char *path, const uint8_t *env, size_t len, const uint8_t tx_id[LG_HASH_LEN],
+                const lg_genesis *g, int timeout_ms, const char *label)
+{
+    struct posted p;
+    int got = conn_post_tx(c, path, env, len, tx_id, g, timeout_ms, &p);
+    if (got < 0)
+        return EXIT_ERR;
+    if (got > 0) {
+        explain(p.code, &p.refusal, p.detail);
+        return EXIT_REFUSED;
+    }
+    char hex[2 * LG_HASH_LEN + 1];
+    hex_encode(tx_id, LG_HASH_LEN, hex);
+    printf("ok %s height=%" PRIu64 " tx=%s\n", label, p.height, hex);
+    return EXIT_OK;
 }
 
 int parse_groups(char *s, const char **out, size_t max, size_t *n)

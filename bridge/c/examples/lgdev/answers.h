@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "coap.h"
+#include "lg.h"
 #include "util.h"
 
 /* The transport options both commands take. */
@@ -23,6 +24,28 @@ int conn_open(struct co **c, const struct opt *o, int *timeout_ms);
 /* conn_get GETs path (query optional) and returns the 2.05 body in *buf
  * (heap). 4.04 returns 1 (not found); another code is explained, -1. */
 int conn_get(struct co *c, const char *path, const char *query, int timeout_ms, unsigned char **buf, size_t *len);
+
+/* The outcome of a posted tx. */
+struct posted {
+    uint64_t height, index; /* of its verified receipt */
+    lg_refusal refusal;     /* when refused */
+    char code[24];          /* "CoAP 4.03" */
+    char detail[300];       /* the diagnostic payload, for people */
+};
+
+/* conn_post_tx POSTs a signed tx (Content-Format 18) to path and, on
+ * 2.04, verifies its receipt against g and that it is tx_id's: from the
+ * payload, or GET by tx id when it is larger than a block (protocol.md
+ * 13.2). Returns 0 committed, 1 refused (p->refusal), -1 error (the
+ * receipt does not verify included). */
+int conn_post_tx(struct co *c, const char *path, const uint8_t *env, size_t len, const uint8_t tx_id[LG_HASH_LEN],
+                 const lg_genesis *g, int timeout_ms, struct posted *p);
+
+/* post_report POSTs a signed report to path and prints
+ * "ok LABEL height=H tx=ID" once its receipt verifies; a refusal is
+ * explained. Returns an exit status. */
+int post_report(struct co *c, const char *path, const uint8_t *env, size_t len, const uint8_t tx_id[LG_HASH_LEN],
+                const lg_genesis *g, int timeout_ms, const char *label);
 
 /* parse_groups splits "a,b" into at most max ids pointing into s. */
 int parse_groups(char *s, const char **out, size_t max, size_t *n);

@@ -74,6 +74,33 @@ static int verdict(lg_err e, const lg_config_state *last, const lg_config_set *c
     return EXIT_REFUSED;
 }
 
+/* report signs and POSTs the config.report of what was applied (6.6). */
+static int report(struct co *c, const struct opt *o, const char *id, const char *gpath, const lg_config_state *acc,
+                  int timeout_ms)
+{
+    static struct dev d;
+    if (!opt_get(o, "key"))
+        return errf("--report needs --key"), EXIT_USAGE;
+    if (dev_load(&d, id, opt_get(o, "key"), gpath, opt_get(o, "seq-file")) != 0)
+        return EXIT_ERR;
+    uint8_t *env = malloc(d.gen.max_tx_bytes);
+    if (!env)
+        return errf("out of memory"), EXIT_ERR;
+    lg_signed s;
+    lg_err e = lg_sign_config_report(&d.dev, acc->version, acc->sha256, env, d.gen.max_tx_bytes, &s);
+    int rc = EXIT_ERR;
+    if (e != LG_OK) {
+        lgerr("sign config.report", e);
+    } else {
+        char path[128], label[64];
+        snprintf(path, sizeof path, "lg/v1/%s/config/report", id);
+        snprintf(label, sizeof label, "config-report version=%" PRIu64, acc->version);
+        rc = post_report(c, path, env, s.len, s.tx_id, &d.gen, timeout_ms, label);
+    }
+    free(env);
+    return rc;
+}
+
 int cmd_config(int argc, char **argv)
 {
     struct opt o[] = {
@@ -85,6 +112,8 @@ int cmd_config(int argc, char **argv)
         {"out", "F", "where to write the configuration's plaintext", NULL},
         {"groups", "G1,G2", "the device's groups (default: from its enrollment, proven in the answer)", NULL},
         {"max-age", "SECONDS", "freshness bound of the answer's head (default 600, protocol.md 11.1)", NULL},
+        {"report", NULL, "then sign a config.report (with K and its counter K.seq) and POST it: the gateway records what runs", NULL},
+        {"seq-file", "P", "with --report: the sequence counter (default: K.seq)", NULL},
         {NULL, NULL, NULL, NULL},
     };
     int rc = parse_opts("config", "--id ID --genesis G --server HOST:PORT --key K --cert C [--pin CERT] --out F [--state P] [--enc-key E]",
@@ -208,7 +237,8 @@ int cmd_config(int argc, char **argv)
         goto out;
     printf("ok config target=%s version=%" PRIu64 " height=%" PRIu64 " size=%zu sha256=%s\n", acc.target, acc.version,
            acc.height, plen, hex);
-    rc = EXIT_OK;
+    fflush(stdout);
+    rc = opt_get(o, "report") ? report(c, o, id, gpath, &acc, timeout_ms) : EXIT_OK;
 out:
     free(answer);
     free(blob);

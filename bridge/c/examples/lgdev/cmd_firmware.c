@@ -53,6 +53,36 @@ static int check_image(const char *path, const lg_fw_release *rel)
     return EXIT_OK;
 }
 
+/* report signs and POSTs a firmware.report of rel, installed (6.13). */
+static int report(struct co *c, const struct opt *o, const char *id, const char *gpath, const lg_fw_release *rel)
+{
+    static struct dev d;
+    if (!c || !opt_get(o, "key"))
+        return errf("--report needs --key and the gateway (not --answer)"), EXIT_USAGE;
+    if (dev_load(&d, id, opt_get(o, "key"), gpath, opt_get(o, "seq-file")) != 0)
+        return EXIT_ERR;
+    int timeout_ms = 30000;
+    uint64_t t;
+    if (opt_get(o, "timeout") && parse_u64(opt_get(o, "timeout"), &t) == 0)
+        timeout_ms = (int)t * 1000;
+    uint8_t *env = malloc(d.gen.max_tx_bytes);
+    if (!env)
+        return errf("out of memory"), EXIT_ERR;
+    lg_signed s;
+    lg_err e = lg_sign_firmware_report(&d.dev, rel->model, rel->version, true, "lgdev", env, d.gen.max_tx_bytes, &s);
+    int rc = EXIT_ERR;
+    if (e != LG_OK) {
+        lgerr("sign firmware.report", e);
+    } else {
+        char path[128], label[64];
+        snprintf(path, sizeof path, "lg/v1/%s/firmware/report", id);
+        snprintf(label, sizeof label, "firmware-report version=%" PRIu64, rel->version);
+        rc = post_report(c, path, env, s.len, s.tx_id, &d.gen, timeout_ms, label);
+    }
+    free(env);
+    return rc;
+}
+
 int cmd_firmware(int argc, char **argv)
 {
     struct opt o[] = {
@@ -65,6 +95,8 @@ int cmd_firmware(int argc, char **argv)
         {"image", "F", "the image file to check against the release, read in 4 KB chunks", NULL},
         {"answer", "A", "read the FirmwareAnswer (CBOR) from this file instead of asking the gateway", NULL},
         {"max-age", "SECONDS", "freshness bound of the answer's head (default 600, protocol.md 11.1)", NULL},
+        {"report", NULL, "after a good image, sign a firmware.report (ok, with K and K.seq) and POST it, as after installing", NULL},
+        {"seq-file", "P", "with --report: the sequence counter (default: K.seq)", NULL},
         CONN_OPTS,
         {NULL, NULL, NULL, NULL},
     };
@@ -137,6 +169,8 @@ int cmd_firmware(int argc, char **argv)
            rel.version, rel.size, hex, rel.height);
     fflush(stdout);
     rc = check_image(image, &rel);
+    if (rc == EXIT_OK && opt_get(o, "report"))
+        rc = report(c, o, id, gpath, &rel);
 out:
     free(answer);
     free(gcopy);

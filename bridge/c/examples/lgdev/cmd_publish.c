@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "answers.h"
 #include "coap.h"
 #include "dev.h"
 #include "lg.h"
@@ -180,7 +181,7 @@ static int publish_mqtt(struct pub *p, const char *broker, size_t window)
         struct mq_ack ack;
         if (mq_wait_ack(m, r->mid, &ack, now_ms() + p->timeout_ms) != 0)
             goto out;
-        if (ack.code != 0) {
+        if (ack.code >= 0x80) { /* below 0x80 is success in MQTT 5 */
             lg_refusal ref;
             lg_err e = lg_refusal_parse_mqtt5(ack.reason, strlen(ack.reason), ack.last_seq[0] ? ack.last_seq : NULL,
                                               strlen(ack.last_seq), &ref);
@@ -234,30 +235,6 @@ out:
 
 /* ---- CoAP ---------------------------------------------------------- */
 
-/* coap_receipt gets r's receipt from a 2.04: the payload when it fits a
- * block, else the tx id with Location-Path to GET it (protocol.md 13.2). */
-static int coap_receipt(struct pub *p, struct co *c, struct co_resp *resp, struct rec *r)
-{
-    /* Content-Format 0 (text/plain) or a Location-Path: the tx id. */
-    if (resp->content_format != 0 && !resp->location[0])
-        return check_receipt(p, resp->payload, resp->len, r, 1) == 1 ? 0 : -1;
-    char path[300];
-    if (resp->location[0])
-        snprintf(path, sizeof path, "%s", resp->location);
-    else
-        snprintf(path, sizeof path, "lg/v1/receipts/%.*s", (int)resp->len, (char *)resp->payload);
-    struct co_resp got;
-    if (co_request(c, "GET", path, NULL, NULL, 0, -1, &got, p->timeout_ms) != 0)
-        return -1;
-    int rc = -1;
-    if (got.code != 205)
-        errf("GET %s: %d.%02d %s", path, got.code / 100, got.code % 100, got.payload ? (char *)got.payload : "");
-    else
-        rc = check_receipt(p, got.payload, got.len, r, 1) == 1 ? 0 : -1;
-    co_resp_free(&got);
-    return rc;
-}
-
 static int publish_coap(struct pub *p, const char *server, const char *cert, const char *pin)
 {
     char host[256];
@@ -277,35 +254,18 @@ static int publish_coap(struct pub *p, const char *server, const char *cert, con
             goto out;
         r.resynced = r.resends = r.have_receipt = 0;
         for (;;) {
-            struct co_resp resp;
-            /* Content-Format 18: application/cose; cose-type="cose-sign1". */
-            if (co_request(c, "POST", path, NULL, r.env, r.len, 18, &resp, p->timeout_ms) != 0)
+            struct posted res;
+            int got = conn_post_tx(c, path, r.env, r.len, r.tx_id, &p->d.gen, p->timeout_ms, &res);
+            if (got < 0) {
+                rc = EXIT_REFUSED; /* a receipt that does not verify, or the network */
                 goto out;
-            if (resp.code == 204) {
-                int ok = coap_receipt(p, c, &resp, &r);
-                co_resp_free(&resp);
-                if (ok != 0) {
-                    if (!r.have_receipt)
-                        errf("the 2.04 for seq %" PRIu64 " carries no receipt of it", r.seq);
-                    rc = EXIT_REFUSED;
-                    goto out;
-                }
+            }
+            if (got == 0) {
+                r.height = res.height;
+                r.index = res.index;
                 break;
             }
-            lg_refusal ref;
-            lg_err e = lg_refusal_parse_coap(resp.payload ? resp.payload : (const uint8_t *)"", resp.len, &ref);
-            char code[32];
-            snprintf(code, sizeof code, "CoAP %d.%02d", resp.code / 100, resp.code % 100);
-            if (e != LG_OK) {
-                errf("%s with a diagnostic payload that is no refusal (%s): %s", code, lg_strerror(e),
-                     resp.payload ? (char *)resp.payload : "");
-                co_resp_free(&resp);
-                rc = EXIT_REFUSED;
-                goto out;
-            }
-            int what = on_refusal(p, &r, &ref, code, resp.payload ? (char *)resp.payload : NULL);
-            co_resp_free(&resp);
-            if (what < 0) {
+            if (on_refusal(p, &r, &res.refusal, res.code, res.detail) < 0) {
                 rc = EXIT_REFUSED;
                 goto out;
             }
