@@ -382,7 +382,7 @@ typedef struct lg_keys {
     lg_list groups;
     bool revoked;
     lg_str reason;
-    uint64_t height;     /* the head's height */
+    uint64_t height;     /* the block of the enroll or re-key the keys come from */
 } lg_keys;
 
 lg_err lg_keys_answer_verify(const uint8_t *buf, size_t len, const lg_genesis *g,
