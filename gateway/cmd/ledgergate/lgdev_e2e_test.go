@@ -3,6 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -43,10 +49,10 @@ func buildLgdev(t *testing.T) string {
 	return filepath.Join(dir, "build", "lgdev")
 }
 
-// lgdev runs the C device; it returns stdout, stderr and the exit status
-// (3: refused by the gateway or a check, see `lgdev --help`).
-func lgdev(t *testing.T, bin string, args ...string) (string, string, int) {
-	t.Helper()
+// runLgdev runs the C device for at most 3 minutes; it returns stdout,
+// stderr and the exit status (3: refused by the gateway or a check, see
+// `lgdev --help`). Safe in any goroutine.
+func runLgdev(bin string, args ...string) (string, string, int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
@@ -54,16 +60,24 @@ func lgdev(t *testing.T, bin string, args ...string) (string, string, int) {
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	if ctx.Err() != nil {
-		t.Fatalf("lgdev %s: %v\n%s%s", strings.Join(args, " "), ctx.Err(), out.String(), errb.String())
+		return out.String(), errb.String(), -1, fmt.Errorf("lgdev %s: %w", strings.Join(args, " "), ctx.Err())
 	}
-	code := 0
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
+		return out.String(), errb.String(), ee.ExitCode(), nil
 	}
-	return out.String(), errb.String(), code
+	return out.String(), errb.String(), 0, err
+}
+
+// lgdev is runLgdev for the test's goroutine: it fails the test unless
+// lgdev ran to an exit status.
+func lgdev(t *testing.T, bin string, args ...string) (string, string, int) {
+	t.Helper()
+	out, errs, code, err := runLgdev(bin, args...)
+	if err != nil {
+		t.Fatalf("%v\n%s%s", err, out, errs)
+	}
+	return out, errs, code
 }
 
 // mustLgdev runs lgdev and fails the test unless it exits 0.
@@ -196,13 +210,52 @@ func TestLgdev(t *testing.T) {
 			t.Fatalf("%d verified receipts, want 100\n%s", len(recs), out)
 		}
 		checkOnLedger(t, g.api, recs)
+		t.Logf("100 records over MQTT in %v", time.Since(start).Round(time.Millisecond))
+	})
+
+	// One device's records commit one per block (its queue is taken in
+	// rounds); several devices at once share blocks, so their receipts
+	// carry inclusion proofs, which lgdev verifies in C.
+	t.Run("merkle", func(t *testing.T) {
+		const n, each = 4, 25
+		outs := make(chan string, n)
+		for i := range n {
+			mid := fmt.Sprintf("m-%d", i)
+			mustCLI(t, dir, "device", "keygen", "--alg", "es256", "--out", mid)
+			admin("device", "enroll", "--id", mid, "--pubkey", mid+".pub")
+		}
+		start := time.Now()
+		for i := range n {
+			mid := fmt.Sprintf("m-%d", i)
+			go func() {
+				out, errs, code, err := runLgdev(bin, "publish", "--key", filepath.Join(dir, mid), "--id", mid, "--genesis", genesis,
+					"--broker", g.mqtt, "--count", strconv.Itoa(each), "--window", strconv.Itoa(each))
+				if code != 0 || err != nil {
+					out += fmt.Sprintf("lgdev publish as %s: exit %d, %v\n%s", mid, code, err, errs)
+				}
+				outs <- out
+			}()
+		}
+		var recs []lgRecord
+		for range n {
+			out := <-outs
+			got := okRecords(t, out)
+			if len(got) != each {
+				t.Errorf("%d verified receipts, want %d\n%s", len(got), each, out)
+			}
+			recs = append(recs, got...)
+		}
 		proofs := 0
 		for _, r := range recs {
 			if r.index > 0 {
 				proofs++
 			}
 		}
-		t.Logf("100 records over MQTT in %v; %d at index > 0 of their block", time.Since(start).Round(time.Millisecond), proofs)
+		t.Logf("%d records of %d devices at once in %v; %d not first in their block", len(recs), n,
+			time.Since(start).Round(time.Millisecond), proofs)
+		if proofs == 0 {
+			t.Errorf("every one of %d records of %d devices at once was alone in its block: no inclusion proof was verified", len(recs), n)
+		}
 	})
 
 	t.Run("coap", func(t *testing.T) {
@@ -221,6 +274,46 @@ func TestLgdev(t *testing.T) {
 	t.Run("forged", func(t *testing.T) {
 		refusedLgdev(t, bin, []string{"refused: bad_signature (PUBACK 0x87)", "what to do: rekey"}, mqttArgs("--tamper")...)
 		refusedLgdev(t, bin, []string{"refused: bad_signature (CoAP 4.01)", "what to do: rekey"}, coapArgs("--tamper")...)
+	})
+
+	// The receipts are checked in C: against a genesis whose node key is
+	// another (same chain id, so the gateway takes the record), the
+	// commit certificate of the receipt does not verify.
+	t.Run("foreign-genesis", func(t *testing.T) {
+		var gen map[string]any
+		b, err := os.ReadFile(genesis)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(b, &gen); err != nil {
+			t.Fatal(err)
+		}
+		other, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		spki, err := x509.MarshalPKIXPublicKey(other.Public())
+		if err != nil {
+			t.Fatal(err)
+		}
+		gen["nodes"].([]any)[0].(map[string]any)["public_key"] = base64.StdEncoding.EncodeToString(spki)
+		foreign := filepath.Join(dir, "foreign-genesis.json")
+		if b, err = json.Marshal(gen); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(foreign, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args := mqttArgs()
+		for i, a := range args {
+			if a == genesis {
+				args[i] = foreign
+			}
+		}
+		out, _ := refusedLgdev(t, bin, []string{"a receipt does not verify against the genesis"}, args...)
+		if strings.Contains(out, "ok ") {
+			t.Errorf("a receipt was accepted against another genesis:\n%s", out)
+		}
 	})
 
 	// A device that lost its counter signs seq 1 again: replay with

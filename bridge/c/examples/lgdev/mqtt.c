@@ -98,12 +98,13 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
     if (!q)
         return;
     q->topic = strdup(msg->topic);
-    q->payload = malloc(msg->payloadlen > 0 ? (size_t)msg->payloadlen : 1);
+    q->payload = malloc((size_t)msg->payloadlen + 1); /* NUL after it: JSON can be printed */
     if (!q->topic || !q->payload) {
         mq_msg_free(q);
         return;
     }
     memcpy(q->payload, msg->payload, (size_t)msg->payloadlen);
+    q->payload[msg->payloadlen] = 0;
     q->len = (size_t)msg->payloadlen;
     if (m->tail)
         m->tail->next = q;
