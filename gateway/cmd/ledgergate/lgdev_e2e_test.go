@@ -269,6 +269,33 @@ func TestLgdev(t *testing.T) {
 		t.Logf("100 records over CoAP/DTLS in %v", time.Since(start).Round(time.Millisecond))
 	})
 
+	// The DTLS profile (protocol.md 13.3) from the device's side: it
+	// talks only to the pinned gateway certificate, and the gateway only
+	// to a certificate of an enrolled key.
+	t.Run("dtls", func(t *testing.T) {
+		args := coapArgs()
+		for i, a := range args {
+			if a == pin {
+				args[i] = certPath // a certificate, but not the gateway's
+			}
+		}
+		out, errs, code := lgdev(t, bin, args...)
+		if code != 1 || !strings.Contains(errs, "not the pinned one") || strings.Contains(out, "ok ") {
+			t.Errorf("another pinned certificate: exit %d\n%s%s", code, out, errs)
+		}
+		mustCLI(t, dir, "device", "keygen", "--alg", "es256", "--out", "stranger")
+		stranger, err := device.LoadKey(filepath.Join(dir, "stranger"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		selfSigned(t, stranger, id, filepath.Join(dir, "stranger.crt"))
+		out, errs, code = lgdev(t, bin, "coap", "--key", filepath.Join(dir, "stranger"), "--id", id, "--genesis", genesis,
+			"--server", g.dtls, "--cert", filepath.Join(dir, "stranger.crt"), "--pin", pin)
+		if code != 1 || !strings.Contains(errs, "DTLS handshake failed") || strings.Contains(out, "ok ") {
+			t.Errorf("a certificate of a key nobody enrolled: exit %d\n%s%s", code, out, errs)
+		}
+	})
+
 	// A record whose signature was altered after signing: bad_signature
 	// (protocol.md 14.1: MQTT 5 PUBACK 0x87, CoAP 4.01).
 	t.Run("forged", func(t *testing.T) {

@@ -47,16 +47,16 @@ int conn_get(struct co *c, const char *path, const char *query, int timeout_ms, 
     return rc;
 }
 
-/* receipt_of verifies a receipt and that it is tx_id's. */
+/* receipt_of verifies a receipt and that it is tx_id's: 0 or 2. */
 static int receipt_of(const uint8_t *buf, size_t len, const uint8_t tx_id[LG_HASH_LEN], const lg_genesis *g,
                       struct posted *p)
 {
     lg_receipt r;
     lg_err e = lg_receipt_verify(buf, len, g, &r);
     if (e != LG_OK)
-        return errf("the receipt does not verify against the genesis: %s", lg_strerror(e));
+        return errf("a receipt does not verify against the genesis: %s", lg_strerror(e)), 2;
     if (!lg_ct_equal(r.tx.id, tx_id, LG_HASH_LEN))
-        return errf("the receipt is another tx's"); /* protocol.md 10: compare with what was sent */
+        return errf("the receipt is another tx's"), 2; /* protocol.md 10: compare with what was sent */
     p->height = r.header.height;
     p->index = r.index;
     return 0;
@@ -108,7 +108,9 @@ int post_report(struct co *c, const char *path, const uint8_t *env, size_t len, 
     int got = conn_post_tx(c, path, env, len, tx_id, g, timeout_ms, &p);
     if (got < 0)
         return EXIT_ERR;
-    if (got > 0) {
+    if (got == 2)
+        return EXIT_REFUSED;
+    if (got == 1) {
         explain(p.code, &p.refusal, p.detail);
         return EXIT_REFUSED;
     }

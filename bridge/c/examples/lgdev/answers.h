@@ -36,8 +36,8 @@ struct posted {
 /* conn_post_tx POSTs a signed tx (Content-Format 18) to path and, on
  * 2.04, verifies its receipt against g and that it is tx_id's: from the
  * payload, or GET by tx id when it is larger than a block (protocol.md
- * 13.2). Returns 0 committed, 1 refused (p->refusal), -1 error (the
- * receipt does not verify included). */
+ * 13.2). Returns 0 committed, 1 refused (p->refusal), 2 the receipt
+ * does not verify or is another tx's, -1 another error (network). */
 int conn_post_tx(struct co *c, const char *path, const uint8_t *env, size_t len, const uint8_t tx_id[LG_HASH_LEN],
                  const lg_genesis *g, int timeout_ms, struct posted *p);
 

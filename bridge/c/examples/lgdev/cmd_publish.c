@@ -101,7 +101,8 @@ static void print_ok(const struct rec *r)
  * (re-signed after a resync, or the same bytes), or -1 stop (explained). */
 static int on_refusal(struct pub *p, struct rec *r, const lg_refusal *ref, const char *code, const char *detail)
 {
-    if (ref->action == LG_ACT_RESEND && r->resends < MAX_RESENDS) {
+    /* storage_full waits for an operator (14.4), not seconds: stop. */
+    if (ref->action == LG_ACT_RESEND && r->resends < MAX_RESENDS && strcmp(ref->reason, "storage_full") != 0) {
         /* protocol.md 14.2: the outcome is unknown; the same bytes, after
          * the hint (2 s). A committed one is answered with its receipt. */
         fprintf(stderr, "lgdev: %s (%s): sending the same record again in 2 s\n", ref->reason, code);
@@ -256,8 +257,10 @@ static int publish_coap(struct pub *p, const char *server, const char *cert, con
         for (;;) {
             struct posted res;
             int got = conn_post_tx(c, path, r.env, r.len, r.tx_id, &p->d.gen, p->timeout_ms, &res);
-            if (got < 0) {
-                rc = EXIT_REFUSED; /* a receipt that does not verify, or the network */
+            if (got < 0)
+                goto out;
+            if (got == 2) {
+                rc = EXIT_REFUSED; /* the receipt does not verify */
                 goto out;
             }
             if (got == 0) {
@@ -281,8 +284,7 @@ out:
 
 /* ---- the subcommands ---------------------------------------------------- */
 
-/* common_opts are the options both transports take; index constants
- * below name them. */
+/* COMMON_OPTS are the options both transports take. */
 #define COMMON_OPTS                                                                                            \
     {"key", "K", "the device's private signing key (PKCS#8 PEM, `ledgergate device keygen --out K`)", NULL},   \
         {"id", "ID", "the device id (as enrolled)", NULL},                                                     \

@@ -18,6 +18,7 @@ struct co {
     unsigned char *pin_der; /* the pinned gateway certificate, DER */
     size_t pin_len;
     int pin_seen;           /* the handshake showed us the pinned certificate */
+    int pin_mismatch;       /* ... or another one */
     /* the request in flight */
     uint8_t token[8];
     size_t token_len;
@@ -39,6 +40,7 @@ static int check_server(const char *cn, const uint8_t *der, size_t len, coap_ses
         c->pin_seen = 1;
         return 1;
     }
+    c->pin_mismatch = 1;
     return 0;
 }
 
@@ -99,8 +101,9 @@ static void on_nack(coap_session_t *s, const coap_pdu_t *sent, const coap_nack_r
         c->failure = "the gateway reset the exchange";
         break;
     case COAP_NACK_TLS_FAILED:
-        c->failure = "the DTLS handshake failed: is the certificate's key the device's enrolled key "
-                     "(the gateway ends the handshake otherwise), and is --pin the gateway's certificate?";
+        c->failure = c->pin_mismatch ? "the gateway's certificate is not the pinned one (--pin): not talking to it"
+                                     : "the DTLS handshake failed: is --cert a certificate of the device's enrolled "
+                                       "key, and --key its private key?";
         break;
     default:
         c->failure = "the request could not be delivered";
@@ -112,45 +115,26 @@ static int on_event(coap_session_t *s, const coap_event_t ev)
     struct co *c = coap_session_get_app_data(s);
     if (c && !c->done && (ev == COAP_EVENT_DTLS_ERROR || ev == COAP_EVENT_DTLS_CLOSED)) {
         c->done = -1;
-        c->failure = ev == COAP_EVENT_DTLS_ERROR ? "DTLS error (handshake refused or alert)" : "DTLS session closed";
+        if (c->pin_mismatch)
+            c->failure = "the gateway's certificate is not the pinned one (--pin): not talking to it";
+        else if (ev == COAP_EVENT_DTLS_ERROR)
+            c->failure = "DTLS handshake failed: the gateway takes only a certificate whose key is an enrolled, "
+                         "unrevoked device's current key (protocol.md 13.3): is --cert of the device's key, and --key "
+                         "its private key?";
+        else
+            c->failure = "the DTLS session was closed";
     }
     return 0;
 }
 
 static int load_pin(struct co *c, const char *pin)
 {
-    unsigned char *pem;
-    size_t n;
-    if (read_file(pin, 64 * 1024, &pem, &n) != 0)
+    uint8_t der[8192];
+    if (pem_der(pin, "CERTIFICATE", der, sizeof der, &c->pin_len) != 0)
         return -1;
-    /* The PEM body between the markers is base64 of the DER certificate. */
-    const char *begin = strstr((char *)pem, "-----BEGIN CERTIFICATE-----");
-    const char *end = begin ? strstr(begin, "-----END CERTIFICATE-----") : NULL;
-    if (!end) {
-        free(pem);
-        return errf("%s: no PEM CERTIFICATE", pin);
-    }
-    begin += strlen("-----BEGIN CERTIFICATE-----");
-    c->pin_der = malloc((size_t)(end - begin));
-    if (!c->pin_der) {
-        free(pem);
+    if (!(c->pin_der = malloc(c->pin_len)))
         return errf("out of memory");
-    }
-    uint32_t acc = 0;
-    int bits = 0;
-    for (const char *p = begin; p < end; p++) {
-        const char *alpha = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        const char *q = *p ? strchr(alpha, *p) : NULL;
-        if (!q)
-            continue; /* newlines and '=' padding */
-        acc = acc << 6 | (uint32_t)(q - alpha);
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            c->pin_der[c->pin_len++] = (unsigned char)(acc >> bits);
-        }
-    }
-    free(pem);
+    memcpy(c->pin_der, der, c->pin_len);
     return 0;
 }
 
@@ -282,6 +266,12 @@ int co_request(struct co *c, const char *method, const char *path, const char *q
     while (!c->done && now_ms() < deadline)
         coap_io_process(c->ctx, 100);
     c->resp = NULL;
+    if (c->done == 1 && c->pin_der && !c->pin_seen) {
+        /* Belt and braces: an answer came over a session whose server
+         * certificate our check never saw. Do not trust it. */
+        co_resp_free(resp);
+        return errf("coap: the gateway's certificate was not checked against --pin");
+    }
     if (c->done == 1)
         return 0;
     co_resp_free(resp);

@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include <mbedtls/ecp.h>
-#include <mbedtls/pem.h>
 #include <mbedtls/pk.h>
 
 #include "util.h"
@@ -23,31 +22,6 @@ static const uint8_t pkcs8_ed25519[16] = {0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x
 int lgerr(const char *what, lg_err e)
 {
     return errf("%s: %s", what, lg_strerror(e));
-}
-
-/* pem_der decodes the first PEM block of the given label in a file. */
-static int pem_der(const char *path, const char *label, uint8_t *der, size_t cap, size_t *len)
-{
-    unsigned char *text;
-    size_t n;
-    if (read_file(path, 64 * 1024, &text, &n) != 0)
-        return -1;
-    char begin[64], end[64];
-    snprintf(begin, sizeof begin, "-----BEGIN %s-----", label);
-    snprintf(end, sizeof end, "-----END %s-----", label);
-    mbedtls_pem_context pem;
-    mbedtls_pem_init(&pem);
-    size_t used;
-    int rc = mbedtls_pem_read_buffer(&pem, begin, end, text, NULL, 0, &used);
-    free(text);
-    if (rc != 0 || pem.buflen > cap) {
-        mbedtls_pem_free(&pem);
-        return errf("%s: not a PEM %s", path, label);
-    }
-    memcpy(der, pem.buf, pem.buflen);
-    *len = pem.buflen;
-    mbedtls_pem_free(&pem);
-    return 0;
 }
 
 static int load_signing_key(const char *path, uint8_t key[32], lg_alg *alg)

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <mbedtls/pem.h>
 #include <mbedtls/sha256.h>
 
 int errf(const char *fmt, ...)
@@ -183,6 +184,30 @@ size_t b64url_encode(const uint8_t *in, size_t n, char *out, size_t cap)
 void sha256(const void *data, size_t n, uint8_t out[32])
 {
     mbedtls_sha256_ret(data, n, out, 0);
+}
+
+int pem_der(const char *path, const char *label, uint8_t *der, size_t cap, size_t *len)
+{
+    unsigned char *text;
+    size_t n;
+    if (read_file(path, 64 * 1024, &text, &n) != 0)
+        return -1;
+    char begin[64], end[64];
+    snprintf(begin, sizeof begin, "-----BEGIN %s-----", label);
+    snprintf(end, sizeof end, "-----END %s-----", label);
+    mbedtls_pem_context pem;
+    mbedtls_pem_init(&pem);
+    size_t used;
+    int rc = mbedtls_pem_read_buffer(&pem, begin, end, text, NULL, 0, &used);
+    free(text);
+    if (rc != 0 || pem.buflen > cap) {
+        mbedtls_pem_free(&pem);
+        return errf("%s: not a PEM %s", path, label);
+    }
+    memcpy(der, pem.buf, pem.buflen);
+    *len = pem.buflen;
+    mbedtls_pem_free(&pem);
+    return 0;
 }
 
 int64_t now_ms(void)

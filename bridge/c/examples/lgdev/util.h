@@ -39,6 +39,10 @@ int hex_decode(const char *in, uint8_t *out, size_t n); /* exactly 2n digits */
 /* base64url without padding (RFC 4648 section 5), for tokens. */
 size_t b64url_encode(const uint8_t *in, size_t n, char *out, size_t cap);
 
+/* pem_der decodes the first PEM block with the given label ("PRIVATE
+ * KEY", "CERTIFICATE", ...) of a file into der (at most cap bytes). */
+int pem_der(const char *path, const char *label, uint8_t *der, size_t cap, size_t *len);
+
 void sha256(const void *data, size_t n, uint8_t out[32]);
 
 int64_t now_ms(void);
