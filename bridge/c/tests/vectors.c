@@ -573,6 +573,7 @@ static int case_cert(const cJSON *c)
     uint8_t *b = unhex(jstr(c, "hex"), &n);
     const lg_genesis *g = genesis_named(jstr(get(c, "inputs"), "genesis"));
     CHECK(g != NULL, "no genesis");
+    seed("receipt", b, n);
     lg_err e = dec_head(b, n, g);
     int r = verdict(c, e, false);
     if (r == R_PASS && e == LG_OK)
@@ -723,6 +724,7 @@ static int case_answer_keys(const cJSON *c)
     const lg_genesis *g = genesis_named(jstr(in, "genesis"));
     lg_keys k;
     CHECK(g != NULL, "no genesis");
+    seed("config", b, n);
     lg_err e = lg_keys_answer_verify(b, n, g, jstr(in, "device"), geti(in, "now_ms"),
                                      geti(in, "max_age_ms"), &k);
     int r = verdict(c, e, false);
