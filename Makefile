@@ -21,8 +21,8 @@ TEST_DEBS += lintian systemd debootstrap qemu-user-static file
 TEST_DEBS += chromium fonts-dejavu-core
 # ... and the independent Python device (TestPythonDevice, gateway/cmd/ledgergate/testdata/pydevice).
 TEST_DEBS += python3 python3-cbor2 python3-paho-mqtt python3-cryptography
-# ... and the example C device (TestLgdev, bridge/c/examples/lgdev): MQTT, CoAP with DTLS (libcoap's OpenSSL build), mbedTLS, libcbor.
-TEST_DEBS += gcc make pkg-config libmosquitto-dev libcoap3-dev libmbedtls-dev libcbor-dev
+# ... and the example C device (TestLgdev, bridge/c/examples/lgdev): MQTT, CoAP with DTLS (libcoap's OpenSSL build), mbedTLS, libsodium (Ed25519).
+TEST_DEBS += gcc make pkg-config libmosquitto-dev libcoap3-dev libmbedtls-dev libsodium-dev
 
 .PHONY: help run cluster cluster-clean build cross deb deps test test-go packaging-test fuzz-short verify bench sim chaos screenshots vectors clean
 

@@ -25,10 +25,11 @@ import (
 )
 
 // buildLgdev builds the C example device bridge/c/examples/lgdev (and the
-// C library under it) with make and returns the binary. It skips only
-// when there is no C compiler; missing libraries are a failure that
-// `make deps` fixes, as for the other real peers of these tests.
-func buildLgdev(t *testing.T) string {
+// C library under it) with make and returns the binary; with ed25519 the
+// build that takes Ed25519 keys too. It skips only when there is no C
+// compiler; missing libraries are a failure that `make deps` fixes, as
+// for the other real peers of these tests.
+func buildLgdev(t *testing.T, ed25519 bool) string {
 	t.Helper()
 	if _, err := exec.LookPath("gcc"); err != nil {
 		t.Skip("gcc not found")
@@ -37,16 +38,20 @@ func buildLgdev(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	args, bin := []string{"-C", dir}, filepath.Join(dir, "build", "lgdev")
+	if ed25519 {
+		args, bin = append(args, "LG_WITH_ED25519=1"), filepath.Join(dir, "build", "ed", "lgdev")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	start := time.Now()
-	out, err := exec.CommandContext(ctx, "make", "-C", dir).CombinedOutput()
+	out, err := exec.CommandContext(ctx, "make", args...).CombinedOutput()
 	if err != nil {
-		t.Fatalf("make -C %s: %v\n%s\n(the libraries: run `make deps`, Debian libmosquitto-dev libcoap3-dev libmbedtls-dev libcbor-dev pkg-config)",
-			dir, err, out)
+		t.Fatalf("make %s: %v\n%s\n(the libraries: run `make deps`, Debian libmosquitto-dev libcoap3-dev libmbedtls-dev libsodium-dev pkg-config)",
+			strings.Join(args, " "), err, out)
 	}
-	t.Logf("built lgdev in %v", time.Since(start).Round(time.Millisecond))
-	return filepath.Join(dir, "build", "lgdev")
+	t.Logf("built %s in %v", bin, time.Since(start).Round(time.Millisecond))
+	return bin
 }
 
 // runLgdev runs the C device for at most 3 minutes; it returns stdout,
@@ -159,7 +164,7 @@ func checkOnLedger(t *testing.T, api string, recs []lgRecord) {
 // a rolled-back one refused; a firmware offer checked with the vendor key
 // and its image checked in 4 KB chunks, and a wrong image refused.
 func TestLgdev(t *testing.T) {
-	bin := buildLgdev(t)
+	bin := buildLgdev(t, false)
 	dir := t.TempDir()
 	g := startGateway(t, filepath.Join(dir, "data"))
 	genesis := filepath.Join(g.data, "genesis.json")
@@ -293,6 +298,33 @@ func TestLgdev(t *testing.T) {
 			"--server", g.dtls, "--cert", filepath.Join(dir, "stranger.crt"), "--pin", pin)
 		if code != 1 || !strings.Contains(errs, "DTLS handshake failed") || strings.Contains(out, "ok ") {
 			t.Errorf("a certificate of a key nobody enrolled: exit %d\n%s%s", code, out, errs)
+		}
+	})
+
+	// An Ed25519 device (the library's Ed25519 build, on libsodium):
+	// EdDSA token, records over MQTT and over DTLS with an Ed25519
+	// certificate.
+	t.Run("ed25519", func(t *testing.T) {
+		edBin := buildLgdev(t, true)
+		mustCLI(t, dir, "device", "keygen", "--alg", "ed25519", "--out", "ed-1")
+		admin("device", "enroll", "--id", "ed-1", "--pubkey", "ed-1.pub")
+		edKey, err := device.LoadKey(filepath.Join(dir, "ed-1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		edCert := filepath.Join(dir, "ed-1.crt")
+		selfSigned(t, edKey, "ed-1", edCert)
+		ed := []string{"--key", filepath.Join(dir, "ed-1"), "--id", "ed-1", "--genesis", genesis, "--count", "3"}
+		recs := okRecords(t, mustLgdev(t, edBin, append([]string{"publish", "--broker", g.mqtt}, ed...)...))
+		recs = append(recs, okRecords(t, mustLgdev(t, edBin, append([]string{"coap", "--server", g.dtls, "--cert", edCert, "--pin", pin}, ed...)...))...)
+		if len(recs) != 6 {
+			t.Fatalf("%d verified receipts, want 6", len(recs))
+		}
+		checkOnLedger(t, g.api, recs)
+		// The plain build says what it lacks.
+		_, errs, code := lgdev(t, bin, append([]string{"publish", "--broker", g.mqtt}, ed...)...)
+		if code != 1 || !strings.Contains(errs, "LG_WITH_ED25519") {
+			t.Errorf("an Ed25519 key with the plain build: exit %d\n%s", code, errs)
 		}
 	})
 
