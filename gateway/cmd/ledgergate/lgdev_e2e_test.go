@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -272,6 +273,21 @@ func TestLgdev(t *testing.T) {
 		}
 		checkOnLedger(t, g.api, recs)
 		t.Logf("100 records over CoAP/DTLS in %v", time.Since(start).Round(time.Millisecond))
+
+		// A record larger than a block goes in Block1; its receipt is
+		// larger than a block, so the 2.04 names it by tx id and lgdev
+		// GETs it block-wise (protocol.md 13.2).
+		big := filepath.Join(dir, "big.bin")
+		if err := os.WriteFile(big, bytes.Repeat([]byte("0123456789abcdef"), 200), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args := coapArgs()
+		args[len(args)-1] = big // --in
+		recs = okRecords(t, mustLgdev(t, bin, args...))
+		if len(recs) != 1 {
+			t.Fatalf("large record: %+v", recs)
+		}
+		checkOnLedger(t, g.api, recs)
 	})
 
 	// The DTLS profile (protocol.md 13.3) from the device's side: it
@@ -483,6 +499,29 @@ func TestLgdev(t *testing.T) {
 		out := mustLgdev(t, bin, append(fwArgs(good, "1"), "--report")...)
 		wantLines(t, out, "ok firmware model=th-2 version=2 size=39000 ", "ok image "+good+" size=39000 chunks=10 ",
 			"ok firmware-report version=2 ")
+		// The same answer read from a file (as a device that got it some
+		// other way): fetched raw from the HTTP API.
+		req, err := http.NewRequest(http.MethodGet, g.api+"/api/v1/devices/"+id+"/firmware", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Accept", "application/cbor")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("firmware answer over HTTP: %d %v", resp.StatusCode, err)
+		}
+		answer := filepath.Join(dir, "fw.answer")
+		if err := os.WriteFile(answer, raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		wantLines(t, mustLgdev(t, bin, "firmware", "--id", id, "--genesis", genesis, "--vendor-pub", filepath.Join(dir, "acme.pub"),
+			"--installed", "1", "--image", good, "--answer", answer), "ok firmware model=th-2 version=2 ", "ok image ")
+
 		bad := append([]byte(nil), img...)
 		bad[20000] ^= 0x01
 		wrong := filepath.Join(dir, "fw-2-wrong.bin")

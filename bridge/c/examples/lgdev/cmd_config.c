@@ -130,17 +130,19 @@ int cmd_config(int argc, char **argv)
     const char *key = opt_get(o, "key");
     if (!id || !gpath || !out)
         return EXIT_USAGE;
-    char enc_path[4096], state_path[4096];
-    if (!opt_get(o, "enc-key") && !key)
-        return errf("--enc-key is required without --key"), EXIT_USAGE;
-    if (!opt_get(o, "state") && !key)
-        return errf("--state is required without --key"), EXIT_USAGE;
-    snprintf(enc_path, sizeof enc_path, "%s", opt_get(o, "enc-key") ? opt_get(o, "enc-key") : "");
-    if (!opt_get(o, "enc-key"))
-        snprintf(enc_path, sizeof enc_path, "%s.enc", key);
-    snprintf(state_path, sizeof state_path, "%s", opt_get(o, "state") ? opt_get(o, "state") : "");
-    if (!opt_get(o, "state"))
-        snprintf(state_path, sizeof state_path, "%s.config", key);
+    /* K.enc and K.config beside the signing key K, unless given. */
+    const char *enc_path = opt_get(o, "enc-key"), *state_path = opt_get(o, "state");
+    char enc_buf[4096], state_buf[4096];
+    if ((!enc_path || !state_path) && !key)
+        return errf("--enc-key and --state are required without --key"), EXIT_USAGE;
+    if (!enc_path) {
+        snprintf(enc_buf, sizeof enc_buf, "%s.enc", key);
+        enc_path = enc_buf;
+    }
+    if (!state_path) {
+        snprintf(state_buf, sizeof state_buf, "%s.config", key);
+        state_path = state_buf;
+    }
     uint64_t max_age = 600;
     if (opt_get(o, "max-age") && parse_u64(opt_get(o, "max-age"), &max_age) != 0)
         return errf("--max-age: want seconds"), EXIT_USAGE;
