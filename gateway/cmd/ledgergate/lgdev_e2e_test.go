@@ -184,6 +184,13 @@ func TestLgdev(t *testing.T) {
 		t.Fatal(err)
 	}
 	selfSigned(t, key, id, certPath) // protocol.md 13.3: any certificate of the enrolled key
+	// A key nobody enrolled, with a certificate naming the device.
+	mustCLI(t, dir, "device", "keygen", "--alg", "es256", "--out", "stranger")
+	stranger, err := device.LoadKey(filepath.Join(dir, "stranger"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	selfSigned(t, stranger, id, filepath.Join(dir, "stranger.crt"))
 	reading := filepath.Join(dir, "reading.json")
 	if err := os.WriteFile(reading, []byte(`{"temp": 21.5}`), 0o644); err != nil {
 		t.Fatal(err)
@@ -304,12 +311,6 @@ func TestLgdev(t *testing.T) {
 		if code != 1 || !strings.Contains(errs, "not the pinned one") || strings.Contains(out, "ok ") {
 			t.Errorf("another pinned certificate: exit %d\n%s%s", code, out, errs)
 		}
-		mustCLI(t, dir, "device", "keygen", "--alg", "es256", "--out", "stranger")
-		stranger, err := device.LoadKey(filepath.Join(dir, "stranger"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		selfSigned(t, stranger, id, filepath.Join(dir, "stranger.crt"))
 		out, errs, code = lgdev(t, bin, "coap", "--key", filepath.Join(dir, "stranger"), "--id", id, "--genesis", genesis,
 			"--server", g.dtls, "--cert", filepath.Join(dir, "stranger.crt"), "--pin", pin)
 		if code != 1 || !strings.Contains(errs, "DTLS handshake failed") || strings.Contains(out, "ok ") {
@@ -349,6 +350,10 @@ func TestLgdev(t *testing.T) {
 	t.Run("forged", func(t *testing.T) {
 		refusedLgdev(t, bin, []string{"refused: bad_signature (PUBACK 0x87)", "what to do: rekey"}, mqttArgs("--tamper")...)
 		refusedLgdev(t, bin, []string{"refused: bad_signature (CoAP 4.01)", "what to do: rekey"}, coapArgs("--tamper")...)
+		// A token signed by another key does not even connect (13.1).
+		args := mqttArgs()
+		args[2] = filepath.Join(dir, "stranger") // --key
+		refusedLgdev(t, bin, []string{"CONNECT refused with 0x86"}, args...)
 	})
 
 	// The receipts are checked in C: against a genesis whose node key is

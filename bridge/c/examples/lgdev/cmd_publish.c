@@ -157,8 +157,9 @@ static int publish_mqtt(struct pub *p, const char *broker, size_t window)
     if (parse_hostport(broker, host, sizeof host, &port) != 0 || dev_token(&p->d, 3600, token, sizeof token) != 0)
         return EXIT_ERR;
     struct mq *m;
-    if (mq_connect(&m, host, port, p->d.id, token, p->timeout_ms) != 0)
-        return EXIT_ERR;
+    int got = mq_connect(&m, host, port, p->d.id, token, p->timeout_ms);
+    if (got != 0)
+        return got > 0 ? EXIT_REFUSED : EXIT_ERR;
     char data_topic[256], receipts[128], rejects[128];
     snprintf(data_topic, sizeof data_topic, "lg/v1/%s/data/%s", p->d.id, p->stream);
     snprintf(receipts, sizeof receipts, "lg/v1/%s/receipts", p->d.id);

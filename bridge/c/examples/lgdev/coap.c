@@ -14,7 +14,6 @@ struct co {
     coap_context_t *ctx;
     coap_session_t *session;
     coap_dtls_pki_t pki;
-    char cert[1024], key[1024];
     unsigned char *pin_der; /* the pinned gateway certificate, DER */
     size_t pin_len;
     int pin_seen;           /* the handshake showed us the pinned certificate */
@@ -175,22 +174,21 @@ int co_open(struct co **out, const char *host, int port, const char *cert, const
             co_close(c);
             return errf("coap: this libcoap has no DTLS (link libcoap-3-openssl)");
         }
-        snprintf(c->cert, sizeof c->cert, "%s", cert);
-        snprintf(c->key, sizeof c->key, "%s", key);
         c->pki.version = COAP_DTLS_PKI_SETUP_VERSION;
-        c->pki.pki_key.key_type = COAP_PKI_KEY_PEM;
-        c->pki.pki_key.key.pem.public_cert = c->cert;
-        c->pki.pki_key.key.pem.private_key = c->key; /* PKCS#8 PEM, as `device keygen` writes it */
+        c->pki.pki_key.key_type = COAP_PKI_KEY_PEM; /* file names; they outlive the session */
+        c->pki.pki_key.key.pem.public_cert = cert;
+        c->pki.pki_key.key.pem.private_key = key; /* PKCS#8 PEM, as `device keygen` writes it */
         if (pin) {
             if (load_pin(c, pin) != 0) {
                 co_close(c);
                 return -1;
             }
-            /* The gateway's certificate is self-signed and names no host:
-             * let OpenSSL accept self-signed, then compare it ourselves. */
+            /* The gateway's own certificate is self-signed and names no
+             * host: let OpenSSL accept self-signed, then compare it
+             * ourselves (check_server). A coap.dtls_cert issued by a CA
+             * would need the CA in ca_file; not done here. */
             c->pki.verify_peer_cert = 1;
             c->pki.allow_self_signed = 1;
-            c->pki.allow_expired_certs = 0;
             c->pki.validate_cn_call_back = check_server;
             c->pki.cn_call_back_arg = c;
         } else {

@@ -26,6 +26,7 @@ struct mq {
     int suback_mid, suback_qos; /* the last SUBACK */
     struct ack_node *acks;
     struct mq_msg *head, *tail;
+    char err[160]; /* why step failed */
 };
 
 const char *mq_connack_text(int code)
@@ -121,18 +122,22 @@ static void on_subscribe(struct mosquitto *mosq, void *obj, int mid, int count, 
     m->suback_qos = count > 0 ? granted[0] : 0x80;
 }
 
-/* step runs the network loop once for at most 50 ms. */
+/* step runs the network loop once for at most 50 ms. On a broken
+ * connection it returns -1 and leaves the reason in m->err. */
 static int step(struct mq *m)
 {
     int rc = mosquitto_loop(m->mosq, 50, 1);
     if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN) {
         if (m->connected == 1)
             m->connected = -1;
-        return errf("mqtt: %s", mosquitto_strerror(rc));
+        snprintf(m->err, sizeof m->err, "%s", mosquitto_strerror(rc));
+        return -1;
     }
-    if (m->connected < 0 && m->disconnect_code)
-        return errf("mqtt: disconnected by the gateway: %s (0x%02x)", mosquitto_reason_string(m->disconnect_code),
-                    m->disconnect_code);
+    if (m->connected < 0 && m->disconnect_code) {
+        snprintf(m->err, sizeof m->err, "disconnected by the gateway: %s (0x%02x)",
+                 mosquitto_reason_string(m->disconnect_code), m->disconnect_code);
+        return -1;
+    }
     return 0;
 }
 
@@ -168,12 +173,15 @@ int mq_connect(struct mq **out, const char *host, int port, const char *id, cons
         if (step(m) != 0)
             break;
     if (m->connected != 1) {
-        if (m->connack)
+        int refused = m->connack != 0;
+        if (refused)
             errf("mqtt: CONNECT refused with 0x%02x: %s", m->connack, mq_connack_text(m->connack));
+        else if (m->err[0])
+            errf("mqtt: connect to %s:%d: %s", host, port, m->err);
         else
             errf("mqtt: no CONNACK from %s:%d within %d ms", host, port, timeout_ms);
         mq_close(m);
-        return -1;
+        return refused ? 1 : -1;
     }
     *out = m;
     return 0;
@@ -192,7 +200,7 @@ int mq_subscribe(struct mq *m, const char *topic, int timeout_ms)
         int64_t deadline = now_ms() + timeout_ms;
         while (m->suback_mid != mid && now_ms() < deadline)
             if (step(m) != 0)
-                return -1;
+                return errf("mqtt: subscribe %s: %s", topic, m->err);
         if (m->suback_mid != mid)
             return errf("mqtt: no SUBACK for %s within %d ms", topic, timeout_ms);
         if (m->suback_qos < 0x80)
@@ -232,7 +240,7 @@ int mq_wait_ack(struct mq *m, int mid, struct mq_ack *ack, int64_t deadline_ms)
         if (now_ms() >= deadline_ms)
             return errf("mqtt: no PUBACK before the deadline (the gateway acknowledges after commit)");
         if (step(m) != 0)
-            return -1;
+            return errf("mqtt: waiting for a PUBACK: %s", m->err);
     }
     return 0;
 }
@@ -253,8 +261,12 @@ struct mq_msg *mq_take(struct mq *m, const char *topic, int64_t deadline_ms)
             q->next = NULL;
             return q;
         }
-        if (now_ms() >= deadline_ms || step(m) != 0)
+        if (now_ms() >= deadline_ms)
             return NULL;
+        if (step(m) != 0) {
+            errf("mqtt: waiting for a message on %s: %s", topic, m->err);
+            return NULL;
+        }
     }
 }
 

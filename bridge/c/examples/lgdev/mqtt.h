@@ -27,7 +27,8 @@ struct mq_msg {
 };
 
 /* mq_connect connects with MQTT 5, client id = user = device id and
- * password = token (protocol.md 7, 13.1). It explains a refused CONNECT. */
+ * password = token (protocol.md 7, 13.1). 0 connected, 1 refused by the
+ * gateway (explained), -1 another error. */
 int mq_connect(struct mq **out, const char *host, int port, const char *id, const char *token, int timeout_ms);
 /* mq_subscribe subscribes with QoS 1 and waits for the SUBACK. */
 int mq_subscribe(struct mq *m, const char *topic, int timeout_ms);
