@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ledgergate/ledgergate/bridge"
+	"github.com/ledgergate/ledgergate/gateway/clock"
 )
 
 // Config is the MQTT front end's configuration. Zero fields take the
@@ -171,7 +172,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		return nil, err
 	}
 	if d.Now == nil {
-		d.Now = time.Now
+		d.Now = clock.Now
 	}
 	if d.Limiter == nil {
 		d.Limiter = bridge.NewLimiter(bridge.DefaultMaxPendingBytes)

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/ledgergate/ledgergate/gateway/clock"
 	"github.com/ledgergate/ledgergate/gateway/directory"
 	"github.com/ledgergate/ledgergate/gateway/index"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
@@ -54,7 +55,7 @@ type FirmwareBody struct {
 
 func (s *Server) deviceFirmware(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	a, rel, err := s.fw.FirmwareAnswer(id, time.Now())
+	a, rel, err := s.fw.FirmwareAnswer(id, clock.Now())
 	if err != nil {
 		s.writeErr(w, err)
 		return
@@ -109,7 +110,7 @@ func (s *Server) firmwareModels(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) firmwareStatus(w http.ResponseWriter, r *http.Request) {
-	st, err := s.fw.FirmwareStatus(r.PathValue("model"), time.Now())
+	st, err := s.fw.FirmwareStatus(r.PathValue("model"), clock.Now())
 	if err != nil {
 		s.writeErr(w, err)
 		return

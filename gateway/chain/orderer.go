@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ledgergate/ledgergate/gateway/clock"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 	"github.com/ledgergate/ledgergate/gateway/state"
 )
@@ -81,7 +82,7 @@ type Solo struct {
 
 // NewSolo returns a single-node orderer for node, signing with signer.
 func NewSolo(cfg BatchConfig, st *state.State, signer crypto.Signer, node string) *Solo {
-	return &Solo{cfg: cfg, st: st, signer: signer, node: node, now: time.Now, queue: make(chan *state.Checked, cfg.MaxPending)}
+	return &Solo{cfg: cfg, st: st, signer: signer, node: node, now: clock.Now, queue: make(chan *state.Checked, cfg.MaxPending)}
 }
 
 // Propose queues c, or returns ErrOverloaded if the queue is full.

@@ -23,6 +23,7 @@ import (
 	"github.com/ledgergate/ledgergate/gateway/api"
 	"github.com/ledgergate/ledgergate/gateway/blob"
 	"github.com/ledgergate/ledgergate/gateway/chain"
+	"github.com/ledgergate/ledgergate/gateway/clock"
 	"github.com/ledgergate/ledgergate/gateway/cluster"
 	"github.com/ledgergate/ledgergate/gateway/config"
 	"github.com/ledgergate/ledgergate/gateway/directory"
@@ -66,6 +67,7 @@ func New(o Options) (*Daemon, error) {
 func (d *Daemon) Run(ctx context.Context) error {
 	cfg := d.opts.Config
 	dir := cfg.DataDir
+	clock.WatchTestOffset(ctx, d.logger)
 	// The first start of a gateway without a chain makes its node key (in
 	// the TPM unless a software key is configured) and a single-node
 	// chain, so an installed appliance works at once. To join a cluster

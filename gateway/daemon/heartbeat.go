@@ -8,6 +8,7 @@ import (
 
 	"github.com/ledgergate/ledgergate/gateway/api"
 	"github.com/ledgergate/ledgergate/gateway/chain"
+	"github.com/ledgergate/ledgergate/gateway/clock"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 	"github.com/ledgergate/ledgergate/gateway/replica"
 )
@@ -24,31 +25,34 @@ const maxBlobBytes = api.MaxImageBytes
 // newest block is older than their freshness bound (a frozen or cut-off
 // gateway), so an idle chain must not look like one. It returns when ctx
 // ends.
+//
+// The chain is idle when, for a whole interval, this node has seen no new
+// block (on its monotonic clock) or the newest block's time is an interval
+// old (on its wall clock). Either alone fails when a clock steps: block
+// times are their proposers' wall clocks, so a proposer whose clock was
+// ahead leaves a block time that looks recent for as long as it was
+// ahead; and a node that just started has seen no block yet.
 func heartbeat(ctx context.Context, every time.Duration, node string, signer crypto.Signer, ch *chain.Chain, rep *replica.Replica, logger *slog.Logger) {
 	t := time.NewTicker(max(every/4, time.Second))
 	defer t.Stop()
+	seenHeight, seenAt := uint64(0), time.Now() // the newest block this node saw, and when
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		h, _ := ch.State().Tip()
+		if h != seenHeight {
+			seenHeight, seenAt = h, time.Now()
+		}
 		if st := rep.Status(); st.Primary != node || st.Changing || ch.Halted() != nil {
 			continue
 		}
-		var last time.Time
-		if h, _ := ch.State().Tip(); h > 0 {
-			b, err := ch.Block(h)
-			if err != nil {
-				logger.Warn("heartbeat: read the newest block", "err", err)
-				continue
-			}
-			last = time.UnixMilli(b.Header.Time)
-		}
-		if time.Since(last) < every {
+		if time.Since(seenAt) < every && !blockTimeOld(ch, h, every, logger) {
 			continue
 		}
-		now := time.Now()
+		now := clock.Now()
 		env, err := ledger.SignTx(signer, node, &ledger.Body{
 			Kind: ledger.KindHeartbeat, ChainID: ch.Genesis().ChainID,
 			Heartbeat: &ledger.Heartbeat{Node: node, Time: now.UnixMilli()},
@@ -66,4 +70,18 @@ func heartbeat(ctx context.Context, every time.Duration, node string, signer cry
 		}
 		cancel()
 	}
+}
+
+// blockTimeOld reports whether block h's time (the genesis, h = 0: none)
+// is at least every before this node's wall clock.
+func blockTimeOld(ch *chain.Chain, h uint64, every time.Duration, logger *slog.Logger) bool {
+	if h == 0 {
+		return true
+	}
+	b, err := ch.Block(h)
+	if err != nil {
+		logger.Warn("heartbeat: read the newest block", "err", err)
+		return false
+	}
+	return clock.Now().Sub(time.UnixMilli(b.Header.Time)) >= every
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ledgergate/ledgergate/gateway/clock"
 	"github.com/ledgergate/ledgergate/gateway/cluster"
 	"github.com/ledgergate/ledgergate/gateway/config"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
@@ -39,7 +40,7 @@ func NewSeeds(c config.Seeds, dataDir string, logger *slog.Logger) (*seeds.Disco
 	if err != nil {
 		return nil, fmt.Errorf("daemon: seeds trust anchor: %w", err)
 	}
-	return seeds.New(seeds.Config{Zones: c.Zones, Anchors: string(anchors), Servers: c.Servers, MinSeeds: c.MinSeeds, Logger: logger})
+	return seeds.New(seeds.Config{Zones: c.Zones, Anchors: string(anchors), Servers: c.Servers, MinSeeds: c.MinSeeds, Now: clock.Now, Logger: logger})
 }
 
 // pinned returns the peers of r that are genesis nodes (not self) whose

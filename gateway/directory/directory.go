@@ -16,6 +16,7 @@ import (
 	"github.com/ledgergate/ledgergate/bridge"
 	"github.com/ledgergate/ledgergate/gateway/blob"
 	"github.com/ledgergate/ledgergate/gateway/chain"
+	"github.com/ledgergate/ledgergate/gateway/clock"
 	"github.com/ledgergate/ledgergate/gateway/index"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 )
@@ -559,7 +560,7 @@ func refusal(err error) error {
 }
 
 func (a answers) Firmware(device string) ([]byte, error) {
-	ans, _, err := a.x.FirmwareAnswer(device, time.Now())
+	ans, _, err := a.x.FirmwareAnswer(device, clock.Now())
 	if errors.Is(err, ErrNotFound) {
 		return nil, nil
 	}

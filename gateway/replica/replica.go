@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ledgergate/ledgergate/gateway/chain"
+	"github.com/ledgergate/ledgergate/gateway/clock"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 	"github.com/ledgergate/ledgergate/gateway/pbft"
 	"github.com/ledgergate/ledgergate/gateway/state"
@@ -108,7 +109,7 @@ func New(cfg Config) (*Replica, error) {
 	}
 	r := &Replica{
 		cfg: cfg, logger: cfg.Logger,
-		app:       &app{g: cfg.Genesis, st: cfg.State, self: cfg.Self, now: time.Now, checked: map[[32]byte]*state.Checked{}, spec: map[pbft.Digest]*proposal{}},
+		app:       &app{g: cfg.Genesis, st: cfg.State, self: cfg.Self, now: clock.Now, checked: map[[32]byte]*state.Checked{}, spec: map[pbft.Digest]*proposal{}},
 		proposals: make(chan *state.Checked, max(cfg.Batch.MaxPending, 1)),
 		inbox:     make(chan *pbft.Message, 8192),
 		requests:  make(chan *pbft.Message, 8192),

@@ -19,13 +19,14 @@ import (
 	"time"
 
 	"github.com/ledgergate/ledgergate/bridge/device"
+	"github.com/ledgergate/ledgergate/gateway/clock"
 )
 
 // The chaos suite (docs/chaos.md): four real gateways under device load
 // over MQTT and CoAP, with faults drawn from one seed: SIGKILL and
 // restart, SIGSTOP and SIGCONT, restart with the ledger deleted,
-// partitions and delays between gateways. Each schedule ends with a
-// liveness bound and an audit.
+// partitions and delays between gateways, clock jumps. Each schedule ends
+// with a liveness bound and an audit.
 var (
 	chaosSeed   = flag.Uint64("seed", 0, "chaos: run the one schedule of this seed (also CHAOS_SEED); 0: the fixed seeds of `make test`")
 	chaosSeeds  = flag.Int("seeds", 0, "chaos: run this many schedules from random seeds (make chaos)")
@@ -53,10 +54,11 @@ const (
 	faultOneWay                     // cut the links from Nodes to the others (or back, Inbound)
 	faultDelay                      // delay every link to and from Nodes by Delay
 	faultPower                      // SIGKILL every gateway at once (the site lost power), restart after Dur
+	faultClock                      // step the wall clock of Nodes by Offset, back after Dur
 )
 
 func (k faultKind) String() string {
-	return [...]string{"kill", "stop", "wipe", "partition", "one-way", "delay", "power"}[k]
+	return [...]string{"kill", "stop", "wipe", "partition", "one-way", "delay", "power", "clock"}[k]
 }
 
 // fault is one entry of a schedule.
@@ -67,6 +69,7 @@ type fault struct {
 	Reset   bool          // partition, one-way: connections are refused, not held
 	Inbound bool          // one-way: the links to Nodes rather than from them
 	Delay   time.Duration // delay
+	Offset  time.Duration // clock: the step
 }
 
 func (f fault) String() string {
@@ -95,6 +98,12 @@ func (f fault) String() string {
 		s += fmt.Sprintf("%s from the others (%s) for %.1fs", dir, mode, f.Dur.Seconds())
 	case faultDelay:
 		s += fmt.Sprintf(" links +%s for %.1fs", f.Delay, f.Dur.Seconds())
+	case faultClock:
+		sign := ""
+		if f.Offset > 0 {
+			sign = "+"
+		}
+		s += fmt.Sprintf(" clock %s%s for %.1fs", sign, f.Offset, f.Dur.Seconds())
 	}
 	return s
 }
@@ -117,7 +126,7 @@ var chaosProfiles = map[string]chaosProfile{
 	// as their defects are fixed.
 	"safe": {name: "safe", kinds: []faultKind{faultKill}, maxHit: 1},
 	// all: two gateways at once, 2|2 splits, one-way cuts.
-	"all": {name: "all", kinds: []faultKind{faultKill, faultStop, faultWipe, faultPartition, faultOneWay, faultDelay, faultPower},
+	"all": {name: "all", kinds: []faultKind{faultKill, faultStop, faultWipe, faultPartition, faultOneWay, faultDelay, faultPower, faultClock},
 		maxHit: 2, split: true, stop2: true},
 }
 
@@ -131,7 +140,7 @@ func chaosProfileOf(s string) (chaosProfile, error) {
 	for _, name := range strings.Split(s, ",") {
 		k := slices.IndexFunc(chaosProfiles["all"].kinds, func(k faultKind) bool { return k.String() == name })
 		if k < 0 {
-			return p, fmt.Errorf("-faults %q: want safe, all, or a list of kill, stop, wipe, partition, one-way, delay, power", s)
+			return p, fmt.Errorf("-faults %q: want safe, all, or a list of kill, stop, wipe, partition, one-way, delay, power, clock", s)
 		}
 		p.kinds = append(p.kinds, chaosProfiles["all"].kinds[k])
 	}
@@ -164,9 +173,9 @@ func schedule(seed uint64, p chaosProfile, phase time.Duration) []fault {
 		}
 		for _, g := range overlaps(f) {
 			for _, n := range g.Nodes {
-				if hit[n] && isNodeFault(f.Kind) == isNodeFault(g.Kind) {
-					// One process fault and one network fault at a
-					// time per gateway: a heal ends its fault alone.
+				if hit[n] && faultClass(f.Kind) == faultClass(g.Kind) {
+					// One process, one network and one clock fault at
+					// a time per gateway: a heal ends its fault alone.
 					return false
 				}
 				hit[n] = true
@@ -205,6 +214,19 @@ func schedule(seed uint64, p chaosProfile, phase time.Duration) []fault {
 			case faultDelay:
 				f.Dur = dur(2, 10)
 				f.Delay = time.Duration(5+r.IntN(246)) * time.Millisecond
+			case faultClock:
+				// A step within the tokens' issued-at leeway (5 min):
+				// beyond it the gateway refuses devices' fresh tokens,
+				// as designed, and the load here would count those
+				// refusals as anomalies.
+				f.Dur = dur(2, 15)
+				f.Offset = dur(0.5, 240)
+				if r.IntN(2) == 0 {
+					f.Offset = -f.Offset
+				}
+				if p.maxHit > 1 && r.IntN(3) == 0 {
+					f.Nodes = append(f.Nodes, (f.Nodes[0]+1+r.IntN(3))%4)
+				}
 			}
 			slices.Sort(f.Nodes)
 			if f.Kind == faultWipe && wiped || !fits(f) {
@@ -218,8 +240,16 @@ func schedule(seed uint64, p chaosProfile, phase time.Duration) []fault {
 	return out
 }
 
-func isNodeFault(k faultKind) bool {
-	return k == faultKill || k == faultStop || k == faultWipe || k == faultPower
+// faultClass groups faults that may not overlap on one gateway: 0 its
+// process, 1 its links, 2 its clock.
+func faultClass(k faultKind) int {
+	switch k {
+	case faultKill, faultStop, faultWipe, faultPower:
+		return 0
+	case faultClock:
+		return 2
+	}
+	return 1
 }
 
 // TestChaos runs chaos schedules (docs/chaos.md). With no flags it runs
@@ -390,7 +420,7 @@ var clusterListenRE = regexp.MustCompile(`msg="cluster listening".* addr=(\S+)`)
 // startNode starts gateway i and points its proxy at its peer listener.
 func (c *chaosRun) startNode(i int) {
 	t := c.t
-	g := startGateway(t, c.data[i], "--config", c.conf[i])
+	g := startGatewayEnv(t, []string{clock.TestOffsetEnv + "=" + c.clockFile(i)}, c.data[i], "--config", c.conf[i])
 	deadline := time.Now().Add(10 * time.Second)
 	var m []string
 	for m = clusterListenRE.FindStringSubmatch(g.log()); m == nil; m = clusterListenRE.FindStringSubmatch(g.log()) {
@@ -403,6 +433,25 @@ func (c *chaosRun) startNode(i int) {
 	c.mu.Lock()
 	c.gws[i] = g
 	c.mu.Unlock()
+}
+
+// clockFile is the file gateway i's wall clock offset is in (the test
+// hook of package clock): a step of its clock outlives a restart, as a
+// wrong system clock does.
+func (c *chaosRun) clockFile(i int) string {
+	return filepath.Join(c.dir, fmt.Sprintf("node-%d.clock", i+1))
+}
+
+// setClock steps gateway i's wall clock to d from the true time. The
+// gateway reads the file every 50 ms.
+func (c *chaosRun) setClock(i int, d time.Duration) {
+	tmp := c.clockFile(i) + ".tmp"
+	if err := os.WriteFile(tmp, []byte(d.String()), 0o644); err != nil {
+		c.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, c.clockFile(i)); err != nil { // the gateway never reads half a file
+		c.t.Fatal(err)
+	}
 }
 
 // killNode kills gateway i (SIGKILL) and keeps its log.
@@ -614,6 +663,14 @@ func (c *chaosRun) apply(s step) {
 				c.net.setDelay(b, a, d)
 			}
 		}
+	case faultClock:
+		d := f.Offset
+		if s.heal {
+			d = 0
+		}
+		for _, n := range f.Nodes {
+			c.setClock(n, d)
+		}
 	}
 }
 
@@ -622,6 +679,7 @@ func (c *chaosRun) apply(s step) {
 func (c *chaosRun) healAll() {
 	c.net.healAll()
 	for i := range 4 {
+		c.setClock(i, 0)
 		c.mu.Lock()
 		g, stopped := c.gws[i], c.stopped[i]
 		c.mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ledgergate/ledgergate/bridge/device"
+	"github.com/ledgergate/ledgergate/gateway/clock"
 	"github.com/ledgergate/ledgergate/gateway/daemon"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 )
@@ -440,5 +442,51 @@ func TestHeartbeatKeepsAnswersFresh(t *testing.T) {
 	}
 	if out := mustCLI(t, dir, "ledger", "verify", "--data", g.data); !strings.Contains(out, "ok:") {
 		t.Errorf("ledger verify: %s", out)
+	}
+}
+
+// TestHeartbeatAfterClockStep: a gateway whose wall clock was an hour
+// ahead (a Raspberry Pi without a real-time clock boots with a wrong one)
+// committed blocks stamped an hour ahead; when its clock steps back, the
+// idle chain must go on committing heartbeats. It used to wait for its
+// clock to pass the newest block's time: an hour without a block, and
+// every device answer stale.
+func TestHeartbeatAfterClockStep(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "ledgergate.toml")
+	if err := os.WriteFile(conf, []byte("[batch]\nheartbeat = \"1s\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	offset := filepath.Join(dir, "clock-offset")
+	if err := os.WriteFile(offset, []byte("1h"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g := startGatewayEnv(t, []string{clock.TestOffsetEnv + "=" + offset}, filepath.Join(dir, "data"), "--config", conf)
+	waitHeight := func(h uint64) uint64 {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		var st struct{ Height uint64 }
+		for getJSON(t, g.api, "/api/v1/status", &st); st.Height < h; getJSON(t, g.api, "/api/v1/status", &st) {
+			if time.Now().After(deadline) {
+				t.Fatalf("an idle gateway with heartbeat 1s is at height %d after 30s, want %d\n%s", st.Height, h, g.log())
+			}
+			time.Sleep(100 * time.Millisecond) // polling another process's API
+		}
+		return st.Height
+	}
+	h := waitHeight(2)
+	var b struct{ Header struct{ Time int64 } }
+	getJSON(t, g.api, fmt.Sprintf("/api/v1/blocks/%d", h), &b)
+	if ahead := time.Until(time.UnixMilli(b.Header.Time)); ahead < 50*time.Minute {
+		t.Fatalf("block %d is stamped %s ahead, want about 1h: the clock hook did not reach the block time", h, ahead)
+	}
+	if err := os.WriteFile(offset, []byte("0s"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// After the step back: heartbeats go on, now stamped with the right time.
+	h = waitHeight(h + 3)
+	getJSON(t, g.api, fmt.Sprintf("/api/v1/blocks/%d", h), &b)
+	if off := time.Since(time.UnixMilli(b.Header.Time)).Abs(); off > 10*time.Minute {
+		t.Errorf("block %d is stamped %s off the clock after the step back", h, off)
 	}
 }

@@ -64,10 +64,20 @@ var readyRE = regexp.MustCompile(`msg="ledgergate ready" api=(\S+) mqtt=(\S*) co
 // startGateway runs `ledgergate run --dev` on data and waits until it is ready.
 func startGateway(t testing.TB, data string, extra ...string) *gateway {
 	t.Helper()
+	return startGatewayEnv(t, nil, data, extra...)
+}
+
+// startGatewayEnv is startGateway with env added to the process's
+// environment (e.g. the test clock hook, clock.TestOffsetEnv).
+func startGatewayEnv(t testing.TB, env []string, data string, extra ...string) *gateway {
+	t.Helper()
 	g := &gateway{t: t, data: data, done: make(chan error, 1)}
 	args := append([]string{"run", "--dev", "--data", data, "--listen", "127.0.0.1:0", "--mqtt", "127.0.0.1:0",
 		"--coap", "127.0.0.1:0", "--coap-dtls", "127.0.0.1:0"}, extra...)
 	g.cmd = exec.Command(ledgergateBin, args...)
+	if env != nil {
+		g.cmd.Env = append(os.Environ(), env...)
+	}
 	stderr, err := g.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
