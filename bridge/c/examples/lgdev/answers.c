@@ -1,13 +1,13 @@
 /* answers.c: see answers.h. */
 #include "answers.h"
 
-#include "dev.h"
-
 #include <inttypes.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "dev.h"
 
 int conn_open(struct co **c, const struct opt *o, int *timeout_ms)
 {

@@ -160,27 +160,6 @@ int hex_decode(const char *in, uint8_t *out, size_t n)
     return 0;
 }
 
-size_t b64url_encode(const uint8_t *in, size_t n, char *out, size_t cap)
-{
-    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        size_t k = n - i;
-        if (k > 1)
-            v |= (uint32_t)in[i + 1] << 8;
-        if (k > 2)
-            v |= in[i + 2];
-        size_t chars = k >= 3 ? 4 : k + 1; /* no '=' padding */
-        if (o + chars + 1 > cap)
-            return 0;
-        for (size_t j = 0; j < chars; j++)
-            out[o++] = a[(v >> (18 - 6 * j)) & 63];
-    }
-    out[o] = 0;
-    return o;
-}
-
 void sha256(const void *data, size_t n, uint8_t out[32])
 {
     mbedtls_sha256_ret(data, n, out, 0);

@@ -36,8 +36,6 @@ int seq_store(const char *path, uint64_t last);
 
 void hex_encode(const uint8_t *in, size_t n, char *out /* 2n+1 */);
 int hex_decode(const char *in, uint8_t *out, size_t n); /* exactly 2n digits */
-/* base64url without padding (RFC 4648 section 5), for tokens. */
-size_t b64url_encode(const uint8_t *in, size_t n, char *out, size_t cap);
 
 /* pem_der decodes the first PEM block with the given label ("PRIVATE
  * KEY", "CERTIFICATE", ...) of a file into der (at most cap bytes). */
