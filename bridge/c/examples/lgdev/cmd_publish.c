@@ -150,11 +150,13 @@ static char *reject_detail(struct mq *m, const char *topic, const uint8_t tx_id[
     return NULL;
 }
 
-static int publish_mqtt(struct pub *p, const char *broker, size_t window)
+static int publish_mqtt(struct pub *p, const char *broker, size_t window, int64_t token_ttl)
 {
     char host[256], token[LG_TOKEN_MAX + 1];
     int port;
-    if (parse_hostport(broker, host, sizeof host, &port) != 0 || dev_token(&p->d, 3600, token, sizeof token) != 0)
+    /* The session ends when the token expires (protocol.md 7): this
+     * program does not reconnect, so the token must outlast the run. */
+    if (parse_hostport(broker, host, sizeof host, &port) != 0 || dev_token(&p->d, token_ttl, token, sizeof token) != 0)
         return EXIT_ERR;
     struct mq *m;
     int got = mq_connect(&m, host, port, p->d.id, token, p->timeout_ms);
@@ -329,7 +331,8 @@ int cmd_publish(int argc, char **argv)
     struct opt o[] = {
         COMMON_OPTS,
         {"broker", "HOST:PORT", "the gateway's MQTT listener", NULL},
-        {"window", "N", "records in flight at once (default 1, at most 256): more fill blocks with several txs", NULL},
+        {"window", "N", "records in flight at once (default 1, at most 256)", NULL},
+        {"token-ttl", "SECONDS", "lifetime of the MQTT token (default 3600, at most 86400): the session ends with it", NULL},
         {NULL, NULL, NULL, NULL},
     };
     int rc = parse_opts("publish", "--key K --id ID --genesis G --broker HOST:PORT [--stream S] [--in F] [--count N] [--seq-file P] [--resync]",
@@ -347,9 +350,12 @@ int cmd_publish(int argc, char **argv)
     uint64_t window = 1;
     if (opt_get(o, "window") && (parse_u64(opt_get(o, "window"), &window) != 0 || window == 0 || window > 256))
         return errf("--window: want 1 to 256"), EXIT_USAGE;
+    uint64_t ttl = 3600;
+    if (opt_get(o, "token-ttl") && (parse_u64(opt_get(o, "token-ttl"), &ttl) != 0 || ttl == 0 || ttl > 86400))
+        return errf("--token-ttl: want 1 to 86400 seconds (protocol.md 7)"), EXIT_USAGE;
     if ((rc = setup(&p, o)) != EXIT_OK)
         return rc;
-    rc = publish_mqtt(&p, broker, (size_t)window);
+    rc = publish_mqtt(&p, broker, (size_t)window, (int64_t)ttl);
     free(p.payload);
     return rc;
 }
