@@ -392,8 +392,8 @@ lg_err lg_keys_answer_verify(const uint8_t *buf, size_t len, const lg_genesis *g
 /* What the device knows when checking a FirmwareAnswer (11.5). */
 typedef struct lg_fw_check {
     const char *device;
-    const char *model;           /* NULL: model and groups from the enrollment */
-    const char *const *groups;
+    const char *model;           /* NULL: the model from the answer's enrollment */
+    const char *const *groups;   /* NULL: the groups from the answer's enrollment */
     size_t n_groups;
     uint64_t installed;          /* the installed version */
     const lg_pubkey *vendor_key; /* built in */
@@ -437,7 +437,8 @@ lg_err lg_image_final(lg_image *im);
 /* Open a sealed blob with the device's X25519 private key (32 bytes).
  * With cs non-NULL also the config checks: address == cs->blob first
  * (LG_ERR_NOT_CURRENT), then size and hash of the plaintext. The
- * plaintext is written to out (cap >= blob length suffices). */
+ * plaintext is written to out (cap >= blob length suffices); on any error
+ * out holds no plaintext and *out_len is 0. */
 lg_err lg_sealed_open(const uint8_t *blob, size_t len, const uint8_t x25519_key[32],
                       const lg_config_set *cs, uint8_t *out, size_t cap, size_t *out_len);
 
@@ -452,7 +453,7 @@ typedef enum lg_action {
 } lg_action;
 
 typedef struct lg_refusal {
-    char reason[32];   /* "" if none was given; truncated names are refused */
+    char reason[32];   /* "" if longer than 31 bytes (no known reason is): action FIX */
     lg_action action;
     bool has_last_seq;
     uint64_t last_seq;

@@ -36,14 +36,14 @@ static lg_err answer_decode(const uint8_t *buf, size_t len, unsigned max, unsign
     return LG_OK;
 }
 
-/* A text field of an answer (an id). */
-static lg_err answer_text(lg_str item, lg_str *s)
+/* A text field of an answer; an OPTIONAL one must not be empty (rule 7). */
+static lg_err answer_text(lg_str item, bool optional, lg_str *s)
 {
     lg_cbor c;
     cb_init(&c, item.p, item.n);
     lg_err e = cb_text(&c, s);
-    if (e == LG_OK && s->n == 0)
-        e = LG_ERR_MALFORMED; /* rule 7 */
+    if (e == LG_OK && optional && s->n == 0)
+        e = LG_ERR_MALFORMED;
     return e;
 }
 
@@ -146,7 +146,7 @@ lg_err lg_config_answer_verify(const uint8_t *buf, size_t len, const lg_genesis 
     /* {1: id, ? 2: Receipt, 3: Head, ? 4: true, ? 5: Receipt} */
     if ((e = answer_decode(buf, len, 5, (1u << 1) | (1u << 3), &a)) != LG_OK)
         return e;
-    if ((e = answer_text(a.f[1], &dev)) != LG_OK)
+    if ((e = answer_text(a.f[1], false, &dev)) != LG_OK)
         return e;
     if (a.f[4].n != 0 && !(a.f[4].n == 1 && a.f[4].p[0] == 0xf5))
         return LG_ERR_MALFORMED; /* match is true or absent */
@@ -220,7 +220,7 @@ lg_err lg_keys_answer_verify(const uint8_t *buf, size_t len, const lg_genesis *g
     /* {1: id, 2: Receipt, ? 3: Receipt, ? 4: Receipt, 5: Head} */
     if ((e = answer_decode(buf, len, 5, (1u << 1) | (1u << 2) | (1u << 5), &a)) != LG_OK)
         return e;
-    if ((e = answer_text(a.f[1], &dev)) != LG_OK)
+    if ((e = answer_text(a.f[1], false, &dev)) != LG_OK)
         return e;
     if (!lg_str_eq(dev, device))
         return LG_ERR_PROOF;
@@ -274,12 +274,12 @@ static lg_err receipt_tx(lg_str rs, lg_tx *tx)
 
 /* 11.5 steps 11 - 15: may the device install the release (model, version)? */
 static lg_err allowed(const lg_genesis *g, const answer *a, const lg_fw_check *chk,
-                      const lg_list *egroups, lg_str model, uint64_t version)
+                      const lg_list *egroups, lg_str model, uint64_t version, lg_receipt *rp)
 {
-    lg_receipt r;
+    lg_receipt *const r = rp; /* the caller's: one lg_receipt on the stack, not two */
     lg_str grp = {NULL, 0};
     lg_err e;
-    if (a->f[2].n != 0 && (e = answer_text(a->f[2], &grp)) != LG_OK)
+    if (a->f[2].n != 0 && (e = answer_text(a->f[2], true, &grp)) != LG_OK)
         return e;
     /* 11 */
     if (!in_groups(grp, chk->groups, chk->n_groups, egroups))
@@ -288,19 +288,19 @@ static lg_err allowed(const lg_genesis *g, const answer *a, const lg_fw_check *c
     bool require_approval = true;
     uint64_t min_good = 0;
     if (a->f[4].n != 0) {
-        if ((e = proven(g, a->f[4], LG_KIND_FIRMWARE_POLICY, NULL, &r)) != LG_OK)
+        if ((e = proven(g, a->f[4], LG_KIND_FIRMWARE_POLICY, NULL, r)) != LG_OK)
             return e;
-        if (!lg_str_eq_str(r.tx.u.policy.group, grp))
+        if (!lg_str_eq_str(r->tx.u.policy.group, grp))
             return LG_ERR_PROOF;
-        require_approval = r.tx.u.policy.require_approval;
-        min_good = r.tx.u.policy.min_good_votes;
+        require_approval = r->tx.u.policy.require_approval;
+        min_good = r->tx.u.policy.min_good_votes;
     }
     /* 13 */
     if (a->f[5].n != 0) {
-        if ((e = proven(g, a->f[5], LG_KIND_FIRMWARE_APPROVE, NULL, &r)) != LG_OK)
+        if ((e = proven(g, a->f[5], LG_KIND_FIRMWARE_APPROVE, NULL, r)) != LG_OK)
             return e;
-        if (lg_str_eq_str(r.tx.u.approve.model, model) && r.tx.u.approve.version == version &&
-            lg_str_eq_str(r.tx.u.approve.group, grp))
+        if (lg_str_eq_str(r->tx.u.approve.model, model) && r->tx.u.approve.version == version &&
+            lg_str_eq_str(r->tx.u.approve.group, grp))
             return LG_OK;
         return LG_ERR_PROOF;
     }
@@ -320,9 +320,9 @@ static lg_err allowed(const lg_genesis *g, const answer *a, const lg_fw_check *c
             if ((e = cb_item(&c, &rs)) != LG_OK)
                 return e;
             /* 11.4: every element is a Receipt; null is refused by proven */
-            if ((e = proven(g, rs, LG_KIND_FIRMWARE_VOTE, NULL, &r)) != LG_OK)
+            if ((e = proven(g, rs, LG_KIND_FIRMWARE_VOTE, NULL, r)) != LG_OK)
                 return e;
-            const lg_tx *v = &r.tx;
+            const lg_tx *v = &r->tx;
             if (!v->u.vote.good || v->u.vote.version != version ||
                 !lg_str_eq_str(v->u.vote.model, model))
                 continue;
@@ -364,9 +364,9 @@ lg_err lg_firmware_answer_verify(const uint8_t *buf, size_t len, const lg_genesi
      *  ? 7: Receipt, 8: Head, ? 9: Receipt, ? 10: tstr} */
     if ((e = answer_decode(buf, len, 10, (1u << 1) | (1u << 3) | (1u << 8), &a)) != LG_OK)
         return e;
-    if ((e = answer_text(a.f[1], &dev)) != LG_OK)
+    if ((e = answer_text(a.f[1], false, &dev)) != LG_OK)
         return e;
-    if (a.f[10].n != 0 && (e = answer_text(a.f[10], &model)) != LG_OK)
+    if (a.f[10].n != 0 && (e = answer_text(a.f[10], true, &model)) != LG_OK)
         return e; /* blocked: the gateway's word; the checks below decide */
     /* 1 */
     if (!lg_str_eq(dev, chk->device))
@@ -444,7 +444,7 @@ lg_err lg_firmware_answer_verify(const uint8_t *buf, size_t len, const lg_genesi
     }
     /* 11 - 15 */
     e = allowed(g, &a, chk, &egroups, (lg_str){(const uint8_t *)rel->model, strlen(rel->model)},
-                rel->version);
+                rel->version, &r);
     if (e != LG_OK)
         memset(rel, 0, sizeof *rel);
     return e;

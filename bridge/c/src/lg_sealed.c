@@ -107,8 +107,11 @@ lg_err lg_sealed_open(const uint8_t *blob, size_t len, const uint8_t x25519_key[
     *out_len = ct.n - 16;
     if (cs != NULL) {
         lg_sha256(out, *out_len, h);
-        if (*out_len != cs->size || !lg_ct_equal(h, cs->sha256, 32))
+        if (*out_len != cs->size || !lg_ct_equal(h, cs->sha256, 32)) {
+            memset(out, 0, *out_len); /* not the configuration named: release nothing */
+            *out_len = 0;
             return LG_ERR_NOT_CURRENT;
+        }
     }
     return LG_OK;
 }

@@ -860,6 +860,7 @@ static int case_sealed(const cJSON *c)
     seed("sealed", b, n);
     lg_err e = lg_sealed_open(b, n, k->priv, &cs, out, sizeof out, &on);
     int r = verdict(c, e, false);
+    CHECK(e == LG_OK || on == 0, "an error that leaves %zu bytes of plaintext", on);
     if (r == R_PASS) {
         uint8_t fp[32];
         lg_sha256(k->spki, k->spki_len, fp);
