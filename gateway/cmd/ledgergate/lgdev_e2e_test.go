@@ -526,6 +526,13 @@ func TestLgdev(t *testing.T) {
 		}
 		wantLines(t, mustLgdev(t, bin, "firmware", "--id", id, "--genesis", genesis, "--vendor-pub", filepath.Join(dir, "acme.pub"),
 			"--installed", "1", "--image", good, "--answer", answer), "ok firmware model=th-2 version=2 ", "ok image ")
+		// A device that keeps its own model and groups: another group than
+		// the approval's is refused (11.5 step 11).
+		refusedLgdev(t, bin, []string{"refused: the firmware answer does not allow an installation"}, "firmware", "--id", id,
+			"--genesis", genesis, "--vendor-pub", filepath.Join(dir, "acme.pub"), "--installed", "1", "--image", good,
+			"--answer", answer, "--model", model, "--groups", "other")
+		wantLines(t, mustLgdev(t, bin, "firmware", "--id", id, "--genesis", genesis, "--vendor-pub", filepath.Join(dir, "acme.pub"),
+			"--installed", "1", "--image", good, "--answer", answer, "--model", model, "--groups", group), "ok image ")
 
 		bad := append([]byte(nil), img...)
 		bad[20000] ^= 0x01

@@ -91,7 +91,7 @@ int cmd_firmware(int argc, char **argv)
         {"vendor-pub", "V", "the vendor's maintenance public key (PEM, `ledgergate vendor keygen`): built into the device", NULL},
         {"installed", "N", "the firmware version the device runs (default 0)", NULL},
         {"model", "M", "the device's model (default: from its enrollment, proven in the answer)", NULL},
-        {"groups", "G1,G2", "the device's groups (with --model; default: from its enrollment)", NULL},
+        {"groups", "G1,G2", "the device's groups (default: from its enrollment, proven in the answer)", NULL},
         {"image", "F", "the image file to check against the release, read in 4 KB chunks", NULL},
         {"answer", "A", "read the FirmwareAnswer (CBOR) from this file instead of asking the gateway", NULL},
         {"max-age", "SECONDS", "freshness bound of the answer's head (default 600, protocol.md 11.1)", NULL},
@@ -119,8 +119,6 @@ int cmd_firmware(int argc, char **argv)
         return errf("--installed: want a version number"), EXIT_USAGE;
     if (opt_get(o, "max-age") && parse_u64(opt_get(o, "max-age"), &max_age) != 0)
         return errf("--max-age: want seconds"), EXIT_USAGE;
-    if (opt_get(o, "groups") && !opt_get(o, "model"))
-        return errf("--groups needs --model (or give neither: both come from the enrollment)"), EXIT_USAGE;
     const char *groups[LG_MAX_GROUPS];
     size_t n_groups = 0;
     char *gcopy = opt_get(o, "groups") ? strdup(opt_get(o, "groups")) : NULL;
