@@ -1,5 +1,7 @@
-/* Receipts and heads (certificates) against the vectors' genesis. */
+/* Receipts, and heads (a header and its certificate), against the vectors'
+ * genesis. */
 #include "fuzz.h"
+#include "lg_internal.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -11,6 +13,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     lg_receipt r;
+    lg_header h;
+    lg_str head = {data, size};
     lg_receipt_verify(data, size, &fuzz_genesis, &r);
+    lg_head_verify(&fuzz_genesis, head, &h);
     return 0;
 }

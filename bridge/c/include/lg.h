@@ -132,7 +132,8 @@ typedef struct lg_pubkey {
  * LG_ERR_UNSUPPORTED_ALG). */
 lg_err lg_pubkey_from_spki(const uint8_t *spki, size_t len, lg_pubkey *out);
 
-/* SHA-256, one shot and incremental (mbedTLS). */
+/* SHA-256 in one call. Incremental: lg_image_* for images, else
+ * mbedtls_sha256_starts_ret/update_ret/finish_ret. */
 void lg_sha256(const void *data, size_t len, uint8_t out[LG_HASH_LEN]);
 
 /* ---- genesis (protocol.md 8) ------------------------------------------ */

@@ -812,7 +812,9 @@ static int b64url_val(char ch)
 lg_err lg_token_check(const char *token, size_t len, const char *chain_id, int64_t now,
                       const lg_pubkey *key)
 {
-    uint8_t env[1024]; /* protocol.md 7: 1369 characters are 1026 bytes at most */
+    /* protocol.md 7 allows 1369 characters, which (1369 is no base64
+     * length) means 1368: 1026 bytes, as Go's ParseToken takes them */
+    uint8_t env[1026];
     size_t n = 0;
     uint32_t acc = 0;
     if (token == NULL || chain_id == NULL || key == NULL)

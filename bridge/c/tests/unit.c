@@ -286,6 +286,20 @@ static void test_cbor(void)
     EXPECT(item(deep + 3, 17) == LG_ERR_MALFORMED); /* depth 17 */
 }
 
+static void test_list(void)
+{
+    lg_list waves = {(const uint8_t *)"\x83\x0a\x18\x32\x18\x64", 6, 3};
+    lg_list ids = {(const uint8_t *)"\x82\x65" "fleet" "\x66" "meters", 14, 2};
+    uint64_t v;
+    lg_str s;
+    EXPECT(lg_list_uint_at(&waves, 0, &v) == LG_OK && v == 10);
+    EXPECT(lg_list_uint_at(&waves, 2, &v) == LG_OK && v == 100);
+    EXPECT(lg_list_uint_at(&waves, 3, &v) == LG_ERR_ARG);
+    EXPECT(lg_list_id_at(&ids, 1, &s) == LG_OK && lg_str_eq(s, "meters"));
+    EXPECT(lg_list_id_at(&ids, 0, &s) == LG_OK && lg_str_eq(s, "fleet"));
+    EXPECT(lg_list_uint_at(&ids, 0, &v) == LG_ERR_MALFORMED);
+}
+
 static void test_misc(void)
 {
     for (int e = LG_OK; e <= LG_ERR_CRYPTO; e++)
@@ -308,6 +322,7 @@ int main(void)
     test_token();
     test_refusal();
     test_cbor();
+    test_list();
     test_misc();
     printf("unit: %s\n", failures == 0 ? "ok" : "FAILED");
     return failures == 0 ? 0 : 1;

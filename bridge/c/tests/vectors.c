@@ -484,6 +484,18 @@ static int case_tx(const cJSON *c)
 
 /* ---- token.json ---------------------------------------------------------------------- */
 
+typedef struct token_ctx {
+    const char *chain;
+    int64_t now;
+    const lg_pubkey *key;
+} token_ctx;
+
+static lg_err dec_token(const uint8_t *p, size_t n, const void *ctx)
+{
+    const token_ctx *t = ctx;
+    return lg_token_check((const char *)p, n, t->chain, t->now, t->key);
+}
+
 static int case_token(const cJSON *c)
 {
     const cJSON *in = get(c, "inputs"), *out = get(c, "outputs");
@@ -529,12 +541,25 @@ static int case_token(const cJSON *c)
             r = R_UNSUP;
         else
             CHECK(e == LG_OK && m == strlen(tok) && strcmp(text, tok) == 0, "token made again differs");
+        token_ctx tc = {jstr(in, "chain"), geti(in, "now"), &pub};
+        if (r == R_PASS)
+            r = truncations((const uint8_t *)tok, strlen(tok), dec_token, &tc);
     }
     free(env), free(spki);
     return r;
 }
 
 /* ---- header.json, cert.json, merkle.json, receipt.json ------------------------------ */
+
+static lg_err dec_header(const uint8_t *p, size_t n, const void *ctx)
+{
+    lg_cbor cb;
+    lg_header h;
+    (void)ctx;
+    cb_init(&cb, p, n);
+    lg_err e = lg_header_decode(&cb, &h);
+    return e == LG_OK && !cb_done(&cb) ? LG_ERR_MALFORMED : e;
+}
 
 static int case_header(const cJSON *c)
 {
@@ -560,6 +585,8 @@ static int case_header(const cJSON *c)
             !hexeq(d, 32, jstr(out, "vote_digest"))) {
             fprintf(stderr, "FAIL header / %s: fields, hash or vote differ\n", cur_case);
             r = R_FAIL;
+        } else {
+            r = truncations(b, n, dec_header, NULL);
         }
     }
     free(b);
