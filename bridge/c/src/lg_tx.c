@@ -31,101 +31,101 @@ typedef struct field {
 
 #define U63 ((uint64_t)INT64_MAX)
 #define OFF(m) offsetof(lg_tx, u.m) - offsetof(lg_tx, u)
-#define R true
-#define O false
+#define REQ true  /* REQUIRED */
+#define OPT false /* OPTIONAL, omitted when empty */
 
 static const field f_enroll[] = {
-    {1, F_ID, R, 0, 0, OFF(enroll.device_id)},
-    {2, F_SIGN_KEY, R, 0, 0, OFF(enroll.public_key)},
-    {3, F_ID, O, 0, 0, OFF(enroll.model)},
-    {4, F_IDS, O, 1, LG_MAX_GROUPS, OFF(enroll.groups)},
-    {5, F_ENC_KEY, O, 0, 0, OFF(enroll.enc_key)},
+    {1, F_ID, REQ, 0, 0, OFF(enroll.device_id)},
+    {2, F_SIGN_KEY, REQ, 0, 0, OFF(enroll.public_key)},
+    {3, F_ID, OPT, 0, 0, OFF(enroll.model)},
+    {4, F_IDS, OPT, 1, LG_MAX_GROUPS, OFF(enroll.groups)},
+    {5, F_ENC_KEY, OPT, 0, 0, OFF(enroll.enc_key)},
 };
 static const field f_revoke[] = {
-    {1, F_ID, R, 0, 0, OFF(revoke.device_id)},
-    {2, F_TEXT, O, 0, 256, OFF(revoke.reason)},
+    {1, F_ID, REQ, 0, 0, OFF(revoke.device_id)},
+    {2, F_TEXT, OPT, 0, 256, OFF(revoke.reason)},
 };
 static const field f_rekey[] = {
-    {1, F_ID, R, 0, 0, OFF(rekey.device_id)},
-    {2, F_UINT, R, 1, U63, OFF(rekey.seq)},
-    {3, F_SIGN_KEY, R, 0, 0, OFF(rekey.public_key)},
-    {4, F_ENC_KEY, O, 0, 0, OFF(rekey.enc_key)},
+    {1, F_ID, REQ, 0, 0, OFF(rekey.device_id)},
+    {2, F_UINT, REQ, 1, U63, OFF(rekey.seq)},
+    {3, F_SIGN_KEY, REQ, 0, 0, OFF(rekey.public_key)},
+    {4, F_ENC_KEY, OPT, 0, 0, OFF(rekey.enc_key)},
 };
 static const field f_record[] = {
-    {1, F_ID, R, 0, 0, OFF(record.device_id)},
-    {2, F_ID, R, 0, 0, OFF(record.stream)},
-    {3, F_UINT, R, 1, U63, OFF(record.seq)},
-    {4, F_INT, R, 0, 0, OFF(record.time_ms)},
-    {5, F_TEXT, O, 0, 128, OFF(record.content_type)},
-    {6, F_BYTES, O, 0, 0, OFF(record.payload)},
+    {1, F_ID, REQ, 0, 0, OFF(record.device_id)},
+    {2, F_ID, REQ, 0, 0, OFF(record.stream)},
+    {3, F_UINT, REQ, 1, U63, OFF(record.seq)},
+    {4, F_INT, REQ, 0, 0, OFF(record.time_ms)},
+    {5, F_TEXT, OPT, 0, 128, OFF(record.content_type)},
+    {6, F_BYTES, OPT, 0, 0, OFF(record.payload)},
 };
 static const field f_config_set[] = {
-    {1, F_TARGET, R, 0, 0, OFF(config_set.target)},
-    {2, F_UINT, R, 1, U63, OFF(config_set.version)},
-    {3, F_HASH, R, 0, 0, OFF(config_set.sha256)},
-    {4, F_UINT, R, 0, 1048576, OFF(config_set.size)},
-    {5, F_TEXT, O, 0, 128, OFF(config_set.content_type)},
-    {6, F_HASH, R, 0, 0, OFF(config_set.blob)},
-    {7, F_TEXT, O, 0, LG_URI_MAX, OFF(config_set.uri)},
+    {1, F_TARGET, REQ, 0, 0, OFF(config_set.target)},
+    {2, F_UINT, REQ, 1, U63, OFF(config_set.version)},
+    {3, F_HASH, REQ, 0, 0, OFF(config_set.sha256)},
+    {4, F_UINT, REQ, 0, 1048576, OFF(config_set.size)},
+    {5, F_TEXT, OPT, 0, 128, OFF(config_set.content_type)},
+    {6, F_HASH, REQ, 0, 0, OFF(config_set.blob)},
+    {7, F_TEXT, OPT, 0, LG_URI_MAX, OFF(config_set.uri)},
 };
 static const field f_config_report[] = {
-    {1, F_ID, R, 0, 0, OFF(config_report.device_id)},
-    {2, F_UINT, R, 1, U63, OFF(config_report.seq)},
-    {3, F_UINT, R, 0, U63, OFF(config_report.version)},
-    {4, F_HASH, R, 0, 0, OFF(config_report.sha256)},
+    {1, F_ID, REQ, 0, 0, OFF(config_report.device_id)},
+    {2, F_UINT, REQ, 1, U63, OFF(config_report.seq)},
+    {3, F_UINT, REQ, 0, U63, OFF(config_report.version)},
+    {4, F_HASH, REQ, 0, 0, OFF(config_report.sha256)},
 };
 static const field f_heartbeat[] = {
-    {1, F_ID, R, 0, 0, OFF(heartbeat.node)},
-    {2, F_INT, R, 0, 0, OFF(heartbeat.time_ms)},
+    {1, F_ID, REQ, 0, 0, OFF(heartbeat.node)},
+    {2, F_INT, REQ, 0, 0, OFF(heartbeat.time_ms)},
 };
 static const field f_vendor_enroll[] = {
-    {1, F_ID, R, 0, 0, OFF(vendor_enroll.vendor)},
-    {2, F_SIGN_KEY, R, 0, 0, OFF(vendor_enroll.public_key)},
-    {3, F_IDS, R, 1, 64, OFF(vendor_enroll.models)},
+    {1, F_ID, REQ, 0, 0, OFF(vendor_enroll.vendor)},
+    {2, F_SIGN_KEY, REQ, 0, 0, OFF(vendor_enroll.public_key)},
+    {3, F_IDS, REQ, 1, 64, OFF(vendor_enroll.models)},
 };
 static const field f_reviewer_enroll[] = {
-    {1, F_ID, R, 0, 0, OFF(reviewer_enroll.reviewer)},
-    {2, F_SIGN_KEY, R, 0, 0, OFF(reviewer_enroll.public_key)},
+    {1, F_ID, REQ, 0, 0, OFF(reviewer_enroll.reviewer)},
+    {2, F_SIGN_KEY, REQ, 0, 0, OFF(reviewer_enroll.public_key)},
 };
 static const field f_publish[] = {
-    {1, F_ID, R, 0, 0, OFF(publish.model)},
-    {2, F_UINT, R, 1, U63, OFF(publish.version)},
-    {3, F_HASH, R, 0, 0, OFF(publish.sha256)},
-    {4, F_UINT, R, 1, U63, OFF(publish.size)},
-    {5, F_INT, R, 1, 0, OFF(publish.expires)}, /* > 0: min is checked for F_INT */
-    {6, F_UINT, O, 0, U63, OFF(publish.min_version)},
+    {1, F_ID, REQ, 0, 0, OFF(publish.model)},
+    {2, F_UINT, REQ, 1, U63, OFF(publish.version)},
+    {3, F_HASH, REQ, 0, 0, OFF(publish.sha256)},
+    {4, F_UINT, REQ, 1, U63, OFF(publish.size)},
+    {5, F_INT, REQ, 1, 0, OFF(publish.expires)}, /* > 0: min is checked for F_INT */
+    {6, F_UINT, OPT, 0, U63, OFF(publish.min_version)},
 };
 static const field f_vote[] = {
-    {1, F_ID, R, 0, 0, OFF(vote.model)},
-    {2, F_UINT, R, 1, U63, OFF(vote.version)},
-    {3, F_BOOL, R, 0, 0, OFF(vote.good)},
-    {4, F_TEXT, O, 0, 256, OFF(vote.reason)},
+    {1, F_ID, REQ, 0, 0, OFF(vote.model)},
+    {2, F_UINT, REQ, 1, U63, OFF(vote.version)},
+    {3, F_BOOL, REQ, 0, 0, OFF(vote.good)},
+    {4, F_TEXT, OPT, 0, 256, OFF(vote.reason)},
 };
 static const field f_approve[] = {
-    {1, F_ID, R, 0, 0, OFF(approve.model)},
-    {2, F_UINT, R, 1, U63, OFF(approve.version)},
-    {3, F_ID, R, 0, 0, OFF(approve.group)},
+    {1, F_ID, REQ, 0, 0, OFF(approve.model)},
+    {2, F_UINT, REQ, 1, U63, OFF(approve.version)},
+    {3, F_ID, REQ, 0, 0, OFF(approve.group)},
 };
 static const field f_fw_revoke[] = {
-    {1, F_ID, R, 0, 0, OFF(fw_revoke.model)},
-    {2, F_UINT, R, 1, U63, OFF(fw_revoke.version)},
-    {3, F_ID, O, 0, 0, OFF(fw_revoke.group)},
-    {4, F_TEXT, O, 0, 256, OFF(fw_revoke.reason)},
+    {1, F_ID, REQ, 0, 0, OFF(fw_revoke.model)},
+    {2, F_UINT, REQ, 1, U63, OFF(fw_revoke.version)},
+    {3, F_ID, OPT, 0, 0, OFF(fw_revoke.group)},
+    {4, F_TEXT, OPT, 0, 256, OFF(fw_revoke.reason)},
 };
 static const field f_policy[] = {
-    {1, F_ID, R, 0, 0, OFF(policy.group)},
-    {2, F_BOOL, O, 0, 0, OFF(policy.require_approval)},
-    {3, F_UINT, O, 0, 1000, OFF(policy.min_good_votes)},
-    {4, F_WAVES, O, 1, 16, OFF(policy.waves)},
-    {5, F_UINT, O, 0, 100, OFF(policy.max_failure_pct)},
+    {1, F_ID, REQ, 0, 0, OFF(policy.group)},
+    {2, F_BOOL, OPT, 0, 0, OFF(policy.require_approval)},
+    {3, F_UINT, OPT, 0, 1000, OFF(policy.min_good_votes)},
+    {4, F_WAVES, OPT, 1, 16, OFF(policy.waves)},
+    {5, F_UINT, OPT, 0, 100, OFF(policy.max_failure_pct)},
 };
 static const field f_fw_report[] = {
-    {1, F_ID, R, 0, 0, OFF(fw_report.device_id)},
-    {2, F_UINT, R, 1, U63, OFF(fw_report.seq)},
-    {3, F_ID, R, 0, 0, OFF(fw_report.model)},
-    {4, F_UINT, R, 1, U63, OFF(fw_report.version)},
-    {5, F_BOOL, O, 0, 0, OFF(fw_report.ok)},
-    {6, F_TEXT, O, 0, 256, OFF(fw_report.detail)},
+    {1, F_ID, REQ, 0, 0, OFF(fw_report.device_id)},
+    {2, F_UINT, REQ, 1, U63, OFF(fw_report.seq)},
+    {3, F_ID, REQ, 0, 0, OFF(fw_report.model)},
+    {4, F_UINT, REQ, 1, U63, OFF(fw_report.version)},
+    {5, F_BOOL, OPT, 0, 0, OFF(fw_report.ok)},
+    {6, F_TEXT, OPT, 0, 256, OFF(fw_report.detail)},
 };
 
 typedef struct kind_spec {
