@@ -40,6 +40,7 @@ type Index interface {
 	Device(id string) (*index.Device, error)
 	Devices(after string, limit int) ([]index.Device, error)
 	Records(device string, beforeSeq uint64, limit int) ([]index.TxInfo, error)
+	QueryRecords(q index.RecordQuery) ([]index.RecordInfo, error)
 }
 
 // NodeInfo is the static part of /api/v1/status.
@@ -100,6 +101,7 @@ func New(info NodeInfo, l Ledger, x Index, gatherer prometheus.Gatherer, logger 
 	s.mux.HandleFunc("GET /api/v1/devices", s.devices)
 	s.mux.HandleFunc("GET /api/v1/devices/{id}", s.device)
 	s.mux.HandleFunc("GET /api/v1/devices/{id}/records", s.records)
+	s.mux.HandleFunc("GET /api/v1/records", s.queryRecords)
 	s.mux.HandleFunc("GET /api/v1/blocks", s.blocks)
 	s.mux.HandleFunc("GET /api/v1/blocks/{height}", s.block)
 	s.mux.HandleFunc("GET /api/v1/txs/{id}", s.tx)
