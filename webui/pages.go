@@ -282,6 +282,7 @@ type deviceData struct {
 	Connected *Connection
 	Rate      float64
 	Records   []index.TxInfo
+	Live      *recordsData // charts and records with payloads; nil without Deps.Records
 	Admin     bool
 }
 
@@ -308,6 +309,12 @@ func (s *Server) device(w http.ResponseWriter, r *http.Request, ss *session) {
 		flash = "Revoked " + id + " in block " + strconv.FormatUint(dv.RevokedHeight, 10) + "."
 	}
 	d := deviceData{Device: dv, Connected: s.connections()[id], Rate: s.live.rate(id), Records: recs, Admin: s.d.Admin != nil}
+	if s.d.Records != nil {
+		if d.Live, err = s.deviceRecords(dv); err != nil {
+			s.fail(w, r, ss, http.StatusInternalServerError, "Reading the records failed: "+err.Error())
+			return
+		}
+	}
 	s.render(w, r, http.StatusOK, "device", page{Title: "Device " + id, Nav: "devices", Session: ss, Flash: flash, Data: d})
 }
 

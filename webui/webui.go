@@ -96,8 +96,11 @@ type Deps struct {
 	Seeds     func() *Seeds       // nil: seed discovery is off
 	Settings  string              // the effective configuration, TOML
 	Admin     *Admin              // nil: the dashboard is read only
-	Logger    *slog.Logger
-	Now       func() time.Time // nil: time.Now (tests set a fake clock)
+	// Records reads committed records with their payloads (the API's
+	// Records); nil: the device page lists records without charts.
+	Records func(index.RecordQuery) ([]api.Record, error)
+	Logger  *slog.Logger
+	Now     func() time.Time // nil: time.Now (tests set a fake clock)
 }
 
 // Server is the dashboard's http.Handler.
@@ -150,6 +153,7 @@ func New(o Options, d Deps) (*Server, error) {
 	s.handle("GET /devices", s.devices)
 	s.handle("POST /devices", s.enroll)
 	s.handle("GET /devices/{id}", s.device)
+	s.handle("GET /devices/{id}/records", s.recordsFragment)
 	s.handle("GET /devices/{id}/revoke", s.revokePage)
 	s.handle("POST /devices/{id}/revoke", s.revoke)
 	s.handle("GET /ledger", s.ledger)

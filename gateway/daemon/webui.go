@@ -53,7 +53,7 @@ func newWebUI(d webuiDeps) (*webui.Server, error) {
 		return nil, err
 	}
 	deps := webui.Deps{
-		Status: d.api.Status, Index: d.index, Ledger: d.chain, Genesis: d.g, Gatherer: d.reg,
+		Status: d.api.Status, Index: d.index, Ledger: d.chain, Genesis: d.g, Gatherer: d.reg, Records: d.api.Records,
 		Settings: settings, Logger: d.logger,
 	}
 	if d.mqtt != nil {
