@@ -2,11 +2,13 @@ package webui
 
 import (
 	"encoding/json"
+	"net/http"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/ledgergate/ledgergate/gateway/api"
+	"github.com/ledgergate/ledgergate/gateway/index"
 )
 
 func TestCharts(t *testing.T) {
@@ -56,5 +58,69 @@ func TestCharts(t *testing.T) {
 	}
 	if got := charts(nil); len(got) != 0 {
 		t.Errorf("charts of nothing: %v", got)
+	}
+}
+
+// oneDevice is an index with one device, "th-1", of n records.
+type oneDevice struct {
+	emptyIndex
+	n uint64
+}
+
+func (o *oneDevice) Device(id string) (*index.Device, error) {
+	if id != "th-1" {
+		return nil, index.ErrNotFound
+	}
+	return &index.Device{ID: id, Status: index.StatusActive, Records: o.n, Groups: []string{}}, nil
+}
+
+// TestRecordsFragment: the records part of a device page, which the
+// page's script asks for as blocks commit, needs a session, is 204
+// while the device has no new record, and carries the charts, the table,
+// the download links and the count otherwise.
+func TestRecordsFragment(t *testing.T) {
+	u := newTestUI(t, false)
+	idx := &oneDevice{n: 2}
+	u.ui.d.Index = idx
+	var asked []index.RecordQuery
+	u.ui.d.Records = func(q index.RecordQuery) ([]api.Record, error) {
+		asked = append(asked, q)
+		return []api.Record{
+			{TxID: "bb", Block: 9, BlockTime: 2_000, Device: "th-1", Stream: "env", Seq: 2, Payload: json.RawMessage(`{"temp":21}`)},
+			{TxID: "aa", Block: 7, BlockTime: 1_000, Device: "th-1", Stream: "env", Seq: 1, Payload: json.RawMessage(`{"temp":20}`)},
+		}, nil
+	}
+	c := u.client()
+	if code, _, h := u.do(c, "GET", "/devices/th-1/records?n=1", nil); code == http.StatusOK || h.Get("X-Record-Count") != "" {
+		t.Errorf("without a session: %d, count %q; want no fragment", code, h.Get("X-Record-Count"))
+	}
+	u.login(c, testPassword)
+
+	code, body, _ := u.do(c, "GET", "/devices/th-1", nil)
+	if code != http.StatusOK || !strings.Contains(body, `id="device-records" data-records-src="/devices/th-1/records" data-n="2"`) {
+		t.Fatalf("device page: %d\n%s", code, body)
+	}
+	if code, body, _ := u.do(c, "GET", "/devices/th-1/records?n=2", nil); code != http.StatusNoContent || body != "" {
+		t.Errorf("no new record: %d %q; want 204", code, body)
+	}
+	idx.n = 3
+	code, body, h := u.do(c, "GET", "/devices/th-1/records?n=2", nil)
+	if code != http.StatusOK || h.Get("X-Record-Count") != "3" {
+		t.Fatalf("a new record: %d, count %q", code, h.Get("X-Record-Count"))
+	}
+	for _, want := range []string{`<svg class="rchart"`, `<title id="chart-0-t">temp (env)</title>`, `<circle class="pt"`,
+		`format=csv`, `format=ndjson`, `from=1000`, `to=2001`, `device=th-1`, `<code>{&#34;temp&#34;:21}</code>`, "block time (UTC)"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("fragment lacks %q:\n%s", want, body)
+		}
+	}
+	if strings.Count(body, `<circle class="pt"`) != 2 || strings.Contains(body, "<html") {
+		t.Errorf("fragment: want 2 points and no page around them:\n%s", body)
+	}
+	if q := asked[len(asked)-1]; q.Device != "th-1" || !q.Desc || q.Limit != chartRecords {
+		t.Errorf("records asked for: %+v", q)
+	}
+	if code, _, _ := u.do(c, "GET", "/devices/nobody/records", nil); code != http.StatusNotFound {
+		t.Errorf("an unknown device: %d, want 404", code)
 	}
 }
