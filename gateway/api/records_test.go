@@ -313,3 +313,26 @@ func TestCursorRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// FuzzDecodeCursor: a cursor from outside decodes without panicking, and
+// what it accepts encodes back to itself.
+func FuzzDecodeCursor(f *testing.F) {
+	f.Add(EncodeCursor(index.Position{Height: 12, Index: 3}))
+	f.Add("")
+	f.Add("MC4w")
+	f.Fuzz(func(t *testing.T, c string) {
+		if len(c) > 256 {
+			return
+		}
+		p, err := DecodeCursor(c)
+		if err != nil {
+			return
+		}
+		if p.Height == 0 {
+			t.Fatalf("DecodeCursor(%q) accepted height 0", c)
+		}
+		if again, err := DecodeCursor(EncodeCursor(p)); err != nil || again != p {
+			t.Fatalf("DecodeCursor(%q) = %+v; its encoding decodes to %+v, %v", c, p, again, err)
+		}
+	})
+}
