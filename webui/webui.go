@@ -96,11 +96,12 @@ type Deps struct {
 	Seeds     func() *Seeds       // nil: seed discovery is off
 	Settings  string              // the effective configuration, TOML
 	Admin     *Admin              // nil: the dashboard is read only
+	Logger    *slog.Logger
+	Now       func() time.Time // nil: time.Now (tests set a fake clock)
+
 	// Records reads committed records with their payloads (the API's
 	// Records); nil: the device page lists records without charts.
 	Records func(index.RecordQuery) ([]api.Record, error)
-	Logger  *slog.Logger
-	Now     func() time.Time // nil: time.Now (tests set a fake clock)
 }
 
 // Server is the dashboard's http.Handler.

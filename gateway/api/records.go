@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -98,7 +99,7 @@ func badParam(name, got, want string) error {
 func parseRecordRequest(r *http.Request) (recordRequest, error) {
 	v := r.URL.Query()
 	for name := range v {
-		if !contains(recordParams, name) {
+		if !slices.Contains(recordParams, name) {
 			return recordRequest{}, fmt.Errorf("unknown parameter %q: want %s", name, strings.Join(recordParams, ", "))
 		}
 	}
@@ -146,15 +147,6 @@ func parseRecordRequest(r *http.Request) (recordRequest, error) {
 		req.q.Limit = n
 	}
 	return req, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // parseTime reads a time parameter: RFC 3339 or Unix milliseconds; 0 if

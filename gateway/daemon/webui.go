@@ -53,9 +53,10 @@ func newWebUI(d webuiDeps) (*webui.Server, error) {
 		return nil, err
 	}
 	deps := webui.Deps{
-		Status: d.api.Status, Index: d.index, Ledger: d.chain, Genesis: d.g, Gatherer: d.reg, Records: d.api.Records,
+		Status: d.api.Status, Index: d.index, Ledger: d.chain, Genesis: d.g, Gatherer: d.reg,
 		Settings: settings, Logger: d.logger,
 	}
+	deps.Records = d.api.Records // the device page's charts
 	if d.mqtt != nil {
 		deps.Connected = func() []webui.Connection {
 			cs := d.mqtt.Connected()
