@@ -8,9 +8,11 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ledgergate/ledgergate/gateway/api"
@@ -70,7 +72,7 @@ type recordRow struct {
 
 // deviceRecords reads and lays out the records part of device d's page.
 func (s *Server) deviceRecords(d *index.Device) (*recordsData, error) {
-	recs, err := s.d.Records(index.RecordQuery{Device: d.ID, Desc: true, Limit: chartRecords})
+	recs, err := s.newestRecords(d.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -90,6 +92,59 @@ func (s *Server) deviceRecords(d *index.Device) (*recordsData, error) {
 	rd.CSV, rd.NDJSON = link("csv"), link("ndjson")
 	rd.Charts = charts(recs)
 	return rd, nil
+}
+
+// recentRecords keeps the newest chartRecords records of the devices
+// whose pages were open lately. Each record's payload costs a read of its
+// block from the log; records never change once committed, so a page that
+// follows commits reads only the records committed since its last look.
+type recentRecords struct {
+	mu   sync.Mutex
+	devs map[string][]api.Record // newest first
+}
+
+// maxRecentDevices bounds the devices recentRecords keeps (about 60 KiB each).
+const maxRecentDevices = 64
+
+// newestRecords returns the device's newest chartRecords records, newest
+// first.
+func (s *Server) newestRecords(device string) ([]api.Record, error) {
+	c := &s.recent
+	c.mu.Lock()
+	old := c.devs[device]
+	c.mu.Unlock()
+	var recs []api.Record
+	if len(old) > 0 {
+		// What committed after the newest one kept, oldest first.
+		newer, err := s.d.Records(index.RecordQuery{Device: device, After: index.Position{Height: old[0].Block, Index: old[0].Index},
+			Limit: chartRecords})
+		switch {
+		case err != nil && !errors.Is(err, index.ErrNotFound): // not found: the index was rebuilt below it; start over
+			return nil, err
+		case err == nil && len(newer) < chartRecords:
+			slices.Reverse(newer)
+			recs = append(newer, old[:min(len(old), chartRecords-len(newer))]...)
+		}
+	}
+	if recs == nil {
+		var err error
+		if recs, err = s.d.Records(index.RecordQuery{Device: device, Desc: true, Limit: chartRecords}); err != nil {
+			return nil, err
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.devs == nil {
+		c.devs = map[string][]api.Record{}
+	}
+	if _, ok := c.devs[device]; !ok && len(c.devs) >= maxRecentDevices {
+		for id := range c.devs { // any other device: the pages open lately come back
+			delete(c.devs, id)
+			break
+		}
+	}
+	c.devs[device] = recs
+	return recs, nil
 }
 
 // charts draws each numeric field of each stream's JSON payloads over

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -82,13 +83,25 @@ func TestRecordsFragment(t *testing.T) {
 	u := newTestUI(t, false)
 	idx := &oneDevice{n: 2}
 	u.ui.d.Index = idx
+	// The device's records, oldest first; Records answers queries of them
+	// as the index does.
+	all := []api.Record{
+		{TxID: "aa", Block: 7, BlockTime: 1_000, Device: "th-1", Stream: "env", Seq: 1, Payload: json.RawMessage(`{"temp":20}`)},
+		{TxID: "bb", Block: 9, BlockTime: 2_000, Device: "th-1", Stream: "env", Seq: 2, Payload: json.RawMessage(`{"temp":21}`)},
+	}
 	var asked []index.RecordQuery
 	u.ui.d.Records = func(q index.RecordQuery) ([]api.Record, error) {
 		asked = append(asked, q)
-		return []api.Record{
-			{TxID: "bb", Block: 9, BlockTime: 2_000, Device: "th-1", Stream: "env", Seq: 2, Payload: json.RawMessage(`{"temp":21}`)},
-			{TxID: "aa", Block: 7, BlockTime: 1_000, Device: "th-1", Stream: "env", Seq: 1, Payload: json.RawMessage(`{"temp":20}`)},
-		}, nil
+		out := []api.Record{}
+		for _, r := range all {
+			if q.After == (index.Position{}) || !q.Desc && r.Block > q.After.Height || q.Desc && r.Block < q.After.Height {
+				out = append(out, r)
+			}
+		}
+		if q.Desc {
+			slices.Reverse(out)
+		}
+		return out[:min(len(out), q.Limit)], nil
 	}
 	c := u.client()
 	if code, _, h := u.do(c, "GET", "/devices/th-1/records?n=1", nil); code == http.StatusOK || h.Get("X-Record-Count") != "" {
@@ -104,23 +117,86 @@ func TestRecordsFragment(t *testing.T) {
 		t.Errorf("no new record: %d %q; want 204", code, body)
 	}
 	idx.n = 3
+	all = append(all, api.Record{TxID: "cc", Block: 12, BlockTime: 3_000, Device: "th-1", Stream: "env", Seq: 3, Payload: json.RawMessage(`{"temp":22}`)})
 	code, body, h := u.do(c, "GET", "/devices/th-1/records?n=2", nil)
 	if code != http.StatusOK || h.Get("X-Record-Count") != "3" {
 		t.Fatalf("a new record: %d, count %q", code, h.Get("X-Record-Count"))
 	}
 	for _, want := range []string{`<svg class="rchart"`, `<title id="chart-0-t">temp (env)</title>`, `<circle class="pt"`,
-		`format=csv`, `format=ndjson`, `from=1000`, `to=2001`, `device=th-1`, `<code>{&#34;temp&#34;:21}</code>`, "block time (UTC)"} {
+		`format=csv`, `format=ndjson`, `from=1000`, `to=3001`, `device=th-1`, `<code>{&#34;temp&#34;:22}</code>`, "block time (UTC)"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("fragment lacks %q:\n%s", want, body)
 		}
 	}
-	if strings.Count(body, `<circle class="pt"`) != 2 || strings.Contains(body, "<html") {
-		t.Errorf("fragment: want 2 points and no page around them:\n%s", body)
+	if strings.Count(body, `<circle class="pt"`) != 3 || strings.Contains(body, "<html") {
+		t.Errorf("fragment: want 3 points and no page around them:\n%s", body)
 	}
-	if q := asked[len(asked)-1]; q.Device != "th-1" || !q.Desc || q.Limit != chartRecords {
-		t.Errorf("records asked for: %+v", q)
+	// The page read the newest records; the refresh only those after them.
+	if q := asked[0]; q.Device != "th-1" || !q.Desc || q.Limit != chartRecords || q.After != (index.Position{}) {
+		t.Errorf("records asked for by the page: %+v", q)
+	}
+	if q := asked[len(asked)-1]; q.Device != "th-1" || q.Desc || q.After != (index.Position{Height: 9}) {
+		t.Errorf("records asked for by the refresh: %+v; want those after block 9", q)
 	}
 	if code, _, _ := u.do(c, "GET", "/devices/nobody/records", nil); code != http.StatusNotFound {
 		t.Errorf("an unknown device: %d, want 404", code)
 	}
+}
+
+// TestNewestRecords: the device pages' records are read once, then only
+// what committed since; more new records than a chart holds, or a cursor
+// the index no longer has, start over.
+func TestNewestRecords(t *testing.T) {
+	var all []api.Record // oldest first, a record per block
+	add := func(n int) {
+		for range n {
+			h := uint64(len(all) + 1)
+			all = append(all, api.Record{Block: h, Seq: h, Device: "d"})
+		}
+	}
+	var reads int // records read, each a block read in the gateway
+	gone := false // the index was rebuilt below the cursor
+	s := &Server{d: Deps{Records: func(q index.RecordQuery) ([]api.Record, error) {
+		if gone && q.After != (index.Position{}) {
+			return nil, index.ErrNotFound
+		}
+		var out []api.Record
+		for _, r := range all {
+			if q.After == (index.Position{}) || !q.Desc && r.Block > q.After.Height {
+				out = append(out, r)
+			}
+		}
+		if q.Desc {
+			slices.Reverse(out)
+		}
+		out = out[:min(len(out), q.Limit)]
+		reads += len(out)
+		return out, nil
+	}}}
+	check := func(what string, wantReads int) {
+		t.Helper()
+		got, err := s.newestRecords("d")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := slices.Clone(all[max(0, len(all)-chartRecords):])
+		slices.Reverse(want)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: %d records from seq %d, want %d from seq %d", what, len(got), got[0].Seq, len(want), want[0].Seq)
+		}
+		if reads != wantReads {
+			t.Errorf("%s: read %d records, want %d", what, reads, wantReads)
+		}
+		reads = 0
+	}
+	add(250)
+	check("first look", chartRecords)
+	add(3)
+	check("3 new", 3)
+	check("nothing new", 0)
+	add(chartRecords + 5)
+	check("more new than a chart holds", chartRecords+chartRecords)
+	gone = true
+	add(1)
+	check("the index rebuilt below the cursor", chartRecords)
 }

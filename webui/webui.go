@@ -117,6 +117,8 @@ type Server struct {
 	streams   int           // live pages open
 	closing   chan struct{} // closed by Shutdown: live pages end
 	closeOnce sync.Once
+
+	recent recentRecords // the device pages' newest records (records.go)
 }
 
 // New builds the dashboard; it reads the operator password file and does
