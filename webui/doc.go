@@ -3,7 +3,8 @@
 // keeps them current over Server-Sent Events. No build step.
 //
 // Pages: Overview (node, key, cluster, charts, refusals, blocks being
-// committed), Devices (search, status, enroll, revoke), Ledger (blocks,
+// committed), Devices (search, status, enroll, revoke; a device's page
+// charts its records as server-drawn SVG, records.go), Ledger (blocks,
 // txs, receipt check), Seeds, Tokens (the API's tokens: list, create,
 // revoke), Settings (read only).
 //

@@ -282,6 +282,7 @@ type deviceData struct {
 	Connected *Connection
 	Rate      float64
 	Records   []index.TxInfo
+	Live      *recordsData // charts and records with payloads; nil without Deps.Records
 	Admin     bool
 }
 
@@ -295,7 +296,12 @@ func (s *Server) device(w http.ResponseWriter, r *http.Request, ss *session) {
 		s.fail(w, r, ss, http.StatusInternalServerError, "Reading the device failed: "+err.Error())
 		return
 	}
-	recs, err := s.d.Index.Records(id, 0, 20)
+	d := deviceData{Device: dv, Connected: s.connections()[id], Rate: s.live.rate(id), Admin: s.d.Admin != nil}
+	if s.d.Records != nil {
+		d.Live, err = s.deviceRecords(dv)
+	} else {
+		d.Records, err = s.d.Index.Records(id, 0, 20)
+	}
 	if err != nil {
 		s.fail(w, r, ss, http.StatusInternalServerError, "Reading the records failed: "+err.Error())
 		return
@@ -307,7 +313,6 @@ func (s *Server) device(w http.ResponseWriter, r *http.Request, ss *session) {
 	case "revoked":
 		flash = "Revoked " + id + " in block " + strconv.FormatUint(dv.RevokedHeight, 10) + "."
 	}
-	d := deviceData{Device: dv, Connected: s.connections()[id], Rate: s.live.rate(id), Records: recs, Admin: s.d.Admin != nil}
 	s.render(w, r, http.StatusOK, "device", page{Title: "Device " + id, Nav: "devices", Session: ss, Flash: flash, Data: d})
 }
 

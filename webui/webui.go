@@ -100,6 +100,10 @@ type Deps struct {
 	Tokens    Tokens              // the API's token store; nil: no tokens page
 	Logger    *slog.Logger
 	Now       func() time.Time // nil: time.Now (tests set a fake clock)
+
+	// Records reads committed records with their payloads (the API's
+	// Records); nil: the device page lists records without charts.
+	Records func(index.RecordQuery) ([]api.Record, error)
 }
 
 // Server is the dashboard's http.Handler.
@@ -115,6 +119,8 @@ type Server struct {
 	streams   int           // live pages open
 	closing   chan struct{} // closed by Shutdown: live pages end
 	closeOnce sync.Once
+
+	recent recentRecords // the device pages' newest records (records.go)
 }
 
 // New builds the dashboard; it reads the operator password file and does
@@ -152,6 +158,7 @@ func New(o Options, d Deps) (*Server, error) {
 	s.handle("GET /devices", s.devices)
 	s.handle("POST /devices", s.enroll)
 	s.handle("GET /devices/{id}", s.device)
+	s.handle("GET /devices/{id}/records", s.recordsFragment)
 	s.handle("GET /devices/{id}/revoke", s.revokePage)
 	s.handle("POST /devices/{id}/revoke", s.revoke)
 	s.handle("GET /ledger", s.ledger)

@@ -40,6 +40,7 @@ type Index interface {
 	Device(id string) (*index.Device, error)
 	Devices(after string, limit int) ([]index.Device, error)
 	Records(device string, beforeSeq uint64, limit int) ([]index.TxInfo, error)
+	QueryRecords(q index.RecordQuery) ([]index.RecordInfo, error)
 }
 
 // NodeInfo is the static part of /api/v1/status.
@@ -102,6 +103,7 @@ func New(info NodeInfo, l Ledger, x Index, gatherer prometheus.Gatherer, logger 
 	s.handle("GET /api/v1/devices", s.devices)
 	s.handle("GET /api/v1/devices/{id}", s.device)
 	s.handle("GET /api/v1/devices/{id}/records", s.records)
+	s.handle("GET /api/v1/records", s.queryRecords)
 	s.handle("GET /api/v1/blocks", s.blocks)
 	s.handle("GET /api/v1/blocks/{height}", s.block)
 	s.handle("GET /api/v1/txs/{id}", s.tx)

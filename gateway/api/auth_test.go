@@ -37,13 +37,14 @@ type fakeIndex struct{}
 
 var testDevice = index.Device{ID: "d1", Status: "active", LastSeq: 41, Records: 41, LastSeen: 1700000000000}
 
-func (fakeIndex) Height() (uint64, error)                             { return 1, nil }
-func (fakeIndex) Counts() (index.Counts, error)                       { return index.Counts{Blocks: 1}, nil }
-func (fakeIndex) Blocks(uint64, int) ([]index.BlockInfo, error)       { return nil, nil }
-func (fakeIndex) TxsInBlock(uint64) ([]index.TxInfo, error)           { return nil, nil }
-func (fakeIndex) Tx([32]byte) (*index.TxInfo, error)                  { return nil, index.ErrNotFound }
-func (fakeIndex) Devices(string, int) ([]index.Device, error)         { return []index.Device{testDevice}, nil }
-func (fakeIndex) Records(string, uint64, int) ([]index.TxInfo, error) { return nil, nil }
+func (fakeIndex) Height() (uint64, error)                                    { return 1, nil }
+func (fakeIndex) Counts() (index.Counts, error)                              { return index.Counts{Blocks: 1}, nil }
+func (fakeIndex) Blocks(uint64, int) ([]index.BlockInfo, error)              { return nil, nil }
+func (fakeIndex) TxsInBlock(uint64) ([]index.TxInfo, error)                  { return nil, nil }
+func (fakeIndex) Tx([32]byte) (*index.TxInfo, error)                         { return nil, index.ErrNotFound }
+func (fakeIndex) Devices(string, int) ([]index.Device, error)                { return []index.Device{testDevice}, nil }
+func (fakeIndex) Records(string, uint64, int) ([]index.TxInfo, error)        { return nil, nil }
+func (fakeIndex) QueryRecords(index.RecordQuery) ([]index.RecordInfo, error) { return nil, nil }
 func (fakeIndex) Device(id string) (*index.Device, error) {
 	if id != testDevice.ID {
 		return nil, index.ErrNotFound

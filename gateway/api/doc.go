@@ -7,6 +7,8 @@
 //	GET  /api/v1/devices[?after=&limit=] devices by id
 //	GET  /api/v1/devices/{id}            one device
 //	GET  /api/v1/devices/{id}/records    its newest records
+//	GET  /api/v1/records[?device=&stream=&from=&to=&after=&limit=&order=&format=]
+//	                                     committed records, JSON, NDJSON or CSV (records.go)
 //	GET  /api/v1/blocks[?before=&limit=] newest blocks first
 //	GET  /api/v1/blocks/{height}         one block with its txs
 //	GET  /api/v1/txs/{id}                one tx (hex id)

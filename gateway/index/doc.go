@@ -16,8 +16,10 @@
 //     is ahead of the log (the log's tail was cut after a crash, or the data
 //     directory was restored), Rebuild returns ErrAhead and the caller calls
 //     Reset and Rebuild again.
-//  3. Open recreates the tables when the schema version stored in the file is
-//     not this package's; the index is then empty and step 2 refills it.
+//  3. Open upgrades in place a file of an older schema version it knows how
+//     to upgrade (adding columns and indexes, filling them from the rows it
+//     has), and recreates the tables of any other version; the index is
+//     then empty and step 2 refills it.
 //  4. ApplyBlock trusts the block: it does not check the certificate, the
 //     Merkle root or the signatures (the log and the state did). It only
 //     decodes each tx's syntax, and a tx that does not decode is an error.

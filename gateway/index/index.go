@@ -42,9 +42,14 @@ const (
 	StatusRevoked = "revoked"
 )
 
-// schemaVersion is kept in PRAGMA user_version. Open drops and recreates
-// the tables of any other version; bump it with every schema change.
-const schemaVersion = 4
+// schemaVersion is kept in PRAGMA user_version. Open upgrades a file of
+// baseVersion or later with the steps of upgrades, and drops and recreates
+// the tables of any other version. A schema change appends a step to
+// upgrades (and so bumps schemaVersion).
+var schemaVersion = baseVersion + len(upgrades)
+
+// baseVersion is the version the statements of schema create.
+const baseVersion = 4
 
 // kindRecord is the kind of a device's data as an SQL literal; the records
 // index covers only these txs.
@@ -197,6 +202,30 @@ var schema = []string{
 	) WITHOUT ROWID`,
 }
 
+// upgrades[i] brings a file from version baseVersion+i to the next. A new
+// file goes through them too, so every step runs in every test.
+var upgrades = [][]string{
+	// 4 to 5: record queries (queries.go QueryRecords).
+	{
+		// tmax is the running maximum of block times up to the block. It
+		// never decreases with the height, so the index on it finds the
+		// first block at or after a time by binary search, although block
+		// times (each its proposer's clock) may step back.
+		`ALTER TABLE blocks ADD COLUMN tmax INTEGER NOT NULL DEFAULT 0`,
+		`UPDATE blocks SET tmax = m.t FROM
+			(SELECT height AS h, max(time) OVER (ORDER BY height ROWS UNBOUNDED PRECEDING) AS t FROM blocks) AS m
+			WHERE blocks.height = m.h`,
+		`CREATE INDEX blocks_tmax ON blocks (tmax)`,
+		// The blocks whose time stepped back below an earlier block's: the
+		// few a time range must look at besides what tmax finds.
+		`CREATE INDEX blocks_backstep ON blocks (time) WHERE time < tmax`,
+		// A device's records, and a device's records of one stream, in
+		// commit order (seq).
+		`CREATE INDEX txs_device_records ON txs (device, seq) WHERE kind = ` + kindRecord,
+		`CREATE INDEX txs_stream_records ON txs (device, stream, seq) WHERE kind = ` + kindRecord,
+	},
+}
+
 // Index is the SQLite index of the block log. It is safe for concurrent
 // use; writes are serialized on one connection.
 type Index struct {
@@ -262,7 +291,9 @@ func (x *Index) init() error {
 	return migrate(ctx, w)
 }
 
-// migrate creates the schema unless the file already has this version.
+// migrate brings the schema to schemaVersion: it upgrades a file of
+// baseVersion or later in place (keeping its rows), and recreates the
+// tables of any other version empty.
 func migrate(ctx context.Context, w *sql.Conn) error {
 	tx, err := w.BeginTx(ctx, nil)
 	if err != nil {
@@ -276,6 +307,30 @@ func migrate(ctx context.Context, w *sql.Conn) error {
 	if version == schemaVersion {
 		return nil
 	}
+	if version < baseVersion || version > schemaVersion {
+		if err := recreate(tx); err != nil {
+			return err
+		}
+		version = baseVersion
+	}
+	for v := version; v < schemaVersion; v++ {
+		for _, stmt := range upgrades[v-baseVersion] {
+			if _, err := tx.Exec(stmt); err != nil {
+				return fmt.Errorf("upgrade schema from version %d: %w", v, err)
+			}
+		}
+	}
+	if _, err := tx.Exec(fmt.Sprintf(`PRAGMA user_version = %d`, schemaVersion)); err != nil {
+		return fmt.Errorf("set schema version: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit schema: %w", err)
+	}
+	return nil
+}
+
+// recreate drops every table and creates those of baseVersion.
+func recreate(tx *sql.Tx) error {
 	rows, err := tx.Query(`SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'`)
 	if err != nil {
 		return fmt.Errorf("list tables: %w", err)
@@ -301,12 +356,6 @@ func migrate(ctx context.Context, w *sql.Conn) error {
 		if _, err := tx.Exec(stmt); err != nil {
 			return fmt.Errorf("create schema: %w", err)
 		}
-	}
-	if _, err := tx.Exec(fmt.Sprintf(`PRAGMA user_version = %d`, schemaVersion)); err != nil {
-		return fmt.Errorf("set schema version: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit schema: %w", err)
 	}
 	return nil
 }
@@ -427,11 +476,19 @@ func (x *Index) apply(h *ledger.Header, txs []*ledger.Tx) error {
 		return fmt.Errorf("last tx: %w", err)
 	}
 	first := last + 1
+	tmax := h.Time
+	if top > 0 {
+		var prev int64
+		if err := tx.QueryRow(`SELECT tmax FROM blocks WHERE height = ?`, int64(top)).Scan(&prev); err != nil {
+			return fmt.Errorf("time of block %d: %w", top, err)
+		}
+		tmax = max(tmax, prev)
+	}
 
 	hash := h.Hash()
-	if _, err := tx.Exec(`INSERT INTO blocks (height, hash, prev, tx_root, num_txs, time, view, proposer, first_seq)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		int64(h.Height), hash[:], nonNil(h.Prev), nonNil(h.TxRoot), int64(h.NumTxs), h.Time, int64(h.View), h.Proposer, int64(first),
+	if _, err := tx.Exec(`INSERT INTO blocks (height, hash, prev, tx_root, num_txs, time, view, proposer, first_seq, tmax)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		int64(h.Height), hash[:], nonNil(h.Prev), nonNil(h.TxRoot), int64(h.NumTxs), h.Time, int64(h.View), h.Proposer, int64(first), tmax,
 	); err != nil {
 		return fmt.Errorf("insert block: %w", err)
 	}

@@ -228,3 +228,6 @@ func (n *Node) Directory() bridge.Directory { return front.Directory(n.Chain.Sta
 
 // Committer is the node's chain as front ends see it.
 func (n *Node) Committer() bridge.Committer { return front.Committer(n.Chain, nil) }
+
+// Index is the node's index.
+func (n *Node) Index() *index.Index { return n.idx }

@@ -87,6 +87,25 @@
     });
   }
 
+  // deviceRecords reloads a device page's charts and records (drawn by
+  // the server) when blocks commit; the server answers 204 if the device
+  // has no new record.
+  let recordsBusy = false, recordsHeight = -1;
+  function deviceRecords(height) {
+    const el = document.getElementById("device-records");
+    if (!el || recordsBusy || height === recordsHeight) return;
+    recordsBusy = true;
+    recordsHeight = height;
+    fetch(el.dataset.recordsSrc + "?n=" + encodeURIComponent(el.dataset.n), { credentials: "same-origin" })
+      .then((r) => {
+        const n = r.headers.get("X-Record-Count");
+        if (r.status !== 200 || n === null) return undefined;
+        return r.text().then((html) => { el.innerHTML = html; el.dataset.n = n; });
+      })
+      .catch(() => { recordsHeight = -1; }) // ask again at the next update
+      .finally(() => { recordsBusy = false; });
+  }
+
   const es = new EventSource("/events");
   es.addEventListener("expired", () => { es.close(); location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search); });
   es.addEventListener("update", (ev) => {
@@ -108,6 +127,7 @@
     }
     document.querySelectorAll("svg[data-chart]").forEach((svg) => drawChart(svg, pts));
     refusals(u.refusals);
+    deviceRecords(u.height);
     peers(u.peers);
     connected(u.connected);
     prependBlocks($("#live-blocks"), u.blocks, (b) => {

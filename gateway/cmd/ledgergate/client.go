@@ -27,8 +27,8 @@ const tokenEnv = "LEDGERGATE_TOKEN"
 // client talks to a gateway's HTTP API.
 type client struct {
 	base  string
+	token string // sent as a bearer token if not ""
 	http  *http.Client
-	token string // sent as a Bearer token when set
 }
 
 func apiFlag(fs *flag.FlagSet) *string {
@@ -75,27 +75,14 @@ func (c *client) doStream(ctx context.Context, method, path, ctype string, body 
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
 	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.http.Do(req)
+	resp, err := c.send(req)
 	if err != nil {
-		return fmt.Errorf("gateway API %s: %w (is the gateway running? see --api)", c.base, err)
+		return err
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return fmt.Errorf("read answer: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		var eb struct {
-			Error, Reason string
-			LastSeq       *uint64 `json:"last_seq"`
-		}
-		if json.Unmarshal(data, &eb) != nil || eb.Reason == "" {
-			return &apiError{Status: resp.StatusCode, Reason: "http", Msg: strings.TrimSpace(string(data))}
-		}
-		return &apiError{Status: resp.StatusCode, Reason: eb.Reason, Msg: eb.Error, LastSeq: eb.LastSeq}
 	}
 	if out == nil {
 		return nil
@@ -104,6 +91,34 @@ func (c *client) doStream(ctx context.Context, method, path, ctype string, body 
 		return fmt.Errorf("decode answer of %s: %w", path, err)
 	}
 	return nil
+}
+
+// send sends req with the token, if any, and returns the response if it
+// is 200 OK, else the API's error.
+func (c *client) send(req *http.Request) (*http.Response, error) {
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("gateway API %s: %w (is the gateway running? see --api)", c.base, err)
+	}
+	if resp.StatusCode == http.StatusOK {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read answer: %w", err)
+	}
+	var eb struct {
+		Error, Reason string
+		LastSeq       *uint64 `json:"last_seq"`
+	}
+	if json.Unmarshal(data, &eb) != nil || eb.Reason == "" {
+		return nil, &apiError{Status: resp.StatusCode, Reason: "http", Msg: strings.TrimSpace(string(data))}
+	}
+	return nil, &apiError{Status: resp.StatusCode, Reason: eb.Reason, Msg: eb.Error, LastSeq: eb.LastSeq}
 }
 
 func (c *client) status(ctx context.Context) (*api.Status, error) {

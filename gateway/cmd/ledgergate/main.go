@@ -88,6 +88,8 @@ func commands() []command {
 		{"firmware status", "[--model M]", "releases of a model: votes, approvals, rollout per group and wave, failures", cmdFirmwareStatus},
 		{"firmware verify", "--device ID --image F --vendor-pubkey K [--version N]", "check an image as the device would (prints installable or why not)", cmdFirmwareVerify},
 		{"sim", "--devices N --rate R --duration D [--broker URL[,URL...]] [--qos 1]", "enroll N simulated devices and run them over MQTT; prints throughput and PUBACK latency", cmdSim},
+		{"records", "[--api URL] [--token T] [--device D] [--stream S] [--from T] [--to T] [--limit N | --all] [--order asc|desc] [--format table|json|ndjson|csv]",
+			"list or export committed records, newest first, following the API's pages", cmdRecords},
 		{"tx submit", "MSG [--receipt-out FILE]", "submit a signed tx and wait for its receipt", cmdTxSubmit},
 		{"receipt verify", "--genesis FILE RECEIPT", "verify a receipt offline against the genesis", cmdReceiptVerify},
 		{"ledger verify", "[--data DIR]", "check the whole chain: hashes, Merkle roots, certificates, signatures (also on a running gateway)", cmdLedgerVerify},

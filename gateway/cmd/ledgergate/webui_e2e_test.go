@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/csv"
 	"encoding/json"
 	"encoding/pem"
 	"flag"
@@ -273,6 +274,68 @@ func TestDashboard(t *testing.T) {
 	checkPage("devices")
 	shot("devices")
 
+	// The device page charts the numeric fields of its JSON records, a
+	// chart per field and stream, a point per record; a record committed
+	// while the page is open appears on it without a reload.
+	pubJSON := func(seq uint64) {
+		t.Helper()
+		env, err := device.SignRecord(key, st.ChainID, ledger.Record{DeviceID: id, Stream: "env", Seq: seq, Time: time.Now().UnixMilli(),
+			ContentType: "application/json", Payload: fmt.Appendf(nil, `{"temp":%.1f,"rh":%d,"fw":"1.2"}`, 20+float64(seq%5)/2, 40+seq%7)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.Publish(pctx, "env", env); err != nil {
+			t.Fatalf("publish %d: %v", seq, err)
+		}
+	}
+	const jsonRecords = 8
+	pace := time.NewTicker(300 * time.Millisecond) // a device's pace: points spread over time
+	for seq := uint64(records + 1); seq <= records+jsonRecords; seq++ {
+		pubJSON(seq)
+		<-pace.C
+	}
+	pace.Stop()
+	var charts []string
+	var points int
+	run("device charts",
+		chromedp.Navigate(g.api+"/devices/"+id),
+		chromedp.WaitVisible("svg.rchart", chromedp.ByQuery),
+		chromedp.Evaluate(`[...document.querySelectorAll("svg.rchart")].map(s => s.dataset.stream + "/" + s.dataset.field + ": " + s.querySelector("title").textContent)`, &charts),
+		chromedp.Evaluate(`document.querySelectorAll("svg.rchart circle.pt").length`, &points),
+		chromedp.Evaluate(`window.notReloaded = true`, nil))
+	if want := []string{"env/rh: rh (env)", "env/temp: temp (env)"}; fmt.Sprint(charts) != fmt.Sprint(want) {
+		t.Errorf("the device page's charts: %q, want %q", charts, want)
+	}
+	if points != 2*jsonRecords {
+		t.Errorf("the charts have %d points, want %d (a point per record and field)", points, 2*jsonRecords)
+	}
+	var csvLink string
+	run("download link", chromedp.AttributeValue(`.downloads a[href*="format=csv"]`, "href", &csvLink, nil, chromedp.ByQuery))
+	if resp, err := http.Get(g.api + csvLink); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("the CSV link %s: %v %v", csvLink, resp, err)
+	} else {
+		rows, err := csv.NewReader(resp.Body).ReadAll()
+		resp.Body.Close()
+		if err != nil || len(rows) != 1+records+jsonRecords {
+			t.Errorf("the CSV link %s: %d rows, %v; want a header and %d records", csvLink, len(rows), err, records+jsonRecords)
+		}
+	}
+	pubJSON(records + jsonRecords + 1)
+	var notReloaded bool
+	run("live chart", chromedp.Poll(fmt.Sprintf(`document.querySelectorAll("svg.rchart circle.pt").length === %d`, 2*(jsonRecords+1)), nil,
+		chromedp.WithPollingTimeout(20*time.Second)),
+		chromedp.Evaluate(`window.notReloaded === true`, &notReloaded))
+	if !notReloaded {
+		t.Error("the device page was reloaded to show the new record")
+	}
+	var newest string
+	run("live table", chromedp.Text("table.records tbody tr th", &newest, chromedp.ByQuery))
+	if newest != strconv.Itoa(records+jsonRecords+1) {
+		t.Errorf("the records table's newest seq is %q, want %d", newest, records+jsonRecords+1)
+	}
+	checkPage("device")
+	shot("device-chart")
+
 	// Check a record's receipt, as a device would; then a forged one.
 	var result string
 	run("receipt",
@@ -365,7 +428,7 @@ func TestDashboard(t *testing.T) {
 	}
 	// At a phone's width every page still fits.
 	run("phone", chromedp.EmulateViewport(390, 844))
-	for _, p := range []string{"", "devices", "ledger", "ledger/receipt", "seeds", "settings"} {
+	for _, p := range []string{"", "devices", "devices/" + id, "ledger", "ledger/receipt", "seeds", "settings"} {
 		run("phone "+p, chromedp.Navigate(g.api+"/"+p), chromedp.WaitVisible("main h1", chromedp.ByQuery))
 		checkPage("phone /" + p)
 	}
