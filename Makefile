@@ -21,6 +21,8 @@ TEST_DEBS += lintian systemd debootstrap qemu-user-static file
 TEST_DEBS += chromium fonts-dejavu-core
 # ... and the independent Python device (TestPythonDevice, gateway/cmd/ledgergate/testdata/pydevice).
 TEST_DEBS += python3 python3-cbor2 python3-paho-mqtt python3-cryptography
+# ... and the egress connectors' sinks (TestEgressMQTT, TestEgressNATS: a real broker and JetStream server).
+TEST_DEBS += mosquitto nats-server
 
 .PHONY: help run cluster cluster-clean build cross deb deps test test-go packaging-test fuzz-short verify bench sim chaos screenshots vectors clean
 
