@@ -22,7 +22,7 @@ type Message struct {
 	Stream      string `json:"stream"`
 	Seq         uint64 `json:"seq"`
 	Time        int64  `json:"time"` // device clock, Unix ms
-	ContentType string `json:"content_type,omitempty"`
+	ContentType string `json:"content_type"`
 	// Exactly one of Payload and PayloadBase64 is set for a non-empty
 	// payload: Payload holds it as a JSON value (application/json) or a
 	// string (text/*), PayloadBase64 any other bytes.

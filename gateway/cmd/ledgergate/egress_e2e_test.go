@@ -60,7 +60,7 @@ func fileExists(p string) bool {
 }
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -174,13 +174,20 @@ type egressRun struct {
 	keys    map[string]crypto.Signer
 	seq     map[string]uint64
 	mu      sync.Mutex
-	sent    map[string]string // tx id -> stream, of every record committed
+	sent    map[string]sentRecord // tx id -> the record, of every record committed
 }
 
+// sentRecord is a committed record.
+type sentRecord struct {
+	device, stream string
+}
+
+// newEgressRun starts a gateway with egressTOML in its config and
+// enrolls the devices, each in the groups after its id ("id:g1,g2").
 func newEgressRun(t *testing.T, egressTOML string, devices ...string) *egressRun {
 	t.Helper()
-	r := &egressRun{t: t, dir: t.TempDir(), devices: devices, keys: map[string]crypto.Signer{}, seq: map[string]uint64{},
-		sent: map[string]string{}}
+	r := &egressRun{t: t, dir: t.TempDir(), keys: map[string]crypto.Signer{}, seq: map[string]uint64{},
+		sent: map[string]sentRecord{}}
 	r.data = filepath.Join(r.dir, "data")
 	r.conf = filepath.Join(r.dir, "ledgergate.toml")
 	if err := os.WriteFile(r.conf, []byte("[batch]\nheartbeat = \"0s\"\n\n"+egressTOML), 0o644); err != nil {
@@ -194,9 +201,31 @@ func newEgressRun(t *testing.T, egressTOML string, devices ...string) *egressRun
 	}
 	r.genesis = g
 	for _, d := range devices {
-		r.keys[d] = r.adm.enroll(t, r.g.api, d, ledger.ES256)
+		id, groups, _ := strings.Cut(d, ":")
+		r.devices = append(r.devices, id)
+		r.keys[id] = r.enroll(id, strings.FieldsFunc(groups, func(c rune) bool { return c == ',' }))
 	}
 	return r
+}
+
+// enroll enrolls device id in groups with a new P-256 key.
+func (r *egressRun) enroll(id string, groups []string) crypto.Signer {
+	r.t.Helper()
+	key, err := device.GenerateKey(ledger.ES256)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	pub, _ := ledger.MarshalPublicKey(key)
+	slices.Sort(groups)
+	env, err := ledger.SignTx(r.adm.key, "admin", &ledger.Body{Kind: ledger.KindEnroll, ChainID: r.adm.chainID,
+		Enroll: &ledger.Enroll{DeviceID: id, PublicKey: pub, Groups: groups}})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if code, reason, _, err := post(context.Background(), r.g.api, env); err != nil || code != http.StatusOK {
+		r.t.Fatalf("enroll %s: %d %s %v", id, code, reason, err)
+	}
+	return key
 }
 
 // publish commits n records of each device (concurrently between
@@ -226,7 +255,7 @@ func (r *egressRun) publish(n int, stream string) {
 					return
 				}
 				r.mu.Lock()
-				r.sent[id] = stream
+				r.sent[id] = sentRecord{device: d, stream: stream}
 				r.mu.Unlock()
 			}
 		})
@@ -238,13 +267,14 @@ func (r *egressRun) publish(n int, stream string) {
 	}
 }
 
-// want returns the ids of the records committed on the streams.
-func (r *egressRun) want(streams ...string) map[string]bool {
+// want returns the ids of the committed records that pass, every one if
+// pass is nil.
+func (r *egressRun) want(pass func(sentRecord) bool) map[string]bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	ids := map[string]bool{}
 	for id, s := range r.sent {
-		if len(streams) == 0 || slices.Contains(streams, s) {
+		if pass == nil || pass(s) {
 			ids[id] = true
 		}
 	}
@@ -482,7 +512,7 @@ func TestEgressMQTT(t *testing.T) {
 
 	r := newEgressRun(t, fmt.Sprintf("[[egress]]\nname = \"up\"\nkind = \"mqtt\"\nurl = %q\nbatch = 20\n", brokerURL), "m-1", "m-2", "m-3", "m-4")
 	r.publish(15, "temp")
-	got.waitIDs(t, r.want(), r.g.log)
+	got.waitIDs(t, r.want(nil), r.g.log)
 
 	// The broker goes away: commits go on, the connector falls behind.
 	broker.kill(syscall.SIGTERM)
@@ -492,20 +522,20 @@ func TestEgressMQTT(t *testing.T) {
 		t.Errorf("broker down, status: %+v", s)
 	}
 	broker.restart()
-	got.waitIDs(t, r.want(), r.g.log)
+	got.waitIDs(t, r.want(nil), r.g.log)
 
 	// A crash, and a cursor behind what the broker acknowledged: those
 	// records are sent again.
 	r.publish(10, "temp")
 	r.crash("up", func(c *egress.Cursor) { *c = egress.Cursor{} })
 	r.publish(10, "temp")
-	got.waitIDs(t, r.want(), r.g.log)
+	got.waitIDs(t, r.want(nil), r.g.log)
 	r.waitCaughtUp("up")
-	dups := r.checkDelivered(got.snapshot(), r.want())
+	dups := r.checkDelivered(got.snapshot(), r.want(nil))
 	if dups == 0 {
 		t.Errorf("no record arrived twice after the cursor was rewound to the start")
 	}
-	t.Logf("%d records, %d duplicates", len(r.want()), dups)
+	t.Logf("%d records, %d duplicates", len(r.want(nil)), dups)
 }
 
 // TestEgressNATS: records reach JetStream through a nats-server stopped
@@ -534,7 +564,7 @@ func TestEgressNATS(t *testing.T) {
 	r.crash("js", func(c *egress.Cursor) { *c = egress.Cursor{} })
 	r.publish(10, "temp")
 	r.waitCaughtUp("js")
-	want := r.want()
+	want := r.want(nil)
 
 	nc, err := nats.Connect(natsURL)
 	if err != nil {
@@ -580,65 +610,88 @@ func TestEgressNATS(t *testing.T) {
 
 func natsToken(s string) string { return strings.ReplaceAll(s, ".", "_") }
 
+// receiver is a webhook receiver that checks signatures and delivery
+// headers; it answers 500 to its first failures attempts.
+type receiver struct {
+	t        *testing.T
+	secret   []byte
+	maxBatch int
+	got      collected
+
+	mu       sync.Mutex
+	attempts int
+	failures int
+	posts    int
+}
+
+func (rc *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		return
+	}
+	if sig := req.Header.Get(egress.SignatureHeader); sig != egress.Sign(rc.secret, body) {
+		rc.t.Errorf("signature %q does not match the body", sig)
+		http.Error(w, "bad signature", http.StatusUnauthorized)
+		return
+	}
+	rc.mu.Lock()
+	rc.attempts++
+	fail := rc.attempts <= rc.failures
+	if !fail {
+		rc.posts++
+	}
+	rc.mu.Unlock()
+	if fail {
+		http.Error(w, "not yet", http.StatusInternalServerError)
+		return
+	}
+	var batch []egress.Message
+	if err := json.Unmarshal(body, &batch); err != nil || len(batch) == 0 || len(batch) > rc.maxBatch {
+		rc.t.Errorf("batch of %d: %v", len(batch), err)
+		http.Error(w, "bad batch", http.StatusBadRequest)
+		return
+	}
+	if d := req.Header.Get(egress.DeliveryHeader); d != batch[0].TxID {
+		rc.t.Errorf("%s %q, first tx %s", egress.DeliveryHeader, d, batch[0].TxID)
+	}
+	for _, m := range batch {
+		rc.got.add(m)
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
 // TestEgressWebhook: batches are POSTed with an HMAC signature; the
 // receiver answers 500 to the first attempts, is stopped and started
-// again, and the gateway is killed with its cursor rewound; only the
-// "temp" stream is exported.
+// again, and the gateway is killed with its cursor rewound. Only the
+// "temp" records of the devices in group line-1 are exported. A
+// connector added later with start = "now" gets only what commits after
+// it started; a connector for another node does not run.
 func TestEgressWebhook(t *testing.T) {
 	secret := []byte("a webhook secret")
-	var got collected
-	var mu sync.Mutex
-	attempts, failures, posts := 0, 3, 0
-	handler := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		body, err := io.ReadAll(req.Body)
-		if err != nil {
-			return
-		}
-		if sig := req.Header.Get(egress.SignatureHeader); sig != egress.Sign(secret, body) {
-			t.Errorf("signature %q does not match the body", sig)
-			http.Error(w, "bad signature", http.StatusUnauthorized)
-			return
-		}
-		mu.Lock()
-		attempts++
-		fail := attempts <= failures
-		if !fail {
-			posts++
-		}
-		mu.Unlock()
-		if fail {
-			http.Error(w, "not yet", http.StatusInternalServerError)
-			return
-		}
-		var batch []egress.Message
-		if err := json.Unmarshal(body, &batch); err != nil || len(batch) == 0 || len(batch) > 7 {
-			t.Errorf("batch of %d: %v", len(batch), err)
-			http.Error(w, "bad batch", http.StatusBadRequest)
-			return
-		}
-		if d := req.Header.Get(egress.DeliveryHeader); d != batch[0].TxID {
-			t.Errorf("%s %q, first tx %s", egress.DeliveryHeader, d, batch[0].TxID)
-		}
-		for _, m := range batch {
-			got.add(m)
-		}
-	})
+	rc := &receiver{t: t, secret: secret, maxBatch: 7, failures: 3}
+	late := &receiver{t: t, secret: secret, maxBatch: 100}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := ln.Addr().String()
-	hs := &http.Server{Handler: handler}
+	mux := http.NewServeMux()
+	mux.Handle("/ingest", rc)
+	mux.Handle("/late", late)
+	hs := &http.Server{Handler: mux}
 	go hs.Serve(ln)
 	defer func() { hs.Close() }()
 
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "hook.secret"), append(secret, '\n'), 0o600)
-	r := newEgressRun(t, fmt.Sprintf("[[egress]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"http://%s/ingest\"\nsecret_file = %q\nbatch = 7\nstreams = [\"temp\"]\n",
-		addr, filepath.Join(dir, "hook.secret")), "w-1", "w-2", "w-3")
+	hook := fmt.Sprintf("[[egress]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"http://%s/ingest\"\nsecret_file = %q\nbatch = 7\nstreams = [\"temp\"]\ngroups = [\"line-1\"]\n\n"+
+		"[[egress]]\nname = \"elsewhere\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\nnodes = [\"node-x\"]\n",
+		addr, filepath.Join(dir, "hook.secret"))
+	r := newEgressRun(t, hook, "w-1:line-1", "w-2:line-1,line-2", "w-3:line-2")
+	exported := func(s sentRecord) bool { return s.stream == "temp" && s.device != "w-3" }
 	r.publish(20, "temp")
 	r.publish(5, "hum")
-	got.waitIDs(t, r.want("temp"), r.g.log)
+	rc.got.waitIDs(t, r.want(exported), r.g.log)
 
 	// The receiver goes away and comes back on the same address.
 	hs.Close()
@@ -652,20 +705,43 @@ func TestEgressWebhook(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond) // the port is still closing
 	}
-	hs = &http.Server{Handler: handler}
+	hs = &http.Server{Handler: mux}
 	go hs.Serve(ln)
-	got.waitIDs(t, r.want("temp"), r.g.log)
+	rc.got.waitIDs(t, r.want(exported), r.g.log)
 
+	// A crash with the cursor rewound, and a new connector started "now".
+	before := r.want(nil)
+	f, err := os.OpenFile(r.conf, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "\n[[egress]]\nname = \"late\"\nkind = \"webhook\"\nurl = \"http://%s/late\"\nsecret_file = %q\nstart = \"now\"\n", addr, filepath.Join(dir, "hook.secret"))
+	f.Close()
 	r.crash("hook", func(c *egress.Cursor) { *c = egress.Cursor{} })
 	r.publish(10, "temp")
 	r.publish(2, "hum")
-	got.waitIDs(t, r.want("temp"), r.g.log)
+	rc.got.waitIDs(t, r.want(exported), r.g.log)
 	r.waitCaughtUp("hook")
-	dups := r.checkDelivered(got.snapshot(), r.want("temp"))
-	mu.Lock()
-	defer mu.Unlock()
-	if attempts < failures+1 || dups == 0 {
-		t.Errorf("%d attempts, %d duplicates", attempts, dups)
+	dups := r.checkDelivered(rc.got.snapshot(), r.want(exported))
+	rc.mu.Lock()
+	if rc.attempts < rc.failures+1 || dups == 0 {
+		t.Errorf("%d attempts, %d duplicates", rc.attempts, dups)
 	}
-	t.Logf("%d records in %d POSTs after %d refused, %d duplicates", len(r.want("temp")), posts, failures, dups)
+	t.Logf("%d records in %d POSTs after %d refused, %d duplicates", len(r.want(exported)), rc.posts, rc.failures, dups)
+	rc.mu.Unlock()
+
+	afterRestart := r.want(func(s sentRecord) bool { return true })
+	for id := range before {
+		delete(afterRestart, id)
+	}
+	r.waitCaughtUp("late")
+	if dups := r.checkDelivered(late.got.snapshot(), afterRestart); dups != 0 {
+		t.Errorf("late: %d duplicates", dups)
+	}
+	if s := r.egressStatus("elsewhere"); s.Exporting || s.Delivered != 0 {
+		t.Errorf("connector of another node: %+v", s)
+	}
+	if fileExists(filepath.Join(r.data, daemon.EgressDir, "elsewhere.cursor")) {
+		t.Errorf("connector of another node made a cursor")
+	}
 }
