@@ -45,6 +45,8 @@ const (
 	// pollInterval bounds the wait for a commit notification that was
 	// missed (blocks that came by state transfer).
 	pollInterval = 2 * time.Second
+	// cursorInterval is the most often a connector writes its cursor.
+	cursorInterval = time.Second
 	// maxScanBlocks bounds the blocks read for one batch, so that a
 	// filter that passes few records still moves the cursor on.
 	maxScanBlocks = 1000
@@ -77,21 +79,55 @@ type connector struct {
 }
 
 // run delivers until ctx ends.
+//
+// The cursor moves in memory once the sink acknowledged a batch, and is
+// written at most once per cursorInterval, and when run ends: one fsync
+// per block on the data directory's disk would compete with the commit
+// path's. A crash sends again what was acknowledged since the last write
+// (at least once).
 func (c *connector) run(ctx context.Context) {
 	c.mu.Lock()
 	cur := c.cur
 	c.mu.Unlock()
+	saved, lastSave := cur, time.Now()
+	save := func() error {
+		if err := saveCursor(c.path, cur); err != nil {
+			return err
+		}
+		saved, lastSave = cur, time.Now()
+		return nil
+	}
+	defer func() {
+		if cur != saved {
+			if err := save(); err != nil {
+				c.logger.Error("egress cursor not saved at stop: the records since the last save will be sent again", "err", err)
+			}
+		}
+	}()
 	failures := 0 // consecutive failed attempts
+	fail := func(err error) {
+		failures++
+		c.failed(err, failures)
+		c.pause(ctx, backoff(failures, err))
+	}
 	for ctx.Err() == nil {
+		if cur != saved && time.Since(lastSave) >= cursorInterval {
+			if err := save(); err != nil {
+				fail(err)
+				continue
+			}
+		}
 		msgs, next, err := c.collect(cur)
 		if err != nil {
-			failures++
-			c.failed(err, failures)
-			c.pause(ctx, backoff(failures, err))
+			fail(err)
 			continue
 		}
 		if next == cur {
-			c.idle(ctx)
+			wait := pollInterval
+			if cur != saved {
+				wait = min(wait, cursorInterval-time.Since(lastSave))
+			}
+			c.idle(ctx, wait)
 			continue
 		}
 		if len(msgs) > 0 {
@@ -102,20 +138,11 @@ func (c *connector) run(ctx context.Context) {
 				if ctx.Err() != nil {
 					return
 				}
-				failures++
-				c.failed(err, failures)
-				c.pause(ctx, backoff(failures, err))
+				fail(err)
 				continue
 			}
 		}
-		// The sink acknowledged: only now may the cursor move. A crash
-		// before the write sends the batch again (at least once).
-		if err := saveCursor(c.path, next); err != nil {
-			failures++
-			c.failed(err, failures)
-			c.pause(ctx, backoff(failures, err))
-			continue
-		}
+		// The sink acknowledged: only now may the cursor move.
 		if failures > 0 {
 			c.logger.Info("egress delivering again", "after_failures", failures)
 			failures = 0
@@ -132,9 +159,9 @@ func (c *connector) run(ctx context.Context) {
 	}
 }
 
-// idle waits for a commit, the poll interval or ctx's end.
-func (c *connector) idle(ctx context.Context) {
-	t := time.NewTimer(pollInterval)
+// idle waits for a commit, d, or ctx's end.
+func (c *connector) idle(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-c.wake:

@@ -744,4 +744,16 @@ func TestEgressWebhook(t *testing.T) {
 	if fileExists(filepath.Join(r.data, daemon.EgressDir, "elsewhere.cursor")) {
 		t.Errorf("connector of another node made a cursor")
 	}
+
+	// A clean stop writes the cursor of what the sink acknowledged.
+	want := r.egressStatus("hook").Cursor
+	r.g.stop()
+	b, err := os.ReadFile(filepath.Join(r.data, daemon.EgressDir, "hook.cursor"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got egress.Cursor
+	if err := json.Unmarshal(b, &got); err != nil || got != want {
+		t.Errorf("cursor file after stop %+v (%v), status said %+v", got, err, want)
+	}
 }
