@@ -188,7 +188,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer stopBg()
 	// Egress connectors read committed blocks on goroutines of their own:
 	// the commit path only wakes them.
-	eg, err := newEgress(cfg, nodeID, blog, idx, d.logger.With("component", "egress"), reg)
+	eg, err := newEgress(cfg, g, nodeID, blog, idx, d.logger.With("component", "egress"), reg)
 	if err != nil {
 		return fmt.Errorf("daemon: %w", err)
 	}

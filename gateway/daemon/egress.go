@@ -17,9 +17,17 @@ import (
 const EgressDir = "egress"
 
 // newEgress makes the egress connectors of cfg; nil if there are none.
-func newEgress(cfg config.Config, node string, blog *ledger.Log, idx *index.Index, logger *slog.Logger, reg prometheus.Registerer) (*egress.Manager, error) {
+func newEgress(cfg config.Config, g *ledger.Genesis, node string, blog *ledger.Log, idx *index.Index, logger *slog.Logger, reg prometheus.Registerer) (*egress.Manager, error) {
 	if len(cfg.Egress) == 0 {
 		return nil, nil
+	}
+	for i, e := range cfg.Egress {
+		for _, n := range e.Nodes {
+			if _, ok := g.Node(n); !ok {
+				// A typo here would leave the connector run by no gateway.
+				logger.Warn("egress connector names a node that is not in the genesis", "egress", e.Name, "index", i, "node", n)
+			}
+		}
 	}
 	path := func(p string) string {
 		if p == "" || filepath.IsAbs(p) {

@@ -297,6 +297,10 @@ func (c *connector) open(dir string) error {
 		}
 		c.logger.Info("egress connector starts", "start", c.cfg.Start, "block", cur.Block)
 	}
+	if h, err := c.index.Height(); err == nil && cur.Block > h {
+		c.logger.Warn("egress cursor is ahead of the chain (was the data directory replaced?); the connector waits until the chain reaches it",
+			"cursor_block", cur.Block, "height", h, "cursor", c.path)
+	}
 	c.mu.Lock()
 	c.cur = cur
 	c.mu.Unlock()
