@@ -3,6 +3,12 @@ package main
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -442,6 +448,10 @@ func (c *collected) waitIDs(t *testing.T, want map[string]bool, logs func() stri
 	}
 }
 
+// mosquittoUser keeps a mosquitto started by root from dropping its
+// privileges to the mosquitto user, who cannot read the test's files.
+const mosquittoUser = "user root\n"
+
 // TestEgressMQTT: records reach a mosquitto broker that is stopped and
 // started again, from a gateway that is killed and whose cursor is
 // rewound: every tx id arrives at least once, first arrivals in commit
@@ -453,8 +463,8 @@ func TestEgressMQTT(t *testing.T) {
 		// Persistence keeps the subscriber's session and its queued
 		// messages across the broker's restart: a message the broker
 		// acknowledged is then the broker's to deliver.
-		os.WriteFile(conf, fmt.Appendf(nil, "listener %d 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nmax_queued_messages 100000\n",
-			port, dir), 0o644)
+		os.WriteFile(conf, fmt.Appendf(nil, "listener %d 127.0.0.1\n%sallow_anonymous true\npersistence true\npersistence_location %s/\nmax_queued_messages 100000\n",
+			port, mosquittoUser, dir), 0o644)
 		return []string{"-c", conf}
 	})
 	brokerURL := fmt.Sprintf("tcp://127.0.0.1:%d", broker.port)
@@ -755,5 +765,88 @@ func TestEgressWebhook(t *testing.T) {
 	var got egress.Cursor
 	if err := json.Unmarshal(b, &got); err != nil || got != want {
 		t.Errorf("cursor file after stop %+v (%v), status said %+v", got, err, want)
+	}
+}
+
+// TestEgressMQTTTLS: a connector reaches a mosquitto broker over TLS
+// (mqtts://, the broker's certificate pinned with ca_file) with a
+// username and a password_file; a second connector with a wrong password
+// is refused at CONNECT, which is a rejection: logged as an error, shown
+// in the status, retried slowly, its records kept.
+func TestEgressMQTTTLS(t *testing.T) {
+	dir := t.TempDir()
+	serverKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	selfSigned(t, serverKey, "broker", filepath.Join(dir, "server.pem"))
+	der, _ := x509.MarshalPKCS8PrivateKey(serverKey)
+	os.WriteFile(filepath.Join(dir, "server.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o644)
+	if out, err := exec.Command(sinkBinary(t, "mosquitto_passwd"), "-b", "-c", filepath.Join(dir, "passwd"), "gw", "right horse").CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_passwd: %v\n%s", err, out)
+	}
+	os.Chmod(filepath.Join(dir, "passwd"), 0o644)
+	conf := filepath.Join(dir, "mosquitto.conf")
+	broker := startServer(t, "mosquitto", func(port int) []string {
+		os.WriteFile(conf, fmt.Appendf(nil, "listener %d 127.0.0.1\n%scertfile %s\nkeyfile %s\nallow_anonymous false\npassword_file %s\n",
+			port, mosquittoUser, filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key"), filepath.Join(dir, "passwd")), 0o644)
+		return []string{"-c", conf}
+	})
+
+	var got collected
+	u, _ := url.Parse(fmt.Sprintf("tls://127.0.0.1:%d", broker.port))
+	pool := x509.NewCertPool()
+	caPEM, _ := os.ReadFile(filepath.Join(dir, "server.pem"))
+	pool.AppendCertsFromPEM(caPEM)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	subscribed := make(chan struct{}, 10)
+	cm, err := autopaho.NewConnection(ctx, autopaho.ClientConfig{
+		ServerUrls: []*url.URL{u}, TlsCfg: &tls.Config{RootCAs: pool}, KeepAlive: 5, CleanStartOnInitialConnection: true,
+		ConnectUsername: "gw", ConnectPassword: []byte("right horse"),
+		ReconnectBackoff: func(int) time.Duration { return 100 * time.Millisecond },
+		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
+			go func() {
+				if _, err := cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "plant/#", QoS: 1}}}); err == nil {
+					subscribed <- struct{}{}
+				}
+			}()
+		},
+		ClientConfig: paho.ClientConfig{
+			ClientID: "egress-tls-sub",
+			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+				var m egress.Message
+				if err := json.Unmarshal(pr.Packet.Payload, &m); err != nil || pr.Packet.Topic != "plant/"+m.Device+"/"+m.Stream {
+					t.Errorf("message on %s: %v", pr.Packet.Topic, err)
+				}
+				got.add(m)
+				return true, nil
+			}},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cm.Disconnect(context.Background())
+	select {
+	case <-subscribed:
+	case <-time.After(15 * time.Second):
+		t.Fatal("test subscriber: no SUBACK in 15s")
+	}
+
+	os.WriteFile(filepath.Join(dir, "gw.password"), []byte("right horse\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "wrong.password"), []byte("wrong horse\n"), 0o600)
+	tmpl := "[[egress]]\nname = %q\nkind = \"mqtt\"\nurl = \"mqtts://127.0.0.1:%d\"\ntopic = \"plant/{device}/{stream}\"\nusername = \"gw\"\npassword_file = %q\nca_file = %q\n\n"
+	r := newEgressRun(t, fmt.Sprintf(tmpl, "tls", broker.port, filepath.Join(dir, "gw.password"), filepath.Join(dir, "server.pem"))+
+		fmt.Sprintf(tmpl, "wrong", broker.port, filepath.Join(dir, "wrong.password"), filepath.Join(dir, "server.pem")), "t-1", "t-2")
+	r.publish(10, "temp")
+	got.waitIDs(t, r.want(nil), r.g.log)
+	r.waitCaughtUp("tls")
+	if dups := r.checkDelivered(got.snapshot(), r.want(nil)); dups != 0 {
+		t.Errorf("%d duplicates", dups)
+	}
+	s := r.egressStatus("wrong")
+	if !s.Failing || s.Delivered != 0 || s.LagRecords == 0 || !strings.Contains(s.LastError, "connect refused") {
+		t.Errorf("connector with a wrong password: %+v", s)
+	}
+	if !strings.Contains(r.g.log(), `level=ERROR msg="egress sink rejected the records`) {
+		t.Errorf("the refusal is not logged as an error:\n%s", r.g.log())
 	}
 }
