@@ -525,6 +525,9 @@ func TestEgressMQTT(t *testing.T) {
 	got.waitIDs(t, r.want(nil), r.g.log)
 
 	// The broker goes away: commits go on, the connector falls behind.
+	// SIGTERM, not SIGKILL: mosquitto writes its persistence file (the
+	// subscriber's session) only when it stops cleanly, and a message it
+	// acknowledged but lost is not the connector's to resend.
 	broker.kill(syscall.SIGTERM)
 	r.publish(15, "temp")
 	s := r.egressStatus("up")
@@ -548,8 +551,9 @@ func TestEgressMQTT(t *testing.T) {
 	t.Logf("%d records, %d duplicates", len(r.want(nil)), dups)
 }
 
-// TestEgressNATS: records reach JetStream through a nats-server stopped
-// and started again and a gateway killed with its cursor rewound; the
+// TestEgressNATS: records reach JetStream through a nats-server killed
+// (SIGKILL) and started again and a gateway killed with its cursor
+// rewound; the
 // stream holds each record exactly once (Nats-Msg-Id), in commit order.
 func TestEgressNATS(t *testing.T) {
 	store := t.TempDir()
@@ -562,7 +566,7 @@ func TestEgressNATS(t *testing.T) {
 	r.publish(15, "temp")
 	r.waitCaughtUp("js")
 
-	srv.kill(syscall.SIGTERM)
+	srv.kill(syscall.SIGKILL)
 	r.publish(15, "temp")
 	if s := r.egressStatus("js"); s.LagRecords == 0 || !s.Failing {
 		t.Errorf("nats-server down, status: %+v", s)
