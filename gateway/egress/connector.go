@@ -15,10 +15,12 @@ import (
 
 // sink is where a connector delivers.
 type sink interface {
-	// send delivers msgs in their order. It returns nil only once the
-	// sink acknowledged every one of them; on an error some may have
-	// arrived, and they are sent again.
-	send(ctx context.Context, msgs []*Message) error
+	// send delivers msgs in their order and returns how many of them, from
+	// the first, the sink acknowledged: all of them, or fewer and why not.
+	// The others may have arrived too; they are sent again. Each round
+	// trip is bounded by Config.Timeout, not the whole batch: a sink far
+	// away still makes progress.
+	send(ctx context.Context, msgs []*Message) (int, error)
 	close()
 }
 
@@ -131,10 +133,13 @@ func (c *connector) run(ctx context.Context) {
 			continue
 		}
 		if len(msgs) > 0 {
-			actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
-			err = c.sink.send(actx, msgs)
-			cancel()
+			n, err := c.sink.send(ctx, msgs)
 			if err != nil {
+				// What the sink acknowledged before the failure is not sent
+				// again.
+				if n > 0 {
+					cur = c.acknowledged(msgs[:n], msgs[n-1].at)
+				}
 				if ctx.Err() != nil {
 					return
 				}
@@ -147,16 +152,22 @@ func (c *connector) run(ctx context.Context) {
 			c.logger.Info("egress delivering again", "after_failures", failures)
 			failures = 0
 		}
-		cur = next
-		c.mu.Lock()
-		c.cur = cur
-		c.failing = false
-		if len(msgs) > 0 {
-			c.delivered += uint64(len(msgs))
-			c.lastOK = time.Now()
-		}
-		c.mu.Unlock()
+		cur = c.acknowledged(msgs, next)
 	}
+}
+
+// acknowledged records that the sink acknowledged msgs, and returns cur,
+// the cursor after them.
+func (c *connector) acknowledged(msgs []*Message, cur Cursor) Cursor {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cur = cur
+	if len(msgs) > 0 {
+		c.delivered += uint64(len(msgs))
+		c.lastOK = time.Now()
+		c.failing = false
+	}
+	return cur
 }
 
 // idle waits for a commit, d, or ctx's end.
@@ -260,6 +271,9 @@ func (c *connector) collect(cur Cursor) ([]*Message, Cursor, error) {
 				size += len(m.Envelope) + len(m.Receipt)
 			}
 			next = Cursor{Block: h, Index: i, Handled: next.Handled + 1}
+			if ok {
+				msgs[len(msgs)-1].at = next
+			}
 		}
 		h, i = h+1, 0
 	}

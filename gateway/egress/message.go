@@ -33,6 +33,8 @@ type Message struct {
 	Envelope []byte `json:"envelope_base64"`
 	// Receipt is the receipt's CBOR: it verifies against the genesis alone.
 	Receipt []byte `json:"receipt_base64"`
+
+	at Cursor // the connector's cursor once this message is acknowledged
 }
 
 // newMessage makes the message of record tx, at index i of block b.

@@ -122,7 +122,7 @@ func (s *mqttSink) connect(ctx context.Context) error {
 	return nil
 }
 
-func (s *mqttSink) send(ctx context.Context, msgs []*Message) error {
+func (s *mqttSink) send(ctx context.Context, msgs []*Message) (int, error) {
 	if s.cl != nil {
 		select {
 		case <-s.cl.Done(): // the connection ended
@@ -131,30 +131,35 @@ func (s *mqttSink) send(ctx context.Context, msgs []*Message) error {
 		}
 	}
 	if s.cl == nil {
-		if err := s.connect(ctx); err != nil {
-			return err
+		cctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+		err := s.connect(cctx)
+		cancel()
+		if err != nil {
+			return 0, err
 		}
 	}
-	for _, m := range msgs {
+	for i, m := range msgs {
 		body, err := json.Marshal(m)
 		if err != nil {
-			return err
+			return i, err
 		}
-		pr, err := s.cl.Publish(ctx, &paho.Publish{
+		pctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+		pr, err := s.cl.Publish(pctx, &paho.Publish{
 			QoS: 1, Topic: expand(s.cfg.Topic, m, same), Payload: body,
 			Properties: &paho.PublishProperties{ContentType: "application/json", User: paho.UserProperties{{Key: "tx_id", Value: m.TxID}}},
 		})
+		cancel()
 		if err != nil {
 			// The state of the session is unknown: start a new one.
 			s.close()
-			return fmt.Errorf("egress: mqtt: publish: %w", err)
+			return i, fmt.Errorf("egress: mqtt: publish: %w", err)
 		}
 		if pr.ReasonCode >= 0x80 { // [MQTT-3.4.2.1] 0x80 and above are failures
-			return &deliveryError{err: fmt.Errorf("egress: mqtt: broker refused the publish of tx %s: reason 0x%02x", m.TxID, pr.ReasonCode),
+			return i, &deliveryError{err: fmt.Errorf("egress: mqtt: broker refused the publish of tx %s: reason 0x%02x", m.TxID, pr.ReasonCode),
 				rejected: pr.ReasonCode != 0x97} // 0x97 quota exceeded: retry with backoff
 		}
 	}
-	return nil
+	return len(msgs), nil
 }
 
 func (s *mqttSink) close() {

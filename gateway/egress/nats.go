@@ -87,28 +87,34 @@ func (s *natsSink) connect(ctx context.Context) error {
 	return nil
 }
 
-func (s *natsSink) send(ctx context.Context, msgs []*Message) error {
+func (s *natsSink) send(ctx context.Context, msgs []*Message) (int, error) {
 	if s.nc != nil && s.nc.IsClosed() {
 		s.close()
 	}
 	if s.nc == nil {
-		if err := s.connect(ctx); err != nil {
-			return err
+		cctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+		err := s.connect(cctx)
+		cancel()
+		if err != nil {
+			return 0, err
 		}
 	}
-	for _, m := range msgs {
+	for i, m := range msgs {
 		body, err := json.Marshal(m)
 		if err != nil {
-			return err
+			return i, err
 		}
 		msg := nats.NewMsg(expand(s.cfg.Subject, m, natsToken))
 		msg.Data = body
 		msg.Header.Set("Content-Type", "application/json")
-		if _, err := s.js.PublishMsg(ctx, msg, jetstream.WithMsgID(m.TxID), jetstream.WithExpectStream(s.cfg.Stream)); err != nil {
-			return fmt.Errorf("egress: nats: publish tx %s: %w", m.TxID, err)
+		pctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+		_, err = s.js.PublishMsg(pctx, msg, jetstream.WithMsgID(m.TxID), jetstream.WithExpectStream(s.cfg.Stream))
+		cancel()
+		if err != nil {
+			return i, fmt.Errorf("egress: nats: publish tx %s: %w", m.TxID, err)
 		}
 	}
-	return nil
+	return len(msgs), nil
 }
 
 func (s *natsSink) close() {

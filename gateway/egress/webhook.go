@@ -58,7 +58,15 @@ func Sign(secret, body []byte) string {
 	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
 }
 
-func (s *webhookSink) send(ctx context.Context, msgs []*Message) error {
+func (s *webhookSink) send(ctx context.Context, msgs []*Message) (int, error) {
+	if err := s.post(ctx, msgs); err != nil {
+		return 0, err
+	}
+	return len(msgs), nil
+}
+
+// post POSTs msgs as one batch: all are acknowledged, or none.
+func (s *webhookSink) post(ctx context.Context, msgs []*Message) error {
 	body, err := json.Marshal(msgs)
 	if err != nil {
 		return err

@@ -54,7 +54,7 @@ func TestWebhookAnswers(t *testing.T) {
 		{status: 404, rejected: true},
 	} {
 		status, retry = c.status, c.retry
-		err := s.send(context.Background(), msgs)
+		_, err := s.send(context.Background(), msgs)
 		var de *deliveryError
 		switch {
 		case c.ok && err != nil, !c.ok && err == nil:
@@ -72,7 +72,7 @@ func TestWebhookAnswers(t *testing.T) {
 		}
 	}
 	srv.Close()
-	if err := s.send(context.Background(), msgs); err == nil {
+	if _, err := s.send(context.Background(), msgs); err == nil {
 		t.Error("no error from a closed server")
 	}
 }
