@@ -6,9 +6,9 @@
 // calls Manager.Committed, which never blocks. A connector:
 //
 //  1. keeps a durable cursor, the last (block, index) it handled, in
-//     data_dir/egress/NAME.cursor, written atomically with fsync only
-//     after the sink acknowledged every message up to it (MQTT PUBACK,
-//     JetStream PubAck, HTTP 2xx);
+//     data_dir/egress/NAME.cursor, moved only after the sink acknowledged
+//     every message up to it (MQTT PUBACK, JetStream PubAck, HTTP 2xx),
+//     written atomically with fsync at most once a second and at stop;
 //  2. delivers every data.record tx that passes its filters, at least
 //     once and in commit order: after a failure it sends again from the
 //     cursor, so a consumer de-duplicates by tx id;
