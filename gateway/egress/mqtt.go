@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
@@ -24,6 +25,7 @@ type mqttSink struct {
 	tls      *tls.Config // nil: plain TCP
 	password []byte
 	cl       *paho.Client // nil: not connected
+	conn     net.Conn     // cl's connection
 }
 
 func newMQTTSink(c Config) (*mqttSink, error) {
@@ -118,7 +120,7 @@ func (s *mqttSink) connect(ctx context.Context) error {
 		}
 		return fmt.Errorf("egress: mqtt: connect: %w", err)
 	}
-	s.cl = cl
+	s.cl, s.conn = cl, conn
 	return nil
 }
 
@@ -164,7 +166,10 @@ func (s *mqttSink) send(ctx context.Context, msgs []*Message) (int, error) {
 
 func (s *mqttSink) close() {
 	if s.cl != nil {
+		// paho writes the DISCONNECT without a deadline: a broker that
+		// stopped reading must not hold the connector.
+		s.conn.SetDeadline(time.Now().Add(time.Second))
 		s.cl.Disconnect(&paho.Disconnect{ReasonCode: 0})
-		s.cl = nil
+		s.cl, s.conn = nil, nil
 	}
 }
