@@ -854,3 +854,138 @@ func TestEgressMQTTTLS(t *testing.T) {
 		t.Errorf("the refusal is not logged as an error:\n%s", r.g.log())
 	}
 }
+
+// TestEgressCluster: in a cluster of four gateways, a connector without
+// nodes runs on every gateway and JetStream keeps one copy of each record
+// (Nats-Msg-Id); a connector with nodes = ["node-2"] runs on node-2 only.
+func TestEgressCluster(t *testing.T) {
+	store := t.TempDir()
+	srv := startServer(t, "nats-server", func(port int) []string {
+		return []string{"-js", "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-sd", store}
+	})
+	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", srv.port)
+	conf := filepath.Join(t.TempDir(), "ledgergate.toml")
+	os.WriteFile(conf, fmt.Appendf(nil, "[[egress]]\nname = \"all\"\nkind = \"nats\"\nurl = %q\nstream = \"LG_ALL\"\n\n"+
+		"[[egress]]\nname = \"one\"\nkind = \"nats\"\nurl = %q\nstream = \"LG_ONE\"\nsubject = \"one.{chain}.{device}.{stream}\"\nnodes = [\"node-2\"]\n",
+		natsURL, natsURL), 0o644)
+	c := newCluster(t, 4, "--config", conf)
+
+	const devices, perDevice = 2, 40
+	want := map[string]bool{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	keys := make([]crypto.Signer, devices)
+	for d := range devices {
+		keys[d] = c.admin.enroll(t, c.gws[0].api, fmt.Sprintf("c-%d", d), ledger.ES256)
+	}
+	h, _ := c.head(0)
+	c.converge(h, 30*time.Second) // every gateway knows every device
+	for d := range devices {
+		id, key := fmt.Sprintf("c-%d", d), keys[d]
+		wg.Go(func() {
+			for seq := uint64(1); seq <= perDevice; seq++ {
+				env, err := device.SignRecord(key, c.admin.chainID, ledger.Record{DeviceID: id, Stream: "temp", Seq: seq, Time: time.Now().UnixMilli(),
+					ContentType: "application/json", Payload: fmt.Appendf(nil, `{"device":%q,"seq":%d}`, id, seq)})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				var code int
+				var reason, txID string
+				for try := 0; try < 10; try++ { // "unavailable" is answered to be sent again
+					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+					code, reason, txID, err = post(ctx, c.gws[int(seq)%len(c.gws)].api, env)
+					cancel()
+					if err != nil || code != http.StatusServiceUnavailable {
+						break
+					}
+				}
+				if err != nil || code != http.StatusOK {
+					t.Errorf("record %s/%d: %d %s %v", id, seq, code, reason, err)
+					return
+				}
+				mu.Lock()
+				want[txID] = true
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	r := &egressRun{t: t, genesis: mustGenesis(t, c.data[0])}
+	for i, g := range c.gws {
+		r.g = g
+		r.waitCaughtUp("all")
+		if s := r.egressStatus("one"); s.Exporting != (i == 1) || (i != 1 && s.Delivered != 0) {
+			t.Errorf("node-%d: connector one: %+v", i+1, s)
+		}
+	}
+	r.g = c.gws[1]
+	r.waitCaughtUp("one")
+
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for _, name := range []string{"LG_ALL", "LG_ONE"} {
+		stream, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := stream.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Msgs != uint64(len(want)) {
+			t.Fatalf("%s holds %d messages, want exactly %d", name, info.State.Msgs, len(want))
+		}
+		var msgs []egress.Message
+		for seq := uint64(1); seq <= info.State.LastSeq; seq++ {
+			raw, err := stream.GetMsg(ctx, seq)
+			if err != nil {
+				t.Fatalf("%s message %d: %v", name, seq, err)
+			}
+			var m egress.Message
+			if err := json.Unmarshal(raw.Data, &m); err != nil {
+				t.Fatal(err)
+			}
+			msgs = append(msgs, m)
+		}
+		if name == "LG_ONE" {
+			// One exporter: its stream is in commit order too.
+			r.checkDelivered(msgs, want)
+			continue
+		}
+		// Four exporters interleave: each record once, each verified; the
+		// order is each gateway's first arrival, not one commit order.
+		seen := map[string]bool{}
+		for _, m := range msgs {
+			if seen[m.TxID] || !want[m.TxID] {
+				t.Fatalf("LG_ALL: tx %s twice or not sent", m.TxID)
+			}
+			seen[m.TxID] = true
+			if _, err := device.VerifyReceipt(r.genesis, m.Receipt); err != nil {
+				t.Fatalf("LG_ALL: tx %s: %v", m.TxID, err)
+			}
+		}
+	}
+}
+
+func mustGenesis(t *testing.T, data string) *ledger.Genesis {
+	t.Helper()
+	g, err := daemon.LoadGenesis(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
