@@ -21,7 +21,9 @@ TEST_DEBS += lintian systemd debootstrap qemu-user-static file
 TEST_DEBS += chromium fonts-dejavu-core
 # ... and the independent Python device (TestPythonDevice, gateway/cmd/ledgergate/testdata/pydevice).
 TEST_DEBS += python3 python3-cbor2 python3-paho-mqtt python3-cryptography
-# ... and the egress connectors' sinks (TestEgressMQTT, TestEgressNATS: a real broker and JetStream server).
+# ... and the egress connectors' sinks (TestEgress*: a real MQTT broker and JetStream server, started by
+# the tests on free ports). Debian enables their services on install, and mosquitto's takes 127.0.0.1:1883,
+# the dev gateway's MQTT port: `systemctl disable --now mosquitto nats-server` on a machine that runs them.
 TEST_DEBS += mosquitto nats-server
 
 .PHONY: help run cluster cluster-clean build cross deb deps test test-go packaging-test fuzz-short verify bench sim chaos screenshots vectors clean
