@@ -21,12 +21,18 @@ TEST_DEBS += lintian systemd debootstrap qemu-user-static file
 TEST_DEBS += chromium fonts-dejavu-core
 # ... and the independent Python device (TestPythonDevice, gateway/cmd/ledgergate/testdata/pydevice).
 TEST_DEBS += python3 python3-cbor2 python3-paho-mqtt python3-cryptography
+# ... and the C device library (bridge/c: make c-test): mbedTLS, libsodium
+# for Ed25519, cJSON and libcbor for its tests, sanitizers and libFuzzer,
+# valgrind, and the Cortex-M4 cross compiler.
+TEST_DEBS += gcc libmbedtls-dev libsodium-dev libcjson-dev libcbor-dev valgrind clang libclang-rt-14-dev gcc-arm-none-eabi libnewlib-arm-none-eabi
+# ... and the example C device (TestLgdev, bridge/c/examples/lgdev): MQTT, CoAP with DTLS (libcoap's OpenSSL build), mbedTLS, libsodium (Ed25519).
+TEST_DEBS += gcc make pkg-config libmosquitto-dev libcoap3-dev libmbedtls-dev libsodium-dev
 # ... and the egress connectors' sinks (TestEgress*: a real MQTT broker and JetStream server, started by
 # the tests on free ports). Debian enables their services on install, and mosquitto's takes 127.0.0.1:1883,
 # the dev gateway's MQTT port: `systemctl disable --now mosquitto nats-server` on a machine that runs them.
 TEST_DEBS += mosquitto nats-server
 
-.PHONY: help run cluster cluster-clean build cross deb deps test test-go packaging-test fuzz-short verify bench sim chaos screenshots vectors clean
+.PHONY: help run cluster cluster-clean build cross deb deps test test-go packaging-test fuzz-short verify bench sim chaos screenshots vectors clean c c-test
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -59,7 +65,7 @@ deps: ## install the Debian packages the tests use, when missing (needs root)
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-test: deps verify cross test-go packaging-test fuzz-short ## everything CI runs: deps, verify, cross builds, all tests, short fuzzing
+test: deps verify cross test-go packaging-test fuzz-short c-test ## everything CI runs: deps, verify, cross builds, all tests, short fuzzing, the C library
 
 test-go:
 	$(GO) test -count=1 -timeout 10m ./...
@@ -127,7 +133,15 @@ vectors: ## regenerate docs/vectors, the protocol's test vectors, from the code 
 	$(GO) test -count=1 ./bridge/device/vectors
 
 screenshots: deps ## run the dashboard's browser test and keep its screenshots in docs/screenshots
-	$(GO) test -count=1 -run '^TestDashboard$$' $(PKG) -args -screenshots=$(CURDIR)/docs/screenshots
+	$(GO) test -count=1 -run '^TestDashboard(Tokens)?$$' $(PKG) -args -screenshots=$(CURDIR)/docs/screenshots
 
 clean: ## remove build outputs (not ./ledgergate-data)
-	rm -rf bin dist
+	rm -rf bin dist bridge/c/build
+
+# The C device library (bridge/c) builds with its own Makefile and the
+# system's C compiler: CGO_ENABLED=0 above is for Go and does not reach it.
+c: ## build the C device library, bridge/c/build/liblg.a
+	$(MAKE) -C bridge/c CC=gcc all
+
+c-test: ## the C device library: vectors and unit tests (ASan+UBSan, valgrind), fuzzing, Cortex-M4 build
+	$(MAKE) -C bridge/c CC=gcc test fuzz cortex-m4

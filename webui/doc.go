@@ -4,7 +4,8 @@
 //
 // Pages: Overview (node, key, cluster, charts, refusals, blocks being
 // committed), Devices (search, status, enroll, revoke), Ledger (blocks,
-// txs, receipt check), Seeds, Settings (read only).
+// txs, receipt check), Seeds, Tokens (the API's tokens: list, create,
+// revoke), Settings (read only).
 //
 // The caller's duties:
 //
@@ -14,6 +15,8 @@
 //     with every committed block.
 //  3. Serve it on the API listener, under the API's own routes; serve it
 //     over TLS when the listener is not loopback.
+//  4. Give the API its Operator method, so that an operator's session
+//     reads the API's JSON (GET only) where the API asks for tokens.
 //
 // Security: one operator with a bcrypt password; sessions in memory (a
 // restart logs everyone out) with a new id at every login, idle and

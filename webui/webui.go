@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -96,6 +97,7 @@ type Deps struct {
 	Seeds     func() *Seeds       // nil: seed discovery is off
 	Settings  string              // the effective configuration, TOML
 	Admin     *Admin              // nil: the dashboard is read only
+	Tokens    Tokens              // the API's token store; nil: no tokens page
 	Logger    *slog.Logger
 	Now       func() time.Time // nil: time.Now (tests set a fake clock)
 }
@@ -159,6 +161,9 @@ func New(o Options, d Deps) (*Server, error) {
 	s.handle("POST /ledger/receipt", s.receiptCheck)
 	s.handle("GET /seeds", s.seeds)
 	s.handle("GET /settings", s.settings)
+	s.handle("GET /tokens", s.tokens)
+	s.handle("POST /tokens", s.createToken)
+	s.handle("POST /tokens/{id}/revoke", s.revokeToken)
 	s.handle("GET /events", s.events)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, nil, http.StatusNotFound, "No such page: "+r.URL.Path)
@@ -265,6 +270,7 @@ func parsePages() (map[string]*template.Template, error) {
 		"ago":       ago,
 		"rate":      func(f float64) string { return fmt.Sprintf("%.1f", f) },
 		"hasPrefix": strings.HasPrefix,
+		"has":       slices.Contains[[]string],
 	}
 	names, err := fs.Glob(assets, "templates/*.html")
 	if err != nil {

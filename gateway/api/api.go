@@ -90,25 +90,27 @@ type Server struct {
 	health    func() error // why this gateway cannot commit now; nil if it can
 	egress    func() any   // nil: no egress connectors
 	mux       *http.ServeMux
+	routes    []string      // the patterns registered with handle
 	uploads   chan struct{} // a slot per upload being read (upload.go)
+	auth      *AuthPolicy   // nil: every route is open
 }
 
 // New returns the API handler. gatherer serves /metrics.
 func New(info NodeInfo, l Ledger, x Index, gatherer prometheus.Gatherer, logger *slog.Logger) *Server {
 	s := &Server{info: info, ledger: l, index: x, logger: logger, started: time.Now(), mux: http.NewServeMux(),
 		uploads: make(chan struct{}, DefaultMaxUploads)}
-	s.mux.HandleFunc("GET /api/v1/status", s.status)
-	s.mux.HandleFunc("GET /api/v1/devices", s.devices)
-	s.mux.HandleFunc("GET /api/v1/devices/{id}", s.device)
-	s.mux.HandleFunc("GET /api/v1/devices/{id}/records", s.records)
-	s.mux.HandleFunc("GET /api/v1/blocks", s.blocks)
-	s.mux.HandleFunc("GET /api/v1/blocks/{height}", s.block)
-	s.mux.HandleFunc("GET /api/v1/txs/{id}", s.tx)
-	s.mux.HandleFunc("GET /api/v1/txs/{id}/receipt", s.receipt)
-	s.mux.HandleFunc("POST /api/v1/txs", s.submit)
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-	s.mux.HandleFunc("GET /readyz", s.readyz)
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	s.handle("GET /api/v1/status", s.status)
+	s.handle("GET /api/v1/devices", s.devices)
+	s.handle("GET /api/v1/devices/{id}", s.device)
+	s.handle("GET /api/v1/devices/{id}/records", s.records)
+	s.handle("GET /api/v1/blocks", s.blocks)
+	s.handle("GET /api/v1/blocks/{height}", s.block)
+	s.handle("GET /api/v1/txs/{id}", s.tx)
+	s.handle("GET /api/v1/txs/{id}/receipt", s.receipt)
+	s.handle("POST /api/v1/txs", s.submit)
+	s.handle("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	s.handle("GET /readyz", s.readyz)
+	s.handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}).ServeHTTP)
 	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
@@ -131,7 +133,19 @@ func (s *Server) SetReady(ok bool) { s.ready.Store(ok) }
 // must be called before the server serves.
 func (s *Server) SetHealth(f func() error) { s.health = f }
 
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP checks the request against the access policy (auth.go), then
+// serves it.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r = s.guard(w, r); r != nil {
+		s.mux.ServeHTTP(w, r)
+	}
+}
+
+// handle registers a route; its access rule is in auth.go's table.
+func (s *Server) handle(pattern string, h http.HandlerFunc) {
+	s.routes = append(s.routes, pattern)
+	s.mux.HandleFunc(pattern, h)
+}
 
 // readyz is 200 "ready" while the gateway can commit, else 503 with the
 // reason "not_ready" (starting or stopping), "storage_full" (the disk
@@ -539,10 +553,31 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", "read body: "+err.Error())
 		return
 	}
+	if callerOf(r).checked {
+		// The scope a submit needs depends on the tx's kind. DecodeTx
+		// parses, it does not verify; the chain checks the tx in full.
+		tx, err := ledger.DecodeTx(body, s.info.MaxTxBytes)
+		if err != nil {
+			s.writeErr(w, decodeRefusal(err))
+			return
+		}
+		if !s.checkKind(w, r, tx.Body.Kind) {
+			return
+		}
+	}
 	rc, err := s.ledger.Submit(r.Context(), body)
 	if err != nil {
 		s.writeErr(w, err)
 		return
 	}
 	s.writeReceipt(w, r, rc)
+}
+
+// decodeRefusal is the refusal of a tx that does not decode, as the chain
+// would refuse it.
+func decodeRefusal(err error) error {
+	if errors.Is(err, ledger.ErrTooLarge) {
+		return ledger.Refuse(ledger.ReasonTooLarge, "%v", err)
+	}
+	return ledger.Refuse(ledger.ReasonMalformed, "%v", err)
 }

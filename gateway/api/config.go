@@ -39,16 +39,16 @@ type Configs interface {
 // SetDirectory enables the configuration and key directory endpoints.
 func (s *Server) SetDirectory(d Directory, c Configs) {
 	s.dir, s.configs = d, c
-	s.mux.HandleFunc("GET /api/v1/devices/{id}/config", s.deviceConfig)
-	s.mux.HandleFunc("POST /api/v1/devices/{id}/config/verify", s.verifyConfig)
-	s.mux.HandleFunc("GET /api/v1/devices/{id}/config/blob", s.deviceBlob)
-	s.mux.HandleFunc("GET /api/v1/devices/{id}/config/history", s.configHistory)
-	s.mux.HandleFunc("GET /api/v1/devices/{id}/keys", s.deviceKeys)
-	s.mux.HandleFunc("GET /api/v1/blobs/{sum}", s.blob)
-	s.mux.HandleFunc("GET /api/v1/configs/{target}", s.targetConfigs)
-	s.mux.HandleFunc("POST /api/v1/configs", s.publishConfig)
-	s.mux.HandleFunc("GET /api/v1/groups/{group}", s.group)
-	s.mux.HandleFunc("GET /api/v1/drift", s.drift)
+	s.handle("GET /api/v1/devices/{id}/config", s.deviceConfig)
+	s.handle("POST /api/v1/devices/{id}/config/verify", s.verifyConfig)
+	s.handle("GET /api/v1/devices/{id}/config/blob", s.deviceBlob)
+	s.handle("GET /api/v1/devices/{id}/config/history", s.configHistory)
+	s.handle("GET /api/v1/devices/{id}/keys", s.deviceKeys)
+	s.handle("GET /api/v1/blobs/{sum}", s.blob)
+	s.handle("GET /api/v1/configs/{target}", s.targetConfigs)
+	s.handle("POST /api/v1/configs", s.publishConfig)
+	s.handle("GET /api/v1/groups/{group}", s.group)
+	s.handle("GET /api/v1/drift", s.drift)
 }
 
 // ConfigBody answers GET /api/v1/devices/{id}/config and the verify POST.
@@ -183,6 +183,15 @@ func (s *Server) configHistory(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, HistoryBody{Device: id, Configs: cs, Reports: rs})
 }
 
+// proven is what a device's keys answer proves of d, without its activity
+// (records, last seq and seen, reports): what a caller without
+// read:records is shown on a route open to devices.
+func proven(d *index.Device) *index.Device {
+	return &index.Device{ID: d.ID, Status: d.Status, Alg: d.Alg, PublicKey: d.PublicKey, Fingerprint: d.Fingerprint,
+		EnrolledHeight: d.EnrolledHeight, RevokedHeight: d.RevokedHeight, RevokeReason: d.RevokeReason,
+		Model: d.Model, Groups: d.Groups, EncKey: d.EncKey}
+}
+
 // KeysBody answers GET /api/v1/devices/{id}/keys.
 type KeysBody struct {
 	*index.Device
@@ -194,6 +203,9 @@ func (s *Server) deviceKeys(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.writeErr(w, err)
 		return
+	}
+	if d != nil && !fullDeviceView(r) {
+		d = proven(d)
 	}
 	s.writeAnswer(w, r, a, func(enc []byte) any { return KeysBody{Device: d, Answer: enc} })
 }

@@ -14,4 +14,12 @@
 //	POST /api/v1/txs                     body: a COSE_Sign1 tx (application/cose);
 //	                                     answers after commit with the receipt
 //	GET  /healthz  /readyz  /metrics
+//
+// Access (auth.go, tokens.go): API tokens lgt_<id>_<secret> with scopes
+// (read:records, read:ledger, submit, read:metrics, admin), kept hashed in
+// the data directory's api-tokens.json. When the policy asks for tokens
+// (api.auth; "auto": off loopback), each route needs the scope its rule
+// names; a submit needs the scope of its tx's kind. Missing or bad
+// tokens are 401 "unauthorized" with WWW-Authenticate: Bearer; a missing
+// scope is 403 "forbidden".
 package api

@@ -36,13 +36,13 @@ type FirmwareReports interface {
 // SetFirmware enables the firmware endpoints.
 func (s *Server) SetFirmware(f Firmware, r FirmwareReports) {
 	s.fw, s.fwReports = f, r
-	s.mux.HandleFunc("GET /api/v1/devices/{id}/firmware", s.deviceFirmware)
-	s.mux.HandleFunc("GET /api/v1/devices/{id}/firmware/history", s.deviceFirmwareHistory)
-	s.mux.HandleFunc("GET /api/v1/devices/{id}/firmware/{model}/{version}", s.releaseForDevice)
-	s.mux.HandleFunc("GET /api/v1/firmware", s.firmwareModels)
-	s.mux.HandleFunc("GET /api/v1/firmware/{model}", s.firmwareStatus)
-	s.mux.HandleFunc("GET /api/v1/firmware/images/{sum}", s.image)
-	s.mux.HandleFunc("POST /api/v1/firmware", s.publishFirmware)
+	s.handle("GET /api/v1/devices/{id}/firmware", s.deviceFirmware)
+	s.handle("GET /api/v1/devices/{id}/firmware/history", s.deviceFirmwareHistory)
+	s.handle("GET /api/v1/devices/{id}/firmware/{model}/{version}", s.releaseForDevice)
+	s.handle("GET /api/v1/firmware", s.firmwareModels)
+	s.handle("GET /api/v1/firmware/{model}", s.firmwareStatus)
+	s.handle("GET /api/v1/firmware/images/{sum}", s.image)
+	s.handle("POST /api/v1/firmware", s.publishFirmware)
 }
 
 // FirmwareBody answers GET /api/v1/devices/{id}/firmware and

@@ -83,6 +83,38 @@ type API struct {
 	// /api/v1/configs) whose bytes are received at once; more get 503
 	// "overloaded" with Retry-After.
 	MaxUploads int `toml:"max_uploads"`
+	// Auth says when the API asks for tokens (docs/api.md,
+	// "Authentication"): "auto" (tokens on the scoped routes when Listen
+	// is not a loopback address), "tokens" (always), "off" (never; off
+	// loopback the gateway logs a warning at start).
+	Auth string `toml:"auth"`
+	// DevicePaths: "open" (the routes devices use, docs/protocol.md 13.4,
+	// answer without a token: devices authenticate by their signatures)
+	// or "tokens" (they need their scope too).
+	DevicePaths string `toml:"device_paths"`
+	// MetricsToken: /metrics needs a token with scope read:metrics,
+	// whatever Auth says.
+	MetricsToken bool `toml:"metrics_token"`
+}
+
+// TokensRequired reports whether the scoped routes need an API token:
+// Auth "tokens", or "auto" with a Listen address that is not loopback
+// (0.0.0.0 and :: listen on every address, so they are not).
+func (a API) TokensRequired() bool {
+	switch a.Auth {
+	case "tokens":
+		return true
+	case "off":
+		return false
+	}
+	return !LoopbackAddr(a.Listen)
+}
+
+// LoopbackAddr reports whether ip:port is on a loopback address
+// (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104).
+func LoopbackAddr(addr string) bool {
+	ap, err := netip.ParseAddrPort(addr)
+	return err == nil && ap.Addr().Unmap().IsLoopback()
 }
 
 // MQTT is the devices' MQTT front end.
@@ -213,7 +245,7 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d)
 func Default() Config {
 	return Config{
 		DataDir: "/var/lib/ledgergate",
-		API:     API{Listen: "127.0.0.1:8080", MaxUploads: 2},
+		API:     API{Listen: "127.0.0.1:8080", MaxUploads: 2, Auth: "auto", DevicePaths: "open"},
 		MQTT: MQTT{Listen: "127.0.0.1:1883", MaxClients: 10_000, ReceiveMaximum: 256, MaxPacketBytes: 128 << 10,
 			MaxDeviceSessions: 4, MaxSubscriptions: 32},
 		CoAP: CoAP{Listen: "127.0.0.1:5683", DTLSListen: "127.0.0.1:5684",
@@ -286,6 +318,16 @@ func (c *Config) Validate() error {
 	}
 	if c.API.MaxUploads < 1 || c.API.MaxUploads > 64 {
 		bad("api.max_uploads %d: want 1 to 64", c.API.MaxUploads)
+	}
+	switch c.API.Auth {
+	case "auto", "tokens", "off":
+	default:
+		bad("api.auth %q: want \"auto\" (tokens off loopback), \"tokens\" or \"off\"", c.API.Auth)
+	}
+	switch c.API.DevicePaths {
+	case "open", "tokens":
+	default:
+		bad("api.device_paths %q: want \"open\" or \"tokens\"", c.API.DevicePaths)
 	}
 	if c.MQTT.Listen != "" {
 		if _, err := netip.ParseAddrPort(c.MQTT.Listen); err != nil {

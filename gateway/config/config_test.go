@@ -29,6 +29,7 @@ func TestLoadGood(t *testing.T) {
 	if c.DataDir != "/srv/ledgergate" || c.API.Listen != "0.0.0.0:8080" || c.Batch.MaxTxs != 500 ||
 		time.Duration(c.Batch.MaxDelay) != 10*time.Millisecond || c.Log.Format != "json" ||
 		c.Cluster.Listen != "0.0.0.0:7001" || time.Duration(c.Cluster.ViewChangeTimeout) != 2*time.Second ||
+		!c.API.TokensRequired() || c.API.DevicePaths != "tokens" || !c.API.MetricsToken ||
 		len(c.Egress) != 3 || c.Egress[1].Start != "now" || c.Egress[2].Batch != 50 || time.Duration(c.Egress[2].Timeout) != 5*time.Second {
 		t.Fatalf("loaded %+v", c)
 	}
@@ -51,6 +52,7 @@ func TestLoadBad(t *testing.T) {
 		"syntax.bad.toml":      {"line 1"},
 		"mqtt.bad.toml": {"mqtt.tls_listen needs mqtt.tls_cert", "mqtt.receive_maximum",
 			"mqtt.max_device_sessions 0", "mqtt.max_subscriptions 1"},
+		"auth.bad.toml":    {`api.auth "password"`, `api.device_paths "closed"`},
 		"coap.bad.toml":    {"coap.max_sessions_per_device 0", "coap.udp_block_timeout 100ms"},
 		"cluster.bad.toml": {"cluster.listen \"gw1.example:7001\"", "cluster.view_change_timeout 10ms"},
 		"tpm.bad.toml":     {"set tpm_device", "signer.tpm_handle \"0x80000001\""},
@@ -161,5 +163,33 @@ func TestDocumentedDefaults(t *testing.T) {
 	}
 	if want := Default(); !reflect.DeepEqual(got, want) {
 		t.Errorf("the documented configuration is not the default:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// TestTokensRequired: "auto" asks for API tokens exactly when the API
+// listens beyond loopback; "tokens" and "off" say so whatever the address.
+func TestTokensRequired(t *testing.T) {
+	for _, c := range []struct {
+		auth, listen string
+		want         bool
+	}{
+		{"auto", "127.0.0.1:8080", false},
+		{"auto", "127.8.9.10:8080", false},
+		{"auto", "[::1]:8080", false},
+		{"auto", "[::ffff:127.0.0.1]:8080", false},
+		{"auto", "0.0.0.0:8080", true},
+		{"auto", "[::]:8080", true},
+		{"auto", "192.168.1.20:8080", true},
+		{"auto", "[fe80::1]:8080", true},
+		{"auto", "10.0.0.1:80", true},
+		{"tokens", "127.0.0.1:8080", true},
+		{"off", "0.0.0.0:8080", false},
+	} {
+		if got := (API{Auth: c.auth, Listen: c.listen}).TokensRequired(); got != c.want {
+			t.Errorf("auth %q listen %s: tokens required %v, want %v", c.auth, c.listen, got, c.want)
+		}
+	}
+	if Default().API.TokensRequired() || Default().API.Auth != "auto" || Default().API.DevicePaths != "open" {
+		t.Errorf("default api: %+v", Default().API)
 	}
 }

@@ -241,18 +241,28 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if eg != nil {
 		srv.SetEgress(func() any { return eg.Status() })
 	}
+	// The token store is read even when no route asks for tokens (the
+	// dashboard and the CLI manage them): a corrupt one stops the start
+	// rather than open the API.
+	tokens, err := api.OpenTokens(filepath.Join(dir, api.TokensFile), d.logger.With("component", "api"))
+	if err != nil {
+		return fmt.Errorf("daemon: %w", err)
+	}
 	var seedSt *seedState
 	if tr != nil && len(cfg.Seeds.Zones) > 0 {
 		seedSt = newSeedState(cfg.Seeds)
 	}
 	ui, err = newWebUI(webuiDeps{cfg: cfg, g: g, api: srv, chain: ch, index: idx, reg: reg, mqtt: mqttFront, seeds: seedSt,
-		logger: d.logger.With("component", "webui")})
+		tokens: tokens, logger: d.logger.With("component", "webui")})
 	if err != nil {
 		return err
 	}
 	if ui != nil {
 		srv.Mount(ui)
 		go ui.Run(bgCtx)
+	}
+	if err := srv.SetAuth(authPolicy(cfg.API, tokens, ui, d.logger)); err != nil {
+		return err
 	}
 
 	tcpLn, err := net.Listen("tcp", cfg.API.Listen)

@@ -26,12 +26,11 @@ const maxBlobBytes = api.MaxImageBytes
 // gateway), so an idle chain must not look like one. It returns when ctx
 // ends.
 //
-// The chain is idle when, for a whole interval, this node has seen no new
-// block (on its monotonic clock) or the newest block's time is an interval
-// old (on its wall clock). Either alone fails when a clock steps: block
-// times are their proposers' wall clocks, so a proposer whose clock was
-// ahead leaves a block time that looks recent for as long as it was
-// ahead; and a node that just started has seen no block yet.
+// The chain is idle when this node has seen no new block for a whole
+// interval, on its monotonic clock. Block times would not do: they are
+// their proposers' wall clocks, and a block stamped by a clock that was
+// ahead looks recent for as long as it was ahead. (After a restart, the
+// first heartbeat comes an interval after the start.)
 func heartbeat(ctx context.Context, every time.Duration, node string, signer crypto.Signer, ch *chain.Chain, rep *replica.Replica, logger *slog.Logger) {
 	t := time.NewTicker(max(every/4, time.Second))
 	defer t.Stop()
@@ -49,13 +48,16 @@ func heartbeat(ctx context.Context, every time.Duration, node string, signer cry
 		if st := rep.Status(); st.Primary != node || st.Changing || ch.Halted() != nil {
 			continue
 		}
-		if time.Since(seenAt) < every && !blockTimeOld(ch, h, every, logger) {
+		if time.Since(seenAt) < every {
 			continue
 		}
-		now := clock.Now()
+		// A heartbeat's time must be above the last one's (the state
+		// refuses it as a replay otherwise), even after the clock
+		// stepped back.
+		now := max(clock.Now().UnixMilli(), ch.State().LastHeartbeat(node)+1)
 		env, err := ledger.SignTx(signer, node, &ledger.Body{
 			Kind: ledger.KindHeartbeat, ChainID: ch.Genesis().ChainID,
-			Heartbeat: &ledger.Heartbeat{Node: node, Time: now.UnixMilli()},
+			Heartbeat: &ledger.Heartbeat{Node: node, Time: now},
 		})
 		if unavailable(err) {
 			continue // the node key's watch logs it and /readyz says it
@@ -70,18 +72,4 @@ func heartbeat(ctx context.Context, every time.Duration, node string, signer cry
 		}
 		cancel()
 	}
-}
-
-// blockTimeOld reports whether block h's time (the genesis, h = 0: none)
-// is at least every before this node's wall clock.
-func blockTimeOld(ch *chain.Chain, h uint64, every time.Duration, logger *slog.Logger) bool {
-	if h == 0 {
-		return true
-	}
-	b, err := ch.Block(h)
-	if err != nil {
-		logger.Warn("heartbeat: read the newest block", "err", err)
-		return false
-	}
-	return clock.Now().Sub(time.UnixMilli(b.Header.Time)) >= every
 }

@@ -39,6 +39,7 @@ type webuiDeps struct {
 	reg    prometheus.Gatherer
 	mqtt   *mqtt.Server // nil: MQTT is off
 	seeds  *seedState   // nil: seed discovery is off
+	tokens *api.Tokens
 	logger *slog.Logger
 }
 
@@ -54,7 +55,7 @@ func newWebUI(d webuiDeps) (*webui.Server, error) {
 	}
 	deps := webui.Deps{
 		Status: d.api.Status, Index: d.index, Ledger: d.chain, Genesis: d.g, Gatherer: d.reg,
-		Settings: settings, Logger: d.logger,
+		Settings: settings, Logger: d.logger, Tokens: d.tokens,
 	}
 	if d.mqtt != nil {
 		deps.Connected = func() []webui.Connection {
@@ -74,6 +75,27 @@ func newWebUI(d webuiDeps) (*webui.Server, error) {
 		PasswordHash: c.PasswordHash, PasswordFile: filepath.Join(d.cfg.DataDir, OperatorPasswordFile),
 		SessionIdle: time.Duration(c.SessionIdle), SessionMax: time.Duration(c.SessionMax),
 	}, deps)
+}
+
+// authPolicy is the API's access policy from the configuration; it logs
+// what the policy is, loudly when the API is open beyond loopback.
+func authPolicy(c config.API, tokens *api.Tokens, ui *webui.Server, logger *slog.Logger) api.AuthPolicy {
+	p := api.AuthPolicy{Required: c.TokensRequired(), DevicePaths: c.DevicePaths == "tokens", Metrics: c.MetricsToken, Tokens: tokens}
+	if ui != nil {
+		p.Operator = ui.Operator
+	}
+	loopback := config.LoopbackAddr(c.Listen)
+	switch {
+	case !p.Required && !loopback:
+		logger.Warn("API TOKENS ARE OFF while the API listens beyond loopback: anyone who reaches it reads every record and device; set api.auth = \"auto\" or \"tokens\"",
+			"listen", c.Listen, "auth", c.Auth)
+	case p.Required:
+		logger.Info("api tokens required", "auth", c.Auth, "device_paths", c.DevicePaths, "metrics_token", c.MetricsToken, "tokens", tokens.Path())
+		if c.TLSCert == "" && !loopback {
+			logger.Warn("api tokens travel in clear text: set api.tls_cert and api.tls_key", "listen", c.Listen)
+		}
+	}
+	return p
 }
 
 // loadDashboardAdmin loads the admin key the dashboard signs with. A key

@@ -19,7 +19,8 @@ type Batch struct {
 	reviewers map[string]*ledger.PublicKey
 	facts     map[string]bool
 	ids       map[[32]byte]bool
-	applied   bool // the block of this batch was applied to the state
+	beats     map[string]int64 // heartbeat times of txs already in the batch
+	applied   bool             // the block of this batch was applied to the state
 }
 
 // NewBatch starts a batch on the current committed state.
@@ -28,7 +29,7 @@ func (s *State) NewBatch() *Batch { return s.NewBatchOn(nil) }
 // NewBatchOn starts a batch for the block after parent's block; a nil
 // parent is the committed state.
 func (s *State) NewBatchOn(parent *Batch) *Batch {
-	return &Batch{s: s, parent: parent, pending: map[string]*Device{}, configs: map[string]uint64{}, ids: map[[32]byte]bool{},
+	return &Batch{s: s, parent: parent, pending: map[string]*Device{}, configs: map[string]uint64{}, ids: map[[32]byte]bool{}, beats: map[string]int64{},
 		vendors: map[string]*Vendor{}, reviewers: map[string]*ledger.PublicKey{}, facts: map[string]bool{}}
 }
 
@@ -47,6 +48,16 @@ func (b *Batch) device(id string) *Device {
 		return &d
 	}
 	return nil
+}
+
+// lastHeartbeat returns node's newest heartbeat time as the batch sees it.
+func (b *Batch) lastHeartbeat(node string) int64 {
+	for x := b; x != nil && !x.applied; x = x.parent {
+		if t, ok := x.beats[node]; ok {
+			return t
+		}
+	}
+	return b.s.LastHeartbeat(node)
 }
 
 // configVersion returns a target's last config version as the batch sees it.
@@ -115,7 +126,14 @@ func (b *Batch) Add(c *Checked) error {
 	case ledger.KindConfigSet:
 		return b.addConfig(tx)
 	case ledger.KindHeartbeat:
+		// A heartbeat's time is its sequence number: without one, a
+		// heartbeat re-proposed after a view change would commit again.
+		hb := body.Heartbeat
+		if last := b.lastHeartbeat(hb.Node); hb.Time <= last {
+			return reject(ledger.ReasonReplay, "heartbeat of %s at %d is not after its last, at %d", hb.Node, hb.Time, last)
+		}
 		b.ids[tx.ID] = true
+		b.beats[hb.Node] = hb.Time
 		return nil
 	case ledger.KindVendorEnroll, ledger.KindReviewerEnroll, ledger.KindFirmwarePublish, ledger.KindFirmwareVote,
 		ledger.KindFirmwareApprove, ledger.KindFirmwareRevoke, ledger.KindFirmwarePolicy:

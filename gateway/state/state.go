@@ -27,7 +27,8 @@ type State struct {
 
 	vendors   map[string]*Vendor
 	reviewers map[string]*ledger.PublicKey
-	facts     map[string]bool // releases published, votes cast
+	facts     map[string]bool  // releases published, votes cast
+	beats     map[string]int64 // node -> time of its newest committed heartbeat
 	height    uint64
 	tip       [32]byte // hash of the block at height; the genesis hash at 0
 }
@@ -36,7 +37,7 @@ type State struct {
 func New(g *ledger.Genesis) (*State, error) {
 	s := &State{g: g, admins: map[string]*ledger.PublicKey{}, devices: map[string]*Device{}, byKey: map[string][]*Device{},
 		configs: map[string]uint64{}, tip: g.Hash(),
-		vendors: map[string]*Vendor{}, reviewers: map[string]*ledger.PublicKey{}, facts: map[string]bool{}}
+		vendors: map[string]*Vendor{}, reviewers: map[string]*ledger.PublicKey{}, facts: map[string]bool{}, beats: map[string]int64{}}
 	for _, a := range g.Admins {
 		pk, err := ledger.ParsePublicKey(a.PublicKey)
 		if err != nil {
@@ -45,6 +46,14 @@ func New(g *ledger.Genesis) (*State, error) {
 		s.admins[a.ID] = pk
 	}
 	return s, nil
+}
+
+// LastHeartbeat returns the time of node's newest committed heartbeat (0:
+// none). A new one must be later.
+func (s *State) LastHeartbeat(node string) int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.beats[node]
 }
 
 // Genesis returns the chain's genesis.
@@ -269,6 +278,9 @@ func (s *State) applyLocked(tx *ledger.Tx) error {
 		s.configs[b.ConfigSet.Target] = b.ConfigSet.Version
 		return nil
 	case ledger.KindHeartbeat:
+		// max: blocks committed before heartbeat times had to rise may
+		// hold one that does not.
+		s.beats[b.Heartbeat.Node] = max(s.beats[b.Heartbeat.Node], b.Heartbeat.Time)
 		return nil
 	}
 	if ok, err := s.applyFirmwareLocked(tx); ok {

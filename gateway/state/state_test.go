@@ -339,6 +339,29 @@ func TestHeartbeatOnlyByItsNode(t *testing.T) {
 	wantReason(t, err, ledger.ReasonBadSignature)
 }
 
+// TestHeartbeatOnce: a heartbeat commits once. The chaos suite saw one
+// heartbeat in three blocks: queued while no quorum could commit it, it
+// was proposed again in each new view, and nothing refused it.
+func TestHeartbeatOnce(t *testing.T) {
+	f := newFixture(t)
+	hb := func(at int64) []byte {
+		return f.sign(f.node, "node-1", ledger.Body{Kind: ledger.KindHeartbeat, Heartbeat: &ledger.Heartbeat{Node: "node-1", Time: at}})
+	}
+	first := hb(1000)
+	f.commit(first)
+	wantReason(t, f.addOne(f.st.NewBatch(), first), ledger.ReasonReplay)    // the same tx again
+	wantReason(t, f.addOne(f.st.NewBatch(), hb(1000)), ledger.ReasonReplay) // another at the same time
+	wantReason(t, f.addOne(f.st.NewBatch(), hb(999)), ledger.ReasonReplay)  // an earlier one
+	b := f.st.NewBatch()
+	if err := f.addOne(b, hb(1001)); err != nil {
+		t.Fatalf("a later heartbeat: %v", err)
+	}
+	wantReason(t, f.addOne(f.st.NewBatchOn(b), hb(1001)), ledger.ReasonReplay) // one in the parent block in flight
+	if got := f.st.LastHeartbeat("node-1"); got != 1000 {
+		t.Errorf("LastHeartbeat = %d, want 1000 (the committed one)", got)
+	}
+}
+
 func TestFirmwareRules(t *testing.T) {
 	f := newFixture(t)
 	vendorKey, reviewerKey, devKey := newP256(t), newP256(t), newP256(t)

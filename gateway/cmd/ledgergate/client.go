@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -18,10 +19,16 @@ import (
 
 const defaultAPI = "http://127.0.0.1:8080"
 
+// tokenEnv names the environment variable that holds the API token the
+// CLI sends (docs/api.md, Authentication): a gateway whose API listens
+// beyond loopback asks for one.
+const tokenEnv = "LEDGERGATE_TOKEN"
+
 // client talks to a gateway's HTTP API.
 type client struct {
-	base string
-	http *http.Client
+	base  string
+	http  *http.Client
+	token string // sent as a Bearer token when set
 }
 
 func apiFlag(fs *flag.FlagSet) *string {
@@ -29,7 +36,8 @@ func apiFlag(fs *flag.FlagSet) *string {
 }
 
 func newClient(base string) *client {
-	return &client{base: strings.TrimRight(base, "/"), http: &http.Client{Timeout: 2 * time.Minute}}
+	return &client{base: strings.TrimRight(base, "/"), http: &http.Client{Timeout: 2 * time.Minute},
+		token: strings.TrimSpace(os.Getenv(tokenEnv))}
 }
 
 // apiError is an error answer of the API.
@@ -44,6 +52,9 @@ type apiError struct {
 
 func (e *apiError) Error() string {
 	s := fmt.Sprintf("%s (%s, HTTP %d)", e.Msg, e.Reason, e.Status)
+	if e.Reason == api.ReasonUnauthorized {
+		s += "; put an API token with the scope it names in " + tokenEnv + " (ledgergate token create)"
+	}
 	if e.LastSeq != nil {
 		s += fmt.Sprintf("; the device's last seq is %d: sign again with --seq %d or above", *e.LastSeq, *e.LastSeq+1)
 	}
@@ -63,6 +74,9 @@ func (c *client) doStream(ctx context.Context, method, path, ctype string, body 
 	req.ContentLength = size
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

@@ -114,6 +114,9 @@ func cmdLedgerVerify(_ context.Context, e *env, args []string) error {
 	if err != nil {
 		return daemon.ExplainLogError(err, *data, len(g.Nodes) > 1)
 	}
+	for _, w := range sum.Warnings {
+		fmt.Fprintf(e.stderr, "warning: %s\n", w)
+	}
 	fmt.Fprintf(e.stdout, "ok: %d blocks, %d txs, chain %s, tip %x\n", sum.Blocks, sum.Txs, g.ChainID, sum.Tip)
 	return nil
 }
