@@ -160,8 +160,8 @@ func withDefaults(c Config) Config {
 // the settings.
 func check(c Config) error {
 	switch {
-	case c.Name == "":
-		return errors.New("egress: a connector without a name")
+	case !validName(c.Name):
+		return fmt.Errorf("egress: connector name %q: want 1 to 64 of a-z 0-9 - (it names the cursor file)", c.Name)
 	case c.Kind != KindMQTT && c.Kind != KindNATS && c.Kind != KindWebhook:
 		return fmt.Errorf("egress %s: kind %q", c.Name, c.Kind)
 	case c.Start != StartBeginning && c.Start != StartNow:
@@ -321,4 +321,17 @@ func (c *connector) startCursor() (Cursor, error) {
 		return Cursor{}, err
 	}
 	return Cursor{Block: counts.Blocks, Index: uint64(max(len(b.Txs), 1) - 1), Handled: counts.Txs}, nil
+}
+
+// validName says whether s may name a connector, and so a file.
+func validName(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
 }

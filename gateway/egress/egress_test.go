@@ -3,6 +3,8 @@ package egress
 import (
 	"encoding/json"
 	"errors"
+	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -122,5 +124,24 @@ func TestCursorFile(t *testing.T) {
 func TestSign(t *testing.T) {
 	if got := Sign([]byte("key"), []byte("hello")); got != "sha256=9307b3b915efb5171ff14d8cb55fbcc798c6c0ef1456d66ded1a6aa723a58b7b" {
 		t.Errorf("signature %s", got)
+	}
+}
+
+func TestNewChecks(t *testing.T) {
+	for _, c := range []Config{
+		{Name: "../x", Kind: KindWebhook, URL: "http://x"},
+		{Name: "", Kind: KindWebhook, URL: "http://x"},
+		{Name: "a", Kind: "kafka", URL: "k://x"},
+		{Name: "a", Kind: KindNATS},
+		{Name: "a", Kind: KindMQTT, URL: "tcp://x", Start: "later"},
+		{Name: "a", Kind: KindWebhook, URL: "http://x", Batch: -1},
+	} {
+		if _, err := New([]Config{c}, Deps{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}); err == nil {
+			t.Errorf("%+v: accepted", c)
+		}
+	}
+	ok := Config{Name: "a", Kind: KindWebhook, URL: "http://x"}
+	if _, err := New([]Config{ok, ok}, Deps{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}); err == nil {
+		t.Error("two connectors named a: accepted")
 	}
 }
