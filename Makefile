@@ -27,6 +27,10 @@ TEST_DEBS += python3 python3-cbor2 python3-paho-mqtt python3-cryptography
 TEST_DEBS += gcc libmbedtls-dev libsodium-dev libcjson-dev libcbor-dev valgrind clang libclang-rt-14-dev gcc-arm-none-eabi libnewlib-arm-none-eabi
 # ... and the example C device (TestLgdev, bridge/c/examples/lgdev): MQTT, CoAP with DTLS (libcoap's OpenSSL build), mbedTLS, libsodium (Ed25519).
 TEST_DEBS += gcc make pkg-config libmosquitto-dev libcoap3-dev libmbedtls-dev libsodium-dev
+# ... and the egress connectors' sinks (TestEgress*: a real MQTT broker and JetStream server, started by
+# the tests on free ports). Debian enables their services on install, and mosquitto's takes 127.0.0.1:1883,
+# the dev gateway's MQTT port: `systemctl disable --now mosquitto nats-server` on a machine that runs them.
+TEST_DEBS += mosquitto nats-server
 
 .PHONY: help run cluster cluster-clean build cross deb deps test test-go packaging-test fuzz-short verify bench sim chaos screenshots vectors clean c c-test
 

@@ -89,6 +89,7 @@ type Server struct {
 	started   time.Time
 	ready     atomic.Bool
 	health    func() error // why this gateway cannot commit now; nil if it can
+	egress    func() any   // nil: no egress connectors
 	mux       *http.ServeMux
 	routes    []string      // the patterns registered with handle
 	uploads   chan struct{} // a slot per upload being read (upload.go)
@@ -120,6 +121,10 @@ func New(info NodeInfo, l Ledger, x Index, gatherer prometheus.Gatherer, logger 
 
 // SetCluster sets where the status reads the consensus state from.
 func (s *Server) SetCluster(f func() Cluster) { s.cluster = f }
+
+// SetEgress sets where the status reads the egress connectors' state
+// from. It must be called before the server serves.
+func (s *Server) SetEgress(f func() any) { s.egress = f }
 
 // SetReady marks the node ready (every listener bound, the ledger open).
 func (s *Server) SetReady(ok bool) { s.ready.Store(ok) }
@@ -288,6 +293,7 @@ type Status struct {
 	StartedAt     time.Time    `json:"started_at"`
 	UptimeSeconds int64        `json:"uptime_seconds"`
 	Cluster       *Cluster     `json:"cluster,omitempty"`
+	Egress        any          `json:"egress,omitempty"` // the egress connectors (docs/egress.md); none: absent
 }
 
 func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
@@ -323,6 +329,9 @@ func (s *Server) Status() (Status, error) {
 	if s.cluster != nil {
 		cl := s.cluster()
 		st.Cluster = &cl
+	}
+	if s.egress != nil {
+		st.Egress = s.egress()
 	}
 	return st, nil
 }

@@ -32,6 +32,8 @@ type Config struct {
 	Seeds   Seeds    `toml:"seeds"`
 	WebUI   WebUI    `toml:"webui"`
 	Log     LogLevel `toml:"log"`
+	// Egress are the connectors that deliver committed records onward.
+	Egress []Egress `toml:"egress"`
 }
 
 // WebUI is the operator dashboard, served on the API listener
@@ -461,5 +463,6 @@ func (c *Config) Validate() error {
 	default:
 		bad("log.format %q: want text or json", c.Log.Format)
 	}
+	validateEgress(c.Egress, bad)
 	return errors.Join(errs...)
 }

@@ -29,7 +29,8 @@ func TestLoadGood(t *testing.T) {
 	if c.DataDir != "/srv/ledgergate" || c.API.Listen != "0.0.0.0:8080" || c.Batch.MaxTxs != 500 ||
 		time.Duration(c.Batch.MaxDelay) != 10*time.Millisecond || c.Log.Format != "json" ||
 		c.Cluster.Listen != "0.0.0.0:7001" || time.Duration(c.Cluster.ViewChangeTimeout) != 2*time.Second ||
-		!c.API.TokensRequired() || c.API.DevicePaths != "tokens" || !c.API.MetricsToken {
+		!c.API.TokensRequired() || c.API.DevicePaths != "tokens" || !c.API.MetricsToken ||
+		len(c.Egress) != 3 || c.Egress[1].Start != "now" || c.Egress[2].Batch != 50 || time.Duration(c.Egress[2].Timeout) != 5*time.Second {
 		t.Fatalf("loaded %+v", c)
 	}
 	// A partial file keeps the defaults for what it does not set.
@@ -55,6 +56,13 @@ func TestLoadBad(t *testing.T) {
 		"coap.bad.toml":    {"coap.max_sessions_per_device 0", "coap.udp_block_timeout 100ms"},
 		"cluster.bad.toml": {"cluster.listen \"gw1.example:7001\"", "cluster.view_change_timeout 10ms"},
 		"tpm.bad.toml":     {"set tpm_device", "signer.tpm_handle \"0x80000001\""},
+		"egress.bad.toml": {`egress[0] (Up stream).name "Up stream"`, `egress[0] (Up stream).url "http://broker.example": want tcp://`,
+			`egress[0] (Up stream).topic "a/+/{device}": no wildcards`, `egress[0] (Up stream).subject: only for kind nats`,
+			`egress[1] (js).subject "lg.x{device}.{streams}": unknown placeholder {streams}`, `egress[1] (js).subject "lg.x{device}.{streams}": want tokens`,
+			`egress[1] (js).stream "a.b"`, `egress[1] (js).start "later"`, `egress[1] (js).timeout 1ms`,
+			`egress[2] (js).name "js": used by another`, `egress[2] (js).url "": must be set`, `egress[2] (js).batch -1`,
+			`egress[2] (js).cert_file and egress[2] (js).key_file go together`, `egress[2] (js).devices: "a/b"`,
+			`egress[3] (x).kind "kafka"`},
 		"webui.bad.toml": {"api.tls_cert and api.tls_key", "webui.password_hash: not a bcrypt hash",
 			"webui.session_idle 10s", "webui.session_max 1000h"},
 	}

@@ -186,12 +186,31 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// Background work of the directory (blob fetches) stops with the chain.
 	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBg()
+	// Egress connectors read committed blocks on goroutines of their own:
+	// the commit path only wakes them.
+	eg, err := newEgress(cfg, g, nodeID, blog, idx, d.logger.With("component", "egress"), reg)
+	if err != nil {
+		return fmt.Errorf("daemon: %w", err)
+	}
+	if eg != nil {
+		if err := eg.Open(); err != nil {
+			return fmt.Errorf("daemon: %w", err)
+		}
+	}
+	committed := onCommit(bgCtx, func() *mqtt.Server { return mqttFront }, func() *coap.Server { return coapFront },
+		func() *directory.Directory { return devDir }, func() *webui.Server { return ui })
+	if eg != nil {
+		frontCommitted := committed
+		committed = func(b *ledger.Block, txs []*ledger.Tx) {
+			frontCommitted(b, txs)
+			eg.Committed()
+		}
+	}
 	ch := chain.New(chain.Deps{
 		State: st, Log: blog, Index: idx, Orderer: rep,
 		Logger: d.logger.With("component", "chain"), Registry: reg,
 		CommitTimeout: time.Duration(cfg.Batch.CommitTimeout), MaxPending: cfg.Batch.MaxPending,
-		OnCommit: onCommit(bgCtx, func() *mqtt.Server { return mqttFront }, func() *coap.Server { return coapFront },
-			func() *directory.Directory { return devDir }, func() *webui.Server { return ui }),
+		OnCommit: committed,
 	})
 	dd := directory.Deps{Chain: ch, Index: idx, Blobs: blobs, Logger: d.logger.With("component", "directory")}
 	if tr != nil {
@@ -219,6 +238,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	srv.SetMaxUploads(cfg.API.MaxUploads)
 	srv.SetDirectory(devDir, idx)
 	srv.SetFirmware(devDir, idx)
+	if eg != nil {
+		srv.SetEgress(func() any { return eg.Status() })
+	}
 	// The token store is read even when no route asks for tokens (the
 	// dashboard and the CLI manage them): a corrupt one stops the start
 	// rather than open the API.
@@ -339,6 +361,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 			heartbeat(gctx, hb, nodeID, key, ch, rep, d.logger.With("component", "heartbeat"))
 			return nil
 		})
+	}
+	if eg != nil {
+		grp.Go(func() error { return eg.Run(gctx) })
 	}
 	grp.Go(func() error {
 		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

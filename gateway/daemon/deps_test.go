@@ -49,6 +49,7 @@ func TestDependencyRules(t *testing.T) {
 		"gateway/index":   {"gateway/ledger", "gateway/state"},
 		"bridge/device":   {"gateway/ledger", "seeds"},
 		"webui":           {"gateway/api", "gateway/index", "gateway/ledger"},
+		"gateway/egress":  {"gateway/index", "gateway/ledger"},
 	}
 	for pkg, ok := range allowed {
 		if _, exists := imports[pkg]; !exists {
