@@ -1,0 +1,63 @@
+package clock
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestOffsetFile: Now follows the file the environment names, rewritten
+// while running; a file that is not a duration leaves the last offset.
+func TestOffsetFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "offset")
+	write := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(file, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	near := func(want time.Duration) bool {
+		return (Now().Sub(time.Now()) - want).Abs() < time.Second
+	}
+	waitFor := func(want time.Duration) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !near(want) {
+			if time.Now().After(deadline) {
+				t.Fatalf("offset %s, want %s", Now().Sub(time.Now()), want)
+			}
+			time.Sleep(pollInterval) // the watcher reads the file at this pace
+		}
+	}
+	write("-90s")
+	t.Setenv(TestOffsetEnv, file)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() { cancel(); offset.Store(0) }()
+	WatchTestOffset(ctx, slog.New(slog.DiscardHandler))
+	if !near(-90 * time.Second) {
+		t.Fatalf("offset %s after the first read, want -90s", Now().Sub(time.Now()))
+	}
+	write("1h")
+	waitFor(time.Hour)
+	write("an hour")
+	time.Sleep(5 * pollInterval) // a few reads of the bad file
+	if !near(time.Hour) {
+		t.Errorf("a file that is not a duration changed the offset to %s", Now().Sub(time.Now()))
+	}
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(0)
+}
+
+// TestNoHook: without the environment variable, Now is the system clock.
+func TestNoHook(t *testing.T) {
+	t.Setenv(TestOffsetEnv, "")
+	WatchTestOffset(context.Background(), slog.New(slog.DiscardHandler))
+	if d := Now().Sub(time.Now()).Abs(); d > time.Second {
+		t.Errorf("Now is %s off the system clock", d)
+	}
+}
