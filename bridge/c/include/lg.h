@@ -454,26 +454,74 @@ typedef enum lg_action {
 } lg_action;
 
 typedef struct lg_refusal {
-    char reason[32];   /* "" if longer than 31 bytes (no known reason is): action FIX */
+    char reason[32];   /* "" if longer than 31 bytes (no known reason is): action FIX;
+                        * "" also when only a transport code was given */
     lg_action action;
     bool has_last_seq;
     uint64_t last_seq;
+    /* added: the tx the refusal is about (the reject JSON's "tx_id", 14.3;
+     * false for "" and in the PUBACK and CoAP forms, which answer one
+     * message and carry no tx id) */
+    bool has_tx_id;
+    uint8_t tx_id[LG_HASH_LEN];
+    /* added: the detail for people, a view into the caller's input (no
+     * copy, not NUL-terminated; empty if none): the reject JSON's "error"
+     * as it stands between its quotes (JSON escapes not decoded), or the
+     * CoAP diagnostic's text after "<reason>: " (and "last_seq=N: "). An
+     * MQTT 5 PUBACK carries none: read the rejects message for it. */
+    lg_str detail;
 } lg_refusal;
+
+/* A CoAP response code as one byte, class << 5 | detail: LG_COAP_CODE(4, 3)
+ * is 4.03 (0x83). */
+#define LG_COAP_CODE(c, d) ((uint8_t)(((c) << 5) | (d)))
 
 /* The action of a reason string (unknown: LG_ACT_FIX). */
 lg_action lg_reason_action(const char *reason, size_t len);
 
 /* The reject JSON of 14.3 (MQTT rejects topic, HTTP error body); unknown
- * fields ignored. */
+ * fields ignored. "tx_id" must be "" or 64 hex digits (has_tx_id, tx_id:
+ * match it with lg_signed.tx_id), "error" a string (detail). */
 lg_err lg_refusal_parse_json(const uint8_t *json, size_t len, lg_refusal *out);
 /* A CoAP diagnostic payload "<reason>: <detail>" or
- * "replay: last_seq=N: <detail>". */
+ * "replay: last_seq=N: <detail>" (detail set). Without the response code:
+ * prefer lg_refusal_parse_coap_code. */
 lg_err lg_refusal_parse_coap(const uint8_t *diag, size_t len, lg_refusal *out);
 /* An MQTT 5 PUBACK: Reason String and the optional User Property last_seq
- * (decimal; NULL if absent). */
+ * (decimal; NULL if absent). Without the reason code an absent Reason
+ * String is fix: prefer lg_refusal_parse_puback. */
 lg_err lg_refusal_parse_mqtt5(const char *reason, size_t reason_len,
                               const char *last_seq, size_t last_seq_len,
                               lg_refusal *out);
+
+/* added: an MQTT 5 PUBACK refusal with its reason code (>= 0x80; below
+ * is success: LG_ERR_ARG). reason: the Reason String (NULL or empty if
+ * absent); last_seq: the User Property last_seq (NULL if absent).
+ *  - With a Reason String, the reason decides the action (14.1: the
+ *    string names the reason, the code is the table's code of it; an
+ *    unknown reason is fix whatever the code). A known reason with another
+ *    code than its own in 14.1's MQTT 5 column gives LG_ERR_MALFORMED, and
+ *    out is still filled from the reason: the PUBACK contradicts
+ *    protocol.md, the reason string is what to act on.
+ *  - Without one, the code decides what it can: 0x80 and 0x97 are resend
+ *    (every reason with these codes is), 0x83 with a last_seq is resync
+ *    (only replay carries one), anything else is fix (0x83, 0x87 and 0x99
+ *    cover reasons of several actions); reason stays "".
+ * No tx id, no detail: the rejects message (lg_refusal_parse_json) has
+ * them. Prefer this to lg_refusal_parse_mqtt5, which has no code. */
+lg_err lg_refusal_parse_puback(uint8_t code, const char *reason, size_t reason_len,
+                               const char *last_seq, size_t last_seq_len,
+                               lg_refusal *out);
+
+/* added: a CoAP refusal with its response code (LG_COAP_CODE; 4.00 and
+ * up, else LG_ERR_ARG) and its diagnostic payload (diag may be NULL when
+ * len is 0). The reason in the payload decides, as for the PUBACK; a known
+ * reason with another code than its own in 14.1's CoAP column gives
+ * LG_ERR_MALFORMED with out filled from the reason. An empty payload: the
+ * code decides what it can: 4.08, 4.29, 5.00, 5.03 are resend, 4.01 is
+ * rekey, anything else fix (4.03 covers reasons of several actions). */
+lg_err lg_refusal_parse_coap_code(uint8_t code, const uint8_t *diag, size_t len,
+                                  lg_refusal *out);
 
 /* After a replay refusal: make the hook's counter at least last_seq, so
  * the next sign call uses last_seq + 1. */

@@ -131,21 +131,24 @@ static int on_refusal(struct pub *p, struct rec *r, const lg_refusal *ref, const
 /* ---- MQTT ---------------------------------------------------------- */
 
 /* reject_detail waits briefly for the reject message of tx on the
- * rejects topic (14.3) and returns it (heap) for people to read. */
+ * rejects topic (14.3) and returns its detail (heap) for people to read.
+ * The message names its tx (lg_refusal.tx_id): with several records in
+ * flight, the rejects of the others are not this one's. */
 static char *reject_detail(struct mq *m, const char *topic, const uint8_t tx_id[LG_HASH_LEN])
 {
-    char hex[2 * LG_HASH_LEN + 1];
-    hex_encode(tx_id, LG_HASH_LEN, hex);
     int64_t deadline = now_ms() + 2000;
     struct mq_msg *msg;
     while ((msg = mq_take(m, topic, deadline))) {
-        if (msg->len && strstr((char *)msg->payload, hex)) {
-            char *s = (char *)msg->payload;
-            msg->payload = NULL;
-            mq_msg_free(msg);
-            return s;
+        lg_refusal ref;
+        char *s = NULL;
+        if (lg_refusal_parse_json(msg->payload, msg->len, &ref) == LG_OK && ref.has_tx_id &&
+            memcmp(ref.tx_id, tx_id, LG_HASH_LEN) == 0 && (s = malloc(ref.detail.n + 1)) != NULL) {
+            memcpy(s, ref.detail.p, ref.detail.n); /* JSON escapes as sent: for people */
+            s[ref.detail.n] = '\0';
         }
         mq_msg_free(msg);
+        if (s)
+            return s;
     }
     return NULL;
 }
@@ -187,8 +190,11 @@ static int publish_mqtt(struct pub *p, const char *broker, size_t window, int64_
             goto out;
         if (ack.code >= 0x80) { /* below 0x80 is success in MQTT 5 */
             lg_refusal ref;
-            lg_err e = lg_refusal_parse_mqtt5(ack.reason, strlen(ack.reason), ack.last_seq[0] ? ack.last_seq : NULL,
-                                              strlen(ack.last_seq), &ref);
+            /* The reason code counts when there is no Reason String
+             * (0x80, 0x97: resend); a reason string decides otherwise. */
+            lg_err e = lg_refusal_parse_puback((uint8_t)ack.code, ack.reason[0] ? ack.reason : NULL,
+                                               strlen(ack.reason), ack.last_seq[0] ? ack.last_seq : NULL,
+                                               strlen(ack.last_seq), &ref);
             if (e != LG_OK) {
                 lgerr("read the PUBACK's refusal", e);
                 goto out;
