@@ -351,7 +351,10 @@ typedef struct lg_config_check {
     const char *const *groups; /* the device's groups; NULL: take them from the answer's enrollment */
     size_t n_groups;
     const lg_config_state *last; /* NULL or !valid: none */
-    const uint8_t *hash;         /* the SHA-256 of the configuration the device holds (32 bytes) */
+    const uint8_t *hash;         /* the SHA-256 of the configuration the device holds (32
+                                  * bytes); NULL (changed: was LG_ERR_ARG): it holds none, so
+                                  * a proven config.set is never current: after steps 1-6
+                                  * LG_ERR_NOT_CURRENT names what to download (11.2 step 7) */
     int64_t now_ms;
     int64_t max_age_ms;          /* e.g. 600000 */
 } lg_config_check;

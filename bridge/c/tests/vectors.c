@@ -735,6 +735,18 @@ static int case_answer_config(const cJSON *c)
     seed("config", b, n);
     lg_err e = lg_config_answer_verify(b, n, cc.g, &chk, &cs, &acc);
     int r = verdict(c, e, false);
+    /* the same answer to a device that holds no configuration (hash NULL,
+     * 11.2 step 7): only the last step differs, and it says download */
+    lg_config_set cs0;
+    lg_config_state acc0;
+    chk.hash = NULL;
+    lg_err e0 = lg_config_answer_verify(b, n, cc.g, &chk, &cs0, &acc0);
+    chk.hash = hash;
+    if (r != R_FAIL && e0 != (e == LG_OK ? LG_ERR_NOT_CURRENT : e)) {
+        fprintf(stderr, "FAIL %s / %s: hash NULL: %s, want %s\n", cur_file, cur_case, lg_strerror(e0),
+                lg_strerror(e == LG_OK ? LG_ERR_NOT_CURRENT : e));
+        r = R_FAIL;
+    }
     if (r == R_PASS && e == LG_OK) {
         const cJSON *a = get(get(c, "outputs"), "accepted");
         if (a != NULL && (strcmp(acc.target, jstr(a, "target")) != 0 ||
