@@ -136,6 +136,29 @@ lg_err lg_pubkey_from_spki(const uint8_t *spki, size_t len, lg_pubkey *out);
  * mbedtls_sha256_starts_ret/update_ret/finish_ret. */
 void lg_sha256(const void *data, size_t len, uint8_t out[LG_HASH_LEN]);
 
+/* added: the kinds of private key lg_key_from_pkcs8 reads. */
+typedef enum lg_key_type {
+    LG_KEY_P256 = 1, /* an ES256 signing key: the private scalar */
+    LG_KEY_ED25519,  /* an EdDSA signing key: the seed */
+    LG_KEY_X25519    /* an encryption key (lg_sealed_open) */
+} lg_key_type;
+
+/* added: the 32-byte private key of a PKCS#8 DER private key (the PEM
+ * "PRIVATE KEY" body, as `ledgergate device keygen` writes it; protocol.md
+ * 4). Strict DER, RFC 5958 OneAsymmetricKey (v1, or v2 with publicKey):
+ *  - OID 1.3.101.112 Ed25519 / 1.3.101.110 X25519 (RFC 8410: no
+ *    parameters, privateKey an OCTET STRING of 32 bytes): the seed or the
+ *    scalar as stored;
+ *  - OID 1.2.840.10045.2.1 with namedCurve P-256, privateKey an RFC 5915
+ *    ECPrivateKey (version 1, 32 bytes, optional [0] P-256 and [1] point):
+ *    the scalar, checked to be in [1, n-1] in constant time.
+ * A public key in the structure is checked for form only, not against the
+ * private key. Another algorithm or curve (RSA, Ed448, P-384):
+ * LG_ERR_UNSUPPORTED_ALG; anything else LG_ERR_MALFORMED. An Ed25519 key
+ * parses also without LG_WITH_ED25519. On any error out is zeroed. The
+ * caller wipes der and out when done: both hold the secret. */
+lg_err lg_key_from_pkcs8(const uint8_t *der, size_t len, lg_key_type *type, uint8_t out[32]);
+
 /* ---- genesis (protocol.md 8) ------------------------------------------ */
 
 typedef struct lg_node {

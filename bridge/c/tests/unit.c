@@ -343,6 +343,64 @@ static void test_refusal_tx(void)
         EXPECT(lg_refusal_parse_json((const uint8_t *)bad[i], strlen(bad[i]), &r) == LG_ERR_MALFORMED);
 }
 
+/* ---- PKCS#8 ------------------------------------------------------------------------ */
+
+static lg_err pk8(const char *hex, lg_key_type *t, uint8_t out[32])
+{
+    uint8_t b[200];
+    size_t n = strlen(hex) / 2;
+    for (size_t i = 0; i < n; i++) {
+        unsigned v;
+        sscanf(hex + 2 * i, "%2x", &v);
+        b[i] = (uint8_t)v;
+    }
+    return lg_key_from_pkcs8(b, n, t, out);
+}
+
+#define K32 "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+#define K31 "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e"
+#define EC_ALG "301306072a8648ce3d020106082a8648ce3d030107"
+
+static void test_pkcs8(void)
+{
+    lg_key_type t;
+    uint8_t k[32];
+    /* what the vectors do not cover (keys.json: every key, every truncation) */
+    EXPECT(pk8("302e020100300506032b657004220420" K32, &t, k) == LG_OK && t == LG_KEY_ED25519 && k[31] == 0x1f);
+    EXPECT(pk8("302e020100300506032b656e04220420" K32, &t, k) == LG_OK && t == LG_KEY_X25519);
+    /* v2 with its publicKey [1]; v2 without it, v1 with it: malformed */
+    EXPECT(pk8("3051020101300506032b657004220420" K32 "812100" K32, &t, k) == LG_OK && t == LG_KEY_ED25519);
+    EXPECT(pk8("302e020101300506032b657004220420" K32, &t, k) == LG_ERR_MALFORMED);
+    EXPECT(pk8("3051020100300506032b657004220420" K32 "812100" K32, &t, k) == LG_ERR_MALFORMED);
+    /* attributes [0] are skipped */
+    EXPECT(pk8("3030020100300506032b657004220420" K32 "a000", &t, k) == LG_OK);
+    /* version 2, parameters with an RFC 8410 OID, 31-byte key, trailing bytes */
+    EXPECT(pk8("302e020102300506032b657004220420" K32, &t, k) == LG_ERR_MALFORMED);
+    EXPECT(pk8("3030020100300706032b65700500042204" "20" K32, &t, k) == LG_ERR_MALFORMED);
+    EXPECT(pk8("302d020100300506032b6570042104" "1f" K31, &t, k) == LG_ERR_MALFORMED && k[0] == 0);
+    EXPECT(pk8("302e020100300506032b657004220420" K32 "00", &t, k) == LG_ERR_MALFORMED);
+    /* a non-shortest length: 0x81 0x2e */
+    EXPECT(pk8("30812e020100300506032b657004220420" K32, &t, k) == LG_ERR_MALFORMED);
+    /* Ed448, X448: not ours */
+    EXPECT(pk8("302e020100300506032b657104220420" K32, &t, k) == LG_ERR_UNSUPPORTED_ALG);
+    /* P-256: minimal ECPrivateKey; [0] the same curve; the scalar 0 and n */
+    EXPECT(pk8("3041020100" EC_ALG "042730250201010420" K32, &t, k) == LG_OK && t == LG_KEY_P256 && k[0] == 0);
+    EXPECT(pk8("304d020100" EC_ALG "04333031020101" "0420" K32 "a00a06082a8648ce3d030107", &t, k) == LG_OK);
+    EXPECT(pk8("304d020100" EC_ALG "04333031020101" "0420" K32 "a00a06082a8648ce3d030108", &t, k) ==
+           LG_ERR_MALFORMED);
+    EXPECT(pk8("3041020100" EC_ALG "042730250201010420"
+               "0000000000000000000000000000000000000000000000000000000000000000", &t, k) == LG_ERR_MALFORMED);
+    EXPECT(pk8("3041020100" EC_ALG "042730250201010420"
+               "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551", &t, k) == LG_ERR_MALFORMED);
+    EXPECT(pk8("3041020100" EC_ALG "042730250201010420"
+               "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632550", &t, k) == LG_OK);
+    /* ECPrivateKey version 0; P-384 (1.3.132.0.34): not ours */
+    EXPECT(pk8("3041020100" EC_ALG "042730250201000420" K32, &t, k) == LG_ERR_MALFORMED);
+    EXPECT(pk8("303e020100301006072a8648ce3d020106052b8104002204273025020101" "0420" K32, &t, k) ==
+           LG_ERR_UNSUPPORTED_ALG);
+    EXPECT(lg_key_from_pkcs8(NULL, 0, &t, k) == LG_ERR_ARG);
+}
+
 /* ---- the CBOR reader's refusals ----------------------------------------------------- */
 
 static lg_err item(const char *bytes, size_t n)
@@ -416,6 +474,7 @@ int main(void)
     test_refusal();
     test_refusal_codes();
     test_refusal_tx();
+    test_pkcs8();
     test_cbor();
     test_list();
     test_misc();
