@@ -136,6 +136,29 @@ lg_err lg_pubkey_from_spki(const uint8_t *spki, size_t len, lg_pubkey *out);
  * mbedtls_sha256_starts_ret/update_ret/finish_ret. */
 void lg_sha256(const void *data, size_t len, uint8_t out[LG_HASH_LEN]);
 
+/* added: the kinds of private key lg_key_from_pkcs8 reads. */
+typedef enum lg_key_type {
+    LG_KEY_P256 = 1, /* an ES256 signing key: the private scalar */
+    LG_KEY_ED25519,  /* an EdDSA signing key: the seed */
+    LG_KEY_X25519    /* an encryption key (lg_sealed_open) */
+} lg_key_type;
+
+/* added: the 32-byte private key of a PKCS#8 DER private key (the PEM
+ * "PRIVATE KEY" body, as `ledgergate device keygen` writes it; protocol.md
+ * 4). Strict DER, RFC 5958 OneAsymmetricKey (v1, or v2 with publicKey):
+ *  - OID 1.3.101.112 Ed25519 / 1.3.101.110 X25519 (RFC 8410: no
+ *    parameters, privateKey an OCTET STRING of 32 bytes): the seed or the
+ *    scalar as stored;
+ *  - OID 1.2.840.10045.2.1 with namedCurve P-256, privateKey an RFC 5915
+ *    ECPrivateKey (version 1, 32 bytes, optional [0] P-256 and [1] point):
+ *    the scalar, checked to be in [1, n-1] in constant time.
+ * A public key in the structure is checked for form only, not against the
+ * private key. Another algorithm or curve (RSA, Ed448, P-384):
+ * LG_ERR_UNSUPPORTED_ALG; anything else LG_ERR_MALFORMED. An Ed25519 key
+ * parses also without LG_WITH_ED25519. On any error out is zeroed. The
+ * caller wipes der and out when done: both hold the secret. */
+lg_err lg_key_from_pkcs8(const uint8_t *der, size_t len, lg_key_type *type, uint8_t out[32]);
+
 /* ---- genesis (protocol.md 8) ------------------------------------------ */
 
 typedef struct lg_node {
@@ -351,7 +374,10 @@ typedef struct lg_config_check {
     const char *const *groups; /* the device's groups; NULL: take them from the answer's enrollment */
     size_t n_groups;
     const lg_config_state *last; /* NULL or !valid: none */
-    const uint8_t *hash;         /* the SHA-256 of the configuration the device holds (32 bytes) */
+    const uint8_t *hash;         /* the SHA-256 of the configuration the device holds (32
+                                  * bytes); NULL (changed: was LG_ERR_ARG): it holds none, so
+                                  * a proven config.set is never current: after steps 1-6
+                                  * LG_ERR_NOT_CURRENT names what to download (11.2 step 7) */
     int64_t now_ms;
     int64_t max_age_ms;          /* e.g. 600000 */
 } lg_config_check;
@@ -454,26 +480,74 @@ typedef enum lg_action {
 } lg_action;
 
 typedef struct lg_refusal {
-    char reason[32];   /* "" if longer than 31 bytes (no known reason is): action FIX */
+    char reason[32];   /* "" if longer than 31 bytes (no known reason is): action FIX;
+                        * "" also when only a transport code was given */
     lg_action action;
     bool has_last_seq;
     uint64_t last_seq;
+    /* added: the tx the refusal is about (the reject JSON's "tx_id", 14.3;
+     * false for "" and in the PUBACK and CoAP forms, which answer one
+     * message and carry no tx id) */
+    bool has_tx_id;
+    uint8_t tx_id[LG_HASH_LEN];
+    /* added: the detail for people, a view into the caller's input (no
+     * copy, not NUL-terminated; empty if none): the reject JSON's "error"
+     * as it stands between its quotes (JSON escapes not decoded), or the
+     * CoAP diagnostic's text after "<reason>: " (and "last_seq=N: "). An
+     * MQTT 5 PUBACK carries none: read the rejects message for it. */
+    lg_str detail;
 } lg_refusal;
+
+/* A CoAP response code as one byte, class << 5 | detail: LG_COAP_CODE(4, 3)
+ * is 4.03 (0x83). */
+#define LG_COAP_CODE(c, d) ((uint8_t)(((c) << 5) | (d)))
 
 /* The action of a reason string (unknown: LG_ACT_FIX). */
 lg_action lg_reason_action(const char *reason, size_t len);
 
 /* The reject JSON of 14.3 (MQTT rejects topic, HTTP error body); unknown
- * fields ignored. */
+ * fields ignored. "tx_id" must be "" or 64 hex digits (has_tx_id, tx_id:
+ * match it with lg_signed.tx_id), "error" a string (detail). */
 lg_err lg_refusal_parse_json(const uint8_t *json, size_t len, lg_refusal *out);
 /* A CoAP diagnostic payload "<reason>: <detail>" or
- * "replay: last_seq=N: <detail>". */
+ * "replay: last_seq=N: <detail>" (detail set). Without the response code:
+ * prefer lg_refusal_parse_coap_code. */
 lg_err lg_refusal_parse_coap(const uint8_t *diag, size_t len, lg_refusal *out);
 /* An MQTT 5 PUBACK: Reason String and the optional User Property last_seq
- * (decimal; NULL if absent). */
+ * (decimal; NULL if absent). Without the reason code an absent Reason
+ * String is fix: prefer lg_refusal_parse_puback. */
 lg_err lg_refusal_parse_mqtt5(const char *reason, size_t reason_len,
                               const char *last_seq, size_t last_seq_len,
                               lg_refusal *out);
+
+/* added: an MQTT 5 PUBACK refusal with its reason code (>= 0x80; below
+ * is success: LG_ERR_ARG). reason: the Reason String (NULL or empty if
+ * absent); last_seq: the User Property last_seq (NULL if absent).
+ *  - With a Reason String, the reason decides the action (14.1: the
+ *    string names the reason, the code is the table's code of it; an
+ *    unknown reason is fix whatever the code). A known reason with another
+ *    code than its own in 14.1's MQTT 5 column gives LG_ERR_MALFORMED, and
+ *    out is still filled from the reason: the PUBACK contradicts
+ *    protocol.md, the reason string is what to act on.
+ *  - Without one, the code decides what it can: 0x80 and 0x97 are resend
+ *    (every reason with these codes is), 0x83 with a last_seq is resync
+ *    (only replay carries one), anything else is fix (0x83, 0x87 and 0x99
+ *    cover reasons of several actions); reason stays "".
+ * No tx id, no detail: the rejects message (lg_refusal_parse_json) has
+ * them. Prefer this to lg_refusal_parse_mqtt5, which has no code. */
+lg_err lg_refusal_parse_puback(uint8_t code, const char *reason, size_t reason_len,
+                               const char *last_seq, size_t last_seq_len,
+                               lg_refusal *out);
+
+/* added: a CoAP refusal with its response code (LG_COAP_CODE; 4.00 and
+ * up, else LG_ERR_ARG) and its diagnostic payload (diag may be NULL when
+ * len is 0). The reason in the payload decides, as for the PUBACK; a known
+ * reason with another code than its own in 14.1's CoAP column gives
+ * LG_ERR_MALFORMED with out filled from the reason. An empty payload: the
+ * code decides what it can: 4.08, 4.29, 5.00, 5.03 are resend, 4.01 is
+ * rekey, anything else fix (4.03 covers reasons of several actions). */
+lg_err lg_refusal_parse_coap_code(uint8_t code, const uint8_t *diag, size_t len,
+                                  lg_refusal *out);
 
 /* After a replay refusal: make the hook's counter at least last_seq, so
  * the next sign call uses last_seq + 1. */

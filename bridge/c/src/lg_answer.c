@@ -138,7 +138,7 @@ lg_err lg_config_answer_verify(const uint8_t *buf, size_t len, const lg_genesis 
     uint64_t hh;
     lg_receipt r;
     lg_err e;
-    if (buf == NULL || g == NULL || chk == NULL || chk->device == NULL || chk->hash == NULL ||
+    if (buf == NULL || g == NULL || chk == NULL || chk->device == NULL ||
         cs == NULL || accepted == NULL || chk->max_age_ms < 0)
         return LG_ERR_ARG;
     memset(cs, 0, sizeof *cs);
@@ -192,8 +192,9 @@ lg_err lg_config_answer_verify(const uint8_t *buf, size_t len, const lg_genesis 
     if (l != NULL && l->valid &&
         (cs->height < l->height || (strcmp(cs->target, l->target) == 0 && cs->version < l->version)))
         return LG_ERR_ROLLBACK;
-    /* 7 */
-    if (!lg_ct_equal(cs->sha256, chk->hash, 32))
+    /* 7; a device that holds no configuration (hash NULL) holds no h the
+     * config.set's could equal: download it */
+    if (chk->hash == NULL || !lg_ct_equal(cs->sha256, chk->hash, 32))
         return LG_ERR_NOT_CURRENT;
     /* 8 is the caller's: store this before applying */
     accepted->valid = true;

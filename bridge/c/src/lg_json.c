@@ -534,33 +534,79 @@ lg_err lg_genesis_parse(const uint8_t *json, size_t len, lg_genesis *g)
 
 /* ---- refusals (protocol.md 14) ------------------------------------------------ */
 
-/* ledger.Reasons and their actions, in order (vectors/reasons.json). */
+/* ledger.Reasons, in order (vectors/reasons.json), with their action and
+ * their codes: protocol.md 14.1, the MQTT 5 PUBACK and CoAP columns
+ * (bridge/mqtt pubackCodes, bridge/coap responseCodes). A CoAP code is
+ * class << 5 | detail (4.03 is 0x83). */
 static const struct {
     const char *reason;
     lg_action action;
+    uint8_t puback, coap;
 } reasons[] = {
-    {"malformed", LG_ACT_FIX},         {"too_large", LG_ACT_FIX},
-    {"wrong_chain", LG_ACT_FIX},       {"wrong_topic", LG_ACT_FIX},
-    {"not_record", LG_ACT_FIX},        {"not_report", LG_ACT_FIX},
-    {"wrong_cert", LG_ACT_REKEY},      {"unknown_author", LG_ACT_REKEY},
-    {"bad_signature", LG_ACT_REKEY},   {"forbidden", LG_ACT_FIX},
-    {"revoked", LG_ACT_GIVE_UP},       {"replay", LG_ACT_RESYNC},
-    {"exists", LG_ACT_FIX},            {"unknown_device", LG_ACT_FIX},
-    {"stale_version", LG_ACT_FIX},     {"unknown_release", LG_ACT_FIX},
-    {"not_found", LG_ACT_FIX},         {"bad_option", LG_ACT_FIX},
-    {"method_not_allowed", LG_ACT_FIX}, {"not_acceptable", LG_ACT_FIX},
-    {"incomplete", LG_ACT_RESEND},     {"content_format", LG_ACT_FIX},
-    {"proxy", LG_ACT_FIX},             {"overloaded", LG_ACT_RESEND},
-    {"unavailable", LG_ACT_RESEND},    {"storage_full", LG_ACT_RESEND},
-    {"internal", LG_ACT_RESEND},
+    {"malformed", LG_ACT_FIX, 0x99, LG_COAP_CODE(4, 0)},
+    {"too_large", LG_ACT_FIX, 0x99, LG_COAP_CODE(4, 13)},
+    {"wrong_chain", LG_ACT_FIX, 0x99, LG_COAP_CODE(4, 0)},
+    {"wrong_topic", LG_ACT_FIX, 0x87, LG_COAP_CODE(4, 3)},
+    {"not_record", LG_ACT_FIX, 0x99, LG_COAP_CODE(4, 0)},
+    {"not_report", LG_ACT_FIX, 0x99, LG_COAP_CODE(4, 0)},
+    {"wrong_cert", LG_ACT_REKEY, 0x87, LG_COAP_CODE(4, 3)},
+    {"unknown_author", LG_ACT_REKEY, 0x87, LG_COAP_CODE(4, 1)},
+    {"bad_signature", LG_ACT_REKEY, 0x87, LG_COAP_CODE(4, 1)},
+    {"forbidden", LG_ACT_FIX, 0x87, LG_COAP_CODE(4, 3)},
+    {"revoked", LG_ACT_GIVE_UP, 0x87, LG_COAP_CODE(4, 3)},
+    {"replay", LG_ACT_RESYNC, 0x83, LG_COAP_CODE(4, 3)},
+    {"exists", LG_ACT_FIX, 0x83, LG_COAP_CODE(4, 3)},
+    {"unknown_device", LG_ACT_FIX, 0x83, LG_COAP_CODE(4, 4)},
+    {"stale_version", LG_ACT_FIX, 0x83, LG_COAP_CODE(4, 3)},
+    {"unknown_release", LG_ACT_FIX, 0x83, LG_COAP_CODE(4, 4)},
+    {"not_found", LG_ACT_FIX, 0x83, LG_COAP_CODE(4, 4)},
+    {"bad_option", LG_ACT_FIX, 0x99, LG_COAP_CODE(4, 2)},
+    {"method_not_allowed", LG_ACT_FIX, 0x99, LG_COAP_CODE(4, 5)},
+    {"not_acceptable", LG_ACT_FIX, 0x99, LG_COAP_CODE(4, 6)},
+    {"incomplete", LG_ACT_RESEND, 0x99, LG_COAP_CODE(4, 8)},
+    {"content_format", LG_ACT_FIX, 0x99, LG_COAP_CODE(4, 15)},
+    {"proxy", LG_ACT_FIX, 0x99, LG_COAP_CODE(5, 5)},
+    {"overloaded", LG_ACT_RESEND, 0x97, LG_COAP_CODE(4, 29)},
+    {"unavailable", LG_ACT_RESEND, 0x80, LG_COAP_CODE(5, 3)},
+    {"storage_full", LG_ACT_RESEND, 0x97, LG_COAP_CODE(5, 3)},
+    {"internal", LG_ACT_RESEND, 0x80, LG_COAP_CODE(5, 0)},
 };
+
+#define N_REASONS (sizeof reasons / sizeof reasons[0])
+
+/* The index of a known reason, or N_REASONS. */
+static size_t reason_index(const char *reason, size_t len)
+{
+    for (size_t i = 0; reason != NULL && i < N_REASONS; i++)
+        if (strlen(reasons[i].reason) == len && memcmp(reasons[i].reason, reason, len) == 0)
+            return i;
+    return N_REASONS;
+}
 
 lg_action lg_reason_action(const char *reason, size_t len)
 {
-    for (size_t i = 0; reason != NULL && i < sizeof reasons / sizeof reasons[0]; i++)
-        if (strlen(reasons[i].reason) == len && memcmp(reasons[i].reason, reason, len) == 0)
-            return reasons[i].action;
-    return LG_ACT_FIX; /* 14.1: an unknown reason is fix */
+    size_t i = reason_index(reason, len);
+    return i < N_REASONS ? reasons[i].action : LG_ACT_FIX; /* 14.1: an unknown reason is fix */
+}
+
+/* The action a transport code alone says, with no reason to go by: the
+ * action all reasons of that code share in 14.1's table (its "not sent"
+ * entries included), else fix. MQTT 5 0x80 and 0x97 and CoAP 4.08, 4.29,
+ * 5.00 and 5.03 are resend, CoAP 4.01 is rekey; 0x83, 0x87 and 4.03 mix
+ * actions. */
+static lg_action code_action(bool coap, uint8_t code)
+{
+    bool seen = false;
+    lg_action a = LG_ACT_FIX;
+    for (size_t i = 0; i < N_REASONS; i++) {
+        if ((coap ? reasons[i].coap : reasons[i].puback) != code)
+            continue;
+        if (seen && reasons[i].action != a)
+            return LG_ACT_FIX;
+        a = reasons[i].action;
+        seen = true;
+    }
+    return a;
 }
 
 static void set_reason(lg_refusal *out, const char *r, size_t n)
@@ -584,6 +630,20 @@ static bool decimal(const char *s, size_t n, uint64_t *v)
         *v = *v * 10 + (uint64_t)(s[i] - '0');
     }
     return *v <= (uint64_t)INT64_MAX;
+}
+
+/* A JSON string in place: its raw bytes between the quotes (escapes not
+ * decoded), checked as str() checks it. */
+static bool rawstr(js *j, lg_str *raw)
+{
+    size_t n;
+    ws(j);
+    size_t at = j->pos + 1; /* after the opening quote */
+    if (!str(j, NULL, 0, &n))
+        return false;
+    raw->p = j->p + at;
+    raw->n = j->pos - 1 - at;
+    return true;
 }
 
 lg_err lg_refusal_parse_json(const uint8_t *json, size_t len, lg_refusal *out)
@@ -614,6 +674,21 @@ lg_err lg_refusal_parse_json(const uint8_t *json, size_t len, lg_refusal *out)
                 return LG_ERR_MALFORMED;
             out->has_last_seq = true;
             out->last_seq = (uint64_t)v;
+        } else if (strcmp(name, "tx_id") == 0) {
+            /* 14.3: 64 hex digits, or "" if the payload was not read as a tx */
+            lg_str h;
+            if (!rawstr(&j, &h) || (h.n != 0 && h.n != 2 * LG_HASH_LEN))
+                return LG_ERR_MALFORMED;
+            for (size_t i = 0; i < h.n; i += 2) {
+                int hi = hexval(h.p[i]), lo = hexval(h.p[i + 1]);
+                if (hi < 0 || lo < 0)
+                    return LG_ERR_MALFORMED;
+                out->tx_id[i / 2] = (uint8_t)(hi << 4 | lo);
+            }
+            out->has_tx_id = h.n != 0;
+        } else if (strcmp(name, "error") == 0) {
+            if (!rawstr(&j, &out->detail))
+                return LG_ERR_MALFORMED;
         } else if (!skip(&j, 1)) { /* 14.3: ignore unknown fields */
             return LG_ERR_MALFORMED;
         }
@@ -624,11 +699,10 @@ lg_err lg_refusal_parse_json(const uint8_t *json, size_t len, lg_refusal *out)
     return LG_OK;
 }
 
-lg_err lg_refusal_parse_coap(const uint8_t *diag, size_t len, lg_refusal *out)
+/* The diagnostic payload "<reason>: <detail>" or "replay: last_seq=N:
+ * <detail>" into out (reason, action, last_seq, detail). */
+static lg_err diagnostic(const uint8_t *diag, size_t len, lg_refusal *out)
 {
-    if (diag == NULL || out == NULL)
-        return LG_ERR_ARG;
-    memset(out, 0, sizeof *out);
     const char *s = (const char *)diag;
     size_t r = 0;
     while (r < len && s[r] != ':')
@@ -636,18 +710,50 @@ lg_err lg_refusal_parse_coap(const uint8_t *diag, size_t len, lg_refusal *out)
     if (r == 0)
         return LG_ERR_MALFORMED;
     set_reason(out, s, r);
-    /* "replay: last_seq=N: detail" */
+    size_t d = r; /* where the detail starts */
     static const char key[] = ": last_seq=";
     size_t k = sizeof key - 1;
     if (len - r > k && memcmp(s + r, key, k) == 0) {
-        size_t d = r + k, e = d;
+        size_t e = r + k;
         while (e < len && s[e] >= '0' && s[e] <= '9')
             e++;
-        if (!decimal(s + d, e - d, &out->last_seq))
+        if (!decimal(s + r + k, e - (r + k), &out->last_seq))
             return LG_ERR_MALFORMED;
         out->has_last_seq = true;
+        d = e;
     }
+    if (d < len && s[d] == ':')
+        d++;
+    if (d < len && s[d] == ' ')
+        d++;
+    out->detail.p = diag + d;
+    out->detail.n = len - d;
     return LG_OK;
+}
+
+lg_err lg_refusal_parse_coap(const uint8_t *diag, size_t len, lg_refusal *out)
+{
+    if (diag == NULL || out == NULL)
+        return LG_ERR_ARG;
+    memset(out, 0, sizeof *out);
+    return diagnostic(diag, len, out);
+}
+
+lg_err lg_refusal_parse_coap_code(uint8_t code, const uint8_t *diag, size_t len, lg_refusal *out)
+{
+    if (out == NULL || (diag == NULL && len != 0) || code < LG_COAP_CODE(4, 0))
+        return LG_ERR_ARG;
+    memset(out, 0, sizeof *out);
+    if (len == 0) {
+        out->action = code_action(true, code);
+        return LG_OK;
+    }
+    lg_err e = diagnostic(diag, len, out);
+    if (e != LG_OK)
+        return e;
+    /* the reason decides; a known one must have come with its own code */
+    size_t i = reason_index(out->reason, strlen(out->reason));
+    return i < N_REASONS && reasons[i].coap != code ? LG_ERR_MALFORMED : LG_OK;
 }
 
 lg_err lg_refusal_parse_mqtt5(const char *reason, size_t reason_len, const char *last_seq,
@@ -663,6 +769,31 @@ lg_err lg_refusal_parse_mqtt5(const char *reason, size_t reason_len, const char 
         out->has_last_seq = true;
     }
     return LG_OK;
+}
+
+lg_err lg_refusal_parse_puback(uint8_t code, const char *reason, size_t reason_len,
+                               const char *last_seq, size_t last_seq_len, lg_refusal *out)
+{
+    if (out == NULL || code < 0x80)
+        return LG_ERR_ARG;
+    memset(out, 0, sizeof *out);
+    if (last_seq != NULL) {
+        if (!decimal(last_seq, last_seq_len, &out->last_seq))
+            return LG_ERR_MALFORMED;
+        out->has_last_seq = true;
+    }
+    if (reason == NULL || reason_len == 0) {
+        /* no Reason String: the code says what it can (14.1); a last_seq
+         * comes with replay only (14.3) */
+        out->action = code_action(false, code);
+        if (out->has_last_seq && code == reasons[reason_index("replay", 6)].puback)
+            out->action = LG_ACT_RESYNC;
+        return LG_OK;
+    }
+    set_reason(out, reason, reason_len);
+    /* the reason decides; a known one must have come with its own code */
+    size_t i = reason_index(out->reason, strlen(out->reason));
+    return i < N_REASONS && reasons[i].puback != code ? LG_ERR_MALFORMED : LG_OK;
 }
 
 lg_err lg_seq_resync(const lg_seq_hook *seq, uint64_t last_seq)

@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <mbedtls/ecp.h>
 
@@ -250,6 +251,156 @@ static void test_refusal(void)
     EXPECT(lg_reason_action("revoke", 6) == LG_ACT_FIX);
 }
 
+/* protocol.md 14.1, the MQTT 5 and CoAP columns, transcribed: each reason
+ * with its own code parses; with another code it is malformed. */
+static const struct {
+    const char *reason;
+    uint8_t puback, coap;
+} table14[] = {
+    {"malformed", 0x99, LG_COAP_CODE(4, 0)},       {"too_large", 0x99, LG_COAP_CODE(4, 13)},
+    {"wrong_chain", 0x99, LG_COAP_CODE(4, 0)},     {"wrong_topic", 0x87, LG_COAP_CODE(4, 3)},
+    {"not_record", 0x99, LG_COAP_CODE(4, 0)},      {"not_report", 0x99, LG_COAP_CODE(4, 0)},
+    {"wrong_cert", 0x87, LG_COAP_CODE(4, 3)},      {"unknown_author", 0x87, LG_COAP_CODE(4, 1)},
+    {"bad_signature", 0x87, LG_COAP_CODE(4, 1)},   {"forbidden", 0x87, LG_COAP_CODE(4, 3)},
+    {"revoked", 0x87, LG_COAP_CODE(4, 3)},         {"replay", 0x83, LG_COAP_CODE(4, 3)},
+    {"exists", 0x83, LG_COAP_CODE(4, 3)},          {"unknown_device", 0x83, LG_COAP_CODE(4, 4)},
+    {"stale_version", 0x83, LG_COAP_CODE(4, 3)},   {"unknown_release", 0x83, LG_COAP_CODE(4, 4)},
+    {"not_found", 0x83, LG_COAP_CODE(4, 4)},       {"bad_option", 0x99, LG_COAP_CODE(4, 2)},
+    {"method_not_allowed", 0x99, LG_COAP_CODE(4, 5)}, {"not_acceptable", 0x99, LG_COAP_CODE(4, 6)},
+    {"incomplete", 0x99, LG_COAP_CODE(4, 8)},      {"content_format", 0x99, LG_COAP_CODE(4, 15)},
+    {"proxy", 0x99, LG_COAP_CODE(5, 5)},           {"overloaded", 0x97, LG_COAP_CODE(4, 29)},
+    {"unavailable", 0x80, LG_COAP_CODE(5, 3)},     {"storage_full", 0x97, LG_COAP_CODE(5, 3)},
+    {"internal", 0x80, LG_COAP_CODE(5, 0)},
+};
+
+static void test_refusal_codes(void)
+{
+    lg_refusal r;
+    for (size_t i = 0; i < sizeof table14 / sizeof table14[0]; i++) {
+        const char *s = table14[i].reason;
+        lg_action a = lg_reason_action(s, strlen(s));
+        char diag[64];
+        int n = snprintf(diag, sizeof diag, "%s: detail", s);
+        EXPECT(lg_refusal_parse_puback(table14[i].puback, s, strlen(s), NULL, 0, &r) == LG_OK &&
+               r.action == a && strcmp(r.reason, s) == 0);
+        EXPECT(lg_refusal_parse_puback(table14[i].puback ^ 0x01, s, strlen(s), NULL, 0, &r) ==
+                   LG_ERR_MALFORMED && r.action == a && strcmp(r.reason, s) == 0);
+        EXPECT(lg_refusal_parse_coap_code(table14[i].coap, (const uint8_t *)diag, (size_t)n, &r) == LG_OK &&
+               r.action == a && r.detail.n == 6 && memcmp(r.detail.p, "detail", 6) == 0);
+        EXPECT(lg_refusal_parse_coap_code(LG_COAP_CODE(5, 4), (const uint8_t *)diag, (size_t)n, &r) ==
+               LG_ERR_MALFORMED && r.action == a);
+    }
+    /* no Reason String: the retry codes are resend (the gap: they were fix) */
+    EXPECT(lg_refusal_parse_puback(0x80, NULL, 0, NULL, 0, &r) == LG_OK && r.action == LG_ACT_RESEND &&
+           r.reason[0] == '\0');
+    EXPECT(lg_refusal_parse_puback(0x97, "", 0, NULL, 0, &r) == LG_OK && r.action == LG_ACT_RESEND);
+    EXPECT(lg_refusal_parse_puback(0x99, NULL, 0, NULL, 0, &r) == LG_OK && r.action == LG_ACT_FIX);
+    EXPECT(lg_refusal_parse_puback(0x87, NULL, 0, NULL, 0, &r) == LG_OK && r.action == LG_ACT_FIX);
+    EXPECT(lg_refusal_parse_puback(0x83, NULL, 0, NULL, 0, &r) == LG_OK && r.action == LG_ACT_FIX);
+    EXPECT(lg_refusal_parse_puback(0x83, NULL, 0, "41", 2, &r) == LG_OK && r.action == LG_ACT_RESYNC &&
+           r.has_last_seq && r.last_seq == 41);
+    EXPECT(lg_refusal_parse_puback(0x87, NULL, 0, "41", 2, &r) == LG_OK && r.action == LG_ACT_FIX);
+    EXPECT(lg_refusal_parse_puback(0x90, NULL, 0, NULL, 0, &r) == LG_OK && r.action == LG_ACT_FIX);
+    EXPECT(lg_refusal_parse_puback(0x00, NULL, 0, NULL, 0, &r) == LG_ERR_ARG);
+    EXPECT(lg_refusal_parse_puback(0x10, "replay", 6, NULL, 0, &r) == LG_ERR_ARG);
+    EXPECT(lg_refusal_parse_puback(0x83, "replay", 6, "4x", 2, &r) == LG_ERR_MALFORMED);
+    /* an unknown reason string is fix whatever the code (14.1 MUST) */
+    EXPECT(lg_refusal_parse_puback(0x97, "brand_new", 9, NULL, 0, &r) == LG_OK && r.action == LG_ACT_FIX);
+    /* CoAP without a diagnostic payload */
+    EXPECT(lg_refusal_parse_coap_code(LG_COAP_CODE(5, 3), NULL, 0, &r) == LG_OK && r.action == LG_ACT_RESEND);
+    EXPECT(lg_refusal_parse_coap_code(LG_COAP_CODE(4, 29), NULL, 0, &r) == LG_OK && r.action == LG_ACT_RESEND);
+    EXPECT(lg_refusal_parse_coap_code(LG_COAP_CODE(4, 8), NULL, 0, &r) == LG_OK && r.action == LG_ACT_RESEND);
+    EXPECT(lg_refusal_parse_coap_code(LG_COAP_CODE(5, 0), NULL, 0, &r) == LG_OK && r.action == LG_ACT_RESEND);
+    EXPECT(lg_refusal_parse_coap_code(LG_COAP_CODE(4, 1), NULL, 0, &r) == LG_OK && r.action == LG_ACT_REKEY);
+    EXPECT(lg_refusal_parse_coap_code(LG_COAP_CODE(4, 3), NULL, 0, &r) == LG_OK && r.action == LG_ACT_FIX);
+    EXPECT(lg_refusal_parse_coap_code(LG_COAP_CODE(4, 0), NULL, 0, &r) == LG_OK && r.action == LG_ACT_FIX);
+    EXPECT(lg_refusal_parse_coap_code(LG_COAP_CODE(2, 4), NULL, 0, &r) == LG_ERR_ARG);
+    EXPECT(lg_refusal_parse_coap_code(LG_COAP_CODE(4, 0), NULL, 3, &r) == LG_ERR_ARG);
+    const char *c2 = "replay: last_seq=41: seq 3 is not above 41";
+    EXPECT(lg_refusal_parse_coap_code(LG_COAP_CODE(4, 3), (const uint8_t *)c2, strlen(c2), &r) == LG_OK &&
+           r.action == LG_ACT_RESYNC && r.last_seq == 41 && r.detail.p == (const uint8_t *)c2 + 21 &&
+           r.detail.n == strlen(c2) - 21);
+    EXPECT(lg_refusal_parse_coap_code(LG_COAP_CODE(4, 3), (const uint8_t *)": x", 3, &r) == LG_ERR_MALFORMED);
+}
+
+/* The reject JSON's tx id and detail (14.3): a device with several records
+ * in flight matches the message to its tx. */
+static void test_refusal_tx(void)
+{
+    lg_refusal r;
+    const char *j = "{\"tx_id\": \"00ff2a0000000000000000000000000000000000000000000000000000000001\", "
+                    "\"reason\": \"replay\", \"error\": \"seq 3 \\\"old\\\"\", \"last_seq\": 41}";
+    EXPECT(lg_refusal_parse_json((const uint8_t *)j, strlen(j), &r) == LG_OK);
+    EXPECT(r.has_tx_id && r.tx_id[0] == 0x00 && r.tx_id[1] == 0xff && r.tx_id[2] == 0x2a && r.tx_id[31] == 0x01);
+    EXPECT(r.detail.n == 13 && memcmp(r.detail.p, "seq 3 \\\"old\\\"", 13) == 0 &&
+           r.detail.p > (const uint8_t *)j && r.detail.p + r.detail.n < (const uint8_t *)j + strlen(j));
+    const char *e = "{\"tx_id\": \"\", \"reason\": \"malformed\", \"error\": \"\"}";
+    EXPECT(lg_refusal_parse_json((const uint8_t *)e, strlen(e), &r) == LG_OK && !r.has_tx_id && r.detail.n == 0);
+    const char *bad[] = {"{\"tx_id\": \"00\", \"reason\": \"x\"}",
+                         "{\"tx_id\": \"g0ff2a0000000000000000000000000000000000000000000000000000000001\", \"reason\": \"x\"}",
+                         "{\"tx_id\": 5, \"reason\": \"x\"}", "{\"error\": null, \"reason\": \"x\"}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        EXPECT(lg_refusal_parse_json((const uint8_t *)bad[i], strlen(bad[i]), &r) == LG_ERR_MALFORMED);
+}
+
+/* ---- PKCS#8 ------------------------------------------------------------------------ */
+
+static lg_err pk8(const char *hex, lg_key_type *t, uint8_t out[32])
+{
+    uint8_t b[200];
+    size_t n = strlen(hex) / 2;
+    for (size_t i = 0; i < n; i++) {
+        unsigned v;
+        sscanf(hex + 2 * i, "%2x", &v);
+        b[i] = (uint8_t)v;
+    }
+    return lg_key_from_pkcs8(b, n, t, out);
+}
+
+#define K32 "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+#define K31 "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e"
+#define EC_ALG "301306072a8648ce3d020106082a8648ce3d030107"
+
+static void test_pkcs8(void)
+{
+    lg_key_type t;
+    uint8_t k[32];
+    /* what the vectors do not cover (keys.json: every key, every truncation) */
+    EXPECT(pk8("302e020100300506032b657004220420" K32, &t, k) == LG_OK && t == LG_KEY_ED25519 && k[31] == 0x1f);
+    EXPECT(pk8("302e020100300506032b656e04220420" K32, &t, k) == LG_OK && t == LG_KEY_X25519);
+    /* v2 with its publicKey [1]; v2 without it, v1 with it: malformed */
+    EXPECT(pk8("3051020101300506032b657004220420" K32 "812100" K32, &t, k) == LG_OK && t == LG_KEY_ED25519);
+    EXPECT(pk8("302e020101300506032b657004220420" K32, &t, k) == LG_ERR_MALFORMED);
+    EXPECT(pk8("3051020100300506032b657004220420" K32 "812100" K32, &t, k) == LG_ERR_MALFORMED);
+    /* attributes [0] are skipped */
+    EXPECT(pk8("3030020100300506032b657004220420" K32 "a000", &t, k) == LG_OK);
+    /* version 2, parameters with an RFC 8410 OID, 31-byte key, trailing bytes */
+    EXPECT(pk8("302e020102300506032b657004220420" K32, &t, k) == LG_ERR_MALFORMED);
+    EXPECT(pk8("3030020100300706032b65700500042204" "20" K32, &t, k) == LG_ERR_MALFORMED);
+    EXPECT(pk8("302d020100300506032b6570042104" "1f" K31, &t, k) == LG_ERR_MALFORMED && k[0] == 0);
+    EXPECT(pk8("302e020100300506032b657004220420" K32 "00", &t, k) == LG_ERR_MALFORMED);
+    /* a non-shortest length: 0x81 0x2e */
+    EXPECT(pk8("30812e020100300506032b657004220420" K32, &t, k) == LG_ERR_MALFORMED);
+    /* Ed448, X448: not ours */
+    EXPECT(pk8("302e020100300506032b657104220420" K32, &t, k) == LG_ERR_UNSUPPORTED_ALG);
+    /* P-256: minimal ECPrivateKey; [0] the same curve; the scalar 0 and n */
+    EXPECT(pk8("3041020100" EC_ALG "042730250201010420" K32, &t, k) == LG_OK && t == LG_KEY_P256 && k[0] == 0);
+    EXPECT(pk8("304d020100" EC_ALG "04333031020101" "0420" K32 "a00a06082a8648ce3d030107", &t, k) == LG_OK);
+    EXPECT(pk8("304d020100" EC_ALG "04333031020101" "0420" K32 "a00a06082a8648ce3d030108", &t, k) ==
+           LG_ERR_MALFORMED);
+    EXPECT(pk8("3041020100" EC_ALG "042730250201010420"
+               "0000000000000000000000000000000000000000000000000000000000000000", &t, k) == LG_ERR_MALFORMED);
+    EXPECT(pk8("3041020100" EC_ALG "042730250201010420"
+               "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551", &t, k) == LG_ERR_MALFORMED);
+    EXPECT(pk8("3041020100" EC_ALG "042730250201010420"
+               "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632550", &t, k) == LG_OK);
+    /* ECPrivateKey version 0; P-384 (1.3.132.0.34): not ours */
+    EXPECT(pk8("3041020100" EC_ALG "042730250201000420" K32, &t, k) == LG_ERR_MALFORMED);
+    EXPECT(pk8("303e020100301006072a8648ce3d020106052b8104002204273025020101" "0420" K32, &t, k) ==
+           LG_ERR_UNSUPPORTED_ALG);
+    EXPECT(lg_key_from_pkcs8(NULL, 0, &t, k) == LG_ERR_ARG);
+}
+
 /* ---- the CBOR reader's refusals ----------------------------------------------------- */
 
 static lg_err item(const char *bytes, size_t n)
@@ -321,6 +472,9 @@ int main(void)
     test_seq();
     test_token();
     test_refusal();
+    test_refusal_codes();
+    test_refusal_tx();
+    test_pkcs8();
     test_cbor();
     test_list();
     test_misc();

@@ -299,6 +299,28 @@ static int case_keys(const cJSON *c)
             }
         }
     }
+    /* lg_key_from_pkcs8 reads the secret back, and refuses every
+     * truncation as malformed (each in a buffer of exactly its length) */
+    lg_key_type kt;
+    uint8_t got[32];
+    lg_key_type want = strcmp(alg, "ES256") == 0 ? LG_KEY_P256 : strcmp(alg, "EdDSA") == 0 ? LG_KEY_ED25519 : LG_KEY_X25519;
+    lg_err ke = lg_key_from_pkcs8(pkcs8, n, &kt, got);
+    if (r != R_FAIL && (ke != LG_OK || kt != want || memcmp(got, sec, 32) != 0)) {
+        fprintf(stderr, "FAIL keys / %s: lg_key_from_pkcs8: %s\n", name, lg_strerror(ke));
+        r = R_FAIL;
+    }
+    for (size_t k = 0; r != R_FAIL && k < n; k++) {
+        uint8_t *t = malloc(k ? k : 1);
+        memcpy(t, pkcs8, k);
+        ke = lg_key_from_pkcs8(t, k, &kt, got);
+        free(t);
+        if (ke != LG_ERR_MALFORMED) {
+            fprintf(stderr, "FAIL keys / %s: lg_key_from_pkcs8 of the first %zu of %zu bytes: %s\n", name, k, n,
+                    lg_strerror(ke));
+            r = R_FAIL;
+        }
+    }
+    seed("pkcs8", pkcs8, n);
     free(sec), free(spki), free(pkcs8);
     return r;
 }
@@ -735,6 +757,18 @@ static int case_answer_config(const cJSON *c)
     seed("config", b, n);
     lg_err e = lg_config_answer_verify(b, n, cc.g, &chk, &cs, &acc);
     int r = verdict(c, e, false);
+    /* the same answer to a device that holds no configuration (hash NULL,
+     * 11.2 step 7): only the last step differs, and it says download */
+    lg_config_set cs0;
+    lg_config_state acc0;
+    chk.hash = NULL;
+    lg_err e0 = lg_config_answer_verify(b, n, cc.g, &chk, &cs0, &acc0);
+    chk.hash = hash;
+    if (r != R_FAIL && e0 != (e == LG_OK ? LG_ERR_NOT_CURRENT : e)) {
+        fprintf(stderr, "FAIL %s / %s: hash NULL: %s, want %s\n", cur_file, cur_case, lg_strerror(e0),
+                lg_strerror(e == LG_OK ? LG_ERR_NOT_CURRENT : e));
+        r = R_FAIL;
+    }
     if (r == R_PASS && e == LG_OK) {
         const cJSON *a = get(get(c, "outputs"), "accepted");
         if (a != NULL && (strcmp(acc.target, jstr(a, "target")) != 0 ||

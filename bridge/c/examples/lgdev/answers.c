@@ -90,12 +90,19 @@ int conn_post_tx(struct co *c, const char *path, const uint8_t *env, size_t len,
             errf("the receipt of a committed tx is not at %s", where);
         }
     } else {
-        snprintf(p->detail, sizeof p->detail, "%s", r.payload ? (char *)r.payload : "");
-        lg_err e = lg_refusal_parse_coap(r.payload ? r.payload : (const uint8_t *)"", r.len, &p->refusal);
-        if (e == LG_OK)
+        /* The response code counts when the diagnostic payload is empty
+         * (5.03, 4.29: resend); the payload's reason decides otherwise. */
+        uint8_t code = LG_COAP_CODE(r.code / 100, r.code % 100);
+        lg_err e = r.code >= 400 && r.code < 800 ? lg_refusal_parse_coap_code(code, r.payload, r.len, &p->refusal)
+                                                 : LG_ERR_ARG;
+        if (e == LG_OK) {
+            snprintf(p->detail, sizeof p->detail, "%.*s", (int)p->refusal.detail.n,
+                     (const char *)p->refusal.detail.p);
             rc = 1;
-        else
-            errf("%s with a diagnostic payload that is no refusal (%s): %s", p->code, lg_strerror(e), p->detail);
+        } else {
+            errf("%s with a diagnostic payload that is no refusal (%s): %s", p->code, lg_strerror(e),
+                 r.payload ? (char *)r.payload : "");
+        }
     }
     co_resp_free(&r);
     return rc;

@@ -181,9 +181,9 @@ int cmd_config(int argc, char **argv)
         }
         goto out;
     }
-    static const uint8_t none[LG_HASH_LEN]; /* no configuration held yet */
+    /* hash NULL: no configuration held yet (lg.h), so none is current */
     lg_config_check chk = {.device = id, .groups = gcopy ? groups : NULL, .n_groups = n_groups,
-                           .last = last.valid ? &last : NULL, .hash = last.valid ? last.sha256 : none,
+                           .last = last.valid ? &last : NULL, .hash = last.valid ? last.sha256 : NULL,
                            .now_ms = now_ms(), .max_age_ms = (int64_t)max_age * 1000};
     lg_config_set cs;
     lg_config_state acc;

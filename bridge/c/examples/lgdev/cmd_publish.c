@@ -130,22 +130,44 @@ static int on_refusal(struct pub *p, struct rec *r, const lg_refusal *ref, const
 
 /* ---- MQTT ---------------------------------------------------------- */
 
-/* reject_detail waits briefly for the reject message of tx on the
- * rejects topic (14.3) and returns it (heap) for people to read. */
-static char *reject_detail(struct mq *m, const char *topic, const uint8_t tx_id[LG_HASH_LEN])
+/* reject_of returns the detail (heap) of msg if it is the reject message
+ * of tx_id, else NULL. */
+static char *reject_of(const struct mq_msg *msg, const uint8_t tx_id[LG_HASH_LEN])
 {
-    char hex[2 * LG_HASH_LEN + 1];
-    hex_encode(tx_id, LG_HASH_LEN, hex);
+    lg_refusal ref;
+    char *s = NULL;
+    if (lg_refusal_parse_json(msg->payload, msg->len, &ref) == LG_OK && ref.has_tx_id &&
+        memcmp(ref.tx_id, tx_id, LG_HASH_LEN) == 0 && (s = malloc(ref.detail.n + 1)) != NULL) {
+        memcpy(s, ref.detail.p, ref.detail.n); /* JSON escapes as sent: for people */
+        s[ref.detail.n] = '\0';
+    }
+    return s;
+}
+
+/* reject_detail waits briefly for the reject message of tx on the
+ * rejects topic (14.3) and returns its detail (heap) for people to read.
+ * The message names its tx (lg_refusal.tx_id): with several records in
+ * flight, the rejects of the others are kept in *held for their turn. */
+static char *reject_detail(struct mq *m, const char *topic, const uint8_t tx_id[LG_HASH_LEN], struct mq_msg **held)
+{
+    char *s;
+    for (struct mq_msg **q = held; *q; q = &(*q)->next) {
+        if ((s = reject_of(*q, tx_id))) {
+            struct mq_msg *found = *q;
+            *q = found->next;
+            mq_msg_free(found);
+            return s;
+        }
+    }
     int64_t deadline = now_ms() + 2000;
     struct mq_msg *msg;
     while ((msg = mq_take(m, topic, deadline))) {
-        if (msg->len && strstr((char *)msg->payload, hex)) {
-            char *s = (char *)msg->payload;
-            msg->payload = NULL;
+        if ((s = reject_of(msg, tx_id))) {
             mq_msg_free(msg);
             return s;
         }
-        mq_msg_free(msg);
+        msg->next = *held;
+        *held = msg;
     }
     return NULL;
 }
@@ -167,6 +189,7 @@ static int publish_mqtt(struct pub *p, const char *broker, size_t window, int64_
     snprintf(receipts, sizeof receipts, "lg/v1/%s/receipts", p->d.id);
     snprintf(rejects, sizeof rejects, "lg/v1/%s/rejects", p->d.id);
     int rc = EXIT_ERR;
+    struct mq_msg *held = NULL; /* reject messages of records not yet looked at */
     struct rec *recs = calloc(p->count, sizeof *recs);
     if (!recs) {
         errf("out of memory");
@@ -187,15 +210,18 @@ static int publish_mqtt(struct pub *p, const char *broker, size_t window, int64_
             goto out;
         if (ack.code >= 0x80) { /* below 0x80 is success in MQTT 5 */
             lg_refusal ref;
-            lg_err e = lg_refusal_parse_mqtt5(ack.reason, strlen(ack.reason), ack.last_seq[0] ? ack.last_seq : NULL,
-                                              strlen(ack.last_seq), &ref);
+            /* The reason code counts when there is no Reason String
+             * (0x80, 0x97: resend); a reason string decides otherwise. */
+            lg_err e = lg_refusal_parse_puback((uint8_t)ack.code, ack.reason[0] ? ack.reason : NULL,
+                                               strlen(ack.reason), ack.last_seq[0] ? ack.last_seq : NULL,
+                                               strlen(ack.last_seq), &ref);
             if (e != LG_OK) {
                 lgerr("read the PUBACK's refusal", e);
                 goto out;
             }
             char code[32];
             snprintf(code, sizeof code, "PUBACK 0x%02x", ack.code);
-            char *detail = reject_detail(m, rejects, r->tx_id);
+            char *detail = reject_detail(m, rejects, r->tx_id, &held);
             int what = on_refusal(p, r, &ref, code, detail);
             free(detail);
             if (what < 0) {
@@ -233,6 +259,11 @@ out:
         for (size_t i = 0; i < p->count; i++)
             free(recs[i].env);
     free(recs);
+    while (held) {
+        struct mq_msg *next = held->next;
+        mq_msg_free(held);
+        held = next;
+    }
     mq_close(m);
     return rc;
 }

@@ -1,23 +1,12 @@
-/* dev.c: see dev.h. Key files are parsed here with mbedTLS: the core
- * library takes raw keys and does no I/O. */
+/* dev.c: see dev.h. Key files are read here (PEM with mbedTLS); their
+ * PKCS#8 DER is the core's lg_key_from_pkcs8: the core does no I/O. */
 #include "dev.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <mbedtls/ecp.h>
-#include <mbedtls/pk.h>
-
 #include "util.h"
-
-/* PKCS#8 of an RFC 8410 key is a fixed 16-byte prefix and the 32-byte
- * key: SEQUENCE { 0, AlgorithmIdentifier { OID }, OCTET STRING { OCTET
- * STRING (32) } }. mbedTLS 2.28 does not parse these OIDs itself. */
-static const uint8_t pkcs8_x25519[16] = {0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06,
-                                         0x03, 0x2b, 0x65, 0x6e, 0x04, 0x22, 0x04, 0x20};
-static const uint8_t pkcs8_ed25519[16] = {0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06,
-                                          0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20};
 
 int lgerr(const char *what, lg_err e)
 {
@@ -28,26 +17,15 @@ static int load_signing_key(const char *path, uint8_t key[32], lg_alg *alg)
 {
     uint8_t der[512];
     size_t n;
+    lg_key_type t;
     if (pem_der(path, "PRIVATE KEY", der, sizeof der, &n) != 0)
         return -1;
-    if (n == 48 && memcmp(der, pkcs8_ed25519, 16) == 0) {
-        memcpy(key, der + 16, 32);
-        *alg = LG_ALG_EDDSA;
-        return 0;
-    }
-    mbedtls_pk_context pk;
-    mbedtls_pk_init(&pk);
-    int rc = mbedtls_pk_parse_key(&pk, der, n, NULL, 0);
-    if (rc != 0 || mbedtls_pk_get_type(&pk) != MBEDTLS_PK_ECKEY ||
-        mbedtls_pk_ec(pk)->grp.id != MBEDTLS_ECP_DP_SECP256R1) {
-        mbedtls_pk_free(&pk);
-        return errf("%s: not a P-256 or Ed25519 PKCS#8 key", path);
-    }
-    rc = mbedtls_mpi_write_binary(&mbedtls_pk_ec(pk)->d, key, 32);
-    mbedtls_pk_free(&pk);
-    if (rc != 0)
-        return errf("%s: bad P-256 private key", path);
-    *alg = LG_ALG_ES256;
+    lg_err e = lg_key_from_pkcs8(der, n, &t, key);
+    memset(der, 0, sizeof der);
+    if (e != LG_OK || t == LG_KEY_X25519)
+        return errf("%s: not a P-256 or Ed25519 PKCS#8 key (%s)", path,
+                    e != LG_OK ? lg_strerror(e) : "an X25519 key signs nothing");
+    *alg = t == LG_KEY_P256 ? LG_ALG_ES256 : LG_ALG_EDDSA;
     return 0;
 }
 
@@ -55,11 +33,15 @@ int load_x25519(const char *path, uint8_t key[32])
 {
     uint8_t der[128];
     size_t n;
+    lg_key_type t;
     if (pem_der(path, "PRIVATE KEY", der, sizeof der, &n) != 0)
         return -1;
-    if (n != 48 || memcmp(der, pkcs8_x25519, 16) != 0)
+    lg_err e = lg_key_from_pkcs8(der, n, &t, key);
+    memset(der, 0, sizeof der);
+    if (e != LG_OK || t != LG_KEY_X25519) {
+        memset(key, 0, 32);
         return errf("%s: not an X25519 PKCS#8 key (KEY.enc of `ledgergate device keygen`)", path);
-    memcpy(key, der + 16, 32);
+    }
     return 0;
 }
 
