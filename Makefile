@@ -28,9 +28,11 @@ TEST_DEBS += gcc libmbedtls-dev libsodium-dev libcjson-dev libcbor-dev valgrind 
 # ... and the example C device (TestLgdev, bridge/c/examples/lgdev): MQTT, CoAP with DTLS (libcoap's OpenSSL build), mbedTLS, libsodium (Ed25519).
 TEST_DEBS += gcc make pkg-config libmosquitto-dev libcoap3-dev libmbedtls-dev libsodium-dev
 # ... and the egress connectors' sinks (TestEgress*: a real MQTT broker and JetStream server, started by
-# the tests on free ports). Debian enables their services on install, and mosquitto's takes 127.0.0.1:1883,
-# the dev gateway's MQTT port: `systemctl disable --now mosquitto nats-server` on a machine that runs them.
+# the tests on free ports). Debian starts and enables their services on install, and mosquitto's takes
+# 127.0.0.1:1883, the dev gateway's MQTT port: `make deps` installs them with services kept from
+# starting (policy-rc.d) and disables the services of the ones it installed.
 TEST_DEBS += mosquitto nats-server
+TEST_SERVICES := mosquitto nats-server
 
 .PHONY: help run cluster cluster-clean build cross deb deps test test-go packaging-test fuzz-short verify bench sim chaos screenshots vectors clean c c-test
 
@@ -59,10 +61,16 @@ deb: cross ## .deb packages for amd64, arm64 and armhf into dist/ (nfpm; packagi
 	VERSION='$(VERSION)' ./packaging/build-deb.sh
 
 deps: ## install the Debian packages the tests use, when missing (needs root)
-	@missing=""; for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(TEST_DEBS); do \
+	  dpkg-query -W -f '$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  prc=/usr/sbin/policy-rc.d; own=""; \
+	  if [ ! -e $$prc ]; then printf '#!/bin/sh\nexit 101\n' > $$prc && chmod 755 $$prc && own=1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; rc=$$?; \
+	  if [ -n "$$own" ]; then rm -f $$prc; fi; \
+	  for s in $(TEST_SERVICES); do case " $$missing " in *" $$s "*) systemctl disable --quiet $$s 2>/dev/null || true;; esac; done; \
+	  exit $$rc; \
 	fi
 
 test: deps verify cross test-go packaging-test fuzz-short c-test ## everything CI runs: deps, verify, cross builds, all tests, short fuzzing, the C library
