@@ -436,29 +436,37 @@ void lg_tbs(lg_cbw *w, lg_str prot, lg_str payload)
     cbw_bytes(w, payload.p, payload.n);
 }
 
+/* SHA-256 of the ToBeSigned, hashed as a stream (what ES256 signs). Not
+ * inlined: the SHA-256 context is off the stack while ECDSA runs. */
+static LG_NOINLINE void tbs_digest(lg_str prot, lg_str payload, uint8_t d[32])
+{
+    mbedtls_sha256_context sha;
+    lg_cbw w;
+    mbedtls_sha256_init(&sha);
+    mbedtls_sha256_starts_ret(&sha, 0);
+    cbw_init(&w, NULL, 0);
+    w.sha = &sha;
+    lg_tbs(&w, prot, payload);
+    mbedtls_sha256_finish_ret(&sha, d);
+    mbedtls_sha256_free(&sha);
+}
+
 /* Ed25519 signs the whole ToBeSigned; libsodium takes it in one piece, so
  * a copy is made on the stack, bounded here. ES256 hashes it as a stream. */
 #define LG_ED25519_TBS_MAX 512
 
 lg_err lg_sig_verify(lg_alg alg, lg_str prot, lg_str payload, lg_str sig, const lg_pubkey *key)
 {
-    lg_cbw w;
     if (alg != key->alg || sig.n != 64)
         return LG_ERR_BAD_SIGNATURE;
     if (alg == LG_ALG_ES256) {
-        mbedtls_sha256_context sha;
         uint8_t d[32];
-        mbedtls_sha256_init(&sha);
-        mbedtls_sha256_starts_ret(&sha, 0);
-        cbw_init(&w, NULL, 0);
-        w.sha = &sha;
-        lg_tbs(&w, prot, payload);
-        mbedtls_sha256_finish_ret(&sha, d);
-        mbedtls_sha256_free(&sha);
+        tbs_digest(prot, payload, d);
         return lg_p256_verify_rs(key->key, d, sig.p);
     }
 #ifdef LG_WITH_ED25519
     uint8_t tbs[LG_ED25519_TBS_MAX];
+    lg_cbw w;
     cbw_init(&w, tbs, sizeof tbs);
     lg_tbs(&w, prot, payload);
     if (w.err != LG_OK)
@@ -598,15 +606,8 @@ static lg_err envelope(const lg_device *dev, const sign_args *a, uint8_t *out, s
     lg_str prot = {out + poff, plen}, pay = {out + boff, blen};
     lg_err e;
     if (dev->alg == LG_ALG_ES256) {
-        mbedtls_sha256_context sha;
         uint8_t d[32];
-        mbedtls_sha256_init(&sha);
-        mbedtls_sha256_starts_ret(&sha, 0);
-        cbw_init(&cnt, NULL, 0);
-        cnt.sha = &sha;
-        lg_tbs(&cnt, prot, pay);
-        mbedtls_sha256_finish_ret(&sha, d);
-        mbedtls_sha256_free(&sha);
+        tbs_digest(prot, pay, d);
         e = lg_p256_sign(dev->key, d, dev->f_rng, dev->p_rng, out + soff);
     } else {
         /* Ed25519 needs ToBeSigned in one piece: it is 10 bytes longer
@@ -762,8 +763,10 @@ lg_err lg_sign_rekey(const lg_device *dev, const uint8_t *new_spki, size_t new_s
 
 /* ---- tokens (protocol.md 7) -------------------------------------------- */
 
-/* An envelope with claims is at most ~ 2 + 67 + 1 + 3 + 4 + 2 * 66 + 2 * 9
- * + 66 bytes: 320 is enough. */
+/* An envelope with claims is at most 2 (tag, array) + 72 (protected: bstr
+ * head, map, alg, kid of LG_ID_MAX) + 1 (unprotected) + 157 (claims: bstr
+ * head, map, sub and aud of LG_ID_MAX, exp and iat of 9 bytes) + 66
+ * (signature) = 298 bytes: 320 is enough, for making and for checking. */
 #define LG_TOKEN_ENV_MAX 320
 
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -771,7 +774,6 @@ static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 lg_err lg_token_make(const lg_device *dev, int64_t iat, int64_t exp, char *out, size_t cap,
                      size_t *out_len)
 {
-    uint8_t env[LG_TOKEN_ENV_MAX];
     size_t len;
     lg_err e = check_device(dev);
     if (e != LG_OK)
@@ -782,11 +784,17 @@ lg_err lg_token_make(const lg_device *dev, int64_t iat, int64_t exp, char *out, 
     sign_args a = {0};
     a.iat = iat;
     a.exp = exp;
-    if ((e = envelope(dev, &a, env, sizeof env, &len)) != LG_OK)
+    /* The envelope is made in out and encoded in place (no copy on the
+     * stack, which the signature's frames need): moved to out's end, it
+     * starts at cap - len > len / 3, so each group of 3 bytes is read
+     * before the 4 characters of the groups before it reach it. */
+    if ((e = envelope(dev, &a, (uint8_t *)out, cap < LG_TOKEN_ENV_MAX ? cap : LG_TOKEN_ENV_MAX,
+                      &len)) != LG_OK)
         return e;
     size_t need = (len * 4 + 2) / 3; /* RFC 4648 5, no padding */
     if (cap < need + 1)
         return LG_ERR_BUFFER;
+    const uint8_t *env = memmove(out + cap - len, out, len);
     size_t o = 0;
     for (size_t i = 0; i < len; i += 3) {
         uint32_t v = (uint32_t)env[i] << 16;
@@ -812,9 +820,13 @@ static int b64url_val(char ch)
 lg_err lg_token_check(const char *token, size_t len, const char *chain_id, int64_t now,
                       const lg_pubkey *key)
 {
-    /* protocol.md 7 allows 1369 characters, which (1369 is no base64
-     * length) means 1368: 1026 bytes, as Go's ParseToken takes them */
-    uint8_t env[1026];
+    /* protocol.md 7 allows 1369 characters (1026 bytes), but a token that
+     * passes the checks below is at most 298 bytes: the protected header
+     * with a kid of LG_ID_MAX, claims whose sub is that kid and whose aud is
+     * chain_id (LG_ID_MAX), 64 bytes of signature. A longer one is refused
+     * here, as LG_ERR_TOKEN, before it is decoded; Go decodes it and refuses
+     * its signature (docs/c-library.md, where it is stricter). */
+    uint8_t env[LG_TOKEN_ENV_MAX];
     size_t n = 0;
     uint32_t acc = 0;
     if (token == NULL || chain_id == NULL || key == NULL)
