@@ -21,111 +21,115 @@ enum ftype {
     F_WAVES      /* [* uint], strictly increasing, 1..100, ending at 100, <= max */
 };
 
+/* 12 bytes on a 32-bit MCU (32 with 64-bit bounds and a size_t offset):
+ * the tables below are most of the decoder's flash. */
 typedef struct field {
     uint8_t key;
     uint8_t type;
     bool required;
-    uint64_t min, max;
-    size_t off; /* into lg_tx.u */
+    uint8_t min; /* 0 or 1 */
+    uint8_t off; /* into lg_tx.u */
+    uint32_t max; /* ANY_U63: up to INT64_MAX */
 } field;
 
 #define U63 ((uint64_t)INT64_MAX)
+#define ANY_U63 UINT32_MAX
 #define OFF(m) offsetof(lg_tx, u.m) - offsetof(lg_tx, u)
 #define REQ true  /* REQUIRED */
 #define OPT false /* OPTIONAL, omitted when empty */
 
 static const field f_enroll[] = {
-    {1, F_ID, REQ, 0, 0, OFF(enroll.device_id)},
-    {2, F_SIGN_KEY, REQ, 0, 0, OFF(enroll.public_key)},
-    {3, F_ID, OPT, 0, 0, OFF(enroll.model)},
-    {4, F_IDS, OPT, 1, LG_MAX_GROUPS, OFF(enroll.groups)},
-    {5, F_ENC_KEY, OPT, 0, 0, OFF(enroll.enc_key)},
+    {1, F_ID, REQ, 0, OFF(enroll.device_id), 0},
+    {2, F_SIGN_KEY, REQ, 0, OFF(enroll.public_key), 0},
+    {3, F_ID, OPT, 0, OFF(enroll.model), 0},
+    {4, F_IDS, OPT, 1, OFF(enroll.groups), LG_MAX_GROUPS},
+    {5, F_ENC_KEY, OPT, 0, OFF(enroll.enc_key), 0},
 };
 static const field f_revoke[] = {
-    {1, F_ID, REQ, 0, 0, OFF(revoke.device_id)},
-    {2, F_TEXT, OPT, 0, 256, OFF(revoke.reason)},
+    {1, F_ID, REQ, 0, OFF(revoke.device_id), 0},
+    {2, F_TEXT, OPT, 0, OFF(revoke.reason), 256},
 };
 static const field f_rekey[] = {
-    {1, F_ID, REQ, 0, 0, OFF(rekey.device_id)},
-    {2, F_UINT, REQ, 1, U63, OFF(rekey.seq)},
-    {3, F_SIGN_KEY, REQ, 0, 0, OFF(rekey.public_key)},
-    {4, F_ENC_KEY, OPT, 0, 0, OFF(rekey.enc_key)},
+    {1, F_ID, REQ, 0, OFF(rekey.device_id), 0},
+    {2, F_UINT, REQ, 1, OFF(rekey.seq), ANY_U63},
+    {3, F_SIGN_KEY, REQ, 0, OFF(rekey.public_key), 0},
+    {4, F_ENC_KEY, OPT, 0, OFF(rekey.enc_key), 0},
 };
 static const field f_record[] = {
-    {1, F_ID, REQ, 0, 0, OFF(record.device_id)},
-    {2, F_ID, REQ, 0, 0, OFF(record.stream)},
-    {3, F_UINT, REQ, 1, U63, OFF(record.seq)},
-    {4, F_INT, REQ, 0, 0, OFF(record.time_ms)},
-    {5, F_TEXT, OPT, 0, 128, OFF(record.content_type)},
-    {6, F_BYTES, OPT, 0, 0, OFF(record.payload)},
+    {1, F_ID, REQ, 0, OFF(record.device_id), 0},
+    {2, F_ID, REQ, 0, OFF(record.stream), 0},
+    {3, F_UINT, REQ, 1, OFF(record.seq), ANY_U63},
+    {4, F_INT, REQ, 0, OFF(record.time_ms), 0},
+    {5, F_TEXT, OPT, 0, OFF(record.content_type), 128},
+    {6, F_BYTES, OPT, 0, OFF(record.payload), 0},
 };
 static const field f_config_set[] = {
-    {1, F_TARGET, REQ, 0, 0, OFF(config_set.target)},
-    {2, F_UINT, REQ, 1, U63, OFF(config_set.version)},
-    {3, F_HASH, REQ, 0, 0, OFF(config_set.sha256)},
-    {4, F_UINT, REQ, 0, 1048576, OFF(config_set.size)},
-    {5, F_TEXT, OPT, 0, 128, OFF(config_set.content_type)},
-    {6, F_HASH, REQ, 0, 0, OFF(config_set.blob)},
-    {7, F_TEXT, OPT, 0, LG_URI_MAX, OFF(config_set.uri)},
+    {1, F_TARGET, REQ, 0, OFF(config_set.target), 0},
+    {2, F_UINT, REQ, 1, OFF(config_set.version), ANY_U63},
+    {3, F_HASH, REQ, 0, OFF(config_set.sha256), 0},
+    {4, F_UINT, REQ, 0, OFF(config_set.size), 1048576},
+    {5, F_TEXT, OPT, 0, OFF(config_set.content_type), 128},
+    {6, F_HASH, REQ, 0, OFF(config_set.blob), 0},
+    {7, F_TEXT, OPT, 0, OFF(config_set.uri), LG_URI_MAX},
 };
 static const field f_config_report[] = {
-    {1, F_ID, REQ, 0, 0, OFF(config_report.device_id)},
-    {2, F_UINT, REQ, 1, U63, OFF(config_report.seq)},
-    {3, F_UINT, REQ, 0, U63, OFF(config_report.version)},
-    {4, F_HASH, REQ, 0, 0, OFF(config_report.sha256)},
+    {1, F_ID, REQ, 0, OFF(config_report.device_id), 0},
+    {2, F_UINT, REQ, 1, OFF(config_report.seq), ANY_U63},
+    {3, F_UINT, REQ, 0, OFF(config_report.version), ANY_U63},
+    {4, F_HASH, REQ, 0, OFF(config_report.sha256), 0},
 };
 static const field f_heartbeat[] = {
-    {1, F_ID, REQ, 0, 0, OFF(heartbeat.node)},
-    {2, F_INT, REQ, 0, 0, OFF(heartbeat.time_ms)},
+    {1, F_ID, REQ, 0, OFF(heartbeat.node), 0},
+    {2, F_INT, REQ, 0, OFF(heartbeat.time_ms), 0},
 };
 static const field f_vendor_enroll[] = {
-    {1, F_ID, REQ, 0, 0, OFF(vendor_enroll.vendor)},
-    {2, F_SIGN_KEY, REQ, 0, 0, OFF(vendor_enroll.public_key)},
-    {3, F_IDS, REQ, 1, 64, OFF(vendor_enroll.models)},
+    {1, F_ID, REQ, 0, OFF(vendor_enroll.vendor), 0},
+    {2, F_SIGN_KEY, REQ, 0, OFF(vendor_enroll.public_key), 0},
+    {3, F_IDS, REQ, 1, OFF(vendor_enroll.models), 64},
 };
 static const field f_reviewer_enroll[] = {
-    {1, F_ID, REQ, 0, 0, OFF(reviewer_enroll.reviewer)},
-    {2, F_SIGN_KEY, REQ, 0, 0, OFF(reviewer_enroll.public_key)},
+    {1, F_ID, REQ, 0, OFF(reviewer_enroll.reviewer), 0},
+    {2, F_SIGN_KEY, REQ, 0, OFF(reviewer_enroll.public_key), 0},
 };
 static const field f_publish[] = {
-    {1, F_ID, REQ, 0, 0, OFF(publish.model)},
-    {2, F_UINT, REQ, 1, U63, OFF(publish.version)},
-    {3, F_HASH, REQ, 0, 0, OFF(publish.sha256)},
-    {4, F_UINT, REQ, 1, U63, OFF(publish.size)},
-    {5, F_INT, REQ, 1, 0, OFF(publish.expires)}, /* > 0: min is checked for F_INT */
-    {6, F_UINT, OPT, 0, U63, OFF(publish.min_version)},
+    {1, F_ID, REQ, 0, OFF(publish.model), 0},
+    {2, F_UINT, REQ, 1, OFF(publish.version), ANY_U63},
+    {3, F_HASH, REQ, 0, OFF(publish.sha256), 0},
+    {4, F_UINT, REQ, 1, OFF(publish.size), ANY_U63},
+    {5, F_INT, REQ, 1, OFF(publish.expires), 0}, /* > 0: min is checked for F_INT */
+    {6, F_UINT, OPT, 0, OFF(publish.min_version), ANY_U63},
 };
 static const field f_vote[] = {
-    {1, F_ID, REQ, 0, 0, OFF(vote.model)},
-    {2, F_UINT, REQ, 1, U63, OFF(vote.version)},
-    {3, F_BOOL, REQ, 0, 0, OFF(vote.good)},
-    {4, F_TEXT, OPT, 0, 256, OFF(vote.reason)},
+    {1, F_ID, REQ, 0, OFF(vote.model), 0},
+    {2, F_UINT, REQ, 1, OFF(vote.version), ANY_U63},
+    {3, F_BOOL, REQ, 0, OFF(vote.good), 0},
+    {4, F_TEXT, OPT, 0, OFF(vote.reason), 256},
 };
 static const field f_approve[] = {
-    {1, F_ID, REQ, 0, 0, OFF(approve.model)},
-    {2, F_UINT, REQ, 1, U63, OFF(approve.version)},
-    {3, F_ID, REQ, 0, 0, OFF(approve.group)},
+    {1, F_ID, REQ, 0, OFF(approve.model), 0},
+    {2, F_UINT, REQ, 1, OFF(approve.version), ANY_U63},
+    {3, F_ID, REQ, 0, OFF(approve.group), 0},
 };
 static const field f_fw_revoke[] = {
-    {1, F_ID, REQ, 0, 0, OFF(fw_revoke.model)},
-    {2, F_UINT, REQ, 1, U63, OFF(fw_revoke.version)},
-    {3, F_ID, OPT, 0, 0, OFF(fw_revoke.group)},
-    {4, F_TEXT, OPT, 0, 256, OFF(fw_revoke.reason)},
+    {1, F_ID, REQ, 0, OFF(fw_revoke.model), 0},
+    {2, F_UINT, REQ, 1, OFF(fw_revoke.version), ANY_U63},
+    {3, F_ID, OPT, 0, OFF(fw_revoke.group), 0},
+    {4, F_TEXT, OPT, 0, OFF(fw_revoke.reason), 256},
 };
 static const field f_policy[] = {
-    {1, F_ID, REQ, 0, 0, OFF(policy.group)},
-    {2, F_BOOL, OPT, 0, 0, OFF(policy.require_approval)},
-    {3, F_UINT, OPT, 0, 1000, OFF(policy.min_good_votes)},
-    {4, F_WAVES, OPT, 1, 16, OFF(policy.waves)},
-    {5, F_UINT, OPT, 0, 100, OFF(policy.max_failure_pct)},
+    {1, F_ID, REQ, 0, OFF(policy.group), 0},
+    {2, F_BOOL, OPT, 0, OFF(policy.require_approval), 0},
+    {3, F_UINT, OPT, 0, OFF(policy.min_good_votes), 1000},
+    {4, F_WAVES, OPT, 1, OFF(policy.waves), 16},
+    {5, F_UINT, OPT, 0, OFF(policy.max_failure_pct), 100},
 };
 static const field f_fw_report[] = {
-    {1, F_ID, REQ, 0, 0, OFF(fw_report.device_id)},
-    {2, F_UINT, REQ, 1, U63, OFF(fw_report.seq)},
-    {3, F_ID, REQ, 0, 0, OFF(fw_report.model)},
-    {4, F_UINT, REQ, 1, U63, OFF(fw_report.version)},
-    {5, F_BOOL, OPT, 0, 0, OFF(fw_report.ok)},
-    {6, F_TEXT, OPT, 0, 256, OFF(fw_report.detail)},
+    {1, F_ID, REQ, 0, OFF(fw_report.device_id), 0},
+    {2, F_UINT, REQ, 1, OFF(fw_report.seq), ANY_U63},
+    {3, F_ID, REQ, 0, OFF(fw_report.model), 0},
+    {4, F_UINT, REQ, 1, OFF(fw_report.version), ANY_U63},
+    {5, F_BOOL, OPT, 0, OFF(fw_report.ok), 0},
+    {6, F_TEXT, OPT, 0, OFF(fw_report.detail), 256},
 };
 
 typedef struct kind_spec {
@@ -246,7 +250,8 @@ static lg_err value(lg_cbor *c, const field *f, void *dst, bool *empty)
         if ((e = cb_uint(c, &v)) != LG_OK)
             return e;
         *empty = v == 0;
-        if (!(*empty && !f->required) && (v < f->min || v > f->max))
+        if (!(*empty && !f->required) &&
+            (v < f->min || v > (f->max == ANY_U63 ? U63 : f->max)))
             return LG_ERR_MALFORMED;
         *(uint64_t *)dst = v;
         return LG_OK;
