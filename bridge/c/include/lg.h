@@ -322,7 +322,9 @@ lg_err lg_token_make(const lg_device *dev, int64_t iat, int64_t exp,
                      char *out, size_t cap, size_t *out_len);
 
 /* Check a token as the gateway does (chain, now in Unix seconds, key):
- * LG_ERR_TOKEN or LG_ERR_BAD_SIGNATURE. For self-tests of a device. */
+ * LG_ERR_TOKEN or LG_ERR_BAD_SIGNATURE. For self-tests of a device. A token
+ * longer than any that can pass (its envelope over 320 bytes) is LG_ERR_TOKEN
+ * even where only its signature is wrong. */
 lg_err lg_token_check(const char *token, size_t len, const char *chain_id,
                       int64_t now, const lg_pubkey *key);
 

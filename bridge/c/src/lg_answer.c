@@ -273,6 +273,27 @@ static lg_err receipt_tx(lg_str rs, lg_tx *tx)
     return lg_tx_decode(t.p, t.n, 0, tx);
 }
 
+/* 11.5 step 15: is a good vote for (model, version) by kid among the first i
+ * receipts of the array votes (all verified already)? Not inlined: its
+ * lg_tx is then not on the stack while proven() verifies signatures. */
+static LG_NOINLINE bool voted_before(lg_str votes, size_t i, lg_str model, uint64_t version,
+                                     lg_str kid)
+{
+    lg_cbor c;
+    size_t n;
+    cb_init(&c, votes.p, votes.n);
+    cb_array(&c, &n);
+    for (size_t j = 0; j < i; j++) {
+        lg_str rs;
+        lg_tx t;
+        cb_item(&c, &rs);
+        if (receipt_tx(rs, &t) == LG_OK && t.u.vote.good && t.u.vote.version == version &&
+            lg_str_eq_str(t.u.vote.model, model) && lg_str_eq_str(t.kid, kid))
+            return true;
+    }
+    return false;
+}
+
 /* 11.5 steps 11 - 15: may the device install the release (model, version)? */
 static lg_err allowed(const lg_genesis *g, const answer *a, const lg_fw_check *chk,
                       const lg_list *egroups, lg_str model, uint64_t version, lg_receipt *rp)
@@ -327,21 +348,7 @@ static lg_err allowed(const lg_genesis *g, const answer *a, const lg_fw_check *c
             if (!v->u.vote.good || v->u.vote.version != version ||
                 !lg_str_eq_str(v->u.vote.model, model))
                 continue;
-            /* counted already under an earlier receipt by the same author? */
-            bool dup = false;
-            lg_cbor c2;
-            size_t n2;
-            cb_init(&c2, a->f[6].p, a->f[6].n);
-            cb_array(&c2, &n2);
-            for (size_t j = 0; j < i && !dup; j++) {
-                lg_str prs;
-                lg_tx pt;
-                cb_item(&c2, &prs);
-                dup = receipt_tx(prs, &pt) == LG_OK && pt.u.vote.good &&
-                      pt.u.vote.version == version && lg_str_eq_str(pt.u.vote.model, model) &&
-                      lg_str_eq_str(pt.kid, v->kid);
-            }
-            if (!dup)
+            if (!voted_before(a->f[6], i, model, version, v->kid))
                 voters++;
         }
     }

@@ -10,6 +10,14 @@
 #define LG_CBOR_MAX_MAP 1024
 #define LG_CBOR_MAX_ARRAY (1u << 20)
 
+/* Keeps a function's frame (a decoded tx, a buffer) off the stack of the
+ * calls that verify signatures beside it (docs/c-library.md, Sizes). */
+#if defined(__GNUC__)
+#define LG_NOINLINE __attribute__((noinline))
+#else
+#define LG_NOINLINE
+#endif
+
 /* ---- strict CBOR reader (lg_cbor.c) ---------------------------------- */
 
 /* A cursor over caller bytes. Every read checks the bytes left first. */

@@ -50,6 +50,21 @@ void lg_vote(lg_cbw *w, const lg_header *h, uint64_t view)
     cbw_bytes(w, h->hash, 32);
 }
 
+/* D = H(["ledgergate commit v1", chain, height, C.view, hash]) (9.4). Not
+ * inlined: the SHA-256 context is off the stack while votes are verified. */
+static LG_NOINLINE void commit_digest(const lg_header *h, uint64_t view, uint8_t digest[32])
+{
+    mbedtls_sha256_context sha;
+    lg_cbw w;
+    mbedtls_sha256_init(&sha);
+    mbedtls_sha256_starts_ret(&sha, 0);
+    cbw_init(&w, NULL, 0);
+    w.sha = &sha;
+    lg_vote(&w, h, view);
+    mbedtls_sha256_finish_ret(&sha, digest);
+    mbedtls_sha256_free(&sha);
+}
+
 /* Cert = {1: view, 2: [+ {1: id, 2: bstr}] / null}. With g NULL only the
  * layout is checked; else every entry is verified (9.4). */
 static lg_err cert_walk(lg_str cert, const lg_genesis *g, const lg_header *h)
@@ -76,18 +91,9 @@ static lg_err cert_walk(lg_str cert, const lg_genesis *g, const lg_header *h)
     if (key != 2)
         return LG_ERR_MALFORMED;
     if (g != NULL) {
-        /* D = H(["ledgergate commit v1", chain, height, C.view, hash]) */
-        mbedtls_sha256_context sha;
-        lg_cbw w;
         if (!lg_str_eq(h->chain_id, g->chain_id))
             return LG_ERR_CERT;
-        mbedtls_sha256_init(&sha);
-        mbedtls_sha256_starts_ret(&sha, 0);
-        cbw_init(&w, NULL, 0);
-        w.sha = &sha;
-        lg_vote(&w, h, view);
-        mbedtls_sha256_finish_ret(&sha, digest);
-        mbedtls_sha256_free(&sha);
+        commit_digest(h, view, digest);
     }
     if (!cb_null(&c)) { /* 2.1: null is an empty list */
         if ((e = cb_array(&c, &count)) != LG_OK)
@@ -220,6 +226,38 @@ lg_err lg_merkle_verify(const uint8_t leaf_hash[LG_HASH_LEN], uint64_t index, ui
 
 /* ---- receipts ---------------------------------------------------------------- */
 
+/* Step 6 of 10: the inclusion proof (count hashes in proof, the array
+ * checked by the caller), H(0x00 || tx) up to the header's tx_root. Not
+ * inlined: the SHA-256 context is off the stack while votes are verified. */
+static LG_NOINLINE lg_err inclusion(lg_str tx, lg_str proof, size_t count, uint64_t index,
+                                   const lg_header *h)
+{
+    mbedtls_sha256_context sha;
+    uint8_t r[32];
+    uint64_t fn = index, sn = h->num_txs - 1;
+    mbedtls_sha256_init(&sha);
+    mbedtls_sha256_starts_ret(&sha, 0);
+    mbedtls_sha256_update_ret(&sha, (const uint8_t *)"\x00", 1);
+    mbedtls_sha256_update_ret(&sha, tx.p, tx.n);
+    mbedtls_sha256_finish_ret(&sha, r);
+    mbedtls_sha256_free(&sha);
+    if (count > 0) {
+        lg_cbor pc;
+        lg_str p;
+        size_t n;
+        cb_init(&pc, proof.p, proof.n);
+        cb_array(&pc, &n); /* checked by the caller */
+        for (size_t j = 0; j < count; j++) {
+            cb_bytes(&pc, &p);
+            if (p.n != 32 || !merkle_step(&fn, &sn, r, p.p))
+                return LG_ERR_MERKLE;
+        }
+    }
+    if (sn != 0 || h->tx_root.n != 32 || !lg_ct_equal(r, h->tx_root.p, 32))
+        return LG_ERR_MERKLE;
+    return LG_OK;
+}
+
 /* Receipt = {1: bstr, 2: Header, 3: Cert, 4: uint, 5: [* bstr] / null} */
 lg_err lg_receipt_verify(const uint8_t *buf, size_t len, const lg_genesis *g, lg_receipt *out)
 {
@@ -280,31 +318,9 @@ lg_err lg_receipt_verify(const uint8_t *buf, size_t len, const lg_genesis *g, lg
     /* 5 */
     if (out->index >= out->header.num_txs)
         return LG_ERR_RECEIPT;
-    /* 6: the inclusion proof, H(0x00 || tx) up to tx_root */
-    {
-        mbedtls_sha256_context sha;
-        uint8_t r[32];
-        uint64_t fn = out->index, sn = out->header.num_txs - 1;
-        mbedtls_sha256_init(&sha);
-        mbedtls_sha256_starts_ret(&sha, 0);
-        mbedtls_sha256_update_ret(&sha, (const uint8_t *)"\x00", 1);
-        mbedtls_sha256_update_ret(&sha, tx.p, tx.n);
-        mbedtls_sha256_finish_ret(&sha, r);
-        mbedtls_sha256_free(&sha);
-        if (count > 0) {
-            lg_cbor pc;
-            lg_str h;
-            cb_init(&pc, proof.p, proof.n);
-            cb_array(&pc, &n); /* checked above */
-            for (size_t j = 0; j < count; j++) {
-                cb_bytes(&pc, &h);
-                if (h.n != 32 || !merkle_step(&fn, &sn, r, h.p))
-                    return LG_ERR_MERKLE;
-            }
-        }
-        if (sn != 0 || out->header.tx_root.n != 32 || !lg_ct_equal(r, out->header.tx_root.p, 32))
-            return LG_ERR_MERKLE;
-    }
+    /* 6 */
+    if ((e = inclusion(tx, proof, count, out->index, &out->header)) != LG_OK)
+        return e;
     /* 7 */
     return lg_cert_verify(g, &out->header, cert);
 bad:

@@ -21,111 +21,115 @@ enum ftype {
     F_WAVES      /* [* uint], strictly increasing, 1..100, ending at 100, <= max */
 };
 
+/* 12 bytes on a 32-bit MCU (32 with 64-bit bounds and a size_t offset):
+ * the tables below are most of the decoder's flash. */
 typedef struct field {
     uint8_t key;
     uint8_t type;
     bool required;
-    uint64_t min, max;
-    size_t off; /* into lg_tx.u */
+    uint8_t min; /* 0 or 1 */
+    uint8_t off; /* into lg_tx.u */
+    uint32_t max; /* ANY_U63: up to INT64_MAX */
 } field;
 
 #define U63 ((uint64_t)INT64_MAX)
+#define ANY_U63 UINT32_MAX
 #define OFF(m) offsetof(lg_tx, u.m) - offsetof(lg_tx, u)
 #define REQ true  /* REQUIRED */
 #define OPT false /* OPTIONAL, omitted when empty */
 
 static const field f_enroll[] = {
-    {1, F_ID, REQ, 0, 0, OFF(enroll.device_id)},
-    {2, F_SIGN_KEY, REQ, 0, 0, OFF(enroll.public_key)},
-    {3, F_ID, OPT, 0, 0, OFF(enroll.model)},
-    {4, F_IDS, OPT, 1, LG_MAX_GROUPS, OFF(enroll.groups)},
-    {5, F_ENC_KEY, OPT, 0, 0, OFF(enroll.enc_key)},
+    {1, F_ID, REQ, 0, OFF(enroll.device_id), 0},
+    {2, F_SIGN_KEY, REQ, 0, OFF(enroll.public_key), 0},
+    {3, F_ID, OPT, 0, OFF(enroll.model), 0},
+    {4, F_IDS, OPT, 1, OFF(enroll.groups), LG_MAX_GROUPS},
+    {5, F_ENC_KEY, OPT, 0, OFF(enroll.enc_key), 0},
 };
 static const field f_revoke[] = {
-    {1, F_ID, REQ, 0, 0, OFF(revoke.device_id)},
-    {2, F_TEXT, OPT, 0, 256, OFF(revoke.reason)},
+    {1, F_ID, REQ, 0, OFF(revoke.device_id), 0},
+    {2, F_TEXT, OPT, 0, OFF(revoke.reason), 256},
 };
 static const field f_rekey[] = {
-    {1, F_ID, REQ, 0, 0, OFF(rekey.device_id)},
-    {2, F_UINT, REQ, 1, U63, OFF(rekey.seq)},
-    {3, F_SIGN_KEY, REQ, 0, 0, OFF(rekey.public_key)},
-    {4, F_ENC_KEY, OPT, 0, 0, OFF(rekey.enc_key)},
+    {1, F_ID, REQ, 0, OFF(rekey.device_id), 0},
+    {2, F_UINT, REQ, 1, OFF(rekey.seq), ANY_U63},
+    {3, F_SIGN_KEY, REQ, 0, OFF(rekey.public_key), 0},
+    {4, F_ENC_KEY, OPT, 0, OFF(rekey.enc_key), 0},
 };
 static const field f_record[] = {
-    {1, F_ID, REQ, 0, 0, OFF(record.device_id)},
-    {2, F_ID, REQ, 0, 0, OFF(record.stream)},
-    {3, F_UINT, REQ, 1, U63, OFF(record.seq)},
-    {4, F_INT, REQ, 0, 0, OFF(record.time_ms)},
-    {5, F_TEXT, OPT, 0, 128, OFF(record.content_type)},
-    {6, F_BYTES, OPT, 0, 0, OFF(record.payload)},
+    {1, F_ID, REQ, 0, OFF(record.device_id), 0},
+    {2, F_ID, REQ, 0, OFF(record.stream), 0},
+    {3, F_UINT, REQ, 1, OFF(record.seq), ANY_U63},
+    {4, F_INT, REQ, 0, OFF(record.time_ms), 0},
+    {5, F_TEXT, OPT, 0, OFF(record.content_type), 128},
+    {6, F_BYTES, OPT, 0, OFF(record.payload), 0},
 };
 static const field f_config_set[] = {
-    {1, F_TARGET, REQ, 0, 0, OFF(config_set.target)},
-    {2, F_UINT, REQ, 1, U63, OFF(config_set.version)},
-    {3, F_HASH, REQ, 0, 0, OFF(config_set.sha256)},
-    {4, F_UINT, REQ, 0, 1048576, OFF(config_set.size)},
-    {5, F_TEXT, OPT, 0, 128, OFF(config_set.content_type)},
-    {6, F_HASH, REQ, 0, 0, OFF(config_set.blob)},
-    {7, F_TEXT, OPT, 0, LG_URI_MAX, OFF(config_set.uri)},
+    {1, F_TARGET, REQ, 0, OFF(config_set.target), 0},
+    {2, F_UINT, REQ, 1, OFF(config_set.version), ANY_U63},
+    {3, F_HASH, REQ, 0, OFF(config_set.sha256), 0},
+    {4, F_UINT, REQ, 0, OFF(config_set.size), 1048576},
+    {5, F_TEXT, OPT, 0, OFF(config_set.content_type), 128},
+    {6, F_HASH, REQ, 0, OFF(config_set.blob), 0},
+    {7, F_TEXT, OPT, 0, OFF(config_set.uri), LG_URI_MAX},
 };
 static const field f_config_report[] = {
-    {1, F_ID, REQ, 0, 0, OFF(config_report.device_id)},
-    {2, F_UINT, REQ, 1, U63, OFF(config_report.seq)},
-    {3, F_UINT, REQ, 0, U63, OFF(config_report.version)},
-    {4, F_HASH, REQ, 0, 0, OFF(config_report.sha256)},
+    {1, F_ID, REQ, 0, OFF(config_report.device_id), 0},
+    {2, F_UINT, REQ, 1, OFF(config_report.seq), ANY_U63},
+    {3, F_UINT, REQ, 0, OFF(config_report.version), ANY_U63},
+    {4, F_HASH, REQ, 0, OFF(config_report.sha256), 0},
 };
 static const field f_heartbeat[] = {
-    {1, F_ID, REQ, 0, 0, OFF(heartbeat.node)},
-    {2, F_INT, REQ, 0, 0, OFF(heartbeat.time_ms)},
+    {1, F_ID, REQ, 0, OFF(heartbeat.node), 0},
+    {2, F_INT, REQ, 0, OFF(heartbeat.time_ms), 0},
 };
 static const field f_vendor_enroll[] = {
-    {1, F_ID, REQ, 0, 0, OFF(vendor_enroll.vendor)},
-    {2, F_SIGN_KEY, REQ, 0, 0, OFF(vendor_enroll.public_key)},
-    {3, F_IDS, REQ, 1, 64, OFF(vendor_enroll.models)},
+    {1, F_ID, REQ, 0, OFF(vendor_enroll.vendor), 0},
+    {2, F_SIGN_KEY, REQ, 0, OFF(vendor_enroll.public_key), 0},
+    {3, F_IDS, REQ, 1, OFF(vendor_enroll.models), 64},
 };
 static const field f_reviewer_enroll[] = {
-    {1, F_ID, REQ, 0, 0, OFF(reviewer_enroll.reviewer)},
-    {2, F_SIGN_KEY, REQ, 0, 0, OFF(reviewer_enroll.public_key)},
+    {1, F_ID, REQ, 0, OFF(reviewer_enroll.reviewer), 0},
+    {2, F_SIGN_KEY, REQ, 0, OFF(reviewer_enroll.public_key), 0},
 };
 static const field f_publish[] = {
-    {1, F_ID, REQ, 0, 0, OFF(publish.model)},
-    {2, F_UINT, REQ, 1, U63, OFF(publish.version)},
-    {3, F_HASH, REQ, 0, 0, OFF(publish.sha256)},
-    {4, F_UINT, REQ, 1, U63, OFF(publish.size)},
-    {5, F_INT, REQ, 1, 0, OFF(publish.expires)}, /* > 0: min is checked for F_INT */
-    {6, F_UINT, OPT, 0, U63, OFF(publish.min_version)},
+    {1, F_ID, REQ, 0, OFF(publish.model), 0},
+    {2, F_UINT, REQ, 1, OFF(publish.version), ANY_U63},
+    {3, F_HASH, REQ, 0, OFF(publish.sha256), 0},
+    {4, F_UINT, REQ, 1, OFF(publish.size), ANY_U63},
+    {5, F_INT, REQ, 1, OFF(publish.expires), 0}, /* > 0: min is checked for F_INT */
+    {6, F_UINT, OPT, 0, OFF(publish.min_version), ANY_U63},
 };
 static const field f_vote[] = {
-    {1, F_ID, REQ, 0, 0, OFF(vote.model)},
-    {2, F_UINT, REQ, 1, U63, OFF(vote.version)},
-    {3, F_BOOL, REQ, 0, 0, OFF(vote.good)},
-    {4, F_TEXT, OPT, 0, 256, OFF(vote.reason)},
+    {1, F_ID, REQ, 0, OFF(vote.model), 0},
+    {2, F_UINT, REQ, 1, OFF(vote.version), ANY_U63},
+    {3, F_BOOL, REQ, 0, OFF(vote.good), 0},
+    {4, F_TEXT, OPT, 0, OFF(vote.reason), 256},
 };
 static const field f_approve[] = {
-    {1, F_ID, REQ, 0, 0, OFF(approve.model)},
-    {2, F_UINT, REQ, 1, U63, OFF(approve.version)},
-    {3, F_ID, REQ, 0, 0, OFF(approve.group)},
+    {1, F_ID, REQ, 0, OFF(approve.model), 0},
+    {2, F_UINT, REQ, 1, OFF(approve.version), ANY_U63},
+    {3, F_ID, REQ, 0, OFF(approve.group), 0},
 };
 static const field f_fw_revoke[] = {
-    {1, F_ID, REQ, 0, 0, OFF(fw_revoke.model)},
-    {2, F_UINT, REQ, 1, U63, OFF(fw_revoke.version)},
-    {3, F_ID, OPT, 0, 0, OFF(fw_revoke.group)},
-    {4, F_TEXT, OPT, 0, 256, OFF(fw_revoke.reason)},
+    {1, F_ID, REQ, 0, OFF(fw_revoke.model), 0},
+    {2, F_UINT, REQ, 1, OFF(fw_revoke.version), ANY_U63},
+    {3, F_ID, OPT, 0, OFF(fw_revoke.group), 0},
+    {4, F_TEXT, OPT, 0, OFF(fw_revoke.reason), 256},
 };
 static const field f_policy[] = {
-    {1, F_ID, REQ, 0, 0, OFF(policy.group)},
-    {2, F_BOOL, OPT, 0, 0, OFF(policy.require_approval)},
-    {3, F_UINT, OPT, 0, 1000, OFF(policy.min_good_votes)},
-    {4, F_WAVES, OPT, 1, 16, OFF(policy.waves)},
-    {5, F_UINT, OPT, 0, 100, OFF(policy.max_failure_pct)},
+    {1, F_ID, REQ, 0, OFF(policy.group), 0},
+    {2, F_BOOL, OPT, 0, OFF(policy.require_approval), 0},
+    {3, F_UINT, OPT, 0, OFF(policy.min_good_votes), 1000},
+    {4, F_WAVES, OPT, 1, OFF(policy.waves), 16},
+    {5, F_UINT, OPT, 0, OFF(policy.max_failure_pct), 100},
 };
 static const field f_fw_report[] = {
-    {1, F_ID, REQ, 0, 0, OFF(fw_report.device_id)},
-    {2, F_UINT, REQ, 1, U63, OFF(fw_report.seq)},
-    {3, F_ID, REQ, 0, 0, OFF(fw_report.model)},
-    {4, F_UINT, REQ, 1, U63, OFF(fw_report.version)},
-    {5, F_BOOL, OPT, 0, 0, OFF(fw_report.ok)},
-    {6, F_TEXT, OPT, 0, 256, OFF(fw_report.detail)},
+    {1, F_ID, REQ, 0, OFF(fw_report.device_id), 0},
+    {2, F_UINT, REQ, 1, OFF(fw_report.seq), ANY_U63},
+    {3, F_ID, REQ, 0, OFF(fw_report.model), 0},
+    {4, F_UINT, REQ, 1, OFF(fw_report.version), ANY_U63},
+    {5, F_BOOL, OPT, 0, OFF(fw_report.ok), 0},
+    {6, F_TEXT, OPT, 0, OFF(fw_report.detail), 256},
 };
 
 typedef struct kind_spec {
@@ -246,7 +250,8 @@ static lg_err value(lg_cbor *c, const field *f, void *dst, bool *empty)
         if ((e = cb_uint(c, &v)) != LG_OK)
             return e;
         *empty = v == 0;
-        if (!(*empty && !f->required) && (v < f->min || v > f->max))
+        if (!(*empty && !f->required) &&
+            (v < f->min || v > (f->max == ANY_U63 ? U63 : f->max)))
             return LG_ERR_MALFORMED;
         *(uint64_t *)dst = v;
         return LG_OK;
@@ -436,29 +441,37 @@ void lg_tbs(lg_cbw *w, lg_str prot, lg_str payload)
     cbw_bytes(w, payload.p, payload.n);
 }
 
+/* SHA-256 of the ToBeSigned, hashed as a stream (what ES256 signs). Not
+ * inlined: the SHA-256 context is off the stack while ECDSA runs. */
+static LG_NOINLINE void tbs_digest(lg_str prot, lg_str payload, uint8_t d[32])
+{
+    mbedtls_sha256_context sha;
+    lg_cbw w;
+    mbedtls_sha256_init(&sha);
+    mbedtls_sha256_starts_ret(&sha, 0);
+    cbw_init(&w, NULL, 0);
+    w.sha = &sha;
+    lg_tbs(&w, prot, payload);
+    mbedtls_sha256_finish_ret(&sha, d);
+    mbedtls_sha256_free(&sha);
+}
+
 /* Ed25519 signs the whole ToBeSigned; libsodium takes it in one piece, so
  * a copy is made on the stack, bounded here. ES256 hashes it as a stream. */
 #define LG_ED25519_TBS_MAX 512
 
 lg_err lg_sig_verify(lg_alg alg, lg_str prot, lg_str payload, lg_str sig, const lg_pubkey *key)
 {
-    lg_cbw w;
     if (alg != key->alg || sig.n != 64)
         return LG_ERR_BAD_SIGNATURE;
     if (alg == LG_ALG_ES256) {
-        mbedtls_sha256_context sha;
         uint8_t d[32];
-        mbedtls_sha256_init(&sha);
-        mbedtls_sha256_starts_ret(&sha, 0);
-        cbw_init(&w, NULL, 0);
-        w.sha = &sha;
-        lg_tbs(&w, prot, payload);
-        mbedtls_sha256_finish_ret(&sha, d);
-        mbedtls_sha256_free(&sha);
+        tbs_digest(prot, payload, d);
         return lg_p256_verify_rs(key->key, d, sig.p);
     }
 #ifdef LG_WITH_ED25519
     uint8_t tbs[LG_ED25519_TBS_MAX];
+    lg_cbw w;
     cbw_init(&w, tbs, sizeof tbs);
     lg_tbs(&w, prot, payload);
     if (w.err != LG_OK)
@@ -598,15 +611,8 @@ static lg_err envelope(const lg_device *dev, const sign_args *a, uint8_t *out, s
     lg_str prot = {out + poff, plen}, pay = {out + boff, blen};
     lg_err e;
     if (dev->alg == LG_ALG_ES256) {
-        mbedtls_sha256_context sha;
         uint8_t d[32];
-        mbedtls_sha256_init(&sha);
-        mbedtls_sha256_starts_ret(&sha, 0);
-        cbw_init(&cnt, NULL, 0);
-        cnt.sha = &sha;
-        lg_tbs(&cnt, prot, pay);
-        mbedtls_sha256_finish_ret(&sha, d);
-        mbedtls_sha256_free(&sha);
+        tbs_digest(prot, pay, d);
         e = lg_p256_sign(dev->key, d, dev->f_rng, dev->p_rng, out + soff);
     } else {
         /* Ed25519 needs ToBeSigned in one piece: it is 10 bytes longer
@@ -762,8 +768,10 @@ lg_err lg_sign_rekey(const lg_device *dev, const uint8_t *new_spki, size_t new_s
 
 /* ---- tokens (protocol.md 7) -------------------------------------------- */
 
-/* An envelope with claims is at most ~ 2 + 67 + 1 + 3 + 4 + 2 * 66 + 2 * 9
- * + 66 bytes: 320 is enough. */
+/* An envelope with claims is at most 2 (tag, array) + 72 (protected: bstr
+ * head, map, alg, kid of LG_ID_MAX) + 1 (unprotected) + 157 (claims: bstr
+ * head, map, sub and aud of LG_ID_MAX, exp and iat of 9 bytes) + 66
+ * (signature) = 298 bytes: 320 is enough, for making and for checking. */
 #define LG_TOKEN_ENV_MAX 320
 
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -771,7 +779,6 @@ static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 lg_err lg_token_make(const lg_device *dev, int64_t iat, int64_t exp, char *out, size_t cap,
                      size_t *out_len)
 {
-    uint8_t env[LG_TOKEN_ENV_MAX];
     size_t len;
     lg_err e = check_device(dev);
     if (e != LG_OK)
@@ -782,11 +789,17 @@ lg_err lg_token_make(const lg_device *dev, int64_t iat, int64_t exp, char *out, 
     sign_args a = {0};
     a.iat = iat;
     a.exp = exp;
-    if ((e = envelope(dev, &a, env, sizeof env, &len)) != LG_OK)
+    /* The envelope is made in out and encoded in place (no copy on the
+     * stack, which the signature's frames need): moved to out's end, it
+     * starts at cap - len > len / 3, so each group of 3 bytes is read
+     * before the 4 characters of the groups before it reach it. */
+    if ((e = envelope(dev, &a, (uint8_t *)out, cap < LG_TOKEN_ENV_MAX ? cap : LG_TOKEN_ENV_MAX,
+                      &len)) != LG_OK)
         return e;
     size_t need = (len * 4 + 2) / 3; /* RFC 4648 5, no padding */
     if (cap < need + 1)
         return LG_ERR_BUFFER;
+    const uint8_t *env = memmove(out + cap - len, out, len);
     size_t o = 0;
     for (size_t i = 0; i < len; i += 3) {
         uint32_t v = (uint32_t)env[i] << 16;
@@ -812,9 +825,13 @@ static int b64url_val(char ch)
 lg_err lg_token_check(const char *token, size_t len, const char *chain_id, int64_t now,
                       const lg_pubkey *key)
 {
-    /* protocol.md 7 allows 1369 characters, which (1369 is no base64
-     * length) means 1368: 1026 bytes, as Go's ParseToken takes them */
-    uint8_t env[1026];
+    /* protocol.md 7 allows 1369 characters (1026 bytes), but a token that
+     * passes the checks below is at most 298 bytes: the protected header
+     * with a kid of LG_ID_MAX, claims whose sub is that kid and whose aud is
+     * chain_id (LG_ID_MAX), 64 bytes of signature. A longer one is refused
+     * here, as LG_ERR_TOKEN, before it is decoded; Go decodes it and refuses
+     * its signature (docs/c-library.md, where it is stricter). */
+    uint8_t env[LG_TOKEN_ENV_MAX];
     size_t n = 0;
     uint32_t acc = 0;
     if (token == NULL || chain_id == NULL || key == NULL)

@@ -209,6 +209,38 @@ static void test_seq(void)
 
 /* ---- tokens -------------------------------------------------------------------- */
 
+static const char b64u[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/* RFC 4648 5 without padding; the input is known to be valid */
+static size_t b64url_dec(const char *s, size_t n, uint8_t *out)
+{
+    size_t o = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        acc = acc << 6 | (uint32_t)(strchr(b64u, s[i]) - b64u);
+        if ((bits += 6) >= 8)
+            out[o++] = (uint8_t)(acc >> (bits -= 8));
+    }
+    return o;
+}
+
+static size_t b64url_enc(const uint8_t *p, size_t n, char *out)
+{
+    size_t o = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        acc = acc << 8 | p[i];
+        for (bits += 8; bits >= 6; bits -= 6)
+            out[o++] = b64u[(acc >> (bits - 6)) & 63];
+    }
+    if (bits > 0)
+        out[o++] = b64u[(acc << (6 - bits)) & 63];
+    out[o] = '\0';
+    return o;
+}
+
 static void test_token(void)
 {
     lg_device dev = {"sensor-1", "vectors-1", LG_ALG_ES256, scalar, NULL, NULL, NULL};
@@ -223,6 +255,38 @@ static void test_token(void)
     EXPECT(lg_token_check(tok, n - 1, "vectors-1", 1000, &pub) != LG_OK);
     EXPECT(lg_token_make(&dev, 1000, 1000 + 86401, tok, sizeof tok, &n) == LG_ERR_ARG);
     EXPECT(lg_token_make(&dev, 1000, 4600, tok, 20, &n) == LG_ERR_BUFFER);
+
+    /* the longest: ids of LG_ID_MAX; made in place in a buffer of exactly
+     * the length plus the NUL, the same text as in a large one */
+    char id[LG_ID_MAX + 1], chain[LG_ID_MAX + 1], tight[LG_TOKEN_MAX + 1];
+    memset(id, 'd', LG_ID_MAX), id[LG_ID_MAX] = '\0';
+    memset(chain, 'c', LG_ID_MAX), chain[LG_ID_MAX] = '\0';
+    dev.id = id, dev.chain_id = chain;
+    size_t m;
+    EXPECT(lg_token_make(&dev, 1000, 4600, tok, sizeof tok, &n) == LG_OK);
+    EXPECT(lg_token_check(tok, n, chain, 1000, &pub) == LG_OK);
+    EXPECT(lg_token_make(&dev, 1000, 4600, tight, n + 1, &m) == LG_OK && m == n &&
+           strcmp(tight, tok) == 0);
+    EXPECT(lg_token_make(&dev, 1000, 4600, tight, n, &m) == LG_ERR_BUFFER);
+    uint8_t env[1026];
+    size_t len = b64url_dec(tok, n, env);
+    EXPECT(len <= 298 && env[len - 66] == 0x58 && env[len - 65] == 64);
+
+    /* a longer signature: refused at the signature while the envelope is
+     * within 320 bytes, as no token (before it is decoded) beyond */
+    dev.id = "sensor-1", dev.chain_id = "vectors-1";
+    EXPECT(lg_token_make(&dev, 1000, 4600, tok, sizeof tok, &n) == LG_OK);
+    len = b64url_dec(tok, n, env) - 66; /* up to the signature's bstr */
+    env[len] = 0x58, env[len + 1] = 100;
+    memset(env + len + 2, 0x5a, 100);
+    EXPECT(len + 2 + 100 <= 320);
+    n = b64url_enc(env, len + 2 + 100, tok);
+    EXPECT(lg_token_check(tok, n, "vectors-1", 1000, &pub) == LG_ERR_BAD_SIGNATURE);
+    env[len] = 0x59, env[len + 1] = 0x01, env[len + 2] = 0x2c;
+    memset(env + len + 3, 0x5a, 300);
+    EXPECT(len + 3 + 300 > 320);
+    n = b64url_enc(env, len + 3 + 300, tok);
+    EXPECT(lg_token_check(tok, n, "vectors-1", 1000, &pub) == LG_ERR_TOKEN);
 }
 
 /* ---- refusals ------------------------------------------------------------------- */
