@@ -30,7 +30,7 @@ import (
 var (
 	chaosSeed   = flag.Uint64("seed", 0, "chaos: run the one schedule of this seed (also CHAOS_SEED); 0: the fixed seeds of `make test`")
 	chaosSeeds  = flag.Int("seeds", 0, "chaos: run this many schedules from random seeds (make chaos)")
-	chaosFaults = flag.String("faults", "", "chaos: the faults drawn: safe (those main survives, the default of `make test`), all (the default with -seed and -seeds), or a list such as kill,wipe")
+	chaosFaults = flag.String("faults", "", "chaos: the faults drawn: safe (kill and clock, the default of `make test`), all (the default with -seed and -seeds), or a list such as kill,wipe")
 	chaosPhase  = flag.Duration("chaos.phase", 0, "chaos: how long faults start for (default 15s for make test, 40s otherwise)")
 )
 
@@ -118,13 +118,11 @@ type chaosProfile struct {
 }
 
 var chaosProfiles = map[string]chaosProfile{
-	// safe: one gateway at a time killed and restarted, the fault main
-	// survives today. Every other fault can leave a gateway alone in a
-	// higher view (a delay after a restart is enough), and after a wipe
-	// the re-syncing gateway refuses CoAP devices it does not know yet
-	// as unknown_author (docs/chaos.md, known defects). Add kinds here
-	// as their defects are fixed.
-	"safe": {name: "safe", kinds: []faultKind{faultKill}, maxHit: 1},
+	// safe: the faults `make test` runs, one gateway at a time: kill and
+	// restart, and clock steps. The others pass `make chaos` but for one
+	// open defect: an acknowledged record lost after a wipe and a power
+	// loss (docs/chaos.md). Add kinds here once it is fixed.
+	"safe": {name: "safe", kinds: []faultKind{faultKill, faultClock}, maxHit: 1},
 	// all: two gateways at once, 2|2 splits, one-way cuts.
 	"all": {name: "all", kinds: []faultKind{faultKill, faultStop, faultWipe, faultPartition, faultOneWay, faultDelay, faultPower, faultClock},
 		maxHit: 2, split: true, stop2: true},
