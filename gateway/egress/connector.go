@@ -248,7 +248,7 @@ func (c *connector) collect(cur Cursor) ([]*Message, Cursor, error) {
 		}
 		var tree *ledger.Tree // made for the first record of the block
 		for ; i < uint64(len(b.Txs)); i++ {
-			if len(msgs) >= c.cfg.Batch || size >= maxBatchBytes {
+			if len(msgs) >= c.batch() || size >= maxBatchBytes {
 				return msgs, next, nil
 			}
 			tx, err := ledger.DecodeTx(b.Txs[i], 0)
@@ -278,6 +278,15 @@ func (c *connector) collect(cur Cursor) ([]*Message, Cursor, error) {
 		h, i = h+1, 0
 	}
 	return msgs, next, nil
+}
+
+// batch is the most records collect returns: Config.Batch, and for the
+// MQTT and NATS sinks at least a window, so that the window can fill.
+func (c *connector) batch() int {
+	if c.cfg.Kind == KindWebhook {
+		return c.cfg.Batch
+	}
+	return max(c.cfg.Batch, c.cfg.Window)
 }
 
 // block reads block h from the log.

@@ -551,6 +551,95 @@ func TestEgressMQTT(t *testing.T) {
 	t.Logf("%d records, %d duplicates", len(r.want(nil)), dups)
 }
 
+// TestEgressMQTT311: a connector with protocol = "3.1.1" (paho.mqtt.golang)
+// delivers to a mosquitto broker that is stopped and started again, and
+// after a crash with its cursor rewound: every tx id arrives, first
+// arrivals in commit order, with the tx id in the body only (3.1.1 has
+// no user properties), on a 3.1.1 connection.
+func TestEgressMQTT311(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "mosquitto.conf")
+	broker := startServer(t, "mosquitto", func(port int) []string {
+		os.WriteFile(conf, fmt.Appendf(nil, "listener %d 127.0.0.1\n%sallow_anonymous true\npersistence true\npersistence_location %s/\nmax_queued_messages 100000\n"+
+			"log_dest stderr\nlog_type all\n", port, mosquittoUser, dir), 0o644)
+		return []string{"-c", conf}
+	})
+
+	var got collected
+	u, _ := url.Parse(fmt.Sprintf("mqtt://127.0.0.1:%d", broker.port))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	subscribed := make(chan struct{}, 10)
+	cm, err := autopaho.NewConnection(ctx, autopaho.ClientConfig{
+		ServerUrls: []*url.URL{u}, KeepAlive: 5, CleanStartOnInitialConnection: true, SessionExpiryInterval: 3600,
+		ReconnectBackoff: func(int) time.Duration { return 100 * time.Millisecond },
+		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
+			go func() {
+				if _, err := cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "v311/#", QoS: 1}}}); err == nil {
+					subscribed <- struct{}{}
+				}
+			}()
+		},
+		ClientConfig: paho.ClientConfig{
+			ClientID: "egress-311-sub",
+			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+				var m egress.Message
+				if err := json.Unmarshal(pr.Packet.Payload, &m); err != nil || m.TxID == "" {
+					t.Errorf("message on %s: %v", pr.Packet.Topic, err)
+					return true, nil
+				}
+				if pr.Packet.Properties != nil && len(pr.Packet.Properties.User) > 0 || pr.Packet.Topic != "v311/"+m.Device+"/"+m.Stream {
+					t.Errorf("message of tx %s on %s: properties %+v", m.TxID, pr.Packet.Topic, pr.Packet.Properties)
+				}
+				got.add(m)
+				return true, nil
+			}},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cm.Disconnect(context.Background())
+	select {
+	case <-subscribed:
+	case <-time.After(15 * time.Second):
+		t.Fatal("test subscriber: no SUBACK in 15s")
+	}
+
+	r := newEgressRun(t, fmt.Sprintf("[[egress]]\nname = \"up\"\nkind = \"mqtt\"\nprotocol = \"3.1.1\"\nurl = \"tcp://127.0.0.1:%d\"\n"+
+		"topic = \"v311/{device}/{stream}\"\nbatch = 20\nwindow = 8\n", broker.port), "v-1", "v-2", "v-3", "v-4")
+	r.publish(15, "temp")
+	got.waitIDs(t, r.want(nil), r.g.log)
+	// mosquitto logs a client's protocol: p2 is MQTT 3.1.1, p5 MQTT 5.
+	if b, _ := os.ReadFile(broker.out.Name()); !strings.Contains(string(b), "as ledgergate-node-1-up (p2,") {
+		t.Errorf("the connector did not connect with MQTT 3.1.1:\n%s", b)
+	}
+
+	first := broker.out.Name()
+	broker.kill(syscall.SIGTERM)
+	r.publish(15, "temp")
+	if s := r.egressStatus("up"); s.LagRecords == 0 || !s.Failing || s.LastError == "" {
+		t.Errorf("broker down, status: %+v", s)
+	}
+	broker.restart()
+	got.waitIDs(t, r.want(nil), func() string {
+		a, _ := os.ReadFile(first)
+		b, _ := os.ReadFile(broker.out.Name())
+		return string(a) + "\n----\n" + string(b)
+	})
+
+	r.publish(10, "temp")
+	r.crash("up", func(c *egress.Cursor) { *c = egress.Cursor{} })
+	r.publish(10, "temp")
+	got.waitIDs(t, r.want(nil), r.g.log)
+	r.waitCaughtUp("up")
+	dups := r.checkDelivered(got.snapshot(), r.want(nil))
+	if dups == 0 {
+		t.Errorf("no record arrived twice after the cursor was rewound to the start")
+	}
+	t.Logf("%d records, %d duplicates", len(r.want(nil)), dups)
+}
+
 // TestEgressNATS: records reach JetStream through a nats-server killed
 // (SIGKILL) and started again and a gateway killed with its cursor
 // rewound; the
