@@ -281,12 +281,15 @@ func (c *connector) collect(cur Cursor) ([]*Message, Cursor, error) {
 }
 
 // batch is the most records collect returns: Config.Batch, and for the
-// MQTT and NATS sinks at least a window, so that the window can fill.
+// MQTT and NATS sinks Config.Batch rounded up to a multiple of the window.
+// A batch is sent in ceil(batch/window) round trips, the last one
+// emptying the window: a multiple wastes no part of one.
 func (c *connector) batch() int {
 	if c.cfg.Kind == KindWebhook {
 		return c.cfg.Batch
 	}
-	return max(c.cfg.Batch, c.cfg.Window)
+	w := c.cfg.Window
+	return (c.cfg.Batch + w - 1) / w * w
 }
 
 // block reads block h from the log.
