@@ -142,3 +142,21 @@ func TestPipeline(t *testing.T) {
 	}
 	t.Logf("%d arrivals, %d duplicates, at most %d in flight", len(sink.arrived), dups, sink.maxInFlight)
 }
+
+func TestBatchOfWindows(t *testing.T) {
+	for _, c := range []struct {
+		kind          string
+		batch, window int
+		want          int
+	}{
+		{KindWebhook, 100, 64, 100},
+		{KindNATS, 100, 64, 128},
+		{KindMQTT, 100, 1, 100},
+		{KindMQTT, 100, 1000, 1000},
+		{KindNATS, 128, 64, 128},
+	} {
+		if got := (&connector{cfg: Config{Kind: c.kind, Batch: c.batch, Window: c.window}}).batch(); got != c.want {
+			t.Errorf("%s batch %d window %d: %d, want %d", c.kind, c.batch, c.window, got, c.want)
+		}
+	}
+}
