@@ -940,7 +940,7 @@ func TestEgressWebhook(t *testing.T) {
 
 // TestEgressMQTTTLS: a connector reaches a mosquitto broker over TLS
 // (mqtts://, the broker's certificate pinned with ca_file) with a
-// username and a password_file; a second connector with a wrong password
+// username and a password_file, over MQTT 5 and over 3.1.1; a connector with a wrong password
 // is refused at CONNECT, which is a rejection: logged as an error, shown
 // in the status, retried slowly, its records kept.
 func TestEgressMQTTTLS(t *testing.T) {
@@ -960,7 +960,7 @@ func TestEgressMQTTTLS(t *testing.T) {
 		return []string{"-c", conf}
 	})
 
-	var got collected
+	var got, got311 collected
 	u, _ := url.Parse(fmt.Sprintf("tls://127.0.0.1:%d", broker.port))
 	pool := x509.NewCertPool()
 	caPEM, _ := os.ReadFile(filepath.Join(dir, "server.pem"))
@@ -974,7 +974,7 @@ func TestEgressMQTTTLS(t *testing.T) {
 		ReconnectBackoff: func(int) time.Duration { return 100 * time.Millisecond },
 		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
 			go func() {
-				if _, err := cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "plant/#", QoS: 1}}}); err == nil {
+				if _, err := cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "plant/#", QoS: 1}, {Topic: "p311/#", QoS: 1}}}); err == nil {
 					subscribed <- struct{}{}
 				}
 			}()
@@ -983,10 +983,15 @@ func TestEgressMQTTTLS(t *testing.T) {
 			ClientID: "egress-tls-sub",
 			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 				var m egress.Message
-				if err := json.Unmarshal(pr.Packet.Payload, &m); err != nil || pr.Packet.Topic != "plant/"+m.Device+"/"+m.Stream {
+				err := json.Unmarshal(pr.Packet.Payload, &m)
+				switch {
+				case err == nil && pr.Packet.Topic == "plant/"+m.Device+"/"+m.Stream:
+					got.add(m)
+				case err == nil && pr.Packet.Topic == "p311/"+m.Device+"/"+m.Stream:
+					got311.add(m)
+				default:
 					t.Errorf("message on %s: %v", pr.Packet.Topic, err)
 				}
-				got.add(m)
 				return true, nil
 			}},
 		},
@@ -1004,13 +1009,22 @@ func TestEgressMQTTTLS(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "gw.password"), []byte("right horse\n"), 0o600)
 	os.WriteFile(filepath.Join(dir, "wrong.password"), []byte("wrong horse\n"), 0o600)
 	tmpl := "[[egress]]\nname = %q\nkind = \"mqtt\"\nurl = \"mqtts://127.0.0.1:%d\"\ntopic = \"plant/{device}/{stream}\"\nusername = \"gw\"\npassword_file = %q\nca_file = %q\n\n"
+	// The same over MQTT 3.1.1 (paho.mqtt.golang).
+	tmpl311 := "[[egress]]\nname = \"tls311\"\nkind = \"mqtt\"\nprotocol = \"3.1.1\"\nurl = \"mqtts://127.0.0.1:%d\"\ntopic = \"p311/{device}/{stream}\"\n" +
+		"username = \"gw\"\npassword_file = %q\nca_file = %q\n\n"
 	r := newEgressRun(t, fmt.Sprintf(tmpl, "tls", broker.port, filepath.Join(dir, "gw.password"), filepath.Join(dir, "server.pem"))+
-		fmt.Sprintf(tmpl, "wrong", broker.port, filepath.Join(dir, "wrong.password"), filepath.Join(dir, "server.pem")), "t-1", "t-2")
+		fmt.Sprintf(tmpl, "wrong", broker.port, filepath.Join(dir, "wrong.password"), filepath.Join(dir, "server.pem"))+
+		fmt.Sprintf(tmpl311, broker.port, filepath.Join(dir, "gw.password"), filepath.Join(dir, "server.pem")), "t-1", "t-2")
 	r.publish(10, "temp")
 	got.waitIDs(t, r.want(nil), r.g.log)
+	got311.waitIDs(t, r.want(nil), r.g.log)
 	r.waitCaughtUp("tls")
+	r.waitCaughtUp("tls311")
 	if dups := r.checkDelivered(got.snapshot(), r.want(nil)); dups != 0 {
 		t.Errorf("%d duplicates", dups)
+	}
+	if dups := r.checkDelivered(got311.snapshot(), r.want(nil)); dups != 0 {
+		t.Errorf("3.1.1: %d duplicates", dups)
 	}
 	s := r.egressStatus("wrong")
 	if !s.Failing || s.Delivered != 0 || s.LagRecords == 0 || !strings.Contains(s.LastError, "connect refused") {
