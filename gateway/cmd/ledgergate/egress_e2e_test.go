@@ -940,9 +940,10 @@ func TestEgressWebhook(t *testing.T) {
 
 // TestEgressMQTTTLS: a connector reaches a mosquitto broker over TLS
 // (mqtts://, the broker's certificate pinned with ca_file) with a
-// username and a password_file, over MQTT 5 and over 3.1.1; a connector with a wrong password
-// is refused at CONNECT, which is a rejection: logged as an error, shown
-// in the status, retried slowly, its records kept.
+// username and a password_file, over MQTT 5 and over 3.1.1; a
+// connector with a wrong password is refused at CONNECT, which is a
+// rejection: logged as an error, shown in the status, retried slowly,
+// its records kept.
 func TestEgressMQTTTLS(t *testing.T) {
 	dir := t.TempDir()
 	serverKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
