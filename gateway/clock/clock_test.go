@@ -20,14 +20,14 @@ func TestOffsetFile(t *testing.T) {
 		}
 	}
 	near := func(want time.Duration) bool {
-		return (Now().Sub(time.Now()) - want).Abs() < time.Second
+		return (time.Until(Now()) - want).Abs() < time.Second
 	}
 	waitFor := func(want time.Duration) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
 		for !near(want) {
 			if time.Now().After(deadline) {
-				t.Fatalf("offset %s, want %s", Now().Sub(time.Now()), want)
+				t.Fatalf("offset %s, want %s", time.Until(Now()), want)
 			}
 			time.Sleep(pollInterval) // the watcher reads the file at this pace
 		}
@@ -38,14 +38,14 @@ func TestOffsetFile(t *testing.T) {
 	defer func() { cancel(); offset.Store(0) }()
 	WatchTestOffset(ctx, slog.New(slog.DiscardHandler))
 	if !near(-90 * time.Second) {
-		t.Fatalf("offset %s after the first read, want -90s", Now().Sub(time.Now()))
+		t.Fatalf("offset %s after the first read, want -90s", time.Until(Now()))
 	}
 	write("1h")
 	waitFor(time.Hour)
 	write("an hour")
 	time.Sleep(5 * pollInterval) // a few reads of the bad file
 	if !near(time.Hour) {
-		t.Errorf("a file that is not a duration changed the offset to %s", Now().Sub(time.Now()))
+		t.Errorf("a file that is not a duration changed the offset to %s", time.Until(Now()))
 	}
 	if err := os.Remove(file); err != nil {
 		t.Fatal(err)
@@ -57,7 +57,7 @@ func TestOffsetFile(t *testing.T) {
 func TestNoHook(t *testing.T) {
 	t.Setenv(TestOffsetEnv, "")
 	WatchTestOffset(context.Background(), slog.New(slog.DiscardHandler))
-	if d := Now().Sub(time.Now()).Abs(); d > time.Second {
+	if d := time.Until(Now()).Abs(); d > time.Second {
 		t.Errorf("Now is %s off the system clock", d)
 	}
 }

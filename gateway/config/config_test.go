@@ -30,7 +30,7 @@ func TestLoadGood(t *testing.T) {
 		time.Duration(c.Batch.MaxDelay) != 10*time.Millisecond || c.Log.Format != "json" ||
 		c.Cluster.Listen != "0.0.0.0:7001" || time.Duration(c.Cluster.ViewChangeTimeout) != 2*time.Second ||
 		!c.API.TokensRequired() || c.API.DevicePaths != "tokens" || !c.API.MetricsToken ||
-		len(c.Egress) != 3 || c.Egress[1].Start != "now" || c.Egress[2].Batch != 50 || time.Duration(c.Egress[2].Timeout) != 5*time.Second {
+		len(c.Egress) != 3 || c.Egress[1].Start != "now" || c.Egress[2].Batch != 50 || c.Egress[0].Protocol != "3.1.1" || c.Egress[0].Window != 200 || time.Duration(c.Egress[2].Timeout) != 5*time.Second {
 		t.Fatalf("loaded %+v", c)
 	}
 	// A partial file keeps the defaults for what it does not set.
@@ -62,7 +62,9 @@ func TestLoadBad(t *testing.T) {
 			`egress[1] (js).stream "a.b"`, `egress[1] (js).start "later"`, `egress[1] (js).timeout 1ms`,
 			`egress[2] (js).name "js": used by another`, `egress[2] (js).url "": must be set`, `egress[2] (js).batch -1`,
 			`egress[2] (js).cert_file and egress[2] (js).key_file go together`, `egress[2] (js).devices: "a/b"`,
-			`egress[3] (x).kind "kafka"`},
+			`egress[3] (x).kind "kafka"`, `egress[0] (Up stream).protocol "3": want "5" or "3.1.1"`,
+			`egress[0] (Up stream).window 2000: want 1 to 1000`, `egress[1] (js).protocol: only for kind mqtt`,
+			`egress[2] (js).window: only for kind mqtt or nats`},
 		"webui.bad.toml": {"api.tls_cert and api.tls_key", "webui.password_hash: not a bcrypt hash",
 			"webui.session_idle 10s", "webui.session_max 1000h"},
 	}

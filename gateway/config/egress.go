@@ -30,13 +30,17 @@ type Egress struct {
 	Batch int `toml:"batch"`
 	// Timeout bounds one delivery attempt; 0: 10s.
 	Timeout Duration `toml:"timeout"`
+	// Window bounds the mqtt and nats messages sent and not yet
+	// acknowledged; 0: 64.
+	Window int `toml:"window"`
 
 	// TLS to the sink (mqtt, nats, webhook): CA bundle, client certificate.
 	CAFile   string `toml:"ca_file"`
 	CertFile string `toml:"cert_file"`
 	KeyFile  string `toml:"key_file"`
 
-	// mqtt (MQTT 5, QoS 1).
+	// mqtt (QoS 1).
+	Protocol     string `toml:"protocol"`  // "5" (default) or "3.1.1"
 	Topic        string `toml:"topic"`     // template: {chain}, {device}, {stream}
 	ClientID     string `toml:"client_id"` // default ledgergate-NODE-NAME: unique per exporting gateway
 	Username     string `toml:"username"`
@@ -83,6 +87,12 @@ func validateEgress(es []Egress, bad func(string, ...any)) {
 		if e.Batch < 0 || e.Batch > 10_000 {
 			bad("%s.batch %d: want 1 to 10000, or 0 for 100", k, e.Batch)
 		}
+		if e.Window < 0 || e.Window > 1000 {
+			bad("%s.window %d: want 1 to 1000, or 0 for 64", k, e.Window)
+		}
+		if e.Window != 0 && e.Kind == "webhook" {
+			bad("%s.window: only for kind mqtt or nats (a webhook sends batch records per POST)", k)
+		}
 		if d := time.Duration(e.Timeout); d != 0 && (d < 100*time.Millisecond || d > 10*time.Minute) {
 			bad("%s.timeout %s: want 100ms to 10m, or 0s for 10s", k, d)
 		}
@@ -110,6 +120,7 @@ func validateEgress(es []Egress, bad func(string, ...any)) {
 				bad("%s.%s: only for kind %s", k, key, strings.Join(kinds, " or "))
 			}
 		}
+		notFor("protocol", e.Protocol, "mqtt")
 		notFor("topic", e.Topic, "mqtt")
 		notFor("client_id", e.ClientID, "mqtt")
 		notFor("username", e.Username, "mqtt")
@@ -123,6 +134,11 @@ func validateEgress(es []Egress, bad func(string, ...any)) {
 		case "mqtt":
 			if u.Host != "" && !slices.Contains([]string{"tcp", "mqtt", "ssl", "mqtts", "tls"}, u.Scheme) {
 				bad("%s.url %q: want tcp://, ssl:// or mqtts://", k, e.URL)
+			}
+			switch e.Protocol {
+			case "", "5", "3.1.1":
+			default:
+				bad("%s.protocol %q: want \"5\" or \"3.1.1\" (a string)", k, e.Protocol)
 			}
 			if e.Topic != "" {
 				validTemplate(k+".topic", e.Topic, bad)

@@ -39,9 +39,9 @@ func newEgress(cfg config.Config, g *ledger.Genesis, node string, blog *ledger.L
 	for i, e := range cfg.Egress {
 		cs[i] = egress.Config{
 			Name: e.Name, Kind: e.Kind, Devices: e.Devices, Groups: e.Groups, Streams: e.Streams, Nodes: e.Nodes,
-			Start: e.Start, URL: e.URL, Batch: e.Batch, Timeout: time.Duration(e.Timeout),
+			Start: e.Start, URL: e.URL, Batch: e.Batch, Timeout: time.Duration(e.Timeout), Window: e.Window,
 			CAFile: path(e.CAFile), CertFile: path(e.CertFile), KeyFile: path(e.KeyFile),
-			Topic: e.Topic, ClientID: e.ClientID, Username: e.Username, PasswordFile: path(e.PasswordFile),
+			Protocol: e.Protocol, Topic: e.Topic, ClientID: e.ClientID, Username: e.Username, PasswordFile: path(e.PasswordFile),
 			Stream: e.Stream, Subject: e.Subject, CredsFile: path(e.CredsFile), TokenFile: path(e.TokenFile),
 			SecretFile: path(e.SecretFile),
 		}

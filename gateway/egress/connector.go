@@ -248,7 +248,7 @@ func (c *connector) collect(cur Cursor) ([]*Message, Cursor, error) {
 		}
 		var tree *ledger.Tree // made for the first record of the block
 		for ; i < uint64(len(b.Txs)); i++ {
-			if len(msgs) >= c.cfg.Batch || size >= maxBatchBytes {
+			if len(msgs) >= c.batch() || size >= maxBatchBytes {
 				return msgs, next, nil
 			}
 			tx, err := ledger.DecodeTx(b.Txs[i], 0)
@@ -278,6 +278,18 @@ func (c *connector) collect(cur Cursor) ([]*Message, Cursor, error) {
 		h, i = h+1, 0
 	}
 	return msgs, next, nil
+}
+
+// batch is the most records collect returns: Config.Batch, and for the
+// MQTT and NATS sinks Config.Batch rounded up to a multiple of the window.
+// A batch is sent in ceil(batch/window) round trips, the last one
+// emptying the window: a multiple wastes no part of one.
+func (c *connector) batch() int {
+	if c.cfg.Kind == KindWebhook {
+		return c.cfg.Batch
+	}
+	w := c.cfg.Window
+	return (c.cfg.Batch + w - 1) / w * w
 }
 
 // block reads block h from the log.

@@ -10,8 +10,10 @@
 //     every message up to it (MQTT PUBACK, JetStream PubAck, HTTP 2xx),
 //     written atomically with fsync at most once a second and at stop;
 //  2. delivers every data.record tx that passes its filters, at least
-//     once and in commit order: after a failure it sends again from the
-//     cursor, so a consumer de-duplicates by tx id;
+//     once and in commit order: MQTT and NATS messages leave in order on
+//     one connection, up to a window of them unacknowledged, the cursor
+//     moves only over an acknowledged prefix, and after a failure it
+//     sends again from the cursor, so a consumer de-duplicates by tx id;
 //  3. retries a failing sink for ever, with exponential backoff and
 //     jitter, and never skips a record: a dead sink makes it fall behind
 //     (its lag is in /metrics and /api/v1/status), never slows commits.

@@ -36,6 +36,16 @@ const (
 	DefaultMQTTTopic   = "ledgergate/{chain}/{device}/{stream}"
 	DefaultNATSSubject = "ledgergate.{chain}.{device}.{stream}"
 	DefaultNATSStream  = "LEDGERGATE"
+	// DefaultWindow is how many MQTT or NATS messages a connector keeps
+	// unacknowledged at once; MaxWindow is the most it may be set to.
+	DefaultWindow = 64
+	MaxWindow     = 1000
+)
+
+// MQTT protocol versions of an mqtt connector.
+const (
+	MQTT5   = "5"
+	MQTT311 = "3.1.1"
 )
 
 // Config is one connector (config.Egress, with paths made absolute).
@@ -55,8 +65,12 @@ type Config struct {
 	// Timeout bounds one delivery attempt (a POST, a PUBACK, a PubAck). 0:
 	// DefaultTimeout.
 	Timeout time.Duration
+	// Window bounds the MQTT and NATS messages sent and not yet
+	// acknowledged (the webhook sends Batch per POST). 0: DefaultWindow.
+	Window int
 
-	// MQTT (version 5 only).
+	// MQTT.
+	Protocol                  string // MQTT5 (default) or MQTT311
 	Topic                     string // template: {chain}, {device}, {stream}
 	ClientID                  string
 	Username, PasswordFile    string
@@ -140,8 +154,14 @@ func withDefaults(c Config) Config {
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
 	}
+	if c.Window == 0 {
+		c.Window = DefaultWindow
+	}
 	switch c.Kind {
 	case KindMQTT:
+		if c.Protocol == "" {
+			c.Protocol = MQTT5
+		}
 		if c.Topic == "" {
 			c.Topic = DefaultMQTTTopic
 		}
@@ -170,6 +190,10 @@ func check(c Config) error {
 		return fmt.Errorf("egress %s: no url", c.Name)
 	case c.Batch < 1:
 		return fmt.Errorf("egress %s: batch %d", c.Name, c.Batch)
+	case c.Window < 1 || c.Window > MaxWindow:
+		return fmt.Errorf("egress %s: window %d: want 1 to %d", c.Name, c.Window, MaxWindow)
+	case c.Kind == KindMQTT && c.Protocol != MQTT5 && c.Protocol != MQTT311:
+		return fmt.Errorf("egress %s: protocol %q: want %q or %q", c.Name, c.Protocol, MQTT5, MQTT311)
 	}
 	return nil
 }
@@ -275,7 +299,11 @@ func (c *connector) open(dir string) error {
 	var err error
 	switch c.cfg.Kind {
 	case KindMQTT:
-		c.sink, err = newMQTTSink(c.cfg)
+		if c.cfg.Protocol == MQTT311 {
+			c.sink, err = newMQTT3Sink(c.cfg)
+		} else {
+			c.sink, err = newMQTTSink(c.cfg)
+		}
 	case KindNATS:
 		c.sink, err = newNATSSink(c.cfg)
 	case KindWebhook:

@@ -135,6 +135,9 @@ func TestNewChecks(t *testing.T) {
 		{Name: "a", Kind: KindNATS},
 		{Name: "a", Kind: KindMQTT, URL: "tcp://x", Start: "later"},
 		{Name: "a", Kind: KindWebhook, URL: "http://x", Batch: -1},
+		{Name: "a", Kind: KindNATS, URL: "nats://x", Window: MaxWindow + 1},
+		{Name: "a", Kind: KindNATS, URL: "nats://x", Window: -1},
+		{Name: "a", Kind: KindMQTT, URL: "tcp://x", Protocol: "3.1"},
 	} {
 		if _, err := New([]Config{c}, Deps{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}); err == nil {
 			t.Errorf("%+v: accepted", c)

@@ -17,9 +17,9 @@ import (
 // cursor write and came back within it; the server's default is 2m.
 const natsDuplicates = 10 * time.Minute
 
-// natsSink publishes each record to a JetStream stream, one at a time
-// (the next after the PubAck of the one before, so the stream holds them
-// in commit order), with the tx id as Nats-Msg-Id.
+// natsSink publishes each record to a JetStream stream with the tx id as
+// Nats-Msg-Id, in commit order, with up to Config.Window of them waiting
+// for their PubAck.
 type natsSink struct {
 	cfg  Config
 	opts []nats.Option
@@ -63,7 +63,7 @@ func (s *natsSink) connect(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("egress: nats: %w", err)
 	}
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(s.cfg.Window))
 	if err != nil {
 		nc.Close()
 		return fmt.Errorf("egress: nats: %w", err)
@@ -99,22 +99,47 @@ func (s *natsSink) send(ctx context.Context, msgs []*Message) (int, error) {
 			return 0, err
 		}
 	}
-	for i, m := range msgs {
-		body, err := json.Marshal(m)
-		if err != nil {
-			return i, err
-		}
-		msg := nats.NewMsg(expand(s.cfg.Subject, m, natsToken))
-		msg.Data = body
-		msg.Header.Set("Content-Type", "application/json")
-		pctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
-		_, err = s.js.PublishMsg(pctx, msg, jetstream.WithMsgID(m.TxID), jetstream.WithExpectStream(s.cfg.Stream))
-		cancel()
-		if err != nil {
-			return i, fmt.Errorf("egress: nats: publish tx %s: %w", m.TxID, err)
-		}
+	n, err := pipeline(ctx, msgs, s.cfg.Window, s.publish)
+	if err != nil {
+		// Futures of this connection may still complete; a new one starts
+		// clean.
+		s.close()
 	}
-	return len(msgs), nil
+	return n, err
+}
+
+// publish sends m with an asynchronous publish: the messages of one
+// connection leave in the order they are published, and the stream stores
+// them in the order it receives them.
+func (s *natsSink) publish(m *Message) (published, error) {
+	body, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	msg := nats.NewMsg(expand(s.cfg.Subject, m, natsToken))
+	msg.Data = body
+	msg.Header.Set("Content-Type", "application/json")
+	// No retries inside the client: a retried publish would be stored
+	// after the ones sent after it. The connector resends from its cursor.
+	f, err := s.js.PublishMsgAsync(msg, jetstream.WithMsgID(m.TxID), jetstream.WithExpectStream(s.cfg.Stream),
+		jetstream.WithRetryAttempts(0))
+	if err != nil {
+		return nil, fmt.Errorf("egress: nats: publish tx %s: %w", m.TxID, err)
+	}
+	return func(ctx context.Context) error {
+		t := time.NewTimer(s.cfg.Timeout)
+		defer t.Stop()
+		select {
+		case <-f.Ok():
+			return nil
+		case err := <-f.Err():
+			return fmt.Errorf("egress: nats: publish tx %s: %w", m.TxID, err)
+		case <-t.C:
+			return fmt.Errorf("egress: nats: publish tx %s: no PubAck in %s", m.TxID, s.cfg.Timeout)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}, nil
 }
 
 func (s *natsSink) close() {
