@@ -21,7 +21,9 @@ import (
 // hook: the path of a file holding a Go duration ("90s", "-4m"), which
 // Now adds to the system clock. The file is read again every
 // pollInterval, so a test jumps a running gateway's clock by rewriting
-// it. A missing or empty file means no offset.
+// it. A missing or empty file means no offset, so replace the file whole
+// (write another and rename it): rewritten in place, it is empty for a
+// moment.
 const TestOffsetEnv = "LEDGERGATE_TEST_CLOCK_FILE"
 
 const pollInterval = 50 * time.Millisecond
