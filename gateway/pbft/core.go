@@ -1263,17 +1263,34 @@ func (c *Core) stabilize(seq uint64, d Digest, proof []*Message) {
 	c.raiseLow(seq, d)
 }
 
-// raiseLow moves the low watermark to seq and truncates the log below.
+// raiseLow moves the low watermark to seq and truncates the log below,
+// but for the prepared certificates above what this replica executed.
+//
+// A new view may start at another replica's commit certificate above
+// what this one executed (install): the proposals up to there are
+// decided, but this replica holds none of them until state transfer
+// brings them, and the replicas that executed them may lose them (a
+// wiped disk). Its prepared certificates are then all that is left of
+// them here: they go into its view-changes until it executed them, so
+// that a later new view that starts lower re-proposes them (PBFT 4.4)
+// rather than new proposals at those numbers (the chaos suite lost
+// acknowledged records that way: see lowerLow).
 func (c *Core) raiseLow(seq uint64, d Digest) {
 	if seq <= c.low {
 		return
 	}
 	c.low, c.lowDigest = seq, d
 	for s, e := range c.log {
-		if s <= seq {
-			c.dropIDs(e)
-			delete(c.log, s)
+		if s > seq {
+			continue
 		}
+		c.dropIDs(e)
+		if s > c.lastExec && e.cert != nil {
+			c.log[s] = &entry{seq: s, view: e.certView, prepares: map[string]*Message{}, commits: map[string]*Message{},
+				cert: e.cert, certView: e.certView}
+			continue
+		}
+		delete(c.log, s)
 	}
 	for s := range c.checkpoints {
 		if s < seq {

@@ -41,6 +41,12 @@
 //     replica in a view change asks again every retransmission period.
 //     A new primary that has not executed up to where the new view
 //     starts proposes nothing until state transfer brought it there.
+//     A replica keeps its prepared certificates above what it executed,
+//     also below where a new view started (a commit certificate of
+//     another replica, whose blocks it has yet to fetch): they go into
+//     its view-changes until it executed them, since the replica that
+//     executed them may lose them, and a later new view that starts
+//     lower re-proposes them and lowers its watermark to take them.
 //  5. Rejoining (not in PBFT): a replica left alone in a view change while
 //     2f+1 others go on committing in a lower view (a view change it
 //     alone asked for, or one it woke up into after being stopped) never

@@ -31,6 +31,9 @@ package pbft_test
 //	        lose a replica's memory / rebuild it from what it persisted:
 //	        HardState, prepared certificates and executed chain. Messages
 //	        to a replica that is down are lost.
+//	wipe n0
+//	        lose what a replica that is down persisted too (its data
+//	        directory deleted): restart builds it from nothing
 //	status  each replica's Status and executed chain
 //	queued  the undelivered messages, in queue order
 //
@@ -411,6 +414,16 @@ func (h *cluster) run(args []string) error {
 			return err
 		}
 		r.down, r.core = true, nil
+		return nil
+	case "wipe":
+		r, err := h.replica(arg(args, 1))
+		if err != nil {
+			return err
+		}
+		if !r.down {
+			return fmt.Errorf("%s is up", r.id)
+		}
+		r.hs, r.certs, r.chain = pbft.HardState{}, map[uint64]*pbft.Prepared{}, nil
 		return nil
 	case "restart":
 		r, err := h.replica(arg(args, 1))

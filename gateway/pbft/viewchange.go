@@ -274,6 +274,7 @@ func (c *Core) install(nv *Message) error {
 	minS, minD, proof, props := c.decide(nv.ViewChanges)
 	c.view, c.changing, c.vcTimer, c.newView = nv.View, false, false, nv
 	c.dirty()
+	c.lowerLow(minS, minD)
 	if minS > c.low {
 		if proof != nil && minS > c.proven {
 			c.proven, c.provenDigest, c.proof = minS, minD, proof
@@ -326,6 +327,29 @@ func (c *Core) install(nv *Message) error {
 		}
 	}
 	return nil
+}
+
+// lowerLow moves the low watermark down to where a new view starts, if
+// it is above what this replica executed or proved stable: an earlier
+// new view started at a commit certificate this replica never got the
+// proposals of (raiseLow), and this new view, built from view-changes
+// that lack that certificate, re-proposes them from the prepared
+// certificates instead. They must be accepted and executed here: with
+// the watermark left above them, this replica would drop the
+// re-proposals and wait for a state transfer that no replica may be
+// able to serve.
+func (c *Core) lowerLow(minS uint64, minD Digest) {
+	if minS >= c.low || c.low <= c.lastExec || c.low <= c.proven {
+		return
+	}
+	s, d := c.lastExec, c.lastExecDigest
+	if c.proven > s {
+		s, d = c.proven, c.provenDigest
+	}
+	if minS > s {
+		s, d = minS, minD
+	}
+	c.low, c.lowDigest = s, d
 }
 
 // rejoin leaves a view change nobody else joined for view v below it,

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -365,7 +366,7 @@ func runChaos(t *testing.T, seed uint64, p chaosProfile, phase time.Duration) {
 	if n := l.anomalies(); len(n) > 0 {
 		t.Errorf("devices got unexpected answers:\n%s", strings.Join(n, "\n"))
 	}
-	c.audit(&l.acked)
+	c.audit(l)
 }
 
 func newChaosRun(t *testing.T, seed uint64) *chaosRun {
@@ -771,8 +772,9 @@ func (c *chaosRun) checkLiveness(l *chaosLoad, healed time.Time) {
 // audit checks, with the load stopped: one head on every gateway; every
 // acknowledged record exactly once in every ledger and in every index, no
 // tx twice; then stops the gateways and runs `ledger verify` on each.
-func (c *chaosRun) audit(acked *ackSet) {
+func (c *chaosRun) audit(l *chaosLoad) {
 	t := c.t
+	acked := &l.acked
 	heads := func() ([]string, bool) {
 		var out []string
 		same := true
@@ -811,6 +813,10 @@ func (c *chaosRun) audit(acked *ackSet) {
 		time.Sleep(250 * time.Millisecond) // polling the gateways' status
 	}
 	ids := acked.list()
+	lost := map[string]bool{} // in no ledger
+	for _, id := range ids {
+		lost[id] = true
+	}
 	for i := range 4 {
 		g := c.gw(i)
 		seen, err := ledgerCounts(g.api)
@@ -820,6 +826,9 @@ func (c *chaosRun) audit(acked *ackSet) {
 		}
 		missing, twice := 0, 0
 		for _, id := range ids {
+			if seen[id] > 0 {
+				delete(lost, id)
+			}
 			if seen[id] != 1 {
 				missing++
 				if missing <= 5 {
@@ -841,6 +850,23 @@ func (c *chaosRun) audit(acked *ackSet) {
 		if n := indexMissing(g.api, ids); len(n) > 0 {
 			t.Errorf("node-%d: %d acknowledged txs missing from the index, e.g. %s", i+1, len(n), n[0])
 		}
+	}
+	// An acknowledged record in no ledger: who acknowledged it, and what
+	// node-1's ledger holds at the height its receipt named (another block:
+	// a fork or a replaced block; none: acknowledged above the head).
+	for _, id := range slices.Sorted(maps.Keys(lost)) {
+		msg := l.explain(id)
+		if a, ok := l.ackOf(id); ok && a.hash != "" {
+			var b struct {
+				Hash string `json:"hash"`
+			}
+			if err := getJSONTimeout(c.gw(0).api, fmt.Sprintf("/api/v1/blocks/%d", a.height), &b); err != nil {
+				msg += fmt.Sprintf("\n  node-1 has no block at height %d: %v", a.height, err)
+			} else if b.Hash != a.hash {
+				msg += fmt.Sprintf("\n  node-1's block at height %d is %s: another block", a.height, b.Hash)
+			}
+		}
+		t.Errorf("acknowledged tx %s is in no ledger: %s", id, msg)
 	}
 	for i := range 4 {
 		c.gw(i).stop()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -40,8 +41,33 @@ type chaosLoad struct {
 	wg     sync.WaitGroup
 	devs   []*chaosDevice
 
-	mu  sync.Mutex
-	odd []string // unexpected answers
+	mu   sync.Mutex
+	odd  []string             // unexpected answers
+	acks map[string]ackRecord // by tx id: who acknowledged it, when
+	gens map[*gateway]int     // process generation of each gateway seen, from 1
+	last [4]int               // the last generation given out, per gateway
+}
+
+// ackRecord is one acknowledgement, kept to explain a lost record: which
+// gateway process acknowledged it, when, and at which height and block
+// hash the gateway said it committed (CoAP's receipt; 0 and "" for
+// MQTT, whose SDK returns none).
+type ackRecord struct {
+	dev    string
+	node   int // 1..4
+	gen    int // the gateway's process generation: 1 for the first process
+	at     time.Duration
+	try    int
+	height uint64
+	hash   string
+}
+
+func (a ackRecord) String() string {
+	s := fmt.Sprintf("acknowledged at %.1fs by node-%d (process %d) to %s on try %d", a.at.Seconds(), a.node, a.gen, a.dev, a.try)
+	if a.hash != "" {
+		s += fmt.Sprintf(", receipt: height %d block %s", a.height, a.hash)
+	}
+	return s
 }
 
 type chaosDevice struct {
@@ -111,10 +137,56 @@ func (l *chaosLoad) stop() {
 	l.wg.Wait()
 }
 
-func (l *chaosLoad) ack(d *chaosDevice, env []byte) {
-	l.acked.add(hexID(env))
+// ack records an acknowledgement from gateway process g; receipt is the
+// CoAP 2.04 body (nil for MQTT).
+func (l *chaosLoad) ack(d *chaosDevice, g *gateway, try int, env, receipt []byte) {
+	id := hexID(env)
+	a := ackRecord{dev: d.String(), node: d.gw + 1, at: time.Since(l.c.start), try: try}
+	if r, err := ledger.DecodeReceipt(receipt); err == nil {
+		h := r.Header.Hash()
+		a.height, a.hash = r.Header.Height, hex.EncodeToString(h[:])
+	}
+	l.mu.Lock()
+	if l.acks == nil {
+		l.acks, l.gens = map[string]ackRecord{}, map[*gateway]int{}
+	}
+	if l.gens[g] == 0 {
+		l.last[d.gw]++
+		l.gens[g] = l.last[d.gw]
+	}
+	a.gen = l.gens[g]
+	l.acks[id] = a
+	l.mu.Unlock()
+	l.acked.add(id)
 	d.acks.Add(1)
 	d.lastAck.Store(time.Now().UnixNano())
+}
+
+// explain tells what is known of the acknowledgement of tx id, and the
+// events within two seconds of it.
+func (l *chaosLoad) explain(id string) string {
+	l.mu.Lock()
+	a, ok := l.acks[id]
+	l.mu.Unlock()
+	if !ok {
+		return "no acknowledgement recorded"
+	}
+	lines := []string{a.String()}
+	for _, e := range l.c.eventLog() {
+		var at float64
+		if _, err := fmt.Sscanf(strings.TrimSpace(e), "%fs", &at); err == nil && at >= a.at.Seconds()-2 && at <= a.at.Seconds()+2 {
+			lines = append(lines, "  "+e)
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// ackOf returns the acknowledgement recorded for tx id.
+func (l *chaosLoad) ackOf(id string) (ackRecord, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	a, ok := l.acks[id]
+	return a, ok
 }
 
 func (l *chaosLoad) anomaly(d *chaosDevice, format string, args ...any) {
@@ -223,7 +295,7 @@ func (l *chaosLoad) runMQTT(d *chaosDevice) {
 			var re *device.RefusedError
 			switch {
 			case err == nil:
-				l.ack(d, env)
+				l.ack(d, g, try, env, nil)
 				break send
 			case errors.As(err, &re) && retryable(re.Reason):
 				l.pause(device.ResendPause)
@@ -287,7 +359,7 @@ func (l *chaosLoad) runCoAP(d *chaosDevice) {
 			reason, _, _ := strings.Cut(string(body), ":")
 			switch {
 			case code == codes.Changed:
-				l.ack(d, env)
+				l.ack(d, g, try, env, body)
 				break send
 			case code == codes.ServiceUnavailable || code == codes.TooManyRequests || retryable(reason):
 				l.pause(device.ResendPause) // their Max-Age
