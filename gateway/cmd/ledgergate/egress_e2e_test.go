@@ -456,7 +456,20 @@ const mosquittoUser = "user root\n"
 // started again, from a gateway that is killed and whose cursor is
 // rewound: every tx id arrives at least once, first arrivals in commit
 // order, each with its tx_id user property.
-func TestEgressMQTT(t *testing.T) {
+func TestEgressMQTT(t *testing.T) { testEgressMQTT(t, false) }
+
+// TestEgressMQTT311: the same with protocol = "3.1.1" (paho.mqtt.golang),
+// on a 3.1.1 connection, with the tx id in the body only (3.1.1 has no
+// user properties).
+func TestEgressMQTT311(t *testing.T) { testEgressMQTT(t, true) }
+
+func testEgressMQTT(t *testing.T, v311 bool) {
+	// What differs between the protocols: the topic template, and where
+	// the tx id is besides the body.
+	topic, extra := "ledgergate/{chain}/{device}/{stream}", ""
+	if v311 {
+		topic, extra = "v311/{device}/{stream}", "protocol = \"3.1.1\"\nwindow = 8\n"
+	}
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "mosquitto.conf")
 	broker := startServer(t, "mosquitto", func(port int) []string {
@@ -480,7 +493,7 @@ func TestEgressMQTT(t *testing.T) {
 		ReconnectBackoff: func(int) time.Duration { return 100 * time.Millisecond },
 		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
 			go func() {
-				if _, err := cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "ledgergate/#", QoS: 1}}}); err == nil {
+				if _, err := cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: strings.SplitN(topic, "/", 2)[0] + "/#", QoS: 1}}}); err == nil {
 					subscribed <- struct{}{}
 				}
 			}()
@@ -489,22 +502,21 @@ func TestEgressMQTT(t *testing.T) {
 			ClientID: "egress-test-sub",
 			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 				var m egress.Message
-				if err := json.Unmarshal(pr.Packet.Payload, &m); err != nil {
+				if err := json.Unmarshal(pr.Packet.Payload, &m); err != nil || m.TxID == "" {
 					t.Errorf("message on %s: %v", pr.Packet.Topic, err)
 					return true, nil
 				}
 				var prop string
-				if pr.Packet.Properties == nil {
-					t.Errorf("message of tx %s without properties", m.TxID)
-					return true, nil
-				}
-				for _, p := range pr.Packet.Properties.User {
-					if p.Key == "tx_id" {
-						prop = p.Value
+				if pr.Packet.Properties != nil {
+					for _, p := range pr.Packet.Properties.User {
+						if p.Key == "tx_id" {
+							prop = p.Value
+						}
 					}
 				}
-				if prop != m.TxID || pr.Packet.Topic != "ledgergate/"+m.ChainID+"/"+m.Device+"/"+m.Stream {
-					t.Errorf("message of tx %s: user property tx_id %q, topic %s", m.TxID, prop, pr.Packet.Topic)
+				want := strings.NewReplacer("{chain}", m.ChainID, "{device}", m.Device, "{stream}", m.Stream).Replace(topic)
+				if wantProp := map[bool]string{false: m.TxID, true: ""}[v311]; prop != wantProp || pr.Packet.Topic != want {
+					t.Errorf("message of tx %s: user property tx_id %q (want %q), topic %s (want %s)", m.TxID, prop, wantProp, pr.Packet.Topic, want)
 				}
 				got.add(m)
 				return true, nil
@@ -521,9 +533,14 @@ func TestEgressMQTT(t *testing.T) {
 		t.Fatal("test subscriber: no SUBACK in 15s")
 	}
 
-	r := newEgressRun(t, fmt.Sprintf("[[egress]]\nname = \"up\"\nkind = \"mqtt\"\nurl = %q\nbatch = 20\n", brokerURL), "m-1", "m-2", "m-3", "m-4")
+	r := newEgressRun(t, fmt.Sprintf("[[egress]]\nname = \"up\"\nkind = \"mqtt\"\nurl = %q\ntopic = %q\nbatch = 20\n%s", brokerURL, topic, extra),
+		"m-1", "m-2", "m-3", "m-4")
 	r.publish(15, "temp")
 	got.waitIDs(t, r.want(nil), r.g.log)
+	// mosquitto logs a client's protocol: p2 is MQTT 3.1.1, p5 MQTT 5.
+	if b, _ := os.ReadFile(broker.out.Name()); !strings.Contains(string(b), fmt.Sprintf("as ledgergate-node-1-up (p%d,", map[bool]int{false: 5, true: 2}[v311])) {
+		t.Errorf("the connector did not connect with the protocol asked (3.1.1: %t):\n%s", v311, b)
+	}
 
 	// The broker goes away: commits go on, the connector falls behind.
 	// SIGTERM, not SIGKILL: mosquitto writes its persistence file (the
@@ -622,99 +639,6 @@ func brokerLogs(paths ...string) string {
 		fmt.Fprintf(&out, "\n--- broker run %d:\n%s", i+1, b)
 	}
 	return out.String()
-}
-
-// TestEgressMQTT311: a connector with protocol = "3.1.1" (paho.mqtt.golang)
-// delivers to a mosquitto broker that is stopped and started again, and
-// after a crash with its cursor rewound: every tx id arrives, first
-// arrivals in commit order, with the tx id in the body only (3.1.1 has
-// no user properties), on a 3.1.1 connection.
-func TestEgressMQTT311(t *testing.T) {
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "mosquitto.conf")
-	broker := startServer(t, "mosquitto", func(port int) []string {
-		os.WriteFile(conf, fmt.Appendf(nil, "listener %d 127.0.0.1\n%sallow_anonymous true\npersistence true\npersistence_location %s/\nmax_queued_messages 100000\n"+
-			"log_dest stderr\nlog_type all\n", port, mosquittoUser, dir), 0o644)
-		return []string{"-c", conf}
-	})
-
-	var got collected
-	u, _ := url.Parse(fmt.Sprintf("mqtt://127.0.0.1:%d", broker.port))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	subscribed := make(chan struct{}, 10)
-	cm, err := autopaho.NewConnection(ctx, autopaho.ClientConfig{
-		ServerUrls: []*url.URL{u}, KeepAlive: 5, CleanStartOnInitialConnection: true, SessionExpiryInterval: 3600,
-		ReconnectBackoff: func(int) time.Duration { return 100 * time.Millisecond },
-		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
-			go func() {
-				if _, err := cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "v311/#", QoS: 1}}}); err == nil {
-					subscribed <- struct{}{}
-				}
-			}()
-		},
-		ClientConfig: paho.ClientConfig{
-			ClientID: "egress-311-sub",
-			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-				var m egress.Message
-				if err := json.Unmarshal(pr.Packet.Payload, &m); err != nil || m.TxID == "" {
-					t.Errorf("message on %s: %v", pr.Packet.Topic, err)
-					return true, nil
-				}
-				if pr.Packet.Properties != nil && len(pr.Packet.Properties.User) > 0 || pr.Packet.Topic != "v311/"+m.Device+"/"+m.Stream {
-					t.Errorf("message of tx %s on %s: properties %+v", m.TxID, pr.Packet.Topic, pr.Packet.Properties)
-				}
-				got.add(m)
-				return true, nil
-			}},
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cm.Disconnect(context.Background())
-	select {
-	case <-subscribed:
-	case <-time.After(15 * time.Second):
-		t.Fatal("test subscriber: no SUBACK in 15s")
-	}
-
-	gw := newGate(t, fmt.Sprintf("127.0.0.1:%d", broker.port))
-	r := newEgressRun(t, fmt.Sprintf("[[egress]]\nname = \"up\"\nkind = \"mqtt\"\nprotocol = \"3.1.1\"\nurl = %q\n"+
-		"topic = \"v311/{device}/{stream}\"\nbatch = 20\nwindow = 8\n", gw.url()), "v-1", "v-2", "v-3", "v-4")
-	r.publish(15, "temp")
-	got.waitIDs(t, r.want(nil), r.g.log)
-	// mosquitto logs a client's protocol: p2 is MQTT 3.1.1, p5 MQTT 5.
-	if b, _ := os.ReadFile(broker.out.Name()); !strings.Contains(string(b), "as ledgergate-node-1-up (p2,") {
-		t.Errorf("the connector did not connect with MQTT 3.1.1:\n%s", b)
-	}
-
-	first := broker.out.Name()
-	gw.set(true)
-	broker.kill(syscall.SIGTERM)
-	r.publish(15, "temp")
-	if s := r.egressStatus("up"); s.LagRecords == 0 || !s.Failing || s.LastError == "" {
-		t.Errorf("broker down, status: %+v", s)
-	}
-	broker.restart()
-	select {
-	case <-subscribed:
-	case <-time.After(15 * time.Second):
-		t.Fatal("test subscriber: no SUBACK in 15s after the broker's restart")
-	}
-	gw.set(false)
-	got.waitIDs(t, r.want(nil), func() string { return r.g.log() + brokerLogs(first, broker.out.Name()) })
-
-	r.publish(10, "temp")
-	r.crash("up", func(c *egress.Cursor) { *c = egress.Cursor{} })
-	r.publish(10, "temp")
-	got.waitIDs(t, r.want(nil), r.g.log)
-	r.waitCaughtUp("up")
-	dups := r.checkDelivered(got.snapshot(), r.want(nil))
-	if dups == 0 {
-		t.Errorf("no record arrived twice after the cursor was rewound to the start")
-	}
-	t.Logf("%d records, %d duplicates", len(r.want(nil)), dups)
 }
 
 // TestEgressNATS: records reach JetStream through a nats-server killed
