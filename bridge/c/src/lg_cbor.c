@@ -201,6 +201,15 @@ lg_err cb_key(lg_cbor *c, uint64_t *prev, uint64_t *key)
     return LG_OK;
 }
 
+lg_err cb_want_key(lg_cbor *c, uint64_t *prev, uint64_t want)
+{
+    uint64_t key;
+    lg_err e = cb_key(c, prev, &key);
+    if (e != LG_OK)
+        return e;
+    return key == want ? LG_OK : LG_ERR_MALFORMED;
+}
+
 /* Bytewise order of two encoded keys (RFC 8949 4.2.1). */
 static int keycmp(lg_str a, lg_str b)
 {

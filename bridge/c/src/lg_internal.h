@@ -51,6 +51,8 @@ lg_err cb_item(lg_cbor *c, lg_str *span);
 /* Next map key of a map whose keys are small uints: it must be above
  * *prev (sorted, no duplicates). A non-uint key is unknown: MALFORMED. */
 lg_err cb_key(lg_cbor *c, uint64_t *prev, uint64_t *key);
+/* cb_want_key reads a map key that must be want (LG_ERR_MALFORMED otherwise). */
+lg_err cb_want_key(lg_cbor *c, uint64_t *prev, uint64_t want);
 bool cb_done(const lg_cbor *c);
 
 /* A NUL-free id (protocol.md 3). */

@@ -80,16 +80,12 @@ static lg_err cert_walk(lg_str cert, const lg_genesis *g, const lg_header *h)
         return e;
     if (n != 2)
         return LG_ERR_MALFORMED;
-    if ((e = cb_key(&c, &prev, &key)) != LG_OK)
+    if ((e = cb_want_key(&c, &prev, 1)) != LG_OK)
         return e;
-    if (key != 1)
-        return LG_ERR_MALFORMED;
     if ((e = cb_uint(&c, &view)) != LG_OK)
         return e;
-    if ((e = cb_key(&c, &prev, &key)) != LG_OK)
+    if ((e = cb_want_key(&c, &prev, 2)) != LG_OK)
         return e;
-    if (key != 2)
-        return LG_ERR_MALFORMED;
     if (g != NULL) {
         if (!lg_str_eq(h->chain_id, g->chain_id))
             return LG_ERR_CERT;
@@ -152,7 +148,7 @@ lg_err lg_head_verify(const lg_genesis *g, lg_str head, lg_header *h)
 {
     lg_cbor c;
     size_t n;
-    uint64_t prev = UINT64_MAX, key;
+    uint64_t prev = UINT64_MAX;
     lg_str cert;
     lg_err e;
     cb_init(&c, head.p, head.n);
@@ -160,16 +156,12 @@ lg_err lg_head_verify(const lg_genesis *g, lg_str head, lg_header *h)
         return e;
     if (n != 2)
         return LG_ERR_MALFORMED;
-    if ((e = cb_key(&c, &prev, &key)) != LG_OK)
+    if ((e = cb_want_key(&c, &prev, 1)) != LG_OK)
         return e;
-    if (key != 1)
-        return LG_ERR_MALFORMED;
     if ((e = lg_header_decode(&c, h)) != LG_OK)
         return e;
-    if ((e = cb_key(&c, &prev, &key)) != LG_OK)
+    if ((e = cb_want_key(&c, &prev, 2)) != LG_OK)
         return e;
-    if (key != 2)
-        return LG_ERR_MALFORMED;
     if ((e = cert_decode(&c, &cert)) != LG_OK)
         return e;
     if (!cb_done(&c))
