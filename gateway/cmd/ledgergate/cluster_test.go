@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -61,19 +60,6 @@ func newCluster(t testing.TB, n int, extra ...string) *testCluster {
 	}
 	c.admin = &admin{key: key, chainID: "test-cluster"}
 	return c
-}
-
-// freeAddr returns a loopback address no one listens on right now.
-func freeAddr(t testing.TB) string { return freeAddrOn(t, "127.0.0.1") }
-
-// freeAddrOn is freeAddr on another loopback address.
-func freeAddrOn(t testing.TB, host string) string {
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // seedsHost is the loopback address of the gateways a DNS zone names.

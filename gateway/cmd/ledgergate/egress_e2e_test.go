@@ -65,17 +65,6 @@ func fileExists(p string) bool {
 	return err == nil
 }
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // server is a sink server process on a fixed port, so that it can be
 // stopped and started again where the gateway's config points.
 type server struct {

@@ -35,9 +35,8 @@ func TestClusterFromSeeds(t *testing.T) {
 		c.data = append(c.data, data)
 		mustCLI(t, dir, "init", "--software-key", "--data", data, "--node-id", id)
 		nodeFlags = append(nodeFlags, "--node", id+",,"+filepath.Join(data, "node.pub"))
-		// The zone names these ports before the gateways bind them: on a
-		// loopback address of their own, no outbound connection of another
-		// test (whose source is 127.0.0.1) can take one in between.
+		// The zone names these ports before the gateways bind them
+		// (freeAddrOn says why they stay free until then).
 		listens[i], brokers[i] = freeAddrOn(t, seedsHost), freeAddrOn(t, seedsHost)
 		der, err := device.LoadPublicKey(filepath.Join(data, "node.pub"))
 		if err != nil {
