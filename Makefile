@@ -120,7 +120,7 @@ sim: ## long PBFT simulation: SEEDS seeded runs with faults and Byzantine replic
 	$(GO) test ./gateway/pbft/pbfttest -run '^TestSim$$' -seeds $(SEEDS) -timeout 0 -v
 
 # `make chaos` runs SEEDS schedules (20 unless given); FAULTS=safe keeps
-# to the faults `make test` runs.
+# to kills and clock steps, one gateway at a time.
 FAULTS ?= all
 chaos: SEEDS = 20
 
