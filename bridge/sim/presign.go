@@ -125,6 +125,9 @@ type PresignResult struct {
 	// phase, and CPUPerMsg that divided by the acknowledged messages;
 	// both 0 without PresignConfig.PID.
 	CPU, CPUPerMsg time.Duration
+	// ClientCPU is this process's CPU time over the timed phase per
+	// acknowledged message: what the load generator itself costs.
+	ClientCPU time.Duration
 	// Reasons counts the refused messages by the reason string of their
 	// PUBACKs (a gateway's refusal reason, such as "overloaded").
 	Reasons map[string]uint64
@@ -179,6 +182,7 @@ func RunPresigned(ctx context.Context, cfg PresignConfig) (PresignResult, error)
 			return PresignResult{}, err
 		}
 	}
+	self0 := selfCPU()
 	var acked, refused, failures atomic.Uint64
 	var lastAck atomic.Int64 // since start
 	var mu sync.Mutex
@@ -238,6 +242,9 @@ func RunPresigned(ctx context.Context, cfg PresignConfig) (PresignResult, error)
 		if res.Acked > 0 {
 			res.CPUPerMsg = res.CPU / time.Duration(res.Acked)
 		}
+	}
+	if res.Acked > 0 {
+		res.ClientCPU = (selfCPU() - self0) / time.Duration(res.Acked)
 	}
 	res.Unacked = uint64(l.Messages()) - res.Acked - res.Refused
 	if res.Acked > 0 {
