@@ -351,6 +351,10 @@ func (s *session) run(ctx context.Context, pks [][]byte, k int, first time.Time,
 		if !ok {
 			continue // the device subscribed to nothing: only PUBACKs are expected
 		}
+		if ack.PacketID == 0 || int(ack.PacketID) >= len(sentAt) {
+			err = fmt.Errorf("sim: %s acknowledged packet id %d, which was never sent", s.broker, ack.PacketID)
+			break
+		}
 		since := time.Since(start)
 		if ack.ReasonCode >= 0x80 {
 			refused++

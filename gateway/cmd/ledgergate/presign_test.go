@@ -18,12 +18,20 @@ import (
 // TestSimPresign runs `ledgergate sim --presign` against a dev gateway
 // process, and with --no-enroll against mosquitto: every message is
 // acknowledged, and the broker's process, found from its MQTT address,
-// is named with its CPU time per message (no timing is asserted).
+// is named with its CPU time per message (no timing is asserted). The
+// presign flags need --presign.
 func TestSimPresign(t *testing.T) {
 	g := startGateway(t, filepath.Join(t.TempDir(), "data"))
 	out := mustCLI(t, t.TempDir(), "sim", "--presign", "--inflight", "8", "--count", "100", "--devices", "10",
 		"--api", g.api, "--data", g.data, "--broker", "tcp://"+g.mqtt)
 	checkResult(t, out, 1000, g.cmd.Process.Pid)
+
+	// The presign flags without --presign, and --chain-id for a gateway, are usage errors.
+	for _, args := range [][]string{{"--inflight", "4"}, {"--no-enroll"}, {"--presign", "--chain-id", "x"}} {
+		if _, errs, code := cli(t, t.TempDir(), append([]string{"sim"}, args...)...); code != 2 || !strings.Contains(errs, "needs --") {
+			t.Errorf("sim %s: exit %d, want 2 and what it needs\n%s", strings.Join(args, " "), code, errs)
+		}
+	}
 
 	m := startMosquitto(t)
 	out = mustCLI(t, t.TempDir(), "sim", "--presign", "--no-enroll", "--inflight", "8", "--count", "100", "--devices", "10",

@@ -92,6 +92,9 @@ func cmdSim(ctx context.Context, e *env, args []string) error {
 			}
 		}
 	}
+	if set["chain-id"] && !*noEnroll {
+		return usageError(fs, "--chain-id needs --no-enroll (a gateway's chain id comes from its API)")
+	}
 	if *presign && (*inflight < 1 || *inflight > 65534 || *count < 1) {
 		return fmt.Errorf("want 1 to 65534 --inflight and a positive --count")
 	}
