@@ -6,12 +6,17 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"text/tabwriter"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ledgergate/ledgergate/bridge/device"
 	"github.com/ledgergate/ledgergate/bridge/sim"
+	"github.com/ledgergate/ledgergate/gateway/ledger"
 )
 
 // presignDevices are BenchmarkPresign's devices, and presignPhases its
@@ -22,16 +27,18 @@ const presignDevices = 100
 var presignPhases = []struct {
 	k, count int
 	rate     float64
+	eddsa    bool // Ed25519 devices instead of ES256 ones
 }{
 	{k: 1, count: 100},
 	{k: 16, count: 200},
 	{k: 128, count: 400},
 	{k: 128, count: 250, rate: 5000},
 	{k: 16, count: 60, rate: 1000},
+	{k: 128, count: 400, eddsa: true},
 }
 
-// BenchmarkPresign sends the same pre-signed load, ES256 records over
-// MQTT 5 QoS 1 from 100 devices, to a dev gateway process (PUBACK after a
+// BenchmarkPresign sends the same pre-signed load, signed records over
+// MQTT 5 QoS 1 from 100 devices (ES256, and EdDSA in the last phase), to a dev gateway process (PUBACK after a
 // durable commit) and to Debian's mosquitto (PUBACK at once), in one run,
 // and reports for each the acknowledged msgs/s, the broker process's CPU
 // time per message (user+system from /proc/PID/stat: the load-independent
@@ -39,6 +46,7 @@ var presignPhases = []struct {
 // gateway/mosquitto; for the gateway also the committed txs per block
 // (the fixed cost of a block weighs on small ones). The phases paced at
 // 5,000 and 1,000 msgs/s are the latency and small-block cases.
+// The last phase has Ed25519 devices (the EdDSA goal).
 // The records of a phase are signed before it, so the simulator (in this
 // process, sharing the cores) only writes and reads packets; its own CPU
 // per message is reported too.
@@ -60,21 +68,27 @@ func BenchmarkPresign(b *testing.B) {
 	m := startMosquitto(b)
 	a := loadAdmin(b, g)
 	devs, took := sbsEnroll(b, a, g.api, presignDevices)
+	edDevs := presignEnrollEdDSA(b, a, g.api, presignDevices)
 	load0 := loadAvg()
 	var table strings.Builder
 	tw := tabwriter.NewWriter(&table, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "phase\tmsgs\tgateway msgs/s\tµs/msg\tp50 ms\tp99 ms\ttxs/block\tmosquitto msgs/s\tµs/msg\tp50 ms\tp99 ms\tmsgs/s ratio\tCPU ratio\tsim µs/msg\t")
-	seq := uint64(1)
+	seq, edSeq := uint64(1), uint64(1)
 	for i, ph := range presignPhases {
 		name := fmt.Sprintf("K=%d", ph.k)
 		if ph.rate > 0 {
 			name += fmt.Sprintf("/rate=%.0f", ph.rate)
 		}
-		load, err := sim.Presign(devs, a.chainID, ph.count, seq, 64)
+		phDevs, phSeq := devs, &seq
+		if ph.eddsa {
+			name = "EdDSA/" + name
+			phDevs, phSeq = edDevs, &edSeq
+		}
+		load, err := sim.Presign(phDevs, a.chainID, ph.count, *phSeq, 64)
 		if err != nil {
 			b.Fatal(err)
 		}
-		seq += uint64(ph.count)
+		*phSeq += uint64(ph.count)
 		b.Run(name, func(b *testing.B) {
 			run := func(addr string, pid int, anonymous bool) sim.PresignResult {
 				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -123,11 +137,47 @@ func BenchmarkPresign(b *testing.B) {
 			// The last phase logs the table: a benchmark with
 			// sub-benchmarks prints no log of its own.
 			tw.Flush()
-			b.Logf("BenchmarkPresign: %d ES256 devices (enrolled in %s), 64-byte payloads, MQTT 5 QoS 1; "+
+			b.Logf("BenchmarkPresign: %d ES256 devices (enrolled in %s; as many Ed25519 ones for the EdDSA phase), 64-byte payloads, MQTT 5 QoS 1; "+
 				"load average %s at the start, %s at the end; ratios are gateway/mosquitto (msgs/s) and mosquitto/gateway (CPU per message); "+
 				"sim µs/msg is this process's CPU per message (gateway/mosquitto runs)\n%s", presignDevices, took, load0, loadAvg(), table.String())
 		})
 	}
+}
+
+// presignEnrollEdDSA makes n Ed25519 devices and enrolls them through
+// the API at api, 32 at a time.
+func presignEnrollEdDSA(b *testing.B, a *admin, api string, n int) []sim.Device {
+	b.Helper()
+	devs := make([]sim.Device, n)
+	var grp errgroup.Group
+	grp.SetLimit(32)
+	for i := range devs {
+		grp.Go(func() error {
+			id := "bench-ed-" + strconv.Itoa(i)
+			key, err := device.GenerateKey(ledger.EdDSA)
+			if err != nil {
+				return err
+			}
+			pub, err := ledger.MarshalPublicKey(key)
+			if err != nil {
+				return err
+			}
+			env, err := ledger.SignTx(a.key, "admin", &ledger.Body{Kind: ledger.KindEnroll, ChainID: a.chainID,
+				Enroll: &ledger.Enroll{DeviceID: id, PublicKey: pub}})
+			if err != nil {
+				return err
+			}
+			if code, reason, _, err := post(context.Background(), api, env); err != nil || code != http.StatusOK {
+				return fmt.Errorf("enroll %s: HTTP %d %s %v", id, code, reason, err)
+			}
+			devs[i] = sim.Device{ID: id, Key: key}
+			return nil
+		})
+	}
+	if err := grp.Wait(); err != nil {
+		b.Fatal(err)
+	}
+	return devs
 }
 
 // presignHeight is the gateway's chain height.
