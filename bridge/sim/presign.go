@@ -272,6 +272,8 @@ type session struct {
 	recvMax int // the broker's receive maximum
 }
 
+// dialSession connects device d to broker with MQTT 5, a clean start and
+// no keep-alive, signing in with a device token unless anonymous.
 func dialSession(ctx context.Context, broker string, d Device, chainID string, anonymous bool) (*session, error) {
 	u, err := url.Parse(broker)
 	if err != nil || (u.Scheme != "tcp" && u.Scheme != "mqtt") || u.Host == "" {
