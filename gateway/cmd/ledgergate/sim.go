@@ -42,7 +42,8 @@ Two modes:
   broker (e.g. mosquitto with allow_anonymous): no API, no enrollment,
   anonymous CONNECTs; records are signed for --chain-id, and a plain
   broker acknowledges at once. Its CPU per message is the denominator
-  of the gateway's.
+  of the gateway's. mosquitto's receive maximum is 20 unless its
+  config has max_inflight_messages 0 (or a number above K).
 
 Besides a human summary, --presign prints one line that starts with
 "result " followed by key=value fields: broker, devices, inflight,
