@@ -34,7 +34,7 @@ TEST_DEBS += gcc make pkg-config libmosquitto-dev libcoap3-dev libmbedtls-dev li
 TEST_DEBS += mosquitto nats-server
 TEST_SERVICES := mosquitto nats-server
 
-.PHONY: help run cluster cluster-clean build cross deb deps test test-go packaging-test fuzz-short verify bench sim chaos screenshots vectors clean c c-test
+.PHONY: help run cluster cluster-clean build cross deb deps test test-go packaging-test fuzz-short verify bench bench-presign sim chaos screenshots vectors clean c c-test
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -127,7 +127,7 @@ chaos: SEEDS = 20
 chaos: ## chaos: SEEDS (20) random fault schedules over four real gateways under device load, about a minute each (docs/chaos.md); a failing seed replays with -seed N
 	$(GO) test -count=1 $(PKG) -run '^TestChaos$$' -timeout 0 -v -args -seeds $(SEEDS) -faults $(FAULTS)
 
-bench: ## benchmarks (numbers go to docs/benchmarks.md)
+bench: bench-presign ## benchmarks (numbers go to docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./gateway/chain
 	$(GO) test -run '^$$' -bench . ./gateway/ledger ./gateway/index
 	$(GO) test -run '^$$' -bench MQTT -benchtime 1x -timeout 15m ./bridge/sim
@@ -136,6 +136,9 @@ bench: ## benchmarks (numbers go to docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . ./bridge/device
 	$(GO) test -run '^$$' -bench ConfigVerify -benchtime 1x ./gateway/cmd/ledgergate
 	$(GO) test -run '^$$' -bench FrontEnds -benchtime 1x ./gateway/cmd/ledgergate
+
+bench-presign: ## the commit path at its limit: the same pre-signed MQTT load to a dev gateway and to mosquitto, CPU per message side by side
+	$(GO) test -run '^$$' -bench Presign -benchtime 1x -timeout 10m $(PKG)
 
 vectors: ## regenerate docs/vectors, the protocol's test vectors, from the code (review the diff)
 	$(GO) test -count=1 ./bridge/device/vectors -run '^TestVectorsUpToDate$$' -update

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"testing"
@@ -119,3 +120,64 @@ func (h *allowAll) Provides(b byte) bool {
 }
 func (h *allowAll) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { return true }
 func (h *allowAll) OnACLCheck(*mochi.Client, string, bool) bool              { return true }
+
+// BenchmarkMQTTPresigned sends a pre-signed load (100 ES256 devices, K
+// QoS 1 messages in flight each) to a single node in this process: the
+// MQTT front end on a real socket, the chain, its one-node PBFT replica,
+// block log and SQLite index, as `ledgergate run --dev` has them, without
+// the API, dashboard and egress. It reports msgs/s and this process's
+// CPU per message, which includes the simulator's; it is there to
+// profile the path from PUBLISH to PUBACK:
+//
+//	go test -run '^$' -bench MQTTPresigned -benchtime 1x -cpuprofile cpu.out ./bridge/sim
+//
+// The records are signed before the timer starts, so the profile holds
+// no device signing. BenchmarkPresign in gateway/cmd/ledgergate measures
+// the real gateway process beside mosquitto.
+func BenchmarkMQTTPresigned(b *testing.B) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	node := nodetest.Start(b, nodetest.Options{MaxDelay: 2 * time.Millisecond})
+	devs := make([]Device, 100)
+	for i := range devs {
+		devs[i].ID = "dev-" + strconv.Itoa(i)
+		devs[i].Key = node.Enroll(b, devs[i].ID, ledger.ES256)
+	}
+	srv, err := mqtt.New(mqtt.Config{Listen: "127.0.0.1:0"},
+		mqtt.Deps{Committer: node.Committer(), Directory: node.Directory(), Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	addr, _ := srv.Addrs()
+	seq := uint64(1)
+	for _, k := range []int{1, 128} {
+		count := 100
+		if k > 1 {
+			count = 400
+		}
+		b.Run(fmt.Sprintf("K=%d", k), func(b *testing.B) {
+			b.StopTimer()
+			load, err := Presign(devs, node.Genesis.ChainID, count, seq, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			seq += uint64(count)
+			b.StartTimer()
+			r, err := RunPresigned(context.Background(), PresignConfig{Brokers: []string{"tcp://" + addr}, Load: load,
+				Inflight: k, PID: os.Getpid(), Timeout: 2 * time.Minute})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if r.Acked != uint64(load.Messages()) {
+				b.Fatalf("%d of %d acknowledged, %d refused %v", r.Acked, load.Messages(), r.Refused, r.Reasons)
+			}
+			b.ReportMetric(0, "ns/op")
+			b.ReportMetric(r.Rate, "msgs/s")
+			b.ReportMetric(float64(r.CPUPerMsg)/float64(time.Microsecond), "process_us/msg")
+			b.ReportMetric(float64(r.P99)/float64(time.Millisecond), "p99_ms")
+		})
+	}
+}

@@ -6,6 +6,13 @@
 // The devices of one run may be spread over several gateways of a
 // cluster (Config.Brokers). A device whose gateway fails stops and counts
 // as a failure; the devices of the other gateways go on.
+//
+// Presign and RunPresigned are the other mode, for measuring a broker at
+// its limit: every record is signed and encoded before the timed phase,
+// each device keeps K QoS 1 PUBLISHes in flight, and the broker's CPU
+// time per acknowledged message is read from /proc when it is a process
+// on this machine (ProcessCPU, ListenerPID). The same load goes to a
+// ledgergate gateway or to any MQTT 5 broker, for the ratio.
 package sim
 
 import (
