@@ -23,9 +23,9 @@ import (
 // fakeLedger commits whatever it is given.
 type fakeLedger struct{ submitted [][]byte }
 
-func (f *fakeLedger) Submit(_ context.Context, env []byte) (*ledger.Receipt, error) {
-	f.submitted = append(f.submitted, env)
-	return &ledger.Receipt{Tx: env}, nil
+func (f *fakeLedger) SubmitTx(_ context.Context, tx *ledger.Tx) (*ledger.Receipt, error) {
+	f.submitted = append(f.submitted, tx.Envelope)
+	return &ledger.Receipt{Tx: tx.Envelope}, nil
 }
 func (f *fakeLedger) Receipt([32]byte) (*ledger.Receipt, error) {
 	return &ledger.Receipt{Tx: []byte{1}}, nil

@@ -233,7 +233,17 @@ func (c *Chain) close() {
 // committed within the commit timeout is refused as "unavailable" (see
 // Ticket.Wait).
 func (c *Chain) Submit(ctx context.Context, env []byte) (*ledger.Receipt, error) {
-	t, err := c.Propose(ctx, env)
+	tx, err := c.st.Decode(env)
+	if err != nil {
+		c.m.rejects.WithLabelValues(string(ledger.ReasonOf(err))).Inc()
+		return nil, err
+	}
+	return c.SubmitTx(ctx, tx)
+}
+
+// SubmitTx is Submit for a tx already decoded.
+func (c *Chain) SubmitTx(ctx context.Context, tx *ledger.Tx) (*ledger.Receipt, error) {
+	t, err := c.Propose(ctx, tx)
 	if err != nil {
 		return nil, err
 	}
@@ -262,21 +272,23 @@ func (t *Ticket) Wait(ctx context.Context) (*ledger.Receipt, error) {
 	return t.c.wait(ctx, t.w, t.start)
 }
 
-// Propose checks env and queues it for ordering, and returns without
-// waiting for the commit. Txs proposed one after another by one caller
-// are ordered in that order, so a device's records keep their sequence
-// even with many in flight.
-func (c *Chain) Propose(ctx context.Context, env []byte) (*Ticket, error) {
+// Propose checks tx (decoded once, by the front end, with its id) and
+// queues it for ordering, and returns without waiting for the commit.
+// Txs proposed one after another by one caller are ordered in that order,
+// so a device's records keep their sequence even with many in flight.
+// The tx travels on as it is: nothing after decodes or hashes its
+// envelope again.
+func (c *Chain) Propose(ctx context.Context, tx *ledger.Tx) (*Ticket, error) {
 	start := time.Now()
-	if w := c.waiter(ledger.TxID(env)); w != nil {
+	id := tx.ID
+	if w := c.waiter(id); w != nil {
 		return &Ticket{c: c, w: w, start: start}, nil
 	}
-	checked, err := c.check(ctx, env)
+	checked, err := c.check(ctx, tx)
 	if err != nil {
 		if r := ledger.ReasonOf(err); r == ledger.ReasonReplay || r == ledger.ReasonExists || r == ledger.ReasonRevoked {
 			// The same tx may be committed already. Its waiter lives until
 			// the index has it, so one of the two lookups finds it.
-			id := ledger.TxID(env)
 			if w := c.waiter(id); w != nil {
 				return &Ticket{c: c, w: w, start: start}, nil
 			}
@@ -287,7 +299,6 @@ func (c *Chain) Propose(ctx context.Context, env []byte) (*Ticket, error) {
 		c.m.rejects.WithLabelValues(string(ledger.ReasonOf(err))).Inc()
 		return nil, err
 	}
-	id := checked.Tx.ID
 	c.mu.Lock()
 	if c.closed {
 		halted := c.halted != nil
@@ -319,15 +330,16 @@ func (c *Chain) Propose(ctx context.Context, env []byte) (*Ticket, error) {
 	return &Ticket{c: c, w: w, start: start}, nil
 }
 
-// check runs state.Check once a core is free for it.
-func (c *Chain) check(ctx context.Context, env []byte) (*state.Checked, error) {
+// check runs state.CheckTx, its signature check included, once a core
+// is free for it.
+func (c *Chain) check(ctx context.Context, tx *ledger.Tx) (*state.Checked, error) {
 	select {
 	case c.checking <- struct{}{}:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 	defer func() { <-c.checking }()
-	return c.st.Check(env)
+	return c.st.CheckTx(tx)
 }
 
 // waiter returns the waiter of an in-flight tx, or nil.

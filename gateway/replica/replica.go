@@ -79,7 +79,7 @@ type Replica struct {
 type verdict struct {
 	n    uint64 // the order the request came in: verdicts are used in it
 	from string
-	env  []byte
+	req  pbft.Request
 	c    *state.Checked
 	err  error
 }
@@ -326,7 +326,7 @@ type driver struct {
 
 func (d *driver) propose(c *state.Checked) error {
 	d.r.app.checked[c.Tx.ID] = c
-	err := d.core.Propose(c.Tx.Envelope)
+	err := d.core.Propose(pbft.Request{ID: c.Tx.ID, Data: c.Tx.Envelope})
 	if errors.Is(err, pbft.ErrOverloaded) {
 		delete(d.r.app.checked, c.Tx.ID)
 		return d.commit(&chain.Round{Rejected: []chain.Rejected{{ID: c.Tx.ID, Err: chain.ErrOverloaded}}})
@@ -358,12 +358,12 @@ func (d *driver) verdict(v verdict) error {
 // forwarded hands a peer's request, now checked, to the core.
 func (d *driver) forwarded(v verdict) error {
 	if v.err != nil {
-		return d.core.RejectFor(v.from, ledger.TxID(v.env), string(ledger.ReasonOf(v.err)), v.err.Error())
+		return d.core.RejectFor(v.from, v.req.ID, string(ledger.ReasonOf(v.err)), v.err.Error())
 	}
 	if _, ok := d.r.app.checked[v.c.Tx.ID]; !ok {
 		d.r.app.checked[v.c.Tx.ID] = v.c
 	}
-	return d.core.ProposeFor(v.from, v.env)
+	return d.core.ProposeFor(v.from, v.req)
 }
 
 // ready carries out the core's output (see pbft.Ready).
@@ -465,7 +465,7 @@ func (d *driver) check(fw pbft.Forwarded) {
 	go func() {
 		c, err := st.Check(fw.Data)
 		select {
-		case d.r.verified <- verdict{n: n, from: fw.From, env: fw.Data, c: c, err: err}:
+		case d.r.verified <- verdict{n: n, from: fw.From, req: fw.Request, c: c, err: err}:
 		case <-d.ctx.Done():
 		}
 	}()
