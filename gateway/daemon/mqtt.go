@@ -12,6 +12,7 @@ import (
 
 	"github.com/ledgergate/ledgergate/bridge/mqtt"
 	"github.com/ledgergate/ledgergate/gateway/chain"
+	"github.com/ledgergate/ledgergate/gateway/clock"
 	"github.com/ledgergate/ledgergate/gateway/config"
 	"github.com/ledgergate/ledgergate/gateway/directory"
 	"github.com/ledgergate/ledgergate/gateway/front"
@@ -39,6 +40,7 @@ func newMQTT(c config.MQTT, ch *chain.Chain, st *state.State, behind func() bool
 	}
 	return mqtt.New(cfg, mqtt.Deps{
 		Committer: front.Committer(ch, behind), Directory: front.Directory(st, behind), Answers: dir.Answers(), Limiter: limiter, Logger: logger, Registry: reg,
+		Now: clock.Now, // device tokens are checked against the gateway's wall clock
 	})
 }
 
