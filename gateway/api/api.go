@@ -25,7 +25,10 @@ import (
 
 // Ledger is what the API needs of the commit pipeline.
 type Ledger interface {
-	// SubmitTx commits a tx the API decoded (once) and waits for its
+	// Decode decodes a tx as the chain does, refusing it (malformed,
+	// too_large) as the chain does.
+	Decode(env []byte) (*ledger.Tx, error)
+	// SubmitTx commits a tx decoded (once) by Decode and waits for its
 	// receipt.
 	SubmitTx(ctx context.Context, tx *ledger.Tx) (*ledger.Receipt, error)
 	Receipt(id [32]byte) (*ledger.Receipt, error)
@@ -560,9 +563,9 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 	// Decoded here, once: the scope a submit needs depends on the tx's
 	// kind, and the decoded tx goes on to the chain. DecodeTx parses, it
 	// does not verify; the chain checks the tx in full.
-	tx, err := ledger.DecodeTx(body, s.info.MaxTxBytes)
+	tx, err := s.ledger.Decode(body)
 	if err != nil {
-		s.writeErr(w, decodeRefusal(err))
+		s.writeErr(w, err)
 		return
 	}
 	if callerOf(r).checked && !s.checkKind(w, r, tx.Body.Kind) {
@@ -574,13 +577,4 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.writeReceipt(w, r, rc)
-}
-
-// decodeRefusal is the refusal of a tx that does not decode, as the chain
-// would refuse it.
-func decodeRefusal(err error) error {
-	if errors.Is(err, ledger.ErrTooLarge) {
-		return ledger.Refuse(ledger.ReasonTooLarge, "%v", err)
-	}
-	return ledger.Refuse(ledger.ReasonMalformed, "%v", err)
 }

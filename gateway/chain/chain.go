@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -42,14 +43,16 @@ var refusedStorageFull = &ledger.RefusedError{Reason: ledger.ReasonStorageFull,
 
 // Chain is a node's commit pipeline.
 type Chain struct {
-	g        *ledger.Genesis
-	st       *state.State
-	log      *ledger.Log
-	idx      *index.Index
-	ord      Orderer
-	logger   *slog.Logger
-	m        *metrics
-	onCommit func(*ledger.Block, []*ledger.Tx)
+	g      *ledger.Genesis
+	st     *state.State
+	log    *ledger.Log
+	idx    *index.Index
+	ord    Orderer
+	logger *slog.Logger
+	m      *metrics
+
+	lmu       sync.Mutex
+	listeners []func(*ledger.Block, []*ledger.Tx) // see OnCommit
 
 	// checking bounds concurrent signature checks to the number of
 	// cores: every core verifies, and the run queue stays short, so the
@@ -85,10 +88,6 @@ type Deps struct {
 	Orderer  Orderer
 	Logger   *slog.Logger
 	Registry prometheus.Registerer // nil: no metrics exported
-	// OnCommit, if not nil, is called with every block after its
-	// submitters were answered (the MQTT bridge disconnects revoked
-	// devices here). It runs on the commit path: it must be quick.
-	OnCommit func(b *ledger.Block, txs []*ledger.Tx)
 	// CommitTimeout bounds how long a submitter waits for its tx to
 	// commit: past it, Wait returns a refusal with reason "unavailable"
 	// (ledger.ReasonUnavailable) and the tx stays queued, so that
@@ -110,7 +109,7 @@ func New(d Deps) *Chain {
 	c := &Chain{
 		g: d.State.Genesis(), st: d.State, log: d.Log, idx: d.Index, ord: d.Orderer,
 		logger: d.Logger, m: newMetrics(d.Registry), waiters: map[[32]byte]*waiter{},
-		checking: make(chan struct{}, runtime.GOMAXPROCS(0)), onCommit: d.OnCommit,
+		checking:      make(chan struct{}, runtime.GOMAXPROCS(0)),
 		commitTimeout: d.CommitTimeout, maxPending: d.MaxPending,
 	}
 	if c.commitTimeout <= 0 {
@@ -119,6 +118,20 @@ func New(d Deps) *Chain {
 	h, _ := d.State.Tip()
 	c.m.height.Set(float64(h))
 	return c
+}
+
+// OnCommit registers a commit listener: l is called with every block
+// committed from then on, with its decoded txs, after the block's
+// submitters were answered, one block at a time in height order (the
+// MQTT front end disconnects revoked devices here, the dashboard shows
+// the block). Listeners are called in the order they were registered;
+// register them before Run to hear of every block Run commits. l runs
+// on the commit path: it must be quick, and hand slow work to a
+// goroutine of its own.
+func (c *Chain) OnCommit(l func(b *ledger.Block, txs []*ledger.Tx)) {
+	c.lmu.Lock()
+	defer c.lmu.Unlock()
+	c.listeners = append(slices.Clip(c.listeners), l)
 }
 
 // Genesis returns the chain's genesis.
@@ -233,12 +246,23 @@ func (c *Chain) close() {
 // committed within the commit timeout is refused as "unavailable" (see
 // Ticket.Wait).
 func (c *Chain) Submit(ctx context.Context, env []byte) (*ledger.Receipt, error) {
+	tx, err := c.Decode(env)
+	if err != nil {
+		return nil, err
+	}
+	return c.SubmitTx(ctx, tx)
+}
+
+// Decode decodes env, of at most the chain's max_tx_bytes, for Propose
+// or SubmitTx; a tx that does not decode is refused (malformed,
+// too_large) and counted as a rejection.
+func (c *Chain) Decode(env []byte) (*ledger.Tx, error) {
 	tx, err := c.st.Decode(env)
 	if err != nil {
 		c.m.rejects.WithLabelValues(string(ledger.ReasonOf(err))).Inc()
 		return nil, err
 	}
-	return c.SubmitTx(ctx, tx)
+	return tx, nil
 }
 
 // SubmitTx is Submit for a tx already decoded.
@@ -476,8 +500,11 @@ func (c *Chain) publish(r *Round) error {
 		rc, err := ledger.NewReceipt(b, r.Tree, uint64(i))
 		c.finish(t.Tx.ID, rc, err)
 	}
-	if c.onCommit != nil {
-		c.onCommit(b, txs)
+	c.lmu.Lock()
+	listeners := c.listeners
+	c.lmu.Unlock()
+	for _, l := range listeners {
+		l(b, txs)
 	}
 	return nil
 }

@@ -27,6 +27,7 @@ func Committer(ch *chain.Chain, behind func() bool) bridge.Committer {
 // Ledger is ch as the API's api.Ledger: its submits are refused as the
 // front ends' are (see unlessBehind).
 func Ledger(ch *chain.Chain, behind func() bool) interface {
+	Decode(env []byte) (*ledger.Tx, error)
 	SubmitTx(ctx context.Context, tx *ledger.Tx) (*ledger.Receipt, error)
 	Receipt(id [32]byte) (*ledger.Receipt, error)
 	Block(height uint64) (*ledger.Block, error)
