@@ -14,18 +14,21 @@ import (
 
 // Committer has signed txs committed.
 type Committer interface {
-	// Propose checks a tx and queues it for ordering without waiting for
-	// the commit. Txs proposed one after another by one caller are
-	// ordered in that order, so a device's records keep their sequence
-	// with many in flight. A rejection is a *ledger.RefusedError (see ledger.ReasonOf).
-	Propose(ctx context.Context, env []byte) (Ticket, error)
+	// Propose checks a tx, decoded by the front end (CheckRecord and the
+	// other checks below), and queues it for ordering without waiting for
+	// the commit. The decoded tx, with its id, travels on to the commit:
+	// its envelope is not decoded or hashed again. Txs proposed one after
+	// another by one caller are ordered in that order, so a device's
+	// records keep their sequence with many in flight. A rejection is a
+	// *ledger.RefusedError (see ledger.ReasonOf).
+	Propose(ctx context.Context, tx *ledger.Tx) (Ticket, error)
 }
 
 // CommitterFunc adapts a function to Committer.
-type CommitterFunc func(ctx context.Context, env []byte) (Ticket, error)
+type CommitterFunc func(ctx context.Context, tx *ledger.Tx) (Ticket, error)
 
 // Propose calls f.
-func (f CommitterFunc) Propose(ctx context.Context, env []byte) (Ticket, error) { return f(ctx, env) }
+func (f CommitterFunc) Propose(ctx context.Context, tx *ledger.Tx) (Ticket, error) { return f(ctx, tx) }
 
 // Ticket is a proposed tx's claim on its receipt.
 type Ticket interface {
@@ -68,12 +71,12 @@ type Device struct {
 // (from the topic or path), at most maxBytes long. Signature, sequence
 // and revocation are checked on submit.
 func CheckRecord(env []byte, device, stream string, maxBytes int) (*ledger.Tx, error) {
-	tx, err := checkDeviceTx(env, device, ledger.KindRecord, ledger.ReasonNotRecord, maxBytes)
+	tx, err := DecodeTx(env, maxBytes)
 	if err != nil {
 		return nil, err
 	}
-	if stream != "" && tx.Body.Record.Stream != stream {
-		return nil, &ledger.RefusedError{Reason: ledger.ReasonTopic, Detail: fmt.Sprintf("record for stream %s sent on stream %s", tx.Body.Record.Stream, stream)}
+	if err := CheckRecordTx(tx, device, stream); err != nil {
+		return nil, err
 	}
 	return tx, nil
 }
@@ -96,9 +99,10 @@ func CheckRekey(env []byte, device string, maxBytes int) (*ledger.Tx, error) {
 	return checkDeviceTx(env, device, ledger.KindRekey, ledger.ReasonTopic, maxBytes)
 }
 
-// checkDeviceTx decodes env and checks that it is a kind tx by device
-// about device; a tx of another kind is refused with wrongKind.
-func checkDeviceTx(env []byte, device string, kind ledger.Kind, wrongKind ledger.Reason, maxBytes int) (*ledger.Tx, error) {
+// DecodeTx decodes env, at most maxBytes long, as the one decode of a
+// device's tx at the edge; a tx that does not decode is refused
+// (malformed, too_large).
+func DecodeTx(env []byte, maxBytes int) (*ledger.Tx, error) {
 	tx, err := ledger.DecodeTx(env, maxBytes)
 	if errors.Is(err, ledger.ErrTooLarge) {
 		return nil, &ledger.RefusedError{Reason: ledger.ReasonTooLarge, Detail: err.Error()}
@@ -106,13 +110,43 @@ func checkDeviceTx(env []byte, device string, kind ledger.Kind, wrongKind ledger
 	if err != nil {
 		return nil, &ledger.RefusedError{Reason: ledger.ReasonMalformed, Detail: err.Error()}
 	}
-	if tx.Body.Kind != kind {
-		return nil, &ledger.RefusedError{Reason: wrongKind, Detail: fmt.Sprintf("a %s tx, want %s", tx.Body.Kind, kind)}
+	return tx, nil
+}
+
+// CheckRecordTx is CheckRecord for a tx already decoded (DecodeTx).
+func CheckRecordTx(tx *ledger.Tx, device, stream string) error {
+	if err := checkKind(tx, device, ledger.KindRecord, ledger.ReasonNotRecord); err != nil {
+		return err
 	}
-	if tx.Author != device || tx.Body.Subject() != device {
-		return nil, &ledger.RefusedError{Reason: ledger.ReasonTopic, Detail: fmt.Sprintf("%s by %s sent as device %s", kind, tx.Author, device)}
+	if stream != "" && tx.Body.Record.Stream != stream {
+		return &ledger.RefusedError{Reason: ledger.ReasonTopic, Detail: fmt.Sprintf("record for stream %s sent on stream %s", tx.Body.Record.Stream, stream)}
+	}
+	return nil
+}
+
+// checkDeviceTx decodes env and checks that it is a kind tx by device
+// about device; a tx of another kind is refused with wrongKind.
+func checkDeviceTx(env []byte, device string, kind ledger.Kind, wrongKind ledger.Reason, maxBytes int) (*ledger.Tx, error) {
+	tx, err := DecodeTx(env, maxBytes)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkKind(tx, device, kind, wrongKind); err != nil {
+		return nil, err
 	}
 	return tx, nil
+}
+
+// checkKind checks that tx is a kind tx by device about device; a tx of
+// another kind is refused with wrongKind.
+func checkKind(tx *ledger.Tx, device string, kind ledger.Kind, wrongKind ledger.Reason) error {
+	if tx.Body.Kind != kind {
+		return &ledger.RefusedError{Reason: wrongKind, Detail: fmt.Sprintf("a %s tx, want %s", tx.Body.Kind, kind)}
+	}
+	if tx.Author != device || tx.Body.Subject() != device {
+		return &ledger.RefusedError{Reason: ledger.ReasonTopic, Detail: fmt.Sprintf("%s by %s sent as device %s", kind, tx.Author, device)}
+	}
+	return nil
 }
 
 // Answers serves what devices ask of the ledger besides commits: their

@@ -13,7 +13,7 @@
 //  1. Build with New (no I/O), then Start, which returns once every
 //     listener is bound: report READY after it.
 //  2. Call Committed(ids) with the ids of the txs of every committed
-//     block (the chain's OnCommit), whichever front end they came
+//     block (a commit listener on the chain), whichever front end they came
 //     through, so that observers of their receipts are notified. It does
 //     not block.
 //  3. Call Changed(devices) with the devices whose answers a committed

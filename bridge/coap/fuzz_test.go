@@ -65,18 +65,14 @@ func (l *stubLedger) DeviceByKey(spki []byte) (bridge.Device, bool) {
 	return bridge.Device{ID: "dev", Key: l.key}, true
 }
 
-func (l *stubLedger) Propose(_ context.Context, env []byte) (bridge.Ticket, error) {
-	tx, err := ledger.DecodeTx(env, l.MaxTxBytes())
-	if err != nil {
-		return nil, ledger.Refuse(ledger.ReasonMalformed, "stub")
-	}
+func (l *stubLedger) Propose(_ context.Context, tx *ledger.Tx) (bridge.Ticket, error) {
 	if tx.Author != "dev" {
 		return nil, ledger.Refuse(ledger.ReasonUnknownAuthor, "stub")
 	}
 	if err := tx.Verify(l.key); err != nil {
 		return nil, ledger.Refuse(ledger.ReasonBadSignature, "stub")
 	}
-	return stubTicket{&ledger.Receipt{Tx: env}}, nil
+	return stubTicket{&ledger.Receipt{Tx: tx.Envelope}}, nil
 }
 
 func (l *stubLedger) Receipt(id [32]byte) (*ledger.Receipt, error) {

@@ -82,9 +82,9 @@ type countingCommitter struct {
 	n atomic.Int64
 }
 
-func (c *countingCommitter) Propose(ctx context.Context, env []byte) (bridge.Ticket, error) {
+func (c *countingCommitter) Propose(ctx context.Context, tx *ledger.Tx) (bridge.Ticket, error) {
 	c.n.Add(1)
-	return c.Committer.Propose(ctx, env)
+	return c.Committer.Propose(ctx, tx)
 }
 
 // server is a started Server with its node and its DTLS certificate.
@@ -527,9 +527,9 @@ func (g *gatedCommitter) close() {
 	g.gate.Store(&c)
 }
 
-func (g *gatedCommitter) Propose(ctx context.Context, env []byte) (bridge.Ticket, error) {
+func (g *gatedCommitter) Propose(ctx context.Context, tx *ledger.Tx) (bridge.Ticket, error) {
 	gate := *g.gate.Load()
-	t, err := g.Committer.Propose(ctx, env)
+	t, err := g.Committer.Propose(ctx, tx)
 	if err != nil {
 		return nil, err
 	}

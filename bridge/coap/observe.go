@@ -146,8 +146,8 @@ func (s *Server) dropObserversLocked(p *peer) {
 }
 
 // Committed notifies the observers of the receipts of ids, txs that just
-// committed. The daemon calls it for every committed block (the chain's
-// OnCommit), whichever front end the txs came through. It does not
+// committed. The daemon calls it for every committed block (a commit
+// listener on the chain), whichever front end the txs came through. It does not
 // block: the notifications are sent by goroutines of their own.
 func (s *Server) Committed(ids [][32]byte) {
 	s.mu.Lock()

@@ -33,7 +33,17 @@ func (s *Server) postRecord(p *peer, req *pool.Message, stream string, now time.
 		return refuse(ledger.ReasonNotFound, "%q is not a stream id", clip(stream, ledger.MaxIDLen))
 	}
 	return s.postTx(p, req, txPost{resource: "data", key: stream, check: func(env []byte, limit int) (*ledger.Tx, error) {
-		return bridge.CheckRecord(env, authorOf(env, limit), stream, limit)
+		// Over CoAP the device is the record's author: UDP carries no
+		// identity, and over DTLS the session's key is checked against
+		// the author's (submit).
+		tx, err := bridge.DecodeTx(env, limit)
+		if err != nil {
+			return nil, err
+		}
+		if err := bridge.CheckRecordTx(tx, tx.Author, stream); err != nil {
+			return nil, err
+		}
+		return tx, nil
 	}}, now)
 }
 
@@ -84,19 +94,6 @@ func (s *Server) postTx(p *peer, req *pool.Message, tp txPost, now time.Time) an
 	return a
 }
 
-// authorOf is the author a record names (its kid), or "" if it is not a
-// tx. Over CoAP the device is the record's author: UDP carries no
-// identity, and over DTLS the session's key is checked against the
-// author's. bridge.CheckRecord decodes the record again and is the
-// check.
-func authorOf(env []byte, limit int) string {
-	tx, err := ledger.DecodeTx(env, limit)
-	if err != nil {
-		return ""
-	}
-	return tx.Author
-}
-
 // submit checks env with tp.check, proposes it and waits up to
 // AckWait for its commit: the answer is the commit's (2.04 with the
 // receipt, or a refusal), or separate, and the goroutine that waits for
@@ -140,7 +137,7 @@ func (s *Server) submit(p *peer, req *pool.Message, env []byte, tp txPost, limit
 		p.inflight--
 		p.mu.Unlock()
 	}
-	t, err := s.d.Committer.Propose(s.ctx, env)
+	t, err := s.d.Committer.Propose(s.ctx, tx)
 	if err != nil {
 		release()
 		s.wg.Done()

@@ -7,8 +7,8 @@
 //
 //  1. Build with New (no I/O), then Start, which returns once every
 //     listener is bound: report READY after it.
-//  2. Call Revoked(id) for every device.revoke that commits (the chain's
-//     OnCommit hook), so the device is disconnected at once, and
+//  2. Call Revoked(id) for every device.revoke that commits (a commit
+//     listener on the chain), so the device is disconnected at once, and
 //     Rekeyed(id, tx id) for every device.rekey that commits, so the
 //     device's connections authenticated with the old key end (all but
 //     the one the re-key was published on).

@@ -507,7 +507,7 @@ func (s *Server) submitter(q *queue) {
 
 		round := make([]proposed, len(batch))
 		for i, p := range batch {
-			t, err := s.d.Committer.Propose(s.ctx, p.msg.tx.Envelope)
+			t, err := s.d.Committer.Propose(s.ctx, p.msg.tx)
 			round[i] = proposed{p: p, t: t, err: err}
 		}
 		for _, r := range round {
@@ -645,6 +645,9 @@ func rejectTxID(env []byte, m message, err error) string {
 	switch ledger.ReasonOf(err) {
 	case ledger.ReasonMalformed, ledger.ReasonTooLarge:
 		return ""
+	}
+	if m.tx != nil { // decoded: refused by the Committer
+		return hex.EncodeToString(m.tx.ID[:])
 	}
 	id := ledger.TxID(env)
 	return hex.EncodeToString(id[:])

@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ledgergate/ledgergate/bridge"
-	"github.com/ledgergate/ledgergate/gateway/clock"
 )
 
 // Config is the MQTT front end's configuration. Zero fields take the
@@ -172,7 +171,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		return nil, err
 	}
 	if d.Now == nil {
-		d.Now = clock.Now
+		d.Now = time.Now
 	}
 	if d.Limiter == nil {
 		d.Limiter = bridge.NewLimiter(bridge.DefaultMaxPendingBytes)

@@ -25,7 +25,12 @@ import (
 
 // Ledger is what the API needs of the commit pipeline.
 type Ledger interface {
-	Submit(ctx context.Context, env []byte) (*ledger.Receipt, error)
+	// Decode decodes a tx as the chain does, refusing it (malformed,
+	// too_large) as the chain does.
+	Decode(env []byte) (*ledger.Tx, error)
+	// SubmitTx commits a tx decoded (once) by Decode and waits for its
+	// receipt.
+	SubmitTx(ctx context.Context, tx *ledger.Tx) (*ledger.Receipt, error)
 	Receipt(id [32]byte) (*ledger.Receipt, error)
 	Block(height uint64) (*ledger.Block, error)
 }
@@ -555,31 +560,21 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", "read body: "+err.Error())
 		return
 	}
-	if callerOf(r).checked {
-		// The scope a submit needs depends on the tx's kind. DecodeTx
-		// parses, it does not verify; the chain checks the tx in full.
-		tx, err := ledger.DecodeTx(body, s.info.MaxTxBytes)
-		if err != nil {
-			s.writeErr(w, decodeRefusal(err))
-			return
-		}
-		if !s.checkKind(w, r, tx.Body.Kind) {
-			return
-		}
+	// Decoded here, once: the scope a submit needs depends on the tx's
+	// kind, and the decoded tx goes on to the chain. DecodeTx parses, it
+	// does not verify; the chain checks the tx in full.
+	tx, err := s.ledger.Decode(body)
+	if err != nil {
+		s.writeErr(w, err)
+		return
 	}
-	rc, err := s.ledger.Submit(r.Context(), body)
+	if callerOf(r).checked && !s.checkKind(w, r, tx.Body.Kind) {
+		return
+	}
+	rc, err := s.ledger.SubmitTx(r.Context(), tx)
 	if err != nil {
 		s.writeErr(w, err)
 		return
 	}
 	s.writeReceipt(w, r, rc)
-}
-
-// decodeRefusal is the refusal of a tx that does not decode, as the chain
-// would refuse it.
-func decodeRefusal(err error) error {
-	if errors.Is(err, ledger.ErrTooLarge) {
-		return ledger.Refuse(ledger.ReasonTooLarge, "%v", err)
-	}
-	return ledger.Refuse(ledger.ReasonMalformed, "%v", err)
 }

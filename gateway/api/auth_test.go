@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -23,9 +24,20 @@ import (
 // fakeLedger commits whatever it is given.
 type fakeLedger struct{ submitted [][]byte }
 
-func (f *fakeLedger) Submit(_ context.Context, env []byte) (*ledger.Receipt, error) {
-	f.submitted = append(f.submitted, env)
-	return &ledger.Receipt{Tx: env}, nil
+func (f *fakeLedger) Decode(env []byte) (*ledger.Tx, error) {
+	tx, err := ledger.DecodeTx(env, 64<<10)
+	if errors.Is(err, ledger.ErrTooLarge) {
+		return nil, ledger.Refuse(ledger.ReasonTooLarge, "%v", err)
+	}
+	if err != nil {
+		return nil, ledger.Refuse(ledger.ReasonMalformed, "%v", err)
+	}
+	return tx, nil
+}
+
+func (f *fakeLedger) SubmitTx(_ context.Context, tx *ledger.Tx) (*ledger.Receipt, error) {
+	f.submitted = append(f.submitted, tx.Envelope)
+	return &ledger.Receipt{Tx: tx.Envelope}, nil
 }
 func (f *fakeLedger) Receipt([32]byte) (*ledger.Receipt, error) {
 	return &ledger.Receipt{Tx: []byte{1}}, nil

@@ -218,7 +218,7 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, maxBytes int64,
 			return
 		}
 	}
-	rc, err := s.ledger.Submit(r.Context(), env)
+	rc, err := s.ledger.SubmitTx(r.Context(), tx)
 	if err != nil {
 		s.writeErr(w, err)
 		return

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -42,14 +43,16 @@ var refusedStorageFull = &ledger.RefusedError{Reason: ledger.ReasonStorageFull,
 
 // Chain is a node's commit pipeline.
 type Chain struct {
-	g        *ledger.Genesis
-	st       *state.State
-	log      *ledger.Log
-	idx      *index.Index
-	ord      Orderer
-	logger   *slog.Logger
-	m        *metrics
-	onCommit func(*ledger.Block, []*ledger.Tx)
+	g      *ledger.Genesis
+	st     *state.State
+	log    *ledger.Log
+	idx    *index.Index
+	ord    Orderer
+	logger *slog.Logger
+	m      *metrics
+
+	lmu       sync.Mutex
+	listeners []func(*ledger.Block, []*ledger.Tx) // see OnCommit
 
 	// checking bounds concurrent signature checks to the number of
 	// cores: every core verifies, and the run queue stays short, so the
@@ -85,10 +88,6 @@ type Deps struct {
 	Orderer  Orderer
 	Logger   *slog.Logger
 	Registry prometheus.Registerer // nil: no metrics exported
-	// OnCommit, if not nil, is called with every block after its
-	// submitters were answered (the MQTT bridge disconnects revoked
-	// devices here). It runs on the commit path: it must be quick.
-	OnCommit func(b *ledger.Block, txs []*ledger.Tx)
 	// CommitTimeout bounds how long a submitter waits for its tx to
 	// commit: past it, Wait returns a refusal with reason "unavailable"
 	// (ledger.ReasonUnavailable) and the tx stays queued, so that
@@ -110,7 +109,7 @@ func New(d Deps) *Chain {
 	c := &Chain{
 		g: d.State.Genesis(), st: d.State, log: d.Log, idx: d.Index, ord: d.Orderer,
 		logger: d.Logger, m: newMetrics(d.Registry), waiters: map[[32]byte]*waiter{},
-		checking: make(chan struct{}, runtime.GOMAXPROCS(0)), onCommit: d.OnCommit,
+		checking:      make(chan struct{}, runtime.GOMAXPROCS(0)),
 		commitTimeout: d.CommitTimeout, maxPending: d.MaxPending,
 	}
 	if c.commitTimeout <= 0 {
@@ -119,6 +118,20 @@ func New(d Deps) *Chain {
 	h, _ := d.State.Tip()
 	c.m.height.Set(float64(h))
 	return c
+}
+
+// OnCommit registers a commit listener: l is called with every block
+// committed from then on, with its decoded txs, after the block's
+// submitters were answered, one block at a time in height order (the
+// MQTT front end disconnects revoked devices here, the dashboard shows
+// the block). Listeners are called in the order they were registered;
+// register them before Run to hear of every block Run commits. l runs
+// on the commit path: it must be quick, and hand slow work to a
+// goroutine of its own.
+func (c *Chain) OnCommit(l func(b *ledger.Block, txs []*ledger.Tx)) {
+	c.lmu.Lock()
+	defer c.lmu.Unlock()
+	c.listeners = append(slices.Clip(c.listeners), l)
 }
 
 // Genesis returns the chain's genesis.
@@ -233,7 +246,28 @@ func (c *Chain) close() {
 // committed within the commit timeout is refused as "unavailable" (see
 // Ticket.Wait).
 func (c *Chain) Submit(ctx context.Context, env []byte) (*ledger.Receipt, error) {
-	t, err := c.Propose(ctx, env)
+	tx, err := c.Decode(env)
+	if err != nil {
+		return nil, err
+	}
+	return c.SubmitTx(ctx, tx)
+}
+
+// Decode decodes env, of at most the chain's max_tx_bytes, for Propose
+// or SubmitTx; a tx that does not decode is refused (malformed,
+// too_large) and counted as a rejection.
+func (c *Chain) Decode(env []byte) (*ledger.Tx, error) {
+	tx, err := c.st.Decode(env)
+	if err != nil {
+		c.m.rejects.WithLabelValues(string(ledger.ReasonOf(err))).Inc()
+		return nil, err
+	}
+	return tx, nil
+}
+
+// SubmitTx is Submit for a tx already decoded.
+func (c *Chain) SubmitTx(ctx context.Context, tx *ledger.Tx) (*ledger.Receipt, error) {
+	t, err := c.Propose(ctx, tx)
 	if err != nil {
 		return nil, err
 	}
@@ -262,21 +296,23 @@ func (t *Ticket) Wait(ctx context.Context) (*ledger.Receipt, error) {
 	return t.c.wait(ctx, t.w, t.start)
 }
 
-// Propose checks env and queues it for ordering, and returns without
-// waiting for the commit. Txs proposed one after another by one caller
-// are ordered in that order, so a device's records keep their sequence
-// even with many in flight.
-func (c *Chain) Propose(ctx context.Context, env []byte) (*Ticket, error) {
+// Propose checks tx (decoded once, by the front end, with its id) and
+// queues it for ordering, and returns without waiting for the commit.
+// Txs proposed one after another by one caller are ordered in that order,
+// so a device's records keep their sequence even with many in flight.
+// The tx travels on as it is: nothing after decodes or hashes its
+// envelope again.
+func (c *Chain) Propose(ctx context.Context, tx *ledger.Tx) (*Ticket, error) {
 	start := time.Now()
-	if w := c.waiter(ledger.TxID(env)); w != nil {
+	id := tx.ID
+	if w := c.waiter(id); w != nil {
 		return &Ticket{c: c, w: w, start: start}, nil
 	}
-	checked, err := c.check(ctx, env)
+	checked, err := c.check(ctx, tx)
 	if err != nil {
 		if r := ledger.ReasonOf(err); r == ledger.ReasonReplay || r == ledger.ReasonExists || r == ledger.ReasonRevoked {
 			// The same tx may be committed already. Its waiter lives until
 			// the index has it, so one of the two lookups finds it.
-			id := ledger.TxID(env)
 			if w := c.waiter(id); w != nil {
 				return &Ticket{c: c, w: w, start: start}, nil
 			}
@@ -287,7 +323,6 @@ func (c *Chain) Propose(ctx context.Context, env []byte) (*Ticket, error) {
 		c.m.rejects.WithLabelValues(string(ledger.ReasonOf(err))).Inc()
 		return nil, err
 	}
-	id := checked.Tx.ID
 	c.mu.Lock()
 	if c.closed {
 		halted := c.halted != nil
@@ -319,15 +354,16 @@ func (c *Chain) Propose(ctx context.Context, env []byte) (*Ticket, error) {
 	return &Ticket{c: c, w: w, start: start}, nil
 }
 
-// check runs state.Check once a core is free for it.
-func (c *Chain) check(ctx context.Context, env []byte) (*state.Checked, error) {
+// check runs state.CheckTx, its signature check included, once a core
+// is free for it.
+func (c *Chain) check(ctx context.Context, tx *ledger.Tx) (*state.Checked, error) {
 	select {
 	case c.checking <- struct{}{}:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 	defer func() { <-c.checking }()
-	return c.st.Check(env)
+	return c.st.CheckTx(tx)
 }
 
 // waiter returns the waiter of an in-flight tx, or nil.
@@ -464,8 +500,11 @@ func (c *Chain) publish(r *Round) error {
 		rc, err := ledger.NewReceipt(b, r.Tree, uint64(i))
 		c.finish(t.Tx.ID, rc, err)
 	}
-	if c.onCommit != nil {
-		c.onCommit(b, txs)
+	c.lmu.Lock()
+	listeners := c.listeners
+	c.lmu.Unlock()
+	for _, l := range listeners {
+		l(b, txs)
 	}
 	return nil
 }

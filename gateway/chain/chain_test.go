@@ -103,6 +103,16 @@ func record(tb testing.TB, key crypto.Signer, chainID, id string, seq uint64, pa
 	return env
 }
 
+// decode is env decoded, as a front end hands it to Propose.
+func decode(tb testing.TB, env []byte) *ledger.Tx {
+	tb.Helper()
+	tx, err := ledger.DecodeTx(env, 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return tx
+}
+
 func TestSubmitConcurrentAndDuplicates(t *testing.T) {
 	h := newHarness(t, BatchConfig{MaxTxs: 50, MaxBytes: 1 << 20, MaxDelay: time.Millisecond, MaxPending: 1000})
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -271,7 +281,7 @@ func TestProposeKeepsOrder(t *testing.T) {
 	const n = 300
 	tickets := make([]*Ticket, n)
 	for i := range tickets {
-		tk, err := h.chain.Propose(context.Background(), record(t, key, h.g.ChainID, "dev", uint64(i+1), nil))
+		tk, err := h.chain.Propose(context.Background(), decode(t, record(t, key, h.g.ChainID, "dev", uint64(i+1), nil)))
 		if err != nil {
 			t.Fatalf("propose seq %d: %v", i+1, err)
 		}
@@ -336,7 +346,7 @@ func TestCommitTimeout(t *testing.T) {
 	envs := [][]byte{record(t, key, h.g.ChainID, "dev", 1, nil), record(t, key, h.g.ChainID, "dev", 2, nil)}
 	var tickets []*Ticket
 	for _, env := range envs {
-		tk, err := c.Propose(context.Background(), env)
+		tk, err := c.Propose(context.Background(), decode(t, env))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -359,14 +369,14 @@ func TestCommitTimeout(t *testing.T) {
 	// What waits is bounded: a new tx beyond MaxPending is refused, a
 	// resend of a waiting one is not.
 	c.maxPending = len(envs)
-	if _, err := c.Propose(context.Background(), record(t, key, h.g.ChainID, "dev", 3, nil)); !errors.Is(err, ErrOverloaded) {
+	if _, err := c.Propose(context.Background(), decode(t, record(t, key, h.g.ChainID, "dev", 3, nil))); !errors.Is(err, ErrOverloaded) {
 		t.Errorf("a new tx beyond MaxPending: %v, want overloaded", err)
 	}
 
 	// The same bytes again: attached to the queued txs, not refused as
 	// replays; they commit once the quorum is back, in order.
 	for i, env := range envs {
-		tk, err := c.Propose(context.Background(), env)
+		tk, err := c.Propose(context.Background(), decode(t, env))
 		if err != nil {
 			t.Fatalf("resend seq %d: %v", i+1, err)
 		}

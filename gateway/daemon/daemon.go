@@ -27,6 +27,7 @@ import (
 	"github.com/ledgergate/ledgergate/gateway/cluster"
 	"github.com/ledgergate/ledgergate/gateway/config"
 	"github.com/ledgergate/ledgergate/gateway/directory"
+	"github.com/ledgergate/ledgergate/gateway/egress"
 	"github.com/ledgergate/ledgergate/gateway/front"
 	"github.com/ledgergate/ledgergate/gateway/index"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
@@ -63,17 +64,100 @@ func New(o Options) (*Daemon, error) {
 	return &Daemon{opts: o, logger: o.Logger}, nil
 }
 
-// Run starts the gateway and blocks until ctx ends or a part fails.
+// gateway is a gateway's parts, built and wired (build) with their
+// commit listeners registered on the chain (listen), then run (run). Its
+// closers undo the build in reverse, also after a partial one.
+type gateway struct {
+	cfg    config.Config
+	g      *ledger.Genesis
+	nodeID string
+	signer *NodeKey
+	// key is the node key as every signature uses it: a TPM that goes
+	// away makes the gateway not ready and silent, not stop (issue 20).
+	key *keyWatch
+
+	idx  *index.Index
+	blog *ledger.Log
+	st   *state.State
+	reg  *prometheus.Registry
+
+	tr          *cluster.Transport // nil for a single node
+	behindPeers func() bool        // nil: a single node is never behind
+	rep         *replica.Replica
+	chain       *chain.Chain
+	eg          *egress.Manager // nil without connectors
+	dir         *directory.Directory
+	mqtt        *mqtt.Server // nil without a listener
+	coap        *coap.Server // likewise
+	api         *api.Server
+	ui          *webui.Server // nil without the dashboard
+	seedSt      *seedState    // nil without seeds
+
+	// The chain, and with it the replica, outlive the HTTP server so that
+	// submits in flight at shutdown can still get their receipts.
+	chainCtx  context.Context
+	stopChain context.CancelFunc
+	// Background work of the directory (blob fetches) and the dashboard
+	// stops with the chain.
+	bgCtx  context.Context
+	stopBg context.CancelFunc
+
+	closers []func()
+}
+
+// onClose adds f to what close undoes.
+func (gw *gateway) onClose(f func()) { gw.closers = append(gw.closers, f) }
+
+// close undoes the build and the start, in reverse order.
+func (gw *gateway) close() {
+	for i := len(gw.closers) - 1; i >= 0; i-- {
+		gw.closers[i]()
+	}
+	gw.closers = nil
+}
+
+// Run starts the gateway and blocks until ctx ends or a part fails. It
+// builds the gateway's parts (build), registers their commit listeners
+// on the chain (listen) and runs them (run).
 func (d *Daemon) Run(ctx context.Context) error {
-	cfg := d.opts.Config
-	dir := cfg.DataDir
 	clock.WatchTestOffset(ctx, d.logger)
+	gw := &gateway{cfg: d.opts.Config}
+	defer gw.close()
+	gw.chainCtx, gw.stopChain = context.WithCancel(context.WithoutCancel(ctx))
+	gw.onClose(gw.stopChain)
+	gw.bgCtx, gw.stopBg = context.WithCancel(context.WithoutCancel(ctx))
+	gw.onClose(gw.stopBg)
+	if err := d.build(gw); err != nil {
+		return err
+	}
+	gw.listen()
+	return d.run(ctx, gw)
+}
+
+// build builds and wires the gateway's parts; it binds no listener.
+func (d *Daemon) build(gw *gateway) error {
+	if err := d.openNode(gw); err != nil {
+		return err
+	}
+	if err := d.openStorage(gw); err != nil {
+		return err
+	}
+	if err := d.buildChain(gw); err != nil {
+		return err
+	}
+	return d.buildFronts(gw)
+}
+
+// openNode loads the genesis (making a single-node chain on a first
+// start) and opens the node key.
+func (d *Daemon) openNode(gw *gateway) error {
+	dir := gw.cfg.DataDir
 	// The first start of a gateway without a chain makes its node key (in
 	// the TPM unless a software key is configured) and a single-node
 	// chain, so an installed appliance works at once. To join a cluster
 	// instead, stop it, empty the data directory and run init --genesis.
 	if _, err := os.Stat(filepath.Join(dir, GenesisFile)); errors.Is(err, os.ErrNotExist) {
-		g, err := Init(dir, InitOptions{Signer: cfg.Signer, Logger: d.logger})
+		g, err := Init(dir, InitOptions{Signer: gw.cfg.Signer, Logger: d.logger})
 		if err != nil {
 			return err
 		}
@@ -84,13 +168,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	signer, err := OpenNodeKey(cfg.Signer, dir, d.logger.With("component", "tpm"))
+	gw.g = g
+	signer, err := OpenNodeKey(gw.cfg.Signer, dir, d.logger.With("component", "tpm"))
 	if err != nil {
 		return err
 	}
-	defer signer.Close()
-	nodeID, err := findNode(g, signer)
-	if err != nil {
+	gw.onClose(func() { signer.Close() })
+	gw.signer = signer
+	if gw.nodeID, err = findNode(g, signer); err != nil {
 		return err
 	}
 	if signer.Hardware() {
@@ -98,21 +183,22 @@ func (d *Daemon) Run(ctx context.Context) error {
 	} else {
 		d.logger.Warn("node key is a software key, not hardware-backed", "key", signer.Describe())
 	}
-	// Every signature from here on goes through key: a TPM that goes away
-	// makes the gateway not ready and silent, not stop (issue 20).
-	key := newKeyWatch(signer, d.logger.With("component", "nodekey"))
-	// The chain, and with it the replica, outlive the HTTP server so that
-	// submits in flight at shutdown can still get their receipts.
-	chainCtx, stopChain := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopChain()
+	gw.key = newKeyWatch(signer, d.logger.With("component", "nodekey"))
+	return nil
+}
 
+// openStorage opens the index and the block log, and brings the state
+// and the index up to the log.
+func (d *Daemon) openStorage(gw *gateway) error {
+	dir, g := gw.cfg.DataDir, gw.g
 	// The index first: it holds only blocks the log had made durable, so
 	// the log must not take any of them for a torn tail.
 	idx, err := index.Open(filepath.Join(dir, IndexFile))
 	if err != nil {
 		return fmt.Errorf("daemon: %w (it is rebuildable: delete it and restart)", err)
 	}
-	defer idx.Close()
+	gw.onClose(func() { idx.Close() })
+	gw.idx = idx
 	indexed, err := idx.Height()
 	if err != nil {
 		return fmt.Errorf("daemon: %w (it is rebuildable: delete it and restart)", err)
@@ -121,31 +207,34 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("daemon: open block log: %w", ExplainLogError(err, dir, len(g.Nodes) > 1))
 	}
-	defer blog.Close()
+	gw.onClose(func() { blog.Close() })
+	gw.blog = blog
 	if rep := blog.Repair(); rep != nil {
 		d.logger.Warn("cut torn tail of block log: a crash interrupted an append that was never acknowledged",
 			"segment", rep.Segment, "offset", rep.Offset, "bytes", rep.Bytes, "block", rep.Height)
 	}
-	st, err := state.New(g)
-	if err != nil {
+	if gw.st, err = state.New(g); err != nil {
 		return err
 	}
-	if err := chain.Replay(blog, st, func(done, total uint64) {
+	if err := chain.Replay(blog, gw.st, func(done, total uint64) {
 		d.logger.Info("replaying block log", "block", done, "of", total)
 	}); err != nil {
 		return ExplainLogError(err, dir, len(g.Nodes) > 1)
 	}
-	if err := CatchUpIndex(context.Background(), idx, blog, d.logger); err != nil {
-		return err
-	}
+	return CatchUpIndex(context.Background(), idx, blog, d.logger)
+}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+// buildChain builds the metrics registry, the cluster transport, the
+// replica, the egress connectors and the chain.
+func (d *Daemon) buildChain(gw *gateway) error {
+	cfg, g := gw.cfg, gw.g
+	gw.reg = prometheus.NewRegistry()
+	gw.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	hardware := 0.0
-	if signer.Hardware() {
+	if gw.signer.Hardware() {
 		hardware = 1
 	}
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+	gw.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "ledgergate_node_key_hardware",
 		Help: "1 if the node key is held by a TPM, 0 for a software key.",
 	}, func() float64 { return hardware }))
@@ -153,118 +242,129 @@ func (d *Daemon) Run(ctx context.Context) error {
 		MaxTxs: cfg.Batch.MaxTxs, MaxBytes: cfg.Batch.MaxBytes,
 		MaxDelay: time.Duration(cfg.Batch.MaxDelay), MaxPending: cfg.Batch.MaxPending,
 	}
-	blobs, err := blob.Open(filepath.Join(dir, BlobsDir), maxBlobBytes)
+	blobs, err := blob.Open(filepath.Join(cfg.DataDir, BlobsDir), maxBlobBytes)
 	if err != nil {
 		return err
 	}
 	h := &handler{blobs: blobs}
-	var tr *cluster.Transport
 	var peerHeights func() map[string]uint64
-	var behindPeers func() bool // nil: a single node is never behind
 	if len(g.Nodes) > 1 {
-		if tr, err = newTransport(g, nodeID, cfg.Cluster.Listen, len(cfg.Seeds.Zones) > 0, key, st, h, d.logger); err != nil {
+		if gw.tr, err = newTransport(g, gw.nodeID, cfg.Cluster.Listen, len(cfg.Seeds.Zones) > 0, gw.key, gw.st, h, d.logger); err != nil {
 			return err
 		}
-		peerHeights = heights(tr)
-		behindPeers = behind(tr, st, g.Quorum())
+		peerHeights = heights(gw.tr)
+		gw.behindPeers = behind(gw.tr, gw.st, g.Quorum())
 	}
-	rep, err := replica.New(replica.Config{
-		Self: nodeID, Genesis: g, State: st, Log: blog, Signer: key.waiting(chainCtx), Dir: filepath.Join(dir, PBFTDir),
+	gw.rep, err = replica.New(replica.Config{
+		Self: gw.nodeID, Genesis: g, State: gw.st, Log: gw.blog, Signer: gw.key.waiting(gw.chainCtx), Dir: filepath.Join(cfg.DataDir, PBFTDir),
 		Batch: batch, Tick: batch.MaxDelay, ViewChangeTimeout: time.Duration(cfg.Cluster.ViewChangeTimeout),
-		Logger: d.logger.With("component", "pbft"), Transport: transportOrNil(tr), Heights: peerHeights,
+		Logger: d.logger.With("component", "pbft"), Transport: transportOrNil(gw.tr), Heights: peerHeights,
 	})
 	if err != nil {
 		return err
 	}
-	h.r = rep
-	cstatus := clusterStatus(rep, tr, st)
-	reg.MustRegister(newClusterMetrics(cstatus))
-	var mqttFront *mqtt.Server      // set before the chain runs
-	var coapFront *coap.Server      // likewise
-	var devDir *directory.Directory // likewise
-	var ui *webui.Server            // likewise
-	// Background work of the directory (blob fetches) stops with the chain.
-	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopBg()
+	h.r = gw.rep
 	// Egress connectors read committed blocks on goroutines of their own:
 	// the commit path only wakes them.
-	eg, err := newEgress(cfg, g, nodeID, blog, idx, d.logger.With("component", "egress"), reg)
-	if err != nil {
+	if gw.eg, err = newEgress(cfg, g, gw.nodeID, gw.blog, gw.idx, d.logger.With("component", "egress"), gw.reg); err != nil {
 		return fmt.Errorf("daemon: %w", err)
 	}
-	if eg != nil {
-		if err := eg.Open(); err != nil {
+	if gw.eg != nil {
+		if err := gw.eg.Open(); err != nil {
 			return fmt.Errorf("daemon: %w", err)
 		}
 	}
-	committed := onCommit(bgCtx, func() *mqtt.Server { return mqttFront }, func() *coap.Server { return coapFront },
-		func() *directory.Directory { return devDir }, func() *webui.Server { return ui })
-	if eg != nil {
-		frontCommitted := committed
-		committed = func(b *ledger.Block, txs []*ledger.Tx) {
-			frontCommitted(b, txs)
-			eg.Committed()
-		}
-	}
-	ch := chain.New(chain.Deps{
-		State: st, Log: blog, Index: idx, Orderer: rep,
-		Logger: d.logger.With("component", "chain"), Registry: reg,
+	gw.chain = chain.New(chain.Deps{
+		State: gw.st, Log: gw.blog, Index: gw.idx, Orderer: gw.rep,
+		Logger: d.logger.With("component", "chain"), Registry: gw.reg,
 		CommitTimeout: time.Duration(cfg.Batch.CommitTimeout), MaxPending: cfg.Batch.MaxPending,
-		OnCommit: committed,
 	})
-	dd := directory.Deps{Chain: ch, Index: idx, Blobs: blobs, Logger: d.logger.With("component", "directory")}
-	if tr != nil {
-		dd.Fetch = fetchBlob(tr)
+	dd := directory.Deps{Chain: gw.chain, Index: gw.idx, Blobs: blobs, Logger: d.logger.With("component", "directory")}
+	if gw.tr != nil {
+		dd.Fetch = fetchBlob(gw.tr)
 	}
-	devDir = directory.New(dd)
-	defer devDir.Wait()
+	gw.dir = directory.New(dd)
+	gw.onClose(gw.dir.Wait)
+	return nil
+}
+
+// buildFronts builds what devices, operators and peers talk to: the MQTT
+// and CoAP front ends, the API and the dashboard.
+func (d *Daemon) buildFronts(gw *gateway) error {
+	cfg, g := gw.cfg, gw.g
+	var err error
 	limiter := bridge.NewLimiter(bridge.DefaultMaxPendingBytes) // records waiting to commit, over all front ends
-	mqttFront, err = newMQTT(cfg.MQTT, ch, st, behindPeers, devDir, limiter, d.logger.With("component", "mqtt"), reg)
+	gw.mqtt, err = newMQTT(cfg.MQTT, gw.chain, gw.st, gw.behindPeers, gw.dir, limiter, d.logger.With("component", "mqtt"), gw.reg)
 	if err != nil {
 		return err
 	}
-	coapFront, err = newCoAP(cfg.CoAP, dir, ch, st, behindPeers, devDir, limiter, d.logger.With("component", "coap"), reg)
+	gw.coap, err = newCoAP(cfg.CoAP, cfg.DataDir, gw.chain, gw.st, gw.behindPeers, gw.dir, limiter, d.logger.With("component", "coap"), gw.reg)
 	if err != nil {
 		return err
 	}
 	gh := g.Hash()
 	srv := api.New(api.NodeInfo{
-		ChainID: g.ChainID, NodeID: nodeID, GenesisHash: hex.EncodeToString(gh[:]), Version: d.opts.Version,
-		KeyHardware: signer.Hardware(), Key: signer.Describe(), Nodes: len(g.Nodes), Quorum: g.Quorum(),
+		ChainID: g.ChainID, NodeID: gw.nodeID, GenesisHash: hex.EncodeToString(gh[:]), Version: d.opts.Version,
+		KeyHardware: gw.signer.Hardware(), Key: gw.signer.Describe(), Nodes: len(g.Nodes), Quorum: g.Quorum(),
 		MaxTxBytes: g.Params.MaxTxBytes,
-	}, front.Ledger(ch, behindPeers), idx, reg, d.logger.With("component", "api"))
+	}, front.Ledger(gw.chain, gw.behindPeers), gw.idx, gw.reg, d.logger.With("component", "api"))
+	gw.api = srv
+	cstatus := clusterStatus(gw.rep, gw.tr, gw.st)
+	gw.reg.MustRegister(newClusterMetrics(cstatus))
 	srv.SetCluster(cstatus)
-	srv.SetHealth(health(g, rep, tr, time.Duration(cfg.Batch.CommitTimeout), ch.Halted, key.health, ch.Stalled))
+	srv.SetHealth(health(g, gw.rep, gw.tr, time.Duration(cfg.Batch.CommitTimeout), gw.chain.Halted, gw.key.health, gw.chain.Stalled))
 	srv.SetMaxUploads(cfg.API.MaxUploads)
-	srv.SetDirectory(devDir, idx)
-	srv.SetFirmware(devDir, idx)
-	if eg != nil {
+	srv.SetDirectory(gw.dir, gw.idx)
+	srv.SetFirmware(gw.dir, gw.idx)
+	if eg := gw.eg; eg != nil {
 		srv.SetEgress(func() any { return eg.Status() })
 	}
 	// The token store is read even when no route asks for tokens (the
 	// dashboard and the CLI manage them): a corrupt one stops the start
 	// rather than open the API.
-	tokens, err := api.OpenTokens(filepath.Join(dir, api.TokensFile), d.logger.With("component", "api"))
+	tokens, err := api.OpenTokens(filepath.Join(cfg.DataDir, api.TokensFile), d.logger.With("component", "api"))
 	if err != nil {
 		return fmt.Errorf("daemon: %w", err)
 	}
-	var seedSt *seedState
-	if tr != nil && len(cfg.Seeds.Zones) > 0 {
-		seedSt = newSeedState(cfg.Seeds)
+	if gw.tr != nil && len(cfg.Seeds.Zones) > 0 {
+		gw.seedSt = newSeedState(cfg.Seeds)
 	}
-	ui, err = newWebUI(webuiDeps{cfg: cfg, g: g, api: srv, chain: ch, index: idx, reg: reg, mqtt: mqttFront, seeds: seedSt,
+	gw.ui, err = newWebUI(webuiDeps{cfg: cfg, g: g, api: srv, chain: gw.chain, index: gw.idx, reg: gw.reg, mqtt: gw.mqtt, seeds: gw.seedSt,
 		tokens: tokens, logger: d.logger.With("component", "webui")})
 	if err != nil {
 		return err
 	}
-	if ui != nil {
-		srv.Mount(ui)
-		go ui.Run(bgCtx)
+	if gw.ui != nil {
+		srv.Mount(gw.ui)
 	}
-	if err := srv.SetAuth(authPolicy(cfg.API, tokens, ui, d.logger)); err != nil {
-		return err
-	}
+	return srv.SetAuth(authPolicy(cfg.API, tokens, gw.ui, d.logger))
+}
 
+// listen registers the commit listeners on the chain, in this order:
+// the dashboard, the directory, the front ends (see frontListeners), and
+// the egress connectors, which the commit path only wakes.
+func (gw *gateway) listen() {
+	ch := gw.chain
+	if gw.ui != nil {
+		ch.OnCommit(gw.ui.Committed)
+	}
+	dir, ctx := gw.dir, gw.bgCtx
+	ch.OnCommit(func(_ *ledger.Block, txs []*ledger.Tx) { dir.Committed(ctx, txs) })
+	for _, l := range frontListeners(gw.mqtt, gw.coap, dir) {
+		ch.OnCommit(l)
+	}
+	if eg := gw.eg; eg != nil {
+		ch.OnCommit(func(*ledger.Block, []*ledger.Tx) { eg.Committed() })
+	}
+}
+
+// run binds the listeners, runs every part and blocks until ctx ends or
+// a part fails; then it stops them in reverse order.
+func (d *Daemon) run(ctx context.Context, gw *gateway) error {
+	cfg, g := gw.cfg, gw.g
+	if gw.ui != nil {
+		go gw.ui.Run(gw.bgCtx)
+	}
 	tcpLn, err := net.Listen("tcp", cfg.API.Listen)
 	if err != nil {
 		return fmt.Errorf("daemon: listen api: %w", err)
@@ -275,42 +375,42 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	mqttAddr := ""
-	if mqttFront != nil {
-		if err := mqttFront.Start(); err != nil {
+	if gw.mqtt != nil {
+		if err := gw.mqtt.Start(); err != nil {
 			ln.Close()
 			return fmt.Errorf("daemon: mqtt: %w", err)
 		}
-		defer mqttFront.Close()
-		tcpAddr, tlsAddr := mqttFront.Addrs()
+		gw.onClose(func() { gw.mqtt.Close() })
+		tcpAddr, tlsAddr := gw.mqtt.Addrs()
 		mqttAddr = tcpAddr
 		if tlsAddr != "" {
 			d.logger.Info("mqtt tls listening", "mqtts", tlsAddr)
 		}
 	}
 	coapAddr, dtlsAddr := "", ""
-	if coapFront != nil {
-		if err := coapFront.Start(); err != nil {
+	if gw.coap != nil {
+		if err := gw.coap.Start(); err != nil {
 			ln.Close()
 			return fmt.Errorf("daemon: coap: %w", err)
 		}
-		defer coapFront.Close()
-		coapAddr, dtlsAddr = coapFront.Addrs()
+		gw.onClose(func() { gw.coap.Close() })
+		coapAddr, dtlsAddr = gw.coap.Addrs()
 	}
 	hs := &http.Server{
-		Handler: srv, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+		Handler: gw.api, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(d.logger.With("component", "http").Handler(), slog.LevelWarn),
 	}
-	if ui != nil {
-		hs.RegisterOnShutdown(ui.Shutdown) // open live pages must not hold up the shutdown
+	if gw.ui != nil {
+		hs.RegisterOnShutdown(gw.ui.Shutdown) // open live pages must not hold up the shutdown
 	}
 
-	go key.run(chainCtx)
+	go gw.key.run(gw.chainCtx)
 	grp, gctx := errgroup.WithContext(ctx)
 	var chainErr error
 	chainDone := make(chan struct{})
 	go func() {
-		chainErr = ch.Run(chainCtx)
+		chainErr = gw.chain.Run(gw.chainCtx)
 		close(chainDone)
 	}()
 	grp.Go(func() error {
@@ -321,7 +421,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 				// more and refuses txs as storage_full, while the API and
 				// the dashboard answer, read-only, so an operator sees why.
 				d.logger.Error("storage full: stopped committing until restarted; free space on the data directory's file system, then restart the gateway",
-					"data", dir, "err", chainErr)
+					"data", cfg.DataDir, "err", chainErr)
 				<-gctx.Done()
 				return nil
 			}
@@ -334,20 +434,20 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	})
 	clusterAddr := ""
-	if tr != nil {
-		disc, err := NewSeeds(cfg.Seeds, dir, d.logger.With("component", "seeds"))
+	if tr := gw.tr; tr != nil {
+		disc, err := NewSeeds(cfg.Seeds, cfg.DataDir, d.logger.With("component", "seeds"))
 		if err != nil {
 			ln.Close()
 			return err
 		}
 		if disc != nil {
-			go discoverPeers(chainCtx, disc, g, nodeID, tr, seedSt, d.logger.With("component", "seeds"))
+			go discoverPeers(gw.chainCtx, disc, g, gw.nodeID, tr, gw.seedSt, d.logger.With("component", "seeds"))
 		}
 		// The transport runs as long as the chain: peers need this
 		// replica's votes to commit what is in flight at shutdown.
 		trErr := make(chan error, 1)
-		go func() { trErr <- tr.Run(chainCtx) }()
-		defer tr.Close()
+		go func() { trErr <- tr.Run(gw.chainCtx) }()
+		gw.onClose(func() { tr.Close() })
 		select {
 		case <-tr.Ready():
 			clusterAddr = tr.Addr()
@@ -358,12 +458,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	if hb := time.Duration(cfg.Batch.Heartbeat); hb > 0 {
 		grp.Go(func() error {
-			heartbeat(gctx, hb, nodeID, key, ch, rep, d.logger.With("component", "heartbeat"))
+			heartbeat(gctx, hb, gw.nodeID, gw.key, gw.chain, gw.rep, d.logger.With("component", "heartbeat"))
 			return nil
 		})
 	}
-	if eg != nil {
-		grp.Go(func() error { return eg.Run(gctx) })
+	if gw.eg != nil {
+		grp.Go(func() error { return gw.eg.Run(gctx) })
 	}
 	grp.Go(func() error {
 		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -373,34 +473,34 @@ func (d *Daemon) Run(ctx context.Context) error {
 	})
 	grp.Go(func() error {
 		<-gctx.Done()
-		srv.SetReady(false)
-		if mqttFront != nil {
-			mqttFront.Close() // stop taking device messages while the chain still commits those in flight
+		gw.api.SetReady(false)
+		if gw.mqtt != nil {
+			gw.mqtt.Close() // stop taking device messages while the chain still commits those in flight
 		}
-		if coapFront != nil {
-			coapFront.Close()
+		if gw.coap != nil {
+			gw.coap.Close()
 		}
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 10*time.Second)
 		defer cancel()
 		return hs.Shutdown(sctx)
 	})
-	srv.SetReady(true)
+	gw.api.SetReady(true)
 	// Before "ready": whoever waits for that line finds the token logged.
-	if ui != nil {
-		if tok := ui.SetupToken(); tok != "" {
+	if gw.ui != nil {
+		if tok := gw.ui.SetupToken(); tok != "" {
 			d.logger.Warn("the dashboard has no operator password yet: open its setup page and enter this one-time token",
 				"url", apiURL+"/setup", "token", tok)
 		}
 	}
-	height, _ := st.Tip()
+	height, _ := gw.st.Tip()
 	d.logger.Info("ledgergate ready", "api", apiURL, "mqtt", mqttAddr, "coap", coapAddr, "dtls", dtlsAddr, "chain_id", g.ChainID,
-		"node", nodeID, "height", height, "nodes", len(g.Nodes), "cluster", clusterAddr, "version", d.opts.Version)
+		"node", gw.nodeID, "height", height, "nodes", len(g.Nodes), "cluster", clusterAddr, "version", d.opts.Version)
 	if d.opts.Ready != nil {
 		d.opts.Ready(ln.Addr().String())
 	}
 	err = grp.Wait()
-	stopBg()
-	stopChain()
+	gw.stopBg()
+	gw.stopChain()
 	select {
 	case <-chainDone:
 		// A replica that waited for the node key when the chain stopped

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"context"
 	"crypto/tls"
 	"fmt"
 	"github.com/ledgergate/ledgergate/bridge"
@@ -12,12 +11,12 @@ import (
 
 	"github.com/ledgergate/ledgergate/bridge/mqtt"
 	"github.com/ledgergate/ledgergate/gateway/chain"
+	"github.com/ledgergate/ledgergate/gateway/clock"
 	"github.com/ledgergate/ledgergate/gateway/config"
 	"github.com/ledgergate/ledgergate/gateway/directory"
 	"github.com/ledgergate/ledgergate/gateway/front"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 	"github.com/ledgergate/ledgergate/gateway/state"
-	"github.com/ledgergate/ledgergate/webui"
 )
 
 // newMQTT builds the MQTT front end, or returns nil if no listener is configured.
@@ -39,57 +38,57 @@ func newMQTT(c config.MQTT, ch *chain.Chain, st *state.State, behind func() bool
 	}
 	return mqtt.New(cfg, mqtt.Deps{
 		Committer: front.Committer(ch, behind), Directory: front.Directory(st, behind), Answers: dir.Answers(), Limiter: limiter, Logger: logger, Registry: reg,
+		Now: clock.Now, // device tokens are checked against the gateway's wall clock
 	})
 }
 
-// onCommit returns the chain's OnCommit hook:
-//   - it disconnects devices whose revocation or re-key just committed: a
-//     connection authenticated with a key that is no longer the device's
-//     must not stay up;
-//   - it republishes the retained manifests (MQTT) and notifies their
-//     observers (CoAP) for the devices whose configuration or firmware
-//     offer changed;
-//   - it has the blobs of new configurations fetched from peers;
-//   - it notifies the CoAP observers of the committed txs' receipts.
+// frontListeners are the commit listeners of the front ends (nil if
+// off), registered on the chain after the directory's:
+//   - the CoAP observers of the committed txs' receipts are notified;
+//   - devices whose revocation or re-key just committed are
+//     disconnected (MQTT): a connection authenticated with a key that is
+//     no longer the device's must not stay up;
+//   - the retained manifests are republished (MQTT) and their observers
+//     notified (CoAP) for the devices whose configuration or firmware
+//     offer changed.
 //
-// It runs on the commit path: the slow parts run on other goroutines.
-func onCommit(ctx context.Context, front func() *mqtt.Server, coapFront func() *coap.Server, dir func() *directory.Directory,
-	ui func() *webui.Server) func(*ledger.Block, []*ledger.Tx) {
-	return func(b *ledger.Block, txs []*ledger.Tx) {
-		if u := ui(); u != nil {
-			u.Committed(b, txs)
-		}
-		s, c, d := front(), coapFront(), dir()
-		if d != nil {
-			d.Committed(ctx, txs)
-		}
-		if c != nil {
+// They run on the commit path: the slow parts run on other goroutines.
+func frontListeners(m *mqtt.Server, c *coap.Server, dir *directory.Directory) []func(*ledger.Block, []*ledger.Tx) {
+	var ls []func(*ledger.Block, []*ledger.Tx)
+	if c != nil {
+		ls = append(ls, func(_ *ledger.Block, txs []*ledger.Tx) {
 			ids := make([][32]byte, len(txs))
 			for i, tx := range txs {
 				ids[i] = tx.ID
 			}
-			c.Committed(ids) // CoAP observers of these receipts
-		}
-		if s != nil {
+			c.Committed(ids)
+		})
+	}
+	if m != nil {
+		ls = append(ls, func(_ *ledger.Block, txs []*ledger.Tx) {
 			for _, tx := range txs {
 				switch tx.Body.Kind {
 				case ledger.KindRevoke:
-					s.Revoked(tx.Body.Subject())
+					m.Revoked(tx.Body.Subject())
 				case ledger.KindRekey:
-					s.Rekeyed(tx.Body.Subject(), tx.ID)
+					m.Rekeyed(tx.Body.Subject(), tx.ID)
 				}
 			}
-		}
-		if d == nil || s == nil && c == nil {
-			return
-		}
-		if ids := d.Affected(txs); len(ids) > 0 {
-			if s != nil {
-				s.Changed(ids)
+		})
+	}
+	if m != nil || c != nil {
+		ls = append(ls, func(_ *ledger.Block, txs []*ledger.Tx) {
+			ids := dir.Affected(txs)
+			if len(ids) == 0 {
+				return
+			}
+			if m != nil {
+				m.Changed(ids)
 			}
 			if c != nil {
 				c.Changed(ids)
 			}
-		}
+		})
 	}
+	return ls
 }

@@ -15,8 +15,8 @@ import (
 // Committer is ch as a bridge.Committer. behind (nil: never) reports
 // whether the gateway may lack committed blocks (see unlessBehind).
 func Committer(ch *chain.Chain, behind func() bool) bridge.Committer {
-	return bridge.CommitterFunc(func(ctx context.Context, env []byte) (bridge.Ticket, error) {
-		t, err := ch.Propose(ctx, env)
+	return bridge.CommitterFunc(func(ctx context.Context, tx *ledger.Tx) (bridge.Ticket, error) {
+		t, err := ch.Propose(ctx, tx)
 		if err != nil {
 			return nil, unlessBehind(err, behind) // not a typed nil in an interface
 		}
@@ -27,7 +27,8 @@ func Committer(ch *chain.Chain, behind func() bool) bridge.Committer {
 // Ledger is ch as the API's api.Ledger: its submits are refused as the
 // front ends' are (see unlessBehind).
 func Ledger(ch *chain.Chain, behind func() bool) interface {
-	Submit(ctx context.Context, env []byte) (*ledger.Receipt, error)
+	Decode(env []byte) (*ledger.Tx, error)
+	SubmitTx(ctx context.Context, tx *ledger.Tx) (*ledger.Receipt, error)
 	Receipt(id [32]byte) (*ledger.Receipt, error)
 	Block(height uint64) (*ledger.Block, error)
 } {
@@ -39,8 +40,8 @@ type apiLedger struct {
 	behind func() bool
 }
 
-func (l apiLedger) Submit(ctx context.Context, env []byte) (*ledger.Receipt, error) {
-	rc, err := l.Chain.Submit(ctx, env)
+func (l apiLedger) SubmitTx(ctx context.Context, tx *ledger.Tx) (*ledger.Receipt, error) {
+	rc, err := l.Chain.SubmitTx(ctx, tx)
 	return rc, unlessBehind(err, l.behind)
 }
 

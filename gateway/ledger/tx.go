@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"strings"
+	"sync/atomic"
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/veraison/go-cose"
@@ -526,9 +527,20 @@ func (e *envelope) verify(pub *PublicKey) error {
 	return nil
 }
 
+// decodes counts DecodeTx calls in this process (see Decodes).
+var decodes atomic.Uint64
+
+// Decodes returns how many times DecodeTx was called in this process. It
+// is a counter for tests that check a message is decoded once on its way
+// from a front end to its commit; it costs one atomic add per decode.
+func Decodes() uint64 { return decodes.Load() }
+
 // DecodeTx parses an envelope of at most maxBytes bytes (0: no limit).
 // It checks syntax only; see Verify and the state package for the rest.
+// The Tx it returns carries its id, computed here: code that holds the
+// Tx passes it on, and neither decodes nor hashes the envelope again.
 func DecodeTx(b []byte, maxBytes int) (*Tx, error) {
+	decodes.Add(1)
 	if maxBytes > 0 && len(b) > maxBytes {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(b), maxBytes)
 	}

@@ -29,8 +29,8 @@ type Options struct {
 	MaxTxBytes int           // genesis max_tx_bytes; default ledger.DefaultMaxTxBytes
 	Logger     *slog.Logger  // default: discard
 	MaxDelay   time.Duration // how long a block waits for more txs; default 1ms
-	// OnCommit is passed to chain.Deps: it is called with every committed
-	// block, on the commit path.
+	// OnCommit, if not nil, is registered as a commit listener (chain.OnCommit):
+	// it is called with every committed block, on the commit path.
 	OnCommit func(*ledger.Block, []*ledger.Tx)
 }
 
@@ -149,8 +149,11 @@ func run(t testing.TB, n *Node) *Node {
 	}
 	n.Chain = chain.New(chain.Deps{
 		State: st, Log: n.log, Index: n.idx, Orderer: rep,
-		Logger: n.opts.Logger.With("component", "chain"), OnCommit: n.opts.OnCommit,
+		Logger: n.opts.Logger.With("component", "chain"),
 	})
+	if n.opts.OnCommit != nil {
+		n.Chain.OnCommit(n.opts.OnCommit)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel, n.done = cancel, make(chan error, 1)
 	go func() { n.done <- n.Chain.Run(ctx) }()

@@ -29,11 +29,16 @@ type App interface {
 	Validate(seq, view uint64, parent Digest, payload []byte) (Digest, [][32]byte, error)
 }
 
-// Request is a client request: for ledgergate, a tx envelope.
+// Request is a client request: for ledgergate, a tx envelope. ID is
+// RequestID(Data): a caller that hashed the request already (ledgergate
+// decodes a tx once, with its id) passes it on instead of hashing again.
 type Request struct {
 	ID   [32]byte
 	Data []byte
 }
+
+// NewRequest returns the request of data, with its id.
+func NewRequest(data []byte) Request { return Request{ID: RequestID(data), Data: data} }
 
 // Forwarded is a request a peer forwarded to this replica.
 type Forwarded struct {
@@ -557,18 +562,18 @@ func (c *Core) timeout() int {
 	return c.cfg.RequestTimeout << min(c.backoff, 6)
 }
 
-// Propose submits a request: the primary queues it, a backup forwards it
-// to the primary and watches that it executes. A request already queued,
-// in flight or waited for is ignored.
-func (c *Core) Propose(data []byte) error {
-	id := RequestID(data)
-	if _, ok := c.waiting[id]; ok {
+// Propose submits a request (r.ID must be RequestID(r.Data)): the
+// primary queues it, a backup forwards it to the primary and watches that
+// it executes. A request already queued, in flight or waited for is
+// ignored.
+func (c *Core) Propose(r Request) error {
+	if _, ok := c.waiting[r.ID]; ok {
 		return nil
 	}
-	if c.isPrimary() && (c.queued[id] || c.inflight[id] != 0) {
+	if c.isPrimary() && (c.queued[r.ID] || c.inflight[r.ID] != 0) {
 		return nil
 	}
-	return c.propose(Request{ID: id, Data: data}, "")
+	return c.propose(r, "")
 }
 
 func (c *Core) propose(r Request, from string) error {
@@ -698,22 +703,21 @@ func (c *Core) sendReject(to string, id [32]byte, reason, detail string) error {
 // valid: the primary queues it; a backup forwards it to the primary and
 // watches that it executes (PBFT 4.4: a backup that receives a request
 // starts its timer).
-func (c *Core) ProposeFor(from string, data []byte) error {
-	id := RequestID(data)
-	if _, ok := c.waiting[id]; ok {
+func (c *Core) ProposeFor(from string, r Request) error {
+	if _, ok := c.waiting[r.ID]; ok {
 		return nil
 	}
 	if !c.isPrimary() {
 		// Watched even when a proposal holds it: that proposal may never
 		// commit, and only a timer notices.
-		return c.propose(Request{ID: id, Data: data}, "")
+		return c.propose(r, "")
 	}
-	if c.queued[id] || c.inflight[id] != 0 {
+	if c.queued[r.ID] || c.inflight[r.ID] != 0 {
 		return nil
 	}
-	err := c.propose(Request{ID: id, Data: data}, from)
+	err := c.propose(r, from)
 	if errors.Is(err, ErrOverloaded) {
-		return c.sendReject(from, id, "overloaded", err.Error())
+		return c.sendReject(from, r.ID, "overloaded", err.Error())
 	}
 	return err
 }

@@ -466,7 +466,7 @@ func (h *cluster) live(id string) (*replica, error) {
 
 func (h *cluster) propose(r *replica, req string) error {
 	h.names[pbft.RequestID([]byte(req))] = req
-	return h.status1(r, func() error { return r.core.Propose([]byte(req)) })
+	return h.status1(r, func() error { return r.core.Propose(pbft.NewRequest([]byte(req))) })
 }
 
 func (h *cluster) tick(who string, count int) error {
@@ -676,7 +676,7 @@ func (h *cluster) handle(r *replica) error {
 			if reason := r.app.Check(fw.Data); reason != "" {
 				err = r.core.RejectFor(fw.From, fw.ID, reason, "")
 			} else {
-				err = r.core.ProposeFor(fw.From, fw.Data)
+				err = r.core.ProposeFor(fw.From, fw.Request)
 			}
 			if err != nil {
 				return err

@@ -27,10 +27,11 @@ type app struct {
 
 // proposal is an uncommitted block and the registry as it leaves it.
 type proposal struct {
-	block *ledger.Block
-	tree  *ledger.Tree
-	txs   []*state.Checked
-	batch *state.Batch
+	block   *ledger.Block
+	tree    *ledger.Tree
+	txs     []*state.Checked
+	batch   *state.Batch
+	payload []byte // the block's encoding, if this replica built it
 }
 
 var errUnknownParent = errors.New("replica: proposal extends a block this replica does not hold")
@@ -88,6 +89,7 @@ func (a *app) Build(seq, view uint64, parent pbft.Digest, reqs []pbft.Request) (
 		return out, err
 	}
 	out.Payload, out.Digest = payload, p.block.Header.Hash()
+	p.payload = payload
 	a.spec[out.Digest] = p
 	return out, nil
 }
@@ -96,6 +98,15 @@ func (a *app) Build(seq, view uint64, parent pbft.Digest, reqs []pbft.Request) (
 // every tx against the registry the blocks before leave, signatures
 // included.
 func (a *app) Validate(seq, view uint64, parent pbft.Digest, payload []byte) (pbft.Digest, [][32]byte, error) {
+	if d, p := a.built(seq, parent, payload); p != nil {
+		// The primary validates its own proposal: Build checked it, and
+		// its txs were checked (signatures included) as they came in.
+		ids := make([][32]byte, len(p.txs))
+		for i, c := range p.txs {
+			ids[i] = c.Tx.ID
+		}
+		return d, ids, nil
+	}
 	b, err := ledger.DecodeBlock(payload)
 	if err != nil {
 		return pbft.Digest{}, nil, err
@@ -150,6 +161,17 @@ func (a *app) Validate(seq, view uint64, parent pbft.Digest, payload []byte) (pb
 	d := pbft.Digest(h.Hash())
 	a.spec[d] = p
 	return d, ids, nil
+}
+
+// built returns the proposal this replica built at seq on parent whose
+// encoding is payload, and its digest; nil if there is none.
+func (a *app) built(seq uint64, parent pbft.Digest, payload []byte) (pbft.Digest, *proposal) {
+	for d, p := range a.spec { // the proposals in flight: a few
+		if p.payload != nil && p.block.Header.Height == seq && bytes.Equal(p.block.Header.Prev, parent[:]) && bytes.Equal(p.payload, payload) {
+			return d, p
+		}
+	}
+	return pbft.Digest{}, nil
 }
 
 // verifyAll verifies signatures on every core.

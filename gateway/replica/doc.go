@@ -5,14 +5,19 @@
 // One goroutine (Run) owns the core and does all the I/O around it, in
 // the order the core asks (STYLE.md 2): persist the replica's hard state
 // and prepared certificates, commit blocks to the chain, send messages,
-// then check forwarded requests and fetch blocks from peers.
+// then check forwarded requests and fetch blocks from peers. Forwarded
+// requests are checked, signatures included, as they arrive, by
+// GOMAXPROCS checker goroutines from a bounded queue, and handed to the
+// core in the order they came in.
 //
 // Proposals are ledger blocks without their certificate; a proposal's
 // digest is the block hash, so the 2f+1 commit signatures the core
 // collects are the block's commit certificate. A backup validates a
 // proposal against the registry as the uncommitted blocks before it leave
 // it (state.Batch on a parent batch), verifying every tx signature it has
-// not verified before.
+// not verified before (a tx its own chain or checkers verified is not
+// verified again), on every core. The primary does not validate again a
+// block it built itself.
 //
 // A replica that falls behind (it was down or cut off) fetches blocks
 // from a peer and checks each one's certificate and its link to the block

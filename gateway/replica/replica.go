@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sort"
 	"sync/atomic"
 	"time"
@@ -65,21 +66,33 @@ type Replica struct {
 	app    *app
 
 	proposals chan *state.Checked
-	inbox     chan *pbft.Message // votes and view changes
-	requests  chan *pbft.Message // forwarded requests: a flood of these must not crowd out votes
+	inbox     chan *pbft.Message  // votes and view changes
+	requests  chan *pbft.Message  // forwarded requests: a flood of these must not crowd out votes
+	checks    chan forwardedCheck // to the checkers (see maxChecks)
 	verified  chan verdict
 	fetched   chan fetchResult
-	checking  atomic.Int64
 	status    atomic.Pointer[Status]
 
 	fetching bool
 	ahead    map[string]int // consecutive height checks each peer was ahead
 }
 
+// maxChecks bounds the forwarded requests that wait for a checker: a
+// request that finds the queue full is dropped, and its forwarder sends
+// it again.
+const maxChecks = 8192
+
+// forwardedCheck is a forwarded request for a checker, n its place in
+// the order the requests came in.
+type forwardedCheck struct {
+	n  uint64
+	fw pbft.Forwarded
+}
+
 type verdict struct {
 	n    uint64 // the order the request came in: verdicts are used in it
 	from string
-	env  []byte
+	req  pbft.Request
 	c    *state.Checked
 	err  error
 }
@@ -113,6 +126,7 @@ func New(cfg Config) (*Replica, error) {
 		proposals: make(chan *state.Checked, max(cfg.Batch.MaxPending, 1)),
 		inbox:     make(chan *pbft.Message, 8192),
 		requests:  make(chan *pbft.Message, 8192),
+		checks:    make(chan forwardedCheck, maxChecks),
 		verified:  make(chan verdict, 1024),
 		fetched:   make(chan fetchResult, 1),
 		ahead:     map[string]int{},
@@ -177,6 +191,12 @@ func (r *Replica) Run(ctx context.Context, commit func(*chain.Round) error) erro
 		return err
 	}
 	d := &driver{r: r, core: core, commit: commit, ctx: ctx, early: map[uint64]verdict{}}
+	// Forwarded requests are checked, signatures included, as they come
+	// in, on every core and in parallel with ordering, by a fixed number
+	// of checkers.
+	for range runtime.GOMAXPROCS(0) {
+		go d.checker()
+	}
 	ticker := time.NewTicker(r.cfg.Tick)
 	defer ticker.Stop()
 	syncEvery := max(int(time.Second/r.cfg.Tick), 1)
@@ -208,7 +228,6 @@ func (r *Replica) Run(ctx context.Context, commit func(*chain.Round) error) erro
 				return err
 			}
 		case v := <-r.verified:
-			r.checking.Add(-1)
 			if err := d.verdict(v); err != nil {
 				return err
 			}
@@ -326,7 +345,7 @@ type driver struct {
 
 func (d *driver) propose(c *state.Checked) error {
 	d.r.app.checked[c.Tx.ID] = c
-	err := d.core.Propose(c.Tx.Envelope)
+	err := d.core.Propose(pbft.Request{ID: c.Tx.ID, Data: c.Tx.Envelope})
 	if errors.Is(err, pbft.ErrOverloaded) {
 		delete(d.r.app.checked, c.Tx.ID)
 		return d.commit(&chain.Round{Rejected: []chain.Rejected{{ID: c.Tx.ID, Err: chain.ErrOverloaded}}})
@@ -358,12 +377,12 @@ func (d *driver) verdict(v verdict) error {
 // forwarded hands a peer's request, now checked, to the core.
 func (d *driver) forwarded(v verdict) error {
 	if v.err != nil {
-		return d.core.RejectFor(v.from, ledger.TxID(v.env), string(ledger.ReasonOf(v.err)), v.err.Error())
+		return d.core.RejectFor(v.from, v.req.ID, string(ledger.ReasonOf(v.err)), v.err.Error())
 	}
 	if _, ok := d.r.app.checked[v.c.Tx.ID]; !ok {
 		d.r.app.checked[v.c.Tx.ID] = v.c
 	}
-	return d.core.ProposeFor(v.from, v.env)
+	return d.core.ProposeFor(v.from, v.req)
 }
 
 // ready carries out the core's output (see pbft.Ready).
@@ -453,22 +472,33 @@ func (d *driver) execute(e pbft.Entry) error {
 	return nil
 }
 
-// check verifies a forwarded request off the Run goroutine.
+// check queues a forwarded request for the checkers; it drops it when
+// maxChecks wait already (the forwarder sends it again).
 func (d *driver) check(fw pbft.Forwarded) {
-	if d.r.checking.Load() > 10_000 {
-		return // swamped: the forwarder sends it again
+	select {
+	case d.r.checks <- forwardedCheck{n: d.checked, fw: fw}:
+		d.checked++
+	default: // swamped
 	}
-	d.r.checking.Add(1)
+}
+
+// checker checks forwarded requests off the Run goroutine until the
+// driver stops.
+func (d *driver) checker() {
 	st := d.r.cfg.State
-	n := d.checked
-	d.checked++
-	go func() {
-		c, err := st.Check(fw.Data)
+	for {
 		select {
-		case d.r.verified <- verdict{n: n, from: fw.From, env: fw.Data, c: c, err: err}:
 		case <-d.ctx.Done():
+			return
+		case fc := <-d.r.checks:
+			c, err := st.Check(fc.fw.Data)
+			select {
+			case d.r.verified <- verdict{n: fc.n, from: fc.fw.From, req: fc.fw.Request, c: c, err: err}:
+			case <-d.ctx.Done():
+				return
+			}
 		}
-	}()
+	}
 }
 
 // sync fetches from a peer that stays ahead of this replica's height for

@@ -273,7 +273,7 @@ func TestForwardedKeepOrder(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		verdicts = append(verdicts, verdict{n: seq - 1, from: "node-b", env: env, c: c})
+		verdicts = append(verdicts, verdict{n: seq - 1, from: "node-b", req: pbft.NewRequest(env), c: c})
 	}
 	// The checks end in reverse order.
 	for i := n - 1; i >= 0; i-- {

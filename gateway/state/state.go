@@ -136,15 +136,29 @@ type Checked struct {
 // Check decodes env and checks it against the committed state: author,
 // permission and signature. It is safe to call from many goroutines.
 func (s *State) Check(env []byte) (*Checked, error) {
-	tx, err := ledger.DecodeTx(env, s.g.Params.MaxTxBytes)
+	tx, err := s.Decode(env)
 	if err != nil {
-		return nil, decodeReject(err)
+		return nil, err
 	}
 	return s.CheckTx(tx)
 }
 
-// CheckTx is Check for a tx already decoded.
+// Decode decodes env, of at most the chain's max_tx_bytes; a tx that
+// does not decode is refused (malformed, too_large).
+func (s *State) Decode(env []byte) (*ledger.Tx, error) {
+	tx, err := ledger.DecodeTx(env, s.g.Params.MaxTxBytes)
+	if err != nil {
+		return nil, decodeReject(err)
+	}
+	return tx, nil
+}
+
+// CheckTx is Check for a tx already decoded (by ledger.DecodeTx, with any
+// limit: the chain's max_tx_bytes is checked here).
 func (s *State) CheckTx(tx *ledger.Tx) (*Checked, error) {
+	if limit := s.g.Params.MaxTxBytes; limit > 0 && len(tx.Envelope) > limit {
+		return nil, decodeReject(fmt.Errorf("%w: %d bytes, limit %d", ledger.ErrTooLarge, len(tx.Envelope), limit))
+	}
 	if tx.Body.ChainID != s.g.ChainID {
 		return nil, reject(ledger.ReasonWrongChain, "tx is for chain %q, this is %q", tx.Body.ChainID, s.g.ChainID)
 	}

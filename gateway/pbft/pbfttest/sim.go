@@ -297,7 +297,7 @@ func (s *Sim) run() error {
 				i := s.nextHonest(len(beats))
 				req := fmt.Sprintf("req-beat-%d", len(beats))
 				beats = append(beats, req)
-				if err := s.replicas[i].core.Propose([]byte(req)); err != nil {
+				if err := s.replicas[i].core.Propose(pbft.NewRequest([]byte(req))); err != nil {
 					return fmt.Errorf("propose at %s: %w", s.replicas[i].id, err)
 				}
 				if err := s.handle(i, false); err != nil {
@@ -316,7 +316,7 @@ func (s *Sim) run() error {
 				if s.honest(r) {
 					req := fmt.Sprintf("req-after-%d", i)
 					after = append(after, req)
-					if err := r.core.Propose([]byte(req)); err != nil {
+					if err := r.core.Propose(pbft.NewRequest([]byte(req))); err != nil {
 						return fmt.Errorf("propose at %s: %w", r.id, err)
 					}
 					if err := s.handle(i, false); err != nil {
@@ -386,7 +386,7 @@ func (s *Sim) submit(req string) (int, error) {
 		return -1, nil
 	}
 	i := up[s.rng.IntN(len(up))]
-	if err := s.replicas[i].core.Propose([]byte(req)); err != nil {
+	if err := s.replicas[i].core.Propose(pbft.NewRequest([]byte(req))); err != nil {
 		return i, fmt.Errorf("propose at %s: %w", s.replicas[i].id, err)
 	}
 	return i, s.handle(i, true)
@@ -476,7 +476,7 @@ func (s *Sim) handle(i int, faulty bool) error {
 			if reason := r.app.Check(fw.Data); reason != "" {
 				err = r.core.RejectFor(fw.From, fw.ID, reason, "")
 			} else {
-				err = r.core.ProposeFor(fw.From, fw.Data)
+				err = r.core.ProposeFor(fw.From, fw.Request)
 			}
 			if err != nil {
 				return err
