@@ -3,6 +3,7 @@ package index
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -170,4 +171,34 @@ func TestRebuildAnswersEqual(t *testing.T) {
 	if _, err := x.Device("ghost"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Device(ghost) err = %v, want ErrNotFound", err)
 	}
+}
+
+// TestWALBounded applies many blocks, small and large, and checks after
+// each that the WAL stays within its bound: a checkpoint every
+// walCheckpointPages pages, and the file cut back to walSizeLimit after.
+func TestWALBounded(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "index.db")
+	x := open(t, path)
+	s := newSynthChain(t, x, 100)
+	// The WAL is cut back to walSizeLimit after a checkpoint, and one
+	// block may add its pages past the checkpoint's threshold before the
+	// next checkpoint runs.
+	const bound = walCheckpointPages*4096 + walSizeLimit
+	var largest int64
+	for i := range 300 {
+		n := 3
+		if i%10 == 0 {
+			n = 1000
+		}
+		s.apply(t, x, n)
+		fi, err := os.Stat(path + "-wal")
+		if err != nil {
+			t.Fatal(err)
+		}
+		largest = max(largest, fi.Size())
+		if fi.Size() > bound {
+			t.Fatalf("after block %d the WAL holds %d bytes, more than %d", i+2, fi.Size(), bound)
+		}
+	}
+	t.Logf("largest WAL: %d bytes", largest)
 }
