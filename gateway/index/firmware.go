@@ -1,7 +1,6 @@
 package index
 
 import (
-	"database/sql"
 	"encoding/hex"
 	"fmt"
 	"strings"
@@ -10,7 +9,7 @@ import (
 )
 
 // applyFirmware indexes a firmware tx.
-func applyFirmware(tx *sql.Tx, h *ledger.Header, i int, t *ledger.Tx) error {
+func applyFirmware(tx *writer, h *ledger.Header, i int, t *ledger.Tx) error {
 	b := &t.Body
 	ins := func(kind ledger.Kind, r ledger.Release, group string, good bool, detail string) error {
 		g := 0

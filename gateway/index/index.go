@@ -229,8 +229,8 @@ var upgrades = [][]string{
 // Index is the SQLite index of the block log. It is safe for concurrent
 // use; writes are serialized on one connection.
 type Index struct {
-	db *sql.DB   // the pool readers use
-	w  *sql.Conn // the one connection that writes
+	db *sql.DB // the pool readers use
+	w  *writer // the one connection that writes
 
 	mu     sync.Mutex // serializes writes and Close
 	closed bool
@@ -241,15 +241,27 @@ const readers = 4
 
 // writerPragmas tune the writing connection. The id_prefix index is keyed
 // at random, so each tx dirties about one index page: a 64 MiB cache keeps
-// the index in memory longer, and checkpointing every 10000 pages (about
-// 40 MiB of WAL) instead of every 1000 copies a page that many blocks touch
-// into the database once instead of once per block. With BenchmarkApplyBlock's
-// blocks they raised the rate at 1M indexed txs from about 11,000 to 21,000
-// txs/s on the development VM.
+// the index in memory longer, and checkpointing every walCheckpointPages
+// pages (about 10 MiB of WAL) instead of every 1000 copies a page that
+// many blocks touch into the database once instead of once per block.
+// A checkpoint does not shrink the WAL file, which would stay as large as
+// the most it ever held: journal_size_limit cuts it back to walSizeLimit
+// once a checkpoint has copied all of it (TestWALBounded).
+//
+// With BenchmarkApplyGrowth's blocks (1000 records of 100 devices, 100k
+// records indexed) checkpointing every 1000 pages cost about 12% more CPU
+// per record than every 10000, and every 2500 about 5% more; 10000 let
+// the WAL grow to 40 MiB beside a block log of 1 MiB.
 var writerPragmas = []string{
 	`PRAGMA cache_size = -65536`,
-	`PRAGMA wal_autocheckpoint = 10000`,
+	fmt.Sprintf(`PRAGMA wal_autocheckpoint = %d`, walCheckpointPages),
+	fmt.Sprintf(`PRAGMA journal_size_limit = %d`, walSizeLimit),
 }
+
+const (
+	walCheckpointPages = 2500
+	walSizeLimit       = 10 << 20
+)
 
 // Open opens the index at path, creating the file and the schema if they
 // are missing. If the file holds another schema version its tables are
@@ -275,20 +287,24 @@ func Open(path string) (*Index, error) {
 	return x, nil
 }
 
-// init takes the writing connection, tunes it and brings the schema up.
+// init takes the writing connection, tunes it, brings the schema up and
+// prepares the writer's statements.
 func (x *Index) init() error {
 	ctx := context.Background()
-	w, err := x.db.Conn(ctx)
+	c, err := x.db.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
-	x.w = w
+	x.w = &writer{c: c}
 	for _, p := range writerPragmas {
-		if _, err := w.ExecContext(ctx, p); err != nil {
+		if _, err := c.ExecContext(ctx, p); err != nil {
 			return fmt.Errorf("pragma: %w", err)
 		}
 	}
-	return migrate(ctx, w)
+	if err := migrate(ctx, c); err != nil {
+		return err
+	}
+	return x.w.prepare()
 }
 
 // migrate brings the schema to schemaVersion: it upgrades a file of
@@ -370,7 +386,7 @@ func (x *Index) Close() error {
 	x.closed = true
 	var errW error
 	if x.w != nil {
-		errW = x.w.Close()
+		errW = x.w.close()
 	}
 	if err := errors.Join(errW, x.db.Close()); err != nil {
 		return fmt.Errorf("index: close: %w", err)
@@ -392,9 +408,11 @@ func (x *Index) Height() (uint64, error) {
 	return h, nil
 }
 
+const sqlHeight = `SELECT coalesce(max(height), 0) FROM blocks`
+
 func height(q querier) (uint64, error) {
 	var h uint64
-	err := q.QueryRow(`SELECT coalesce(max(height), 0) FROM blocks`).Scan(u64{&h})
+	err := q.QueryRow(sqlHeight).Scan(u64{&h})
 	return h, err
 }
 
@@ -457,54 +475,44 @@ func decodeTxs(envs [][]byte) ([]*ledger.Tx, error) {
 }
 
 // apply writes the block with header h and decoded txs in one SQL transaction.
-func (x *Index) apply(h *ledger.Header, txs []*ledger.Tx) error {
-	tx, err := x.w.BeginTx(context.Background(), nil)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+func (x *Index) apply(h *ledger.Header, txs []*ledger.Tx) (err error) {
+	w := x.w
+	if err := w.begin(); err != nil {
+		return err
 	}
-	defer tx.Rollback()
+	defer func() {
+		if err != nil {
+			w.rollback()
+		}
+	}()
 
-	top, err := height(tx)
-	if err != nil {
+	var top uint64
+	if err := w.height.QueryRow().Scan(u64{&top}); err != nil {
 		return fmt.Errorf("height: %w", err)
 	}
 	if h.Height != top+1 {
 		return fmt.Errorf("%w: block %d, index at height %d", ErrHeight, h.Height, top)
 	}
 	var last uint64
-	if err := tx.QueryRow(`SELECT coalesce(max(seq), 0) FROM txs`).Scan(u64{&last}); err != nil {
+	if err := w.lastSeq.QueryRow().Scan(u64{&last}); err != nil {
 		return fmt.Errorf("last tx: %w", err)
 	}
 	first := last + 1
 	tmax := h.Time
 	if top > 0 {
 		var prev int64
-		if err := tx.QueryRow(`SELECT tmax FROM blocks WHERE height = ?`, int64(top)).Scan(&prev); err != nil {
+		if err := w.tmax.QueryRow(int64(top)).Scan(&prev); err != nil {
 			return fmt.Errorf("time of block %d: %w", top, err)
 		}
 		tmax = max(tmax, prev)
 	}
 
 	hash := h.Hash()
-	if _, err := tx.Exec(`INSERT INTO blocks (height, hash, prev, tx_root, num_txs, time, view, proposer, first_seq, tmax)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		int64(h.Height), hash[:], nonNil(h.Prev), nonNil(h.TxRoot), int64(h.NumTxs), h.Time, int64(h.View), h.Proposer, int64(first), tmax,
-	); err != nil {
+	if _, err := w.insBlock.Exec(int64(h.Height), hash[:], nonNil(h.Prev), nonNil(h.TxRoot), int64(h.NumTxs), h.Time, int64(h.View), h.Proposer, int64(first), tmax); err != nil {
 		return fmt.Errorf("insert block: %w", err)
 	}
 
-	ins, err := tx.Prepare(`INSERT INTO txs (seq, id_prefix, id, height, idx, kind, author, device, stream, dev_seq, device_time, content_type, size)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return fmt.Errorf("prepare tx insert: %w", err)
-	}
-	defer ins.Close()
-	devs, err := newDeviceSet(tx)
-	if err != nil {
-		return err
-	}
-	defer devs.close()
-
+	devs := newDeviceSet(w)
 	for i, t := range txs {
 		var stream, contentType string
 		var seq uint64
@@ -514,7 +522,7 @@ func (x *Index) apply(h *ledger.Header, txs []*ledger.Tx) error {
 		} else if r := t.Body.Rekey; r != nil {
 			seq = r.Seq
 		}
-		if _, err := ins.Exec(int64(first)+int64(i), idPrefix(t.ID), t.ID[:], int64(h.Height), i,
+		if _, err := w.insTx.Exec(int64(first)+int64(i), idPrefix(t.ID), t.ID[:], int64(h.Height), i,
 			string(t.Body.Kind), t.Author, t.Body.Subject(), stream, int64(seq), deviceTime, contentType, len(t.Envelope),
 		); err != nil {
 			return fmt.Errorf("insert tx %d: %w", i, err)
@@ -522,24 +530,99 @@ func (x *Index) apply(h *ledger.Header, txs []*ledger.Tx) error {
 		if err := devs.apply(h, t); err != nil {
 			return fmt.Errorf("tx %d: %w", i, err)
 		}
-		if err := applyConfig(tx, h, i, t); err != nil {
+		if err := applyConfig(w, h, i, t); err != nil {
 			return fmt.Errorf("tx %d: %w", i, err)
 		}
-		if err := applyFirmware(tx, h, i, t); err != nil {
+		if err := applyFirmware(w, h, i, t); err != nil {
 			return fmt.Errorf("tx %d: %w", i, err)
 		}
 	}
-	if err := devs.write(); err != nil {
+	if err := devs.write(h); err != nil {
 		return err
 	}
-	if err := tx.Commit(); err != nil {
+	return w.commit()
+}
+
+// writer is the one connection that writes, with the statements every
+// block runs prepared once. Its transactions are begun and ended with SQL
+// statements, not database/sql's Tx: a statement prepared on a connection
+// cannot be used in a Tx of that connection without being prepared again,
+// and preparing them per block cost more than running them for a block of
+// a few txs (BenchmarkApplySmallBlocks).
+type writer struct {
+	c *sql.Conn
+
+	height, lastSeq, tmax *sql.Stmt
+	insBlock, insTx       *sql.Stmt
+	getDevice, putDevice  *sql.Stmt
+	addRecords            *sql.Stmt
+	stmts                 []*sql.Stmt // all of the above, to close
+}
+
+func (w *writer) prepare() error {
+	for _, p := range []struct {
+		s **sql.Stmt
+		q string
+	}{
+		{&w.height, sqlHeight},
+		{&w.lastSeq, `SELECT coalesce(max(seq), 0) FROM txs`},
+		{&w.tmax, `SELECT tmax FROM blocks WHERE height = ?`},
+		{&w.insBlock, `INSERT INTO blocks (height, hash, prev, tx_root, num_txs, time, view, proposer, first_seq, tmax)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&w.insTx, `INSERT INTO txs (seq, id_prefix, id, height, idx, kind, author, device, stream, dev_seq, device_time, content_type, size)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&w.getDevice, `SELECT ` + deviceCols + ` FROM devices WHERE id = ?`},
+		{&w.putDevice, `REPLACE INTO devices (` + deviceCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+		// Seqs are at most MaxInt64 (ledger), so SQL's max is exact.
+		{&w.addRecords, `UPDATE devices SET last_seq = max(last_seq, ?), last_seen = ?, records = records + ? WHERE id = ?`},
+	} {
+		s, err := w.c.PrepareContext(context.Background(), p.q)
+		if err != nil {
+			return fmt.Errorf("prepare %q: %w", p.q, err)
+		}
+		*p.s = s
+		w.stmts = append(w.stmts, s)
+	}
+	return nil
+}
+
+func (w *writer) close() error {
+	var errs []error
+	for _, s := range w.stmts {
+		errs = append(errs, s.Close())
+	}
+	return errors.Join(append(errs, w.c.Close())...)
+}
+
+// Exec runs a statement that is not prepared (for the rare txs).
+func (w *writer) Exec(query string, args ...any) (sql.Result, error) {
+	return w.c.ExecContext(context.Background(), query, args...)
+}
+
+// begin takes the write lock at once, as _txlock=immediate does for Tx.
+func (w *writer) begin() error {
+	if _, err := w.Exec(`BEGIN IMMEDIATE`); err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	return nil
+}
+
+func (w *writer) commit() error {
+	if _, err := w.Exec(`COMMIT`); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
 }
 
+// rollback ends a failed transaction. Its error is ignored: SQLite may
+// have rolled the transaction back already (on SQLITE_FULL, for one), and
+// if the connection is broken the next begin reports it.
+func (w *writer) rollback() {
+	w.Exec(`ROLLBACK`)
+}
+
 // applyConfig indexes a config.set or config.report.
-func applyConfig(tx *sql.Tx, h *ledger.Header, i int, t *ledger.Tx) error {
+func applyConfig(tx *writer, h *ledger.Header, i int, t *ledger.Tx) error {
 	switch b := &t.Body; {
 	case b.ConfigSet != nil:
 		c := b.ConfigSet
@@ -580,44 +663,47 @@ func nonNil(b []byte) []byte {
 }
 
 // deviceSet gathers a block's effects on devices so each device row is
-// read and written once per block, not once per tx.
+// read and written once per block, not once per tx. A device that only
+// sends records in the block is not read at all: its records are counted
+// and written with one UPDATE.
 type deviceSet struct {
-	get, put *sql.Stmt
-	tx       *sql.Tx
-	rows     map[string]*Device // nil: not in the table
-	touched  []string           // in the order first touched
+	w       *writer
+	rows    map[string]*Device // nil: not in the table
+	touched []string           // in the order first touched
+	recs    map[string]*recordDelta
+	recIDs  []string // the keys of recs in the order first seen
 }
 
-func newDeviceSet(tx *sql.Tx) (*deviceSet, error) {
-	get, err := tx.Prepare(`SELECT ` + deviceCols + ` FROM devices WHERE id = ?`)
-	if err != nil {
-		return nil, fmt.Errorf("prepare device query: %w", err)
-	}
-	put, err := tx.Prepare(`REPLACE INTO devices (` + deviceCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		get.Close()
-		return nil, fmt.Errorf("prepare device update: %w", err)
-	}
-	return &deviceSet{get: get, put: put, tx: tx, rows: map[string]*Device{}}, nil
+// recordDelta is what a block's records change in a device row.
+type recordDelta struct {
+	lastSeq uint64
+	n       uint64
 }
 
-func (s *deviceSet) close() {
-	s.get.Close()
-	s.put.Close()
+func newDeviceSet(w *writer) *deviceSet {
+	return &deviceSet{w: w, rows: map[string]*Device{}, recs: map[string]*recordDelta{}}
 }
 
 // load returns the device's row as of the effects gathered so far, nil if
 // there is none.
-func (s *deviceSet) load(id string) (*Device, error) {
+func (s *deviceSet) load(h *ledger.Header, id string) (*Device, error) {
 	if d, ok := s.rows[id]; ok {
 		return d, nil
 	}
-	d, err := scanDevice(s.get.QueryRow(id))
+	d, err := scanDevice(s.w.getDevice.QueryRow(id))
 	if errors.Is(err, sql.ErrNoRows) {
 		d, err = nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("device %s: %w", id, err)
+	}
+	if r := s.recs[id]; r != nil {
+		if d != nil {
+			d.LastSeq = max(d.LastSeq, r.lastSeq)
+			d.LastSeen = h.Time
+			d.Records += r.n
+		}
+		delete(s.recs, id)
 	}
 	s.rows[id] = d
 	s.touched = append(s.touched, id)
@@ -628,7 +714,20 @@ func (s *deviceSet) load(id string) (*Device, error) {
 // enrolled changes no device row (the state never commits one).
 func (s *deviceSet) apply(h *ledger.Header, tx *ledger.Tx) error {
 	id := tx.Body.Subject()
-	d, err := s.load(id)
+	if rec := tx.Body.Record; rec != nil {
+		if _, ok := s.rows[id]; !ok {
+			r := s.recs[id]
+			if r == nil {
+				r = &recordDelta{}
+				s.recs[id] = r
+				s.recIDs = append(s.recIDs, id)
+			}
+			r.lastSeq = max(r.lastSeq, rec.Seq)
+			r.n++
+			return nil
+		}
+	}
+	d, err := s.load(h, id)
 	if err != nil {
 		return err
 	}
@@ -643,7 +742,7 @@ func (s *deviceSet) apply(h *ledger.Header, tx *ledger.Tx) error {
 		}
 		s.rows[id] = d
 		for _, g := range e.Groups {
-			if _, err := s.tx.Exec(`INSERT OR IGNORE INTO device_groups (grp, device) VALUES (?, ?)`, g, id); err != nil {
+			if _, err := s.w.Exec(`INSERT OR IGNORE INTO device_groups (grp, device) VALUES (?, ?)`, g, id); err != nil {
 				return fmt.Errorf("device %s group %s: %w", id, g, err)
 			}
 		}
@@ -690,18 +789,27 @@ func setKey(d *Device, der []byte) error {
 	return nil
 }
 
-// write stores every device row the block changed.
-func (s *deviceSet) write() error {
+// write stores every device row the block in h changed.
+func (s *deviceSet) write(h *ledger.Header) error {
 	for _, id := range s.touched {
 		d := s.rows[id]
 		if d == nil {
 			continue
 		}
-		if _, err := s.put.Exec(d.ID, d.Status, d.Alg, d.PublicKey, d.Fingerprint, int64(d.EnrolledHeight),
+		if _, err := s.w.putDevice.Exec(d.ID, d.Status, d.Alg, d.PublicKey, d.Fingerprint, int64(d.EnrolledHeight),
 			int64(d.RevokedHeight), d.RevokeReason, int64(d.LastSeq), d.LastSeen, int64(d.Records),
 			d.Model, strings.Join(d.Groups, ","), nonNil(d.EncKey), nonNil(d.EnrollTx), nonNil(d.KeysTx), nonNil(d.RevokeTx),
 			int64(d.CfgVersion), nonNil(d.CfgSHA256), int64(d.CfgHeight), int64(d.FwVersion), int64(d.FwHeight),
 		); err != nil {
+			return fmt.Errorf("write device %s: %w", id, err)
+		}
+	}
+	for _, id := range s.recIDs {
+		r := s.recs[id]
+		if r == nil { // loaded later in the block: written above
+			continue
+		}
+		if _, err := s.w.addRecords.Exec(int64(r.lastSeq), h.Time, int64(r.n), id); err != nil {
 			return fmt.Errorf("write device %s: %w", id, err)
 		}
 	}
@@ -712,7 +820,7 @@ func (s *deviceSet) write() error {
 func (x *Index) Reset() error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	tx, err := x.w.BeginTx(context.Background(), nil)
+	tx, err := x.w.c.BeginTx(context.Background(), nil)
 	if err != nil {
 		return fmt.Errorf("index: reset: %w", err)
 	}
