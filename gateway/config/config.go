@@ -252,7 +252,7 @@ func Default() Config {
 			MaxHandshakes: 256, MaxHandshakesPerAddr: 8, MaxSessions: 1024, MaxSessionsPerAddr: 256, MaxSessionsPerDevice: 4,
 			MaxTransfers: 256, MaxTransfersPerAddr: 16, BlockTimeout: Duration(time.Minute), UDPBlockTimeout: Duration(10 * time.Second)},
 		Signer: Signer{Kind: "tpm", KeyFile: "node.key", TPMDevice: "/dev/tpmrm0", TPMHandle: "0x81010001"},
-		Batch: Batch{MaxTxs: 1000, MaxBytes: 4 << 20, MaxDelay: Duration(2 * time.Millisecond), MaxPending: 100_000, Heartbeat: Duration(time.Minute),
+		Batch: Batch{MaxTxs: 1000, MaxBytes: 4 << 20, MaxDelay: Duration(10 * time.Millisecond), MaxPending: 100_000, Heartbeat: Duration(time.Minute),
 			CommitTimeout: Duration(5 * time.Second)},
 		Cluster: Cluster{ViewChangeTimeout: Duration(time.Second)},
 		Seeds:   Seeds{MinSeeds: 1},

@@ -257,7 +257,7 @@ func (d *Daemon) buildChain(gw *gateway) error {
 	}
 	gw.rep, err = replica.New(replica.Config{
 		Self: gw.nodeID, Genesis: g, State: gw.st, Log: gw.blog, Signer: gw.key.waiting(gw.chainCtx), Dir: filepath.Join(cfg.DataDir, PBFTDir),
-		Batch: batch, Tick: batch.MaxDelay, ViewChangeTimeout: time.Duration(cfg.Cluster.ViewChangeTimeout),
+		Batch: batch, Tick: replica.TickFor(batch.MaxDelay), ViewChangeTimeout: time.Duration(cfg.Cluster.ViewChangeTimeout),
 		Logger: d.logger.With("component", "pbft"), Transport: transportOrNil(gw.tr), Heights: peerHeights,
 	})
 	if err != nil {

@@ -80,7 +80,11 @@ type Config struct {
 	MaxBatch           int    // requests per proposal (default 1000)
 	MaxBatchBytes      int    // request bytes per proposal (default 1 MiB)
 	MaxQueue           int    // requests the primary queues (default 100,000)
-	RequestTimeout     int    // ticks a backup waits for a request to execute (default 100)
+	// BatchTicks is how many ticks the first request of a partial batch
+	// waits for company before the primary cuts it (default 1: on the
+	// next tick). A full batch is cut at once.
+	BatchTicks     int
+	RequestTimeout int // ticks a backup waits for a request to execute (default 100)
 }
 
 // ErrOverloaded is returned by Propose when the primary's queue is full.
@@ -225,6 +229,7 @@ type Core struct {
 	future      []*Message
 
 	queue    []queued
+	since    int // the tick the queue last became non-empty
 	queued   map[[32]byte]bool
 	inflight map[[32]byte]uint64
 	waiting  map[[32]byte]*wait // requests forwarded to the primary
@@ -316,6 +321,9 @@ func New(cfg Config, hs HardState, certs []*Prepared, last Executed) (*Core, err
 	}
 	if cfg.MaxBatch == 0 {
 		cfg.MaxBatch = 1000
+	}
+	if cfg.BatchTicks <= 0 {
+		cfg.BatchTicks = 1
 	}
 	if cfg.MaxBatchBytes == 0 {
 		cfg.MaxBatchBytes = 1 << 20
@@ -544,6 +552,7 @@ func (c *Core) resendRequests() {
 		if c.isPrimary() {
 			if !c.queued[id] && c.inflight[id] == 0 {
 				c.queue = append(c.queue, queued{req: Request{ID: id, Data: w.data}})
+				c.since = 0 // it waited long enough: cut on the next tick
 				c.queued[id] = true
 				requeued = true
 			}
@@ -596,6 +605,9 @@ func (c *Core) propose(r Request, from string) error {
 			delete(c.waiting, r.ID)
 			return ErrOverloaded
 		}
+		if len(c.queue) == 0 {
+			c.since = c.now
+		}
 		c.queue = append(c.queue, queued{req: r, from: from})
 		c.queued[r.ID] = true
 		if len(c.queue) >= c.cfg.MaxBatch {
@@ -610,12 +622,14 @@ func (c *Core) propose(r Request, from string) error {
 }
 
 // maybePropose has the primary cut proposals while the pipeline has room;
-// a partial batch is cut only on a tick.
+// a partial batch is cut only on a tick, once its first request waited
+// BatchTicks ticks.
 func (c *Core) maybePropose(tick bool) error {
 	if c.passive() {
 		return nil // a pre-prepare is a vote: the others replace this primary
 	}
-	for c.isPrimary() && len(c.queue) > 0 && (tick || len(c.queue) >= c.cfg.MaxBatch) {
+	partial := tick && c.now-c.since >= c.cfg.BatchTicks
+	for c.isPrimary() && len(c.queue) > 0 && (partial || len(c.queue) >= c.cfg.MaxBatch) {
 		seq := c.nextSeq
 		if seq-c.lastExec > c.cfg.MaxInFlight || seq > c.low+c.cfg.Window {
 			return nil

@@ -236,6 +236,7 @@ type options struct {
 	timeout    int
 	batch      int
 	inflight   uint64
+	batchTicks int
 	docOrder   bool // the driver calls Advance last, after ProposeFor, RejectFor and Caught, as doc.go orders it
 }
 
@@ -268,6 +269,8 @@ func parseOptions(args []string) (options, error) {
 			o.batch = n
 		case "inflight":
 			o.inflight = uint64(n)
+		case "batchticks":
+			o.batchTicks = n
 		default:
 			return o, fmt.Errorf("unknown option %q", k)
 		}
@@ -345,6 +348,7 @@ func (h *cluster) boot(r *replica) error {
 	c, err := pbft.New(pbft.Config{
 		ID: r.id, Nodes: h.nodes, Domain: "interaction", Crypto: &pbfttest.Keys{Self: r.id, Secrets: h.secrets}, App: r.app,
 		CheckpointInterval: h.o.checkpoint, RequestTimeout: h.o.timeout, MaxBatch: h.o.batch, MaxInFlight: h.o.inflight,
+		BatchTicks: h.o.batchTicks,
 	}, r.hs, certs, r.last())
 	if err != nil {
 		return err

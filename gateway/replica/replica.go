@@ -36,8 +36,9 @@ type Config struct {
 	Dir     string // where the hard state lives (DATA/pbft)
 	Batch   chain.BatchConfig
 	// Tick is the core's clock period; the primary cuts a partial batch
-	// on each tick. ViewChangeTimeout is how long a request may wait
-	// before a backup asks for a new primary.
+	// on the first tick after its first tx waited Batch.MaxDelay.
+	// ViewChangeTimeout is how long a request may wait before a backup
+	// asks for a new primary.
 	Tick              time.Duration
 	ViewChangeTimeout time.Duration
 	Logger            *slog.Logger
@@ -310,7 +311,7 @@ func (r *Replica) start() (*pbft.Core, error) {
 	core, err := pbft.New(pbft.Config{
 		ID: r.cfg.Self, Nodes: nodes, Domain: r.cfg.Genesis.ChainID, Crypto: crypt, App: r.app,
 		MaxBatch: r.cfg.Batch.MaxTxs, MaxBatchBytes: r.cfg.Batch.MaxBytes, MaxQueue: r.cfg.Batch.MaxPending,
-		RequestTimeout: timeout,
+		RequestTimeout: timeout, BatchTicks: batchTicks(r.cfg.Batch.MaxDelay, r.cfg.Tick),
 	}, hs, certs, last)
 	if err != nil {
 		return nil, err
@@ -609,4 +610,20 @@ func (d *driver) transferred(f fetchResult) error {
 		d.fetch(last.Header.Height + 1)
 	}
 	return nil
+}
+
+// batchTicks is Batch.MaxDelay in ticks, rounded up: how long the first
+// tx of a partial batch waits for company.
+func batchTicks(maxDelay, tick time.Duration) int {
+	return max(int((maxDelay+tick-1)/tick), 1)
+}
+
+// TickFor is the core's clock period for a batch delay: 2 ms, or the
+// delay when it is shorter. The tick also paces resends and view-change
+// timeouts, so a longer batch delay does not slow them.
+func TickFor(maxDelay time.Duration) time.Duration {
+	if maxDelay > 0 && maxDelay < 2*time.Millisecond {
+		return maxDelay
+	}
+	return 2 * time.Millisecond
 }
