@@ -218,20 +218,7 @@ func RunPresigned(ctx context.Context, cfg PresignConfig) (PresignResult, error)
 	stats := func() Stats {
 		return Stats{Elapsed: time.Since(start), Acked: acked.Load(), Refused: refused.Load(), Failures: failures.Load()}
 	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for running := true; running; {
-		select {
-		case <-done:
-			running = false
-		case <-tick.C:
-			if cfg.Progress != nil {
-				cfg.Progress(stats())
-			}
-		}
-	}
+	waitReporting(&wg, cfg.Progress, stats)
 	res := PresignResult{Result: Result{Stats: stats(), Devices: len(l.Devices)}, Inflight: cfg.Inflight, Reasons: reasons}
 	if cfg.PID > 0 {
 		cpu1, err := ProcessCPU(cfg.PID)

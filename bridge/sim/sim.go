@@ -176,20 +176,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	stats := func() Stats {
 		return Stats{Elapsed: time.Since(start), Acked: acked.Load(), Refused: refused.Load(), Failures: failures.Load()}
 	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for running := true; running; {
-		select {
-		case <-done:
-			running = false
-		case <-tick.C:
-			if cfg.Progress != nil {
-				cfg.Progress(stats())
-			}
-		}
-	}
+	waitReporting(&wg, cfg.Progress, stats)
 	r := Result{Stats: stats(), Devices: len(cfg.Devices)}
 	// The run can end later than its last PUBACK: a device whose
 	// connection broke may wait out its MQTT client's packet timeout
@@ -203,4 +190,23 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		r.P50, r.P90, r.P99, r.Max = at(0.50), at(0.90), at(0.99), lat[n-1]
 	}
 	return r, nil
+}
+
+// waitReporting waits for wg, calling progress (if not nil) with stats()
+// every second meanwhile.
+func waitReporting(wg *sync.WaitGroup, progress func(Stats), stats func() Stats) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+			if progress != nil {
+				progress(stats())
+			}
+		}
+	}
 }

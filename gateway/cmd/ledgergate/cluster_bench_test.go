@@ -139,6 +139,12 @@ func sbsReport(b *testing.B, r sim.Result) {
 // sbsEnroll makes n ES256 devices and enrolls them through the API at
 // api, 32 at a time.
 func sbsEnroll(b *testing.B, a *admin, api string, n int) ([]sim.Device, time.Duration) {
+	return enrollDevices(b, a, api, n, ledger.ES256, "bench-")
+}
+
+// enrollDevices makes n devices with keys of alg, named prefix0,
+// prefix1, ..., and enrolls them through the API at api, 32 at a time.
+func enrollDevices(b *testing.B, a *admin, api string, n int, alg ledger.Alg, prefix string) ([]sim.Device, time.Duration) {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -148,8 +154,8 @@ func sbsEnroll(b *testing.B, a *admin, api string, n int) ([]sim.Device, time.Du
 	start := time.Now()
 	for i := range devs {
 		grp.Go(func() error {
-			id := "bench-" + strconv.Itoa(i)
-			key, err := device.GenerateKey(ledger.ES256)
+			id := prefix + strconv.Itoa(i)
+			key, err := device.GenerateKey(alg)
 			if err != nil {
 				return err
 			}

@@ -6,15 +6,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"text/tabwriter"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
-	"github.com/ledgergate/ledgergate/bridge/device"
 	"github.com/ledgergate/ledgergate/bridge/sim"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 )
@@ -68,7 +64,7 @@ func BenchmarkPresign(b *testing.B) {
 	m := startMosquitto(b)
 	a := loadAdmin(b, g)
 	devs, took := sbsEnroll(b, a, g.api, presignDevices)
-	edDevs := presignEnrollEdDSA(b, a, g.api, presignDevices)
+	edDevs, _ := enrollDevices(b, a, g.api, presignDevices, ledger.EdDSA, "bench-ed-")
 	load0 := loadAvg()
 	var table strings.Builder
 	tw := tabwriter.NewWriter(&table, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -142,42 +138,6 @@ func BenchmarkPresign(b *testing.B) {
 				"sim µs/msg is this process's CPU per message (gateway/mosquitto runs)\n%s", presignDevices, took, load0, loadAvg(), table.String())
 		})
 	}
-}
-
-// presignEnrollEdDSA makes n Ed25519 devices and enrolls them through
-// the API at api, 32 at a time.
-func presignEnrollEdDSA(b *testing.B, a *admin, api string, n int) []sim.Device {
-	b.Helper()
-	devs := make([]sim.Device, n)
-	var grp errgroup.Group
-	grp.SetLimit(32)
-	for i := range devs {
-		grp.Go(func() error {
-			id := "bench-ed-" + strconv.Itoa(i)
-			key, err := device.GenerateKey(ledger.EdDSA)
-			if err != nil {
-				return err
-			}
-			pub, err := ledger.MarshalPublicKey(key)
-			if err != nil {
-				return err
-			}
-			env, err := ledger.SignTx(a.key, "admin", &ledger.Body{Kind: ledger.KindEnroll, ChainID: a.chainID,
-				Enroll: &ledger.Enroll{DeviceID: id, PublicKey: pub}})
-			if err != nil {
-				return err
-			}
-			if code, reason, _, err := post(context.Background(), api, env); err != nil || code != http.StatusOK {
-				return fmt.Errorf("enroll %s: HTTP %d %s %v", id, code, reason, err)
-			}
-			devs[i] = sim.Device{ID: id, Key: key}
-			return nil
-		})
-	}
-	if err := grp.Wait(); err != nil {
-		b.Fatal(err)
-	}
-	return devs
 }
 
 // presignHeight is the gateway's chain height.
