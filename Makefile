@@ -34,7 +34,7 @@ TEST_DEBS += gcc make pkg-config libmosquitto-dev libcoap3-dev libmbedtls-dev li
 TEST_DEBS += mosquitto nats-server
 TEST_SERVICES := mosquitto nats-server
 
-.PHONY: help run cluster cluster-clean build cross deb deps test test-go packaging-test fuzz-short verify bench bench-presign sim chaos screenshots vectors clean c c-test
+.PHONY: help run cluster cluster-clean build cross deb deps test test-go packaging-test fuzz-short verify bench bench-presign bench-peer sim chaos screenshots vectors clean c c-test
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -127,7 +127,7 @@ chaos: SEEDS = 20
 chaos: ## chaos: SEEDS (20) random fault schedules over four real gateways under device load, about a minute each (docs/chaos.md); a failing seed replays with -seed N
 	$(GO) test -count=1 $(PKG) -run '^TestChaos$$' -timeout 0 -v -args -seeds $(SEEDS) -faults $(FAULTS)
 
-bench: bench-presign ## benchmarks (numbers go to docs/benchmarks.md)
+bench: bench-presign bench-peer ## benchmarks (numbers go to docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./gateway/chain
 	$(GO) test -run '^$$' -bench . ./gateway/ledger
 	$(GO) test -run '^$$' -bench . -benchtime 200x -timeout 30m ./gateway/index
@@ -141,6 +141,19 @@ bench: bench-presign ## benchmarks (numbers go to docs/benchmarks.md)
 
 bench-presign: ## the commit path at its limit: the same pre-signed MQTT load to a dev gateway and to mosquitto, CPU per message side by side
 	$(GO) test -run '^$$' -bench Presign -benchtime 1x -timeout 10m $(PKG)
+
+# The peer `make bench-peer` measures four gateways against: CometBFT, its
+# binary built from the module proxy into bin/peer (git-ignored), driven by
+# the benchmark as processes through its CLI and JSON-RPC; our go.mod does
+# not depend on it.
+COMETBFT_VERSION := v0.38.26
+COMETBFT := $(CURDIR)/bin/peer/cometbft
+
+bench-peer: ## four gateways and CometBFT's 4-validator kvstore on loopback, the same bounded load, in one run: msgs/s, p99 and the ratio
+	@$(GO) version -m $(COMETBFT) 2>/dev/null | grep -Eq '^\s+mod\s+github.com/cometbft/cometbft\s+$(COMETBFT_VERSION)\s' || \
+	  { echo "building cometbft $(COMETBFT_VERSION) into bin/peer"; \
+	    GOBIN=$(CURDIR)/bin/peer $(GO) install github.com/cometbft/cometbft/cmd/cometbft@$(COMETBFT_VERSION); }
+	$(GO) test -run '^$$' -bench '^BenchmarkPeer$$' -benchtime 1x -timeout 15m $(PKG) -args -cometbft $(COMETBFT)
 
 vectors: ## regenerate docs/vectors, the protocol's test vectors, from the code (review the diff)
 	$(GO) test -count=1 ./bridge/device/vectors -run '^TestVectorsUpToDate$$' -update

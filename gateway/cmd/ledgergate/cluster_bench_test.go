@@ -69,10 +69,7 @@ func BenchmarkCluster(b *testing.B) {
 		notes = append(notes, fmt.Sprintf("single: enrolled in %s; logged %s", took, sbsLogProblems(gws)))
 	})
 	b.Run("cluster4", func(b *testing.B) {
-		c := newCluster(b, 4)
-		devs, took := sbsEnroll(b, c.admin, c.gws[0].api, sbsDevices)
-		h, _ := c.head(0)
-		c.converge(h, time.Minute) // every gateway knows every device
+		c, devs, took := benchCluster(b, sbsDevices)
 		b.Run("max", func(b *testing.B) {
 			rows = append(rows, sbsLoad(b, "cluster4/max", c.gws, c.admin.chainID, devs, sbsMaxRate))
 		})
