@@ -34,8 +34,8 @@ const (
 // BenchmarkPeer measures, in one run, four ledgergate gateways and four
 // CometBFT v0.38 validators running its built-in kvstore application,
 // each network as real processes on 127.0.0.1 of this machine, under the
-// same kind of bounded load (docs/cluster.md, "Measuring against
-// CometBFT"):
+// same kind of bounded load (docs/cluster.md, "Measuring four gateways:
+// make bench"):
 //
 //   - ledgergate: four gateways as BenchmarkCluster sets them up, 200
 //     ES256 devices spread over their MQTT front ends, records signed
