@@ -353,9 +353,9 @@ type cometResult struct {
 	// Retried counts txs answered "mempool is full" and sent again
 	// cometRetry later (a tx can count more than once).
 	Retried uint64
-	// Lost says, for up to five txs sent and not committed, where node 0
-	// has them (its tx index) and how many txs each mempool holds.
-	Lost []string
+	// Lost says, for the first tx sent and not committed, if any, whether
+	// node 0 has it (its tx index) and how many txs each mempool holds.
+	Lost string
 }
 
 // whereIs says whether node 0 has tx in its tx index and how many txs
@@ -563,8 +563,9 @@ watch:
 		return cometResult{}, err
 	}
 	for i := range state {
-		if state[i].Load() == cometSent && len(res.Lost) < 5 {
-			res.Lost = append(res.Lost, c.whereIs(txs[i]))
+		if state[i].Load() == cometSent {
+			res.Lost = c.whereIs(txs[i])
+			break
 		}
 	}
 	res.Elapsed = time.Since(start)

@@ -180,7 +180,7 @@ type peerRow struct {
 	unacked          uint64
 	cpu, clientCPU   time.Duration // per committed message
 	retried          uint64        // CometBFT: txs sent again after "mempool is full"
-	lost             []string      // CometBFT: where some txs sent and not committed are
+	lost             string        // CometBFT: where the first tx sent and not committed is
 	reasons          map[string]uint64
 	blocks, blockTxs int // blocks committed in the phase (ours: by the first gateway), and the txs in them
 }
@@ -225,16 +225,20 @@ func peerTable(rows []peerRow) string {
 		fmt.Fprintf(&sb, "%s: ledgergate ÷ CometBFT: msgs/s %s, CPU per message %s, p99 %s\n", o.phase,
 			ratio(o.res.Rate, t.res.Rate), ratio(float64(o.cpu), float64(t.cpu)), ratio(float64(o.res.P99), float64(t.res.P99)))
 	}
+	// The notes on one line: go test prints at most 10 lines of a
+	// benchmark's log.
+	var notes []string
 	for _, r := range rows {
 		if len(r.reasons) > 0 {
-			fmt.Fprintf(&sb, "%s/%s refused: %v\n", r.system, r.phase, r.reasons)
-		}
-		for _, l := range r.lost {
-			fmt.Fprintf(&sb, "%s/%s: not committed: %s\n", r.system, r.phase, l)
+			notes = append(notes, fmt.Sprintf("%s/%s refused: %v", r.system, r.phase, r.reasons))
 		}
 		if r.retried > 0 {
-			fmt.Fprintf(&sb, "%s/%s: %d txs answered \"mempool is full\" and sent again %s later\n", r.system, r.phase, r.retried, cometRetry)
+			notes = append(notes, fmt.Sprintf("%s/%s: %d txs answered \"mempool is full\" and sent again %s later", r.system, r.phase, r.retried, cometRetry))
+		}
+		if r.lost != "" {
+			notes = append(notes, fmt.Sprintf("%s/%s: not committed: %s", r.system, r.phase, r.lost))
 		}
 	}
+	sb.WriteString(strings.Join(notes, "; "))
 	return sb.String()
 }
