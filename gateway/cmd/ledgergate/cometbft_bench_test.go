@@ -358,29 +358,6 @@ type cometResult struct {
 	Lost string
 }
 
-// whereIs says whether node 0 has tx in its tx index and how many txs
-// each node's mempool holds.
-func (c *cometNet) whereIs(tx []byte) string {
-	h := sha256.Sum256(tx)
-	var r struct {
-		Height int64 `json:"height,string"`
-	}
-	where := "not in node 0's tx index"
-	if err := c.nodes[0].call(context.Background(), "/tx?hash=0x"+hex.EncodeToString(h[:]), &r); err == nil {
-		where = fmt.Sprintf("in block %d", r.Height)
-	}
-	var n []string
-	for _, nd := range c.nodes {
-		u, err := nd.unconfirmed()
-		if err != nil {
-			n = append(n, err.Error())
-			continue
-		}
-		n = append(n, strconv.Itoa(u))
-	}
-	return fmt.Sprintf("%.16s...: %s; mempools hold %s txs", tx, where, strings.Join(n, ", "))
-}
-
 // cometRetry is how long a tx answered "mempool is full" waits before it
 // is sent again.
 const cometRetry = 50 * time.Millisecond
@@ -586,6 +563,29 @@ watch:
 		res.P50, res.P90, res.P99, res.Max = at(0.50), at(0.90), at(0.99), lat[n-1]
 	}
 	return res, nil
+}
+
+// whereIs says whether node 0 has tx in its tx index and how many txs
+// each node's mempool holds.
+func (c *cometNet) whereIs(tx []byte) string {
+	h := sha256.Sum256(tx)
+	var r struct {
+		Height int64 `json:"height,string"`
+	}
+	where := "not in node 0's tx index"
+	if err := c.nodes[0].call(context.Background(), "/tx?hash=0x"+hex.EncodeToString(h[:]), &r); err == nil {
+		where = fmt.Sprintf("in block %d", r.Height)
+	}
+	var n []string
+	for _, nd := range c.nodes {
+		u, err := nd.unconfirmed()
+		if err != nil {
+			n = append(n, err.Error())
+			continue
+		}
+		n = append(n, strconv.Itoa(u))
+	}
+	return fmt.Sprintf("%.16s...: %s; mempools hold %s txs", tx, where, strings.Join(n, ", "))
 }
 
 // procsCPU is the user and system CPU time the processes have used, all
