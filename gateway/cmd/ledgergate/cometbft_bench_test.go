@@ -370,21 +370,31 @@ const (
 	cometRefused
 )
 
+// cometPhase is a cometLoad under way.
+type cometPhase struct {
+	cometLoad
+	prefix  []byte
+	txs     [][]byte
+	state   []atomic.Int32
+	sentAt  []atomic.Int64 // since start
+	slots   chan struct{}  // one per tx sent and not yet committed or refused
+	start   time.Time
+	next    atomic.Int64 // the first tx no sender has taken yet
+	refused atomic.Uint64
+	retried atomic.Uint64
+	mu      sync.Mutex
+	reasons map[string]uint64
+}
+
 // load runs l and reports.
 func (c *cometNet) load(l cometLoad) (cometResult, error) {
-	prefix := []byte(l.Phase + "-")
+	p := &cometPhase{cometLoad: l, prefix: []byte(l.Phase + "-"), txs: make([][]byte, l.Count),
+		state: make([]atomic.Int32, l.Count), sentAt: make([]atomic.Int64, l.Count),
+		slots: make(chan struct{}, l.Inflight), reasons: map[string]uint64{}}
 	value := bytes.Repeat([]byte("v"), l.Payload)
-	txs := make([][]byte, l.Count)
-	for i := range txs {
-		txs[i] = slices.Concat(prefix, []byte(fmt.Sprintf("%09d=", i)), value)
+	for i := range p.txs {
+		p.txs[i] = slices.Concat(p.prefix, []byte(fmt.Sprintf("%09d=", i)), value)
 	}
-	state := make([]atomic.Int32, l.Count)
-	sentAt := make([]atomic.Int64, l.Count) // since start
-	slots := make(chan struct{}, l.Inflight)
-	var refused, retried atomic.Uint64
-	var mu sync.Mutex
-	reasons := map[string]uint64{}
-
 	h0, err := c.nodes[0].height()
 	if err != nil {
 		return cometResult{}, err
@@ -399,135 +409,19 @@ func (c *cometNet) load(l cometLoad) (cometResult, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), l.Timeout)
 	defer cancel()
-	start := time.Now()
-	var next atomic.Int64
-	var sent sync.WaitGroup
+	p.start = time.Now()
+	var senders sync.WaitGroup
 	for w := range l.Workers * len(c.nodes) {
-		nd := c.nodes[w%len(c.nodes)]
-		sent.Add(1)
+		senders.Add(1)
 		go func() {
-			defer sent.Done()
-			for ctx.Err() == nil {
-				i := int(next.Add(int64(l.Batch))) - l.Batch
-				if i >= l.Count {
-					return
-				}
-				j := min(i+l.Batch, l.Count)
-				for range j - i {
-					select {
-					case slots <- struct{}{}:
-					case <-ctx.Done():
-						return
-					}
-				}
-				if l.Rate > 0 { // the batch leaves when its last tx is due
-					due := start.Add(time.Duration(float64(j-1) / l.Rate * float64(time.Second)))
-					select {
-					case <-time.After(time.Until(due)):
-					case <-ctx.Done():
-						return
-					}
-				}
-				at := int64(time.Since(start))
-				var pending []int
-				for k := i; k < j; k++ {
-					sentAt[k].Store(at)
-					state[k].Store(cometSent)
-					pending = append(pending, k)
-				}
-				for len(pending) > 0 {
-					batch := make([][]byte, len(pending))
-					for k, x := range pending {
-						batch[k] = txs[x]
-					}
-					why, err := nd.broadcast(ctx, batch)
-					if err != nil {
-						if ctx.Err() != nil {
-							return
-						}
-						why = slices.Repeat([]string{err.Error()}, len(pending))
-					}
-					var again []int
-					for k, w := range why {
-						x := pending[k]
-						switch {
-						case w == "":
-						case strings.HasPrefix(w, "mempool is full"):
-							// The nodes' mempools still hold txs of
-							// blocks node 0 has committed: a client
-							// sends again a little later.
-							again = append(again, x)
-							retried.Add(1)
-						case state[x].CompareAndSwap(cometSent, cometRefused):
-							<-slots
-							refused.Add(1)
-							mu.Lock()
-							reasons[w]++
-							mu.Unlock()
-						}
-					}
-					pending = again
-					if len(pending) > 0 {
-						select {
-						case <-time.After(cometRetry):
-						case <-ctx.Done():
-							return
-						}
-					}
-				}
-			}
+			defer senders.Done()
+			p.send(ctx, c.nodes[w%len(c.nodes)])
 		}()
 	}
-
-	// The watcher: node 0's new blocks, as they come.
 	var res cometResult
-	var lat []time.Duration
-	var lastCommit time.Duration
-	var watchErr error
-	seen := h0
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-watch:
-	for int(res.Acked+refused.Load()) < l.Count {
-		select {
-		case <-tick.C:
-		case <-ctx.Done():
-			break watch
-		}
-		h, err := c.nodes[0].height()
-		if err != nil {
-			watchErr = err
-			break
-		}
-		for ; seen < h; seen++ {
-			blk, err := c.nodes[0].blockTxs(ctx, seen+1)
-			if err != nil {
-				watchErr = err
-				break watch
-			}
-			at := time.Since(start)
-			res.Blocks++
-			res.BlockTxs += len(blk)
-			for _, tx := range blk {
-				rest, ok := bytes.CutPrefix(tx, prefix)
-				if !ok || len(rest) < 9 {
-					continue
-				}
-				i, err := strconv.Atoi(string(rest[:9]))
-				if err != nil || i >= l.Count {
-					continue
-				}
-				if state[i].CompareAndSwap(cometSent, cometCommitted) {
-					<-slots
-					res.Acked++
-					lat = append(lat, at-time.Duration(sentAt[i].Load()))
-					lastCommit = at
-				}
-			}
-		}
-	}
+	lat, lastCommit, watchErr := p.watch(ctx, c.nodes[0], h0, &res)
 	cancel()
-	sent.Wait()
+	senders.Wait()
 	if watchErr != nil && !errors.Is(watchErr, context.Canceled) && !errors.Is(watchErr, context.DeadlineExceeded) {
 		return cometResult{}, watchErr
 	}
@@ -539,18 +433,18 @@ watch:
 	if err != nil {
 		return cometResult{}, err
 	}
-	for i := range state {
-		if state[i].Load() == cometSent {
-			res.Lost = c.whereIs(txs[i])
+	for i := range p.state {
+		if p.state[i].Load() == cometSent {
+			res.Lost = c.whereIs(p.txs[i])
 			break
 		}
 	}
-	res.Elapsed = time.Since(start)
-	res.Refused = refused.Load()
-	res.Retried = retried.Load()
+	res.Elapsed = time.Since(p.start)
+	res.Refused = p.refused.Load()
+	res.Retried = p.retried.Load()
 	res.Unacked = uint64(l.Count) - res.Acked - res.Refused
 	res.Devices = l.Workers * len(c.nodes)
-	res.Reasons = reasons
+	res.Reasons = p.reasons
 	res.CPU = cpu1 - cpu0
 	if res.Acked > 0 {
 		res.CPUPerMsg = res.CPU / time.Duration(res.Acked)
@@ -559,10 +453,137 @@ watch:
 	}
 	slices.Sort(lat)
 	if n := len(lat); n > 0 {
-		at := func(p float64) time.Duration { return lat[int(p*float64(n-1))] }
+		at := func(q float64) time.Duration { return lat[int(q*float64(n-1))] }
 		res.P50, res.P90, res.P99, res.Max = at(0.50), at(0.90), at(0.99), lat[n-1]
 	}
 	return res, nil
+}
+
+// send is one sender: it takes the next Batch txs, waits for as many
+// slots (and, when paced, until the last of them is due) and sends them
+// to nd, until every tx is taken or ctx is done.
+func (p *cometPhase) send(ctx context.Context, nd *cometNode) {
+	for ctx.Err() == nil {
+		i := int(p.next.Add(int64(p.Batch))) - p.Batch
+		if i >= p.Count {
+			return
+		}
+		j := min(i+p.Batch, p.Count)
+		for range j - i {
+			select {
+			case p.slots <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+		}
+		if p.Rate > 0 { // the batch leaves when its last tx is due
+			due := p.start.Add(time.Duration(float64(j-1) / p.Rate * float64(time.Second)))
+			select {
+			case <-time.After(time.Until(due)):
+			case <-ctx.Done():
+				return
+			}
+		}
+		at := int64(time.Since(p.start))
+		var pending []int
+		for k := i; k < j; k++ {
+			p.sentAt[k].Store(at)
+			p.state[k].Store(cometSent)
+			pending = append(pending, k)
+		}
+		for len(pending) > 0 && ctx.Err() == nil {
+			pending = p.broadcast(ctx, nd, pending)
+			if len(pending) > 0 {
+				select {
+				case <-time.After(cometRetry):
+				case <-ctx.Done():
+				}
+			}
+		}
+	}
+}
+
+// broadcast sends the txs pending to nd in one batch, releases the slots
+// of those refused, and returns those to send again: the ones answered
+// "mempool is full" (the nodes' mempools still hold txs of blocks node 0
+// has committed; a client sends again a little later).
+func (p *cometPhase) broadcast(ctx context.Context, nd *cometNode, pending []int) []int {
+	batch := make([][]byte, len(pending))
+	for k, x := range pending {
+		batch[k] = p.txs[x]
+	}
+	why, err := nd.broadcast(ctx, batch)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		why = slices.Repeat([]string{err.Error()}, len(pending))
+	}
+	var again []int
+	for k, w := range why {
+		x := pending[k]
+		switch {
+		case w == "":
+		case strings.HasPrefix(w, "mempool is full"):
+			again = append(again, x)
+			p.retried.Add(1)
+		case p.state[x].CompareAndSwap(cometSent, cometRefused):
+			<-p.slots
+			p.refused.Add(1)
+			p.mu.Lock()
+			p.reasons[w]++
+			p.mu.Unlock()
+		}
+	}
+	return again
+}
+
+// watch reads nd's blocks after height from as they come, polling its
+// height every 10 ms, until every tx is committed or refused or ctx is
+// done. It counts the blocks and this load's committed txs into res, and
+// returns the committed txs' latencies and when the last was seen.
+func (p *cometPhase) watch(ctx context.Context, nd *cometNode, from int64, res *cometResult) ([]time.Duration, time.Duration, error) {
+	var lat []time.Duration
+	var last time.Duration
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for seen := from; int(res.Acked+p.refused.Load()) < p.Count; {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return lat, last, nil
+		}
+		h, err := nd.height()
+		if err != nil {
+			return lat, last, err
+		}
+		for ; seen < h; seen++ {
+			blk, err := nd.blockTxs(ctx, seen+1)
+			if err != nil {
+				return lat, last, err
+			}
+			at := time.Since(p.start)
+			res.Blocks++
+			res.BlockTxs += len(blk)
+			for _, tx := range blk {
+				rest, ok := bytes.CutPrefix(tx, p.prefix)
+				if !ok || len(rest) < 9 {
+					continue
+				}
+				i, err := strconv.Atoi(string(rest[:9]))
+				if err != nil || i >= p.Count {
+					continue
+				}
+				if p.state[i].CompareAndSwap(cometSent, cometCommitted) {
+					<-p.slots
+					res.Acked++
+					lat = append(lat, at-time.Duration(p.sentAt[i].Load()))
+					last = at
+				}
+			}
+		}
+	}
+	return lat, last, nil
 }
 
 // whereIs says whether node 0 has tx in its tx index and how many txs
