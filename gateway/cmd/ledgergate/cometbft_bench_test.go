@@ -343,9 +343,13 @@ type cometLoad struct {
 // that holds it (the poll adds up to 10 ms).
 type cometResult struct {
 	sim.Result // Acked: committed; Rate: committed per second, from the start to the last commit seen
-	Unacked    uint64
-	Blocks     int // blocks committed in the phase
-	BlockTxs   int // txs in them (num_txs), this load's and any other
+	// Unacked are txs sent and neither committed nor refused by the end.
+	// CometBFT v0.38 answers code 0 to a tx it drops because its mempool
+	// filled up while the app checked the tx (mempool/clist_mempool.go,
+	// resCbFirstTime); such a tx is never committed.
+	Unacked  uint64
+	Blocks   int // blocks committed in the phase
+	BlockTxs int // txs in them (num_txs), this load's and any other
 	// CPU is the nodes' user and system CPU time over the phase, and
 	// CPUPerMsg that per committed tx; ClientCPU is this process's.
 	CPU, CPUPerMsg, ClientCPU time.Duration
