@@ -63,6 +63,9 @@ func (h *hook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 func (h *hook) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { return true }
 
 func (h *hook) OnSessionEstablished(cl *mochi.Client, pk packets.Packet) {
+	// mochi keeps the username as a slice of the CONNECT packet, which
+	// holds the device's token too: keep a copy of it alone.
+	cl.Properties.Username = bytes.Clone(cl.Properties.Username)
 	if g, ok := cl.Net.Conn.(*sizeGuard); ok {
 		g.established(cl)
 	}

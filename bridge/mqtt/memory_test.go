@@ -1,8 +1,6 @@
 package mqtt
 
 import (
-	"crypto"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -11,7 +9,6 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,100 +16,13 @@ import (
 	"github.com/ledgergate/ledgergate/gateway/nodetest"
 )
 
-var (
-	idleSessions = flag.Int("mqtt.sessions", 2000, "idle devices BenchmarkIdleSessions connects")
-	sessionsHeap = flag.String("mqtt.heapprofile", "", "file BenchmarkIdleSessions writes a heap profile to while the devices are connected")
-)
-
-// BenchmarkIdleSessions connects -mqtt.sessions enrolled devices over TCP
-// with a token, as the SDK does, and leaves them idle. It reports what
-// each session holds in the gateway (Go heap, goroutine stacks, RSS of
-// the process), what stays right after they all disconnect, and how long
-// the runtime takes to hand the memory back to the OS. The clients are
-// raw TCP connections in this process without goroutines or buffers, so
-// what they hold (a socket each) counts for little. With
-// -mqtt.heapprofile it writes heap profiles while the devices are
-// connected and after they left (.left).
-func BenchmarkIdleSessions(b *testing.B) {
-	n := *idleSessions
-	node := nodetest.Start(b, nodetest.Options{})
-	s := startServer(b, node, Config{MaxDeviceSessions: 1}, nil)
-	addr := tcpAddr(s)
-
-	// Enroll the devices, many at a time, and sign their tokens.
-	ids := make([]string, n)
-	pass := make([]string, n)
-	var wg sync.WaitGroup
-	work := make(chan int)
-	for range 32 {
-		wg.Go(func() {
-			for i := range work {
-				ids[i] = fmt.Sprintf("dev-%05d", i)
-				key := node.Enroll(b, ids[i], ledger.EdDSA)
-				pass[i] = token(b, crypto.Signer(key), ids[i], node.Genesis.ChainID)
-			}
-		})
-	}
-	for i := range n {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
-
-	before := measure(b)
-	conns := make([]net.Conn, n)
-	for i := range n {
-		conns[i] = dialConnect(b, addr, ids[i], ids[i], pass[i])
-	}
-	pollUntil(b, func() bool { return len(s.Connected()) == n })
-	// Let a few GCs shrink what grew on the way in, as a gateway that
-	// runs for a while would.
-	for range 3 {
-		runtime.GC()
-	}
-	held := measure(b)
-	writeHeapProfile(b, *sessionsHeap)
-
-	for _, c := range conns {
-		c.Close()
-	}
-	pollUntil(b, func() bool { return len(s.Connected()) == 0 && runtime.NumGoroutine() <= before.goroutines+10 })
-	for range 3 {
-		runtime.GC()
-	}
-	left := measure(b)
-	writeHeapProfile(b, *sessionsHeap+".left")
-	// The runtime hands freed pages back to the OS in the background:
-	// wait up to a minute for the RSS to come within 1 KB a session of
-	// what it was before.
-	gone := time.Now()
-	var returned memory
-	for range 60 {
-		time.Sleep(time.Second)
-		if returned = measure(b); returned.rss < before.rss+uint64(n)*1024 {
-			break
-		}
-	}
-	b.ReportMetric(time.Since(gone).Seconds(), "s-to-return")
-
-	per := func(v, base uint64) float64 { return (float64(v) - float64(base)) / float64(n) }
-	b.ReportMetric(per(held.heap, before.heap), "heap-B/session")
-	b.ReportMetric(per(held.stack, before.stack), "stack-B/session")
-	b.ReportMetric(per(held.rss, before.rss), "rss-B/session")
-	b.ReportMetric(float64(held.goroutines-before.goroutines)/float64(n), "goroutines/session")
-	b.ReportMetric(per(left.heap, before.heap), "heap-left-B/session")
-	b.ReportMetric(per(left.rss, before.rss), "rss-left-B/session")
-	b.ReportMetric(per(returned.rss, before.rss), "rss-later-B/session")
-	b.Logf("%d sessions: before %+v, connected %+v, after they left %+v, %.0fs later %+v",
-		n, before, held, left, time.Since(gone).Seconds(), returned)
-}
-
-// writeHeapProfile writes a heap profile to path, if not "".
-func writeHeapProfile(tb testing.TB, path string) {
-	if path == "" || path == ".left" {
+// writeHeapProfile writes a heap profile to prefix+suffix, if prefix is
+// not "".
+func writeHeapProfile(tb testing.TB, prefix, suffix string) {
+	if prefix == "" {
 		return
 	}
-	f, err := os.Create(path)
+	f, err := os.Create(prefix + suffix)
 	if err != nil {
 		tb.Fatal(err)
 	}
