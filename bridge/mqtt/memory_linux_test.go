@@ -3,13 +3,18 @@
 package mqtt
 
 import (
+	"bufio"
 	"crypto"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
+	"os/exec"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -41,10 +46,14 @@ var (
 //   - left: all disconnected; and how long the runtime takes to hand
 //     the memory back to the OS.
 //
-// The devices are raw sockets in this process driven by blocking
-// syscalls, with no goroutine, buffer or Go heap of their own, so what is
-// measured is the gateway's. Each holds two file descriptors (its end
-// and the gateway's): the open-file limit is raised if it is too low.
+// Each state is also measured before those GCs: the goroutine stacks the
+// phase grew, and the peak RSS during the phase.
+//
+// The devices run in a second process (TestIdleDevices), as bare
+// sockets driven by blocking syscalls, so what is measured is the
+// gateway's, and each process holds one file descriptor per device
+// (10,000 devices fit the usual hard limit of 20,000; the soft limit is
+// raised if it is too low).
 // With -mqtt.heapprofile P it writes heap profiles to P.connected,
 // P.subscribed, P.pinged, P.published and P.left, of every allocation.
 func BenchmarkIdleSessions(b *testing.B) {
@@ -54,7 +63,7 @@ func BenchmarkIdleSessions(b *testing.B) {
 		defer func(rate int) { runtime.MemProfileRate = rate }(runtime.MemProfileRate)
 		runtime.MemProfileRate = 1
 	}
-	raiseFileLimit(b, 2*n+256)
+	raiseFileLimit(b, n+256)
 	node := nodetest.Start(b, nodetest.Options{})
 	s := startServer(b, node, Config{MaxDeviceSessions: 1, MaxClients: int64(n)}, nil)
 	addr, err := netip.ParseAddrPort(tcpAddr(s))
@@ -82,62 +91,18 @@ func BenchmarkIdleSessions(b *testing.B) {
 	close(work)
 	wg.Wait()
 
+	devs := startDevices(b, addr.String(), ids, pass)
 	before := settle(b)
-	devs := make([]fdConn, n)
-	for i := range n {
-		devs[i] = dialFD(b, addr)
-		devs[i].send(b, 0x10, connectBody(5, ids[i], ids[i], pass[i]))
-		if first, body := devs[i].read(b); first != 0x20 || len(body) < 2 || body[1] != 0 {
-			b.Fatalf("connect %s: CONNACK %x %x", ids[i], first, body)
-		}
-	}
+	devs.do(b, "connect")
 	pollUntil(b, func() bool { return len(s.Connected()) == n })
-	connected := settle(b)
-	writeHeapProfile(b, *sessionsHeap, ".connected")
-
-	for i, d := range devs {
-		d.send(b, 0x82, subscribeBody(1, "lg/v1/"+ids[i]+"/receipts", "lg/v1/"+ids[i]+"/rejects", "lg/v1/"+ids[i]+"/answers/#"))
-		if first, body := d.read(b); first != 0x90 || len(body) != 6 || body[3] != 1 || body[4] != 1 || body[5] != 1 {
-			b.Fatalf("subscribe %s: SUBACK %x %x", ids[i], first, body)
-		}
-	}
-	subscribed := settle(b)
-	writeHeapProfile(b, *sessionsHeap, ".subscribed")
-
-	for i, d := range devs {
-		d.send(b, 0xc0, nil)
-		if first, body := d.read(b); first != 0xd0 || len(body) != 0 {
-			b.Fatalf("ping %s: PINGRESP %x %x", ids[i], first, body)
-		}
-	}
-	pinged := settle(b)
-	writeHeapProfile(b, *sessionsHeap, ".pinged")
-
-	// A publish the gateway refuses: its PUBACK comes from the client's
-	// read goroutine, the reject message on the rejects topic from its
-	// write goroutine, as a receipt would.
-	for i, d := range devs {
-		d.send(b, 0x32, publishBody(1, "lg/v1/"+ids[i]+"/data/s", []byte("not a tx")))
-		var puback, reject bool
-		for !puback || !reject {
-			switch first, body := d.read(b); {
-			case first == 0x40 && len(body) >= 2 && body[0] == 0 && body[1] == 1:
-				puback = true
-			case first>>4 == 3 && first&0x06 == 0x02 && len(body) >= 2:
-				reject = true
-				topic := int(body[0])<<8 | int(body[1])
-				d.send(b, 0x40, body[2+topic:2+topic+2]) // PUBACK its packet id
-			default:
-				b.Fatalf("publish %s: got %x %x", ids[i], first, body)
-			}
-		}
-	}
-	published := settle(b)
-	writeHeapProfile(b, *sessionsHeap, ".published")
-
-	for _, d := range devs {
-		d.close()
-	}
+	connected := phaseEnd(b, ".connected")
+	devs.do(b, "subscribe")
+	subscribed := phaseEnd(b, ".subscribed")
+	devs.do(b, "ping")
+	pinged := phaseEnd(b, ".pinged")
+	devs.do(b, "publish")
+	published := phaseEnd(b, ".published")
+	devs.do(b, "close")
 	pollUntil(b, func() bool { return len(s.Connected()) == 0 && runtime.NumGoroutine() <= before.goroutines+10 })
 	left := settle(b)
 	writeHeapProfile(b, *sessionsHeap, ".left")
@@ -162,31 +127,187 @@ func BenchmarkIdleSessions(b *testing.B) {
 		b.ReportMetric(per(m.m.heap, before.heap), m.name+"-heap-B/session")
 		b.ReportMetric(per(m.m.stack, before.stack), m.name+"-stack-B/session")
 		b.ReportMetric(per(m.m.rss, before.rss), m.name+"-rss-B/session")
+		b.ReportMetric(per(m.m.peak, before.rss), m.name+"-peak-rss-B/session")
+		b.ReportMetric(per(m.m.grown, before.stack), m.name+"-grown-stack-B/session")
 	}
 	b.ReportMetric(float64(published.goroutines-before.goroutines)/float64(n), "goroutines/session")
 	b.ReportMetric(per(left.heap, before.heap), "left-heap-B/session")
 	b.ReportMetric(per(left.rss, before.rss), "left-rss-B/session")
 	b.ReportMetric(per(returned.rss, before.rss), "later-rss-B/session")
 	mb := func(v uint64) float64 { return float64(v) / (1 << 20) }
-	b.Logf("%d sessions, MB (heap in use / stacks / RSS / goroutines): before %.1f/%.1f/%.1f/%d, connected %.1f/%.1f/%.1f/%d, subscribed %.1f/%.1f/%.1f/%d, pinged %.1f/%.1f/%.1f/%d, published %.1f/%.1f/%.1f/%d, left %.1f/%.1f/%.1f/%d, %.0f s later RSS %.1f",
-		n, mb(before.heap), mb(before.stack), mb(before.rss), before.goroutines,
-		mb(connected.heap), mb(connected.stack), mb(connected.rss), connected.goroutines,
-		mb(subscribed.heap), mb(subscribed.stack), mb(subscribed.rss), subscribed.goroutines,
-		mb(pinged.heap), mb(pinged.stack), mb(pinged.rss), pinged.goroutines,
-		mb(published.heap), mb(published.stack), mb(published.rss), published.goroutines,
-		mb(left.heap), mb(left.stack), mb(left.rss), left.goroutines,
-		time.Since(gone).Seconds(), mb(returned.rss))
+	b.Logf("%d sessions, MB (heap in use / stacks / RSS after GCs / peak RSS during the phase / stacks before the GCs / goroutines):", n)
+	for _, m := range []struct {
+		name string
+		m    memory
+	}{{"before", before}, {"connected", connected}, {"subscribed", subscribed}, {"pinged", pinged}, {"published", published}, {"left", left}} {
+		b.Logf("%-10s %6.1f %6.1f %6.1f %6.1f %6.1f %6d", m.name, mb(m.m.heap), mb(m.m.stack), mb(m.m.rss), mb(m.m.peak), mb(m.m.grown), m.m.goroutines)
+	}
+	b.Logf("RSS %.1f MB %.0f s after they left", mb(returned.rss), time.Since(gone).Seconds())
+}
+
+// phaseEnd measures at the end of a phase: the goroutine stacks in use
+// before any GC (grown by the phase), then what stays after a few GCs,
+// and writes the heap profile -mqtt.heapprofile+suffix.
+func phaseEnd(tb testing.TB, suffix string) memory {
+	tb.Helper()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	m := settle(tb)
+	m.grown = ms.StackInuse
+	writeHeapProfile(tb, *sessionsHeap, suffix)
+	return m
 }
 
 // settle runs a few GCs, as a gateway that runs for a while would (the
 // runtime halves a goroutine's stack at a GC when it uses less than a
-// quarter of it), and measures.
+// quarter of it), measures, and resets the peak RSS, so that the next
+// measure's peak is that of the next phase.
 func settle(tb testing.TB) memory {
 	tb.Helper()
 	for range 3 {
 		runtime.GC()
 	}
-	return measure(tb)
+	m := measure(tb)
+	resetPeak(tb)
+	return m
+}
+
+// devices is the process that runs BenchmarkIdleSessions' devices
+// (TestIdleDevices): their sockets are not the gateway's, and the two
+// processes' open files stay under a hard limit of 20,000 with 10,000
+// devices.
+type devices struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *bufio.Reader
+}
+
+// startDevices starts the devices' process for devices ids with tokens
+// pass, which connect to the gateway at addr.
+func startDevices(tb testing.TB, addr string, ids, pass []string) *devices {
+	tb.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestIdleDevices$", "-test.timeout=30m")
+	cmd.Env = append(os.Environ(), "LEDGERGATE_IDLE_DEVICES=1")
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	d := &devices{cmd: cmd, in: in, out: bufio.NewReader(out)}
+	tb.Cleanup(func() {
+		in.Close()
+		_ = cmd.Wait()
+	})
+	if err := json.NewEncoder(in).Encode(devicesSetup{Addr: addr, IDs: ids, Pass: pass}); err != nil {
+		tb.Fatal(err)
+	}
+	return d
+}
+
+type devicesSetup struct {
+	Addr string
+	IDs  []string
+	Pass []string
+}
+
+// do runs one step on every device (TestIdleDevices) and waits for it.
+func (d *devices) do(tb testing.TB, step string) {
+	tb.Helper()
+	if _, err := io.WriteString(d.in, step+"\n"); err != nil {
+		tb.Fatal(err)
+	}
+	line, err := d.out.ReadString('\n')
+	if err != nil || line != "ok "+step+"\n" {
+		tb.Fatalf("devices %s: %q %v", step, line, err)
+	}
+}
+
+// TestIdleDevices is the devices' process of BenchmarkIdleSessions: it
+// reads its setup, then steps (connect, subscribe, ping, publish, close)
+// from stdin, runs each on every device in turn, and answers "ok <step>"
+// on stdout. Run without LEDGERGATE_IDLE_DEVICES it does nothing.
+func TestIdleDevices(t *testing.T) {
+	if os.Getenv("LEDGERGATE_IDLE_DEVICES") == "" {
+		t.Skip("the devices' process of BenchmarkIdleSessions")
+	}
+	in := bufio.NewReader(os.Stdin)
+	var setup devicesSetup
+	line, err := in.ReadBytes('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(line, &setup); err != nil {
+		t.Fatal(err)
+	}
+	addr, err := netip.ParseAddrPort(setup.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raiseFileLimit(t, len(setup.IDs)+256)
+	ids := setup.IDs
+	devs := make([]fdConn, len(ids))
+	for {
+		step, err := in.ReadString('\n')
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		step = strings.TrimSuffix(step, "\n")
+		for i := range devs {
+			d := &devs[i]
+			switch step {
+			case "connect":
+				*d = dialFD(t, addr)
+				d.send(t, 0x10, connectBody(5, ids[i], ids[i], setup.Pass[i]))
+				if first, body := d.read(t); first != 0x20 || len(body) < 2 || body[1] != 0 {
+					t.Fatalf("connect %s: CONNACK %x %x", ids[i], first, body)
+				}
+			case "subscribe":
+				d.send(t, 0x82, subscribeBody(1, "lg/v1/"+ids[i]+"/receipts", "lg/v1/"+ids[i]+"/rejects", "lg/v1/"+ids[i]+"/answers/#"))
+				if first, body := d.read(t); first != 0x90 || len(body) != 6 || body[3] != 1 || body[4] != 1 || body[5] != 1 {
+					t.Fatalf("subscribe %s: SUBACK %x %x", ids[i], first, body)
+				}
+			case "ping":
+				d.send(t, 0xc0, nil)
+				if first, body := d.read(t); first != 0xd0 || len(body) != 0 {
+					t.Fatalf("ping %s: PINGRESP %x %x", ids[i], first, body)
+				}
+			case "publish":
+				// A publish the gateway refuses: its PUBACK comes from the
+				// client's read goroutine, the reject message on the
+				// rejects topic from its write goroutine, as a receipt
+				// would.
+				d.send(t, 0x32, publishBody(1, "lg/v1/"+ids[i]+"/data/s", []byte("not a tx")))
+				var puback, reject bool
+				for !puback || !reject {
+					switch first, body := d.read(t); {
+					case first == 0x40 && len(body) >= 2 && body[0] == 0 && body[1] == 1:
+						puback = true
+					case first>>4 == 3 && first&0x06 == 0x02 && len(body) >= 2:
+						reject = true
+						topic := int(body[0])<<8 | int(body[1])
+						d.send(t, 0x40, body[2+topic:2+topic+2]) // PUBACK its packet id
+					default:
+						t.Fatalf("publish %s: got %x %x", ids[i], first, body)
+					}
+				}
+			case "close":
+				d.close()
+			default:
+				t.Fatalf("unknown step %q", step)
+			}
+		}
+		fmt.Printf("ok %s\n", step)
+	}
 }
 
 // raiseFileLimit raises the soft and, if need be, the hard limit of open

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mochi-mqtt/server/v2/packets"
+
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 	"github.com/ledgergate/ledgergate/gateway/nodetest"
 )
@@ -35,7 +37,13 @@ func writeHeapProfile(tb testing.TB, prefix, suffix string) {
 // memory is what the process holds.
 type memory struct {
 	heap, stack, rss uint64 // bytes: heap in use, stacks in use, resident set
-	goroutines       int
+	// peak is the largest resident set since the last resetPeak (or
+	// the start), in bytes: what the process held between GCs.
+	peak uint64
+	// grown is the stacks in use at the end of a phase, before the GCs
+	// that shrink them (phaseEnd); 0 if not measured.
+	grown      uint64
+	goroutines int
 }
 
 func measure(tb testing.TB) memory {
@@ -43,18 +51,19 @@ func measure(tb testing.TB) memory {
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return memory{heap: ms.HeapInuse, stack: ms.StackInuse, rss: rss(tb), goroutines: runtime.NumGoroutine()}
+	return memory{heap: ms.HeapInuse, stack: ms.StackInuse, rss: procStatus(tb, "VmRSS"), peak: procStatus(tb, "VmHWM"),
+		goroutines: runtime.NumGoroutine()}
 }
 
-// rss reads VmRSS from /proc/self/status.
-func rss(tb testing.TB) uint64 {
+// procStatus reads a size in kB from /proc/self/status, in bytes.
+func procStatus(tb testing.TB, field string) uint64 {
 	tb.Helper()
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		tb.Skip("no /proc/self/status:", err)
 	}
 	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 			if err != nil {
 				tb.Fatal(err)
@@ -62,8 +71,17 @@ func rss(tb testing.TB) uint64 {
 			return kb << 10
 		}
 	}
-	tb.Fatal("no VmRSS in /proc/self/status")
+	tb.Fatalf("no %s in /proc/self/status", field)
 	return 0
+}
+
+// resetPeak resets the peak resident set to the current one
+// (proc_pid_clear_refs(5): writing 5).
+func resetPeak(tb testing.TB) {
+	tb.Helper()
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+		tb.Skip("cannot reset the peak RSS:", err)
+	}
 }
 
 // dialConnect connects as device id (username), with client id clientID
@@ -153,5 +171,66 @@ func TestSessionsLeaveNothing(t *testing.T) {
 			t.Fatalf("after every device left: %s", left())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestNoRetainedScan: only filters that can match one of the device's
+// manifest topics keep mochi's search of the retained messages.
+func TestNoRetainedScan(t *testing.T) {
+	for _, c := range []struct {
+		filter string
+		scan   bool
+	}{
+		{"lg/v1/dev/receipts", false},
+		{"lg/v1/dev/rejects", false},
+		{"lg/v1/dev/answers/#", false},
+		{"lg/v1/dev/config/verdict", false},
+		{"lg/v1/dev/config", true},
+		{"lg/v1/dev/firmware", true},
+		{"lg/v1/dev/config/#", true}, // matches the parent level [MQTT-4.7.1-2]
+		{"lg/v1/dev/+", true},
+		{"lg/v1/dev/#", true},
+		{"lg/v1/+/config", true},
+		{"lg/v1/other/config", false},
+	} {
+		in := packets.Subscriptions{{Filter: c.filter, Qos: 1}}
+		out := noRetainedScan("dev", in)
+		if got := out[0].RetainHandling != 2; got != c.scan {
+			t.Errorf("%s: retained scan %v, want %v", c.filter, got, c.scan)
+		}
+		if in[0].RetainHandling != 0 {
+			t.Errorf("%s: the filters given were changed", c.filter)
+		}
+	}
+	// A subscriber that asked for no retained messages keeps that.
+	if out := noRetainedScan("dev", packets.Subscriptions{{Filter: "lg/v1/dev/config", RetainHandling: 2}}); out[0].RetainHandling != 2 {
+		t.Errorf("lg/v1/dev/config with retain handling 2: got %d", out[0].RetainHandling)
+	}
+}
+
+// TestAnsweredKeepsNoPending: once every QoS 1 publish of a session is
+// answered, the session holds no map of pending packet ids (a map grown
+// by a burst would stay as large while the device is connected).
+func TestAnsweredKeepsNoPending(t *testing.T) {
+	node := nodetest.Start(t, nodetest.Options{})
+	s := startServer(t, node, Config{}, nil)
+	key := node.Enroll(t, "dev", ledger.EdDSA)
+	c := mustConnect(t, tcpAddr(s), "dev", key, node.Genesis.ChainID, connectOpts{})
+	pending := func() (n int, held bool) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, ss := range s.sessions {
+			ss.mu.Lock()
+			n, held = len(ss.pending), ss.pending != nil
+			ss.mu.Unlock()
+		}
+		return n, held
+	}
+	for seq := range uint64(3) {
+		c.mustCommit(t, node, "s", c.record(t, "s", seq+1, nil))
+	}
+	// The PUBACK goes out after the id is released.
+	if n, held := pending(); held {
+		t.Fatalf("after every publish was answered: a pending map with %d ids", n)
 	}
 }
