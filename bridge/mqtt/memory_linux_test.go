@@ -225,7 +225,8 @@ func (d *devices) do(tb testing.TB, step string) {
 	}
 	line, err := d.out.ReadString('\n')
 	if err != nil || line != "ok "+step+"\n" {
-		tb.Fatalf("devices %s: %q %v", step, line, err)
+		rest, _ := io.ReadAll(io.LimitReader(d.out, 4096)) // the failure's log
+		tb.Fatalf("devices %s: %v: %s%s", step, err, line, rest)
 	}
 }
 
@@ -359,8 +360,14 @@ func dialFD(tb testing.TB, addr netip.AddrPort) fdConn {
 			tb.Fatal(err)
 		}
 	}
-	if err := syscall.Connect(fd, &syscall.SockaddrInet4{Port: int(addr.Port()), Addr: addr.Addr().As4()}); err != nil {
-		tb.Fatal(err)
+	sa := &syscall.SockaddrInet4{Port: int(addr.Port()), Addr: addr.Addr().As4()}
+	// A signal (the Go runtime's preemption) interrupts connect(2), and
+	// the connection goes on being made: connect again until it is made.
+	for err := syscall.Connect(fd, sa); err != nil && !errors.Is(err, syscall.EISCONN); err = syscall.Connect(fd, sa) {
+		if !errors.Is(err, syscall.EINTR) && !errors.Is(err, syscall.EALREADY) {
+			tb.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
 	}
 	return fdConn(fd)
 }
