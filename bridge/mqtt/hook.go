@@ -39,6 +39,12 @@ func (h *hook) Provides(b byte) bool {
 // when OnConnect fails, so a refusal writes its own, with the code the
 // contract names, and then fails the connection.
 func (h *hook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
+	// mochi keeps the client id and the username as views of the
+	// CONNECT packet, which holds the device's token too, for as long
+	// as the client stays: keep copies of them alone. The client is not
+	// registered yet; its id is the key it will be registered by.
+	cl.ID = strings.Clone(cl.ID)
+	cl.Properties.Username = bytes.Clone(cl.Properties.Username)
 	_, err := h.s.authenticate(cl, pk)
 	if err == nil {
 		id, _ := deviceOf(cl.ID)
@@ -64,9 +70,6 @@ func (h *hook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 func (h *hook) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { return true }
 
 func (h *hook) OnSessionEstablished(cl *mochi.Client, pk packets.Packet) {
-	// mochi keeps the username as a slice of the CONNECT packet, which
-	// holds the device's token too: keep a copy of it alone.
-	cl.Properties.Username = bytes.Clone(cl.Properties.Username)
 	if g, ok := cl.Net.Conn.(*sizeGuard); ok {
 		g.established(cl)
 	}
