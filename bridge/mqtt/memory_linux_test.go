@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -47,7 +48,10 @@ var (
 //     the memory back to the OS.
 //
 // Each state is also measured before those GCs: the goroutine stacks the
-// phase grew, and the peak RSS during the phase.
+// phase grew, and the peak RSS during the phase; and after them, once
+// the freed pages are handed back to the OS (debug.FreeOSMemory, which
+// the runtime's scavenger does by itself within minutes), the RSS that
+// stays: what a gateway with that many devices in that state converges to.
 //
 // The devices run in a second process (TestIdleDevices), as bare
 // sockets driven by blocking syscalls, so what is measured is the
@@ -129,31 +133,38 @@ func BenchmarkIdleSessions(b *testing.B) {
 		b.ReportMetric(per(m.m.rss, before.rss), m.name+"-rss-B/session")
 		b.ReportMetric(per(m.m.peak, before.rss), m.name+"-peak-rss-B/session")
 		b.ReportMetric(per(m.m.grown, before.stack), m.name+"-grown-stack-B/session")
+		b.ReportMetric(per(m.m.returned, before.rss), m.name+"-returned-rss-B/session")
 	}
 	b.ReportMetric(float64(published.goroutines-before.goroutines)/float64(n), "goroutines/session")
 	b.ReportMetric(per(left.heap, before.heap), "left-heap-B/session")
 	b.ReportMetric(per(left.rss, before.rss), "left-rss-B/session")
 	b.ReportMetric(per(returned.rss, before.rss), "later-rss-B/session")
 	mb := func(v uint64) float64 { return float64(v) / (1 << 20) }
-	b.Logf("%d sessions, MB (heap in use / stacks / RSS after GCs / peak RSS during the phase / stacks before the GCs / goroutines):", n)
+	b.Logf("%d sessions, MB (heap in use / stacks / RSS after GCs / peak RSS during the phase / stacks before the GCs / RSS once freed pages are returned / goroutines):", n)
 	for _, m := range []struct {
 		name string
 		m    memory
 	}{{"before", before}, {"connected", connected}, {"subscribed", subscribed}, {"pinged", pinged}, {"published", published}, {"left", left}} {
-		b.Logf("%-10s %6.1f %6.1f %6.1f %6.1f %6.1f %6d", m.name, mb(m.m.heap), mb(m.m.stack), mb(m.m.rss), mb(m.m.peak), mb(m.m.grown), m.m.goroutines)
+		b.Logf("%-10s %6.1f %6.1f %6.1f %6.1f %6.1f %6.1f %6d", m.name, mb(m.m.heap), mb(m.m.stack), mb(m.m.rss), mb(m.m.peak), mb(m.m.grown), mb(m.m.returned), m.m.goroutines)
 	}
 	b.Logf("RSS %.1f MB %.0f s after they left", mb(returned.rss), time.Since(gone).Seconds())
 }
 
 // phaseEnd measures at the end of a phase: the goroutine stacks in use
 // before any GC (grown by the phase), then what stays after a few GCs,
-// and writes the heap profile -mqtt.heapprofile+suffix.
+// then the RSS once the freed pages are returned to the OS, and writes
+// the heap profile -mqtt.heapprofile+suffix.
 func phaseEnd(tb testing.TB, suffix string) memory {
 	tb.Helper()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	m := settle(tb)
 	m.grown = ms.StackInuse
+	// What stays resident once the runtime has handed the freed pages
+	// back, as its scavenger does in the background within minutes.
+	debug.FreeOSMemory()
+	m.returned = procStatus(tb, "VmRSS")
+	resetPeak(tb)
 	writeHeapProfile(tb, *sessionsHeap, suffix)
 	return m
 }

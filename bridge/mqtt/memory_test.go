@@ -42,7 +42,10 @@ type memory struct {
 	peak uint64
 	// grown is the stacks in use at the end of a phase, before the GCs
 	// that shrink them (phaseEnd); 0 if not measured.
-	grown      uint64
+	grown uint64
+	// returned is the resident set once the freed pages are handed back
+	// to the OS (phaseEnd); 0 if not measured.
+	returned   uint64
 	goroutines int
 }
 
