@@ -131,7 +131,7 @@ bench: bench-presign bench-peer ## benchmarks (numbers go to docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./gateway/chain
 	$(GO) test -run '^$$' -bench . ./gateway/ledger
 	$(GO) test -run '^$$' -bench . -benchtime 200x -timeout 30m ./gateway/index
-	$(GO) test -run '^$$' -bench IdleSessions -benchtime 1x -mqtt.sessions 2000 ./bridge/mqtt
+	$(GO) test -run '^$$' -bench IdleSessions -benchtime 1x ./bridge/mqtt -mqtt.sessions=10000
 	$(GO) test -run '^$$' -bench MQTT -benchtime 1x -timeout 15m ./bridge/sim
 	$(GO) test -run '^$$' -bench Cluster -benchtime 1x -timeout 30m ./gateway/cmd/ledgergate
 	$(GO) test -run '^$$' -bench Swtpm -benchtime 3s ./tpm

@@ -15,16 +15,19 @@ import (
 // bound (subscriptions under its own prefix).
 
 // deviceSessions are the sessions of one device the server knows of.
+// Both lists are short (about MaxDeviceSessions; most devices have one
+// session), so they are slices: a Go map costs hundreds of bytes even
+// with one entry, and every connected device has one of these.
 type deviceSessions struct {
 	// conns are the clients that passed CONNECT and have not
 	// disconnected: connecting or connected. A client that failed after
 	// CONNECT without a disconnect (its CONNACK could not be written) is
 	// Closed and dropped when next counted.
-	conns map[*mochi.Client]struct{}
+	conns []*mochi.Client
 	// ids are the client ids whose sessions the broker may keep: of
 	// conns, and of sessions kept after a disconnect. An id the broker
 	// no longer has is dropped when next counted.
-	ids map[string]struct{}
+	ids []string
 }
 
 // admit counts cl, which passed authentication as device, against the
@@ -37,15 +40,12 @@ func (s *Server) admit(cl *mochi.Client, device string) *connectError {
 	s.mu.Lock()
 	ds := s.devices[device]
 	if ds == nil {
-		ds = &deviceSessions{conns: map[*mochi.Client]struct{}{}, ids: map[string]struct{}{}}
+		ds = &deviceSessions{}
 		s.devices[device] = ds
 	}
+	ds.conns = slices.DeleteFunc(ds.conns, (*mochi.Client).Closed)
 	live := map[string]bool{}
-	for c := range ds.conns {
-		if c.Closed() {
-			delete(ds.conns, c)
-			continue
-		}
+	for _, c := range ds.conns {
 		live[c.ID] = true
 	}
 	delete(live, cl.ID)
@@ -54,31 +54,30 @@ func (s *Server) admit(cl *mochi.Client, device string) *connectError {
 		return refuse(packets.ErrQuotaExceeded, "device %s has %d sessions open, at most %d: close one or reuse its client id",
 			device, len(live), s.cfg.MaxDeviceSessions)
 	}
-	ds.conns[cl] = struct{}{}
-	ds.ids[cl.ID] = struct{}{}
+	ds.conns = append(ds.conns, cl)
+	if !slices.Contains(ds.ids, cl.ID) {
+		ds.ids = append(ds.ids, cl.ID)
+	}
 	var kept []*mochi.Client // sessions kept after a disconnect, the broker's
 	if broker := s.broker; broker != nil && len(ds.ids) > s.cfg.MaxDeviceSessions {
-		for id := range ds.ids {
+		ds.ids = slices.DeleteFunc(ds.ids, func(id string) bool {
 			if id == cl.ID || live[id] {
-				continue
+				return false
 			}
 			c, ok := broker.Clients.Get(id)
-			if !ok {
-				delete(ds.ids, id)
-				continue
-			}
-			if c.Closed() {
+			if ok && c.Closed() {
 				kept = append(kept, c)
 			}
-		}
+			return !ok
+		})
 	}
 	var evict []*mochi.Client
 	if over := len(ds.ids) - s.cfg.MaxDeviceSessions; over > 0 && len(kept) > 0 {
 		slices.SortFunc(kept, func(a, b *mochi.Client) int { return int(a.StopTime() - b.StopTime()) })
 		evict = kept[:min(over, len(kept))]
-		for _, c := range evict {
-			delete(ds.ids, c.ID)
-		}
+		ds.ids = slices.DeleteFunc(ds.ids, func(id string) bool {
+			return slices.ContainsFunc(evict, func(c *mochi.Client) bool { return c.ID == id })
+		})
 	}
 	broker := s.broker
 	s.mu.Unlock()
@@ -110,7 +109,7 @@ func (s *Server) released(cl *mochi.Client, expire bool) {
 	if ds == nil {
 		return
 	}
-	delete(ds.conns, cl)
+	ds.conns = slices.DeleteFunc(ds.conns, func(c *mochi.Client) bool { return c == cl })
 	if expire && !cl.IsTakenOver() {
 		s.forgetIDLocked(ds, cl.ID)
 	}
@@ -121,12 +120,10 @@ func (s *Server) released(cl *mochi.Client, expire bool) {
 
 // forgetIDLocked drops id unless another connection uses it.
 func (s *Server) forgetIDLocked(ds *deviceSessions, id string) {
-	for c := range ds.conns {
-		if c.ID == id {
-			return
-		}
+	if slices.ContainsFunc(ds.conns, func(c *mochi.Client) bool { return c.ID == id }) {
+		return
 	}
-	delete(ds.ids, id)
+	ds.ids = slices.DeleteFunc(ds.ids, func(k string) bool { return k == id })
 }
 
 // expired forgets a kept session the broker discarded.

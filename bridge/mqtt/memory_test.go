@@ -1,8 +1,6 @@
 package mqtt
 
 import (
-	"crypto"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -11,108 +9,22 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 	"github.com/ledgergate/ledgergate/gateway/nodetest"
 )
 
-var (
-	idleSessions = flag.Int("mqtt.sessions", 2000, "idle devices BenchmarkIdleSessions connects")
-	sessionsHeap = flag.String("mqtt.heapprofile", "", "file BenchmarkIdleSessions writes a heap profile to while the devices are connected")
-)
-
-// BenchmarkIdleSessions connects -mqtt.sessions enrolled devices over TCP
-// with a token, as the SDK does, and leaves them idle. It reports what
-// each session holds in the gateway (Go heap, goroutine stacks, RSS of
-// the process), what stays right after they all disconnect, and how long
-// the runtime takes to hand the memory back to the OS. The clients are
-// raw TCP connections in this process without goroutines or buffers, so
-// what they hold (a socket each) counts for little. With
-// -mqtt.heapprofile it writes heap profiles while the devices are
-// connected and after they left (.left).
-func BenchmarkIdleSessions(b *testing.B) {
-	n := *idleSessions
-	node := nodetest.Start(b, nodetest.Options{})
-	s := startServer(b, node, Config{MaxDeviceSessions: 1}, nil)
-	addr := tcpAddr(s)
-
-	// Enroll the devices, many at a time, and sign their tokens.
-	ids := make([]string, n)
-	pass := make([]string, n)
-	var wg sync.WaitGroup
-	work := make(chan int)
-	for range 32 {
-		wg.Go(func() {
-			for i := range work {
-				ids[i] = fmt.Sprintf("dev-%05d", i)
-				key := node.Enroll(b, ids[i], ledger.EdDSA)
-				pass[i] = token(b, crypto.Signer(key), ids[i], node.Genesis.ChainID)
-			}
-		})
-	}
-	for i := range n {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
-
-	before := measure(b)
-	conns := make([]net.Conn, n)
-	for i := range n {
-		conns[i] = dialConnect(b, addr, ids[i], ids[i], pass[i])
-	}
-	pollUntil(b, func() bool { return len(s.Connected()) == n })
-	// Let a few GCs shrink what grew on the way in, as a gateway that
-	// runs for a while would.
-	for range 3 {
-		runtime.GC()
-	}
-	held := measure(b)
-	writeHeapProfile(b, *sessionsHeap)
-
-	for _, c := range conns {
-		c.Close()
-	}
-	pollUntil(b, func() bool { return len(s.Connected()) == 0 && runtime.NumGoroutine() <= before.goroutines+10 })
-	for range 3 {
-		runtime.GC()
-	}
-	left := measure(b)
-	writeHeapProfile(b, *sessionsHeap+".left")
-	// The runtime hands freed pages back to the OS in the background:
-	// wait up to a minute for the RSS to come within 1 KB a session of
-	// what it was before.
-	gone := time.Now()
-	var returned memory
-	for range 60 {
-		time.Sleep(time.Second)
-		if returned = measure(b); returned.rss < before.rss+uint64(n)*1024 {
-			break
-		}
-	}
-	b.ReportMetric(time.Since(gone).Seconds(), "s-to-return")
-
-	per := func(v, base uint64) float64 { return (float64(v) - float64(base)) / float64(n) }
-	b.ReportMetric(per(held.heap, before.heap), "heap-B/session")
-	b.ReportMetric(per(held.stack, before.stack), "stack-B/session")
-	b.ReportMetric(per(held.rss, before.rss), "rss-B/session")
-	b.ReportMetric(float64(held.goroutines-before.goroutines)/float64(n), "goroutines/session")
-	b.ReportMetric(per(left.heap, before.heap), "heap-left-B/session")
-	b.ReportMetric(per(left.rss, before.rss), "rss-left-B/session")
-	b.ReportMetric(per(returned.rss, before.rss), "rss-later-B/session")
-	b.Logf("%d sessions: before %+v, connected %+v, after they left %+v, %.0fs later %+v",
-		n, before, held, left, time.Since(gone).Seconds(), returned)
-}
-
-// writeHeapProfile writes a heap profile to path, if not "".
-func writeHeapProfile(tb testing.TB, path string) {
-	if path == "" || path == ".left" {
+// writeHeapProfile writes a heap profile to prefix+suffix, if prefix is
+// not "".
+func writeHeapProfile(tb testing.TB, prefix, suffix string) {
+	if prefix == "" {
 		return
 	}
-	f, err := os.Create(path)
+	f, err := os.Create(prefix + suffix)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -125,7 +37,16 @@ func writeHeapProfile(tb testing.TB, path string) {
 // memory is what the process holds.
 type memory struct {
 	heap, stack, rss uint64 // bytes: heap in use, stacks in use, resident set
-	goroutines       int
+	// peak is the largest resident set since the last resetPeak (or
+	// the start), in bytes: what the process held between GCs.
+	peak uint64
+	// grown is the stacks in use at the end of a phase, before the GCs
+	// that shrink them (phaseEnd); 0 if not measured.
+	grown uint64
+	// returned is the resident set once the freed pages are handed back
+	// to the OS (phaseEnd); 0 if not measured.
+	returned   uint64
+	goroutines int
 }
 
 func measure(tb testing.TB) memory {
@@ -133,18 +54,19 @@ func measure(tb testing.TB) memory {
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return memory{heap: ms.HeapInuse, stack: ms.StackInuse, rss: rss(tb), goroutines: runtime.NumGoroutine()}
+	return memory{heap: ms.HeapInuse, stack: ms.StackInuse, rss: procStatus(tb, "VmRSS"), peak: procStatus(tb, "VmHWM"),
+		goroutines: runtime.NumGoroutine()}
 }
 
-// rss reads VmRSS from /proc/self/status.
-func rss(tb testing.TB) uint64 {
+// procStatus reads a size in kB from /proc/self/status, in bytes.
+func procStatus(tb testing.TB, field string) uint64 {
 	tb.Helper()
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		tb.Skip("no /proc/self/status:", err)
 	}
 	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 			if err != nil {
 				tb.Fatal(err)
@@ -152,8 +74,17 @@ func rss(tb testing.TB) uint64 {
 			return kb << 10
 		}
 	}
-	tb.Fatal("no VmRSS in /proc/self/status")
+	tb.Fatalf("no %s in /proc/self/status", field)
 	return 0
+}
+
+// resetPeak resets the peak resident set to the current one
+// (proc_pid_clear_refs(5): writing 5).
+func resetPeak(tb testing.TB) {
+	tb.Helper()
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+		tb.Skip("cannot reset the peak RSS:", err)
+	}
 }
 
 // dialConnect connects as device id (username), with client id clientID
@@ -243,5 +174,66 @@ func TestSessionsLeaveNothing(t *testing.T) {
 			t.Fatalf("after every device left: %s", left())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestNoRetainedScan: only filters that can match one of the device's
+// manifest topics keep mochi's search of the retained messages.
+func TestNoRetainedScan(t *testing.T) {
+	for _, c := range []struct {
+		filter string
+		scan   bool
+	}{
+		{"lg/v1/dev/receipts", false},
+		{"lg/v1/dev/rejects", false},
+		{"lg/v1/dev/answers/#", false},
+		{"lg/v1/dev/config/verdict", false},
+		{"lg/v1/dev/config", true},
+		{"lg/v1/dev/firmware", true},
+		{"lg/v1/dev/config/#", true}, // matches the parent level [MQTT-4.7.1-2]
+		{"lg/v1/dev/+", true},
+		{"lg/v1/dev/#", true},
+		{"lg/v1/+/config", true},
+		{"lg/v1/other/config", false},
+	} {
+		in := packets.Subscriptions{{Filter: c.filter, Qos: 1}}
+		out := noRetainedScan("dev", in)
+		if got := out[0].RetainHandling != 2; got != c.scan {
+			t.Errorf("%s: retained scan %v, want %v", c.filter, got, c.scan)
+		}
+		if in[0].RetainHandling != 0 {
+			t.Errorf("%s: the filters given were changed", c.filter)
+		}
+	}
+	// A subscriber that asked for no retained messages keeps that.
+	if out := noRetainedScan("dev", packets.Subscriptions{{Filter: "lg/v1/dev/config", RetainHandling: 2}}); out[0].RetainHandling != 2 {
+		t.Errorf("lg/v1/dev/config with retain handling 2: got %d", out[0].RetainHandling)
+	}
+}
+
+// TestAnsweredKeepsNoPending: once every QoS 1 publish of a session is
+// answered, the session holds no map of pending packet ids (a map grown
+// by a burst would stay as large while the device is connected).
+func TestAnsweredKeepsNoPending(t *testing.T) {
+	node := nodetest.Start(t, nodetest.Options{})
+	s := startServer(t, node, Config{}, nil)
+	key := node.Enroll(t, "dev", ledger.EdDSA)
+	c := mustConnect(t, tcpAddr(s), "dev", key, node.Genesis.ChainID, connectOpts{})
+	pending := func() (n int, held bool) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, ss := range s.sessions {
+			ss.mu.Lock()
+			n, held = len(ss.pending), ss.pending != nil
+			ss.mu.Unlock()
+		}
+		return n, held
+	}
+	for seq := range uint64(3) {
+		c.mustCommit(t, node, "s", c.record(t, "s", seq+1, nil))
+	}
+	// The PUBACK goes out after the id is released.
+	if n, held := pending(); held {
+		t.Fatalf("after every publish was answered: a pending map with %d ids", n)
 	}
 }

@@ -307,13 +307,16 @@ type session struct {
 	device string
 	since  time.Time // when CONNECT completed
 
-	mu      sync.Mutex
-	pending map[uint16]struct{} // QoS 1 packet ids not acknowledged yet
-	qos0    int                 // QoS 0 records being submitted
-	rekey   [32]byte            // the id of the last device.rekey published on this connection
-	overCap []int               // positions of the filters of the SUBSCRIBE being handled over MaxSubscriptions
-	expiry  *time.Timer         // ends the session when its token expires; nil: no token (a certificate)
-	ended   bool                // the connection ended: no timer is to be set
+	mu sync.Mutex
+	// pending are the QoS 1 packet ids not acknowledged yet; nil when
+	// there are none, so an idle session does not keep the map a burst
+	// grew (Go maps do not shrink).
+	pending map[uint16]struct{}
+	qos0    int         // QoS 0 records being submitted
+	rekey   [32]byte    // the id of the last device.rekey published on this connection
+	overCap []int       // positions of the filters of the SUBSCRIBE being handled over MaxSubscriptions
+	expiry  *time.Timer // ends the session when its token expires; nil: no token (a certificate)
+	ended   bool        // the connection ended: no timer is to be set
 }
 
 // take claims a QoS 1 packet id; false if a publish with that id is
@@ -324,6 +327,9 @@ func (ss *session) take(id uint16) bool {
 	defer ss.mu.Unlock()
 	if _, dup := ss.pending[id]; dup {
 		return false
+	}
+	if ss.pending == nil {
+		ss.pending = map[uint16]struct{}{}
 	}
 	ss.pending[id] = struct{}{}
 	return true
@@ -344,7 +350,7 @@ func (ss *session) takeQoS0(limit int) bool {
 func (s *Server) established(cl *mochi.Client, pk packets.Packet) {
 	s.mu.Lock()
 	device, _ := deviceOf(cl.ID)
-	ss := &session{device: device, since: time.Now(), pending: map[uint16]struct{}{}}
+	ss := &session{device: device, since: time.Now()}
 	s.sessions[cl] = ss
 	broker := s.broker
 	s.mu.Unlock()
@@ -540,6 +546,9 @@ func (p *inflight) release() {
 	p.ss.mu.Lock()
 	if p.qos1 {
 		delete(p.ss.pending, p.id)
+		if len(p.ss.pending) == 0 {
+			p.ss.pending = nil
+		}
 	} else if p.slot {
 		p.ss.qos0--
 		p.slot = false
