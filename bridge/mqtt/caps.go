@@ -118,6 +118,17 @@ func (s *Server) released(cl *mochi.Client, expire bool) {
 	}
 }
 
+// leaving stops counting cl, which sent DISCONNECT, among the device's
+// connections; its session id stays counted until released or expired.
+func (s *Server) leaving(cl *mochi.Client) {
+	device, _ := deviceOf(cl.ID)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ds := s.devices[device]; ds != nil {
+		ds.conns = slices.DeleteFunc(ds.conns, func(c *mochi.Client) bool { return c == cl })
+	}
+}
+
 // forgetIDLocked drops id unless another connection uses it.
 func (s *Server) forgetIDLocked(ds *deviceSessions, id string) {
 	if slices.ContainsFunc(ds.conns, func(c *mochi.Client) bool { return c.ID == id }) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/ledgergate/ledgergate/bridge/device"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
@@ -229,5 +230,46 @@ func TestTokenExpiryDisconnects(t *testing.T) {
 	case d := <-cert.kicked:
 		t.Fatalf("certificate session disconnected: 0x%02x", d.ReasonCode)
 	default:
+	}
+}
+
+// TestDisconnectEndsSessionClaim: a connection that sent DISCONNECT no
+// longer counts against its device's session cap, even before mochi marks
+// it closed (mochi closes the socket first, so a device that reconnects as
+// soon as its socket closes found its old connection still counted: a
+// CONNACK 0x03 about 1 in 30 runs of TestStoredSessionsCapped under load).
+// The window is held open here: the hook sees the DISCONNECT of a
+// connection that mochi has not handled yet.
+func TestDisconnectEndsSessionClaim(t *testing.T) {
+	node := nodetest.Start(t, nodetest.Options{})
+	chainID := node.Genesis.ChainID
+	key := node.Enroll(t, "dev", ledger.ES256)
+	srv := startServer(t, node, Config{MaxDeviceSessions: 1}, nil)
+	addr := tcpAddr(srv)
+	connack := func(clientID string) byte {
+		raw := dialRaw(t, addr)
+		raw.send(0x10, connectBody(4, clientID, "dev", token(t, key, "dev", chainID)))
+		first, b, err := raw.read()
+		if err != nil || first != 0x20 {
+			t.Fatalf("%s: CONNACK %x %x %v", clientID, first, b, err)
+		}
+		return b[1]
+	}
+	if code := connack("dev/a"); code != 0 {
+		t.Fatalf("dev/a: CONNACK code %d", code)
+	}
+	if code := connack("dev/b"); code != 3 {
+		t.Fatalf("dev/b while dev/a is connected: CONNACK code %d, want 3 (the cap is 1)", code)
+	}
+	a, ok := srv.broker.Clients.Get("dev/a")
+	if !ok || a.Closed() {
+		t.Fatal("dev/a not connected")
+	}
+	h := &hook{s: srv}
+	if _, err := h.OnPacketRead(a, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}}); err != nil {
+		t.Fatal(err)
+	}
+	if code := connack("dev/c"); code != 0 {
+		t.Fatalf("dev/c after dev/a sent DISCONNECT: CONNACK code %d, want 0", code)
 	}
 }

@@ -97,7 +97,15 @@ func (h *hook) OnACLCheck(cl *mochi.Client, topic string, write bool) bool {
 // OnPacketRead drops a client that publishes at QoS 2. mochi would
 // downgrade the message to QoS 1 and answer with a PUBACK, which a QoS 2
 // sender does not expect. [MQTT-3.2.2-11]: a v5 client is told 0x9B.
+//
+// A DISCONNECT ends the connection's claim on a session slot here, before
+// mochi handles it: mochi closes the socket before it marks the client
+// closed, so a device that reconnects as soon as its socket closes could
+// otherwise find its old connection still counted.
 func (h *hook) OnPacketRead(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type == packets.Disconnect {
+		h.s.leaving(cl)
+	}
 	if pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos > 1 {
 		if cl.Properties.ProtocolVersion == 5 {
 			_ = cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect},
