@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -538,25 +539,34 @@ func (s *Server) settled(p *inflight) {
 // flush answers the settled records at the front of q, in order, so
 // that PUBACKs leave in the order the PUBLISHes came [MQTT-4.6.0-2],
 // until the front one is not settled; then it ends, and the next
-// settled record at the front starts another. Once the server is
-// cancelled (Close), the unsettled ones are let go unanswered.
+// settled record at the front starts another. The PUBACKs of the
+// records it takes at once leave in one write per connection (see
+// sizeGuard.hold). Once the server is cancelled (Close), the unsettled
+// ones are let go unanswered.
 func (s *Server) flush(q *queue) {
+	type answer struct {
+		p   *inflight
+		t   bridge.Ticket
+		err error
+	}
+	var batch []answer
+	var held []*sizeGuard
 	for {
+		batch, held = batch[:0], held[:0]
 		s.mu.Lock()
-		var p *inflight
-		var t bridge.Ticket
-		var err error
-		if len(q.items) > 0 && (q.items[0].settled || s.ctx.Err() != nil) {
-			p = q.items[0]
+		for len(q.items) > 0 && (q.items[0].settled || s.ctx.Err() != nil) {
+			p := q.items[0]
 			q.items[0] = nil
 			q.items = q.items[1:]
+			a := answer{p: p}
 			if p.settled {
-				t, err = p.t, p.err
+				a.t, a.err = p.t, p.err
 			} else {
-				err = s.ctx.Err()
+				a.err = s.ctx.Err()
 			}
+			batch = append(batch, a)
 		}
-		if p == nil {
+		if len(batch) == 0 {
 			q.flushing = false
 			if len(q.items) == 0 && s.queues[q.device] == q {
 				delete(s.queues, q.device)
@@ -565,8 +575,23 @@ func (s *Server) flush(q *queue) {
 			return
 		}
 		s.mu.Unlock()
-		s.finish(p, t, err)
-		s.wg.Done()
+		if len(batch) > 1 {
+			for _, a := range batch {
+				if g, ok := a.p.cl.Net.Conn.(*sizeGuard); ok && !slices.Contains(held, g) {
+					g.hold()
+					held = append(held, g)
+				}
+			}
+		}
+		for _, a := range batch {
+			s.finish(a.p, a.t, a.err)
+		}
+		for _, g := range held {
+			g.release()
+		}
+		for range batch {
+			s.wg.Done() // after the release: Close waits for the PUBACKs to be written
+		}
 	}
 }
 
