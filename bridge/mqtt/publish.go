@@ -396,9 +396,10 @@ type inflight struct {
 	msg    message // what checkPublish made of it
 	corr   []byte  // v5 correlation data, copied to a request's answer
 
-	// A record's outcome: the Committer's Ticket, or its refusal of the
-	// Propose. settled says the outcome is known (Wait does not block),
-	// or the server is closing; guarded by Server.mu.
+	// A record's queue, and its outcome: the Committer's Ticket, or its
+	// refusal of the Propose. settled (guarded by q.mu) says the outcome
+	// is known: Wait does not block.
+	q       *queue
 	t       bridge.Ticket
 	err     error
 	settled bool
@@ -485,14 +486,17 @@ func (s *Server) propose(p *inflight) {
 		q = &queue{device: p.ss.device}
 		s.queues[q.device] = q
 	}
+	q.mu.Lock()
 	q.items = append(q.items, p)
+	q.mu.Unlock()
+	p.q = q
 	s.wg.Add(1) // Done when p is answered (flush): Close waits for it
 	s.mu.Unlock()
 
+	// p.t and p.err are read by flush once settled says so: the chain's
+	// lock (Notify, then the commit) or q.mu orders them before.
 	t, err := s.d.Committer.Propose(s.ctx, p.msg.tx)
-	s.mu.Lock()
 	p.t, p.err = t, err
-	s.mu.Unlock()
 	if err != nil {
 		s.settled(p)
 		return
@@ -514,22 +518,25 @@ type notifier interface {
 }
 
 // queue is a device's records in the order they arrived, waiting for
-// their answers.
+// their answers. It is in Server.queues while it holds records or a
+// flush runs; taking Server.mu, then mu, adds to it, and removes it.
+// Its own lock keeps the commit path (settled) off the server's.
 type queue struct {
 	device   string
-	items    []*inflight // guarded by Server.mu
-	flushing bool        // a flush runs for the queue; guarded by Server.mu
+	mu       sync.Mutex
+	items    []*inflight // guarded by mu
+	flushing bool        // a flush runs for the queue; guarded by mu
 }
 
 // settled marks p's outcome as known, and starts the device's flush if
 // p is at the front of its queue. It runs on whatever goroutine learned
 // the outcome (the chain's, for a commit): it must not block.
 func (s *Server) settled(p *inflight) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	q := p.q
+	q.mu.Lock()
+	defer q.mu.Unlock()
 	p.settled = true
-	q := s.queues[p.ss.device]
-	if q == nil || q.flushing || len(q.items) == 0 || !q.items[0].settled {
+	if q.flushing || len(q.items) == 0 || !q.items[0].settled {
 		return
 	}
 	q.flushing = true
@@ -553,7 +560,7 @@ func (s *Server) flush(q *queue) {
 	var held []*sizeGuard
 	for {
 		batch, held = batch[:0], held[:0]
-		s.mu.Lock()
+		q.mu.Lock()
 		for len(q.items) > 0 && (q.items[0].settled || s.ctx.Err() != nil) {
 			p := q.items[0]
 			q.items[0] = nil
@@ -568,13 +575,14 @@ func (s *Server) flush(q *queue) {
 		}
 		if len(batch) == 0 {
 			q.flushing = false
-			if len(q.items) == 0 && s.queues[q.device] == q {
-				delete(s.queues, q.device)
+			empty := len(q.items) == 0
+			q.mu.Unlock()
+			if empty {
+				s.forget(q)
 			}
-			s.mu.Unlock()
 			return
 		}
-		s.mu.Unlock()
+		q.mu.Unlock()
 		if len(batch) > 1 {
 			for _, a := range batch {
 				if g, ok := a.p.cl.Net.Conn.(*sizeGuard); ok && !slices.Contains(held, g) {
@@ -592,6 +600,18 @@ func (s *Server) flush(q *queue) {
 		for range batch {
 			s.wg.Done() // after the release: Close waits for the PUBACKs to be written
 		}
+	}
+}
+
+// forget removes q from the server's queues if it is still empty and
+// no flush runs for it.
+func (s *Server) forget(q *queue) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.items) == 0 && !q.flushing && s.queues[q.device] == q {
+		delete(s.queues, q.device)
 	}
 }
 

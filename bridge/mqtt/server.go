@@ -459,10 +459,12 @@ func (s *Server) Close() error {
 		// notification may come for them now.
 		s.mu.Lock()
 		for _, q := range s.queues {
+			q.mu.Lock()
 			if !q.flushing {
 				q.flushing = true
 				go s.flush(q)
 			}
+			q.mu.Unlock()
 		}
 		s.mu.Unlock()
 		bridge.WaitTimeout(&s.wg, time.Second)
