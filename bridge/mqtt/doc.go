@@ -105,8 +105,9 @@
 // connection (v5: DISCONNECT 0x9B).
 //
 // Every committed record's receipt (ledger.Receipt, CBOR) is published to
-// lg/v1/<id>/receipts; every refusal to lg/v1/<id>/rejects as
-// {"tx_id": hex tx id, or "" if the payload was not read as a tx,
+// lg/v1/<id>/receipts (not retained: when no subscription, a kept
+// session's included, matches that topic, it is not even encoded);
+// every refusal to lg/v1/<id>/rejects as {"tx_id": hex tx id, or "" if the payload was not read as a tx,
 // "reason": ..., "error": ...}, and for a replay "last_seq": the
 // device's last seq this gateway committed or queued (a device signs
 // again above it). Receipts and rejects are best effort (a client that does

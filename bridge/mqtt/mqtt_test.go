@@ -883,3 +883,96 @@ func TestRekeyOnTheSession(t *testing.T) {
 	}
 	mustConnect(t, tcpAddr(srv), "dev", newKey, chainID, connectOpts{clientID: "dev/3"})
 }
+
+// TestPubacksInOrder: the PUBACKs of records sent in one write leave in
+// the order of the PUBLISHes, the refusal of one whose Propose fails at
+// once (a bad signature) behind the records before it that wait for
+// their commit; each committed record's receipt reaches a subscription
+// whose wildcard filter matches the receipts topic.
+func TestPubacksInOrder(t *testing.T) {
+	node := nodetest.Start(t, nodetest.Options{})
+	key := node.Enroll(t, "ord", ledger.ES256)
+	other := node.Enroll(t, "other", ledger.ES256)
+	srv := startServer(t, node, Config{}, nil)
+	raw := dialRaw(t, tcpAddr(srv))
+	if code := raw.connect(5, "ord", "ord", token(t, key, "ord", node.Genesis.ChainID)); code != 0 {
+		t.Fatalf("reason code 0x%02x", code)
+	}
+	// SUBSCRIBE id 1, no properties, lg/v1/ord/# at QoS 1.
+	raw.send(0x82, append(append([]byte{0, 1, 0}, str("lg/v1/ord/#")...), 1))
+	if first, body, err := raw.read(); err != nil || first != 0x90 || len(body) < 4 || body[len(body)-1] != 1 {
+		t.Fatalf("SUBACK %x %x %v", first, body, err)
+	}
+	sign := func(k crypto.Signer, seq uint64) []byte {
+		env, err := device.SignRecord(k, node.Genesis.ChainID, ledger.Record{DeviceID: "ord", Stream: "s", Seq: seq, Time: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return env
+	}
+	envs := [][]byte{sign(key, 1), sign(key, 2), sign(key, 3), sign(other, 4), sign(key, 4), sign(key, 5)}
+	const forged = 3 // its index: signed with another device's key
+	var burst []byte
+	for i, env := range envs {
+		body := append(append(str(dataTopic("ord", "s")), 0, byte(i+1), 0), env...) // packet id i+1, no properties
+		burst = append(append(append(burst, 0x32), vbi(len(body))...), body...)
+	}
+	if _, err := raw.c.Write(burst); err != nil {
+		t.Fatal(err)
+	}
+	next := 1
+	receipts := map[[32]byte]bool{}
+	for next <= len(envs) || len(receipts) < len(envs)-1 {
+		first, body, err := raw.read()
+		if err != nil {
+			t.Fatalf("after %d PUBACKs and %d receipts: %v", next-1, len(receipts), err)
+		}
+		switch first & 0xf0 {
+		case 0x40: // PUBACK
+			id := int(body[0])<<8 | int(body[1])
+			if id != next {
+				t.Fatalf("PUBACK of packet %d, want %d: out of order", id, next)
+			}
+			code := byte(0)
+			if len(body) > 2 {
+				code = body[2]
+			}
+			want := byte(0)
+			if id-1 == forged {
+				want = 0x87
+			}
+			if code != want {
+				t.Fatalf("PUBACK of packet %d: 0x%02x, want 0x%02x", id, code, want)
+			}
+			next++
+		case 0x30: // a receipt or a reject; a QoS 1 one carries a packet id
+			topic := string(body[2 : 2+(int(body[0])<<8|int(body[1]))])
+			rest := body[2+len(topic):]
+			if first&0x06 != 0 {
+				raw.send(0x40, []byte{rest[0], rest[1]})
+				rest = rest[2:]
+			}
+			n, i := 0, 0 // skip the properties
+			for mul := 1; ; mul *= 128 {
+				n += int(rest[i]&0x7f) * mul
+				i++
+				if rest[i-1]&0x80 == 0 {
+					break
+				}
+			}
+			payload := rest[i+n:]
+			if topic == "lg/v1/ord/receipts" {
+				rc, err := ledger.DecodeReceipt(payload)
+				if err != nil {
+					t.Fatal(err)
+				}
+				receipts[ledger.TxID(rc.Tx)] = true
+			}
+		}
+	}
+	for i, env := range envs {
+		if receipts[ledger.TxID(env)] != (i != forged) {
+			t.Errorf("record %d: receipt %v", i, receipts[ledger.TxID(env)])
+		}
+	}
+}

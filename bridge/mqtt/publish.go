@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -400,11 +401,19 @@ type inflight struct {
 	env    []byte  // the payload
 	msg    message // what checkPublish made of it
 	corr   []byte  // v5 correlation data, copied to a request's answer
+
+	// A record's queue, and its outcome: the Committer's Ticket, or its
+	// refusal of the Propose. settled (guarded by q.mu) says the outcome
+	// is known: Wait does not block.
+	q       *queue
+	t       bridge.Ticket
+	err     error
+	settled bool
 }
 
 // received handles a device's PUBLISH on the client's read goroutine:
-// it checks the message and queues it for submission, so that the client
-// may have many QoS 1 messages in flight, or hands a request to a
+// it checks the message and proposes a record (see propose), so that the
+// client may have many QoS 1 messages in flight, or hands a request to a
 // goroutine of its own. mochi's receive quota is taken for each QoS 1
 // message until its PUBACK, so mochi still disconnects a client that
 // exceeds Receive Maximum.
@@ -447,96 +456,201 @@ func (s *Server) received(cl *mochi.Client, pk packets.Packet) {
 			return
 		}
 	}
-	if err := s.enqueue(p); err != nil {
-		s.answer(p, nil, err)
-	}
+	s.propose(p)
 }
 
-// enqueue queues p, a record or a report, behind the device's other txs
-// and starts the device's submitter if it is not running.
+// propose queues p, a record or a report, behind the device's other txs
+// to be answered in order, and proposes it, on the client's read
+// goroutine.
 //
 // A device's txs are proposed in the order they arrived: the ledger
 // refuses a record or report whose seq is not above the last one
 // committed (they share the device's counter), so proposing them
-// concurrently would get most of them refused as replays.
-// Everything queued is proposed at once, so a device's records in flight
-// share blocks; different devices are handled concurrently.
-func (s *Server) enqueue(p *inflight) error {
+// concurrently would get most of them refused as replays. Proposing
+// (the signature check, then queueing for ordering) happens on the read
+// goroutine, and nothing waits for the commit: the Ticket notifies the
+// server (settled) when p's outcome is known, and only then does a
+// goroutine start, for the device, to answer what is settled at the
+// front of its queue (flush). So a record costs no goroutine hand-off
+// between its PUBLISH and its Propose, and one per device and block
+// between the commit and its PUBACK; a device's records in flight share
+// blocks and their PUBACKs one flush.
+func (s *Server) propose(p *inflight) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closing {
+		s.mu.Unlock()
 		p.release() // no answer: the connection closes and the device sends it again
-		return nil
+		return
 	}
 	if !s.d.Limiter.Acquire(len(p.env)) {
-		return &ledger.RefusedError{Reason: ledger.ReasonOverloaded, Detail: "too many records waiting at this gateway"}
+		s.mu.Unlock()
+		s.answer(p, nil, &ledger.RefusedError{Reason: ledger.ReasonOverloaded, Detail: "too many records waiting at this gateway"})
+		return
 	}
 	q := s.queues[p.ss.device]
 	if q == nil {
 		q = &queue{device: p.ss.device}
 		s.queues[q.device] = q
-		s.wg.Add(1)
-		go s.submitter(q)
 	}
+	q.mu.Lock()
 	q.items = append(q.items, p)
-	return nil
+	q.mu.Unlock()
+	p.q = q
+	s.wg.Add(1) // Done when p is answered (flush): Close waits for it
+	s.mu.Unlock()
+
+	// p.t and p.err are read by flush once settled says so: the chain's
+	// lock (Notify, then the commit) or q.mu orders them before.
+	t, err := s.d.Committer.Propose(s.ctx, p.msg.tx)
+	p.t, p.err = t, err
+	if err != nil {
+		s.settled(p)
+		return
+	}
+	if n, ok := t.(notifier); ok {
+		n.Notify(func() { s.settled(p) })
+		return
+	}
+	go func() { // a Committer without Notify: wait here
+		_, _ = t.Wait(s.ctx)
+		s.settled(p)
+	}()
 }
 
-// queue is a device's records waiting to be submitted.
+// notifier is a bridge.Ticket that calls back when its outcome is known
+// (chain.Ticket.Notify); f must not block.
+type notifier interface {
+	Notify(f func())
+}
+
+// queue is a device's records in the order they arrived, waiting for
+// their answers. It is in Server.queues while it holds records or a
+// flush runs; taking Server.mu, then mu, adds to it, and removes it.
+// Its own lock keeps the commit path (settled) off the server's.
 type queue struct {
-	device string
-	items  []*inflight // guarded by Server.mu
+	device   string
+	mu       sync.Mutex
+	items    []*inflight // guarded by mu
+	flushing bool        // a flush runs for the queue; guarded by mu
 }
 
-// submitter proposes q's records in order until q is empty: it takes all
-// that are queued, proposes each (check and queue for ordering, in this
-// order), then waits for their commits in the same order and answers each,
-// so PUBACKs leave in the order the PUBLISHes came [MQTT-4.6.0-2].
-// Records that arrive meanwhile are taken in the next round.
-func (s *Server) submitter(q *queue) {
-	defer s.wg.Done()
-	type proposed struct {
+// settled marks p's outcome as known, and starts the device's flush if
+// p is at the front of its queue. It runs on whatever goroutine learned
+// the outcome (the chain's, for a commit): it must not block.
+func (s *Server) settled(p *inflight) {
+	q := p.q
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	p.settled = true
+	if q.flushing || len(q.items) == 0 || !q.items[0].settled {
+		return
+	}
+	q.flushing = true
+	go s.flush(q)
+}
+
+// flush answers the settled records at the front of q, in order, so
+// that PUBACKs leave in the order the PUBLISHes came [MQTT-4.6.0-2],
+// until the front one is not settled; then it ends, and the next
+// settled record at the front starts another. The PUBACKs of the
+// records it takes at once leave in one write per connection (see
+// sizeGuard.hold). Once the server is cancelled (Close), the unsettled
+// ones are let go unanswered.
+func (s *Server) flush(q *queue) {
+	type answer struct {
 		p   *inflight
 		t   bridge.Ticket
 		err error
 	}
+	var batch []answer
+	var held []*sizeGuard
 	for {
-		s.mu.Lock()
-		batch := q.items
-		q.items = nil
+		batch, held = batch[:0], held[:0]
+		q.mu.Lock()
+		for len(q.items) > 0 && (q.items[0].settled || s.ctx.Err() != nil) {
+			p := q.items[0]
+			q.items[0] = nil
+			q.items = q.items[1:]
+			a := answer{p: p}
+			if p.settled {
+				a.t, a.err = p.t, p.err
+			} else {
+				a.err = s.ctx.Err()
+			}
+			batch = append(batch, a)
+		}
 		if len(batch) == 0 {
-			delete(s.queues, q.device)
-			s.mu.Unlock()
+			q.flushing = false
+			empty := len(q.items) == 0
+			q.mu.Unlock()
+			if empty {
+				s.forget(q)
+			}
 			return
 		}
-		s.mu.Unlock()
-
-		round := make([]proposed, len(batch))
-		for i, p := range batch {
-			t, err := s.d.Committer.Propose(s.ctx, p.msg.tx)
-			round[i] = proposed{p: p, t: t, err: err}
-		}
-		for _, r := range round {
-			var rc *ledger.Receipt
-			err := r.err
-			if err == nil {
-				rc, err = r.t.Wait(s.ctx)
-			}
-			s.d.Limiter.Release(len(r.p.env))
-			if err != nil && s.ctx.Err() != nil {
-				r.p.release() // as in enqueue
-				continue
-			}
-			var b []byte
-			if err == nil {
-				var eerr error
-				if b, eerr = rc.Encode(); eerr != nil {
-					s.log.Error("mqtt encode receipt", "device", r.p.ss.device, "error", eerr)
+		q.mu.Unlock()
+		if len(batch) > 1 {
+			for _, a := range batch {
+				if g, ok := a.p.cl.Net.Conn.(*sizeGuard); ok && !slices.Contains(held, g) {
+					g.hold()
+					held = append(held, g)
 				}
 			}
-			s.answer(r.p, b, err)
+		}
+		for _, a := range batch {
+			s.finish(a.p, a.t, a.err)
+		}
+		for _, g := range held {
+			g.release()
+		}
+		for range batch {
+			s.wg.Done() // after the release: Close waits for the PUBACKs to be written
 		}
 	}
+}
+
+// forget removes q from the server's queues if it is still empty and
+// no flush runs for it.
+func (s *Server) forget(q *queue) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.items) == 0 && !q.flushing && s.queues[q.device] == q {
+		delete(s.queues, q.device)
+	}
+}
+
+// finish answers a record of flush, proposed with ticket t or refused
+// with err: with its receipt, or why not.
+func (s *Server) finish(p *inflight, t bridge.Ticket, err error) {
+	var rc *ledger.Receipt
+	if err == nil {
+		rc, err = t.Wait(s.ctx) // settled: does not block
+	}
+	s.d.Limiter.Release(len(p.env))
+	if err != nil && s.ctx.Err() != nil {
+		p.release() // as in propose
+		return
+	}
+	var b []byte
+	if err == nil && s.hasSubscriber(p.broker, devicePrefix(p.ss.device)+receiptsLevel) {
+		var eerr error
+		if b, eerr = rc.Encode(); eerr != nil {
+			s.log.Error("mqtt encode receipt", "device", p.ss.device, "error", eerr)
+		}
+	}
+	s.answer(p, b, err)
+}
+
+// hasSubscriber reports whether a client (a kept session's included)
+// holds a subscription that topic matches: a receipt no one would
+// receive is neither encoded nor published. Receipts are best effort and
+// not retained, so a device that subscribes later misses the earlier
+// ones either way.
+func (s *Server) hasSubscriber(broker *mochi.Server, topic string) bool {
+	subs := broker.Topics.Subscribers(topic)
+	return len(subs.Subscriptions) > 0 || len(subs.Shared) > 0 || len(subs.InlineSubscriptions) > 0
 }
 
 // release gives back what received took. It runs before the PUBACK is

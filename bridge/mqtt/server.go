@@ -119,10 +119,10 @@ type Server struct {
 	broker    *mochi.Server
 	listeners []*listener
 	sessions  map[*mochi.Client]*session
-	queues    map[string]*queue          // by device id; a queue exists while its submitter runs
+	queues    map[string]*queue          // by device id; a queue exists while it holds records
 	requests  map[string]int             // by device id: requests being answered
 	devices   map[string]*deviceSessions // by device id: its sessions, for MaxDeviceSessions
-	wg        sync.WaitGroup             // submitters, requests, disconnects, manifests; Add only under mu while !closing
+	wg        sync.WaitGroup             // records not answered, requests, disconnects, manifests; Add only under mu while !closing
 
 	// manifestMu orders the publishes of manifests: each reads Answers
 	// (Config or Firmware) and publishes it under manifestMu, so the last
@@ -467,6 +467,18 @@ func (s *Server) Close() error {
 			s.log.Warn("submits still in flight at close; cancelling them")
 		}
 		s.stop()
+		// Let the records that still wait for their commit go: no
+		// notification may come for them now.
+		s.mu.Lock()
+		for _, q := range s.queues {
+			q.mu.Lock()
+			if !q.flushing {
+				q.flushing = true
+				go s.flush(q)
+			}
+			q.mu.Unlock()
+		}
+		s.mu.Unlock()
 		bridge.WaitTimeout(&s.wg, time.Second)
 		if broker != nil {
 			broker.Close()

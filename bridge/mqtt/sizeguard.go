@@ -31,6 +31,15 @@ type sizeGuard struct {
 	mu     sync.Mutex
 	client *mochi.Client // set once CONNACK went out; nil before
 	told   bool          // a packet over max was seen
+
+	// What is written to the client passes through Write, under wmu, in
+	// order. Between hold and release it is kept in wbuf and sent in one
+	// write at the release: the PUBACKs of a device's records committed
+	// in one block leave in one system call, not one each.
+	wmu  sync.Mutex
+	held int    // holds not released
+	wbuf []byte // written while held
+	werr error  // the failed write of held bytes: the connection is broken
 }
 
 // errTooLarge ends a connection whose client sent a packet over the limit.
@@ -59,6 +68,43 @@ func (g *sizeGuard) Read(p []byte) (int, error) {
 	// The CONNECT before it is still to be answered: mochi reads up to
 	// the packet, answers the CONNECT, and fails on the next Read.
 	return start, nil
+}
+
+// Write sends p to the client, or keeps it for the release if the
+// writes are held.
+func (g *sizeGuard) Write(p []byte) (int, error) {
+	g.wmu.Lock()
+	defer g.wmu.Unlock()
+	if g.werr != nil {
+		return 0, g.werr
+	}
+	if g.held > 0 {
+		g.wbuf = append(g.wbuf, p...)
+		return len(p), nil
+	}
+	return g.Conn.Write(p)
+}
+
+// hold keeps what is written to the client until release.
+func (g *sizeGuard) hold() {
+	g.wmu.Lock()
+	g.held++
+	g.wmu.Unlock()
+}
+
+// release sends what was written since hold, in one write, once no hold
+// is left. A failed write fails the writes after it: the connection is
+// broken, and mochi ends it when it next reads or writes.
+func (g *sizeGuard) release() {
+	g.wmu.Lock()
+	defer g.wmu.Unlock()
+	if g.held--; g.held > 0 || len(g.wbuf) == 0 {
+		return
+	}
+	if _, err := g.Conn.Write(g.wbuf); err != nil {
+		g.werr = err
+	}
+	g.wbuf = nil // an idle session keeps no buffer
 }
 
 // scan follows the framing over b: a first byte, a variable byte integer

@@ -68,6 +68,13 @@ type Chain struct {
 	waiters map[[32]byte]*waiter
 	closed  bool
 	halted  error // set when the disk filled: why, for operators (see Halted)
+	// notes are the Notify calls waiting, in the order they were made
+	// (about the order of their deadlines); expiry fires the first
+	// unfired one's at its deadline. Notes already fired are dropped
+	// from the front as new ones come, so notes holds about the txs in
+	// flight.
+	notes  []*note
+	expiry *time.Timer
 }
 
 // waiter is one or more Submits of the same tx.
@@ -76,6 +83,15 @@ type waiter struct {
 	since   time.Time // when the tx was first proposed
 	receipt *ledger.Receipt
 	err     error
+	notes   []*note // Notify calls to make when done is closed
+}
+
+// note is one Ticket.Notify call: f, called once, at the tx's outcome or
+// at deadline (the Propose's commit timeout), whichever comes first.
+type note struct {
+	f        func()
+	deadline time.Time
+	fired    bool // guarded by Chain.mu
 }
 
 // Deps are what a Chain is built from. Log and Index must be open and the
@@ -205,17 +221,20 @@ func (c *Chain) Run(ctx context.Context) error {
 // waiting Submit with storage_full.
 func (c *Chain) halt(cause error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.closed = true
 	c.halted = &ledger.RefusedError{Reason: ledger.ReasonStorageFull, Detail: fmt.Sprintf(
 		"storage full: %v. This gateway stopped committing; its API and dashboard still answer. "+
 			"Free space on the file system of its data directory, then restart it (committing does not resume on its own: a start checks the block log's tail)", cause)}
+	var fire []*note
 	for id, w := range c.waiters {
 		w.err = refusedStorageFull
 		close(w.done)
 		delete(c.waiters, id)
+		fire = takeNotes(w, fire)
 	}
 	c.m.pending.Set(0)
+	c.mu.Unlock()
+	notify(fire)
 }
 
 // Halted returns, once the disk filled and Run stopped for it, a
@@ -230,14 +249,20 @@ func (c *Chain) Halted() error {
 // close fails every waiting Submit.
 func (c *Chain) close() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.closed = true
+	var fire []*note
 	for id, w := range c.waiters {
 		w.err = ErrClosed
 		close(w.done)
 		delete(c.waiters, id)
+		fire = takeNotes(w, fire)
 	}
 	c.m.pending.Set(0)
+	if c.expiry != nil {
+		c.expiry.Stop()
+	}
+	c.mu.Unlock()
+	notify(fire)
 }
 
 // Submit checks env, has it ordered, and returns its receipt once its
@@ -294,6 +319,105 @@ func (t *Ticket) Wait(ctx context.Context) (*ledger.Receipt, error) {
 		return t.done, nil
 	}
 	return t.c.wait(ctx, t.w, t.start)
+}
+
+// Notify calls f once, when Wait would no longer block: the tx committed
+// or was refused, the chain stopped, or the commit timeout of the
+// Propose passed. f may run at once on the caller's goroutine, or later
+// on one of the chain's, where a slow f holds up commits: it must be
+// quick and must not block (hand the answer to a goroutine of its own).
+// A front end that answers many txs uses it instead of a goroutine
+// blocked in Wait for each.
+func (t *Ticket) Notify(f func()) {
+	if t.done != nil {
+		f()
+		return
+	}
+	c := t.c
+	c.mu.Lock()
+	select {
+	case <-t.w.done:
+		c.mu.Unlock()
+		f()
+		return
+	default:
+	}
+	n := &note{f: f, deadline: t.start.Add(c.commitTimeout)}
+	t.w.notes = append(t.w.notes, n)
+	// Drop the fired notes at the front: the queue stays about as long
+	// as the txs in flight.
+	i := 0
+	for i < len(c.notes) && c.notes[i].fired {
+		c.notes[i] = nil
+		i++
+	}
+	c.notes = append(c.notes[i:], n)
+	if len(c.notes) == 1 || i > 0 {
+		c.armExpiry()
+	}
+	c.mu.Unlock()
+}
+
+// armExpiry sets the expiry timer to the deadline of the first note;
+// c.mu is held.
+func (c *Chain) armExpiry() {
+	if len(c.notes) == 0 {
+		return
+	}
+	d := time.Until(c.notes[0].deadline)
+	if c.expiry == nil {
+		c.expiry = time.AfterFunc(d, c.expire)
+		return
+	}
+	c.expiry.Reset(d)
+}
+
+// expire fires the notes whose deadline passed, from the front of the
+// queue, and sets the timer for the next one. A note behind one with a
+// later deadline (its Propose waited longer for a core) fires late by
+// that difference, never early.
+func (c *Chain) expire() {
+	c.mu.Lock()
+	now := time.Now()
+	var fire []*note
+	i := 0
+	for ; i < len(c.notes); i++ {
+		n := c.notes[i]
+		if !n.fired {
+			if n.deadline.After(now) {
+				break
+			}
+			n.fired = true
+			fire = append(fire, n)
+		}
+		c.notes[i] = nil
+	}
+	c.notes = c.notes[i:]
+	if !c.closed {
+		c.armExpiry()
+	}
+	c.mu.Unlock()
+	notify(fire)
+}
+
+// takeNotes appends w's unfired notes to fire and marks them fired;
+// c.mu is held.
+func takeNotes(w *waiter, fire []*note) []*note {
+	for _, n := range w.notes {
+		if !n.fired {
+			n.fired = true
+			fire = append(fire, n)
+		}
+	}
+	w.notes = nil
+	return fire
+}
+
+// notify calls the notes' functions; c.mu is not held.
+func notify(fire []*note) {
+	for _, n := range fire {
+		n.f()
+	}
 }
 
 // Propose checks tx (decoded once, by the front end, with its id) and
@@ -373,23 +497,44 @@ func (c *Chain) waiter(id [32]byte) *waiter {
 	return c.waiters[id]
 }
 
-// wait waits for w's answer, ctx's end or the commit timeout.
+// wait waits for w's answer, ctx's end or the commit timeout. An answer
+// already there, or a timeout already passed (a Wait after Notify), is
+// returned without a timer.
 func (c *Chain) wait(ctx context.Context, w *waiter, start time.Time) (*ledger.Receipt, error) {
-	timer := time.NewTimer(c.commitTimeout - time.Since(start))
+	select {
+	case <-w.done:
+		return c.answered(w, start)
+	default:
+	}
+	left := c.commitTimeout - time.Since(start)
+	if left <= 0 {
+		return nil, c.unavailable()
+	}
+	timer := time.NewTimer(left)
 	defer timer.Stop()
 	select {
 	case <-w.done:
-		if w.err == nil {
-			c.m.latency.Observe(time.Since(start).Seconds())
-		}
-		return w.receipt, w.err
+		return c.answered(w, start)
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-timer.C:
-		c.m.rejects.WithLabelValues(string(ledger.ReasonUnavailable)).Inc()
-		return nil, &ledger.RefusedError{Reason: ledger.ReasonUnavailable,
-			Detail: fmt.Sprintf("chain: not committed within %s; the gateway cannot commit now (no quorum, a view change or catching up); the tx stays queued: send the same bytes again", c.commitTimeout)}
+		return nil, c.unavailable()
 	}
+}
+
+// answered is w's answer to a Wait of a Propose at start.
+func (c *Chain) answered(w *waiter, start time.Time) (*ledger.Receipt, error) {
+	if w.err == nil {
+		c.m.latency.Observe(time.Since(start).Seconds())
+	}
+	return w.receipt, w.err
+}
+
+// unavailable is the answer of a Wait past the commit timeout.
+func (c *Chain) unavailable() error {
+	c.m.rejects.WithLabelValues(string(ledger.ReasonUnavailable)).Inc()
+	return &ledger.RefusedError{Reason: ledger.ReasonUnavailable,
+		Detail: fmt.Sprintf("chain: not committed within %s; the gateway cannot commit now (no quorum, a view change or catching up); the tx stays queued: send the same bytes again", c.commitTimeout)}
 }
 
 // ErrStalled reports, through Stalled, that a tx has waited longer than
@@ -423,15 +568,18 @@ func (c *Chain) Stalled() error {
 // finish answers the Submits waiting for id.
 func (c *Chain) finish(id [32]byte, r *ledger.Receipt, err error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	w, ok := c.waiters[id]
 	if !ok {
+		c.mu.Unlock()
 		return
 	}
 	delete(c.waiters, id)
 	c.m.pending.Dec()
 	w.receipt, w.err = r, err
 	close(w.done)
+	fire := takeNotes(w, nil)
+	c.mu.Unlock()
+	notify(fire)
 }
 
 // persist answers the round's rejections, then appends its block to the

@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -444,5 +445,110 @@ func TestReplayOfCommittedGetsReceipt(t *testing.T) {
 		if _, err := h.chain.Submit(context.Background(), record(t, key, h.g.ChainID, "dev", seq, nil)); err != nil {
 			t.Fatalf("seq %d: %v", seq, err)
 		}
+	}
+}
+
+// TestNotify: Ticket.Notify calls back once, when Wait would no longer
+// block: at the commit timeout without a quorum (Wait then answers
+// unavailable at once), at the commit (the receipt), at once for a tx
+// already committed, and when the chain stops.
+func TestNotify(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	gate := &gatedOrderer{open: make(chan struct{})}
+	h := newHarnessWith(t, func(st *state.State, node crypto.Signer) Orderer {
+		gate.Solo = NewSolo(BatchConfig{MaxTxs: 10, MaxBytes: 1 << 20, MaxDelay: time.Millisecond, MaxPending: 100}, st, node, "node-1")
+		return gate
+	}, timeout)
+	c := h.chain
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	h.enroll(t, "dev", key)
+	gate.held.Store(true)
+
+	var calls atomic.Int32
+	// notified registers a Notify on tk and returns a channel closed by
+	// its call.
+	notified := func(tk *Ticket) chan struct{} {
+		ch := make(chan struct{})
+		tk.Notify(func() {
+			calls.Add(1)
+			close(ch) // a second call would panic
+		})
+		return ch
+	}
+	await := func(what string, ch chan struct{}) {
+		t.Helper()
+		select {
+		case <-ch:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: no notification", what)
+		}
+	}
+	done, cancel := context.WithCancel(context.Background())
+	cancel() // a Wait after the notification must not need to wait
+
+	envs := [][]byte{record(t, key, h.g.ChainID, "dev", 1, nil), record(t, key, h.g.ChainID, "dev", 2, nil)}
+	var chans []chan struct{}
+	var first []*Ticket
+	for _, env := range envs {
+		tk, err := c.Propose(context.Background(), decode(t, env))
+		if err != nil {
+			t.Fatal(err)
+		}
+		first = append(first, tk)
+		chans = append(chans, notified(tk))
+	}
+	for i, ch := range chans {
+		await(fmt.Sprintf("seq %d without a quorum", i+1), ch)
+		if _, err := first[i].Wait(done); ledger.ReasonOf(err) != ledger.ReasonUnavailable {
+			t.Fatalf("seq %d: Wait after the timeout's notification: %v, want refused unavailable", i+1, err)
+		}
+	}
+
+	// The same bytes again, then the quorum comes back: notified at the
+	// commit, and Wait has the receipt.
+	var tickets []*Ticket
+	chans = chans[:0]
+	for _, env := range envs {
+		tk, err := c.Propose(context.Background(), decode(t, env))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tickets = append(tickets, tk)
+		chans = append(chans, notified(tk))
+	}
+	close(gate.open)
+	for i, ch := range chans {
+		await(fmt.Sprintf("seq %d committed", i+1), ch)
+		if _, err := tickets[i].Wait(done); err != nil {
+			t.Fatalf("seq %d: Wait after the notification: %v", i+1, err)
+		}
+	}
+
+	// A tx committed already: notified before Notify returns.
+	tk, err := c.Propose(context.Background(), decode(t, envs[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-notified(tk):
+	default:
+		t.Fatal("a committed tx: not notified at once")
+	}
+
+	// The chain stops with a tx waiting: notified, and Wait says closed.
+	gate.held.Store(true)
+	gate.open = make(chan struct{})
+	tk, err = c.Propose(context.Background(), decode(t, record(t, key, h.g.ChainID, "dev", 3, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := notified(tk)
+	h.close()
+	await("the chain stopped", last)
+	if _, err := tk.Wait(done); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Wait after the chain stopped: %v, want ErrClosed", err)
+	}
+	if n := calls.Load(); n != 6 {
+		t.Errorf("%d notifications, want 6 (one per Notify)", n)
 	}
 }

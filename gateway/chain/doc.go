@@ -7,7 +7,9 @@
 //  1. the block is appended to the block log and fsynced;
 //  2. the state applies it;
 //  3. the SQLite index applies it;
-//  4. each waiting Submit gets the tx's receipt;
+//  4. each waiting Submit gets the tx's receipt, and each Ticket.Notify
+//     of the tx calls back (a front end answers many txs this way, with
+//     no goroutine blocked in Wait for each);
 //  5. the commit listeners (OnCommit) hear of it, in the order they
 //     registered.
 //

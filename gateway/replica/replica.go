@@ -202,23 +202,22 @@ func (r *Replica) Run(ctx context.Context, commit func(*chain.Round) error) erro
 	defer ticker.Stop()
 	syncEvery := max(int(time.Second/r.cfg.Tick), 1)
 	ticks := 0
+	// proposals is r.proposals, or nil while a partial batch collects in
+	// the core: the tick that may cut it takes the proposals that came
+	// meanwhile first, so they still join it, and they do not wake this
+	// goroutine one by one (at 1,000 txs/s and 10 ms batches, one wake
+	// in ten).
+	proposals := r.proposals
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case c := <-r.proposals:
+		case c := <-proposals:
 			if err := d.propose(c); err != nil {
 				return err
 			}
-			for more := true; more; {
-				select {
-				case c := <-r.proposals:
-					if err := d.propose(c); err != nil {
-						return err
-					}
-				default:
-					more = false
-				}
+			if err := d.proposeQueued(); err != nil {
+				return err
 			}
 		case m := <-r.inbox:
 			if err := core.Step(m); err != nil {
@@ -238,6 +237,9 @@ func (r *Replica) Run(ctx context.Context, commit func(*chain.Round) error) erro
 				return err
 			}
 		case <-ticker.C:
+			if err := d.proposeQueued(); err != nil {
+				return err
+			}
 			if err := core.Tick(); err != nil {
 				return err
 			}
@@ -270,6 +272,24 @@ func (r *Replica) Run(ctx context.Context, commit func(*chain.Round) error) erro
 		}
 		r.status.Store(&Status{View: st.View, Primary: st.Primary, Changing: st.Changing, Stable: st.Stable,
 			Executed: st.Executed, Queued: st.Queued, Waiting: st.Waiting, ChangingSince: since})
+		proposals = r.proposals
+		if st.Queued > 0 && st.Queued < r.cfg.Batch.MaxTxs && st.Primary == r.cfg.Self && !st.Changing {
+			proposals = nil
+		}
+	}
+}
+
+// proposeQueued hands the core every proposal queued.
+func (d *driver) proposeQueued() error {
+	for {
+		select {
+		case c := <-d.r.proposals:
+			if err := d.propose(c); err != nil {
+				return err
+			}
+		default:
+			return nil
+		}
 	}
 }
 

@@ -332,3 +332,90 @@ func TestStore(t *testing.T) {
 		t.Fatalf("certificates %d, want only seq 5", len(certs))
 	}
 }
+
+// TestProposalsJoinTheCollectingBatch: a single node's proposals that
+// come while a partial batch collects (Run takes them at the tick, not
+// one by one) join that batch, and once it is cut the next proposal
+// starts another.
+func TestProposalsJoinTheCollectingBatch(t *testing.T) {
+	admin, node := newKey(t), newKey(t)
+	g := &ledger.Genesis{ChainID: "test", Params: ledger.Params{MaxTxBytes: ledger.DefaultMaxTxBytes},
+		Admins: []ledger.Admin{{ID: "admin", PublicKey: der(t, admin)}},
+		Nodes:  []ledger.Node{{ID: "node-a", PublicKey: der(t, node), Addrs: []string{"127.0.0.1:1"}}}}
+	st, err := state.New(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blog, err := ledger.OpenLog(filepath.Join(t.TempDir(), "blocks"), ledger.LogOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { blog.Close() })
+	batch := chain.DefaultBatch
+	batch.MaxDelay = 100 * time.Millisecond
+	r, err := New(Config{Self: "node-a", Genesis: g, State: st, Log: blog, Signer: node, Batch: batch,
+		Tick: 2 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rounds := make(chan *chain.Round, 16)
+	go func() {
+		_ = r.Run(t.Context(), func(rd *chain.Round) error {
+			if rd.Block != nil {
+				txs := make([]*ledger.Tx, len(rd.Txs))
+				for i, c := range rd.Txs {
+					txs[i] = c.Tx
+				}
+				if err := st.Apply(rd.Block.Header.Height, rd.Block.Header.Hash(), txs); err != nil {
+					return err
+				}
+			}
+			rounds <- rd
+			return nil
+		})
+	}()
+	propose := func(id string) {
+		t.Helper()
+		env, err := ledger.SignTx(admin, "admin", &ledger.Body{Kind: ledger.KindEnroll, ChainID: "test",
+			Enroll: &ledger.Enroll{DeviceID: id, PublicKey: der(t, newKey(t))}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := st.Check(env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Propose(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := func() *chain.Round {
+		t.Helper()
+		select {
+		case rd := <-rounds:
+			return rd
+		case <-time.After(10 * time.Second):
+			t.Fatal("no block")
+			return nil
+		}
+	}
+	const n = 20
+	propose("dev-0")
+	poll := time.NewTicker(time.Millisecond)
+	defer poll.Stop()
+	for deadline := time.Now().Add(10 * time.Second); r.Status().Queued == 0; <-poll.C {
+		if time.Now().After(deadline) {
+			t.Fatal("the first proposal never reached the core")
+		}
+	}
+	for i := 1; i < n; i++ {
+		propose(fmt.Sprintf("dev-%d", i))
+	}
+	if rd := next(); rd.Block == nil || len(rd.Txs) != n {
+		t.Fatalf("first block: %d txs, %d refused; want the %d proposed", len(rd.Txs), len(rd.Rejected), n)
+	}
+	propose("late")
+	if rd := next(); rd.Block == nil || len(rd.Txs) != 1 || rd.Block.Header.Height != 2 {
+		t.Fatalf("next block: %+v", rd)
+	}
+}
