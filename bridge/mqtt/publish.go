@@ -409,6 +409,7 @@ type inflight struct {
 	t       bridge.Ticket
 	err     error
 	settled bool
+	refused bool // refused before a Propose (refuse): holds no Limiter share
 }
 
 // received handles a device's PUBLISH on the client's read goroutine:
@@ -435,7 +436,7 @@ func (s *Server) received(cl *mochi.Client, pk packets.Packet) {
 	msg, err := checkPublish(ss.device, pk.TopicName, pk.Properties.ResponseTopic, pk.Payload, s.d.Directory.MaxTxBytes())
 	p.msg = msg
 	if err != nil {
-		s.answer(p, nil, err)
+		s.refuse(p, err)
 		return
 	}
 	if msg.kind.request() {
@@ -452,7 +453,7 @@ func (s *Server) received(cl *mochi.Client, pk packets.Packet) {
 	if !p.qos1 {
 		p.slot = ss.takeQoS0(int(s.cfg.ReceiveMaximum))
 		if !p.slot {
-			s.answer(p, nil, &ledger.RefusedError{Reason: ledger.ReasonOverloaded, Detail: "too many QoS 0 records in flight from this client"})
+			s.refuse(p, &ledger.RefusedError{Reason: ledger.ReasonOverloaded, Detail: "too many QoS 0 records in flight from this client"})
 			return
 		}
 	}
@@ -484,7 +485,7 @@ func (s *Server) propose(p *inflight) {
 	}
 	if !s.d.Limiter.Acquire(len(p.env)) {
 		s.mu.Unlock()
-		s.answer(p, nil, &ledger.RefusedError{Reason: ledger.ReasonOverloaded, Detail: "too many records waiting at this gateway"})
+		s.refuse(p, &ledger.RefusedError{Reason: ledger.ReasonOverloaded, Detail: "too many records waiting at this gateway"})
 		return
 	}
 	q := s.queues[p.ss.device]
@@ -515,6 +516,28 @@ func (s *Server) propose(p *inflight) {
 		_, _ = t.Wait(s.ctx)
 		s.settled(p)
 	}()
+}
+
+// refuse answers p, refused before it was proposed: behind the device's
+// records still waiting for their answers, if there are any, so that
+// PUBACKs keep the order of the PUBLISHes [MQTT-4.6.0-2]; else at once.
+func (s *Server) refuse(p *inflight, err error) {
+	s.mu.Lock()
+	if q := s.queues[p.ss.device]; q != nil && !s.closing {
+		q.mu.Lock()
+		if len(q.items) > 0 {
+			p.q, p.err, p.refused = q, err, true
+			q.items = append(q.items, p)
+			s.wg.Add(1) // as in propose
+			q.mu.Unlock()
+			s.mu.Unlock()
+			s.settled(p)
+			return
+		}
+		q.mu.Unlock()
+	}
+	s.mu.Unlock()
+	s.answer(p, nil, err)
 }
 
 // notifier is a bridge.Ticket that calls back when its outcome is known
@@ -628,7 +651,9 @@ func (s *Server) finish(p *inflight, t bridge.Ticket, err error) {
 	if err == nil {
 		rc, err = t.Wait(s.ctx) // settled: does not block
 	}
-	s.d.Limiter.Release(len(p.env))
+	if !p.refused {
+		s.d.Limiter.Release(len(p.env))
+	}
 	if err != nil && s.ctx.Err() != nil {
 		p.release() // as in propose
 		return
