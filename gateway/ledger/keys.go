@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 
+	voi "github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
 	"github.com/veraison/go-cose"
 )
 
@@ -52,6 +53,8 @@ type PublicKey struct {
 	Alg Alg
 	Key crypto.PublicKey // *ecdsa.PublicKey (P-256) or ed25519.PublicKey
 	DER []byte           // SubjectPublicKeyInfo, as stored on the ledger
+
+	ed *voi.ExpandedPublicKey // Key expanded for verifying, if Ed25519 (see verify.go)
 }
 
 // ParsePublicKey parses a DER SubjectPublicKeyInfo holding a P-256 or
@@ -68,7 +71,7 @@ func ParsePublicKey(der []byte) (*PublicKey, error) {
 		}
 		return &PublicKey{Alg: ES256, Key: k, DER: der}, nil
 	case ed25519.PublicKey:
-		return &PublicKey{Alg: EdDSA, Key: k, DER: der}, nil
+		return &PublicKey{Alg: EdDSA, Key: k, DER: der, ed: expandEd25519(k)}, nil
 	}
 	return nil, fmt.Errorf("%w: key type %T", ErrUnknownAlg, k)
 }
