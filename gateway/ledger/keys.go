@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	voi "github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
 	"github.com/veraison/go-cose"
@@ -54,7 +55,9 @@ type PublicKey struct {
 	Key crypto.PublicKey // *ecdsa.PublicKey (P-256) or ed25519.PublicKey
 	DER []byte           // SubjectPublicKeyInfo, as stored on the ledger
 
-	ed *voi.ExpandedPublicKey // Key expanded for verifying, if Ed25519 (see verify.go)
+	// ed is Key expanded for verifying, if Ed25519, made on the first
+	// verify (see verify.go): 1.5 KB, kept only for keys that sign.
+	ed atomic.Pointer[voi.ExpandedPublicKey]
 }
 
 // ParsePublicKey parses a DER SubjectPublicKeyInfo holding a P-256 or
@@ -71,7 +74,7 @@ func ParsePublicKey(der []byte) (*PublicKey, error) {
 		}
 		return &PublicKey{Alg: ES256, Key: k, DER: der}, nil
 	case ed25519.PublicKey:
-		return &PublicKey{Alg: EdDSA, Key: k, DER: der, ed: expandEd25519(k)}, nil
+		return &PublicKey{Alg: EdDSA, Key: k, DER: der}, nil
 	}
 	return nil, fmt.Errorf("%w: key type %T", ErrUnknownAlg, k)
 }

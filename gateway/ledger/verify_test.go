@@ -90,13 +90,12 @@ func TestEd25519AsStdlib(t *testing.T) {
 			continue // crypto/ed25519 panics; ParsePublicKey never makes such a key
 		}
 		want := ed25519.Verify(c.pub, c.msg, c.sig)
-		expanded := &PublicKey{Alg: EdDSA, Key: ed25519.PublicKey(c.pub), ed: expandEd25519(c.pub)}
-		plain := &PublicKey{Alg: EdDSA, Key: ed25519.PublicKey(c.pub)}
-		if got := verifySig(expanded, c.msg, c.sig); got != want {
+		pk := &PublicKey{Alg: EdDSA, Key: ed25519.PublicKey(c.pub)}
+		if got := verifySig(pk, c.msg, c.sig); got != want {
 			t.Errorf("case %d (%s) pub %x sig %x: verified %v, crypto/ed25519 says %v", i, c.name, c.pub, c.sig, got, want)
 		}
-		if got := verifySig(plain, c.msg, c.sig); got != want {
-			t.Errorf("case %d (%s) without expanded key: verified %v, crypto/ed25519 says %v", i, c.name, got, want)
+		if got := voi.VerifyWithOptions(voi.PublicKey(c.pub), c.msg, c.sig, ed25519Opts); got != want {
+			t.Errorf("case %d (%s) without an expanded key: verified %v, crypto/ed25519 says %v", i, c.name, got, want)
 		}
 		if want {
 			accepted++
@@ -126,7 +125,7 @@ func FuzzVerifyAsStdlib(f *testing.F) {
 			return
 		}
 		want := ed25519.Verify(pub, msg, sig)
-		if got := verifySig(&PublicKey{Alg: EdDSA, Key: ed25519.PublicKey(pub), ed: expandEd25519(pub)}, msg, sig); got != want {
+		if got := verifySig(&PublicKey{Alg: EdDSA, Key: ed25519.PublicKey(pub)}, msg, sig); got != want {
 			t.Fatalf("pub %x msg %x sig %x: verified %v, crypto/ed25519 says %v", pub, msg, sig, got, want)
 		}
 	})
