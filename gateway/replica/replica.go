@@ -170,7 +170,7 @@ func (r *Replica) Message(from string, data []byte) {
 	switch {
 	case m.Type == pbft.TypeRequest:
 		ch = r.requests
-	case m.Type == pbft.TypePrePrepare && m.From == from && len(m.Payload) > 0:
+	case m.Type == pbft.TypePrePrepare && m.From == from && r.primaryOf(m.View) == from && len(m.Payload) > 0:
 		select {
 		case r.prechecks <- m:
 			return
@@ -181,6 +181,12 @@ func (r *Replica) Message(from string, data []byte) {
 	case ch <- m:
 	default:
 	}
+}
+
+// primaryOf is the id of the primary of view v (PBFT: nodes[v mod n]).
+func (r *Replica) primaryOf(v uint64) string {
+	nodes := r.cfg.Genesis.Nodes
+	return nodes[v%uint64(len(nodes))].ID
 }
 
 // maxServe bounds the blocks one fetch returns.

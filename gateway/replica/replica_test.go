@@ -395,7 +395,8 @@ func TestPrecheck(t *testing.T) {
 	}
 
 	// A pre-prepare goes to the prechecker; one whose sender is not its
-	// author, and other messages, go straight to the Run goroutine.
+	// author or not the view's primary goes straight to the Run goroutine
+	// (whose core drops it).
 	f.r.Message("node-a", good.Encode())
 	if len(f.r.prechecks) != 1 || len(f.r.inbox) != 0 {
 		t.Fatalf("pre-prepare from its author: %d queued for the precheck, %d in the inbox; want 1, 0", len(f.r.prechecks), len(f.r.inbox))
@@ -403,6 +404,12 @@ func TestPrecheck(t *testing.T) {
 	f.r.Message("node-b", good.Encode())
 	if len(f.r.prechecks) != 1 || len(f.r.inbox) != 1 {
 		t.Fatalf("pre-prepare relayed by another: %d queued for the precheck, %d in the inbox; want 1, 1", len(f.r.prechecks), len(f.r.inbox))
+	}
+	other := *good
+	other.View = 1 // node-b's view
+	f.r.Message("node-a", other.Encode())
+	if len(f.r.prechecks) != 1 || len(f.r.inbox) != 2 {
+		t.Fatalf("pre-prepare by a node not the view's primary: %d queued for the precheck, %d in the inbox; want 1, 2", len(f.r.prechecks), len(f.r.inbox))
 	}
 }
 
