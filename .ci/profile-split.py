@@ -21,7 +21,7 @@ PARTS = [
     ("benchmark setup (signing records, enrolling, tokens)",
      r"(/bridge/sim\.Presign|/bridge/sim\.dialSession|nodetest\.\(\*Node\)\.Enroll|chain\.\(\*harness\)|chain\.record$|device\.SignRecord)"),
     ("node signing (commit votes)", r"(replica\.\(\*nodeCrypto\)\.Sign|ecdsa\.Sign|ecdsa\.signFIPS|ed25519\.Sign)"),
-    ("verify (ES256/EdDSA)", r"(^p256|nistec|ecdsa\.Verify|ecdsa\.verify|ed25519\.Verify|ledger\.\(\*Tx\)\.Verify|ledger\.Verify|VerifyASN1)"),
+    ("verify (ES256/EdDSA)", r"(^p256|nistec|ecdsa\.Verify|ecdsa\.verify|ed25519\.Verify|ledger\.\(\*Tx\)\.Verify|ledger\.Verify|ledger\.verifySig|VerifyASN1|curve25519-voi)"),
     ("SQLite index", r"(^modernc\.org/|^database/sql|/gateway/index\.)"),
     ("decode (CBOR/COSE)", r"(ledger\.Decode|ledger\.decode|fxamacker/cbor.*(Unmarshal|decode|Decode|valid))"),
     ("encode (CBOR: receipts, blocks)", r"(fxamacker/cbor.*(Marshal|encode)|\.Encode$|ledger\.Encode|ledger\.encode)"),

@@ -10,7 +10,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
+	voi "github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
 	"github.com/veraison/go-cose"
 )
 
@@ -52,6 +54,10 @@ type PublicKey struct {
 	Alg Alg
 	Key crypto.PublicKey // *ecdsa.PublicKey (P-256) or ed25519.PublicKey
 	DER []byte           // SubjectPublicKeyInfo, as stored on the ledger
+
+	// ed is Key expanded for verifying, if Ed25519, made on the first
+	// verify (see verify.go): 1.5 KB, kept only for keys that sign.
+	ed atomic.Pointer[voi.ExpandedPublicKey]
 }
 
 // ParsePublicKey parses a DER SubjectPublicKeyInfo holding a P-256 or

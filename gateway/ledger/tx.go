@@ -457,10 +457,11 @@ type sign1 struct {
 
 // envelope is a decoded COSE_Sign1 in ledgergate's strict layout.
 type envelope struct {
-	alg     Alg
-	kid     string
-	payload []byte
-	msg     cose.Sign1Message
+	alg       Alg
+	kid       string
+	protected []byte // the protected header as it is in the envelope: a bstr, in deterministic encoding
+	payload   []byte
+	sig       []byte
 }
 
 // openEnvelope decodes a tagged COSE_Sign1 in the layout signEnvelope
@@ -497,32 +498,16 @@ func openEnvelope(b []byte) (*envelope, error) {
 	if !ValidID(string(ph.Kid)) {
 		return nil, fmt.Errorf("%w: invalid kid %q", ErrMalformed, ph.Kid)
 	}
-	return &envelope{alg: alg, kid: string(ph.Kid), payload: raw.Payload, msg: cose.Sign1Message{
-		Headers: cose.Headers{
-			Protected:      cose.ProtectedHeader{cose.HeaderLabelAlgorithm: cose.Algorithm(ph.Alg)},
-			RawProtected:   raw.Protected,
-			RawUnprotected: raw.Unprotected,
-		},
-		Payload:   raw.Payload,
-		Signature: raw.Signature,
-	}}, nil
+	return &envelope{alg: alg, kid: string(ph.Kid), protected: raw.Protected, payload: raw.Payload, sig: raw.Signature}, nil
 }
 
-// verify checks the envelope's signature with pub.
+// verify checks the envelope's signature with pub (see verify.go).
 func (e *envelope) verify(pub *PublicKey) error {
 	if pub.Alg != e.alg {
 		return fmt.Errorf("%w: signed with %s, key is %s", ErrBadSignature, e.alg, pub.Alg)
 	}
-	calg, err := e.alg.coseAlg()
-	if err != nil {
-		return err
-	}
-	v, err := cose.NewVerifier(calg, pub.Key)
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrBadSignature, err)
-	}
-	if err := e.msg.Verify(nil, v); err != nil {
-		return fmt.Errorf("%w: %v", ErrBadSignature, err)
+	if !verifySig(pub, e.toBeSigned(), e.sig) {
+		return fmt.Errorf("%w: %v", ErrBadSignature, cose.ErrVerification)
 	}
 	return nil
 }

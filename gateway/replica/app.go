@@ -21,8 +21,11 @@ type app struct {
 	st      *state.State
 	self    string
 	now     func() time.Time
-	checked map[[32]byte]*state.Checked // txs whose signature this replica verified
-	spec    map[pbft.Digest]*proposal   // proposals built or validated, not yet committed
+	checked map[[32]byte]*state.Checked // txs this replica proposes or was forwarded, checked
+	// verified are txs whose signature this replica verified, also as
+	// pre-prepares came (precheck.go); shared with other goroutines.
+	verified *verifiedCache
+	spec     map[pbft.Digest]*proposal // proposals built or validated, not yet committed
 }
 
 // proposal is an uncommitted block and the registry as it leaves it.
@@ -133,7 +136,11 @@ func (a *app) Validate(seq, view uint64, parent pbft.Digest, payload []byte) (pb
 	ids := make([][32]byte, len(b.Txs))
 	var verify []*state.Checked
 	for i, env := range b.Txs {
-		known := a.checked[ledger.TxID(env)]
+		id := ledger.TxID(env)
+		known := a.checked[id]
+		if known == nil {
+			known = a.verified.get(id)
+		}
 		var tx *ledger.Tx
 		if known != nil {
 			tx = known.Tx // decoded when this gateway checked it

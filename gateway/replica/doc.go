@@ -12,12 +12,16 @@
 //
 // Proposals are ledger blocks without their certificate; a proposal's
 // digest is the block hash, so the 2f+1 commit signatures the core
-// collects are the block's commit certificate. A backup validates a
-// proposal against the registry as the uncommitted blocks before it leave
-// it (state.Batch on a parent batch), verifying every tx signature it has
-// not verified before (a tx its own chain or checkers verified is not
-// verified again), on every core. The primary does not validate again a
-// block it built itself.
+// collects are the block's commit certificate. A backup first sees the
+// requests other gateways forwarded in the primary's PRE-PREPARE: it
+// verifies their signatures as that message arrives, against the
+// committed state, on every core and off the Run goroutine, before it
+// hands the message on (precheck.go). It then validates the proposal
+// against the registry as the uncommitted blocks before it leave it
+// (state.Batch on a parent batch), verifying every tx signature it has
+// not verified before (a tx its own chain, its checkers or the precheck
+// verified is not verified again), on every core. The primary does not
+// validate again a block it built itself.
 //
 // A replica that falls behind (it was down or cut off) fetches blocks
 // from a peer and checks each one's certificate and its link to the block

@@ -70,7 +70,9 @@ type Replica struct {
 	inbox     chan *pbft.Message  // votes and view changes
 	requests  chan *pbft.Message  // forwarded requests: a flood of these must not crowd out votes
 	checks    chan forwardedCheck // to the checkers (see maxChecks)
-	verified  chan verdict
+	verdicts  chan verdict
+	prechecks chan *pbft.Message // pre-prepares whose txs wait for their check (see precheck.go)
+	verified  *verifiedCache     // txs whose signature this replica verified
 	fetched   chan fetchResult
 	status    atomic.Pointer[Status]
 
@@ -121,14 +123,20 @@ func New(cfg Config) (*Replica, error) {
 	if cfg.ViewChangeTimeout <= 0 {
 		cfg.ViewChangeTimeout = time.Second
 	}
+	// A generation of the verified cache holds what the pre-prepares in
+	// flight (4, of up to MaxTxs each) bring twice over.
+	verified := newVerifiedCache(max(8192, 8*cfg.Batch.MaxTxs))
 	r := &Replica{
 		cfg: cfg, logger: cfg.Logger,
-		app:       &app{g: cfg.Genesis, st: cfg.State, self: cfg.Self, now: clock.Now, checked: map[[32]byte]*state.Checked{}, spec: map[pbft.Digest]*proposal{}},
+		app: &app{g: cfg.Genesis, st: cfg.State, self: cfg.Self, now: clock.Now, checked: map[[32]byte]*state.Checked{},
+			verified: verified, spec: map[pbft.Digest]*proposal{}},
 		proposals: make(chan *state.Checked, max(cfg.Batch.MaxPending, 1)),
 		inbox:     make(chan *pbft.Message, 8192),
 		requests:  make(chan *pbft.Message, 8192),
 		checks:    make(chan forwardedCheck, maxChecks),
-		verified:  make(chan verdict, 1024),
+		verdicts:  make(chan verdict, 1024),
+		prechecks: make(chan *pbft.Message, maxPrechecks),
+		verified:  verified,
 		fetched:   make(chan fetchResult, 1),
 		ahead:     map[string]int{},
 	}
@@ -159,13 +167,26 @@ func (r *Replica) Message(from string, data []byte) {
 		return
 	}
 	ch := r.inbox
-	if m.Type == pbft.TypeRequest {
+	switch {
+	case m.Type == pbft.TypeRequest:
 		ch = r.requests
+	case m.Type == pbft.TypePrePrepare && m.From == from && r.primaryOf(m.View) == from && len(m.Payload) > 0:
+		select {
+		case r.prechecks <- m:
+			return
+		default: // the prechecker is behind: Validate checks the txs
+		}
 	}
 	select {
 	case ch <- m:
 	default:
 	}
+}
+
+// primaryOf is the id of the primary of view v (PBFT: nodes[v mod n]).
+func (r *Replica) primaryOf(v uint64) string {
+	nodes := r.cfg.Genesis.Nodes
+	return nodes[v%uint64(len(nodes))].ID
 }
 
 // maxServe bounds the blocks one fetch returns.
@@ -187,6 +208,8 @@ func (r *Replica) Blocks(from uint64, max int) ([][]byte, error) {
 
 // Run drives the core until ctx ends (chain.Orderer).
 func (r *Replica) Run(ctx context.Context, commit func(*chain.Round) error) error {
+	ctx, stop := context.WithCancel(ctx) // the checkers stop with Run
+	defer stop()
 	core, err := r.start()
 	if err != nil {
 		return err
@@ -198,6 +221,7 @@ func (r *Replica) Run(ctx context.Context, commit func(*chain.Round) error) erro
 	for range runtime.GOMAXPROCS(0) {
 		go d.checker()
 	}
+	go r.prechecker(ctx)
 	ticker := time.NewTicker(r.cfg.Tick)
 	defer ticker.Stop()
 	syncEvery := max(int(time.Second/r.cfg.Tick), 1)
@@ -227,7 +251,7 @@ func (r *Replica) Run(ctx context.Context, commit func(*chain.Round) error) erro
 			if err := core.Step(m); err != nil {
 				return err
 			}
-		case v := <-r.verified:
+		case v := <-r.verdicts:
 			if err := d.verdict(v); err != nil {
 				return err
 			}
@@ -366,6 +390,7 @@ type driver struct {
 
 func (d *driver) propose(c *state.Checked) error {
 	d.r.app.checked[c.Tx.ID] = c
+	d.r.verified.put(c)
 	err := d.core.Propose(pbft.Request{ID: c.Tx.ID, Data: c.Tx.Envelope})
 	if errors.Is(err, pbft.ErrOverloaded) {
 		delete(d.r.app.checked, c.Tx.ID)
@@ -403,6 +428,7 @@ func (d *driver) forwarded(v verdict) error {
 	if _, ok := d.r.app.checked[v.c.Tx.ID]; !ok {
 		d.r.app.checked[v.c.Tx.ID] = v.c
 	}
+	d.r.verified.put(v.c)
 	return d.core.ProposeFor(v.from, v.req)
 }
 
@@ -514,7 +540,7 @@ func (d *driver) checker() {
 		case fc := <-d.r.checks:
 			c, err := st.Check(fc.fw.Data)
 			select {
-			case d.r.verified <- verdict{n: fc.n, from: fc.fw.From, req: fc.fw.Request, c: c, err: err}:
+			case d.r.verdicts <- verdict{n: fc.n, from: fc.fw.From, req: fc.fw.Request, c: c, err: err}:
 			case <-d.ctx.Done():
 				return
 			}

@@ -419,3 +419,104 @@ func TestProposalsJoinTheCollectingBatch(t *testing.T) {
 		t.Fatalf("next block: %+v", rd)
 	}
 }
+
+// TestPrecheck: the txs of a pre-prepare are verified as it arrives, and
+// Validate takes those checks instead of verifying again; a tx that does
+// not verify is not kept, and Validate refuses its block.
+func TestPrecheck(t *testing.T) {
+	f := newFixture(t)
+	dev := newKey(t)
+	enrollEnv, _ := ledger.SignTx(f.admin, "admin", &ledger.Body{Kind: ledger.KindEnroll, ChainID: "test",
+		Enroll: &ledger.Enroll{DeviceID: "dev-1", PublicKey: der(t, dev)}})
+	enroll, err := ledger.DecodeTx(enrollEnv, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tip := [32]byte{1}
+	if err := f.st.Apply(1, tip, []*ledger.Tx{enroll}); err != nil {
+		t.Fatal(err)
+	}
+	var records [][]byte
+	for seq := range uint64(3) {
+		env, err := ledger.SignTx(dev, "dev-1", &ledger.Body{Kind: ledger.KindRecord, ChainID: "test",
+			Record: &ledger.Record{DeviceID: "dev-1", Stream: "s", Seq: seq + 1, Payload: []byte("x")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		records = append(records, env)
+	}
+	forged := append(records[2][:len(records[2])-1:len(records[2])-1], records[2][len(records[2])-1]^1)
+	prePrepare := func(envs ...[]byte) *pbft.Message {
+		tree := ledger.NewTree(envs)
+		b := &ledger.Block{Header: ledger.Header{ChainID: "test", Height: 2, Prev: tip[:], TxRoot: tree.Root(),
+			NumTxs: uint64(len(envs)), Time: 1, View: 0, Proposer: "node-a"}, Txs: envs}
+		h := b.Header.Hash()
+		// The shape of a signed message; the core, not the precheck, checks the signature.
+		return &pbft.Message{Type: pbft.TypePrePrepare, From: "node-a", View: 0, Seq: 2, Digest: h[:], Payload: encode(t, b), Sig: []byte{1}}
+	}
+
+	good := prePrepare(records[0], records[1])
+	f.r.precheck(good)
+	for i, env := range records[:2] {
+		if f.r.verified.get(ledger.TxID(env)) == nil {
+			t.Fatalf("record %d: not verified by the precheck", i+1)
+		}
+	}
+	d, _, err := f.r.app.Validate(2, 0, tip, good.Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range f.r.app.spec[d].txs {
+		if c != f.r.verified.get(c.Tx.ID) {
+			t.Errorf("tx %d: Validate checked it again instead of taking the precheck's verdict", i)
+		}
+	}
+
+	bad := prePrepare(records[0], forged)
+	f.r.precheck(bad)
+	if f.r.verified.get(ledger.TxID(forged)) != nil {
+		t.Fatal("a forged record passed the precheck")
+	}
+	if _, _, err := f.r.app.Validate(2, 0, tip, bad.Payload); err == nil {
+		t.Fatal("Validate accepted a block with a forged record")
+	}
+
+	// A pre-prepare goes to the prechecker; one whose sender is not its
+	// author or not the view's primary goes straight to the Run goroutine
+	// (whose core drops it).
+	f.r.Message("node-a", good.Encode())
+	if len(f.r.prechecks) != 1 || len(f.r.inbox) != 0 {
+		t.Fatalf("pre-prepare from its author: %d queued for the precheck, %d in the inbox; want 1, 0", len(f.r.prechecks), len(f.r.inbox))
+	}
+	f.r.Message("node-b", good.Encode())
+	if len(f.r.prechecks) != 1 || len(f.r.inbox) != 1 {
+		t.Fatalf("pre-prepare relayed by another: %d queued for the precheck, %d in the inbox; want 1, 1", len(f.r.prechecks), len(f.r.inbox))
+	}
+	other := *good
+	other.View = 1 // node-b's view
+	f.r.Message("node-a", other.Encode())
+	if len(f.r.prechecks) != 1 || len(f.r.inbox) != 2 {
+		t.Fatalf("pre-prepare by a node not the view's primary: %d queued for the precheck, %d in the inbox; want 1, 2", len(f.r.prechecks), len(f.r.inbox))
+	}
+}
+
+// TestVerifiedCacheBounded: the cache keeps the newest entries and at
+// most two generations.
+func TestVerifiedCacheBounded(t *testing.T) {
+	const gen = 10
+	v := newVerifiedCache(gen)
+	var last *state.Checked
+	for i := range 35 {
+		last = &state.Checked{Tx: &ledger.Tx{ID: [32]byte{byte(i)}}}
+		v.put(last)
+		if n := len(v.cur) + len(v.prev); n > 2*gen {
+			t.Fatalf("after %d puts: %d entries, at most %d", i+1, n, 2*gen)
+		}
+	}
+	if v.get(last.Tx.ID) != last {
+		t.Fatal("the newest entry is gone")
+	}
+	if v.get([32]byte{0}) != nil {
+		t.Fatal("the oldest entry is still there")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"maps"
 	"net/http"
@@ -23,6 +24,9 @@ import (
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 )
 
+// clusterAlg is the devices' signature algorithm in BenchmarkCluster.
+var clusterAlg = flag.String("cluster.alg", "ES256", "BenchmarkCluster: the devices' algorithm, ES256 or EdDSA")
+
 // Phases of BenchmarkCluster.
 const (
 	sbsDevices  = 1000
@@ -37,10 +41,13 @@ const (
 // BenchmarkCluster measures, in one run so the numbers sit
 // side by side, one dev gateway and a cluster of four real ledgergate
 // processes on this machine, each with 1,000 simulated ES256 devices
-// (spread over the four MQTT front ends for the cluster):
+// (EdDSA with -cluster.alg EdDSA; spread over the four MQTT front ends
+// for the cluster):
 //
 //   - single/max, cluster4/max: committed msgs/s and PUBACK p50/p99 when
-//     more is offered than the gateways take;
+//     more is offered than the gateways take, and the CPU the gateway
+//     processes used per acknowledged message, all of them together
+//     (user + system from /proc/PID/stat);
 //   - cluster4/rate1000: PUBACK p50/p99 at 1,000 msgs/s;
 //   - cluster4/kill-primary: under 1,000 msgs/s, the primary is killed with
 //     SIGKILL; the live gateways' /api/v1/status is polled every 10 ms for
@@ -91,10 +98,11 @@ func BenchmarkCluster(b *testing.B) {
 // sbsTable formats the rows and notes.
 func sbsTable(rows []sbsRow, notes []string) string {
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "%d devices, %s per load phase; failed: devices that stopped (their gateway died, or no PUBACK in 10 s)\n",
-		sbsDevices, sbsPhase)
+	fmt.Fprintf(&sb, "%d %s devices, %s per load phase; failed: devices that stopped (their gateway died, or no PUBACK in 10 s); "+
+		"CPU µs/msg: of all the phase's gateways together, per acknowledged message; load average %s\n",
+		sbsDevices, *clusterAlg, sbsPhase, loadAvg())
 	tw := tabwriter.NewWriter(&sb, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "phase\toffered/s\tcommitted/s\tp50 ms\tp99 ms\tmax ms\tfailed\trefused\tview change ms\tnext commit ms\t")
+	fmt.Fprintln(tw, "phase\toffered/s\tcommitted/s\tCPU µs/msg\tp50 ms\tp99 ms\tmax ms\tfailed\trefused\tview change ms\tnext commit ms\t")
 	for _, r := range rows {
 		fmt.Fprintln(tw, r.cells())
 	}
@@ -107,6 +115,7 @@ type sbsRow struct {
 	phase   string
 	offered float64
 	res     sim.Result
+	cpu     time.Duration // the gateways' CPU per acknowledged message; 0 if not measured
 	// Of the kill phase; negative when it did not happen in time.
 	viewChange, nextCommit time.Duration
 	kill                   bool
@@ -114,7 +123,11 @@ type sbsRow struct {
 
 func (r sbsRow) cells() string {
 	ms := func(d time.Duration) string { return strconv.FormatFloat(sbsMs(d), 'f', 1, 64) }
-	s := fmt.Sprintf("%s\t%.0f\t%.0f\t%s\t%s\t%s\t%d\t%d\t", r.phase, r.offered, r.res.Rate,
+	cpu := ""
+	if r.cpu > 0 {
+		cpu = strconv.FormatFloat(float64(r.cpu)/float64(time.Microsecond), 'f', 0, 64)
+	}
+	s := fmt.Sprintf("%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%d\t%d\t", r.phase, r.offered, r.res.Rate, cpu,
 		ms(r.res.P50), ms(r.res.P99), ms(r.res.Max), r.res.Failures, r.res.Refused)
 	if !r.kill {
 		return s + "\t\t"
@@ -136,7 +149,11 @@ func sbsReport(b *testing.B, r sim.Result) {
 // sbsEnroll makes n ES256 devices and enrolls them through the API at
 // api, 32 at a time.
 func sbsEnroll(b *testing.B, a *admin, api string, n int) ([]sim.Device, time.Duration) {
-	return enrollDevices(b, a, api, n, ledger.ES256, "bench-")
+	alg := ledger.Alg(*clusterAlg)
+	if alg != ledger.ES256 && alg != ledger.EdDSA {
+		b.Fatalf("-cluster.alg %q: want ES256 or EdDSA", alg)
+	}
+	return enrollDevices(b, a, api, n, alg, "bench-")
 }
 
 // enrollDevices makes n devices with keys of alg, named prefix0,
@@ -195,13 +212,30 @@ func sbsBrokers(gws []*gateway) []string {
 func sbsLoad(b *testing.B, phase string, gws []*gateway, chainID string, devs []sim.Device, rate float64) sbsRow {
 	ctx, cancel := context.WithTimeout(context.Background(), sbsPhase+2*time.Minute)
 	defer cancel()
+	cpu := func() time.Duration {
+		var sum time.Duration
+		for _, g := range gws {
+			t, err := sim.ProcessCPU(g.cmd.Process.Pid)
+			if err != nil {
+				b.Fatal(err)
+			}
+			sum += t
+		}
+		return sum
+	}
+	cpu0 := cpu()
 	r, err := sim.Run(ctx, sim.Config{Brokers: sbsBrokers(gws), ChainID: chainID, Devices: devs,
 		Rate: rate, Duration: sbsPhase, Payload: 64})
 	if err != nil {
 		b.Fatal(err)
 	}
+	row := sbsRow{phase: phase, offered: rate, res: r}
+	if r.Acked > 0 {
+		row.cpu = (cpu() - cpu0) / time.Duration(r.Acked)
+		b.ReportMetric(float64(row.cpu)/float64(time.Microsecond), "gw_us/msg")
+	}
 	sbsReport(b, r)
-	return sbsRow{phase: phase, offered: rate, res: r}
+	return row
 }
 
 // sbsStatus is the part of /api/v1/status the kill phase reads.

@@ -28,6 +28,9 @@ import (
 // ledgergateBin is the ledgergate binary, built once for these tests.
 var ledgergateBin string
 
+// TestMain builds the ledgergate binary the tests run, or takes the one
+// LEDGERGATE_BIN names: benchmarks compare two versions of the gateway
+// with the same benchmark code that way (docs/benchmarks.md).
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "ledgergate-bin")
 	if err != nil {
@@ -35,8 +38,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	ledgergateBin = filepath.Join(dir, "ledgergate")
-	out, err := exec.Command("go", "build", "-o", ledgergateBin, ".").CombinedOutput()
-	if err != nil {
+	if bin := os.Getenv("LEDGERGATE_BIN"); bin != "" {
+		ledgergateBin = bin
+	} else if out, err := exec.Command("go", "build", "-o", ledgergateBin, ".").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build ledgergate: %v\n%s", err, out)
 		os.Exit(1)
 	}
