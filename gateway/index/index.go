@@ -270,9 +270,9 @@ type Index struct {
 // readers is the size of the read pool.
 const readers = 4
 
-// writerPragmas tune the writing connection. The id_prefix index is keyed
-// at random, so each tx dirties about one index page: a 64 MiB cache keeps
-// the index in memory longer, and checkpointing every walCheckpointPages
+// writerPragmas tune the writing connection. The tx-id index is keyed at
+// random within a generation, so each tx dirties up to one index page: a
+// 64 MiB cache keeps the generation's part in memory, and checkpointing every walCheckpointPages
 // pages (about 10 MiB of WAL) instead of every 1000 copies a page that
 // many blocks touch into the database once instead of once per block.
 // A checkpoint does not shrink the WAL file, which would stay as large as

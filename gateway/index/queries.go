@@ -222,7 +222,8 @@ func (x *Index) Tx(id [32]byte) (*TxInfo, error) {
 // parameters id_prefix and id. The recursive part counts the generations
 // down from the newest; the CROSS JOIN keeps it the outer loop, so each
 // generation is one probe of txs_id_gen ((seq - 1) / gen, id_prefix).
-// A tx id is in the chain at most once (the state refuses a tx again).
+// The state never commits a tx twice; if it did, Tx would return the
+// newest (the index on id_prefix alone returned the oldest).
 func txByIDSQL(gen int64) string {
 	g := strconv.FormatInt(gen, 10)
 	return `WITH RECURSIVE gens(n) AS (
