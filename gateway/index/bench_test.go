@@ -1,6 +1,7 @@
 package index
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -21,6 +22,8 @@ var (
 	growthSizes = flag.String("index.growth", "100000,1000000",
 		"comma-separated numbers of records indexed before BenchmarkApplyGrowth times its blocks")
 	growthDevices = flag.Int("index.devices", 100, "devices whose records BenchmarkApplyGrowth's blocks hold")
+	growthDrop    = flag.String("index.drop", "",
+		"comma-separated indexes BenchmarkApplyGrowth drops before it fills, to measure what each costs")
 )
 
 // synthChain makes blocks of decoded data.record txs without signing them:
@@ -94,6 +97,30 @@ func BenchmarkApplyGrowth(b *testing.B) {
 	const perBlock = 1000
 	path := filepath.Join(b.TempDir(), "index.db")
 	x := open(b, path)
+	if *growthDrop != "" {
+		for _, name := range strings.Split(*growthDrop, ",") {
+			if _, err := x.w.Exec(`DROP INDEX ` + name); err != nil {
+				b.Fatal(err)
+			}
+		}
+		// The statements prepared with the index are prepared again.
+		if err := x.w.close(); err != nil {
+			b.Fatal(err)
+		}
+		c, err := x.db.Conn(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		x.w = &writer{c: c}
+		for _, p := range writerPragmas {
+			if _, err := x.w.Exec(p); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := x.w.prepare(); err != nil {
+			b.Fatal(err)
+		}
+	}
 	s := newSynthChain(b, x, *growthDevices)
 	for _, f := range strings.Split(*growthSizes, ",") {
 		size, err := strconv.ParseUint(f, 10, 64)
