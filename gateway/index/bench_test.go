@@ -22,7 +22,9 @@ var (
 	growthSizes = flag.String("index.growth", "100000,1000000",
 		"comma-separated numbers of records indexed before BenchmarkApplyGrowth times its blocks")
 	growthDevices = flag.Int("index.devices", 100, "devices whose records BenchmarkApplyGrowth's blocks hold")
-	growthDrop    = flag.String("index.drop", "",
+	growthGen     = flag.Int64("index.generation", generationTxs,
+		"txs per generation of the tx-id index in BenchmarkApplyGrowth's index")
+	growthDrop = flag.String("index.drop", "",
 		"comma-separated indexes BenchmarkApplyGrowth drops before it fills, to measure what each costs")
 )
 
@@ -96,7 +98,11 @@ func (s *synthChain) apply(tb testing.TB, x *Index, n int) {
 func BenchmarkApplyGrowth(b *testing.B) {
 	const perBlock = 1000
 	path := filepath.Join(b.TempDir(), "index.db")
-	x := open(b, path)
+	x, err := openSized(path, *growthGen)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer x.Close()
 	if *growthDrop != "" {
 		for _, name := range strings.Split(*growthDrop, ",") {
 			if _, err := x.w.Exec(`DROP INDEX ` + name); err != nil {

@@ -31,7 +31,7 @@
 // blocks of up to a thousand): each block is one SQL transaction, txs are
 // keyed by their global ordinal so inserts append to the table's B-tree,
 // the lookup by tx id goes through a small integer prefix of the id in an
-// index split into generations of about a million txs (an insert touches
+// index split into generations of 131,072 txs (an insert touches
 // only its generation's part, which stays cached; a lookup probes the
 // generations newest first), and each device touched by a block is written
 // once per block (a device that only sent records with one UPDATE, without

@@ -242,11 +242,12 @@ var upgrades = [][]string{
 // generationTxs is the number of txs in a generation of the tx-id index
 // (upgrade 5 to 6). A lookup by id probes each generation, newest first:
 // the more txs in one, the fewer probes; the fewer, the fewer index pages
-// a block dirties (at 1000 random inserts per block, about as many pages
-// as a generation's index has leaves, up to one per tx). At 1M txs (about
-// 5,000 leaves, 20 MiB) a generation's part of the index stays in the
-// writer's cache, and a lookup at 10M txs makes at most 10 probes.
-const generationTxs = 1 << 20
+// a block dirties (a block of 1000 random inserts dirties about as many
+// pages as its generation's part of the index has leaves, up to one per
+// tx) and the less the cost per record grows within a generation. 2^17
+// txs are about 650 leaves (2.5 MiB); a lookup at 10M txs makes at most
+// 77 probes (BenchmarkApplyGrowth).
+const generationTxs = 1 << 17
 
 // generationParam stands for the generation size in the statements of
 // upgrades; migrate puts the size in. (An index on an expression is used
