@@ -70,6 +70,9 @@ func TestTxLookupAcrossGenerations(t *testing.T) {
 	const devices, gen = 3, 10
 	path := filepath.Join(t.TempDir(), "index.db")
 	x := openGen(t, path, gen)
+	if got, err := x.Tx(synthID(1)); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Tx in an empty index = %+v, %v; want ErrNotFound", got, err)
+	}
 	s := newSynthChain(t, x, devices)
 	// The enroll block holds txs 1-3; each block of 7 records then
 	// starts in one generation and may end in the next.
