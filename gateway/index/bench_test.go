@@ -139,13 +139,14 @@ func BenchmarkApplyGrowth(b *testing.B) {
 			s.apply(b, x, perBlock)
 		}
 		b.Run(fmt.Sprintf("records=%d", size), func(b *testing.B) {
-			cpu0 := cpuTime(b)
+			cpu0, w0 := cpuTime(b), written(b)
 			for range b.N {
 				s.apply(b, x, perBlock)
 			}
 			b.StopTimer()
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*perBlock), "ns/record")
 			b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(b.N*perBlock), "cpu-ns/record")
+			b.ReportMetric(float64(written(b)-w0)/float64(b.N*perBlock), "wbytes/record")
 			if fi, err := os.Stat(path + "-wal"); err == nil {
 				b.ReportMetric(float64(fi.Size())/(1<<20), "MiB-wal")
 			}
@@ -200,4 +201,25 @@ func cpuTime(tb testing.TB) int64 {
 		tb.Fatal(err)
 	}
 	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+// written is the number of bytes the process has written (wchar in
+// /proc/self/io): the WAL and the checkpoints' copies of the pages the
+// blocks dirtied. Unlike CPU time it does not depend on the machine's load.
+func written(tb testing.TB) int64 {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "wchar: "); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			return n
+		}
+	}
+	tb.Fatal("no wchar in /proc/self/io")
+	return 0
 }
