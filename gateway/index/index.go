@@ -245,8 +245,8 @@ var upgrades = [][]string{
 // a block dirties (a block of 1000 random inserts dirties about as many
 // pages as its generation's part of the index has leaves, up to one per
 // tx) and the less the cost per record grows within a generation. 2^17
-// txs are about 650 leaves (2.5 MiB); a lookup at 10M txs makes at most
-// 77 probes (BenchmarkApplyGrowth).
+// txs are 650-930 leaves (3-4 MiB); a lookup at 10M txs makes at most 77
+// probes. BenchmarkApplyGrowth -index.generation compares sizes.
 const generationTxs = 1 << 17
 
 // generationParam stands for the generation size in the statements of
