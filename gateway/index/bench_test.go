@@ -1,10 +1,13 @@
 package index
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -19,6 +22,10 @@ var (
 	growthSizes = flag.String("index.growth", "100000,1000000",
 		"comma-separated numbers of records indexed before BenchmarkApplyGrowth times its blocks")
 	growthDevices = flag.Int("index.devices", 100, "devices whose records BenchmarkApplyGrowth's blocks hold")
+	growthGen     = flag.Int64("index.generation", generationTxs,
+		"txs per generation of the tx-id index in BenchmarkApplyGrowth's index")
+	growthDrop = flag.String("index.drop", "",
+		"comma-separated indexes BenchmarkApplyGrowth drops before it fills, to measure what each costs")
 )
 
 // synthChain makes blocks of decoded data.record txs without signing them:
@@ -53,9 +60,7 @@ func (s *synthChain) block(n int) (*ledger.Block, []*ledger.Tx) {
 		d := int(s.n % uint64(len(s.devices)))
 		s.n++
 		s.seq[d]++
-		var ctr [8]byte
-		binary.BigEndian.PutUint64(ctr[:], s.n)
-		txs[i] = &ledger.Tx{ID: sha256.Sum256(ctr[:]), Envelope: s.env, Alg: ledger.EdDSA, Author: s.devices[d],
+		txs[i] = &ledger.Tx{ID: synthID(s.n), Envelope: s.env, Alg: ledger.EdDSA, Author: s.devices[d],
 			Body: ledger.Body{Kind: ledger.KindRecord, ChainID: chainID, Record: &ledger.Record{
 				DeviceID: s.devices[d], Stream: "temp", Seq: s.seq[d], Time: 1_700_000_000_000 + int64(s.n), ContentType: "application/json"}}}
 	}
@@ -68,6 +73,13 @@ func (s *synthChain) block(n int) (*ledger.Block, []*ledger.Tx) {
 	return b, txs
 }
 
+// synthID is the id of the nth tx of a synthChain.
+func synthID(n uint64) [32]byte {
+	var ctr [8]byte
+	binary.BigEndian.PutUint64(ctr[:], n)
+	return sha256.Sum256(ctr[:])
+}
+
 func (s *synthChain) apply(tb testing.TB, x *Index, n int) {
 	b, txs := s.block(n)
 	if err := x.ApplyDecoded(b, txs); err != nil {
@@ -75,36 +87,91 @@ func (s *synthChain) apply(tb testing.TB, x *Index, n int) {
 	}
 }
 
-// BenchmarkApplyGrowth applies blocks of 1000 records from -index.devices devices to
-// an index that already holds each of -index.growth records, and reports
-// the cost per record and the WAL's size after. The cost per record at
-// 10M should stay within 1.5× of the cost at 100k.
+// BenchmarkApplyGrowth grows one index through the sizes of
+// -index.growth (records, increasing) and, at each, applies blocks of 1000
+// records from -index.devices devices and reports the cost per record and
+// the WAL's size after; then it looks up ids of txs spread over the whole
+// index, and ids that are not there, and reports the cost per lookup. The
+// cost per record at 10M should stay within 1.5× of the cost at 100k.
+// Use a fixed -benchtime (20x: 20 blocks per size), since the timed blocks
+// grow the index too.
 func BenchmarkApplyGrowth(b *testing.B) {
+	const perBlock = 1000
+	path := filepath.Join(b.TempDir(), "index.db")
+	x, err := openSized(path, *growthGen)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer x.Close()
+	if *growthDrop != "" {
+		for _, name := range strings.Split(*growthDrop, ",") {
+			if _, err := x.w.Exec(`DROP INDEX ` + name); err != nil {
+				b.Fatal(err)
+			}
+		}
+		// The statements prepared with the index are prepared again.
+		if err := x.w.close(); err != nil {
+			b.Fatal(err)
+		}
+		c, err := x.db.Conn(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		x.w = &writer{c: c}
+		for _, p := range writerPragmas {
+			if _, err := x.w.Exec(p); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := x.w.prepare(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	s := newSynthChain(b, x, *growthDevices)
 	for _, f := range strings.Split(*growthSizes, ",") {
-		size, err := strconv.Atoi(f)
+		size, err := strconv.ParseUint(f, 10, 64)
 		if err != nil {
 			b.Fatalf("-index.growth: %v", err)
 		}
-		// The index is filled here, once: the testing package calls the
-		// function below more than once (b.N = 1 first).
-		const perBlock = 1000
-		path := filepath.Join(b.TempDir(), fmt.Sprintf("index-%d.db", size))
-		x := open(b, path)
-		s := newSynthChain(b, x, *growthDevices)
-		for range size / perBlock {
+		// The index is filled here, outside b.Run: the testing package
+		// calls the function below more than once (b.N = 1 first).
+		for s.n+perBlock <= size {
 			s.apply(b, x, perBlock)
 		}
 		b.Run(fmt.Sprintf("records=%d", size), func(b *testing.B) {
-			cpu0 := cpuTime(b)
+			cpu0, w0 := cpuTime(b), written(b)
 			for range b.N {
 				s.apply(b, x, perBlock)
 			}
 			b.StopTimer()
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*perBlock), "ns/record")
 			b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(b.N*perBlock), "cpu-ns/record")
+			b.ReportMetric(float64(written(b)-w0)/float64(b.N*perBlock), "wbytes/record")
 			if fi, err := os.Stat(path + "-wal"); err == nil {
 				b.ReportMetric(float64(fi.Size())/(1<<20), "MiB-wal")
 			}
+		})
+		b.Run(fmt.Sprintf("lookup/records=%d", size), func(b *testing.B) {
+			// Half the ids are of txs at random places in the index, half
+			// of no tx; perOp lookups per op.
+			const perOp = 1000
+			rng := rand.New(rand.NewPCG(size, 1))
+			cpu0 := cpuTime(b)
+			for range b.N {
+				for i := range perOp {
+					n := 1 + rng.Uint64N(s.n)
+					if i%2 == 1 {
+						n += 1 << 62
+					}
+					_, err := x.Tx(synthID(n))
+					if i%2 == 0 && err != nil || i%2 == 1 && !errors.Is(err, ErrNotFound) {
+						b.Fatalf("lookup of tx %d: %v", n, err)
+					}
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(b.N*perOp), "cpu-ns/lookup")
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*perOp), "ns/lookup")
 		})
 	}
 }
@@ -134,4 +201,25 @@ func cpuTime(tb testing.TB) int64 {
 		tb.Fatal(err)
 	}
 	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+// written is the number of bytes the process has written (wchar in
+// /proc/self/io): the WAL and the checkpoints' copies of the pages the
+// blocks dirtied. Unlike CPU time it does not depend on the machine's load.
+func written(tb testing.TB) int64 {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "wchar: "); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			return n
+		}
+	}
+	tb.Fatal("no wchar in /proc/self/io")
+	return 0
 }

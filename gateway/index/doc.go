@@ -30,12 +30,15 @@
 // The schema is shaped for the write rate (thousands of txs per second in
 // blocks of up to a thousand): each block is one SQL transaction, txs are
 // keyed by their global ordinal so inserts append to the table's B-tree,
-// the lookup by tx id goes through a small integer prefix of the id, and each
-// device touched by a block is written once per block (a device that only
-// sent records with one UPDATE, without reading its row). The statements
-// every block runs are prepared once on the writing connection. The WAL
-// is checkpointed every few thousand pages and cut back to a fixed size
-// after, so it stays bounded however long the gateway runs.
+// the lookup by tx id goes through a small integer prefix of the id in an
+// index split into generations of 131,072 txs (an insert touches
+// only its generation's part, which stays cached; a lookup probes the
+// generations newest first), and each device touched by a block is written
+// once per block (a device that only sent records with one UPDATE, without
+// reading its row). The statements every block runs are prepared once on
+// the writing connection. The WAL is checkpointed every few thousand pages
+// and cut back to a fixed size after, so it stays bounded however long the
+// gateway runs.
 //
 // Unsigned numbers are stored bit for bit in SQLite's signed 64-bit
 // integers, so any value round-trips. Records orders by device sequence

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -224,13 +225,44 @@ var upgrades = [][]string{
 		`CREATE INDEX txs_device_records ON txs (device, seq) WHERE kind = ` + kindRecord,
 		`CREATE INDEX txs_stream_records ON txs (device, stream, seq) WHERE kind = ` + kindRecord,
 	},
+	// 5 to 6: the tx-id lookup by generations (Tx). The index on id_prefix
+	// alone took one random insert per tx into a B-tree as large as the
+	// whole chain: the pages a block dirtied, and the cache misses, grew
+	// with it. Keyed by (generation, id_prefix) a tx goes into the part of
+	// the B-tree of its generation, the last generationTxs txs: the pages
+	// of older generations are never written again.
+	{
+		`DROP INDEX txs_id_prefix`,
+		`CREATE TABLE id_generations (txs INTEGER NOT NULL)`,
+		`INSERT INTO id_generations (txs) VALUES (` + generationParam + `)`,
+		`CREATE INDEX txs_id_gen ON txs ((seq - 1) / ` + generationParam + `, id_prefix)`,
+	},
 }
+
+// generationTxs is the number of txs in a generation of the tx-id index
+// (upgrade 5 to 6). A lookup by id probes each generation, newest first:
+// the more txs in one, the fewer probes; the fewer, the fewer index pages
+// a block dirties (a block of 1000 random inserts dirties about as many
+// pages as its generation's part of the index has leaves, up to one per
+// tx) and the less the cost per record grows within a generation. 2^17
+// txs are 650-930 leaves (3-4 MiB); a lookup at 10M txs makes at most 77
+// probes. BenchmarkApplyGrowth -index.generation compares sizes.
+const generationTxs = 1 << 17
+
+// generationParam stands for the generation size in the statements of
+// upgrades; migrate puts the size in. (An index on an expression is used
+// only by a query with the same expression, so the size is a literal, not
+// a bound parameter.)
+const generationParam = "{generation}"
 
 // Index is the SQLite index of the block log. It is safe for concurrent
 // use; writes are serialized on one connection.
 type Index struct {
 	db *sql.DB // the pool readers use
 	w  *writer // the one connection that writes
+
+	generation int64  // txs per generation of the tx-id index
+	sqlTx      string // the lookup by id (Tx)
 
 	mu     sync.Mutex // serializes writes and Close
 	closed bool
@@ -239,9 +271,9 @@ type Index struct {
 // readers is the size of the read pool.
 const readers = 4
 
-// writerPragmas tune the writing connection. The id_prefix index is keyed
-// at random, so each tx dirties about one index page: a 64 MiB cache keeps
-// the index in memory longer, and checkpointing every walCheckpointPages
+// writerPragmas tune the writing connection. The tx-id index is keyed at
+// random within a generation, so each tx dirties up to one index page: a
+// 64 MiB cache keeps the generation's part in memory, and checkpointing every walCheckpointPages
 // pages (about 10 MiB of WAL) instead of every 1000 copies a page that
 // many blocks touch into the database once instead of once per block.
 // A checkpoint does not shrink the WAL file, which would stay as large as
@@ -267,6 +299,12 @@ const (
 // are missing. If the file holds another schema version its tables are
 // dropped and recreated empty, and the caller rebuilds from the log.
 func Open(path string) (*Index, error) {
+	return openSized(path, generationTxs)
+}
+
+// openSized is Open with the size of the tx-id index's generations, if it
+// makes the file; a file keeps the size it was made with.
+func openSized(path string, generation int64) (*Index, error) {
 	if path == "" || strings.ContainsRune(path, '?') {
 		return nil, fmt.Errorf("index: open %q: path must be a file name without '?'", path)
 	}
@@ -280,7 +318,7 @@ func Open(path string) (*Index, error) {
 	db.SetMaxOpenConns(1 + readers)
 	db.SetMaxIdleConns(1 + readers)
 	x := &Index{db: db}
-	if err := x.init(); err != nil {
+	if err := x.init(generation); err != nil {
 		x.Close()
 		return nil, fmt.Errorf("index: open %s: %w", path, err)
 	}
@@ -289,7 +327,7 @@ func Open(path string) (*Index, error) {
 
 // init takes the writing connection, tunes it, brings the schema up and
 // prepares the writer's statements.
-func (x *Index) init() error {
+func (x *Index) init(generation int64) error {
 	ctx := context.Background()
 	c, err := x.db.Conn(ctx)
 	if err != nil {
@@ -301,16 +339,24 @@ func (x *Index) init() error {
 			return fmt.Errorf("pragma: %w", err)
 		}
 	}
-	if err := migrate(ctx, c); err != nil {
+	if err := migrate(ctx, c, generation); err != nil {
 		return err
 	}
+	if err := c.QueryRowContext(ctx, `SELECT txs FROM id_generations`).Scan(&x.generation); err != nil {
+		return fmt.Errorf("generation size: %w", err)
+	}
+	if x.generation <= 0 {
+		return fmt.Errorf("generation size %d", x.generation)
+	}
+	x.sqlTx = txByIDSQL(x.generation)
 	return x.w.prepare()
 }
 
 // migrate brings the schema to schemaVersion: it upgrades a file of
 // baseVersion or later in place (keeping its rows), and recreates the
-// tables of any other version empty.
-func migrate(ctx context.Context, w *sql.Conn) error {
+// tables of any other version empty. generation is the size of the tx-id
+// index's generations if the upgrade to version 6 runs.
+func migrate(ctx context.Context, w *sql.Conn, generation int64) error {
 	tx, err := w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
@@ -331,6 +377,7 @@ func migrate(ctx context.Context, w *sql.Conn) error {
 	}
 	for v := version; v < schemaVersion; v++ {
 		for _, stmt := range upgrades[v-baseVersion] {
+			stmt = strings.ReplaceAll(stmt, generationParam, strconv.FormatInt(generation, 10))
 			if _, err := tx.Exec(stmt); err != nil {
 				return fmt.Errorf("upgrade schema from version %d: %w", v, err)
 			}

@@ -651,7 +651,7 @@ func TestRebuildProgressAndErrors(t *testing.T) {
 func TestQueryPlans(t *testing.T) {
 	x := open(t, filepath.Join(t.TempDir(), "index.db"))
 	plans := map[string]string{
-		`SELECT ` + txCols + ` FROM txs WHERE id_prefix = 1 AND id = x'00'`: "txs_id_prefix",
+		strings.Replace(strings.Replace(x.sqlTx, "?", "1", 1), "?", "x'00'", 1): "txs_id_gen",
 		`SELECT ` + txCols + ` FROM txs WHERE kind = ` + kindRecord + ` AND device = 'a' AND dev_seq < 5
 			ORDER BY dev_seq DESC, seq DESC LIMIT 10`: "txs_records",
 		`SELECT ` + txCols + ` FROM txs WHERE seq >= 1 AND seq < 5 ORDER BY seq`: "INTEGER PRIMARY KEY",

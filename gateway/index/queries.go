@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 )
 
@@ -205,12 +206,31 @@ func (x *Index) Blocks(before uint64, limit int) ([]BlockInfo, error) {
 }
 
 // Tx returns the tx with the given id, or ErrNotFound.
+//
+// Cost: one probe of the tx-id index per generation (generationTxs txs),
+// newest first, until the tx is found: a tx committed lately is found at
+// once, an id of no tx probes every generation.
 func (x *Index) Tx(id [32]byte) (*TxInfo, error) {
-	t, err := scanTx(x.db.QueryRow(`SELECT `+txCols+` FROM txs WHERE id_prefix = ? AND id = ?`, idPrefix(id), id[:]))
+	t, err := scanTx(x.db.QueryRow(x.sqlTx, idPrefix(id), id[:]))
 	if err != nil {
 		return nil, fmt.Errorf("index: tx %x: %w", id, notFound(err))
 	}
 	return &t, nil
+}
+
+// txByIDSQL is the query of Tx for generations of gen txs, with the
+// parameters id_prefix and id. The recursive part counts the generations
+// down from the newest; the CROSS JOIN keeps it the outer loop, so each
+// generation is one probe of txs_id_gen ((seq - 1) / gen, id_prefix).
+// The state never commits a tx twice; if it did, Tx would return the
+// newest (the index on id_prefix alone returned the oldest).
+func txByIDSQL(gen int64) string {
+	g := strconv.FormatInt(gen, 10)
+	return `WITH RECURSIVE gens(n) AS (
+			SELECT (max(seq) - 1) / ` + g + ` FROM txs
+			UNION ALL SELECT n - 1 FROM gens WHERE n > 0)
+		SELECT ` + txCols + ` FROM gens CROSS JOIN txs ON (seq - 1) / ` + g + ` = gens.n AND id_prefix = ?
+		WHERE id = ? LIMIT 1`
 }
 
 // TxsInBlock returns the txs of the block at height in block order, or

@@ -1,0 +1,150 @@
+package index
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"github.com/ledgergate/ledgergate/gateway/ledger"
+)
+
+// openGen opens an index whose tx-id generations hold gen txs.
+func openGen(tb testing.TB, path string, gen int64) *Index {
+	x, err := openSized(path, gen)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { x.Close() })
+	return x
+}
+
+// checkLookups looks up the id of every tx in x, as TxsInBlock lists
+// them, and ids of no tx.
+func checkLookups(t *testing.T, x *Index, s *synthChain) {
+	t.Helper()
+	top, err := x.Height()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for h := uint64(1); h <= top; h++ {
+		txs, err := x.TxsInBlock(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range txs {
+			id, err := ledger.ParseHash(want.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := x.Tx(id)
+			if err != nil {
+				t.Fatalf("Tx of tx %d.%d: %v", want.Height, want.Index, err)
+			}
+			if !reflect.DeepEqual(*got, want) {
+				t.Fatalf("Tx of tx %d.%d:\n got %+v\nwant %+v", want.Height, want.Index, *got, want)
+			}
+			n++
+		}
+	}
+	if uint64(n) != s.n+uint64(len(s.devices)) {
+		t.Fatalf("looked up %d txs, the chain has %d", n, s.n+uint64(len(s.devices)))
+	}
+	for _, i := range []uint64{0, s.n + 1, 1 << 62} {
+		if got, err := x.Tx(synthID(i)); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Tx of no tx (%d) = %+v, %v; want ErrNotFound", i, got, err)
+		}
+	}
+}
+
+const testPerBlock = 7
+
+// TestTxLookupAcrossGenerations looks up every tx of an index whose
+// tx-id generations hold 10 txs, so that txs sit in the first generation,
+// the newest (partly full, then just begun), and those between, with
+// blocks that straddle a generation's end.
+func TestTxLookupAcrossGenerations(t *testing.T) {
+	const devices, gen = 3, 10
+	path := filepath.Join(t.TempDir(), "index.db")
+	x := openGen(t, path, gen)
+	if got, err := x.Tx(synthID(1)); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Tx in an empty index = %+v, %v; want ErrNotFound", got, err)
+	}
+	s := newSynthChain(t, x, devices)
+	// The enroll block holds txs 1-3; each block of 7 records then
+	// starts in one generation and may end in the next.
+	for range 9 {
+		s.apply(t, x, testPerBlock)
+	}
+	// 66 txs: generation 6 (txs 61-70) is partly full.
+	checkLookups(t, x, s)
+	// 71 txs: generation 7 holds one.
+	s.apply(t, x, 5)
+	checkLookups(t, x, s)
+
+	// The file keeps its generation size: opened with another, lookups
+	// still find every tx through the index.
+	if err := x.Close(); err != nil {
+		t.Fatal(err)
+	}
+	y := openGen(t, path, 1000)
+	if y.generation != gen {
+		t.Errorf("generation after reopen = %d, want %d", y.generation, gen)
+	}
+	checkLookups(t, y, s)
+}
+
+// TestUpgradeFromIDPrefixIndex opens a file of schema version 5, whose
+// tx-id index is on id_prefix alone: Open upgrades it in place, the rows
+// stay and lookups go through the generations' index.
+func TestUpgradeFromIDPrefixIndex(t *testing.T) {
+	const devices = 3
+	path := filepath.Join(t.TempDir(), "index.db")
+	x := open(t, path)
+	s := newSynthChain(t, x, devices)
+	for range 5 {
+		s.apply(t, x, testPerBlock)
+	}
+	x.Close()
+
+	// Make the file what version 5 made.
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{`DROP INDEX txs_id_gen`, `DROP TABLE id_generations`,
+		`CREATE INDEX txs_id_prefix ON txs (id_prefix)`, `PRAGMA user_version = 5`} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+
+	y := openGen(t, path, 4)
+	if h, err := y.Height(); err != nil || h != 6 {
+		t.Fatalf("Height after upgrade = %d, %v; want 6", h, err)
+	}
+	if y.generation != 4 {
+		t.Errorf("generation = %d, want 4", y.generation)
+	}
+	var names []string
+	rows, err := y.db.Query(`SELECT name FROM sqlite_schema WHERE type = 'index' AND name LIKE 'txs_id%' ORDER BY name`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var n string
+		rows.Scan(&n)
+		names = append(names, n)
+	}
+	rows.Close()
+	if fmt.Sprint(names) != "[txs_id_gen]" {
+		t.Errorf("tx-id indexes after upgrade: %v", names)
+	}
+	checkLookups(t, y, s)
+	s.apply(t, y, testPerBlock)
+	checkLookups(t, y, s)
+}
