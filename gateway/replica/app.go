@@ -183,15 +183,25 @@ func (a *app) built(seq uint64, parent pbft.Digest, payload []byte) (pbft.Digest
 
 // verifyAll verifies signatures on every core.
 func verifyAll(cs []*state.Checked) error {
+	return onEveryCore(cs, 64, func(c *state.Checked) error {
+		if err := c.Tx.Verify(c.Key); err != nil {
+			return fmt.Errorf("replica: tx %x: %w", c.Tx.ID[:8], err)
+		}
+		return nil
+	})
+}
+
+// onEveryCore calls f for each of xs, chunk of them at a time on each of
+// at most GOMAXPROCS goroutines, and returns the first error.
+func onEveryCore[T any](xs []T, chunk int, f func(T) error) error {
 	var g errgroup.Group
 	g.SetLimit(runtime.GOMAXPROCS(0))
-	const chunk = 64
-	for i := 0; i < len(cs); i += chunk {
-		part := cs[i:min(i+chunk, len(cs))]
+	for i := 0; i < len(xs); i += chunk {
+		part := xs[i:min(i+chunk, len(xs))]
 		g.Go(func() error {
-			for _, c := range part {
-				if err := c.Tx.Verify(c.Key); err != nil {
-					return fmt.Errorf("replica: tx %x: %w", c.Tx.ID[:8], err)
+			for _, x := range part {
+				if err := f(x); err != nil {
+					return err
 				}
 			}
 			return nil

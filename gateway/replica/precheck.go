@@ -2,10 +2,7 @@ package replica
 
 import (
 	"context"
-	"runtime"
 	"sync"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 	"github.com/ledgergate/ledgergate/gateway/pbft"
@@ -94,19 +91,10 @@ func (r *Replica) precheck(m *pbft.Message) {
 		}
 	}
 	st := r.cfg.State
-	var g errgroup.Group
-	g.SetLimit(runtime.GOMAXPROCS(0))
-	const chunk = 32
-	for i := 0; i < len(todo); i += chunk {
-		part := todo[i:min(i+chunk, len(todo))]
-		g.Go(func() error {
-			for _, env := range part {
-				if c, err := st.Check(env); err == nil {
-					r.verified.put(c)
-				}
-			}
-			return nil
-		})
-	}
-	_ = g.Wait() // the workers return no errors
+	_ = onEveryCore(todo, 32, func(env []byte) error {
+		if c, err := st.Check(env); err == nil {
+			r.verified.put(c)
+		}
+		return nil
+	})
 }
