@@ -735,3 +735,24 @@ func TestMatches(t *testing.T) {
 		}
 	}
 }
+
+// TestPubackAfterDroppedPublish: a client whose Maximum Packet Size its
+// rejects exceed gets every PUBACK. mochi drops a publish too large for
+// the client when its write goroutine comes to it; a PUBACK written while
+// that publish was still queued used to wait in mochi's write buffer for
+// a later write that never came (TestRequests' "answer larger than the
+// client accepts" hung about 1 run in 100 under load). The race is run
+// many times here.
+func TestPubackAfterDroppedPublish(t *testing.T) {
+	node := nodetest.Start(t, nodetest.Options{})
+	fa := newFakeAnswers()
+	fa.keys["other"] = true
+	srv := startServerDeps(t, node, Config{}, Deps{Answers: fa})
+	key := node.Enroll(t, "dev", ledger.ES256)
+	small := mustConnect(t, tcpAddr(srv), "dev", key, node.Genesis.ChainID, connectOpts{clientID: "dev/small", maxPacket: 64})
+	for i := range 300 {
+		if r := small.publish(t, "lg/v1/dev/keys/get", []byte("other")); r.ReasonCode != 0x99 {
+			t.Fatalf("request %d: PUBACK 0x%02x %+v", i, r.ReasonCode, r.Properties)
+		}
+	}
+}

@@ -266,6 +266,14 @@ func (s *Server) Start() error {
 		// to them) and cost a stop-the-world ReadMemStats per update.
 		SysTopicResendInterval:  24 * 60 * 60,
 		ClientNetReadBufferSize: readBufferBytes,
+		// No write buffer: mochi adds a packet written while others
+		// are queued to a buffer that only a later successful write
+		// flushes, and drops a queued publish too large for its client
+		// without writing: a PUBACK buffered behind such a publish
+		// waited for the next write, maybe forever
+		// (TestPubackAfterDroppedPublish). With a 1-byte limit every
+		// packet is written at once.
+		ClientNetWriteBufferSize: 1,
 	})
 	fail := func(err error) error {
 		// No client got in yet, and s.mu is held: disconnectAll would
