@@ -314,8 +314,15 @@ func TestRequests(t *testing.T) {
 	t.Run("answer larger than the client accepts", func(t *testing.T) {
 		small := mustConnect(t, tcpAddr(srv), "dev", key, node.Genesis.ChainID, connectOpts{clientID: "dev/small", maxPacket: 64})
 		// Neither the answer nor the reject fits: the PUBACK says why.
-		if r := small.publish(t, "lg/v1/dev/keys/get", []byte("other")); r.ReasonCode != 0x99 || r.Properties.ReasonString != "too_large" {
-			t.Fatalf("PUBACK 0x%02x %+v", r.ReasonCode, r.Properties)
+		// mochi drops the reject when its write goroutine comes to it; a
+		// PUBACK written while the reject was still queued used to wait
+		// in mochi's write buffer for a later write that never came
+		// (about 1 run in 100 under load; see Start). The race is run
+		// many times.
+		for i := range 300 {
+			if r := small.publish(t, "lg/v1/dev/keys/get", []byte("other")); r.ReasonCode != 0x99 || r.Properties.ReasonString != "too_large" {
+				t.Fatalf("request %d: PUBACK 0x%02x %+v", i, r.ReasonCode, r.Properties)
+			}
 		}
 	})
 	if n := value(t, srv.m.requests.WithLabelValues("verify", resultAnswered)); n != 4 {
@@ -732,27 +739,6 @@ func TestMatches(t *testing.T) {
 	} {
 		if got := matches(tc.filter, tc.topic); got != tc.want {
 			t.Errorf("matches(%q, %q) = %v, want %v", tc.filter, tc.topic, got, tc.want)
-		}
-	}
-}
-
-// TestPubackAfterDroppedPublish: a client whose Maximum Packet Size its
-// rejects exceed gets every PUBACK. mochi drops a publish too large for
-// the client when its write goroutine comes to it; a PUBACK written while
-// that publish was still queued used to wait in mochi's write buffer for
-// a later write that never came (TestRequests' "answer larger than the
-// client accepts" hung about 1 run in 100 under load). The race is run
-// many times here.
-func TestPubackAfterDroppedPublish(t *testing.T) {
-	node := nodetest.Start(t, nodetest.Options{})
-	fa := newFakeAnswers()
-	fa.keys["other"] = true
-	srv := startServerDeps(t, node, Config{}, Deps{Answers: fa})
-	key := node.Enroll(t, "dev", ledger.ES256)
-	small := mustConnect(t, tcpAddr(srv), "dev", key, node.Genesis.ChainID, connectOpts{clientID: "dev/small", maxPacket: 64})
-	for i := range 300 {
-		if r := small.publish(t, "lg/v1/dev/keys/get", []byte("other")); r.ReasonCode != 0x99 {
-			t.Fatalf("request %d: PUBACK 0x%02x %+v", i, r.ReasonCode, r.Properties)
 		}
 	}
 }

@@ -271,7 +271,7 @@ func (s *Server) Start() error {
 		// flushes, and drops a queued publish too large for its client
 		// without writing: a PUBACK buffered behind such a publish
 		// waited for the next write, maybe forever
-		// (TestPubackAfterDroppedPublish). With a 1-byte limit every
+		// (TestRequests, "answer larger than the client accepts"). With a 1-byte limit every
 		// packet is written at once.
 		ClientNetWriteBufferSize: 1,
 	})

@@ -50,27 +50,10 @@ func (s *Server) SetMaxUploads(n int) { s.uploads = make(chan struct{}, max(n, 1
 // body is PublishHead followed by those bytes.
 func PublishHead(env []byte, size int64) []byte {
 	b := []byte{0xa2, 0x01}
-	b = appendHead(b, 2, uint64(len(env)))
+	b = ledger.AppendCBORHead(b, 2, uint64(len(env)))
 	b = append(b, env...)
 	b = append(b, 0x02)
-	return appendHead(b, 2, uint64(size))
-}
-
-// appendHead appends the head of a CBOR data item of major type major
-// with argument v, in its shortest form.
-func appendHead(b []byte, major byte, v uint64) []byte {
-	m := major << 5
-	switch {
-	case v < 24:
-		return append(b, m|byte(v))
-	case v <= 0xff:
-		return append(b, m|24, byte(v))
-	case v <= 0xffff:
-		return binary.BigEndian.AppendUint16(append(b, m|25), uint16(v))
-	case v <= 0xffffffff:
-		return binary.BigEndian.AppendUint32(append(b, m|26), uint32(v))
-	}
-	return binary.BigEndian.AppendUint64(append(b, m|27), v)
+	return ledger.AppendCBORHead(b, 2, uint64(size))
 }
 
 // headError is an upload body that does not start as PublishHead does.

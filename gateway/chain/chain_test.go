@@ -315,6 +315,17 @@ type gatedOrderer struct {
 	open chan struct{}
 }
 
+// newGatedHarness is a harness whose Solo orderer commits only while
+// its gate lets it, with the given commit timeout.
+func newGatedHarness(t *testing.T, timeout time.Duration) (*harness, *gatedOrderer) {
+	gate := &gatedOrderer{open: make(chan struct{})}
+	h := newHarnessWith(t, func(st *state.State, node crypto.Signer) Orderer {
+		gate.Solo = NewSolo(BatchConfig{MaxTxs: 10, MaxBytes: 1 << 20, MaxDelay: time.Millisecond, MaxPending: 100}, st, node, "node-1")
+		return gate
+	}, timeout)
+	return h, gate
+}
+
 func (g *gatedOrderer) Run(ctx context.Context, commit func(*Round) error) error {
 	return g.Solo.Run(ctx, func(r *Round) error {
 		if g.held.Load() {
@@ -334,11 +345,7 @@ func (g *gatedOrderer) Run(ctx context.Context, commit func(*Round) error) error
 // every copy gets the one receipt; the tx is in the ledger once.
 func TestCommitTimeout(t *testing.T) {
 	const timeout = 200 * time.Millisecond
-	gate := &gatedOrderer{open: make(chan struct{})}
-	h := newHarnessWith(t, func(st *state.State, node crypto.Signer) Orderer {
-		gate.Solo = NewSolo(BatchConfig{MaxTxs: 10, MaxBytes: 1 << 20, MaxDelay: time.Millisecond, MaxPending: 100}, st, node, "node-1")
-		return gate
-	}, timeout)
+	h, gate := newGatedHarness(t, timeout)
 	c := h.chain
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	h.enroll(t, "dev", key)
@@ -454,11 +461,7 @@ func TestReplayOfCommittedGetsReceipt(t *testing.T) {
 // already committed, and when the chain stops.
 func TestNotify(t *testing.T) {
 	const timeout = 200 * time.Millisecond
-	gate := &gatedOrderer{open: make(chan struct{})}
-	h := newHarnessWith(t, func(st *state.State, node crypto.Signer) Orderer {
-		gate.Solo = NewSolo(BatchConfig{MaxTxs: 10, MaxBytes: 1 << 20, MaxDelay: time.Millisecond, MaxPending: 100}, st, node, "node-1")
-		return gate
-	}, timeout)
+	h, gate := newGatedHarness(t, timeout)
 	c := h.chain
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	h.enroll(t, "dev", key)

@@ -35,26 +35,26 @@ func (e *envelope) toBeSigned() []byte {
 	b = append(b, sigContext...)
 	b = append(b, e.protected...)
 	b = append(b, 0x40) // external_aad: h''
-	b = appendBstrHead(b, n)
+	b = AppendCBORHead(b, 2, uint64(n))
 	return append(b, e.payload...)
 }
 
-// appendBstrHead appends the head of a CBOR byte string of n bytes in its
-// shortest form (RFC 8949 section 4.2.1).
-func appendBstrHead(b []byte, n int) []byte {
-	const major = 2 << 5
-	switch u := uint64(n); {
-	case u < 24:
-		return append(b, major|byte(u))
-	case u <= 0xff:
-		return append(b, major|24, byte(u))
-	case u <= 0xffff:
-		return binary.BigEndian.AppendUint16(append(b, major|25), uint16(u))
-	case u <= 0xffffffff:
-		return binary.BigEndian.AppendUint32(append(b, major|26), uint32(u))
-	default:
-		return binary.BigEndian.AppendUint64(append(b, major|27), u)
+// AppendCBORHead appends the head of a CBOR data item of major type
+// major (0–7) with argument v, in its shortest form (RFC 8949 section
+// 4.2.1): what deterministic encoding writes before a byte string's bytes.
+func AppendCBORHead(b []byte, major byte, v uint64) []byte {
+	m := major << 5
+	switch {
+	case v < 24:
+		return append(b, m|byte(v))
+	case v <= 0xff:
+		return append(b, m|24, byte(v))
+	case v <= 0xffff:
+		return binary.BigEndian.AppendUint16(append(b, m|25), uint16(v))
+	case v <= 0xffffffff:
+		return binary.BigEndian.AppendUint32(append(b, m|26), uint32(v))
 	}
+	return binary.BigEndian.AppendUint64(append(b, m|27), v)
 }
 
 // ed25519Opts are the verification rules of crypto/ed25519 (RFC 8032
