@@ -2,10 +2,10 @@ package ledger
 
 import (
 	"crypto"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 
-	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 )
@@ -18,45 +18,66 @@ var hasher = rfc6962.New(crypto.SHA256)
 func LeafHash(data []byte) []byte { return hasher.HashLeaf(data) }
 
 // Tree is an RFC 9162 Merkle tree over a block's envelopes. It keeps the
-// hashes of every perfect subtree so that each inclusion proof is cheap.
+// hash of every node, so an inclusion proof is a list of stored hashes.
+//
+// The nodes are built level by level: level 0 holds the leaf hashes and
+// each level above pairs the nodes of the one below, left to right; a
+// level's last node, when it has no partner, is carried up unchanged.
+// That is MTH of RFC 9162 section 2.1.1: the left subtree of every split
+// is perfect, so pairs never cross a split, and the node carried up is
+// the right subtree's root (TestMerkleRootMatchesSpec). All the hashes of
+// a tree live in one array.
 type Tree struct {
-	// levels[l][i] is the hash of the perfect subtree of 2^l leaves that
-	// starts at leaf i*2^l. levels[0] are the leaf hashes.
+	// levels[l][i] is the hash of node i of level l (32 bytes, in buf).
 	levels [][][]byte
 	root   []byte
 }
 
 // NewTree builds the tree over leaves, in order.
 func NewTree(leaves [][]byte) *Tree {
-	t := &Tree{}
-	level := make([][]byte, len(leaves))
-	for i, l := range leaves {
-		level[i] = hasher.HashLeaf(l)
+	n := len(leaves)
+	if n == 0 {
+		return &Tree{levels: [][][]byte{nil}, root: hasher.EmptyRoot()}
 	}
+	nodes, depth := 0, 0
+	for m := n; ; m = (m + 1) / 2 {
+		nodes += m
+		depth++
+		if m == 1 {
+			break
+		}
+	}
+	buf := make([]byte, 0, nodes*sha256.Size)
+	hashes := make([][]byte, 0, nodes)
+	t := &Tree{levels: make([][][]byte, 0, depth)}
+	d := sha256.New()
+	for _, l := range leaves {
+		d.Reset()
+		d.Write([]byte{rfc6962.RFC6962LeafHashPrefix})
+		d.Write(l)
+		buf = d.Sum(buf)
+		hashes = append(hashes, buf[len(buf)-sha256.Size:])
+	}
+	level := hashes
 	t.levels = append(t.levels, level)
+	var in [1 + 2*sha256.Size]byte
+	in[0] = rfc6962.RFC6962NodeHashPrefix
 	for len(level) > 1 {
-		next := make([][]byte, len(level)/2)
-		for i := range next {
-			next[i] = hasher.HashChildren(level[2*i], level[2*i+1])
+		from := len(hashes)
+		for i := 0; i+1 < len(level); i += 2 {
+			copy(in[1:], level[i])
+			copy(in[1+sha256.Size:], level[i+1])
+			h := sha256.Sum256(in[:])
+			buf = append(buf, h[:]...)
+			hashes = append(hashes, buf[len(buf)-sha256.Size:])
 		}
-		t.levels = append(t.levels, next)
-		level = next
-	}
-	rf := compact.RangeFactory{Hash: hasher.HashChildren}
-	r := rf.NewEmptyRange(0)
-	for _, h := range t.levels[0] {
-		if err := r.Append(h, nil); err != nil {
-			panic("ledger: invariant: compact range append: " + err.Error())
+		if len(level)%2 == 1 {
+			hashes = append(hashes, level[len(level)-1])
 		}
+		level = hashes[from:]
+		t.levels = append(t.levels, level)
 	}
-	root, err := r.GetRootHash(nil)
-	if err != nil {
-		panic("ledger: invariant: compact range root: " + err.Error())
-	}
-	if root == nil {
-		root = hasher.EmptyRoot()
-	}
-	t.root = root
+	t.root = level[0]
 	return t
 }
 
@@ -66,17 +87,22 @@ func (t *Tree) Size() uint64 { return uint64(len(t.levels[0])) }
 // Root is the tree head (RFC 9162 section 2.1.1).
 func (t *Tree) Root() []byte { return t.root }
 
-// Proof is the inclusion proof of leaf i (RFC 9162 section 2.1.3.1).
+// Proof is the inclusion proof of leaf i (RFC 9162 section 2.1.3.1): the
+// siblings of the leaf and its ancestors, bottom up, skipping the levels
+// where an ancestor is carried up alone. The hashes are the tree's own:
+// callers must not modify them.
 func (t *Tree) Proof(i uint64) ([][]byte, error) {
-	nodes, err := proof.Inclusion(i, t.Size())
-	if err != nil {
-		return nil, fmt.Errorf("ledger: inclusion proof: %w", err)
+	if i >= t.Size() {
+		return nil, fmt.Errorf("ledger: inclusion proof: index %d out of range for size %d", i, t.Size())
 	}
-	hashes := make([][]byte, len(nodes.IDs))
-	for j, id := range nodes.IDs {
-		hashes[j] = t.levels[id.Level][id.Index]
+	p := make([][]byte, 0, len(t.levels)-1)
+	for _, level := range t.levels[:len(t.levels)-1] {
+		if s := i ^ 1; s < uint64(len(level)) {
+			p = append(p, level[s])
+		}
+		i /= 2
 	}
-	return nodes.Rehash(hashes, hasher.HashChildren)
+	return p, nil
 }
 
 // ErrProof reports an inclusion proof that does not lead to the root.

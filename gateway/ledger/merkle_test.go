@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+
+	"github.com/transparency-dev/merkle/proof"
 )
 
 // naiveRoot is RFC 9162 section 2.1.1 MTH, written as the spec reads.
@@ -76,6 +78,53 @@ func TestMerkleProofs(t *testing.T) {
 			r[31] ^= 1
 			mustFail("changed root", ls[i], i, p, r)
 		}
+	}
+}
+
+// TestMerkleProofsAsLibrary checks the stored-level proofs against the
+// proofs transparency-dev/merkle computes for the same tree, hash by hash,
+// and that an index past the end is refused.
+func TestMerkleProofsAsLibrary(t *testing.T) {
+	for n := 1; n <= 140; n++ {
+		ls := leaves(n)
+		tree := NewTree(ls)
+		hashes := make([][]byte, n)
+		for i, l := range ls {
+			hashes[i] = hasher.HashLeaf(l)
+		}
+		for i := uint64(0); i < uint64(n); i++ {
+			nodes, err := proof.Inclusion(i, uint64(n))
+			if err != nil {
+				t.Fatal(err)
+			}
+			subtree := make([][]byte, len(nodes.IDs))
+			for j, id := range nodes.IDs {
+				lo, hi := id.Coverage()
+				subtree[j] = naiveRoot(ls[lo:min(hi, uint64(n))])
+			}
+			want, err := nodes.Rehash(subtree, hasher.HashChildren)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := tree.Proof(i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(want) {
+				t.Fatalf("n=%d i=%d: %d hashes, want %d", n, i, len(got), len(want))
+			}
+			for j := range got {
+				if !bytes.Equal(got[j], want[j]) {
+					t.Fatalf("n=%d i=%d: hash %d is %x, want %x", n, i, j, got[j], want[j])
+				}
+			}
+		}
+		if _, err := tree.Proof(uint64(n)); err == nil {
+			t.Fatalf("n=%d: proof of leaf %d: no error", n, n)
+		}
+	}
+	if _, err := NewTree(nil).Proof(0); err == nil {
+		t.Fatal("empty tree: proof of leaf 0: no error")
 	}
 }
 
