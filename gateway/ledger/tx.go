@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -470,6 +471,15 @@ func openEnvelope(b []byte) (*envelope, error) {
 	if len(b) == 0 || b[0] != 0xd2 { // tag 18, COSE_Sign1
 		return nil, fmt.Errorf("%w: not a tagged COSE_Sign1", ErrMalformed)
 	}
+	if e := openCanonical(b); e != nil {
+		return e, nil
+	}
+	return decodeEnvelope(b)
+}
+
+// decodeEnvelope is openEnvelope through the CBOR library: it decodes,
+// re-encodes and compares, and names what is wrong.
+func decodeEnvelope(b []byte) (*envelope, error) {
 	var raw sign1
 	if err := unmarshal(b[1:], &raw); err != nil {
 		return nil, fmt.Errorf("%w: cose: %v", ErrMalformed, err)
@@ -499,6 +509,89 @@ func openEnvelope(b []byte) (*envelope, error) {
 		return nil, fmt.Errorf("%w: invalid kid %q", ErrMalformed, ph.Kid)
 	}
 	return &envelope{alg: alg, kid: string(ph.Kid), protected: raw.Protected, payload: raw.Payload, sig: raw.Signature}, nil
+}
+
+// openCanonical reads b without a CBOR library when b is a well-formed
+// envelope in the only layout signEnvelope makes: 0xd2, an array of four,
+// the protected header as a bstr holding {1: -7 or -8, 4: kid}, the empty
+// map, a non-empty payload and a non-empty signature, every length in its
+// shortest form, nothing after. Those are the envelopes openEnvelope's
+// decode-and-re-encode accepts whose alg is known; for anything else
+// openCanonical returns nil and openEnvelope decides, with its errors
+// (TestOpenCanonicalAsDecoder, FuzzOpenCanonical). The envelope's slices
+// point into b, as Tx.Envelope does.
+func openCanonical(b []byte) *envelope {
+	if len(b) < 2 || b[0] != 0xd2 || b[1] != 0x84 {
+		return nil
+	}
+	protected, inner, rest, ok := cborBytes(b[2:])
+	// The protected header's bytes: the map {1: alg, 4: kid}.
+	if !ok || len(inner) < 4 || inner[0] != 0xa2 || inner[1] != 0x01 || inner[3] != 0x04 {
+		return nil
+	}
+	if len(rest) == 0 || rest[0] != 0xa0 {
+		return nil
+	}
+	_, payload, rest, ok := cborBytes(rest[1:])
+	if !ok || len(payload) == 0 {
+		return nil
+	}
+	_, sig, rest, ok := cborBytes(rest)
+	if !ok || len(sig) == 0 || len(rest) != 0 {
+		return nil
+	}
+	var alg Alg
+	switch inner[2] {
+	case 0x26: // -7
+		alg = ES256
+	case 0x27: // -8
+		alg = EdDSA
+	default:
+		return nil
+	}
+	_, kid, after, ok := cborBytes(inner[4:])
+	if !ok || len(after) != 0 || !ValidID(string(kid)) {
+		return nil
+	}
+	return &envelope{alg: alg, kid: string(kid), protected: protected, payload: payload, sig: sig}
+}
+
+// cborBytes reads a byte string from the front of b whose head is in
+// shortest form (RFC 8949 section 4.2.1). raw is the whole item, head
+// included, content its bytes, rest what follows.
+func cborBytes(b []byte) (raw, content, rest []byte, ok bool) {
+	if len(b) == 0 || b[0]>>5 != 2 {
+		return nil, nil, nil, false
+	}
+	info := b[0] & 0x1f
+	var n uint64
+	h := 1
+	switch {
+	case info < 24:
+		n = uint64(info)
+	case info == 24 && len(b) >= 2:
+		n, h = uint64(b[1]), 2
+		if n < 24 {
+			return nil, nil, nil, false
+		}
+	case info == 25 && len(b) >= 3:
+		n, h = uint64(binary.BigEndian.Uint16(b[1:])), 3
+		if n <= 0xff {
+			return nil, nil, nil, false
+		}
+	case info == 26 && len(b) >= 5:
+		n, h = uint64(binary.BigEndian.Uint32(b[1:])), 5
+		if n <= 0xffff {
+			return nil, nil, nil, false
+		}
+	default: // 27 (lengths past 4 GiB), indefinite, reserved, short
+		return nil, nil, nil, false
+	}
+	if n > uint64(len(b)-h) {
+		return nil, nil, nil, false
+	}
+	end := h + int(n)
+	return b[:end], b[h:end], b[end:], true
 }
 
 // verify checks the envelope's signature with pub (see verify.go).
