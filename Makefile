@@ -85,6 +85,7 @@ packaging-test: deb ## lintian, systemd-analyze, install/upgrade/purge in a Debi
 fuzz-short:
 	$(call fuzz,./gateway/ledger,FuzzDecodeTx,50000)
 	$(call fuzz,./gateway/ledger,FuzzOpenCanonical,20000)
+	$(call fuzz,./gateway/ledger,FuzzRecordBody,20000)
 	$(call fuzz,./gateway/ledger,FuzzDecodeBlock,30000)
 	$(call fuzz,./gateway/ledger,FuzzDecodeReceipt,7000)
 	$(call fuzz,./gateway/ledger,FuzzLogOpen,1500)

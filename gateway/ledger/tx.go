@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/rand"
 	"crypto/sha256"
@@ -12,6 +13,7 @@ import (
 	"math"
 	"strings"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/veraison/go-cose"
@@ -556,40 +558,119 @@ func openCanonical(b []byte) *envelope {
 	return &envelope{alg: alg, kid: string(kid), protected: protected, payload: payload, sig: sig}
 }
 
+// recordBody reads a record's body without the CBOR library when b is
+// its deterministic encoding, {1: "data.record", 2: chain, 6: {1: device,
+// 2: stream, 3: seq, 4: time, ?5: content type, ?6: payload}}, with
+// valid UTF-8 text, the optional fields non-empty, every head in its
+// shortest form and nothing after: what unmarshal accepts of a record, to
+// the same values. For anything else ok is false and unmarshal decides,
+// with its errors (TestRecordBodyAsDecoder, FuzzRecordBody). The strings
+// and the payload are copies.
+func recordBody(b []byte) (r *Record, chain string, ok bool) {
+	if len(b) < 2 || b[0] != 0xa3 || b[1] != 0x01 {
+		return nil, "", false
+	}
+	kind, b, ok := cborText(b[2:])
+	if !ok || string(kind) != string(KindRecord) || len(b) == 0 || b[0] != 0x02 {
+		return nil, "", false
+	}
+	ch, b, ok := cborText(b[1:])
+	if !ok || len(b) < 2 || b[0] != 0x06 {
+		return nil, "", false
+	}
+	n := b[1] - 0xa0 // a map of 4 to 6 pairs
+	if n < 4 || n > 6 || len(b) < 3 || b[2] != 0x01 {
+		return nil, "", false
+	}
+	dev, b, ok := cborText(b[3:])
+	if !ok || len(b) == 0 || b[0] != 0x02 {
+		return nil, "", false
+	}
+	stream, b, ok := cborText(b[1:])
+	if !ok || len(b) == 0 || b[0] != 0x03 {
+		return nil, "", false
+	}
+	major, seq, b, ok := cborHead(b[1:])
+	if !ok || major != 0 || len(b) == 0 || b[0] != 0x04 {
+		return nil, "", false
+	}
+	major, t, b, ok := cborHead(b[1:])
+	if !ok || major > 1 || t > math.MaxInt64 {
+		return nil, "", false
+	}
+	r = &Record{DeviceID: string(dev), Stream: string(stream), Seq: seq, Time: int64(t)}
+	if major == 1 {
+		r.Time = -1 - int64(t)
+	}
+	n -= 4
+	if n > 0 && len(b) > 0 && b[0] == 0x05 {
+		ct, rest, ok := cborText(b[1:])
+		if !ok || len(ct) == 0 {
+			return nil, "", false
+		}
+		r.ContentType, b, n = string(ct), rest, n-1
+	}
+	if n > 0 {
+		if len(b) == 0 || b[0] != 0x06 {
+			return nil, "", false
+		}
+		_, p, rest, ok := cborBytes(b[1:])
+		if !ok || len(p) == 0 {
+			return nil, "", false
+		}
+		r.Payload, b, n = bytes.Clone(p), rest, n-1
+	}
+	if n != 0 || len(b) != 0 {
+		return nil, "", false
+	}
+	return r, string(ch), true
+}
+
+// cborText reads a text string in valid UTF-8, its head in shortest form,
+// from the front of b.
+func cborText(b []byte) (text, rest []byte, ok bool) {
+	major, n, rest, ok := cborHead(b)
+	if !ok || major != 3 || n > uint64(len(rest)) || !utf8.Valid(rest[:n]) {
+		return nil, nil, false
+	}
+	return rest[:n], rest[n:], true
+}
+
+// cborHead reads the head of a data item from the front of b: its major
+// type and argument, if the head is in shortest form (RFC 8949 section
+// 4.2.1) and not of indefinite length.
+func cborHead(b []byte) (major byte, v uint64, rest []byte, ok bool) {
+	if len(b) == 0 {
+		return 0, 0, nil, false
+	}
+	major, info := b[0]>>5, b[0]&0x1f
+	switch {
+	case info < 24:
+		return major, uint64(info), b[1:], true
+	case info == 24 && len(b) >= 2 && b[1] >= 24:
+		return major, uint64(b[1]), b[2:], true
+	case info == 25 && len(b) >= 3:
+		v = uint64(binary.BigEndian.Uint16(b[1:]))
+		return major, v, b[3:], v > 0xff
+	case info == 26 && len(b) >= 5:
+		v = uint64(binary.BigEndian.Uint32(b[1:]))
+		return major, v, b[5:], v > 0xffff
+	case info == 27 && len(b) >= 9:
+		v = binary.BigEndian.Uint64(b[1:])
+		return major, v, b[9:], v > 0xffffffff
+	}
+	return 0, 0, nil, false
+}
+
 // cborBytes reads a byte string from the front of b whose head is in
 // shortest form (RFC 8949 section 4.2.1). raw is the whole item, head
 // included, content its bytes, rest what follows.
 func cborBytes(b []byte) (raw, content, rest []byte, ok bool) {
-	if len(b) == 0 || b[0]>>5 != 2 {
+	major, n, after, ok := cborHead(b)
+	if !ok || major != 2 || n > uint64(len(after)) {
 		return nil, nil, nil, false
 	}
-	info := b[0] & 0x1f
-	var n uint64
-	h := 1
-	switch {
-	case info < 24:
-		n = uint64(info)
-	case info == 24 && len(b) >= 2:
-		n, h = uint64(b[1]), 2
-		if n < 24 {
-			return nil, nil, nil, false
-		}
-	case info == 25 && len(b) >= 3:
-		n, h = uint64(binary.BigEndian.Uint16(b[1:])), 3
-		if n <= 0xff {
-			return nil, nil, nil, false
-		}
-	case info == 26 && len(b) >= 5:
-		n, h = uint64(binary.BigEndian.Uint32(b[1:])), 5
-		if n <= 0xffff {
-			return nil, nil, nil, false
-		}
-	default: // 27 (lengths past 4 GiB), indefinite, reserved, short
-		return nil, nil, nil, false
-	}
-	if n > uint64(len(b)-h) {
-		return nil, nil, nil, false
-	}
+	h := len(b) - len(after)
 	end := h + int(n)
 	return b[:end], b[h:end], b[end:], true
 }
@@ -627,7 +708,9 @@ func DecodeTx(b []byte, maxBytes int) (*Tx, error) {
 		return nil, err
 	}
 	tx := &Tx{Envelope: b, ID: TxID(b), Alg: env.alg, Author: env.kid, env: env}
-	if err := unmarshal(env.payload, &tx.Body); err != nil {
+	if r, chain, ok := recordBody(env.payload); ok {
+		tx.Body = Body{Kind: KindRecord, ChainID: chain, Record: r}
+	} else if err := unmarshal(env.payload, &tx.Body); err != nil {
 		var fe *FieldError
 		if errors.As(err, &fe) && fe.Path != "" {
 			// "data.record: missing required field 3 (seq)"
