@@ -28,7 +28,8 @@ func LeafHash(data []byte) []byte { return hasher.HashLeaf(data) }
 // the right subtree's root (TestMerkleRootMatchesSpec). All the hashes of
 // a tree live in one array.
 type Tree struct {
-	// levels[l][i] is the hash of node i of level l (32 bytes, in buf).
+	// levels[l][i] is the hash of node i of level l: 32 bytes of one
+	// array that holds every hash of the tree.
 	levels [][][]byte
 	root   []byte
 }
@@ -56,7 +57,7 @@ func NewTree(leaves [][]byte) *Tree {
 		d.Write([]byte{rfc6962.RFC6962LeafHashPrefix})
 		d.Write(l)
 		buf = d.Sum(buf)
-		hashes = append(hashes, buf[len(buf)-sha256.Size:])
+		hashes = append(hashes, buf[len(buf)-sha256.Size:len(buf):len(buf)])
 	}
 	level := hashes
 	t.levels = append(t.levels, level)
@@ -69,7 +70,7 @@ func NewTree(leaves [][]byte) *Tree {
 			copy(in[1+sha256.Size:], level[i+1])
 			h := sha256.Sum256(in[:])
 			buf = append(buf, h[:]...)
-			hashes = append(hashes, buf[len(buf)-sha256.Size:])
+			hashes = append(hashes, buf[len(buf)-sha256.Size:len(buf):len(buf)])
 		}
 		if len(level)%2 == 1 {
 			hashes = append(hashes, level[len(level)-1])
@@ -84,7 +85,8 @@ func NewTree(leaves [][]byte) *Tree {
 // Size is the number of leaves.
 func (t *Tree) Size() uint64 { return uint64(len(t.levels[0])) }
 
-// Root is the tree head (RFC 9162 section 2.1.1).
+// Root is the tree head (RFC 9162 section 2.1.1), the tree's own bytes:
+// callers must not modify it.
 func (t *Tree) Root() []byte { return t.root }
 
 // Proof is the inclusion proof of leaf i (RFC 9162 section 2.1.3.1): the
