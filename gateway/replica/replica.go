@@ -211,6 +211,9 @@ func (r *Replica) Run(ctx context.Context, commit func(*chain.Round) error) erro
 	ctx, stop := context.WithCancel(ctx) // the checkers stop with Run
 	defer stop()
 	core, err := r.start()
+	if r.store != nil {
+		defer r.store.close()
+	}
 	if err != nil {
 		return err
 	}
