@@ -372,9 +372,9 @@ func (r *Replica) start() (*pbft.Core, error) {
 // a partial batch (pbft.Config.PartialInFlight): one. Each block costs
 // every gateway the same fixed work (votes, a prepared certificate and a
 // block written and fsynced, an index transaction), so while one is out
-// the next goes on collecting: at most load the blocks grew from about
-// 530 txs to 890 (BenchmarkPeer, docs/benchmarks.md). A full batch
-// (Batch.MaxTxs) still goes at once, up to four blocks out.
+// the next goes on collecting: under BenchmarkPeer's max load the blocks
+// grew from about 530 txs to 890. A full batch (Batch.MaxTxs) still goes
+// at once, up to four blocks out.
 const partialInFlight = 1
 
 // executed is a committed block as the core knows it.
