@@ -77,9 +77,18 @@ type Config struct {
 	CheckpointInterval uint64 // K: a checkpoint every K sequence numbers (default 16)
 	Window             uint64 // L: sequence numbers accepted above the low watermark (default 4K)
 	MaxInFlight        uint64 // proposals the primary has out before it waits (default 4)
-	MaxBatch           int    // requests per proposal (default 1000)
-	MaxBatchBytes      int    // request bytes per proposal (default 1 MiB)
-	MaxQueue           int    // requests the primary queues (default 100,000)
+	// PartialInFlight is how many proposals may be out (cut, not yet
+	// executed) for the primary to cut a partial batch; while more are
+	// out, a partial batch goes on collecting until one executes. Every
+	// proposal costs every replica a fixed amount of work (votes, a
+	// prepared certificate to persist, a block to write), so a busy
+	// pipeline then carries fewer, bigger proposals instead of more
+	// small ones. A full batch may still use the whole MaxInFlight.
+	// Default (0): MaxInFlight, no difference between the two.
+	PartialInFlight uint64
+	MaxBatch        int // requests per proposal (default 1000)
+	MaxBatchBytes   int // request bytes per proposal (default 1 MiB)
+	MaxQueue        int // requests the primary queues (default 100,000)
 	// BatchTicks is how many ticks the first request of a partial batch
 	// waits for company before the primary cuts it (default 1: on the
 	// next tick). A full batch is cut at once.
@@ -318,6 +327,9 @@ func New(cfg Config, hs HardState, certs []*Prepared, last Executed) (*Core, err
 	}
 	if cfg.MaxInFlight == 0 {
 		cfg.MaxInFlight = 4
+	}
+	if cfg.PartialInFlight == 0 || cfg.PartialInFlight > cfg.MaxInFlight {
+		cfg.PartialInFlight = cfg.MaxInFlight
 	}
 	if cfg.MaxBatch == 0 {
 		cfg.MaxBatch = 1000
@@ -633,6 +645,9 @@ func (c *Core) maybePropose(tick bool) error {
 		seq := c.nextSeq
 		if seq-c.lastExec > c.cfg.MaxInFlight || seq > c.low+c.cfg.Window {
 			return nil
+		}
+		if len(c.queue) < c.cfg.MaxBatch && seq-1-c.lastExec >= c.cfg.PartialInFlight {
+			return nil // a partial batch waits for the pipeline to drain
 		}
 		parent, ok := c.heldAt(seq - 1)
 		if !ok {

@@ -19,7 +19,9 @@
 //     COMMIT, signed over Crypto.VoteBytes; 2f+1 matching commits make it
 //     committed, and it is executed in sequence order with those 2f+1
 //     signatures: the commit certificate. Up to MaxInFlight proposals are
-//     out at once, within the watermarks (low, low+Window].
+//     out at once, within the watermarks (low, low+Window]; a partial
+//     batch is cut only while fewer than PartialInFlight are out, so a
+//     busy pipeline carries fewer, bigger proposals.
 //  2. Prepares go out in sequence order: a replica prepares seq only once
 //     seq-1 is prepared in the same view or executed. A prepared
 //     certificate at seq thus implies f+1 correct replicas hold one at

@@ -14,7 +14,7 @@ package pbft_test
 //
 // The commands:
 //
-//	config [n=4] [checkpoint=16] [timeout=10] [batch=1] [inflight=4] [driver=doc]
+//	config [n=4] [checkpoint=16] [timeout=10] [batch=1] [inflight=4] [partial=inflight] [batchticks=1] [driver=doc]
 //	        must come first if present; builds the cluster n0..n{n-1}.
 //	        driver=doc: call Advance after ProposeFor, RejectFor and
 //	        Caught, as doc.go orders the driver's duties, instead of
@@ -236,6 +236,7 @@ type options struct {
 	timeout    int
 	batch      int
 	inflight   uint64
+	partial    uint64
 	batchTicks int
 	docOrder   bool // the driver calls Advance last, after ProposeFor, RejectFor and Caught, as doc.go orders it
 }
@@ -269,6 +270,8 @@ func parseOptions(args []string) (options, error) {
 			o.batch = n
 		case "inflight":
 			o.inflight = uint64(n)
+		case "partial":
+			o.partial = uint64(n)
 		case "batchticks":
 			o.batchTicks = n
 		default:
@@ -348,7 +351,7 @@ func (h *cluster) boot(r *replica) error {
 	c, err := pbft.New(pbft.Config{
 		ID: r.id, Nodes: h.nodes, Domain: "interaction", Crypto: &pbfttest.Keys{Self: r.id, Secrets: h.secrets}, App: r.app,
 		CheckpointInterval: h.o.checkpoint, RequestTimeout: h.o.timeout, MaxBatch: h.o.batch, MaxInFlight: h.o.inflight,
-		BatchTicks: h.o.batchTicks,
+		PartialInFlight: h.o.partial, BatchTicks: h.o.batchTicks,
 	}, r.hs, certs, r.last())
 	if err != nil {
 		return err

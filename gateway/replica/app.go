@@ -26,6 +26,8 @@ type app struct {
 	// pre-prepares came (precheck.go); shared with other goroutines.
 	verified *verifiedCache
 	spec     map[pbft.Digest]*proposal // proposals built or validated, not yet committed
+	// decoded are pre-prepares' blocks the precheck decoded (precheck.go).
+	decoded decodedBlocks
 }
 
 // proposal is an uncommitted block and the registry as it leaves it.
@@ -110,9 +112,12 @@ func (a *app) Validate(seq, view uint64, parent pbft.Digest, payload []byte) (pb
 		}
 		return d, ids, nil
 	}
-	b, err := ledger.DecodeBlock(payload)
-	if err != nil {
-		return pbft.Digest{}, nil, err
+	b, ids := a.decoded.take(seq, payload)
+	if b == nil {
+		var err error
+		if b, err = ledger.DecodeBlock(payload); err != nil {
+			return pbft.Digest{}, nil, err
+		}
 	}
 	h := &b.Header
 	switch {
@@ -133,10 +138,15 @@ func (a *app) Validate(seq, view uint64, parent pbft.Digest, payload []byte) (pb
 	}
 	batch := a.st.NewBatchOn(base)
 	p := &proposal{block: b, tree: ledger.NewTree(b.Txs), batch: batch}
-	ids := make([][32]byte, len(b.Txs))
+	if len(ids) != len(b.Txs) {
+		ids = make([][32]byte, len(b.Txs))
+		for i, env := range b.Txs {
+			ids[i] = ledger.TxID(env)
+		}
+	}
 	var verify []*state.Checked
 	for i, env := range b.Txs {
-		id := ledger.TxID(env)
+		id := ids[i]
 		known := a.checked[id]
 		if known == nil {
 			known = a.verified.get(id)

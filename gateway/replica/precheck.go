@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"bytes"
 	"context"
 	"sync"
 
@@ -56,6 +57,52 @@ func (v *verifiedCache) get(id [32]byte) *state.Checked {
 	return v.prev[id]
 }
 
+// decodedBlocks hands the blocks the precheck decoded, with their txs'
+// ids, to App.Validate, which would otherwise decode the pre-prepare's
+// payload and hash its txs a second time. It is safe for concurrent use,
+// and its zero value is empty. Entries are by height and stand only for
+// the exact payload they came from; Validate takes its entry out, and
+// the map is bounded (a pre-prepare that never reaches Validate leaves
+// one behind until it is dropped with the others).
+type decodedBlocks struct {
+	mu sync.Mutex
+	m  map[uint64]decodedBlock
+}
+
+type decodedBlock struct {
+	payload []byte
+	block   *ledger.Block
+	ids     [][32]byte
+}
+
+// maxDecoded bounds decodedBlocks: more than the pre-prepares in flight.
+const maxDecoded = 4 * maxPrechecks
+
+func (d *decodedBlocks) put(payload []byte, b *ledger.Block, ids [][32]byte) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.m == nil {
+		d.m = map[uint64]decodedBlock{}
+	}
+	if len(d.m) >= maxDecoded {
+		clear(d.m)
+	}
+	d.m[b.Header.Height] = decodedBlock{payload: payload, block: b, ids: ids}
+}
+
+// take returns the block at height decoded from payload and its txs'
+// ids, and forgets it; nil if it has none.
+func (d *decodedBlocks) take(height uint64, payload []byte) (*ledger.Block, [][32]byte) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e, ok := d.m[height]
+	if !ok || !bytes.Equal(e.payload, payload) {
+		return nil, nil
+	}
+	delete(d.m, height)
+	return e.block, e.ids
+}
+
 // prechecker checks the txs of each pre-prepare from r.prechecks, then
 // hands the message to the Run goroutine, in the order they came, until
 // ctx ends.
@@ -85,11 +132,14 @@ func (r *Replica) precheck(m *pbft.Message) {
 		return // Validate refuses it
 	}
 	var todo [][]byte
-	for _, env := range b.Txs {
-		if r.verified.get(ledger.TxID(env)) == nil {
+	ids := make([][32]byte, len(b.Txs))
+	for i, env := range b.Txs {
+		ids[i] = ledger.TxID(env)
+		if r.verified.get(ids[i]) == nil {
 			todo = append(todo, env)
 		}
 	}
+	r.app.decoded.put(m.Payload, b, ids)
 	st := r.cfg.State
 	_ = onEveryCore(todo, 32, func(env []byte) error {
 		if c, err := st.Check(env); err == nil {

@@ -462,6 +462,10 @@ func TestPrecheck(t *testing.T) {
 			t.Fatalf("record %d: not verified by the precheck", i+1)
 		}
 	}
+	decoded := f.r.app.decoded.m[2]
+	if decoded.block == nil {
+		t.Fatal("the precheck kept no decoded block")
+	}
 	d, _, err := f.r.app.Validate(2, 0, tip, good.Payload)
 	if err != nil {
 		t.Fatal(err)
@@ -471,12 +475,18 @@ func TestPrecheck(t *testing.T) {
 			t.Errorf("tx %d: Validate checked it again instead of taking the precheck's verdict", i)
 		}
 	}
+	if f.r.app.spec[d].block != decoded.block || len(f.r.app.decoded.m) != 0 {
+		t.Errorf("Validate decoded the block again instead of taking the precheck's (%d left)", len(f.r.app.decoded.m))
+	}
 
 	bad := prePrepare(records[0], forged)
 	f.r.precheck(bad)
 	if f.r.verified.get(ledger.TxID(forged)) != nil {
 		t.Fatal("a forged record passed the precheck")
 	}
+	// A block decoded from another payload at that height is not taken
+	// for this one.
+	f.r.app.decoded.put(good.Payload, decoded.block, decoded.ids)
 	if _, _, err := f.r.app.Validate(2, 0, tip, bad.Payload); err == nil {
 		t.Fatal("Validate accepted a block with a forged record")
 	}

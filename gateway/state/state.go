@@ -27,8 +27,9 @@ type State struct {
 
 	vendors   map[string]*Vendor
 	reviewers map[string]*ledger.PublicKey
-	facts     map[string]bool  // releases published, votes cast
-	beats     map[string]int64 // node -> time of its newest committed heartbeat
+	facts     map[string]bool              // releases published, votes cast
+	beats     map[string]int64             // node -> time of its newest committed heartbeat
+	nodes     map[string]*ledger.PublicKey // the genesis nodes' keys, parsed once: a check's Key is then the same pointer each time
 	height    uint64
 	tip       [32]byte // hash of the block at height; the genesis hash at 0
 }
@@ -44,6 +45,14 @@ func New(g *ledger.Genesis) (*State, error) {
 			return nil, fmt.Errorf("state: admin %s: %w", a.ID, err)
 		}
 		s.admins[a.ID] = pk
+	}
+	s.nodes = map[string]*ledger.PublicKey{}
+	for _, n := range g.Nodes {
+		pk, err := ledger.ParsePublicKey(n.PublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("state: node %s: %w", n.ID, err)
+		}
+		s.nodes[n.ID] = pk
 	}
 	return s, nil
 }
@@ -212,14 +221,14 @@ func (s *State) authorKey(tx *ledger.Tx) (*ledger.PublicKey, error) {
 // nodeKey is the key of the genesis node that must have signed tx, which
 // must be about itself.
 func (s *State) nodeKey(tx *ledger.Tx) (*ledger.PublicKey, error) {
-	n, ok := s.g.Node(tx.Author)
+	k, ok := s.nodes[tx.Author]
 	if !ok {
 		return nil, reject(ledger.ReasonUnknownAuthor, "no node %q", tx.Author)
 	}
 	if tx.Body.Heartbeat.Node != tx.Author {
 		return nil, reject(ledger.ReasonForbidden, "heartbeat by %s names node %s", tx.Author, tx.Body.Heartbeat.Node)
 	}
-	return ledger.ParsePublicKey(n.PublicKey)
+	return k, nil
 }
 
 // seqOf is the device sequence number a rekey, record or config report

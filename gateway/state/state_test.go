@@ -339,6 +339,30 @@ func TestHeartbeatOnlyByItsNode(t *testing.T) {
 	wantReason(t, err, ledger.ReasonBadSignature)
 }
 
+// TestHeartbeatKeyOnce: every check of a node's heartbeat hands back
+// the same key, as for a device's records, so that a replica's
+// App.Validate recognises the precheck's verdict on it (it compares the
+// keys) instead of verifying the heartbeat again.
+func TestHeartbeatKeyOnce(t *testing.T) {
+	f := newFixture(t)
+	hb := f.sign(f.node, "node-1", ledger.Body{Kind: ledger.KindHeartbeat, Heartbeat: &ledger.Heartbeat{Node: "node-1", Time: 1}})
+	c1, err := f.st.Check(hb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := ledger.DecodeTx(hb, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, err := f.st.NewBatch().Check(tx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c1.Key != c2.Key {
+		t.Error("the node key was parsed again for the second check")
+	}
+}
+
 // TestHeartbeatOnce: a heartbeat commits once. The chaos suite saw one
 // heartbeat in three blocks: queued while no quorum could commit it, it
 // was proposed again in each new view, and nothing refused it.

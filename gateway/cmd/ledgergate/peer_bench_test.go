@@ -131,6 +131,9 @@ func BenchmarkPeer(b *testing.B) {
 		ours("max", peerMax/peerDevices, 0)
 		ours("rate1000", rateMsgs/peerDevices, peerRate)
 		peerReport(b, rows[0], rows[1])
+		// The gateways' rows alone, for runs without the CometBFT half
+		// (-bench 'Peer/ledgergate', e.g. to compare two LEDGERGATE_BIN).
+		b.Logf("ledgergate: load average %s\n%s", loadAvg(), peerTable(rows))
 		for _, g := range c.gws {
 			g.kill()
 		}

@@ -171,6 +171,10 @@ func (s *Sim) boot(r *replica) error {
 	c, err := pbft.New(pbft.Config{
 		ID: r.id, Nodes: s.nodes, Domain: "sim", Crypto: r.crypto, App: r.app,
 		CheckpointInterval: 8, RequestTimeout: 40, MaxBatch: 8,
+		// 1 to 4 (the default) proposals out before a partial batch
+		// waits, from the seed without drawing from rng, so that seeds
+		// recorded before still replay.
+		PartialInFlight: 1 + s.o.Seed%4,
 	}, r.hs, certs, r.last())
 	if err != nil {
 		return err
