@@ -484,6 +484,40 @@ func (c *Core) Tick() error {
 	return c.maybePropose(true)
 }
 
+// NextTick is how many ticks from now the next tick is that may do more
+// than count: cut a partial batch, fire the request or view-change
+// timer, or retransmit; 0 if no tick would, until the next input. A
+// driver may sleep until then and call Tick for each tick passed, instead
+// of waking for every tick: the ticks before it do nothing.
+//
+// A cluster retransmits at every resend tick; a single replica only while
+// requests wait (it has no one to send to).
+func (c *Core) NextTick() int {
+	next := 0
+	at := func(tick int) { // tick: the core's clock when it is due
+		k := max(tick-c.now, 1)
+		if next == 0 || k < next {
+			next = k
+		}
+	}
+	if c.n > 1 || c.changing || len(c.waiting) > 0 {
+		r := c.resendEvery()
+		at(c.now + r - c.now%r)
+	}
+	switch {
+	case c.changing:
+		if c.vcTimer {
+			at(c.deadline)
+		}
+	case len(c.waiting) > 0:
+		at(c.deadline)
+	}
+	if !c.changing && len(c.queue) > 0 && c.isPrimary() && !c.passive() {
+		at(c.since + c.cfg.BatchTicks)
+	}
+	return next
+}
+
 func (c *Core) resendEvery() int { return max(c.cfg.RequestTimeout/2, 1) }
 
 // resend retransmits when nothing executed since the last retransmission
