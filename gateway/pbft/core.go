@@ -35,6 +35,10 @@ type App interface {
 type Request struct {
 	ID   [32]byte
 	Data []byte
+	// Waited is how many ticks the request waited before Propose (in
+	// the driver's queue, while it persisted a block): a partial batch
+	// it starts is cut BatchTicks after it came, not after Propose.
+	Waited int
 }
 
 // NewRequest returns the request of data, with its id.
@@ -640,7 +644,7 @@ func (c *Core) propose(r Request, from string) error {
 			return ErrOverloaded
 		}
 		if len(c.queue) == 0 {
-			c.since = c.now
+			c.since = c.now - max(r.Waited, 0)
 		}
 		c.queue = append(c.queue, queued{req: r, from: from})
 		c.queued[r.ID] = true

@@ -66,7 +66,7 @@ type Replica struct {
 	store  *store
 	app    *app
 
-	proposals chan *state.Checked
+	proposals chan queuedTx
 	inbox     chan *pbft.Message  // votes and view changes
 	requests  chan *pbft.Message  // forwarded requests: a flood of these must not crowd out votes
 	checks    chan forwardedCheck // to the checkers (see maxChecks)
@@ -90,6 +90,12 @@ const maxChecks = 8192
 type forwardedCheck struct {
 	n  uint64
 	fw pbft.Forwarded
+}
+
+// queuedTx is a proposed tx and when it was proposed.
+type queuedTx struct {
+	c  *state.Checked
+	at time.Time
 }
 
 type verdict struct {
@@ -130,7 +136,7 @@ func New(cfg Config) (*Replica, error) {
 		cfg: cfg, logger: cfg.Logger,
 		app: &app{g: cfg.Genesis, st: cfg.State, self: cfg.Self, now: clock.Now, checked: map[[32]byte]*state.Checked{},
 			verified: verified, spec: map[pbft.Digest]*proposal{}},
-		proposals: make(chan *state.Checked, max(cfg.Batch.MaxPending, 1)),
+		proposals: make(chan queuedTx, max(cfg.Batch.MaxPending, 1)),
 		inbox:     make(chan *pbft.Message, 8192),
 		requests:  make(chan *pbft.Message, 8192),
 		checks:    make(chan forwardedCheck, maxChecks),
@@ -150,7 +156,7 @@ func (r *Replica) Status() Status { return *r.status.Load() }
 // Propose queues a checked tx for ordering (chain.Orderer).
 func (r *Replica) Propose(c *state.Checked) error {
 	select {
-	case r.proposals <- c:
+	case r.proposals <- queuedTx{c: c, at: time.Now()}:
 		return nil
 	default:
 		return chain.ErrOverloaded
@@ -252,13 +258,13 @@ func (r *Replica) Run(ctx context.Context, commit func(*chain.Round) error) erro
 		select {
 		case <-ctx.Done():
 			return nil
-		case c := <-proposals:
+		case q := <-proposals:
 			n, err := d.clock.catchUp(core, time.Now())
 			if err != nil {
 				return err
 			}
 			ticks += n
-			if err := d.propose(c); err != nil {
+			if err := d.propose(q); err != nil {
 				return err
 			}
 			if err := d.proposeQueued(); err != nil {
@@ -342,8 +348,8 @@ func (r *Replica) Run(ctx context.Context, commit func(*chain.Round) error) erro
 func (d *driver) proposeQueued() error {
 	for {
 		select {
-		case c := <-d.r.proposals:
-			if err := d.propose(c); err != nil {
+		case q := <-d.r.proposals:
+			if err := d.propose(q); err != nil {
 				return err
 			}
 		default:
@@ -500,10 +506,12 @@ func (k *coreClock) arm(core *pbft.Core, now time.Time) {
 	k.c, k.at = k.timer.C, at
 }
 
-func (d *driver) propose(c *state.Checked) error {
+func (d *driver) propose(q queuedTx) error {
+	c := q.c
 	d.r.app.checked[c.Tx.ID] = c
 	d.r.verified.put(c)
-	err := d.core.Propose(pbft.Request{ID: c.Tx.ID, Data: c.Tx.Envelope})
+	waited := int(time.Since(q.at) / d.r.cfg.Tick)
+	err := d.core.Propose(pbft.Request{ID: c.Tx.ID, Data: c.Tx.Envelope, Waited: waited})
 	if errors.Is(err, pbft.ErrOverloaded) {
 		delete(d.r.app.checked, c.Tx.ID)
 		return d.commit(&chain.Round{Rejected: []chain.Rejected{{ID: c.Tx.ID, Err: chain.ErrOverloaded}}})
