@@ -80,3 +80,32 @@ func TestCoreClock(t *testing.T) {
 		t.Fatal("the clock runs after the block executed")
 	}
 }
+
+// TestCoreClockBusy: a turn of the driver's loop that took longer than a
+// period (a block's fsync on a slow disk) counts as one tick, as with a
+// ticker, so a stall does not run out the request timer by itself.
+func TestCoreClockBusy(t *testing.T) {
+	genesis := pbft.Digest(sha256.Sum256([]byte("clock genesis")))
+	core, err := pbft.New(pbft.Config{
+		ID: "n0", Nodes: []string{"n0"}, Domain: "clock",
+		Crypto: &pbfttest.Keys{Self: "n0", Secrets: map[string][]byte{"n0": []byte("secret")}},
+		App:    pbfttest.NewApp("n0", genesis), MaxBatch: 100, RequestTimeout: 500, BatchTicks: 5,
+	}, pbft.HardState{}, nil, pbft.Executed{Digest: genesis})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const period = 2 * time.Millisecond
+	k := newCoreClock(period)
+	defer k.timer.Stop()
+	t0 := time.Now()
+	req := []byte("req-a")
+	if err := core.Propose(pbft.Request{ID: pbft.RequestID(req), Data: req}); err != nil {
+		t.Fatal(err)
+	}
+	k.arm(core, t0)
+	// The turn that follows takes 3 s.
+	k.arm(core, t0.Add(3*time.Second))
+	if n, err := k.catchUp(core, t0.Add(3*time.Second+time.Millisecond)); err != nil || n != 1 {
+		t.Fatalf("after a 3 s turn: %d ticks, %v; want 1", n, err)
+	}
+}

@@ -481,7 +481,8 @@ func (k *coreClock) catchUp(core *pbft.Core, now time.Time) (int, error) {
 }
 
 // arm sets the timer to the next tick with work, or stops the clock if
-// there is none. A nil clock (a cluster's) does nothing.
+// there is none; the driver calls it at the end of each turn of its
+// loop. A nil clock (a cluster's) does nothing.
 func (k *coreClock) arm(core *pbft.Core, now time.Time) {
 	if k == nil {
 		return
@@ -495,8 +496,14 @@ func (k *coreClock) arm(core *pbft.Core, now time.Time) {
 		k.last = time.Time{}
 		return
 	}
-	if k.last.IsZero() {
+	switch {
+	case k.last.IsZero():
 		k.last = now
+	case now.Sub(k.last) > k.period:
+		// The loop was busy for more than a period (a block's append
+		// and fsync): that counts as one tick, as a ticker's buffered
+		// tick does, so a slow disk does not run out the request timer.
+		k.last = now.Add(-k.period)
 	}
 	at := k.last.Add(time.Duration(due) * k.period)
 	if k.c != nil && at.Equal(k.at) {
