@@ -35,6 +35,10 @@ type App interface {
 type Request struct {
 	ID   [32]byte
 	Data []byte
+	// Waited is how many ticks the request waited before Propose (in
+	// the driver's queue, while it persisted a block): a partial batch
+	// it starts is cut BatchTicks after it came, not after Propose.
+	Waited int
 }
 
 // NewRequest returns the request of data, with its id.
@@ -496,6 +500,40 @@ func (c *Core) Tick() error {
 	return c.maybePropose(true)
 }
 
+// NextTick is how many ticks from now the next tick is that may do more
+// than count: cut a partial batch, fire the request or view-change
+// timer, or retransmit; 0 if no tick would, until the next input. A
+// driver may sleep until then and call Tick for each tick passed, instead
+// of waking for every tick: the ticks before it do nothing.
+//
+// A cluster retransmits at every resend tick; a single replica only while
+// requests wait (it has no one to send to).
+func (c *Core) NextTick() int {
+	next := 0
+	at := func(tick int) { // tick: the core's clock when it is due
+		k := max(tick-c.now, 1)
+		if next == 0 || k < next {
+			next = k
+		}
+	}
+	if c.n > 1 || c.changing || len(c.waiting) > 0 {
+		r := c.resendEvery()
+		at(c.now + r - c.now%r)
+	}
+	switch {
+	case c.changing:
+		if c.vcTimer {
+			at(c.deadline)
+		}
+	case len(c.waiting) > 0:
+		at(c.deadline)
+	}
+	if !c.changing && len(c.queue) > 0 && c.isPrimary() && !c.passive() {
+		at(c.since + c.cfg.BatchTicks)
+	}
+	return next
+}
+
 func (c *Core) resendEvery() int { return max(c.cfg.RequestTimeout/2, 1) }
 
 // resend retransmits when nothing executed since the last retransmission
@@ -618,7 +656,7 @@ func (c *Core) propose(r Request, from string) error {
 			return ErrOverloaded
 		}
 		if len(c.queue) == 0 {
-			c.since = c.now
+			c.since = c.now - max(r.Waited, 0)
 		}
 		c.queue = append(c.queue, queued{req: r, from: from})
 		c.queued[r.ID] = true

@@ -79,7 +79,9 @@
 //
 //  1. Build the core with New from the persisted HardState and prepared
 //     certificates and the last executed proposal with its certificate.
-//  2. Call Tick at a steady period; Step for each message from a peer;
+//  2. Call Tick at a steady period (or sleep until the tick NextTick
+//     names and then call Tick once for each period passed: the ticks
+//     before it do nothing); Step for each message from a peer;
 //     Propose for each local request; ProposeFor or RejectFor for each
 //     forwarded request once it checked it, in the order the requests
 //     came in (checks may run concurrently; their results may not

@@ -493,6 +493,7 @@ func (h *cluster) tick(who string, count int) error {
 				continue
 			}
 			r.ticks++
+			next := r.core.NextTick()
 			var buf bytes.Buffer
 			out := h.out
 			h.out, h.indent = &buf, "  "
@@ -500,6 +501,10 @@ func (h *cluster) tick(who string, count int) error {
 			h.out, h.indent = out, ""
 			if err != nil {
 				return err
+			}
+			// A driver that sleeps until NextTick must miss nothing.
+			if buf.Len() > 0 && next != 1 {
+				return fmt.Errorf("%s tick %d did something, but NextTick said %d ticks:\n%s", r.id, r.ticks, next, buf.Bytes())
 			}
 			if buf.Len() > 0 {
 				h.printf("%s tick %d:", r.id, r.ticks)
