@@ -9,11 +9,10 @@ import (
 	"github.com/ledgergate/ledgergate/gateway/pbft/pbfttest"
 )
 
-// TestCoreClock: a single node's clock has no timer while nothing waits
-// (no wake-ups when idle), sets one at the batch deadline when a request
-// comes, cuts the batch when it fires, and stops again once the block
-// executed. Time is passed in; nothing sleeps.
-func TestCoreClock(t *testing.T) {
+// newClockCore is a single node's core whose batch deadline is 5 ticks
+// and request timeout 500.
+func newClockCore(t *testing.T) *pbft.Core {
+	t.Helper()
 	genesis := pbft.Digest(sha256.Sum256([]byte("clock genesis")))
 	core, err := pbft.New(pbft.Config{
 		ID: "n0", Nodes: []string{"n0"}, Domain: "clock",
@@ -23,6 +22,15 @@ func TestCoreClock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return core
+}
+
+// TestCoreClock: a single node's clock has no timer while nothing waits
+// (no wake-ups when idle), sets one at the batch deadline when a request
+// comes, cuts the batch when it fires, and stops again once the block
+// executed. Time is passed in; nothing sleeps.
+func TestCoreClock(t *testing.T) {
+	core := newClockCore(t)
 	const period = 2 * time.Millisecond
 	k := newCoreClock(period)
 	defer k.timer.Stop()
@@ -85,15 +93,7 @@ func TestCoreClock(t *testing.T) {
 // period (a block's fsync on a slow disk) counts as one tick, as with a
 // ticker, so a stall does not run out the request timer by itself.
 func TestCoreClockBusy(t *testing.T) {
-	genesis := pbft.Digest(sha256.Sum256([]byte("clock genesis")))
-	core, err := pbft.New(pbft.Config{
-		ID: "n0", Nodes: []string{"n0"}, Domain: "clock",
-		Crypto: &pbfttest.Keys{Self: "n0", Secrets: map[string][]byte{"n0": []byte("secret")}},
-		App:    pbfttest.NewApp("n0", genesis), MaxBatch: 100, RequestTimeout: 500, BatchTicks: 5,
-	}, pbft.HardState{}, nil, pbft.Executed{Digest: genesis})
-	if err != nil {
-		t.Fatal(err)
-	}
+	core := newClockCore(t)
 	const period = 2 * time.Millisecond
 	k := newCoreClock(period)
 	defer k.timer.Stop()
