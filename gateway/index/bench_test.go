@@ -26,6 +26,8 @@ var (
 		"txs per generation of the tx-id index in BenchmarkApplyGrowth's index")
 	growthDrop = flag.String("index.drop", "",
 		"comma-separated indexes BenchmarkApplyGrowth drops before it fills, to measure what each costs")
+	growthPragmas = flag.String("index.pragmas", "",
+		"semicolon-separated statements BenchmarkApplyGrowth runs on the writer after opening, to compare settings")
 )
 
 // synthChain makes blocks of decoded data.record txs without signing them:
@@ -125,6 +127,13 @@ func BenchmarkApplyGrowth(b *testing.B) {
 		}
 		if err := x.w.prepare(); err != nil {
 			b.Fatal(err)
+		}
+	}
+	if *growthPragmas != "" {
+		for _, p := range strings.Split(*growthPragmas, ";") {
+			if _, err := x.w.Exec(p); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 	s := newSynthChain(b, x, *growthDevices)

@@ -237,6 +237,13 @@ var upgrades = [][]string{
 		`INSERT INTO id_generations (txs) VALUES (` + generationParam + `)`,
 		`CREATE INDEX txs_id_gen ON txs ((seq - 1) / ` + generationParam + `, id_prefix)`,
 	},
+	// 6 to 7: one index on a device's records instead of two. A device's
+	// sequence numbers increase with seq (the state accepts only one above
+	// the device's last), so the index on (device, seq) serves Records
+	// too: a block no longer dirties a page of txs_records per device.
+	{
+		`DROP INDEX txs_records`,
+	},
 }
 
 // generationTxs is the number of txs in a generation of the tx-id index

@@ -652,8 +652,9 @@ func TestQueryPlans(t *testing.T) {
 	x := open(t, filepath.Join(t.TempDir(), "index.db"))
 	plans := map[string]string{
 		strings.Replace(strings.Replace(x.sqlTx, "?", "1", 1), "?", "x'00'", 1): "txs_id_gen",
-		`SELECT ` + txCols + ` FROM txs WHERE kind = ` + kindRecord + ` AND device = 'a' AND dev_seq < 5
-			ORDER BY dev_seq DESC, seq DESC LIMIT 10`: "txs_records",
+		`SELECT ` + txCols + ` FROM txs WHERE kind = ` + kindRecord + ` AND device = 'a' AND seq < 5
+			ORDER BY seq DESC LIMIT 10`: "txs_device_records (device=? AND seq<?)",
+		strings.Replace(strings.Replace(sqlRecordAtOrBefore, "?", "'a'", 1), "?", "5", 1): "txs_device_records (device=? AND seq<?)",
 		`SELECT ` + txCols + ` FROM txs WHERE seq >= 1 AND seq < 5 ORDER BY seq`: "INTEGER PRIMARY KEY",
 	}
 	for q, want := range plans {
