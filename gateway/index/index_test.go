@@ -655,7 +655,7 @@ func TestQueryPlans(t *testing.T) {
 		`SELECT ` + txCols + ` FROM txs WHERE kind = ` + kindRecord + ` AND device = 'a' AND seq < 5
 			ORDER BY seq DESC LIMIT 10`: "txs_device_records (device=? AND seq<?)",
 		strings.Replace(strings.Replace(sqlRecordAtOrBefore, "?", "'a'", 1), "?", "5", 1): "txs_device_records (device=? AND seq<?)",
-		`SELECT ` + txCols + ` FROM txs WHERE seq >= 1 AND seq < 5 ORDER BY seq`: "INTEGER PRIMARY KEY",
+		`SELECT ` + txCols + ` FROM txs WHERE seq >= 1 AND seq < 5 ORDER BY seq`:          "INTEGER PRIMARY KEY",
 	}
 	for q, want := range plans {
 		rows, err := x.db.Query(`EXPLAIN QUERY PLAN ` + q)
