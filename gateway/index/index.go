@@ -540,26 +540,15 @@ func (x *Index) apply(h *ledger.Header, txs []*ledger.Tx) (err error) {
 		}
 	}()
 
-	var top uint64
-	if err := w.height.QueryRow().Scan(u64{&top}); err != nil {
-		return fmt.Errorf("height: %w", err)
+	if err := w.loadTop(); err != nil {
+		return err
 	}
-	if h.Height != top+1 {
-		return fmt.Errorf("%w: block %d, index at height %d", ErrHeight, h.Height, top)
+	top := w.top
+	if h.Height != top.height+1 {
+		return fmt.Errorf("%w: block %d, index at height %d", ErrHeight, h.Height, top.height)
 	}
-	var last uint64
-	if err := w.lastSeq.QueryRow().Scan(u64{&last}); err != nil {
-		return fmt.Errorf("last tx: %w", err)
-	}
-	first := last + 1
-	tmax := h.Time
-	if top > 0 {
-		var prev int64
-		if err := w.tmax.QueryRow(int64(top)).Scan(&prev); err != nil {
-			return fmt.Errorf("time of block %d: %w", top, err)
-		}
-		tmax = max(tmax, prev)
-	}
+	first := top.lastSeq + 1
+	tmax := max(h.Time, top.tmax)
 
 	hash := h.Hash()
 	if _, err := w.insBlock.Exec(int64(h.Height), hash[:], nonNil(h.Prev), nonNil(h.TxRoot), int64(h.NumTxs), h.Time, int64(h.View), h.Proposer, int64(first), tmax); err != nil {
@@ -594,7 +583,11 @@ func (x *Index) apply(h *ledger.Header, txs []*ledger.Tx) (err error) {
 	if err := devs.write(h); err != nil {
 		return err
 	}
-	return w.commit()
+	if err := w.commit(); err != nil {
+		return err
+	}
+	w.top = &topBlock{height: h.Height, lastSeq: first + uint64(len(txs)) - 1, tmax: tmax}
+	return nil
 }
 
 // writer is the one connection that writes, with the statements every
@@ -606,11 +599,45 @@ func (x *Index) apply(h *ledger.Header, txs []*ledger.Tx) (err error) {
 type writer struct {
 	c *sql.Conn
 
+	begin_, commit_       *sql.Stmt
 	height, lastSeq, tmax *sql.Stmt
 	insBlock, insTx       *sql.Stmt
 	getDevice, putDevice  *sql.Stmt
 	addRecords            *sql.Stmt
 	stmts                 []*sql.Stmt // all of the above, to close
+
+	// top is what the next block continues, read from the tables once and
+	// then kept by apply: three queries fewer per block. nil until read,
+	// and after a rollback or Reset.
+	top *topBlock
+}
+
+// topBlock is the highest indexed block: its height, the seq of its last
+// tx and its running maximum time (0 if there is no block).
+type topBlock struct {
+	height, lastSeq uint64
+	tmax            int64
+}
+
+// loadTop reads w.top from the tables if it is not known.
+func (w *writer) loadTop() error {
+	if w.top != nil {
+		return nil
+	}
+	var t topBlock
+	if err := w.height.QueryRow().Scan(u64{&t.height}); err != nil {
+		return fmt.Errorf("height: %w", err)
+	}
+	if err := w.lastSeq.QueryRow().Scan(u64{&t.lastSeq}); err != nil {
+		return fmt.Errorf("last tx: %w", err)
+	}
+	if t.height > 0 {
+		if err := w.tmax.QueryRow(int64(t.height)).Scan(&t.tmax); err != nil {
+			return fmt.Errorf("time of block %d: %w", t.height, err)
+		}
+	}
+	w.top = &t
+	return nil
 }
 
 func (w *writer) prepare() error {
@@ -618,6 +645,8 @@ func (w *writer) prepare() error {
 		s **sql.Stmt
 		q string
 	}{
+		{&w.begin_, `BEGIN IMMEDIATE`},
+		{&w.commit_, `COMMIT`},
 		{&w.height, sqlHeight},
 		{&w.lastSeq, `SELECT coalesce(max(seq), 0) FROM txs`},
 		{&w.tmax, `SELECT tmax FROM blocks WHERE height = ?`},
@@ -655,14 +684,14 @@ func (w *writer) Exec(query string, args ...any) (sql.Result, error) {
 
 // begin takes the write lock at once, as _txlock=immediate does for Tx.
 func (w *writer) begin() error {
-	if _, err := w.Exec(`BEGIN IMMEDIATE`); err != nil {
+	if _, err := w.begin_.Exec(); err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
 	return nil
 }
 
 func (w *writer) commit() error {
-	if _, err := w.Exec(`COMMIT`); err != nil {
+	if _, err := w.commit_.Exec(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
@@ -670,8 +699,10 @@ func (w *writer) commit() error {
 
 // rollback ends a failed transaction. Its error is ignored: SQLite may
 // have rolled the transaction back already (on SQLITE_FULL, for one), and
-// if the connection is broken the next begin reports it.
+// if the connection is broken the next begin reports it. What was kept of
+// the top block is read again.
 func (w *writer) rollback() {
+	w.top = nil
 	w.Exec(`ROLLBACK`)
 }
 
@@ -874,6 +905,7 @@ func (s *deviceSet) write(h *ledger.Header) error {
 func (x *Index) Reset() error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	x.w.top = nil
 	tx, err := x.w.c.BeginTx(context.Background(), nil)
 	if err != nil {
 		return fmt.Errorf("index: reset: %w", err)

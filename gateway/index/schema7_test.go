@@ -136,3 +136,80 @@ func TestUpgradeDropsRecordsIndex(t *testing.T) {
 		t.Errorf("the reference holds %d records, want 3", len(want[top+1]))
 	}
 }
+
+// TestWriterKeepsTop applies blocks whose times step back twice in a row,
+// in one session and across a reopen and a failed block: the writer keeps
+// the top block in memory, and what it keeps must be what the tables say.
+func TestWriterKeepsTop(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "index.db")
+	x := open(t, path)
+	s := newSynthChain(t, x, 2)
+	const t0 = 1_700_000_000_000
+	var times []int64
+	step := func(x *Index, at int64, n int) {
+		t.Helper()
+		b, txs := s.block(n)
+		b.Header.Time = at
+		if err := x.ApplyDecoded(b, txs); err != nil {
+			t.Fatal(err)
+		}
+		times = append(times, at)
+	}
+	for i, at := range []int64{t0 + 5000, t0 + 1000, t0 + 3000, t0 + 2000, t0 + 6000} {
+		step(x, at, 1+i%3)
+	}
+	// A block that fails after its txs were inserted changes nothing.
+	if _, err := x.db.Exec(`CREATE TRIGGER fail BEFORE UPDATE ON devices BEGIN SELECT RAISE(ABORT, 'injected failure'); END`); err != nil {
+		t.Fatal(err)
+	}
+	b, txs := s.block(2)
+	if err := x.ApplyDecoded(b, txs); err == nil {
+		t.Fatal("ApplyDecoded with a failing device write succeeded")
+	}
+	if _, err := x.db.Exec(`DROP TRIGGER fail`); err != nil {
+		t.Fatal(err)
+	}
+	s.c.blocks = s.c.blocks[:len(s.c.blocks)-1]
+	s.n -= 2
+	step(x, t0+4000, 3)
+	x.Close()
+	y := open(t, path)
+	step(y, t0+3500, 2)
+	step(y, t0+7000, 1)
+
+	var tmax []int64
+	var firsts, nums []uint64
+	rows, err := y.db.Query(`SELECT tmax, first_seq, num_txs FROM blocks WHERE height > 1 ORDER BY height`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var v int64
+		var f, n uint64
+		if err := rows.Scan(&v, &f, &n); err != nil {
+			t.Fatal(err)
+		}
+		tmax, firsts, nums = append(tmax, v), append(firsts, f), append(nums, n)
+	}
+	rows.Close()
+	want := []int64{}
+	m := int64(0)
+	for _, at := range times {
+		m = max(m, at)
+		want = append(want, m)
+	}
+	if !reflect.DeepEqual(tmax, want) {
+		t.Errorf("tmax = %v, want %v", tmax, want)
+	}
+	// Block 1 holds the enrollments: seqs continue from it without a gap.
+	next := uint64(3)
+	for i := range firsts {
+		if firsts[i] != next {
+			t.Errorf("block %d first_seq = %d, want %d", i+2, firsts[i], next)
+		}
+		next = firsts[i] + nums[i]
+	}
+	if c, err := y.Counts(); err != nil || c.Txs != next-1 {
+		t.Errorf("Counts = %+v, %v; want %d txs", c, err, next-1)
+	}
+}
