@@ -26,6 +26,7 @@ var (
 		"txs per generation of the tx-id index in BenchmarkApplyGrowth's index")
 	growthDrop = flag.String("index.drop", "",
 		"comma-separated indexes BenchmarkApplyGrowth drops before it fills, to measure what each costs")
+	smallTxs      = flag.Int("index.small", 3, "records in each of BenchmarkApplySmallBlocks's blocks")
 	growthPragmas = flag.String("index.pragmas", "",
 		"semicolon-separated statements BenchmarkApplyGrowth runs on the writer after opening, to compare settings")
 )
@@ -185,21 +186,25 @@ func BenchmarkApplyGrowth(b *testing.B) {
 	}
 }
 
-// BenchmarkApplySmallBlocks applies blocks of 3 records, as a gateway at a
-// low rate makes them: the fixed cost per block dominates.
+// BenchmarkApplySmallBlocks applies blocks of -index.small records (3; a
+// gateway at 1,000 msgs/s makes blocks of about 10), as a gateway at a low
+// rate makes them: the fixed cost per block dominates.
 func BenchmarkApplySmallBlocks(b *testing.B) {
+	n := *smallTxs
 	x := open(b, filepath.Join(b.TempDir(), "index.db"))
 	s := newSynthChain(b, x, 100)
 	for range 1000 {
-		s.apply(b, x, 3)
+		s.apply(b, x, n)
 	}
 	b.ResetTimer()
-	cpu0 := cpuTime(b)
+	cpu0, w0 := cpuTime(b), written(b)
 	for range b.N {
-		s.apply(b, x, 3)
+		s.apply(b, x, n)
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(b.N), "cpu-ns/block")
+	b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(b.N*n), "cpu-ns/record")
+	b.ReportMetric(float64(written(b)-w0)/float64(b.N), "wbytes/block")
 }
 
 // cpuTime is the CPU time the process has used, user and system, in ns:

@@ -38,8 +38,9 @@
 // only its generation's part, which stays cached; a lookup probes the
 // generations newest first), and each device touched by a block is written
 // once per block (a device that only sent records with one UPDATE, without
-// reading its row). A device's records have one index, on (device, seq),
-// which serves the listings by sequence number too. The statements every
+// reading its row). A device's records are indexed by (device, seq) and
+// (device, stream, seq); the first serves the listings by the device's
+// sequence number too. The statements every
 // block runs, BEGIN and COMMIT included, are prepared once on the writing
 // connection. The WAL is checkpointed every few thousand pages
 // and cut back to a fixed size after, so it stays bounded however long the
