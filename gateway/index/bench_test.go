@@ -149,11 +149,12 @@ func BenchmarkApplyGrowth(b *testing.B) {
 			s.apply(b, x, perBlock)
 		}
 		b.Run(fmt.Sprintf("records=%d", size), func(b *testing.B) {
-			cpu0, w0 := cpuTime(b), written(b)
+			cpu0, w0, r0 := cpuTime(b), written(b), read(b)
 			for range b.N {
 				s.apply(b, x, perBlock)
 			}
 			b.StopTimer()
+			b.ReportMetric(float64(read(b)-r0)/float64(b.N*perBlock), "rbytes/record")
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*perBlock), "ns/record")
 			b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(b.N*perBlock), "cpu-ns/record")
 			b.ReportMetric(float64(written(b)-w0)/float64(b.N*perBlock), "wbytes/record")
@@ -220,13 +221,20 @@ func cpuTime(tb testing.TB) int64 {
 // written is the number of bytes the process has written (wchar in
 // /proc/self/io): the WAL and the checkpoints' copies of the pages the
 // blocks dirtied. Unlike CPU time it does not depend on the machine's load.
-func written(tb testing.TB) int64 {
+func written(tb testing.TB) int64 { return procIO(tb, "wchar") }
+
+// read is the number of bytes the process has read with read system calls
+// (rchar in /proc/self/io): pages SQLite read back from the database and
+// the WAL. Pages read through a memory mapping are not counted.
+func read(tb testing.TB) int64 { return procIO(tb, "rchar") }
+
+func procIO(tb testing.TB, field string) int64 {
 	b, err := os.ReadFile("/proc/self/io")
 	if err != nil {
 		tb.Fatal(err)
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "wchar: "); ok {
+		if v, ok := strings.CutPrefix(line, field+": "); ok {
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil {
 				tb.Fatal(err)
@@ -234,6 +242,6 @@ func written(tb testing.TB) int64 {
 			return n
 		}
 	}
-	tb.Fatal("no wchar in /proc/self/io")
+	tb.Fatalf("no %s in /proc/self/io", field)
 	return 0
 }
