@@ -1,7 +1,6 @@
 package index
 
 import (
-	"context"
 	"database/sql"
 	"encoding/hex"
 	"errors"
@@ -303,72 +302,41 @@ func (x *Index) SearchDevices(q, after string, limit int) ([]Device, error) {
 // on (device, seq) alone. A device's sequence numbers increase with seq,
 // its commit order (the state accepts only a sequence number above the
 // device's last), so the records below beforeSeq are those committed
-// before the first one at or above it: firstRecordFrom finds that one
-// with a binary search over seq, one probe of the index each (about 24
-// at 10M txs), and only when the device's newest record is at or above
-// beforeSeq.
+// before the first one at or above it. sqlRecords finds that one with a
+// binary search over seq inside the statement, one probe of the index a
+// step (about 24 at 10M txs), when the device's newest record is at or
+// above beforeSeq.
 func (x *Index) Records(device string, beforeSeq uint64, limit int) ([]TxInfo, error) {
-	hi, err := x.firstRecordFrom(device, bound(beforeSeq))
-	if err != nil {
-		return nil, fmt.Errorf("index: records of %q: %w", device, err)
-	}
-	ts, err := list(x.db, scanTx, `SELECT `+txCols+` FROM txs
-		WHERE kind = `+kindRecord+` AND device = ? AND seq < ?
-		ORDER BY seq DESC LIMIT ?`,
-		device, hi, capLimit(limit))
+	ts, err := list(x.db, scanTx, sqlRecords, device, bound(beforeSeq), capLimit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("index: records of %q: %w", device, err)
 	}
 	return ts, nil
 }
 
-// sqlRecordAtOrBefore is the device's last record at or before a seq.
-const sqlRecordAtOrBefore = `SELECT seq, dev_seq FROM txs
-	WHERE kind = ` + kindRecord + ` AND device = ? AND seq <= ? ORDER BY seq DESC LIMIT 1`
+// sqlRecords is the query of Records, with parameters device, the bound on
+// the sequence number and the limit. first bisects the seqs: the device's
+// last record at or before hi is at or above the bound, every one at or
+// before lo is below it, and up says whether the last one at or before
+// the middle is (so each step probes the index once); the smallest hi it
+// reaches is the seq of the device's first record at or above the bound.
+// It has no row if the device's newest record is below the bound.
+var sqlRecords = `WITH RECURSIVE first(lo, hi, up) AS (
+		SELECT 0, top, ` + devSeqAt("top / 2") + ` >= ?2 FROM (SELECT seq AS top, dev_seq AS top_dev FROM txs
+			WHERE kind = ` + kindRecord + ` AND device = ?1 ORDER BY seq DESC LIMIT 1) WHERE top_dev >= ?2
+		UNION ALL
+		SELECT iif(up, lo, (lo + hi) / 2), iif(up, (lo + hi) / 2, hi),
+			` + devSeqAt("iif(up, (lo + (lo + hi) / 2) / 2, ((lo + hi) / 2 + hi) / 2)") + ` >= ?2
+		FROM first WHERE hi - lo > 1)
+	SELECT ` + txCols + ` FROM txs
+	WHERE kind = ` + kindRecord + ` AND device = ?1 AND seq < coalesce((SELECT min(hi) FROM first), 9223372036854775807)
+	ORDER BY seq DESC LIMIT ?3`
 
-// firstRecordFrom returns the seq of device's first record with a
-// sequence number of at least devSeq, math.MaxInt64 if it has none.
-func (x *Index) firstRecordFrom(device string, devSeq int64) (int64, error) {
-	ctx := context.Background()
-	c, err := x.db.Conn(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer c.Close()
-	probe, err := c.PrepareContext(ctx, sqlRecordAtOrBefore)
-	if err != nil {
-		return 0, err
-	}
-	defer probe.Close()
-	// last(s) is the seq and sequence number of the device's last record
-	// at or before seq s; ok is false if there is none.
-	last := func(s int64) (seq, dev int64, ok bool, err error) {
-		err = probe.QueryRow(device, s).Scan(&seq, &dev)
-		if errors.Is(err, sql.ErrNoRows) {
-			return 0, 0, false, nil
-		}
-		return seq, dev, err == nil, err
-	}
-	seq, dev, ok, err := last(math.MaxInt64)
-	if err != nil || !ok || dev < devSeq {
-		return math.MaxInt64, err
-	}
-	// The record at hi is at or above devSeq; every record of the device
-	// at or before lo is below it.
-	lo, hi := int64(0), seq
-	for hi-lo > 1 {
-		m := lo + (hi-lo)/2
-		seq, dev, ok, err := last(m)
-		switch {
-		case err != nil:
-			return 0, err
-		case ok && dev >= devSeq:
-			hi = seq
-		default:
-			lo = m
-		}
-	}
-	return hi, nil
+// devSeqAt is the sequence number of the device ?1's last record at or
+// before seq, -1 if none.
+func devSeqAt(seq string) string {
+	return `(SELECT coalesce(max(dev_seq), -1) FROM (SELECT dev_seq FROM txs
+		WHERE kind = ` + kindRecord + ` AND device = ?1 AND seq <= ` + seq + ` ORDER BY seq DESC LIMIT 1))`
 }
 
 // Counts returns the numbers of blocks, txs, devices and revoked devices.
