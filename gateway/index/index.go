@@ -599,7 +599,7 @@ func (x *Index) apply(h *ledger.Header, txs []*ledger.Tx) (err error) {
 type writer struct {
 	c *sql.Conn
 
-	begin_, commit_       *sql.Stmt
+	beginStmt, commitStmt *sql.Stmt
 	height, lastSeq, tmax *sql.Stmt
 	insBlock, insTx       *sql.Stmt
 	getDevice, putDevice  *sql.Stmt
@@ -645,8 +645,8 @@ func (w *writer) prepare() error {
 		s **sql.Stmt
 		q string
 	}{
-		{&w.begin_, `BEGIN IMMEDIATE`},
-		{&w.commit_, `COMMIT`},
+		{&w.beginStmt, `BEGIN IMMEDIATE`},
+		{&w.commitStmt, `COMMIT`},
 		{&w.height, sqlHeight},
 		{&w.lastSeq, `SELECT coalesce(max(seq), 0) FROM txs`},
 		{&w.tmax, `SELECT tmax FROM blocks WHERE height = ?`},
@@ -684,14 +684,14 @@ func (w *writer) Exec(query string, args ...any) (sql.Result, error) {
 
 // begin takes the write lock at once, as _txlock=immediate does for Tx.
 func (w *writer) begin() error {
-	if _, err := w.begin_.Exec(); err != nil {
+	if _, err := w.beginStmt.Exec(); err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
 	return nil
 }
 
 func (w *writer) commit() error {
-	if _, err := w.commit_.Exec(); err != nil {
+	if _, err := w.commitStmt.Exec(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
