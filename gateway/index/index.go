@@ -292,9 +292,9 @@ const readers = 4
 // per record than every 10000, and every 2500 about 5% more; 10000 let
 // the WAL grow to 40 MiB beside a block log of 1 MiB.
 //
-// Since schema 7 the 64 MiB cache does not miss up to 3M records (the
-// bytes read per record stay those of the checkpoints): a 256 MiB cache
-// or a 1 GiB mmap_size read and wrote the same. A mapping is not used: a
+// Since schema 7 the 64 MiB cache does not miss up to 10M records (the
+// bytes read per record follow the pages the checkpoints copy): a 256 MiB
+// cache (to 6M) or a 1 GiB mmap_size (to 3M) read and wrote the same. A mapping is not used: a
 // read error on a mapped page faults, and a fault caught with
 // debug.SetPanicOnFault leaves the connection's mutex held.
 var writerPragmas = []string{
