@@ -294,7 +294,7 @@ const readers = 4
 //
 // Since schema 7 the 64 MiB cache does not miss up to 10M records (the
 // bytes read per record follow the pages the checkpoints copy): a 256 MiB
-// cache (to 6M) or a 1 GiB mmap_size (to 3M) read and wrote the same. A mapping is not used: a
+// cache (to 10M) or a 1 GiB mmap_size (to 3M) read and wrote the same. A mapping is not used: a
 // read error on a mapped page faults, and a fault caught with
 // debug.SetPanicOnFault leaves the connection's mutex held.
 var writerPragmas = []string{
