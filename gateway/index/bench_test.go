@@ -26,6 +26,9 @@ var (
 		"txs per generation of the tx-id index in BenchmarkApplyGrowth's index")
 	growthDrop = flag.String("index.drop", "",
 		"comma-separated indexes BenchmarkApplyGrowth drops before it fills, to measure what each costs")
+	smallTxs      = flag.Int("index.small", 3, "records in each of BenchmarkApplySmallBlocks's blocks")
+	growthPragmas = flag.String("index.pragmas", "",
+		"semicolon-separated statements BenchmarkApplyGrowth runs on the writer after opening, to compare settings")
 )
 
 // synthChain makes blocks of decoded data.record txs without signing them:
@@ -127,6 +130,13 @@ func BenchmarkApplyGrowth(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	if *growthPragmas != "" {
+		for _, p := range strings.Split(*growthPragmas, ";") {
+			if _, err := x.w.Exec(p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
 	s := newSynthChain(b, x, *growthDevices)
 	for _, f := range strings.Split(*growthSizes, ",") {
 		size, err := strconv.ParseUint(f, 10, 64)
@@ -139,11 +149,12 @@ func BenchmarkApplyGrowth(b *testing.B) {
 			s.apply(b, x, perBlock)
 		}
 		b.Run(fmt.Sprintf("records=%d", size), func(b *testing.B) {
-			cpu0, w0 := cpuTime(b), written(b)
+			cpu0, w0, r0 := cpuTime(b), written(b), read(b)
 			for range b.N {
 				s.apply(b, x, perBlock)
 			}
 			b.StopTimer()
+			b.ReportMetric(float64(read(b)-r0)/float64(b.N*perBlock), "rbytes/record")
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*perBlock), "ns/record")
 			b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(b.N*perBlock), "cpu-ns/record")
 			b.ReportMetric(float64(written(b)-w0)/float64(b.N*perBlock), "wbytes/record")
@@ -176,21 +187,25 @@ func BenchmarkApplyGrowth(b *testing.B) {
 	}
 }
 
-// BenchmarkApplySmallBlocks applies blocks of 3 records, as a gateway at a
-// low rate makes them: the fixed cost per block dominates.
+// BenchmarkApplySmallBlocks applies blocks of -index.small records (3; a
+// gateway at 1,000 msgs/s makes blocks of about 10), as a gateway at a low
+// rate makes them: the fixed cost per block dominates.
 func BenchmarkApplySmallBlocks(b *testing.B) {
+	n := *smallTxs
 	x := open(b, filepath.Join(b.TempDir(), "index.db"))
 	s := newSynthChain(b, x, 100)
 	for range 1000 {
-		s.apply(b, x, 3)
+		s.apply(b, x, n)
 	}
 	b.ResetTimer()
-	cpu0 := cpuTime(b)
+	cpu0, w0 := cpuTime(b), written(b)
 	for range b.N {
-		s.apply(b, x, 3)
+		s.apply(b, x, n)
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(b.N), "cpu-ns/block")
+	b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(b.N*n), "cpu-ns/record")
+	b.ReportMetric(float64(written(b)-w0)/float64(b.N), "wbytes/block")
 }
 
 // cpuTime is the CPU time the process has used, user and system, in ns:
@@ -206,13 +221,20 @@ func cpuTime(tb testing.TB) int64 {
 // written is the number of bytes the process has written (wchar in
 // /proc/self/io): the WAL and the checkpoints' copies of the pages the
 // blocks dirtied. Unlike CPU time it does not depend on the machine's load.
-func written(tb testing.TB) int64 {
+func written(tb testing.TB) int64 { return procIO(tb, "wchar") }
+
+// read is the number of bytes the process has read with read system calls
+// (rchar in /proc/self/io): pages SQLite read back from the database and
+// the WAL. Pages read through a memory mapping are not counted.
+func read(tb testing.TB) int64 { return procIO(tb, "rchar") }
+
+func procIO(tb testing.TB, field string) int64 {
 	b, err := os.ReadFile("/proc/self/io")
 	if err != nil {
 		tb.Fatal(err)
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "wchar: "); ok {
+		if v, ok := strings.CutPrefix(line, field+": "); ok {
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil {
 				tb.Fatal(err)
@@ -220,6 +242,6 @@ func written(tb testing.TB) int64 {
 			return n
 		}
 	}
-	tb.Fatal("no wchar in /proc/self/io")
+	tb.Fatalf("no %s in /proc/self/io", field)
 	return 0
 }

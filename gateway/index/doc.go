@@ -25,7 +25,10 @@
 //     decodes each tx's syntax, and a tx that does not decode is an error.
 //  5. An Index is safe for concurrent use. Writes (ApplyBlock, Reset,
 //     Rebuild) are serialized on one connection; reads run on a small pool
-//     in parallel with them and see whole blocks only.
+//     in parallel with them and see whole blocks only. It must be the only
+//     writer of its file (the block log's lock, taken first, sees to it):
+//     the writer keeps the top block's height, last tx and running time in
+//     memory instead of reading them for every block.
 //
 // The schema is shaped for the write rate (thousands of txs per second in
 // blocks of up to a thousand): each block is one SQL transaction, txs are
@@ -35,8 +38,11 @@
 // only its generation's part, which stays cached; a lookup probes the
 // generations newest first), and each device touched by a block is written
 // once per block (a device that only sent records with one UPDATE, without
-// reading its row). The statements every block runs are prepared once on
-// the writing connection. The WAL is checkpointed every few thousand pages
+// reading its row). A device's records are indexed by (device, seq) and
+// (device, stream, seq); the first serves the listings by the device's
+// sequence number too. The statements every
+// block runs, BEGIN and COMMIT included, are prepared once on the writing
+// connection. The WAL is checkpointed every few thousand pages
 // and cut back to a fixed size after, so it stays bounded however long the
 // gateway runs.
 //

@@ -285,7 +285,8 @@ func TestUpgradeFromVersion4(t *testing.T) {
 	}
 	for _, stmt := range []string{`DROP INDEX txs_id_gen`, `DROP TABLE id_generations`, `CREATE INDEX txs_id_prefix ON txs (id_prefix)`,
 		`DROP INDEX blocks_tmax`, `DROP INDEX blocks_backstep`, `DROP INDEX txs_device_records`,
-		`DROP INDEX txs_stream_records`, `ALTER TABLE blocks DROP COLUMN tmax`, `PRAGMA user_version = 4`} {
+		`DROP INDEX txs_stream_records`, `ALTER TABLE blocks DROP COLUMN tmax`,
+		`CREATE INDEX txs_records ON txs (device, dev_seq) WHERE kind = ` + kindRecord, `PRAGMA user_version = 4`} {
 		if _, err := db.Exec(stmt); err != nil {
 			t.Fatalf("%s: %v", stmt, err)
 		}

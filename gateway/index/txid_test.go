@@ -116,7 +116,8 @@ func TestUpgradeFromIDPrefixIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, q := range []string{`DROP INDEX txs_id_gen`, `DROP TABLE id_generations`,
-		`CREATE INDEX txs_id_prefix ON txs (id_prefix)`, `PRAGMA user_version = 5`} {
+		`CREATE INDEX txs_id_prefix ON txs (id_prefix)`,
+		`CREATE INDEX txs_records ON txs (device, dev_seq) WHERE kind = ` + kindRecord, `PRAGMA user_version = 5`} {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatal(err)
 		}
