@@ -216,7 +216,12 @@ func peerTable(rows []peerRow) string {
 			r.res.Refused, r.unacked, us(r.clientCPU), perBlock)
 	}
 	tw.Flush()
+	// Ratios pair each phase of the gateways with CometBFT's: none when
+	// only the gateways ran.
 	half := len(rows) / 2
+	if len(rows)%2 != 0 || half == 0 || rows[half].system == rows[0].system {
+		half = 0
+	}
 	for i := range half {
 		o, t := rows[i], rows[half+i]
 		ratio := func(x, y float64) string {
