@@ -289,10 +289,8 @@ func (s *store) save(hs *pbft.HardState, certs []*pbft.Prepared) error {
 		s.hs = hs
 	}
 	var buf []byte
-	if rotate && s.hs != nil {
+	if s.hs != nil && (rotate || hs != nil) { // a new log starts with the hard state
 		buf = appendRecord(buf, kindHardState, pbft.EncodeHardState(s.hs))
-	} else if hs != nil {
-		buf = appendRecord(buf, kindHardState, pbft.EncodeHardState(hs))
 	}
 	var maxCert uint64
 	for _, p := range certs {
