@@ -120,12 +120,24 @@ func FuzzVerifyAsStdlib(f *testing.F) {
 	for _, c := range edCorpus(f)[:64] {
 		f.Add(c.pub, c.msg, c.sig)
 	}
+	k := fixedEd25519()
+	pub, sig := []byte(k.Public().(ed25519.PublicKey)), ed25519.Sign(k, []byte("m"))
+	f.Add(pub[:31], []byte("m"), sig)
+	f.Add(append(bytes.Clone(pub), 0), []byte("m"), sig)
 	f.Fuzz(func(t *testing.T, pub, msg, sig []byte) {
-		if len(pub) != ed25519.PublicKeySize || len(msg) > 1<<12 {
+		if len(msg) > 1<<12 {
+			return
+		}
+		pk := &PublicKey{Alg: EdDSA, Key: ed25519.PublicKey(pub)}
+		if len(pub) != ed25519.PublicKeySize {
+			// crypto/ed25519 panics; nothing verifies with such a key.
+			if verifySig(pk, msg, sig) {
+				t.Fatalf("pub %x of %d bytes msg %x sig %x: verified", pub, len(pub), msg, sig)
+			}
 			return
 		}
 		want := ed25519.Verify(pub, msg, sig)
-		if got := verifySig(&PublicKey{Alg: EdDSA, Key: ed25519.PublicKey(pub)}, msg, sig); got != want {
+		if got := verifySig(pk, msg, sig); got != want {
 			t.Fatalf("pub %x msg %x sig %x: verified %v, crypto/ed25519 says %v", pub, msg, sig, got, want)
 		}
 	})
