@@ -29,6 +29,7 @@ type harness struct {
 	admin  crypto.Signer
 	log    *ledger.Log
 	idx    *index.Index
+	dir    string // where the log and the index are
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -61,7 +62,7 @@ func newHarnessWith(tb testing.TB, mk func(*state.State, crypto.Signer) Orderer,
 	if err != nil {
 		tb.Fatal(err)
 	}
-	h := &harness{g: g, admin: admin, log: blog, idx: idx, done: make(chan error, 1)}
+	h := &harness{g: g, admin: admin, log: blog, idx: idx, dir: dir, done: make(chan error, 1)}
 	h.chain = New(Deps{State: st, Log: blog, Index: idx, Orderer: mk(st, node), CommitTimeout: commitTimeout,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -259,6 +260,9 @@ func TestIndexFailureStopsIdleOrderer(t *testing.T) {
 	h := newHarnessWith(t, func(st *state.State, node crypto.Signer) Orderer { return NewSolo(batch, st, node, "node-1") }, time.Minute)
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	h.enroll(t, "dev", key)
+	if _, err := h.idx.Height(); err != nil { // waits for the enrollment's block
+		t.Fatal(err)
+	}
 	h.idx.Close() // every later apply fails
 	start := time.Now()
 	env := record(t, key, h.g.ChainID, "dev", 1, nil)
