@@ -153,8 +153,8 @@ func New(d Deps) *Chain {
 	c := &Chain{
 		g: d.State.Genesis(), st: d.State, log: d.Log, idx: d.Index, ord: d.Orderer,
 		logger: d.Logger, m: newMetrics(d.Registry), waiters: map[[32]byte]*waiter{},
-		checking:      make(chan struct{}, runtime.GOMAXPROCS(0)),
-		kick:          make(chan struct{}, 1), room: make(chan struct{}, 1),
+		checking: make(chan struct{}, runtime.GOMAXPROCS(0)),
+		kick:     make(chan struct{}, 1), room: make(chan struct{}, 1),
 		commitTimeout: d.CommitTimeout, maxPending: d.MaxPending,
 	}
 	if c.commitTimeout <= 0 {
