@@ -974,8 +974,16 @@ func (x *Index) Reset() error {
 // progressEvery is how many blocks Rebuild applies between progress calls.
 const progressEvery = 1000
 
+// Rebuild applies at most rebuildBlocks blocks and, unless one block is
+// larger, rebuildTxs txs in one SQL transaction.
+const (
+	rebuildBlocks = 64
+	rebuildTxs    = 4096
+)
+
 // Rebuild brings x up to the block log's height: it applies blocks
-// x.Height()+1 through height in order, reading each with read(h). It
+// x.Height()+1 through height in order, reading each with read(h), several
+// in one SQL transaction (rebuildBlocks, rebuildTxs). It
 // calls progress (if not nil) every thousand blocks and once at the end
 // with the number of blocks applied and to apply. If x is above height it
 // returns an error wrapping ErrAhead: the caller then calls Reset and
@@ -989,21 +997,36 @@ func Rebuild(ctx context.Context, x *Index, height uint64, read func(h uint64) (
 		return fmt.Errorf("%w: index at height %d, log at %d", ErrAhead, have, height)
 	}
 	total := height - have
-	for h := have + 1; h <= height; h++ {
+	for h := have + 1; h <= height; {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("index: rebuild at height %d: %w", h, err)
 		}
-		b, err := read(h)
-		if err != nil {
-			return fmt.Errorf("index: read block %d: %w", h, err)
+		// Several blocks a transaction, as the chain indexes when blocks
+		// queue up; a batch ends at each progress report.
+		var batch []Decoded
+		for n := 0; h <= height && len(batch) < rebuildBlocks && n < rebuildTxs; {
+			b, err := read(h)
+			if err != nil {
+				return fmt.Errorf("index: read block %d: %w", h, err)
+			}
+			if b == nil || b.Header.Height != h {
+				return fmt.Errorf("index: read block %d: got another block", h)
+			}
+			txs, err := decodeTxs(b.Txs)
+			if err != nil {
+				return fmt.Errorf("index: block %d: %w", h, err)
+			}
+			batch = append(batch, Decoded{Block: b, Txs: txs})
+			n += len(txs)
+			h++
+			if (h-1-have)%progressEvery == 0 {
+				break
+			}
 		}
-		if b == nil || b.Header.Height != h {
-			return fmt.Errorf("index: read block %d: got another block", h)
-		}
-		if err := x.ApplyBlock(b); err != nil {
+		if err := x.ApplyBatch(batch); err != nil {
 			return err
 		}
-		if done := h - have; progress != nil && done%progressEvery == 0 && done != total {
+		if done := h - 1 - have; progress != nil && done%progressEvery == 0 && done != total {
 			progress(done, total)
 		}
 	}
