@@ -105,6 +105,14 @@ const (
 	maxUnindexedTxs    = 16384
 )
 
+// indexLinger is how long the index stage lets blocks queue up before it
+// indexes a batch smaller than its bounds: at a low rate each block
+// costs the index a transaction (BEGIN, the pages it dirties written to
+// the WAL, COMMIT) and a wake-up, and several blocks in one share them.
+// Nobody waits for it: devices were answered already, and a read of the
+// index that has to wait for a block ends the linger (index.Waiting).
+const indexLinger = 50 * time.Millisecond
+
 // waiter is one or more Submits of the same tx.
 type waiter struct {
 	done    chan struct{}
@@ -202,7 +210,8 @@ func (c *Chain) State() *state.State { return c.st }
 // block N to the log (fsynced), applies it to the state (so that block
 // N+1 can be built on it), answers its submitters and calls the commit
 // listeners; a second goroutine indexes the blocks behind it, several in
-// one SQL transaction when they queue up. For each tx the order is: on
+// one SQL transaction (it lets them queue up for indexLinger, or until a
+// read waits for them). For each tx the order is: on
 // disk, in the state, answered; indexed after. Between the answer and the
 // index, Receipt answers from the blocks kept in memory, and every other
 // read of the index waits for the blocks in the log when the read began
@@ -275,6 +284,8 @@ func (c *Chain) waitIndex(idxDone <-chan struct{}, idxErr *error) error {
 // stop is closed and every block is indexed, or the index fails.
 func (c *Chain) indexLoop(stop <-chan struct{}) error {
 	stopping := false
+	linger := time.NewTimer(indexLinger)
+	linger.Stop()
 	for {
 		batch := c.nextBatch()
 		if len(batch) == 0 {
@@ -287,6 +298,18 @@ func (c *Chain) indexLoop(stop <-chan struct{}) error {
 				stopping = true // the orderer appends no more: drain
 			}
 			continue
+		}
+		if !stopping && c.small(batch) {
+			linger.Reset(indexLinger)
+			select {
+			case <-linger.C:
+			case <-c.idx.Waiting():
+				linger.Stop()
+			case <-stop:
+				linger.Stop()
+				stopping = true
+			}
+			batch = c.nextBatch()
 		}
 		if err := c.idx.ApplyBatch(batch); err != nil {
 			lo, hi := batch[0].Block.Header.Height, batch[len(batch)-1].Block.Header.Height
@@ -309,6 +332,17 @@ func (c *Chain) indexLoop(stop <-chan struct{}) error {
 		default:
 		}
 	}
+}
+
+// small reports whether batch is below the bounds of one transaction.
+// (They are below the bounds at which the commit path waits for the
+// index, so the commit path never waits for a linger.)
+func (c *Chain) small(batch []index.Decoded) bool {
+	n := 0
+	for _, d := range batch {
+		n += len(d.Txs)
+	}
+	return len(batch) < maxBatchBlocks && n < maxBatchTxs
 }
 
 // nextBatch returns the blocks the next index transaction applies: the

@@ -11,10 +11,11 @@ import (
 // the index passes (Index.read).
 type barrier struct {
 	mu        sync.Mutex
-	applied   sync.Cond // broadcast when indexed rises or the barrier is abandoned
-	expected  uint64    // the highest height announced by Expect
-	indexed   uint64    // the highest height applied since Open
-	abandoned bool      // Abandon was called: no read waits any more
+	applied   sync.Cond     // broadcast when indexed rises or the barrier is abandoned
+	expected  uint64        // the highest height announced by Expect
+	indexed   uint64        // the highest height applied since Open
+	abandoned bool          // Abandon was called: no read waits any more
+	waiting   chan struct{} // cap 1: a read began to wait (Waiting)
 }
 
 // Expect announces that the blocks up to height are committed (in the
@@ -56,12 +57,23 @@ func (x *Index) Lag() uint64 {
 	return b.expected - b.indexed
 }
 
+// Waiting returns a channel that receives when a read begins to wait for
+// announced blocks (one value for any number of reads): a writer that
+// lets blocks queue up to apply them together applies them at once then.
+func (x *Index) Waiting() <-chan struct{} { return x.bar.waiting }
+
 // read is the read pool, once the blocks announced before the call are
 // applied.
 func (x *Index) read() *sql.DB {
 	b := &x.bar
 	b.mu.Lock()
 	want := b.expected
+	if b.indexed < want && !b.abandoned {
+		select {
+		case b.waiting <- struct{}{}:
+		default:
+		}
+	}
 	for b.indexed < want && !b.abandoned {
 		b.applied.Wait()
 	}

@@ -334,6 +334,7 @@ func openSized(path string, generation int64) (*Index, error) {
 	db.SetMaxIdleConns(1 + readers)
 	x := &Index{db: db}
 	x.bar.applied.L = &x.bar.mu
+	x.bar.waiting = make(chan struct{}, 1)
 	if err := x.init(generation); err != nil {
 		x.Close()
 		return nil, fmt.Errorf("index: open %s: %w", path, err)
