@@ -211,12 +211,12 @@ func (c *Chain) State() *state.State { return c.st }
 // N+1 can be built on it), answers its submitters and calls the commit
 // listeners; a second goroutine indexes the blocks behind it, several in
 // one SQL transaction (it lets them queue up for indexLinger, or until a
-// read waits for them). For each tx the order is: on
-// disk, in the state, answered; indexed after. Between the answer and the
-// index, Receipt answers from the blocks kept in memory, and every other
-// read of the index waits for the blocks in the log when the read began
-// (see the package doc). The commit path waits while too many blocks wait
-// for the index (maxUnindexedBlocks, maxUnindexedTxs).
+// read waits for them). For each tx the order is: on disk, in the state,
+// answered; indexed after. Between the answer and the index, Receipt
+// answers from the blocks kept in memory, and every other read of the
+// index waits for the blocks in the log when the read began (see the
+// package doc). The commit path waits while too many blocks wait for the
+// index (maxUnindexedBlocks, maxUnindexedTxs).
 //
 // A failure of the index stops the orderer at once, even an idle one,
 // and Run returns it; no block is committed after it. The blocks answered
