@@ -54,6 +54,16 @@ type Chain struct {
 	lmu       sync.Mutex
 	listeners []func(*ledger.Block, []*ledger.Tx) // see OnCommit
 
+	// unindexed are the blocks in the log and the state that the index
+	// has not applied yet, in height order: Receipt answers from them.
+	// The commit path appends (persist), the index stage takes from the
+	// front once it applied them (indexLoop).
+	umu          sync.Mutex
+	unindexed    []*unindexedBlock
+	unindexedTxs int
+	kick         chan struct{} // cap 1: unindexed grew
+	room         chan struct{} // cap 1: unindexed shrank
+
 	// checking bounds concurrent signature checks to the number of
 	// cores: every core verifies, and the run queue stays short, so the
 	// goroutines that order, persist and index are not starved behind
@@ -76,6 +86,32 @@ type Chain struct {
 	notes  []*note
 	expiry *time.Timer
 }
+
+// unindexedBlock is a block in the log and the state, not yet indexed.
+type unindexedBlock struct {
+	b    *ledger.Block
+	tree *ledger.Tree
+	txs  []*ledger.Tx
+}
+
+// Bounds of the index stage. A batch is what one SQL transaction
+// indexes; the commit path waits while more than maxUnindexedBlocks
+// blocks or maxUnindexedTxs txs wait for the index (their txs are held in
+// memory until then).
+const (
+	maxBatchBlocks     = 64
+	maxBatchTxs        = 4096
+	maxUnindexedBlocks = 256
+	maxUnindexedTxs    = 16384
+)
+
+// indexLinger is how long the index stage lets blocks queue up before it
+// indexes a batch smaller than its bounds: at a low rate each block
+// costs the index a transaction (BEGIN, the pages it dirties written to
+// the WAL, COMMIT) and a wake-up, and several blocks in one share them.
+// Nobody waits for it: devices were answered already, and a read of the
+// index that has to wait for a block ends the linger (index.Waiting).
+const indexLinger = 50 * time.Millisecond
 
 // waiter is one or more Submits of the same tx.
 type waiter struct {
@@ -125,7 +161,8 @@ func New(d Deps) *Chain {
 	c := &Chain{
 		g: d.State.Genesis(), st: d.State, log: d.Log, idx: d.Index, ord: d.Orderer,
 		logger: d.Logger, m: newMetrics(d.Registry), waiters: map[[32]byte]*waiter{},
-		checking:      make(chan struct{}, runtime.GOMAXPROCS(0)),
+		checking: make(chan struct{}, runtime.GOMAXPROCS(0)),
+		kick:     make(chan struct{}, 1), room: make(chan struct{}, 1),
 		commitTimeout: d.CommitTimeout, maxPending: d.MaxPending,
 	}
 	if c.commitTimeout <= 0 {
@@ -144,6 +181,11 @@ func New(d Deps) *Chain {
 // register them before Run to hear of every block Run commits. l runs
 // on the commit path: it must be quick, and hand slow work to a
 // goroutine of its own.
+//
+// l is called once the block is in the log and the state, possibly
+// before the index has it: a read of the index (by l or by anything
+// it starts) waits until the index has the block (index.Index.Expect),
+// and so holds up the commit path for as long as the index lags.
 func (c *Chain) OnCommit(l func(b *ledger.Block, txs []*ledger.Tx)) {
 	c.lmu.Lock()
 	defer c.lmu.Unlock()
@@ -164,50 +206,53 @@ func (c *Chain) State() *state.State { return c.st }
 // retried: after a failed write or fsync the state of the log's tail is
 // unknown, and only a new start (OpenLog) checks it.
 //
-// Commits are pipelined in two stages: the orderer's goroutine appends
-// block N to the log and applies it to the state (so that block N+1 can be
-// built on it), while a second goroutine indexes block N and answers its
-// submitters. For each tx the order stays: on disk, indexed, answered.
-// A failure of the second stage stops the orderer at once, even an idle
-// one: its submitters must not wait for a commit that cannot come.
+// Commits are pipelined in two stages. The orderer's goroutine appends
+// block N to the log (fsynced), applies it to the state (so that block
+// N+1 can be built on it), answers its submitters and calls the commit
+// listeners; a second goroutine indexes the blocks behind it, several in
+// one SQL transaction (it lets them queue up for indexLinger, or until a
+// read waits for them). For each tx the order is: on disk, in the state,
+// answered; indexed after. Between the answer and the index, Receipt
+// answers from the blocks kept in memory, and every other read of the
+// index waits for the blocks in the log when the read began (see the
+// package doc). The commit path waits while too many blocks wait for the
+// index (maxUnindexedBlocks, maxUnindexedTxs).
+//
+// A failure of the index stops the orderer at once, even an idle one,
+// and Run returns it; no block is committed after it. The blocks answered
+// and not indexed are in the log: Receipt keeps answering for them, other
+// index reads stop waiting for them (index.Index.Abandon), and the next
+// start indexes them (the daemon's CatchUpIndex). When ctx ends, Run
+// indexes every block it appended before it returns.
 func (c *Chain) Run(ctx context.Context) error {
-	published := make(chan *Round, 4)
-	var pubErr error
-	pubDone := make(chan struct{})
 	ordCtx, stopOrd := context.WithCancel(ctx)
 	defer stopOrd()
+	stop := make(chan struct{}) // the orderer returned: index what is left and end
+	idxDone := make(chan struct{})
+	var idxErr error
 	go func() {
-		defer close(pubDone)
-		for r := range published {
-			if pubErr = c.publish(r); pubErr != nil {
-				stopOrd()
-				return
-			}
+		defer close(idxDone)
+		if idxErr = c.indexLoop(stop); idxErr != nil {
+			c.idx.Abandon()
+			stopOrd()
 		}
 	}()
 	err := c.ord.Run(ordCtx, func(r *Round) error {
+		select {
+		case <-idxDone: // the index failed: commit nothing more
+			return idxErr
+		default:
+		}
 		if err := c.persist(r); err != nil {
 			return err
 		}
-		if r.Block == nil && !r.maybeCommitted() {
-			return nil
-		}
-		select {
-		case <-pubDone: // not the buffer: the index failed, stop
-			return pubErr
-		default:
-		}
-		select {
-		case published <- r:
-			return nil
-		case <-pubDone:
-			return pubErr
-		}
+		c.answer(r)
+		return c.waitIndex(idxDone, &idxErr)
 	})
-	close(published)
-	<-pubDone
+	close(stop)
+	<-idxDone
 	if err == nil {
-		err = pubErr
+		err = idxErr
 	}
 	if err != nil && storageFull(err) {
 		c.halt(err)
@@ -215,6 +260,108 @@ func (c *Chain) Run(ctx context.Context) error {
 	}
 	c.close()
 	return err
+}
+
+// waitIndex waits while the index lags too far behind the log, and
+// returns the index's error if it failed meanwhile.
+func (c *Chain) waitIndex(idxDone <-chan struct{}, idxErr *error) error {
+	for {
+		c.umu.Lock()
+		over := len(c.unindexed) > maxUnindexedBlocks || c.unindexedTxs > maxUnindexedTxs
+		c.umu.Unlock()
+		if !over {
+			return nil
+		}
+		select {
+		case <-c.room:
+		case <-idxDone:
+			return *idxErr
+		}
+	}
+}
+
+// indexLoop indexes the blocks the commit path appends, in batches, until
+// stop is closed and every block is indexed, or the index fails.
+func (c *Chain) indexLoop(stop <-chan struct{}) error {
+	stopping := false
+	linger := time.NewTimer(indexLinger)
+	linger.Stop()
+	for {
+		batch := c.nextBatch()
+		if len(batch) == 0 {
+			if stopping {
+				return nil
+			}
+			select {
+			case <-c.kick:
+			case <-stop:
+				stopping = true // the orderer appends no more: drain
+			}
+			continue
+		}
+		if !stopping && c.small(batch) {
+			linger.Reset(indexLinger)
+			select {
+			case <-linger.C:
+			case <-c.idx.Waiting():
+				linger.Stop()
+			case <-stop:
+				linger.Stop()
+				stopping = true
+			}
+			batch = c.nextBatch()
+		}
+		if err := c.idx.ApplyBatch(batch); err != nil {
+			lo, hi := batch[0].Block.Header.Height, batch[len(batch)-1].Block.Header.Height
+			if lo == hi {
+				return fmt.Errorf("chain: index block %d: %w", lo, err)
+			}
+			return fmt.Errorf("chain: index blocks %d-%d: %w", lo, hi, err)
+		}
+		c.umu.Lock()
+		for i, u := range c.unindexed[:len(batch)] {
+			c.unindexedTxs -= len(u.txs)
+			c.unindexed[i] = nil
+		}
+		c.unindexed = c.unindexed[len(batch):]
+		lag := len(c.unindexed)
+		c.umu.Unlock()
+		c.m.indexLag.Set(float64(lag))
+		select {
+		case c.room <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// small reports whether batch is below the bounds of one transaction.
+// (They are below the bounds at which the commit path waits for the
+// index, so the commit path never waits for a linger.)
+func (c *Chain) small(batch []index.Decoded) bool {
+	n := 0
+	for _, d := range batch {
+		n += len(d.Txs)
+	}
+	return len(batch) < maxBatchBlocks && n < maxBatchTxs
+}
+
+// nextBatch returns the blocks the next index transaction applies: the
+// oldest unindexed blocks, at most maxBatchBlocks of them and at most
+// maxBatchTxs txs unless the first block alone is larger. They stay in
+// c.unindexed until they are indexed.
+func (c *Chain) nextBatch() []index.Decoded {
+	c.umu.Lock()
+	defer c.umu.Unlock()
+	var batch []index.Decoded
+	n := 0
+	for _, u := range c.unindexed {
+		if len(batch) == maxBatchBlocks || (len(batch) > 0 && n+len(u.txs) > maxBatchTxs) {
+			break
+		}
+		batch = append(batch, index.Decoded{Block: u.b, Txs: u.txs})
+		n += len(u.txs)
+	}
+	return batch
 }
 
 // halt stops taking txs because the disk is full, and answers every
@@ -436,7 +583,8 @@ func (c *Chain) Propose(ctx context.Context, tx *ledger.Tx) (*Ticket, error) {
 	if err != nil {
 		if r := ledger.ReasonOf(err); r == ledger.ReasonReplay || r == ledger.ReasonExists || r == ledger.ReasonRevoked {
 			// The same tx may be committed already. Its waiter lives until
-			// the index has it, so one of the two lookups finds it.
+			// its block is in the log, kept in memory until the index has
+			// it (Receipt), so one of the two lookups finds it.
 			if w := c.waiter(id); w != nil {
 				return &Ticket{c: c, w: w, start: start}, nil
 			}
@@ -583,8 +731,8 @@ func (c *Chain) finish(id [32]byte, r *ledger.Receipt, err error) {
 }
 
 // persist answers the round's rejections, then appends its block to the
-// log and applies it to the state. Its errors are fatal: the disk refused
-// a write.
+// log, keeps it for the index stage and applies it to the state. Its
+// errors are fatal: the disk refused a write.
 func (c *Chain) persist(r *Round) error {
 	for _, rj := range r.Rejected {
 		if !rj.maybeCommitted() {
@@ -607,17 +755,31 @@ func (c *Chain) persist(r *Round) error {
 	for i, t := range r.Txs {
 		txs[i] = t.Tx
 	}
+	// Kept before the state applies it: a Propose that the state refuses
+	// as a replay of one of these txs finds its receipt (Receipt).
+	c.idx.Expect(b.Header.Height)
+	c.umu.Lock()
+	c.unindexed = append(c.unindexed, &unindexedBlock{b: b, tree: r.Tree, txs: txs})
+	c.unindexedTxs += len(txs)
+	lag := len(c.unindexed)
+	c.umu.Unlock()
+	c.m.indexLag.Set(float64(lag))
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
 	return c.st.Apply(b.Header.Height, b.Header.Hash(), txs)
 }
 
-// publish indexes a persisted block and answers its submitters.
-func (c *Chain) publish(r *Round) error {
+// answer answers the submitters of a persisted round and calls the
+// commit listeners.
+func (c *Chain) answer(r *Round) {
 	// Refusals that may be of a committed tx are answered here, once
-	// every block before is indexed: a committed tx gets its receipt.
-	// The same tx sent to two gateways, or sent again while it
-	// committed, is refused as a replay by the primary (it is in a block
-	// already) while this gateway's copy of that block still waits for
-	// this stage (issue 19).
+	// every block before is in the log and kept for Receipt: a committed
+	// tx gets its receipt. The same tx sent to two gateways, or sent
+	// again while it committed, is refused as a replay by the primary (it
+	// is in a block already) while this gateway's copy of that block
+	// still waits to be appended here (issue 19).
 	for _, rj := range r.Rejected {
 		if !rj.maybeCommitted() {
 			continue
@@ -631,14 +793,7 @@ func (c *Chain) publish(r *Round) error {
 	}
 	b := r.Block
 	if b == nil {
-		return nil
-	}
-	txs := make([]*ledger.Tx, len(r.Txs))
-	for i, t := range r.Txs {
-		txs[i] = t.Tx
-	}
-	if err := c.idx.ApplyDecoded(b, txs); err != nil {
-		return fmt.Errorf("chain: index block %d: %w", b.Header.Height, err)
+		return
 	}
 	c.m.height.Set(float64(b.Header.Height))
 	c.m.blocks.Inc()
@@ -651,10 +806,16 @@ func (c *Chain) publish(r *Round) error {
 	c.lmu.Lock()
 	listeners := c.listeners
 	c.lmu.Unlock()
+	if len(listeners) == 0 {
+		return
+	}
+	txs := make([]*ledger.Tx, len(r.Txs))
+	for i, t := range r.Txs {
+		txs[i] = t.Tx
+	}
 	for _, l := range listeners {
 		l(b, txs)
 	}
-	return nil
 }
 
 // Block reads the block at height from the log.
@@ -669,9 +830,22 @@ func (c *Chain) Block(height uint64) (*ledger.Block, error) {
 	return ledger.DecodeBlock(data)
 }
 
-// Receipt builds the receipt of a committed tx.
+// Receipt builds the receipt of a committed tx: from the blocks in the
+// log not yet indexed, else from the index. It does not wait for the
+// index: a tx answered to its submitter is in one of the two (the index
+// stage drops a block from memory only once the index has it).
 func (c *Chain) Receipt(id [32]byte) (*ledger.Receipt, error) {
-	info, err := c.idx.Tx(id)
+	c.umu.Lock()
+	for _, u := range c.unindexed {
+		for i, tx := range u.txs {
+			if tx.ID == id {
+				c.umu.Unlock()
+				return ledger.NewReceipt(u.b, u.tree, uint64(i))
+			}
+		}
+	}
+	c.umu.Unlock()
+	info, err := c.idx.TxIndexed(id)
 	if errors.Is(err, index.ErrNotFound) {
 		return nil, fmt.Errorf("%w: tx %x", ErrNotFound, id)
 	}

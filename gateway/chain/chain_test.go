@@ -29,6 +29,7 @@ type harness struct {
 	admin  crypto.Signer
 	log    *ledger.Log
 	idx    *index.Index
+	dir    string // where the log and the index are
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -61,7 +62,7 @@ func newHarnessWith(tb testing.TB, mk func(*state.State, crypto.Signer) Orderer,
 	if err != nil {
 		tb.Fatal(err)
 	}
-	h := &harness{g: g, admin: admin, log: blog, idx: idx, done: make(chan error, 1)}
+	h := &harness{g: g, admin: admin, log: blog, idx: idx, dir: dir, done: make(chan error, 1)}
 	h.chain = New(Deps{State: st, Log: blog, Index: idx, Orderer: mk(st, node), CommitTimeout: commitTimeout,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -249,26 +250,43 @@ func TestDiskFailureStops(t *testing.T) {
 }
 
 // TestIndexFailureStopsIdleOrderer: when the index refuses a block and no
-// further block comes (the orderer is idle, its submitters wait), Run
-// still stops at once and the submitters are answered: they do not wait
-// out the commit timeout for a commit that cannot come.
+// further block comes (the orderer is idle), Run still stops at once with
+// the index's error, and later submitters are refused: they do not wait
+// out the commit timeout for a commit that cannot come. The tx answered
+// before the index failed is in the log, and its receipt is still served
+// (from memory; the next start indexes it).
 func TestIndexFailureStopsIdleOrderer(t *testing.T) {
 	batch := BatchConfig{MaxTxs: 10, MaxBytes: 64 << 10, MaxDelay: time.Millisecond, MaxPending: 100}
 	h := newHarnessWith(t, func(st *state.State, node crypto.Signer) Orderer { return NewSolo(batch, st, node, "node-1") }, time.Minute)
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	h.enroll(t, "dev", key)
+	if _, err := h.idx.Height(); err != nil { // waits for the enrollment's block
+		t.Fatal(err)
+	}
 	h.idx.Close() // every later apply fails
 	start := time.Now()
-	r, err := h.chain.Submit(context.Background(), record(t, key, h.g.ChainID, "dev", 1, nil))
-	if !errors.Is(err, ErrClosed) || r != nil {
-		t.Fatalf("submit with a failed index: receipt %v, err %v; want ErrClosed", r, err)
+	env := record(t, key, h.g.ChainID, "dev", 1, nil)
+	r, err := h.chain.Submit(context.Background(), env)
+	if err != nil || r == nil || r.Header.Height != 2 {
+		t.Fatalf("submit with a failed index: receipt %v, err %v; want the receipt of block 2 (it is in the log)", r, err)
 	}
-	if runErr := <-h.done; runErr == nil || !strings.Contains(runErr.Error(), "index block 2") {
+	runErr := <-h.done
+	h.done <- nil // for Cleanup
+	if runErr == nil || !strings.Contains(runErr.Error(), "index block 2") {
 		t.Fatalf("Run returned %v, want the index error", runErr)
 	}
-	h.done <- nil // for Cleanup
 	if d := time.Since(start); d > 30*time.Second {
-		t.Fatalf("answered after %s", d)
+		t.Fatalf("stopped after %s", d)
+	}
+	if h.log.Len() != 2 {
+		t.Fatalf("log has %d blocks, want 2", h.log.Len())
+	}
+	id := decode(t, env).ID
+	if rc, err := h.chain.Receipt(id); err != nil || rc.Header.Height != 2 {
+		t.Fatalf("receipt after the index failed: %v, %v", rc, err)
+	}
+	if _, err := h.chain.Submit(context.Background(), record(t, key, h.g.ChainID, "dev", 2, nil)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("submit after the index failed: %v, want ErrClosed", err)
 	}
 }
 

@@ -13,6 +13,7 @@ type metrics struct {
 	rejects   *prometheus.CounterVec
 	pending   prometheus.Gauge
 	blockSize prometheus.Histogram
+	indexLag  prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -34,9 +35,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		blockSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "ledgergate_block_txs", Help: "Txs per committed block.",
 			Buckets: prometheus.ExponentialBuckets(1, 4, 8)}),
+		indexLag: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ledgergate_index_lag_blocks", Help: "Committed blocks (in the block log, devices answered) not yet in the SQLite index."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.height, m.blocks, m.txs, m.latency, m.rejects, m.pending, m.blockSize)
+		reg.MustRegister(m.height, m.blocks, m.txs, m.latency, m.rejects, m.pending, m.blockSize, m.indexLag)
 	}
 	return m
 }

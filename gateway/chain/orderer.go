@@ -42,17 +42,6 @@ func (rj Rejected) maybeCommitted() bool {
 	return r == ledger.ReasonReplay || r == ledger.ReasonExists
 }
 
-// maybeCommitted reports whether a refusal of the round may be of a
-// committed tx.
-func (r *Round) maybeCommitted() bool {
-	for _, rj := range r.Rejected {
-		if rj.maybeCommitted() {
-			return true
-		}
-	}
-	return false
-}
-
 // BatchConfig bounds the blocks an orderer cuts.
 type BatchConfig struct {
 	MaxTxs     int           // txs per block

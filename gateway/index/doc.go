@@ -29,6 +29,16 @@
 //     writer of its file (the block log's lock, taken first, sees to it):
 //     the writer keeps the top block's height, last tx and running time in
 //     memory instead of reading them for every block.
+//  6. A caller that acknowledges blocks before it applies them (the chain
+//     answers devices once a block is in the log) calls Expect with the
+//     height it committed: every read (all of them go through one read
+//     path) then waits until the index has applied that height, so it
+//     sees what was acknowledged before it began. The caller applies the
+//     expected blocks in order, on a goroutine that reads nothing of the
+//     index (it would wait for itself), or calls Abandon if it cannot;
+//     reads then answer from what is indexed. TxIndexed does not wait:
+//     it is for a caller that keeps the expected blocks itself. Several
+//     blocks can be applied in one SQL transaction (ApplyBatch).
 //
 // The schema is shaped for the write rate (thousands of txs per second in
 // blocks of up to a thousand): each block is one SQL transaction, txs are

@@ -84,7 +84,7 @@ func scanRelease(r rowScanner) (ReleaseInfo, error) {
 
 // Releases returns a model's releases, newest version first.
 func (x *Index) Releases(model string) ([]ReleaseInfo, error) {
-	rs, err := list(x.db, scanRelease, `SELECT `+releaseCols+` FROM releases WHERE model = ? ORDER BY version DESC LIMIT ?`, model, MaxLimit)
+	rs, err := list(x.read(), scanRelease, `SELECT `+releaseCols+` FROM releases WHERE model = ? ORDER BY version DESC LIMIT ?`, model, MaxLimit)
 	if err != nil {
 		return nil, fmt.Errorf("index: releases of %q: %w", model, err)
 	}
@@ -93,7 +93,7 @@ func (x *Index) Releases(model string) ([]ReleaseInfo, error) {
 
 // Release returns one release, or ErrNotFound.
 func (x *Index) Release(model string, version uint64) (*ReleaseInfo, error) {
-	r, err := scanRelease(x.db.QueryRow(`SELECT `+releaseCols+` FROM releases WHERE model = ? AND version = ?`, model, int64(version)))
+	r, err := scanRelease(x.read().QueryRow(`SELECT `+releaseCols+` FROM releases WHERE model = ? AND version = ?`, model, int64(version)))
 	if err != nil {
 		return nil, fmt.Errorf("index: release %s %d: %w", model, version, notFound(err))
 	}
@@ -103,7 +103,7 @@ func (x *Index) Release(model string, version uint64) (*ReleaseInfo, error) {
 // ReleaseByImage returns a release whose image has the SHA-256 sum, or
 // ErrNotFound.
 func (x *Index) ReleaseByImage(sum [32]byte) (*ReleaseInfo, error) {
-	r, err := scanRelease(x.db.QueryRow(`SELECT `+releaseCols+` FROM releases WHERE sha256 = ? LIMIT 1`, sum[:]))
+	r, err := scanRelease(x.read().QueryRow(`SELECT `+releaseCols+` FROM releases WHERE sha256 = ? LIMIT 1`, sum[:]))
 	if err != nil {
 		return nil, fmt.Errorf("index: release of image %x: %w", sum, notFound(err))
 	}
@@ -137,7 +137,7 @@ func scanEvent(r rowScanner) (FirmwareEvent, error) {
 // ReleaseEvents returns the votes, approvals and revocations of a release,
 // in commit order.
 func (x *Index) ReleaseEvents(model string, version uint64) ([]FirmwareEvent, error) {
-	es, err := list(x.db, scanEvent, `SELECT `+eventCols+` FROM firmware WHERE model = ? AND version = ? ORDER BY height, idx`, model, int64(version))
+	es, err := list(x.read(), scanEvent, `SELECT `+eventCols+` FROM firmware WHERE model = ? AND version = ? ORDER BY height, idx`, model, int64(version))
 	if err != nil {
 		return nil, fmt.Errorf("index: events of %s %d: %w", model, version, err)
 	}
@@ -146,7 +146,7 @@ func (x *Index) ReleaseEvents(model string, version uint64) ([]FirmwareEvent, er
 
 // Policy returns a group's newest firmware policy tx, or ErrNotFound.
 func (x *Index) Policy(group string) (*FirmwareEvent, error) {
-	e, err := scanEvent(x.db.QueryRow(`SELECT `+eventCols+` FROM firmware WHERE grp = ? AND kind = ? ORDER BY height DESC, idx DESC LIMIT 1`,
+	e, err := scanEvent(x.read().QueryRow(`SELECT `+eventCols+` FROM firmware WHERE grp = ? AND kind = ? ORDER BY height DESC, idx DESC LIMIT 1`,
 		group, string(ledger.KindFirmwarePolicy)))
 	if err != nil {
 		return nil, fmt.Errorf("index: firmware policy of %q: %w", group, notFound(err))
@@ -175,7 +175,7 @@ const fwReportCols = `device, model, version, ok, detail, height, time`
 
 // DeviceFirmwareReports returns a device's firmware reports in commit order.
 func (x *Index) DeviceFirmwareReports(device string) ([]FirmwareReport, error) {
-	rs, err := list(x.db, scanFwReport, `SELECT * FROM (SELECT `+fwReportCols+` FROM firmware_reports WHERE device = ?
+	rs, err := list(x.read(), scanFwReport, `SELECT * FROM (SELECT `+fwReportCols+` FROM firmware_reports WHERE device = ?
 		ORDER BY height DESC, idx DESC LIMIT ?) ORDER BY height`, device, MaxLimit)
 	if err != nil {
 		return nil, fmt.Errorf("index: firmware reports of %q: %w", device, err)
@@ -185,7 +185,7 @@ func (x *Index) DeviceFirmwareReports(device string) ([]FirmwareReport, error) {
 
 // ReleaseReports returns the last report of each device about a release.
 func (x *Index) ReleaseReports(model string, version uint64) (map[string]FirmwareReport, error) {
-	rs, err := list(x.db, scanFwReport, `SELECT `+fwReportCols+` FROM firmware_reports WHERE model = ? AND version = ? ORDER BY height, idx`,
+	rs, err := list(x.read(), scanFwReport, `SELECT `+fwReportCols+` FROM firmware_reports WHERE model = ? AND version = ? ORDER BY height, idx`,
 		model, int64(version))
 	if err != nil {
 		return nil, fmt.Errorf("index: reports of %s %d: %w", model, version, err)
@@ -203,7 +203,7 @@ func (x *Index) DevicesOfModel(model string) ([]string, error) {
 		var id string
 		return id, r.Scan(&id)
 	}
-	ids, err := list(x.db, scan, `SELECT id FROM devices WHERE model = ? AND status = ? ORDER BY id`, model, StatusActive)
+	ids, err := list(x.read(), scan, `SELECT id FROM devices WHERE model = ? AND status = ? ORDER BY id`, model, StatusActive)
 	if err != nil {
 		return nil, fmt.Errorf("index: devices of model %q: %w", model, err)
 	}
@@ -216,7 +216,7 @@ func (x *Index) FirmwareModels() ([]string, error) {
 		var m string
 		return m, r.Scan(&m)
 	}
-	ms, err := list(x.db, scan, `SELECT DISTINCT model FROM releases ORDER BY model LIMIT ?`, MaxLimit)
+	ms, err := list(x.read(), scan, `SELECT DISTINCT model FROM releases ORDER BY model LIMIT ?`, MaxLimit)
 	if err != nil {
 		return nil, fmt.Errorf("index: firmware models: %w", err)
 	}

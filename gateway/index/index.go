@@ -273,6 +273,8 @@ type Index struct {
 
 	mu     sync.Mutex // serializes writes and Close
 	closed bool
+
+	bar barrier // reads wait here for the blocks announced by Expect
 }
 
 // readers is the size of the read pool.
@@ -331,6 +333,8 @@ func openSized(path string, generation int64) (*Index, error) {
 	db.SetMaxOpenConns(1 + readers)
 	db.SetMaxIdleConns(1 + readers)
 	x := &Index{db: db}
+	x.bar.applied.L = &x.bar.mu
+	x.bar.waiting = make(chan struct{}, 1)
 	if err := x.init(generation); err != nil {
 		x.Close()
 		return nil, fmt.Errorf("index: open %s: %w", path, err)
@@ -444,6 +448,7 @@ func (x *Index) Close() error {
 		return nil
 	}
 	x.closed = true
+	x.Abandon()
 	var errW error
 	if x.w != nil {
 		errW = x.w.close()
@@ -461,7 +466,7 @@ type querier interface {
 
 // Height is the height of the highest indexed block, 0 if none.
 func (x *Index) Height() (uint64, error) {
-	h, err := height(x.db)
+	h, err := height(x.read())
 	if err != nil {
 		return 0, fmt.Errorf("index: height: %w", err)
 	}
@@ -494,18 +499,43 @@ func (x *Index) ApplyBlock(b *ledger.Block) error {
 // ApplyDecoded is ApplyBlock for a caller that already decoded the
 // block's txs: txs[i] must be the decoding of b.Txs[i].
 func (x *Index) ApplyDecoded(b *ledger.Block, txs []*ledger.Tx) error {
-	h := &b.Header
-	if len(txs) != len(b.Txs) || h.NumTxs != uint64(len(txs)) {
-		return fmt.Errorf("index: block %d: %w: %d decoded txs for %d txs", h.Height, ledger.ErrBadBlock, len(txs), len(b.Txs))
+	return x.ApplyBatch([]Decoded{{Block: b, Txs: txs}})
+}
+
+// Decoded is a block with its txs decoded: Txs[i] is the decoding of
+// Block.Txs[i].
+type Decoded struct {
+	Block *ledger.Block
+	Txs   []*ledger.Tx
+}
+
+// ApplyBatch indexes consecutive committed blocks, the first at height
+// Height()+1 (else ErrHeight), in one SQL transaction: the pages that
+// several blocks change (the tx-id index's, a device's row) are written
+// to the WAL once, not once a block. On error nothing changes.
+func (x *Index) ApplyBatch(bs []Decoded) error {
+	if len(bs) == 0 {
+		return nil
+	}
+	for _, d := range bs {
+		h := &d.Block.Header
+		if len(d.Txs) != len(d.Block.Txs) || h.NumTxs != uint64(len(d.Txs)) {
+			return fmt.Errorf("index: block %d: %w: %d decoded txs for %d txs", h.Height, ledger.ErrBadBlock, len(d.Txs), len(d.Block.Txs))
+		}
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if err := x.apply(h, txs); err != nil {
+	if err := x.apply(bs); err != nil {
 		if errors.Is(err, ErrHeight) {
 			return err
 		}
-		return fmt.Errorf("index: apply block %d: %w", h.Height, full(err))
+		lo, hi := bs[0].Block.Header.Height, bs[len(bs)-1].Block.Header.Height
+		if lo == hi {
+			return fmt.Errorf("index: apply block %d: %w", lo, full(err))
+		}
+		return fmt.Errorf("index: apply blocks %d-%d: %w", lo, hi, full(err))
 	}
+	x.bar.advance(bs[len(bs)-1].Block.Header.Height)
 	return nil
 }
 
@@ -534,8 +564,8 @@ func decodeTxs(envs [][]byte) ([]*ledger.Tx, error) {
 	return txs, nil
 }
 
-// apply writes the block with header h and decoded txs in one SQL transaction.
-func (x *Index) apply(h *ledger.Header, txs []*ledger.Tx) (err error) {
+// apply writes the blocks in one SQL transaction.
+func (x *Index) apply(bs []Decoded) (err error) {
 	w := x.w
 	if err := w.begin(); err != nil {
 		return err
@@ -545,20 +575,37 @@ func (x *Index) apply(h *ledger.Header, txs []*ledger.Tx) (err error) {
 			w.rollback()
 		}
 	}()
-
 	if err := w.loadTop(); err != nil {
 		return err
 	}
-	top := w.top
+	top := *w.top
+	for _, d := range bs {
+		if top, err = w.applyBlock(top, &d.Block.Header, d.Txs); err != nil {
+			if len(bs) > 1 && !errors.Is(err, ErrHeight) {
+				err = fmt.Errorf("block %d: %w", d.Block.Header.Height, err)
+			}
+			return err
+		}
+	}
+	if err := w.commit(); err != nil {
+		return err
+	}
+	w.top = &top
+	return nil
+}
+
+// applyBlock writes the block with header h and decoded txs on top of
+// the block top, inside the writer's transaction, and returns the new top.
+func (w *writer) applyBlock(top topBlock, h *ledger.Header, txs []*ledger.Tx) (topBlock, error) {
 	if h.Height != top.height+1 {
-		return fmt.Errorf("%w: block %d, index at height %d", ErrHeight, h.Height, top.height)
+		return top, fmt.Errorf("%w: block %d, index at height %d", ErrHeight, h.Height, top.height)
 	}
 	first := top.lastSeq + 1
 	tmax := max(h.Time, top.tmax)
 
 	hash := h.Hash()
 	if _, err := w.insBlock.Exec(int64(h.Height), hash[:], nonNil(h.Prev), nonNil(h.TxRoot), int64(h.NumTxs), h.Time, int64(h.View), h.Proposer, int64(first), tmax); err != nil {
-		return fmt.Errorf("insert block: %w", err)
+		return top, fmt.Errorf("insert block: %w", err)
 	}
 
 	devs := newDeviceSet(w)
@@ -574,26 +621,22 @@ func (x *Index) apply(h *ledger.Header, txs []*ledger.Tx) (err error) {
 		if _, err := w.insTx.Exec(int64(first)+int64(i), idPrefix(t.ID), t.ID[:], int64(h.Height), i,
 			string(t.Body.Kind), t.Author, t.Body.Subject(), stream, int64(seq), deviceTime, contentType, len(t.Envelope),
 		); err != nil {
-			return fmt.Errorf("insert tx %d: %w", i, err)
+			return top, fmt.Errorf("insert tx %d: %w", i, err)
 		}
 		if err := devs.apply(h, t); err != nil {
-			return fmt.Errorf("tx %d: %w", i, err)
+			return top, fmt.Errorf("tx %d: %w", i, err)
 		}
 		if err := applyConfig(w, h, i, t); err != nil {
-			return fmt.Errorf("tx %d: %w", i, err)
+			return top, fmt.Errorf("tx %d: %w", i, err)
 		}
 		if err := applyFirmware(w, h, i, t); err != nil {
-			return fmt.Errorf("tx %d: %w", i, err)
+			return top, fmt.Errorf("tx %d: %w", i, err)
 		}
 	}
 	if err := devs.write(h); err != nil {
-		return err
+		return top, err
 	}
-	if err := w.commit(); err != nil {
-		return err
-	}
-	w.top = &topBlock{height: h.Height, lastSeq: first + uint64(len(txs)) - 1, tmax: tmax}
-	return nil
+	return topBlock{height: h.Height, lastSeq: first + uint64(len(txs)) - 1, tmax: tmax}, nil
 }
 
 // writer is the one connection that writes, with the statements every
@@ -932,8 +975,16 @@ func (x *Index) Reset() error {
 // progressEvery is how many blocks Rebuild applies between progress calls.
 const progressEvery = 1000
 
+// Rebuild applies at most rebuildBlocks blocks and, unless one block is
+// larger, rebuildTxs txs in one SQL transaction.
+const (
+	rebuildBlocks = 64
+	rebuildTxs    = 4096
+)
+
 // Rebuild brings x up to the block log's height: it applies blocks
-// x.Height()+1 through height in order, reading each with read(h). It
+// x.Height()+1 through height in order, reading each with read(h), several
+// in one SQL transaction (rebuildBlocks, rebuildTxs). It
 // calls progress (if not nil) every thousand blocks and once at the end
 // with the number of blocks applied and to apply. If x is above height it
 // returns an error wrapping ErrAhead: the caller then calls Reset and
@@ -947,21 +998,36 @@ func Rebuild(ctx context.Context, x *Index, height uint64, read func(h uint64) (
 		return fmt.Errorf("%w: index at height %d, log at %d", ErrAhead, have, height)
 	}
 	total := height - have
-	for h := have + 1; h <= height; h++ {
+	for h := have + 1; h <= height; {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("index: rebuild at height %d: %w", h, err)
 		}
-		b, err := read(h)
-		if err != nil {
-			return fmt.Errorf("index: read block %d: %w", h, err)
+		// Several blocks a transaction, as the chain indexes when blocks
+		// queue up; a batch ends at each progress report.
+		var batch []Decoded
+		for n := 0; h <= height && len(batch) < rebuildBlocks && n < rebuildTxs; {
+			b, err := read(h)
+			if err != nil {
+				return fmt.Errorf("index: read block %d: %w", h, err)
+			}
+			if b == nil || b.Header.Height != h {
+				return fmt.Errorf("index: read block %d: got another block", h)
+			}
+			txs, err := decodeTxs(b.Txs)
+			if err != nil {
+				return fmt.Errorf("index: block %d: %w", h, err)
+			}
+			batch = append(batch, Decoded{Block: b, Txs: txs})
+			n += len(txs)
+			h++
+			if (h-1-have)%progressEvery == 0 {
+				break
+			}
 		}
-		if b == nil || b.Header.Height != h {
-			return fmt.Errorf("index: read block %d: got another block", h)
-		}
-		if err := x.ApplyBlock(b); err != nil {
+		if err := x.ApplyBatch(batch); err != nil {
 			return err
 		}
-		if done := h - have; progress != nil && done%progressEvery == 0 && done != total {
+		if done := h - 1 - have; progress != nil && done%progressEvery == 0 && done != total {
 			progress(done, total)
 		}
 	}

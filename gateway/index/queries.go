@@ -187,7 +187,7 @@ func notFound(err error) error {
 
 // Block returns the block at height, or ErrNotFound.
 func (x *Index) Block(height uint64) (*BlockInfo, error) {
-	b, err := scanBlock(x.db.QueryRow(`SELECT `+blockCols+` FROM blocks WHERE height = ?`, int64(height)))
+	b, err := scanBlock(x.read().QueryRow(`SELECT `+blockCols+` FROM blocks WHERE height = ?`, int64(height)))
 	if err != nil {
 		return nil, fmt.Errorf("index: block %d: %w", height, notFound(err))
 	}
@@ -197,7 +197,7 @@ func (x *Index) Block(height uint64) (*BlockInfo, error) {
 // Blocks returns up to limit blocks below height before (0: from the top),
 // newest first.
 func (x *Index) Blocks(before uint64, limit int) ([]BlockInfo, error) {
-	bs, err := list(x.db, scanBlock, `SELECT `+blockCols+` FROM blocks WHERE height < ? ORDER BY height DESC LIMIT ?`,
+	bs, err := list(x.read(), scanBlock, `SELECT `+blockCols+` FROM blocks WHERE height < ? ORDER BY height DESC LIMIT ?`,
 		bound(before), capLimit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("index: blocks before %d: %w", before, err)
@@ -211,7 +211,19 @@ func (x *Index) Blocks(before uint64, limit int) ([]BlockInfo, error) {
 // newest first, until the tx is found: a tx committed lately is found at
 // once, an id of no tx probes every generation.
 func (x *Index) Tx(id [32]byte) (*TxInfo, error) {
-	t, err := scanTx(x.db.QueryRow(x.sqlTx, idPrefix(id), id[:]))
+	return x.tx(x.read(), id)
+}
+
+// TxIndexed is Tx without waiting for the expected blocks (see Expect):
+// it answers from the blocks indexed now. It is for a caller that keeps
+// the expected blocks itself and looks there first (the chain's blocks
+// that are in the log and not yet indexed).
+func (x *Index) TxIndexed(id [32]byte) (*TxInfo, error) {
+	return x.tx(x.db, id)
+}
+
+func (x *Index) tx(db *sql.DB, id [32]byte) (*TxInfo, error) {
+	t, err := scanTx(db.QueryRow(x.sqlTx, idPrefix(id), id[:]))
 	if err != nil {
 		return nil, fmt.Errorf("index: tx %x: %w", id, notFound(err))
 	}
@@ -237,11 +249,11 @@ func txByIDSQL(gen int64) string {
 // ErrNotFound if that block is not indexed.
 func (x *Index) TxsInBlock(height uint64) ([]TxInfo, error) {
 	var first, n uint64
-	err := x.db.QueryRow(`SELECT first_seq, num_txs FROM blocks WHERE height = ?`, int64(height)).Scan(u64{&first}, u64{&n})
+	err := x.read().QueryRow(`SELECT first_seq, num_txs FROM blocks WHERE height = ?`, int64(height)).Scan(u64{&first}, u64{&n})
 	if err != nil {
 		return nil, fmt.Errorf("index: txs of block %d: %w", height, notFound(err))
 	}
-	ts, err := list(x.db, scanTx, `SELECT `+txCols+` FROM txs WHERE seq >= ? AND seq < ? ORDER BY seq`,
+	ts, err := list(x.read(), scanTx, `SELECT `+txCols+` FROM txs WHERE seq >= ? AND seq < ? ORDER BY seq`,
 		int64(first), int64(first+n))
 	if err != nil {
 		return nil, fmt.Errorf("index: txs of block %d: %w", height, err)
@@ -251,7 +263,7 @@ func (x *Index) TxsInBlock(height uint64) ([]TxInfo, error) {
 
 // Device returns the device with the given id, or ErrNotFound.
 func (x *Index) Device(id string) (*Device, error) {
-	d, err := scanDevice(x.db.QueryRow(`SELECT `+deviceCols+` FROM devices WHERE id = ?`, id))
+	d, err := scanDevice(x.read().QueryRow(`SELECT `+deviceCols+` FROM devices WHERE id = ?`, id))
 	if err != nil {
 		return nil, fmt.Errorf("index: device %q: %w", id, notFound(err))
 	}
@@ -267,7 +279,7 @@ func (x *Index) Devices(after string, limit int) ([]Device, error) {
 		}
 		return *d, nil
 	}
-	ds, err := list(x.db, scan, `SELECT `+deviceCols+` FROM devices WHERE id > ? ORDER BY id LIMIT ?`, after, capLimit(limit))
+	ds, err := list(x.read(), scan, `SELECT `+deviceCols+` FROM devices WHERE id > ? ORDER BY id LIMIT ?`, after, capLimit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("index: devices after %q: %w", after, err)
 	}
@@ -281,7 +293,7 @@ func (x *Index) SearchDevices(q, after string, limit int) ([]Device, error) {
 		return x.Devices(after, limit)
 	}
 	like := "%" + strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(q) + "%"
-	ds, err := list(x.db, func(r rowScanner) (Device, error) {
+	ds, err := list(x.read(), func(r rowScanner) (Device, error) {
 		d, err := scanDevice(r)
 		if err != nil {
 			return Device{}, err
@@ -307,7 +319,7 @@ func (x *Index) SearchDevices(q, after string, limit int) ([]Device, error) {
 // step (about 24 at 10M txs), when the device's newest record is at or
 // above beforeSeq.
 func (x *Index) Records(device string, beforeSeq uint64, limit int) ([]TxInfo, error) {
-	ts, err := list(x.db, scanTx, sqlRecords, device, bound(beforeSeq), capLimit(limit))
+	ts, err := list(x.read(), scanTx, sqlRecords, device, bound(beforeSeq), capLimit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("index: records of %q: %w", device, err)
 	}
@@ -343,7 +355,7 @@ func devSeqAt(seq string) string {
 func (x *Index) Counts() (Counts, error) {
 	var c Counts
 	// Heights and seqs start at 1 without gaps, so the maxima are counts.
-	err := x.db.QueryRow(`SELECT
+	err := x.read().QueryRow(`SELECT
 		(SELECT coalesce(max(height), 0) FROM blocks),
 		(SELECT coalesce(max(seq), 0) FROM txs),
 		(SELECT count(*) FROM devices),
@@ -393,7 +405,7 @@ func scanConfig(r rowScanner) (ConfigInfo, error) {
 // TargetConfigs returns every config.set of a target (a device id or
 // group:NAME), oldest first.
 func (x *Index) TargetConfigs(target string) ([]ConfigInfo, error) {
-	cs, err := list(x.db, scanConfig, `SELECT `+configCols+` FROM configs WHERE target = ? ORDER BY version LIMIT ?`, target, MaxLimit)
+	cs, err := list(x.read(), scanConfig, `SELECT `+configCols+` FROM configs WHERE target = ? ORDER BY version LIMIT ?`, target, MaxLimit)
 	if err != nil {
 		return nil, fmt.Errorf("index: configs of %q: %w", target, err)
 	}
@@ -417,7 +429,7 @@ func (x *Index) ConfigHistory(device string) ([]ConfigInfo, error) {
 		return nil, err
 	}
 	ts := targetsOf(d)
-	cs, err := list(x.db, scanConfig, `SELECT * FROM (SELECT `+configCols+` FROM configs
+	cs, err := list(x.read(), scanConfig, `SELECT * FROM (SELECT `+configCols+` FROM configs
 		WHERE target IN (?`+strings.Repeat(", ?", len(ts)-1)+`) ORDER BY height DESC, idx DESC LIMIT ?) ORDER BY height, idx`,
 		append(ts, MaxLimit)...)
 	if err != nil {
@@ -457,7 +469,7 @@ func (x *Index) currentConfig(d *Device, latest map[string]ConfigInfo) (*ConfigI
 		}
 		return best, nil
 	}
-	c, err := scanConfig(x.db.QueryRow(`SELECT `+configCols+` FROM configs WHERE target = ? ORDER BY version DESC LIMIT 1`, d.ID))
+	c, err := scanConfig(x.read().QueryRow(`SELECT `+configCols+` FROM configs WHERE target = ? ORDER BY version DESC LIMIT 1`, d.ID))
 	if err == nil {
 		return &c, nil
 	}
@@ -468,7 +480,7 @@ func (x *Index) currentConfig(d *Device, latest map[string]ConfigInfo) (*ConfigI
 	if len(ts) == 0 {
 		return nil, fmt.Errorf("index: config of %q: %w", d.ID, ErrNotFound)
 	}
-	c, err = scanConfig(x.db.QueryRow(`SELECT `+configCols+` FROM configs WHERE target IN (?`+strings.Repeat(", ?", len(ts)-1)+`)
+	c, err = scanConfig(x.read().QueryRow(`SELECT `+configCols+` FROM configs WHERE target IN (?`+strings.Repeat(", ?", len(ts)-1)+`)
 		ORDER BY height DESC, idx DESC LIMIT 1`, ts...))
 	if err != nil {
 		return nil, fmt.Errorf("index: config of %q: %w", d.ID, notFound(err))
@@ -479,7 +491,7 @@ func (x *Index) currentConfig(d *Device, latest map[string]ConfigInfo) (*ConfigI
 // ConfigsByBlob returns the config.sets that name the blob with the given
 // address.
 func (x *Index) ConfigsByBlob(blob [32]byte) ([]ConfigInfo, error) {
-	cs, err := list(x.db, scanConfig, `SELECT `+configCols+` FROM configs WHERE blob = ? LIMIT ?`, blob[:], MaxLimit)
+	cs, err := list(x.read(), scanConfig, `SELECT `+configCols+` FROM configs WHERE blob = ? LIMIT ?`, blob[:], MaxLimit)
 	if err != nil {
 		return nil, fmt.Errorf("index: configs of blob %x: %w", blob, err)
 	}
@@ -496,7 +508,7 @@ func (x *Index) ConfigReports(device string) ([]ConfigReport, error) {
 		c.SHA256 = hex.EncodeToString(sum)
 		return c, err
 	}
-	rs, err := list(x.db, scan, `SELECT * FROM (SELECT height, version, sha256, time FROM config_reports
+	rs, err := list(x.read(), scan, `SELECT * FROM (SELECT height, version, sha256, time FROM config_reports
 		WHERE device = ? ORDER BY height DESC, idx DESC LIMIT ?) ORDER BY height`, device, MaxLimit)
 	if err != nil {
 		return nil, fmt.Errorf("index: config reports of %q: %w", device, err)
@@ -511,7 +523,7 @@ func (x *Index) GroupMembers(group string) ([]string, error) {
 		var id string
 		return id, r.Scan(&id)
 	}
-	ids, err := list(x.db, scan, `SELECT device FROM device_groups WHERE grp = ? ORDER BY device`, group)
+	ids, err := list(x.read(), scan, `SELECT device FROM device_groups WHERE grp = ? ORDER BY device`, group)
 	if err != nil {
 		return nil, fmt.Errorf("index: members of group %q: %w", group, err)
 	}
@@ -532,7 +544,7 @@ type Drift struct {
 // not report applying it (version and hash), in id order.
 func (x *Index) Drifting() ([]Drift, error) {
 	latest := map[string]ConfigInfo{}
-	cs, err := list(x.db, scanConfig, `SELECT `+configCols+` FROM configs c
+	cs, err := list(x.read(), scanConfig, `SELECT `+configCols+` FROM configs c
 		WHERE version = (SELECT max(version) FROM configs WHERE target = c.target)`)
 	if err != nil {
 		return nil, fmt.Errorf("index: drift: %w", err)

@@ -67,7 +67,7 @@ func (x *Index) QueryRecords(q RecordQuery) ([]RecordInfo, error) {
 		return []RecordInfo{}, nil
 	}
 	query, args := recordSQL(q, lo, hi)
-	rs, err := list(x.db, scanRecord, query, args...)
+	rs, err := list(x.read(), scanRecord, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("index: query records: %w", err)
 	}
@@ -137,7 +137,7 @@ func (x *Index) seqRange(q RecordQuery) (lo, hi int64, err error) {
 	lo, hi = 1, math.MaxInt64
 	if q.After != (Position{}) {
 		var first, n int64
-		err := x.db.QueryRow(`SELECT first_seq, num_txs FROM blocks WHERE height = ?`, int64(q.After.Height)).Scan(&first, &n)
+		err := x.read().QueryRow(`SELECT first_seq, num_txs FROM blocks WHERE height = ?`, int64(q.After.Height)).Scan(&first, &n)
 		if err == nil && q.After.Index >= uint64(n) {
 			err = sql.ErrNoRows
 		}
@@ -154,7 +154,7 @@ func (x *Index) seqRange(q RecordQuery) (lo, hi int64, err error) {
 		// The first block whose running maximum time reaches From is the
 		// first block at or after From: no earlier block's time does.
 		var first int64
-		err := x.db.QueryRow(sqlFirstFrom, q.From).Scan(&first)
+		err := x.read().QueryRow(sqlFirstFrom, q.From).Scan(&first)
 		if errors.Is(err, sql.ErrNoRows) {
 			return 0, 0, nil
 		}
@@ -167,11 +167,11 @@ func (x *Index) seqRange(q RecordQuery) (lo, hi int64, err error) {
 		// The last block before To: the last one whose running maximum is
 		// below To, or a later one whose time stepped back below To.
 		var last, stepped uint64
-		err := x.db.QueryRow(sqlLastBefore, q.To).Scan(u64{&last})
+		err := x.read().QueryRow(sqlLastBefore, q.To).Scan(u64{&last})
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return 0, 0, fmt.Errorf("to %d: %w", q.To, err)
 		}
-		err = x.db.QueryRow(sqlSteppedBefore, q.To).Scan(u64{&stepped})
+		err = x.read().QueryRow(sqlSteppedBefore, q.To).Scan(u64{&stepped})
 		if err != nil {
 			return 0, 0, fmt.Errorf("to %d: %w", q.To, err)
 		}
@@ -180,7 +180,7 @@ func (x *Index) seqRange(q RecordQuery) (lo, hi int64, err error) {
 			return 0, 0, nil
 		}
 		var first, n int64
-		if err := x.db.QueryRow(`SELECT first_seq, num_txs FROM blocks WHERE height = ?`, int64(h)).Scan(&first, &n); err != nil {
+		if err := x.read().QueryRow(`SELECT first_seq, num_txs FROM blocks WHERE height = ?`, int64(h)).Scan(&first, &n); err != nil {
 			return 0, 0, fmt.Errorf("to %d: block %d: %w", q.To, h, err)
 		}
 		hi = min(hi, first+n)

@@ -1,0 +1,134 @@
+package index
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"reflect"
+	"testing"
+)
+
+// decoded is c's blocks from..to (heights, inclusive) with their txs decoded.
+func decoded(t *testing.T, c *chain, from, to int) []Decoded {
+	t.Helper()
+	var ds []Decoded
+	for _, b := range c.blocks[from-1 : to] {
+		txs, err := decodeTxs(b.Txs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds = append(ds, Decoded{Block: b, Txs: txs})
+	}
+	return ds
+}
+
+// TestApplyBatchAnswersEqual: blocks indexed several to a transaction
+// (ApplyBatch, as the chain does when blocks queue up) give every answer
+// that blocks indexed one by one give.
+func TestApplyBatchAnswersEqual(t *testing.T) {
+	c := mixedChain(t)
+	dir := t.TempDir()
+	x := open(t, filepath.Join(dir, "rebuilt.db"))
+	if err := Rebuild(context.Background(), x, uint64(len(c.blocks)), c.read, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := takeAnswers(t, x, c)
+	n := len(c.blocks)
+	for _, cut := range [][]int{{n}, {2, n}, {1, 3, 4, n}} {
+		y := open(t, filepath.Join(dir, "batched.db"))
+		from := 1
+		for _, to := range cut {
+			if err := y.ApplyBatch(decoded(t, c, from, to)); err != nil {
+				t.Fatalf("batches ending at %v: %v", cut, err)
+			}
+			from = to + 1
+		}
+		if got := takeAnswers(t, y, c); !reflect.DeepEqual(got, want) {
+			t.Errorf("batches ending at %v:\n got %+v\nwant %+v", cut, got, want)
+		}
+		if err := y.Reset(); err != nil {
+			t.Fatal(err)
+		}
+		y.Close()
+	}
+}
+
+// TestApplyBatchAllOrNothing: a batch with a block out of order is
+// refused whole: none of its blocks is indexed, and the next batch
+// continues from where the index was.
+func TestApplyBatchAllOrNothing(t *testing.T) {
+	c := mixedChain(t)
+	x := open(t, filepath.Join(t.TempDir(), "index.db"))
+	ds := decoded(t, c, 1, 4)
+	bad := []Decoded{ds[0], ds[1], ds[3]} // 3 is missing
+	if err := x.ApplyBatch(bad); !errors.Is(err, ErrHeight) {
+		t.Fatalf("a batch with a gap: %v, want ErrHeight", err)
+	}
+	if h, err := x.Height(); err != nil || h != 0 {
+		t.Fatalf("height %d, %v after a refused batch; want 0", h, err)
+	}
+	if err := x.ApplyBatch(ds); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := x.Height(); err != nil || h != 4 {
+		t.Fatalf("height %d, %v; want 4", h, err)
+	}
+}
+
+// TestExpectMakesReadsWait: after Expect(h) a read waits until block h is
+// applied, and sees it; Abandon releases the waits.
+func TestExpectMakesReadsWait(t *testing.T) {
+	c := mixedChain(t)
+	x := open(t, filepath.Join(t.TempDir(), "index.db"))
+	ds := decoded(t, c, 1, 3)
+	if err := x.ApplyBatch(ds[:1]); err != nil {
+		t.Fatal(err)
+	}
+	x.Expect(3)
+	if x.Lag() != 2 {
+		t.Fatalf("lag %d, want 2", x.Lag())
+	}
+	last := ds[2].Txs[len(ds[2].Txs)-1].ID
+	if _, err := x.TxIndexed(last); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("TxIndexed before the block is applied: %v", err)
+	}
+	type result struct {
+		tx  *TxInfo
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		tx, err := x.Tx(last)
+		got <- result{tx, err}
+	}()
+	if err := x.ApplyBatch(ds[1:2]); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-got:
+		t.Fatalf("a read returned before the expected block 3 was applied: %+v", r)
+	default:
+	}
+	if err := x.ApplyBatch(ds[2:]); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-got; r.err != nil || r.tx.Height != 3 {
+		t.Fatalf("read after block 3 was applied: %+v", r)
+	}
+
+	// Blocks expected and never applied: Abandon ends the wait, and reads
+	// answer from what is indexed.
+	x.Expect(10)
+	done := make(chan error, 1)
+	go func() {
+		_, err := x.Height()
+		done <- err
+	}()
+	x.Abandon()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if h, err := x.Height(); err != nil || h != 3 {
+		t.Fatalf("height %d, %v after Abandon; want 3", h, err)
+	}
+}
