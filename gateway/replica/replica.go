@@ -231,22 +231,24 @@ func (r *Replica) Run(ctx context.Context, commit func(*chain.Round) error) erro
 		go d.checker()
 	}
 	go r.prechecker(ctx)
-	// A cluster's core ticks every Tick: under load its ticker drops the
-	// ticks the loop was too busy to take, and its timeouts were set with
-	// that. A single node wakes only when a tick has work (the batch
-	// deadline, its request timer): at 1,000 txs/s it woke 500 times a
-	// second for about 100 blocks, and it sleeps when idle.
-	var ticker <-chan time.Time
-	if len(r.cfg.Genesis.Nodes) > 1 {
-		t := time.NewTicker(r.cfg.Tick)
-		defer t.Stop()
-		ticker = t.C
-	} else {
-		d.clock = newCoreClock(r.cfg.Tick)
-		defer d.clock.timer.Stop()
-	}
+	// The core's clock wakes the loop only for a tick with work (the
+	// batch deadline, the request and view-change timers, a
+	// retransmission: pbft.Core.NextTick), not every Tick: a single node
+	// at 1,000 txs/s woke 500 times a second for about 100 blocks and
+	// sleeps when idle; each of four gateways woke 500 times a second
+	// idle or not, and now twice (a cluster retransmits every half
+	// request timeout). Each input first catches the clock up, so the
+	// timers it starts count from the right tick.
+	d.clock = newCoreClock(r.cfg.Tick)
+	defer d.clock.timer.Stop()
 	syncEvery := max(int(time.Second/r.cfg.Tick), 1)
 	ticks := 0
+	catchUp := func() error {
+		n, err := d.clock.catchUp(core, time.Now())
+		ticks += n
+		return err
+	}
+	d.clock.arm(core, time.Now())
 	// proposals is r.proposals, or nil while a partial batch collects in
 	// the core: the tick that may cut it takes the proposals that came
 	// meanwhile first, so they still join it, and they do not wake this
@@ -254,19 +256,13 @@ func (r *Replica) Run(ctx context.Context, commit func(*chain.Round) error) erro
 	// in ten).
 	proposals := r.proposals
 	for {
-		var wake <-chan time.Time
-		if d.clock != nil {
-			wake = d.clock.c
-		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case q := <-proposals:
-			n, err := d.clock.catchUp(core, time.Now())
-			if err != nil {
+			if err := catchUp(); err != nil {
 				return err
 			}
-			ticks += n
 			if err := d.propose(q); err != nil {
 				return err
 			}
@@ -274,45 +270,55 @@ func (r *Replica) Run(ctx context.Context, commit func(*chain.Round) error) erro
 				return err
 			}
 		case m := <-r.inbox:
+			if err := catchUp(); err != nil {
+				return err
+			}
 			if err := core.Step(m); err != nil {
 				return err
 			}
 		case m := <-r.requests:
+			if err := catchUp(); err != nil {
+				return err
+			}
 			if err := core.Step(m); err != nil {
 				return err
 			}
 		case v := <-r.verdicts:
+			if err := catchUp(); err != nil {
+				return err
+			}
 			if err := d.verdict(v); err != nil {
 				return err
 			}
 		case f := <-r.fetched:
+			if err := catchUp(); err != nil {
+				return err
+			}
 			r.fetching = false
 			if err := d.transferred(f); err != nil {
 				return err
 			}
-		case <-ticker:
-			if err := d.proposeQueued(); err != nil {
-				return err
-			}
-			if err := core.Tick(); err != nil {
-				return err
-			}
-			if ticks++; ticks%syncEvery == 0 {
-				d.sync()
-			}
-		case <-wake:
+		case <-d.clock.c:
 			d.clock.c = nil
 			if err := d.proposeQueued(); err != nil {
 				return err
 			}
-			n, err := d.clock.catchUp(core, time.Now())
-			if err != nil {
+			if err := catchUp(); err != nil {
 				return err
 			}
-			if ticks += n; ticks >= syncEvery {
-				ticks = 0
-				d.sync()
+		}
+		if proposals == nil {
+			// While a block is out the core cuts no partial batch, and
+			// the clock does not wake for it: the proposals that came
+			// meanwhile join the core's queue on any turn, so that a
+			// full batch still goes at once.
+			if err := d.proposeQueued(); err != nil {
+				return err
 			}
+		}
+		if ticks >= syncEvery {
+			ticks = 0
+			d.sync()
 		}
 		if err := d.ready(); err != nil {
 			return err
@@ -441,7 +447,7 @@ type driver struct {
 	checked, used uint64
 	early         map[uint64]verdict
 
-	clock *coreClock // a single node's core clock; nil in a cluster
+	clock *coreClock // the core's clock
 }
 
 // coreClock drives a core's ticks with one timer set at the next tick that
