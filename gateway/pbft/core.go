@@ -890,7 +890,15 @@ func (c *Core) dropIDs(e *entry) {
 	}
 }
 
+// sign signs m. A single replica signs only its commits: they are the
+// block's commit certificate (ledger.Cert), which receipts carry; its
+// other messages reach no one (it sends nothing, persists no prepared
+// certificates, and never checks its own signatures), and their
+// signatures cost 2.4 % of its CPU at 1,000 txs/s.
 func (c *Core) sign(m *Message) error {
+	if c.n == 1 && m.Type != TypeCommit {
+		return nil
+	}
 	var data []byte
 	if m.Type == TypeCommit {
 		data = c.cfg.Crypto.VoteBytes(m.Seq, m.View, digestOf(m.Digest))
@@ -926,7 +934,13 @@ func (c *Core) send(to string, m *Message) {
 	c.rd.Messages = append(c.rd.Messages, Outbound{To: to, Msg: m})
 }
 
-func (c *Core) broadcast(m *Message) { c.rd.Messages = append(c.rd.Messages, Outbound{Msg: m}) }
+// broadcast sends m to every other replica; a single replica has none
+// and sends nothing.
+func (c *Core) broadcast(m *Message) {
+	if c.n > 1 {
+		c.rd.Messages = append(c.rd.Messages, Outbound{Msg: m})
+	}
+}
 
 // vote records that this replica votes for d at (view, seq), refusing a
 // vote that conflicts with one cast before (also before a crash), and

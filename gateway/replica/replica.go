@@ -471,11 +471,11 @@ func newCoreClock(period time.Duration) *coreClock {
 // catchUp ticks the core for the periods passed since its clock last
 // advanced, up to the first tick with work; a later one is dropped, as a
 // ticker drops the ticks its reader was too busy to take. It returns the
-// ticks made. The driver catches up before it hands the core a request,
-// so that the request's timers start from the right tick. A nil
-// coreClock (a cluster's) does nothing.
+// ticks made. The driver catches up before it hands the core any input
+// (a request, a peer's message, a check's verdict, fetched blocks), so
+// that the timers it starts count from the right tick.
 func (k *coreClock) catchUp(core *pbft.Core, now time.Time) (int, error) {
-	if k == nil || k.last.IsZero() {
+	if k.last.IsZero() {
 		return 0, nil
 	}
 	passed := int(now.Sub(k.last) / k.period)
@@ -501,11 +501,9 @@ func (k *coreClock) catchUp(core *pbft.Core, now time.Time) (int, error) {
 
 // arm sets the timer to the next tick with work, or stops the clock if
 // there is none; the driver calls it at the end of each turn of its
-// loop. A nil clock (a cluster's) does nothing.
+// loop. A cluster's clock never stops: it retransmits every half
+// request timeout (pbft.Core.NextTick).
 func (k *coreClock) arm(core *pbft.Core, now time.Time) {
-	if k == nil {
-		return
-	}
 	due := core.NextTick()
 	if due == 0 {
 		if k.c != nil {
