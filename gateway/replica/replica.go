@@ -235,12 +235,29 @@ func (r *Replica) Run(ctx context.Context, commit func(*chain.Round) error) erro
 	// batch deadline, the request and view-change timers, a
 	// retransmission: pbft.Core.NextTick), not every Tick: a single node
 	// at 1,000 txs/s woke 500 times a second for about 100 blocks and
-	// sleeps when idle; each of four gateways woke 500 times a second
-	// idle or not, and now twice (a cluster retransmits every half
-	// request timeout). Each input first catches the clock up, so the
+	// sleeps when idle. Each input first catches the clock up, so the
 	// timers it starts count from the right tick.
+	//
+	// A cluster's core does the same while it is idle (nothing queued,
+	// waited for or in flight, no view change): it wakes for the
+	// retransmission tick, twice a second, instead of 500 times. While
+	// work is in progress it ticks every Tick, as before: under load
+	// that ticker drops the ticks the loop was too busy to take, or the
+	// machine gave it no CPU for, which stretches its timeouts, and the
+	// view-change and resend timeouts were set with that. A clock that
+	// counted the time passed instead had the backups of BenchmarkPeer
+	// ask for one view change after another under full load on an
+	// overloaded machine (load average 12 on two cores: 858-1,253
+	// msgs/s and hundreds of records refused as replays, against
+	// 1,796-2,988 with the ticker), each blaming the primary for its own
+	// late turns.
 	d.clock = newCoreClock(r.cfg.Tick)
 	defer d.clock.timer.Stop()
+	cluster := len(r.cfg.Genesis.Nodes) > 1
+	ticker := time.NewTicker(r.cfg.Tick)
+	ticker.Stop()
+	defer ticker.Stop()
+	var tick <-chan time.Time // ticker.C while the ticker runs, else nil
 	syncEvery := max(int(time.Second/r.cfg.Tick), 1)
 	ticks := 0
 	catchUp := func() error {
@@ -298,21 +315,20 @@ func (r *Replica) Run(ctx context.Context, commit func(*chain.Round) error) erro
 			if err := d.transferred(f); err != nil {
 				return err
 			}
+		case <-tick:
+			if err := d.proposeQueued(); err != nil {
+				return err
+			}
+			if err := core.Tick(); err != nil {
+				return err
+			}
+			ticks++
 		case <-d.clock.c:
 			d.clock.c = nil
 			if err := d.proposeQueued(); err != nil {
 				return err
 			}
 			if err := catchUp(); err != nil {
-				return err
-			}
-		}
-		if proposals == nil {
-			// While a block is out the core cuts no partial batch, and
-			// the clock does not wake for it: the proposals that came
-			// meanwhile join the core's queue on any turn, so that a
-			// full batch still goes at once.
-			if err := d.proposeQueued(); err != nil {
 				return err
 			}
 		}
@@ -345,7 +361,19 @@ func (r *Replica) Run(ctx context.Context, commit func(*chain.Round) error) erro
 		}
 		r.status.Store(&Status{View: st.View, Primary: st.Primary, Changing: st.Changing, Stable: st.Stable,
 			Executed: st.Executed, Queued: st.Queued, Waiting: st.Waiting, ChangingSince: since})
-		d.clock.arm(core, time.Now())
+		busy := cluster && (st.Queued > 0 || st.Waiting > 0 || st.InFlight > 0 || st.Changing)
+		switch {
+		case busy && tick == nil:
+			d.clock.stop()
+			ticker.Reset(r.cfg.Tick)
+			tick = ticker.C
+		case !busy && tick != nil:
+			ticker.Stop()
+			tick = nil
+		}
+		if tick == nil {
+			d.clock.arm(core, time.Now())
+		}
 		proposals = r.proposals
 		if st.Queued > 0 && st.Queued < r.cfg.Batch.MaxTxs && st.Primary == r.cfg.Self && !st.Changing {
 			proposals = nil
@@ -497,6 +525,13 @@ func (k *coreClock) catchUp(core *pbft.Core, now time.Time) (int, error) {
 		k.last = k.last.Add(time.Duration(n) * k.period)
 	}
 	return n, nil
+}
+
+// stop stops the clock (a cluster's core that ticks every period while
+// work is in progress); arm starts it again.
+func (k *coreClock) stop() {
+	k.timer.Stop()
+	k.c, k.last = nil, time.Time{}
 }
 
 // arm sets the timer to the next tick with work, or stops the clock if
