@@ -528,7 +528,10 @@ func (c *Core) NextTick() int {
 	case len(c.waiting) > 0:
 		at(c.deadline)
 	}
-	if !c.changing && len(c.queue) > 0 && c.isPrimary() && !c.passive() {
+	// The batch deadline, once the pipeline has room: while a block is
+	// out, the primary of a cluster would otherwise wake every tick until
+	// it executes (the execution, not a tick, makes room).
+	if !c.changing && len(c.queue) > 0 && c.isPrimary() && !c.passive() && c.room() {
 		at(c.since + c.cfg.BatchTicks)
 	}
 	return next
@@ -681,11 +684,8 @@ func (c *Core) maybePropose(tick bool) error {
 	partial := tick && c.now-c.since >= c.cfg.BatchTicks
 	for c.isPrimary() && len(c.queue) > 0 && (partial || len(c.queue) >= c.cfg.MaxBatch) {
 		seq := c.nextSeq
-		if seq-c.lastExec > c.cfg.MaxInFlight || seq > c.low+c.cfg.Window {
+		if !c.room() {
 			return nil
-		}
-		if len(c.queue) < c.cfg.MaxBatch && seq-1-c.lastExec >= c.cfg.PartialInFlight {
-			return nil // a partial batch waits for the pipeline to drain
 		}
 		parent, ok := c.heldAt(seq - 1)
 		if !ok {
@@ -737,6 +737,19 @@ func (c *Core) maybePropose(tick bool) error {
 		}
 	}
 	return nil
+}
+
+// room reports whether the pipeline takes the primary's next proposal:
+// a full batch while fewer than MaxInFlight proposals are out and the
+// window has room, a partial one while fewer than PartialInFlight are (it
+// waits for the pipeline to drain). Only an execution or a checkpoint
+// makes room, never a tick.
+func (c *Core) room() bool {
+	seq := c.nextSeq
+	if seq-c.lastExec > c.cfg.MaxInFlight || seq > c.low+c.cfg.Window {
+		return false
+	}
+	return len(c.queue) >= c.cfg.MaxBatch || seq-1-c.lastExec < c.cfg.PartialInFlight
 }
 
 // reject answers the requests Build refused.
@@ -877,7 +890,15 @@ func (c *Core) dropIDs(e *entry) {
 	}
 }
 
+// sign signs m. A single replica signs only its commits: they are the
+// block's commit certificate (ledger.Cert), which receipts carry; its
+// other messages reach no one (it sends nothing, persists no prepared
+// certificates, and never checks its own signatures), and their
+// signatures cost 2.4 % of its CPU at 1,000 txs/s.
 func (c *Core) sign(m *Message) error {
+	if c.n == 1 && m.Type != TypeCommit {
+		return nil
+	}
 	var data []byte
 	if m.Type == TypeCommit {
 		data = c.cfg.Crypto.VoteBytes(m.Seq, m.View, digestOf(m.Digest))
@@ -913,7 +934,13 @@ func (c *Core) send(to string, m *Message) {
 	c.rd.Messages = append(c.rd.Messages, Outbound{To: to, Msg: m})
 }
 
-func (c *Core) broadcast(m *Message) { c.rd.Messages = append(c.rd.Messages, Outbound{Msg: m}) }
+// broadcast sends m to every other replica; a single replica has none
+// and sends nothing.
+func (c *Core) broadcast(m *Message) {
+	if c.n > 1 {
+		c.rd.Messages = append(c.rd.Messages, Outbound{Msg: m})
+	}
+}
 
 // vote records that this replica votes for d at (view, seq), refusing a
 // vote that conflicts with one cast before (also before a crash), and

@@ -34,6 +34,9 @@ package pbft_test
 //	wipe n0
 //	        lose what a replica that is down persisted too (its data
 //	        directory deleted): restart builds it from nothing
+//	next n0
+//	        how many ticks from now a replica's next tick with work is
+//	        (Core.NextTick; 0: none until an input)
 //	status  each replica's Status and executed chain
 //	queued  the undelivered messages, in queue order
 //
@@ -441,6 +444,13 @@ func (h *cluster) run(args []string) error {
 			return fmt.Errorf("%s is up", r.id)
 		}
 		return h.status1(r, func() error { return h.boot(r) })
+	case "next":
+		r, err := h.live(arg(args, 1))
+		if err != nil {
+			return err
+		}
+		h.printf("%s next tick in %d", r.id, r.core.NextTick())
+		return nil
 	case "status":
 		h.status()
 		return nil

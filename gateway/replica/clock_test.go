@@ -109,3 +109,53 @@ func TestCoreClockBusy(t *testing.T) {
 		t.Fatalf("after a 3 s turn: %d ticks, %v; want 1", n, err)
 	}
 }
+
+// TestCoreClockCluster: a cluster's clock wakes for the retransmission
+// tick (every half request timeout) while idle, not every period; an
+// input catches the core's clock up by the periods passed, and a timer
+// that fires late ticks up to the tick with work and drops the rest.
+func TestCoreClockCluster(t *testing.T) {
+	genesis := pbft.Digest(sha256.Sum256([]byte("clock genesis")))
+	nodes := []string{"n0", "n1", "n2", "n3"}
+	secrets := map[string][]byte{}
+	for _, n := range nodes {
+		secrets[n] = []byte("secret " + n)
+	}
+	core, err := pbft.New(pbft.Config{
+		ID: "n1", Nodes: nodes, Domain: "clock",
+		Crypto: &pbfttest.Keys{Self: "n1", Secrets: secrets},
+		App:    pbfttest.NewApp("n1", genesis), MaxBatch: 100, RequestTimeout: 500, BatchTicks: 5,
+	}, pbft.HardState{}, nil, pbft.Executed{Digest: genesis})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const period = 2 * time.Millisecond
+	k := newCoreClock(period)
+	defer k.timer.Stop()
+	t0 := time.Now()
+
+	k.arm(core, t0)
+	if k.c == nil || !k.at.Equal(t0.Add(250*period)) {
+		t.Fatalf("idle: timer armed %v at %v, want at %v", k.c != nil, k.at.Sub(t0), 250*period)
+	}
+	// An input 100 ms on: the core's clock catches up 50 ticks, and the
+	// timer stays where it was.
+	t1 := t0.Add(100 * time.Millisecond)
+	if n, err := k.catchUp(core, t1); err != nil || n != 50 {
+		t.Fatalf("catchUp after 100 ms: %d ticks, %v; want 50", n, err)
+	}
+	k.arm(core, t1)
+	if !k.at.Equal(t0.Add(250 * period)) {
+		t.Fatalf("after an input: the timer moved to %v", k.at.Sub(t0))
+	}
+	// The timer fires 10 s late: the clock ticks up to the retransmission
+	// tick and drops the rest, then waits for the next one.
+	t2 := t0.Add(10 * time.Second)
+	if n, err := k.catchUp(core, t2); err != nil || n != 200 {
+		t.Fatalf("catchUp of a late timer: %d ticks, %v; want 200", n, err)
+	}
+	k.arm(core, t2)
+	if !k.at.Equal(t2.Add(250 * period)) {
+		t.Fatalf("after the retransmission tick: timer at %v, want %v", k.at.Sub(t2), 250*period)
+	}
+}

@@ -231,22 +231,41 @@ func (r *Replica) Run(ctx context.Context, commit func(*chain.Round) error) erro
 		go d.checker()
 	}
 	go r.prechecker(ctx)
-	// A cluster's core ticks every Tick: under load its ticker drops the
-	// ticks the loop was too busy to take, and its timeouts were set with
-	// that. A single node wakes only when a tick has work (the batch
-	// deadline, its request timer): at 1,000 txs/s it woke 500 times a
-	// second for about 100 blocks, and it sleeps when idle.
-	var ticker <-chan time.Time
-	if len(r.cfg.Genesis.Nodes) > 1 {
-		t := time.NewTicker(r.cfg.Tick)
-		defer t.Stop()
-		ticker = t.C
-	} else {
-		d.clock = newCoreClock(r.cfg.Tick)
-		defer d.clock.timer.Stop()
-	}
+	// The core's clock wakes the loop only for a tick with work (the
+	// batch deadline, the request and view-change timers, a
+	// retransmission: pbft.Core.NextTick), not every Tick: a single node
+	// at 1,000 txs/s woke 500 times a second for about 100 blocks and
+	// sleeps when idle. Each input first catches the clock up, so the
+	// timers it starts count from the right tick.
+	//
+	// A cluster's core does the same while it is idle (nothing queued,
+	// waited for or in flight, no view change): it wakes for the
+	// retransmission tick, twice a second, instead of 500 times. While
+	// work is in progress it ticks every Tick, as before: under load
+	// that ticker drops the ticks the loop was too busy to take, or the
+	// machine gave it no CPU for, which stretches its timeouts, and the
+	// view-change and resend timeouts were set with that. A clock that
+	// counted the time passed instead had the backups of BenchmarkPeer
+	// ask for one view change after another under full load on an
+	// overloaded machine (load average 12 on two cores: 858-1,253
+	// msgs/s and hundreds of records refused as replays, against
+	// 1,796-2,988 with the ticker), each blaming the primary for its own
+	// late turns.
+	d.clock = newCoreClock(r.cfg.Tick)
+	defer d.clock.timer.Stop()
+	cluster := len(r.cfg.Genesis.Nodes) > 1
+	ticker := time.NewTicker(r.cfg.Tick)
+	ticker.Stop()
+	defer ticker.Stop()
+	var tick <-chan time.Time // ticker.C while the ticker runs, else nil
 	syncEvery := max(int(time.Second/r.cfg.Tick), 1)
 	ticks := 0
+	catchUp := func() error {
+		n, err := d.clock.catchUp(core, time.Now())
+		ticks += n
+		return err
+	}
+	d.clock.arm(core, time.Now())
 	// proposals is r.proposals, or nil while a partial batch collects in
 	// the core: the tick that may cut it takes the proposals that came
 	// meanwhile first, so they still join it, and they do not wake this
@@ -254,19 +273,13 @@ func (r *Replica) Run(ctx context.Context, commit func(*chain.Round) error) erro
 	// in ten).
 	proposals := r.proposals
 	for {
-		var wake <-chan time.Time
-		if d.clock != nil {
-			wake = d.clock.c
-		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case q := <-proposals:
-			n, err := d.clock.catchUp(core, time.Now())
-			if err != nil {
+			if err := catchUp(); err != nil {
 				return err
 			}
-			ticks += n
 			if err := d.propose(q); err != nil {
 				return err
 			}
@@ -274,45 +287,54 @@ func (r *Replica) Run(ctx context.Context, commit func(*chain.Round) error) erro
 				return err
 			}
 		case m := <-r.inbox:
+			if err := catchUp(); err != nil {
+				return err
+			}
 			if err := core.Step(m); err != nil {
 				return err
 			}
 		case m := <-r.requests:
+			if err := catchUp(); err != nil {
+				return err
+			}
 			if err := core.Step(m); err != nil {
 				return err
 			}
 		case v := <-r.verdicts:
+			if err := catchUp(); err != nil {
+				return err
+			}
 			if err := d.verdict(v); err != nil {
 				return err
 			}
 		case f := <-r.fetched:
+			if err := catchUp(); err != nil {
+				return err
+			}
 			r.fetching = false
 			if err := d.transferred(f); err != nil {
 				return err
 			}
-		case <-ticker:
+		case <-tick:
 			if err := d.proposeQueued(); err != nil {
 				return err
 			}
 			if err := core.Tick(); err != nil {
 				return err
 			}
-			if ticks++; ticks%syncEvery == 0 {
-				d.sync()
-			}
-		case <-wake:
+			ticks++
+		case <-d.clock.c:
 			d.clock.c = nil
 			if err := d.proposeQueued(); err != nil {
 				return err
 			}
-			n, err := d.clock.catchUp(core, time.Now())
-			if err != nil {
+			if err := catchUp(); err != nil {
 				return err
 			}
-			if ticks += n; ticks >= syncEvery {
-				ticks = 0
-				d.sync()
-			}
+		}
+		if ticks >= syncEvery {
+			ticks = 0
+			d.sync()
 		}
 		if err := d.ready(); err != nil {
 			return err
@@ -339,7 +361,19 @@ func (r *Replica) Run(ctx context.Context, commit func(*chain.Round) error) erro
 		}
 		r.status.Store(&Status{View: st.View, Primary: st.Primary, Changing: st.Changing, Stable: st.Stable,
 			Executed: st.Executed, Queued: st.Queued, Waiting: st.Waiting, ChangingSince: since})
-		d.clock.arm(core, time.Now())
+		busy := cluster && (st.Queued > 0 || st.Waiting > 0 || st.InFlight > 0 || st.Changing)
+		switch {
+		case busy && tick == nil:
+			d.clock.stop()
+			ticker.Reset(r.cfg.Tick)
+			tick = ticker.C
+		case !busy && tick != nil:
+			ticker.Stop()
+			tick = nil
+		}
+		if tick == nil {
+			d.clock.arm(core, time.Now())
+		}
 		proposals = r.proposals
 		if st.Queued > 0 && st.Queued < r.cfg.Batch.MaxTxs && st.Primary == r.cfg.Self && !st.Changing {
 			proposals = nil
@@ -441,7 +475,7 @@ type driver struct {
 	checked, used uint64
 	early         map[uint64]verdict
 
-	clock *coreClock // a single node's core clock; nil in a cluster
+	clock *coreClock // the core's clock
 }
 
 // coreClock drives a core's ticks with one timer set at the next tick that
@@ -465,11 +499,11 @@ func newCoreClock(period time.Duration) *coreClock {
 // catchUp ticks the core for the periods passed since its clock last
 // advanced, up to the first tick with work; a later one is dropped, as a
 // ticker drops the ticks its reader was too busy to take. It returns the
-// ticks made. The driver catches up before it hands the core a request,
-// so that the request's timers start from the right tick. A nil
-// coreClock (a cluster's) does nothing.
+// ticks made. The driver catches up before it hands the core any input
+// (a request, a peer's message, a check's verdict, fetched blocks), so
+// that the timers it starts count from the right tick.
 func (k *coreClock) catchUp(core *pbft.Core, now time.Time) (int, error) {
-	if k == nil || k.last.IsZero() {
+	if k.last.IsZero() {
 		return 0, nil
 	}
 	passed := int(now.Sub(k.last) / k.period)
@@ -493,13 +527,18 @@ func (k *coreClock) catchUp(core *pbft.Core, now time.Time) (int, error) {
 	return n, nil
 }
 
+// stop stops the clock (a cluster's core that ticks every period while
+// work is in progress); arm starts it again.
+func (k *coreClock) stop() {
+	k.timer.Stop()
+	k.c, k.last = nil, time.Time{}
+}
+
 // arm sets the timer to the next tick with work, or stops the clock if
 // there is none; the driver calls it at the end of each turn of its
-// loop. A nil clock (a cluster's) does nothing.
+// loop. A cluster's clock never stops: it retransmits every half
+// request timeout (pbft.Core.NextTick).
 func (k *coreClock) arm(core *pbft.Core, now time.Time) {
-	if k == nil {
-		return
-	}
 	due := core.NextTick()
 	if due == 0 {
 		if k.c != nil {
