@@ -659,23 +659,16 @@ func (s *Server) finish(p *inflight, t bridge.Ticket, err error) {
 		return
 	}
 	var b []byte
-	if err == nil && s.hasSubscriber(p.broker, devicePrefix(p.ss.device)+receiptsLevel) {
+	// A receipt no one would receive is neither encoded nor published.
+	// Receipts are best effort and not retained, so a device that
+	// subscribes later misses the earlier ones either way.
+	if err == nil && s.receipts.any(p.ss.device) {
 		var eerr error
 		if b, eerr = rc.Encode(); eerr != nil {
 			s.log.Error("mqtt encode receipt", "device", p.ss.device, "error", eerr)
 		}
 	}
 	s.answer(p, b, err)
-}
-
-// hasSubscriber reports whether a client (a kept session's included)
-// holds a subscription that topic matches: a receipt no one would
-// receive is neither encoded nor published. Receipts are best effort and
-// not retained, so a device that subscribes later misses the earlier
-// ones either way.
-func (s *Server) hasSubscriber(broker *mochi.Server, topic string) bool {
-	subs := broker.Topics.Subscribers(topic)
-	return len(subs.Subscriptions) > 0 || len(subs.Shared) > 0 || len(subs.InlineSubscriptions) > 0
 }
 
 // release gives back what received took. It runs before the PUBACK is
