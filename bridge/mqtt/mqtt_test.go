@@ -1029,3 +1029,34 @@ func TestPublishNotForwarded(t *testing.T) {
 		t.Fatal("a device's record was retained")
 	}
 }
+
+// TestKeepalive: a client that sends a packet within each keepalive
+// stays connected well past 1.5 keepalives, also though the server
+// moves its connection's deadline at most once a second
+// (sizeGuard.SetDeadline); one that falls silent is disconnected.
+func TestKeepalive(t *testing.T) {
+	node := nodetest.Start(t, nodetest.Options{})
+	key := node.Enroll(t, "dev", ledger.ES256)
+	srv := startServer(t, node, Config{}, nil)
+	raw := dialRaw(t, tcpAddr(srv))
+	body := connectBody(4, "dev", "dev", token(t, key, "dev", node.Genesis.ChainID))
+	body[9] = 1 // keepalive 1 s: mochi's deadline is 1 s (1 + 1/2 in whole seconds)
+	raw.send(0x10, body)
+	if first, b, err := raw.read(); err != nil || first != 0x20 || b[1] != 0 {
+		t.Fatalf("CONNACK %x %x %v", first, b, err)
+	}
+	// A PINGREQ every 200 ms for 4 s: 4 deadlines, none missed.
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for range 20 {
+		<-tick.C
+		raw.send(0xc0, nil)
+		if first, _, err := raw.read(); err != nil || first != 0xd0 {
+			t.Fatalf("PINGRESP: %x %v", first, err)
+		}
+	}
+	// Then silence: the server closes the connection (within the wait).
+	if err := raw.closed(); err != nil {
+		t.Fatalf("a silent client was not disconnected: %v", err)
+	}
+}
