@@ -706,7 +706,7 @@ func (s *Server) answer(p *inflight, out []byte, err error) {
 			s.m.requests.WithLabelValues(p.msg.kind.String(), resultAnswered).Inc()
 			s.emit(p.broker, p.msg.answerTo, out, packets.Properties{ContentType: contentCBOR, CorrelationData: p.corr}, false)
 		default:
-			s.m.publishes.WithLabelValues(resultAccepted).Inc()
+			s.m.accepted.Inc()
 			if out != nil {
 				_ = p.broker.Publish(prefix+receiptsLevel, out, false, 1) // fails only without the inline client
 			}
