@@ -697,7 +697,6 @@ func (p *inflight) release() {
 // topic. On failure a reject message goes to the rejects topic and, for
 // a request, to its answer topic too.
 func (s *Server) answer(p *inflight, out []byte, err error) {
-	prefix := devicePrefix(p.ss.device)
 	req := p.msg.kind.request()
 	code := packets.CodeSuccess
 	if err == nil {
@@ -708,7 +707,7 @@ func (s *Server) answer(p *inflight, out []byte, err error) {
 		default:
 			s.m.accepted.Inc()
 			if out != nil {
-				_ = p.broker.Publish(prefix+receiptsLevel, out, false, 1) // fails only without the inline client
+				_ = p.broker.Publish(devicePrefix(p.ss.device)+receiptsLevel, out, false, 1) // fails only without the inline client
 			}
 		}
 	} else {
@@ -732,7 +731,7 @@ func (s *Server) answer(p *inflight, out []byte, err error) {
 		if req && p.msg.answerTo != "" {
 			s.emit(p.broker, p.msg.answerTo, msg, packets.Properties{ContentType: contentJSON, CorrelationData: p.corr}, false)
 		}
-		_ = p.broker.Publish(prefix+rejectsLevel, msg, false, 1)
+		_ = p.broker.Publish(devicePrefix(p.ss.device)+rejectsLevel, msg, false, 1)
 		code.Reason = string(reason) // the v5 reason string
 	}
 	p.release()
