@@ -112,6 +112,23 @@ func (g *sizeGuard) Write(p []byte) (int, error) {
 	return g.Conn.Write(p)
 }
 
+// writeAck writes a success PUBACK for packet id as Write would: 0x40,
+// remaining length 2, the id (MQTT 3.1.1 3.4; MQTT 5 3.4.2.1 omits the
+// reason code 0x00 and the properties, as mochi's encoder does).
+func (g *sizeGuard) writeAck(id uint16) error {
+	g.wmu.Lock()
+	defer g.wmu.Unlock()
+	if g.werr != nil {
+		return g.werr
+	}
+	if g.held > 0 {
+		g.wbuf = append(g.wbuf, 0x40, 2, byte(id>>8), byte(id))
+		return nil
+	}
+	_, err := g.Conn.Write([]byte{0x40, 2, byte(id >> 8), byte(id)})
+	return err
+}
+
 // hold keeps what is written to the client until release.
 func (g *sizeGuard) hold() {
 	g.wmu.Lock()
