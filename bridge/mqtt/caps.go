@@ -137,16 +137,24 @@ func (s *Server) forgetIDLocked(ds *deviceSessions, id string) {
 	ds.ids = slices.DeleteFunc(ds.ids, func(k string) bool { return k == id })
 }
 
-// expired forgets a kept session the broker discarded.
+// expired forgets a kept session the broker discards, and removes its
+// subscriptions from the broker's topic tree: mochi v2.7.9 leaves them
+// there, where they would match nothing deliverable until a new session
+// with the same client id got them without subscribing (and the
+// receipts count, receiptSubs, would hold them).
 func (s *Server) expired(cl *mochi.Client) {
 	device, _ := deviceOf(cl.ID)
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if ds := s.devices[device]; ds != nil {
 		s.forgetIDLocked(ds, cl.ID)
 		if len(ds.conns) == 0 && len(ds.ids) == 0 {
 			delete(s.devices, device)
 		}
+	}
+	broker := s.broker
+	s.mu.Unlock()
+	if broker != nil {
+		broker.UnsubscribeClient(cl) // OnUnsubscribed recounts its receipts subscriptions
 	}
 }
 

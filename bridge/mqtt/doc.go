@@ -60,7 +60,10 @@
 // the ledger's current key, never a key cached at CONNECT).
 // Keepalive is at most MaxKeepalive seconds; a client asking for more, or
 // for none, is held to MaxKeepalive (v5 clients are told in the CONNACK).
-// Sessions outlive a disconnect by at most MaxSessionExpiry seconds.
+// A client that sends nothing for 1.5 keepalives (in whole seconds) is
+// disconnected within a second after [MQTT-3.1.2-22].
+// Sessions outlive a disconnect by at most MaxSessionExpiry seconds; a
+// session that expires takes its subscriptions with it.
 // Maximum QoS is 1; shared subscriptions and MQTT 3.1 are not available.
 // Retained messages are the server's own (the manifests): a device's
 // publish is never retained, whatever its retain flag.

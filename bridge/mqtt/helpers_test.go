@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/tls"
@@ -90,6 +91,14 @@ type connectOpts struct {
 	// them any such message fails the test.
 	subscribe []string
 	maxPacket uint32 // v5 Maximum Packet Size the client accepts; 0: none
+	// keep connects with clean start off and a session expiry of
+	// expiry seconds (0: 600), so that the broker keeps the session
+	// after the client leaves, and a session it kept is resumed.
+	keep   bool
+	expiry uint32
+	// only, if not nil, replaces the receipts and rejects filters the
+	// client subscribes to after connecting (empty: none).
+	only []string
 }
 
 // connect dials addr and connects as device id. A refused CONNECT
@@ -143,9 +152,16 @@ func connect(t testing.TB, addr, id string, key crypto.Signer, chainID string, o
 		},
 		OnClientError: func(error) {},
 	})
-	cp := &paho.Connect{ClientID: id, KeepAlive: 30, CleanStart: true}
+	cp := &paho.Connect{ClientID: id, KeepAlive: 30, CleanStart: !o.keep}
 	if o.maxPacket > 0 {
 		cp.Properties = &paho.ConnectProperties{MaximumPacketSize: &o.maxPacket, RequestProblemInfo: true}
+	}
+	if o.keep {
+		if cp.Properties == nil {
+			cp.Properties = &paho.ConnectProperties{}
+		}
+		expiry := cmp.Or(o.expiry, 600)
+		cp.Properties.SessionExpiryInterval = &expiry
 	}
 	if o.clientID != "" {
 		cp.ClientID = o.clientID
@@ -174,8 +190,17 @@ func connect(t testing.TB, addr, id string, key crypto.Signer, chainID string, o
 	}
 	t.Cleanup(func() { _ = c.pc.Disconnect(&paho.Disconnect{}) })
 	subs := []paho.SubscribeOptions{{Topic: "lg/v1/" + id + "/receipts", QoS: 1}, {Topic: "lg/v1/" + id + "/rejects", QoS: 1}}
+	if o.only != nil {
+		subs = nil
+		for _, f := range o.only {
+			subs = append(subs, paho.SubscribeOptions{Topic: f, QoS: 1})
+		}
+	}
 	for _, f := range o.subscribe {
 		subs = append(subs, paho.SubscribeOptions{Topic: f, QoS: 1})
+	}
+	if len(subs) == 0 {
+		return c, ca, nil
 	}
 	sa, err := c.pc.Subscribe(ctx, &paho.Subscribe{Subscriptions: subs})
 	if err != nil {

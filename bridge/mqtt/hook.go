@@ -28,8 +28,8 @@ func (h *hook) ID() string { return "ledgergate" }
 func (h *hook) Provides(b byte) bool {
 	switch b {
 	case mochi.OnConnect, mochi.OnConnectAuthenticate, mochi.OnSessionEstablished,
-		mochi.OnACLCheck, mochi.OnPacketRead, mochi.OnPublish, mochi.OnSubscribe, mochi.OnSubscribed, mochi.OnDisconnect,
-		mochi.OnClientExpired:
+		mochi.OnACLCheck, mochi.OnPacketRead, mochi.OnPublish, mochi.OnSubscribe, mochi.OnSubscribed, mochi.OnUnsubscribed,
+		mochi.OnDisconnect, mochi.OnClientExpired:
 		return true
 	}
 	return false
@@ -73,6 +73,7 @@ func (h *hook) OnSessionEstablished(cl *mochi.Client, pk packets.Packet) {
 	if g, ok := cl.Net.Conn.(*sizeGuard); ok {
 		g.established(cl)
 	}
+	h.s.receipts.recount(cl) // a takeover without clean start inherits subscriptions
 	h.s.established(cl, pk)
 }
 
@@ -80,6 +81,11 @@ func (h *hook) OnDisconnect(cl *mochi.Client, _ error, expire bool) { h.s.gone(c
 
 // OnClientExpired forgets a session the broker kept past its expiry.
 func (h *hook) OnClientExpired(cl *mochi.Client) { h.s.expired(cl) }
+
+// OnUnsubscribed recounts the client's receipt subscriptions after an
+// UNSUBSCRIBE, or after mochi dropped all of a session's (see
+// receiptSubs).
+func (h *hook) OnUnsubscribed(cl *mochi.Client, _ packets.Packet) { h.s.receipts.recount(cl) }
 
 // OnACLCheck allows a device to subscribe to, and receive, only topics
 // under lg/v1/<its id>/. Publishes are authorized by OnPublish, which sees
@@ -117,15 +123,27 @@ func (h *hook) OnPacketRead(cl *mochi.Client, pk packets.Packet) (packets.Packet
 }
 
 // OnPublish takes every device publish off mochi's hands: mochi neither
-// acknowledges, retains nor forwards it (ErrRejectPacket returns before
-// mochi looks at the retain flag). Only the server's own publishes
+// acknowledges, retains nor forwards it. Only the server's own publishes
 // (the inline client) pass through.
+//
+// The device's packet goes back to mochi marked Ignore, at QoS 0 and not
+// retained: mochi v2.7.9 then skips the retain (retainMessage returns
+// for an ignored packet), sends no PUBACK (it acknowledges QoS 1 and 2
+// only), and publishes to no one (publishToSubscribers returns for an
+// ignored packet). ErrRejectPacket would do the same, but
+// Hooks.OnPublish first logs every rejection at debug level with the
+// whole packet as an argument, and that call boxes the packet whether or
+// not debug is enabled: ~800 bytes allocated for every device publish.
+// TestPublishNotForwarded checks that mochi still does nothing with it.
 func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
 		return pk, nil
 	}
 	h.s.received(cl, pk)
-	return pk, packets.ErrRejectPacket
+	pk.Ignore = true
+	pk.FixedHeader.Qos = 0
+	pk.FixedHeader.Retain = false
+	return pk, nil
 }
 
 // OnSubscribe publishes the device's manifests, retained, when it
@@ -176,6 +194,7 @@ func noRetainedScan(device string, filters packets.Subscriptions) packets.Subscr
 // Server.subscribed).
 func (h *hook) OnSubscribed(cl *mochi.Client, pk packets.Packet, codes []byte) {
 	if !cl.Net.Inline {
+		h.s.receipts.recount(cl)
 		h.s.refused(cl, codes)
 		h.s.subscribed(cl, pk.Filters, codes)
 	}

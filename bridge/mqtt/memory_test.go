@@ -124,7 +124,8 @@ func pollUntil(tb testing.TB, ok func() bool) {
 	}
 }
 
-// TestSessionsLeaveNothing connects devices, one of them twice, and
+// TestSessionsLeaveNothing connects devices, one of them twice, each
+// subscribed to its receipts, and
 // checks that once they disconnect nothing of their sessions stays: not
 // in the server's maps, the listener's connections or mochi's clients.
 func TestSessionsLeaveNothing(t *testing.T) {
@@ -141,6 +142,15 @@ func TestSessionsLeaveNothing(t *testing.T) {
 		}
 	}
 	pollUntil(t, func() bool { return len(s.Connected()) == len(conns) })
+	// Each subscribes to its receipts.
+	for i, c := range conns {
+		dev := fmt.Sprintf("dev-%d", max(i-1, 0))                                    // conns: dev-0, dev-0/2, dev-1, dev-2
+		body := append([]byte{0, 1, 0}, append(str("lg/v1/"+dev+"/receipts"), 1)...) // v5 SUBSCRIBE, packet id 1, no properties
+		if _, err := c.Write(append(append([]byte{0x82}, vbi(len(body))...), body...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pollUntil(t, func() bool { return s.receipts.len() == len(conns)+3 }) // 4 client ids, 3 devices
 	for _, c := range conns {
 		c.Close()
 	}
@@ -161,7 +171,8 @@ func TestSessionsLeaveNothing(t *testing.T) {
 			}
 		}
 		for name, n := range map[string]int{"sessions": len(s.sessions), "queues": len(s.queues),
-			"requests": len(s.requests), "devices": len(s.devices)} {
+			"requests": len(s.requests), "devices": len(s.devices),
+			"receipt subscribers": s.receipts.len()} {
 			if n > 0 {
 				kept = append(kept, fmt.Sprintf("%s: %d", name, n))
 			}

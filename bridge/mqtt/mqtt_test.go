@@ -982,3 +982,81 @@ func TestPubacksInOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestPublishNotForwarded: mochi does nothing with a device's publish
+// that the hook takes (OnPublish returns it ignored, at QoS 0): a QoS 1
+// record with the retain flag gets one PUBACK, after it committed; it
+// is neither retained nor forwarded to a subscriber of its topic, which
+// gets its receipt.
+func TestPublishNotForwarded(t *testing.T) {
+	node := nodetest.Start(t, nodetest.Options{})
+	chainID := node.Genesis.ChainID
+	key := node.Enroll(t, "dev", ledger.ES256)
+	srv := startServer(t, node, Config{}, nil)
+	addr := tcpAddr(srv)
+	sub := mustConnect(t, addr, "dev", key, chainID, connectOpts{clientID: "dev/sub", only: []string{}, subscribe: []string{"lg/v1/dev/#"}})
+
+	raw := dialRaw(t, addr)
+	if code := raw.connect(4, "dev", "dev", token(t, key, "dev", chainID)); code != 0 {
+		t.Fatalf("CONNACK 0x%02x", code)
+	}
+	for seq := uint64(1); seq <= 2; seq++ {
+		env := sub.record(t, "s", seq, nil)
+		id := byte(seq)
+		raw.send(0x33, append(append(str(dataTopic("dev", "s")), 0, id), env...)) // QoS 1, retain
+		first, body, err := raw.read()
+		if err != nil || first != 0x40 || !bytes.Equal(body, []byte{0, id}) {
+			t.Fatalf("record %d: PUBACK %x %x %v", seq, first, body, err)
+		}
+		// The PUBACK came after the commit.
+		if _, err := node.Chain.Receipt(ledger.TxID(env)); err != nil {
+			t.Fatalf("record %d acknowledged, not in the ledger: %v", seq, err)
+		}
+		raw.send(0xc0, nil) // PINGREQ: its answer comes next, no second PUBACK before it
+		if first, _, err := raw.read(); err != nil || first != 0xd0 {
+			t.Fatalf("after the PUBACK of record %d: %x %v, want PINGRESP", seq, first, err)
+		}
+		// A forwarded copy would have been queued to sub before the
+		// receipt.
+		sub.receipt(t, env)
+		select {
+		case m := <-sub.other:
+			t.Fatalf("subscriber got %s", m.Topic)
+		default:
+		}
+	}
+	if _, ok := srv.broker.Topics.Retained.Get(dataTopic("dev", "s")); ok {
+		t.Fatal("a device's record was retained")
+	}
+}
+
+// TestKeepalive: a client that sends a packet within each keepalive
+// stays connected well past 1.5 keepalives, also though the server
+// moves its connection's deadline at most once a second
+// (sizeGuard.SetDeadline); one that falls silent is disconnected.
+func TestKeepalive(t *testing.T) {
+	node := nodetest.Start(t, nodetest.Options{})
+	key := node.Enroll(t, "dev", ledger.ES256)
+	srv := startServer(t, node, Config{}, nil)
+	raw := dialRaw(t, tcpAddr(srv))
+	body := connectBody(4, "dev", "dev", token(t, key, "dev", node.Genesis.ChainID))
+	body[9] = 1 // keepalive 1 s: mochi's deadline is 1 s (1 + 1/2 in whole seconds)
+	raw.send(0x10, body)
+	if first, b, err := raw.read(); err != nil || first != 0x20 || b[1] != 0 {
+		t.Fatalf("CONNACK %x %x %v", first, b, err)
+	}
+	// A PINGREQ every 200 ms for 4 s: 4 deadlines, none missed.
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for range 20 {
+		<-tick.C
+		raw.send(0xc0, nil)
+		if first, _, err := raw.read(); err != nil || first != 0xd0 {
+			t.Fatalf("PINGRESP: %x %v", first, err)
+		}
+	}
+	// Then silence: the server closes the connection (within the wait).
+	if err := raw.closed(); err != nil {
+		t.Fatalf("a silent client was not disconnected: %v", err)
+	}
+}

@@ -659,23 +659,16 @@ func (s *Server) finish(p *inflight, t bridge.Ticket, err error) {
 		return
 	}
 	var b []byte
-	if err == nil && s.hasSubscriber(p.broker, devicePrefix(p.ss.device)+receiptsLevel) {
+	// A receipt no one would receive is neither encoded nor published.
+	// Receipts are best effort and not retained, so a device that
+	// subscribes later misses the earlier ones either way.
+	if err == nil && s.receipts.any(p.ss.device) {
 		var eerr error
 		if b, eerr = rc.Encode(); eerr != nil {
 			s.log.Error("mqtt encode receipt", "device", p.ss.device, "error", eerr)
 		}
 	}
 	s.answer(p, b, err)
-}
-
-// hasSubscriber reports whether a client (a kept session's included)
-// holds a subscription that topic matches: a receipt no one would
-// receive is neither encoded nor published. Receipts are best effort and
-// not retained, so a device that subscribes later misses the earlier
-// ones either way.
-func (s *Server) hasSubscriber(broker *mochi.Server, topic string) bool {
-	subs := broker.Topics.Subscribers(topic)
-	return len(subs.Subscriptions) > 0 || len(subs.Shared) > 0 || len(subs.InlineSubscriptions) > 0
 }
 
 // release gives back what received took. It runs before the PUBACK is
@@ -704,7 +697,6 @@ func (p *inflight) release() {
 // topic. On failure a reject message goes to the rejects topic and, for
 // a request, to its answer topic too.
 func (s *Server) answer(p *inflight, out []byte, err error) {
-	prefix := devicePrefix(p.ss.device)
 	req := p.msg.kind.request()
 	code := packets.CodeSuccess
 	if err == nil {
@@ -713,9 +705,9 @@ func (s *Server) answer(p *inflight, out []byte, err error) {
 			s.m.requests.WithLabelValues(p.msg.kind.String(), resultAnswered).Inc()
 			s.emit(p.broker, p.msg.answerTo, out, packets.Properties{ContentType: contentCBOR, CorrelationData: p.corr}, false)
 		default:
-			s.m.publishes.WithLabelValues(resultAccepted).Inc()
+			s.m.accepted.Inc()
 			if out != nil {
-				_ = p.broker.Publish(prefix+receiptsLevel, out, false, 1) // fails only without the inline client
+				_ = p.broker.Publish(devicePrefix(p.ss.device)+receiptsLevel, out, false, 1) // fails only without the inline client
 			}
 		}
 	} else {
@@ -739,12 +731,30 @@ func (s *Server) answer(p *inflight, out []byte, err error) {
 		if req && p.msg.answerTo != "" {
 			s.emit(p.broker, p.msg.answerTo, msg, packets.Properties{ContentType: contentJSON, CorrelationData: p.corr}, false)
 		}
-		_ = p.broker.Publish(prefix+rejectsLevel, msg, false, 1)
+		_ = p.broker.Publish(devicePrefix(p.ss.device)+rejectsLevel, msg, false, 1)
 		code.Reason = string(reason) // the v5 reason string
 	}
 	p.release()
 	if !p.qos1 {
 		return
+	}
+	if err := s.puback(p, code, err); err != nil {
+		s.log.Debug("mqtt puback not sent", "device", p.ss.device, "error", err)
+		return
+	}
+	if !req {
+		s.m.latency.Observe(time.Since(p.start).Seconds())
+	}
+}
+
+// puback writes p's PUBACK with code; err is p's refusal, if any. A
+// success goes straight to the connection's guard (sizeGuard.writeAck):
+// the same four bytes mochi's encoder makes, without the buffer and the
+// encode hooks mochi's WritePacket spends on each packet (mochi's
+// counters of bytes and packets sent do not count it).
+func (s *Server) puback(p *inflight, code packets.Code, err error) error {
+	if g, ok := p.cl.Net.Conn.(*sizeGuard); ok && code.Code == packets.CodeSuccess.Code && !p.cl.Closed() {
+		return g.writeAck(p.id)
 	}
 	ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: p.id, ReasonCode: code.Code}
 	if code.Code >= packets.ErrUnspecifiedError.Code {
@@ -753,13 +763,7 @@ func (s *Server) answer(p *inflight, out []byte, err error) {
 			ack.Properties.User = []packets.UserProperty{{Key: userLastSeq, Val: strconv.FormatUint(last, 10)}}
 		}
 	}
-	if err := p.cl.WritePacket(ack); err != nil {
-		s.log.Debug("mqtt puback not sent", "device", p.ss.device, "error", err)
-		return
-	}
-	if !req {
-		s.m.latency.Observe(time.Since(p.start).Seconds())
-	}
+	return p.cl.WritePacket(ack)
 }
 
 // emit publishes one of the server's own messages, with v5 properties,

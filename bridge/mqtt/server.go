@@ -122,6 +122,7 @@ type Server struct {
 	queues    map[string]*queue          // by device id; a queue exists while it holds records
 	requests  map[string]int             // by device id: requests being answered
 	devices   map[string]*deviceSessions // by device id: its sessions, for MaxDeviceSessions
+	receipts  *receiptSubs               // subscriptions to each device's receipts; its own lock
 	wg        sync.WaitGroup             // records not answered, requests, disconnects, manifests; Add only under mu while !closing
 
 	// manifestMu orders the publishes of manifests: each reads Answers
@@ -190,7 +191,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	return &Server{
 		cfg: cfg, d: d, log: d.Logger, m: m,
 		ctx: ctx, stop: stop, sessions: map[*mochi.Client]*session{}, queues: map[string]*queue{},
-		requests: map[string]int{}, devices: map[string]*deviceSessions{},
+		requests: map[string]int{}, devices: map[string]*deviceSessions{}, receipts: newReceiptSubs(),
 	}, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -28,6 +29,8 @@ type sizeGuard struct {
 	lenN   int    // bytes of it so far
 	over   bool   // a packet over max was seen: the connection ends
 
+	deadline time.Time // the deadline set on the connection; only the reading goroutine sets it
+
 	mu     sync.Mutex
 	client *mochi.Client // set once CONNACK went out; nil before
 	told   bool          // a packet over max was seen
@@ -46,6 +49,30 @@ type sizeGuard struct {
 var errTooLarge = errors.New("mqtt: packet larger than the maximum packet size")
 
 func newSizeGuard(c net.Conn, max uint32) *sizeGuard { return &sizeGuard{Conn: c, max: max} }
+
+// deadlineSlack is how much later than asked a connection's deadline
+// may be.
+const deadlineSlack = time.Second
+
+// SetDeadline sets the connection's deadline to t, or up to
+// deadlineSlack after it. mochi sets the keepalive deadline
+// (1.5 × keepalive from now [MQTT-3.1.2-22]) before it reads each
+// packet, from the reading goroutine; each set moves the connection's two
+// runtime timers. Here a deadline is set a second later than asked, and
+// a request that falls at most that second before the deadline set
+// keeps it: a busy connection moves its timers about once a second
+// instead of once a packet, and a silent client is disconnected at most
+// a second later than mochi asked. A zero t (no deadline) passes at once.
+func (g *sizeGuard) SetDeadline(t time.Time) error {
+	if !t.IsZero() && !g.deadline.IsZero() && !t.After(g.deadline) && g.deadline.Sub(t) <= deadlineSlack {
+		return nil
+	}
+	if !t.IsZero() {
+		t = t.Add(deadlineSlack)
+	}
+	g.deadline = t
+	return g.Conn.SetDeadline(t)
+}
 
 // Read passes the client's bytes on to mochi unchanged up to a packet
 // over the limit, and then fails: mochi ends the connection.
@@ -83,6 +110,23 @@ func (g *sizeGuard) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	return g.Conn.Write(p)
+}
+
+// writeAck writes a success PUBACK for packet id as Write would: 0x40,
+// remaining length 2, the id (MQTT 3.1.1 3.4; MQTT 5 3.4.2.1 omits the
+// reason code 0x00 and the properties, as mochi's encoder does).
+func (g *sizeGuard) writeAck(id uint16) error {
+	g.wmu.Lock()
+	defer g.wmu.Unlock()
+	if g.werr != nil {
+		return g.werr
+	}
+	if g.held > 0 {
+		g.wbuf = append(g.wbuf, 0x40, 2, byte(id>>8), byte(id))
+		return nil
+	}
+	_, err := g.Conn.Write([]byte{0x40, 2, byte(id >> 8), byte(id)})
+	return err
 }
 
 // hold keeps what is written to the client until release.

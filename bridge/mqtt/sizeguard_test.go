@@ -1,10 +1,13 @@
 package mqtt
 
 import (
+	"bytes"
 	"errors"
 	"net"
 	"slices"
 	"testing"
+
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // writes is a connection that records each Write, or fails them.
@@ -57,5 +60,35 @@ func TestGuardHoldsWrites(t *testing.T) {
 	w.fail = nil
 	if _, err := g.Write([]byte("f")); !errors.Is(err, broken) {
 		t.Fatalf("a write after a failed release: %v, want %v", err, broken)
+	}
+}
+
+// TestGuardWritesAcks: writeAck writes the bytes mochi's encoder makes
+// for a success PUBACK, for MQTT 3.1.1 and 5, held or not.
+func TestGuardWritesAcks(t *testing.T) {
+	mochiAck := func(version byte, id uint16) string {
+		var b bytes.Buffer
+		pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: id, ProtocolVersion: version}
+		if err := pk.PubackEncode(&b); err != nil {
+			t.Fatal(err)
+		}
+		return b.String()
+	}
+	w := &writes{}
+	g := newSizeGuard(w, 0)
+	for _, id := range []uint16{1, 0x0102, 0xffff} {
+		if err := g.writeAck(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g.hold()
+	_ = g.writeAck(7)
+	_ = g.writeAck(8)
+	g.release()
+	for _, version := range []byte{4, 5} {
+		want := []string{mochiAck(version, 1), mochiAck(version, 0x0102), mochiAck(version, 0xffff), mochiAck(version, 7) + mochiAck(version, 8)}
+		if !slices.Equal(w.got, want) {
+			t.Fatalf("MQTT level %d: writes %x, want %x", version, w.got, want)
+		}
 	}
 }
