@@ -93,6 +93,7 @@ fuzz-short:
 	$(call fuzz,./gateway/ledger,FuzzLogOpen,1500)
 	$(call fuzz,./gateway/ledger,FuzzDecodeAnswer,4000)
 	$(call fuzz,./gateway/ledger,FuzzVerifyAsStdlib,20000)
+	$(call fuzz,./gateway/ledger,FuzzES256AsBigInt,5000)
 	$(call fuzz,./bridge/device,FuzzOpen,10000)
 	$(call fuzz,./gateway/config,FuzzParse,5000)
 	$(call fuzz,./bridge/mqtt,FuzzDevicePublish,3000)

@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/binary"
-	"math/big"
 
 	voi "github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
 )
@@ -98,8 +97,47 @@ func verifySig(pub *PublicKey, msg, sig []byte) bool {
 			return false
 		}
 		d := sha256.Sum256(msg)
-		r, s := new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])
-		return ecdsa.Verify(k, d[:], r, s)
+		var der [72]byte
+		asn1, ok := es256DER(der[:0], sig)
+		return ok && ecdsa.VerifyASN1(k, d[:], asn1)
 	}
 	return false
+}
+
+// es256DER appends to dst the ASN.1 DER form (SEQUENCE of two INTEGERs)
+// of the raw ES256 signature r || s, as ecdsa.Verify makes it from
+// r.Bytes() and s.Bytes() before it calls ecdsa.VerifyASN1: the same
+// check, without the two big.Ints and the encoder's allocations (about
+// a quarter of a message's allocations). ok is false if r or s is zero,
+// which ecdsa.Verify refuses.
+func es256DER(dst, sig []byte) (der []byte, ok bool) {
+	r, s := trimZeros(sig[:32]), trimZeros(sig[32:])
+	if len(r) == 0 || len(s) == 0 {
+		return nil, false
+	}
+	n := derIntLen(r) + derIntLen(s)
+	dst = append(dst, 0x30, byte(n)) // n ≤ 70: the short form
+	dst = appendDERInt(dst, r)
+	return appendDERInt(dst, s), true
+}
+
+func trimZeros(b []byte) []byte {
+	for len(b) > 0 && b[0] == 0 {
+		b = b[1:]
+	}
+	return b
+}
+
+// derIntLen is the encoded length of the positive integer with minimal
+// big-endian bytes v: tag, length, a 0x00 if the top bit is set, v.
+func derIntLen(v []byte) int {
+	return 2 + int(v[0]>>7) + len(v)
+}
+
+func appendDERInt(dst, v []byte) []byte {
+	dst = append(dst, 0x02, byte(int(v[0]>>7)+len(v)))
+	if v[0]&0x80 != 0 {
+		dst = append(dst, 0)
+	}
+	return append(dst, v...)
 }
