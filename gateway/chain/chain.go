@@ -243,10 +243,11 @@ func (c *Chain) Run(ctx context.Context) error {
 			return idxErr
 		default:
 		}
-		if err := c.persist(r); err != nil {
+		txs, err := c.persist(r)
+		if err != nil {
 			return err
 		}
-		c.answer(r)
+		c.answer(r, txs)
 		return c.waitIndex(idxDone, &idxErr)
 	})
 	close(stop)
@@ -731,9 +732,10 @@ func (c *Chain) finish(id [32]byte, r *ledger.Receipt, err error) {
 }
 
 // persist answers the round's rejections, then appends its block to the
-// log, keeps it for the index stage and applies it to the state. Its
-// errors are fatal: the disk refused a write.
-func (c *Chain) persist(r *Round) error {
+// log, keeps it for the index stage and applies it to the state. It
+// returns the block's decoded txs (nil without a block). Its errors are
+// fatal: the disk refused a write.
+func (c *Chain) persist(r *Round) ([]*ledger.Tx, error) {
 	for _, rj := range r.Rejected {
 		if !rj.maybeCommitted() {
 			c.m.rejects.WithLabelValues(string(ledger.ReasonOf(rj.Err))).Inc()
@@ -742,14 +744,14 @@ func (c *Chain) persist(r *Round) error {
 	}
 	b := r.Block
 	if b == nil {
-		return nil
+		return nil, nil
 	}
 	enc, err := b.Encode()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := c.log.Append(enc); err != nil {
-		return fmt.Errorf("chain: append block %d: %w", b.Header.Height, err)
+		return nil, fmt.Errorf("chain: append block %d: %w", b.Header.Height, err)
 	}
 	txs := make([]*ledger.Tx, len(r.Txs))
 	for i, t := range r.Txs {
@@ -768,12 +770,12 @@ func (c *Chain) persist(r *Round) error {
 	case c.kick <- struct{}{}:
 	default:
 	}
-	return c.st.Apply(b.Header.Height, b.Header.Hash(), txs)
+	return txs, c.st.Apply(b.Header.Height, b.Header.Hash(), txs)
 }
 
 // answer answers the submitters of a persisted round and calls the
-// commit listeners.
-func (c *Chain) answer(r *Round) {
+// commit listeners with its block's txs (persist's).
+func (c *Chain) answer(r *Round, txs []*ledger.Tx) {
 	// Refusals that may be of a committed tx are answered here, once
 	// every block before is in the log and kept for Receipt: a committed
 	// tx gets its receipt. The same tx sent to two gateways, or sent
@@ -806,13 +808,6 @@ func (c *Chain) answer(r *Round) {
 	c.lmu.Lock()
 	listeners := c.listeners
 	c.lmu.Unlock()
-	if len(listeners) == 0 {
-		return
-	}
-	txs := make([]*ledger.Tx, len(r.Txs))
-	for i, t := range r.Txs {
-		txs[i] = t.Tx
-	}
 	for _, l := range listeners {
 		l(b, txs)
 	}

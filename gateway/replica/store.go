@@ -77,24 +77,13 @@ func openStore(dir string) (*store, error) {
 
 func logName(n uint64) string { return fmt.Sprintf("state-%020d.log", n) }
 
-func logNumber(name string) (uint64, bool) {
-	s, ok := strings.CutPrefix(name, "state-")
+// numbered returns N of a file name prefix + N + suffix.
+func numbered(name, prefix, suffix string) (uint64, bool) {
+	s, ok := strings.CutPrefix(name, prefix)
 	if !ok {
 		return 0, false
 	}
-	if s, ok = strings.CutSuffix(s, ".log"); !ok {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(s, 10, 64)
-	return n, err == nil
-}
-
-func certSeq(name string) (uint64, bool) {
-	s, ok := strings.CutPrefix(name, "cert-")
-	if !ok {
-		return 0, false
-	}
-	if s, ok = strings.CutSuffix(s, ".cbor"); !ok {
+	if s, ok = strings.CutSuffix(s, suffix); !ok {
 		return 0, false
 	}
 	n, err := strconv.ParseUint(s, 10, 64)
@@ -117,7 +106,7 @@ func (s *store) load() (pbft.HardState, []*pbft.Prepared, error) {
 	for _, n := range names { // in name order: the logs by number
 		name := n.Name()
 		path := filepath.Join(s.dir, name)
-		if _, ok := certSeq(name); ok {
+		if _, ok := numbered(name, "cert-", ".cbor"); ok {
 			b, err := os.ReadFile(path)
 			if err != nil {
 				return hs, nil, fmt.Errorf("replica: read certificate: %w", err)
@@ -146,7 +135,7 @@ func (s *store) load() (pbft.HardState, []*pbft.Prepared, error) {
 			}
 			continue
 		}
-		num, ok := logNumber(name)
+		num, ok := numbered(name, "state-", ".log")
 		if !ok {
 			continue
 		}
