@@ -115,7 +115,7 @@ func run(t testing.TB, n *Node) *Node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := chain.Replay(n.log, st, nil); err != nil {
+	if _, err := chain.Replay(n.log, st, nil); err != nil {
 		n.log.Close()
 		t.Fatal(err)
 	}

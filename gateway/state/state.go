@@ -32,6 +32,7 @@ type State struct {
 	nodes     map[string]*ledger.PublicKey // the genesis nodes' keys, parsed once: a check's Key is then the same pointer each time
 	height    uint64
 	tip       [32]byte // hash of the block at height; the genesis hash at 0
+	txs       uint64   // txs in blocks 1 to height
 }
 
 // New returns the state of an empty chain.
@@ -68,6 +69,13 @@ func (s *State) LastHeartbeat(node string) int64 {
 // Genesis returns the chain's genesis.
 func (s *State) Genesis() *ledger.Genesis { return s.g }
 
+// Txs returns the number of txs in the blocks applied so far.
+func (s *State) Txs() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.txs
+}
+
 // Tip returns the height and hash of the last applied block.
 func (s *State) Tip() (uint64, [32]byte) {
 	s.mu.RLock()
@@ -88,13 +96,16 @@ func (s *State) Device(id string) (Device, bool) {
 
 // DeviceByKey returns a copy of the entry of a device whose current key
 // is spki (a DER SubjectPublicKeyInfo, compared byte for byte), one that
-// is not revoked if there is one; false if no device has that key.
+// is not revoked if there is one, of those the one with the smallest id
+// (so the answer does not depend on the order the state was built in:
+// replayed, or restored from a snapshot); false if no device has that
+// key.
 func (s *State) DeviceByKey(spki []byte) (Device, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var found *Device
 	for _, d := range s.byKey[string(spki)] {
-		if found == nil || found.Revoked && !d.Revoked {
+		if found == nil || found.Revoked && !d.Revoked || found.Revoked == d.Revoked && d.ID < found.ID {
 			found = d
 		}
 	}
@@ -261,6 +272,7 @@ func (s *State) Apply(height uint64, hash [32]byte, txs []*ledger.Tx) error {
 		}
 	}
 	s.height, s.tip = height, hash
+	s.txs += uint64(len(txs))
 	return nil
 }
 

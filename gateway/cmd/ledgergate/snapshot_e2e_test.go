@@ -1,0 +1,263 @@
+package main
+
+import (
+	"context"
+	"crypto"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ledgergate/ledgergate/gateway/ledger"
+)
+
+// snapshotConfig writes a configuration with [snapshot] every_blocks =
+// every (and no tx trigger) for `run --dev --config`.
+func snapshotConfig(t *testing.T, every int) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "snapshot.toml")
+	if err := os.WriteFile(path, []byte("[snapshot]\nevery_blocks = "+strconv.Itoa(every)+"\nevery_txs = 0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+var stateReadyRE = regexp.MustCompile(`msg="state ready" height=(\d+) snapshot=(\d+) replayed_blocks=(\d+)`)
+
+// started reads how a start built its state from its "state ready" line:
+// the height, the snapshot it loaded (0: none) and the blocks it replayed.
+func (g *gateway) started(t *testing.T) (height, snap, replayed uint64) {
+	t.Helper()
+	m := stateReadyRE.FindStringSubmatch(g.log())
+	if m == nil {
+		t.Fatalf("no \"state ready\" line in the log:\n%s", g.log())
+	}
+	n := func(s string) uint64 {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	return n(m[1]), n(m[2]), n(m[3])
+}
+
+// waitFile polls until path exists, for at most 30 s.
+func waitFile(t *testing.T, path string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not written within 30s", path)
+		}
+		time.Sleep(10 * time.Millisecond) // polling a file another process writes
+	}
+}
+
+func snapFile(data string, h uint64) string {
+	return filepath.Join(data, "snapshots", fmt.Sprintf("%020d.snap", h))
+}
+
+// TestSnapshotRestart: a gateway writes snapshots as it commits; a
+// restart loads the newest and replays only the blocks after it (its
+// "state ready" line and /metrics count them); with the newest snapshot
+// damaged, the start falls back to the older one; with both damaged, to
+// the whole log. Each time the devices go on where they stopped, and
+// `ledger verify` passes.
+func TestSnapshotRestart(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	cfg := snapshotConfig(t, 5)
+	g := startGateway(t, data, "--config", cfg)
+	a := loadAdmin(t, g)
+	ids := []string{"dev-0", "dev-1"}
+	keys := map[string]crypto.Signer{}
+	for i, id := range ids {
+		keys[id] = a.enroll(t, g.api, id, []ledger.Alg{ledger.ES256, ledger.EdDSA}[i])
+	}
+	seq := map[string]uint64{}
+	postNext := func(g *gateway, id string) {
+		t.Helper()
+		seq[id]++
+		if code, reason, _, err := post(context.Background(), g.api, signAs(t, keys[id], a.chainID, id, seq[id])); code != http.StatusOK {
+			t.Fatalf("%s seq %d: %d %s %v", id, seq[id], code, reason, err)
+		}
+	}
+	for r := 0; r < 21; r++ { // one block each: heights 3 to 23
+		postNext(g, ids[r%2])
+	}
+	waitFile(t, snapFile(data, 20))
+	g.stop()
+
+	restart := func(wantSnap uint64) *gateway {
+		t.Helper()
+		g := startGateway(t, data, "--config", cfg)
+		height, snap, replayed := g.started(t)
+		if height < 23 || snap != wantSnap || replayed != height-wantSnap {
+			t.Fatalf("start at height %d from snapshot %d replayed %d blocks; want snapshot %d and %d blocks\n%s",
+				height, snap, replayed, wantSnap, height-wantSnap, g.log())
+		}
+		resp, err := http.Get(g.api + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		metrics := string(body)
+		if !strings.Contains(metrics, "ledgergate_start_replayed_blocks "+strconv.FormatUint(replayed, 10)+"\n") {
+			t.Errorf("/metrics lacks ledgergate_start_replayed_blocks %d", replayed)
+		}
+		for _, id := range ids { // the restored registry: each device's next seq commits
+			postNext(g, id)
+		}
+		return g
+	}
+	g = restart(20) // heights 24 and 25 commit: a snapshot at 25
+	t.Logf("restart from snapshot 20: %s", stateReadyRE.FindString(g.log()))
+	waitFile(t, snapFile(data, 25))
+	g.stop()
+
+	// The newest snapshot damaged: the older one (20) serves.
+	flipByte(t, snapFile(data, 25), 40)
+	g = restart(20)
+	if !strings.Contains(g.log(), "snapshot not usable, skipped") {
+		t.Errorf("the damaged snapshot was not reported:\n%s", g.log())
+	}
+	g.stop()
+
+	// Both damaged: the whole log.
+	flipByte(t, snapFile(data, 25), 41)
+	flipByte(t, snapFile(data, 20), 30)
+	g = restart(0)
+	g.stop()
+	out := mustCLI(t, t.TempDir(), "ledger", "verify", "--data", data)
+	if !strings.HasPrefix(out, "ok:") {
+		t.Fatalf("ledger verify: %s", out)
+	}
+}
+
+// flipByte changes one byte of a file.
+func flipByte(t *testing.T, path string, at int) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[at%len(data)] ^= 0x01
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSnapshotKill9: with a snapshot after every block, a gateway under
+// load is killed with SIGKILL three times. A kill lands while a snapshot
+// is being written only now and then (the test logs how often), so each
+// round also leaves a half-written one of its own. Each start is ready,
+// loads a snapshot, removes the half-written files, has every
+// acknowledged tx exactly once, and
+// lets each device go on from its last committed seq; `ledger verify`
+// passes at the end.
+func TestSnapshotKill9(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	cfg := snapshotConfig(t, 1)
+	g := startGateway(t, data, "--config", cfg)
+	a := loadAdmin(t, g)
+	const devices = 8
+	keys := make([]crypto.Signer, devices)
+	for i := range keys {
+		keys[i] = a.enroll(t, g.api, "dev-"+strconv.Itoa(i), ledger.EdDSA)
+	}
+	var acked ackSet
+	next := make([]uint64, devices) // the next seq of each device
+	for i := range next {
+		next[i] = 1
+	}
+	for round := 0; round < 3; round++ {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		var wg sync.WaitGroup
+		for i := 0; i < devices; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				for n := 0; n < 500 && ctx.Err() == nil; n++ {
+					env := signAs(t, keys[i], a.chainID, "dev-"+strconv.Itoa(i), next[i])
+					code, _, id, err := post(ctx, g.api, env)
+					if err != nil {
+						return // the gateway is gone
+					}
+					if code == http.StatusOK {
+						acked.add(id)
+						next[i]++
+					}
+				}
+			}(i)
+		}
+		acked.waitFor(t, (round+1)*150)
+		g.kill()
+		wg.Wait()
+		cancel()
+		torn, _ := filepath.Glob(filepath.Join(data, "snapshots", "*.tmp"))
+		t.Logf("round %d: the kill left %d snapshot writes half done", round, len(torn))
+		// A kill between a write's first bytes and its rename, made
+		// sure of: half of the newest snapshot in a temporary file of
+		// the next height.
+		newest, _ := filepath.Glob(filepath.Join(data, "snapshots", "*.snap"))
+		if len(newest) == 0 {
+			t.Fatal("no snapshot written")
+		}
+		last := newest[len(newest)-1]
+		half, err := os.ReadFile(last)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inject := strings.TrimSuffix(last, ".snap") + "9.snap.1.tmp"
+		if err := os.WriteFile(inject, half[:len(half)/2], 0o600); err != nil {
+			t.Fatal(err)
+		}
+		torn = append(torn, inject)
+		g = startGateway(t, data, "--config", cfg)
+		height, snap, replayed := g.started(t)
+		t.Logf("round %d: killed after %d acks; restart at height %d from snapshot %d, %d blocks replayed", round, acked.len(), height, snap, replayed)
+		if snap == 0 || replayed != height-snap {
+			t.Fatalf("start from snapshot %d replayed %d of %d blocks\n%s", snap, replayed, height, g.log())
+		}
+		for _, f := range torn {
+			if _, err := os.Stat(f); err == nil {
+				t.Fatalf("the start left the half-written %s", f)
+			}
+		}
+		acked.checkExactlyOnce(t, g.api)
+		// A tx sent and killed before its answer may have committed: the
+		// device learns its last seq from the registry.
+		for i := range keys {
+			var d struct {
+				LastSeq uint64 `json:"last_seq"`
+			}
+			getJSON(t, g.api, "/api/v1/devices/dev-"+strconv.Itoa(i), &d)
+			next[i] = d.LastSeq + 1
+		}
+	}
+	for i, key := range keys {
+		id := "dev-" + strconv.Itoa(i)
+		if code, reason, _, err := post(context.Background(), g.api, signAs(t, key, a.chainID, id, next[i])); code != http.StatusOK {
+			t.Fatalf("%s after the last restart: %d %s %v", id, code, reason, err)
+		}
+	}
+	g.stop()
+	out := mustCLI(t, t.TempDir(), "ledger", "verify", "--data", data)
+	if !strings.HasPrefix(out, "ok:") {
+		t.Fatalf("ledger verify: %s", out)
+	}
+}
