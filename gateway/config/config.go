@@ -227,7 +227,8 @@ type Cluster struct {
 // which the count of committed txs passes a multiple of EveryTxs. Both
 // 0: no snapshots (every start replays the whole block log). Gateways of
 // one chain should use the same values: they then snapshot at the same
-// heights.
+// heights, and attest those snapshots' hashes so that a quorum certifies
+// them.
 type Snapshot struct {
 	EveryBlocks uint64 `toml:"every_blocks"`
 	EveryTxs    uint64 `toml:"every_txs"`
@@ -426,11 +427,13 @@ func (c *Config) Validate() error {
 	if c.Batch.MaxPending < c.Batch.MaxTxs {
 		bad("batch.max_pending %d: want at least batch.max_txs (%d)", c.Batch.MaxPending, c.Batch.MaxTxs)
 	}
-	if n := c.Snapshot.EveryBlocks; n > 1<<40 {
-		bad("snapshot.every_blocks %d: want 0 (never) to %d", n, uint64(1)<<40)
+	// 1 is refused: each snapshot's attestation (a node.snapshot tx)
+	// would make the next one due, for ever.
+	if n := c.Snapshot.EveryBlocks; n == 1 || n > 1<<40 {
+		bad("snapshot.every_blocks %d: want 0 (never) or 2 to %d", n, uint64(1)<<40)
 	}
-	if n := c.Snapshot.EveryTxs; n > 1<<40 {
-		bad("snapshot.every_txs %d: want 0 (never) to %d", n, uint64(1)<<40)
+	if n := c.Snapshot.EveryTxs; n == 1 || n > 1<<40 {
+		bad("snapshot.every_txs %d: want 0 (never) or 2 to %d", n, uint64(1)<<40)
 	}
 	if c.Cluster.Listen != "" {
 		if _, err := netip.ParseAddrPort(c.Cluster.Listen); err != nil {

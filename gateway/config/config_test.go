@@ -56,7 +56,7 @@ func TestLoadBad(t *testing.T) {
 		"auth.bad.toml":     {`api.auth "password"`, `api.device_paths "closed"`},
 		"coap.bad.toml":     {"coap.max_sessions_per_device 0", "coap.udp_block_timeout 100ms"},
 		"cluster.bad.toml":  {"cluster.listen \"gw1.example:7001\"", "cluster.view_change_timeout 10ms"},
-		"snapshot.bad.toml": {"snapshot.every_blocks 2000000000000", "snapshot.every_txs 9000000000000"},
+		"snapshot.bad.toml": {"snapshot.every_blocks 2000000000000", "snapshot.every_txs 1: want 0 (never) or 2"},
 		"tpm.bad.toml":      {"set tpm_device", "signer.tpm_handle \"0x80000001\""},
 		"egress.bad.toml": {`egress[0] (Up stream).name "Up stream"`, `egress[0] (Up stream).url "http://broker.example": want tcp://`,
 			`egress[0] (Up stream).topic "a/+/{device}": no wildcards`, `egress[0] (Up stream).subject: only for kind nats`,

@@ -84,6 +84,7 @@ type gateway struct {
 
 	snaps   *snapshot.Store // nil: snapshots off, or their directory unusable
 	snapW   *snapshot.Writer
+	snapLog *slog.Logger
 	started startInfo // where the start took the state from
 
 	tr          *cluster.Transport // nil for a single node
@@ -275,13 +276,14 @@ func (d *Daemon) loadState(gw *gateway) error {
 	gw.started = startInfo{snapshot: ld.Height, replayed: n, took: time.Since(start)}
 	height, _ := gw.st.Tip()
 	d.logger.Info("state ready", "height", height, "snapshot", ld.Height, "replayed_blocks", n, "took", gw.started.took.Round(time.Millisecond))
+	gw.snapLog = logger
 	if gw.snaps != nil {
 		gw.snapW = snapshot.NewWriter(gw.snaps, logger)
 		// A start that replayed past a snapshot point writes one of
 		// where it stands (the first start after an upgrade, or after
 		// snapshots were lost), so the next start is quick.
 		if pol.DueSince(ld.Height, fromTxs, height, gw.st.Txs()) {
-			gw.snapW.Offer(gw.st.Snapshot())
+			gw.snapW.Offer(gw.st.Snapshot(), false)
 		}
 	}
 	return nil
@@ -437,12 +439,17 @@ func (gw *gateway) listen() {
 		// at this block; the writer encodes and writes it on its own
 		// goroutine.
 		st, pol := gw.st, snapshotPolicy(gw.cfg)
+		certified := st.CertifiedHeight()
 		ch.OnCommit(func(b *ledger.Block, txs []*ledger.Tx) {
 			after := st.Txs()
 			if pol.Due(b.Header.Height, after-uint64(len(txs)), after) {
 				if sn := st.Snapshot(); sn.Height == b.Header.Height {
-					w.Offer(sn)
+					w.Offer(sn, true)
 				}
+			}
+			if h := st.CertifiedHeight(); h != certified {
+				certified = h
+				gw.snapLog.Info("snapshot certified", "height", h, "block", b.Header.Height)
 			}
 		})
 	}
@@ -498,12 +505,27 @@ func (d *Daemon) run(ctx context.Context, gw *gateway) error {
 	go gw.key.run(gw.chainCtx)
 	if w := gw.snapW; w != nil {
 		wctx, stop := context.WithCancel(gw.bgCtx)
-		done := make(chan struct{})
+		due := make(chan attestation, 1)
+		w.Written = func(height uint64, hash [32]byte, isDue bool) {
+			if !isDue {
+				return
+			}
+			select { // the newest only: a node's attestations must rise
+			case <-due:
+			default:
+			}
+			due <- attestation{height, hash}
+		}
+		done := make(chan struct{}, 2)
 		go func() {
-			defer close(done)
+			defer func() { done <- struct{}{} }()
 			w.Run(wctx)
 		}()
-		gw.onClose(func() { stop(); <-done })
+		go func() {
+			defer func() { done <- struct{}{} }()
+			attest(wctx, due, gw.nodeID, gw.key, gw.chain, gw.snapLog)
+		}()
+		gw.onClose(func() { stop(); <-done; <-done })
 	}
 	grp, gctx := errgroup.WithContext(ctx)
 	var chainErr error

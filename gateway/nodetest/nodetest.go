@@ -226,6 +226,10 @@ func (n *Node) admin(t testing.TB, body *ledger.Body) {
 	}
 }
 
+// NodeKey is the key of the genesis' only node, "node-1": it signs the
+// node's own txs (node.heartbeat, node.snapshot).
+func (n *Node) NodeKey() crypto.Signer { return n.nodeKey }
+
 // Directory is the node's registry as front ends see it.
 func (n *Node) Directory() bridge.Directory { return front.Directory(n.Chain.State(), nil) }
 

@@ -278,18 +278,19 @@ func TestWriter(t *testing.T) {
 	type done struct {
 		h   uint64
 		sum [32]byte
+		due bool
 	}
 	written := make(chan done, 4)
-	w.Written = func(h uint64, sum [32]byte) { written <- done{h, sum} }
+	w.Written = func(h uint64, sum [32]byte, due bool) { written <- done{h, sum, due} }
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan struct{})
 	go func() { defer close(stopped); w.Run(ctx) }()
 	defer func() { cancel(); <-stopped }()
 	st := stateAt(t, g, log, 5)
-	w.Offer(st.Snapshot())
+	w.Offer(st.Snapshot(), true)
 	select {
 	case d := <-written:
-		if d.h != 5 || d.sum != state.SnapshotHash(encode(t, st)) {
+		if d.h != 5 || d.sum != state.SnapshotHash(encode(t, st)) || !d.due {
 			t.Fatalf("written %d %x", d.h, d.sum)
 		}
 	case <-time.After(10 * time.Second):
@@ -324,5 +325,76 @@ func TestPolicy(t *testing.T) {
 	if !(Policy{EveryBlocks: 10}).DueSince(9, 0, 10, 0) || (Policy{EveryBlocks: 10}).DueSince(10, 0, 19, 0) ||
 		!(Policy{EveryTxs: 5}).DueSince(3, 4, 3, 5) || (Policy{}).DueSince(0, 0, 1000, 1000) {
 		t.Error("DueSince")
+	}
+}
+
+// TestProofOfCertified: a node attests the hash of its snapshot with a
+// node.snapshot tx; with a quorum (here the one node) the snapshot is
+// certified, and the proof built from the blocks verifies with the
+// genesis alone. A proof of other bytes does not.
+func TestProofOfCertified(t *testing.T) {
+	n := nodetest.Start(t, nodetest.Options{})
+	n.Enroll(t, "dev-1", ledger.ES256)
+	n.Enroll(t, "dev-2", ledger.EdDSA)
+	st := n.Chain.State()
+	sn := st.Snapshot()
+	enc, err := sn.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash := state.SnapshotHash(enc)
+	env, err := ledger.SignTx(n.NodeKey(), "node-1", &ledger.Body{Kind: ledger.KindSnapshot, ChainID: n.Genesis.ChainID,
+		NodeSnapshot: &ledger.NodeSnapshot{Node: "node-1", Height: sn.Height, Hash: hash[:]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := n.Chain.Submit(ctx, env); err != nil {
+		t.Fatal(err)
+	}
+	c, ok := st.Certified()
+	if !ok || c.Height != sn.Height || c.Hash != hash {
+		t.Fatalf("certified %+v %v, want height %d", c, ok, sn.Height)
+	}
+	p, err := state.ProofOf(c, n.Chain.Block)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := p.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ledger.DecodeSnapshotProof(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ledger.VerifySnapshotProof(n.Genesis, got); err != nil {
+		t.Fatal(err)
+	}
+	// The snapshot's bytes are what the hash certifies: restored, they
+	// are the state at that height.
+	r, err := state.Restore(n.Genesis, enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := r.Tip(); h != c.Height {
+		t.Fatalf("restored at %d", h)
+	}
+	forged := *got
+	forged.Hash = bytes.Clone(forged.Hash)
+	forged.Hash[0] ^= 1
+	if err := ledger.VerifySnapshotProof(n.Genesis, &forged); err == nil {
+		t.Fatal("a proof of another hash verified")
+	}
+	// Another attestation of the same height is a replay: a node
+	// attests each height once.
+	again, err := ledger.SignTx(n.NodeKey(), "node-1", &ledger.Body{Kind: ledger.KindSnapshot, ChainID: n.Genesis.ChainID,
+		NodeSnapshot: &ledger.NodeSnapshot{Node: "node-1", Height: sn.Height, Hash: forged.Hash}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Chain.Submit(ctx, again); ledger.ReasonOf(err) != ledger.ReasonReplay {
+		t.Fatalf("a second attestation of height %d: %v, want a replay", sn.Height, err)
 	}
 }

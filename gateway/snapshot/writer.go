@@ -42,11 +42,14 @@ type Writer struct {
 	store  *Store
 	logger *slog.Logger
 	// Written, if not nil, is called on Run's goroutine after each
-	// snapshot is durable, with its height and hash.
-	Written func(height uint64, hash [32]byte)
+	// snapshot is durable, with its height and hash, and whether it was
+	// offered as due by the Policy (the heights every gateway with the
+	// same policy snapshots at, which they attest to certify).
+	Written func(height uint64, hash [32]byte, due bool)
 
 	mu      sync.Mutex
 	pending *state.Snapshot
+	due     bool
 	kick    chan struct{}
 }
 
@@ -56,10 +59,11 @@ func NewWriter(store *Store, logger *slog.Logger) *Writer {
 }
 
 // Offer hands sn to the writer without waiting; a snapshot offered
-// before and not yet taken is dropped for it.
-func (w *Writer) Offer(sn *state.Snapshot) {
+// before and not yet taken is dropped for it. due says whether sn is at a
+// height the Policy made due (see Written).
+func (w *Writer) Offer(sn *state.Snapshot, due bool) {
 	w.mu.Lock()
-	w.pending = sn
+	w.pending, w.due = sn, due
 	w.mu.Unlock()
 	select {
 	case w.kick <- struct{}{}:
@@ -78,18 +82,18 @@ func (w *Writer) Run(ctx context.Context) {
 		case <-w.kick:
 		}
 		w.mu.Lock()
-		sn := w.pending
+		sn, due := w.pending, w.due
 		w.pending = nil
 		w.mu.Unlock()
 		if sn == nil {
 			continue
 		}
-		w.write(sn)
+		w.write(sn, due)
 	}
 }
 
 // write encodes and stores sn.
-func (w *Writer) write(sn *state.Snapshot) {
+func (w *Writer) write(sn *state.Snapshot, due bool) {
 	enc, err := sn.Encode()
 	if err != nil {
 		w.logger.Error("encode snapshot", "height", sn.Height, "err", err)
@@ -102,6 +106,6 @@ func (w *Writer) write(sn *state.Snapshot) {
 	sum := state.SnapshotHash(enc)
 	w.logger.Info("snapshot written", "height", sn.Height, "txs", sn.Txs, "bytes", len(enc), "hash", hex.EncodeToString(sum[:]))
 	if w.Written != nil {
-		w.Written(sn.Height, sum)
+		w.Written(sn.Height, sum, due)
 	}
 }

@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -33,9 +34,13 @@ import (
 //	  10: [* [tstr, bstr]],   ; reviewer id, key (DER SPKI); by id
 //	  11: [* tstr],           ; firmware facts (releases published, votes cast); sorted
 //	  12: [* [tstr, int]],    ; node, time of its newest heartbeat; by node
+//	  13: [* attestation],    ; each node's newest node.snapshot txs (at most 4); by node, then height
+//	  14: certified,          ; the newest certified snapshot
 //	}
 //	device = [id: tstr, key: bstr, revoked: bool, last_seq: uint]
 //	vendor = [id: tstr, key: bstr, models: [* tstr]]
+//	attestation = [node: tstr, height: uint, hash: bstr .size 32, block: uint, index: uint]
+//	certified = [height: uint, hash: bstr .size 32, by: [* attestation]]  ; by node; height 0, 32 zero bytes, []: none
 //
 // Admins and the genesis nodes' keys come from the genesis, which the
 // snapshot names by its hash.
@@ -60,6 +65,8 @@ type Snapshot struct {
 	reviewers map[string]*ledger.PublicKey
 	facts     []string
 	beats     map[string]int64
+	attests   []Attestation
+	certified Certified
 }
 
 // Snapshot copies the state. It holds the read lock for the copy only:
@@ -85,6 +92,10 @@ func (s *State) Snapshot() *Snapshot {
 	for f := range s.facts {
 		sn.facts = append(sn.facts, f)
 	}
+	for _, as := range s.attests {
+		sn.attests = append(sn.attests, as...)
+	}
+	sn.certified = s.certified // By is never changed in place
 	return sn
 }
 
@@ -103,6 +114,35 @@ type snapEnc struct {
 	Reviewers []snapKey    `cbor:"10,keyasint"`
 	Facts     []string     `cbor:"11,keyasint"`
 	Beats     []snapBeat   `cbor:"12,keyasint"`
+	Attests   []snapAttest `cbor:"13,keyasint"`
+	Certified snapCert     `cbor:"14,keyasint"`
+}
+
+type snapAttest struct {
+	_      struct{} `cbor:",toarray"`
+	Node   string
+	Height uint64
+	Hash   []byte
+	Block  uint64
+	Index  uint64
+}
+
+type snapCert struct {
+	_      struct{} `cbor:",toarray"`
+	Height uint64
+	Hash   []byte
+	By     []snapAttest
+}
+
+func attestEnc(a Attestation) snapAttest {
+	return snapAttest{Node: a.Node, Height: a.Height, Hash: bytes.Clone(a.Hash[:]), Block: a.Block, Index: a.Index}
+}
+
+func cmpAttest(a, b snapAttest) int {
+	if c := strings.Compare(a.Node, b.Node); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Height, b.Height)
 }
 
 type snapDevice struct {
@@ -187,6 +227,15 @@ func (sn *Snapshot) Encode() ([]byte, error) {
 	}
 	for _, n := range slices.Sorted(maps.Keys(sn.beats)) {
 		e.Beats = append(e.Beats, snapBeat{Node: n, Time: sn.beats[n]})
+	}
+	e.Attests = make([]snapAttest, 0, len(sn.attests))
+	for _, a := range sn.attests {
+		e.Attests = append(e.Attests, attestEnc(a))
+	}
+	slices.SortFunc(e.Attests, cmpAttest)
+	e.Certified = snapCert{Height: sn.certified.Height, Hash: bytes.Clone(sn.certified.Hash[:]), By: make([]snapAttest, 0, len(sn.certified.By))}
+	for _, a := range sn.certified.By {
+		e.Certified.By = append(e.Certified.By, attestEnc(a))
 	}
 	out, err := snapEncMode.Marshal(&e)
 	if err != nil {
@@ -318,6 +367,55 @@ func Restore(g *ledger.Genesis, enc []byte) (*State, error) {
 	}
 	for _, b := range e.Beats {
 		s.beats[b.Node] = b.Time
+	}
+	attest := func(a snapAttest) (Attestation, error) {
+		if _, ok := g.Node(a.Node); !ok {
+			return Attestation{}, bad("attestation by %q, not a genesis node", a.Node)
+		}
+		if len(a.Hash) != 32 || a.Height == 0 || a.Block <= a.Height || a.Block > e.Height {
+			return Attestation{}, bad("attestation by %s of height %d in block %d (hash of %d bytes)", a.Node, a.Height, a.Block, len(a.Hash))
+		}
+		out := Attestation{Node: a.Node, Height: a.Height, Block: a.Block, Index: a.Index}
+		copy(out.Hash[:], a.Hash)
+		return out, nil
+	}
+	for i, a := range e.Attests {
+		if i > 0 && cmpAttest(e.Attests[i-1], a) >= 0 {
+			return nil, bad("attestations not sorted or repeated")
+		}
+		x, err := attest(a)
+		if err != nil {
+			return nil, err
+		}
+		if len(s.attests[a.Node]) == maxAttests {
+			return nil, bad("more than %d attestations by %s", maxAttests, a.Node)
+		}
+		s.attests[a.Node] = append(s.attests[a.Node], x)
+	}
+	c := e.Certified
+	if c.Height == 0 {
+		if !bytes.Equal(c.Hash, make([]byte, 32)) || len(c.By) != 0 {
+			return nil, bad("no certified snapshot, but a hash or attestations")
+		}
+	} else {
+		if len(c.Hash) != 32 || len(c.By) < g.Quorum() {
+			return nil, bad("certified snapshot at %d with %d attestations, a quorum is %d", c.Height, len(c.By), g.Quorum())
+		}
+		s.certified.Height = c.Height
+		copy(s.certified.Hash[:], c.Hash)
+		for i, a := range c.By {
+			if i > 0 && c.By[i-1].Node >= a.Node {
+				return nil, bad("certifying attestations not sorted by node or repeated")
+			}
+			if a.Height != c.Height || !bytes.Equal(a.Hash, c.Hash) {
+				return nil, bad("an attestation of %d certifies the snapshot at %d", a.Height, c.Height)
+			}
+			x, err := attest(a)
+			if err != nil {
+				return nil, err
+			}
+			s.certified.By = append(s.certified.By, x)
+		}
 	}
 	return s, nil
 }

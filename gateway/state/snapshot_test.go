@@ -6,7 +6,9 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
+	"reflect"
 	"strconv"
 	"testing"
 
@@ -40,7 +42,8 @@ func richState(t *testing.T, f *fixture) [][][]byte {
 		{f.sign(k1, "dev-1", ledger.Body{Kind: ledger.KindRekey, Rekey: &ledger.Rekey{DeviceID: "dev-1", Seq: 8, PublicKey: der(t, k2)}}),
 			f.sign(reviewerKey, "rev", ledger.Body{Kind: ledger.KindFirmwareVote, FirmwareVote: &ledger.FirmwareVote{Release: rel, Good: true}}),
 			admin(ledger.Body{Kind: ledger.KindRevoke, Revoke: &ledger.Revoke{DeviceID: "dev-s1", Reason: "lost"}}),
-			f.sign(f.node, "node-1", ledger.Body{Kind: ledger.KindHeartbeat, Heartbeat: &ledger.Heartbeat{Node: "node-1", Time: 1234}})},
+			f.sign(f.node, "node-1", ledger.Body{Kind: ledger.KindHeartbeat, Heartbeat: &ledger.Heartbeat{Node: "node-1", Time: 1234}}),
+			f.sign(f.node, "node-1", attestBody("node-1", 2, sha256.Sum256([]byte("state at 2"))))},
 	}
 	for _, b := range blocks {
 		f.commit(b...)
@@ -73,7 +76,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	}
 	h1, tip1 := f.st.Tip()
 	h2, tip2 := r.Tip()
-	if h1 != h2 || tip1 != tip2 || f.st.Txs() != r.Txs() || r.Txs() != 15 {
+	if h1 != h2 || tip1 != tip2 || f.st.Txs() != r.Txs() || r.Txs() != 16 {
 		t.Fatalf("tip %d %x txs %d, restored %d %x txs %d", h1, tip1, f.st.Txs(), h2, tip2, r.Txs())
 	}
 	for _, id := range []string{"dev-1", "dev-2", "dev-s1", "dev-s2", "dev-x"} {
@@ -97,6 +100,15 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	}
 	if a, b := f.st.LastHeartbeat("node-1"), r.LastHeartbeat("node-1"); a != b || a != 1234 {
 		t.Errorf("heartbeat %d, restored %d", a, b)
+	}
+	if a, b := f.st.LastAttested("node-1"), r.LastAttested("node-1"); a != b || a != 2 {
+		t.Errorf("last attested %d, restored %d", a, b)
+	}
+	if a, _ := f.st.Certified(); a.Height != 2 || len(a.By) != 1 {
+		t.Errorf("certified %+v", a)
+	}
+	if a, b := f.st.Certified(); !reflect.DeepEqual(a, func() Certified { c, _ := r.Certified(); return c }()) || !b {
+		t.Errorf("certified %+v, restored differs", a)
 	}
 	// Both go on with the same block and stay equal; the restored one
 	// applies the rules from its restored registry (seq, votes, ids).
@@ -218,6 +230,11 @@ func TestRestoreRefuses(t *testing.T) {
 		{"facts unsorted", f.st.Genesis(), reencode(func(e *snapEnc) { e.Facts[0], e.Facts[1] = e.Facts[1], e.Facts[0] })},
 		{"configs repeated", f.st.Genesis(), reencode(func(e *snapEnc) { e.Configs[1].Target = e.Configs[0].Target })},
 		{"genesis tip at 0", f.st.Genesis(), reencode(func(e *snapEnc) { e.Height = 0 })},
+		{"attestation by no node", f.st.Genesis(), reencode(func(e *snapEnc) { e.Attests[0].Node = "admin" })},
+		{"attestation in a later block", f.st.Genesis(), reencode(func(e *snapEnc) { e.Attests[0].Block = 9 })},
+		{"certified without a quorum", f.st.Genesis(), reencode(func(e *snapEnc) { e.Certified.By = nil })},
+		{"certified of another hash", f.st.Genesis(), reencode(func(e *snapEnc) { e.Certified.Hash = make([]byte, 32) })},
+		{"no certified but attestations", f.st.Genesis(), reencode(func(e *snapEnc) { e.Certified.Height = 0 })},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -263,6 +280,8 @@ func FuzzRestore(f *testing.F) {
 	st.facts["release m 1"] = true
 	st.beats["node-1"] = 5
 	st.height, st.txs = 9, 20
+	st.attests["node-1"] = []Attestation{{Node: "node-1", Height: 4, Block: 5, Index: 1}}
+	st.certified = Certified{Height: 4, By: st.attests["node-1"]}
 	for _, s := range []*State{st} {
 		enc, err := s.Snapshot().Encode()
 		if err != nil {

@@ -33,13 +33,17 @@ type State struct {
 	height    uint64
 	tip       [32]byte // hash of the block at height; the genesis hash at 0
 	txs       uint64   // txs in blocks 1 to height
+
+	attests   map[string][]Attestation // node -> its newest node.snapshot attestations, oldest first
+	certified Certified                // the newest certified snapshot; zero: none
 }
 
 // New returns the state of an empty chain.
 func New(g *ledger.Genesis) (*State, error) {
 	s := &State{g: g, admins: map[string]*ledger.PublicKey{}, devices: map[string]*Device{}, byKey: map[string][]*Device{},
 		configs: map[string]uint64{}, tip: g.Hash(),
-		vendors: map[string]*Vendor{}, reviewers: map[string]*ledger.PublicKey{}, facts: map[string]bool{}, beats: map[string]int64{}}
+		vendors: map[string]*Vendor{}, reviewers: map[string]*ledger.PublicKey{}, facts: map[string]bool{}, beats: map[string]int64{},
+		attests: map[string][]Attestation{}}
 	for _, a := range g.Admins {
 		pk, err := ledger.ParsePublicKey(a.PublicKey)
 		if err != nil {
@@ -205,7 +209,7 @@ func (s *State) authorKey(tx *ledger.Tx) (*ledger.PublicKey, error) {
 			return nil, reject(ledger.ReasonForbidden, "%s may only be issued by an admin, not device %s", b.Kind, tx.Author)
 		}
 		return nil, reject(ledger.ReasonUnknownAuthor, "no admin %q", tx.Author)
-	case ledger.KindHeartbeat:
+	case ledger.KindHeartbeat, ledger.KindSnapshot:
 		return s.nodeKey(tx)
 	case ledger.KindVendorEnroll, ledger.KindReviewerEnroll, ledger.KindFirmwarePublish, ledger.KindFirmwareVote,
 		ledger.KindFirmwareApprove, ledger.KindFirmwareRevoke, ledger.KindFirmwarePolicy:
@@ -236,8 +240,15 @@ func (s *State) nodeKey(tx *ledger.Tx) (*ledger.PublicKey, error) {
 	if !ok {
 		return nil, reject(ledger.ReasonUnknownAuthor, "no node %q", tx.Author)
 	}
-	if tx.Body.Heartbeat.Node != tx.Author {
-		return nil, reject(ledger.ReasonForbidden, "heartbeat by %s names node %s", tx.Author, tx.Body.Heartbeat.Node)
+	var node string
+	switch {
+	case tx.Body.Heartbeat != nil:
+		node = tx.Body.Heartbeat.Node
+	case tx.Body.NodeSnapshot != nil:
+		node = tx.Body.NodeSnapshot.Node
+	}
+	if node != tx.Author {
+		return nil, reject(ledger.ReasonForbidden, "%s by %s names node %s", tx.Body.Kind, tx.Author, node)
 	}
 	return k, nil
 }
@@ -266,7 +277,11 @@ func (s *State) Apply(height uint64, hash [32]byte, txs []*ledger.Tx) error {
 	if height != s.height+1 {
 		return fmt.Errorf("state: apply block %d at height %d", height, s.height)
 	}
-	for _, tx := range txs {
+	for i, tx := range txs {
+		if tx.Body.NodeSnapshot != nil {
+			s.attestLocked(tx.Body.NodeSnapshot, height, uint64(i))
+			continue
+		}
 		if err := s.applyLocked(tx); err != nil {
 			return fmt.Errorf("state: block %d tx %x: %w", height, tx.ID[:8], err)
 		}

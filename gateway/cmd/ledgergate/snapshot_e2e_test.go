@@ -68,12 +68,29 @@ func snapFile(data string, h uint64) string {
 	return filepath.Join(data, "snapshots", fmt.Sprintf("%020d.snap", h))
 }
 
-// TestSnapshotRestart: a gateway writes snapshots as it commits; a
-// restart loads the newest and replays only the blocks after it (its
-// "state ready" line and /metrics count them); with the newest snapshot
-// damaged, the start falls back to the older one; with both damaged, to
-// the whole log. Each time the devices go on where they stopped, and
-// `ledger verify` passes.
+// snapHeights lists the heights of the snapshot files in data, newest
+// first.
+func snapHeights(t *testing.T, data string) []uint64 {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(data, "snapshots", "*.snap"))
+	var hs []uint64
+	for i := len(files) - 1; i >= 0; i-- {
+		h, err := strconv.ParseUint(strings.TrimSuffix(filepath.Base(files[i]), ".snap"), 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs = append(hs, h)
+	}
+	return hs
+}
+
+// TestSnapshotRestart: a gateway writes snapshots as it commits and, a
+// chain of one being its own quorum, certifies them with its node.snapshot
+// attestations; a restart loads the newest snapshot and replays only the
+// blocks after it (its "state ready" line and /metrics count them); with
+// the newest damaged, the start falls back to the older one; with both
+// damaged, to the whole log. Each time the devices go on where they
+// stopped, and `ledger verify` passes.
 func TestSnapshotRestart(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
 	cfg := snapshotConfig(t, 5)
@@ -92,17 +109,18 @@ func TestSnapshotRestart(t *testing.T) {
 			t.Fatalf("%s seq %d: %d %s %v", id, seq[id], code, reason, err)
 		}
 	}
-	for r := 0; r < 21; r++ { // one block each: heights 3 to 23
+	for r := 0; r < 21; r++ { // a block each, and the attestations' blocks
 		postNext(g, ids[r%2])
 	}
 	waitFile(t, snapFile(data, 20))
+	waitLog(t, g, `msg="snapshot certified" component=snapshot height=20`)
 	g.stop()
 
 	restart := func(wantSnap uint64) *gateway {
 		t.Helper()
 		g := startGateway(t, data, "--config", cfg)
 		height, snap, replayed := g.started(t)
-		if height < 23 || snap != wantSnap || replayed != height-wantSnap {
+		if height < 23 || snap != wantSnap || replayed != height-wantSnap || (snap != 0 && replayed >= height) {
 			t.Fatalf("start at height %d from snapshot %d replayed %d blocks; want snapshot %d and %d blocks\n%s",
 				height, snap, replayed, wantSnap, height-wantSnap, g.log())
 		}
@@ -115,8 +133,7 @@ func TestSnapshotRestart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		metrics := string(body)
-		if !strings.Contains(metrics, "ledgergate_start_replayed_blocks "+strconv.FormatUint(replayed, 10)+"\n") {
+		if !strings.Contains(string(body), "ledgergate_start_replayed_blocks "+strconv.FormatUint(replayed, 10)+"\n") {
 			t.Errorf("/metrics lacks ledgergate_start_replayed_blocks %d", replayed)
 		}
 		for _, id := range ids { // the restored registry: each device's next seq commits
@@ -124,22 +141,27 @@ func TestSnapshotRestart(t *testing.T) {
 		}
 		return g
 	}
-	g = restart(20) // heights 24 and 25 commit: a snapshot at 25
-	t.Logf("restart from snapshot 20: %s", stateReadyRE.FindString(g.log()))
-	waitFile(t, snapFile(data, 25))
+	hs := snapHeights(t, data)
+	if len(hs) != 2 || hs[0] < 20 {
+		t.Fatalf("snapshots %v, want the newest two, from 20 on", hs)
+	}
+	g = restart(hs[0])
+	t.Logf("restart from snapshot %d: %s", hs[0], stateReadyRE.FindString(g.log()))
 	g.stop()
 
-	// The newest snapshot damaged: the older one (20) serves.
-	flipByte(t, snapFile(data, 25), 40)
-	g = restart(20)
+	// The newest snapshot damaged: the older one serves.
+	hs = snapHeights(t, data)
+	flipByte(t, snapFile(data, hs[0]), 40)
+	g = restart(hs[1])
 	if !strings.Contains(g.log(), "snapshot not usable, skipped") {
 		t.Errorf("the damaged snapshot was not reported:\n%s", g.log())
 	}
 	g.stop()
 
-	// Both damaged: the whole log.
-	flipByte(t, snapFile(data, 25), 41)
-	flipByte(t, snapFile(data, 20), 30)
+	// Every snapshot damaged: the whole log.
+	for _, h := range snapHeights(t, data) {
+		flipByte(t, snapFile(data, h), 41)
+	}
 	g = restart(0)
 	g.stop()
 	out := mustCLI(t, t.TempDir(), "ledger", "verify", "--data", data)
@@ -161,7 +183,7 @@ func flipByte(t *testing.T, path string, at int) {
 	}
 }
 
-// TestSnapshotKill9: with a snapshot after every block, a gateway under
+// TestSnapshotKill9: with a snapshot every other block, a gateway under
 // load is killed with SIGKILL three times. A kill lands while a snapshot
 // is being written only now and then (the test logs how often), so each
 // round also leaves a half-written one of its own. Each start is ready,
@@ -171,7 +193,7 @@ func flipByte(t *testing.T, path string, at int) {
 // passes at the end.
 func TestSnapshotKill9(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
-	cfg := snapshotConfig(t, 1)
+	cfg := snapshotConfig(t, 2)
 	g := startGateway(t, data, "--config", cfg)
 	a := loadAdmin(t, g)
 	const devices = 8
