@@ -278,6 +278,7 @@ func (d *Daemon) loadState(gw *gateway) error {
 	d.logger.Info("state ready", "height", height, "snapshot", ld.Height, "replayed_blocks", n, "took", gw.started.took.Round(time.Millisecond))
 	gw.snapLog = logger
 	if gw.snaps != nil {
+		gw.snaps.Spare(gw.st.CertifiedHeight) // peers fetch the newest certified one
 		gw.snapW = snapshot.NewWriter(gw.snaps, logger)
 		// A start that replayed past a snapshot point writes one of
 		// where it stands (the first start after an upgrade, or after
@@ -324,7 +325,7 @@ func (d *Daemon) buildChain(gw *gateway) error {
 	if err != nil {
 		return err
 	}
-	h := &handler{blobs: blobs}
+	h := &handler{blobs: blobs, snaps: gw.snaps, st: gw.st, log: gw.blog}
 	var peerHeights func() map[string]uint64
 	if len(g.Nodes) > 1 {
 		if gw.tr, err = newTransport(g, gw.nodeID, cfg.Cluster.Listen, len(cfg.Seeds.Zones) > 0, gw.key, gw.st, h, d.logger); err != nil {

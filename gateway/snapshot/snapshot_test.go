@@ -264,6 +264,16 @@ func TestStoreKeepsNewest(t *testing.T) {
 	if _, err := s.Read(10); !errors.Is(err, ErrDamaged) {
 		t.Fatalf("Read of a damaged file: %v", err)
 	}
+	// The newest certified snapshot is spared too: peers fetch it.
+	s.Spare(func() uint64 { return 12 })
+	for _, h := range []uint64{14, 16} {
+		if err := s.Write(h, []byte("snapshot")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if hs, _ := s.Heights(); len(hs) != 3 || hs[0] != 16 || hs[1] != 14 || hs[2] != 12 {
+		t.Fatalf("heights %v, want [16 14 12]", hs)
+	}
 }
 
 // TestWriter: offered snapshots are written off the caller's goroutine,
@@ -386,6 +396,47 @@ func TestProofOfCertified(t *testing.T) {
 	forged.Hash[0] ^= 1
 	if err := ledger.VerifySnapshotProof(n.Genesis, &forged); err == nil {
 		t.Fatal("a proof of another hash verified")
+	}
+	// What a joining gateway checks of a peer's offer: the real one is
+	// accepted, anything else refused.
+	ast, ap, err := Accept(n.Genesis, enc, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := ast.Tip(); h != c.Height || ap.Height != c.Height {
+		t.Fatalf("accepted the state at %d, proof of %d", h, ap.Height)
+	}
+	changed := bytes.Clone(enc)
+	changed[len(changed)/2] ^= 1
+	forgedRaw, err := forged.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := state.SnapshotHash(changed)
+	recertified := *got
+	recertified.Hash = sum[:]
+	recertifiedRaw, err := recertified.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	later, err := n.Chain.State().Snapshot().Encode() // a real snapshot, of a later height, not certified
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []struct {
+		name        string
+		data, proof []byte
+	}{
+		{"bytes changed", changed, raw},
+		{"bytes changed, proof of their hash", changed, recertifiedRaw},
+		{"proof of another hash", enc, forgedRaw},
+		{"another snapshot", later, raw},
+		{"no proof", enc, nil},
+		{"proof not CBOR", enc, []byte("certified, trust me")},
+	} {
+		if _, _, err := Accept(n.Genesis, bad.data, bad.proof); !errors.Is(err, ErrNotCertified) {
+			t.Errorf("%s: Accept = %v, want ErrNotCertified", bad.name, err)
+		}
 	}
 	// Another attestation of the same height is a replay: a node
 	// attests each height once.

@@ -34,7 +34,14 @@ var ErrDamaged = errors.New("snapshot: file damaged")
 // Store is a directory of snapshot files.
 type Store struct {
 	dir string
+	// keep, if set, names a height whose file pruning spares besides the
+	// newest Keep: the newest certified snapshot, which peers may fetch.
+	keep func() uint64
 }
+
+// Spare makes pruning spare the file of the height f returns (0: none)
+// besides the newest Keep. Call it before the store is written to.
+func (s *Store) Spare(f func() uint64) { s.keep = f }
 
 // Open opens (creating it) the snapshot directory dir and removes the
 // temporary files of writes a crash interrupted.
@@ -129,8 +136,15 @@ func (s *Store) prune() error {
 	if err != nil {
 		return err
 	}
+	var spare uint64
+	if s.keep != nil {
+		spare = s.keep()
+	}
 	var errs []error
 	for _, h := range hs[min(Keep, len(hs)):] {
+		if h == spare {
+			continue
+		}
 		if err := os.Remove(filepath.Join(s.dir, fileName(h))); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, err)
 		}
@@ -241,4 +255,35 @@ func loadOne(s *Store, g *ledger.Genesis, log *ledger.Log, h uint64) (*state.Sta
 		return nil, [32]byte{}, fmt.Errorf("snapshot: the file of height %d holds the state at block %d with tip %x; the log's block %d is %x", h, height, tip, h, want)
 	}
 	return st, state.SnapshotHash(enc), nil
+}
+
+// ErrNotCertified wraps every refusal of Accept: the snapshot a peer
+// offered is not one a quorum certified.
+var ErrNotCertified = errors.New("snapshot: not certified")
+
+// Accept checks a snapshot a peer offered, data with the encoded proof
+// that it is certified, with nothing but the genesis: the proof must
+// verify (ledger.VerifySnapshotProof), data must hash to the proof's
+// hash, and decode as the state at the proof's height. It returns that
+// state and its proof. Both inputs are outside bytes: anything else is
+// an error wrapping ErrNotCertified.
+func Accept(g *ledger.Genesis, data, proof []byte) (*state.State, *ledger.SnapshotProof, error) {
+	p, err := ledger.DecodeSnapshotProof(proof)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrNotCertified, err)
+	}
+	if err := ledger.VerifySnapshotProof(g, p); err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrNotCertified, err)
+	}
+	if sum := state.SnapshotHash(data); !bytes.Equal(sum[:], p.Hash) {
+		return nil, nil, fmt.Errorf("%w: the snapshot's %d bytes hash to %x, the certified hash at %d is %x", ErrNotCertified, len(data), sum, p.Height, p.Hash)
+	}
+	st, err := state.Restore(g, data)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrNotCertified, err)
+	}
+	if h, _ := st.Tip(); h != p.Height {
+		return nil, nil, fmt.Errorf("%w: the snapshot is of height %d, certified at %d", ErrNotCertified, h, p.Height)
+	}
+	return st, p, nil
 }

@@ -1,10 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,7 +20,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ledgergate/ledgergate/gateway/cluster"
+	"github.com/ledgergate/ledgergate/gateway/daemon"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
+	"github.com/ledgergate/ledgergate/gateway/snapshot"
+	"github.com/ledgergate/ledgergate/gateway/state"
+	"github.com/ledgergate/ledgergate/tpm"
 )
 
 // snapshotConfig writes a configuration with [snapshot] every_blocks =
@@ -281,5 +291,87 @@ func TestSnapshotKill9(t *testing.T) {
 	out := mustCLI(t, t.TempDir(), "ledger", "verify", "--data", data)
 	if !strings.HasPrefix(out, "ok:") {
 		t.Fatalf("ledger verify: %s", out)
+	}
+}
+
+// nopHandler is the cluster.Handler of a transport that only fetches.
+type nopHandler struct{}
+
+func (nopHandler) Message(string, []byte)                                {}
+func (nopHandler) Blocks(uint64, int) ([][]byte, error)                  { return nil, nil }
+func (nopHandler) Blob([32]byte) ([]byte, error)                         { return nil, nil }
+func (nopHandler) Snapshot(uint64, bool) (uint64, []byte, []byte, error) { return 0, nil, nil, nil }
+
+// TestClusterSnapshotServed: four gateways under load write snapshots at
+// the same heights, attest them, and certify them; a node whose disk was
+// replaced (node-4, its process gone, its key kept) fetches the newest
+// certified snapshot and its proof from each peer over the cluster
+// transport and accepts it with the genesis alone. The same bytes with
+// one changed, or with a proof made to name their hash, are refused.
+func TestClusterSnapshotServed(t *testing.T) {
+	c := newCluster(t, 4, "--config", snapshotConfig(t, 8))
+	l := c.startLoad(8)
+	for i := range c.gws {
+		waitLog(t, c.gws[i], `msg="snapshot certified" component=snapshot height=(16|[2-9][0-9]|[1-9][0-9]{2,}) `)
+	}
+	l.stop()
+	c.gws[3].kill()
+
+	g, err := daemon.LoadGenesis(c.data[3])
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := tpm.LoadSoftwareKey(filepath.Join(c.data[3], daemon.NodeKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var peers []cluster.Peer
+	for _, n := range g.Nodes[:3] {
+		pk, err := ledger.ParsePublicKey(n.PublicKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		peers = append(peers, cluster.Peer{ID: n.ID, Addr: n.Addrs[0], PublicKey: pk.Key.(*ecdsa.PublicKey)})
+	}
+	tr, err := cluster.New(cluster.Config{Self: "node-4", Listen: "127.0.0.1:0", Signer: key, Peers: peers,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, nopHandler{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, peer := range []string{"node-1", "node-2", "node-3"} {
+		s, err := tr.FetchSnapshot(ctx, peer, state.MaxSnapshotBytes)
+		if err != nil {
+			t.Fatalf("%s: %v", peer, err)
+		}
+		st, proof, err := snapshot.Accept(g, s.Data, s.Proof)
+		if err != nil {
+			t.Fatalf("%s's snapshot at %d: %v", peer, s.Height, err)
+		}
+		if h, _ := st.Tip(); h != s.Height || s.Height < 16 || s.Height%8 != 0 || len(proof.Receipts) < g.Quorum() {
+			t.Fatalf("%s served the state at %d as %d, proof of %d receipts", peer, h, s.Height, len(proof.Receipts))
+		}
+		t.Logf("%s: snapshot at %d, %d bytes, proof of %d attestations", peer, s.Height, len(s.Data), len(proof.Receipts))
+
+		changed := bytes.Clone(s.Data)
+		changed[len(changed)/2] ^= 1
+		if _, _, err := snapshot.Accept(g, changed, s.Proof); !errors.Is(err, snapshot.ErrNotCertified) {
+			t.Fatalf("a changed byte: %v, want ErrNotCertified", err)
+		}
+		p, err := ledger.DecodeSnapshotProof(s.Proof)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(changed)
+		p.Hash = sum[:]
+		forged, err := p.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := snapshot.Accept(g, changed, forged); !errors.Is(err, snapshot.ErrNotCertified) {
+			t.Fatalf("a proof renamed to the changed bytes' hash: %v, want ErrNotCertified", err)
+		}
 	}
 }
