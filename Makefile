@@ -95,6 +95,8 @@ fuzz-short:
 	$(call fuzz,./gateway/ledger,FuzzVerifyAsStdlib,20000)
 	$(call fuzz,./gateway/ledger,FuzzES256AsBigInt,5000)
 	$(call fuzz,./bridge/device,FuzzOpen,10000)
+	$(call fuzz,./gateway/state,FuzzRestore,20000)
+	$(call fuzz,./gateway/ledger,FuzzDecodeSnapshotProof,300)
 	$(call fuzz,./gateway/config,FuzzParse,5000)
 	$(call fuzz,./bridge/mqtt,FuzzDevicePublish,3000)
 	$(call fuzz,./bridge/mqtt,FuzzSizeGuard,10000)
@@ -144,6 +146,7 @@ bench: bench-presign bench-peer ## benchmarks (numbers go to docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . ./bridge/device
 	$(GO) test -run '^$$' -bench ConfigVerify -benchtime 1x ./gateway/cmd/ledgergate
 	$(GO) test -run '^$$' -bench FrontEnds -benchtime 1x ./gateway/cmd/ledgergate
+	$(GO) test -run '^$$' -bench '^BenchmarkStart$$' -benchtime 1x -timeout 30m ./gateway/cmd/ledgergate
 
 bench-presign: ## the commit path at its limit: the same pre-signed MQTT load to a dev gateway and to mosquitto, CPU per message side by side
 	$(GO) test -run '^$$' -bench Presign -benchtime 1x -timeout 10m $(PKG)

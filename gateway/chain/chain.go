@@ -854,35 +854,43 @@ func (c *Chain) Receipt(id [32]byte) (*ledger.Receipt, error) {
 	return ledger.NewReceipt(b, ledger.NewTree(b.Txs), info.Index)
 }
 
-// Replay applies every block of the log to st, checking that each block
-// links to the one before. progress, if not nil, is called now and then.
-func Replay(log *ledger.Log, st *state.State, progress func(done, total uint64)) error {
+// Replay applies the blocks of the log after st's tip to st (every block
+// for a new state; the blocks after its height for a state restored from
+// a snapshot, whose tip must then be the hash of the log's block at that
+// height), checking that each block links to the one before. It returns
+// how many blocks it applied. progress, if not nil, is called now and
+// then.
+func Replay(log *ledger.Log, st *state.State, progress func(done, total uint64)) (uint64, error) {
 	total := log.Len()
-	for h := uint64(1); h <= total; h++ {
+	from, _ := st.Tip()
+	if from > total {
+		return 0, fmt.Errorf("chain: replay: the state is at block %d, the log has %d", from, total)
+	}
+	for h := from + 1; h <= total; h++ {
 		data, err := log.Read(h - 1)
 		if err != nil {
-			return fmt.Errorf("chain: replay block %d: %w", h, err)
+			return h - from - 1, fmt.Errorf("chain: replay block %d: %w", h, err)
 		}
 		b, err := ledger.DecodeBlock(data)
 		if err != nil {
-			return fmt.Errorf("chain: replay block %d: %w", h, err)
+			return h - from - 1, fmt.Errorf("chain: replay block %d: %w", h, err)
 		}
 		height, tip := st.Tip()
 		if b.Header.Height != height+1 || string(b.Header.Prev) != string(tip[:]) || b.Header.ChainID != st.Genesis().ChainID {
-			return fmt.Errorf("chain: replay: block %d does not extend block %d", b.Header.Height, height)
+			return h - from - 1, fmt.Errorf("chain: replay: block %d does not extend block %d", b.Header.Height, height)
 		}
 		txs := make([]*ledger.Tx, len(b.Txs))
 		for i, env := range b.Txs {
 			if txs[i], err = ledger.DecodeTx(env, 0); err != nil {
-				return fmt.Errorf("chain: replay block %d tx %d: %w", h, i, err)
+				return h - from - 1, fmt.Errorf("chain: replay block %d tx %d: %w", h, i, err)
 			}
 		}
 		if err := st.Apply(h, b.Header.Hash(), txs); err != nil {
-			return err
+			return h - from - 1, err
 		}
 		if progress != nil && (h%1000 == 0 || h == total) {
 			progress(h, total)
 		}
 	}
-	return nil
+	return total - from, nil
 }

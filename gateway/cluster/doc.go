@@ -37,8 +37,8 @@
 //     not cut off while it moves. TCP keep-alives notice a peer that
 //     vanished without closing. Every node of a cluster should use the same
 //     MaxFrame: a frame above the receiver's is refused.
-//  5. The caller's duties: Handler.Message, Handler.Blocks and Handler.Blob
-//     are called from the transport's goroutines, concurrently, and must be
+//  5. The caller's duties: Handler.Message, Handler.Blocks, Handler.Blob
+//     and Handler.Snapshot are called from the transport's goroutines, concurrently, and must be
 //     safe for that and quick (hand work to a channel). Message receives a buffer it
 //     owns. A slice passed to Send or Broadcast must not be modified
 //     afterwards. Config.Height must be safe for concurrent use. Do not call
@@ -53,7 +53,16 @@
 //     its bytes: the server answers with Handler.Blob (an error if the blob
 //     exceeds MaxFrame), and FetchBlob returns the blob only if it hashes to
 //     that name, or ErrNoBlob if the peer does not have it.
-//  8. Lifecycle. New validates and does no I/O. Run listens, dials every
+//  8. Snapshots. FetchSnapshot asks a peer for its newest certified state
+//     snapshot (ALPN ledgergate-snapshot/1), one connection per chunk: the
+//     first request names height 0 and gets the height, the total size,
+//     the encoded proof that the snapshot is certified and the first
+//     chunk; the next ones name that height and an offset. The server
+//     answers with Handler.Snapshot and cuts chunks that fit MaxFrame. The
+//     client bounds the total, and refuses chunks that do not add up; it
+//     verifies nothing else: the caller checks the proof and the bytes
+//     (gateway/snapshot.Accept).
+//  9. Lifecycle. New validates and does no I/O. Run listens, dials every
 //     peer, and blocks until its context ends or Close is called, then
 //     returns nil. Ready is closed once the listener is bound, and Addr then
 //     reports it. Close is idempotent, safe before or without Run, and
@@ -79,6 +88,10 @@
 //	5 blob request    hash [32]byte, the SHA-256 of the blob (32 bytes)
 //	6 blob response   0x00 | blob, or 0x01 | error text (not empty),
 //	                  or 0x02 alone: the server does not have the blob
+//	7 snapshot request   height uint64 (0: the newest certified) | offset uint64 (16 bytes)
+//	8 snapshot response  0x00 | height uint64 | total uint64 | proof length uint32 | proof | chunk
+//	                     (the proof only at offset 0), or 0x01 | error text (not empty),
+//	                     or 0x02 alone: the server has no such snapshot
 //
 // Decoders accept exactly what the encoders produce: a payload of the wrong
 // length, trailing bytes or an unknown type is an error, never a panic.

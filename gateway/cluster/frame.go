@@ -27,6 +27,9 @@ const (
 	frameFetchResponse frameType = 4 // 0x00 | count | blocks, or 0x01 | error text
 	frameBlobRequest   frameType = 5 // hash [32]byte
 	frameBlobResponse  frameType = 6 // 0x00 | blob, 0x01 | error text, or 0x02
+
+	frameSnapshotRequest  frameType = 7 // height uint64 | offset uint64
+	frameSnapshotResponse frameType = 8 // 0x00 | height | total | proof length | proof | chunk, 0x01 | error text, or 0x02
 )
 
 func (f frameType) String() string {
@@ -43,6 +46,10 @@ func (f frameType) String() string {
 		return "blob request"
 	case frameBlobResponse:
 		return "blob response"
+	case frameSnapshotRequest:
+		return "snapshot request"
+	case frameSnapshotResponse:
+		return "snapshot response"
 	}
 	return fmt.Sprintf("type %d", byte(f))
 }
@@ -98,7 +105,7 @@ func readFrame(r io.Reader, max int) (frameType, []byte, error) {
 	if uint64(n) > uint64(max) {
 		return 0, nil, fmt.Errorf("%w: %s frame of %d bytes, max %d", ErrFrameTooLarge, typ, n, max)
 	}
-	if typ < frameMessage || typ > frameBlobResponse {
+	if typ < frameMessage || typ > frameSnapshotResponse {
 		return 0, nil, fmt.Errorf("%w: unknown frame %s", ErrProtocol, typ)
 	}
 	p, err := readPayload(r, int(n))

@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"runtime"
 	"testing"
@@ -22,6 +23,8 @@ var frameCases = []struct {
 	{"fetch response", frameFetchResponse, []byte{1, 'x'}, []byte{0, 0, 0, 2, 4, 1, 'x'}},
 	{"blob request", frameBlobRequest, make([]byte, 32), append([]byte{0, 0, 0, 32, 5}, make([]byte, 32)...)},
 	{"blob response", frameBlobResponse, []byte{2}, []byte{0, 0, 0, 1, 6, 2}},
+	{"snapshot request", frameSnapshotRequest, make([]byte, 16), append([]byte{0, 0, 0, 16, 7}, make([]byte, 16)...)},
+	{"snapshot response", frameSnapshotResponse, []byte{2}, []byte{0, 0, 0, 1, 8, 2}},
 }
 
 func TestFrameEncode(t *testing.T) {
@@ -65,7 +68,7 @@ func TestFrameDecodeBad(t *testing.T) {
 		{"one over max", []byte{0, 0, 0, 65, 1}, 64, ErrFrameTooLarge},
 		{"huge", []byte{0xff, 0xff, 0xff, 0xff, 1}, DefaultMaxFrame, ErrFrameTooLarge},
 		{"type 0", []byte{0, 0, 0, 0, 0}, 64, ErrProtocol},
-		{"type 7", []byte{0, 0, 0, 0, 7}, 64, ErrProtocol},
+		{"type 9", []byte{0, 0, 0, 0, 9}, 64, ErrProtocol},
 		{"type 255", []byte{0, 0, 0, 0, 255}, 64, ErrProtocol},
 	} {
 		_, _, err := readFrame(bytes.NewReader(c.wire), c.max)
@@ -172,6 +175,43 @@ var payloadCases = []struct {
 		decode: decodeBlobString,
 		wire:   []byte{1, 'n', 'o'},
 	},
+	{
+		name: "snapshot request", value: snapshotRequest{Height: 9, Offset: 258},
+		encode: snapshotRequest{Height: 9, Offset: 258}.encode,
+		decode: func(p []byte) (any, error) { return decodeSnapshotRequest(p) },
+		wire:   []byte{0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 1, 2},
+	},
+	{
+		name: "snapshot response, first chunk", value: `9 of 5: proof "p" chunk "abc"`,
+		encode: snapshotResponse{Height: 9, Total: 5, Proof: []byte("p"), Chunk: []byte("abc")}.encode,
+		decode: decodeSnapshotString,
+		wire:   []byte{0, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 1, 'p', 'a', 'b', 'c'},
+	},
+	{
+		name: "snapshot response, none", value: "none",
+		encode: snapshotResponse{None: true}.encode,
+		decode: decodeSnapshotString,
+		wire:   []byte{2},
+	},
+	{
+		name: "snapshot response, error", value: `error "no"`,
+		encode: snapshotResponse{Err: "no"}.encode,
+		decode: decodeSnapshotString,
+		wire:   []byte{1, 'n', 'o'},
+	},
+}
+
+func decodeSnapshotString(p []byte) (any, error) {
+	r, err := decodeSnapshotResponse(p)
+	switch {
+	case err != nil:
+		return nil, err
+	case r.Err != "":
+		return `error "` + r.Err + `"`, nil
+	case r.None:
+		return "none", nil
+	}
+	return fmt.Sprintf("%d of %d: proof %q chunk %q", r.Height, r.Total, r.Proof, r.Chunk), nil
 }
 
 func decodeBlobString(p []byte) (any, error) {
@@ -240,6 +280,14 @@ func TestPayloadsBad(t *testing.T) {
 		{"blob response status 3", decodeBlobString, []byte{3, 'a'}},
 		{"blob response error without text", decodeBlobString, []byte{1}},
 		{"blob response missing with trailing bytes", decodeBlobString, []byte{2, 0}},
+		{"snapshot request short", func(p []byte) (any, error) { return decodeSnapshotRequest(p) }, make([]byte, 15)},
+		{"snapshot request long", func(p []byte) (any, error) { return decodeSnapshotRequest(p) }, make([]byte, 17)},
+		{"snapshot response empty", decodeSnapshotString, nil},
+		{"snapshot response status 3", decodeSnapshotString, []byte{3}},
+		{"snapshot response error without text", decodeSnapshotString, []byte{1}},
+		{"snapshot response none with trailing bytes", decodeSnapshotString, []byte{2, 0}},
+		{"snapshot response short header", decodeSnapshotString, append([]byte{0}, make([]byte, 19)...)},
+		{"snapshot response proof length lies", decodeSnapshotString, append(append([]byte{0}, make([]byte, 16)...), 0, 0, 0, 2, 'p')},
 	} {
 		if v, err := c.decode(c.wire); !errors.Is(err, ErrProtocol) {
 			t.Errorf("%s: decoded %v, %v; want ErrProtocol", c.name, v, err)
@@ -258,6 +306,7 @@ func FuzzFrame(f *testing.F) {
 		f.Add(c.wire)
 		f.Add(appendFrame(nil, frameFetchResponse, c.wire))
 		f.Add(appendFrame(nil, frameBlobResponse, c.wire))
+		f.Add(appendFrame(nil, frameSnapshotResponse, c.wire))
 	}
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 1})
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -285,6 +334,12 @@ func FuzzFrame(f *testing.F) {
 			}
 			if r, err := decodeBlobResponse(p); err == nil && !bytes.Equal(r.encode(), p) {
 				t.Fatalf("blob response %x re-encodes as %x", p, r.encode())
+			}
+			if r, err := decodeSnapshotRequest(p); err == nil && !bytes.Equal(r.encode(), p) {
+				t.Fatalf("snapshot request %x re-encodes as %x", p, r.encode())
+			}
+			if r, err := decodeSnapshotResponse(p); err == nil && !bytes.Equal(r.encode(), p) {
+				t.Fatalf("snapshot response %x re-encodes as %x", p, r.encode())
 			}
 		}
 	})

@@ -68,6 +68,23 @@ type recorder struct {
 	maxAsked  []int               // the max of every Blocks call
 	blobs     map[[32]byte][]byte // by SHA-256, which a test may get wrong on purpose
 	blobErr   error
+	snap      *Snapshot // served for height 0 and its own height
+	snapErr   error
+	snapShift bool // serve chunks after the first as of another height (a liar)
+}
+
+func (r *recorder) Snapshot(height uint64, withProof bool) (uint64, []byte, []byte, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case r.snapErr != nil:
+		return 0, nil, nil, r.snapErr
+	case r.snap == nil || height != 0 && height != r.snap.Height:
+		return 0, nil, nil, nil
+	case r.snapShift && !withProof:
+		return r.snap.Height + 1, r.snap.Data, nil, nil
+	}
+	return r.snap.Height, r.snap.Data, r.snap.Proof, nil
 }
 
 func (r *recorder) Message(from string, data []byte) {

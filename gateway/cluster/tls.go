@@ -26,6 +26,8 @@ const (
 	alpnPeer  = "ledgergate-peer/1"  // message stream, outbound side sends only
 	alpnFetch = "ledgergate-fetch/1" // one fetch request and its response
 	alpnBlob  = "ledgergate-blob/1"  // one blob request and its response
+
+	alpnSnapshot = "ledgergate-snapshot/1" // one snapshot chunk request and its response
 )
 
 // selfSigned makes the node's TLS certificate: self-signed by signer, with
@@ -108,7 +110,7 @@ func baseTLS(cert *tls.Certificate) *tls.Config {
 func (t *Transport) serverTLS(cert *tls.Certificate) *tls.Config {
 	c := baseTLS(cert)
 	c.ClientAuth = tls.RequireAnyClientCert // chains are not verified; keys are pinned below
-	c.NextProtos = []string{alpnPeer, alpnFetch, alpnBlob}
+	c.NextProtos = []string{alpnPeer, alpnFetch, alpnBlob, alpnSnapshot}
 	c.VerifyConnection = func(cs tls.ConnectionState) error {
 		_, err := t.inboundPeer(cs)
 		return err
@@ -153,7 +155,7 @@ func checkState(cs tls.ConnectionState, protos ...string) error {
 
 // inboundPeer is the peer whose genesis key the client of cs proved.
 func (t *Transport) inboundPeer(cs tls.ConnectionState) (*peer, error) {
-	if err := checkState(cs, alpnPeer, alpnFetch, alpnBlob); err != nil {
+	if err := checkState(cs, alpnPeer, alpnFetch, alpnBlob, alpnSnapshot); err != nil {
 		return nil, err
 	}
 	leaf := cs.PeerCertificates[0]

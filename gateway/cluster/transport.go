@@ -158,6 +158,11 @@ type Handler interface {
 	// Blob serves the blob whose SHA-256 is hash: nil and no error if we
 	// do not have it.
 	Blob(hash [32]byte) ([]byte, error)
+	// Snapshot serves the encoding of the state snapshot at height, or
+	// of the newest certified one if height is 0, with its height and,
+	// if withProof, the encoded ledger.SnapshotProof that it is
+	// certified: nil data and no error if we do not have it.
+	Snapshot(height uint64, withProof bool) (h uint64, data, proof []byte, err error)
 }
 
 // PeerStatus is what the transport knows of a peer.
@@ -521,6 +526,8 @@ func (t *Transport) serveConn(ctx context.Context, raw net.Conn, srv *tls.Config
 		t.serveFetch(conn, p, remote)
 	case alpnBlob:
 		t.serveBlob(conn, p, remote)
+	case alpnSnapshot:
+		t.serveSnapshot(conn, p, remote)
 	default:
 		t.readPeer(ctx, conn, p, remote)
 	}

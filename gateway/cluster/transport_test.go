@@ -683,3 +683,44 @@ func TestPeerAddressLater(t *testing.T) {
 	}
 	waitFor(t, "the queued message at b", func() bool { return b.h.has("a", "queued before the address is known") })
 }
+
+// TestFetchSnapshot: a snapshot larger than a frame comes in chunks, with
+// its proof once; a peer without one, a broken one, one whose chunks do
+// not add up and one whose snapshot is over the limit are told apart.
+func TestFetchSnapshot(t *testing.T) {
+	c := newCluster(t, "a", "b", "none", "broken", "liar")
+	data := bytes.Repeat([]byte("0123456789"), 1000) // 10,000 bytes: ten 1 KiB frames and more
+	want := &Snapshot{Height: 42, Data: data, Proof: []byte("a proof")}
+	c.start("b", &recorder{snap: want}, func(cfg *Config) { cfg.MaxFrame = 1024 })
+	c.start("none", &recorder{}, nil)
+	c.start("broken", &recorder{snapErr: errors.New("disk on fire")}, nil)
+	c.start("liar", &recorder{snap: want, snapShift: true}, func(cfg *Config) { cfg.MaxFrame = 1024 })
+	a, err := New(c.config("a"), &recorder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ctx := context.Background()
+	got, err := a.FetchSnapshot(ctx, "b", 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Height != 42 || !bytes.Equal(got.Data, data) || string(got.Proof) != "a proof" {
+		t.Fatalf("got height %d, %d bytes, proof %q", got.Height, len(got.Data), got.Proof)
+	}
+	if _, err := a.FetchSnapshot(ctx, "b", 9999); !errors.Is(err, ErrProtocol) {
+		t.Errorf("a snapshot over the limit: %v, want ErrProtocol", err)
+	}
+	if _, err := a.FetchSnapshot(ctx, "none", 1<<20); !errors.Is(err, ErrNoSnapshot) {
+		t.Errorf("a peer without a snapshot: %v, want ErrNoSnapshot", err)
+	}
+	if _, err := a.FetchSnapshot(ctx, "broken", 1<<20); !errors.Is(err, ErrRemote) || !strings.Contains(err.Error(), "disk on fire") {
+		t.Errorf("a broken peer: %v, want ErrRemote", err)
+	}
+	if _, err := a.FetchSnapshot(ctx, "liar", 1<<20); !errors.Is(err, ErrProtocol) {
+		t.Errorf("chunks of two heights: %v, want ErrProtocol", err)
+	}
+	if _, err := a.FetchSnapshot(ctx, "nobody", 1<<20); !errors.Is(err, ErrUnknownPeer) {
+		t.Errorf("an unknown peer: %v", err)
+	}
+}

@@ -22,16 +22,18 @@ const DefaultPath = "/etc/ledgergate/ledgergate.toml"
 // Config is the whole configuration.
 type Config struct {
 	// DataDir holds the genesis, the node key, the block log and the index.
-	DataDir string   `toml:"data_dir"`
-	API     API      `toml:"api"`
-	MQTT    MQTT     `toml:"mqtt"`
-	CoAP    CoAP     `toml:"coap"`
-	Signer  Signer   `toml:"signer"`
-	Batch   Batch    `toml:"batch"`
-	Cluster Cluster  `toml:"cluster"`
-	Seeds   Seeds    `toml:"seeds"`
-	WebUI   WebUI    `toml:"webui"`
-	Log     LogLevel `toml:"log"`
+	DataDir string  `toml:"data_dir"`
+	API     API     `toml:"api"`
+	MQTT    MQTT    `toml:"mqtt"`
+	CoAP    CoAP    `toml:"coap"`
+	Signer  Signer  `toml:"signer"`
+	Batch   Batch   `toml:"batch"`
+	Cluster Cluster `toml:"cluster"`
+	// Snapshot says when the state is written as a snapshot (docs/snapshots.md).
+	Snapshot Snapshot `toml:"snapshot"`
+	Seeds    Seeds    `toml:"seeds"`
+	WebUI    WebUI    `toml:"webui"`
+	Log      LogLevel `toml:"log"`
 	// Egress are the connectors that deliver committed records onward.
 	Egress []Egress `toml:"egress"`
 }
@@ -219,6 +221,19 @@ type Cluster struct {
 	ViewChangeTimeout Duration `toml:"view_change_timeout"`
 }
 
+// Snapshot says when the gateway writes a snapshot of its state, from
+// which the next start replays only the later blocks: after every block
+// at a height that is a multiple of EveryBlocks, and after the block at
+// which the count of committed txs passes a multiple of EveryTxs. Both
+// 0: no snapshots (every start replays the whole block log). Gateways of
+// one chain should use the same values: they then snapshot at the same
+// heights, and attest those snapshots' hashes so that a quorum certifies
+// them.
+type Snapshot struct {
+	EveryBlocks uint64 `toml:"every_blocks"`
+	EveryTxs    uint64 `toml:"every_txs"`
+}
+
 // LogLevel configures logging.
 type LogLevel struct {
 	Level  string `toml:"level"`  // debug, info, warn, error
@@ -254,8 +269,9 @@ func Default() Config {
 		Signer: Signer{Kind: "tpm", KeyFile: "node.key", TPMDevice: "/dev/tpmrm0", TPMHandle: "0x81010001"},
 		Batch: Batch{MaxTxs: 1000, MaxBytes: 4 << 20, MaxDelay: Duration(10 * time.Millisecond), MaxPending: 100_000, Heartbeat: Duration(time.Minute),
 			CommitTimeout: Duration(5 * time.Second)},
-		Cluster: Cluster{ViewChangeTimeout: Duration(time.Second)},
-		Seeds:   Seeds{MinSeeds: 1},
+		Cluster:  Cluster{ViewChangeTimeout: Duration(time.Second)},
+		Snapshot: Snapshot{EveryBlocks: 10_000, EveryTxs: 50_000},
+		Seeds:    Seeds{MinSeeds: 1},
 		WebUI: WebUI{Enabled: true, AdminKey: "admin.key", AdminID: "admin",
 			SessionIdle: Duration(15 * time.Minute), SessionMax: Duration(8 * time.Hour)},
 		Log: LogLevel{Level: "info", Format: "text"},
@@ -410,6 +426,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Batch.MaxPending < c.Batch.MaxTxs {
 		bad("batch.max_pending %d: want at least batch.max_txs (%d)", c.Batch.MaxPending, c.Batch.MaxTxs)
+	}
+	// 1 is refused: each snapshot's attestation (a node.snapshot tx)
+	// would make the next one due, for ever.
+	if n := c.Snapshot.EveryBlocks; n == 1 || n > 1<<40 {
+		bad("snapshot.every_blocks %d: want 0 (never) or 2 to %d", n, uint64(1)<<40)
+	}
+	if n := c.Snapshot.EveryTxs; n == 1 || n > 1<<40 {
+		bad("snapshot.every_txs %d: want 0 (never) or 2 to %d", n, uint64(1)<<40)
 	}
 	if c.Cluster.Listen != "" {
 		if _, err := netip.ParseAddrPort(c.Cluster.Listen); err != nil {

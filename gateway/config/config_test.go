@@ -29,6 +29,7 @@ func TestLoadGood(t *testing.T) {
 	if c.DataDir != "/srv/ledgergate" || c.API.Listen != "0.0.0.0:8080" || c.Batch.MaxTxs != 500 ||
 		time.Duration(c.Batch.MaxDelay) != 10*time.Millisecond || c.Log.Format != "json" ||
 		c.Cluster.Listen != "0.0.0.0:7001" || time.Duration(c.Cluster.ViewChangeTimeout) != 2*time.Second ||
+		c.Snapshot != (Snapshot{EveryBlocks: 500, EveryTxs: 0}) ||
 		!c.API.TokensRequired() || c.API.DevicePaths != "tokens" || !c.API.MetricsToken ||
 		len(c.Egress) != 3 || c.Egress[1].Start != "now" || c.Egress[2].Batch != 50 || c.Egress[0].Protocol != "3.1.1" || c.Egress[0].Window != 200 || time.Duration(c.Egress[2].Timeout) != 5*time.Second {
 		t.Fatalf("loaded %+v", c)
@@ -52,10 +53,11 @@ func TestLoadBad(t *testing.T) {
 		"syntax.bad.toml":      {"line 1"},
 		"mqtt.bad.toml": {"mqtt.tls_listen needs mqtt.tls_cert", "mqtt.receive_maximum",
 			"mqtt.max_device_sessions 0", "mqtt.max_subscriptions 1"},
-		"auth.bad.toml":    {`api.auth "password"`, `api.device_paths "closed"`},
-		"coap.bad.toml":    {"coap.max_sessions_per_device 0", "coap.udp_block_timeout 100ms"},
-		"cluster.bad.toml": {"cluster.listen \"gw1.example:7001\"", "cluster.view_change_timeout 10ms"},
-		"tpm.bad.toml":     {"set tpm_device", "signer.tpm_handle \"0x80000001\""},
+		"auth.bad.toml":     {`api.auth "password"`, `api.device_paths "closed"`},
+		"coap.bad.toml":     {"coap.max_sessions_per_device 0", "coap.udp_block_timeout 100ms"},
+		"cluster.bad.toml":  {"cluster.listen \"gw1.example:7001\"", "cluster.view_change_timeout 10ms"},
+		"snapshot.bad.toml": {"snapshot.every_blocks 2000000000000", "snapshot.every_txs 1: want 0 (never) or 2"},
+		"tpm.bad.toml":      {"set tpm_device", "signer.tpm_handle \"0x80000001\""},
 		"egress.bad.toml": {`egress[0] (Up stream).name "Up stream"`, `egress[0] (Up stream).url "http://broker.example": want tcp://`,
 			`egress[0] (Up stream).topic "a/+/{device}": no wildcards`, `egress[0] (Up stream).subject: only for kind nats`,
 			`egress[1] (js).subject "lg.x{device}.{streams}": unknown placeholder {streams}`, `egress[1] (js).subject "lg.x{device}.{streams}": want tokens`,

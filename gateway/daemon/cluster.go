@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"strings"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/ledgergate/ledgergate/gateway/directory"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 	"github.com/ledgergate/ledgergate/gateway/replica"
+	"github.com/ledgergate/ledgergate/gateway/snapshot"
 	"github.com/ledgergate/ledgergate/gateway/state"
 	"github.com/ledgergate/ledgergate/tpm"
 )
@@ -29,6 +31,10 @@ const PBFTDir = "pbft"
 type handler struct {
 	r     *replica.Replica
 	blobs *blob.Store
+	// For Snapshot: nil snaps (snapshots off) serves none.
+	snaps *snapshot.Store
+	st    *state.State
+	log   *ledger.Log
 }
 
 func (h *handler) Message(from string, data []byte) { h.r.Message(from, data) }
@@ -43,6 +49,58 @@ func (h *handler) Blob(sum [32]byte) ([]byte, error) {
 		return nil, nil
 	}
 	return data, err
+}
+
+// Snapshot serves a peer the snapshot at height (0: the newest certified
+// one) from this gateway's store, with the proof that it is certified
+// when asked (the first chunk). A snapshot this gateway does not have, or
+// whose bytes are not the certified ones, is none.
+func (h *handler) Snapshot(height uint64, withProof bool) (uint64, []byte, []byte, error) {
+	if h.snaps == nil {
+		return 0, nil, nil, nil
+	}
+	c, certified := h.st.Certified()
+	if height == 0 {
+		if !certified {
+			return 0, nil, nil, nil
+		}
+		height = c.Height
+	}
+	data, err := h.snaps.Read(height)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil, nil, nil
+	}
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	if !withProof {
+		return height, data, nil, nil
+	}
+	if !certified || c.Height != height || state.SnapshotHash(data) != c.Hash {
+		return 0, nil, nil, nil
+	}
+	log := h.log
+	p, err := state.ProofOf(c, func(height uint64) (*ledger.Block, error) { return readBlock(log, height) })
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	proof, err := p.Encode()
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	return height, data, proof, nil
+}
+
+// readBlock reads and decodes the block at height from log.
+func readBlock(log *ledger.Log, height uint64) (*ledger.Block, error) {
+	if height == 0 || height > log.Len() {
+		return nil, fmt.Errorf("daemon: no block %d in the log (%d blocks)", height, log.Len())
+	}
+	data, err := log.Read(height - 1)
+	if err != nil {
+		return nil, err
+	}
+	return ledger.DecodeBlock(data)
 }
 
 // fetchBlob returns a Fetcher that asks the peers for a blob, one after

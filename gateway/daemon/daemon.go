@@ -32,6 +32,7 @@ import (
 	"github.com/ledgergate/ledgergate/gateway/index"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 	"github.com/ledgergate/ledgergate/gateway/replica"
+	"github.com/ledgergate/ledgergate/gateway/snapshot"
 	"github.com/ledgergate/ledgergate/gateway/state"
 	"github.com/ledgergate/ledgergate/tpm"
 	"github.com/ledgergate/ledgergate/webui"
@@ -80,6 +81,11 @@ type gateway struct {
 	blog *ledger.Log
 	st   *state.State
 	reg  *prometheus.Registry
+
+	snaps   *snapshot.Store // nil: snapshots off, or their directory unusable
+	snapW   *snapshot.Writer
+	snapLog *slog.Logger
+	started startInfo // where the start took the state from
 
 	tr          *cluster.Transport // nil for a single node
 	behindPeers func() bool        // nil: a single node is never behind
@@ -213,15 +219,80 @@ func (d *Daemon) openStorage(gw *gateway) error {
 		d.logger.Warn("cut torn tail of block log: a crash interrupted an append that was never acknowledged",
 			"segment", rep.Segment, "offset", rep.Offset, "bytes", rep.Bytes, "block", rep.Height)
 	}
-	if gw.st, err = state.New(g); err != nil {
+	if err := d.loadState(gw); err != nil {
 		return err
 	}
-	if err := chain.Replay(blog, gw.st, func(done, total uint64) {
-		d.logger.Info("replaying block log", "block", done, "of", total)
-	}); err != nil {
+	return CatchUpIndex(context.Background(), idx, blog, d.logger)
+}
+
+// startInfo says how a start built its state.
+type startInfo struct {
+	snapshot uint64 // height of the snapshot loaded; 0: none
+	replayed uint64 // blocks replayed after it
+	took     time.Duration
+}
+
+// loadState builds the state: from the newest usable snapshot (see
+// gateway/snapshot) and the blocks after it, else by replaying the whole
+// block log. A snapshot is never fatal: one that is unusable, or whose
+// later blocks do not apply, is logged and the start falls back.
+func (d *Daemon) loadState(gw *gateway) error {
+	dir, g, blog := gw.cfg.DataDir, gw.g, gw.blog
+	start := time.Now()
+	logger := d.logger.With("component", "snapshot")
+	pol := snapshotPolicy(gw.cfg)
+	if pol != (snapshot.Policy{}) {
+		store, err := snapshot.Open(filepath.Join(dir, SnapshotsDir))
+		if err != nil {
+			logger.Warn("snapshots off: their directory is not usable", "err", err)
+		} else {
+			gw.snaps = store
+		}
+	}
+	progress := func(done, total uint64) { d.logger.Info("replaying block log", "block", done, "of", total) }
+	var ld snapshot.Loaded
+	var err error
+	if gw.snaps != nil {
+		gw.st, ld, err = snapshot.Load(gw.snaps, g, blog, logger)
+	} else {
+		gw.st, err = state.New(g)
+	}
+	if err != nil {
+		return err
+	}
+	fromTxs := gw.st.Txs()
+	n, err := chain.Replay(blog, gw.st, progress)
+	if err != nil && ld.Height > 0 {
+		logger.Warn("the blocks after the snapshot do not apply to it; replaying the whole block log", "snapshot", ld.Height, "err", err)
+		if gw.st, err = state.New(g); err != nil {
+			return err
+		}
+		ld, fromTxs = snapshot.Loaded{}, 0
+		n, err = chain.Replay(blog, gw.st, progress)
+	}
+	if err != nil {
 		return ExplainLogError(err, dir, len(g.Nodes) > 1)
 	}
-	return CatchUpIndex(context.Background(), idx, blog, d.logger)
+	gw.started = startInfo{snapshot: ld.Height, replayed: n, took: time.Since(start)}
+	height, _ := gw.st.Tip()
+	d.logger.Info("state ready", "height", height, "snapshot", ld.Height, "replayed_blocks", n, "took", gw.started.took.Round(time.Millisecond))
+	gw.snapLog = logger
+	if gw.snaps != nil {
+		gw.snaps.Spare(gw.st.CertifiedHeight) // peers fetch the newest certified one
+		gw.snapW = snapshot.NewWriter(gw.snaps, logger)
+		// A start that replayed past a snapshot point writes one of
+		// where it stands (the first start after an upgrade, or after
+		// snapshots were lost), so the next start is quick.
+		if pol.DueSince(ld.Height, fromTxs, height, gw.st.Txs()) {
+			gw.snapW.Offer(gw.st.Snapshot(), false)
+		}
+	}
+	return nil
+}
+
+// snapshotPolicy is the [snapshot] configuration as a snapshot.Policy.
+func snapshotPolicy(cfg config.Config) snapshot.Policy {
+	return snapshot.Policy{EveryBlocks: cfg.Snapshot.EveryBlocks, EveryTxs: cfg.Snapshot.EveryTxs}
 }
 
 // buildChain builds the metrics registry, the cluster transport, the
@@ -238,6 +309,14 @@ func (d *Daemon) buildChain(gw *gateway) error {
 		Name: "ledgergate_node_key_hardware",
 		Help: "1 if the node key is held by a TPM, 0 for a software key.",
 	}, func() float64 { return hardware }))
+	started := gw.started
+	gw.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "ledgergate_start_replayed_blocks",
+		Help: "Blocks of the block log this start replayed (after the snapshot it loaded, if any).",
+	}, func() float64 { return float64(started.replayed) }), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "ledgergate_start_snapshot_height",
+		Help: "Height of the snapshot this start loaded its state from; 0: none.",
+	}, func() float64 { return float64(started.snapshot) }))
 	batch := chain.BatchConfig{
 		MaxTxs: cfg.Batch.MaxTxs, MaxBytes: cfg.Batch.MaxBytes,
 		MaxDelay: time.Duration(cfg.Batch.MaxDelay), MaxPending: cfg.Batch.MaxPending,
@@ -246,7 +325,7 @@ func (d *Daemon) buildChain(gw *gateway) error {
 	if err != nil {
 		return err
 	}
-	h := &handler{blobs: blobs}
+	h := &handler{blobs: blobs, snaps: gw.snaps, st: gw.st, log: gw.blog}
 	var peerHeights func() map[string]uint64
 	if len(g.Nodes) > 1 {
 		if gw.tr, err = newTransport(g, gw.nodeID, cfg.Cluster.Listen, len(cfg.Seeds.Zones) > 0, gw.key, gw.st, h, d.logger); err != nil {
@@ -356,6 +435,25 @@ func (gw *gateway) listen() {
 	if eg := gw.eg; eg != nil {
 		ch.OnCommit(func(*ledger.Block, []*ledger.Tx) { eg.Committed() })
 	}
+	if w := gw.snapW; w != nil {
+		// The copy is taken here, on the commit path, while the state is
+		// at this block; the writer encodes and writes it on its own
+		// goroutine.
+		st, pol := gw.st, snapshotPolicy(gw.cfg)
+		certified := st.CertifiedHeight()
+		ch.OnCommit(func(b *ledger.Block, txs []*ledger.Tx) {
+			after := st.Txs()
+			if pol.Due(b.Header.Height, after-uint64(len(txs)), after) {
+				if sn := st.Snapshot(); sn.Height == b.Header.Height {
+					w.Offer(sn, true)
+				}
+			}
+			if h := st.CertifiedHeight(); h != certified {
+				certified = h
+				gw.snapLog.Info("snapshot certified", "height", h, "block", b.Header.Height)
+			}
+		})
+	}
 }
 
 // run binds the listeners, runs every part and blocks until ctx ends or
@@ -406,6 +504,30 @@ func (d *Daemon) run(ctx context.Context, gw *gateway) error {
 	}
 
 	go gw.key.run(gw.chainCtx)
+	if w := gw.snapW; w != nil {
+		wctx, stop := context.WithCancel(gw.bgCtx)
+		due := make(chan attestation, 1)
+		w.Written = func(height uint64, hash [32]byte, isDue bool) {
+			if !isDue {
+				return
+			}
+			select { // the newest only: a node's attestations must rise
+			case <-due:
+			default:
+			}
+			due <- attestation{height, hash}
+		}
+		done := make(chan struct{}, 2)
+		go func() {
+			defer func() { done <- struct{}{} }()
+			w.Run(wctx)
+		}()
+		go func() {
+			defer func() { done <- struct{}{} }()
+			attest(wctx, due, gw.nodeID, gw.key, gw.chain, gw.snapLog)
+		}()
+		gw.onClose(func() { stop(); <-done; <-done })
+	}
 	grp, gctx := errgroup.WithContext(ctx)
 	var chainErr error
 	chainDone := make(chan struct{})

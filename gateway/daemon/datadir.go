@@ -28,6 +28,7 @@ const (
 	BlocksDir    = "blocks"
 	BlobsDir     = "blobs" // sealed configuration blobs, by SHA-256
 	IndexFile    = "index.db"
+	SnapshotsDir = "snapshots" // state snapshots (gateway/snapshot)
 	// NodeKeyFile is the node key (signer.key_file's default); NodePubFile
 	// is its public key, which InitKey writes for the genesis builder.
 	NodeKeyFile = "node.key"

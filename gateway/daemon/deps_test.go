@@ -27,6 +27,7 @@ var mayImport = map[string][]string{
 
 	"gateway/state":     {"gateway/ledger"},
 	"gateway/index":     {"gateway/ledger", "gateway/state"},
+	"gateway/snapshot":  {"gateway/ledger", "gateway/state"},
 	"gateway/cluster":   {"gateway/pbft", "gateway/ledger"},
 	"gateway/chain":     {"gateway/ledger", "gateway/state", "gateway/index", "gateway/clock"},
 	"gateway/replica":   {"gateway/pbft", "gateway/ledger", "gateway/state", "gateway/cluster", "gateway/chain", "gateway/clock"},

@@ -51,6 +51,7 @@ var payloadKinds = map[uint64]Kind{
 	15: KindFirmwareRevoke,
 	16: KindFirmwarePolicy,
 	17: KindFirmwareReport,
+	18: KindSnapshot,
 }
 
 var bodyType = reflect.TypeFor[Body]()

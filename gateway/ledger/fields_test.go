@@ -75,6 +75,9 @@ func everyKind(t *testing.T) map[uint64]*Body {
 	rep := b(KindFirmwareReport)
 	rep.FirmwareReport = &FirmwareReport{DeviceID: "dev-1", Seq: 3, Model: "m-1", Version: 3, OK: true, Detail: "done"}
 	add(17, rep)
+	ns := b(KindSnapshot)
+	ns.NodeSnapshot = &NodeSnapshot{Node: "n-1", Height: 16, Hash: sum}
+	add(18, ns)
 	return bodies
 }
 

@@ -32,6 +32,7 @@ const (
 	KindConfigSet    Kind = "config.set"     // admin: publish a device's or a group's configuration
 	KindConfigReport Kind = "config.report"  // device: the configuration it applied
 	KindHeartbeat    Kind = "node.heartbeat" // node: a block when there is nothing else, so answers stay fresh
+	KindSnapshot     Kind = "node.snapshot"  // node: the hash of its state snapshot at a height
 )
 
 // Errors returned by DecodeTx and Tx.Verify. They wrap a detail.
@@ -83,6 +84,19 @@ type Body struct {
 	FirmwareRevoke  *FirmwareRevoke  `cbor:"15,keyasint,omitempty"`
 	FirmwarePolicy  *FirmwarePolicy  `cbor:"16,keyasint,omitempty"`
 	FirmwareReport  *FirmwareReport  `cbor:"17,keyasint,omitempty"`
+
+	NodeSnapshot *NodeSnapshot `cbor:"18,keyasint,omitempty"`
+}
+
+// NodeSnapshot is a node's attestation that its state after the block at
+// Height has the snapshot hash Hash (SHA-256 of the snapshot's
+// deterministic encoding, docs/snapshots.md). A snapshot whose (height,
+// hash) 2f+1 distinct genesis nodes attested is certified: a gateway may
+// start from it instead of replaying the blocks up to it.
+type NodeSnapshot struct {
+	Node   string `cbor:"1,keyasint"`
+	Height uint64 `cbor:"2,keyasint"`
+	Hash   []byte `cbor:"3,keyasint"`
 }
 
 // Heartbeat is a node's tx that keeps blocks coming on an idle chain: a
@@ -210,7 +224,7 @@ func (b *Body) Validate() error {
 		return fmt.Errorf("%w: no chain id", ErrMalformed)
 	}
 	set := 0
-	for _, p := range []bool{b.Enroll != nil, b.Revoke != nil, b.Rekey != nil, b.Record != nil, b.ConfigSet != nil, b.ConfigReport != nil, b.Heartbeat != nil,
+	for _, p := range []bool{b.Enroll != nil, b.Revoke != nil, b.Rekey != nil, b.Record != nil, b.ConfigSet != nil, b.ConfigReport != nil, b.Heartbeat != nil, b.NodeSnapshot != nil,
 		b.VendorEnroll != nil, b.ReviewerEnroll != nil, b.FirmwarePublish != nil, b.FirmwareVote != nil, b.FirmwareApprove != nil,
 		b.FirmwareRevoke != nil, b.FirmwarePolicy != nil, b.FirmwareReport != nil} {
 		if p {
@@ -330,6 +344,20 @@ func (b *Body) Validate() error {
 		}
 		if !ValidID(b.Heartbeat.Node) {
 			return bad("invalid node id %q", b.Heartbeat.Node)
+		}
+	case KindSnapshot:
+		n := b.NodeSnapshot
+		if n == nil {
+			return bad("no node.snapshot payload")
+		}
+		if !ValidID(n.Node) {
+			return bad("invalid node id %q", n.Node)
+		}
+		if n.Height == 0 || n.Height > math.MaxInt64 {
+			return bad("height %d: want 1 to 2^63-1", n.Height)
+		}
+		if len(n.Hash) != 32 {
+			return bad("hash must be a 32-byte SHA-256 digest")
 		}
 	default:
 		err, ok := b.validateFirmware()

@@ -115,7 +115,7 @@ func run(t testing.TB, n *Node) *Node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := chain.Replay(n.log, st, nil); err != nil {
+	if _, err := chain.Replay(n.log, st, nil); err != nil {
 		n.log.Close()
 		t.Fatal(err)
 	}
@@ -225,6 +225,10 @@ func (n *Node) admin(t testing.TB, body *ledger.Body) {
 		t.Fatalf("nodetest: %s %s: %v", body.Kind, body.Subject(), err)
 	}
 }
+
+// NodeKey is the key of the genesis' only node, "node-1": it signs the
+// node's own txs (node.heartbeat, node.snapshot).
+func (n *Node) NodeKey() crypto.Signer { return n.nodeKey }
 
 // Directory is the node's registry as front ends see it.
 func (n *Node) Directory() bridge.Directory { return front.Directory(n.Chain.State(), nil) }

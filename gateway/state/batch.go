@@ -19,8 +19,9 @@ type Batch struct {
 	reviewers map[string]*ledger.PublicKey
 	facts     map[string]bool
 	ids       map[[32]byte]bool
-	beats     map[string]int64 // heartbeat times of txs already in the batch
-	applied   bool             // the block of this batch was applied to the state
+	beats     map[string]int64  // heartbeat times of txs already in the batch
+	attested  map[string]uint64 // node.snapshot heights of txs already in the batch
+	applied   bool              // the block of this batch was applied to the state
 }
 
 // NewBatch starts a batch on the current committed state.
@@ -30,7 +31,8 @@ func (s *State) NewBatch() *Batch { return s.NewBatchOn(nil) }
 // parent is the committed state.
 func (s *State) NewBatchOn(parent *Batch) *Batch {
 	return &Batch{s: s, parent: parent, pending: map[string]*Device{}, configs: map[string]uint64{}, ids: map[[32]byte]bool{}, beats: map[string]int64{},
-		vendors: map[string]*Vendor{}, reviewers: map[string]*ledger.PublicKey{}, facts: map[string]bool{}}
+		attested: map[string]uint64{},
+		vendors:  map[string]*Vendor{}, reviewers: map[string]*ledger.PublicKey{}, facts: map[string]bool{}}
 }
 
 // Applied marks that the batch's block was applied to the state: batches
@@ -60,6 +62,17 @@ func (b *Batch) lastHeartbeat(node string) int64 {
 	return b.s.LastHeartbeat(node)
 }
 
+// lastAttested returns the height of node's newest node.snapshot as the
+// batch sees it.
+func (b *Batch) lastAttested(node string) uint64 {
+	for x := b; x != nil && !x.applied; x = x.parent {
+		if h, ok := x.attested[node]; ok {
+			return h
+		}
+	}
+	return b.s.LastAttested(node)
+}
+
 // configVersion returns a target's last config version as the batch sees it.
 func (b *Batch) configVersion(target string) uint64 {
 	for x := b; x != nil && !x.applied; x = x.parent {
@@ -85,7 +98,7 @@ func (b *Batch) Check(tx *ledger.Tx) (*Checked, error) {
 			return &Checked{Tx: tx, Key: k}, nil
 		}
 		return nil, reject(ledger.ReasonUnknownAuthor, "no admin %q", tx.Author)
-	case ledger.KindHeartbeat:
+	case ledger.KindHeartbeat, ledger.KindSnapshot:
 		k, err := b.s.nodeKey(tx)
 		if err != nil {
 			return nil, err
@@ -134,6 +147,17 @@ func (b *Batch) Add(c *Checked) error {
 		}
 		b.ids[tx.ID] = true
 		b.beats[hb.Node] = hb.Time
+		return nil
+	case ledger.KindSnapshot:
+		// The height is the attestation's sequence number: each is
+		// above the node's last, so none commits twice and a node's
+		// attestations in the state stay few (maxAttests).
+		ns := body.NodeSnapshot
+		if last := b.lastAttested(ns.Node); ns.Height <= last {
+			return reject(ledger.ReasonReplay, "node.snapshot of %s at height %d is not above its last, at %d", ns.Node, ns.Height, last)
+		}
+		b.ids[tx.ID] = true
+		b.attested[ns.Node] = ns.Height
 		return nil
 	case ledger.KindVendorEnroll, ledger.KindReviewerEnroll, ledger.KindFirmwarePublish, ledger.KindFirmwareVote,
 		ledger.KindFirmwareApprove, ledger.KindFirmwareRevoke, ledger.KindFirmwarePolicy:

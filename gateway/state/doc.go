@@ -14,6 +14,12 @@
 //  3. Once a block is committed, call State.Apply with its txs, in height
 //     order. Apply is the only writer; it trusts that the block was
 //     validated before it was certified.
+//  4. To save the state, take State.Snapshot (a quick copy under the read
+//     lock) and Encode it off the commit path; its SHA-256 (SnapshotHash)
+//     is the snapshot's hash. Restore builds a state from an encoding,
+//     which is outside bytes: it checks the encoding, not that the state
+//     is the one the chain's blocks build (the caller compares the tip
+//     with its block log, or the hash with a certificate).
 //
 // A rejected tx gets a *ledger.RefusedError whose Reason is stable and machine
 // readable (the API and the device protocols report it).

@@ -32,13 +32,18 @@ type State struct {
 	nodes     map[string]*ledger.PublicKey // the genesis nodes' keys, parsed once: a check's Key is then the same pointer each time
 	height    uint64
 	tip       [32]byte // hash of the block at height; the genesis hash at 0
+	txs       uint64   // txs in blocks 1 to height
+
+	attests   map[string][]Attestation // node -> its newest node.snapshot attestations, oldest first
+	certified Certified                // the newest certified snapshot; zero: none
 }
 
 // New returns the state of an empty chain.
 func New(g *ledger.Genesis) (*State, error) {
 	s := &State{g: g, admins: map[string]*ledger.PublicKey{}, devices: map[string]*Device{}, byKey: map[string][]*Device{},
 		configs: map[string]uint64{}, tip: g.Hash(),
-		vendors: map[string]*Vendor{}, reviewers: map[string]*ledger.PublicKey{}, facts: map[string]bool{}, beats: map[string]int64{}}
+		vendors: map[string]*Vendor{}, reviewers: map[string]*ledger.PublicKey{}, facts: map[string]bool{}, beats: map[string]int64{},
+		attests: map[string][]Attestation{}}
 	for _, a := range g.Admins {
 		pk, err := ledger.ParsePublicKey(a.PublicKey)
 		if err != nil {
@@ -68,6 +73,13 @@ func (s *State) LastHeartbeat(node string) int64 {
 // Genesis returns the chain's genesis.
 func (s *State) Genesis() *ledger.Genesis { return s.g }
 
+// Txs returns the number of txs in the blocks applied so far.
+func (s *State) Txs() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.txs
+}
+
 // Tip returns the height and hash of the last applied block.
 func (s *State) Tip() (uint64, [32]byte) {
 	s.mu.RLock()
@@ -88,13 +100,16 @@ func (s *State) Device(id string) (Device, bool) {
 
 // DeviceByKey returns a copy of the entry of a device whose current key
 // is spki (a DER SubjectPublicKeyInfo, compared byte for byte), one that
-// is not revoked if there is one; false if no device has that key.
+// is not revoked if there is one, of those the one with the smallest id
+// (so the answer does not depend on the order the state was built in:
+// replayed, or restored from a snapshot); false if no device has that
+// key.
 func (s *State) DeviceByKey(spki []byte) (Device, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var found *Device
 	for _, d := range s.byKey[string(spki)] {
-		if found == nil || found.Revoked && !d.Revoked {
+		if found == nil || found.Revoked && !d.Revoked || found.Revoked == d.Revoked && d.ID < found.ID {
 			found = d
 		}
 	}
@@ -194,7 +209,7 @@ func (s *State) authorKey(tx *ledger.Tx) (*ledger.PublicKey, error) {
 			return nil, reject(ledger.ReasonForbidden, "%s may only be issued by an admin, not device %s", b.Kind, tx.Author)
 		}
 		return nil, reject(ledger.ReasonUnknownAuthor, "no admin %q", tx.Author)
-	case ledger.KindHeartbeat:
+	case ledger.KindHeartbeat, ledger.KindSnapshot:
 		return s.nodeKey(tx)
 	case ledger.KindVendorEnroll, ledger.KindReviewerEnroll, ledger.KindFirmwarePublish, ledger.KindFirmwareVote,
 		ledger.KindFirmwareApprove, ledger.KindFirmwareRevoke, ledger.KindFirmwarePolicy:
@@ -225,8 +240,15 @@ func (s *State) nodeKey(tx *ledger.Tx) (*ledger.PublicKey, error) {
 	if !ok {
 		return nil, reject(ledger.ReasonUnknownAuthor, "no node %q", tx.Author)
 	}
-	if tx.Body.Heartbeat.Node != tx.Author {
-		return nil, reject(ledger.ReasonForbidden, "heartbeat by %s names node %s", tx.Author, tx.Body.Heartbeat.Node)
+	var node string
+	switch {
+	case tx.Body.Heartbeat != nil:
+		node = tx.Body.Heartbeat.Node
+	case tx.Body.NodeSnapshot != nil:
+		node = tx.Body.NodeSnapshot.Node
+	}
+	if node != tx.Author {
+		return nil, reject(ledger.ReasonForbidden, "%s by %s names node %s", tx.Body.Kind, tx.Author, node)
 	}
 	return k, nil
 }
@@ -255,12 +277,17 @@ func (s *State) Apply(height uint64, hash [32]byte, txs []*ledger.Tx) error {
 	if height != s.height+1 {
 		return fmt.Errorf("state: apply block %d at height %d", height, s.height)
 	}
-	for _, tx := range txs {
+	for i, tx := range txs {
+		if tx.Body.NodeSnapshot != nil {
+			s.attestLocked(tx.Body.NodeSnapshot, height, uint64(i))
+			continue
+		}
 		if err := s.applyLocked(tx); err != nil {
 			return fmt.Errorf("state: block %d tx %x: %w", height, tx.ID[:8], err)
 		}
 	}
 	s.height, s.tip = height, hash
+	s.txs += uint64(len(txs))
 	return nil
 }
 

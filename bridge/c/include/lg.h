@@ -206,7 +206,8 @@ typedef enum lg_kind {
     LG_KIND_FIRMWARE_APPROVE = 14,
     LG_KIND_FIRMWARE_REVOKE = 15,
     LG_KIND_FIRMWARE_POLICY = 16,
-    LG_KIND_FIRMWARE_REPORT = 17
+    LG_KIND_FIRMWARE_REPORT = 17,
+    LG_KIND_NODE_SNAPSHOT = 18
 } lg_kind;
 
 /* A decoded tx envelope. Optional fields that are absent are empty
@@ -236,6 +237,7 @@ typedef struct lg_tx {
         struct { lg_str model; uint64_t version; lg_str group, reason; } fw_revoke;
         struct { lg_str group; bool require_approval; uint64_t min_good_votes; lg_list waves; uint64_t max_failure_pct; } policy;
         struct { lg_str device_id; uint64_t seq; lg_str model; uint64_t version; bool ok; lg_str detail; } fw_report;
+        struct { lg_str node; uint64_t height; lg_str hash; } node_snapshot;
     } u;
 } lg_tx;
 

@@ -1,4 +1,4 @@
-/* lg_tx.c - the tx envelope (protocol.md 5), the bodies of the 15 kinds
+/* lg_tx.c - the tx envelope (protocol.md 5), the bodies of the 16 kinds
  * (section 6), signing the device's own txs, and tokens (section 7). */
 #include "lg_internal.h"
 
@@ -82,6 +82,11 @@ static const field f_heartbeat[] = {
     {1, F_ID, REQ, 0, OFF(heartbeat.node), 0},
     {2, F_INT, REQ, 0, OFF(heartbeat.time_ms), 0},
 };
+static const field f_node_snapshot[] = {
+    {1, F_ID, REQ, 0, OFF(node_snapshot.node), 0},
+    {2, F_UINT, REQ, 1, OFF(node_snapshot.height), ANY_U63},
+    {3, F_HASH, REQ, 0, OFF(node_snapshot.hash), 0},
+};
 static const field f_vendor_enroll[] = {
     {1, F_ID, REQ, 0, OFF(vendor_enroll.vendor), 0},
     {2, F_SIGN_KEY, REQ, 0, OFF(vendor_enroll.public_key), 0},
@@ -140,7 +145,7 @@ typedef struct kind_spec {
 
 #define K(name, f) {name, f, sizeof f / sizeof f[0]}
 /* indexed by kind - 3 (the payload key) */
-static const kind_spec kinds[15] = {
+static const kind_spec kinds[16] = {
     K("device.enroll", f_enroll),       K("device.revoke", f_revoke),
     K("device.rekey", f_rekey),         K("data.record", f_record),
     K("config.set", f_config_set),      K("config.report", f_config_report),
@@ -148,7 +153,7 @@ static const kind_spec kinds[15] = {
     K("reviewer.enroll", f_reviewer_enroll), K("firmware.publish", f_publish),
     K("firmware.vote", f_vote),         K("firmware.approve", f_approve),
     K("firmware.revoke", f_fw_revoke),  K("firmware.policy", f_policy),
-    K("firmware.report", f_fw_report),
+    K("firmware.report", f_fw_report),  K("node.snapshot", f_node_snapshot),
 };
 
 static bool valid_target(lg_str s)
@@ -326,7 +331,7 @@ static lg_err body(lg_cbor *c, lg_tx *tx)
             lg_str s;
             if ((e = cb_text(c, &s)) != LG_OK)
                 return e;
-            for (int j = 0; j < 15 && kind == 0; j++)
+            for (int j = 0; j < 16 && kind == 0; j++)
                 if (lg_str_eq(s, kinds[j].name))
                     kind = j + 3;
             if (kind == 0)
@@ -336,7 +341,7 @@ static lg_err body(lg_cbor *c, lg_tx *tx)
                 return e;
             if (tx->chain_id.n == 0)
                 return LG_ERR_MALFORMED;
-        } else if (key >= 3 && key <= 17) {
+        } else if (key >= 3 && key <= 18) {
             if (payload != 0 || kind == 0)
                 return LG_ERR_MALFORMED; /* two payloads, or no kind */
             payload = (int)key;

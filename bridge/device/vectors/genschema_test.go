@@ -16,7 +16,7 @@ var schemaTypes = []struct {
 }{
 	{"Body", ledger.Body{}},
 	{"Enroll", ledger.Enroll{}}, {"Revoke", ledger.Revoke{}}, {"Rekey", ledger.Rekey{}}, {"Record", ledger.Record{}},
-	{"ConfigSet", ledger.ConfigSet{}}, {"ConfigReport", ledger.ConfigReport{}}, {"Heartbeat", ledger.Heartbeat{}},
+	{"ConfigSet", ledger.ConfigSet{}}, {"ConfigReport", ledger.ConfigReport{}}, {"Heartbeat", ledger.Heartbeat{}}, {"NodeSnapshot", ledger.NodeSnapshot{}},
 	{"VendorEnroll", ledger.VendorEnroll{}}, {"ReviewerEnroll", ledger.ReviewerEnroll{}},
 	{"FirmwarePublish", ledger.FirmwarePublish{}}, {"FirmwareVote", ledger.FirmwareVote{}},
 	{"FirmwareApprove", ledger.FirmwareApprove{}}, {"FirmwareRevoke", ledger.FirmwareRevoke{}},
@@ -24,7 +24,7 @@ var schemaTypes = []struct {
 	{"claims", ledger.TokenClaims{}},
 	{"Genesis", ledger.Genesis{}}, {"Node", ledger.Node{}}, {"Admin", ledger.Admin{}}, {"Params", ledger.Params{}},
 	{"Header", ledger.Header{}}, {"Cert", ledger.Cert{}}, {"Sig", ledger.Sig{}}, {"Block", ledger.Block{}},
-	{"Receipt", ledger.Receipt{}}, {"Head", ledger.Head{}},
+	{"Receipt", ledger.Receipt{}}, {"SnapshotProof", ledger.SnapshotProof{}}, {"Head", ledger.Head{}},
 	{"ConfigAnswer", ledger.ConfigAnswer{}}, {"KeysAnswer", ledger.KeysAnswer{}}, {"FirmwareAnswer", ledger.FirmwareAnswer{}},
 }
 

@@ -86,6 +86,9 @@ func (x *gen) txFiles() {
 	b.ConfigReport = &ledger.ConfigReport{DeviceID: "sensor-1", Seq: 5, Version: 0, SHA256: sum(nil)}
 	add(ledger.KindConfigReport, "version-0", "Version 0 (nothing applied yet) is present as 0x00.", "sensor-1", x.sign("sensor-1", "sensor-1", b))
 	add(ledger.KindHeartbeat, "heartbeat", "", "n2", t["heartbeat"])
+	b = body(ledger.KindSnapshot)
+	b.NodeSnapshot = &ledger.NodeSnapshot{Node: "n2", Height: 10000, Hash: sum([]byte("snapshot at 10000"))}
+	add(ledger.KindSnapshot, "snapshot", "Node n2 attests the hash of its state snapshot after block 10000.", "n2", x.sign("n2", "n2", b))
 	add(ledger.KindVendorEnroll, "vendor", "", "admin", t["vendor"])
 	add(ledger.KindReviewerEnroll, "reviewer", "", "admin", t["reviewer"])
 	add(ledger.KindFirmwarePublish, "no-min-version", "", "acme", t["publish-v2"])

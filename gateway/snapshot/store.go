@@ -1,0 +1,289 @@
+package snapshot
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/ledgergate/ledgergate/gateway/ledger"
+	"github.com/ledgergate/ledgergate/gateway/state"
+)
+
+// Keep is how many snapshot files a Store keeps: the newest, and the one
+// before in case the newest is damaged.
+const Keep = 2
+
+const (
+	suffix    = ".snap"
+	tmpSuffix = ".tmp"
+	nameLen   = 20 // digits of a height in a file name
+)
+
+// ErrDamaged reports a snapshot file whose bytes do not match the hash
+// they end with.
+var ErrDamaged = errors.New("snapshot: file damaged")
+
+// Store is a directory of snapshot files.
+type Store struct {
+	dir string
+	// keep, if set, names a height whose file pruning spares besides the
+	// newest Keep: the newest certified snapshot, which peers may fetch.
+	keep func() uint64
+}
+
+// Spare makes pruning spare the file of the height f returns (0: none)
+// besides the newest Keep. Call it before the store is written to.
+func (s *Store) Spare(f func() uint64) { s.keep = f }
+
+// Open opens (creating it) the snapshot directory dir and removes the
+// temporary files of writes a crash interrupted.
+func Open(dir string) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), tmpSuffix) {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				return nil, fmt.Errorf("snapshot: remove interrupted write: %w", err)
+			}
+		}
+	}
+	return &Store{dir: dir}, nil
+}
+
+// Dir is the store's directory.
+func (s *Store) Dir() string { return s.dir }
+
+func fileName(height uint64) string { return fmt.Sprintf("%0*d%s", nameLen, height, suffix) }
+
+// Heights lists the heights of the snapshot files, newest first. Files
+// that are not snapshots are ignored.
+func (s *Store) Heights() ([]uint64, error) {
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	var hs []uint64
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), suffix)
+		if !ok || len(name) != nameLen || !e.Type().IsRegular() {
+			continue
+		}
+		h, err := strconv.ParseUint(name, 10, 64)
+		if err != nil {
+			continue
+		}
+		hs = append(hs, h)
+	}
+	slices.Sort(hs)
+	slices.Reverse(hs)
+	return hs, nil
+}
+
+// Write stores enc, the encoding of the snapshot at height, atomically:
+// a temporary file is written and fsynced, renamed into place, and the
+// directory fsynced. Then only the newest Keep files are kept.
+func (s *Store) Write(height uint64, enc []byte) error {
+	sum := sha256.Sum256(enc)
+	f, err := os.CreateTemp(s.dir, fileName(height)+".*"+tmpSuffix)
+	if err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	tmp := f.Name()
+	fail := func(err error) error {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("snapshot: write %s: %w", tmp, err)
+	}
+	if _, err := f.Write(enc); err != nil {
+		return fail(err)
+	}
+	if _, err := f.Write(sum[:]); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("snapshot: write %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, filepath.Join(s.dir, fileName(height))); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	if err := syncDir(s.dir); err != nil {
+		return err
+	}
+	return s.prune()
+}
+
+// prune removes all but the newest Keep snapshot files.
+func (s *Store) prune() error {
+	hs, err := s.Heights()
+	if err != nil {
+		return err
+	}
+	var spare uint64
+	if s.keep != nil {
+		spare = s.keep()
+	}
+	var errs []error
+	for _, h := range hs[min(Keep, len(hs)):] {
+		if h == spare {
+			continue
+		}
+		if err := os.Remove(filepath.Join(s.dir, fileName(h))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("snapshot: prune: %w", err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("snapshot: sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Read returns the encoding of the snapshot at height, after checking it
+// against the hash the file ends with (ErrDamaged if not).
+func (s *Store) Read(height uint64) ([]byte, error) {
+	name := filepath.Join(s.dir, fileName(height))
+	fi, err := os.Stat(name)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	if fi.Size() > state.MaxSnapshotBytes+sha256.Size {
+		return nil, fmt.Errorf("%w: %s is %d bytes, over the limit of %d", ErrDamaged, name, fi.Size(), state.MaxSnapshotBytes)
+	}
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	if len(data) < sha256.Size {
+		return nil, fmt.Errorf("%w: %s is %d bytes", ErrDamaged, name, len(data))
+	}
+	enc, sum := data[:len(data)-sha256.Size], data[len(data)-sha256.Size:]
+	if got := sha256.Sum256(enc); !bytes.Equal(got[:], sum) {
+		return nil, fmt.Errorf("%w: %s: its SHA-256 is %x, the file says %x", ErrDamaged, name, got, sum)
+	}
+	return enc, nil
+}
+
+// Loaded says where a start took its state from.
+type Loaded struct {
+	// Height is the snapshot's height; 0: no snapshot was usable and the
+	// state is new (the whole log is to be replayed).
+	Height uint64
+	Hash   [32]byte // the snapshot's hash (SHA-256 of its encoding)
+	// Skipped are the snapshots tried and refused, newest first, each
+	// with why.
+	Skipped []error
+}
+
+// Load returns the state of the newest snapshot in s that is of g's
+// chain, whose height is within log and whose tip is the hash of log's
+// block at that height; without one, a new state. Every snapshot refused
+// is logged (warn) with why; only a failure to build a new state is an
+// error.
+func Load(s *Store, g *ledger.Genesis, log *ledger.Log, logger *slog.Logger) (*state.State, Loaded, error) {
+	var ld Loaded
+	hs, err := s.Heights()
+	if err != nil {
+		ld.Skipped = append(ld.Skipped, err)
+		logger.Warn("cannot list snapshots; replaying the whole block log", "dir", s.dir, "err", err)
+	}
+	for _, h := range hs {
+		st, sum, err := loadOne(s, g, log, h)
+		if err != nil {
+			ld.Skipped = append(ld.Skipped, err)
+			logger.Warn("snapshot not usable, skipped", "height", h, "err", err)
+			continue
+		}
+		ld.Height, ld.Hash = h, sum
+		return st, ld, nil
+	}
+	st, err := state.New(g)
+	return st, ld, err
+}
+
+// loadOne reads and checks the snapshot at height h.
+func loadOne(s *Store, g *ledger.Genesis, log *ledger.Log, h uint64) (*state.State, [32]byte, error) {
+	if n := log.Len(); h == 0 || h > n {
+		return nil, [32]byte{}, fmt.Errorf("snapshot: height %d is not within the block log (%d blocks)", h, n)
+	}
+	data, err := log.Read(h - 1)
+	if err != nil {
+		return nil, [32]byte{}, err
+	}
+	b, err := ledger.DecodeBlock(data)
+	if err != nil {
+		return nil, [32]byte{}, fmt.Errorf("snapshot: block %d: %w", h, err)
+	}
+	enc, err := s.Read(h)
+	if err != nil {
+		return nil, [32]byte{}, err
+	}
+	st, err := state.Restore(g, enc)
+	if err != nil {
+		return nil, [32]byte{}, err
+	}
+	height, tip := st.Tip()
+	if want := b.Header.Hash(); height != h || tip != want {
+		return nil, [32]byte{}, fmt.Errorf("snapshot: the file of height %d holds the state at block %d with tip %x; the log's block %d is %x", h, height, tip, h, want)
+	}
+	return st, state.SnapshotHash(enc), nil
+}
+
+// ErrNotCertified wraps every refusal of Accept: the snapshot a peer
+// offered is not one a quorum certified.
+var ErrNotCertified = errors.New("snapshot: not certified")
+
+// Accept checks a snapshot a peer offered, data with the encoded proof
+// that it is certified, with nothing but the genesis: the proof must
+// verify (ledger.VerifySnapshotProof), data must hash to the proof's
+// hash, and decode as the state at the proof's height. It returns that
+// state and its proof. Both inputs are outside bytes: anything else is
+// an error wrapping ErrNotCertified.
+func Accept(g *ledger.Genesis, data, proof []byte) (*state.State, *ledger.SnapshotProof, error) {
+	p, err := ledger.DecodeSnapshotProof(proof)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrNotCertified, err)
+	}
+	if err := ledger.VerifySnapshotProof(g, p); err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrNotCertified, err)
+	}
+	if sum := state.SnapshotHash(data); !bytes.Equal(sum[:], p.Hash) {
+		return nil, nil, fmt.Errorf("%w: the snapshot's %d bytes hash to %x, the certified hash at %d is %x", ErrNotCertified, len(data), sum, p.Height, p.Hash)
+	}
+	st, err := state.Restore(g, data)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrNotCertified, err)
+	}
+	if h, _ := st.Tip(); h != p.Height {
+		return nil, nil, fmt.Errorf("%w: the snapshot is of height %d, certified at %d", ErrNotCertified, h, p.Height)
+	}
+	return st, p, nil
+}
