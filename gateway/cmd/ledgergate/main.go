@@ -29,6 +29,10 @@ type command struct {
 type env struct {
 	stdout, stderr io.Writer
 	stdin          io.Reader
+	// configPath replaces config.DefaultPath if configSet: main takes it
+	// from $LEDGERGATE_CONFIG ("" reads no default file).
+	configPath string
+	configSet  bool
 }
 
 // exitError carries a specific exit code.
@@ -100,7 +104,9 @@ func commands() []command {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, &env{stdout: os.Stdout, stderr: os.Stderr, stdin: os.Stdin}, os.Args[1:])
+	e := &env{stdout: os.Stdout, stderr: os.Stderr, stdin: os.Stdin}
+	e.configPath, e.configSet = os.LookupEnv(configEnv)
+	code := run(ctx, e, os.Args[1:])
 	stop()
 	os.Exit(code)
 }
@@ -181,12 +187,12 @@ Commands:
 	fmt.Fprintf(w, `
 Run 'ledgergate COMMAND --help' for a command's flags.
 Quick start: 'ledgergate run --dev' starts a single node with its data in ./ledgergate-data.
-`)
+`+gatewayFlagsHelp)
 }
 
 // newFlags makes a command's flag set with a help text that names the command.
-func newFlags(e *env, name string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+func newFlags(e *env, name string) *flagSet {
+	fs := &flagSet{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError), e: e}
 	fs.SetOutput(e.stderr)
 	var c command
 	for _, x := range commands() {
@@ -196,9 +202,12 @@ func newFlags(e *env, name string) *flag.FlagSet {
 	}
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: ledgergate %s %s\n\n%s.\n", c.name, c.usage, upperFirst(c.summary))
-		if hasFlags(fs) {
+		if hasFlags(fs.FlagSet) {
 			fmt.Fprintf(fs.Output(), "\nFlags:\n")
 			fs.PrintDefaults()
+		}
+		if fs.gw.config != nil {
+			fmt.Fprint(fs.Output(), gatewayFlagsHelp)
 		}
 	}
 	return fs
@@ -218,8 +227,9 @@ func upperFirst(s string) string {
 }
 
 // parse parses flags, allowing positional arguments before and after
-// them; it returns the positional arguments.
-func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+// them, and resolves the gateway flags not given (flagSet.resolve); it
+// returns the positional arguments.
+func parse(fs *flagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -230,7 +240,7 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 		}
 		args = fs.Args()
 		if len(args) == 0 {
-			return pos, nil
+			return pos, fs.resolve()
 		}
 		pos = append(pos, args[0])
 		args = args[1:]
@@ -238,7 +248,7 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 }
 
 // usageError prints msg and the command's help; it returns errUsage.
-func usageError(fs *flag.FlagSet, msg string) error {
+func usageError(fs *flagSet, msg string) error {
 	fmt.Fprintf(fs.Output(), "ledgergate %s: %s\n", fs.Name(), msg)
 	fs.Usage()
 	return errUsage
@@ -246,7 +256,7 @@ func usageError(fs *flag.FlagSet, msg string) error {
 
 // only reports flags set besides names as a usage error; when says in
 // which case they do not belong, as in "with --key-only".
-func only(fs *flag.FlagSet, when string, names ...string) error {
+func only(fs *flagSet, when string, names ...string) error {
 	var extra []string
 	fs.Visit(func(f *flag.Flag) {
 		if !slices.Contains(names, f.Name) {
@@ -260,7 +270,7 @@ func only(fs *flag.FlagSet, when string, names ...string) error {
 }
 
 // need reports missing required flags as a usage error.
-func need(fs *flag.FlagSet, names ...string) error {
+func need(fs *flagSet, names ...string) error {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var missing []string
