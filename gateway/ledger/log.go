@@ -443,6 +443,15 @@ func (l *Log) roll() error {
 	return nil
 }
 
+// AppendLogRecord appends rec framed as a block log record, as a segment
+// file holds it: its length (4 bytes, big-endian), the CRC-32C of the
+// length and the data (4 bytes), and the data. A backup writes segment
+// files with it that OpenLog reads as its own.
+func AppendLogRecord(dst, rec []byte) []byte { return appendRecord(dst, rec) }
+
+// LogSegmentName is the file name of segment seq (1, 2, ...) of a log.
+func LogSegmentName(seq uint32) string { return segmentName(seq) }
+
 // appendRecord appends rec's record (header and data) to dst.
 func appendRecord(dst, rec []byte) []byte {
 	start := len(dst)

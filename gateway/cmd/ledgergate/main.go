@@ -99,6 +99,10 @@ func commands() []command {
 		{"receipt verify", "--genesis FILE RECEIPT", "verify a receipt offline against the genesis", cmdReceiptVerify},
 		{"ledger verify", "[--data DIR]", "check the whole chain: hashes, Merkle roots, certificates, signatures (also on a running gateway)", cmdLedgerVerify},
 		{"ledger reindex", "[--data DIR]", "rebuild the SQLite index from the block log (gateway stopped)", cmdLedgerReindex},
+		{"backup", "--out FILE [--with-keys] [--force] [--data DIR | --config FILE]",
+			"back up a gateway's data directory, running or stopped: the block log up to its height at the start, the index, the genesis, the other files and the configuration; private keys only with --with-keys (docs/operations.md)", cmdBackup},
+		{"restore", "FILE [--data DIR | --config FILE] [--force]",
+			"restore a backup into an empty data directory: checks every checksum, writes the block log and the index, and verifies the chain as ledger verify does; a damaged backup writes nothing", cmdRestore},
 	}
 }
 
