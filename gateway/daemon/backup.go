@@ -106,7 +106,7 @@ type BackupOptions struct {
 	// TempDir holds the index copy while it is written (not /tmp, which
 	// may be in memory); "" is os.TempDir().
 	TempDir string
-	Version    string
+	Version string
 	// Progress, if set, is called as blocks are written.
 	Progress func(done, total uint64)
 }
@@ -190,12 +190,16 @@ func Backup(ctx context.Context, w io.Writer, o BackupOptions) (*BackupManifest,
 	}
 
 	// 3. The block log: a read-only snapshot fixes the height.
-	blog, err := ledger.OpenLog(filepath.Join(dir, BlocksDir), ledger.LogOptions{ReadOnly: true})
-	if err != nil {
-		return nil, ExplainLogError(err, dir, len(g.Nodes) > 1)
+	// A directory that never ran has no log: height 0.
+	var blog *ledger.Log
+	if _, err := os.Stat(filepath.Join(dir, BlocksDir)); err == nil {
+		blog, err = ledger.OpenLog(filepath.Join(dir, BlocksDir), ledger.LogOptions{ReadOnly: true})
+		if err != nil {
+			return nil, ExplainLogError(err, dir, len(g.Nodes) > 1)
+		}
+		defer blog.Close()
+		m.Height = blog.Len()
 	}
-	defer blog.Close()
-	m.Height = blog.Len()
 	if m.IndexHeight > m.Height {
 		return nil, fmt.Errorf("daemon: backup: the index (height %d) is ahead of the block log (%d)", m.IndexHeight, m.Height)
 	}
@@ -333,8 +337,13 @@ type RestoreOptions struct {
 	DataDir string
 	// Force restores over a directory that is not empty: it is moved
 	// aside to DataDir.replaced-TIME, never deleted.
-	Force  bool
-	Logger *slog.Logger // may be nil
+	Force bool
+	// SkipVerify leaves out the check of the whole chain (signatures,
+	// certificates, Merkle roots): the checksums, the block log's CRCs,
+	// the height and the head block's hash are still checked. The caller
+	// tells the operator to run `ledger verify`.
+	SkipVerify bool
+	Logger     *slog.Logger // may be nil
 	// Progress, if set, is called as the restored chain is verified.
 	Progress func(done, total uint64)
 }
@@ -342,7 +351,7 @@ type RestoreOptions struct {
 // RestoreResult is what a restore did.
 type RestoreResult struct {
 	Manifest *BackupManifest
-	Verified chain.Summary // the check of `ledger verify`, run on the restored log
+	Verified chain.Summary // the check of `ledger verify`, run on the restored log (zero with SkipVerify)
 	Replaced string        // where a non-empty DataDir was moved, with Force
 }
 
@@ -430,8 +439,10 @@ func Restore(ctx context.Context, r io.Reader, o RestoreOptions) (res *RestoreRe
 		}
 	}
 	// The whole chain, as `ledger verify` checks it.
-	if res.Verified, err = chain.Verify(g, blog, o.Progress); err != nil {
-		return nil, fmt.Errorf("%w: verify: %v", ErrBadBackup, err)
+	if !o.SkipVerify {
+		if res.Verified, err = chain.Verify(g, blog, o.Progress); err != nil {
+			return nil, fmt.Errorf("%w: verify: %v", ErrBadBackup, err)
+		}
 	}
 	// The index: the copy caught up to the log's height, or rebuilt.
 	idx, err := index.Open(filepath.Join(tmp, IndexFile))

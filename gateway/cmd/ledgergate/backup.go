@@ -103,6 +103,7 @@ func cmdBackup(ctx context.Context, e *env, args []string) error {
 func cmdRestore(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "restore")
 	force := fs.Bool("force", false, "restore over a data directory that is not empty: it is moved aside to DIR.replaced-TIME, not deleted")
+	noVerify := fs.Bool("no-verify", false, "skip the check of the whole chain (signatures, certificates; hours for a long chain on a Pi): checksums, CRCs and the head block are still checked; run 'ledger verify' before starting the gateway")
 	data := dataFlag(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -127,7 +128,7 @@ func cmdRestore(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer in.Close()
-	res, err := daemon.Restore(ctx, in, daemon.RestoreOptions{DataDir: *data, Force: *force,
+	res, err := daemon.Restore(ctx, in, daemon.RestoreOptions{DataDir: *data, Force: *force, SkipVerify: *noVerify,
 		Progress: func(done, total uint64) { fmt.Fprintf(e.stderr, "verified %d of %d blocks\n", done, total) }})
 	if errors.Is(err, daemon.ErrBadBackup) {
 		return fmt.Errorf("%s: %w; nothing was written to %s", file, err, *data)
@@ -142,8 +143,13 @@ func cmdRestore(ctx context.Context, e *env, args []string) error {
 	if res.Replaced != "" {
 		fmt.Fprintf(e.stderr, "moved the old contents of %s to %s\n", *data, res.Replaced)
 	}
-	fmt.Fprintf(e.stdout, "restored %s into %s: chain %s, %d blocks (head %s), backed up %s\nledger verify: ok: %d blocks, %d txs, tip %x\n",
-		file, *data, m.ChainID, m.Height, m.HeadHash, m.Created.Format("2006-01-02T15:04:05Z"), res.Verified.Blocks, res.Verified.Txs, res.Verified.Tip)
+	fmt.Fprintf(e.stdout, "restored %s into %s: chain %s, %d blocks (head %s), backed up %s\n",
+		file, *data, m.ChainID, m.Height, m.HeadHash, m.Created.Format("2006-01-02T15:04:05Z"))
+	if *noVerify {
+		fmt.Fprintf(e.stdout, "the chain was not verified (--no-verify): run 'ledgergate ledger verify --data %s' before starting the gateway\n", *data)
+	} else {
+		fmt.Fprintf(e.stdout, "ledger verify: ok: %d blocks, %d txs, tip %x\n", res.Verified.Blocks, res.Verified.Txs, res.Verified.Tip)
+	}
 	if _, err := os.Stat(filepath.Join(*data, daemon.BackupConfigFile)); err == nil {
 		fmt.Fprintf(e.stdout, "the configuration it ran with is %s: compare it with the one this gateway is to run with\n",
 			filepath.Join(*data, daemon.BackupConfigFile))

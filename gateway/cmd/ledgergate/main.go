@@ -101,7 +101,7 @@ func commands() []command {
 		{"ledger reindex", "[--data DIR]", "rebuild the SQLite index from the block log (gateway stopped)", cmdLedgerReindex},
 		{"backup", "--out FILE [--with-keys] [--force] [--data DIR | --config FILE]",
 			"back up a gateway's data directory, running or stopped: the block log up to its height at the start, the index, the genesis, the other files and the configuration; private keys only with --with-keys (docs/operations.md)", cmdBackup},
-		{"restore", "FILE [--data DIR | --config FILE] [--force]",
+		{"restore", "FILE [--data DIR | --config FILE] [--force] [--no-verify]",
 			"restore a backup into an empty data directory: checks every checksum, writes the block log and the index, and verifies the chain as ledger verify does; a damaged backup writes nothing", cmdRestore},
 	}
 }
