@@ -382,6 +382,16 @@ func Restore(ctx context.Context, r io.Reader, o RestoreOptions) (res *RestoreRe
 	case len(ents) > 0 && !o.Force:
 		return nil, fmt.Errorf("%w: %s holds %d entries (restore into an empty or new directory, or use --force to move it aside)", ErrNotEmpty, dir, len(ents))
 	}
+	if len(ents) > 0 {
+		// Never move a running gateway's directory aside.
+		if fi, err := os.Stat(filepath.Join(dir, BlocksDir)); err == nil && fi.IsDir() {
+			lock, err := ledger.LockLog(filepath.Join(dir, BlocksDir))
+			if err != nil {
+				return nil, fmt.Errorf("daemon: restore over %s: %w (stop the gateway first)", dir, err)
+			}
+			defer lock.Close()
+		}
+	}
 	if err := os.MkdirAll(filepath.Dir(dir), 0o750); err != nil {
 		return nil, fmt.Errorf("daemon: restore: %w", err)
 	}

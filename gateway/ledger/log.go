@@ -188,6 +188,12 @@ func makeDir(dir string) error {
 	return syncDir(filepath.Dir(filepath.Clean(dir)))
 }
 
+// LockLog takes the lock OpenLog takes on the log in dir, an existing
+// directory, and fails if another process (a running gateway) holds it:
+// a tool that replaces the directory holds it meanwhile. Closing the file
+// releases it.
+func LockLog(dir string) (*os.File, error) { return lockDir(dir) }
+
 // lockDir takes the lock that keeps a second process out of dir.
 func lockDir(dir string) (*os.File, error) {
 	f, err := os.OpenFile(filepath.Join(dir, lockFileName), os.O_RDWR|os.O_CREATE, 0o640)

@@ -61,6 +61,7 @@ func cmdBackup(ctx context.Context, e *env, args []string) error {
 		zw = gzip.NewWriter(bw)
 		w = zw
 	}
+	fmt.Fprintf(e.stderr, "backup: %s: the files, the index, then the block log\n", *data)
 	progress := func(done, total uint64) { fmt.Fprintf(e.stderr, "backup: %d of %d blocks\n", done, total) }
 	m, err := daemon.Backup(ctx, w, daemon.BackupOptions{DataDir: *data, ConfigFile: cfgFile, WithKeys: *withKeys,
 		Version: version, TempDir: dir, Progress: progress})

@@ -201,6 +201,10 @@ func TestBackupKeysAndDamage(t *testing.T) {
 	mustCLI(t, work, "backup", "--data", data, "--out", plain)
 	withKeys := filepath.Join(work, "keys.tar")
 	mustCLI(t, work, "backup", "--data", data, "--out", withKeys, "--with-keys")
+	// Not even --force moves a running gateway's directory aside.
+	if _, errs, code := cli(t, work, "restore", plain, "--data", data, "--force"); code != 1 || !strings.Contains(errs, "in use") {
+		t.Errorf("restore --force over a running gateway: exit %d\n%s", code, errs)
+	}
 	g.stop()
 
 	names, m := backupNames(t, plain)
