@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/ledgergate/ledgergate/gateway/daemon"
 	"net/http"
 	"net/url"
 	"os"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/ledgergate/ledgergate/bridge/device"
 	"github.com/ledgergate/ledgergate/gateway/api"
+	"github.com/ledgergate/ledgergate/gateway/daemon"
 	"github.com/ledgergate/ledgergate/gateway/index"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 )

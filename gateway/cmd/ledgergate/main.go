@@ -96,7 +96,7 @@ func commands() []command {
 		{"records", "[--api URL] [--token T] [--device D] [--stream S] [--from T] [--to T] [--limit N | --all] [--order asc|desc] [--format table|json|ndjson|csv]",
 			"list or export committed records, newest first, following the API's pages", cmdRecords},
 		{"tx submit", "MSG [--receipt-out FILE]", "submit a signed tx and wait for its receipt", cmdTxSubmit},
-		{"receipt verify", "--genesis FILE RECEIPT", "verify a receipt offline against the genesis", cmdReceiptVerify},
+		{"receipt verify", "[--genesis FILE] RECEIPT", "verify a receipt offline against the genesis (default: that of the installed gateway, DATA/genesis.json)", cmdReceiptVerify},
 		{"ledger verify", "[--data DIR]", "check the whole chain: hashes, Merkle roots, certificates, signatures (also on a running gateway)", cmdLedgerVerify},
 		{"ledger reindex", "[--data DIR]", "rebuild the SQLite index from the block log (gateway stopped)", cmdLedgerReindex},
 		{"backup", "--out FILE [--with-keys] [--force] [--data DIR | --config FILE]",

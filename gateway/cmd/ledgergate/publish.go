@@ -5,12 +5,12 @@ import (
 	"crypto"
 	"errors"
 	"fmt"
-	"github.com/ledgergate/ledgergate/gateway/ledger"
 	"io"
 	"os"
 	"time"
 
 	"github.com/ledgergate/ledgergate/bridge/device"
+	"github.com/ledgergate/ledgergate/gateway/ledger"
 )
 
 // chainFlags find the chain id for offline device commands.
