@@ -14,6 +14,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -567,8 +568,9 @@ func extract(r io.Reader, dir string) (*BackupManifest, error) {
 		}
 		delete(got, want.Path)
 	}
-	for name := range got {
-		return nil, fmt.Errorf("%w: %s is not in the manifest", ErrBadBackup, name)
+	if len(got) > 0 {
+		extra := slices.Sorted(maps.Keys(got))
+		return nil, fmt.Errorf("%w: %s is not in the manifest", ErrBadBackup, strings.Join(extra, ", "))
 	}
 	return &m, nil
 }
