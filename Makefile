@@ -106,6 +106,7 @@ fuzz-short:
 	$(call fuzz,./gateway/pbft,FuzzStep,20000)
 	$(call fuzz,./seeds,FuzzValidate,4000)
 	$(call fuzz,./gateway/api,FuzzDecodeCursor,20000)
+	$(call fuzz,./gateway/daemon,FuzzRestore,2000)
 
 verify: ## gofmt, go vet, staticcheck, go mod tidy diff
 	@out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -188,6 +188,12 @@ func makeDir(dir string) error {
 	return syncDir(filepath.Dir(filepath.Clean(dir)))
 }
 
+// LockLog takes the lock OpenLog takes on the log in dir, an existing
+// directory, and fails if another process (a running gateway) holds it:
+// a tool that replaces the directory holds it meanwhile. Closing the file
+// releases it.
+func LockLog(dir string) (*os.File, error) { return lockDir(dir) }
+
 // lockDir takes the lock that keeps a second process out of dir.
 func lockDir(dir string) (*os.File, error) {
 	f, err := os.OpenFile(filepath.Join(dir, lockFileName), os.O_RDWR|os.O_CREATE, 0o640)
@@ -442,6 +448,15 @@ func (l *Log) roll() error {
 	l.size = 0
 	return nil
 }
+
+// AppendLogRecord appends rec framed as a block log record, as a segment
+// file holds it: its length (4 bytes, big-endian), the CRC-32C of the
+// length and the data (4 bytes), and the data. A backup writes segment
+// files with it that OpenLog reads as its own.
+func AppendLogRecord(dst, rec []byte) []byte { return appendRecord(dst, rec) }
+
+// LogSegmentName is the file name of segment seq (1, 2, ...) of a log.
+func LogSegmentName(seq uint32) string { return segmentName(seq) }
 
 // appendRecord appends rec's record (header and data) to dst.
 func appendRecord(dst, rec []byte) []byte {

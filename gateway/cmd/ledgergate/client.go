@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -27,12 +26,9 @@ const tokenEnv = "LEDGERGATE_TOKEN"
 // client talks to a gateway's HTTP API.
 type client struct {
 	base  string
+	from  string // where base came from, for errors: "--api", "FILE api.listen"
 	token string // sent as a bearer token if not ""
 	http  *http.Client
-}
-
-func apiFlag(fs *flag.FlagSet) *string {
-	return fs.String("api", defaultAPI, "gateway API URL")
 }
 
 func newClient(base string) *client {
@@ -101,7 +97,11 @@ func (c *client) send(req *http.Request) (*http.Response, error) {
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("gateway API %s: %w (is the gateway running? see --api)", c.base, err)
+		from := ""
+		if c.from != "" {
+			from = " (from " + c.from + ")"
+		}
+		return nil, fmt.Errorf("gateway API %s%s: %w (is the gateway running? see --api and --config)", c.base, from, err)
 	}
 	if resp.StatusCode == http.StatusOK {
 		return resp, nil

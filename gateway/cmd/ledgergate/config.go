@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -21,7 +20,6 @@ import (
 
 	"github.com/ledgergate/ledgergate/bridge/device"
 	"github.com/ledgergate/ledgergate/gateway/api"
-	"github.com/ledgergate/ledgergate/gateway/daemon"
 	"github.com/ledgergate/ledgergate/gateway/index"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 )
@@ -31,7 +29,7 @@ import (
 // what they published.
 const OperatorKeyFile = "operator.enc"
 
-func operatorKeyFlag(fs *flag.FlagSet) *string {
+func operatorKeyFlag(fs *flagSet) *string {
 	return fs.String("operator-key", "", "operators' encryption key (default DATA/"+OperatorKeyFile+"; created on first publish)")
 }
 
@@ -118,7 +116,7 @@ func cmdConfigPublish(ctx context.Context, e *env, args []string) error {
 	if len(plain) > ledger.MaxConfigBytes {
 		return fmt.Errorf("%s is %d bytes; a configuration may have at most %d", *file, len(plain), ledger.MaxConfigBytes)
 	}
-	c := newClient(*admin.api)
+	c := admin.api.client()
 	members := []string{dev}
 	if group != "" {
 		var g struct{ Devices []string }
@@ -199,24 +197,21 @@ func cmdConfigPublish(ctx context.Context, e *env, args []string) error {
 // configCheck is what the operator-side checks need: the API, the
 // genesis, and the device's groups as its proven enrollment says.
 type configCheck struct {
-	api, genesis, data *string
+	api           *apiTarget
+	genesis, data *string
 }
 
-func addConfigCheckFlags(fs *flag.FlagSet) configCheck {
+func addConfigCheckFlags(fs *flagSet) configCheck {
 	return configCheck{
 		api:     apiFlag(fs),
 		data:    dataFlag(fs),
-		genesis: fs.String("genesis", "", "the chain's genesis file (default DATA/genesis.json)"),
+		genesis: genesisFlag(fs, "the chain's genesis file"),
 	}
 }
 
 func (f configCheck) load() (*ledger.Genesis, *client, error) {
-	path := *f.genesis
-	if path == "" {
-		path = filepath.Join(*f.data, daemon.GenesisFile)
-	}
-	g, err := readGenesis(path)
-	return g, newClient(*f.api), err
+	g, err := readGenesis(*f.genesis)
+	return g, f.api.client(), err
 }
 
 // keysOf looks up and verifies a device's keys.
@@ -284,7 +279,7 @@ func cmdConfigHistory(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	var h api.HistoryBody
-	if err := newClient(*apiURL).get(ctx, "/api/v1/devices/"+url.PathEscape(*id)+"/config/history", &h); err != nil {
+	if err := apiURL.client().get(ctx, "/api/v1/devices/"+url.PathEscape(*id)+"/config/history", &h); err != nil {
 		return err
 	}
 	if len(h.Configs) == 0 {
@@ -322,7 +317,7 @@ func cmdConfigDiff(ctx context.Context, e *env, args []string) error {
 	if err := need(fs, "device", "from", "to"); err != nil {
 		return err
 	}
-	c := newClient(*apiURL)
+	c := apiURL.client()
 	var h api.HistoryBody
 	if err := c.get(ctx, "/api/v1/devices/"+url.PathEscape(*id)+"/config/history", &h); err != nil {
 		return err
@@ -429,7 +424,7 @@ func cmdConfigDrift(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	var d struct{ Devices []index.Drift }
-	if err := newClient(*apiURL).get(ctx, "/api/v1/drift", &d); err != nil {
+	if err := apiURL.client().get(ctx, "/api/v1/drift", &d); err != nil {
 		return err
 	}
 	if len(d.Devices) == 0 {

@@ -5,7 +5,6 @@ import (
 	"crypto"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -18,7 +17,6 @@ import (
 
 	"github.com/ledgergate/ledgergate/bridge/device"
 	"github.com/ledgergate/ledgergate/gateway/api"
-	"github.com/ledgergate/ledgergate/gateway/config"
 	"github.com/ledgergate/ledgergate/gateway/daemon"
 	"github.com/ledgergate/ledgergate/gateway/index"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
@@ -65,21 +63,22 @@ func keygen(e *env, name, outHelp string, args []string) (string, ledger.Alg, er
 
 // adminFlags are the flags of commands that sign as the admin.
 type adminFlags struct {
-	api, key, id, data *string
+	api           *apiTarget
+	key, id, data *string
 }
 
-func addAdminFlags(fs *flag.FlagSet) adminFlags {
+func addAdminFlags(fs *flagSet) adminFlags {
 	return adminFlags{
 		api:  apiFlag(fs),
 		key:  fs.String("admin-key", "", "admin private key (default DATA/admin.key)"),
 		id:   fs.String("admin-id", "admin", "admin id in the genesis (the kid of the tx)"),
-		data: fs.String("data", config.Dev().DataDir, "data directory holding admin.key (dev)"),
+		data: dataFlag(fs),
 	}
 }
 
 // submit signs body as the admin, submits it and prints the outcome.
 func (a adminFlags) submit(ctx context.Context, e *env, body ledger.Body) error {
-	st, err := newClient(*a.api).status(ctx)
+	st, err := a.api.client().status(ctx)
 	if err != nil {
 		return err
 	}
@@ -129,7 +128,7 @@ func (a adminFlags) sign(ctx context.Context, chainID string, body ledger.Body) 
 	if err != nil {
 		return nil, err
 	}
-	rb, _, err := newClient(*a.api).submit(ctx, env)
+	rb, _, err := a.api.client().submit(ctx, env)
 	return rb, err
 }
 
@@ -186,7 +185,7 @@ func cmdDeviceList(ctx context.Context, e *env, args []string) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	c := newClient(*apiURL)
+	c := apiURL.client()
 	var all []index.Device
 	after := ""
 	for {
@@ -321,7 +320,7 @@ func cmdDeviceRekey(ctx context.Context, e *env, args []string) error {
 	case !*noEnc:
 		return fmt.Errorf("%s.enc.pub: %w: a re-key replaces the encryption key too; make NEW with 'device keygen --out NEW', or pass --no-enc-key to leave the device without one", *newPath, err)
 	}
-	c := newClient(*apiURL)
+	c := apiURL.client()
 	st, err := c.status(ctx)
 	if err != nil {
 		return err

@@ -119,7 +119,7 @@ func cmdFirmwarePublish(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	c := newClient(*apiURL)
+	c := apiURL.client()
 	st, err := c.status(ctx)
 	if err != nil {
 		return err
@@ -181,7 +181,7 @@ func cmdFirmwareVote(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	c := newClient(*apiURL)
+	c := apiURL.client()
 	st, err := c.status(ctx)
 	if err != nil {
 		return err
@@ -264,7 +264,7 @@ func cmdFirmwareStatus(ctx context.Context, e *env, args []string) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	c := newClient(*apiURL)
+	c := apiURL.client()
 	models := []string{*model}
 	if *model == "" {
 		var ms struct{ Models []string }

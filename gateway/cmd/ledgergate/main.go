@@ -29,6 +29,10 @@ type command struct {
 type env struct {
 	stdout, stderr io.Writer
 	stdin          io.Reader
+	// configPath replaces config.DefaultPath if configSet: main takes it
+	// from $LEDGERGATE_CONFIG ("" reads no default file).
+	configPath string
+	configSet  bool
 }
 
 // exitError carries a specific exit code.
@@ -92,15 +96,21 @@ func commands() []command {
 		{"records", "[--api URL] [--token T] [--device D] [--stream S] [--from T] [--to T] [--limit N | --all] [--order asc|desc] [--format table|json|ndjson|csv]",
 			"list or export committed records, newest first, following the API's pages", cmdRecords},
 		{"tx submit", "MSG [--receipt-out FILE]", "submit a signed tx and wait for its receipt", cmdTxSubmit},
-		{"receipt verify", "--genesis FILE RECEIPT", "verify a receipt offline against the genesis", cmdReceiptVerify},
+		{"receipt verify", "[--genesis FILE] RECEIPT", "verify a receipt offline against the genesis (default: that of the installed gateway, DATA/genesis.json)", cmdReceiptVerify},
 		{"ledger verify", "[--data DIR]", "check the whole chain: hashes, Merkle roots, certificates, signatures (also on a running gateway)", cmdLedgerVerify},
 		{"ledger reindex", "[--data DIR]", "rebuild the SQLite index from the block log (gateway stopped)", cmdLedgerReindex},
+		{"backup", "--out FILE [--with-keys] [--force] [--data DIR | --config FILE]",
+			"back up a gateway's data directory, running or stopped: the block log up to its height at the start, the index, the genesis, the other files and the configuration; private keys only with --with-keys (docs/operations.md)", cmdBackup},
+		{"restore", "FILE [--data DIR | --config FILE] [--force] [--no-verify]",
+			"restore a backup into an empty data directory: checks every checksum, writes the block log and the index, and verifies the chain as ledger verify does; a damaged backup writes nothing", cmdRestore},
 	}
 }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, &env{stdout: os.Stdout, stderr: os.Stderr, stdin: os.Stdin}, os.Args[1:])
+	e := &env{stdout: os.Stdout, stderr: os.Stderr, stdin: os.Stdin}
+	e.configPath, e.configSet = os.LookupEnv(configEnv)
+	code := run(ctx, e, os.Args[1:])
 	stop()
 	os.Exit(code)
 }
@@ -181,12 +191,12 @@ Commands:
 	fmt.Fprintf(w, `
 Run 'ledgergate COMMAND --help' for a command's flags.
 Quick start: 'ledgergate run --dev' starts a single node with its data in ./ledgergate-data.
-`)
+`+gatewayFlagsHelp)
 }
 
 // newFlags makes a command's flag set with a help text that names the command.
-func newFlags(e *env, name string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+func newFlags(e *env, name string) *flagSet {
+	fs := &flagSet{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError), e: e}
 	fs.SetOutput(e.stderr)
 	var c command
 	for _, x := range commands() {
@@ -196,9 +206,12 @@ func newFlags(e *env, name string) *flag.FlagSet {
 	}
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: ledgergate %s %s\n\n%s.\n", c.name, c.usage, upperFirst(c.summary))
-		if hasFlags(fs) {
+		if hasFlags(fs.FlagSet) {
 			fmt.Fprintf(fs.Output(), "\nFlags:\n")
 			fs.PrintDefaults()
+		}
+		if fs.gw.config != nil {
+			fmt.Fprint(fs.Output(), gatewayFlagsHelp)
 		}
 	}
 	return fs
@@ -218,8 +231,9 @@ func upperFirst(s string) string {
 }
 
 // parse parses flags, allowing positional arguments before and after
-// them; it returns the positional arguments.
-func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+// them, and resolves the gateway flags not given (flagSet.resolve); it
+// returns the positional arguments.
+func parse(fs *flagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -230,7 +244,7 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 		}
 		args = fs.Args()
 		if len(args) == 0 {
-			return pos, nil
+			return pos, fs.resolve()
 		}
 		pos = append(pos, args[0])
 		args = args[1:]
@@ -238,7 +252,7 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 }
 
 // usageError prints msg and the command's help; it returns errUsage.
-func usageError(fs *flag.FlagSet, msg string) error {
+func usageError(fs *flagSet, msg string) error {
 	fmt.Fprintf(fs.Output(), "ledgergate %s: %s\n", fs.Name(), msg)
 	fs.Usage()
 	return errUsage
@@ -246,7 +260,7 @@ func usageError(fs *flag.FlagSet, msg string) error {
 
 // only reports flags set besides names as a usage error; when says in
 // which case they do not belong, as in "with --key-only".
-func only(fs *flag.FlagSet, when string, names ...string) error {
+func only(fs *flagSet, when string, names ...string) error {
 	var extra []string
 	fs.Visit(func(f *flag.Flag) {
 		if !slices.Contains(names, f.Name) {
@@ -260,7 +274,7 @@ func only(fs *flag.FlagSet, when string, names ...string) error {
 }
 
 // need reports missing required flags as a usage error.
-func need(fs *flag.FlagSet, names ...string) error {
+func need(fs *flagSet, names ...string) error {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var missing []string

@@ -38,6 +38,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	ledgergateBin = filepath.Join(dir, "ledgergate")
+	// No test reads the machine's /etc/ledgergate/ledgergate.toml: the
+	// CLI processes the tests start read only the files they are given.
+	os.Setenv(configEnv, "")
 	if bin := os.Getenv("LEDGERGATE_BIN"); bin != "" {
 		ledgergateBin = bin
 	} else if out, err := exec.Command("go", "build", "-o", ledgergateBin, ".").CombinedOutput(); err != nil {
@@ -149,8 +152,17 @@ func (g *gateway) stop() {
 // cli runs a ledgergate subcommand; it returns stdout, stderr and the exit code.
 func cli(t testing.TB, dir string, args ...string) (string, string, int) {
 	t.Helper()
+	return cliEnv(t, dir, nil, args...)
+}
+
+// cliEnv is cli with env added to the process's environment.
+func cliEnv(t testing.TB, dir string, env []string, args ...string) (string, string, int) {
+	t.Helper()
 	cmd := exec.Command(ledgergateBin, args...)
 	cmd.Dir = dir
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

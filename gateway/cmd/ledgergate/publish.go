@@ -4,26 +4,22 @@ import (
 	"context"
 	"crypto"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/ledgergate/ledgergate/bridge/device"
-	"github.com/ledgergate/ledgergate/gateway/config"
-	"github.com/ledgergate/ledgergate/gateway/daemon"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 )
 
 // chainFlags find the chain id for offline device commands.
 type chainFlags struct{ chainID, genesis *string }
 
-func addChainFlags(fs *flag.FlagSet) chainFlags {
+func addChainFlags(fs *flagSet) chainFlags {
 	return chainFlags{
 		chainID: fs.String("chain-id", "", "chain id (default: read from --genesis)"),
-		genesis: fs.String("genesis", filepath.Join(config.Dev().DataDir, daemon.GenesisFile), "genesis file to read the chain id from"),
+		genesis: genesisFlag(fs, "genesis file to read the chain id from"),
 	}
 }
 

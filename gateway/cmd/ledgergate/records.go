@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,14 +18,14 @@ import (
 	"github.com/ledgergate/ledgergate/gateway/api"
 )
 
-func tokenFlag(fs *flag.FlagSet) *string {
+func tokenFlag(fs *flagSet) *string {
 	return fs.String("token", "", "API token, sent as 'Authorization: Bearer TOKEN' (default: $"+tokenEnv+")")
 }
 
 // apiClient is the client of --api and --token (newClient already took
 // $LEDGERGATE_TOKEN; --token wins).
-func apiClient(apiURL, token string) *client {
-	c := newClient(apiURL)
+func apiClient(apiURL *apiTarget, token string) *client {
+	c := apiURL.client()
 	if token != "" {
 		c.token = token
 	}
@@ -98,7 +97,7 @@ func cmdRecords(ctx context.Context, e *env, args []string) error {
 	if *all {
 		remaining = -1
 	}
-	c := apiClient(*apiURL, *token)
+	c := apiClient(apiURL, *token)
 	switch *format {
 	case "ndjson", "csv":
 		return exportRecords(ctx, c, q, *format, remaining, recordsPage, e.stdout)

@@ -122,7 +122,7 @@ func TestRecordsCLI(t *testing.T) {
 	// What the CLI does for more records than a page: follow the pages,
 	// here of 2, in every format.
 	ctx := context.Background()
-	c := apiClient(g.api, "")
+	c := apiClient(&apiTarget{source: source{v: g.api}}, "")
 	for _, remaining := range []int{-1, 5} {
 		var got []uint64
 		err := pageRecords(ctx, c, url.Values{"order": {"asc"}}, remaining, 2, func(r *api.Record) error { got = append(got, r.Seq); return nil })

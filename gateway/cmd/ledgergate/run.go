@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"os"
 
 	"github.com/ledgergate/ledgergate/gateway/config"
 	"github.com/ledgergate/ledgergate/gateway/daemon"
@@ -15,7 +14,7 @@ import (
 func cmdRun(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "run")
 	dev := fs.Bool("dev", false, "embedded default: one node, data in ./ledgergate-data, a software key, API on 127.0.0.1:8080; no config file needed")
-	cfgPath := fs.String("config", "", "configuration file (default: "+config.DefaultPath+" when it exists; with --dev, only a file given here is read)")
+	cfgPath := fs.String("config", "", "configuration file (default: "+e.defaultConfigDesc()+"; with --dev, only a file given here is read)")
 	data := fs.String("data", "", "data directory (overrides data_dir)")
 	listen := fs.String("listen", "", "API address, e.g. 127.0.0.1:8080 (overrides api.listen)")
 	mqttListen := fs.String("mqtt", "", "MQTT address, e.g. 127.0.0.1:1883 (overrides mqtt.listen; \"off\" turns it off)")
@@ -24,7 +23,7 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	cfg, err := loadConfig(*dev, *cfgPath)
+	cfg, err := loadConfig(e, *dev, *cfgPath)
 	if err != nil {
 		return err
 	}
@@ -59,15 +58,13 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 
 // loadConfig picks the configuration: an explicit file, else the default
 // file if it exists (not with --dev), else the built-in defaults.
-func loadConfig(dev bool, path string) (config.Config, error) {
+func loadConfig(e *env, dev bool, path string) (config.Config, error) {
 	base := config.Default()
 	if dev {
 		base = config.Dev()
 	}
 	if path == "" && !dev {
-		if _, err := os.Stat(config.DefaultPath); err == nil {
-			path = config.DefaultPath
-		}
+		path = e.existingDefaultConfig()
 	}
 	if path == "" {
 		return base, base.Validate()
@@ -90,7 +87,7 @@ func newLogger(e *env, c config.LogLevel) (*slog.Logger, error) {
 func cmdInit(_ context.Context, e *env, args []string) error {
 	fs := newFlags(e, "init")
 	data := fs.String("data", "", "data directory to create (default: data_dir of the configuration, "+config.Default().DataDir+")")
-	cfgPath := fs.String("config", "", "configuration file, for [signer] (default: "+config.DefaultPath+" when it exists)")
+	cfgPath := fs.String("config", "", "configuration file, for [signer] (default: "+e.defaultConfigDesc()+")")
 	softwareKey := fs.Bool("software-key", false, "keep the node key in a software key file (DATA/"+daemon.NodeKeyFile+") instead of the TPM; the gateway then needs [signer] kind = \"software\" (run --dev has it)")
 	chainID := fs.String("chain-id", "", "chain id (default: dev- and 8 random hex digits)")
 	nodeID := fs.String("node-id", "node-1", "this node's id in the genesis; given alone, init makes only the node key, to join a chain of several gateways")
@@ -101,7 +98,7 @@ func cmdInit(_ context.Context, e *env, args []string) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	cfg, err := loadConfig(false, *cfgPath)
+	cfg, err := loadConfig(e, false, *cfgPath)
 	if err != nil {
 		return err
 	}

@@ -5,17 +5,16 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/ledgergate/ledgergate/gateway/config"
 	"github.com/ledgergate/ledgergate/gateway/daemon"
 )
 
 func cmdSeedsCheck(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "seeds check")
-	cfgPath := fs.String("config", "", "configuration file with a [seeds] section (default: "+config.DefaultPath+")")
+	cfgPath := fs.String("config", "", "configuration file with a [seeds] section (default: "+e.defaultConfigDesc()+")")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	cfg, err := loadConfig(false, *cfgPath)
+	cfg, err := loadConfig(e, false, *cfgPath)
 	if err != nil {
 		return err
 	}

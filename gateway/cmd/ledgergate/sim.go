@@ -160,7 +160,7 @@ func simMs(d time.Duration) string {
 // and enrolls them through the gateway's API as the admin; it returns
 // them and the chain id.
 func simEnroll(ctx context.Context, e *env, admin adminFlags, alg ledger.Alg, n int) ([]sim.Device, string, error) {
-	st, err := newClient(*admin.api).status(ctx)
+	st, err := admin.api.client().status(ctx)
 	if err != nil {
 		return nil, "", err
 	}

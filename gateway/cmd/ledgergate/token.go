@@ -39,16 +39,8 @@ func (s *scopeList) Set(v string) error {
 	return nil
 }
 
-// tokenStore opens the token store of the data directory named by --data,
-// else by the configuration's data_dir.
-func tokenStore(data, cfgPath string) (*api.Tokens, error) {
-	if data == "" {
-		cfg, err := loadConfig(false, cfgPath)
-		if err != nil {
-			return nil, err
-		}
-		data = cfg.DataDir
-	}
+// tokenStore opens the token store of the data directory.
+func tokenStore(data string) (*api.Tokens, error) {
 	return api.OpenTokens(filepath.Join(data, api.TokensFile), nil)
 }
 
@@ -58,8 +50,7 @@ func cmdTokenCreate(_ context.Context, e *env, args []string) error {
 	var scopes scopeList
 	fs.Var(&scopes, "scope", "a scope to grant; repeat it, or list them with commas: read:records, read:ledger, submit, read:metrics, admin (admin grants all)")
 	expires := fs.Duration("expires", 0, "lifetime, e.g. 720h for 30 days (default: never expires)")
-	data := fs.String("data", "", "data directory of the gateway (default: data_dir of the configuration)")
-	cfgPath := fs.String("config", "", "configuration file, for data_dir (default: /etc/ledgergate/ledgergate.toml when it exists)")
+	data := dataFlag(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -73,7 +64,7 @@ func cmdTokenCreate(_ context.Context, e *env, args []string) error {
 	if *expires < 0 {
 		return usageError(fs, "--expires must not be negative")
 	}
-	store, err := tokenStore(*data, *cfgPath)
+	store, err := tokenStore(*data)
 	if err != nil {
 		return err
 	}
@@ -93,8 +84,7 @@ func cmdTokenCreate(_ context.Context, e *env, args []string) error {
 
 func cmdTokenList(_ context.Context, e *env, args []string) error {
 	fs := newFlags(e, "token list")
-	data := fs.String("data", "", "data directory of the gateway (default: data_dir of the configuration)")
-	cfgPath := fs.String("config", "", "configuration file, for data_dir (default: /etc/ledgergate/ledgergate.toml when it exists)")
+	data := dataFlag(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -102,7 +92,7 @@ func cmdTokenList(_ context.Context, e *env, args []string) error {
 	if len(pos) > 0 {
 		return usageError(fs, "unexpected argument "+pos[0])
 	}
-	store, err := tokenStore(*data, *cfgPath)
+	store, err := tokenStore(*data)
 	if err != nil {
 		return err
 	}
@@ -128,8 +118,7 @@ func cmdTokenList(_ context.Context, e *env, args []string) error {
 
 func cmdTokenRevoke(_ context.Context, e *env, args []string) error {
 	fs := newFlags(e, "token revoke")
-	data := fs.String("data", "", "data directory of the gateway (default: data_dir of the configuration)")
-	cfgPath := fs.String("config", "", "configuration file, for data_dir (default: /etc/ledgergate/ledgergate.toml when it exists)")
+	data := dataFlag(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -141,7 +130,7 @@ func cmdTokenRevoke(_ context.Context, e *env, args []string) error {
 	if tid, ok := api.TokenID(id); ok { // a whole token was pasted: take its id, never echo the secret
 		id = tid
 	}
-	store, err := tokenStore(*data, *cfgPath)
+	store, err := tokenStore(*data)
 	if err != nil {
 		return err
 	}

@@ -5,11 +5,9 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
-	"flag"
 	"fmt"
 	"strings"
 
-	"github.com/ledgergate/ledgergate/gateway/config"
 	"github.com/ledgergate/ledgergate/gateway/daemon"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 	"github.com/ledgergate/ledgergate/tpm"
@@ -18,12 +16,14 @@ import (
 // tpmFlags pick the TPM: from the configuration's [signer], overridden by
 // flags.
 type tpmFlags struct {
+	e                                        *env
 	config, device, socket, handle, authFile *string
 }
 
-func newTPMFlags(fs *flag.FlagSet) tpmFlags {
+func newTPMFlags(fs *flagSet) tpmFlags {
 	return tpmFlags{
-		config:   fs.String("config", "", "configuration file, for [signer] (default: "+config.DefaultPath+" when it exists)"),
+		e:        fs.e,
+		config:   fs.String("config", "", "configuration file, for [signer] (default: "+fs.e.defaultConfigDesc()+")"),
 		device:   fs.String("device", "", "TPM device (overrides signer.tpm_device; default /dev/tpmrm0)"),
 		socket:   fs.String("socket", "", "swtpm Unix socket instead of a device (overrides signer.tpm_socket)"),
 		handle:   fs.String("handle", "", "persistent handle of the node key (overrides signer.tpm_handle; default 0x81010001)"),
@@ -49,7 +49,7 @@ func withTPM(e *env, name string, args []string, do func(t *tpm.TPM) error) erro
 
 // open opens the TPM the flags and configuration name.
 func (f tpmFlags) open() (*tpm.TPM, error) {
-	cfg, err := loadConfig(false, *f.config)
+	cfg, err := loadConfig(f.e, false, *f.config)
 	if err != nil {
 		return nil, err
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/ledgergate/ledgergate/bridge/device"
 	"github.com/ledgergate/ledgergate/gateway/chain"
-	"github.com/ledgergate/ledgergate/gateway/config"
 	"github.com/ledgergate/ledgergate/gateway/daemon"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 )
@@ -33,7 +31,7 @@ func cmdTxSubmit(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("read %s: %w", pos[0], err)
 	}
-	rb, raw, err := newClient(*apiURL).submit(ctx, env)
+	rb, raw, err := apiURL.client().submit(ctx, env)
 	if err != nil {
 		return err
 	}
@@ -48,12 +46,9 @@ func cmdTxSubmit(ctx context.Context, e *env, args []string) error {
 
 func cmdReceiptVerify(_ context.Context, e *env, args []string) error {
 	fs := newFlags(e, "receipt verify")
-	genesis := fs.String("genesis", "", "the chain's genesis file (all that verification needs)")
+	genesis := genesisFlag(fs, "the chain's genesis file (all that verification needs)")
 	pos, err := parse(fs, args)
 	if err != nil {
-		return err
-	}
-	if err := need(fs, "genesis"); err != nil {
 		return err
 	}
 	if len(pos) != 1 {
@@ -85,10 +80,6 @@ func cmdReceiptVerify(_ context.Context, e *env, args []string) error {
 		tx.ID, tx.Body.Kind, tx.Author, r.Header.Height, r.Header.ChainID, signers,
 		time.UnixMilli(r.Header.Time).UTC().Format(time.RFC3339))
 	return nil
-}
-
-func dataFlag(fs *flag.FlagSet) *string {
-	return fs.String("data", config.Dev().DataDir, "data directory")
 }
 
 func cmdLedgerVerify(_ context.Context, e *env, args []string) error {
