@@ -38,7 +38,10 @@ import (
 //	ledgergate.toml.backup      the configuration the gateway ran with, if any
 //	MANIFEST.json               last: BackupManifest
 //
-// Left out: the consensus memory (pbft/), the log's LOCK, temporary files
+// Left out: the consensus memory (pbft/), the state snapshots (snapshots/:
+// derived from the log, and the running gateway writes and removes them
+// while a backup reads; a restored gateway replays its log once and
+// writes a new one), the log's LOCK, temporary files
 // (names starting with "." or ending in ".tmp"), and, unless WithKeys,
 // private keys: files whose names end in ".key" or ".enc" (node.key,
 // admin.key, coap-dtls.key, operator.enc). A TPM key is never in one.
@@ -149,7 +152,7 @@ func Backup(ctx context.Context, w io.Writer, o BackupOptions) (*BackupManifest,
 		switch {
 		case rel == ".":
 			return nil
-		case d.IsDir() && (rel == BlocksDir || rel == PBFTDir || strings.HasPrefix(name, ".")):
+		case d.IsDir() && (rel == BlocksDir || rel == PBFTDir || rel == SnapshotsDir || strings.HasPrefix(name, ".")):
 			return fs.SkipDir
 		case d.IsDir():
 			return nil
