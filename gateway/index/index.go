@@ -247,8 +247,8 @@ var upgrades = [][]string{
 	// 7 to 8: retention (prune.go). pruned_height is the height up to
 	// which the rows of data.record txs were deleted.
 	{
-		`CREATE TABLE retention (pruned_height INTEGER NOT NULL)`,
-		`INSERT INTO retention (pruned_height) VALUES (0)`,
+		`CREATE TABLE IF NOT EXISTS retention (pruned_height INTEGER NOT NULL)`,
+		`INSERT INTO retention (pruned_height) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM retention)`,
 	},
 }
 
