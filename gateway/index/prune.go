@@ -6,6 +6,26 @@ import (
 	"fmt"
 )
 
+// LimitWAL bounds the WAL file to about n bytes (a retention budget's
+// share): a checkpoint once the WAL holds n/2 bytes of pages, and the file
+// cut back to n/2 after it. The WAL may pass n/2 by what one transaction
+// writes before the checkpoint runs. The defaults (walCheckpointPages,
+// walSizeLimit) are for an index without a budget.
+func (x *Index) LimitWAL(n int64) error {
+	pages := max(n/2/4096, 64)
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.closed {
+		return errors.New("index: closed")
+	}
+	for _, p := range []string{fmt.Sprintf(`PRAGMA wal_autocheckpoint = %d`, pages), fmt.Sprintf(`PRAGMA journal_size_limit = %d`, n/2)} {
+		if _, err := x.w.Exec(p); err != nil {
+			return fmt.Errorf("index: limit wal: %w", err)
+		}
+	}
+	return nil
+}
+
 // PrunedHeight is the height up to which PruneRecords deleted the rows of
 // data.record txs (0: none).
 func (x *Index) PrunedHeight() (uint64, error) {

@@ -3,6 +3,7 @@ package index
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -152,4 +153,40 @@ func TestRebuildFromPrunedBlocks(t *testing.T) {
 			t.Fatalf("device %s: rebuilt %+v, live %+v", id, b, a)
 		}
 	}
+}
+
+// TestLimitWAL: with a small WAL budget the WAL stays within it while
+// blocks are applied and their records pruned behind them.
+func TestLimitWAL(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "index.db")
+	x := open(t, path)
+	const limit = 1 << 20
+	if err := x.LimitWAL(limit); err != nil {
+		t.Fatal(err)
+	}
+	s := newSynthChain(t, x, 50)
+	// One block of 300 records writes well under limit/2 of pages.
+	const bound = limit
+	var largest int64
+	for i := range 120 {
+		s.apply(t, x, 300)
+		if i%5 == 4 {
+			h, err := x.Height()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := x.PruneRecords(h-2, 500); err != nil {
+				t.Fatal(err)
+			}
+		}
+		fi, err := os.Stat(path + "-wal")
+		if err != nil {
+			t.Fatal(err)
+		}
+		largest = max(largest, fi.Size())
+		if fi.Size() > bound {
+			t.Fatalf("after block %d the WAL holds %d bytes, more than %d", i+2, fi.Size(), bound)
+		}
+	}
+	t.Logf("largest WAL: %d bytes", largest)
 }
