@@ -95,6 +95,7 @@ type Server struct {
 	ready     atomic.Bool
 	health    func() error // why this gateway cannot commit now; nil if it can
 	egress    func() any   // nil: no egress connectors
+	storage   func() any   // nil: not reported
 	mux       *http.ServeMux
 	routes    []string      // the patterns registered with handle
 	uploads   chan struct{} // a slot per upload being read (upload.go)
@@ -130,6 +131,10 @@ func (s *Server) SetCluster(f func() Cluster) { s.cluster = f }
 // SetEgress sets where the status reads the egress connectors' state
 // from. It must be called before the server serves.
 func (s *Server) SetEgress(f func() any) { s.egress = f }
+
+// SetStorage sets where the status reads the storage and retention
+// state from. It must be called before the server serves.
+func (s *Server) SetStorage(f func() any) { s.storage = f }
 
 // SetReady marks the node ready (every listener bound, the ledger open).
 func (s *Server) SetReady(ok bool) { s.ready.Store(ok) }
@@ -299,6 +304,9 @@ type Status struct {
 	UptimeSeconds int64        `json:"uptime_seconds"`
 	Cluster       *Cluster     `json:"cluster,omitempty"`
 	Egress        any          `json:"egress,omitempty"` // the egress connectors (docs/egress.md); none: absent
+	// Storage is the disk usage of the block log, index and WAL, the
+	// retention budget and the pruned height (docs/retention.md).
+	Storage any `json:"storage,omitempty"`
 }
 
 func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
@@ -337,6 +345,9 @@ func (s *Server) Status() (Status, error) {
 	}
 	if s.egress != nil {
 		st.Egress = s.egress()
+	}
+	if s.storage != nil {
+		st.Storage = s.storage()
 	}
 	return st, nil
 }
