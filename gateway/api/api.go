@@ -46,6 +46,7 @@ type Index interface {
 	Devices(after string, limit int) ([]index.Device, error)
 	Records(device string, beforeSeq uint64, limit int) ([]index.TxInfo, error)
 	QueryRecords(q index.RecordQuery) ([]index.RecordInfo, error)
+	PrunedHeight() (uint64, error)
 }
 
 // NodeInfo is the static part of /api/v1/status.
@@ -283,6 +284,8 @@ func ErrorStatus(err error) (int, string) {
 			return code, string(re.Reason)
 		}
 		return http.StatusInternalServerError, string(re.Reason)
+	case errors.Is(err, ledger.ErrPruned):
+		return http.StatusGone, "pruned"
 	case errors.Is(err, index.ErrNotFound), errors.Is(err, chain.ErrNotFound):
 		return http.StatusNotFound, string(ledger.ReasonNotFound)
 	case errors.Is(err, chain.ErrClosed):
@@ -513,7 +516,7 @@ func (s *Server) tx(w http.ResponseWriter, r *http.Request) {
 	}
 	info, err := s.index.Tx(id)
 	if err != nil {
-		s.writeErr(w, err)
+		s.writeErr(w, s.maybePruned(err))
 		return
 	}
 	b, err := s.ledger.Block(info.Height)
@@ -521,7 +524,23 @@ func (s *Server) tx(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, err)
 		return
 	}
+	if len(b.Txs[info.Index]) == 0 && b.IsPruned() { // pruned after the index was read
+		s.writeErr(w, fmt.Errorf("tx %x at height %d: %w", id, info.Height, ledger.ErrPruned))
+		return
+	}
 	writeJSON(w, http.StatusOK, TxBody{TxInfo: *info, Envelope: b.Txs[info.Index]})
+}
+
+// maybePruned adds to a tx that was not found that retention pruned the
+// records up to a height, if it did: the tx may have been one of them.
+func (s *Server) maybePruned(err error) error {
+	if !errors.Is(err, index.ErrNotFound) && !errors.Is(err, chain.ErrNotFound) {
+		return err
+	}
+	if h, herr := s.index.PrunedHeight(); herr == nil && h > 0 {
+		return fmt.Errorf("%w (retention pruned the records of blocks 1 to %d: if this was one, its payload is gone; the receipt its device holds still verifies)", err, h)
+	}
+	return err
 }
 
 // ReceiptBody is the JSON answer carrying a receipt.
@@ -550,7 +569,7 @@ func (s *Server) receipt(w http.ResponseWriter, r *http.Request) {
 	}
 	rc, err := s.ledger.Receipt(id)
 	if err != nil {
-		s.writeErr(w, err)
+		s.writeErr(w, s.maybePruned(err))
 		return
 	}
 	s.writeReceipt(w, r, rc)

@@ -220,6 +220,10 @@ func newRecord(ri *index.RecordInfo, b *ledger.Block) (Record, error) {
 	if ri.Index >= uint64(len(b.Txs)) {
 		return Record{}, fmt.Errorf("api: record %s: block %d has %d txs", ri.ID, ri.Height, len(b.Txs))
 	}
+	if len(b.Txs[ri.Index]) == 0 && b.IsPruned() {
+		// Retention pruned it between the index query and this read.
+		return Record{}, fmt.Errorf("api: record %s at %d.%d: %w", ri.ID, ri.Height, ri.Index, ledger.ErrPruned)
+	}
 	tx, err := ledger.DecodeTx(b.Txs[ri.Index], 0)
 	if err != nil || tx.Body.Record == nil {
 		return Record{}, fmt.Errorf("api: record %s at %d.%d: not a record in the block log: %v", ri.ID, ri.Height, ri.Index, err)
