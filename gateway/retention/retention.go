@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,6 +28,9 @@ const (
 	// warnWater is where Status says the budget is nearly spent: usage
 	// that pruning could not bring under highWater is still growing.
 	warnWater = 0.85
+	// lowDiskDivisor: Status says the disk is low when less than a tenth
+	// of its file system is free.
+	lowDiskDivisor = 10
 	// deleteBatch is how many txs rows one SQL transaction of
 	// index.PruneRecords looks at.
 	deleteBatch = 2000
@@ -64,8 +68,14 @@ type Status struct {
 	// NearlyFull is set when usage is over 85% of the budget after a
 	// pass: pruning cannot keep up, or what it cannot prune (headers,
 	// the segment being written, the index) fills the budget.
-	NearlyFull bool   `json:"nearly_full"`
-	LastError  string `json:"last_error,omitempty"`
+	NearlyFull bool `json:"nearly_full"`
+	// DiskFreeBytes and DiskBytes are the free space (for this process)
+	// and the size of the file system of the block log; LowDisk is set
+	// when less than 10% of it is free, budget or not.
+	DiskFreeBytes int64  `json:"disk_free_bytes"`
+	DiskBytes     int64  `json:"disk_bytes"`
+	LowDisk       bool   `json:"low_disk"`
+	LastError     string `json:"last_error,omitempty"`
 }
 
 // Pruner applies a retention policy.
@@ -308,11 +318,21 @@ func size(path string) (int64, error) {
 }
 
 func (p *Pruner) setUsed(used int64) {
+	var free, total int64
+	if len(p.cfg.Paths) > 0 {
+		var fs syscall.Statfs_t
+		if err := syscall.Statfs(p.cfg.Paths[0], &fs); err == nil {
+			free, total = int64(fs.Bavail)*int64(fs.Bsize), int64(fs.Blocks)*int64(fs.Bsize)
+		}
+	}
 	p.mu.Lock()
 	p.status.UsedBytes = used
 	p.status.NearlyFull = p.cfg.MaxBytes > 0 && float64(used) > warnWater*float64(p.cfg.MaxBytes)
+	p.status.DiskFreeBytes, p.status.DiskBytes = free, total
+	p.status.LowDisk = total > 0 && free < total/lowDiskDivisor
 	p.mu.Unlock()
 	p.m.used.Set(float64(used))
+	p.m.free.Set(float64(free))
 }
 
 func (p *Pruner) setPruned(height, rows uint64) {
@@ -327,8 +347,8 @@ func (p *Pruner) setPruned(height, rows uint64) {
 
 // metrics are the Pruner's Prometheus series.
 type metrics struct {
-	used, budget, prunedHeight prometheus.Gauge
-	pruned, saved              prometheus.Counter
+	used, budget, prunedHeight, free prometheus.Gauge
+	pruned, saved                    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -339,13 +359,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "ledgergate_storage_budget_bytes", Help: "The retention budget (retention.max_bytes); 0 if none."}),
 		prunedHeight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ledgergate_pruned_height", Help: "Records of blocks up to this height were pruned by retention."}),
+		free: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ledgergate_storage_disk_free_bytes", Help: "Free bytes of the block log's file system, at the last retention pass."}),
 		pruned: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ledgergate_pruned_records_total", Help: "Index rows of records pruned by retention since start."}),
 		saved: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ledgergate_pruned_bytes_total", Help: "Bytes the block log shrank by through retention since start."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.used, m.budget, m.prunedHeight, m.pruned, m.saved)
+		reg.MustRegister(m.used, m.budget, m.prunedHeight, m.free, m.pruned, m.saved)
 	}
 	return m
 }
