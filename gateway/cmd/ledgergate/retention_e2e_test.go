@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -210,9 +211,17 @@ func TestRetentionBudget(t *testing.T) {
 		t.Fatalf("status: %d %+v", code, st.Storage)
 	}
 	// The early record's payload is gone, and the API says why.
-	var body struct{ Error, Reason string }
-	if code := getJSON(t, g.api, "/api/v1/txs/"+hexID(early), &body); code != http.StatusNotFound || !strings.Contains(body.Error, "retention pruned") {
-		t.Fatalf("GET the early record: %d %+v, want 404 saying retention pruned it", code, body)
+	for _, path := range []string{"/api/v1/txs/" + hexID(early), "/api/v1/txs/" + hexID(early) + "/receipt"} {
+		resp, err := http.Get(g.api + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct{ Error, Reason string }
+		err = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusNotFound || !strings.Contains(body.Error, "retention pruned the records of blocks 1 to") {
+			t.Errorf("GET %s for the early record: %d %+v %v, want 404 saying retention pruned it", path, resp.StatusCode, body, err)
+		}
 	}
 	var metrics bytes.Buffer
 	if resp, err := http.Get(g.api + "/metrics"); err == nil {
