@@ -93,7 +93,7 @@ func commands() []command {
 			"list or export committed records, newest first, following the API's pages", cmdRecords},
 		{"tx submit", "MSG [--receipt-out FILE]", "submit a signed tx and wait for its receipt", cmdTxSubmit},
 		{"receipt verify", "--genesis FILE RECEIPT", "verify a receipt offline against the genesis", cmdReceiptVerify},
-		{"ledger verify", "[--data DIR]", "check the whole chain: hashes, Merkle roots, certificates, signatures (also on a running gateway)", cmdLedgerVerify},
+		{"ledger verify", "[--data DIR]", "check the whole chain: hashes, Merkle roots, certificates, signatures, and say what retention pruned (also on a running gateway)", cmdLedgerVerify},
 		{"ledger reindex", "[--data DIR]", "rebuild the SQLite index from the block log (gateway stopped)", cmdLedgerReindex},
 	}
 }
