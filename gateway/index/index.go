@@ -720,7 +720,9 @@ func (w *writer) prepare() error {
 		{&w.beginStmt, `BEGIN IMMEDIATE`},
 		{&w.commitStmt, `COMMIT`},
 		{&w.height, sqlHeight},
-		{&w.lastSeq, `SELECT coalesce(max(seq), 0) FROM txs`},
+		// From the top block, not max(seq) of txs: a pruned record (a
+		// block from a pruned log or a peer's) leaves a seq with no row.
+		{&w.lastSeq, `SELECT coalesce((SELECT first_seq + num_txs - 1 FROM blocks ORDER BY height DESC LIMIT 1), 0)`},
 		{&w.tmax, `SELECT tmax FROM blocks WHERE height = ?`},
 		{&w.insBlock, `INSERT INTO blocks (height, hash, prev, tx_root, num_txs, time, view, proposer, first_seq, tmax)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},

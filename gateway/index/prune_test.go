@@ -190,3 +190,42 @@ func TestLimitWAL(t *testing.T) {
 	}
 	t.Logf("largest WAL: %d bytes", largest)
 }
+
+// TestPrunedTopBlock: when the top block's last txs are pruned records
+// (a pruned block from a peer), they have no rows, and the seqs of the
+// next block still start after them, also after a reopen.
+func TestPrunedTopBlock(t *testing.T) {
+	c, _ := prunedChain(t)
+	path := filepath.Join(t.TempDir(), "index.db")
+	x := open(t, path)
+	apply(t, x, c.blocks[:6]...)
+	b7 := c.blocks[6]
+	txs, err := b7.DecodeTxs(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p7, err := ledger.Prune(b7, txs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply(t, x, p7)
+	x.Close()
+	x = open(t, path)
+	k := newEd25519(t)
+	apply(t, x, c.next(c.enroll("dev-4", k)), c.next(record(t, "dev-4", k, 1)))
+	cs, err := x.Counts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs.Blocks != 9 || cs.Txs != 3+6*2+1+2 {
+		t.Fatalf("counts %+v, want 9 blocks and 18 txs", cs)
+	}
+	if got := kinds(t, x, 7); got != nil {
+		t.Fatalf("block 7: %v, want no rows", got)
+	}
+	for h, want := range map[uint64][]string{8: {"device.enroll"}, 9: {"data.record"}} {
+		if got := kinds(t, x, h); !reflect.DeepEqual(got, want) {
+			t.Fatalf("block %d: %v, want %v", h, got, want)
+		}
+	}
+}
