@@ -119,9 +119,9 @@ func TestRetentionBudget(t *testing.T) {
 
 	// Sample the usage every second until the load is done.
 	var (
-		samples, over int
-		largest       int64
-		firstOver     string
+		samples, over       int
+		largest, largestWAL int64
+		firstOver           string
 	)
 	stopSampling := make(chan struct{})
 	sampled := make(chan struct{})
@@ -141,6 +141,9 @@ func TestRetentionBudget(t *testing.T) {
 			}
 			samples++
 			largest = max(largest, n)
+			if fi, err := os.Stat(filepath.Join(data, "index.db-wal")); err == nil {
+				largestWAL = max(largestWAL, fi.Size())
+			}
 			if n > retentionBudget {
 				over++
 				if firstOver == "" {
@@ -185,8 +188,8 @@ func TestRetentionBudget(t *testing.T) {
 		t.Fatalf("%v\n%s", err, tail(g.log(), 4000))
 	}
 	took := time.Since(start)
-	t.Logf("%d records of %d bytes in %s; %d samples, largest usage %d bytes of a budget of %d",
-		acked.Load()+1, payloadSize, took.Round(time.Second), samples, largest, retentionBudget)
+	t.Logf("%d records of %d bytes in %s; %d samples, largest usage %d bytes of a budget of %d, largest WAL %d bytes",
+		acked.Load()+1, payloadSize, took.Round(time.Second), samples, largest, retentionBudget, largestWAL)
 	if samples < 10 {
 		t.Fatalf("only %d samples of the usage were taken", samples)
 	}
