@@ -295,7 +295,8 @@ func (d *Daemon) buildChain(gw *gateway) error {
 	gw.pruner, err = retention.New(retention.Config{
 		Keep: time.Duration(cfg.Retention.Keep), MaxBytes: int64(cfg.Retention.MaxBytes), Interval: time.Duration(cfg.Retention.Interval),
 		Paths: []string{filepath.Join(cfg.DataDir, BlocksDir), ix, ix + "-wal", ix + "-shm"},
-	}, retention.Deps{Log: gw.blog, Index: gw.idx, Logger: d.logger.With("component", "retention"), Registry: gw.reg})
+	}, retention.Deps{Log: gw.blog, Index: gw.idx, Logger: d.logger.With("component", "retention"), Registry: gw.reg,
+		Hold: egressHold(gw.eg)})
 	if err != nil {
 		return err
 	}
@@ -595,4 +596,23 @@ func transportOrNil(t *cluster.Transport) replica.Transport {
 		return nil
 	}
 	return t
+}
+
+// egressHold is the lowest block the egress connectors that run here have
+// not delivered in full: retention's age limit waits for them. None: no
+// hold.
+func egressHold(eg *egress.Manager) func() (uint64, bool) {
+	if eg == nil {
+		return nil
+	}
+	return func() (uint64, bool) {
+		var low uint64
+		held := false
+		for _, s := range eg.Cursors() {
+			if !held || s < low {
+				low, held = s, true
+			}
+		}
+		return low, held
+	}
 }

@@ -54,6 +54,11 @@ type Deps struct {
 	Logger   *slog.Logger
 	Registry prometheus.Registerer // nil: no metrics
 	Now      func() time.Time      // nil: time.Now
+	// Hold, if set, returns the lowest height whose records someone still
+	// needs (the egress connectors' lowest cursor): age pruning leaves the
+	// segments that reach it, budget pruning does not (a full disk would
+	// stop the chain) and logs what it pruned undelivered.
+	Hold func() (height uint64, ok bool)
 }
 
 // Status is what the Pruner reports (API status, dashboard).
@@ -197,8 +202,21 @@ func (p *Pruner) Pass(ctx context.Context) (err error) {
 				return err
 			}
 		}
+		held := false
+		if p.d.Hold != nil {
+			if h, ok := p.d.Hold(); ok && seg.Last >= h {
+				held = true
+			}
+		}
+		if held && !byBudget {
+			break // an egress connector has yet to deliver these records
+		}
 		if !byBudget && !byAge {
 			break // segments are in height order: the rest are younger, and usage is under the budget
+		}
+		if held {
+			p.logger.Warn("retention budget prunes records an egress connector has not delivered: they are lost to it",
+				"blocks", fmt.Sprintf("%d-%d", seg.First, seg.Last))
 		}
 		if err := p.pruneSegment(seg); err != nil {
 			return err

@@ -225,3 +225,28 @@ func TestPruneByBudget(t *testing.T) {
 		t.Fatalf("last seq %d, want %d", last, f.seq)
 	}
 }
+
+// TestHold: age pruning stops at the first segment that reaches the hold
+// (an egress connector's cursor); budget pruning does not.
+func TestHold(t *testing.T) {
+	f := newFixture(t, 32<<10)
+	f.records(t, 60)
+	segs := f.log.Segments()
+	hold := segs[2].First // inside no pruned segment: segments 1 and 2 end before it
+	p := f.pruner(t, Config{Keep: time.Hour}, f.t0.Add(10*time.Hour)) // every block is old
+	p.d.Hold = func() (uint64, bool) { return hold, true }
+	if err := p.Pass(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	f.checkPruned(t, segs[1].Last)
+	// The budget wins over the hold.
+	used := p.Status().UsedBytes
+	b := f.pruner(t, Config{MaxBytes: used}, time.Now())
+	b.d.Hold = func() (uint64, bool) { return hold, true }
+	if err := b.Pass(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st := b.Status(); st.PrunedHeight <= segs[2].Last {
+		t.Fatalf("budget pruning stopped at the hold: pruned height %d", st.PrunedHeight)
+	}
+}
