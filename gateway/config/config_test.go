@@ -33,6 +33,13 @@ func TestLoadGood(t *testing.T) {
 		len(c.Egress) != 3 || c.Egress[1].Start != "now" || c.Egress[2].Batch != 50 || c.Egress[0].Protocol != "3.1.1" || c.Egress[0].Window != 200 || time.Duration(c.Egress[2].Timeout) != 5*time.Second {
 		t.Fatalf("loaded %+v", c)
 	}
+	if r := c.Retention; time.Duration(r.Keep) != 720*time.Hour || r.MaxBytes != 2<<30 || time.Duration(r.Interval) != 30*time.Second ||
+		!r.Enabled() || r.SegmentBytes() != 64<<20 {
+		t.Fatalf("retention %+v", r)
+	}
+	if Default().Retention.Enabled() {
+		t.Fatal("retention on by default")
+	}
 	// A partial file keeps the defaults for what it does not set.
 	c, err = Parse([]byte("[log]\nlevel = \"warn\"\n"), Default())
 	if err != nil {
