@@ -93,6 +93,7 @@ type Pruner struct {
 	mu     sync.Mutex
 	status Status
 	done   uint64 // every sealed segment up to this height is pruned, in the log and the index
+	unmet  bool   // the last pass could not bring usage under the budget's high water (Pass only)
 }
 
 // New checks cfg and builds a Pruner. It does no I/O.
@@ -230,10 +231,12 @@ func (p *Pruner) Pass(ctx context.Context) (err error) {
 		}
 		p.setUsed(used)
 	}
-	if !lagging && p.cfg.MaxBytes > 0 && float64(used) > highWater*float64(p.cfg.MaxBytes) {
+	unmet := !lagging && p.cfg.MaxBytes > 0 && float64(used) > highWater*float64(p.cfg.MaxBytes)
+	if unmet && !p.unmet { // once, not every pass
 		p.logger.Warn("retention budget cannot be met: every sealed segment is pruned; what is left is headers, certificates, the segment being written and the index",
 			"used_bytes", used, "max_bytes", p.cfg.MaxBytes)
 	}
+	p.unmet = unmet
 	return nil
 }
 

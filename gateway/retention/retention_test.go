@@ -232,7 +232,7 @@ func TestHold(t *testing.T) {
 	f := newFixture(t, 32<<10)
 	f.records(t, 60)
 	segs := f.log.Segments()
-	hold := segs[2].First // inside no pruned segment: segments 1 and 2 end before it
+	hold := segs[2].First                                             // inside no pruned segment: segments 1 and 2 end before it
 	p := f.pruner(t, Config{Keep: time.Hour}, f.t0.Add(10*time.Hour)) // every block is old
 	p.d.Hold = func() (uint64, bool) { return hold, true }
 	if err := p.Pass(context.Background()); err != nil {
