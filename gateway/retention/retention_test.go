@@ -232,8 +232,10 @@ func TestHold(t *testing.T) {
 	f := newFixture(t, 32<<10)
 	f.records(t, 60)
 	segs := f.log.Segments()
-	hold := segs[2].First                                             // inside no pruned segment: segments 1 and 2 end before it
-	p := f.pruner(t, Config{Keep: time.Hour}, f.t0.Add(10*time.Hour)) // every block is old
+	// Every block is old; the hold is segment 3's first block, so only
+	// segments 1 and 2 may go by age.
+	hold := segs[2].First
+	p := f.pruner(t, Config{Keep: time.Hour}, f.t0.Add(10*time.Hour))
 	p.d.Hold = func() (uint64, bool) { return hold, true }
 	if err := p.Pass(context.Background()); err != nil {
 		t.Fatal(err)
