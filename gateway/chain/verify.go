@@ -57,7 +57,8 @@ func Verify(g *ledger.Genesis, log *ledger.Log, progress func(done, total uint64
 		}
 		batch := st.NewBatch()
 		txs := make([]*ledger.Tx, len(b.Txs))
-		stubs, err := b.DecodeTxs(g.Params.MaxTxBytes)
+		// Decoded once; the size limit is CheckTx's.
+		decoded, err := b.DecodeTxs(0)
 		if err != nil {
 			return sum, fmt.Errorf("chain: block %d: %w", h, err)
 		}
@@ -69,15 +70,15 @@ func Verify(g *ledger.Genesis, log *ledger.Log, progress func(done, total uint64
 			}
 			sum.PrunedTo = h
 		}
-		for i, env := range b.Txs {
+		for i, tx := range decoded {
 			var c *state.Checked
 			var err error
-			if stubs[i].Pruned {
+			if tx.Pruned {
 				// No envelope, no signature: the device's key and
 				// seq rules still hold.
-				c, err = batch.Check(stubs[i])
+				c, err = batch.Check(tx)
 			} else {
-				c, err = st.Check(env)
+				c, err = st.CheckTx(tx)
 			}
 			if err == nil {
 				err = batch.Add(c)
