@@ -226,6 +226,17 @@ func TestRetentionBudget(t *testing.T) {
 			t.Errorf("GET %s for the early record: %d %+v %v, want 404 saying retention pruned it", path, resp.StatusCode, body, err)
 		}
 	}
+	// Record queries return what is kept and say what was pruned.
+	var page struct {
+		Records []struct {
+			Block uint64 `json:"block"`
+		} `json:"records"`
+		PrunedHeight uint64 `json:"pruned_height"`
+	}
+	if code := getJSON(t, g.api, "/api/v1/records?device=dev-0&limit=100", &page); code != http.StatusOK ||
+		page.PrunedHeight != st.Storage.PrunedHeight || len(page.Records) == 0 || page.Records[0].Block <= page.PrunedHeight {
+		t.Errorf("GET /api/v1/records: %d, pruned height %d (status %d), %d records", code, page.PrunedHeight, st.Storage.PrunedHeight, len(page.Records))
+	}
 	var metrics bytes.Buffer
 	if resp, err := http.Get(g.api + "/metrics"); err == nil {
 		metrics.ReadFrom(resp.Body)
