@@ -234,7 +234,7 @@ func TestRetentionBudget(t *testing.T) {
 		PrunedHeight uint64 `json:"pruned_height"`
 	}
 	if code := getJSON(t, g.api, "/api/v1/records?device=dev-0&limit=100", &page); code != http.StatusOK ||
-		page.PrunedHeight != st.Storage.PrunedHeight || len(page.Records) == 0 || page.Records[0].Block <= page.PrunedHeight {
+		page.PrunedHeight < st.Storage.PrunedHeight || len(page.Records) == 0 || page.Records[0].Block <= page.PrunedHeight {
 		t.Errorf("GET /api/v1/records: %d, pruned height %d (status %d), %d records", code, page.PrunedHeight, st.Storage.PrunedHeight, len(page.Records))
 	}
 	var metrics bytes.Buffer
