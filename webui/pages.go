@@ -574,6 +574,7 @@ type update struct {
 	Counts       any        `json:"counts"`
 	Connected    []string   `json:"connected"` // device ids, at most maxLiveIDs
 	NConnected   int        `json:"n_connected"`
+	Storage      any        `json:"storage,omitempty"` // the status's storage (docs/retention.md)
 	snapshot
 }
 
@@ -619,7 +620,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, ss *session) {
 func (s *Server) writeUpdate(w http.ResponseWriter) error {
 	u := update{snapshot: s.live.snapshot()}
 	if st, err := s.d.Status(); err == nil {
-		u.Height, u.Counts = st.Height, st.Counts
+		u.Height, u.Counts, u.Storage = st.Height, st.Counts, st.Storage
 		if c := st.Cluster; c != nil {
 			u.View, u.Primary, u.ViewChanging, u.Peers = c.View, c.Primary, c.ViewChanging, c.Peers
 		}

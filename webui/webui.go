@@ -278,6 +278,7 @@ func parsePages() (map[string]*template.Template, error) {
 		"rate":      func(f float64) string { return fmt.Sprintf("%.1f", f) },
 		"hasPrefix": strings.HasPrefix,
 		"has":       slices.Contains[[]string],
+		"bytes":     fmtBytes,
 	}
 	names, err := fs.Glob(assets, "templates/*.html")
 	if err != nil {
@@ -323,4 +324,18 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, code int, name s
 // fail shows an error page.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, ss *session, code int, msg string) {
 	s.render(w, r, code, "error", page{Title: http.StatusText(code), Session: ss, Error: msg})
+}
+
+// fmtBytes writes a size in bytes as 1.5 MB, 20 MB, 3.2 GB (powers of
+// 1000, as retention.max_bytes "20MB" is written).
+func fmtBytes(n int64) string {
+	switch {
+	case n >= 1e9:
+		return fmt.Sprintf("%.1f GB", float64(n)/1e9)
+	case n >= 1e6:
+		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
+	case n >= 1e3:
+		return fmt.Sprintf("%.1f kB", float64(n)/1e3)
+	}
+	return fmt.Sprintf("%d B", n)
 }

@@ -46,6 +46,7 @@ type Index interface {
 	Devices(after string, limit int) ([]index.Device, error)
 	Records(device string, beforeSeq uint64, limit int) ([]index.TxInfo, error)
 	QueryRecords(q index.RecordQuery) ([]index.RecordInfo, error)
+	PrunedHeight() (uint64, error)
 }
 
 // NodeInfo is the static part of /api/v1/status.
@@ -95,6 +96,7 @@ type Server struct {
 	ready     atomic.Bool
 	health    func() error // why this gateway cannot commit now; nil if it can
 	egress    func() any   // nil: no egress connectors
+	storage   func() any   // nil: not reported
 	mux       *http.ServeMux
 	routes    []string      // the patterns registered with handle
 	uploads   chan struct{} // a slot per upload being read (upload.go)
@@ -130,6 +132,10 @@ func (s *Server) SetCluster(f func() Cluster) { s.cluster = f }
 // SetEgress sets where the status reads the egress connectors' state
 // from. It must be called before the server serves.
 func (s *Server) SetEgress(f func() any) { s.egress = f }
+
+// SetStorage sets where the status reads the storage and retention
+// state from. It must be called before the server serves.
+func (s *Server) SetStorage(f func() any) { s.storage = f }
 
 // SetReady marks the node ready (every listener bound, the ledger open).
 func (s *Server) SetReady(ok bool) { s.ready.Store(ok) }
@@ -278,6 +284,8 @@ func ErrorStatus(err error) (int, string) {
 			return code, string(re.Reason)
 		}
 		return http.StatusInternalServerError, string(re.Reason)
+	case errors.Is(err, ledger.ErrPruned):
+		return http.StatusGone, "pruned"
 	case errors.Is(err, index.ErrNotFound), errors.Is(err, chain.ErrNotFound):
 		return http.StatusNotFound, string(ledger.ReasonNotFound)
 	case errors.Is(err, chain.ErrClosed):
@@ -299,6 +307,9 @@ type Status struct {
 	UptimeSeconds int64        `json:"uptime_seconds"`
 	Cluster       *Cluster     `json:"cluster,omitempty"`
 	Egress        any          `json:"egress,omitempty"` // the egress connectors (docs/egress.md); none: absent
+	// Storage is the disk usage of the block log, index and WAL, the
+	// retention budget and the pruned height (docs/retention.md).
+	Storage any `json:"storage,omitempty"`
 }
 
 func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
@@ -337,6 +348,9 @@ func (s *Server) Status() (Status, error) {
 	}
 	if s.egress != nil {
 		st.Egress = s.egress()
+	}
+	if s.storage != nil {
+		st.Storage = s.storage()
 	}
 	return st, nil
 }
@@ -502,7 +516,7 @@ func (s *Server) tx(w http.ResponseWriter, r *http.Request) {
 	}
 	info, err := s.index.Tx(id)
 	if err != nil {
-		s.writeErr(w, err)
+		s.writeErr(w, s.maybePruned(err))
 		return
 	}
 	b, err := s.ledger.Block(info.Height)
@@ -510,7 +524,23 @@ func (s *Server) tx(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, err)
 		return
 	}
+	if len(b.Txs[info.Index]) == 0 && b.IsPruned() { // pruned after the index was read
+		s.writeErr(w, fmt.Errorf("tx %x at height %d: %w", id, info.Height, ledger.ErrPruned))
+		return
+	}
 	writeJSON(w, http.StatusOK, TxBody{TxInfo: *info, Envelope: b.Txs[info.Index]})
+}
+
+// maybePruned adds to a tx that was not found that retention pruned the
+// records up to a height, if it did: the tx may have been one of them.
+func (s *Server) maybePruned(err error) error {
+	if !errors.Is(err, index.ErrNotFound) && !errors.Is(err, chain.ErrNotFound) {
+		return err
+	}
+	if h, herr := s.index.PrunedHeight(); herr == nil && h > 0 {
+		return fmt.Errorf("%w (retention pruned the records of blocks 1 to %d: if this was one, its payload is gone; the receipt its device holds still verifies)", err, h)
+	}
+	return err
 }
 
 // ReceiptBody is the JSON answer carrying a receipt.
@@ -539,7 +569,7 @@ func (s *Server) receipt(w http.ResponseWriter, r *http.Request) {
 	}
 	rc, err := s.ledger.Receipt(id)
 	if err != nil {
-		s.writeErr(w, err)
+		s.writeErr(w, s.maybePruned(err))
 		return
 	}
 	s.writeReceipt(w, r, rc)

@@ -44,6 +44,9 @@ type RecordsBody struct {
 	// Next is the cursor (the after parameter) of the next page; empty
 	// when this page was not full.
 	Next string `json:"next,omitempty"`
+	// PrunedHeight says that retention pruned the records of blocks 1 to
+	// it: no query returns them (docs/retention.md). 0: none pruned.
+	PrunedHeight uint64 `json:"pruned_height,omitempty"`
 }
 
 // Formats of the answer.
@@ -220,6 +223,10 @@ func newRecord(ri *index.RecordInfo, b *ledger.Block) (Record, error) {
 	if ri.Index >= uint64(len(b.Txs)) {
 		return Record{}, fmt.Errorf("api: record %s: block %d has %d txs", ri.ID, ri.Height, len(b.Txs))
 	}
+	if len(b.Txs[ri.Index]) == 0 && b.IsPruned() {
+		// Retention pruned it between the index query and this read.
+		return Record{}, fmt.Errorf("api: record %s at %d.%d: %w", ri.ID, ri.Height, ri.Index, ledger.ErrPruned)
+	}
 	tx, err := ledger.DecodeTx(b.Txs[ri.Index], 0)
 	if err != nil || tx.Body.Record == nil {
 		return Record{}, fmt.Errorf("api: record %s at %d.%d: not a record in the block log: %v", ri.ID, ri.Height, ri.Index, err)
@@ -303,11 +310,15 @@ func (s *Server) queryRecords(w http.ResponseWriter, r *http.Request) {
 	if !req.all && len(recs) == req.q.Limit {
 		next = EncodeCursor(index.Position{Height: recs[len(recs)-1].Block, Index: recs[len(recs)-1].Index})
 	}
+	pruned, _ := s.index.PrunedHeight() // a hint: an error leaves it out
 	if req.format == formatJSON {
-		writeJSON(w, http.StatusOK, RecordsBody{Records: recs, Next: next})
+		writeJSON(w, http.StatusOK, RecordsBody{Records: recs, Next: next, PrunedHeight: pruned})
 		return
 	}
 	h := w.Header()
+	if pruned > 0 {
+		h.Set("X-Pruned-Height", strconv.FormatUint(pruned, 10))
+	}
 	if next != "" {
 		h.Set("X-Next-Cursor", next)
 		u := *r.URL

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
@@ -36,6 +37,75 @@ type Config struct {
 	Log      LogLevel `toml:"log"`
 	// Egress are the connectors that deliver committed records onward.
 	Egress []Egress `toml:"egress"`
+	// Retention prunes old record payloads (docs/retention.md).
+	Retention Retention `toml:"retention"`
+}
+
+// Retention is the policy that prunes the payloads (envelopes) of old
+// data.record txs and their index rows, keeping every block header,
+// certificate, Merkle root and every other tx. Keep and MaxBytes both
+// zero (the default): keep everything.
+type Retention struct {
+	// Keep prunes the records of blocks older than this, by block time.
+	// 0: no age limit.
+	Keep Duration `toml:"keep"`
+	// MaxBytes is the budget of the block log, the index and its WAL
+	// together, as "20MB" or "2GiB": past 70% of it the oldest records
+	// are pruned until usage is under 50%. 0: no size limit.
+	MaxBytes Size `toml:"max_bytes"`
+	// Interval is how often the policy is checked.
+	Interval Duration `toml:"interval"`
+}
+
+// Enabled says whether the policy prunes anything.
+func (r Retention) Enabled() bool { return r.Keep > 0 || r.MaxBytes > 0 }
+
+// SegmentBytes is the block log's segment size under the policy: only
+// sealed segments are pruned, so with a budget a segment is a sixteenth
+// of it (at least 256 KiB, at most the 64 MiB default); 0 (the default
+// size) without one.
+func (r Retention) SegmentBytes() int64 {
+	if r.MaxBytes == 0 {
+		return 0
+	}
+	return min(max(int64(r.MaxBytes)/16, 256<<10), 64<<20)
+}
+
+// Size is a number of bytes written as "20MB", "512KiB", "1GB" or "1000"
+// (kB, MB, GB are powers of 1000; KiB, MiB, GiB of 1024).
+type Size int64
+
+// UnmarshalText parses a size.
+func (s *Size) UnmarshalText(b []byte) error {
+	v, err := ParseSize(string(b))
+	if err != nil {
+		return err
+	}
+	*s = v
+	return nil
+}
+
+// MarshalText writes the size in bytes.
+func (s Size) MarshalText() ([]byte, error) { return []byte(strconv.FormatInt(int64(s), 10)), nil }
+
+// ParseSize parses a size as Size.UnmarshalText does.
+func ParseSize(t string) (Size, error) {
+	units := []struct {
+		suffix string
+		mul    int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"kB", 1000}, {"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000}, {"B", 1}}
+	num, mul := t, int64(1)
+	for _, u := range units {
+		if n, ok := strings.CutSuffix(t, u.suffix); ok {
+			num, mul = strings.TrimSpace(n), u.mul
+			break
+		}
+	}
+	v, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || v < 0 || v > (1<<62)/mul {
+		return 0, fmt.Errorf("size %q: want a whole number of bytes with an optional unit, e.g. 20MB, 512KiB, 2GiB", t)
+	}
+	return Size(v * mul), nil
 }
 
 // WebUI is the operator dashboard, served on the API listener
@@ -274,7 +344,8 @@ func Default() Config {
 		Seeds:    Seeds{MinSeeds: 1},
 		WebUI: WebUI{Enabled: true, AdminKey: "admin.key", AdminID: "admin",
 			SessionIdle: Duration(15 * time.Minute), SessionMax: Duration(8 * time.Hour)},
-		Log: LogLevel{Level: "info", Format: "text"},
+		Log:       LogLevel{Level: "info", Format: "text"},
+		Retention: Retention{Interval: Duration(10 * time.Second)},
 	}
 }
 
@@ -486,6 +557,15 @@ func (c *Config) Validate() error {
 	case "text", "json":
 	default:
 		bad("log.format %q: want text or json", c.Log.Format)
+	}
+	if d := time.Duration(c.Retention.Keep); d != 0 && d < time.Hour {
+		bad("retention.keep %s: want 0s (no age limit) or at least 1h", d)
+	}
+	if m := c.Retention.MaxBytes; m != 0 && m < 4<<20 {
+		bad("retention.max_bytes %d: want 0 (no size limit) or at least 4MiB", m)
+	}
+	if d := time.Duration(c.Retention.Interval); d < time.Second || d > time.Hour {
+		bad("retention.interval %s: want 1s to 1h", d)
 	}
 	validateEgress(c.Egress, bad)
 	return errors.Join(errs...)

@@ -34,6 +34,13 @@ func TestLoadGood(t *testing.T) {
 		len(c.Egress) != 3 || c.Egress[1].Start != "now" || c.Egress[2].Batch != 50 || c.Egress[0].Protocol != "3.1.1" || c.Egress[0].Window != 200 || time.Duration(c.Egress[2].Timeout) != 5*time.Second {
 		t.Fatalf("loaded %+v", c)
 	}
+	if r := c.Retention; time.Duration(r.Keep) != 720*time.Hour || r.MaxBytes != 2<<30 || time.Duration(r.Interval) != 30*time.Second ||
+		!r.Enabled() || r.SegmentBytes() != 64<<20 {
+		t.Fatalf("retention %+v", r)
+	}
+	if Default().Retention.Enabled() {
+		t.Fatal("retention on by default")
+	}
 	// A partial file keeps the defaults for what it does not set.
 	c, err = Parse([]byte("[log]\nlevel = \"warn\"\n"), Default())
 	if err != nil {
@@ -67,6 +74,8 @@ func TestLoadBad(t *testing.T) {
 			`egress[3] (x).kind "kafka"`, `egress[0] (Up stream).protocol "3": want "5" or "3.1.1"`,
 			`egress[0] (Up stream).window 2000: want 1 to 1000`, `egress[1] (js).protocol: only for kind mqtt`,
 			`egress[2] (js).window: only for kind mqtt or nats`},
+		"retention.bad.toml": {"retention.keep 10m0s", "retention.max_bytes 1000000", "retention.interval 0s"},
+		"size.bad.toml":      {`size "20 parsecs"`},
 		"webui.bad.toml": {"api.tls_cert and api.tls_key", "webui.password_hash: not a bcrypt hash",
 			"webui.session_idle 10s", "webui.session_max 1000h"},
 	}
@@ -85,6 +94,34 @@ func TestLoadBad(t *testing.T) {
 				t.Errorf("%s: error %q does not mention %q", f, err, w)
 			}
 		}
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want Size
+		ok   bool
+	}{
+		{"0", 0, true}, {"1000", 1000, true}, {"20MB", 20_000_000, true}, {"512KiB", 512 << 10, true},
+		{"2GiB", 2 << 30, true}, {"1GB", 1_000_000_000, true}, {"4 MiB", 4 << 20, true}, {"7B", 7, true},
+		{"", 0, false}, {"-1MB", 0, false}, {"1.5GB", 0, false}, {"MB", 0, false}, {"10TB", 0, false},
+		{"9999999999GiB", 0, false},
+	} {
+		got, err := ParseSize(c.in)
+		if (err == nil) != c.ok || got != c.want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d, ok %v", c.in, got, err, c.want, c.ok)
+		}
+	}
+	r := Retention{MaxBytes: 20_000_000}
+	if got := r.SegmentBytes(); got != 1_250_000 {
+		t.Errorf("SegmentBytes for 20MB = %d", got)
+	}
+	if got := (Retention{}).SegmentBytes(); got != 0 {
+		t.Errorf("SegmentBytes without a budget = %d", got)
+	}
+	if got := (Retention{MaxBytes: 1 << 40}).SegmentBytes(); got != 64<<20 {
+		t.Errorf("SegmentBytes for 1TiB = %d", got)
 	}
 }
 

@@ -32,6 +32,7 @@ import (
 	"github.com/ledgergate/ledgergate/gateway/index"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 	"github.com/ledgergate/ledgergate/gateway/replica"
+	"github.com/ledgergate/ledgergate/gateway/retention"
 	"github.com/ledgergate/ledgergate/gateway/snapshot"
 	"github.com/ledgergate/ledgergate/gateway/state"
 	"github.com/ledgergate/ledgergate/tpm"
@@ -92,6 +93,7 @@ type gateway struct {
 	rep         *replica.Replica
 	chain       *chain.Chain
 	eg          *egress.Manager // nil without connectors
+	pruner      *retention.Pruner
 	dir         *directory.Directory
 	mqtt        *mqtt.Server // nil without a listener
 	coap        *coap.Server // likewise
@@ -209,7 +211,15 @@ func (d *Daemon) openStorage(gw *gateway) error {
 	if err != nil {
 		return fmt.Errorf("daemon: %w (it is rebuildable: delete it and restart)", err)
 	}
-	blog, err := ledger.OpenLog(filepath.Join(dir, BlocksDir), ledger.LogOptions{MinRecords: indexed})
+	if m := int64(gw.cfg.Retention.MaxBytes); m > 0 {
+		// The WAL's share of a retention budget: an eighth.
+		if err := idx.LimitWAL(m / 8); err != nil {
+			return fmt.Errorf("daemon: %w", err)
+		}
+	}
+	// Segments sized to a retention budget (only sealed segments are
+	// pruned); a log written with other sizes reads as it is.
+	blog, err := ledger.OpenLog(filepath.Join(dir, BlocksDir), ledger.LogOptions{MinRecords: indexed, SegmentBytes: gw.cfg.Retention.SegmentBytes()})
 	if err != nil {
 		return fmt.Errorf("daemon: open block log: %w", ExplainLogError(err, dir, len(g.Nodes) > 1))
 	}
@@ -358,6 +368,17 @@ func (d *Daemon) buildChain(gw *gateway) error {
 		Logger: d.logger.With("component", "chain"), Registry: gw.reg,
 		CommitTimeout: time.Duration(cfg.Batch.CommitTimeout), MaxPending: cfg.Batch.MaxPending,
 	})
+	// Storage is measured with or without a retention policy: usage is in
+	// the status and the metrics either way.
+	ix := filepath.Join(cfg.DataDir, IndexFile)
+	gw.pruner, err = retention.New(retention.Config{
+		Keep: time.Duration(cfg.Retention.Keep), MaxBytes: int64(cfg.Retention.MaxBytes), Interval: time.Duration(cfg.Retention.Interval),
+		Paths: []string{filepath.Join(cfg.DataDir, BlocksDir), ix, ix + "-wal", ix + "-shm"},
+	}, retention.Deps{Log: gw.blog, Index: gw.idx, Logger: d.logger.With("component", "retention"), Registry: gw.reg,
+		Hold: egressHold(gw.eg)})
+	if err != nil {
+		return err
+	}
 	dd := directory.Deps{Chain: gw.chain, Index: gw.idx, Blobs: blobs, Logger: d.logger.With("component", "directory")}
 	if gw.tr != nil {
 		dd.Fetch = fetchBlob(gw.tr)
@@ -398,6 +419,7 @@ func (d *Daemon) buildFronts(gw *gateway) error {
 	if eg := gw.eg; eg != nil {
 		srv.SetEgress(func() any { return eg.Status() })
 	}
+	srv.SetStorage(func() any { return gw.pruner.Status() })
 	// The token store is read even when no route asks for tokens (the
 	// dashboard and the CLI manage them): a corrupt one stops the start
 	// rather than open the API.
@@ -528,6 +550,15 @@ func (d *Daemon) run(ctx context.Context, gw *gateway) error {
 		}()
 		gw.onClose(func() { stop(); <-done; <-done })
 	}
+	// Retention runs beside the chain, off the commit path, and stops
+	// before the log and the index close.
+	prCtx, stopPruner := context.WithCancel(gw.bgCtx)
+	prDone := make(chan struct{})
+	go func() {
+		defer close(prDone)
+		gw.pruner.Run(prCtx)
+	}()
+	gw.onClose(func() { stopPruner(); <-prDone; gw.pruner.Close() })
 	grp, gctx := errgroup.WithContext(ctx)
 	var chainErr error
 	chainDone := make(chan struct{})
@@ -687,4 +718,23 @@ func transportOrNil(t *cluster.Transport) replica.Transport {
 		return nil
 	}
 	return t
+}
+
+// egressHold is the lowest block the egress connectors that run here have
+// not delivered in full: retention's age limit waits for them. None: no
+// hold.
+func egressHold(eg *egress.Manager) func() (uint64, bool) {
+	if eg == nil {
+		return nil
+	}
+	return func() (uint64, bool) {
+		var low uint64
+		held := false
+		for _, s := range eg.Cursors() {
+			if !held || s < low {
+				low, held = s, true
+			}
+		}
+		return low, held
+	}
 }

@@ -33,6 +33,7 @@ var mayImport = map[string][]string{
 	"gateway/replica":   {"gateway/pbft", "gateway/ledger", "gateway/state", "gateway/cluster", "gateway/chain", "gateway/clock"},
 	"gateway/directory": {"gateway/ledger", "gateway/index", "gateway/chain", "gateway/blob", "gateway/clock", "bridge"},
 	"gateway/egress":    {"gateway/index", "gateway/ledger"},
+	"gateway/retention": {"gateway/index", "gateway/ledger"},
 	"gateway/api":       {"gateway/chain", "gateway/clock", "gateway/directory", "gateway/index", "gateway/ledger"},
 	"gateway/front":     {"bridge", "gateway/chain", "gateway/ledger", "gateway/state"},
 	"webui":             {"gateway/api", "gateway/index", "gateway/ledger"},

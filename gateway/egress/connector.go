@@ -251,6 +251,12 @@ func (c *connector) collect(cur Cursor) ([]*Message, Cursor, error) {
 			if len(msgs) >= c.batch() || size >= maxBatchBytes {
 				return msgs, next, nil
 			}
+			if len(b.Txs[i]) == 0 && b.IsPruned() {
+				// Retention dropped the record before this connector
+				// delivered it: there is nothing left to send.
+				next = Cursor{Block: h, Index: i, Handled: next.Handled + 1}
+				continue
+			}
 			tx, err := ledger.DecodeTx(b.Txs[i], 0)
 			if err != nil {
 				return nil, cur, fmt.Errorf("egress: block %d tx %d: %w", h, i, err)
@@ -261,7 +267,7 @@ func (c *connector) collect(cur Cursor) ([]*Message, Cursor, error) {
 			}
 			if ok {
 				if tree == nil {
-					tree = ledger.NewTree(b.Txs)
+					tree = b.Tree()
 				}
 				m, err := newMessage(b, tree, i, tx)
 				if err != nil {

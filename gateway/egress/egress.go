@@ -268,6 +268,20 @@ type Status struct {
 	Failing     bool       `json:"failing"`
 }
 
+// Cursors returns, for each connector that exports from this node, the
+// lowest block it has not delivered in full: its cursor's block (or 1
+// before its first delivery). Retention holds pruning by age there.
+func (m *Manager) Cursors() []uint64 {
+	var out []uint64
+	for _, c := range m.conns {
+		s := c.status()
+		if s.Exporting {
+			out = append(out, max(s.Cursor.Block, 1))
+		}
+	}
+	return out
+}
+
 // Status returns every connector's state, in configuration order.
 func (m *Manager) Status() []Status {
 	counts, err := m.d.Index.Counts()

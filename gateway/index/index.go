@@ -244,6 +244,12 @@ var upgrades = [][]string{
 	{
 		`DROP INDEX txs_records`,
 	},
+	// 7 to 8: retention (prune.go). pruned_height is the height up to
+	// which the rows of data.record txs were deleted.
+	{
+		`CREATE TABLE IF NOT EXISTS retention (pruned_height INTEGER NOT NULL)`,
+		`INSERT INTO retention (pruned_height) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM retention)`,
+	},
 }
 
 // generationTxs is the number of txs in a generation of the tx-id index
@@ -489,7 +495,7 @@ func (x *Index) ApplyBlock(b *ledger.Block) error {
 	if h.NumTxs != uint64(len(b.Txs)) {
 		return fmt.Errorf("index: block %d: %w: header says %d txs, block has %d", h.Height, ledger.ErrBadBlock, h.NumTxs, len(b.Txs))
 	}
-	txs, err := decodeTxs(b.Txs)
+	txs, err := decodeBlockTxs(b)
 	if err != nil {
 		return fmt.Errorf("index: block %d: %w", h.Height, err)
 	}
@@ -537,6 +543,14 @@ func (x *Index) ApplyBatch(bs []Decoded) error {
 	}
 	x.bar.advance(bs[len(bs)-1].Block.Header.Height)
 	return nil
+}
+
+// decodeBlockTxs decodes b's txs: a pruned block's with its stubs.
+func decodeBlockTxs(b *ledger.Block) ([]*ledger.Tx, error) {
+	if b.IsPruned() {
+		return b.DecodeTxs(0)
+	}
+	return decodeTxs(b.Txs)
 }
 
 // decodeTxs decodes envelopes on all CPUs: decoding costs about half as
@@ -610,6 +624,15 @@ func (w *writer) applyBlock(top topBlock, h *ledger.Header, txs []*ledger.Tx) (t
 
 	devs := newDeviceSet(w)
 	for i, t := range txs {
+		if t.Pruned {
+			// A record a retention policy pruned (a block from a pruned
+			// log or a peer's): no row, as PruneRecords leaves none;
+			// the device row still counts it.
+			if err := devs.apply(h, t); err != nil {
+				return top, fmt.Errorf("tx %d: %w", i, err)
+			}
+			continue
+		}
 		var stream, contentType string
 		var seq uint64
 		var deviceTime int64
@@ -697,7 +720,9 @@ func (w *writer) prepare() error {
 		{&w.beginStmt, `BEGIN IMMEDIATE`},
 		{&w.commitStmt, `COMMIT`},
 		{&w.height, sqlHeight},
-		{&w.lastSeq, `SELECT coalesce(max(seq), 0) FROM txs`},
+		// From the top block, not max(seq) of txs: a pruned record (a
+		// block from a pruned log or a peer's) leaves a seq with no row.
+		{&w.lastSeq, `SELECT coalesce((SELECT first_seq + num_txs - 1 FROM blocks ORDER BY height DESC LIMIT 1), 0)`},
 		{&w.tmax, `SELECT tmax FROM blocks WHERE height = ?`},
 		{&w.insBlock, `INSERT INTO blocks (height, hash, prev, tx_root, num_txs, time, view, proposer, first_seq, tmax)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
@@ -966,6 +991,9 @@ func (x *Index) Reset() error {
 			return fmt.Errorf("index: reset %s: %w", table, err)
 		}
 	}
+	if _, err := tx.Exec(`UPDATE retention SET pruned_height = 0`); err != nil {
+		return fmt.Errorf("index: reset retention: %w", err)
+	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("index: reset commit: %w", err)
 	}
@@ -1013,7 +1041,7 @@ func Rebuild(ctx context.Context, x *Index, height uint64, read func(h uint64) (
 			if b == nil || b.Header.Height != h {
 				return fmt.Errorf("index: read block %d: got another block", h)
 			}
-			txs, err := decodeTxs(b.Txs)
+			txs, err := decodeBlockTxs(b)
 			if err != nil {
 				return fmt.Errorf("index: block %d: %w", h, err)
 			}

@@ -354,10 +354,11 @@ func devSeqAt(seq string) string {
 // Counts returns the numbers of blocks, txs, devices and revoked devices.
 func (x *Index) Counts() (Counts, error) {
 	var c Counts
-	// Heights and seqs start at 1 without gaps, so the maxima are counts.
+	// Heights and seqs start at 1 without gaps, so the maxima are counts
+	// (the top block's last seq: a pruned record has no row).
 	err := x.read().QueryRow(`SELECT
 		(SELECT coalesce(max(height), 0) FROM blocks),
-		(SELECT coalesce(max(seq), 0) FROM txs),
+		(SELECT coalesce((SELECT first_seq + num_txs - 1 FROM blocks ORDER BY height DESC LIMIT 1), 0)),
 		(SELECT count(*) FROM devices),
 		(SELECT count(*) FROM devices WHERE status = '`+StatusRevoked+`')`,
 	).Scan(u64{&c.Blocks}, u64{&c.Txs}, u64{&c.Devices}, u64{&c.Revoked})

@@ -63,10 +63,13 @@ func VoteBytes(chainID string, height, view uint64, blockHash [32]byte) []byte {
 }
 
 // Block is a header, its txs (envelopes), and its commit certificate.
+// A block a retention policy pruned also has stubs (see Stub): the txs
+// they stand for are empty in Txs.
 type Block struct {
 	Header Header   `cbor:"1,keyasint"`
 	Txs    [][]byte `cbor:"2,keyasint"`
 	Cert   Cert     `cbor:"3,keyasint"`
+	Pruned []Stub   `cbor:"4,keyasint,omitempty"`
 }
 
 // ErrBadBlock reports a block whose parts do not agree.
@@ -81,12 +84,16 @@ func (b *Block) Encode() ([]byte, error) {
 	return out, nil
 }
 
-// DecodeBlock parses a block and checks that its header matches its txs.
-// It does not check the certificate or the txs' signatures.
+// DecodeBlock parses a block, full or pruned, and checks that its header
+// matches its txs (a pruned tx by its stub's leaf hash). It does not
+// check the certificate or the txs' signatures.
 func DecodeBlock(data []byte) (*Block, error) {
 	var b Block
 	if err := unmarshal(data, &b); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadBlock, err)
+	}
+	if err := b.checkStubs(); err != nil {
+		return nil, err
 	}
 	if err := b.CheckRoot(); err != nil {
 		return nil, err
@@ -99,7 +106,7 @@ func (b *Block) CheckRoot() error {
 	if b.Header.NumTxs != uint64(len(b.Txs)) {
 		return fmt.Errorf("%w: height %d: header says %d txs, block has %d", ErrBadBlock, b.Header.Height, b.Header.NumTxs, len(b.Txs))
 	}
-	if root := NewTree(b.Txs).Root(); !bytes.Equal(root, b.Header.TxRoot) {
+	if root := b.Tree().Root(); !bytes.Equal(root, b.Header.TxRoot) {
 		return fmt.Errorf("%w: height %d: tx root mismatch", ErrBadBlock, b.Header.Height)
 	}
 	return nil

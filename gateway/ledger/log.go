@@ -109,10 +109,21 @@ type Log struct {
 	size   int64      // bytes in the last segment
 	failed error      // set when a write, fsync or roll failed: Append refuses from then on
 
-	mu     sync.RWMutex // guards the slices below; segs and closed change only under wmu too
+	mu     sync.RWMutex // guards the slices below; segs and closed change only under wmu too (or, for a sealed segment's file, under cmu)
 	segs   []*os.File   // segs[k] is segment k+1; the last one is open for writing
 	recs   []recPos     // recs[i] locates record i
 	closed bool
+
+	// rmu serialises Rewrite and Close. cmu is held shared by Read for
+	// the whole read and exclusively by Rewrite while it swaps a
+	// segment's file and offsets and closes the old file: a read that
+	// took a record's position reads it from the file it was taken for.
+	rmu sync.Mutex
+	cmu sync.RWMutex
+
+	// crashAt, if set (tests), is called at each step of Rewrite; an
+	// error stops Rewrite there, as a crash would.
+	crashAt func(step string) error
 }
 
 // recPos locates a record: segment index, offset of its header, data length.
@@ -165,6 +176,10 @@ func OpenLog(dir string, opts LogOptions) (*Log, error) {
 			return nil, err
 		}
 		if l.lock, err = lockDir(dir); err != nil {
+			return nil, err
+		}
+		if err := removeRewriteLeftovers(dir); err != nil {
+			l.closeFiles()
 			return nil, err
 		}
 	}
@@ -476,6 +491,8 @@ func (l *Log) Len() uint64 {
 
 // Read returns record i (0-based), after checking its CRC.
 func (l *Log) Read(i uint64) ([]byte, error) {
+	l.cmu.RLock()
+	defer l.cmu.RUnlock()
 	l.mu.RLock()
 	if l.closed {
 		l.mu.RUnlock()
@@ -512,6 +529,8 @@ func (l *Log) Repair() *LogRepair { return l.repair }
 // Close closes the segments and releases the lock. It is idempotent. Every
 // appended record is already durable, so Close does not sync.
 func (l *Log) Close() error {
+	l.rmu.Lock()
+	defer l.rmu.Unlock()
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	l.mu.Lock()

@@ -36,7 +36,23 @@ type Tree struct {
 
 // NewTree builds the tree over leaves, in order.
 func NewTree(leaves [][]byte) *Tree {
+	return newTree(leaves, nil)
+}
+
+// NewTreeFromHashes builds the tree whose leaf hashes (RFC 9162
+// H(0x00 || leaf), 32 bytes each) are hashes, in order: the tree of a
+// pruned block, whose dropped leaves left only their hashes.
+func NewTreeFromHashes(hashes [][]byte) *Tree {
+	return newTree(nil, hashes)
+}
+
+// newTree builds the tree over leaves, or if leaves is nil over the leaf
+// hashes hashed.
+func newTree(leaves, hashed [][]byte) *Tree {
 	n := len(leaves)
+	if leaves == nil {
+		n = len(hashed)
+	}
 	if n == 0 {
 		return &Tree{levels: [][][]byte{nil}, root: hasher.EmptyRoot()}
 	}
@@ -52,6 +68,10 @@ func NewTree(leaves [][]byte) *Tree {
 	hashes := make([][]byte, 0, nodes)
 	t := &Tree{levels: make([][][]byte, 0, depth)}
 	d := sha256.New()
+	for _, h := range hashed {
+		buf = append(buf, h...)
+		hashes = append(hashes, buf[len(buf)-sha256.Size:len(buf):len(buf)])
+	}
 	for _, l := range leaves {
 		d.Reset()
 		d.Write([]byte{rfc6962.RFC6962LeafHashPrefix})

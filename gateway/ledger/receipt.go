@@ -25,6 +25,9 @@ func NewReceipt(b *Block, t *Tree, i uint64) (*Receipt, error) {
 	if i >= uint64(len(b.Txs)) {
 		return nil, fmt.Errorf("%w: index %d of %d txs", ErrReceipt, i, len(b.Txs))
 	}
+	if s := b.stub(i); s != nil {
+		return nil, fmt.Errorf("%w: tx %x at height %d index %d: the gateway keeps its leaf hash, not the tx a receipt carries", ErrPruned, s.ID[:8], b.Header.Height, i)
+	}
 	p, err := t.Proof(i)
 	if err != nil {
 		return nil, err

@@ -8,7 +8,7 @@ import (
 )
 
 // testChainOf makes a genesis with n nodes and a certified block of ntx txs.
-func testChainOf(t *testing.T, nodes, ntx int) (*Genesis, []*ecdsa.PrivateKey, *Block) {
+func testChainOf(t testing.TB, nodes, ntx int) (*Genesis, []*ecdsa.PrivateKey, *Block) {
 	t.Helper()
 	g := &Genesis{ChainID: testChain, Params: Params{MaxTxBytes: DefaultMaxTxBytes},
 		Admins: []Admin{{ID: "admin", PublicKey: pubDER(t, fixedEd25519())}}}

@@ -397,7 +397,11 @@ type Tx struct {
 	Alg      Alg
 	Author   string // the kid
 	Body     Body
-	env      *envelope
+	// Pruned marks the stand-in of a tx a retention policy dropped (see
+	// Stub): it has its ID and, of its body, the device and seq; no
+	// envelope, and it does not verify.
+	Pruned bool
+	env    *envelope
 }
 
 // protectedHeader is the only protected header ledgergate accepts.
@@ -753,7 +757,12 @@ func DecodeTx(b []byte, maxBytes int) (*Tx, error) {
 }
 
 // Verify checks the tx's signature with the author's key.
-func (tx *Tx) Verify(pub *PublicKey) error { return tx.env.verify(pub) }
+func (tx *Tx) Verify(pub *PublicKey) error {
+	if tx.env == nil {
+		return fmt.Errorf("%w: tx %x has no envelope to verify", ErrPruned, tx.ID[:8])
+	}
+	return tx.env.verify(pub)
+}
 
 // TxID is the id of an envelope: its SHA-256.
 func TxID(env []byte) [32]byte { return sha256.Sum256(env) }

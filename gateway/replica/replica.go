@@ -806,19 +806,23 @@ func (d *driver) transferred(f fetchResult) error {
 		if err == nil {
 			err = g.VerifyCert(&b.Header, &b.Cert)
 		}
+		// A pruned block (a peer's retention dropped record envelopes)
+		// is applied from its stubs: DecodeBlock checked their leaf
+		// hashes against the certified root.
 		var txs []*state.Checked
-		for i := 0; err == nil && i < len(b.Txs); i++ {
-			var tx *ledger.Tx
-			if tx, err = ledger.DecodeTx(b.Txs[i], g.Params.MaxTxBytes); err == nil {
-				txs = append(txs, &state.Checked{Tx: tx})
-				ids = append(ids, tx.ID)
-			}
+		var decoded []*ledger.Tx
+		if err == nil {
+			decoded, err = b.DecodeTxs(g.Params.MaxTxBytes)
+		}
+		for _, tx := range decoded {
+			txs = append(txs, &state.Checked{Tx: tx})
+			ids = append(ids, tx.ID)
 		}
 		if err != nil {
 			d.r.logger.Warn("refused a block from a peer", "peer", f.peer, "err", err)
 			break
 		}
-		if err := d.commit(&chain.Round{Block: b, Tree: ledger.NewTree(b.Txs), Txs: txs}); err != nil {
+		if err := d.commit(&chain.Round{Block: b, Tree: b.Tree(), Txs: txs}); err != nil {
 			return err
 		}
 		d.r.app.committed(pbft.Digest(b.Header.Hash()), b.Header.Height)

@@ -12,11 +12,14 @@
     for (const k in attrs || {}) el.setAttribute(k, attrs[k]);
     return el;
   };
+  // fmtBytes is webui.go's fmtBytes: powers of 1000.
+  const fmtBytes = (n) => n >= 1e9 ? (n / 1e9).toFixed(1) + " GB" : n >= 1e6 ? (n / 1e6).toFixed(1) + " MB" :
+    n >= 1e3 ? (n / 1e3).toFixed(1) + " kB" : n + " B";
   const blockLink = (h) => { const a = cell("a", String(h)); a.href = "/ledger/blocks/" + h; return a; };
 
   function setField(name, value) {
     document.querySelectorAll('[data-field="' + name + '"]').forEach((el) => {
-      if (name === "view_changing") { el.hidden = !value; return; }
+      if (name === "view_changing" || name.startsWith("warn_")) { el.hidden = !value; return; }
       el.textContent = value;
     });
   }
@@ -116,6 +119,13 @@
     setField("primary", u.primary);
     setField("view_changing", u.view_changing);
     setField("n_connected", u.n_connected);
+    if (u.storage) {
+      setField("storage_used", fmtBytes(u.storage.used_bytes));
+      setField("pruned_height", u.storage.pruned_height);
+      setField("disk_free", fmtBytes(u.storage.disk_free_bytes));
+      setField("warn_nearly_full", u.storage.nearly_full);
+      setField("warn_low_disk", u.storage.low_disk);
+    }
     const pts = u.points || [];
     const last = pts[pts.length - 1];
     if (last) setField("tx_rate", last.tx_rate.toFixed(1));

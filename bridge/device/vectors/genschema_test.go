@@ -23,7 +23,7 @@ var schemaTypes = []struct {
 	{"FirmwarePolicy", ledger.FirmwarePolicy{}}, {"FirmwareReport", ledger.FirmwareReport{}},
 	{"claims", ledger.TokenClaims{}},
 	{"Genesis", ledger.Genesis{}}, {"Node", ledger.Node{}}, {"Admin", ledger.Admin{}}, {"Params", ledger.Params{}},
-	{"Header", ledger.Header{}}, {"Cert", ledger.Cert{}}, {"Sig", ledger.Sig{}}, {"Block", ledger.Block{}},
+	{"Header", ledger.Header{}}, {"Cert", ledger.Cert{}}, {"Sig", ledger.Sig{}}, {"Block", ledger.Block{}}, {"Stub", ledger.Stub{}},
 	{"Receipt", ledger.Receipt{}}, {"SnapshotProof", ledger.SnapshotProof{}}, {"Head", ledger.Head{}},
 	{"ConfigAnswer", ledger.ConfigAnswer{}}, {"KeysAnswer", ledger.KeysAnswer{}}, {"FirmwareAnswer", ledger.FirmwareAnswer{}},
 }

@@ -109,6 +109,10 @@ func cmdLedgerVerify(_ context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stderr, "warning: %s\n", w)
 	}
 	fmt.Fprintf(e.stdout, "ok: %d blocks, %d txs, chain %s, tip %x\n", sum.Blocks, sum.Txs, g.ChainID, sum.Tip)
+	if sum.Pruned > 0 {
+		fmt.Fprintf(e.stdout, "pruned: %d records in %d blocks between heights %d and %d (retention): their leaf hashes match the Merkle roots, their payloads and signatures are gone\n",
+			sum.Pruned, sum.PrunedBlocks, sum.PrunedFrom, sum.PrunedTo)
+	}
 	return nil
 }
 

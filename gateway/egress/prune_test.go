@@ -1,0 +1,68 @@
+package egress
+
+import (
+	"io"
+	"log/slog"
+	"path/filepath"
+	"testing"
+
+	"github.com/ledgergate/ledgergate/gateway/ledger"
+)
+
+// TestCollectSkipsPruned: records a retention policy pruned before a
+// connector delivered them are skipped (their payloads are gone) and
+// counted as handled; the records after them are delivered as before.
+func TestCollectSkipsPruned(t *testing.T) {
+	const blocks, perBlock = 4, 5
+	full := recordLog(t, blocks, perBlock)
+	log, err := ledger.OpenLog(filepath.Join(t.TempDir(), "blocks"), ledger.LogOptions{SegmentBytes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	for i := range uint64(blocks) {
+		data, err := full.Read(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := log.Append(data); err != nil { // a segment a block
+			t.Fatal(err)
+		}
+	}
+	// Prune blocks 1 and 2 (segments 1 and 2) as retention does.
+	for seq := uint32(1); seq <= 2; seq++ {
+		if _, err := log.Rewrite(seq, func(_ uint64, data []byte) ([]byte, error) {
+			b, err := ledger.DecodeBlock(data)
+			if err != nil {
+				return nil, err
+			}
+			txs, err := b.DecodeTxs(0)
+			if err != nil {
+				return nil, err
+			}
+			p, err := ledger.Prune(b, txs, nil)
+			if err != nil {
+				return nil, err
+			}
+			return p.Encode()
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := &connector{cfg: withDefaults(Config{Name: "p", Kind: KindWebhook, URL: "http://x", Batch: 100}), exporting: true,
+		path: filepath.Join(t.TempDir(), "p.cursor"), blocks: log, index: heightIndex(blocks),
+		logger: slog.New(slog.NewTextHandler(io.Discard, nil)), groups: map[string][]string{}}
+	msgs, next, err := c.collect(Cursor{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 2*perBlock {
+		t.Fatalf("%d messages, want the %d records of blocks 3 and 4", len(msgs), 2*perBlock)
+	}
+	if msgs[0].Block != 3 || msgs[0].Index != 0 {
+		t.Fatalf("first message at block %d index %d, want 3, 0", msgs[0].Block, msgs[0].Index)
+	}
+	if want := (Cursor{Block: blocks, Index: perBlock - 1, Handled: blocks * perBlock}); next != want {
+		t.Fatalf("cursor %+v, want %+v", next, want)
+	}
+}
