@@ -205,6 +205,7 @@ FW_POLICY = {1: ("group", R, t_id), 2: ("require_approval", O, t_true), 3: ("min
              4: ("waves", O, t_waves), 5: ("max_failure_pct", O, t_uint(0, 100))}
 FW_REPORT = {1: ("device_id", R, t_id), 2: ("seq", R, t_uint(1)), 3: ("model", R, t_id), 4: ("version", R, t_uint(1)),
              5: ("ok", O, t_true), 6: ("detail", O, t_tstr(256))}
+NODE_SNAPSHOT = {1: ("node", R, t_id), 2: ("height", R, t_uint(1)), 3: ("hash", R, t_bstr(32))}
 
 # kind -> (body key, schema, device id key in payload or None)
 KINDS = {
@@ -223,6 +224,7 @@ KINDS = {
     "firmware.revoke": (15, FW_REVOKE, None),
     "firmware.policy": (16, FW_POLICY, None),
     "firmware.report": (17, FW_REPORT, 1),
+    "node.snapshot": (18, NODE_SNAPSHOT, None),
 }
 
 
@@ -236,7 +238,7 @@ def check_body(b):
     key, sch, _ = KINDS[kind]
     schema = {1: ("kind", R, t_tstr()), 2: ("chain_id", R, t_tstr(minlen=1)), key: (kind, R, t_map(sch))}
     for k in b:
-        if isinstance(k, int) and 3 <= k <= 17 and k != key:
+        if isinstance(k, int) and 3 <= k <= 18 and k != key:
             raise Malformed("body: payload member %d does not match kind %s" % (k, kind))
     check(b, schema, "body")
     return kind, b[key]

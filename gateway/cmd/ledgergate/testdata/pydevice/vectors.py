@@ -439,7 +439,10 @@ SCHEMAS = {
     "Node": {1: "required", 2: "required", 3: "omitted when empty"},
     "Admin": {1: "required", 2: "required"},
     "Params": {1: "required"},
-    "Block": {1: "required", 2: "required", 3: "required"},
+    # Key 4 (stubs) only in a block a gateway's retention pruned (9.1).
+    "Block": {1: "required", 2: "required", 3: "required", 4: "omitted when empty"},
+    "Stub": {1: "required", 2: "required", 3: "required", 4: "required", 5: "required"},
+    "SnapshotProof": {1: "required", 2: "required", 3: "required"},
     "Header": _presence(schema.HEADER), "Cert": _presence(schema.CERT), "Sig": _presence(schema.SIG),
     "Receipt": _presence(schema.RECEIPT), "Head": _presence(schema.HEAD),
     "ConfigAnswer": _presence(schema.CONFIG_ANSWER), "KeysAnswer": _presence(schema.KEYS_ANSWER),
