@@ -200,10 +200,13 @@ const maxServe = 256
 
 // Blocks serves blocks [from, from+max) to a peer catching up.
 func (r *Replica) Blocks(from uint64, max int) ([][]byte, error) {
-	n := r.cfg.Log.Len()
+	n := r.cfg.Log.Height()
+	// A log that starts from a snapshot serves from its base on: a peer
+	// asking for less gets nothing here and asks another.
+	base, _ := r.cfg.Log.Base()
 	var out [][]byte
-	for h := from; h >= 1 && h <= n && len(out) < min(max, maxServe); h++ {
-		b, err := r.cfg.Log.Read(h - 1)
+	for h := from; h > base && h <= n && len(out) < min(max, maxServe); h++ {
+		b, err := r.cfg.Log.ReadHeight(h)
 		if err != nil {
 			return out, err
 		}
@@ -410,8 +413,16 @@ func (r *Replica) start() (*pbft.Core, error) {
 		}
 	}
 	last := pbft.Executed{Digest: r.cfg.Genesis.Hash()}
-	if n := r.cfg.Log.Len(); n > 0 {
-		data, err := r.cfg.Log.Read(n - 1)
+	if base, hash := r.cfg.Log.Base(); base > 0 {
+		// A log that starts from a snapshot and holds no block after it
+		// yet: the core starts at the snapshot's height with no commit
+		// certificate (a view change then carries none for it; the
+		// certified snapshot stands in for it, and state transfer
+		// fetches the blocks after it).
+		last = pbft.Executed{Seq: base, Digest: pbft.Digest(hash)}
+	}
+	if n := r.cfg.Log.Height(); r.cfg.Log.Len() > 0 {
+		data, err := r.cfg.Log.ReadHeight(n)
 		if err != nil {
 			return nil, fmt.Errorf("replica: read last block: %w", err)
 		}
