@@ -202,6 +202,11 @@ func Backup(ctx context.Context, w io.Writer, o BackupOptions) (*BackupManifest,
 			return nil, ExplainLogError(err, dir, len(g.Nodes) > 1)
 		}
 		defer blog.Close()
+		if base, _ := blog.Base(); base > 0 {
+			// Its blocks up to the base are not here, and the snapshot it
+			// starts from is not in a backup (snapshots/ is left out).
+			return nil, fmt.Errorf("daemon: backup: this gateway joined from a snapshot (its block log starts after block %d): a backup of it cannot be restored on its own; back up a gateway whose log starts at block 1", base)
+		}
 		m.Height = blog.Len()
 	}
 	if m.IndexHeight > m.Height {
@@ -436,11 +441,14 @@ func Restore(ctx context.Context, r io.Reader, o RestoreOptions) (res *RestoreRe
 			blog.Close()
 		}
 	}()
+	if base, _ := blog.Base(); base > 0 {
+		return nil, fmt.Errorf("%w: its block log starts after block %d (a gateway that joined from a snapshot)", ErrBadBackup, base)
+	}
 	if blog.Len() != m.Height {
 		return nil, fmt.Errorf("%w: the block log holds %d blocks, the manifest says %d", ErrBadBackup, blog.Len(), m.Height)
 	}
 	if m.Height > 0 {
-		rec, err := blog.Read(m.Height - 1)
+		rec, err := blog.ReadHeight(m.Height)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrBadBackup, err)
 		}

@@ -77,7 +77,9 @@ type Replica struct {
 	status    atomic.Pointer[Status]
 
 	fetching bool
-	ahead    map[string]int // consecutive height checks each peer was ahead
+	// transferred counts the blocks state transfer applied (Transferred).
+	transferred atomic.Uint64
+	ahead       map[string]int // consecutive height checks each peer was ahead
 }
 
 // maxChecks bounds the forwarded requests that wait for a checker: a
@@ -194,6 +196,10 @@ func (r *Replica) primaryOf(v uint64) string {
 	nodes := r.cfg.Genesis.Nodes
 	return nodes[v%uint64(len(nodes))].ID
 }
+
+// Transferred is the number of blocks this replica applied by state
+// transfer (fetched from peers, not ordered with them) since it started.
+func (r *Replica) Transferred() uint64 { return r.transferred.Load() }
 
 // maxServe bounds the blocks one fetch returns.
 const maxServe = 256
@@ -837,6 +843,7 @@ func (d *driver) transferred(f fetchResult) error {
 			return err
 		}
 		d.r.app.committed(pbft.Digest(b.Header.Hash()), b.Header.Height)
+		d.r.transferred.Add(1)
 		last = b
 	}
 	if last == nil {
