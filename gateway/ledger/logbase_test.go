@@ -142,3 +142,20 @@ func TestLogBaseFile(t *testing.T) {
 		t.Fatalf("the temporary BASE is still there: %v", err)
 	}
 }
+
+// FuzzDecodeBase: a BASE file from disk decodes without panicking, and
+// what decodes encodes back to the same bytes.
+func FuzzDecodeBase(f *testing.F) {
+	f.Add(encodeBase(5, [32]byte{9}))
+	f.Add([]byte("short"))
+	f.Add(make([]byte, baseFileBytes))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, hash, err := decodeBase(b)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(encodeBase(h, hash), b) {
+			t.Fatalf("%x decodes to %d %x, which encodes otherwise", b, h, hash)
+		}
+	})
+}
