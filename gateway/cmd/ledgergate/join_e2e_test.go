@@ -5,8 +5,11 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/sha256"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -170,22 +173,60 @@ func TestClusterJoinFromSnapshot(t *testing.T) {
 	if v := metricValue(t, met, "ledgergate_log_base_height"); v != base {
 		t.Errorf("ledgergate_log_base_height %d, want %d", v, base)
 	}
+	// What it cannot answer, it says: a block below its base, a device
+	// enrolled before it (which still authenticates: its PUBACKs above).
+	for path, want := range map[string]string{
+		"/api/v1/blocks/1":      "below this gateway's base height " + m[2] + ": it joined from a snapshot",
+		"/api/v1/devices/dev-3": "joined from a snapshot at height " + m[2],
+	} {
+		resp, err := http.Get(gw4.api + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound || !strings.Contains(string(body), want) {
+			t.Errorf("node-4 %s: %d %s; want 404 saying %q", path, resp.StatusCode, body, want)
+		}
+	}
 	gw4.stop()
 	blog, err := ledger.OpenLog(filepath.Join(data, daemon.BlocksDir), ledger.LogOptions{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer blog.Close()
+	// The others went on committing (heartbeats, attestations) after they
+	// converged: node-4's log ends at or after the head they agreed on.
 	b, _ := blog.Base()
-	n := blog.Len()
-	blog.Close()
-	if b != base || b+n != head {
-		t.Errorf("node-4's log: base %d and %d blocks, want base %d and the %d blocks to head %d", b, n, base, head-base, head)
+	n, top := blog.Len(), blog.Height()
+	if b != base || top < head {
+		t.Fatalf("node-4's log: base %d, %d blocks to %d; want base %d and blocks to at least the head %d", b, n, top, base, head)
 	}
-	if transferred < 1 || transferred > head-base {
-		t.Errorf("node-4 fetched %d blocks by state transfer; want between 1 and the %d after its snapshot", transferred, head-base)
+	at := func(h uint64) *ledger.Block {
+		data, err := blog.ReadHeight(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blk, err := ledger.DecodeBlock(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return blk
 	}
-	t.Logf("head %d (%.16s): node-4 joined at %d, fetched %d blocks by state transfer and ordered %d with its peers",
-		head, hash, base, transferred, head-base-transferred)
+	if first := at(base + 1); first.Header.Height != base+1 || n != top-base {
+		t.Errorf("node-4's log: first record block %d, %d records to %d; want exactly blocks %d to %d", first.Header.Height, n, top, base+1, top)
+	}
+	if hh := at(head).Header.Hash(); fmt.Sprintf("%x", hh) != hash {
+		t.Errorf("node-4's block %d is %x, the others' %s", head, hh, hash)
+	}
+	if _, err := blog.ReadHeight(base); !errors.Is(err, ledger.ErrBelowBase) {
+		t.Errorf("node-4's block %d (its base): %v, want ErrBelowBase", base, err)
+	}
+	if transferred < 1 || transferred > top-base {
+		t.Errorf("node-4 fetched %d blocks by state transfer; want between 1 and the %d after its snapshot", transferred, top-base)
+	}
+	t.Logf("head %d (%.16s): node-4 joined at %d, holds blocks %d to %d: fetched %d by state transfer, ordered %d with its peers",
+		head, hash, base, base+1, top, transferred, top-base-transferred)
 
 	out, errs, code := cli(t, "", "ledger", "verify", "--data", data)
 	if code != 0 || !strings.Contains(out, "from base: the block log starts after block "+m[2]) || !strings.Contains(out, "base snapshot: certified by") {
