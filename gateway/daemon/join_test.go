@@ -19,7 +19,8 @@ import (
 // snapshot (a joined gateway), a block below the base is refused with a
 // clear error, the index is rebuilt to start after the base, the base
 // state cannot be read without its snapshot (and says why), and a backup
-// is refused, saying why, rather than made unrestorable.
+// without that snapshot is refused, saying why, rather than made
+// unrestorable.
 func TestJoinedDataDir(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	g, err := Init(dir, InitOptions{Signer: config.Dev().Signer})
@@ -56,9 +57,12 @@ func TestJoinedDataDir(t *testing.T) {
 	}
 	blog.Close()
 
+	// Without its base snapshot the directory cannot be backed up (it
+	// could not be restored); TestClusterJoinFromSnapshot backs up and
+	// restores a real joined gateway.
 	var buf bytes.Buffer
 	_, err = Backup(context.Background(), &buf, BackupOptions{DataDir: dir, TempDir: t.TempDir()})
 	if err == nil || !strings.Contains(err.Error(), "joined from a snapshot") {
-		t.Fatalf("Backup of a joined gateway: %v", err)
+		t.Fatalf("Backup of a joined gateway without its snapshot: %v", err)
 	}
 }

@@ -18,6 +18,10 @@ const (
 	baseFileBytes = 8 + 32 + 4
 )
 
+// LogBaseFile is the name of a log's base file in its directory (a
+// backup copies it).
+const LogBaseFile = baseFileName
+
 // ErrBelowBase is wrapped by the error of a read of a block at or below
 // a log's base: the gateway joined from a snapshot and never had it.
 var ErrBelowBase = errors.New("ledger: below the log's base")

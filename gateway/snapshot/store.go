@@ -150,7 +150,13 @@ func (s *Store) Write(height uint64, enc []byte) error {
 // baseProofFile holds the proof that the snapshot a block log starts
 // from (a gateway that joined from one) was certified: the encoded
 // ledger.SnapshotProof it was accepted with.
-const baseProofFile = "base.proof"
+const baseProofFile = BaseProofFile
+
+// BaseProofFile is the name of the base proof in the snapshot directory.
+const BaseProofFile = "base.proof"
+
+// FileName is the name of the snapshot file of height h in its directory.
+func FileName(h uint64) string { return fileName(h) }
 
 // WriteBaseProof stores proof, the encoded ledger.SnapshotProof of the
 // snapshot the block log starts from, atomically (a temporary file

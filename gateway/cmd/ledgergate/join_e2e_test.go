@@ -232,6 +232,16 @@ func TestClusterJoinFromSnapshot(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "from base: the block log starts after block "+m[2]) || !strings.Contains(out, "base snapshot: certified by") {
 		t.Errorf("ledger verify on node-4: exit %d\n%s%s", code, out, errs)
 	}
+	// A backup of the joined gateway restores and verifies from its base.
+	work := t.TempDir()
+	mustCLI(t, work, "backup", "--data", data, "--out", filepath.Join(work, "node-4.tar"))
+	restored := filepath.Join(work, "restored")
+	if out := mustCLI(t, work, "restore", filepath.Join(work, "node-4.tar"), "--data", restored); !strings.Contains(out, "ledger verify: ok") || !strings.Contains(out, "starts after block "+m[2]) {
+		t.Errorf("restore of node-4's backup:\n%s", out)
+	}
+	if out, errs, code := cli(t, "", "ledger", "verify", "--data", restored); code != 0 || !strings.Contains(out, "from base: the block log starts after block "+m[2]) {
+		t.Errorf("ledger verify on node-4's restored backup: exit %d\n%s%s", code, out, errs)
+	}
 	for i := range 3 {
 		if out, errs, code := cli(t, "", "ledger", "verify", "--data", c.data[i]); code != 0 {
 			t.Errorf("ledger verify on node-%d: exit %d\n%s%s", i+1, code, out, errs)
