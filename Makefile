@@ -90,6 +90,7 @@ fuzz-short:
 	$(call fuzz,./gateway/ledger,FuzzRecordBody,20000)
 	$(call fuzz,./gateway/ledger,FuzzDecodeBlock,30000)
 	$(call fuzz,./gateway/ledger,FuzzDecodePrunedBlock,20000)
+	$(call fuzz,./gateway/ledger,FuzzDecodeBase,20000)
 	$(call fuzz,./gateway/ledger,FuzzDecodeReceipt,7000)
 	$(call fuzz,./gateway/ledger,FuzzLogOpen,1500)
 	$(call fuzz,./gateway/ledger,FuzzDecodeAnswer,4000)

@@ -47,6 +47,7 @@ type Index interface {
 	Records(device string, beforeSeq uint64, limit int) ([]index.TxInfo, error)
 	QueryRecords(q index.RecordQuery) ([]index.RecordInfo, error)
 	PrunedHeight() (uint64, error)
+	Base() (uint64, error)
 }
 
 // NodeInfo is the static part of /api/v1/status.
@@ -410,7 +411,7 @@ func (s *Server) devices(w http.ResponseWriter, r *http.Request) {
 func (s *Server) device(w http.ResponseWriter, r *http.Request) {
 	d, err := s.index.Device(r.PathValue("id"))
 	if err != nil {
-		s.writeErr(w, err)
+		s.writeErr(w, s.maybeBefore(err))
 		return
 	}
 	writeJSON(w, http.StatusOK, d)
@@ -531,11 +532,27 @@ func (s *Server) tx(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, TxBody{TxInfo: *info, Envelope: b.Txs[info.Index]})
 }
 
+// maybeBefore adds to a device that was not found that this gateway
+// joined from a snapshot, if it did: a device enrolled before it is in
+// the state (it authenticates) but not in the index.
+func (s *Server) maybeBefore(err error) error {
+	if !errors.Is(err, index.ErrNotFound) {
+		return err
+	}
+	if h, herr := s.index.Base(); herr == nil && h > 0 {
+		return fmt.Errorf("%w (this gateway joined from a snapshot at height %d: its index has no device enrolled up to it; ask a gateway whose log starts at block 1)", err, h)
+	}
+	return err
+}
+
 // maybePruned adds to a tx that was not found that retention pruned the
 // records up to a height, if it did: the tx may have been one of them.
 func (s *Server) maybePruned(err error) error {
 	if !errors.Is(err, index.ErrNotFound) && !errors.Is(err, chain.ErrNotFound) {
 		return err
+	}
+	if h, herr := s.index.Base(); herr == nil && h > 0 {
+		return fmt.Errorf("%w (this gateway joined from a snapshot at height %d: it has no blocks or txs up to it; ask a gateway whose log starts at block 1)", err, h)
 	}
 	if h, herr := s.index.PrunedHeight(); herr == nil && h > 0 {
 		return fmt.Errorf("%w (retention pruned the records of blocks 1 to %d: if this was one, its payload is gone; the receipt its device holds still verifies)", err, h)

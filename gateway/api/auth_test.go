@@ -50,6 +50,7 @@ type fakeIndex struct{}
 var testDevice = index.Device{ID: "d1", Status: "active", LastSeq: 41, Records: 41, LastSeen: 1700000000000}
 
 func (fakeIndex) PrunedHeight() (uint64, error)                              { return 0, nil }
+func (fakeIndex) Base() (uint64, error)                                      { return 0, nil }
 func (fakeIndex) Height() (uint64, error)                                    { return 1, nil }
 func (fakeIndex) Counts() (index.Counts, error)                              { return index.Counts{Blocks: 1}, nil }
 func (fakeIndex) Blocks(uint64, int) ([]index.BlockInfo, error)              { return nil, nil }

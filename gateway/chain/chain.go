@@ -815,10 +815,13 @@ func (c *Chain) answer(r *Round, txs []*ledger.Tx) {
 
 // Block reads the block at height from the log.
 func (c *Chain) Block(height uint64) (*ledger.Block, error) {
-	if height == 0 || height > c.log.Len() {
+	if height == 0 || height > c.log.Height() {
 		return nil, fmt.Errorf("%w: block %d", ErrNotFound, height)
 	}
-	data, err := c.log.Read(height - 1)
+	data, err := c.log.ReadHeight(height)
+	if errors.Is(err, ledger.ErrBelowBase) {
+		return nil, fmt.Errorf("%w: %w", ErrNotFound, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("chain: read block %d: %w", height, err)
 	}
@@ -859,17 +862,21 @@ func (c *Chain) Receipt(id [32]byte) (*ledger.Receipt, error) {
 // Replay applies the blocks of the log after st's tip to st (every block
 // for a new state; the blocks after its height for a state restored from
 // a snapshot, whose tip must then be the hash of the log's block at that
-// height), checking that each block links to the one before. It returns
-// how many blocks it applied. progress, if not nil, is called now and
-// then.
+// height, or the log's base hash for a snapshot at the base of a log that
+// starts from one), checking that each block links to the one before. It
+// returns how many blocks it applied. progress, if not nil, is called now
+// and then.
 func Replay(log *ledger.Log, st *state.State, progress func(done, total uint64)) (uint64, error) {
-	total := log.Len()
+	total := log.Height()
 	from, _ := st.Tip()
 	if from > total {
 		return 0, fmt.Errorf("chain: replay: the state is at block %d, the log has %d", from, total)
 	}
+	if base, _ := log.Base(); from < base {
+		return 0, fmt.Errorf("chain: replay: the state is at block %d, below the log's base %d (the log starts from a snapshot)", from, base)
+	}
 	for h := from + 1; h <= total; h++ {
-		data, err := log.Read(h - 1)
+		data, err := log.ReadHeight(h)
 		if err != nil {
 			return h - from - 1, fmt.Errorf("chain: replay block %d: %w", h, err)
 		}

@@ -9,6 +9,9 @@ import (
 
 // Summary is what Verify checked.
 type Summary struct {
+	// Base is the height the checks started after: 0, or the height of
+	// the snapshot a log that starts from one starts from.
+	Base        uint64
 	Blocks, Txs uint64
 	Tip         [32]byte
 	// Warnings are what older gateways committed that the rules now
@@ -30,16 +33,36 @@ type Summary struct {
 // (on read), heights and hash links, Merkle roots, commit certificates,
 // and every tx's signature and validity, replaying the state as it goes.
 // A pruned record (a stub) is checked by its leaf hash, which the Merkle
-// root covers, and its device and seq; it has no signature left.
+// root covers, and its device and seq; it has no signature left. A log
+// that starts from a snapshot (a base above 0) needs VerifyFrom.
 func Verify(g *ledger.Genesis, log *ledger.Log, progress func(done, total uint64)) (Summary, error) {
-	st, err := state.New(g)
-	if err != nil {
-		return Summary{}, err
-	}
+	return VerifyFrom(g, log, nil, progress)
+}
+
+// VerifyFrom is Verify from the state base: the state at the log's base
+// (restored from the snapshot the log starts from), whose tip must be the
+// log's base height and hash; nil for a log that starts at block 1. The
+// blocks at or below the base are not in the log and are not checked:
+// Summary.Base says where the checks started.
+func VerifyFrom(g *ledger.Genesis, log *ledger.Log, base *state.State, progress func(done, total uint64)) (Summary, error) {
 	var sum Summary
-	total := log.Len()
-	for h := uint64(1); h <= total; h++ {
-		data, err := log.Read(h - 1)
+	bh, bhash := log.Base()
+	st := base
+	if st == nil {
+		if bh > 0 {
+			return sum, fmt.Errorf("chain: the block log starts after block %d (the gateway joined from a snapshot): verifying it needs the snapshot at %d", bh, bh)
+		}
+		var err error
+		if st, err = state.New(g); err != nil {
+			return sum, err
+		}
+	} else if th, tip := st.Tip(); th != bh || tip != bhash {
+		return sum, fmt.Errorf("chain: the base state is at block %d (%x), the log's base is block %d (%x)", th, tip[:8], bh, bhash[:8])
+	}
+	sum.Base = bh
+	total := log.Height()
+	for h := bh + 1; h <= total; h++ {
+		data, err := log.ReadHeight(h)
 		if err != nil {
 			return sum, fmt.Errorf("chain: block %d: %w", h, err)
 		}

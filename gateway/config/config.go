@@ -289,6 +289,11 @@ type Cluster struct {
 	Listen string `toml:"listen"`
 	// ViewChangeTimeout is how long a backup waits for a request to commit before it asks for a new primary; it doubles with each failed view change.
 	ViewChangeTimeout Duration `toml:"view_change_timeout"`
+	// JoinFromSnapshot: a gateway whose block log is empty (a new one, or
+	// one whose disk was replaced) starts from the newest certified
+	// snapshot a peer serves and fetches only the blocks after it; false:
+	// it fetches every block from 1.
+	JoinFromSnapshot bool `toml:"join_from_snapshot"`
 }
 
 // Snapshot says when the gateway writes a snapshot of its state, from
@@ -339,7 +344,7 @@ func Default() Config {
 		Signer: Signer{Kind: "tpm", KeyFile: "node.key", TPMDevice: "/dev/tpmrm0", TPMHandle: "0x81010001"},
 		Batch: Batch{MaxTxs: 1000, MaxBytes: 4 << 20, MaxDelay: Duration(10 * time.Millisecond), MaxPending: 100_000, Heartbeat: Duration(time.Minute),
 			CommitTimeout: Duration(5 * time.Second)},
-		Cluster:  Cluster{ViewChangeTimeout: Duration(time.Second)},
+		Cluster:  Cluster{ViewChangeTimeout: Duration(time.Second), JoinFromSnapshot: true},
 		Snapshot: Snapshot{EveryBlocks: 10_000, EveryTxs: 50_000},
 		Seeds:    Seeds{MinSeeds: 1},
 		WebUI: WebUI{Enabled: true, AdminKey: "admin.key", AdminID: "admin",

@@ -16,7 +16,7 @@ func TestDefaultsValid(t *testing.T) {
 		}
 	}
 	if Dev().API.Listen != "127.0.0.1:8080" || Dev().DataDir != "./ledgergate-data" ||
-		Default().Cluster.Listen != "" || time.Duration(Default().Cluster.ViewChangeTimeout) != time.Second {
+		Default().Cluster.Listen != "" || time.Duration(Default().Cluster.ViewChangeTimeout) != time.Second || !Default().Cluster.JoinFromSnapshot {
 		t.Fatalf("dev defaults changed: %+v", Dev())
 	}
 }
@@ -28,7 +28,7 @@ func TestLoadGood(t *testing.T) {
 	}
 	if c.DataDir != "/srv/ledgergate" || c.API.Listen != "0.0.0.0:8080" || c.Batch.MaxTxs != 500 ||
 		time.Duration(c.Batch.MaxDelay) != 10*time.Millisecond || c.Log.Format != "json" ||
-		c.Cluster.Listen != "0.0.0.0:7001" || time.Duration(c.Cluster.ViewChangeTimeout) != 2*time.Second ||
+		c.Cluster.Listen != "0.0.0.0:7001" || time.Duration(c.Cluster.ViewChangeTimeout) != 2*time.Second || c.Cluster.JoinFromSnapshot ||
 		c.Snapshot != (Snapshot{EveryBlocks: 500, EveryTxs: 0}) ||
 		!c.API.TokensRequired() || c.API.DevicePaths != "tokens" || !c.API.MetricsToken ||
 		len(c.Egress) != 3 || c.Egress[1].Start != "now" || c.Egress[2].Batch != 50 || c.Egress[0].Protocol != "3.1.1" || c.Egress[0].Window != 200 || time.Duration(c.Egress[2].Timeout) != 5*time.Second {

@@ -25,6 +25,8 @@ import (
 	"github.com/ledgergate/ledgergate/gateway/chain"
 	"github.com/ledgergate/ledgergate/gateway/index"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
+	"github.com/ledgergate/ledgergate/gateway/snapshot"
+	"github.com/ledgergate/ledgergate/gateway/state"
 )
 
 // A backup is a tar file (gzip-compressed if its name ends in .gz or
@@ -35,6 +37,8 @@ import (
 //	index.db                    a consistent copy of the index (VACUUM INTO)
 //	blobs/...                   the off-chain blobs the ledger names by hash
 //	blocks/00000001.log, ...    the block log up to Height, as segment files
+//	blocks/BASE, snapshots/...  only for a log that starts from a snapshot
+//	                            (Base): its base, that snapshot and its proof
 //	ledgergate.toml.backup      the configuration the gateway ran with, if any
 //	MANIFEST.json               last: BackupManifest
 //
@@ -73,8 +77,12 @@ type BackupManifest struct {
 	Version     string    `json:"ledgergate_version"`
 	ChainID     string    `json:"chain_id"`
 	GenesisHash string    `json:"genesis_hash"` // hex SHA-256 of the genesis
-	Height      uint64    `json:"height"`       // blocks in the backup
-	HeadHash    string    `json:"head_block_hash,omitempty"`
+	Height      uint64    `json:"height"`       // the height of the last block in the backup
+	// Base is the height the block log starts after (a gateway that
+	// joined from a snapshot; 0: block 1): the backup then holds
+	// blocks/BASE, the snapshot at Base and its proof.
+	Base     uint64 `json:"base_height,omitempty"`
+	HeadHash string `json:"head_block_hash,omitempty"`
 	// IndexHeight is the height of index.db in the backup; restore
 	// brings it up to Height from the log.
 	IndexHeight uint64 `json:"index_height"`
@@ -202,7 +210,8 @@ func Backup(ctx context.Context, w io.Writer, o BackupOptions) (*BackupManifest,
 			return nil, ExplainLogError(err, dir, len(g.Nodes) > 1)
 		}
 		defer blog.Close()
-		m.Height = blog.Len()
+		m.Base, _ = blog.Base()
+		m.Height = blog.Height()
 	}
 	if m.IndexHeight > m.Height {
 		return nil, fmt.Errorf("daemon: backup: the index (height %d) is ahead of the block log (%d)", m.IndexHeight, m.Height)
@@ -232,7 +241,11 @@ func Backup(ctx context.Context, w io.Writer, o BackupOptions) (*BackupManifest,
 		seg = seg[:0]
 		return nil
 	}
-	for i := range m.Height {
+	var records uint64
+	if blog != nil {
+		records = blog.Len()
+	}
+	for i := range records {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -245,7 +258,7 @@ func Backup(ctx context.Context, w io.Writer, o BackupOptions) (*BackupManifest,
 				return nil, err
 			}
 			if o.Progress != nil {
-				o.Progress(i, m.Height)
+				o.Progress(m.Base+i, m.Height)
 			}
 		}
 		seg = ledger.AppendLogRecord(seg, rec)
@@ -264,6 +277,16 @@ func Backup(ctx context.Context, w io.Writer, o BackupOptions) (*BackupManifest,
 	}
 	if o.Progress != nil {
 		o.Progress(m.Height, m.Height)
+	}
+	// A log that starts from a snapshot (the gateway joined from one):
+	// its base, the snapshot there and its proof, without which it can
+	// be neither replayed nor verified. The gateway never removes them.
+	if m.Base > 0 {
+		for _, rel := range []string{BlocksDir + "/" + ledger.LogBaseFile, SnapshotsDir + "/" + snapshot.FileName(m.Base), SnapshotsDir + "/" + snapshot.BaseProofFile} {
+			if err := bw.addFile(filepath.Join(dir, filepath.FromSlash(rel)), rel); err != nil {
+				return nil, fmt.Errorf("daemon: backup of a gateway that joined from a snapshot: %w", err)
+			}
+		}
 	}
 
 	// 6. The manifest, last.
@@ -436,11 +459,14 @@ func Restore(ctx context.Context, r io.Reader, o RestoreOptions) (res *RestoreRe
 			blog.Close()
 		}
 	}()
-	if blog.Len() != m.Height {
-		return nil, fmt.Errorf("%w: the block log holds %d blocks, the manifest says %d", ErrBadBackup, blog.Len(), m.Height)
+	if base, _ := blog.Base(); base != m.Base {
+		return nil, fmt.Errorf("%w: the block log starts after block %d, the manifest says %d", ErrBadBackup, base, m.Base)
 	}
-	if m.Height > 0 {
-		rec, err := blog.Read(m.Height - 1)
+	if blog.Height() != m.Height {
+		return nil, fmt.Errorf("%w: the block log ends at block %d, the manifest says %d", ErrBadBackup, blog.Height(), m.Height)
+	}
+	if m.Height > m.Base {
+		rec, err := blog.ReadHeight(m.Height)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrBadBackup, err)
 		}
@@ -454,7 +480,17 @@ func Restore(ctx context.Context, r io.Reader, o RestoreOptions) (res *RestoreRe
 	}
 	// The whole chain, as `ledger verify` checks it.
 	if !o.SkipVerify {
-		if res.Verified, err = chain.Verify(g, blog, o.Progress); err != nil {
+		var from *state.State
+		if m.Base > 0 {
+			// From the snapshot the log starts from, proven certified.
+			if from, err = BaseState(tmp, g, blog); err != nil {
+				return nil, fmt.Errorf("%w: %v", ErrBadBackup, err)
+			}
+			if _, err := BaseProof(tmp, g, blog); err != nil {
+				return nil, fmt.Errorf("%w: the base snapshot's proof: %v", ErrBadBackup, err)
+			}
+		}
+		if res.Verified, err = chain.VerifyFrom(g, blog, from, o.Progress); err != nil {
 			return nil, fmt.Errorf("%w: verify: %v", ErrBadBackup, err)
 		}
 	}

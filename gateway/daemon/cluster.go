@@ -93,10 +93,10 @@ func (h *handler) Snapshot(height uint64, withProof bool) (uint64, []byte, []byt
 
 // readBlock reads and decodes the block at height from log.
 func readBlock(log *ledger.Log, height uint64) (*ledger.Block, error) {
-	if height == 0 || height > log.Len() {
-		return nil, fmt.Errorf("daemon: no block %d in the log (%d blocks)", height, log.Len())
+	if n := log.Height(); height == 0 || height > n {
+		return nil, fmt.Errorf("daemon: no block %d in the log (it ends at %d)", height, n)
 	}
-	data, err := log.Read(height - 1)
+	data, err := log.ReadHeight(height)
 	if err != nil {
 		return nil, err
 	}

@@ -229,6 +229,13 @@ func (d *Daemon) openStorage(gw *gateway) error {
 		d.logger.Warn("cut torn tail of block log: a crash interrupted an append that was never acknowledged",
 			"segment", rep.Segment, "offset", rep.Offset, "bytes", rep.Bytes, "block", rep.Height)
 	}
+	// A cluster gateway with an empty block log (new, or its disk
+	// replaced) starts from a peer's certified snapshot if one serves it.
+	if base, _ := blog.Base(); len(g.Nodes) > 1 && gw.cfg.Cluster.JoinFromSnapshot && base == 0 && blog.Len() == 0 {
+		if _, err := d.joinFromSnapshot(gw); err != nil {
+			return err
+		}
+	}
 	if err := d.loadState(gw); err != nil {
 		return err
 	}
@@ -251,12 +258,19 @@ func (d *Daemon) loadState(gw *gateway) error {
 	start := time.Now()
 	logger := d.logger.With("component", "snapshot")
 	pol := snapshotPolicy(gw.cfg)
-	if pol != (snapshot.Policy{}) {
+	base, _ := blog.Base()
+	if pol != (snapshot.Policy{}) || base > 0 {
 		store, err := snapshot.Open(filepath.Join(dir, SnapshotsDir))
-		if err != nil {
+		switch {
+		case err != nil && base > 0:
+			// A log that starts from a snapshot has nothing else to
+			// start from.
+			return fmt.Errorf("daemon: the block log starts after block %d (the gateway joined from a snapshot), and its snapshots are not usable: %w", base, err)
+		case err != nil:
 			logger.Warn("snapshots off: their directory is not usable", "err", err)
-		} else {
+		default:
 			gw.snaps = store
+			gw.snaps.SpareBase(base) // the log cannot be replayed or verified without it
 		}
 	}
 	progress := func(done, total uint64) { d.logger.Info("replaying block log", "block", done, "of", total) }
@@ -272,6 +286,9 @@ func (d *Daemon) loadState(gw *gateway) error {
 	}
 	fromTxs := gw.st.Txs()
 	n, err := chain.Replay(blog, gw.st, progress)
+	if err != nil && ld.Height > 0 && base > 0 {
+		return fmt.Errorf("daemon: the blocks after the snapshot at %d do not apply to it, and the block log starts after block %d (the gateway joined from a snapshot), so it cannot be replayed from block 1: %w", ld.Height, base, err)
+	}
 	if err != nil && ld.Height > 0 {
 		logger.Warn("the blocks after the snapshot do not apply to it; replaying the whole block log", "snapshot", ld.Height, "err", err)
 		if gw.st, err = state.New(g); err != nil {
@@ -353,6 +370,15 @@ func (d *Daemon) buildChain(gw *gateway) error {
 		return err
 	}
 	h.r = gw.rep
+	rep := gw.rep
+	base, _ := gw.blog.Base()
+	gw.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "ledgergate_log_base_height",
+		Help: "Height of the snapshot the block log starts from (the gateway joined from it); 0: the log starts at block 1.",
+	}, func() float64 { return float64(base) }), prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "ledgergate_transferred_blocks_total",
+		Help: "Blocks this gateway fetched from peers by state transfer (not ordered with them) since it started.",
+	}, func() float64 { return float64(rep.Transferred()) }))
 	// Egress connectors read committed blocks on goroutines of their own:
 	// the commit path only wakes them.
 	if gw.eg, err = newEgress(cfg, g, gw.nodeID, gw.blog, gw.idx, d.logger.With("component", "egress"), gw.reg); err != nil {
@@ -669,23 +695,38 @@ func (d *Daemon) run(ctx context.Context, gw *gateway) error {
 }
 
 // CatchUpIndex applies the blocks the index lacks; an index ahead of the
-// log (the log was cut) is rebuilt from scratch.
+// log (the log was cut), or of another base than the log's (a log that
+// starts from a snapshot), is rebuilt from scratch, from the log's base.
 func CatchUpIndex(ctx context.Context, idx *index.Index, blog *ledger.Log, logger *slog.Logger) error {
 	read := func(h uint64) (*ledger.Block, error) {
-		data, err := blog.Read(h - 1)
+		data, err := blog.ReadHeight(h)
 		if err != nil {
 			return nil, err
 		}
 		return ledger.DecodeBlock(data)
 	}
+	base, _ := blog.Base()
+	ibase, err := idx.Base()
+	if err != nil {
+		return fmt.Errorf("daemon: index: %w", err)
+	}
+	if ibase != base {
+		logger.Warn("index starts at another height than the block log; rebuilding it", "index_base", ibase, "log_base", base)
+		if err := idx.Reset(); err != nil {
+			return err
+		}
+		if err := idx.SetBase(base); err != nil {
+			return err
+		}
+	}
 	progress := func(done, total uint64) { logger.Info("indexing", "block", done, "of", total) }
-	err := index.Rebuild(ctx, idx, blog.Len(), read, progress)
+	err = index.Rebuild(ctx, idx, blog.Height(), read, progress)
 	if errors.Is(err, index.ErrAhead) {
 		logger.Warn("index is ahead of the block log; rebuilding it")
 		if err := idx.Reset(); err != nil {
 			return err
 		}
-		err = index.Rebuild(ctx, idx, blog.Len(), read, progress)
+		err = index.Rebuild(ctx, idx, blog.Height(), read, progress)
 	}
 	if err != nil {
 		return fmt.Errorf("daemon: index: %w", err)

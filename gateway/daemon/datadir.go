@@ -281,7 +281,7 @@ func Reindex(ctx context.Context, dir string, logger *slog.Logger) (uint64, erro
 	if err := CatchUpIndex(ctx, idx, blog, logger); err != nil {
 		return 0, err
 	}
-	return blog.Len(), nil
+	return blog.Height(), nil
 }
 
 // ExplainLogError adds to a *ledger.CorruptError in err what the operator

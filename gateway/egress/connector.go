@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ledgergate/ledgergate/gateway/index"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 )
 
@@ -68,8 +69,9 @@ type connector struct {
 	logger    *slog.Logger
 	wake      chan struct{}
 
-	groups map[string][]string // device -> groups; fixed at enrollment, so cached
-	last   *ledger.Block       // the block read last, read again by the next batch
+	groups     map[string][]string // device -> groups; fixed at enrollment, so cached
+	last       *ledger.Block       // the block read last, read again by the next batch
+	warnedBase bool                // logged that the cursor was at or below the log's base
 
 	mu        sync.Mutex // guards what status reads
 	cur       Cursor
@@ -241,6 +243,16 @@ func (c *connector) collect(cur Cursor) ([]*Message, Cursor, error) {
 	if h == 0 {
 		h, i = 1, 0
 	}
+	if base, _ := c.blocks.Base(); h <= base {
+		// The gateway joined from a snapshot: the blocks up to its base
+		// are not in its log, and this connector cannot send them.
+		if !c.warnedBase {
+			c.warnedBase = true
+			c.logger.Warn("egress connector starts after the block log's base: the blocks up to it are not on this gateway (it joined from a snapshot)",
+				"cursor_block", cur.Block, "base", base)
+		}
+		h, i = base+1, 0
+	}
 	for scanned := 0; h <= tip && scanned < maxScanBlocks; scanned++ {
 		b, err := c.block(h)
 		if err != nil {
@@ -303,7 +315,7 @@ func (c *connector) block(h uint64) (*ledger.Block, error) {
 	if c.last != nil && c.last.Header.Height == h {
 		return c.last, nil
 	}
-	data, err := c.blocks.Read(h - 1)
+	data, err := c.blocks.ReadHeight(h)
 	if err != nil {
 		return nil, fmt.Errorf("egress: read block %d: %w", h, err)
 	}
@@ -333,6 +345,9 @@ func (c *connector) match(tx *ledger.Tx) (bool, error) {
 	groups, ok := c.groups[r.DeviceID]
 	if !ok {
 		d, err := c.index.Device(r.DeviceID)
+		if base, _ := c.blocks.Base(); base > 0 && errors.Is(err, index.ErrNotFound) {
+			return false, fmt.Errorf("egress: groups of %s: the device was enrolled before block %d, which this gateway joined from a snapshot at, and its index does not know its groups: export group-filtered records from a gateway whose log starts at block 1: %w", r.DeviceID, base, err)
+		}
 		if err != nil {
 			return false, fmt.Errorf("egress: groups of %s: %w", r.DeviceID, err)
 		}

@@ -82,9 +82,12 @@ type Config struct {
 	SecretFile string // HMAC-SHA256 key of X-Ledgergate-Signature
 }
 
-// Blocks is the block log (*ledger.Log): record i is block i+1.
+// Blocks is the block log (*ledger.Log), read by height. A connector of
+// a gateway that joined from a snapshot cannot send the blocks at or
+// below the log's base: ReadHeight fails for them (ledger.ErrBelowBase).
 type Blocks interface {
-	Read(i uint64) ([]byte, error)
+	ReadHeight(h uint64) ([]byte, error)
+	Base() (uint64, [32]byte)
 }
 
 // Index is the read side of the SQLite index (*index.Index). A connector
@@ -357,6 +360,9 @@ func (c *connector) startCursor() (Cursor, error) {
 	counts, err := c.index.Counts()
 	if err != nil || counts.Blocks == 0 {
 		return Cursor{}, err
+	}
+	if base, _ := c.blocks.Base(); counts.Blocks <= base {
+		return Cursor{Block: base}, nil // collect starts after the base
 	}
 	b, err := c.block(counts.Blocks)
 	if err != nil {

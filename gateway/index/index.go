@@ -250,6 +250,12 @@ var upgrades = [][]string{
 		`CREATE TABLE IF NOT EXISTS retention (pruned_height INTEGER NOT NULL)`,
 		`INSERT INTO retention (pruned_height) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM retention)`,
 	},
+	// 8 to 9: the base of a gateway that joined from a snapshot (SetBase):
+	// its block log, and so its index, starts after this height.
+	{
+		`CREATE TABLE IF NOT EXISTS log_base (height INTEGER NOT NULL)`,
+		`INSERT INTO log_base (height) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM log_base)`,
+	},
 }
 
 // generationTxs is the number of txs in a generation of the tx-id index
@@ -470,7 +476,8 @@ type querier interface {
 	QueryRow(query string, args ...any) *sql.Row
 }
 
-// Height is the height of the highest indexed block, 0 if none.
+// Height is the height of the highest indexed block, 0 if none; the base
+// (SetBase) if it has no block above it.
 func (x *Index) Height() (uint64, error) {
 	h, err := height(x.read())
 	if err != nil {
@@ -479,7 +486,49 @@ func (x *Index) Height() (uint64, error) {
 	return h, nil
 }
 
-const sqlHeight = `SELECT coalesce(max(height), 0) FROM blocks`
+const sqlHeight = `SELECT max(coalesce((SELECT max(height) FROM blocks), 0), coalesce((SELECT height FROM log_base), 0))`
+
+// Base is the height the index starts after: 0, or the base of the block
+// log of a gateway that joined from a snapshot. The index has no rows for
+// the blocks up to it.
+func (x *Index) Base() (uint64, error) {
+	var h uint64
+	if err := x.read().QueryRow(`SELECT coalesce((SELECT height FROM log_base), 0)`).Scan(u64{&h}); err != nil {
+		return 0, fmt.Errorf("index: base: %w", err)
+	}
+	return h, nil
+}
+
+// SetBase makes an index that holds no block start after height: the
+// next block applied is height+1. It is how the index of a gateway that
+// joined from a snapshot follows its block log (ledger.Log.SetBase).
+func (x *Index) SetBase(height uint64) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.closed {
+		return errors.New("index: closed")
+	}
+	x.w.top = nil
+	tx, err := x.w.c.BeginTx(context.Background(), nil)
+	if err != nil {
+		return fmt.Errorf("index: set base: %w", err)
+	}
+	defer tx.Rollback()
+	var n uint64
+	if err := tx.QueryRow(`SELECT count(*) FROM blocks`).Scan(u64{&n}); err != nil {
+		return fmt.Errorf("index: set base: %w", err)
+	}
+	if n > 0 {
+		return fmt.Errorf("index: set base %d: the index holds %d blocks", height, n)
+	}
+	if _, err := tx.Exec(`UPDATE log_base SET height = ?`, int64(height)); err != nil {
+		return fmt.Errorf("index: set base: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("index: set base: %w", err)
+	}
+	return nil
+}
 
 func height(q querier) (uint64, error) {
 	var h uint64
@@ -723,7 +772,7 @@ func (w *writer) prepare() error {
 		// From the top block, not max(seq) of txs: a pruned record (a
 		// block from a pruned log or a peer's) leaves a seq with no row.
 		{&w.lastSeq, `SELECT coalesce((SELECT first_seq + num_txs - 1 FROM blocks ORDER BY height DESC LIMIT 1), 0)`},
-		{&w.tmax, `SELECT tmax FROM blocks WHERE height = ?`},
+		{&w.tmax, `SELECT coalesce((SELECT tmax FROM blocks WHERE height = ?), 0)`}, // none at a base
 		{&w.insBlock, `INSERT INTO blocks (height, hash, prev, tx_root, num_txs, time, view, proposer, first_seq, tmax)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 		{&w.insTx, `INSERT INTO txs (seq, id_prefix, id, height, idx, kind, author, device, stream, dev_seq, device_time, content_type, size)

@@ -74,7 +74,11 @@ type Device struct {
 
 // Counts are the sizes of the index.
 type Counts struct {
-	Blocks  uint64 `json:"blocks"`
+	Blocks uint64 `json:"blocks"` // the height of the top block (the base if none above it)
+	// Base is the height the index starts after: 0, or the base of a
+	// gateway that joined from a snapshot, which has no rows for the
+	// blocks up to it. Txs then counts the txs after it.
+	Base    uint64 `json:"base_height,omitempty"`
 	Txs     uint64 `json:"txs"`
 	Devices uint64 `json:"devices"`
 	Revoked uint64 `json:"revoked"`
@@ -354,14 +358,16 @@ func devSeqAt(seq string) string {
 // Counts returns the numbers of blocks, txs, devices and revoked devices.
 func (x *Index) Counts() (Counts, error) {
 	var c Counts
-	// Heights and seqs start at 1 without gaps, so the maxima are counts
-	// (the top block's last seq: a pruned record has no row).
+	// Heights (from the base) and seqs start at 1 without gaps, so the
+	// maxima are counts (the top block's last seq: a pruned record has
+	// no row).
 	err := x.read().QueryRow(`SELECT
-		(SELECT coalesce(max(height), 0) FROM blocks),
+		(`+sqlHeight+`),
+		(SELECT coalesce((SELECT height FROM log_base), 0)),
 		(SELECT coalesce((SELECT first_seq + num_txs - 1 FROM blocks ORDER BY height DESC LIMIT 1), 0)),
 		(SELECT count(*) FROM devices),
 		(SELECT count(*) FROM devices WHERE status = '`+StatusRevoked+`')`,
-	).Scan(u64{&c.Blocks}, u64{&c.Txs}, u64{&c.Devices}, u64{&c.Revoked})
+	).Scan(u64{&c.Blocks}, u64{&c.Base}, u64{&c.Txs}, u64{&c.Devices}, u64{&c.Revoked})
 	if err != nil {
 		return Counts{}, fmt.Errorf("index: counts: %w", err)
 	}

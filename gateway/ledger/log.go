@@ -24,6 +24,9 @@ import (
 //	LOCK          flock(2)ed (LOCK_EX) by the process that has the log open
 //	00000001.log  segment 1
 //	00000002.log  segment 2, and so on: numbered from 1, no gaps
+//	BASE          only in a log that starts above height 1 (a gateway that
+//	              joined from a snapshot): the height and block hash of the
+//	              snapshot the log starts after (see SetBase)
 //
 // A segment is a sequence of records and nothing else. A record is
 //
@@ -33,7 +36,12 @@ import (
 //	data       N bytes: one encoded block
 //
 // Record i (0-based, counting through the segments in order) holds the block
-// of height i+1.
+// of height base+i+1, where base is 0 unless a BASE file says otherwise. The
+// BASE file is 44 bytes: the base height (8 bytes, big-endian), the hash of
+// the block at that height (32 bytes) and the CRC-32C of those 40 bytes (4
+// bytes, big-endian). It is written only into an empty log, atomically (a
+// temporary file written, fsynced and renamed, the directory fsynced), and
+// never changes afterwards. The segment format does not change with it.
 //
 // Append writes a record with one write and fsyncs the segment before it
 // returns; when it starts a new segment it also fsyncs the directory. A record
@@ -72,10 +80,11 @@ type LogOptions struct {
 	// tail (which may be an append in progress) is left out, and Append
 	// fails. The directory must exist.
 	ReadOnly bool
-	// MinRecords is how many records are known to have been durable
-	// (the gateway passes its index's height: the index applies a block
-	// only after Append made it durable). OpenLog never takes one of
-	// these for a torn tail: damage to it is a *CorruptError.
+	// MinRecords is the height up to which blocks are known to have been
+	// durable (the gateway passes its index's height: the index applies
+	// a block only after Append made it durable); for a log with no base
+	// it is a number of records. OpenLog never takes one of these for a
+	// torn tail: damage to it is a *CorruptError.
 	MinRecords uint64
 }
 
@@ -94,7 +103,8 @@ func (o LogOptions) withDefaults() (LogOptions, error) {
 }
 
 // Log is an append-only log of records: one record is one encoded block, and
-// record i holds the block of height i+1.
+// record i holds the block of height Base()+i+1 (i+1 unless the log starts
+// from a snapshot). Read takes a record number; ReadHeight a height.
 //
 // Append must be called by one writer at a time (calls are serialised).
 // Len and Read may run concurrently with Append from other goroutines; a
@@ -113,6 +123,12 @@ type Log struct {
 	segs   []*os.File   // segs[k] is segment k+1; the last one is open for writing
 	recs   []recPos     // recs[i] locates record i
 	closed bool
+
+	// base and baseHash: the height and block hash the log starts after
+	// (0 and zero: the log starts at block 1). Set by OpenLog or SetBase
+	// on an empty log, under mu and wmu.
+	base     uint64
+	baseHash [32]byte
 
 	// rmu serialises Rewrite and Close. cmu is held shared by Read for
 	// the whole read and exclusively by Rewrite while it swaps a
@@ -227,8 +243,11 @@ func lockDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
-// load opens and scans every segment, or creates the first one.
+// load reads the base, opens and scans every segment, or creates the first one.
 func (l *Log) load() error {
+	if err := l.loadBase(); err != nil {
+		return err
+	}
 	seqs, err := listSegments(l.dir)
 	if err != nil {
 		return err
@@ -246,7 +265,7 @@ func (l *Log) load() error {
 	}
 	for k, seq := range seqs {
 		if want := uint32(k + 1); seq != want {
-			return &CorruptError{Segment: segmentName(want), Height: uint64(len(l.recs)) + 1, Reason: "segment missing"}
+			return &CorruptError{Segment: segmentName(want), Height: l.base + uint64(len(l.recs)) + 1, Reason: "segment missing"}
 		}
 		name := segmentName(seq)
 		last := k == len(seqs)-1
@@ -304,7 +323,7 @@ func (l *Log) scanSegment(f *os.File, k uint32, last bool) (int64, error) {
 	}
 	size := fi.Size()
 	corrupt := func(off int64, format string, a ...any) error {
-		return &CorruptError{Segment: name, Offset: off, Height: uint64(len(l.recs)) + 1, Reason: fmt.Sprintf(format, a...)}
+		return &CorruptError{Segment: name, Offset: off, Height: l.base + uint64(len(l.recs)) + 1, Reason: fmt.Sprintf(format, a...)}
 	}
 	if size == 0 && !last {
 		return 0, corrupt(0, "empty segment before the last")
@@ -385,7 +404,7 @@ func (l *Log) scanSegment(f *os.File, k uint32, last bool) (int64, error) {
 // is one of the first MinRecords records: a record known to have been
 // durable is damaged, not torn.
 func (l *Log) cutTorn(f *os.File, name string, off, size int64, what string) (int64, error) {
-	if h := uint64(len(l.recs)) + 1; h <= l.opts.MinRecords {
+	if h := l.base + uint64(len(l.recs)) + 1; h <= l.opts.MinRecords {
 		return 0, &CorruptError{Segment: name, Offset: off, Height: h,
 			Reason: fmt.Sprintf("the last record looks torn (%s), but %d records were durable before: it was written in full and damaged since", what, l.opts.MinRecords)}
 	}
@@ -403,7 +422,7 @@ func (l *Log) cut(f *os.File, name string, off, size int64) (int64, error) {
 	if err := f.Sync(); err != nil {
 		return 0, fmt.Errorf("ledger: cut torn tail of %s: %w", name, err)
 	}
-	l.repair = &LogRepair{Segment: name, Offset: off, Bytes: size - off, Height: uint64(len(l.recs)) + 1}
+	l.repair = &LogRepair{Segment: name, Offset: off, Bytes: size - off, Height: l.base + uint64(len(l.recs)) + 1}
 	return off, nil
 }
 
@@ -489,7 +508,34 @@ func (l *Log) Len() uint64 {
 	return uint64(len(l.recs))
 }
 
-// Read returns record i (0-based), after checking its CRC.
+// Height is the height of the last block in the log: Base() + Len(), so
+// the base height for a log with no records yet.
+func (l *Log) Height() uint64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.base + uint64(len(l.recs))
+}
+
+// ReadHeight returns the block at height h, after checking its CRC. A
+// height at or below the base (a log that starts from a snapshot) is an
+// error wrapping ErrBelowBase; one above Height is out of range.
+func (l *Log) ReadHeight(h uint64) ([]byte, error) {
+	l.mu.RLock()
+	base, n := l.base, uint64(len(l.recs))
+	l.mu.RUnlock()
+	switch {
+	case h == 0:
+		return nil, errors.New("ledger: no block at height 0")
+	case h <= base:
+		return nil, &BelowBaseError{Height: h, Base: base}
+	case h > base+n:
+		return nil, fmt.Errorf("ledger: block %d out of range: the log ends at %d", h, base+n)
+	}
+	return l.Read(h - base - 1)
+}
+
+// Read returns record i (0-based: the block of height Base()+i+1), after
+// checking its CRC.
 func (l *Log) Read(i uint64) ([]byte, error) {
 	l.cmu.RLock()
 	defer l.cmu.RUnlock()

@@ -45,9 +45,9 @@ func (l *Log) Segments() []Segment {
 	for i, p := range l.recs {
 		s := &out[p.seg]
 		if s.First == 0 {
-			s.First = uint64(i) + 1
+			s.First = l.base + uint64(i) + 1
 		}
-		s.Last = uint64(i) + 1
+		s.Last = l.base + uint64(i) + 1
 		s.Bytes += recordHeaderBytes + int64(p.n)
 	}
 	return out
@@ -99,12 +99,12 @@ func (l *Log) Rewrite(seq uint32, fn func(height uint64, data []byte) ([]byte, e
 		if err != nil {
 			return 0, err
 		}
-		out, err := fn(first+uint64(j)+1, data)
+		out, err := fn(l.base+first+uint64(j)+1, data)
 		if err != nil {
-			return 0, fmt.Errorf("ledger: rewrite segment %d: block %d: %w", seq, first+uint64(j)+1, err)
+			return 0, fmt.Errorf("ledger: rewrite segment %d: block %d: %w", seq, l.base+first+uint64(j)+1, err)
 		}
 		if len(out) > l.opts.MaxRecordBytes {
-			return 0, fmt.Errorf("ledger: rewrite segment %d: block %d: %d bytes over limit %d", seq, first+uint64(j)+1, len(out), l.opts.MaxRecordBytes)
+			return 0, fmt.Errorf("ledger: rewrite segment %d: block %d: %d bytes over limit %d", seq, l.base+first+uint64(j)+1, len(out), l.opts.MaxRecordBytes)
 		}
 		if !bytes.Equal(out, data) {
 			changed = true

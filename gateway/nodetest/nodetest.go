@@ -125,13 +125,13 @@ func run(t testing.TB, n *Node) *Node {
 		t.Fatal(err)
 	}
 	read := func(h uint64) (*ledger.Block, error) {
-		data, err := n.log.Read(h - 1)
+		data, err := n.log.ReadHeight(h)
 		if err != nil {
 			return nil, err
 		}
 		return ledger.DecodeBlock(data)
 	}
-	if err := index.Rebuild(context.Background(), n.idx, n.log.Len(), read, nil); err != nil {
+	if err := index.Rebuild(context.Background(), n.idx, n.log.Height(), read, nil); err != nil {
 		n.idx.Close()
 		n.log.Close()
 		t.Fatal(err)

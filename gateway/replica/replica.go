@@ -77,7 +77,9 @@ type Replica struct {
 	status    atomic.Pointer[Status]
 
 	fetching bool
-	ahead    map[string]int // consecutive height checks each peer was ahead
+	// transferred counts the blocks state transfer applied (Transferred).
+	transferred atomic.Uint64
+	ahead       map[string]int // consecutive height checks each peer was ahead
 }
 
 // maxChecks bounds the forwarded requests that wait for a checker: a
@@ -195,15 +197,22 @@ func (r *Replica) primaryOf(v uint64) string {
 	return nodes[v%uint64(len(nodes))].ID
 }
 
+// Transferred is the number of blocks this replica applied by state
+// transfer (fetched from peers, not ordered with them) since it started.
+func (r *Replica) Transferred() uint64 { return r.transferred.Load() }
+
 // maxServe bounds the blocks one fetch returns.
 const maxServe = 256
 
 // Blocks serves blocks [from, from+max) to a peer catching up.
 func (r *Replica) Blocks(from uint64, max int) ([][]byte, error) {
-	n := r.cfg.Log.Len()
+	n := r.cfg.Log.Height()
+	// A log that starts from a snapshot serves from its base on: a peer
+	// asking for less gets nothing here and asks another.
+	base, _ := r.cfg.Log.Base()
 	var out [][]byte
-	for h := from; h >= 1 && h <= n && len(out) < min(max, maxServe); h++ {
-		b, err := r.cfg.Log.Read(h - 1)
+	for h := from; h > base && h <= n && len(out) < min(max, maxServe); h++ {
+		b, err := r.cfg.Log.ReadHeight(h)
 		if err != nil {
 			return out, err
 		}
@@ -410,8 +419,16 @@ func (r *Replica) start() (*pbft.Core, error) {
 		}
 	}
 	last := pbft.Executed{Digest: r.cfg.Genesis.Hash()}
-	if n := r.cfg.Log.Len(); n > 0 {
-		data, err := r.cfg.Log.Read(n - 1)
+	if base, hash := r.cfg.Log.Base(); base > 0 {
+		// A log that starts from a snapshot and holds no block after it
+		// yet: the core starts at the snapshot's height with no commit
+		// certificate (a view change then carries none for it; the
+		// certified snapshot stands in for it, and state transfer
+		// fetches the blocks after it).
+		last = pbft.Executed{Seq: base, Digest: pbft.Digest(hash)}
+	}
+	if n := r.cfg.Log.Height(); r.cfg.Log.Len() > 0 {
+		data, err := r.cfg.Log.ReadHeight(n)
 		if err != nil {
 			return nil, fmt.Errorf("replica: read last block: %w", err)
 		}
@@ -826,6 +843,7 @@ func (d *driver) transferred(f fetchResult) error {
 			return err
 		}
 		d.r.app.committed(pbft.Digest(b.Header.Hash()), b.Header.Height)
+		d.r.transferred.Add(1)
 		last = b
 	}
 	if last == nil {

@@ -47,12 +47,25 @@ func newFixture(t *testing.T) *fixture {
 	if f.st, err = state.New(f.g); err != nil {
 		t.Fatal(err)
 	}
+	f.startOn(t, nil)
+	return f
+}
+
+// startOn makes f's replica and driver on the log blog (nil: a new empty
+// one) and f's state.
+func (f *fixture) startOn(t *testing.T, blog *ledger.Log) {
+	t.Helper()
 	dir := t.TempDir()
-	blog, err := ledger.OpenLog(filepath.Join(dir, "blocks"), ledger.LogOptions{})
-	if err != nil {
-		t.Fatal(err)
+	if blog == nil {
+		var err error
+		blog, err = ledger.OpenLog(filepath.Join(dir, "blocks"), ledger.LogOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { blog.Close() })
 	}
-	t.Cleanup(func() { blog.Close() })
+	f.rounds = nil
+	var err error
 	f.r, err = New(Config{Self: "node-a", Genesis: f.g, State: f.st, Log: blog, Signer: f.nodes[0],
 		Dir: filepath.Join(dir, "pbft"), Batch: chain.DefaultBatch, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Transport: nopTransport{}, Heights: func() map[string]uint64 { return nil }})
@@ -74,7 +87,6 @@ func newFixture(t *testing.T) *fixture {
 		}
 		return f.st.Apply(r.Block.Header.Height, r.Block.Header.Hash(), txs)
 	}}
-	return f
 }
 
 type nopTransport struct{}
@@ -528,5 +540,53 @@ func TestVerifiedCacheBounded(t *testing.T) {
 	}
 	if v.get([32]byte{0}) != nil {
 		t.Fatal("the oldest entry is still there")
+	}
+}
+
+// TestStartFromBase: a replica on a log that starts from a snapshot (its
+// state restored at the base) starts its core at the base height, fetches
+// and applies only the blocks after it, and serves peers the blocks it
+// has, none at or below its base.
+func TestStartFromBase(t *testing.T) {
+	f := newFixture(t)
+	b1 := f.enrollBlock(t, 1, f.g.Hash(), "dev-1", 1, 2, 3)
+	b2 := f.enrollBlock(t, 2, b1.Header.Hash(), "dev-2", 0, 2, 3)
+	if err := f.d.transferred(fetchResult{peer: "node-b", blocks: [][]byte{encode(t, b1), encode(t, b2)}}); err != nil {
+		t.Fatal(err)
+	}
+	// The state is at 2, as a snapshot at 2 would restore it; the log
+	// starts after block 2.
+	blog, err := ledger.OpenLog(filepath.Join(t.TempDir(), "blocks"), ledger.LogOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { blog.Close() })
+	if err := blog.SetBase(2, b2.Header.Hash()); err != nil {
+		t.Fatal(err)
+	}
+	f.startOn(t, blog)
+	if x := f.d.core.Status().Executed; x != 2 {
+		t.Fatalf("core starts at %d, want the base 2", x)
+	}
+	b3 := f.enrollBlock(t, 3, b2.Header.Hash(), "dev-3", 0, 1, 2)
+	if err := f.d.transferred(fetchResult{peer: "node-b", blocks: [][]byte{encode(t, b3)}}); err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := f.st.Tip(); h != 3 || f.d.core.Status().Executed != 3 || len(f.rounds) != 1 {
+		t.Fatalf("height %d, core executed %d, %d rounds: want block 3 alone applied", h, f.d.core.Status().Executed, len(f.rounds))
+	}
+	if err := blog.Append(encode(t, b3)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := f.r.Blocks(1, 10); err != nil || len(got) != 0 {
+		t.Fatalf("Blocks(1) = %d blocks, %v: want none (below the base)", len(got), err)
+	}
+	if got, err := f.r.Blocks(3, 10); err != nil || len(got) != 1 {
+		t.Fatalf("Blocks(3) = %d blocks, %v: want block 3", len(got), err)
+	}
+	// A restart on the log now holding block 3 starts from it.
+	f.startOn(t, blog)
+	if x := f.d.core.Status().Executed; x != 3 {
+		t.Fatalf("after a restart the core starts at %d, want 3", x)
 	}
 }

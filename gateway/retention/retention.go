@@ -242,7 +242,7 @@ func (p *Pruner) Pass(ctx context.Context) (err error) {
 
 // older says whether the block at height h is older than cutoff (Unix ms).
 func (p *Pruner) older(h uint64, cutoff int64) (bool, error) {
-	data, err := p.d.Log.Read(h - 1)
+	data, err := p.d.Log.ReadHeight(h)
 	if err != nil {
 		return false, fmt.Errorf("retention: %w", err)
 	}

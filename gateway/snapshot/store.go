@@ -37,7 +37,15 @@ type Store struct {
 	// keep, if set, names a height whose file pruning spares besides the
 	// newest Keep: the newest certified snapshot, which peers may fetch.
 	keep func() uint64
+	// base is the height of the snapshot a block log that starts from one
+	// starts from (0: none): never pruned, as the log cannot be replayed
+	// or verified without it.
+	base uint64
 }
+
+// SpareBase makes pruning spare the file of height h, the base of a block
+// log that starts from a snapshot. Call it before the store is written to.
+func (s *Store) SpareBase(h uint64) { s.base = h }
 
 // Spare makes pruning spare the file of the height f returns (0: none)
 // besides the newest Keep. Call it before the store is written to.
@@ -59,6 +67,15 @@ func Open(dir string) (*Store, error) {
 				return nil, fmt.Errorf("snapshot: remove interrupted write: %w", err)
 			}
 		}
+	}
+	return &Store{dir: dir}, nil
+}
+
+// OpenReadOnly opens the snapshot directory dir to read it alone: it
+// creates and removes nothing (a running gateway may be writing to it).
+func OpenReadOnly(dir string) (*Store, error) {
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("snapshot: %s: not a directory (%v)", dir, err)
 	}
 	return &Store{dir: dir}, nil
 }
@@ -130,6 +147,53 @@ func (s *Store) Write(height uint64, enc []byte) error {
 	return s.prune()
 }
 
+// baseProofFile holds the proof that the snapshot a block log starts
+// from (a gateway that joined from one) was certified: the encoded
+// ledger.SnapshotProof it was accepted with.
+const baseProofFile = BaseProofFile
+
+// BaseProofFile is the name of the base proof in the snapshot directory.
+const BaseProofFile = "base.proof"
+
+// FileName is the name of the snapshot file of height h in its directory.
+func FileName(h uint64) string { return fileName(h) }
+
+// WriteBaseProof stores proof, the encoded ledger.SnapshotProof of the
+// snapshot the block log starts from, atomically (a temporary file
+// written, fsynced and renamed; the directory fsynced).
+func (s *Store) WriteBaseProof(proof []byte) error {
+	tmp := filepath.Join(s.dir, baseProofFile+"."+strconv.Itoa(os.Getpid())+tmpSuffix)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	_, err = f.Write(proof)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(s.dir, baseProofFile))
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("snapshot: write base proof: %w", err)
+	}
+	return syncDir(s.dir)
+}
+
+// ReadBaseProof reads what WriteBaseProof stored (an error wrapping
+// fs.ErrNotExist if nothing).
+func (s *Store) ReadBaseProof() ([]byte, error) {
+	b, err := os.ReadFile(filepath.Join(s.dir, baseProofFile))
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: read base proof: %w", err)
+	}
+	return b, nil
+}
+
 // prune removes all but the newest Keep snapshot files.
 func (s *Store) prune() error {
 	hs, err := s.Heights()
@@ -142,7 +206,7 @@ func (s *Store) prune() error {
 	}
 	var errs []error
 	for _, h := range hs[min(Keep, len(hs)):] {
-		if h == spare {
+		if h == spare || h == s.base {
 			continue
 		}
 		if err := os.Remove(filepath.Join(s.dir, fileName(h))); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -205,9 +269,11 @@ type Loaded struct {
 
 // Load returns the state of the newest snapshot in s that is of g's
 // chain, whose height is within log and whose tip is the hash of log's
-// block at that height; without one, a new state. Every snapshot refused
-// is logged (warn) with why; only a failure to build a new state is an
-// error.
+// block at that height (or the log's base hash, for a snapshot at the
+// base of a log that starts from one); without one, a new state. Every
+// snapshot refused is logged (warn) with why; only a failure to build a
+// new state is an error, and so is finding none usable for a log that
+// starts from a snapshot (it cannot be replayed from block 1).
 func Load(s *Store, g *ledger.Genesis, log *ledger.Log, logger *slog.Logger) (*state.State, Loaded, error) {
 	var ld Loaded
 	hs, err := s.Heights()
@@ -225,22 +291,32 @@ func Load(s *Store, g *ledger.Genesis, log *ledger.Log, logger *slog.Logger) (*s
 		ld.Height, ld.Hash = h, sum
 		return st, ld, nil
 	}
+	if base, _ := log.Base(); base > 0 {
+		return nil, ld, fmt.Errorf("snapshot: the block log starts after block %d (the gateway joined from a snapshot) and no snapshot at or above it is usable: remove the data directory's blocks and snapshots to join again, or restore a backup", base)
+	}
 	st, err := state.New(g)
 	return st, ld, err
 }
 
 // loadOne reads and checks the snapshot at height h.
 func loadOne(s *Store, g *ledger.Genesis, log *ledger.Log, h uint64) (*state.State, [32]byte, error) {
-	if n := log.Len(); h == 0 || h > n {
-		return nil, [32]byte{}, fmt.Errorf("snapshot: height %d is not within the block log (%d blocks)", h, n)
+	base, baseHash := log.Base()
+	if n := log.Height(); h == 0 || h < base || h > n {
+		return nil, [32]byte{}, fmt.Errorf("snapshot: height %d is not within the block log (blocks %d to %d)", h, base+1, n)
 	}
-	data, err := log.Read(h - 1)
-	if err != nil {
-		return nil, [32]byte{}, err
-	}
-	b, err := ledger.DecodeBlock(data)
-	if err != nil {
-		return nil, [32]byte{}, fmt.Errorf("snapshot: block %d: %w", h, err)
+	// The snapshot at the base of a log that starts from one is checked
+	// against the base's hash: the block is not in the log.
+	want := baseHash
+	if h > base {
+		data, err := log.ReadHeight(h)
+		if err != nil {
+			return nil, [32]byte{}, err
+		}
+		b, err := ledger.DecodeBlock(data)
+		if err != nil {
+			return nil, [32]byte{}, fmt.Errorf("snapshot: block %d: %w", h, err)
+		}
+		want = b.Header.Hash()
 	}
 	enc, err := s.Read(h)
 	if err != nil {
@@ -251,7 +327,7 @@ func loadOne(s *Store, g *ledger.Genesis, log *ledger.Log, h uint64) (*state.Sta
 		return nil, [32]byte{}, err
 	}
 	height, tip := st.Tip()
-	if want := b.Header.Hash(); height != h || tip != want {
+	if height != h || tip != want {
 		return nil, [32]byte{}, fmt.Errorf("snapshot: the file of height %d holds the state at block %d with tip %x; the log's block %d is %x", h, height, tip, h, want)
 	}
 	return st, state.SnapshotHash(enc), nil

@@ -151,6 +151,9 @@ func cmdRestore(ctx context.Context, e *env, args []string) error {
 	} else {
 		fmt.Fprintf(e.stdout, "ledger verify: ok: %d blocks, %d txs, tip %x\n", res.Verified.Blocks, res.Verified.Txs, res.Verified.Tip)
 	}
+	if m.Base > 0 {
+		fmt.Fprintf(e.stdout, "the block log starts after block %d: the gateway backed up had joined from a snapshot, which the backup holds with its proof (docs/snapshots.md)\n", m.Base)
+	}
 	if _, err := os.Stat(filepath.Join(*data, daemon.BackupConfigFile)); err == nil {
 		fmt.Fprintf(e.stdout, "the configuration it ran with is %s: compare it with the one this gateway is to run with\n",
 			filepath.Join(*data, daemon.BackupConfigFile))

@@ -30,6 +30,27 @@ type testCluster struct {
 	data  []string
 	gws   []*gateway
 	admin *admin
+	// mu guards the gws entries a restart replaces while devices dial
+	// (see restart and mqttAddr).
+	mu sync.Mutex
+}
+
+// restart starts gateway i again on its data directory (it must be
+// stopped); devices of a load that reconnect dial its new address.
+func (c *testCluster) restart(i int, extra ...string) *gateway {
+	c.t.Helper()
+	g := startGateway(c.t, c.data[i], extra...)
+	c.mu.Lock()
+	c.gws[i] = g
+	c.mu.Unlock()
+	return g
+}
+
+// mqttAddr is gateway i's current MQTT address.
+func (c *testCluster) mqttAddr(i int) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gws[i].mqtt
 }
 
 // newCluster starts n gateways; extra goes to each `ledgergate run`.
@@ -138,6 +159,11 @@ func (c *testCluster) startLoad(devices int) *load { return c.startLoadWith(devi
 // PUBACK) does what docs/device-protocol.md asks of devices: it sends the
 // same bytes again, after a pause, on a new connection to its gateway.
 func (c *testCluster) startLoadWith(devices int, resend bool) *load {
+	return c.startLoadFor(devices, resend, 3*time.Minute)
+}
+
+// startLoadFor is startLoadWith for at most d.
+func (c *testCluster) startLoadFor(devices int, resend bool, d time.Duration) *load {
 	t := c.t
 	keys := make([]crypto.Signer, devices)
 	for i := range keys {
@@ -145,14 +171,14 @@ func (c *testCluster) startLoadWith(devices int, resend bool) *load {
 	}
 	h, _ := c.head(0)
 	c.converge(h, 30*time.Second) // every gateway knows every device
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	l := &load{cancel: cancel, byGW: make([]atomic.Int64, len(c.gws))}
 	for i := range devices {
-		gw := c.gws[i%len(c.gws)]
-		acks := &l.byGW[i%len(c.gws)]
+		gw := i % len(c.gws)
+		acks := &l.byGW[gw]
 		id := "dev-" + strconv.Itoa(i)
 		dial := func() (*device.Client, error) {
-			return device.Dial(ctx, id, keys[i], c.admin.chainID, device.DialOptions{Broker: "tcp://" + gw.mqtt})
+			return device.Dial(ctx, id, keys[i], c.admin.chainID, device.DialOptions{Broker: "tcp://" + c.mqttAddr(gw)})
 		}
 		cl, err := dial()
 		if err != nil {
@@ -180,7 +206,7 @@ func (c *testCluster) startLoadWith(devices int, resend bool) *load {
 						return
 					}
 					if !resend {
-						t.Logf("%s stops publishing (to %s): %v", id, gw.api, err)
+						t.Logf("%s stops publishing (to node-%d): %v", id, gw+1, err)
 						return // its gateway is gone
 					}
 					if cl != nil {

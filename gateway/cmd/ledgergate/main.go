@@ -97,7 +97,7 @@ func commands() []command {
 			"list or export committed records, newest first, following the API's pages", cmdRecords},
 		{"tx submit", "MSG [--receipt-out FILE]", "submit a signed tx and wait for its receipt", cmdTxSubmit},
 		{"receipt verify", "[--genesis FILE] RECEIPT", "verify a receipt offline against the genesis (default: that of the installed gateway, DATA/genesis.json)", cmdReceiptVerify},
-		{"ledger verify", "[--data DIR]", "check the whole chain: hashes, Merkle roots, certificates, signatures, and say what retention pruned (also on a running gateway)", cmdLedgerVerify},
+		{"ledger verify", "[--data DIR]", "check the whole chain: hashes, Merkle roots, certificates, signatures, and say what retention pruned (also on a running gateway); on a gateway that joined from a snapshot, from that snapshot on, and its proof", cmdLedgerVerify},
 		{"ledger reindex", "[--data DIR]", "rebuild the SQLite index from the block log (gateway stopped)", cmdLedgerReindex},
 		{"backup", "--out FILE [--with-keys] [--force] [--data DIR | --config FILE]",
 			"back up a gateway's data directory, running or stopped: the block log up to its height at the start, the index, the genesis, the other files and the configuration; private keys only with --with-keys (docs/operations.md)", cmdBackup},

@@ -12,6 +12,7 @@ import (
 	"github.com/ledgergate/ledgergate/gateway/chain"
 	"github.com/ledgergate/ledgergate/gateway/daemon"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
+	"github.com/ledgergate/ledgergate/gateway/state"
 )
 
 func cmdTxSubmit(ctx context.Context, e *env, args []string) error {
@@ -99,11 +100,28 @@ func cmdLedgerVerify(_ context.Context, e *env, args []string) error {
 		return daemon.ExplainLogError(err, *data, len(g.Nodes) > 1)
 	}
 	defer blog.Close()
-	sum, err := chain.Verify(g, blog, func(done, total uint64) {
+	// A gateway that joined from a snapshot has no blocks up to its
+	// base: the chain is checked from the state of that snapshot on.
+	var from *state.State
+	if base, _ := blog.Base(); base > 0 {
+		if from, err = daemon.BaseState(*data, g, blog); err != nil {
+			return err
+		}
+	}
+	sum, err := chain.VerifyFrom(g, blog, from, func(done, total uint64) {
 		fmt.Fprintf(e.stderr, "verified %d of %d blocks\n", done, total)
 	})
 	if err != nil {
 		return daemon.ExplainLogError(err, *data, len(g.Nodes) > 1)
+	}
+	if sum.Base > 0 {
+		fmt.Fprintf(e.stdout, "from base: the block log starts after block %d (the gateway joined from a snapshot); blocks %d to %d checked from that snapshot's state, which matches the log's base hash\n",
+			sum.Base, sum.Base+1, sum.Base+sum.Blocks)
+		n, err := daemon.BaseProof(*data, g, blog)
+		if err != nil {
+			return fmt.Errorf("ledger verify: the snapshot the block log starts from is not proven certified: %w", err)
+		}
+		fmt.Fprintf(e.stdout, "base snapshot: certified by %d genesis nodes (its proof verifies with the genesis alone)\n", n)
 	}
 	for _, w := range sum.Warnings {
 		fmt.Fprintf(e.stderr, "warning: %s\n", w)

@@ -1,0 +1,160 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/ledgergate/ledgergate/gateway/cluster"
+	"github.com/ledgergate/ledgergate/gateway/ledger"
+	"github.com/ledgergate/ledgergate/gateway/snapshot"
+	"github.com/ledgergate/ledgergate/gateway/state"
+)
+
+// BaseState is the state at the base of dir's block log, a log that starts
+// from a snapshot (the gateway joined from one): the snapshot file at the
+// base height, checked against its own hash, decoded as a snapshot of g's
+// chain, and whose tip is the log's base height and hash. It reads and
+// changes nothing else, so it can run beside a running gateway.
+func BaseState(dir string, g *ledger.Genesis, blog *ledger.Log) (*state.State, error) {
+	base, hash := blog.Base()
+	if base == 0 {
+		return nil, fmt.Errorf("daemon: the block log of %s starts at block 1: it has no base snapshot", dir)
+	}
+	why := func(err error) error {
+		return fmt.Errorf("daemon: the block log starts after block %d (the gateway joined from a snapshot), and the snapshot at %d is not usable: %w", base, base, err)
+	}
+	s, err := snapshot.OpenReadOnly(filepath.Join(dir, SnapshotsDir))
+	if err != nil {
+		return nil, why(err)
+	}
+	enc, err := s.Read(base)
+	if err != nil {
+		return nil, why(err)
+	}
+	st, err := state.Restore(g, enc)
+	if err != nil {
+		return nil, why(err)
+	}
+	if h, tip := st.Tip(); h != base || tip != hash {
+		return nil, why(fmt.Errorf("it holds the state at block %d (%x), the log's base is %x", h, tip[:8], hash[:8]))
+	}
+	return st, nil
+}
+
+// Bounds of a join: each peer gets joinPeerTimeout to serve its
+// snapshot, and the whole join at most joinTimeout; then the gateway
+// starts from block 1 as it would without a snapshot.
+const (
+	joinPeerTimeout = 60 * time.Second
+	joinTimeout     = 3 * time.Minute
+)
+
+// joinFromSnapshot makes the empty block log of a cluster gateway (a new
+// gateway, or one whose disk was replaced) start from the newest
+// certified snapshot a peer serves: the peers are asked in turn (by node
+// id), and the first snapshot that snapshot.Accept takes with the genesis
+// alone is written to the snapshot store with its proof, then recorded as
+// the log's base. The state is then loaded from it as from a local
+// snapshot, and state transfer fetches only the blocks after it. A peer
+// that serves nothing, fails, or serves a snapshot that is not certified
+// is logged and the next one asked; with none usable the log stays empty
+// and the gateway fetches every block from 1. It returns the base height
+// (0: none).
+func (d *Daemon) joinFromSnapshot(gw *gateway) (uint64, error) {
+	g := gw.g
+	logger := d.logger.With("component", "join")
+	st, err := state.New(g)
+	if err != nil {
+		return 0, err
+	}
+	tr, err := newTransport(g, gw.nodeID, gw.cfg.Cluster.Listen, len(gw.cfg.Seeds.Zones) > 0, gw.key, st, &handler{}, logger)
+	if err != nil {
+		return 0, err
+	}
+	defer tr.Close() // never Run: it only dials out
+	ctx, cancel := context.WithTimeout(context.Background(), joinTimeout)
+	defer cancel()
+	logger.Info("the block log is empty: asking the peers for a certified snapshot to start from")
+	for _, n := range g.Nodes {
+		if n.ID == gw.nodeID {
+			continue
+		}
+		pctx, pcancel := context.WithTimeout(ctx, joinPeerTimeout)
+		s, err := tr.FetchSnapshot(pctx, n.ID, state.MaxSnapshotBytes)
+		pcancel()
+		if errors.Is(err, cluster.ErrNoSnapshot) {
+			logger.Info("peer has no certified snapshot", "peer", n.ID)
+			continue
+		}
+		if err != nil {
+			logger.Warn("could not fetch a snapshot from a peer", "peer", n.ID, "err", err)
+			continue
+		}
+		snap, proof, err := snapshot.Accept(g, s.Data, s.Proof)
+		if err != nil {
+			logger.Warn("refused a peer's snapshot: not certified by a quorum of the genesis nodes", "peer", n.ID, "height", s.Height, "err", err)
+			continue
+		}
+		height, hash := snap.Tip()
+		if err := d.writeBase(gw, height, hash, s.Data, s.Proof); err != nil {
+			return 0, err
+		}
+		logger.Info("joined from a snapshot", "peer", n.ID, "height", height, "bytes", len(s.Data), "attestations", len(proof.Receipts))
+		return height, nil
+	}
+	logger.Warn("no peer served a usable certified snapshot: fetching every block from 1")
+	return 0, nil
+}
+
+// writeBase stores the accepted snapshot (data at height, tip hash) and
+// its proof, then makes the block log start after it. The log's base is
+// written last: a crash before it leaves an empty log, and the next start
+// joins again.
+func (d *Daemon) writeBase(gw *gateway, height uint64, hash [32]byte, data, proof []byte) error {
+	store, err := snapshot.Open(filepath.Join(gw.cfg.DataDir, SnapshotsDir))
+	if err != nil {
+		return fmt.Errorf("daemon: join: %w", err)
+	}
+	store.SpareBase(height)
+	if err := store.Write(height, data); err != nil {
+		return fmt.Errorf("daemon: join: %w", err)
+	}
+	if err := store.WriteBaseProof(proof); err != nil {
+		return fmt.Errorf("daemon: join: %w", err)
+	}
+	if err := gw.blog.SetBase(height, hash); err != nil {
+		return fmt.Errorf("daemon: join: %w", err)
+	}
+	return nil
+}
+
+// BaseProof checks the proof stored with the snapshot dir's block log
+// starts from (the gateway joined from it): it must verify with g alone
+// and name the log's base height and the snapshot's hash. It returns how
+// many genesis nodes attested it.
+func BaseProof(dir string, g *ledger.Genesis, blog *ledger.Log) (int, error) {
+	base, _ := blog.Base()
+	s, err := snapshot.OpenReadOnly(filepath.Join(dir, SnapshotsDir))
+	if err != nil {
+		return 0, err
+	}
+	data, err := s.Read(base)
+	if err != nil {
+		return 0, err
+	}
+	proof, err := s.ReadBaseProof()
+	if err != nil {
+		return 0, err
+	}
+	_, p, err := snapshot.Accept(g, data, proof)
+	if err != nil {
+		return 0, err
+	}
+	if p.Height != base {
+		return 0, fmt.Errorf("daemon: the base proof certifies height %d, the log's base is %d", p.Height, base)
+	}
+	return len(p.Receipts), nil
+}
