@@ -135,7 +135,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	gw.onClose(gw.stopChain)
 	gw.bgCtx, gw.stopBg = context.WithCancel(context.WithoutCancel(ctx))
 	gw.onClose(gw.stopBg)
-	if err := d.build(gw); err != nil {
+	if err := d.build(ctx, gw); err != nil {
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			return nil // stopped while joining: nothing was written
+		}
 		return err
 	}
 	gw.listen()
@@ -143,11 +146,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 }
 
 // build builds and wires the gateway's parts; it binds no listener.
-func (d *Daemon) build(gw *gateway) error {
+// ctx ends a join from a snapshot (the only step that waits on peers).
+func (d *Daemon) build(ctx context.Context, gw *gateway) error {
 	if err := d.openNode(gw); err != nil {
 		return err
 	}
-	if err := d.openStorage(gw); err != nil {
+	if err := d.openStorage(ctx, gw); err != nil {
 		return err
 	}
 	if err := d.buildChain(gw); err != nil {
@@ -197,7 +201,7 @@ func (d *Daemon) openNode(gw *gateway) error {
 
 // openStorage opens the index and the block log, and brings the state
 // and the index up to the log.
-func (d *Daemon) openStorage(gw *gateway) error {
+func (d *Daemon) openStorage(ctx context.Context, gw *gateway) error {
 	dir, g := gw.cfg.DataDir, gw.g
 	// The index first: it holds only blocks the log had made durable, so
 	// the log must not take any of them for a torn tail.
@@ -232,7 +236,7 @@ func (d *Daemon) openStorage(gw *gateway) error {
 	// A cluster gateway with an empty block log (new, or its disk
 	// replaced) starts from a peer's certified snapshot if one serves it.
 	if base, _ := blog.Base(); len(g.Nodes) > 1 && gw.cfg.Cluster.JoinFromSnapshot && base == 0 && blog.Len() == 0 {
-		if _, err := d.joinFromSnapshot(gw); err != nil {
+		if _, err := d.joinFromSnapshot(ctx, gw); err != nil {
 			return err
 		}
 	}

@@ -62,8 +62,9 @@ const (
 // that serves nothing, fails, or serves a snapshot that is not certified
 // is logged and the next one asked; with none usable the log stays empty
 // and the gateway fetches every block from 1. It returns the base height
-// (0: none).
-func (d *Daemon) joinFromSnapshot(gw *gateway) (uint64, error) {
+// (0: none). When ctx ends (the gateway is stopped) it returns ctx's
+// error with the log still empty.
+func (d *Daemon) joinFromSnapshot(ctx context.Context, gw *gateway) (uint64, error) {
 	g := gw.g
 	logger := d.logger.With("component", "join")
 	st, err := state.New(g)
@@ -75,7 +76,8 @@ func (d *Daemon) joinFromSnapshot(gw *gateway) (uint64, error) {
 		return 0, err
 	}
 	defer tr.Close() // never Run: it only dials out
-	ctx, cancel := context.WithTimeout(context.Background(), joinTimeout)
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, joinTimeout)
 	defer cancel()
 	logger.Info("the block log is empty: asking the peers for a certified snapshot to start from")
 	for _, n := range g.Nodes {
@@ -85,6 +87,9 @@ func (d *Daemon) joinFromSnapshot(gw *gateway) (uint64, error) {
 		pctx, pcancel := context.WithTimeout(ctx, joinPeerTimeout)
 		s, err := tr.FetchSnapshot(pctx, n.ID, state.MaxSnapshotBytes)
 		pcancel()
+		if stop := context.Cause(parent); stop != nil {
+			return 0, fmt.Errorf("daemon: join from a snapshot: stopped: %w", stop)
+		}
 		if errors.Is(err, cluster.ErrNoSnapshot) {
 			logger.Info("peer has no certified snapshot", "peer", n.ID)
 			continue

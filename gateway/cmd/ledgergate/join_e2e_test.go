@@ -9,12 +9,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -262,4 +266,122 @@ func metricValue(t *testing.T, text, name string) uint64 {
 		t.Fatal(err)
 	}
 	return uint64(v)
+}
+
+// TestJoinStopped: a gateway stopped (SIGTERM) while it waits on its
+// peers for a snapshot to join from stops then, with its block log still
+// empty, instead of finishing the join (up to 3 minutes) first. The
+// peers here accept TCP connections and never answer.
+func TestJoinStopped(t *testing.T) {
+	dir := t.TempDir()
+	var nodes []string
+	var datas []string
+	for i := 1; i <= 4; i++ {
+		data := filepath.Join(dir, fmt.Sprintf("node-%d", i))
+		datas = append(datas, data)
+		mustCLI(t, dir, "init", "--software-key", "--data", data, "--node-id", fmt.Sprintf("node-%d", i))
+		addr := freeAddr(t)
+		if i > 1 {
+			addr = silentPeer(t)
+		}
+		nodes = append(nodes, "--node", fmt.Sprintf("node-%d,%s,%s", i, addr, filepath.Join(data, "node.pub")))
+	}
+	mustCLI(t, dir, "device", "keygen", "--alg", "es256", "--out", filepath.Join(dir, "admin.key"))
+	gen := filepath.Join(dir, "genesis.json")
+	mustCLI(t, dir, append(append([]string{"genesis", "new", "--chain-id", "test-join-stop"}, nodes...),
+		"--admin", filepath.Join(dir, "admin.key.pub"), "--admin-id", "admin", "--out", gen)...)
+	mustCLI(t, dir, "init", "--software-key", "--data", datas[0], "--genesis", gen)
+
+	cmd := exec.Command(ledgergateBin, "run", "--dev", "--data", datas[0], "--listen", "127.0.0.1:0", "--mqtt", "127.0.0.1:0",
+		"--coap", "127.0.0.1:0", "--coap-dtls", "127.0.0.1:0")
+	var logs syncBuffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var waitErr error
+	exited := make(chan struct{})
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(logs.String(), "asking the peers for a certified snapshot") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the gateway did not start a join:\n%s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// Before the fix the join went on for joinPeerTimeout a peer (three
+	// silent peers: 3 minutes); 60 s bounds the wait, it is not a timing.
+	select {
+	case <-exited:
+		if waitErr != nil {
+			t.Fatalf("stopped while joining: %v\n%s", waitErr, logs.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("SIGTERM did not stop a gateway waiting to join:\n%s", logs.String())
+	}
+	if s := logs.String(); strings.Contains(s, "fetching every block from 1") || strings.Contains(s, "joined from a snapshot") {
+		t.Fatalf("the join went on after SIGTERM:\n%s", s)
+	}
+	blog, err := ledger.OpenLog(filepath.Join(datas[0], daemon.BlocksDir), ledger.LogOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blog.Close()
+	if base, _ := blog.Base(); base != 0 || blog.Len() != 0 {
+		t.Fatalf("after a stopped join the log has base %d and %d blocks, want empty", base, blog.Len())
+	}
+}
+
+// silentPeer listens on a loopback port, accepts connections and never
+// writes to them; it returns its address.
+func silentPeer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	return ln.Addr().String()
+}
+
+// syncBuffer is a bytes.Buffer that a process writes and a test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
