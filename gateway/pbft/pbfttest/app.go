@@ -107,11 +107,60 @@ func (a *App) holds(d pbft.Digest) bool { return d == a.tip || a.pending[d] != n
 // Executed reports whether req was executed.
 func (a *App) Executed(req string) bool { return a.executed[req] }
 
+// ReconfigPrefix starts a reconfiguration request:
+// "reconfig:<tag>:<id>,<id>,..." names the whole new member set, in
+// primary order (the tag makes each request unique).
+const ReconfigPrefix = "reconfig:"
+
+// ParseReconfig returns the member set a reconfiguration request names,
+// and whether req is a valid one: n >= 4 or n = 1 distinct ids, as
+// ledgergate's cluster.reconfig tx.
+func ParseReconfig(req []byte) ([]string, bool) {
+	rest, ok := strings.CutPrefix(string(req), ReconfigPrefix)
+	if !ok {
+		return nil, false
+	}
+	_, list, ok := strings.Cut(rest, ":")
+	if !ok {
+		return nil, false
+	}
+	nodes := strings.Split(list, ",")
+	seen := map[string]bool{}
+	for _, n := range nodes {
+		if n == "" || seen[n] {
+			return nil, false
+		}
+		seen[n] = true
+	}
+	if len(nodes) != 1 && len(nodes) < 4 {
+		return nil, false
+	}
+	return nodes, true
+}
+
+// Reconfig implements pbft.Reconfigurer: a committed block's last valid
+// reconfiguration request.
+func (a *App) Reconfig(seq uint64, payload []byte) ([]string, bool) {
+	b, err := DecodeBlock(payload)
+	if err != nil {
+		return nil, false
+	}
+	var nodes []string
+	found := false
+	for _, r := range b.Reqs {
+		if n, ok := ParseReconfig(r); ok {
+			nodes, found = n, true
+		}
+	}
+	return nodes, found
+}
+
 // Check is a driver's check of a forwarded request: a reason to reject
 // it, or "".
 func (a *App) Check(req []byte) string {
+	_, reconfig := ParseReconfig(req)
 	switch {
-	case !strings.HasPrefix(string(req), "req-"):
+	case !strings.HasPrefix(string(req), "req-") && !reconfig:
 		return "invalid"
 	case a.executed[string(req)]:
 		return "replay"
