@@ -147,7 +147,7 @@ type Sim struct {
 	opSent  int      // the tick it was last submitted
 	opDone  bool     // it committed
 	fills   int
-	learned uint64 // the highest seq the truth has
+	learned uint64         // the highest seq the truth has
 	mustAt  map[string]int // request -> the replica it was given to
 }
 
