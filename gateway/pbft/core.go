@@ -1080,8 +1080,8 @@ func (c *Core) step(m *Message) error {
 	}
 	switch m.Type {
 	case TypeRequest:
-		if ep, _, ok := c.cur(); !ok || !ep.has(m.From) {
-			return nil // a removed replica's, or one not in yet
+		if ep, _, ok := c.cur(); !ok || !ep.has(m.From) || !ep.has(c.cfg.ID) {
+			return nil // from or to a removed replica, or one not in yet
 		}
 		c.rd.Requests = append(c.rd.Requests, Forwarded{From: m.From, Request: Request{ID: RequestID(m.Payload), Data: m.Payload}})
 		return nil
