@@ -592,8 +592,28 @@ func (s *Sim) deliver(faulty bool) error {
 		if err := s.handle(e.to, faulty); err != nil {
 			return err
 		}
+		if r.fault != Honest && m.Type == pbft.TypePrePrepare && !slices.Contains(s.epochAt(m.Seq).Nodes, r.id) {
+			s.voteAnyway(e.to, m, faulty)
+		}
 	}
 	return nil
+}
+
+// voteAnyway is a Byzantine replica that was removed (or is not in yet):
+// it prepares and commits what the members' primary proposes, signed
+// with its own key, as if it were still a member. No certificate may
+// count these votes (checkPrepared, checkEntry).
+func (s *Sim) voteAnyway(i int, pp *pbft.Message, faulty bool) {
+	r := s.replicas[i]
+	for _, typ := range []pbft.Type{pbft.TypePrepare, pbft.TypeCommit} {
+		m := &pbft.Message{Type: typ, From: r.id, View: pp.View, Seq: pp.Seq, Digest: pp.Digest}
+		data := pbft.SignBytes("sim", m)
+		if typ == pbft.TypeCommit {
+			data = VoteBytes(pp.Seq, pp.View, pbft.Digest(pp.Digest))
+		}
+		m.Sig, _ = r.crypto.Sign(data)
+		s.send(i, pbft.Outbound{Msg: m}, faulty)
+	}
 }
 
 // handle carries out a replica's Ready: persist, execute, send.
