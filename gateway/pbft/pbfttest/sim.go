@@ -149,6 +149,7 @@ type Sim struct {
 	fills   int
 	learned uint64         // the highest seq the truth has
 	mustAt  map[string]int // request -> the replica it was given to
+	late    []*replica     // new replicas to start once the last change took effect
 }
 
 // Run runs one simulation and returns the first invariant it saw broken,
@@ -519,6 +520,9 @@ func (s *Sim) oneView() bool {
 		if !s.honest(r) || !s.final(r) {
 			continue
 		}
+		if r.core == nil {
+			return false
+		}
 		st := r.core.Status()
 		if st.Changing || (view >= 0 && uint64(view) != st.View) {
 			return false
@@ -553,6 +557,9 @@ func (s *Sim) allExecuted(reqs []string) bool {
 	for _, r := range s.replicas {
 		if !s.honest(r) || !s.final(r) {
 			continue
+		}
+		if r.core == nil {
+			return false // a new replica not started yet
 		}
 		for _, q := range reqs {
 			if !r.app.Executed(q) {
@@ -892,8 +899,15 @@ func (s *Sim) reconfigure(op Op, k int) error {
 	case Add, Replace:
 		j := s.replicas[s.joiners[0]]
 		s.joiners = s.joiners[1:]
-		if err := s.boot(j); err != nil {
-			return err
+		// Half the new replicas start at once and follow the old set
+		// to the boundary; the others only once the chain is past it
+		// (a gateway installed late), and catch up from nothing.
+		if s.rng.IntN(2) == 0 {
+			if err := s.boot(j); err != nil {
+				return err
+			}
+		} else {
+			s.late = append(s.late, j)
 		}
 		if op == Add {
 			nodes = append(cur, j.id)
@@ -934,6 +948,14 @@ func (s *Sim) pushReconfig() error {
 			}
 		}
 	}
+	if s.reached(1) {
+		for _, j := range s.late {
+			if err := s.boot(j); err != nil {
+				return err
+			}
+		}
+		s.late = nil
+	}
 	if !s.settled() && s.now%3 == 0 {
 		s.fills++
 		if _, err := s.submit(fmt.Sprintf("req-fill-%d", s.fills)); err != nil {
@@ -945,7 +967,12 @@ func (s *Sim) pushReconfig() error {
 
 // settled reports whether the last reconfiguration committed and some
 // replica executed past its boundary.
-func (s *Sim) settled() bool {
+func (s *Sim) settled() bool { return s.reached(0) }
+
+// reached reports whether the last reconfiguration committed and some
+// replica executed up to before beyond the new set's first height (1:
+// the boundary, the old set's last).
+func (s *Sim) reached(before uint64) bool {
 	if s.opReq == "" {
 		return true
 	}
@@ -956,7 +983,7 @@ func (s *Sim) settled() bool {
 			return false
 		}
 	}
-	start := s.truth[len(s.truth)-1].Start
+	start := s.truth[len(s.truth)-1].Start - before
 	for _, r := range s.replicas {
 		if r.height() >= start {
 			return true
@@ -998,6 +1025,10 @@ func trace(o Options) string {
 	var out []string
 	err := runWith(o, func(s *Sim) {
 		for _, r := range s.replicas {
+			if r.core == nil {
+				out = append(out, r.id+":never started")
+				continue
+			}
 			st := r.core.Status()
 			d := r.tip()
 			out = append(out, fmt.Sprintf("%s:h%d:v%d:%x", r.id, r.height(), st.View, d[:4]))
