@@ -25,7 +25,10 @@ type Epoch struct {
 // Reconfigurer is implemented by an App whose proposals may carry a
 // reconfiguration. The core asks it, for each proposal it executes,
 // before it executes the next one; it must answer the same on every
-// replica (it reads only the committed payload).
+// replica (it reads only the committed payload). A set the core cannot
+// use (empty, an id empty or repeated) stops the core with an error: the
+// application refuses such a reconfiguration before it is proposed
+// (App.Build, App.Validate).
 type Reconfigurer interface {
 	// Reconfig returns the member set a committed proposal names, and
 	// whether it names one.
