@@ -102,6 +102,7 @@ fuzz-short:
 	$(call fuzz,./gateway/cluster,FuzzFrame,50000)
 	$(call fuzz,./tpm,FuzzNodePublic,40000)
 	$(call fuzz,./gateway/pbft,FuzzStep,20000)
+	$(call fuzz,./gateway/pbft,FuzzStepReconfig,10000)
 	$(call fuzz,./seeds,FuzzValidate,4000)
 	$(call fuzz,./gateway/api,FuzzDecodeCursor,20000)
 
