@@ -98,3 +98,49 @@ func TestRemovedReplicaRefused(t *testing.T) {
 		t.Fatalf("n1 did not execute s11 with commits of n1, n2, n3 only:\n%s", out.String())
 	}
 }
+
+// TestRestartPastBoundary: a replica that restarts with blocks past a
+// boundary but a hard state whose view was installed before it (it
+// crashed before its view change was persisted) changes views before it
+// orders anything of the new set, and gets into the new set's view.
+func TestRestartPastBoundary(t *testing.T) {
+	o := defaultOptions()
+	o.checkpoint, o.spare = 2, 1
+	var out bytes.Buffer
+	h, err := newCluster(o, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.script(
+		"crash n3",
+		"propose n0 reconfig:1:n0,n1,n2,n4 req-a req-b req-c req-d req-e req-f req-g req-h req-i",
+		"deliver", "tick n0", "deliver", "tick n0", "deliver", "crash n2",
+	); err != nil {
+		t.Fatal(err)
+	}
+	n2, _ := h.replica("n2")
+	if len(n2.chain) != 10 || n2.hs.Epoch != 10 {
+		t.Fatalf("n2 persisted %d blocks and hard state %+v, want s10 and the new set's view", len(n2.chain), n2.hs)
+	}
+	// As if its last hard state were one from before the boundary.
+	n2.hs = pbft.HardState{View: 0, Stable: n2.hs.Stable, StableDigest: n2.hs.StableDigest, Proof: n2.hs.Proof}
+	out.Reset()
+	if err := h.script("restart n2"); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "n2 broadcasts view-change v1") {
+		t.Fatalf("n2 restarted past the boundary without asking for a view of the new set:\n%s", out.String())
+	}
+	if st := n2.core.Status(); !st.Changing || st.Epoch != 11 {
+		t.Fatalf("n2 after restart: %+v", st)
+	}
+	if err := h.script("tick all 10", "deliver", "propose n1 req-after", "deliver"); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"n0", "n1", "n2", "n4"} {
+		r, _ := h.replica(id)
+		if st := r.core.Status(); st.Changing || st.Executed != 11 || st.Epoch != 11 {
+			t.Errorf("%s: %+v, want s11 executed in the new set", id, st)
+		}
+	}
+}
