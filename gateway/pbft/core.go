@@ -1014,8 +1014,11 @@ func (c *Core) memberFor(m *Message) bool {
 	return ok && ep.has(m.From)
 }
 
+// send sends m to one replica. A replica alone in its set, now and in
+// every set it knows of, signs only its commits and sends nothing: the
+// replicas it left behind (a cluster shrunk to one) are no peers of it.
 func (c *Core) send(to string, m *Message) {
-	if to == c.cfg.ID {
+	if to == c.cfg.ID || c.alone() {
 		return
 	}
 	c.rd.Messages = append(c.rd.Messages, Outbound{To: to, Msg: m})
