@@ -164,4 +164,10 @@
 //
 // The old set must reach its boundary: while Status.Pending is set the
 // driver keeps blocks coming (ledgergate's heartbeat tx).
+//
+// A limit: the recovery of protocol item 4 (a later new view that starts
+// below another replica's commit certificate re-proposes the blocks the
+// replicas that executed them lost with a wiped disk) works within one
+// epoch; blocks of an old set below a new set's first view come back by
+// state transfer only.
 package pbft
