@@ -106,6 +106,7 @@ fuzz-short:
 	$(call fuzz,./gateway/cluster,FuzzFrame,50000)
 	$(call fuzz,./tpm,FuzzNodePublic,40000)
 	$(call fuzz,./gateway/pbft,FuzzStep,20000)
+	$(call fuzz,./gateway/pbft,FuzzStepReconfig,10000)
 	$(call fuzz,./seeds,FuzzValidate,4000)
 	$(call fuzz,./gateway/api,FuzzDecodeCursor,20000)
 	$(call fuzz,./gateway/daemon,FuzzRestore,2000)
@@ -127,8 +128,8 @@ verify: ## gofmt, go vet, staticcheck, go mod tidy diff
 # How many seeds `make sim` runs through the PBFT simulator.
 SEEDS ?= 100000
 
-sim: ## long PBFT simulation: SEEDS seeded runs with faults and Byzantine replicas (a failing seed replays with -seed N)
-	$(GO) test ./gateway/pbft/pbfttest -run '^TestSim$$' -seeds $(SEEDS) -timeout 0 -v
+sim: ## long PBFT simulation: SEEDS seeded runs with faults, Byzantine replicas and membership changes, and SEEDS/5 with an add, a remove and a replace each (a failing seed replays with -seed N)
+	$(GO) test ./gateway/pbft/pbfttest -run '^TestSim(Reconfig)?$$' -seeds $(SEEDS) -timeout 0 -v
 
 # `make chaos` runs SEEDS schedules (20 unless given); FAULTS=safe keeps
 # to kills and clock steps, one gateway at a time.

@@ -72,11 +72,15 @@ type Rejected struct {
 
 // Config configures a Core.
 type Config struct {
-	ID     string   // this replica
-	Nodes  []string // every replica, in primary order: view v's primary is Nodes[v mod n]
-	Domain string   // signed into every message (ledgergate: the chain id)
-	Crypto Crypto
-	App    App
+	ID    string   // this replica
+	Nodes []string // the genesis member set, in primary order: view v's primary is Nodes[v mod n]
+	// Reconfigs are the reconfigurations the application executed, up
+	// to the last executed proposal given to New, in order: with Nodes
+	// they give the member set of every sequence number (see Epoch).
+	Reconfigs []Reconfig
+	Domain    string // signed into every message (ledgergate: the chain id)
+	Crypto    Crypto
+	App       App
 
 	CheckpointInterval uint64 // K: a checkpoint every K sequence numbers (default 16)
 	Window             uint64 // L: sequence numbers accepted above the low watermark (default 4K)
@@ -164,6 +168,11 @@ type HardState struct {
 	// committing in, and must not vote there (see Core.rejoin). Zero
 	// otherwise, so that such a hard state encodes as before.
 	Asked uint64 `cbor:"7,keyasint,omitempty"`
+	// Epoch is where the epoch View was installed in starts, less one
+	// (the boundary before it): zero for the genesis set, so that such
+	// a hard state encodes as before. A replica whose view was installed
+	// in an earlier epoch than the one it is in changes views first.
+	Epoch uint64 `cbor:"8,keyasint,omitempty"`
 }
 
 // SeqVote is the digest this replica voted for at Seq in View.
@@ -177,6 +186,10 @@ type SeqVote struct {
 type Status struct {
 	View     uint64
 	Primary  string
+	Epoch    uint64 // the first sequence number of the member set this replica is in
+	Members  int    // its size
+	Member   bool   // whether this replica is one of them
+	Pending  uint64 // the start of a later member set already committed, or 0: the chain must reach it (heartbeats)
 	Changing bool   // waiting for a new-view
 	Stable   uint64 // last checkpoint proven stable by 2f+1 signatures
 	Low      uint64 // low watermark: Stable, or higher after a state transfer
@@ -209,9 +222,11 @@ type entry struct {
 // Core is one PBFT replica as a state machine: messages in, messages and
 // commits out. It does no I/O, reads no clock and starts no goroutines.
 type Core struct {
-	cfg  Config
-	n, f int
-	q    int // 2f+1, or more when n > 3f+1
+	cfg     Config
+	epochs  []*epoch // member sets by sequence number, the genesis one first
+	told    uint64   // the highest sequence number whose reconfiguration, if any, is in epochs
+	viewEp  uint64   // the boundary before the epoch view was installed in (HardState.Epoch)
+	topCert *Executed
 
 	view     uint64
 	changing bool
@@ -310,15 +325,11 @@ func New(cfg Config, hs HardState, certs []*Prepared, last Executed) (*Core, err
 	if cfg.Crypto == nil || cfg.App == nil {
 		return nil, errors.New("pbft: config needs Crypto and App")
 	}
-	if !slices.Contains(cfg.Nodes, cfg.ID) {
-		return nil, fmt.Errorf("pbft: %q is not one of the nodes", cfg.ID)
+	if err := checkNodes(cfg.Nodes); err != nil {
+		return nil, err
 	}
-	seen := map[string]bool{}
-	for _, n := range cfg.Nodes {
-		if seen[n] || n == "" {
-			return nil, fmt.Errorf("pbft: node id %q empty or repeated", n)
-		}
-		seen[n] = true
+	if cfg.ID == "" {
+		return nil, errors.New("pbft: config needs the replica's ID")
 	}
 	if cfg.CheckpointInterval == 0 {
 		cfg.CheckpointInterval = 16
@@ -350,16 +361,22 @@ func New(cfg Config, hs HardState, certs []*Prepared, last Executed) (*Core, err
 	if cfg.RequestTimeout == 0 {
 		cfg.RequestTimeout = 100
 	}
-	n := len(cfg.Nodes)
-	f := (n - 1) / 3
 	c := &Core{
-		cfg: cfg, n: n, f: f, q: (n+f)/2 + 1,
+		cfg: cfg, epochs: []*epoch{newEpoch(1, cfg.Nodes)}, told: lastExec, viewEp: hs.Epoch,
 		view: hs.View, changing: hs.Changing, asked: hs.Asked,
 		log: map[uint64]*entry{}, low: lastExec, lowDigest: lastDigest,
 		lastExec: lastExec, lastExecDigest: lastDigest, nextSeq: lastExec + 1, execCert: &last,
 		checkpoints: map[uint64]map[string]*Message{}, vcs: map[uint64]map[string]*Message{},
 		shown: map[string]int{}, queried: map[string]int{}, myVCs: map[uint64]*Message{}, queued: map[[32]byte]bool{}, inflight: map[[32]byte]uint64{},
 		waiting: map[[32]byte]*wait{}, votes: map[uint64]SeqVote{},
+	}
+	for _, r := range cfg.Reconfigs {
+		if r.Seq > lastExec {
+			return nil, fmt.Errorf("pbft: reconfiguration at %d above the last executed proposal %d", r.Seq, lastExec)
+		}
+		if err := c.addReconfig(r); err != nil {
+			return nil, err
+		}
 	}
 	for _, v := range hs.Votes {
 		if v.Seq > lastExec {
@@ -394,13 +411,32 @@ func New(cfg Config, hs HardState, certs []*Prepared, last Executed) (*Core, err
 			c.nextSeq = s + 1
 		}
 	}
+	// Restarted past a boundary its view was not installed in.
+	if err := c.enterEpoch(); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
-// primary returns view v's primary.
-func (c *Core) primary(v uint64) string { return c.cfg.Nodes[v%uint64(c.n)] }
+// primary returns view v's primary in this replica's current epoch
+// ("" while it does not know that epoch).
+func (c *Core) primary(v uint64) string {
+	ep, _, ok := c.cur()
+	if !ok {
+		return ""
+	}
+	return ep.primary(v)
+}
 
-func (c *Core) isPrimary() bool { return !c.changing && c.primary(c.view) == c.cfg.ID }
+func (c *Core) isPrimary() bool { return !c.changing && c.settled() && c.primary(c.view) == c.cfg.ID }
+
+// alone reports whether this replica is the only member now and in
+// every member set it knows of: it sends nothing and signs only commits.
+func (c *Core) alone() bool {
+	ep, _, ok := c.cur()
+	last := c.epochs[len(c.epochs)-1]
+	return ok && ep.n == 1 && last.n == 1 && ep.has(c.cfg.ID) && last.has(c.cfg.ID)
+}
 
 // passive reports whether this replica is in a view below one it sent a
 // view-change for: it follows the view (executes what 2f+1 others commit,
@@ -410,10 +446,17 @@ func (c *Core) passive() bool { return c.view < c.asked }
 
 // Status returns a snapshot.
 func (c *Core) Status() Status {
-	return Status{
+	st := Status{
 		View: c.view, Primary: c.primary(c.view), Changing: c.changing, Stable: c.proven, Low: c.low, Executed: c.lastExec,
 		Queued: len(c.queue), Waiting: len(c.waiting), InFlight: len(c.inflight),
 	}
+	if ep, i, ok := c.cur(); ok {
+		st.Epoch, st.Members, st.Member = ep.start, ep.n, ep.has(c.cfg.ID)
+		if i+1 < len(c.epochs) {
+			st.Pending = c.epochs[i+1].start
+		}
+	}
+	return st
 }
 
 // HasReady reports whether Ready has anything.
@@ -470,7 +513,7 @@ func (c *Core) dirty() {
 }
 
 func (c *Core) hardState() HardState {
-	hs := HardState{View: c.view, Changing: c.changing, Stable: c.proven, StableDigest: c.provenDigest, Proof: c.proof}
+	hs := HardState{View: c.view, Changing: c.changing, Stable: c.proven, StableDigest: c.provenDigest, Proof: c.proof, Epoch: c.viewEp}
 	if c.asked > c.view {
 		hs.Asked = c.asked
 	}
@@ -482,9 +525,19 @@ func (c *Core) hardState() HardState {
 
 // Tick advances the core's clock by one tick.
 func (c *Core) Tick() error {
+	if err := c.tick(); err != nil {
+		return err
+	}
+	return c.enterEpoch()
+}
+
+func (c *Core) tick() error {
 	c.now++
 	if c.now%c.resendEvery() == 0 {
 		c.resend()
+	}
+	if !c.member() {
+		return nil // it follows by state transfer; its timers start nothing
 	}
 	if c.changing {
 		if c.vcTimer && c.now >= c.deadline {
@@ -516,7 +569,7 @@ func (c *Core) NextTick() int {
 			next = k
 		}
 	}
-	if c.n > 1 || c.changing || len(c.waiting) > 0 {
+	if !c.alone() || c.changing || len(c.waiting) > 0 {
 		r := c.resendEvery()
 		at(c.now + r - c.now%r)
 	}
@@ -629,6 +682,13 @@ func (c *Core) timeout() int {
 // it executes. A request already queued, in flight or waited for is
 // ignored.
 func (c *Core) Propose(r Request) error {
+	if err := c.propose1(r); err != nil {
+		return err
+	}
+	return c.enterEpoch()
+}
+
+func (c *Core) propose1(r Request) error {
 	if _, ok := c.waiting[r.ID]; ok {
 		return nil
 	}
@@ -746,7 +806,7 @@ func (c *Core) maybePropose(tick bool) error {
 // makes room, never a tick.
 func (c *Core) room() bool {
 	seq := c.nextSeq
-	if seq-c.lastExec > c.cfg.MaxInFlight || seq > c.low+c.cfg.Window {
+	if seq-c.lastExec > c.cfg.MaxInFlight || seq > c.low+c.cfg.Window || !c.processable(seq) {
 		return false
 	}
 	return len(c.queue) >= c.cfg.MaxBatch || seq-1-c.lastExec < c.cfg.PartialInFlight
@@ -784,6 +844,13 @@ func (c *Core) sendReject(to string, id [32]byte, reason, detail string) error {
 // watches that it executes (PBFT 4.4: a backup that receives a request
 // starts its timer).
 func (c *Core) ProposeFor(from string, r Request) error {
+	if err := c.proposeFor(from, r); err != nil {
+		return err
+	}
+	return c.enterEpoch()
+}
+
+func (c *Core) proposeFor(from string, r Request) error {
 	if _, ok := c.waiting[r.ID]; ok {
 		return nil
 	}
@@ -896,7 +963,7 @@ func (c *Core) dropIDs(e *entry) {
 // certificates, and never checks its own signatures), and their
 // signatures cost 2.4 % of its CPU at 1,000 txs/s.
 func (c *Core) sign(m *Message) error {
-	if c.n == 1 && m.Type != TypeCommit {
+	if c.alone() && m.Type != TypeCommit {
 		return nil
 	}
 	var data []byte
@@ -913,9 +980,12 @@ func (c *Core) sign(m *Message) error {
 	return nil
 }
 
-// verify checks m's signature by m.From, a member.
+// verify checks m's signature by m.From, a member of the set m counts
+// in: that of its sequence number for pre-prepares, prepares, commits and
+// checkpoints; that of where it starts for a view-change; that of its
+// view-changes for a new-view; this replica's current one otherwise.
 func (c *Core) verify(m *Message) bool {
-	if !slices.Contains(c.cfg.Nodes, m.From) {
+	if !c.memberFor(m) {
 		return false
 	}
 	var data []byte
@@ -927,8 +997,28 @@ func (c *Core) verify(m *Message) bool {
 	return c.cfg.Crypto.Verify(m.From, data, m.Sig)
 }
 
+// memberFor reports whether m.From is a member of the set m counts in.
+func (c *Core) memberFor(m *Message) bool {
+	var ep *epoch
+	var ok bool
+	switch m.Type {
+	case TypePrePrepare, TypePrepare, TypeCommit, TypeCheckpoint:
+		ep, _, ok = c.epochAt(m.Seq)
+	case TypeViewChange:
+		ep, _, ok = c.epochAt(c.vcStart(m) + 1)
+	case TypeNewView:
+		ep, _, ok = c.nvEpoch(m)
+	default:
+		ep, _, ok = c.cur()
+	}
+	return ok && ep.has(m.From)
+}
+
+// send sends m to one replica. A replica alone in its set, now and in
+// every set it knows of, signs only its commits and sends nothing: the
+// replicas it left behind (a cluster shrunk to one) are no peers of it.
 func (c *Core) send(to string, m *Message) {
-	if to == c.cfg.ID {
+	if to == c.cfg.ID || c.alone() {
 		return
 	}
 	c.rd.Messages = append(c.rd.Messages, Outbound{To: to, Msg: m})
@@ -937,7 +1027,7 @@ func (c *Core) send(to string, m *Message) {
 // broadcast sends m to every other replica; a single replica has none
 // and sends nothing.
 func (c *Core) broadcast(m *Message) {
-	if c.n > 1 {
+	if !c.alone() {
 		c.rd.Messages = append(c.rd.Messages, Outbound{Msg: m})
 	}
 }
@@ -947,6 +1037,9 @@ func (c *Core) broadcast(m *Message) {
 // any vote in a view below one this replica asked for (see rejoin).
 func (c *Core) vote(seq uint64, d Digest) bool {
 	if c.passive() {
+		return false
+	}
+	if ep, _, ok := c.epochAt(seq); !ok || !ep.has(c.cfg.ID) {
 		return false
 	}
 	if v, ok := c.votes[seq]; ok && v.View == c.view && v.Digest != d {
@@ -964,7 +1057,14 @@ func (c *Core) vote(seq uint64, d Digest) bool {
 // or stale are dropped; an error means the core cannot go on (its signer
 // or its application failed).
 func (c *Core) Step(m *Message) error {
-	if m == nil || m.From == c.cfg.ID || !slices.Contains(c.cfg.Nodes, m.From) {
+	if err := c.step(m); err != nil {
+		return err
+	}
+	return c.enterEpoch()
+}
+
+func (c *Core) step(m *Message) error {
+	if m == nil || m.From == c.cfg.ID || !c.senderKnown(m.From) {
 		return nil
 	}
 	if m.Type == TypeViewQuery {
@@ -983,6 +1083,9 @@ func (c *Core) Step(m *Message) error {
 	}
 	switch m.Type {
 	case TypeRequest:
+		if ep, _, ok := c.cur(); !ok || !ep.has(m.From) || !ep.has(c.cfg.ID) {
+			return nil // from or to a removed replica, or one not in yet
+		}
 		c.rd.Requests = append(c.rd.Requests, Forwarded{From: m.From, Request: Request{ID: RequestID(m.Payload), Data: m.Payload}})
 		return nil
 	case TypePrePrepare:
@@ -1016,7 +1119,7 @@ func (c *Core) hold(m *Message) {
 			c.send(m.From, &Message{Type: TypeViewQuery, From: c.cfg.ID, View: c.view})
 		}
 	}
-	if m.View > c.view+1 || len(c.future) >= 4*int(c.cfg.Window)*c.n {
+	if m.View > c.view+1 || len(c.future) >= 4*int(c.cfg.Window)*c.epochs[len(c.epochs)-1].n {
 		return
 	}
 	c.future = append(c.future, m)
@@ -1040,7 +1143,11 @@ func (c *Core) showNewView(to string, v uint64) {
 	}
 }
 
-func (c *Core) inWindow(seq uint64) bool { return seq > c.low && seq <= c.low+c.cfg.Window }
+// inWindow reports whether this replica orders seq now: within the
+// watermarks (PBFT 4.2), and in its current epoch (processable).
+func (c *Core) inWindow(seq uint64) bool {
+	return seq > c.low && seq <= c.low+c.cfg.Window && c.processable(seq)
+}
 
 func (c *Core) onReject(m *Message) error {
 	if m.From != c.primary(c.view) || !c.verify(m) {
@@ -1059,7 +1166,7 @@ func (c *Core) onReject(m *Message) error {
 func (c *Core) Forget(id [32]byte) { delete(c.waiting, id) }
 
 func (c *Core) onPrePrepare(m *Message) error {
-	if m.From != c.primary(m.View) || !c.inWindow(m.Seq) || !c.verify(m) {
+	if !c.inWindow(m.Seq) || m.From != c.primary(m.View) || !c.verify(m) {
 		return nil
 	}
 	e := c.slot(m.Seq)
@@ -1135,7 +1242,7 @@ func count(votes map[string]*Message, view uint64, d Digest) int {
 func (c *Core) advanceSlots(seq uint64) error {
 	for s := seq; ; s++ {
 		e := c.log[s]
-		if e == nil || e.view != c.view || e.pp == nil {
+		if e == nil || e.view != c.view || e.pp == nil || !c.processable(s) {
 			break
 		}
 		before := *e
@@ -1167,7 +1274,8 @@ func (c *Core) advance(e *entry) error {
 		e.prepares[c.cfg.ID] = p
 		c.broadcast(p)
 	}
-	if !e.prepared && count(e.prepares, c.view, e.digest) >= c.q {
+	ep, _, _ := c.epochAt(e.seq) // processable: known
+	if !e.prepared && count(e.prepares, c.view, e.digest) >= ep.q {
 		e.prepared = true
 		e.cert, e.certView = c.certificate(e), c.view
 		c.rd.Certs = append(c.rd.Certs, e.cert)
@@ -1181,7 +1289,7 @@ func (c *Core) advance(e *entry) error {
 		e.commits[c.cfg.ID] = cm
 		c.broadcast(cm)
 	}
-	if e.prepared && !e.committed && count(e.commits, c.view, e.digest) >= c.q {
+	if e.prepared && !e.committed && count(e.commits, c.view, e.digest) >= ep.q {
 		e.committed = true
 	}
 	return nil
@@ -1265,8 +1373,11 @@ func (c *Core) execute() error {
 		c.execCert = &Executed{Seq: e.seq, View: e.view, Digest: e.digest, Commits: ent.Commits}
 		e.executed, e.execDigest = true, e.digest
 		c.lastExec, c.lastExecDigest = e.seq, e.digest
+		if err := c.learn(e.seq, e.pp.Payload); err != nil {
+			return err
+		}
 		c.progress(e.ids)
-		if e.seq%c.cfg.CheckpointInterval == 0 {
+		if ep, _, _ := c.epochAt(e.seq); e.seq%c.cfg.CheckpointInterval == 0 && ep.has(c.cfg.ID) {
 			cp := &Message{Type: TypeCheckpoint, From: c.cfg.ID, Seq: e.seq, Digest: e.digest.bytes()}
 			if err := c.sign(cp); err != nil {
 				return err
@@ -1295,10 +1406,41 @@ func (c *Core) progress(ids [][32]byte) {
 }
 
 func (c *Core) onCheckpoint(m *Message) error {
-	if m.Seq <= c.proven || !c.verify(m) {
+	if m.Seq <= c.proven {
+		return nil
+	}
+	if _, _, ok := c.epochAt(m.Seq); !ok {
+		// Above the member sets this replica knows: it is far behind.
+		// Whoever signed, the certificates on the blocks it fetches
+		// make the fetch safe.
+		if c.cfg.Crypto.Verify(m.From, signBytes(c.cfg.Domain, m), m.Sig) {
+			c.behind(m)
+		}
+		return nil
+	}
+	if !c.verify(m) {
 		return nil
 	}
 	c.addCheckpoint(m)
+	return nil
+}
+
+// learn asks the application whether the proposal executed at seq
+// carries a reconfiguration, and records it.
+func (c *Core) learn(seq uint64, payload []byte) error {
+	if seq <= c.told {
+		return nil
+	}
+	c.told = seq
+	rc, ok := c.cfg.App.(Reconfigurer)
+	if !ok {
+		return nil
+	}
+	if nodes, ok := rc.Reconfig(seq, payload); ok {
+		if err := c.addReconfig(Reconfig{Seq: seq, Nodes: nodes}); err != nil {
+			return fmt.Errorf("pbft: reconfiguration at %d: %w", seq, err)
+		}
+	}
 	return nil
 }
 
@@ -1318,16 +1460,20 @@ func (c *Core) addCheckpoint(m *Message) {
 	}
 	set[m.From] = m
 	d := digestOf(m.Digest)
+	ep, _, ok := c.epochAt(m.Seq)
+	if !ok {
+		return
+	}
 	matching := 0
 	for _, x := range set {
 		if Digest(x.Digest) == d {
 			matching++
 		}
 	}
-	if matching >= c.f+1 && m.Seq > c.lastExec {
+	if matching >= ep.f+1 && m.Seq > c.lastExec {
 		c.setFetch(m.Seq, d)
 	}
-	if matching >= c.q && m.Seq <= c.lastExec {
+	if matching >= ep.q && m.Seq <= c.lastExec {
 		var proof []*Message
 		for _, k := range sortedKeys(set) {
 			if Digest(set[k].Digest) == d {
@@ -1416,6 +1562,7 @@ func (c *Core) Caught(last Executed, ids [][32]byte) error {
 	}
 	c.progress(ids)
 	c.lastExec, c.lastExecDigest, c.execCert = seq, d, &last
+	c.told = max(c.told, seq)
 	c.checkParents(seq)
 	if set := c.checkpoints[seq]; set != nil {
 		c.addCheckpoint(set[sortedKeys(set)[0]])
@@ -1426,10 +1573,15 @@ func (c *Core) Caught(last Executed, ids [][32]byte) error {
 	// 2f+1 (which would start its timer: that one is real): the others
 	// went on without it. It rejoins them, unless it is that view's
 	// primary, which the others replace anyway once it proposes nothing.
-	if c.changing && !c.vcTimer && last.View < c.view && c.primary(last.View) != c.cfg.ID && c.validCommits(&last) {
+	_, li, lok := c.epochAt(last.Seq)
+	_, ci, cok := c.cur()
+	if c.changing && !c.vcTimer && last.View < c.view && lok && cok && li == ci && c.primary(last.View) != c.cfg.ID && c.validCommits(&last) {
 		if err := c.rejoin(last.View); err != nil {
 			return err
 		}
+	}
+	if err := c.enterEpoch(); err != nil {
+		return err
 	}
 	if err := c.advanceSlots(seq + 1); err != nil {
 		return err

@@ -71,6 +71,8 @@
 //  7. Retransmission: when nothing executed for half a request timeout, a
 //     replica sends again what peers may have lost; a replica that sees a
 //     later view asks for the NEW-VIEW that installed it (VIEW-QUERY).
+//  8. Reconfiguration (membership change, not in PBFT): the member set is
+//     a function of the sequence number; see Reconfiguration below.
 //
 // Every message but REQUEST and VIEW-QUERY is signed (Crypto); a message
 // that does not verify, or does not fit the replica's state, is dropped.
@@ -78,7 +80,10 @@
 // The driver's duties (one goroutine owns a Core):
 //
 //  1. Build the core with New from the persisted HardState and prepared
-//     certificates and the last executed proposal with its certificate.
+//     certificates and the last executed proposal with its certificate,
+//     with the genesis set (Config.Nodes) and every reconfiguration
+//     executed up to it (Config.Reconfigs). The App implements
+//     Reconfigurer if its proposals may carry a reconfiguration.
 //  2. Call Tick at a steady period (or sleep until the tick NextTick
 //     names and then call Tick once for each period passed: the ticks
 //     before it do nothing); Step for each message from a peer;
@@ -90,5 +95,79 @@
 //     (fsync) before anything else; execute Committed in order; then send
 //     Messages; check Requests; answer Rejected after checking them itself
 //     (Forget when it agrees); start a state transfer for Fetch and report
-//     it with Caught; then call Advance.
+//     it with Caught, after calling Reconfigured for each reconfiguration
+//     among the proposals it fetched; then call Advance.
+//  4. Send messages To "" to every member of every epoch the replica
+//     knows from its current one on (the joining members too: they
+//     follow the old set's commits and checkpoints until they are in).
+//
+// # Reconfiguration
+//
+// After BFT-SMaRt's, which installs a new member set after the consensus
+// instance that decided it (Bessani, Sousa, Alchieri, "State Machine
+// Replication for the Masses with BFT-SMaRt", DSN 2014, section V). The
+// member set (ids, hence n, f, the quorum and the primary of each view)
+// is a function of the sequence number: an epoch is a member set and the
+// sequence numbers it orders. A proposal committed at s that carries a
+// reconfiguration (the App says so: Reconfigurer) names the whole new
+// set; the old set orders up to Boundary(s), the first checkpoint at or
+// after s+Window, the new set from Boundary(s)+1 on. Two committed before
+// one boundary: the later set wins there. The rules, and why:
+//
+//  1. A vote counts with the set of its own sequence number: prepares,
+//     commits and pre-prepares of seq (and the certificates made of
+//     them), checkpoints at seq, with the set of seq. The checkpoint at
+//     the boundary is signed by the old set: it is the new set's first
+//     stable checkpoint, which joining members verify knowing the genesis
+//     set and the reconfigurations.
+//  2. A replica knows the set of seq only once it executed every proposal
+//     that could change it: up to known = Boundary(told+1), told being the
+//     last proposal it executed. Since s+Window is below the boundary, a
+//     replica that has not executed s yet, with its low watermark at or
+//     below what it executed, accepts no message at or above the
+//     boundary: the window needs no draining at checkpoints. (A replica
+//     whose watermark is above what it executed, after a new view started
+//     there, drops messages above known until it fetched.)
+//  3. The barrier: a replica orders only sequence numbers of the epoch it
+//     is in, the epoch of the first number above what it knows decided
+//     (executed, stable, or a commit certificate a new view started at).
+//     No prepared or commit certificate, no new-view and no window ever
+//     mixes two sets.
+//  4. Each epoch's first view is installed by a new-view of its own
+//     members: a replica that enters an epoch (it executed the old one's
+//     last proposal, or fetched past it) asks for view+1 at once. View
+//     numbers stay global and only grow, so HardState's votes keep their
+//     meaning; HardState.Epoch remembers which epoch the view was
+//     installed in, for a restart at the boundary. A view-change counts in
+//     the epoch above where it starts (its stable checkpoint or commit
+//     certificate) and carries no prepared certificate beyond that
+//     epoch's end; a new-view is made of 2f+1 view-changes of one epoch,
+//     is sent by that epoch's primary for the view, and re-proposes only
+//     up to the epoch's end; a replica past an epoch ignores its
+//     new-views.
+//  5. A replica that is not a member of its epoch (removed, or not yet
+//     added) votes nothing, starts no view change, takes no requests
+//     from peers, and its messages count nowhere: it follows by the
+//     commits it receives and by state transfer. A joining one starts as
+//     such and becomes a member once it executed or fetched past the
+//     boundary (testdata/reconfig_replace.txt, reconfig_grow.txt).
+//
+// Why it is safe. Within an epoch it is PBFT: anything committed at seq
+// was prepared by 2f+1 members of seq's epoch, all of them in that epoch
+// (rule 3), in views installed there (rule 4); any 2f+1 view-changes of
+// that epoch share a correct member with them, which reports the
+// certificate. Across epochs: a new set's first new-view starts at or
+// above the boundary, which the old set decided; an old set's new-view
+// re-proposes nothing above it. A view change and a reconfiguration
+// racing cannot split the chain: the old set changes views among itself
+// up to the boundary (testdata/reconfig_view_change.txt).
+//
+// The old set must reach its boundary: while Status.Pending is set the
+// driver keeps blocks coming (ledgergate's heartbeat tx).
+//
+// A limit: the recovery of protocol item 4 (a later new view that starts
+// below another replica's commit certificate re-proposes the blocks the
+// replicas that executed them lost with a wiped disk) works within one
+// epoch; blocks of an old set below a new set's first view come back by
+// state transfer only.
 package pbft

@@ -72,6 +72,81 @@ func FuzzStep(f *testing.F) {
 	})
 }
 
+// FuzzStepReconfig is FuzzStep at a membership change: four replicas
+// and a spare n4 have a reconfiguration (n3 replaced by n4) committed and
+// s10, the old set's last, prepared with its commits on the wire, so a
+// message may land on either side of the boundary. The Byzantine n3 is
+// the replica being removed. Its seeds are the messages of a whole
+// change: the old set's votes, the epoch's view change, the new set's.
+func FuzzStepReconfig(f *testing.F) {
+	for _, m := range seedReconfigMessages(f) {
+		f.Add(m.Encode())
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > maxFuzzInput {
+			return
+		}
+		if _, err := pbft.Decode(data); err != nil {
+			return
+		}
+		h, err := reconfigCluster()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range h.reps {
+			m, err := pbft.Decode(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := h.status1(r, func() error { return r.core.Step(m) }); err != nil {
+				t.Fatalf("step %s at %s: %v", m.Type, r.id, err)
+			}
+			if r.id != "n3" {
+				b := byzantine(h, m)
+				if err := h.status1(r, func() error { return r.core.Step(b) }); err != nil {
+					t.Fatalf("step %s at %s: %v", m.Type, r.id, err)
+				}
+			}
+		}
+		if err := h.script("deliver", "propose n1 req-z", "deliver"); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// reconfigCluster returns n0..n3 and the spare n4 with n3's replacement
+// by n4 committed at s1 and s10 (the boundary, checkpoint=2) prepared.
+func reconfigCluster() (*cluster, error) {
+	o := defaultOptions()
+	o.checkpoint, o.spare = 2, 1
+	h, err := newCluster(o, io.Discard)
+	if err != nil {
+		return nil, err
+	}
+	return h, h.script(
+		"propose n0 reconfig:1:n0,n1,n2,n4 req-a req-b req-c req-d req-e req-f req-g req-h req-i",
+		"deliver", "tick n0",
+		"deliver type=request,pre-prepare,prepare",
+	)
+}
+
+// seedReconfigMessages returns the messages of a run through a change.
+func seedReconfigMessages(tb testing.TB) []*pbft.Message {
+	h, err := reconfigCluster()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	h.record = true
+	if err := h.script("deliver", "propose n1 req-after", "deliver"); err != nil {
+		tb.Fatal(err)
+	}
+	n4, _ := h.replica("n4")
+	if st := n4.core.Status(); !st.Member || st.Executed != 11 {
+		tb.Fatalf("the seed run did not get n4 into the new set: %+v", st)
+	}
+	return h.sent
+}
+
 // byzantine returns a copy of m from n3, signed with n3's key.
 func byzantine(h *cluster, m *pbft.Message) *pbft.Message {
 	b := *m

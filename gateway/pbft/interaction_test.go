@@ -14,8 +14,11 @@ package pbft_test
 //
 // The commands:
 //
-//	config [n=4] [checkpoint=16] [timeout=10] [batch=1] [inflight=4] [partial=inflight] [batchticks=1] [driver=doc]
-//	        must come first if present; builds the cluster n0..n{n-1}.
+//	config [n=4] [spare=0] [checkpoint=16] [timeout=10] [batch=1] [inflight=4] [partial=inflight] [batchticks=1] [driver=doc]
+//	        must come first if present; builds the cluster n0..n{n-1},
+//	        and spare replicas after them that are no members of the
+//	        genesis set (a reconfiguration may add them). A request
+//	        "reconfig:TAG:n0,n1,..." commits a new member set (pbfttest).
 //	        driver=doc: call Advance after ProposeFor, RejectFor and
 //	        Caught, as doc.go orders the driver's duties, instead of
 //	        before them (both orders must work: advance_drops_*.txt)
@@ -235,6 +238,7 @@ func runScript(name, text string) (*result, error) {
 // options configures a cluster.
 type options struct {
 	n          int
+	spare      int
 	checkpoint uint64
 	timeout    int
 	batch      int
@@ -265,6 +269,8 @@ func parseOptions(args []string) (options, error) {
 		switch k {
 		case "n":
 			o.n = n
+		case "spare":
+			o.spare = n
 		case "checkpoint":
 			o.checkpoint = uint64(n)
 		case "timeout":
@@ -297,7 +303,9 @@ type cluster struct {
 	record  bool
 	names   map[[32]byte]string    // request ids, to print rejections
 	decided map[uint64]pbft.Digest // what any replica executed at a seq
-	q       int
+	genesis []string               // the first member set
+	epochs  []pbft.Epoch           // member sets as the executed chain gives them
+	learned uint64                 // the highest seq epochs has
 }
 
 // replica is a core and its driver's durable state.
@@ -323,14 +331,15 @@ func newCluster(o options, out io.Writer) (*cluster, error) {
 	if o.n < 1 {
 		return nil, errors.New("need a replica")
 	}
-	f := (o.n - 1) / 3
 	h := &cluster{o: o, secrets: map[string][]byte{}, out: out, names: map[[32]byte]string{},
-		decided: map[uint64]pbft.Digest{}, q: (o.n+f)/2 + 1}
-	for i := range o.n {
+		decided: map[uint64]pbft.Digest{}}
+	for i := range o.n + o.spare {
 		id := fmt.Sprintf("n%d", i)
 		h.nodes = append(h.nodes, id)
 		h.secrets[id] = []byte("secret of " + id)
 	}
+	h.genesis = h.nodes[:o.n]
+	h.epochs = []pbft.Epoch{{Start: 1, Nodes: h.genesis}}
 	for _, id := range h.nodes {
 		r := &replica{id: id, certs: map[uint64]*pbft.Prepared{}}
 		h.reps = append(h.reps, r)
@@ -344,15 +353,19 @@ func newCluster(o options, out io.Writer) (*cluster, error) {
 // boot builds a replica's core from what it persisted.
 func (h *cluster) boot(r *replica) error {
 	r.app = pbfttest.NewApp(r.id, genesis)
+	var reconfigs []pbft.Reconfig
 	for _, e := range r.chain {
 		r.app.Exec(e)
+		if nodes, ok := r.app.Reconfig(e.Seq, e.Payload); ok {
+			reconfigs = append(reconfigs, pbft.Reconfig{Seq: e.Seq, Nodes: nodes})
+		}
 	}
 	var certs []*pbft.Prepared
 	for _, s := range slices.Sorted(maps.Keys(r.certs)) {
 		certs = append(certs, r.certs[s])
 	}
 	c, err := pbft.New(pbft.Config{
-		ID: r.id, Nodes: h.nodes, Domain: "interaction", Crypto: &pbfttest.Keys{Self: r.id, Secrets: h.secrets}, App: r.app,
+		ID: r.id, Nodes: h.genesis, Reconfigs: reconfigs, Domain: "interaction", Crypto: &pbfttest.Keys{Self: r.id, Secrets: h.secrets}, App: r.app,
 		CheckpointInterval: h.o.checkpoint, RequestTimeout: h.o.timeout, MaxBatch: h.o.batch, MaxInFlight: h.o.inflight,
 		PartialInFlight: h.o.partial, BatchTicks: h.o.batchTicks,
 	}, r.hs, certs, r.last())
@@ -751,16 +764,33 @@ func (h *cluster) execute(r *replica, e pbft.Entry) error {
 		return fmt.Errorf("invariant: %s executed s%d that does not extend its chain", r.id, e.Seq)
 	}
 	k := &pbfttest.Keys{Secrets: h.secrets}
+	members := h.epochs[0].Nodes
+	for _, ep := range h.epochs {
+		if ep.Start <= e.Seq {
+			members = ep.Nodes
+		}
+	}
 	signers := map[string]bool{}
 	for _, v := range e.Commits {
-		if signers[v.Node] || !k.Verify(v.Node, k.VoteBytes(e.Seq, e.View, e.Digest), v.Sig) {
+		if signers[v.Node] || !slices.Contains(members, v.Node) || !k.Verify(v.Node, k.VoteBytes(e.Seq, e.View, e.Digest), v.Sig) {
 			return fmt.Errorf("invariant: %s executed s%d with a bad commit by %s", r.id, e.Seq, v.Node)
 		}
 		signers[v.Node] = true
 	}
-	if len(signers) < h.q {
-		return fmt.Errorf("invariant: %s executed s%d with %d commits, quorum %d", r.id, e.Seq, len(signers), h.q)
+	f := (len(members) - 1) / 3
+	if q := (len(members)+f)/2 + 1; len(signers) < q {
+		return fmt.Errorf("invariant: %s executed s%d with %d commits, quorum %d", r.id, e.Seq, len(signers), q)
 	}
+	if nodes, ok := r.app.Reconfig(e.Seq, e.Payload); ok && e.Seq > h.learned {
+		start := pbft.Boundary(e.Seq, h.o.checkpoint, 4*h.o.checkpoint) + 1
+		if last := h.epochs[len(h.epochs)-1]; last.Start == start {
+			h.epochs[len(h.epochs)-1].Nodes = nodes
+		} else {
+			h.epochs = append(h.epochs, pbft.Epoch{Start: start, Nodes: nodes})
+		}
+		h.printf("%s: member set %s from s%d", r.id, strings.Join(nodes, ","), start)
+	}
+	h.learned = max(h.learned, e.Seq)
 	if d, ok := h.decided[e.Seq]; ok && d != e.Digest {
 		return fmt.Errorf("invariant: %s executed %s at s%d, another replica %s", r.id, short(e.Digest[:]), e.Seq, short(d[:]))
 	}
@@ -785,6 +815,11 @@ func (h *cluster) fetch(r *replica, t *pbft.Target) error {
 		for _, e := range p.chain[start:] {
 			if err := h.execute(r, e); err != nil {
 				return err
+			}
+			if nodes, ok := r.app.Reconfig(e.Seq, e.Payload); ok {
+				if err := r.core.Reconfigured(pbft.Reconfig{Seq: e.Seq, Nodes: nodes}); err != nil {
+					return err
+				}
 			}
 			b, _ := pbfttest.DecodeBlock(e.Payload)
 			for _, q := range b.Reqs {
@@ -813,8 +848,15 @@ func (h *cluster) status() {
 		if st.Changing {
 			changing = " changing"
 		}
-		h.printf("%s: view %d%s primary %s stable %d low %d executed %d waiting %d queued %d inflight %d; chain [%s]",
-			r.id, st.View, changing, st.Primary, st.Stable, st.Low, st.Executed, st.Waiting, st.Queued, st.InFlight, strings.Join(chain, " "))
+		epoch := ""
+		if len(h.epochs) > 1 {
+			epoch = fmt.Sprintf(" epoch s%d member %v", st.Epoch, st.Member)
+			if st.Pending != 0 {
+				epoch += fmt.Sprintf(" pending s%d", st.Pending)
+			}
+		}
+		h.printf("%s: view %d%s primary %s%s stable %d low %d executed %d waiting %d queued %d inflight %d; chain [%s]",
+			r.id, st.View, changing, st.Primary, epoch, st.Stable, st.Low, st.Executed, st.Waiting, st.Queued, st.InFlight, strings.Join(chain, " "))
 	}
 }
 

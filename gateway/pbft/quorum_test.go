@@ -4,8 +4,12 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
+	"slices"
+	"strings"
 	"testing"
 	"testing/quick"
+
+	"github.com/ledgergate/ledgergate/gateway/pbft/pbfttest"
 )
 
 // TestQuorum checks the core's quorum against a naive enumeration, for n
@@ -118,4 +122,92 @@ func TestQuorumQuick(t *testing.T) {
 	if err := quick.Check(prop, &quick.Config{MaxCount: 100_000}); err != nil {
 		t.Error(err)
 	}
+}
+
+// TestQuorumAfterReconfig is TestQuorum for a member set a
+// reconfiguration installed: four genesis replicas change to m members
+// (n1, n2, ... : the old primary leaves, spares join), for m = 1 and 4 to
+// 7 (the test application refuses 2 and 3, as ledgergate will);
+// in the new set's first view, the fewest live members with which a
+// request commits is the naive smallest safe quorum of m, whatever the old
+// n, and its certificate carries that many commits, all of members.
+func TestQuorumAfterReconfig(t *testing.T) {
+	for _, m := range []int{1, 4, 5, 6, 7} {
+		f := (m - 1) / 3
+		var set []string
+		for i := 1; i <= m; i++ {
+			set = append(set, fmt.Sprintf("n%d", i))
+		}
+		observed := 0
+		for live := 1; live <= m && observed == 0; live++ {
+			commits, err := commitAfterReconfig(set, live)
+			if err != nil {
+				t.Fatalf("m=%d live=%d: %v", m, live, err)
+			}
+			if commits > 0 {
+				observed = live
+				if commits != live {
+					t.Errorf("m=%d: committed by %d live members with %d commits", m, live, commits)
+				}
+			}
+		}
+		t.Logf("m=%d f=%d: quorum %d", m, f, observed)
+		if want := minIntersecting(m, f+1); observed != want {
+			t.Errorf("m=%d f=%d: the new set commits with %d members, the smallest safe quorum is %d", m, f, observed, want)
+		}
+	}
+}
+
+// commitAfterReconfig changes four replicas to set, lets every member
+// install the new set's first view, crashes all but live members (the
+// view's primary kept), proposes a request at the primary and returns
+// how many commits its entry carries (0: it did not commit).
+func commitAfterReconfig(set []string, live int) (int, error) {
+	o := defaultOptions()
+	o.checkpoint, o.spare = 2, 4
+	h, err := newCluster(o, io.Discard)
+	if err != nil {
+		return 0, err
+	}
+	cmds := []string{"propose n0 " + pbfttest.ReconfigPrefix + "1:" + strings.Join(set, ",") +
+		" req-a req-b req-c req-d req-e req-f req-g req-h req-i"}
+	for range 4 {
+		cmds = append(cmds, "deliver", "tick n0")
+	}
+	cmds = append(cmds, "deliver", "tick all 10", "deliver")
+	if err := h.script(cmds...); err != nil {
+		return 0, err
+	}
+	r1, _ := h.replica(set[0])
+	st := r1.core.Status()
+	if st.Epoch != 11 || st.Changing {
+		return 0, fmt.Errorf("%s did not settle in the new set: %+v", set[0], st)
+	}
+	primary, _ := h.replica(st.Primary)
+	keep := map[string]bool{primary.id: true}
+	for _, id := range set {
+		if len(keep) < live {
+			keep[id] = true
+		}
+	}
+	for _, r := range h.reps {
+		if !keep[r.id] {
+			if err := h.script("crash " + r.id); err != nil {
+				return 0, err
+			}
+		}
+	}
+	if err := h.script("propose "+primary.id+" req-z", "deliver"); err != nil {
+		return 0, err
+	}
+	if uint64(len(primary.chain)) < 11 {
+		return 0, nil
+	}
+	e := primary.chain[10]
+	for _, v := range e.Commits {
+		if !slices.Contains(set, v.Node) {
+			return 0, fmt.Errorf("s11 carries a commit of %s, not a member", v.Node)
+		}
+	}
+	return len(e.Commits), nil
 }

@@ -25,6 +25,18 @@ func (c *Core) sendViewChange() error {
 	if c.execCert != nil && c.execCert.Seq > c.proven && len(c.execCert.Commits) > 0 {
 		vc.Executed = c.execCert
 	}
+	// Another replica's commit certificate a new view started at, above
+	// what this replica executed, in a later epoch: it places the
+	// view-change in the epoch this replica is in (vcStart). Within one
+	// epoch it stays out, so that a later new view may start lower and
+	// re-propose what the replicas that executed it lost (lowerLow).
+	if t := c.topCert; t != nil {
+		_, ti, tok := c.epochAt(t.Seq + 1)
+		_, si, sok := c.epochAt(c.vcStart(vc) + 1)
+		if tok && sok && ti > si {
+			vc.Executed = t
+		}
+	}
 	for _, s := range sortedKeys(c.log) {
 		if e := c.log[s]; s > c.proven && e.cert != nil {
 			vc.Prepared = append(vc.Prepared, *e.cert)
@@ -48,7 +60,9 @@ func (c *Core) onViewChange(m *Message) error {
 		c.showNewView(m.From, m.View)
 		return nil
 	}
-	if set := c.vcs[m.View]; set != nil && set[m.From] != nil {
+	// One view-change per sender and view, but for a later one that
+	// starts higher: the sender entered a new epoch and asks again.
+	if set := c.vcs[m.View]; set != nil && set[m.From] != nil && c.vcStart(m) <= c.vcStart(set[m.From]) {
 		return nil
 	}
 	if !c.verify(m) || !c.validViewChange(m) {
@@ -57,9 +71,54 @@ func (c *Core) onViewChange(m *Message) error {
 	return c.addViewChange(m)
 }
 
+// vcStart is where a view-change places its sender: its stable
+// checkpoint or, above, its commit certificate. The epoch of vcStart+1
+// is the one the view-change counts in.
+func (c *Core) vcStart(m *Message) uint64 {
+	s := m.Seq
+	if m.Executed != nil && m.Executed.Seq > s {
+		s = m.Executed.Seq
+	}
+	return s
+}
+
+// vcEpoch returns the index of the epoch a view-change counts in.
+func (c *Core) vcEpoch(m *Message) (int, bool) {
+	_, i, ok := c.epochAt(c.vcStart(m) + 1)
+	return i, ok
+}
+
+// nvEpoch returns the epoch a new-view installs its view in: that of its
+// view-changes, which must all count in one.
+func (c *Core) nvEpoch(m *Message) (*epoch, int, bool) {
+	if len(m.ViewChanges) == 0 {
+		return nil, 0, false
+	}
+	ep, i, ok := c.epochAt(c.vcStart(m.ViewChanges[0]) + 1)
+	if !ok {
+		return nil, 0, false
+	}
+	for _, vc := range m.ViewChanges[1:] {
+		if j, ok := c.vcEpoch(vc); !ok || j != i {
+			return nil, 0, false
+		}
+	}
+	return ep, i, true
+}
+
 // validViewChange checks a view-change's checkpoint proof and prepared
 // certificates.
+//
+// Each certificate counts with the member set of its sequence number; a
+// view-change counts in the epoch above where it starts (vcStart), and
+// carries no prepared certificate above that epoch's end: a correct
+// replica prepares there only once it is in the later epoch.
 func (c *Core) validViewChange(m *Message) bool {
+	i, ok := c.vcEpoch(m)
+	if !ok {
+		return false
+	}
+	end := c.end(i)
 	if m.Seq > 0 && !c.validProof(m.Seq, digestOf(m.Digest), m.Proof) {
 		return false
 	}
@@ -69,7 +128,11 @@ func (c *Core) validViewChange(m *Message) bool {
 	seqs := map[uint64]bool{}
 	for _, p := range m.Prepared {
 		pp := p.PrePrepare
-		if pp.View >= m.View || pp.Seq <= m.Seq || pp.From != c.primary(pp.View) || seqs[pp.Seq] || !c.verify(pp) {
+		if pp == nil || pp.Type != TypePrePrepare || pp.View >= m.View || pp.Seq <= m.Seq || pp.Seq > end || seqs[pp.Seq] {
+			return false
+		}
+		ep, _, ok := c.epochAt(pp.Seq)
+		if !ok || pp.From != ep.primary(pp.View) || !c.verify(pp) {
 			return false
 		}
 		seqs[pp.Seq] = true
@@ -80,7 +143,7 @@ func (c *Core) validViewChange(m *Message) bool {
 			}
 			from[q.From] = true
 		}
-		if len(from) < c.q {
+		if len(from) < ep.q {
 			return false
 		}
 	}
@@ -90,27 +153,35 @@ func (c *Core) validViewChange(m *Message) bool {
 // validCommits checks a commit certificate: 2f+1 distinct members'
 // commit signatures.
 func (c *Core) validCommits(x *Executed) bool {
+	ep, _, ok := c.epochAt(x.Seq)
+	if !ok {
+		return false
+	}
 	from := map[string]bool{}
 	data := c.cfg.Crypto.VoteBytes(x.Seq, x.View, x.Digest)
 	for _, v := range x.Commits {
-		if from[v.Node] || !slices.Contains(c.cfg.Nodes, v.Node) || !c.cfg.Crypto.Verify(v.Node, data, v.Sig) {
+		if from[v.Node] || !ep.has(v.Node) || !c.cfg.Crypto.Verify(v.Node, data, v.Sig) {
 			return false
 		}
 		from[v.Node] = true
 	}
-	return len(from) >= c.q
+	return len(from) >= ep.q
 }
 
 // validProof checks 2f+1 distinct signed checkpoints for (seq, d).
 func (c *Core) validProof(seq uint64, d Digest, proof []*Message) bool {
+	ep, _, ok := c.epochAt(seq)
+	if !ok {
+		return false
+	}
 	from := map[string]bool{}
 	for _, cp := range proof {
-		if cp.Seq != seq || Digest(cp.Digest) != d || from[cp.From] || !c.verify(cp) {
+		if cp == nil || cp.Type != TypeCheckpoint || cp.Seq != seq || Digest(cp.Digest) != d || from[cp.From] || !c.verify(cp) {
 			return false
 		}
 		from[cp.From] = true
 	}
-	return len(from) >= c.q
+	return len(from) >= ep.q
 }
 
 // addViewChange records a valid view-change and applies the rules that
@@ -132,18 +203,29 @@ func (c *Core) addViewChange(m *Message) error {
 	// f+1 other replicas ask for views above ours: at least one is
 	// correct. (This replica's own view-change counts only once it
 	// rejoined a lower view: it asked for that one alone.)
+	//
+	// Only view-changes of this replica's current epoch count: a view
+	// number is global, but each epoch's members change views among
+	// themselves (see doc.go, reconfiguration).
+	ep, ci, ok := c.cur()
+	if !ok || !ep.has(c.cfg.ID) {
+		return nil
+	}
 	lowest := map[string]uint64{}
 	for _, v := range sortedKeys(c.vcs) {
 		if v <= c.view {
 			continue
 		}
-		for from := range c.vcs[v] {
+		for from, vc := range c.vcs[v] {
+			if i, ok := c.vcEpoch(vc); !ok || i != ci {
+				continue
+			}
 			if _, ok := lowest[from]; !ok && from != c.cfg.ID {
 				lowest[from] = v
 			}
 		}
 	}
-	if len(lowest) >= c.f+1 {
+	if len(lowest) >= ep.f+1 {
 		target := uint64(0)
 		for _, v := range lowest {
 			if target == 0 || v < target {
@@ -157,15 +239,26 @@ func (c *Core) addViewChange(m *Message) error {
 	if !c.changing {
 		return nil
 	}
-	mine := c.vcs[c.view]
-	if len(mine) >= c.q && !c.vcTimer {
+	mine := c.vcsIn(c.view, ci)
+	if len(mine) >= ep.q && !c.vcTimer {
 		c.vcTimer = true
 		c.deadline = c.now + c.timeout()
 	}
-	if len(mine) >= c.q && mine[c.cfg.ID] != nil && c.primary(c.view) == c.cfg.ID && c.nvSent < c.view && !c.passive() {
+	if len(mine) >= ep.q && mine[c.cfg.ID] != nil && ep.primary(c.view) == c.cfg.ID && c.nvSent < c.view && !c.passive() {
 		return c.sendNewView()
 	}
 	return nil
+}
+
+// vcsIn returns the view-changes for view v that count in epoch i.
+func (c *Core) vcsIn(v uint64, i int) map[string]*Message {
+	out := map[string]*Message{}
+	for from, vc := range c.vcs[v] {
+		if j, ok := c.vcEpoch(vc); ok && j == i {
+			out[from] = vc
+		}
+	}
+	return out
 }
 
 // chosen is a proposal the new view must re-propose.
@@ -181,7 +274,10 @@ type chosen struct {
 // below it: proposals chain); above, for each sequence number, it takes
 // the prepared certificate of the highest view. The in-order prepare rule
 // makes these gap-free; a gap ends the list.
-func (c *Core) decide(vcs []*Message) (minS uint64, minD Digest, proof []*Message, out []chosen) {
+//
+// Re-proposals stop at end, the last sequence number of the epoch the
+// view-changes count in: the next epoch's members order what follows.
+func (c *Core) decide(vcs []*Message, end uint64) (minS uint64, minD Digest, proof []*Message, cert *Executed, out []chosen) {
 	for _, vc := range vcs {
 		if vc.Seq > minS || proof == nil && vc.Seq == minS && vc.Seq > 0 {
 			minS, minD, proof = vc.Seq, digestOf(vc.Digest), vc.Proof
@@ -189,10 +285,10 @@ func (c *Core) decide(vcs []*Message) (minS uint64, minD Digest, proof []*Messag
 	}
 	for _, vc := range vcs {
 		if x := vc.Executed; x != nil && x.Seq > minS {
-			minS, minD, proof = x.Seq, x.Digest, nil
+			minS, minD, proof, cert = x.Seq, x.Digest, nil, x
 		}
 	}
-	for s := minS + 1; ; s++ {
+	for s := minS + 1; s <= end; s++ {
 		var best *Message
 		for _, vc := range vcs {
 			for _, p := range vc.Prepared {
@@ -202,23 +298,25 @@ func (c *Core) decide(vcs []*Message) (minS uint64, minD Digest, proof []*Messag
 			}
 		}
 		if best == nil {
-			return minS, minD, proof, out
+			break
 		}
 		out = append(out, chosen{seq: s, digest: digestOf(best.Digest), payload: best.Payload})
 	}
+	return minS, minD, proof, cert, out
 }
 
 // sendNewView has the new primary announce its view with 2f+1
 // view-changes and the re-proposals they imply.
 func (c *Core) sendNewView() error {
-	set := c.vcs[c.view]
+	ep, ci, _ := c.cur() // addViewChange checked
+	set := c.vcsIn(c.view, ci)
 	vcs := []*Message{set[c.cfg.ID]}
 	for _, k := range sortedKeys(set) {
-		if k != c.cfg.ID && len(vcs) < c.q {
+		if k != c.cfg.ID && len(vcs) < ep.q {
 			vcs = append(vcs, set[k])
 		}
 	}
-	_, _, _, props := c.decide(vcs)
+	_, _, _, _, props := c.decide(vcs, c.end(ci))
 	nv := &Message{Type: TypeNewView, From: c.cfg.ID, View: c.view}
 	for _, vc := range vcs {
 		nv.ViewChanges = append(nv.ViewChanges, withoutPayloads(vc))
@@ -242,20 +340,28 @@ func (c *Core) onNewView(m *Message) error {
 	if m.View < c.view || (m.View == c.view && !c.changing) {
 		return nil
 	}
-	if m.From != c.primary(m.View) || !c.verify(m) {
+	// A new-view counts in the epoch of its view-changes: this
+	// replica's current one, or a later one it is behind in (install
+	// then moves it there); one of an earlier epoch is the old members'
+	// business.
+	ep, i, ok := c.nvEpoch(m)
+	if _, ci, cok := c.cur(); !ok || (cok && i < ci) {
+		return nil
+	}
+	if m.From != ep.primary(m.View) || !c.verify(m) {
 		return nil
 	}
 	from := map[string]bool{}
 	for _, vc := range m.ViewChanges {
-		if vc.View != m.View || from[vc.From] || !c.verify(vc) || !c.validViewChange(vc) {
+		if vc == nil || vc.Type != TypeViewChange || vc.View != m.View || from[vc.From] || !c.verify(vc) || !c.validViewChange(vc) {
 			return nil
 		}
 		from[vc.From] = true
 	}
-	if len(from) < c.q {
+	if len(from) < ep.q {
 		return nil
 	}
-	_, _, _, props := c.decide(m.ViewChanges)
+	_, _, _, _, props := c.decide(m.ViewChanges, c.end(i))
 	if len(props) != len(m.PrePrepares) {
 		return nil
 	}
@@ -271,8 +377,13 @@ func (c *Core) onNewView(m *Message) error {
 // takes its re-proposals as pre-prepares, and re-forwards the requests
 // this replica waits for to the new primary.
 func (c *Core) install(nv *Message) error {
-	minS, minD, proof, props := c.decide(nv.ViewChanges)
+	ep, i, _ := c.nvEpoch(nv) // checked by onNewView, or built by sendNewView
+	minS, minD, proof, cert, props := c.decide(nv.ViewChanges, c.end(i))
 	c.view, c.changing, c.vcTimer, c.newView = nv.View, false, false, nv
+	c.viewEp = ep.start - 1
+	if cert != nil && cert.Seq == minS && (c.topCert == nil || cert.Seq > c.topCert.Seq) {
+		c.topCert = cert
+	}
 	c.dirty()
 	c.lowerLow(minS, minD)
 	if minS > c.low {
@@ -300,7 +411,7 @@ func (c *Core) install(nv *Message) error {
 		e.pp, e.digest = pp, Digest(pp.Digest)
 	}
 	_ = props
-	if c.primary(c.view) == c.cfg.ID {
+	if ep.primary(c.view) == c.cfg.ID {
 		c.nextSeq = max(maxS, c.lastExec, c.low) + 1
 	}
 	c.deadline = c.now + c.timeout()
@@ -374,6 +485,9 @@ func (c *Core) lowerLow(minS uint64, minD Digest) {
 // on, which its timer or f+1 other replicas start as usual.
 func (c *Core) rejoin(v uint64) error {
 	c.view, c.changing, c.vcTimer = v, false, false
+	if ep, _, ok := c.cur(); ok {
+		c.viewEp = ep.start - 1 // Caught checked: the others commit in view v of this epoch
+	}
 	c.dirty()
 	for _, s := range sortedKeys(c.log) {
 		if s > c.lastExec {

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 
 	"github.com/ledgergate/ledgergate/gateway/pbft"
@@ -35,7 +36,21 @@ type Options struct {
 	Pause      bool // pause f+1 replicas for a long time, then resume them
 	FaultTicks int  // faults stop after this many ticks
 	HealTicks  int  // after the faults, all requests must commit within this
+	// Reconfigs are membership changes, one after the other, at random
+	// times while faults happen: each is committed as a request and
+	// takes effect at its boundary (pbft.Boundary) before the next.
+	Reconfigs []Op
 }
+
+// Op is a membership change.
+type Op string
+
+// The membership changes.
+const (
+	Add     Op = "add"     // a new replica joins, from nothing: it catches up by state transfer
+	Remove  Op = "remove"  // a member leaves (only above 4 members); it keeps running, refused
+	Replace Op = "replace" // a member is killed for good and a new one takes its place
+)
 
 // Scenario derives a run's options from its seed, so that every seed
 // picks its own mix of faults and replays exactly.
@@ -51,13 +66,18 @@ func Scenario(seed uint64) Options {
 	o.Dup = []float64{0, 0.05}[r.IntN(2)]
 	o.Partition = r.IntN(2) == 0
 	o.Crash = r.IntN(2) == 0
-	o.Pause = r.IntN(3) == 0 // drawn last: the seeds before it kept their scenarios
+	o.Pause = r.IntN(3) == 0 // drawn before the reconfigurations: the seeds before them kept their faults
+	if r.IntN(2) == 0 {
+		for range 1 + r.IntN(3) {
+			o.Reconfigs = append(o.Reconfigs, []Op{Add, Remove, Replace}[r.IntN(3)])
+		}
+	}
 	return o
 }
 
 func (o Options) String() string {
-	return fmt.Sprintf("seed=%d n=%d byzantine=%q requests=%d drop=%.2f dup=%.2f delay<=%d partition=%v crash=%v pause=%v",
-		o.Seed, o.N, o.Byzantine, o.Requests, o.Drop, o.Dup, o.MaxDelay, o.Partition, o.Crash, o.Pause)
+	return fmt.Sprintf("seed=%d n=%d byzantine=%q requests=%d drop=%.2f dup=%.2f delay<=%d partition=%v crash=%v pause=%v reconfigs=%v",
+		o.Seed, o.N, o.Byzantine, o.Requests, o.Drop, o.Dup, o.MaxDelay, o.Partition, o.Crash, o.Pause, o.Reconfigs)
 }
 
 // replica is one simulated gateway: a core, its application, and what it
@@ -72,6 +92,7 @@ type replica struct {
 	certs  map[uint64]*pbft.Prepared
 	chain  []pbft.Entry // executed, in order; chain[i].Seq == i+1
 	down   bool
+	killed bool       // replaced: down for good
 	paused bool       // as under SIGSTOP: no ticks, nothing delivered; messages to it wait
 	inbox  []envelope // what arrived while paused, delivered when it resumes
 	crypto *Keys
@@ -114,7 +135,21 @@ type Sim struct {
 	now      int
 	cut      map[int]bool // partitioned replicas
 	decided  map[uint64]pbft.Digest
-	q        int
+	// truth is the member sets as the decided chain gives them: every
+	// replica's core must know a prefix of it (all switch at one seq),
+	// and every certificate counts members of its seq's set only.
+	truth   []pbft.Epoch
+	genesis []string // the first member set
+	joiners []int    // replicas not started yet, for Add and Replace
+	initial int      // replicas started at tick 0 (the twins included)
+	opNodes []string // the member set the last reconfiguration asked for
+	opReq   string   // its request
+	opSent  int      // the tick it was last submitted
+	opDone  bool     // it committed
+	fills   int
+	learned uint64         // the highest seq the truth has
+	mustAt  map[string]int // request -> the replica it was given to
+	late    []*replica     // new replicas to start once the last change took effect
 }
 
 // Run runs one simulation and returns the first invariant it saw broken,
@@ -123,13 +158,13 @@ func Run(o Options) error { return runWith(o, nil) }
 
 func runWith(o Options, after func(*Sim)) error {
 	s := &Sim{o: o, rng: rand.New(rand.NewPCG(o.Seed, 1)), secrets: map[string][]byte{}, cut: map[int]bool{}, decided: map[uint64]pbft.Digest{}}
-	f := (o.N - 1) / 3
-	s.q = (o.N+f)/2 + 1
 	for i := range o.N {
 		id := fmt.Sprintf("n%d", i)
 		s.nodes = append(s.nodes, id)
 		s.secrets[id] = []byte("secret of " + id)
 	}
+	s.genesis = slices.Clone(s.nodes)
+	s.truth = []pbft.Epoch{{Start: 1, Nodes: s.genesis}}
 	for i, id := range s.nodes {
 		fault := Honest
 		if i == 0 {
@@ -145,6 +180,18 @@ func runWith(o Options, after func(*Sim)) error {
 			return err
 		}
 	}
+	// The replicas Add and Replace start: down (not started) until then.
+	s.initial, s.mustAt = len(s.replicas), map[string]int{}
+	for _, op := range o.Reconfigs {
+		if op == Remove {
+			continue
+		}
+		id := fmt.Sprintf("n%d", len(s.nodes))
+		s.nodes = append(s.nodes, id)
+		s.secrets[id] = []byte("secret of " + id)
+		s.joiners = append(s.joiners, len(s.replicas))
+		s.replicas = append(s.replicas, &replica{id: id, down: true})
+	}
 	err := s.run()
 	if after != nil {
 		after(s)
@@ -158,8 +205,12 @@ func runWith(o Options, after func(*Sim)) error {
 func (s *Sim) boot(r *replica) error {
 	r.crypto = &Keys{Self: r.id, Secrets: s.secrets}
 	r.app = NewApp(r.id, genesis)
+	var reconfigs []pbft.Reconfig
 	for _, e := range r.chain {
 		r.app.Exec(e)
+		if nodes, ok := r.app.Reconfig(e.Seq, e.Payload); ok {
+			reconfigs = append(reconfigs, pbft.Reconfig{Seq: e.Seq, Nodes: nodes})
+		}
 	}
 	if r.certs == nil {
 		r.certs = map[uint64]*pbft.Prepared{}
@@ -169,7 +220,7 @@ func (s *Sim) boot(r *replica) error {
 		certs = append(certs, p)
 	}
 	c, err := pbft.New(pbft.Config{
-		ID: r.id, Nodes: s.nodes, Domain: "sim", Crypto: r.crypto, App: r.app,
+		ID: r.id, Nodes: s.genesis, Reconfigs: reconfigs, Domain: "sim", Crypto: r.crypto, App: r.app,
 		CheckpointInterval: 8, RequestTimeout: 40, MaxBatch: 8,
 		// 1 to 4 (the default) proposals out before a partial batch
 		// waits, from the seed without drawing from rng, so that seeds
@@ -180,10 +231,86 @@ func (s *Sim) boot(r *replica) error {
 		return err
 	}
 	r.core, r.down = c, false
+	return s.checkEpochs(r)
+}
+
+// Sim's checks run with CheckpointInterval 8 and the default window.
+const (
+	simInterval = 8
+	simWindow   = 4 * simInterval
+)
+
+func (s *Sim) honest(r *replica) bool { return r.fault == Honest }
+
+// final reports whether r is a member of the last member set: the
+// liveness checks are about those (a removed or killed replica is out).
+func (s *Sim) final(r *replica) bool {
+	return !r.killed && slices.Contains(s.truth[len(s.truth)-1].Nodes, r.id)
+}
+
+// epochAt returns the member set of seq, as the decided chain gives it.
+func (s *Sim) epochAt(seq uint64) pbft.Epoch {
+	i := len(s.truth) - 1
+	for i > 0 && s.truth[i].Start > seq {
+		i--
+	}
+	return s.truth[i]
+}
+
+func quorum(n int) int { f := (n - 1) / 3; return (n+f)/2 + 1 }
+
+// learn adds a decided block's reconfiguration to the truth, as every
+// core must: the first honest replica to execute seq decided it.
+func (s *Sim) learn(e pbft.Entry) error {
+	nodes, ok := (&App{}).Reconfig(e.Seq, e.Payload)
+	if !ok {
+		return nil
+	}
+	start := pbft.Boundary(e.Seq, simInterval, simWindow) + 1
+	last := s.truth[len(s.truth)-1]
+	switch {
+	case start < last.Start:
+		return fmt.Errorf("invariant: reconfiguration at %d takes effect at %d, before one at %d", e.Seq, start, last.Start)
+	case start == last.Start && len(s.truth) > 1:
+		s.truth[len(s.truth)-1] = pbft.Epoch{Start: start, Nodes: nodes}
+	default:
+		s.truth = append(s.truth, pbft.Epoch{Start: start, Nodes: nodes})
+	}
 	return nil
 }
 
-func (s *Sim) honest(r *replica) bool { return r.fault == Honest }
+// checkEpochs checks that r's core knows a prefix of the member sets the
+// chain gives: every replica switches at the same sequence number.
+func (s *Sim) checkEpochs(r *replica) error {
+	got := r.core.Epochs()
+	if len(got) > len(s.truth) {
+		return fmt.Errorf("invariant: %s knows %d member sets, the chain gives %d", r.id, len(got), len(s.truth))
+	}
+	for i, e := range got {
+		if e.Start != s.truth[i].Start || !slices.Equal(e.Nodes, s.truth[i].Nodes) {
+			return fmt.Errorf("invariant: %s has member set %v from %d, the chain %v from %d", r.id, e.Nodes, e.Start, s.truth[i].Nodes, s.truth[i].Start)
+		}
+	}
+	return nil
+}
+
+// checkPrepared checks a prepared certificate: 2f+1 distinct members of
+// its seq's set (no certificate counts a non-member).
+func (s *Sim) checkPrepared(r *replica, p *pbft.Prepared) error {
+	pp := p.PrePrepare
+	ep := s.epochAt(pp.Seq)
+	from := map[string]bool{}
+	for _, m := range p.Prepares {
+		if !slices.Contains(ep.Nodes, m.From) {
+			return fmt.Errorf("invariant: %s prepared s%d with a prepare of %s, not a member of %v", r.id, pp.Seq, m.From, ep.Nodes)
+		}
+		from[m.From] = true
+	}
+	if len(from) < quorum(len(ep.Nodes)) || !slices.Contains(ep.Nodes, pp.From) {
+		return fmt.Errorf("invariant: %s prepared s%d with %d prepares of %v (pre-prepare by %s)", r.id, pp.Seq, len(from), ep.Nodes, pp.From)
+	}
+	return nil
+}
 
 func (s *Sim) run() error {
 	o := s.o
@@ -206,7 +333,7 @@ func (s *Sim) run() error {
 	if o.Crash {
 		crashAt = s.rng.IntN(o.FaultTicks)
 		crashFor = 20 + s.rng.IntN(200)
-		crashIdx = s.rng.IntN(len(s.replicas))
+		crashIdx = s.rng.IntN(s.initial)
 	}
 	var pauseAt, pauseFor int
 	var paused []int
@@ -217,8 +344,14 @@ func (s *Sim) run() error {
 		// included, and find everything sent to them meanwhile.
 		pauseAt = s.rng.IntN(o.FaultTicks)
 		pauseFor = 200 + s.rng.IntN(800) // 5 to 25 request timeouts
-		paused = s.rng.Perm(len(s.replicas))[:(o.N-1)/3+1]
+		paused = s.rng.Perm(s.initial)[:(o.N-1)/3+1]
 	}
+	var opAt []int
+	for range o.Reconfigs {
+		opAt = append(opAt, s.rng.IntN(o.FaultTicks))
+	}
+	slices.Sort(opAt)
+	nextOp := 0
 	healAt := max(o.FaultTicks, partTo, crashAt+crashFor, pauseAt+pauseFor) + 1
 	var final, after, beats []string
 	for s.now = 0; s.now < healAt+o.HealTicks; s.now++ {
@@ -237,7 +370,7 @@ func (s *Sim) run() error {
 		if o.Partition && s.now == partFrom {
 			f := (o.N - 1) / 3
 			for range 1 + s.rng.IntN(max(f, 1)) {
-				s.cut[s.rng.IntN(len(s.replicas))] = true
+				s.cut[s.rng.IntN(s.initial)] = true
 			}
 		}
 		if o.Partition && s.now == partTo {
@@ -246,7 +379,7 @@ func (s *Sim) run() error {
 		if crashIdx >= 0 && s.now == crashAt {
 			s.replicas[crashIdx].down = true
 		}
-		if crashIdx >= 0 && s.now == crashAt+crashFor {
+		if crashIdx >= 0 && s.now == crashAt+crashFor && !s.replicas[crashIdx].killed {
 			if err := s.boot(s.replicas[crashIdx]); err != nil {
 				return err
 			}
@@ -258,15 +391,27 @@ func (s *Sim) run() error {
 			}
 			if i >= 0 && (i != crashIdx || s.now >= crashAt+crashFor) {
 				must = append(must, req)
+				s.mustAt[req] = i
 			}
+		}
+		if nextOp < len(opAt) && s.now >= opAt[nextOp] && s.settled() {
+			if err := s.reconfigure(o.Reconfigs[nextOp], nextOp); err != nil {
+				return err
+			}
+			nextOp++
+		}
+		if err := s.pushReconfig(); err != nil {
+			return err
 		}
 		if s.now == healAt {
 			for i := range 10 {
 				req := fmt.Sprintf("req-final-%d", i)
 				final = append(final, req)
-				if _, err := s.submit(req); err != nil {
+				i, err := s.submit(req)
+				if err != nil {
 					return err
 				}
+				s.mustAt[req] = i
 			}
 		}
 		if err := s.deliver(faulty); err != nil {
@@ -289,7 +434,7 @@ func (s *Sim) run() error {
 				}
 			}
 		}
-		if s.now <= healAt || !s.allExecuted(final) || !s.allExecuted(must) {
+		if s.now <= healAt || !s.allExecuted(s.kept(final)) || !s.allExecuted(s.kept(must)) || nextOp < len(opAt) || !s.settled() || !s.switched() {
 			continue
 		}
 		if !s.oneView() || !s.allExecuted(beats) {
@@ -317,7 +462,7 @@ func (s *Sim) run() error {
 		// devices' records ordered).
 		if after == nil {
 			for i, r := range s.replicas {
-				if s.honest(r) {
+				if s.honest(r) && s.final(r) {
 					req := fmt.Sprintf("req-after-%d", i)
 					after = append(after, req)
 					if err := r.core.Propose(pbft.NewRequest([]byte(req))); err != nil {
@@ -336,12 +481,19 @@ func (s *Sim) run() error {
 	}
 	var lag []string
 	for _, r := range s.replicas {
+		if r.core == nil {
+			lag = append(lag, fmt.Sprintf("%s: never started", r.id))
+			continue
+		}
 		st := r.core.Status()
-		lag = append(lag, fmt.Sprintf("%s(%s): view %d changing %v executed %d waiting %d queued %d", r.id, r.fault, st.View, st.Changing, st.Executed, st.Waiting, st.Queued))
+		lag = append(lag, fmt.Sprintf("%s(%s): view %d changing %v executed %d waiting %d queued %d epoch %d member %v pending %d down %v killed %v",
+			r.id, r.fault, st.View, st.Changing, st.Executed, st.Waiting, st.Queued, st.Epoch, st.Member, st.Pending, r.down, r.killed))
 	}
 	what := "requests did not all commit"
 	switch {
-	case s.allExecuted(final) && s.allExecuted(must) && after == nil && s.allExecuted(beats):
+	case nextOp < len(opAt) || !s.settled() || !s.switched():
+		what = fmt.Sprintf("the reconfigurations did not all take effect (%d of %d asked; member sets %v)", nextOp, len(opAt), s.truth)
+	case s.allExecuted(s.kept(final)) && s.allExecuted(s.kept(must)) && after == nil && s.allExecuted(beats):
 		what = "the honest replicas did not settle in one view"
 	case after != nil:
 		what = "a request at each honest replica, once they agreed on a view, did not all commit"
@@ -353,7 +505,7 @@ func (s *Sim) run() error {
 func (s *Sim) nextHonest(k int) int {
 	var honest []int
 	for i, r := range s.replicas {
-		if s.honest(r) {
+		if s.honest(r) && s.final(r) {
 			honest = append(honest, i)
 		}
 	}
@@ -365,8 +517,11 @@ func (s *Sim) nextHonest(k int) int {
 func (s *Sim) oneView() bool {
 	view := -1
 	for _, r := range s.replicas {
-		if !s.honest(r) {
+		if !s.honest(r) || !s.final(r) {
 			continue
+		}
+		if r.core == nil {
+			return false
 		}
 		st := r.core.Status()
 		if st.Changing || (view >= 0 && uint64(view) != st.View) {
@@ -381,8 +536,9 @@ func (s *Sim) oneView() bool {
 // returns which (-1: none was up).
 func (s *Sim) submit(req string) (int, error) {
 	var up []int
+	last := s.truth[len(s.truth)-1].Nodes
 	for i, r := range s.replicas {
-		if s.honest(r) && !r.down && !r.paused {
+		if s.honest(r) && !r.down && !r.paused && slices.Contains(last, r.id) {
 			up = append(up, i)
 		}
 	}
@@ -399,8 +555,11 @@ func (s *Sim) submit(req string) (int, error) {
 // allExecuted reports whether every honest replica executed reqs.
 func (s *Sim) allExecuted(reqs []string) bool {
 	for _, r := range s.replicas {
-		if !s.honest(r) {
+		if !s.honest(r) || !s.final(r) {
 			continue
+		}
+		if r.core == nil {
+			return false // a new replica not started yet
 		}
 		for _, q := range reqs {
 			if !r.app.Executed(q) {
@@ -440,8 +599,28 @@ func (s *Sim) deliver(faulty bool) error {
 		if err := s.handle(e.to, faulty); err != nil {
 			return err
 		}
+		if r.fault != Honest && m.Type == pbft.TypePrePrepare && !slices.Contains(s.epochAt(m.Seq).Nodes, r.id) {
+			s.voteAnyway(e.to, m, faulty)
+		}
 	}
 	return nil
+}
+
+// voteAnyway is a Byzantine replica that was removed (or is not in yet):
+// it prepares and commits what the members' primary proposes, signed
+// with its own key, as if it were still a member. No certificate may
+// count these votes (checkPrepared, checkEntry).
+func (s *Sim) voteAnyway(i int, pp *pbft.Message, faulty bool) {
+	r := s.replicas[i]
+	for _, typ := range []pbft.Type{pbft.TypePrepare, pbft.TypeCommit} {
+		m := &pbft.Message{Type: typ, From: r.id, View: pp.View, Seq: pp.Seq, Digest: pp.Digest}
+		data := pbft.SignBytes("sim", m)
+		if typ == pbft.TypeCommit {
+			data = VoteBytes(pp.Seq, pp.View, pbft.Digest(pp.Digest))
+		}
+		m.Sig, _ = r.crypto.Sign(data)
+		s.send(i, pbft.Outbound{Msg: m}, faulty)
+	}
 }
 
 // handle carries out a replica's Ready: persist, execute, send.
@@ -458,6 +637,9 @@ func (s *Sim) handle(i int, faulty bool) error {
 			}
 		}
 		for _, p := range rd.Certs {
+			if err := s.checkPrepared(r, p); err != nil {
+				return err
+			}
 			r.certs[p.PrePrepare.Seq] = p
 		}
 		for _, e := range rd.Committed {
@@ -487,6 +669,9 @@ func (s *Sim) handle(i int, faulty bool) error {
 			}
 		}
 		r.core.Advance()
+		if err := s.checkEpochs(r); err != nil {
+			return err
+		}
 		if rd.Fetch != nil {
 			if err := s.fetch(i, rd.Fetch.Seq); err != nil {
 				return err
@@ -512,6 +697,15 @@ func (s *Sim) execute(r *replica, e pbft.Entry) error {
 		}
 		s.decided[e.Seq] = e.Digest
 	}
+	// Every replica executes in order, so the first to execute a seq
+	// executed all below: the truth grows in order. (A Byzantine
+	// replica's core executes what the others certified, too.)
+	if e.Seq > s.learned {
+		if err := s.learn(e); err != nil {
+			return err
+		}
+		s.learned = e.Seq
+	}
 	r.app.Exec(e)
 	r.chain = append(r.chain, e)
 	return nil
@@ -530,15 +724,19 @@ func (s *Sim) checkEntry(e pbft.Entry, parent pbft.Digest) error {
 		return fmt.Errorf("block does not extend the chain")
 	}
 	k := &Keys{Secrets: s.secrets}
+	ep := s.epochAt(e.Seq)
 	signers := map[string]bool{}
 	for _, v := range e.Commits {
 		if signers[v.Node] || !k.Verify(v.Node, VoteBytes(e.Seq, e.View, e.Digest), v.Sig) {
 			return fmt.Errorf("certificate: bad or repeated signature by %s", v.Node)
 		}
+		if !slices.Contains(ep.Nodes, v.Node) {
+			return fmt.Errorf("certificate: signed by %s, not a member of %v", v.Node, ep.Nodes)
+		}
 		signers[v.Node] = true
 	}
-	if len(signers) < s.q {
-		return fmt.Errorf("certificate: %d signers, quorum is %d", len(signers), s.q)
+	if q := quorum(len(ep.Nodes)); len(signers) < q {
+		return fmt.Errorf("certificate: %d signers, quorum is %d", len(signers), q)
 	}
 	return nil
 }
@@ -661,6 +859,11 @@ func (s *Sim) transfer(i, j int) error {
 		if err := s.execute(r, e); err != nil {
 			return err
 		}
+		if nodes, ok := r.app.Reconfig(e.Seq, e.Payload); ok {
+			if err := r.core.Reconfigured(pbft.Reconfig{Seq: e.Seq, Nodes: nodes}); err != nil {
+				return err
+			}
+		}
 		b, _ := DecodeBlock(e.Payload)
 		for _, q := range b.Reqs {
 			ids = append(ids, pbft.RequestID(q))
@@ -675,6 +878,145 @@ func (s *Sim) transfer(i, j int) error {
 	return s.handle(i, true)
 }
 
+// reconfigure asks for membership change k: the new set goes to every
+// honest member that is up, as an admin would submit the tx.
+func (s *Sim) reconfigure(op Op, k int) error {
+	cur := slices.Clone(s.truth[len(s.truth)-1].Nodes)
+	f := (len(cur) - 1) / 3
+	victim := cur[s.rng.IntN(len(cur))]
+	// A killed member is a fault until the boundary: with a Byzantine
+	// member and f = 1 the set could not reach it. Replace the faulty one.
+	if op == Replace && f == 1 && s.o.Byzantine != Honest && slices.Contains(cur, s.replicas[0].id) {
+		victim = s.replicas[0].id
+	}
+	var nodes []string
+	switch op {
+	case Remove:
+		if len(cur) <= 4 {
+			return nil // n >= 4: nothing to remove
+		}
+		nodes = slices.DeleteFunc(cur, func(id string) bool { return id == victim })
+	case Add, Replace:
+		j := s.replicas[s.joiners[0]]
+		s.joiners = s.joiners[1:]
+		// Half the new replicas start at once and follow the old set
+		// to the boundary; the others only once the chain is past it
+		// (a gateway installed late), and catch up from nothing.
+		if s.rng.IntN(2) == 0 {
+			if err := s.boot(j); err != nil {
+				return err
+			}
+		} else {
+			s.late = append(s.late, j)
+		}
+		if op == Add {
+			nodes = append(cur, j.id)
+			break
+		}
+		for _, r := range s.replicas {
+			if r.id == victim {
+				r.down, r.killed = true, true
+			}
+		}
+		nodes = cur
+		nodes[slices.Index(nodes, victim)] = j.id
+	}
+	s.opNodes, s.opDone = nodes, false
+	s.opReq = fmt.Sprintf("%s%d:%s", ReconfigPrefix, k, strings.Join(nodes, ","))
+	s.opSent = -1
+	return s.pushReconfig()
+}
+
+// pushReconfig submits the pending reconfiguration to every honest member
+// that is up, again every few timeouts until it committed (the replica
+// it went to may have crashed), and keeps blocks coming until the chain
+// reaches its boundary, as ledgergate's heartbeats do.
+func (s *Sim) pushReconfig() error {
+	if s.opReq == "" {
+		return nil
+	}
+	if !s.opDone && (s.opSent < 0 || s.now-s.opSent >= 300) {
+		s.opSent = s.now
+		for i, r := range s.replicas {
+			if s.honest(r) && !r.down && !r.paused && slices.Contains(s.truth[len(s.truth)-1].Nodes, r.id) {
+				if err := r.core.Propose(pbft.NewRequest([]byte(s.opReq))); err != nil {
+					return fmt.Errorf("propose at %s: %w", r.id, err)
+				}
+				if err := s.handle(i, true); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if s.reached(1) {
+		for _, j := range s.late {
+			if err := s.boot(j); err != nil {
+				return err
+			}
+		}
+		s.late = nil
+	}
+	if !s.settled() && s.now%3 == 0 {
+		s.fills++
+		if _, err := s.submit(fmt.Sprintf("req-fill-%d", s.fills)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// settled reports whether the last reconfiguration committed and some
+// replica executed past its boundary.
+func (s *Sim) settled() bool { return s.reached(0) }
+
+// reached reports whether the last reconfiguration committed and some
+// replica executed up to before beyond the new set's first height (1:
+// the boundary, the old set's last).
+func (s *Sim) reached(before uint64) bool {
+	if s.opReq == "" {
+		return true
+	}
+	if !s.opDone {
+		last := s.truth[len(s.truth)-1]
+		s.opDone = slices.Equal(last.Nodes, s.opNodes)
+		if !s.opDone {
+			return false
+		}
+	}
+	start := s.truth[len(s.truth)-1].Start - before
+	for _, r := range s.replicas {
+		if r.height() >= start {
+			return true
+		}
+	}
+	return false
+}
+
+// switched reports whether every honest replica of the last member set
+// is in it.
+func (s *Sim) switched() bool {
+	last := s.truth[len(s.truth)-1]
+	for _, r := range s.replicas {
+		if s.honest(r) && s.final(r) && (r.core == nil || r.core.Status().Epoch != last.Start) {
+			return false
+		}
+	}
+	return true
+}
+
+// kept returns the requests given to replicas still in the last member
+// set: a removed or killed gateway's unacknowledged requests may be lost,
+// as a crashed one's.
+func (s *Sim) kept(reqs []string) []string {
+	var out []string
+	for _, q := range reqs {
+		if i, ok := s.mustAt[q]; !ok || (i >= 0 && s.final(s.replicas[i])) {
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
 // Replicas returns how many replicas run, counting both twins.
 func (s *Sim) Replicas() int { return len(s.replicas) }
 
@@ -683,6 +1025,10 @@ func trace(o Options) string {
 	var out []string
 	err := runWith(o, func(s *Sim) {
 		for _, r := range s.replicas {
+			if r.core == nil {
+				out = append(out, r.id+":never started")
+				continue
+			}
 			st := r.core.Status()
 			d := r.tip()
 			out = append(out, fmt.Sprintf("%s:h%d:v%d:%x", r.id, r.height(), st.View, d[:4]))
