@@ -74,20 +74,9 @@ func prunedLog(t *testing.T) (*ledger.Genesis, *ledger.Log, uint64) {
 			continue
 		}
 		if _, err := blog.Rewrite(s.Seq, func(_ uint64, data []byte) ([]byte, error) {
-			b, err := ledger.DecodeBlock(data)
-			if err != nil {
-				return nil, err
-			}
-			txs, err := b.DecodeTxs(0)
-			if err != nil {
-				return nil, err
-			}
-			p, err := ledger.Prune(b, txs, nil)
-			if err != nil {
-				return nil, err
-			}
-			pruned += uint64(len(p.Pruned))
-			return p.Encode()
+			out, n, err := ledger.PruneRecord(data)
+			pruned += uint64(n)
+			return out, err
 		}); err != nil {
 			t.Fatal(err)
 		}

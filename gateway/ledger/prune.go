@@ -187,3 +187,30 @@ func Prune(b *Block, txs []*Tx, keep func(i int, tx *Tx) bool) (*Block, error) {
 	}
 	return out, nil
 }
+
+// PruneRecord returns the log record data (an encoded block, full or
+// pruned) with every data.record tx pruned, and how many txs it pruned
+// now; it returns data itself when there is nothing left to prune. It is
+// what a retention policy does to each block of a sealed segment.
+func PruneRecord(data []byte) ([]byte, int, error) {
+	b, err := DecodeBlock(data)
+	if err != nil {
+		return nil, 0, err
+	}
+	txs, err := b.DecodeTxs(0)
+	if err != nil {
+		return nil, 0, err
+	}
+	pb, err := Prune(b, txs, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	if pb == b {
+		return data, 0, nil
+	}
+	out, err := pb.Encode()
+	if err != nil {
+		return nil, 0, err
+	}
+	return out, len(pb.Pruned) - len(b.Pruned), nil
+}

@@ -258,24 +258,10 @@ func (p *Pruner) older(h uint64, cutoff int64) (bool, error) {
 func (p *Pruner) pruneSegment(seg ledger.Segment) error {
 	start := time.Now()
 	var records int
-	saved, err := p.d.Log.Rewrite(seg.Seq, func(h uint64, data []byte) ([]byte, error) {
-		b, err := ledger.DecodeBlock(data)
-		if err != nil {
-			return nil, err
-		}
-		txs, err := b.DecodeTxs(0)
-		if err != nil {
-			return nil, err
-		}
-		pb, err := ledger.Prune(b, txs, nil)
-		if err != nil {
-			return nil, err
-		}
-		if pb == b {
-			return data, nil
-		}
-		records += len(pb.Pruned) - len(b.Pruned)
-		return pb.Encode()
+	saved, err := p.d.Log.Rewrite(seg.Seq, func(_ uint64, data []byte) ([]byte, error) {
+		out, n, err := ledger.PruneRecord(data)
+		records += n
+		return out, err
 	})
 	if err != nil {
 		return fmt.Errorf("retention: %w", err)
