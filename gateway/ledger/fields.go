@@ -52,6 +52,7 @@ var payloadKinds = map[uint64]Kind{
 	16: KindFirmwarePolicy,
 	17: KindFirmwareReport,
 	18: KindSnapshot,
+	19: KindReconfig,
 }
 
 var bodyType = reflect.TypeFor[Body]()

@@ -78,6 +78,11 @@ func everyKind(t *testing.T) map[uint64]*Body {
 	ns := b(KindSnapshot)
 	ns.NodeSnapshot = &NodeSnapshot{Node: "n-1", Height: 16, Hash: sum}
 	add(18, ns)
+	rc := b(KindReconfig)
+	node := pubDER(t, newP256(t))
+	rc.ClusterReconfig = &ClusterReconfig{Nodes: []Node{{ID: "n-1", PublicKey: node}, {ID: "n-2", PublicKey: node, Addrs: []string{"10.0.0.2:7000"}},
+		{ID: "n-3", PublicKey: node}, {ID: "n-5", PublicKey: node}}}
+	add(19, rc)
 	return bodies
 }
 

@@ -33,6 +33,8 @@ const (
 	KindConfigReport Kind = "config.report"  // device: the configuration it applied
 	KindHeartbeat    Kind = "node.heartbeat" // node: a block when there is nothing else, so answers stay fresh
 	KindSnapshot     Kind = "node.snapshot"  // node: the hash of its state snapshot at a height
+
+	KindReconfig Kind = "cluster.reconfig" // admin: the next member set of the cluster
 )
 
 // Errors returned by DecodeTx and Tx.Verify. They wrap a detail.
@@ -86,6 +88,16 @@ type Body struct {
 	FirmwareReport  *FirmwareReport  `cbor:"17,keyasint,omitempty"`
 
 	NodeSnapshot *NodeSnapshot `cbor:"18,keyasint,omitempty"`
+
+	ClusterReconfig *ClusterReconfig `cbor:"19,keyasint,omitempty"`
+}
+
+// ClusterReconfig names the whole next member set of a cluster, in
+// primary order, each node as in the genesis. Committed at height h, the
+// set orders and certifies from MembersFrom(h) on (docs/protocol.md
+// section 6.15).
+type ClusterReconfig struct {
+	Nodes []Node `cbor:"1,keyasint"`
 }
 
 // NodeSnapshot is a node's attestation that its state after the block at
@@ -224,7 +236,7 @@ func (b *Body) Validate() error {
 		return fmt.Errorf("%w: no chain id", ErrMalformed)
 	}
 	set := 0
-	for _, p := range []bool{b.Enroll != nil, b.Revoke != nil, b.Rekey != nil, b.Record != nil, b.ConfigSet != nil, b.ConfigReport != nil, b.Heartbeat != nil, b.NodeSnapshot != nil,
+	for _, p := range []bool{b.Enroll != nil, b.Revoke != nil, b.Rekey != nil, b.Record != nil, b.ConfigSet != nil, b.ConfigReport != nil, b.Heartbeat != nil, b.NodeSnapshot != nil, b.ClusterReconfig != nil,
 		b.VendorEnroll != nil, b.ReviewerEnroll != nil, b.FirmwarePublish != nil, b.FirmwareVote != nil, b.FirmwareApprove != nil,
 		b.FirmwareRevoke != nil, b.FirmwarePolicy != nil, b.FirmwareReport != nil} {
 		if p {
@@ -358,6 +370,13 @@ func (b *Body) Validate() error {
 		}
 		if len(n.Hash) != 32 {
 			return bad("hash must be a 32-byte SHA-256 digest")
+		}
+	case KindReconfig:
+		if b.ClusterReconfig == nil {
+			return bad("no cluster.reconfig payload")
+		}
+		if err := CheckMembers(b.ClusterReconfig.Nodes); err != nil {
+			return bad("%v", err)
 		}
 	default:
 		err, ok := b.validateFirmware()

@@ -15,13 +15,15 @@ type Batch struct {
 	pending map[string]*Device // devices touched by txs already in the batch
 	configs map[string]uint64  // config versions set by txs already in the batch
 
-	vendors   map[string]*Vendor
-	reviewers map[string]*ledger.PublicKey
-	facts     map[string]bool
-	ids       map[[32]byte]bool
-	beats     map[string]int64  // heartbeat times of txs already in the batch
-	attested  map[string]uint64 // node.snapshot heights of txs already in the batch
-	applied   bool              // the block of this batch was applied to the state
+	vendors    map[string]*Vendor
+	reviewers  map[string]*ledger.PublicKey
+	facts      map[string]bool
+	ids        map[[32]byte]bool
+	beats      map[string]int64  // heartbeat times of txs already in the batch
+	attested   map[string]uint64 // node.snapshot heights of txs already in the batch
+	newMembers *ledger.Members   // set by a cluster.reconfig already in the batch
+	height     uint64            // of the batch's block
+	applied    bool              // the block of this batch was applied to the state
 }
 
 // NewBatch starts a batch on the current committed state.
@@ -30,9 +32,26 @@ func (s *State) NewBatch() *Batch { return s.NewBatchOn(nil) }
 // NewBatchOn starts a batch for the block after parent's block; a nil
 // parent is the committed state.
 func (s *State) NewBatchOn(parent *Batch) *Batch {
-	return &Batch{s: s, parent: parent, pending: map[string]*Device{}, configs: map[string]uint64{}, ids: map[[32]byte]bool{}, beats: map[string]int64{},
+	b := &Batch{s: s, parent: parent, pending: map[string]*Device{}, configs: map[string]uint64{}, ids: map[[32]byte]bool{}, beats: map[string]int64{},
 		attested: map[string]uint64{},
 		vendors:  map[string]*Vendor{}, reviewers: map[string]*ledger.PublicKey{}, facts: map[string]bool{}}
+	if parent != nil {
+		b.height = parent.height + 1
+	} else {
+		h, _ := s.Tip()
+		b.height = h + 1
+	}
+	return b
+}
+
+// members returns the member sets as the batch sees them.
+func (b *Batch) members() *ledger.Members {
+	for x := b; x != nil && !x.applied; x = x.parent {
+		if x.newMembers != nil {
+			return x.newMembers
+		}
+	}
+	return b.s.Members()
 }
 
 // Applied marks that the batch's block was applied to the state: batches
@@ -93,13 +112,13 @@ func (b *Batch) Check(tx *ledger.Tx) (*Checked, error) {
 	}
 	body := &tx.Body
 	switch body.Kind {
-	case ledger.KindEnroll, ledger.KindRevoke, ledger.KindConfigSet:
+	case ledger.KindEnroll, ledger.KindRevoke, ledger.KindConfigSet, ledger.KindReconfig:
 		if k, ok := b.s.admins[tx.Author]; ok {
 			return &Checked{Tx: tx, Key: k}, nil
 		}
 		return nil, reject(ledger.ReasonUnknownAuthor, "no admin %q", tx.Author)
 	case ledger.KindHeartbeat, ledger.KindSnapshot:
-		k, err := b.s.nodeKey(tx)
+		k, err := b.s.nodeKey(tx, b.height)
 		if err != nil {
 			return nil, err
 		}
@@ -138,6 +157,8 @@ func (b *Batch) Add(c *Checked) error {
 	switch body.Kind {
 	case ledger.KindConfigSet:
 		return b.addConfig(tx)
+	case ledger.KindReconfig:
+		return b.addReconfig(tx)
 	case ledger.KindHeartbeat:
 		// A heartbeat's time is its sequence number: without one, a
 		// heartbeat re-proposed after a view change would commit again.
@@ -177,7 +198,7 @@ func (b *Batch) Add(c *Checked) error {
 		if _, admin := b.s.admins[id]; admin {
 			return reject(ledger.ReasonExists, "%s is an admin id", id)
 		}
-		if _, node := b.s.g.Node(id); node {
+		if _, node := b.members().Ever(id); node {
 			return reject(ledger.ReasonExists, "%s is a node id", id)
 		}
 		pk, err := ledger.ParsePublicKey(body.Enroll.PublicKey)
@@ -242,6 +263,26 @@ func (b *Batch) addConfig(tx *ledger.Tx) error {
 		return reject(ledger.ReasonStaleVersion, "%s version %d, last is %d", c.Target, c.Version, last)
 	}
 	b.configs[c.Target] = c.Version
+	b.ids[tx.ID] = true
+	return nil
+}
+
+// addReconfig admits a cluster.reconfig: no change pending, the new set
+// valid (ledger.Members.Next), and no new member's id an admin's, a
+// device's, a vendor's or a reviewer's.
+func (b *Batch) addReconfig(tx *ledger.Tx) error {
+	nodes := tx.Body.ClusterReconfig.Nodes
+	for _, n := range nodes {
+		_, admin := b.s.admins[n.ID]
+		if admin || b.device(n.ID) != nil || b.vendor(n.ID) != nil || b.reviewer(n.ID) != nil {
+			return reject(ledger.ReasonExists, "node id %s is an admin's, a device's, a vendor's or a reviewer's", n.ID)
+		}
+	}
+	m, err := b.members().Next(b.height, tx.ID, nodes)
+	if err != nil {
+		return reject(ledger.ReasonForbidden, "%v", err)
+	}
+	b.newMembers = m
 	b.ids[tx.ID] = true
 	return nil
 }

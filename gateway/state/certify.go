@@ -26,7 +26,8 @@ type Attestation struct {
 }
 
 // Certified is a certified snapshot: (Height, Hash) attested by the
-// distinct genesis nodes of By, at least a quorum, sorted by node.
+// distinct nodes of By, at least a quorum of the members in force at
+// Height, sorted by node.
 type Certified struct {
 	Height uint64
 	Hash   [32]byte
@@ -80,8 +81,12 @@ func (s *State) attestLocked(ns *ledger.NodeSnapshot, height, i uint64) {
 	if a.Height <= s.certified.Height {
 		return
 	}
+	set := s.members.At(a.Height)
 	var by []Attestation
-	for _, list := range s.attests {
+	for node, list := range s.attests {
+		if _, member := set.Key(node); !member {
+			continue
+		}
 		for _, o := range list {
 			if o.Height == a.Height && o.Hash == a.Hash {
 				by = append(by, o)
@@ -89,7 +94,7 @@ func (s *State) attestLocked(ns *ledger.NodeSnapshot, height, i uint64) {
 			}
 		}
 	}
-	if len(by) < s.g.Quorum() {
+	if len(by) < set.Quorum() {
 		return
 	}
 	slices.SortFunc(by, func(x, y Attestation) int { return strings.Compare(x.Node, y.Node) })

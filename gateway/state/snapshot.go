@@ -36,14 +36,17 @@ import (
 //	  12: [* [tstr, int]],    ; node, time of its newest heartbeat; by node
 //	  13: [* attestation],    ; each node's newest node.snapshot txs (at most 4); by node, then height
 //	  14: certified,          ; the newest certified snapshot
+//	  ? 15: [+ change],       ; the member changes (cluster.reconfig), oldest first; absent: none
 //	}
 //	device = [id: tstr, key: bstr, revoked: bool, last_seq: uint]
 //	vendor = [id: tstr, key: bstr, models: [* tstr]]
 //	attestation = [node: tstr, height: uint, hash: bstr .size 32, block: uint, index: uint]
 //	certified = [height: uint, hash: bstr .size 32, by: [* attestation]]  ; by node; height 0, 32 zero bytes, []: none
+//	change = [height: uint, tx: bstr .size 32, start: uint, nodes: [+ Node]]  ; Node as in the genesis
 //
 // Admins and the genesis nodes' keys come from the genesis, which the
-// snapshot names by its hash.
+// snapshot names by its hash. A chain whose members never changed has no
+// key 15, so its snapshots are those of gateways that predate changes.
 
 // SnapshotVersion is the format version a snapshot carries in key 1.
 const SnapshotVersion = 1
@@ -67,6 +70,7 @@ type Snapshot struct {
 	beats     map[string]int64
 	attests   []Attestation
 	certified Certified
+	members   *ledger.Members
 }
 
 // Snapshot copies the state. It holds the read lock for the copy only:
@@ -96,6 +100,7 @@ func (s *State) Snapshot() *Snapshot {
 		sn.attests = append(sn.attests, as...)
 	}
 	sn.certified = s.certified // By is never changed in place
+	sn.members = s.members
 	return sn
 }
 
@@ -116,6 +121,15 @@ type snapEnc struct {
 	Beats     []snapBeat   `cbor:"12,keyasint"`
 	Attests   []snapAttest `cbor:"13,keyasint"`
 	Certified snapCert     `cbor:"14,keyasint"`
+	Changes   []snapChange `cbor:"15,keyasint,omitempty"`
+}
+
+type snapChange struct {
+	_      struct{} `cbor:",toarray"`
+	Height uint64
+	Tx     []byte
+	Start  uint64
+	Nodes  []ledger.Node
 }
 
 type snapAttest struct {
@@ -237,6 +251,9 @@ func (sn *Snapshot) Encode() ([]byte, error) {
 	for _, a := range sn.certified.By {
 		e.Certified.By = append(e.Certified.By, attestEnc(a))
 	}
+	for _, c := range sn.members.Changes() {
+		e.Changes = append(e.Changes, snapChange{Height: c.Height, Tx: bytes.Clone(c.Tx[:]), Start: c.Start, Nodes: c.Nodes})
+	}
 	out, err := snapEncMode.Marshal(&e)
 	if err != nil {
 		return nil, fmt.Errorf("state: encode snapshot: %w", err)
@@ -290,6 +307,18 @@ func Restore(g *ledger.Genesis, enc []byte) (*State, error) {
 	s, err := New(g)
 	if err != nil {
 		return nil, err
+	}
+	epochs := []ledger.Epoch{{Start: 1, Nodes: g.Nodes}}
+	for _, c := range e.Changes {
+		if len(c.Tx) != 32 || c.Height == 0 || c.Height > e.Height {
+			return nil, bad("member change at height %d (tx id of %d bytes) in a snapshot at %d", c.Height, len(c.Tx), e.Height)
+		}
+		x := ledger.Epoch{Start: c.Start, Nodes: c.Nodes, Height: c.Height}
+		copy(x.Tx[:], c.Tx)
+		epochs = append(epochs, x)
+	}
+	if s.members, err = ledger.RestoreMembers(g, epochs); err != nil {
+		return nil, bad("%v", err)
 	}
 	s.height, s.txs = e.Height, e.Txs
 	copy(s.tip[:], e.Tip)
@@ -369,8 +398,8 @@ func Restore(g *ledger.Genesis, enc []byte) (*State, error) {
 		s.beats[b.Node] = b.Time
 	}
 	attest := func(a snapAttest) (Attestation, error) {
-		if _, ok := g.Node(a.Node); !ok {
-			return Attestation{}, bad("attestation by %q, not a genesis node", a.Node)
+		if _, ok := s.members.Ever(a.Node); !ok {
+			return Attestation{}, bad("attestation by %q, never a member", a.Node)
 		}
 		if len(a.Hash) != 32 || a.Height == 0 || a.Block <= a.Height || a.Block > e.Height {
 			return Attestation{}, bad("attestation by %s of height %d in block %d (hash of %d bytes)", a.Node, a.Height, a.Block, len(a.Hash))
@@ -398,8 +427,8 @@ func Restore(g *ledger.Genesis, enc []byte) (*State, error) {
 			return nil, bad("no certified snapshot, but a hash or attestations")
 		}
 	} else {
-		if len(c.Hash) != 32 || len(c.By) < g.Quorum() {
-			return nil, bad("certified snapshot at %d with %d attestations, a quorum is %d", c.Height, len(c.By), g.Quorum())
+		if q := s.members.At(c.Height).Quorum(); len(c.Hash) != 32 || len(c.By) < q {
+			return nil, bad("certified snapshot at %d with %d attestations, a quorum is %d", c.Height, len(c.By), q)
 		}
 		s.certified.Height = c.Height
 		copy(s.certified.Hash[:], c.Hash)

@@ -29,7 +29,7 @@ type State struct {
 	reviewers map[string]*ledger.PublicKey
 	facts     map[string]bool              // releases published, votes cast
 	beats     map[string]int64             // node -> time of its newest committed heartbeat
-	nodes     map[string]*ledger.PublicKey // the genesis nodes' keys, parsed once: a check's Key is then the same pointer each time
+	members   *ledger.Members // the member sets by height; replaced, never changed
 	height    uint64
 	tip       [32]byte // hash of the block at height; the genesis hash at 0
 	txs       uint64   // txs in blocks 1 to height
@@ -51,15 +51,20 @@ func New(g *ledger.Genesis) (*State, error) {
 		}
 		s.admins[a.ID] = pk
 	}
-	s.nodes = map[string]*ledger.PublicKey{}
-	for _, n := range g.Nodes {
-		pk, err := ledger.ParsePublicKey(n.PublicKey)
-		if err != nil {
-			return nil, fmt.Errorf("state: node %s: %w", n.ID, err)
-		}
-		s.nodes[n.ID] = pk
+	m, err := ledger.NewMembers(g)
+	if err != nil {
+		return nil, fmt.Errorf("state: %w", err)
 	}
+	s.members = m
 	return s, nil
+}
+
+// Members returns the chain's member sets as the applied blocks leave
+// them, the one pending included.
+func (s *State) Members() *ledger.Members {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.members
 }
 
 // LastHeartbeat returns the time of node's newest committed heartbeat (0:
@@ -201,7 +206,7 @@ func (s *State) CheckTx(tx *ledger.Tx) (*Checked, error) {
 func (s *State) authorKey(tx *ledger.Tx) (*ledger.PublicKey, error) {
 	b := &tx.Body
 	switch b.Kind {
-	case ledger.KindEnroll, ledger.KindRevoke, ledger.KindConfigSet:
+	case ledger.KindEnroll, ledger.KindRevoke, ledger.KindConfigSet, ledger.KindReconfig:
 		if k, ok := s.admins[tx.Author]; ok {
 			return k, nil
 		}
@@ -210,7 +215,8 @@ func (s *State) authorKey(tx *ledger.Tx) (*ledger.PublicKey, error) {
 		}
 		return nil, reject(ledger.ReasonUnknownAuthor, "no admin %q", tx.Author)
 	case ledger.KindHeartbeat, ledger.KindSnapshot:
-		return s.nodeKey(tx)
+		h, _ := s.Tip()
+		return s.nodeKey(tx, h+1)
 	case ledger.KindVendorEnroll, ledger.KindReviewerEnroll, ledger.KindFirmwarePublish, ledger.KindFirmwareVote,
 		ledger.KindFirmwareApprove, ledger.KindFirmwareRevoke, ledger.KindFirmwarePolicy:
 		return s.firmwareAuthor(tx, s.vendorOrNil, s.reviewer)
@@ -233,12 +239,12 @@ func (s *State) authorKey(tx *ledger.Tx) (*ledger.PublicKey, error) {
 	return nil, reject(ledger.ReasonMalformed, "unknown kind %q", b.Kind)
 }
 
-// nodeKey is the key of the genesis node that must have signed tx, which
-// must be about itself.
-func (s *State) nodeKey(tx *ledger.Tx) (*ledger.PublicKey, error) {
-	k, ok := s.nodes[tx.Author]
+// nodeKey is the key of the member that must have signed tx, in a block
+// at height; tx must be about its author.
+func (s *State) nodeKey(tx *ledger.Tx, height uint64) (*ledger.PublicKey, error) {
+	k, ok := s.Members().At(height).Key(tx.Author)
 	if !ok {
-		return nil, reject(ledger.ReasonUnknownAuthor, "no node %q", tx.Author)
+		return nil, reject(ledger.ReasonUnknownAuthor, "no node %q is a member at height %d", tx.Author, height)
 	}
 	var node string
 	switch {
@@ -331,6 +337,13 @@ func (s *State) applyLocked(tx *ledger.Tx) error {
 		// max: blocks committed before heartbeat times had to rise may
 		// hold one that does not.
 		s.beats[b.Heartbeat.Node] = max(s.beats[b.Heartbeat.Node], b.Heartbeat.Time)
+		return nil
+	case ledger.KindReconfig:
+		m, err := s.members.Next(s.height+1, tx.ID, b.ClusterReconfig.Nodes)
+		if err != nil {
+			return err
+		}
+		s.members = m
 		return nil
 	}
 	if ok, err := s.applyFirmwareLocked(tx); ok {
