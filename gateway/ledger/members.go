@@ -130,8 +130,8 @@ func (e *Epoch) VerifyCert(chainID string, h *Header, c *Cert) error {
 // epoch for each committed cluster.reconfig. A Members is not changed
 // once made (Next returns a new one), so it may be shared.
 type Members struct {
-	chainID string
-	epochs  []*Epoch
+	g      *Genesis
+	epochs []*Epoch
 }
 
 // ErrMembers reports a member set or a member history that is not valid.
@@ -144,7 +144,7 @@ func NewMembers(g *Genesis) (*Members, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Members{chainID: g.ChainID, epochs: []*Epoch{e}}, nil
+	return &Members{g: g, epochs: []*Epoch{e}}, nil
 }
 
 // RestoreMembers rebuilds a member history from its epochs (a snapshot's),
@@ -206,7 +206,7 @@ func (m *Members) Ever(id string) (*PublicKey, bool) {
 // VerifyCert checks that c holds valid signatures of a quorum of distinct
 // members in force at h's height.
 func (m *Members) VerifyCert(h *Header, c *Cert) error {
-	return m.At(h.Height).VerifyCert(m.chainID, h, c)
+	return m.At(h.Height).VerifyCert(m.g.ChainID, h, c)
 }
 
 // Next returns the members after the cluster.reconfig tx committed at
@@ -232,7 +232,7 @@ func (m *Members) Next(height uint64, tx [32]byte, nodes []Node) (*Members, erro
 	if err != nil {
 		return nil, err
 	}
-	return &Members{chainID: m.chainID, epochs: append(slices.Clip(m.epochs), e)}, nil
+	return &Members{g: m.g, epochs: append(slices.Clip(m.epochs), e)}, nil
 }
 
 // CheckMembers checks the syntax of a new member set: 4 to MaxMembers
@@ -278,4 +278,91 @@ func sameNodes(a, b []Node) bool {
 	return slices.EqualFunc(a, b, func(x, y Node) bool {
 		return x.ID == y.ID && string(x.PublicKey) == string(y.PublicKey) && slices.Equal(x.Addrs, y.Addrs)
 	})
+}
+
+// MembershipProof proves the member changes of a chain to anyone holding
+// its genesis: the receipts of its cluster.reconfig txs, oldest first,
+// each certified by the set the ones before it leave (docs/protocol.md
+// section 10.2).
+type MembershipProof []Receipt
+
+// MaxMembershipProofBytes bounds an encoded MembershipProof a decoder
+// takes: a receipt of a change is a few KiB.
+const MaxMembershipProofBytes = 1 << 20
+
+// Encode returns the proof's deterministic encoding.
+func (p MembershipProof) Encode() ([]byte, error) {
+	if p == nil {
+		p = MembershipProof{}
+	}
+	b, err := marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: encode membership proof: %w", err)
+	}
+	return b, nil
+}
+
+// DecodeMembershipProof parses a proof (outside bytes). It does not
+// verify it.
+func DecodeMembershipProof(data []byte) (MembershipProof, error) {
+	if len(data) > MaxMembershipProofBytes {
+		return nil, fmt.Errorf("%w: membership proof of %d bytes, limit %d", ErrMembers, len(data), MaxMembershipProofBytes)
+	}
+	var p MembershipProof
+	if err := unmarshal(data, &p); err != nil {
+		return nil, fmt.Errorf("%w: membership proof: %w", ErrMembers, err)
+	}
+	return p, nil
+}
+
+// VerifyMembership checks p with nothing but the genesis and returns the
+// member sets it proves. Each receipt must verify with the set in force
+// at its height, as the receipts before it leave the sets, and carry a
+// cluster.reconfig signed by a genesis admin that the rules allow there
+// (Members.Next).
+func VerifyMembership(g *Genesis, p MembershipProof) (*Members, error) {
+	m, err := NewMembers(g)
+	if err != nil {
+		return nil, err
+	}
+	for i := range p {
+		if m, err = m.Follow(&p[i]); err != nil {
+			return nil, fmt.Errorf("%w: membership proof receipt %d: %w", ErrMembers, i, err)
+		}
+	}
+	return m, nil
+}
+
+// Follow returns the members after the change r is a receipt of: r must
+// verify with m and carry a cluster.reconfig signed by a genesis admin.
+// A device that keeps its last Members follows later receipts from there.
+func (m *Members) Follow(r *Receipt) (*Members, error) {
+	if err := m.VerifyReceipt(r); err != nil {
+		return nil, err
+	}
+	tx, err := DecodeTx(r.Tx, m.g.Params.MaxTxBytes)
+	if err != nil {
+		return nil, err
+	}
+	if tx.Body.Kind != KindReconfig || tx.Body.ClusterReconfig == nil {
+		return nil, fmt.Errorf("a receipt of a %s tx, not of a cluster.reconfig", tx.Body.Kind)
+	}
+	a, ok := m.g.Admin(tx.Author)
+	if !ok {
+		return nil, fmt.Errorf("cluster.reconfig by %q, not a genesis admin", tx.Author)
+	}
+	pk, err := ParsePublicKey(a.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.Verify(pk); err != nil {
+		return nil, err
+	}
+	return m.Next(r.Header.Height, tx.ID, tx.Body.ClusterReconfig.Nodes)
+}
+
+// VerifyReceipt checks that r's tx is in a block that a quorum of the
+// members in force at its height committed.
+func (m *Members) VerifyReceipt(r *Receipt) error {
+	return verifyReceipt(m.g, r, m.At(r.Header.Height))
 }

@@ -56,17 +56,33 @@ func DecodeSnapshotProof(data []byte) (*SnapshotProof, error) {
 // node.snapshot txs of at least g.Quorum() distinct genesis nodes, each
 // signed by its node's key, each attesting exactly this height and hash,
 // and each receipt verifies (VerifyReceipt).
+//
+// After a member change, use Members.VerifySnapshotProof.
 func VerifySnapshotProof(g *Genesis, p *SnapshotProof) error {
+	m, err := NewMembers(g)
+	if err != nil {
+		return err
+	}
+	return m.VerifySnapshotProof(p)
+}
+
+// VerifySnapshotProof checks that the snapshot (p.Height, p.Hash) is
+// certified: p holds receipts of node.snapshot txs of at least a quorum
+// of distinct members in force at p.Height, each signed by its node's
+// key, each attesting exactly this height and hash, and each receipt
+// verifies with the members in force at its block.
+func (m *Members) VerifySnapshotProof(p *SnapshotProof) error {
+	g, set := m.g, m.At(p.Height)
 	if p.Height == 0 || len(p.Hash) != 32 {
 		return fmt.Errorf("%w: height %d, hash of %d bytes", ErrSnapshotProof, p.Height, len(p.Hash))
 	}
-	if len(p.Receipts) > len(g.Nodes) {
-		return fmt.Errorf("%w: %d receipts, the chain has %d nodes", ErrSnapshotProof, len(p.Receipts), len(g.Nodes))
+	if len(p.Receipts) > set.N() {
+		return fmt.Errorf("%w: %d receipts, the chain has %d nodes at height %d", ErrSnapshotProof, len(p.Receipts), set.N(), p.Height)
 	}
 	seen := map[string]bool{}
 	for i := range p.Receipts {
 		r := &p.Receipts[i]
-		if err := VerifyReceipt(g, r); err != nil {
+		if err := m.VerifyReceipt(r); err != nil {
 			return fmt.Errorf("%w: receipt %d: %w", ErrSnapshotProof, i, err)
 		}
 		tx, err := DecodeTx(r.Tx, g.Params.MaxTxBytes)
@@ -87,20 +103,16 @@ func VerifySnapshotProof(g *Genesis, p *SnapshotProof) error {
 		if seen[ns.Node] {
 			return fmt.Errorf("%w: node %s attests twice", ErrSnapshotProof, ns.Node)
 		}
-		n, ok := g.Node(ns.Node)
+		pk, ok := set.Key(ns.Node)
 		if !ok {
-			return fmt.Errorf("%w: %q is not a genesis node", ErrSnapshotProof, ns.Node)
-		}
-		pk, err := ParsePublicKey(n.PublicKey)
-		if err != nil {
-			return fmt.Errorf("%w: node %s: %w", ErrSnapshotProof, ns.Node, err)
+			return fmt.Errorf("%w: %q is not a member at height %d", ErrSnapshotProof, ns.Node, p.Height)
 		}
 		if err := tx.Verify(pk); err != nil {
 			return fmt.Errorf("%w: receipt %d: %w", ErrSnapshotProof, i, err)
 		}
 		seen[ns.Node] = true
 	}
-	if q := g.Quorum(); len(seen) < q {
+	if q := set.Quorum(); len(seen) < q {
 		return fmt.Errorf("%w: %d nodes attest height %d hash %x, a quorum is %d", ErrSnapshotProof, len(seen), p.Height, p.Hash, q)
 	}
 	return nil
