@@ -92,6 +92,7 @@ fuzz-short:
 	$(call fuzz,./gateway/ledger,FuzzDecodePrunedBlock,20000)
 	$(call fuzz,./gateway/ledger,FuzzDecodeBase,20000)
 	$(call fuzz,./gateway/ledger,FuzzDecodeReceipt,7000)
+	$(call fuzz,./gateway/ledger,FuzzMembershipProof,3000)
 	$(call fuzz,./gateway/ledger,FuzzLogOpen,1500)
 	$(call fuzz,./gateway/ledger,FuzzDecodeAnswer,4000)
 	$(call fuzz,./gateway/ledger,FuzzVerifyAsStdlib,20000)

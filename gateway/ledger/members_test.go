@@ -30,7 +30,7 @@ type memberChain struct {
 	keys map[string]*ecdsa.PrivateKey
 }
 
-func newMemberChain(t *testing.T) *memberChain {
+func newMemberChain(t testing.TB) *memberChain {
 	t.Helper()
 	c := &memberChain{keys: map[string]*ecdsa.PrivateKey{}}
 	g, keys, _ := testChainOf(t, 4, 1)
@@ -44,11 +44,11 @@ func newMemberChain(t *testing.T) *memberChain {
 	return c
 }
 
-func (c *memberChain) node(t *testing.T, id string) Node {
+func (c *memberChain) node(t testing.TB, id string) Node {
 	return Node{ID: id, PublicKey: pubDER(t, c.keys[id])}
 }
 
-func (c *memberChain) set(t *testing.T, ids ...string) []Node {
+func (c *memberChain) set(t testing.TB, ids ...string) []Node {
 	var out []Node
 	for _, id := range ids {
 		out = append(out, c.node(t, id))
@@ -57,7 +57,7 @@ func (c *memberChain) set(t *testing.T, ids ...string) []Node {
 }
 
 // block makes the block at height holding txs, certified by signers.
-func (c *memberChain) block(t *testing.T, height uint64, txs [][]byte, signers ...string) *Block {
+func (c *memberChain) block(t testing.TB, height uint64, txs [][]byte, signers ...string) *Block {
 	t.Helper()
 	tree := NewTree(txs)
 	b := &Block{Header: Header{ChainID: c.g.ChainID, Height: height, Prev: make([]byte, 32), TxRoot: tree.Root(),
@@ -74,7 +74,7 @@ func (c *memberChain) block(t *testing.T, height uint64, txs [][]byte, signers .
 
 // reconfig is the receipt of a cluster.reconfig to nodes committed at
 // height and certified by signers.
-func (c *memberChain) reconfig(t *testing.T, height uint64, nodes []Node, signers ...string) Receipt {
+func (c *memberChain) reconfig(t testing.TB, height uint64, nodes []Node, signers ...string) Receipt {
 	t.Helper()
 	env, err := SignTx(fixedEd25519(), "admin", &Body{Kind: KindReconfig, ChainID: c.g.ChainID, ClusterReconfig: &ClusterReconfig{Nodes: nodes}})
 	if err != nil {
@@ -83,7 +83,7 @@ func (c *memberChain) reconfig(t *testing.T, height uint64, nodes []Node, signer
 	return c.receipt(t, c.block(t, height, [][]byte{env}, signers...))
 }
 
-func (c *memberChain) receipt(t *testing.T, b *Block) Receipt {
+func (c *memberChain) receipt(t testing.TB, b *Block) Receipt {
 	t.Helper()
 	r, err := NewReceipt(b, NewTree(b.Txs), 0)
 	if err != nil {
@@ -256,4 +256,39 @@ func TestRestoreMembers(t *testing.T) {
 	if _, err := RestoreMembers(c.g, epochs); !errors.Is(err, ErrMembers) {
 		t.Fatalf("a start the rule does not give: %v, want ErrMembers", err)
 	}
+}
+
+// FuzzMembershipProof: any bytes decode or fail, and verify or fail,
+// without a panic; a proof that verifies gives sets the rules allow.
+func FuzzMembershipProof(f *testing.F) {
+	c := newMemberChain(f)
+	p := MembershipProof{
+		c.reconfig(f, 10, c.set(f, "node-a", "node-b", "node-c", "node-e"), "node-b", "node-c", "node-d"),
+		c.reconfig(f, 100, c.set(f, "node-a", "node-b", "node-c", "node-e", "node-f"), "node-a", "node-c", "node-e"),
+	}
+	for i := range len(p) + 1 {
+		enc, err := p[:i].Encode()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(enc)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > maxFuzzInput {
+			return
+		}
+		p, err := DecodeMembershipProof(data)
+		if err != nil {
+			return
+		}
+		m, err := VerifyMembership(c.g, p)
+		if err != nil {
+			return
+		}
+		for _, e := range m.Changes() {
+			if e.N() < 4 || e.Start != MembersFrom(e.Height) {
+				t.Fatalf("verified a set of %d from %d for a change at %d", e.N(), e.Start, e.Height)
+			}
+		}
+	})
 }
