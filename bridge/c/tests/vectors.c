@@ -149,6 +149,7 @@ static const struct {
     {"device.ErrImage", LG_ERR_IMAGE},
     {"device.ErrNotRecipient", LG_ERR_NOT_RECIPIENT},
     {"device.ErrSealed", LG_ERR_SEALED},
+    {"ledger.ErrMembers", LG_ERR_MEMBERS},
 };
 
 /* R_PASS if got is the case's verdict; R_UNSUP if Ed25519 is off, the case
@@ -692,6 +693,69 @@ static int case_receipt(const cJSON *c)
     return r;
 }
 
+/* ---- membership proofs (protocol.md 10.2) ------------------------------------------------ */
+
+static lg_members members_buf; /* about 4 KB: off the stack */
+
+static lg_err dec_membership(const uint8_t *p, size_t n, const void *ctx)
+{
+    lg_err e = lg_members_init_genesis(&members_buf, ctx);
+    return e != LG_OK ? e : lg_members_follow_proof(&members_buf, p, n, NULL);
+}
+
+/* The proof's verdict is its own (ledger.ErrMembers on a link), then the
+ * receipt's with the sets it leaves (ledger.ErrReceipt: the Go side wraps
+ * every receipt failure so). outputs.sets are compared with what is kept:
+ * the newest LG_MEMBER_SETS of them. A device following the proof again
+ * skips what it followed. */
+static int case_membership(const cJSON *c)
+{
+    size_t n, rn = 0;
+    const cJSON *in = get(c, "inputs"), *sets = get(get(c, "outputs"), "sets");
+    const lg_genesis *g = genesis_named(jstr(in, "genesis"));
+    uint8_t *b = unhex(jstr(c, "hex"), &n), *rb = NULL;
+    lg_receipt rc;
+    size_t followed = 0;
+    CHECK(g != NULL, "no genesis");
+    seed("membership", b, n);
+    lg_err e = lg_members_init_genesis(&members_buf, g);
+    if (e == LG_OK)
+        e = lg_members_follow_proof(&members_buf, b, n, &followed);
+    if (e == LG_OK && jstr(in, "receipt") != NULL) {
+        rb = unhex(jstr(in, "receipt"), &rn);
+        e = lg_receipt_verify_members(rb, rn, &members_buf, &rc);
+        if (e != LG_OK && e != LG_ERR_NOT_CANONICAL && e != LG_ERR_CRYPTO)
+            e = LG_ERR_RECEIPT;
+    }
+    int r = verdict(c, e, false);
+    if (r == R_PASS && e == LG_OK) {
+        int ns = cJSON_GetArraySize(sets);
+        size_t kept = members_buf.n_sets, first = (size_t)ns - kept;
+        if (sets != NULL && (ns < 1 || (size_t)ns < kept || followed != (size_t)ns - 1))
+            FAILF("%d sets, %zu kept, %zu followed", ns, kept, followed);
+        for (size_t i = 0; sets != NULL && i < kept; i++) {
+            const cJSON *want = cJSON_GetArrayItem(sets, (int)(first + i)), *ids = get(want, "nodes");
+            const lg_member_set *got = &members_buf.sets[i];
+            if (got->start != (uint64_t)geti(want, "start") || got->quorum != (size_t)geti(want, "quorum") ||
+                got->n != (size_t)cJSON_GetArraySize(ids))
+                FAILF("set %zu: start %llu, %zu nodes, quorum %zu", first + i, (unsigned long long)got->start, got->n, got->quorum);
+            for (size_t j = 0; j < got->n; j++)
+                if (strcmp(got->nodes[j].id, cJSON_GetArrayItem(ids, (int)j)->valuestring) != 0)
+                    FAILF("set %zu member %zu: %s", first + i, j, got->nodes[j].id);
+        }
+        /* following the same proof again follows nothing and changes nothing */
+        static lg_members before; /* memcpy: padding too, for memcmp */
+        memcpy(&before, &members_buf, sizeof before);
+        CHECK(lg_members_follow_proof(&members_buf, b, n, &followed) == LG_OK && followed == 0 &&
+                  memcmp(&before, &members_buf, sizeof before) == 0,
+              "the proof followed twice changed the sets");
+        r = truncations(b, n, dec_membership, g);
+    }
+    free(b);
+    free(rb);
+    return r;
+}
+
 /* ---- answers ---------------------------------------------------------------------------- */
 
 typedef struct groups {
@@ -978,6 +1042,7 @@ static const handler handlers[] = {
     {"cert", case_cert, NULL},
     {"merkle", case_merkle, NULL},
     {"receipt", case_receipt, NULL},
+    {"membership", case_membership, NULL},
     {"answer-config", case_answer_config, NULL},
     {"answer-keys", case_answer_keys, NULL},
     {"answer-firmware", case_answer_firmware, NULL},
