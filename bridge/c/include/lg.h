@@ -476,6 +476,11 @@ typedef struct lg_config_set {
 lg_err lg_config_answer_verify(const uint8_t *buf, size_t len, const lg_genesis *g,
                                const lg_config_check *chk, lg_config_set *cs,
                                lg_config_state *accepted);
+/* The same, every receipt and the head verified with the set of m in force
+ * at its height (protocol.md 11: after a change of the gateways). */
+lg_err lg_config_answer_verify_members(const uint8_t *buf, size_t len, const lg_members *m,
+                                       const lg_config_check *chk, lg_config_set *cs,
+                                       lg_config_state *accepted);
 
 /* A KeysAnswer's verdict (11.3), views into the answer buffer. */
 typedef struct lg_keys {
@@ -491,6 +496,10 @@ typedef struct lg_keys {
 lg_err lg_keys_answer_verify(const uint8_t *buf, size_t len, const lg_genesis *g,
                              const char *device, int64_t now_ms, int64_t max_age_ms,
                              lg_keys *out);
+/* The same with the member sets of m. */
+lg_err lg_keys_answer_verify_members(const uint8_t *buf, size_t len, const lg_members *m,
+                                     const char *device, int64_t now_ms, int64_t max_age_ms,
+                                     lg_keys *out);
 
 /* What the device knows when checking a FirmwareAnswer (11.5). */
 typedef struct lg_fw_check {
@@ -519,6 +528,9 @@ typedef struct lg_fw_release {
  * download; then check the image with lg_image_*. */
 lg_err lg_firmware_answer_verify(const uint8_t *buf, size_t len, const lg_genesis *g,
                                  const lg_fw_check *chk, lg_fw_release *rel);
+/* The same with the member sets of m. */
+lg_err lg_firmware_answer_verify_members(const uint8_t *buf, size_t len, const lg_members *m,
+                                         const lg_fw_check *chk, lg_fw_release *rel);
 
 /* Incremental image check: init, update with chunks of any size as they
  * are written to flash, final. update refuses (LG_ERR_IMAGE) a byte past

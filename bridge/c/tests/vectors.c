@@ -36,6 +36,7 @@ enum { R_PASS, R_UNSUP, R_SKIP, R_FAIL };
 static const char *cur_file, *cur_case;
 static const char *seed_dir;
 static bool no_truncations; /* --no-truncations: the valgrind run; ASan runs do them */
+static const char *vec_dir;  /* the vectors' directory */
 
 #define FAILF(...)                                                         \
     do {                                                                   \
@@ -775,6 +776,37 @@ static const char *const *groups_of(const cJSON *in, groups *gr)
     return gr->v;
 }
 
+/* The answer checks again with member sets (lg_*_answer_verify_members):
+ * for genesis "main" the sets after the first change of membership.json
+ * (the genesis set, which still certifies the answers' blocks 1 to 6, and
+ * the set from 81); the verdict must be the same. (After both changes an
+ * lg_members of 2 sets has dropped the genesis set: blocks 1 to 6 then
+ * verify no more, as lg_members documents.) */
+static lg_members answer_members;
+
+static const lg_members *members_for(const lg_genesis *g)
+{
+    char path[1024];
+    size_t n, proof_n = 0, followed = 0;
+    uint8_t *proof = NULL;
+    if (lg_members_init_genesis(&answer_members, g) != LG_OK)
+        return NULL;
+    if (g != genesis_named("main"))
+        return &answer_members;
+    snprintf(path, sizeof path, "%s/membership.json", vec_dir);
+    uint8_t *text = readfile(path, &n);
+    cJSON *doc = text ? cJSON_Parse((const char *)text) : NULL;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, get(doc, "cases"))
+        if (strcmp(jstr(c, "name"), "one-change") == 0)
+            proof = unhex(jstr(c, "hex"), &proof_n);
+    cJSON_Delete(doc);
+    free(text);
+    lg_err e = proof ? lg_members_follow_proof(&answer_members, proof, proof_n, &followed) : LG_ERR_ARG;
+    free(proof);
+    return e == LG_OK && followed == 1 && answer_members.n_sets == 2 ? &answer_members : NULL;
+}
+
 typedef struct config_ctx {
     const lg_genesis *g;
     const lg_config_check *chk;
@@ -828,6 +860,11 @@ static int case_answer_config(const cJSON *c)
     chk.hash = NULL;
     lg_err e0 = lg_config_answer_verify(b, n, cc.g, &chk, &cs0, &acc0);
     chk.hash = hash;
+    const lg_members *m = members_for(cc.g);
+    CHECK(m != NULL, "member sets");
+    lg_err em = lg_config_answer_verify_members(b, n, m, &chk, &cs0, &acc0);
+    if (em != e)
+        FAILF("with member sets: %s, with the genesis: %s", lg_strerror(em), lg_strerror(e));
     if (r != R_FAIL && e0 != (e == LG_OK ? LG_ERR_NOT_CURRENT : e)) {
         fprintf(stderr, "FAIL %s / %s: hash NULL: %s, want %s\n", cur_file, cur_case, lg_strerror(e0),
                 lg_strerror(e == LG_OK ? LG_ERR_NOT_CURRENT : e));
@@ -858,6 +895,13 @@ static int case_answer_keys(const cJSON *c)
     lg_err e = lg_keys_answer_verify(b, n, g, jstr(in, "device"), geti(in, "now_ms"),
                                      geti(in, "max_age_ms"), &k);
     int r = verdict(c, e, false);
+    const lg_members *m = members_for(g);
+    lg_keys km;
+    CHECK(m != NULL, "member sets");
+    lg_err em = lg_keys_answer_verify_members(b, n, m, jstr(in, "device"), geti(in, "now_ms"),
+                                              geti(in, "max_age_ms"), &km);
+    if (em != e)
+        FAILF("with member sets: %s, with the genesis: %s", lg_strerror(em), lg_strerror(e));
     if (r == R_PASS && e == LG_OK) {
         const cJSON *ga = get(out, "groups");
         bool ok = hexeq(k.signing_key.p, k.signing_key.n, jstr(out, "signing_key")) &&
@@ -915,6 +959,12 @@ static int case_answer_firmware(const cJSON *c)
     CHECK(fc.g != NULL, "no genesis");
     seed("firmware", b, n);
     lg_err e = lg_firmware_answer_verify(b, n, fc.g, &chk, &rel);
+    const lg_members *m = members_for(fc.g);
+    lg_fw_release relm;
+    CHECK(m != NULL, "member sets");
+    lg_err em = lg_firmware_answer_verify_members(b, n, m, &chk, &relm);
+    if (em != e)
+        FAILF("with member sets: %s, with the genesis: %s", lg_strerror(em), lg_strerror(e));
     if (e == LG_OK) {
         /* the image as a device writes it to flash: in 4 KB chunks */
         lg_image im;
@@ -1089,6 +1139,7 @@ int main(int argc, char **argv)
     if (sodium_init() < 0)
         return 2;
 #endif
+    vec_dir = argv[1];
     DIR *d = opendir(argv[1]);
     if (d == NULL) {
         fprintf(stderr, "vectors: %s: %s\n", argv[1], strerror(errno));
