@@ -190,4 +190,20 @@ func (x *gen) reconfigTxs() {
 	b = x.reconfig("n1", "n2", "n3", "n4")
 	b.ClusterReconfig.Nodes[1].Addrs = []string{""}
 	add("reconfig-empty-address", "An address hint of 0 bytes.", b, "want 1 to 256 bytes")
+
+	// addrs present as the empty array: it must be omitted (section 2,
+	// rule 7). Built by hand: the encoder omits it.
+	var ns [][]byte
+	for _, n := range []string{"n1", "n2", "n3", "n4"} {
+		e := []kv{ik(1, cText(n)), ik(2, cBytes(x.k(n).spki()))}
+		if n == "n2" {
+			e = append(e, ik(3, cArr()))
+		}
+		ns = append(ns, cMap(e...))
+	}
+	raw := cMap(ik(1, cText("cluster.reconfig")), ik(2, cText(chainID)), ik(19, cMap(ik(1, cArr(ns...)))))
+	env := sign1(admin.plain(), "admin", raw)
+	inv.Cases = append(inv.Cases, &Case{Name: "reconfig-empty-addrs", Comment: "n2's addrs present as the empty array: omit it.",
+		Inputs: map[string]any{"author_key": "admin", "author_spki": hexs(admin.spki()), "max_tx_bytes": ledger.DefaultMaxTxBytes, "body_diag": diag(raw)},
+		Hex:    hexs(env), Verdict: "ledger.ErrMalformed", Reason: "malformed", Detail: "field 3 (addrs): present but empty; omit it"})
 }
