@@ -1,6 +1,7 @@
 package coap
 
 import (
+	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"os"
@@ -74,4 +75,36 @@ func TestMembershipProof(t *testing.T) {
 
 	bare := startServerWithDeps(t, node, Config{}, Deps{Answers: newFakeAnswers()})
 	wantCode(t, get(t, dialUDP(t, bare.udpAddr, blockwise.SZX1024), "/lg/v1/cluster/proof"), codes.NotFound)
+}
+
+// TestLibcoapMembershipProof: libcoap's coap-client reads the membership
+// proof in 64-byte Block2 blocks over UDP, and over DTLS with a device's
+// certificate; the bytes are the proof.
+func TestLibcoapMembershipProof(t *testing.T) {
+	proof := vectorProof(t)
+	node := startNode(t)
+	s := startServerWithDeps(t, node, Config{}, Deps{Membership: proofSource(proof)})
+	d := enroll(t, node, "sensor-1", ledger.ES256)
+	dir := t.TempDir()
+	certFile, keyFile := writePEM(t, dir, selfSigned(t, d.key, "sensor-1"))
+	for _, tc := range []struct {
+		name, bin, uri string
+		extra          []string
+	}{
+		{"udp", "coap-client-notls", "coap://" + s.udpAddr + "/lg/v1/cluster/proof", []string{"-b", "64"}},
+		{"dtls", "coap-client-openssl", "coaps://" + s.dtlsAddr + "/lg/v1/cluster/proof", []string{"-c", certFile, "-j", keyFile, "-n"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := filepath.Join(dir, tc.name+".cbor")
+			args := append(append([]string{"-m", "get", "-A", "60", "-o", out}, tc.extra...), tc.uri)
+			msg, err := coapClient(t, tc.bin, args...)
+			if err != nil {
+				t.Fatalf("%s %v: %v\n%s", tc.bin, args, err, msg)
+			}
+			got, err := os.ReadFile(out)
+			if err != nil || !bytes.Equal(got, proof) {
+				t.Fatalf("%d bytes (%v), want the %d-byte proof\n%s", len(got), err, len(proof), msg)
+			}
+		})
+	}
 }
