@@ -149,6 +149,16 @@ func checkKind(tx *ledger.Tx, device string, kind ledger.Kind, wrongKind ledger.
 	return nil
 }
 
+// Membership serves the chain's membership proof (docs/protocol.md 10.2):
+// what a device needs, with the genesis, to verify receipts and answers
+// certified after a change of the gateways' member set.
+type Membership interface {
+	// MembershipProof returns the encoded MembershipProof of the chain's
+	// committed member changes, oldest first: the empty proof (0x80)
+	// before any change.
+	MembershipProof() ([]byte, error)
+}
+
 // Answers serves what devices ask of the ledger besides commits: their
 // configuration and other devices' keys. An answer is CBOR that the device
 // verifies itself against the genesis (see bridge/device); front ends only

@@ -16,7 +16,7 @@ import (
 )
 
 // devicePrefix is the parent of a device's resources:
-// lg/v1/<device>/... as the MQTT topics. The ids "data" and "receipts"
+// lg/v1/<device>/... as the MQTT topics. The ids "data", "receipts" and "cluster"
 // name the resources of every device instead (see serve).
 const devicePrefix = "lg/v1/"
 
@@ -424,6 +424,23 @@ func (s *Server) getKeys(req *pool.Message, device, other string) answer {
 	return s.block2(req, cbor(b))
 }
 
+// getProof answers GET lg/v1/cluster/proof: the chain's membership
+// proof (docs/protocol.md 10.2), block-wise when large. Any session may
+// ask: the proof is public and carries its own certificates.
+func (s *Server) getProof(req *pool.Message) answer {
+	if a, ok := accepts(req, message.AppCBOR); !ok {
+		return a
+	}
+	if s.d.Membership == nil {
+		return noAnswers("the membership proof")
+	}
+	b, err := s.d.Membership.MembershipProof()
+	if err != nil {
+		return s.askRefusal(err)
+	}
+	return s.block2(req, cbor(b))
+}
+
 // getImage answers GET lg/v1/<device>/firmware/<sha256>: the firmware
 // image (application/octet-stream), read a block at a time.
 func (s *Server) getImage(req *pool.Message, ref string) answer {
@@ -466,7 +483,7 @@ func deviceResource(path string) (device, rest string, ok bool) {
 		return "", "", false
 	}
 	device, rest, ok = strings.Cut(tail, "/")
-	if !ok || rest == "" || slices.Contains([]string{"data", "receipts"}, device) {
+	if !ok || rest == "" || slices.Contains([]string{"data", "receipts", "cluster"}, device) {
 		return "", "", false
 	}
 	return device, rest, true

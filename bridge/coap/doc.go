@@ -87,7 +87,9 @@
 //
 // Devices' resources. The answers are bridge.Answers', CBOR that the
 // device verifies itself; without Answers (or Images) they are 4.04.
-// "data" and "receipts" are not device ids in these paths. Over DTLS
+// "data", "receipts" and "cluster" are not device ids in these paths;
+// GET lg/v1/cluster/proof serves the membership proof (bridge.Membership)
+// to any session. Over DTLS
 // {device} must be the device whose enrolled key is the session's client
 // certificate key (else 4.03 wrong_cert; a revoked one 4.03 revoked): a
 // device asks only about itself, and about other devices' keys under its

@@ -17,8 +17,9 @@ import (
 
 // Resources of device protocol v1 over CoAP.
 const (
-	dataPath     = "lg/v1/data"     // POST lg/v1/data/<stream>: a record
-	receiptsPath = "lg/v1/receipts" // GET lg/v1/receipts/<tx id>: its receipt, observable
+	dataPath     = "lg/v1/data"          // POST lg/v1/data/<stream>: a record
+	receiptsPath = "lg/v1/receipts"      // GET lg/v1/receipts/<tx id>: its receipt, observable
+	proofPath    = "lg/v1/cluster/proof" // GET: the chain's membership proof
 	corePath     = ".well-known/core"
 )
 
@@ -28,6 +29,7 @@ const (
 // title how to fill it in.
 const wellKnownCore = `</lg/v1/data>;rt="lg.record";ct=18;title="POST a data.record to /lg/v1/data/{stream}",` +
 	`</lg/v1/receipts>;rt="lg.receipt";ct=60;obs;title="GET /lg/v1/receipts/{tx id}",` +
+	`</lg/v1/cluster/proof>;rt="lg.cluster.proof";ct=60;title="GET the MembershipProof",` +
 	`</lg/v1/{device}/config>;rt="lg.config";ct=60;obs;title="GET the ConfigAnswer of {device}",` +
 	`</lg/v1/{device}/config/verify>;rt="lg.config.verify";ct=60;title="GET ?h={sha256}: the ConfigAnswer about a configuration",` +
 	`</lg/v1/{device}/config/blob>;rt="lg.config.blob";ct=42;title="GET the current sealed blob",` +
@@ -303,6 +305,11 @@ func (s *Server) serve(p *peer, req *pool.Message, now time.Time) (resource stri
 		}
 		a := answer{code: codes.Content, format: int(message.AppLinkFormat), body: []byte(wellKnownCore), reason: resultAnswered}
 		return "core", s.block2(req, a)
+	case path == proofPath:
+		if req.Code() != codes.GET {
+			return "proof", refuse(ledger.ReasonMethod, "%s takes GET", proofPath)
+		}
+		return "proof", s.getProof(req)
 	case parent == dataPath:
 		if req.Code() != codes.POST {
 			return "data", refuse(ledger.ReasonMethod, "%s/<stream> takes POST", dataPath)

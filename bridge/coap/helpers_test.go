@@ -113,11 +113,21 @@ func startServerWith(t testing.TB, node *testNode, cfg Config, committer bridge.
 // startServerDeps is startServerWith with answers and images.
 func startServerDeps(t testing.TB, node *testNode, cfg Config, committer bridge.Committer, answers bridge.Answers, images Images) *server {
 	t.Helper()
+	return startServerWithDeps(t, node, cfg, Deps{Committer: committer, Answers: answers, Images: images})
+}
+
+// startServerWithDeps is startServer with d's committer (the node's if
+// nil), answers, images and membership.
+func startServerWithDeps(t testing.TB, node *testNode, cfg Config, d Deps) *server {
+	t.Helper()
 	cert := selfSigned(t, newP256(t), "gateway")
 	cfg.Listen, cfg.DTLSListen, cfg.DTLSCertificate = "127.0.0.1:0", "127.0.0.1:0", cert
-	cc := &countingCommitter{Committer: committer}
+	if d.Committer == nil {
+		d.Committer = node.Committer()
+	}
+	cc := &countingCommitter{Committer: d.Committer}
 	s, err := New(cfg, Deps{Committer: cc, Directory: node.Directory(), Receipts: node.Chain,
-		Answers: answers, Images: images, Logger: discard(), Registry: prometheus.NewRegistry()})
+		Answers: d.Answers, Images: d.Images, Membership: d.Membership, Logger: discard(), Registry: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,8 +139,8 @@ func startServerDeps(t testing.TB, node *testNode, cfg Config, committer bridge.
 		node.srv.Store(nil)
 		s.Close()
 	})
-	u, d := s.Addrs()
-	return &server{Server: s, node: node, committer: cc, cert: cert, udpAddr: u, dtlsAddr: d}
+	u, da := s.Addrs()
+	return &server{Server: s, node: node, committer: cc, cert: cert, udpAddr: u, dtlsAddr: da}
 }
 
 func newP256(t testing.TB) crypto.Signer {

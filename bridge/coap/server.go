@@ -194,6 +194,8 @@ type Deps struct {
 	Answers bridge.Answers
 	// Images serves firmware images; nil: 4.04.
 	Images Images
+	// Membership serves GET lg/v1/cluster/proof; nil: 4.04.
+	Membership bridge.Membership
 	// Limiter is the budget of records waiting to commit, shared with
 	// the other front ends; nil: one of this server's own of
 	// bridge.DefaultMaxPendingBytes.

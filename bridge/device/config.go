@@ -49,8 +49,8 @@ type Freshness struct {
 
 // check verifies h's certificate and age, and that it is not older than
 // any block the answer's receipts are in.
-func (f Freshness) check(g *ledger.Genesis, h *ledger.Head, receipts ...*ledger.Receipt) error {
-	if err := ledger.VerifyHead(g, h); err != nil {
+func (f Freshness) check(m *ledger.Members, h *ledger.Head, receipts ...*ledger.Receipt) error {
+	if err := m.VerifyHead(h); err != nil {
 		return fmt.Errorf("%w: newest block: %w", ErrProof, err)
 	}
 	maxAge, now := f.MaxAge, f.Now
@@ -104,7 +104,15 @@ type Accepted struct {
 //     earlier block, and for the same target not a lower version;
 //   - its SHA-256 is hash (else ErrNotCurrent: download it again).
 func VerifyConfig(g *ledger.Genesis, a *ledger.ConfigAnswer, hash [32]byte, p ConfigPolicy) (*Accepted, error) {
-	cs, r, err := configOf(g, a, p)
+	m, err := genesisMembers(g)
+	if err != nil {
+		return nil, err
+	}
+	return verifyConfig(m, a, hash, p)
+}
+
+func verifyConfig(m *ledger.Members, a *ledger.ConfigAnswer, hash [32]byte, p ConfigPolicy) (*Accepted, error) {
+	cs, r, err := configOf(m, a, p)
 	if err != nil {
 		return nil, err
 	}
@@ -124,23 +132,27 @@ func VerifyConfig(g *ledger.Genesis, a *ledger.ConfigAnswer, hash [32]byte, p Co
 // Manifest returns the config.set an answer proves, checked as
 // VerifyConfig does except for the hash: what to download next.
 func Manifest(g *ledger.Genesis, a *ledger.ConfigAnswer, p ConfigPolicy) (*ledger.ConfigSet, error) {
-	cs, _, err := configOf(g, a, p)
+	m, err := genesisMembers(g)
+	if err != nil {
+		return nil, err
+	}
+	cs, _, err := configOf(m, a, p)
 	return cs, err
 }
 
 // configOf checks a's proofs, freshness and target and returns its config.set.
-func configOf(g *ledger.Genesis, a *ledger.ConfigAnswer, p ConfigPolicy) (*ledger.ConfigSet, *ledger.Receipt, error) {
+func configOf(m *ledger.Members, a *ledger.ConfigAnswer, p ConfigPolicy) (*ledger.ConfigSet, *ledger.Receipt, error) {
 	if a.Device != p.Device {
 		return nil, nil, fmt.Errorf("%w: answer is for device %q", ErrProof, a.Device)
 	}
-	if err := p.check(g, &a.Head, a.Receipt); err != nil {
+	if err := p.check(m, &a.Head, a.Receipt); err != nil {
 		return nil, nil, err
 	}
 	r := a.Receipt
 	if r == nil {
 		return nil, nil, ErrNoConfig
 	}
-	if err := ledger.VerifyReceipt(g, r); err != nil {
+	if err := m.VerifyReceipt(r); err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrProof, err)
 	}
 	tx, err := ledger.DecodeTx(r.Tx, 0)
@@ -151,7 +163,7 @@ func configOf(g *ledger.Genesis, a *ledger.ConfigAnswer, p ConfigPolicy) (*ledge
 	dev, group, _ := ledger.ParseTarget(cs.Target)
 	groups := p.Groups
 	if group != "" && groups == nil {
-		e, err := enrollmentOf(g, a.Enrollment, p.Device)
+		e, err := enrollmentOf(m, a.Enrollment, p.Device)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -165,11 +177,11 @@ func configOf(g *ledger.Genesis, a *ledger.ConfigAnswer, p ConfigPolicy) (*ledge
 
 // enrollmentOf checks an answer's enrollment receipt: a committed
 // device.enroll of device. It carries the device's groups and model.
-func enrollmentOf(g *ledger.Genesis, r *ledger.Receipt, device string) (*ledger.Enroll, error) {
+func enrollmentOf(m *ledger.Members, r *ledger.Receipt, device string) (*ledger.Enroll, error) {
 	if r == nil {
 		return nil, fmt.Errorf("%w: the answer carries no enrollment to show the device's groups", ErrProof)
 	}
-	tx, err := provenTx(g, r, ledger.KindEnroll, device)
+	tx, err := provenTx(m, r, ledger.KindEnroll, device)
 	if err != nil {
 		return nil, err
 	}

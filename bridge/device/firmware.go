@@ -67,7 +67,15 @@ type FirmwarePolicy struct {
 //
 // It returns the manifest.
 func VerifyFirmware(g *ledger.Genesis, vendorKey *ledger.PublicKey, a *ledger.FirmwareAnswer, image []byte, p FirmwarePolicy) (*ledger.FirmwarePublish, error) {
-	f, err := CheckFirmware(g, vendorKey, a, p)
+	m, err := genesisMembers(g)
+	if err != nil {
+		return nil, err
+	}
+	return verifyFirmware(m, vendorKey, a, image, p)
+}
+
+func verifyFirmware(m *ledger.Members, vendorKey *ledger.PublicKey, a *ledger.FirmwareAnswer, image []byte, p FirmwarePolicy) (*ledger.FirmwarePublish, error) {
+	f, err := checkFirmware(m, vendorKey, a, p)
 	if err != nil {
 		return nil, err
 	}
@@ -79,18 +87,26 @@ func VerifyFirmware(g *ledger.Genesis, vendorKey *ledger.PublicKey, a *ledger.Fi
 
 // CheckFirmware is VerifyFirmware without the image: whether to download it.
 func CheckFirmware(g *ledger.Genesis, vendorKey *ledger.PublicKey, a *ledger.FirmwareAnswer, p FirmwarePolicy) (*ledger.FirmwarePublish, error) {
+	m, err := genesisMembers(g)
+	if err != nil {
+		return nil, err
+	}
+	return checkFirmware(m, vendorKey, a, p)
+}
+
+func checkFirmware(m *ledger.Members, vendorKey *ledger.PublicKey, a *ledger.FirmwareAnswer, p FirmwarePolicy) (*ledger.FirmwarePublish, error) {
 	if a.Device != p.Device {
 		return nil, fmt.Errorf("%w: answer is for device %q", ErrProof, a.Device)
 	}
 	receipts := append([]*ledger.Receipt{a.Release, a.Policy, a.Approval, a.Revoke}, a.Votes...)
-	if err := p.check(g, &a.Head, receipts...); err != nil {
+	if err := p.check(m, &a.Head, receipts...); err != nil {
 		return nil, err
 	}
 	if a.Release == nil {
 		return nil, fmt.Errorf("%w: no release", ErrProof)
 	}
 	if p.Model == "" || p.Groups == nil {
-		e, err := enrollmentOf(g, a.Enrollment, p.Device)
+		e, err := enrollmentOf(m, a.Enrollment, p.Device)
 		if err != nil {
 			return nil, err
 		}
@@ -101,7 +117,7 @@ func CheckFirmware(g *ledger.Genesis, vendorKey *ledger.PublicKey, a *ledger.Fir
 			p.Groups = e.Groups
 		}
 	}
-	if err := ledger.VerifyReceipt(g, a.Release); err != nil {
+	if err := m.VerifyReceipt(a.Release); err != nil {
 		return nil, fmt.Errorf("%w: release: %w", ErrProof, err)
 	}
 	tx, err := ledger.DecodeTx(a.Release.Tx, 0)
@@ -128,25 +144,25 @@ func CheckFirmware(g *ledger.Genesis, vendorKey *ledger.PublicKey, a *ledger.Fir
 		return nil, fmt.Errorf("%w: at %s", ErrExpired, time.UnixMilli(f.Expires).UTC().Format(time.RFC3339))
 	}
 	if a.Revoke != nil {
-		if rv, err := provenTx(g, a.Revoke, ledger.KindFirmwareRevoke, ""); err == nil && rv.Body.FirmwareRevoke.Release == rel &&
+		if rv, err := provenTx(m, a.Revoke, ledger.KindFirmwareRevoke, ""); err == nil && rv.Body.FirmwareRevoke.Release == rel &&
 			(rv.Body.FirmwareRevoke.Group == "" || slices.Contains(p.Groups, rv.Body.FirmwareRevoke.Group)) {
 			return nil, fmt.Errorf("%w: %s", ErrReleaseRevoked, rv.Body.FirmwareRevoke.Reason)
 		}
 	}
-	if err := allowed(g, a, rel, p); err != nil {
+	if err := allowed(m, a, rel, p); err != nil {
 		return nil, err
 	}
 	return f, nil
 }
 
 // allowed checks the group policy the answer proves.
-func allowed(g *ledger.Genesis, a *ledger.FirmwareAnswer, rel ledger.Release, p FirmwarePolicy) error {
+func allowed(m *ledger.Members, a *ledger.FirmwareAnswer, rel ledger.Release, p FirmwarePolicy) error {
 	if !slices.Contains(p.Groups, a.Group) {
 		return fmt.Errorf("%w: group %q is not the device's", ErrPolicy, a.Group)
 	}
 	pol := ledger.FirmwarePolicy{Group: a.Group, RequireApproval: true}
 	if a.Policy != nil {
-		tx, err := provenTx(g, a.Policy, ledger.KindFirmwarePolicy, "")
+		tx, err := provenTx(m, a.Policy, ledger.KindFirmwarePolicy, "")
 		if err != nil {
 			return err
 		}
@@ -156,7 +172,7 @@ func allowed(g *ledger.Genesis, a *ledger.FirmwareAnswer, rel ledger.Release, p 
 		pol = *tx.Body.FirmwarePolicy
 	}
 	if a.Approval != nil {
-		tx, err := provenTx(g, a.Approval, ledger.KindFirmwareApprove, "")
+		tx, err := provenTx(m, a.Approval, ledger.KindFirmwareApprove, "")
 		if err != nil {
 			return err
 		}
@@ -170,7 +186,7 @@ func allowed(g *ledger.Genesis, a *ledger.FirmwareAnswer, rel ledger.Release, p 
 	}
 	voters := map[string]bool{}
 	for _, rc := range a.Votes {
-		tx, err := provenTx(g, rc, ledger.KindFirmwareVote, "")
+		tx, err := provenTx(m, rc, ledger.KindFirmwareVote, "")
 		if err != nil {
 			return err
 		}

@@ -31,13 +31,21 @@ var ErrNoEncKey = errors.New("device: the device has no encryption key")
 // come with their receipt, and the newest block is fresh. A gateway can
 // hide a re-key or a revocation only for as long as the freshness bound.
 func VerifyKeys(g *ledger.Genesis, a *ledger.KeysAnswer, id string, f Freshness) (*DeviceKeys, error) {
+	m, err := genesisMembers(g)
+	if err != nil {
+		return nil, err
+	}
+	return verifyKeys(m, a, id, f)
+}
+
+func verifyKeys(m *ledger.Members, a *ledger.KeysAnswer, id string, f Freshness) (*DeviceKeys, error) {
 	if a.Device != id {
 		return nil, fmt.Errorf("%w: answer is about device %q", ErrProof, a.Device)
 	}
-	if err := f.check(g, &a.Head, a.Enroll, a.Rekey, a.Revoke); err != nil {
+	if err := f.check(m, &a.Head, a.Enroll, a.Rekey, a.Revoke); err != nil {
 		return nil, err
 	}
-	en, err := provenTx(g, a.Enroll, ledger.KindEnroll, id)
+	en, err := provenTx(m, a.Enroll, ledger.KindEnroll, id)
 	if err != nil {
 		return nil, err
 	}
@@ -45,7 +53,7 @@ func VerifyKeys(g *ledger.Genesis, a *ledger.KeysAnswer, id string, f Freshness)
 	k := &DeviceKeys{ID: id, Model: e.Model, Groups: e.Groups, EncKey: e.EncKey, Height: a.Enroll.Header.Height}
 	signing := e.PublicKey
 	if a.Rekey != nil {
-		rk, err := provenTx(g, a.Rekey, ledger.KindRekey, id)
+		rk, err := provenTx(m, a.Rekey, ledger.KindRekey, id)
 		if err != nil {
 			return nil, err
 		}
@@ -58,7 +66,7 @@ func VerifyKeys(g *ledger.Genesis, a *ledger.KeysAnswer, id string, f Freshness)
 		return nil, fmt.Errorf("%w: %w", ErrProof, err)
 	}
 	if a.Revoke != nil {
-		rv, err := provenTx(g, a.Revoke, ledger.KindRevoke, id)
+		rv, err := provenTx(m, a.Revoke, ledger.KindRevoke, id)
 		if err != nil {
 			return nil, err
 		}
@@ -68,11 +76,11 @@ func VerifyKeys(g *ledger.Genesis, a *ledger.KeysAnswer, id string, f Freshness)
 }
 
 // provenTx verifies r and returns its tx, which must be a kind tx about id.
-func provenTx(g *ledger.Genesis, r *ledger.Receipt, kind ledger.Kind, id string) (*ledger.Tx, error) {
+func provenTx(m *ledger.Members, r *ledger.Receipt, kind ledger.Kind, id string) (*ledger.Tx, error) {
 	if r == nil { // a null in an answer's list
 		return nil, fmt.Errorf("%w: %s: no receipt", ErrProof, kind)
 	}
-	if err := ledger.VerifyReceipt(g, r); err != nil {
+	if err := m.VerifyReceipt(r); err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrProof, kind, err)
 	}
 	tx, err := ledger.DecodeTx(r.Tx, 0)

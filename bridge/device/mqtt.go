@@ -65,6 +65,10 @@ const (
 	// RequestKeys asks for another device's keys: payload its id, answer
 	// a ledger.KeysAnswer (check it with VerifyKeys).
 	RequestKeys = "keys/get"
+	// RequestMembershipProof asks for the chain's membership proof:
+	// no payload, answer a ledger.MembershipProof (follow it with
+	// Verifier.FollowProof; docs/protocol.md 10.2).
+	RequestMembershipProof = "cluster/proof/get"
 )
 
 // VerdictTopic is the default answer topic of RequestVerify.
@@ -75,6 +79,10 @@ func BlobTopic(id string) string { return Prefix(id) + "config/blob" }
 
 // KeysTopic is the default answer topic of RequestKeys.
 func KeysTopic(id string) string { return Prefix(id) + "keys" }
+
+// MembershipProofTopic is the default answer topic of
+// RequestMembershipProof.
+func MembershipProofTopic(id string) string { return Prefix(id) + "cluster/proof" }
 
 // AnswersTopic is the root of the response topics Client.Request uses:
 // it asks for each answer on AnswersTopic(id)/<n>.

@@ -3,10 +3,14 @@ package device_test
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -56,7 +60,7 @@ func TestClientRequests(t *testing.T) {
 	chainID := node.Genesis.ChainID
 	fa := &answers{manifest: map[string][]byte{}}
 	srv, err := mqtt.New(mqtt.Config{Listen: "127.0.0.1:0"}, mqtt.Deps{Committer: node.Committer(), Directory: node.Directory(),
-		Answers: fa, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Answers: fa, Membership: vectorProof(t), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,6 +130,24 @@ func TestClientRequests(t *testing.T) {
 		}
 	})
 
+	t.Run("membership proof", func(t *testing.T) {
+		proof, err := cl.Request(ctx, device.RequestMembershipProof, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := device.NewVerifier(vectorGenesis(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, err := v.FollowProof(proof); err != nil || n != 2 {
+			t.Fatalf("followed %d changes of the served proof: %v", n, err)
+		}
+		var re *device.RefusedError
+		if _, err := cl.Request(ctx, device.RequestMembershipProof, []byte("x")); !errors.As(err, &re) || re.Reason != "malformed" {
+			t.Fatalf("a payload: %v", err)
+		}
+	})
+
 	t.Run("manifest", func(t *testing.T) {
 		// None yet: Manifest waits until its context ends.
 		short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
@@ -151,4 +173,50 @@ func TestClientRequests(t *testing.T) {
 			t.Fatalf("manifest %q %v", m, err)
 		}
 	})
+}
+
+// vectorCase reads one case of docs/vectors.
+func vectorCase(t *testing.T, file, name string) map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "docs", "vectors", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct{ Cases []map[string]any }
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range f.Cases {
+		if c["name"] == name {
+			return c
+		}
+	}
+	t.Fatalf("no case %s in %s", name, file)
+	return nil
+}
+
+func vectorHex(t *testing.T, c map[string]any) []byte {
+	b, err := hex.DecodeString(c["hex"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// vectorGenesis is the vectors' genesis "main".
+func vectorGenesis(t *testing.T) *ledger.Genesis {
+	g, err := ledger.ParseGenesis(vectorHex(t, vectorCase(t, "genesis.json", "main")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// proofSource serves the vectors' proof of two member changes.
+type proofSource []byte
+
+func (p proofSource) MembershipProof() ([]byte, error) { return p, nil }
+
+func vectorProof(t *testing.T) proofSource {
+	return proofSource(vectorHex(t, vectorCase(t, "membership.json", "two-changes")))
 }

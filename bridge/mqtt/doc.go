@@ -85,6 +85,8 @@
 //	lg/v1/<id>/config/blob       gateway -> device: its default answer topic
 //	lg/v1/<id>/keys/get          device -> gateway: request, device id
 //	lg/v1/<id>/keys              gateway -> device: its default answer topic
+//	lg/v1/<id>/cluster/proof/get device -> gateway: request, empty
+//	lg/v1/<id>/cluster/proof     gateway -> device: its default answer topic
 //
 // Publishing. The payload of a publish to lg/v1/<id>/data/<stream> is a
 // data.record tx (COSE_Sign1) by device <id> on stream <stream>; that of
@@ -143,6 +145,7 @@
 //	config/blob/get  payload: empty (the current configuration's     Answers.Blob
 //	                 blob) or a blob address, as above
 //	keys/get         payload: the other device's id, as text         Answers.Keys
+//	cluster/proof/get  payload: empty                                Deps.Membership
 //
 // Any other payload is refused as malformed. The answer goes to the v5
 // Response Topic of the publish, with its Correlation Data, or without
@@ -157,8 +160,8 @@
 // the client's Maximum Packet Size is refused as too_large. Answers run
 // off the client's read loop; a device may have 4 requests being
 // answered at once, over all its connections, and more are refused as
-// overloaded. A gateway without Answers refuses every request as
-// not_found.
+// overloaded. A gateway without Answers refuses every request but
+// cluster/proof/get as not_found; without a Membership, that one.
 //
 // The manifests. A device has two, each retained on its topic:
 //

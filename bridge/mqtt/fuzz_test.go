@@ -135,6 +135,10 @@ func FuzzDevicePublish(f *testing.F) {
 			if m.tx != nil || m.answerTo != want || topic != "lg/v1/dev/keys/get" || !ledger.ValidID(string(m.arg)) || !bytes.Equal(m.arg, payload) {
 				t.Fatalf("keys on %s answered on %q: argument %q", topic, m.answerTo, m.arg)
 			}
+		case kindProof:
+			if m.tx != nil || m.answerTo != want || topic != "lg/v1/dev/cluster/proof/get" || len(payload) != 0 {
+				t.Fatalf("proof on %s answered on %q with payload %q", topic, m.answerTo, payload)
+			}
 		default:
 			t.Fatalf("accepted a publish of kind %d", m.kind)
 		}

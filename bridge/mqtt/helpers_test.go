@@ -49,7 +49,7 @@ func startServerDeps(t testing.TB, node *nodetest.Node, cfg Config, d Deps) *Ser
 	if dir == nil {
 		dir = node.Directory()
 	}
-	s, err := New(cfg, Deps{Committer: node.Committer(), Directory: dir, Answers: d.Answers, Logger: discard(),
+	s, err := New(cfg, Deps{Committer: node.Committer(), Directory: dir, Answers: d.Answers, Membership: d.Membership, Logger: discard(),
 		Registry: prometheus.NewRegistry(), Now: d.Now})
 	if err != nil {
 		t.Fatal(err)

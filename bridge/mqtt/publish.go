@@ -21,21 +21,23 @@ import (
 
 // Topics of device protocol v1, under devicePrefix.
 const (
-	dataLevel      = "data/"           // lg/v1/<id>/data/<stream>: records from the device
-	reportLevel    = "config/report"   // config.report txs from the device
-	fwReportLevel  = "firmware/report" // firmware.report txs from the device
-	rekeyLevel     = "rekey"           // device.rekey txs from the device
-	receiptsLevel  = "receipts"        // receipts of its committed records and reports
-	rejectsLevel   = "rejects"         // why a publish was refused
-	configLevel    = "config"          // its configuration manifest, retained
-	firmwareLevel  = "firmware"        // its firmware manifest, retained
-	verifyLevel    = "config/verify"   // request: is this my configuration?
-	verdictLevel   = "config/verdict"  // default answer topic of verify
-	blobGetLevel   = "config/blob/get" // request: a configuration blob
-	blobLevel      = "config/blob"     // default answer topic of blob/get
-	keysGetLevel   = "keys/get"        // request: another device's keys
-	keysLevel      = "keys"            // default answer topic of keys/get
-	maxRejectError = 512               // bytes of error text in a reject message
+	dataLevel      = "data/"             // lg/v1/<id>/data/<stream>: records from the device
+	reportLevel    = "config/report"     // config.report txs from the device
+	fwReportLevel  = "firmware/report"   // firmware.report txs from the device
+	rekeyLevel     = "rekey"             // device.rekey txs from the device
+	receiptsLevel  = "receipts"          // receipts of its committed records and reports
+	rejectsLevel   = "rejects"           // why a publish was refused
+	configLevel    = "config"            // its configuration manifest, retained
+	firmwareLevel  = "firmware"          // its firmware manifest, retained
+	verifyLevel    = "config/verify"     // request: is this my configuration?
+	verdictLevel   = "config/verdict"    // default answer topic of verify
+	blobGetLevel   = "config/blob/get"   // request: a configuration blob
+	blobLevel      = "config/blob"       // default answer topic of blob/get
+	keysGetLevel   = "keys/get"          // request: another device's keys
+	keysLevel      = "keys"              // default answer topic of keys/get
+	proofGetLevel  = "cluster/proof/get" // request: the membership proof
+	proofLevel     = "cluster/proof"     // default answer topic of cluster/proof/get
+	maxRejectError = 512                 // bytes of error text in a reject message
 )
 
 // Content types of the server's answers (v5 Content Type property).
@@ -69,6 +71,7 @@ const (
 	kindVerify                 // request: Answers.VerifyConfig
 	kindBlob                   // request: Answers.Blob
 	kindKeys                   // request: Answers.Keys
+	kindProof                  // request: Membership.MembershipProof
 )
 
 // request reports whether k is answered by Answers rather than committed.
@@ -89,6 +92,8 @@ func (k kind) String() string {
 		return "blob"
 	case kindKeys:
 		return "keys"
+	case kindProof:
+		return "proof"
 	}
 	return "unknown"
 }
@@ -102,6 +107,8 @@ func (k kind) answerLevel() string {
 		return blobLevel
 	case kindKeys:
 		return keysLevel
+	case kindProof:
+		return proofLevel
 	}
 	return ""
 }
@@ -122,8 +129,8 @@ type message struct {
 // topicRefusal refuses a publish on a topic where the device may not
 // publish (the message has no kind).
 func topicRefusal(device, topic string) error {
-	return ledger.Refuse(ledger.ReasonTopic, "device %s publishes on %[2]s%[3]s<stream>, %[2]s%[4]s, %[2]s%[5]s, %[2]s%[6]s, %[2]s%[7]s, %[2]s%[8]s or %[2]s%[9]s, not on %[10]q",
-		device, devicePrefix(device), dataLevel, reportLevel, fwReportLevel, rekeyLevel, verifyLevel, blobGetLevel, keysGetLevel, clip(topic, maxTopicBytes))
+	return ledger.Refuse(ledger.ReasonTopic, "device %s publishes on %[2]s%[3]s<stream>, %[2]s%[4]s, %[2]s%[5]s, %[2]s%[6]s, %[2]s%[7]s, %[2]s%[8]s, %[2]s%[9]s or %[2]s%[11]s, not on %[10]q",
+		device, devicePrefix(device), dataLevel, reportLevel, fwReportLevel, rekeyLevel, verifyLevel, blobGetLevel, keysGetLevel, clip(topic, maxTopicBytes), proofGetLevel)
 }
 
 // checkPublish is the one place that says what a device's publish is,
@@ -139,7 +146,8 @@ func topicRefusal(device, topic string) error {
 //     raw or 64 hex digits;
 //   - lg/v1/<device>/config/blob/get: a request with a blob address as
 //     above, or nothing for the current configuration's blob;
-//   - lg/v1/<device>/keys/get: a request with a device id as text.
+//   - lg/v1/<device>/keys/get: a request with a device id as text;
+//   - lg/v1/<device>/cluster/proof/get: a request with no payload.
 //
 // A request's answer goes to its response topic, which must be a topic
 // name under lg/v1/<device>/ (else forbidden: the device could not
@@ -187,6 +195,8 @@ func checkPublish(device, topic, responseTopic string, payload []byte, maxBytes 
 		m.kind = kindBlob
 	case keysGetLevel:
 		m.kind = kindKeys
+	case proofGetLevel:
+		m.kind = kindProof
 	default:
 		return message{}, topicRefusal(device, topic)
 	}
@@ -229,6 +239,11 @@ func requestArg(k kind, payload []byte) ([]byte, error) {
 			return payload, nil
 		}
 		return nil, &ledger.RefusedError{Reason: ledger.ReasonMalformed, Detail: fmt.Sprintf("%q is not a device id", clip(string(payload), ledger.MaxIDLen))}
+	case kindProof:
+		if len(payload) == 0 {
+			return []byte{}, nil
+		}
+		return nil, &ledger.RefusedError{Reason: ledger.ReasonMalformed, Detail: fmt.Sprintf("a %d-byte payload: the request takes none", len(payload))}
 	}
 	return nil, &ledger.RefusedError{Reason: ledger.ReasonInternal, Detail: "not a request"}
 }

@@ -54,6 +54,13 @@ func (s *Server) request(p *inflight) {
 // ask calls Answers for request p.
 func (s *Server) ask(p *inflight) ([]byte, error) {
 	a, device, arg := s.d.Answers, p.ss.device, p.msg.arg
+	if p.msg.kind == kindProof {
+		if s.d.Membership == nil {
+			return nil, &ledger.RefusedError{Reason: ledger.ReasonNotFound, Detail: "this gateway does not serve " + p.msg.kind.served()}
+		}
+		out, err := s.d.Membership.MembershipProof()
+		return s.sized(p, out, err)
+	}
 	if a == nil {
 		return nil, &ledger.RefusedError{Reason: ledger.ReasonNotFound, Detail: "this gateway does not serve " + p.msg.kind.served()}
 	}
@@ -69,6 +76,11 @@ func (s *Server) ask(p *inflight) ([]byte, error) {
 	default:
 		panic("mqtt: invariant: ask for a " + p.msg.kind.String())
 	}
+	return s.sized(p, out, err)
+}
+
+// sized refuses an answer that p's client cannot take.
+func (s *Server) sized(p *inflight, out []byte, err error) ([]byte, error) {
 	if err == nil && out == nil {
 		err = &ledger.RefusedError{Reason: ledger.ReasonNotFound, Detail: "no answer"}
 	}
@@ -97,6 +109,8 @@ func (k kind) served() string {
 		return "configuration blobs"
 	case kindKeys:
 		return "device keys"
+	case kindProof:
+		return "the membership proof"
 	}
 	return k.String()
 }

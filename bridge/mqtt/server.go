@@ -97,6 +97,10 @@ type Deps struct {
 	// Firmware are called on a client's read goroutine (at SUBSCRIBE) and
 	// must be quick; the other methods run on goroutines of their own.
 	Answers bridge.Answers
+
+	// Membership serves the cluster/proof/get request; nil: it is refused
+	// as not_found.
+	Membership bridge.Membership
 }
 
 // ErrClosed is returned by Start after Close.

@@ -56,6 +56,7 @@ var rules = map[string]rule{
 	"GET /api/v1/blocks/{height}":                         {accessScoped, ScopeReadLedger, ""},
 	"GET /api/v1/txs/{id}":                                {accessScoped, ScopeReadLedger, ""},
 	"GET /api/v1/txs/{id}/receipt":                        {accessDevice, ScopeReadLedger, ""},
+	"GET /api/v1/cluster/proof":                           {accessDevice, ScopeReadLedger, ""},
 	"POST /api/v1/txs":                                    {accessSubmit, ScopeSubmit, ""},
 	"GET /api/v1/firmware":                                {accessScoped, ScopeReadLedger, ""},
 	"GET /api/v1/firmware/{model}":                        {accessScoped, ScopeReadLedger, ""},

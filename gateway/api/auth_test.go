@@ -89,6 +89,7 @@ func newTestAPI(t *testing.T, p AuthPolicy) *testAPI {
 	l := &fakeLedger{}
 	s := New(NodeInfo{MaxTxBytes: 64 << 10}, l, fakeIndex{}, prometheus.NewRegistry(), quietLogger())
 	s.SetDirectory(fakeDirectory{}, nil)
+	s.SetMembership(proofBytes{0x80})
 	a := &testAPI{t: t, s: s, l: l, tokens: openTestTokens(t)}
 	p.Tokens = a.tokens
 	if err := s.SetAuth(p); err != nil {

@@ -19,7 +19,7 @@ import (
 // configured. It serves devices the directory's answers and firmware
 // images, as the MQTT front end does, and shares the budget of records
 // waiting to commit with it.
-func newCoAP(c config.CoAP, dataDir string, ch *chain.Chain, st *state.State, behind func() bool, dir *directory.Directory,
+func newCoAP(c config.CoAP, dataDir string, ch *chain.Chain, st *state.State, behind func() bool, dir *directory.Directory, ms bridge.Membership,
 	limiter *bridge.Limiter, logger *slog.Logger, reg prometheus.Registerer) (*coap.Server, error) {
 	if c.Listen == "" && c.DTLSListen == "" {
 		return nil, nil
@@ -38,7 +38,7 @@ func newCoAP(c config.CoAP, dataDir string, ch *chain.Chain, st *state.State, be
 	}
 	return coap.New(cfg, coap.Deps{
 		Committer: front.Committer(ch, behind), Directory: front.Directory(st, behind), Receipts: ch,
-		Answers: dir.Answers(), Images: dir,
+		Answers: dir.Answers(), Images: dir, Membership: ms,
 		Limiter: limiter, Logger: logger, Registry: reg,
 	})
 }

@@ -424,11 +424,12 @@ func (d *Daemon) buildFronts(gw *gateway) error {
 	cfg, g := gw.cfg, gw.g
 	var err error
 	limiter := bridge.NewLimiter(bridge.DefaultMaxPendingBytes) // records waiting to commit, over all front ends
-	gw.mqtt, err = newMQTT(cfg.MQTT, gw.chain, gw.st, gw.behindPeers, gw.dir, limiter, d.logger.With("component", "mqtt"), gw.reg)
+	ms := newMembership(gw.st, gw.chain)
+	gw.mqtt, err = newMQTT(cfg.MQTT, gw.chain, gw.st, gw.behindPeers, gw.dir, ms, limiter, d.logger.With("component", "mqtt"), gw.reg)
 	if err != nil {
 		return err
 	}
-	gw.coap, err = newCoAP(cfg.CoAP, cfg.DataDir, gw.chain, gw.st, gw.behindPeers, gw.dir, limiter, d.logger.With("component", "coap"), gw.reg)
+	gw.coap, err = newCoAP(cfg.CoAP, cfg.DataDir, gw.chain, gw.st, gw.behindPeers, gw.dir, ms, limiter, d.logger.With("component", "coap"), gw.reg)
 	if err != nil {
 		return err
 	}
@@ -446,6 +447,7 @@ func (d *Daemon) buildFronts(gw *gateway) error {
 	srv.SetMaxUploads(cfg.API.MaxUploads)
 	srv.SetDirectory(gw.dir, gw.idx)
 	srv.SetFirmware(gw.dir, gw.idx)
+	srv.SetMembership(ms)
 	if eg := gw.eg; eg != nil {
 		srv.SetEgress(func() any { return eg.Status() })
 	}

@@ -361,6 +361,13 @@ func (m *Members) Follow(r *Receipt) (*Members, error) {
 	return m.Next(r.Header.Height, tx.ID, tx.Body.ClusterReconfig.Nodes)
 }
 
+// Genesis returns the genesis the member sets start from.
+func (m *Members) Genesis() *Genesis { return m.g }
+
+// VerifyHead checks a head's certificate with the members in force at
+// its height (docs/protocol.md 11.1).
+func (m *Members) VerifyHead(h *Head) error { return m.VerifyCert(&h.Header, &h.Cert) }
+
 // VerifyReceipt checks that r's tx is in a block that a quorum of the
 // members in force at its height committed.
 func (m *Members) VerifyReceipt(r *Receipt) error {

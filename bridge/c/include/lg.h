@@ -42,6 +42,12 @@ extern "C" {
 #ifndef LG_MAX_ADMINS
 #define LG_MAX_ADMINS 8 /* genesis admins kept */
 #endif
+#ifndef LG_MAX_MEMBERS
+#define LG_MAX_MEMBERS 16 /* members of a set an lg_members keeps (protocol.md 8.1; at most 64) */
+#endif
+#ifndef LG_MEMBER_SETS
+#define LG_MEMBER_SETS 2 /* member sets an lg_members keeps: the newest and the one before */
+#endif
 #define LG_ID_MAX 64     /* protocol.md section 3 */
 #define LG_TARGET_MAX 70 /* "group:" + id */
 #define LG_MAX_GROUPS 16 /* protocol.md 6.1 */
@@ -88,7 +94,8 @@ typedef enum lg_err {
     LG_ERR_SEQ_LOAD,        /* the sequence hook's load failed */
     LG_ERR_SEQ_PERSIST,     /* the sequence hook's persist failed: nothing was signed */
     LG_ERR_SEQ_EXHAUSTED,   /* the counter reached 2^63-1 */
-    LG_ERR_CRYPTO           /* mbedTLS failed (arena exhausted, RNG error, bad private key) */
+    LG_ERR_CRYPTO,          /* mbedTLS failed (arena exhausted, RNG error, bad private key) */
+    LG_ERR_MEMBERS          /* ledger.ErrMembers: a membership proof (or one of its links) that does not verify */
 } lg_err;
 
 /* A static English text for e; never NULL. */
@@ -207,7 +214,8 @@ typedef enum lg_kind {
     LG_KIND_FIRMWARE_REVOKE = 15,
     LG_KIND_FIRMWARE_POLICY = 16,
     LG_KIND_FIRMWARE_REPORT = 17,
-    LG_KIND_NODE_SNAPSHOT = 18
+    LG_KIND_NODE_SNAPSHOT = 18,
+    LG_KIND_CLUSTER_RECONFIG = 19
 } lg_kind;
 
 /* A decoded tx envelope. Optional fields that are absent are empty
@@ -238,6 +246,7 @@ typedef struct lg_tx {
         struct { lg_str group; bool require_approval; uint64_t min_good_votes; lg_list waves; uint64_t max_failure_pct; } policy;
         struct { lg_str device_id; uint64_t seq; lg_str model; uint64_t version; bool ok; lg_str detail; } fw_report;
         struct { lg_str node; uint64_t height; lg_str hash; } node_snapshot;
+        struct { lg_list nodes; } reconfig; /* 4..64 Node maps; lg_reconfig_node reads one */
     } u;
 } lg_tx;
 
@@ -245,6 +254,10 @@ typedef struct lg_tx {
  * bound) and its Body, strictly (protocol.md 2, 5, 6). Does not verify the
  * signature. tx views point into env. */
 lg_err lg_tx_decode(const uint8_t *env, size_t len, size_t max_tx_bytes, lg_tx *tx);
+
+/* The i-th (0-based) Node of a decoded cluster.reconfig (protocol.md 6.15):
+ * its id and its P-256 SPKI, views into the tx's buffer. */
+lg_err lg_reconfig_node(const lg_tx *tx, size_t i, lg_str *id, lg_str *spki);
 
 /* Verify a decoded tx's signature with the author's key (protocol.md 5):
  * LG_ERR_BAD_SIGNATURE also when alg and key differ or the signature is
@@ -354,6 +367,65 @@ typedef struct lg_receipt {
 lg_err lg_receipt_verify(const uint8_t *buf, size_t len, const lg_genesis *g,
                          lg_receipt *out);
 
+/* ---- member sets and membership proofs (protocol.md 8.1, 10.2) -------- */
+
+/* One member set: the first height it certifies and its members. */
+typedef struct lg_member_set {
+    uint64_t start;
+    size_t n;
+    size_t quorum; /* protocol.md 8 with n members */
+    lg_node nodes[LG_MAX_MEMBERS];
+} lg_member_set;
+
+/* The member sets a device holds: caller-owned (about
+ * LG_MEMBER_SETS * LG_MAX_MEMBERS * 130 bytes), kept durably by the
+ * caller (copy the struct; g must be the same genesis when it is used
+ * again). The genesis nodes from height 1, then each change followed;
+ * only the newest LG_MEMBER_SETS sets are kept, oldest first. A receipt
+ * or head at a height below the oldest kept set's start does not verify
+ * (LG_ERR_CERT). */
+typedef struct lg_members {
+    const lg_genesis *g;
+    uint64_t last_change; /* height of the newest cluster.reconfig followed; 0: none */
+    size_t n_sets;
+    lg_member_set sets[LG_MEMBER_SETS];
+} lg_members;
+
+/* MembersFrom(h) = 16 * ceil((h + 64) / 16) + 1 (protocol.md 8.1). */
+uint64_t lg_members_from(uint64_t h);
+
+/* Start m with the genesis nodes alone. LG_ERR_LIMIT if the genesis has
+ * more nodes than LG_MAX_MEMBERS. */
+lg_err lg_members_init_genesis(lg_members *m, const lg_genesis *g);
+
+/* Follow the receipt of one cluster.reconfig (protocol.md 10.2, steps 1
+ * to 7: Go Members.Follow): it verifies with the set in force at its
+ * height, its tx is a cluster.reconfig signed by a genesis admin, no
+ * change is pending there, the newest set has at least 4 members, and no
+ * node id of a kept set comes back with another key (the sets dropped
+ * are not checked: protocol.md 10.2). On success the new set is kept
+ * (the oldest dropped when LG_MEMBER_SETS are held). On any error m is
+ * unchanged: LG_ERR_MEMBERS, LG_ERR_LIMIT (a set larger than
+ * LG_MAX_MEMBERS), LG_ERR_CRYPTO. */
+lg_err lg_members_follow(lg_members *m, const uint8_t *receipt, size_t len);
+
+/* Follow a MembershipProof (protocol.md 10.2): receipts at or below
+ * m->last_change are skipped (already followed), each other one is
+ * followed in order. *followed (may be NULL) counts the changes
+ * followed. On error m holds the changes followed before the failing
+ * receipt (each one proven): LG_ERR_MEMBERS for a proof that does not
+ * decode or a link that does not follow, else as lg_members_follow. */
+lg_err lg_members_follow_proof(lg_members *m, const uint8_t *proof, size_t len, size_t *followed);
+
+/* lg_receipt_verify with the certificate checked against the set of m in
+ * force at the receipt's height (protocol.md 10 step 7). */
+lg_err lg_receipt_verify_members(const uint8_t *buf, size_t len, const lg_members *m,
+                                 lg_receipt *out);
+
+/* Verify a Head {1: Header, 2: Cert} (protocol.md 11.1 step 1) with the
+ * set of m in force at its height; h receives the decoded header. */
+lg_err lg_head_verify_members(const lg_members *m, const uint8_t *head, size_t len, lg_header *h);
+
 /* RFC 9162 2.1.3.2: does proof (count hashes of 32 bytes, concatenated)
  * lead from leaf_hash at index in a tree of size to root? LG_ERR_MERKLE if
  * not. */
@@ -404,6 +476,11 @@ typedef struct lg_config_set {
 lg_err lg_config_answer_verify(const uint8_t *buf, size_t len, const lg_genesis *g,
                                const lg_config_check *chk, lg_config_set *cs,
                                lg_config_state *accepted);
+/* The same, every receipt and the head verified with the set of m in force
+ * at its height (protocol.md 11: after a change of the gateways). */
+lg_err lg_config_answer_verify_members(const uint8_t *buf, size_t len, const lg_members *m,
+                                       const lg_config_check *chk, lg_config_set *cs,
+                                       lg_config_state *accepted);
 
 /* A KeysAnswer's verdict (11.3), views into the answer buffer. */
 typedef struct lg_keys {
@@ -419,6 +496,10 @@ typedef struct lg_keys {
 lg_err lg_keys_answer_verify(const uint8_t *buf, size_t len, const lg_genesis *g,
                              const char *device, int64_t now_ms, int64_t max_age_ms,
                              lg_keys *out);
+/* The same with the member sets of m. */
+lg_err lg_keys_answer_verify_members(const uint8_t *buf, size_t len, const lg_members *m,
+                                     const char *device, int64_t now_ms, int64_t max_age_ms,
+                                     lg_keys *out);
 
 /* What the device knows when checking a FirmwareAnswer (11.5). */
 typedef struct lg_fw_check {
@@ -447,6 +528,9 @@ typedef struct lg_fw_release {
  * download; then check the image with lg_image_*. */
 lg_err lg_firmware_answer_verify(const uint8_t *buf, size_t len, const lg_genesis *g,
                                  const lg_fw_check *chk, lg_fw_release *rel);
+/* The same with the member sets of m. */
+lg_err lg_firmware_answer_verify_members(const uint8_t *buf, size_t len, const lg_members *m,
+                                         const lg_fw_check *chk, lg_fw_release *rel);
 
 /* Incremental image check: init, update with chunks of any size as they
  * are written to flash, final. update refuses (LG_ERR_IMAGE) a byte past

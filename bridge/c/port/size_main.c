@@ -61,6 +61,11 @@ int main(void)
     lg_receipt rc;
     e |= lg_receipt_verify(in, n, &g, &rc);
 
+    static lg_members members; /* kept by the device across changes */
+    e |= lg_members_init_genesis(&members, &g);
+    e |= lg_members_follow_proof(&members, in, n, &m);
+    e |= lg_receipt_verify_members(in, n, &members, &rc);
+
     const lg_config_check cc = {"sensor-1", NULL, 0, &last, in, 1700000000000, 600000};
     lg_config_set cs;
     lg_config_state accepted;

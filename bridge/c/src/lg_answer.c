@@ -66,11 +66,18 @@ static lg_err receipt_height(lg_str r, uint64_t *height)
 }
 
 /* 11.1: the head's certificate, its age, and no receipt above it. */
-static lg_err fresh(const lg_genesis *g, lg_str head, int64_t now_ms, int64_t max_age_ms,
+/* What the answer's receipts and head verify with: the genesis nodes
+ * (m NULL) or the member sets of m (protocol.md 8.1). */
+typedef struct vset {
+    const lg_genesis *g;
+    const lg_members *m;
+} vset;
+
+static lg_err fresh(const vset *v, lg_str head, int64_t now_ms, int64_t max_age_ms,
                     const lg_str *receipts, size_t n, uint64_t *head_height)
 {
     lg_header h;
-    lg_err e = lg_head_verify(g, head, &h);
+    lg_err e = v->m != NULL ? lg_head_verify_members(v->m, head.p, head.n, &h) : lg_head_verify(v->g, head, &h);
     if (e != LG_OK)
         return e == LG_ERR_CRYPTO ? e : LG_ERR_PROOF;
     /* now - time > max_age, without overflow: a head in the future passes */
@@ -91,10 +98,10 @@ static lg_err fresh(const lg_genesis *g, lg_str head, int64_t now_ms, int64_t ma
 
 /* A receipt that verifies and is of kind, by or about device (if not
  * NULL): Go's provenTx. Anything else proves nothing. */
-static lg_err proven(const lg_genesis *g, lg_str r, lg_kind kind, const char *device,
+static lg_err proven(const vset *v, lg_str r, lg_kind kind, const char *device,
                      lg_receipt *out)
 {
-    lg_err e = lg_receipt_verify(r.p, r.n, g, out);
+    lg_err e = lg_receipt_verify_in(r.p, r.n, v->g, v->m, out);
     if (e != LG_OK)
         return e == LG_ERR_CRYPTO ? e : LG_ERR_PROOF;
     if (out->tx.kind != kind)
@@ -129,16 +136,16 @@ static bool in_groups(lg_str g, const char *const *groups, size_t n, const lg_li
 
 /* ---- ConfigAnswer (11.2) --------------------------------------------------- */
 
-lg_err lg_config_answer_verify(const uint8_t *buf, size_t len, const lg_genesis *g,
-                               const lg_config_check *chk, lg_config_set *cs,
-                               lg_config_state *accepted)
+static lg_err config_answer(const uint8_t *buf, size_t len, const vset *v,
+                            const lg_config_check *chk, lg_config_set *cs,
+                            lg_config_state *accepted)
 {
     answer a;
     lg_str dev;
     uint64_t hh;
     lg_receipt r;
     lg_err e;
-    if (buf == NULL || g == NULL || chk == NULL || chk->device == NULL ||
+    if (buf == NULL || v->g == NULL || chk == NULL || chk->device == NULL ||
         cs == NULL || accepted == NULL || chk->max_age_ms < 0)
         return LG_ERR_ARG;
     memset(cs, 0, sizeof *cs);
@@ -154,13 +161,13 @@ lg_err lg_config_answer_verify(const uint8_t *buf, size_t len, const lg_genesis 
     if (!lg_str_eq(dev, chk->device))
         return LG_ERR_PROOF;
     /* 2 */
-    if ((e = fresh(g, a.f[3], chk->now_ms, chk->max_age_ms, &a.f[2], 1, &hh)) != LG_OK)
+    if ((e = fresh(v, a.f[3], chk->now_ms, chk->max_age_ms, &a.f[2], 1, &hh)) != LG_OK)
         return e;
     /* 3 */
     if (a.f[2].n == 0)
         return LG_ERR_NO_CONFIG;
     /* 4, 5 */
-    if ((e = proven(g, a.f[2], LG_KIND_CONFIG_SET, NULL, &r)) != LG_OK)
+    if ((e = proven(v, a.f[2], LG_KIND_CONFIG_SET, NULL, &r)) != LG_OK)
         return e;
     lg_str t = r.tx.u.config_set.target;
     if (!lg_str_copy(cs->target, sizeof cs->target, t) ||
@@ -180,7 +187,7 @@ lg_err lg_config_answer_verify(const uint8_t *buf, size_t len, const lg_genesis 
             /* the groups from the enrollment receipt, which must prove them */
             if (a.f[5].n == 0)
                 return LG_ERR_PROOF;
-            if ((e = proven(g, a.f[5], LG_KIND_DEVICE_ENROLL, chk->device, &r)) != LG_OK)
+            if ((e = proven(v, a.f[5], LG_KIND_DEVICE_ENROLL, chk->device, &r)) != LG_OK)
                 return e;
             mine = in_groups(grp, NULL, 0, &r.tx.u.enroll.groups);
         }
@@ -207,15 +214,15 @@ lg_err lg_config_answer_verify(const uint8_t *buf, size_t len, const lg_genesis 
 
 /* ---- KeysAnswer (11.3) ------------------------------------------------------ */
 
-lg_err lg_keys_answer_verify(const uint8_t *buf, size_t len, const lg_genesis *g,
-                             const char *device, int64_t now_ms, int64_t max_age_ms, lg_keys *out)
+static lg_err keys_answer(const uint8_t *buf, size_t len, const vset *v,
+                          const char *device, int64_t now_ms, int64_t max_age_ms, lg_keys *out)
 {
     answer a;
     lg_str dev;
     lg_receipt r;
     uint64_t enroll_height;
     lg_err e;
-    if (buf == NULL || g == NULL || device == NULL || out == NULL || max_age_ms < 0)
+    if (buf == NULL || v->g == NULL || device == NULL || out == NULL || max_age_ms < 0)
         return LG_ERR_ARG;
     memset(out, 0, sizeof *out);
     /* {1: id, 2: Receipt, ? 3: Receipt, ? 4: Receipt, 5: Head} */
@@ -226,9 +233,9 @@ lg_err lg_keys_answer_verify(const uint8_t *buf, size_t len, const lg_genesis *g
     if (!lg_str_eq(dev, device))
         return LG_ERR_PROOF;
     uint64_t hh;
-    if ((e = fresh(g, a.f[5], now_ms, max_age_ms, &a.f[2], 3, &hh)) != LG_OK)
+    if ((e = fresh(v, a.f[5], now_ms, max_age_ms, &a.f[2], 3, &hh)) != LG_OK)
         return e;
-    if ((e = proven(g, a.f[2], LG_KIND_DEVICE_ENROLL, device, &r)) != LG_OK)
+    if ((e = proven(v, a.f[2], LG_KIND_DEVICE_ENROLL, device, &r)) != LG_OK)
         return e;
     enroll_height = out->height = r.header.height;
     out->signing_key = r.tx.u.enroll.public_key;
@@ -236,7 +243,7 @@ lg_err lg_keys_answer_verify(const uint8_t *buf, size_t len, const lg_genesis *g
     out->model = r.tx.u.enroll.model;
     out->groups = r.tx.u.enroll.groups;
     if (a.f[3].n != 0) {
-        if ((e = proven(g, a.f[3], LG_KIND_DEVICE_REKEY, device, &r)) != LG_OK)
+        if ((e = proven(v, a.f[3], LG_KIND_DEVICE_REKEY, device, &r)) != LG_OK)
             return e;
         if (r.header.height < enroll_height)
             return LG_ERR_PROOF;
@@ -248,7 +255,7 @@ lg_err lg_keys_answer_verify(const uint8_t *buf, size_t len, const lg_genesis *g
     if (lg_pubkey_from_spki(out->signing_key.p, out->signing_key.n, &k) != LG_OK)
         return LG_ERR_PROOF;
     if (a.f[4].n != 0) {
-        if ((e = proven(g, a.f[4], LG_KIND_DEVICE_REVOKE, device, &r)) != LG_OK)
+        if ((e = proven(v, a.f[4], LG_KIND_DEVICE_REVOKE, device, &r)) != LG_OK)
             return e;
         out->revoked = true;
         out->reason = r.tx.u.revoke.reason;
@@ -295,7 +302,7 @@ static LG_NOINLINE bool voted_before(lg_str votes, size_t i, lg_str model, uint6
 }
 
 /* 11.5 steps 11 - 15: may the device install the release (model, version)? */
-static lg_err allowed(const lg_genesis *g, const answer *a, const lg_fw_check *chk,
+static lg_err allowed(const vset *v, const answer *a, const lg_fw_check *chk,
                       const lg_list *egroups, lg_str model, uint64_t version, lg_receipt *rp)
 {
     lg_receipt *const r = rp; /* the caller's: one lg_receipt on the stack, not two */
@@ -310,7 +317,7 @@ static lg_err allowed(const lg_genesis *g, const answer *a, const lg_fw_check *c
     bool require_approval = true;
     uint64_t min_good = 0;
     if (a->f[4].n != 0) {
-        if ((e = proven(g, a->f[4], LG_KIND_FIRMWARE_POLICY, NULL, r)) != LG_OK)
+        if ((e = proven(v, a->f[4], LG_KIND_FIRMWARE_POLICY, NULL, r)) != LG_OK)
             return e;
         if (!lg_str_eq_str(r->tx.u.policy.group, grp))
             return LG_ERR_PROOF;
@@ -319,7 +326,7 @@ static lg_err allowed(const lg_genesis *g, const answer *a, const lg_fw_check *c
     }
     /* 13 */
     if (a->f[5].n != 0) {
-        if ((e = proven(g, a->f[5], LG_KIND_FIRMWARE_APPROVE, NULL, r)) != LG_OK)
+        if ((e = proven(v, a->f[5], LG_KIND_FIRMWARE_APPROVE, NULL, r)) != LG_OK)
             return e;
         if (lg_str_eq_str(r->tx.u.approve.model, model) && r->tx.u.approve.version == version &&
             lg_str_eq_str(r->tx.u.approve.group, grp))
@@ -342,7 +349,7 @@ static lg_err allowed(const lg_genesis *g, const answer *a, const lg_fw_check *c
             if ((e = cb_item(&c, &rs)) != LG_OK)
                 return e;
             /* 11.4: every element is a Receipt; null is refused by proven */
-            if ((e = proven(g, rs, LG_KIND_FIRMWARE_VOTE, NULL, r)) != LG_OK)
+            if ((e = proven(v, rs, LG_KIND_FIRMWARE_VOTE, NULL, r)) != LG_OK)
                 return e;
             const lg_tx *v = &r->tx;
             if (!v->u.vote.good || v->u.vote.version != version ||
@@ -355,8 +362,8 @@ static lg_err allowed(const lg_genesis *g, const answer *a, const lg_fw_check *c
     return voters >= min_good ? LG_OK : LG_ERR_POLICY;
 }
 
-lg_err lg_firmware_answer_verify(const uint8_t *buf, size_t len, const lg_genesis *g,
-                                 const lg_fw_check *chk, lg_fw_release *rel)
+static lg_err firmware_answer(const uint8_t *buf, size_t len, const vset *v,
+                              const lg_fw_check *chk, lg_fw_release *rel)
 {
     answer a;
     lg_str dev, model;
@@ -364,7 +371,7 @@ lg_err lg_firmware_answer_verify(const uint8_t *buf, size_t len, const lg_genesi
     lg_list egroups = {NULL, 0, 0};
     uint64_t hh;
     lg_err e;
-    if (buf == NULL || g == NULL || chk == NULL || chk->device == NULL ||
+    if (buf == NULL || v->g == NULL || chk == NULL || chk->device == NULL ||
         chk->vendor_key == NULL || rel == NULL || chk->max_age_ms < 0)
         return LG_ERR_ARG;
     memset(rel, 0, sizeof *rel);
@@ -384,7 +391,7 @@ lg_err lg_firmware_answer_verify(const uint8_t *buf, size_t len, const lg_genesi
         lg_str rs[5 + 1];
         size_t n = 0;
         rs[n++] = a.f[3], rs[n++] = a.f[4], rs[n++] = a.f[5], rs[n++] = a.f[7];
-        if ((e = fresh(g, a.f[8], chk->now_ms, chk->max_age_ms, rs, n, &hh)) != LG_OK)
+        if ((e = fresh(v, a.f[8], chk->now_ms, chk->max_age_ms, rs, n, &hh)) != LG_OK)
             return e;
         if (a.f[6].n != 0) {
             lg_cbor c;
@@ -409,13 +416,13 @@ lg_err lg_firmware_answer_verify(const uint8_t *buf, size_t len, const lg_genesi
     if (chk->model == NULL || chk->groups == NULL) {
         if (a.f[9].n == 0)
             return LG_ERR_PROOF;
-        if ((e = proven(g, a.f[9], LG_KIND_DEVICE_ENROLL, chk->device, &r)) != LG_OK)
+        if ((e = proven(v, a.f[9], LG_KIND_DEVICE_ENROLL, chk->device, &r)) != LG_OK)
             return e;
         emodel = r.tx.u.enroll.model;
         egroups = r.tx.u.enroll.groups;
     }
     /* 4 */
-    if ((e = proven(g, a.f[3], LG_KIND_FIRMWARE_PUBLISH, NULL, &r)) != LG_OK)
+    if ((e = proven(v, a.f[3], LG_KIND_FIRMWARE_PUBLISH, NULL, &r)) != LG_OK)
         return e;
     /* 5 */
     e = lg_tx_verify(&r.tx, chk->vendor_key);
@@ -441,7 +448,7 @@ lg_err lg_firmware_answer_verify(const uint8_t *buf, size_t len, const lg_genesi
         return LG_ERR_EXPIRED;
     /* 10: a revoke that does not verify or is about something else is ignored */
     if (a.f[7].n != 0) {
-        e = proven(g, a.f[7], LG_KIND_FIRMWARE_REVOKE, NULL, &r);
+        e = proven(v, a.f[7], LG_KIND_FIRMWARE_REVOKE, NULL, &r);
         if (e == LG_ERR_CRYPTO)
             return e;
         if (e == LG_OK && lg_str_eq(r.tx.u.fw_revoke.model, rel->model) &&
@@ -451,7 +458,7 @@ lg_err lg_firmware_answer_verify(const uint8_t *buf, size_t len, const lg_genesi
             return LG_ERR_RELEASE_REVOKED;
     }
     /* 11 - 15 */
-    e = allowed(g, &a, chk, &egroups, (lg_str){(const uint8_t *)rel->model, strlen(rel->model)},
+    e = allowed(v, &a, chk, &egroups, (lg_str){(const uint8_t *)rel->model, strlen(rel->model)},
                 rel->version, &r);
     if (e != LG_OK)
         memset(rel, 0, sizeof *rel);
@@ -491,4 +498,57 @@ lg_err lg_image_final(lg_image *im)
     mbedtls_sha256_finish_ret(&im->sha, h);
     mbedtls_sha256_free(&im->sha);
     return im->seen == im->size && lg_ct_equal(h, im->want, 32) ? LG_OK : LG_ERR_IMAGE;
+}
+
+/* ---- the public checks: with the genesis nodes, or with member sets ---- */
+
+lg_err lg_config_answer_verify(const uint8_t *buf, size_t len, const lg_genesis *g,
+                               const lg_config_check *chk, lg_config_set *cs,
+                               lg_config_state *accepted)
+{
+    const vset v = {g, NULL};
+    return config_answer(buf, len, &v, chk, cs, accepted);
+}
+
+lg_err lg_config_answer_verify_members(const uint8_t *buf, size_t len, const lg_members *m,
+                                       const lg_config_check *chk, lg_config_set *cs,
+                                       lg_config_state *accepted)
+{
+    if (m == NULL || m->n_sets == 0)
+        return LG_ERR_ARG;
+    const vset v = {m->g, m};
+    return config_answer(buf, len, &v, chk, cs, accepted);
+}
+
+lg_err lg_keys_answer_verify(const uint8_t *buf, size_t len, const lg_genesis *g,
+                             const char *device, int64_t now_ms, int64_t max_age_ms, lg_keys *out)
+{
+    const vset v = {g, NULL};
+    return keys_answer(buf, len, &v, device, now_ms, max_age_ms, out);
+}
+
+lg_err lg_keys_answer_verify_members(const uint8_t *buf, size_t len, const lg_members *m,
+                                     const char *device, int64_t now_ms, int64_t max_age_ms,
+                                     lg_keys *out)
+{
+    if (m == NULL || m->n_sets == 0)
+        return LG_ERR_ARG;
+    const vset v = {m->g, m};
+    return keys_answer(buf, len, &v, device, now_ms, max_age_ms, out);
+}
+
+lg_err lg_firmware_answer_verify(const uint8_t *buf, size_t len, const lg_genesis *g,
+                                 const lg_fw_check *chk, lg_fw_release *rel)
+{
+    const vset v = {g, NULL};
+    return firmware_answer(buf, len, &v, chk, rel);
+}
+
+lg_err lg_firmware_answer_verify_members(const uint8_t *buf, size_t len, const lg_members *m,
+                                         const lg_fw_check *chk, lg_fw_release *rel)
+{
+    if (m == NULL || m->n_sets == 0)
+        return LG_ERR_ARG;
+    const vset v = {m->g, m};
+    return firmware_answer(buf, len, &v, chk, rel);
 }

@@ -37,6 +37,7 @@ const char *lg_strerror(lg_err e)
     case LG_ERR_SEQ_PERSIST: return "sequence counter persist failed; nothing signed";
     case LG_ERR_SEQ_EXHAUSTED: return "sequence counter exhausted";
     case LG_ERR_CRYPTO: return "crypto failure (mbedTLS)";
+    case LG_ERR_MEMBERS: return "invalid membership proof";
     }
     return "unknown error";
 }

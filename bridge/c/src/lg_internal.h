@@ -125,6 +125,14 @@ lg_err lg_header_decode(lg_cbor *c, lg_header *h);
 void lg_vote(lg_cbw *w, const lg_header *h, uint64_t view);
 /* Verify the Cert map at cert (view, sigs) for header h under g. */
 lg_err lg_cert_verify(const lg_genesis *g, const lg_header *h, lg_str cert);
+/* The certificate check against a member set (protocol.md 9.4). */
+lg_err lg_cert_verify_set(const char *chain_id, const lg_node *nodes, size_t n, size_t quorum,
+                          const lg_header *h, lg_str cert);
+/* lg_receipt_verify with the set in force taken from m when not NULL. */
+lg_err lg_receipt_verify_in(const uint8_t *buf, size_t len, const lg_genesis *g,
+                            const lg_members *m, lg_receipt *out);
+/* The set of m in force at height; NULL below the oldest kept set. */
+const lg_member_set *lg_members_at(const lg_members *m, uint64_t height);
 /* A Head {1: Header, 2: Cert}: decode and verify its certificate. */
 lg_err lg_head_verify(const lg_genesis *g, lg_str head, lg_header *h);
 

@@ -3,8 +3,8 @@
  * decoded whole before any signature is checked. */
 #include "lg_internal.h"
 
-#if LG_MAX_NODES > 64
-#error "LG_MAX_NODES: the certificate check keeps seen signers in 64 bits"
+#if LG_MAX_NODES > 64 || LG_MAX_MEMBERS > 64
+#error "LG_MAX_NODES, LG_MAX_MEMBERS: the certificate check keeps seen signers in 64 bits"
 #endif
 
 /* Header = {1: tstr, 2: uint, 3: bstr, 4: bstr, 5: uint, 6: int, 7: uint,
@@ -65,9 +65,17 @@ static LG_NOINLINE void commit_digest(const lg_header *h, uint64_t view, uint8_t
     mbedtls_sha256_free(&sha);
 }
 
+/* A member set to check a certificate against: the genesis nodes or a
+ * set of an lg_members (9.4). */
+typedef struct cert_set {
+    const char *chain_id;
+    const lg_node *nodes;
+    size_t n, quorum;
+} cert_set;
+
 /* Cert = {1: view, 2: [+ {1: id, 2: bstr}] / null}. With g NULL only the
- * layout is checked; else every entry is verified (9.4). */
-static lg_err cert_walk(lg_str cert, const lg_genesis *g, const lg_header *h)
+ * layout is checked; else every entry is verified against g (9.4). */
+static lg_err cert_walk(lg_str cert, const cert_set *g, const lg_header *h)
 {
     lg_cbor c;
     size_t n, count = 0;
@@ -112,9 +120,9 @@ static lg_err cert_walk(lg_str cert, const lg_genesis *g, const lg_header *h)
             if (g == NULL)
                 continue;
             size_t j = 0;
-            while (j < g->n_nodes && !lg_str_eq(node, g->nodes[j].id))
+            while (j < g->n && !lg_str_eq(node, g->nodes[j].id))
                 j++;
-            if (j == g->n_nodes)
+            if (j == g->n)
                 return LG_ERR_CERT; /* an unknown signer voids it all */
             if (seen & ((uint64_t)1 << j))
                 return LG_ERR_CERT; /* so does a duplicate */
@@ -131,10 +139,17 @@ static lg_err cert_walk(lg_str cert, const lg_genesis *g, const lg_header *h)
     return LG_OK;
 }
 
+lg_err lg_cert_verify_set(const char *chain_id, const lg_node *nodes, size_t n, size_t quorum,
+                          const lg_header *h, lg_str cert)
+{
+    cert_set set = {chain_id, nodes, n, quorum};
+    lg_err e = cert_walk(cert, &set, h);
+    return e == LG_OK || e == LG_ERR_CERT || e == LG_ERR_CRYPTO ? e : LG_ERR_CERT;
+}
+
 lg_err lg_cert_verify(const lg_genesis *g, const lg_header *h, lg_str cert)
 {
-    lg_err e = cert_walk(cert, g, h);
-    return e == LG_OK || e == LG_ERR_CERT || e == LG_ERR_CRYPTO ? e : LG_ERR_CERT;
+    return lg_cert_verify_set(g->chain_id, g->nodes, g->n_nodes, g->quorum, h, cert);
 }
 
 /* Decode a Cert item at c (layout only) and return its span. */
@@ -144,12 +159,12 @@ static lg_err cert_decode(lg_cbor *c, lg_str *span)
     return e != LG_OK ? e : cert_walk(*span, NULL, NULL);
 }
 
-lg_err lg_head_verify(const lg_genesis *g, lg_str head, lg_header *h)
+/* Head = {1: Header, 2: Cert}: the header decoded, the cert's span. */
+static lg_err head_decode(lg_str head, lg_header *h, lg_str *cert)
 {
     lg_cbor c;
     size_t n;
     uint64_t prev = UINT64_MAX;
-    lg_str cert;
     lg_err e;
     cb_init(&c, head.p, head.n);
     if ((e = cb_map(&c, &n)) != LG_OK)
@@ -162,11 +177,34 @@ lg_err lg_head_verify(const lg_genesis *g, lg_str head, lg_header *h)
         return e;
     if ((e = cb_want_key(&c, &prev, 2)) != LG_OK)
         return e;
-    if ((e = cert_decode(&c, &cert)) != LG_OK)
+    if ((e = cert_decode(&c, cert)) != LG_OK)
         return e;
     if (!cb_done(&c))
         return LG_ERR_MALFORMED;
+    return LG_OK;
+}
+
+lg_err lg_head_verify(const lg_genesis *g, lg_str head, lg_header *h)
+{
+    lg_str cert;
+    lg_err e = head_decode(head, h, &cert);
+    if (e != LG_OK)
+        return e;
     return lg_cert_verify(g, h, cert);
+}
+
+lg_err lg_head_verify_members(const lg_members *m, const uint8_t *head, size_t len, lg_header *h)
+{
+    lg_str cert;
+    if (m == NULL || m->g == NULL || head == NULL || h == NULL)
+        return LG_ERR_ARG;
+    lg_err e = head_decode((lg_str){head, len}, h, &cert);
+    if (e != LG_OK)
+        return e;
+    const lg_member_set *set = lg_members_at(m, h->height);
+    if (set == NULL)
+        return LG_ERR_CERT;
+    return lg_cert_verify_set(m->g->chain_id, set->nodes, set->n, set->quorum, h, cert);
 }
 
 /* ---- RFC 9162 2.1.3.2 ------------------------------------------------------ */
@@ -250,8 +288,14 @@ static LG_NOINLINE lg_err inclusion(lg_str tx, lg_str proof, size_t count, uint6
     return LG_OK;
 }
 
-/* Receipt = {1: bstr, 2: Header, 3: Cert, 4: uint, 5: [* bstr] / null} */
 lg_err lg_receipt_verify(const uint8_t *buf, size_t len, const lg_genesis *g, lg_receipt *out)
+{
+    return lg_receipt_verify_in(buf, len, g, NULL, out);
+}
+
+/* Receipt = {1: bstr, 2: Header, 3: Cert, 4: uint, 5: [* bstr] / null} */
+lg_err lg_receipt_verify_in(const uint8_t *buf, size_t len, const lg_genesis *g,
+                            const lg_members *m, lg_receipt *out)
 {
     lg_cbor c;
     size_t n, count = 0;
@@ -313,8 +357,13 @@ lg_err lg_receipt_verify(const uint8_t *buf, size_t len, const lg_genesis *g, lg
     /* 6 */
     if ((e = inclusion(tx, proof, count, out->index, &out->header)) != LG_OK)
         return e;
-    /* 7 */
-    return lg_cert_verify(g, &out->header, cert);
+    /* 7, with the set in force at the height (8.1) */
+    if (m == NULL)
+        return lg_cert_verify(g, &out->header, cert);
+    const lg_member_set *set = lg_members_at(m, out->header.height);
+    if (set == NULL)
+        return LG_ERR_CERT;
+    return lg_cert_verify_set(g->chain_id, set->nodes, set->n, set->quorum, &out->header, cert);
 bad:
     /* not deterministic stays so (ledger.ErrNotCanonical); any other
      * decoding failure is ledger.ErrReceipt */

@@ -1,4 +1,4 @@
-/* lg_tx.c - the tx envelope (protocol.md 5), the bodies of the 16 kinds
+/* lg_tx.c - the tx envelope (protocol.md 5), the bodies of the 17 kinds
  * (section 6), signing the device's own txs, and tokens (section 7). */
 #include "lg_internal.h"
 
@@ -18,7 +18,8 @@ enum ftype {
     F_INT,       /* int */
     F_BOOL,
     F_IDS,       /* [* id], sorted, distinct, min..max elements */
-    F_WAVES      /* [* uint], strictly increasing, 1..100, ending at 100, <= max */
+    F_WAVES,     /* [* uint], strictly increasing, 1..100, ending at 100, <= max */
+    F_NODES      /* [* Node], min..max, distinct ids (protocol.md 6.15) */
 };
 
 /* 12 bytes on a 32-bit MCU (32 with 64-bit bounds and a size_t offset):
@@ -137,6 +138,10 @@ static const field f_fw_report[] = {
     {6, F_TEXT, OPT, 0, OFF(fw_report.detail), 256},
 };
 
+static const field f_reconfig[] = {
+    {1, F_NODES, REQ, 4, OFF(reconfig.nodes), 64},
+};
+
 typedef struct kind_spec {
     const char *name;
     const field *fields;
@@ -145,7 +150,8 @@ typedef struct kind_spec {
 
 #define K(name, f) {name, f, sizeof f / sizeof f[0]}
 /* indexed by kind - 3 (the payload key) */
-static const kind_spec kinds[16] = {
+#define N_KINDS 17
+static const kind_spec kinds[N_KINDS] = {
     K("device.enroll", f_enroll),       K("device.revoke", f_revoke),
     K("device.rekey", f_rekey),         K("data.record", f_record),
     K("config.set", f_config_set),      K("config.report", f_config_report),
@@ -154,6 +160,7 @@ static const kind_spec kinds[16] = {
     K("firmware.vote", f_vote),         K("firmware.approve", f_approve),
     K("firmware.revoke", f_fw_revoke),  K("firmware.policy", f_policy),
     K("firmware.report", f_fw_report),  K("node.snapshot", f_node_snapshot),
+    K("cluster.reconfig", f_reconfig),
 };
 
 static bool valid_target(lg_str s)
@@ -169,6 +176,98 @@ static bool x25519_spki(lg_str s)
     static const uint8_t pre[12] = {0x30, 0x2a, 0x30, 0x05, 0x06, 0x03,
                                     0x2b, 0x65, 0x6e, 0x03, 0x21, 0x00};
     return s.n == 44 && memcmp(s.p, pre, 12) == 0;
+}
+
+/* Node = {1: id, 2: P-256 SPKI, ? 3: [1*8 tstr of 1..256 bytes]} (6.15). */
+static lg_err node(lg_cbor *c, lg_str *id, lg_str *spki)
+{
+    size_t n;
+    uint64_t prev = UINT64_MAX;
+    lg_pubkey k;
+    lg_err e = cb_map(c, &n);
+    if (e != LG_OK)
+        return e;
+    if (n < 2 || n > 3)
+        return LG_ERR_MALFORMED;
+    if ((e = cb_want_key(c, &prev, 1)) != LG_OK || (e = cb_text(c, id)) != LG_OK)
+        return e;
+    if (!lg_valid_id(id->p, id->n))
+        return LG_ERR_MALFORMED;
+    if ((e = cb_want_key(c, &prev, 2)) != LG_OK || (e = cb_bytes(c, spki)) != LG_OK)
+        return e;
+    if (lg_pubkey_from_spki(spki->p, spki->n, &k) != LG_OK || k.alg != LG_ALG_ES256)
+        return LG_ERR_MALFORMED;
+    if (n == 3) {
+        size_t m;
+        lg_str a;
+        if ((e = cb_want_key(c, &prev, 3)) != LG_OK || (e = cb_array(c, &m)) != LG_OK)
+            return e;
+        if (m < 1 || m > 8)
+            return LG_ERR_MALFORMED;
+        for (size_t i = 0; i < m; i++) {
+            if ((e = cb_text(c, &a)) != LG_OK)
+                return e;
+            if (a.n < 1 || a.n > 256)
+                return LG_ERR_MALFORMED;
+        }
+    }
+    return LG_OK;
+}
+
+/* The i-th Node of a checked array of them. */
+static lg_err node_at(const lg_list *l, size_t i, lg_str *id, lg_str *spki)
+{
+    lg_cbor c;
+    size_t n;
+    lg_err e;
+    if (i >= l->count)
+        return LG_ERR_ARG;
+    cb_init(&c, l->p, l->n);
+    if ((e = cb_array(&c, &n)) != LG_OK)
+        return e;
+    for (size_t j = 0; j <= i; j++)
+        if ((e = node(&c, id, spki)) != LG_OK)
+            return e;
+    return LG_OK;
+}
+
+/* [min..max Node] with distinct ids. */
+static lg_err nodes(lg_cbor *c, const field *f, lg_list *l)
+{
+    size_t at = c->pos, n;
+    lg_err e = cb_array(c, &n);
+    if (e != LG_OK)
+        return e;
+    if (n < f->min || n > f->max)
+        return LG_ERR_MALFORMED;
+    for (size_t i = 0; i < n; i++) {
+        lg_str id, spki;
+        if ((e = node(c, &id, &spki)) != LG_OK)
+            return e;
+    }
+    l->p = c->p + at;
+    l->n = c->pos - at;
+    l->count = n;
+    /* distinct ids: a second pass, n <= 64 */
+    for (size_t i = 0; i < n; i++) {
+        lg_str a, b, k;
+        if ((e = node_at(l, i, &a, &k)) != LG_OK)
+            return e;
+        for (size_t j = i + 1; j < n; j++) {
+            if ((e = node_at(l, j, &b, &k)) != LG_OK)
+                return e;
+            if (lg_str_eq_str(a, b))
+                return LG_ERR_MALFORMED;
+        }
+    }
+    return LG_OK;
+}
+
+lg_err lg_reconfig_node(const lg_tx *tx, size_t i, lg_str *id, lg_str *spki)
+{
+    if (tx == NULL || id == NULL || spki == NULL || tx->kind != LG_KIND_CLUSTER_RECONFIG)
+        return LG_ERR_ARG;
+    return node_at(&tx->u.reconfig.nodes, i, id, spki);
 }
 
 /* A list of ids or waves: the array's span, checked element by element. */
@@ -276,6 +375,11 @@ static lg_err value(lg_cbor *c, const field *f, void *dst, bool *empty)
             return e;
         *empty = !*(bool *)dst;
         return LG_OK;
+    case F_NODES:
+        if ((e = nodes(c, f, (lg_list *)dst)) != LG_OK)
+            return e;
+        *empty = false;
+        return LG_OK;
     default: /* F_IDS, F_WAVES */
         if ((e = list(c, f, (lg_list *)dst)) != LG_OK)
             return e;
@@ -331,7 +435,7 @@ static lg_err body(lg_cbor *c, lg_tx *tx)
             lg_str s;
             if ((e = cb_text(c, &s)) != LG_OK)
                 return e;
-            for (int j = 0; j < 16 && kind == 0; j++)
+            for (int j = 0; j < N_KINDS && kind == 0; j++)
                 if (lg_str_eq(s, kinds[j].name))
                     kind = j + 3;
             if (kind == 0)
@@ -341,7 +445,7 @@ static lg_err body(lg_cbor *c, lg_tx *tx)
                 return e;
             if (tx->chain_id.n == 0)
                 return LG_ERR_MALFORMED;
-        } else if (key >= 3 && key <= 18) {
+        } else if (key >= 3 && key <= 2 + N_KINDS) {
             if (payload != 0 || kind == 0)
                 return LG_ERR_MALFORMED; /* two payloads, or no kind */
             payload = (int)key;

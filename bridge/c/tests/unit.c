@@ -526,6 +526,30 @@ static void test_misc(void)
     EXPECT(lg_pubkey_from_spki(spki, sizeof spki, &k) == LG_ERR_MALFORMED);
 }
 
+/* protocol.md 8.1: MembersFrom with K = 16, W = 64; the argument checks of
+ * the member functions. */
+static void test_members(void)
+{
+    static const uint64_t cases[][2] = {{1, 81}, {7, 81}, {16, 81}, {17, 97}, {90, 161}, {96, 161}, {97, 177}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        EXPECT(lg_members_from(cases[i][0]) == cases[i][1]);
+    static lg_members m;
+    static lg_genesis g;
+    size_t k = 7;
+    EXPECT(lg_members_init_genesis(&m, &g) == LG_ERR_ARG); /* no nodes */
+    EXPECT(lg_members_init_genesis(NULL, &g) == LG_ERR_ARG);
+    EXPECT(lg_members_follow_proof(&m, (const uint8_t *)"\x80", 1, &k) == LG_ERR_ARG && k == 0);
+    g.n_nodes = LG_MAX_MEMBERS + 1;
+    EXPECT(lg_members_init_genesis(&m, &g) == LG_ERR_LIMIT);
+    g.n_nodes = 1;
+    g.quorum = 1;
+    EXPECT(lg_members_init_genesis(&m, &g) == LG_OK && m.n_sets == 1 && m.sets[0].start == 1);
+    EXPECT(lg_members_follow_proof(&m, (const uint8_t *)"\x80", 1, &k) == LG_OK && k == 0);
+    EXPECT(lg_members_follow_proof(&m, (const uint8_t *)"\x81", 1, &k) == LG_ERR_MEMBERS);
+    EXPECT(lg_members_follow_proof(&m, (const uint8_t *)"\xa0", 1, &k) == LG_ERR_MEMBERS);
+    EXPECT(lg_members_follow_proof(&m, (const uint8_t *)"\x80\x00", 2, &k) == LG_ERR_MEMBERS);
+}
+
 int main(void)
 {
 #ifdef LG_WITH_ED25519
@@ -542,6 +566,7 @@ int main(void)
     test_cbor();
     test_list();
     test_misc();
+    test_members();
     printf("unit: %s\n", failures == 0 ? "ok" : "FAILED");
     return failures == 0 ? 0 : 1;
 }

@@ -36,6 +36,7 @@ enum { R_PASS, R_UNSUP, R_SKIP, R_FAIL };
 static const char *cur_file, *cur_case;
 static const char *seed_dir;
 static bool no_truncations; /* --no-truncations: the valgrind run; ASan runs do them */
+static const char *vec_dir;  /* the vectors' directory */
 
 #define FAILF(...)                                                         \
     do {                                                                   \
@@ -149,6 +150,7 @@ static const struct {
     {"device.ErrImage", LG_ERR_IMAGE},
     {"device.ErrNotRecipient", LG_ERR_NOT_RECIPIENT},
     {"device.ErrSealed", LG_ERR_SEALED},
+    {"ledger.ErrMembers", LG_ERR_MEMBERS},
 };
 
 /* R_PASS if got is the case's verdict; R_UNSUP if Ed25519 is off, the case
@@ -692,6 +694,69 @@ static int case_receipt(const cJSON *c)
     return r;
 }
 
+/* ---- membership proofs (protocol.md 10.2) ------------------------------------------------ */
+
+static lg_members members_buf; /* about 4 KB: off the stack */
+
+static lg_err dec_membership(const uint8_t *p, size_t n, const void *ctx)
+{
+    lg_err e = lg_members_init_genesis(&members_buf, ctx);
+    return e != LG_OK ? e : lg_members_follow_proof(&members_buf, p, n, NULL);
+}
+
+/* The proof's verdict is its own (ledger.ErrMembers on a link), then the
+ * receipt's with the sets it leaves (ledger.ErrReceipt: the Go side wraps
+ * every receipt failure so). outputs.sets are compared with what is kept:
+ * the newest LG_MEMBER_SETS of them. A device following the proof again
+ * skips what it followed. */
+static int case_membership(const cJSON *c)
+{
+    size_t n, rn = 0;
+    const cJSON *in = get(c, "inputs"), *sets = get(get(c, "outputs"), "sets");
+    const lg_genesis *g = genesis_named(jstr(in, "genesis"));
+    uint8_t *b = unhex(jstr(c, "hex"), &n), *rb = NULL;
+    lg_receipt rc;
+    size_t followed = 0;
+    CHECK(g != NULL, "no genesis");
+    seed("membership", b, n);
+    lg_err e = lg_members_init_genesis(&members_buf, g);
+    if (e == LG_OK)
+        e = lg_members_follow_proof(&members_buf, b, n, &followed);
+    if (e == LG_OK && jstr(in, "receipt") != NULL) {
+        rb = unhex(jstr(in, "receipt"), &rn);
+        e = lg_receipt_verify_members(rb, rn, &members_buf, &rc);
+        if (e != LG_OK && e != LG_ERR_NOT_CANONICAL && e != LG_ERR_CRYPTO)
+            e = LG_ERR_RECEIPT;
+    }
+    int r = verdict(c, e, false);
+    if (r == R_PASS && e == LG_OK) {
+        int ns = cJSON_GetArraySize(sets);
+        size_t kept = members_buf.n_sets, first = (size_t)ns - kept;
+        if (sets != NULL && (ns < 1 || (size_t)ns < kept || followed != (size_t)ns - 1))
+            FAILF("%d sets, %zu kept, %zu followed", ns, kept, followed);
+        for (size_t i = 0; sets != NULL && i < kept; i++) {
+            const cJSON *want = cJSON_GetArrayItem(sets, (int)(first + i)), *ids = get(want, "nodes");
+            const lg_member_set *got = &members_buf.sets[i];
+            if (got->start != (uint64_t)geti(want, "start") || got->quorum != (size_t)geti(want, "quorum") ||
+                got->n != (size_t)cJSON_GetArraySize(ids))
+                FAILF("set %zu: start %llu, %zu nodes, quorum %zu", first + i, (unsigned long long)got->start, got->n, got->quorum);
+            for (size_t j = 0; j < got->n; j++)
+                if (strcmp(got->nodes[j].id, cJSON_GetArrayItem(ids, (int)j)->valuestring) != 0)
+                    FAILF("set %zu member %zu: %s", first + i, j, got->nodes[j].id);
+        }
+        /* following the same proof again follows nothing and changes nothing */
+        static lg_members before; /* memcpy: padding too, for memcmp */
+        memcpy(&before, &members_buf, sizeof before);
+        CHECK(lg_members_follow_proof(&members_buf, b, n, &followed) == LG_OK && followed == 0 &&
+                  memcmp(&before, &members_buf, sizeof before) == 0,
+              "the proof followed twice changed the sets");
+        r = truncations(b, n, dec_membership, g);
+    }
+    free(b);
+    free(rb);
+    return r;
+}
+
 /* ---- answers ---------------------------------------------------------------------------- */
 
 typedef struct groups {
@@ -709,6 +774,37 @@ static const char *const *groups_of(const cJSON *in, groups *gr)
     for (int i = 0; i < cJSON_GetArraySize(a) && gr->n < LG_MAX_GROUPS; i++)
         gr->v[gr->n++] = cJSON_GetArrayItem(a, i)->valuestring;
     return gr->v;
+}
+
+/* The answer checks again with member sets (lg_*_answer_verify_members):
+ * for genesis "main" the sets after the first change of membership.json
+ * (the genesis set, which still certifies the answers' blocks 1 to 6, and
+ * the set from 81); the verdict must be the same. (After both changes an
+ * lg_members of 2 sets has dropped the genesis set: blocks 1 to 6 then
+ * verify no more, as lg_members documents.) */
+static lg_members answer_members;
+
+static const lg_members *members_for(const lg_genesis *g)
+{
+    char path[1024];
+    size_t n, proof_n = 0, followed = 0;
+    uint8_t *proof = NULL;
+    if (lg_members_init_genesis(&answer_members, g) != LG_OK)
+        return NULL;
+    if (g != genesis_named("main"))
+        return &answer_members;
+    snprintf(path, sizeof path, "%s/membership.json", vec_dir);
+    uint8_t *text = readfile(path, &n);
+    cJSON *doc = text ? cJSON_Parse((const char *)text) : NULL;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, get(doc, "cases"))
+        if (strcmp(jstr(c, "name"), "one-change") == 0)
+            proof = unhex(jstr(c, "hex"), &proof_n);
+    cJSON_Delete(doc);
+    free(text);
+    lg_err e = proof ? lg_members_follow_proof(&answer_members, proof, proof_n, &followed) : LG_ERR_ARG;
+    free(proof);
+    return e == LG_OK && followed == 1 && answer_members.n_sets == 2 ? &answer_members : NULL;
 }
 
 typedef struct config_ctx {
@@ -764,6 +860,11 @@ static int case_answer_config(const cJSON *c)
     chk.hash = NULL;
     lg_err e0 = lg_config_answer_verify(b, n, cc.g, &chk, &cs0, &acc0);
     chk.hash = hash;
+    const lg_members *m = members_for(cc.g);
+    CHECK(m != NULL, "member sets");
+    lg_err em = lg_config_answer_verify_members(b, n, m, &chk, &cs0, &acc0);
+    if (em != e)
+        FAILF("with member sets: %s, with the genesis: %s", lg_strerror(em), lg_strerror(e));
     if (r != R_FAIL && e0 != (e == LG_OK ? LG_ERR_NOT_CURRENT : e)) {
         fprintf(stderr, "FAIL %s / %s: hash NULL: %s, want %s\n", cur_file, cur_case, lg_strerror(e0),
                 lg_strerror(e == LG_OK ? LG_ERR_NOT_CURRENT : e));
@@ -794,6 +895,13 @@ static int case_answer_keys(const cJSON *c)
     lg_err e = lg_keys_answer_verify(b, n, g, jstr(in, "device"), geti(in, "now_ms"),
                                      geti(in, "max_age_ms"), &k);
     int r = verdict(c, e, false);
+    const lg_members *m = members_for(g);
+    lg_keys km;
+    CHECK(m != NULL, "member sets");
+    lg_err em = lg_keys_answer_verify_members(b, n, m, jstr(in, "device"), geti(in, "now_ms"),
+                                              geti(in, "max_age_ms"), &km);
+    if (em != e)
+        FAILF("with member sets: %s, with the genesis: %s", lg_strerror(em), lg_strerror(e));
     if (r == R_PASS && e == LG_OK) {
         const cJSON *ga = get(out, "groups");
         bool ok = hexeq(k.signing_key.p, k.signing_key.n, jstr(out, "signing_key")) &&
@@ -851,6 +959,12 @@ static int case_answer_firmware(const cJSON *c)
     CHECK(fc.g != NULL, "no genesis");
     seed("firmware", b, n);
     lg_err e = lg_firmware_answer_verify(b, n, fc.g, &chk, &rel);
+    const lg_members *m = members_for(fc.g);
+    lg_fw_release relm;
+    CHECK(m != NULL, "member sets");
+    lg_err em = lg_firmware_answer_verify_members(b, n, m, &chk, &relm);
+    if (em != e)
+        FAILF("with member sets: %s, with the genesis: %s", lg_strerror(em), lg_strerror(e));
     if (e == LG_OK) {
         /* the image as a device writes it to flash: in 4 KB chunks */
         lg_image im;
@@ -978,6 +1092,7 @@ static const handler handlers[] = {
     {"cert", case_cert, NULL},
     {"merkle", case_merkle, NULL},
     {"receipt", case_receipt, NULL},
+    {"membership", case_membership, NULL},
     {"answer-config", case_answer_config, NULL},
     {"answer-keys", case_answer_keys, NULL},
     {"answer-firmware", case_answer_firmware, NULL},
@@ -1024,6 +1139,7 @@ int main(int argc, char **argv)
     if (sodium_init() < 0)
         return 2;
 #endif
+    vec_dir = argv[1];
     DIR *d = opendir(argv[1]);
     if (d == NULL) {
         fprintf(stderr, "vectors: %s: %s\n", argv[1], strerror(errno));

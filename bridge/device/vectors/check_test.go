@@ -143,7 +143,7 @@ var errorsByName = map[string]error{
 	"ledger.ErrUnknownKind": ledger.ErrUnknownKind, "ledger.ErrTooLarge": ledger.ErrTooLarge,
 	"ledger.ErrBadSignature": ledger.ErrBadSignature, "ledger.ErrToken": ledger.ErrToken,
 	"ledger.ErrGenesis": ledger.ErrGenesis, "ledger.ErrCert": ledger.ErrCert, "ledger.ErrProof": ledger.ErrProof,
-	"ledger.ErrReceipt": ledger.ErrReceipt, "ledger.ErrAnswer": ledger.ErrAnswer,
+	"ledger.ErrReceipt": ledger.ErrReceipt, "ledger.ErrMembers": ledger.ErrMembers, "ledger.ErrAnswer": ledger.ErrAnswer,
 	"device.ErrProof": device.ErrProof, "device.ErrStaleHead": device.ErrStaleHead, "device.ErrRollback": device.ErrRollback,
 	"device.ErrNotCurrent": device.ErrNotCurrent, "device.ErrNoConfig": device.ErrNoConfig,
 	"device.ErrVendorSignature": device.ErrVendorSignature, "device.ErrWrongModel": device.ErrWrongModel,
@@ -481,6 +481,37 @@ func (v *set) checker(t *testing.T, structure string, c *Case) func([]byte) erro
 			}
 			return ledger.VerifyReceipt(g, r)
 		}
+	case "membership":
+		g := v.genesisOf(t, i.str("genesis"))
+		var r []byte
+		if _, ok := i.m["receipt"]; ok {
+			r = i.bytes("receipt")
+		}
+		var want []any
+		if c.Outputs != nil {
+			want, _ = c.Outputs["sets"].([]any)
+		}
+		return func(b []byte) error {
+			p, err := ledger.DecodeMembershipProof(b)
+			if err != nil {
+				return err
+			}
+			m, err := ledger.VerifyMembership(g, p)
+			if err != nil {
+				return err
+			}
+			if want != nil && !sameSets(m, want) {
+				return errMismatch
+			}
+			if r == nil {
+				return nil
+			}
+			rc, err := ledger.DecodeReceipt(r)
+			if err != nil {
+				return err
+			}
+			return m.VerifyReceipt(rc)
+		}
 	case "answer-config":
 		g := v.genesisOf(t, i.str("genesis"))
 		hash := [32]byte(i.bytes("hash"))
@@ -621,4 +652,26 @@ func (v *set) checker(t *testing.T, structure string, c *Case) func([]byte) erro
 func (v *set) freshness(i in) device.Freshness {
 	now := time.UnixMilli(i.num("now_ms"))
 	return device.Freshness{MaxAge: time.Duration(i.num("max_age_ms")) * time.Millisecond, Now: func() time.Time { return now }}
+}
+
+// sameSets reports whether m's epochs are the sets a membership vector
+// lists: start, node ids in order, quorum.
+func sameSets(m *ledger.Members, want []any) bool {
+	es := m.Epochs()
+	if len(es) != len(want) {
+		return false
+	}
+	for k, e := range es {
+		w, _ := want[k].(map[string]any)
+		ids, _ := w["nodes"].([]any)
+		if fmt.Sprint(w["start"]) != fmt.Sprint(e.Start) || fmt.Sprint(w["quorum"]) != fmt.Sprint(e.Quorum()) || len(ids) != e.N() {
+			return false
+		}
+		for j, id := range ids {
+			if id != e.Nodes[j].ID {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -136,6 +136,8 @@ func generate(t *testing.T) map[string][]byte {
 	x.chain()
 	x.txFiles()
 	x.invalidTxs()
+	x.membership()
+	x.reconfigTxs()
 	x.tokens()
 	x.headers()
 	x.certs()

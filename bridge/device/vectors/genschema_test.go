@@ -17,6 +17,7 @@ var schemaTypes = []struct {
 	{"Body", ledger.Body{}},
 	{"Enroll", ledger.Enroll{}}, {"Revoke", ledger.Revoke{}}, {"Rekey", ledger.Rekey{}}, {"Record", ledger.Record{}},
 	{"ConfigSet", ledger.ConfigSet{}}, {"ConfigReport", ledger.ConfigReport{}}, {"Heartbeat", ledger.Heartbeat{}}, {"NodeSnapshot", ledger.NodeSnapshot{}},
+	{"ClusterReconfig", ledger.ClusterReconfig{}},
 	{"VendorEnroll", ledger.VendorEnroll{}}, {"ReviewerEnroll", ledger.ReviewerEnroll{}},
 	{"FirmwarePublish", ledger.FirmwarePublish{}}, {"FirmwareVote", ledger.FirmwareVote{}},
 	{"FirmwareApprove", ledger.FirmwareApprove{}}, {"FirmwareRevoke", ledger.FirmwareRevoke{}},

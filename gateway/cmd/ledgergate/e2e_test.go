@@ -36,6 +36,21 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("status does not flag the software key: %+v", st)
 	}
 
+	// Before any member change the membership proof is the empty one
+	// (docs/protocol.md 10.2), and receipt verify takes it.
+	req, _ := http.NewRequest("GET", g.api+"/api/v1/cluster/proof", nil)
+	req.Header.Set("Accept", "application/cbor")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proof, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(proof) != "\x80" {
+		t.Fatalf("GET /api/v1/cluster/proof: %d %x", resp.StatusCode, proof)
+	}
+	os.WriteFile(filepath.Join(dir, "proof.cbor"), proof, 0o644)
+
 	api := "--api=" + g.api
 	dataFlag := "--data=" + data
 	genesis := filepath.Join(data, "genesis.json")
@@ -58,6 +73,9 @@ func TestEndToEnd(t *testing.T) {
 		out = mustCLI(t, dir, "receipt", "verify", "--genesis", genesis, alg+".receipt")
 		if !strings.HasPrefix(out, "valid:") || !strings.Contains(out, id) {
 			t.Fatalf("receipt verify: %s", out)
+		}
+		if out := mustCLI(t, dir, "receipt", "verify", "--genesis", genesis, "--proof", "proof.cbor", alg+".receipt"); !strings.HasPrefix(out, "valid:") {
+			t.Fatalf("receipt verify --proof: %s", out)
 		}
 	}
 

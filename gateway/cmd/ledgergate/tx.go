@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -48,6 +49,7 @@ func cmdTxSubmit(ctx context.Context, e *env, args []string) error {
 func cmdReceiptVerify(_ context.Context, e *env, args []string) error {
 	fs := newFlags(e, "receipt verify")
 	genesis := genesisFlag(fs, "the chain's genesis file (all that verification needs)")
+	proof := fs.String("proof", "", "a membership proof file (CBOR, docs/protocol.md 10.2; GET /api/v1/cluster/proof): verify with the member sets it proves, for a receipt certified after a member change")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -65,8 +67,24 @@ func cmdReceiptVerify(_ context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("read receipt: %w", err)
 	}
-	r, err := device.VerifyReceipt(g, data)
+	v, err := device.NewVerifier(g)
 	if err != nil {
+		return err
+	}
+	if *proof != "" {
+		pb, err := os.ReadFile(*proof)
+		if err != nil {
+			return fmt.Errorf("read membership proof: %w", err)
+		}
+		if _, err := v.FollowProof(pb); err != nil {
+			return err
+		}
+	}
+	r, err := v.VerifyReceipt(data)
+	if err != nil {
+		if *proof == "" && errors.Is(err, ledger.ErrCert) {
+			return fmt.Errorf("%w (after a change of the cluster's members, pass the membership proof with --proof)", err)
+		}
 		return err
 	}
 	tx, err := ledger.DecodeTx(r.Tx, 0)

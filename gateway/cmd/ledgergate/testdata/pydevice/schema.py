@@ -207,6 +207,21 @@ FW_REPORT = {1: ("device_id", R, t_id), 2: ("seq", R, t_uint(1)), 3: ("model", R
              5: ("ok", O, t_true), 6: ("detail", O, t_tstr(256))}
 NODE_SNAPSHOT = {1: ("node", R, t_id), 2: ("height", R, t_uint(1)), 3: ("hash", R, t_bstr(32))}
 
+# Section 6.15: a member as in the genesis (section 8), and the whole set.
+MAX_MEMBERS = 64
+NODE = {1: ("id", R, t_id), 2: ("public_key", R, t_spki(("p256",))),
+        3: ("addrs", O, t_list(t_tstr(256, 1), 1, 8))}
+
+
+def t_nodes(v, w):
+    t_list(t_map(NODE), 4, MAX_MEMBERS)(v, w)
+    ids = [n[1] for n in v]
+    if len(set(ids)) != len(ids):
+        raise Malformed("%s: an id twice" % w)
+
+
+RECONFIG = {1: ("nodes", R, t_nodes)}
+
 # kind -> (body key, schema, device id key in payload or None)
 KINDS = {
     "device.enroll": (3, ENROLL, None),
@@ -225,6 +240,7 @@ KINDS = {
     "firmware.policy": (16, FW_POLICY, None),
     "firmware.report": (17, FW_REPORT, 1),
     "node.snapshot": (18, NODE_SNAPSHOT, None),
+    "cluster.reconfig": (19, RECONFIG, None),
 }
 
 
@@ -238,7 +254,7 @@ def check_body(b):
     key, sch, _ = KINDS[kind]
     schema = {1: ("kind", R, t_tstr()), 2: ("chain_id", R, t_tstr(minlen=1)), key: (kind, R, t_map(sch))}
     for k in b:
-        if isinstance(k, int) and 3 <= k <= 18 and k != key:
+        if isinstance(k, int) and 3 <= k <= 19 and k != key:
             raise Malformed("body: payload member %d does not match kind %s" % (k, kind))
     check(b, schema, "body")
     return kind, b[key]

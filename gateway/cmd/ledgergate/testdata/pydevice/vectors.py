@@ -256,6 +256,28 @@ def check_receipt(ctx, c):
     return "ok"
 
 
+def check_membership(ctx, c):
+    i = c["inputs"]
+    g = ctx.gen(i["genesis"])
+    try:
+        ms = verify.verify_membership(g, bytes.fromhex(c["hex"]))
+    except verify.ProofError as e:
+        return e.code, str(e)
+    o = c.get("outputs") or {}
+    if "sets" in o:
+        eq([{"start": s.start, "nodes": [n for n, _ in s.nodes], "quorum": s.quorum()} for s in ms.sets], o["sets"], "sets")
+    if "receipt" in i:
+        try:
+            m = verify.decode_receipt_map(bytes.fromhex(i["receipt"]))
+            r = ms.verify_receipt_map(m)
+        except CBORError as e:
+            return "ErrReceipt", str(e)
+        except verify.ProofError as e:
+            return "ErrReceipt", str(e)
+        eq(r.height, i["receipt_height"], "receipt height")
+    return "ok"
+
+
 def check_sealed(ctx, c):
     i = c["inputs"]
     _, sk, spki = ctx.key(i["key"])
@@ -468,7 +490,7 @@ CHECKERS = {
     "keys": check_keys, "genesis": check_genesis, "header": check_header, "cert": check_cert,
     "merkle": check_merkle, "receipt": check_receipt, "sealed": check_sealed, "token": check_token,
     "tx": check_tx, "answer-config": check_answer_config, "answer-keys": check_answer_keys,
-    "answer-firmware": check_answer_firmware,
+    "answer-firmware": check_answer_firmware, "membership": check_membership,
 }
 
 # keys and genesis first: the others refer to them by name.

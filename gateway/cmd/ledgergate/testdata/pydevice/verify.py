@@ -273,6 +273,94 @@ def verify_receipt(gen, raw):
     return verify_receipt_map(gen, m)
 
 
+# ---- member sets and membership proofs (sections 8.1, 10.2) ----
+
+CHECKPOINT_INTERVAL, WINDOW = 16, 64
+MAX_MEMBERSHIP_PROOF_BYTES = 1 << 20
+
+
+def members_from(h):
+    """Section 8.1: the first height the set named by a change committed at h certifies."""
+    return CHECKPOINT_INTERVAL * ((h + WINDOW + CHECKPOINT_INTERVAL - 1) // CHECKPOINT_INTERVAL) + 1
+
+
+class MemberSet:
+    """One member set, with what verify_cert and verify_receipt_map read of a genesis."""
+
+    def __init__(self, gen, start, nodes):
+        self.chain_id, self.max_tx_bytes = gen.chain_id, gen.max_tx_bytes
+        self.start = start
+        self.nodes = nodes  # [(id, spki)] in primary order
+        self.node_keys = dict(nodes)
+
+    def quorum(self):
+        n = len(self.nodes)
+        return (n + (n - 1) // 3) // 2 + 1
+
+
+class Members:
+    """The member sets a device holds: the genesis nodes from height 1, then
+    one set per change it followed."""
+
+    def __init__(self, gen):
+        self.gen = gen
+        self.sets = [MemberSet(gen, 1, [(n[0], n[1]) for n in gen.nodes])]
+
+    def at(self, height):
+        for s in reversed(self.sets):
+            if s.start <= height:
+                return s
+        return self.sets[0]
+
+    def verify_receipt_map(self, m):
+        return verify_receipt_map(self.at(m[2][2]), m)
+
+    def follow(self, m):
+        """Section 10.2, one link: m is a structure-checked receipt map."""
+        r = self.verify_receipt_map(m)
+        if r.kind != "cluster.reconfig":
+            raise ProofError("a receipt of a %s, not a cluster.reconfig" % r.kind, "ErrMembers")
+        admins = dict(self.gen.admins)
+        if r.env.kid not in admins:
+            raise ProofError("cluster.reconfig by %r, not a genesis admin" % r.env.kid, "ErrMembers")
+        if not r.env.verify(admins[r.env.kid]):
+            raise ProofError("cluster.reconfig: bad signature", "ErrMembers")
+        last = self.sets[-1]
+        if last.start > r.height:
+            raise ProofError("the change to the set from %d is pending at %d" % (last.start, r.height), "ErrMembers")
+        if len(last.nodes) < 4:
+            raise ProofError("a set of %d nodes cannot change" % len(last.nodes), "ErrMembers")
+        nodes = [(n[1], n[2]) for n in r.payload[1]]
+        for nid, key in nodes:
+            for s in reversed(self.sets):
+                if nid in s.node_keys:
+                    if s.node_keys[nid] != key:
+                        raise ProofError("node id %s was a member with another key" % nid, "ErrMembers")
+                    break
+        self.sets.append(MemberSet(self.gen, members_from(r.height), nodes))
+
+
+def verify_membership(gen, raw):
+    """Section 10.2: verify a MembershipProof's bytes with the genesis; returns Members."""
+    if len(raw) > MAX_MEMBERSHIP_PROOF_BYTES:
+        raise ProofError("membership proof of %d bytes" % len(raw), "ErrMembers")
+    try:
+        p = dcbor.decode(raw)
+        if not isinstance(p, list):
+            raise Malformed("membership proof: not an array")
+        for i, m in enumerate(p):
+            schema.check(m, schema.RECEIPT, "membership proof[%d]" % i)
+    except CBORError as e:
+        raise ProofError("membership proof: %s" % e, "ErrMembers")
+    ms = Members(gen)
+    for i, m in enumerate(p):
+        try:
+            ms.follow(m)
+        except ProofError as e:
+            raise ProofError("membership proof receipt %d: %s" % (i, e), "ErrMembers")
+    return ms
+
+
 # ---- answers (section 11) ----
 
 MAX_AGE_MS = 600000
