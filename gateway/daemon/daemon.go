@@ -187,7 +187,7 @@ func (d *Daemon) openNode(gw *gateway) error {
 	}
 	gw.onClose(func() { signer.Close() })
 	gw.signer = signer
-	if gw.nodeID, err = findNode(g, signer); err != nil {
+	if gw.nodeID, err = findMember(dir, g, signer); err != nil {
 		return err
 	}
 	if signer.Hardware() {
@@ -241,6 +241,9 @@ func (d *Daemon) openStorage(ctx context.Context, gw *gateway) error {
 		}
 	}
 	if err := d.loadState(gw); err != nil {
+		return err
+	}
+	if err := checkMember(gw.st.Members(), gw.nodeID, gw.signer); err != nil {
 		return err
 	}
 	return CatchUpIndex(context.Background(), idx, blog, d.logger)
@@ -363,7 +366,7 @@ func (d *Daemon) buildChain(gw *gateway) error {
 			return err
 		}
 		peerHeights = heights(gw.tr)
-		gw.behindPeers = behind(gw.tr, gw.st, g.Quorum())
+		gw.behindPeers = behind(gw.tr, gw.st)
 	}
 	gw.rep, err = replica.New(replica.Config{
 		Self: gw.nodeID, Genesis: g, State: gw.st, Log: gw.blog, Signer: gw.key.waiting(gw.chainCtx), Dir: filepath.Join(cfg.DataDir, PBFTDir),
@@ -442,7 +445,8 @@ func (d *Daemon) buildFronts(gw *gateway) error {
 	cstatus := clusterStatus(gw.rep, gw.tr, gw.st)
 	gw.reg.MustRegister(newClusterMetrics(cstatus))
 	srv.SetCluster(cstatus)
-	srv.SetHealth(health(g, gw.rep, gw.tr, time.Duration(cfg.Batch.CommitTimeout), gw.chain.Halted, gw.key.health, gw.chain.Stalled))
+	srv.SetMembers(membersInfo(gw.st))
+	srv.SetHealth(health(gw.st, gw.rep, gw.tr, time.Duration(cfg.Batch.CommitTimeout), gw.chain.Halted, gw.key.health, gw.chain.Stalled))
 	srv.SetMaxUploads(cfg.API.MaxUploads)
 	srv.SetDirectory(gw.dir, gw.idx)
 	srv.SetFirmware(gw.dir, gw.idx)
@@ -626,6 +630,7 @@ func (d *Daemon) run(ctx context.Context, gw *gateway) error {
 		if disc != nil {
 			go discoverPeers(gw.chainCtx, disc, g, gw.nodeID, tr, gw.seedSt, d.logger.With("component", "seeds"))
 		}
+		go followMembers(gw.chainCtx, tr, gw.st, gw.nodeID, len(cfg.Seeds.Zones) > 0, d.logger.With("component", "cluster"))
 		// The transport runs as long as the chain: peers need this
 		// replica's votes to commit what is in flight at shutdown.
 		trErr := make(chan error, 1)

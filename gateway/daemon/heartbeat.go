@@ -19,6 +19,10 @@ import (
 // in memory whole.
 const maxBlobBytes = api.MaxImageBytes
 
+// pendingBeat is how often the primary commits a heartbeat while a
+// member change is pending (see heartbeat).
+const pendingBeat = 50 * time.Millisecond
+
 // heartbeat keeps blocks coming on an idle chain: when this node is the
 // primary and no block committed for a whole interval, it commits a
 // node.heartbeat tx signed with the node key. Devices refuse answers whose
@@ -31,8 +35,15 @@ const maxBlobBytes = api.MaxImageBytes
 // their proposers' wall clocks, and a block stamped by a clock that was
 // ahead looks recent for as long as it was ahead. (After a restart, the
 // first heartbeat comes an interval after the start.)
+//
+// While a member change is pending (committed, not in force yet), the
+// primary commits a heartbeat every pendingBeat, idle or not, until the
+// chain passed the height the new set takes effect at: a change takes
+// effect ledger.Window heights after it at the earliest, and an idle
+// chain would otherwise need that many heartbeat intervals to get there.
 func heartbeat(ctx context.Context, every time.Duration, node string, signer crypto.Signer, ch *chain.Chain, rep *replica.Replica, logger *slog.Logger) {
-	t := time.NewTicker(max(every/4, time.Second))
+	idle := max(every/4, time.Second)
+	t := time.NewTimer(idle)
 	defer t.Stop()
 	seenHeight, seenAt := uint64(0), time.Now() // the newest block this node saw, and when
 	for {
@@ -42,13 +53,19 @@ func heartbeat(ctx context.Context, every time.Duration, node string, signer cry
 		case <-t.C:
 		}
 		h, _ := ch.State().Tip()
+		pending := ch.State().Members().Pending(h + 1)
+		if pending {
+			t.Reset(pendingBeat)
+		} else {
+			t.Reset(idle)
+		}
 		if h != seenHeight {
 			seenHeight, seenAt = h, time.Now()
 		}
 		if st := rep.Status(); st.Primary != node || st.Changing || ch.Halted() != nil {
 			continue
 		}
-		if time.Since(seenAt) < every {
+		if !pending && time.Since(seenAt) < every {
 			continue
 		}
 		// A heartbeat's time must be above the last one's (the state
@@ -66,7 +83,7 @@ func heartbeat(ctx context.Context, every time.Duration, node string, signer cry
 			logger.Warn("heartbeat: sign", "err", err)
 			continue
 		}
-		wctx, cancel := context.WithTimeout(ctx, every)
+		wctx, cancel := context.WithTimeout(ctx, max(every, time.Second))
 		if _, err := ch.Submit(wctx, env); err != nil && ctx.Err() == nil {
 			logger.Warn("heartbeat not committed", "err", err)
 		}
