@@ -70,7 +70,9 @@ func New(o Options) (*Daemon, error) {
 // commit listeners registered on the chain (listen), then run (run). Its
 // closers undo the build in reverse, also after a partial one.
 type gateway struct {
-	cfg    config.Config
+	// reconfigured wakes the heartbeat when a member change commits.
+	reconfigured chan struct{}
+	cfg          config.Config
 	g      *ledger.Genesis
 	nodeID string
 	signer *NodeKey
@@ -129,7 +131,7 @@ func (gw *gateway) close() {
 // on the chain (listen) and runs them (run).
 func (d *Daemon) Run(ctx context.Context) error {
 	clock.WatchTestOffset(ctx, d.logger)
-	gw := &gateway{cfg: d.opts.Config}
+	gw := &gateway{cfg: d.opts.Config, reconfigured: make(chan struct{}, 1)}
 	defer gw.close()
 	gw.chainCtx, gw.stopChain = context.WithCancel(context.WithoutCancel(ctx))
 	gw.onClose(gw.stopChain)
@@ -483,6 +485,17 @@ func (gw *gateway) listen() {
 	if gw.ui != nil {
 		ch.OnCommit(gw.ui.Committed)
 	}
+	woken := gw.reconfigured
+	ch.OnCommit(func(_ *ledger.Block, txs []*ledger.Tx) {
+		for _, tx := range txs {
+			if tx.Body.Kind == ledger.KindReconfig {
+				select {
+				case woken <- struct{}{}:
+				default:
+				}
+			}
+		}
+	})
 	dir, ctx := gw.dir, gw.bgCtx
 	ch.OnCommit(func(_ *ledger.Block, txs []*ledger.Tx) { dir.Committed(ctx, txs) })
 	for _, l := range frontListeners(gw.mqtt, gw.coap, dir) {
@@ -646,7 +659,7 @@ func (d *Daemon) run(ctx context.Context, gw *gateway) error {
 	}
 	if hb := time.Duration(cfg.Batch.Heartbeat); hb > 0 {
 		grp.Go(func() error {
-			heartbeat(gctx, hb, gw.nodeID, gw.key, gw.chain, gw.rep, d.logger.With("component", "heartbeat"))
+			heartbeat(gctx, hb, gw.nodeID, gw.key, gw.chain, gw.rep, gw.reconfigured, d.logger.With("component", "heartbeat"))
 			return nil
 		})
 	}

@@ -38,10 +38,12 @@ const pendingBeat = 50 * time.Millisecond
 //
 // While a member change is pending (committed, not in force yet), the
 // primary commits a heartbeat every pendingBeat, idle or not, until the
-// chain passed the height the new set takes effect at: a change takes
+// new set committed its first block: a change takes
 // effect ledger.Window heights after it at the earliest, and an idle
 // chain would otherwise need that many heartbeat intervals to get there.
-func heartbeat(ctx context.Context, every time.Duration, node string, signer crypto.Signer, ch *chain.Chain, rep *replica.Replica, logger *slog.Logger) {
+//
+// reconfigured wakes it when a member change commits.
+func heartbeat(ctx context.Context, every time.Duration, node string, signer crypto.Signer, ch *chain.Chain, rep *replica.Replica, reconfigured <-chan struct{}, logger *slog.Logger) {
 	idle := max(every/4, time.Second)
 	t := time.NewTimer(idle)
 	defer t.Stop()
@@ -51,9 +53,13 @@ func heartbeat(ctx context.Context, every time.Duration, node string, signer cry
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-reconfigured:
+			t.Stop()
 		}
 		h, _ := ch.State().Tip()
-		pending := ch.State().Members().Pending(h + 1)
+		// Up to and with the first block the new set certifies: it
+		// shows the new set commits.
+		pending := ch.State().Members().Pending(h)
 		if pending {
 			t.Reset(pendingBeat)
 		} else {
