@@ -73,9 +73,9 @@ type gateway struct {
 	// reconfigured wakes the heartbeat when a member change commits.
 	reconfigured chan struct{}
 	cfg          config.Config
-	g      *ledger.Genesis
-	nodeID string
-	signer *NodeKey
+	g            *ledger.Genesis
+	nodeID       string
+	signer       *NodeKey
 	// key is the node key as every signature uses it: a TPM that goes
 	// away makes the gateway not ready and silent, not stop (issue 20).
 	key *keyWatch
