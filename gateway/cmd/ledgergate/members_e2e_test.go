@@ -128,6 +128,8 @@ func TestClusterMembersChange(t *testing.T) {
 	out := mustCLI(t, dir, append([]string{"cluster", "add", "--id", "node-5", "--key", filepath.Join(n5, daemon.NodePubFile), "--addr", cfg5.addr}, adminArgs(c.gws[0].api)...)...)
 	add := parseChange(t, out)
 	t.Logf("cluster add: %s", strings.TrimSpace(out))
+	// One change at a time.
+	cliFails(t, dir, "is pending", append([]string{"cluster", "remove", "--id", "node-4"}, adminArgs(c.gws[0].api)...)...)
 	g5 := startGateway(t, n5, "--config", cfg5.path)
 	extra = append(extra, g5)
 	all := []*gateway{c.gws[0], c.gws[1], c.gws[2], c.gws[3], g5}
@@ -137,6 +139,11 @@ func TestClusterMembersChange(t *testing.T) {
 	}
 	setLive(all...)
 	acked.waitFor(t, acked.len()+200)
+	cliFails(t, dir, "node-5 is already a member", append([]string{"cluster", "add", "--id", "node-5", "--key", filepath.Join(n5, daemon.NodePubFile), "--addr", cfg5.addr}, adminArgs(c.gws[0].api)...)...)
+	cliFails(t, dir, "nobody is not a member", append([]string{"cluster", "remove", "--id", "nobody"}, adminArgs(c.gws[0].api)...)...)
+	if out := mustCLI(t, dir, "cluster", "members", "--api", g5.api); !strings.Contains(out, "5 gateways, quorum 4") || !strings.Contains(out, "pending   none") {
+		t.Errorf("cluster members:\n%s", out)
+	}
 
 	// Remove node-2: it then refuses devices, saying why.
 	out = mustCLI(t, dir, append([]string{"cluster", "remove", "--id", "node-2"}, adminArgs(c.gws[0].api)...)...)
@@ -145,6 +152,7 @@ func TestClusterMembersChange(t *testing.T) {
 	rest := []*gateway{c.gws[0], c.gws[2], c.gws[3], g5}
 	waitInForce(t, rest, remove.from, time.Minute, "node-1", "node-3", "node-4", "node-5")
 	setLive(rest...)
+	cliFails(t, dir, "would leave 3 gateways", append([]string{"cluster", "remove", "--id", "node-4"}, adminArgs(c.gws[0].api)...)...)
 	removed := c.gws[1]
 	env := signAs(t, keys[0], c.admin.chainID, "dev-0", 1_000_000)
 	code, reason, _, err := post(context.Background(), removed.api, env)
@@ -244,6 +252,15 @@ func TestClusterMembersChange(t *testing.T) {
 	last := fetchReceipt(t, g6.api, hexID(env)) // the record node-7 took
 	if g0, _ := ledger.NewMembers(g); last.Header.Height < replace.from || g0.VerifyReceipt(last) == nil {
 		t.Errorf("a receipt at height %d verifies with the genesis nodes alone", last.Header.Height)
+	}
+}
+
+// cliFails runs a ledgergate command that must fail saying want.
+func cliFails(t *testing.T, dir, want string, args ...string) {
+	t.Helper()
+	out, errs, code := cli(t, dir, args...)
+	if code == 0 || !strings.Contains(errs, want) {
+		t.Errorf("ledgergate %s: exit %d, want an error saying %q:\n%s%s", strings.Join(args[:2], " "), code, want, out, errs)
 	}
 }
 
