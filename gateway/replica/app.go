@@ -161,6 +161,9 @@ func (a *app) Validate(seq, view uint64, parent pbft.Digest, payload []byte) (pb
 		}
 	}
 	h := &b.Header
+	// The proposer is checked against the set in force at seq, which the
+	// committed state knows: a change takes effect ledger.Window heights
+	// after its block at the earliest.
 	switch {
 	case h.ChainID != a.g.ChainID:
 		return pbft.Digest{}, nil, fmt.Errorf("replica: block for chain %q", h.ChainID)
@@ -169,8 +172,6 @@ func (a *app) Validate(seq, view uint64, parent pbft.Digest, payload []byte) (pb
 	case !bytes.Equal(h.Prev, parent[:]):
 		return pbft.Digest{}, nil, errors.New("replica: block does not extend its parent")
 	case h.View > view || h.Proposer != a.st.Members().At(seq).Primary(h.View):
-		// The set in force at seq: a change committed at or above the
-		// tip takes effect Window heights later at the earliest.
 		return pbft.Digest{}, nil, fmt.Errorf("replica: block by %s in view %d was not its primary's", h.Proposer, h.View)
 	case len(b.Cert.Sigs) > 0 || b.Cert.View != 0 || len(b.Txs) == 0:
 		return pbft.Digest{}, nil, errors.New("replica: proposal with a certificate or no txs")

@@ -160,7 +160,7 @@ func (r *Replica) Status() Status { return *r.status.Load() }
 
 // Propose queues a checked tx for ordering (chain.Orderer).
 func (r *Replica) Propose(c *state.Checked) error {
-	if err := r.membership(); err != nil {
+	if err := r.Member(); err != nil {
 		return err
 	}
 	select {
@@ -214,9 +214,10 @@ var ErrRemoved error = &ledger.RefusedError{Reason: ledger.ReasonUnavailable,
 var ErrNotYetMember error = &ledger.RefusedError{Reason: ledger.ReasonUnavailable,
 	Detail: "replica: this gateway is not a member of the cluster yet (it joins at a later height): use another gateway"}
 
-// membership says whether this gateway orders txs now: nil, or why not
-// (ErrRemoved, ErrNotYetMember).
-func (r *Replica) membership() error {
+// Member says whether this gateway is a member of the set in force after
+// its tip, and so takes txs: nil, or why not (ErrRemoved,
+// ErrNotYetMember). Safe from any goroutine.
+func (r *Replica) Member() error {
 	if len(r.cfg.Genesis.Nodes) == 1 {
 		return nil
 	}
@@ -237,10 +238,6 @@ func (r *Replica) membership() error {
 	}
 	return ErrNotYetMember // not named in any change this gateway applied yet
 }
-
-// Member reports whether this gateway is a member of the set in force,
-// and if not, why (see membership).
-func (r *Replica) Member() error { return r.membership() }
 
 // Transferred is the number of blocks this replica applied by state
 // transfer (fetched from peers, not ordered with them) since it started.

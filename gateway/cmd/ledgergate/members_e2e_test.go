@@ -31,7 +31,8 @@ import (
 // one's votes are needed. Devices go on getting PUBACKs throughout
 // (those of the removed or dead gateway move to another). Then, idle, a
 // seventh is added, which must take effect in seconds, and whose vote is
-// needed next (four of five, one dead). At the end the
+// needed next (four of five, one dead), as is that of a member killed
+// and restarted after all this. At the end the
 // live gateways share one head, `ledger verify` passes on each, every
 // acknowledged record is in each ledger once, and receipts from before
 // and after the changes verify with the genesis alone and the receipts of
@@ -205,6 +206,18 @@ func TestClusterMembersChange(t *testing.T) {
 	env = signAs(t, keys[0], c.admin.chainID, "dev-0", 1_000_001)
 	if code, reason, _, err := post(context.Background(), g7.api, env); err != nil || code != http.StatusOK {
 		t.Fatalf("a record offered to node-7 in the set {node-1 (dead), node-4..7}: HTTP %d %q %v", code, reason, err)
+	}
+	acked.add(hexID(env))
+	// node-4 restarts (kill -9): it rebuilds its member sets from its
+	// log, and the next commit needs its vote again.
+	c.gws[3].kill()
+	g4 := startGateway(t, c.data[3])
+	final = []*gateway{g6, g4, g5, g7}
+	env = signAs(t, keys[0], c.admin.chainID, "dev-0", 1_000_002)
+	pctx, pcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer pcancel()
+	if code, reason, _, err := post(pctx, g6.api, env); err != nil || code != http.StatusOK {
+		t.Fatalf("a record after node-4 restarted: HTTP %d %q %v", code, reason, err)
 	}
 	acked.add(hexID(env))
 
