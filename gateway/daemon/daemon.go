@@ -70,12 +70,13 @@ func New(o Options) (*Daemon, error) {
 // commit listeners registered on the chain (listen), then run (run). Its
 // closers undo the build in reverse, also after a partial one.
 type gateway struct {
-	// reconfigured wakes the heartbeat when a member change commits.
-	reconfigured chan struct{}
-	cfg          config.Config
-	g            *ledger.Genesis
-	nodeID       string
-	signer       *NodeKey
+	// reconfigured wakes the heartbeat when a member change commits;
+	// committed wakes the peer set's follower at every block.
+	reconfigured, committed chan struct{}
+	cfg                     config.Config
+	g                       *ledger.Genesis
+	nodeID                  string
+	signer                  *NodeKey
 	// key is the node key as every signature uses it: a TPM that goes
 	// away makes the gateway not ready and silent, not stop (issue 20).
 	key *keyWatch
@@ -131,7 +132,7 @@ func (gw *gateway) close() {
 // on the chain (listen) and runs them (run).
 func (d *Daemon) Run(ctx context.Context) error {
 	clock.WatchTestOffset(ctx, d.logger)
-	gw := &gateway{cfg: d.opts.Config, reconfigured: make(chan struct{}, 1)}
+	gw := &gateway{cfg: d.opts.Config, reconfigured: make(chan struct{}, 1), committed: make(chan struct{}, 1)}
 	defer gw.close()
 	gw.chainCtx, gw.stopChain = context.WithCancel(context.WithoutCancel(ctx))
 	gw.onClose(gw.stopChain)
@@ -485,8 +486,12 @@ func (gw *gateway) listen() {
 	if gw.ui != nil {
 		ch.OnCommit(gw.ui.Committed)
 	}
-	woken := gw.reconfigured
+	woken, committed := gw.reconfigured, gw.committed
 	ch.OnCommit(func(_ *ledger.Block, txs []*ledger.Tx) {
+		select {
+		case committed <- struct{}{}:
+		default:
+		}
 		for _, tx := range txs {
 			if tx.Body.Kind == ledger.KindReconfig {
 				select {
@@ -643,7 +648,7 @@ func (d *Daemon) run(ctx context.Context, gw *gateway) error {
 		if disc != nil {
 			go discoverPeers(gw.chainCtx, disc, g, gw.nodeID, tr, gw.seedSt, d.logger.With("component", "seeds"))
 		}
-		go followMembers(gw.chainCtx, tr, gw.st, gw.nodeID, len(cfg.Seeds.Zones) > 0, d.logger.With("component", "cluster"))
+		go followMembers(gw.chainCtx, tr, gw.st, gw.nodeID, len(cfg.Seeds.Zones) > 0, gw.committed, d.logger.With("component", "cluster"))
 		// The transport runs as long as the chain: peers need this
 		// replica's votes to commit what is in flight at shutdown.
 		trErr := make(chan error, 1)

@@ -75,17 +75,20 @@ func selfAddr(m *ledger.Members, self string) string {
 
 // followMembers keeps the transport's peers those of memberPeers as the
 // chain grows, until ctx ends: a member change committed, took effect,
-// or the epoch of a removed member ended.
-func followMembers(ctx context.Context, tr *cluster.Transport, st *state.State, self string, withSeeds bool, logger *slog.Logger) {
-	t := time.NewTicker(200 * time.Millisecond)
-	defer t.Stop()
+// or the epoch of a removed member ended. committed wakes it at each
+// block (it looks again after a failure, a second later).
+func followMembers(ctx context.Context, tr *cluster.Transport, st *state.State, self string, withSeeds bool, committed <-chan struct{}, logger *slog.Logger) {
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
 	var last *ledger.Members
 	var lastFrom uint64
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-committed:
+		case <-retry.C:
 		}
 		tip, _ := st.Tip()
 		m := st.Members()
@@ -99,6 +102,7 @@ func followMembers(ctx context.Context, tr *cluster.Transport, st *state.State, 
 		}
 		if err != nil {
 			logger.Warn("peer set not changed to the members", "err", err)
+			retry.Reset(time.Second)
 			continue
 		}
 		if last != nil {
