@@ -201,3 +201,47 @@ func TestCheckHostPort(t *testing.T) {
 		}
 	}
 }
+
+// TestJoinAsAdded: a node key the genesis does not name joins with an id
+// as a gateway a member change adds later: the id goes to NodeIDFile,
+// which the start reads back; a genesis node's id is refused.
+func TestJoinAsAdded(t *testing.T) {
+	root, spec := newCluster(t, 4)
+	g, err := NewGenesis(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gpath := filepath.Join(root, "genesis.json")
+	if err := WriteGenesis(gpath, g, false); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, "node-5")
+	if _, err := InitKey(dir, config.Dev().Signer, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Join(dir, gpath, "node-2", config.Dev().Signer, nil); !errors.Is(err, ErrNotMember) {
+		t.Fatalf("joined as a genesis node's id: %v", err)
+	}
+	_, id, err := Join(dir, gpath, "node-5", config.Dev().Signer, nil)
+	if err != nil || id != "node-5" {
+		t.Fatalf("Join as node-5: %q, %v", id, err)
+	}
+	signer, err := OpenNodeKey(config.Dev().Signer, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer signer.Close()
+	if id, err := findMember(dir, g, signer); err != nil || id != "node-5" {
+		t.Fatalf("findMember: %q, %v", id, err)
+	}
+	m, err := ledger.NewMembers(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkMember(m, "node-5", signer); err != nil {
+		t.Errorf("not named yet: %v", err)
+	}
+	if err := checkMember(m, "node-1", signer); err == nil {
+		t.Error("a member's id with another key accepted")
+	}
+}

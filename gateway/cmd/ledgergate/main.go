@@ -51,8 +51,8 @@ func commands() []command {
 		{"run", "[--dev] [--config FILE] [--data DIR] [--listen ADDR] [--mqtt ADDR]", "run the gateway", cmdRun},
 		{"init", "[--data DIR] [--chain-id ID] [--admin-id ID] [--admin-key FILE]\n" +
 			"       ledgergate init --node-id ID [--data DIR]   (or --key-only: the node key only)\n" +
-			"       ledgergate init --genesis FILE [--data DIR]",
-			"create a data directory: a new single-node chain, or a node key (--node-id ID) that then joins a chain (--genesis)", cmdInit},
+			"       ledgergate init --genesis FILE [--data DIR] [--node-id ID]",
+			"create a data directory: a new single-node chain, or a node key (--node-id ID) that then joins a chain (--genesis; with --node-id, as a gateway that 'cluster add' adds)", cmdInit},
 		{"genesis new", "--chain-id ID --node ID,HOST:PORT,KEY.pub... --admin NAME.pub... [--admin-id ID] --out FILE [--force]",
 			"build the genesis of a chain of several gateways from their node.pub files", cmdGenesisNew},
 		{"genesis show", "FILE", "print a genesis: chain id, hash, n, f, quorum, the nodes and admins with key fingerprints", cmdGenesisShow},
