@@ -662,7 +662,9 @@ func (d *Daemon) run(ctx context.Context, gw *gateway) error {
 			return fmt.Errorf("daemon: cluster: %w", err)
 		}
 	}
-	if hb := time.Duration(cfg.Batch.Heartbeat); hb > 0 {
+	// With heartbeats off (0), a cluster still commits them while a
+	// member change is pending (see heartbeat).
+	if hb := time.Duration(cfg.Batch.Heartbeat); hb > 0 || len(g.Nodes) > 1 {
 		grp.Go(func() error {
 			heartbeat(gctx, hb, gw.nodeID, gw.key, gw.chain, gw.rep, gw.reconfigured, d.logger.With("component", "heartbeat"))
 			return nil

@@ -42,9 +42,13 @@ const pendingBeat = 50 * time.Millisecond
 // effect ledger.Window heights after it at the earliest, and an idle
 // chain would otherwise need that many heartbeat intervals to get there.
 //
-// reconfigured wakes it when a member change commits.
+// reconfigured wakes it when a member change commits. With every 0
+// (heartbeats off) it commits heartbeats only while a change is pending.
 func heartbeat(ctx context.Context, every time.Duration, node string, signer crypto.Signer, ch *chain.Chain, rep *replica.Replica, reconfigured <-chan struct{}, logger *slog.Logger) {
 	idle := max(every/4, time.Second)
+	if every == 0 {
+		idle = time.Hour // only a commit of a change wakes it
+	}
 	t := time.NewTimer(idle)
 	defer t.Stop()
 	seenHeight, seenAt := uint64(0), time.Now() // the newest block this node saw, and when
@@ -71,7 +75,7 @@ func heartbeat(ctx context.Context, every time.Duration, node string, signer cry
 		if st := rep.Status(); st.Primary != node || st.Changing || ch.Halted() != nil {
 			continue
 		}
-		if !pending && time.Since(seenAt) < every {
+		if !pending && (every == 0 || time.Since(seenAt) < every) {
 			continue
 		}
 		// A heartbeat's time must be above the last one's (the state
