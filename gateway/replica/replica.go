@@ -501,7 +501,8 @@ func (r *Replica) start() (*pbft.Core, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.logger.Info("replica started", "node", r.cfg.Self, "view", hs.View, "executed", last.Seq, "nodes", len(nodes))
+	in := r.cfg.State.Members().At(last.Seq + 1)
+	r.logger.Info("replica started", "node", r.cfg.Self, "view", hs.View, "executed", last.Seq, "nodes", in.N(), "member_changes", len(reconfigs))
 	return core, nil
 }
 
