@@ -521,10 +521,18 @@ func (s *Server) checkByID(d *receiptData) int {
 	return http.StatusOK
 }
 
-// verify checks rc as a device would, with nothing but the genesis.
+// verify checks rc as a device would, with the genesis and (after a
+// member change) the changes, whose receipts a device holds as a
+// membership proof.
 func (s *Server) verify(d *receiptData, rc *ledger.Receipt) {
 	d.Checked = true
-	if err := ledger.VerifyReceipt(s.d.Genesis, rc); err != nil {
+	quorum := s.d.Genesis.Quorum()
+	err := ledger.VerifyReceipt(s.d.Genesis, rc)
+	if s.d.Members != nil {
+		m := s.d.Members()
+		err, quorum = m.VerifyReceipt(rc), m.At(rc.Header.Height).Quorum()
+	}
+	if err != nil {
 		d.Problem = err.Error()
 		return
 	}
@@ -540,7 +548,7 @@ func (s *Server) verify(d *receiptData, rc *ledger.Receipt) {
 	for _, sg := range rc.Cert.Sigs {
 		d.Signers = append(d.Signers, sg.Node)
 	}
-	d.Quorum, d.Proof = s.d.Genesis.Quorum(), len(rc.Proof)
+	d.Quorum, d.Proof = quorum, len(rc.Proof)
 }
 
 // ---- seeds and settings

@@ -88,10 +88,14 @@ type Options struct {
 
 // Deps are what the dashboard shows and acts on.
 type Deps struct {
-	Status    func() (api.Status, error)
-	Index     Index
-	Ledger    Ledger
-	Genesis   *ledger.Genesis
+	Status  func() (api.Status, error)
+	Index   Index
+	Ledger  Ledger
+	Genesis *ledger.Genesis
+	// Members are the member sets the gateway committed (the genesis
+	// nodes and every change), to check receipts certified after a
+	// member change; nil: the genesis nodes only.
+	Members   func() *ledger.Members
 	Gatherer  prometheus.Gatherer // the gateway's metrics: charts and refusals
 	Connected func() []Connection // nil: no connection-oriented front end
 	Seeds     func() *Seeds       // nil: seed discovery is off

@@ -98,6 +98,7 @@ type Server struct {
 	health     func() error // why this gateway cannot commit now; nil if it can
 	egress     func() any   // nil: no egress connectors
 	storage    func() any   // nil: not reported
+	members    func() Members
 	mux        *http.ServeMux
 	routes     []string      // the patterns registered with handle
 	uploads    chan struct{} // a slot per upload being read (upload.go)
@@ -119,6 +120,7 @@ func New(info NodeInfo, l Ledger, x Index, gatherer prometheus.Gatherer, logger 
 	s.handle("GET /api/v1/txs/{id}", s.tx)
 	s.handle("GET /api/v1/txs/{id}/receipt", s.receipt)
 	s.handle("POST /api/v1/txs", s.submit)
+	s.handle("GET /api/v1/cluster/members", s.clusterMembers)
 	s.handle("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	s.handle("GET /readyz", s.readyz)
 	s.handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}).ServeHTTP)
@@ -343,6 +345,10 @@ func (s *Server) Status() (Status, error) {
 				st.NotReady = re.Detail
 			}
 		}
+	}
+	if s.members != nil {
+		m := s.members()
+		st.Nodes, st.Quorum = len(m.InForce.Nodes), m.InForce.Quorum
 	}
 	if s.cluster != nil {
 		cl := s.cluster()

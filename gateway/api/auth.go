@@ -53,6 +53,7 @@ var rules = map[string]rule{
 
 	"GET /api/v1/status":                                  {accessScoped, ScopeReadLedger, ScopeSubmit}, // the chain id, to sign txs
 	"GET /api/v1/blocks":                                  {accessScoped, ScopeReadLedger, ""},
+	"GET /api/v1/cluster/members":                         {accessScoped, ScopeReadLedger, ""},
 	"GET /api/v1/blocks/{height}":                         {accessScoped, ScopeReadLedger, ""},
 	"GET /api/v1/txs/{id}":                                {accessScoped, ScopeReadLedger, ""},
 	"GET /api/v1/txs/{id}/receipt":                        {accessDevice, ScopeReadLedger, ""},

@@ -75,7 +75,7 @@ func VerifyFrom(g *ledger.Genesis, log *ledger.Log, base *state.State, progress 
 		if hd.Height != height+1 || string(hd.Prev) != string(tip[:]) {
 			return sum, fmt.Errorf("chain: block %d: does not link to block %d (height %d, prev %x)", h, height, hd.Height, hd.Prev)
 		}
-		if err := g.VerifyCert(hd, &b.Cert); err != nil {
+		if err := st.Members().VerifyCert(hd, &b.Cert); err != nil {
 			return sum, fmt.Errorf("chain: block %d: %w", h, err)
 		}
 		batch := st.NewBatch()

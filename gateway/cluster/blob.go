@@ -21,7 +21,7 @@ var ErrNoBlob = errors.New("cluster: peer does not have the blob")
 // FetchBlob honours ctx; it also gives up when the peer sends nothing for
 // 10 seconds. It may be called without Run.
 func (t *Transport) FetchBlob(ctx context.Context, peer string, hash [32]byte) ([]byte, error) {
-	p := t.peers[peer]
+	p := t.peer(peer)
 	if p == nil {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownPeer, peer)
 	}

@@ -62,7 +62,12 @@
 //     client bounds the total, and refuses chunks that do not add up; it
 //     verifies nothing else: the caller checks the proof and the bytes
 //     (gateway/snapshot.Accept).
-//  9. Lifecycle. New validates and does no I/O. Run listens, dials every
+//  9. The peer set. SetPeers replaces Config.Peers while the transport
+//     runs (the member sets changed): a peer kept (same id and key) keeps
+//     its connection, queue and counters; a new one is dialled at once; a
+//     removed one is no longer dialled, its inbound connection is closed,
+//     and its key is refused from then on.
+//  10. Lifecycle. New validates and does no I/O. Run listens, dials every
 //     peer, and blocks until its context ends or Close is called, then
 //     returns nil. Ready is closed once the listener is bound, and Addr then
 //     reports it. Close is idempotent, safe before or without Run, and

@@ -28,7 +28,7 @@ const (
 // not have block from. Fetch honours ctx; it also gives up when the peer
 // sends nothing for 10 seconds. It may be called without Run.
 func (t *Transport) Fetch(ctx context.Context, peer string, from uint64, max int) ([][]byte, error) {
-	p := t.peers[peer]
+	p := t.peer(peer)
 	if p == nil {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownPeer, peer)
 	}

@@ -170,6 +170,12 @@ func (t *Transport) readPeer(ctx context.Context, conn *tls.Conn, p *peer, remot
 		log.Debug("peer inbound connected")
 	}
 	defer p.clearInbound(conn)
+	if t.peer(p.ID) != p {
+		// SetPeers removed it while it shook hands: SetPeers closes the
+		// inbound connection it finds, and this one came after.
+		log.Info("peer inbound closed: no longer a peer")
+		return
+	}
 
 	// Status frames come every second: ten seconds without a byte means
 	// the peer or the path is dead.

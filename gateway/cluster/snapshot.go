@@ -128,7 +128,7 @@ func decodeSnapshotResponse(p []byte) (snapshotResponse, error) {
 // each chunk gives up when the peer sends nothing for 10 seconds. It may
 // be called without Run.
 func (t *Transport) FetchSnapshot(ctx context.Context, peer string, maxBytes int) (*Snapshot, error) {
-	p := t.peers[peer]
+	p := t.peer(peer)
 	if p == nil {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownPeer, peer)
 	}

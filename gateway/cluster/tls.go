@@ -160,7 +160,7 @@ func (t *Transport) inboundPeer(cs tls.ConnectionState) (*peer, error) {
 	}
 	leaf := cs.PeerCertificates[0]
 	if id, ok := keyID(leaf.PublicKey); ok {
-		if p := t.byKey[id]; p != nil {
+		if p := t.set.Load().byKey[id]; p != nil {
 			return p, nil
 		}
 	}

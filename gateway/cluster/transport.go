@@ -95,19 +95,30 @@ func (c *Config) Validate() error {
 			bad("Listen %q: %v", c.Listen, err)
 		}
 	}
-	var self string
 	if c.Signer == nil {
 		bad("Signer is nil")
 	} else if err := checkKey(c.Signer.Public()); err != nil {
 		bad("Signer: %v", err)
-	} else {
-		self, _ = keyID(c.Signer.Public())
 	}
 	if c.MaxFrame != 0 && (c.MaxFrame < minMaxFrame || c.MaxFrame > maxMaxFrame) {
 		bad("MaxFrame %d: want 0 or %d..%d", c.MaxFrame, minMaxFrame, maxMaxFrame)
 	}
 	if c.QueueLen < 0 {
 		bad("QueueLen %d is negative", c.QueueLen)
+	}
+	errs = append(errs, c.validatePeers())
+	return errors.Join(errs...)
+}
+
+// validatePeers reports every problem of c.Peers at once.
+func (c *Config) validatePeers() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("cluster: "+format, args...))
+	}
+	var self string
+	if c.Signer != nil && checkKey(c.Signer.Public()) == nil {
+		self, _ = keyID(c.Signer.Public())
 	}
 	ids := map[string]bool{}
 	keys := map[string]string{}
@@ -180,12 +191,10 @@ type PeerStatus struct {
 
 // Transport carries messages between this gateway and its peers.
 type Transport struct {
-	cfg   Config
-	h     Handler
-	log   *slog.Logger
-	peers map[string]*peer // by id
-	order []*peer          // sorted by id
-	byKey map[string]*peer // by keyID of the genesis key
+	cfg Config
+	h   Handler
+	log *slog.Logger
+	set atomic.Pointer[peerSet] // the peers now; replaced whole by SetPeers
 
 	ready   chan struct{} // closed once the listener is bound
 	done    chan struct{} // closed when Run returns
@@ -198,7 +207,34 @@ type Transport struct {
 	closed  bool
 	addr    string
 	cert    *tls.Certificate
+	// While Run runs: its context, group and certificate, to start the
+	// dialer of a peer SetPeers adds.
+	runCtx  context.Context
+	runG    *errgroup.Group
+	runCert *tls.Certificate
 }
+
+// peerSet is the peers at one time; it is not changed once made.
+type peerSet struct {
+	byID  map[string]*peer
+	order []*peer          // sorted by id
+	byKey map[string]*peer // by keyID of the pinned key
+}
+
+func newPeerSet(ps []*peer) *peerSet {
+	s := &peerSet{byID: make(map[string]*peer, len(ps)), byKey: make(map[string]*peer, len(ps))}
+	for _, p := range ps {
+		k, _ := keyID(p.PublicKey)
+		s.byID[p.ID] = p
+		s.byKey[k] = p
+		s.order = append(s.order, p)
+	}
+	slices.SortFunc(s.order, func(a, b *peer) int { return strings.Compare(a.ID, b.ID) })
+	return s
+}
+
+// peer returns the peer id, nil if it is not one now.
+func (t *Transport) peer(id string) *peer { return t.set.Load().byID[id] }
 
 // peer is a Peer and its send queue, connection state and counters.
 type peer struct {
@@ -211,8 +247,9 @@ type peer struct {
 	height                    atomic.Uint64
 	lastSeen                  atomic.Int64 // unix nanoseconds; 0 if never
 
-	mu sync.Mutex
-	in net.Conn // current inbound message stream
+	mu     sync.Mutex
+	in     net.Conn           // current inbound message stream
+	cancel context.CancelFunc // stops its dialer (SetPeers removed it); nil before Run
 }
 
 // New validates cfg and builds a Transport. It does no I/O.
@@ -238,23 +275,92 @@ func New(cfg Config, h Handler) (*Transport, error) {
 		cfg:   cfg,
 		h:     h,
 		log:   cfg.Logger.With("component", "cluster", "node", cfg.Self),
-		peers: make(map[string]*peer, len(cfg.Peers)),
-		byKey: make(map[string]*peer, len(cfg.Peers)),
 		ready: make(chan struct{}),
 		done:  make(chan struct{}),
 		sem:   make(chan struct{}, maxHandshakes),
 	}
 	t.stopCtx, t.stop = context.WithCancel(context.Background())
+	var ps []*peer
 	for _, p := range cfg.Peers {
-		pp := &peer{Peer: p, queue: make(chan []byte, cfg.QueueLen)}
-		pp.addr.Store(&p.Addr)
-		k, _ := keyID(p.PublicKey)
-		t.peers[p.ID] = pp
-		t.byKey[k] = pp
-		t.order = append(t.order, pp)
+		ps = append(ps, t.newPeer(p))
 	}
-	slices.SortFunc(t.order, func(a, b *peer) int { return strings.Compare(a.ID, b.ID) })
+	t.set.Store(newPeerSet(ps))
 	return t, nil
+}
+
+func (t *Transport) newPeer(p Peer) *peer {
+	pp := &peer{Peer: p, queue: make(chan []byte, t.cfg.QueueLen)}
+	pp.addr.Store(&p.Addr)
+	return pp
+}
+
+// SetPeers makes peers the transport's peers (the member sets changed):
+// a peer it had with the same id and key keeps its connection, queue and
+// counters (and the address it dials, unless peers gives it a new one);
+// a new one is dialled at once if Run runs; one left out is no longer
+// dialled, its inbound connection is closed, and no connection with its
+// key is accepted any more. peers is checked as Config.Peers is.
+func (t *Transport) SetPeers(peers []Peer) error {
+	c := t.cfg
+	c.Peers = peers
+	if err := c.validatePeers(); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := t.set.Load()
+	var ps, added []*peer
+	keep := map[*peer]bool{}
+	for _, p := range peers {
+		if op := old.byID[p.ID]; op != nil && op.PublicKey.Equal(p.PublicKey) {
+			if p.Addr != "" && p.Addr != op.Peer.Addr {
+				op.Peer.Addr = p.Addr
+				op.addr.Store(&p.Addr)
+			}
+			keep[op] = true
+			ps = append(ps, op)
+			continue
+		}
+		np := t.newPeer(p)
+		ps = append(ps, np)
+		added = append(added, np)
+	}
+	t.set.Store(newPeerSet(ps))
+	for _, op := range old.order {
+		if keep[op] {
+			continue
+		}
+		op.mu.Lock()
+		if op.cancel != nil {
+			op.cancel()
+		}
+		if op.in != nil {
+			op.in.Close()
+		}
+		op.mu.Unlock()
+		t.log.Info("peer removed", "peer", op.ID)
+	}
+	for _, np := range added {
+		t.log.Info("peer added", "peer", np.ID, "addr", np.address())
+		if t.runG != nil {
+			t.startPeer(t.runCtx, t.runG, np, t.runCert)
+		}
+	}
+	return nil
+}
+
+// startPeer runs p's dialer in g until ctx ends or p is removed; t.mu
+// is held.
+func (t *Transport) startPeer(ctx context.Context, g *errgroup.Group, p *peer, cert *tls.Certificate) {
+	pctx, cancel := context.WithCancel(ctx)
+	p.mu.Lock()
+	p.cancel = cancel
+	p.mu.Unlock()
+	g.Go(func() error {
+		defer cancel()
+		t.runPeer(pctx, p, cert)
+		return nil
+	})
 }
 
 // Ready is closed once Run has bound its listener; Addr then reports it. It
@@ -312,7 +418,7 @@ func (t *Transport) Run(ctx context.Context) error {
 	t.addr = ln.Addr().String()
 	t.mu.Unlock()
 	close(t.ready)
-	t.log.Info("cluster listening", "addr", ln.Addr().String(), "peers", len(t.order))
+	t.log.Info("cluster listening", "addr", ln.Addr().String(), "peers", len(t.set.Load().order))
 
 	srv := t.serverTLS(cert)
 	g, ctx := errgroup.WithContext(ctx)
@@ -322,13 +428,17 @@ func (t *Transport) Run(ctx context.Context) error {
 		return nil
 	})
 	g.Go(func() error { return t.accept(ctx, g, ln, srv) })
-	for _, p := range t.order {
-		g.Go(func() error {
-			t.runPeer(ctx, p, cert)
-			return nil
-		})
+	t.mu.Lock()
+	t.runCtx, t.runG, t.runCert = ctx, g, cert
+	for _, p := range t.set.Load().order {
+		t.startPeer(ctx, g, p, cert)
 	}
-	return g.Wait()
+	t.mu.Unlock()
+	err = g.Wait()
+	t.mu.Lock()
+	t.runCtx, t.runG, t.runCert = nil, nil, nil
+	t.mu.Unlock()
+	return err
 }
 
 // Close stops the transport: the listener, every connection and goroutine.
@@ -354,7 +464,7 @@ func (t *Transport) Close() error {
 // than MaxFrame, or the transport is closed; it returns false for an unknown
 // peer. data must not be modified afterwards.
 func (t *Transport) Send(to string, data []byte) bool {
-	p := t.peers[to]
+	p := t.peer(to)
 	if p == nil {
 		return false
 	}
@@ -373,7 +483,7 @@ func (t *Transport) Send(to string, data []byte) bool {
 
 // Broadcast sends data to every peer, as Send does.
 func (t *Transport) Broadcast(data []byte) {
-	for _, p := range t.order {
+	for _, p := range t.set.Load().order {
 		t.Send(p.ID, data)
 	}
 }
@@ -385,7 +495,7 @@ func (p *peer) address() string { return *p.addr.Load() }
 // elsewhere); the next dial uses addr. The peer's identity stays pinned to
 // its key whatever the address.
 func (t *Transport) SetPeerAddr(id, addr string) error {
-	p := t.peers[id]
+	p := t.peer(id)
 	if p == nil {
 		return fmt.Errorf("%w: %q", ErrUnknownPeer, id)
 	}
@@ -401,8 +511,9 @@ func (t *Transport) SetPeerAddr(id, addr string) error {
 
 // Peers reports the state of every peer, sorted by id.
 func (t *Transport) Peers() []PeerStatus {
-	out := make([]PeerStatus, 0, len(t.order))
-	for _, p := range t.order {
+	order := t.set.Load().order
+	out := make([]PeerStatus, 0, len(order))
+	for _, p := range order {
 		out = append(out, p.status())
 	}
 	return out

@@ -724,3 +724,65 @@ func TestFetchSnapshot(t *testing.T) {
 		t.Errorf("an unknown peer: %v", err)
 	}
 }
+
+// TestSetPeers: the peer set follows the members. a starts knowing b;
+// c is added while a runs (a dials it, accepts it), b removed (a stops
+// dialling it, closes its inbound connection and refuses it from then
+// on); bad sets are refused whole.
+func TestSetPeers(t *testing.T) {
+	cl := newCluster(t, "a", "b", "c")
+	b := cl.start("b", nil, nil)
+	c := cl.start("c", nil, nil)
+	a := cl.start("a", nil, func(cfg *Config) { cfg.Peers = cfg.Peers[:1] }) // b only
+	if a.Send("c", []byte("x")) {
+		t.Fatal("Send to c before it is a peer accepted")
+	}
+	waitFor(t, "a and b connected", func() bool { return a.peer("b").Connected && a.peer("b").Inbound })
+	nb, nc := cl.node("b"), cl.node("c")
+	pb := Peer{ID: "b", Addr: nb.addr, PublicKey: &nb.key.PublicKey}
+	pc := Peer{ID: "c", Addr: nc.addr, PublicKey: &nc.key.PublicKey}
+
+	if err := a.SetPeers([]Peer{pb, pb}); err == nil {
+		t.Error("SetPeers accepted an id twice")
+	}
+	if err := a.SetPeers([]Peer{{ID: "a", Addr: nb.addr, PublicKey: &nb.key.PublicKey}}); err == nil {
+		t.Error("SetPeers accepted self")
+	}
+	if err := a.SetPeers([]Peer{pb, pc}); err != nil {
+		t.Fatal(err)
+	}
+	if !a.Send("c", []byte("to c")) || !a.Send("b", []byte("to b")) {
+		t.Fatal("Send refused after c was added")
+	}
+	waitFor(t, "c got a's message", func() bool { return c.h.has("a", "to c") })
+	waitFor(t, "a hears c", func() bool { return a.peer("c").Inbound })
+	c.Send("a", []byte("from c"))
+	waitFor(t, "a got c's message", func() bool { return a.h.has("c", "from c") })
+
+	if err := a.SetPeers([]Peer{pc}); err != nil {
+		t.Fatal(err)
+	}
+	if a.Send("b", []byte("to b after")) {
+		t.Error("Send to a removed peer accepted")
+	}
+	if ps := a.Peers(); len(ps) != 1 || ps[0].ID != "c" {
+		t.Errorf("peers after b was removed: %+v", ps)
+	}
+	b.Send("a", []byte("from b after"))
+	waitFor(t, "a refusing b", func() bool {
+		return a.logs.count(slog.LevelWarn, "inbound peer refused") > 0
+	})
+	if a.h.has("b", "from b after") {
+		t.Error("a took a message from a removed peer")
+	}
+	if !a.Send("c", []byte("c kept")) {
+		t.Fatal("Send to c refused")
+	}
+	waitFor(t, "c kept its connection", func() bool { return c.h.has("a", "c kept") })
+	// Added again (a member again with the same key): dialled anew.
+	if err := a.SetPeers([]Peer{pb, pc}); err != nil {
+		t.Fatal(err)
+	}
+	a.Send("b", []byte("b again"))
+	waitFor(t, "b got a's message again", func() bool { return b.h.has("a", "b again") })
+}

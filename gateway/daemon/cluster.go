@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"crypto/ecdsa"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -121,36 +120,21 @@ func fetchBlob(tr *cluster.Transport) directory.Fetcher {
 	}
 }
 
-// newTransport builds the transport to the other nodes of g.
+// newTransport builds the transport to the other members (see
+// memberPeers), as st's member sets name them.
 // With seeds, a node may have no address in the genesis: discovery gives it.
 func newTransport(g *ledger.Genesis, self, listen string, withSeeds bool, signer tpm.Signer, st *state.State, h *handler, logger *slog.Logger) (*cluster.Transport, error) {
-	var peers []cluster.Peer
-	for _, n := range g.Nodes {
-		if n.ID == self {
-			if listen == "" && len(n.Addrs) > 0 {
-				listen = n.Addrs[0]
-			}
-			continue
-		}
-		addr := ""
-		switch {
-		case len(n.Addrs) > 0:
-			addr = n.Addrs[0]
-		case !withSeeds:
-			return nil, fmt.Errorf("daemon: genesis node %s has no address to reach it at; configure [seeds] to find it", n.ID)
-		}
-		pk, err := ledger.ParsePublicKey(n.PublicKey)
-		if err != nil {
-			return nil, fmt.Errorf("daemon: genesis node %s: %w", n.ID, err)
-		}
-		ec, ok := pk.Key.(*ecdsa.PublicKey)
-		if !ok {
-			return nil, fmt.Errorf("daemon: genesis node %s: key is not ECDSA P-256", n.ID)
-		}
-		peers = append(peers, cluster.Peer{ID: n.ID, Addr: addr, PublicKey: ec})
+	tip, _ := st.Tip()
+	m := st.Members()
+	peers, err := memberPeers(m, tip, self, withSeeds)
+	if err != nil {
+		return nil, err
 	}
 	if listen == "" {
-		return nil, fmt.Errorf("daemon: node %s has no address in the genesis; set [cluster] listen", self)
+		listen = selfAddr(m, self)
+	}
+	if listen == "" {
+		return nil, fmt.Errorf("daemon: node %s has no address in the genesis or a member change; set [cluster] listen", self)
 	}
 	return cluster.New(cluster.Config{
 		Self: self, Listen: listen, Signer: signer, Peers: peers, Logger: logger,
@@ -173,10 +157,10 @@ func heights(t *cluster.Transport) func() map[string]uint64 {
 
 // behind reports whether this gateway may lack committed blocks (see
 // bridge.Directory.Behind).
-func behind(t *cluster.Transport, st *state.State, quorum int) func() bool {
+func behind(t *cluster.Transport, st *state.State) func() bool {
 	return func() bool {
 		tip, _ := st.Tip()
-		return isBehind(tip, t.Peers(), quorum, time.Now())
+		return isBehind(tip, t.Peers(), st.Members().At(tip+1).Quorum(), time.Now())
 	}
 }
 
@@ -269,7 +253,7 @@ const peerSilence = 5 * time.Second
 // than a quorum needs, a view change running longer than the commit
 // timeout, or a tx waiting past it (stalled, the chain's own check). nil:
 // it can commit.
-func health(g *ledger.Genesis, r *replica.Replica, t *cluster.Transport, commitTimeout time.Duration, halted, nodeKey, stalled func() error) func() error {
+func health(st *state.State, r *replica.Replica, t *cluster.Transport, commitTimeout time.Duration, halted, nodeKey, stalled func() error) func() error {
 	return func() error {
 		if err := halted(); err != nil {
 			return err
@@ -278,16 +262,22 @@ func health(g *ledger.Genesis, r *replica.Replica, t *cluster.Transport, commitT
 		if err := nodeKey(); err != nil {
 			why = append(why, err.Error())
 		}
+		if err := r.Member(); err != nil {
+			why = append(why, err.Error())
+		}
 		if t != nil {
+			// The members of the set in force, this gateway aside.
+			tip, _ := st.Tip()
+			in := st.Members().At(tip + 1)
 			heard := 0
 			for _, p := range t.Peers() {
-				if !p.LastSeen.IsZero() && time.Since(p.LastSeen) < peerSilence {
+				if _, ok := in.Key(p.ID); ok && !p.LastSeen.IsZero() && time.Since(p.LastSeen) < peerSilence {
 					heard++
 				}
 			}
-			if need := g.Quorum() - 1; heard < need {
+			if need := in.Quorum() - 1; heard < need {
 				why = append(why, fmt.Sprintf("no quorum: heard from %d of %d peers in the last %s, a quorum of %d gateways needs %d",
-					heard, len(g.Nodes)-1, peerSilence, g.Quorum(), need))
+					heard, in.N()-1, peerSilence, in.Quorum(), need))
 			}
 		}
 		if s := r.Status(); s.Changing && time.Since(s.ChangingSince) > commitTimeout {

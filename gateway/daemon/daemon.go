@@ -70,10 +70,13 @@ func New(o Options) (*Daemon, error) {
 // commit listeners registered on the chain (listen), then run (run). Its
 // closers undo the build in reverse, also after a partial one.
 type gateway struct {
-	cfg    config.Config
-	g      *ledger.Genesis
-	nodeID string
-	signer *NodeKey
+	// reconfigured wakes the heartbeat when a member change commits;
+	// committed wakes the peer set's follower at every block.
+	reconfigured, committed chan struct{}
+	cfg                     config.Config
+	g                       *ledger.Genesis
+	nodeID                  string
+	signer                  *NodeKey
 	// key is the node key as every signature uses it: a TPM that goes
 	// away makes the gateway not ready and silent, not stop (issue 20).
 	key *keyWatch
@@ -129,7 +132,7 @@ func (gw *gateway) close() {
 // on the chain (listen) and runs them (run).
 func (d *Daemon) Run(ctx context.Context) error {
 	clock.WatchTestOffset(ctx, d.logger)
-	gw := &gateway{cfg: d.opts.Config}
+	gw := &gateway{cfg: d.opts.Config, reconfigured: make(chan struct{}, 1), committed: make(chan struct{}, 1)}
 	defer gw.close()
 	gw.chainCtx, gw.stopChain = context.WithCancel(context.WithoutCancel(ctx))
 	gw.onClose(gw.stopChain)
@@ -187,7 +190,7 @@ func (d *Daemon) openNode(gw *gateway) error {
 	}
 	gw.onClose(func() { signer.Close() })
 	gw.signer = signer
-	if gw.nodeID, err = findNode(g, signer); err != nil {
+	if gw.nodeID, err = findMember(dir, g, signer); err != nil {
 		return err
 	}
 	if signer.Hardware() {
@@ -241,6 +244,9 @@ func (d *Daemon) openStorage(ctx context.Context, gw *gateway) error {
 		}
 	}
 	if err := d.loadState(gw); err != nil {
+		return err
+	}
+	if err := checkMember(gw.st.Members(), gw.nodeID, gw.signer); err != nil {
 		return err
 	}
 	return CatchUpIndex(context.Background(), idx, blog, d.logger)
@@ -363,7 +369,7 @@ func (d *Daemon) buildChain(gw *gateway) error {
 			return err
 		}
 		peerHeights = heights(gw.tr)
-		gw.behindPeers = behind(gw.tr, gw.st, g.Quorum())
+		gw.behindPeers = behind(gw.tr, gw.st)
 	}
 	gw.rep, err = replica.New(replica.Config{
 		Self: gw.nodeID, Genesis: g, State: gw.st, Log: gw.blog, Signer: gw.key.waiting(gw.chainCtx), Dir: filepath.Join(cfg.DataDir, PBFTDir),
@@ -443,7 +449,8 @@ func (d *Daemon) buildFronts(gw *gateway) error {
 	cstatus := clusterStatus(gw.rep, gw.tr, gw.st)
 	gw.reg.MustRegister(newClusterMetrics(cstatus))
 	srv.SetCluster(cstatus)
-	srv.SetHealth(health(g, gw.rep, gw.tr, time.Duration(cfg.Batch.CommitTimeout), gw.chain.Halted, gw.key.health, gw.chain.Stalled))
+	srv.SetMembers(membersInfo(gw.st))
+	srv.SetHealth(health(gw.st, gw.rep, gw.tr, time.Duration(cfg.Batch.CommitTimeout), gw.chain.Halted, gw.key.health, gw.chain.Stalled))
 	srv.SetMaxUploads(cfg.API.MaxUploads)
 	srv.SetDirectory(gw.dir, gw.idx)
 	srv.SetFirmware(gw.dir, gw.idx)
@@ -481,6 +488,21 @@ func (gw *gateway) listen() {
 	if gw.ui != nil {
 		ch.OnCommit(gw.ui.Committed)
 	}
+	woken, committed := gw.reconfigured, gw.committed
+	ch.OnCommit(func(_ *ledger.Block, txs []*ledger.Tx) {
+		select {
+		case committed <- struct{}{}:
+		default:
+		}
+		for _, tx := range txs {
+			if tx.Body.Kind == ledger.KindReconfig {
+				select {
+				case woken <- struct{}{}:
+				default:
+				}
+			}
+		}
+	})
 	dir, ctx := gw.dir, gw.bgCtx
 	ch.OnCommit(func(_ *ledger.Block, txs []*ledger.Tx) { dir.Committed(ctx, txs) })
 	for _, l := range frontListeners(gw.mqtt, gw.coap, dir) {
@@ -628,6 +650,7 @@ func (d *Daemon) run(ctx context.Context, gw *gateway) error {
 		if disc != nil {
 			go discoverPeers(gw.chainCtx, disc, g, gw.nodeID, tr, gw.seedSt, d.logger.With("component", "seeds"))
 		}
+		go followMembers(gw.chainCtx, tr, gw.st, gw.nodeID, len(cfg.Seeds.Zones) > 0, gw.committed, d.logger.With("component", "cluster"))
 		// The transport runs as long as the chain: peers need this
 		// replica's votes to commit what is in flight at shutdown.
 		trErr := make(chan error, 1)
@@ -641,9 +664,11 @@ func (d *Daemon) run(ctx context.Context, gw *gateway) error {
 			return fmt.Errorf("daemon: cluster: %w", err)
 		}
 	}
-	if hb := time.Duration(cfg.Batch.Heartbeat); hb > 0 {
+	// With heartbeats off (0), a cluster still commits them while a
+	// member change is pending (see heartbeat).
+	if hb := time.Duration(cfg.Batch.Heartbeat); hb > 0 || len(g.Nodes) > 1 {
 		grp.Go(func() error {
-			heartbeat(gctx, hb, gw.nodeID, gw.key, gw.chain, gw.rep, d.logger.With("component", "heartbeat"))
+			heartbeat(gctx, hb, gw.nodeID, gw.key, gw.chain, gw.rep, gw.reconfigured, d.logger.With("component", "heartbeat"))
 			return nil
 		})
 	}

@@ -158,7 +158,12 @@ func InitKey(dir string, signer config.Signer, logger *slog.Logger) ([]byte, err
 // name the node key among its nodes. The file is copied byte for byte and
 // atomically, so every node of the chain holds the same genesis.json. Join
 // returns the genesis and this node's id in it.
-func Join(dir, genesisPath string, s config.Signer, logger *slog.Logger) (*ledger.Genesis, string, error) {
+//
+// With as not empty, a node key the genesis does not name joins as node
+// as: a gateway that a member change (cluster.reconfig) is to add, which
+// follows the chain until the change names it with its key; its id goes
+// to NodeIDFile.
+func Join(dir, genesisPath, as string, s config.Signer, logger *slog.Logger) (*ledger.Genesis, string, error) {
 	gpath := filepath.Join(dir, GenesisFile)
 	if _, err := os.Stat(gpath); err == nil {
 		return nil, "", fmt.Errorf("%w: %s exists", ErrInitialized, gpath)
@@ -181,6 +186,23 @@ func Join(dir, genesisPath string, s config.Signer, logger *slog.Logger) (*ledge
 		return nil, "", fmt.Errorf("daemon: genesis %s: %w", genesisPath, err)
 	}
 	id, err := findNode(g, signer)
+	if err != nil && as != "" && len(g.Nodes) > 1 {
+		// A gateway a member change adds (`ledgergate cluster add`):
+		// it follows the chain from the genesis nodes until the change
+		// names it with this key.
+		if _, taken := g.Node(as); taken {
+			return nil, "", fmt.Errorf("%w: %s is a genesis node with another key: a gateway added later needs a new id", ErrNotMember, as)
+		}
+		if !ledger.ValidID(as) {
+			return nil, "", fmt.Errorf("daemon: invalid node id %q", as)
+		}
+		if err := writeFileAtomic(filepath.Join(dir, NodeIDFile), []byte(as+"\n"), 0o644); err != nil {
+			return nil, "", err
+		}
+		id, err = as, nil
+	} else if err == nil && as != "" && as != id {
+		return nil, "", fmt.Errorf("%w: the node key is genesis node %s's, not %s's", ErrNotMember, id, as)
+	}
 	if err != nil {
 		der, _ := ledger.MarshalPublicKey(signer) // findNode read the same key
 		nodes := make([]string, len(g.Nodes))

@@ -64,7 +64,7 @@ func TestInitKeyAndJoin(t *testing.T) {
 	want, _ := os.ReadFile(gpath)
 	for i, n := range spec.Nodes {
 		dir := filepath.Dir(n.PubFile)
-		jg, id, err := Join(dir, gpath, config.Dev().Signer, nil)
+		jg, id, err := Join(dir, gpath, "", config.Dev().Signer, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -87,7 +87,7 @@ func TestInitKeyAndJoin(t *testing.T) {
 		if id, err := findNode(lg, signer); err != nil || id != n.ID {
 			t.Fatalf("findNode: %q %v", id, err)
 		}
-		if _, _, err := Join(dir, gpath, config.Dev().Signer, nil); !errors.Is(err, ErrInitialized) {
+		if _, _, err := Join(dir, gpath, "", config.Dev().Signer, nil); !errors.Is(err, ErrInitialized) {
 			t.Fatalf("second Join: %v", err)
 		}
 		if _, err := InitKey(dir, config.Dev().Signer, nil); !errors.Is(err, ErrInitialized) {
@@ -114,7 +114,7 @@ func TestJoinRefuses(t *testing.T) {
 	if _, err := InitKey(stranger, config.Dev().Signer, nil); !errors.Is(err, ErrKeyExists) {
 		t.Fatalf("second InitKey: %v", err)
 	}
-	_, _, err = Join(stranger, gpath, config.Dev().Signer, nil)
+	_, _, err = Join(stranger, gpath, "", config.Dev().Signer, nil)
 	if !errors.Is(err, ErrNotMember) || !strings.Contains(err.Error(), "chain test-chain") || !strings.Contains(err.Error(), "node-4 ") {
 		t.Fatalf("stranger: %v", err)
 	}
@@ -122,13 +122,13 @@ func TestJoinRefuses(t *testing.T) {
 		t.Fatalf("a refused join left a genesis: %v", err)
 	}
 	// No node key.
-	if _, _, err := Join(filepath.Join(root, "empty"), gpath, config.Dev().Signer, nil); err == nil || !strings.Contains(err.Error(), "--node-id") {
+	if _, _, err := Join(filepath.Join(root, "empty"), gpath, "", config.Dev().Signer, nil); err == nil || !strings.Contains(err.Error(), "--node-id") {
 		t.Fatalf("no key: %v", err)
 	}
 	// An invalid genesis.
 	bad := filepath.Join(root, "bad.json")
 	os.WriteFile(bad, []byte(`{"chain_id": "x", "nodes": []}`), 0o644)
-	if _, _, err := Join(filepath.Dir(spec.Nodes[0].PubFile), bad, config.Dev().Signer, nil); !errors.Is(err, ledger.ErrGenesis) {
+	if _, _, err := Join(filepath.Dir(spec.Nodes[0].PubFile), bad, "", config.Dev().Signer, nil); !errors.Is(err, ledger.ErrGenesis) {
 		t.Fatalf("invalid genesis: %v", err)
 	}
 }
@@ -199,5 +199,49 @@ func TestCheckHostPort(t *testing.T) {
 		if err := checkHostPort(c.in); (err == nil) != c.ok {
 			t.Errorf("%q: %v, want ok=%v", c.in, err, c.ok)
 		}
+	}
+}
+
+// TestJoinAsAdded: a node key the genesis does not name joins with an id
+// as a gateway a member change adds later: the id goes to NodeIDFile,
+// which the start reads back; a genesis node's id is refused.
+func TestJoinAsAdded(t *testing.T) {
+	root, spec := newCluster(t, 4)
+	g, err := NewGenesis(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gpath := filepath.Join(root, "genesis.json")
+	if err := WriteGenesis(gpath, g, false); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, "node-5")
+	if _, err := InitKey(dir, config.Dev().Signer, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Join(dir, gpath, "node-2", config.Dev().Signer, nil); !errors.Is(err, ErrNotMember) {
+		t.Fatalf("joined as a genesis node's id: %v", err)
+	}
+	_, id, err := Join(dir, gpath, "node-5", config.Dev().Signer, nil)
+	if err != nil || id != "node-5" {
+		t.Fatalf("Join as node-5: %q, %v", id, err)
+	}
+	signer, err := OpenNodeKey(config.Dev().Signer, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer signer.Close()
+	if id, err := findMember(dir, g, signer); err != nil || id != "node-5" {
+		t.Fatalf("findMember: %q, %v", id, err)
+	}
+	m, err := ledger.NewMembers(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkMember(m, "node-5", signer); err != nil {
+		t.Errorf("not named yet: %v", err)
+	}
+	if err := checkMember(m, "node-1", signer); err == nil {
+		t.Error("a member's id with another key accepted")
 	}
 }

@@ -19,6 +19,10 @@ import (
 // in memory whole.
 const maxBlobBytes = api.MaxImageBytes
 
+// pendingBeat is how often the primary commits a heartbeat while a
+// member change is pending (see heartbeat).
+const pendingBeat = 50 * time.Millisecond
+
 // heartbeat keeps blocks coming on an idle chain: when this node is the
 // primary and no block committed for a whole interval, it commits a
 // node.heartbeat tx signed with the node key. Devices refuse answers whose
@@ -31,8 +35,21 @@ const maxBlobBytes = api.MaxImageBytes
 // their proposers' wall clocks, and a block stamped by a clock that was
 // ahead looks recent for as long as it was ahead. (After a restart, the
 // first heartbeat comes an interval after the start.)
-func heartbeat(ctx context.Context, every time.Duration, node string, signer crypto.Signer, ch *chain.Chain, rep *replica.Replica, logger *slog.Logger) {
-	t := time.NewTicker(max(every/4, time.Second))
+//
+// While a member change is pending (committed, not in force yet), the
+// primary commits a heartbeat every pendingBeat, idle or not, until the
+// new set committed its first block: a change takes
+// effect ledger.Window heights after it at the earliest, and an idle
+// chain would otherwise need that many heartbeat intervals to get there.
+//
+// reconfigured wakes it when a member change commits. With every 0
+// (heartbeats off) it commits heartbeats only while a change is pending.
+func heartbeat(ctx context.Context, every time.Duration, node string, signer crypto.Signer, ch *chain.Chain, rep *replica.Replica, reconfigured <-chan struct{}, logger *slog.Logger) {
+	idle := max(every/4, time.Second)
+	if every == 0 {
+		idle = time.Hour // only a commit of a change wakes it
+	}
+	t := time.NewTimer(idle)
 	defer t.Stop()
 	seenHeight, seenAt := uint64(0), time.Now() // the newest block this node saw, and when
 	for {
@@ -40,15 +57,25 @@ func heartbeat(ctx context.Context, every time.Duration, node string, signer cry
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-reconfigured:
+			t.Stop()
 		}
 		h, _ := ch.State().Tip()
+		// Up to and with the first block the new set certifies: it
+		// shows the new set commits.
+		pending := ch.State().Members().Pending(h)
+		if pending {
+			t.Reset(pendingBeat)
+		} else {
+			t.Reset(idle)
+		}
 		if h != seenHeight {
 			seenHeight, seenAt = h, time.Now()
 		}
 		if st := rep.Status(); st.Primary != node || st.Changing || ch.Halted() != nil {
 			continue
 		}
-		if time.Since(seenAt) < every {
+		if !pending && (every == 0 || time.Since(seenAt) < every) {
 			continue
 		}
 		// A heartbeat's time must be above the last one's (the state
@@ -66,7 +93,7 @@ func heartbeat(ctx context.Context, every time.Duration, node string, signer cry
 			logger.Warn("heartbeat: sign", "err", err)
 			continue
 		}
-		wctx, cancel := context.WithTimeout(ctx, every)
+		wctx, cancel := context.WithTimeout(ctx, max(every, time.Second))
 		if _, err := ch.Submit(wctx, env); err != nil && ctx.Err() == nil {
 			logger.Warn("heartbeat not committed", "err", err)
 		}

@@ -37,6 +37,47 @@ type proposal struct {
 	txs     []*state.Checked
 	batch   *state.Batch
 	payload []byte // the block's encoding, if this replica built it
+	raw     []byte // the block's encoding, built or validated here (Reconfig)
+}
+
+// Reconfig returns the member set a committed block names
+// (pbft.Reconfigurer): the node ids of its cluster.reconfig, if it holds
+// one. The state admits at most one per block (Members.Next refuses a
+// change while one is pending). It reads only the payload: the block
+// this replica validated with those bytes, or else the bytes decoded.
+func (a *app) Reconfig(seq uint64, payload []byte) ([]string, bool) {
+	for _, p := range a.spec { // the proposals in flight: a few
+		if p.block.Header.Height == seq && bytes.Equal(p.raw, payload) {
+			return reconfigOf(p.txs)
+		}
+	}
+	b, err := ledger.DecodeBlock(payload)
+	if err != nil {
+		return nil, false // the core executes only blocks Validate took
+	}
+	txs, err := b.DecodeTxs(a.g.Params.MaxTxBytes)
+	if err != nil {
+		return nil, false
+	}
+	cs := make([]*state.Checked, len(txs))
+	for i, tx := range txs {
+		cs[i] = &state.Checked{Tx: tx}
+	}
+	return reconfigOf(cs)
+}
+
+// reconfigOf returns the node ids a cluster.reconfig among txs names.
+func reconfigOf(txs []*state.Checked) ([]string, bool) {
+	for _, c := range txs {
+		if b := c.Tx.Body; b.Kind == ledger.KindReconfig && b.ClusterReconfig != nil {
+			ids := make([]string, len(b.ClusterReconfig.Nodes))
+			for i, n := range b.ClusterReconfig.Nodes {
+				ids[i] = n.ID
+			}
+			return ids, true
+		}
+	}
+	return nil, false
 }
 
 var errUnknownParent = errors.New("replica: proposal extends a block this replica does not hold")
@@ -94,7 +135,7 @@ func (a *app) Build(seq, view uint64, parent pbft.Digest, reqs []pbft.Request) (
 		return out, err
 	}
 	out.Payload, out.Digest = payload, p.block.Header.Hash()
-	p.payload = payload
+	p.payload, p.raw = payload, payload
 	a.spec[out.Digest] = p
 	return out, nil
 }
@@ -120,6 +161,9 @@ func (a *app) Validate(seq, view uint64, parent pbft.Digest, payload []byte) (pb
 		}
 	}
 	h := &b.Header
+	// The proposer is checked against the set in force at seq, which the
+	// committed state knows: a change takes effect ledger.Window heights
+	// after its block at the earliest.
 	switch {
 	case h.ChainID != a.g.ChainID:
 		return pbft.Digest{}, nil, fmt.Errorf("replica: block for chain %q", h.ChainID)
@@ -127,7 +171,7 @@ func (a *app) Validate(seq, view uint64, parent pbft.Digest, payload []byte) (pb
 		return pbft.Digest{}, nil, fmt.Errorf("replica: block %d proposed at %d", h.Height, seq)
 	case !bytes.Equal(h.Prev, parent[:]):
 		return pbft.Digest{}, nil, errors.New("replica: block does not extend its parent")
-	case h.View > view || h.Proposer != a.g.Nodes[h.View%uint64(len(a.g.Nodes))].ID:
+	case h.View > view || h.Proposer != a.st.Members().At(seq).Primary(h.View):
 		return pbft.Digest{}, nil, fmt.Errorf("replica: block by %s in view %d was not its primary's", h.Proposer, h.View)
 	case len(b.Cert.Sigs) > 0 || b.Cert.View != 0 || len(b.Txs) == 0:
 		return pbft.Digest{}, nil, errors.New("replica: proposal with a certificate or no txs")
@@ -137,7 +181,7 @@ func (a *app) Validate(seq, view uint64, parent pbft.Digest, payload []byte) (pb
 		return pbft.Digest{}, nil, err
 	}
 	batch := a.st.NewBatchOn(base)
-	p := &proposal{block: b, tree: ledger.NewTree(b.Txs), batch: batch}
+	p := &proposal{block: b, tree: ledger.NewTree(b.Txs), batch: batch, raw: payload}
 	if len(ids) != len(b.Txs) {
 		ids = make([][32]byte, len(b.Txs))
 		for i, env := range b.Txs {

@@ -5,34 +5,25 @@ import (
 	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/sha256"
-	"fmt"
 
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 	"github.com/ledgergate/ledgergate/gateway/pbft"
+	"github.com/ledgergate/ledgergate/gateway/state"
 )
 
-// nodeCrypto signs with the node key and checks against the genesis keys.
-// Commits sign ledger votes, so they form ledger commit certificates.
+// nodeCrypto signs with the node key and checks against the keys of the
+// members: every node that was ever a member, as the committed state
+// leaves the member sets (the core counts a vote only with the set of
+// its sequence number). Commits sign ledger votes, so they form ledger
+// commit certificates.
 type nodeCrypto struct {
 	chainID string
 	signer  crypto.Signer
-	keys    map[string]*ecdsa.PublicKey
+	st      *state.State
 }
 
-func newCrypto(g *ledger.Genesis, signer crypto.Signer) (*nodeCrypto, error) {
-	c := &nodeCrypto{chainID: g.ChainID, signer: signer, keys: map[string]*ecdsa.PublicKey{}}
-	for _, n := range g.Nodes {
-		pk, err := ledger.ParsePublicKey(n.PublicKey)
-		if err != nil {
-			return nil, fmt.Errorf("replica: node %s: %w", n.ID, err)
-		}
-		ec, ok := pk.Key.(*ecdsa.PublicKey)
-		if !ok {
-			return nil, fmt.Errorf("replica: node %s: key is not ECDSA", n.ID)
-		}
-		c.keys[n.ID] = ec
-	}
-	return c, nil
+func newCrypto(g *ledger.Genesis, st *state.State, signer crypto.Signer) *nodeCrypto {
+	return &nodeCrypto{chainID: g.ChainID, signer: signer, st: st}
 }
 
 func (c *nodeCrypto) Sign(data []byte) ([]byte, error) {
@@ -41,9 +32,15 @@ func (c *nodeCrypto) Sign(data []byte) ([]byte, error) {
 }
 
 func (c *nodeCrypto) Verify(node string, data, sig []byte) bool {
-	k := c.keys[node]
+	// Members are replaced, never changed, as blocks apply: a set that
+	// changed since is read at the next vote.
+	pk, ok := c.st.Members().Ever(node)
+	if !ok {
+		return false
+	}
+	k, ok := pk.Key.(*ecdsa.PublicKey)
 	d := sha256.Sum256(data)
-	return k != nil && ecdsa.VerifyASN1(k, d[:], sig)
+	return ok && ecdsa.VerifyASN1(k, d[:], sig)
 }
 
 func (c *nodeCrypto) VoteBytes(seq, view uint64, d pbft.Digest) []byte {

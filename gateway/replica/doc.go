@@ -27,6 +27,19 @@
 // from a peer and checks each one's certificate and its link to the block
 // before, then tells the core (pbft.Core.Caught).
 //
+// Member changes (cluster.reconfig, docs/cluster.md). The member sets
+// are the state's (state.State.Members): the core starts with the genesis
+// ids and every change the state applied (pbft.Config.Reconfigs), the app
+// names the change a block it executes carries (pbft.Reconfigurer), and
+// state transfer tells the core of each change it applied
+// (pbft.Core.Reconfigured) before Caught. Votes verify with the key of any
+// node that was ever a member (the core counts each with the set of its
+// sequence number); a fetched block's certificate and a proposal's
+// proposer are checked with the set in force at its height. A gateway
+// that is not a member of the set in force (removed, or added and not in
+// force yet) takes no txs: Propose refuses them as unavailable
+// (ErrRemoved, ErrNotYetMember).
+//
 // The caller's duties: 1. build it with New; 2. hand its Message and
 // Blocks methods to the transport as the handler; 3. use it as the chain's
 // Orderer (chain.Run calls Run).

@@ -119,7 +119,9 @@ func New(cfg Config) (*Replica, error) {
 	if cfg.Genesis == nil || cfg.State == nil || cfg.Log == nil || cfg.Signer == nil || cfg.Logger == nil {
 		return nil, errors.New("replica: config needs genesis, state, log, signer and logger")
 	}
-	if _, ok := cfg.Genesis.Node(cfg.Self); !ok {
+	if _, ok := cfg.Genesis.Node(cfg.Self); !ok && len(cfg.Genesis.Nodes) == 1 {
+		// A cluster's gateway may be one a member change added: it
+		// follows the chain until its set takes effect.
 		return nil, fmt.Errorf("replica: %q is not a node of the genesis", cfg.Self)
 	}
 	if len(cfg.Genesis.Nodes) > 1 && (cfg.Transport == nil || cfg.Heights == nil) {
@@ -148,7 +150,8 @@ func New(cfg Config) (*Replica, error) {
 		fetched:   make(chan fetchResult, 1),
 		ahead:     map[string]int{},
 	}
-	r.status.Store(&Status{Primary: cfg.Genesis.Nodes[0].ID})
+	tip, _ := cfg.State.Tip()
+	r.status.Store(&Status{Primary: cfg.State.Members().At(tip + 1).Primary(0)})
 	return r, nil
 }
 
@@ -157,6 +160,9 @@ func (r *Replica) Status() Status { return *r.status.Load() }
 
 // Propose queues a checked tx for ordering (chain.Orderer).
 func (r *Replica) Propose(c *state.Checked) error {
+	if err := r.Member(); err != nil {
+		return err
+	}
 	select {
 	case r.proposals <- queuedTx{c: c, at: time.Now()}:
 		return nil
@@ -191,10 +197,46 @@ func (r *Replica) Message(from string, data []byte) {
 	}
 }
 
-// primaryOf is the id of the primary of view v (PBFT: nodes[v mod n]).
+// primaryOf is the id of the primary of view v (PBFT: nodes[v mod n])
+// in the member set in force after the tip.
 func (r *Replica) primaryOf(v uint64) string {
-	nodes := r.cfg.Genesis.Nodes
-	return nodes[v%uint64(len(nodes))].ID
+	tip, _ := r.cfg.State.Tip()
+	return r.cfg.State.Members().At(tip + 1).Primary(v)
+}
+
+// ErrRemoved refuses a tx offered to a gateway that a member change
+// removed from the cluster.
+var ErrRemoved error = &ledger.RefusedError{Reason: ledger.ReasonUnavailable,
+	Detail: "replica: this gateway was removed from the cluster: use another gateway"}
+
+// ErrNotYetMember refuses a tx offered to a gateway that a member change
+// added, before its set takes effect.
+var ErrNotYetMember error = &ledger.RefusedError{Reason: ledger.ReasonUnavailable,
+	Detail: "replica: this gateway is not a member of the cluster yet (it joins at a later height): use another gateway"}
+
+// Member says whether this gateway is a member of the set in force after
+// its tip, and so takes txs: nil, or why not (ErrRemoved,
+// ErrNotYetMember). Safe from any goroutine.
+func (r *Replica) Member() error {
+	if len(r.cfg.Genesis.Nodes) == 1 {
+		return nil
+	}
+	tip, _ := r.cfg.State.Tip()
+	m := r.cfg.State.Members()
+	if _, ok := m.At(tip + 1).Key(r.cfg.Self); ok {
+		return nil
+	}
+	for _, e := range m.Epochs() {
+		if e.Start > tip+1 {
+			if _, ok := e.Key(r.cfg.Self); ok {
+				return ErrNotYetMember
+			}
+		}
+	}
+	if _, ok := m.Ever(r.cfg.Self); ok {
+		return ErrRemoved
+	}
+	return ErrNotYetMember // not named in any change this gateway applied yet
 }
 
 // Transferred is the number of blocks this replica applied by state
@@ -438,17 +480,20 @@ func (r *Replica) start() (*pbft.Core, error) {
 		}
 		last = executed(b)
 	}
-	crypt, err := newCrypto(r.cfg.Genesis, r.cfg.Signer)
-	if err != nil {
-		return nil, err
-	}
+	crypt := newCrypto(r.cfg.Genesis, r.cfg.State, r.cfg.Signer)
 	var nodes []string
 	for _, n := range r.cfg.Genesis.Nodes {
 		nodes = append(nodes, n.ID)
 	}
+	// The member changes the state applied, up to its tip: the core's
+	// last executed proposal (pbft doc.go, driver's duty 1).
+	var reconfigs []pbft.Reconfig
+	for _, e := range r.cfg.State.Members().Changes() {
+		reconfigs = append(reconfigs, pbft.Reconfig{Seq: e.Height, Nodes: e.IDs()})
+	}
 	timeout := max(int(r.cfg.ViewChangeTimeout/r.cfg.Tick), 2)
 	core, err := pbft.New(pbft.Config{
-		ID: r.cfg.Self, Nodes: nodes, Domain: r.cfg.Genesis.ChainID, Crypto: crypt, App: r.app,
+		ID: r.cfg.Self, Nodes: nodes, Reconfigs: reconfigs, Domain: r.cfg.Genesis.ChainID, Crypto: crypt, App: r.app,
 		MaxBatch: r.cfg.Batch.MaxTxs, MaxBatchBytes: r.cfg.Batch.MaxBytes, MaxQueue: r.cfg.Batch.MaxPending,
 		RequestTimeout: timeout, BatchTicks: batchTicks(r.cfg.Batch.MaxDelay, r.cfg.Tick),
 		PartialInFlight: partialInFlight,
@@ -456,7 +501,8 @@ func (r *Replica) start() (*pbft.Core, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.logger.Info("replica started", "node", r.cfg.Self, "view", hs.View, "executed", last.Seq, "nodes", len(nodes))
+	in := r.cfg.State.Members().At(last.Seq + 1)
+	r.logger.Info("replica started", "node", r.cfg.Self, "view", hs.View, "executed", last.Seq, "nodes", in.N(), "member_changes", len(reconfigs))
 	return core, nil
 }
 
@@ -814,6 +860,7 @@ func (d *driver) transferred(f fetchResult) error {
 	g := d.r.cfg.Genesis
 	var ids [][32]byte
 	var last *ledger.Block
+	var reconfigs []pbft.Reconfig
 	for _, data := range f.blocks {
 		height, tip := d.r.cfg.State.Tip()
 		b, err := ledger.DecodeBlock(data)
@@ -821,7 +868,10 @@ func (d *driver) transferred(f fetchResult) error {
 			err = fmt.Errorf("block %d does not extend block %d", b.Header.Height, height)
 		}
 		if err == nil {
-			err = g.VerifyCert(&b.Header, &b.Cert)
+			// The set in force at the block's height: the state knows
+			// it, since a change takes effect Window heights after the
+			// block that holds it, which state transfer applied first.
+			err = d.r.cfg.State.Members().VerifyCert(&b.Header, &b.Cert)
 		}
 		// A pruned block (a peer's retention dropped record envelopes)
 		// is applied from its stubs: DecodeBlock checked their leaf
@@ -834,6 +884,9 @@ func (d *driver) transferred(f fetchResult) error {
 		for _, tx := range decoded {
 			txs = append(txs, &state.Checked{Tx: tx})
 			ids = append(ids, tx.ID)
+		}
+		if nodes, ok := reconfigOf(txs); ok && err == nil {
+			reconfigs = append(reconfigs, pbft.Reconfig{Seq: b.Header.Height, Nodes: nodes})
 		}
 		if err != nil {
 			d.r.logger.Warn("refused a block from a peer", "peer", f.peer, "err", err)
@@ -850,6 +903,11 @@ func (d *driver) transferred(f fetchResult) error {
 		return nil
 	}
 	d.r.logger.Info("caught up from a peer", "peer", f.peer, "height", last.Header.Height, "blocks", len(f.blocks))
+	for _, rc := range reconfigs {
+		if err := d.core.Reconfigured(rc); err != nil {
+			return err
+		}
+	}
 	if err := d.core.Caught(executed(last), ids); err != nil {
 		return err
 	}

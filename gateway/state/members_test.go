@@ -52,7 +52,9 @@ func TestReconfig(t *testing.T) {
 	wantReason(t, f.addOne(b, f.sign(f.admin, "admin", reconfigBody(g.Nodes...))), ledger.ReasonForbidden)
 
 	// Until 81 the genesis set signs node txs; node-e is nobody yet.
-	beat := func(k crypto.Signer, node string, time int64) []byte { return f.sign(k, node, heartbeatBody(node, time)) }
+	beat := func(k crypto.Signer, node string, time int64) []byte {
+		return f.sign(k, node, heartbeatBody(node, time))
+	}
 	_, err = f.st.Check(beat(e, "node-e", 1))
 	wantReason(t, err, ledger.ReasonUnknownAuthor)
 	for f.height < 80 {

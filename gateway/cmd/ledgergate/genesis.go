@@ -38,8 +38,8 @@ func initKey(e *env, data, nodeID string, signer config.Signer) error {
 }
 
 // initJoin is `init --genesis`: the second step of joining a chain.
-func initJoin(e *env, data, genesis string, signer config.Signer) error {
-	g, id, err := daemon.Join(data, genesis, signer, nil)
+func initJoin(e *env, data, genesis, as string, signer config.Signer) error {
+	g, id, err := daemon.Join(data, genesis, as, signer, nil)
 	if err != nil {
 		return err
 	}

@@ -51,8 +51,8 @@ func commands() []command {
 		{"run", "[--dev] [--config FILE] [--data DIR] [--listen ADDR] [--mqtt ADDR]", "run the gateway", cmdRun},
 		{"init", "[--data DIR] [--chain-id ID] [--admin-id ID] [--admin-key FILE]\n" +
 			"       ledgergate init --node-id ID [--data DIR]   (or --key-only: the node key only)\n" +
-			"       ledgergate init --genesis FILE [--data DIR]",
-			"create a data directory: a new single-node chain, or a node key (--node-id ID) that then joins a chain (--genesis)", cmdInit},
+			"       ledgergate init --genesis FILE [--data DIR] [--node-id ID]",
+			"create a data directory: a new single-node chain, or a node key (--node-id ID) that then joins a chain (--genesis; with --node-id, as a gateway that 'cluster add' adds)", cmdInit},
 		{"genesis new", "--chain-id ID --node ID,HOST:PORT,KEY.pub... --admin NAME.pub... [--admin-id ID] --out FILE [--force]",
 			"build the genesis of a chain of several gateways from their node.pub files", cmdGenesisNew},
 		{"genesis show", "FILE", "print a genesis: chain id, hash, n, f, quorum, the nodes and admins with key fingerprints", cmdGenesisShow},
@@ -95,6 +95,10 @@ func commands() []command {
 			"enroll N simulated devices and run them over MQTT; prints throughput, PUBACK latency and (--presign) the broker's CPU per message", cmdSim},
 		{"records", "[--api URL] [--token T] [--device D] [--stream S] [--from T] [--to T] [--limit N | --all] [--order asc|desc] [--format table|json|ndjson|csv]",
 			"list or export committed records, newest first, following the API's pages", cmdRecords},
+		{"cluster members", "[--api URL]", "show the member set in force, and a pending change and the height it takes effect at", cmdClusterMembers},
+		{"cluster add", "--id ID --key NODE.pub --addr HOST:PORT", "add a gateway to the members (signed with the admin key); prints the height the new set takes effect at", cmdClusterAdd},
+		{"cluster remove", "--id ID", "remove a gateway from the members (signed with the admin key); at least 4 stay", cmdClusterRemove},
+		{"cluster replace", "--id OLD --with NEW --key NODE.pub --addr HOST:PORT", "replace a gateway (a dead one) by a new one with a new id and key, in its place (signed with the admin key)", cmdClusterReplace},
 		{"tx submit", "MSG [--receipt-out FILE]", "submit a signed tx and wait for its receipt", cmdTxSubmit},
 		{"receipt verify", "[--genesis FILE] RECEIPT", "verify a receipt offline against the genesis (default: that of the installed gateway, DATA/genesis.json)", cmdReceiptVerify},
 		{"ledger verify", "[--data DIR]", "check the whole chain: hashes, Merkle roots, certificates, signatures, and say what retention pruned (also on a running gateway); on a gateway that joined from a snapshot, from that snapshot on, and its proof", cmdLedgerVerify},

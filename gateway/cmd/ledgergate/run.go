@@ -94,7 +94,7 @@ func cmdInit(_ context.Context, e *env, args []string) error {
 	adminID := fs.String("admin-id", "admin", "the admin's id in the genesis")
 	adminKey := fs.String("admin-key", "", "where to write the admin private key (default DATA/admin.key); keep it offline in production")
 	keyOnly := fs.Bool("key-only", false, "make only the node key and its public key DATA/"+daemon.NodePubFile+", to join a chain built with 'genesis new'")
-	genesis := fs.String("genesis", "", "join the chain of this genesis file: DATA holds a node key from --node-id, and the genesis names it")
+	genesis := fs.String("genesis", "", "join the chain of this genesis file: DATA holds a node key from --node-id, and the genesis names it (or, with --node-id, a gateway that 'ledgergate cluster add' adds later under that id)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -123,10 +123,14 @@ func cmdInit(_ context.Context, e *env, args []string) error {
 		}
 		return initKey(e, *data, *nodeID, cfg.Signer)
 	case *genesis != "":
-		if err := only(fs, "with --genesis", "data", "genesis", "config", "software-key"); err != nil {
+		if err := only(fs, "with --genesis", "data", "genesis", "config", "software-key", "node-id"); err != nil {
 			return err
 		}
-		return initJoin(e, *data, *genesis, cfg.Signer)
+		as := ""
+		if set["node-id"] {
+			as = *nodeID
+		}
+		return initJoin(e, *data, *genesis, as, cfg.Signer)
 	}
 	g, err := daemon.Init(*data, daemon.InitOptions{ChainID: *chainID, NodeID: *nodeID, AdminID: *adminID, AdminKey: *adminKey, Signer: cfg.Signer})
 	if errors.Is(err, daemon.ErrInitialized) {
