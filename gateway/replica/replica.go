@@ -497,6 +497,9 @@ func (r *Replica) start() (*pbft.Core, error) {
 		MaxBatch: r.cfg.Batch.MaxTxs, MaxBatchBytes: r.cfg.Batch.MaxBytes, MaxQueue: r.cfg.Batch.MaxPending,
 		RequestTimeout: timeout, BatchTicks: batchTicks(r.cfg.Batch.MaxDelay, r.cfg.Tick),
 		PartialInFlight: partialInFlight,
+		// The protocol's constants: when a member change takes effect
+		// (ledger.MembersFrom) depends on them.
+		CheckpointInterval: ledger.CheckpointInterval, Window: ledger.Window,
 	}, hs, certs, last)
 	if err != nil {
 		return nil, err

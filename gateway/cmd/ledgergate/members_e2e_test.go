@@ -247,6 +247,32 @@ func TestClusterMembersChange(t *testing.T) {
 	if got := strings.Join(m.Last().IDs(), ","); got != "node-1,node-6,node-4,node-5,node-7" {
 		t.Errorf("the proof leaves the members %s", got)
 	}
+	// Each gateway serves a proof of the same changes, the one a device
+	// fetches (docs/protocol.md 10.2): an original member and one added
+	// later. (Their bytes may differ: each gateway keeps the certificate
+	// it collected, a quorum of signatures but not always the same one.)
+	for _, gw := range []*gateway{g5, g6} {
+		served, err := ledger.DecodeMembershipProof(fetchProof(t, gw.api))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sm, err := ledger.VerifyMembership(g, served)
+		if err != nil {
+			t.Errorf("%s serves a membership proof that does not verify: %v", gw.api, err)
+			continue
+		}
+		if a, b := sm.Last(), m.Last(); a.Start != b.Start || a.Tx != b.Tx || !slices.Equal(a.IDs(), b.IDs()) {
+			t.Errorf("%s serves a proof that leaves %v from %d, want %v from %d", gw.api, a.IDs(), a.Start, b.IDs(), b.Start)
+		}
+	}
+	want, err := proof.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	proofFile := filepath.Join(t.TempDir(), "proof.cbor")
+	if err := os.WriteFile(proofFile, want, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	ids := acked.list()
 	slices.Sort(ids)
 	checked := map[uint64]bool{} // the member sets, by first height
@@ -266,6 +292,39 @@ func TestClusterMembersChange(t *testing.T) {
 	if g0, _ := ledger.NewMembers(g); last.Header.Height < replace.from || g0.VerifyReceipt(last) == nil {
 		t.Errorf("a receipt at height %d verifies with the genesis nodes alone", last.Header.Height)
 	}
+	// The operator's tool: the same receipt with and without the proof.
+	enc, err := last.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	receiptFile := filepath.Join(t.TempDir(), "last.receipt")
+	if err := os.WriteFile(receiptFile, enc, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	genesisFile := filepath.Join(c.data[0], "genesis.json")
+	if out, errs, code := cli(t, "", "receipt", "verify", "--genesis", genesisFile, "--proof", proofFile, receiptFile); code != 0 || !strings.HasPrefix(out, "valid:") {
+		t.Errorf("receipt verify --proof: exit %d\n%s%s", code, out, errs)
+	}
+	if _, errs, code := cli(t, "", "receipt", "verify", "--genesis", genesisFile, receiptFile); code == 0 || !strings.Contains(errs, "--proof") {
+		t.Errorf("receipt verify without the proof: exit %d, %s; want a failure that names --proof", code, errs)
+	}
+}
+
+// fetchProof returns the membership proof a gateway serves.
+func fetchProof(t *testing.T, apiURL string) []byte {
+	t.Helper()
+	req, _ := http.NewRequest("GET", apiURL+"/api/v1/cluster/proof", nil)
+	req.Header.Set("Accept", "application/cbor")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /api/v1/cluster/proof: %d %v %s", resp.StatusCode, err, b)
+	}
+	return b
 }
 
 // cliFails runs a ledgergate command that must fail saying want.
