@@ -27,9 +27,9 @@ type State struct {
 
 	vendors   map[string]*Vendor
 	reviewers map[string]*ledger.PublicKey
-	facts     map[string]bool              // releases published, votes cast
-	beats     map[string]int64             // node -> time of its newest committed heartbeat
-	members   *ledger.Members // the member sets by height; replaced, never changed
+	facts     map[string]bool  // releases published, votes cast
+	beats     map[string]int64 // node -> time of its newest committed heartbeat
+	members   *ledger.Members  // the member sets by height; replaced, never changed
 	height    uint64
 	tip       [32]byte // hash of the block at height; the genesis hash at 0
 	txs       uint64   // txs in blocks 1 to height

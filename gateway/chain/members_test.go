@@ -1,0 +1,200 @@
+package chain
+
+import (
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/ledgergate/ledgergate/gateway/ledger"
+	"github.com/ledgergate/ledgergate/gateway/ledger/ledgertest"
+	"github.com/ledgergate/ledgergate/gateway/state"
+)
+
+var (
+	oldSet = []string{"node-1", "node-2", "node-3", "node-4"}
+	newSet = []string{"node-2", "node-3", "node-5", "node-6", "node-7"}
+)
+
+// changeAt is the height of the change in reconfigChain, from is where
+// the new set takes effect.
+const changeAt = 2
+
+var changeFrom = ledger.MembersFrom(changeAt)
+
+// reconfigChain builds a chain of n blocks whose block changeAt commits a
+// cluster.reconfig from oldSet to newSet; block h is certified by the
+// quorum of the set signers(h) returns.
+func reconfigChain(t *testing.T, n uint64, signers func(h uint64) []string) *ledgertest.Chain {
+	t.Helper()
+	c := ledgertest.New(t, "members", oldSet...)
+	for h := uint64(1); h <= n; h++ {
+		var txs [][]byte
+		if h == changeAt {
+			txs = append(txs, c.Reconfig(t, newSet...))
+		}
+		c.Add(t, signers(h), txs...)
+	}
+	return c
+}
+
+// rightSigners certifies each block with a quorum of the set in force.
+func rightSigners(h uint64) []string {
+	if h >= changeFrom {
+		return newSet[1:] // 4 of 5: the quorum
+	}
+	return oldSet[1:] // 3 of 4
+}
+
+func writeLog(t *testing.T, recs [][]byte) *ledger.Log {
+	t.Helper()
+	return baseLog(t, recs, 0, [32]byte{})
+}
+
+// TestVerifyAcrossMemberChange: a chain whose later blocks are certified
+// by the new set only verifies, and says where the members changed; a
+// block after the boundary certified by the old set, or one before it
+// certified by the new set, fails at that block.
+func TestVerifyAcrossMemberChange(t *testing.T) {
+	const n = 90
+	c := reconfigChain(t, n, rightSigners)
+	sum, err := Verify(c.G, writeLog(t, c.Recs), nil)
+	if err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if sum.Blocks != n || sum.Members == nil || len(sum.Members.Changes()) != 1 {
+		t.Fatalf("summary %+v", sum)
+	}
+	e := sum.Members.Changes()[0]
+	if e.Height != changeAt || e.Start != changeFrom || len(e.Nodes) != len(newSet) {
+		t.Fatalf("change at %d from %d of %d nodes", e.Height, e.Start, len(e.Nodes))
+	}
+	for _, bad := range []struct {
+		name string
+		at   uint64
+		set  []string
+	}{
+		{"old set after the boundary", changeFrom, oldSet[1:]},
+		{"old set well after the boundary", n, oldSet[:3]},
+		{"new set before the boundary", changeFrom - 1, newSet[1:]},
+		{"new set at the change", changeAt, newSet[1:]},
+	} {
+		t.Run(bad.name, func(t *testing.T) {
+			c := reconfigChain(t, n, func(h uint64) []string {
+				if h == bad.at {
+					return bad.set
+				}
+				return rightSigners(h)
+			})
+			_, err := Verify(c.G, writeLog(t, c.Recs), nil)
+			if err == nil || !strings.Contains(err.Error(), "is not a member at height") {
+				t.Fatalf("Verify = %v, want a certificate refused", err)
+			}
+			if want := "block " + strconv.FormatUint(bad.at, 10) + ":"; !strings.Contains(err.Error(), want) {
+				t.Fatalf("Verify = %v, want it at %q", err, want)
+			}
+		})
+	}
+}
+
+// TestProveMembersAndVerifyFromBase: the membership proof built from the
+// log verifies with the genesis alone and proves the state's members; a
+// log that starts from a snapshot above the change verifies with that
+// proof stored beside its base (blocks/MEMBERS), builds the same proof
+// from it, and is refused without it or with a forged one.
+func TestProveMembersAndVerifyFromBase(t *testing.T) {
+	const n, base = 90, 84
+	c := reconfigChain(t, n, rightSigners)
+	full := writeLog(t, c.Recs)
+	st, err := state.New(c.G)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Replay(full, st, nil); err != nil {
+		t.Fatal(err)
+	}
+	p, err := ProveMembers(st.Members(), full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := ledger.VerifyMembership(c.G, p)
+	if err != nil {
+		t.Fatalf("VerifyMembership: %v", err)
+	}
+	if len(p) != 1 || !m.Equal(st.Members()) {
+		t.Fatalf("proof of %d receipts proves %d changes", len(p), len(m.Changes()))
+	}
+
+	// The state at the base, as a snapshot restores it.
+	baseState := func() *state.State {
+		st, err := state.New(c.G)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Replay(writeLog(t, c.Recs[:base]), st, nil); err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	based := func(members ledger.MembershipProof) *ledger.Log {
+		dir := filepath.Join(t.TempDir(), "blocks")
+		blog, err := ledger.OpenLog(dir, ledger.LogOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { blog.Close() })
+		if members != nil {
+			if err := blog.SetBaseMembers(members); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := blog.SetBase(base, c.Hash(base)); err != nil {
+			t.Fatal(err)
+		}
+		for _, rec := range c.Recs[base:] {
+			if err := blog.Append(rec); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return blog
+	}
+	blog := based(p)
+	sum, err := VerifyFrom(c.G, blog, baseState(), nil)
+	if err != nil {
+		t.Fatalf("VerifyFrom: %v", err)
+	}
+	if sum.Base != base || sum.Blocks != n-base || sum.BaseChanges != 1 || len(sum.Members.Changes()) != 1 {
+		t.Fatalf("summary %+v", sum)
+	}
+	bp, err := ProveMembers(st.Members(), blog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := mustEncode(t, p), mustEncode(t, bp); string(a) != string(b) {
+		t.Fatal("the proof built from the based log differs from the one built from the blocks")
+	}
+
+	// Without the stored proof the change below the base is unproven.
+	if _, err := VerifyFrom(c.G, based(nil), baseState(), nil); err == nil || !strings.Contains(err.Error(), "not proven") {
+		t.Fatalf("VerifyFrom without blocks/MEMBERS = %v", err)
+	}
+	if _, err := ProveMembers(st.Members(), based(nil)); err == nil {
+		t.Fatal("ProveMembers of a based log without its stored proof passed")
+	}
+	// A change receipt certified by a set that is not the one before it.
+	forged := c.Fork(changeAt - 1)
+	forged.Add(t, newSet[1:], c.Blocks[changeAt-1].Txs...)
+	fp := ledger.MembershipProof{forged.Receipt(t, changeAt, 0)}
+	if _, err := VerifyFrom(c.G, based(fp), baseState(), nil); err == nil || !strings.Contains(err.Error(), "membership proof") {
+		t.Fatalf("VerifyFrom with a forged blocks/MEMBERS = %v", err)
+	}
+}
+
+func mustEncode(t *testing.T, p ledger.MembershipProof) []byte {
+	t.Helper()
+	b, err := p.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
