@@ -41,6 +41,11 @@ type Index interface {
 type Ledger interface {
 	Submit(ctx context.Context, env []byte) (*ledger.Receipt, error)
 	Receipt(id [32]byte) (*ledger.Receipt, error)
+	// MembershipProof proves the chain's member changes to anyone
+	// holding the genesis (chain.Chain.MembershipProof): the receipt
+	// page checks a receipt with the member sets it proves, as a device
+	// that holds it does.
+	MembershipProof() (ledger.MembershipProof, error)
 }
 
 // Connection is a device connected to a front end.
