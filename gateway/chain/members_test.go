@@ -198,3 +198,75 @@ func mustEncode(t *testing.T, p ledger.MembershipProof) []byte {
 	}
 	return b
 }
+
+// TestVerifyFromBaseBelowChange: a log that starts below a change, with
+// the membership proof it joined with naming that change (the peer knew
+// it), verifies when its blocks commit that change, and is refused when
+// the stored proof names another change at that height (a fork a quorum
+// signed).
+func TestVerifyFromBaseBelowChange(t *testing.T) {
+	const n, base = 90, 1
+	c := reconfigChain(t, n, rightSigners)
+	full := writeLog(t, c.Recs)
+	st, err := state.New(c.G)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Replay(full, st, nil); err != nil {
+		t.Fatal(err)
+	}
+	p, err := ProveMembers(st.Members(), full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fork := c.Fork(changeAt - 1)
+	fork.Add(t, oldSet[1:], c.Reconfig(t, "node-2", "node-3", "node-4", "node-8"))
+	forked := ledger.MembershipProof{fork.Receipt(t, changeAt, 0)}
+	if _, err := ledger.VerifyMembership(c.G, forked); err != nil {
+		t.Fatalf("the fork's change does not verify, so the test shows nothing: %v", err)
+	}
+	for _, tc := range []struct {
+		name    string
+		members ledger.MembershipProof
+		ok      bool
+	}{
+		{"the change it commits", p, true},
+		{"another change at that height", forked, false},
+		{"none", nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			blog, err := ledger.OpenLog(filepath.Join(t.TempDir(), "blocks"), ledger.LogOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer blog.Close()
+			if tc.members != nil {
+				if err := blog.SetBaseMembers(tc.members); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := blog.SetBase(base, c.Hash(base)); err != nil {
+				t.Fatal(err)
+			}
+			for _, rec := range c.Recs[base:] {
+				if err := blog.Append(rec); err != nil {
+					t.Fatal(err)
+				}
+			}
+			bst, err := state.New(c.G)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := Replay(writeLog(t, c.Recs[:base]), bst, nil); err != nil {
+				t.Fatal(err)
+			}
+			sum, err := VerifyFrom(c.G, blog, bst, nil)
+			if tc.ok != (err == nil) {
+				t.Fatalf("VerifyFrom = %v, want ok %v", err, tc.ok)
+			}
+			if err == nil && (sum.BaseChanges != 0 || len(sum.Members.Changes()) != 1) {
+				t.Fatalf("summary: %d changes below the base, %d in all", sum.BaseChanges, len(sum.Members.Changes()))
+			}
+		})
+	}
+}

@@ -56,7 +56,9 @@ func Verify(g *ledger.Genesis, log *ledger.Log, progress func(done, total uint64
 // Summary.Base says where the checks started. The member changes at or
 // below the base are proven by the log's membership proof
 // (ledger.Log.BaseMembers), which must verify with the genesis alone and
-// name exactly the member history of the base state.
+// name exactly the member history of the base state up to the base; the
+// changes it names above the base must be the ones the log's blocks
+// commit there.
 func VerifyFrom(g *ledger.Genesis, log *ledger.Log, base *state.State, progress func(done, total uint64)) (Summary, error) {
 	var sum Summary
 	bh, bhash := log.Base()
@@ -72,7 +74,7 @@ func VerifyFrom(g *ledger.Genesis, log *ledger.Log, base *state.State, progress 
 	} else if th, tip := st.Tip(); th != bh || tip != bhash {
 		return sum, fmt.Errorf("chain: the base state is at block %d (%x), the log's base is block %d (%x)", th, tip[:8], bh, bhash[:8])
 	}
-	m, err := baseMembers(g, log, st)
+	m, later, err := baseMembers(g, log, st)
 	if err != nil {
 		return sum, err
 	}
@@ -143,6 +145,12 @@ func VerifyFrom(g *ledger.Genesis, log *ledger.Log, base *state.State, progress 
 		if !m.Equal(st.Members()) {
 			return sum, fmt.Errorf("chain: block %d: the state's member sets differ from the ones its cluster.reconfig txs name", h)
 		}
+		if len(later) > 0 && later[0].Header.Height == h {
+			if e := m.Last(); e.Height != h || e.Tx != ledger.TxID(later[0].Tx) {
+				return sum, fmt.Errorf("chain: block %d does not commit the member change the log's membership proof (blocks/%s) names at that height", h, ledger.LogMembersFile)
+			}
+			later = later[1:]
+		}
 		sum.Members = m
 		sum.Blocks++
 		sum.Txs += uint64(len(txs))
@@ -156,25 +164,41 @@ func VerifyFrom(g *ledger.Genesis, log *ledger.Log, base *state.State, progress 
 
 // baseMembers returns the member sets in force after st, the state at
 // log's base: the genesis nodes for a log that starts at block 1, else
-// the sets the log's membership proof proves with g alone, which must be
-// st's (the changes st holds are the ones committed at or below the
-// base, and the proof must prove exactly them).
-func baseMembers(g *ledger.Genesis, log *ledger.Log, st *state.State) (*ledger.Members, error) {
+// the sets the log's membership proof proves with g alone up to the base,
+// which must be st's (the changes st holds are the ones committed at or
+// below the base, and the proof must prove exactly them). later are the
+// proof's receipts of changes above the base, oldest first, which the
+// log's blocks must commit.
+func baseMembers(g *ledger.Genesis, log *ledger.Log, st *state.State) (m *ledger.Members, later ledger.MembershipProof, err error) {
 	bh, _ := log.Base()
 	if bh == 0 {
-		return ledger.NewMembers(g)
+		m, err := ledger.NewMembers(g)
+		return m, nil, err
 	}
 	p, err := log.BaseMembers()
 	if err != nil {
-		return nil, fmt.Errorf("chain: %w", err)
+		return nil, nil, fmt.Errorf("chain: %w", err)
 	}
-	m, err := ledger.VerifyMembership(g, p)
-	if err != nil {
-		return nil, fmt.Errorf("chain: the membership proof the block log starts with: %w", err)
+	if _, err := ledger.VerifyMembership(g, p); err != nil {
+		return nil, nil, fmt.Errorf("chain: the membership proof the block log starts with: %w", err)
+	}
+	below, later := splitMembership(p, bh)
+	if m, err = ledger.VerifyMembership(g, below); err != nil {
+		return nil, nil, fmt.Errorf("chain: the membership proof the block log starts with: %w", err)
 	}
 	if !m.Equal(st.Members()) {
-		return nil, fmt.Errorf("chain: the membership proof the block log starts with proves %d member change(s), the state at its base %d holds %d: the member changes at or below the base are not proven (blocks/%s)",
+		return nil, nil, fmt.Errorf("chain: the membership proof the block log starts with proves %d member change(s) at or below its base %d, the state there holds %d: the member changes at or below the base are not proven (blocks/%s)",
 			len(m.Changes()), bh, len(st.Members().Changes()), ledger.LogMembersFile)
 	}
-	return m, nil
+	return m, later, nil
+}
+
+// splitMembership splits a membership proof (oldest first) into the
+// receipts of changes committed at or below height and those above.
+func splitMembership(p ledger.MembershipProof, height uint64) (below, above ledger.MembershipProof) {
+	i := 0
+	for i < len(p) && p[i].Header.Height <= height {
+		i++
+	}
+	return p[:i:i], p[i:]
 }

@@ -144,10 +144,11 @@ func (l *Log) loadBase() error {
 	return nil
 }
 
-// SetBaseMembers stores p, the membership proof of the member changes
-// committed at or below the height the log is about to start after (the
-// receipts of the cluster.reconfig txs in the blocks a gateway that joins
-// from a snapshot never has), in the log's MEMBERS file, atomically: a
+// SetBaseMembers stores p, the membership proof the snapshot the log is
+// about to start after was accepted with: it proves the member changes
+// committed at or below that height (the receipts of the cluster.reconfig
+// txs in the blocks a gateway that joins from a snapshot never has), and
+// may prove later ones too. It goes in the log's MEMBERS file, atomically: a
 // temporary file written and fsynced, renamed, the directory fsynced.
 // Call it before SetBase, on a log with no record and no base: a crash
 // between the two leaves an empty log without a base, which joins again.

@@ -338,10 +338,12 @@ func loadOne(s *Store, g *ledger.Genesis, log *ledger.Log, h uint64) (*state.Sta
 var ErrNotCertified = errors.New("snapshot: not certified")
 
 // Accepted is a snapshot Accept took: its state, the proof that it is
-// certified, and the membership proof of the member changes committed at
-// or below its height, which a block log that starts from it stores
-// beside its base (ledger.Log.SetBaseMembers): the gateway never has the
-// blocks that hold them.
+// certified, and the membership proof it was checked with (verified: it
+// proves at least the member changes committed at or below the
+// snapshot's height, and those after it the peer knew of, whose sets may
+// certify the attestations), which a block log that starts from it
+// stores beside its base (ledger.Log.SetBaseMembers): the gateway never
+// has the blocks of the changes at or below it.
 type Accepted struct {
 	State   *state.State
 	Proof   *ledger.SnapshotProof
@@ -389,13 +391,11 @@ func Accept(g *ledger.Genesis, data, proof, members []byte) (*Accepted, error) {
 	}
 	// The changes at or below the snapshot's height: the state must hold
 	// exactly them.
-	below := mp[:0:0]
-	for _, r := range mp {
-		if r.Header.Height <= p.Height {
-			below = append(below, r)
-		}
+	i := 0
+	for i < len(mp) && mp[i].Header.Height <= p.Height {
+		i++
 	}
-	bm, err := ledger.VerifyMembership(g, below)
+	bm, err := ledger.VerifyMembership(g, mp[:i])
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNotCertified, err)
 	}
@@ -403,5 +403,5 @@ func Accept(g *ledger.Genesis, data, proof, members []byte) (*Accepted, error) {
 		return nil, fmt.Errorf("%w: the membership proof proves %d member change(s) at or below height %d, the snapshot's state holds %d",
 			ErrNotCertified, len(bm.Changes()), p.Height, len(st.Members().Changes()))
 	}
-	return &Accepted{State: st, Proof: p, Members: below}, nil
+	return &Accepted{State: st, Proof: p, Members: mp}, nil
 }
