@@ -54,11 +54,14 @@ const (
 
 // joinFromSnapshot makes the empty block log of a cluster gateway (a new
 // gateway, or one whose disk was replaced) start from the newest
-// certified snapshot a peer serves: the peers are asked in turn (by node
-// id), and the first snapshot that snapshot.Accept takes with the genesis
-// alone is written to the snapshot store with its proof, then recorded as
-// the log's base. The state is then loaded from it as from a local
-// snapshot, and state transfer fetches only the blocks after it. A peer
+// certified snapshot a peer serves: the peers are asked in turn (in the
+// transport's order), and the first snapshot that snapshot.Accept takes
+// with the genesis alone (and the membership proof the peer sends with
+// it, which Accept checks with the genesis) is written to the snapshot
+// store with its proof, the membership proof beside the log's base
+// (blocks/MEMBERS), then recorded as the log's base. The state is then
+// loaded from it as from a local snapshot, and state transfer fetches
+// only the blocks after it. A peer
 // that serves nothing, fails, or serves a snapshot that is not certified
 // is logged and the next one asked; with none usable the log stays empty
 // and the gateway fetches every block from 1. It returns the base height
@@ -80,7 +83,9 @@ func (d *Daemon) joinFromSnapshot(ctx context.Context, gw *gateway) (uint64, err
 	ctx, cancel := context.WithTimeout(ctx, joinTimeout)
 	defer cancel()
 	logger.Info("the block log is empty: asking the peers for a certified snapshot to start from")
-	for _, n := range g.Nodes {
+	// The peers the transport knows (the genesis nodes, and whatever
+	// else its peer set holds), in its order.
+	for _, n := range tr.Peers() {
 		if n.ID == gw.nodeID {
 			continue
 		}

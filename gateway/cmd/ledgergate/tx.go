@@ -122,7 +122,7 @@ func cmdLedgerVerify(_ context.Context, e *env, args []string) error {
 		if err != nil {
 			return fmt.Errorf("ledger verify: the snapshot the block log starts from is not proven certified: %w", err)
 		}
-		fmt.Fprintf(e.stdout, "base snapshot: certified by %d genesis nodes (its proof verifies with the genesis alone)\n", n)
+		fmt.Fprintf(e.stdout, "base snapshot: certified by %d members (its proof verifies with the genesis alone and the membership proof in blocks/%s)\n", n, ledger.LogMembersFile)
 	}
 	for _, w := range sum.Warnings {
 		fmt.Fprintf(e.stderr, "warning: %s\n", w)
