@@ -1,11 +1,17 @@
 package chain
 
 import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/ledgergate/ledgergate/gateway/index"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 	"github.com/ledgergate/ledgergate/gateway/ledger/ledgertest"
 	"github.com/ledgergate/ledgergate/gateway/state"
@@ -268,5 +274,98 @@ func TestVerifyFromBaseBelowChange(t *testing.T) {
 				t.Fatalf("summary: %d changes below the base, %d in all", sum.BaseChanges, len(sum.Members.Changes()))
 			}
 		})
+	}
+}
+
+// blocksOrderer commits prebuilt blocks, one round each, then waits.
+type blocksOrderer struct{ blocks []*ledger.Block }
+
+func (o blocksOrderer) Propose(*state.Checked) error { return errors.New("chain test: no proposals") }
+
+func (o blocksOrderer) Run(ctx context.Context, commit func(*Round) error) error {
+	for _, b := range o.blocks {
+		txs, err := b.DecodeTxs(0)
+		if err != nil {
+			return err
+		}
+		r := &Round{Block: b, Tree: b.Tree()}
+		for _, tx := range txs {
+			r.Txs = append(r.Txs, &state.Checked{Tx: tx})
+		}
+		if err := commit(r); err != nil {
+			return err
+		}
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// TestChainMembershipProof: a running chain that committed a member
+// change (and blocks certified by the new set after it) proves its
+// members with Chain.MembershipProof, before and after the change takes
+// effect, and the proof verifies with the genesis alone.
+func TestChainMembershipProof(t *testing.T) {
+	c := reconfigChain(t, changeFrom+2, rightSigners)
+	// A heartbeat of a new member, certified by the new set.
+	c.Add(t, newSet[1:], c.Sign(t, "node-5", &ledger.Body{Kind: ledger.KindHeartbeat,
+		Heartbeat: &ledger.Heartbeat{Node: "node-5", Time: int64(1000 * (c.Height() + 1))}}))
+	st, err := state.New(c.G)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	blog, err := ledger.OpenLog(filepath.Join(dir, "blocks"), ledger.LogOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blog.Close()
+	idx, err := index.Open(filepath.Join(dir, "index.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idx.Close()
+	ch := New(Deps{State: st, Log: blog, Index: idx, Orderer: blocksOrderer{c.Blocks},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if p, err := ch.MembershipProof(); err != nil || len(p) != 0 {
+		t.Fatalf("before any block: %d receipts, %v", len(p), err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ch.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if h, _ := st.Tip(); h == c.Height() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the chain did not commit the %d blocks", c.Height())
+		}
+		time.Sleep(time.Millisecond) // polling the state's height
+	}
+	p, err := ch.MembershipProof()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := ledger.VerifyMembership(c.G, p)
+	if err != nil {
+		t.Fatalf("VerifyMembership: %v", err)
+	}
+	if !m.Equal(st.Members()) || len(p) != 1 || p[0].Header.Height != changeAt {
+		t.Fatalf("a proof of %d receipts proves %d changes", len(p), len(m.Changes()))
+	}
+	// A receipt of the last block, certified by the new set, verifies
+	// with it and not with the genesis alone.
+	r := c.Receipt(t, c.Height(), 0)
+	if err := m.VerifyReceipt(&r); err != nil {
+		t.Fatalf("a receipt after the change: %v", err)
+	}
+	if err := ledger.VerifyReceipt(c.G, &r); err == nil {
+		t.Fatal("a receipt certified by the new set verified with the genesis nodes")
 	}
 }
