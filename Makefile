@@ -99,6 +99,7 @@ fuzz-short:
 	$(call fuzz,./gateway/ledger,FuzzES256AsBigInt,5000)
 	$(call fuzz,./bridge/device,FuzzOpen,10000)
 	$(call fuzz,./gateway/state,FuzzRestore,20000)
+	$(call fuzz,./gateway/snapshot,FuzzAccept,3000)
 	$(call fuzz,./gateway/ledger,FuzzDecodeSnapshotProof,300)
 	$(call fuzz,./gateway/config,FuzzParse,5000)
 	$(call fuzz,./bridge/mqtt,FuzzDevicePublish,3000)

@@ -42,7 +42,8 @@ type emptyLedger struct{}
 func (emptyLedger) Submit(context.Context, []byte) (*ledger.Receipt, error) {
 	return nil, errors.New("read only")
 }
-func (emptyLedger) Receipt([32]byte) (*ledger.Receipt, error) { return nil, errors.New("none") }
+func (emptyLedger) Receipt([32]byte) (*ledger.Receipt, error)        { return nil, errors.New("none") }
+func (emptyLedger) MembershipProof() (ledger.MembershipProof, error) { return nil, nil }
 
 // clock is a fake clock.
 type clock struct {

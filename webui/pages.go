@@ -521,18 +521,22 @@ func (s *Server) checkByID(d *receiptData) int {
 	return http.StatusOK
 }
 
-// verify checks rc as a device would, with the genesis and (after a
-// member change) the changes, whose receipts a device holds as a
-// membership proof.
+// verify checks rc as a device would, with nothing but the genesis and
+// the chain's membership proof (which it checks with the genesis too):
+// rc's certificate must be of the member set in force at its height.
 func (s *Server) verify(d *receiptData, rc *ledger.Receipt) {
 	d.Checked = true
-	quorum := s.d.Genesis.Quorum()
-	err := ledger.VerifyReceipt(s.d.Genesis, rc)
-	if s.d.Members != nil {
-		m := s.d.Members()
-		err, quorum = m.VerifyReceipt(rc), m.At(rc.Header.Height).Quorum()
-	}
+	p, err := s.d.Ledger.MembershipProof()
 	if err != nil {
+		d.Problem = "this gateway cannot prove its member changes: " + err.Error()
+		return
+	}
+	m, err := ledger.VerifyMembership(s.d.Genesis, p)
+	if err != nil {
+		d.Problem = "this gateway's membership proof does not verify: " + err.Error()
+		return
+	}
+	if err := m.VerifyReceipt(rc); err != nil {
 		d.Problem = err.Error()
 		return
 	}
@@ -548,7 +552,7 @@ func (s *Server) verify(d *receiptData, rc *ledger.Receipt) {
 	for _, sg := range rc.Cert.Sigs {
 		d.Signers = append(d.Signers, sg.Node)
 	}
-	d.Quorum, d.Proof = quorum, len(rc.Proof)
+	d.Quorum, d.Proof = m.At(rc.Header.Height).Quorum(), len(rc.Proof)
 }
 
 // ---- seeds and settings

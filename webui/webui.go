@@ -41,6 +41,11 @@ type Index interface {
 type Ledger interface {
 	Submit(ctx context.Context, env []byte) (*ledger.Receipt, error)
 	Receipt(id [32]byte) (*ledger.Receipt, error)
+	// MembershipProof proves the chain's member changes to anyone
+	// holding the genesis (chain.Chain.MembershipProof): the receipt
+	// page checks a receipt with the member sets it proves, as a device
+	// that holds it does.
+	MembershipProof() (ledger.MembershipProof, error)
 }
 
 // Connection is a device connected to a front end.
@@ -88,14 +93,10 @@ type Options struct {
 
 // Deps are what the dashboard shows and acts on.
 type Deps struct {
-	Status  func() (api.Status, error)
-	Index   Index
-	Ledger  Ledger
-	Genesis *ledger.Genesis
-	// Members are the member sets the gateway committed (the genesis
-	// nodes and every change), to check receipts certified after a
-	// member change; nil: the genesis nodes only.
-	Members   func() *ledger.Members
+	Status    func() (api.Status, error)
+	Index     Index
+	Ledger    Ledger
+	Genesis   *ledger.Genesis
 	Gatherer  prometheus.Gatherer // the gateway's metrics: charts and refusals
 	Connected func() []Connection // nil: no connection-oriented front end
 	Seeds     func() *Seeds       // nil: seed discovery is off

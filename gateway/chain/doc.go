@@ -54,6 +54,13 @@
 // caller's goroutine, at most GOMAXPROCS at once, in parallel with
 // ordering; a block built from checked txs is not verified again.
 //
+// Verify and VerifyFrom check a whole block log as `ledger verify` does,
+// each commit certificate with the member set in force at its height
+// (ledger.Members, following the committed cluster.reconfig txs).
+// ProveMembers (and Chain.MembershipProof) builds the chain's membership
+// proof from the log: the one place the gateway makes it, for the
+// snapshots it serves its peers, the API and the front ends.
+//
 // The Orderer is the seam for consensus: Solo orders on one node (f = 0)
 // and signs the one-signature certificate itself; PBFT implements the same
 // interface for a cluster.

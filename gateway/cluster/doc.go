@@ -54,13 +54,14 @@
 //     exceeds MaxFrame), and FetchBlob returns the blob only if it hashes to
 //     that name, or ErrNoBlob if the peer does not have it.
 //  8. Snapshots. FetchSnapshot asks a peer for its newest certified state
-//     snapshot (ALPN ledgergate-snapshot/1), one connection per chunk: the
+//     snapshot (ALPN ledgergate-snapshot/2), one connection per chunk: the
 //     first request names height 0 and gets the height, the total size,
-//     the encoded proof that the snapshot is certified and the first
+//     the encoded proof that the snapshot is certified, the encoded
+//     membership proof of the chain's member changes and the first
 //     chunk; the next ones name that height and an offset. The server
 //     answers with Handler.Snapshot and cuts chunks that fit MaxFrame. The
 //     client bounds the total, and refuses chunks that do not add up; it
-//     verifies nothing else: the caller checks the proof and the bytes
+//     verifies nothing else: the caller checks the proofs and the bytes
 //     (gateway/snapshot.Accept).
 //  9. The peer set. SetPeers replaces Config.Peers while the transport
 //     runs (the member sets changed): a peer kept (same id and key) keeps

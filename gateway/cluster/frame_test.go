@@ -182,10 +182,16 @@ var payloadCases = []struct {
 		wire:   []byte{0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 1, 2},
 	},
 	{
-		name: "snapshot response, first chunk", value: `9 of 5: proof "p" chunk "abc"`,
-		encode: snapshotResponse{Height: 9, Total: 5, Proof: []byte("p"), Chunk: []byte("abc")}.encode,
+		name: "snapshot response, first chunk", value: `9 of 5: proof "p" members "mm" chunk "abc"`,
+		encode: snapshotResponse{Height: 9, Total: 5, Proof: []byte("p"), Members: []byte("mm"), Chunk: []byte("abc")}.encode,
 		decode: decodeSnapshotString,
-		wire:   []byte{0, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 1, 'p', 'a', 'b', 'c'},
+		wire:   []byte{0, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 1, 'p', 0, 0, 0, 2, 'm', 'm', 'a', 'b', 'c'},
+	},
+	{
+		name: "snapshot response, later chunk", value: `9 of 5: proof "" members "" chunk "de"`,
+		encode: snapshotResponse{Height: 9, Total: 5, Chunk: []byte("de")}.encode,
+		decode: decodeSnapshotString,
+		wire:   []byte{0, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 'd', 'e'},
 	},
 	{
 		name: "snapshot response, none", value: "none",
@@ -211,7 +217,7 @@ func decodeSnapshotString(p []byte) (any, error) {
 	case r.None:
 		return "none", nil
 	}
-	return fmt.Sprintf("%d of %d: proof %q chunk %q", r.Height, r.Total, r.Proof, r.Chunk), nil
+	return fmt.Sprintf("%d of %d: proof %q members %q chunk %q", r.Height, r.Total, r.Proof, r.Members, r.Chunk), nil
 }
 
 func decodeBlobString(p []byte) (any, error) {
@@ -286,8 +292,10 @@ func TestPayloadsBad(t *testing.T) {
 		{"snapshot response status 3", decodeSnapshotString, []byte{3}},
 		{"snapshot response error without text", decodeSnapshotString, []byte{1}},
 		{"snapshot response none with trailing bytes", decodeSnapshotString, []byte{2, 0}},
-		{"snapshot response short header", decodeSnapshotString, append([]byte{0}, make([]byte, 19)...)},
-		{"snapshot response proof length lies", decodeSnapshotString, append(append([]byte{0}, make([]byte, 16)...), 0, 0, 0, 2, 'p')},
+		{"snapshot response short header", decodeSnapshotString, append([]byte{0}, make([]byte, 23)...)},
+		{"snapshot response proof length lies", decodeSnapshotString, append(append([]byte{0}, make([]byte, 16)...), 0, 0, 0, 2, 'p', 0, 0, 0)},
+		{"snapshot response no members length", decodeSnapshotString, append(append([]byte{0}, make([]byte, 16)...), 0, 0, 0, 1, 'p', 0, 0, 0)},
+		{"snapshot response members length lies", decodeSnapshotString, append(append([]byte{0}, make([]byte, 16)...), 0, 0, 0, 1, 'p', 0, 0, 0, 2, 'm')},
 	} {
 		if v, err := c.decode(c.wire); !errors.Is(err, ErrProtocol) {
 			t.Errorf("%s: decoded %v, %v; want ErrProtocol", c.name, v, err)

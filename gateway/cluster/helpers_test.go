@@ -73,18 +73,18 @@ type recorder struct {
 	snapShift bool // serve chunks after the first as of another height (a liar)
 }
 
-func (r *recorder) Snapshot(height uint64, withProof bool) (uint64, []byte, []byte, error) {
+func (r *recorder) Snapshot(height uint64, withProof bool) (*Snapshot, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch {
 	case r.snapErr != nil:
-		return 0, nil, nil, r.snapErr
+		return nil, r.snapErr
 	case r.snap == nil || height != 0 && height != r.snap.Height:
-		return 0, nil, nil, nil
+		return nil, nil
 	case r.snapShift && !withProof:
-		return r.snap.Height + 1, r.snap.Data, nil, nil
+		return &Snapshot{Height: r.snap.Height + 1, Data: r.snap.Data}, nil
 	}
-	return r.snap.Height, r.snap.Data, r.snap.Proof, nil
+	return r.snap, nil
 }
 
 func (r *recorder) Message(from string, data []byte) {

@@ -15,14 +15,18 @@ import (
 var ErrNoSnapshot = errors.New("cluster: peer has no certified snapshot")
 
 // Snapshot is a state snapshot as a peer served it: its height, its
-// encoding and the encoded proof that it is certified
-// (ledger.SnapshotProof). All three are the peer's word: the caller
-// verifies the proof with the genesis and the encoding against the
-// proof's hash before it uses any of them.
+// encoding, the encoded proof that it is certified (ledger.SnapshotProof)
+// and the encoded membership proof of the chain's member changes
+// (ledger.MembershipProof; empty if they never changed), with which the
+// snapshot proof is checked after a change. All four are the peer's
+// word: the caller verifies the membership proof with the genesis, the
+// snapshot proof with the member sets it proves and the encoding against
+// the proof's hash before it uses any of them (gateway/snapshot.Accept).
 type Snapshot struct {
-	Height uint64
-	Data   []byte
-	Proof  []byte
+	Height  uint64
+	Data    []byte
+	Proof   []byte
+	Members []byte
 }
 
 // snapshotRequestLen is a snapshot request: height uint64 (0: the newest
@@ -37,7 +41,7 @@ const (
 )
 
 // snapshotRequest asks for the bytes of the snapshot at Height (0: the
-// newest certified one) from Offset on; the proof comes with offset 0.
+// newest certified one) from Offset on; the proofs come with offset 0.
 type snapshotRequest struct {
 	Height, Offset uint64
 }
@@ -57,17 +61,20 @@ func decodeSnapshotRequest(p []byte) (snapshotRequest, error) {
 // snapshotResponse is a chunk of a snapshot, or word that the server
 // has none (None), or its refusal (Err):
 //
-//	0x00 | height uint64 | total uint64 | proof length uint32 | proof | chunk
+//	0x00 | height uint64 | total uint64 | proof length uint32 | proof |
+//	       members length uint32 | members | chunk
 //	0x01 | error text
 //	0x02
+//
+// proof and members are empty but in the first chunk (offset 0).
 type snapshotResponse struct {
-	Height, Total uint64
-	Proof, Chunk  []byte
-	None          bool
-	Err           string
+	Height, Total         uint64
+	Proof, Members, Chunk []byte
+	None                  bool
+	Err                   string
 }
 
-const snapshotResponseHeader = 1 + 8 + 8 + 4
+const snapshotResponseHeader = 1 + 8 + 8 + 4 + 4
 
 func (r snapshotResponse) encode() []byte {
 	switch {
@@ -76,17 +83,19 @@ func (r snapshotResponse) encode() []byte {
 	case r.None:
 		return []byte{snapshotNone}
 	}
-	b := make([]byte, 0, snapshotResponseHeader+len(r.Proof)+len(r.Chunk))
+	b := make([]byte, 0, snapshotResponseHeader+len(r.Proof)+len(r.Members)+len(r.Chunk))
 	b = append(b, snapshotOK)
 	b = binary.BigEndian.AppendUint64(b, r.Height)
 	b = binary.BigEndian.AppendUint64(b, r.Total)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(r.Proof)))
 	b = append(b, r.Proof...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(r.Members)))
+	b = append(b, r.Members...)
 	return append(b, r.Chunk...)
 }
 
-// decodeSnapshotResponse decodes a snapshot response; proof and chunk
-// share p's memory.
+// decodeSnapshotResponse decodes a snapshot response; proof, members and
+// chunk share p's memory.
 func decodeSnapshotResponse(p []byte) (snapshotResponse, error) {
 	if len(p) == 0 {
 		return snapshotResponse{}, fmt.Errorf("%w: empty snapshot response", ErrProtocol)
@@ -111,16 +120,22 @@ func decodeSnapshotResponse(p []byte) (snapshotResponse, error) {
 	}
 	r := snapshotResponse{Height: binary.BigEndian.Uint64(p[1:9]), Total: binary.BigEndian.Uint64(p[9:17])}
 	n := binary.BigEndian.Uint32(p[17:21])
-	rest := p[snapshotResponseHeader:]
-	if uint64(n) > uint64(len(rest)) {
+	rest := p[21:]
+	if uint64(n)+4 > uint64(len(rest)) {
 		return snapshotResponse{}, fmt.Errorf("%w: snapshot response: proof of %d bytes, %d left", ErrProtocol, n, len(rest))
 	}
-	r.Proof, r.Chunk = rest[:n:n], rest[n:]
+	r.Proof, rest = rest[:n:n], rest[n:]
+	m := binary.BigEndian.Uint32(rest[:4])
+	rest = rest[4:]
+	if uint64(m) > uint64(len(rest)) {
+		return snapshotResponse{}, fmt.Errorf("%w: snapshot response: membership proof of %d bytes, %d left", ErrProtocol, m, len(rest))
+	}
+	r.Members, r.Chunk = rest[:m:m], rest[m:]
 	return r, nil
 }
 
-// FetchSnapshot asks peer for its newest certified snapshot and the proof
-// that it is certified, in chunks, each over a connection of its own. A
+// FetchSnapshot asks peer for its newest certified snapshot, the proof
+// that it is certified and the chain's membership proof, in chunks, each over a connection of its own. A
 // snapshot of more than maxBytes, or chunks that do not add up (another
 // height or size than the first chunk said, an empty chunk, bytes past
 // the end), are an ErrProtocol; a peer without one is ErrNoSnapshot.
@@ -153,9 +168,9 @@ func (t *Transport) FetchSnapshot(ctx context.Context, peer string, maxBytes int
 				if resp.Height == 0 || resp.Total == 0 || resp.Total > uint64(maxBytes) || len(resp.Proof) == 0 {
 					return fmt.Errorf("%w: snapshot at height %d of %d bytes (limit %d), proof of %d bytes", ErrProtocol, resp.Height, resp.Total, maxBytes, len(resp.Proof))
 				}
-				s = &Snapshot{Height: resp.Height, Proof: resp.Proof, Data: make([]byte, 0, min(resp.Total, 1<<20))}
+				s = &Snapshot{Height: resp.Height, Proof: resp.Proof, Members: resp.Members, Data: make([]byte, 0, min(resp.Total, 1<<20))}
 				total = resp.Total
-			} else if resp.Height != s.Height || resp.Total != total || len(resp.Proof) != 0 {
+			} else if resp.Height != s.Height || resp.Total != total || len(resp.Proof) != 0 || len(resp.Members) != 0 {
 				return fmt.Errorf("%w: a chunk of the snapshot at %d of %d bytes, after the first said %d of %d", ErrProtocol, resp.Height, resp.Total, s.Height, total)
 			}
 			if len(resp.Chunk) == 0 || uint64(len(s.Data))+uint64(len(resp.Chunk)) > total {
@@ -205,22 +220,23 @@ func (t *Transport) serveSnapshot(conn *tls.Conn, p *peer, remote string) {
 // answerSnapshot asks the Handler for the snapshot req names and cuts the
 // chunk at req.Offset that fits in one frame.
 func (t *Transport) answerSnapshot(req snapshotRequest) snapshotResponse {
-	height, data, proof, err := t.h.Snapshot(req.Height, req.Offset == 0)
+	s, err := t.h.Snapshot(req.Height, req.Offset == 0)
 	switch {
 	case err != nil:
 		return snapshotResponse{Err: errText(err.Error())}
-	case data == nil:
+	case s == nil || s.Data == nil:
 		return snapshotResponse{None: true}
-	case req.Offset >= uint64(len(data)):
-		return snapshotResponse{Err: fmt.Sprintf("offset %d is past the snapshot's %d bytes", req.Offset, len(data))}
+	case req.Offset >= uint64(len(s.Data)):
+		return snapshotResponse{Err: fmt.Sprintf("offset %d is past the snapshot's %d bytes", req.Offset, len(s.Data))}
 	}
+	proof, members := s.Proof, s.Members
 	if req.Offset > 0 {
-		proof = nil
+		proof, members = nil, nil
 	}
-	room := t.cfg.MaxFrame - snapshotResponseHeader - len(proof)
+	room := t.cfg.MaxFrame - snapshotResponseHeader - len(proof) - len(members)
 	if room <= 0 {
-		return snapshotResponse{Err: fmt.Sprintf("the proof is %d bytes, more than a frame holds (%d)", len(proof), t.cfg.MaxFrame)}
+		return snapshotResponse{Err: fmt.Sprintf("the proofs are %d bytes, more than a frame holds (%d)", len(proof)+len(members), t.cfg.MaxFrame)}
 	}
-	chunk := data[req.Offset:min(uint64(len(data)), req.Offset+uint64(room))]
-	return snapshotResponse{Height: height, Total: uint64(len(data)), Proof: proof, Chunk: chunk}
+	chunk := s.Data[req.Offset:min(uint64(len(s.Data)), req.Offset+uint64(room))]
+	return snapshotResponse{Height: s.Height, Total: uint64(len(s.Data)), Proof: proof, Members: members, Chunk: chunk}
 }

@@ -27,7 +27,7 @@ const (
 	alpnFetch = "ledgergate-fetch/1" // one fetch request and its response
 	alpnBlob  = "ledgergate-blob/1"  // one blob request and its response
 
-	alpnSnapshot = "ledgergate-snapshot/1" // one snapshot chunk request and its response
+	alpnSnapshot = "ledgergate-snapshot/2" // one snapshot chunk request and its response
 )
 
 // selfSigned makes the node's TLS certificate: self-signed by signer, with

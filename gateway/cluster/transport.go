@@ -172,8 +172,9 @@ type Handler interface {
 	// Snapshot serves the encoding of the state snapshot at height, or
 	// of the newest certified one if height is 0, with its height and,
 	// if withProof, the encoded ledger.SnapshotProof that it is
-	// certified: nil data and no error if we do not have it.
-	Snapshot(height uint64, withProof bool) (h uint64, data, proof []byte, err error)
+	// certified and the encoded ledger.MembershipProof of the chain's
+	// member changes: nil and no error if we do not have it.
+	Snapshot(height uint64, withProof bool) (*Snapshot, error)
 }
 
 // PeerStatus is what the transport knows of a peer.

@@ -690,7 +690,7 @@ func TestPeerAddressLater(t *testing.T) {
 func TestFetchSnapshot(t *testing.T) {
 	c := newCluster(t, "a", "b", "none", "broken", "liar")
 	data := bytes.Repeat([]byte("0123456789"), 1000) // 10,000 bytes: ten 1 KiB frames and more
-	want := &Snapshot{Height: 42, Data: data, Proof: []byte("a proof")}
+	want := &Snapshot{Height: 42, Data: data, Proof: []byte("a proof"), Members: []byte("the members")}
 	c.start("b", &recorder{snap: want}, func(cfg *Config) { cfg.MaxFrame = 1024 })
 	c.start("none", &recorder{}, nil)
 	c.start("broken", &recorder{snapErr: errors.New("disk on fire")}, nil)
@@ -705,8 +705,8 @@ func TestFetchSnapshot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Height != 42 || !bytes.Equal(got.Data, data) || string(got.Proof) != "a proof" {
-		t.Fatalf("got height %d, %d bytes, proof %q", got.Height, len(got.Data), got.Proof)
+	if got.Height != 42 || !bytes.Equal(got.Data, data) || string(got.Proof) != "a proof" || string(got.Members) != "the members" {
+		t.Fatalf("got height %d, %d bytes, proof %q, members %q", got.Height, len(got.Data), got.Proof, got.Members)
 	}
 	if _, err := a.FetchSnapshot(ctx, "b", 9999); !errors.Is(err, ErrProtocol) {
 		t.Errorf("a snapshot over the limit: %v, want ErrProtocol", err)

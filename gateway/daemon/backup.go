@@ -279,10 +279,20 @@ func Backup(ctx context.Context, w io.Writer, o BackupOptions) (*BackupManifest,
 		o.Progress(m.Height, m.Height)
 	}
 	// A log that starts from a snapshot (the gateway joined from one):
-	// its base, the snapshot there and its proof, without which it can
-	// be neither replayed nor verified. The gateway never removes them.
+	// its base, the snapshot there and its proof, and the membership
+	// proof of the member changes at or below the base, without which it
+	// can be neither replayed nor verified. The gateway never removes
+	// them. A gateway that joined before member changes has no
+	// membership proof: its chain had none.
 	if m.Base > 0 {
-		for _, rel := range []string{BlocksDir + "/" + ledger.LogBaseFile, SnapshotsDir + "/" + snapshot.FileName(m.Base), SnapshotsDir + "/" + snapshot.BaseProofFile} {
+		files := []string{BlocksDir + "/" + ledger.LogBaseFile, SnapshotsDir + "/" + snapshot.FileName(m.Base), SnapshotsDir + "/" + snapshot.BaseProofFile}
+		members := BlocksDir + "/" + ledger.LogMembersFile
+		if _, err := os.Stat(filepath.Join(dir, filepath.FromSlash(members))); err == nil {
+			files = append(files, members)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("daemon: backup: %w", err)
+		}
+		for _, rel := range files {
 			if err := bw.addFile(filepath.Join(dir, filepath.FromSlash(rel)), rel); err != nil {
 				return nil, fmt.Errorf("daemon: backup of a gateway that joined from a snapshot: %w", err)
 			}

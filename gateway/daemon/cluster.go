@@ -13,6 +13,7 @@ import (
 
 	"github.com/ledgergate/ledgergate/gateway/api"
 	"github.com/ledgergate/ledgergate/gateway/blob"
+	"github.com/ledgergate/ledgergate/gateway/chain"
 	"github.com/ledgergate/ledgergate/gateway/cluster"
 	"github.com/ledgergate/ledgergate/gateway/directory"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
@@ -52,42 +53,54 @@ func (h *handler) Blob(sum [32]byte) ([]byte, error) {
 
 // Snapshot serves a peer the snapshot at height (0: the newest certified
 // one) from this gateway's store, with the proof that it is certified
-// when asked (the first chunk). A snapshot this gateway does not have, or
-// whose bytes are not the certified ones, is none.
-func (h *handler) Snapshot(height uint64, withProof bool) (uint64, []byte, []byte, error) {
+// and the chain's membership proof (chain.ProveMembers) when asked (the
+// first chunk). A snapshot this gateway does not have, or whose bytes
+// are not the certified ones, is none.
+func (h *handler) Snapshot(height uint64, withProof bool) (*cluster.Snapshot, error) {
 	if h.snaps == nil {
-		return 0, nil, nil, nil
+		return nil, nil
 	}
 	c, certified := h.st.Certified()
 	if height == 0 {
 		if !certified {
-			return 0, nil, nil, nil
+			return nil, nil
 		}
 		height = c.Height
 	}
 	data, err := h.snaps.Read(height)
 	if errors.Is(err, fs.ErrNotExist) {
-		return 0, nil, nil, nil
+		return nil, nil
 	}
 	if err != nil {
-		return 0, nil, nil, err
+		return nil, err
 	}
 	if !withProof {
-		return height, data, nil, nil
+		return &cluster.Snapshot{Height: height, Data: data}, nil
 	}
 	if !certified || c.Height != height || state.SnapshotHash(data) != c.Hash {
-		return 0, nil, nil, nil
+		return nil, nil
 	}
 	log := h.log
 	p, err := state.ProofOf(c, func(height uint64) (*ledger.Block, error) { return readBlock(log, height) })
 	if err != nil {
-		return 0, nil, nil, err
+		return nil, err
 	}
 	proof, err := p.Encode()
 	if err != nil {
-		return 0, nil, nil, err
+		return nil, err
 	}
-	return height, data, proof, nil
+	// The members after every change the state applied: the
+	// attestations may be certified by a set that took effect above the
+	// snapshot's height.
+	mp, err := chain.ProveMembers(h.st.Members(), log)
+	if err != nil {
+		return nil, err
+	}
+	members, err := mp.Encode()
+	if err != nil {
+		return nil, err
+	}
+	return &cluster.Snapshot{Height: height, Data: data, Proof: proof, Members: members}, nil
 }
 
 // readBlock reads and decodes the block at height from log.

@@ -47,10 +47,11 @@ var mayImport = map[string][]string{
 	"bridge/sim":    {"bridge/device", "gateway/ledger"},
 
 	// Test helpers.
-	"bridge/device/vectors":   {},
-	"gateway/ledger/spectest": {"gateway/ledger"},
-	"gateway/pbft/pbfttest":   {"gateway/pbft"},
-	"seeds/seedstest":         {},
+	"bridge/device/vectors":     {},
+	"gateway/ledger/spectest":   {"gateway/ledger"},
+	"gateway/ledger/ledgertest": {"gateway/ledger"},
+	"gateway/pbft/pbfttest":     {"gateway/pbft"},
+	"seeds/seedstest":           {},
 	"gateway/nodetest": {"bridge", "bridge/device", "gateway/chain", "gateway/front", "gateway/index", "gateway/ledger",
 		"gateway/replica", "gateway/state"},
 

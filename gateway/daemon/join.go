@@ -54,11 +54,14 @@ const (
 
 // joinFromSnapshot makes the empty block log of a cluster gateway (a new
 // gateway, or one whose disk was replaced) start from the newest
-// certified snapshot a peer serves: the peers are asked in turn (by node
-// id), and the first snapshot that snapshot.Accept takes with the genesis
-// alone is written to the snapshot store with its proof, then recorded as
-// the log's base. The state is then loaded from it as from a local
-// snapshot, and state transfer fetches only the blocks after it. A peer
+// certified snapshot a peer serves: the peers are asked in turn (in the
+// transport's order), and the first snapshot that snapshot.Accept takes
+// with the genesis alone (and the membership proof the peer sends with
+// it, which Accept checks with the genesis) is written to the snapshot
+// store with its proof, the membership proof beside the log's base
+// (blocks/MEMBERS), then recorded as the log's base. The state is then
+// loaded from it as from a local snapshot, and state transfer fetches
+// only the blocks after it. A peer
 // that serves nothing, fails, or serves a snapshot that is not certified
 // is logged and the next one asked; with none usable the log stays empty
 // and the gateway fetches every block from 1. It returns the base height
@@ -80,7 +83,9 @@ func (d *Daemon) joinFromSnapshot(ctx context.Context, gw *gateway) (uint64, err
 	ctx, cancel := context.WithTimeout(ctx, joinTimeout)
 	defer cancel()
 	logger.Info("the block log is empty: asking the peers for a certified snapshot to start from")
-	for _, n := range g.Nodes {
+	// The peers the transport knows (the genesis nodes, and whatever
+	// else its peer set holds), in its order.
+	for _, n := range tr.Peers() {
 		if n.ID == gw.nodeID {
 			continue
 		}
@@ -98,27 +103,29 @@ func (d *Daemon) joinFromSnapshot(ctx context.Context, gw *gateway) (uint64, err
 			logger.Warn("could not fetch a snapshot from a peer", "peer", n.ID, "err", err)
 			continue
 		}
-		snap, proof, err := snapshot.Accept(g, s.Data, s.Proof)
+		acc, err := snapshot.Accept(g, s.Data, s.Proof, s.Members)
 		if err != nil {
-			logger.Warn("refused a peer's snapshot: not certified by a quorum of the genesis nodes", "peer", n.ID, "height", s.Height, "err", err)
+			logger.Warn("refused a peer's snapshot: not certified by a quorum of the members in force", "peer", n.ID, "height", s.Height, "err", err)
 			continue
 		}
-		height, hash := snap.Tip()
-		if err := d.writeBase(gw, height, hash, s.Data, s.Proof); err != nil {
+		height, hash := acc.State.Tip()
+		if err := d.writeBase(gw, height, hash, s.Data, s.Proof, acc.Members); err != nil {
 			return 0, err
 		}
-		logger.Info("joined from a snapshot", "peer", n.ID, "height", height, "bytes", len(s.Data), "attestations", len(proof.Receipts))
+		logger.Info("joined from a snapshot", "peer", n.ID, "height", height, "bytes", len(s.Data), "attestations", len(acc.Proof.Receipts),
+			"member_changes", len(acc.Members))
 		return height, nil
 	}
 	logger.Warn("no peer served a usable certified snapshot: fetching every block from 1")
 	return 0, nil
 }
 
-// writeBase stores the accepted snapshot (data at height, tip hash) and
-// its proof, then makes the block log start after it. The log's base is
-// written last: a crash before it leaves an empty log, and the next start
-// joins again.
-func (d *Daemon) writeBase(gw *gateway, height uint64, hash [32]byte, data, proof []byte) error {
+// writeBase stores the accepted snapshot (data at height, tip hash), its
+// proof and the membership proof of the member changes at or below it
+// (blocks/MEMBERS), then makes the block log start after it. The log's
+// base is written last: a crash before it leaves an empty log, and the
+// next start joins again.
+func (d *Daemon) writeBase(gw *gateway, height uint64, hash [32]byte, data, proof []byte, members ledger.MembershipProof) error {
 	store, err := snapshot.Open(filepath.Join(gw.cfg.DataDir, SnapshotsDir))
 	if err != nil {
 		return fmt.Errorf("daemon: join: %w", err)
@@ -130,6 +137,9 @@ func (d *Daemon) writeBase(gw *gateway, height uint64, hash [32]byte, data, proo
 	if err := store.WriteBaseProof(proof); err != nil {
 		return fmt.Errorf("daemon: join: %w", err)
 	}
+	if err := gw.blog.SetBaseMembers(members); err != nil {
+		return fmt.Errorf("daemon: join: %w", err)
+	}
 	if err := gw.blog.SetBase(height, hash); err != nil {
 		return fmt.Errorf("daemon: join: %w", err)
 	}
@@ -138,8 +148,9 @@ func (d *Daemon) writeBase(gw *gateway, height uint64, hash [32]byte, data, proo
 
 // BaseProof checks the proof stored with the snapshot dir's block log
 // starts from (the gateway joined from it): it must verify with g alone
-// and name the log's base height and the snapshot's hash. It returns how
-// many genesis nodes attested it.
+// and the membership proof stored beside the log's base (blocks/MEMBERS,
+// the member changes at or below it) and name the log's base height and
+// the snapshot's hash. It returns how many members attested it.
 func BaseProof(dir string, g *ledger.Genesis, blog *ledger.Log) (int, error) {
 	base, _ := blog.Base()
 	s, err := snapshot.OpenReadOnly(filepath.Join(dir, SnapshotsDir))
@@ -154,10 +165,19 @@ func BaseProof(dir string, g *ledger.Genesis, blog *ledger.Log) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	_, p, err := snapshot.Accept(g, data, proof)
+	members, err := blog.BaseMembers()
 	if err != nil {
 		return 0, err
 	}
+	enc, err := members.Encode()
+	if err != nil {
+		return 0, err
+	}
+	acc, err := snapshot.Accept(g, data, proof, enc)
+	if err != nil {
+		return 0, err
+	}
+	p := acc.Proof
 	if p.Height != base {
 		return 0, fmt.Errorf("daemon: the base proof certifies height %d, the log's base is %d", p.Height, base)
 	}

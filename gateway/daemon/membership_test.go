@@ -96,11 +96,16 @@ func TestMembershipProofFromState(t *testing.T) {
 		return env
 	}
 	var lost bool
-	ms := &membership{members: st.Members, receipt: func(id [32]byte) (*ledger.Receipt, error) {
-		if r, ok := receipts[id]; ok && !lost {
-			return r, nil
+	ms := &membership{members: st.Members, prove: func(m *ledger.Members) (ledger.MembershipProof, error) {
+		var p ledger.MembershipProof
+		for _, e := range m.Changes() {
+			r, ok := receipts[e.Tx]
+			if !ok || lost {
+				return nil, fmt.Errorf("no receipt of %x", e.Tx)
+			}
+			p = append(p, *r)
 		}
-		return nil, fmt.Errorf("no receipt of %x", id)
+		return p, nil
 	}}
 	check := func(changes int) *ledger.Members {
 		t.Helper()

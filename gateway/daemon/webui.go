@@ -57,7 +57,6 @@ func newWebUI(d webuiDeps) (*webui.Server, error) {
 		Status: d.api.Status, Index: d.index, Ledger: d.chain, Genesis: d.g, Gatherer: d.reg,
 		Settings: settings, Logger: d.logger, Tokens: d.tokens,
 	}
-	deps.Members = d.chain.State().Members
 	deps.Records = d.api.Records // the device page's charts
 	if d.mqtt != nil {
 		deps.Connected = func() []webui.Connection {

@@ -27,6 +27,9 @@ import (
 //	BASE          only in a log that starts above height 1 (a gateway that
 //	              joined from a snapshot): the height and block hash of the
 //	              snapshot the log starts after (see SetBase)
+//	MEMBERS       only in a log with a BASE whose chain changed its members
+//	              at or below the base: the membership proof of those
+//	              changes (see SetBaseMembers)
 //
 // A segment is a sequence of records and nothing else. A record is
 //

@@ -22,6 +22,11 @@ const (
 // backup copies it).
 const LogBaseFile = baseFileName
 
+// LogMembersFile is the name of the file that holds the membership proof
+// of a log that starts from a snapshot (see SetBaseMembers; a backup
+// copies it).
+const LogMembersFile = "MEMBERS"
+
 // ErrBelowBase is wrapped by the error of a read of a block at or below
 // a log's base: the gateway joined from a snapshot and never had it.
 var ErrBelowBase = errors.New("ledger: below the log's base")
@@ -114,12 +119,14 @@ func decodeBase(b []byte) (uint64, [32]byte, error) {
 // temporary one a crash left.
 func (l *Log) loadBase() error {
 	if !l.opts.ReadOnly {
-		if err := os.Remove(filepath.Join(l.dir, baseFileName+".tmp")); err == nil {
-			if err := syncDir(l.dir); err != nil {
-				return err
+		for _, name := range []string{baseFileName, LogMembersFile} {
+			if err := os.Remove(filepath.Join(l.dir, name+".tmp")); err == nil {
+				if err := syncDir(l.dir); err != nil {
+					return err
+				}
+			} else if !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("ledger: remove log base leftover: %w", err)
 			}
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("ledger: remove log base leftover: %w", err)
 		}
 	}
 	b, err := os.ReadFile(filepath.Join(l.dir, baseFileName))
@@ -135,6 +142,68 @@ func (l *Log) loadBase() error {
 	}
 	l.base, l.baseHash = h, hash
 	return nil
+}
+
+// SetBaseMembers stores p, the membership proof the snapshot the log is
+// about to start after was accepted with: it proves the member changes
+// committed at or below that height (the receipts of the cluster.reconfig
+// txs in the blocks a gateway that joins from a snapshot never has), and
+// may prove later ones too. It goes in the log's MEMBERS file, atomically: a
+// temporary file written and fsynced, renamed, the directory fsynced.
+// Call it before SetBase, on a log with no record and no base: a crash
+// between the two leaves an empty log without a base, which joins again.
+// The log keeps the bytes; the caller verifies them (VerifyMembership)
+// before it stores them and whenever it reads them.
+func (l *Log) SetBaseMembers(p MembershipProof) error {
+	enc, err := p.Encode()
+	if err != nil {
+		return err
+	}
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	switch {
+	case l.closed:
+		return errLogClosed
+	case l.opts.ReadOnly:
+		return errors.New("ledger: block log opened read-only")
+	case l.failed != nil:
+		return l.failed
+	}
+	l.mu.RLock()
+	n, base := len(l.recs), l.base
+	l.mu.RUnlock()
+	if n > 0 || base > 0 {
+		return fmt.Errorf("ledger: set base members: the log is not empty (base %d, %d records)", base, n)
+	}
+	tmp := filepath.Join(l.dir, LogMembersFile+".tmp")
+	if err := writeSync(tmp, enc); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("ledger: write log members: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(l.dir, LogMembersFile)); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("ledger: write log members: %w", err)
+	}
+	return syncDir(l.dir)
+}
+
+// BaseMembers returns the membership proof SetBaseMembers stored: empty
+// (and no error) for a log without one (it starts at block 1, or from a
+// snapshot of a chain whose members had not changed, or it was made by a
+// gateway before member changes). It is not verified here.
+func (l *Log) BaseMembers() (MembershipProof, error) {
+	b, err := os.ReadFile(filepath.Join(l.dir, LogMembersFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return MembershipProof{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ledger: read log members: %w", err)
+	}
+	p, err := DecodeMembershipProof(b)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: the log's %s file: %w", LogMembersFile, err)
+	}
+	return p, nil
 }
 
 // writeSync writes data to a new file at path and fsyncs it.

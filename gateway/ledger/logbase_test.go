@@ -159,3 +159,77 @@ func FuzzDecodeBase(f *testing.F) {
 		}
 	})
 }
+
+// TestLogBaseMembers: the membership proof stored beside a log's base
+// round-trips across a reopen (read-only too), may be set only before
+// the base and the first record, a log without one reads as an empty
+// proof, a temporary file a crash left is removed, and a damaged file is
+// an error, not an empty proof.
+func TestLogBaseMembers(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, dir, smallSegments)
+	if p, err := l.BaseMembers(); err != nil || len(p) != 0 {
+		t.Fatalf("BaseMembers of a log without one: %d receipts, %v", len(p), err)
+	}
+	proof := MembershipProof{{Tx: []byte("a change"), Header: Header{ChainID: "c", Height: 7}, Index: 0}}
+	if err := l.SetBaseMembers(proof); err != nil {
+		t.Fatalf("SetBaseMembers: %v", err)
+	}
+	if err := l.SetBase(100, [32]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SetBaseMembers(proof); err == nil {
+		t.Fatal("SetBaseMembers after SetBase accepted")
+	}
+	want, _ := proof.Encode()
+	check := func(l *Log) {
+		t.Helper()
+		p, err := l.BaseMembers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := p.Encode(); !bytes.Equal(got, want) {
+			t.Fatalf("BaseMembers = %x, want %x", got, want)
+		}
+	}
+	check(l)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, LogMembersFile+".tmp"), []byte("torn"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := OpenLog(dir, LogOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(ro)
+	if err := ro.SetBaseMembers(proof); err == nil {
+		t.Fatal("SetBaseMembers on a read-only log accepted")
+	}
+	ro.Close()
+	l = openLog(t, dir, smallSegments)
+	check(l)
+	if _, err := os.Stat(filepath.Join(dir, LogMembersFile+".tmp")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the temporary file a crash left is still there: %v", err)
+	}
+	l.Close()
+	if err := os.WriteFile(filepath.Join(dir, LogMembersFile), []byte{0xff, 0x00}, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l = openLog(t, dir, smallSegments)
+	if _, err := l.BaseMembers(); err == nil || !strings.Contains(err.Error(), LogMembersFile) {
+		t.Fatalf("a damaged MEMBERS file: %v", err)
+	}
+	l.Close()
+
+	// A log with a record takes none.
+	l2 := openLog(t, t.TempDir(), smallSegments)
+	defer l2.Close()
+	if err := l2.Append(testRecords(1, 10, 10)[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := l2.SetBaseMembers(proof); err == nil {
+		t.Fatal("SetBaseMembers on a log with a record accepted")
+	}
+}

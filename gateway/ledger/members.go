@@ -184,6 +184,15 @@ func (m *Members) Last() *Epoch { return m.epochs[len(m.epochs)-1] }
 // Epochs returns the epochs, oldest first. They must not be changed.
 func (m *Members) Epochs() []*Epoch { return m.epochs }
 
+// Equal reports whether m and o hold the same member history: the same
+// epochs, each from the same height with the same nodes, made by the
+// same change.
+func (m *Members) Equal(o *Members) bool {
+	return slices.EqualFunc(m.epochs, o.epochs, func(a, b *Epoch) bool {
+		return a.Start == b.Start && a.Height == b.Height && a.Tx == b.Tx && sameNodes(a.Nodes, b.Nodes)
+	})
+}
+
 // Changes returns the epochs made by cluster.reconfig txs (all but the
 // genesis epoch), oldest first.
 func (m *Members) Changes() []*Epoch { return m.epochs[1:] }

@@ -399,12 +399,12 @@ func TestProofOfCertified(t *testing.T) {
 	}
 	// What a joining gateway checks of a peer's offer: the real one is
 	// accepted, anything else refused.
-	ast, ap, err := Accept(n.Genesis, enc, raw)
+	acc, err := Accept(n.Genesis, enc, raw, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h, _ := ast.Tip(); h != c.Height || ap.Height != c.Height {
-		t.Fatalf("accepted the state at %d, proof of %d", h, ap.Height)
+	if h, _ := acc.State.Tip(); h != c.Height || acc.Proof.Height != c.Height || len(acc.Members) != 0 {
+		t.Fatalf("accepted the state at %d, proof of %d, %d member changes", h, acc.Proof.Height, len(acc.Members))
 	}
 	changed := bytes.Clone(enc)
 	changed[len(changed)/2] ^= 1
@@ -434,7 +434,7 @@ func TestProofOfCertified(t *testing.T) {
 		{"no proof", enc, nil},
 		{"proof not CBOR", enc, []byte("certified, trust me")},
 	} {
-		if _, _, err := Accept(n.Genesis, bad.data, bad.proof); !errors.Is(err, ErrNotCertified) {
+		if _, err := Accept(n.Genesis, bad.data, bad.proof, nil); !errors.Is(err, ErrNotCertified) {
 			t.Errorf("%s: Accept = %v, want ErrNotCertified", bad.name, err)
 		}
 	}

@@ -337,29 +337,71 @@ func loadOne(s *Store, g *ledger.Genesis, log *ledger.Log, h uint64) (*state.Sta
 // offered is not one a quorum certified.
 var ErrNotCertified = errors.New("snapshot: not certified")
 
+// Accepted is a snapshot Accept took: its state, the proof that it is
+// certified, and the membership proof it was checked with (verified: it
+// proves at least the member changes committed at or below the
+// snapshot's height, and those after it the peer knew of, whose sets may
+// certify the attestations), which a block log that starts from it
+// stores beside its base (ledger.Log.SetBaseMembers): the gateway never
+// has the blocks of the changes at or below it.
+type Accepted struct {
+	State   *state.State
+	Proof   *ledger.SnapshotProof
+	Members ledger.MembershipProof
+}
+
 // Accept checks a snapshot a peer offered, data with the encoded proof
-// that it is certified, with nothing but the genesis: the proof must
-// verify (ledger.VerifySnapshotProof), data must hash to the proof's
-// hash, and decode as the state at the proof's height. It returns that
-// state and its proof. Both inputs are outside bytes: anything else is
-// an error wrapping ErrNotCertified.
-func Accept(g *ledger.Genesis, data, proof []byte) (*state.State, *ledger.SnapshotProof, error) {
+// that it is certified and the encoded membership proof of the chain's
+// member changes, with nothing but the genesis: the membership proof
+// must verify (ledger.VerifyMembership), the snapshot proof with the
+// member sets it proves (ledger.Members.VerifySnapshotProof), data must
+// hash to the proof's hash and decode as the state at the proof's
+// height, and that state's member history must be the one the membership
+// proof proves up to that height. An empty members (nil) is the proof of
+// a chain whose members never changed. All three inputs are outside
+// bytes: anything else is an error wrapping ErrNotCertified.
+func Accept(g *ledger.Genesis, data, proof, members []byte) (*Accepted, error) {
+	var mp ledger.MembershipProof
+	if len(members) > 0 {
+		var err error
+		if mp, err = ledger.DecodeMembershipProof(members); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrNotCertified, err)
+		}
+	}
+	m, err := ledger.VerifyMembership(g, mp)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNotCertified, err)
+	}
 	p, err := ledger.DecodeSnapshotProof(proof)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %w", ErrNotCertified, err)
+		return nil, fmt.Errorf("%w: %w", ErrNotCertified, err)
 	}
-	if err := ledger.VerifySnapshotProof(g, p); err != nil {
-		return nil, nil, fmt.Errorf("%w: %w", ErrNotCertified, err)
+	if err := m.VerifySnapshotProof(p); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNotCertified, err)
 	}
 	if sum := state.SnapshotHash(data); !bytes.Equal(sum[:], p.Hash) {
-		return nil, nil, fmt.Errorf("%w: the snapshot's %d bytes hash to %x, the certified hash at %d is %x", ErrNotCertified, len(data), sum, p.Height, p.Hash)
+		return nil, fmt.Errorf("%w: the snapshot's %d bytes hash to %x, the certified hash at %d is %x", ErrNotCertified, len(data), sum, p.Height, p.Hash)
 	}
 	st, err := state.Restore(g, data)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %w", ErrNotCertified, err)
+		return nil, fmt.Errorf("%w: %w", ErrNotCertified, err)
 	}
 	if h, _ := st.Tip(); h != p.Height {
-		return nil, nil, fmt.Errorf("%w: the snapshot is of height %d, certified at %d", ErrNotCertified, h, p.Height)
+		return nil, fmt.Errorf("%w: the snapshot is of height %d, certified at %d", ErrNotCertified, h, p.Height)
 	}
-	return st, p, nil
+	// The changes at or below the snapshot's height: the state must hold
+	// exactly them.
+	i := 0
+	for i < len(mp) && mp[i].Header.Height <= p.Height {
+		i++
+	}
+	bm, err := ledger.VerifyMembership(g, mp[:i])
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNotCertified, err)
+	}
+	if !bm.Equal(st.Members()) {
+		return nil, fmt.Errorf("%w: the membership proof proves %d member change(s) at or below height %d, the snapshot's state holds %d",
+			ErrNotCertified, len(bm.Changes()), p.Height, len(st.Members().Changes()))
+	}
+	return &Accepted{State: st, Proof: p, Members: mp}, nil
 }

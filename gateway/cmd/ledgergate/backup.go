@@ -150,9 +150,12 @@ func cmdRestore(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "the chain was not verified (--no-verify): run 'ledgergate ledger verify --data %s' before starting the gateway\n", *data)
 	} else {
 		fmt.Fprintf(e.stdout, "ledger verify: ok: %d blocks, %d txs, tip %x\n", res.Verified.Blocks, res.Verified.Txs, res.Verified.Tip)
+		if vm := res.Verified.Members; vm != nil && len(vm.Changes()) > 0 {
+			fmt.Fprintf(e.stdout, "ledger verify: members changed at heights %s\n", describeChanges(vm.Changes()))
+		}
 	}
 	if m.Base > 0 {
-		fmt.Fprintf(e.stdout, "the block log starts after block %d: the gateway backed up had joined from a snapshot, which the backup holds with its proof (docs/snapshots.md)\n", m.Base)
+		fmt.Fprintf(e.stdout, "the block log starts after block %d: the gateway backed up had joined from a snapshot, which the backup holds with its proof and the membership proof (docs/snapshots.md)\n", m.Base)
 	}
 	if _, err := os.Stat(filepath.Join(*data, daemon.BackupConfigFile)); err == nil {
 		fmt.Fprintf(e.stdout, "the configuration it ran with is %s: compare it with the one this gateway is to run with\n",

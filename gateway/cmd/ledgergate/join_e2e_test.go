@@ -33,12 +33,12 @@ import (
 // changed and its proof renamed to the changed bytes' hash.
 type forgingHandler struct {
 	nopHandler
-	height      uint64
-	data, proof []byte
+	height               uint64
+	data, proof, members []byte
 }
 
-func (h *forgingHandler) Snapshot(uint64, bool) (uint64, []byte, []byte, error) {
-	return h.height, h.data, h.proof, nil
+func (h *forgingHandler) Snapshot(uint64, bool) (*cluster.Snapshot, error) {
+	return &cluster.Snapshot{Height: h.height, Data: h.data, Proof: h.proof, Members: h.members}, nil
 }
 
 // TestClusterJoinFromSnapshot (issue 24): four gateways under device load
@@ -127,7 +127,7 @@ func TestClusterJoinFromSnapshot(t *testing.T) {
 	if forger.proof, err = p.Encode(); err != nil {
 		t.Fatal(err)
 	}
-	forger.height, forger.data = s.Height, forged
+	forger.height, forger.data, forger.members = s.Height, forged, s.Members
 	fctx, fstop := context.WithCancel(context.Background())
 	fdone := make(chan error, 1)
 	go func() { fdone <- fake.Run(fctx) }()
@@ -144,7 +144,7 @@ func TestClusterJoinFromSnapshot(t *testing.T) {
 	gw4 := c.restart(3, "--config", cfg)
 	waitLog(t, gw4, `msg="joined from a snapshot"`)
 	log4 := gw4.log()
-	if !strings.Contains(log4, `msg="refused a peer's snapshot: not certified by a quorum of the genesis nodes" component=join peer=node-1`) {
+	if !strings.Contains(log4, `msg="refused a peer's snapshot: not certified by a quorum of the members in force" component=join peer=node-1`) {
 		t.Errorf("node-4 did not refuse node-1's forged snapshot:\n%s", grepLines(log4, "component=join"))
 	}
 	m := regexp.MustCompile(`msg="joined from a snapshot" component=join peer=(node-\d) height=(\d+)`).FindStringSubmatch(log4)
@@ -223,6 +223,14 @@ func TestClusterJoinFromSnapshot(t *testing.T) {
 	if hh := at(head).Header.Hash(); fmt.Sprintf("%x", hh) != hash {
 		t.Errorf("node-4's block %d is %x, the others' %s", head, hh, hash)
 	}
+	// The membership proof it joined with is stored beside the base: the
+	// members never changed here, so it proves none.
+	if mp, err := blog.BaseMembers(); err != nil || len(mp) != 0 {
+		t.Errorf("node-4's blocks/%s: %d receipts, %v; want an empty proof", ledger.LogMembersFile, len(mp), err)
+	}
+	if _, err := os.Stat(filepath.Join(data, daemon.BlocksDir, ledger.LogMembersFile)); err != nil {
+		t.Errorf("node-4 joined without writing blocks/%s: %v", ledger.LogMembersFile, err)
+	}
 	if _, err := blog.ReadHeight(base); !errors.Is(err, ledger.ErrBelowBase) {
 		t.Errorf("node-4's block %d (its base): %v, want ErrBelowBase", base, err)
 	}
@@ -245,6 +253,9 @@ func TestClusterJoinFromSnapshot(t *testing.T) {
 	}
 	if out, errs, code := cli(t, "", "ledger", "verify", "--data", restored); code != 0 || !strings.Contains(out, "from base: the block log starts after block "+m[2]) {
 		t.Errorf("ledger verify on node-4's restored backup: exit %d\n%s%s", code, out, errs)
+	}
+	if _, err := os.Stat(filepath.Join(restored, daemon.BlocksDir, ledger.LogMembersFile)); err != nil {
+		t.Errorf("node-4's restored backup has no blocks/%s: %v", ledger.LogMembersFile, err)
 	}
 	for i := range 3 {
 		if out, errs, code := cli(t, "", "ledger", "verify", "--data", c.data[i]); code != 0 {

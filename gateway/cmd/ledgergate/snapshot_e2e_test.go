@@ -297,10 +297,10 @@ func TestSnapshotKill9(t *testing.T) {
 // nopHandler is the cluster.Handler of a transport that only fetches.
 type nopHandler struct{}
 
-func (nopHandler) Message(string, []byte)                                {}
-func (nopHandler) Blocks(uint64, int) ([][]byte, error)                  { return nil, nil }
-func (nopHandler) Blob([32]byte) ([]byte, error)                         { return nil, nil }
-func (nopHandler) Snapshot(uint64, bool) (uint64, []byte, []byte, error) { return 0, nil, nil, nil }
+func (nopHandler) Message(string, []byte)                           {}
+func (nopHandler) Blocks(uint64, int) ([][]byte, error)             { return nil, nil }
+func (nopHandler) Blob([32]byte) ([]byte, error)                    { return nil, nil }
+func (nopHandler) Snapshot(uint64, bool) (*cluster.Snapshot, error) { return nil, nil }
 
 // TestClusterSnapshotServed: four gateways under load write snapshots at
 // the same heights, attest them, and certify them; a node whose disk was
@@ -346,10 +346,11 @@ func TestClusterSnapshotServed(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", peer, err)
 		}
-		st, proof, err := snapshot.Accept(g, s.Data, s.Proof)
+		acc, err := snapshot.Accept(g, s.Data, s.Proof, s.Members)
 		if err != nil {
 			t.Fatalf("%s's snapshot at %d: %v", peer, s.Height, err)
 		}
+		st, proof := acc.State, acc.Proof
 		if h, _ := st.Tip(); h != s.Height || s.Height < 16 || s.Height%8 != 0 || len(proof.Receipts) < g.Quorum() {
 			t.Fatalf("%s served the state at %d as %d, proof of %d receipts", peer, h, s.Height, len(proof.Receipts))
 		}
@@ -357,7 +358,7 @@ func TestClusterSnapshotServed(t *testing.T) {
 
 		changed := bytes.Clone(s.Data)
 		changed[len(changed)/2] ^= 1
-		if _, _, err := snapshot.Accept(g, changed, s.Proof); !errors.Is(err, snapshot.ErrNotCertified) {
+		if _, err := snapshot.Accept(g, changed, s.Proof, s.Members); !errors.Is(err, snapshot.ErrNotCertified) {
 			t.Fatalf("a changed byte: %v, want ErrNotCertified", err)
 		}
 		p, err := ledger.DecodeSnapshotProof(s.Proof)
@@ -370,7 +371,7 @@ func TestClusterSnapshotServed(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := snapshot.Accept(g, changed, forged); !errors.Is(err, snapshot.ErrNotCertified) {
+		if _, err := snapshot.Accept(g, changed, forged, s.Members); !errors.Is(err, snapshot.ErrNotCertified) {
 			t.Fatalf("a proof renamed to the changed bytes' hash: %v, want ErrNotCertified", err)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/ledgergate/ledgergate/bridge/device"
@@ -139,12 +140,18 @@ func cmdLedgerVerify(_ context.Context, e *env, args []string) error {
 		if err != nil {
 			return fmt.Errorf("ledger verify: the snapshot the block log starts from is not proven certified: %w", err)
 		}
-		fmt.Fprintf(e.stdout, "base snapshot: certified by %d genesis nodes (its proof verifies with the genesis alone)\n", n)
+		fmt.Fprintf(e.stdout, "base snapshot: certified by %d members (its proof verifies with the genesis alone and the membership proof in blocks/%s)\n", n, ledger.LogMembersFile)
 	}
 	for _, w := range sum.Warnings {
 		fmt.Fprintf(e.stderr, "warning: %s\n", w)
 	}
 	fmt.Fprintf(e.stdout, "ok: %d blocks, %d txs, chain %s, tip %x\n", sum.Blocks, sum.Txs, g.ChainID, sum.Tip)
+	if ch := sum.Members.Changes(); len(ch) > 0 {
+		fmt.Fprintf(e.stdout, "members changed at heights %s: each block's certificate checked with the set in force at its height\n", describeChanges(ch))
+		if sum.BaseChanges > 0 {
+			fmt.Fprintf(e.stdout, "members: %d change(s) at or below the base proven by blocks/%s with the genesis alone\n", sum.BaseChanges, ledger.LogMembersFile)
+		}
+	}
 	if sum.Pruned > 0 {
 		fmt.Fprintf(e.stdout, "pruned: %d records in %d blocks between heights %d and %d (retention): their leaf hashes match the Merkle roots, their payloads and signatures are gone\n",
 			sum.Pruned, sum.PrunedBlocks, sum.PrunedFrom, sum.PrunedTo)
@@ -165,4 +172,13 @@ func cmdLedgerReindex(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "reindexed %d blocks\n", n)
 	return nil
+}
+
+// describeChanges lists member changes as "40 (5 nodes from 113), ...".
+func describeChanges(ch []*ledger.Epoch) string {
+	parts := make([]string, len(ch))
+	for i, e := range ch {
+		parts[i] = fmt.Sprintf("%d (%d nodes from %d: %s)", e.Height, e.N(), e.Start, strings.Join(e.IDs(), " "))
+	}
+	return strings.Join(parts, ", ")
 }
