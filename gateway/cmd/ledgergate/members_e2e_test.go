@@ -272,10 +272,11 @@ func TestClusterMembersChange(t *testing.T) {
 		t.Errorf("the proof leaves the members %s", got)
 	}
 	// Each gateway serves a proof of the same changes, the one a device
-	// fetches (docs/protocol.md 10.2): an original member and one added
-	// later from snapshots (node-6 and node-7 keep the receipts of the
-	// changes below their base in blocks/MEMBERS). (Their bytes may differ: each gateway keeps the certificate
-	// it collected, a quorum of signatures but not always the same one.)
+	// fetches (docs/protocol.md 10.2): node-5, and node-6 and node-7,
+	// which joined from snapshots and keep the receipts of the changes
+	// below their base in blocks/MEMBERS. (The bytes may differ: each
+	// gateway keeps the certificate it collected, a quorum of signatures
+	// but not always the same one.)
 	for _, gw := range []*gateway{g5, g6, g7} {
 		served, err := ledger.DecodeMembershipProof(fetchProof(t, gw.api))
 		if err != nil {
