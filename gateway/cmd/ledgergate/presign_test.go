@@ -24,7 +24,7 @@ func TestSimPresign(t *testing.T) {
 	g := startGateway(t, filepath.Join(t.TempDir(), "data"))
 	out := mustCLI(t, t.TempDir(), "sim", "--presign", "--inflight", "8", "--count", "100", "--devices", "10",
 		"--api", g.api, "--data", g.data, "--broker", "tcp://"+g.mqtt)
-	checkResult(t, out, 1000, g.cmd.Process.Pid)
+	checkResult(t, out, 1000, g.cmd.Process.Pid, true)
 
 	// The presign flags without --presign, and --chain-id for a gateway, are usage errors.
 	for _, args := range [][]string{{"--inflight", "4"}, {"--no-enroll"}, {"--presign", "--chain-id", "x"}} {
@@ -36,12 +36,14 @@ func TestSimPresign(t *testing.T) {
 	m := startMosquitto(t)
 	out = mustCLI(t, t.TempDir(), "sim", "--presign", "--no-enroll", "--inflight", "8", "--count", "100", "--devices", "10",
 		"--broker", "tcp://"+m.addr)
-	checkResult(t, out, 1000, m.cmd.Process.Pid)
+	// mosquitto spends ~10 µs a message: 1,000 of them may take less than
+	// one tick of /proc's CPU clock (10 ms), so its figure may be 0.
+	checkResult(t, out, 1000, m.cmd.Process.Pid, false)
 }
 
 // checkResult checks sim --presign's result line: msgs all acknowledged,
-// the broker's pid, and a positive CPU time per message.
-func checkResult(t *testing.T, out string, msgs, pid int) {
+// the broker's pid, and a CPU time per message, positive if positive.
+func checkResult(t *testing.T, out string, msgs, pid int, positive bool) {
 	t.Helper()
 	r, err := parseResult(out)
 	if err != nil {
@@ -54,8 +56,8 @@ func checkResult(t *testing.T, out string, msgs, pid int) {
 			t.Errorf("result %s=%q, want %q\n%s", k, r[k], v, out)
 		}
 	}
-	if cpu, err := strconv.ParseFloat(r["cpu_us_per_msg"], 64); err != nil || cpu <= 0 {
-		t.Errorf("result cpu_us_per_msg=%q: want a positive number\n%s", r["cpu_us_per_msg"], out)
+	if cpu, err := strconv.ParseFloat(r["cpu_us_per_msg"], 64); err != nil || cpu < 0 || positive && cpu == 0 {
+		t.Errorf("result cpu_us_per_msg=%q: want a number, positive: %t\n%s", r["cpu_us_per_msg"], positive, out)
 	}
 }
 
