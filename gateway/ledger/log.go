@@ -429,12 +429,9 @@ func (l *Log) cut(f *os.File, name string, off, size int64) (int64, error) {
 	return off, nil
 }
 
-// Append writes rec as the next record and fsyncs it. After a failed write,
-// fsync or segment roll the log's state on disk is unknown: Append keeps
-// failing, and the log must be closed and reopened, which cuts a torn tail.
-func (l *Log) Append(rec []byte) error {
-	l.wmu.Lock()
-	defer l.wmu.Unlock()
+// writableLocked reports why the log takes no write, if it does not; wmu
+// is held.
+func (l *Log) writableLocked() error {
 	switch {
 	case l.closed:
 		return errLogClosed
@@ -442,6 +439,20 @@ func (l *Log) Append(rec []byte) error {
 		return errors.New("ledger: block log opened read-only")
 	case l.failed != nil:
 		return l.failed
+	}
+	return nil
+}
+
+// Append writes rec as the next record and fsyncs it. After a failed write,
+// fsync or segment roll the log's state on disk is unknown: Append keeps
+// failing, and the log must be closed and reopened, which cuts a torn tail.
+func (l *Log) Append(rec []byte) error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	if err := l.writableLocked(); err != nil {
+		return err
+	}
+	switch {
 	case len(rec) > l.opts.MaxRecordBytes:
 		return fmt.Errorf("ledger: block log record of %d bytes over limit %d", len(rec), l.opts.MaxRecordBytes)
 	}

@@ -59,13 +59,10 @@ func (l *Log) Base() (uint64, [32]byte) {
 func (l *Log) SetBase(height uint64, hash [32]byte) error {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
+	if err := l.writableLocked(); err != nil {
+		return err
+	}
 	switch {
-	case l.closed:
-		return errLogClosed
-	case l.opts.ReadOnly:
-		return errors.New("ledger: block log opened read-only")
-	case l.failed != nil:
-		return l.failed
 	case height == 0:
 		return errors.New("ledger: a log's base height must be above 0")
 	}
@@ -161,13 +158,8 @@ func (l *Log) SetBaseMembers(p MembershipProof) error {
 	}
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
-	switch {
-	case l.closed:
-		return errLogClosed
-	case l.opts.ReadOnly:
-		return errors.New("ledger: block log opened read-only")
-	case l.failed != nil:
-		return l.failed
+	if err := l.writableLocked(); err != nil {
+		return err
 	}
 	l.mu.RLock()
 	n, base := len(l.recs), l.base
