@@ -1,0 +1,148 @@
+package front
+
+import (
+	"context"
+	"crypto"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ledgergate/ledgergate/bridge"
+	"github.com/ledgergate/ledgergate/gateway/chain"
+	"github.com/ledgergate/ledgergate/gateway/ledger"
+	"github.com/ledgergate/ledgergate/gateway/state"
+)
+
+// Limits of the claims a gateway submits for devices' first CONNECTs:
+// each one in flight costs a node signature and a tx through consensus.
+const (
+	MaxClaimsInFlight      = 64
+	MaxBatchClaimsInFlight = 16
+)
+
+// Claimer is the gateway's bridge.Claimer: for the first CONNECT of a
+// device an approved batch names, it signs, as this node, a device.claim
+// carrying the device's token as evidence (docs/protocol.md 6.19, path
+// b), submits it and waits for its commit. A CONNECT of a device no
+// approved batch names costs a map lookup; one whose token does not
+// verify with the batch's key, one signature check; neither reaches
+// consensus. At most MaxClaimsInFlight claims are in flight, at most
+// MaxBatchClaimsInFlight of one batch; one device has one claim in flight
+// and its other CONNECTs wait for it.
+type Claimer struct {
+	st     *state.State
+	ch     *chain.Chain
+	signer crypto.Signer
+	node   string
+
+	mu       sync.Mutex
+	inflight map[string]*pendingClaim // device -> its claim in flight
+	perBatch map[string]int
+}
+
+type pendingClaim struct {
+	PendingClaim
+	done chan struct{}
+	err  error
+}
+
+// PendingClaim is a claim in flight, for the API.
+type PendingClaim struct {
+	Device string    `json:"device"`
+	Batch  string    `json:"batch"`
+	Since  time.Time `json:"since"`
+}
+
+// NewClaimer returns a Claimer that signs as node with signer.
+func NewClaimer(st *state.State, ch *chain.Chain, signer crypto.Signer, node string) *Claimer {
+	return &Claimer{st: st, ch: ch, signer: signer, node: node, inflight: map[string]*pendingClaim{}, perBatch: map[string]int{}}
+}
+
+// Pending lists the claims in flight, by device.
+func (c *Claimer) Pending() []PendingClaim {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]PendingClaim, 0, len(c.inflight))
+	for _, d := range slices.Sorted(maps.Keys(c.inflight)) {
+		out = append(out, c.inflight[d].PendingClaim)
+	}
+	return out
+}
+
+// Claim implements bridge.Claimer.
+func (c *Claimer) Claim(ctx context.Context, device string, token []byte) error {
+	if c.enrolled(device) {
+		return nil
+	}
+	batch, key, ok := c.st.BatchKey(device)
+	if !ok {
+		return bridge.ErrNotClaimable
+	}
+	tok, err := ledger.ClaimToken(token, c.st.Genesis().ChainID)
+	if err != nil || tok.Claims.Subject != device || tok.Verify(key) != nil {
+		return bridge.ErrNotClaimable
+	}
+	c.mu.Lock()
+	if p := c.inflight[device]; p != nil {
+		c.mu.Unlock()
+		select {
+		case <-p.done:
+			return p.err
+		case <-ctx.Done():
+			return &ledger.RefusedError{Reason: ledger.ReasonUnavailable, Detail: "the claim of " + device + " is still in flight"}
+		}
+	}
+	if len(c.inflight) >= MaxClaimsInFlight || c.perBatch[batch] >= MaxBatchClaimsInFlight {
+		c.mu.Unlock()
+		return &ledger.RefusedError{Reason: ledger.ReasonOverloaded, Detail: "too many enrollments in flight: connect again in a few seconds"}
+	}
+	p := &pendingClaim{PendingClaim: PendingClaim{Device: device, Batch: batch, Since: time.Now()}, done: make(chan struct{})}
+	c.inflight[device] = p
+	c.perBatch[batch]++
+	c.mu.Unlock()
+
+	p.err = c.submit(ctx, device, batch, token)
+	c.mu.Lock()
+	delete(c.inflight, device)
+	if c.perBatch[batch]--; c.perBatch[batch] == 0 {
+		delete(c.perBatch, batch)
+	}
+	c.mu.Unlock()
+	close(p.done)
+	return p.err
+}
+
+// submit signs and submits the claim, and waits until the device is
+// enrolled: by this claim, or, if it is refused as exists, by another
+// gateway's, whose block this gateway may still be applying.
+func (c *Claimer) submit(ctx context.Context, device, batch string, token []byte) error {
+	env, err := ledger.SignTx(c.signer, c.node, &ledger.Body{Kind: ledger.KindDeviceClaim, ChainID: c.st.Genesis().ChainID,
+		DeviceClaim: &ledger.DeviceClaim{DeviceID: device, Batch: batch, Evidence: token}})
+	if err != nil {
+		return &ledger.RefusedError{Reason: ledger.ReasonInternal, Detail: fmt.Sprintf("sign the claim: %v", err)}
+	}
+	_, err = c.ch.Submit(ctx, env)
+	if err != nil && ledger.ReasonOf(err) != ledger.ReasonExists {
+		return err
+	}
+	// Committed (or another claim was): the device is in the state once
+	// this gateway applied the block.
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for !c.enrolled(device) {
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, &ledger.RefusedError{Reason: ledger.ReasonUnavailable, Detail: "the enrollment of " + device + " is not applied here yet"})
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+func (c *Claimer) enrolled(device string) bool {
+	_, ok := c.st.Device(device)
+	return ok
+}
