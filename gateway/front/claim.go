@@ -30,17 +30,21 @@ const (
 // approved batch names costs a map lookup; one whose token does not
 // verify with the batch's key, one signature check; neither reaches
 // consensus. At most MaxClaimsInFlight claims are in flight, at most
-// MaxBatchClaimsInFlight of one batch; one device has one claim in flight
-// and its other CONNECTs wait for it.
+// MaxBatchClaimsInFlight of one batch (a CONNECT waits for a slot within
+// its bound); one device has one claim in flight and its other CONNECTs
+// wait for it. The map of batch slots keeps one small channel per
+// approved batch that was ever claimed from.
 type Claimer struct {
 	st     *state.State
 	ch     *chain.Chain
 	signer crypto.Signer
 	node   string
 
+	slots chan struct{} // MaxClaimsInFlight
+
 	mu       sync.Mutex
 	inflight map[string]*pendingClaim // device -> its claim in flight
-	perBatch map[string]int
+	perBatch map[string]chan struct{} // batch -> MaxBatchClaimsInFlight slots
 }
 
 type pendingClaim struct {
@@ -58,7 +62,8 @@ type PendingClaim struct {
 
 // NewClaimer returns a Claimer that signs as node with signer.
 func NewClaimer(st *state.State, ch *chain.Chain, signer crypto.Signer, node string) *Claimer {
-	return &Claimer{st: st, ch: ch, signer: signer, node: node, inflight: map[string]*pendingClaim{}, perBatch: map[string]int{}}
+	return &Claimer{st: st, ch: ch, signer: signer, node: node, slots: make(chan struct{}, MaxClaimsInFlight),
+		inflight: map[string]*pendingClaim{}, perBatch: map[string]chan struct{}{}}
 }
 
 // Pending lists the claims in flight, by device.
@@ -95,24 +100,40 @@ func (c *Claimer) Claim(ctx context.Context, device string, token []byte) error 
 			return &ledger.RefusedError{Reason: ledger.ReasonUnavailable, Detail: "the claim of " + device + " is still in flight"}
 		}
 	}
-	if len(c.inflight) >= MaxClaimsInFlight || c.perBatch[batch] >= MaxBatchClaimsInFlight {
-		c.mu.Unlock()
-		return &ledger.RefusedError{Reason: ledger.ReasonOverloaded, Detail: "too many enrollments in flight: connect again in a few seconds"}
-	}
 	p := &pendingClaim{PendingClaim: PendingClaim{Device: device, Batch: batch, Since: time.Now()}, done: make(chan struct{})}
 	c.inflight[device] = p
-	c.perBatch[batch]++
+	bslots := c.perBatch[batch]
+	if bslots == nil {
+		bslots = make(chan struct{}, MaxBatchClaimsInFlight)
+		c.perBatch[batch] = bslots
+	}
 	c.mu.Unlock()
 
-	p.err = c.submit(ctx, device, batch, token)
+	p.err = c.slotted(ctx, bslots, func() error { return c.submit(ctx, device, batch, token) })
 	c.mu.Lock()
 	delete(c.inflight, device)
-	if c.perBatch[batch]--; c.perBatch[batch] == 0 {
-		delete(c.perBatch, batch)
-	}
 	c.mu.Unlock()
 	close(p.done)
 	return p.err
+}
+
+// slotted runs f holding a slot of the batch and one of the gateway,
+// waiting for them until ctx ends (the CONNECT's bound): overloaded then.
+func (c *Claimer) slotted(ctx context.Context, bslots chan struct{}, f func() error) error {
+	full := &ledger.RefusedError{Reason: ledger.ReasonOverloaded, Detail: "too many enrollments in flight: connect again in a few seconds"}
+	select {
+	case bslots <- struct{}{}:
+		defer func() { <-bslots }()
+	case <-ctx.Done():
+		return full
+	}
+	select {
+	case c.slots <- struct{}{}:
+		defer func() { <-c.slots }()
+	case <-ctx.Done():
+		return full
+	}
+	return f()
 }
 
 // submit signs and submits the claim, and waits until the device is
