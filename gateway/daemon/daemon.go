@@ -432,7 +432,7 @@ func (d *Daemon) buildFronts(gw *gateway) error {
 	var err error
 	limiter := bridge.NewLimiter(bridge.DefaultMaxPendingBytes) // records waiting to commit, over all front ends
 	ms := newMembership(gw.st, gw.chain)
-	gw.claimer = front.NewClaimer(gw.st, gw.chain, gw.key, gw.nodeID)
+	gw.claimer = front.NewClaimer(gw.st, gw.chain, gw.key, gw.nodeID, d.logger.With("component", "fleet"))
 	gw.mqtt, err = newMQTT(cfg.MQTT, gw.chain, gw.st, gw.behindPeers, gw.dir, ms, limiter, gw.claimer, d.logger.With("component", "mqtt"), gw.reg)
 	if err != nil {
 		return err

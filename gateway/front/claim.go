@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"sync"
@@ -39,6 +40,7 @@ type Claimer struct {
 	ch     *chain.Chain
 	signer crypto.Signer
 	node   string
+	log    *slog.Logger
 
 	slots chan struct{} // MaxClaimsInFlight
 
@@ -61,8 +63,8 @@ type PendingClaim struct {
 }
 
 // NewClaimer returns a Claimer that signs as node with signer.
-func NewClaimer(st *state.State, ch *chain.Chain, signer crypto.Signer, node string) *Claimer {
-	return &Claimer{st: st, ch: ch, signer: signer, node: node, slots: make(chan struct{}, MaxClaimsInFlight),
+func NewClaimer(st *state.State, ch *chain.Chain, signer crypto.Signer, node string, logger *slog.Logger) *Claimer {
+	return &Claimer{st: st, ch: ch, signer: signer, node: node, log: logger, slots: make(chan struct{}, MaxClaimsInFlight),
 		inflight: map[string]*pendingClaim{}, perBatch: map[string]chan struct{}{}}
 }
 
@@ -145,8 +147,13 @@ func (c *Claimer) submit(ctx context.Context, device, batch string, token []byte
 	if err != nil {
 		return &ledger.RefusedError{Reason: ledger.ReasonInternal, Detail: fmt.Sprintf("sign the claim: %v", err)}
 	}
-	_, err = c.ch.Submit(ctx, env)
-	if err != nil && ledger.ReasonOf(err) != ledger.ReasonExists {
+	rc, err := c.ch.Submit(ctx, env)
+	switch {
+	case err == nil:
+		c.log.Info("device enrolled from its batch", "device", device, "batch", batch, "height", rc.Header.Height)
+	case ledger.ReasonOf(err) == ledger.ReasonExists:
+		c.log.Info("device claim lost to another", "device", device, "batch", batch, "detail", err.Error())
+	default:
 		return err
 	}
 	// Committed (or another claim was): the device is in the state once
