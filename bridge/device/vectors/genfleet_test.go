@@ -93,4 +93,6 @@ func (x *gen) fleetTxs() {
 	bad("token-short-hash", "A hash of 31 bytes.", "admin", b, "32-byte hash")
 }
 
-func replaceDots(s string) string { return string(bytes.ReplaceAll([]byte(s), []byte("."), []byte("-"))) }
+func replaceDots(s string) string {
+	return string(bytes.ReplaceAll([]byte(s), []byte("."), []byte("-")))
+}
