@@ -94,7 +94,11 @@ func KindScope(kind ledger.Kind) (scope Scope, device bool) {
 	switch kind {
 	case ledger.KindRecord, ledger.KindConfigReport, ledger.KindFirmwareReport, ledger.KindRekey:
 		return ScopeSubmit, true
-	case ledger.KindFirmwarePublish, ledger.KindFirmwareVote, ledger.KindFleetBatch, ledger.KindDeviceClaim:
+	case ledger.KindDeviceClaim:
+		// A device enrolling itself holds its key, not an API token; the
+		// claim is authenticated by its own signature (protocol.md 6.18).
+		return ScopeSubmit, true
+	case ledger.KindFirmwarePublish, ledger.KindFirmwareVote, ledger.KindFleetBatch:
 		return ScopeSubmit, false
 	}
 	// device.enroll, device.revoke, config.set, vendor.enroll,
