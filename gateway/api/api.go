@@ -84,28 +84,27 @@ type Peer struct {
 
 // Server is the API's http.Handler.
 type Server struct {
-	info          NodeInfo
-	cluster       func() Cluster
-	dir           Directory
-	configs       Configs
-	fw            Firmware
-	fleet         Fleet
-	pendingClaims PendingClaims
-	fwReports     FirmwareReports
-	ledger        Ledger
-	index         Index
-	logger        *slog.Logger
-	started       time.Time
-	ready         atomic.Bool
-	health        func() error // why this gateway cannot commit now; nil if it can
-	egress        func() any   // nil: no egress connectors
-	storage       func() any   // nil: not reported
-	members       func() Members
-	mux           *http.ServeMux
-	routes        []string      // the patterns registered with handle
-	uploads       chan struct{} // a slot per upload being read (upload.go)
-	auth          *AuthPolicy   // nil: every route is open
-	membership    Membership    // nil: no /api/v1/cluster/proof
+	info       NodeInfo
+	cluster    func() Cluster
+	dir        Directory
+	configs    Configs
+	fw         Firmware
+	fleet      Fleet
+	fwReports  FirmwareReports
+	ledger     Ledger
+	index      Index
+	logger     *slog.Logger
+	started    time.Time
+	ready      atomic.Bool
+	health     func() error // why this gateway cannot commit now; nil if it can
+	egress     func() any   // nil: no egress connectors
+	storage    func() any   // nil: not reported
+	members    func() Members
+	mux        *http.ServeMux
+	routes     []string      // the patterns registered with handle
+	uploads    chan struct{} // a slot per upload being read (upload.go)
+	auth       *AuthPolicy   // nil: every route is open
+	membership Membership    // nil: no /api/v1/cluster/proof
 }
 
 // New returns the API handler. gatherer serves /metrics.

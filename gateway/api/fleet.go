@@ -2,35 +2,60 @@ package api
 
 import (
 	"net/http"
-
-	"github.com/ledgergate/ledgergate/gateway/state"
+	"time"
 )
 
 // Fleet is what the API reads about zero-touch enrollment (docs/fleet.md):
 // the batches in the committed state and the claims this gateway has in
-// flight. The daemon passes the state and the claimer; pending is a func
-// so the API does not depend on the front ends.
+// flight. The daemon adapts the state and the claimer to it.
 type Fleet interface {
-	Batches() []state.BatchInfo
-	Batch(id string) (state.BatchInfo, []state.BatchDeviceInfo, bool)
+	Batches() []BatchInfo
+	Batch(id string) (BatchBody, bool)
+	Claims() []PendingClaim
 }
 
-// PendingClaims lists this gateway's claims in flight, as JSON values.
-type PendingClaims func() any
+// BatchInfo is a fleet batch as the API shows it.
+type BatchInfo struct {
+	ID       string   `json:"id"`
+	Vendor   string   `json:"vendor"`
+	Model    string   `json:"model"`
+	Groups   []string `json:"groups"`
+	Height   uint64   `json:"height"` // of its fleet.batch
+	Devices  int      `json:"devices"`
+	Claimed  int      `json:"claimed"`
+	Status   string   `json:"status"` // "pending", "approved" or "revoked"
+	Approved bool     `json:"approved"`
+	Revoked  bool     `json:"revoked"`
+}
 
-// SetFleet enables the fleet endpoints.
-func (s *Server) SetFleet(f Fleet, pending PendingClaims) {
-	s.fleet, s.pendingClaims = f, pending
-	s.handle("GET /api/v1/fleet/batches", s.fleetBatches)
-	s.handle("GET /api/v1/fleet/batches/{id}", s.fleetBatch)
-	s.handle("GET /api/v1/fleet/claims", s.fleetClaims)
+// BatchDevice is a device of a batch and whether a claim enrolled it.
+type BatchDevice struct {
+	ID        string `json:"id"`
+	PublicKey []byte `json:"public_key"`
+	Claimed   bool   `json:"claimed"`
 }
 
 // BatchBody answers GET /api/v1/fleet/batches/{id}: the batch and its
-// devices, each with whether it was claimed.
+// devices.
 type BatchBody struct {
-	state.BatchInfo
-	DeviceList []state.BatchDeviceInfo `json:"device_list"`
+	BatchInfo
+	DeviceList []BatchDevice `json:"device_list"`
+}
+
+// PendingClaim is a claim this gateway submitted for a device's first
+// CONNECT and is waiting on.
+type PendingClaim struct {
+	Device string    `json:"device"`
+	Batch  string    `json:"batch"`
+	Since  time.Time `json:"since"`
+}
+
+// SetFleet enables the fleet endpoints.
+func (s *Server) SetFleet(f Fleet) {
+	s.fleet = f
+	s.handle("GET /api/v1/fleet/batches", s.fleetBatches)
+	s.handle("GET /api/v1/fleet/batches/{id}", s.fleetBatch)
+	s.handle("GET /api/v1/fleet/claims", s.fleetClaims)
 }
 
 func (s *Server) fleetBatches(w http.ResponseWriter, _ *http.Request) {
@@ -38,14 +63,14 @@ func (s *Server) fleetBatches(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) fleetBatch(w http.ResponseWriter, r *http.Request) {
-	b, devs, ok := s.fleet.Batch(r.PathValue("id"))
+	b, ok := s.fleet.Batch(r.PathValue("id"))
 	if !ok {
 		writeError(w, http.StatusNotFound, "not_found", "no batch "+r.PathValue("id"))
 		return
 	}
-	writeJSON(w, http.StatusOK, BatchBody{BatchInfo: b, DeviceList: devs})
+	writeJSON(w, http.StatusOK, b)
 }
 
 func (s *Server) fleetClaims(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"claims": s.pendingClaims()})
+	writeJSON(w, http.StatusOK, map[string]any{"claims": s.fleet.Claims()})
 }

@@ -457,7 +457,7 @@ func (d *Daemon) buildFronts(gw *gateway) error {
 	srv.SetDirectory(gw.dir, gw.idx)
 	srv.SetFirmware(gw.dir, gw.idx)
 	srv.SetMembership(ms)
-	srv.SetFleet(gw.st, func() any { return gw.claimer.Pending() })
+	srv.SetFleet(fleetView{gw.st, gw.claimer})
 	if eg := gw.eg; eg != nil {
 		srv.SetEgress(func() any { return eg.Status() })
 	}
