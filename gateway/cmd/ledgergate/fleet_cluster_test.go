@@ -99,6 +99,12 @@ func TestFleetClusterClaimRace(t *testing.T) {
 			}
 		}
 	}
+	// Every gateway's chain verifies: the same claims, the same verdicts.
+	for i := range c.gws {
+		if out, errs, code := cli(t, "", "ledger", "verify", "--data", c.data[i]); code != 0 {
+			t.Fatalf("gateway %d: ledger verify: exit %d\n%s%s", i+1, code, out, errs)
+		}
+	}
 	// Each device connects to every gateway now as an enrolled device.
 	for i := range c.gws {
 		cl, err := device.Dial(ctx, ids[0], keys[ids[0]], "test-cluster", device.DialOptions{Broker: "tcp://" + c.mqttAddr(i)})

@@ -196,4 +196,23 @@ func TestFleetZeroTouch(t *testing.T) {
 		t.Fatalf("the device enrolled by a token: %v", err)
 	}
 	fc.Close()
+
+	// The chain verifies, and a restart rebuilds the same fleet state.
+	if out := mustCLI(t, dir, "ledger", "verify", "--data", g.data); !strings.HasPrefix(out, "ok:") {
+		t.Fatalf("ledger verify: %s", out)
+	}
+	g.stop()
+	g = startGateway(t, g.data)
+	if b := batchInfo(t, g, "lot-1"); b.Status != "revoked" || b.Claimed != 100 {
+		t.Fatalf("batch after a restart: %+v", b.BatchInfo)
+	}
+	cl, err = device.Dial(ctx, ids[42], keys[ids[42]], gen.ChainID, device.DialOptions{Broker: "tcp://" + g.mqtt})
+	if err != nil {
+		t.Fatalf("a claimed device after a restart: %v", err)
+	}
+	cl.Close()
+	_, errOut, code = cli(t, dir, "device", "claim", "--key", "field-2", "--id", "field-2", "--secret", secret, "--api", g.api)
+	if code == 0 || !strings.Contains(errOut, "exists") {
+		t.Fatalf("second use of a token after a restart: exit %d %s", code, errOut)
+	}
 }
