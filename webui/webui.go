@@ -109,6 +109,14 @@ type Deps struct {
 	// Records reads committed records with their payloads (the API's
 	// Records); nil: the device page lists records without charts.
 	Records func(index.RecordQuery) ([]api.Record, error)
+
+	// Fleet reads the fleet's configurations and firmware reports; nil:
+	// no drift or rollout pages.
+	Fleet Fleet
+	// Rollouts returns a model's releases, newest first, with their
+	// rollout per group (the directory's FirmwareStatus); nil: no
+	// rollout page.
+	Rollouts func(model string, now time.Time) ([]Release, error)
 }
 
 // Server is the dashboard's http.Handler.
@@ -126,6 +134,7 @@ type Server struct {
 	closeOnce sync.Once
 
 	recent recentRecords // the device pages' newest records (records.go)
+	drift  driftCache    // the fleet's configuration states (fleet.go)
 }
 
 // New builds the dashboard; it reads the operator password file and does
@@ -176,6 +185,12 @@ func New(o Options, d Deps) (*Server, error) {
 	s.handle("GET /tokens", s.tokens)
 	s.handle("POST /tokens", s.createToken)
 	s.handle("POST /tokens/{id}/revoke", s.revokeToken)
+	s.handle("GET /drift", s.driftPage)
+	s.handle("GET /rollouts", s.rollouts)
+	for _, act := range []string{"approve", "halt"} {
+		s.handle("GET /rollouts/{model}/{version}/{group}/"+act, s.rolloutActPage(act))
+		s.handle("POST /rollouts/{model}/{version}/{group}/"+act, s.rolloutActPost(act))
+	}
 	s.handle("GET /events", s.events)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, nil, http.StatusNotFound, "No such page: "+r.URL.Path)
@@ -284,6 +299,7 @@ func parsePages() (map[string]*template.Template, error) {
 		"hasPrefix": strings.HasPrefix,
 		"has":       slices.Contains[[]string],
 		"bytes":     fmtBytes,
+		"pct":       pct,
 	}
 	names, err := fs.Glob(assets, "templates/*.html")
 	if err != nil {
@@ -343,4 +359,12 @@ func fmtBytes(n int64) string {
 		return fmt.Sprintf("%.1f kB", float64(n)/1e3)
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// pct is part of whole in whole percent, for bars and their labels.
+func pct(part, whole int) int {
+	if whole <= 0 {
+		return 0
+	}
+	return part * 100 / whole
 }

@@ -470,7 +470,7 @@ func (d *Daemon) buildFronts(gw *gateway) error {
 		gw.seedSt = newSeedState(cfg.Seeds)
 	}
 	gw.ui, err = newWebUI(webuiDeps{cfg: cfg, g: g, api: srv, chain: gw.chain, index: gw.idx, reg: gw.reg, mqtt: gw.mqtt, seeds: gw.seedSt,
-		tokens: tokens, logger: d.logger.With("component", "webui")})
+		dir: gw.dir, tokens: tokens, logger: d.logger.With("component", "webui")})
 	if err != nil {
 		return err
 	}
