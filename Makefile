@@ -175,7 +175,7 @@ vectors: ## regenerate docs/vectors, the protocol's test vectors, from the code 
 	$(GO) test -count=1 ./bridge/device/vectors
 
 screenshots: deps ## run the dashboard's browser test and keep its screenshots in docs/screenshots
-	$(GO) test -count=1 -run '^TestDashboard(Tokens)?$$' $(PKG) -args -screenshots=$(CURDIR)/docs/screenshots
+	$(GO) test -count=1 -run '^TestDashboard(Tokens|Fleet)?$$' $(PKG) -args -screenshots=$(CURDIR)/docs/screenshots
 
 clean: ## remove build outputs (not ./ledgergate-data)
 	rm -rf bin dist bridge/c/build
