@@ -197,8 +197,14 @@ func (x *Directory) waves(r *index.ReleaseInfo, ro *GroupRollout) error {
 			ro.order = append(ro.order, id)
 		}
 	}
+	// Each device's rank is hashed once, not at every comparison: the
+	// dashboard's rollout page sorts groups of thousands.
+	ranks := make(map[string][32]byte, len(ro.order))
+	for _, id := range ro.order {
+		ranks[id] = rank(id)
+	}
 	slices.SortFunc(ro.order, func(a, b string) int {
-		ra, rb := rank(a), rank(b)
+		ra, rb := ranks[a], ranks[b]
 		return cmp.Compare(string(ra[:]), string(rb[:]))
 	})
 	reports, err := x.d.Index.ReleaseReports(r.Model, r.Version)
