@@ -86,6 +86,7 @@ packaging-test: deb ## lintian, systemd-analyze, install/upgrade/purge in a Debi
 # Each fuzz target of outside bytes runs briefly; crashers land in testdata/fuzz.
 fuzz-short:
 	$(call fuzz,./gateway/ledger,FuzzDecodeTx,50000)
+	$(call fuzz,./gateway/ledger,FuzzClaimToken,20000)
 	$(call fuzz,./gateway/ledger,FuzzOpenCanonical,20000)
 	$(call fuzz,./gateway/ledger,FuzzRecordBody,20000)
 	$(call fuzz,./gateway/ledger,FuzzDecodeBlock,30000)

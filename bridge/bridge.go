@@ -180,3 +180,24 @@ type Answers interface {
 	// for the retained firmware topic; nil if there is none.
 	Firmware(device string) ([]byte, error)
 }
+
+// Claimer enrolls, on its first CONNECT, a device that an approved fleet
+// batch names (docs/protocol.md 6.19, path b): the gateway submits a
+// device.claim with the device's token as evidence and waits for its
+// commit.
+type Claimer interface {
+	// Claim returns nil once device is enrolled with the key its batch
+	// names, by this claim or by another gateway's. token is the
+	// device's CONNECT token (its COSE_Sign1 bytes), whose time the
+	// caller checked. A device no approved, unrevoked batch names, or a
+	// token that does not verify with the key the batch names, is
+	// refused before any consensus work, as ErrNotClaimable; a refusal
+	// from the ledger is a *ledger.RefusedError (overloaded: too many
+	// claims in flight).
+	Claim(ctx context.Context, device string, token []byte) error
+}
+
+// ErrNotClaimable is a Claimer's answer for a device it may not enroll:
+// no approved batch names it, or its token is not signed with the key the
+// batch names. The device is unknown, as before batches existed.
+var ErrNotClaimable = errors.New("bridge: no approved batch names this device and key")

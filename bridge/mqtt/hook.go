@@ -2,8 +2,11 @@ package mqtt
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -12,6 +15,7 @@ import (
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/ledgergate/ledgergate/bridge"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 )
 
@@ -254,6 +258,12 @@ func (s *Server) authenticate(cl *mochi.Client, pk packets.Packet) (expires time
 		if tok.Claims.Subject != id {
 			return time.Time{}, refuse(packets.ErrBadUsernameOrPassword, "token is for device %q", clip(tok.Claims.Subject, ledger.MaxIDLen))
 		}
+		if !known && s.d.Claimer != nil {
+			var cerr *connectError
+			if dev, known, cerr = s.claim(id, string(c.Password)); cerr != nil {
+				return time.Time{}, cerr
+			}
+		}
 		if !known {
 			return time.Time{}, s.unknownDevice()
 		}
@@ -266,6 +276,37 @@ func (s *Server) authenticate(cl *mochi.Client, pk packets.Packet) (expires time
 		return time.Time{}, refuse(packets.ErrNotAuthorized, "device is revoked")
 	}
 	return expires, nil
+}
+
+// claimTimeout bounds how long a CONNECT waits for its device's claim to
+// commit.
+const claimTimeout = 15 * time.Second
+
+// claim has an unknown device enrolled from its approved batch (see
+// bridge.Claimer) and returns its entry. A device no approved batch names
+// comes back unknown, having cost a lookup and at most one signature
+// check; a refusal from the ledger is told as server unavailable (come
+// back), or as bad credentials if the ledger says so.
+func (s *Server) claim(id, token string) (bridge.Device, bool, *connectError) {
+	raw, err := base64.RawURLEncoding.DecodeString(token)
+	if err != nil {
+		return bridge.Device{}, false, refuse(packets.ErrBadUsernameOrPassword, "token: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), claimTimeout)
+	defer cancel()
+	err = s.d.Claimer.Claim(ctx, id, raw)
+	switch {
+	case errors.Is(err, bridge.ErrNotClaimable):
+		return bridge.Device{}, false, nil
+	case err != nil:
+		switch ledger.ReasonOf(err) {
+		case ledger.ReasonOverloaded, ledger.ReasonUnavailable, ledger.ReasonInternal, ledger.ReasonStorageFull, "":
+			return bridge.Device{}, false, refuse(packets.ErrServerUnavailable, "enrollment from its batch did not commit: %v; connect again", err)
+		}
+		return bridge.Device{}, false, refuse(packets.ErrBadUsernameOrPassword, "enrollment from its batch refused: %v", err)
+	}
+	dev, ok := s.d.Directory.Device(id)
+	return dev, ok, nil
 }
 
 // unknownDevice refuses a device this gateway does not know: bad

@@ -101,6 +101,11 @@ type Deps struct {
 	// Membership serves the cluster/proof/get request; nil: it is refused
 	// as not_found.
 	Membership bridge.Membership
+
+	// Claimer enrolls a device of an approved fleet batch at its first
+	// CONNECT (token authentication only); nil: an unknown device is
+	// refused.
+	Claimer bridge.Claimer
 }
 
 // ErrClosed is returned by Start after Close.

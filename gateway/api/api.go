@@ -89,6 +89,7 @@ type Server struct {
 	dir        Directory
 	configs    Configs
 	fw         Firmware
+	fleet      Fleet
 	fwReports  FirmwareReports
 	ledger     Ledger
 	index      Index

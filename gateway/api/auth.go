@@ -71,6 +71,9 @@ var rules = map[string]rule{
 	"GET /api/v1/configs/{target}":                        {accessScoped, ScopeReadRecords, ""},
 	"GET /api/v1/groups/{group}":                          {accessScoped, ScopeReadRecords, ""},
 	"GET /api/v1/drift":                                   {accessScoped, ScopeReadRecords, ""},
+	"GET /api/v1/fleet/batches":                           {accessScoped, ScopeReadRecords, ""},
+	"GET /api/v1/fleet/batches/{id}":                      {accessScoped, ScopeReadRecords, ""},
+	"GET /api/v1/fleet/claims":                            {accessScoped, ScopeReadRecords, ""},
 	"GET /api/v1/blobs/{sum}":                             {accessDevice, ScopeReadRecords, ""},
 	"GET /api/v1/devices/{id}/keys":                       {accessDevice, ScopeReadRecords, ""},
 	"GET /api/v1/devices/{id}/config":                     {accessDevice, ScopeReadRecords, ""},
@@ -91,7 +94,11 @@ func KindScope(kind ledger.Kind) (scope Scope, device bool) {
 	switch kind {
 	case ledger.KindRecord, ledger.KindConfigReport, ledger.KindFirmwareReport, ledger.KindRekey:
 		return ScopeSubmit, true
-	case ledger.KindFirmwarePublish, ledger.KindFirmwareVote:
+	case ledger.KindDeviceClaim:
+		// A device enrolling itself holds its key, not an API token; the
+		// claim is authenticated by its own signature (protocol.md 6.18).
+		return ScopeSubmit, true
+	case ledger.KindFirmwarePublish, ledger.KindFirmwareVote, ledger.KindFleetBatch:
 		return ScopeSubmit, false
 	}
 	// device.enroll, device.revoke, config.set, vendor.enroll,

@@ -362,6 +362,7 @@ func TestAuthOperatorSession(t *testing.T) {
 func TestRulesCoverRoutes(t *testing.T) {
 	a := newTestAPI(t, AuthPolicy{Required: true})
 	a.s.SetFirmware(nil, nil)
+	a.s.SetFleet(nil)
 	for _, p := range a.s.routes {
 		if _, ok := rules[p]; !ok {
 			t.Errorf("route %q has no access rule in auth.go", p)

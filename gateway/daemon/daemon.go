@@ -76,6 +76,7 @@ type gateway struct {
 	cfg                     config.Config
 	g                       *ledger.Genesis
 	nodeID                  string
+	claimer                 *front.Claimer // enrolls devices of approved batches at their first CONNECT
 	signer                  *NodeKey
 	// key is the node key as every signature uses it: a TPM that goes
 	// away makes the gateway not ready and silent, not stop (issue 20).
@@ -431,7 +432,8 @@ func (d *Daemon) buildFronts(gw *gateway) error {
 	var err error
 	limiter := bridge.NewLimiter(bridge.DefaultMaxPendingBytes) // records waiting to commit, over all front ends
 	ms := newMembership(gw.st, gw.chain)
-	gw.mqtt, err = newMQTT(cfg.MQTT, gw.chain, gw.st, gw.behindPeers, gw.dir, ms, limiter, d.logger.With("component", "mqtt"), gw.reg)
+	gw.claimer = front.NewClaimer(gw.st, gw.chain, gw.key, gw.nodeID, d.logger.With("component", "fleet"))
+	gw.mqtt, err = newMQTT(cfg.MQTT, gw.chain, gw.st, gw.behindPeers, gw.dir, ms, limiter, gw.claimer, d.logger.With("component", "mqtt"), gw.reg)
 	if err != nil {
 		return err
 	}
@@ -455,6 +457,7 @@ func (d *Daemon) buildFronts(gw *gateway) error {
 	srv.SetDirectory(gw.dir, gw.idx)
 	srv.SetFirmware(gw.dir, gw.idx)
 	srv.SetMembership(ms)
+	srv.SetFleet(fleetView{gw.st, gw.claimer})
 	if eg := gw.eg; eg != nil {
 		srv.SetEgress(func() any { return eg.Status() })
 	}

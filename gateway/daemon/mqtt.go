@@ -20,7 +20,7 @@ import (
 )
 
 // newMQTT builds the MQTT front end, or returns nil if no listener is configured.
-func newMQTT(c config.MQTT, ch *chain.Chain, st *state.State, behind func() bool, dir *directory.Directory, ms bridge.Membership, limiter *bridge.Limiter, logger *slog.Logger, reg prometheus.Registerer) (*mqtt.Server, error) {
+func newMQTT(c config.MQTT, ch *chain.Chain, st *state.State, behind func() bool, dir *directory.Directory, ms bridge.Membership, limiter *bridge.Limiter, claimer bridge.Claimer, logger *slog.Logger, reg prometheus.Registerer) (*mqtt.Server, error) {
 	if c.Listen == "" && c.TLSListen == "" {
 		return nil, nil
 	}
@@ -38,7 +38,7 @@ func newMQTT(c config.MQTT, ch *chain.Chain, st *state.State, behind func() bool
 	}
 	return mqtt.New(cfg, mqtt.Deps{
 		Committer: front.Committer(ch, behind), Directory: front.Directory(st, behind), Answers: dir.Answers(), Membership: ms, Limiter: limiter, Logger: logger, Registry: reg,
-		Now: clock.Now, // device tokens are checked against the gateway's wall clock
+		Claimer: claimer, Now: clock.Now, // device tokens are checked against the gateway's wall clock
 	})
 }
 

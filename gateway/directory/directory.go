@@ -364,6 +364,8 @@ func (x *Directory) Affected(txs []*ledger.Tx) []string {
 		switch b := &tx.Body; {
 		case b.Enroll != nil:
 			out = append(out, b.Enroll.DeviceID)
+		case b.DeviceClaim != nil:
+			out = append(out, b.DeviceClaim.DeviceID)
 		case b.FirmwarePolicy != nil:
 			groups[b.FirmwarePolicy.Group] = true
 		case b.FirmwareReport != nil:

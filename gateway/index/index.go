@@ -256,6 +256,12 @@ var upgrades = [][]string{
 		`CREATE TABLE IF NOT EXISTS log_base (height INTEGER NOT NULL)`,
 		`INSERT INTO log_base (height) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM log_base)`,
 	},
+	// 9 to 10: zero-touch enrollment (fleet.go): what a device.claim
+	// enrolls, from its batch or its enrollment token.
+	{
+		`CREATE TABLE IF NOT EXISTS fleet_devices (device TEXT PRIMARY KEY, batch TEXT NOT NULL, public_key BLOB NOT NULL, model TEXT NOT NULL, groups TEXT NOT NULL)`,
+		`CREATE TABLE IF NOT EXISTS enroll_tokens (hash BLOB PRIMARY KEY, model TEXT NOT NULL, groups TEXT NOT NULL)`,
+	},
 }
 
 // generationTxs is the number of txs in a generation of the tx-id index
@@ -695,6 +701,9 @@ func (w *writer) applyBlock(top topBlock, h *ledger.Header, txs []*ledger.Tx) (t
 		); err != nil {
 			return top, fmt.Errorf("insert tx %d: %w", i, err)
 		}
+		if err := applyFleet(w, t); err != nil {
+			return top, fmt.Errorf("tx %d: %w", i, err)
+		}
 		if err := devs.apply(h, t); err != nil {
 			return top, fmt.Errorf("tx %d: %w", i, err)
 		}
@@ -950,6 +959,22 @@ func (s *deviceSet) apply(h *ledger.Header, tx *ledger.Tx) error {
 		}
 		s.rows[id] = d
 		for _, g := range e.Groups {
+			if _, err := s.w.Exec(`INSERT OR IGNORE INTO device_groups (grp, device) VALUES (?, ?)`, g, id); err != nil {
+				return fmt.Errorf("device %s group %s: %w", id, g, err)
+			}
+		}
+	case body.DeviceClaim != nil:
+		key, model, groups, err := s.w.claimed(body.DeviceClaim)
+		if err != nil || key == nil {
+			return err
+		}
+		d = &Device{ID: id, Status: StatusActive, EnrolledHeight: h.Height, Model: model, Groups: nonNilStrings(groups),
+			EncKey: []byte{}, EnrollTx: tx.ID[:], KeysTx: tx.ID[:], RevokeTx: []byte{}, CfgSHA256: []byte{}}
+		if err := setKey(d, key); err != nil {
+			return err
+		}
+		s.rows[id] = d
+		for _, g := range groups {
 			if _, err := s.w.Exec(`INSERT OR IGNORE INTO device_groups (grp, device) VALUES (?, ?)`, g, id); err != nil {
 				return fmt.Errorf("device %s group %s: %w", id, g, err)
 			}

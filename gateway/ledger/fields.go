@@ -53,6 +53,11 @@ var payloadKinds = map[uint64]Kind{
 	17: KindFirmwareReport,
 	18: KindSnapshot,
 	19: KindReconfig,
+	20: KindFleetBatch,
+	21: KindFleetApprove,
+	22: KindFleetRevoke,
+	23: KindDeviceClaim,
+	24: KindEnrollToken,
 }
 
 var bodyType = reflect.TypeFor[Body]()

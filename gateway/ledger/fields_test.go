@@ -83,6 +83,23 @@ func everyKind(t *testing.T) map[uint64]*Body {
 	rc.ClusterReconfig = &ClusterReconfig{Nodes: []Node{{ID: "n-1", PublicKey: node}, {ID: "n-2", PublicKey: node, Addrs: []string{"10.0.0.2:7000"}},
 		{ID: "n-3", PublicKey: node}, {ID: "n-5", PublicKey: node}}}
 	add(19, rc)
+	fb := b(KindFleetBatch)
+	fb.FleetBatch = &FleetBatch{Batch: "b-1", Model: "m-1", Groups: []string{"a"}, Devices: []BatchDevice{{DeviceID: "dev-1", PublicKey: pub}, {DeviceID: "dev-2", PublicKey: pub}}}
+	add(20, fb)
+	fap := b(KindFleetApprove)
+	fap.FleetApprove = &FleetApprove{Batch: "b-1"}
+	add(21, fap)
+	frv := b(KindFleetRevoke)
+	frv.FleetRevoke = &FleetRevoke{Batch: "b-1", Reason: "recall"}
+	add(22, frv)
+	// A claim's forms exclude each other; this one has the fields no
+	// other form has: evidence.
+	dc := b(KindDeviceClaim)
+	dc.DeviceClaim = &DeviceClaim{DeviceID: "dev-1", Batch: "b-1", Evidence: []byte{0xd2}}
+	add(23, dc)
+	et := b(KindEnrollToken)
+	et.EnrollToken = &EnrollToken{Hash: sum, Expires: 1_700_000_000_000, DeviceID: "dev-9", Model: "m-1", Groups: []string{"a"}}
+	add(24, et)
 	return bodies
 }
 

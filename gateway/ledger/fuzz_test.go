@@ -2,7 +2,9 @@ package ledger
 
 import (
 	"bytes"
+	"encoding/base64"
 	"testing"
+	"time"
 )
 
 // maxFuzzInput caps fuzz inputs: real txs are at most max_tx_bytes.
@@ -14,7 +16,14 @@ func FuzzDecodeTx(f *testing.F) {
 	for _, b := range []*Body{record("dev-1", 1), {Kind: KindRevoke, ChainID: testChain, Revoke: &Revoke{DeviceID: "d"}},
 		{Kind: KindConfigSet, ChainID: testChain, ConfigSet: &ConfigSet{Target: "group:g", Version: 1, SHA256: sum, Blob: sum, URI: "https://x"}},
 		{Kind: KindConfigReport, ChainID: testChain, ConfigReport: &ConfigReport{DeviceID: "dev-1", Seq: 2, Version: 1, SHA256: sum}},
-		{Kind: KindHeartbeat, ChainID: testChain, Heartbeat: &Heartbeat{Node: "n", Time: 1}}} {
+		{Kind: KindHeartbeat, ChainID: testChain, Heartbeat: &Heartbeat{Node: "n", Time: 1}},
+		{Kind: KindFleetBatch, ChainID: testChain, FleetBatch: &FleetBatch{Batch: "b", Model: "m", Groups: []string{"g"},
+			Devices: []BatchDevice{{DeviceID: "d-1", PublicKey: pubDER(f, key)}, {DeviceID: "d-2", PublicKey: pubDER(f, key)}}}},
+		{Kind: KindFleetApprove, ChainID: testChain, FleetApprove: &FleetApprove{Batch: "b"}},
+		{Kind: KindFleetRevoke, ChainID: testChain, FleetRevoke: &FleetRevoke{Batch: "b", Reason: "r"}},
+		{Kind: KindDeviceClaim, ChainID: testChain, DeviceClaim: &DeviceClaim{DeviceID: "d-1", Batch: "b", Evidence: []byte{0xd2, 0x84}}},
+		{Kind: KindDeviceClaim, ChainID: testChain, DeviceClaim: &DeviceClaim{DeviceID: "d-1", Secret: sum, PublicKey: pubDER(f, key)}},
+		{Kind: KindEnrollToken, ChainID: testChain, EnrollToken: &EnrollToken{Hash: sum, Expires: 5, DeviceID: "d-9", Model: "m", Groups: []string{"g"}}}} {
 		env, err := SignTx(key, "dev-1", b)
 		if err != nil {
 			f.Fatal(err)
@@ -128,5 +137,34 @@ func FuzzDecodeAnswer(f *testing.F) {
 				t.Fatal("firmware answer does not re-encode to its bytes")
 			}
 		}
+	})
+}
+
+// FuzzClaimToken: the evidence of a gateway's device.claim is a device
+// token's envelope, outside bytes decoded when the claim is checked.
+// ClaimToken never panics, and what it accepts has its subject as kid
+// and the chain as audience.
+func FuzzClaimToken(f *testing.F) {
+	key := fixedEd25519()
+	tok, err := SignToken(key, "dev-1", testChain, time.Unix(1_700_000_000, 0), time.Hour)
+	if err != nil {
+		f.Fatal(err)
+	}
+	raw, _ := base64.RawURLEncoding.DecodeString(tok)
+	f.Add(raw)
+	f.Add([]byte{0xd2, 0x84, 0x40, 0xa0, 0x40, 0x40})
+	pk, err := ParsePublicKey(pubDER(f, key))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		tk, err := ClaimToken(data, testChain)
+		if err != nil {
+			return
+		}
+		if tk.Claims.Audience != testChain || tk.Claims.Subject != tk.env.kid {
+			t.Fatalf("accepted claims %+v of kid %q", tk.Claims, tk.env.kid)
+		}
+		_ = tk.Verify(pk) // must not panic
 	})
 }

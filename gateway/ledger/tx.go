@@ -90,6 +90,12 @@ type Body struct {
 	NodeSnapshot *NodeSnapshot `cbor:"18,keyasint,omitempty"`
 
 	ClusterReconfig *ClusterReconfig `cbor:"19,keyasint,omitempty"`
+
+	FleetBatch   *FleetBatch   `cbor:"20,keyasint,omitempty"`
+	FleetApprove *FleetApprove `cbor:"21,keyasint,omitempty"`
+	FleetRevoke  *FleetRevoke  `cbor:"22,keyasint,omitempty"`
+	DeviceClaim  *DeviceClaim  `cbor:"23,keyasint,omitempty"`
+	EnrollToken  *EnrollToken  `cbor:"24,keyasint,omitempty"`
 }
 
 // ClusterReconfig names the whole next member set of a cluster, in
@@ -226,6 +232,8 @@ func (b *Body) Subject() string {
 		return b.VendorEnroll.Vendor
 	case b.ReviewerEnroll != nil:
 		return b.ReviewerEnroll.Reviewer
+	case b.DeviceClaim != nil:
+		return b.DeviceClaim.DeviceID
 	}
 	return ""
 }
@@ -238,7 +246,8 @@ func (b *Body) Validate() error {
 	set := 0
 	for _, p := range []bool{b.Enroll != nil, b.Revoke != nil, b.Rekey != nil, b.Record != nil, b.ConfigSet != nil, b.ConfigReport != nil, b.Heartbeat != nil, b.NodeSnapshot != nil, b.ClusterReconfig != nil,
 		b.VendorEnroll != nil, b.ReviewerEnroll != nil, b.FirmwarePublish != nil, b.FirmwareVote != nil, b.FirmwareApprove != nil,
-		b.FirmwareRevoke != nil, b.FirmwarePolicy != nil, b.FirmwareReport != nil} {
+		b.FirmwareRevoke != nil, b.FirmwarePolicy != nil, b.FirmwareReport != nil,
+		b.FleetBatch != nil, b.FleetApprove != nil, b.FleetRevoke != nil, b.DeviceClaim != nil, b.EnrollToken != nil} {
 		if p {
 			set++
 		}
@@ -380,6 +389,9 @@ func (b *Body) Validate() error {
 		}
 	default:
 		err, ok := b.validateFirmware()
+		if !ok {
+			err, ok = b.validateFleet()
+		}
 		if !ok {
 			return fmt.Errorf("%w: %q", ErrUnknownKind, string(b.Kind))
 		}

@@ -21,9 +21,12 @@ type Batch struct {
 	ids        map[[32]byte]bool
 	beats      map[string]int64  // heartbeat times of txs already in the batch
 	attested   map[string]uint64 // node.snapshot heights of txs already in the batch
-	newMembers *ledger.Members   // set by a cluster.reconfig already in the batch
-	height     uint64            // of the batch's block
-	applied    bool              // the block of this batch was applied to the state
+	batches    map[string]*FleetBatch
+	batchOf    map[string]string
+	tokens     map[[32]byte]*enrollToken
+	newMembers *ledger.Members // set by a cluster.reconfig already in the batch
+	height     uint64          // of the batch's block
+	applied    bool            // the block of this batch was applied to the state
 }
 
 // NewBatch starts a batch on the current committed state.
@@ -34,7 +37,8 @@ func (s *State) NewBatch() *Batch { return s.NewBatchOn(nil) }
 func (s *State) NewBatchOn(parent *Batch) *Batch {
 	b := &Batch{s: s, parent: parent, pending: map[string]*Device{}, configs: map[string]uint64{}, ids: map[[32]byte]bool{}, beats: map[string]int64{},
 		attested: map[string]uint64{},
-		vendors:  map[string]*Vendor{}, reviewers: map[string]*ledger.PublicKey{}, facts: map[string]bool{}}
+		batches:  map[string]*FleetBatch{}, batchOf: map[string]string{}, tokens: map[[32]byte]*enrollToken{},
+		vendors: map[string]*Vendor{}, reviewers: map[string]*ledger.PublicKey{}, facts: map[string]bool{}}
 	if parent != nil {
 		b.height = parent.height + 1
 	} else {
@@ -130,6 +134,12 @@ func (b *Batch) Check(tx *ledger.Tx) (*Checked, error) {
 			return nil, err
 		}
 		return &Checked{Tx: tx, Key: k}, nil
+	case ledger.KindFleetBatch, ledger.KindFleetApprove, ledger.KindFleetRevoke, ledger.KindDeviceClaim, ledger.KindEnrollToken:
+		k, err := b.s.fleetAuthor(tx, b.vendor, b.fleetBatch, b.height)
+		if err != nil {
+			return nil, err
+		}
+		return &Checked{Tx: tx, Key: k}, nil
 	case ledger.KindRekey, ledger.KindRecord, ledger.KindConfigReport, ledger.KindFirmwareReport:
 		if body.Subject() != tx.Author {
 			return nil, reject(ledger.ReasonForbidden, "%s by %s is about device %s", body.Kind, tx.Author, body.Subject())
@@ -184,6 +194,9 @@ func (b *Batch) Add(c *Checked) error {
 		ledger.KindFirmwareApprove, ledger.KindFirmwareRevoke, ledger.KindFirmwarePolicy:
 		return b.addFirmware(tx)
 	}
+	if isFleet(body.Kind) {
+		return b.addFleet(c)
+	}
 	id := body.Subject()
 	d := b.device(id)
 	var next Device
@@ -194,6 +207,9 @@ func (b *Batch) Add(c *Checked) error {
 		}
 		if b.vendor(id) != nil || b.reviewer(id) != nil {
 			return reject(ledger.ReasonExists, "%s is a vendor or reviewer id", id)
+		}
+		if bt := b.batchOfDevice(id); bt != "" {
+			return reject(ledger.ReasonExists, "%s is a device of batch %s: it enrolls by a claim (device.claim)", id, bt)
 		}
 		if _, admin := b.s.admins[id]; admin {
 			return reject(ledger.ReasonExists, "%s is an admin id", id)

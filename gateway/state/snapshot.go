@@ -71,6 +71,7 @@ type Snapshot struct {
 	attests   []Attestation
 	certified Certified
 	members   *ledger.Members
+	fleet     *snapFleet
 }
 
 // Snapshot copies the state. It holds the read lock for the copy only:
@@ -101,6 +102,7 @@ func (s *State) Snapshot() *Snapshot {
 	}
 	sn.certified = s.certified // By is never changed in place
 	sn.members = s.members
+	sn.fleet = s.fleetSnapLocked()
 	return sn
 }
 
@@ -122,6 +124,7 @@ type snapEnc struct {
 	Attests   []snapAttest `cbor:"13,keyasint"`
 	Certified snapCert     `cbor:"14,keyasint"`
 	Changes   []snapChange `cbor:"15,keyasint,omitempty"`
+	Fleet     *snapFleet   `cbor:"16,keyasint,omitempty"` // fleet_snapshot.go
 }
 
 type snapChange struct {
@@ -254,6 +257,7 @@ func (sn *Snapshot) Encode() ([]byte, error) {
 	for _, c := range sn.members.Changes() {
 		e.Changes = append(e.Changes, snapChange{Height: c.Height, Tx: bytes.Clone(c.Tx[:]), Start: c.Start, Nodes: c.Nodes})
 	}
+	e.Fleet = sn.fleet
 	out, err := snapEncMode.Marshal(&e)
 	if err != nil {
 		return nil, fmt.Errorf("state: encode snapshot: %w", err)
@@ -445,6 +449,9 @@ func Restore(g *ledger.Genesis, enc []byte) (*State, error) {
 			}
 			s.certified.By = append(s.certified.By, x)
 		}
+	}
+	if err := s.restoreFleet(e.Fleet); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

@@ -282,6 +282,11 @@ func FuzzRestore(f *testing.F) {
 	st.height, st.txs = 9, 20
 	st.attests["node-1"] = []Attestation{{Node: "node-1", Height: 4, Block: 5, Index: 1}}
 	st.certified = Certified{Height: 4, By: st.attests["node-1"]}
+	st.batches["lot-1"] = &FleetBatch{ID: "lot-1", Vendor: "acme", Model: "m", Groups: []string{"g"}, Height: 3, Approved: true, Claimed: 1,
+		Keys: map[string][]byte{"dev-1": pub, "th-2": pub}}
+	st.batchOf["dev-1"], st.batchOf["th-2"] = "lot-1", "lot-1"
+	st.tokens[[32]byte{7}] = &enrollToken{EnrollToken: ledger.EnrollToken{Hash: make([]byte, 32), Expires: 99, Model: "m"}, UsedBy: "f-1"}
+	st.tokens[[32]byte{7}].Hash[0] = 7
 	for _, s := range []*State{st} {
 		enc, err := s.Snapshot().Encode()
 		if err != nil {

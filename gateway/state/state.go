@@ -34,6 +34,10 @@ type State struct {
 	tip       [32]byte // hash of the block at height; the genesis hash at 0
 	txs       uint64   // txs in blocks 1 to height
 
+	batches map[string]*FleetBatch    // fleet batches by id; replaced on change, never changed
+	batchOf map[string]string         // device id -> the batch that names it
+	tokens  map[[32]byte]*enrollToken // enrollment tokens by the hash of their secret; replaced on change
+
 	attests   map[string][]Attestation // node -> its newest node.snapshot attestations, oldest first
 	certified Certified                // the newest certified snapshot; zero: none
 }
@@ -43,7 +47,8 @@ func New(g *ledger.Genesis) (*State, error) {
 	s := &State{g: g, admins: map[string]*ledger.PublicKey{}, devices: map[string]*Device{}, byKey: map[string][]*Device{},
 		configs: map[string]uint64{}, tip: g.Hash(),
 		vendors: map[string]*Vendor{}, reviewers: map[string]*ledger.PublicKey{}, facts: map[string]bool{}, beats: map[string]int64{},
-		attests: map[string][]Attestation{}}
+		attests: map[string][]Attestation{},
+		batches: map[string]*FleetBatch{}, batchOf: map[string]string{}, tokens: map[[32]byte]*enrollToken{}}
 	for _, a := range g.Admins {
 		pk, err := ledger.ParsePublicKey(a.PublicKey)
 		if err != nil {
@@ -220,6 +225,9 @@ func (s *State) authorKey(tx *ledger.Tx) (*ledger.PublicKey, error) {
 	case ledger.KindVendorEnroll, ledger.KindReviewerEnroll, ledger.KindFirmwarePublish, ledger.KindFirmwareVote,
 		ledger.KindFirmwareApprove, ledger.KindFirmwareRevoke, ledger.KindFirmwarePolicy:
 		return s.firmwareAuthor(tx, s.vendorOrNil, s.reviewer)
+	case ledger.KindFleetBatch, ledger.KindFleetApprove, ledger.KindFleetRevoke, ledger.KindDeviceClaim, ledger.KindEnrollToken:
+		h, _ := s.Tip()
+		return s.fleetAuthor(tx, s.vendorOrNil, s.fleetBatch, h+1)
 	case ledger.KindRekey, ledger.KindRecord, ledger.KindConfigReport, ledger.KindFirmwareReport:
 		if b.Subject() != tx.Author {
 			return nil, reject(ledger.ReasonForbidden, "%s by %s is about device %s", b.Kind, tx.Author, b.Subject())
@@ -347,6 +355,9 @@ func (s *State) applyLocked(tx *ledger.Tx) error {
 		return nil
 	}
 	if ok, err := s.applyFirmwareLocked(tx); ok {
+		return err
+	}
+	if ok, err := s.applyFleetLocked(tx); ok {
 		return err
 	}
 	return fmt.Errorf("state: invariant: committed %s about unknown device %q", b.Kind, b.Subject())

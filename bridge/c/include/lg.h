@@ -215,7 +215,12 @@ typedef enum lg_kind {
     LG_KIND_FIRMWARE_POLICY = 16,
     LG_KIND_FIRMWARE_REPORT = 17,
     LG_KIND_NODE_SNAPSHOT = 18,
-    LG_KIND_CLUSTER_RECONFIG = 19
+    LG_KIND_CLUSTER_RECONFIG = 19,
+    LG_KIND_FLEET_BATCH = 20,
+    LG_KIND_FLEET_APPROVE = 21,
+    LG_KIND_FLEET_REVOKE = 22,
+    LG_KIND_DEVICE_CLAIM = 23,
+    LG_KIND_ENROLL_TOKEN = 24
 } lg_kind;
 
 /* A decoded tx envelope. Optional fields that are absent are empty
@@ -247,6 +252,13 @@ typedef struct lg_tx {
         struct { lg_str device_id; uint64_t seq; lg_str model; uint64_t version; bool ok; lg_str detail; } fw_report;
         struct { lg_str node; uint64_t height; lg_str hash; } node_snapshot;
         struct { lg_list nodes; } reconfig; /* 4..64 Node maps; lg_reconfig_node reads one */
+        /* 6.16: 1..1000 BatchDevice maps, sorted by id; lg_batch_device reads one */
+        struct { lg_str batch, model; lg_list groups, devices; } fleet_batch;
+        struct { lg_str batch; } fleet_approve;
+        struct { lg_str batch, reason; } fleet_revoke;
+        /* 6.18: one of three forms, checked by the decoder */
+        struct { lg_str device_id, batch, evidence, secret, public_key; } claim;
+        struct { lg_str hash; int64_t expires; lg_str device_id, model; lg_list groups; } enroll_token;
     } u;
 } lg_tx;
 
@@ -258,6 +270,11 @@ lg_err lg_tx_decode(const uint8_t *env, size_t len, size_t max_tx_bytes, lg_tx *
 /* The i-th (0-based) Node of a decoded cluster.reconfig (protocol.md 6.15):
  * its id and its P-256 SPKI, views into the tx's buffer. */
 lg_err lg_reconfig_node(const lg_tx *tx, size_t i, lg_str *id, lg_str *spki);
+
+/* The i-th (0-based) device of a decoded fleet.batch (protocol.md 6.16):
+ * its id and its SPKI (P-256 or Ed25519), views into the tx's buffer.
+ * LG_ERR_ARG if tx is not a fleet.batch or i is out of range. */
+lg_err lg_batch_device(const lg_tx *tx, size_t i, lg_str *id, lg_str *spki);
 
 /* Verify a decoded tx's signature with the author's key (protocol.md 5):
  * LG_ERR_BAD_SIGNATURE also when alg and key differ or the signature is

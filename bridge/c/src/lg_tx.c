@@ -1,4 +1,4 @@
-/* lg_tx.c - the tx envelope (protocol.md 5), the bodies of the 17 kinds
+/* lg_tx.c - the tx envelope (protocol.md 5), the bodies of the 22 kinds
  * (section 6), signing the device's own txs, and tokens (section 7). */
 #include "lg_internal.h"
 
@@ -19,7 +19,8 @@ enum ftype {
     F_BOOL,
     F_IDS,       /* [* id], sorted, distinct, min..max elements */
     F_WAVES,     /* [* uint], strictly increasing, 1..100, ending at 100, <= max */
-    F_NODES      /* [* Node], min..max, distinct ids (protocol.md 6.15) */
+    F_NODES,     /* [* Node], min..max, distinct ids (protocol.md 6.15) */
+    F_DEVICES    /* [* BatchDevice], min..max, sorted by id, distinct (protocol.md 6.16) */
 };
 
 /* 12 bytes on a 32-bit MCU (32 with 64-bit bounds and a size_t offset):
@@ -142,6 +143,34 @@ static const field f_reconfig[] = {
     {1, F_NODES, REQ, 4, OFF(reconfig.nodes), 64},
 };
 
+static const field f_fleet_batch[] = {
+    {1, F_ID, REQ, 0, OFF(fleet_batch.batch), 0},
+    {2, F_ID, REQ, 0, OFF(fleet_batch.model), 0},
+    {3, F_IDS, OPT, 1, OFF(fleet_batch.groups), LG_MAX_GROUPS},
+    {4, F_DEVICES, REQ, 1, OFF(fleet_batch.devices), 1000},
+};
+static const field f_fleet_approve[] = {
+    {1, F_ID, REQ, 0, OFF(fleet_approve.batch), 0},
+};
+static const field f_fleet_revoke[] = {
+    {1, F_ID, REQ, 0, OFF(fleet_revoke.batch), 0},
+    {2, F_TEXT, OPT, 0, OFF(fleet_revoke.reason), 256},
+};
+static const field f_claim[] = {
+    {1, F_ID, REQ, 0, OFF(claim.device_id), 0},
+    {2, F_ID, OPT, 0, OFF(claim.batch), 0},
+    {3, F_BYTES, OPT, 0, OFF(claim.evidence), 0},
+    {4, F_BYTES, OPT, 0, OFF(claim.secret), 0},
+    {5, F_SIGN_KEY, OPT, 0, OFF(claim.public_key), 0},
+};
+static const field f_enroll_token[] = {
+    {1, F_HASH, REQ, 0, OFF(enroll_token.hash), 0},
+    {2, F_INT, REQ, 1, OFF(enroll_token.expires), 0},
+    {3, F_ID, OPT, 0, OFF(enroll_token.device_id), 0},
+    {4, F_ID, OPT, 0, OFF(enroll_token.model), 0},
+    {5, F_IDS, OPT, 1, OFF(enroll_token.groups), LG_MAX_GROUPS},
+};
+
 typedef struct kind_spec {
     const char *name;
     const field *fields;
@@ -150,7 +179,7 @@ typedef struct kind_spec {
 
 #define K(name, f) {name, f, sizeof f / sizeof f[0]}
 /* indexed by kind - 3 (the payload key) */
-#define N_KINDS 17
+#define N_KINDS 22
 static const kind_spec kinds[N_KINDS] = {
     K("device.enroll", f_enroll),       K("device.revoke", f_revoke),
     K("device.rekey", f_rekey),         K("data.record", f_record),
@@ -160,7 +189,9 @@ static const kind_spec kinds[N_KINDS] = {
     K("firmware.vote", f_vote),         K("firmware.approve", f_approve),
     K("firmware.revoke", f_fw_revoke),  K("firmware.policy", f_policy),
     K("firmware.report", f_fw_report),  K("node.snapshot", f_node_snapshot),
-    K("cluster.reconfig", f_reconfig),
+    K("cluster.reconfig", f_reconfig), K("fleet.batch", f_fleet_batch),
+    K("fleet.approve", f_fleet_approve), K("fleet.revoke", f_fleet_revoke),
+    K("device.claim", f_claim),         K("enroll.token", f_enroll_token),
 };
 
 static bool valid_target(lg_str s)
@@ -268,6 +299,84 @@ lg_err lg_reconfig_node(const lg_tx *tx, size_t i, lg_str *id, lg_str *spki)
     if (tx == NULL || id == NULL || spki == NULL || tx->kind != LG_KIND_CLUSTER_RECONFIG)
         return LG_ERR_ARG;
     return node_at(&tx->u.reconfig.nodes, i, id, spki);
+}
+
+/* BatchDevice = {1: id, 2: SPKI}, P-256 or Ed25519 (protocol.md 6.16). */
+static lg_err batch_device(lg_cbor *c, lg_str *id, lg_str *spki)
+{
+    size_t n;
+    uint64_t prev = UINT64_MAX;
+    lg_pubkey k;
+    lg_err e = cb_map(c, &n);
+    if (e != LG_OK)
+        return e;
+    if (n != 2)
+        return LG_ERR_MALFORMED;
+    if ((e = cb_want_key(c, &prev, 1)) != LG_OK || (e = cb_text(c, id)) != LG_OK)
+        return e;
+    if (!lg_valid_id(id->p, id->n))
+        return LG_ERR_MALFORMED;
+    if ((e = cb_want_key(c, &prev, 2)) != LG_OK || (e = cb_bytes(c, spki)) != LG_OK)
+        return e;
+    if (lg_pubkey_from_spki(spki->p, spki->n, &k) != LG_OK)
+        return LG_ERR_MALFORMED;
+    return LG_OK;
+}
+
+/* [min..max BatchDevice], sorted by id by byte value, distinct. */
+static lg_err batch_devices(lg_cbor *c, const field *f, lg_list *l)
+{
+    size_t at = c->pos, n;
+    lg_err e = cb_array(c, &n);
+    if (e != LG_OK)
+        return e;
+    if (n < f->min || n > f->max)
+        return LG_ERR_MALFORMED;
+    lg_str prev = {NULL, 0};
+    for (size_t i = 0; i < n; i++) {
+        lg_str id, spki;
+        if ((e = batch_device(c, &id, &spki)) != LG_OK)
+            return e;
+        if (prev.p != NULL) {
+            size_t m = prev.n < id.n ? prev.n : id.n;
+            int r = memcmp(prev.p, id.p, m);
+            if (r > 0 || (r == 0 && prev.n >= id.n))
+                return LG_ERR_MALFORMED;
+        }
+        prev = id;
+    }
+    l->p = c->p + at;
+    l->n = c->pos - at;
+    l->count = n;
+    return LG_OK;
+}
+
+lg_err lg_batch_device(const lg_tx *tx, size_t i, lg_str *id, lg_str *spki)
+{
+    lg_cbor c;
+    size_t n;
+    lg_err e;
+    if (tx == NULL || id == NULL || spki == NULL || tx->kind != LG_KIND_FLEET_BATCH ||
+        i >= tx->u.fleet_batch.devices.count)
+        return LG_ERR_ARG;
+    cb_init(&c, tx->u.fleet_batch.devices.p, tx->u.fleet_batch.devices.n);
+    if ((e = cb_array(&c, &n)) != LG_OK)
+        return e;
+    for (size_t j = 0; j <= i; j++)
+        if ((e = batch_device(&c, id, spki)) != LG_OK)
+            return e;
+    return LG_OK;
+}
+
+/* protocol.md 6.18: a device.claim has exactly one of its three forms. */
+static lg_err claim_form(const lg_tx *tx)
+{
+    const lg_str *b = &tx->u.claim.batch, *ev = &tx->u.claim.evidence, *s = &tx->u.claim.secret,
+                 *k = &tx->u.claim.public_key;
+    if (s->n > 0) /* c: by token */
+        return b->n == 0 && ev->n == 0 && s->n >= 16 && s->n <= 64 && k->n > 0 ? LG_OK : LG_ERR_MALFORMED;
+    /* a: by the device, b: by a gateway with the device's token */
+    return b->n > 0 && k->n == 0 && ev->n <= 1024 ? LG_OK : LG_ERR_MALFORMED;
 }
 
 /* A list of ids or waves: the array's span, checked element by element. */
@@ -380,6 +489,11 @@ static lg_err value(lg_cbor *c, const field *f, void *dst, bool *empty)
             return e;
         *empty = false;
         return LG_OK;
+    case F_DEVICES:
+        if ((e = batch_devices(c, f, (lg_list *)dst)) != LG_OK)
+            return e;
+        *empty = false;
+        return LG_OK;
     default: /* F_IDS, F_WAVES */
         if ((e = list(c, f, (lg_list *)dst)) != LG_OK)
             return e;
@@ -460,6 +574,8 @@ static lg_err body(lg_cbor *c, lg_tx *tx)
     if (kind == 0 || tx->chain_id.n == 0 || payload == 0)
         return LG_ERR_MALFORMED;
     tx->kind = (lg_kind)kind;
+    if (tx->kind == LG_KIND_DEVICE_CLAIM)
+        return claim_form(tx);
     return LG_OK;
 }
 

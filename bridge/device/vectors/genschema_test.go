@@ -22,6 +22,8 @@ var schemaTypes = []struct {
 	{"FirmwarePublish", ledger.FirmwarePublish{}}, {"FirmwareVote", ledger.FirmwareVote{}},
 	{"FirmwareApprove", ledger.FirmwareApprove{}}, {"FirmwareRevoke", ledger.FirmwareRevoke{}},
 	{"FirmwarePolicy", ledger.FirmwarePolicy{}}, {"FirmwareReport", ledger.FirmwareReport{}},
+	{"FleetBatch", ledger.FleetBatch{}}, {"BatchDevice", ledger.BatchDevice{}}, {"FleetApprove", ledger.FleetApprove{}},
+	{"FleetRevoke", ledger.FleetRevoke{}}, {"DeviceClaim", ledger.DeviceClaim{}}, {"EnrollToken", ledger.EnrollToken{}},
 	{"claims", ledger.TokenClaims{}},
 	{"Genesis", ledger.Genesis{}}, {"Node", ledger.Node{}}, {"Admin", ledger.Admin{}}, {"Params", ledger.Params{}},
 	{"Header", ledger.Header{}}, {"Cert", ledger.Cert{}}, {"Sig", ledger.Sig{}}, {"Block", ledger.Block{}}, {"Stub", ledger.Stub{}},

@@ -99,6 +99,10 @@ func about(b *ledger.Body) string {
 		return fmt.Sprintf("%s version %d", b.FirmwareRevoke.Model, b.FirmwareRevoke.Version)
 	case b.FirmwarePolicy != nil:
 		return "group " + b.FirmwarePolicy.Group
+	case b.FleetApprove != nil:
+		return "batch " + b.FleetApprove.Batch
+	case b.FleetRevoke != nil:
+		return "batch " + b.FleetRevoke.Batch
 	}
 	return b.Subject()
 }

@@ -222,6 +222,44 @@ def t_nodes(v, w):
 
 RECONFIG = {1: ("nodes", R, t_nodes)}
 
+# Sections 6.16 to 6.20: zero-touch enrollment.
+BATCH_DEVICE = {1: ("device_id", R, t_id), 2: ("public_key", R, t_spki(SIGN_KINDS))}
+
+
+def t_batch_devices(v, w):
+    t_list(t_map(BATCH_DEVICE), 1, 1000)(v, w)
+    ids = [d[1].encode() for d in v]
+    if any(ids[i] >= ids[i + 1] for i in range(len(ids) - 1)):
+        raise Malformed("%s: devices not sorted by id and distinct" % w)
+
+
+FLEET_BATCH = {1: ("batch", R, t_id), 2: ("model", R, t_id), 3: ("groups", O, t_ids(1, 16)),
+               4: ("devices", R, t_batch_devices)}
+FLEET_APPROVE = {1: ("batch", R, t_id)}
+FLEET_REVOKE = {1: ("batch", R, t_id), 2: ("reason", O, t_tstr(256))}
+DEVICE_CLAIM = {1: ("device_id", R, t_id), 2: ("batch", O, t_id), 3: ("evidence", O, t_bstr()),
+                4: ("secret", O, t_bstr()), 5: ("public_key", O, t_spki(SIGN_KINDS))}
+ENROLL_TOKEN = {1: ("hash", R, t_bstr(32)), 2: ("expires", R, t_int(1)), 3: ("device_id", O, t_id),
+                4: ("model", O, t_id), 5: ("groups", O, t_ids(1, 16))}
+
+
+def check_claim_form(c):
+    """Section 6.18: exactly one of the three forms of a device.claim."""
+    if 4 in c:
+        if 2 in c or 3 in c:
+            raise Malformed("device.claim: a token claim names no batch and carries no evidence")
+        if not 16 <= len(c[4]) <= 64:
+            raise Malformed("device.claim: secret of %d bytes, want 16 to 64" % len(c[4]))
+        if 5 not in c:
+            raise Malformed("device.claim: a token claim carries the new key")
+    else:
+        if 2 not in c:
+            raise Malformed("device.claim: invalid batch id: none")
+        if 5 in c:
+            raise Malformed("device.claim: a batch claim carries no key")
+        if 3 in c and len(c[3]) > 1024:
+            raise Malformed("device.claim: evidence longer than 1024 bytes")
+
 # kind -> (body key, schema, device id key in payload or None)
 KINDS = {
     "device.enroll": (3, ENROLL, None),
@@ -241,6 +279,12 @@ KINDS = {
     "firmware.report": (17, FW_REPORT, 1),
     "node.snapshot": (18, NODE_SNAPSHOT, None),
     "cluster.reconfig": (19, RECONFIG, None),
+    "fleet.batch": (20, FLEET_BATCH, None),
+    "fleet.approve": (21, FLEET_APPROVE, None),
+    "fleet.revoke": (22, FLEET_REVOKE, None),
+    # The kid is the device in forms a and c, a node in form b (6.18).
+    "device.claim": (23, DEVICE_CLAIM, None),
+    "enroll.token": (24, ENROLL_TOKEN, None),
 }
 
 
@@ -254,9 +298,11 @@ def check_body(b):
     key, sch, _ = KINDS[kind]
     schema = {1: ("kind", R, t_tstr()), 2: ("chain_id", R, t_tstr(minlen=1)), key: (kind, R, t_map(sch))}
     for k in b:
-        if isinstance(k, int) and 3 <= k <= 19 and k != key:
+        if isinstance(k, int) and 3 <= k <= 24 and k != key:
             raise Malformed("body: payload member %d does not match kind %s" % (k, kind))
     check(b, schema, "body")
+    if kind == "device.claim":
+        check_claim_form(b[key])
     return kind, b[key]
 
 

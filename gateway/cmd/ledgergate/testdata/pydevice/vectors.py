@@ -471,8 +471,10 @@ SCHEMAS = {
     "FirmwareAnswer": _presence(schema.FIRMWARE_ANSWER),
 }
 for _kind, (_key, _sch, _) in schema.KINDS.items():
-    SCHEMAS["".join(w.capitalize() for w in _kind.replace(".", " ").split()).replace("Device", "")
+    SCHEMAS["".join(w.capitalize() for w in _kind.replace(".", " ").split()).replace("DeviceClaim", "Claim")
+            .replace("Device", "").replace("Claim", "DeviceClaim")
             .replace("DataRecord", "Record").replace("NodeHeartbeat", "Heartbeat")] = _presence(_sch)
+SCHEMAS["BatchDevice"] = _presence(schema.BATCH_DEVICE)
 
 
 def check_schema(ctx, c):
