@@ -53,6 +53,7 @@ var payloadKinds = map[uint64]Kind{
 	17: KindFirmwareReport,
 	18: KindSnapshot,
 	19: KindReconfig,
+	25: KindPolicySet,
 }
 
 var bodyType = reflect.TypeFor[Body]()

@@ -90,6 +90,8 @@ type Body struct {
 	NodeSnapshot *NodeSnapshot `cbor:"18,keyasint,omitempty"`
 
 	ClusterReconfig *ClusterReconfig `cbor:"19,keyasint,omitempty"`
+
+	PolicySet *PolicySet `cbor:"25,keyasint,omitempty"`
 }
 
 // ClusterReconfig names the whole next member set of a cluster, in
@@ -238,7 +240,7 @@ func (b *Body) Validate() error {
 	set := 0
 	for _, p := range []bool{b.Enroll != nil, b.Revoke != nil, b.Rekey != nil, b.Record != nil, b.ConfigSet != nil, b.ConfigReport != nil, b.Heartbeat != nil, b.NodeSnapshot != nil, b.ClusterReconfig != nil,
 		b.VendorEnroll != nil, b.ReviewerEnroll != nil, b.FirmwarePublish != nil, b.FirmwareVote != nil, b.FirmwareApprove != nil,
-		b.FirmwareRevoke != nil, b.FirmwarePolicy != nil, b.FirmwareReport != nil} {
+		b.FirmwareRevoke != nil, b.FirmwarePolicy != nil, b.FirmwareReport != nil, b.PolicySet != nil} {
 		if p {
 			set++
 		}
@@ -376,6 +378,13 @@ func (b *Body) Validate() error {
 			return bad("no cluster.reconfig payload")
 		}
 		if err := CheckMembers(b.ClusterReconfig.Nodes); err != nil {
+			return bad("%v", err)
+		}
+	case KindPolicySet:
+		if b.PolicySet == nil {
+			return bad("no policy.set payload")
+		}
+		if err := b.PolicySet.Validate(); err != nil {
 			return bad("%v", err)
 		}
 	default:

@@ -103,6 +103,8 @@ func (a *app) Build(seq, view uint64, parent pbft.Digest, reqs []pbft.Request) (
 		return out, err
 	}
 	batch := a.st.NewBatchOn(base)
+	now := a.now().UnixMilli() // the block's time: what policy rules see
+	batch.SetTime(now)
 	p := &proposal{batch: batch}
 	var envs [][]byte
 	for i, r := range reqs {
@@ -126,7 +128,7 @@ func (a *app) Build(seq, view uint64, parent pbft.Digest, reqs []pbft.Request) (
 	p.block = &ledger.Block{
 		Header: ledger.Header{
 			ChainID: a.g.ChainID, Height: seq, Prev: bytes.Clone(parent[:]), TxRoot: p.tree.Root(),
-			NumTxs: uint64(len(envs)), Time: a.now().UnixMilli(), View: view, Proposer: a.self,
+			NumTxs: uint64(len(envs)), Time: now, View: view, Proposer: a.self,
 		},
 		Txs: envs,
 	}
@@ -181,6 +183,7 @@ func (a *app) Validate(seq, view uint64, parent pbft.Digest, payload []byte) (pb
 		return pbft.Digest{}, nil, err
 	}
 	batch := a.st.NewBatchOn(base)
+	batch.SetTime(h.Time)
 	p := &proposal{block: b, tree: ledger.NewTree(b.Txs), batch: batch, raw: payload}
 	if len(ids) != len(b.Txs) {
 		ids = make([][32]byte, len(b.Txs))

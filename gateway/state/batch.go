@@ -24,6 +24,41 @@ type Batch struct {
 	newMembers *ledger.Members   // set by a cluster.reconfig already in the batch
 	height     uint64            // of the batch's block
 	applied    bool              // the block of this batch was applied to the state
+
+	time   int64                 // of the batch's block (SetTime): the ledger time rules see
+	policy *Policy               // set by a policy.set already in the batch
+	rates  map[rateKey]rateCount // rate counters as txs already in the batch leave them
+	reset  bool                  // a policy.set in the batch cleared the counters before it
+}
+
+// SetTime sets the time of the batch's block (its header's, Unix ms): the
+// ledger time policy rules see and rate limits count in. The proposer
+// sets its clock's time before it adds txs; a validator, the header's.
+func (b *Batch) SetTime(t int64) { b.time = t }
+
+// policy returns the policy in force as the batch sees it.
+func (b *Batch) policyNow() *Policy {
+	for x := b; x != nil && !x.applied; x = x.parent {
+		if x.policy != nil {
+			return x.policy
+		}
+	}
+	return b.s.Policy()
+}
+
+// rate returns a rate counter as the batch sees it.
+func (b *Batch) rate(k rateKey) rateCount {
+	for x := b; x != nil && !x.applied; x = x.parent {
+		if c, ok := x.rates[k]; ok {
+			return c
+		}
+		if x.reset {
+			return rateCount{}
+		}
+	}
+	b.s.mu.RLock()
+	defer b.s.mu.RUnlock()
+	return b.s.rates[k]
 }
 
 // NewBatch starts a batch on the current committed state.
@@ -33,8 +68,8 @@ func (s *State) NewBatch() *Batch { return s.NewBatchOn(nil) }
 // parent is the committed state.
 func (s *State) NewBatchOn(parent *Batch) *Batch {
 	b := &Batch{s: s, parent: parent, pending: map[string]*Device{}, configs: map[string]uint64{}, ids: map[[32]byte]bool{}, beats: map[string]int64{},
-		attested: map[string]uint64{},
-		vendors:  map[string]*Vendor{}, reviewers: map[string]*ledger.PublicKey{}, facts: map[string]bool{}}
+		attested: map[string]uint64{}, rates: map[rateKey]rateCount{},
+		vendors: map[string]*Vendor{}, reviewers: map[string]*ledger.PublicKey{}, facts: map[string]bool{}}
 	if parent != nil {
 		b.height = parent.height + 1
 	} else {
@@ -112,7 +147,7 @@ func (b *Batch) Check(tx *ledger.Tx) (*Checked, error) {
 	}
 	body := &tx.Body
 	switch body.Kind {
-	case ledger.KindEnroll, ledger.KindRevoke, ledger.KindConfigSet, ledger.KindReconfig:
+	case ledger.KindEnroll, ledger.KindRevoke, ledger.KindConfigSet, ledger.KindReconfig, ledger.KindPolicySet:
 		if k, ok := b.s.admins[tx.Author]; ok {
 			return &Checked{Tx: tx, Key: k}, nil
 		}
@@ -159,6 +194,8 @@ func (b *Batch) Add(c *Checked) error {
 		return b.addConfig(tx)
 	case ledger.KindReconfig:
 		return b.addReconfig(tx)
+	case ledger.KindPolicySet:
+		return b.addPolicy(tx)
 	case ledger.KindHeartbeat:
 		// A heartbeat's time is its sequence number: without one, a
 		// heartbeat re-proposed after a view change would commit again.
@@ -205,7 +242,7 @@ func (b *Batch) Add(c *Checked) error {
 		if err != nil {
 			return reject(ledger.ReasonMalformed, "%v", err)
 		}
-		next = Device{ID: id, Key: pk}
+		next = Device{ID: id, Key: pk, Model: body.Enroll.Model, Groups: body.Enroll.Groups}
 	case ledger.KindRevoke:
 		if d == nil {
 			return reject(ledger.ReasonUnknownDevice, "no device %q", id)
@@ -228,6 +265,13 @@ func (b *Batch) Add(c *Checked) error {
 		seq := seqOf(body)
 		if seq <= d.LastSeq {
 			return replay(d.LastSeq, "device %s seq %d, last %d", id, seq, d.LastSeq)
+		}
+		if body.Record != nil && !tx.Pruned {
+			// A pruned record has no stream or payload left to
+			// judge; it was judged when it committed.
+			if err := b.judge(d, body.Record); err != nil {
+				return err
+			}
 		}
 		next = *d
 		next.LastSeq = seq
@@ -284,5 +328,52 @@ func (b *Batch) addReconfig(tx *ledger.Tx) error {
 	}
 	b.newMembers = m
 	b.ids[tx.ID] = true
+	return nil
+}
+
+// addPolicy admits a policy.set: it compiles, and its version is above
+// the last. It is in force for the txs after it in the block.
+func (b *Batch) addPolicy(tx *ledger.Tx) error {
+	var last uint64
+	if p := b.policyNow(); p != nil {
+		last = p.Set.Version
+	}
+	p, err := b.s.checkPolicySet(tx.Body.PolicySet, last)
+	if err != nil {
+		return err
+	}
+	b.policy = p
+	b.rates = map[rateKey]rateCount{}
+	b.reset = true
+	b.ids[tx.ID] = true
+	return nil
+}
+
+// judge evaluates the policy in force on a record by d (docs/policy.md)
+// and, if it passes, counts it in the rate counters of the rules that
+// apply to it.
+func (b *Batch) judge(d *Device, r *ledger.Record) error {
+	p := b.policyNow()
+	if p == nil {
+		return nil
+	}
+	in := inputOf(d, r, b.height, b.time)
+	v := p.Eval(&in, func(i int, rt *ledger.Rate) bool {
+		c := b.rate(rateKey{rule: p.rules[i].name, device: d.ID})
+		return c.Window == windowOf(b.time, rt.Window) && c.Count >= rt.Count
+	})
+	if !v.OK() {
+		return reject(ledger.ReasonPolicy, "rule %q refuses %s's record on stream %s: %s", v.Rule, d.ID, r.Stream, v.Detail)
+	}
+	p.rated(&in, func(i int, rt *ledger.Rate) {
+		k := rateKey{rule: p.rules[i].name, device: d.ID}
+		w := windowOf(b.time, rt.Window)
+		c := b.rate(k)
+		if c.Window != w {
+			c = rateCount{Window: w}
+		}
+		c.Count++
+		b.rates[k] = c
+	})
 	return nil
 }

@@ -215,7 +215,8 @@ typedef enum lg_kind {
     LG_KIND_FIRMWARE_POLICY = 16,
     LG_KIND_FIRMWARE_REPORT = 17,
     LG_KIND_NODE_SNAPSHOT = 18,
-    LG_KIND_CLUSTER_RECONFIG = 19
+    LG_KIND_CLUSTER_RECONFIG = 19,
+    LG_KIND_POLICY_SET = 25
 } lg_kind;
 
 /* A decoded tx envelope. Optional fields that are absent are empty
@@ -247,6 +248,7 @@ typedef struct lg_tx {
         struct { lg_str device_id; uint64_t seq; lg_str model; uint64_t version; bool ok; lg_str detail; } fw_report;
         struct { lg_str node; uint64_t height; lg_str hash; } node_snapshot;
         struct { lg_list nodes; } reconfig; /* 4..64 Node maps; lg_reconfig_node reads one */
+        struct { uint64_t version; lg_list rules; } policy_set; /* 0..64 Rule maps, checked (6.21) */
     } u;
 } lg_tx;
 

@@ -138,6 +138,7 @@ func generate(t *testing.T) map[string][]byte {
 	x.invalidTxs()
 	x.membership()
 	x.reconfigTxs()
+	x.policyTxs()
 	x.tokens()
 	x.headers()
 	x.certs()

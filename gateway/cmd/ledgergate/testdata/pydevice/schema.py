@@ -222,6 +222,26 @@ def t_nodes(v, w):
 
 RECONFIG = {1: ("nodes", R, t_nodes)}
 
+# Section 6.21: the chain's policy. The CEL expressions are the
+# gateways' to compile; a device checks their shape only.
+MAX_RATE_WINDOW = 31 * 24 * 3600 * 1000
+RATE = {1: ("count", R, t_uint(1, 1 << 32)), 2: ("window", R, t_uint(1, MAX_RATE_WINDOW))}
+RULE = {1: ("name", R, t_id), 2: ("when", O, t_tstr(1024)), 3: ("allow", O, t_tstr(1024)),
+        4: ("rate", O, t_map(RATE))}
+
+
+def t_rules(v, w):
+    t_list(t_map(RULE), 1, 64)(v, w)
+    names = [r[1] for r in v]
+    if len(set(names)) != len(names):
+        raise Malformed("%s: a rule name twice" % w)
+    for r in v:
+        if 3 not in r and 4 not in r:
+            raise Malformed("%s: rule %r has neither allow nor rate" % (w, r[1]))
+
+
+POLICY_SET = {1: ("version", R, t_uint(1)), 2: ("rules", O, t_rules)}
+
 # kind -> (body key, schema, device id key in payload or None)
 KINDS = {
     "device.enroll": (3, ENROLL, None),
@@ -241,6 +261,7 @@ KINDS = {
     "firmware.report": (17, FW_REPORT, 1),
     "node.snapshot": (18, NODE_SNAPSHOT, None),
     "cluster.reconfig": (19, RECONFIG, None),
+    "policy.set": (25, POLICY_SET, None),
 }
 
 
@@ -254,7 +275,7 @@ def check_body(b):
     key, sch, _ = KINDS[kind]
     schema = {1: ("kind", R, t_tstr()), 2: ("chain_id", R, t_tstr(minlen=1)), key: (kind, R, t_map(sch))}
     for k in b:
-        if isinstance(k, int) and 3 <= k <= 19 and k != key:
+        if isinstance(k, int) and 3 <= k <= 25 and k != key:
             raise Malformed("body: payload member %d does not match kind %s" % (k, kind))
     check(b, schema, "body")
     return kind, b[key]
