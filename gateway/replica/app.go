@@ -95,6 +95,15 @@ func (a *app) base(parent pbft.Digest) (*state.Batch, error) {
 	return p.batch, nil
 }
 
+// tipBatch is a batch on the committed state for a block at this
+// replica's clock's time: how this replica judges a request the primary
+// refused (a rate limit counts in windows of the block's time).
+func (a *app) tipBatch() *state.Batch {
+	b := a.st.NewBatch()
+	b.SetTime(a.now().UnixMilli())
+	return b
+}
+
 // Build makes the block at seq from reqs, all checked before.
 func (a *app) Build(seq, view uint64, parent pbft.Digest, reqs []pbft.Request) (pbft.Proposal, error) {
 	var out pbft.Proposal
