@@ -358,22 +358,29 @@ func (b *Batch) judge(d *Device, r *ledger.Record) error {
 		return nil
 	}
 	in := inputOf(d, r, b.height, b.time)
+	var counted [MaxRatedRules]rateKey
+	var next [MaxRatedRules]rateCount
+	n := 0
+	// over is called for each rule with a rate that applies, in order:
+	// the counts the record takes if no rule refuses it.
 	v := p.Eval(&in, func(i int, rt *ledger.Rate) bool {
-		c := b.rate(rateKey{rule: p.rules[i].name, device: d.ID})
-		return c.Window == windowOf(b.time, rt.Window) && c.Count >= rt.Count
+		k := rateKey{rule: p.rules[i].name, device: d.ID}
+		c, w := b.rate(k), windowOf(b.time, rt.Window)
+		if c.Window != w {
+			c = rateCount{Window: w}
+		}
+		if c.Count >= rt.Count {
+			return true
+		}
+		counted[n], next[n] = k, rateCount{Window: w, Count: c.Count + 1}
+		n++
+		return false
 	})
 	if !v.OK() {
 		return reject(ledger.ReasonPolicy, "rule %q refuses %s's record on stream %s: %s", v.Rule, d.ID, r.Stream, v.Detail)
 	}
-	p.rated(&in, func(i int, rt *ledger.Rate) {
-		k := rateKey{rule: p.rules[i].name, device: d.ID}
-		w := windowOf(b.time, rt.Window)
-		c := b.rate(k)
-		if c.Window != w {
-			c = rateCount{Window: w}
-		}
-		c.Count++
-		b.rates[k] = c
-	})
+	for j := range n {
+		b.rates[counted[j]] = next[j]
+	}
 	return nil
 }

@@ -183,7 +183,13 @@ func CompilePolicy(ps *ledger.PolicySet) (*Policy, error) {
 		return nil, fmt.Errorf("state: invariant: cel environment: %v", err)
 	}
 	p := &Policy{Set: *ps, Hash: policyHash(ps)}
+	rated := 0
 	for _, r := range ps.Rules {
+		if r.Rate != nil {
+			if rated++; rated > MaxRatedRules {
+				return nil, fmt.Errorf("%w: rule %q: more than %d rules with a rate", ErrPolicyCompile, r.Name, MaxRatedRules)
+			}
+		}
 		cr := rule{name: r.Name, rate: r.Rate}
 		for _, x := range []struct {
 			what, src string
@@ -330,6 +336,10 @@ func windowOf(t int64, w uint64) uint64 {
 	}
 	return uint64(t) / w
 }
+
+// MaxRatedRules is the most rules of a policy that have a rate: each
+// costs a counter per device in the state.
+const MaxRatedRules = 8
 
 // policyCacheMax bounds the compiled policies a State keeps.
 const policyCacheMax = 16

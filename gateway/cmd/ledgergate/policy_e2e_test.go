@@ -153,7 +153,7 @@ func TestClusterPolicy(t *testing.T) {
 		{sensor, "temp", 8, ""},
 		{cam, "video", 1, ""},
 		{cam, "video", 1, "per-device-rate"}, // the fourth of cam-1's
-		{sensor, "temp", 8, ""},               // its third: refused ones do not count
+		{sensor, "temp", 8, ""},              // its third: refused ones do not count
 		{sensor, "temp", 8, "per-device-rate"},
 	} {
 		reason, detail := v.dev.publish(t, chainID, v.stream, v.size)
