@@ -375,3 +375,40 @@ func TestSnapshotWithoutPolicy(t *testing.T) {
 		t.Fatal("no key 17 for a device with groups")
 	}
 }
+
+// BenchmarkPolicyJudge is what a policy adds to admitting one record to a
+// block (Batch.Add): the same record under no policy and under the
+// typical one (its rate large enough never to refuse).
+func BenchmarkPolicyJudge(b *testing.B) {
+	for _, withPolicy := range []bool{false, true} {
+		name := "none"
+		if withPolicy {
+			name = "typical"
+		}
+		b.Run(name, func(b *testing.B) {
+			t := &testing.T{} // the fixture's helpers take a *testing.T
+			f := newFixture(t)
+			envs := [][]byte{f.sign(f.admin, "admin", groupEnroll("sensor-0001", der(t, newP256(t)), "floor-2", "sensors"))}
+			if withPolicy {
+				ps := examplePolicy(1)
+				ps.Rules[2].Rate.Count = 1 << 32
+				envs = append(envs, f.sign(f.admin, "admin", policyBody(ps)))
+			}
+			f.commit(envs...)
+			d, _ := f.st.Device("sensor-0001")
+			batch := f.st.NewBatch()
+			batch.SetTime(1 << 40)
+			var seq uint64
+			b.ReportAllocs()
+			for b.Loop() {
+				seq++
+				tx := &ledger.Tx{Author: "sensor-0001", Body: ledger.Body{Kind: ledger.KindRecord, ChainID: chainID,
+					Record: &ledger.Record{DeviceID: "sensor-0001", Stream: "temp", Seq: seq, ContentType: "application/json", Payload: make([]byte, 48)}}}
+				tx.ID[0], tx.ID[1], tx.ID[2], tx.ID[3] = byte(seq), byte(seq>>8), byte(seq>>16), byte(seq>>24)
+				if err := batch.Add(&Checked{Tx: tx, Key: d.Key}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
