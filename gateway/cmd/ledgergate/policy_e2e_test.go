@@ -171,6 +171,9 @@ func TestClusterPolicy(t *testing.T) {
 	var want api.Policy
 	getJSON(t, api0, fmt.Sprintf("/api/v1/policy?height=%d", h), &want)
 	counts := txCounts(t, api0)
+	if code := getJSON(t, api0, "/api/v1/policy?height=99999999", nil); code != http.StatusBadRequest {
+		t.Errorf("policy at a height above the tip: HTTP %d, want 400", code)
+	}
 	for i, g := range c.gws {
 		var p, none api.Policy
 		getJSON(t, g.api, fmt.Sprintf("/api/v1/policy?height=%d", h), &p)
