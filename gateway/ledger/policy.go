@@ -14,10 +14,10 @@ const KindPolicySet Kind = "policy.set" // admin: the access rules records must 
 
 // Limits of a policy (docs/protocol.md section 6.21).
 const (
-	MaxPolicyRules = 64   // rules in one policy
-	MaxRuleExpr    = 1024 // bytes of one CEL expression
-	MaxRateCount   = 1 << 32
-	MaxRateWindow  = 31 * 24 * 3600 * 1000 // ms: 31 days
+	MaxPolicyRules        = 64   // rules in one policy
+	MaxRuleExpr           = 1024 // bytes of one CEL expression
+	MaxRateCount   uint64 = 1 << 32
+	MaxRateWindow  uint64 = 31 * 24 * 3600 * 1000 // ms: 31 days
 )
 
 // PolicySet is the whole policy in force from its block on: its rules in
