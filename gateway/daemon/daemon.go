@@ -452,6 +452,7 @@ func (d *Daemon) buildFronts(gw *gateway) error {
 	gw.reg.MustRegister(newClusterMetrics(cstatus))
 	srv.SetCluster(cstatus)
 	srv.SetMembers(membersInfo(gw.st))
+	srv.SetPolicy(policySource{gw.st})
 	srv.SetHealth(health(gw.st, gw.rep, gw.tr, time.Duration(cfg.Batch.CommitTimeout), gw.chain.Halted, gw.key.health, gw.chain.Stalled))
 	srv.SetMaxUploads(cfg.API.MaxUploads)
 	srv.SetDirectory(gw.dir, gw.idx)
