@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"html/template"
@@ -117,6 +119,12 @@ type Deps struct {
 	// rollout per group (the directory's FirmwareStatus); nil: no
 	// rollout page.
 	Rollouts func(model string, now time.Time) ([]Release, error)
+	// Batches reads the vendors' batches and this gateway's claims in
+	// flight (the API's read model); nil: no batches page.
+	Batches api.Fleet
+	// Policy reads the access rules in force and their history (the
+	// API's read model); nil: no policies page.
+	Policy api.PolicySource
 }
 
 // Server is the dashboard's http.Handler.
@@ -191,6 +199,13 @@ func New(o Options, d Deps) (*Server, error) {
 		s.handle("GET /rollouts/{model}/{version}/{group}/"+act, s.rolloutActPage(act))
 		s.handle("POST /rollouts/{model}/{version}/{group}/"+act, s.rolloutActPost(act))
 	}
+	s.handle("GET /batches", s.batches)
+	s.handle("GET /batches/{id}", s.batch)
+	for _, act := range []string{"approve", "revoke"} {
+		s.handle("GET /batches/{id}/"+act, s.batchActPage(act))
+		s.handle("POST /batches/{id}/"+act, s.batchActPost(act))
+	}
+	s.handle("GET /policies", s.policies)
 	s.handle("GET /events", s.events)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, nil, http.StatusNotFound, "No such page: "+r.URL.Path)
@@ -300,6 +315,11 @@ func parsePages() (map[string]*template.Template, error) {
 		"has":       slices.Contains[[]string],
 		"bytes":     fmtBytes,
 		"pct":       pct,
+		"window":    fmtWindow,
+		"fingerprint": func(der []byte) string {
+			sum := sha256.Sum256(der)
+			return hex.EncodeToString(sum[:])
+		},
 	}
 	names, err := fs.Glob(assets, "templates/*.html")
 	if err != nil {
@@ -367,4 +387,17 @@ func pct(part, whole int) int {
 		return 0
 	}
 	return part * 100 / whole
+}
+
+// fmtWindow writes a rate window in milliseconds as 1 s, 10 min, 1 h, 1 d.
+func fmtWindow(ms uint64) string {
+	for _, u := range []struct {
+		ms   uint64
+		name string
+	}{{86_400_000, "d"}, {3_600_000, "h"}, {60_000, "min"}, {1000, "s"}} {
+		if ms >= u.ms && ms%u.ms == 0 {
+			return fmt.Sprintf("%d %s", ms/u.ms, u.name)
+		}
+	}
+	return fmt.Sprintf("%d ms", ms)
 }

@@ -474,7 +474,7 @@ func (d *Daemon) buildFronts(gw *gateway) error {
 		gw.seedSt = newSeedState(cfg.Seeds)
 	}
 	gw.ui, err = newWebUI(webuiDeps{cfg: cfg, g: g, api: srv, chain: gw.chain, index: gw.idx, reg: gw.reg, mqtt: gw.mqtt, seeds: gw.seedSt,
-		dir: gw.dir, tokens: tokens, logger: d.logger.With("component", "webui")})
+		dir: gw.dir, fleet: fleetView{gw.st, gw.claimer}, policy: policySource{gw.st}, tokens: tokens, logger: d.logger.With("component", "webui")})
 	if err != nil {
 		return err
 	}

@@ -38,6 +38,8 @@ type webuiDeps struct {
 	chain  *chain.Chain
 	index  *index.Index
 	dir    *directory.Directory
+	fleet  api.Fleet        // nil: no batches page
+	policy api.PolicySource // nil: no policies page
 	reg    prometheus.Gatherer
 	mqtt   *mqtt.Server // nil: MQTT is off
 	seeds  *seedState   // nil: seed discovery is off
@@ -61,6 +63,7 @@ func newWebUI(d webuiDeps) (*webui.Server, error) {
 	}
 	deps.Records = d.api.Records // the device page's charts
 	deps.Fleet = d.index
+	deps.Batches, deps.Policy = d.fleet, d.policy
 	if d.dir != nil {
 		deps.Rollouts = func(model string, now time.Time) ([]webui.Release, error) { return rollouts(d.dir, model, now) }
 	}

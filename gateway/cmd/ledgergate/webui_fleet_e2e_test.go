@@ -87,7 +87,8 @@ func (b *fleetBrowser) shot(name string) {
 // a group with the form (typed confirmation), shows the first wave's
 // reports and the halt its failures cause, and halts the rollout, which
 // commits a firmware.revoke for the group: no device is offered the
-// release after it.
+// release after it. Then the batches and policies pages
+// (dashboardBatchesAndPolicies).
 func TestDashboardFleet(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -261,4 +262,6 @@ func TestDashboardFleet(t *testing.T) {
 			t.Errorf("%s is offered version %d after the halt", d.id, v)
 		}
 	}
+
+	dashboardBatchesAndPolicies(ctx, t, b, l)
 }
