@@ -94,6 +94,7 @@ fuzz-short:
 	$(call fuzz,./gateway/ledger,FuzzDecodeBase,20000)
 	$(call fuzz,./gateway/ledger,FuzzDecodeReceipt,7000)
 	$(call fuzz,./gateway/ledger,FuzzMembershipProof,3000)
+	$(call fuzz,./gateway/state,FuzzPolicyEval,3000)
 	$(call fuzz,./gateway/ledger,FuzzLogOpen,1500)
 	$(call fuzz,./gateway/ledger,FuzzDecodeAnswer,4000)
 	$(call fuzz,./gateway/ledger,FuzzVerifyAsStdlib,20000)
@@ -145,6 +146,7 @@ chaos: ## chaos: SEEDS (20) random fault schedules over four real gateways under
 bench: bench-presign bench-peer ## benchmarks (numbers go to docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./gateway/chain
 	$(GO) test -run '^$$' -bench . ./gateway/ledger
+	$(GO) test -run '^$$' -bench Policy -count 5 ./gateway/state
 	$(GO) test -run '^$$' -bench . -benchtime 200x -timeout 30m ./gateway/index
 	$(GO) test -run '^$$' -bench IdleSessions -benchtime 1x ./bridge/mqtt -mqtt.sessions=10000
 	$(GO) test -run '^$$' -bench MQTT -benchtime 1x -timeout 15m ./bridge/sim
@@ -176,7 +178,7 @@ vectors: ## regenerate docs/vectors, the protocol's test vectors, from the code 
 	$(GO) test -count=1 ./bridge/device/vectors
 
 screenshots: deps ## run the dashboard's browser test and keep its screenshots in docs/screenshots
-	$(GO) test -count=1 -run '^TestDashboard(Tokens)?$$' $(PKG) -args -screenshots=$(CURDIR)/docs/screenshots
+	$(GO) test -count=1 -run '^TestDashboard(Tokens|Fleet)?$$' $(PKG) -args -screenshots=$(CURDIR)/docs/screenshots
 
 clean: ## remove build outputs (not ./ledgergate-data)
 	rm -rf bin dist bridge/c/build

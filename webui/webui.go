@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"html/template"
@@ -109,6 +111,20 @@ type Deps struct {
 	// Records reads committed records with their payloads (the API's
 	// Records); nil: the device page lists records without charts.
 	Records func(index.RecordQuery) ([]api.Record, error)
+
+	// Fleet reads the fleet's configurations and firmware reports; nil:
+	// no drift or rollout pages.
+	Fleet Fleet
+	// Rollouts returns a model's releases, newest first, with their
+	// rollout per group (the directory's FirmwareStatus); nil: no
+	// rollout page.
+	Rollouts func(model string, now time.Time) ([]Release, error)
+	// Batches reads the vendors' batches and this gateway's claims in
+	// flight (the API's read model); nil: no batches page.
+	Batches api.Fleet
+	// Policy reads the access rules in force and their history (the
+	// API's read model); nil: no policies page.
+	Policy api.PolicySource
 }
 
 // Server is the dashboard's http.Handler.
@@ -126,6 +142,7 @@ type Server struct {
 	closeOnce sync.Once
 
 	recent recentRecords // the device pages' newest records (records.go)
+	drift  driftCache    // the fleet's configuration states (fleet.go)
 }
 
 // New builds the dashboard; it reads the operator password file and does
@@ -176,6 +193,19 @@ func New(o Options, d Deps) (*Server, error) {
 	s.handle("GET /tokens", s.tokens)
 	s.handle("POST /tokens", s.createToken)
 	s.handle("POST /tokens/{id}/revoke", s.revokeToken)
+	s.handle("GET /drift", s.driftPage)
+	s.handle("GET /rollouts", s.rollouts)
+	for _, act := range []string{"approve", "halt"} {
+		s.handle("GET /rollouts/{model}/{version}/{group}/"+act, s.rolloutActPage(act))
+		s.handle("POST /rollouts/{model}/{version}/{group}/"+act, s.rolloutActPost(act))
+	}
+	s.handle("GET /batches", s.batches)
+	s.handle("GET /batches/{id}", s.batch)
+	for _, act := range []string{"approve", "revoke"} {
+		s.handle("GET /batches/{id}/"+act, s.batchActPage(act))
+		s.handle("POST /batches/{id}/"+act, s.batchActPost(act))
+	}
+	s.handle("GET /policies", s.policies)
 	s.handle("GET /events", s.events)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, nil, http.StatusNotFound, "No such page: "+r.URL.Path)
@@ -284,6 +314,12 @@ func parsePages() (map[string]*template.Template, error) {
 		"hasPrefix": strings.HasPrefix,
 		"has":       slices.Contains[[]string],
 		"bytes":     fmtBytes,
+		"pct":       pct,
+		"window":    fmtWindow,
+		"fingerprint": func(der []byte) string {
+			sum := sha256.Sum256(der)
+			return hex.EncodeToString(sum[:])
+		},
 	}
 	names, err := fs.Glob(assets, "templates/*.html")
 	if err != nil {
@@ -343,4 +379,25 @@ func fmtBytes(n int64) string {
 		return fmt.Sprintf("%.1f kB", float64(n)/1e3)
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// pct is part of whole in whole percent, for bars and their labels.
+func pct(part, whole int) int {
+	if whole <= 0 {
+		return 0
+	}
+	return part * 100 / whole
+}
+
+// fmtWindow writes a rate window in milliseconds as 1 s, 10 min, 1 h, 1 d.
+func fmtWindow(ms uint64) string {
+	for _, u := range []struct {
+		ms   uint64
+		name string
+	}{{86_400_000, "d"}, {3_600_000, "h"}, {60_000, "min"}, {1000, "s"}} {
+		if ms >= u.ms && ms%u.ms == 0 {
+			return fmt.Sprintf("%d %s", ms/u.ms, u.name)
+		}
+	}
+	return fmt.Sprintf("%d ms", ms)
 }

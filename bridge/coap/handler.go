@@ -69,6 +69,7 @@ var responseCodes = map[ledger.Reason]codes.Code{
 	ledger.ReasonUnknownDevice:  codes.NotFound,
 	ledger.ReasonStaleVersion:   codes.Forbidden,
 	ledger.ReasonUnknownRelease: codes.NotFound,
+	ledger.ReasonPolicy:         codes.Forbidden,
 	ledger.ReasonNotFound:       codes.NotFound,
 	ledger.ReasonBadOption:      codes.BadOption,
 	ledger.ReasonMethod:         codes.MethodNotAllowed,

@@ -292,6 +292,7 @@ var pubackCodes = map[ledger.Reason]packets.Code{
 	ledger.ReasonStaleVersion:   packets.ErrImplementationSpecificError,
 	ledger.ReasonUnknownRelease: packets.ErrImplementationSpecificError,
 	ledger.ReasonNotFound:       packets.ErrImplementationSpecificError,
+	ledger.ReasonPolicy:         packets.ErrNotAuthorized,
 	ledger.ReasonBadOption:      packets.ErrPayloadFormatInvalid, // CoAP only
 	ledger.ReasonMethod:         packets.ErrPayloadFormatInvalid, // CoAP only
 	ledger.ReasonNotAcceptable:  packets.ErrPayloadFormatInvalid, // CoAP only

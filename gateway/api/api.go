@@ -100,6 +100,7 @@ type Server struct {
 	egress     func() any   // nil: no egress connectors
 	storage    func() any   // nil: not reported
 	members    func() Members
+	policy     PolicySource
 	mux        *http.ServeMux
 	routes     []string      // the patterns registered with handle
 	uploads    chan struct{} // a slot per upload being read (upload.go)
@@ -122,6 +123,8 @@ func New(info NodeInfo, l Ledger, x Index, gatherer prometheus.Gatherer, logger 
 	s.handle("GET /api/v1/txs/{id}/receipt", s.receipt)
 	s.handle("POST /api/v1/txs", s.submit)
 	s.handle("GET /api/v1/cluster/members", s.clusterMembers)
+	s.handle("GET /api/v1/policy", s.policyInForce)
+	s.handle("GET /api/v1/policy/history", s.policyHistory)
 	s.handle("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	s.handle("GET /readyz", s.readyz)
 	s.handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}).ServeHTTP)
@@ -266,6 +269,7 @@ var httpStatus = map[ledger.Reason]int{
 	ledger.ReasonUnknownDevice:  http.StatusUnprocessableEntity,
 	ledger.ReasonStaleVersion:   http.StatusConflict,
 	ledger.ReasonUnknownRelease: http.StatusNotFound,
+	ledger.ReasonPolicy:         http.StatusForbidden,
 	ledger.ReasonNotFound:       http.StatusNotFound,
 	ledger.ReasonBadOption:      http.StatusBadRequest,       // CoAP only
 	ledger.ReasonMethod:         http.StatusMethodNotAllowed, // CoAP only

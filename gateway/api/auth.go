@@ -54,6 +54,8 @@ var rules = map[string]rule{
 	"GET /api/v1/status":                                  {accessScoped, ScopeReadLedger, ScopeSubmit}, // the chain id, to sign txs
 	"GET /api/v1/blocks":                                  {accessScoped, ScopeReadLedger, ""},
 	"GET /api/v1/cluster/members":                         {accessScoped, ScopeReadLedger, ""},
+	"GET /api/v1/policy":                                  {accessScoped, ScopeReadLedger, ""},
+	"GET /api/v1/policy/history":                          {accessScoped, ScopeReadLedger, ""},
 	"GET /api/v1/blocks/{height}":                         {accessScoped, ScopeReadLedger, ""},
 	"GET /api/v1/txs/{id}":                                {accessScoped, ScopeReadLedger, ""},
 	"GET /api/v1/txs/{id}/receipt":                        {accessDevice, ScopeReadLedger, ""},

@@ -770,7 +770,7 @@ func (c *Chain) persist(r *Round) ([]*ledger.Tx, error) {
 	case c.kick <- struct{}{}:
 	default:
 	}
-	return txs, c.st.Apply(b.Header.Height, b.Header.Hash(), txs)
+	return txs, c.st.ApplyBlock(b.Header.Height, b.Header.Hash(), b.Header.Time, txs)
 }
 
 // answer answers the submitters of a persisted round and calls the
@@ -894,7 +894,7 @@ func Replay(log *ledger.Log, st *state.State, progress func(done, total uint64))
 		if err != nil {
 			return h - from - 1, fmt.Errorf("chain: replay: %w", err)
 		}
-		if err := st.Apply(h, b.Header.Hash(), txs); err != nil {
+		if err := st.ApplyBlock(h, b.Header.Hash(), b.Header.Time, txs); err != nil {
 			return h - from - 1, err
 		}
 		if progress != nil && (h%1000 == 0 || h == total) {

@@ -136,6 +136,8 @@ func (s *Solo) Run(ctx context.Context, commit func(*Round) error) error {
 func (s *Solo) build(batch []*state.Checked) (*Round, error) {
 	r := &Round{}
 	b := s.st.NewBatch()
+	now := s.now().UnixMilli() // the block's time: what policy rules see
+	b.SetTime(now)
 	var envs [][]byte
 	for _, c := range batch {
 		if err := b.Add(c); err != nil {
@@ -157,7 +159,7 @@ func (s *Solo) build(batch []*state.Checked) (*Round, error) {
 			Prev:     prev[:],
 			TxRoot:   r.Tree.Root(),
 			NumTxs:   uint64(len(envs)),
-			Time:     s.now().UnixMilli(),
+			Time:     now,
 			View:     0,
 			Proposer: s.node,
 		},

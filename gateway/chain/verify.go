@@ -98,6 +98,7 @@ func VerifyFrom(g *ledger.Genesis, log *ledger.Log, base *state.State, progress 
 			return sum, fmt.Errorf("chain: block %d: %w", h, err)
 		}
 		batch := st.NewBatch()
+		batch.SetTime(hd.Time)
 		txs := make([]*ledger.Tx, len(b.Txs))
 		// Decoded once; the size limit is CheckTx's.
 		decoded, err := b.DecodeTxs(0)
@@ -139,7 +140,7 @@ func VerifyFrom(g *ledger.Genesis, log *ledger.Log, base *state.State, progress 
 				}
 			}
 		}
-		if err := st.Apply(h, hd.Hash(), txs); err != nil {
+		if err := st.ApplyBlock(h, hd.Hash(), hd.Time, txs); err != nil {
 			return sum, err
 		}
 		if !m.Equal(st.Members()) {

@@ -452,6 +452,7 @@ func (d *Daemon) buildFronts(gw *gateway) error {
 	gw.reg.MustRegister(newClusterMetrics(cstatus))
 	srv.SetCluster(cstatus)
 	srv.SetMembers(membersInfo(gw.st))
+	srv.SetPolicy(policySource{gw.st})
 	srv.SetHealth(health(gw.st, gw.rep, gw.tr, time.Duration(cfg.Batch.CommitTimeout), gw.chain.Halted, gw.key.health, gw.chain.Stalled))
 	srv.SetMaxUploads(cfg.API.MaxUploads)
 	srv.SetDirectory(gw.dir, gw.idx)
@@ -473,7 +474,7 @@ func (d *Daemon) buildFronts(gw *gateway) error {
 		gw.seedSt = newSeedState(cfg.Seeds)
 	}
 	gw.ui, err = newWebUI(webuiDeps{cfg: cfg, g: g, api: srv, chain: gw.chain, index: gw.idx, reg: gw.reg, mqtt: gw.mqtt, seeds: gw.seedSt,
-		tokens: tokens, logger: d.logger.With("component", "webui")})
+		dir: gw.dir, fleet: fleetView{gw.st, gw.claimer}, policy: policySource{gw.st}, tokens: tokens, logger: d.logger.With("component", "webui")})
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/ledgergate/ledgergate/gateway/api"
 	"github.com/ledgergate/ledgergate/gateway/chain"
 	"github.com/ledgergate/ledgergate/gateway/config"
+	"github.com/ledgergate/ledgergate/gateway/directory"
 	"github.com/ledgergate/ledgergate/gateway/index"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
 	"github.com/ledgergate/ledgergate/webui"
@@ -36,6 +37,9 @@ type webuiDeps struct {
 	api    *api.Server
 	chain  *chain.Chain
 	index  *index.Index
+	dir    *directory.Directory
+	fleet  api.Fleet        // nil: no batches page
+	policy api.PolicySource // nil: no policies page
 	reg    prometheus.Gatherer
 	mqtt   *mqtt.Server // nil: MQTT is off
 	seeds  *seedState   // nil: seed discovery is off
@@ -58,6 +62,11 @@ func newWebUI(d webuiDeps) (*webui.Server, error) {
 		Settings: settings, Logger: d.logger, Tokens: d.tokens,
 	}
 	deps.Records = d.api.Records // the device page's charts
+	deps.Fleet = d.index
+	deps.Batches, deps.Policy = d.fleet, d.policy
+	if d.dir != nil {
+		deps.Rollouts = func(model string, now time.Time) ([]webui.Release, error) { return rollouts(d.dir, model, now) }
+	}
 	if d.mqtt != nil {
 		deps.Connected = func() []webui.Connection {
 			cs := d.mqtt.Connected()
@@ -160,4 +169,25 @@ func apiListener(c config.API, ln net.Listener) (net.Listener, string, error) {
 	}
 	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	return tls.NewListener(ln, tc), "https://" + ln.Addr().String(), nil
+}
+
+// rollouts is the directory's FirmwareStatus as the dashboard reads it.
+func rollouts(dir *directory.Directory, model string, now time.Time) ([]webui.Release, error) {
+	st, err := dir.FirmwareStatus(model, now)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]webui.Release, len(st))
+	for i, r := range st {
+		out[i] = webui.Release{ReleaseInfo: r.ReleaseInfo, Expired: r.Expired, Good: r.Good, Bad: r.Bad}
+		for _, g := range r.Groups {
+			ro := webui.Rollout{Group: g.Group, Policy: g.Policy, Allowed: g.Allowed, Why: g.Why, Approved: g.Approved,
+				Revoked: g.Revoked, Halted: g.Halted}
+			for _, w := range g.Waves {
+				ro.Waves = append(ro.Waves, webui.Wave{Percent: w.Percent, Devices: w.Devices, Reported: w.Reported, Failed: w.Failed, Open: w.Open})
+			}
+			out[i].Groups = append(out[i].Groups, ro)
+		}
+	}
+	return out, nil
 }

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"time"
 
@@ -198,8 +197,14 @@ func (x *Directory) waves(r *index.ReleaseInfo, ro *GroupRollout) error {
 			ro.order = append(ro.order, id)
 		}
 	}
+	// Each device's rank is hashed once, not at every comparison: the
+	// dashboard's rollout page sorts groups of thousands.
+	ranks := make(map[string][32]byte, len(ro.order))
+	for _, id := range ro.order {
+		ranks[id] = rank(id)
+	}
 	slices.SortFunc(ro.order, func(a, b string) int {
-		ra, rb := rank(a), rank(b)
+		ra, rb := ranks[a], ranks[b]
 		return cmp.Compare(string(ra[:]), string(rb[:]))
 	})
 	reports, err := x.d.Index.ReleaseReports(r.Model, r.Version)
@@ -385,19 +390,11 @@ func (x *Directory) FirmwareStatus(model string, now time.Time) ([]ReleaseStatus
 	if err != nil {
 		return nil, err
 	}
-	ids, err := x.d.Index.DevicesOfModel(model)
+	// One query, not a device read per device of the model: the
+	// dashboard's rollout page asks this for fleets of thousands.
+	groups, err := x.d.Index.GroupsOfModel(model)
 	if err != nil {
 		return nil, err
-	}
-	groups := map[string]bool{}
-	for _, id := range ids {
-		d, err := x.d.Index.Device(id)
-		if err != nil {
-			return nil, err
-		}
-		for _, g := range d.Groups {
-			groups[g] = true
-		}
 	}
 	var out []ReleaseStatus
 	for _, r := range rels {
@@ -415,7 +412,7 @@ func (x *Directory) FirmwareStatus(model string, now time.Time) ([]ReleaseStatus
 				}
 			}
 		}
-		for _, g := range slices.Sorted(maps.Keys(groups)) {
+		for _, g := range groups {
 			ro, err := x.rollout(&r, events, g)
 			if err != nil {
 				return nil, err

@@ -58,6 +58,7 @@ var payloadKinds = map[uint64]Kind{
 	22: KindFleetRevoke,
 	23: KindDeviceClaim,
 	24: KindEnrollToken,
+	25: KindPolicySet,
 }
 
 var bodyType = reflect.TypeFor[Body]()

@@ -39,6 +39,9 @@ const (
 	ReasonUnknownRelease Reason = "unknown_release" // a vote, approval or revocation of a release never published
 	ReasonNotFound       Reason = "not_found"       // no such resource, receipt, configuration, blob, device or release
 
+	// The chain's policy (docs/policy.md).
+	ReasonPolicy Reason = "policy" // a rule of the policy in force refuses the record; the detail names the rule
+
 	// The transport (CoAP).
 	ReasonBadOption     Reason = "bad_option"         // an unsupported critical option; Block2 past the end
 	ReasonMethod        Reason = "method_not_allowed" // the resource has no such method
@@ -101,6 +104,7 @@ var Reasons = []ReasonInfo{
 	{ReasonStaleVersion, ActionFix},
 	{ReasonUnknownRelease, ActionFix},
 	{ReasonNotFound, ActionFix},
+	{ReasonPolicy, ActionFix},
 	{ReasonBadOption, ActionFix},
 	{ReasonMethod, ActionFix},
 	{ReasonNotAcceptable, ActionFix},

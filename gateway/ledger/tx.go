@@ -96,6 +96,7 @@ type Body struct {
 	FleetRevoke  *FleetRevoke  `cbor:"22,keyasint,omitempty"`
 	DeviceClaim  *DeviceClaim  `cbor:"23,keyasint,omitempty"`
 	EnrollToken  *EnrollToken  `cbor:"24,keyasint,omitempty"`
+	PolicySet    *PolicySet    `cbor:"25,keyasint,omitempty"`
 }
 
 // ClusterReconfig names the whole next member set of a cluster, in
@@ -247,7 +248,7 @@ func (b *Body) Validate() error {
 	for _, p := range []bool{b.Enroll != nil, b.Revoke != nil, b.Rekey != nil, b.Record != nil, b.ConfigSet != nil, b.ConfigReport != nil, b.Heartbeat != nil, b.NodeSnapshot != nil, b.ClusterReconfig != nil,
 		b.VendorEnroll != nil, b.ReviewerEnroll != nil, b.FirmwarePublish != nil, b.FirmwareVote != nil, b.FirmwareApprove != nil,
 		b.FirmwareRevoke != nil, b.FirmwarePolicy != nil, b.FirmwareReport != nil,
-		b.FleetBatch != nil, b.FleetApprove != nil, b.FleetRevoke != nil, b.DeviceClaim != nil, b.EnrollToken != nil} {
+		b.FleetBatch != nil, b.FleetApprove != nil, b.FleetRevoke != nil, b.DeviceClaim != nil, b.EnrollToken != nil, b.PolicySet != nil} {
 		if p {
 			set++
 		}
@@ -385,6 +386,13 @@ func (b *Body) Validate() error {
 			return bad("no cluster.reconfig payload")
 		}
 		if err := CheckMembers(b.ClusterReconfig.Nodes); err != nil {
+			return bad("%v", err)
+		}
+	case KindPolicySet:
+		if b.PolicySet == nil {
+			return bad("no policy.set payload")
+		}
+		if err := b.PolicySet.Validate(); err != nil {
 			return bad("%v", err)
 		}
 	default:

@@ -95,6 +95,15 @@ func (a *app) base(parent pbft.Digest) (*state.Batch, error) {
 	return p.batch, nil
 }
 
+// tipBatch is a batch on the committed state for a block at this
+// replica's clock's time: how this replica judges a request the primary
+// refused (a rate limit counts in windows of the block's time).
+func (a *app) tipBatch() *state.Batch {
+	b := a.st.NewBatch()
+	b.SetTime(a.now().UnixMilli())
+	return b
+}
+
 // Build makes the block at seq from reqs, all checked before.
 func (a *app) Build(seq, view uint64, parent pbft.Digest, reqs []pbft.Request) (pbft.Proposal, error) {
 	var out pbft.Proposal
@@ -103,6 +112,8 @@ func (a *app) Build(seq, view uint64, parent pbft.Digest, reqs []pbft.Request) (
 		return out, err
 	}
 	batch := a.st.NewBatchOn(base)
+	now := a.now().UnixMilli() // the block's time: what policy rules see
+	batch.SetTime(now)
 	p := &proposal{batch: batch}
 	var envs [][]byte
 	for i, r := range reqs {
@@ -126,7 +137,7 @@ func (a *app) Build(seq, view uint64, parent pbft.Digest, reqs []pbft.Request) (
 	p.block = &ledger.Block{
 		Header: ledger.Header{
 			ChainID: a.g.ChainID, Height: seq, Prev: bytes.Clone(parent[:]), TxRoot: p.tree.Root(),
-			NumTxs: uint64(len(envs)), Time: a.now().UnixMilli(), View: view, Proposer: a.self,
+			NumTxs: uint64(len(envs)), Time: now, View: view, Proposer: a.self,
 		},
 		Txs: envs,
 	}
@@ -181,6 +192,7 @@ func (a *app) Validate(seq, view uint64, parent pbft.Digest, payload []byte) (pb
 		return pbft.Digest{}, nil, err
 	}
 	batch := a.st.NewBatchOn(base)
+	batch.SetTime(h.Time)
 	p := &proposal{block: b, tree: ledger.NewTree(b.Txs), batch: batch, raw: payload}
 	if len(ids) != len(b.Txs) {
 		ids = make([][32]byte, len(b.Txs))

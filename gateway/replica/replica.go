@@ -726,9 +726,10 @@ func (d *driver) rejected(rejected []pbft.Rejected) error {
 			err = chain.ErrOverloaded
 		} else if c, cerr := d.r.cfg.State.Check(rj.Data); cerr != nil {
 			err = cerr
-		} else if aerr := d.r.cfg.State.NewBatch().Add(c); aerr != nil {
+		} else if aerr := d.r.app.tipBatch().Add(c); aerr != nil {
 			// The order-dependent rules (enrolled twice, a stale config
-			// version) hold against the committed state too.
+			// version, a policy's rule) hold against the committed state
+			// too.
 			err = aerr
 		} else {
 			d.r.app.checked[rj.ID] = c

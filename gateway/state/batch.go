@@ -27,6 +27,41 @@ type Batch struct {
 	newMembers *ledger.Members // set by a cluster.reconfig already in the batch
 	height     uint64          // of the batch's block
 	applied    bool            // the block of this batch was applied to the state
+
+	time   int64                 // of the batch's block (SetTime): the ledger time rules see
+	policy *Policy               // set by a policy.set already in the batch
+	rates  map[rateKey]rateCount // rate counters as txs already in the batch leave them
+	reset  bool                  // a policy.set in the batch cleared the counters before it
+}
+
+// SetTime sets the time of the batch's block (its header's, Unix ms): the
+// ledger time policy rules see and rate limits count in. The proposer
+// sets its clock's time before it adds txs; a validator, the header's.
+func (b *Batch) SetTime(t int64) { b.time = t }
+
+// policy returns the policy in force as the batch sees it.
+func (b *Batch) policyNow() *Policy {
+	for x := b; x != nil && !x.applied; x = x.parent {
+		if x.policy != nil {
+			return x.policy
+		}
+	}
+	return b.s.Policy()
+}
+
+// rate returns a rate counter as the batch sees it.
+func (b *Batch) rate(k rateKey) rateCount {
+	for x := b; x != nil && !x.applied; x = x.parent {
+		if c, ok := x.rates[k]; ok {
+			return c
+		}
+		if x.reset {
+			return rateCount{}
+		}
+	}
+	b.s.mu.RLock()
+	defer b.s.mu.RUnlock()
+	return b.s.rates[k]
 }
 
 // NewBatch starts a batch on the current committed state.
@@ -36,8 +71,8 @@ func (s *State) NewBatch() *Batch { return s.NewBatchOn(nil) }
 // parent is the committed state.
 func (s *State) NewBatchOn(parent *Batch) *Batch {
 	b := &Batch{s: s, parent: parent, pending: map[string]*Device{}, configs: map[string]uint64{}, ids: map[[32]byte]bool{}, beats: map[string]int64{},
-		attested: map[string]uint64{},
-		batches:  map[string]*FleetBatch{}, batchOf: map[string]string{}, tokens: map[[32]byte]*enrollToken{},
+		attested: map[string]uint64{}, rates: map[rateKey]rateCount{},
+		batches: map[string]*FleetBatch{}, batchOf: map[string]string{}, tokens: map[[32]byte]*enrollToken{},
 		vendors: map[string]*Vendor{}, reviewers: map[string]*ledger.PublicKey{}, facts: map[string]bool{}}
 	if parent != nil {
 		b.height = parent.height + 1
@@ -116,7 +151,7 @@ func (b *Batch) Check(tx *ledger.Tx) (*Checked, error) {
 	}
 	body := &tx.Body
 	switch body.Kind {
-	case ledger.KindEnroll, ledger.KindRevoke, ledger.KindConfigSet, ledger.KindReconfig:
+	case ledger.KindEnroll, ledger.KindRevoke, ledger.KindConfigSet, ledger.KindReconfig, ledger.KindPolicySet:
 		if k, ok := b.s.admins[tx.Author]; ok {
 			return &Checked{Tx: tx, Key: k}, nil
 		}
@@ -169,6 +204,8 @@ func (b *Batch) Add(c *Checked) error {
 		return b.addConfig(tx)
 	case ledger.KindReconfig:
 		return b.addReconfig(tx)
+	case ledger.KindPolicySet:
+		return b.addPolicy(tx)
 	case ledger.KindHeartbeat:
 		// A heartbeat's time is its sequence number: without one, a
 		// heartbeat re-proposed after a view change would commit again.
@@ -221,7 +258,7 @@ func (b *Batch) Add(c *Checked) error {
 		if err != nil {
 			return reject(ledger.ReasonMalformed, "%v", err)
 		}
-		next = Device{ID: id, Key: pk}
+		next = Device{ID: id, Key: pk, Model: body.Enroll.Model, Groups: body.Enroll.Groups}
 	case ledger.KindRevoke:
 		if d == nil {
 			return reject(ledger.ReasonUnknownDevice, "no device %q", id)
@@ -244,6 +281,13 @@ func (b *Batch) Add(c *Checked) error {
 		seq := seqOf(body)
 		if seq <= d.LastSeq {
 			return replay(d.LastSeq, "device %s seq %d, last %d", id, seq, d.LastSeq)
+		}
+		if body.Record != nil && !tx.Pruned {
+			// A pruned record has no stream or payload left to
+			// judge; it was judged when it committed.
+			if err := b.judge(d, body.Record); err != nil {
+				return err
+			}
 		}
 		next = *d
 		next.LastSeq = seq
@@ -300,5 +344,59 @@ func (b *Batch) addReconfig(tx *ledger.Tx) error {
 	}
 	b.newMembers = m
 	b.ids[tx.ID] = true
+	return nil
+}
+
+// addPolicy admits a policy.set: it compiles, and its version is above
+// the last. It is in force for the txs after it in the block.
+func (b *Batch) addPolicy(tx *ledger.Tx) error {
+	var last uint64
+	if p := b.policyNow(); p != nil {
+		last = p.Set.Version
+	}
+	p, err := b.s.checkPolicySet(tx.Body.PolicySet, last)
+	if err != nil {
+		return err
+	}
+	b.policy = p
+	b.rates = map[rateKey]rateCount{}
+	b.reset = true
+	b.ids[tx.ID] = true
+	return nil
+}
+
+// judge evaluates the policy in force on a record by d (docs/policy.md)
+// and, if it passes, counts it in the rate counters of the rules that
+// apply to it.
+func (b *Batch) judge(d *Device, r *ledger.Record) error {
+	p := b.policyNow()
+	if p == nil {
+		return nil
+	}
+	in := inputOf(d, r, b.height, b.time)
+	var counted [MaxRatedRules]rateKey
+	var next [MaxRatedRules]rateCount
+	n := 0
+	// over is called for each rule with a rate that applies, in order:
+	// the counts the record takes if no rule refuses it.
+	v := p.Eval(&in, func(i int, rt *ledger.Rate) bool {
+		k := rateKey{rule: p.rules[i].name, device: d.ID}
+		c, w := b.rate(k), windowOf(b.time, rt.Window)
+		if c.Window != w {
+			c = rateCount{Window: w}
+		}
+		if c.Count >= rt.Count {
+			return true
+		}
+		counted[n], next[n] = k, rateCount{Window: w, Count: c.Count + 1}
+		n++
+		return false
+	})
+	if !v.OK() {
+		return reject(ledger.ReasonPolicy, "rule %q refuses %s's record on stream %s: %s", v.Rule, d.ID, r.Stream, v.Detail)
+	}
+	for j := range n {
+		b.rates[counted[j]] = next[j]
+	}
 	return nil
 }

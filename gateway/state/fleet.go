@@ -320,6 +320,10 @@ func (b *Batch) addClaim(c *Checked) error {
 		return reject(ledger.ReasonExists, "device %s is already enrolled", id)
 	}
 	var key *ledger.PublicKey
+	// The model and groups the claim gives the device, as device.enroll
+	// does: policy rules read them (state/policy.go inputOf).
+	var model string
+	var groups []string
 	if cl.Path() == ledger.ClaimByToken {
 		h := ledger.SecretHash(cl.Secret)
 		t := b.enrollToken(h)
@@ -341,6 +345,7 @@ func (b *Batch) addClaim(c *Checked) error {
 		used.UsedBy = id
 		b.tokens[h] = &used
 		key = c.Key
+		model, groups = t.Model, t.Groups
 	} else {
 		fb := b.fleetBatch(cl.Batch)
 		if fb == nil || fb.Keys[id] == nil {
@@ -372,8 +377,9 @@ func (b *Batch) addClaim(c *Checked) error {
 		next.Claimed++
 		b.batches[fb.ID] = &next
 		key = pk
+		model, groups = fb.Model, fb.Groups
 	}
-	b.pending[id] = &Device{ID: id, Key: key}
+	b.pending[id] = &Device{ID: id, Key: key, Model: model, Groups: groups}
 	b.ids[tx.ID] = true
 	return nil
 }
@@ -409,16 +415,20 @@ func (s *State) applyFleetLocked(tx *ledger.Tx) (bool, error) {
 	case b.DeviceClaim != nil:
 		c := b.DeviceClaim
 		var der []byte
+		var model string
+		var groups []string
 		if c.Path() == ledger.ClaimByToken {
 			der = c.PublicKey
 			h := ledger.SecretHash(c.Secret)
 			if t := s.tokens[h]; t != nil {
+				model, groups = t.Model, t.Groups
 				used := *t
 				used.UsedBy = c.DeviceID
 				s.tokens[h] = &used
 			}
 		} else if fb := s.batches[c.Batch]; fb != nil {
 			der = fb.Keys[c.DeviceID]
+			model, groups = fb.Model, fb.Groups
 			next := *fb
 			next.Claimed++
 			s.batches[fb.ID] = &next
@@ -427,7 +437,7 @@ func (s *State) applyFleetLocked(tx *ledger.Tx) (bool, error) {
 		if err != nil {
 			return true, err
 		}
-		d := &Device{ID: c.DeviceID, Key: pk}
+		d := &Device{ID: c.DeviceID, Key: pk, Model: model, Groups: groups}
 		s.devices[d.ID] = d
 		s.indexKeyLocked(d)
 	default:

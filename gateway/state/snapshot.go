@@ -37,16 +37,27 @@ import (
 //	  13: [* attestation],    ; each node's newest node.snapshot txs (at most 4); by node, then height
 //	  14: certified,          ; the newest certified snapshot
 //	  ? 15: [+ change],       ; the member changes (cluster.reconfig), oldest first; absent: none
+//	  ? 17: policy-state,     ; policies, device attributes, rate counters; absent: all empty
 //	}
 //	device = [id: tstr, key: bstr, revoked: bool, last_seq: uint]
 //	vendor = [id: tstr, key: bstr, models: [* tstr]]
 //	attestation = [node: tstr, height: uint, hash: bstr .size 32, block: uint, index: uint]
 //	certified = [height: uint, hash: bstr .size 32, by: [* attestation]]  ; by node; height 0, 32 zero bytes, []: none
 //	change = [height: uint, tx: bstr .size 32, start: uint, nodes: [+ Node]]  ; Node as in the genesis
+//	policy-state = {
+//	  ? 1: [+ policy-change], ; every policy.set committed, oldest first
+//	  ? 2: [+ attrs],         ; devices enrolled with a model or groups; by id
+//	  ? 3: [+ rate],          ; the rate counters of the policy in force; by rule, then device
+//	}
+//	policy-change = [height: uint, index: uint, tx: bstr .size 32, author: tstr, policy: bstr]  ; policy: the PolicySet's deterministic encoding
+//	attrs = [id: tstr, model: tstr, groups: [* tstr]]
+//	rate = [rule: tstr, device: tstr, window: uint, count: uint]
 //
 // Admins and the genesis nodes' keys come from the genesis, which the
 // snapshot names by its hash. A chain whose members never changed has no
-// key 15, so its snapshots are those of gateways that predate changes.
+// key 15, so its snapshots are those of gateways that predate changes;
+// one that never had a policy and no device with a model or groups has
+// no key 17.
 
 // SnapshotVersion is the format version a snapshot carries in key 1.
 const SnapshotVersion = 1
@@ -72,6 +83,8 @@ type Snapshot struct {
 	certified Certified
 	members   *ledger.Members
 	fleet     *snapFleet
+	policies  []*Policy
+	rates     map[rateKey]rateCount
 }
 
 // Snapshot copies the state. It holds the read lock for the copy only:
@@ -103,6 +116,8 @@ func (s *State) Snapshot() *Snapshot {
 	sn.certified = s.certified // By is never changed in place
 	sn.members = s.members
 	sn.fleet = s.fleetSnapLocked()
+	sn.policies = slices.Clone(s.policies)
+	sn.rates = maps.Clone(s.rates)
 	return sn
 }
 
@@ -125,6 +140,37 @@ type snapEnc struct {
 	Certified snapCert     `cbor:"14,keyasint"`
 	Changes   []snapChange `cbor:"15,keyasint,omitempty"`
 	Fleet     *snapFleet   `cbor:"16,keyasint,omitempty"` // fleet_snapshot.go
+	Policy    *snapPolicy  `cbor:"17,keyasint,omitempty"`
+}
+
+type snapPolicy struct {
+	Changes []snapPolicyChange `cbor:"1,keyasint,omitempty"`
+	Attrs   []snapAttrs        `cbor:"2,keyasint,omitempty"`
+	Rates   []snapRate         `cbor:"3,keyasint,omitempty"`
+}
+
+type snapPolicyChange struct {
+	_      struct{} `cbor:",toarray"`
+	Height uint64
+	Index  uint64
+	Tx     []byte
+	Author string
+	Policy []byte
+}
+
+type snapAttrs struct {
+	_      struct{} `cbor:",toarray"`
+	ID     string
+	Model  string
+	Groups []string
+}
+
+type snapRate struct {
+	_      struct{} `cbor:",toarray"`
+	Rule   string
+	Device string
+	Window uint64
+	Count  uint64
 }
 
 type snapChange struct {
@@ -258,11 +304,39 @@ func (sn *Snapshot) Encode() ([]byte, error) {
 		e.Changes = append(e.Changes, snapChange{Height: c.Height, Tx: bytes.Clone(c.Tx[:]), Start: c.Start, Nodes: c.Nodes})
 	}
 	e.Fleet = sn.fleet
+	var ps snapPolicy
+	for _, p := range sn.policies {
+		enc, err := snapEncMode.Marshal(&p.Set)
+		if err != nil {
+			return nil, fmt.Errorf("state: encode snapshot: policy: %w", err)
+		}
+		ps.Changes = append(ps.Changes, snapPolicyChange{Height: p.Height, Index: p.Index, Tx: bytes.Clone(p.Tx[:]), Author: p.Author, Policy: enc})
+	}
+	for _, d := range sn.devices {
+		if d.Model != "" || len(d.Groups) > 0 {
+			ps.Attrs = append(ps.Attrs, snapAttrs{ID: d.ID, Model: d.Model, Groups: d.Groups})
+		}
+	}
+	slices.SortFunc(ps.Attrs, func(a, b snapAttrs) int { return strings.Compare(a.ID, b.ID) })
+	for k, c := range sn.rates {
+		ps.Rates = append(ps.Rates, snapRate{Rule: k.rule, Device: k.device, Window: c.Window, Count: c.Count})
+	}
+	slices.SortFunc(ps.Rates, cmpRate)
+	if len(ps.Changes)+len(ps.Attrs)+len(ps.Rates) > 0 {
+		e.Policy = &ps
+	}
 	out, err := snapEncMode.Marshal(&e)
 	if err != nil {
 		return nil, fmt.Errorf("state: encode snapshot: %w", err)
 	}
 	return out, nil
+}
+
+func cmpRate(a, b snapRate) int {
+	if c := strings.Compare(a.Rule, b.Rule); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Device, b.Device)
 }
 
 // SnapshotHash is the hash of an encoded snapshot.
@@ -425,6 +499,9 @@ func Restore(g *ledger.Genesis, enc []byte) (*State, error) {
 		}
 		s.attests[a.Node] = append(s.attests[a.Node], x)
 	}
+	if err := s.restorePolicy(e.Policy, e.Height, bad); err != nil {
+		return nil, err
+	}
 	c := e.Certified
 	if c.Height == 0 {
 		if !bytes.Equal(c.Hash, make([]byte, 32)) || len(c.By) != 0 {
@@ -454,4 +531,57 @@ func Restore(g *ledger.Genesis, enc []byte) (*State, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// restorePolicy restores key 17: the policies, the devices' attributes
+// and the rate counters.
+func (s *State) restorePolicy(ps *snapPolicy, height uint64, bad func(string, ...any) error) error {
+	if ps == nil {
+		return nil
+	}
+	if len(ps.Changes)+len(ps.Attrs)+len(ps.Rates) == 0 {
+		return bad("policy state present but empty")
+	}
+	for i, c := range ps.Changes {
+		if len(c.Tx) != 32 || c.Height == 0 || c.Height > height {
+			return bad("policy change at height %d (tx id of %d bytes) in a snapshot at %d", c.Height, len(c.Tx), height)
+		}
+		if i > 0 {
+			prev := ps.Changes[i-1]
+			if prev.Height > c.Height || prev.Height == c.Height && prev.Index >= c.Index {
+				return bad("policy changes not in chain order")
+			}
+		}
+		set, err := decodePolicySet(c.Policy)
+		if err != nil {
+			return bad("policy change at height %d: %v", c.Height, err)
+		}
+		p, err := s.compiled(set)
+		if err != nil {
+			return bad("policy change at height %d: %v", c.Height, err)
+		}
+		p = &Policy{Height: c.Height, Index: c.Index, Author: c.Author, Set: p.Set, Hash: p.Hash, rules: p.rules}
+		copy(p.Tx[:], c.Tx)
+		s.policies = append(s.policies, p)
+	}
+	for i, a := range ps.Attrs {
+		if i > 0 && ps.Attrs[i-1].ID >= a.ID {
+			return bad("device attributes not sorted or repeated")
+		}
+		d := s.devices[a.ID]
+		if d == nil || a.Model == "" && len(a.Groups) == 0 {
+			return bad("attributes of %q: no such device, or none", a.ID)
+		}
+		d.Model, d.Groups = a.Model, a.Groups
+	}
+	for i, r := range ps.Rates {
+		if i > 0 && cmpRate(ps.Rates[i-1], r) >= 0 {
+			return bad("rate counters not sorted or repeated")
+		}
+		if r.Count == 0 {
+			return bad("rate counter of %s for %s is 0", r.Rule, r.Device)
+		}
+		s.rates[rateKey{rule: r.Rule, device: r.Device}] = rateCount{Window: r.Window, Count: r.Count}
+	}
+	return nil
 }

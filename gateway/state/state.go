@@ -13,6 +13,10 @@ type Device struct {
 	Key     *ledger.PublicKey
 	Revoked bool
 	LastSeq uint64
+	// Model and Groups are the device's attributes as enrolled: what
+	// policy rules see (never changed in place).
+	Model  string
+	Groups []string
 }
 
 // State is the registry built from committed blocks.
@@ -40,6 +44,12 @@ type State struct {
 
 	attests   map[string][]Attestation // node -> its newest node.snapshot attestations, oldest first
 	certified Certified                // the newest certified snapshot; zero: none
+
+	policies []*Policy             // policy.set txs committed, oldest first; the last is in force
+	rates    map[rateKey]rateCount // rate counters of the policy in force
+
+	pmu    sync.Mutex           // guards pcache
+	pcache map[[32]byte]*Policy // compiled policies by hash
 }
 
 // New returns the state of an empty chain.
@@ -47,7 +57,7 @@ func New(g *ledger.Genesis) (*State, error) {
 	s := &State{g: g, admins: map[string]*ledger.PublicKey{}, devices: map[string]*Device{}, byKey: map[string][]*Device{},
 		configs: map[string]uint64{}, tip: g.Hash(),
 		vendors: map[string]*Vendor{}, reviewers: map[string]*ledger.PublicKey{}, facts: map[string]bool{}, beats: map[string]int64{},
-		attests: map[string][]Attestation{},
+		attests: map[string][]Attestation{}, rates: map[rateKey]rateCount{}, pcache: map[[32]byte]*Policy{},
 		batches: map[string]*FleetBatch{}, batchOf: map[string]string{}, tokens: map[[32]byte]*enrollToken{}}
 	for _, a := range g.Admins {
 		pk, err := ledger.ParsePublicKey(a.PublicKey)
@@ -211,8 +221,15 @@ func (s *State) CheckTx(tx *ledger.Tx) (*Checked, error) {
 func (s *State) authorKey(tx *ledger.Tx) (*ledger.PublicKey, error) {
 	b := &tx.Body
 	switch b.Kind {
-	case ledger.KindEnroll, ledger.KindRevoke, ledger.KindConfigSet, ledger.KindReconfig:
+	case ledger.KindEnroll, ledger.KindRevoke, ledger.KindConfigSet, ledger.KindReconfig, ledger.KindPolicySet:
 		if k, ok := s.admins[tx.Author]; ok {
+			if b.PolicySet != nil {
+				// Refused at submission: a policy that does not
+				// compile, may cost too much or is not newer.
+				if _, err := s.checkPolicySet(b.PolicySet, s.policyVersion()); err != nil {
+					return nil, err
+				}
+			}
 			return k, nil
 		}
 		if _, ok := s.Device(tx.Author); ok {
@@ -284,8 +301,16 @@ func seqOf(b *ledger.Body) uint64 {
 }
 
 // Apply applies the txs of the committed block at height, whose hash is
-// hash. The block must be the one after the current tip.
+// hash, with time 0: for chains without rate limits (tests). The
+// gateway applies blocks with ApplyBlock.
 func (s *State) Apply(height uint64, hash [32]byte, txs []*ledger.Tx) error {
+	return s.ApplyBlock(height, hash, 0, txs)
+}
+
+// ApplyBlock applies the txs of the committed block at height, whose hash
+// is hash and whose header's time is t (what the policy's rate counters
+// count in). The block must be the one after the current tip.
+func (s *State) ApplyBlock(height uint64, hash [32]byte, t int64, txs []*ledger.Tx) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if height != s.height+1 {
@@ -295,6 +320,18 @@ func (s *State) Apply(height uint64, hash [32]byte, txs []*ledger.Tx) error {
 		if tx.Body.NodeSnapshot != nil {
 			s.attestLocked(tx.Body.NodeSnapshot, height, uint64(i))
 			continue
+		}
+		if tx.Body.PolicySet != nil {
+			p, err := s.compiled(tx.Body.PolicySet)
+			if err != nil {
+				return fmt.Errorf("state: block %d tx %x: %w", height, tx.ID[:8], err)
+			}
+			s.policies = append(s.policies, p.withTx(height, uint64(i), tx))
+			clear(s.rates)
+			continue
+		}
+		if tx.Body.Record != nil && !tx.Pruned {
+			s.countLocked(tx.Body.Record, height, t)
 		}
 		if err := s.applyLocked(tx); err != nil {
 			return fmt.Errorf("state: block %d tx %x: %w", height, tx.ID[:8], err)
@@ -313,7 +350,7 @@ func (s *State) applyLocked(tx *ledger.Tx) error {
 		if err != nil {
 			return err
 		}
-		d := &Device{ID: b.Enroll.DeviceID, Key: pk}
+		d := &Device{ID: b.Enroll.DeviceID, Key: pk, Model: b.Enroll.Model, Groups: b.Enroll.Groups}
 		s.devices[d.ID] = d
 		s.indexKeyLocked(d)
 		return nil
@@ -361,4 +398,25 @@ func (s *State) applyLocked(tx *ledger.Tx) error {
 		return err
 	}
 	return fmt.Errorf("state: invariant: committed %s about unknown device %q", b.Kind, b.Subject())
+}
+
+// countLocked counts a committed record in the rate counters of the
+// rules of the policy in force that apply to it.
+func (s *State) countLocked(r *ledger.Record, height uint64, t int64) {
+	p := s.policyLocked()
+	d := s.devices[r.DeviceID]
+	if p == nil || d == nil {
+		return
+	}
+	in := inputOf(d, r, height, t)
+	p.rated(&in, func(i int, rt *ledger.Rate) {
+		k := rateKey{rule: p.rules[i].name, device: d.ID}
+		w := windowOf(t, rt.Window)
+		c := s.rates[k]
+		if c.Window != w {
+			c = rateCount{Window: w}
+		}
+		c.Count++
+		s.rates[k] = c
+	})
 }

@@ -83,7 +83,10 @@
   function connected(ids) {
     const set = new Set(ids || []);
     document.querySelectorAll("[data-device]").forEach((el) => {
-      const c = el.querySelector('[data-col="connected"]') || el;
+      // Only rows and fields that show it: other pages (drift, batches)
+      // name devices in data-device too.
+      const c = el.querySelector('[data-col="connected"]');
+      if (!c) return;
       const now = set.has(el.dataset.device);
       const was = c.textContent.trim() !== "no";
       if (now !== was) c.textContent = now ? "yes" : "no";

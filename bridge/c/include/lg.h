@@ -220,7 +220,8 @@ typedef enum lg_kind {
     LG_KIND_FLEET_APPROVE = 21,
     LG_KIND_FLEET_REVOKE = 22,
     LG_KIND_DEVICE_CLAIM = 23,
-    LG_KIND_ENROLL_TOKEN = 24
+    LG_KIND_ENROLL_TOKEN = 24,
+    LG_KIND_POLICY_SET = 25
 } lg_kind;
 
 /* A decoded tx envelope. Optional fields that are absent are empty
@@ -259,6 +260,7 @@ typedef struct lg_tx {
         /* 6.18: one of three forms, checked by the decoder */
         struct { lg_str device_id, batch, evidence, secret, public_key; } claim;
         struct { lg_str hash; int64_t expires; lg_str device_id, model; lg_list groups; } enroll_token;
+        struct { uint64_t version; lg_list rules; } policy_set; /* 0..64 Rule maps, checked (6.21) */
     } u;
 } lg_tx;
 

@@ -560,6 +560,7 @@ static const struct {
     {"stale_version", LG_ACT_FIX, 0x83, LG_COAP_CODE(4, 3)},
     {"unknown_release", LG_ACT_FIX, 0x83, LG_COAP_CODE(4, 4)},
     {"not_found", LG_ACT_FIX, 0x83, LG_COAP_CODE(4, 4)},
+    {"policy", LG_ACT_FIX, 0x87, LG_COAP_CODE(4, 3)},
     {"bad_option", LG_ACT_FIX, 0x99, LG_COAP_CODE(4, 2)},
     {"method_not_allowed", LG_ACT_FIX, 0x99, LG_COAP_CODE(4, 5)},
     {"not_acceptable", LG_ACT_FIX, 0x99, LG_COAP_CODE(4, 6)},

@@ -1,4 +1,4 @@
-/* lg_tx.c - the tx envelope (protocol.md 5), the bodies of the 22 kinds
+/* lg_tx.c - the tx envelope (protocol.md 5), the bodies of the 23 kinds
  * (section 6), signing the device's own txs, and tokens (section 7). */
 #include "lg_internal.h"
 
@@ -20,7 +20,8 @@ enum ftype {
     F_IDS,       /* [* id], sorted, distinct, min..max elements */
     F_WAVES,     /* [* uint], strictly increasing, 1..100, ending at 100, <= max */
     F_NODES,     /* [* Node], min..max, distinct ids (protocol.md 6.15) */
-    F_DEVICES    /* [* BatchDevice], min..max, sorted by id, distinct (protocol.md 6.16) */
+    F_DEVICES,   /* [* BatchDevice], min..max, sorted by id, distinct (protocol.md 6.16) */
+    F_RULES      /* [* Rule], min..max, distinct names (protocol.md 6.21) */
 };
 
 /* 12 bytes on a 32-bit MCU (32 with 64-bit bounds and a size_t offset):
@@ -170,6 +171,10 @@ static const field f_enroll_token[] = {
     {4, F_ID, OPT, 0, OFF(enroll_token.model), 0},
     {5, F_IDS, OPT, 1, OFF(enroll_token.groups), LG_MAX_GROUPS},
 };
+static const field f_policy_set[] = {
+    {1, F_UINT, REQ, 1, OFF(policy_set.version), ANY_U63},
+    {2, F_RULES, OPT, 1, OFF(policy_set.rules), 64},
+};
 
 typedef struct kind_spec {
     const char *name;
@@ -179,7 +184,7 @@ typedef struct kind_spec {
 
 #define K(name, f) {name, f, sizeof f / sizeof f[0]}
 /* indexed by kind - 3 (the payload key) */
-#define N_KINDS 22
+#define N_KINDS 23
 static const kind_spec kinds[N_KINDS] = {
     K("device.enroll", f_enroll),       K("device.revoke", f_revoke),
     K("device.rekey", f_rekey),         K("data.record", f_record),
@@ -192,6 +197,7 @@ static const kind_spec kinds[N_KINDS] = {
     K("cluster.reconfig", f_reconfig), K("fleet.batch", f_fleet_batch),
     K("fleet.approve", f_fleet_approve), K("fleet.revoke", f_fleet_revoke),
     K("device.claim", f_claim),         K("enroll.token", f_enroll_token),
+    K("policy.set", f_policy_set),
 };
 
 static bool valid_target(lg_str s)
@@ -291,6 +297,79 @@ static lg_err nodes(lg_cbor *c, const field *f, lg_list *l)
                 return LG_ERR_MALFORMED;
         }
     }
+    return LG_OK;
+}
+
+/* Rule = {1: id, ? 2: when, ? 3: allow, ? 4: {1: count, 2: window}}
+ * (6.21): when and allow of 1..1024 bytes, allow or rate present; the
+ * rule's name in *name. The expressions are the gateways' to judge. */
+static lg_err policy_rule(lg_cbor *c, lg_str *name)
+{
+    size_t n;
+    uint64_t prev = UINT64_MAX, key;
+    bool allow = false, rate = false;
+    lg_err e = cb_map(c, &n);
+    if (e != LG_OK)
+        return e;
+    if (n < 2 || n > 4)
+        return LG_ERR_MALFORMED;
+    if ((e = cb_want_key(c, &prev, 1)) != LG_OK || (e = cb_text(c, name)) != LG_OK)
+        return e;
+    if (!lg_valid_id(name->p, name->n))
+        return LG_ERR_MALFORMED;
+    for (size_t i = 1; i < n; i++) {
+        if ((e = cb_key(c, &prev, &key)) != LG_OK)
+            return e;
+        if (key == 2 || key == 3) {
+            lg_str x;
+            if ((e = cb_text(c, &x)) != LG_OK)
+                return e;
+            if (x.n < 1 || x.n > 1024)
+                return LG_ERR_MALFORMED;
+            allow = allow || key == 3;
+        } else if (key == 4) {
+            size_t m;
+            uint64_t p2 = UINT64_MAX, v;
+            if ((e = cb_map(c, &m)) != LG_OK)
+                return e;
+            if (m != 2)
+                return LG_ERR_MALFORMED;
+            if ((e = cb_want_key(c, &p2, 1)) != LG_OK || (e = cb_uint(c, &v)) != LG_OK)
+                return e;
+            if (v < 1 || v > ((uint64_t)1 << 32))
+                return LG_ERR_MALFORMED;
+            if ((e = cb_want_key(c, &p2, 2)) != LG_OK || (e = cb_uint(c, &v)) != LG_OK)
+                return e;
+            if (v < 1 || v > (uint64_t)31 * 24 * 3600 * 1000)
+                return LG_ERR_MALFORMED;
+            rate = true;
+        } else {
+            return LG_ERR_MALFORMED;
+        }
+    }
+    return allow || rate ? LG_OK : LG_ERR_MALFORMED;
+}
+
+/* [min..max Rule] with distinct names. */
+static lg_err policy_rules(lg_cbor *c, const field *f, lg_list *l)
+{
+    size_t at = c->pos, n;
+    lg_str names[64];
+    lg_err e = cb_array(c, &n);
+    if (e != LG_OK)
+        return e;
+    if (n < f->min || n > f->max || n > 64)
+        return LG_ERR_MALFORMED;
+    for (size_t i = 0; i < n; i++) {
+        if ((e = policy_rule(c, &names[i])) != LG_OK)
+            return e;
+        for (size_t j = 0; j < i; j++)
+            if (lg_str_eq_str(names[j], names[i]))
+                return LG_ERR_MALFORMED;
+    }
+    l->p = c->p + at;
+    l->n = c->pos - at;
+    l->count = n;
     return LG_OK;
 }
 
@@ -494,6 +573,11 @@ static lg_err value(lg_cbor *c, const field *f, void *dst, bool *empty)
             return e;
         *empty = false;
         return LG_OK;
+    case F_RULES:
+        if ((e = policy_rules(c, f, (lg_list *)dst)) != LG_OK)
+            return e;
+        *empty = false;
+        return LG_OK;
     default: /* F_IDS, F_WAVES */
         if ((e = list(c, f, (lg_list *)dst)) != LG_OK)
             return e;
@@ -550,7 +634,7 @@ static lg_err body(lg_cbor *c, lg_tx *tx)
             if ((e = cb_text(c, &s)) != LG_OK)
                 return e;
             for (int j = 0; j < N_KINDS && kind == 0; j++)
-                if (lg_str_eq(s, kinds[j].name))
+                if (kinds[j].name != NULL && lg_str_eq(s, kinds[j].name))
                     kind = j + 3;
             if (kind == 0)
                 return LG_ERR_UNKNOWN_KIND;

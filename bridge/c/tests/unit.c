@@ -334,7 +334,7 @@ static const struct {
     {"incomplete", 0x99, LG_COAP_CODE(4, 8)},      {"content_format", 0x99, LG_COAP_CODE(4, 15)},
     {"proxy", 0x99, LG_COAP_CODE(5, 5)},           {"overloaded", 0x97, LG_COAP_CODE(4, 29)},
     {"unavailable", 0x80, LG_COAP_CODE(5, 3)},     {"storage_full", 0x97, LG_COAP_CODE(5, 3)},
-    {"internal", 0x80, LG_COAP_CODE(5, 0)},
+    {"internal", 0x80, LG_COAP_CODE(5, 0)},        {"policy", 0x87, LG_COAP_CODE(4, 3)},
 };
 
 static void test_refusal_codes(void)

@@ -139,6 +139,7 @@ func generate(t *testing.T) map[string][]byte {
 	x.membership()
 	x.reconfigTxs()
 	x.fleetTxs()
+	x.policyTxs()
 	x.tokens()
 	x.headers()
 	x.certs()

@@ -40,7 +40,12 @@ type firmwareLab struct {
 
 func newFirmwareLab(t *testing.T) *firmwareLab {
 	dir := t.TempDir()
-	g := startGateway(t, filepath.Join(dir, "data"))
+	return firmwareLabOn(t, dir, startGateway(t, filepath.Join(dir, "data")))
+}
+
+// firmwareLabOn is newFirmwareLab on a gateway started already, whose
+// CLI files go to dir.
+func firmwareLabOn(t *testing.T, dir string, g *gateway) *firmwareLab {
 	l := &firmwareLab{t: t, g: g, dir: dir, gen: loadGenesis(t, g), images: map[uint64][]byte{}}
 	mustCLI(t, dir, "vendor", "keygen", "--out", "acme")
 	l.admin("vendor", "enroll", "--id", "acme", "--pubkey", "acme.pub", "--models", "th-2,x-9")

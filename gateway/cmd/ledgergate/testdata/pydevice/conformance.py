@@ -20,7 +20,7 @@ SPEC_PUBACK = {
     "malformed": 0x99, "too_large": 0x99, "wrong_chain": 0x99, "wrong_topic": 0x87, "not_record": 0x99,
     "not_report": 0x99, "wrong_cert": 0x87, "unknown_author": 0x87, "bad_signature": 0x87, "forbidden": 0x87,
     "revoked": 0x87, "replay": 0x83, "exists": 0x83, "unknown_device": 0x83, "stale_version": 0x83,
-    "unknown_release": 0x83, "not_found": 0x83, "bad_option": 0x99, "method_not_allowed": 0x99,
+    "unknown_release": 0x83, "not_found": 0x83, "policy": 0x87, "bad_option": 0x99, "method_not_allowed": 0x99,
     "not_acceptable": 0x99, "incomplete": 0x99, "content_format": 0x99, "proxy": 0x99, "overloaded": 0x97,
     "unavailable": 0x80, "storage_full": 0x97, "internal": 0x80,
 }

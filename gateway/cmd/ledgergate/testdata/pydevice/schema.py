@@ -259,6 +259,25 @@ def check_claim_form(c):
             raise Malformed("device.claim: a batch claim carries no key")
         if 3 in c and len(c[3]) > 1024:
             raise Malformed("device.claim: evidence longer than 1024 bytes")
+# Section 6.21: the chain's policy. The CEL expressions are the
+# gateways' to compile; a device checks their shape only.
+MAX_RATE_WINDOW = 31 * 24 * 3600 * 1000
+RATE = {1: ("count", R, t_uint(1, 1 << 32)), 2: ("window", R, t_uint(1, MAX_RATE_WINDOW))}
+RULE = {1: ("name", R, t_id), 2: ("when", O, t_tstr(1024)), 3: ("allow", O, t_tstr(1024)),
+        4: ("rate", O, t_map(RATE))}
+
+
+def t_rules(v, w):
+    t_list(t_map(RULE), 1, 64)(v, w)
+    names = [r[1] for r in v]
+    if len(set(names)) != len(names):
+        raise Malformed("%s: a rule name twice" % w)
+    for r in v:
+        if 3 not in r and 4 not in r:
+            raise Malformed("%s: rule %r has neither allow nor rate" % (w, r[1]))
+
+
+POLICY_SET = {1: ("version", R, t_uint(1)), 2: ("rules", O, t_rules)}
 
 # kind -> (body key, schema, device id key in payload or None)
 KINDS = {
@@ -285,6 +304,7 @@ KINDS = {
     # The kid is the device in forms a and c, a node in form b (6.18).
     "device.claim": (23, DEVICE_CLAIM, None),
     "enroll.token": (24, ENROLL_TOKEN, None),
+    "policy.set": (25, POLICY_SET, None),
 }
 
 
@@ -298,7 +318,7 @@ def check_body(b):
     key, sch, _ = KINDS[kind]
     schema = {1: ("kind", R, t_tstr()), 2: ("chain_id", R, t_tstr(minlen=1)), key: (kind, R, t_map(sch))}
     for k in b:
-        if isinstance(k, int) and 3 <= k <= 24 and k != key:
+        if isinstance(k, int) and 3 <= k <= 25 and k != key:
             raise Malformed("body: payload member %d does not match kind %s" % (k, kind))
     check(b, schema, "body")
     if kind == "device.claim":

@@ -214,7 +214,7 @@ REASONS = [
     ("not_record", "fix"), ("not_report", "fix"), ("wrong_cert", "rekey"), ("unknown_author", "rekey"),
     ("bad_signature", "rekey"), ("forbidden", "fix"), ("revoked", "give_up"), ("replay", "resync"),
     ("exists", "fix"), ("unknown_device", "fix"), ("stale_version", "fix"), ("unknown_release", "fix"),
-    ("not_found", "fix"), ("bad_option", "fix"), ("method_not_allowed", "fix"), ("not_acceptable", "fix"),
+    ("not_found", "fix"), ("policy", "fix"), ("bad_option", "fix"), ("method_not_allowed", "fix"), ("not_acceptable", "fix"),
     ("incomplete", "resend"), ("content_format", "fix"), ("proxy", "fix"), ("overloaded", "resend"),
     ("unavailable", "resend"), ("storage_full", "resend"), ("internal", "resend"),
 ]
