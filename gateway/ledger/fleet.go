@@ -101,21 +101,7 @@ func ClaimToken(b []byte, chain string) (*Token, error) {
 	if len(b) > maxEvidence {
 		return nil, fmt.Errorf("%w: longer than %d bytes", ErrToken, maxEvidence)
 	}
-	env, err := openEnvelope(b)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrToken, err)
-	}
-	t := &Token{env: env}
-	if err := unmarshal(env.payload, &t.Claims); err != nil {
-		return nil, fmt.Errorf("%w: claims: %v", ErrToken, err)
-	}
-	if t.Claims.Subject != env.kid {
-		return nil, fmt.Errorf("%w: subject %q signed as %q", ErrToken, t.Claims.Subject, env.kid)
-	}
-	if t.Claims.Audience != chain {
-		return nil, fmt.Errorf("%w: for chain %q, this is %q", ErrToken, t.Claims.Audience, chain)
-	}
-	return t, nil
+	return decodeToken(b, chain)
 }
 
 // ClaimPath says which form a device.claim has.

@@ -69,6 +69,25 @@ func ParseToken(s, chain string, now time.Time) (*Token, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: not base64url: %v", ErrToken, err)
 	}
+	t, err := decodeToken(b, chain)
+	if err != nil {
+		return nil, err
+	}
+	c := &t.Claims
+	switch {
+	case c.Expiry-c.IssuedAt > int64(MaxTokenTTL/time.Second) || c.Expiry <= c.IssuedAt:
+		return nil, fmt.Errorf("%w: lifetime %ds, at most %s", ErrToken, c.Expiry-c.IssuedAt, MaxTokenTTL)
+	case now.Unix() >= c.Expiry:
+		return nil, fmt.Errorf("%w: expired at %s", ErrToken, time.Unix(c.Expiry, 0).UTC().Format(time.RFC3339))
+	case c.IssuedAt > now.Add(tokenSkew).Unix():
+		return nil, fmt.Errorf("%w: issued in the future", ErrToken)
+	}
+	return t, nil
+}
+
+// decodeToken decodes a token's envelope and claims and checks what
+// needs no clock: the subject is the kid, the audience is chain.
+func decodeToken(b []byte, chain string) (*Token, error) {
 	env, err := openEnvelope(b)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrToken, err)
@@ -77,18 +96,11 @@ func ParseToken(s, chain string, now time.Time) (*Token, error) {
 	if err := unmarshal(env.payload, &t.Claims); err != nil {
 		return nil, fmt.Errorf("%w: claims: %v", ErrToken, err)
 	}
-	c := &t.Claims
 	switch {
-	case c.Subject != env.kid:
-		return nil, fmt.Errorf("%w: subject %q signed as %q", ErrToken, c.Subject, env.kid)
-	case c.Audience != chain:
-		return nil, fmt.Errorf("%w: for chain %q, this is %q", ErrToken, c.Audience, chain)
-	case c.Expiry-c.IssuedAt > int64(MaxTokenTTL/time.Second) || c.Expiry <= c.IssuedAt:
-		return nil, fmt.Errorf("%w: lifetime %ds, at most %s", ErrToken, c.Expiry-c.IssuedAt, MaxTokenTTL)
-	case now.Unix() >= c.Expiry:
-		return nil, fmt.Errorf("%w: expired at %s", ErrToken, time.Unix(c.Expiry, 0).UTC().Format(time.RFC3339))
-	case c.IssuedAt > now.Add(tokenSkew).Unix():
-		return nil, fmt.Errorf("%w: issued in the future", ErrToken)
+	case t.Claims.Subject != env.kid:
+		return nil, fmt.Errorf("%w: subject %q signed as %q", ErrToken, t.Claims.Subject, env.kid)
+	case t.Claims.Audience != chain:
+		return nil, fmt.Errorf("%w: for chain %q, this is %q", ErrToken, t.Claims.Audience, chain)
 	}
 	return t, nil
 }
