@@ -142,9 +142,7 @@ func run(ctx context.Context, e *env, args []string) int {
 	if !ok {
 		if group := groupCommands(args[0]); len(group) > 0 {
 			fmt.Fprintf(e.stderr, "ledgergate %s: want one of:\n", args[0])
-			for _, c := range group {
-				fmt.Fprintf(e.stderr, "  %-16s %s\n", c.name, c.summary)
-			}
+			listCommands(e.stderr, group)
 			return 2
 		}
 		fmt.Fprintf(e.stderr, "ledgergate: unknown command %q\n\n", strings.Join(args[:min(2, len(args))], " "))
@@ -192,6 +190,18 @@ func groupCommands(word string) []command {
 	return group
 }
 
+// listCommands prints cs as a table: names in a column as wide as the
+// longest.
+func listCommands(w io.Writer, cs []command) {
+	width := 0
+	for _, c := range cs {
+		width = max(width, len(c.name))
+	}
+	for _, c := range cs {
+		fmt.Fprintf(w, "  %-*s  %s\n", width, c.name, c.summary)
+	}
+}
+
 func usage(w io.Writer, _ []string) {
 	fmt.Fprintf(w, `ledgergate secures IoT devices with a permissioned ledger.
 
@@ -199,9 +209,7 @@ Usage: ledgergate COMMAND [flags]
 
 Commands:
 `)
-	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-16s %s\n", c.name, c.summary)
-	}
+	listCommands(w, commands())
 	fmt.Fprintf(w, `
 Run 'ledgergate COMMAND --help' for a command's flags.
 Quick start: 'ledgergate run --dev' starts a single node with its data in ./ledgergate-data.
