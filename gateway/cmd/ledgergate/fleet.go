@@ -176,6 +176,8 @@ func cmdDeviceClaim(ctx context.Context, e *env, args []string) error {
 	id := fs.String("id", "", "device id")
 	batch := fs.String("batch", "", "the batch that names the device and its key")
 	secret := fs.String("secret", "", "a one-time enrollment token ('fleet token create'), instead of a batch")
+	model := fs.String("model", "", "with --secret: the model the token gives (the claim must carry it)")
+	groups := fs.String("groups", "", "with --secret: the comma-separated groups the token gives (the claim must carry them)")
 	apiURL := apiFlag(fs)
 	if _, err := parse(fs, args); err != nil {
 		return err
@@ -195,17 +197,36 @@ func cmdDeviceClaim(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	claim := &ledger.DeviceClaim{DeviceID: *id, Batch: *batch}
+	pub, err := ledger.MarshalPublicKey(key)
+	if err != nil {
+		return err
+	}
+	// A claim carries the device's key, model and groups (docs/protocol.md
+	// 6.18): a batch's from the gateway's view of the batch, a token's
+	// from the flags (the owner who made the token gave them).
+	claim := &ledger.DeviceClaim{DeviceID: *id, Batch: *batch, PublicKey: pub}
 	if *secret != "" {
 		s, err := base64.RawURLEncoding.DecodeString(strings.TrimSpace(*secret))
 		if err != nil {
 			return fmt.Errorf("device claim: secret: %w", err)
 		}
-		pub, err := ledger.MarshalPublicKey(key)
-		if err != nil {
-			return err
+		claim.Secret, claim.Model = s, *model
+		if *groups != "" {
+			claim.Groups = strings.Split(*groups, ",")
+			slices.Sort(claim.Groups)
 		}
-		claim.Secret, claim.PublicKey = s, pub
+	} else {
+		if *model != "" || *groups != "" {
+			return fmt.Errorf("device claim: --model and --groups go with --secret; a batch claim takes them from the batch")
+		}
+		var b api.BatchBody
+		if err := c.get(ctx, "/api/v1/fleet/batches/"+url.PathEscape(*batch), &b); err != nil {
+			return fmt.Errorf("device claim: batch %s: %w", *batch, err)
+		}
+		claim.Model, claim.Groups = b.Model, b.Groups
+		if len(claim.Groups) == 0 {
+			claim.Groups = nil
+		}
 	}
 	env, err := ledger.SignTx(key, *id, &ledger.Body{Kind: ledger.KindDeviceClaim, ChainID: st.ChainID, DeviceClaim: claim})
 	if err != nil {
