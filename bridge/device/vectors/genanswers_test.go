@@ -225,6 +225,12 @@ func (x *gen) firmwareAnswers() {
 	add("enrollment-of-another", "The device keeps neither model nor groups; the enrollment receipt is sensor-2's.",
 		&ledger.FirmwareAnswer{Device: "sensor-1", Group: "meters", Release: v2, Approval: x.receipt(3, 3), Head: x.head(6), Enrollment: x.receipt(1, 1)},
 		func(in map[string]any) { delete(in, "model"); delete(in, "groups") }, "device.ErrProof")
+	add("model-groups-from-claim", "th-0005, enrolled by a device.claim in block 6 (a th-2 in group fleet), keeps neither model nor groups: the claim receipt (key 9) proves them; v2 for group fleet by its votes.",
+		&ledger.FirmwareAnswer{Device: "th-0005", Group: "fleet", Release: v2, Policy: x.receipt(3, 2), Votes: []*ledger.Receipt{x.receipt(3, 1)}, Head: x.head(6), Enrollment: x.receipt(6, 1)},
+		func(in map[string]any) { in["device"] = "th-0005"; delete(in, "model"); delete(in, "groups") }, "ok")
+	add("claim-of-another", "The device keeps neither model nor groups; the enrollment receipt is th-0005's device.claim.",
+		&ledger.FirmwareAnswer{Device: "sensor-1", Group: "meters", Release: v2, Approval: x.receipt(3, 3), Head: x.head(6), Enrollment: x.receipt(6, 1)},
+		func(in map[string]any) { delete(in, "model"); delete(in, "groups") }, "device.ErrProof")
 	add("blocked-below-min-version", "The gateway offers v3 with blocked = below_min_version (key 10): the device runs v1, below v3's minimum 2, and refuses it.",
 		&ledger.FirmwareAnswer{Device: "sensor-1", Group: "meters", Release: v3, Head: x.head(6), Blocked: ledger.FirmwareBelowMinVersion},
 		func(in map[string]any) { in["image"] = hexs(x.image3) }, "device.ErrFirmwareRollback")
