@@ -196,11 +196,11 @@ func TestFleetZeroTouch(t *testing.T) {
 	if code == 0 || !strings.Contains(errOut, "forbidden") || !strings.Contains(errOut, "groups") {
 		t.Fatalf("token claim without the token's groups: exit %d %s", code, errOut)
 	}
-	out = mustCLI(t, dir, "device", "claim", "--key", "field-1", "--id", "field-1", "--secret", secret, "--model", "th-2", "--groups", "field", "--api", g.api)
+	out = mustCLI(t, dir, "device", "claim", "--key", "field-1", "--id", "field-1", "--secret", secret, "--model", "th-2", "--group", "field", "--api", g.api)
 	if !strings.Contains(out, "enrolled") {
 		t.Fatalf("token claim: %s", out)
 	}
-	_, errOut, code = cli(t, dir, "device", "claim", "--key", "field-2", "--id", "field-2", "--secret", secret, "--model", "th-2", "--groups", "field", "--api", g.api)
+	_, errOut, code = cli(t, dir, "device", "claim", "--key", "field-2", "--id", "field-2", "--secret", secret, "--model", "th-2", "--group", "field", "--api", g.api)
 	if code == 0 || !strings.Contains(errOut, "exists") {
 		t.Fatalf("second use of a token: exit %d %s", code, errOut)
 	}
@@ -228,7 +228,7 @@ func TestFleetZeroTouch(t *testing.T) {
 		t.Fatalf("a claimed device after a restart: %v", err)
 	}
 	cl.Close()
-	_, errOut, code = cli(t, dir, "device", "claim", "--key", "field-2", "--id", "field-2", "--secret", secret, "--model", "th-2", "--groups", "field", "--api", g.api)
+	_, errOut, code = cli(t, dir, "device", "claim", "--key", "field-2", "--id", "field-2", "--secret", secret, "--model", "th-2", "--group", "field", "--api", g.api)
 	if code == 0 || !strings.Contains(errOut, "exists") {
 		t.Fatalf("second use of a token after a restart: exit %d %s", code, errOut)
 	}
