@@ -176,16 +176,29 @@ func configOf(m *ledger.Members, a *ledger.ConfigAnswer, p ConfigPolicy) (*ledge
 }
 
 // enrollmentOf checks an answer's enrollment receipt: a committed
-// device.enroll of device. It carries the device's groups and model.
+// device.enroll of device, or a committed device.claim of device (docs/
+// protocol.md 11, 6.18). It carries the device's key, groups and model; a
+// claim's as an Enroll without an encryption key.
 func enrollmentOf(m *ledger.Members, r *ledger.Receipt, device string) (*ledger.Enroll, error) {
 	if r == nil {
 		return nil, fmt.Errorf("%w: the answer carries no enrollment to show the device's groups", ErrProof)
 	}
-	tx, err := provenTx(m, r, ledger.KindEnroll, device)
-	if err != nil {
-		return nil, err
+	if err := m.VerifyReceipt(r); err != nil {
+		return nil, fmt.Errorf("%w: enrollment: %w", ErrProof, err)
 	}
-	return tx.Body.Enroll, nil
+	tx, err := ledger.DecodeTx(r.Tx, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrProof, err)
+	}
+	switch b := &tx.Body; {
+	case b.Kind == ledger.KindEnroll && b.Enroll.DeviceID == device:
+		return b.Enroll, nil
+	case b.Kind == ledger.KindDeviceClaim && b.DeviceClaim.DeviceID == device:
+		c := b.DeviceClaim
+		return &ledger.Enroll{DeviceID: c.DeviceID, PublicKey: c.PublicKey, Model: c.Model, Groups: c.Groups}, nil
+	}
+	return nil, fmt.Errorf("%w: enrollment receipt of %s about %q where device.enroll or device.claim about %q was expected",
+		ErrProof, tx.Body.Kind, tx.Body.Subject(), device)
 }
 
 // ConfigState keeps the last accepted configuration in a file, for

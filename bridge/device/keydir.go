@@ -45,11 +45,13 @@ func verifyKeys(m *ledger.Members, a *ledger.KeysAnswer, id string, f Freshness)
 	if err := f.check(m, &a.Head, a.Enroll, a.Rekey, a.Revoke); err != nil {
 		return nil, err
 	}
-	en, err := provenTx(m, a.Enroll, ledger.KindEnroll, id)
+	if a.Enroll == nil {
+		return nil, fmt.Errorf("%w: no enrollment receipt", ErrProof)
+	}
+	e, err := enrollmentOf(m, a.Enroll, id) // a device.enroll or a device.claim
 	if err != nil {
 		return nil, err
 	}
-	e := en.Body.Enroll
 	k := &DeviceKeys{ID: id, Model: e.Model, Groups: e.Groups, EncKey: e.EncKey, Height: a.Enroll.Header.Height}
 	signing := e.PublicKey
 	if a.Rekey != nil {

@@ -142,8 +142,12 @@ func (c *Claimer) slotted(ctx context.Context, bslots chan struct{}, f func() er
 // enrolled: by this claim, or, if it is refused as exists, by another
 // gateway's, whose block this gateway may still be applying.
 func (c *Claimer) submit(ctx context.Context, device, batch string, token []byte) error {
-	env, err := ledger.SignTx(c.signer, c.node, &ledger.Body{Kind: ledger.KindDeviceClaim, ChainID: c.st.Genesis().ChainID,
-		DeviceClaim: &ledger.DeviceClaim{DeviceID: device, Batch: batch, Evidence: token}})
+	claim, ok := c.st.BatchClaim(batch, device)
+	if !ok {
+		return &ledger.RefusedError{Reason: ledger.ReasonNotFound, Detail: fmt.Sprintf("batch %s does not name %s", batch, device)}
+	}
+	claim.Evidence = token
+	env, err := ledger.SignTx(c.signer, c.node, &ledger.Body{Kind: ledger.KindDeviceClaim, ChainID: c.st.Genesis().ChainID, DeviceClaim: claim})
 	if err != nil {
 		return &ledger.RefusedError{Reason: ledger.ReasonInternal, Detail: fmt.Sprintf("sign the claim: %v", err)}
 	}

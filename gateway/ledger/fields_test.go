@@ -93,9 +93,9 @@ func everyKind(t *testing.T) map[uint64]*Body {
 	frv.FleetRevoke = &FleetRevoke{Batch: "b-1", Reason: "recall"}
 	add(22, frv)
 	// A claim's forms exclude each other; this one has the fields no
-	// other form has: evidence.
+	// other form has: evidence (and every attribute).
 	dc := b(KindDeviceClaim)
-	dc.DeviceClaim = &DeviceClaim{DeviceID: "dev-1", Batch: "b-1", Evidence: []byte{0xd2}}
+	dc.DeviceClaim = &DeviceClaim{DeviceID: "dev-1", Batch: "b-1", Evidence: []byte{0xd2}, PublicKey: pub, Model: "m-1", Groups: []string{"a", "b"}}
 	add(23, dc)
 	et := b(KindEnrollToken)
 	et.EnrollToken = &EnrollToken{Hash: sum, Expires: 1_700_000_000_000, DeviceID: "dev-9", Model: "m-1", Groups: []string{"a"}}

@@ -66,15 +66,22 @@ type FleetRevoke struct {
 //   - batch, submitted by a gateway: Batch and Evidence set; the author is
 //     a member node, Evidence is the device's token (section 7, its
 //     COSE_Sign1 bytes, not base64) and verifies with the batch's key.
-//   - token: Secret and PublicKey set; the author is the device and the
-//     envelope verifies with PublicKey, its new key; SHA-256(Secret) is
-//     the hash of an unused, unexpired enroll.token.
+//   - token: Secret set; the author is the device and the envelope
+//     verifies with PublicKey, its new key; SHA-256(Secret) is the hash of
+//     an unused, unexpired enroll.token.
+//
+// Every form carries the device's attributes, so that its receipt proves
+// them by itself, as a device.enroll's does (docs/protocol.md 11):
+// PublicKey (required; in a batch claim the key the batch names), Model
+// and Groups (the batch's or the token's; absent iff empty there).
 type DeviceClaim struct {
-	DeviceID  string `cbor:"1,keyasint"`
-	Batch     string `cbor:"2,keyasint,omitempty"`
-	Evidence  []byte `cbor:"3,keyasint,omitempty"`
-	Secret    []byte `cbor:"4,keyasint,omitempty"`
-	PublicKey []byte `cbor:"5,keyasint,omitempty"`
+	DeviceID  string   `cbor:"1,keyasint"`
+	Batch     string   `cbor:"2,keyasint,omitempty"`
+	Evidence  []byte   `cbor:"3,keyasint,omitempty"`
+	Secret    []byte   `cbor:"4,keyasint,omitempty"`
+	PublicKey []byte   `cbor:"5,keyasint"`
+	Model     string   `cbor:"6,keyasint,omitempty"`
+	Groups    []string `cbor:"7,keyasint,omitempty"` // sorted, distinct
 }
 
 // EnrollToken is a one-time enrollment token: the ledger holds the
@@ -180,6 +187,15 @@ func (b *Body) validateFleet() (error, bool) {
 		if !ValidID(c.DeviceID) {
 			return fmt.Errorf("invalid device id %q", c.DeviceID), true
 		}
+		if _, err := ParsePublicKey(c.PublicKey); err != nil {
+			return fmt.Errorf("public_key (required in every claim): %w", err), true
+		}
+		if err := validAttributes(&Enroll{Model: c.Model, Groups: c.Groups}); err != nil {
+			return err, true
+		}
+		if c.Groups != nil && len(c.Groups) == 0 {
+			return fmt.Errorf("groups, if present, are not empty"), true
+		}
 		switch c.Path() {
 		case ClaimByToken:
 			if c.Batch != "" || c.Evidence != nil {
@@ -188,15 +204,9 @@ func (b *Body) validateFleet() (error, bool) {
 			if len(c.Secret) < MinSecretBytes || len(c.Secret) > MaxSecretBytes {
 				return fmt.Errorf("secret of %d bytes: want %d to %d", len(c.Secret), MinSecretBytes, MaxSecretBytes), true
 			}
-			if _, err := ParsePublicKey(c.PublicKey); err != nil {
-				return err, true
-			}
 		default:
 			if !ValidID(c.Batch) {
 				return fmt.Errorf("invalid batch id %q", c.Batch), true
-			}
-			if c.PublicKey != nil {
-				return fmt.Errorf("a batch claim carries no key: the batch names it"), true
 			}
 			if len(c.Evidence) > maxEvidence {
 				return fmt.Errorf("evidence longer than %d bytes", maxEvidence), true

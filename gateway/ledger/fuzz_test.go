@@ -21,7 +21,7 @@ func FuzzDecodeTx(f *testing.F) {
 			Devices: []BatchDevice{{DeviceID: "d-1", PublicKey: pubDER(f, key)}, {DeviceID: "d-2", PublicKey: pubDER(f, key)}}}},
 		{Kind: KindFleetApprove, ChainID: testChain, FleetApprove: &FleetApprove{Batch: "b"}},
 		{Kind: KindFleetRevoke, ChainID: testChain, FleetRevoke: &FleetRevoke{Batch: "b", Reason: "r"}},
-		{Kind: KindDeviceClaim, ChainID: testChain, DeviceClaim: &DeviceClaim{DeviceID: "d-1", Batch: "b", Evidence: []byte{0xd2, 0x84}}},
+		{Kind: KindDeviceClaim, ChainID: testChain, DeviceClaim: &DeviceClaim{DeviceID: "d-1", Batch: "b", Evidence: []byte{0xd2, 0x84}, PublicKey: pubDER(f, key), Model: "m", Groups: []string{"g"}}},
 		{Kind: KindDeviceClaim, ChainID: testChain, DeviceClaim: &DeviceClaim{DeviceID: "d-1", Secret: sum, PublicKey: pubDER(f, key)}},
 		{Kind: KindEnrollToken, ChainID: testChain, EnrollToken: &EnrollToken{Hash: sum, Expires: 5, DeviceID: "d-9", Model: "m", Groups: []string{"g"}}}} {
 		env, err := SignTx(key, "dev-1", b)

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"maps"
 	"slices"
 
@@ -104,6 +105,20 @@ func (s *State) BatchKey(device string) (batch string, key *ledger.PublicKey, ok
 		return "", nil, false
 	}
 	return fb.ID, pk, true
+}
+
+// BatchClaim returns a claim of device from batch carrying the attributes
+// the batch gives it (key, model, groups: docs/protocol.md 6.18), for a
+// claimer to complete and sign; false if the batch does not name device.
+func (s *State) BatchClaim(batch, device string) (*ledger.DeviceClaim, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	fb := s.batches[batch]
+	if fb == nil || fb.Keys[device] == nil {
+		return nil, false
+	}
+	return &ledger.DeviceClaim{DeviceID: device, Batch: batch, PublicKey: slices.Clone(fb.Keys[device]),
+		Model: fb.Model, Groups: slices.Clone(fb.Groups)}, true
 }
 
 // LedgerTime is the chain's clock as committed state sees it: the newest
@@ -341,6 +356,9 @@ func (b *Batch) addClaim(c *Checked) error {
 		if b.idTaken(id) || b.batchOfDevice(id) != "" {
 			return reject(ledger.ReasonExists, "device id %s is taken", id)
 		}
+		if err := claimAttributes(cl, "the token", nil, t.Model, t.Groups); err != nil {
+			return err
+		}
 		used := *t
 		used.UsedBy = id
 		b.tokens[h] = &used
@@ -360,6 +378,9 @@ func (b *Batch) addClaim(c *Checked) error {
 		pk, err := ledger.ParsePublicKey(fb.Keys[id])
 		if err != nil {
 			return reject(ledger.ReasonMalformed, "%v", err)
+		}
+		if err := claimAttributes(cl, "batch "+fb.ID, fb.Keys[id], fb.Model, fb.Groups); err != nil {
+			return err
 		}
 		if cl.Path() == ledger.ClaimByNode {
 			tok, err := ledger.ClaimToken(cl.Evidence, b.s.g.ChainID)
@@ -381,6 +402,23 @@ func (b *Batch) addClaim(c *Checked) error {
 	}
 	b.pending[id] = &Device{ID: id, Key: key, Model: model, Groups: groups}
 	b.ids[tx.ID] = true
+	return nil
+}
+
+// claimAttributes refuses a claim whose attributes differ from those of
+// its batch or token (from): the claim's receipt proves the device's key,
+// model and groups by itself (docs/protocol.md 6.18, 11). der is the key
+// from names (nil for a token: the claim's own key is the device's).
+func claimAttributes(cl *ledger.DeviceClaim, from string, der []byte, model string, groups []string) error {
+	if der != nil && !bytes.Equal(cl.PublicKey, der) {
+		return reject(ledger.ReasonForbidden, "public_key of the claim of %s is not the key %s names for it (byte for byte): claim with that key", cl.DeviceID, from)
+	}
+	if cl.Model != model {
+		return reject(ledger.ReasonForbidden, "model of the claim of %s is %q, %s says %q: claim with that model", cl.DeviceID, cl.Model, from, model)
+	}
+	if !slices.Equal(cl.Groups, groups) {
+		return reject(ledger.ReasonForbidden, "groups of the claim of %s are %q, %s says %q: claim with those groups", cl.DeviceID, cl.Groups, from, groups)
+	}
 	return nil
 }
 

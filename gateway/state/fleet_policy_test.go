@@ -16,7 +16,7 @@ func TestPolicyOnClaimedDevice(t *testing.T) {
 		{Name: "g-temp-only", When: "'g' in device.groups", Allow: "record.stream == 'temp'"},
 		{Name: "th-2-small", When: "device.model == 'th-2'", Allow: "record.size <= 16"},
 	}})))
-	f.commit(f.sign(keys[0], "d-a", claimBody("d-a", "b-1", nil)))
+	f.commit(f.sign(keys[0], "d-a", claimBody(f.st, "d-a", "b-1", nil)))
 	if d, ok := f.st.Device("d-a"); !ok || d.Model != "th-2" || len(d.Groups) != 1 || d.Groups[0] != "g" {
 		t.Fatalf("d-a after its claim: %+v", d)
 	}
@@ -24,7 +24,7 @@ func TestPolicyOnClaimedDevice(t *testing.T) {
 		f.sign(keys[0], "d-a", rec("d-a", "temp", 1, 8)),
 		f.sign(keys[0], "d-a", rec("d-a", "video", 2, 8)),
 		f.sign(keys[0], "d-a", rec("d-a", "temp", 3, 17)),
-		f.sign(keys[1], "d-b", claimBody("d-b", "b-1", nil)))
+		f.sign(keys[1], "d-b", claimBody(f.st, "d-b", "b-1", nil)))
 	if errs[0] != nil || errs[3] != nil {
 		t.Fatalf("allowed txs refused: %v, %v", errs[0], errs[3])
 	}

@@ -29,8 +29,15 @@ func fleetFixture(t *testing.T, n int) (*fixture, crypto.Signer, []crypto.Signer
 	return f, vendor, keys
 }
 
-func claimBody(id, batch string, evidence []byte) ledger.Body {
-	return ledger.Body{Kind: ledger.KindDeviceClaim, DeviceClaim: &ledger.DeviceClaim{DeviceID: id, Batch: batch, Evidence: evidence}}
+// claimBody is a claim of id from batch with the attributes the batch
+// gives it, as st holds the batch.
+func claimBody(st *State, id, batch string, evidence []byte) ledger.Body {
+	c, ok := st.BatchClaim(batch, id)
+	if !ok {
+		panic("no batch " + batch + " naming " + id)
+	}
+	c.Evidence = evidence
+	return ledger.Body{Kind: ledger.KindDeviceClaim, DeviceClaim: c}
 }
 
 func TestFleetBatchRules(t *testing.T) {
@@ -38,10 +45,17 @@ func TestFleetBatchRules(t *testing.T) {
 	admin := func(b ledger.Body) []byte { return f.sign(f.admin, "admin", b) }
 	b := f.st.NewBatch()
 	// Not approved: no claim.
-	wantReason(t, f.addOne(b, f.sign(keys[0], "d-a", claimBody("d-a", "b-1", nil))), ledger.ReasonForbidden)
+	wantReason(t, f.addOne(b, f.sign(keys[0], "d-a", claimBody(f.st, "d-a", "b-1", nil))), ledger.ReasonForbidden)
 	// A claim signed with another key than the batch names.
-	_, err := f.st.Check(f.sign(keys[1], "d-a", claimBody("d-a", "b-1", nil)))
+	_, err := f.st.Check(f.sign(keys[1], "d-a", claimBody(f.st, "d-a", "b-1", nil)))
 	wantReason(t, err, ledger.ReasonBadSignature)
+	// A claim whose attributes are not the batch's (checked once the
+	// batch is approved, below).
+	differ := func(edit func(*ledger.DeviceClaim)) []byte {
+		body := claimBody(f.st, "d-a", "b-1", nil)
+		edit(body.DeviceClaim)
+		return f.sign(keys[0], "d-a", body)
+	}
 	// Only the vendor publishes, only its models, a batch id once, a device id once.
 	_, err = f.st.Check(f.sign(f.admin, "admin", ledger.Body{Kind: ledger.KindFleetBatch, FleetBatch: &ledger.FleetBatch{Batch: "b-2", Model: "th-2", Devices: []ledger.BatchDevice{{DeviceID: "x", PublicKey: der(t, vendor)}}}}))
 	wantReason(t, err, ledger.ReasonUnknownAuthor)
@@ -62,7 +76,12 @@ func TestFleetBatchRules(t *testing.T) {
 	f.commit(admin(ledger.Body{Kind: ledger.KindFleetApprove, FleetApprove: &ledger.FleetApprove{Batch: "b-1"}}))
 	// Claim by the device, then the same id again in the same block and the next: exists.
 	b = f.st.NewBatch()
-	first := f.sign(keys[0], "d-a", claimBody("d-a", "b-1", nil))
+	wantReason(t, f.addOne(b, differ(func(c *ledger.DeviceClaim) { c.Model = "th-3" })), ledger.ReasonForbidden)
+	wantReason(t, f.addOne(b, differ(func(c *ledger.DeviceClaim) { c.Groups = nil })), ledger.ReasonForbidden)
+	wantReason(t, f.addOne(b, differ(func(c *ledger.DeviceClaim) { c.Groups = []string{"g", "h"} })), ledger.ReasonForbidden)
+	other := der(t, keys[1])
+	wantReason(t, f.addOne(b, differ(func(c *ledger.DeviceClaim) { c.PublicKey = other })), ledger.ReasonForbidden)
+	first := f.sign(keys[0], "d-a", claimBody(f.st, "d-a", "b-1", nil))
 	if err := f.addOne(b, first); err != nil {
 		t.Fatal(err)
 	}
@@ -83,11 +102,11 @@ func TestFleetBatchRules(t *testing.T) {
 		return mustB64(t, s)
 	}
 	b = f.st.NewBatch()
-	wantReason(t, f.addOne(b, f.sign(f.node, "node-1", claimBody("d-b", "b-1", tok(keys[2], "d-b")))), ledger.ReasonBadSignature)
-	wantReason(t, f.addOne(b, f.sign(f.node, "node-1", claimBody("d-b", "b-1", tok(keys[2], "d-c")))), ledger.ReasonForbidden)
-	_, err = f.st.Check(f.sign(keys[1], "d-x", claimBody("d-b", "b-1", tok(keys[1], "d-b"))))
+	wantReason(t, f.addOne(b, f.sign(f.node, "node-1", claimBody(f.st, "d-b", "b-1", tok(keys[2], "d-b")))), ledger.ReasonBadSignature)
+	wantReason(t, f.addOne(b, f.sign(f.node, "node-1", claimBody(f.st, "d-b", "b-1", tok(keys[2], "d-c")))), ledger.ReasonForbidden)
+	_, err = f.st.Check(f.sign(keys[1], "d-x", claimBody(f.st, "d-b", "b-1", tok(keys[1], "d-b"))))
 	wantReason(t, err, ledger.ReasonUnknownAuthor) // evidence is carried by nodes only
-	f.commit(f.sign(f.node, "node-1", claimBody("d-b", "b-1", tok(keys[1], "d-b"))))
+	f.commit(f.sign(f.node, "node-1", claimBody(f.st, "d-b", "b-1", tok(keys[1], "d-b"))))
 	if infos := f.st.Batches(); len(infos) != 1 || infos[0].Claimed != 2 || infos[0].Status != "approved" {
 		t.Fatalf("batches: %+v", infos)
 	}
@@ -95,7 +114,7 @@ func TestFleetBatchRules(t *testing.T) {
 	// Revoked: no more claims; the claimed devices stay.
 	f.commit(admin(ledger.Body{Kind: ledger.KindFleetRevoke, FleetRevoke: &ledger.FleetRevoke{Batch: "b-1"}}))
 	b = f.st.NewBatch()
-	wantReason(t, f.addOne(b, f.sign(keys[2], "d-c", claimBody("d-c", "b-1", nil))), ledger.ReasonRevoked)
+	wantReason(t, f.addOne(b, f.sign(keys[2], "d-c", claimBody(f.st, "d-c", "b-1", nil))), ledger.ReasonRevoked)
 	if _, ok := f.st.Device("d-b"); !ok {
 		t.Fatal("d-b gone with its batch's revocation")
 	}
@@ -112,13 +131,17 @@ func TestEnrollTokenRules(t *testing.T) {
 	}
 	f.commit(beat(1000), admin(ledger.Body{Kind: ledger.KindEnrollToken, EnrollToken: &ledger.EnrollToken{Hash: h[:], Expires: 5000, Model: "th-2"}}))
 	k1, k2 := newP256(t), newP256(t)
-	claim := func(key crypto.Signer, id string, secret []byte) []byte {
-		return f.sign(key, id, ledger.Body{Kind: ledger.KindDeviceClaim, DeviceClaim: &ledger.DeviceClaim{DeviceID: id, Secret: secret, PublicKey: der(t, key)}})
+	claimAs := func(key crypto.Signer, id string, secret []byte, model string, groups ...string) []byte {
+		return f.sign(key, id, ledger.Body{Kind: ledger.KindDeviceClaim, DeviceClaim: &ledger.DeviceClaim{DeviceID: id, Secret: secret, PublicKey: der(t, key), Model: model, Groups: groups}})
 	}
+	claim := func(key crypto.Signer, id string, secret []byte) []byte { return claimAs(key, id, secret, "th-2") }
 	b := f.st.NewBatch()
 	wantReason(t, f.addOne(b, claim(k1, "f-1", bytes.Repeat([]byte{8}, 32))), ledger.ReasonNotFound)
-	_, err := f.st.Check(f.sign(k2, "f-1", ledger.Body{Kind: ledger.KindDeviceClaim, DeviceClaim: &ledger.DeviceClaim{DeviceID: "f-1", Secret: secret, PublicKey: der(t, k1)}}))
+	_, err := f.st.Check(f.sign(k2, "f-1", ledger.Body{Kind: ledger.KindDeviceClaim, DeviceClaim: &ledger.DeviceClaim{DeviceID: "f-1", Secret: secret, PublicKey: der(t, k1), Model: "th-2"}}))
 	wantReason(t, err, ledger.ReasonBadSignature) // signed with the key it enrolls
+	// The claim carries the token's model and groups, or is refused.
+	wantReason(t, f.addOne(b, claimAs(k1, "f-1", secret, "")), ledger.ReasonForbidden)
+	wantReason(t, f.addOne(b, claimAs(k1, "f-1", secret, "th-2", "g")), ledger.ReasonForbidden)
 	f.commit(claim(k1, "f-1", secret))
 	// Used once: a second use, with another key or id, is refused.
 	b = f.st.NewBatch()
@@ -130,7 +153,7 @@ func TestEnrollTokenRules(t *testing.T) {
 	h2 := ledger.SecretHash(s2)
 	f.commit(admin(ledger.Body{Kind: ledger.KindEnrollToken, EnrollToken: &ledger.EnrollToken{Hash: h2[:], Expires: 6000}}))
 	f.commit(beat(6000))
-	wantReason(t, f.addOne(f.st.NewBatch(), claim(k2, "f-2", s2)), ledger.ReasonForbidden)
+	wantReason(t, f.addOne(f.st.NewBatch(), claimAs(k2, "f-2", s2, "")), ledger.ReasonForbidden)
 }
 
 // roundTrip checks that a snapshot of st restores to a state that encodes

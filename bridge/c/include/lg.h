@@ -258,7 +258,7 @@ typedef struct lg_tx {
         struct { lg_str batch; } fleet_approve;
         struct { lg_str batch, reason; } fleet_revoke;
         /* 6.18: one of three forms, checked by the decoder */
-        struct { lg_str device_id, batch, evidence, secret, public_key; } claim;
+        struct { lg_str device_id, batch, evidence, secret, public_key, model; lg_list groups; } claim;
         struct { lg_str hash; int64_t expires; lg_str device_id, model; lg_list groups; } enroll_token;
         struct { uint64_t version; lg_list rules; } policy_set; /* 0..64 Rule maps, checked (6.21) */
     } u;

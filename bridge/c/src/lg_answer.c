@@ -116,6 +116,36 @@ static lg_err proven(const vset *v, lg_str r, lg_kind kind, const char *device,
     return LG_OK;
 }
 
+/* What an enrollment receipt proves (protocol.md 11, 6.18). */
+typedef struct enrollment {
+    lg_str public_key, enc_key, model;
+    lg_list groups;
+} enrollment;
+
+/* A receipt that verifies and is a device.enroll or a device.claim of
+ * device: the device's enrollment (a claim's has no encryption key). */
+static lg_err enrolled(const vset *v, lg_str r, const char *device, lg_receipt *out, enrollment *en)
+{
+    lg_err e = lg_receipt_verify_in(r.p, r.n, v->g, v->m, out);
+    if (e != LG_OK)
+        return e == LG_ERR_CRYPTO ? e : LG_ERR_PROOF;
+    memset(en, 0, sizeof *en);
+    if (out->tx.kind == LG_KIND_DEVICE_ENROLL && lg_str_eq(out->tx.u.enroll.device_id, device)) {
+        en->public_key = out->tx.u.enroll.public_key;
+        en->enc_key = out->tx.u.enroll.enc_key;
+        en->model = out->tx.u.enroll.model;
+        en->groups = out->tx.u.enroll.groups;
+        return LG_OK;
+    }
+    if (out->tx.kind == LG_KIND_DEVICE_CLAIM && lg_str_eq(out->tx.u.claim.device_id, device)) {
+        en->public_key = out->tx.u.claim.public_key;
+        en->model = out->tx.u.claim.model;
+        en->groups = out->tx.u.claim.groups;
+        return LG_OK;
+    }
+    return LG_ERR_PROOF;
+}
+
 static bool in_groups(lg_str g, const char *const *groups, size_t n, const lg_list *list)
 {
     if (g.n == 0)
@@ -187,9 +217,10 @@ static lg_err config_answer(const uint8_t *buf, size_t len, const vset *v,
             /* the groups from the enrollment receipt, which must prove them */
             if (a.f[5].n == 0)
                 return LG_ERR_PROOF;
-            if ((e = proven(v, a.f[5], LG_KIND_DEVICE_ENROLL, chk->device, &r)) != LG_OK)
+            enrollment en;
+            if ((e = enrolled(v, a.f[5], chk->device, &r, &en)) != LG_OK)
                 return e;
-            mine = in_groups(grp, NULL, 0, &r.tx.u.enroll.groups);
+            mine = in_groups(grp, NULL, 0, &en.groups);
         }
     }
     if (!mine)
@@ -235,13 +266,14 @@ static lg_err keys_answer(const uint8_t *buf, size_t len, const vset *v,
     uint64_t hh;
     if ((e = fresh(v, a.f[5], now_ms, max_age_ms, &a.f[2], 3, &hh)) != LG_OK)
         return e;
-    if ((e = proven(v, a.f[2], LG_KIND_DEVICE_ENROLL, device, &r)) != LG_OK)
+    enrollment en;
+    if ((e = enrolled(v, a.f[2], device, &r, &en)) != LG_OK) /* a device.enroll or a device.claim */
         return e;
     enroll_height = out->height = r.header.height;
-    out->signing_key = r.tx.u.enroll.public_key;
-    out->enc_key = r.tx.u.enroll.enc_key;
-    out->model = r.tx.u.enroll.model;
-    out->groups = r.tx.u.enroll.groups;
+    out->signing_key = en.public_key;
+    out->enc_key = en.enc_key;
+    out->model = en.model;
+    out->groups = en.groups;
     if (a.f[3].n != 0) {
         if ((e = proven(v, a.f[3], LG_KIND_DEVICE_REKEY, device, &r)) != LG_OK)
             return e;
@@ -416,10 +448,11 @@ static lg_err firmware_answer(const uint8_t *buf, size_t len, const vset *v,
     if (chk->model == NULL || chk->groups == NULL) {
         if (a.f[9].n == 0)
             return LG_ERR_PROOF;
-        if ((e = proven(v, a.f[9], LG_KIND_DEVICE_ENROLL, chk->device, &r)) != LG_OK)
+        enrollment en;
+        if ((e = enrolled(v, a.f[9], chk->device, &r, &en)) != LG_OK)
             return e;
-        emodel = r.tx.u.enroll.model;
-        egroups = r.tx.u.enroll.groups;
+        emodel = en.model;
+        egroups = en.groups;
     }
     /* 4 */
     if ((e = proven(v, a.f[3], LG_KIND_FIRMWARE_PUBLISH, NULL, &r)) != LG_OK)

@@ -162,7 +162,9 @@ static const field f_claim[] = {
     {2, F_ID, OPT, 0, OFF(claim.batch), 0},
     {3, F_BYTES, OPT, 0, OFF(claim.evidence), 0},
     {4, F_BYTES, OPT, 0, OFF(claim.secret), 0},
-    {5, F_SIGN_KEY, OPT, 0, OFF(claim.public_key), 0},
+    {5, F_SIGN_KEY, REQ, 0, OFF(claim.public_key), 0},
+    {6, F_ID, OPT, 0, OFF(claim.model), 0},
+    {7, F_IDS, OPT, 1, OFF(claim.groups), LG_MAX_GROUPS},
 };
 static const field f_enroll_token[] = {
     {1, F_HASH, REQ, 0, OFF(enroll_token.hash), 0},
@@ -450,12 +452,12 @@ lg_err lg_batch_device(const lg_tx *tx, size_t i, lg_str *id, lg_str *spki)
 /* protocol.md 6.18: a device.claim has exactly one of its three forms. */
 static lg_err claim_form(const lg_tx *tx)
 {
-    const lg_str *b = &tx->u.claim.batch, *ev = &tx->u.claim.evidence, *s = &tx->u.claim.secret,
-                 *k = &tx->u.claim.public_key;
+    const lg_str *b = &tx->u.claim.batch, *ev = &tx->u.claim.evidence, *s = &tx->u.claim.secret;
+    /* public_key (key 5) is required in every form; the decoder checked it */
     if (s->n > 0) /* c: by token */
-        return b->n == 0 && ev->n == 0 && s->n >= 16 && s->n <= 64 && k->n > 0 ? LG_OK : LG_ERR_MALFORMED;
+        return b->n == 0 && ev->n == 0 && s->n >= 16 && s->n <= 64 ? LG_OK : LG_ERR_MALFORMED;
     /* a: by the device, b: by a gateway with the device's token */
-    return b->n > 0 && k->n == 0 && ev->n <= 1024 ? LG_OK : LG_ERR_MALFORMED;
+    return b->n > 0 && ev->n <= 1024 ? LG_OK : LG_ERR_MALFORMED;
 }
 
 /* A list of ids or waves: the array's span, checked element by element. */

@@ -293,6 +293,9 @@ func (x *gen) sealing() {
 func body(kind ledger.Kind) *ledger.Body { return &ledger.Body{Kind: kind, ChainID: chainID} }
 
 // chain makes the six blocks every receipt and answer vector is cut from.
+// Block 6 holds a device.claim (form a) of th-0005, a th-2 in group fleet
+// whose batch lot-5 names sensor-2's key: the enrollment of a claimed
+// device in the answer vectors (receipts do not show the batch).
 func (x *gen) chain() {
 	tx := func(name, keyName, kid string, b *ledger.Body) []byte {
 		env := x.sign(keyName, kid, b)
@@ -356,5 +359,7 @@ func (x *gen) chain() {
 
 	hb := body(ledger.KindHeartbeat)
 	hb.Heartbeat = &ledger.Heartbeat{Node: "n2", Time: t0 + 6*minute}
-	x.block(3, 3, []string{"n2", "n3", "n4"}, tx("heartbeat", "n2", "n2", hb))
+	claim := body(ledger.KindDeviceClaim)
+	claim.DeviceClaim = &ledger.DeviceClaim{DeviceID: "th-0005", Batch: "lot-5", PublicKey: x.k("sensor-2").spki(), Model: "th-2", Groups: []string{"fleet"}}
+	x.block(3, 3, []string{"n2", "n3", "n4"}, tx("heartbeat", "n2", "n2", hb), tx("claim", "sensor-2", "th-0005", claim))
 }

@@ -120,6 +120,17 @@ func (x *gen) configAnswers() {
 	in = devInputs("sensor-1", nil)
 	delete(in, "groups")
 	add("no-enrollment", "The device does not keep its groups and the answer has no enrollment receipt.", ok, in, "device.ErrProof")
+	// A claimed device (protocol.md 6.18): its device.claim is its
+	// enrollment.
+	claimed := &ledger.ConfigAnswer{Device: "th-0005", Receipt: cs, Head: x.head(6), Match: true, Enrollment: x.receipt(6, 1)}
+	in = devInputs("th-0005", nil)
+	delete(in, "groups")
+	c = add("groups-from-claim", "th-0005, enrolled by a device.claim in block 6, does not keep its groups: the claim receipt (key 5) proves group fleet.", claimed, in, "ok")
+	c.Outputs = map[string]any{"accepted": map[string]any{"target": "group:fleet", "version": 1, "height": 2, "sha256": hexs(sum(x.config))}}
+	in = devInputs("sensor-1", nil)
+	delete(in, "groups")
+	add("claim-of-another", "The enrollment receipt is th-0005's device.claim in an answer about sensor-1.",
+		&ledger.ConfigAnswer{Device: "sensor-1", Receipt: cs, Head: x.head(6), Enrollment: x.receipt(6, 1)}, in, "device.ErrProof")
 	shortHead := x.head(6)
 	shortHead.Cert.Sigs = shortHead.Cert.Sigs[:2]
 	add("head-short-cert", "The head's certificate has 2 signatures, quorum 3.", &ledger.ConfigAnswer{Device: "sensor-1", Receipt: cs, Head: shortHead}, devInputs("sensor-1", groups), "device.ErrProof")
@@ -151,6 +162,12 @@ func (x *gen) keysAnswers() {
 		&ledger.KeysAnswer{Device: "sensor-1", Enroll: x.receipt(1, 0), Head: x.head(6)}, nil, "device.ErrProof")
 	add("enroll-of-another", "The enrollment receipt is sensor-1's in an answer about sensor-2.", "sensor-2",
 		&ledger.KeysAnswer{Device: "sensor-2", Enroll: x.receipt(1, 0), Head: x.head(6)}, nil, "device.ErrProof")
+	add("claimed", "th-0005: enrolled by a device.claim (block 6): the claim's key, model and groups; no encryption key.", "th-0005",
+		&ledger.KeysAnswer{Device: "th-0005", Enroll: x.receipt(6, 1), Head: x.head(6)},
+		map[string]any{"signing_key": hexs(x.k("sensor-2").spki()), "enc_key": "", "model": "th-2",
+			"groups": []string{"fleet"}, "height": 6, "revoked": false}, "ok")
+	add("claim-of-another", "The enrollment receipt is th-0005's device.claim in an answer about sensor-1.", "sensor-1",
+		&ledger.KeysAnswer{Device: "sensor-1", Enroll: x.receipt(6, 1), Head: x.head(6)}, nil, "device.ErrProof")
 	add("rekey-is-a-record", "The re-key receipt is of a data.record.", "sensor-1",
 		&ledger.KeysAnswer{Device: "sensor-1", Enroll: x.receipt(1, 0), Rekey: x.receipt(2, 0), Head: x.head(6)}, nil, "device.ErrProof")
 	hd := x.head(6)
@@ -207,6 +224,12 @@ func (x *gen) firmwareAnswers() {
 		func(in map[string]any) { delete(in, "model"); delete(in, "groups") }, "ok")
 	add("enrollment-of-another", "The device keeps neither model nor groups; the enrollment receipt is sensor-2's.",
 		&ledger.FirmwareAnswer{Device: "sensor-1", Group: "meters", Release: v2, Approval: x.receipt(3, 3), Head: x.head(6), Enrollment: x.receipt(1, 1)},
+		func(in map[string]any) { delete(in, "model"); delete(in, "groups") }, "device.ErrProof")
+	add("model-groups-from-claim", "th-0005, enrolled by a device.claim in block 6 (a th-2 in group fleet), keeps neither model nor groups: the claim receipt (key 9) proves them; v2 for group fleet by its votes.",
+		&ledger.FirmwareAnswer{Device: "th-0005", Group: "fleet", Release: v2, Policy: x.receipt(3, 2), Votes: []*ledger.Receipt{x.receipt(3, 1)}, Head: x.head(6), Enrollment: x.receipt(6, 1)},
+		func(in map[string]any) { in["device"] = "th-0005"; delete(in, "model"); delete(in, "groups") }, "ok")
+	add("claim-of-another", "The device keeps neither model nor groups; the enrollment receipt is th-0005's device.claim.",
+		&ledger.FirmwareAnswer{Device: "sensor-1", Group: "meters", Release: v2, Approval: x.receipt(3, 3), Head: x.head(6), Enrollment: x.receipt(6, 1)},
 		func(in map[string]any) { delete(in, "model"); delete(in, "groups") }, "device.ErrProof")
 	add("blocked-below-min-version", "The gateway offers v3 with blocked = below_min_version (key 10): the device runs v1, below v3's minimum 2, and refuses it.",
 		&ledger.FirmwareAnswer{Device: "sensor-1", Group: "meters", Release: v3, Head: x.head(6), Blocked: ledger.FirmwareBelowMinVersion},

@@ -37,8 +37,8 @@ func (x *gen) fleetTxs() {
 	add(ledger.KindFleetRevoke, "with-reason", "", "admin", x.sign("admin", "admin", b))
 
 	b = body(ledger.KindDeviceClaim)
-	b.DeviceClaim = &ledger.DeviceClaim{DeviceID: "th-0001", Batch: "lot-7"}
-	add(ledger.KindDeviceClaim, "by-device", "Form a: signed by the device (kid th-0001) with the key batch lot-7 names for it (sensor-1's).", "sensor-1", x.sign("sensor-1", "th-0001", b))
+	b.DeviceClaim = &ledger.DeviceClaim{DeviceID: "th-0001", Batch: "lot-7", PublicKey: x.k("sensor-1").spki(), Model: "th-2", Groups: []string{"floor-1", "meters"}}
+	add(ledger.KindDeviceClaim, "by-device", "Form a: signed by the device (kid th-0001) with the key batch lot-7 names for it (sensor-1's); it carries that key and the batch's model and groups.", "sensor-1", x.sign("sensor-1", "th-0001", b))
 	iat := t0/1000 + 400
 	tok, err := ledger.SignToken(x.k("sensor-2").signer(), "th-0002", chainID, time.Unix(iat, 0), time.Hour)
 	if err != nil {
@@ -46,14 +46,14 @@ func (x *gen) fleetTxs() {
 	}
 	evidence, _ := base64.RawURLEncoding.DecodeString(tok)
 	b = body(ledger.KindDeviceClaim)
-	b.DeviceClaim = &ledger.DeviceClaim{DeviceID: "th-0002", Batch: "lot-7", Evidence: evidence}
+	b.DeviceClaim = &ledger.DeviceClaim{DeviceID: "th-0002", Batch: "lot-7", Evidence: evidence, PublicKey: x.k("sensor-2").spki(), Model: "th-2", Groups: []string{"floor-1", "meters"}}
 	c := x.txCase("by-gateway", "Form b: signed by node n2; the evidence is th-0002's CONNECT token (section 7), signed with the key batch lot-7 names for it (sensor-2's).", "n2", x.sign("n2", "n2", b))
 	c.Inputs["evidence_key_spki"] = hexs(x.k("sensor-2").spki())
 	files[ledger.KindDeviceClaim].Cases = append(files[ledger.KindDeviceClaim].Cases, c)
 	secret := bytes.Repeat([]byte{0x5a}, 32)
 	b = body(ledger.KindDeviceClaim)
-	b.DeviceClaim = &ledger.DeviceClaim{DeviceID: "field-1", Secret: secret, PublicKey: x.k("sensor-2-new").spki()}
-	c = x.txCase("by-token", "Form c: the device's new key (sensor-2-new's) and the token's secret, 32 bytes of 0x5a; signed with the new key.", "sensor-2-new", x.sign("sensor-2-new", "field-1", b))
+	b.DeviceClaim = &ledger.DeviceClaim{DeviceID: "field-1", Secret: secret, PublicKey: x.k("sensor-2-new").spki(), Model: "th-2", Groups: []string{"field"}}
+	c = x.txCase("by-token", "Form c: the device's new key (sensor-2-new's), the token's secret, 32 bytes of 0x5a, and the model and groups of tx-enroll-token full; signed with the new key.", "sensor-2-new", x.sign("sensor-2-new", "field-1", b))
 	h := ledger.SecretHash(secret)
 	c.Inputs["secret_sha256"] = hexs(h[:])
 	files[ledger.KindDeviceClaim].Cases = append(files[ledger.KindDeviceClaim].Cases, c)
@@ -86,8 +86,11 @@ func (x *gen) fleetTxs() {
 	b.DeviceClaim = &ledger.DeviceClaim{DeviceID: "field-1", Secret: secret[:15], PublicKey: x.k("sensor-1").spki()}
 	bad("claim-short-secret", "A secret of 15 bytes: at least 16.", "sensor-1", b, "want 16 to 64")
 	b = body(ledger.KindDeviceClaim)
-	b.DeviceClaim = &ledger.DeviceClaim{DeviceID: "th-0001", Batch: "lot-7", PublicKey: x.k("sensor-1").spki()}
-	bad("claim-batch-with-key", "A batch claim carrying a key: the batch names it.", "sensor-1", b, "carries no key")
+	b.DeviceClaim = &ledger.DeviceClaim{DeviceID: "th-0001", Batch: "lot-7", Model: "th-2"}
+	bad("claim-no-key", "Form a without public_key: every claim carries the device's key.", "sensor-1", b, "public_key")
+	b = body(ledger.KindDeviceClaim)
+	b.DeviceClaim = &ledger.DeviceClaim{DeviceID: "th-0001", Batch: "lot-7", PublicKey: x.k("sensor-1").spki(), Model: "th-2", Groups: []string{"meters", "floor-1"}}
+	bad("claim-groups-unsorted", "Groups meters before floor-1: sorted and distinct.", "sensor-1", b, "sorted and distinct")
 	b = body(ledger.KindEnrollToken)
 	b.EnrollToken = &ledger.EnrollToken{Hash: h[:31], Expires: t0}
 	bad("token-short-hash", "A hash of 31 bytes.", "admin", b, "32-byte hash")

@@ -166,6 +166,7 @@ func cmdFleetTokenCreate(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	fmt.Fprintf(e.stderr, "enroll.token committed in block %d, tx %s; the ledger holds only its hash %x\n", rb.Height, rb.TxID, h[:8])
+	fmt.Fprintf(e.stderr, "the device claims with: ledgergate device claim --key KEY --id ID --secret SECRET%s\n", claimAttrFlags(*model, slices.Compact(gs)))
 	fmt.Fprintln(e.stdout, base64.RawURLEncoding.EncodeToString(secret))
 	return nil
 }
@@ -176,6 +177,8 @@ func cmdDeviceClaim(ctx context.Context, e *env, args []string) error {
 	id := fs.String("id", "", "device id")
 	batch := fs.String("batch", "", "the batch that names the device and its key")
 	secret := fs.String("secret", "", "a one-time enrollment token ('fleet token create'), instead of a batch")
+	model := fs.String("model", "", "with --secret: the model the token gives (the claim must carry it)")
+	groups := fs.String("group", "", "with --secret: the groups the token gives, comma-separated (the claim must carry them)")
 	apiURL := apiFlag(fs)
 	if _, err := parse(fs, args); err != nil {
 		return err
@@ -195,17 +198,36 @@ func cmdDeviceClaim(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	claim := &ledger.DeviceClaim{DeviceID: *id, Batch: *batch}
+	pub, err := ledger.MarshalPublicKey(key)
+	if err != nil {
+		return err
+	}
+	// A claim carries the device's key, model and groups (docs/protocol.md
+	// 6.18): a batch's from the gateway's view of the batch, a token's
+	// from the flags (the owner who made the token gave them).
+	claim := &ledger.DeviceClaim{DeviceID: *id, Batch: *batch, PublicKey: pub}
 	if *secret != "" {
 		s, err := base64.RawURLEncoding.DecodeString(strings.TrimSpace(*secret))
 		if err != nil {
 			return fmt.Errorf("device claim: secret: %w", err)
 		}
-		pub, err := ledger.MarshalPublicKey(key)
-		if err != nil {
-			return err
+		claim.Secret, claim.Model = s, *model
+		if gs := list(*groups); len(gs) > 0 {
+			slices.Sort(gs)
+			claim.Groups = slices.Compact(gs)
 		}
-		claim.Secret, claim.PublicKey = s, pub
+	} else {
+		if *model != "" || *groups != "" {
+			return fmt.Errorf("device claim: --model and --group go with --secret; a batch claim takes them from the batch")
+		}
+		var b api.BatchBody
+		if err := c.get(ctx, "/api/v1/fleet/batches/"+url.PathEscape(*batch), &b); err != nil {
+			return fmt.Errorf("device claim: batch %s: %w", *batch, err)
+		}
+		claim.Model, claim.Groups = b.Model, b.Groups
+		if len(claim.Groups) == 0 {
+			claim.Groups = nil
+		}
 	}
 	env, err := ledger.SignTx(key, *id, &ledger.Body{Kind: ledger.KindDeviceClaim, ChainID: st.ChainID, DeviceClaim: claim})
 	if err != nil {
@@ -217,4 +239,17 @@ func cmdDeviceClaim(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "device.claim %s: enrolled in block %d, tx %s\n", *id, rb.Height, rb.TxID)
 	return nil
+}
+
+// claimAttrFlags is the --model and --group flags a token claim needs to
+// carry the token's model and groups (docs/protocol.md 6.18).
+func claimAttrFlags(model string, groups []string) string {
+	var b strings.Builder
+	if model != "" {
+		b.WriteString(" --model " + model)
+	}
+	if len(groups) > 0 {
+		b.WriteString(" --group " + strings.Join(groups, ","))
+	}
+	return b.String()
 }

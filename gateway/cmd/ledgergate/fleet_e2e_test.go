@@ -1,11 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -143,6 +149,11 @@ func TestFleetZeroTouch(t *testing.T) {
 	if code := getJSON(t, g.api, "/api/v1/devices/"+ids[7], &d); code != 200 || d.Model != "th-2" || len(d.Groups) != 1 || d.Groups[0] != "sensors" {
 		t.Fatalf("claimed device: HTTP %d %+v", code, d)
 	}
+	// Its answers carry its claim as its enrollment (protocol.md 6.18,
+	// 11): its keys verify with the genesis, with the batch's key, model
+	// and groups, and a configuration of one of its batch's groups
+	// verifies, the groups proven by the claim.
+	claimedAnswers(t, g, dir, gen, ids[7], keys[ids[7]])
 	// It reconnects as an enrolled device: no second claim.
 	cl, err := device.Dial(ctx, ids[7], keys[ids[7]], gen.ChainID, device.DialOptions{Broker: "tcp://" + g.mqtt})
 	if err != nil {
@@ -179,11 +190,17 @@ func TestFleetZeroTouch(t *testing.T) {
 	secret := strings.TrimSpace(adm("fleet", "token", "create", "--model", "th-2", "--group", "field", "--expires", "1h"))
 	mustCLI(t, dir, "device", "keygen", "--alg", "ed25519", "--out", "field-1")
 	mustCLI(t, dir, "device", "keygen", "--alg", "es256", "--out", "field-2")
-	out = mustCLI(t, dir, "device", "claim", "--key", "field-1", "--id", "field-1", "--secret", secret, "--api", g.api)
+	// The claim carries the token's model and groups, or is refused with
+	// what the token says (and the token stays unused).
+	_, errOut, code = cli(t, dir, "device", "claim", "--key", "field-1", "--id", "field-1", "--secret", secret, "--model", "th-2", "--api", g.api)
+	if code == 0 || !strings.Contains(errOut, "forbidden") || !strings.Contains(errOut, "groups") {
+		t.Fatalf("token claim without the token's groups: exit %d %s", code, errOut)
+	}
+	out = mustCLI(t, dir, "device", "claim", "--key", "field-1", "--id", "field-1", "--secret", secret, "--model", "th-2", "--group", "field", "--api", g.api)
 	if !strings.Contains(out, "enrolled") {
 		t.Fatalf("token claim: %s", out)
 	}
-	_, errOut, code = cli(t, dir, "device", "claim", "--key", "field-2", "--id", "field-2", "--secret", secret, "--api", g.api)
+	_, errOut, code = cli(t, dir, "device", "claim", "--key", "field-2", "--id", "field-2", "--secret", secret, "--model", "th-2", "--group", "field", "--api", g.api)
 	if code == 0 || !strings.Contains(errOut, "exists") {
 		t.Fatalf("second use of a token: exit %d %s", code, errOut)
 	}
@@ -211,8 +228,80 @@ func TestFleetZeroTouch(t *testing.T) {
 		t.Fatalf("a claimed device after a restart: %v", err)
 	}
 	cl.Close()
-	_, errOut, code = cli(t, dir, "device", "claim", "--key", "field-2", "--id", "field-2", "--secret", secret, "--api", g.api)
+	_, errOut, code = cli(t, dir, "device", "claim", "--key", "field-2", "--id", "field-2", "--secret", secret, "--model", "th-2", "--group", "field", "--api", g.api)
 	if code == 0 || !strings.Contains(errOut, "exists") {
 		t.Fatalf("second use of a token after a restart: exit %d %s", code, errOut)
+	}
+}
+
+// claimedAnswers checks the answers about id, a device enrolled by a
+// claim of batch lot-1 (model th-2, group sensors): the CLI's key lookup
+// verifies them (bridge/device.VerifyKeys), and a config.set to group
+// sensors yields a ConfigAnswer that device.VerifyConfig accepts with the
+// groups taken from the answer's enrollment, the claim.
+func claimedAnswers(t *testing.T, g *gateway, dir string, gen *ledger.Genesis, id string, key crypto.Signer) {
+	t.Helper()
+	out := mustCLI(t, dir, "device", "keys", "--id", id, "--api", g.api, "--data", g.data)
+	if !strings.Contains(out, "model: th-2, groups: sensors") || !strings.Contains(out, "encryption key: none") {
+		t.Fatalf("device keys of claimed %s: %s", id, out)
+	}
+	var kb struct {
+		Answer []byte `json:"answer"`
+	}
+	if code := getJSON(t, g.api, "/api/v1/devices/"+id+"/keys", &kb); code != http.StatusOK {
+		t.Fatalf("keys of %s: HTTP %d", id, code)
+	}
+	ka, err := ledger.DecodeKeysAnswer(kb.Answer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := device.VerifyKeys(gen, ka, id, device.Freshness{})
+	if err != nil {
+		t.Fatalf("keys answer of claimed %s: %v", id, err)
+	}
+	pub, err := ledger.MarshalPublicKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(k.SigningKey.DER, pub) || k.Model != "th-2" || !slices.Equal(k.Groups, []string{"sensors"}) || k.EncKey != nil || k.Revoked {
+		t.Fatalf("keys of claimed %s: %+v", id, k)
+	}
+
+	cfg := []byte("interval = 30\n")
+	path := filepath.Join(dir, "sensors.toml")
+	if err := os.WriteFile(path, cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := mustCLI(t, dir, "config", "publish", "--target", "group:sensors", "--file", path, "--api", g.api, "--data", g.data); !strings.Contains(out, "committed") {
+		t.Fatalf("publish to group sensors: %s", out)
+	}
+	if out := mustCLI(t, dir, "config", "verify", "--device", id, "--file", path, "--api", g.api, "--data", g.data); !strings.Contains(out, "accepted") {
+		t.Fatalf("config verify of claimed %s: %s", id, out)
+	}
+	sum := sha256.Sum256(cfg)
+	resp, err := http.Post(g.api+"/api/v1/devices/"+id+"/config/verify", "application/octet-stream", bytes.NewReader(sum[:]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var cb struct {
+		Answer []byte `json:"answer"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&cb); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("config verify of %s: HTTP %d %v", id, resp.StatusCode, err)
+	}
+	ca, err := ledger.DecodeConfigAnswer(cb.Answer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc, err := device.VerifyConfig(gen, ca, sum, device.ConfigPolicy{Device: id}) // no groups: the claim proves them
+	if err != nil || acc.Target != "group:sensors" {
+		t.Fatalf("config answer of claimed %s: %+v %v", id, acc, err)
+	}
+	// Another device's claim is not this device's enrollment.
+	other := *ca
+	other.Device = "th-999"
+	if _, err := device.VerifyConfig(gen, &other, sum, device.ConfigPolicy{Device: "th-999"}); !errors.Is(err, device.ErrProof) {
+		t.Fatalf("a claim of %s as another device's enrollment: %v", id, err)
 	}
 }

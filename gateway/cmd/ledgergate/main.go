@@ -88,7 +88,7 @@ func commands() []command {
 		{"fleet batch revoke", "--batch B [--reason TEXT]", "end claims from a batch; devices it enrolled stay (owner, signed with the admin key)", cmdFleetBatchRevoke},
 		{"fleet batch list", "[--batch B]", "list the batches (status, claimed), or a batch's devices", cmdFleetBatchList},
 		{"fleet token create", "[--device ID] [--model M] [--group G,...] [--expires D]", "make a one-time enrollment token; prints its secret, once (the ledger holds its hash)", cmdFleetTokenCreate},
-		{"device claim", "--key NAME --id ID (--batch B | --secret S)", "enroll this device from its batch, or with a one-time token and its own new key", cmdDeviceClaim},
+		{"device claim", "--key NAME --id ID (--batch B | --secret S [--model M] [--group G,...])", "enroll this device from its batch, or with a one-time token and its own new key", cmdDeviceClaim},
 		{"reviewer enroll", "--id R --pubkey NAME.pub", "register a reviewer who may vote on releases (signed with the admin key)", cmdReviewerEnroll},
 		{"firmware publish", "--vendor-key K --vendor V --model M --version N --image F [--expires D]", "sign a release manifest with the vendor key, store the image and publish the manifest", cmdFirmwarePublish},
 		{"firmware vote", "--reviewer-key K --reviewer R --model M --version N --good|--bad [--reason TEXT]", "vote on a release", cmdFirmwareVote},

@@ -238,7 +238,8 @@ FLEET_BATCH = {1: ("batch", R, t_id), 2: ("model", R, t_id), 3: ("groups", O, t_
 FLEET_APPROVE = {1: ("batch", R, t_id)}
 FLEET_REVOKE = {1: ("batch", R, t_id), 2: ("reason", O, t_tstr(256))}
 DEVICE_CLAIM = {1: ("device_id", R, t_id), 2: ("batch", O, t_id), 3: ("evidence", O, t_bstr()),
-                4: ("secret", O, t_bstr()), 5: ("public_key", O, t_spki(SIGN_KINDS))}
+                4: ("secret", O, t_bstr()), 5: ("public_key", R, t_spki(SIGN_KINDS)),
+                6: ("model", O, t_id), 7: ("groups", O, t_ids(1, 16))}
 ENROLL_TOKEN = {1: ("hash", R, t_bstr(32)), 2: ("expires", R, t_int(1)), 3: ("device_id", O, t_id),
                 4: ("model", O, t_id), 5: ("groups", O, t_ids(1, 16))}
 
@@ -250,13 +251,9 @@ def check_claim_form(c):
             raise Malformed("device.claim: a token claim names no batch and carries no evidence")
         if not 16 <= len(c[4]) <= 64:
             raise Malformed("device.claim: secret of %d bytes, want 16 to 64" % len(c[4]))
-        if 5 not in c:
-            raise Malformed("device.claim: a token claim carries the new key")
     else:
         if 2 not in c:
             raise Malformed("device.claim: invalid batch id: none")
-        if 5 in c:
-            raise Malformed("device.claim: a batch claim carries no key")
         if 3 in c and len(c[3]) > 1024:
             raise Malformed("device.claim: evidence longer than 1024 bytes")
 # Section 6.21: the chain's policy. The CEL expressions are the

@@ -407,17 +407,29 @@ class ConfigState:
         self.last = {"target": target, "version": version, "height": height, "sha256": sha.hex()}
 
 
+def enrolled(e, device):
+    """The attributes an enrollment proves (section 11, 6.18): a device.enroll's,
+    or a device.claim's (no encryption key), if its device_id is device.
+    Returns (signing key, enc key, model, groups) or None."""
+    p = e.payload
+    if e.kind == "device.enroll" and p[1] == device:
+        return p[2], p.get(5), p.get(3), p.get(4, [])
+    if e.kind == "device.claim" and p[1] == device:
+        return p[5], None, p.get(6), p.get(7, [])
+    return None
+
+
 def enrollment(gen, r, device):
     """The answers' enrollment receipt (ConfigAnswer key 5, FirmwareAnswer key 9;
     11.2 step 5, 11.5 step 3), used by a device that does not keep its model or
-    groups: it MUST be present, verify and be this device's device.enroll.
-    Returns (model, groups)."""
+    groups: it MUST be present, verify and be this device's device.enroll or
+    device.claim. Returns (model, groups)."""
     if r is None:
         raise ProofError("no enrollment receipt in the answer")
-    e = verify_receipt_map(gen, r)
-    if e.kind != "device.enroll" or e.payload[1] != device:
+    got = enrolled(verify_receipt_map(gen, r), device)
+    if got is None:
         raise ProofError("enrollment receipt is not this device's enrollment")
-    return e.payload.get(3), e.payload.get(4, [])
+    return got[2], got[3]
 
 
 LEDGER_CODES = ("ErrCert", "ErrReceipt", "ErrNotCanonical")
@@ -478,9 +490,11 @@ def verify_keys(gen, a, x, now_ms, max_age=MAX_AGE_MS):
         raise ProofError("keys answer is about %r" % a[1])
     freshness(gen, a[5], [a[k] for k in (2, 3, 4) if k in a], now_ms, max_age)
     e = verify_receipt_map(gen, a[2])
-    if e.kind != "device.enroll" or e.payload[1] != x:
+    got = enrolled(e, x)
+    if got is None:
         raise ProofError("enroll receipt is not the enrollment of %s" % x)
-    sign, enc, height = e.payload[2], e.payload.get(5), e.height
+    sign, enc, model, groups = got
+    height = e.height
     if 3 in a:
         rk = verify_receipt_map(gen, a[3])
         if rk.kind != "device.rekey" or rk.payload[1] != x or rk.height < e.height:
@@ -493,8 +507,8 @@ def verify_keys(gen, a, x, now_ms, max_age=MAX_AGE_MS):
         if rv.kind != "device.revoke" or rv.payload[1] != x:
             raise ProofError("revoke receipt does not fit")
         revoked = rv.payload.get(2, "")
-    return {"sign": sign, "enc": enc, "revoked": revoked, "model": e.payload.get(3), "height": height,
-            "groups": e.payload.get(4, [])}
+    return {"sign": sign, "enc": enc, "revoked": revoked, "model": model, "height": height,
+            "groups": groups}
 
 
 @as_device_error
