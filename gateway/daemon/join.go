@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"time"
 
@@ -83,6 +84,7 @@ func (d *Daemon) joinFromSnapshot(ctx context.Context, gw *gateway) (uint64, err
 	ctx, cancel := context.WithTimeout(ctx, joinTimeout)
 	defer cancel()
 	logger.Info("the block log is empty: asking the peers for a certified snapshot to start from")
+	refused := 0 // snapshots offered and refused: worth a warning, unlike a new chain's none
 	// The peers the transport knows (the genesis nodes, and whatever
 	// else its peer set holds), in its order.
 	for _, n := range tr.Peers() {
@@ -106,6 +108,7 @@ func (d *Daemon) joinFromSnapshot(ctx context.Context, gw *gateway) (uint64, err
 		acc, err := snapshot.Accept(g, s.Data, s.Proof, s.Members)
 		if err != nil {
 			logger.Warn("refused a peer's snapshot: not certified by a quorum of the members in force", "peer", n.ID, "height", s.Height, "err", err)
+			refused++
 			continue
 		}
 		height, hash := acc.State.Tip()
@@ -116,7 +119,11 @@ func (d *Daemon) joinFromSnapshot(ctx context.Context, gw *gateway) (uint64, err
 			"member_changes", len(acc.Members))
 		return height, nil
 	}
-	logger.Warn("no peer served a usable certified snapshot: fetching every block from 1")
+	level := slog.LevelInfo // a new chain, or peers not up yet: what a cluster's first start sees
+	if refused > 0 {
+		level = slog.LevelWarn
+	}
+	logger.Log(parent, level, "no peer served a usable certified snapshot: fetching every block from 1", "refused", refused)
 	return 0, nil
 }
 

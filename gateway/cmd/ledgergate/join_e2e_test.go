@@ -62,6 +62,13 @@ func TestClusterJoinFromSnapshot(t *testing.T) {
 			}
 		}
 	})
+	// A new chain's first start: no peer has a snapshot, which is said as
+	// information, not as a warning.
+	for i, g := range c.gws {
+		if log := g.log(); !strings.Contains(log, `level=INFO msg="no peer served a usable certified snapshot: fetching every block from 1" component=join refused=0`) {
+			t.Errorf("node-%d's first start:\n%s", i+1, grepLines(log, "component=join"))
+		}
+	}
 	l := c.startLoadFor(12, true, 6*time.Minute)
 	defer l.stop()
 	for i := range c.gws {
