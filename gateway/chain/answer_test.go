@@ -148,10 +148,12 @@ func TestAnswerBeforeIndex(t *testing.T) {
 
 // TestIndexLingerEnds: the index stage lingers (here for an hour) while
 // a batch is smaller than its bounds, and nobody waits for that: a full
-// batch (maxBatchBlocks blocks) is indexed at once, and a read of the
-// index ends the linger of a small one. Against a linger that only ran
-// out, the test would wait an hour at either step.
+// batch (maxBatchBlocks blocks, or lingerTxs txs in fewer blocks) is
+// indexed at once, and a read of the index ends the linger of a small
+// one. Against a linger that only ran out, the test would wait an hour at
+// each step.
 func TestIndexLingerEnds(t *testing.T) {
+	t.Run("txs", testIndexLingerTxs)
 	batch := BatchConfig{MaxTxs: 1, MaxBytes: 1 << 20, MaxDelay: time.Millisecond, MaxPending: 100}
 	h := newHarnessTuned(t, func(st *state.State, node crypto.Signer) Orderer { return NewSolo(batch, st, node, "node-1") }, 0,
 		func(c *Chain) { c.linger = time.Hour })
@@ -201,5 +203,41 @@ func TestIndexLingerEnds(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("a read of the index waited for the linger")
+	}
+}
+
+// testIndexLingerTxs: lingerTxs txs in fewer than maxBatchBlocks blocks
+// end the linger.
+func testIndexLingerTxs(t *testing.T) {
+	batch := BatchConfig{MaxTxs: maxBatchTxs, MaxBytes: 4 << 20, MaxDelay: 20 * time.Millisecond, MaxPending: 2 * lingerTxs}
+	h := newHarnessTuned(t, func(st *state.State, node crypto.Signer) Orderer { return NewSolo(batch, st, node, "node-1") }, 0,
+		func(c *Chain) { c.linger = time.Hour })
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	h.enroll(t, "dev", key)
+	if _, err := h.idx.Height(); err != nil {
+		t.Fatal(err)
+	}
+	tickets := make([]*Ticket, lingerTxs)
+	for i := range tickets {
+		tk, err := h.chain.Propose(context.Background(), decode(t, record(t, key, h.g.ChainID, "dev", uint64(i+1), nil)))
+		if err != nil {
+			t.Fatalf("record %d: %v", i+1, err)
+		}
+		tickets[i] = tk
+	}
+	for i, tk := range tickets {
+		if _, err := tk.Wait(context.Background()); err != nil {
+			t.Fatalf("record %d: %v", i+1, err)
+		}
+	}
+	if blocks := h.log.Len() - 1; blocks >= maxBatchBlocks {
+		t.Fatalf("%d txs in %d blocks: the test needs fewer than %d", lingerTxs, blocks, maxBatchBlocks)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for h.idx.Lag() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("a batch of %d txs is not indexed: %d blocks wait", lingerTxs, h.idx.Lag())
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
