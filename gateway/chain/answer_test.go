@@ -2,11 +2,13 @@ package chain
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"database/sql"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/ledgergate/ledgergate/gateway/index"
 	"github.com/ledgergate/ledgergate/gateway/ledger"
+	"github.com/ledgergate/ledgergate/gateway/state"
 )
 
 // lockIndex holds the write lock of the index file at path from a
@@ -140,5 +143,101 @@ func TestAnswerBeforeIndex(t *testing.T) {
 		if rc, err := h.chain.Receipt(id); err != nil || ledger.VerifyReceipt(h.g, rc) != nil {
 			t.Fatalf("receipt of record %d from the index: %v", i+1, err)
 		}
+	}
+}
+
+// TestIndexLingerEnds: the index stage lingers (here for an hour) while
+// a batch is smaller than its bounds, and nobody waits for that: a full
+// batch (maxBatchBlocks blocks, or lingerTxs txs in fewer blocks) is
+// indexed at once, and a read of the index ends the linger of a small
+// one. Against a linger that only ran out, the test would wait an hour at
+// each step.
+func TestIndexLingerEnds(t *testing.T) {
+	t.Run("txs", testIndexLingerTxs)
+	batch := BatchConfig{MaxTxs: 1, MaxBytes: 1 << 20, MaxDelay: time.Millisecond, MaxPending: 100}
+	h := newHarnessTuned(t, func(st *state.State, node crypto.Signer) Orderer { return NewSolo(batch, st, node, "node-1") }, 0,
+		func(c *Chain) { c.linger = time.Hour })
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	h.enroll(t, "dev", key)
+	if _, err := h.idx.Height(); err != nil { // a read: ends the linger of the enrollment's block
+		t.Fatal(err)
+	}
+
+	// A full batch: one record a block.
+	seq := uint64(0)
+	submit := func() {
+		t.Helper()
+		seq++
+		if _, err := h.chain.Submit(context.Background(), record(t, key, h.g.ChainID, "dev", seq, nil)); err != nil {
+			t.Fatalf("record %d: %v", seq, err)
+		}
+	}
+	for range maxBatchBlocks {
+		submit()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for h.idx.Lag() > 0 { // Lag is no read: it does not end a linger
+		if time.Now().After(deadline) {
+			t.Fatalf("a full batch of %d blocks is not indexed: %d blocks wait", maxBatchBlocks, h.idx.Lag())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	// A small batch lingers until a read waits for it.
+	submit()
+	if lag := h.idx.Lag(); lag != 1 {
+		t.Fatalf("the index lags %d blocks behind, want 1 (the last block lingers)", lag)
+	}
+	read := make(chan error, 1)
+	go func() {
+		dev, err := h.idx.Device("dev")
+		if err == nil && dev.Records != seq {
+			err = fmt.Errorf("device has %d records, want %d", dev.Records, seq)
+		}
+		read <- err
+	}()
+	select {
+	case err := <-read:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a read of the index waited for the linger")
+	}
+}
+
+// testIndexLingerTxs: lingerTxs txs in fewer than maxBatchBlocks blocks
+// end the linger.
+func testIndexLingerTxs(t *testing.T) {
+	batch := BatchConfig{MaxTxs: maxBatchTxs, MaxBytes: 4 << 20, MaxDelay: 20 * time.Millisecond, MaxPending: 2 * lingerTxs}
+	h := newHarnessTuned(t, func(st *state.State, node crypto.Signer) Orderer { return NewSolo(batch, st, node, "node-1") }, 0,
+		func(c *Chain) { c.linger = time.Hour })
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	h.enroll(t, "dev", key)
+	if _, err := h.idx.Height(); err != nil {
+		t.Fatal(err)
+	}
+	tickets := make([]*Ticket, lingerTxs)
+	for i := range tickets {
+		tk, err := h.chain.Propose(context.Background(), decode(t, record(t, key, h.g.ChainID, "dev", uint64(i+1), nil)))
+		if err != nil {
+			t.Fatalf("record %d: %v", i+1, err)
+		}
+		tickets[i] = tk
+	}
+	for i, tk := range tickets {
+		if _, err := tk.Wait(context.Background()); err != nil {
+			t.Fatalf("record %d: %v", i+1, err)
+		}
+	}
+	if blocks := h.log.Len() - 1; blocks >= maxBatchBlocks {
+		t.Fatalf("%d txs in %d blocks: the test needs fewer than %d", lingerTxs, blocks, maxBatchBlocks)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for h.idx.Lag() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("a batch of %d txs is not indexed: %d blocks wait", lingerTxs, h.idx.Lag())
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

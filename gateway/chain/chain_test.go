@@ -43,6 +43,13 @@ func newHarness(tb testing.TB, batch BatchConfig) *harness {
 // timeout (0: the default).
 func newHarnessWith(tb testing.TB, mk func(*state.State, crypto.Signer) Orderer, commitTimeout time.Duration) *harness {
 	tb.Helper()
+	return newHarnessTuned(tb, mk, commitTimeout, nil)
+}
+
+// newHarnessTuned is newHarnessWith with tune, if not nil, called on the
+// chain before it runs.
+func newHarnessTuned(tb testing.TB, mk func(*state.State, crypto.Signer) Orderer, commitTimeout time.Duration, tune func(*Chain)) *harness {
+	tb.Helper()
 	node, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	admin, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	nodePub, _ := ledger.MarshalPublicKey(node)
@@ -65,6 +72,9 @@ func newHarnessWith(tb testing.TB, mk func(*state.State, crypto.Signer) Orderer,
 	h := &harness{g: g, admin: admin, log: blog, idx: idx, dir: dir, done: make(chan error, 1)}
 	h.chain = New(Deps{State: st, Log: blog, Index: idx, Orderer: mk(st, node), CommitTimeout: commitTimeout,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if tune != nil {
+		tune(h.chain)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	go func() { h.done <- h.chain.Run(ctx) }()

@@ -15,8 +15,9 @@
 //  5. later, on a goroutine of its own, the SQLite index applies it,
 //     with the other blocks that queued up meanwhile in one SQL
 //     transaction (at most maxBatchBlocks blocks and maxBatchTxs txs; a
-//     smaller batch waits up to indexLinger for more, unless a read
-//     waits for it), and only then is it dropped from memory.
+//     batch of fewer than maxBatchBlocks blocks and lingerTxs txs waits
+//     up to indexLinger for more, unless a read waits for it), and only
+//     then is it dropped from memory.
 //
 // So a receipt (and every acknowledgement built on one) is only handed out
 // for a block that is on disk; a crash after step 3 and before step 5
