@@ -132,3 +132,64 @@ func TestExpectMakesReadsWait(t *testing.T) {
 		t.Fatalf("height %d, %v after Abandon; want 3", h, err)
 	}
 }
+
+// TestApplyBatchDeviceRows: a batch writes each device row once, for all
+// its blocks; the rows are those that blocks indexed one by one give.
+// Devices that only send records in the batch are counted across its
+// blocks (last seen at the last block with one of their records), also
+// when a later block of the batch reads the row (a re-key, a revocation).
+func TestApplyBatchDeviceRows(t *testing.T) {
+	c := newChain(t)
+	keyA, keyA2, keyB, keyC := newP256(t), newEd25519(t), newEd25519(t), newEd25519(t)
+	c.next(c.enroll("dev-a", keyA), c.enroll("dev-b", keyB), c.enroll("dev-c", keyC))
+	// 2-3: records only; dev-c's only in block 2.
+	c.next(recordTx(t, "dev-a", keyA, 1, "temp"), recordTx(t, "dev-b", keyB, 1, "temp"), recordTx(t, "dev-c", keyC, 1, "temp"))
+	c.next(recordTx(t, "dev-a", keyA, 2, "hum"), recordTx(t, "dev-b", keyB, 2, "temp"), recordTx(t, "dev-a", keyA, 3, "temp"))
+	// 4: dev-a re-keys after records of two blocks; dev-b is revoked.
+	c.next(rekey(t, "dev-a", keyA, keyA2, 4), recordTx(t, "dev-b", keyB, 3, "hum"), c.revoke("dev-b", "lost"))
+	// 5: records after the re-key; none of dev-b or dev-c.
+	c.next(recordTx(t, "dev-a", keyA2, 5, "temp"), recordTx(t, "dev-a", keyA2, 6, "temp"))
+	c.next()
+	n := len(c.blocks)
+	rows := func(x *Index) []Device {
+		t.Helper()
+		var ds []Device
+		for _, id := range []string{"dev-a", "dev-b", "dev-c"} {
+			d, err := x.Device(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ds = append(ds, *d)
+		}
+		return ds
+	}
+	dir := t.TempDir()
+	x := open(t, filepath.Join(dir, "one-by-one.db"))
+	for h := 1; h <= n; h++ {
+		if err := x.ApplyBatch(decoded(t, c, h, h)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := rows(x)
+	if want[0].Records != 5 || want[0].LastSeq != 6 || want[1].Records != 3 || want[2].Records != 1 ||
+		want[2].LastSeen != c.blocks[1].Header.Time || want[1].LastSeen != c.blocks[3].Header.Time {
+		t.Fatalf("one by one: %+v", want)
+	}
+	for _, cut := range [][]int{{n}, {1, 3, n}, {1, 4, n}, {2, 5, n}} {
+		y := open(t, filepath.Join(dir, "batched.db"))
+		from := 1
+		for _, to := range cut {
+			if err := y.ApplyBatch(decoded(t, c, from, to)); err != nil {
+				t.Fatalf("batches ending at %v: %v", cut, err)
+			}
+			from = to + 1
+		}
+		if got := rows(y); !reflect.DeepEqual(got, want) {
+			t.Errorf("batches ending at %v:\n got %+v\nwant %+v", cut, got, want)
+		}
+		if err := y.Reset(); err != nil {
+			t.Fatal(err)
+		}
+		y.Close()
+	}
+}
