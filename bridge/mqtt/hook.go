@@ -364,8 +364,27 @@ func connack(version byte, code packets.Code) packets.Packet {
 	return pk
 }
 
+// topicRoot is the root of every device's topics.
+const topicRoot = "lg/v1/"
+
 // devicePrefix is the topic prefix of device id: lg/v1/<id>/.
-func devicePrefix(id string) string { return "lg/v1/" + id + "/" }
+func devicePrefix(id string) string { return topicRoot + id + "/" }
+
+// cutDevicePrefix returns topic without devicePrefix(device), and whether
+// it had it, without building the prefix (a string a message).
+func cutDevicePrefix(topic, device string) (string, bool) {
+	rest, ok := strings.CutPrefix(topic, topicRoot)
+	if !ok {
+		return "", false
+	}
+	if rest, ok = strings.CutPrefix(rest, device); !ok {
+		return "", false
+	}
+	if rest, ok = strings.CutPrefix(rest, "/"); !ok {
+		return "", false
+	}
+	return rest, true
+}
 
 // maxClientIDLen bounds a client id: a device id, '/' and a suffix.
 const maxClientIDLen = 128

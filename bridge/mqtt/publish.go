@@ -156,8 +156,7 @@ func topicRefusal(device, topic string) error {
 // it is usable, so the refusal can be answered there; tx and arg are nil.
 // It decodes outside bytes and is fuzzed: it must never panic.
 func checkPublish(device, topic, responseTopic string, payload []byte, maxBytes int) (message, error) {
-	prefix := devicePrefix(device)
-	level, ok := strings.CutPrefix(topic, prefix)
+	level, ok := cutDevicePrefix(topic, device)
 	if !ok {
 		return message{}, topicRefusal(device, topic)
 	}
@@ -200,6 +199,7 @@ func checkPublish(device, topic, responseTopic string, payload []byte, maxBytes 
 	default:
 		return message{}, topicRefusal(device, topic)
 	}
+	prefix := devicePrefix(device)
 	switch {
 	case responseTopic == "":
 		m.answerTo = prefix + m.kind.answerLevel()
@@ -601,8 +601,10 @@ func (s *Server) flush(q *queue) {
 		t   bridge.Ticket
 		err error
 	}
-	var batch []answer
-	var held []*sizeGuard
+	var (
+		batch = make([]answer, 0, 16) // on the stack while it stays this size
+		held  []*sizeGuard
+	)
 	for {
 		batch, held = batch[:0], held[:0]
 		q.mu.Lock()
