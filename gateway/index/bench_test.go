@@ -26,6 +26,8 @@ var (
 		"txs per generation of the tx-id index in BenchmarkApplyGrowth's index")
 	growthDrop = flag.String("index.drop", "",
 		"comma-separated indexes BenchmarkApplyGrowth drops before it fills, to measure what each costs")
+	growthBlock   = flag.Int("index.block", 1000, "records in each of BenchmarkApplyGrowth's transactions")
+	growthBlocks  = flag.Int("index.blocks", 1, "blocks the records of each of BenchmarkApplyGrowth's transactions are in")
 	smallTxs      = flag.Int("index.small", 3, "records in each of BenchmarkApplySmallBlocks's blocks")
 	growthPragmas = flag.String("index.pragmas", "",
 		"semicolon-separated statements BenchmarkApplyGrowth runs on the writer after opening, to compare settings")
@@ -90,16 +92,34 @@ func (s *synthChain) apply(tb testing.TB, x *Index, n int) {
 	}
 }
 
+// applyBatch applies n records in one transaction (ApplyBatch), as k
+// blocks of n/k records, as the chain's index stage does with the blocks
+// that queued up.
+func (s *synthChain) applyBatch(tb testing.TB, x *Index, n, k int) {
+	if k <= 1 {
+		s.apply(tb, x, n)
+		return
+	}
+	bs := make([]Decoded, k)
+	for i := range bs {
+		bs[i].Block, bs[i].Txs = s.block(n/k + min(1, max(0, n%k-i)))
+	}
+	if err := x.ApplyBatch(bs); err != nil {
+		tb.Fatal(err)
+	}
+}
+
 // BenchmarkApplyGrowth grows one index through the sizes of
-// -index.growth (records, increasing) and, at each, applies blocks of 1000
-// records from -index.devices devices and reports the cost per record and
+// -index.growth (records, increasing) and, at each, applies blocks of
+// -index.block records (1000) a transaction, in -index.blocks blocks (1),
+// from -index.devices devices and reports the cost per record and
 // the WAL's size after; then it looks up ids of txs spread over the whole
 // index, and ids that are not there, and reports the cost per lookup. The
 // cost per record at 10M should stay within 1.5× of the cost at 100k.
 // Use a fixed -benchtime (20x: 20 blocks per size), since the timed blocks
 // grow the index too.
 func BenchmarkApplyGrowth(b *testing.B) {
-	const perBlock = 1000
+	perBlock := *growthBlock
 	path := filepath.Join(b.TempDir(), "index.db")
 	x, err := openSized(path, *growthGen)
 	if err != nil {
@@ -145,13 +165,13 @@ func BenchmarkApplyGrowth(b *testing.B) {
 		}
 		// The index is filled here, outside b.Run: the testing package
 		// calls the function below more than once (b.N = 1 first).
-		for s.n+perBlock <= size {
-			s.apply(b, x, perBlock)
+		for s.n+uint64(perBlock) <= size {
+			s.applyBatch(b, x, perBlock, *growthBlocks)
 		}
 		b.Run(fmt.Sprintf("records=%d", size), func(b *testing.B) {
 			cpu0, w0, r0 := cpuTime(b), written(b), read(b)
 			for range b.N {
-				s.apply(b, x, perBlock)
+				s.applyBatch(b, x, perBlock, *growthBlocks)
 			}
 			b.StopTimer()
 			b.ReportMetric(float64(read(b)-r0)/float64(b.N*perBlock), "rbytes/record")
