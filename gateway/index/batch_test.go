@@ -36,13 +36,7 @@ func TestApplyBatchAnswersEqual(t *testing.T) {
 	n := len(c.blocks)
 	for _, cut := range [][]int{{n}, {2, n}, {1, 3, 4, n}} {
 		y := open(t, filepath.Join(dir, "batched.db"))
-		from := 1
-		for _, to := range cut {
-			if err := y.ApplyBatch(decoded(t, c, from, to)); err != nil {
-				t.Fatalf("batches ending at %v: %v", cut, err)
-			}
-			from = to + 1
-		}
+		applyCut(t, y, c, cut)
 		if got := takeAnswers(t, y, c); !reflect.DeepEqual(got, want) {
 			t.Errorf("batches ending at %v:\n got %+v\nwant %+v", cut, got, want)
 		}
@@ -177,13 +171,7 @@ func TestApplyBatchDeviceRows(t *testing.T) {
 	}
 	for _, cut := range [][]int{{n}, {1, 3, n}, {1, 4, n}, {2, 5, n}} {
 		y := open(t, filepath.Join(dir, "batched.db"))
-		from := 1
-		for _, to := range cut {
-			if err := y.ApplyBatch(decoded(t, c, from, to)); err != nil {
-				t.Fatalf("batches ending at %v: %v", cut, err)
-			}
-			from = to + 1
-		}
+		applyCut(t, y, c, cut)
 		if got := rows(y); !reflect.DeepEqual(got, want) {
 			t.Errorf("batches ending at %v:\n got %+v\nwant %+v", cut, got, want)
 		}
@@ -191,5 +179,18 @@ func TestApplyBatchDeviceRows(t *testing.T) {
 			t.Fatal(err)
 		}
 		y.Close()
+	}
+}
+
+// applyCut applies c's blocks to x in batches, each ending at a height of
+// cut (the last is the chain's length).
+func applyCut(t *testing.T, x *Index, c *chain, cut []int) {
+	t.Helper()
+	from := 1
+	for _, to := range cut {
+		if err := x.ApplyBatch(decoded(t, c, from, to)); err != nil {
+			t.Fatalf("batches ending at %v: %v", cut, err)
+		}
+		from = to + 1
 	}
 }
