@@ -312,13 +312,24 @@ func TestClusterConfigBlob(t *testing.T) {
 	}
 	mustCLI(t, dir, append([]string{"config", "publish", "--target", "meter", "--file", conf}, admin...)...)
 
-	var cur struct {
-		Current struct{ Blob string }
+	// currentBlob is the blob of the config a gateway says the device
+	// should run, "" if it has none yet. Each answer is decoded into a
+	// fresh value: one without "current" must not leave the previous
+	// gateway's blob in place.
+	currentBlob := func(api string) string {
+		var cur struct {
+			Current struct{ Blob string }
+		}
+		if getJSON(t, api, "/api/v1/devices/meter/config", &cur) != http.StatusOK {
+			return ""
+		}
+		return cur.Current.Blob
 	}
 	// The publish answered once gateway 1 committed; the others follow.
+	var blobHex string
 	deadline := time.Now().Add(30 * time.Second)
 	for _, g := range c.gws {
-		for getJSON(t, g.api, "/api/v1/devices/meter/config", &cur) != http.StatusOK || cur.Current.Blob == "" {
+		for blobHex = currentBlob(g.api); blobHex == ""; blobHex = currentBlob(g.api) {
 			if time.Now().After(deadline) {
 				t.Fatalf("gateway %s has not indexed the config", g.api)
 			}
@@ -326,12 +337,12 @@ func TestClusterConfigBlob(t *testing.T) {
 		}
 	}
 	for i, g := range c.gws[1:] {
-		resp, err := http.Get(g.api + "/api/v1/blobs/" + cur.Current.Blob)
+		resp, err := http.Get(g.api + "/api/v1/blobs/" + blobHex)
 		if err != nil {
 			t.Fatal(err)
 		}
 		blob := readAll(t, resp)
-		if sum := sha256.Sum256(blob); hex.EncodeToString(sum[:]) != cur.Current.Blob {
+		if sum := sha256.Sum256(blob); hex.EncodeToString(sum[:]) != blobHex {
 			t.Errorf("gateway %d served a blob that hashes to %x", i+2, sum)
 		}
 	}
