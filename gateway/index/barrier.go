@@ -58,8 +58,9 @@ func (x *Index) Lag() uint64 {
 }
 
 // Waiting returns a channel that receives when a read begins to wait for
-// announced blocks (one value for any number of reads): a writer that
-// lets blocks queue up to apply them together applies them at once then.
+// announced blocks, and again after each batch applied short of what a
+// read waits for (one value for any number of reads): a writer that lets
+// blocks queue up to apply them together applies them at once then.
 func (x *Index) Waiting() <-chan struct{} { return x.bar.waiting }
 
 // read is the read pool, once the blocks announced before the call are
@@ -68,17 +69,22 @@ func (x *Index) read() *sql.DB {
 	b := &x.bar
 	b.mu.Lock()
 	want := b.expected
-	if b.indexed < want && !b.abandoned {
-		select {
-		case b.waiting <- struct{}{}:
-		default:
-		}
-	}
 	for b.indexed < want && !b.abandoned {
+		// Said again after each batch applied short of want: a writer
+		// that took the first signal may linger over the rest.
+		b.signalWaiting()
 		b.applied.Wait()
 	}
 	b.mu.Unlock()
 	return x.db
+}
+
+// signalWaiting tells the writer (Waiting) that a read waits.
+func (b *barrier) signalWaiting() {
+	select {
+	case b.waiting <- struct{}{}:
+	default:
+	}
 }
 
 // advance records that the blocks up to height are applied.

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+	"time"
 )
 
 // decoded is c's blocks from..to (heights, inclusive) with their txs decoded.
@@ -95,9 +96,22 @@ func TestExpectMakesReadsWait(t *testing.T) {
 		tx, err := x.Tx(last)
 		got <- result{tx, err}
 	}()
+	// The waiting read says so (Waiting), and says it again after a
+	// batch that does not reach its block: a writer that took the first
+	// signal must not linger over the rest.
+	waited := func(when string) {
+		t.Helper()
+		select {
+		case <-x.Waiting():
+		case <-time.After(30 * time.Second):
+			t.Fatalf("no read waiting signalled %s", when)
+		}
+	}
+	waited("when the read began")
 	if err := x.ApplyBatch(ds[1:2]); err != nil {
 		t.Fatal(err)
 	}
+	waited("after block 2, short of block 3")
 	select {
 	case r := <-got:
 		t.Fatalf("a read returned before the expected block 3 was applied: %+v", r)
