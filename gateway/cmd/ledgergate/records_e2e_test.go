@@ -58,7 +58,15 @@ func TestRecordsCLI(t *testing.T) {
 	kB := a.enroll(t, g.api, "th-2", ledger.EdDSA)
 	publishRecords(t, g, a.chainID, "th-1", kA, "temp", 1, 3)
 	publishRecords(t, g, a.chainID, "th-2", kB, "temp", 1, 2)
-	mid := time.Now()
+	// Block times are milliseconds, and the block of th-2's last record
+	// may have been cut in the very millisecond its PUBACK came back in:
+	// mid is the next millisecond, and the hum records go out once the
+	// clock has passed it, so every block before has a time below mid and
+	// every block after one at or above it.
+	mid := time.Now().Truncate(time.Millisecond).Add(time.Millisecond)
+	for time.Now().Before(mid) {
+		time.Sleep(100 * time.Microsecond) // less than a millisecond in all
+	}
 	publishRecords(t, g, a.chainID, "th-1", kA, "hum", 4, 2)
 	apiFlag := "--api=" + g.api
 
