@@ -39,6 +39,13 @@ func rec(id, stream string, seq uint64, size int) ledger.Body {
 // returns the refusal of each (nil: admitted), and applies the admitted.
 func (f *fixture) block(t int64, envs ...[]byte) []error {
 	f.t.Helper()
+	errs, _ := f.blockTxs(t, envs...)
+	return errs
+}
+
+// blockTxs is block that also returns the txs the block applied.
+func (f *fixture) blockTxs(t int64, envs ...[]byte) ([]error, []*ledger.Tx) {
+	f.t.Helper()
 	b := f.st.NewBatch()
 	b.SetTime(t)
 	var txs []*ledger.Tx
@@ -56,7 +63,7 @@ func (f *fixture) block(t int64, envs ...[]byte) []error {
 	if err := f.st.ApplyBlock(f.height, [32]byte{byte(f.height)}, t, txs); err != nil {
 		f.t.Fatal(err)
 	}
-	return errs
+	return errs, txs
 }
 
 func wantPolicy(t *testing.T, err error, rule string) {
@@ -285,23 +292,7 @@ func TestPolicyReplay(t *testing.T) {
 	}
 	var log []blk
 	block := func(tm int64, envs ...[]byte) []error {
-		b := f.st.NewBatch()
-		b.SetTime(tm)
-		var txs []*ledger.Tx
-		errs := make([]error, len(envs))
-		for i, env := range envs {
-			c, err := f.st.Check(env)
-			if err == nil {
-				err = b.Add(c)
-			}
-			if errs[i] = err; err == nil {
-				txs = append(txs, c.Tx)
-			}
-		}
-		f.height++
-		if err := f.st.ApplyBlock(f.height, [32]byte{byte(f.height)}, tm, txs); err != nil {
-			t.Fatal(err)
-		}
+		errs, txs := f.blockTxs(tm, envs...)
 		log = append(log, blk{tm, txs})
 		return errs
 	}
