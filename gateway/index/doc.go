@@ -25,7 +25,9 @@
 //     decodes each tx's syntax, and a tx that does not decode is an error.
 //  5. An Index is safe for concurrent use. Writes (ApplyBlock, Reset,
 //     Rebuild) are serialized on one connection; reads run on a small pool
-//     in parallel with them and see whole blocks only. It must be the only
+//     in parallel with them and see whole blocks only (the readers' page
+//     caches are sized, and idle readers closed, so that lookups do not
+//     take the writer's: readerCache). It must be the only
 //     writer of its file (the block log's lock, taken first, sees to it):
 //     the writer keeps the top block's height, last tx and running time in
 //     memory instead of reading them for every block.
