@@ -217,14 +217,7 @@ func testIndexLingerTxs(t *testing.T) {
 	if _, err := h.idx.Height(); err != nil {
 		t.Fatal(err)
 	}
-	tickets := make([]*Ticket, lingerTxs)
-	for i := range tickets {
-		tk, err := h.chain.Propose(context.Background(), decode(t, record(t, key, h.g.ChainID, "dev", uint64(i+1), nil)))
-		if err != nil {
-			t.Fatalf("record %d: %v", i+1, err)
-		}
-		tickets[i] = tk
-	}
+	tickets := h.proposeRecords(t, key, "dev", lingerTxs)
 	for i, tk := range tickets {
 		if _, err := tk.Wait(context.Background()); err != nil {
 			t.Fatalf("record %d: %v", i+1, err)

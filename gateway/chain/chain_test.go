@@ -115,6 +115,21 @@ func record(tb testing.TB, key crypto.Signer, chainID, id string, seq uint64, pa
 	return env
 }
 
+// proposeRecords proposes records 1..n of device id, signed with key, one
+// after another without waiting, and returns their tickets in order.
+func (h *harness) proposeRecords(tb testing.TB, key crypto.Signer, id string, n int) []*Ticket {
+	tb.Helper()
+	tickets := make([]*Ticket, n)
+	for i := range tickets {
+		tk, err := h.chain.Propose(context.Background(), decode(tb, record(tb, key, h.g.ChainID, id, uint64(i+1), nil)))
+		if err != nil {
+			tb.Fatalf("propose record %d of %s: %v", i+1, id, err)
+		}
+		tickets[i] = tk
+	}
+	return tickets
+}
+
 // decode is env decoded, as a front end hands it to Propose.
 func decode(tb testing.TB, env []byte) *ledger.Tx {
 	tb.Helper()
@@ -308,14 +323,7 @@ func TestProposeKeepsOrder(t *testing.T) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	h.enroll(t, "dev", key)
 	const n = 300
-	tickets := make([]*Ticket, n)
-	for i := range tickets {
-		tk, err := h.chain.Propose(context.Background(), decode(t, record(t, key, h.g.ChainID, "dev", uint64(i+1), nil)))
-		if err != nil {
-			t.Fatalf("propose seq %d: %v", i+1, err)
-		}
-		tickets[i] = tk
-	}
+	tickets := h.proposeRecords(t, key, "dev", n)
 	var last uint64
 	for i, tk := range tickets {
 		r, err := tk.Wait(context.Background())
