@@ -78,6 +78,13 @@ func startGateway(t testing.TB, data string, extra ...string) *gateway {
 // environment (e.g. the test clock hook, clock.TestOffsetEnv).
 func startGatewayEnv(t testing.TB, env []string, data string, extra ...string) *gateway {
 	t.Helper()
+	return startGatewayBy(t, (*exec.Cmd).Start, env, data, extra...)
+}
+
+// startGatewayBy is startGatewayEnv with the process started by start
+// (e.g. from a thread set up for it) instead of cmd.Start.
+func startGatewayBy(t testing.TB, start func(*exec.Cmd) error, env []string, data string, extra ...string) *gateway {
+	t.Helper()
 	g := &gateway{t: t, data: data, done: make(chan error, 1)}
 	args := append([]string{"run", "--dev", "--data", data, "--listen", "127.0.0.1:0", "--mqtt", "127.0.0.1:0",
 		"--coap", "127.0.0.1:0", "--coap-dtls", "127.0.0.1:0"}, extra...)
@@ -89,7 +96,7 @@ func startGatewayEnv(t testing.TB, env []string, data string, extra ...string) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := g.cmd.Start(); err != nil {
+	if err := start(g.cmd); err != nil {
 		t.Fatal(err)
 	}
 	ready := make(chan []string, 1)
