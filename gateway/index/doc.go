@@ -45,10 +45,11 @@
 // The schema is shaped for the write rate (thousands of txs per second in
 // blocks of up to a thousand): each block is one SQL transaction, txs are
 // keyed by their global ordinal so inserts append to the table's B-tree,
-// the lookup by tx id goes through a small integer prefix of the id in an
-// index split into generations of 131,072 txs (an insert touches
-// only its generation's part, which stays cached; a lookup probes the
-// generations newest first), and each device touched by a block is written
+// the lookup by tx id goes through a small integer prefix of the id,
+// kept in memory for the newest txs (the open generation, fewer than
+// 131,072) and written to tx_ids in key order once their generation is
+// full (a lookup probes the full generations newest first), and each
+// device touched by a block is written
 // once per block (a device that only sent records with one UPDATE, without
 // reading its row). A device's records are indexed by (device, seq) and
 // (device, stream, seq); the first serves the listings by the device's

@@ -263,16 +263,34 @@ var upgrades = [][]string{
 		`CREATE TABLE IF NOT EXISTS fleet_devices (device TEXT PRIMARY KEY, batch TEXT NOT NULL, public_key BLOB NOT NULL, model TEXT NOT NULL, groups TEXT NOT NULL)`,
 		`CREATE TABLE IF NOT EXISTS enroll_tokens (hash BLOB PRIMARY KEY, model TEXT NOT NULL, groups TEXT NOT NULL)`,
 	},
+	// 10 to 11: the open generation's ids in memory (openIDs). Each tx
+	// inserted a key at random into its generation's part of txs_id_gen:
+	// about one index page dirtied, so ~4 KB of WAL written, a tx, the
+	// largest part of the index's cost. The ids of the open generation
+	// (the newest, not yet full) are now kept in memory, and a full
+	// generation's are written to tx_ids once, in key order (sealTx).
+	{
+		`CREATE TABLE tx_ids (
+			gen       INTEGER NOT NULL, -- (seq - 1) / the generation size
+			id_prefix INTEGER NOT NULL,
+			seq       INTEGER NOT NULL,
+			PRIMARY KEY (gen, id_prefix, seq)
+		) WITHOUT ROWID`,
+		`INSERT INTO tx_ids (gen, id_prefix, seq)
+			SELECT (seq - 1) / g.txs, id_prefix, seq FROM txs, id_generations AS g
+			WHERE seq <= (SELECT coalesce((SELECT first_seq + num_txs - 1 FROM blocks ORDER BY height DESC LIMIT 1), 0)) / g.txs * g.txs
+			ORDER BY 1, 2, 3`,
+		`DROP INDEX txs_id_gen`,
+	},
 }
 
 // generationTxs is the number of txs in a generation of the tx-id index
-// (upgrade 5 to 6). A lookup by id probes each generation, newest first:
-// the more txs in one, the fewer probes; the fewer, the fewer index pages
-// a block dirties (a block of 1000 random inserts dirties about as many
-// pages as its generation's part of the index has leaves, up to one per
-// tx) and the less the cost per record grows within a generation. 2^17
-// txs are 650-930 leaves (3-4 MiB); a lookup at 10M txs makes at most 77
-// probes. BenchmarkApplyGrowth -index.generation compares sizes.
+// (upgrades 5 to 6 and 10 to 11). A lookup by id probes each full
+// generation, newest first: the more txs in one, the fewer probes, and
+// the more memory the open generation's ids take (openIDs, a few MiB at
+// 2^17) and the more rows the batch that fills a generation writes to
+// tx_ids. A lookup at 10M txs makes at most 77 probes.
+// BenchmarkApplyGrowth -index.generation compares sizes.
 const generationTxs = 1 << 17
 
 // generationParam stands for the generation size in the statements of
@@ -287,8 +305,8 @@ type Index struct {
 	db *sql.DB // the pool readers use
 	w  *writer // the one connection that writes
 
-	generation int64  // txs per generation of the tx-id index
-	sqlTx      string // the lookup by id (Tx)
+	generation int64   // txs per generation of the tx-id index
+	open       openIDs // the ids of the txs after the last full generation
 
 	mu     sync.Mutex // serializes writes and Close
 	closed bool
@@ -321,9 +339,9 @@ const readerCache = 8 << 10
 
 var readerIdle = 2 * time.Second
 
-// writerPragmas tune the writing connection. The tx-id index is keyed at
-// random within a generation, so each tx dirties up to one index page: a
-// 64 MiB cache keeps the generation's part in memory, and checkpointing every walCheckpointPages
+// writerPragmas tune the writing connection. A 64 MiB cache keeps the
+// pages inserts go to in memory (up to schema 10 the tx-id index was keyed
+// at random within a generation, up to one page dirtied a tx), and checkpointing every walCheckpointPages
 // pages (about 10 MiB of WAL) instead of every 1000 copies a page that
 // many blocks touch into the database once instead of once per block.
 // A checkpoint does not shrink the WAL file, which would stay as large as
@@ -408,8 +426,37 @@ func (x *Index) init(generation int64) error {
 	if x.generation <= 0 {
 		return fmt.Errorf("generation size %d", x.generation)
 	}
-	x.sqlTx = txByIDSQL(x.generation)
-	return x.w.prepare()
+	x.w.generation = x.generation
+	if err := x.w.prepare(); err != nil {
+		return err
+	}
+	return x.loadOpen()
+}
+
+// loadOpen fills x.open from the txs after the last full generation.
+func (x *Index) loadOpen() error {
+	if err := x.w.loadTop(); err != nil {
+		return err
+	}
+	after := x.w.sealed(x.w.top.lastSeq)
+	rows, err := x.w.c.QueryContext(context.Background(), `SELECT id_prefix, seq FROM txs WHERE seq > ? ORDER BY seq`, int64(after))
+	if err != nil {
+		return fmt.Errorf("open generation: %w", err)
+	}
+	defer rows.Close()
+	var txs []prefixSeq
+	for rows.Next() {
+		var t prefixSeq
+		if err := rows.Scan(&t.p, &t.seq); err != nil {
+			return fmt.Errorf("open generation: %w", err)
+		}
+		txs = append(txs, t)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("open generation: %w", err)
+	}
+	x.open.reset(after, txs)
+	return nil
 }
 
 // migrate brings the schema to schemaVersion: it upgrades a file of
@@ -685,11 +732,34 @@ func (x *Index) apply(bs []Decoded) (err error) {
 	if err := devs.write(); err != nil {
 		return err
 	}
+	before, after := w.sealed(w.top.lastSeq), w.sealed(top.lastSeq)
+	if after > before {
+		if _, err := w.sealTx.Exec(w.generation, int64(before), int64(after)); err != nil {
+			return fmt.Errorf("seal tx-id generations: %w", err)
+		}
+	}
 	if err := w.commit(); err != nil {
 		return err
 	}
+	x.open.commit(after, openTxs(w.top.lastSeq, after, bs))
 	w.top = &top
 	return nil
+}
+
+// openTxs lists the txs of bs, the first of which has seq last+1, that
+// come after seq after and have a row (not pruned).
+func openTxs(last, after uint64, bs []Decoded) []prefixSeq {
+	var txs []prefixSeq
+	seq := last
+	for _, d := range bs {
+		for _, t := range d.Txs {
+			seq++
+			if seq > after && !t.Pruned {
+				txs = append(txs, prefixSeq{idPrefix(t.ID), int64(seq)})
+			}
+		}
+	}
+	return txs
 }
 
 // applyBlock writes the block with header h and decoded txs on top of
@@ -760,8 +830,10 @@ type writer struct {
 	height, lastSeq, tmax *sql.Stmt
 	insBlock, insTx       *sql.Stmt
 	getDevice, putDevice  *sql.Stmt
-	addRecords            *sql.Stmt
+	addRecords, sealTx    *sql.Stmt
 	stmts                 []*sql.Stmt // all of the above, to close
+
+	generation int64 // txs per generation of the tx-id index
 
 	// top is what the next block continues, read from the tables once and
 	// then kept by apply: three queries fewer per block. nil until read,
@@ -774,6 +846,13 @@ type writer struct {
 type topBlock struct {
 	height, lastSeq uint64
 	tmax            int64
+}
+
+// sealed is the last seq of the last full tx-id generation when last is
+// the last tx's: the txs up to it are in tx_ids, those after in openIDs.
+func (w *writer) sealed(last uint64) uint64 {
+	g := uint64(w.generation)
+	return last / g * g
 }
 
 // loadTop reads w.top from the tables if it is not known.
@@ -817,6 +896,10 @@ func (w *writer) prepare() error {
 		{&w.putDevice, `REPLACE INTO devices (` + deviceCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 		// Seqs are at most MaxInt64 (ledger), so SQL's max is exact.
 		{&w.addRecords, `UPDATE devices SET last_seq = max(last_seq, ?), last_seen = ?, records = records + ? WHERE id = ?`},
+		// The ids of the generations that became full, in key order: the
+		// B-tree's pages are filled one after the other, each written once.
+		{&w.sealTx, `INSERT INTO tx_ids (gen, id_prefix, seq)
+			SELECT (seq - 1) / ?1, id_prefix, seq FROM txs WHERE seq > ?2 AND seq <= ?3 ORDER BY 1, 2, 3`},
 	} {
 		s, err := w.c.PrepareContext(context.Background(), p.q)
 		if err != nil {
@@ -1091,7 +1174,7 @@ func (x *Index) Reset() error {
 		return fmt.Errorf("index: reset: %w", err)
 	}
 	defer tx.Rollback()
-	for _, table := range []string{"txs", "blocks", "devices", "device_groups", "configs", "config_reports",
+	for _, table := range []string{"txs", "tx_ids", "blocks", "devices", "device_groups", "configs", "config_reports",
 		"vendors", "reviewers", "firmware", "releases", "firmware_reports"} {
 		if _, err := tx.Exec(`DELETE FROM ` + table); err != nil {
 			return fmt.Errorf("index: reset %s: %w", table, err)
@@ -1103,6 +1186,7 @@ func (x *Index) Reset() error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("index: reset commit: %w", err)
 	}
+	x.open.reset(0, nil)
 	return nil
 }
 

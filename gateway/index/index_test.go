@@ -651,9 +651,11 @@ func TestRebuildProgressAndErrors(t *testing.T) {
 func TestQueryPlans(t *testing.T) {
 	x := open(t, filepath.Join(t.TempDir(), "index.db"))
 	plans := map[string]string{
-		strings.Replace(strings.Replace(x.sqlTx, "?", "1", 1), "?", "x'00'", 1):     "txs_id_gen",
-		strings.NewReplacer("?1", "'a'", "?2", "5", "?3", "10").Replace(sqlRecords): "txs_device_records (device=? AND seq<?)",
-		`SELECT ` + txCols + ` FROM txs WHERE seq >= 1 AND seq < 5 ORDER BY seq`:    "INTEGER PRIMARY KEY",
+		strings.Replace(strings.Replace(sqlTxSealed, "?", "1", 1), "?", "x'00'", 1):  "SEARCH tx_ids USING PRIMARY KEY (gen=? AND id_prefix=?)",
+		strings.Replace(strings.Replace(sqlTxAt, "?", "1", 1), "?", "x'00'", 1):      "SEARCH txs USING INTEGER PRIMARY KEY (rowid=?)",
+		strings.NewReplacer("?1", "10", "?2", "1", "?3", "100").Replace(sqlPruneIDs): "SEARCH tx_ids USING PRIMARY KEY (gen=? AND id_prefix=? AND seq=?)",
+		strings.NewReplacer("?1", "'a'", "?2", "5", "?3", "10").Replace(sqlRecords):  "txs_device_records (device=? AND seq<?)",
+		`SELECT ` + txCols + ` FROM txs WHERE seq >= 1 AND seq < 5 ORDER BY seq`:     "INTEGER PRIMARY KEY",
 	}
 	for q, want := range plans {
 		rows, err := x.db.Query(`EXPLAIN QUERY PLAN ` + q)

@@ -118,6 +118,10 @@ func (x *Index) pruneBatch(start, end, height uint64) (int64, error) {
 			return 0, fmt.Errorf("index: prune: %w", full(err))
 		}
 	} else {
+		if _, err := w.Exec(sqlPruneIDs, w.generation, int64(start), int64(end)); err != nil {
+			w.rollback()
+			return 0, fmt.Errorf("index: prune ids: %w", full(err))
+		}
 		res, err := w.Exec(`DELETE FROM txs WHERE seq >= ? AND seq < ? AND kind = `+kindRecord, int64(start), int64(end))
 		if err != nil {
 			w.rollback()
@@ -131,3 +135,8 @@ func (x *Index) pruneBatch(start, end, height uint64) (int64, error) {
 	}
 	return n, nil
 }
+
+// sqlPruneIDs deletes the tx_ids rows of the record rows of seq [?2, ?3)
+// for generations of ?1 txs, before the rows themselves: one probe each.
+const sqlPruneIDs = `DELETE FROM tx_ids WHERE (gen, id_prefix, seq) IN
+	(SELECT (seq - 1) / ?1, id_prefix, seq FROM txs WHERE seq >= ?2 AND seq < ?3 AND kind = ` + kindRecord + `)`

@@ -3,6 +3,7 @@ package index
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -42,10 +43,18 @@ func kinds(t *testing.T, x *Index, h uint64) []string {
 	return out
 }
 
+// TestPruneRecords prunes with the txs in the open tx-id generation, and
+// with generations of 2 txs, most of them full (in tx_ids).
 func TestPruneRecords(t *testing.T) {
+	for _, gen := range []int64{generationTxs, 2} {
+		t.Run(fmt.Sprintf("generation=%d", gen), func(t *testing.T) { testPruneRecords(t, gen) })
+	}
+}
+
+func testPruneRecords(t *testing.T, gen int64) {
 	c, recs := prunedChain(t)
 	path := filepath.Join(t.TempDir(), "index.db")
-	x := open(t, path)
+	x := openGen(t, path, gen)
 	apply(t, x, c.blocks...)
 	before1, _ := x.Device("dev-1")
 
@@ -85,6 +94,7 @@ func TestPruneRecords(t *testing.T) {
 			}
 		}
 	}
+	checkIDTable(t, x)
 	after1, _ := x.Device("dev-1")
 	if !reflect.DeepEqual(before1, after1) {
 		t.Fatalf("device row changed: %+v, was %+v", after1, before1)
@@ -99,8 +109,9 @@ func TestPruneRecords(t *testing.T) {
 	if n, err := x.PruneRecords(7, 0); err != nil || n != 6 {
 		t.Fatalf("PruneRecords(7) = %d, %v", n, err)
 	}
+	checkIDTable(t, x)
 	x.Close()
-	x = open(t, path)
+	x = openGen(t, path, gen)
 	if h, _ := x.PrunedHeight(); h != 7 {
 		t.Fatalf("PrunedHeight after reopen = %d", h)
 	}

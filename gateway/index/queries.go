@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strconv"
 	"strings"
 )
 
@@ -211,9 +210,10 @@ func (x *Index) Blocks(before uint64, limit int) ([]BlockInfo, error) {
 
 // Tx returns the tx with the given id, or ErrNotFound.
 //
-// Cost: one probe of the tx-id index per generation (generationTxs txs),
-// newest first, until the tx is found: a tx committed lately is found at
-// once, an id of no tx probes every generation.
+// Cost: a tx of the open generation (the last txs, fewer than
+// generationTxs) is found in memory and read by its seq; an older one
+// costs one probe of tx_ids per full generation, newest first, until it
+// is found, and an id of no tx probes every generation.
 func (x *Index) Tx(id [32]byte) (*TxInfo, error) {
 	return x.tx(x.read(), id)
 }
@@ -227,27 +227,38 @@ func (x *Index) TxIndexed(id [32]byte) (*TxInfo, error) {
 }
 
 func (x *Index) tx(db *sql.DB, id [32]byte) (*TxInfo, error) {
-	t, err := scanTx(db.QueryRow(x.sqlTx, idPrefix(id), id[:]))
+	p := idPrefix(id)
+	for _, seq := range x.open.seqs(p) {
+		t, err := scanTx(db.QueryRow(sqlTxAt, seq, id[:]))
+		if err == nil {
+			return &t, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) { // no row: pruned, or another id with the prefix
+			return nil, fmt.Errorf("index: tx %x: %w", id, err)
+		}
+	}
+	t, err := scanTx(db.QueryRow(sqlTxSealed, p, id[:]))
 	if err != nil {
 		return nil, fmt.Errorf("index: tx %x: %w", id, notFound(err))
 	}
 	return &t, nil
 }
 
-// txByIDSQL is the query of Tx for generations of gen txs, with the
+// sqlTxAt reads the tx at a seq if it has the id.
+const sqlTxAt = `SELECT ` + txCols + ` FROM txs WHERE seq = ? AND id = ?`
+
+// sqlTxSealed looks an id up in the full generations, with the
 // parameters id_prefix and id. The recursive part counts the generations
-// down from the newest; the CROSS JOIN keeps it the outer loop, so each
-// generation is one probe of txs_id_gen ((seq - 1) / gen, id_prefix).
-// The state never commits a tx twice; if it did, Tx would return the
-// newest (the index on id_prefix alone returned the oldest).
-func txByIDSQL(gen int64) string {
-	g := strconv.FormatInt(gen, 10)
-	return `WITH RECURSIVE gens(n) AS (
-			SELECT (max(seq) - 1) / ` + g + ` FROM txs
-			UNION ALL SELECT n - 1 FROM gens WHERE n > 0)
-		SELECT ` + txCols + ` FROM gens CROSS JOIN txs ON (seq - 1) / ` + g + ` = gens.n AND id_prefix = ?
-		WHERE id = ? LIMIT 1`
-}
+// down from the newest; the CROSS JOINs keep it the outer loop, so each
+// generation is one probe of tx_ids (gen, id_prefix). The state never
+// commits a tx twice; if it did, Tx would return the one in the newest
+// generation.
+const sqlTxSealed = `WITH RECURSIVE gens(n) AS (
+		SELECT max(gen) FROM tx_ids
+		UNION ALL SELECT n - 1 FROM gens WHERE n > 0)
+	SELECT ` + txCols + ` FROM gens CROSS JOIN tx_ids ON tx_ids.gen = gens.n AND tx_ids.id_prefix = ?
+		CROSS JOIN txs ON txs.seq = tx_ids.seq
+	WHERE txs.id = ? LIMIT 1`
 
 // TxsInBlock returns the txs of the block at height in block order, or
 // ErrNotFound if that block is not indexed.

@@ -283,7 +283,7 @@ func TestUpgradeFromVersion4(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, stmt := range []string{`DROP INDEX txs_id_gen`, `DROP TABLE id_generations`, `CREATE INDEX txs_id_prefix ON txs (id_prefix)`,
+	for _, stmt := range []string{`DROP TABLE tx_ids`, `DROP TABLE id_generations`, `CREATE INDEX txs_id_prefix ON txs (id_prefix)`,
 		`DROP INDEX blocks_tmax`, `DROP INDEX blocks_backstep`, `DROP INDEX txs_device_records`,
 		`DROP INDEX txs_stream_records`, `ALTER TABLE blocks DROP COLUMN tmax`,
 		`CREATE INDEX txs_records ON txs (device, dev_seq) WHERE kind = ` + kindRecord, `PRAGMA user_version = 4`} {

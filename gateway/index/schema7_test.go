@@ -103,7 +103,9 @@ func TestUpgradeDropsRecordsIndex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []string{`CREATE INDEX txs_records ON txs (device, dev_seq) WHERE kind = ` + kindRecord, `PRAGMA user_version = 6`} {
+	for _, q := range []string{`CREATE INDEX txs_records ON txs (device, dev_seq) WHERE kind = ` + kindRecord,
+		`DROP TABLE tx_ids`, fmt.Sprintf(`CREATE INDEX txs_id_gen ON txs ((seq - 1) / %d, id_prefix)`, generationTxs),
+		`PRAGMA user_version = 6`} {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatal(err)
 		}

@@ -81,9 +81,11 @@ func TestTxLookupAcrossGenerations(t *testing.T) {
 	}
 	// 66 txs: generation 6 (txs 61-70) is partly full.
 	checkLookups(t, x, s)
+	checkIDTable(t, x)
 	// 71 txs: generation 7 holds one.
 	s.apply(t, x, 5)
 	checkLookups(t, x, s)
+	checkIDTable(t, x)
 
 	// The file keeps its generation size: opened with another, lookups
 	// still find every tx through the index.
@@ -99,7 +101,7 @@ func TestTxLookupAcrossGenerations(t *testing.T) {
 
 // TestUpgradeFromIDPrefixIndex opens a file of schema version 5, whose
 // tx-id index is on id_prefix alone: Open upgrades it in place, the rows
-// stay and lookups go through the generations' index.
+// stay, the full generations' ids go to tx_ids and lookups find every tx.
 func TestUpgradeFromIDPrefixIndex(t *testing.T) {
 	const devices = 3
 	path := filepath.Join(t.TempDir(), "index.db")
@@ -115,7 +117,7 @@ func TestUpgradeFromIDPrefixIndex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []string{`DROP INDEX txs_id_gen`, `DROP TABLE id_generations`,
+	for _, q := range []string{`DROP TABLE tx_ids`, `DROP TABLE id_generations`,
 		`CREATE INDEX txs_id_prefix ON txs (id_prefix)`,
 		`CREATE INDEX txs_records ON txs (device, dev_seq) WHERE kind = ` + kindRecord, `PRAGMA user_version = 5`} {
 		if _, err := db.Exec(q); err != nil {
@@ -131,21 +133,69 @@ func TestUpgradeFromIDPrefixIndex(t *testing.T) {
 	if y.generation != 4 {
 		t.Errorf("generation = %d, want 4", y.generation)
 	}
-	var names []string
-	rows, err := y.db.Query(`SELECT name FROM sqlite_schema WHERE type = 'index' AND name LIKE 'txs_id%' ORDER BY name`)
+	checkIDTable(t, y)
+	checkLookups(t, y, s)
+	s.apply(t, y, testPerBlock)
+	checkLookups(t, y, s)
+	checkIDTable(t, y)
+}
+
+// TestUpgradeToIDTable opens a file of schema version 10, whose tx-id
+// index is txs_id_gen over every tx: Open moves the full generations'
+// ids to tx_ids, loads the open one's, and lookups find every tx.
+func TestUpgradeToIDTable(t *testing.T) {
+	const devices, gen = 3, 10
+	path := filepath.Join(t.TempDir(), "index.db")
+	x := openGen(t, path, gen)
+	s := newSynthChain(t, x, devices)
+	for range 9 {
+		s.apply(t, x, testPerBlock)
+	}
+	x.Close()
+
+	db, err := sql.Open("sqlite", path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for rows.Next() {
-		var n string
-		rows.Scan(&n)
-		names = append(names, n)
+	for _, q := range []string{`DROP TABLE tx_ids`, fmt.Sprintf(`CREATE INDEX txs_id_gen ON txs ((seq - 1) / %d, id_prefix)`, gen),
+		`PRAGMA user_version = 10`} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
 	}
-	rows.Close()
-	if fmt.Sprint(names) != "[txs_id_gen]" {
-		t.Errorf("tx-id indexes after upgrade: %v", names)
+	db.Close()
+
+	y := openGen(t, path, gen)
+	checkIDTable(t, y)
+	var n int
+	if err := y.db.QueryRow(`SELECT count(*) FROM tx_ids`).Scan(&n); err != nil || n != 60 {
+		t.Fatalf("tx_ids after the upgrade: %d rows, %v; want the 60 txs of 6 full generations", n, err)
 	}
 	checkLookups(t, y, s)
 	s.apply(t, y, testPerBlock)
 	checkLookups(t, y, s)
+	checkIDTable(t, y)
+}
+
+// checkIDTable checks that tx_ids holds exactly the txs of the full
+// generations that have a row, and that no index on txs is keyed by id.
+func checkIDTable(t *testing.T, x *Index) {
+	t.Helper()
+	var stray, missing, idx int
+	if err := x.db.QueryRow(`SELECT count(*) FROM tx_ids LEFT JOIN txs USING (seq)
+		WHERE txs.seq IS NULL OR txs.id_prefix != tx_ids.id_prefix OR tx_ids.gen != (tx_ids.seq - 1) / ?`, x.generation).Scan(&stray); err != nil {
+		t.Fatal(err)
+	}
+	x.open.mu.RLock()
+	after := x.open.after
+	x.open.mu.RUnlock()
+	if err := x.db.QueryRow(`SELECT count(*) FROM txs WHERE seq <= ? AND seq NOT IN (SELECT seq FROM tx_ids)`, int64(after)).Scan(&missing); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.db.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND sql LIKE '%id_prefix%'`).Scan(&idx); err != nil {
+		t.Fatal(err)
+	}
+	if stray != 0 || missing != 0 || idx != 0 {
+		t.Errorf("tx_ids: %d rows of no such tx, %d txs of full generations missing (up to seq %d); %d indexes on id_prefix", stray, missing, after, idx)
+	}
 }
