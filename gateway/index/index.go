@@ -268,7 +268,7 @@ var upgrades = [][]string{
 	// about one index page dirtied, so ~4 KB of WAL written, a tx, the
 	// largest part of the index's cost. The ids of the open generation
 	// (the newest, not yet full) are now kept in memory, and a full
-	// generation's are written to tx_ids once, in key order (sealTx).
+	// generation's are written to tx_ids once, in key order (seal).
 	{
 		`CREATE TABLE tx_ids (
 			gen       INTEGER NOT NULL, -- (seq - 1) / the generation size
@@ -733,17 +733,52 @@ func (x *Index) apply(bs []Decoded) (err error) {
 		return err
 	}
 	before, after := w.sealed(w.top.lastSeq), w.sealed(top.lastSeq)
+	added := openTxs(w.top.lastSeq, before, bs)
 	if after > before {
-		if _, err := w.sealTx.Exec(w.generation, int64(before), int64(after)); err != nil {
+		if err := w.seal(x.open.full(after, added)); err != nil {
 			return fmt.Errorf("seal tx-id generations: %w", err)
 		}
 	}
 	if err := w.commit(); err != nil {
 		return err
 	}
-	x.open.commit(after, openTxs(w.top.lastSeq, after, bs))
+	x.open.commit(after, added)
 	w.top = &top
 	return nil
+}
+
+// sealRows is how many rows of tx_ids one INSERT of seal writes.
+const sealRows = 256
+
+// seal writes the ids of generations that became full to tx_ids, in key
+// order: the B-tree's pages are filled one after the other, each written
+// once. Sorted in Go and inserted sealRows a statement, a generation costs
+// half of what SQLite's sorter took (INSERT … SELECT … ORDER BY).
+func (w *writer) seal(ids []prefixSeq) error {
+	args := make([]any, 0, 3*sealRows)
+	for len(ids) > 0 {
+		n := min(len(ids), sealRows)
+		args = args[:0]
+		for _, t := range ids[:n] {
+			args = append(args, (t.seq-1)/w.generation, t.p, t.seq)
+		}
+		var err error
+		if n == sealRows {
+			_, err = w.sealIDs.Exec(args...)
+		} else {
+			_, err = w.Exec(insertIDs(n), args...)
+		}
+		if err != nil {
+			return err
+		}
+		ids = ids[n:]
+	}
+	return nil
+}
+
+// insertIDs is an INSERT of rows rows into tx_ids.
+func insertIDs(rows int) string {
+	return `INSERT INTO tx_ids (gen, id_prefix, seq) VALUES ` + strings.Repeat(`(?, ?, ?), `, rows-1) + `(?, ?, ?)`
 }
 
 // openTxs lists the txs of bs, the first of which has seq last+1, that
@@ -830,7 +865,7 @@ type writer struct {
 	height, lastSeq, tmax *sql.Stmt
 	insBlock, insTx       *sql.Stmt
 	getDevice, putDevice  *sql.Stmt
-	addRecords, sealTx    *sql.Stmt
+	addRecords, sealIDs   *sql.Stmt
 	stmts                 []*sql.Stmt // all of the above, to close
 
 	generation int64 // txs per generation of the tx-id index
@@ -896,10 +931,7 @@ func (w *writer) prepare() error {
 		{&w.putDevice, `REPLACE INTO devices (` + deviceCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 		// Seqs are at most MaxInt64 (ledger), so SQL's max is exact.
 		{&w.addRecords, `UPDATE devices SET last_seq = max(last_seq, ?), last_seen = ?, records = records + ? WHERE id = ?`},
-		// The ids of the generations that became full, in key order: the
-		// B-tree's pages are filled one after the other, each written once.
-		{&w.sealTx, `INSERT INTO tx_ids (gen, id_prefix, seq)
-			SELECT (seq - 1) / ?1, id_prefix, seq FROM txs WHERE seq > ?2 AND seq <= ?3 ORDER BY 1, 2, 3`},
+		{&w.sealIDs, insertIDs(sealRows)},
 	} {
 		s, err := w.c.PrepareContext(context.Background(), p.q)
 		if err != nil {

@@ -12,13 +12,17 @@ import (
 // the lookup then checks the whole id on the tx's row. The writer adds a
 // batch's txs once their SQL transaction has committed, and drops the
 // txs of a generation once it is full and in tx_ids: a reader finds a tx
-// in one or the other, never in neither.
+// in one or the other, never in neither. It holds only txs that have a
+// row: pruning takes out the records it deletes (forget).
 type openIDs struct {
 	mu    sync.RWMutex
 	after uint64            // the last seq of the last full generation (a multiple of the generation size)
 	first map[int64]int64   // prefix → the seq of the first tx with it
 	more  map[int64][]int64 // prefix → the seqs of the later txs with it (rare: 64-bit prefixes)
 }
+
+// prefixSeq is a tx's id prefix and seq.
+type prefixSeq struct{ p, seq int64 }
 
 // reset makes o hold txs, the txs after seq after, in seq order.
 func (o *openIDs) reset(after uint64, txs []prefixSeq) {
@@ -30,8 +34,35 @@ func (o *openIDs) reset(after uint64, txs []prefixSeq) {
 	}
 }
 
-// prefixSeq is a tx's id prefix and seq.
-type prefixSeq struct{ p, seq int64 }
+// sealedTo is the last seq of the last full generation.
+func (o *openIDs) sealedTo() uint64 {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	return o.after
+}
+
+// full returns the txs up to seq to, those o holds and those of txs, in
+// the order of tx_ids' key (prefix, seq): what a generation that became
+// full writes there.
+func (o *openIDs) full(to uint64, txs []prefixSeq) []prefixSeq {
+	o.mu.RLock()
+	var out []prefixSeq
+	for p, seq := range o.first {
+		out = append(out, prefixSeq{p, seq})
+	}
+	for p, seqs := range o.more {
+		for _, seq := range seqs {
+			out = append(out, prefixSeq{p, seq})
+		}
+	}
+	o.mu.RUnlock()
+	out = append(out, txs...)
+	out = slices.DeleteFunc(out, func(t prefixSeq) bool { return uint64(t.seq) > to })
+	slices.SortFunc(out, func(a, b prefixSeq) int {
+		return cmp.Or(cmp.Compare(a.p, b.p), cmp.Compare(a.seq, b.seq))
+	})
+	return out
+}
 
 // commit drops the txs up to seq after, which full generations have taken
 // to tx_ids, and adds txs, which follow those o holds.
@@ -60,6 +91,28 @@ func (o *openIDs) commit(after uint64, txs []prefixSeq) {
 	}
 }
 
+// forget takes out txs, whose rows were deleted.
+func (o *openIDs) forget(txs []prefixSeq) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, t := range txs {
+		more := o.more[t.p]
+		switch {
+		case o.first[t.p] != t.seq:
+			more = slices.DeleteFunc(more, func(s int64) bool { return s == t.seq })
+		case len(more) > 0:
+			o.first[t.p], more = more[0], more[1:]
+		default:
+			delete(o.first, t.p)
+		}
+		if len(more) == 0 {
+			delete(o.more, t.p)
+		} else {
+			o.more[t.p] = more
+		}
+	}
+}
+
 // add records t unless a full generation has it; o.mu is held.
 func (o *openIDs) add(t prefixSeq) {
 	if uint64(t.seq) <= o.after {
@@ -84,7 +137,7 @@ func (o *openIDs) seqs(p int64) []int64 {
 	if !ok {
 		return nil
 	}
-	s := append(slices.Clone(o.more[p]), first)
+	s := append([]int64{first}, o.more[p]...)
 	slices.Reverse(s)
 	return s
 }

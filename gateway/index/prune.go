@@ -1,6 +1,7 @@
 package index
 
 import (
+	"context"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -112,6 +113,7 @@ func (x *Index) pruneBatch(start, end, height uint64) (int64, error) {
 		return 0, fmt.Errorf("index: prune: %w", full(err))
 	}
 	var n int64
+	var forget []prefixSeq // the open generation's records deleted
 	if end == 0 {
 		if _, err := w.Exec(`UPDATE retention SET pruned_height = ?`, int64(height)); err != nil {
 			w.rollback()
@@ -119,6 +121,11 @@ func (x *Index) pruneBatch(start, end, height uint64) (int64, error) {
 		}
 	} else {
 		if _, err := w.Exec(sqlPruneIDs, w.generation, int64(start), int64(end)); err != nil {
+			w.rollback()
+			return 0, fmt.Errorf("index: prune ids: %w", full(err))
+		}
+		var err error
+		if forget, err = openRecords(w, max(start, x.open.sealedTo()+1), end); err != nil {
 			w.rollback()
 			return 0, fmt.Errorf("index: prune ids: %w", full(err))
 		}
@@ -133,7 +140,30 @@ func (x *Index) pruneBatch(start, end, height uint64) (int64, error) {
 		w.rollback()
 		return 0, fmt.Errorf("index: prune: %w", full(err))
 	}
+	x.open.forget(forget)
 	return n, nil
+}
+
+// openRecords lists the record rows of seq [start, end).
+func openRecords(w *writer, start, end uint64) ([]prefixSeq, error) {
+	if start >= end {
+		return nil, nil
+	}
+	rows, err := w.c.QueryContext(context.Background(), `SELECT id_prefix, seq FROM txs WHERE seq >= ? AND seq < ? AND kind = `+kindRecord,
+		int64(start), int64(end))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []prefixSeq
+	for rows.Next() {
+		var t prefixSeq
+		if err := rows.Scan(&t.p, &t.seq); err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
 }
 
 // sqlPruneIDs deletes the tx_ids rows of the record rows of seq [?2, ?3)

@@ -240,3 +240,36 @@ func TestPrunedTopBlock(t *testing.T) {
 		}
 	}
 }
+
+// TestPruneThenSeal prunes the records of the open tx-id generation and
+// then fills it: tx_ids gets the ids of the txs left and no others, and
+// lookups answer as before (a pruned record: ErrNotFound).
+func TestPruneThenSeal(t *testing.T) {
+	c, recs := prunedChain(t) // txs 1-16; with generations of 10, 11-16 (records) are open
+	x := openGen(t, filepath.Join(t.TempDir(), "index.db"), 10)
+	apply(t, x, c.blocks...)
+	if _, err := x.PruneRecords(7, 0); err != nil {
+		t.Fatal(err)
+	}
+	k := newEd25519(t)
+	var added [][32]byte
+	enroll := c.enroll("dev-4", k)
+	txs := [][]byte{record(t, "dev-4", k, 1), record(t, "dev-4", k, 2), record(t, "dev-4", k, 3), record(t, "dev-4", k, 4)}
+	apply(t, x, c.next(enroll), c.next(txs...)) // txs 17-21: the generation of 11-20 is full
+	checkIDTable(t, x)
+	for _, env := range append(txs, enroll) {
+		added = append(added, txID(t, env))
+	}
+	for _, id := range added {
+		if _, err := x.Tx(id); err != nil {
+			t.Errorf("Tx of a tx indexed after the prune: %v", err)
+		}
+	}
+	for h, ids := range recs {
+		for _, id := range ids {
+			if _, err := x.Tx(id); !errors.Is(err, ErrNotFound) {
+				t.Errorf("Tx of a pruned record of block %d: %v, want ErrNotFound", h, err)
+			}
+		}
+	}
+}
