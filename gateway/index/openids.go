@@ -46,17 +46,8 @@ func (o *openIDs) sealedTo() uint64 {
 // full writes there.
 func (o *openIDs) full(to uint64, txs []prefixSeq) []prefixSeq {
 	o.mu.RLock()
-	var out []prefixSeq
-	for p, seq := range o.first {
-		out = append(out, prefixSeq{p, seq})
-	}
-	for p, seqs := range o.more {
-		for _, seq := range seqs {
-			out = append(out, prefixSeq{p, seq})
-		}
-	}
+	out := append(o.all(), txs...)
 	o.mu.RUnlock()
-	out = append(out, txs...)
 	out = slices.DeleteFunc(out, func(t prefixSeq) bool { return uint64(t.seq) > to })
 	slices.SortFunc(out, func(a, b prefixSeq) int {
 		return cmp.Or(cmp.Compare(a.p, b.p), cmp.Compare(a.seq, b.seq))
@@ -71,15 +62,7 @@ func (o *openIDs) commit(after uint64, txs []prefixSeq) {
 	defer o.mu.Unlock()
 	if after > o.after {
 		// A fresh map: a Go map does not shrink when its keys are deleted.
-		var keep []prefixSeq
-		for p, seq := range o.first {
-			keep = append(keep, prefixSeq{p, seq})
-		}
-		for p, seqs := range o.more {
-			for _, seq := range seqs {
-				keep = append(keep, prefixSeq{p, seq})
-			}
-		}
+		keep := o.all()
 		slices.SortFunc(keep, func(a, b prefixSeq) int { return cmp.Compare(a.seq, b.seq) })
 		o.after, o.first, o.more = after, make(map[int64]int64), nil
 		for _, t := range keep {
@@ -89,6 +72,20 @@ func (o *openIDs) commit(after uint64, txs []prefixSeq) {
 	for _, t := range txs {
 		o.add(t)
 	}
+}
+
+// all lists the txs o holds, in no order; o.mu is held.
+func (o *openIDs) all() []prefixSeq {
+	out := make([]prefixSeq, 0, len(o.first))
+	for p, seq := range o.first {
+		out = append(out, prefixSeq{p, seq})
+	}
+	for p, seqs := range o.more {
+		for _, seq := range seqs {
+			out = append(out, prefixSeq{p, seq})
+		}
+	}
+	return out
 }
 
 // forget takes out txs, whose rows were deleted.
