@@ -42,8 +42,10 @@ func (o *openIDs) sealedTo() uint64 {
 }
 
 // full returns the txs up to seq to, those o holds and those of txs, in
-// the order of tx_ids' key (prefix, seq): what a generation that became
-// full writes there.
+// (prefix, seq) order, which is tx_ids' key within a generation: what a
+// generation that became full writes there. (A batch fills at most one
+// generation of 2^17 txs; if it filled several, the rows would still be
+// right, only not written in key order.)
 func (o *openIDs) full(to uint64, txs []prefixSeq) []prefixSeq {
 	o.mu.RLock()
 	out := append(o.all(), txs...)
