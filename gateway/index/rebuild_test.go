@@ -3,6 +3,7 @@ package index
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -103,11 +104,19 @@ func takeAnswers(t *testing.T, x *Index, c *chain) answers {
 // TestRebuildAnswersEqual builds an index as the chain does while it
 // commits (block by block, from txs it decoded) and another from the block
 // log from scratch, and checks that every answer of the read side is the
-// same, and that the device rows hold what the txs say.
+// same, and that the device rows hold what the txs say. With tx-id
+// generations of 4 txs most lookups by id go through tx_ids, the rest
+// through the open generation in memory, sealed at other batches in each.
 func TestRebuildAnswersEqual(t *testing.T) {
+	for _, gen := range []int64{generationTxs, 4} {
+		t.Run(fmt.Sprintf("generation=%d", gen), func(t *testing.T) { testRebuildAnswersEqual(t, gen) })
+	}
+}
+
+func testRebuildAnswersEqual(t *testing.T, gen int64) {
 	c := mixedChain(t)
 	dir := t.TempDir()
-	x := open(t, filepath.Join(dir, "incremental.db"))
+	x := openGen(t, filepath.Join(dir, "incremental.db"), gen)
 	for _, b := range c.blocks {
 		txs := make([]*ledger.Tx, len(b.Txs))
 		for i, env := range b.Txs {
@@ -122,8 +131,11 @@ func TestRebuildAnswersEqual(t *testing.T) {
 		}
 	}
 	want := takeAnswers(t, x, c)
+	if n := len(want.Snapshot.NotFound); n > 0 || len(want.Snapshot.Tx) == 0 {
+		t.Fatalf("Tx found %d of the chain's txs and not %d", len(want.Snapshot.Tx), n)
+	}
 
-	y := open(t, filepath.Join(dir, "rebuilt.db"))
+	y := openGen(t, filepath.Join(dir, "rebuilt.db"), gen)
 	if err := Rebuild(context.Background(), y, uint64(len(c.blocks)), c.read, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -139,6 +151,8 @@ func TestRebuildAnswersEqual(t *testing.T) {
 	if got := takeAnswers(t, x, c); !reflect.DeepEqual(got, want) {
 		t.Errorf("reset and rebuilt:\n got %+v\nwant %+v", got, want)
 	}
+	checkIDTable(t, x)
+	checkIDTable(t, y)
 
 	// The device rows, as the txs make them.
 	time := func(h int) int64 { return c.blocks[h-1].Header.Time }
