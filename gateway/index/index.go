@@ -439,24 +439,31 @@ func (x *Index) loadOpen() error {
 		return err
 	}
 	after := x.w.sealed(x.w.top.lastSeq)
-	rows, err := x.w.c.QueryContext(context.Background(), `SELECT id_prefix, seq FROM txs WHERE seq > ? ORDER BY seq`, int64(after))
+	txs, err := x.w.prefixSeqs(`seq > ? ORDER BY seq`, int64(after))
 	if err != nil {
-		return fmt.Errorf("open generation: %w", err)
-	}
-	defer rows.Close()
-	var txs []prefixSeq
-	for rows.Next() {
-		var t prefixSeq
-		if err := rows.Scan(&t.p, &t.seq); err != nil {
-			return fmt.Errorf("open generation: %w", err)
-		}
-		txs = append(txs, t)
-	}
-	if err := rows.Err(); err != nil {
 		return fmt.Errorf("open generation: %w", err)
 	}
 	x.open.reset(after, txs)
 	return nil
+}
+
+// prefixSeqs lists the id prefix and seq of the rows of txs that match
+// where, an SQL condition with the parameters args.
+func (w *writer) prefixSeqs(where string, args ...any) ([]prefixSeq, error) {
+	rows, err := w.c.QueryContext(context.Background(), `SELECT id_prefix, seq FROM txs WHERE `+where, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []prefixSeq
+	for rows.Next() {
+		var t prefixSeq
+		if err := rows.Scan(&t.p, &t.seq); err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
 }
 
 // migrate brings the schema to schemaVersion: it upgrades a file of

@@ -1,7 +1,6 @@
 package index
 
 import (
-	"context"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -120,14 +119,21 @@ func (x *Index) pruneBatch(start, end, height uint64) (int64, error) {
 			return 0, fmt.Errorf("index: prune: %w", full(err))
 		}
 	} else {
-		if _, err := w.Exec(sqlPruneIDs, w.generation, int64(start), int64(end)); err != nil {
-			w.rollback()
-			return 0, fmt.Errorf("index: prune ids: %w", full(err))
+		// The ids of the records to delete: in tx_ids up to the last
+		// full generation, in memory after it.
+		open := x.open.sealedTo() + 1
+		if start < open {
+			if _, err := w.Exec(sqlPruneIDs, w.generation, int64(start), int64(min(end, open))); err != nil {
+				w.rollback()
+				return 0, fmt.Errorf("index: prune ids: %w", full(err))
+			}
 		}
-		var err error
-		if forget, err = openRecords(w, max(start, x.open.sealedTo()+1), end); err != nil {
-			w.rollback()
-			return 0, fmt.Errorf("index: prune ids: %w", full(err))
+		if open < end {
+			var err error
+			if forget, err = w.prefixSeqs(`seq >= ? AND seq < ? AND kind = `+kindRecord, int64(max(start, open)), int64(end)); err != nil {
+				w.rollback()
+				return 0, fmt.Errorf("index: prune ids: %w", full(err))
+			}
 		}
 		res, err := w.Exec(`DELETE FROM txs WHERE seq >= ? AND seq < ? AND kind = `+kindRecord, int64(start), int64(end))
 		if err != nil {
@@ -142,28 +148,6 @@ func (x *Index) pruneBatch(start, end, height uint64) (int64, error) {
 	}
 	x.open.forget(forget)
 	return n, nil
-}
-
-// openRecords lists the record rows of seq [start, end).
-func openRecords(w *writer, start, end uint64) ([]prefixSeq, error) {
-	if start >= end {
-		return nil, nil
-	}
-	rows, err := w.c.QueryContext(context.Background(), `SELECT id_prefix, seq FROM txs WHERE seq >= ? AND seq < ? AND kind = `+kindRecord,
-		int64(start), int64(end))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []prefixSeq
-	for rows.Next() {
-		var t prefixSeq
-		if err := rows.Scan(&t.p, &t.seq); err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
 }
 
 // sqlPruneIDs deletes the tx_ids rows of the record rows of seq [?2, ?3)
