@@ -903,8 +903,9 @@ func (c *Chain) Receipt(id [32]byte) (*ledger.Receipt, error) {
 // a snapshot, whose tip must then be the hash of the log's block at that
 // height, or the log's base hash for a snapshot at the base of a log that
 // starts from one), checking that each block links to the one before. It
-// returns how many blocks it applied. progress, if not nil, is called now
-// and then.
+// returns how many blocks it applied. progress, if not nil, is called
+// after each block with the height reached and the log's; the caller
+// decides what to report.
 func Replay(log *ledger.Log, st *state.State, progress func(done, total uint64)) (uint64, error) {
 	total := log.Height()
 	from, _ := st.Tip()
@@ -936,7 +937,7 @@ func Replay(log *ledger.Log, st *state.State, progress func(done, total uint64))
 		if err := st.ApplyBlock(h, b.Header.Hash(), b.Header.Time, txs); err != nil {
 			return h - from - 1, err
 		}
-		if progress != nil && (h%1000 == 0 || h == total) {
+		if progress != nil {
 			progress(h, total)
 		}
 	}

@@ -44,6 +44,13 @@ type Options struct {
 	Config  config.Config
 	Version string
 	Logger  *slog.Logger
+	// Starting, if not nil, is called during the start, before Ready, with
+	// a line that says what the start is doing: when a step that can take
+	// long begins (opening the index, which may upgrade it; replaying or
+	// indexing the block log; joining from a peer's snapshot), and at
+	// least every ReportEvery while it runs and makes progress (systemd's
+	// STATUS= and EXTEND_TIMEOUT_USEC= hook in here).
+	Starting func(status string)
 	// Ready, if not nil, is called once every listener is bound, with the
 	// API address (systemd's READY=1 hooks in here).
 	Ready func(apiAddr string)
@@ -53,6 +60,7 @@ type Options struct {
 type Daemon struct {
 	opts   Options
 	logger *slog.Logger
+	start  *reporter // the start's long steps
 }
 
 // New validates the options; it does no I/O.
@@ -63,7 +71,7 @@ func New(o Options) (*Daemon, error) {
 	if o.Logger == nil {
 		return nil, errors.New("daemon: no logger")
 	}
-	return &Daemon{opts: o, logger: o.Logger}, nil
+	return &Daemon{opts: o, logger: o.Logger, start: newReporter(o.Logger, o.Starting)}, nil
 }
 
 // gateway is a gateway's parts, built and wired (build) with their
@@ -209,7 +217,15 @@ func (d *Daemon) openStorage(ctx context.Context, gw *gateway) error {
 	dir, g := gw.cfg.DataDir, gw.g
 	// The index first: it holds only blocks the log had made durable, so
 	// the log must not take any of them for a torn tail.
-	idx, err := index.Open(filepath.Join(dir, IndexFile))
+	var idx *index.Index
+	err := d.start.during("opening the index", func(retitle func(string)) error {
+		var err error
+		idx, err = index.OpenWith(filepath.Join(dir, IndexFile), index.Options{Upgrading: func(from, to int) {
+			d.logger.Info("upgrading the index's schema; on a large index this takes a while", "from", from, "to", to)
+			retitle(fmt.Sprintf("upgrading the index's schema from version %d to %d", from, to))
+		}})
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("daemon: %w (it is rebuildable: delete it and restart)", err)
 	}
@@ -240,7 +256,11 @@ func (d *Daemon) openStorage(ctx context.Context, gw *gateway) error {
 	// A cluster gateway with an empty block log (new, or its disk
 	// replaced) starts from a peer's certified snapshot if one serves it.
 	if base, _ := blog.Base(); len(g.Nodes) > 1 && gw.cfg.Cluster.JoinFromSnapshot && base == 0 && blog.Len() == 0 {
-		if _, err := d.joinFromSnapshot(ctx, gw); err != nil {
+		err := d.start.during("joining: fetching a certified snapshot from a peer", func(func(string)) error {
+			_, err := d.joinFromSnapshot(ctx, gw)
+			return err
+		})
+		if err != nil {
 			return err
 		}
 	}
@@ -250,7 +270,7 @@ func (d *Daemon) openStorage(ctx context.Context, gw *gateway) error {
 	if err := checkMember(gw.st.Members(), gw.nodeID, gw.signer); err != nil {
 		return err
 	}
-	return CatchUpIndex(context.Background(), idx, blog, d.logger)
+	return catchUpIndex(context.Background(), idx, blog, d.logger, d.start)
 }
 
 // startInfo says how a start built its state.
@@ -284,7 +304,7 @@ func (d *Daemon) loadState(gw *gateway) error {
 			gw.snaps.SpareBase(base) // the log cannot be replayed or verified without it
 		}
 	}
-	progress := func(done, total uint64) { d.logger.Info("replaying block log", "block", done, "of", total) }
+	progress := func(done, total uint64) { d.start.blocks("replaying the block log", done, total) }
 	var ld snapshot.Loaded
 	var err error
 	if gw.snaps != nil {
@@ -733,6 +753,11 @@ func (d *Daemon) run(ctx context.Context, gw *gateway) error {
 // log (the log was cut), or of another base than the log's (a log that
 // starts from a snapshot), is rebuilt from scratch, from the log's base.
 func CatchUpIndex(ctx context.Context, idx *index.Index, blog *ledger.Log, logger *slog.Logger) error {
+	return catchUpIndex(ctx, idx, blog, logger, newReporter(logger, nil))
+}
+
+// catchUpIndex is CatchUpIndex reporting its progress to rep.
+func catchUpIndex(ctx context.Context, idx *index.Index, blog *ledger.Log, logger *slog.Logger, rep *reporter) error {
 	read := func(h uint64) (*ledger.Block, error) {
 		data, err := blog.ReadHeight(h)
 		if err != nil {
@@ -754,7 +779,7 @@ func CatchUpIndex(ctx context.Context, idx *index.Index, blog *ledger.Log, logge
 			return err
 		}
 	}
-	progress := func(done, total uint64) { logger.Info("indexing", "block", done, "of", total) }
+	progress := func(done, total uint64) { rep.blocks("indexing the block log", done, total) }
 	err = index.Rebuild(ctx, idx, blog.Height(), read, progress)
 	if errors.Is(err, index.ErrAhead) {
 		logger.Warn("index is ahead of the block log; rebuilding it")

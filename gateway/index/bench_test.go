@@ -121,7 +121,7 @@ func (s *synthChain) applyBatch(tb testing.TB, x *Index, n, k int) {
 func BenchmarkApplyGrowth(b *testing.B) {
 	perBlock := *growthBlock
 	path := filepath.Join(b.TempDir(), "index.db")
-	x, err := openSized(path, *growthGen)
+	x, err := openSized(path, *growthGen, Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

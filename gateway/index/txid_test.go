@@ -13,7 +13,7 @@ import (
 
 // openGen opens an index whose tx-id generations hold gen txs.
 func openGen(tb testing.TB, path string, gen int64) *Index {
-	x, err := openSized(path, gen)
+	x, err := openSized(path, gen, Options{})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -146,7 +146,16 @@ func TestUpgradeFromIDPrefixIndex(t *testing.T) {
 func TestUpgradeToIDTable(t *testing.T) {
 	const devices, gen = 3, 10
 	path := filepath.Join(t.TempDir(), "index.db")
-	x := openGen(t, path, gen)
+	var upgrades [][2]int
+	upgrading := func(from, to int) { upgrades = append(upgrades, [2]int{from, to}) }
+	x, err := openSized(path, gen, Options{Upgrading: upgrading})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { x.Close() })
+	if upgrades != nil {
+		t.Errorf("Upgrading called %v for a new file", upgrades)
+	}
 	s := newSynthChain(t, x, devices)
 	for range 9 {
 		s.apply(t, x, testPerBlock)
@@ -165,7 +174,24 @@ func TestUpgradeToIDTable(t *testing.T) {
 	}
 	db.Close()
 
-	y := openGen(t, path, gen)
+	y, err := openSized(path, gen, Options{Upgrading: upgrading})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { y.Close() })
+	if want := [][2]int{{10, schemaVersion}}; !reflect.DeepEqual(upgrades, want) {
+		t.Errorf("Upgrading calls %v, want %v", upgrades, want)
+	}
+	y.Close()
+	upgrades = nil
+	y, err = openSized(path, gen, Options{Upgrading: upgrading})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { y.Close() })
+	if upgrades != nil {
+		t.Errorf("Upgrading called %v on a file of the current schema", upgrades)
+	}
 	checkIDTable(t, y)
 	var n int
 	if err := y.db.QueryRow(`SELECT count(*) FROM tx_ids`).Scan(&n); err != nil || n != 60 {

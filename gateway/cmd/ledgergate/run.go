@@ -49,7 +49,8 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	d, err := daemon.New(daemon.Options{Config: cfg, Version: version, Logger: logger,
-		Ready: func(string) { notifyReady(ctx, logger) }})
+		Starting: func(status string) { notifyStarting(logger, status) },
+		Ready:    func(api string) { notifyReady(ctx, logger, api) }})
 	if err != nil {
 		return err
 	}

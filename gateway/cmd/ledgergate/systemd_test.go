@@ -1,14 +1,18 @@
 package main
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ledgergate/ledgergate/gateway/ledger"
 )
 
 // TestSystemdNotify: under systemd (NOTIFY_SOCKET, WATCHDOG_USEC) the
@@ -31,13 +35,75 @@ func TestSystemdNotify(t *testing.T) {
 	var got []string
 	buf := make([]byte, 512)
 	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	ready := func(m string) bool { return strings.Contains(m, "READY=1") }
 	watchdog := func(m string) bool { return strings.Contains(m, "WATCHDOG=1") }
-	for !(len(got) > 0 && strings.Contains(got[0], "READY=1") && slices.ContainsFunc(got, watchdog)) {
+	// The start's status lines come first (TestSystemdStartProgress).
+	for !(slices.ContainsFunc(got, ready) && slices.IndexFunc(got, watchdog) > slices.IndexFunc(got, ready)) {
 		n, err := conn.Read(buf)
 		if err != nil {
 			t.Fatalf("after %q: %v", got, err)
 		}
 		got = append(got, string(buf[:n]))
+	}
+}
+
+// TestSystemdStartProgress: a start that rebuilds the index from the block
+// log tells systemd what it does and extends its start timeout as it goes
+// (STATUS=, EXTEND_TIMEOUT_USEC=), before READY=1; without that, the
+// unit's start timeout (90 s) would kill every start of a gateway whose
+// index takes longer to rebuild or upgrade, and Restart= would start it
+// over, for ever.
+func TestSystemdStartProgress(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	g := startGateway(t, data)
+	a := loadAdmin(t, g)
+	for d := range 3 {
+		a.enroll(t, g.api, fmt.Sprintf("dev-%d", d), ledger.EdDSA)
+	}
+	g.stop()
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		os.Remove(filepath.Join(data, "index.db"+suffix))
+	}
+
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	g = startGatewayEnv(t, []string{"NOTIFY_SOCKET=" + sock}, data)
+	var got []string
+	buf := make([]byte, 512)
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for !slices.ContainsFunc(got, func(m string) bool { return strings.Contains(m, "READY=1") }) {
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("after %q: %v", got, err)
+		}
+		got = append(got, string(buf[:n]))
+	}
+	ready := got[len(got)-1]
+	if !strings.Contains(ready, "STATUS=serving; API on "+strings.TrimPrefix(g.api, "http://")) {
+		t.Errorf("READY without the status of a serving gateway: %q", ready)
+	}
+	extend := fmt.Sprintf("EXTEND_TIMEOUT_USEC=%d", startExtension.Microseconds())
+	var statuses []string
+	for _, m := range got[:len(got)-1] {
+		status, ok := strings.CutPrefix(m, "STATUS=")
+		status, rest, _ := strings.Cut(status, "\n")
+		if !ok || rest != extend {
+			t.Errorf("before READY: %q, want a STATUS= line and %s", m, extend)
+		}
+		statuses = append(statuses, status)
+	}
+	// The index is opened, then built from the whole log: its last report
+	// says so.
+	indexed := regexp.MustCompile(`^indexing the block log: block (\d+) of (\d+)$`)
+	if len(statuses) < 2 || statuses[0] != "opening the index" {
+		t.Fatalf("statuses before READY: %q, want \"opening the index\" first", statuses)
+	}
+	if m := indexed.FindStringSubmatch(statuses[len(statuses)-1]); m == nil || m[1] != m[2] || m[1] == "0" {
+		t.Errorf("statuses before READY: %q, want the last to be the index built to the log's height", statuses)
 	}
 }
 
