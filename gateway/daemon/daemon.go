@@ -46,8 +46,9 @@ type Options struct {
 	Logger  *slog.Logger
 	// Starting, if not nil, is called during the start, before Ready, with
 	// a line that says what the start is doing: when a step that can take
-	// long begins (opening the index, which may upgrade it; replaying or
-	// indexing the block log; joining from a peer's snapshot), and at
+	// long begins (opening the index, which may upgrade it; opening,
+	// replaying or indexing the block log; joining from a peer's
+	// snapshot), and at
 	// least every ReportEvery while it runs and makes progress (systemd's
 	// STATUS= and EXTEND_TIMEOUT_USEC= hook in here).
 	Starting func(status string)
@@ -243,7 +244,14 @@ func (d *Daemon) openStorage(ctx context.Context, gw *gateway) error {
 	}
 	// Segments sized to a retention budget (only sealed segments are
 	// pruned); a log written with other sizes reads as it is.
-	blog, err := ledger.OpenLog(filepath.Join(dir, BlocksDir), ledger.LogOptions{MinRecords: indexed, SegmentBytes: gw.cfg.Retention.SegmentBytes()})
+	var blog *ledger.Log
+	// Opening reads every segment and checks every record's CRC: ~300 MB
+	// at 1M txs, minutes for a large log read cold from an SD card.
+	err = d.start.during("opening the block log", func(func(string)) error {
+		var err error
+		blog, err = ledger.OpenLog(filepath.Join(dir, BlocksDir), ledger.LogOptions{MinRecords: indexed, SegmentBytes: gw.cfg.Retention.SegmentBytes()})
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("daemon: open block log: %w", ExplainLogError(err, dir, len(g.Nodes) > 1))
 	}
