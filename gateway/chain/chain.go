@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"slices"
 	"sync"
 	"syscall"
@@ -64,12 +63,6 @@ type Chain struct {
 	kick         chan struct{} // cap 1: unindexed grew
 	room         chan struct{} // cap 1: unindexed shrank
 	linger       time.Duration // indexLinger; tests set their own
-
-	// checking bounds concurrent signature checks to the number of
-	// cores: every core verifies, and the run queue stays short, so the
-	// goroutines that order, persist and index are not starved behind
-	// thousands of submitters.
-	checking chan struct{}
 
 	// commitTimeout bounds how long a Ticket waits (see Deps).
 	commitTimeout time.Duration
@@ -178,8 +171,7 @@ func New(d Deps) *Chain {
 	c := &Chain{
 		g: d.State.Genesis(), st: d.State, log: d.Log, idx: d.Index, ord: d.Orderer,
 		logger: d.Logger, m: newMetrics(d.Registry), waiters: map[[32]byte]*waiter{},
-		checking: make(chan struct{}, runtime.GOMAXPROCS(0)),
-		kick:     make(chan struct{}, 1), room: make(chan struct{}, 1),
+		kick: make(chan struct{}, 1), room: make(chan struct{}, 1),
 		commitTimeout: d.CommitTimeout, maxPending: d.MaxPending, linger: indexLinger,
 	}
 	if c.commitTimeout <= 0 {
@@ -614,7 +606,13 @@ func (c *Chain) Propose(ctx context.Context, tx *ledger.Tx) (*Ticket, error) {
 	if w := c.waiter(id); w != nil {
 		return &Ticket{c: c, w: w, start: start}, nil
 	}
-	checked, err := c.check(ctx, tx)
+	// The signature is checked here, on the submitter's goroutine, so
+	// every core verifies as messages arrive. Bounding the checks to one
+	// a core (as before 2026-12-07) parked and woke a submitter for each
+	// message past the bound, and the blocks came out a third the size:
+	// 12-16 µs more CPU a message at full load (docs/benchmarks.md, "The
+	// commit path, eighth round").
+	checked, err := c.st.CheckTx(tx)
 	if err != nil {
 		if r := ledger.ReasonOf(err); r == ledger.ReasonReplay || r == ledger.ReasonExists || r == ledger.ReasonRevoked {
 			// The same tx may be committed already. Its waiter lives until
@@ -659,18 +657,6 @@ func (c *Chain) Propose(ctx context.Context, tx *ledger.Tx) (*Ticket, error) {
 		}
 	}
 	return &Ticket{c: c, w: w, start: start}, nil
-}
-
-// check runs state.CheckTx, its signature check included, once a core
-// is free for it.
-func (c *Chain) check(ctx context.Context, tx *ledger.Tx) (*state.Checked, error) {
-	select {
-	case c.checking <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	defer func() { <-c.checking }()
-	return c.st.CheckTx(tx)
 }
 
 // waiter returns the waiter of an in-flight tx, or nil.

@@ -52,8 +52,8 @@
 // API: Decode): Propose takes the decoded *ledger.Tx, whose id travels
 // with it to the Orderer and the block; nothing on the way decodes or
 // hashes its envelope again. Propose verifies its signature on the
-// caller's goroutine, at most GOMAXPROCS at once, in parallel with
-// ordering; a block built from checked txs is not verified again.
+// caller's goroutine, in parallel with ordering and with other callers;
+// a block built from checked txs is not verified again.
 //
 // Verify and VerifyFrom check a whole block log as `ledger verify` does,
 // each commit certificate with the member set in force at its height
