@@ -48,9 +48,8 @@ type Options struct {
 	// a line that says what the start is doing: when a step that can take
 	// long begins (opening the index, which may upgrade it; opening,
 	// replaying or indexing the block log; joining from a peer's
-	// snapshot), and at
-	// least every ReportEvery while it runs and makes progress (systemd's
-	// STATUS= and EXTEND_TIMEOUT_USEC= hook in here).
+	// snapshot), and at least every ReportEvery while it runs and makes
+	// progress (systemd's STATUS= and EXTEND_TIMEOUT_USEC= hook in here).
 	Starting func(status string)
 	// Ready, if not nil, is called once every listener is bound, with the
 	// API address (systemd's READY=1 hooks in here).
