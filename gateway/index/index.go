@@ -305,8 +305,7 @@ type Index struct {
 	db *sql.DB // the pool readers use
 	w  *writer // the one connection that writes
 
-	generation int64   // txs per generation of the tx-id index
-	open       openIDs // the ids of the txs after the last full generation
+	open openIDs // the ids of the txs after the last full generation
 
 	mu     sync.Mutex // serializes writes and Close
 	closed bool
@@ -436,13 +435,12 @@ func (x *Index) init(generation int64, o Options) error {
 	if err := migrate(ctx, c, generation, o.Upgrading); err != nil {
 		return err
 	}
-	if err := c.QueryRowContext(ctx, `SELECT txs FROM id_generations`).Scan(&x.generation); err != nil {
+	if err := c.QueryRowContext(ctx, `SELECT txs FROM id_generations`).Scan(&x.w.generation); err != nil {
 		return fmt.Errorf("generation size: %w", err)
 	}
-	if x.generation <= 0 {
-		return fmt.Errorf("generation size %d", x.generation)
+	if x.w.generation <= 0 {
+		return fmt.Errorf("generation size %d", x.w.generation)
 	}
-	x.w.generation = x.generation
 	if err := x.w.prepare(); err != nil {
 		return err
 	}

@@ -138,6 +138,22 @@ func open(tb testing.TB, path string) *Index {
 	return x
 }
 
+// rewrite runs stmts on the closed index file at path, outside Index: to
+// make it what an older (or unknown) schema version made.
+func rewrite(tb testing.TB, path string, stmts ...string) {
+	tb.Helper()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer db.Close()
+	for _, q := range stmts {
+		if _, err := db.Exec(q); err != nil {
+			tb.Fatalf("%s: %v", q, err)
+		}
+	}
+}
+
 func apply(tb testing.TB, x *Index, bs ...*ledger.Block) {
 	for _, b := range bs {
 		if err := x.ApplyBlock(b); err != nil {
@@ -542,14 +558,7 @@ func TestOpenOtherSchemaVersionStartsEmpty(t *testing.T) {
 	apply(t, x, s.c.blocks...)
 	x.Close()
 
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec(`CREATE TABLE future_things (id TEXT); PRAGMA user_version = 99`); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
+	rewrite(t, path, `CREATE TABLE future_things (id TEXT); PRAGMA user_version = 99`)
 
 	y := open(t, path)
 	if c, err := y.Counts(); err != nil || c != (Counts{}) {

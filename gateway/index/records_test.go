@@ -279,19 +279,10 @@ func TestUpgradeFromVersion4(t *testing.T) {
 	x.Close()
 
 	// Make it what version 4 was.
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, stmt := range []string{`DROP TABLE tx_ids`, `DROP TABLE id_generations`, `CREATE INDEX txs_id_prefix ON txs (id_prefix)`,
+	rewrite(t, path, `DROP TABLE tx_ids`, `DROP TABLE id_generations`, `CREATE INDEX txs_id_prefix ON txs (id_prefix)`,
 		`DROP INDEX blocks_tmax`, `DROP INDEX blocks_backstep`, `DROP INDEX txs_device_records`,
 		`DROP INDEX txs_stream_records`, `ALTER TABLE blocks DROP COLUMN tmax`,
-		`CREATE INDEX txs_records ON txs (device, dev_seq) WHERE kind = ` + kindRecord, `PRAGMA user_version = 4`} {
-		if _, err := db.Exec(stmt); err != nil {
-			t.Fatalf("%s: %v", stmt, err)
-		}
-	}
-	db.Close()
+		`CREATE INDEX txs_records ON txs (device, dev_seq) WHERE kind = `+kindRecord, `PRAGMA user_version = 4`)
 
 	y := open(t, path)
 	if h, err := y.Height(); err != nil || h != uint64(len(rc.c.blocks)) {

@@ -1,7 +1,6 @@
 package index
 
 import (
-	"database/sql"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -93,8 +92,8 @@ func TestTxLookupAcrossGenerations(t *testing.T) {
 		t.Fatal(err)
 	}
 	y := openGen(t, path, 1000)
-	if y.generation != gen {
-		t.Errorf("generation after reopen = %d, want %d", y.generation, gen)
+	if y.w.generation != gen {
+		t.Errorf("generation after reopen = %d, want %d", y.w.generation, gen)
 	}
 	checkLookups(t, y, s)
 }
@@ -113,25 +112,16 @@ func TestUpgradeFromIDPrefixIndex(t *testing.T) {
 	x.Close()
 
 	// Make the file what version 5 made.
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, q := range []string{`DROP TABLE tx_ids`, `DROP TABLE id_generations`,
+	rewrite(t, path, `DROP TABLE tx_ids`, `DROP TABLE id_generations`,
 		`CREATE INDEX txs_id_prefix ON txs (id_prefix)`,
-		`CREATE INDEX txs_records ON txs (device, dev_seq) WHERE kind = ` + kindRecord, `PRAGMA user_version = 5`} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	db.Close()
+		`CREATE INDEX txs_records ON txs (device, dev_seq) WHERE kind = `+kindRecord, `PRAGMA user_version = 5`)
 
 	y := openGen(t, path, 4)
 	if h, err := y.Height(); err != nil || h != 6 {
 		t.Fatalf("Height after upgrade = %d, %v; want 6", h, err)
 	}
-	if y.generation != 4 {
-		t.Errorf("generation = %d, want 4", y.generation)
+	if y.w.generation != 4 {
+		t.Errorf("generation = %d, want 4", y.w.generation)
 	}
 	checkIDTable(t, y)
 	checkLookups(t, y, s)
@@ -162,17 +152,8 @@ func TestUpgradeToIDTable(t *testing.T) {
 	}
 	x.Close()
 
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, q := range []string{`DROP TABLE tx_ids`, fmt.Sprintf(`CREATE INDEX txs_id_gen ON txs ((seq - 1) / %d, id_prefix)`, gen),
-		`PRAGMA user_version = 10`} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	db.Close()
+	rewrite(t, path, `DROP TABLE tx_ids`, fmt.Sprintf(`CREATE INDEX txs_id_gen ON txs ((seq - 1) / %d, id_prefix)`, gen),
+		`PRAGMA user_version = 10`)
 
 	y, err := openSized(path, gen, Options{Upgrading: upgrading})
 	if err != nil {
@@ -209,7 +190,7 @@ func checkIDTable(t *testing.T, x *Index) {
 	t.Helper()
 	var stray, missing, idx int
 	if err := x.db.QueryRow(`SELECT count(*) FROM tx_ids LEFT JOIN txs USING (seq)
-		WHERE txs.seq IS NULL OR txs.id_prefix != tx_ids.id_prefix OR tx_ids.gen != (tx_ids.seq - 1) / ?`, x.generation).Scan(&stray); err != nil {
+		WHERE txs.seq IS NULL OR txs.id_prefix != tx_ids.id_prefix OR tx_ids.gen != (tx_ids.seq - 1) / ?`, x.w.generation).Scan(&stray); err != nil {
 		t.Fatal(err)
 	}
 	x.open.mu.RLock()
