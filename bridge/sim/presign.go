@@ -125,6 +125,10 @@ type PresignResult struct {
 	// phase, and CPUPerMsg that divided by the acknowledged messages;
 	// both 0 without PresignConfig.PID.
 	CPU, CPUPerMsg time.Duration
+	// SwitchesPerMsg is the broker process's context switches over the
+	// timed phase per acknowledged message (ProcessSwitches); 0 without
+	// PresignConfig.PID.
+	SwitchesPerMsg float64
 	// ClientCPU is this process's CPU time over the timed phase per
 	// acknowledged message: what the load generator itself costs.
 	ClientCPU time.Duration
@@ -176,9 +180,13 @@ func RunPresigned(ctx context.Context, cfg PresignConfig) (PresignResult, error)
 	}
 
 	var cpu0 time.Duration
+	var switches0 uint64
 	if cfg.PID > 0 {
 		var err error
 		if cpu0, err = ProcessCPU(cfg.PID); err != nil {
+			return PresignResult{}, err
+		}
+		if switches0, err = ProcessSwitches(cfg.PID); err != nil {
 			return PresignResult{}, err
 		}
 	}
@@ -225,9 +233,14 @@ func RunPresigned(ctx context.Context, cfg PresignConfig) (PresignResult, error)
 		if err != nil {
 			return PresignResult{}, err
 		}
+		switches1, err := ProcessSwitches(cfg.PID)
+		if err != nil {
+			return PresignResult{}, err
+		}
 		res.CPU = cpu1 - cpu0
 		if res.Acked > 0 {
 			res.CPUPerMsg = res.CPU / time.Duration(res.Acked)
+			res.SwitchesPerMsg = float64(switches1-switches0) / float64(res.Acked)
 		}
 	}
 	if res.Acked > 0 {

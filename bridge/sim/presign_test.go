@@ -63,9 +63,9 @@ func TestRunPresigned(t *testing.T) {
 		t.Fatalf("%d acked, %d refused %v, %d unacked, %d failed; want all %d acked",
 			res.Acked, res.Refused, res.Reasons, res.Unacked, res.Failures, load.Messages())
 	}
-	if res.CPU <= 0 || res.CPUPerMsg <= 0 || res.Rate <= 0 || res.P50 <= 0 || res.P99 < res.P50 {
-		t.Errorf("cpu %s (%s per message), rate %.0f, p50 %s, p99 %s: want them positive and p99 >= p50",
-			res.CPU, res.CPUPerMsg, res.Rate, res.P50, res.P99)
+	if res.CPU <= 0 || res.CPUPerMsg <= 0 || res.SwitchesPerMsg <= 0 || res.Rate <= 0 || res.P50 <= 0 || res.P99 < res.P50 {
+		t.Errorf("cpu %s (%s and %.2f context switches per message), rate %.0f, p50 %s, p99 %s: want them positive and p99 >= p50",
+			res.CPU, res.CPUPerMsg, res.SwitchesPerMsg, res.Rate, res.P50, res.P99)
 	}
 
 	again, err := RunPresigned(context.Background(), PresignConfig{Brokers: broker, Load: load, Inflight: 8})

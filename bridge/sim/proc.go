@@ -45,6 +45,40 @@ func ProcessCPU(pid int) (time.Duration, error) {
 	return time.Duration(ticks) * time.Second / clockTicks, nil
 }
 
+// ProcessSwitches is how many times the threads of process pid have
+// given up the CPU so far, waiting (voluntary) or preempted, summed over
+// /proc/PID/task/*/status (Linux). A message's context switches are its
+// hand-offs between threads: unlike CPU time, they barely move with the
+// machine's other load.
+func ProcessSwitches(pid int) (uint64, error) {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/[0-9]*/status", pid))
+	if err != nil || len(tasks) == 0 {
+		return 0, fmt.Errorf("sim: context switches of process %d: no /proc tasks", pid)
+	}
+	var n uint64
+	for _, task := range tasks {
+		b, err := os.ReadFile(task)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) { // the thread ended meanwhile
+				continue
+			}
+			return 0, fmt.Errorf("sim: context switches of process %d: %w", pid, err)
+		}
+		for line := range strings.Lines(string(b)) {
+			k, v, ok := strings.Cut(line, ":")
+			if !ok || (k != "voluntary_ctxt_switches" && k != "nonvoluntary_ctxt_switches") {
+				continue
+			}
+			c, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("sim: context switches of process %d: %w", pid, err)
+			}
+			n += c
+		}
+	}
+	return n, nil
+}
+
 // ListenerPID finds the process on this machine that listens on the TCP
 // address addr (host:port, host a loopback or unspecified address), from
 // /proc/net/tcp and the processes' open files. It needs to read the

@@ -38,7 +38,8 @@ var presignPhases = []struct {
 // durable commit) and to Debian's mosquitto (PUBACK at once), in one run,
 // and reports for each the acknowledged msgs/s, the broker process's CPU
 // time per message (user+system from /proc/PID/stat: the load-independent
-// figure on a shared machine), PUBACK p50/p99, and the ratios
+// figure on a shared machine) and context switches per message (its
+// hand-offs between threads), PUBACK p50/p99, and the ratios
 // gateway/mosquitto; for the gateway also the committed txs per block
 // (the fixed cost of a block weighs on small ones). The phases paced at
 // 5,000 and 1,000 msgs/s are the latency and small-block cases.
@@ -68,7 +69,7 @@ func BenchmarkPresign(b *testing.B) {
 	load0 := loadAvg()
 	var table strings.Builder
 	tw := tabwriter.NewWriter(&table, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "phase\tmsgs\tgateway msgs/s\tµs/msg\tp50 ms\tp99 ms\ttxs/block\tmosquitto msgs/s\tµs/msg\tp50 ms\tp99 ms\tmsgs/s ratio\tCPU ratio\tsim µs/msg\t")
+	fmt.Fprintln(tw, "phase\tmsgs\tgateway msgs/s\tµs/msg\tswitches/msg\tp50 ms\tp99 ms\ttxs/block\tmosquitto msgs/s\tµs/msg\tswitches/msg\tp50 ms\tp99 ms\tmsgs/s ratio\tCPU ratio\tsim µs/msg\t")
 	seq, edSeq := uint64(1), uint64(1)
 	for i, ph := range presignPhases {
 		name := fmt.Sprintf("K=%d", ph.k)
@@ -108,10 +109,12 @@ func BenchmarkPresign(b *testing.B) {
 			b.ReportMetric(0, "ns/op")
 			b.ReportMetric(gw.Rate, "gw_msgs/s")
 			b.ReportMetric(us(gw.CPUPerMsg), "gw_us/msg")
+			b.ReportMetric(gw.SwitchesPerMsg, "gw_ctxsw/msg")
 			b.ReportMetric(sbsMs(gw.P50), "gw_p50_ms")
 			b.ReportMetric(sbsMs(gw.P99), "gw_p99_ms")
 			b.ReportMetric(mq.Rate, "mosq_msgs/s")
 			b.ReportMetric(us(mq.CPUPerMsg), "mosq_us/msg")
+			b.ReportMetric(mq.SwitchesPerMsg, "mosq_ctxsw/msg")
 			b.ReportMetric(sbsMs(mq.P99), "mosq_p99_ms")
 			b.ReportMetric(gw.Rate/mq.Rate, "ratio_msgs/s")
 			cpuRatio := 0.0
@@ -124,8 +127,8 @@ func BenchmarkPresign(b *testing.B) {
 				txsPerBlock = float64(load.Messages()) / float64(blocks)
 			}
 			b.ReportMetric(txsPerBlock, "gw_txs/block")
-			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%.1f\t%.1f\t%.1f\t%.0f\t%.1f\t%.1f\t%.1f\t%.2f\t%.3f\t%.0f/%.0f\t\n", name, load.Messages(),
-				gw.Rate, us(gw.CPUPerMsg), sbsMs(gw.P50), sbsMs(gw.P99), txsPerBlock, mq.Rate, us(mq.CPUPerMsg), sbsMs(mq.P50), sbsMs(mq.P99),
+			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%.2f\t%.1f\t%.1f\t%.1f\t%.0f\t%.1f\t%.2f\t%.1f\t%.1f\t%.2f\t%.3f\t%.0f/%.0f\t\n", name, load.Messages(),
+				gw.Rate, us(gw.CPUPerMsg), gw.SwitchesPerMsg, sbsMs(gw.P50), sbsMs(gw.P99), txsPerBlock, mq.Rate, us(mq.CPUPerMsg), mq.SwitchesPerMsg, sbsMs(mq.P50), sbsMs(mq.P99),
 				gw.Rate/mq.Rate, cpuRatio, us(gw.ClientCPU), us(mq.ClientCPU))
 			if i < len(presignPhases)-1 {
 				return

@@ -42,7 +42,8 @@ func TestSimPresign(t *testing.T) {
 }
 
 // checkResult checks sim --presign's result line: msgs all acknowledged,
-// the broker's pid, and a CPU time per message, positive if positive.
+// the broker's pid, a CPU time per message, positive if positive, and
+// context switches per message.
 func checkResult(t *testing.T, out string, msgs, pid int, positive bool) {
 	t.Helper()
 	r, err := parseResult(out)
@@ -58,6 +59,10 @@ func checkResult(t *testing.T, out string, msgs, pid int, positive bool) {
 	}
 	if cpu, err := strconv.ParseFloat(r["cpu_us_per_msg"], 64); err != nil || cpu < 0 || positive && cpu == 0 {
 		t.Errorf("result cpu_us_per_msg=%q: want a number, positive: %t\n%s", r["cpu_us_per_msg"], positive, out)
+	}
+	// A broker waits for bytes at least once in a thousand messages.
+	if sw, err := strconv.ParseFloat(r["ctxsw_per_msg"], 64); err != nil || sw <= 0 {
+		t.Errorf("result ctxsw_per_msg=%q: want a positive number\n%s", r["ctxsw_per_msg"], out)
 	}
 }
 

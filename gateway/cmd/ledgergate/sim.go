@@ -48,9 +48,11 @@ Two modes:
 Besides a human summary, --presign prints one line that starts with
 "result " followed by key=value fields: broker, devices, inflight,
 msgs, acked, refused, unacked, failed, secs, msgs_per_s, p50_ms,
-p90_ms, p99_ms, max_ms, when the broker's CPU was read pid, cpu_s
-and cpu_us_per_msg, and last sim_cpu_us_per_msg, the CPU time this
-simulator itself spent per acknowledged message.
+p90_ms, p99_ms, max_ms, when the broker's CPU was read pid, cpu_s,
+cpu_us_per_msg and ctxsw_per_msg (the broker's context switches per
+message, /proc/PID/task/*/status: its hand-offs between threads, which
+the machine's other load barely moves), and last sim_cpu_us_per_msg,
+the CPU time this simulator itself spent per acknowledged message.
 `
 
 func cmdSim(ctx context.Context, e *env, args []string) error {
@@ -232,8 +234,8 @@ func simPresigned(ctx context.Context, e *env, brokers []string, chainID string,
 	}
 	cpu := "broker CPU unknown (not a local process, or not readable: --gateway-pid)"
 	if pid > 0 {
-		cpu = fmt.Sprintf("broker CPU %.0f µs per message (%.2fs over the run, pid %d); this simulator %.0f µs per message",
-			float64(res.CPUPerMsg)/float64(time.Microsecond), res.CPU.Seconds(), pid, float64(res.ClientCPU)/float64(time.Microsecond))
+		cpu = fmt.Sprintf("broker CPU %.0f µs and %.2f context switches per message (%.2fs over the run, pid %d); this simulator %.0f µs per message",
+			float64(res.CPUPerMsg)/float64(time.Microsecond), res.SwitchesPerMsg, res.CPU.Seconds(), pid, float64(res.ClientCPU)/float64(time.Microsecond))
 	}
 	fmt.Fprintf(e.stdout, "%s\n%d devices, %d in flight each: %d of %d msgs acknowledged in %.1fs: %.0f msgs/s\n"+
 		"PUBACK latency p50 %s p90 %s p99 %s max %s\nrefused %d, unacknowledged %d, failed devices %d\n",
@@ -259,7 +261,7 @@ func resultLine(brokers []string, msgs int, r sim.PresignResult, pid int) string
 		strings.Join(brokers, ","), r.Devices, r.Inflight, msgs, r.Acked, r.Refused, r.Unacked, r.Failures, r.Elapsed.Seconds(), r.Rate,
 		ms(r.P50), ms(r.P90), ms(r.P99), ms(r.Max))
 	if pid > 0 {
-		s += fmt.Sprintf(" pid=%d cpu_s=%.2f cpu_us_per_msg=%.1f", pid, r.CPU.Seconds(), float64(r.CPUPerMsg)/float64(time.Microsecond))
+		s += fmt.Sprintf(" pid=%d cpu_s=%.2f cpu_us_per_msg=%.1f ctxsw_per_msg=%.2f", pid, r.CPU.Seconds(), float64(r.CPUPerMsg)/float64(time.Microsecond), r.SwitchesPerMsg)
 	}
 	s += fmt.Sprintf(" sim_cpu_us_per_msg=%.1f", float64(r.ClientCPU)/float64(time.Microsecond))
 	return s
