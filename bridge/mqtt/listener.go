@@ -117,9 +117,9 @@ func (l *listener) handle(raw net.Conn, establish listeners.EstablishFn) {
 		}
 	}()
 	_ = raw.SetDeadline(time.Now().Add(connectTimeout))
-	conn := raw
+	conn := rawIO(raw)
 	if l.tls != nil {
-		conn = tls.Server(raw, l.tls)
+		conn = tls.Server(conn, l.tls)
 	}
 	if err := establish(l.id, newSizeGuard(conn, l.maxPacket)); err != nil {
 		l.log.Debug("mqtt connection ended", "remote", raw.RemoteAddr().String(), "error", err)
