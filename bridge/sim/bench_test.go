@@ -107,7 +107,17 @@ func plainBroker(b *testing.B, log *slog.Logger) string {
 	if err := s.Serve(); err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { s.Close() })
+	b.Cleanup(func() {
+		// mochi's Clients.GetByListener, which Close calls, takes its read
+		// lock twice and deadlocks when a client is deleted in between
+		// (the gateway's own listener does not use it, bridge/mqtt
+		// listener.go); make bench once hung here for 10 minutes, as the
+		// last run's devices were leaving. Let them finish leaving first.
+		for deadline := time.Now().Add(10 * time.Second); s.Clients.Len() > 0 && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
+		s.Close()
+	})
 	return addr
 }
 
