@@ -76,12 +76,10 @@ func (r *rawTCP) Read(p []byte) (int, error) {
 	r.rbuf, r.rn, r.rerr = p, 0, 0
 	err := r.rc.Read(r.readf)
 	r.rbuf = nil
-	switch {
-	case err != nil: // the deadline passed, or the connection is closed
-		return 0, r.opError("read", err)
-	case r.rerr != 0:
-		return 0, r.opError("read", os.NewSyscallError("read", r.rerr))
-	case r.rn == 0:
+	if err := r.ioError("read", err, r.rerr); err != nil {
+		return 0, err
+	}
+	if r.rn == 0 {
 		return 0, io.EOF
 	}
 	return r.rn, nil
@@ -114,13 +112,7 @@ func (r *rawTCP) Write(p []byte) (int, error) {
 	r.wbuf, r.wn, r.werr = p, 0, 0
 	err := r.rc.Write(r.writef)
 	r.wbuf = nil
-	switch {
-	case err != nil:
-		return r.wn, r.opError("write", err)
-	case r.werr != 0:
-		return r.wn, r.opError("write", os.NewSyscallError("write", r.werr))
-	}
-	return r.wn, nil
+	return r.wn, r.ioError("write", err, r.werr)
 }
 
 // writeAll writes until the buffer is sent; false means the socket is
@@ -142,13 +134,19 @@ func (r *rawTCP) writeAll(fd uintptr) bool {
 	return true
 }
 
-// opError is err as net.TCPConn returns it. RawConn's own errors (the
-// deadline, a closed connection) come as a "raw-read" or "raw-write"
-// *net.OpError: its cause is kept, so errors.Is finds
+// ioError is the error of a read or write as net.TCPConn returns it, or
+// nil: err is RawConn's own (the deadline passed, the connection is
+// closed), errno the system call's. RawConn's come as a "raw-read" or
+// "raw-write" *net.OpError: its cause is kept, so errors.Is finds
 // os.ErrDeadlineExceeded and net.ErrClosed as before.
-func (r *rawTCP) opError(op string, err error) error {
-	if oe, ok := err.(*net.OpError); ok {
+func (r *rawTCP) ioError(op string, err error, errno syscall.Errno) error {
+	switch oe, ok := err.(*net.OpError); {
+	case ok:
 		err = oe.Err
+	case err == nil && errno != 0:
+		err = os.NewSyscallError(op, errno)
+	case err == nil:
+		return nil
 	}
 	return &net.OpError{Op: op, Net: "tcp", Source: r.LocalAddr(), Addr: r.RemoteAddr(), Err: err}
 }
