@@ -73,3 +73,7 @@ require (
 )
 
 tool honnef.co/go/tools/cmd/staticcheck
+
+// The broker, mochi-mqtt v2.7.9 with a patch that serves an idle client
+// with one goroutine and a small stack (bridge/mochi/README.md).
+replace github.com/mochi-mqtt/server/v2 => ./bridge/mochi
