@@ -79,6 +79,7 @@ test: deps verify cross test-go packaging-test fuzz-short c-test ## everything C
 # on a loaded one: the timeout catches a hang, not a slow run.
 test-go:
 	$(GO) test -count=1 -timeout 20m ./...
+	cd bridge/mochi && $(GO) vet ./... && $(GO) test -count=1 -timeout 5m ./...  # the patched broker (bridge/mochi/README.md)
 
 packaging-test: deb ## lintian, systemd-analyze, install/upgrade/purge in a Debian chroot, arm binaries under qemu (needs root)
 	VERSION='$(VERSION)' ./packaging/test.sh

@@ -155,6 +155,7 @@ type ClientState struct {
 	open            context.Context      // indicate that the client is open for packet exchange
 	cancelOpen      context.CancelFunc   // cancel function for open context
 	outboundQty     int32                // number of messages currently in the outbound queue
+	writing         atomic.Bool          // a drain goroutine writes the outbound queue
 	Keepalive       uint16               // the number of seconds the connection can wait
 	ServerKeepalive bool                 // keepalive was set by the server
 }
@@ -190,7 +191,36 @@ func newClient(c net.Conn, o *ops) *Client {
 	return cl
 }
 
+// Kick makes sure that a goroutine writes the client's outbound queue:
+// it starts drain unless one runs. Call it after each packet queued.
+func (cl *Client) Kick() {
+	if cl.State.writing.CompareAndSwap(false, true) {
+		go cl.drain()
+	}
+}
+
+// drain writes the outbound queue until it is empty, then ends. A
+// packet queued after the queue looked empty either finds it still
+// running or starts another (Kick).
+func (cl *Client) drain() {
+	for {
+		select {
+		case pk := <-cl.State.outbound:
+			if err := cl.WritePacket(*pk); err != nil {
+				cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
+			}
+			atomic.AddInt32(&cl.State.outboundQty, -1)
+		default:
+			cl.State.writing.Store(false)
+			if len(cl.State.outbound) == 0 || !cl.State.writing.CompareAndSwap(false, true) {
+				return
+			}
+		}
+	}
+}
+
 // WriteLoop ranges over pending outbound messages and writes them to the client connection.
+// The server no longer runs it (see Kick); it is kept for callers of the API.
 func (cl *Client) WriteLoop() {
 	for {
 		select {

@@ -1,6 +1,6 @@
 module github.com/mochi-mqtt/server/v2
 
-go 1.21
+go 1.22
 
 require (
 	github.com/gorilla/websocket v1.5.3

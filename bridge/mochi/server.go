@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -404,11 +405,19 @@ func (s *Server) EstablishConnection(listener string, c net.Conn) error {
 // attachClient validates an incoming client connection and if viable, attaches the client
 // to the server, performs session housekeeping, and reads incoming packets.
 func (s *Server) attachClient(cl *Client, listener string) error {
-	defer s.Listeners.ClientsWg.Done()
 	s.Listeners.ClientsWg.Add(1)
+	serving := false // serve took the client over, and these defers with it
+	defer func() {
+		if !serving {
+			s.Listeners.ClientsWg.Done()
+		}
+	}()
 
-	go cl.WriteLoop()
-	defer cl.Stop(nil)
+	defer func() {
+		if !serving {
+			cl.Stop(nil)
+		}
+	}()
 
 	pk, err := s.readConnectionPacket(cl)
 	if err != nil {
@@ -450,7 +459,11 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 	}
 
 	atomic.AddInt64(&s.Info.ClientsConnected, 1)
-	defer atomic.AddInt64(&s.Info.ClientsConnected, -1)
+	defer func() {
+		if !serving {
+			atomic.AddInt64(&s.Info.ClientsConnected, -1)
+		}
+	}()
 
 	s.hooks.OnSessionEstablish(cl, pk)
 
@@ -473,7 +486,99 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 
 	s.hooks.OnSessionEstablished(cl, pk)
 
-	err = cl.Read(s.receivePacket)
+	if w, ok := cl.Net.Conn.(ReadWaiter); ok && w.CanWaitReadable() {
+		serving = true
+		go s.serve(cl, w)
+		return ErrServing
+	}
+
+	return s.detach(cl, cl.Read(s.receivePacket))
+}
+
+// ErrServing is what EstablishConnection returns for a client that a
+// goroutine of its own serves from then on (see ReadWaiter). The caller
+// must not close the connection: ReadWaiter.Served says when it may.
+var ErrServing = errors.New("client served by its own goroutine")
+
+// ReadWaiter is a connection that can wait until it is readable. A
+// client connected over one is served by Server.serve, whose stack
+// shrinks while the client is silent, instead of by the goroutine that
+// called EstablishConnection.
+type ReadWaiter interface {
+	net.Conn
+	// CanWaitReadable reports whether WaitReadable works: whether no
+	// bytes are ever buffered between the socket and Read.
+	CanWaitReadable() bool
+	// WaitReadable returns nil once a Read would not wait: bytes came,
+	// or the peer closed or failed. It returns the error of a Read if
+	// the read deadline passes or the connection is closed first.
+	WaitReadable() error
+	// Served is called once, after the client's goroutine detached it.
+	Served()
+}
+
+// serve reads and handles cl's packets until its connection ends, then
+// detaches it. It waits for each packet in its own frame, near the
+// bottom of the stack, and handles it in readOne's: while the client is
+// silent nearly all of the stack is unused, and the runtime shrinks it
+// at collections (to 4 KiB), where a goroutine waiting under
+// attachClient keeps 16 KiB or more for good.
+func (s *Server) serve(cl *Client, w ReadWaiter) {
+	defer w.Served()
+	defer s.Listeners.ClientsWg.Done()
+	defer atomic.AddInt64(&s.Info.ClientsConnected, -1)
+	defer cl.Stop(nil)
+	defer func() {
+		if r := recover(); r != nil {
+			s.Log.Error("client detach panicked", "client", cl.ID, "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
+	s.detach(cl, s.readAll(cl, w))
+}
+
+// readAll is serve's read loop. A panic while handling a packet ends
+// the client with an error, as a broken connection would.
+func (s *Server) readAll(cl *Client, w ReadWaiter) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.Log.Error("client handler panicked", "client", cl.ID, "panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("panic handling a packet: %v", r)
+		}
+	}()
+	for !cl.Closed() {
+		cl.refreshDeadline(cl.State.Keepalive)
+		if cl.Net.bconn.Buffered() == 0 {
+			if err := w.WaitReadable(); err != nil {
+				return err
+			}
+		}
+		if err := s.readOne(cl); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readOne reads one packet and handles it, in a frame of its own (not
+// inlined into readAll, whose frame stays small).
+//
+//go:noinline
+func (s *Server) readOne(cl *Client) error {
+	fh := new(packets.FixedHeader)
+	if err := cl.ReadFixedHeader(fh); err != nil {
+		return err
+	}
+	pk, err := cl.ReadPacket(fh)
+	if err != nil {
+		return err
+	}
+	return s.receivePacket(cl, pk)
+}
+
+// detach ends a client whose read loop ended with err (nil: the client
+// disconnected, or was stopped), and returns err.
+func (s *Server) detach(cl *Client, err error) error {
+	listener := cl.Net.Listener
 	if err != nil {
 		s.sendLWT(cl)
 		cl.Stop(err)
@@ -1100,6 +1205,7 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 	select {
 	case cl.State.outbound <- &out:
 		atomic.AddInt32(&cl.State.outboundQty, 1)
+		cl.Kick()
 	default:
 		atomic.AddInt64(&s.Info.MessagesDropped, 1)
 		cl.ops.hooks.OnPublishDropped(cl, pk)

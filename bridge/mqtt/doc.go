@@ -1,7 +1,7 @@
 // Package mqtt is the devices' MQTT front end, a mochi-mqtt v2 broker
-// whose one hook authenticates devices against the ledger and turns their
-// publishes into submitted txs. It serves MQTT 3.1.1 and 5 over TCP and
-// TLS.
+// (patched: bridge/mochi/README.md) whose one hook authenticates devices
+// against the ledger and turns their publishes into submitted txs. It
+// serves MQTT 3.1.1 and 5 over TCP and TLS.
 //
 // # The caller's duties
 //

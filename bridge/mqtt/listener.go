@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 )
 
@@ -100,14 +101,23 @@ func (l *listener) add(conn net.Conn) bool {
 
 // handle runs one connection through mochi. The deadline covers the TLS
 // handshake and the CONNECT; mochi replaces it with the keepalive once
-// the client is connected.
+// the client is connected. A client on a plain TCP connection is then
+// served by a goroutine of mochi's that waits for its packets with a
+// small stack (mochi.ReadWaiter, bridge/mochi/README.md): handle ends,
+// and the guard's Served ends the connection when that goroutine does.
 func (l *listener) handle(raw net.Conn, establish listeners.EstablishFn) {
-	defer l.wg.Done()
-	defer func() {
+	end := func() {
 		l.mu.Lock()
 		delete(l.conns, raw)
 		l.mu.Unlock()
 		raw.Close()
+		l.wg.Done()
+	}
+	serving := false
+	defer func() {
+		if !serving {
+			end()
+		}
 	}()
 	defer func() {
 		// A bug in the broker's handling of one client's bytes must drop
@@ -121,7 +131,16 @@ func (l *listener) handle(raw net.Conn, establish listeners.EstablishFn) {
 	if l.tls != nil {
 		conn = tls.Server(conn, l.tls)
 	}
-	if err := establish(l.id, newSizeGuard(conn, l.maxPacket)); err != nil {
+	g := newSizeGuard(conn, l.maxPacket)
+	if l.tls == nil {
+		g.waitOn(raw, end)
+	}
+	err := establish(l.id, g)
+	if errors.Is(err, mochi.ErrServing) {
+		serving = true
+		return
+	}
+	if err != nil {
 		l.log.Debug("mqtt connection ended", "remote", raw.RemoteAddr().String(), "error", err)
 	}
 }

@@ -248,3 +248,75 @@ func TestAnsweredKeepsNoPending(t *testing.T) {
 		t.Fatalf("after every publish was answered: a pending map with %d ids", n)
 	}
 }
+
+// TestIdleDeviceCost: a connected device that is silent, subscribed as
+// the SDK does, is served by one goroutine whose stack shrinks to a few
+// KiB (bridge/mochi/README.md). mochi as released holds two goroutines
+// and 20 KiB of stacks a device (docs/benchmarks.md, "Per-session
+// memory").
+func TestIdleDeviceCost(t *testing.T) {
+	node := nodetest.Start(t, nodetest.Options{})
+	s := startServer(t, node, Config{}, nil)
+	addr := tcpAddr(s)
+	const n = 40
+	var ids []string
+	var passwords []string
+	for i := range n {
+		id := fmt.Sprintf("idle-%d", i)
+		key := node.Enroll(t, id, ledger.EdDSA)
+		ids = append(ids, id)
+		passwords = append(passwords, token(t, key, id, node.Genesis.ChainID))
+	}
+	before := measure(t)
+	var conns []net.Conn
+	for i, id := range ids {
+		c := dialConnect(t, addr, id, id, passwords[i])
+		conns = append(conns, c)
+		defer c.Close()
+		// The SDK's three filters, then a ping: each answered.
+		body := []byte{0, 1, 0} // packet id 1, no properties
+		for _, f := range []string{"/receipts", "/rejects", "/answers/#"} {
+			body = append(append(body, str("lg/v1/"+id+f)...), 1)
+		}
+		if _, err := c.Write(append(append([]byte{0x82}, vbi(len(body))...), body...)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write([]byte{0xc0, 0}); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(wait))
+		var suback [8]byte // 0x90, 6, packet id, no properties, three codes
+		var pingresp [2]byte
+		if _, err := io.ReadFull(c, suback[:]); err != nil || suback[0] != 0x90 || suback[5] != 1 || suback[6] != 1 || suback[7] != 1 {
+			t.Fatalf("SUBACK %x, %v", suback, err)
+		}
+		if _, err := io.ReadFull(c, pingresp[:]); err != nil || pingresp[0] != 0xd0 {
+			t.Fatalf("PINGRESP %x, %v", pingresp, err)
+		}
+	}
+	pollUntil(t, func() bool { return len(s.Connected()) == n })
+	// The goroutines that answered the CONNECTs end right after them:
+	// give them a moment. Each measure collects, and a collection
+	// halves a stack at most: three more leave the stacks as small as
+	// they get.
+	idle := measure(t)
+	for deadline := time.Now().Add(5 * time.Second); idle.goroutines-before.goroutines > n && time.Now().Before(deadline); idle = measure(t) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	for range 3 {
+		idle = measure(t)
+	}
+	if g := idle.goroutines - before.goroutines; g != n {
+		t.Errorf("%d idle devices hold %d goroutines, want one each", n, g)
+	}
+	if per := (idle.stack - min(idle.stack, before.stack)) / n; per > 12<<10 {
+		t.Errorf("%d idle devices hold %d bytes of stack each, want at most 12 KiB", n, per)
+	}
+	if _, err := conns[0].Write([]byte{0xc0, 0}); err != nil {
+		t.Fatal(err)
+	}
+	var pingresp [2]byte
+	if _, err := io.ReadFull(conns[0], pingresp[:]); err != nil || pingresp[0] != 0xd0 {
+		t.Fatalf("PINGRESP after the silence %x, %v", pingresp, err)
+	}
+}

@@ -136,17 +136,23 @@ func (r *rawTCP) writeAll(fd uintptr) bool {
 
 // ioError is the error of a read or write as net.TCPConn returns it, or
 // nil: err is RawConn's own (the deadline passed, the connection is
-// closed), errno the system call's. RawConn's come as a "raw-read" or
-// "raw-write" *net.OpError: its cause is kept, so errors.Is finds
-// os.ErrDeadlineExceeded and net.ErrClosed as before.
+// closed), errno the system call's.
 func (r *rawTCP) ioError(op string, err error, errno syscall.Errno) error {
-	switch oe, ok := err.(*net.OpError); {
-	case ok:
-		err = oe.Err
-	case err == nil && errno != 0:
+	if err == nil && errno != 0 {
 		err = os.NewSyscallError(op, errno)
-	case err == nil:
+	}
+	if err == nil {
 		return nil
 	}
-	return &net.OpError{Op: op, Net: "tcp", Source: r.LocalAddr(), Addr: r.RemoteAddr(), Err: err}
+	return opError(r, op, err)
+}
+
+// peekReadable is a RawConn.Read callback: whether the socket has a byte
+// to read, is at its end or failed, found with a raw recv(2) that peeks
+// and does not wait (see rawTCP for why raw). False means the poller
+// waits until it is readable.
+func peekReadable(fd uintptr) bool {
+	var b [1]byte
+	_, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1, syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+	return e != syscall.EAGAIN
 }

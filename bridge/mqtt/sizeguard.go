@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
@@ -30,6 +31,12 @@ type sizeGuard struct {
 	over   bool   // a packet over max was seen: the connection ends
 
 	deadline time.Time // the deadline set on the connection; only the reading goroutine sets it
+
+	// The socket under a plain connection, whose readability mochi may
+	// wait for (mochi.ReadWaiter); nil under TLS. served ends the
+	// connection once mochi's goroutine for the client is done.
+	rc     syscall.RawConn
+	served func()
 
 	mu     sync.Mutex
 	client *mochi.Client // set once CONNACK went out; nil before
@@ -227,4 +234,56 @@ func underlying(c net.Conn) net.Conn {
 		return g.Conn
 	}
 	return c
+}
+
+var _ mochi.ReadWaiter = (*sizeGuard)(nil)
+
+// waitOn makes the guard a mochi.ReadWaiter on raw's socket: the guard
+// must be over raw itself, or over rawIO(raw), with nothing buffered
+// between. served is called when mochi is done with the client.
+func (g *sizeGuard) waitOn(raw net.Conn, served func()) {
+	sc, ok := raw.(syscall.Conn)
+	if !ok {
+		return
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	g.rc, g.served = rc, served
+}
+
+// CanWaitReadable reports whether the guard can wait for its socket.
+func (g *sizeGuard) CanWaitReadable() bool { return g.rc != nil }
+
+// WaitReadable waits in Go's poller, as a Read does, until the socket
+// has a byte to read or is at its end, without reading it. Its error is
+// the Read's: the deadline passed, or the connection was closed. After
+// a packet over the limit it returns at once: the next Read fails.
+func (g *sizeGuard) WaitReadable() error {
+	if g.over {
+		return nil
+	}
+	if err := g.rc.Read(peekReadable); err != nil {
+		return opError(g, "read", err)
+	}
+	return nil
+}
+
+// Served ends the connection: mochi's goroutine for the client is done.
+func (g *sizeGuard) Served() {
+	if g.served != nil {
+		g.served()
+	}
+}
+
+// opError is err, the error of a read or write on c's socket, as
+// net.TCPConn returns it. RawConn's come as a "raw-read" or "raw-write"
+// *net.OpError: its cause is kept, so errors.Is finds
+// os.ErrDeadlineExceeded and net.ErrClosed as before.
+func opError(c net.Conn, op string, err error) error {
+	if oe, ok := err.(*net.OpError); ok {
+		err = oe.Err
+	}
+	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 }

@@ -1,0 +1,232 @@
+// The patch's tests (README.md): a client over a ReadWaiter is served by
+// one goroutine of its own, and the writing goroutine runs only while the
+// client's queue has packets.
+
+package mqtt
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"runtime"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// waitConn is a TCP connection that is a ReadWaiter.
+type waitConn struct {
+	*net.TCPConn
+	rc     syscall.RawConn
+	served chan struct{}
+	calls  atomic.Int32
+}
+
+func (c *waitConn) CanWaitReadable() bool { return true }
+
+func (c *waitConn) WaitReadable() error {
+	var b [1]byte
+	return c.rc.Read(func(fd uintptr) bool {
+		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return err != syscall.EAGAIN
+	})
+}
+
+func (c *waitConn) Served() {
+	if c.calls.Add(1) == 1 {
+		close(c.served)
+	}
+}
+
+// dialServed connects a client to s through a waitConn and returns the
+// client's end, the server's, and what EstablishConnection returned
+// (once it has).
+func dialServed(t *testing.T, s *Server) (net.Conn, *waitConn, chan error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	sc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := sc.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wc := &waitConn{TCPConn: sc.(*net.TCPConn), rc: rc, served: make(chan struct{})}
+	est := make(chan error, 1)
+	go func() { est <- s.EstablishConnection("t1", wc) }()
+	return client, wc, est
+}
+
+// connect311 is a 3.1.1 CONNECT of client id "zen", clean session, with
+// keepalive k seconds.
+func connect311(k byte) []byte {
+	return []byte{packets.Connect << 4, 15, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, k, 0, 3, 'z', 'e', 'n'}
+}
+
+// expect reads len(want) bytes from c and compares them with want.
+func expect(t *testing.T, c net.Conn, want []byte) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatalf("reading %x: %v", want, err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("got %x, want %x", got, want)
+	}
+}
+
+func waitServed(t *testing.T, wc *waitConn) {
+	t.Helper()
+	select {
+	case <-wc.served:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Served was not called")
+	}
+}
+
+func TestServeClient(t *testing.T) {
+	s := newServer()
+	defer s.Close()
+	before := runtime.NumGoroutine()
+	client, wc, est := dialServed(t, s)
+	if _, err := client.Write(connect311(60)); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, client, []byte{packets.Connack << 4, 2, 0, 0})
+	if err := <-est; !errors.Is(err, ErrServing) {
+		t.Fatalf("EstablishConnection: %v, want ErrServing", err)
+	}
+	// Two packets in one write, and one after a silence: both answered.
+	if _, err := client.Write([]byte{packets.Pingreq << 4, 0, packets.Pingreq << 4, 0}); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, client, []byte{packets.Pingresp << 4, 0, packets.Pingresp << 4, 0})
+	time.Sleep(50 * time.Millisecond)
+	if _, err := client.Write([]byte{packets.Pingreq << 4, 0}); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, client, []byte{packets.Pingresp << 4, 0})
+	// One goroutine serves the client: the one that established it ended.
+	if n := settledGoroutines(before + 1); n != before+1 {
+		t.Fatalf("%d goroutines while the client is connected, want %d", n, before+1)
+	}
+	if got := atomic.LoadInt64(&s.Info.ClientsConnected); got != 1 {
+		t.Fatalf("%d clients connected, want 1", got)
+	}
+	if _, err := client.Write([]byte{packets.Disconnect << 4, 0}); err != nil {
+		t.Fatal(err)
+	}
+	waitServed(t, wc)
+	if got := atomic.LoadInt64(&s.Info.ClientsConnected); got != 0 {
+		t.Fatalf("%d clients connected after the disconnect, want 0", got)
+	}
+	if _, ok := s.Clients.Get("zen"); ok {
+		t.Fatal("the clean session's client is still known")
+	}
+	if n := settledGoroutines(before); n != before {
+		t.Fatalf("%d goroutines after the client left, want %d", n, before)
+	}
+	if wc.calls.Load() != 1 {
+		t.Fatalf("Served called %d times", wc.calls.Load())
+	}
+}
+
+// settledGoroutines waits up to 5 s for the count of goroutines to be
+// want, and returns the last count.
+func settledGoroutines(want int) int {
+	n := runtime.NumGoroutine()
+	for deadline := time.Now().Add(5 * time.Second); n != want && time.Now().Before(deadline); n = runtime.NumGoroutine() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return n
+}
+
+func TestServeKeepalive(t *testing.T) {
+	s := newServer()
+	defer s.Close()
+	client, wc, est := dialServed(t, s)
+	if _, err := client.Write(connect311(1)); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, client, []byte{packets.Connack << 4, 2, 0, 0})
+	<-est
+	// Silent past 1.5 keepalives: the server ends the connection.
+	waitServed(t, wc)
+	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := client.Read(make([]byte, 1)); err == nil {
+		t.Fatalf("read %d bytes from a connection the server ended", n)
+	}
+}
+
+// panicHook panics on every packet a client sends after CONNECT.
+type panicHook struct{ HookBase }
+
+func (h *panicHook) ID() string                         { return "panic" }
+func (h *panicHook) Provides(b byte) bool               { return b == OnPacketRead }
+func (h *panicHook) SetOpts(*slog.Logger, *HookOptions) {}
+func (h *panicHook) OnPacketRead(cl *Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type != packets.Connect {
+		panic("a bug")
+	}
+	return pk, nil
+}
+
+func TestServePanic(t *testing.T) {
+	s := newServer()
+	defer s.Close()
+	_ = s.AddHook(new(panicHook), nil)
+	client, wc, est := dialServed(t, s)
+	if _, err := client.Write(connect311(60)); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, client, []byte{packets.Connack << 4, 2, 0, 0})
+	<-est
+	if _, err := client.Write([]byte{packets.Pingreq << 4, 0}); err != nil {
+		t.Fatal(err)
+	}
+	// The client ends; the process, and the server, go on.
+	waitServed(t, wc)
+	if got := atomic.LoadInt64(&s.Info.ClientsConnected); got != 0 {
+		t.Fatalf("%d clients connected, want 0", got)
+	}
+}
+
+func TestKickDrains(t *testing.T) {
+	cl, r, w := newTestClient()
+	defer cl.Stop(nil)
+	defer r.Close()
+	defer w.Close()
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pingresp}}
+	for range 3 {
+		cl.State.outbound <- &pk
+		atomic.AddInt32(&cl.State.outboundQty, 1)
+		cl.Kick()
+	}
+	expect(t, r, []byte{packets.Pingresp << 4, 0, packets.Pingresp << 4, 0, packets.Pingresp << 4, 0})
+	// Once the queue is empty the drain ends.
+	for deadline := time.Now().Add(5 * time.Second); cl.State.writing.Load(); {
+		if time.Now().After(deadline) {
+			t.Fatal("drain still running with an empty queue")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if q := atomic.LoadInt32(&cl.State.outboundQty); q != 0 {
+		t.Fatalf("outboundQty %d, want 0", q)
+	}
+}
