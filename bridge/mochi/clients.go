@@ -143,21 +143,20 @@ type Will struct {
 
 // ClientState tracks the state of the client.
 type ClientState struct {
-	TopicAliases    TopicAliases         // a map of topic aliases
-	stopCause       atomic.Value         // reason for stopping
-	Inflight        *Inflight            // a map of in-flight qos messages
-	Subscriptions   *Subscriptions       // a map of the subscription filters a client maintains
-	disconnected    int64                // the time the client disconnected in unix time, for calculating expiry
-	outbound        chan *packets.Packet // queue for pending outbound packets
-	endOnce         sync.Once            // only end once
-	isTakenOver     atomic.Bool          // used to identify orphaned clients
-	packetID        uint32               // the current highest packetID
-	open            context.Context      // indicate that the client is open for packet exchange
-	cancelOpen      context.CancelFunc   // cancel function for open context
-	outboundQty     int32                // number of messages currently in the outbound queue
-	writing         atomic.Bool          // a drain goroutine writes the outbound queue
-	Keepalive       uint16               // the number of seconds the connection can wait
-	ServerKeepalive bool                 // keepalive was set by the server
+	TopicAliases    TopicAliases       // a map of topic aliases
+	stopCause       atomic.Value       // reason for stopping
+	Inflight        *Inflight          // a map of in-flight qos messages
+	Subscriptions   *Subscriptions     // a map of the subscription filters a client maintains
+	disconnected    int64              // the time the client disconnected in unix time, for calculating expiry
+	outbound        outbound           // queue for pending outbound packets
+	endOnce         sync.Once          // only end once
+	isTakenOver     atomic.Bool        // used to identify orphaned clients
+	packetID        uint32             // the current highest packetID
+	open            context.Context    // indicate that the client is open for packet exchange
+	cancelOpen      context.CancelFunc // cancel function for open context
+	outboundQty     int32              // number of messages currently in the outbound queue
+	Keepalive       uint16             // the number of seconds the connection can wait
+	ServerKeepalive bool               // keepalive was set by the server
 }
 
 // newClient returns a new instance of Client. This is almost exclusively used by Server
@@ -172,7 +171,7 @@ func newClient(c net.Conn, o *ops) *Client {
 			open:          ctx,
 			cancelOpen:    cancel,
 			Keepalive:     defaultKeepalive,
-			outbound:      make(chan *packets.Packet, o.options.Capabilities.MaximumClientWritesPending),
+			outbound:      outbound{max: int(o.options.Capabilities.MaximumClientWritesPending)},
 		},
 		Properties: ClientProperties{
 			ProtocolVersion: defaultClientProtocolVersion, // default protocol version
@@ -191,48 +190,63 @@ func newClient(c net.Conn, o *ops) *Client {
 	return cl
 }
 
-// Kick makes sure that a goroutine writes the client's outbound queue:
-// it starts drain unless one runs. Call it after each packet queued.
-func (cl *Client) Kick() {
-	if cl.State.writing.CompareAndSwap(false, true) {
+// outbound is a client's queue of packets to write, and whether a
+// goroutine (drain) writes it. It holds memory only while it holds
+// packets: a channel of MaximumClientWritesPending was allocated whole
+// for every client, 2 KB at 256.
+type outbound struct {
+	mu      sync.Mutex
+	pks     []*packets.Packet // guarded by mu
+	max     int               // the most pks may hold
+	writing bool              // drain runs; guarded by mu
+}
+
+// len is the number of packets waiting.
+func (q *outbound) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.pks)
+}
+
+// Enqueue adds pk to the client's queue and makes sure that a goroutine
+// writes it (drain); false if the queue is full, and pk is not added.
+func (cl *Client) Enqueue(pk *packets.Packet) bool {
+	q := &cl.State.outbound
+	q.mu.Lock()
+	if len(q.pks) >= q.max {
+		q.mu.Unlock()
+		return false
+	}
+	q.pks = append(q.pks, pk)
+	atomic.AddInt32(&cl.State.outboundQty, 1)
+	start := !q.writing
+	q.writing = true
+	q.mu.Unlock()
+	if start {
 		go cl.drain()
 	}
+	return true
 }
 
-// drain writes the outbound queue until it is empty, then ends. A
-// packet queued after the queue looked empty either finds it still
-// running or starts another (Kick).
+// drain writes the queue until it is empty, then ends.
 func (cl *Client) drain() {
+	q := &cl.State.outbound
 	for {
-		select {
-		case pk := <-cl.State.outbound:
-			if err := cl.WritePacket(*pk); err != nil {
-				cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
-			}
-			atomic.AddInt32(&cl.State.outboundQty, -1)
-		default:
-			cl.State.writing.Store(false)
-			if len(cl.State.outbound) == 0 || !cl.State.writing.CompareAndSwap(false, true) {
-				return
-			}
-		}
-	}
-}
-
-// WriteLoop ranges over pending outbound messages and writes them to the client connection.
-// The server no longer runs it (see Kick); it is kept for callers of the API.
-func (cl *Client) WriteLoop() {
-	for {
-		select {
-		case pk := <-cl.State.outbound:
-			if err := cl.WritePacket(*pk); err != nil {
-				// TODO : Figure out what to do with error
-				cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
-			}
-			atomic.AddInt32(&cl.State.outboundQty, -1)
-		case <-cl.State.open.Done():
+		q.mu.Lock()
+		if len(q.pks) == 0 {
+			q.pks = nil // the memory goes with the packets
+			q.writing = false
+			q.mu.Unlock()
 			return
 		}
+		pk := q.pks[0]
+		q.pks[0] = nil
+		q.pks = q.pks[1:]
+		q.mu.Unlock()
+		if err := cl.WritePacket(*pk); err != nil {
+			cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
+		}
+		atomic.AddInt32(&cl.State.outboundQty, -1)
 	}
 }
 
@@ -632,7 +646,7 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 	n, err := func() (int64, error) {
 		cl.Lock()
 		defer cl.Unlock()
-		if len(cl.State.outbound) == 0 {
+		if cl.State.outbound.len() == 0 {
 			if cl.Net.outbuf == nil {
 				return buf.WriteTo(cl.Net.Conn)
 			}

@@ -67,6 +67,7 @@ func dialServed(t *testing.T, s *Server) (net.Conn, *waitConn, chan error) {
 		t.Fatal(err)
 	}
 	wc := &waitConn{TCPConn: sc.(*net.TCPConn), rc: rc, served: make(chan struct{})}
+	t.Cleanup(func() { wc.Close() })
 	est := make(chan error, 1)
 	go func() { est <- s.EstablishConnection("t1", wc) }()
 	return client, wc, est
@@ -102,8 +103,7 @@ func waitServed(t *testing.T, wc *waitConn) {
 
 func TestServeClient(t *testing.T) {
 	s := newServer()
-	defer s.Close()
-	before := runtime.NumGoroutine()
+	t.Cleanup(func() { s.Close() }) // after dialServed's cleanup has closed the connection
 	client, wc, est := dialServed(t, s)
 	if _, err := client.Write(connect311(60)); err != nil {
 		t.Fatal(err)
@@ -122,9 +122,10 @@ func TestServeClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect(t, client, []byte{packets.Pingresp << 4, 0})
-	// One goroutine serves the client: the one that established it ended.
-	if n := settledGoroutines(before + 1); n != before+1 {
-		t.Fatalf("%d goroutines while the client is connected, want %d", n, before+1)
+	// One goroutine serves the client (the one that established it
+	// returned ErrServing above).
+	if !settled(func() bool { return goroutinesIn("(*Server).serve(") == 1 }) {
+		t.Fatalf("%d goroutines serve the client, want 1", goroutinesIn("(*Server).serve("))
 	}
 	if got := atomic.LoadInt64(&s.Info.ClientsConnected); got != 1 {
 		t.Fatalf("%d clients connected, want 1", got)
@@ -139,27 +140,40 @@ func TestServeClient(t *testing.T) {
 	if _, ok := s.Clients.Get("zen"); ok {
 		t.Fatal("the clean session's client is still known")
 	}
-	if n := settledGoroutines(before); n != before {
-		t.Fatalf("%d goroutines after the client left, want %d", n, before)
+	if !settled(func() bool { return goroutinesIn("(*Server).serve(") == 0 }) {
+		t.Fatal("a goroutine still serves the client that left")
 	}
 	if wc.calls.Load() != 1 {
 		t.Fatalf("Served called %d times", wc.calls.Load())
 	}
 }
 
-// settledGoroutines waits up to 5 s for the count of goroutines to be
-// want, and returns the last count.
-func settledGoroutines(want int) int {
-	n := runtime.NumGoroutine()
-	for deadline := time.Now().Add(5 * time.Second); n != want && time.Now().Before(deadline); n = runtime.NumGoroutine() {
-		time.Sleep(10 * time.Millisecond)
+// settled waits up to 5 s for ok to hold, and returns whether it did.
+func settled(ok func() bool) bool {
+	for deadline := time.Now().Add(5 * time.Second); !ok(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
+}
+
+// goroutinesIn counts the goroutines with fn in their stack.
+func goroutinesIn(fn string) int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	n := 0
+	for _, g := range bytes.Split(buf, []byte("\n\n")) {
+		if bytes.Contains(g, []byte(fn)) {
+			n++
+		}
 	}
 	return n
 }
 
 func TestServeKeepalive(t *testing.T) {
 	s := newServer()
-	defer s.Close()
+	t.Cleanup(func() { s.Close() }) // after dialServed's cleanup has closed the connection
 	client, wc, est := dialServed(t, s)
 	if _, err := client.Write(connect311(1)); err != nil {
 		t.Fatal(err)
@@ -189,7 +203,7 @@ func (h *panicHook) OnPacketRead(cl *Client, pk packets.Packet) (packets.Packet,
 
 func TestServePanic(t *testing.T) {
 	s := newServer()
-	defer s.Close()
+	t.Cleanup(func() { s.Close() }) // after dialServed's cleanup has closed the connection
 	_ = s.AddHook(new(panicHook), nil)
 	client, wc, est := dialServed(t, s)
 	if _, err := client.Write(connect311(60)); err != nil {
@@ -207,22 +221,33 @@ func TestServePanic(t *testing.T) {
 	}
 }
 
-func TestKickDrains(t *testing.T) {
+func TestEnqueueDrains(t *testing.T) {
 	cl, r, w := newTestClient()
 	defer cl.Stop(nil)
 	defer r.Close()
 	defer w.Close()
 	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pingresp}}
-	for range 3 {
-		cl.State.outbound <- &pk
-		atomic.AddInt32(&cl.State.outboundQty, 1)
-		cl.Kick()
+	// As if a drain ran already: the queue fills up to its
+	// MaximumClientWritesPending, 3, and refuses the fourth.
+	cl.State.outbound.writing = true
+	for i := range 4 {
+		if ok := cl.Enqueue(&pk); ok != (i < 3) {
+			t.Fatalf("packet %d: queued %v", i+1, ok)
+		}
 	}
+	go cl.drain()
 	expect(t, r, []byte{packets.Pingresp << 4, 0, packets.Pingresp << 4, 0, packets.Pingresp << 4, 0})
-	// Once the queue is empty the drain ends.
-	for deadline := time.Now().Add(5 * time.Second); cl.State.writing.Load(); {
+	// Once the queue is empty the drain ends, and the queue holds no
+	// memory.
+	idle := func() bool {
+		q := &cl.State.outbound
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return !q.writing && q.pks == nil
+	}
+	for deadline := time.Now().Add(5 * time.Second); !idle(); {
 		if time.Now().After(deadline) {
-			t.Fatal("drain still running with an empty queue")
+			t.Fatal("drain still running, or the queue kept its memory, once empty")
 		}
 		time.Sleep(time.Millisecond)
 	}

@@ -6,6 +6,7 @@
 package mqtt
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"math"
@@ -16,6 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -145,6 +147,7 @@ type Server struct {
 	Log          *slog.Logger         // minimal no-alloc logger
 	hooks        *Hooks               // hooks contains hooks for extra functionality such as auth and persistent storage
 	inlineClient *Client              // inlineClient is a special client used for inline subscriptions and inline Publish
+	readers      sync.Pool            // *bufio.Reader of ClientNetReadBufferSize, lent to clients between their packets (serve)
 }
 
 // loop contains interval tickers for the system events loop.
@@ -548,7 +551,12 @@ func (s *Server) readAll(cl *Client, w ReadWaiter) (err error) {
 	for !cl.Closed() {
 		cl.refreshDeadline(cl.State.Keepalive)
 		if cl.Net.bconn.Buffered() == 0 {
-			if err := w.WaitReadable(); err != nil {
+			// While the client is silent its read buffer is the pool's.
+			cl.Net.bconn.Reset(nil)
+			s.readers.Put(cl.Net.bconn)
+			err := w.WaitReadable()
+			cl.Net.bconn = s.reader(cl.Net.Conn)
+			if err != nil {
 				return err
 			}
 		}
@@ -557,6 +565,15 @@ func (s *Server) readAll(cl *Client, w ReadWaiter) (err error) {
 		}
 	}
 	return nil
+}
+
+// reader returns a read buffer over c, from the pool if it has one.
+func (s *Server) reader(c net.Conn) *bufio.Reader {
+	if r, ok := s.readers.Get().(*bufio.Reader); ok {
+		r.Reset(c)
+		return r
+	}
+	return bufio.NewReaderSize(c, s.Options.ClientNetReadBufferSize)
 }
 
 // readOne reads one packet and handles it, in a frame of its own (not
@@ -1202,11 +1219,7 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 		return out, packets.CodeDisconnect
 	}
 
-	select {
-	case cl.State.outbound <- &out:
-		atomic.AddInt32(&cl.State.outboundQty, 1)
-		cl.Kick()
-	default:
+	if !cl.Enqueue(&out) {
 		atomic.AddInt64(&s.Info.MessagesDropped, 1)
 		cl.ops.hooks.OnPublishDropped(cl, pk)
 		if out.FixedHeader.Qos > 0 {
