@@ -61,3 +61,45 @@ func mustTxToken(t *testing.T) string {
 	}
 	return base64.RawURLEncoding.EncodeToString(env)
 }
+
+// TestTokenKeepsKeyUnexpanded: a token's check leaves an Ed25519 key as
+// it is (an idle device costs no expanded key); a tx's check expands it
+// for the txs to come.
+func TestTokenKeepsKeyUnexpanded(t *testing.T) {
+	key := fixedEd25519()
+	pk, _ := ParsePublicKey(pubDER(t, key))
+	now := time.Unix(1_800_000_000, 0)
+	tok, err := SignToken(key, "dev-1", testChain, now, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParseToken(tok, testChain, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // a connection checks its token twice
+		if err := got.Verify(pk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if pk.ed.Load() != nil {
+		t.Fatal("a token's check expanded the key")
+	}
+	env, err := SignTx(key, "dev-1", record("dev-1", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := DecodeTx(env, len(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Verify(pk); err != nil {
+		t.Fatal(err)
+	}
+	if pk.ed.Load() == nil {
+		t.Fatal("a tx's check left the key unexpanded")
+	}
+	if err := got.Verify(pk); err != nil {
+		t.Fatalf("the token with the expanded key: %v", err)
+	}
+}

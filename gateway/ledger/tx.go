@@ -746,12 +746,14 @@ func cborBytes(b []byte) (raw, content, rest []byte, ok bool) {
 	return b[:end], b[h:end], b[end:], true
 }
 
-// verify checks the envelope's signature with pub (see verify.go).
-func (e *envelope) verify(pub *PublicKey) error {
+// verify checks the envelope's signature with pub (see verify.go);
+// expand lets an Ed25519 key be expanded for the verifies to come, as a
+// tx's is (a token's, checked once a connection, is not).
+func (e *envelope) verify(pub *PublicKey, expand bool) error {
 	if pub.Alg != e.alg {
 		return fmt.Errorf("%w: signed with %s, key is %s", ErrBadSignature, e.alg, pub.Alg)
 	}
-	if !verifySig(pub, e.toBeSigned(), e.sig) {
+	if !verifySig(pub, e.toBeSigned(), e.sig, expand) {
 		return fmt.Errorf("%w: %v", ErrBadSignature, cose.ErrVerification)
 	}
 	return nil
@@ -800,7 +802,7 @@ func (tx *Tx) Verify(pub *PublicKey) error {
 	if tx.env == nil {
 		return fmt.Errorf("%w: tx %x has no envelope to verify", ErrPruned, tx.ID[:8])
 	}
-	return tx.env.verify(pub)
+	return tx.env.verify(pub, true)
 }
 
 // TxID is the id of an envelope: its SHA-256.

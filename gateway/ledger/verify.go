@@ -80,14 +80,19 @@ func (pub *PublicKey) expanded(k ed25519.PublicKey) *voi.ExpandedPublicKey {
 }
 
 // verifySig checks sig over msg with pub, whose algorithm the envelope's
-// header names.
-func verifySig(pub *PublicKey, msg, sig []byte) bool {
+// header names. An Ed25519 key is verified expanded if it was expanded
+// already, or if expand says to expand it.
+func verifySig(pub *PublicKey, msg, sig []byte, expand bool) bool {
 	switch k := pub.Key.(type) {
 	case ed25519.PublicKey:
 		if len(k) != ed25519.PublicKeySize || len(sig) != ed25519.SignatureSize {
 			return false
 		}
-		if x := pub.expanded(k); x != nil {
+		x := pub.ed.Load()
+		if x == nil && expand {
+			x = pub.expanded(k)
+		}
+		if x != nil {
 			return voi.VerifyExpandedWithOptions(x, msg, sig, ed25519Opts)
 		}
 		return voi.VerifyWithOptions(voi.PublicKey(k), msg, sig, ed25519Opts)

@@ -267,7 +267,7 @@ func TestEd25519Rule(t *testing.T) {
 	verdicts := map[string][2]int{} // kind -> refused, accepted
 	for i, c := range cases {
 		want := refVerify(c.pub, c.msg, c.sig)
-		got := verifySig(&PublicKey{Alg: EdDSA, Key: ed25519.PublicKey(c.pub)}, c.msg, c.sig)
+		got := verifySig(&PublicKey{Alg: EdDSA, Key: ed25519.PublicKey(c.pub)}, c.msg, c.sig, true)
 		if got != want {
 			t.Errorf("case %d (%s) pub %x msg %x sig %x: verified %v, the rule says %v", i, c.kind, c.pub, c.msg, c.sig, got, want)
 		}

@@ -91,8 +91,10 @@ func TestEd25519AsStdlib(t *testing.T) {
 		}
 		want := ed25519.Verify(c.pub, c.msg, c.sig)
 		pk := &PublicKey{Alg: EdDSA, Key: ed25519.PublicKey(c.pub)}
-		if got := verifySig(pk, c.msg, c.sig); got != want {
-			t.Errorf("case %d (%s) pub %x sig %x: verified %v, crypto/ed25519 says %v", i, c.name, c.pub, c.sig, got, want)
+		for _, expand := range []bool{false, true} { // the key as it is, then expanded
+			if got := verifySig(pk, c.msg, c.sig, expand); got != want {
+				t.Errorf("case %d (%s) pub %x sig %x, expand %v: verified %v, crypto/ed25519 says %v", i, c.name, c.pub, c.sig, expand, got, want)
+			}
 		}
 		if got := voi.VerifyWithOptions(voi.PublicKey(c.pub), c.msg, c.sig, ed25519Opts); got != want {
 			t.Errorf("case %d (%s) without an expanded key: verified %v, crypto/ed25519 says %v", i, c.name, got, want)
@@ -131,13 +133,13 @@ func FuzzVerifyAsStdlib(f *testing.F) {
 		pk := &PublicKey{Alg: EdDSA, Key: ed25519.PublicKey(pub)}
 		if len(pub) != ed25519.PublicKeySize {
 			// crypto/ed25519 panics; nothing verifies with such a key.
-			if verifySig(pk, msg, sig) {
+			if verifySig(pk, msg, sig, true) {
 				t.Fatalf("pub %x of %d bytes msg %x sig %x: verified", pub, len(pub), msg, sig)
 			}
 			return
 		}
 		want := ed25519.Verify(pub, msg, sig)
-		if got := verifySig(pk, msg, sig); got != want {
+		if got := verifySig(pk, msg, sig, true); got != want {
 			t.Fatalf("pub %x msg %x sig %x: verified %v, crypto/ed25519 says %v", pub, msg, sig, got, want)
 		}
 	})
@@ -199,7 +201,7 @@ func TestVerifyAsGoCOSE(t *testing.T) {
 			}
 			same := func(what string, e *envelope, pub *PublicKey) {
 				t.Helper()
-				got, want := e.verify(pub), goCOSEVerify(e, pub)
+				got, want := e.verify(pub, true), goCOSEVerify(e, pub)
 				if (got == nil) != (want == nil) {
 					t.Errorf("%s, payload %d bytes, %s: Verify says %v, go-cose %v", name, n, what, got, want)
 				}
