@@ -35,8 +35,10 @@ type sizeGuard struct {
 	// The socket under a plain connection, whose readability mochi may
 	// wait for (mochi.ReadWaiter); nil under TLS. served ends the
 	// connection once mochi's goroutine for the client is done.
-	rc     syscall.RawConn
-	served func()
+	rc        syscall.RawConn
+	served    func()
+	readablef func(fd uintptr) bool // readable, made once
+	polled    bool                  // WaitReadable's first look at the socket is done
 
 	mu     sync.Mutex
 	client *mochi.Client // set once CONNACK went out; nil before
@@ -250,7 +252,7 @@ func (g *sizeGuard) waitOn(raw net.Conn, served func()) {
 	if err != nil {
 		return
 	}
-	g.rc, g.served = rc, served
+	g.rc, g.served, g.readablef = rc, served, g.readable
 }
 
 // CanWaitReadable reports whether the guard can wait for its socket.
@@ -264,10 +266,25 @@ func (g *sizeGuard) WaitReadable() error {
 	if g.over {
 		return nil
 	}
-	if err := g.rc.Read(peekReadable); err != nil {
+	g.polled = false
+	if err := g.rc.Read(g.readablef); err != nil {
 		return opError(g, "read", err)
 	}
 	return nil
+}
+
+// readable is WaitReadable's RawConn.Read callback. Its first call peeks
+// at the socket: the poller forgets a readiness it saw before the call
+// (pollDesc.prepareRead). A later call comes after the poller woke the
+// wait because the socket became readable (or failed), and believes it:
+// a read to check would be one system call more a packet than a plain
+// Read makes.
+func (g *sizeGuard) readable(fd uintptr) bool {
+	if g.polled {
+		return true
+	}
+	g.polled = true
+	return peekReadable(fd)
 }
 
 // Served ends the connection: mochi's goroutine for the client is done.
