@@ -19,17 +19,44 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// waitConn is a TCP connection that is a ReadWaiter.
+// waitConn is a TCP connection that is a ReadWaiter. With park set,
+// WaitReadable parks the client: a goroutine of the connection's waits,
+// and resumes it.
 type waitConn struct {
 	*net.TCPConn
 	rc     syscall.RawConn
 	served chan struct{}
 	calls  atomic.Int32
+	park   bool
+	// While WaitReadable runs: waits counts its calls, and buffered
+	// those that found the client holding a read buffer (its client
+	// looked up in s).
+	s        *Server
+	waits    atomic.Int32
+	buffered atomic.Int32
+	parked   atomic.Int32 // clients parked, not resumed yet
 }
 
 func (c *waitConn) CanWaitReadable() bool { return true }
 
-func (c *waitConn) WaitReadable() error {
+func (c *waitConn) WaitReadable(resume func(error)) error {
+	c.waits.Add(1)
+	if cl, ok := c.s.Clients.Get("zen"); ok && cl.Net.bconn != nil {
+		c.buffered.Add(1)
+	}
+	if !c.park {
+		return c.wait()
+	}
+	c.parked.Add(1)
+	go func() {
+		err := c.wait()
+		c.parked.Add(-1)
+		resume(err)
+	}()
+	return ErrParked
+}
+
+func (c *waitConn) wait() error {
 	var b [1]byte
 	return c.rc.Read(func(fd uintptr) bool {
 		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
@@ -46,7 +73,7 @@ func (c *waitConn) Served() {
 // dialServed connects a client to s through a waitConn and returns the
 // client's end, the server's, and what EstablishConnection returned
 // (once it has).
-func dialServed(t *testing.T, s *Server) (net.Conn, *waitConn, chan error) {
+func dialServed(t *testing.T, s *Server, park bool) (net.Conn, *waitConn, chan error) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -66,7 +93,7 @@ func dialServed(t *testing.T, s *Server) (net.Conn, *waitConn, chan error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wc := &waitConn{TCPConn: sc.(*net.TCPConn), rc: rc, served: make(chan struct{})}
+	wc := &waitConn{TCPConn: sc.(*net.TCPConn), rc: rc, served: make(chan struct{}), park: park, s: s}
 	t.Cleanup(func() { wc.Close() })
 	est := make(chan error, 1)
 	go func() { est <- s.EstablishConnection("t1", wc) }()
@@ -104,7 +131,7 @@ func waitServed(t *testing.T, wc *waitConn) {
 func TestServeClient(t *testing.T) {
 	s := newServer()
 	t.Cleanup(func() { s.Close() }) // after dialServed's cleanup has closed the connection
-	client, wc, est := dialServed(t, s)
+	client, wc, est := dialServed(t, s, false)
 	if _, err := client.Write(connect311(60)); err != nil {
 		t.Fatal(err)
 	}
@@ -130,6 +157,10 @@ func TestServeClient(t *testing.T) {
 	if got := atomic.LoadInt64(&s.Info.ClientsConnected); got != 1 {
 		t.Fatalf("%d clients connected, want 1", got)
 	}
+	// While it waited, the client held no read buffer.
+	if n := wc.buffered.Load(); n != 0 || wc.waits.Load() < 3 {
+		t.Fatalf("%d of %d waits held a read buffer, want none", n, wc.waits.Load())
+	}
 	if _, err := client.Write([]byte{packets.Disconnect << 4, 0}); err != nil {
 		t.Fatal(err)
 	}
@@ -142,6 +173,50 @@ func TestServeClient(t *testing.T) {
 	}
 	if !settled(func() bool { return goroutinesIn("(*Server).serve(") == 0 }) {
 		t.Fatal("a goroutine still serves the client that left")
+	}
+	if wc.calls.Load() != 1 {
+		t.Fatalf("Served called %d times", wc.calls.Load())
+	}
+}
+
+// TestServeParked: a client parked by its connection holds no goroutine
+// while it is silent, is served again when it sends, and ends as one
+// that was never parked.
+func TestServeParked(t *testing.T) {
+	s := newServer()
+	t.Cleanup(func() { s.Close() }) // after dialServed's cleanup has closed the connection
+	client, wc, est := dialServed(t, s, true)
+	if _, err := client.Write(connect311(60)); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, client, []byte{packets.Connack << 4, 2, 0, 0})
+	if err := <-est; !errors.Is(err, ErrServing) {
+		t.Fatalf("EstablishConnection: %v, want ErrServing", err)
+	}
+	unserved := func() bool {
+		return wc.parked.Load() == 1 && goroutinesIn("(*Server).serve(") == 0 && goroutinesIn("(*Server).resume(") == 0
+	}
+	for i := range 3 {
+		if !settled(unserved) {
+			t.Fatalf("wait %d: a goroutine of the server still serves the parked client", i+1)
+		}
+		if got := atomic.LoadInt64(&s.Info.ClientsConnected); got != 1 {
+			t.Fatalf("%d clients connected while parked, want 1", got)
+		}
+		if _, err := client.Write([]byte{packets.Pingreq << 4, 0}); err != nil {
+			t.Fatal(err)
+		}
+		expect(t, client, []byte{packets.Pingresp << 4, 0})
+	}
+	if n := wc.buffered.Load(); n != 0 {
+		t.Fatalf("%d of %d waits held a read buffer, want none", n, wc.waits.Load())
+	}
+	if _, err := client.Write([]byte{packets.Disconnect << 4, 0}); err != nil {
+		t.Fatal(err)
+	}
+	waitServed(t, wc)
+	if got := atomic.LoadInt64(&s.Info.ClientsConnected); got != 0 {
+		t.Fatalf("%d clients connected after the disconnect, want 0", got)
 	}
 	if wc.calls.Load() != 1 {
 		t.Fatalf("Served called %d times", wc.calls.Load())
@@ -174,7 +249,7 @@ func goroutinesIn(fn string) int {
 func TestServeKeepalive(t *testing.T) {
 	s := newServer()
 	t.Cleanup(func() { s.Close() }) // after dialServed's cleanup has closed the connection
-	client, wc, est := dialServed(t, s)
+	client, wc, est := dialServed(t, s, false)
 	if _, err := client.Write(connect311(1)); err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +280,7 @@ func TestServePanic(t *testing.T) {
 	s := newServer()
 	t.Cleanup(func() { s.Close() }) // after dialServed's cleanup has closed the connection
 	_ = s.AddHook(new(panicHook), nil)
-	client, wc, est := dialServed(t, s)
+	client, wc, est := dialServed(t, s, false)
 	if _, err := client.Write(connect311(60)); err != nil {
 		t.Fatal(err)
 	}

@@ -503,6 +503,10 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 // must not close the connection: ReadWaiter.Served says when it may.
 var ErrServing = errors.New("client served by its own goroutine")
 
+// ErrParked is what ReadWaiter.WaitReadable returns when the connection
+// waits for the client without the client's goroutine, which then ends.
+var ErrParked = errors.New("client parked until readable")
+
 // ReadWaiter is a connection that can wait until it is readable. A
 // client connected over one is served by Server.serve, whose stack
 // shrinks while the client is silent, instead of by the goroutine that
@@ -515,7 +519,12 @@ type ReadWaiter interface {
 	// WaitReadable returns nil once a Read would not wait: bytes came,
 	// or the peer closed or failed. It returns the error of a Read if
 	// the read deadline passes or the connection is closed first.
-	WaitReadable() error
+	//
+	// Or it returns ErrParked: the connection waits on without a
+	// goroutine, and calls resume once, on a goroutine of its own, with
+	// what WaitReadable would have returned. A silent client then holds
+	// no goroutine at all.
+	WaitReadable(resume func(error)) error
 	// Served is called once, after the client's goroutine detached it.
 	Served()
 }
@@ -525,8 +534,30 @@ type ReadWaiter interface {
 // bottom of the stack, and handles it in readOne's: while the client is
 // silent nearly all of the stack is unused, and the runtime shrinks it
 // at collections (to 4 KiB), where a goroutine waiting under
-// attachClient keeps 16 KiB or more for good.
+// attachClient keeps 16 KiB or more for good. If the connection parks
+// the client (ErrParked), serve returns, and resumes on the goroutine
+// the connection starts.
 func (s *Server) serve(cl *Client, w ReadWaiter) {
+	if err := s.readAll(cl, w, false); err != ErrParked {
+		s.end(cl, w, err)
+	}
+}
+
+// resume serves cl again once its parked wait returned waited: nil if
+// the connection is readable.
+func (s *Server) resume(cl *Client, w ReadWaiter, waited error) {
+	err := waited
+	if err == nil {
+		err = s.readAll(cl, w, true)
+	}
+	if err != ErrParked {
+		s.end(cl, w, err)
+	}
+}
+
+// end detaches cl, whose read loop ended with err, and releases its
+// connection.
+func (s *Server) end(cl *Client, w ReadWaiter, err error) {
 	defer w.Served()
 	defer s.Listeners.ClientsWg.Done()
 	defer atomic.AddInt64(&s.Info.ClientsConnected, -1)
@@ -536,29 +567,37 @@ func (s *Server) serve(cl *Client, w ReadWaiter) {
 			s.Log.Error("client detach panicked", "client", cl.ID, "panic", r, "stack", string(debug.Stack()))
 		}
 	}()
-	s.detach(cl, s.readAll(cl, w))
+	s.detach(cl, err)
 }
 
-// readAll is serve's read loop. A panic while handling a packet ends
-// the client with an error, as a broken connection would.
-func (s *Server) readAll(cl *Client, w ReadWaiter) (err error) {
+// readAll is serve's read loop; readable says that the connection has
+// bytes to read already. It returns ErrParked if the connection parked
+// the client. A panic while handling a packet ends the client with an
+// error, as a broken connection would.
+func (s *Server) readAll(cl *Client, w ReadWaiter, readable bool) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			s.Log.Error("client handler panicked", "client", cl.ID, "panic", r, "stack", string(debug.Stack()))
 			err = fmt.Errorf("panic handling a packet: %v", r)
 		}
 	}()
+	resume := func(err error) { s.resume(cl, w, err) }
 	for !cl.Closed() {
 		cl.refreshDeadline(cl.State.Keepalive)
-		if cl.Net.bconn.Buffered() == 0 {
+		if r := cl.Net.bconn; r != nil && r.Buffered() == 0 {
 			// While the client is silent its read buffer is the pool's.
-			cl.Net.bconn.Reset(nil)
-			s.readers.Put(cl.Net.bconn)
-			err := w.WaitReadable()
-			cl.Net.bconn = s.reader(cl.Net.Conn)
-			if err != nil {
-				return err
+			cl.Net.bconn = nil
+			r.Reset(nil)
+			s.readers.Put(r)
+		}
+		if cl.Net.bconn == nil {
+			if !readable {
+				if err := w.WaitReadable(resume); err != nil {
+					return err
+				}
 			}
+			readable = false
+			cl.Net.bconn = s.reader(cl.Net.Conn)
 		}
 		if err := s.readOne(cl); err != nil {
 			return err

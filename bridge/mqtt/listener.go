@@ -3,6 +3,7 @@ package mqtt
 import (
 	"crypto/tls"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"runtime/debug"
@@ -31,9 +32,12 @@ type listener struct {
 	// (v5: 0x8B server shutting down) and stops them; nil: no client
 	// ever connected (a failed start).
 	disconnect func(listener string)
+	// park parks the waits of silent clients on plain TCP; nil: never.
+	// Set before Serve.
+	park *parker
 
 	mu      sync.Mutex
-	conns   map[net.Conn]struct{}
+	conns   map[net.Conn]io.Closer // by the accepted connection: what closes it (its guard once it has one)
 	closed  bool
 	serving chan struct{} // closed when Serve returns; nil if Serve never ran
 	wg      sync.WaitGroup
@@ -42,7 +46,7 @@ type listener struct {
 var _ listeners.Listener = (*listener)(nil)
 
 func newListener(id string, ln net.Listener, tlsCfg *tls.Config, maxConns int64, maxPacket uint32, log *slog.Logger, disconnect func(string)) *listener {
-	return &listener{id: id, ln: ln, tls: tlsCfg, maxConns: maxConns, maxPacket: maxPacket, log: log.With("listener", id), conns: map[net.Conn]struct{}{},
+	return &listener{id: id, ln: ln, tls: tlsCfg, maxConns: maxConns, maxPacket: maxPacket, log: log.With("listener", id), conns: map[net.Conn]io.Closer{},
 		disconnect: disconnect}
 }
 
@@ -94,7 +98,7 @@ func (l *listener) add(conn net.Conn) bool {
 	if l.closed || int64(len(l.conns)) >= l.maxConns {
 		return false
 	}
-	l.conns[conn] = struct{}{}
+	l.conns[conn] = conn
 	l.wg.Add(1)
 	return true
 }
@@ -133,7 +137,14 @@ func (l *listener) handle(raw net.Conn, establish listeners.EstablishFn) {
 	}
 	g := newSizeGuard(conn, l.maxPacket)
 	if l.tls == nil {
-		g.waitOn(raw, end)
+		g.waitOn(raw, end, l.park)
+	}
+	if g.park != nil {
+		l.mu.Lock()
+		if _, ok := l.conns[raw]; ok {
+			l.conns[raw] = g // closed through the guard, which unparks it
+		}
+		l.mu.Unlock()
 	}
 	err := establish(l.id, g)
 	if errors.Is(err, mochi.ErrServing) {
@@ -186,10 +197,13 @@ func (l *listener) Close(listeners.CloseFn) {
 	}
 	t.Stop()
 	l.mu.Lock()
-	for c := range l.conns {
+	for _, c := range l.conns {
 		c.Close()
 	}
 	l.mu.Unlock()
 	<-done
 	l.wg.Wait()
+	if l.park != nil {
+		l.park.close()
+	}
 }

@@ -33,7 +33,8 @@ var (
 // BenchmarkIdleSessions connects -mqtt.sessions enrolled devices over TCP
 // with a token, as the SDK does, and measures what each session holds in
 // the gateway (Go heap in use, goroutine stacks, goroutines, RSS of the
-// process) in four states, each after a few GCs:
+// process) in four states, each once every device is parked (parker,
+// after ParkAfter of silence) and after a few GCs:
 //
 //   - connected: CONNECT with a token, CONNACK;
 //   - subscribed: then SUBSCRIBE to the receipts, rejects and answers/#
@@ -96,15 +97,27 @@ func BenchmarkIdleSessions(b *testing.B) {
 	wg.Wait()
 
 	devs := startDevices(b, addr.String(), ids, pass)
+	baseCPU := cpuPerSecond(b, 5*time.Second)
 	before := settle(b)
+	// Each phase ends once every device, silent since, is parked: within
+	// twice the server's ParkAfter.
+	parked := func() bool { return parkedDevices(s) == n }
 	devs.do(b, "connect")
 	pollUntil(b, func() bool { return len(s.Connected()) == n })
+	pollUntil(b, parked)
 	connected := phaseEnd(b, ".connected")
 	devs.do(b, "subscribe")
+	pollUntil(b, parked)
 	subscribed := phaseEnd(b, ".subscribed")
 	devs.do(b, "ping")
+	pollUntil(b, parked)
 	pinged := phaseEnd(b, ".pinged")
+	// What the parked devices cost while none sends, beside what the
+	// process costs without devices (baseCPU): the node's and the
+	// runtime's timers.
+	idleCPU := cpuPerSecond(b, 5*time.Second)
 	devs.do(b, "publish")
+	pollUntil(b, parked)
 	published := phaseEnd(b, ".published")
 	devs.do(b, "close")
 	pollUntil(b, func() bool { return len(s.Connected()) == 0 && runtime.NumGoroutine() <= before.goroutines+10 })
@@ -122,6 +135,8 @@ func BenchmarkIdleSessions(b *testing.B) {
 		}
 	}
 	b.ReportMetric(time.Since(gone).Seconds(), "s-to-return")
+	b.ReportMetric(float64(idleCPU)/float64(time.Millisecond), "idle-cpu-ms/s")
+	b.ReportMetric(float64(baseCPU)/float64(time.Millisecond), "base-cpu-ms/s")
 
 	per := func(v, base uint64) float64 { return (float64(v) - float64(base)) / float64(n) }
 	for _, m := range []struct {
@@ -148,6 +163,25 @@ func BenchmarkIdleSessions(b *testing.B) {
 		b.Logf("%-10s %6.1f %6.1f %6.1f %6.1f %6.1f %6.1f %6d", m.name, mb(m.m.heap), mb(m.m.stack), mb(m.m.rss), mb(m.m.peak), mb(m.m.grown), mb(m.m.returned), m.m.goroutines)
 	}
 	b.Logf("RSS %.1f MB %.0f s after they left", mb(returned.rss), time.Since(gone).Seconds())
+	b.Logf("CPU a second while nothing is sent: %.2f ms with the devices parked, %.2f ms before they came", float64(idleCPU)/float64(time.Millisecond), float64(baseCPU)/float64(time.Millisecond))
+}
+
+// cpuPerSecond is the CPU time the process uses a second over d.
+func cpuPerSecond(tb testing.TB, d time.Duration) time.Duration {
+	tb.Helper()
+	start, cpu := time.Now(), cpuTime(tb)
+	time.Sleep(d)
+	return time.Duration(float64(cpuTime(tb)-cpu) / time.Since(start).Seconds())
+}
+
+// cpuTime is the CPU time the process used so far, user and system.
+func cpuTime(tb testing.TB) time.Duration {
+	tb.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // phaseEnd measures at the end of a phase: the goroutine stacks in use

@@ -38,6 +38,10 @@ type Config struct {
 	// MaxSubscriptions bounds the topic filters one client holds;
 	// default 32.
 	MaxSubscriptions int
+	// ParkAfter is how long a device on plain TCP may be silent before
+	// its goroutine is given up until it sends again (Linux; parker);
+	// default 5 s, negative: never.
+	ParkAfter time.Duration
 }
 
 // Defaults of Config.
@@ -49,6 +53,7 @@ const (
 	DefaultMaxSessionExpiry  = 3600
 	DefaultMaxDeviceSessions = 4
 	DefaultMaxSubscriptions  = 32
+	DefaultParkAfter         = 5 * time.Second
 )
 
 // Limits that are not configurable.
@@ -226,6 +231,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxSubscriptions == 0 {
 		c.MaxSubscriptions = DefaultMaxSubscriptions
 	}
+	if c.ParkAfter == 0 {
+		c.ParkAfter = DefaultParkAfter
+	}
 	return c
 }
 
@@ -323,6 +331,15 @@ func (s *Server) Start() error {
 			return fail(fmt.Errorf("mqtt: add listener %s: %w", l.addr, err))
 		}
 		s.listeners = append(s.listeners, lst)
+		if l.tls == nil && s.cfg.ParkAfter > 0 {
+			// The listener closes it. Without one, silent devices keep
+			// their goroutines: more memory, nothing else.
+			p, err := newParker(s.cfg.ParkAfter)
+			if err != nil {
+				s.log.Warn("mqtt: silent devices keep their goroutines", "error", err)
+			}
+			lst.park = p
+		}
 	}
 	if err := broker.Serve(); err != nil {
 		return fail(fmt.Errorf("mqtt: serve: %w", err))

@@ -3,6 +3,7 @@ package mqtt
 import (
 	"errors"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -39,6 +40,24 @@ type sizeGuard struct {
 	served    func()
 	readablef func(fd uintptr) bool // readable, made once
 	polled    bool                  // WaitReadable's first look at the socket is done
+	// distrust: WaitReadable looks at the socket at every wake-up of
+	// the poller, not only the first, until it returns once: the
+	// client was parked, and the poller may still hold the readiness of
+	// bytes that its goroutine read after resuming.
+	distrust bool
+
+	// Parking (parker): a wait that lasts is handed to the parker, and
+	// the goroutine ends. park is nil where waits are not parked.
+	park    *parker
+	fd      int32 // the socket
+	swept   bool  // park sweeps the guard; only the reading goroutine touches it
+	pmu     sync.Mutex
+	waiting bool        // WaitReadable waits in Go's poller; guarded by pmu
+	since   time.Time   // when that wait began; guarded by pmu
+	kicked  bool        // the sweep ended the wait to park it; guarded by pmu
+	until   time.Time   // while parked: the keepalive deadline; guarded by park.mu
+	expiry  *time.Timer // ends the client at until while parked; made at the first park; guarded by park.mu
+	resume  func(error) // while parked: mochi's, to serve the client again; guarded by park.mu
 
 	mu     sync.Mutex
 	client *mochi.Client // set once CONNACK went out; nil before
@@ -242,8 +261,9 @@ var _ mochi.ReadWaiter = (*sizeGuard)(nil)
 
 // waitOn makes the guard a mochi.ReadWaiter on raw's socket: the guard
 // must be over raw itself, or over rawIO(raw), with nothing buffered
-// between. served is called when mochi is done with the client.
-func (g *sizeGuard) waitOn(raw net.Conn, served func()) {
+// between. served is called when mochi is done with the client. With a
+// parker, waits that last are parked.
+func (g *sizeGuard) waitOn(raw net.Conn, served func(), park *parker) {
 	sc, ok := raw.(syscall.Conn)
 	if !ok {
 		return
@@ -253,6 +273,11 @@ func (g *sizeGuard) waitOn(raw net.Conn, served func()) {
 		return
 	}
 	g.rc, g.served, g.readablef = rc, served, g.readable
+	if park != nil {
+		if fd, err := parkFD(rc); err == nil {
+			g.park, g.fd = park, fd
+		}
+	}
 }
 
 // CanWaitReadable reports whether the guard can wait for its socket.
@@ -262,15 +287,84 @@ func (g *sizeGuard) CanWaitReadable() bool { return g.rc != nil }
 // has a byte to read or is at its end, without reading it. Its error is
 // the Read's: the deadline passed, or the connection was closed. After
 // a packet over the limit it returns at once: the next Read fails.
-func (g *sizeGuard) WaitReadable() error {
+//
+// A wait that the parker's sweep ends is parked: WaitReadable returns
+// mochi.ErrParked, and the parker calls resume when the socket is
+// readable, or with the Read's error when the keepalive deadline passes
+// or the connection is closed.
+func (g *sizeGuard) WaitReadable(resume func(error)) error {
 	if g.over {
 		return nil
 	}
+	if g.park == nil {
+		return g.wait()
+	}
+	if !g.swept {
+		g.swept = true
+		g.park.serve(g)
+	}
+	g.pmu.Lock()
+	g.waiting, g.since = true, time.Now()
+	g.pmu.Unlock()
+	err := g.wait()
+	g.pmu.Lock()
+	kicked := g.kicked
+	g.waiting, g.kicked = false, false
+	g.pmu.Unlock()
+	if !kicked {
+		return err
+	}
+	// The sweep set a read deadline in the past: park, or put the
+	// keepalive deadline back.
+	if errors.Is(err, os.ErrDeadlineExceeded) && (g.deadline.IsZero() || time.Now().Before(g.deadline)) {
+		until := g.deadline
+		// Before park: resume may run at once. The next SetDeadline must
+		// set the socket's.
+		g.deadline, g.distrust = time.Time{}, true
+		if g.park.park(g, until, resume) {
+			return mochi.ErrParked
+		}
+		g.deadline, g.distrust = until, false
+		_ = g.Conn.SetReadDeadline(until)
+		return g.wait()
+	}
+	_ = g.Conn.SetReadDeadline(g.deadline)
+	return err
+}
+
+// wait is WaitReadable's wait in Go's poller.
+func (g *sizeGuard) wait() error {
 	g.polled = false
-	if err := g.rc.Read(g.readablef); err != nil {
+	err := g.rc.Read(g.readablef)
+	g.distrust = false
+	if err != nil {
 		return opError(g, "read", err)
 	}
 	return nil
+}
+
+// kick ends the guard's wait, with a read deadline in the past, if it
+// has lasted idle: WaitReadable then parks it. The parker's sweep calls
+// it.
+func (g *sizeGuard) kick(now time.Time, idle time.Duration) {
+	g.pmu.Lock()
+	defer g.pmu.Unlock()
+	if g.waiting && !g.kicked && now.Sub(g.since) >= idle {
+		g.kicked = true
+		_ = g.Conn.SetReadDeadline(aLongTimeAgo)
+	}
+}
+
+// aLongTimeAgo is a deadline that has passed.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// Close closes the connection, and first unparks it: its client then
+// ends as on a Read of a closed connection.
+func (g *sizeGuard) Close() error {
+	if g.park != nil {
+		g.park.closing(g)
+	}
+	return g.Conn.Close()
 }
 
 // readable is WaitReadable's RawConn.Read callback. Its first call peeks
@@ -278,9 +372,14 @@ func (g *sizeGuard) WaitReadable() error {
 // (pollDesc.prepareRead). A later call comes after the poller woke the
 // wait because the socket became readable (or failed), and believes it:
 // a read to check would be one system call more a packet than a plain
-// Read makes.
+// Read makes. The readiness can be stale, of bytes that a Read running
+// when they came took already: then mochi's next Read waits in the
+// poller, a deeper wait that the parker's sweep does not see, until the
+// device sends again. After a park it is stale every time (the
+// resumed goroutine reads the bytes that woke the parker): the first
+// wait after one peeks at every wake-up (distrust).
 func (g *sizeGuard) readable(fd uintptr) bool {
-	if g.polled {
+	if g.polled && !g.distrust {
 		return true
 	}
 	g.polled = true
@@ -289,6 +388,9 @@ func (g *sizeGuard) readable(fd uintptr) bool {
 
 // Served ends the connection: mochi's goroutine for the client is done.
 func (g *sizeGuard) Served() {
+	if g.swept {
+		g.park.forget(g)
+	}
 	if g.served != nil {
 		g.served()
 	}
