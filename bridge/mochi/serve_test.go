@@ -330,3 +330,23 @@ func TestEnqueueDrains(t *testing.T) {
 		t.Fatalf("outboundQty %d, want 0", q)
 	}
 }
+
+// TestSubscriptionsSmall: a Subscriptions of one subscription holds a
+// pointer to it, not a map group of eight whole values (README.md).
+func TestSubscriptionsSmall(t *testing.T) {
+	const n = 2000
+	subs := make([]*Subscriptions, n)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range subs {
+		subs[i] = NewSubscriptions()
+		subs[i].Add("client", packets.Subscription{Filter: "lg/v1/dev/receipts", Qos: 1})
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if per := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / n; per > 512 {
+		t.Fatalf("a Subscriptions of one subscription holds %d bytes, want at most 512", per)
+	}
+	runtime.KeepAlive(subs)
+}

@@ -33,10 +33,7 @@ func NewTopicAliases(topicAliasMaximum uint16) TopicAliases {
 
 // NewInboundTopicAliases returns a pointer to InboundTopicAliases.
 func NewInboundTopicAliases(topicAliasMaximum uint16) *InboundTopicAliases {
-	return &InboundTopicAliases{
-		maximum:  topicAliasMaximum,
-		internal: map[uint16]string{},
-	}
+	return &InboundTopicAliases{maximum: topicAliasMaximum} // internal is made by the first Set
 }
 
 // InboundTopicAliases contains a map of topic aliases received from the client.
@@ -59,6 +56,9 @@ func (a *InboundTopicAliases) Set(id uint16, topic string) string {
 		return existing
 	}
 
+	if a.internal == nil {
+		a.internal = map[uint16]string{}
+	}
 	a.internal[id] = topic
 	return topic
 }
@@ -73,10 +73,7 @@ type OutboundTopicAliases struct {
 
 // NewOutboundTopicAliases returns a pointer to OutboundTopicAliases.
 func NewOutboundTopicAliases(topicAliasMaximum uint16) *OutboundTopicAliases {
-	return &OutboundTopicAliases{
-		maximum:  topicAliasMaximum,
-		internal: map[string]uint16{},
-	}
+	return &OutboundTopicAliases{maximum: topicAliasMaximum} // internal is made by the first Set
 }
 
 // Set sets a new topic alias for a topic and returns the alias value, and a boolean
@@ -99,6 +96,9 @@ func (a *OutboundTopicAliases) Set(topic string) (uint16, bool) {
 		return 0, false
 	}
 
+	if a.internal == nil {
+		a.internal = map[string]uint16{}
+	}
 	a.internal[topic] = uint16(i) + 1
 	atomic.StoreUint32(&a.cursor, i+1)
 	return uint16(i) + 1, false
@@ -113,15 +113,16 @@ type SharedSubscriptions struct {
 
 // NewSharedSubscriptions returns a new instance of Subscriptions.
 func NewSharedSubscriptions() *SharedSubscriptions {
-	return &SharedSubscriptions{
-		internal: map[string]map[string]packets.Subscription{},
-	}
+	return &SharedSubscriptions{} // internal is made by the first Add
 }
 
 // Add creates a new shared subscription for a group and client id pair.
 func (s *SharedSubscriptions) Add(group, id string, val packets.Subscription) {
 	s.Lock()
 	defer s.Unlock()
+	if s.internal == nil {
+		s.internal = map[string]map[string]packets.Subscription{}
+	}
 	if _, ok := s.internal[group]; !ok {
 		s.internal[group] = map[string]packets.Subscription{}
 	}
@@ -199,15 +200,16 @@ type InlineSubscriptions struct {
 
 // NewInlineSubscriptions returns a new instance of InlineSubscriptions.
 func NewInlineSubscriptions() *InlineSubscriptions {
-	return &InlineSubscriptions{
-		internal: map[int]InlineSubscription{},
-	}
+	return &InlineSubscriptions{} // internal is made by the first Add
 }
 
 // Add adds a new internal subscription for a client id.
 func (s *InlineSubscriptions) Add(val InlineSubscription) {
 	s.Lock()
 	defer s.Unlock()
+	if s.internal == nil {
+		s.internal = map[int]InlineSubscription{}
+	}
 	s.internal[val.Identifier] = val
 }
 
@@ -245,17 +247,18 @@ func (s *InlineSubscriptions) Delete(id int) {
 	delete(s.internal, id)
 }
 
-// Subscriptions is a map of subscriptions keyed on client.
+// Subscriptions is a map of subscriptions keyed on client. It holds
+// pointers: a map of one packets.Subscription value takes a group of
+// eight whole values (768 bytes), and a device's filters each have one
+// in the client's state and one in the topic index.
 type Subscriptions struct {
-	internal map[string]packets.Subscription
+	internal map[string]*packets.Subscription
 	sync.RWMutex
 }
 
 // NewSubscriptions returns a new instance of Subscriptions.
 func NewSubscriptions() *Subscriptions {
-	return &Subscriptions{
-		internal: map[string]packets.Subscription{},
-	}
+	return &Subscriptions{} // internal is made by the first Add
 }
 
 // Add adds a new subscription for a client. ID can be a filter in the
@@ -263,7 +266,10 @@ func NewSubscriptions() *Subscriptions {
 func (s *Subscriptions) Add(id string, val packets.Subscription) {
 	s.Lock()
 	defer s.Unlock()
-	s.internal[id] = val
+	if s.internal == nil {
+		s.internal = map[string]*packets.Subscription{}
+	}
+	s.internal[id] = &val
 }
 
 // GetAll returns all subscriptions.
@@ -272,7 +278,7 @@ func (s *Subscriptions) GetAll() map[string]packets.Subscription {
 	defer s.RUnlock()
 	m := map[string]packets.Subscription{}
 	for k, v := range s.internal {
-		m[k] = v
+		m[k] = *v
 	}
 	return m
 }
@@ -281,8 +287,10 @@ func (s *Subscriptions) GetAll() map[string]packets.Subscription {
 func (s *Subscriptions) Get(id string) (val packets.Subscription, ok bool) {
 	s.RLock()
 	defer s.RUnlock()
-	val, ok = s.internal[id]
-	return val, ok
+	if v, ok := s.internal[id]; ok {
+		return *v, true
+	}
+	return val, false
 }
 
 // Len returns the number of subscriptions.
@@ -776,14 +784,15 @@ type particles struct {
 
 // newParticles returns a map of particles.
 func newParticles() particles {
-	return particles{
-		internal: map[string]*particle{},
-	}
+	return particles{} // internal is made by the first add
 }
 
 // add adds a new particle.
 func (p *particles) add(val *particle) {
 	p.Lock()
+	if p.internal == nil {
+		p.internal = map[string]*particle{}
+	}
 	p.internal[val.key] = val
 	p.Unlock()
 }
