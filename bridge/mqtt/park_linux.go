@@ -90,7 +90,7 @@ func (p *parker) run() {
 		timeout := -1 // nothing to sweep: sleep until a socket, serve or close wakes it
 		p.mu.Lock()
 		if len(p.active) > 0 {
-			timeout = int(max(time.Until(next), 0) / time.Millisecond)
+			timeout = int((max(time.Until(next), 0) + time.Millisecond - 1) / time.Millisecond) // rounded up: 0 would spin
 		}
 		p.mu.Unlock()
 		n, err := syscall.EpollWait(p.epfd, events, timeout)
