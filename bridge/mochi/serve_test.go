@@ -70,10 +70,11 @@ func (c *waitConn) Served() {
 	}
 }
 
-// dialServed connects a client to s through a waitConn and returns the
-// client's end, the server's, and what EstablishConnection returned
-// (once it has).
-func dialServed(t *testing.T, s *Server, park bool) (net.Conn, *waitConn, chan error) {
+// connectServed connects client "zen" to s through a waitConn (which
+// parks it if park is set) with keepalive k seconds, checks that it is
+// served by a goroutine of its own, and returns the client's end and the
+// server's.
+func connectServed(t *testing.T, s *Server, k byte, park bool) (net.Conn, *waitConn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -97,7 +98,36 @@ func dialServed(t *testing.T, s *Server, park bool) (net.Conn, *waitConn, chan e
 	t.Cleanup(func() { wc.Close() })
 	est := make(chan error, 1)
 	go func() { est <- s.EstablishConnection("t1", wc) }()
-	return client, wc, est
+	if _, err := client.Write(connect311(k)); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, client, []byte{packets.Connack << 4, 2, 0, 0})
+	if err := <-est; !errors.Is(err, ErrServing) {
+		t.Fatalf("EstablishConnection: %v, want ErrServing", err)
+	}
+	return client, wc
+}
+
+// disconnectServed disconnects the client of connectServed and checks
+// that it is gone.
+func disconnectServed(t *testing.T, s *Server, client net.Conn, wc *waitConn) {
+	t.Helper()
+	if _, err := client.Write([]byte{packets.Disconnect << 4, 0}); err != nil {
+		t.Fatal(err)
+	}
+	waitServed(t, wc)
+	if got := atomic.LoadInt64(&s.Info.ClientsConnected); got != 0 {
+		t.Fatalf("%d clients connected after the disconnect, want 0", got)
+	}
+	if _, ok := s.Clients.Get("zen"); ok {
+		t.Fatal("the clean session's client is still known")
+	}
+	if !settled(func() bool { return goroutinesIn("(*Server).serve(") == 0 && goroutinesIn("(*Server).resume(") == 0 }) {
+		t.Fatal("a goroutine still serves the client that left")
+	}
+	if wc.calls.Load() != 1 {
+		t.Fatalf("Served called %d times", wc.calls.Load())
+	}
 }
 
 // connect311 is a 3.1.1 CONNECT of client id "zen", clean session, with
@@ -131,14 +161,7 @@ func waitServed(t *testing.T, wc *waitConn) {
 func TestServeClient(t *testing.T) {
 	s := newServer()
 	t.Cleanup(func() { s.Close() }) // after dialServed's cleanup has closed the connection
-	client, wc, est := dialServed(t, s, false)
-	if _, err := client.Write(connect311(60)); err != nil {
-		t.Fatal(err)
-	}
-	expect(t, client, []byte{packets.Connack << 4, 2, 0, 0})
-	if err := <-est; !errors.Is(err, ErrServing) {
-		t.Fatalf("EstablishConnection: %v, want ErrServing", err)
-	}
+	client, wc := connectServed(t, s, 60, false)
 	// Two packets in one write, and one after a silence: both answered.
 	if _, err := client.Write([]byte{packets.Pingreq << 4, 0, packets.Pingreq << 4, 0}); err != nil {
 		t.Fatal(err)
@@ -161,22 +184,7 @@ func TestServeClient(t *testing.T) {
 	if n := wc.buffered.Load(); n != 0 || wc.waits.Load() < 3 {
 		t.Fatalf("%d of %d waits held a read buffer, want none", n, wc.waits.Load())
 	}
-	if _, err := client.Write([]byte{packets.Disconnect << 4, 0}); err != nil {
-		t.Fatal(err)
-	}
-	waitServed(t, wc)
-	if got := atomic.LoadInt64(&s.Info.ClientsConnected); got != 0 {
-		t.Fatalf("%d clients connected after the disconnect, want 0", got)
-	}
-	if _, ok := s.Clients.Get("zen"); ok {
-		t.Fatal("the clean session's client is still known")
-	}
-	if !settled(func() bool { return goroutinesIn("(*Server).serve(") == 0 }) {
-		t.Fatal("a goroutine still serves the client that left")
-	}
-	if wc.calls.Load() != 1 {
-		t.Fatalf("Served called %d times", wc.calls.Load())
-	}
+	disconnectServed(t, s, client, wc)
 }
 
 // TestServeParked: a client parked by its connection holds no goroutine
@@ -185,14 +193,7 @@ func TestServeClient(t *testing.T) {
 func TestServeParked(t *testing.T) {
 	s := newServer()
 	t.Cleanup(func() { s.Close() }) // after dialServed's cleanup has closed the connection
-	client, wc, est := dialServed(t, s, true)
-	if _, err := client.Write(connect311(60)); err != nil {
-		t.Fatal(err)
-	}
-	expect(t, client, []byte{packets.Connack << 4, 2, 0, 0})
-	if err := <-est; !errors.Is(err, ErrServing) {
-		t.Fatalf("EstablishConnection: %v, want ErrServing", err)
-	}
+	client, wc := connectServed(t, s, 60, true)
 	unserved := func() bool {
 		return wc.parked.Load() == 1 && goroutinesIn("(*Server).serve(") == 0 && goroutinesIn("(*Server).resume(") == 0
 	}
@@ -211,16 +212,7 @@ func TestServeParked(t *testing.T) {
 	if n := wc.buffered.Load(); n != 0 {
 		t.Fatalf("%d of %d waits held a read buffer, want none", n, wc.waits.Load())
 	}
-	if _, err := client.Write([]byte{packets.Disconnect << 4, 0}); err != nil {
-		t.Fatal(err)
-	}
-	waitServed(t, wc)
-	if got := atomic.LoadInt64(&s.Info.ClientsConnected); got != 0 {
-		t.Fatalf("%d clients connected after the disconnect, want 0", got)
-	}
-	if wc.calls.Load() != 1 {
-		t.Fatalf("Served called %d times", wc.calls.Load())
-	}
+	disconnectServed(t, s, client, wc)
 }
 
 // settled waits up to 5 s for ok to hold, and returns whether it did.
@@ -249,12 +241,7 @@ func goroutinesIn(fn string) int {
 func TestServeKeepalive(t *testing.T) {
 	s := newServer()
 	t.Cleanup(func() { s.Close() }) // after dialServed's cleanup has closed the connection
-	client, wc, est := dialServed(t, s, false)
-	if _, err := client.Write(connect311(1)); err != nil {
-		t.Fatal(err)
-	}
-	expect(t, client, []byte{packets.Connack << 4, 2, 0, 0})
-	<-est
+	client, wc := connectServed(t, s, 1, false)
 	// Silent past 1.5 keepalives: the server ends the connection.
 	waitServed(t, wc)
 	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -280,12 +267,7 @@ func TestServePanic(t *testing.T) {
 	s := newServer()
 	t.Cleanup(func() { s.Close() }) // after dialServed's cleanup has closed the connection
 	_ = s.AddHook(new(panicHook), nil)
-	client, wc, est := dialServed(t, s, false)
-	if _, err := client.Write(connect311(60)); err != nil {
-		t.Fatal(err)
-	}
-	expect(t, client, []byte{packets.Connack << 4, 2, 0, 0})
-	<-est
+	client, wc := connectServed(t, s, 60, false)
 	if _, err := client.Write([]byte{packets.Pingreq << 4, 0}); err != nil {
 		t.Fatal(err)
 	}
