@@ -95,8 +95,8 @@ func (p *parker) run() {
 		p.mu.Unlock()
 		n, err := syscall.EpollWait(p.epfd, events, timeout)
 		if err != nil && err != syscall.EINTR {
-			// Cannot happen with a valid epfd and buffer; the parked wait
-			// on: their keepalive ends them, and close still works.
+			// Only a bug (a bad epfd or buffer) gives another error. Fail
+			// loudly: the parked devices would never be served again.
 			panic(fmt.Sprintf("mqtt: epoll_wait: %v", err))
 		}
 		p.mu.Lock()
