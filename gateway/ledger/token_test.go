@@ -8,18 +8,27 @@ import (
 	"time"
 )
 
-func TestToken(t *testing.T) {
+// tokenAt signs an hour's token of dev-1 with fixedEd25519 at now, and
+// parses it at parseAt; it returns the token, its parse and the key.
+func tokenAt(t *testing.T, now, parseAt time.Time) (string, *Token, *PublicKey) {
+	t.Helper()
 	key := fixedEd25519()
 	pk, _ := ParsePublicKey(pubDER(t, key))
-	now := time.Unix(1_800_000_000, 0)
 	tok, err := SignToken(key, "dev-1", testChain, now, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := ParseToken(tok, testChain, now.Add(30*time.Minute))
+	got, err := ParseToken(tok, testChain, parseAt)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return tok, got, pk
+}
+
+func TestToken(t *testing.T) {
+	key := fixedEd25519()
+	now := time.Unix(1_800_000_000, 0)
+	tok, got, pk := tokenAt(t, now, now.Add(30*time.Minute))
 	if got.Claims.Subject != "dev-1" || got.Verify(pk) != nil {
 		t.Fatalf("claims %+v", got.Claims)
 	}
@@ -66,17 +75,8 @@ func mustTxToken(t *testing.T) string {
 // it is (an idle device costs no expanded key); a tx's check expands it
 // for the txs to come.
 func TestTokenKeepsKeyUnexpanded(t *testing.T) {
-	key := fixedEd25519()
-	pk, _ := ParsePublicKey(pubDER(t, key))
 	now := time.Unix(1_800_000_000, 0)
-	tok, err := SignToken(key, "dev-1", testChain, now, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := ParseToken(tok, testChain, now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, got, pk := tokenAt(t, now, now)
 	for range 2 { // a connection checks its token twice
 		if err := got.Verify(pk); err != nil {
 			t.Fatal(err)
@@ -85,7 +85,7 @@ func TestTokenKeepsKeyUnexpanded(t *testing.T) {
 	if pk.ed.Load() != nil {
 		t.Fatal("a token's check expanded the key")
 	}
-	env, err := SignTx(key, "dev-1", record("dev-1", 1))
+	env, err := SignTx(fixedEd25519(), "dev-1", record("dev-1", 1))
 	if err != nil {
 		t.Fatal(err)
 	}
